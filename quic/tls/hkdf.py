@@ -1,0 +1,57 @@
+"""HKDF (RFC 5869) and TLS 1.3 HKDF-Expand-Label / Derive-Secret (RFC 9846 §7.1).
+
+Shared by the TLS key schedule and QUIC packet protection (RFC 9001 §5.1), which uses
+labels such as ``"quic key"``, ``"quic iv"``, ``"quic hp"`` and ``"quic ku"`` (v1) or
+``"quicv2 key"``... (RFC 9369 §3.3.2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+__all__ = ["derive_secret", "hkdf_expand", "hkdf_expand_label", "hkdf_extract"]
+
+
+def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
+    """HKDF-Extract(salt, IKM) = HMAC-Hash(salt, IKM) (RFC 5869 §2.2)."""
+    if not salt:
+        salt = bytes(hashlib.new(hash_name).digest_size)
+    return hmac.digest(salt, ikm, hash_name)
+
+
+def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-Expand(PRK, info, L) (RFC 5869 §2.3)."""
+    out = b""
+    block = b""
+    counter = 1
+    while len(out) < length:
+        block = hmac.digest(prk, block + info + bytes((counter,)), hash_name)
+        out += block
+        counter += 1
+    return out[:length]
+
+
+def hkdf_expand_label(
+    hash_name: str, secret: bytes, label: bytes, context: bytes, length: int
+) -> bytes:
+    """HKDF-Expand-Label(Secret, Label, Context, Length) (RFC 9846 §7.1).
+
+    ``label`` is given without the ``"tls13 "`` prefix, which is added here.
+    """
+    full_label = b"tls13 " + label
+    info = (
+        length.to_bytes(2, "big")
+        + bytes((len(full_label),))
+        + full_label
+        + bytes((len(context),))
+        + context
+    )
+    return hkdf_expand(hash_name, secret, info, length)
+
+
+def derive_secret(hash_name: str, secret: bytes, label: bytes, transcript_hash: bytes) -> bytes:
+    """Derive-Secret(Secret, Label, Messages) with the transcript hash precomputed."""
+    return hkdf_expand_label(
+        hash_name, secret, label, transcript_hash, hashlib.new(hash_name).digest_size
+    )
