@@ -36,6 +36,8 @@ _unpack_q = struct.Struct("!Q").unpack_from
 def varint_size(value: int) -> int:
     """Number of bytes the shortest encoding of ``value`` takes (RFC 9000 §16)."""
     if value < 0x40:
+        if value < 0:
+            raise ValueError(f"varint out of range: {value}")
         return 1
     if value < 0x4000:
         return 2

@@ -1,0 +1,130 @@
+"""Events a QUIC connection reports to the layer above (small frozen slotted dataclasses).
+
+The application drains them with ``QuicConnection.next_event()`` after feeding input or
+firing timers. They are the whole public surface of what happened on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ConnectionIdIssued",
+    "ConnectionIdRetired",
+    "ConnectionTerminated",
+    "DatagramAcknowledged",
+    "DatagramReceived",
+    "HandshakeCompleted",
+    "PingAcknowledged",
+    "ProtocolNegotiated",
+    "QuicEvent",
+    "StopSendingReceived",
+    "StreamDataReceived",
+    "StreamReset",
+    "StreamWritable",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class QuicEvent:
+    """Base class of every connection event."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolNegotiated(QuicEvent):
+    """ALPN is known (TLS EncryptedExtensions processed)."""
+
+    alpn_protocol: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeCompleted(QuicEvent):
+    """The TLS handshake finished; 1-RTT keys are installed."""
+
+    alpn_protocol: str | None
+    session_resumed: bool = False
+    early_data_accepted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTerminated(QuicEvent):
+    """The connection is closed (by either side, by idle timeout, or by an error).
+
+    ``is_application`` tells an application CONNECTION_CLOSE (0x1d) from a transport one;
+    ``by_peer`` is true when the peer sent the close.
+    """
+
+    error_code: int
+    reason_phrase: str
+    frame_type: int | None = None
+    is_application: bool = False
+    by_peer: bool = False
+    idle_timeout: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDataReceived(QuicEvent):
+    """In-order bytes arrived on a stream; ``end_stream`` when the FIN was reached."""
+
+    stream_id: int
+    data: bytes
+    end_stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReset(QuicEvent):
+    """The peer sent RESET_STREAM: its sending half of the stream is abandoned."""
+
+    stream_id: int
+    error_code: int
+    final_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopSendingReceived(QuicEvent):
+    """The peer sent STOP_SENDING; our sending half has been reset with that code."""
+
+    stream_id: int
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamWritable(QuicEvent):
+    """A stream's send buffer drained below its low-water mark (backpressure release)."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatagramReceived(QuicEvent):
+    """A DATAGRAM frame arrived (RFC 9221)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DatagramAcknowledged(QuicEvent):
+    """A datagram we sent was acknowledged (``datagram_id`` from ``send_datagram``)."""
+
+    datagram_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PingAcknowledged(QuicEvent):
+    """A PING sent with ``send_ping(uid)`` was acknowledged."""
+
+    uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionIdIssued(QuicEvent):
+    """We issued a new local connection ID: the endpoint must route it to us."""
+
+    connection_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionIdRetired(QuicEvent):
+    """A local connection ID is retired: the endpoint must stop routing it."""
+
+    connection_id: bytes

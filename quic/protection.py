@@ -1,0 +1,515 @@
+"""QUIC packet protection: keys, AEAD, header protection, key update, Retry tags.
+
+Theory of operation
+-------------------
+Every packet other than Version Negotiation and Retry is protected in two steps
+(RFC 9001 §5):
+
+1. **AEAD** (§5.3). The payload is encrypted with the suite's AEAD under a key and IV
+   derived from a traffic secret with HKDF-Expand-Label (§5.1; labels "quic key",
+   "quic iv", or "quicv2 key", "quicv2 iv" for QUIC v2, RFC 9369 §3.3.2). The nonce is
+   the IV XOR the full packet number, left-padded; the associated data is the header
+   up to and including the *unprotected* packet number.
+2. **Header protection** (§5.4). A 16-byte sample of ciphertext, taken 4 bytes after
+   the start of the Packet Number field, is turned into a 5-byte mask by AES-ECB or raw
+   ChaCha20 under the "quic hp" key. The mask hides the low 4 (long header) or 5
+   (short header) bits of the first byte and the Packet Number field.
+
+A :class:`PacketProtector` does both for one direction at one encryption level; the
+caller hands it the header exactly as built by the header encoder (first byte already
+carrying the Packet Number Length bits and, for 1-RTT, the Key Phase bit; the
+truncated packet number at its end), the plaintext payload and the full packet number.
+The payload must be long enough for the sample (:func:`min_payload_length`), and a
+long header's Length field must already count the packet number, payload and the
+16-byte tag (:data:`AEAD_TAG_LENGTH`).
+
+A :class:`PacketUnprotector` reverses it: :meth:`~PacketUnprotector.unprotect_header`
+removes header protection and recovers the full packet number,
+:meth:`~PacketUnprotector.decrypt_payload` authenticates and decrypts. They are
+separate so that a 1-RTT receiver can read the Key Phase bit before choosing which
+generation of keys to decrypt with (§6); :meth:`~PacketUnprotector.decrypt_packet`
+does both. Any failure (packet too short to sample, bad tag) raises
+:class:`DecryptionError`, which is *not* a connection error: the packet is dropped
+(§5.3, §9.5).
+
+Key update (§6.1): ``next_generation()`` derives the next secret with the "quic ku"
+label and returns a new object with the new AEAD key and IV and the *same* header
+protection key, and the Key Phase bit flipped.
+
+AEAD limits (§6.6): each protector counts the packets it encrypted against the suite's
+confidentiality limit, each unprotector the packets that failed authentication; the
+integrity limit applies to the connection, which sums the counters of all its keys.
+
+Initial keys (§5.2, RFC 9369 §3.3.1) come from :func:`initial_secrets`; Retry packets
+carry an integrity tag (§5.8, RFC 9369 §3.3.3) computed by :func:`retry_integrity_tag`.
+
+Per packet the hot path allocates only what the ``cryptography`` API forces (the AEAD
+output and the mask) plus the header copy: the AEAD object and the header protection
+cipher context (AES-ECB, or ChaCha20 with its nonce reset per packet) are built once
+per key, and the IV is kept as an int.
+
+After a successful decryption the caller still checks the Reserved Bits of the plain
+header (RFC 9000 §17.2, §17.3.1: non-zero is a PROTOCOL_VIOLATION) and, for 1-RTT,
+the key phase rules of RFC 9001 §6; this module only knows keys.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from quic.packet_number import decode_packet_number
+from quic.tls.hkdf import hkdf_expand_label, hkdf_extract
+from quic.tls.suites import SUITE_HASH, SUITE_KEY_LENGTH, CipherSuite
+from quic.versions import QuicVersion
+
+__all__ = [
+    "AEAD_TAG_LENGTH",
+    "CONFIDENTIALITY_LIMIT",
+    "INITIAL_SALT",
+    "INTEGRITY_LIMIT",
+    "IV_LENGTH",
+    "RETRY_INTEGRITY_TAG_LENGTH",
+    "SAMPLE_LENGTH",
+    "SAMPLE_OFFSET",
+    "BytesLike",
+    "DecryptionError",
+    "HeaderProtection",
+    "PacketProtector",
+    "PacketUnprotector",
+    "append_retry_integrity_tag",
+    "derive_packet_keys",
+    "initial_keys",
+    "initial_secrets",
+    "min_payload_length",
+    "next_key_phase_secret",
+    "retry_integrity_tag",
+    "retry_pseudo_packet",
+    "verify_retry_integrity",
+]
+
+BytesLike = bytes | bytearray | memoryview
+
+#: All suites usable with QUIC have a 16-byte tag (RFC 9001 §5.3).
+AEAD_TAG_LENGTH = 16
+#: AEAD nonce / IV length for every suite (RFC 9001 §5.1, RFC 5116 §3.2).
+IV_LENGTH = 12
+#: Header protection sample length (RFC 9001 §5.4.2-§5.4.4).
+SAMPLE_LENGTH = 16
+#: The sample starts this many bytes after the start of the Packet Number field
+#: (RFC 9001 §5.4.2: the Packet Number field is assumed to be 4 bytes long).
+SAMPLE_OFFSET = 4
+#: Length of the Retry Integrity Tag (RFC 9001 §5.8).
+RETRY_INTEGRITY_TAG_LENGTH = 16
+
+#: Confidentiality limit: packets encrypted under one key (RFC 9001 §6.6).
+CONFIDENTIALITY_LIMIT: dict[CipherSuite, int] = {
+    CipherSuite.TLS_AES_128_GCM_SHA256: 1 << 23,
+    CipherSuite.TLS_AES_256_GCM_SHA384: 1 << 23,
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256: 1 << 62,  # > any packet number: disregarded
+}
+#: Integrity limit: packets failing authentication within a connection (RFC 9001 §6.6).
+INTEGRITY_LIMIT: dict[CipherSuite, int] = {
+    CipherSuite.TLS_AES_128_GCM_SHA256: 1 << 52,
+    CipherSuite.TLS_AES_256_GCM_SHA384: 1 << 52,
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256: 1 << 36,
+}
+
+#: Initial salts (RFC 9001 §5.2, RFC 9369 §3.3.1).
+INITIAL_SALT: dict[int, bytes] = {
+    QuicVersion.VERSION_1: bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a"),
+    QuicVersion.VERSION_2: bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9"),
+}
+
+# HKDF labels (key, iv, hp, ku) without the "tls13 " prefix (RFC 9001 §5.1 and §6.1,
+# RFC 9369 §3.3.2).
+_LABELS: dict[int, tuple[bytes, bytes, bytes, bytes]] = {
+    QuicVersion.VERSION_1: (b"quic key", b"quic iv", b"quic hp", b"quic ku"),
+    QuicVersion.VERSION_2: (b"quicv2 key", b"quicv2 iv", b"quicv2 hp", b"quicv2 ku"),
+}
+
+_HASH_LENGTH = {"sha256": 32, "sha384": 48}
+
+# Retry Integrity Tag AEAD_AES_128_GCM key and nonce (RFC 9001 §5.8, RFC 9369 §3.3.3).
+_RETRY_KEY_NONCE: dict[int, tuple[bytes, bytes]] = {
+    QuicVersion.VERSION_1: (
+        bytes.fromhex("be0c690b9f66575a1d766b54e368c84e"),
+        bytes.fromhex("461599d35d632bf2239825bb"),
+    ),
+    QuicVersion.VERSION_2: (
+        bytes.fromhex("8fb4b01b56ac48e260fbcbcead7ccc92"),
+        bytes.fromhex("d86969bc2d7c6d9990efb04a"),
+    ),
+}
+_RETRY_AEAD: dict[int, tuple[AESGCM, bytes]] = {
+    version: (AESGCM(key), nonce) for version, (key, nonce) in _RETRY_KEY_NONCE.items()
+}
+
+_ZERO5 = bytes(5)
+_from_bytes = int.from_bytes
+_LONG_HEADER_BIT = 0x80
+_LONG_HEADER_MASK = 0x0F  # RFC 9001 §5.4.1: reserved bits and packet number length
+_SHORT_HEADER_MASK = 0x1F  # ... plus the Key Phase bit for short headers
+
+
+class DecryptionError(Exception):
+    """A packet could not be unprotected (too short to sample, or bad AEAD tag).
+
+    Not a connection error: the packet is silently dropped (RFC 9001 §5.3, §9.5).
+    """
+
+
+def _labels(version: int) -> tuple[bytes, bytes, bytes, bytes]:
+    labels = _LABELS.get(version)
+    if labels is None:
+        raise ValueError(f"no packet protection defined for QUIC version 0x{version:08x}")
+    return labels
+
+
+def min_payload_length(pn_length: int) -> int:
+    """Minimum plaintext payload for a packet whose packet number has ``pn_length`` bytes.
+
+    The packet number plus ciphertext must reach 4 bytes past the packet number start
+    plus a full sample (RFC 9001 §5.4.2): 3 bytes of frames with a 1-byte packet
+    number, 2 with 2 bytes, and so on. The caller pads with PADDING frames.
+    """
+    return max(0, SAMPLE_OFFSET + SAMPLE_LENGTH - AEAD_TAG_LENGTH - pn_length)
+
+
+def initial_secrets(version: int, dcid: bytes) -> tuple[bytes, bytes]:
+    """Return ``(client_initial_secret, server_initial_secret)`` (RFC 9001 §5.2).
+
+    ``dcid`` is the Destination Connection ID of the client's first Initial packet
+    (or the one chosen by the server in a Retry). Raises :class:`ValueError` for a
+    version without an initial salt.
+    """
+    salt = INITIAL_SALT.get(version)
+    if salt is None:
+        raise ValueError(f"no initial salt for QUIC version 0x{version:08x}")
+    initial_secret = hkdf_extract("sha256", salt, dcid)
+    return (
+        hkdf_expand_label("sha256", initial_secret, b"client in", b"", 32),
+        hkdf_expand_label("sha256", initial_secret, b"server in", b"", 32),
+    )
+
+
+def derive_packet_keys(
+    suite: CipherSuite, secret: bytes, version: int
+) -> tuple[bytes, bytes, bytes]:
+    """Return ``(key, iv, hp_key)`` for a traffic secret (RFC 9001 §5.1, RFC 9369 §3.3.2)."""
+    key_label, iv_label, hp_label, _ = _labels(version)
+    hash_name = SUITE_HASH[suite]
+    key_length = SUITE_KEY_LENGTH[suite]
+    return (
+        hkdf_expand_label(hash_name, secret, key_label, b"", key_length),
+        hkdf_expand_label(hash_name, secret, iv_label, b"", IV_LENGTH),
+        hkdf_expand_label(hash_name, secret, hp_label, b"", key_length),
+    )
+
+
+def next_key_phase_secret(suite: CipherSuite, secret: bytes, version: int) -> bytes:
+    """Derive ``secret_<n+1>`` from ``secret_<n>`` with the "quic ku" label (RFC 9001 §6.1)."""
+    hash_name = SUITE_HASH[suite]
+    return hkdf_expand_label(hash_name, secret, _labels(version)[3], b"", _HASH_LENGTH[hash_name])
+
+
+class HeaderProtection:
+    """Header protection mask function for one "quic hp" key (RFC 9001 §5.4.3, §5.4.4).
+
+    ``mask(sample)`` takes exactly :data:`SAMPLE_LENGTH` bytes and returns at least 5
+    bytes of mask. One cipher context is built per key and reused for every packet:
+    the AES variant feeds whole 16-byte blocks to an ECB context (callers check
+    lengths first, since ECB would buffer a partial block), and the ChaCha20 variant
+    resets the context's nonce to the sample.
+    """
+
+    __slots__ = ("mask", "suite")
+
+    def __init__(self, suite: CipherSuite, hp_key: bytes) -> None:
+        self.suite = suite
+        self.mask: Callable[[BytesLike], bytes]
+        if suite == CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
+            # RFC 9001 §5.4.4: counter = sample[0..3] (little-endian), nonce =
+            # sample[4..15]; cryptography's 16-byte ChaCha20 "nonce" is exactly that
+            # counter || nonce, so the sample is used as is.
+            context = Cipher(algorithms.ChaCha20(hp_key, bytes(16)), None).encryptor()
+            reset_nonce = context.reset_nonce
+            update = context.update
+
+            def chacha20_mask(sample: BytesLike) -> bytes:
+                reset_nonce(bytes(sample))
+                return update(_ZERO5)  # mask = ChaCha20(hp_key, counter, nonce, 5 zeros)
+
+            self.mask = chacha20_mask
+        else:
+            # RFC 9001 §5.4.3: mask = AES-ECB(hp_key, sample)
+            self.mask = Cipher(algorithms.AES(hp_key), modes.ECB()).encryptor().update
+
+
+def _make_aead(suite: CipherSuite, key: bytes) -> AESGCM | ChaCha20Poly1305:
+    # RFC 9001 §5.3: the AEAD negotiated by TLS.
+    if suite == CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
+        return ChaCha20Poly1305(key)
+    if suite in (CipherSuite.TLS_AES_128_GCM_SHA256, CipherSuite.TLS_AES_256_GCM_SHA384):
+        return AESGCM(key)
+    raise ValueError(f"unsupported cipher suite 0x{suite:04x}")
+
+
+class _PacketKeys:
+    """Key material common to both directions: AEAD, IV and header protection."""
+
+    __slots__ = (
+        "_aead",
+        "_hp",
+        "_iv",
+        "_secret",
+        "header_protection",
+        "key_phase",
+        "suite",
+        "version",
+    )
+
+    def __init__(
+        self,
+        suite: CipherSuite,
+        secret: bytes,
+        version: int,
+        *,
+        key_phase: int = 0,
+        header_protection: HeaderProtection | None = None,
+    ) -> None:
+        self.suite = CipherSuite(suite)  # ValueError for a suite QUIC cannot use
+        key, iv, hp_key = derive_packet_keys(self.suite, secret, version)
+        self.version = version
+        #: Key Phase bit value for this generation of 1-RTT keys (RFC 9001 §6).
+        self.key_phase = key_phase
+        self._secret = secret
+        self._aead = _make_aead(self.suite, key)
+        self._iv = int.from_bytes(iv, "big")
+        if header_protection is None:
+            header_protection = HeaderProtection(self.suite, hp_key)
+        self.header_protection = header_protection
+        self._hp = header_protection.mask
+
+    def _next_secret(self) -> bytes:
+        return next_key_phase_secret(self.suite, self._secret, self.version)
+
+
+class PacketProtector(_PacketKeys):
+    """Protects packets sent in one direction at one encryption level (RFC 9001 §5)."""
+
+    __slots__ = ("confidentiality_limit", "encrypted_packets")
+
+    def __init__(
+        self,
+        suite: CipherSuite,
+        secret: bytes,
+        version: int,
+        *,
+        key_phase: int = 0,
+        header_protection: HeaderProtection | None = None,
+    ) -> None:
+        super().__init__(
+            suite, secret, version, key_phase=key_phase, header_protection=header_protection
+        )
+        #: Packets encrypted with this key; compare with ``confidentiality_limit``.
+        self.encrypted_packets = 0
+        self.confidentiality_limit = CONFIDENTIALITY_LIMIT[self.suite]
+
+    @property
+    def confidentiality_limit_reached(self) -> bool:
+        """True once this key must not encrypt any more packets (RFC 9001 §6.6)."""
+        return self.encrypted_packets >= self.confidentiality_limit
+
+    def next_generation(self) -> PacketProtector:
+        """Keys for the next key phase: new key and IV, same hp key (RFC 9001 §6.1)."""
+        return PacketProtector(
+            self.suite,
+            self._next_secret(),
+            self.version,
+            key_phase=self.key_phase ^ 1,
+            header_protection=self.header_protection,
+        )
+
+    def encrypt_packet(self, header: BytesLike, payload: BytesLike, packet_number: int) -> bytes:
+        """Return the protected packet: protected header followed by the ciphertext.
+
+        ``header`` ends with the truncated packet number whose length is given by the
+        low two bits of its first byte; ``packet_number`` is the full packet number.
+        Raises :class:`ValueError` if ``payload`` is shorter than
+        :func:`min_payload_length` (a bug in the caller, who must pad).
+        """
+        first = header[0]
+        pn_length = (first & 0x03) + 1
+        if len(payload) + pn_length < SAMPLE_OFFSET:
+            raise ValueError("payload too short for the header protection sample")
+        pn_offset = len(header) - pn_length
+        # RFC 9001 §5.3: nonce = iv XOR packet number; AAD = unprotected header.
+        nonce = (self._iv ^ packet_number).to_bytes(IV_LENGTH, "big")
+        ciphertext = self._aead.encrypt(nonce, payload, header)
+        self.encrypted_packets += 1
+        # RFC 9001 §5.4.2: sample starts 4 bytes after the Packet Number field start.
+        sample_start = SAMPLE_OFFSET - pn_length
+        mask = self._hp(ciphertext[sample_start : sample_start + SAMPLE_LENGTH])
+        # RFC 9001 §5.4.1: mask the first byte's low bits and the packet number.
+        first ^= mask[0] & (_LONG_HEADER_MASK if first & _LONG_HEADER_BIT else _SHORT_HEADER_MASK)
+        pn_end = pn_offset + pn_length
+        protected_pn = _from_bytes(header[pn_offset:pn_end], "big") ^ _from_bytes(
+            mask[1 : 1 + pn_length], "big"
+        )
+        return b"".join(
+            (
+                bytes((first,)),
+                header[1:pn_offset],
+                protected_pn.to_bytes(pn_length, "big"),
+                ciphertext,
+            )
+        )
+
+
+class PacketUnprotector(_PacketKeys):
+    """Removes protection from packets received at one encryption level (RFC 9001 §5)."""
+
+    __slots__ = ("failed_decryptions", "integrity_limit")
+
+    def __init__(
+        self,
+        suite: CipherSuite,
+        secret: bytes,
+        version: int,
+        *,
+        key_phase: int = 0,
+        header_protection: HeaderProtection | None = None,
+    ) -> None:
+        super().__init__(
+            suite, secret, version, key_phase=key_phase, header_protection=header_protection
+        )
+        #: Packets that failed authentication with this key (RFC 9001 §6.6); the
+        #: connection sums this over all its keys and compares with ``integrity_limit``.
+        self.failed_decryptions = 0
+        self.integrity_limit = INTEGRITY_LIMIT[self.suite]
+
+    def next_generation(self) -> PacketUnprotector:
+        """Keys for the next key phase: new key and IV, same hp key (RFC 9001 §6.1)."""
+        return PacketUnprotector(
+            self.suite,
+            self._next_secret(),
+            self.version,
+            key_phase=self.key_phase ^ 1,
+            header_protection=self.header_protection,
+        )
+
+    def unprotect_header(
+        self, data: BytesLike, pn_offset: int, largest_pn: int
+    ) -> tuple[bytes, int]:
+        """Remove header protection; return ``(plain_header, packet_number)``.
+
+        ``data`` holds the packet from its first byte to its end (for a long header,
+        as given by its Length field; slice coalesced packets with a memoryview).
+        ``pn_offset`` is the offset of the Packet Number field and ``largest_pn`` the
+        largest packet number processed in this space (-1 if none). The plain header,
+        which ends with the unprotected packet number, is the AEAD associated data.
+        Raises :class:`DecryptionError` if the packet is too short to sample.
+        """
+        sample_start = pn_offset + SAMPLE_OFFSET
+        if len(data) < sample_start + SAMPLE_LENGTH or pn_offset < 1:
+            # RFC 9001 §5.4.2: packets too short for a complete sample are discarded.
+            raise DecryptionError("packet too short for the header protection sample")
+        mask = self._hp(data[sample_start : sample_start + SAMPLE_LENGTH])
+        first = data[0]
+        first ^= mask[0] & (_LONG_HEADER_MASK if first & _LONG_HEADER_BIT else _SHORT_HEADER_MASK)
+        pn_length = (first & 0x03) + 1
+        pn_end = pn_offset + pn_length
+        truncated_pn = _from_bytes(data[pn_offset:pn_end], "big") ^ _from_bytes(
+            mask[1 : 1 + pn_length], "big"
+        )
+        plain_header = b"".join(
+            (bytes((first,)), data[1:pn_offset], truncated_pn.to_bytes(pn_length, "big"))
+        )
+        # RFC 9000 §17.1 / Appendix A.3
+        return plain_header, decode_packet_number(truncated_pn, pn_length << 3, largest_pn)
+
+    def decrypt_payload(self, plain_header: bytes, packet_number: int, data: BytesLike) -> bytes:
+        """Authenticate and decrypt the payload that follows ``plain_header`` in ``data``.
+
+        Raises :class:`DecryptionError` (and counts the failure) on a bad tag.
+        """
+        # RFC 9001 §5.3: nonce = iv XOR packet number; AAD = unprotected header.
+        nonce = (self._iv ^ packet_number).to_bytes(IV_LENGTH, "big")
+        try:
+            return self._aead.decrypt(nonce, data[len(plain_header) :], plain_header)
+        except InvalidTag:
+            self.failed_decryptions += 1
+            raise DecryptionError("packet failed authentication") from None
+
+    def decrypt_packet(
+        self, data: BytesLike, pn_offset: int, largest_pn: int
+    ) -> tuple[bytes, int, bytes]:
+        """Unprotect a whole packet; return ``(plain_header, packet_number, payload)``.
+
+        See :meth:`unprotect_header` for the arguments. Raises :class:`DecryptionError`.
+        """
+        plain_header, packet_number = self.unprotect_header(data, pn_offset, largest_pn)
+        return plain_header, packet_number, self.decrypt_payload(plain_header, packet_number, data)
+
+
+def initial_keys(
+    version: int, dcid: bytes, is_client: bool
+) -> tuple[PacketProtector, PacketUnprotector]:
+    """Return ``(send, receive)`` Initial packet protection for one endpoint (RFC 9001 §5.2).
+
+    Initial packets always use AEAD_AES_128_GCM with SHA-256 (RFC 9001 §5).
+    """
+    client_secret, server_secret = initial_secrets(version, dcid)
+    send_secret, receive_secret = (
+        (client_secret, server_secret) if is_client else (server_secret, client_secret)
+    )
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    return (
+        PacketProtector(suite, send_secret, version),
+        PacketUnprotector(suite, receive_secret, version),
+    )
+
+
+def retry_pseudo_packet(original_dcid: bytes, retry_without_tag: BytesLike) -> bytes:
+    """Build the Retry Pseudo-Packet: ODCID length, ODCID, Retry packet sans tag (§5.8)."""
+    if len(original_dcid) > 255:
+        raise ValueError("original destination connection ID too long")
+    return b"".join((bytes((len(original_dcid),)), original_dcid, retry_without_tag))
+
+
+def retry_integrity_tag(version: int, pseudo_packet: BytesLike) -> bytes:
+    """Compute the 16-byte Retry Integrity Tag (RFC 9001 §5.8, RFC 9369 §3.3.3).
+
+    The tag is AEAD_AES_128_GCM with a fixed key and nonce, empty plaintext, and the
+    Retry Pseudo-Packet as associated data.
+    """
+    entry = _RETRY_AEAD.get(version)
+    if entry is None:
+        raise ValueError(f"no Retry integrity key for QUIC version 0x{version:08x}")
+    aead, nonce = entry
+    return aead.encrypt(nonce, b"", pseudo_packet)
+
+
+def append_retry_integrity_tag(
+    version: int, original_dcid: bytes, retry_without_tag: BytesLike
+) -> bytes:
+    """Return the Retry packet with its integrity tag appended (server side, §5.8)."""
+    pseudo = retry_pseudo_packet(original_dcid, retry_without_tag)
+    return bytes(retry_without_tag) + retry_integrity_tag(version, pseudo)
+
+
+def verify_retry_integrity(version: int, original_dcid: bytes, retry_packet: BytesLike) -> bool:
+    """Check the Retry Integrity Tag at the end of ``retry_packet`` (client side, §5.8).
+
+    Returns False for a packet shorter than the tag or a version without Retry keys.
+    """
+    end = len(retry_packet) - RETRY_INTEGRITY_TAG_LENGTH
+    if end < 0 or version not in _RETRY_AEAD or len(original_dcid) > 255:
+        return False
+    expected = retry_integrity_tag(version, retry_pseudo_packet(original_dcid, retry_packet[:end]))
+    return hmac.compare_digest(expected, bytes(retry_packet[end:]))

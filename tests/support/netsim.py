@@ -1,0 +1,145 @@
+"""A deterministic network simulator for Sans-I/O endpoints on a fake clock.
+
+Endpoints expose the driving API of DESIGN.md::
+
+    receive_datagram(data, addr, now)
+    datagrams_to_send(now) -> iterable of (data, addr)
+    get_timer() -> float | None
+    handle_timer(now)
+
+:class:`Network` moves datagrams between registered endpoints through :class:`Link`
+models (delay, jitter → reordering, loss, duplication, corruption, MTU) seeded by a
+``random.Random``; the clock jumps to the next delivery or timer, so a 10-second
+transfer runs in milliseconds of real time and every run with the same seed is the same.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Addr = tuple[str, int]
+
+
+class SansIoEndpoint(Protocol):
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None: ...
+
+    def datagrams_to_send(self, now: float) -> Any: ...
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+
+@dataclass
+class Link:
+    """One direction of a path."""
+
+    delay: float = 0.010
+    jitter: float = 0.0
+    loss: float = 0.0
+    duplicate: float = 0.0
+    corrupt: float = 0.0
+    mtu: int = 1500
+    bandwidth: float | None = None  # bytes/s; None = unlimited
+    drop_first: int = 0  # drop the first N datagrams (e.g. lose the first Initial)
+    # statistics
+    sent: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    _busy_until: float = field(default=0.0, repr=False)
+
+    def schedule(self, data: bytes, now: float, rng: random.Random) -> list[tuple[float, bytes]]:
+        """Return the (arrival time, payload) pairs this datagram turns into."""
+        self.sent += 1
+        if self.drop_first > 0:
+            self.drop_first -= 1
+            self.dropped += 1
+            return []
+        if len(data) > self.mtu or (self.loss and rng.random() < self.loss):
+            self.dropped += 1
+            return []
+        start = now
+        if self.bandwidth:
+            start = max(now, self._busy_until)
+            self._busy_until = start + len(data) / self.bandwidth
+        copies = 2 if self.duplicate and rng.random() < self.duplicate else 1
+        out = []
+        for _ in range(copies):
+            payload = data
+            if self.corrupt and rng.random() < self.corrupt:
+                buf = bytearray(data)
+                buf[rng.randrange(len(buf))] ^= 1 << rng.randrange(8)
+                payload = bytes(buf)
+            arrival = start + self.delay + (rng.random() * self.jitter if self.jitter else 0.0)
+            out.append((arrival, payload))
+        return out
+
+
+class Network:
+    """Endpoints by address; links by (src, dst); one fake clock."""
+
+    def __init__(self, seed: int = 0, start: float = 1000.0) -> None:
+        self.rng = random.Random(seed)
+        self.now = start
+        self.endpoints: dict[Addr, SansIoEndpoint] = {}
+        self.links: dict[tuple[Addr, Addr], Link] = {}
+        self._queue: list[tuple[float, int, Addr, Addr, bytes]] = []
+        self._seq = 0
+
+    def add(self, addr: Addr, endpoint: SansIoEndpoint) -> None:
+        self.endpoints[addr] = endpoint
+
+    def link(self, src: Addr, dst: Addr) -> Link:
+        key = (src, dst)
+        if key not in self.links:
+            self.links[key] = Link()
+        return self.links[key]
+
+    def _flush(self) -> None:
+        for src, endpoint in self.endpoints.items():
+            for data, dst in endpoint.datagrams_to_send(self.now):
+                for when, payload in self.link(src, dst).schedule(bytes(data), self.now, self.rng):
+                    self._seq += 1
+                    heapq.heappush(self._queue, (when, self._seq, src, dst, payload))
+
+    def _next_timer(self) -> float | None:
+        timers = [t for ep in self.endpoints.values() if (t := ep.get_timer()) is not None]
+        return min(timers) if timers else None
+
+    def step(self) -> bool:
+        """Advance to the next event; False when nothing is left to happen."""
+        self._flush()
+        timer = self._next_timer()
+        arrival = self._queue[0][0] if self._queue else None
+        if timer is None and arrival is None:
+            return False
+        if arrival is not None and (timer is None or arrival <= timer):
+            when, _, src, dst, payload = heapq.heappop(self._queue)
+            self.now = max(self.now, when)
+            target = self.endpoints.get(dst)
+            if target is not None:
+                self.link(src, dst).delivered += 1
+                target.receive_datagram(payload, src, self.now)
+        else:
+            assert timer is not None
+            self.now = max(self.now, timer)
+            for ep in list(self.endpoints.values()):
+                t = ep.get_timer()
+                if t is not None and t <= self.now:
+                    ep.handle_timer(self.now)
+        self._flush()
+        return True
+
+    def run(self, until: Any = None, max_time: float = 60.0, max_steps: int = 2_000_000) -> None:
+        """Step until ``until()`` is true, or quiet, or ``max_time`` simulated seconds pass."""
+        deadline = self.now + max_time
+        for _ in range(max_steps):
+            if until is not None and until():
+                return
+            if self.now > deadline or not self.step():
+                break
+        if until is not None and not until():
+            raise TimeoutError(f"condition not met by simulated t={self.now:.3f}")
