@@ -1,0 +1,242 @@
+"""TLS 1.3 key exchange groups (RFC 9846 §4.3.7, §4.3.8; draft-ietf-tls-ecdhe-mlkem).
+
+Theory of operation
+-------------------
+A TLS 1.3 client offers one ``KeyShareEntry`` per group it is willing to use up front
+(RFC 9846 §4.3.8). :func:`generate_key_share` creates the ephemeral secret for one group
+and exposes ``KeyShare.public``, the opaque ``key_exchange`` bytes for the ClientHello.
+When the ServerHello arrives, ``KeyShare.shared_secret(server_key_exchange)`` completes
+the exchange for the group the server picked.
+
+The server never keeps an ephemeral object around: :func:`server_key_exchange` takes the
+client's ``key_exchange`` bytes and returns both its own ``key_exchange`` bytes (for the
+ServerHello) and the shared secret in one step. For Diffie-Hellman-style groups that is
+"generate, then exchange"; for the hybrid KEM group it is "encapsulate".
+
+Encodings (all fixed length, no internal length markers):
+
+- ``x25519``: the 32-byte u-coordinate (RFC 9846 §4.3.8.2, RFC 7748 §6). An all-zero
+  shared secret MUST abort the handshake (RFC 9846 §7.4.2).
+- ``secp256r1`` / ``secp384r1``: ``UncompressedPointRepresentation``, i.e.
+  ``0x04 || X || Y`` (RFC 9846 §4.3.8.2). Compressed or hybrid forms are not TLS 1.3
+  encodings and are rejected; the point must lie on the curve (checked by
+  ``cryptography`` when the key is loaded). The shared secret is the x-coordinate of the
+  ECDH result (RFC 9846 §7.4.2), which is what ``exchange(ECDH())`` returns.
+- ``X25519MLKEM768`` (0x11EC, draft-ietf-tls-ecdhe-mlkem): the ML-KEM component always
+  comes first. Client share = ML-KEM-768 encapsulation key (1184) || X25519 public (32);
+  server share = ML-KEM-768 ciphertext (1088) || X25519 public (32); shared secret =
+  ML-KEM shared secret (32) || X25519 shared secret (32).
+
+Any malformed peer value raises ``TlsAlertError(illegal_parameter)``; no ``ValueError``
+from ``cryptography`` escapes this module.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from quic.tls.alerts import AlertDescription, TlsAlertError
+
+__all__ = [
+    "KEY_EXCHANGE_LENGTHS",
+    "SUPPORTED_GROUPS",
+    "KeyShare",
+    "NamedGroup",
+    "generate_key_share",
+    "server_key_exchange",
+]
+
+
+class NamedGroup(IntEnum):
+    """NamedGroup codepoints we implement (RFC 9846 §4.3.7, draft-ietf-tls-ecdhe-mlkem)."""
+
+    secp256r1 = 0x0017
+    secp384r1 = 0x0018
+    x25519 = 0x001D
+    X25519MLKEM768 = 0x11EC
+
+
+#: Our preference order (most preferred first).
+SUPPORTED_GROUPS: tuple[NamedGroup, ...] = (
+    NamedGroup.X25519MLKEM768,
+    NamedGroup.x25519,
+    NamedGroup.secp256r1,
+    NamedGroup.secp384r1,
+)
+
+_X25519_LEN = 32
+_MLKEM768_EK_LEN = 1184  # encapsulation key
+_MLKEM768_CT_LEN = 1088  # ciphertext
+_ZERO32 = bytes(32)
+
+_EC_CURVES: dict[NamedGroup, ec.EllipticCurve] = {
+    NamedGroup.secp256r1: ec.SECP256R1(),
+    NamedGroup.secp384r1: ec.SECP384R1(),
+}
+# Uncompressed point length: 1 + 2 * coordinate_length (RFC 9846 §4.3.8.2).
+_EC_POINT_LEN: dict[NamedGroup, int] = {
+    NamedGroup.secp256r1: 1 + 2 * 32,
+    NamedGroup.secp384r1: 1 + 2 * 48,
+}
+
+#: (client key_exchange length, server key_exchange length) per group.
+KEY_EXCHANGE_LENGTHS: dict[NamedGroup, tuple[int, int]] = {
+    NamedGroup.x25519: (_X25519_LEN, _X25519_LEN),
+    NamedGroup.secp256r1: (_EC_POINT_LEN[NamedGroup.secp256r1],) * 2,
+    NamedGroup.secp384r1: (_EC_POINT_LEN[NamedGroup.secp384r1],) * 2,
+    NamedGroup.X25519MLKEM768: (
+        _MLKEM768_EK_LEN + _X25519_LEN,
+        _MLKEM768_CT_LEN + _X25519_LEN,
+    ),
+}
+
+
+def _illegal(reason: str) -> TlsAlertError:
+    return TlsAlertError(AlertDescription.illegal_parameter, reason)
+
+
+def _as_group(group: int) -> NamedGroup:
+    try:
+        return NamedGroup(group)
+    except ValueError:
+        raise _illegal(f"unsupported group 0x{group:04x}") from None
+
+
+# -- primitive helpers -----------------------------------------------------------------
+
+
+def _x25519_public(key: x25519.X25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes_raw()
+
+
+def _x25519_exchange(key: x25519.X25519PrivateKey, peer: bytes) -> bytes:
+    """X25519 with the RFC 7748 §6 all-zero check (RFC 9846 §7.4.2)."""
+    if len(peer) != _X25519_LEN:
+        raise _illegal("x25519 key_exchange must be 32 bytes")
+    try:
+        secret = key.exchange(x25519.X25519PublicKey.from_public_bytes(peer))
+    except ValueError:
+        # cryptography refuses low-order points (all-zero output).
+        raise _illegal("x25519 shared secret is all zero") from None
+    if secret == _ZERO32:
+        raise _illegal("x25519 shared secret is all zero")
+    return secret
+
+
+def _ec_load_peer(group: NamedGroup, peer: bytes) -> ec.EllipticCurvePublicKey:
+    """Parse an UncompressedPointRepresentation and check it is on the curve (§4.3.8.2)."""
+    if len(peer) != _EC_POINT_LEN[group] or peer[0] != 0x04:
+        raise _illegal(f"{group.name} key_exchange must be an uncompressed point")
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(_EC_CURVES[group], peer)
+    except ValueError:
+        raise _illegal(f"{group.name} point is not on the curve") from None
+
+
+def _ec_public(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+
+
+def _ec_exchange(group: NamedGroup, key: ec.EllipticCurvePrivateKey, peer: bytes) -> bytes:
+    public = _ec_load_peer(group, peer)
+    try:
+        return key.exchange(ec.ECDH(), public)
+    except ValueError:  # pragma: no cover - on-curve points of prime-order curves
+        raise _illegal(f"{group.name} exchange failed") from None
+
+
+# -- client side -----------------------------------------------------------------------
+
+
+class KeyShare:
+    """Client-side ephemeral key for one offered group.
+
+    ``public`` is the ``key_exchange`` field of the ClientHello ``KeyShareEntry``;
+    :meth:`shared_secret` consumes the ServerHello ``key_exchange`` for the same group.
+    """
+
+    __slots__ = ("_ec", "_mlkem", "_x25519", "group", "public")
+
+    group: NamedGroup
+    public: bytes
+
+    def __init__(self, group: NamedGroup) -> None:
+        self.group = group
+        self._x25519: x25519.X25519PrivateKey | None = None
+        self._ec: ec.EllipticCurvePrivateKey | None = None
+        self._mlkem: mlkem.MLKEM768PrivateKey | None = None
+        if group is NamedGroup.x25519:
+            self._x25519 = x25519.X25519PrivateKey.generate()
+            self.public = _x25519_public(self._x25519)
+        elif group in _EC_CURVES:
+            self._ec = ec.generate_private_key(_EC_CURVES[group])
+            self.public = _ec_public(self._ec)
+        elif group is NamedGroup.X25519MLKEM768:
+            # draft-ietf-tls-ecdhe-mlkem: ML-KEM encapsulation key first, then X25519.
+            self._mlkem = mlkem.MLKEM768PrivateKey.generate()
+            self._x25519 = x25519.X25519PrivateKey.generate()
+            self.public = self._mlkem.public_key().public_bytes_raw() + _x25519_public(self._x25519)
+        else:  # pragma: no cover - NamedGroup is closed
+            raise ValueError(f"unsupported group {group!r}")
+
+    def __repr__(self) -> str:
+        return f"KeyShare(group={self.group.name}, public_len={len(self.public)})"
+
+    def shared_secret(self, server_key_exchange: bytes) -> bytes:
+        """Shared secret from the server's ``key_exchange``.
+
+        Raises ``TlsAlertError(illegal_parameter)`` when the value is malformed.
+        """
+        peer = bytes(server_key_exchange)
+        if self._mlkem is not None:
+            assert self._x25519 is not None
+            if len(peer) != _MLKEM768_CT_LEN + _X25519_LEN:
+                raise _illegal("X25519MLKEM768 server share must be 1120 bytes")
+            try:
+                kem_secret = self._mlkem.decapsulate(peer[:_MLKEM768_CT_LEN])
+            except ValueError:  # pragma: no cover - length already checked
+                raise _illegal("invalid ML-KEM-768 ciphertext") from None
+            return kem_secret + _x25519_exchange(self._x25519, peer[_MLKEM768_CT_LEN:])
+        if self._x25519 is not None:
+            return _x25519_exchange(self._x25519, peer)
+        assert self._ec is not None
+        return _ec_exchange(self.group, self._ec, peer)
+
+
+def generate_key_share(group: NamedGroup) -> KeyShare:
+    """Fresh ephemeral key share for ``group`` (client side, RFC 9846 §4.3.8)."""
+    return KeyShare(_as_group(group))
+
+
+# -- server side -----------------------------------------------------------------------
+
+
+def server_key_exchange(group: NamedGroup, client_key_exchange: bytes) -> tuple[bytes, bytes]:
+    """Server side of the exchange for the selected ``group``.
+
+    Returns ``(server_key_exchange_bytes, shared_secret)``. Raises
+    ``TlsAlertError(illegal_parameter)`` when the client's value is malformed.
+    """
+    group = _as_group(group)
+    peer = bytes(client_key_exchange)
+    if group is NamedGroup.x25519:
+        key = x25519.X25519PrivateKey.generate()
+        return _x25519_public(key), _x25519_exchange(key, peer)
+    if group is NamedGroup.X25519MLKEM768:
+        if len(peer) != _MLKEM768_EK_LEN + _X25519_LEN:
+            raise _illegal("X25519MLKEM768 client share must be 1216 bytes")
+        try:
+            # from_public_bytes performs the FIPS 203 encapsulation key check.
+            encaps_key = mlkem.MLKEM768PublicKey.from_public_bytes(peer[:_MLKEM768_EK_LEN])
+        except ValueError:
+            raise _illegal("invalid ML-KEM-768 encapsulation key") from None
+        kem_secret, ciphertext = encaps_key.encapsulate()
+        key = x25519.X25519PrivateKey.generate()
+        ecdh_secret = _x25519_exchange(key, peer[_MLKEM768_EK_LEN:])
+        return ciphertext + _x25519_public(key), kem_secret + ecdh_secret
+    public = _ec_load_peer(group, peer)
+    ec_key = ec.generate_private_key(_EC_CURVES[group])
+    return _ec_public(ec_key), ec_key.exchange(ec.ECDH(), public)

@@ -1,0 +1,377 @@
+"""Server certificate verification: chains, names, times, pinning, opt-out."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quic.tls.alerts import AlertDescription, TlsAlertError
+from quic.tls.selfsigned import SelfSignedCertificate, generate_ca_and_leaf, generate_self_signed
+from quic.tls.verify import (
+    MAX_PINNED_VALIDITY,
+    VerifyOptions,
+    load_system_roots,
+    verify_server_certificate,
+)
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+HOSTS = ("localhost", "example.test", "127.0.0.1", "::1")
+
+
+@pytest.fixture(scope="module")
+def pki() -> tuple[SelfSignedCertificate, SelfSignedCertificate]:
+    return generate_ca_and_leaf(NOW, hostnames=HOSTS, days=10)
+
+
+@pytest.fixture(scope="module")
+def self_signed() -> SelfSignedCertificate:
+    return generate_self_signed(NOW)
+
+
+def _alert_of(
+    chain: list[bytes], name: str | None, options: VerifyOptions, now: datetime = NOW
+) -> AlertDescription:
+    with pytest.raises(TlsAlertError) as exc:
+        verify_server_certificate(chain, name, now, options)
+    return exc.value.alert
+
+
+def _tampered_signature(der: bytes) -> bytes:
+    """Flip the last byte of the DER (inside the signature BIT STRING): still parses."""
+    return der[:-1] + bytes([der[-1] ^ 0x01])
+
+
+# -- normal mode -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["localhost", "example.test", "EXAMPLE.test", "example.test."])
+def test_ca_chain_verifies_with_cadata(
+    pki: tuple[SelfSignedCertificate, SelfSignedCertificate], name: str
+) -> None:
+    ca, leaf = pki
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    result = verify_server_certificate([leaf.certificate_der], name, NOW, options)
+    assert isinstance(result, x509.Certificate)
+    assert result == leaf.certificate
+
+
+def test_chain_including_root_and_naive_now(
+    pki: tuple[SelfSignedCertificate, SelfSignedCertificate],
+) -> None:
+    ca, leaf = pki
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    chain = [leaf.certificate_der, ca.certificate_der]
+    naive_now = NOW.replace(tzinfo=None)
+    assert verify_server_certificate(chain, "localhost", naive_now, options) == leaf.certificate
+
+
+def test_cafile(pki: tuple[SelfSignedCertificate, SelfSignedCertificate], tmp_path: Path) -> None:
+    ca, leaf = pki
+    cafile = tmp_path / "ca.pem"
+    cafile.write_bytes(ca.certificate_pem)
+    options = VerifyOptions(cafile=str(cafile))
+    assert verify_server_certificate([leaf.certificate_der], "localhost", NOW, options)
+    # cafile and cadata combine.
+    other_ca, other_leaf = generate_ca_and_leaf(NOW)
+    both = VerifyOptions(cafile=str(cafile), cadata=other_ca.certificate_pem)
+    assert verify_server_certificate([other_leaf.certificate_der], "localhost", NOW, both)
+    assert verify_server_certificate([leaf.certificate_der], "localhost", NOW, both)
+    missing = VerifyOptions(cafile=str(tmp_path / "missing.pem"))
+    assert _alert_of([leaf.certificate_der], "localhost", missing) is (
+        AlertDescription.internal_error
+    )
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "[::1]"])
+def test_ip_address_san(
+    pki: tuple[SelfSignedCertificate, SelfSignedCertificate], address: str
+) -> None:
+    ca, leaf = pki
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    assert verify_server_certificate([leaf.certificate_der], address, NOW, options)
+
+
+@pytest.mark.parametrize("name", ["other.test", "127.0.0.2", "::2", "sub.localhost", "localhost2"])
+def test_wrong_name_is_bad_certificate(
+    pki: tuple[SelfSignedCertificate, SelfSignedCertificate], name: str
+) -> None:
+    ca, leaf = pki
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    assert _alert_of([leaf.certificate_der], name, options) is AlertDescription.bad_certificate
+
+
+def test_ip_literal_does_not_match_dns_san() -> None:
+    """RFC 9525: an IP reference identity only matches iPAddress SANs."""
+    ca, leaf = generate_ca_and_leaf(NOW, hostnames=("127.0.0.1.example",))
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    assert _alert_of([leaf.certificate_der], "127.0.0.1", options) is (
+        AlertDescription.bad_certificate
+    )
+
+
+def test_missing_server_name(pki: tuple[SelfSignedCertificate, SelfSignedCertificate]) -> None:
+    ca, leaf = pki
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    assert _alert_of([leaf.certificate_der], None, options) is AlertDescription.bad_certificate
+
+
+@pytest.mark.parametrize(
+    "when", [NOW + timedelta(days=11), NOW - timedelta(minutes=2), NOW + timedelta(days=400)]
+)
+def test_outside_validity_is_certificate_expired(
+    pki: tuple[SelfSignedCertificate, SelfSignedCertificate], when: datetime
+) -> None:
+    ca, leaf = pki
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    assert _alert_of([leaf.certificate_der], "localhost", options, when) is (
+        AlertDescription.certificate_expired
+    )
+
+
+def test_expired_ca_is_certificate_expired() -> None:
+    ca, leaf = generate_ca_and_leaf(NOW, days=10, ca_days=2)
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    later = NOW + timedelta(days=3)
+    assert _alert_of([leaf.certificate_der], "localhost", options, later) is (
+        AlertDescription.certificate_expired
+    )
+
+
+def test_unknown_ca(pki: tuple[SelfSignedCertificate, SelfSignedCertificate]) -> None:
+    _, leaf = pki
+    other_ca, _ = generate_ca_and_leaf(NOW)
+    options = VerifyOptions(cadata=other_ca.certificate_pem)
+    assert _alert_of([leaf.certificate_der], "localhost", options) is AlertDescription.unknown_ca
+    # Supplying the (untrusted) issuer as an intermediate does not help.
+    rogue_ca, rogue_leaf = generate_ca_and_leaf(NOW)
+    chain = [rogue_leaf.certificate_der, rogue_ca.certificate_der]
+    assert _alert_of(chain, "localhost", options) is AlertDescription.unknown_ca
+
+
+def test_system_store_rejects_private_ca(
+    pki: tuple[SelfSignedCertificate, SelfSignedCertificate],
+    self_signed: SelfSignedCertificate,
+) -> None:
+    _, leaf = pki
+    if not load_system_roots():  # pragma: no cover - depends on the host
+        pytest.skip("no system trust store on this host")
+    assert _alert_of([leaf.certificate_der], "localhost", VerifyOptions()) is (
+        AlertDescription.unknown_ca
+    )
+    assert _alert_of([self_signed.certificate_der], "localhost", VerifyOptions()) is (
+        AlertDescription.unknown_ca
+    )
+
+
+def test_self_signed_as_its_own_trust_anchor(self_signed: SelfSignedCertificate) -> None:
+    options = VerifyOptions(cadata=self_signed.certificate_pem)
+    chain = [self_signed.certificate_der]
+    assert verify_server_certificate(chain, "localhost", NOW, options) == self_signed.certificate
+
+
+def test_bad_signature_rejected(pki: tuple[SelfSignedCertificate, SelfSignedCertificate]) -> None:
+    ca, leaf = pki
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    tampered = _tampered_signature(leaf.certificate_der)
+    # cryptography reports "candidates exhausted: signature does not match".
+    assert _alert_of([tampered], "localhost", options) is AlertDescription.unknown_ca
+
+
+def test_empty_chain_is_decode_error() -> None:
+    for options in (VerifyOptions(), VerifyOptions(verify=False)):
+        assert _alert_of([], "localhost", options) is AlertDescription.decode_error
+
+
+def _bad_version(der: bytes) -> bytes:
+    """Set the explicit [0] version INTEGER to 5 (not a valid X.509 version)."""
+    i = der.index(bytes.fromhex("a003020102"))
+    return der[: i + 4] + b"\x05" + der[i + 5 :]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"",
+        b"\x30\x03\x02\x01\x00",
+        b"not DER at all",
+        _bad_version(generate_self_signed(NOW).certificate_der),
+    ],
+)
+def test_unparsable_der_is_bad_certificate(garbage: bytes) -> None:
+    for options in (VerifyOptions(), VerifyOptions(verify=False)):
+        assert _alert_of([garbage], "localhost", options) is AlertDescription.bad_certificate
+
+
+# -- pinning mode ------------------------------------------------------------------------
+
+
+def test_pinning_accepts_matching_hash_without_ca(self_signed: SelfSignedCertificate) -> None:
+    digest = hashlib.sha256(self_signed.certificate_der).digest()
+    assert digest == self_signed.sha256
+    options = VerifyOptions(certificate_hashes=(b"\x00" * 32, digest))
+    # No CA, and no name check: any server name (or none) is fine.
+    for name in ("localhost", "unrelated.example", None):
+        result = verify_server_certificate([self_signed.certificate_der], name, NOW, options)
+        assert result == self_signed.certificate
+
+
+def test_pinning_rejects_other_hash(self_signed: SelfSignedCertificate) -> None:
+    options = VerifyOptions(certificate_hashes=(hashlib.sha256(b"other").digest(),))
+    assert _alert_of([self_signed.certificate_der], "localhost", options) is (
+        AlertDescription.bad_certificate
+    )
+
+
+def test_pinning_does_not_rescue_a_pinned_intermediate(self_signed: SelfSignedCertificate) -> None:
+    other = generate_self_signed(NOW)
+    options = VerifyOptions(certificate_hashes=(self_signed.sha256,))
+    chain = [other.certificate_der, self_signed.certificate_der]
+    assert _alert_of(chain, "localhost", options) is AlertDescription.bad_certificate
+
+
+def test_pinning_rejects_validity_over_14_days() -> None:
+    _, long_leaf = generate_ca_and_leaf(NOW, days=15)
+    options = VerifyOptions(certificate_hashes=(long_leaf.sha256,))
+    assert _alert_of([long_leaf.certificate_der], "localhost", options) is (
+        AlertDescription.bad_certificate
+    )
+    _, ok_leaf = generate_ca_and_leaf(NOW, days=MAX_PINNED_VALIDITY.days)
+    options = VerifyOptions(certificate_hashes=(ok_leaf.sha256,))
+    assert verify_server_certificate([ok_leaf.certificate_der], None, NOW, options)
+
+
+@pytest.mark.parametrize("when", [NOW + timedelta(days=14), NOW - timedelta(minutes=5)])
+def test_pinning_requires_current_validity(
+    self_signed: SelfSignedCertificate, when: datetime
+) -> None:
+    options = VerifyOptions(certificate_hashes=(self_signed.sha256,))
+    assert _alert_of([self_signed.certificate_der], None, options, when) is (
+        AlertDescription.certificate_expired
+    )
+
+
+def test_pinning_rejects_rsa_key() -> None:
+    rsa_cert = generate_self_signed(NOW, key_type="rsa2048")
+    options = VerifyOptions(certificate_hashes=(rsa_cert.sha256,))
+    assert _alert_of([rsa_cert.certificate_der], None, options) is (
+        AlertDescription.bad_certificate
+    )
+
+
+@pytest.mark.parametrize("key_type", ["ec-p256", "ec-p384", "ed25519"])
+def test_pinning_accepts_non_rsa_keys(key_type: str) -> None:
+    cert = generate_self_signed(NOW, key_type=key_type)
+    options = VerifyOptions(certificate_hashes=(cert.sha256,))
+    assert verify_server_certificate([cert.certificate_der], None, NOW, options)
+
+
+# -- opt-out -----------------------------------------------------------------------------
+
+
+def test_verify_false_accepts_anything(
+    pki: tuple[SelfSignedCertificate, SelfSignedCertificate],
+) -> None:
+    _, leaf = pki
+    tampered = _tampered_signature(leaf.certificate_der)
+    options = VerifyOptions(verify=False, certificate_hashes=(b"\x00" * 32,))
+    far_future = NOW + timedelta(days=3650)
+    result = verify_server_certificate([tampered, b"junk"], "wrong.example", far_future, options)
+    assert result.public_bytes(Encoding.DER) == tampered
+    assert result.subject == leaf.certificate.subject
+
+
+# -- names and robustness --------------------------------------------------------------
+
+
+def test_idn_server_name_matches_a_label_san() -> None:
+    ca, leaf = generate_ca_and_leaf(NOW, hostnames=("xn--bcher-kva.example",))
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    assert verify_server_certificate([leaf.certificate_der], "bücher.example", NOW, options)
+    assert verify_server_certificate([leaf.certificate_der], "xn--bcher-kva.example", NOW, options)
+
+
+@pytest.mark.parametrize(
+    "name", ["", ".", "a..b", "*.localhost", "localhost ", "-x-", "a" * 300, "\ud800"]
+)
+def test_unusable_server_name_is_bad_certificate(
+    pki: tuple[SelfSignedCertificate, SelfSignedCertificate], name: str
+) -> None:
+    ca, leaf = pki
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    assert _alert_of([leaf.certificate_der], name, options) is AlertDescription.bad_certificate
+
+
+_FUZZ_CA, _FUZZ_LEAF = generate_ca_and_leaf(NOW)
+_FUZZ_OPTIONS = VerifyOptions(cadata=_FUZZ_CA.certificate_pem)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    position=st.integers(min_value=0, max_value=len(_FUZZ_LEAF.certificate_der) - 1),
+    value=st.integers(min_value=0, max_value=255),
+    truncate=st.booleans(),
+)
+def test_fuzz_mutated_leaf_only_typed_errors(position: int, value: int, truncate: bool) -> None:
+    der = bytearray(_FUZZ_LEAF.certificate_der)
+    der[position] = value
+    blob = bytes(der[:position] if truncate else der)
+    for options in (_FUZZ_OPTIONS, VerifyOptions(certificate_hashes=(_FUZZ_LEAF.sha256,))):
+        try:
+            verify_server_certificate([blob], "localhost", NOW, options)
+        except TlsAlertError as exc:
+            assert exc.alert in (
+                AlertDescription.bad_certificate,
+                AlertDescription.unknown_ca,
+                AlertDescription.certificate_expired,
+            )
+        else:
+            # Accepted: the signed part (CA mode) or the whole DER (pinning) is untouched.
+            if options is _FUZZ_OPTIONS:
+                parsed = x509.load_der_x509_certificate(blob)
+                assert parsed.tbs_certificate_bytes == _FUZZ_LEAF.certificate.tbs_certificate_bytes
+            else:
+                assert blob == _FUZZ_LEAF.certificate_der
+
+
+@settings(max_examples=150, deadline=None)
+@given(chain=st.lists(st.binary(max_size=64), max_size=3), name=st.text(max_size=40))
+def test_fuzz_random_chain_and_name_only_typed_errors(chain: list[bytes], name: str) -> None:
+    for options in (_FUZZ_OPTIONS, VerifyOptions(verify=False)):
+        try:
+            verify_server_certificate(chain, name, NOW, options)
+        except TlsAlertError as exc:
+            assert exc.alert in (AlertDescription.decode_error, AlertDescription.bad_certificate)
+        else:  # pragma: no cover - random bytes are never a certificate
+            raise AssertionError("random bytes accepted as a certificate")
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.text(max_size=80))
+def test_fuzz_server_name_only_typed_errors(name: str) -> None:
+    try:
+        verify_server_certificate([_FUZZ_LEAF.certificate_der], name, NOW, _FUZZ_OPTIONS)
+    except TlsAlertError as exc:
+        assert exc.alert is AlertDescription.bad_certificate
+    else:
+        assert _names_localhost(name)
+
+
+def _names_localhost(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name.strip("[]")) == ipaddress.ip_address("127.0.0.1")
+    except ValueError:
+        pass
+    normalized = name.rstrip(".").lower()
+    try:
+        normalized = normalized.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return normalized == "localhost"
