@@ -1,0 +1,103 @@
+"""ACK generation for one packet number space (RFC 9000 §13.2).
+
+Theory of operation
+-------------------
+:class:`AckTracker` remembers which packet numbers arrived (a :class:`RangeSet`) and
+decides when an ACK frame is due:
+
+* Initial and Handshake packets are acknowledged at once (§13.2.1);
+* in the application space an ACK is due after two ack-eliciting packets or after our
+  ``max_ack_delay`` (§13.2.2), and at once when a packet arrives out of order — a gap
+  opens or a lower packet number fills one (§13.2.1);
+* non-ack-eliciting packets never make an ACK due by themselves (§13.2.1).
+
+Once an ACK we sent is itself acknowledged, packet numbers at or below the Largest
+Acknowledged it carried need not be reported again (§13.2.4): they are cleared and a
+``floor`` remembers that anything below it counts as a duplicate (§12.3), so the set
+stays small on long connections.
+"""
+
+from __future__ import annotations
+
+from quic.rangeset import RangeSet
+
+__all__ = ["MAX_ACK_RANGES", "AckTracker"]
+
+#: At most this many ACK ranges in one frame (older ones are dropped, §13.2.4).
+MAX_ACK_RANGES = 32
+
+
+class AckTracker:
+    """Received packet numbers and the ACK timer of one packet number space."""
+
+    __slots__ = (
+        "ack_eliciting_since_ack",
+        "deadline",
+        "floor",
+        "immediate",
+        "largest",
+        "largest_time",
+        "max_ack_delay",
+        "packet_tolerance",
+        "received",
+    )
+
+    def __init__(self, max_ack_delay: float, immediate: bool) -> None:
+        self.received = RangeSet()
+        self.largest = -1
+        self.largest_time = 0.0
+        self.floor = 0  # packet numbers below this were acknowledged and forgotten
+        self.max_ack_delay = max_ack_delay
+        self.immediate = immediate  # Initial/Handshake: acknowledge without delay
+        self.packet_tolerance = 2  # ack-eliciting packets before an ACK is due
+        self.ack_eliciting_since_ack = 0
+        self.deadline: float | None = None
+
+    def is_duplicate(self, pn: int) -> bool:
+        """True if ``pn`` was already received (RFC 9000 §12.3)."""
+        return pn < self.floor or pn in self.received
+
+    def on_packet(self, pn: int, ack_eliciting: bool, now: float) -> None:
+        """Record a successfully processed packet."""
+        received = self.received
+        in_order = pn == self.largest + 1 or not received
+        received.add(pn)
+        if pn > self.largest:
+            self.largest = pn
+            self.largest_time = now
+        if not ack_eliciting:
+            return
+        self.ack_eliciting_since_ack += 1
+        if self.immediate or not in_order or self.ack_eliciting_since_ack >= self.packet_tolerance:
+            self.deadline = now
+        elif self.deadline is None:
+            self.deadline = now + self.max_ack_delay
+
+    def wants_ack(self, now: float) -> bool:
+        deadline = self.deadline
+        return deadline is not None and deadline <= now
+
+    def has_ranges(self) -> bool:
+        return bool(self.received)
+
+    def ack_delay(self, now: float) -> float:
+        """Time since the largest packet arrived (RFC 9000 §19.3 ACK Delay), seconds."""
+        delay = now - self.largest_time
+        return delay if delay > 0.0 else 0.0
+
+    def ranges(self) -> tuple[tuple[int, int], ...]:
+        """Inclusive (smallest, largest) pairs, largest first, for an ACK frame."""
+        return self.received.ack_ranges_descending(MAX_ACK_RANGES)
+
+    def on_ack_sent(self) -> None:
+        self.ack_eliciting_since_ack = 0
+        self.deadline = None
+
+    def on_ack_acked(self, largest_acknowledged: int) -> None:
+        """Our ACK reporting up to ``largest_acknowledged`` arrived (§13.2.4)."""
+        floor = largest_acknowledged + 1
+        if floor > self.floor:
+            # keep the largest so that "in order" detection stays meaningful
+            limit = min(floor, self.largest)
+            self.received.clear_below(limit)
+            self.floor = limit

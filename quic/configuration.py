@@ -1,0 +1,107 @@
+"""Configuration of a QUIC connection or endpoint.
+
+One mutable dataclass, filled in by the application and read (never changed) by the
+connection. TLS settings are translated into a :class:`quic.tls.config.TlsConfig` by
+:meth:`QuicConfiguration.tls_config`. Wall-clock needs (certificate validity) go
+through ``clock``, which the asyncio layer fills in; Sans-I/O code never reads the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography import x509
+
+from quic.tls.config import DEFAULT_CIPHER_SUITES, DEFAULT_KEY_SHARE_GROUPS, TlsConfig
+from quic.tls.groups import SUPPORTED_GROUPS, NamedGroup
+from quic.tls.keylog import KeyLogCallback
+from quic.tls.signatures import PrivateKey, load_certificate_chain_pem, load_private_key_pem
+from quic.tls.suites import CipherSuite
+from quic.tls.verify import VerifyOptions
+from quic.versions import QuicVersion
+
+__all__ = ["QuicConfiguration"]
+
+
+@dataclass(kw_only=True)
+class QuicConfiguration:
+    """Settings of one QUIC endpoint (client or server)."""
+
+    is_client: bool = True
+    alpn_protocols: list[str] = field(default_factory=list)
+    server_name: str | None = None
+
+    # -- certificates -----------------------------------------------------------------
+    certificate_chain: list[x509.Certificate] = field(default_factory=list)
+    private_key: PrivateKey | None = None
+    verify_certificates: bool = True  # False: explicit insecure opt-out
+    cafile: str | None = None
+    cadata: bytes | None = None
+    server_certificate_hashes: tuple[bytes, ...] = ()  # SHA-256 of the leaf DER (pinning)
+    clock: Callable[[], datetime] | None = None  # injected wall clock (cert validity)
+
+    # -- TLS ---------------------------------------------------------------------------
+    cipher_suites: tuple[CipherSuite, ...] = DEFAULT_CIPHER_SUITES
+    groups: tuple[NamedGroup, ...] = SUPPORTED_GROUPS
+    key_share_groups: tuple[NamedGroup, ...] = DEFAULT_KEY_SHARE_GROUPS
+    keylog: KeyLogCallback | None = None
+
+    # -- transport ---------------------------------------------------------------------
+    supported_versions: tuple[int, ...] = (QuicVersion.VERSION_1,)
+    idle_timeout: float = 30.0
+    max_datagram_size: int = 1200  # UDP payload we send (no PMTU discovery yet)
+    max_udp_payload_size: int = 65527  # what we accept (transport parameter)
+    max_datagram_frame_size: int | None = 65536  # None: DATAGRAM frames disabled
+    initial_max_data: int = 4 * 1024 * 1024
+    initial_max_stream_data: int = 1024 * 1024
+    max_data_window: int = 32 * 1024 * 1024  # auto-tuning ceiling, connection
+    max_stream_data_window: int = 16 * 1024 * 1024  # auto-tuning ceiling, per stream
+    initial_max_streams_bidi: int = 128
+    initial_max_streams_uni: int = 128
+    ack_delay_exponent: int = 3
+    max_ack_delay: float = 0.025
+    active_connection_id_limit: int = 8
+    connection_id_length: int = 8
+    congestion_control: str = "newreno"
+    disable_active_migration: bool = False
+    stream_send_buffer_high: int = 1024 * 1024  # writers wait above this many buffered bytes
+    max_datagram_queue: int = 1024  # pending outgoing datagrams kept before dropping
+
+    def load_cert_chain(
+        self, certfile: str, keyfile: str | None = None, password: bytes | None = None
+    ) -> None:
+        """Load a PEM certificate chain (leaf first) and its key."""
+        with open(certfile, "rb") as fp:
+            cert_pem = fp.read()
+        key_pem = cert_pem
+        if keyfile is not None:
+            with open(keyfile, "rb") as fp:
+                key_pem = fp.read()
+        self.certificate_chain = load_certificate_chain_pem(cert_pem)
+        self.private_key = load_private_key_pem(key_pem, password)
+
+    def verify_options(self) -> VerifyOptions:
+        return VerifyOptions(
+            verify=self.verify_certificates,
+            cafile=self.cafile,
+            cadata=self.cadata,
+            certificate_hashes=tuple(self.server_certificate_hashes),
+        )
+
+    def tls_config(self) -> TlsConfig:
+        """The TLS engine settings this configuration implies."""
+        return TlsConfig(
+            is_client=self.is_client,
+            alpn_protocols=list(self.alpn_protocols),
+            server_name=self.server_name,
+            certificate_chain=list(self.certificate_chain),
+            private_key=self.private_key,
+            cipher_suites=self.cipher_suites,
+            groups=self.groups,
+            key_share_groups=self.key_share_groups,
+            verify=self.verify_options(),
+            clock=self.clock,
+            keylog=self.keylog,
+        )

@@ -1,0 +1,264 @@
+"""Congestion control interface and the NewReno controller (RFC 9002 §7, Appendix B).
+
+Theory of operation
+-------------------
+Loss recovery (:mod:`quic.recovery`) owns packet bookkeeping and tells a
+:class:`CongestionController` what happened, in bytes and send times:
+
+* ``on_packet_sent`` for every in-flight packet (ack-eliciting or PADDING-bearing);
+* ``on_packets_acked`` with the packets newly acknowledged by one ACK frame;
+* ``on_packets_lost`` with the packets declared lost at one moment: this is *one*
+  congestion event, keyed on the send time of the newest lost packet (§7.3.2, B.8);
+* ``on_ecn_ce`` when the peer-reported ECN-CE count increases (§7.1, B.7);
+* ``on_persistent_congestion`` after ``on_packets_lost`` when §7.6 applies;
+* ``on_packet_discarded`` when keys are dropped (§6.4): the bytes leave the flight
+  without any congestion reaction (B.9).
+
+Packets passed in may include ones that are not in flight (ACK-only); controllers
+ignore those. The sender asks :meth:`CongestionController.can_send` before sending a
+congestion-controlled packet; probe packets (PTO) bypass that check (§7.5).
+
+:class:`NewReno` follows §7.3: slow start below ``ssthresh`` (``None`` = infinite),
+a recovery period that starts at the detection time of a congestion event and ends
+with the acknowledgment of a packet sent after it, and byte-counting congestion
+avoidance (one max datagram size per congestion window acknowledged, RFC 3465 §2.1
+style, integer arithmetic). The window is reduced immediately on entering recovery;
+one packet may still be sent to speed up recovery (§7.3.2, B.6 ``MaybeSendOnePacket``).
+
+Underutilisation (§7.8): the window does not grow when the sender was not limited by
+it. The test is made per ACK on the bytes in flight *before* the ACK: the sender was
+window-limited if less than one datagram of room was left, or, in slow start, if at
+least half the window was in use (slow start doubles the window per round trip).
+
+:class:`Pacer` (in :mod:`quic.pacing`) is separate and optional.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from quic.recovery import SentPacket
+
+__all__ = [
+    "K_LOSS_REDUCTION_DENOMINATOR",
+    "K_LOSS_REDUCTION_NUMERATOR",
+    "CongestionController",
+    "NewReno",
+    "initial_window",
+    "minimum_window",
+]
+
+# RFC 9002 §7.3.2, B.1: kLossReductionFactor = 0.5, kept as an integer fraction.
+K_LOSS_REDUCTION_NUMERATOR = 1
+K_LOSS_REDUCTION_DENOMINATOR = 2
+
+_NEVER = float("-inf")
+
+
+def initial_window(max_datagram_size: int) -> int:
+    """RFC 9002 §7.2: min(10 * mds, max(14720, 2 * mds))."""
+    return min(10 * max_datagram_size, max(14720, 2 * max_datagram_size))
+
+
+def minimum_window(max_datagram_size: int) -> int:
+    """RFC 9002 §7.2: kMinimumWindow = 2 * max_datagram_size."""
+    return 2 * max_datagram_size
+
+
+class CongestionController(Protocol):
+    """What loss recovery needs from a congestion controller (NewReno, later CUBIC/BBR)."""
+
+    congestion_window: int
+    bytes_in_flight: int
+    ssthresh: int | None
+
+    def can_send(self, size: int) -> bool:
+        """True if a congestion-controlled packet of ``size`` bytes may be sent now."""
+        ...
+
+    def available(self) -> int:
+        """Bytes the window allows right now (0 when full)."""
+        ...
+
+    def on_packet_sent(self, sent_bytes: int, now: float) -> None:
+        """An in-flight packet of ``sent_bytes`` bytes left at ``now``."""
+        ...
+
+    def on_packets_acked(self, packets: Sequence[SentPacket], now: float) -> None:
+        """Packets newly acknowledged by one ACK frame."""
+        ...
+
+    def on_packets_lost(self, packets: Sequence[SentPacket], now: float) -> None:
+        """Packets declared lost together: one congestion event (RFC 9002 §7.3.2)."""
+        ...
+
+    def on_ecn_ce(self, sent_time: float, now: float) -> None:
+        """The peer's ECN-CE count rose; ``sent_time`` of the largest acked (§7.1, B.7)."""
+        ...
+
+    def on_persistent_congestion(self, now: float) -> None:
+        """RFC 9002 §7.6.2: collapse to the minimum window."""
+        ...
+
+    def on_packet_discarded(self, packet: SentPacket) -> None:
+        """Keys dropped (RFC 9002 §6.4): forget the bytes, no congestion reaction."""
+        ...
+
+
+class NewReno:
+    """The RFC 9002 §7 congestion controller."""
+
+    __slots__ = (
+        "_ca_bytes_acked",
+        "_may_send_one",
+        "bytes_in_flight",
+        "congestion_recovery_start_time",
+        "congestion_window",
+        "max_datagram_size",
+        "ssthresh",
+    )
+
+    def __init__(self, max_datagram_size: int = 1200) -> None:
+        if max_datagram_size < 1200:
+            raise ValueError("max_datagram_size must be at least 1200 (RFC 9000 §14)")
+        self.max_datagram_size = max_datagram_size
+        self.congestion_window = initial_window(max_datagram_size)
+        self.bytes_in_flight = 0
+        #: Slow start threshold; ``None`` stands for infinity (RFC 9002 B.3).
+        self.ssthresh: int | None = None
+        #: Detection time of the current recovery period; -inf when none (B.2).
+        self.congestion_recovery_start_time = _NEVER
+        self._ca_bytes_acked = 0  # congestion avoidance byte counter (RFC 3465 §2.1)
+        self._may_send_one = False  # B.6 MaybeSendOnePacket allowance
+
+    # -- queries ----------------------------------------------------------------------
+
+    @property
+    def minimum_window(self) -> int:
+        return minimum_window(self.max_datagram_size)
+
+    @property
+    def in_slow_start(self) -> bool:
+        return self.ssthresh is None or self.congestion_window < self.ssthresh
+
+    def in_recovery(self, sent_time: float) -> bool:
+        """B.5 InCongestionRecovery: was a packet sent at ``sent_time`` sent before it began."""
+        return sent_time <= self.congestion_recovery_start_time
+
+    def can_send(self, size: int) -> bool:
+        return self.bytes_in_flight + size <= self.congestion_window or self._may_send_one
+
+    def available(self) -> int:
+        room = self.congestion_window - self.bytes_in_flight
+        if room <= 0:
+            return self.max_datagram_size if self._may_send_one else 0
+        return room
+
+    # -- events -----------------------------------------------------------------------
+
+    def on_packet_sent(self, sent_bytes: int, now: float) -> None:
+        self.bytes_in_flight += sent_bytes
+        self._may_send_one = False
+
+    def on_packets_acked(self, packets: Sequence[SentPacket], now: float) -> None:
+        limited = self._window_limited(self.bytes_in_flight)
+        recovery_start = self.congestion_recovery_start_time
+        mds = self.max_datagram_size
+        for packet in packets:
+            if not packet.in_flight:
+                continue
+            size = packet.size
+            self.bytes_in_flight -= size
+            # RFC 9002 §7.8: no growth when the window was not the limiting factor.
+            # RFC 9002 §7.3.2: no growth for packets sent before/at recovery start.
+            if not limited or packet.time_sent <= recovery_start:
+                continue
+            ssthresh = self.ssthresh
+            if ssthresh is None or self.congestion_window < ssthresh:
+                self.congestion_window += size  # §7.3.1 slow start
+            else:
+                # §7.3.3 congestion avoidance: at most one mds per window acknowledged.
+                counted = self._ca_bytes_acked + size
+                cwnd = self.congestion_window
+                while counted >= cwnd:
+                    counted -= cwnd
+                    cwnd += mds
+                self.congestion_window = cwnd
+                self._ca_bytes_acked = counted
+        if self.bytes_in_flight < 0:  # never trust arithmetic across a key discard
+            self.bytes_in_flight = 0
+
+    def on_packets_lost(self, packets: Sequence[SentPacket], now: float) -> None:
+        newest_lost = _NEVER
+        for packet in packets:
+            if packet.in_flight:
+                self.bytes_in_flight -= packet.size
+                if packet.time_sent > newest_lost:
+                    newest_lost = packet.time_sent
+        if self.bytes_in_flight < 0:
+            self.bytes_in_flight = 0
+        if newest_lost != _NEVER:  # B.8: only in-flight losses are congestion events
+            self._on_congestion_event(newest_lost, now)
+
+    def on_ecn_ce(self, sent_time: float, now: float) -> None:
+        self._on_congestion_event(sent_time, now)  # RFC 9002 §7.1, B.7
+
+    def on_persistent_congestion(self, now: float) -> None:
+        # RFC 9002 §7.6.2, B.8: minimum window, leave recovery (so slow start resumes).
+        self.congestion_window = self.minimum_window
+        self.congestion_recovery_start_time = _NEVER
+        self._ca_bytes_acked = 0
+        self._may_send_one = False
+
+    def on_packet_discarded(self, packet: SentPacket) -> None:
+        if packet.in_flight:  # RFC 9002 B.9
+            self.bytes_in_flight -= packet.size
+            if self.bytes_in_flight < 0:
+                self.bytes_in_flight = 0
+
+    def set_max_datagram_size(self, max_datagram_size: int) -> None:
+        """Apply a new path MTU (RFC 9002 §7.2).
+
+        Before any congestion feedback (still at the initial window, no ssthresh) the
+        window is recomputed as the new initial window; otherwise it is only kept at or
+        above the new minimum window.
+        """
+        if max_datagram_size < 1200:
+            raise ValueError("max_datagram_size must be at least 1200 (RFC 9000 §14)")
+        old_initial = initial_window(self.max_datagram_size)
+        self.max_datagram_size = max_datagram_size
+        if self.ssthresh is None and self.congestion_window == old_initial:
+            self.congestion_window = initial_window(max_datagram_size)
+        elif self.congestion_window < self.minimum_window:
+            self.congestion_window = self.minimum_window
+
+    # -- internals --------------------------------------------------------------------
+
+    def _window_limited(self, prior_in_flight: int) -> bool:
+        """RFC 9002 §7.8: was the congestion window what limited sending?"""
+        cwnd = self.congestion_window
+        if prior_in_flight + self.max_datagram_size > cwnd:
+            return True
+        return self.in_slow_start and 2 * prior_in_flight >= cwnd
+
+    def _on_congestion_event(self, sent_time: float, now: float) -> None:
+        # RFC 9002 §7.3.2, B.6: one reduction per recovery period.
+        if sent_time <= self.congestion_recovery_start_time:
+            return
+        self.congestion_recovery_start_time = now
+        ssthresh = (
+            self.congestion_window * K_LOSS_REDUCTION_NUMERATOR // K_LOSS_REDUCTION_DENOMINATOR
+        )
+        self.ssthresh = ssthresh
+        minimum = self.minimum_window
+        self.congestion_window = ssthresh if ssthresh > minimum else minimum
+        self._ca_bytes_acked = 0
+        self._may_send_one = True
+
+    def __repr__(self) -> str:
+        return (
+            f"NewReno(cwnd={self.congestion_window}, in_flight={self.bytes_in_flight}, "
+            f"ssthresh={self.ssthresh})"
+        )

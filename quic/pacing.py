@@ -1,0 +1,105 @@
+"""Token-bucket pacer (RFC 9002 §7.7).
+
+Theory of operation
+-------------------
+The bucket fills at ``N * congestion_window / smoothed_rtt`` bytes per second (N = 1.25
+by default, §7.7) and holds at most a burst: the initial congestion window (§7.7
+"Senders SHOULD limit bursts to the initial congestion window"), never more than the
+current window, never less than two datagrams. Sending a packet takes its size out
+of the bucket; the bucket may go into debt by one packet, so a packet is never
+refused outright, only delayed.
+
+The connection asks :meth:`Pacer.next_send_time` before sending a paced packet and
+reports with :meth:`Pacer.on_packet_sent`; after every ACK it calls
+:meth:`Pacer.update_rate` with the new window and smoothed RTT. Until the first
+``update_rate`` nothing is paced. ACK-only packets should not be paced (§7.7): the
+connection simply does not consult the pacer for them. Nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from quic.congestion import initial_window
+from quic.rtt import K_GRANULARITY
+
+__all__ = ["Pacer"]
+
+
+class Pacer:
+    """Leaky/token bucket in bytes; times are floats in seconds, passed in."""
+
+    __slots__ = ("_capacity", "_last", "_rate", "_tokens", "max_datagram_size", "multiplier")
+
+    def __init__(self, max_datagram_size: int = 1200, multiplier: float = 1.25) -> None:
+        if multiplier < 1.0:
+            raise ValueError("pacing multiplier N must be at least 1 (RFC 9002 §7.7)")
+        self.max_datagram_size = max_datagram_size
+        self.multiplier = multiplier
+        self._rate: float | None = None  # bytes per second; None = not pacing yet
+        self._capacity = float(initial_window(max_datagram_size))
+        self._tokens = self._capacity
+        self._last: float | None = None
+
+    @property
+    def rate(self) -> float | None:
+        """Current pacing rate in bytes per second (``None`` before the first update)."""
+        return self._rate
+
+    @property
+    def capacity(self) -> float:
+        """Maximum burst in bytes."""
+        return self._capacity
+
+    def update_rate(self, congestion_window: int, smoothed_rtt: float, now: float) -> None:
+        """Recompute rate and burst from the controller (RFC 9002 §7.7)."""
+        self._refill(now)
+        rtt = smoothed_rtt if smoothed_rtt > K_GRANULARITY else K_GRANULARITY
+        self._rate = self.multiplier * congestion_window / rtt
+        mds = self.max_datagram_size
+        burst = min(congestion_window, initial_window(mds))
+        self._capacity = float(max(burst, 2 * mds))
+        if self._tokens > self._capacity:
+            self._tokens = self._capacity
+
+    def next_send_time(self, now: float, size: int | None = None) -> float:
+        """Earliest time (>= ``now``) a packet of ``size`` bytes may leave.
+
+        Returns ``now`` when it may leave immediately. ``size`` defaults to the maximum
+        datagram size. Pure: does not change the bucket.
+        """
+        rate = self._rate
+        if rate is None:
+            return now
+        if size is None:
+            size = self.max_datagram_size
+        tokens = self._tokens_at(now)
+        # A packet may always go out from a full bucket, whatever its size.
+        need = size if size < self._capacity else self._capacity
+        if tokens >= need:
+            return now
+        return now + (need - tokens) / rate
+
+    def on_packet_sent(self, size: int, now: float) -> None:
+        """Take ``size`` bytes out of the bucket."""
+        if self._rate is None:
+            return
+        self._refill(now)
+        self._tokens -= size
+        floor = -float(self.max_datagram_size)
+        if self._tokens < floor:
+            self._tokens = floor
+
+    # -- internals --------------------------------------------------------------------
+
+    def _tokens_at(self, now: float) -> float:
+        last = self._last
+        tokens = self._tokens
+        if last is not None and now > last and self._rate is not None:
+            tokens += (now - last) * self._rate
+            if tokens > self._capacity:
+                tokens = self._capacity
+        return tokens
+
+    def _refill(self, now: float) -> None:
+        self._tokens = self._tokens_at(now)
+        if self._last is None or now > self._last:
+            self._last = now

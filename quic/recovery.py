@@ -1,0 +1,602 @@
+"""Loss detection and probe timeouts (RFC 9002 §6, Appendix A).
+
+Theory of operation
+-------------------
+The connection registers every packet it sends (ACK-only ones included) as a
+:class:`SentPacket` with :meth:`LossRecovery.on_packet_sent`. Each frame writer appends
+``(handler, args)`` to ``SentPacket.handlers``; when the packet's fate is known the
+recovery calls ``handler(True, *args)`` (acknowledged) or ``handler(False, *args)``
+(declared lost). Every packet is reported exactly once: it leaves the tracking dict at
+that moment, so a later ACK for a packet already declared lost (spurious loss) is
+accepted and ignored. All recovery and congestion state is updated before any
+handler runs, so a handler may send or raise freely.
+
+Per packet number space (:class:`PacketSpaceRecovery`) the sent packets live in a dict
+keyed by packet number, in sending (= packet number) order, together with
+``lowest_unacked`` (no tracked packet is below it) and ``largest_sent``. This keeps
+ACK processing proportional to what changes:
+
+* an ACK range ``[lo, hi]`` is clipped to ``[max(lo, lowest_unacked), hi]`` and walked
+  by packet number, or, if that is longer than the number of tracked packets, by
+  scanning the dict; cumulative ranges like ``[0, largest]`` thus cost nothing for
+  packets acknowledged long ago;
+* loss detection (§6.1) walks up from ``lowest_unacked`` and stops at the first packet
+  that is not yet lost: send times grow with packet numbers, so both thresholds
+  select a prefix of the outstanding packets.
+
+Packet numbers must be registered in increasing order with non-decreasing times.
+Deliberately skipped packet numbers (optimistic-ACK defence, RFC 9000 §21.4) can be
+declared with :meth:`LossRecovery.on_packet_number_skipped`; an ACK that covers one, or
+any number above ``largest_sent``, raises ``QuicProtocolError(PROTOCOL_VIOLATION)``
+(RFC 9000 §13.1) before any state changes.
+
+The loss detection timer (§6.2, A.8) is not stored: :meth:`LossRecovery.
+get_loss_detection_timer` derives it from the state and the flags the connection sets
+(``handshake_confirmed``, ``has_handshake_keys``, ``amplification_limited``), so
+changing a flag needs no extra call. The only remembered time is the anchor of the
+client's anti-deadlock PTO (§6.2.2.1), the time of the last event that re-armed the
+timer. :meth:`LossRecovery.on_loss_detection_timeout` is safe to call early: it does
+nothing until the timer is due.
+
+Persistent congestion (§7.6.2) is evaluated on each batch of lost packets, within the
+acknowledged space only (allowed by §7.6.2): two lost ack-eliciting packets, both sent
+after the first RTT sample, more than the persistent congestion duration apart, with no
+packet number between them acknowledged. Batches of lost packets are always a prefix
+of the outstanding packets, so a gap in packet numbers inside a batch (other than a
+skipped number) can only be a packet acknowledged earlier.
+
+Discarding a space (§6.4) drops its packets without calling their handlers: only
+CRYPTO, ACK, PING, PADDING and CONNECTION_CLOSE can be in Initial and Handshake
+packets, and their owners are discarded together with the keys. For 0-RTT rejection
+pass ``notify_lost=True`` so that stream data is queued again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from quic.congestion import CongestionController
+from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.rangeset import RangeSet
+from quic.rtt import RttEstimator
+
+__all__ = [
+    "K_PACKET_THRESHOLD",
+    "K_PERSISTENT_CONGESTION_THRESHOLD",
+    "NO_PROBE",
+    "AckResult",
+    "FrameHandler",
+    "LossRecovery",
+    "PacketSpace",
+    "PacketSpaceRecovery",
+    "ProbeRequest",
+    "SentPacket",
+]
+
+K_PACKET_THRESHOLD = 3  # RFC 9002 §6.1.1
+K_PERSISTENT_CONGESTION_THRESHOLD = 3  # RFC 9002 §7.6.1
+_MAX_BACKOFF_EXPONENT = 30  # keeps 2**pto_count finite; the idle timeout ends it first
+
+FrameHandler = tuple[Callable[..., None], tuple[Any, ...]]
+
+
+class PacketSpace(IntEnum):
+    """Packet number spaces (RFC 9000 §12.3); 0-RTT shares APPLICATION."""
+
+    INITIAL = 0
+    HANDSHAKE = 1
+    APPLICATION = 2
+
+
+_INITIAL = 0
+_HANDSHAKE = 1
+_APPLICATION = 2
+_SPACES = (_INITIAL, _HANDSHAKE, _APPLICATION)
+
+
+class SentPacket:
+    """One sent packet as tracked by loss recovery (RFC 9002 A.1.1)."""
+
+    __slots__ = (
+        "ack_eliciting",
+        "handlers",
+        "in_flight",
+        "is_crypto",
+        "packet_number",
+        "size",
+        "space",
+        "time_sent",
+    )
+
+    def __init__(
+        self,
+        space: int,
+        packet_number: int,
+        size: int = 0,
+        ack_eliciting: bool = True,
+        in_flight: bool = True,
+        is_crypto: bool = False,
+    ) -> None:
+        self.space = space
+        self.packet_number = packet_number
+        self.size = size
+        self.ack_eliciting = ack_eliciting
+        self.in_flight = in_flight
+        self.is_crypto = is_crypto
+        self.time_sent = 0.0  # set by LossRecovery.on_packet_sent
+        self.handlers: list[FrameHandler] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"SentPacket(space={self.space}, pn={self.packet_number}, size={self.size}, "
+            f"t={self.time_sent}, ack_eliciting={self.ack_eliciting}, "
+            f"in_flight={self.in_flight})"
+        )
+
+
+class PacketSpaceRecovery:
+    """Loss detection state of one packet number space (RFC 9002 A.3)."""
+
+    __slots__ = (
+        "ack_eliciting_in_flight",
+        "ecn_ce_count",
+        "largest_acked",
+        "largest_sent",
+        "loss_time",
+        "lowest_unacked",
+        "sent",
+        "skipped",
+        "time_of_last_ack_eliciting",
+    )
+
+    def __init__(self) -> None:
+        self.sent: dict[int, SentPacket] = {}
+        self.largest_sent = -1
+        self.largest_acked = -1  # -1: nothing acknowledged yet
+        self.lowest_unacked = 0  # no tracked packet number is below this
+        self.loss_time: float | None = None
+        self.time_of_last_ack_eliciting = 0.0
+        self.ack_eliciting_in_flight = 0
+        self.ecn_ce_count = 0
+        self.skipped = RangeSet()
+
+    def advance_lowest_unacked(self) -> None:
+        """Move ``lowest_unacked`` up to the smallest tracked packet number."""
+        sent = self.sent
+        if not sent:
+            self.lowest_unacked = self.largest_sent + 1
+            return
+        pn = self.lowest_unacked
+        while pn not in sent:
+            pn += 1
+        self.lowest_unacked = pn
+
+
+@dataclass(slots=True)
+class AckResult:
+    """Outcome of one ACK frame."""
+
+    acked: list[SentPacket] = field(default_factory=list)  # newly acknowledged, pn order
+    lost: list[SentPacket] = field(default_factory=list)  # newly declared lost, pn order
+    rtt_sample: float | None = None  # latest_rtt if this ACK produced a sample
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRequest:
+    """What :meth:`LossRecovery.on_loss_detection_timeout` asks the connection to send.
+
+    ``count`` ack-eliciting probe datagrams in ``space`` (RFC 9002 §6.2.4), bypassing
+    the congestion window (§7.5); ``other_spaces`` also have ack-eliciting data in
+    flight and should get a coalesced probe too. ``pad_initial`` marks the client's
+    anti-deadlock Initial, which must fill a 1200-byte datagram (§6.2.2.1). ``lost``
+    lists packets declared lost by the time threshold (handlers already called).
+    """
+
+    space: int | None = None
+    count: int = 0
+    other_spaces: tuple[int, ...] = ()
+    pad_initial: bool = False
+    lost: tuple[SentPacket, ...] = ()
+
+
+NO_PROBE = ProbeRequest()
+
+
+class LossRecovery:
+    """Loss detection and PTO for one connection path (RFC 9002 §6, Appendix A).
+
+    Flags the connection keeps up to date (plain attributes, read by the timer):
+    ``handshake_confirmed`` (RFC 9001 §4.1.2), ``has_handshake_keys`` and
+    ``amplification_limited`` (a server that may not send more until it receives,
+    RFC 9000 §8.1). ``max_ack_delay`` is the peer's transport parameter in seconds.
+    """
+
+    __slots__ = (
+        "_handshake_acked",
+        "_pto_anchor",
+        "amplification_limited",
+        "congestion",
+        "handshake_confirmed",
+        "has_handshake_keys",
+        "is_client",
+        "max_ack_delay",
+        "max_probes",
+        "pto_count",
+        "rtt",
+        "spaces",
+    )
+
+    def __init__(
+        self,
+        congestion: CongestionController,
+        rtt: RttEstimator | None = None,
+        max_ack_delay: float = 0.025,
+        *,
+        is_client: bool,
+        max_probes: int = 2,
+    ) -> None:
+        self.congestion = congestion
+        self.rtt = rtt if rtt is not None else RttEstimator()
+        self.max_ack_delay = max_ack_delay  # RFC 9000 §18.2 default 25 ms
+        self.is_client = is_client
+        self.max_probes = max_probes  # RFC 9002 §6.2.4: one or two probe datagrams
+        self.spaces = (PacketSpaceRecovery(), PacketSpaceRecovery(), PacketSpaceRecovery())
+        self.pto_count = 0
+        self.handshake_confirmed = False
+        self.has_handshake_keys = False
+        self.amplification_limited = False
+        self._handshake_acked = False
+        self._pto_anchor: float | None = None
+
+    # -- flags ------------------------------------------------------------------------
+
+    @property
+    def peer_completed_address_validation(self) -> bool:
+        """RFC 9002 A.8 PeerCompletedAddressValidation.
+
+        Servers assume clients validated their address; a client knows the server
+        validated its address once a Handshake ACK arrived or the handshake is confirmed.
+        """
+        return not self.is_client or self._handshake_acked or self.handshake_confirmed
+
+    @property
+    def bytes_in_flight(self) -> int:
+        return self.congestion.bytes_in_flight
+
+    @property
+    def ack_eliciting_in_flight(self) -> int:
+        s = self.spaces
+        return (
+            s[0].ack_eliciting_in_flight
+            + s[1].ack_eliciting_in_flight
+            + s[2].ack_eliciting_in_flight
+        )
+
+    # -- sending ----------------------------------------------------------------------
+
+    def on_packet_sent(self, packet: SentPacket, now: float) -> None:
+        """Track a sent packet (RFC 9002 A.5). Register every packet, ACK-only too."""
+        st = self.spaces[packet.space]
+        pn = packet.packet_number
+        if pn <= st.largest_sent:
+            raise ValueError(f"packet number {pn} not above {st.largest_sent}")
+        packet.time_sent = now
+        st.largest_sent = pn
+        sent = st.sent
+        if not sent:
+            st.lowest_unacked = pn
+        sent[pn] = packet
+        if packet.in_flight:
+            if packet.ack_eliciting:
+                st.time_of_last_ack_eliciting = now
+                st.ack_eliciting_in_flight += 1
+            self.congestion.on_packet_sent(packet.size, now)
+            self._pto_anchor = now
+
+    def on_packet_number_skipped(self, space: int, packet_number: int) -> None:
+        """Record a packet number deliberately left unused (RFC 9000 §21.4)."""
+        st = self.spaces[space]
+        if packet_number <= st.largest_sent:
+            raise ValueError(f"packet number {packet_number} not above {st.largest_sent}")
+        st.largest_sent = packet_number
+        st.skipped.add(packet_number)
+        if not st.sent:
+            st.lowest_unacked = packet_number + 1
+
+    # -- acknowledgments --------------------------------------------------------------
+
+    def on_ack_received(
+        self,
+        space: int,
+        ranges: Sequence[tuple[int, int]],
+        ack_delay: float,
+        now: float,
+        ecn_ce_count: int | None = None,
+    ) -> AckResult:
+        """Process one ACK frame (RFC 9002 A.7).
+
+        ``ranges`` are inclusive ``(smallest, largest)`` pairs, largest first, as decoded
+        from the frame; ``ack_delay`` is in seconds; ``ecn_ce_count`` is the frame's
+        ECN-CE count if it carried ECN counts. Raises ``QuicProtocolError``
+        (PROTOCOL_VIOLATION) for an acknowledgment of a packet never sent (RFC 9000 §13.1).
+        """
+        st = self.spaces[space]
+        result = AckResult()
+        if not ranges:
+            return result
+        self._validate_ranges(st, ranges)
+        largest_acked = ranges[0][1]
+        if largest_acked > st.largest_acked:
+            st.largest_acked = largest_acked
+        if space == _HANDSHAKE:
+            self._handshake_acked = True  # RFC 9002 A.8: a Handshake ACK validates us
+
+        acked, ack_eliciting = self._remove_acked(st, ranges)
+        if not acked:
+            return result
+        result.acked = acked
+        largest = acked[-1]
+        rtt = self.rtt
+
+        # RFC 9002 §5.1: sample only if the largest acknowledged is newly acknowledged
+        # and at least one newly acknowledged packet is ack-eliciting.
+        if ack_eliciting and largest.packet_number == largest_acked:
+            latest_rtt = now - largest.time_sent
+            if space == _INITIAL:
+                ack_delay = 0.0  # RFC 9002 §5.3: Initial ACKs are not delayed
+            rtt.update(
+                latest_rtt,
+                ack_delay,
+                now,
+                self.max_ack_delay if self.handshake_confirmed else None,
+            )
+            result.rtt_sample = rtt.latest_rtt
+
+        # RFC 9002 §7.1, B.7: an increased ECN-CE count is a congestion event.
+        if ecn_ce_count is not None and ecn_ce_count > st.ecn_ce_count:
+            st.ecn_ce_count = ecn_ce_count
+            self.congestion.on_ecn_ce(largest.time_sent, now)
+
+        lost = self._detect_lost(st, now)
+        if lost:
+            result.lost = lost
+            self._on_packets_lost(st, lost, now)
+        self.congestion.on_packets_acked(acked, now)
+
+        # RFC 9002 §6.2.1: a client unsure of its address validation keeps the backoff.
+        if self.peer_completed_address_validation:
+            self.pto_count = 0
+        self._pto_anchor = now
+
+        for packet in acked:
+            for handler, args in packet.handlers:
+                handler(True, *args)
+        for packet in lost:
+            for handler, args in packet.handlers:
+                handler(False, *args)
+        return result
+
+    def _validate_ranges(self, st: PacketSpaceRecovery, ranges: Sequence[tuple[int, int]]) -> None:
+        largest_sent = st.largest_sent
+        skipped = st.skipped
+        for lo, hi in ranges:
+            if hi > largest_sent:
+                raise QuicProtocolError(
+                    TransportErrorCode.PROTOCOL_VIOLATION,
+                    f"ACK for unsent packet {hi} (largest sent {largest_sent})",
+                )
+            if skipped and skipped.intersects(lo, hi + 1):
+                raise QuicProtocolError(
+                    TransportErrorCode.PROTOCOL_VIOLATION, "ACK for a skipped packet number"
+                )
+
+    def _remove_acked(
+        self, st: PacketSpaceRecovery, ranges: Sequence[tuple[int, int]]
+    ) -> tuple[list[SentPacket], bool]:
+        """Pop newly acknowledged packets, in increasing packet number order.
+
+        Also returns whether any of them is ack-eliciting.
+        """
+        sent = st.sent
+        acked: list[SentPacket] = []
+        if not sent:
+            return acked, False
+        lowest = st.lowest_unacked
+        pop = sent.pop
+        append = acked.append
+        for lo, hi in reversed(ranges):  # ascending
+            if hi < lowest:
+                continue
+            if lo < lowest:
+                lo = lowest
+            if hi - lo < len(sent):
+                for pn in range(lo, hi + 1):
+                    packet = pop(pn, None)
+                    if packet is not None:
+                        append(packet)
+            else:
+                for pn in [pn for pn in sent if lo <= pn <= hi]:
+                    append(pop(pn))
+            if not sent:
+                break
+        ack_eliciting = False
+        for packet in acked:
+            if packet.ack_eliciting:
+                ack_eliciting = True
+                if packet.in_flight:
+                    st.ack_eliciting_in_flight -= 1
+        st.advance_lowest_unacked()
+        return acked, ack_eliciting
+
+    # -- loss detection ---------------------------------------------------------------
+
+    def _detect_lost(self, st: PacketSpaceRecovery, now: float) -> list[SentPacket]:
+        """RFC 9002 §6.1, A.10 DetectAndRemoveLostPackets."""
+        st.loss_time = None
+        lost: list[SentPacket] = []
+        largest_acked = st.largest_acked
+        if largest_acked < 0 or not st.sent:
+            return lost
+        loss_delay = self.rtt.loss_delay()
+        sent = st.sent
+        pn = st.lowest_unacked
+        while pn <= largest_acked:
+            packet = sent.get(pn)
+            if packet is not None:
+                deadline = packet.time_sent + loss_delay
+                # §6.1.2 time threshold or §6.1.1 packet threshold
+                if deadline <= now or largest_acked >= pn + K_PACKET_THRESHOLD:
+                    del sent[pn]
+                    lost.append(packet)
+                    if packet.ack_eliciting and packet.in_flight:
+                        st.ack_eliciting_in_flight -= 1
+                else:
+                    # Send times grow with packet numbers: every later packet is
+                    # newer, so this is the earliest pending deadline.
+                    st.loss_time = deadline
+                    break
+            pn += 1
+        if lost:
+            st.advance_lowest_unacked()
+        return lost
+
+    def _on_packets_lost(self, st: PacketSpaceRecovery, lost: list[SentPacket], now: float) -> None:
+        """RFC 9002 B.8 OnPacketsLost: one congestion event, then persistent congestion."""
+        self.congestion.on_packets_lost(lost, now)
+        if self._in_persistent_congestion(st, lost):
+            self.congestion.on_persistent_congestion(now)
+            self.rtt.on_persistent_congestion()  # RFC 9002 §5.2
+
+    def _in_persistent_congestion(self, st: PacketSpaceRecovery, lost: list[SentPacket]) -> bool:
+        """RFC 9002 §7.6.2 within one space; ``lost`` is in packet number order."""
+        first_sample = self.rtt.first_rtt_sample
+        if first_sample is None or len(lost) < 2:
+            return False
+        duration = (self.rtt.pto_base() + self.max_ack_delay) * K_PERSISTENT_CONGESTION_THRESHOLD
+        skipped = st.skipped
+        run_start: float | None = None
+        prev_pn = lost[0].packet_number - 1
+        for packet in lost:
+            pn = packet.packet_number
+            if pn != prev_pn + 1 and not (skipped and skipped.covers(prev_pn + 1, pn)):
+                run_start = None  # a packet in between was acknowledged
+            prev_pn = pn
+            if not packet.ack_eliciting or packet.time_sent <= first_sample:
+                continue
+            if run_start is None:
+                run_start = packet.time_sent
+            elif packet.time_sent - run_start > duration:
+                return True
+        return False
+
+    # -- timer ------------------------------------------------------------------------
+
+    def _earliest_loss_time(self) -> tuple[float | None, int]:
+        """RFC 9002 A.8 GetLossTimeAndSpace."""
+        time: float | None = None
+        space = _INITIAL
+        for index in _SPACES:
+            t = self.spaces[index].loss_time
+            if t is not None and (time is None or t < time):
+                time = t
+                space = index
+        return time, space
+
+    def _pto_time_and_space(self) -> tuple[float | None, int]:
+        """RFC 9002 §6.2.1, A.8 GetPtoTimeAndSpace."""
+        backoff = 1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT)
+        duration = self.rtt.pto_base() * backoff
+        if not self.ack_eliciting_in_flight:
+            # §6.2.2.1 anti-deadlock: the client probes from the last timer event.
+            space = _HANDSHAKE if self.has_handshake_keys else _INITIAL
+            anchor = self._pto_anchor
+            return (None if anchor is None else anchor + duration), space
+        pto_time: float | None = None
+        pto_space = _INITIAL
+        for index in _SPACES:
+            st = self.spaces[index]
+            if not st.ack_eliciting_in_flight:
+                continue
+            if index == _APPLICATION:
+                if not self.handshake_confirmed:
+                    break  # §6.2.1: no Application Data PTO before confirmation
+                duration += self.max_ack_delay * backoff
+            t = st.time_of_last_ack_eliciting + duration
+            if pto_time is None or t < pto_time:
+                pto_time = t
+                pto_space = index
+        return pto_time, pto_space
+
+    def get_loss_detection_timer(self) -> float | None:
+        """Absolute deadline of the loss detection timer, or None (RFC 9002 A.8)."""
+        loss_time, _ = self._earliest_loss_time()
+        if loss_time is not None:
+            return loss_time  # time threshold loss detection
+        if self.amplification_limited:
+            return None  # §6.2.2.1: the server cannot send a probe anyway
+        if not self.ack_eliciting_in_flight and self.peer_completed_address_validation:
+            return None  # nothing to detect lost and no deadlock to avoid
+        return self._pto_time_and_space()[0]
+
+    def on_loss_detection_timeout(self, now: float) -> ProbeRequest:
+        """Fire the loss detection timer if it is due (RFC 9002 A.9)."""
+        timer = self.get_loss_detection_timer()
+        if timer is None or now < timer:
+            return NO_PROBE
+        loss_time, space = self._earliest_loss_time()
+        if loss_time is not None:
+            st = self.spaces[space]
+            lost = self._detect_lost(st, now)
+            if lost:
+                self._on_packets_lost(st, lost, now)
+                for packet in lost:
+                    for handler, args in packet.handlers:
+                        handler(False, *args)
+            return ProbeRequest(lost=tuple(lost))
+        self._pto_anchor = now
+        if not self.ack_eliciting_in_flight:
+            # §6.2.2.1: anti-deadlock probe: Handshake if possible, else padded Initial.
+            self.pto_count += 1
+            space = _HANDSHAKE if self.has_handshake_keys else _INITIAL
+            return ProbeRequest(space=space, count=1, pad_initial=space == _INITIAL)
+        _, space = self._pto_time_and_space()
+        self.pto_count += 1
+        others = tuple(
+            index
+            for index in _SPACES
+            if index != space and self.spaces[index].ack_eliciting_in_flight
+        )
+        return ProbeRequest(space=space, count=self.max_probes, other_spaces=others)
+
+    # -- discarding -------------------------------------------------------------------
+
+    def discard_space(
+        self, space: int, now: float | None = None, notify_lost: bool = False
+    ) -> None:
+        """Drop all recovery state of a space (RFC 9002 §6.4, A.11).
+
+        In-flight bytes leave the congestion controller without a congestion reaction.
+        Handlers are not called unless ``notify_lost`` (0-RTT rejection), in which case
+        each gets ``handler(False, *args)``. Packet numbers keep increasing afterwards.
+        """
+        st = self.spaces[space]
+        packets = list(st.sent.values())
+        discarded = self.congestion.on_packet_discarded
+        for packet in packets:
+            if packet.in_flight:
+                discarded(packet)
+        st.sent.clear()
+        st.lowest_unacked = st.largest_sent + 1
+        st.loss_time = None
+        st.time_of_last_ack_eliciting = 0.0
+        st.ack_eliciting_in_flight = 0
+        self.pto_count = 0
+        if now is not None:
+            self._pto_anchor = now
+        if notify_lost:
+            for packet in packets:
+                for handler, args in packet.handlers:
+                    handler(False, *args)
