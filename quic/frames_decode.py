@@ -1,0 +1,364 @@
+"""QUIC frame decoders (RFC 9000 §12.4, §19; RFC 9221 §4).
+
+Theory of operation
+-------------------
+A decrypted packet payload is a sequence of frames, each starting with a Frame Type
+varint. :func:`decode_frame` reads the type from one byte in the common case and
+dispatches through :data:`_DECODERS`, a 64-entry list indexed by that byte (every
+known type fits in one byte). Each decoder takes ``(data, pos, frame_type)`` with
+``pos`` just past the type and returns ``(frame, next_pos)``.
+
+Decoders read with :func:`quic.buffer.decode_varint`, which raises
+:class:`~quic.errors.BufferReadError` at the end of input; :func:`decode_frame`
+turns that into FRAME_ENCODING_ERROR carrying the frame type (the try block costs
+nothing on the happy path). Explicit lengths are bounds-checked before slicing, since
+slicing never fails on its own.
+
+Errors (all :class:`~quic.errors.QuicProtocolError`, with ``frame_type`` set):
+
+- truncated frame, unknown type (§12.4), ACK range below 0 (§19.3.1), STREAM/CRYPTO
+  offset + length > 2**62-1 (§19.6, §19.8), MAX_STREAMS/STREAMS_BLOCKED > 2**60
+  (§19.11, §19.14), NEW_CONNECTION_ID length outside 1..20 or Retire Prior To >
+  Sequence Number (§19.15), empty NEW_TOKEN (§19.7): FRAME_ENCODING_ERROR;
+- frame type not minimally encoded (§12.4): PROTOCOL_VIOLATION;
+- packet with no frames (§12.4), frame not allowed in the packet type: PROTOCOL_VIOLATION.
+
+Decoded payload-carrying frames hold ``bytes`` slices of the input, which must be
+``bytes``. A run of PADDING bytes decodes as one :class:`PaddingFrame`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from quic.buffer import VARINT_MAX, decode_varint, varint_size
+from quic.errors import BufferReadError, QuicProtocolError, TransportErrorCode
+from quic.frames_defs import (
+    MAX_STREAMS_LIMIT,
+    AckFrame,
+    ApplicationCloseFrame,
+    ConnectionCloseFrame,
+    CryptoFrame,
+    DataBlockedFrame,
+    DatagramFrame,
+    Frame,
+    HandshakeDoneFrame,
+    MaxDataFrame,
+    MaxStreamDataFrame,
+    MaxStreamsFrame,
+    NewConnectionIdFrame,
+    NewTokenFrame,
+    PaddingFrame,
+    PathChallengeFrame,
+    PathResponseFrame,
+    PingFrame,
+    ResetStreamFrame,
+    RetireConnectionIdFrame,
+    StopSendingFrame,
+    StreamDataBlockedFrame,
+    StreamFrame,
+    StreamsBlockedFrame,
+)
+from quic.frames_info import FRAME_INFO
+from quic.packet import PacketType
+
+__all__ = ["decode_ack", "decode_frame", "decode_frames"]
+
+_FEE = TransportErrorCode.FRAME_ENCODING_ERROR
+_dv = decode_varint
+_PING = PingFrame()
+_HANDSHAKE_DONE = HandshakeDoneFrame()
+
+_Decoder = Callable[[bytes, int, int], tuple[Frame, int]]
+
+
+def _error(reason: str, frame_type: int) -> QuicProtocolError:
+    return QuicProtocolError(_FEE, reason, frame_type)
+
+
+def _take(data: bytes, pos: int, length: int, frame_type: int) -> tuple[bytes, int]:
+    end = pos + length
+    if end > len(data):
+        raise _error("frame truncated", frame_type)
+    return data[pos:end], end
+
+
+def _decode_padding(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    # RFC 9000 §19.1: count the whole run of 0x00 bytes at C speed.
+    rest = len(data) - pos
+    if not rest or data[pos]:
+        return PaddingFrame(1), pos
+    run = rest - len(data[pos:].lstrip(b"\x00"))
+    return PaddingFrame(run + 1), pos + run
+
+
+def _decode_ping(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    return _PING, pos
+
+
+def _decode_handshake_done(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    return _HANDSHAKE_DONE, pos
+
+
+def decode_ack(data: bytes, pos: int, frame_type: int) -> tuple[AckFrame, int]:
+    """Decode an ACK / ACK_ECN frame body starting at ``pos`` (just past the type).
+
+    RFC 9000 §19.3. Raises FRAME_ENCODING_ERROR for negative packet numbers
+    (§19.3.1) and :class:`BufferReadError` on truncation (converted by
+    :func:`decode_frame`; direct callers must catch it or use :func:`decode_frame`).
+    """
+    largest, pos = _dv(data, pos)
+    ack_delay, pos = _dv(data, pos)
+    count, pos = _dv(data, pos)
+    first_range, pos = _dv(data, pos)
+    smallest = largest - first_range
+    if smallest < 0:
+        raise _error("ACK range below packet number 0", frame_type)
+    if count > (len(data) - pos) >> 1:
+        # Each further range takes at least two bytes: reject before looping.
+        raise _error("ACK range count exceeds frame", frame_type)
+    ranges = [(smallest, largest)]
+    append = ranges.append
+    for _ in range(count):
+        gap, pos = _dv(data, pos)
+        length, pos = _dv(data, pos)
+        largest = smallest - gap - 2  # RFC 9000 §19.3.1
+        smallest = largest - length
+        if smallest < 0:
+            raise _error("ACK range below packet number 0", frame_type)
+        append((smallest, largest))
+    ecn: tuple[int, int, int] | None = None
+    if frame_type & 1:
+        ect0, pos = _dv(data, pos)
+        ect1, pos = _dv(data, pos)
+        ce, pos = _dv(data, pos)
+        ecn = (ect0, ect1, ce)
+    return AckFrame(tuple(ranges), ack_delay, ecn), pos
+
+
+def _decode_reset_stream(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    stream_id, pos = _dv(data, pos)
+    error_code, pos = _dv(data, pos)
+    final_size, pos = _dv(data, pos)
+    return ResetStreamFrame(stream_id, error_code, final_size), pos
+
+
+def _decode_stop_sending(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    stream_id, pos = _dv(data, pos)
+    error_code, pos = _dv(data, pos)
+    return StopSendingFrame(stream_id, error_code), pos
+
+
+def _decode_crypto(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    offset, pos = _dv(data, pos)
+    length, pos = _dv(data, pos)
+    if offset + length > VARINT_MAX:
+        raise _error("CRYPTO offset + length exceeds 2**62-1", frame_type)  # RFC 9000 §19.6
+    payload, pos = _take(data, pos, length, frame_type)
+    return CryptoFrame(offset, payload), pos
+
+
+def _decode_new_token(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    length, pos = _dv(data, pos)
+    if not length:
+        raise _error("empty NEW_TOKEN", frame_type)  # RFC 9000 §19.7
+    token, pos = _take(data, pos, length, frame_type)
+    return NewTokenFrame(token), pos
+
+
+def _decode_stream(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    stream_id, pos = _dv(data, pos)
+    offset = 0
+    if frame_type & 0x04:  # OFF
+        offset, pos = _dv(data, pos)
+    if frame_type & 0x02:  # LEN
+        length, pos = _dv(data, pos)
+        end = pos + length
+        if end > len(data):
+            raise _error("frame truncated", frame_type)
+    else:
+        end = len(data)
+    if offset + (end - pos) > VARINT_MAX:
+        raise _error("STREAM offset + length exceeds 2**62-1", frame_type)  # RFC 9000 §19.8
+    return StreamFrame(stream_id, offset, data[pos:end], bool(frame_type & 0x01)), end
+
+
+def _decode_max_data(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    value, pos = _dv(data, pos)
+    return MaxDataFrame(value), pos
+
+
+def _decode_max_stream_data(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    stream_id, pos = _dv(data, pos)
+    value, pos = _dv(data, pos)
+    return MaxStreamDataFrame(stream_id, value), pos
+
+
+def _decode_max_streams(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    value, pos = _dv(data, pos)
+    if value > MAX_STREAMS_LIMIT:
+        raise _error("MAX_STREAMS exceeds 2**60", frame_type)  # RFC 9000 §19.11
+    return MaxStreamsFrame(value, frame_type == 0x12), pos
+
+
+def _decode_data_blocked(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    value, pos = _dv(data, pos)
+    return DataBlockedFrame(value), pos
+
+
+def _decode_stream_data_blocked(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    stream_id, pos = _dv(data, pos)
+    value, pos = _dv(data, pos)
+    return StreamDataBlockedFrame(stream_id, value), pos
+
+
+def _decode_streams_blocked(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    value, pos = _dv(data, pos)
+    if value > MAX_STREAMS_LIMIT:
+        raise _error("STREAMS_BLOCKED exceeds 2**60", frame_type)  # RFC 9000 §19.14
+    return StreamsBlockedFrame(value, frame_type == 0x16), pos
+
+
+def _decode_new_connection_id(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    # RFC 9000 §19.15
+    sequence, pos = _dv(data, pos)
+    retire_prior_to, pos = _dv(data, pos)
+    if retire_prior_to > sequence:
+        raise _error("Retire Prior To exceeds Sequence Number", frame_type)
+    if pos >= len(data):
+        raise _error("frame truncated", frame_type)
+    cid_len = data[pos]
+    if not 1 <= cid_len <= 20:
+        raise _error("connection ID length outside 1..20", frame_type)
+    cid, pos = _take(data, pos + 1, cid_len, frame_type)
+    token, pos = _take(data, pos, 16, frame_type)
+    return NewConnectionIdFrame(sequence, retire_prior_to, cid, token), pos
+
+
+def _decode_retire_connection_id(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    sequence, pos = _dv(data, pos)
+    return RetireConnectionIdFrame(sequence), pos
+
+
+def _decode_path_challenge(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    payload, pos = _take(data, pos, 8, frame_type)
+    return PathChallengeFrame(payload), pos
+
+
+def _decode_path_response(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    payload, pos = _take(data, pos, 8, frame_type)
+    return PathResponseFrame(payload), pos
+
+
+def _decode_connection_close(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    # RFC 9000 §19.19
+    error_code, pos = _dv(data, pos)
+    if frame_type == 0x1C:
+        error_frame_type, pos = _dv(data, pos)
+    length, pos = _dv(data, pos)
+    reason, pos = _take(data, pos, length, frame_type)
+    if frame_type == 0x1C:
+        return ConnectionCloseFrame(error_code, error_frame_type, reason), pos
+    return ApplicationCloseFrame(error_code, reason), pos
+
+
+def _decode_datagram(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    # RFC 9221 §4: LEN bit 0x01; without it the data runs to the end of the packet.
+    if frame_type & 0x01:
+        length, pos = _dv(data, pos)
+        payload, pos = _take(data, pos, length, frame_type)
+        return DatagramFrame(payload), pos
+    return DatagramFrame(data[pos:]), len(data)
+
+
+def _build_decoders() -> list[_Decoder | None]:
+    table: list[_Decoder | None] = [None] * 0x40
+    entries: tuple[tuple[range, _Decoder], ...] = (
+        (range(0x00, 0x01), _decode_padding),
+        (range(0x01, 0x02), _decode_ping),
+        (range(0x02, 0x04), decode_ack),
+        (range(0x04, 0x05), _decode_reset_stream),
+        (range(0x05, 0x06), _decode_stop_sending),
+        (range(0x06, 0x07), _decode_crypto),
+        (range(0x07, 0x08), _decode_new_token),
+        (range(0x08, 0x10), _decode_stream),
+        (range(0x10, 0x11), _decode_max_data),
+        (range(0x11, 0x12), _decode_max_stream_data),
+        (range(0x12, 0x14), _decode_max_streams),
+        (range(0x14, 0x15), _decode_data_blocked),
+        (range(0x15, 0x16), _decode_stream_data_blocked),
+        (range(0x16, 0x18), _decode_streams_blocked),
+        (range(0x18, 0x19), _decode_new_connection_id),
+        (range(0x19, 0x1A), _decode_retire_connection_id),
+        (range(0x1A, 0x1B), _decode_path_challenge),
+        (range(0x1B, 0x1C), _decode_path_response),
+        (range(0x1C, 0x1E), _decode_connection_close),
+        (range(0x1E, 0x1F), _decode_handshake_done),
+        (range(0x30, 0x32), _decode_datagram),
+    )
+    for types, decoder in entries:
+        for frame_type in types:
+            table[frame_type] = decoder
+    return table
+
+
+_DECODERS = _build_decoders()
+
+
+def _long_type_error(data: bytes, pos: int) -> QuicProtocolError:
+    """Error for a frame type encoded on more than one byte (never a known type)."""
+    try:
+        frame_type, end = _dv(data, pos)
+    except BufferReadError:
+        return _error("frame type truncated", 0)
+    if varint_size(frame_type) < end - pos:
+        # RFC 9000 §12.4: MAY be treated as PROTOCOL_VIOLATION.
+        return QuicProtocolError(
+            TransportErrorCode.PROTOCOL_VIOLATION, "frame type not minimally encoded", frame_type
+        )
+    return _error("unknown frame type", frame_type)  # RFC 9000 §12.4
+
+
+def decode_frame(data: bytes, pos: int) -> tuple[Frame, int]:
+    """Decode the frame at ``data[pos]``; return ``(frame, next_pos)``."""
+    try:
+        frame_type = data[pos]
+    except IndexError:
+        raise _error("no frame", 0) from None
+    decoder = _DECODERS[frame_type] if frame_type < 0x40 else None
+    if decoder is None:
+        if frame_type < 0x40:
+            raise _error("unknown frame type", frame_type)  # RFC 9000 §12.4
+        raise _long_type_error(data, pos)
+    try:
+        return decoder(data, pos + 1, frame_type)
+    except BufferReadError:
+        raise _error("frame truncated", frame_type) from None
+
+
+def decode_frames(payload: bytes, packet_type: PacketType | None = None) -> list[Frame]:
+    """Decode a whole packet payload.
+
+    With ``packet_type``, each frame is checked against RFC 9000 §12.4 Table 3
+    (PROTOCOL_VIOLATION if not allowed). An empty payload is a PROTOCOL_VIOLATION
+    (§12.4: a packet must contain at least one frame).
+    """
+    end = len(payload)
+    if not end:
+        raise QuicProtocolError(TransportErrorCode.PROTOCOL_VIOLATION, "packet without frames")
+    frames: list[Frame] = []
+    append = frames.append
+    pos = 0
+    while pos < end:
+        if packet_type is not None:
+            wire_type = payload[pos]
+            info = FRAME_INFO.get(wire_type)
+            if info is not None and packet_type not in info.packet_types:
+                raise QuicProtocolError(
+                    TransportErrorCode.PROTOCOL_VIOLATION,
+                    f"{info.name} not allowed in {packet_type.name} packet",
+                    wire_type,
+                )
+        frame, pos = decode_frame(payload, pos)
+        append(frame)
+    return frames

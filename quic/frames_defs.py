@@ -1,0 +1,566 @@
+"""QUIC frame types and their encoders (RFC 9000 §19, RFC 9221 §4).
+
+Theory of operation
+-------------------
+Every frame is a small frozen, slotted dataclass with an ``encode()`` method and a
+``frame_type`` attribute (the type byte ``encode()`` writes; for decoded STREAM and
+DATAGRAM frames this can differ from the wire type in its OFF/LEN bits, which carry no
+meaning once the frame is decoded). The decoders live in :mod:`quic.frames_decode`;
+the per-type rules (allowed packet types, ack-eliciting, ...) in
+:mod:`quic.frames_info`; :mod:`quic.frames` re-exports all three.
+
+Payload-carrying frames (STREAM, CRYPTO, DATAGRAM) hold their data as ``bytes``.
+
+The send path of bulk data does not build dataclasses: it writes a frame header with
+:func:`encode_stream_frame_header` (or the CRYPTO / DATAGRAM variants) next to the
+payload it already holds, sizing packets with the matching ``*_header_size``.
+
+Encoders validate their inputs and raise :class:`ValueError` (a programming error,
+never network input); decoders raise :class:`~quic.errors.QuicProtocolError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar, TypeAlias
+
+from quic.buffer import VARINT_MAX, encode_varint, varint_size
+
+__all__ = [
+    "MAX_STREAMS_LIMIT",
+    "STREAM_FIN_BIT",
+    "STREAM_LEN_BIT",
+    "STREAM_OFF_BIT",
+    "AckFrame",
+    "ApplicationCloseFrame",
+    "ConnectionCloseFrame",
+    "CryptoFrame",
+    "DataBlockedFrame",
+    "DatagramFrame",
+    "Frame",
+    "FrameType",
+    "HandshakeDoneFrame",
+    "MaxDataFrame",
+    "MaxStreamDataFrame",
+    "MaxStreamsFrame",
+    "NewConnectionIdFrame",
+    "NewTokenFrame",
+    "PaddingFrame",
+    "PathChallengeFrame",
+    "PathResponseFrame",
+    "PingFrame",
+    "ResetStreamFrame",
+    "RetireConnectionIdFrame",
+    "StopSendingFrame",
+    "StreamDataBlockedFrame",
+    "StreamFrame",
+    "StreamsBlockedFrame",
+    "crypto_frame_header_size",
+    "datagram_frame_header_size",
+    "encode_ack_frame",
+    "encode_crypto_frame_header",
+    "encode_datagram_frame_header",
+    "encode_frame",
+    "encode_stream_frame_header",
+    "stream_frame_header_size",
+]
+
+#: Largest MAX_STREAMS / STREAMS_BLOCKED value (RFC 9000 §19.11, §19.14).
+MAX_STREAMS_LIMIT = 1 << 60
+
+#: Low bits of the STREAM frame type (RFC 9000 §19.8).
+STREAM_OFF_BIT = 0x04
+STREAM_LEN_BIT = 0x02
+STREAM_FIN_BIT = 0x01
+
+_ev = encode_varint
+
+
+class FrameType(IntEnum):
+    """Frame types (RFC 9000 §19 / §12.4 Table 3, RFC 9221 §4)."""
+
+    PADDING = 0x00
+    PING = 0x01
+    ACK = 0x02
+    ACK_ECN = 0x03
+    RESET_STREAM = 0x04
+    STOP_SENDING = 0x05
+    CRYPTO = 0x06
+    NEW_TOKEN = 0x07
+    STREAM = 0x08  # 0x08-0x0f: OFF 0x04, LEN 0x02, FIN 0x01
+    STREAM_FIN = 0x09
+    STREAM_LEN = 0x0A
+    STREAM_LEN_FIN = 0x0B
+    STREAM_OFF = 0x0C
+    STREAM_OFF_FIN = 0x0D
+    STREAM_OFF_LEN = 0x0E
+    STREAM_OFF_LEN_FIN = 0x0F
+    MAX_DATA = 0x10
+    MAX_STREAM_DATA = 0x11
+    MAX_STREAMS_BIDI = 0x12
+    MAX_STREAMS_UNI = 0x13
+    DATA_BLOCKED = 0x14
+    STREAM_DATA_BLOCKED = 0x15
+    STREAMS_BLOCKED_BIDI = 0x16
+    STREAMS_BLOCKED_UNI = 0x17
+    NEW_CONNECTION_ID = 0x18
+    RETIRE_CONNECTION_ID = 0x19
+    PATH_CHALLENGE = 0x1A
+    PATH_RESPONSE = 0x1B
+    CONNECTION_CLOSE = 0x1C
+    CONNECTION_CLOSE_APP = 0x1D
+    HANDSHAKE_DONE = 0x1E
+    DATAGRAM = 0x30  # RFC 9221 §4: no Length field
+    DATAGRAM_LEN = 0x31
+
+
+def _check_token16(token: bytes) -> None:
+    if len(token) != 16:
+        raise ValueError("stateless reset token must be 16 bytes")
+
+
+# -- frames without fields ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PaddingFrame:
+    """A run of ``length`` PADDING bytes, decoded as one frame (RFC 9000 §19.1)."""
+
+    length: int = 1
+    frame_type: ClassVar[int] = FrameType.PADDING
+
+    def encode(self) -> bytes:
+        if self.length < 1:
+            raise ValueError("padding length must be at least 1")
+        return bytes(self.length)
+
+
+@dataclass(frozen=True, slots=True)
+class PingFrame:
+    """RFC 9000 §19.2."""
+
+    frame_type: ClassVar[int] = FrameType.PING
+
+    def encode(self) -> bytes:
+        return b"\x01"
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeDoneFrame:
+    """RFC 9000 §19.20."""
+
+    frame_type: ClassVar[int] = FrameType.HANDSHAKE_DONE
+
+    def encode(self) -> bytes:
+        return b"\x1e"
+
+
+# -- ACK ---------------------------------------------------------------------------
+
+
+def encode_ack_frame(
+    ranges: tuple[tuple[int, int], ...] | list[tuple[int, int]],
+    ack_delay: int,
+    ecn: tuple[int, int, int] | None = None,
+) -> bytes:
+    """ACK (0x02) or, with ``ecn`` counts, ACK_ECN (0x03) frame (RFC 9000 §19.3).
+
+    ``ranges`` are inclusive ``(smallest, largest)`` pairs in descending order,
+    separated by at least one missing packet; ``ack_delay`` is the raw field value
+    (already scaled down by the ack_delay_exponent).
+    """
+    if not ranges:
+        raise ValueError("an ACK frame needs at least one range")
+    smallest, largest = ranges[0]
+    if not 0 <= smallest <= largest:
+        raise ValueError(f"bad ACK range {ranges[0]}")
+    parts = [
+        b"\x03" if ecn is not None else b"\x02",
+        _ev(largest),
+        _ev(ack_delay),
+        _ev(len(ranges) - 1),
+        _ev(largest - smallest),
+    ]
+    append = parts.append
+    previous = smallest
+    for smallest, largest in ranges[1:]:
+        # RFC 9000 §19.3.1: largest = previous_smallest - gap - 2
+        gap = previous - largest - 2
+        if gap < 0 or not 0 <= smallest <= largest:
+            raise ValueError("ACK ranges must be descending and separated by a gap")
+        append(_ev(gap))
+        append(_ev(largest - smallest))
+        previous = smallest
+    if ecn is not None:
+        parts += (_ev(ecn[0]), _ev(ecn[1]), _ev(ecn[2]))  # RFC 9000 §19.3.2
+    return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class AckFrame:
+    """RFC 9000 §19.3: ``ranges`` descending inclusive ``(smallest, largest)`` pairs.
+
+    ``ack_delay`` is the raw field (multiply by 2**ack_delay_exponent for
+    microseconds). ``ecn`` is ``(ect0, ect1, ce)`` for type 0x03, else ``None``.
+    """
+
+    ranges: tuple[tuple[int, int], ...]
+    ack_delay: int
+    ecn: tuple[int, int, int] | None = None
+
+    @property
+    def frame_type(self) -> int:
+        return FrameType.ACK if self.ecn is None else FrameType.ACK_ECN
+
+    @property
+    def largest_acknowledged(self) -> int:
+        return self.ranges[0][1]
+
+    def encode(self) -> bytes:
+        return encode_ack_frame(self.ranges, self.ack_delay, self.ecn)
+
+
+# -- stream and flow control --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResetStreamFrame:
+    """RFC 9000 §19.4."""
+
+    stream_id: int
+    error_code: int
+    final_size: int
+    frame_type: ClassVar[int] = FrameType.RESET_STREAM
+
+    def encode(self) -> bytes:
+        return b"".join((b"\x04", _ev(self.stream_id), _ev(self.error_code), _ev(self.final_size)))
+
+
+@dataclass(frozen=True, slots=True)
+class StopSendingFrame:
+    """RFC 9000 §19.5."""
+
+    stream_id: int
+    error_code: int
+    frame_type: ClassVar[int] = FrameType.STOP_SENDING
+
+    def encode(self) -> bytes:
+        return b"".join((b"\x05", _ev(self.stream_id), _ev(self.error_code)))
+
+
+def encode_crypto_frame_header(offset: int, length: int) -> bytes:
+    """Type, Offset and Length of a CRYPTO frame (RFC 9000 §19.6); data follows."""
+    if offset + length > VARINT_MAX:
+        raise ValueError("CRYPTO offset + length exceeds 2**62-1")
+    return b"".join((b"\x06", _ev(offset), _ev(length)))
+
+
+def crypto_frame_header_size(offset: int, length: int) -> int:
+    """Size of :func:`encode_crypto_frame_header`."""
+    return 1 + varint_size(offset) + varint_size(length)
+
+
+@dataclass(frozen=True, slots=True)
+class CryptoFrame:
+    """RFC 9000 §19.6."""
+
+    offset: int
+    data: bytes
+    frame_type: ClassVar[int] = FrameType.CRYPTO
+
+    def encode(self) -> bytes:
+        return encode_crypto_frame_header(self.offset, len(self.data)) + self.data
+
+
+@dataclass(frozen=True, slots=True)
+class NewTokenFrame:
+    """RFC 9000 §19.7."""
+
+    token: bytes
+    frame_type: ClassVar[int] = FrameType.NEW_TOKEN
+
+    def encode(self) -> bytes:
+        if not self.token:
+            raise ValueError("NEW_TOKEN token must not be empty")  # RFC 9000 §19.7
+        return b"\x07" + _ev(len(self.token)) + self.token
+
+
+def encode_stream_frame_header(stream_id: int, offset: int, length: int, fin: bool) -> bytes:
+    """Header of a STREAM frame (RFC 9000 §19.8): always LEN, OFF only if offset > 0."""
+    if offset + length > VARINT_MAX:
+        raise ValueError("STREAM offset + length exceeds 2**62-1")
+    if offset:
+        return b"".join((bytes((0x0E | fin,)), _ev(stream_id), _ev(offset), _ev(length)))
+    return b"".join((bytes((0x0A | fin,)), _ev(stream_id), _ev(length)))
+
+
+def stream_frame_header_size(stream_id: int, offset: int, length: int) -> int:
+    """Size of :func:`encode_stream_frame_header` for these values."""
+    size = 1 + varint_size(stream_id) + varint_size(length)
+    return size + varint_size(offset) if offset else size
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFrame:
+    """RFC 9000 §19.8. ``data`` is bytes; ``fin`` marks the end of the stream."""
+
+    stream_id: int
+    offset: int
+    data: bytes
+    fin: bool = False
+
+    @property
+    def frame_type(self) -> int:
+        return 0x0A | (STREAM_OFF_BIT if self.offset else 0) | self.fin
+
+    def encode(self) -> bytes:
+        header = encode_stream_frame_header(self.stream_id, self.offset, len(self.data), self.fin)
+        return header + self.data
+
+
+@dataclass(frozen=True, slots=True)
+class MaxDataFrame:
+    """RFC 9000 §19.9."""
+
+    maximum_data: int
+    frame_type: ClassVar[int] = FrameType.MAX_DATA
+
+    def encode(self) -> bytes:
+        return b"\x10" + _ev(self.maximum_data)
+
+
+@dataclass(frozen=True, slots=True)
+class MaxStreamDataFrame:
+    """RFC 9000 §19.10."""
+
+    stream_id: int
+    maximum_stream_data: int
+    frame_type: ClassVar[int] = FrameType.MAX_STREAM_DATA
+
+    def encode(self) -> bytes:
+        return b"".join((b"\x11", _ev(self.stream_id), _ev(self.maximum_stream_data)))
+
+
+@dataclass(frozen=True, slots=True)
+class MaxStreamsFrame:
+    """RFC 9000 §19.11: type 0x12 (bidirectional) or 0x13 (unidirectional)."""
+
+    maximum_streams: int
+    bidirectional: bool
+
+    @property
+    def frame_type(self) -> int:
+        return FrameType.MAX_STREAMS_BIDI if self.bidirectional else FrameType.MAX_STREAMS_UNI
+
+    def encode(self) -> bytes:
+        if self.maximum_streams > MAX_STREAMS_LIMIT:
+            raise ValueError("MAX_STREAMS exceeds 2**60")
+        return bytes((self.frame_type,)) + _ev(self.maximum_streams)
+
+
+@dataclass(frozen=True, slots=True)
+class DataBlockedFrame:
+    """RFC 9000 §19.12."""
+
+    maximum_data: int
+    frame_type: ClassVar[int] = FrameType.DATA_BLOCKED
+
+    def encode(self) -> bytes:
+        return b"\x14" + _ev(self.maximum_data)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDataBlockedFrame:
+    """RFC 9000 §19.13."""
+
+    stream_id: int
+    maximum_stream_data: int
+    frame_type: ClassVar[int] = FrameType.STREAM_DATA_BLOCKED
+
+    def encode(self) -> bytes:
+        return b"".join((b"\x15", _ev(self.stream_id), _ev(self.maximum_stream_data)))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamsBlockedFrame:
+    """RFC 9000 §19.14: type 0x16 (bidirectional) or 0x17 (unidirectional)."""
+
+    maximum_streams: int
+    bidirectional: bool
+
+    @property
+    def frame_type(self) -> int:
+        if self.bidirectional:
+            return FrameType.STREAMS_BLOCKED_BIDI
+        return FrameType.STREAMS_BLOCKED_UNI
+
+    def encode(self) -> bytes:
+        if self.maximum_streams > MAX_STREAMS_LIMIT:
+            raise ValueError("STREAMS_BLOCKED exceeds 2**60")
+        return bytes((self.frame_type,)) + _ev(self.maximum_streams)
+
+
+# -- connection IDs and paths ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewConnectionIdFrame:
+    """RFC 9000 §19.15."""
+
+    sequence_number: int
+    retire_prior_to: int
+    connection_id: bytes
+    stateless_reset_token: bytes
+    frame_type: ClassVar[int] = FrameType.NEW_CONNECTION_ID
+
+    def encode(self) -> bytes:
+        if not 1 <= len(self.connection_id) <= 20:
+            raise ValueError("connection ID length must be 1..20")
+        if self.retire_prior_to > self.sequence_number:
+            raise ValueError("retire_prior_to exceeds sequence_number")
+        _check_token16(self.stateless_reset_token)
+        return b"".join(
+            (
+                b"\x18",
+                _ev(self.sequence_number),
+                _ev(self.retire_prior_to),
+                bytes((len(self.connection_id),)),
+                self.connection_id,
+                self.stateless_reset_token,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RetireConnectionIdFrame:
+    """RFC 9000 §19.16."""
+
+    sequence_number: int
+    frame_type: ClassVar[int] = FrameType.RETIRE_CONNECTION_ID
+
+    def encode(self) -> bytes:
+        return b"\x19" + _ev(self.sequence_number)
+
+
+@dataclass(frozen=True, slots=True)
+class PathChallengeFrame:
+    """RFC 9000 §19.17: 8 bytes of data."""
+
+    data: bytes
+    frame_type: ClassVar[int] = FrameType.PATH_CHALLENGE
+
+    def encode(self) -> bytes:
+        if len(self.data) != 8:
+            raise ValueError("PATH_CHALLENGE data must be 8 bytes")
+        return b"\x1a" + self.data
+
+
+@dataclass(frozen=True, slots=True)
+class PathResponseFrame:
+    """RFC 9000 §19.18: 8 bytes of data."""
+
+    data: bytes
+    frame_type: ClassVar[int] = FrameType.PATH_RESPONSE
+
+    def encode(self) -> bytes:
+        if len(self.data) != 8:
+            raise ValueError("PATH_RESPONSE data must be 8 bytes")
+        return b"\x1b" + self.data
+
+
+# -- closing ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionCloseFrame:
+    """Transport CONNECTION_CLOSE, type 0x1c (RFC 9000 §19.19).
+
+    ``error_frame_type`` is the Frame Type field (the frame that triggered the error,
+    0 if unknown). ``reason`` is the raw Reason Phrase (should be UTF-8).
+    """
+
+    error_code: int
+    error_frame_type: int = 0
+    reason: bytes = b""
+    frame_type: ClassVar[int] = FrameType.CONNECTION_CLOSE
+
+    def encode(self) -> bytes:
+        return b"".join(
+            (
+                b"\x1c",
+                _ev(self.error_code),
+                _ev(self.error_frame_type),
+                _ev(len(self.reason)),
+                self.reason,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationCloseFrame:
+    """Application CONNECTION_CLOSE, type 0x1d (RFC 9000 §19.19); no Frame Type field."""
+
+    error_code: int
+    reason: bytes = b""
+    frame_type: ClassVar[int] = FrameType.CONNECTION_CLOSE_APP
+
+    def encode(self) -> bytes:
+        return b"".join((b"\x1d", _ev(self.error_code), _ev(len(self.reason)), self.reason))
+
+
+# -- datagrams ----------------------------------------------------------------------
+
+
+def encode_datagram_frame_header(length: int, with_length: bool = True) -> bytes:
+    """DATAGRAM frame header (RFC 9221 §4): 0x31 + Length, or 0x30 (data to packet end)."""
+    if with_length:
+        return b"\x31" + _ev(length)
+    return b"\x30"
+
+
+def datagram_frame_header_size(length: int, with_length: bool = True) -> int:
+    """Size of :func:`encode_datagram_frame_header`."""
+    return 1 + varint_size(length) if with_length else 1
+
+
+@dataclass(frozen=True, slots=True)
+class DatagramFrame:
+    """RFC 9221 §4. Encoded with a Length field (type 0x31)."""
+
+    data: bytes
+    frame_type: ClassVar[int] = FrameType.DATAGRAM_LEN
+
+    def encode(self) -> bytes:
+        return b"\x31" + _ev(len(self.data)) + self.data
+
+
+Frame: TypeAlias = (
+    PaddingFrame
+    | PingFrame
+    | AckFrame
+    | ResetStreamFrame
+    | StopSendingFrame
+    | CryptoFrame
+    | NewTokenFrame
+    | StreamFrame
+    | MaxDataFrame
+    | MaxStreamDataFrame
+    | MaxStreamsFrame
+    | DataBlockedFrame
+    | StreamDataBlockedFrame
+    | StreamsBlockedFrame
+    | NewConnectionIdFrame
+    | RetireConnectionIdFrame
+    | PathChallengeFrame
+    | PathResponseFrame
+    | ConnectionCloseFrame
+    | ApplicationCloseFrame
+    | HandshakeDoneFrame
+    | DatagramFrame
+)
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """Encode any frame; same as ``frame.encode()``."""
+    return frame.encode()
