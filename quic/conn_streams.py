@@ -1,0 +1,405 @@
+"""The streams of one connection: frames in, frames out, connection flow control.
+
+Theory of operation
+-------------------
+:class:`StreamController` owns the :class:`~quic.stream_manager.StreamManager` (stream
+ids, limits, the stream objects) and the connection-level flow control of RFC 9000 §4.1
+(our :class:`ReceiveWindow`, the peer's :class:`SendCredit`). The connection routes the
+stream-related frames to its ``on_*`` methods and asks it to write frames into 1-RTT
+packets; each frame written registers a handler on the packet so the controller learns
+whether it was acknowledged or lost (RFC 9000 §13.3) and repairs accordingly.
+
+Data is delivered in push style: in-order bytes are read out of a stream as soon as they
+arrive and reported as :class:`~quic.events.StreamDataReceived`, so the receive windows
+advance as fast as data arrives (window auto-tuning, RFC 9000 §4.2, sees the RTT).
+
+Sending is round-robin over streams with data ready (``_sendable``, insertion-ordered),
+bounded by stream and connection credit; when a stream is blocked by credit a
+STREAM_DATA_BLOCKED / DATA_BLOCKED frame is sent once per limit (§4.1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable
+
+from quic.buffer import encode_varint
+from quic.errors import StreamResetError
+from quic.events import (
+    QuicEvent,
+    StopSendingReceived,
+    StreamDataReceived,
+    StreamReset,
+    StreamWritable,
+)
+from quic.flow_control import ReceiveWindow, SendCredit
+from quic.frames import FrameType, encode_stream_frame_header
+from quic.packet_builder import PacketAssembler
+from quic.stream_manager import StreamLimits, StreamManager
+from quic.stream_send import SendStream
+
+__all__ = ["StreamController"]
+
+_STREAM_HEADER_MAX = 1 + 8 + 8 + 2  # type, stream id, offset, 2-byte length
+_FT_MAX_DATA = encode_varint(FrameType.MAX_DATA)
+_FT_MAX_STREAM_DATA = encode_varint(FrameType.MAX_STREAM_DATA)
+_FT_DATA_BLOCKED = encode_varint(FrameType.DATA_BLOCKED)
+_FT_STREAM_DATA_BLOCKED = encode_varint(FrameType.STREAM_DATA_BLOCKED)
+_FT_RESET_STREAM = encode_varint(FrameType.RESET_STREAM)
+_FT_STOP_SENDING = encode_varint(FrameType.STOP_SENDING)
+
+
+class StreamController:
+    """Streams and connection-level flow control of one connection."""
+
+    def __init__(
+        self,
+        is_client: bool,
+        local: StreamLimits,
+        initial_max_data: int,
+        max_data_window: int,
+        max_stream_window: int,
+        send_buffer_high: int,
+        events: deque[QuicEvent],
+    ) -> None:
+        self.is_client = is_client
+        self.manager = StreamManager(is_client, local, max_stream_window=max_stream_window)
+        self.credit = SendCredit(0)  # the peer's initial_max_data, then MAX_DATA
+        self.window = ReceiveWindow(initial_max_data, max_data_window)
+        self.send_buffer_high = send_buffer_high
+        self._events = events
+        self._sendable: dict[int, None] = {}  # streams with data/FIN ready, in order
+        self._control: dict[int, None] = {}  # streams with control frames to check
+        self._write_blocked: set[int] = set()
+        self._eof_reported: set[int] = set()
+        self.now = 0.0
+        self.rtt = 0.0
+
+    # -- configuration ------------------------------------------------------------------
+
+    def set_peer_limits(self, peer: StreamLimits, initial_max_data: int) -> None:
+        self.manager.set_peer_limits(peer)
+        self.credit.update_limit(initial_max_data)
+        for sid, stream in self.manager.streams.items():
+            if stream.send is not None and stream.send.needs_send:
+                self._sendable[sid] = None
+
+    # -- application API --------------------------------------------------------------
+
+    def open_stream(self, bidi: bool) -> int:
+        """Open a local stream (raises StreamLimitReached when the peer forbids it)."""
+        return self.manager.open_stream(bidi)
+
+    def send(self, stream_id: int, data: bytes | bytearray | memoryview, end: bool) -> bool:
+        """Queue data; returns False when the send buffer is above its high mark."""
+        stream = self.manager.get(stream_id)
+        if stream is None:
+            stream = self.manager.stream_for_frame(stream_id, FrameType.MAX_STREAM_DATA)
+        if stream is None or stream.send is None:
+            raise ValueError(f"stream {stream_id} cannot send (closed or receive-only)")
+        send = stream.send
+        send.write(data, end)
+        self._sendable[stream_id] = None
+        if send.buffered > self.send_buffer_high:
+            self._write_blocked.add(stream_id)
+            return False
+        return True
+
+    def send_buffered(self, stream_id: int) -> int:
+        stream = self.manager.get(stream_id)
+        if stream is None or stream.send is None:
+            return 0
+        return stream.send.buffered
+
+    def reset(self, stream_id: int, error_code: int) -> None:
+        stream = self.manager.get(stream_id)
+        if stream is None or stream.send is None:
+            return
+        if stream.send.reset(error_code):
+            self._control[stream_id] = None
+        self._write_blocked.discard(stream_id)
+
+    def stop_sending(self, stream_id: int, error_code: int) -> None:
+        stream = self.manager.get(stream_id)
+        if stream is None or stream.recv is None:
+            return
+        if stream.recv.stop_sending(error_code):
+            self._control[stream_id] = None
+        self._release(stream.recv.pop_released())
+        self._maybe_discard(stream_id)
+
+    # -- frames received --------------------------------------------------------------
+
+    def on_stream(self, stream_id: int, offset: int, data: bytes, fin: bool, ftype: int) -> None:
+        delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
+        if delta:
+            self.window.on_received(delta)  # FLOW_CONTROL_ERROR (RFC 9000 §4.1)
+        self._deliver(stream_id)
+        self._deliver_new_peer_streams()
+
+    def _deliver(self, stream_id: int) -> None:
+        stream = self.manager.get(stream_id)
+        if stream is None or stream.recv is None:
+            return
+        recv = stream.recv
+        if recv.is_reset:
+            return
+        data = recv.read(-1, now=self.now, rtt=self.rtt) if recv.readable else b""
+        end = recv.at_eof and stream_id not in self._eof_reported
+        if end:
+            self._eof_reported.add(stream_id)
+        if data or end:
+            if data:
+                self.window.on_consumed(len(data), self.now, self.rtt)
+            self._events.append(StreamDataReceived(stream_id, data, end))
+        self._release(recv.pop_released())
+        if recv.window.should_update():
+            self._control[stream_id] = None
+        if end:
+            self._maybe_discard(stream_id)
+
+    def _deliver_new_peer_streams(self) -> None:
+        # Streams opened implicitly (§3.2) exist now; nothing to deliver until data.
+        self.manager.take_opened_by_peer()
+
+    def on_reset_stream(self, stream_id: int, error_code: int, final_size: int) -> None:
+        stream_known = self.manager.get(stream_id)
+        was_reset = (
+            stream_known is not None
+            and stream_known.recv is not None
+            and stream_known.recv.is_reset
+        )
+        delta = self.manager.on_reset_stream(stream_id, error_code, final_size)
+        if delta:
+            self.window.on_received(delta)
+        stream = self.manager.get(stream_id)
+        if stream is None or stream.recv is None or was_reset or not stream.recv.is_reset:
+            return
+        self._events.append(StreamReset(stream_id, error_code, final_size))
+        with contextlib.suppress(StreamResetError):
+            stream.recv.read()  # moves the receive half to "Reset Read" (RFC 9000 §3.2)
+        self._release(stream.recv.pop_released())
+        self._maybe_discard(stream_id)
+
+    def on_stop_sending(self, stream_id: int, error_code: int) -> None:
+        if self.manager.on_stop_sending(stream_id, error_code):
+            self._control[stream_id] = None
+            self._write_blocked.discard(stream_id)
+            self._events.append(StopSendingReceived(stream_id, error_code))
+
+    def on_max_data(self, limit: int) -> None:
+        if self.credit.update_limit(limit):
+            for sid, stream in self.manager.streams.items():
+                if stream.send is not None and stream.send.unsent:
+                    self._sendable[sid] = None
+
+    def on_max_stream_data(self, stream_id: int, limit: int) -> None:
+        if self.manager.on_max_stream_data(stream_id, limit):
+            self._sendable[stream_id] = None
+
+    def on_max_streams(self, bidi: bool, limit: int) -> None:
+        self.manager.on_max_streams(bidi, limit)
+
+    def on_stream_data_blocked(self, stream_id: int, limit: int) -> None:
+        self.manager.on_stream_data_blocked(stream_id, limit)
+        self._deliver_new_peer_streams()
+
+    # -- frames to send ---------------------------------------------------------------
+
+    def has_data(self) -> bool:
+        return bool(self._sendable)
+
+    def wants_control(self) -> bool:
+        return (
+            bool(self._control) or self.window.should_update() or self.manager.has_pending_control()
+        )
+
+    def write_control(self, b: PacketAssembler) -> None:
+        """MAX_DATA, MAX_STREAM(S)_DATA, BLOCKED, RESET_STREAM, STOP_SENDING frames."""
+        handlers = b.packet.handlers
+        written = False
+        if self.window.should_update() and b.room > 9:
+            limit = self.window.next_limit()
+            b.push(_FT_MAX_DATA + encode_varint(limit))
+            handlers.append((self._max_data_fate, (limit,)))
+            written = True
+        for bidi, limit in self.manager.max_streams_frames():
+            ftype = FrameType.MAX_STREAMS_BIDI if bidi else FrameType.MAX_STREAMS_UNI
+            b.push(encode_varint(ftype) + encode_varint(limit))
+            handlers.append((self._max_streams_fate, (bidi, limit)))
+            written = True
+        for bidi, limit in self.manager.streams_blocked_frames():
+            ftype = FrameType.STREAMS_BLOCKED_BIDI if bidi else FrameType.STREAMS_BLOCKED_UNI
+            b.push(encode_varint(ftype) + encode_varint(limit))
+            handlers.append((self._streams_blocked_fate, (bidi, limit)))
+            written = True
+        for sid in list(self._control):
+            if b.room < 32:
+                break
+            del self._control[sid]
+            written |= self._write_stream_control(b, sid)
+        if written:
+            b.packet.ack_eliciting = True
+            b.packet.in_flight = True
+
+    def _write_stream_control(self, b: PacketAssembler, sid: int) -> bool:
+        stream = self.manager.get(sid)
+        if stream is None:
+            return False
+        handlers = b.packet.handlers
+        written = False
+        send, recv = stream.send, stream.recv
+        sid_bytes = encode_varint(sid)
+        if send is not None:
+            reset = send.reset_frame()
+            if reset is not None:
+                code, final = reset
+                b.push(_FT_RESET_STREAM + sid_bytes + encode_varint(code) + encode_varint(final))
+                handlers.append((self._reset_fate, (sid, send)))
+                written = True
+        if recv is not None:
+            code_stop = recv.stop_sending_frame()
+            if code_stop is not None:
+                b.push(_FT_STOP_SENDING + sid_bytes + encode_varint(code_stop))
+                handlers.append((self._stop_sending_fate, (sid, recv)))
+                written = True
+            limit = recv.max_stream_data_frame()
+            if limit is not None:
+                b.push(_FT_MAX_STREAM_DATA + sid_bytes + encode_varint(limit))
+                handlers.append((self._max_stream_data_fate, (sid, recv, limit)))
+                written = True
+        return written
+
+    def write_streams(self, b: PacketAssembler) -> None:
+        """Fill the packet with STREAM frames, round-robin over ready streams."""
+        sendable = self._sendable
+        if not sendable:
+            return
+        credit = self.credit
+        manager = self.manager
+        packet = b.packet
+        handlers = packet.handlers
+        fate = self._stream_fate
+        for sid in list(sendable):
+            room = b.room - _STREAM_HEADER_MAX
+            if room <= 0:
+                break
+            stream = manager.get(sid)
+            send = stream.send if stream is not None else None
+            if send is None:
+                del sendable[sid]
+                continue
+            before = send.highest_sent
+            frame = send.next_frame(room, credit.available())
+            if frame is None:
+                del sendable[sid]
+                limit = send.blocked_frame()
+                if limit is not None and b.room > 20:
+                    b.push(_FT_STREAM_DATA_BLOCKED + encode_varint(sid) + encode_varint(limit))
+                    handlers.append((self._stream_blocked_fate, (send, limit)))
+                    packet.ack_eliciting = packet.in_flight = True
+                continue
+            offset, data, fin = frame
+            grown = send.highest_sent - before
+            if grown:
+                credit.used += grown
+            n = len(data)
+            b.push(encode_stream_frame_header(sid, offset, n, fin))
+            if n:
+                b.push(data)
+            handlers.append((fate, (sid, send, offset, n, fin)))
+            packet.ack_eliciting = packet.in_flight = True
+            # rotate: a stream that still has data goes to the back of the queue
+            del sendable[sid]
+            if send.needs_send:
+                sendable[sid] = None
+        if sendable and credit.available() <= 0 and self._blocked_by_connection():
+            limit_c = credit.blocked_at
+            if limit_c is not None and b.room > 10:
+                credit.mark_blocked_sent()
+                b.push(_FT_DATA_BLOCKED + encode_varint(limit_c))
+                handlers.append((self._data_blocked_fate, (limit_c,)))
+                packet.ack_eliciting = packet.in_flight = True
+
+    def _blocked_by_connection(self) -> bool:
+        for sid in self._sendable:
+            stream = self.manager.get(sid)
+            if stream is not None and stream.send is not None and stream.send.unsent:
+                return True
+        return False
+
+    # -- fate of frames ---------------------------------------------------------------
+
+    def _stream_fate(
+        self, acked: bool, sid: int, send: SendStream, offset: int, n: int, fin: bool
+    ) -> None:
+        if acked:
+            send.on_acked(offset, n, fin)
+            if sid in self._write_blocked and send.buffered <= self.send_buffer_high // 2:
+                self._write_blocked.discard(sid)
+                self._events.append(StreamWritable(sid))
+            if send.is_finished:
+                self._maybe_discard(sid)
+        else:
+            send.on_lost(offset, n, fin)
+            if send.needs_send:
+                self._sendable[sid] = None
+
+    def _reset_fate(self, acked: bool, sid: int, send: SendStream) -> None:
+        if acked:
+            send.on_reset_acked()
+            self._maybe_discard(sid)
+        else:
+            send.on_reset_lost()
+            self._control[sid] = None
+
+    def _stop_sending_fate(self, acked: bool, sid: int, recv: object) -> None:
+        if not acked:
+            stream = self.manager.get(sid)
+            if stream is not None and stream.recv is not None:
+                stream.recv.on_stop_sending_lost()
+                self._control[sid] = None
+
+    def _max_stream_data_fate(self, acked: bool, sid: int, recv: object, limit: int) -> None:
+        if not acked:
+            stream = self.manager.get(sid)
+            if stream is not None and stream.recv is not None:
+                stream.recv.on_max_stream_data_lost(limit)
+                self._control[sid] = None
+
+    def _max_data_fate(self, acked: bool, limit: int) -> None:
+        if not acked:
+            self.window.on_update_lost(limit)
+
+    def _max_streams_fate(self, acked: bool, bidi: bool, limit: int) -> None:
+        if not acked:
+            self.manager.on_max_streams_lost(bidi, limit)
+
+    def _streams_blocked_fate(self, acked: bool, bidi: bool, limit: int) -> None:
+        if not acked:
+            self.manager.on_streams_blocked_lost(bidi, limit)
+
+    def _stream_blocked_fate(self, acked: bool, send: SendStream, limit: int) -> None:
+        if not acked:
+            send.on_blocked_lost(limit)
+
+    def _data_blocked_fate(self, acked: bool, limit: int) -> None:
+        if not acked:
+            self.credit.on_blocked_lost(limit)
+
+    # -- housekeeping -----------------------------------------------------------------
+
+    def _release(self, n: int) -> None:
+        if n:
+            self.window.on_consumed(n, self.now, self.rtt)
+
+    def _maybe_discard(self, sid: int) -> None:
+        if self.manager.maybe_discard(sid):
+            self._eof_reported.discard(sid)
+            self._sendable.pop(sid, None)
+            self._control.pop(sid, None)
+            self._write_blocked.discard(sid)
+
+
+FrameFate = Callable[..., None]

@@ -1,0 +1,246 @@
+"""Assembling protected packets into UDP datagrams (RFC 9000 §12.2, §14.1, §17).
+
+Theory of operation
+-------------------
+The connection decides *what* to send; this module decides *how it is laid out*.
+A datagram is opened with a byte budget (path MTU, anti-amplification credit); then
+packets are opened one at a time for a packet number space, frames are appended as
+ready-made bytes, and each packet is closed. Several packets coalesce into one datagram
+(Initial, then Handshake, then 1-RTT, §12.2). Headers and encryption are deferred to
+:meth:`PacketAssembler.end_datagram`, because the last packet may still grow: a datagram
+carrying an Initial packet is padded to 1200 bytes (§14.1) by appending PADDING to its
+last packet, and every packet is padded to leave room for the header protection sample
+(RFC 9001 §5.4.2).
+
+Each open packet exposes a :class:`~quic.recovery.SentPacket` whose ``handlers`` the
+frame writers fill, and whose flags (``ack_eliciting``, ``in_flight``, ``is_crypto``)
+they set; the finished packets are returned so the connection can register them with
+loss recovery. Payloads are lists of byte strings joined once, at encryption.
+"""
+
+from __future__ import annotations
+
+from quic.packet import PacketType, encode_long_header, encode_short_header, long_header_size
+from quic.packet_number import encode_packet_number
+from quic.protection import AEAD_TAG_LENGTH, PacketProtector, min_payload_length
+from quic.recovery import SentPacket
+
+__all__ = ["MIN_INITIAL_DATAGRAM", "PacketAssembler"]
+
+#: RFC 9000 §14.1: datagrams carrying (ack-eliciting) Initial packets are this large.
+MIN_INITIAL_DATAGRAM = 1200
+
+#: Do not open a packet with less payload room than this (an ACK frame needs ~10).
+MIN_PACKET_ROOM = 24
+
+
+class _Pending:
+    __slots__ = (
+        "chunks",
+        "dcid",
+        "key_phase",
+        "packet_type",
+        "pn_length",
+        "protector",
+        "scid",
+        "sent",
+        "size",
+        "token",
+        "truncated_pn",
+        "version",
+    )
+
+    def __init__(
+        self,
+        packet_type: PacketType,
+        version: int,
+        dcid: bytes,
+        scid: bytes,
+        token: bytes,
+        protector: PacketProtector,
+        sent: SentPacket,
+        pn_length: int,
+        truncated_pn: int,
+        key_phase: int,
+    ) -> None:
+        self.packet_type = packet_type
+        self.version = version
+        self.dcid = dcid
+        self.scid = scid
+        self.token = token
+        self.protector = protector
+        self.sent = sent
+        self.pn_length = pn_length
+        self.truncated_pn = truncated_pn
+        self.key_phase = key_phase
+        self.chunks: list[bytes | memoryview] = []
+        self.size = 0  # payload bytes
+
+
+class PacketAssembler:
+    """Builds the datagrams of one ``datagrams_to_send`` call."""
+
+    __slots__ = (
+        "_budget",
+        "_current",
+        "_has_initial",
+        "_header_size",
+        "_pending",
+        "_used",
+        "datagrams",
+        "max_datagram_size",
+        "packets",
+    )
+
+    def __init__(self, max_datagram_size: int) -> None:
+        self.max_datagram_size = max_datagram_size
+        self.datagrams: list[bytes] = []
+        self.packets: list[SentPacket] = []  # every finished packet, in send order
+        self._pending: list[_Pending] = []
+        self._current: _Pending | None = None
+        self._budget = 0
+        self._used = 0
+        self._header_size = 0
+        self._has_initial = False
+
+    # -- datagrams --------------------------------------------------------------------
+
+    def begin_datagram(self, budget: int) -> None:
+        self._budget = min(budget, self.max_datagram_size)
+        self._used = 0
+        self._pending = []
+        self._has_initial = False
+
+    @property
+    def datagram_room(self) -> int:
+        """Bytes left in the open datagram (before any new packet's header and tag)."""
+        return self._budget - self._used
+
+    @property
+    def datagram_empty(self) -> bool:
+        return not self._pending and self._current is None
+
+    def end_datagram(self, pad_initial: bool) -> int:
+        """Encrypt and emit the open datagram; return its size (0 if it was empty).
+
+        ``pad_initial``: pad to 1200 bytes if the datagram holds an Initial packet.
+        """
+        pending = self._pending
+        if not pending:
+            return 0
+        if pad_initial and self._has_initial:
+            missing = min(MIN_INITIAL_DATAGRAM, self._budget) - self._used
+            if missing > 0:
+                last = pending[-1]
+                last.chunks.append(bytes(missing))
+                last.size += missing
+                last.sent.size += missing
+                self._used += missing
+        out = b"".join([self._seal(p) for p in pending])
+        self._pending = []
+        self.datagrams.append(out)
+        return len(out)
+
+    # -- packets ----------------------------------------------------------------------
+
+    def begin_packet(
+        self,
+        packet_type: PacketType,
+        version: int,
+        dcid: bytes,
+        scid: bytes,
+        protector: PacketProtector,
+        space: int,
+        packet_number: int,
+        largest_acked: int | None,
+        token: bytes = b"",
+        key_phase: int = 0,
+    ) -> bool:
+        """Open a packet; False (nothing opened) if the datagram has too little room."""
+        truncated, pn_length = encode_packet_number(packet_number, largest_acked)
+        if packet_type is PacketType.ONE_RTT:
+            header_size = 1 + len(dcid) + pn_length
+        else:
+            header_size = long_header_size(packet_type, len(dcid), len(scid), len(token), pn_length)
+        if self._budget - self._used - header_size - AEAD_TAG_LENGTH < MIN_PACKET_ROOM:
+            return False
+        sent = SentPacket(space, packet_number, header_size + AEAD_TAG_LENGTH, False, False)
+        self._current = _Pending(
+            packet_type,
+            version,
+            dcid,
+            scid,
+            token,
+            protector,
+            sent,
+            pn_length,
+            truncated,
+            key_phase,
+        )
+        self._header_size = header_size
+        self._used += header_size + AEAD_TAG_LENGTH
+        return True
+
+    @property
+    def packet(self) -> SentPacket:
+        """The open packet's recovery record (handlers, flags)."""
+        assert self._current is not None
+        return self._current.sent
+
+    @property
+    def room(self) -> int:
+        """Payload bytes that still fit in the open packet."""
+        return self._budget - self._used
+
+    @property
+    def payload_size(self) -> int:
+        current = self._current
+        return current.size if current is not None else 0
+
+    def push(self, data: bytes | memoryview) -> None:
+        """Append an encoded frame (or part of one) to the open packet."""
+        current = self._current
+        assert current is not None
+        n = len(data)
+        current.chunks.append(data)
+        current.size += n
+        current.sent.size += n
+        self._used += n
+
+    def end_packet(self) -> SentPacket | None:
+        """Close the open packet; an empty one is abandoned (returns None)."""
+        current = self._current
+        self._current = None
+        if current is None:
+            return None
+        if not current.size:
+            self._used -= self._header_size + AEAD_TAG_LENGTH
+            return None
+        short = min_payload_length(current.pn_length) - current.size
+        if short > 0:
+            current.chunks.append(bytes(short))  # PADDING frames (type 0x00)
+            current.size += short
+            current.sent.size += short
+            self._used += short
+        if current.packet_type is PacketType.INITIAL:
+            self._has_initial = True
+        self._pending.append(current)
+        self.packets.append(current.sent)
+        return current.sent
+
+    def _seal(self, p: _Pending) -> bytes:
+        if p.packet_type is PacketType.ONE_RTT:
+            header = encode_short_header(p.dcid, p.pn_length, p.truncated_pn, p.key_phase)
+        else:
+            header = encode_long_header(
+                p.packet_type,
+                p.version,
+                p.dcid,
+                p.scid,
+                p.token,
+                p.pn_length + p.size + AEAD_TAG_LENGTH,
+                p.pn_length,
+                p.truncated_pn,
+            )
+        payload = p.chunks[0] if len(p.chunks) == 1 else b"".join(p.chunks)
+        return p.protector.encrypt_packet(header, payload, p.sent.packet_number)

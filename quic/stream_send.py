@@ -1,0 +1,476 @@
+"""The sending half of a QUIC stream (RFC 9000 §2, §3.1, §3.5, §4.5, §19.4, §19.8).
+
+Theory of operation
+-------------------
+Application writes are kept as immutable ``bytes`` chunks in offset order (a list of
+chunks plus a parallel list of their start offsets, searched with ``bisect``). A large
+``bytes`` write is stored as is and frames are cut from it as ``memoryview`` slices, so
+it is never copied; small writes are coalesced to keep the chunk list short. A chunk is
+dropped once every byte of it has been acknowledged.
+
+Three offsets describe the stream: ``acked_offset`` (every byte below it is
+acknowledged), ``highest_sent`` (new data starts there) and the write offset (end of
+the buffer). Byte ranges acknowledged out of order are kept in a small range list above
+``acked_offset``; ranges declared lost are kept in a second list and are retransmitted
+before any new data. :meth:`SendStream.next_frame` therefore returns, in order: the
+first lost range, a FIN-only frame whose FIN was lost, new data (bounded by the stream
+credit and the connection credit passed in), or a FIN-only frame for an empty tail.
+
+The connection owns packet numbers; it remembers what each frame carried and reports
+its fate with :meth:`SendStream.on_acked` / :meth:`SendStream.on_lost` (and the
+``on_reset_*`` / ``on_blocked_lost`` counterparts for the control frames).
+
+States follow RFC 9000 §3.1 and are driven by a transition table (``_TRANSITIONS``):
+events that have no entry for the current state leave it unchanged.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from enum import Enum
+
+from quic.buffer import VARINT_MAX
+from quic.errors import StreamResetError
+from quic.flow_control import SendCredit
+
+__all__ = ["SendEvent", "SendState", "SendStream", "StreamUsageError"]
+
+# Writes smaller than this are merged into the previous chunk (one small copy) so that
+# many tiny writes do not produce a long chunk list.
+_COALESCE_LIMIT = 1024
+
+
+class StreamUsageError(RuntimeError):
+    """The local application misused a stream (e.g. wrote after ending it)."""
+
+
+class SendState(Enum):
+    """Sending-part states, RFC 9000 §3.1 (Figure 2)."""
+
+    READY = "Ready"
+    SEND = "Send"
+    DATA_SENT = "Data Sent"
+    DATA_RECVD = "Data Recvd"
+    RESET_SENT = "Reset Sent"
+    RESET_RECVD = "Reset Recvd"
+
+
+class SendEvent(Enum):
+    """Events of the sending state machine."""
+
+    SEND_DATA = "send STREAM / STREAM_DATA_BLOCKED"
+    SEND_FIN = "send STREAM + FIN"
+    ALL_ACKED = "recv all ACKs"
+    SEND_RESET = "send RESET_STREAM"
+    RESET_ACKED = "recv ACK of RESET_STREAM"
+
+
+_S = SendState
+_E = SendEvent
+
+# RFC 9000 §3.1 as data: state -> {event: next state}.
+_TRANSITIONS: dict[SendState, dict[SendEvent, SendState]] = {
+    _S.READY: {_E.SEND_DATA: _S.SEND, _E.SEND_FIN: _S.DATA_SENT, _E.SEND_RESET: _S.RESET_SENT},
+    _S.SEND: {_E.SEND_DATA: _S.SEND, _E.SEND_FIN: _S.DATA_SENT, _E.SEND_RESET: _S.RESET_SENT},
+    _S.DATA_SENT: {_E.ALL_ACKED: _S.DATA_RECVD, _E.SEND_RESET: _S.RESET_SENT},
+    _S.DATA_RECVD: {},
+    _S.RESET_SENT: {_E.RESET_ACKED: _S.RESET_RECVD},
+    _S.RESET_RECVD: {},
+}
+
+_TERMINAL = frozenset((_S.DATA_RECVD, _S.RESET_RECVD))
+_CAN_RESET = frozenset((_S.READY, _S.SEND, _S.DATA_SENT))
+_SENDING = frozenset((_S.READY, _S.SEND, _S.DATA_SENT))
+
+
+class _RangeList:
+    """Disjoint sorted half-open ranges stored as a flat boundary list [s0, e0, s1, e1...]."""
+
+    __slots__ = ("b",)
+
+    def __init__(self) -> None:
+        self.b: list[int] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.b)
+
+    def add(self, start: int, stop: int) -> None:
+        if start >= stop:
+            return
+        b = self.b
+        i = bisect_left(b, start)
+        j = bisect_right(b, stop)
+        # An even index means the boundary falls outside every range.
+        new = [start] if not i & 1 else []
+        if not j & 1:
+            new.append(stop)
+        b[i:j] = new
+
+    def subtract(self, start: int, stop: int) -> None:
+        if start >= stop:
+            return
+        b = self.b
+        i = bisect_left(b, start)
+        j = bisect_right(b, stop)
+        new = [start] if i & 1 else []
+        if j & 1:
+            new.append(stop)
+        b[i:j] = new
+
+    def gaps(self, start: int, stop: int) -> list[tuple[int, int]]:
+        """Parts of [start, stop) not covered by any range."""
+        b = self.b
+        out: list[tuple[int, int]] = []
+        i = bisect_right(b, start)
+        cursor = start
+        if i & 1:  # start lies inside a range
+            cursor = b[i]
+            i += 1
+        n = len(b)
+        while cursor < stop and i < n:
+            s = b[i]
+            if s >= stop:
+                break
+            if s > cursor:
+                out.append((cursor, s))
+            cursor = b[i + 1]
+            i += 2
+        if cursor < stop:
+            out.append((cursor, stop))
+        return out
+
+    def ranges(self) -> list[tuple[int, int]]:
+        b = self.b
+        return [(b[k], b[k + 1]) for k in range(0, len(b), 2)]
+
+
+class SendStream:
+    """Send half of a stream: buffering, framing, retransmission, reset (RFC 9000 §3.1)."""
+
+    __slots__ = (
+        "_acked",
+        "_acked_offset",
+        "_chunks",
+        "_fin_acked",
+        "_fin_lost",
+        "_fin_offset",
+        "_fin_sent",
+        "_head",
+        "_lost",
+        "_reset_code",
+        "_reset_final_size",
+        "_reset_pending",
+        "_sent_offset",
+        "_starts",
+        "_state",
+        "_write_offset",
+        "credit",
+        "stream_id",
+    )
+
+    def __init__(self, stream_id: int = 0, max_stream_data: int = 0) -> None:
+        self.stream_id = stream_id
+        self.credit = SendCredit(max_stream_data)
+        self._state = SendState.READY
+        self._chunks: list[bytes] = []
+        self._starts: list[int] = []
+        self._head = 0  # index of the first chunk still held
+        self._write_offset = 0
+        self._sent_offset = 0
+        self._acked_offset = 0
+        self._acked = _RangeList()
+        self._lost = _RangeList()
+        self._fin_offset: int | None = None
+        self._fin_sent = False
+        self._fin_acked = False
+        self._fin_lost = False
+        self._reset_code: int | None = None
+        self._reset_final_size = 0
+        self._reset_pending = False
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> SendState:
+        return self._state
+
+    @property
+    def is_finished(self) -> bool:
+        """True in a terminal state (Data Recvd or Reset Recvd)."""
+        return self._state in _TERMINAL
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for (re)transmission: written but not yet acknowledged."""
+        return self._write_offset - self._acked_offset if self._state in _SENDING else 0
+
+    @property
+    def unsent(self) -> int:
+        """Bytes written but never sent."""
+        return self._write_offset - self._sent_offset if self._state in _SENDING else 0
+
+    @property
+    def highest_sent(self) -> int:
+        """One past the highest offset ever sent (the stream's flow-control usage)."""
+        return self._sent_offset
+
+    @property
+    def write_offset(self) -> int:
+        return self._write_offset
+
+    @property
+    def final_size(self) -> int | None:
+        """Final size once known: end of stream written, or reset final size."""
+        if self._reset_code is not None:
+            return self._reset_final_size
+        return self._fin_offset
+
+    @property
+    def reset_error_code(self) -> int | None:
+        return self._reset_code
+
+    @property
+    def needs_send(self) -> bool:
+        """Whether :meth:`next_frame` or :meth:`reset_frame` would produce something
+        (assuming connection credit is available)."""
+        if self._reset_pending:
+            return True
+        if self._state not in _SENDING:
+            return False
+        if self._lost or self._fin_lost:
+            return True
+        if self._write_offset > self._sent_offset:
+            return self.credit.available() > 0
+        return self._fin_offset is not None and not self._fin_sent
+
+    def _fire(self, event: SendEvent) -> None:
+        nxt = _TRANSITIONS[self._state].get(event)
+        if nxt is not None:
+            self._state = nxt
+
+    # ------------------------------------------------------------------ application
+
+    def write(self, data: bytes | bytearray | memoryview, end_stream: bool = False) -> None:
+        """Queue ``data``; ``end_stream`` marks the end of the stream (FIN)."""
+        if self._reset_code is not None:
+            raise StreamResetError(self.stream_id, self._reset_code, "stream was reset")
+        if self._fin_offset is not None:
+            raise StreamUsageError(f"stream {self.stream_id}: write after end of stream")
+        n = len(data)
+        if n:
+            if self._write_offset + n > VARINT_MAX:
+                raise StreamUsageError("stream offset would exceed 2^62-1")
+            chunk = data if type(data) is bytes else bytes(data)
+            chunks = self._chunks
+            if (
+                n < _COALESCE_LIMIT
+                and len(chunks) > self._head
+                and len(chunks[-1]) < _COALESCE_LIMIT
+            ):
+                chunks[-1] += chunk
+            else:
+                chunks.append(chunk)
+                self._starts.append(self._write_offset)
+            self._write_offset += n
+        if end_stream:
+            self._fin_offset = self._write_offset
+
+    def reset(self, error_code: int) -> bool:
+        """Abandon the stream: queue RESET_STREAM (RFC 9000 §3.1, §19.4).
+
+        The final size is the amount of data sent so far (§4.5). Returns False when the
+        stream is already terminal or reset.
+        """
+        if self._state not in _CAN_RESET:
+            return False
+        self._reset_code = error_code
+        self._reset_final_size = self._sent_offset
+        self._reset_pending = True
+        self._fire(SendEvent.SEND_RESET)
+        self._release_all()
+        return True
+
+    def on_stop_sending(self, error_code: int) -> bool:
+        """Peer sent STOP_SENDING: reset with the same error code (RFC 9000 §3.5)."""
+        return self.reset(error_code)
+
+    def on_max_stream_data(self, limit: int) -> bool:
+        """Apply MAX_STREAM_DATA; decreases are ignored (RFC 9000 §4.1, §19.10)."""
+        return self.credit.update_limit(limit)
+
+    # ------------------------------------------------------------------ framing
+
+    def next_frame(
+        self, max_payload: int, credit: int
+    ) -> tuple[int, memoryview | bytes, bool] | None:
+        """Next STREAM frame payload as ``(offset, data, fin)``, or None.
+
+        ``max_payload`` bounds the data length; ``credit`` is the connection-level
+        credit, which (together with the stream credit) bounds only new data beyond
+        :attr:`highest_sent`. The caller charges the connection with the growth of
+        :attr:`highest_sent`.
+        """
+        if self._state not in _SENDING:
+            return None
+        if self._lost and max_payload > 0:
+            return self._next_retransmission(max_payload)
+        fin_offset = self._fin_offset
+        if self._fin_lost and not self._lost and self._sent_offset == fin_offset:
+            self._fin_lost = False
+            return (fin_offset, b"", True)
+        start = self._sent_offset
+        n = self._write_offset - start
+        if n > 0:
+            avail = self.credit.max_data - start
+            if credit < avail:
+                avail = credit
+            if max_payload < avail:
+                avail = max_payload
+            if avail <= 0:
+                return None
+            if n > avail:
+                n = avail
+            stop = start + n
+            data = self._slice(start, stop)
+            self._sent_offset = stop
+            self.credit.used = stop
+            if stop == fin_offset:
+                self._fin_sent = True
+                self._fire(SendEvent.SEND_FIN)
+                return (start, data, True)
+            self._fire(SendEvent.SEND_DATA)
+            return (start, data, False)
+        if fin_offset is not None and not self._fin_sent:
+            self._fin_sent = True
+            self._fire(SendEvent.SEND_FIN)
+            return (start, b"", True)
+        return None
+
+    def _next_retransmission(self, max_payload: int) -> tuple[int, memoryview | bytes, bool]:
+        b = self._lost.b
+        start = b[0]
+        stop = b[1]
+        if stop - start > max_payload:
+            stop = start + max_payload
+        self._lost.subtract(start, stop)
+        data = self._slice(start, stop)
+        fin = stop == self._fin_offset and not self._fin_acked
+        if fin:
+            # Carry the FIN again (it was lost or may be), or for the first time when
+            # the end of stream was written after this data went out.
+            self._fin_lost = False
+            if not self._fin_sent:
+                self._fin_sent = True
+                self._fire(SendEvent.SEND_FIN)
+        return (start, data, fin)
+
+    def _slice(self, start: int, stop: int) -> memoryview | bytes:
+        starts = self._starts
+        chunks = self._chunks
+        i = bisect_right(starts, start, self._head) - 1
+        chunk = chunks[i]
+        base = starts[i]
+        if stop <= base + len(chunk):
+            if start == base and stop == base + len(chunk):
+                return chunk
+            return memoryview(chunk)[start - base : stop - base]
+        parts = [memoryview(chunk)[start - base :]]
+        pos = base + len(chunk)
+        while pos < stop:
+            i += 1
+            chunk = chunks[i]
+            take = stop - pos
+            parts.append(memoryview(chunk)[:take] if take < len(chunk) else memoryview(chunk))
+            pos += len(chunk)
+        return b"".join(parts)
+
+    def blocked_frame(self) -> int | None:
+        """Limit for a STREAM_DATA_BLOCKED frame if we are blocked by stream credit
+        and have not reported this limit yet (RFC 9000 §4.1, §19.13); marks it sent."""
+        if self._state not in (SendState.READY, SendState.SEND):
+            return None
+        if self._write_offset <= self._sent_offset:
+            return None
+        limit = self.credit.blocked_at
+        if limit is None:
+            return None
+        self.credit.mark_blocked_sent()
+        self._fire(SendEvent.SEND_DATA)
+        return limit
+
+    def on_blocked_lost(self, limit: int) -> None:
+        self.credit.on_blocked_lost(limit)
+
+    def reset_frame(self) -> tuple[int, int] | None:
+        """Pending RESET_STREAM as ``(error_code, final_size)``, or None."""
+        if not self._reset_pending or self._reset_code is None:
+            return None
+        self._reset_pending = False
+        return (self._reset_code, self._reset_final_size)
+
+    # ------------------------------------------------------------------ fate of frames
+
+    def on_acked(self, offset: int, length: int, fin: bool) -> None:
+        """A STREAM frame (offset, length, fin) was acknowledged."""
+        if self._state not in _SENDING:
+            return
+        stop = offset + length
+        if length and stop > self._acked_offset:
+            self._lost.subtract(offset, stop)
+            acked = self._acked
+            acked.add(offset, stop)
+            b = acked.b
+            if b[0] <= self._acked_offset:
+                self._acked_offset = b[1]
+                del b[:2]
+                self._release_to(self._acked_offset)
+        if fin:
+            self._fin_acked = True
+            self._fin_lost = False
+        if self._fin_acked and self._acked_offset == self._fin_offset:
+            self._fire(SendEvent.ALL_ACKED)
+            self._release_all()
+
+    def on_lost(self, offset: int, length: int, fin: bool) -> None:
+        """A STREAM frame (offset, length, fin) was declared lost: schedule a resend."""
+        if self._state not in _SENDING:
+            return
+        start = offset if offset > self._acked_offset else self._acked_offset
+        stop = offset + length
+        if stop > start:
+            lost = self._lost
+            for s, e in self._acked.gaps(start, stop):
+                lost.add(s, e)
+        if fin and not self._fin_acked:
+            self._fin_lost = True
+
+    def on_reset_acked(self) -> None:
+        self._fire(SendEvent.RESET_ACKED)
+
+    def on_reset_lost(self) -> None:
+        if self._state is SendState.RESET_SENT:
+            self._reset_pending = True
+
+    # ------------------------------------------------------------------ buffer release
+
+    def _release_to(self, offset: int) -> None:
+        chunks = self._chunks
+        starts = self._starts
+        head = self._head
+        n = len(chunks)
+        while head < n and starts[head] + len(chunks[head]) <= offset:
+            chunks[head] = b""
+            head += 1
+        if head > 32 and head * 2 > n:
+            del chunks[:head]
+            del starts[:head]
+            head = 0
+        self._head = head
+
+    def _release_all(self) -> None:
+        self._chunks = []
+        self._starts = []
+        self._head = 0
+        self._lost = _RangeList()
+        self._acked = _RangeList()
+        self._fin_lost = False
