@@ -14,7 +14,7 @@ install() {
 case "${1:-test}" in
     demo)
         install
-        exec "$PY" -m quic.tls.selfsigned
+        exec "$PY" -m quic demo "${@:2}"
         ;;
     test)
         install
