@@ -43,18 +43,19 @@ async def echo_datagrams(session: QuicSession) -> None:
 
 
 async def test_echo_stream_and_datagrams_over_udp() -> None:
-    server = await serve("127.0.0.1", 0, server_config(), echo_datagrams, stream_handler=echo_stream)
-    async with server:
-        async with connect("127.0.0.1", server.port, client_config()) as session:
-            assert session.alpn_protocol == "test"
-            reader, writer = await session.create_stream()
-            payload = os.urandom(2_000_000)
-            writer.write(payload)
-            writer.write_eof()
-            echoed = await reader.read()
-            assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
-            session.send_datagram(b"dgram")
-            assert await asyncio.wait_for(session.receive_datagram(), 5) == b"dgram"
+    server = await serve(
+        "127.0.0.1", 0, server_config(), echo_datagrams, stream_handler=echo_stream
+    )
+    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+        assert session.alpn_protocol == "test"
+        reader, writer = await session.create_stream()
+        payload = os.urandom(2_000_000)
+        writer.write(payload)
+        writer.write_eof()
+        echoed = await reader.read()
+        assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
+        session.send_datagram(b"dgram")
+        assert await asyncio.wait_for(session.receive_datagram(), 5) == b"dgram"
 
 
 async def test_concurrent_streams_and_application_close() -> None:
@@ -86,13 +87,12 @@ async def test_stream_reset_reaches_reader() -> None:
         writer.reset(33)
 
     server = await serve("127.0.0.1", 0, server_config(), stream_handler=resetter)
-    async with server:
-        async with connect("127.0.0.1", server.port, client_config()) as session:
-            reader, writer = await session.create_stream()
-            writer.write(b"x")
-            with pytest.raises(StreamResetError) as info:
-                await asyncio.wait_for(reader.read(), 5)
-            assert info.value.error_code == 33
+    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+        reader, writer = await session.create_stream()
+        writer.write(b"x")
+        with pytest.raises(StreamResetError) as info:
+            await asyncio.wait_for(reader.read(), 5)
+        assert info.value.error_code == 33
 
 
 async def test_connect_to_silent_port_times_out_cleanly() -> None:
