@@ -1,0 +1,78 @@
+"""Endpoint for the QUIC interop runner (quic-interop-runner), ALPN ``hq-interop``.
+
+Theory of operation
+-------------------
+``python -m quic.interop server|client ...`` is what the runner's container would run:
+
+* ``server --testcase NAME --port P --certs DIR --www DIR``: serve the files of
+  ``--www`` over HTTP/0.9 (:mod:`quic.interop.server`) until killed;
+* ``client --testcase NAME --downloads DIR URL [URL ...]``: fetch the URLs into
+  ``--downloads`` (:mod:`quic.interop.client`), exit 0 if all arrived, else 1.
+
+Absent arguments come from the runner's environment (``ROLE``, ``TESTCASE``,
+``REQUESTS``, ``SSLKEYLOGFILE``, ``QLOGDIR``, ``CERTS``, ``WWW``, ``DOWNLOADS``, ``PORT``)
+and then its defaults (:mod:`quic.interop.options`). Supported test cases:
+``handshake``, ``transfer``, ``multiconnect`` and ``chacha20``; any other exits with
+status 127. The wire protocol is in :mod:`quic.interop.hq`. qlog is not written yet
+(``QLOGDIR`` is accepted and ignored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+
+from quic.interop.client import run_client
+from quic.interop.hq import ALPN
+from quic.interop.options import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_UNSUPPORTED,
+    TESTCASES,
+    InteropCase,
+    InteropOptions,
+    parse_options,
+)
+from quic.interop.server import run_server
+
+__all__ = [
+    "ALPN",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_UNSUPPORTED",
+    "TESTCASES",
+    "InteropCase",
+    "InteropOptions",
+    "main",
+    "parse_options",
+    "run_client",
+    "run_server",
+]
+
+logger = logging.getLogger("quic.interop")
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run one endpoint; returns the process exit status."""
+    options = parse_options(argv, environ)
+    logging.basicConfig(
+        level=logging.DEBUG if options.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    case = TESTCASES.get(options.testcase)
+    if case is None:
+        logger.error("test case %r is not supported", options.testcase)
+        return EXIT_UNSUPPORTED
+    if options.qlog_dir:
+        logger.info("qlog output is not implemented; ignoring QLOGDIR=%s", options.qlog_dir)
+    runner = run_server if options.role == "server" else run_client
+    try:
+        return asyncio.run(runner(options, case))
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except Exception:
+        logger.exception("%s failed", options.role)
+        return EXIT_FAILURE

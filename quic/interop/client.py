@@ -1,0 +1,134 @@
+"""hq-interop client role: download URLs over HTTP/0.9 into a directory.
+
+Theory of operation
+-------------------
+:func:`run_client` parses every URL into a :class:`~quic.interop.hq.Download`, then
+splits them into connections: one per URL, one after the other, when the test case asks
+for it (``multiconnect``); otherwise one connection per server (host, port), and all of
+that server's URLs are requested concurrently on their own bidirectional streams
+(``transfer``). Each connection offers ALPN ``hq-interop`` and the test case's cipher
+suites, and does not verify the server's certificate (the runner's self-signed chain):
+an explicit opt-out, ``verify_certificates=False``.
+
+Each response body is streamed to ``DOWNLOADS/<basename>``; a reset stream, a closed
+connection or a local I/O error fails that download and removes its partial file. The
+whole run is bounded by ``options.timeout``. Exit status 0 only if every file arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from quic.aio import ConnectionClosed, QuicSession, connect
+from quic.configuration import QuicConfiguration
+from quic.errors import StreamResetError
+from quic.interop.hq import ALPN, Download, encode_request, parse_url
+from quic.interop.options import EXIT_FAILURE, EXIT_OK, InteropCase, InteropOptions
+from quic.tls.keylog import KeyLogFile
+
+__all__ = ["client_configuration", "fetch", "plan_connections", "run_client"]
+
+logger = logging.getLogger("quic.interop")
+
+READ_CHUNK = 256 * 1024
+
+
+def client_configuration(case: InteropCase, keylog: KeyLogFile | None = None) -> QuicConfiguration:
+    config = QuicConfiguration(
+        is_client=True,
+        alpn_protocols=[ALPN],
+        verify_certificates=False,  # the runner's client does not verify certificates
+        keylog=keylog,
+    )
+    if case.cipher_suites is not None:
+        config.cipher_suites = case.cipher_suites
+    return config
+
+
+def plan_connections(downloads: list[Download], case: InteropCase) -> list[list[Download]]:
+    """The URLs of each connection, in the order the connections are made."""
+    if case.connection_per_url:
+        return [[download] for download in downloads]
+    groups: dict[tuple[str, int], list[Download]] = {}
+    for download in downloads:
+        groups.setdefault(download.authority, []).append(download)
+    return list(groups.values())
+
+
+async def fetch(session: QuicSession, download: Download, directory: Path) -> bool:
+    """Request one file on a new stream and store its body; True on success."""
+    destination = directory / download.filename
+    try:
+        reader, writer = await session.create_stream()
+        writer.write(encode_request(download.target))
+        writer.write_eof()
+        size = 0
+        with destination.open("wb") as fp:
+            write = fp.write
+            while chunk := await reader.read(READ_CHUNK):
+                size += len(chunk)
+                write(chunk)
+    except StreamResetError as exc:
+        logger.error("%s: stream reset by the server (code %d)", download.url, exc.error_code)
+    except ConnectionClosed as exc:
+        logger.error("%s: connection closed: %s", download.url, exc)
+    except OSError as exc:
+        logger.error("%s: %s", download.url, exc)
+    else:
+        logger.info("%s: %d bytes → %s", download.url, size, destination)
+        return True
+    with contextlib.suppress(OSError):
+        destination.unlink(missing_ok=True)
+    return False
+
+
+async def _run_connection(
+    downloads: list[Download], case: InteropCase, directory: Path, keylog: KeyLogFile | None
+) -> bool:
+    host, port = downloads[0].authority
+    try:
+        async with connect(host, port, client_configuration(case, keylog)) as session:
+            if session.alpn_protocol != ALPN:
+                logger.error("server did not select ALPN %s", ALPN)
+                return False
+            results = await asyncio.gather(*(fetch(session, d, directory) for d in downloads))
+            return all(results)
+    except ConnectionClosed as exc:
+        logger.error("connection to %s:%d failed: %s", host, port, exc)
+    except OSError as exc:
+        logger.error("cannot reach %s:%d: %s", host, port, exc)
+    return False
+
+
+async def run_client(options: InteropOptions, case: InteropCase) -> int:
+    """Download every URL of ``options.requests``; the process exit status."""
+    try:
+        downloads = [parse_url(url) for url in options.requests]
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return EXIT_FAILURE
+    if not downloads:
+        logger.error("no URLs to fetch (arguments or $REQUESTS)")
+        return EXIT_FAILURE
+    try:
+        options.downloads.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        logger.error("cannot create %s: %s", options.downloads, exc)
+        return EXIT_FAILURE
+    keylog = KeyLogFile(options.keylog_file) if options.keylog_file else None
+    ok = True
+    try:
+        async with asyncio.timeout(options.timeout):
+            for group in plan_connections(downloads, case):
+                if not await _run_connection(group, case, options.downloads, keylog):
+                    ok = False
+    except TimeoutError:
+        logger.error("gave up after %.1f s", options.timeout)
+        ok = False
+    finally:
+        if keylog is not None:
+            keylog.close()
+    return EXIT_OK if ok else EXIT_FAILURE

@@ -1,0 +1,178 @@
+"""Command line and environment of the interop endpoint, and its table of test cases.
+
+Theory of operation
+-------------------
+The quic-interop-runner starts an endpoint with environment variables only (``ROLE``,
+``TESTCASE``, ``REQUESTS``, ``SSLKEYLOGFILE``, ``QLOGDIR``) and fixed paths (``/certs``,
+``/www``, ``/downloads``, port 443). Locally the same endpoint is driven by arguments.
+:func:`parse_options` merges the two: an argument wins, else its environment variable,
+else the runner's default. The role is the first argument when it is ``server`` or
+``client``, else ``$ROLE``.
+
+:data:`TESTCASES` says what each supported test case changes; a test case missing from
+it makes the endpoint exit with :data:`EXIT_UNSUPPORTED` (127), as the runner expects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from quic.interop.hq import ALPN, DEFAULT_PORT
+from quic.tls.suites import CipherSuite
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_UNSUPPORTED",
+    "ROLES",
+    "TESTCASES",
+    "InteropCase",
+    "InteropOptions",
+    "build_parser",
+    "parse_options",
+]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_UNSUPPORTED = 127  # the runner's "test case not supported"
+
+ROLES = ("server", "client")
+DEFAULT_TIMEOUT = 300.0  # client: whole run, seconds
+
+
+@dataclass(frozen=True, slots=True)
+class InteropCase:
+    """What one runner test case asks of the endpoint."""
+
+    name: str
+    cipher_suites: tuple[CipherSuite, ...] | None = None  # None: the default offer
+    connection_per_url: bool = False  # else all URLs of one server share a connection
+
+
+TESTCASES: dict[str, InteropCase] = {
+    case.name: case
+    for case in (
+        InteropCase("handshake"),
+        InteropCase("transfer"),
+        InteropCase("multiconnect", connection_per_url=True),
+        InteropCase("chacha20", cipher_suites=(CipherSuite.TLS_CHACHA20_POLY1305_SHA256,)),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InteropOptions:
+    """Everything the endpoint needs, after merging arguments and environment."""
+
+    role: str
+    testcase: str
+    host: str = "::"
+    port: int = DEFAULT_PORT
+    certs: Path = Path("/certs")
+    www: Path = Path("/www")
+    downloads: Path = Path("/downloads")
+    requests: tuple[str, ...] = ()
+    keylog_file: str | None = None
+    qlog_dir: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    verbose: bool = False
+
+
+# option dest → (environment variable, runner default)
+_ENVIRONMENT: dict[str, tuple[str, str | None]] = {
+    "testcase": ("TESTCASE", None),
+    "port": ("PORT", str(DEFAULT_PORT)),
+    "certs": ("CERTS", "/certs"),
+    "www": ("WWW", "/www"),
+    "downloads": ("DOWNLOADS", "/downloads"),
+    "keylog_file": ("SSLKEYLOGFILE", None),
+    "qlog_dir": ("QLOGDIR", None),
+}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    cases = ", ".join(TESTCASES)
+    parser.add_argument(
+        "--testcase", help=f"$TESTCASE; supported: {cases} (others exit with code 127)"
+    )
+    parser.add_argument("--keylog-file", help="$SSLKEYLOGFILE: write TLS secrets (NSS key log)")
+    parser.add_argument("--qlog-dir", help="$QLOGDIR: accepted but ignored (no qlog output yet)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m quic.interop",
+        description=(
+            f"QUIC interop runner endpoint (ALPN {ALPN}, HTTP/0.9). Arguments override the "
+            "runner's environment variables, which override its defaults."
+        ),
+        epilog="Without a role argument the role is taken from $ROLE.",
+    )
+    roles = parser.add_subparsers(dest="role", metavar="{server,client}")
+    server = roles.add_parser("server", help="serve files from --www until killed")
+    _common(server)
+    server.add_argument("--host", default="::", help="address to bind (default :: dual-stack)")
+    server.add_argument("--port", help=f"$PORT, default {DEFAULT_PORT} (0: any free port)")
+    server.add_argument("--certs", help="$CERTS, default /certs: holds cert.pem and priv.key")
+    server.add_argument("--www", help="$WWW, default /www: directory of files served")
+    client = roles.add_parser("client", help="download URLs into --downloads")
+    _common(client)
+    client.add_argument("--downloads", help="$DOWNLOADS, default /downloads")
+    client.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="give up after SECONDS"
+    )
+    client.add_argument("urls", nargs="*", metavar="URL", help="default: $REQUESTS")
+    return parser
+
+
+def parse_options(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> InteropOptions:
+    """Merge ``argv`` (default ``sys.argv[1:]``) with ``environ`` (default ``os.environ``).
+
+    Exits with status 2 (argparse) on a usage error.
+    """
+    env = os.environ if environ is None else environ
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not args or args[0] not in (*ROLES, "-h", "--help"):
+        role = env.get("ROLE", "")
+        if role not in ROLES:
+            parser.error("give the role (server or client) as first argument or in $ROLE")
+        args.insert(0, role)
+    ns = parser.parse_args(args)
+    values: dict[str, str | None] = {}
+    for dest, (variable, default) in _ENVIRONMENT.items():
+        given = getattr(ns, dest, None)
+        values[dest] = given if given is not None else env.get(variable) or default
+    testcase = values["testcase"]
+    if not testcase:
+        parser.error("give the test case with --testcase or $TESTCASE")
+    try:
+        port = int(values["port"] or DEFAULT_PORT)
+    except ValueError:
+        parser.error(f"invalid port {values['port']!r}")
+    if not 0 <= port <= 0xFFFF:
+        parser.error(f"invalid port {port}")
+    urls = getattr(ns, "urls", None) or env.get("REQUESTS", "").split()
+    return InteropOptions(
+        role=ns.role,
+        testcase=testcase,
+        host=getattr(ns, "host", "::"),
+        port=port,
+        certs=Path(values["certs"] or "/certs"),
+        www=Path(values["www"] or "/www"),
+        downloads=Path(values["downloads"] or "/downloads"),
+        requests=tuple(urls),
+        keylog_file=values["keylog_file"],
+        qlog_dir=values["qlog_dir"],
+        timeout=getattr(ns, "timeout", DEFAULT_TIMEOUT),
+        verbose=ns.verbose,
+    )

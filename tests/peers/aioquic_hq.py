@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""aioquic as an independent hq-interop (HTTP/0.9 over QUIC) peer; test-only, run as a process.
+
+Theory of operation
+-------------------
+The QUIC interop runner's application protocol, ALPN ``hq-interop``: the client sends
+``GET /path\\r\\n`` and FIN on a new bidirectional stream, the server answers with the
+file's bytes and FIN, or resets the stream (code 2 here) when it has no such file.
+
+Server (``server --port 0 --cert C --key K --www DIR``): prints ``LISTENING <port>``
+once bound and serves until SIGTERM/SIGINT or EOF on a piped stdin. It prints one line
+per event, each a JSON object after a keyword:
+
+* ``CONNECTED {"alpn", "cipher_suite", "version", "odcid"}`` when a handshake completes;
+* ``REQUEST {"path", "status" ("ok" | "not-found" | "bad-request"), "bytes", "odcid"}``
+  when a request was answered (``odcid``: the connection's original destination
+  connection ID in hex, to tell connections apart).
+
+Client (``client --downloads DIR [--multiconnect] URL ...``): fetches all URLs of one
+server concurrently over one connection (with ``--multiconnect``: one connection per URL,
+one after the other), writes each body to ``DIR/<basename>`` and prints one JSON line
+``{"ok", "connections", "cipher_suites", "results": [{"url", "ok", "bytes", "sha256",
+"error"}]}``. Exit status 0 when every download succeeded, 1 otherwise, 3 on an
+exception or timeout. The client never verifies the server certificate.
+
+Both roles accept ``--cipher-suites 0x1303,...`` (restrict the TLS 1.3 suites) and
+``--keylog FILE``. aioquic is imported only by test peers, never by the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import re
+import signal
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import serve
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    QuicEvent,
+    StreamDataReceived,
+    StreamReset,
+)
+from aioquic.tls import CipherSuite
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aioquic_peer import _stdin_is_pipe, _stop_on_eof, emit, negotiated
+
+ALPN = "hq-interop"
+NOT_FOUND = 0x2
+BAD_REQUEST = 0x1
+REQUEST_LIMIT = 4096
+CHUNK = 1 << 16
+REQUEST_LINE = re.compile(rb"GET (/[^\s]*)\r?\n?")
+
+
+def build_configuration(args: argparse.Namespace, *, is_client: bool) -> QuicConfiguration:
+    config = QuicConfiguration(is_client=is_client, alpn_protocols=[ALPN], idle_timeout=30.0)
+    if args.cipher_suites:
+        config.cipher_suites = [CipherSuite(int(c, 0)) for c in args.cipher_suites.split(",")]
+    if args.keylog:
+        config.secrets_log_file = open(args.keylog, "a", buffering=1)  # noqa: SIM115
+    if is_client:
+        config.verify_mode = ssl.CERT_NONE
+    else:
+        config.load_cert_chain(args.cert, args.key)
+    return config
+
+
+def odcid(protocol: QuicConnectionProtocol) -> str:
+    cid = getattr(protocol._quic, "original_destination_connection_id", None)
+    return cid.hex() if isinstance(cid, bytes) else ""
+
+
+# --------------------------------------------------------------------------- server
+
+
+class HqServerProtocol(QuicConnectionProtocol):
+    www = Path(".")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._requests: dict[int, bytearray] = {}
+        self._answered: set[int] = set()
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, HandshakeCompleted):
+            emit(
+                "CONNECTED",
+                {"alpn": event.alpn_protocol, "odcid": odcid(self), **negotiated(self._quic)},
+            )
+        elif isinstance(event, StreamDataReceived):
+            sid = event.stream_id
+            if sid & 0x3 or sid in self._answered:  # only client-initiated bidi streams
+                return
+            buffer = self._requests.setdefault(sid, bytearray())
+            buffer.extend(event.data)
+            if b"\n" in buffer or event.end_stream or len(buffer) > REQUEST_LIMIT:
+                self._answered.add(sid)
+                self._answer(sid, bytes(self._requests.pop(sid)))
+
+    def _answer(self, sid: int, request: bytes) -> None:
+        match = REQUEST_LINE.fullmatch(request)
+        if match is None:
+            self._quic.reset_stream(sid, BAD_REQUEST)
+            self._report(repr(request[:64]), "bad-request", 0)
+            return
+        path = unquote(match.group(1).decode("ascii"))
+        root = self.www.resolve()
+        target = (root / path.lstrip("/")).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            self._quic.reset_stream(sid, NOT_FOUND)
+            self._report(path, "not-found", 0)
+            return
+        data = target.read_bytes()
+        view = memoryview(data)
+        for offset in range(0, len(data), CHUNK):
+            self._quic.send_stream_data(sid, bytes(view[offset : offset + CHUNK]), False)
+        self._quic.send_stream_data(sid, b"", True)
+        self._report(path, "ok", len(data))
+
+    def _report(self, path: str, status: str, size: int) -> None:
+        emit("REQUEST", {"path": path, "status": status, "bytes": size, "odcid": odcid(self)})
+
+
+async def run_server(args: argparse.Namespace) -> int:
+    protocol = type("WwwServerProtocol", (HqServerProtocol,), {"www": Path(args.www)})
+    server = await serve(
+        args.host,
+        args.port,
+        configuration=build_configuration(args, is_client=False),
+        create_protocol=protocol,
+    )
+    transport = server._transport  # aioquic has no public accessor for the bound port
+    assert transport is not None
+    print(f"LISTENING {transport.get_extra_info('sockname')[1]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if _stdin_is_pipe():
+        loop.add_reader(sys.stdin.fileno(), _stop_on_eof, stop)
+    await stop.wait()
+    server.close()
+    return 0
+
+
+# --------------------------------------------------------------------------- client
+
+
+class HqClientProtocol(QuicConnectionProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._streams: dict[int, tuple[bytearray, asyncio.Future[bytes]]] = {}
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamDataReceived):
+            entry = self._streams.get(event.stream_id)
+            if entry is not None:
+                entry[0].extend(event.data)
+                if event.end_stream and not entry[1].done():
+                    entry[1].set_result(bytes(entry[0]))
+        elif isinstance(event, StreamReset):
+            entry = self._streams.get(event.stream_id)
+            if entry is not None and not entry[1].done():
+                entry[1].set_exception(ConnectionError(f"stream reset, code {event.error_code}"))
+        elif isinstance(event, ConnectionTerminated):
+            for _, waiter in self._streams.values():
+                if not waiter.done():
+                    waiter.set_exception(ConnectionError(f"connection closed: {event}"))
+
+    async def get(self, target: str) -> bytes:
+        sid = self._quic.get_next_available_stream_id()
+        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._streams[sid] = (bytearray(), waiter)
+        self._quic.send_stream_data(sid, b"GET " + target.encode("ascii") + b"\r\n", True)
+        self.transmit()
+        return await waiter
+
+
+async def download(
+    client: HqClientProtocol, url: str, target: str, directory: Path
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"url": url, "ok": False, "bytes": 0, "sha256": None, "error": None}
+    try:
+        data = await client.get(target)
+    except ConnectionError as exc:
+        result["error"] = str(exc)
+        return result
+    (directory / Path(unquote(urlsplit(url).path)).name).write_bytes(data)
+    result.update(ok=True, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    return result
+
+
+async def run_connection(
+    args: argparse.Namespace, urls: list[str], summary: dict[str, Any]
+) -> list[dict[str, Any]]:
+    first = urlsplit(urls[0])
+    async with connect(
+        first.hostname or "127.0.0.1",
+        first.port or 443,
+        configuration=build_configuration(args, is_client=True),
+        create_protocol=HqClientProtocol,
+    ) as client:
+        assert isinstance(client, HqClientProtocol)
+        summary["connections"] += 1
+        summary["cipher_suites"].append(negotiated(client._quic)["cipher_suite"])
+        directory = Path(args.downloads)
+        return await asyncio.gather(
+            *(download(client, url, urlsplit(url).path or "/", directory) for url in urls)
+        )
+
+
+async def run_client(args: argparse.Namespace) -> int:
+    summary: dict[str, Any] = {"ok": False, "connections": 0, "cipher_suites": [], "results": []}
+    groups = [[url] for url in args.urls] if args.multiconnect else [args.urls]
+    status = 0
+    try:
+        async with asyncio.timeout(args.timeout):
+            for group in groups:
+                summary["results"].extend(await run_connection(args, group, summary))
+        summary["ok"] = all(r["ok"] for r in summary["results"])
+    except Exception as exc:
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        status = 3
+    emit("", summary)
+    return status or (0 if summary["ok"] else 1)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    roles = parser.add_subparsers(dest="role", required=True)
+    server = roles.add_parser("server")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=0)
+    server.add_argument("--cert", required=True)
+    server.add_argument("--key", required=True)
+    server.add_argument("--www", required=True)
+    client = roles.add_parser("client")
+    client.add_argument("--downloads", required=True)
+    client.add_argument("--multiconnect", action="store_true")
+    client.add_argument("--timeout", type=float, default=30.0)
+    client.add_argument("urls", nargs="+")
+    for role in (server, client):
+        role.add_argument("--cipher-suites", default=None, help="e.g. 0x1303,0x1301")
+        role.add_argument("--keylog", default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return asyncio.run(run_server(args) if args.role == "server" else run_client(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
