@@ -27,7 +27,8 @@ def certificate() -> SelfSignedCertificate:
 
 def server_config(**kwargs: Any) -> QuicConfiguration:
     cert = certificate()
-    cfg = QuicConfiguration(is_client=False, alpn_protocols=["test"], **kwargs)
+    kwargs.setdefault("alpn_protocols", ["test"])
+    cfg = QuicConfiguration(is_client=False, **kwargs)
     cfg.certificate_chain = [cert.certificate]
     cfg.private_key = cert.private_key
     return cfg

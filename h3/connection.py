@@ -1,0 +1,653 @@
+"""The HTTP/3 connection over a QUIC connection (RFC 9114, RFC 9204, RFC 9220, RFC 9297).
+
+Theory of operation
+-------------------
+:class:`H3Connection` is Sans-I/O and sits on the *public* API of
+:class:`quic.connection.QuicConnection`: it opens streams and writes to them, and it is
+fed the QUIC events (:meth:`H3Connection.handle_event`), turning them into HTTP/3
+events (:mod:`h3.events`) that :meth:`H3Connection.next_event` hands out.
+
+Streams (RFC 9114 §6):
+
+* each side opens one control stream (first frame SETTINGS, §6.2.1), one QPACK encoder
+  and one QPACK decoder stream (RFC 9204 §4.2) as soon as :meth:`initialize` runs;
+  closing any of them is H3_CLOSED_CRITICAL_STREAM, a second one of a kind
+  H3_STREAM_CREATION_ERROR; reserved and unknown stream types are ignored with
+  STOP_SENDING (§6.2.3, §9); push streams are refused (we never send MAX_PUSH_ID,
+  so any push is H3_ID_ERROR, §4.6);
+* request streams (client-initiated bidirectional) carry HEADERS, DATA*, optional
+  trailing HEADERS (§4.1); anything else, or frames out of that order, is
+  H3_FRAME_UNEXPECTED; a malformed message is a stream error H3_MESSAGE_ERROR;
+* WebTransport streams (bidirectional signal 0x41, unidirectional type 0x54) are
+  reported as :class:`~h3.events.WebTransportStreamDataReceived` when WebTransport is
+  enabled; the session logic lives above this layer.
+
+Header sections go through QPACK (:mod:`h3.qpack`); a section that is blocked on the
+dynamic table parks the stream, and the frames behind it wait until the encoder
+stream unblocks it (RFC 9204 §2.1.2).
+
+Errors: :class:`~h3.errors.H3ConnectionError` closes the QUIC connection with the
+HTTP/3 code; :class:`~h3.errors.H3StreamError` resets the stream and stops reading it.
+Both are raised anywhere and handled in :meth:`H3Connection.handle_event` only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from h3.datagrams import decode_h3_datagram, encode_h3_datagram
+from h3.errors import H3ConnectionError, H3ErrorCode, H3StreamError
+from h3.events import (
+    ConnectionShutdownInitiated,
+    DatagramReceived,
+    DataReceived,
+    GoAwayReceived,
+    H3Event,
+    Headers,
+    HeadersReceived,
+    RequestStreamReset,
+    SettingsReceived,
+    StopSendingReceived,
+    WebTransportStreamDataReceived,
+)
+from h3.frames import (
+    FrameReader,
+    FrameType,
+    decode_goaway,
+    decode_max_push_id,
+    encode_data_frame_header,
+    encode_frame,
+    encode_goaway_frame,
+    encode_headers_frame,
+    grease_frame,
+)
+from h3.headers import validate_request_headers, validate_response_headers, validate_trailers
+from h3.qpack import QpackDecoder, QpackEncoder
+from h3.settings import SettingId, decode_settings, encode_settings, grease_setting
+from h3.streams import (
+    StreamType,
+    UniStreamHeaderReader,
+    encode_uni_stream_header,
+    encode_webtransport_bidi_header,
+)
+from quic import events as qe
+from quic.connection import QuicConnection
+
+__all__ = ["H3Configuration", "H3Connection"]
+
+_CRITICAL = (StreamType.CONTROL, StreamType.QPACK_ENCODER, StreamType.QPACK_DECODER)
+
+
+@dataclass(kw_only=True)
+class H3Configuration:
+    """HTTP/3 settings of one endpoint."""
+
+    max_field_section_size: int | None = 65536
+    qpack_max_table_capacity: int = 4096
+    qpack_blocked_streams: int = 16
+    enable_connect_protocol: bool = False  # RFC 9220
+    enable_datagrams: bool = False  # RFC 9297 SETTINGS_H3_DATAGRAM
+    enable_webtransport: bool = False  # recognise WT stream types / signals
+    extra_settings: dict[int, int] = field(default_factory=dict)
+    max_frame_size: int = 1 << 18
+    grease: bool = True
+
+
+class _Stream:
+    """Receive-side state of one request or WebTransport stream."""
+
+    __slots__ = (
+        "blocked",
+        "content_length",
+        "ended",
+        "frames",
+        "headers_done",
+        "pending",
+        "received_body",
+        "session_id",
+        "stream_id",
+        "trailers_done",
+        "uni_reader",
+        "uni_type",
+    )
+
+    def __init__(self, stream_id: int, frames: FrameReader | None) -> None:
+        self.stream_id = stream_id
+        self.frames = frames
+        self.headers_done = False
+        self.trailers_done = False
+        self.blocked = False
+        self.pending: deque[tuple[int, bytes, bool]] = deque()
+        self.content_length: int | None = None
+        self.received_body = 0
+        self.ended = False
+        self.session_id: int | None = None  # WebTransport stream
+        self.uni_reader: UniStreamHeaderReader | None = None
+        self.uni_type: int | None = None
+
+
+class H3Connection:
+    """HTTP/3 on top of one QUIC connection (client or server)."""
+
+    def __init__(self, quic: QuicConnection, configuration: H3Configuration | None = None):
+        self.quic = quic
+        self.config = configuration or H3Configuration()
+        self.is_client = quic.is_client
+        self._events: deque[H3Event] = deque()
+        config = self.config
+        self.decoder = QpackDecoder(
+            config.qpack_max_table_capacity,
+            config.qpack_blocked_streams,
+            config.max_field_section_size,
+        )
+        self.encoder = QpackEncoder()
+        self.peer_settings: dict[int, int] | None = None
+        self.local_settings = self._local_settings()
+        self._initialized = False
+        self._control_id: int | None = None
+        self._encoder_id: int | None = None
+        self._decoder_id: int | None = None
+        self._peer_critical: dict[int, int] = {}  # stream type -> stream id
+        self._streams: dict[int, _Stream] = {}
+        self._sent_goaway: int | None = None
+        self._received_goaway: int | None = None
+        self._max_request_seen = -1
+        self.closed = False
+
+    # ==================================================================================
+    # API
+    # ==================================================================================
+
+    def next_event(self) -> H3Event | None:
+        return self._events.popleft() if self._events else None
+
+    def initialize(self) -> None:
+        """Open our control and QPACK streams and send SETTINGS (RFC 9114 §6.2.1)."""
+        if self._initialized:
+            return
+        self._initialized = True
+        quic = self.quic
+        self._control_id = quic.create_stream(bidirectional=False)
+        settings = dict(self.local_settings)
+        if self.config.grease:
+            gid, gvalue = grease_setting()
+            settings[gid] = gvalue
+        payload = encode_uni_stream_header(StreamType.CONTROL) + encode_frame(
+            FrameType.SETTINGS, encode_settings(settings)
+        )
+        if self.config.grease:
+            payload += grease_frame()
+        quic.send_stream_data(self._control_id, payload)
+        self._encoder_id = quic.create_stream(bidirectional=False)
+        quic.send_stream_data(self._encoder_id, encode_uni_stream_header(StreamType.QPACK_ENCODER))
+        self._decoder_id = quic.create_stream(bidirectional=False)
+        quic.send_stream_data(self._decoder_id, encode_uni_stream_header(StreamType.QPACK_DECODER))
+
+    def _local_settings(self) -> dict[int, int]:
+        config = self.config
+        settings: dict[int, int] = {
+            SettingId.QPACK_MAX_TABLE_CAPACITY: config.qpack_max_table_capacity,
+            SettingId.QPACK_BLOCKED_STREAMS: config.qpack_blocked_streams,
+        }
+        if config.max_field_section_size is not None:
+            settings[SettingId.MAX_FIELD_SECTION_SIZE] = config.max_field_section_size
+        if config.enable_connect_protocol:
+            settings[SettingId.ENABLE_CONNECT_PROTOCOL] = 1
+        if config.enable_datagrams:
+            settings[SettingId.H3_DATAGRAM] = 1
+        settings.update(config.extra_settings)
+        return settings
+
+    def get_next_available_stream_id(self) -> int:
+        """Open a new request stream (client) and return its id."""
+        if self._received_goaway is not None and self.is_client:
+            raise RuntimeError("the server sent GOAWAY: no new requests")
+        return self.quic.create_stream(bidirectional=True)
+
+    def send_headers(self, stream_id: int, headers: Headers, end_stream: bool = False) -> None:
+        """Send a HEADERS frame (request, response or trailers)."""
+        self.encoder.check_peer_limit(headers, stream_id)
+        block = self.encoder.encode(stream_id, headers)
+        self._flush_encoder()
+        self.quic.send_stream_data(stream_id, encode_headers_frame(block), end_stream)
+
+    def send_data(
+        self, stream_id: int, data: bytes | bytearray | memoryview, end_stream: bool = False
+    ) -> bool:
+        """Send body bytes in one DATA frame; False when the send buffer is full."""
+        quic = self.quic
+        if data:
+            quic.send_stream_data(stream_id, encode_data_frame_header(len(data)))
+        return quic.send_stream_data(stream_id, data, end_stream)
+
+    def end_stream(self, stream_id: int) -> None:
+        self.quic.send_stream_data(stream_id, b"", True)
+
+    def send_datagram(self, stream_id: int, data: bytes | bytearray | memoryview) -> None:
+        """Send an HTTP datagram for ``stream_id`` (RFC 9297 §2.1)."""
+        if not self.peer_settings or not self.peer_settings.get(SettingId.H3_DATAGRAM):
+            raise ValueError("the peer did not enable HTTP datagrams")
+        self.quic.send_datagram(encode_h3_datagram(stream_id, data))
+
+    def reset_stream(self, stream_id: int, error_code: int) -> None:
+        self.quic.reset_stream(stream_id, error_code)
+
+    def stop_stream(self, stream_id: int, error_code: int) -> None:
+        self.quic.stop_stream(stream_id, error_code)
+        self.decoder.cancel_stream(stream_id)
+        self._flush_decoder()
+
+    def create_webtransport_stream(self, session_id: int, bidirectional: bool) -> int:
+        """Open a WebTransport stream for ``session_id`` and write its header."""
+        quic = self.quic
+        sid = quic.create_stream(bidirectional)
+        if bidirectional:
+            header = encode_webtransport_bidi_header(session_id)
+        else:
+            header = encode_uni_stream_header(StreamType.WEBTRANSPORT_UNI, session_id)
+        quic.send_stream_data(sid, header)
+        return sid
+
+    def send_goaway(self) -> None:
+        """Graceful shutdown (RFC 9114 §5.2): no requests above the ones seen so far."""
+        if self.is_client:
+            last = 0
+        else:
+            last = self._max_request_seen + 4 if self._max_request_seen >= 0 else 0
+        if self._sent_goaway is not None and last >= self._sent_goaway:
+            last = self._sent_goaway
+        self._sent_goaway = last
+        if self._control_id is not None:
+            self.quic.send_stream_data(self._control_id, encode_goaway_frame(last))
+        self._events.append(ConnectionShutdownInitiated(last))
+
+    def close(self, error_code: int = H3ErrorCode.H3_NO_ERROR, reason: str = "") -> None:
+        self.closed = True
+        self.quic.close(error_code, reason)
+
+    # ==================================================================================
+    # input
+    # ==================================================================================
+
+    def handle_event(self, event: qe.QuicEvent) -> list[H3Event]:
+        """Feed one QUIC event; returns (and queues) the HTTP/3 events it produced."""
+        before = len(self._events)
+        try:
+            self._handle(event)
+        except H3ConnectionError as exc:
+            # the QUIC layer reports the close (ConnectionTerminated) to the application
+            self.close(exc.error_code, exc.reason)
+        return list(self._events)[before:]
+
+    def _handle(self, event: qe.QuicEvent) -> None:
+        if isinstance(event, qe.StreamDataReceived):
+            sid = event.stream_id
+            try:
+                if sid & 2:
+                    self._on_uni_data(sid, event.data, event.end_stream)
+                else:
+                    self._on_bidi_data(sid, event.data, event.end_stream)
+            except H3StreamError as exc:
+                self._stream_error(sid, exc)
+            self._flush_decoder()
+        elif isinstance(event, qe.DatagramReceived):
+            self._on_datagram(event.data)
+        elif isinstance(event, qe.StreamReset):
+            self._on_reset(event.stream_id, event.error_code)
+        elif isinstance(event, qe.StopSendingReceived):
+            if event.stream_id in (self._control_id, self._encoder_id, self._decoder_id):
+                raise H3ConnectionError(
+                    H3ErrorCode.H3_CLOSED_CRITICAL_STREAM, "STOP_SENDING on a critical stream"
+                )
+            self._events.append(StopSendingReceived(event.stream_id, event.error_code))
+        elif isinstance(event, (qe.HandshakeCompleted, qe.ProtocolNegotiated)):
+            self.initialize()
+        elif isinstance(event, qe.ConnectionTerminated):
+            self.closed = True
+
+    def _stream_error(self, stream_id: int, exc: H3StreamError) -> None:
+        """RFC 9114 §8: a stream error resets the stream and stops reading it."""
+        quic = self.quic
+        quic.stop_stream(stream_id, exc.error_code)
+        if not stream_id & 2 or (stream_id & 1) != (0 if self.is_client else 1):
+            quic.reset_stream(stream_id, exc.error_code)
+        self.decoder.cancel_stream(stream_id)
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.ended = True
+
+    # -- unidirectional streams (RFC 9114 §6.2) --------------------------------------------
+
+    def _on_uni_data(self, sid: int, data: bytes, fin: bool) -> None:
+        stream = self._streams.get(sid)
+        if stream is None:
+            stream = self._streams[sid] = _Stream(sid, None)
+            stream.uni_reader = UniStreamHeaderReader()
+        if stream.uni_type is None:
+            assert stream.uni_reader is not None
+            header = stream.uni_reader.feed(data)
+            if header is None:
+                if fin:
+                    stream.ended = True  # ended before its type: ignore (§6.2)
+                return
+            stream.uni_reader = None
+            data = bytes(header.rest)
+            self._start_uni(stream, header.stream_type, header.header_id)
+        kind = stream.uni_type
+        if kind == StreamType.CONTROL:
+            self._on_control_data(stream, data, fin)
+        elif kind == StreamType.QPACK_ENCODER:
+            if data:
+                self._on_unblocked(self.decoder.feed_encoder_stream(data))
+            if fin:
+                raise H3ConnectionError(
+                    H3ErrorCode.H3_CLOSED_CRITICAL_STREAM, "QPACK encoder stream closed"
+                )
+        elif kind == StreamType.QPACK_DECODER:
+            if data:
+                self.encoder.feed_decoder_stream(data)
+            if fin:
+                raise H3ConnectionError(
+                    H3ErrorCode.H3_CLOSED_CRITICAL_STREAM, "QPACK decoder stream closed"
+                )
+        elif kind == StreamType.WEBTRANSPORT_UNI:
+            assert stream.session_id is not None
+            if data or fin:
+                self._events.append(
+                    WebTransportStreamDataReceived(sid, stream.session_id, data, fin)
+                )
+
+    def _start_uni(self, stream: _Stream, kind: int, header_id: int | None) -> None:
+        sid = stream.stream_id
+        if kind in _CRITICAL:
+            if kind in self._peer_critical:
+                raise H3ConnectionError(
+                    H3ErrorCode.H3_STREAM_CREATION_ERROR,
+                    f"second {StreamType(kind).name} stream",
+                )  # RFC 9114 §6.2.1, RFC 9204 §4.2
+            self._peer_critical[kind] = sid
+            stream.uni_type = kind
+            if kind == StreamType.CONTROL:
+                stream.frames = FrameReader(self.config.max_frame_size)
+        elif kind == StreamType.PUSH:
+            # we never send MAX_PUSH_ID, so no push ID is valid (RFC 9114 §4.6)
+            raise H3ConnectionError(H3ErrorCode.H3_ID_ERROR, "push stream without MAX_PUSH_ID")
+        elif kind == StreamType.WEBTRANSPORT_UNI and self.config.enable_webtransport:
+            stream.uni_type = kind
+            stream.session_id = header_id
+        else:
+            # unknown or reserved type: abort reading (RFC 9114 §6.2)
+            stream.uni_type = -1
+            self.quic.stop_stream(sid, H3ErrorCode.H3_STREAM_CREATION_ERROR)
+
+    def _on_control_data(self, stream: _Stream, data: bytes, fin: bool) -> None:
+        assert stream.frames is not None
+        for ftype, payload in stream.frames.feed(data, fin):
+            self._on_control_frame(ftype, payload)
+        if fin:
+            raise H3ConnectionError(
+                H3ErrorCode.H3_CLOSED_CRITICAL_STREAM, "control stream closed"
+            )  # RFC 9114 §6.2.1
+
+    def _on_control_frame(self, ftype: int, payload: bytes) -> None:
+        if self.peer_settings is None:
+            if ftype != FrameType.SETTINGS:
+                raise H3ConnectionError(
+                    H3ErrorCode.H3_MISSING_SETTINGS, "first control frame is not SETTINGS"
+                )  # RFC 9114 §6.2.1
+            self._on_settings(decode_settings(payload))
+            return
+        if ftype == FrameType.SETTINGS:
+            raise H3ConnectionError(H3ErrorCode.H3_FRAME_UNEXPECTED, "second SETTINGS frame")
+        if ftype in (FrameType.DATA, FrameType.HEADERS, FrameType.PUSH_PROMISE):
+            raise H3ConnectionError(
+                H3ErrorCode.H3_FRAME_UNEXPECTED, f"{FrameType(ftype).name} on control stream"
+            )  # RFC 9114 §7.2.1, §7.2.2, §7.2.5
+        if ftype == FrameType.GOAWAY:
+            self._on_goaway(decode_goaway(payload))
+        elif ftype == FrameType.MAX_PUSH_ID:
+            if self.is_client:
+                raise H3ConnectionError(
+                    H3ErrorCode.H3_FRAME_UNEXPECTED, "MAX_PUSH_ID sent by a server"
+                )  # RFC 9114 §7.2.7
+            decode_max_push_id(payload)  # validated; we never push
+        elif ftype == FrameType.CANCEL_PUSH:
+            raise H3ConnectionError(
+                H3ErrorCode.H3_ID_ERROR, "CANCEL_PUSH for a push never promised"
+            )  # RFC 9114 §7.2.3
+        # unknown and reserved frame types are ignored (§7.2.8, §9)
+
+    def _on_settings(self, settings: dict[int, int]) -> None:
+        self.peer_settings = settings
+        self.encoder.apply_settings(
+            settings.get(SettingId.QPACK_MAX_TABLE_CAPACITY, 0),
+            settings.get(SettingId.QPACK_BLOCKED_STREAMS, 0),
+            settings.get(SettingId.MAX_FIELD_SECTION_SIZE),
+        )
+        self._flush_encoder()
+        self._events.append(SettingsReceived(dict(settings)))
+
+    def _on_goaway(self, ident: int) -> None:
+        if self.is_client and (ident & 3) != 0:
+            raise H3ConnectionError(
+                H3ErrorCode.H3_ID_ERROR, "GOAWAY with a non-request stream ID"
+            )  # RFC 9114 §5.2
+        previous = self._received_goaway
+        if previous is not None and ident > previous:
+            raise H3ConnectionError(H3ErrorCode.H3_ID_ERROR, "GOAWAY identifier increased")
+        self._received_goaway = ident
+        self._events.append(GoAwayReceived(ident))
+
+    # -- bidirectional streams (RFC 9114 §4.1) ----------------------------------------------
+
+    def _on_bidi_data(self, sid: int, data: bytes, fin: bool) -> None:
+        stream = self._streams.get(sid)
+        if stream is None:
+            if not self.is_client and sid & 1 == 0:
+                self._on_new_request_stream(sid)
+            stream = self._streams[sid] = _Stream(
+                sid, FrameReader(self.config.max_frame_size, webtransport=True)
+            )
+        if stream.ended:
+            return
+        if stream.session_id is not None:
+            if data or fin:
+                self._events.append(
+                    WebTransportStreamDataReceived(sid, stream.session_id, data, fin)
+                )
+            if fin:
+                stream.ended = True
+            return
+        assert stream.frames is not None
+        items = stream.frames.feed(data, fin)
+        if stream.blocked:
+            stream.pending.extend((t, p, False) for t, p in items)
+            if fin:
+                stream.pending.append((-1, b"", True))
+            return
+        self._process_frames(stream, items, fin)
+
+    def _on_new_request_stream(self, sid: int) -> None:
+        if self._sent_goaway is not None and sid >= self._sent_goaway:
+            # RFC 9114 §5.2: requests above the GOAWAY identifier are refused
+            self.quic.stop_stream(sid, H3ErrorCode.H3_REQUEST_REJECTED)
+            self.quic.reset_stream(sid, H3ErrorCode.H3_REQUEST_REJECTED)
+            raise H3StreamError(H3ErrorCode.H3_REQUEST_REJECTED, "after GOAWAY")
+        if sid > self._max_request_seen:
+            self._max_request_seen = sid
+
+    def _process_frames(
+        self, stream: _Stream, items: Iterable[tuple[int, bytes]], fin: bool
+    ) -> None:
+        sid = stream.stream_id
+        items = list(items)
+        if (
+            items
+            and self.is_client
+            and sid & 1
+            and not stream.headers_done
+            and items[0][0] != FrameType.WEBTRANSPORT_STREAM
+        ):
+            raise H3ConnectionError(
+                H3ErrorCode.H3_STREAM_CREATION_ERROR, "server-initiated bidirectional stream"
+            )  # RFC 9114 §6.1
+        for index, (ftype, payload) in enumerate(items):
+            last = fin and index == len(items) - 1
+            if ftype == FrameType.WEBTRANSPORT_STREAM:
+                self._on_webtransport_bidi(stream, payload, last)
+                return
+            if ftype == FrameType.HEADERS:
+                self._on_headers(stream, payload, last)
+                if stream.blocked:
+                    rest = items[index + 1 :]
+                    stream.pending.extend((t, p, False) for t, p in rest)
+                    if fin:
+                        stream.pending.append((-1, b"", True))
+                    return
+            elif ftype == FrameType.DATA:
+                self._on_data(stream, payload, last)
+            elif ftype in (
+                FrameType.SETTINGS,
+                FrameType.GOAWAY,
+                FrameType.MAX_PUSH_ID,
+                FrameType.CANCEL_PUSH,
+            ):
+                raise H3ConnectionError(
+                    H3ErrorCode.H3_FRAME_UNEXPECTED, f"{FrameType(ftype).name} on stream {sid}"
+                )  # RFC 9114 §7.2.3, §7.2.4, §7.2.6, §7.2.7
+            elif ftype == FrameType.PUSH_PROMISE:
+                if not self.is_client:
+                    raise H3ConnectionError(
+                        H3ErrorCode.H3_FRAME_UNEXPECTED, "PUSH_PROMISE from a client"
+                    )
+                raise H3ConnectionError(
+                    H3ErrorCode.H3_ID_ERROR, "PUSH_PROMISE without MAX_PUSH_ID"
+                )  # RFC 9114 §7.2.5
+            # unknown frame types: ignored (§9)
+        if fin and not stream.ended:
+            self._on_end(stream)
+
+    def _on_webtransport_bidi(self, stream: _Stream, payload: bytes, fin: bool) -> None:
+        if stream.headers_done or not self.config.enable_webtransport:
+            raise H3ConnectionError(
+                H3ErrorCode.H3_FRAME_ERROR, "WebTransport signal in the middle of a stream"
+            )
+        assert stream.frames is not None
+        stream.session_id = stream.frames.session_id
+        assert stream.session_id is not None
+        self._events.append(
+            WebTransportStreamDataReceived(stream.stream_id, stream.session_id, payload, fin)
+        )
+        if fin:
+            stream.ended = True
+
+    def _on_headers(self, stream: _Stream, block: bytes, fin: bool) -> None:
+        if stream.trailers_done:
+            raise H3ConnectionError(H3ErrorCode.H3_FRAME_UNEXPECTED, "HEADERS after trailers")
+        headers = self.decoder.feed_header(stream.stream_id, block)
+        if headers is None:
+            stream.blocked = True  # the caller parks the frames behind it (RFC 9204 §2.1.2)
+            return
+        self._deliver_headers(stream, headers, fin)
+
+    def _deliver_headers(self, stream: _Stream, headers: Headers, fin: bool) -> None:
+        sid = stream.stream_id
+        if not stream.headers_done:
+            if self.is_client:
+                head = validate_response_headers(headers)
+                if head.is_interim:
+                    self._events.append(HeadersReceived(sid, headers, False))
+                    return
+                stream.content_length = head.content_length
+            else:
+                req = validate_request_headers(
+                    headers, enable_connect_protocol=self.config.enable_connect_protocol
+                )
+                stream.content_length = req.content_length
+            stream.headers_done = True
+        else:
+            validate_trailers(headers)
+            stream.trailers_done = True
+        self._events.append(HeadersReceived(sid, headers, fin))
+        if fin:
+            self._finish(stream)
+
+    def _on_data(self, stream: _Stream, data: bytes, fin: bool) -> None:
+        if not stream.headers_done:
+            raise H3ConnectionError(H3ErrorCode.H3_FRAME_UNEXPECTED, "DATA before HEADERS")
+        if stream.trailers_done:
+            raise H3ConnectionError(H3ErrorCode.H3_FRAME_UNEXPECTED, "DATA after trailers")
+        stream.received_body += len(data)
+        limit = stream.content_length
+        if limit is not None and stream.received_body > limit:
+            raise H3StreamError(H3ErrorCode.H3_MESSAGE_ERROR, "body longer than content-length")
+        if data or fin:
+            self._events.append(DataReceived(stream.stream_id, data, fin))
+        if fin:
+            self._finish(stream)
+
+    def _on_end(self, stream: _Stream) -> None:
+        if not stream.headers_done:
+            raise H3StreamError(H3ErrorCode.H3_REQUEST_INCOMPLETE, "stream ended before HEADERS")
+        self._events.append(DataReceived(stream.stream_id, b"", True))
+        self._finish(stream)
+
+    def _finish(self, stream: _Stream) -> None:
+        limit = stream.content_length
+        if limit is not None and stream.received_body != limit:
+            raise H3StreamError(H3ErrorCode.H3_MESSAGE_ERROR, "body shorter than content-length")
+        stream.ended = True
+
+    def _on_unblocked(self, sections: list[tuple[int, Any]]) -> None:
+        for sid, headers in sections:
+            stream = self._streams.get(sid)
+            if stream is None:
+                continue
+            try:
+                if isinstance(headers, Exception):
+                    raise headers
+                stream.blocked = False
+                pending = list(stream.pending)
+                stream.pending.clear()
+                items = [(t, p) for t, p, _ in pending if t != -1]
+                fin = any(t == -1 for t, _, _ in pending)
+                self._deliver_headers(stream, headers, fin and not items)
+                if not stream.ended:
+                    self._process_frames(stream, items, fin)
+            except H3StreamError as exc:
+                self._stream_error(sid, exc)
+
+    def _on_reset(self, sid: int, error_code: int) -> None:
+        stream = self._streams.get(sid)
+        if stream is not None and stream.uni_type in _CRITICAL:
+            raise H3ConnectionError(
+                H3ErrorCode.H3_CLOSED_CRITICAL_STREAM, "critical stream reset"
+            )  # RFC 9114 §6.2.1
+        self.decoder.cancel_stream(sid)
+        self._flush_decoder()
+        if stream is not None:
+            stream.ended = True
+        self._events.append(RequestStreamReset(sid, error_code))
+
+    def _on_datagram(self, data: bytes) -> None:
+        if not self.config.enable_datagrams:
+            raise H3ConnectionError(
+                H3ErrorCode.H3_DATAGRAM_ERROR, "HTTP datagram without SETTINGS_H3_DATAGRAM"
+            )
+        stream_id, payload = decode_h3_datagram(data)
+        self._events.append(DatagramReceived(stream_id, payload))
+
+    # -- QPACK streams --------------------------------------------------------------------
+
+    def _flush_encoder(self) -> None:
+        data = self.encoder.pending_encoder_stream_data()
+        if data and self._encoder_id is not None:
+            self.quic.send_stream_data(self._encoder_id, data)
+
+    def _flush_decoder(self) -> None:
+        data = self.decoder.pending_decoder_stream_data()
+        if data and self._decoder_id is not None:
+            self.quic.send_stream_data(self._decoder_id, data)

@@ -1,0 +1,222 @@
+"""HTTP/3 connections over in-memory QUIC pairs on a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from h3.connection import H3Configuration, H3Connection
+from h3.errors import H3ErrorCode
+from h3.events import (
+    DatagramReceived,
+    DataReceived,
+    GoAwayReceived,
+    H3Event,
+    HeadersReceived,
+    RequestStreamReset,
+    SettingsReceived,
+)
+from h3.frames import FrameType, encode_frame
+from h3.settings import SettingId
+from quic.events import ConnectionTerminated, QuicEvent
+from tests.support.quicpair import Pair, make_pair
+
+
+class H3Pair:
+    def __init__(self, pair: Pair, client_cfg: H3Configuration, server_cfg: H3Configuration):
+        self.pair = pair
+        self.client = H3Connection(pair.client, client_cfg)
+        self.server_cfg = server_cfg
+        self.server: H3Connection | None = None
+        self.events: dict[str, list[H3Event]] = {"client": [], "server": []}
+        self.quic_events: dict[str, list[QuicEvent]] = {"client": [], "server": []}
+
+    def pump(self) -> None:
+        pair = self.pair
+        while (item := pair.client_endpoint.next_event()) is not None:
+            self.quic_events["client"].append(item[1])
+            self.events["client"].extend(self.client.handle_event(item[1]))
+        while (item := pair.server_endpoint.next_event()) is not None:
+            if self.server is None:
+                self.server = H3Connection(item[0], self.server_cfg)
+            self.quic_events["server"].append(item[1])
+            self.events["server"].extend(self.server.handle_event(item[1]))
+
+    def run(self, until: Callable[[], bool], max_time: float = 10.0) -> None:
+        def cond() -> bool:
+            self.pump()
+            return until()
+
+        self.pair.net.run(cond, max_time=max_time)
+
+    def of(self, kind: type, side: str = "server") -> list[Any]:
+        return [e for e in self.events[side] if isinstance(e, kind)]
+
+
+def h3pair(
+    client_cfg: H3Configuration | None = None, server_cfg: H3Configuration | None = None, **kw: Any
+) -> H3Pair:
+    pair = make_pair(
+        client_kwargs={"alpn_protocols": ["h3"]}, server_kwargs={"alpn_protocols": ["h3"]}, **kw
+    )
+    p = H3Pair(pair, client_cfg or H3Configuration(), server_cfg or H3Configuration())
+    p.run(lambda: bool(p.of(SettingsReceived, "client")) and bool(p.of(SettingsReceived)))
+    return p
+
+
+REQUEST = [
+    (b":method", b"GET"),
+    (b":scheme", b"https"),
+    (b":authority", b"localhost"),
+    (b":path", b"/index.html"),
+]
+
+
+def body(p: H3Pair, sid: int, side: str) -> bytes:
+    return b"".join(e.data for e in p.of(DataReceived, side) if e.stream_id == sid)
+
+
+def ended(p: H3Pair, sid: int, side: str) -> bool:
+    return any(
+        e.stream_ended
+        for e in p.events[side]
+        if isinstance(e, (DataReceived, HeadersReceived)) and e.stream_id == sid
+    )
+
+
+def terminated(p: H3Pair) -> Any:
+    return next((e for e in p.quic_events["client"] if isinstance(e, ConnectionTerminated)), None)
+
+
+def test_settings_exchanged_with_qpack_values() -> None:
+    p = h3pair()
+    settings = p.of(SettingsReceived, "client")[0].settings
+    assert settings[SettingId.QPACK_MAX_TABLE_CAPACITY] == 4096
+    assert settings[SettingId.QPACK_BLOCKED_STREAMS] == 16
+    assert settings[SettingId.MAX_FIELD_SECTION_SIZE] == 65536
+
+
+def test_request_and_response_with_body_and_trailers() -> None:
+    p = h3pair()
+    sid = p.client.get_next_available_stream_id()
+    p.client.send_headers(sid, [*REQUEST[:1], (b":method", b"POST")][1:] + REQUEST[1:])
+    p.client.send_data(sid, b"request body")
+    p.client.send_headers(sid, [(b"x-trailer", b"yes")], end_stream=True)
+    p.run(lambda: ended(p, sid, "server"))
+    assert body(p, sid, "server") == b"request body"
+    assert p.server is not None
+    heads = [e.headers for e in p.of(HeadersReceived) if e.stream_id == sid]
+    assert heads[0][0] == (b":method", b"POST") and heads[1] == [(b"x-trailer", b"yes")]
+    payload = bytes(range(256)) * 4000
+    p.server.send_headers(
+        sid, [(b":status", b"200"), (b"content-length", str(len(payload)).encode())]
+    )
+    p.server.send_data(sid, payload, end_stream=True)
+    p.run(lambda: ended(p, sid, "client"))
+    assert body(p, sid, "client") == payload
+    assert p.of(HeadersReceived, "client")[0].headers[0] == (b":status", b"200")
+
+
+def test_many_requests_use_the_dynamic_table() -> None:
+    p = h3pair()
+    sids = []
+    for i in range(20):
+        sid = p.client.get_next_available_stream_id()
+        p.client.send_headers(
+            sid,
+            [*REQUEST, (b"user-agent", b"pywebtransport-test"), (b"x-n", str(i).encode())],
+            end_stream=True,
+        )
+        sids.append(sid)
+    p.run(lambda: all(ended(p, s, "server") for s in sids))
+    assert p.client.encoder.max_table_capacity == 4096
+    got = {e.stream_id: dict(e.headers) for e in p.of(HeadersReceived)}
+    assert all(got[s][b"user-agent"] == b"pywebtransport-test" for s in sids)
+
+
+def test_data_before_headers_is_frame_unexpected() -> None:
+    p = h3pair()
+    sid = p.client.get_next_available_stream_id()
+    p.pair.client.send_stream_data(sid, encode_frame(FrameType.DATA, b"oops"))
+    p.run(lambda: terminated(p) is not None)
+    term = terminated(p)
+    assert term.error_code == H3ErrorCode.H3_FRAME_UNEXPECTED
+
+
+def test_malformed_request_is_stream_error_only() -> None:
+    p = h3pair()
+    bad = p.client.get_next_available_stream_id()
+    p.client.send_headers(bad, [(b":method", b"GET"), (b"Upper", b"x")], end_stream=True)
+    good = p.client.get_next_available_stream_id()
+    p.client.send_headers(good, REQUEST, end_stream=True)
+    p.run(lambda: ended(p, good, "server") and bool(p.of(RequestStreamReset, "client")))
+    reset = p.of(RequestStreamReset, "client")[0]
+    assert (reset.stream_id, reset.error_code) == (bad, H3ErrorCode.H3_MESSAGE_ERROR)
+
+
+def test_second_settings_and_control_stream_close_are_connection_errors() -> None:
+    p = h3pair()
+    assert p.client._control_id is not None
+    p.pair.client.send_stream_data(p.client._control_id, encode_frame(FrameType.SETTINGS, b""))
+    p.run(lambda: terminated(p) is not None)
+    term = terminated(p)
+    assert term.error_code == H3ErrorCode.H3_FRAME_UNEXPECTED
+
+    p = h3pair()
+    assert p.client._control_id is not None
+    p.pair.client.send_stream_data(p.client._control_id, b"", end_stream=True)
+    p.run(lambda: terminated(p) is not None)
+    term = terminated(p)
+    assert term.error_code == H3ErrorCode.H3_CLOSED_CRITICAL_STREAM
+
+
+def test_goaway_rejects_later_requests() -> None:
+    p = h3pair()
+    first = p.client.get_next_available_stream_id()
+    p.client.send_headers(first, REQUEST, end_stream=True)
+    p.run(lambda: ended(p, first, "server"))
+    assert p.server is not None
+    p.server.send_goaway()
+    p.run(lambda: bool(p.of(GoAwayReceived, "client")))
+    assert p.of(GoAwayReceived, "client")[0].stream_id == first + 4
+    with pytest.raises(RuntimeError):
+        p.client.get_next_available_stream_id()
+
+
+def test_http_datagrams_with_quarter_stream_id() -> None:
+    cfg = H3Configuration(enable_datagrams=True)
+    p = h3pair(cfg, H3Configuration(enable_datagrams=True))
+    sid = p.client.get_next_available_stream_id()
+    p.client.send_headers(sid, REQUEST)
+    p.client.send_datagram(sid, b"hello datagram")
+    p.run(lambda: bool(p.of(DatagramReceived)))
+    event = p.of(DatagramReceived)[0]
+    assert (event.stream_id, event.data) == (sid, b"hello datagram")
+
+
+def test_datagram_without_setting_is_refused_locally() -> None:
+    p = h3pair()
+    sid = p.client.get_next_available_stream_id()
+    with pytest.raises(ValueError):
+        p.client.send_datagram(sid, b"x")
+
+
+def test_extended_connect_requires_the_setting() -> None:
+    cfg = H3Configuration(enable_connect_protocol=True)
+    p = h3pair(H3Configuration(), cfg)
+    assert p.of(SettingsReceived, "client")[0].settings[SettingId.ENABLE_CONNECT_PROTOCOL] == 1
+    sid = p.client.get_next_available_stream_id()
+    p.client.send_headers(
+        sid,
+        [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"webtransport"),
+            (b":scheme", b"https"),
+            (b":authority", b"localhost"),
+            (b":path", b"/wt"),
+        ],
+    )
+    p.run(lambda: bool(p.of(HeadersReceived)))
+    assert dict(p.of(HeadersReceived)[0].headers)[b":protocol"] == b"webtransport"
