@@ -155,6 +155,7 @@ class H3Connection:
         self._sent_goaway: int | None = None
         self._received_goaway: int | None = None
         self._max_request_seen = -1
+        self._head_requests: set[int] = set()  # client: streams whose request is HEAD
         self.closed = False
 
     # ==================================================================================
@@ -210,6 +211,8 @@ class H3Connection:
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool = False) -> None:
         """Send a HEADERS frame (request, response or trailers)."""
         self.encoder.check_peer_limit(headers, stream_id)
+        if self.is_client and (b":method", b"HEAD") in headers:
+            self._head_requests.add(stream_id)
         block = self.encoder.encode(stream_id, headers)
         self._flush_encoder()
         self.quic.send_stream_data(stream_id, encode_headers_frame(block), end_stream)
@@ -246,6 +249,9 @@ class H3Connection:
         sid = quic.create_stream(bidirectional)
         if bidirectional:
             header = encode_webtransport_bidi_header(session_id)
+            # the peer's half of this stream is raw WebTransport data, not frames
+            stream = self._streams[sid] = _Stream(sid, None)
+            stream.session_id = session_id
         else:
             header = encode_uni_stream_header(StreamType.WEBTRANSPORT_UNI, session_id)
         quic.send_stream_data(sid, header)
@@ -561,7 +567,11 @@ class H3Connection:
                 if head.is_interim:
                     self._events.append(HeadersReceived(sid, headers, False))
                     return
-                stream.content_length = head.content_length
+                # RFC 9114 §4.1.2: a response defined to have no content (RFC 9110
+                # §6.4.1: to HEAD, 204, 304) may carry a non-zero content-length
+                no_content = head.status in (204, 304) or sid in self._head_requests
+                self._head_requests.discard(sid)
+                stream.content_length = None if no_content else head.content_length
             else:
                 req = validate_request_headers(
                     headers, enable_connect_protocol=self.config.enable_connect_protocol
@@ -628,6 +638,7 @@ class H3Connection:
             )  # RFC 9114 §6.2.1
         self.decoder.cancel_stream(sid)
         self._flush_decoder()
+        self._head_requests.discard(sid)
         if stream is not None:
             stream.ended = True
         self._events.append(RequestStreamReset(sid, error_code))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -220,3 +221,39 @@ def test_extended_connect_requires_the_setting() -> None:
     )
     p.run(lambda: bool(p.of(HeadersReceived)))
     assert dict(p.of(HeadersReceived)[0].headers)[b":protocol"] == b"webtransport"
+
+
+@pytest.mark.parametrize(("method", "status"), [(b"HEAD", b"200"), (b"GET", b"204")])
+def test_response_without_content_may_declare_a_length(method: bytes, status: bytes) -> None:
+    """RFC 9114 §4.1.2: responses to HEAD, and 204/304, have no content whatever their
+    content-length says; the stream is not treated as malformed."""
+    p = h3pair()
+    sid = p.client.get_next_available_stream_id()
+    p.client.send_headers(sid, [(b":method", method), *REQUEST[1:]], end_stream=True)
+    p.run(lambda: ended(p, sid, "server"))
+    assert p.server is not None
+    p.server.send_headers(sid, [(b":status", status), (b"content-length", b"1234")], True)
+    p.run(lambda: ended(p, sid, "client"))
+    with contextlib.suppress(TimeoutError):  # give a reset from the client time to arrive
+        p.run(lambda: bool(p.of(RequestStreamReset)), max_time=0.5)
+    assert [e.headers[0] for e in p.of(HeadersReceived, "client")] == [(b":status", status)]
+    assert not p.of(RequestStreamReset)  # the client did not reset the stream
+    assert p.client.quic.streams.send_buffered(sid) == 0 and not p.client._head_requests
+
+
+def test_reply_on_own_webtransport_bidi_stream_is_raw_data() -> None:
+    from h3.events import WebTransportStreamDataReceived
+
+    wt = H3Configuration(enable_webtransport=True, enable_connect_protocol=True)
+    p = h3pair(H3Configuration(enable_webtransport=True), wt)
+    session = p.client.get_next_available_stream_id()
+    sid = p.client.create_webtransport_stream(session, bidirectional=True)
+    p.client.quic.send_stream_data(sid, b"hello")
+    p.run(lambda: bool(p.of(WebTransportStreamDataReceived)))
+    assert p.server is not None
+    # the reply is not HTTP/3 frames: it must reach the client as WebTransport data
+    p.server.quic.send_stream_data(sid, b"\x00\xffraw reply", end_stream=True)
+    p.run(lambda: any(e.stream_ended for e in p.of(WebTransportStreamDataReceived, "client")))
+    got = p.of(WebTransportStreamDataReceived, "client")
+    assert b"".join(e.data for e in got) == b"\x00\xffraw reply"
+    assert all(e.session_id == session and e.stream_id == sid for e in got)

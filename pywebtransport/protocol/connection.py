@@ -1,0 +1,619 @@
+"""WebTransport over HTTP/3, Sans-I/O: sessions, streams, datagrams on an H3Connection.
+
+Theory of operation
+-------------------
+:class:`WebTransportConnection` owns an :class:`~h3.connection.H3Connection` (built
+with the SETTINGS of every draft we speak, :func:`h3_configuration`). It is fed QUIC
+events (:meth:`handle_event`), passes them to HTTP/3, and turns the HTTP/3 events into
+WebTransport events (:mod:`pywebtransport.protocol.events`) that :meth:`next_event`
+hands out. Commands (``connect``, ``accept``, ``open_stream``, ...) write through the
+public H3/QUIC API; the caller then drains ``quic.datagrams_to_send``.
+
+Draft selection (draft-16 §7.1). The client waits for the server's SETTINGS before it
+sends a CONNECT (§3.1; ``connect()`` before that only reserves the stream) and uses
+the newest draft both sides announce. The server parks CONNECT requests until the
+client's SETTINGS arrive (§7.1), then picks, per request, the newest common draft
+whose upgrade token the request carries.
+
+Routing. The CONNECT stream carries the session's capsules (RFC 9297 §3) inside DATA
+frames; WebTransport streams carry a session ID in their header (§4.2, §4.3) and
+datagrams a Quarter Stream ID (§4.5). A session ID that is not a client-initiated
+bidirectional stream ID closes the connection with H3_ID_ERROR (§4). Streams and
+datagrams for a session that is not established yet are buffered within the limits
+of :class:`~pywebtransport.protocol.session.WebTransportConfiguration` (§4.7); an
+excess stream is refused with WT_BUFFERED_STREAM_REJECTED, an excess datagram
+dropped. Streams for a closed session are refused with WT_SESSION_GONE (§6).
+
+Termination (§6): WT_CLOSE_SESSION then FIN, a bare FIN (code 0), a reset CONNECT
+stream, or a protocol error we detect (:class:`SessionAbort`, turned into a reset of
+the CONNECT stream in :meth:`_abort` only). In every case the session's streams are
+reset and stopped with WT_SESSION_GONE and one ``SessionClosed`` is reported.
+
+Error codes: the application uses 32-bit codes; they are mapped into the
+WT_APPLICATION_ERROR range both ways (:mod:`pywebtransport.protocol.errors`, §4.4).
+
+Not supported: RESET_STREAM_AT (the QUIC layer has none, so a reset may discard an
+unsent stream header); capsule-based WebTransport (the HTTP/2-style variant).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Sequence
+
+from h3 import events as he
+from h3.capsules import (
+    FLOW_CONTROL_CAPSULES,
+    CapsuleType,
+    decode_close_webtransport_session,
+    decode_varint_capsule,
+    encode_close_webtransport_session,
+    encode_drain_webtransport_session,
+)
+from h3.connection import H3Configuration, H3Connection
+from h3.errors import H3ErrorCode, H3StreamError
+from h3.settings import SettingId
+from pywebtransport.protocol import events as ev
+from pywebtransport.protocol.drafts import (
+    PROFILES,
+    Draft,
+    draft_settings,
+    flow_control_settings,
+    select_draft,
+    supported_by_peer,
+)
+from pywebtransport.protocol.errors import (
+    SessionAbort,
+    WebTransportError,
+)
+from pywebtransport.protocol.flow import SessionFlowControl
+from pywebtransport.protocol.session import (
+    WEBTRANSPORT_TOKENS,
+    Headers,
+    Session,
+    SessionState,
+    WebTransportConfiguration,
+    WtStream,
+    connect_request_headers,
+    header_value,
+    offered_protocols,
+)
+from pywebtransport.protocol.sfv import parse_string_item, serialize_string
+from pywebtransport.protocol.streams import FlowControlBlocked, StreamsMixin
+from quic import events as qe
+from quic.connection import QuicConnection
+from quic.errors import StreamResetError
+
+__all__ = ["FlowControlBlocked", "WebTransportConnection", "h3_configuration"]
+
+_EXPORTER_LABEL = b"EXPORTER-WebTransport"  # draft-16 §4.8
+# capsules of the HTTP/2 mapping that draft-16 §5.4 forbids over HTTP/3
+_WT_MAX_STREAM_DATA = 0x190B4D3E
+_WT_STREAM_DATA_BLOCKED = 0x190B4D42
+_SESSION_GONE = H3ErrorCode.WT_SESSION_GONE
+
+
+def h3_configuration(
+    config: WebTransportConfiguration, is_client: bool, base: H3Configuration | None = None
+) -> H3Configuration:
+    """The HTTP/3 configuration that announces every draft of ``config``."""
+    h3 = base or H3Configuration()
+    settings = draft_settings(
+        config.drafts, is_client, config.max_sessions, *config.flow_control_windows
+    )
+    h3.enable_connect_protocol = not is_client
+    h3.enable_datagrams = True
+    h3.enable_webtransport = True
+    h3.extra_settings = {**h3.extra_settings, **settings}
+    return h3
+
+
+class WebTransportConnection(StreamsMixin):
+    """WebTransport sessions over one HTTP/3 connection (client or server)."""
+
+    def __init__(
+        self,
+        quic: QuicConnection,
+        configuration: WebTransportConfiguration | None = None,
+        h3_config: H3Configuration | None = None,
+    ) -> None:
+        self.config = config = configuration or WebTransportConfiguration()
+        self.quic = quic
+        self.is_client = quic.is_client
+        self.h3 = H3Connection(quic, h3_configuration(config, quic.is_client, h3_config))
+        self.peer_settings: dict[int, int] | None = None
+        #: client: the draft chosen from the server's SETTINGS (None before / if none)
+        self.draft: Draft | None = None
+        self.flow_control = False  # draft-16 §5.1, known once the peer's SETTINGS arrive
+        self._events: deque[ev.WebTransportEvent] = deque()
+        self._sessions: dict[int, Session] = {}
+        self._closed: set[int] = set()  # session IDs of ended sessions
+        self._streams: dict[int, WtStream] = {}
+        self._buffered_streams = 0
+        self._datagrams: deque[tuple[int, bytes]] = deque()  # waiting for their session
+        self._parked: list[he.HeadersReceived] = []  # server: CONNECTs before SETTINGS
+        self._final_sizes: dict[int, int] = {}  # stream -> final size of a peer reset
+        self._closing: set[int] = set()  # CONNECT streams after WT_CLOSE_SESSION, before FIN
+
+    # ==================================================================================
+    # input
+    # ==================================================================================
+
+    def next_event(self) -> ev.WebTransportEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def handle_event(self, event: qe.QuicEvent) -> list[ev.WebTransportEvent]:
+        """Feed one QUIC event; returns (and queues) the WebTransport events it caused."""
+        before = len(self._events)
+        if isinstance(event, qe.StreamReset):
+            self._final_sizes[event.stream_id] = event.final_size
+        for h3_event in self.h3.handle_event(event):
+            self._on_h3_event(h3_event)
+        if isinstance(event, qe.ConnectionTerminated):
+            self._on_connection_closed(event.error_code, event.reason_phrase)
+        self._flush_flow_updates()
+        return list(self._events)[before:]
+
+    def _on_h3_event(self, event: he.H3Event) -> None:
+        if isinstance(event, he.WebTransportStreamDataReceived):
+            self._on_stream_data(event.stream_id, event.session_id, event.data, event.stream_ended)
+        elif isinstance(event, he.DataReceived):
+            self._on_connect_data(event.stream_id, event.data, event.stream_ended)
+        elif isinstance(event, he.DatagramReceived):
+            self._on_datagram(event.stream_id, event.data)
+        elif isinstance(event, he.HeadersReceived):
+            if self.is_client:
+                self._on_response(event)
+            else:
+                self._on_request(event)
+        elif isinstance(event, he.RequestStreamReset):
+            self._on_reset(event.stream_id, event.error_code)
+        elif isinstance(event, he.StopSendingReceived):
+            self._on_stop_sending(event.stream_id, event.error_code)
+        elif isinstance(event, he.SettingsReceived):
+            self._on_settings(event.settings)
+        elif isinstance(event, he.GoAwayReceived):
+            for session in self._sessions.values():  # draft-16 §4.6
+                if session.state is SessionState.ESTABLISHED:
+                    self._events.append(ev.SessionDraining(session.session_id))
+
+    # -- SETTINGS and draft selection (draft-16 §3.1, §7.1) --------------------------------
+
+    def _on_settings(self, settings: dict[int, int]) -> None:
+        self.peer_settings = settings
+        peer_windows = flow_control_settings(settings)
+        self.flow_control = (
+            Draft.DRAFT16 in self.config.drafts
+            and peer_windows is not None
+            and any(self.config.flow_control_windows)
+        )
+        if self.is_client:
+            self.draft = select_draft(self.config.drafts, settings, peer_is_server=True)
+            if self.draft is not None and self.quic.max_datagram_payload <= 0:
+                self.draft = None  # QUIC datagrams are required too (draft-16 §3.1)
+            for session in list(self._sessions.values()):
+                if session.state is SessionState.PENDING:
+                    self._send_connect(session)
+            if self.draft is None and self.config.close_on_requirements_not_met:
+                self.h3.close(H3ErrorCode.WT_REQUIREMENTS_NOT_MET, "no common WebTransport draft")
+        else:
+            parked, self._parked = self._parked, []
+            for request in parked:
+                self._on_request(request)
+
+    def _new_flow(self, draft: Draft) -> SessionFlowControl | None:
+        if draft is not Draft.DRAFT16 or not self.flow_control:
+            return None
+        assert self.peer_settings is not None
+        peer = flow_control_settings(self.peer_settings)
+        assert peer is not None
+        return SessionFlowControl(self.config.flow_control_windows, peer)
+
+    def _session_limit(self, draft: Draft) -> int:
+        if draft is Draft.DRAFT16 and not self.flow_control:
+            return 1  # draft-16 §5.1: one session without flow control
+        if draft is Draft.DRAFT07 and self.is_client and self.peer_settings is not None:
+            return self.peer_settings.get(SettingId.WEBTRANSPORT_MAX_SESSIONS_DRAFT07, 1)
+        return self.config.max_sessions
+
+    def _active_sessions(self) -> int:
+        return sum(
+            1
+            for s in self._sessions.values()
+            if s.state
+            in (SessionState.CONNECTING, SessionState.REQUESTED, SessionState.ESTABLISHED)
+        )
+
+    # ==================================================================================
+    # client: connect
+    # ==================================================================================
+
+    def connect(
+        self,
+        authority: str,
+        path: str,
+        headers: Headers | None = None,
+        protocols: Sequence[str] = (),
+    ) -> int:
+        """Start a session; returns its session ID. The CONNECT goes out once the
+        server's SETTINGS have arrived (draft-16 §3.1)."""
+        if not self.is_client:
+            raise WebTransportError("only a client connects")
+        try:
+            session_id = self.h3.get_next_available_stream_id()
+        except Exception as exc:  # GOAWAY received or the QUIC stream limit
+            raise WebTransportError(str(exc)) from exc
+        session = Session(session_id, SessionState.PENDING, None)
+        session.authority, session.path = authority, path
+        session.headers = list(headers or [])
+        session.protocols = tuple(protocols)
+        self._sessions[session_id] = session
+        if self.peer_settings is not None:
+            self._send_connect(session)
+        return session_id
+
+    def _send_connect(self, session: Session) -> None:
+        draft = self.draft
+        sid = session.session_id
+        if draft is None:
+            self._refuse_connect(session, "the server does not support WebTransport")
+            return
+        if self._active_sessions() >= self._session_limit(draft):
+            self._refuse_connect(session, "session limit reached")
+            return
+        session.draft = draft
+        session.flow = self._new_flow(draft)
+        headers = connect_request_headers(
+            draft, session.authority, session.path, session.protocols, session.headers
+        )
+        self.h3.send_headers(sid, headers)
+        session.state = SessionState.CONNECTING
+
+    def _refuse_connect(self, session: Session, reason: str) -> None:
+        self.quic.reset_stream(session.session_id, H3ErrorCode.H3_REQUEST_CANCELLED)
+        self._finish_session(session, ev.SessionRejected(session.session_id, 0, [], reason))
+
+    def _on_response(self, event: he.HeadersReceived) -> None:
+        session = self._sessions.get(event.stream_id)
+        if session is None or session.state is not SessionState.CONNECTING:
+            return
+        try:
+            status = int(header_value(event.headers, b":status") or b"0")
+        except ValueError:
+            status = 0
+        if 100 <= status < 200:
+            return  # interim response
+        sid = session.session_id
+        if not 200 <= status < 300:
+            if not event.stream_ended:
+                self.h3.stop_stream(sid, H3ErrorCode.H3_NO_ERROR)
+            self._send_fin(sid)
+            session.fin_sent = True
+            self._finish_session(session, ev.SessionRejected(sid, status, event.headers))
+            return
+        assert session.draft is not None
+        protocol = None
+        if PROFILES[session.draft].protocol_negotiation:
+            raw = header_value(event.headers, b"wt-protocol")
+            protocol = parse_string_item(raw) if raw is not None else None
+            if protocol is not None and protocol not in session.protocols:
+                session.state = SessionState.ESTABLISHED
+                self._abort(session, H3ErrorCode.WT_ALPN_ERROR, "WT-Protocol not offered")
+                return  # draft-16 §3.3
+        session.state = SessionState.ESTABLISHED
+        self._events.append(ev.SessionEstablished(sid, event.headers, session.draft, protocol))
+        self._release_buffered(session)
+        if event.stream_ended:
+            self._on_connect_data(sid, b"", True)
+
+    # ==================================================================================
+    # server: requests, accept, reject
+    # ==================================================================================
+
+    def _on_request(self, event: he.HeadersReceived) -> None:
+        sid = event.stream_id
+        if sid in self._sessions or sid in self._closed:
+            return  # trailers on a CONNECT stream: ignored
+        headers = event.headers
+        method = header_value(headers, b":method")
+        token = header_value(headers, b":protocol")
+        if method != b"CONNECT" or token not in WEBTRANSPORT_TOKENS:
+            status = str(self.config.plain_request_status).encode()
+            self.h3.send_headers(sid, [(b":status", status)], end_stream=True)
+            if not event.stream_ended:
+                self.h3.stop_stream(sid, H3ErrorCode.H3_NO_ERROR)
+            return
+        if self.peer_settings is None:
+            self._parked.append(event)  # draft-16 §7.1: wait for the client's SETTINGS
+            return
+        drafts = [
+            d
+            for d in self.config.drafts
+            if PROFILES[d].protocol == token
+            and supported_by_peer(d, self.peer_settings, peer_is_server=False)
+        ]
+        if not drafts or event.stream_ended or self.quic.max_datagram_payload <= 0:
+            # draft-16 §3.1: the session is malformed (RFC 9114 §4.1.2)
+            self._refuse_stream_pair(sid, H3ErrorCode.H3_MESSAGE_ERROR)
+            self._reject_buffered(sid)
+            return
+        draft = max(drafts)
+        if self._active_sessions() >= self._session_limit(draft):
+            self._refuse_stream_pair(sid, H3ErrorCode.H3_REQUEST_REJECTED)  # §5.2
+            self._reject_buffered(sid)
+            return
+        session = Session(sid, SessionState.REQUESTED, draft)
+        session.headers = headers
+        session.authority = (header_value(headers, b":authority") or b"").decode("latin-1")
+        session.path = (header_value(headers, b":path") or b"").decode("latin-1")
+        if PROFILES[draft].protocol_negotiation:
+            session.protocols = offered_protocols(headers)
+        session.flow = self._new_flow(draft)
+        self._sessions[sid] = session
+        self._events.append(
+            ev.SessionRequested(
+                sid, session.authority, session.path, headers, draft, session.protocols
+            )
+        )
+
+    def _refuse_stream_pair(self, stream_id: int, code: int) -> None:
+        self.h3.stop_stream(stream_id, code)
+        self.quic.reset_stream(stream_id, code)
+        self._closed.add(stream_id)
+
+    def accept(
+        self, session_id: int, headers: Headers | None = None, protocol: str | None = None
+    ) -> None:
+        """Server: accept a requested session with a 200 response (draft-16 §3.2)."""
+        session = self._session(session_id, SessionState.REQUESTED)
+        assert session.draft is not None
+        profile = PROFILES[session.draft]
+        response: Headers = [(b":status", b"200"), *profile.response_headers]
+        if protocol is not None:
+            if protocol not in session.protocols:
+                raise WebTransportError(f"protocol {protocol!r} was not offered")  # §3.3
+            response.append((b"wt-protocol", serialize_string(protocol).encode()))
+        response.extend(headers or [])
+        self.h3.send_headers(session_id, response)
+        session.state = SessionState.ESTABLISHED
+        pending, session.pending_data = session.pending_data, []
+        fin, session.pending_fin = session.pending_fin, False
+        if pending or fin:
+            self._on_connect_data(session_id, b"".join(pending), fin)
+        if session.state is SessionState.ESTABLISHED:
+            self._release_buffered(session)
+        self._flush_flow_updates()
+
+    def reject(self, session_id: int, status: int = 404, headers: Headers | None = None) -> None:
+        """Server: refuse a requested session with a non-2xx status (draft-16 §3.2);
+        streams buffered for it are reset with WT_BUFFERED_STREAM_REJECTED."""
+        if 200 <= status < 300 or not 100 <= status <= 999:
+            raise ValueError(f"not a rejection status: {status}")
+        session = self._session(session_id, SessionState.REQUESTED)
+        response: Headers = [(b":status", str(status).encode()), *(headers or [])]
+        self.h3.send_headers(session_id, response, end_stream=True)
+        session.fin_sent = True
+        if not session.pending_fin:
+            self.h3.stop_stream(session_id, H3ErrorCode.H3_NO_ERROR)
+        session.pending_data.clear()
+        self._finish_session(session, None)
+
+    # ==================================================================================
+    # the CONNECT stream: capsules and termination (draft-16 §6)
+    # ==================================================================================
+
+    def _on_connect_data(self, sid: int, data: bytes, fin: bool) -> None:
+        session = self._sessions.get(sid)
+        if session is None:
+            if sid in self._closing:
+                if data:
+                    self._after_close_data(sid)
+                elif fin:
+                    self._closing.discard(sid)
+            return
+        state = session.state
+        if state is SessionState.REQUESTED:
+            size = sum(map(len, session.pending_data)) + len(data)
+            if size > self.config.max_buffered_capsule_bytes:
+                self._abort(session, H3ErrorCode.H3_EXCESSIVE_LOAD, "too many early capsules")
+            else:
+                session.pending_data.append(data)  # §3.2: not processed before accept
+                session.pending_fin = session.pending_fin or fin
+            return
+        if state is not SessionState.ESTABLISHED:
+            return
+        try:
+            capsules = session.capsules.feed(data, fin)
+            for index, (capsule_type, value) in enumerate(capsules):
+                self._on_capsule(session, capsule_type, value)
+                if session.close_received:
+                    if index + 1 < len(capsules) or session.capsules.buffered:
+                        self._after_close_data(sid)
+                    elif not fin:
+                        self._closing.add(sid)
+                    return
+        except (H3StreamError, SessionAbort) as exc:
+            self._abort(session, exc.error_code, exc.reason)
+            return
+        if fin:
+            session.fin_received = True
+            self._close_from_peer(session, 0, "")
+
+    def _after_close_data(self, sid: int) -> None:
+        """Stream data after WT_CLOSE_SESSION: reset with H3_MESSAGE_ERROR (§6)."""
+        self._closing.discard(sid)
+        self.h3.stop_stream(sid, H3ErrorCode.H3_MESSAGE_ERROR)
+        self.quic.reset_stream(sid, H3ErrorCode.H3_MESSAGE_ERROR)
+
+    def _on_capsule(self, session: Session, capsule_type: int, value: bytes) -> None:
+        sid = session.session_id
+        if capsule_type == CapsuleType.CLOSE_WEBTRANSPORT_SESSION:
+            code, reason = decode_close_webtransport_session(value)
+            session.close_received = True
+            self._close_from_peer(session, code, reason)
+        elif capsule_type == CapsuleType.DRAIN_WEBTRANSPORT_SESSION:
+            self._events.append(ev.SessionDraining(sid))
+        elif capsule_type == CapsuleType.DATAGRAM:
+            self._events.append(ev.DatagramReceived(sid, value))  # RFC 9297 §3.5
+        elif capsule_type in FLOW_CONTROL_CAPSULES:
+            if session.flow is not None:  # else ignored (draft-16 §5.1)
+                self._on_flow_capsule(session, session.flow, capsule_type, value)
+        elif (
+            capsule_type in (_WT_MAX_STREAM_DATA, _WT_STREAM_DATA_BLOCKED)
+            and session.draft is Draft.DRAFT16
+        ):  # draft-16 §5.4: a session error
+            raise SessionAbort(H3ErrorCode.WT_FLOW_CONTROL_ERROR, "forbidden capsule")
+        # unknown and reserved capsule types are skipped (RFC 9297 §3.2)
+
+    def _on_flow_capsule(
+        self, session: Session, flow: SessionFlowControl, capsule_type: int, value: bytes
+    ) -> None:
+        number = decode_varint_capsule(value)
+        sid = session.session_id
+        if capsule_type == CapsuleType.WT_MAX_DATA:
+            if flow.on_max_data(number):
+                self._events.append(ev.FlowCreditAvailable(sid, "data"))
+        elif capsule_type in (CapsuleType.WT_MAX_STREAMS_BIDI, CapsuleType.WT_MAX_STREAMS_UNI):
+            bidi = capsule_type == CapsuleType.WT_MAX_STREAMS_BIDI
+            if flow.on_max_streams(bidi, number):
+                self._events.append(ev.FlowCreditAvailable(sid, "bidi" if bidi else "uni"))
+        elif capsule_type != CapsuleType.WT_DATA_BLOCKED:
+            flow.on_streams_blocked(number)
+
+    def _close_from_peer(self, session: Session, code: int, reason: str) -> None:
+        """WT_CLOSE_SESSION or FIN received: answer with our FIN (draft-16 §6)."""
+        if session.state is SessionState.CLOSED:
+            return
+        if not session.fin_sent:
+            self._send_fin(session.session_id)
+            session.fin_sent = True
+        self._finish_session(session, ev.SessionClosed(session.session_id, code, reason, True))
+
+    def _send_fin(self, stream_id: int) -> None:
+        # already ended or reset below us: nothing left to close
+        with contextlib.suppress(ValueError, RuntimeError, StreamResetError):
+            self.quic.send_stream_data(stream_id, b"", True)
+
+    def close_session(self, session_id: int, code: int = 0, reason: str = "") -> None:
+        """Close a session: WT_CLOSE_SESSION then FIN (draft-16 §6). A session still
+        waiting for its response is cancelled instead. Reports SessionClosed."""
+        session = self._sessions.get(session_id)
+        if session is None or session.state is SessionState.CLOSED:
+            raise WebTransportError(f"no open session {session_id}")
+        if session.state is SessionState.REQUESTED:
+            raise WebTransportError("reject() a session that was not accepted")
+        if session.state is not SessionState.ESTABLISHED:
+            self.quic.reset_stream(session_id, H3ErrorCode.H3_REQUEST_CANCELLED)
+            self.h3.stop_stream(session_id, H3ErrorCode.H3_REQUEST_CANCELLED)
+        elif not session.fin_sent:
+            capsule = encode_close_webtransport_session(code, reason)
+            self.h3.send_data(session_id, capsule, end_stream=True)
+            session.fin_sent = True
+        self._finish_session(session, ev.SessionClosed(session_id, code, reason, False))
+
+    def drain_session(self, session_id: int) -> bool:
+        """Ask the peer to wind the session down (WT_DRAIN_SESSION, draft-16 §4.6);
+        False for draft-02, which has no such capsule."""
+        session = self._session(session_id, SessionState.ESTABLISHED)
+        assert session.draft is not None
+        if not PROFILES[session.draft].drain:
+            return False
+        self.h3.send_data(session_id, encode_drain_webtransport_session())
+        return True
+
+    def _abort(self, session: Session, code: int, reason: str) -> None:
+        """End a session on a protocol error: reset and stop its CONNECT stream."""
+        sid = session.session_id
+        self.h3.stop_stream(sid, code)
+        self.quic.reset_stream(sid, code)
+        session.fin_sent = True
+        event: ev.WebTransportEvent = ev.SessionClosed(sid, 0, reason, False, code)
+        if session.state is SessionState.CONNECTING:
+            event = ev.SessionRejected(sid, 0, [], reason)
+        self._finish_session(session, event)
+
+    def _finish_session(self, session: Session, event: ev.WebTransportEvent | None) -> None:
+        """Terminate ``session``: reset its streams with WT_SESSION_GONE (§6)."""
+        sid = session.session_id
+        session.state = SessionState.CLOSED
+        self._closed.add(sid)
+        del self._sessions[sid]
+        for stream_id in sorted(session.streams):
+            stream = self._streams.pop(stream_id, None)
+            if stream is not None:
+                self._stop_stream(stream, _SESSION_GONE)
+        self._reject_buffered(sid)
+        if event is not None:
+            self._events.append(event)
+
+    def _on_connection_closed(self, code: int, reason: str) -> None:
+        for session in list(self._sessions.values()):
+            sid = session.session_id
+            event: ev.WebTransportEvent
+            if session.state in (SessionState.PENDING, SessionState.CONNECTING):
+                event = ev.SessionRejected(sid, 0, [], reason or "connection closed")
+            else:
+                event = ev.SessionClosed(sid, 0, reason, True, code)
+            session.state = SessionState.CLOSED
+            self._closed.add(sid)
+            del self._sessions[sid]
+            self._events.append(event)
+        self._streams.clear()
+        self._datagrams.clear()
+
+    # ==================================================================================
+    # helpers
+    # ==================================================================================
+
+    def export_keying_material(
+        self, session_id: int, label: bytes, context: bytes, length: int
+    ) -> bytes:
+        """A TLS exporter separated per session (draft-16 §4.8)."""
+        if session_id not in self._sessions:
+            raise WebTransportError(f"no session {session_id}")
+        if not 0 < len(label) <= 255 or len(context) > 255:
+            raise ValueError("exporter label must be 1..255 bytes and context at most 255")
+        wt_context = (
+            session_id.to_bytes(8, "big")
+            + bytes([len(label)])
+            + label
+            + bytes([len(context)])
+            + context
+        )
+        return self.quic.export_keying_material(_EXPORTER_LABEL, wt_context, length)
+
+    def session_state(self, session_id: int) -> SessionState:
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return session.state
+        if session_id in self._closed:
+            return SessionState.CLOSED
+        raise WebTransportError(f"no session {session_id}")
+
+    def session_draft(self, session_id: int) -> Draft | None:
+        session = self._sessions.get(session_id)
+        return None if session is None else session.draft
+
+    def _session(self, session_id: int, state: SessionState) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None or session.state is not state:
+            raise WebTransportError(f"session {session_id} is not {state.value}")
+        return session
+
+    def _usable(self, session_id: int) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None or not session.usable:
+            raise WebTransportError(f"session {session_id} is not open")
+        return session
+
+    def _flush_flow_updates(self) -> None:
+        for session in self._sessions.values():
+            flow = session.flow
+            if (
+                flow is not None
+                and session.state is SessionState.ESTABLISHED
+                and not session.fin_sent
+            ):
+                for capsule in flow.take_updates():
+                    self.h3.send_data(session.session_id, capsule)

@@ -1,0 +1,163 @@
+"""Session-level flow control of draft-ietf-webtrans-http3-16 §5.
+
+Theory of operation
+-------------------
+Flow control is on for a connection when both endpoints sent a non-zero
+SETTINGS_WT_INITIAL_MAX_* value (§5.1); then every session carries one
+:class:`SessionFlowControl` with two halves:
+
+* **receive** (limits we grant): the peer may open at most ``recv_max_streams[bidi]``
+  streams in total and send at most ``recv_max_data`` bytes of stream bodies (stream
+  headers excluded, §5.4). Exceeding either is WT_FLOW_CONTROL_ERROR (§5.6.2,
+  §5.6.4), raised as :class:`~pywebtransport.protocol.errors.SessionAbort`. Credit is
+  given back QUIC-style (RFC 9000 §4.2): the data limit moves to ``received + window``
+  once half the window is used; the stream limit to ``closed + window`` as the peer's
+  streams finish, so ``window`` streams may be open at once. :meth:`take_updates`
+  returns the WT_MAX_DATA / WT_MAX_STREAMS capsules to send.
+* **send** (limits the peer granted): :meth:`can_open` / :meth:`send_credit` say what
+  the peer allows; when blocked, :meth:`blocked_capsule` yields one WT_DATA_BLOCKED /
+  WT_STREAMS_BLOCKED per limit (§5.6.3, §5.6.5). WT_MAX_DATA / WT_MAX_STREAMS must
+  increase the limit, and Maximum Streams must not exceed 2**60; anything else is
+  WT_FLOW_CONTROL_ERROR (§5.6.2, §5.6.4).
+"""
+
+from __future__ import annotations
+
+from h3.capsules import MAX_STREAMS_LIMIT, CapsuleType, encode_varint_capsule
+from h3.errors import H3ErrorCode
+from pywebtransport.protocol.errors import SessionAbort
+
+__all__ = ["SessionFlowControl"]
+
+_DATA = "data"
+
+
+def _error(reason: str) -> SessionAbort:
+    return SessionAbort(H3ErrorCode.WT_FLOW_CONTROL_ERROR, reason)
+
+
+def _kind(bidi: bool) -> str:
+    return "bidi" if bidi else "uni"
+
+
+class SessionFlowControl:
+    """Both directions of one session's limits; see the module docstring."""
+
+    __slots__ = (
+        "_blocked_sent",
+        "_windows",
+        "opened",
+        "peer_closed",
+        "peer_opened",
+        "received",
+        "recv_max_data",
+        "recv_max_streams",
+        "send_max_data",
+        "send_max_streams",
+        "sent",
+    )
+
+    def __init__(self, local: tuple[int, int, int], peer: tuple[int, int, int]) -> None:
+        # local = what we announced (max_data, bidi, uni); peer = what the peer announced
+        self._windows = {_DATA: local[0], "bidi": local[1], "uni": local[2]}
+        self.recv_max_data = local[0]
+        self.recv_max_streams = {True: local[1], False: local[2]}
+        self.received = 0
+        self.peer_opened = {True: 0, False: 0}
+        self.peer_closed = {True: 0, False: 0}
+        self.send_max_data = peer[0]
+        self.send_max_streams = {True: peer[1], False: peer[2]}
+        self.sent = 0
+        self.opened = {True: 0, False: 0}
+        self._blocked_sent: dict[str, int] = {}
+
+    # -- receive side ----------------------------------------------------------------
+
+    def on_peer_stream(self, bidi: bool) -> None:
+        """A peer stream of this session appeared (draft-16 §5.6.2)."""
+        count = self.peer_opened[bidi] + 1
+        if count > self.recv_max_streams[bidi]:
+            raise _error(f"peer opened {count} {_kind(bidi)} streams, limit is "
+                         f"{self.recv_max_streams[bidi]}")  # fmt: skip
+        self.peer_opened[bidi] = count
+
+    def on_peer_stream_closed(self, bidi: bool) -> None:
+        self.peer_closed[bidi] += 1
+
+    def on_data_received(self, size: int) -> None:
+        """``size`` more stream-body bytes from the peer (draft-16 §5.6.4)."""
+        self.received += size
+        if self.received > self.recv_max_data:
+            raise _error(f"peer sent {self.received} bytes, limit is {self.recv_max_data}")
+
+    def take_updates(self) -> list[bytes]:
+        """The WT_MAX_DATA / WT_MAX_STREAMS capsules due now (draft-16 §5.6)."""
+        out: list[bytes] = []
+        window = self._windows[_DATA]
+        if window and self.recv_max_data - self.received < (window + 1) // 2:
+            self.recv_max_data = self.received + window
+            out.append(encode_varint_capsule(CapsuleType.WT_MAX_DATA, self.recv_max_data))
+        for bidi, capsule_type in (
+            (True, CapsuleType.WT_MAX_STREAMS_BIDI),
+            (False, CapsuleType.WT_MAX_STREAMS_UNI),
+        ):
+            window = self._windows[_kind(bidi)]
+            new_limit = min(self.peer_closed[bidi] + window, MAX_STREAMS_LIMIT)
+            if window and new_limit - self.recv_max_streams[bidi] >= max(1, window // 2):
+                self.recv_max_streams[bidi] = new_limit
+                out.append(encode_varint_capsule(capsule_type, new_limit))
+        return out
+
+    # -- send side -------------------------------------------------------------------
+
+    def can_open(self, bidi: bool) -> bool:
+        return self.opened[bidi] < self.send_max_streams[bidi]
+
+    def on_open(self, bidi: bool) -> None:
+        self.opened[bidi] += 1
+
+    def send_credit(self) -> int:
+        return max(0, self.send_max_data - self.sent)
+
+    def on_sent(self, size: int) -> None:
+        self.sent += size
+
+    def blocked_capsule(self, kind: str) -> bytes | None:
+        """One WT_DATA_BLOCKED / WT_STREAMS_BLOCKED per limit value (§5.6.3, §5.6.5)."""
+        if kind == _DATA:
+            limit, capsule_type = self.send_max_data, CapsuleType.WT_DATA_BLOCKED
+        else:
+            bidi = kind == "bidi"
+            limit = self.send_max_streams[bidi]
+            capsule_type = (
+                CapsuleType.WT_STREAMS_BLOCKED_BIDI if bidi else CapsuleType.WT_STREAMS_BLOCKED_UNI
+            )
+        if self._blocked_sent.get(kind) == limit:
+            return None
+        self._blocked_sent[kind] = limit
+        return encode_varint_capsule(capsule_type, limit)
+
+    def on_max_data(self, value: int) -> bool:
+        """WT_MAX_DATA (§5.6.4); True if it unblocked us."""
+        if value <= self.send_max_data:
+            raise _error(f"WT_MAX_DATA {value} does not increase {self.send_max_data}")
+        was_blocked = self.sent >= self.send_max_data
+        self.send_max_data = value
+        return was_blocked
+
+    def on_max_streams(self, bidi: bool, value: int) -> bool:
+        """WT_MAX_STREAMS (§5.6.2); True if it unblocked us."""
+        if value > MAX_STREAMS_LIMIT:
+            raise _error(f"WT_MAX_STREAMS {value} exceeds 2**60")
+        current = self.send_max_streams[bidi]
+        if value <= current:
+            raise _error(f"WT_MAX_STREAMS {value} does not increase {current}")
+        was_blocked = self.opened[bidi] >= current
+        self.send_max_streams[bidi] = value
+        return was_blocked
+
+    @staticmethod
+    def on_streams_blocked(value: int) -> None:
+        """WT_STREAMS_BLOCKED (§5.6.3): informational, but bounded by 2**60."""
+        if value > MAX_STREAMS_LIMIT:
+            raise _error(f"WT_STREAMS_BLOCKED {value} exceeds 2**60")

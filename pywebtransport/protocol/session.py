@@ -1,0 +1,214 @@
+"""Per-session and per-stream state, configuration, and the CONNECT handshake fields.
+
+Theory of operation
+-------------------
+A :class:`Session` is one WebTransport session, named by the stream ID of its CONNECT
+request (draft-ietf-webtrans-http3-16 §2.2). Its life, as data:
+
+==============  ===========================================================  ======
+state           meaning                                                      side
+==============  ===========================================================  ======
+PENDING         ``connect()`` called, waiting for the server's SETTINGS      client
+CONNECTING      CONNECT sent, no final response yet (streams may be opened   client
+                optimistically, §4)
+REQUESTED       CONNECT received, waiting for ``accept()``/``reject()``;     server
+                capsules, streams and datagrams for it are buffered (§3.2,
+                §4.7)
+ESTABLISHED     2xx sent / received                                          both
+CLOSED          terminated (§6); its streams were reset with WT_SESSION_GONE both
+==============  ===========================================================  ======
+
+A :class:`WtStream` is one WebTransport data stream: which session it belongs to, which
+halves are still open, and — while its session is not yet established — the bytes
+received so far (bounded, §4.7).
+
+The header helpers build and parse the extended CONNECT request and its response for
+each draft (:mod:`pywebtransport.protocol.drafts`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from h3.capsules import CapsuleReader
+from pywebtransport.protocol.drafts import PROFILES, Draft
+from pywebtransport.protocol.flow import SessionFlowControl
+from pywebtransport.protocol.sfv import parse_string_list, serialize_string_list
+from quic.buffer import varint_size
+
+__all__ = [
+    "WEBTRANSPORT_TOKENS",
+    "Session",
+    "SessionState",
+    "WebTransportConfiguration",
+    "WtStream",
+    "connect_request_headers",
+    "header_value",
+    "offered_protocols",
+]
+
+Headers = list[tuple[bytes, bytes]]
+
+#: The ``:protocol`` tokens that ask for a WebTransport session.
+WEBTRANSPORT_TOKENS = frozenset(p.protocol for p in PROFILES.values())
+
+_WT_UNI_TYPE_SIZE = varint_size(0x54)  # draft-16 §4.2
+_WT_BIDI_SIGNAL_SIZE = varint_size(0x41)  # draft-16 §4.3
+
+
+@dataclass(kw_only=True)
+class WebTransportConfiguration:
+    """WebTransport settings of one endpoint (both roles)."""
+
+    #: drafts we speak; the newest one the peer also speaks is used (draft-16 §7.1)
+    drafts: tuple[Draft, ...] = (Draft.DRAFT16, Draft.DRAFT07, Draft.DRAFT02)
+    #: concurrent sessions per connection (server: admitted; draft-07 setting value)
+    max_sessions: int = 16
+    #: draft-16 flow-control windows (SETTINGS_WT_INITIAL_MAX_*); all 0 = no flow control
+    initial_max_data: int = 1 << 20
+    initial_max_streams_bidi: int = 100
+    initial_max_streams_uni: int = 100
+    #: streams waiting for their session, and bytes kept per such stream (§4.7)
+    max_buffered_streams: int = 32
+    max_buffered_stream_bytes: int = 1 << 16
+    #: datagrams waiting for their session (§4.7): further ones are dropped
+    max_buffered_datagrams: int = 64
+    #: capsule bytes a client may send before the server accepts (§3.2)
+    max_buffered_capsule_bytes: int = 1 << 16
+    #: client: close the connection with WT_REQUIREMENTS_NOT_MET when the server's
+    #: SETTINGS allow no draft we speak (draft-16 §3.1)
+    close_on_requirements_not_met: bool = False
+    #: server: answer plain HTTP requests with this status (they are not ours)
+    plain_request_status: int = 404
+
+    @property
+    def flow_control_windows(self) -> tuple[int, int, int]:
+        return (self.initial_max_data, self.initial_max_streams_bidi, self.initial_max_streams_uni)
+
+
+class SessionState(Enum):
+    PENDING = "pending"
+    CONNECTING = "connecting"
+    REQUESTED = "requested"
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+class Session:
+    """One WebTransport session; see the module docstring."""
+
+    __slots__ = (
+        "authority",
+        "capsules",
+        "close_received",
+        "draft",
+        "fin_received",
+        "fin_sent",
+        "flow",
+        "headers",
+        "path",
+        "pending_data",
+        "pending_fin",
+        "protocols",
+        "session_id",
+        "state",
+        "streams",
+    )
+
+    def __init__(self, session_id: int, state: SessionState, draft: Draft | None) -> None:
+        self.session_id = session_id
+        self.state = state
+        self.draft = draft
+        self.authority = ""
+        self.path = ""
+        self.headers: Headers = []
+        self.protocols: tuple[str, ...] = ()  # offered (client) / received (server)
+        self.capsules = CapsuleReader()
+        self.flow: SessionFlowControl | None = None
+        self.streams: set[int] = set()
+        self.pending_data: list[bytes] = []  # server: capsule bytes before accept (§3.2)
+        self.pending_fin = False
+        self.fin_sent = False
+        self.fin_received = False
+        self.close_received = False
+
+    @property
+    def usable(self) -> bool:
+        """Streams may be opened and datagrams sent (client optimistically, §4)."""
+        return self.state in (SessionState.ESTABLISHED, SessionState.CONNECTING)
+
+
+class WtStream:
+    """One WebTransport data stream; see the module docstring."""
+
+    __slots__ = (
+        "bidi",
+        "buffer",
+        "buffered_bytes",
+        "header_size",
+        "local",
+        "received",
+        "recv_done",
+        "send_done",
+        "session_id",
+        "stream_id",
+    )
+
+    def __init__(self, stream_id: int, session_id: int, local: bool) -> None:
+        self.stream_id = stream_id
+        self.session_id = session_id
+        self.local = local
+        self.bidi = not stream_id & 2
+        self.header_size = (_WT_BIDI_SIGNAL_SIZE if self.bidi else _WT_UNI_TYPE_SIZE) + varint_size(
+            session_id
+        )
+        self.received = 0  # stream-body bytes received
+        self.send_done = not self.bidi and not local  # peer's uni stream: no send half
+        self.recv_done = not self.bidi and local  # our uni stream: no receive half
+        self.buffer: list[tuple[bytes, bool]] | None = None  # waiting for the session
+        self.buffered_bytes = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.send_done and self.recv_done
+
+
+def header_value(headers: Headers, name: bytes) -> bytes | None:
+    """The value of field ``name``; repeated fields are joined with ", " (RFC 9110 §5.3)."""
+    values = [v for k, v in headers if k == name]
+    if not values:
+        return None
+    return b", ".join(values)
+
+
+def connect_request_headers(
+    draft: Draft,
+    authority: str,
+    path: str,
+    protocols: tuple[str, ...],
+    extra: Headers,
+) -> Headers:
+    """The extended CONNECT request of ``draft`` (draft-16 §3.2; draft-02 §3.3)."""
+    profile = PROFILES[draft]
+    headers: Headers = [
+        (b":method", b"CONNECT"),
+        (b":protocol", profile.protocol),
+        (b":scheme", b"https"),
+        (b":authority", authority.encode()),
+        (b":path", path.encode()),
+    ]
+    headers.extend(profile.request_headers)
+    if protocols and profile.protocol_negotiation:
+        headers.append((b"wt-available-protocols", serialize_string_list(protocols).encode()))
+    headers.extend(extra)
+    return headers
+
+
+def offered_protocols(headers: Headers) -> tuple[str, ...]:
+    """WT-Available-Protocols of a request; empty when absent or malformed (§3.3)."""
+    raw = header_value(headers, b"wt-available-protocols")
+    if raw is None:
+        return ()
+    parsed = parse_string_list(raw)
+    return tuple(parsed) if parsed else ()

@@ -1,0 +1,130 @@
+"""In-memory WebTransport client/server pairs on a fake clock (over tests.support)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from h3.events import SettingsReceived
+from pywebtransport.protocol import (
+    Draft,
+    SessionEstablished,
+    SessionRequested,
+    WebTransportConfiguration,
+    WebTransportConnection,
+    WebTransportEvent,
+)
+from quic.events import QuicEvent
+from tests.support.quicpair import Pair, make_pair
+
+
+class WtPair:
+    def __init__(
+        self,
+        pair: Pair,
+        client_cfg: WebTransportConfiguration,
+        server_cfg: WebTransportConfiguration,
+    ) -> None:
+        self.pair = pair
+        self.client = WebTransportConnection(pair.client, client_cfg)
+        self.server_cfg = server_cfg
+        self._server: WebTransportConnection | None = None
+        self.events: dict[str, list[WebTransportEvent]] = {"client": [], "server": []}
+        self.quic_events: dict[str, list[QuicEvent]] = {"client": [], "server": []}
+        self.settings_seen = {"client": False, "server": False}
+        # hook: called with each raw QUIC event before the server handles it
+        self.server_filter: Callable[[QuicEvent], bool] | None = None
+
+    @property
+    def server(self) -> WebTransportConnection:
+        assert self._server is not None
+        return self._server
+
+    def pump(self) -> None:
+        pair = self.pair
+        while (item := pair.client_endpoint.next_event()) is not None:
+            self.quic_events["client"].append(item[1])
+            self.client.handle_event(item[1])
+        while (item := pair.server_endpoint.next_event()) is not None:
+            if self._server is None:
+                self._server = WebTransportConnection(item[0], self.server_cfg)
+            self.quic_events["server"].append(item[1])
+            if self.server_filter is not None and not self.server_filter(item[1]):
+                continue
+            self._server.handle_event(item[1])
+        for side, conn in (("client", self.client), ("server", self._server)):
+            if conn is None:
+                continue
+            while (event := conn.next_event()) is not None:
+                self.events[side].append(event)
+            if conn.peer_settings is not None:
+                self.settings_seen[side] = True
+
+    def run(self, until: Callable[[], bool] | None = None, max_time: float = 10.0) -> None:
+        def cond() -> bool:
+            self.pump()
+            return until() if until is not None else False
+
+        self.pair.net.run(cond if until is not None else None, max_time=max_time)
+        self.pump()
+
+    def settle(self, duration: float = 0.5) -> None:
+        """Run the network for ``duration`` seconds of fake time."""
+        net = self.pair.net
+        deadline = net.now + duration
+        while True:
+            self.pump()
+            net._flush()
+            times = [t for t in (net._next_timer(), net._queue[0][0] if net._queue else None)]
+            due = [t for t in times if t is not None]
+            if not due or min(due) > deadline:
+                break
+            net.step()
+        self.pump()
+
+    def of(self, kind: type, side: str = "server") -> list[Any]:
+        return [e for e in self.events[side] if isinstance(e, kind)]
+
+    def clear(self) -> None:
+        self.events = {"client": [], "server": []}
+
+
+def wt_pair(
+    client_cfg: WebTransportConfiguration | None = None,
+    server_cfg: WebTransportConfiguration | None = None,
+    *,
+    wait_settings: bool = True,
+    **link: Any,
+) -> WtPair:
+    pair = make_pair(
+        client_kwargs={"alpn_protocols": ["h3"]},
+        server_kwargs={"alpn_protocols": ["h3"]},
+        **link,
+    )
+    p = WtPair(
+        pair, client_cfg or WebTransportConfiguration(), server_cfg or WebTransportConfiguration()
+    )
+    if wait_settings:
+        p.run(lambda: p.settings_seen["client"] and p.settings_seen["server"])
+    return p
+
+
+def config(*drafts: Draft, **kwargs: Any) -> WebTransportConfiguration:
+    return WebTransportConfiguration(drafts=drafts or tuple(Draft), **kwargs)
+
+
+def establish(
+    p: WtPair,
+    path: str = "/wt",
+    protocols: tuple[str, ...] = (),
+    accept_protocol: str | None = None,
+) -> int:
+    """Client connects, server accepts; returns the session ID."""
+    sid = p.client.connect("localhost", path, protocols=protocols)
+    p.run(lambda: any(e.session_id == sid for e in p.of(SessionRequested)))
+    p.server.accept(sid, protocol=accept_protocol)
+    p.run(lambda: any(e.session_id == sid for e in p.of(SessionEstablished, "client")))
+    return sid
+
+
+__all__ = ["SettingsReceived", "WtPair", "config", "establish", "wt_pair"]
