@@ -11,6 +11,10 @@ decides when an ACK frame is due:
   opens or a lower packet number fills one (§13.2.1);
 * non-ack-eliciting packets never make an ACK due by themselves (§13.2.1).
 
+``fresh`` tells whether anything arrived since the last ACK frame was sent: an ACK that
+is not due rides along in an ack-eliciting packet only then, since otherwise it would
+repeat the previous one word for word (§13.2.1 lets the sender choose).
+
 Once an ACK we sent is itself acknowledged, packet numbers at or below the Largest
 Acknowledged it carried need not be reported again (§13.2.4): they are cleared and a
 ``floor`` remembers that anything below it counts as a duplicate (§12.3), so the set
@@ -34,6 +38,7 @@ class AckTracker:
         "ack_eliciting_since_ack",
         "deadline",
         "floor",
+        "fresh",
         "immediate",
         "largest",
         "largest_time",
@@ -52,6 +57,7 @@ class AckTracker:
         self.packet_tolerance = 2  # ack-eliciting packets before an ACK is due
         self.ack_eliciting_since_ack = 0
         self.deadline: float | None = None
+        self.fresh = False  # a packet arrived since the last ACK frame was sent
 
     def is_duplicate(self, pn: int) -> bool:
         """True if ``pn`` was already received (RFC 9000 §12.3)."""
@@ -62,6 +68,7 @@ class AckTracker:
         received = self.received
         in_order = pn == self.largest + 1 or not received
         received.add(pn)
+        self.fresh = True
         if pn > self.largest:
             self.largest = pn
             self.largest_time = now
@@ -92,6 +99,7 @@ class AckTracker:
     def on_ack_sent(self) -> None:
         self.ack_eliciting_since_ack = 0
         self.deadline = None
+        self.fresh = False
 
     def on_ack_acked(self, largest_acknowledged: int) -> None:
         """Our ACK reporting up to ``largest_acknowledged`` arrived (§13.2.4)."""

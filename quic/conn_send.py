@@ -191,6 +191,11 @@ class SendMixin:
             if eliciting and not self._eliciting_since_receive:
                 self._eliciting_since_receive = True
                 self._last_activity = now  # RFC 9000 §10.1
+            if not eliciting:
+                # An ACK-only datagram: the next one could only repeat its ACKs, since
+                # whatever kept ack-eliciting frames out of it has not changed (RFC 9000
+                # §13.2.1: ACK-only packets are not sent on their own beyond what is due).
+                break
         return [(d, addr) for d in asm.datagrams]
 
     def _wants_eliciting(self, space: Space) -> bool:
@@ -250,8 +255,11 @@ class SendMixin:
             return
         space.next_pn += 1
         packet = asm.packet
-        if ack.has_ranges() and (ack_due or eliciting or ack.deadline is not None):
-            self._write_ack(asm, space, now)
+        if ack.has_ranges() and (ack_due or ack.deadline is not None or (eliciting and ack.fresh)):
+            reserve = 0
+            if eliciting and not ack_due and index == APPLICATION:
+                reserve = self._datagram_room_needed(asm)
+            self._write_ack(asm, space, now, reserve)
         if eliciting:
             self._write_crypto(asm, space)
             if index == APPLICATION:
@@ -276,7 +284,9 @@ class SendMixin:
 
     # -- frame writers ------------------------------------------------------------------
 
-    def _write_ack(self, asm: PacketAssembler, space: Space, now: float) -> None:
+    def _write_ack(self, asm: PacketAssembler, space: Space, now: float, reserve: int = 0) -> None:
+        """Write the space's ACK frame; an ACK that is not due (``reserve`` > 0) is
+        skipped when it would leave less than ``reserve`` bytes of room."""
         ack = space.ack
         ranges = ack.ranges()
         delay = int(ack.ack_delay(now) * 1_000_000) >> self.configuration.ack_delay_exponent
@@ -284,6 +294,8 @@ class SendMixin:
         if len(frame) > asm.room:
             ranges = ranges[:4]
             frame = encode_ack_frame(ranges, delay)
+        if reserve and len(frame) > asm.room - reserve:
+            return  # not due: it waits for its timer or the next packet with room
         asm.push(frame)
         asm.packet.handlers.append((self._ack_fate, (space, ranges[0][1])))
         ack.on_ack_sent()
@@ -387,6 +399,21 @@ class SendMixin:
             self.cids.on_new_connection_id_acked(seq)
         else:
             self.cids.on_new_connection_id_lost(seq)
+
+    def _datagram_room_needed(self, asm: PacketAssembler) -> int:
+        """Room the next queued DATAGRAM frame takes if it fits the open packet, else 0.
+
+        A DATAGRAM frame is never split across packets (RFC 9221 §5). A piggybacked ACK
+        (RFC 9000 §13.2.1) is repeated in every ack-eliciting packet until acknowledged,
+        so a datagram sized to fill a whole packet would never fit behind it: such an
+        optional ACK gives way (see :meth:`_write_ack`).
+        """
+        queue = self._datagrams
+        if not queue:
+            return 0
+        n = len(queue[0])
+        need = n + 3 if n < 0x4000 else n + 5
+        return need if need <= asm.room else 0
 
     def _write_datagrams(self, asm: PacketAssembler) -> None:
         queue = self._datagrams

@@ -212,6 +212,7 @@ class QuicConnection(SendMixin):
         self._buffered: list[tuple[bytes, Addr]] = []
         self.dropped_packets = 0
         self.last_internal_error: BaseException | None = None
+        self._key_phase_first_pn: int | None = None  # first 1-RTT PN of our newest keys
 
     # ==================================================================================
     # public API
@@ -684,17 +685,28 @@ class QuicConnection(SendMixin):
         assert isinstance(read, OneRttReadKeys)
         if write is not None and write.key_phase != read.current.key_phase:
             space.write = write.next_generation()  # RFC 9001 §6.2: respond in kind
+            self._key_phase_first_pn = space.next_pn
         read.set_previous_expiry(now + 3 * self.recovery.rtt.pto_base())
 
     def request_key_update(self) -> None:
-        """Start a 1-RTT key update (RFC 9001 §6.1); needs a confirmed handshake."""
+        """Start a 1-RTT key update (RFC 9001 §6.1).
+
+        Raises RuntimeError before the handshake is confirmed, and while no packet sent
+        with the current keys has been acknowledged (a subsequent update, §6.1).
+        """
         if not self.handshake_confirmed:
             raise RuntimeError("key update before the handshake is confirmed")
         space = self.spaces[APPLICATION]
         read = space.read
         if space.write is None or not isinstance(read, OneRttReadKeys):
             raise RuntimeError("no 1-RTT keys")
+        first = self._key_phase_first_pn
+        if first is not None and self.recovery.spaces[APPLICATION].largest_acked < first:
+            # RFC 9001 §6.1: no subsequent update before a packet sent with the current
+            # keys is acknowledged (else the peer cannot tell the phases apart).
+            raise RuntimeError("the current key phase is not acknowledged yet")
         space.write = space.write.next_generation()
+        self._key_phase_first_pn = space.next_pn
         if read.next is None:
             read.next = read.current.next_generation()
 

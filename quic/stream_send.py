@@ -54,6 +54,10 @@ class SendState(Enum):
     RESET_SENT = "Reset Sent"
     RESET_RECVD = "Reset Recvd"
 
+    # Members are singletons: identity hashing is exact and, unlike Enum.__hash__
+    # (Python code), costs nothing on the per-packet state-table lookups.
+    __hash__ = object.__hash__
+
 
 class SendEvent(Enum):
     """Events of the sending state machine."""
@@ -63,6 +67,10 @@ class SendEvent(Enum):
     ALL_ACKED = "recv all ACKs"
     SEND_RESET = "send RESET_STREAM"
     RESET_ACKED = "recv ACK of RESET_STREAM"
+
+    # Members are singletons: identity hashing is exact and, unlike Enum.__hash__
+    # (Python code), costs nothing on the per-packet state-table lookups.
+    __hash__ = object.__hash__
 
 
 _S = SendState

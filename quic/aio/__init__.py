@@ -9,15 +9,28 @@ bound to one UDP socket::
     datagram_received → endpoint.receive_datagram(data, addr, loop.time())
                       → (once per loop iteration) drain events → send → re-arm timer
 
-Every datagram that arrives in one event-loop iteration is fed before anything is
-transmitted (``call_soon`` schedules a single flush), so ACKs and data of a whole burst
-go out together. One ``call_at`` timer follows ``endpoint.get_timer()``.
+Every datagram of a burst is fed before anything is transmitted: asyncio reads one
+datagram per loop iteration, so the flush (scheduled with ``call_soon``) goes round the
+loop again while full-sized datagrams keep arriving, up to ``_RECEIVE_BATCH`` of them;
+ACKs and data for the whole burst then go out together. Small datagrams do not delay the
+flush. The UDP socket buffers are enlarged so that a
+congestion window's burst is not dropped by the kernel. One ``call_at`` timer follows
+``endpoint.get_timer()``.
 
 Per connection a :class:`QuicSession` offers the asyncio face: streams as
 (:class:`asyncio.StreamReader`, :class:`QuicStreamWriter`) pairs, datagrams, close.
 Writers apply backpressure: :meth:`QuicStreamWriter.drain` waits while more than the
 configured number of bytes is buffered (unacknowledged), which is what happens when
 flow control or congestion blocks the stream.
+
+Hook for protocols layered on QUIC (e.g. HTTP/3): ``session_setup(session)`` (a keyword of
+:func:`connect` and :func:`serve`) runs synchronously before the session sees any event,
+and may set :attr:`QuicSession.event_listener`, which then receives every QUIC event of
+the connection first. Returning True consumes a stream or datagram event (the default
+reader/writer handling is skipped); the session's own state (connected, closed, writer
+wake-ups) is kept up to date regardless. Such a layer writes through
+:attr:`QuicSession.connection` and calls :meth:`QuicSession.schedule_flush`;
+:meth:`QuicSession.wait_progress` waits for the next flush (acknowledgments, credit).
 """
 
 from __future__ import annotations
@@ -60,6 +73,14 @@ __all__ = [
 logger = logging.getLogger("quic")
 
 StreamPair = tuple[asyncio.StreamReader, "QuicStreamWriter"]
+
+#: Transmit at the latest after this many received datagrams, even mid-burst.
+_RECEIVE_BATCH = 32
+#: Only full-sized datagrams (bulk data, Initial flights) hold the transmit back; small
+#: ones (ACKs, ping-pong) are answered in the same loop iteration, without extra latency.
+_FULL_DATAGRAM = 1200
+#: Requested UDP socket buffer sizes (the kernel caps them at net.core.rmem_max/wmem_max).
+_SOCKET_BUFFER = 4 * 1024 * 1024
 
 
 def wall_clock() -> datetime.datetime:
@@ -161,6 +182,8 @@ class QuicSession:
         self._progress = asyncio.Event()  # pulsed after each flush (stream limits, acks)
         self.termination: ConnectionTerminated | None = None
         self.stream_handler: Callable[[asyncio.StreamReader, QuicStreamWriter], Any] | None = None
+        #: Sees every QUIC event first; True consumes it (see the module docstring).
+        self.event_listener: Callable[[QuicEvent], bool] | None = None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -255,6 +278,17 @@ class QuicSession:
     def max_datagram_size(self) -> int:
         return self.connection.max_datagram_payload
 
+    # -- for layers that drive the connection directly ------------------------------------
+
+    def schedule_flush(self) -> None:
+        """Have the pump transmit what was queued on :attr:`connection` directly."""
+        self._protocol.schedule_flush()
+
+    async def wait_progress(self) -> None:
+        """Wait for the pump's next flush (after which acks and credit may have changed)."""
+        self._check_open()
+        await self._progress.wait()
+
     # -- closing ----------------------------------------------------------------------------
 
     def close(self, error_code: int = 0, reason: str = "") -> None:
@@ -278,6 +312,13 @@ class QuicSession:
     # -- events -----------------------------------------------------------------------------
 
     def _on_event(self, event: QuicEvent) -> None:
+        listener = self.event_listener
+        if (
+            listener is not None
+            and listener(event)
+            and not isinstance(event, (HandshakeCompleted, ConnectionTerminated))
+        ):
+            return
         if isinstance(event, StreamDataReceived):
             sid = event.stream_id
             known = sid in self._readers
@@ -357,6 +398,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.sessions: dict[QuicConnection, QuicSession] = {}
         self._on_session = on_session
         self._flush_scheduled = False
+        self._received = 0  # datagrams fed since the last transmit
+        self._received_seen = 0  # ... as of the previous flush attempt
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -366,9 +409,18 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a datagram transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Room for a whole congestion window of bursts: with the default (~200 KB,
+            # about 90 datagrams) the kernel drops packets the peer's window allows.
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.endpoint.receive_datagram(data, addr, self.loop.time())
+        if len(data) >= _FULL_DATAGRAM:
+            self._received += 1  # part of a burst, probably: see _flush
         self.schedule_flush()
 
     def error_received(self, exc: Exception) -> None:
@@ -388,7 +440,19 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        received = self._received
+        if received != self._received_seen and received < _RECEIVE_BATCH:
+            # Datagrams are still arriving (asyncio reads one per loop iteration): go
+            # round the loop once more and transmit after the burst, so its ACKs and
+            # data leave together (batch receive processing before transmitting).
+            self._received_seen = received
+            self.loop.call_soon(self._flush)
+            return
         self._flush_scheduled = False
+        self._transmit()
+
+    def _transmit(self) -> None:
+        self._received = self._received_seen = 0
         endpoint = self.endpoint
         self._dispatch()
         transport = self.transport
@@ -434,7 +498,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._timer = None
         self._timer_at = None
         self.endpoint.handle_timer(self.loop.time())
-        self._flush()
+        self._transmit()
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         async def runner() -> None:
@@ -472,8 +536,12 @@ async def connect(
     *,
     local_port: int = 0,
     wait_connected: bool = True,
+    session_setup: Callable[[QuicSession], None] | None = None,
 ) -> AsyncIterator[QuicSession]:
-    """Connect to ``host:port``; yields a :class:`QuicSession`; closes on exit."""
+    """Connect to ``host:port``; yields a :class:`QuicSession`; closes on exit.
+
+    ``session_setup(session)`` runs before the session receives any event.
+    """
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     family, _, _, _, addr = infos[0]
@@ -486,6 +554,8 @@ async def connect(
     )
     try:
         session = protocol.connect(addr, configuration)
+        if session_setup is not None:
+            session_setup(session)
         if wait_connected:
             await session.wait_connected()
         yield session
@@ -540,17 +610,24 @@ async def serve(
     handler: Callable[[QuicSession], Awaitable[Any]] | None = None,
     *,
     stream_handler: Callable[[asyncio.StreamReader, QuicStreamWriter], Any] | None = None,
+    session_setup: Callable[[QuicSession], None] | None = None,
 ) -> QuicServer:
     """Serve QUIC on ``host:port`` (port 0: any free port).
 
     ``handler(session)`` runs for each connection once its handshake completes;
-    ``stream_handler(reader, writer)`` runs for each stream the peer opens.
+    ``stream_handler(reader, writer)`` runs for each stream the peer opens;
+    ``session_setup(session)`` runs as a connection is accepted, before any of its events.
     """
     loop = asyncio.get_running_loop()
     _prepare(configuration)
 
-    async def on_session(session: QuicSession) -> None:
+    def on_session(session: QuicSession) -> Awaitable[None]:
         session.stream_handler = stream_handler
+        if session_setup is not None:
+            session_setup(session)
+        return run(session)
+
+    async def run(session: QuicSession) -> None:
         await session.wait_connected()
         if handler is not None:
             await handler(session)

@@ -263,3 +263,63 @@ def test_garbage_datagrams_are_ignored() -> None:
     pair.client.send_stream_data(sid, b"still fine", end_stream=True)
     pair.run(lambda: pair.stream_done(sid))
     assert pair.server.state is ConnectionState.CONNECTED
+
+
+def test_full_size_datagram_is_sent_despite_a_pending_ack() -> None:
+    # Regression (found against aioquic): a DATAGRAM of max_datagram_payload bytes never
+    # fit behind the ACK piggybacked on every ack-eliciting packet, so it was never sent
+    # and each datagrams_to_send() call emitted 256 ACK-only packets instead.
+    pair = make_pair()
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake_confirmed, max_time=1)
+    client = pair.client
+    assert client.spaces[2].ack.has_ranges()  # an ACK would ride along
+    size = client.max_datagram_payload
+    payloads = [bytes([i]) * size for i in range(3)]
+    for payload in payloads:
+        client.send_datagram(payload)
+    out = client.datagrams_to_send(pair.net.now)
+    assert 3 <= len(out) <= 4  # the datagrams (and at most one ACK-only packet)
+    for data, _ in out:
+        pair.server_endpoint.receive_datagram(data, ("127.0.0.2", 50000), pair.net.now)
+    pair.pump()
+    assert sorted(e.data for e in pair.events_of(DatagramReceived)) == payloads
+    assert pair.server.state is ConnectionState.CONNECTED
+
+
+def test_nothing_sendable_gives_at_most_one_ack_only_datagram() -> None:
+    # A connection that wants to send but cannot place any ack-eliciting frame must not
+    # spin out ACK-only packets (the flood seen against aioquic).
+    pair = make_pair()
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake_confirmed, max_time=1)
+    client = pair.client
+    client.send_datagram(b"x" * client.max_datagram_payload)
+    client.max_datagram_size -= 8  # the queued datagram can no longer fit any packet
+    out = client.datagrams_to_send(pair.net.now)
+    assert len(out) <= 1
+    assert all(len(data) < 100 for data, _ in out)
+
+
+def test_subsequent_key_update_waits_for_an_ack_of_the_current_phase() -> None:
+    # RFC 9001 §6.1: no new key update before a packet sent with the current keys has
+    # been acknowledged (two back-to-back updates would look like no update at all).
+    pair = make_pair()
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake_confirmed)
+    client = pair.client
+    client.request_key_update()
+    with pytest.raises(RuntimeError, match="not acknowledged"):
+        client.request_key_update()
+    write = client.spaces[2].write
+    assert write is not None and write.key_phase == 1
+    sid = client.create_stream()
+    client.send_stream_data(sid, b"phase one", end_stream=True)
+    pair.run(lambda: pair.stream_done(sid) and not client.streams.send_buffered(sid))
+    client.request_key_update()  # the phase-1 packet was acknowledged: allowed again
+    write = client.spaces[2].write
+    assert write is not None and write.key_phase == 0
+    sid = client.create_stream()
+    client.send_stream_data(sid, b"phase two", end_stream=True)
+    pair.run(lambda: pair.stream_done(sid))
+    assert bytes(pair.data["server"][sid]) == b"phase two"
