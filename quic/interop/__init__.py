@@ -12,8 +12,9 @@ Theory of operation
 Absent arguments come from the runner's environment (``ROLE``, ``TESTCASE``,
 ``REQUESTS``, ``SSLKEYLOGFILE``, ``QLOGDIR``, ``CERTS``, ``WWW``, ``DOWNLOADS``, ``PORT``)
 and then its defaults (:mod:`quic.interop.options`). Supported test cases:
-``handshake``, ``transfer``, ``multiconnect`` and ``chacha20``; any other exits with
-status 127. The wire protocol is in :mod:`quic.interop.hq`. qlog is not written yet
+``handshake``, ``transfer``, ``multiconnect``, ``chacha20`` and ``http3`` (ALPN ``h3``,
+the same files over HTTP/3: :mod:`quic.interop.http3`); any other exits with status 127.
+The hq wire protocol is in :mod:`quic.interop.hq`. qlog is not written yet
 (``QLOGDIR`` is accepted and ignored).
 """
 
@@ -26,6 +27,7 @@ from collections.abc import Mapping, Sequence
 
 from quic.interop.client import run_client
 from quic.interop.hq import ALPN
+from quic.interop.http3 import run_http3_client, run_http3_server
 from quic.interop.options import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -68,7 +70,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_UNSUPPORTED
     if options.qlog_dir:
         logger.info("qlog output is not implemented; ignoring QLOGDIR=%s", options.qlog_dir)
-    runner = run_server if options.role == "server" else run_client
+    if case.http3:
+        runner = run_http3_server if options.role == "server" else run_http3_client
+    else:
+        runner = run_server if options.role == "server" else run_client
     try:
         return asyncio.run(runner(options, case))
     except KeyboardInterrupt:

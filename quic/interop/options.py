@@ -53,6 +53,7 @@ class InteropCase:
     name: str
     cipher_suites: tuple[CipherSuite, ...] | None = None  # None: the default offer
     connection_per_url: bool = False  # else all URLs of one server share a connection
+    http3: bool = False  # ALPN h3 and HTTP/3 (quic.interop.http3) instead of hq-interop
 
 
 TESTCASES: dict[str, InteropCase] = {
@@ -62,6 +63,7 @@ TESTCASES: dict[str, InteropCase] = {
         InteropCase("transfer"),
         InteropCase("multiconnect", connection_per_url=True),
         InteropCase("chacha20", cipher_suites=(CipherSuite.TLS_CHACHA20_POLY1305_SHA256,)),
+        InteropCase("http3", http3=True),
     )
 }
 
@@ -110,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m quic.interop",
         description=(
-            f"QUIC interop runner endpoint (ALPN {ALPN}, HTTP/0.9). Arguments override the "
+            f"QUIC interop runner endpoint (ALPN {ALPN}, HTTP/0.9; h3 for the http3 test "
+            "case). Arguments override the "
             "runner's environment variables, which override its defaults."
         ),
         epilog="Without a role argument the role is taken from $ROLE.",

@@ -1,0 +1,280 @@
+"""The asyncio HTTP/3 API (h3.aio): our client against our server, in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from h3.aio import H3Client, H3Request, H3Response, H3Server, serve_h3
+from h3.connection import H3Configuration
+from h3.errors import H3ErrorCode
+from h3.qpack import FieldSectionTooLarge
+from quic.aio import ConnectionClosed, wall_clock
+from quic.configuration import QuicConfiguration
+from quic.errors import StreamResetError
+from quic.tls.selfsigned import SelfSignedCertificate, generate_self_signed
+
+pytestmark = pytest.mark.timeout(60)
+
+Handler = Callable[[H3Request], Awaitable[H3Response]]
+
+
+@pytest.fixture(scope="module")
+def cert() -> SelfSignedCertificate:
+    return generate_self_signed(wall_clock())
+
+
+def server_config(cert: SelfSignedCertificate) -> QuicConfiguration:
+    config = QuicConfiguration(is_client=False)
+    config.certificate_chain = [cert.certificate]
+    config.private_key = cert.private_key
+    return config
+
+
+def client_config(cert: SelfSignedCertificate) -> QuicConfiguration:
+    return QuicConfiguration(server_certificate_hashes=(cert.sha256,))
+
+
+async def start(
+    cert: SelfSignedCertificate, handler: Handler, h3_config: H3Configuration | None = None
+) -> H3Server:
+    return await serve_h3("127.0.0.1", 0, server_config(cert), handler, h3_configuration=h3_config)
+
+
+async def echo(request: H3Request) -> H3Response:
+    body = await request.read()
+    headers = [("x-method", request.method), ("x-path", request.path)]
+    headers += [(f"x-echo-{k.decode()}", v.decode()) for k, v in request.headers]
+    return H3Response(201 if body else 200, headers, body)
+
+
+async def test_get_and_post_round_trip(cert: SelfSignedCertificate) -> None:
+    async with await start(cert, echo) as server:
+        url = f"https://127.0.0.1:{server.port}/start"
+        async with H3Client.connect(url, configuration=client_config(cert)) as client:
+            assert client.authority == f"127.0.0.1:{server.port}"
+            response = await client.get("/a/b?c=d", headers={"X-Custom": "v1"})
+            assert response.status == 200
+            assert response.header("x-method") == "GET"
+            assert response.header("x-path") == "/a/b?c=d"
+            assert response.header("x-echo-x-custom") == "v1"  # names sent lowercase
+            assert response.content_length == 0 and await response.read() == b""
+            assert all(not name.startswith(b":") for name, _ in response.headers)
+            payload = os.urandom(300_000)
+            response = await client.request("POST", url, [("a", "b")], payload)
+            assert response.status == 201 and response.header("x-path") == "/start"
+            assert response.header("x-echo-content-length") == str(len(payload))
+            assert await response.read() == payload
+            assert response.trailers is None
+
+
+async def test_streamed_bodies_in_both_directions(cert: SelfSignedCertificate) -> None:
+    size = 3 * 1024 * 1024 + 17
+
+    async def chunks(total: int) -> AsyncIterator[bytes]:
+        for offset in range(0, total, 100_000):
+            yield hashlib.shake_128(offset.to_bytes(8, "big")).digest(min(100_000, total - offset))
+
+    expected = b"".join([c async for c in chunks(size)])
+
+    async def handler(request: H3Request) -> H3Response:
+        digest = hashlib.sha256()
+        async for chunk in request:
+            digest.update(chunk)
+        headers = [("content-length", str(size)), ("x-upload-sha256", digest.hexdigest())]
+        return H3Response(200, headers, chunks(size))
+
+    async with (
+        await start(cert, handler) as server,
+        H3Client.connect("127.0.0.1", server.port, configuration=client_config(cert)) as client,
+    ):
+        response = await client.request("PUT", "/up", body=chunks(size))
+        assert response.header("x-upload-sha256") == hashlib.sha256(expected).hexdigest()
+        assert response.content_length == size
+        received = bytearray()
+        async for chunk in response:
+            received += chunk
+        assert bytes(received) == expected
+
+
+async def test_concurrent_requests_on_one_connection(cert: SelfSignedCertificate) -> None:
+    async def handler(request: H3Request) -> H3Response:
+        n = int(request.path.strip("/"))
+        await asyncio.sleep(0.001 * (n % 5))
+        return H3Response(200, [], str(n).encode() * (n * 100 + 1))
+
+    async with (
+        await start(cert, handler) as server,
+        H3Client.connect("127.0.0.1", server.port, configuration=client_config(cert)) as client,
+    ):
+
+        async def one(n: int) -> bytes:
+            return await (await client.get(f"/{n}")).read()
+
+        bodies = await asyncio.gather(*(one(n) for n in range(40)))
+        assert bodies == [str(n).encode() * (n * 100 + 1) for n in range(40)]
+        assert not client.link.exchanges  # finished streams are forgotten
+
+
+async def test_status_codes_head_and_handler_failure(cert: SelfSignedCertificate) -> None:
+    async def handler(request: H3Request) -> H3Response:
+        if request.path == "/boom":
+            raise RuntimeError("handler bug")
+        if request.path == "/missing":
+            return H3Response(404, {"content-type": "text/plain"}, b"nope\n")
+        return H3Response(200, {"content-type": "text/plain"}, b"0123456789")
+
+    async with (
+        await start(cert, handler) as server,
+        H3Client.connect("127.0.0.1", server.port, configuration=client_config(cert)) as client,
+    ):
+        missing = await client.get("/missing")
+        assert (missing.status, await missing.read()) == (404, b"nope\n")
+        failed = await client.get("/boom")
+        assert failed.status == 500 and b"internal" in await failed.read()
+        head = await client.request("HEAD", "/file")
+        assert head.status == 200 and head.content_length == 10
+        assert await head.read() == b""  # HEAD: no body, length of the GET body
+
+
+async def test_body_not_matching_content_length_is_an_error(cert: SelfSignedCertificate) -> None:
+    async def short_body() -> AsyncIterator[bytes]:
+        yield b"only this"
+
+    async def handler(request: H3Request) -> H3Response:
+        return H3Response(200, [("content-length", "1000")], short_body())
+
+    async with (
+        await start(cert, handler) as server,
+        H3Client.connect("127.0.0.1", server.port, configuration=client_config(cert)) as client,
+    ):
+        response = await client.get("/")
+        with pytest.raises(StreamResetError) as info:
+            await response.read()
+        assert info.value.error_code == H3ErrorCode.H3_MESSAGE_ERROR
+
+
+async def test_server_refuses_oversized_request_header_section(
+    cert: SelfSignedCertificate,
+) -> None:
+    """RFC 9114 §4.2.2: above SETTINGS_MAX_FIELD_SECTION_SIZE the request is refused
+    (stream reset with H3_EXCESSIVE_LOAD) and never reaches the handler."""
+    seen: list[str] = []
+
+    async def handler(request: H3Request) -> H3Response:
+        seen.append(request.path)
+        return H3Response(200, [], b"ok")
+
+    limit = H3Configuration(max_field_section_size=2048)
+    async with (
+        await start(cert, handler, limit) as server,
+        H3Client.connect("127.0.0.1", server.port, configuration=client_config(cert)) as client,
+    ):
+        settings = await asyncio.wait_for(client.link.peer_settings, 5)
+        assert settings[0x06] == 2048  # SETTINGS_MAX_FIELD_SECTION_SIZE
+        big = {"x-big": "v" * 4000}
+        with pytest.raises(FieldSectionTooLarge):  # our client honours the setting
+            await client.get("/big", headers=big)
+        # a client that ignores the advice is refused by the server
+        encoder = client.link.h3.encoder
+        encoder.peer_max_field_section_size = None
+        with pytest.raises(StreamResetError) as info:
+            await asyncio.wait_for(client.get("/big", headers=big), 10)
+        assert info.value.error_code == H3ErrorCode.H3_EXCESSIVE_LOAD
+        response = await client.get("/small", headers={"x-small": "v" * 100})
+        assert response.status == 200 and await response.read() == b"ok"
+    assert seen == ["/small"]
+
+
+async def test_graceful_shutdown_finishes_in_flight_requests(
+    cert: SelfSignedCertificate,
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+    size = 2 * 1024 * 1024
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b"a" * (size // 2)
+        await release.wait()
+        yield b"b" * (size // 2)
+
+    async def handler(request: H3Request) -> H3Response:
+        started.set()
+        return H3Response(200, [("content-length", str(size))], slow_body())
+
+    server = await start(cert, handler)
+    async with H3Client.connect(
+        "127.0.0.1", server.port, configuration=client_config(cert)
+    ) as client:
+        response = await client.get("/slow")
+        await started.wait()
+        shutdown = asyncio.create_task(server.shutdown(timeout=10))
+        for _ in range(100):  # GOAWAY arrives while the response is in flight
+            if client.link.goaway_id is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert client.link.goaway_id == 4  # RFC 9114 §5.2: stream 0 is processed
+        assert not shutdown.done()
+        with pytest.raises(ConnectionClosed):
+            await client.get("/new")  # no new requests after GOAWAY
+        release.set()
+        body = await response.read()
+        assert body == b"a" * (size // 2) + b"b" * (size // 2)
+        await asyncio.wait_for(shutdown, 10)
+        term = await asyncio.wait_for(client.session.wait_closed(), 5)
+        assert term.error_code == H3ErrorCode.H3_NO_ERROR and term.by_peer
+
+
+async def test_early_response_stops_the_request_body(cert: SelfSignedCertificate) -> None:
+    """RFC 9114 §4.1: a server that answers without reading the request asks the client
+    to stop sending with H3_NO_ERROR; the client still gets the response."""
+
+    async def handler(request: H3Request) -> H3Response:
+        return H3Response(413, [], b"too much")
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 65536
+            await asyncio.sleep(0)
+
+    async with (
+        await start(cert, handler) as server,
+        H3Client.connect("127.0.0.1", server.port, configuration=client_config(cert)) as client,
+    ):
+        response = await asyncio.wait_for(client.request("POST", "/", body=endless()), 20)
+        assert response.status == 413 and await response.read() == b"too much"
+
+
+async def test_connect_failures(cert: SelfSignedCertificate) -> None:
+    with pytest.raises(ValueError):
+        async with H3Client.connect("http://127.0.0.1/"):
+            pass
+    async with await start(cert, echo) as server:
+        untrusted = QuicConfiguration()  # system trust store: the self-signed cert fails
+        with pytest.raises(ConnectionClosed):
+            async with H3Client.connect("127.0.0.1", server.port, configuration=untrusted):
+                pass
+
+
+async def test_server_closing_connection_fails_pending_request(
+    cert: SelfSignedCertificate,
+) -> None:
+    never = asyncio.Event()
+
+    async def handler(request: H3Request) -> H3Response:
+        await never.wait()
+        return H3Response()
+
+    server = await start(cert, handler)
+    async with H3Client.connect(
+        "127.0.0.1", server.port, configuration=client_config(cert)
+    ) as client:
+        pending = asyncio.create_task(client.get("/hang"))
+        await asyncio.sleep(0.2)
+        await server.shutdown(timeout=0.5)  # the handler does not finish in time
+        with pytest.raises((ConnectionClosed, StreamResetError)):
+            await asyncio.wait_for(pending, 5)
