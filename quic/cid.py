@@ -70,6 +70,7 @@ class ConnectionIdManager:
         self.peer_active_sequence = 0
         self._peer_retire_prior_to = 0
         self._retire_pending: list[int] = []
+        self.issue_pending = True  # NEW_CONNECTION_ID frames may be due (cheap hot-path check)
         self._issued_cids: list[bytes] = []  # newly issued, for routing updates
         self._retired_cids: list[bytes] = []  # retired local, for routing updates
 
@@ -167,12 +168,14 @@ class ConnectionIdManager:
             out.append(entry)
         for entry in out:
             entry.announced = True
+        self.issue_pending = False
         return out
 
     def on_new_connection_id_lost(self, sequence: int) -> None:
         entry = self.local.get(sequence)
         if entry is not None and not entry.acked:
             entry.announced = False
+            self.issue_pending = True
 
     def on_new_connection_id_acked(self, sequence: int) -> None:
         entry = self.local.get(sequence)
@@ -198,6 +201,7 @@ class ConnectionIdManager:
             )
         del self.local[sequence]
         self._retired_cids.append(entry.cid)
+        self.issue_pending = True
 
     def is_local_cid(self, cid: bytes) -> bool:
         return any(e.cid == cid for e in self.local.values())

@@ -223,6 +223,7 @@ class HandshakeMixin:
             if not self._idle_timeout or peer_idle < self._idle_timeout:
                 self._idle_timeout = peer_idle  # RFC 9000 §10.1: the minimum of both
         self.cids.peer_limit = params.active_connection_id_limit
+        self.cids.issue_pending = True
         self._peer_max_datagram_frame = params.max_datagram_frame_size
         if params.max_udp_payload_size < self.max_datagram_size:
             self.max_datagram_size = params.max_udp_payload_size

@@ -205,13 +205,14 @@ class SendMixin:
             return False
         if not self.handshake_complete and self.is_client:
             return False
+        streams = self.streams
         return bool(
-            self._handshake_done_pending
+            streams._sendable
+            or self._datagrams
+            or self._handshake_done_pending
             or self._path_responses
             or self._pings
-            or self._datagrams
-            or self.streams.has_data()
-            or self.streams.wants_control()
+            or streams.wants_control()
             or self._cid_frames_pending()
         )
 
@@ -219,7 +220,7 @@ class SendMixin:
         cids = self.cids
         if cids._retire_pending:
             return True
-        if not self.handshake_complete or cids.cid_length == 0:
+        if not cids.issue_pending or not self.handshake_complete or cids.cid_length == 0:
             return False
         return len(cids.local) < min(cids.peer_limit, 8) or any(
             not e.announced for e in cids.local.values()
@@ -364,6 +365,8 @@ class SendMixin:
 
     def _write_cid_frames(self, asm: PacketAssembler) -> None:
         cids = self.cids
+        if not cids._retire_pending and not cids.issue_pending:
+            return
         packet = asm.packet
         for seq in cids.retire_frames():
             asm.push(bytes((FrameType.RETIRE_CONNECTION_ID,)) + encode_varint(seq))

@@ -404,7 +404,17 @@ class StreamManager:
     def has_pending_control(self) -> bool:
         """True when :meth:`max_streams_frames` or :meth:`streams_blocked_frames` would
         return something (lets the connection decide to build a packet)."""
-        return any(sp.limit_pending or sp.blocked_pending for sp in self._spaces)
+        s0, s1, s2, s3 = self._spaces
+        return (
+            s0.limit_pending
+            or s1.limit_pending
+            or s2.limit_pending
+            or s3.limit_pending
+            or s0.blocked_pending
+            or s1.blocked_pending
+            or s2.blocked_pending
+            or s3.blocked_pending
+        )
 
     def streams_blocked_frames(self) -> list[tuple[bool, int]]:
         """Pending STREAMS_BLOCKED frames as ``(bidi, limit)``; marks them sent."""
