@@ -52,7 +52,13 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from quic.tls.alerts import AlertDescription, TlsAlertError
 
@@ -255,6 +261,15 @@ def _verify_pinned(
         )
 
 
+# The Web PKI profile, except that a server (leaf) certificate may lack the Authority Key
+# Identifier: RFC 5280 §4.2.1.1 lets self-signed certificates omit it, and such leaves
+# are common in development (a certificate trusted as its own CA with --cafile).
+_CA_POLICY = ExtensionPolicy.webpki_defaults_ca()
+_EE_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+    x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None
+)
+
+
 def _verify_chain(
     leaf: x509.Certificate,
     intermediates: list[x509.Certificate],
@@ -269,7 +284,13 @@ def _verify_chain(
         raise _alert(AlertDescription.unknown_ca, "no trusted root certificates available")
     subject = _subject(server_name)
     try:
-        verifier = PolicyBuilder().store(store).time(_utc(now)).build_server_verifier(subject)
+        verifier = (
+            PolicyBuilder()
+            .store(store)
+            .time(_utc(now))
+            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+            .build_server_verifier(subject)
+        )
     except ValueError:  # e.g. "a..b": not a valid DNS name for the verifier
         raise _unusable_name(server_name) from None
     try:

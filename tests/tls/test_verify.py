@@ -375,3 +375,38 @@ def _names_localhost(name: str) -> bool:
     except UnicodeError:
         return False
     return normalized == "localhost"
+
+
+def test_self_signed_leaf_without_authority_key_identifier_verifies_as_its_own_ca() -> None:
+    """RFC 5280 §4.2.1.1: a self-signed certificate may omit the AKI extension."""
+    import datetime as _dt
+
+    from cryptography import x509 as _x509
+    from cryptography.hazmat.primitives import hashes as _hashes
+    from cryptography.hazmat.primitives import serialization as _ser
+    from cryptography.hazmat.primitives.asymmetric import ec as _ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from quic.tls.verify import VerifyOptions as _VO
+    from quic.tls.verify import verify_server_certificate as _verify
+
+    now = _dt.datetime(2026, 11, 25, tzinfo=_dt.UTC)
+    key = _ec.generate_private_key(_ec.SECP256R1())
+    name = _x509.Name([_x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert = (
+        _x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(_x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(hours=1))
+        .not_valid_after(now + _dt.timedelta(days=5))
+        .add_extension(_x509.SubjectAlternativeName([_x509.DNSName("localhost")]), False)
+        .add_extension(_x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(_x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .sign(key, _hashes.SHA256())
+    )
+    pem = cert.public_bytes(_ser.Encoding.PEM)
+    der = cert.public_bytes(_ser.Encoding.DER)
+    leaf = _verify([der], "localhost", now, _VO(cadata=pem))
+    assert leaf.serial_number == cert.serial_number
