@@ -49,7 +49,8 @@ class QuicConfiguration:
     keylog: KeyLogCallback | None = None
 
     # -- transport ---------------------------------------------------------------------
-    supported_versions: tuple[int, ...] = (QuicVersion.VERSION_1,)
+    # first entry: what a client starts with; a server accepts all of them
+    supported_versions: tuple[int, ...] = (QuicVersion.VERSION_1, QuicVersion.VERSION_2)
     idle_timeout: float = 30.0
     max_datagram_size: int = 1200  # UDP payload we send (no PMTU discovery yet)
     max_udp_payload_size: int = 65527  # what we accept (transport parameter)

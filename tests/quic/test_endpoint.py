@@ -85,3 +85,14 @@ def test_many_connections_on_one_endpoint() -> None:
     pair.run(lambda: all(c.handshake_complete for c in [pair.client, *extra]), max_time=10)
     assert len(pair.server_endpoint.connections) == 21
     assert len({c.host_cid for c in pair.server_endpoint.connections}) == 21
+
+
+def test_server_accepts_quic_v2_clients_by_default() -> None:
+    """RFC 9369: a client starting with QUIC v2 is served in v2 (the server speaks both)."""
+    pair = make_pair(client_kwargs={"supported_versions": (0x6B3343CF,)})
+    pair.handshake()
+    assert pair.client.version == pair.server.version == 0x6B3343CF
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"over v2", end_stream=True)
+    pair.run(lambda: pair.stream_done(sid))
+    assert bytes(pair.data["server"][sid]) == b"over v2"
