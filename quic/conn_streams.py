@@ -73,6 +73,7 @@ class StreamController:
         self._control: dict[int, None] = {}  # streams with control frames to check
         self._write_blocked: set[int] = set()
         self._eof_reported: set[int] = set()
+        self._paused: set[int] = set()  # streams whose received data is held back
         self.now = 0.0
         self.rtt = 0.0
 
@@ -105,6 +106,18 @@ class StreamController:
             self._write_blocked.add(stream_id)
             return False
         return True
+
+    def pause_receive(self, stream_id: int, paused: bool) -> None:
+        """Hold back (True) or resume (False) delivery of a stream's received data.
+
+        Held-back bytes stay in the stream's receive buffer and are not credited, so
+        the peer is stopped by its stream window (RFC 9000 §4.1): receive backpressure
+        for applications that read slower than the network delivers."""
+        if paused:
+            self._paused.add(stream_id)
+        elif stream_id in self._paused:
+            self._paused.discard(stream_id)
+            self._deliver(stream_id)
 
     def send_buffered(self, stream_id: int) -> int:
         stream = self.manager.get(stream_id)
@@ -143,7 +156,7 @@ class StreamController:
         if stream is None or stream.recv is None:
             return
         recv = stream.recv
-        if recv.is_reset:
+        if recv.is_reset or stream_id in self._paused:
             return
         data = recv.read(-1, now=self.now, rtt=self.rtt) if recv.readable else b""
         end = recv.at_eof and stream_id not in self._eof_reported
@@ -397,6 +410,7 @@ class StreamController:
     def _maybe_discard(self, sid: int) -> None:
         if self.manager.maybe_discard(sid):
             self._eof_reported.discard(sid)
+            self._paused.discard(sid)
             self._sendable.pop(sid, None)
             self._control.pop(sid, None)
             self._write_blocked.discard(sid)

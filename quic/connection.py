@@ -240,6 +240,11 @@ class QuicConnection(HandshakeMixin, SendMixin):
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         self.streams.stop_sending(stream_id, error_code)
 
+    def pause_stream_receive(self, stream_id: int, paused: bool = True) -> None:
+        """Hold back (or resume) delivery of a stream's data: receive backpressure
+        through stream flow control (RFC 9000 §4.1)."""
+        self.streams.pause_receive(stream_id, paused)
+
     @property
     def max_datagram_payload(self) -> int:
         """Largest DATAGRAM payload that fits one packet now (0: not supported)."""

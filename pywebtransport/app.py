@@ -1,0 +1,389 @@
+"""ServerApp: a WebTransport server application with routes, middleware and lifecycle.
+
+Theory of operation
+-------------------
+:class:`ServerApp` sits on the low-level
+:class:`~pywebtransport.server.WebTransportServer`. :meth:`ServerApp.serve` runs the
+startup hooks, binds the socket and then takes every
+:class:`~pywebtransport.server.SessionRequest` from ``incoming_sessions()`` into a task
+of its own:
+
+1. the middleware chain runs in registration order (:mod:`pywebtransport.middleware`);
+   the first that returns an HTTP status or a :class:`~pywebtransport.middleware.Rejection`
+   refuses the session with it (a middleware that raises refuses with 500);
+2. the request path (without its query) is resolved by the :class:`~pywebtransport.
+   routing.Router`: exact routes first, then pattern routes; no route → 404;
+3. the session is accepted, its path parameters are put on ``session.path_params`` and
+   the handler runs as ``handler(session, **params)`` (only the parameters it declares).
+
+When the handler returns, the session is closed with code 0 if it is still open. A
+handler that raises is logged with its traceback and its session closed with
+:attr:`ServerApp.handler_error_code` — other sessions and the server keep running. A
+handler ended by its session closing under it (:class:`~pywebtransport.exceptions.
+SessionClosed`) is a normal end.
+
+Shutdown (:meth:`ServerApp.stop`, SIGINT/SIGTERM under :meth:`ServerApp.run`, or the
+``serve()`` task being cancelled) is graceful: ``WebTransportServer.shutdown`` sends
+GOAWAY on every connection and DRAIN on every session, waits up to
+``config.shutdown_timeout`` seconds for the sessions to end, then closes what is left
+and the socket. Handler tasks still running after that get a short grace period and are
+then cancelled; last, the shutdown hooks run. Hooks are zero-argument callables, plain
+or async, run in registration order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import re
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
+
+from pywebtransport.config import ServerConfig
+from pywebtransport.exceptions import ConnectionFailed, SessionClosed, WebTransportError
+from pywebtransport.middleware import Middleware, Rejection, run_middleware
+from pywebtransport.routing import Handler, RouteMatch, Router
+from pywebtransport.server import SessionRequest, WebTransportServer
+
+__all__ = ["HANDLER_ERROR_CODE", "Hook", "ServerApp"]
+
+logger = logging.getLogger("pywebtransport.app")
+
+#: WebTransport application error code a session gets when its handler raises.
+HANDLER_ERROR_CODE = 1
+#: Seconds handler tasks may still run after the server's graceful shutdown.
+HANDLER_GRACE = 1.0
+#: Seconds a returning handler's written data may take to be acknowledged before close.
+FLUSH_TIMEOUT = 2.0
+
+Hook: TypeAlias = Callable[[], Awaitable[None] | None]
+H = TypeVar("H", bound=Handler)
+M = TypeVar("M", bound=Middleware)
+K = TypeVar("K", bound=Hook)
+
+
+class ServerApp:
+    """A WebTransport server application: routes, middleware, startup/shutdown hooks.
+
+    ::
+
+        app = ServerApp(config=ServerConfig(certfile="cert.pem", keyfile="key.pem"))
+
+        @app.route("/echo")
+        async def echo(session):
+            ...
+
+        app.run(host="127.0.0.1", port=4433)
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        middleware: list[Middleware] | None = None,
+        handler_error_code: int = HANDLER_ERROR_CODE,
+    ) -> None:
+        self.config = config if config is not None else ServerConfig()
+        self.router = Router()
+        self.handler_error_code = handler_error_code
+        self._middleware: list[Middleware] = list(middleware or [])
+        self._startup: list[Hook] = []
+        self._shutdown: list[Hook] = []
+        self._server: WebTransportServer | None = None
+        self._stop: asyncio.Event | None = None
+        self._stop_requested = False
+        self._serving = False
+        self._started = asyncio.Event()  # set once listening, or once that failed
+        self._start_error: BaseException | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._active: set[Any] = set()
+        self.started_at: float | None = None
+        self.sessions_total = 0
+        self.sessions_rejected = 0
+        self.handler_errors = 0
+
+    # ------------------------------------------------------------------ registration
+
+    def route(self, path: str, *, name: str = "") -> Callable[[H], H]:
+        """Decorator: ``handler(session)`` serves sessions whose path is exactly ``path``."""
+
+        def decorator(handler: H) -> H:
+            self.router.add_route(path, handler, name)
+            return handler
+
+        return decorator
+
+    def pattern_route(self, pattern: str | re.Pattern[str], *, name: str = "") -> Callable[[H], H]:
+        """Decorator: ``handler(session, **named_groups)`` for paths fully matching
+        ``pattern``."""
+
+        def decorator(handler: H) -> H:
+            self.router.add_pattern_route(pattern, handler, name)
+            return handler
+
+        return decorator
+
+    def add_route(self, path: str, handler: Handler, *, name: str = "") -> None:
+        self.router.add_route(path, handler, name)
+
+    def add_pattern_route(
+        self, pattern: str | re.Pattern[str], handler: Handler, *, name: str = ""
+    ) -> None:
+        self.router.add_pattern_route(pattern, handler, name)
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Append ``middleware`` to the chain run on every session request."""
+        self._middleware.append(middleware)
+
+    def middleware(self, func: M) -> M:
+        """Decorator form of :meth:`add_middleware`."""
+        self._middleware.append(func)
+        return func
+
+    def on_startup(self, func: K) -> K:
+        """Decorator: run ``func()`` (plain or async) before the server binds."""
+        self._startup.append(func)
+        return func
+
+    def on_shutdown(self, func: K) -> K:
+        """Decorator: run ``func()`` (plain or async) after the server has shut down."""
+        self._shutdown.append(func)
+        return func
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def server(self) -> WebTransportServer:
+        """The running low-level server."""
+        if self._server is None:
+            raise RuntimeError("the app is not serving")
+        return self._server
+
+    @property
+    def port(self) -> int:
+        """The bound UDP port (useful after serving on port 0)."""
+        return self.server.port
+
+    @property
+    def is_serving(self) -> bool:
+        return self._server is not None
+
+    @property
+    def active_sessions(self) -> list[Any]:
+        """Sessions accepted by the app whose handler is still running."""
+        return list(self._active)
+
+    @property
+    def active_session_count(self) -> int:
+        return len(self._active)
+
+    def stats(self) -> dict[str, Any]:
+        """App counters plus the server's ``stats()`` (when serving)."""
+        uptime = time.monotonic() - self.started_at if self.started_at is not None else 0.0
+        out: dict[str, Any] = {
+            "uptime": round(uptime, 3),
+            "sessions_active": len(self._active),
+            "sessions_total": self.sessions_total,
+            "sessions_rejected": self.sessions_rejected,
+            "handler_errors": self.handler_errors,
+        }
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                out["server"] = self._server.stats()
+        return out
+
+    async def wait_started(self) -> int:
+        """Wait until :meth:`serve` listens; the port. Raises what made ``serve`` fail."""
+        await self._started.wait()
+        if self._start_error is not None:
+            raise self._start_error
+        return self.port
+
+    # ------------------------------------------------------------------ running
+
+    def stop(self) -> None:
+        """Ask a running :meth:`serve` to shut down gracefully (returns at once)."""
+        self._stop_requested = True
+        if self._stop is not None:
+            self._stop.set()
+
+    async def serve(self, host: str | None = None, port: int | None = None) -> None:
+        """Serve until :meth:`stop` (or cancellation); then shut down gracefully."""
+        if self._serving:
+            raise RuntimeError("the app is already serving")
+        self._serving = True
+        self._start_error = None
+        self._started.clear()
+        self._stop = stop = asyncio.Event()
+        if self._stop_requested:
+            stop.set()
+        server = WebTransportServer(self.config)
+        try:
+            await self._run_hooks(self._startup, "startup")
+            await server.listen(host, port)
+        except BaseException as exc:
+            self._start_error = exc
+            self._started.set()
+            self._serving = False
+            await self._run_hooks(self._shutdown, "shutdown")
+            raise
+        self._server = server
+        self.started_at = time.monotonic()
+        self._started.set()
+        logger.info("serving WebTransport on port %d", server.port)
+        accept = asyncio.create_task(self._accept_loop(server))
+        waiter = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait((accept, waiter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            await self._shutdown_server(server, accept)
+            self._server = None
+            self._started.clear()
+            self._serving = False
+            self._stop_requested = False
+
+    def run(self, host: str | None = None, port: int | None = None) -> None:
+        """Serve until SIGINT or SIGTERM (blocking), then shut down gracefully."""
+        asyncio.run(self._run_with_signals(host, port))
+
+    async def _run_with_signals(self, host: str | None, port: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, self.stop)
+                installed.append(signum)
+            except (NotImplementedError, RuntimeError):  # not the main thread, Windows
+                pass
+        try:
+            await self.serve(host, port)
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    async def _shutdown_server(
+        self, server: WebTransportServer, accept: asyncio.Task[None]
+    ) -> None:
+        logger.info("shutting down")
+        try:
+            await server.shutdown(
+                code=0, reason="server shutting down", timeout=self.config.shutdown_timeout
+            )
+        except Exception:
+            logger.exception("error during server shutdown")
+        accept.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await accept
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=HANDLER_GRACE)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=HANDLER_GRACE)
+        await self._run_hooks(self._shutdown, "shutdown")
+
+    async def _run_hooks(self, hooks: list[Hook], what: str) -> None:
+        for hook in hooks:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        logger.debug("%d %s hook(s) done", len(hooks), what)
+
+    async def _accept_loop(self, server: WebTransportServer) -> None:
+        async for request in server.incoming_sessions():
+            task = asyncio.create_task(self._handle_request(request))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ one session
+
+    async def _handle_request(self, request: SessionRequest) -> None:
+        try:
+            match = await self._admit(request)
+            if match is None:
+                return
+            session = await request.accept()
+        except (WebTransportError, ConnectionError) as exc:
+            logger.info("session request %s failed: %s", request.path, exc)
+            return
+        except Exception:
+            logger.exception("error while admitting %s", request.path)
+            return
+        await self._run_handler(match, session)
+
+    async def _admit(self, request: SessionRequest) -> RouteMatch | None:
+        """Middleware, then routing; rejects and returns None when refused."""
+        try:
+            rejection = await run_middleware(self._middleware, request)
+        except Exception:
+            logger.exception("middleware failed on %s", request.path)
+            rejection = Rejection(500, reason="middleware error")
+        match: RouteMatch | None = None
+        if rejection is None:
+            match = self.router.resolve(request.path)
+            if match is None:
+                rejection = Rejection(404, reason="no route")
+        if rejection is not None:
+            self.sessions_rejected += 1
+            logger.info("session %s rejected: %d", request.path, rejection.status_code)
+            await request.reject(rejection.status_code, dict(rejection.headers) or None)
+            return None
+        return match
+
+    async def _run_handler(self, match: RouteMatch, session: Any) -> None:
+        with contextlib.suppress(AttributeError):
+            session.path_params = dict(match.params)
+        self._active.add(session)
+        self.sessions_total += 1
+        code, reason = 0, ""
+        try:
+            await match.call(session)
+        except (SessionClosed, ConnectionFailed) as exc:
+            logger.debug("handler %s ended by its session closing: %s", match.route.name, exc)
+        except Exception:
+            self.handler_errors += 1
+            logger.exception("handler %s failed", match.route.name)
+            code, reason = self.handler_error_code, "internal server error"
+        finally:
+            self._active.discard(session)
+        if code == 0:
+            await _wait_flushed(session, FLUSH_TIMEOUT)
+        await _close_quietly(session, code, reason)
+
+
+async def _wait_flushed(session: Any, timeout: float) -> None:
+    """Wait (bounded) until what the handler wrote was acknowledged.
+
+    Closing a session makes the peer abandon all of its streams (draft-16 §6), so data
+    a handler wrote just before returning could otherwise be lost to the close capsule
+    overtaking it. Uses ``session.wait_flushed(timeout)`` when the session has it;
+    otherwise waits for the stream data of the session's QUIC connection.
+    """
+    try:
+        flush = getattr(session, "wait_flushed", None)
+        if callable(flush):
+            await flush(timeout)
+            return
+        link = getattr(session, "_link", None)
+        if link is None or link.is_closed:
+            return
+        async with asyncio.timeout(timeout):
+            for stream_id in list(link.quic.streams.manager.streams):
+                await link.wait_stream_flushed(stream_id, timeout)
+    except Exception:  # best effort: never keeps the session from closing
+        logger.debug("could not wait for the session's data to be flushed", exc_info=True)
+
+
+async def _close_quietly(session: Any, code: int, reason: str) -> None:
+    """Close ``session`` unless it is already closed; never raises."""
+    try:
+        await session.close(error_code=code, reason=reason)
+    except (WebTransportError, ConnectionError):
+        pass
+    except Exception:
+        logger.exception("error while closing a session")

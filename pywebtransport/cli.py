@@ -1,0 +1,232 @@
+"""``python -m pywebtransport serve``: the WebTransport interop server.
+
+Theory of operation
+-------------------
+``serve [--host 127.0.0.1] [--port 4433] [--cert C --key K] [--keylog FILE]`` runs a
+:class:`~pywebtransport.app.ServerApp` with the routes of :mod:`pywebtransport.interop`
+(``/echo``, ``/stats``, ``/status``). Without ``--cert`` it generates a self-signed
+ECDSA P-256 certificate valid for 13 days (browsers accept at most 14 for
+``serverCertificateHashes``) for ``localhost``, ``127.0.0.1`` and ``--host``.
+
+The stdout contract, one flushed line each, in this order::
+
+    CERT-SHA256 <64 hex digits>       (self-signed only: SHA-256 of the certificate DER)
+    CERT-SHA256-BASE64 <base64>       (self-signed only: the same hash in base64)
+    SPKI-SHA256-BASE64 <base64>       (self-signed only: --ignore-certificate-errors-spki-list)
+    JS new WebTransport("https://.../echo", {serverCertificateHashes: [...]})
+                                      (self-signed only: ready to paste in a console)
+    LISTENING <port>
+
+``--port 0`` binds any free port; LISTENING tells which. The server runs until SIGINT or
+SIGTERM, then shuts down gracefully (GOAWAY, DRAIN, then close; see
+``WebTransportServer.shutdown``) and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from pywebtransport import __version__
+from pywebtransport.app import ServerApp
+from pywebtransport.config import DEFAULT_DRAFTS, ConfigurationError, ServerConfig, parse_draft
+from pywebtransport.interop import add_interop_routes
+from quic.aio import wall_clock
+from quic.tls.selfsigned import SelfSignedCertificate, generate_self_signed
+
+__all__ = [
+    "CERT_DAYS",
+    "DEFAULT_PORT",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "build_parser",
+    "js_snippet",
+    "main",
+    "run_serve",
+]
+
+logger = logging.getLogger("pywebtransport.cli")
+
+DEFAULT_PORT = 4433
+DEFAULT_HOST = "127.0.0.1"
+#: Validity of the generated certificate (browsers accept at most 14 days).
+CERT_DAYS = 13
+EXIT_OK = 0
+EXIT_FAILURE = 3
+
+_USAGE = """\
+usage of serve:
+  python -m pywebtransport serve [--host 127.0.0.1] [--port 4433] [--cert C --key K]
+                                 [--keylog FILE] [--drafts LIST] [--max-sessions N]
+                                 [--shutdown-timeout SECONDS] [-v]
+  (python -m pywebtransport serve --help for details)
+
+"""
+
+_EPILOG = """\
+routes:
+  /echo    echoes each bidirectional stream chunk by chunk (FIN after the peer's FIN),
+           every datagram, and each unidirectional stream on a new server stream
+  /stats   each bidirectional stream gets this session's parameters and counters (JSON)
+  /status  each bidirectional stream gets server-wide health and counters (JSON)
+
+Without --cert a self-signed ECDSA P-256 certificate (13 days) is generated and its
+SHA-256 printed in hex and base64, with a snippet for the browser console:
+  new WebTransport(url, {serverCertificateHashes: [{algorithm: "sha-256", value: ...}]})
+"LISTENING <port>" is printed once the server accepts sessions. SIGINT/SIGTERM shut it
+down gracefully (GOAWAY, DRAIN, close).
+"""
+
+
+def js_snippet(url: str, certificate_hash: bytes) -> str:
+    """A browser-console line connecting to ``url`` with the hash pinned."""
+    values = ", ".join(str(b) for b in certificate_hash)
+    return (
+        f'new WebTransport("{url}", {{serverCertificateHashes: [{{algorithm: "sha-256", '
+        f"value: Uint8Array.from([{values}])}}]}})"
+    )
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _self_signed(host: str) -> SelfSignedCertificate:
+    names = ["localhost", "127.0.0.1"]
+    if host not in ("", "0.0.0.0", "::", *names):
+        names.append(host)
+    cert = generate_self_signed(wall_clock(), hostnames=names, days=CERT_DAYS)
+    print(f"CERT-SHA256 {cert.sha256_hex}", flush=True)
+    print(f"CERT-SHA256-BASE64 {cert.sha256_base64}", flush=True)
+    print(f"SPKI-SHA256-BASE64 {cert.spki_sha256_base64}", flush=True)
+    return cert
+
+
+def _config(args: argparse.Namespace) -> tuple[ServerConfig, SelfSignedCertificate | None]:
+    drafts = tuple(args.drafts.split(",")) if args.drafts else DEFAULT_DRAFTS
+    for name in drafts:
+        parse_draft(name)
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "keylog_file": args.keylog,
+        "drafts": drafts,
+        "max_sessions": args.max_sessions,
+        "shutdown_timeout": args.shutdown_timeout,
+    }
+    if args.cert:
+        config = ServerConfig(certfile=args.cert, keyfile=args.key, **common)
+        config.quic_configuration()  # load now: report a bad file before binding
+        return config, None
+    cert = _self_signed(args.host)
+    config = ServerConfig(
+        certificate_chain=[cert.certificate], private_key=cert.private_key, **common
+    )
+    return config, cert
+
+
+def build_app(config: ServerConfig) -> ServerApp:
+    """A :class:`ServerApp` with the interop routes."""
+    app = ServerApp(config=config)
+    add_interop_routes(app)
+    return app
+
+
+async def run_serve(args: argparse.Namespace) -> int:
+    """Run the interop server until SIGINT/SIGTERM; the exit status."""
+    try:
+        config, cert = _config(args)
+    except (ConfigurationError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    app = build_app(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, app.stop)
+    serving = asyncio.create_task(app.serve(args.host, args.port))
+    try:
+        try:
+            port = await app.wait_started()
+        except OSError as exc:
+            print(f"error: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        if cert is not None:
+            url = f"https://{_url_host(args.host)}:{port}/echo"
+            print(f"JS {js_snippet(url, cert.sha256)}", flush=True)
+        print(f"LISTENING {port}", flush=True)
+        await serving
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        if not serving.done():
+            serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pywebtransport",
+        description="WebTransport over HTTP/3 in pure Python: the interop server.",
+        epilog=_USAGE + _EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pywebtransport {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the interop server (/echo, /stats, /status)",
+        description="Run the WebTransport interop server (/echo, /stats, /status).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (%(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="UDP port (%(default)s; 0: any free)"
+    )
+    serve.add_argument("--cert", help="PEM certificate chain (default: a new self-signed one)")
+    serve.add_argument("--key", help="PEM private key (default: in --cert)")
+    serve.add_argument("--keylog", metavar="FILE", help="append TLS secrets (NSS key log)")
+    serve.add_argument(
+        "--drafts",
+        metavar="LIST",
+        help="comma-separated WebTransport drafts, preferred first "
+        f"(default: {','.join(DEFAULT_DRAFTS)})",
+    )
+    serve.add_argument(
+        "--max-sessions", type=int, default=100, help="sessions per connection (%(default)s)"
+    )
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, how long draining sessions may take to end (%(default)s)",
+    )
+    serve.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log to stderr"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.key and not args.cert:
+        print("error: --key needs --cert", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return asyncio.run(run_serve(args))
+    except KeyboardInterrupt:
+        return EXIT_FAILURE

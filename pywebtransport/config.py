@@ -1,0 +1,216 @@
+"""Client and server configuration of the asyncio WebTransport API.
+
+Theory of operation
+-------------------
+:class:`ServerConfig` and :class:`ClientConfig` are plain keyword-only dataclasses that
+users fill in. Each translates itself into the two lower-level configurations the stack
+runs on: a :class:`~quic.configuration.QuicConfiguration` (TLS, ALPN ``h3``, datagram
+support, transport limits) and a
+:class:`~pywebtransport.protocol.WebTransportConfiguration` (drafts, session limits,
+draft-16 flow-control windows). Drafts are named ``"draft16"``, ``"draft07"`` and
+``"draft02"`` (see :func:`parse_draft`).
+
+Certificates (client): the system trust store by default; ``ca_certs`` (a PEM file)
+instead; ``server_certificate_hashes`` pins SHA-256 hashes of the server's leaf
+certificate with the semantics of the browser's ``serverCertificateHashes``;
+``insecure=True`` disables verification explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from pywebtransport.protocol import Draft, WebTransportConfiguration
+from quic.configuration import QuicConfiguration
+from quic.tls.keylog import KeyLogFile
+from quic.tls.signatures import PrivateKey, load_certificate_chain_pem, load_private_key_pem
+
+__all__ = [
+    "ALPN",
+    "DEFAULT_DRAFTS",
+    "ClientConfig",
+    "ConfigurationError",
+    "ServerConfig",
+    "draft_name",
+    "parse_draft",
+]
+
+#: HTTP/3 ALPN token (RFC 9114 §3.1).
+ALPN = "h3"
+#: Draft names, newest first.
+DEFAULT_DRAFTS: tuple[str, ...] = ("draft16", "draft07", "draft02")
+
+_DRAFTS_BY_NUMBER = {int(d): d for d in Draft}
+
+
+class ConfigurationError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+def parse_draft(name: str | int | Draft) -> Draft:
+    """``"draft16"``, ``"draft-16"``, ``"16"``, ``16`` or ``Draft.DRAFT16`` → ``Draft``."""
+    if isinstance(name, Draft):
+        return name
+    if isinstance(name, int):
+        number = name
+    else:
+        text = name.strip().lower().removeprefix("draft").lstrip("-_ ")
+        if not text.isdigit():
+            raise ConfigurationError(f"unknown WebTransport draft: {name!r}")
+        number = int(text)
+    draft = _DRAFTS_BY_NUMBER.get(number)
+    if draft is None:
+        known = ", ".join(f"draft{int(d):02d}" for d in Draft)
+        raise ConfigurationError(f"unsupported WebTransport draft {name!r} (known: {known})")
+    return draft
+
+
+def draft_name(draft: Draft) -> str:
+    """``Draft.DRAFT02`` → ``"draft02"``."""
+    return f"draft{int(draft):02d}"
+
+
+def _drafts(names: tuple[str, ...] | list[str]) -> tuple[Draft, ...]:
+    drafts = tuple(dict.fromkeys(parse_draft(n) for n in names))
+    if not drafts:
+        raise ConfigurationError("at least one WebTransport draft is required")
+    return drafts
+
+
+@dataclass(kw_only=True)
+class _Common:
+    """Settings shared by both roles."""
+
+    #: WebTransport drafts spoken (names as in :data:`DEFAULT_DRAFTS`)
+    drafts: tuple[str, ...] = DEFAULT_DRAFTS
+    #: QUIC idle timeout in seconds
+    idle_timeout: float = 30.0
+    #: largest QUIC DATAGRAM frame we accept (RFC 9221 §3); datagrams need it
+    max_datagram_frame_size: int = 65536
+    #: append TLS secrets (NSS key log format) to this file, for Wireshark
+    keylog_file: str | None = None
+    #: draft-16 session flow-control windows we grant (SETTINGS_WT_INITIAL_MAX_*)
+    wt_initial_max_data: int = 16 * 1024 * 1024
+    wt_initial_max_streams_bidi: int = 100
+    wt_initial_max_streams_uni: int = 100
+    #: QUIC flow-control windows we grant (RFC 9000 §4)
+    initial_max_data: int = 4 * 1024 * 1024
+    initial_max_stream_data: int = 1024 * 1024
+    initial_max_streams_bidi: int = 128
+    initial_max_streams_uni: int = 128
+    #: a stream writer waits while more than this many bytes are unacknowledged
+    stream_send_buffer: int = 1024 * 1024
+    #: a stream stops taking data from the network while this many bytes wait unread
+    stream_receive_buffer: int = 1024 * 1024
+    #: received datagrams kept for ``receive_datagram()`` (older ones are dropped)
+    datagram_queue_size: int = 1024
+
+    @property
+    def draft_versions(self) -> tuple[Draft, ...]:
+        return _drafts(self.drafts)
+
+    def _quic(self, is_client: bool) -> QuicConfiguration:
+        config = QuicConfiguration(
+            is_client=is_client,
+            alpn_protocols=[ALPN],
+            idle_timeout=self.idle_timeout,
+            max_datagram_frame_size=self.max_datagram_frame_size,
+            initial_max_data=self.initial_max_data,
+            initial_max_stream_data=self.initial_max_stream_data,
+            initial_max_streams_bidi=self.initial_max_streams_bidi,
+            initial_max_streams_uni=self.initial_max_streams_uni,
+            stream_send_buffer_high=self.stream_send_buffer,
+        )
+        if self.keylog_file is not None:
+            config.keylog = KeyLogFile(self.keylog_file)
+        return config
+
+    def _webtransport(self, max_sessions: int) -> WebTransportConfiguration:
+        return WebTransportConfiguration(
+            drafts=self.draft_versions,
+            max_sessions=max_sessions,
+            initial_max_data=self.wt_initial_max_data,
+            initial_max_streams_bidi=self.wt_initial_max_streams_bidi,
+            initial_max_streams_uni=self.wt_initial_max_streams_uni,
+        )
+
+
+@dataclass(kw_only=True)
+class ServerConfig(_Common):
+    """Configuration of a WebTransport server."""
+
+    #: PEM certificate chain (leaf first) and key files; or pass the objects below
+    certfile: str | None = None
+    keyfile: str | None = None
+    certificate_chain: list[x509.Certificate] | None = None
+    private_key: PrivateKey | None = None
+    host: str = "127.0.0.1"
+    port: int = 4433
+    #: concurrent sessions per connection (bounded further by each draft's rules)
+    max_sessions: int = 100
+    #: sessions still open after a graceful shutdown's timeout are closed with these
+    shutdown_timeout: float = 5.0
+
+    def quic_configuration(self) -> QuicConfiguration:
+        """The QUIC server configuration (loads the certificate and key)."""
+        config = self._quic(is_client=False)
+        if self.certificate_chain is not None:
+            if self.private_key is None:
+                raise ConfigurationError("certificate_chain given without private_key")
+            config.certificate_chain = list(self.certificate_chain)
+            config.private_key = self.private_key
+        elif self.certfile is not None:
+            try:
+                with open(self.certfile, "rb") as fp:
+                    cert_pem = fp.read()
+                key_pem = cert_pem
+                if self.keyfile is not None:
+                    with open(self.keyfile, "rb") as fp:
+                        key_pem = fp.read()
+                config.certificate_chain = load_certificate_chain_pem(cert_pem)
+                config.private_key = load_private_key_pem(key_pem, None)
+            except (OSError, ValueError, TypeError) as exc:
+                raise ConfigurationError(f"cannot load certificate/key: {exc}") from exc
+        else:
+            raise ConfigurationError(
+                "a server needs a certificate: set certfile/keyfile or "
+                "certificate_chain/private_key"
+            )
+        return config
+
+    def webtransport_configuration(self) -> WebTransportConfiguration:
+        return self._webtransport(self.max_sessions)
+
+
+@dataclass(kw_only=True)
+class ClientConfig(_Common):
+    """Configuration of a WebTransport client."""
+
+    #: PEM file of trusted CA certificates (default: the system trust store)
+    ca_certs: str | None = None
+    #: SHA-256 hashes of accepted server leaf certificates (``serverCertificateHashes``)
+    server_certificate_hashes: list[bytes] = field(default_factory=list)
+    #: skip certificate verification entirely (explicit opt-out)
+    insecure: bool = False
+    #: seconds for the QUIC handshake plus the CONNECT exchange
+    connect_timeout: float = 10.0
+    #: extra request header fields sent with every CONNECT
+    headers: dict[str, str] = field(default_factory=dict)
+    #: TLS server name; default: the URL's host
+    server_name: str | None = None
+    #: sessions per connection we announce (draft-07 setting)
+    max_sessions: int = 1
+
+    def quic_configuration(self, server_name: str | None = None) -> QuicConfiguration:
+        """The QUIC client configuration."""
+        config = self._quic(is_client=True)
+        config.server_name = self.server_name or server_name
+        config.verify_certificates = not self.insecure
+        config.cafile = self.ca_certs
+        config.server_certificate_hashes = tuple(self.server_certificate_hashes)
+        return config
+
+    def webtransport_configuration(self) -> WebTransportConfiguration:
+        return self._webtransport(self.max_sessions)

@@ -1,0 +1,222 @@
+"""The interop server's routes: ``/echo``, ``/stats`` and ``/status``.
+
+Theory of operation
+-------------------
+:func:`add_interop_routes` registers three handlers on a :class:`~pywebtransport.app.
+ServerApp`; ``python -m pywebtransport serve`` uses them and so can any app.
+
+``/echo``
+    Every client bidirectional stream is echoed chunk by chunk as its data arrives (so
+    a peer that never sends FIN still gets its bytes back), and FIN follows the peer's
+    FIN. Every datagram is sent back. Every client unidirectional stream is answered by
+    a new server unidirectional stream carrying the same bytes (opened at the first
+    chunk, or at the peer's FIN for an empty stream) and ended at the peer's FIN. A
+    stream the peer resets is reset back with the same WebTransport code.
+``/stats``
+    Each client bidirectional stream gets this session's negotiated parameters and
+    counters (``session.diagnostics()`` plus path, protocol, max datagram size) as one
+    JSON document, then FIN. What the client sends on it is read and discarded.
+``/status``
+    Each client bidirectional stream gets the server-wide health and aggregate counters
+    (uptime, sessions active/total, connections, streams, datagrams, bytes) as JSON,
+    then FIN.
+
+Every handler runs until its session closes; the per-stream work runs in tasks owned
+by the handler and cancelled when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from pywebtransport.app import ServerApp
+from pywebtransport.exceptions import StreamReset, WebTransportError
+from pywebtransport.session import WebTransportSession
+from pywebtransport.stream import (
+    WebTransportReceiveStream,
+    WebTransportSendStream,
+    WebTransportStream,
+)
+
+__all__ = ["add_interop_routes", "echo_handler", "session_stats", "stats_handler"]
+
+logger = logging.getLogger("pywebtransport.interop")
+
+
+class _Tasks:
+    """Tasks owned by one handler: failures logged, all cancelled at the end."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        async def runner() -> None:
+            try:
+                await coro
+            except (WebTransportError, ConnectionError) as exc:
+                logger.debug("interop task ended: %r", exc)
+            except Exception:
+                logger.exception("interop task failed")
+
+        task = asyncio.create_task(runner())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def for_each(
+        self, items: AsyncIterator[Any], work: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        async for item in items:
+            self.spawn(work(item))
+
+    async def cancel(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _serve_until_closed(
+    session: WebTransportSession, loops: list[Awaitable[None]], tasks: _Tasks
+) -> None:
+    for loop in loops:
+        tasks.spawn(loop)
+    try:
+        await session.wait_closed()
+    finally:
+        await tasks.cancel()
+
+
+# ======================================================================================
+# /echo
+# ======================================================================================
+
+
+async def _echo_bidi(stream: WebTransportStream) -> None:
+    try:
+        async for chunk in stream:
+            await stream.write(chunk)
+        await stream.write(b"", end_stream=True)
+    except StreamReset as exc:
+        with contextlib.suppress(WebTransportError):
+            stream.reset(exc.code or 0)
+
+
+async def _echo_uni(session: WebTransportSession, stream: WebTransportReceiveStream) -> None:
+    out: WebTransportSendStream | None = None
+    try:
+        async for chunk in stream:
+            if out is None:
+                out = await session.create_unidirectional_stream()
+            await out.write(chunk)
+        if out is None:
+            out = await session.create_unidirectional_stream()
+        await out.write(b"", end_stream=True)
+    except StreamReset as exc:
+        if out is not None:
+            with contextlib.suppress(WebTransportError):
+                out.reset(exc.code or 0)
+
+
+async def _echo_datagrams(session: WebTransportSession) -> None:
+    while True:
+        data = await session.receive_datagram()
+        try:
+            session.send_datagram(data)
+        except WebTransportError as exc:  # too large for our path: drop, like the network
+            logger.debug("datagram not echoed: %s", exc)
+
+
+async def echo_handler(session: WebTransportSession) -> None:
+    """``/echo``: bidi streams, uni streams and datagrams echoed until the session ends."""
+    tasks = _Tasks()
+    await _serve_until_closed(
+        session,
+        [
+            tasks.for_each(session.incoming_bidirectional_streams(), _echo_bidi),
+            tasks.for_each(
+                session.incoming_unidirectional_streams(),
+                lambda stream: _echo_uni(session, stream),
+            ),
+            _echo_datagrams(session),
+        ],
+        tasks,
+    )
+
+
+# ======================================================================================
+# /stats and /status
+# ======================================================================================
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, default=str, separators=(",", ":")).encode()
+
+
+def session_stats(session: WebTransportSession) -> dict[str, Any]:
+    """The session's negotiated parameters and counters (JSON-ready)."""
+    stats: dict[str, Any] = {}
+    with contextlib.suppress(Exception):
+        stats.update(session.diagnostics())
+    for name in ("session_id", "path", "protocol", "max_datagram_size"):
+        with contextlib.suppress(Exception):
+            stats.setdefault(name, getattr(session, name))
+    return stats
+
+
+async def _discard(stream: WebTransportStream) -> None:
+    with contextlib.suppress(WebTransportError):
+        async for _ in stream:
+            pass
+
+
+async def _answer_json(stream: WebTransportStream, document: dict[str, Any], tasks: _Tasks) -> None:
+    tasks.spawn(_discard(stream))
+    await stream.write(_json(document), end_stream=True)
+
+
+async def stats_handler(session: WebTransportSession) -> None:
+    """``/stats``: each client bidi stream gets :func:`session_stats` as JSON, then FIN."""
+    tasks = _Tasks()
+
+    async def answer(stream: WebTransportStream) -> None:
+        await _answer_json(stream, session_stats(session), tasks)
+
+    await _serve_until_closed(
+        session, [tasks.for_each(session.incoming_bidirectional_streams(), answer)], tasks
+    )
+
+
+def server_status(app: ServerApp) -> dict[str, Any]:
+    """Server-wide health and aggregate counters (JSON-ready)."""
+    stats = app.stats()
+    server = stats.pop("server", {})
+    document: dict[str, Any] = {"status": "ok" if app.is_serving else "stopped"}
+    document.update(stats)
+    if isinstance(server, dict):
+        for key, value in server.items():
+            document.setdefault(key, value)
+    return document
+
+
+def add_interop_routes(app: ServerApp) -> None:
+    """Register ``/echo``, ``/stats`` and ``/status`` on ``app``."""
+    app.add_route("/echo", echo_handler)
+    app.add_route("/stats", stats_handler)
+
+    async def status_handler(session: WebTransportSession) -> None:
+        tasks = _Tasks()
+
+        async def answer(stream: WebTransportStream) -> None:
+            await _answer_json(stream, server_status(app), tasks)
+
+        await _serve_until_closed(
+            session, [tasks.for_each(session.incoming_bidirectional_streams(), answer)], tasks
+        )
+
+    app.add_route("/status", status_handler)

@@ -1,0 +1,371 @@
+"""Serializers and message framing over WebTransport streams and datagrams.
+
+Theory of operation
+-------------------
+A serializer turns an application object into bytes and back: ``dumps(obj) -> bytes``
+and ``loads(data) -> obj``. Three are provided:
+
+- :class:`JSONSerializer` — the standard library's :mod:`json`, UTF-8, compact
+  separators (what a browser's ``JSON.parse(new TextDecoder().decode(bytes))`` reads);
+- :class:`MsgPackSerializer` — the optional ``msgpack`` package (extra ``msgpack``),
+  imported on first use; a clear :class:`SerializerUnavailable` names the extra to
+  install when it is missing;
+- :class:`ProtobufSerializer` — the optional ``protobuf`` package (extra ``protobuf``);
+  the message class to decode is given to the constructor.
+
+Every failure to decode (bad UTF-8, bad JSON, truncated msgpack, a protobuf parse error)
+raises :class:`SerializationError`, never the library's own exception type, so an
+application can treat bytes from the network uniformly.
+
+A WebTransport stream is a byte stream, so messages on it are framed: each frame is a
+4-byte unsigned big-endian length followed by that many bytes of serialized payload
+(readable in a browser with ``DataView.getUint32(0)``). :func:`encode_frame` and the
+incremental :class:`FrameDecoder` are the pure codec; :func:`write_message`,
+:func:`read_message` and :func:`iter_messages` apply it to any object with the stream
+methods ``write(data, end_stream=)`` and ``read(max_size)`` (the :mod:`pywebtransport`
+streams). A frame longer than ``max_size`` is refused before its payload is read. A
+stream that ends exactly between two frames ends the message sequence (``EOFError`` from
+:func:`read_message`, the end of :func:`iter_messages`); one that ends inside a frame is
+a :class:`SerializationError`.
+
+A datagram is already delimited, so :func:`send_datagram_message` sends the serialized
+payload as is and :func:`receive_datagram_message` decodes one received datagram. A
+payload larger than the session's ``max_datagram_size`` is refused with
+:class:`SerializationError` rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import struct
+from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
+
+from pywebtransport.exceptions import WebTransportError
+
+__all__ = [
+    "FRAME_HEADER_SIZE",
+    "MAX_MESSAGE_SIZE",
+    "DatagramMessenger",
+    "FrameDecoder",
+    "JSONSerializer",
+    "MessageReader",
+    "MessageWriter",
+    "MsgPackSerializer",
+    "ProtobufSerializer",
+    "SerializationError",
+    "Serializer",
+    "SerializerUnavailable",
+    "encode_frame",
+    "iter_messages",
+    "read_message",
+    "receive_datagram_message",
+    "send_datagram_message",
+    "write_message",
+]
+
+Bytes = bytes | bytearray | memoryview
+
+#: Length prefix of a framed message: 4-byte unsigned big-endian.
+FRAME_HEADER_SIZE = 4
+#: Default largest accepted framed message (16 MiB).
+MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+_MAX_FRAME = 0xFFFFFFFF
+_HEADER = struct.Struct("!I")
+
+
+class SerializationError(WebTransportError, ValueError):
+    """An object could not be serialized, or bytes could not be deserialized."""
+
+
+class SerializerUnavailable(ImportError):
+    """The optional package a serializer needs is not installed."""
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """What every serializer offers."""
+
+    def dumps(self, obj: Any) -> bytes:
+        """``obj`` as bytes; :class:`SerializationError` if it cannot be encoded."""
+        ...
+
+    def loads(self, data: Bytes) -> Any:
+        """The object encoded in ``data``; :class:`SerializationError` if malformed."""
+        ...
+
+
+# ======================================================================================
+# serializers
+# ======================================================================================
+
+
+class JSONSerializer:
+    """JSON over UTF-8 (compact, ``ensure_ascii=False``)."""
+
+    def __init__(self, *, sort_keys: bool = False, **dumps_options: Any) -> None:
+        self._dumps_options: dict[str, Any] = {
+            "separators": (",", ":"),
+            "ensure_ascii": False,
+            "sort_keys": sort_keys,
+            **dumps_options,
+        }
+
+    def dumps(self, obj: Any) -> bytes:
+        try:
+            return json.dumps(obj, **self._dumps_options).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(f"cannot encode as JSON: {exc}") from exc
+
+    def loads(self, data: Bytes) -> Any:
+        try:
+            return json.loads(bytes(data).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise SerializationError(f"invalid JSON: {exc}") from exc
+
+
+def _import_optional(module: str, extra: str, what: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise SerializerUnavailable(
+            f"{what} needs the optional package {extra!r}: "
+            f"pip install 'pywebtransport[{extra}]' (or pip install {extra})"
+        ) from exc
+
+
+class MsgPackSerializer:
+    """MessagePack via the optional ``msgpack`` package (imported on first use).
+
+    ``bytes`` stay ``bytes`` (bin type) and strings stay ``str``; maps decode to dicts.
+    """
+
+    def __init__(self, **unpack_options: Any) -> None:
+        self._unpack_options: dict[str, Any] = {"raw": False, **unpack_options}
+        self._msgpack: ModuleType | None = None
+
+    def _module(self) -> ModuleType:
+        if self._msgpack is None:
+            self._msgpack = _import_optional("msgpack", "msgpack", "MsgPackSerializer")
+        return self._msgpack
+
+    def dumps(self, obj: Any) -> bytes:
+        msgpack = self._module()
+        try:
+            return bytes(msgpack.packb(obj, use_bin_type=True))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SerializationError(f"cannot encode as MessagePack: {exc}") from exc
+
+    def loads(self, data: Bytes) -> Any:
+        msgpack = self._module()
+        try:
+            return msgpack.unpackb(bytes(data), **self._unpack_options)
+        except Exception as exc:  # msgpack raises several unrelated types for bad input
+            raise SerializationError(f"invalid MessagePack: {exc}") from exc
+
+
+class ProtobufSerializer:
+    """Protocol Buffers via the optional ``protobuf`` package.
+
+    ``message_class`` is the generated message class that :meth:`loads` produces;
+    :meth:`dumps` accepts any message instance of that class.
+    """
+
+    def __init__(self, message_class: type[Any]) -> None:
+        self._module = _import_optional("google.protobuf.message", "protobuf", "ProtobufSerializer")
+        if not (
+            isinstance(message_class, type) and issubclass(message_class, self._module.Message)
+        ):
+            raise TypeError(f"{message_class!r} is not a protobuf message class")
+        self.message_class = message_class
+
+    def dumps(self, obj: Any) -> bytes:
+        if not isinstance(obj, self.message_class):
+            raise SerializationError(
+                f"expected a {self.message_class.__name__} message, got {type(obj).__name__}"
+            )
+        try:
+            return bytes(obj.SerializeToString())
+        except self._module.EncodeError as exc:
+            raise SerializationError(f"cannot encode protobuf message: {exc}") from exc
+
+    def loads(self, data: Bytes) -> Any:
+        message = self.message_class()
+        try:
+            message.ParseFromString(bytes(data))
+        except Exception as exc:  # DecodeError, or RuntimeWarning-like errors on bad UTF-8
+            raise SerializationError(f"invalid protobuf message: {exc}") from exc
+        return message
+
+
+# ======================================================================================
+# framing codec
+# ======================================================================================
+
+
+def encode_frame(payload: Bytes) -> bytes:
+    """``payload`` with its 4-byte big-endian length prefix."""
+    size = len(payload)
+    if size > _MAX_FRAME:
+        raise SerializationError(f"message of {size} bytes is too large to frame")
+    return _HEADER.pack(size) + bytes(payload)
+
+
+class FrameDecoder:
+    """Incremental decoder of length-prefixed frames (feed bytes, get payloads)."""
+
+    def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
+        self.max_size = max_size
+        self._buffer = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not yet form a whole frame."""
+        return len(self._buffer)
+
+    def feed(self, data: Bytes) -> list[bytes]:
+        """Append ``data``; every payload now complete, in order.
+
+        Raises :class:`SerializationError` for a frame longer than ``max_size``.
+        """
+        buffer = self._buffer
+        buffer += data
+        out: list[bytes] = []
+        pos = 0
+        end = len(buffer)
+        while end - pos >= FRAME_HEADER_SIZE:
+            (size,) = _HEADER.unpack_from(buffer, pos)
+            if size > self.max_size:
+                raise SerializationError(f"message of {size} bytes exceeds {self.max_size}")
+            stop = pos + FRAME_HEADER_SIZE + size
+            if stop > end:
+                break
+            out.append(bytes(buffer[pos + FRAME_HEADER_SIZE : stop]))
+            pos = stop
+        if pos:
+            del buffer[:pos]
+        return out
+
+
+# ======================================================================================
+# streams
+# ======================================================================================
+
+
+class MessageWriter(Protocol):
+    """The part of a send stream that :func:`write_message` uses."""
+
+    async def write(self, data: Bytes, end_stream: bool = False) -> None: ...
+
+
+class MessageReader(Protocol):
+    """The part of a receive stream that :func:`read_message` uses (``b""`` at EOF)."""
+
+    async def read(self, max_size: int = -1) -> bytes: ...
+
+
+_JSON = JSONSerializer()
+
+
+async def write_message(
+    stream: MessageWriter,
+    obj: Any,
+    serializer: Serializer | None = None,
+    *,
+    end_stream: bool = False,
+) -> None:
+    """Serialize ``obj`` and write it as one length-prefixed frame (JSON by default)."""
+    payload = (serializer or _JSON).dumps(obj)
+    await stream.write(encode_frame(payload), end_stream=end_stream)
+
+
+async def _read_exact(stream: MessageReader, n: int, at_boundary: bool) -> bytes | None:
+    """Exactly ``n`` bytes; None on EOF before the first byte when ``at_boundary``."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        chunk = await stream.read(n - got)
+        if not chunk:
+            if got == 0 and at_boundary:
+                return None
+            raise SerializationError(f"stream ended inside a message ({got} of {n} bytes)")
+        parts.append(chunk)
+        got += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def read_message(
+    stream: MessageReader,
+    serializer: Serializer | None = None,
+    *,
+    max_size: int = MAX_MESSAGE_SIZE,
+) -> Any:
+    """Read one length-prefixed frame and deserialize it (JSON by default).
+
+    Raises ``EOFError`` when the stream ends cleanly before a frame, and
+    :class:`SerializationError` for a truncated, oversized or malformed message.
+    """
+    header = await _read_exact(stream, FRAME_HEADER_SIZE, at_boundary=True)
+    if header is None:
+        raise EOFError("end of stream")
+    (size,) = _HEADER.unpack(header)
+    if size > max_size:
+        raise SerializationError(f"message of {size} bytes exceeds {max_size}")
+    payload = await _read_exact(stream, size, at_boundary=False) if size else b""
+    assert payload is not None
+    return (serializer or _JSON).loads(payload)
+
+
+async def iter_messages(
+    stream: MessageReader,
+    serializer: Serializer | None = None,
+    *,
+    max_size: int = MAX_MESSAGE_SIZE,
+) -> AsyncIterator[Any]:
+    """Every framed message of ``stream`` until it ends cleanly."""
+    while True:
+        try:
+            message = await read_message(stream, serializer, max_size=max_size)
+        except EOFError:
+            return
+        yield message
+
+
+# ======================================================================================
+# datagrams
+# ======================================================================================
+
+
+class DatagramMessenger(Protocol):
+    """The part of a session that the datagram helpers use."""
+
+    @property
+    def max_datagram_size(self) -> int: ...
+
+    def send_datagram(self, data: Bytes) -> Any: ...
+
+    async def receive_datagram(self) -> bytes: ...
+
+
+async def send_datagram_message(
+    session: DatagramMessenger, obj: Any, serializer: Serializer | None = None
+) -> None:
+    """Serialize ``obj`` into one datagram (refused if above ``max_datagram_size``)."""
+    payload = (serializer or _JSON).dumps(obj)
+    limit = session.max_datagram_size
+    if limit and len(payload) > limit:
+        raise SerializationError(
+            f"message of {len(payload)} bytes exceeds the datagram limit of {limit}"
+        )
+    result = session.send_datagram(payload)
+    if hasattr(result, "__await__"):
+        await result
+
+
+async def receive_datagram_message(
+    session: DatagramMessenger, serializer: Serializer | None = None
+) -> Any:
+    """The next datagram of ``session``, deserialized."""
+    return (serializer or _JSON).loads(await session.receive_datagram())

@@ -1,0 +1,403 @@
+"""A WebTransport session for asyncio: streams, datagrams, close, events, diagnostics.
+
+Theory of operation
+-------------------
+A :class:`WebTransportSession` is the asyncio face of one session of the protocol
+core, on one :class:`~pywebtransport._link.WtLink` (one QUIC connection). Client and
+server sessions are the same class once established.
+
+* Streams: ``create_*_stream`` opens one through the core; while the draft-16 session
+  limit (``FlowControlBlocked``) or the QUIC stream limit forbids it, it waits for new
+  credit. Streams the peer opens arrive through ``_on_stream_opened`` and are queued for
+  ``incoming_bidirectional_streams()`` / ``incoming_unidirectional_streams()`` and
+  emitted as ``stream`` events.
+* Datagrams: queued (bounded, the oldest dropped) for ``receive_datagram()`` and
+  emitted as ``datagram`` events. ``send_datagram`` is synchronous; its result may
+  also be awaited, so ``await session.send_datagram(data)`` works too.
+* End: ``close(code, reason)`` sends WT_CLOSE_SESSION and FIN (draft-16 §6) and waits
+  until they are acknowledged; the peer's close, a reset CONNECT stream or a lost
+  connection arrive through ``_on_closed``. Either way every stream is failed with
+  :class:`~pywebtransport.exceptions.SessionClosed` (streams that already ended
+  keep their unread data), the incoming iterators end, the ``closed`` event fires
+  and ``wait_closed()`` returns the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Generator
+from typing import TYPE_CHECKING, Any
+
+from pywebtransport.config import draft_name
+from pywebtransport.events import EventEmitter, EventType
+from pywebtransport.exceptions import (
+    DatagramTooLarge,
+    SessionClosed,
+    WebTransportError,
+)
+from pywebtransport.protocol import Draft, FlowControlBlocked
+from pywebtransport.protocol import WebTransportError as ProtocolApiError
+from pywebtransport.stream import (
+    WebTransportReceiveStream,
+    WebTransportSendStream,
+    WebTransportStream,
+    _StreamBase,
+)
+from quic.buffer import varint_size
+from quic.stream_manager import StreamLimitReached
+
+if TYPE_CHECKING:
+    from pywebtransport._link import WtLink
+
+__all__ = ["DatagramSent", "WebTransportSession"]
+
+AnyStream = WebTransportStream | WebTransportReceiveStream | WebTransportSendStream
+_CLOSE_FLUSH_TIMEOUT = 3.0
+
+
+class DatagramSent:
+    """What :meth:`WebTransportSession.send_datagram` returns: already done, and
+    awaitable for code that writes ``await session.send_datagram(data)``."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # pragma: no cover - makes this a generator
+
+
+_SENT = DatagramSent()
+
+
+class WebTransportSession:
+    """One established WebTransport session; see the module docstring."""
+
+    def __init__(
+        self,
+        link: WtLink,
+        session_id: int,
+        *,
+        path: str,
+        authority: str,
+        headers: dict[str, str],
+        draft: Draft,
+        protocol: str | None = None,
+        remote_address: tuple[str, int] | None = None,
+    ) -> None:
+        self._link = link
+        self.session_id = session_id
+        self.path = path
+        self.authority = authority
+        self.headers = headers
+        self.draft = draft_name(draft)
+        self.draft_version = draft
+        self.protocol = protocol
+        self.remote_address = remote_address
+        self.is_client = link.wt.is_client
+        self.events = EventEmitter(self)
+        self._streams: dict[int, _StreamBase] = {}
+        self._incoming_bidi: asyncio.Queue[WebTransportStream | None] = asyncio.Queue()
+        self._incoming_uni: asyncio.Queue[WebTransportReceiveStream | None] = asyncio.Queue()
+        self._datagrams: deque[bytes] = deque(maxlen=max(1, link.datagram_queue))
+        self._datagram_waiter: asyncio.Future[None] | None = None
+        self._credit = asyncio.Event()
+        self._closed: asyncio.Future[SessionClosed] = link.loop.create_future()
+        self.close_info: SessionClosed | None = None
+        self.draining = False
+        self._closing = False
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.datagrams_sent = 0
+        self.datagrams_received = 0
+        self.datagrams_dropped = 0
+        self.streams_opened = 0
+        self.streams_accepted = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<WebTransportSession id={self.session_id} path={self.path!r} "
+            f"draft={self.draft} state={self.state}>"
+        )
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        if self.close_info is not None:
+            return "closed"
+        if self._closing:
+            return "closing"
+        return "draining" if self.draining else "connected"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.close_info is not None
+
+    def _check_usable(self) -> None:
+        info = self.close_info
+        if info is not None:
+            raise info
+        if self._closing:
+            raise SessionClosed(0, "the session is closing")
+        self._link.check_open()
+
+    # -- streams ------------------------------------------------------------------------
+
+    async def create_bidirectional_stream(self) -> WebTransportStream:
+        """Open a bidirectional stream (waits while a stream limit forbids it)."""
+        sid = await self._open(True)
+        stream = WebTransportStream(self, sid)
+        self._adopt(stream)
+        return stream
+
+    async def create_unidirectional_stream(self) -> WebTransportSendStream:
+        """Open a unidirectional stream (waits while a stream limit forbids it)."""
+        sid = await self._open(False)
+        stream = WebTransportSendStream(self, sid)
+        self._adopt(stream)
+        return stream
+
+    async def _open(self, bidirectional: bool) -> int:
+        link = self._link
+        while True:
+            self._check_usable()
+            try:
+                sid = link.wt.open_stream(self.session_id, bidirectional)
+            except FlowControlBlocked:
+                link.flush()  # WT_STREAMS_BLOCKED (draft-16 §5.6.3)
+                await self._wait_credit()
+                continue
+            except StreamLimitReached:
+                link.flush()  # STREAMS_BLOCKED (RFC 9000 §4.6)
+                await link.wait_progress()
+                continue
+            except ProtocolApiError as exc:
+                self._check_usable()
+                raise WebTransportError(str(exc)) from exc
+            link.flush()
+            self.streams_opened += 1
+            return sid
+
+    def _adopt(self, stream: _StreamBase) -> None:
+        self._streams[stream.stream_id] = stream
+        self._link.streams[stream.stream_id] = stream
+
+    async def _wait_credit(self) -> None:
+        """Wait for a FlowCreditAvailable (or any progress) of this session."""
+        self._credit.clear()
+        credit = asyncio.ensure_future(self._credit.wait())
+        progress = asyncio.ensure_future(self._link.wait_progress())
+        try:
+            await asyncio.wait({credit, progress}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            credit.cancel()
+            progress.cancel()
+        self._check_usable()
+
+    async def incoming_bidirectional_streams(self) -> AsyncIterator[WebTransportStream]:
+        """Bidirectional streams opened by the peer, until the session ends."""
+        while (stream := await self._incoming_bidi.get()) is not None:
+            yield stream
+        self._incoming_bidi.put_nowait(None)  # later iterators end too
+
+    async def incoming_unidirectional_streams(self) -> AsyncIterator[WebTransportReceiveStream]:
+        """Unidirectional streams opened by the peer, until the session ends."""
+        while (stream := await self._incoming_uni.get()) is not None:
+            yield stream
+        self._incoming_uni.put_nowait(None)
+
+    async def accept_bidirectional_stream(self) -> WebTransportStream:
+        """The next bidirectional stream of the peer; SessionClosed at the end."""
+        stream = await self._incoming_bidi.get()
+        if stream is None:
+            self._incoming_bidi.put_nowait(None)
+            raise self.close_info or SessionClosed(0, "session closed")
+        return stream
+
+    async def accept_unidirectional_stream(self) -> WebTransportReceiveStream:
+        """The next unidirectional stream of the peer; SessionClosed at the end."""
+        stream = await self._incoming_uni.get()
+        if stream is None:
+            self._incoming_uni.put_nowait(None)
+            raise self.close_info or SessionClosed(0, "session closed")
+        return stream
+
+    # -- datagrams ----------------------------------------------------------------------
+
+    @property
+    def max_datagram_size(self) -> int:
+        """Largest datagram payload that fits one QUIC packet now (0: none)."""
+        room = self._link.quic.max_datagram_payload - varint_size(self.session_id >> 2)
+        return max(0, room)
+
+    def send_datagram(self, data: bytes | bytearray | memoryview) -> DatagramSent:
+        """Send an unreliable datagram; DatagramTooLarge if it cannot fit a packet."""
+        self._check_usable()
+        size = len(data)
+        limit = self.max_datagram_size
+        if size > limit:
+            raise DatagramTooLarge(size, limit)
+        try:
+            self._link.wt.send_datagram(self.session_id, data)
+        except ValueError as exc:
+            raise DatagramTooLarge(size, self.max_datagram_size) from exc
+        except ProtocolApiError as exc:
+            self._check_usable()
+            raise WebTransportError(str(exc)) from exc
+        self._link.flush()
+        self.datagrams_sent += 1
+        return _SENT
+
+    async def receive_datagram(self, timeout: float | None = None) -> bytes:
+        """The next datagram; SessionClosed once the session ended, TimeoutError."""
+        async with asyncio.timeout(timeout):
+            while not self._datagrams:
+                if self.close_info is not None:
+                    raise self.close_info
+                waiter = self._datagram_waiter = self._link.loop.create_future()
+                try:
+                    await waiter
+                finally:
+                    self._datagram_waiter = None
+        return self._datagrams.popleft()
+
+    # -- closing ------------------------------------------------------------------------
+
+    async def close(self, error_code: int = 0, reason: str = "") -> None:
+        """Close the session with WT_CLOSE_SESSION (code, reason) and wait until it
+        was acknowledged (a few seconds at most)."""
+        if self.close_info is not None or self._closing:
+            await self.wait_closed()
+            return
+        link = self._link
+        self._closing = True
+        if not link.is_closed:
+            with contextlib.suppress(ProtocolApiError):  # ended meanwhile
+                link.wt.close_session(self.session_id, error_code, reason)
+            link.flush()
+            link.process()  # routes our own SessionClosed
+        if self.close_info is None:
+            self._on_closed(error_code, reason, False, None)
+        await link.wait_stream_flushed(self.session_id, _CLOSE_FLUSH_TIMEOUT)
+
+    async def drain(self) -> bool:
+        """Ask the peer to wind the session down (WT_DRAIN_SESSION, draft-16 §4.6);
+        False when the draft has no such capsule or the session is over."""
+        if self.close_info is not None:
+            return False
+        try:
+            sent = self._link.wt.drain_session(self.session_id)
+        except ProtocolApiError:
+            return False
+        self._link.flush()
+        return sent
+
+    async def wait_closed(self) -> SessionClosed:
+        """Wait until the session ended; returns why (code, reason, by_peer)."""
+        return await asyncio.shield(self._closed)
+
+    def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
+        """A TLS exporter value bound to this session (draft-16 §4.8)."""
+        self._check_usable()
+        return self._link.wt.export_keying_material(self.session_id, label, context, length)
+
+    async def __aenter__(self) -> WebTransportSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- diagnostics --------------------------------------------------------------------
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Negotiated parameters and counters of this session and its connection."""
+        quic = self._link.quic
+        recovery = quic.recovery
+        info = self.close_info
+        return {
+            "session_id": self.session_id,
+            "draft": self.draft,
+            "state": self.state,
+            "path": self.path,
+            "protocol": self.protocol,
+            "is_client": self.is_client,
+            "streams_open": len(self._streams),
+            "streams_opened": self.streams_opened,
+            "streams_accepted": self.streams_accepted,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "datagrams_sent": self.datagrams_sent,
+            "datagrams_received": self.datagrams_received,
+            "datagrams_dropped": self.datagrams_dropped,
+            "max_datagram_size": self.max_datagram_size,
+            "flow_control": self._link.wt.flow_control,
+            "rtt": recovery.rtt.smoothed_rtt,
+            "min_rtt": recovery.rtt.min_rtt,
+            "cwnd": recovery.congestion.congestion_window,
+            "bytes_in_flight": recovery.bytes_in_flight,
+            "quic_version": quic.version,
+            "close_code": None if info is None else info.code,
+            "close_reason": None if info is None else info.reason,
+        }
+
+    # -- fed by the link ----------------------------------------------------------------
+
+    def _count_in(self, n: int) -> None:
+        self.bytes_received += n
+
+    def _count_out(self, n: int) -> None:
+        self.bytes_sent += n
+
+    def _on_stream_opened(self, stream_id: int, bidirectional: bool) -> None:
+        stream: WebTransportStream | WebTransportReceiveStream
+        self.streams_accepted += 1
+        if bidirectional:
+            stream = WebTransportStream(self, stream_id)
+            self._adopt(stream)
+            self._incoming_bidi.put_nowait(stream)
+        else:
+            stream = WebTransportReceiveStream(self, stream_id)
+            self._adopt(stream)
+            self._incoming_uni.put_nowait(stream)
+        self.events.emit(EventType.STREAM, stream)
+
+    def _on_datagram(self, data: bytes) -> None:
+        self.datagrams_received += 1
+        queue = self._datagrams
+        if len(queue) == queue.maxlen:
+            self.datagrams_dropped += 1
+        queue.append(data)
+        waiter = self._datagram_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self.events.emit(EventType.DATAGRAM, data)
+
+    def _on_credit(self) -> None:
+        self._credit.set()
+
+    def _on_draining(self) -> None:
+        if not self.draining:
+            self.draining = True
+            self.events.emit(EventType.DRAINING, None)
+
+    def _on_closed(self, code: int, reason: str, by_peer: bool, http_code: int | None) -> None:
+        if self.close_info is not None:
+            return
+        info = self.close_info = SessionClosed(code, reason, by_peer=by_peer, http_code=http_code)
+        self._link.sessions.pop(self.session_id, None)
+        for stream in list(self._streams.values()):
+            stream._fail(info)
+            self._link.streams.pop(stream.stream_id, None)
+        self._streams.clear()
+        self._incoming_bidi.put_nowait(None)
+        self._incoming_uni.put_nowait(None)
+        waiter = self._datagram_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._credit.set()
+        if not self._closed.done():
+            self._closed.set_result(info)
+        with contextlib.suppress(Exception):
+            self.events.emit(EventType.CLOSED, info)

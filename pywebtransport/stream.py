@@ -1,0 +1,423 @@
+"""WebTransport streams for asyncio: bidirectional, send-only and receive-only.
+
+Theory of operation
+-------------------
+A stream object belongs to one :class:`~pywebtransport.session.WebTransportSession`
+and is named by its QUIC stream ID. The link (:mod:`pywebtransport._link`) feeds it
+what the protocol core reports: ``_on_data`` (bytes after the WebTransport stream
+header, FIN), ``_on_reset`` (the peer's RESET_STREAM, with the WebTransport code),
+``_on_stop_sending`` (the peer's STOP_SENDING), ``_fail`` (session or connection gone)
+and ``_wake_writer`` (the QUIC send buffer drained).
+
+Receiving. Chunks are queued as received (``bytes`` objects, never copied until a
+read needs to split or join them). When more than ``receive_buffer`` bytes wait
+unread, QUIC is asked to hold the stream's data back, so no more flow-control credit
+goes to the peer and its writer blocks; reads below half of that resume it. Readers
+that need more than the buffer (``read_all``, ``readexactly``, ``readuntil``) move
+the chunks out as they wait, so they never deadlock against the pause. A peer reset
+makes reads raise :class:`~pywebtransport.exceptions.StreamReset` at once (buffered
+data is discarded, as RFC 9000 §3.2 allows).
+
+Sending. ``write`` hands data to the core, which may accept less than all of it when
+the draft-16 session data limit is reached (draft-ietf-webtrans-http3-16 §5.4); the
+rest waits for credit. Then ``drain`` waits while QUIC holds more than its high mark
+unacknowledged: that is the backpressure a fast writer feels from a slow network or
+a slow reader. ``bytes`` are passed down without a copy; ``bytearray`` and
+``memoryview`` are copied once by QUIC (they may change after ``write`` returns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, NoReturn
+
+from pywebtransport.exceptions import (
+    StopReceiving,
+    StreamClosed,
+    StreamReset,
+)
+from pywebtransport.protocol import WebTransportError as ProtocolApiError
+from quic.errors import StreamResetError
+
+if TYPE_CHECKING:
+    from pywebtransport._link import WtLink
+    from pywebtransport.session import WebTransportSession
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "WebTransportReceiveStream",
+    "WebTransportSendStream",
+    "WebTransportStream",
+]
+
+Data = bytes | bytearray | memoryview
+
+#: Default largest line ``readline``/``readuntil`` accept.
+DEFAULT_LIMIT = 1 << 20
+
+
+class _StreamBase:
+    """State shared by both halves; see the module docstring."""
+
+    def __init__(self, session: WebTransportSession, stream_id: int, *, readable: bool,
+                 writable: bool) -> None:  # fmt: skip
+        self._session = session
+        self._link: WtLink = session._link
+        self.stream_id = stream_id
+        # receiving
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._eof = not readable
+        self._recv_exc: BaseException | None = None
+        self._reader: asyncio.Future[None] | None = None
+        self._paused = False
+        self._high = self._link.receive_buffer
+        self._stopped = False  # stop_receiving() was called
+        # sending
+        self._send_done = not writable
+        self._send_exc: BaseException | None = None
+        self._writer_wake = asyncio.Event()
+        self.bytes_received = 0
+        self.bytes_sent = 0
+
+    @property
+    def session(self) -> WebTransportSession:
+        return self._session
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} id={self.stream_id} session={self._session.session_id}>"
+
+    # -- fed by the link ------------------------------------------------------------------
+
+    def _on_data(self, data: bytes, fin: bool) -> None:
+        if self._stopped or self._recv_exc is not None:
+            return
+        if data:
+            self._chunks.append(data)
+            self._size += len(data)
+            self.bytes_received += len(data)
+            self._session._count_in(len(data))
+            if self._size > self._high and not self._paused:
+                self._paused = True
+                self._link.pause_receive(self.stream_id, True)
+        if fin:
+            self._eof = True
+            self._forget_if_done()
+        self._wake_reader()
+
+    def _on_reset(self, code: int | None, http_code: int) -> None:
+        if self._eof and not self._chunks:
+            return
+        self._fail_receive(StreamReset(code, self.stream_id, http_code))
+
+    def _on_stop_sending(self, code: int | None, http_code: int) -> None:
+        if not self._send_done:
+            self._send_done = True
+            self._send_exc = StopReceiving(code, self.stream_id, http_code)
+        self._writer_wake.set()
+        self._forget_if_done()
+
+    def _fail(self, exc: BaseException) -> None:
+        """The session or the connection is gone."""
+        if not (self._eof and self._recv_exc is None):
+            self._fail_receive(exc)
+        if self._send_exc is None:
+            self._send_exc = exc
+            self._send_done = True
+        self._writer_wake.set()
+
+    def _fail_receive(self, exc: BaseException) -> None:
+        self._recv_exc = exc
+        self._eof = True
+        self._chunks.clear()
+        self._size = 0
+        self._wake_reader()
+        self._forget_if_done()
+
+    def _wake_writer(self) -> None:
+        self._writer_wake.set()
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    def _forget_if_done(self) -> None:
+        if self._eof and self._send_done:
+            self._link.streams.pop(self.stream_id, None)
+            self._session._streams.pop(self.stream_id, None)
+
+
+class _ReceiveMixin(_StreamBase):
+    """The reading half."""
+
+    def at_eof(self) -> bool:
+        """True when the stream ended and every byte was read."""
+        return self._eof and not self._chunks
+
+    async def _wait_data(self) -> None:
+        if self._chunks or self._eof:
+            return
+        reader = self._reader = self._link.loop.create_future()
+        try:
+            await reader
+        finally:
+            self._reader = None
+
+    def _check_read(self) -> None:
+        exc = self._recv_exc
+        if exc is not None:
+            raise exc
+        if self._stopped:
+            raise StreamClosed("stop_receiving() was called", self.stream_id)
+
+    def _consumed(self, n: int) -> None:
+        self._size -= n
+        if self._paused and self._size <= self._high // 2:
+            self._paused = False
+            self._link.pause_receive(self.stream_id, False)
+
+    def _take_chunk(self, max_size: int) -> bytes:
+        chunks = self._chunks
+        first = chunks[0]
+        if len(first) <= max_size:
+            chunks.popleft()
+        else:
+            chunks[0] = first[max_size:]
+            first = first[:max_size]
+        self._consumed(len(first))
+        return first
+
+    def _take_all(self) -> list[bytes]:
+        parts = list(self._chunks)
+        self._chunks.clear()
+        self._consumed(self._size)
+        return parts
+
+    def _unread(self, data: bytes) -> None:
+        if data:
+            self._chunks.appendleft(data)
+            self._size += len(data)
+
+    async def read(self, max_size: int = -1) -> bytes:
+        """Up to ``max_size`` bytes as soon as any are available (b"" at the end);
+        ``max_size < 0`` reads everything until the end of the stream."""
+        if max_size < 0:
+            return await self.read_all()
+        self._check_read()
+        if max_size == 0:
+            return b""
+        await self._wait_data()
+        self._check_read()
+        if not self._chunks:
+            return b""
+        return self._take_chunk(max_size)
+
+    async def read_all(self) -> bytes:
+        """Everything until the end of the stream."""
+        parts: list[bytes] = []
+        while True:
+            self._check_read()
+            parts.extend(self._take_all())
+            if self._eof:
+                self._check_read()
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            await self._wait_data()
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes; :class:`asyncio.IncompleteReadError` if the stream ends
+        first (its ``partial`` holds what was read)."""
+        if n < 0:
+            raise ValueError("readexactly size can not be less than zero")
+        parts: list[bytes] = []
+        have = 0
+        while have < n:
+            self._check_read()
+            if self._chunks:
+                chunk = self._take_chunk(n - have)
+                parts.append(chunk)
+                have += len(chunk)
+                continue
+            if self._eof:
+                raise asyncio.IncompleteReadError(b"".join(parts), n)
+            await self._wait_data()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def readuntil(self, separator: bytes = b"\n", limit: int = DEFAULT_LIMIT) -> bytes:
+        """Bytes up to and including ``separator``. At the end of the stream without
+        it: :class:`asyncio.IncompleteReadError`; more than ``limit`` bytes without it:
+        :class:`asyncio.LimitOverrunError` (the data stays unread)."""
+        if not separator:
+            raise ValueError("separator should be at least one-byte string")
+        acc = bytearray()
+        searched = 0
+        while True:
+            self._check_read()
+            for part in self._take_all():
+                acc += part
+            index = acc.find(separator, max(0, searched - len(separator) + 1))
+            if index >= 0 and index + len(separator) <= limit:
+                end = index + len(separator)
+                self._unread(bytes(acc[end:]))
+                return bytes(acc[:end])
+            searched = len(acc)
+            if len(acc) > limit:
+                self._unread(bytes(acc))
+                raise asyncio.LimitOverrunError("separator not found within the limit", limit)
+            if self._eof:
+                self._check_read()
+                raise asyncio.IncompleteReadError(bytes(acc), None)
+            await self._wait_data()
+
+    async def readline(self) -> bytes:
+        """One line including ``\\n``; at the end of the stream, what is left (b"")."""
+        try:
+            return await self.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks_iter()
+
+    async def _chunks_iter(self) -> AsyncIterator[bytes]:
+        while True:
+            self._check_read()
+            await self._wait_data()
+            self._check_read()
+            if not self._chunks:
+                return
+            while self._chunks:
+                yield self._take_chunk(1 << 62)
+
+    def stop_receiving(self, error_code: int = 0) -> None:
+        """Ask the peer to stop sending (STOP_SENDING with a WebTransport code);
+        buffered data is discarded and further reads raise StreamClosed."""
+        if self._stopped or (self._eof and self._recv_exc is None and not self._chunks):
+            self._stopped = True
+            return
+        self._stopped = True
+        if self._recv_exc is None:
+            with contextlib.suppress(ProtocolApiError):  # already finished below us
+                self._link.wt.stop_sending(self.stream_id, error_code)
+            self._link.flush()
+        self._chunks.clear()
+        self._size = 0
+        self._eof = True
+        self._wake_reader()
+        self._forget_if_done()
+
+
+class _SendMixin(_StreamBase):
+    """The writing half."""
+
+    @property
+    def is_write_closed(self) -> bool:
+        return self._send_done
+
+    def _check_write(self) -> None:
+        exc = self._send_exc
+        if exc is not None:
+            raise exc
+        if self._send_done:
+            raise StreamClosed("the stream's sending half is finished", self.stream_id)
+
+    async def write(self, data: Data = b"", end_stream: bool = False) -> None:
+        """Send ``data`` (FIN after it with ``end_stream``), then wait while the send
+        buffer is above its high mark (backpressure)."""
+        self._check_write()
+        self._session._check_usable()
+        link = self._link
+        remaining = len(data)
+        view: Data = data
+        while True:
+            try:
+                sent = link.wt.send_stream_data(self.stream_id, view, end_stream)
+            except (ProtocolApiError, StreamResetError, ValueError) as exc:
+                self._raise_send_failure(exc)
+            link.flush()
+            self.bytes_sent += sent
+            self._session._count_out(sent)
+            if sent >= remaining:
+                break
+            view = memoryview(view)[sent:]
+            remaining -= sent
+            await self._session._wait_credit()
+            self._check_write()
+        if end_stream:
+            self._send_done = True
+            self._forget_if_done()
+        await self.drain()
+
+    def _raise_send_failure(self, exc: Exception) -> NoReturn:
+        self._session._check_usable()
+        self._check_write()
+        raise StreamClosed(f"cannot send on stream {self.stream_id}: {exc}", self.stream_id)
+
+    async def write_all(self, data: Data = b"") -> None:
+        """Send ``data`` and end the stream."""
+        await self.write(data, end_stream=True)
+
+    async def drain(self) -> None:
+        """Wait until the stream's unacknowledged bytes are below the high mark."""
+        link = self._link
+        streams = link.quic.streams
+        high = streams.send_buffer_high
+        while streams.send_buffered(self.stream_id) > high:
+            if self._send_exc is not None:
+                raise self._send_exc
+            link.check_open()
+            self._writer_wake.clear()
+            waiter = asyncio.ensure_future(self._writer_wake.wait())
+            progress = asyncio.ensure_future(link.wait_progress())
+            try:
+                await asyncio.wait({waiter, progress}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                progress.cancel()
+        if self._send_exc is not None and not isinstance(self._send_exc, StopReceiving):
+            raise self._send_exc
+
+    async def close(self) -> None:
+        """End the sending half (FIN) if it is not finished yet."""
+        if not self._send_done and self._send_exc is None:
+            await self.write(b"", end_stream=True)
+
+    def reset(self, error_code: int = 0) -> None:
+        """Abandon sending (RESET_STREAM with a WebTransport application code)."""
+        if self._send_done:
+            return
+        with contextlib.suppress(ProtocolApiError):  # finished below us already
+            self._link.wt.reset_stream(self.stream_id, error_code)
+        self._send_done = True
+        self._send_exc = StreamClosed("the stream was reset", self.stream_id)
+        self._link.flush()
+        self._writer_wake.set()
+        self._forget_if_done()
+
+    async def wait_flushed(self, timeout: float = 5.0) -> None:
+        """Wait until everything written was acknowledged by the peer."""
+        await self._link.wait_stream_flushed(self.stream_id, timeout)
+
+
+class WebTransportReceiveStream(_ReceiveMixin):
+    """A unidirectional stream opened by the peer: read only."""
+
+    def __init__(self, session: WebTransportSession, stream_id: int) -> None:
+        super().__init__(session, stream_id, readable=True, writable=False)
+
+
+class WebTransportSendStream(_SendMixin):
+    """A unidirectional stream we opened: write only."""
+
+    def __init__(self, session: WebTransportSession, stream_id: int) -> None:
+        super().__init__(session, stream_id, readable=False, writable=True)
+
+
+class WebTransportStream(_ReceiveMixin, _SendMixin):
+    """A bidirectional stream: read and write."""
+
+    def __init__(self, session: WebTransportSession, stream_id: int) -> None:
+        _StreamBase.__init__(self, session, stream_id, readable=True, writable=True)
