@@ -40,6 +40,7 @@ import contextlib
 import datetime
 import logging
 import socket
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -178,7 +179,8 @@ class QuicSession:
         self._readers: dict[int, asyncio.StreamReader] = {}
         self._writers: dict[int, QuicStreamWriter] = {}
         self._incoming: asyncio.Queue[StreamPair] = asyncio.Queue()
-        self._datagrams: asyncio.Queue[bytes] = asyncio.Queue()
+        self._datagrams: deque[bytes] = deque(maxlen=connection.configuration.max_datagram_queue)
+        self._datagram_waiter: asyncio.Future[None] | None = None
         self._progress = asyncio.Event()  # pulsed after each flush (stream limits, acks)
         self.termination: ConnectionTerminated | None = None
         self.stream_handler: Callable[[asyncio.StreamReader, QuicStreamWriter], Any] | None = None
@@ -259,20 +261,23 @@ class QuicSession:
     def send_datagram(self, data: bytes | bytearray | memoryview) -> None:
         self._check_open()
         self.connection.send_datagram(data)
-        self._protocol.schedule_flush()
+        self._protocol.transmit_soon()
 
     async def receive_datagram(self) -> bytes:
-        get = asyncio.ensure_future(self._datagrams.get())
-        closed = asyncio.ensure_future(self.wait_closed())
-        try:
-            done, _ = await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-        if get in done:
-            return get.result()
-        get.cancel()
-        self._check_open()
-        raise ConnectionClosed(0, "closed")
+        """The next DATAGRAM payload; raises ConnectionClosed once the connection ends."""
+        queue = self._datagrams
+        while not queue:
+            self._check_open()
+            waiter = self._datagram_waiter
+            if waiter is None or waiter.done():
+                waiter = self._datagram_waiter = self._protocol.loop.create_future()
+            await waiter
+        return queue.popleft()
+
+    def _wake_datagram_waiter(self) -> None:
+        waiter = self._datagram_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     @property
     def max_datagram_size(self) -> int:
@@ -330,7 +335,8 @@ class QuicSession:
             if not known and not is_local(sid, self.connection.is_client):
                 self._announce(reader, writer)
         elif isinstance(event, DatagramReceived):
-            self._datagrams.put_nowait(event.data)
+            self._datagrams.append(event.data)
+            self._wake_datagram_waiter()
         elif isinstance(event, StreamWritable):
             writer_w = self._writers.get(event.stream_id)
             if writer_w is not None:
@@ -367,6 +373,7 @@ class QuicSession:
         if self.termination is None:
             self.termination = event
         exc = ConnectionClosed(event.error_code, event.reason_phrase, event.by_peer)
+        self._wake_datagram_waiter()
         if not self._connected.done():
             self._connected.set_exception(exc)
             self._connected.exception()  # mark retrieved
@@ -419,6 +426,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.endpoint.receive_datagram(data, addr, self.loop.time())
+        # Hand events to the application now: the tasks they wake run in the next loop
+        # iteration *before* the flush scheduled below, so a reply (an echoed datagram,
+        # a response) leaves in the same transmit as the ACK for what triggered it.
+        self._dispatch()
         if len(data) >= _FULL_DATAGRAM:
             self._received += 1  # part of a burst, probably: see _flush
         self.schedule_flush()
@@ -433,6 +444,12 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self.closed.set_result(None)
 
     # -- pump ---------------------------------------------------------------------------------
+
+    def transmit_soon(self) -> None:
+        """Send now unless a flush is already on its way (latency-sensitive callers:
+        a lone datagram should not wait a loop iteration)."""
+        if not self._flush_scheduled:
+            self._transmit()
 
     def schedule_flush(self) -> None:
         if not self._flush_scheduled:
