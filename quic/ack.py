@@ -25,10 +25,13 @@ from __future__ import annotations
 
 from quic.rangeset import RangeSet
 
-__all__ = ["MAX_ACK_RANGES", "AckTracker"]
+__all__ = ["APPLICATION_PACKET_TOLERANCE", "MAX_ACK_RANGES", "AckTracker"]
 
 #: At most this many ACK ranges in one frame (older ones are dropped, §13.2.4).
 MAX_ACK_RANGES = 32
+
+#: Ack-eliciting packets received before an ACK is due in the application space.
+APPLICATION_PACKET_TOLERANCE = 10
 
 
 class AckTracker:
@@ -54,7 +57,12 @@ class AckTracker:
         self.floor = 0  # packet numbers below this were acknowledged and forgotten
         self.max_ack_delay = max_ack_delay
         self.immediate = immediate  # Initial/Handshake: acknowledge without delay
-        self.packet_tolerance = 2  # ack-eliciting packets before an ACK is due
+        # Ack-eliciting packets before an ACK is due. RFC 9000 §13.2.2 recommends 2; in
+        # the application space we wait for 10 (bounded by max_ack_delay, and any gap is
+        # acknowledged at once): with acks every 2 packets a bulk sender is ack-clocked
+        # into 2-packet bursts and both sides spend most of their time on ACKs. The
+        # ACK_FREQUENCY extension (draft-ietf-quic-ack-frequency) will make it negotiable.
+        self.packet_tolerance = 2 if immediate else APPLICATION_PACKET_TOLERANCE
         self.ack_eliciting_since_ack = 0
         self.deadline: float | None = None
         self.fresh = False  # a packet arrived since the last ACK frame was sent

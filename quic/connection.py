@@ -357,6 +357,11 @@ class QuicConnection(HandshakeMixin, SendMixin):
         end = len(data)
         processed = False
         cid_len = self.cids.cid_length
+        if end > cid_len + 20 and data[0] & 0xC0 == 0x40 and self.handshake_confirmed:
+            # Hot path: one 1-RTT packet; a short header runs to the end of the datagram
+            # (RFC 9000 §12.2), so no header object is needed.
+            processed = self._process_short(data, cid_len, now)
+            end = 0
         while pos < end:
             try:
                 header = parse_header(data, pos, cid_len)
@@ -451,6 +456,33 @@ class QuicConnection(HandshakeMixin, SendMixin):
             self.recovery.amplification_limited = False
         if index == HANDSHAKE and not self.is_client and not self.spaces[INITIAL].discarded:
             self._discard_space(INITIAL, now)  # RFC 9001 §4.9.1
+        return True
+
+    def _process_short(self, data: bytes, cid_len: int, now: float) -> bool:
+        """:meth:`_process_packet` for a datagram holding one short-header packet."""
+        space = self.spaces[APPLICATION]
+        read = space.read
+        if not isinstance(read, OneRttReadKeys):
+            self.dropped_packets += 1
+            return False
+        view = memoryview(data)
+        try:
+            plain_header, pn = read.unprotect_header(view, 1 + cid_len, space.ack.largest)
+            payload, updated = read.decrypt(plain_header, pn, view, now)
+        except DecryptionError:
+            self.dropped_packets += 1
+            return False
+        if updated:
+            self._on_peer_key_update(now)
+        if plain_header[0] & _SHORT_RESERVED_BITS:
+            raise QuicProtocolError(
+                TransportErrorCode.PROTOCOL_VIOLATION, "reserved header bits set"
+            )  # RFC 9000 §17.3.1
+        ack = space.ack
+        if ack.is_duplicate(pn):
+            return False
+        self._current_dcid = data[1 : 1 + cid_len]
+        ack.on_packet(pn, self._handle_payload(payload, APPLICATION, PacketType.ONE_RTT, now), now)
         return True
 
     def _handle_payload(
