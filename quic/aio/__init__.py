@@ -423,6 +423,46 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+        # the transport registers its own reader right after this callback: replace it then
+        self.loop.call_soon(self._take_over_reading, transport)
+
+    def _take_over_reading(self, transport: asyncio.BaseTransport) -> None:
+        """Batch receive: on a selector event loop, read the socket ourselves.
+
+        asyncio's datagram transport reads one datagram per loop iteration; here every
+        datagram waiting in the socket (up to ``_RECEIVE_BATCH``) is fed to the endpoint
+        before anything is transmitted, so a burst costs one transmit pass, not one per
+        datagram. On other loops (uvloop, proactor) the transport's own reading stays.
+        """
+        raw = getattr(transport, "_sock", None)
+        loop = self.loop
+        if not isinstance(raw, socket.socket) or not hasattr(loop, "remove_reader"):
+            return
+        fd = raw.fileno()
+        try:
+            if not loop.remove_reader(fd):
+                return
+            loop.add_reader(fd, self._read_ready, raw)
+        except (NotImplementedError, RuntimeError, ValueError, OSError):
+            return
+
+    def _read_ready(self, sock: socket.socket) -> None:
+        endpoint = self.endpoint
+        now = self.loop.time()
+        recvfrom = sock.recvfrom
+        for _ in range(_RECEIVE_BATCH):
+            try:
+                data, addr = recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self.error_received(exc)
+                break
+            endpoint.receive_datagram(data, addr, now)
+        self._dispatch()
+        if self._flush_scheduled:
+            return  # application writes already asked for a flush: it will send
+        self._transmit()
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.endpoint.receive_datagram(data, addr, self.loop.time())
