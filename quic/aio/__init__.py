@@ -435,16 +435,17 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         datagram. On other loops (uvloop, proactor) the transport's own reading stays.
         """
         raw = getattr(transport, "_sock", None)
-        loop = self.loop
-        if not isinstance(raw, socket.socket) or not hasattr(loop, "remove_reader"):
+        pause = getattr(transport, "pause_reading", None)
+        add_reader = getattr(self.loop, "_add_reader", None)  # selector loops only
+        if not isinstance(raw, socket.socket) or pause is None or add_reader is None:
             return
-        fd = raw.fileno()
+        if transport.is_closing():
+            return
         try:
-            if not loop.remove_reader(fd):
-                return
-            loop.add_reader(fd, self._read_ready, raw)
+            pause()  # the transport stops reading; closing it still unregisters the fd
+            add_reader(raw.fileno(), self._read_ready, raw)
         except (NotImplementedError, RuntimeError, ValueError, OSError):
-            return
+            logger.debug("batched UDP reading unavailable; using the transport's reader")
 
     def _read_ready(self, sock: socket.socket) -> None:
         endpoint = self.endpoint
