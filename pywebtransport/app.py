@@ -39,7 +39,6 @@ import inspect
 import logging
 import re
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar
 
@@ -183,7 +182,11 @@ class ServerApp:
 
     def stats(self) -> dict[str, Any]:
         """App counters plus the server's ``stats()`` (when serving)."""
-        uptime = time.monotonic() - self.started_at if self.started_at is not None else 0.0
+        started = self.started_at
+        uptime = 0.0
+        if started is not None:
+            with contextlib.suppress(RuntimeError):  # no running loop: server stopped
+                uptime = asyncio.get_running_loop().time() - started
         out: dict[str, Any] = {
             "uptime": round(uptime, 3),
             "sessions_active": len(self._active),
@@ -232,7 +235,7 @@ class ServerApp:
             await self._run_hooks(self._shutdown, "shutdown")
             raise
         self._server = server
-        self.started_at = time.monotonic()
+        self.started_at = asyncio.get_running_loop().time()  # the event loop's clock
         self._started.set()
         logger.info("serving WebTransport on port %d", server.port)
         accept = asyncio.create_task(self._accept_loop(server))
