@@ -324,6 +324,8 @@ class H3Connection:
         stream = self._streams.get(stream_id)
         if stream is not None:
             stream.ended = True
+        # tell the application, which may be waiting for this stream's message
+        self._events.append(RequestStreamReset(stream_id, exc.error_code, local=True))
 
     # -- unidirectional streams (RFC 9114 §6.2) --------------------------------------------
 

@@ -78,10 +78,12 @@ class ConnectionShutdownInitiated(H3Event):
 
 @dataclass(frozen=True, slots=True)
 class RequestStreamReset(H3Event):
-    """The peer reset its sending half of a stream (RESET_STREAM)."""
+    """A stream was abandoned: the peer reset its sending half (RESET_STREAM), or, with
+    ``local``, we reset the stream ourselves for a stream error (RFC 9114 §8)."""
 
     stream_id: int
     error_code: int
+    local: bool = False
 
 
 @dataclass(frozen=True, slots=True)

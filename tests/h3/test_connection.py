@@ -257,3 +257,20 @@ def test_reply_on_own_webtransport_bidi_stream_is_raw_data() -> None:
     got = p.of(WebTransportStreamDataReceived, "client")
     assert b"".join(e.data for e in got) == b"\x00\xffraw reply"
     assert all(e.session_id == session and e.stream_id == sid for e in got)
+
+
+def test_locally_reset_malformed_response_is_reported() -> None:
+    """A stream error we raise (RFC 9114 §8) reaches the application as an event."""
+    p = h3pair()
+    sid = p.client.get_next_available_stream_id()
+    p.client.send_headers(sid, REQUEST, end_stream=True)
+    p.run(lambda: ended(p, sid, "server"))
+    assert p.server is not None
+    p.server.send_headers(sid, [(b":status", b"2000")], end_stream=True)  # invalid status
+    p.run(lambda: bool(p.of(RequestStreamReset, "client")))
+    event = p.of(RequestStreamReset, "client")[0]
+    assert (event.stream_id, event.error_code, event.local) == (
+        sid,
+        H3ErrorCode.H3_MESSAGE_ERROR,
+        True,
+    )
