@@ -393,10 +393,12 @@ def udp_bound(port: int) -> bool:
 class GtlsServer(LineProcess):
     """Debian's ngtcp2 ``gtlsserver 127.0.0.1 PORT key cert -d DIR -q`` on a free port."""
 
-    def __init__(self, binary: str, root: Path, cert: Path, key: Path) -> None:
+    def __init__(
+        self, binary: str, root: Path, cert: Path, key: Path, extra: Sequence[str] = ()
+    ) -> None:
         self.port = free_udp_port()
         command = [binary, "127.0.0.1", str(self.port), str(key), str(cert)]
-        super().__init__([*command, "-d", str(root), "-q"])
+        super().__init__([*command, "-d", str(root), "-q", *extra])
 
     def start(self, timeout: float = 10.0) -> GtlsServer:
         super().start()
@@ -492,6 +494,20 @@ def test_our_client_downloads_from_gtlsserver(
         assert output.stat().st_size == BIG_SIZE
         assert sha256_file(output) == sha256_file(tree / "www" / BIG)
         print(f"our client <- gtlsserver: 10 MB in {elapsed:.2f} s")
+
+
+def test_our_client_follows_retry_from_gtlsserver(
+    tree: Path, certs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``gtlsserver -V`` answers every first Initial with Retry (RFC 9000 §8.1.2): our
+    client must verify the integrity tag, resend its Initial with the token and check
+    retry_source_connection_id (§7.3)."""
+    binary = require("gtlsserver", "ngtcp2-server")
+    with GtlsServer(binary, tree / "www", *certs, extra=("-V",)) as server:
+        output = tmp_path / BIG
+        done = our_get(f"https://127.0.0.1:{server.port}/{BIG}", output, cafile=certs[0])
+        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{server.log()}"
+        assert sha256_file(output) == sha256_file(tree / "www" / BIG)
 
 
 def test_our_client_reports_404_from_aioquic(
