@@ -576,6 +576,22 @@ def test_gtlsclient_downloads_from_our_server(
     print(f"gtlsclient <- our server: 10 MB in {elapsed:.2f} s")
 
 
+def test_gtlsclient_with_key_updates_and_loss(
+    tree: Path, our_server: OurServer, tmp_path: Path
+) -> None:
+    """The peer updates its keys every 50 ms (RFC 9001 §6) and drops 5 % of packets in
+    each direction: we follow every key phase and recover every loss."""
+    binary = require("gtlsclient", "ngtcp2-client")
+    port = our_server.port
+    command = [binary, "127.0.0.1", str(port), f"https://127.0.0.1:{port}/{BIG}", "-q"]
+    command += ["--exit-on-all-streams-close", "--download", str(tmp_path)]
+    command += ["--key-update=50ms", "-t", "0.05", "-r", "0.05"]
+    done = run(command)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{our_server.log()}"
+    output = tmp_path / BIG
+    assert sha256_file(output) == sha256_file(tree / "www" / BIG)
+
+
 # --------------------------------------------------------------------------- Chromium
 
 
