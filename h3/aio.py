@@ -85,6 +85,8 @@ ALPN = "h3"  # RFC 9114 §3.1
 DATA_CHUNK = 256 * 1024
 #: Body chunk size for ``async for`` over a received body.
 READ_CHUNK = 64 * 1024
+#: Body bytes held for the application before QUIC delivery of the stream pauses.
+BODY_BUFFER = 1024 * 1024
 
 Headers: TypeAlias = list[tuple[bytes, bytes]]
 HeaderInput: TypeAlias = (
@@ -143,6 +145,11 @@ class _Exchange:
         self.stop_code: int | None = None  # the peer's STOP_SENDING
         self.recv_done = False
         self.send_done = False
+        # receive backpressure: body bytes held for the application, and whether QUIC
+        # delivery of this stream is paused (its flow-control window then stops the peer)
+        self.buffered = 0
+        self.paused = False
+        self.resume: Callable[[], None] | None = None
 
     def fail(self, exc: Exception) -> None:
         _fail(self.head, exc)
@@ -198,6 +205,19 @@ class H3Link:
             self._on_terminated(event)
         return consumed
 
+    def _pause(self, exchange: _Exchange) -> None:
+        exchange.paused = True
+        sid = exchange.stream_id
+        quic = self.session.connection
+        quic.pause_stream_receive(sid, True)
+
+        def resume() -> None:
+            exchange.paused = False
+            quic.pause_stream_receive(sid, False)
+            self.session.schedule_flush()
+
+        exchange.resume = resume
+
     def _on_h3_event(self, event: H3Event) -> None:
         if isinstance(event, HeadersReceived):
             self._on_headers(event)
@@ -206,6 +226,9 @@ class H3Link:
             if exchange is not None and not exchange.recv_done:
                 if event.data:
                     exchange.body.feed_data(event.data)
+                    exchange.buffered += len(event.data)
+                    if exchange.buffered > BODY_BUFFER and not exchange.paused:
+                        self._pause(exchange)
                 if event.stream_ended:
                     self._end_recv(exchange)
         elif isinstance(event, RequestStreamReset):
@@ -406,7 +429,11 @@ class _BodyReader:
 
     async def read_chunk(self, size: int = READ_CHUNK) -> bytes:
         """Up to ``size`` body bytes; ``b""`` at the end of the body."""
-        chunk = await self._exchange.body.read(size)
+        exchange = self._exchange
+        chunk = await exchange.body.read(size)
+        exchange.buffered -= len(chunk)
+        if exchange.paused and exchange.buffered <= BODY_BUFFER // 2 and exchange.resume:
+            exchange.resume()
         self._received += len(chunk)
         length = self._checked_length
         if length is not None and (

@@ -278,3 +278,27 @@ async def test_server_closing_connection_fails_pending_request(
         await server.shutdown(timeout=0.5)  # the handler does not finish in time
         with pytest.raises((ConnectionClosed, StreamResetError)):
             await asyncio.wait_for(pending, 5)
+
+
+async def test_slow_reader_applies_backpressure(cert: SelfSignedCertificate) -> None:
+    """A client that does not read holds at most about BODY_BUFFER bytes: QUIC delivery
+    of the stream pauses and its flow-control window stops the server (RFC 9000 §4.1)."""
+    from h3.aio import BODY_BUFFER
+
+    size = 8 * 1024 * 1024
+    payload = os.urandom(size)
+
+    async def handler(request: H3Request) -> H3Response:
+        return H3Response(200, [], payload)
+
+    async with (
+        await start(cert, handler) as server,
+        H3Client.connect("127.0.0.1", server.port, configuration=client_config(cert)) as client,
+    ):
+        response = await client.get("/big")
+        await asyncio.sleep(1.0)  # not reading
+        exchange = response._exchange
+        assert exchange.paused
+        assert exchange.buffered <= BODY_BUFFER + 256 * 1024
+        assert await response.read() == payload
+        assert not exchange.paused
