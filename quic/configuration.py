@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -21,6 +22,9 @@ from quic.tls.signatures import PrivateKey, load_certificate_chain_pem, load_pri
 from quic.tls.suites import CipherSuite
 from quic.tls.verify import VerifyOptions
 from quic.versions import QuicVersion
+
+if TYPE_CHECKING:
+    from quic.qlog import QlogFactory
 
 __all__ = ["QuicConfiguration"]
 
@@ -47,6 +51,12 @@ class QuicConfiguration:
     groups: tuple[NamedGroup, ...] = SUPPORTED_GROUPS
     key_share_groups: tuple[NamedGroup, ...] = DEFAULT_KEY_SHARE_GROUPS
     keylog: KeyLogCallback | None = None
+
+    # -- qlog (quic.qlog) ----------------------------------------------------------------
+    # factory(is_client, odcid) -> QlogSink | None, called once per connection; else
+    # qlog_dir: one "<ODCID hex>.sqlog" JSON-SEQ file per connection. Both None: off.
+    qlog_factory: QlogFactory | None = None
+    qlog_dir: str | None = None
 
     # -- transport ---------------------------------------------------------------------
     # first entry: what a client starts with; a server accepts all of them

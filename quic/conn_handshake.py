@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from quic.cid import ConnectionIdManager
     from quic.configuration import QuicConfiguration
     from quic.conn_streams import StreamController
+    from quic.qlog import QuicLogger
     from quic.recovery import LossRecovery
 
 __all__ = ["ConnectionState", "HandshakeMixin"]
@@ -89,6 +90,7 @@ class HandshakeMixin:
     _probes: dict[int, int]
     _key_phase_first_pn: int | None
     dropped_packets: int
+    _qlog: QuicLogger | None
 
     def _flush_routing(self) -> None: ...
 
@@ -130,6 +132,8 @@ class HandshakeMixin:
         space = self.spaces[index]
         if space.discarded:
             return
+        if self._qlog is not None:
+            self._qlog.key_updated(None, secret.epoch, secret.is_write)
         if secret.is_write:
             space.write = PacketProtector(secret.cipher_suite, secret.secret, self.version)
         else:
@@ -152,9 +156,15 @@ class HandshakeMixin:
         write = space.write
         read = space.read
         assert isinstance(read, OneRttReadKeys)
-        if write is not None and write.key_phase != read.current.key_phase:
+        peer_initiated = write is not None and write.key_phase != read.current.key_phase
+        if self._qlog is not None:  # our own update completes when the peer answers
+            trigger = "remote_update" if peer_initiated else "local_update"
+            self._qlog.key_updated(now, Epoch.ONE_RTT, False, trigger)
+        if write is not None and peer_initiated:
             space.write = write.next_generation()  # RFC 9001 §6.2: respond in kind
             self._key_phase_first_pn = space.next_pn
+            if self._qlog is not None:
+                self._qlog.key_updated(now, Epoch.ONE_RTT, True, "remote_update")
         read.set_previous_expiry(now + 3 * self.recovery.rtt.pto_base())
 
     def request_key_update(self) -> None:
@@ -178,6 +188,8 @@ class HandshakeMixin:
         self._key_phase_first_pn = space.next_pn
         if read.next is None:
             read.next = read.current.next_generation()
+        if self._qlog is not None:
+            self._qlog.key_updated(None, Epoch.ONE_RTT, True, "local_update")
 
     def _make_transport_parameters(self) -> TransportParameters:
         config = self.configuration
@@ -206,6 +218,8 @@ class HandshakeMixin:
         params = TransportParameters.decode(raw, is_client_sender=not self.is_client)
         self._check_cid_params(params)
         self.peer_params = params
+        if self._qlog is not None:
+            self._qlog.parameters_set(None, params, False)
         self.streams.set_peer_limits(
             StreamLimits(
                 max_streams_bidi=params.initial_max_streams_bidi,
@@ -281,6 +295,10 @@ class HandshakeMixin:
                 by_peer=True,
             )
         )
+        if self._qlog is not None:
+            self._qlog.connection_closed(
+                now, trigger="version_mismatch", reason=versions, by_peer=True
+            )
 
     def _on_retry(self, data: bytes, pos: int, header: PacketHeader) -> None:
         # RFC 9000 §17.2.5.2: one Retry, before any Initial from the server

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from quic.configuration import QuicConfiguration
     from quic.conn_streams import StreamController
     from quic.events import QuicEvent
+    from quic.qlog import QuicLogger
     from quic.recovery import LossRecovery
 
 __all__ = ["SendMixin"]
@@ -87,6 +88,7 @@ class SendMixin:
     _last_activity: float | None
     _eliciting_since_receive: bool
     _peer_max_datagram_frame: int
+    _qlog: QuicLogger | None
 
     def _discard_space(self, index: int, now: float) -> None: ...
     def _flush_routing(self) -> None: ...
@@ -161,6 +163,7 @@ class SendMixin:
                 self._write_close(asm, now)
             return [(d, addr) for d in asm.datagrams]
         recovery = self.recovery
+        qlog = self._qlog
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
             budget = self.max_datagram_size
             if not self.address_validated:
@@ -174,6 +177,7 @@ class SendMixin:
                 space = self.spaces[index]
                 if space.write is not None:
                     self._write_space(asm, space, now)
+            pending = asm.pending  # the datagram's packets, still in plaintext (qlog)
             size = asm.end_datagram(pad_initial=True)
             if not size:
                 break
@@ -188,6 +192,9 @@ class SendMixin:
                     and not self.spaces[INITIAL].discarded
                 ):
                     self._discard_space(INITIAL, now)  # RFC 9001 §4.9.1
+            if qlog is not None:
+                qlog.packets_sent(now, pending)
+                qlog.metrics_updated(now, recovery)
             if eliciting and not self._eliciting_since_receive:
                 self._eliciting_since_receive = True
                 self._last_activity = now  # RFC 9000 §10.1
@@ -499,8 +506,12 @@ class SendMixin:
                 )
             asm.push(frame)
             asm.end_packet()
+        pending = asm.pending  # plaintext packets of the datagram (qlog)
         size = asm.end_datagram(pad_initial=True)
         self._bytes_sent += size
+        if self._qlog is not None:
+            self._qlog.packets_sent(now, pending)
+            self._qlog.flush_close(now)
         self._close_pending = False
         if self._close_deadline is None:
             self._close_deadline = now + 3 * self.recovery.rtt.pto_base()

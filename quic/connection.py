@@ -85,6 +85,7 @@ from quic.packet import PacketHeader, PacketType, parse_header
 from quic.protection import (
     DecryptionError,
 )
+from quic.qlog import QuicLogger, create_logger
 from quic.recovery import LossRecovery
 from quic.rtt import RttEstimator
 from quic.stream_manager import StreamLimits
@@ -143,6 +144,8 @@ class QuicConnection(HandshakeMixin, SendMixin):
             self.original_dcid = original_destination_connection_id
             self.cids.set_initial_peer_cid(peer_connection_id)
         self._retry_scid = retry_source_connection_id
+        # qlog tracing: None when off (every hook is one ``is not None`` test)
+        self._qlog: QuicLogger | None = create_logger(config, self.is_client, self.original_dcid)
         self._retry_received = False
         self._token = b""  # client: token from Retry / NEW_TOKEN
         self._peer_initial_scid: bytes | None = None if self.is_client else peer_connection_id
@@ -210,6 +213,8 @@ class QuicConnection(HandshakeMixin, SendMixin):
             raise RuntimeError("only a client connects")
         self.peer_address = addr
         self._last_activity = now
+        if self._qlog is not None:
+            self._qlog_start(now)
         self.tls.start()
         self._after_tls()
 
@@ -298,10 +303,16 @@ class QuicConnection(HandshakeMixin, SendMixin):
         if state in (ConnectionState.CLOSING, ConnectionState.DRAINING):
             if self._close_deadline is not None and now >= self._close_deadline:
                 self.state = ConnectionState.TERMINATED
+                if self._qlog is not None:
+                    self._qlog.flush_close(now)
             return
         idle = self._idle_deadline()
         if idle is not None and now >= idle:
             self.state = ConnectionState.TERMINATED
+            if self._qlog is not None:
+                self._qlog.connection_closed(
+                    now, trigger="idle_timeout", reason="idle timeout", by_peer=False
+                )
             self._events.append(
                 ConnectionTerminated(
                     TransportErrorCode.NO_ERROR, "idle timeout", None, False, False, True
@@ -333,6 +344,9 @@ class QuicConnection(HandshakeMixin, SendMixin):
             return
         if self.peer_address is None:
             self.peer_address = addr
+        qlog = self._qlog
+        if qlog is not None and not qlog.started:
+            self._qlog_start(now)
         self._bytes_received += len(data)
         if state is ConnectionState.CLOSING:
             if self._close_resends < 8:  # RFC 9000 §10.2.1: answer, rate limited
@@ -351,6 +365,23 @@ class QuicConnection(HandshakeMixin, SendMixin):
         except Exception as exc:  # never let a bug escape into the event loop
             self.last_internal_error = exc
             self._fail(QuicProtocolError(TransportErrorCode.INTERNAL_ERROR, type(exc).__name__))
+        if qlog is not None and self.state in _LIVE:
+            qlog.metrics_updated(now, self.recovery)
+
+    def _qlog_start(self, now: float) -> None:
+        """First qlog events: connection_started, local parameters, Initial keys."""
+        qlog = self._qlog
+        assert qlog is not None
+        qlog.connection_started(now, None, self.peer_address, self.host_cid)
+        qlog.parameters_set(now, self._local_params, True)
+        qlog.key_updated(now, Epoch.INITIAL, True)
+        qlog.key_updated(now, Epoch.INITIAL, False)
+
+    def _drop(self, now: float, trigger: str, packet_type: PacketType | None = None) -> None:
+        """Count a dropped packet (and log it, qlog ``quic:packet_dropped``)."""
+        self.dropped_packets += 1
+        if self._qlog is not None:
+            self._qlog.packet_dropped(now, trigger, packet_type)
 
     def _receive(self, data: bytes, addr: Addr, now: float) -> None:
         pos = 0
@@ -366,7 +397,7 @@ class QuicConnection(HandshakeMixin, SendMixin):
             try:
                 header = parse_header(data, pos, cid_len)
             except QuicProtocolError:
-                self.dropped_packets += 1
+                self._drop(now, "invalid")
                 break
             if self._process_packet(data, pos, header, addr, now):
                 processed = True
@@ -383,6 +414,10 @@ class QuicConnection(HandshakeMixin, SendMixin):
             self._events.append(
                 ConnectionTerminated(TransportErrorCode.NO_ERROR, "stateless reset", by_peer=True)
             )
+            if self._qlog is not None:
+                self._qlog.connection_closed(
+                    now, trigger="stateless_reset", reason="stateless reset", by_peer=True
+                )
 
     def _space_for(self, header: PacketHeader) -> int | None:
         ptype = header.packet_type
@@ -403,21 +438,21 @@ class QuicConnection(HandshakeMixin, SendMixin):
                 self._on_version_negotiation(header, now)
                 return False
             if header.version != self.version:
-                self.dropped_packets += 1
+                self._drop(now, "unsupported", header.packet_type)
                 return False
             if header.packet_type is PacketType.RETRY:
                 self._on_retry(data, pos, header)
                 return False
         index = self._space_for(header)
         if index is None:  # 0-RTT (not accepted yet) or unknown
-            self.dropped_packets += 1
+            self._drop(now, "unsupported", header.packet_type)
             return False
         space = self.spaces[index]
         if space.read is None:
             if not space.discarded and len(self._buffered) < _MAX_BUFFERED_UNDECRYPTABLE:
                 self._buffered.append((bytes(data[pos : header.end]), addr))
             else:
-                self.dropped_packets += 1
+                self._drop(now, "key_unavailable", header.packet_type)
             return False
         view = memoryview(data)[pos : header.end]
         read = space.read
@@ -432,7 +467,7 @@ class QuicConnection(HandshakeMixin, SendMixin):
             else:
                 payload = read.decrypt_payload(plain_header, pn, view)
         except DecryptionError:
-            self.dropped_packets += 1
+            self._drop(now, "decryption_failure", header.packet_type)
             return False
         reserved = _LONG_RESERVED_BITS if header.is_long else _SHORT_RESERVED_BITS
         if plain_header[0] & reserved:
@@ -441,13 +476,15 @@ class QuicConnection(HandshakeMixin, SendMixin):
             )  # RFC 9000 §17.2, §17.3.1
         if space.ack.is_duplicate(pn):
             return False
+        packet_type = header.packet_type
+        assert packet_type is not None
+        if self._qlog is not None:
+            self._qlog.packet_received(now, packet_type, pn, payload, header.end - pos)
         if self.is_client and index == INITIAL and self._peer_initial_scid is None:
             # RFC 9000 §7.2: switch to the server's chosen connection ID
             self._peer_initial_scid = header.scid
             self.cids.set_initial_peer_cid(header.scid)
         self._current_dcid = header.dcid
-        packet_type = header.packet_type
-        assert packet_type is not None
         ack_eliciting = self._handle_payload(payload, index, packet_type, now)
         space.ack.on_packet(pn, ack_eliciting, now)
         if index == HANDSHAKE and not self.is_client and not self.address_validated:
@@ -463,14 +500,14 @@ class QuicConnection(HandshakeMixin, SendMixin):
         space = self.spaces[APPLICATION]
         read = space.read
         if not isinstance(read, OneRttReadKeys):
-            self.dropped_packets += 1
+            self._drop(now, "key_unavailable", PacketType.ONE_RTT)
             return False
         view = memoryview(data)
         try:
             plain_header, pn = read.unprotect_header(view, 1 + cid_len, space.ack.largest)
             payload, updated = read.decrypt(plain_header, pn, view, now)
         except DecryptionError:
-            self.dropped_packets += 1
+            self._drop(now, "decryption_failure", PacketType.ONE_RTT)
             return False
         if updated:
             self._on_peer_key_update(now)
@@ -481,6 +518,8 @@ class QuicConnection(HandshakeMixin, SendMixin):
         ack = space.ack
         if ack.is_duplicate(pn):
             return False
+        if self._qlog is not None:
+            self._qlog.packet_received(now, PacketType.ONE_RTT, pn, payload, len(data))
         self._current_dcid = data[1 : 1 + cid_len]
         ack.on_packet(pn, self._handle_payload(payload, APPLICATION, PacketType.ONE_RTT, now), now)
         return True
@@ -672,6 +711,14 @@ class QuicConnection(HandshakeMixin, SendMixin):
                 code, reason, None if application else frame_type, application, by_peer
             )
         )
+        if self._qlog is not None:  # logged once the CONNECTION_CLOSE is sent
+            self._qlog.connection_closing(
+                by_peer=by_peer,
+                application=application,
+                code=code,
+                reason=reason,
+                trigger="error" if code and not application else "application",
+            )
 
     def _enter_draining(
         self, now: float, code: int, reason: str, frame_type: int | None, application: bool
@@ -679,6 +726,15 @@ class QuicConnection(HandshakeMixin, SendMixin):
         self.state = ConnectionState.DRAINING
         self._close_deadline = now + 3 * self.recovery.rtt.pto_base()
         self._events.append(ConnectionTerminated(code, reason, frame_type, application, True))
+        if self._qlog is not None:
+            self._qlog.connection_closing(
+                by_peer=True,
+                application=application,
+                code=code,
+                reason=reason,
+                trigger="error" if code and not application else "application",
+            )
+            self._qlog.flush_close(now)
 
     def _flush_routing(self) -> None:
         issued, retired = self.cids.pop_routing_changes()

@@ -117,6 +117,11 @@ class PacketAssembler:
         return self._budget - self._used
 
     @property
+    def pending(self) -> list[_Pending]:
+        """Packets of the open datagram, still in plaintext (read by qlog before sealing)."""
+        return self._pending
+
+    @property
     def datagram_empty(self) -> bool:
         return not self._pending and self._current is None
 

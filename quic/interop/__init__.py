@@ -14,8 +14,8 @@ Absent arguments come from the runner's environment (``ROLE``, ``TESTCASE``,
 and then its defaults (:mod:`quic.interop.options`). Supported test cases:
 ``handshake``, ``transfer``, ``multiconnect``, ``chacha20`` and ``http3`` (ALPN ``h3``,
 the same files over HTTP/3: :mod:`quic.interop.http3`); any other exits with status 127.
-The hq wire protocol is in :mod:`quic.interop.hq`. qlog is not written yet
-(``QLOGDIR`` is accepted and ignored).
+The hq wire protocol is in :mod:`quic.interop.hq`. With ``QLOGDIR`` (``--qlog-dir``)
+each connection writes a JSON-SEQ qlog file ``<ODCID hex>.sqlog`` there (:mod:`quic.qlog`).
 """
 
 from __future__ import annotations
@@ -68,8 +68,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if case is None:
         logger.error("test case %r is not supported", options.testcase)
         return EXIT_UNSUPPORTED
-    if options.qlog_dir:
-        logger.info("qlog output is not implemented; ignoring QLOGDIR=%s", options.qlog_dir)
     if case.http3:
         runner = run_http3_server if options.role == "server" else run_http3_client
     else:

@@ -36,12 +36,15 @@ logger = logging.getLogger("quic.interop")
 READ_CHUNK = 256 * 1024
 
 
-def client_configuration(case: InteropCase, keylog: KeyLogFile | None = None) -> QuicConfiguration:
+def client_configuration(
+    case: InteropCase, keylog: KeyLogFile | None = None, qlog_dir: str | None = None
+) -> QuicConfiguration:
     config = QuicConfiguration(
         is_client=True,
         alpn_protocols=[ALPN],
         verify_certificates=False,  # the runner's client does not verify certificates
         keylog=keylog,
+        qlog_dir=qlog_dir,  # one <ODCID hex>.sqlog per connection
     )
     if case.cipher_suites is not None:
         config.cipher_suites = case.cipher_suites
@@ -86,11 +89,15 @@ async def fetch(session: QuicSession, download: Download, directory: Path) -> bo
 
 
 async def _run_connection(
-    downloads: list[Download], case: InteropCase, directory: Path, keylog: KeyLogFile | None
+    downloads: list[Download],
+    case: InteropCase,
+    directory: Path,
+    keylog: KeyLogFile | None,
+    qlog_dir: str | None = None,
 ) -> bool:
     host, port = downloads[0].authority
     try:
-        async with connect(host, port, client_configuration(case, keylog)) as session:
+        async with connect(host, port, client_configuration(case, keylog, qlog_dir)) as session:
             if session.alpn_protocol != ALPN:
                 logger.error("server did not select ALPN %s", ALPN)
                 return False
@@ -123,7 +130,9 @@ async def run_client(options: InteropOptions, case: InteropCase) -> int:
     try:
         async with asyncio.timeout(options.timeout):
             for group in plan_connections(downloads, case):
-                if not await _run_connection(group, case, options.downloads, keylog):
+                if not await _run_connection(
+                    group, case, options.downloads, keylog, options.qlog_dir
+                ):
                     ok = False
     except TimeoutError:
         logger.error("gave up after %.1f s", options.timeout)

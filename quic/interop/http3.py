@@ -45,13 +45,14 @@ H3_ALPN = "h3"
 
 
 def _configuration(
-    is_client: bool, case: InteropCase, keylog: KeyLogFile | None
+    is_client: bool, case: InteropCase, keylog: KeyLogFile | None, qlog_dir: str | None = None
 ) -> QuicConfiguration:
     config = QuicConfiguration(
         is_client=is_client,
         alpn_protocols=[H3_ALPN],
         verify_certificates=not is_client,  # the runner's client does not verify
         keylog=keylog,
+        qlog_dir=qlog_dir,  # one <ODCID hex>.sqlog per connection
     )
     if case.cipher_suites is not None:
         config.cipher_suites = case.cipher_suites
@@ -81,7 +82,7 @@ async def run_http3_server(options: InteropOptions, case: InteropCase) -> int:
         logger.error("www directory %s does not exist", options.www)
         return EXIT_FAILURE
     keylog = KeyLogFile(options.keylog_file) if options.keylog_file else None
-    config = _configuration(False, case, keylog)
+    config = _configuration(False, case, keylog, options.qlog_dir)
     try:
         config.load_cert_chain(str(options.certs / "cert.pem"), str(options.certs / "priv.key"))
     except (OSError, ValueError, TypeError) as exc:
@@ -142,14 +143,18 @@ async def fetch_h3(client: H3Client, download: Download, directory: Path) -> boo
 
 
 async def _run_connection(
-    downloads: list[Download], case: InteropCase, directory: Path, keylog: KeyLogFile | None
+    downloads: list[Download],
+    case: InteropCase,
+    directory: Path,
+    keylog: KeyLogFile | None,
+    qlog_dir: str | None = None,
 ) -> bool:
     from h3.aio import H3Client
 
     host, port = downloads[0].authority
     try:
         async with H3Client.connect(
-            host, port, configuration=_configuration(True, case, keylog)
+            host, port, configuration=_configuration(True, case, keylog, qlog_dir)
         ) as client:
             results = await asyncio.gather(*(fetch_h3(client, d, directory) for d in downloads))
             return all(results)
@@ -183,7 +188,9 @@ async def run_http3_client(options: InteropOptions, case: InteropCase) -> int:
     try:
         async with asyncio.timeout(options.timeout):
             for group in groups.values():
-                if not await _run_connection(group, case, options.downloads, keylog):
+                if not await _run_connection(
+                    group, case, options.downloads, keylog, options.qlog_dir
+                ):
                     ok = False
     except TimeoutError:
         logger.error("gave up after %.1f s", options.timeout)

@@ -104,7 +104,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--testcase", help=f"$TESTCASE; supported: {cases} (others exit with code 127)"
     )
     parser.add_argument("--keylog-file", help="$SSLKEYLOGFILE: write TLS secrets (NSS key log)")
-    parser.add_argument("--qlog-dir", help="$QLOGDIR: accepted but ignored (no qlog output yet)")
+    parser.add_argument(
+        "--qlog-dir", help="$QLOGDIR: write one <ODCID hex>.sqlog qlog file per connection"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 

@@ -149,7 +149,9 @@ def server_configuration(
     options: InteropOptions, case: InteropCase, keylog: KeyLogFile | None = None
 ) -> QuicConfiguration:
     """ALPN hq-interop, the certificate directory's ``cert.pem`` and ``priv.key``."""
-    config = QuicConfiguration(is_client=False, alpn_protocols=[ALPN], keylog=keylog)
+    config = QuicConfiguration(
+        is_client=False, alpn_protocols=[ALPN], keylog=keylog, qlog_dir=options.qlog_dir
+    )
     if case.cipher_suites is not None:
         config.cipher_suites = case.cipher_suites
     config.load_cert_chain(str(options.certs / "cert.pem"), str(options.certs / "priv.key"))
