@@ -29,7 +29,13 @@ from quic.interop.hq import ALPN, Download, encode_request, parse_url
 from quic.interop.options import EXIT_FAILURE, EXIT_OK, InteropCase, InteropOptions
 from quic.tls.keylog import KeyLogFile
 
-__all__ = ["client_configuration", "fetch", "plan_connections", "run_client"]
+__all__ = [
+    "client_configuration",
+    "fetch",
+    "plan_connections",
+    "prepare_downloads",
+    "run_client",
+]
 
 logger = logging.getLogger("quic.interop")
 
@@ -110,20 +116,29 @@ async def _run_connection(
     return False
 
 
-async def run_client(options: InteropOptions, case: InteropCase) -> int:
-    """Download every URL of ``options.requests``; the process exit status."""
+def prepare_downloads(options: InteropOptions) -> list[Download] | None:
+    """Parse the requested URLs and create the downloads directory; None on failure
+    (the reason is logged)."""
     try:
         downloads = [parse_url(url) for url in options.requests]
     except ValueError as exc:
         logger.error("%s", exc)
-        return EXIT_FAILURE
+        return None
     if not downloads:
         logger.error("no URLs to fetch (arguments or $REQUESTS)")
-        return EXIT_FAILURE
+        return None
     try:
         options.downloads.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         logger.error("cannot create %s: %s", options.downloads, exc)
+        return None
+    return downloads
+
+
+async def run_client(options: InteropOptions, case: InteropCase) -> int:
+    """Download every URL of ``options.requests``; the process exit status."""
+    downloads = prepare_downloads(options)
+    if downloads is None:
         return EXIT_FAILURE
     keylog = KeyLogFile(options.keylog_file) if options.keylog_file else None
     ok = True

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
-from quic.interop.hq import Download, parse_url
+from quic.interop.client import prepare_downloads
+from quic.interop.hq import Download
 from quic.interop.options import EXIT_FAILURE, EXIT_OK, InteropCase, InteropOptions
 from quic.tls.keylog import KeyLogFile
 
@@ -167,18 +168,8 @@ async def _run_connection(
 
 async def run_http3_client(options: InteropOptions, case: InteropCase) -> int:
     """Download every URL of ``options.requests`` over HTTP/3; the exit status."""
-    try:
-        downloads = [parse_url(url) for url in options.requests]
-    except ValueError as exc:
-        logger.error("%s", exc)
-        return EXIT_FAILURE
-    if not downloads:
-        logger.error("no URLs to fetch (arguments or $REQUESTS)")
-        return EXIT_FAILURE
-    try:
-        options.downloads.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        logger.error("cannot create %s: %s", options.downloads, exc)
+    downloads = prepare_downloads(options)
+    if downloads is None:
         return EXIT_FAILURE
     groups: dict[tuple[str, int], list[Download]] = {}
     for download in downloads:
