@@ -47,6 +47,7 @@ class FakeQuic:
         self.stops: dict[int, int] = {}
         self.written: dict[int, bytearray] = {}
         self.fins: set[int] = set()
+        self.consumed: dict[int, int] = {}
 
     def create_stream(self, bidirectional: bool = True) -> int:
         sid = self._next[bidirectional]
@@ -66,6 +67,9 @@ class FakeQuic:
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         self.stops.setdefault(stream_id, error_code)
+
+    def consume_stream_data(self, stream_id: int, nbytes: int) -> None:
+        self.consumed[stream_id] = self.consumed.get(stream_id, 0) + nbytes
 
     def send_datagram(self, data: Any) -> None:
         pass

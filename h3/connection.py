@@ -291,6 +291,8 @@ class H3Connection:
     def _handle(self, event: qe.QuicEvent) -> None:
         if isinstance(event, qe.StreamDataReceived):
             sid = event.stream_id
+            if event.data:
+                self.quic.consume_stream_data(sid, len(event.data))
             try:
                 if sid & 2:
                     self._on_uni_data(sid, event.data, event.end_stream)

@@ -10,8 +10,11 @@ packets; each frame written registers a handler on the packet so the controller 
 whether it was acknowledged or lost (RFC 9000 §13.3) and repairs accordingly.
 
 Data is delivered in push style: in-order bytes are read out of a stream as soon as they
-arrive and reported as :class:`~quic.events.StreamDataReceived`, so the receive windows
-advance as fast as data arrives (window auto-tuning, RFC 9000 §4.2, sees the RTT).
+arrive and reported as :class:`~quic.events.StreamDataReceived`. Flow-control credit is
+*not* returned on delivery: the consumer calls :meth:`StreamController.consume` when it
+is done with the bytes (RFC 9000 §4.2), so memory held by a slow reader is bounded by the
+windows we advertised. A reset stream or one we stop reading returns its outstanding
+credit at once (the consumer drops those bytes).
 
 Sending is round-robin over streams with data ready (``_sendable``, insertion-ordered),
 bounded by stream and connection credit; when a stream is blocked by credit a
@@ -119,6 +122,21 @@ class StreamController:
             self._paused.discard(stream_id)
             self._deliver(stream_id)
 
+    def consume(self, stream_id: int, n: int, now: float) -> None:
+        """The application is done with ``n`` delivered bytes of ``stream_id``: return
+        their stream and connection credit (RFC 9000 §4.1, §4.2)."""
+        stream = self.manager.get(stream_id)
+        if stream is None or stream.recv is None:
+            return
+        recv = stream.recv
+        credited = recv.consume(n, now, self.rtt)
+        if not credited:
+            return
+        self.window.on_consumed(credited, now, self.rtt)
+        if recv.window.should_update():
+            self._control[stream_id] = None
+        self._maybe_discard(stream_id)
+
     def send_buffered(self, stream_id: int) -> int:
         stream = self.manager.get(stream_id)
         if stream is None or stream.send is None:
@@ -139,7 +157,7 @@ class StreamController:
             return
         if stream.recv.stop_sending(error_code):
             self._control[stream_id] = None
-        self._release(stream.recv.pop_released())
+        self._release(stream.recv.pop_released() + stream.recv.release_uncredited())
         self._maybe_discard(stream_id)
 
     # -- frames received --------------------------------------------------------------
@@ -158,13 +176,14 @@ class StreamController:
         recv = stream.recv
         if recv.is_reset or stream_id in self._paused:
             return
-        data = recv.read(-1, now=self.now, rtt=self.rtt) if recv.readable else b""
+        # Delivered, not yet credited: credit returns through consume() once the
+        # application is done with the bytes (RFC 9000 §4.2), so a reader that does not
+        # keep up holds at most the windows we advertised.
+        data = recv.read(-1, now=self.now, rtt=self.rtt, credit=False) if recv.readable else b""
         end = recv.at_eof and stream_id not in self._eof_reported
         if end:
             self._eof_reported.add(stream_id)
         if data or end:
-            if data:
-                self.window.on_consumed(len(data), self.now, self.rtt)
             self._events.append(StreamDataReceived(stream_id, data, end))
         self._release(recv.pop_released())
         if recv.window.should_update():
@@ -192,7 +211,8 @@ class StreamController:
         self._events.append(StreamReset(stream_id, error_code, final_size))
         with contextlib.suppress(StreamResetError):
             stream.recv.read()  # moves the receive half to "Reset Read" (RFC 9000 §3.2)
-        self._release(stream.recv.pop_released())
+        # the consumer drops what it held of a reset stream: its credit comes back too
+        self._release(stream.recv.pop_released() + stream.recv.release_uncredited())
         self._maybe_discard(stream_id)
 
     def on_stop_sending(self, stream_id: int, error_code: int) -> None:

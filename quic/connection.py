@@ -245,6 +245,15 @@ class QuicConnection(HandshakeMixin, SendMixin):
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         self.streams.stop_sending(stream_id, error_code)
 
+    def consume_stream_data(self, stream_id: int, nbytes: int) -> None:
+        """The application is done with ``nbytes`` of the data delivered on
+        ``stream_id`` (:class:`~quic.events.StreamDataReceived`): their stream and
+        connection flow-control credit goes back to the peer (RFC 9000 §4.2). Credit is
+        never returned on delivery alone, so every consumer of stream data must call
+        this (a stream reset by the peer, or one we stop reading, returns it at once).
+        """
+        self.streams.consume(stream_id, nbytes, self.streams.now)
+
     def pause_stream_receive(self, stream_id: int, paused: bool = True) -> None:
         """Hold back (or resume) delivery of a stream's data: receive backpressure
         through stream flow control (RFC 9000 §4.1)."""

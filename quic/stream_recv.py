@@ -113,6 +113,7 @@ class RecvStream:
         "_state",
         "_stop_code",
         "_stop_pending",
+        "_uncredited",
         "stream_id",
         "window",
     )
@@ -135,6 +136,7 @@ class RecvStream:
         self._stop_pending = False
         self._discarding = False
         self._released = 0
+        self._uncredited = 0  # read out (delivered) but not yet consumed by the application
 
     # ------------------------------------------------------------------ properties
 
@@ -144,8 +146,14 @@ class RecvStream:
 
     @property
     def is_finished(self) -> bool:
-        """True in a terminal state (Data Read or Reset Read)."""
-        return self._state in _TERMINAL
+        """True in a terminal state (Data Read or Reset Read) with nothing left that the
+        application has yet to consume."""
+        return self._state in _TERMINAL and not self._uncredited
+
+    @property
+    def uncredited(self) -> int:
+        """Bytes read out with ``credit=False`` that the application has not consumed."""
+        return self._uncredited
 
     @property
     def readable(self) -> int:
@@ -312,11 +320,16 @@ class RecvStream:
 
     # ------------------------------------------------------------------ application
 
-    def read(self, max_bytes: int = -1, *, now: float = 0.0, rtt: float = 0.0) -> bytes:
+    def read(
+        self, max_bytes: int = -1, *, now: float = 0.0, rtt: float = 0.0, credit: bool = True
+    ) -> bytes:
         """Return up to ``max_bytes`` contiguous bytes (all when negative).
 
         Raises :class:`StreamResetError` when the peer reset the stream (first call
         moves the state to "Reset Read"). ``now`` and ``rtt`` feed window auto-tuning.
+        With ``credit=False`` the bytes leave the buffer (they are handed to a consumer)
+        but flow-control credit is only returned by :meth:`consume` (RFC 9000 §4.2:
+        credit follows what the application has consumed).
         """
         if self._state in _RESET:
             self._fire(RecvEvent.READ_RESET)
@@ -326,7 +339,10 @@ class RecvStream:
         take = avail if max_bytes < 0 or max_bytes > avail else max_bytes
         data = self._take(take)
         if take:
-            self.window.on_consumed(take, now, rtt)
+            if credit:
+                self.window.on_consumed(take, now, rtt)
+            else:
+                self._uncredited += take
         if self._state is RecvState.DATA_RECVD and self._read_offset == self._final_size:
             self._fire(RecvEvent.READ_ALL)
         return data
@@ -355,6 +371,26 @@ class RecvStream:
                 ready[0] = chunk[take:]
                 take = 0
         return b"".join(parts)
+
+    def consume(self, n: int, now: float, rtt: float) -> int:
+        """The consumer is done with ``n`` bytes read with ``credit=False``: return their
+        credit to the stream window. Returns the bytes actually credited (at most what
+        is outstanding)."""
+        n = min(n, self._uncredited)
+        if n > 0:
+            self._uncredited -= n
+            self.window.on_consumed(n, now, rtt)
+            return n
+        return 0
+
+    def release_uncredited(self) -> int:
+        """Credit everything still outstanding (the consumer dropped it: a reset, a stop
+        of reading); returns how many bytes that was."""
+        n = self._uncredited
+        if n:
+            self._uncredited = 0
+            self.window.consumed += n
+        return n
 
     def stop_sending(self, error_code: int) -> bool:
         """The application stops reading (RFC 9000 §3.5): buffered and future data is

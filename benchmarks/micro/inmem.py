@@ -81,6 +81,8 @@ def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None)
         event = item[1]
         if isinstance(event, StreamDataReceived):
             side.received += len(event.data)
+            if event.data:
+                item[0].consume_stream_data(event.stream_id, len(event.data))
             side.fin |= event.end_stream
         elif isinstance(event, HandshakeCompleted):
             side.connected = True

@@ -329,6 +329,7 @@ class QuicSession:
             known = sid in self._readers
             reader, writer = self._stream_objects(sid)
             if event.data:
+                self.connection.consume_stream_data(sid, len(event.data))
                 reader.feed_data(event.data)
             if event.end_stream:
                 reader.feed_eof()

@@ -34,16 +34,20 @@ class H3Pair:
         self.events: dict[str, list[H3Event]] = {"client": [], "server": []}
         self.quic_events: dict[str, list[QuicEvent]] = {"client": [], "server": []}
 
-    def pump(self) -> None:
+    def pump(self) -> bool:
         pair = self.pair
+        seen = False
         while (item := pair.client_endpoint.next_event()) is not None:
+            seen = True
             self.quic_events["client"].append(item[1])
             self.events["client"].extend(self.client.handle_event(item[1]))
         while (item := pair.server_endpoint.next_event()) is not None:
+            seen = True
             if self.server is None:
                 self.server = H3Connection(item[0], self.server_cfg)
             self.quic_events["server"].append(item[1])
             self.events["server"].extend(self.server.handle_event(item[1]))
+        return seen
 
     def run(self, until: Callable[[], bool], max_time: float = 10.0) -> None:
         def cond() -> bool:
@@ -63,6 +67,7 @@ def h3pair(
         client_kwargs={"alpn_protocols": ["h3"]}, server_kwargs={"alpn_protocols": ["h3"]}, **kw
     )
     p = H3Pair(pair, client_cfg or H3Configuration(), server_cfg or H3Configuration())
+    pair.net.after_flush = p.pump
     p.run(lambda: bool(p.of(SettingsReceived, "client")) and bool(p.of(SettingsReceived)))
     return p
 

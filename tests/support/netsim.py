@@ -88,6 +88,10 @@ class Network:
         self.links: dict[tuple[Addr, Addr], Link] = {}
         self._queue: list[tuple[float, int, Addr, Addr, bytes]] = []
         self._seq = 0
+        # Called after each flush, before the clock moves: the test application reacts to
+        # the events of that flush (e.g. consumes data and so returns flow-control credit).
+        # True means it changed something, and the endpoints are flushed once more.
+        self.after_flush: Any = None
 
     def add(self, addr: Addr, endpoint: SansIoEndpoint) -> None:
         self.endpoints[addr] = endpoint
@@ -109,9 +113,15 @@ class Network:
         timers = [t for ep in self.endpoints.values() if (t := ep.get_timer()) is not None]
         return min(timers) if timers else None
 
+    def _flush_and_react(self) -> None:
+        self._flush()
+        hook = self.after_flush
+        if hook is not None and hook():
+            self._flush()
+
     def step(self) -> bool:
         """Advance to the next event; False when nothing is left to happen."""
-        self._flush()
+        self._flush_and_react()
         timer = self._next_timer()
         arrival = self._queue[0][0] if self._queue else None
         if timer is None and arrival is None:
@@ -130,8 +140,22 @@ class Network:
                 t = ep.get_timer()
                 if t is not None and t <= self.now:
                     ep.handle_timer(self.now)
-        self._flush()
+        self._flush_and_react()
         return True
+
+    def settle(self, duration: float) -> None:
+        """Run every event due within ``duration`` simulated seconds, and no later one
+        (unlike :meth:`run`, the clock never jumps past the end to a far timer)."""
+        end = self.now + duration
+        while True:
+            self._flush_and_react()
+            timer = self._next_timer()
+            arrival = self._queue[0][0] if self._queue else None
+            due = [t for t in (timer, arrival) if t is not None]
+            if not due or min(due) > end:
+                break
+            self.step()
+        self.now = max(self.now, end)
 
     def run(self, until: Any = None, max_time: float = 60.0, max_steps: int = 2_000_000) -> None:
         """Step until ``until()`` is true, or quiet, or ``max_time`` simulated seconds pass."""

@@ -55,6 +55,8 @@ class Pair:
     fin: dict[str, set[int]] = field(default_factory=lambda: {"client": set(), "server": set()})
 
     _server: QuicConnection | None = None
+    consume: bool = True  # False: the test application never consumes (slow reader)
+    _consumed: bool = False
 
     @property
     def server(self) -> QuicConnection:
@@ -65,10 +67,23 @@ class Pair:
     def pump(self) -> None:
         while (item := self.client_endpoint.next_event()) is not None:
             self._record("client", item[1])
+            self._consume(item[0], item[1])
         while (item := self.server_endpoint.next_event()) is not None:
             if self._server is None:
                 self._server = item[0]
             self._record("server", item[1])
+            self._consume(item[0], item[1])
+
+    def _consume(self, conn: QuicConnection, event: QuicEvent) -> None:
+        # the test application consumes what it records: credit goes back (RFC 9000 §4.2)
+        if self.consume and isinstance(event, StreamDataReceived) and event.data:
+            conn.consume_stream_data(event.stream_id, len(event.data))
+            self._consumed = True
+
+    def _react(self) -> bool:
+        self._consumed = False
+        self.pump()
+        return self._consumed
 
     def _record(self, side: str, event: QuicEvent) -> None:
         (self.client_events if side == "client" else self.server_events).append(event)
@@ -119,4 +134,6 @@ def make_pair(
         for key, value in link.items():
             setattr(lk, key, value)
     conn = client.connect(SERVER_ADDR, client_config(**(client_kwargs or {})), net.now)
-    return Pair(net, client, server, conn)
+    pair = Pair(net, client, server, conn)
+    net.after_flush = pair._react
+    return pair

@@ -40,12 +40,19 @@ class WtPair:
         assert self._server is not None
         return self._server
 
-    def pump(self) -> None:
+    def react(self) -> bool:
+        """Network hook: handle what the last flush produced (see Network.after_flush)."""
+        return self.pump()
+
+    def pump(self) -> bool:
         pair = self.pair
+        seen = False
         while (item := pair.client_endpoint.next_event()) is not None:
+            seen = True
             self.quic_events["client"].append(item[1])
             self.client.handle_event(item[1])
         while (item := pair.server_endpoint.next_event()) is not None:
+            seen = True
             if self._server is None:
                 self._server = WebTransportConnection(item[0], self.server_cfg)
             self.quic_events["server"].append(item[1])
@@ -59,6 +66,7 @@ class WtPair:
                 self.events[side].append(event)
             if conn.peer_settings is not None:
                 self.settings_seen[side] = True
+        return seen
 
     def run(self, until: Callable[[], bool] | None = None, max_time: float = 10.0) -> None:
         def cond() -> bool:
@@ -104,6 +112,7 @@ def wt_pair(
     p = WtPair(
         pair, client_cfg or WebTransportConfiguration(), server_cfg or WebTransportConfiguration()
     )
+    pair.net.after_flush = p.react
     if wait_settings:
         p.run(lambda: p.settings_seen["client"] and p.settings_seen["server"])
     return p
