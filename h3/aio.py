@@ -225,6 +225,7 @@ class H3Link:
             exchange = self.exchanges.get(event.stream_id)
             if exchange is not None and not exchange.recv_done:
                 if event.data:
+                    self.h3.consume_data(event.stream_id, len(event.data))
                     exchange.body.feed_data(event.data)
                     exchange.buffered += len(event.data)
                     if exchange.buffered > BODY_BUFFER and not exchange.paused:

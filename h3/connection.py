@@ -137,6 +137,7 @@ class H3Connection:
         self.config = configuration or H3Configuration()
         self.is_client = quic.is_client
         self._events: deque[H3Event] = deque()
+        self._payload_taken = 0  # payload bytes of the stream event being handled
         config = self.config
         self.decoder = QpackDecoder(
             config.qpack_max_table_capacity,
@@ -229,6 +230,14 @@ class H3Connection:
     def end_stream(self, stream_id: int) -> None:
         self.quic.send_stream_data(stream_id, b"", True)
 
+    def consume_data(self, stream_id: int, nbytes: int) -> None:
+        """The application is done with ``nbytes`` of payload delivered on ``stream_id``
+        (:class:`DataReceived` or :class:`WebTransportStreamDataReceived`): their QUIC
+        flow-control credit goes back to the peer. HTTP/3 credits its own framing
+        itself; every receiver of payload must call this as it consumes it."""
+        if nbytes > 0:
+            self.quic.consume_stream_data(stream_id, nbytes)
+
     def send_datagram(self, stream_id: int, data: bytes | bytearray | memoryview) -> None:
         """Send an HTTP datagram for ``stream_id`` (RFC 9297 §2.1)."""
         if not self.peer_settings or not self.peer_settings.get(SettingId.H3_DATAGRAM):
@@ -291,8 +300,7 @@ class H3Connection:
     def _handle(self, event: qe.QuicEvent) -> None:
         if isinstance(event, qe.StreamDataReceived):
             sid = event.stream_id
-            if event.data:
-                self.quic.consume_stream_data(sid, len(event.data))
+            self._payload_taken = 0
             try:
                 if sid & 2:
                     self._on_uni_data(sid, event.data, event.end_stream)
@@ -300,6 +308,13 @@ class H3Connection:
                     self._on_bidi_data(sid, event.data, event.end_stream)
             except H3StreamError as exc:
                 self._stream_error(sid, exc)
+            finally:
+                # Framing is ours: its credit goes back now. Payload bytes handed up (or
+                # parked for a blocked stream) are credited when the application calls
+                # consume_data() (RFC 9000 §4.2 via QUIC).
+                own = len(event.data) - self._payload_taken
+                if own > 0:
+                    self.quic.consume_stream_data(sid, own)
             self._flush_decoder()
         elif isinstance(event, qe.DatagramReceived):
             self._on_datagram(event.data)
@@ -365,6 +380,7 @@ class H3Connection:
                 )
         elif kind == StreamType.WEBTRANSPORT_UNI:
             assert stream.session_id is not None
+            self._payload_taken += len(data)
             if data or fin:
                 self._events.append(
                     WebTransportStreamDataReceived(sid, stream.session_id, data, fin)
@@ -464,6 +480,7 @@ class H3Connection:
         if stream.ended:
             return
         if stream.session_id is not None:
+            self._payload_taken += len(data)
             if data or fin:
                 self._events.append(
                     WebTransportStreamDataReceived(sid, stream.session_id, data, fin)
@@ -474,7 +491,7 @@ class H3Connection:
         assert stream.frames is not None
         items = stream.frames.feed(data, fin)
         if stream.blocked:
-            stream.pending.extend((t, p, False) for t, p in items)
+            self._park(stream, items)
             if fin:
                 stream.pending.append((-1, b"", True))
             return
@@ -512,8 +529,7 @@ class H3Connection:
             if ftype == FrameType.HEADERS:
                 self._on_headers(stream, payload, last)
                 if stream.blocked:
-                    rest = items[index + 1 :]
-                    stream.pending.extend((t, p, False) for t, p in rest)
+                    self._park(stream, items[index + 1 :])
                     if fin:
                         stream.pending.append((-1, b"", True))
                     return
@@ -540,6 +556,14 @@ class H3Connection:
         if fin and not stream.ended:
             self._on_end(stream)
 
+    def _park(self, stream: _Stream, items: Iterable[tuple[int, bytes]]) -> None:
+        """Hold frames behind a HEADERS block that waits for QPACK (RFC 9204 §2.1.2);
+        their DATA payload is credited when the application consumes it."""
+        for ftype, payload in items:
+            if ftype == FrameType.DATA:
+                self._payload_taken += len(payload)
+            stream.pending.append((ftype, payload, False))
+
     def _on_webtransport_bidi(self, stream: _Stream, payload: bytes, fin: bool) -> None:
         if stream.headers_done or not self.config.enable_webtransport:
             raise H3ConnectionError(
@@ -548,6 +572,7 @@ class H3Connection:
         assert stream.frames is not None
         stream.session_id = stream.frames.session_id
         assert stream.session_id is not None
+        self._payload_taken += len(payload)
         self._events.append(
             WebTransportStreamDataReceived(stream.stream_id, stream.session_id, payload, fin)
         )
@@ -598,6 +623,7 @@ class H3Connection:
         limit = stream.content_length
         if limit is not None and stream.received_body > limit:
             raise H3StreamError(H3ErrorCode.H3_MESSAGE_ERROR, "body longer than content-length")
+        self._payload_taken += len(data)
         if data or fin:
             self._events.append(DataReceived(stream.stream_id, data, fin))
         if fin:
@@ -616,6 +642,15 @@ class H3Connection:
         stream.ended = True
 
     def _on_unblocked(self, sections: list[tuple[int, Any]]) -> None:
+        # the parked frames' payload was counted when they were parked (see _park), and
+        # this runs while another stream's (the encoder stream's) bytes are accounted
+        saved = self._payload_taken
+        try:
+            self._deliver_unblocked(sections)
+        finally:
+            self._payload_taken = saved
+
+    def _deliver_unblocked(self, sections: list[tuple[int, Any]]) -> None:
         for sid, headers in sections:
             stream = self._streams.get(sid)
             if stream is None:

@@ -156,6 +156,8 @@ class WebTransportConnection(StreamsMixin):
         return list(self._events)[before:]
 
     def _on_h3_event(self, event: he.H3Event) -> None:
+        if isinstance(event, (he.WebTransportStreamDataReceived, he.DataReceived)) and event.data:
+            self.h3.consume_data(event.stream_id, len(event.data))
         if isinstance(event, he.WebTransportStreamDataReceived):
             self._on_stream_data(event.stream_id, event.session_id, event.data, event.stream_ended)
         elif isinstance(event, he.DataReceived):

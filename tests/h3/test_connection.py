@@ -18,6 +18,7 @@ from h3.events import (
     HeadersReceived,
     RequestStreamReset,
     SettingsReceived,
+    WebTransportStreamDataReceived,
 )
 from h3.frames import FrameType, encode_frame
 from h3.settings import SettingId
@@ -47,6 +48,13 @@ class H3Pair:
                 self.server = H3Connection(item[0], self.server_cfg)
             self.quic_events["server"].append(item[1])
             self.events["server"].extend(self.server.handle_event(item[1]))
+        for conn in (self.client, self.server):
+            if conn is None:
+                continue
+            # the test application consumes every payload it is handed
+            while (event := conn.next_event()) is not None:
+                if isinstance(event, (DataReceived, WebTransportStreamDataReceived)) and event.data:
+                    conn.consume_data(event.stream_id, len(event.data))
         return seen
 
     def run(self, until: Callable[[], bool], max_time: float = 10.0) -> None:
