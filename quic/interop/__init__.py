@@ -13,7 +13,10 @@ Absent arguments come from the runner's environment (``ROLE``, ``TESTCASE``,
 ``REQUESTS``, ``SSLKEYLOGFILE``, ``QLOGDIR``, ``CERTS``, ``WWW``, ``DOWNLOADS``, ``PORT``)
 and then its defaults (:mod:`quic.interop.options`). Supported test cases:
 ``handshake``, ``transfer``, ``multiconnect``, ``chacha20`` and ``http3`` (ALPN ``h3``,
-the same files over HTTP/3: :mod:`quic.interop.http3`); any other exits with status 127.
+the same files over HTTP/3); any other exits with status 127. HTTP/3 sits one layer above
+QUIC, so this package never imports it: a case whose runners live in a higher layer is
+found through the ``quic.interop.runners`` entry point of the installed distribution
+(``http3`` → :data:`h3.interop.RUNNERS`, declared in ``pyproject.toml``).
 The hq wire protocol is in :mod:`quic.interop.hq`. With ``QLOGDIR`` (``--qlog-dir``)
 each connection writes a JSON-SEQ qlog file ``<ODCID hex>.sqlog`` there (:mod:`quic.qlog`).
 """
@@ -23,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import Any
 
 from quic.interop.client import run_client
 from quic.interop.hq import ALPN
-from quic.interop.http3 import run_http3_client, run_http3_server
 from quic.interop.options import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -55,6 +59,21 @@ __all__ = [
 
 logger = logging.getLogger("quic.interop")
 
+Runner = Callable[[InteropOptions, InteropCase], Coroutine[Any, Any, int]]
+
+#: entry-point group of test cases implemented by a layer above QUIC
+RUNNER_GROUP = "quic.interop.runners"
+
+
+def plugin_runners(name: str) -> tuple[Runner, Runner] | None:
+    """(server, client) runners registered for test case ``name`` by an installed
+    package (entry point group :data:`RUNNER_GROUP`), or None."""
+    for entry in entry_points(group=RUNNER_GROUP, name=name):
+        runners = entry.load()
+        server, client = runners
+        return server, client
+    return None
+
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run one endpoint; returns the process exit status."""
@@ -68,8 +87,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if case is None:
         logger.error("test case %r is not supported", options.testcase)
         return EXIT_UNSUPPORTED
-    if case.http3:
-        runner = run_http3_server if options.role == "server" else run_http3_client
+    runner: Runner
+    if case.plugin:
+        found = plugin_runners(case.name)
+        if found is None:
+            logger.error("test case %r needs a package that is not installed", case.name)
+            return EXIT_UNSUPPORTED
+        runner = found[0] if options.role == "server" else found[1]
     else:
         runner = run_server if options.role == "server" else run_client
     try:

@@ -132,7 +132,17 @@ def our_client(downloads: Path, *urls: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_http3_is_a_supported_case() -> None:
-    assert TESTCASES["http3"].http3 and not TESTCASES["transfer"].http3
+    assert TESTCASES["http3"].plugin and not TESTCASES["transfer"].plugin
+
+
+def test_http3_runners_come_from_the_h3_entry_point() -> None:
+    # quic.interop never imports h3 (tests/test_layering.py): the installed package
+    # metadata points it at h3.interop
+    import h3.interop
+    from quic.interop import plugin_runners
+
+    assert plugin_runners("http3") == h3.interop.RUNNERS
+    assert plugin_runners("no-such-case") is None
 
 
 def test_our_client_and_our_server(tree: Path, our_server: Process, tmp_path: Path) -> None:

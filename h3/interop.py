@@ -1,4 +1,4 @@
-"""The runner's ``http3`` test case: the same file transfer as ``transfer``, over HTTP/3.
+"""The interop runner's ``http3`` test case: the ``transfer`` file transfer over HTTP/3.
 
 Theory of operation
 -------------------
@@ -14,9 +14,10 @@ ALPN is ``h3`` instead of ``hq-interop``; everything else follows the hq roles
   status, a reset or a closed connection fails that download and removes its file.
   Certificates are not verified (the runner's self-signed chain).
 
-The HTTP/3 stack lives in the :mod:`h3` package, one layer above :mod:`quic`; it is
-imported inside the functions so that the QUIC package and the hq endpoint never load
-it.
+The QUIC endpoint (:mod:`quic.interop`) may not import HTTP/3, one layer above it: it
+finds this case through the ``quic.interop.runners`` entry point that the package
+metadata (``pyproject.toml``) declares, :data:`RUNNERS` — so ``python -m quic.interop``
+serves every case while ``quic`` never names ``h3``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from h3.aio import H3Client, H3Server, serve_h3
+from h3.cli import StaticFileHandler
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
 from quic.interop.client import prepare_downloads
@@ -35,10 +37,7 @@ from quic.interop.hq import Download
 from quic.interop.options import EXIT_FAILURE, EXIT_OK, InteropCase, InteropOptions
 from quic.tls.keylog import KeyLogFile
 
-if TYPE_CHECKING:
-    from h3.aio import H3Client, H3Server
-
-__all__ = ["H3_ALPN", "fetch_h3", "run_http3_client", "run_http3_server"]
+__all__ = ["H3_ALPN", "RUNNERS", "fetch_h3", "run_http3_client", "run_http3_server"]
 
 logger = logging.getLogger("quic.interop")
 
@@ -64,9 +63,6 @@ def _configuration(
 
 
 async def _bind(options: InteropOptions, config: QuicConfiguration) -> H3Server:
-    from h3.aio import serve_h3
-    from h3.cli import StaticFileHandler
-
     handler = StaticFileHandler(options.www)
     try:
         return await serve_h3(options.host, options.port, config, handler)
@@ -150,8 +146,6 @@ async def _run_connection(
     keylog: KeyLogFile | None,
     qlog_dir: str | None = None,
 ) -> bool:
-    from h3.aio import H3Client
-
     host, port = downloads[0].authority
     try:
         async with H3Client.connect(
@@ -190,3 +184,7 @@ async def run_http3_client(options: InteropOptions, case: InteropCase) -> int:
         if keylog is not None:
             keylog.close()
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+#: (server, client) for the ``quic.interop.runners`` entry point ``http3``
+RUNNERS = (run_http3_server, run_http3_client)
