@@ -11,6 +11,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz.profiles import examples
 from quic.buffer import encode_varint
 from quic.errors import TransportErrorCode
 from quic.frames import FRAME_INFO
@@ -62,7 +63,7 @@ def _check(pair: Pair) -> None:
         assert code in _KNOWN_CODES or 0x100 <= code <= 0x1FF
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(min_size=1, max_size=300))
 def test_random_payload(payload: bytes) -> None:
     pair = _established()
@@ -70,7 +71,7 @@ def test_random_payload(payload: bytes) -> None:
     _check(pair)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(st.sampled_from(_FRAME_TYPES), st.binary(max_size=40)), min_size=1, max_size=6

@@ -9,6 +9,7 @@ import contextlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fuzz.profiles import examples
 from h3.capsules import (
     FLOW_CONTROL_CAPSULES,
     CapsuleReader,
@@ -152,7 +153,7 @@ def test_flow_control_capsule_round_trip(capsule_type: int, value: int) -> None:
 
 
 @given(st.integers(0, 0xFFFFFFFF), st.text(max_size=300))
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 def test_close_session_round_trip(code: int, reason: str) -> None:
     ((_, value),) = CapsuleReader().feed(encode_close_webtransport_session(code, reason))
     got_code, got_reason = decode_close_webtransport_session(value)

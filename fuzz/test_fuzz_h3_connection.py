@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz.profiles import examples
 from h3.connection import H3Configuration, H3Connection
 from h3.errors import H3ErrorCode
 from quic import events as qe
@@ -20,7 +21,7 @@ _chunks = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_chunks, st.booleans())
 def test_random_stream_data_into_server(chunks: list[tuple[int, bytes, bool]], wt: bool) -> None:
     pair = make_pair(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fuzz.profiles import examples
 from quic.packet_number import encode_packet_number
 from quic.protection import (
     AEAD_TAG_LENGTH,
@@ -34,7 +35,7 @@ _UNPROTECTORS: dict[tuple[CipherSuite, int], PacketUnprotector] = {
 }
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     data=st.binary(max_size=200),
     pn_offset=st.integers(-3, 220),
@@ -64,7 +65,7 @@ def test_arbitrary_bytes_never_escape(
     assert len(payload) == len(data) - len(header) - AEAD_TAG_LENGTH
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     suite=st.sampled_from(SUITES),
     version=st.sampled_from(VERSIONS),
@@ -115,7 +116,7 @@ def test_round_trip(
     assert unprotector.decrypt_packet(packet, len(prefix), largest_acked) == (header, pn, payload)
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(
     version=st.sampled_from([*VERSIONS, 0x0A0A0A0A]),
     odcid=st.binary(max_size=300),
@@ -129,7 +130,7 @@ _VALID_HEADER = bytes([0x41]) + b"\x5a" * 8 + b"\x12\x34"
 _VALID_PAYLOAD = b"\x01" + bytes(40)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     suite=st.sampled_from(SUITES),
     edits=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 255)), max_size=4),

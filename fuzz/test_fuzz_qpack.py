@@ -10,6 +10,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fuzz.profiles import examples
 from h3.errors import H3ConnectionError, H3Error, H3StreamError
 from h3.headers import (
     RequestHead,
@@ -105,7 +106,7 @@ def test_encoder_decoder_stream(chunks: list[bytes]) -> None:
         pass
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(
     st.lists(header_lists, min_size=1, max_size=8),
     st.integers(0, 4096),

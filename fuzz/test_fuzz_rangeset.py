@@ -8,6 +8,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from fuzz.profiles import examples
 from quic.rangeset import RangeSet
 
 values = st.integers(min_value=-20, max_value=120)
@@ -96,6 +97,6 @@ class RangeSetMachine(RuleBasedStateMachine):
 
 
 RangeSetMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None
+    max_examples=examples(150), stateful_step_count=40, deadline=None
 )
 TestRangeSet = RangeSetMachine.TestCase

@@ -25,6 +25,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from fuzz.profiles import examples
 from quic.errors import QuicProtocolError, StreamResetError, TransportErrorCode
 from quic.stream_manager import (
     FRAME_MAX_STREAM_DATA,
@@ -265,7 +266,9 @@ class StreamTransfer(RuleBasedStateMachine):
 
 
 TestStreamTransfer = StreamTransfer.TestCase
-TestStreamTransfer.settings = settings(max_examples=200, stateful_step_count=60, deadline=None)
+TestStreamTransfer.settings = settings(
+    max_examples=examples(200), stateful_step_count=60, deadline=None
+)
 
 
 class Reassembly(RuleBasedStateMachine):
@@ -305,7 +308,9 @@ class Reassembly(RuleBasedStateMachine):
 
 
 TestReassembly = Reassembly.TestCase
-TestReassembly.settings = settings(max_examples=150, stateful_step_count=50, deadline=None)
+TestReassembly.settings = settings(
+    max_examples=examples(150), stateful_step_count=50, deadline=None
+)
 
 
 # ---------------------------------------------------------------------- arbitrary input
@@ -323,7 +328,7 @@ recv_frames = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(frames=recv_frames)
 def test_recv_stream_arbitrary_frames(frames: list[tuple[str, int, bytes | int, bool]]) -> None:
     r = RecvStream(0, 2500)
@@ -364,7 +369,7 @@ FRAME_TYPES = [
 ]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     is_client=st.booleans(),
     frames=st.lists(

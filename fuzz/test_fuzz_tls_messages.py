@@ -16,6 +16,7 @@ from typing import TypeVar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz.profiles import examples
 from quic.tls.alerts import AlertDescription, TlsAlertError
 from quic.tls.config import TlsConfig
 from quic.tls.engine import Epoch, TlsEngine
@@ -173,7 +174,7 @@ messages: st.SearchStrategy[HandshakeMessage] = st.one_of(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(messages)
 def test_round_trip(message: HandshakeMessage) -> None:
     raw = encode_handshake(message)
@@ -181,7 +182,7 @@ def test_round_trip(message: HandshakeMessage) -> None:
     assert encode_handshake(decode_handshake(raw)) == raw
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.sampled_from(list(HandshakeType)), st.binary(max_size=300))
 def test_decoders_accept_or_raise_alert(msg_type: HandshakeType, data: bytes) -> None:
     try:
@@ -192,14 +193,14 @@ def test_decoders_accept_or_raise_alert(msg_type: HandshakeType, data: bytes) ->
     assert decode_handshake(encode_handshake(message)) == message
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.binary(max_size=300))
 def test_decode_handshake_arbitrary_bytes(data: bytes) -> None:
     with contextlib.suppress(TlsAlertError):
         decode_handshake(data)
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(client_hellos, st.integers(0, 10_000), st.integers(1, 255))
 def test_mutated_client_hello_decodes_or_alerts(ch: ClientHello, pos: int, flip: int) -> None:
     raw = bytearray(encode_handshake(ch))
@@ -238,7 +239,7 @@ def _feed(engine: TlsEngine, epoch: Epoch, data: bytes) -> None:
         assert exc.alert != AlertDescription.internal_error, exc
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.booleans(), st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=3))
 def test_engine_arbitrary_bytes(is_client: bool, chunks: list[bytes]) -> None:
     engine = TlsEngine(CLIENT_CONFIG if is_client else SERVER_CONFIG, b"tp")
@@ -248,14 +249,14 @@ def test_engine_arbitrary_bytes(is_client: bool, chunks: list[bytes]) -> None:
         _feed(engine, Epoch.INITIAL, chunk)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(client_hellos)
 def test_server_engine_structured_client_hellos(ch: ClientHello) -> None:
     engine = TlsEngine(SERVER_CONFIG, b"tp")
     _feed(engine, Epoch.INITIAL, encode_handshake(ch))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(["ch", "sh", "flight"]), st.integers(0, 100_000), st.integers(1, 255))
 def test_engine_mutated_real_flights(which: str, pos: int, flip: int) -> None:
     client = TlsEngine(CLIENT_CONFIG, b"client-tp")

@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fuzz.profiles import examples
 from h3.capsules import (
     FLOW_CONTROL_CAPSULES,
     CapsuleType,
@@ -124,7 +125,7 @@ capsules = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(capsules, max_size=8), st.integers(1, 16), st.booleans())
 def test_capsule_streams_never_raise(parts: list[bytes], chunk: int, fin: bool) -> None:
     wt, quic, _ = server_with_session()
@@ -148,7 +149,7 @@ def test_capsule_streams_never_raise(parts: list[bytes], chunk: int, fin: bool) 
         assert quic.resets.get(0) == closed[0].http_code
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(varints, st.binary(max_size=20), st.booleans(), st.booleans())
 def test_stream_headers_never_raise(session_id: int, body: bytes, bidi: bool, fin: bool) -> None:
     wt, quic, _ = server_with_session()
