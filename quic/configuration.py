@@ -80,6 +80,17 @@ class QuicConfiguration:
     stream_send_buffer_high: int = 1024 * 1024  # writers wait above this many buffered bytes
     max_datagram_queue: int = 1024  # pending outgoing datagrams kept before dropping
 
+    # -- endpoint admission (server; helper "endpoint", issue 8) -----------------------
+    # A server creates state only for an Initial that authenticates (RFC 9001 §5.2,
+    # RFC 9000 §12.2); beyond these limits new Initials are dropped silently, which
+    # RFC 9000 §5.2.2 allows ("servers MAY ... discard Initial packets ... e.g. when
+    # the server is overloaded"), and a stalled handshake is abandoned like an idle
+    # connection (§10.1).
+    max_half_open_connections: int = 1000  # handshake not complete yet
+    handshake_timeout: float = 10.0  # seconds from the first Initial to handshake complete
+    max_connections_per_address: int = 128  # per source IP address
+    max_pending_stateless_packets: int = 256  # Version Negotiation packets awaiting send
+
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None
     ) -> None:

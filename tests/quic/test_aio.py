@@ -8,7 +8,14 @@ import os
 
 import pytest
 
-from quic.aio import ConnectionClosed, QuicSession, QuicStreamWriter, connect, serve
+from quic.aio import (
+    ConnectionClosed,
+    QuicSession,
+    QuicStreamReader,
+    QuicStreamWriter,
+    connect,
+    serve,
+)
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
 from tests.support.quicpair import certificate
@@ -30,7 +37,7 @@ def client_config() -> QuicConfiguration:
     )
 
 
-async def echo_stream(reader: asyncio.StreamReader, writer: QuicStreamWriter) -> None:
+async def echo_stream(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
     while chunk := await reader.read(65536):
         writer.write(chunk)
         await writer.drain()
@@ -82,7 +89,7 @@ async def test_concurrent_streams_and_application_close() -> None:
 
 
 async def test_stream_reset_reaches_reader() -> None:
-    async def resetter(reader: asyncio.StreamReader, writer: QuicStreamWriter) -> None:
+    async def resetter(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
         await reader.read(1)
         writer.reset(33)
 
