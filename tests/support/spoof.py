@@ -45,16 +45,22 @@ def client_initial_frames(complete_hello: bool = False) -> bytes:
 
 
 def sealed_initial(
-    frames: bytes, dcid: bytes, scid: bytes, version: int = V1, packet_number: int = 0
+    frames: bytes,
+    dcid: bytes,
+    scid: bytes,
+    version: int = V1,
+    packet_number: int = 0,
+    pad: bool = True,
 ) -> bytes:
-    """A 1200-byte client Initial datagram carrying ``frames``, sealed for ``dcid``."""
+    """A client Initial datagram carrying ``frames``, sealed for ``dcid`` (padded to
+    1200 bytes unless ``pad`` is False)."""
     write, _ = initial_keys(version, dcid, is_client=True)
     asm = PacketAssembler(1200)
     asm.begin_datagram(1200)
     assert asm.begin_packet(PacketType.INITIAL, version, dcid, scid, write, 0, packet_number, None)
     asm.push(frames[: asm.room])
     asm.end_packet()
-    asm.end_datagram(pad_initial=True)
+    asm.end_datagram(pad_initial=pad)
     return asm.datagrams[0]
 
 
