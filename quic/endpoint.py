@@ -15,8 +15,9 @@ own routes. A datagram for no known connection is handled statelessly:
   (§14.1), is offered to a *tentative* server connection (if this endpoint serves and
   the admission limits allow it). The connection is kept only if the datagram held a
   packet that authenticated: a packet that fails authentication is discarded and no
-  state is kept for it (RFC 9001 §5.2, RFC 9000 §12.2) — no route, no event, nothing
-  sent. (Keeping it let a corrupted first Initial fix the connection's peer CID, so
+  state is kept for it (Initial keys come from the DCID, RFC 9001 §5.2; "packets that
+  cannot be authenticated are discarded", RFC 9000 §21.2, §12.2) — no route, no
+  event, nothing sent. (Keeping it let a corrupted first Initial fix the connection's peer CID, so
   the intact retransmission failed the §7.3 check and was answered with
   CONNECTION_CLOSE.)
 * anything else is dropped silently (garbage never raises).
@@ -24,10 +25,12 @@ own routes. A datagram for no known connection is handled statelessly:
 A server also discards Initial packets in datagrams under 1200 bytes for connections
 that exist (§14.1): a first-byte check before routing.
 
-Admission limits (:class:`~quic.configuration.QuicConfiguration`, RFC 9000 §5.2.2 lets
-a server drop Initials when overloaded): ``max_connections`` in all,
-``max_half_open_connections`` (handshake not complete), ``max_connections_per_address``
-(per source IP). A server connection whose handshake is not complete
+Admission limits (:class:`~quic.configuration.QuicConfiguration`): ``max_connections``
+in all, ``max_half_open_connections`` (handshake not complete),
+``max_connections_per_address`` (per source IP). Beyond them a new Initial is dropped
+silently — not answered with CONNECTION_REFUSED (a SHOULD of RFC 9000 §5.2.2), since a
+reply to an unvalidated, possibly spoofed address is work and reflected traffic an
+attacker chooses (§21.1.1.2). A server connection whose handshake is not complete
 ``handshake_timeout`` seconds after its first Initial is abandoned silently, like an
 idle connection (§10.1).
 
@@ -284,7 +287,7 @@ class QuicEndpoint:
         self._accept(config, header.dcid, header.scid, header.version, data, addr, now)
 
     def _admissible(self, config: QuicConfiguration, addr: Any) -> bool:
-        """RFC 9000 §5.2.2: a server may refuse new connections when overloaded."""
+        """Admission limits (see the module docstring; RFC 9000 §5.2.2, §21.1.1.2)."""
         return (
             len(self._entries) < self.max_connections
             and self._half_open < config.max_half_open_connections
@@ -317,7 +320,7 @@ class QuicEndpoint:
             logger.exception("QUIC connection failed on its first datagram; dropped it")
             return
         if not conn.has_authenticated_packet:
-            # RFC 9001 §5.2, RFC 9000 §12.2: discarded, and no state kept for it
+            # RFC 9000 §21.2, §12.2: not authenticated, so discarded; no state kept for it
             self.dropped += 1
             return
         entry = self._register(conn, addr, now + config.handshake_timeout)
