@@ -155,14 +155,17 @@ class QuicSession:
 
     async def create_stream(self, bidirectional: bool = True) -> StreamPair:
         """Open a stream; waits while the peer's stream limit is reached."""
+        blocked = False
         while True:
             self.check_open()
             await self.wait_connected()
             try:
                 sid = self.connection.create_stream(bidirectional)
             except StreamLimitReached:
-                self.schedule_flush()  # sends STREAMS_BLOCKED
-                await self.wait_progress()
+                if not blocked:  # once: STREAMS_BLOCKED goes out with the next flush
+                    blocked = True
+                    self.schedule_flush()
+                await self.wait_progress()  # then only the peer's packets wake us
                 continue
             return self._stream_objects(sid)
 

@@ -329,3 +329,19 @@ async def test_fallback_reader_path(monkeypatch: pytest.MonkeyPatch) -> None:
         writer.write(payload)
         writer.write_eof()
         assert await asyncio.wait_for(reader.read(), 20) == payload
+
+
+async def test_streams_beyond_the_peer_limit_wait_for_credit() -> None:
+    cfg = server_config()
+    cfg.initial_max_streams_bidi = 4
+    server = await serve("127.0.0.1", 0, cfg, stream_handler=echo_stream)
+    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+
+        async def one(i: int) -> bytes:
+            reader, writer = await session.create_stream()
+            writer.write(b"n%d" % i)
+            writer.write_eof()
+            return await reader.read()
+
+        results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(40))), 20)
+        assert results == [b"n%d" % i for i in range(40)]
