@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import os
+from typing import Any
 
 import pytest
 
@@ -345,3 +346,67 @@ async def test_streams_beyond_the_peer_limit_wait_for_credit() -> None:
 
         results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(40))), 20)
         assert results == [b"n%d" % i for i in range(40)]
+
+
+async def test_a_failing_callback_does_not_skip_the_rest_of_the_batch_or_its_transmit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One pump pass over events of two connections: the first one's listener raises;
+    the second still gets its event, and the batch's datagrams are still sent."""
+    from collections import deque
+
+    from quic.aio import QuicEndpointProtocol, wall_clock
+    from quic.connection import ConnectionState, QuicConnection
+
+    config = client_config()
+    config.clock = wall_clock
+    victim, bystander = QuicConnection(config), QuicConnection(config)
+
+    class Endpoint:
+        last_flushed = [victim, bystander]
+
+        def __init__(self) -> None:
+            self.events = deque(
+                [
+                    (victim, StreamDataReceived(1, b"boom", False)),
+                    (bystander, StreamDataReceived(1, b"fine", False)),
+                ]
+            )
+
+        def next_event(self) -> Any:
+            return self.events.popleft() if self.events else None
+
+        def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+            return [(b"batch", ("127.0.0.1", 9))]
+
+        def get_timer(self) -> None:
+            return None
+
+        def wake(self, connection: QuicConnection) -> None:
+            pass
+
+    class Transport:
+        sent: list[bytes] = []
+
+        def is_closing(self) -> bool:
+            return False
+
+        def sendto(self, data: bytes, addr: Any) -> None:
+            self.sent.append(data)
+
+    protocol = QuicEndpointProtocol(Endpoint())  # type: ignore[arg-type]
+    protocol.transport = Transport()  # type: ignore[assignment]
+    sessions = {conn: QuicSession(protocol, conn) for conn in (victim, bystander)}
+    protocol.sessions.update(sessions)
+
+    def broken(event: QuicEvent) -> bool:
+        raise RuntimeError("injected bug")
+
+    sessions[victim].event_listener = broken
+    with caplog.at_level(logging.ERROR, logger="quic"):
+        protocol._transmit()
+    reader, _ = sessions[bystander]._incoming.get_nowait()
+    assert await reader.read(4) == b"fine"
+    assert Transport.sent == [b"batch"]
+    assert victim.state is ConnectionState.CLOSING  # closed with INTERNAL_ERROR
+    assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 1
