@@ -402,9 +402,9 @@ class QuicSession:
 
     def _on_removed(self) -> None:
         """The endpoint forgot the connection: nothing more will happen to it."""
-        if self.termination is None:
-            self._on_terminated(
-                ConnectionTerminated(TransportErrorCode.NO_ERROR, "connection removed")
+        if self.termination is None:  # it ended without a word (a connection that failed)
+            self._on_event(
+                ConnectionTerminated(TransportErrorCode.INTERNAL_ERROR, "connection removed")
             )
         assert self.termination is not None
         if not self._closed.done():

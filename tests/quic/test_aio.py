@@ -410,3 +410,22 @@ async def test_a_failing_callback_does_not_skip_the_rest_of_the_batch_or_its_tra
     assert Transport.sent == [b"batch"]
     assert victim.state is ConnectionState.CLOSING  # closed with INTERNAL_ERROR
     assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 1
+
+
+def test_uvloop_uses_the_fallback_reader() -> None:
+    """uvloop has none of the selector-loop internals: the pump keeps the transport's
+    reader and works the same."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def run() -> bool:
+        server = await serve("127.0.0.1", 0, server_config(), stream_handler=echo_stream)
+        async with server, connect("127.0.0.1", server.port, client_config()) as session:
+            reader, writer = await session.create_stream()
+            payload = os.urandom(500_000)
+            writer.write(payload)
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 20) == payload
+            return server.protocol.batched_reading
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(run()) is False
