@@ -48,7 +48,14 @@ from benchmarks import (
     request_line,
     result_line,
 )
-from quic.aio import ConnectionClosed, QuicSession, QuicStreamWriter, connect, serve
+from quic.aio import (
+    ConnectionClosed,
+    QuicSession,
+    QuicStreamReader,
+    QuicStreamWriter,
+    connect,
+    serve,
+)
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
 from quic.tls.groups import NamedGroup
@@ -90,7 +97,7 @@ async def write_bytes(writer: QuicStreamWriter, size: int) -> None:
     writer.write_eof()
 
 
-async def count_until_eof(reader: asyncio.StreamReader) -> int:
+async def count_until_eof(reader: QuicStreamReader) -> int:
     count = 0
     read = reader.read
     while chunk := await read(READ_SIZE):
@@ -101,7 +108,7 @@ async def count_until_eof(reader: asyncio.StreamReader) -> int:
 # --------------------------------------------------------------------------- server
 
 
-async def read_request_line(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+async def read_request_line(reader: QuicStreamReader) -> tuple[bytes, bytes] | None:
     """(line without ``\\n``, bytes after it); ``None`` if too long or EOF first."""
     head = bytearray()
     while True:
@@ -116,7 +123,7 @@ async def read_request_line(reader: asyncio.StreamReader) -> tuple[bytes, bytes]
         head += chunk
 
 
-async def serve_stream(reader: asyncio.StreamReader, writer: QuicStreamWriter) -> None:
+async def serve_stream(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
     found = await read_request_line(reader)
     request = None if found is None else parse_request(found[0])
     if found is None or request is None:

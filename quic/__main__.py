@@ -14,12 +14,12 @@ import os
 import sys
 import time
 
-from quic.aio import QuicSession, QuicStreamWriter, connect, serve, wall_clock
+from quic.aio import QuicSession, QuicStreamReader, QuicStreamWriter, connect, serve, wall_clock
 from quic.configuration import QuicConfiguration
 from quic.tls.selfsigned import generate_self_signed
 
 
-async def _echo(reader: asyncio.StreamReader, writer: QuicStreamWriter) -> None:
+async def _echo(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
     while chunk := await reader.read(65536):
         writer.write(chunk)
         await writer.drain()

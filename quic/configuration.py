@@ -80,6 +80,19 @@ class QuicConfiguration:
     stream_send_buffer_high: int = 1024 * 1024  # writers wait above this many buffered bytes
     max_datagram_queue: int = 1024  # pending outgoing datagrams kept before dropping
 
+    # -- endpoint admission (server; helper "endpoint", issue 8) -----------------------
+    # A server creates state only for an Initial that authenticates (RFC 9001 §5.2,
+    # RFC 9000 §12.2, §21.2). Beyond these limits new Initials are dropped silently:
+    # RFC 9000 §5.2.2 says a server refusing a connection SHOULD send CONNECTION_REFUSED,
+    # but a reply to an unvalidated (possibly spoofed) address is work and reflected
+    # traffic an attacker chooses (§21.1.1.2 server-side DoS; Retry will come later).
+    # A stalled handshake is abandoned silently like an idle connection (§10.1).
+    max_half_open_connections: int = 1000  # handshake not complete yet
+    handshake_timeout: float = 10.0  # seconds from the first Initial to handshake complete
+    max_connections_per_address: int = 128  # per source IP address
+    # Version Negotiation packets awaiting send (RFC 9000 §5.2.2, §6.1: MAY be limited)
+    max_pending_stateless_packets: int = 256
+
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None
     ) -> None:

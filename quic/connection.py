@@ -201,6 +201,9 @@ class QuicConnection(HandshakeMixin, SendMixin):
         self._buffered: list[tuple[bytes, Addr]] = []
         self.dropped_packets = 0
         self.last_internal_error: BaseException | None = None
+        # a packet from the peer passed AEAD (1-RTT only after this is set); the endpoint
+        # keeps a new server connection only then (RFC 9001 §5.2, RFC 9000 §12.2)
+        self.has_authenticated_packet = False
         self._key_phase_first_pn: int | None = None  # first 1-RTT PN of our newest keys
 
     # ==================================================================================
@@ -478,6 +481,7 @@ class QuicConnection(HandshakeMixin, SendMixin):
         except DecryptionError:
             self._drop(now, "decryption_failure", header.packet_type)
             return False
+        self.has_authenticated_packet = True
         reserved = _LONG_RESERVED_BITS if header.is_long else _SHORT_RESERVED_BITS
         if plain_header[0] & reserved:
             raise QuicProtocolError(

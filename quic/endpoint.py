@@ -4,23 +4,65 @@ Theory of operation
 -------------------
 The endpoint routes each datagram by its Destination Connection ID (§5.2): every
 connection ID a connection has issued (and, for a new server connection, the client's
-original Destination Connection ID, §7.2) maps to that connection. A datagram for no
-known connection is handled statelessly:
+original Destination Connection ID, §7.2) maps to that connection; each connection's
+entry keeps the set of IDs routed to it, so forgetting a connection touches only its
+own routes. A datagram for no known connection is handled statelessly:
 
 * a long header with a version we do not speak gets a Version Negotiation packet, but
-  only if the datagram is at least 1200 bytes (§6.1, §14.1) and is not itself VN;
+  only if the datagram is at least 1200 bytes (§6.1, §14.1) and is not itself VN (at
+  most ``max_pending_stateless_packets`` wait for the next send);
 * an Initial packet of a supported version, in a datagram of at least 1200 bytes
-  (§14.1), creates a server connection (if this endpoint serves);
+  (§14.1), is offered to a *tentative* server connection (if this endpoint serves and
+  the admission limits allow it). The connection is kept only if the datagram held a
+  packet that authenticated: a packet that fails authentication is discarded and no
+  state is kept for it (Initial keys come from the DCID, RFC 9001 §5.2; "packets that
+  cannot be authenticated are discarded", RFC 9000 §21.2, §12.2) — no route, no
+  event, nothing sent. (Keeping it let a corrupted first Initial fix the connection's peer CID, so
+  the intact retransmission failed the §7.3 check and was answered with
+  CONNECTION_CLOSE.)
 * anything else is dropped silently (garbage never raises).
 
+A server also discards Initial packets in datagrams under 1200 bytes for connections
+that exist (§14.1): a first-byte check before routing.
+
+Admission limits (:class:`~quic.configuration.QuicConfiguration`): ``max_connections``
+in all, ``max_half_open_connections`` (handshake not complete),
+``max_connections_per_address`` (per source IP). Beyond them a new Initial is dropped
+silently — not answered with CONNECTION_REFUSED (a SHOULD of RFC 9000 §5.2.2), since a
+reply to an unvalidated, possibly spoofed address is work and reflected traffic an
+attacker chooses (§21.1.1.2). A server connection whose handshake is not complete
+``handshake_timeout`` seconds after its first Initial is abandoned silently, like an
+idle connection (§10.1).
+
+Cost per datagram is O(1) in the number of connections (O(log n) for the heap):
+
+* ``_pending`` holds the connections that may have output — those that received a
+  datagram, whose timer fired, or that the application touched (:meth:`wake`); only
+  they are asked by :meth:`datagrams_to_send` (one that returned datagrams stays
+  pending for the next call, as a connection caps what one call returns);
+* ``_heap`` holds ``(deadline, seq, connection)``; an entry is valid while ``seq`` is
+  the connection's current one (lazy invalidation; the heap is rebuilt when stale
+  entries outnumber live ones), so :meth:`get_timer` and :meth:`handle_timer` touch
+  only due connections.
+
+No exception escapes :meth:`receive_datagram`, :meth:`datagrams_to_send`,
+:meth:`handle_timer` or :meth:`get_timer`: if a connection raises (a bug), it is closed
+with INTERNAL_ERROR (RFC 9000 §20.1), the error is logged once, and the endpoint
+serves the others; a connection that fails again is forgotten.
+
 Events: :meth:`QuicEndpoint.next_event` yields ``(connection, event)`` pairs; a new
-server connection is announced by :class:`ConnectionAccepted` before its own events.
-Connection-ID routing events are consumed here and also passed through.
-The driving API is the one of DESIGN.md, so the asyncio layer is a pump.
+server connection is announced by :class:`ConnectionAccepted` before its own events,
+and :class:`ConnectionRemoved` is the last event of every connection the endpoint
+forgets (closed, or abandoned). Connection-ID routing events are consumed here and
+also passed through. The driving API is the one of DESIGN.md, so the asyncio layer is
+a pump; a driver that acts on a connection directly (writes, closes, consumes) calls
+:meth:`wake` so that the next :meth:`datagrams_to_send` serves it.
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -29,13 +71,22 @@ from typing import Any
 
 from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
-from quic.errors import QuicProtocolError
+from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionIdIssued, ConnectionIdRetired, QuicEvent
-from quic.packet import PacketType, encode_version_negotiation, parse_header, peek_dcid
+from quic.packet import (
+    LONG_TYPE_FROM_BITS,
+    PacketType,
+    encode_version_negotiation,
+    parse_header,
+    peek_dcid,
+)
 
-__all__ = ["ConnectionAccepted", "QuicEndpoint"]
+__all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
 
-_MIN_INITIAL = 1200
+logger = logging.getLogger("quic.endpoint")
+
+_MIN_INITIAL = 1200  # RFC 9000 §14.1
+_GREASE_VERSION = 0x1A2A3A4A  # RFC 9000 §15: reserved versions exercise negotiation
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +96,48 @@ class ConnectionAccepted(QuicEvent):
     connection: QuicConnection
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionRemoved(QuicEvent):
+    """The endpoint forgot this connection (closed, or abandoned before its handshake
+    completed); it is the connection's last event."""
+
+    connection: QuicConnection
+
+
+class _Entry:
+    """What the endpoint keeps per connection."""
+
+    __slots__ = ("addr_key", "cids", "conn", "deadline", "failed", "half_open", "seq", "timer")
+
+    def __init__(self, conn: QuicConnection, addr_key: Any, deadline: float | None) -> None:
+        self.conn = conn
+        self.cids: set[bytes] = set()  # every connection ID routed to ``conn``
+        self.addr_key = addr_key  # source IP counted against the per-address limit
+        self.deadline = deadline  # handshake deadline (server, until complete)
+        self.half_open = deadline is not None
+        self.timer: float | None = None  # deadline of the valid heap entry
+        self.seq = 0  # its sequence number; 0: no valid heap entry
+        self.failed = False  # raised once already (closed with INTERNAL_ERROR)
+
+
+def _addr_key(addr: Any) -> Any:
+    """The source IP of ``addr`` (``(host, port, ...)``), the unit of per-address limits."""
+    if isinstance(addr, tuple) and addr:
+        return addr[0]
+    return addr
+
+
+def _is_initial(data: bytes) -> bool:
+    """Cheap first-byte check: does the datagram start with a long-header Initial of a
+    version we know (v1 and v2 use different type bits, RFC 9369 §3.2)?"""
+    if len(data) < 5 or not data[0] & 0x80:
+        return False
+    types = LONG_TYPE_FROM_BITS.get(int.from_bytes(data[1:5], "big"))
+    return types is not None and types[(data[0] & 0x30) >> 4] is PacketType.INITIAL
+
+
 class QuicEndpoint:
-    """Demultiplexes datagrams to connections; creates server connections."""
+    """Demultiplexes datagrams to connections; admits server connections."""
 
     def __init__(
         self,
@@ -66,11 +157,44 @@ class QuicEndpoint:
         )
         self._token_bytes = token_bytes
         self.max_connections = max_connections
+        self._entries: dict[QuicConnection, _Entry] = {}
         self._routes: dict[bytes, QuicConnection] = {}
-        self.connections: list[QuicConnection] = []
+        self._pending: dict[QuicConnection, None] = {}  # insertion-ordered set
+        self._heap: list[tuple[float, int, QuicConnection]] = []
+        self._seq = 0
+        self._half_open = 0
+        self._per_address: dict[Any, int] = {}
         self._events: deque[tuple[QuicConnection, QuicEvent]] = deque()
         self._stateless: list[tuple[bytes, Any]] = []
-        self.dropped = 0
+        #: The connections served by the last :meth:`datagrams_to_send` call.
+        self.last_flushed: list[QuicConnection] = []
+        # counters (observability and tests)
+        self.dropped = 0  # datagrams dropped: garbage, unroutable, too small, not authentic
+        self.refused = 0  # Initials refused by an admission limit
+        self.expired = 0  # connections abandoned at their handshake deadline
+        self.internal_errors = 0  # connections that raised (closed with INTERNAL_ERROR)
+
+    # -- inspection -----------------------------------------------------------------------
+
+    @property
+    def connections(self) -> list[QuicConnection]:
+        """The connections of this endpoint, oldest first (a new list: O(n))."""
+        return list(self._entries)
+
+    @property
+    def half_open_connections(self) -> int:
+        """Server connections whose handshake is not complete yet."""
+        return self._half_open
+
+    @property
+    def route_count(self) -> int:
+        """Connection IDs routed to a connection."""
+        return len(self._routes)
+
+    @property
+    def has_pending_output(self) -> bool:
+        """True if some connection may have datagrams to send."""
+        return bool(self._pending or self._stateless)
 
     # -- client side ----------------------------------------------------------------------
 
@@ -80,14 +204,29 @@ class QuicEndpoint:
             raise ValueError("connect() needs a client configuration")
         configuration.connection_id_length = self.connection_id_length
         conn = QuicConnection(configuration, token_bytes=self._token_bytes)
-        self._add(conn)
+        entry = self._register(conn, None, None)
         conn.connect(addr, now)
-        self._drain(conn)
+        self._pending[conn] = None
+        self._after_activity(entry)
         return conn
 
     # -- driving API ----------------------------------------------------------------------
 
+    def wake(self, connection: QuicConnection) -> None:
+        """The application acted on ``connection`` (wrote, closed, consumed data...): the
+        next :meth:`datagrams_to_send` serves it. O(1)."""
+        if connection in self._entries:
+            self._pending[connection] = None
+
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        """Feed one UDP payload; never raises."""
+        try:
+            self._receive(data, addr, now)
+        except Exception:  # a bug in the endpoint itself: drop the datagram, keep serving
+            self.dropped += 1
+            logger.exception("QUIC endpoint failed on a datagram; dropped it")
+
+    def _receive(self, data: bytes, addr: Any, now: float) -> None:
         try:
             dcid = peek_dcid(data, self.connection_id_length)
         except QuicProtocolError:
@@ -95,79 +234,164 @@ class QuicEndpoint:
             return
         conn = self._routes.get(dcid)
         if conn is None:
-            conn = self._stateless_receive(data, addr, now)
-            if conn is None:
-                return
-        conn.receive_datagram(data, addr, now)
-        self._drain(conn)
+            self._stateless_receive(data, addr, now)
+            return
+        if len(data) < _MIN_INITIAL and not conn.is_client and _is_initial(data):
+            self.dropped += 1  # RFC 9000 §14.1: a server discards such an Initial
+            return
+        entry = self._entries[conn]
+        try:
+            conn.receive_datagram(data, addr, now)
+        except Exception as exc:
+            self._internal_error(entry, exc)
+            return
+        self._pending[conn] = None
+        self._after_activity(entry)
 
-    def _stateless_receive(self, data: bytes, addr: Any, now: float) -> QuicConnection | None:
+    def _stateless_receive(self, data: bytes, addr: Any, now: float) -> None:
         try:
             header = parse_header(data, 0, self.connection_id_length)
         except QuicProtocolError:
             self.dropped += 1
-            return None
+            return
         if not header.is_long or header.version == 0:
             self.dropped += 1  # short header for nobody, or a VN packet: drop (§6.1)
-            return None
+            return
         config = self.server_configuration
         versions = config.supported_versions if config is not None else ()
         if header.version not in versions:
-            if config is not None and len(data) >= _MIN_INITIAL:
+            if (
+                config is not None
+                and len(data) >= _MIN_INITIAL
+                and len(self._stateless) < config.max_pending_stateless_packets
+            ):
                 vn = encode_version_negotiation(
-                    header.scid, header.dcid, [*versions, 0x1A2A3A4A], 0x15
+                    header.scid, header.dcid, [*versions, _GREASE_VERSION], 0x15
                 )
                 self._stateless.append((vn, addr))  # RFC 9000 §6.1
             else:
                 self.dropped += 1
-            return None
+            return
         if (
             config is None
             or header.packet_type is not PacketType.INITIAL
             or len(data) < _MIN_INITIAL  # RFC 9000 §14.1
             or len(header.dcid) < 8  # RFC 9000 §7.2
-            or len(self.connections) >= self.max_connections
         ):
             self.dropped += 1
-            return None
+            return
+        if not self._admissible(config, addr):
+            self.refused += 1
+            return
         assert header.version is not None
-        conn = QuicConnection(
-            config,
-            original_destination_connection_id=header.dcid,
-            peer_connection_id=header.scid,
-            version=header.version,
-            token_bytes=self._token_bytes,
+        self._accept(config, header.dcid, header.scid, header.version, data, addr, now)
+
+    def _admissible(self, config: QuicConfiguration, addr: Any) -> bool:
+        """Admission limits (see the module docstring; RFC 9000 §5.2.2, §21.1.1.2)."""
+        return (
+            len(self._entries) < self.max_connections
+            and self._half_open < config.max_half_open_connections
+            and self._per_address.get(_addr_key(addr), 0) < config.max_connections_per_address
         )
-        conn.peer_address = addr
-        self._add(conn)
-        self._routes[header.dcid] = conn  # the client keeps it until our first Initial
+
+    def _accept(
+        self,
+        config: QuicConfiguration,
+        dcid: bytes,
+        scid: bytes,
+        version: int,
+        data: bytes,
+        addr: Any,
+        now: float,
+    ) -> None:
+        """A tentative server connection; kept only if the datagram authenticated."""
+        try:
+            conn = QuicConnection(
+                config,
+                original_destination_connection_id=dcid,
+                peer_connection_id=scid,
+                version=version,
+                token_bytes=self._token_bytes,
+            )
+            conn.peer_address = addr
+            conn.receive_datagram(data, addr, now)
+        except Exception:  # a bug: nothing was registered, nothing to undo
+            self.dropped += 1
+            logger.exception("QUIC connection failed on its first datagram; dropped it")
+            return
+        if not conn.has_authenticated_packet:
+            # RFC 9000 §21.2, §12.2: not authenticated, so discarded; no state kept for it
+            self.dropped += 1
+            return
+        entry = self._register(conn, addr, now + config.handshake_timeout)
+        self._route(entry, dcid)  # the client keeps it until our first Initial (§7.2)
         self._events.append((conn, ConnectionAccepted(conn)))
-        return conn
+        self._pending[conn] = None
+        self._after_activity(entry)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+        """Everything the pending connections (and stateless replies) have to send."""
         out = self._stateless
         self._stateless = []
-        for conn in self.connections:
-            out.extend(conn.datagrams_to_send(now))
-            self._drain(conn)
-        self._reap()
+        pending = self._pending
+        self._pending = {}
+        flushed: list[QuicConnection] = []
+        entries = self._entries
+        for conn in pending:
+            entry = entries.get(conn)
+            if entry is None:
+                continue
+            try:
+                data = conn.datagrams_to_send(now)
+            except Exception as exc:
+                self._internal_error(entry, exc)
+                continue
+            if data:
+                out.extend(data)
+                self._pending[conn] = None  # a call is capped: it may have more
+            flushed.append(conn)
+            self._after_activity(entry)
+        self.last_flushed = flushed
         return out
 
     def get_timer(self) -> float | None:
-        timer: float | None = None
-        for conn in self.connections:
-            t = conn.get_timer()
-            if t is not None and (timer is None or t < timer):
-                timer = t
-        return timer
+        """The earliest deadline of any connection (O(1) amortised)."""
+        heap = self._heap
+        entries = self._entries
+        while heap:
+            when, seq, conn = heap[0]
+            entry = entries.get(conn)
+            if entry is not None and entry.seq == seq:
+                return when
+            heapq.heappop(heap)  # stale
+        return None
 
     def handle_timer(self, now: float) -> None:
-        for conn in self.connections:
-            t = conn.get_timer()
-            if t is not None and t <= now:
+        """Fire every due connection timer and handshake deadline; safe to call early."""
+        heap = self._heap
+        entries = self._entries
+        due: list[_Entry] = []
+        while heap and heap[0][0] <= now:
+            _, seq, conn = heapq.heappop(heap)
+            entry = entries.get(conn)
+            if entry is not None and entry.seq == seq:
+                entry.seq = 0
+                entry.timer = None
+                due.append(entry)
+        for entry in due:
+            if entry.conn not in entries:
+                continue  # removed while handling an earlier one
+            if entry.half_open and entry.deadline is not None and now >= entry.deadline:
+                self._expire(entry)
+                continue
+            conn = entry.conn
+            try:
                 conn.handle_timer(now)
-                self._drain(conn)
-        self._reap()
+            except Exception as exc:
+                self._internal_error(entry, exc)
+                continue
+            self._pending[conn] = None
+            self._after_activity(entry)
 
     def next_event(self) -> tuple[QuicConnection, QuicEvent] | None:
         events = self._events
@@ -175,28 +399,127 @@ class QuicEndpoint:
 
     # -- bookkeeping ----------------------------------------------------------------------
 
-    def _add(self, conn: QuicConnection) -> None:
-        self.connections.append(conn)
-        self._routes[conn.host_cid] = conn
+    def _register(self, conn: QuicConnection, addr: Any, deadline: float | None) -> _Entry:
+        key = _addr_key(addr) if addr is not None else None
+        entry = _Entry(conn, key, deadline)
+        self._entries[conn] = entry
+        if key is not None:
+            self._per_address[key] = self._per_address.get(key, 0) + 1
+        if entry.half_open:
+            self._half_open += 1
+        self._route(entry, conn.host_cid)
+        return entry
 
-    def _drain(self, conn: QuicConnection) -> None:
+    def _route(self, entry: _Entry, cid: bytes) -> None:
+        if self._routes.setdefault(cid, entry.conn) is entry.conn:
+            entry.cids.add(cid)
+
+    def _after_activity(self, entry: _Entry) -> None:
+        """After any call into a connection: pass its events on, reap it if closed,
+        note a completed handshake, and re-file its deadline."""
+        conn = entry.conn
+        try:
+            self._drain(entry)
+            if conn.is_closed:
+                self._remove(entry)
+                return
+            if entry.half_open and conn.handshake_complete:
+                entry.half_open = False
+                entry.deadline = None
+                self._half_open -= 1
+            self._schedule(entry, conn.get_timer())
+        except Exception as exc:
+            self._internal_error(entry, exc)
+
+    def _drain(self, entry: _Entry) -> None:
+        conn = entry.conn
         events = self._events
         routes = self._routes
         while (event := conn.next_event()) is not None:
             if isinstance(event, ConnectionIdIssued):
-                routes[event.connection_id] = conn
-            elif isinstance(event, ConnectionIdRetired) and routes.get(event.connection_id) is conn:
-                del routes[event.connection_id]
+                self._route(entry, event.connection_id)
+            elif isinstance(event, ConnectionIdRetired):
+                cid = event.connection_id
+                entry.cids.discard(cid)
+                if routes.get(cid) is conn:
+                    del routes[cid]
             events.append((conn, event))
 
-    def _reap(self) -> None:
-        if not any(c.is_closed for c in self.connections):
+    def _schedule(self, entry: _Entry, timer: float | None) -> None:
+        deadline = entry.deadline
+        if deadline is not None and (timer is None or deadline < timer):
+            timer = deadline
+        if timer == entry.timer and (timer is None or entry.seq):
+            return  # its heap entry is still right
+        entry.timer = timer
+        if timer is None:
+            entry.seq = 0
             return
-        alive = []
-        for conn in self.connections:
-            if conn.is_closed:
-                for cid in [c for c, owner in self._routes.items() if owner is conn]:
-                    del self._routes[cid]
+        self._seq += 1
+        entry.seq = self._seq
+        heap = self._heap
+        heapq.heappush(heap, (timer, self._seq, entry.conn))
+        if len(heap) > 64 + 4 * len(self._entries):
+            # stale entries outnumber live ones: rebuild (amortised O(1) per push)
+            self._heap = [
+                (e.timer, e.seq, e.conn)
+                for e in self._entries.values()
+                if e.seq and e.timer is not None
+            ]
+            heapq.heapify(self._heap)
+
+    def _expire(self, entry: _Entry) -> None:
+        """The handshake deadline passed: abandon the connection silently (§10.1)."""
+        self.expired += 1
+        conn = entry.conn
+        try:
+            # nothing is sent: the endpoint forgets the connection right away
+            conn.close(TransportErrorCode.NO_ERROR, "handshake timeout", application=False)
+            self._drain(entry)
+        except Exception as exc:
+            logger.debug("closing an expired connection failed: %r", exc)
+        self._remove(entry)
+
+    def _internal_error(self, entry: _Entry, exc: BaseException) -> None:
+        """A connection raised (a bug): close it with INTERNAL_ERROR, log once; if it
+        fails again, forget it."""
+        conn = entry.conn
+        if conn not in self._entries:
+            return
+        if not entry.failed:
+            entry.failed = True
+            self.internal_errors += 1
+            logger.error("internal error in a QUIC connection; closing it", exc_info=exc)
+            try:
+                conn.close(TransportErrorCode.INTERNAL_ERROR, type(exc).__name__, application=False)
+                self._drain(entry)
+                if not conn.is_closed:
+                    self._pending[conn] = None  # send the CONNECTION_CLOSE
+                    self._schedule(entry, conn.get_timer())
+                    return
+            except Exception as again:
+                logger.debug("closing a failed connection failed too: %r", again)
+        self._remove(entry)
+
+    def _remove(self, entry: _Entry) -> None:
+        """Forget a connection: only its own routes, counters and queue slots."""
+        conn = entry.conn
+        if self._entries.pop(conn, None) is None:
+            return
+        routes = self._routes
+        for cid in entry.cids:
+            if routes.get(cid) is conn:
+                del routes[cid]
+        entry.cids.clear()
+        entry.seq = 0  # its heap entries are stale now
+        self._pending.pop(conn, None)
+        if entry.half_open:
+            self._half_open -= 1
+        key = entry.addr_key
+        if key is not None:
+            left = self._per_address[key] - 1
+            if left:
+                self._per_address[key] = left
             else:
-                alive.append(conn)
-        self.connections = alive
+                del self._per_address[key]
+        self._events.append((conn, ConnectionRemoved(conn)))

@@ -83,6 +83,7 @@ def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None)
             side.received += len(event.data)
             if event.data:
                 item[0].consume_stream_data(event.stream_id, len(event.data))
+                endpoint.wake(item[0])  # MAX_STREAM_DATA may be due
             side.fin |= event.end_stream
         elif isinstance(event, HandshakeCompleted):
             side.connected = True
@@ -121,6 +122,7 @@ def run(
             chunk = CHUNK[: size - written]
             written += len(chunk)
             conn.send_stream_data(sid, chunk, written >= size)
+        client.endpoint.wake(conn)  # the application acted on the connection
         client.cpu += time.perf_counter() - start
         _step(client, server, now, sender_prof)
         _step(server, client, now, receiver_prof)

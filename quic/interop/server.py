@@ -24,7 +24,14 @@ import logging
 import signal
 from pathlib import Path
 
-from quic.aio import ConnectionClosed, QuicServer, QuicSession, QuicStreamWriter, serve
+from quic.aio import (
+    ConnectionClosed,
+    QuicServer,
+    QuicSession,
+    QuicStreamReader,
+    QuicStreamWriter,
+    serve,
+)
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
 from quic.interop.hq import (
@@ -45,7 +52,7 @@ logger = logging.getLogger("quic.interop")
 FILE_CHUNK = 256 * 1024
 
 
-async def read_request(reader: asyncio.StreamReader) -> bytes:
+async def read_request(reader: QuicStreamReader) -> bytes:
     """Bytes of the request: up to the first LF, the FIN, or just past the size limit."""
     data = bytearray()
     while len(data) <= MAX_REQUEST_SIZE:
@@ -79,7 +86,7 @@ class HqFileServer:
             task.add_done_callback(self._tasks.discard)
 
     async def _guarded(
-        self, session: QuicSession, reader: asyncio.StreamReader, writer: QuicStreamWriter
+        self, session: QuicSession, reader: QuicStreamReader, writer: QuicStreamWriter
     ) -> None:
         try:
             await self.handle_stream(session, reader, writer)
@@ -91,7 +98,7 @@ class HqFileServer:
                 self._refuse(session, reader, writer, HqErrorCode.INTERNAL_ERROR)
 
     async def handle_stream(
-        self, session: QuicSession, reader: asyncio.StreamReader, writer: QuicStreamWriter
+        self, session: QuicSession, reader: QuicStreamReader, writer: QuicStreamWriter
     ) -> None:
         sid = writer.stream_id
         if sid & 0x2:  # RFC 9000 §2.1: unidirectional; hq-interop uses none
@@ -132,7 +139,7 @@ class HqFileServer:
     def _refuse(
         self,
         session: QuicSession,
-        reader: asyncio.StreamReader,
+        reader: QuicStreamReader,
         writer: QuicStreamWriter,
         code: HqErrorCode,
     ) -> None:

@@ -52,6 +52,7 @@ from quic.aio import (
     ConnectionClosed,
     QuicEndpointProtocol,
     QuicSession,
+    QuicStreamReader,
     QuicStreamWriter,
     wall_clock,
 )
@@ -163,7 +164,7 @@ class PeerConnection:
         except (ConnectionClosed, asyncio.IncompleteReadError):
             pass
 
-    async def _echo(self, reader: asyncio.StreamReader, writer: QuicStreamWriter) -> None:
+    async def _echo(self, reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
         head = bytearray()
         total = 0
         while chunk := await reader.read(CHUNK):
@@ -181,14 +182,14 @@ class PeerConnection:
                 return
         writer.write_eof()
 
-    async def _sink(self, reader: asyncio.StreamReader, writer: QuicStreamWriter) -> None:
+    async def _sink(self, reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
         digest = hashlib.sha256()
         while chunk := await reader.read(CHUNK):
             digest.update(chunk)
         writer.write(digest.hexdigest().encode("ascii"))
         writer.write_eof()
 
-    async def _source(self, reader: asyncio.StreamReader, writer: QuicStreamWriter) -> None:
+    async def _source(self, reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
         head = bytearray()
         while b"\n" not in head and len(head) <= REQUEST_LINE_LIMIT:
             chunk = await reader.read(REQUEST_LINE_LIMIT)

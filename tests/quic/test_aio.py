@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
+from typing import Any
 
 import pytest
 
-from quic.aio import ConnectionClosed, QuicSession, QuicStreamWriter, connect, serve
+import quic.aio.pump as pump_module
+from quic.aio import (
+    ConnectionClosed,
+    QuicSession,
+    QuicStreamReader,
+    QuicStreamWriter,
+    connect,
+    serve,
+)
+from quic.aio.udp import take_over_reading
 from quic.configuration import QuicConfiguration
-from quic.errors import StreamResetError
+from quic.errors import StreamResetError, TransportErrorCode
+from quic.events import QuicEvent, StreamDataReceived
 from tests.support.quicpair import certificate
 
 
@@ -30,7 +42,7 @@ def client_config() -> QuicConfiguration:
     )
 
 
-async def echo_stream(reader: asyncio.StreamReader, writer: QuicStreamWriter) -> None:
+async def echo_stream(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
     while chunk := await reader.read(65536):
         writer.write(chunk)
         await writer.drain()
@@ -82,7 +94,7 @@ async def test_concurrent_streams_and_application_close() -> None:
 
 
 async def test_stream_reset_reaches_reader() -> None:
-    async def resetter(reader: asyncio.StreamReader, writer: QuicStreamWriter) -> None:
+    async def resetter(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
         await reader.read(1)
         writer.reset(33)
 
@@ -101,3 +113,319 @@ async def test_connect_to_silent_port_times_out_cleanly() -> None:
     with pytest.raises(ConnectionClosed):
         async with connect("127.0.0.1", 9, cfg):
             pass
+
+
+# -- finding 11: credit on consumption ------------------------------------------------------
+
+
+async def _unread_stream(window: int) -> int:
+    """A server stream nobody reads while the client tries to send 16 windows: the
+    bytes it holds; then reading delivers everything, byte-exact."""
+    cfg = server_config()
+    cfg.initial_max_stream_data = window
+    readers: asyncio.Queue[QuicStreamReader] = asyncio.Queue()
+
+    def keep(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        readers.put_nowait(reader)  # and never read (yet)
+
+    payload = os.urandom(16 * window)
+    server = await serve("127.0.0.1", 0, cfg, stream_handler=keep)
+    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+        _, writer = await session.create_stream()
+        writer.write(payload)
+        writer.write_eof()
+        reader = await asyncio.wait_for(readers.get(), 5)
+        async with asyncio.timeout(10):
+            while reader.buffered < window:
+                await asyncio.sleep(0.01)
+        held = []
+        for _ in range(20):  # twenty more round trips: the sender stays blocked
+            await asyncio.sleep(0.01)
+            held.append(reader.buffered)
+        sid = writer.stream_id
+        assert session.connection.streams.send_buffered(sid) >= 15 * window
+        data = await asyncio.wait_for(reader.read(), 20)
+        assert hashlib.sha256(data).digest() == hashlib.sha256(payload).digest()
+        return max(held)
+
+
+async def test_a_stream_that_is_not_read_holds_at_most_its_window() -> None:
+    """Before: quic.aio credited on delivery, so an unread stream buffered all it got
+    (64 MB in 9 s). Now the reader returns credit as the application reads."""
+    small = await _unread_stream(64 * 1024)
+    large = await _unread_stream(256 * 1024)
+    assert small <= 64 * 1024
+    assert large <= 256 * 1024
+    assert large / small <= 4.0  # bounded by the window, not by what the peer sends
+
+
+async def test_reader_methods_over_quic() -> None:
+    async def lines(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        writer.write(b"one\ntwo\r\nthree|four" + bytes(10) + b"tail")
+        writer.write_eof()
+
+    server = await serve("127.0.0.1", 0, server_config(), stream_handler=lines)
+    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+        reader, writer = await session.create_stream()
+        writer.write(b"go")
+        assert await reader.readline() == b"one\n"
+        assert await reader.readuntil(b"\r\n") == b"two\r\n"
+        assert await reader.readuntil(b"|") == b"three|"
+        assert await reader.readexactly(4) == b"four"
+        assert await reader.read(10) == bytes(10)
+        with pytest.raises(asyncio.IncompleteReadError) as info:
+            await reader.readexactly(10)
+        assert info.value.partial == b"tail"
+        assert reader.at_eof() and await reader.read() == b""
+
+
+async def test_readline_beyond_the_limit_fails_instead_of_stalling() -> None:
+    """The limit is at most the stream window: a peer cannot stall readline by filling
+    the window without a newline."""
+    cfg = client_config()
+    cfg.initial_max_stream_data = 4096
+
+    async def no_newline(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        writer.write(b"x" * 10_000)
+        writer.write_eof()
+
+    server = await serve("127.0.0.1", 0, server_config(), stream_handler=no_newline)
+    async with server, connect("127.0.0.1", server.port, cfg) as session:
+        reader, writer = await session.create_stream()
+        writer.write(b"go")
+        with pytest.raises(ValueError):
+            await asyncio.wait_for(reader.readline(), 5)
+
+
+async def test_finished_streams_leave_the_session_tables() -> None:
+    sessions: list[QuicSession] = []
+
+    async def keep(session: QuicSession) -> None:
+        sessions.append(session)
+
+    server = await serve("127.0.0.1", 0, server_config(), keep, stream_handler=echo_stream)
+    async with server:
+        async with connect("127.0.0.1", server.port, client_config()) as session:
+
+            async def one(i: int) -> bytes:
+                reader, writer = await session.create_stream()
+                writer.write(b"stream %d" % i)
+                writer.write_eof()
+                return await reader.read()
+
+            for _ in range(3):
+                results = await asyncio.gather(*(one(i) for i in range(100)))
+                assert results == [b"stream %d" % i for i in range(100)]
+            async with asyncio.timeout(5):
+                while session.open_streams or sessions[0].open_streams:
+                    await asyncio.sleep(0.01)
+            assert len(server.protocol.sessions) == 1
+        async with asyncio.timeout(5):
+            while server.protocol.sessions:  # ConnectionRemoved: the session leaves too
+                await asyncio.sleep(0.05)
+        assert server.endpoint.connections == []
+
+
+# -- no exception escapes an asyncio callback ----------------------------------------------
+
+
+async def test_a_failing_event_listener_closes_only_its_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An application callback raising inside the pump: that connection is closed with
+    INTERNAL_ERROR (logged once); the batch goes on and the others are served."""
+    first: list[QuicSession] = []
+
+    def setup(session: QuicSession) -> None:
+        if first:
+            return
+        first.append(session)
+
+        def broken(event: QuicEvent) -> bool:
+            if isinstance(event, StreamDataReceived):
+                raise RuntimeError("injected bug")
+            return False
+
+        session.event_listener = broken
+
+    server = await serve(
+        "127.0.0.1", 0, server_config(), stream_handler=echo_stream, session_setup=setup
+    )
+    with caplog.at_level(logging.ERROR, logger="quic"):
+        async with (
+            server,
+            connect("127.0.0.1", server.port, client_config()) as victim,
+            connect("127.0.0.1", server.port, client_config()) as other,
+        ):
+            (vr, vw), (orr, ow) = await victim.create_stream(), await other.create_stream()
+            vw.write(b"boom")
+            ow.write(b"fine")
+            vw.write_eof()
+            ow.write_eof()
+            assert await asyncio.wait_for(orr.read(), 5) == b"fine"
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(vr.read(), 5)
+            assert info.value.error_code == TransportErrorCode.INTERNAL_ERROR
+            assert info.value.by_peer
+    failures = [r for r in caplog.records if "event listener failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert not [r for r in caplog.records if "Exception in callback" in r.getMessage()]
+
+
+async def test_a_failing_stream_handler_closes_only_its_connection() -> None:
+    calls = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    def handler(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected bug")
+        tasks.add(asyncio.ensure_future(echo_stream(reader, writer)))
+
+    server = await serve("127.0.0.1", 0, server_config(), stream_handler=handler)
+    async with server:
+        async with connect("127.0.0.1", server.port, client_config()) as victim:
+            reader, writer = await victim.create_stream()
+            writer.write(b"boom")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(reader.read(), 5)
+        async with connect("127.0.0.1", server.port, client_config()) as other:
+            reader, writer = await other.create_stream()
+            writer.write(b"fine")
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 5) == b"fine"
+
+
+# -- asyncio internals behind one function, with a fallback --------------------------------
+
+
+async def test_batched_reading_is_used_on_the_selector_loop() -> None:
+    server = await serve("127.0.0.1", 0, server_config(), stream_handler=echo_stream)
+    async with server:
+        await asyncio.sleep(0)
+        assert server.protocol.batched_reading
+
+
+def test_take_over_reading_declines_without_the_internals() -> None:
+    class Plain:
+        def is_closing(self) -> bool:
+            return False
+
+    async def run() -> bool:
+        loop = asyncio.get_running_loop()
+        return take_over_reading(loop, Plain(), lambda sock: None)  # type: ignore[arg-type]
+
+    assert asyncio.run(run()) is False
+
+
+async def test_fallback_reader_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the take-over (uvloop, proactor), the transport's own one-datagram-per-
+    iteration reader feeds the pump: same bytes, same behaviour."""
+    monkeypatch.setattr(pump_module, "take_over_reading", lambda *args: False)
+    server = await serve("127.0.0.1", 0, server_config(), stream_handler=echo_stream)
+    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+        assert not server.protocol.batched_reading
+        reader, writer = await session.create_stream()
+        payload = os.urandom(1_000_000)
+        writer.write(payload)
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 20) == payload
+
+
+async def test_streams_beyond_the_peer_limit_wait_for_credit() -> None:
+    cfg = server_config()
+    cfg.initial_max_streams_bidi = 4
+    server = await serve("127.0.0.1", 0, cfg, stream_handler=echo_stream)
+    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+
+        async def one(i: int) -> bytes:
+            reader, writer = await session.create_stream()
+            writer.write(b"n%d" % i)
+            writer.write_eof()
+            return await reader.read()
+
+        results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(40))), 20)
+        assert results == [b"n%d" % i for i in range(40)]
+
+
+async def test_a_failing_callback_does_not_skip_the_rest_of_the_batch_or_its_transmit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One pump pass over events of two connections: the first one's listener raises;
+    the second still gets its event, and the batch's datagrams are still sent."""
+    from collections import deque
+
+    from quic.aio import QuicEndpointProtocol, wall_clock
+    from quic.connection import ConnectionState, QuicConnection
+
+    config = client_config()
+    config.clock = wall_clock
+    victim, bystander = QuicConnection(config), QuicConnection(config)
+
+    class Endpoint:
+        last_flushed = [victim, bystander]
+
+        def __init__(self) -> None:
+            self.events = deque(
+                [
+                    (victim, StreamDataReceived(1, b"boom", False)),
+                    (bystander, StreamDataReceived(1, b"fine", False)),
+                ]
+            )
+
+        def next_event(self) -> Any:
+            return self.events.popleft() if self.events else None
+
+        def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+            return [(b"batch", ("127.0.0.1", 9))]
+
+        def get_timer(self) -> None:
+            return None
+
+        def wake(self, connection: QuicConnection) -> None:
+            pass
+
+    class Transport:
+        sent: list[bytes] = []
+
+        def is_closing(self) -> bool:
+            return False
+
+        def sendto(self, data: bytes, addr: Any) -> None:
+            self.sent.append(data)
+
+    protocol = QuicEndpointProtocol(Endpoint())  # type: ignore[arg-type]
+    protocol.transport = Transport()  # type: ignore[assignment]
+    sessions = {conn: QuicSession(protocol, conn) for conn in (victim, bystander)}
+    protocol.sessions.update(sessions)
+
+    def broken(event: QuicEvent) -> bool:
+        raise RuntimeError("injected bug")
+
+    sessions[victim].event_listener = broken
+    with caplog.at_level(logging.ERROR, logger="quic"):
+        protocol._transmit()
+    reader, _ = sessions[bystander]._incoming.get_nowait()
+    assert await reader.read(4) == b"fine"
+    assert Transport.sent == [b"batch"]
+    assert victim.state is ConnectionState.CLOSING  # closed with INTERNAL_ERROR
+    assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 1
+
+
+def test_uvloop_uses_the_fallback_reader() -> None:
+    """uvloop has none of the selector-loop internals: the pump keeps the transport's
+    reader and works the same."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def run() -> bool:
+        server = await serve("127.0.0.1", 0, server_config(), stream_handler=echo_stream)
+        async with server, connect("127.0.0.1", server.port, client_config()) as session:
+            reader, writer = await session.create_stream()
+            payload = os.urandom(500_000)
+            writer.write(payload)
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 20) == payload
+            return server.protocol.batched_reading
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(run()) is False

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from quic.endpoint import ConnectionAccepted, QuicEndpoint
+import logging
+from typing import Any
+
+import pytest
+
+from quic.endpoint import ConnectionAccepted, ConnectionRemoved, QuicEndpoint
 from quic.errors import TransportErrorCode
 from quic.events import ConnectionTerminated
-from quic.packet import encode_version_negotiation, parse_header
+from quic.frames import PingFrame
+from quic.packet import PacketType, encode_version_negotiation, parse_header
+from quic.packet_builder import PacketAssembler
+from quic.protection import initial_keys
+from quic.tls.groups import NamedGroup
 from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, client_config, make_pair, server_config
 
 UNKNOWN_VERSION = 0x1A2A3A4A
@@ -96,3 +105,206 @@ def test_server_accepts_quic_v2_clients_by_default() -> None:
     pair.client.send_stream_data(sid, b"over v2", end_stream=True)
     pair.run(lambda: pair.stream_done(sid))
     assert bytes(pair.data["server"][sid]) == b"over v2"
+
+
+# -- finding 13: a corrupted first Initial leaves no state ----------------------------------
+
+
+def _first_flight(**client_kwargs: Any) -> tuple[list[bytes], int]:
+    """The client's first datagrams, and the offset of the first packet's payload."""
+    pair = make_pair(client_kwargs=client_kwargs)
+    flight = [data for data, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+    return flight, parse_header(flight[0], 0, 8).pn_offset
+
+
+@pytest.mark.parametrize("complete_hello", [False, True], ids=["two-packet-hello", "one-packet"])
+def test_corrupted_first_initial_keeps_no_state(complete_hello: bool) -> None:
+    """RFC 9001 §5.2, RFC 9000 §12.2: a packet that fails authentication is discarded
+    and no state is kept: no connection, no route, no event, nothing sent (a Version
+    Negotiation packet answers a corrupted *version*, RFC 9000 §6.1)."""
+    kwargs = {"key_share_groups": (NamedGroup.x25519,)} if complete_hello else {}
+    flight, payload_offset = _first_flight(**kwargs)
+    first = flight[0]
+    for pos in range(payload_offset + 40):  # every header byte and the first payload bytes
+        bad = bytearray(first)
+        bad[pos] ^= 0x01
+        server = QuicEndpoint(server_config())
+        server.receive_datagram(bytes(bad), CLIENT_ADDR, 0.0)
+        assert server.connections == [], pos
+        assert server.route_count == 0 and server.half_open_connections == 0, pos
+        assert server.next_event() is None, pos
+        sent = server.datagrams_to_send(0.0)
+        if 1 <= pos <= 4:
+            assert all(parse_header(d, 0, 8).version == 0 for d, _ in sent), pos
+        else:
+            assert sent == [], pos
+        for data in flight:  # the intact retransmission is served as if nothing happened
+            server.receive_datagram(data, CLIENT_ADDR, 0.1)
+        assert len(server.connections) == 1, pos
+        assert server.connections[0].peer_address == CLIENT_ADDR
+
+
+@pytest.mark.parametrize("complete_hello", [False, True], ids=["two-packet-hello", "one-packet"])
+def test_handshake_completes_at_once_after_a_corrupted_first_initial(
+    complete_hello: bool,
+) -> None:
+    """Each byte of the first 64 of the client's first datagram corrupted in flight: the
+    client's retransmission (PTO, ~1 s) completes the handshake at once, on the only
+    connection the server ever accepted, and the server never closes anything (before
+    the fix, a corrupted SCID made the server keep it and answer the intact
+    retransmission with CONNECTION_CLOSE: the handshake took ~7 s)."""
+    kwargs = {"key_share_groups": (NamedGroup.x25519,)} if complete_hello else {}
+    for pos in range(64):
+        pair = make_pair(client_kwargs=kwargs)
+        link = pair.net.link(CLIENT_ADDR, SERVER_ADDR)
+        schedule = link.schedule
+        sent = [0]
+
+        def corrupt_first(
+            data: bytes,
+            now: float,
+            rng: Any,
+            pos: int = pos,
+            sent: list[int] = sent,
+            schedule: Any = schedule,
+        ) -> Any:
+            sent[0] += 1
+            if sent[0] == 1:
+                bad = bytearray(data)
+                bad[pos] ^= 0x01
+                data = bytes(bad)
+            return schedule(data, now, rng)
+
+        link.schedule = corrupt_first  # type: ignore[method-assign]
+        start = pair.net.now
+        pair.handshake()
+        assert pair.net.now - start < 1.2, pos  # one PTO of the client, then one RTT
+        assert len(pair.events_of(ConnectionAccepted)) == 1, pos
+        assert not pair.events_of(ConnectionTerminated), pos
+        assert pair.server.peer_address == CLIENT_ADDR
+
+
+# -- finding 12: tiny Initial datagrams on an existing connection ----------------------------
+
+
+def _ping_initial(conn_dcid: bytes, scid: bytes, version: int, pad: bool) -> bytes:
+    write, _ = initial_keys(version, conn_dcid, is_client=True)
+    asm = PacketAssembler(1200)
+    asm.begin_datagram(1200)
+    assert asm.begin_packet(PacketType.INITIAL, version, conn_dcid, scid, write, 0, 10, None)
+    asm.push(PingFrame().encode())
+    asm.end_packet()
+    asm.end_datagram(pad_initial=pad)
+    return asm.datagrams[0]
+
+
+@pytest.mark.parametrize("version", [0x00000001, 0x6B3343CF], ids=["v1", "v2"])
+def test_server_discards_small_initial_datagrams_of_existing_connections(version: int) -> None:
+    """RFC 9000 §14.1: a server discards an Initial packet in a datagram smaller than
+    1200 bytes — for a connection that exists too (v1 and v2 type bits)."""
+    pair = make_pair(client_kwargs={"supported_versions": (version,)})
+    client = pair.client
+    server = QuicEndpoint(server_config())
+    for data, _ in pair.client_endpoint.datagrams_to_send(0.0):
+        server.receive_datagram(data, CLIENT_ADDR, 0.0)
+    assert len(server.connections) == 1 and server.connections[0].version == version
+    server.datagrams_to_send(0.0)  # the server's first flight (amplification-limited)
+    assert server.datagrams_to_send(0.0) == []
+    small = _ping_initial(client.original_dcid, client.host_cid, version, pad=False)
+    assert len(small) < 1200
+    dropped = server.dropped
+    server.receive_datagram(small, CLIENT_ADDR, 0.01)
+    assert server.dropped == dropped + 1
+    assert server.datagrams_to_send(0.01) == []  # not processed: no ACK, no budget
+    full = _ping_initial(client.original_dcid, client.host_cid, version, pad=True)
+    assert len(full) == 1200
+    server.receive_datagram(full, CLIENT_ADDR, 0.02)
+    assert server.dropped == dropped + 1
+    assert server.datagrams_to_send(0.02) != []  # the same packet, padded: acknowledged
+
+
+# -- no exception escapes the endpoint ------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["receive_datagram", "datagrams_to_send", "handle_timer"])
+def test_a_connection_that_raises_is_closed_and_the_others_are_served(
+    method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An internal bug in one connection: closed with INTERNAL_ERROR (its close is sent
+    if it can be), logged once; the endpoint never raises and serves the others."""
+    pair = make_pair()
+    other = pair.client_endpoint.connect(SERVER_ADDR, client_config(), pair.net.now)
+    pair.run(lambda: pair.client.handshake_complete and other.handshake_complete)
+    victim = pair.server
+    original = getattr(victim, method)
+    failures = [0]
+
+    def broken(*args: Any) -> Any:
+        if failures[0] < 1:
+            failures[0] += 1
+            raise RuntimeError("injected bug")
+        return original(*args)
+
+    setattr(victim, method, broken)
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"x" * 5000, end_stream=True)
+    if method == "handle_timer":
+        pair.client.send_ping(1)  # the server's ACK timer will fire
+    with caplog.at_level(logging.ERROR, logger="quic.endpoint"):
+        pair.net.settle(2.0)
+    assert failures[0] == 1
+    assert pair.server_endpoint.internal_errors == 1
+    assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
+    terms = pair.events_of(ConnectionTerminated)
+    assert [t.error_code for t in terms] == [TransportErrorCode.INTERNAL_ERROR]
+    # the client hears the close: the victim sent its CONNECTION_CLOSE
+    assert pair.client.is_closed or pair.client.state.value in ("closing", "draining")
+    pair.data["server"].clear()  # stream IDs of the two connections are the same
+    pair.fin["server"].clear()
+    osid = other.create_stream()
+    other.send_stream_data(osid, b"still served", end_stream=True)
+    pair.run(lambda: pair.stream_done(osid))
+    assert bytes(pair.data["server"][osid]) == b"still served"
+
+
+def test_a_connection_that_keeps_raising_is_forgotten(caplog: pytest.LogCaptureFixture) -> None:
+    """A connection whose every send raises: closed, then forgotten (ConnectionRemoved,
+    no route left); logged once; the endpoint goes on serving the other connection."""
+    pair = make_pair()
+    other = pair.client_endpoint.connect(SERVER_ADDR, client_config(), pair.net.now)
+    pair.run(lambda: pair.client.handshake_complete and other.handshake_complete)
+    victim = pair.server
+
+    def broken(now: float) -> list[tuple[bytes, Any]]:
+        raise RuntimeError("injected bug")
+
+    victim.datagrams_to_send = broken  # type: ignore[method-assign]
+    pair.server_endpoint.wake(victim)
+    with caplog.at_level(logging.ERROR, logger="quic.endpoint"):
+        pair.net.settle(0.5)
+    assert victim not in pair.server_endpoint.connections
+    assert len(pair.events_of(ConnectionRemoved)) == 1
+    assert all(c is not victim for c in pair.server_endpoint._routes.values())
+    assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
+    pair.data["server"].clear()  # stream IDs of the two connections are the same
+    pair.fin["server"].clear()
+    osid = other.create_stream()
+    other.send_stream_data(osid, b"still served", end_stream=True)
+    pair.run(lambda: pair.stream_done(osid))
+    assert bytes(pair.data["server"][osid]) == b"still served"
+
+
+def test_get_timer_of_a_raising_connection_does_not_escape() -> None:
+    pair = make_pair()
+    pair.handshake()
+    victim = pair.server
+
+    def broken() -> float | None:
+        raise RuntimeError("injected bug")
+
+    victim.get_timer = broken  # type: ignore[method-assign]
+    pair.server_endpoint.wake(victim)
+    pair.server_endpoint.datagrams_to_send(pair.net.now)  # re-files its deadline: raises
+    assert pair.server_endpoint.internal_errors == 1
+    pair.server_endpoint.get_timer()
+    pair.server_endpoint.handle_timer(pair.net.now + 100)

@@ -1,0 +1,154 @@
+"""Entry points of the asyncio driver: :func:`connect`, :func:`serve`, :class:`QuicServer`.
+
+Theory of operation
+-------------------
+Each call binds one UDP socket with ``loop.create_datagram_endpoint`` and puts a
+:class:`~quic.aio.pump.QuicEndpointProtocol` (the pump) around a fresh
+:class:`~quic.endpoint.QuicEndpoint` on it. ``session_setup(session)`` runs
+synchronously before a session sees any event (this is where HTTP/3 or WebTransport
+install their :attr:`~quic.aio.session.QuicSession.event_listener`). The wall clock
+that TLS needs for certificate validity is injected here (:func:`wall_clock`), the
+only place of :mod:`quic` besides the pump that reads a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from quic.aio.pump import QuicEndpointProtocol
+from quic.aio.session import QuicSession
+from quic.aio.streams import QuicStreamReader, QuicStreamWriter
+from quic.configuration import QuicConfiguration
+from quic.endpoint import QuicEndpoint
+
+__all__ = ["QuicServer", "connect", "serve", "wall_clock"]
+
+
+def wall_clock() -> datetime.datetime:
+    """The real wall clock, injected into TLS for certificate validity."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _prepare(configuration: QuicConfiguration) -> None:
+    if configuration.clock is None:
+        configuration.clock = wall_clock
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    host: str,
+    port: int,
+    configuration: QuicConfiguration,
+    *,
+    local_port: int = 0,
+    wait_connected: bool = True,
+    session_setup: Callable[[QuicSession], None] | None = None,
+) -> AsyncIterator[QuicSession]:
+    """Connect to ``host:port``; yields a :class:`QuicSession`; closes on exit.
+
+    ``session_setup(session)`` runs before the session receives any event.
+    """
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    family, _, _, _, addr = infos[0]
+    if configuration.server_name is None:
+        configuration.server_name = host
+    _prepare(configuration)
+    local = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: QuicEndpointProtocol(QuicEndpoint()), local_addr=(local, local_port)
+    )
+    try:
+        session = protocol.connect(addr, configuration)
+        if session_setup is not None:
+            session_setup(session)
+        if wait_connected:
+            await session.wait_connected()
+        yield session
+        await session.aclose()
+    finally:
+        transport.close()
+
+
+class QuicServer:
+    """A running server: ``port``, ``close()``, ``await wait_closed()``."""
+
+    def __init__(self, transport: asyncio.DatagramTransport, protocol: QuicEndpointProtocol):
+        self.transport = transport
+        self.protocol = protocol
+
+    @property
+    def port(self) -> int:
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    @property
+    def endpoint(self) -> QuicEndpoint:
+        return self.protocol.endpoint
+
+    @property
+    def sessions(self) -> list[QuicSession]:
+        return list(self.protocol.sessions.values())
+
+    async def shutdown(self, error_code: int = 0, reason: str = "", timeout: float = 2.0) -> None:
+        """Close every connection (waiting until the closes are sent), then the socket."""
+        sessions = self.sessions
+        for session in sessions:
+            session.close(error_code, reason)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                for session in sessions:
+                    await session.wait_closed()
+        self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    async def wait_closed(self) -> None:
+        await self.protocol.closed
+
+    async def __aenter__(self) -> QuicServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+
+async def serve(
+    host: str,
+    port: int,
+    configuration: QuicConfiguration,
+    handler: Callable[[QuicSession], Awaitable[Any]] | None = None,
+    *,
+    stream_handler: Callable[[QuicStreamReader, QuicStreamWriter], Any] | None = None,
+    session_setup: Callable[[QuicSession], None] | None = None,
+) -> QuicServer:
+    """Serve QUIC on ``host:port`` (port 0: any free port).
+
+    ``handler(session)`` runs for each connection once its handshake completes;
+    ``stream_handler(reader, writer)`` runs for each stream the peer opens;
+    ``session_setup(session)`` runs as a connection is accepted, before any of its events.
+    """
+    loop = asyncio.get_running_loop()
+    _prepare(configuration)
+
+    def on_session(session: QuicSession) -> Awaitable[None]:
+        session.stream_handler = stream_handler
+        if session_setup is not None:
+            session_setup(session)
+        return run(session)
+
+    async def run(session: QuicSession) -> None:
+        await session.wait_connected()
+        if handler is not None:
+            await handler(session)
+
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: QuicEndpointProtocol(QuicEndpoint(configuration), on_session),
+        local_addr=(host, port),
+    )
+    return QuicServer(transport, protocol)

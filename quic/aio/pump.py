@@ -1,0 +1,245 @@
+"""The pump: one UDP socket ⇄ one Sans-I/O :class:`~quic.endpoint.QuicEndpoint`.
+
+Theory of operation
+-------------------
+::
+
+    datagram(s) received → endpoint.receive_datagram(data, addr, loop.time())
+                         → drain events to sessions → send → re-arm one timer
+
+Every datagram of a burst is fed before anything is transmitted. With the batched
+reader (:func:`quic.aio.udp.take_over_reading`) up to ``RECEIVE_BATCH`` waiting datagrams
+are read per wake-up and then transmitted once. With the fallback (asyncio's transport
+calls ``datagram_received`` once per loop iteration) the flush is scheduled with
+``call_soon`` and goes round the loop again while full-sized datagrams keep arriving, up
+to ``RECEIVE_BATCH`` of them; small ones (ACKs, ping-pong) do not delay it.
+
+Only connections that have something to do are touched: the endpoint keeps the set of
+connections with pending output (a session calls :meth:`QuicEndpointProtocol.wake` after
+the application acts on its connection) and a heap of deadlines; after a transmit only
+the sessions of the connections just flushed (:attr:`QuicEndpoint.last_flushed`) are
+told (:meth:`QuicSession._after_flush`), and a session leaves :attr:`sessions` with its
+connection's :class:`~quic.endpoint.ConnectionRemoved` event.
+
+No exception escapes an asyncio callback: the endpoint never raises, each event is
+handed to its session under a guard (a failing application callback closes that
+connection with INTERNAL_ERROR and the batch goes on), and sending goes on datagram by
+datagram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from quic.aio.session import ConnectionClosed, QuicSession
+from quic.aio.udp import RECEIVE_BATCH, enlarge_buffers, read_batch, take_over_reading
+from quic.configuration import QuicConfiguration
+from quic.connection import QuicConnection
+from quic.endpoint import ConnectionAccepted, ConnectionRemoved, QuicEndpoint
+from quic.errors import StreamResetError
+
+__all__ = ["QuicEndpointProtocol"]
+
+logger = logging.getLogger("quic")
+
+#: Only full-sized datagrams (bulk data, Initial flights) hold the transmit back; small
+#: ones (ACKs, ping-pong) are answered in the same loop iteration, without extra latency.
+_FULL_DATAGRAM = 1200
+
+
+class QuicEndpointProtocol(asyncio.DatagramProtocol):
+    """The pump: UDP socket ⇄ Sans-I/O endpoint (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: QuicEndpoint,
+        on_session: Callable[[QuicSession], Any] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.sessions: dict[QuicConnection, QuicSession] = {}
+        self._on_session = on_session
+        self._flush_scheduled = False
+        self._received = 0  # full-sized datagrams fed since the last transmit
+        self._received_seen = 0  # ... as of the previous flush attempt
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.batched_reading = False  # True once take_over_reading succeeded
+        self.closed = self.loop.create_future()
+
+    # -- asyncio callbacks ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a datagram transport
+        enlarge_buffers(transport)
+        # the transport registers its own reader right after this callback: replace it then
+        self.loop.call_soon(self._take_over_reading, transport)
+
+    def _take_over_reading(self, transport: asyncio.BaseTransport) -> None:
+        self.batched_reading = take_over_reading(self.loop, transport, self._read_ready)
+
+    def _read_ready(self, sock: socket.socket) -> None:
+        try:
+            now = self.loop.time()
+            receive = self.endpoint.receive_datagram
+            read_batch(sock, lambda data, addr: receive(data, addr, now), self.error_received)
+        except Exception:
+            logger.exception("QUIC receive failed")
+        if not self._flush_scheduled:  # else an application write already asked for one
+            self._transmit()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.endpoint.receive_datagram(data, addr, self.loop.time())  # never raises
+        # Hand events to the application now: the tasks they wake run in the next loop
+        # iteration *before* the flush scheduled below, so a reply (an echoed datagram,
+        # a response) leaves in the same transmit as the ACK for what triggered it.
+        self._dispatch()
+        if len(data) >= _FULL_DATAGRAM:
+            self._received += 1  # part of a burst, probably: see _flush
+        self.schedule_flush()
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("UDP error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # -- pump ---------------------------------------------------------------------------------
+
+    def wake(self, connection: QuicConnection) -> None:
+        """The application acted on ``connection``: serve it at the next flush."""
+        self.endpoint.wake(connection)
+        self.schedule_flush()
+
+    def transmit_now(self, connection: QuicConnection) -> None:
+        """Send now unless a flush is already on its way (latency-sensitive callers: a
+        lone datagram should not wait a loop iteration)."""
+        self.endpoint.wake(connection)
+        if not self._flush_scheduled:
+            self._transmit()
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        received = self._received
+        if received != self._received_seen and received < RECEIVE_BATCH:
+            # Datagrams are still arriving (asyncio reads one per loop iteration): go
+            # round the loop once more and transmit after the burst, so its ACKs and
+            # data leave together (batch receive processing before transmitting).
+            self._received_seen = received
+            self.loop.call_soon(self._flush)
+            return
+        self._flush_scheduled = False
+        self._transmit()
+
+    def _transmit(self) -> None:
+        self._received = self._received_seen = 0
+        endpoint = self.endpoint
+        self._dispatch()
+        out = endpoint.datagrams_to_send(self.loop.time())  # never raises
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            sendto = transport.sendto
+            for data, addr in out:
+                try:
+                    sendto(data, addr)
+                except Exception as exc:  # e.g. an address the socket cannot reach
+                    logger.debug("UDP send to %r failed: %r", addr, exc)
+        self._dispatch()
+        sessions = self.sessions
+        for conn in endpoint.last_flushed:
+            session = sessions.get(conn)
+            if session is not None:
+                try:
+                    session._after_flush()
+                except Exception as exc:
+                    session._internal_error("QUIC session", exc)
+        self._arm_timer()
+
+    def _dispatch(self) -> None:
+        endpoint = self.endpoint
+        sessions = self.sessions
+        while (item := endpoint.next_event()) is not None:
+            conn, event = item
+            if isinstance(event, ConnectionAccepted):
+                self._accepted(conn)
+                continue
+            if isinstance(event, ConnectionRemoved):
+                gone = sessions.pop(conn, None)
+                if gone is not None:
+                    try:
+                        gone._on_removed()
+                    except Exception:
+                        logger.exception("QUIC session failed at removal")
+                continue
+            session = sessions.get(conn)
+            if session is None:
+                continue
+            try:
+                session._on_event(event)
+            except Exception as exc:  # the session guards its callbacks; a last resort
+                session._internal_error("QUIC session", exc)
+
+    def _accepted(self, conn: QuicConnection) -> None:
+        session = QuicSession(self, conn)
+        self.sessions[conn] = session
+        if self._on_session is None:
+            return
+        try:
+            result = self._on_session(session)
+        except Exception as exc:
+            session._internal_error("session setup", exc)
+            return
+        if asyncio.iscoroutine(result):
+            self.spawn(result)
+
+    def _arm_timer(self) -> None:
+        when = self.endpoint.get_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.endpoint.handle_timer(self.loop.time())  # never raises
+        self._transmit()
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        async def runner() -> None:
+            try:
+                await coro
+            except (ConnectionClosed, StreamResetError, asyncio.IncompleteReadError):
+                pass
+            except Exception:
+                logger.exception("QUIC handler failed")
+
+        task = self.loop.create_task(runner())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- client -------------------------------------------------------------------------------
+
+    def connect(self, addr: Any, configuration: QuicConfiguration) -> QuicSession:
+        conn = self.endpoint.connect(addr, configuration, self.loop.time())
+        session = QuicSession(self, conn)
+        self.sessions[conn] = session
+        self.schedule_flush()
+        return session
