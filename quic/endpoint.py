@@ -27,7 +27,14 @@ that exist (§14.1): a first-byte check before routing.
 
 Admission limits (:class:`~quic.configuration.QuicConfiguration`): ``max_connections``
 in all, ``max_half_open_connections`` (handshake not complete),
-``max_connections_per_address`` (per source IP). Beyond them a new Initial is dropped
+``max_connections_per_address`` (per source IP). When the half-open table is full, an
+authenticated new Initial evicts the oldest half-open connection that has shown no
+sign of a live client (it received nothing after its first datagram) — a spoofer, who
+never sees our replies, cannot go further, while a real client answers within a round
+trip; so a flood of spoofed Initials at rate R leaves every real handshake
+``max_half_open_connections / R`` seconds to make progress instead of shutting it out
+until the spoofs expire (the SYN-cache answer; Retry is the stateless one). Only when no
+such connection is left, and beyond the other limits, is a new Initial dropped
 silently — not answered with CONNECTION_REFUSED (a SHOULD of RFC 9000 §5.2.2), since a
 reply to an unvalidated, possibly spoofed address is work and reflected traffic an
 attacker chooses (§21.1.1.2). A server connection whose handshake is not complete
@@ -163,6 +170,9 @@ class QuicEndpoint:
         self._heap: list[tuple[float, int, QuicConnection]] = []
         self._seq = 0
         self._half_open = 0
+        # half-open server connections that received nothing after their first datagram,
+        # oldest first: the ones a full half-open table evicts (see the module docstring)
+        self._evictable: dict[QuicConnection, None] = {}
         self._per_address: dict[Any, int] = {}
         self._events: deque[tuple[QuicConnection, QuicEvent]] = deque()
         self._stateless: list[tuple[bytes, Any]] = []
@@ -172,6 +182,7 @@ class QuicEndpoint:
         self.dropped = 0  # datagrams dropped: garbage, unroutable, too small, not authentic
         self.refused = 0  # Initials refused by an admission limit
         self.expired = 0  # connections abandoned at their handshake deadline
+        self.evicted = 0  # half-open connections evicted by a newer Initial
         self.internal_errors = 0  # connections that raised (closed with INTERNAL_ERROR)
 
     # -- inspection -----------------------------------------------------------------------
@@ -240,6 +251,8 @@ class QuicEndpoint:
             self.dropped += 1  # RFC 9000 §14.1: a server discards such an Initial
             return
         entry = self._entries[conn]
+        if entry.half_open:
+            self._evictable.pop(conn, None)  # a second datagram: a live client, likely
         try:
             conn.receive_datagram(data, addr, now)
         except Exception as exc:
@@ -287,12 +300,30 @@ class QuicEndpoint:
         self._accept(config, header.dcid, header.scid, header.version, data, addr, now)
 
     def _admissible(self, config: QuicConfiguration, addr: Any) -> bool:
-        """Admission limits (see the module docstring; RFC 9000 §5.2.2, §21.1.1.2)."""
+        """Admission limits (see the module docstring; RFC 9000 §5.2.2, §21.1.1.2).
+        A full half-open table admits the Initial if a connection can be evicted."""
+        if self._half_open >= config.max_half_open_connections and not self._evictable:
+            return False
         return (
-            len(self._entries) < self.max_connections
-            and self._half_open < config.max_half_open_connections
+            len(self._entries) < self.max_connections + (1 if self._evictable else 0)
             and self._per_address.get(_addr_key(addr), 0) < config.max_connections_per_address
         )
+
+    def _make_room(self, config: QuicConfiguration) -> bool:
+        """Before registering an authenticated new connection: evict the oldest
+        evictable half-open one if a limit is reached; False if there is no room."""
+        full = (
+            self._half_open >= config.max_half_open_connections
+            or len(self._entries) >= self.max_connections
+        )
+        if not full:
+            return True
+        if not self._evictable:
+            return False
+        oldest = next(iter(self._evictable))
+        self.evicted += 1
+        self._abandon(self._entries[oldest], "evicted by a newer Initial")
+        return True
 
     def _accept(
         self,
@@ -323,7 +354,11 @@ class QuicEndpoint:
             # RFC 9000 §21.2, §12.2: not authenticated, so discarded; no state kept for it
             self.dropped += 1
             return
+        if not self._make_room(config):
+            self.refused += 1
+            return
         entry = self._register(conn, addr, now + config.handshake_timeout)
+        self._evictable[conn] = None
         self._route(entry, dcid)  # the client keeps it until our first Initial (§7.2)
         self._events.append((conn, ConnectionAccepted(conn)))
         self._pending[conn] = None
@@ -427,6 +462,7 @@ class QuicEndpoint:
                 entry.half_open = False
                 entry.deadline = None
                 self._half_open -= 1
+                self._evictable.pop(conn, None)
             self._schedule(entry, conn.get_timer())
         except Exception as exc:
             self._internal_error(entry, exc)
@@ -471,10 +507,14 @@ class QuicEndpoint:
     def _expire(self, entry: _Entry) -> None:
         """The handshake deadline passed: abandon the connection silently (§10.1)."""
         self.expired += 1
+        self._abandon(entry, "handshake timeout")
+
+    def _abandon(self, entry: _Entry, reason: str) -> None:
+        """Forget a half-open connection without sending anything."""
         conn = entry.conn
         try:
             # nothing is sent: the endpoint forgets the connection right away
-            conn.close(TransportErrorCode.NO_ERROR, "handshake timeout", application=False)
+            conn.close(TransportErrorCode.NO_ERROR, reason, application=False)
             self._drain(entry)
         except Exception as exc:
             logger.debug("closing an expired connection failed: %r", exc)
@@ -513,6 +553,7 @@ class QuicEndpoint:
         entry.cids.clear()
         entry.seq = 0  # its heap entries are stale now
         self._pending.pop(conn, None)
+        self._evictable.pop(conn, None)
         if entry.half_open:
             self._half_open -= 1
         key = entry.addr_key

@@ -128,6 +128,7 @@ def _flood(n: int, calls: Counter[str]) -> dict[str, float]:
         **peak,
         "work_per_datagram": work / n,
         "refused": server.refused,
+        "evicted": server.evicted,
         "left": len(server.connections),
         "left_routes": server.route_count,
         "left_half_open": server.half_open_connections,
@@ -148,7 +149,7 @@ def test_spoofed_initials_are_bounded_expire_and_cost_linear_work(calls: Counter
         assert result["half_open"] <= LIMIT
         assert result["routes"] <= 2 * LIMIT  # our CID and the client's original DCID
         assert result["heap"] <= 64 + 4 * LIMIT
-        assert result["refused"] > 0  # the limit was reached
+        assert result["evicted"] > 0  # the limit was reached: the oldest spoofs gave way
         assert result["left"] == result["left_routes"] == 0
         assert result["left_half_open"] == result["left_addresses"] == 0
         assert result["removed_at_deadline"] > 0
@@ -263,15 +264,97 @@ def _admit(server: QuicEndpoint, rng: random.Random, addr: Any, now: float = 0.0
     return len(server.connections) == before + 1
 
 
-def test_half_open_limit_refuses_new_initials_silently() -> None:
+def test_full_half_open_table_evicts_the_oldest_silent_connection() -> None:
+    """A full half-open table makes room by forgetting the oldest connection that got
+    nothing after its first datagram (a spoof, likely): silently, nothing sent."""
     rng = random.Random(2)
     server = QuicEndpoint(server_config(max_half_open_connections=5))
     assert all(_admit(server, rng, random_address(rng)) for _ in range(5))
     server.datagrams_to_send(0.0)
     _drain(server)
-    assert not _admit(server, rng, random_address(rng))
-    assert server.refused == 1
+    oldest = server.connections[0]
+    before = len(server.connections)
+    server.receive_datagram(decryptable_initial(rng), random_address(rng), 0.0)
+    assert len(server.connections) == before and oldest not in server.connections
+    assert server.evicted == 1 and server.refused == 0
+    events = _drain(server)
+    assert [type(e) for e in events if not isinstance(e, ConnectionAccepted)][-2:] == [
+        ConnectionTerminated,
+        ConnectionRemoved,
+    ] or any(isinstance(e, ConnectionRemoved) for e in events)
+    sent = server.datagrams_to_send(0.0)
+    assert all(addr != oldest.peer_address for _, addr in sent)  # nothing to the evicted
+
+
+def test_half_open_limit_refuses_when_every_connection_is_live() -> None:
+    """Connections that received a second datagram (a live client answers) are never
+    evicted: with only those in a full table, a new Initial is refused silently."""
+    rng = random.Random(2)
+    frames = client_initial_frames()
+    server = QuicEndpoint(server_config(max_half_open_connections=5))
+    for _ in range(5):
+        dcid, scid, addr = rng.randbytes(8), rng.randbytes(8), random_address(rng)
+        server.receive_datagram(sealed_initial(frames, dcid, scid), addr, 0.0)
+        server.receive_datagram(sealed_initial(frames, dcid, scid, 1, 1), addr, 0.001)
+    assert server.half_open_connections == 5
+    server.datagrams_to_send(0.0)
+    _drain(server)
+    assert not _admit(server, rng, random_address(rng), 0.002)
+    assert server.refused == 1 and server.evicted == 0
     assert server.datagrams_to_send(0.0) == [] and _drain(server) == []  # silently
+
+
+class _FloodedServer(WakingEndpoint):
+    """A server endpoint that also receives spoofed, authenticating Initials at
+    ``rate`` per simulated second, from random addresses, whatever else happens."""
+
+    def __init__(self, endpoint: QuicEndpoint, rate: float, start: float) -> None:
+        super().__init__(endpoint)
+        self.rng = random.Random(99)
+        self.interval = 1 / rate
+        self.next_spoof = start
+        self.spoofs = 0
+
+    def _flood_until(self, now: float) -> None:
+        while self.next_spoof <= now:
+            self.endpoint.receive_datagram(
+                decryptable_initial(self.rng), random_address(self.rng), self.next_spoof
+            )
+            self.spoofs += 1
+            self.next_spoof += self.interval
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
+        self._flood_until(now)
+        super().receive_datagram(data, addr, now)
+
+    def get_timer(self) -> float | None:
+        timer = super().get_timer()
+        return self.next_spoof if timer is None else min(timer, self.next_spoof)
+
+    def handle_timer(self, now: float) -> None:
+        self._flood_until(now)
+        super().handle_timer(now)
+
+
+@pytest.mark.parametrize("rate", [2_000, 8_000])
+def test_real_client_connects_during_a_spoofed_initial_flood(rate: int) -> None:
+    """Spoofed Initials that authenticate keep the half-open table full; a real client
+    still completes its handshake in about two round trips, because the silent spoofs
+    are evicted before it (a real client answers within a round trip)."""
+    server = QuicEndpoint(server_config(max_half_open_connections=LIMIT))
+    net = Network(seed=8, start=0.0)
+    flooded = _FloodedServer(server, rate, 0.0)
+    net.add(SERVER_ADDR, flooded)
+    client_endpoint = QuicEndpoint()
+    net.add(CLIENT_ADDR, WakingEndpoint(client_endpoint))
+    net.settle(2 * LIMIT / rate)  # the table is full of spoofs
+    _drain(server)
+    assert server.half_open_connections == LIMIT
+    start = net.now
+    conn = client_endpoint.connect(SERVER_ADDR, client_config(), net.now)
+    net.run(lambda: conn.handshake_complete and bool(_drain(server) or True), max_time=5.0)
+    assert net.now - start < 0.1  # 10 ms each way: two round trips and change
+    assert server.evicted > 0 and server.half_open_connections <= LIMIT
 
 
 def test_per_address_limit() -> None:
