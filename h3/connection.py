@@ -30,17 +30,15 @@ One way out. :meth:`H3Connection.handle_event` returns nothing: the HTTP/3 event
 causes are queued and leave only through :meth:`H3Connection.next_event`, which the
 owner drains after each call. Nothing else is queued for anyone.
 
-Bounded state. Every stream leaves the stream table (:class:`~h3.stream_state.StreamTable`)
-once HTTP/3 is done with its receive side (ended, reset, stopped, or reset for a
-stream error), and its ID is remembered compactly as closed, so late events for it are
-ignored; the per-stream set ``_head_requests`` and the QPACK decoder's blocked streams
-are cleaned up at the same time. :meth:`H3Connection.state_sizes` reports the size of
-every table and queue. Limits (each in :class:`H3Configuration`, RFC 9114 §10.5):
-frames and bytes held behind blocked field sections, per stream and in total
-(H3_EXCESSIVE_LOAD beyond them); the size of buffered frames; the number of peer
-SETTINGS; field section size and QPACK blocked streams (advertised in SETTINGS).
-HTTP datagrams for a stream whose receive side is closed are dropped (RFC 9297 §2.1);
-none is held here.
+Bounded state. A stream leaves every table (:class:`~h3.stream_state.StreamTable`,
+``_head_requests``, the QPACK decoder) once HTTP/3 is done with its receive side
+(ended, reset, stopped, stream error); its ID is remembered compactly as closed so
+late events for it are ignored. :meth:`H3Connection.state_sizes` reports every table
+and queue. Limits (:class:`H3Configuration`, RFC 9114 §10.5): frames and bytes held
+behind blocked field sections, per stream and in total (H3_EXCESSIVE_LOAD beyond
+them), buffered frame size, number of peer SETTINGS, and the field section size and
+QPACK blocked streams we advertise. HTTP datagrams for a stream whose receive side is
+closed are dropped (RFC 9297 §2.1); none is held here.
 
 Push (RFC 9114 §4.6): we never send MAX_PUSH_ID, so a push stream received by a client
 is H3_ID_ERROR; a push stream opened by a client is H3_STREAM_CREATION_ERROR (§6.2.2).

@@ -66,12 +66,19 @@ class H3LeanPair:
             if self.server_quic_filter is not None and not self.server_quic_filter(item[1]):
                 continue
             self._feed("server", self._server, item[1])
+        # events queued by API calls (e.g. send_goaway) rather than by handle_event
+        self._drain("client", self.client)
+        if self._server is not None:
+            self._drain("server", self._server)
         return seen
 
     def _feed(self, side: str, conn: H3Connection, event: QuicEvent) -> None:
         if isinstance(event, ConnectionTerminated):
             self.terminated[side] = event
         conn.handle_event(event)
+        self._drain(side, conn)
+
+    def _drain(self, side: str, conn: H3Connection) -> None:
         handler = self.handler
         while (h3_event := conn.next_event()) is not None:
             self.events_handled += 1
@@ -108,6 +115,8 @@ def lean_pair(
     server_cfg: H3Configuration | None = None,
     client_quic: dict[str, Any] | None = None,
     server_quic: dict[str, Any] | None = None,
+    *,
+    wait_settings: bool = True,
     **link: Any,
 ) -> H3LeanPair:
     pair = make_pair(
@@ -117,7 +126,8 @@ def lean_pair(
     )
     p = H3LeanPair(pair, client_cfg or H3Configuration(), server_cfg or H3Configuration())
     pair.net.after_flush = p.pump
-    p.run(lambda: p.settings["client"] and p.settings["server"])
+    if wait_settings:
+        p.run(lambda: p.settings["client"] and p.settings["server"])
     return p
 
 
