@@ -279,8 +279,11 @@ class H3Link:
         elif isinstance(event, StopSendingReceived):
             exchange = self.exchanges.get(event.stream_id)
             if exchange is not None:
+                # QUIC resets our sending half (RFC 9000 §3.5): it is over
                 exchange.stop_code = event.error_code
+                exchange.send_done = True
                 exchange.writable.set()
+                self._forget(exchange)
         elif isinstance(event, SettingsReceived):
             if not self.peer_settings.done():
                 self.peer_settings.set_result(event.settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import os
@@ -249,6 +250,7 @@ async def test_early_response_stops_the_request_body(cert: SelfSignedCertificate
     ):
         response = await asyncio.wait_for(client.request("POST", "/", body=endless()), 20)
         assert response.status == 413 and await response.read() == b"too much"
+        assert not client.link.exchanges  # the stopped request left the table too
 
 
 async def test_connect_failures(cert: SelfSignedCertificate) -> None:
@@ -442,3 +444,58 @@ async def test_no_exception_escapes_the_event_callbacks(cert: SelfSignedCertific
     finally:
         loop.set_exception_handler(None)
     assert escaped == []
+
+
+async def test_exchange_tables_return_to_idle(cert: SelfSignedCertificate) -> None:
+    """Finding 9 in h3.aio: N and 4N requests, some with bodies the handler ignores,
+    some closed unread by the client, some cancelled mid-request: afterwards no
+    exchange is left on either side and both H3Connections are at their idle size."""
+    from tests.h3.h3pair import IDLE, idle_sizes
+
+    async def handler(request: H3Request) -> H3Response:
+        if request.path.endswith("/read"):
+            await request.read()
+        return H3Response(200, [], b"r" * 3000)
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"u" * 4096
+            await asyncio.sleep(0)
+
+    async with (
+        await start(cert, handler) as server,
+        H3Client.connect("127.0.0.1", server.port, configuration=client_config(cert)) as client,
+    ):
+
+        async def one(i: int) -> None:
+            kind = i % 4
+            if kind == 0:
+                assert await (await client.get(f"/{i}")).read() == b"r" * 3000
+            elif kind == 1:
+                response = await client.request("POST", f"/{i}/read", body=b"p" * 5000)
+                assert await response.read() == b"r" * 3000
+            elif kind == 2:
+                (await client.request("POST", f"/{i}", body=b"p" * 5000)).close()
+            else:
+                task = asyncio.create_task(client.request("POST", f"/{i}", body=endless()))
+                await asyncio.sleep(0.01)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StreamResetError):
+                    await task
+
+        for n in (100, 400):
+            for start_at in range(0, n, 50):
+                await asyncio.wait_for(
+                    asyncio.gather(*(one(i) for i in range(start_at, start_at + 50))), 30
+                )
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                links = [client.link, *server.links]
+                if all(not link.exchanges for link in links) and all(
+                    idle_sizes(link.h3) == IDLE for link in links
+                ):
+                    break
+            assert not client.link.exchanges
+            assert all(not link.exchanges for link in server.links)
+            assert idle_sizes(client.link.h3) == IDLE
+            assert all(idle_sizes(link.h3) == IDLE for link in server.links)
