@@ -15,18 +15,19 @@ with small limits. After every step:
   streams QUIC allows, the QPACK decoder within SETTINGS_QPACK_BLOCKED_STREAMS;
 * a closed connection carries an HTTP/3 error code.
 
-Deep run: ``H3_FUZZ_EXAMPLES=100000 pytest fuzz/test_fuzz_h3_state.py``.
+Deep run (>= 100,000 examples): ``FUZZ_PROFILE=deep pytest fuzz/test_fuzz_h3_state.py``
+(:mod:`fuzz.profiles`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from fuzz.profiles import examples
 from h3.connection import H3Configuration
 from h3.errors import H3ErrorCode
 from h3.events import DataReceived, H3Event, HeadersReceived
@@ -295,7 +296,7 @@ def test_one_event_at_a_time_never_raises() -> None:
 
 TestHostileClient = HostileClient.TestCase
 TestHostileClient.settings = settings(
-    max_examples=int(os.environ.get("H3_FUZZ_EXAMPLES", "25")),
+    max_examples=examples(25),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
