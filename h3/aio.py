@@ -12,11 +12,20 @@ session's own readers never see them), and the HTTP/3 events are drained with
 
 * the first final header section resolves ``exchange.head`` (interim 1xx responses are
   skipped), a later one is the trailers;
-* DATA payloads are fed to ``exchange.body``, an :class:`asyncio.StreamReader` (there is
-  no receive backpressure: QUIC credit is granted as data is delivered);
+* DATA payloads are held in ``exchange.body`` (a :class:`_Body`) until the application
+  reads them, and only then consumed (:meth:`H3Connection.consume_data`), which returns
+  their QUIC flow-control credit: a reader that does not keep up holds at most the
+  stream window (RFC 9000 §4.1) and the peer waits — that is the receive backpressure,
+  nothing else pauses. A body the application abandons (the handler returns without
+  reading all of it, a response closed or dropped unread) is discarded and credited,
+  and if it is still arriving, reading stops (STOP_SENDING);
 * RESET_STREAM, a closed connection, or (client) a GOAWAY that excludes the stream fail
   the pending head and body with :class:`~quic.errors.StreamResetError` or
   :class:`~quic.aio.ConnectionClosed`.
+
+An exchange leaves ``H3Link.exchanges`` once both halves are done (or it failed); no
+exception raised while handling an event escapes the event callback: a bug of ours
+closes the connection with H3_INTERNAL_ERROR.
 
 Sending goes through :class:`H3Connection` (``send_headers``, ``send_data``) in DATA
 frames of at most :data:`DATA_CHUNK` bytes; when QUIC's send buffer is above its high
@@ -44,23 +53,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-from h3.connection import H3Configuration, H3Connection
+from h3.aio_link import DATA_CHUNK, Exchange, H3Link, Headers, header_value
+from h3.connection import H3Configuration
 from h3.errors import H3ErrorCode
-from h3.events import (
-    DataReceived,
-    GoAwayReceived,
-    H3Event,
-    HeadersReceived,
-    RequestStreamReset,
-    SettingsReceived,
-    StopSendingReceived,
-)
-from quic import events as qe
 from quic.aio import ConnectionClosed, QuicServer, QuicSession, connect, serve
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
@@ -81,25 +82,13 @@ __all__ = [
 logger = logging.getLogger("h3")
 
 ALPN = "h3"  # RFC 9114 §3.1
-#: Largest DATA frame payload written at once.
-DATA_CHUNK = 256 * 1024
 #: Body chunk size for ``async for`` over a received body.
 READ_CHUNK = 64 * 1024
-#: Body bytes held for the application before QUIC delivery of the stream pauses.
-BODY_BUFFER = 1024 * 1024
 
-Headers: TypeAlias = list[tuple[bytes, bytes]]
 HeaderInput: TypeAlias = (
     Mapping[str, str] | Mapping[bytes, bytes] | Iterable[tuple[str | bytes, str | bytes]]
 )
 Body: TypeAlias = bytes | bytearray | memoryview | AsyncIterable[bytes] | None
-
-_STREAM_EVENTS = (
-    qe.StreamDataReceived,
-    qe.StreamReset,
-    qe.StopSendingReceived,
-    qe.DatagramReceived,
-)
 
 
 def _b(value: str | bytes) -> bytes:
@@ -114,291 +103,6 @@ def normalize_headers(headers: HeaderInput | None) -> Headers:
     return [(_b(name).lower(), _b(value)) for name, value in items]
 
 
-def _header(headers: Headers, name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-        future.exception()  # mark retrieved: nobody may be waiting
-
-
-# ======================================================================================
-# one request stream
-# ======================================================================================
-
-
-class _Exchange:
-    """Both halves of one request stream as seen from asyncio."""
-
-    def __init__(self, stream_id: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.stream_id = stream_id
-        self.head: asyncio.Future[Headers] = loop.create_future()
-        self.body = asyncio.StreamReader(limit=1 << 20)
-        self.trailers: Headers | None = None
-        self.writable = asyncio.Event()
-        self.writable.set()
-        self.stop_code: int | None = None  # the peer's STOP_SENDING
-        self.recv_done = False
-        self.send_done = False
-        # receive backpressure: body bytes held for the application, and whether QUIC
-        # delivery of this stream is paused (its flow-control window then stops the peer)
-        self.buffered = 0
-        self.paused = False
-        self.resume: Callable[[], None] | None = None
-
-    def fail(self, exc: Exception) -> None:
-        _fail(self.head, exc)
-        if not self.recv_done:
-            self.recv_done = True
-            self.body.set_exception(exc)
-        self.writable.set()
-
-
-# ======================================================================================
-# the link: QUIC session ⇄ H3Connection
-# ======================================================================================
-
-
-class H3Link:
-    """HTTP/3 on one :class:`QuicSession` (both roles); see the module docstring."""
-
-    def __init__(
-        self,
-        session: QuicSession,
-        configuration: H3Configuration | None = None,
-        on_request: Callable[[_Exchange], None] | None = None,
-    ) -> None:
-        self.session = session
-        self.h3 = H3Connection(session.connection, configuration or H3Configuration())
-        self.loop = asyncio.get_running_loop()
-        self.exchanges: dict[int, _Exchange] = {}
-        self.peer_settings: asyncio.Future[dict[int, int]] = self.loop.create_future()
-        self.goaway_id: int | None = None  # from the peer
-        self.termination: qe.ConnectionTerminated | None = None
-        self._on_request = on_request
-        self._unflushed: set[int] = set()  # streams we ended, maybe not yet acknowledged
-        session.event_listener = self._on_quic_event
-
-    # -- input ------------------------------------------------------------------------
-
-    def _on_quic_event(self, event: qe.QuicEvent) -> bool:
-        if isinstance(event, qe.StreamWritable):
-            exchange = self.exchanges.get(event.stream_id)
-            if exchange is not None:
-                exchange.writable.set()
-            return False
-        consumed = isinstance(event, _STREAM_EVENTS)
-        if consumed or isinstance(
-            event, (qe.HandshakeCompleted, qe.ProtocolNegotiated, qe.ConnectionTerminated)
-        ):
-            h3 = self.h3
-            h3.handle_event(event)
-            while (h3_event := h3.next_event()) is not None:
-                self._on_h3_event(h3_event)
-            self.session.schedule_flush()
-        if isinstance(event, qe.ConnectionTerminated):
-            self._on_terminated(event)
-        return consumed
-
-    def _pause(self, exchange: _Exchange) -> None:
-        exchange.paused = True
-        sid = exchange.stream_id
-        quic = self.session.connection
-        quic.pause_stream_receive(sid, True)
-
-        def resume() -> None:
-            exchange.paused = False
-            quic.pause_stream_receive(sid, False)
-            self.session.schedule_flush()
-
-        exchange.resume = resume
-
-    def _on_h3_event(self, event: H3Event) -> None:
-        if isinstance(event, HeadersReceived):
-            self._on_headers(event)
-        elif isinstance(event, DataReceived):
-            exchange = self.exchanges.get(event.stream_id)
-            if exchange is not None and not exchange.recv_done:
-                if event.data:
-                    self.h3.consume_data(event.stream_id, len(event.data))
-                    exchange.body.feed_data(event.data)
-                    exchange.buffered += len(event.data)
-                    if exchange.buffered > BODY_BUFFER and not exchange.paused:
-                        self._pause(exchange)
-                if event.stream_ended:
-                    self._end_recv(exchange)
-        elif isinstance(event, RequestStreamReset):
-            exchange = self.exchanges.get(event.stream_id)
-            if exchange is not None:
-                exchange.fail(
-                    StreamResetError(event.stream_id, event.error_code, "stream reset by peer")
-                )
-                self._forget(exchange)
-        elif isinstance(event, StopSendingReceived):
-            exchange = self.exchanges.get(event.stream_id)
-            if exchange is not None:
-                exchange.stop_code = event.error_code
-                exchange.writable.set()
-        elif isinstance(event, SettingsReceived):
-            if not self.peer_settings.done():
-                self.peer_settings.set_result(event.settings)
-        elif isinstance(event, GoAwayReceived):
-            self._on_goaway(event.stream_id)
-        # other events (datagrams, WebTransport, our own GOAWAY) do not concern requests
-
-    def _on_headers(self, event: HeadersReceived) -> None:
-        sid = event.stream_id
-        exchange = self.exchanges.get(sid)
-        if exchange is None:
-            if self.h3.is_client or self._on_request is None:
-                return
-            exchange = self.exchanges[sid] = _Exchange(sid, self.loop)
-            exchange.head.set_result(event.headers)
-            self._on_request(exchange)
-        elif not exchange.head.done():
-            status = _header(event.headers, b":status")
-            if status is not None and status.startswith(b"1"):
-                return  # interim response (RFC 9114 §4.1)
-            exchange.head.set_result(event.headers)
-        else:
-            exchange.trailers = event.headers
-        if event.stream_ended:
-            self._end_recv(exchange)
-
-    def _end_recv(self, exchange: _Exchange) -> None:
-        exchange.recv_done = True
-        exchange.body.feed_eof()
-        if not exchange.head.done():
-            _fail(exchange.head, StreamResetError(exchange.stream_id, 0, "no header section"))
-        self._forget(exchange)
-
-    def _on_goaway(self, ident: int) -> None:
-        self.goaway_id = ident
-        if not self.h3.is_client:
-            return
-        for sid, exchange in list(self.exchanges.items()):
-            if sid >= ident:  # RFC 9114 §5.2: not processed, can be retried
-                exchange.fail(
-                    StreamResetError(sid, H3ErrorCode.H3_REQUEST_REJECTED, "server sent GOAWAY")
-                )
-                self._forget(exchange, force=True)
-
-    def _on_terminated(self, event: qe.ConnectionTerminated) -> None:
-        if self.termination is not None:
-            return
-        self.termination = event
-        exc = ConnectionClosed(event.error_code, event.reason_phrase, event.by_peer)
-        _fail(self.peer_settings, exc)
-        for exchange in self.exchanges.values():
-            exchange.fail(exc)
-
-    def _forget(self, exchange: _Exchange, force: bool = False) -> None:
-        if force or (exchange.recv_done and exchange.send_done):
-            self.exchanges.pop(exchange.stream_id, None)
-
-    # -- state ------------------------------------------------------------------------
-
-    @property
-    def is_closed(self) -> bool:
-        return self.termination is not None or self.session.is_closed
-
-    def check_open(self) -> None:
-        term = self.termination or self.session.termination
-        if term is not None:
-            raise ConnectionClosed(term.error_code, term.reason_phrase, term.by_peer)
-
-    def register(self, stream_id: int) -> _Exchange:
-        exchange = self.exchanges[stream_id] = _Exchange(stream_id, self.loop)
-        return exchange
-
-    # -- output -----------------------------------------------------------------------
-
-    def _check_writable(self, exchange: _Exchange) -> None:
-        self.check_open()
-        if exchange.stop_code is not None:
-            raise StreamResetError(exchange.stream_id, exchange.stop_code, "peer sent STOP_SENDING")
-
-    def send_headers(self, exchange: _Exchange, headers: Headers, end_stream: bool) -> None:
-        """Send a header section; raises FieldSectionTooLarge above the peer's limit."""
-        self._check_writable(exchange)
-        self.h3.send_headers(exchange.stream_id, headers, end_stream)
-        if end_stream:
-            self._sent_all(exchange)
-        self.session.schedule_flush()
-
-    async def send_data(
-        self, exchange: _Exchange, data: bytes | bytearray | memoryview, end_stream: bool
-    ) -> None:
-        """Send body bytes in DATA frames, waiting while QUIC's send buffer is full."""
-        total = len(data)
-        if total == 0:
-            if end_stream:
-                self.end_stream(exchange)
-            return
-        view = data if isinstance(data, bytes) and total <= DATA_CHUNK else memoryview(data)
-        for offset in range(0, total, DATA_CHUNK):
-            while not exchange.writable.is_set():
-                self._check_writable(exchange)
-                await exchange.writable.wait()
-            self._check_writable(exchange)
-            last = end_stream and offset + DATA_CHUNK >= total
-            chunk = view[offset : offset + DATA_CHUNK] if total > DATA_CHUNK else view
-            try:
-                ok = self.h3.send_data(exchange.stream_id, chunk, last)
-            except (ValueError, RuntimeError) as exc:  # stream gone (reset, discarded)
-                raise StreamResetError(exchange.stream_id, 0, str(exc)) from exc
-            if not ok:
-                exchange.writable.clear()
-            self.session.schedule_flush()
-        if end_stream:
-            self._sent_all(exchange)
-
-    def end_stream(self, exchange: _Exchange) -> None:
-        self._check_writable(exchange)
-        self.h3.end_stream(exchange.stream_id)
-        self._sent_all(exchange)
-        self.session.schedule_flush()
-
-    def reset(self, exchange: _Exchange, error_code: int) -> None:
-        """Abandon both halves of a stream (RESET_STREAM and, if reading, STOP_SENDING)."""
-        if self.is_closed:
-            return
-        sid = exchange.stream_id
-        if not exchange.send_done:
-            self.h3.reset_stream(sid, error_code)
-        if not exchange.recv_done:
-            self.h3.stop_stream(sid, error_code)
-        exchange.fail(StreamResetError(sid, error_code, "stream reset locally"))
-        exchange.send_done = True
-        self._forget(exchange, force=True)
-        self.session.schedule_flush()
-
-    def _sent_all(self, exchange: _Exchange) -> None:
-        exchange.send_done = True
-        unflushed = self._unflushed
-        unflushed.add(exchange.stream_id)
-        if len(unflushed) > 64:
-            self._prune_unflushed()
-        self._forget(exchange)
-
-    def _prune_unflushed(self) -> None:
-        buffered = self.session.connection.streams.send_buffered
-        self._unflushed = {sid for sid in self._unflushed if buffered(sid)}
-
-    async def wait_flushed(self) -> None:
-        """Wait until everything we sent on ended streams is acknowledged."""
-        while True:
-            self._prune_unflushed()
-            if not self._unflushed or self.is_closed:
-                return
-            await self.session.wait_progress()
-
-
 # ======================================================================================
 # messages
 # ======================================================================================
@@ -407,10 +111,10 @@ class H3Link:
 class _BodyReader:
     """Async access to a received body (``read()``, ``async for``)."""
 
-    def __init__(self, exchange: _Exchange, headers: Headers) -> None:
+    def __init__(self, exchange: Exchange, headers: Headers) -> None:
         self._exchange = exchange
         self.headers = headers
-        raw = _header(headers, b"content-length")
+        raw = header_value(headers, b"content-length")
         self.content_length: int | None = int(raw) if raw is not None and raw.isdigit() else None
         self._checked_length = self.content_length  # None: no content-length check
         self._received = 0
@@ -425,16 +129,14 @@ class _BodyReader:
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), decoded."""
-        value = _header(self.headers, name.lower().encode())
+        value = header_value(self.headers, name.lower().encode())
         return None if value is None else value.decode("utf-8", "replace")
 
     async def read_chunk(self, size: int = READ_CHUNK) -> bytes:
         """Up to ``size`` body bytes; ``b""`` at the end of the body."""
         exchange = self._exchange
         chunk = await exchange.body.read(size)
-        exchange.buffered -= len(chunk)
-        if exchange.paused and exchange.buffered <= BODY_BUFFER // 2 and exchange.resume:
-            exchange.resume()
+        exchange.consumed(len(chunk))  # credit returns as the application reads
         self._received += len(chunk)
         length = self._checked_length
         if length is not None and (
@@ -457,22 +159,53 @@ class _BodyReader:
             yield chunk
 
 
+def _abandon_later(exchange: Exchange) -> None:
+    """Finalizer of a response dropped unread: release its body from the event loop
+    (never from inside whatever code the garbage collector interrupted)."""
+    link = exchange.link
+    if link is not None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to credit
+            link.loop.call_soon_threadsafe(
+                link.abandon_body, exchange, H3ErrorCode.H3_REQUEST_CANCELLED
+            )
+
+
 class H3ClientResponse(_BodyReader):
     """A response received by :class:`H3Client`: ``status``, ``headers`` (no pseudo
-    headers), body through :meth:`read` or ``async for``, ``trailers`` after the end."""
+    headers), body through :meth:`read` or ``async for``, ``trailers`` after the end.
 
-    def __init__(self, exchange: _Exchange, head: Headers, method: str = "GET") -> None:
+    Its body holds the peer's flow-control credit until it is read: :meth:`close` (or
+    ``async with``) a response whose body is not wanted. One that is garbage-collected
+    unread is closed then."""
+
+    def __init__(self, exchange: Exchange, head: Headers, method: str = "GET") -> None:
         super().__init__(exchange, [(k, v) for k, v in head if not k.startswith(b":")])
-        self.status = int(_header(head, b":status") or b"0")
+        self.status = int(header_value(head, b":status") or b"0")
         if method == "HEAD" or self.status in (204, 304):
             self._checked_length = None  # RFC 9114 §4.1.2: no content, whatever the length
+        self._finalizer = weakref.finalize(self, _abandon_later, exchange)
+        self._finalizer.atexit = False
+
+    def close(self) -> None:
+        """Done with this response: the unread body is discarded and credited, and if it
+        is still arriving reading stops (STOP_SENDING, H3_REQUEST_CANCELLED)."""
+        self._finalizer.detach()
+        exchange = self._exchange
+        if exchange.link is not None:
+            exchange.link.abandon_body(exchange, H3ErrorCode.H3_REQUEST_CANCELLED)
+
+    async def __aenter__(self) -> H3ClientResponse:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
 
 
 class H3Request(_BodyReader):
     """A request as the server handler sees it: ``method``, ``path``, ``authority``,
     ``scheme``, ``headers`` (no pseudo headers), body through :meth:`read` / ``async for``."""
 
-    def __init__(self, exchange: _Exchange, head: Headers) -> None:
+    def __init__(self, exchange: Exchange, head: Headers) -> None:
         super().__init__(exchange, [(k, v) for k, v in head if not k.startswith(b":")])
         pseudo = {k.decode(): v.decode("utf-8", "replace") for k, v in head if k[:1] == b":"}
         self.method = pseudo.get(":method", "")
@@ -617,7 +350,7 @@ class H3Client:
         return H3ClientResponse(exchange, head, method.upper())
 
 
-async def _send_body(link: H3Link, exchange: _Exchange, body: Body) -> None:
+async def _send_body(link: H3Link, exchange: Exchange, body: Body) -> None:
     if body is None:
         link.end_stream(exchange)
     elif isinstance(body, (bytes, bytearray, memoryview)):
@@ -653,7 +386,7 @@ class H3Server:
     def _setup(self, session: QuicSession) -> None:
         link: H3Link
 
-        def on_request(exchange: _Exchange) -> None:
+        def on_request(exchange: Exchange) -> None:
             task = link.loop.create_task(self._respond(link, exchange))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -664,8 +397,14 @@ class H3Server:
         if self.closing:
             link.h3.send_goaway()
 
-    async def _respond(self, link: H3Link, exchange: _Exchange) -> None:
+    async def _respond(self, link: H3Link, exchange: Exchange) -> None:
         request = H3Request(exchange, exchange.head.result())
+        try:
+            await self._answer(link, exchange, request)
+        finally:
+            link.finish(exchange)  # whatever happened, this exchange is over
+
+    async def _answer(self, link: H3Link, exchange: Exchange, request: H3Request) -> None:
         try:
             response = await self.handler(request)
         except (ConnectionClosed, StreamResetError, asyncio.IncompleteReadError):
@@ -680,11 +419,6 @@ class H3Server:
         except Exception:
             logger.exception("stream %d: cannot send the response", exchange.stream_id)
             link.reset(exchange, H3ErrorCode.H3_INTERNAL_ERROR)
-        else:
-            if not exchange.recv_done and not link.is_closed:
-                # RFC 9114 §4.1: the rest of the request is not needed
-                link.h3.stop_stream(exchange.stream_id, H3ErrorCode.H3_NO_ERROR)
-                link.session.schedule_flush()
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """GOAWAY, let in-flight requests finish (up to ``timeout``), close everything."""
@@ -717,14 +451,14 @@ class H3Server:
 
 
 async def _send_response(
-    link: H3Link, exchange: _Exchange, response: H3Response, head_only: bool
+    link: H3Link, exchange: Exchange, response: H3Response, head_only: bool
 ) -> None:
     body = response.body
     fields: Headers = [(b":status", str(response.status).encode())]
     extra = normalize_headers(response.headers)
     fields += [(k, v) for k, v in extra if not k.startswith(b":")]
     is_bytes = isinstance(body, (bytes, bytearray, memoryview)) or body is None
-    if is_bytes and _header(extra, b"content-length") is None:
+    if is_bytes and header_value(extra, b"content-length") is None:
         fields.append((b"content-length", str(len(body or b"")).encode()))  # type: ignore[arg-type]
     empty = head_only or (is_bytes and not body)
     link.send_headers(exchange, fields, end_stream=empty)

@@ -13,8 +13,7 @@ Streams (RFC 9114 §6):
   and one QPACK decoder stream (RFC 9204 §4.2) as soon as :meth:`initialize` runs;
   closing any of them is H3_CLOSED_CRITICAL_STREAM, a second one of a kind
   H3_STREAM_CREATION_ERROR; reserved and unknown stream types are ignored with
-  STOP_SENDING (§6.2.3, §9); push streams are refused (we never send MAX_PUSH_ID,
-  so any push is H3_ID_ERROR, §4.6);
+  STOP_SENDING (§6.2.3, §9); push streams are refused (see Push below);
 * request streams (client-initiated bidirectional) carry HEADERS, DATA*, optional
   trailing HEADERS (§4.1); anything else, or frames out of that order, is
   H3_FRAME_UNEXPECTED; a malformed message is a stream error H3_MESSAGE_ERROR;
@@ -23,16 +22,38 @@ Streams (RFC 9114 §6):
   enabled; the session logic lives above this layer.
 
 Header sections go through QPACK (:mod:`h3.qpack`); a section that is blocked on the
-dynamic table parks the stream, and the frames behind it wait until the encoder
-stream unblocks it (RFC 9204 §2.1.2).
+dynamic table parks the stream, and the frames behind it wait (in
+:class:`~h3.stream_state.Parking`, within per-stream and per-connection limits) until
+the encoder stream unblocks it (RFC 9204 §2.1.2).
+
+One way out. :meth:`H3Connection.handle_event` returns nothing: the HTTP/3 events it
+causes are queued and leave only through :meth:`H3Connection.next_event`, which the
+owner drains after each call. Nothing else is queued for anyone.
+
+Bounded state. A stream leaves every table (:class:`~h3.stream_state.StreamTable`,
+``_head_requests``, the QPACK decoder) once HTTP/3 is done with its receive side
+(ended, reset, stopped, stream error); its ID is remembered compactly as closed so
+late events for it are ignored. :meth:`H3Connection.state_sizes` reports every table
+and queue. Limits (:class:`H3Configuration`, RFC 9114 §10.5): frames and bytes held
+behind blocked field sections, per stream and in total (H3_EXCESSIVE_LOAD beyond
+them), buffered frame size, number of peer SETTINGS, and the field section size and
+QPACK blocked streams we advertise. HTTP datagrams for a stream whose receive side is
+closed are dropped (RFC 9297 §2.1); none is held here.
+
+Push (RFC 9114 §4.6): we never send MAX_PUSH_ID, so a push stream received by a client
+is H3_ID_ERROR; a push stream opened by a client is H3_STREAM_CREATION_ERROR (§6.2.2).
+A server checks that the client's MAX_PUSH_ID never decreases (H3_ID_ERROR, §7.2.7).
 
 Errors: :class:`~h3.errors.H3ConnectionError` closes the QUIC connection with the
 HTTP/3 code; :class:`~h3.errors.H3StreamError` resets the stream and stops reading it.
-Both are raised anywhere and handled in :meth:`H3Connection.handle_event` only.
+Both are raised anywhere and handled in :meth:`H3Connection.handle_event` only, which
+also turns any other exception (a bug of ours, never the peer's input) into a close
+with H3_INTERNAL_ERROR, logged once: no exception leaves ``handle_event``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -67,6 +88,7 @@ from h3.frames import (
 from h3.headers import validate_request_headers, validate_response_headers, validate_trailers
 from h3.qpack import QpackDecoder, QpackEncoder
 from h3.settings import SettingId, decode_settings, encode_settings, grease_setting
+from h3.stream_state import Parking, StreamState, StreamTable
 from h3.streams import (
     StreamType,
     UniStreamHeaderReader,
@@ -78,55 +100,44 @@ from quic.connection import QuicConnection
 
 __all__ = ["H3Configuration", "H3Connection"]
 
+logger = logging.getLogger("h3")
+
 _CRITICAL = (StreamType.CONTROL, StreamType.QPACK_ENCODER, StreamType.QPACK_DECODER)
+# RFC 9114 §7.2.3, §7.2.4, §7.2.6, §7.2.7: control-stream frames on a request stream
+_CONTROL_ONLY = frozenset(
+    {FrameType.SETTINGS, FrameType.GOAWAY, FrameType.MAX_PUSH_ID, FrameType.CANCEL_PUSH}
+)
+_DATA = FrameType.DATA
+_HEADERS = FrameType.HEADERS
 
 
 @dataclass(kw_only=True)
 class H3Configuration:
-    """HTTP/3 settings of one endpoint."""
+    """HTTP/3 settings of one endpoint, and the limits on what a peer can make it hold."""
 
-    max_field_section_size: int | None = 65536
-    qpack_max_table_capacity: int = 4096
-    qpack_blocked_streams: int = 16
+    max_field_section_size: int | None = 65536  # SETTINGS_MAX_FIELD_SECTION_SIZE, §4.2.2
+    qpack_max_table_capacity: int = 4096  # RFC 9204 §5
+    qpack_blocked_streams: int = 16  # RFC 9204 §2.1.2: more is QPACK_DECOMPRESSION_FAILED
     enable_connect_protocol: bool = False  # RFC 9220
     enable_datagrams: bool = False  # RFC 9297 SETTINGS_H3_DATAGRAM
     enable_webtransport: bool = False  # recognise WT stream types / signals
     extra_settings: dict[int, int] = field(default_factory=dict)
+    #: Largest buffered (non-DATA) frame payload: H3_EXCESSIVE_LOAD beyond (§10.5).
     max_frame_size: int = 1 << 18
     grease: bool = True
-
-
-class _Stream:
-    """Receive-side state of one request or WebTransport stream."""
-
-    __slots__ = (
-        "blocked",
-        "content_length",
-        "ended",
-        "frames",
-        "headers_done",
-        "pending",
-        "received_body",
-        "session_id",
-        "stream_id",
-        "trailers_done",
-        "uni_reader",
-        "uni_type",
-    )
-
-    def __init__(self, stream_id: int, frames: FrameReader | None) -> None:
-        self.stream_id = stream_id
-        self.frames = frames
-        self.headers_done = False
-        self.trailers_done = False
-        self.blocked = False
-        self.pending: deque[tuple[int, bytes, bool]] = deque()
-        self.content_length: int | None = None
-        self.received_body = 0
-        self.ended = False
-        self.session_id: int | None = None  # WebTransport stream
-        self.uni_reader: UniStreamHeaderReader | None = None
-        self.uni_type: int | None = None
+    # -- limits on peer-driven state (RFC 9114 §10.5: "SHOULD track ... and set limits",
+    #    excess treated as a connection error of type H3_EXCESSIVE_LOAD, §8.1) ---------
+    #: Frames held behind one QPACK-blocked field section (RFC 9204 §2.1.2); a run of
+    #: DATA counts once, unknown frame types are dropped, not held.
+    max_blocked_frames_per_stream: int = 32
+    #: Bytes (HEADERS and DATA payload) held behind one blocked field section. DATA is
+    #: bounded by the stream's flow-control window too: keep this above
+    #: QuicConfiguration.initial_max_stream_data.
+    max_blocked_bytes_per_stream: int = 2 * 1024 * 1024
+    #: Bytes held behind blocked field sections on the whole connection.
+    max_blocked_bytes: int = 16 * 1024 * 1024
+    #: Identifiers in the peer's SETTINGS frame (§7.2.4 sets no bound; §10.5 allows one).
+    max_peer_settings: int = 256
 
 
 class H3Connection:
@@ -152,19 +163,49 @@ class H3Connection:
         self._encoder_id: int | None = None
         self._decoder_id: int | None = None
         self._peer_critical: dict[int, int] = {}  # stream type -> stream id
-        self._streams: dict[int, _Stream] = {}
+        self._streams = StreamTable()
+        self._parking = Parking(
+            config.max_blocked_frames_per_stream,
+            config.max_blocked_bytes_per_stream,
+            config.max_blocked_bytes,
+        )
         self._sent_goaway: int | None = None
         self._received_goaway: int | None = None
+        self._peer_max_push_id: int | None = None  # server: the client's MAX_PUSH_ID
         self._max_request_seen = -1
         self._head_requests: set[int] = set()  # client: streams whose request is HEAD
         self.closed = False
+        #: The first exception that was a bug of ours (closed with H3_INTERNAL_ERROR).
+        self.last_internal_error: BaseException | None = None
 
     # ==================================================================================
     # API
     # ==================================================================================
 
     def next_event(self) -> H3Event | None:
+        """The next HTTP/3 event, or None: the only way events leave this object."""
         return self._events.popleft() if self._events else None
+
+    def state_sizes(self) -> dict[str, int]:
+        """Sizes of the tables and queues this connection holds (tests, monitoring)."""
+        streams = self._streams
+        return {
+            "events": len(self._events),
+            "streams": len(streams),
+            "closed_ranges": streams.closed_ranges,
+            "head_requests": len(self._head_requests),
+            "blocked_bytes": self._parking.total_bytes,
+            "qpack_blocked_streams": self.decoder.blocked_stream_count,
+            "qpack_queued_sections": self.decoder.queued_sections,
+        }
+
+    def blocked_stream_holdings(self) -> list[tuple[int, int, int]]:
+        """``(stream_id, frames held, bytes held)`` of each QPACK-blocked stream."""
+        return [
+            (sid, len(stream.pending or ()), stream.pending_bytes)
+            for sid, stream in self._streams.items()
+            if stream.blocked
+        ]
 
     def initialize(self) -> None:
         """Open our control and QPACK streams and send SETTINGS (RFC 9114 §6.2.1)."""
@@ -212,7 +253,11 @@ class H3Connection:
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool = False) -> None:
         """Send a HEADERS frame (request, response or trailers)."""
         self.encoder.check_peer_limit(headers, stream_id)
-        if self.is_client and (b":method", b"HEAD") in headers:
+        if (
+            self.is_client
+            and (b":method", b"HEAD") in headers
+            and not self._streams.is_closed(stream_id)
+        ):
             self._head_requests.add(stream_id)
         block = self.encoder.encode(stream_id, headers)
         self._flush_encoder()
@@ -248,9 +293,13 @@ class H3Connection:
         self.quic.reset_stream(stream_id, error_code)
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
+        """Stop reading ``stream_id`` (STOP_SENDING): its receive state is dropped and
+        nothing more is reported for it, except a reset by the peer."""
         self.quic.stop_stream(stream_id, error_code)
-        self.decoder.cancel_stream(stream_id)
-        self._flush_decoder()
+        if not self._streams.is_closed(stream_id):
+            self.decoder.cancel_stream(stream_id)  # RFC 9204 §2.2.2.2
+            self._flush_decoder()
+            self._close_stream(stream_id)
 
     def create_webtransport_stream(self, session_id: int, bidirectional: bool) -> int:
         """Open a WebTransport stream for ``session_id`` and write its header."""
@@ -259,8 +308,7 @@ class H3Connection:
         if bidirectional:
             header = encode_webtransport_bidi_header(session_id)
             # the peer's half of this stream is raw WebTransport data, not frames
-            stream = self._streams[sid] = _Stream(sid, None)
-            stream.session_id = session_id
+            self._streams.open(sid, None).session_id = session_id
         else:
             header = encode_uni_stream_header(StreamType.WEBTRANSPORT_UNI, session_id)
         quic.send_stream_data(sid, header)
@@ -287,35 +335,33 @@ class H3Connection:
     # input
     # ==================================================================================
 
-    def handle_event(self, event: qe.QuicEvent) -> list[H3Event]:
-        """Feed one QUIC event; returns (and queues) the HTTP/3 events it produced."""
-        before = len(self._events)
+    def handle_event(self, event: qe.QuicEvent) -> None:
+        """Feed one QUIC event; the HTTP/3 events it causes are queued for
+        :meth:`next_event`. Never raises: protocol errors close the connection or
+        reset the stream with their HTTP/3 code, a bug of ours closes with
+        H3_INTERNAL_ERROR."""
+        if self.closed and not isinstance(event, qe.ConnectionTerminated):
+            return  # closing: nothing more is processed
         try:
             self._handle(event)
         except H3ConnectionError as exc:
             # the QUIC layer reports the close (ConnectionTerminated) to the application
             self.close(exc.error_code, exc.reason)
-        return list(self._events)[before:]
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def _internal_error(self, exc: Exception) -> None:
+        if self.last_internal_error is None:
+            self.last_internal_error = exc
+            logger.error("HTTP/3 internal error; closing the connection", exc_info=exc)
+        try:
+            self.close(H3ErrorCode.H3_INTERNAL_ERROR, "internal error")
+        except Exception:  # the QUIC connection is beyond use already
+            self.closed = True
 
     def _handle(self, event: qe.QuicEvent) -> None:
         if isinstance(event, qe.StreamDataReceived):
-            sid = event.stream_id
-            self._payload_taken = 0
-            try:
-                if sid & 2:
-                    self._on_uni_data(sid, event.data, event.end_stream)
-                else:
-                    self._on_bidi_data(sid, event.data, event.end_stream)
-            except H3StreamError as exc:
-                self._stream_error(sid, exc)
-            finally:
-                # Framing is ours: its credit goes back now. Payload bytes handed up (or
-                # parked for a blocked stream) are credited when the application calls
-                # consume_data() (RFC 9000 §4.2 via QUIC).
-                own = len(event.data) - self._payload_taken
-                if own > 0:
-                    self.quic.consume_stream_data(sid, own)
-            self._flush_decoder()
+            self._on_stream_data(event.stream_id, event.data, event.end_stream)
         elif isinstance(event, qe.DatagramReceived):
             self._on_datagram(event.data)
         elif isinstance(event, qe.StreamReset):
@@ -331,6 +377,26 @@ class H3Connection:
         elif isinstance(event, qe.ConnectionTerminated):
             self.closed = True
 
+    def _on_stream_data(self, sid: int, data: bytes, fin: bool) -> None:
+        self._payload_taken = 0
+        try:
+            if self._streams.is_closed(sid):
+                pass  # queued before we stopped reading, or a late FIN: ignored
+            elif sid & 2:
+                self._on_uni_data(sid, data, fin)
+            else:
+                self._on_bidi_data(sid, data, fin)
+        except H3StreamError as exc:
+            self._stream_error(sid, exc)
+        finally:
+            # Framing is ours: its credit goes back now. Payload bytes handed up (or
+            # parked for a blocked stream) are credited when the application calls
+            # consume_data() (RFC 9000 §4.2 via QUIC).
+            own = len(data) - self._payload_taken
+            if own > 0:
+                self.quic.consume_stream_data(sid, own)
+        self._flush_decoder()
+
     def _stream_error(self, stream_id: int, exc: H3StreamError) -> None:
         """RFC 9114 §8: a stream error resets the stream and stops reading it."""
         quic = self.quic
@@ -338,29 +404,36 @@ class H3Connection:
         if not stream_id & 2 or (stream_id & 1) != (0 if self.is_client else 1):
             quic.reset_stream(stream_id, exc.error_code)
         self.decoder.cancel_stream(stream_id)
-        stream = self._streams.get(stream_id)
-        if stream is not None:
-            stream.ended = True
+        self._close_stream(stream_id)
         # tell the application, which may be waiting for this stream's message
         self._events.append(RequestStreamReset(stream_id, exc.error_code, local=True))
+
+    def _close_stream(self, stream_id: int) -> None:
+        """HTTP/3 is done with the receive side of ``stream_id``: it leaves every table."""
+        stream = self._streams.close(stream_id)
+        if stream is not None and stream.pending is not None:
+            self._parking.drop(stream)
+        self._head_requests.discard(stream_id)
 
     # -- unidirectional streams (RFC 9114 §6.2) --------------------------------------------
 
     def _on_uni_data(self, sid: int, data: bytes, fin: bool) -> None:
         stream = self._streams.get(sid)
         if stream is None:
-            stream = self._streams[sid] = _Stream(sid, None)
+            stream = self._streams.open(sid, None)
             stream.uni_reader = UniStreamHeaderReader()
         if stream.uni_type is None:
             assert stream.uni_reader is not None
             header = stream.uni_reader.feed(data)
             if header is None:
                 if fin:
-                    stream.ended = True  # ended before its type: ignore (§6.2)
+                    self._close_stream(sid)  # ended before its type: ignored (§6.2)
                 return
             stream.uni_reader = None
             data = bytes(header.rest)
-            self._start_uni(stream, header.stream_type, header.header_id)
+            if not self._start_uni(stream, header.stream_type, header.header_id):
+                self._close_stream(sid)
+                return
         kind = stream.uni_type
         if kind == StreamType.CONTROL:
             self._on_control_data(stream, data, fin)
@@ -378,15 +451,18 @@ class H3Connection:
                 raise H3ConnectionError(
                     H3ErrorCode.H3_CLOSED_CRITICAL_STREAM, "QPACK decoder stream closed"
                 )
-        elif kind == StreamType.WEBTRANSPORT_UNI:
+        else:  # StreamType.WEBTRANSPORT_UNI
             assert stream.session_id is not None
             self._payload_taken += len(data)
             if data or fin:
                 self._events.append(
                     WebTransportStreamDataReceived(sid, stream.session_id, data, fin)
                 )
+            if fin:
+                self._close_stream(sid)
 
-    def _start_uni(self, stream: _Stream, kind: int, header_id: int | None) -> None:
+    def _start_uni(self, stream: StreamState, kind: int, header_id: int | None) -> bool:
+        """Act on a unidirectional stream's type; False when the stream is not read."""
         sid = stream.stream_id
         if kind in _CRITICAL:
             if kind in self._peer_critical:
@@ -398,18 +474,24 @@ class H3Connection:
             stream.uni_type = kind
             if kind == StreamType.CONTROL:
                 stream.frames = FrameReader(self.config.max_frame_size)
-        elif kind == StreamType.PUSH:
-            # we never send MAX_PUSH_ID, so no push ID is valid (RFC 9114 §4.6)
+            return True
+        if kind == StreamType.PUSH:
+            if not self.is_client:
+                # RFC 9114 §6.2.2: only servers push
+                raise H3ConnectionError(
+                    H3ErrorCode.H3_STREAM_CREATION_ERROR, "push stream opened by a client"
+                )
+            # RFC 9114 §4.6: we never sent MAX_PUSH_ID, so no push ID is valid
             raise H3ConnectionError(H3ErrorCode.H3_ID_ERROR, "push stream without MAX_PUSH_ID")
-        elif kind == StreamType.WEBTRANSPORT_UNI and self.config.enable_webtransport:
+        if kind == StreamType.WEBTRANSPORT_UNI and self.config.enable_webtransport:
             stream.uni_type = kind
             stream.session_id = header_id
-        else:
-            # unknown or reserved type: abort reading (RFC 9114 §6.2)
-            stream.uni_type = -1
-            self.quic.stop_stream(sid, H3ErrorCode.H3_STREAM_CREATION_ERROR)
+            return True
+        # unknown or reserved type: abort reading (RFC 9114 §6.2, §6.2.3)
+        self.quic.stop_stream(sid, H3ErrorCode.H3_STREAM_CREATION_ERROR)
+        return False
 
-    def _on_control_data(self, stream: _Stream, data: bytes, fin: bool) -> None:
+    def _on_control_data(self, stream: StreamState, data: bytes, fin: bool) -> None:
         assert stream.frames is not None
         for ftype, payload in stream.frames.feed(data, fin):
             self._on_control_frame(ftype, payload)
@@ -435,11 +517,7 @@ class H3Connection:
         if ftype == FrameType.GOAWAY:
             self._on_goaway(decode_goaway(payload))
         elif ftype == FrameType.MAX_PUSH_ID:
-            if self.is_client:
-                raise H3ConnectionError(
-                    H3ErrorCode.H3_FRAME_UNEXPECTED, "MAX_PUSH_ID sent by a server"
-                )  # RFC 9114 §7.2.7
-            decode_max_push_id(payload)  # validated; we never push
+            self._on_max_push_id(decode_max_push_id(payload))
         elif ftype == FrameType.CANCEL_PUSH:
             raise H3ConnectionError(
                 H3ErrorCode.H3_ID_ERROR, "CANCEL_PUSH for a push never promised"
@@ -447,6 +525,10 @@ class H3Connection:
         # unknown and reserved frame types are ignored (§7.2.8, §9)
 
     def _on_settings(self, settings: dict[int, int]) -> None:
+        if len(settings) > self.config.max_peer_settings:
+            raise H3ConnectionError(
+                H3ErrorCode.H3_EXCESSIVE_LOAD, f"{len(settings)} SETTINGS identifiers"
+            )  # RFC 9114 §10.5
         self.peer_settings = settings
         self.encoder.apply_settings(
             settings.get(SettingId.QPACK_MAX_TABLE_CAPACITY, 0),
@@ -467,6 +549,18 @@ class H3Connection:
         self._received_goaway = ident
         self._events.append(GoAwayReceived(ident))
 
+    def _on_max_push_id(self, push_id: int) -> None:
+        if self.is_client:
+            raise H3ConnectionError(
+                H3ErrorCode.H3_FRAME_UNEXPECTED, "MAX_PUSH_ID sent by a server"
+            )  # RFC 9114 §7.2.7
+        previous = self._peer_max_push_id
+        if previous is not None and push_id < previous:
+            raise H3ConnectionError(
+                H3ErrorCode.H3_ID_ERROR, f"MAX_PUSH_ID reduced from {previous} to {push_id}"
+            )  # RFC 9114 §7.2.7
+        self._peer_max_push_id = push_id  # we never push; the value is only checked
+
     # -- bidirectional streams (RFC 9114 §4.1) ----------------------------------------------
 
     def _on_bidi_data(self, sid: int, data: bytes, fin: bool) -> None:
@@ -474,11 +568,9 @@ class H3Connection:
         if stream is None:
             if not self.is_client and sid & 1 == 0:
                 self._on_new_request_stream(sid)
-            stream = self._streams[sid] = _Stream(
+            stream = self._streams.open(
                 sid, FrameReader(self.config.max_frame_size, webtransport=True)
             )
-        if stream.ended:
-            return
         if stream.session_id is not None:
             self._payload_taken += len(data)
             if data or fin:
@@ -486,16 +578,16 @@ class H3Connection:
                     WebTransportStreamDataReceived(sid, stream.session_id, data, fin)
                 )
             if fin:
-                stream.ended = True
+                self._close_stream(sid)
             return
         assert stream.frames is not None
         items = stream.frames.feed(data, fin)
         if stream.blocked:
-            self._park(stream, items)
-            if fin:
-                stream.pending.append((-1, b"", True))
+            self._park(stream, items, fin)
             return
         self._process_frames(stream, items, fin)
+        if stream.ended:
+            self._close_stream(sid)
 
     def _on_new_request_stream(self, sid: int) -> None:
         if self._sent_goaway is not None and sid >= self._sent_goaway:
@@ -507,7 +599,7 @@ class H3Connection:
             self._max_request_seen = sid
 
     def _process_frames(
-        self, stream: _Stream, items: Iterable[tuple[int, bytes]], fin: bool
+        self, stream: StreamState, items: Iterable[tuple[int, bytes]], fin: bool
     ) -> None:
         sid = stream.stream_id
         items = list(items)
@@ -526,45 +618,56 @@ class H3Connection:
             if ftype == FrameType.WEBTRANSPORT_STREAM:
                 self._on_webtransport_bidi(stream, payload, last)
                 return
-            if ftype == FrameType.HEADERS:
+            if ftype == _HEADERS:
                 self._on_headers(stream, payload, last)
                 if stream.blocked:
-                    self._park(stream, items[index + 1 :])
-                    if fin:
-                        stream.pending.append((-1, b"", True))
+                    self._park(stream, items[index + 1 :], fin)
                     return
-            elif ftype == FrameType.DATA:
+            elif ftype == _DATA:
                 self._on_data(stream, payload, last)
-            elif ftype in (
-                FrameType.SETTINGS,
-                FrameType.GOAWAY,
-                FrameType.MAX_PUSH_ID,
-                FrameType.CANCEL_PUSH,
-            ):
-                raise H3ConnectionError(
-                    H3ErrorCode.H3_FRAME_UNEXPECTED, f"{FrameType(ftype).name} on stream {sid}"
-                )  # RFC 9114 §7.2.3, §7.2.4, §7.2.6, §7.2.7
-            elif ftype == FrameType.PUSH_PROMISE:
-                if not self.is_client:
-                    raise H3ConnectionError(
-                        H3ErrorCode.H3_FRAME_UNEXPECTED, "PUSH_PROMISE from a client"
-                    )
-                raise H3ConnectionError(
-                    H3ErrorCode.H3_ID_ERROR, "PUSH_PROMISE without MAX_PUSH_ID"
-                )  # RFC 9114 §7.2.5
-            # unknown frame types: ignored (§9)
+            else:
+                self._check_request_frame(ftype, sid)
         if fin and not stream.ended:
             self._on_end(stream)
 
-    def _park(self, stream: _Stream, items: Iterable[tuple[int, bytes]]) -> None:
-        """Hold frames behind a HEADERS block that waits for QPACK (RFC 9204 §2.1.2);
-        their DATA payload is credited when the application consumes it."""
-        for ftype, payload in items:
-            if ftype == FrameType.DATA:
-                self._payload_taken += len(payload)
-            stream.pending.append((ftype, payload, False))
+    def _check_request_frame(self, ftype: int, sid: int) -> None:
+        """Frames other than DATA and HEADERS on a request stream: errors for the ones
+        that never belong there, nothing for unknown types (ignored, §9)."""
+        if ftype in _CONTROL_ONLY:
+            raise H3ConnectionError(
+                H3ErrorCode.H3_FRAME_UNEXPECTED, f"{FrameType(ftype).name} on stream {sid}"
+            )  # RFC 9114 §7.2.3, §7.2.4, §7.2.6, §7.2.7
+        if ftype == FrameType.PUSH_PROMISE:
+            if not self.is_client:
+                raise H3ConnectionError(
+                    H3ErrorCode.H3_FRAME_UNEXPECTED, "PUSH_PROMISE from a client"
+                )
+            raise H3ConnectionError(
+                H3ErrorCode.H3_ID_ERROR, "PUSH_PROMISE without MAX_PUSH_ID"
+            )  # RFC 9114 §7.2.5
 
-    def _on_webtransport_bidi(self, stream: _Stream, payload: bytes, fin: bool) -> None:
+    def _park(self, stream: StreamState, items: Iterable[tuple[int, bytes]], fin: bool) -> None:
+        """Hold the frames behind a field section that waits for QPACK (RFC 9204
+        §2.1.2), within the limits of :class:`~h3.stream_state.Parking`. Their DATA
+        payload is credited when the application consumes it; unknown frames are
+        dropped (RFC 9114 §9), frames never allowed here are rejected at once."""
+        parking = self._parking
+        for ftype, payload in items:
+            if ftype in (_DATA, _HEADERS):
+                if stream.headers_done:  # the blocked section is the trailers (§4.1)
+                    raise H3ConnectionError(
+                        H3ErrorCode.H3_FRAME_UNEXPECTED,
+                        f"{FrameType(ftype).name} after trailers",
+                    )
+                if ftype == _DATA:
+                    self._payload_taken += len(payload)
+                parking.park(stream, ftype, payload)
+            else:
+                self._check_request_frame(ftype, stream.stream_id)
+        if fin:
+            stream.pending_fin = True
+
+    def _on_webtransport_bidi(self, stream: StreamState, payload: bytes, fin: bool) -> None:
         if stream.headers_done or not self.config.enable_webtransport:
             raise H3ConnectionError(
                 H3ErrorCode.H3_FRAME_ERROR, "WebTransport signal in the middle of a stream"
@@ -572,6 +675,7 @@ class H3Connection:
         assert stream.frames is not None
         stream.session_id = stream.frames.session_id
         assert stream.session_id is not None
+        stream.frames = None  # raw data from here on
         self._payload_taken += len(payload)
         self._events.append(
             WebTransportStreamDataReceived(stream.stream_id, stream.session_id, payload, fin)
@@ -579,7 +683,7 @@ class H3Connection:
         if fin:
             stream.ended = True
 
-    def _on_headers(self, stream: _Stream, block: bytes, fin: bool) -> None:
+    def _on_headers(self, stream: StreamState, block: bytes, fin: bool) -> None:
         if stream.trailers_done:
             raise H3ConnectionError(H3ErrorCode.H3_FRAME_UNEXPECTED, "HEADERS after trailers")
         headers = self.decoder.feed_header(stream.stream_id, block)
@@ -588,7 +692,7 @@ class H3Connection:
             return
         self._deliver_headers(stream, headers, fin)
 
-    def _deliver_headers(self, stream: _Stream, headers: Headers, fin: bool) -> None:
+    def _deliver_headers(self, stream: StreamState, headers: Headers, fin: bool) -> None:
         sid = stream.stream_id
         if not stream.headers_done:
             if self.is_client:
@@ -614,7 +718,7 @@ class H3Connection:
         if fin:
             self._finish(stream)
 
-    def _on_data(self, stream: _Stream, data: bytes, fin: bool) -> None:
+    def _on_data(self, stream: StreamState, data: bytes, fin: bool) -> None:
         if not stream.headers_done:
             raise H3ConnectionError(H3ErrorCode.H3_FRAME_UNEXPECTED, "DATA before HEADERS")
         if stream.trailers_done:
@@ -629,13 +733,13 @@ class H3Connection:
         if fin:
             self._finish(stream)
 
-    def _on_end(self, stream: _Stream) -> None:
+    def _on_end(self, stream: StreamState) -> None:
         if not stream.headers_done:
             raise H3StreamError(H3ErrorCode.H3_REQUEST_INCOMPLETE, "stream ended before HEADERS")
         self._events.append(DataReceived(stream.stream_id, b"", True))
         self._finish(stream)
 
-    def _finish(self, stream: _Stream) -> None:
+    def _finish(self, stream: StreamState) -> None:
         limit = stream.content_length
         if limit is not None and stream.received_body != limit:
             raise H3StreamError(H3ErrorCode.H3_MESSAGE_ERROR, "body shorter than content-length")
@@ -658,14 +762,13 @@ class H3Connection:
             try:
                 if isinstance(headers, Exception):
                     raise headers
+                items, fin = self._parking.take(stream)
                 stream.blocked = False
-                pending = list(stream.pending)
-                stream.pending.clear()
-                items = [(t, p) for t, p, _ in pending if t != -1]
-                fin = any(t == -1 for t, _, _ in pending)
                 self._deliver_headers(stream, headers, fin and not items)
                 if not stream.ended:
                     self._process_frames(stream, items, fin)
+                if stream.ended:
+                    self._close_stream(sid)
             except H3StreamError as exc:
                 self._stream_error(sid, exc)
 
@@ -675,11 +778,10 @@ class H3Connection:
             raise H3ConnectionError(
                 H3ErrorCode.H3_CLOSED_CRITICAL_STREAM, "critical stream reset"
             )  # RFC 9114 §6.2.1
-        self.decoder.cancel_stream(sid)
-        self._flush_decoder()
-        self._head_requests.discard(sid)
-        if stream is not None:
-            stream.ended = True
+        if not self._streams.is_closed(sid):
+            self.decoder.cancel_stream(sid)  # RFC 9204 §2.2.2.2
+            self._flush_decoder()
+            self._close_stream(sid)
         self._events.append(RequestStreamReset(sid, error_code))
 
     def _on_datagram(self, data: bytes) -> None:
@@ -688,6 +790,8 @@ class H3Connection:
                 H3ErrorCode.H3_DATAGRAM_ERROR, "HTTP datagram without SETTINGS_H3_DATAGRAM"
             )
         stream_id, payload = decode_h3_datagram(data)
+        if self._streams.is_closed(stream_id):
+            return  # RFC 9297 §2.1: the receive side is closed, silently dropped
         self._events.append(DatagramReceived(stream_id, payload))
 
     # -- QPACK streams --------------------------------------------------------------------

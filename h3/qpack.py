@@ -21,8 +21,12 @@ stream is then *blocked* (§2.1.2). Its data stays inside the decoder; when
 :meth:`QpackDecoder.feed_encoder_stream` delivers the missing insertions, the sections
 of the streams it unblocked are returned as ``(stream_id, result)`` pairs. Should a
 further section arrive on a stream that is still blocked, it is queued behind the
-first and decoded in order. More blocked streams than advertised is a connection
-error (ls-qpack enforces the limit; §2.1.2).
+first and decoded in order, up to ``max_queued_sections`` per stream (more is
+H3_EXCESSIVE_LOAD, RFC 9114 §10.5: the HTTP/3 layer parks frames of blocked streams
+itself, so only direct users of this class queue here). More blocked streams than
+advertised is a connection error QPACK_DECOMPRESSION_FAILED (ls-qpack enforces the
+limit; §2.1.2). A stream that is reset or no longer read must be cancelled
+(:meth:`QpackDecoder.cancel_stream`): nothing is then kept for it.
 
 Field section size. A decoded section whose size (§4.2.2 of RFC 9114: the sum of name
 length + value length + 32 per line) exceeds our SETTINGS_MAX_FIELD_SECTION_SIZE is
@@ -57,6 +61,7 @@ from h3.errors import H3ConnectionError, H3ErrorCode, H3StreamError
 __all__ = [
     "DEFAULT_BLOCKED_STREAMS",
     "DEFAULT_MAX_FIELD_SECTION_SIZE",
+    "DEFAULT_MAX_QUEUED_SECTIONS",
     "DEFAULT_MAX_TABLE_CAPACITY",
     "FIELD_LINE_OVERHEAD",
     "FieldSectionTooLarge",
@@ -73,6 +78,7 @@ Headers: TypeAlias = list[tuple[bytes, bytes]]
 DEFAULT_MAX_TABLE_CAPACITY = 4096
 DEFAULT_BLOCKED_STREAMS = 16
 DEFAULT_MAX_FIELD_SECTION_SIZE = 65536
+DEFAULT_MAX_QUEUED_SECTIONS = 8
 
 # RFC 9114 §4.2.2: each field line counts 32 bytes on top of its name and value.
 FIELD_LINE_OVERHEAD = 32
@@ -140,7 +146,8 @@ class QpackDecoder:
     ``max_table_capacity`` and ``blocked_streams`` are the values we advertise in
     SETTINGS_QPACK_MAX_TABLE_CAPACITY / SETTINGS_QPACK_BLOCKED_STREAMS;
     ``max_field_section_size`` the one in SETTINGS_MAX_FIELD_SECTION_SIZE (None: no
-    limit, the setting is not sent).
+    limit, the setting is not sent); ``max_queued_sections`` bounds the sections
+    queued behind a blocked one on the same stream.
     """
 
     def __init__(
@@ -148,6 +155,7 @@ class QpackDecoder:
         max_table_capacity: int = DEFAULT_MAX_TABLE_CAPACITY,
         blocked_streams: int = DEFAULT_BLOCKED_STREAMS,
         max_field_section_size: int | None = DEFAULT_MAX_FIELD_SECTION_SIZE,
+        max_queued_sections: int = DEFAULT_MAX_QUEUED_SECTIONS,
     ) -> None:
         _check_setting("max_table_capacity", max_table_capacity)
         _check_setting("blocked_streams", blocked_streams)
@@ -156,6 +164,7 @@ class QpackDecoder:
         self.max_table_capacity = max_table_capacity
         self.blocked_streams = blocked_streams
         self.max_field_section_size = max_field_section_size
+        self.max_queued_sections = max_queued_sections
         self._decoder = pylsqpack.Decoder(max_table_capacity, blocked_streams)
         self._decoder_stream = bytearray()
         # Streams whose first pending section is held (blocked) by ls-qpack, with the
@@ -168,6 +177,11 @@ class QpackDecoder:
     def blocked_stream_count(self) -> int:
         """Number of streams currently blocked on the dynamic table (§2.1.2)."""
         return len(self._blocked)
+
+    @property
+    def queued_sections(self) -> int:
+        """Sections waiting behind blocked ones (on the same streams)."""
+        return sum(len(queued) for queued in self._blocked.values())
 
     def is_blocked(self, stream_id: int) -> bool:
         """True while a field section of ``stream_id`` waits for encoder instructions."""
@@ -194,6 +208,12 @@ class QpackDecoder:
         if queued is not None:
             # A section behind a blocked one waits its turn (field lines of one stream
             # are delivered in order, RFC 9204 §2.2).
+            if len(queued) >= self.max_queued_sections:
+                raise H3ConnectionError(
+                    H3ErrorCode.H3_EXCESSIVE_LOAD,
+                    f"stream {stream_id}: more than {self.max_queued_sections} field "
+                    "sections behind a blocked one",
+                )  # RFC 9114 §10.5
             queued.append(bytes(block))
             return None
         if len(block) == 2 and block[0] == 0 and block[1] < 0x7F:

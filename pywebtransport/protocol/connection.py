@@ -148,7 +148,8 @@ class WebTransportConnection(StreamsMixin):
         before = len(self._events)
         if isinstance(event, qe.StreamReset):
             self._final_sizes[event.stream_id] = event.final_size
-        for h3_event in self.h3.handle_event(event):
+        self.h3.handle_event(event)
+        while (h3_event := self.h3.next_event()) is not None:
             self._on_h3_event(h3_event)
         if isinstance(event, qe.ConnectionTerminated):
             self._on_connection_closed(event.error_code, event.reason_phrase)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
-from h3.aio import H3Client, H3Request, H3Response, H3Server, serve_h3
+from h3.aio import H3Client, H3ClientResponse, H3Request, H3Response, H3Server, serve_h3
 from h3.connection import H3Configuration
 from h3.errors import H3ErrorCode
 from h3.qpack import FieldSectionTooLarge
@@ -247,6 +250,7 @@ async def test_early_response_stops_the_request_body(cert: SelfSignedCertificate
     ):
         response = await asyncio.wait_for(client.request("POST", "/", body=endless()), 20)
         assert response.status == 413 and await response.read() == b"too much"
+        assert not client.link.exchanges  # the stopped request left the table too
 
 
 async def test_connect_failures(cert: SelfSignedCertificate) -> None:
@@ -280,25 +284,218 @@ async def test_server_closing_connection_fails_pending_request(
             await asyncio.wait_for(pending, 5)
 
 
-async def test_slow_reader_applies_backpressure(cert: SelfSignedCertificate) -> None:
-    """A client that does not read holds at most about BODY_BUFFER bytes: QUIC delivery
-    of the stream pauses and its flow-control window stops the server (RFC 9000 §4.1)."""
-    from h3.aio import BODY_BUFFER
+WINDOW = 256 * 1024  # the client's stream flow-control window in the tests below
 
-    size = 8 * 1024 * 1024
-    payload = os.urandom(size)
+
+async def wait_for_size(get: Callable[[], int], at_least: int) -> int:
+    """Poll until ``get()`` reaches ``at_least`` and stops growing; its last value."""
+    for _ in range(500):
+        if get() >= at_least:
+            break
+        await asyncio.sleep(0.01)
+    last = -1
+    while get() != last:  # what arrives once the window is full: nothing more
+        last = get()
+        await asyncio.sleep(0.2)
+    return last
+
+
+async def test_unread_response_holds_at_most_the_stream_window(
+    cert: SelfSignedCertificate,
+) -> None:
+    """Credit returns when the application reads, not on receipt: a response body
+    never read holds at most the stream window while the server tries to send 16x and
+    64x that (N against 4N); reading it then gives every byte."""
+    payloads = {n: os.urandom(n * WINDOW) for n in (16, 64)}
 
     async def handler(request: H3Request) -> H3Response:
-        return H3Response(200, [], payload)
+        return H3Response(200, [], payloads[int(request.path.strip("/"))])
+
+    config = client_config(cert)
+    config.initial_max_stream_data = WINDOW
+    async with (
+        await start(cert, handler) as server,
+        H3Client.connect("127.0.0.1", server.port, configuration=config) as client,
+    ):
+        responses = {n: await client.get(f"/{n}") for n in payloads}
+        held = {}
+        for n, response in responses.items():
+            body = response._exchange.body
+            held[n] = await wait_for_size(lambda body=body: body.size, WINDOW // 2)
+        assert all(0 < size <= WINDOW for size in held.values()), held
+        for n, response in responses.items():
+            assert await response.read() == payloads[n]
+        assert not client.link.exchanges
+
+
+async def test_unread_request_body_holds_at_most_the_stream_window(
+    cert: SelfSignedCertificate,
+) -> None:
+    """The same on the server: a handler that has not read the request body yet holds
+    at most the window of it; then it reads every byte."""
+    upload = os.urandom(16 * WINDOW)
+    go = asyncio.Event()
+    held: list[int] = []
+
+    async def handler(request: H3Request) -> H3Response:
+        body = request._exchange.body
+        held.append(await wait_for_size(lambda: body.size, WINDOW // 2))
+        await go.wait()
+        data = await request.read()
+        return H3Response(200, [], hashlib.sha256(data).hexdigest().encode())
+
+    config = server_config(cert)
+    config.initial_max_stream_data = WINDOW
+    server = await serve_h3("127.0.0.1", 0, config, handler)
+    async with (
+        server,
+        H3Client.connect("127.0.0.1", server.port, configuration=client_config(cert)) as client,
+    ):
+        pending = asyncio.create_task(client.request("PUT", "/", body=upload))
+        while not held:
+            await asyncio.sleep(0.01)
+        assert 0 < held[0] <= WINDOW
+        go.set()
+        response = await asyncio.wait_for(pending, 20)
+        assert await response.read() == hashlib.sha256(upload).hexdigest().encode()
+
+
+async def test_abandoned_bodies_return_their_credit(cert: SelfSignedCertificate) -> None:
+    """Bodies nobody reads do not keep the connection's flow-control credit: responses
+    closed or dropped unread, and request bodies a handler never read, are released
+    (and stopped if still arriving), so more than a connection window of them passes;
+    afterwards no exchange is left on either side."""
+    big = os.urandom(WINDOW // 2)  # arrives whole even unread
+
+    async def handler(request: H3Request) -> H3Response:
+        if request.path == "/ignore-body":
+            return H3Response(200, [], b"ignored")  # the request body is never read
+        return H3Response(200, [], big)
+
+    config = client_config(cert)
+    config.initial_max_stream_data = WINDOW
+    config.initial_max_data = 4 * WINDOW
+    config.max_data_window = 4 * WINDOW
+    async with (
+        await start(cert, handler) as server,
+        H3Client.connect("127.0.0.1", server.port, configuration=config) as client,
+    ):
+
+        async def arrived(response: H3ClientResponse) -> None:
+            while not response._exchange.recv_done:  # all of it, unread
+                await asyncio.sleep(0.01)
+
+        for i in range(16):  # 2x the connection window, never read
+            response = await asyncio.wait_for(client.get(f"/{i}"), 10)
+            await asyncio.wait_for(arrived(response), 10)
+            if i % 3 == 0:
+                response.close()
+            elif i % 3 == 1:
+                async with response:
+                    pass
+            else:  # dropped: the finalizer releases it
+                del response
+                gc.collect()
+        for _ in range(6):  # request bodies the handler does not read
+            response = await asyncio.wait_for(client.request("POST", "/ignore-body", body=big), 10)
+            assert await response.read() == b"ignored"
+        last = await asyncio.wait_for(client.get("/last"), 10)
+        assert await asyncio.wait_for(last.read(), 10) == big
+        await asyncio.sleep(0.2)
+        assert not client.link.exchanges
+        assert all(not link.exchanges for link in server.links)
+
+
+async def test_no_exception_escapes_the_event_callbacks(cert: SelfSignedCertificate) -> None:
+    """Garbage on request streams from a raw QUIC client is answered with HTTP/3 error
+    codes; a bug in the link closes the connection with H3_INTERNAL_ERROR. Nothing
+    reaches the event loop's exception handler."""
+    from h3.aio_link import H3Link
+    from quic.aio import connect
+
+    loop = asyncio.get_running_loop()
+    escaped: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: escaped.append(context))
+    try:
+        async with await start(cert, echo) as server:
+            config = client_config(cert)
+            config.alpn_protocols = ["h3"]
+            async with connect("127.0.0.1", server.port, config) as session:
+                _, writer = await session.create_stream()
+                writer.write(b"\x01\x10" + b"\xff" * 16)  # HEADERS: undecodable section
+                writer.write(b"\x00\x05hello")
+                term = await asyncio.wait_for(session.wait_closed(), 5)
+                assert term.error_code == H3ErrorCode.QPACK_DECOMPRESSION_FAILED
+            original = H3Link._on_h3_event
+
+            def broken(self: H3Link, event: Any) -> None:
+                raise RuntimeError("a bug")
+
+            H3Link._on_h3_event = broken  # type: ignore[method-assign]
+            try:
+                with pytest.raises(ConnectionClosed) as info:
+                    async with H3Client.connect(
+                        "127.0.0.1", server.port, configuration=client_config(cert)
+                    ) as client:
+                        await asyncio.wait_for(client.get("/"), 5)
+                assert info.value.error_code == H3ErrorCode.H3_INTERNAL_ERROR
+            finally:
+                H3Link._on_h3_event = original  # type: ignore[method-assign]
+    finally:
+        loop.set_exception_handler(None)
+    assert escaped == []
+
+
+async def test_exchange_tables_return_to_idle(cert: SelfSignedCertificate) -> None:
+    """Finding 9 in h3.aio: N and 4N requests, some with bodies the handler ignores,
+    some closed unread by the client, some cancelled mid-request: afterwards no
+    exchange is left on either side and both H3Connections are at their idle size."""
+    from tests.h3.h3pair import IDLE, idle_sizes
+
+    async def handler(request: H3Request) -> H3Response:
+        if request.path.endswith("/read"):
+            await request.read()
+        return H3Response(200, [], b"r" * 3000)
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"u" * 4096
+            await asyncio.sleep(0)
 
     async with (
         await start(cert, handler) as server,
         H3Client.connect("127.0.0.1", server.port, configuration=client_config(cert)) as client,
     ):
-        response = await client.get("/big")
-        await asyncio.sleep(1.0)  # not reading
-        exchange = response._exchange
-        assert exchange.paused
-        assert exchange.buffered <= BODY_BUFFER + 256 * 1024
-        assert await response.read() == payload
-        assert not exchange.paused
+
+        async def one(i: int) -> None:
+            kind = i % 4
+            if kind == 0:
+                assert await (await client.get(f"/{i}")).read() == b"r" * 3000
+            elif kind == 1:
+                response = await client.request("POST", f"/{i}/read", body=b"p" * 5000)
+                assert await response.read() == b"r" * 3000
+            elif kind == 2:
+                (await client.request("POST", f"/{i}", body=b"p" * 5000)).close()
+            else:
+                task = asyncio.create_task(client.request("POST", f"/{i}", body=endless()))
+                await asyncio.sleep(0.01)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StreamResetError):
+                    await task
+
+        for n in (100, 400):
+            for start_at in range(0, n, 50):
+                await asyncio.wait_for(
+                    asyncio.gather(*(one(i) for i in range(start_at, start_at + 50))), 30
+                )
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                links = [client.link, *server.links]
+                if all(not link.exchanges for link in links) and all(
+                    idle_sizes(link.h3) == IDLE for link in links
+                ):
+                    break
+            assert not client.link.exchanges
+            assert all(not link.exchanges for link in server.links)
+            assert idle_sizes(client.link.h3) == IDLE
+            assert all(idle_sizes(link.h3) == IDLE for link in server.links)

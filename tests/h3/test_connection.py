@@ -41,21 +41,23 @@ class H3Pair:
         while (item := pair.client_endpoint.next_event()) is not None:
             seen = True
             self.quic_events["client"].append(item[1])
-            self.events["client"].extend(self.client.handle_event(item[1]))
+            self.client.handle_event(item[1])
+            self._drain("client", self.client)
         while (item := pair.server_endpoint.next_event()) is not None:
             seen = True
             if self.server is None:
                 self.server = H3Connection(item[0], self.server_cfg)
             self.quic_events["server"].append(item[1])
-            self.events["server"].extend(self.server.handle_event(item[1]))
-        for conn in (self.client, self.server):
-            if conn is None:
-                continue
-            # the test application consumes every payload it is handed
-            while (event := conn.next_event()) is not None:
-                if isinstance(event, (DataReceived, WebTransportStreamDataReceived)) and event.data:
-                    conn.consume_data(event.stream_id, len(event.data))
+            self.server.handle_event(item[1])
+            self._drain("server", self.server)
         return seen
+
+    def _drain(self, side: str, conn: H3Connection) -> None:
+        while (event := conn.next_event()) is not None:
+            self.events[side].append(event)
+            # the test application consumes every payload it is handed
+            if isinstance(event, (DataReceived, WebTransportStreamDataReceived)) and event.data:
+                conn.consume_data(event.stream_id, len(event.data))
 
     def run(self, until: Callable[[], bool], max_time: float = 10.0) -> None:
         def cond() -> bool:
