@@ -29,15 +29,20 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from quic.buffer import encode_varint
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, Space
 from quic.errors import TransportErrorCode
 from quic.frames import (
-    FrameType,
+    HANDSHAKE_DONE_FRAME,
+    PING_FRAME,
     crypto_frame_header_size,
     encode_ack_frame,
+    encode_application_close_frame,
+    encode_connection_close_frame,
     encode_crypto_frame_header,
     encode_datagram_frame_header,
+    encode_new_connection_id_frame,
+    encode_path_response_frame,
+    encode_retire_connection_id_frame,
 )
 from quic.packet import PacketType
 from quic.packet_builder import MIN_INITIAL_DATAGRAM, PacketAssembler
@@ -54,8 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["SendMixin"]
 
 _PACKET_TYPES = (PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ONE_RTT)
-_PING = bytes((FrameType.PING,))
-_HANDSHAKE_DONE = bytes((FrameType.HANDSHAKE_DONE,))
+_PING = PING_FRAME
+_HANDSHAKE_DONE = HANDSHAKE_DONE_FRAME
 _MAX_ACK_ONLY_RUN = 16
 _MAX_DATAGRAMS_PER_CALL = 256
 
@@ -345,7 +350,7 @@ class SendMixin:
             handlers.append((self._handshake_done_fate, ()))
             packet.ack_eliciting = packet.in_flight = True
         while self._path_responses and asm.room > 9:
-            asm.push(bytes((FrameType.PATH_RESPONSE,)) + self._path_responses.pop(0))
+            asm.push(encode_path_response_frame(self._path_responses.pop(0)))
             packet.ack_eliciting = packet.in_flight = True
         while self._pings and asm.room > 1:
             uid = self._pings.pop(0)
@@ -376,7 +381,7 @@ class SendMixin:
             return
         packet = asm.packet
         for seq in cids.retire_frames():
-            asm.push(bytes((FrameType.RETIRE_CONNECTION_ID,)) + encode_varint(seq))
+            asm.push(encode_retire_connection_id_frame(seq))
             packet.handlers.append((self._retire_fate, (seq,)))
             packet.ack_eliciting = packet.in_flight = True
         if not self.handshake_complete or asm.room < 64:
@@ -385,18 +390,8 @@ class SendMixin:
         if entries:
             self._flush_routing()
         for entry in entries:
-            asm.push(
-                b"".join(
-                    (
-                        bytes((FrameType.NEW_CONNECTION_ID,)),
-                        encode_varint(entry.sequence),
-                        b"\x00",  # Retire Prior To
-                        bytes((len(entry.cid),)),
-                        entry.cid,
-                        entry.reset_token,
-                    )
-                )
-            )
+            frame = encode_new_connection_id_frame(entry.sequence, 0, entry.cid, entry.reset_token)
+            asm.push(frame)
             packet.handlers.append((self._new_cid_fate, (entry.sequence,)))
             packet.ack_eliciting = packet.in_flight = True
 
@@ -478,32 +473,11 @@ class SendMixin:
             space.next_pn += 1
             if application and index != APPLICATION:
                 # RFC 9000 §10.2.3: no application close in Initial/Handshake packets
-                frame = b"".join(
-                    (
-                        bytes((FrameType.CONNECTION_CLOSE,)),
-                        encode_varint(TransportErrorCode.APPLICATION_ERROR),
-                        b"\x00\x00",
-                    )
-                )
+                frame = encode_connection_close_frame(TransportErrorCode.APPLICATION_ERROR, 0, b"")
             elif application:
-                frame = b"".join(
-                    (
-                        bytes((FrameType.CONNECTION_CLOSE_APP,)),
-                        encode_varint(code),
-                        encode_varint(len(reason_bytes)),
-                        reason_bytes,
-                    )
-                )
+                frame = encode_application_close_frame(code, reason_bytes)
             else:
-                frame = b"".join(
-                    (
-                        bytes((FrameType.CONNECTION_CLOSE,)),
-                        encode_varint(code),
-                        encode_varint(frame_type),
-                        encode_varint(len(reason_bytes)),
-                        reason_bytes,
-                    )
-                )
+                frame = encode_connection_close_frame(code, frame_type, reason_bytes)
             asm.push(frame)
             asm.end_packet()
         pending = asm.pending  # plaintext packets of the datagram (qlog)

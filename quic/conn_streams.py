@@ -27,7 +27,6 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 
-from quic.buffer import encode_varint
 from quic.errors import StreamResetError
 from quic.events import (
     QuicEvent,
@@ -37,7 +36,18 @@ from quic.events import (
     StreamWritable,
 )
 from quic.flow_control import ReceiveWindow, SendCredit
-from quic.frames import FrameType, encode_stream_frame_header
+from quic.frames import (
+    FrameType,
+    encode_data_blocked_frame,
+    encode_max_data_frame,
+    encode_max_stream_data_frame,
+    encode_max_streams_frame,
+    encode_reset_stream_frame,
+    encode_stop_sending_frame,
+    encode_stream_data_blocked_frame,
+    encode_stream_frame_header,
+    encode_streams_blocked_frame,
+)
 from quic.packet_builder import PacketAssembler
 from quic.stream_manager import StreamLimits, StreamManager
 from quic.stream_send import SendStream
@@ -45,12 +55,6 @@ from quic.stream_send import SendStream
 __all__ = ["StreamController"]
 
 _STREAM_HEADER_MAX = 1 + 8 + 8 + 2  # type, stream id, offset, 2-byte length
-_FT_MAX_DATA = encode_varint(FrameType.MAX_DATA)
-_FT_MAX_STREAM_DATA = encode_varint(FrameType.MAX_STREAM_DATA)
-_FT_DATA_BLOCKED = encode_varint(FrameType.DATA_BLOCKED)
-_FT_STREAM_DATA_BLOCKED = encode_varint(FrameType.STREAM_DATA_BLOCKED)
-_FT_RESET_STREAM = encode_varint(FrameType.RESET_STREAM)
-_FT_STOP_SENDING = encode_varint(FrameType.STOP_SENDING)
 
 
 class StreamController:
@@ -254,17 +258,15 @@ class StreamController:
         written = False
         if self.window.should_update() and b.room > 9:
             limit = self.window.next_limit()
-            b.push(_FT_MAX_DATA + encode_varint(limit))
+            b.push(encode_max_data_frame(limit))
             handlers.append((self._max_data_fate, (limit,)))
             written = True
         for bidi, limit in self.manager.max_streams_frames():
-            ftype = FrameType.MAX_STREAMS_BIDI if bidi else FrameType.MAX_STREAMS_UNI
-            b.push(encode_varint(ftype) + encode_varint(limit))
+            b.push(encode_max_streams_frame(bidi, limit))
             handlers.append((self._max_streams_fate, (bidi, limit)))
             written = True
         for bidi, limit in self.manager.streams_blocked_frames():
-            ftype = FrameType.STREAMS_BLOCKED_BIDI if bidi else FrameType.STREAMS_BLOCKED_UNI
-            b.push(encode_varint(ftype) + encode_varint(limit))
+            b.push(encode_streams_blocked_frame(bidi, limit))
             handlers.append((self._streams_blocked_fate, (bidi, limit)))
             written = True
         for sid in list(self._control):
@@ -283,23 +285,22 @@ class StreamController:
         handlers = b.packet.handlers
         written = False
         send, recv = stream.send, stream.recv
-        sid_bytes = encode_varint(sid)
         if send is not None:
             reset = send.reset_frame()
             if reset is not None:
                 code, final = reset
-                b.push(_FT_RESET_STREAM + sid_bytes + encode_varint(code) + encode_varint(final))
+                b.push(encode_reset_stream_frame(sid, code, final))
                 handlers.append((self._reset_fate, (sid, send)))
                 written = True
         if recv is not None:
             code_stop = recv.stop_sending_frame()
             if code_stop is not None:
-                b.push(_FT_STOP_SENDING + sid_bytes + encode_varint(code_stop))
+                b.push(encode_stop_sending_frame(sid, code_stop))
                 handlers.append((self._stop_sending_fate, (sid, recv)))
                 written = True
             limit = recv.max_stream_data_frame()
             if limit is not None:
-                b.push(_FT_MAX_STREAM_DATA + sid_bytes + encode_varint(limit))
+                b.push(encode_max_stream_data_frame(sid, limit))
                 handlers.append((self._max_stream_data_fate, (sid, recv, limit)))
                 written = True
         return written
@@ -329,7 +330,7 @@ class StreamController:
                 del sendable[sid]
                 limit = send.blocked_frame()
                 if limit is not None and b.room > 20:
-                    b.push(_FT_STREAM_DATA_BLOCKED + encode_varint(sid) + encode_varint(limit))
+                    b.push(encode_stream_data_blocked_frame(sid, limit))
                     handlers.append((self._stream_blocked_fate, (send, limit)))
                     packet.ack_eliciting = packet.in_flight = True
                 continue
@@ -351,7 +352,7 @@ class StreamController:
             limit_c = credit.blocked_at
             if limit_c is not None and b.room > 10:
                 credit.mark_blocked_sent()
-                b.push(_FT_DATA_BLOCKED + encode_varint(limit_c))
+                b.push(encode_data_blocked_frame(limit_c))
                 handlers.append((self._data_blocked_fate, (limit_c,)))
                 packet.ack_eliciting = packet.in_flight = True
 
