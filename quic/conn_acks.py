@@ -67,6 +67,15 @@ class AckState:
     def deadline(self, index: int) -> float | None:
         return self.trackers[index].deadline
 
+    def earliest_deadline(self, writable: list[bool]) -> float | None:
+        """The earliest ACK deadline among the spaces we can send in."""
+        earliest: float | None = None
+        for tracker, can_send in zip(self.trackers, writable, strict=True):
+            deadline = tracker.deadline
+            if can_send and deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        return earliest
+
     def should_include(self, index: int, due: bool, eliciting: bool) -> bool:
         """Put an ACK into a packet of this space? (RFC 9000 §13.2.1)
 

@@ -48,12 +48,12 @@ class PathManager:
     """Address validation, anti-amplification and PATH_RESPONSE of the one path."""
 
     __slots__ = (
-        "_responses",
         "address_validated",
         "bytes_received",
         "bytes_sent",
         "max_datagram_size",
         "peer_address",
+        "responses",
         "responses_dropped",
     )
 
@@ -63,7 +63,8 @@ class PathManager:
         self.address_validated = is_client  # RFC 9000 §8.1: the client chose the path
         self.bytes_received = 0
         self.bytes_sent = 0
-        self._responses: deque[bytes] = deque(maxlen=max(1, max_responses))
+        # PATH_RESPONSE data owed, oldest first (read-only outside this class)
+        self.responses: deque[bytes] = deque(maxlen=max(1, max_responses))
         self.responses_dropped = 0  # challenges we did not answer (queue full)
 
     # -- anti-amplification (RFC 9000 §8.1) ---------------------------------------------
@@ -96,7 +97,7 @@ class PathManager:
 
     def on_path_challenge(self, data: bytes) -> None:
         """Queue the PATH_RESPONSE owed for a PATH_CHALLENGE (RFC 9000 §8.2.2)."""
-        responses = self._responses
+        responses = self.responses
         if len(responses) == responses.maxlen:
             self.responses_dropped += 1  # the oldest gives way (see the module docstring)
         responses.append(data)
@@ -106,14 +107,14 @@ class PathManager:
 
     @property
     def pending_responses(self) -> int:
-        return len(self._responses)
+        return len(self.responses)
 
     def wants_send(self) -> bool:
-        return bool(self._responses)
+        return bool(self.responses)
 
     def write(self, asm: PacketAssembler) -> None:
         """Write queued PATH_RESPONSE frames into the open packet, each sent once."""
-        responses = self._responses
+        responses = self.responses
         if not responses or asm.room < _PATH_RESPONSE_SIZE:
             return
         packet = asm.packet

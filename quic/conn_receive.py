@@ -82,7 +82,8 @@ class PacketReader:
         self._buffer_limit = buffer_limit
         self._qlog = qlog
         self._buffered: deque[tuple[bytes, Any]] = deque()  # waiting for their keys
-        self._reprocess: deque[tuple[bytes, Any]] = deque()  # keys arrived: try again
+        # keys arrived: to be tried again (the connection pops them; read-only elsewhere)
+        self.reprocess: deque[tuple[bytes, Any]] = deque()
         self.dropped = 0
         self.processed = 0
 
@@ -100,17 +101,13 @@ class PacketReader:
 
     @property
     def pending_reprocess(self) -> int:
-        return len(self._reprocess)
+        return len(self.reprocess)
 
     def release_buffered(self) -> None:
         """New read keys: the buffered packets get another try."""
         buffered = self._buffered
         while buffered:
-            self._reprocess.append(buffered.popleft())
-
-    def next_reprocess(self) -> tuple[bytes, Any] | None:
-        reprocess = self._reprocess
-        return reprocess.popleft() if reprocess else None
+            self.reprocess.append(buffered.popleft())
 
     # -- packets ----------------------------------------------------------------------
 
@@ -154,23 +151,22 @@ class PacketReader:
         return index
 
     def read_short(self, data: bytes, cid_len: int, now: float) -> bool:
-        """:meth:`read_long` for a datagram holding one short-header packet."""
-        acks = self._acks
-        opened = self._keys.open(
-            APPLICATION, memoryview(data), 1 + cid_len, acks.largest(APPLICATION), now
-        )
+        """:meth:`read_long` for a datagram holding one short-header packet (the bulk
+        path: the application space's ACK tracker is used directly)."""
+        tracker = self._acks.trackers[APPLICATION]
+        opened = self._keys.open(APPLICATION, memoryview(data), 1 + cid_len, tracker.largest, now)
         if opened is None:
             self.drop(now, "decryption_failure", PacketType.ONE_RTT)
             return False
         plain_header, pn, payload = opened
         if plain_header[0] & _SHORT_RESERVED_BITS:
             raise _reserved_bits_error()  # RFC 9000 §17.3.1
-        if acks.is_duplicate(APPLICATION, pn):
+        if tracker.is_duplicate(pn):
             return False
         if self._qlog is not None:
             self._qlog.packet_received(now, PacketType.ONE_RTT, pn, payload, len(data))
         dcid = data[1 : 1 + cid_len]
         eliciting = self._dispatcher.dispatch(payload, APPLICATION, PacketType.ONE_RTT, dcid, now)
-        acks.on_packet(APPLICATION, pn, eliciting, now)
+        tracker.on_packet(pn, eliciting, now)
         self.processed += 1
         return True

@@ -144,16 +144,15 @@ class SendScheduler:
         self._probes.pop(index, None)
 
     def _wants_eliciting(self, index: int) -> bool:
-        if self._crypto.needs_send(index):
-            return True
         if index != APPLICATION:
-            return False
+            return self._crypto.needs_send(index)
         handshake = self._handshake
         if not handshake.complete and self._is_client:
-            return False
+            return self._crypto.needs_send(index)
         streams = self._streams
         return bool(
-            streams.has_data()
+            streams.has_data()  # the common case first
+            or self._crypto.needs_send(index)
             or self._datagrams.pending
             or handshake.done_pending
             or self._paths.wants_send()
@@ -173,14 +172,16 @@ class SendScheduler:
         recovery = self._recovery
         spaces = self._keys.spaces
         qlog = self._qlog
-        asm = PacketAssembler(paths.max_datagram_size)
+        mtu = paths.max_datagram_size
+        asm = PacketAssembler(mtu)
         sent_eliciting = False
+        validated_bytes = 0  # sent once the address is validated (counted at the end)
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
-            budget = paths.send_budget()
-            if budget < MIN_INITIAL_DATAGRAM and not paths.address_validated:
+            validated = paths.address_validated
+            if not validated and paths.send_budget() < MIN_INITIAL_DATAGRAM:
                 recovery.amplification_limited = True  # RFC 9002 §6.2.2.1 (a server)
                 break
-            asm.begin_datagram(budget)
+            asm.begin_datagram(mtu if validated else paths.send_budget())
             first = len(asm.packets)
             for index in (INITIAL, HANDSHAKE, APPLICATION):
                 if spaces[index].write is not None:
@@ -189,7 +190,10 @@ class SendScheduler:
             size = asm.end_datagram(pad_initial=True)
             if not size:
                 break
-            paths.on_datagram_sent(size)
+            if validated:
+                validated_bytes += size
+            else:
+                paths.on_datagram_sent(size)  # the amplification limit needs it now
             eliciting = False
             for packet in asm.packets[first:]:
                 recovery.on_packet_sent(packet, now)
@@ -205,9 +209,11 @@ class SendScheduler:
                 # whatever kept ack-eliciting frames out of it has not changed (RFC 9000
                 # §13.2.1: ACK-only packets are not sent on their own beyond what is due).
                 break
+        if validated_bytes:
+            paths.on_datagram_sent(validated_bytes)
         return asm.datagrams, sent_eliciting
 
-    def _begin_packet(self, asm: PacketAssembler, index: int, version: int, acked: bool) -> bool:
+    def _begin_close_packet(self, asm: PacketAssembler, index: int, version: int) -> bool:
         space = self._keys.spaces[index]
         write = space.write
         assert write is not None
@@ -220,7 +226,7 @@ class SendScheduler:
             write,
             index,
             space.next_pn,
-            self._recovery.spaces[index].largest_acked if acked else None,
+            None,  # full-length packet numbers: the peer may have lost track
             handshake.token if index == INITIAL and self._is_client else b"",
             write.key_phase,
         ):
@@ -241,8 +247,23 @@ class SendScheduler:
             if not ack_due:
                 return
             eliciting = False  # 1-RTT before completion: ACKs only
-        if not self._begin_packet(asm, index, version, acked=True):
+        space = self._keys.spaces[index]
+        write = space.write
+        assert write is not None
+        if not asm.begin_packet(
+            _PACKET_TYPES[index],
+            version,
+            self._cids.peer_cid,
+            self._host_cid,
+            write,
+            index,
+            space.next_pn,
+            self._recovery.spaces[index].largest_acked,
+            self._handshake.token if index == INITIAL and self._is_client else b"",
+            write.key_phase,
+        ):
             return
+        space.next_pn += 1
         packet = asm.packet
         if acks.should_include(index, ack_due, eliciting):
             reserve = 0
@@ -280,8 +301,11 @@ class SendScheduler:
 
     def _write_application(self, asm: PacketAssembler) -> None:
         handshake = self._handshake
-        handshake.write_done(asm)
-        self._paths.write(asm)
+        if handshake.done_pending:
+            handshake.write_done(asm)
+        paths = self._paths
+        if paths.responses:
+            paths.write(asm)
         pings = self._pings
         if pings:
             packet = asm.packet
@@ -319,7 +343,7 @@ class SendScheduler:
                 continue
             if index == APPLICATION and self._is_client and not self._handshake.complete:
                 continue
-            if not self._begin_packet(asm, index, version, acked=False):
+            if not self._begin_close_packet(asm, index, version):
                 continue
             if application and index != APPLICATION:
                 # RFC 9000 §10.2.3: no application close in Initial/Handshake packets

@@ -97,9 +97,9 @@ class StreamController:
 
     @property
     def rtt(self) -> float:
-        """Smoothed RTT for flow-control auto-tuning (0 before the first sample)."""
-        estimator = self._rtt_estimator
-        return estimator.smoothed_rtt if estimator.first_rtt_sample is not None else 0.0
+        """Smoothed RTT for flow-control auto-tuning (RFC 9002 §5.3; the initial RTT
+        before the first sample)."""
+        return self._rtt_estimator.smoothed_rtt
 
     # -- configuration ------------------------------------------------------------------
 
@@ -161,10 +161,11 @@ class StreamController:
         if stream is None or stream.recv is None:
             return
         recv = stream.recv
-        credited = recv.consume(n, now, self.rtt)
+        rtt = self._rtt_estimator.smoothed_rtt
+        credited = recv.consume(n, now, rtt)
         if not credited:
             return
-        self.window.on_consumed(credited, now, self.rtt)
+        self.window.on_consumed(credited, now, rtt)
         if recv.window.should_update():
             self._control[stream_id] = None
         self._maybe_discard(stream_id)
@@ -217,13 +218,15 @@ class StreamController:
         # that the finished stream can leave the table (RFC 9000 §3.2)
         data = b""
         if recv.readable or recv.at_eof:
-            data = recv.read(-1, now=now, rtt=self.rtt, credit=False)
+            data = recv.read(-1, now=now, rtt=self._rtt_estimator.smoothed_rtt, credit=False)
+        released = recv.pop_released()
+        if released:
+            self._release(released, now)
         end = recv.at_eof and stream_id not in self._eof_reported
         if end:
             self._eof_reported.add(stream_id)
         if data or end:
             self._events.append(StreamDataReceived(stream_id, data, end))
-        self._release(recv.pop_released(), now)
         if recv.window.should_update():
             self._control[stream_id] = None
         if end:
@@ -469,7 +472,7 @@ class StreamController:
 
     def _release(self, n: int, now: float) -> None:
         if n:
-            self.window.on_consumed(n, now, self.rtt)
+            self.window.on_consumed(n, now, self._rtt_estimator.smoothed_rtt)
 
     def _maybe_discard(self, sid: int) -> None:
         if self.manager.maybe_discard(sid):

@@ -261,9 +261,7 @@ class QuicConnection:
             qlog=self._qlog,
         )
 
-    # ==================================================================================
-    # state the layers above read
-    # ==================================================================================
+    # -- state the layers above read ---------------------------------------------------------
 
     @property
     def spaces(self) -> tuple[Space, Space, Space]:
@@ -302,10 +300,6 @@ class QuicConnection:
     @peer_address.setter
     def peer_address(self, addr: Addr) -> None:
         self.paths.peer_address = addr
-
-    @property
-    def address_validated(self) -> bool:
-        return self.paths.address_validated
 
     @property
     def max_datagram_size(self) -> int:
@@ -352,9 +346,7 @@ class QuicConnection:
             "streams": len(self.streams.manager.streams),
         }
 
-    # ==================================================================================
-    # application API
-    # ==================================================================================
+    # -- application API ---------------------------------------------------------------------
 
     def connect(self, addr: Addr, now: float) -> None:
         """Client: start the handshake towards ``addr``."""
@@ -452,9 +444,7 @@ class QuicConnection:
     def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
         return self.handshake.export_keying_material(label, context, length)
 
-    # ==================================================================================
-    # sending
-    # ==================================================================================
+    # -- sending -----------------------------------------------------------------------------
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         """Build every datagram that may be sent now; returns ``[(payload, addr)]``."""
@@ -473,9 +463,7 @@ class QuicConnection:
     def _datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         addr = self.paths.peer_address
         state = self.state
-        if addr is None or state is ConnectionState.TERMINATED:
-            return []
-        if state is ConnectionState.DRAINING:
+        if addr is None or state in (ConnectionState.TERMINATED, ConnectionState.DRAINING):
             return []
         if state is ConnectionState.CLOSING:
             closer = self.closer
@@ -493,9 +481,7 @@ class QuicConnection:
             self._flush_routing()
         return [(d, addr) for d in datagrams]
 
-    # ==================================================================================
-    # timers
-    # ==================================================================================
+    # -- timers ------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
         """Earliest absolute deadline, or None (no side effects)."""
@@ -515,16 +501,10 @@ class QuicConnection:
         loss = self.recovery.get_loss_detection_timer()
         if loss is not None and (timer is None or loss < timer):
             timer = loss
-        if not self.paths.amplification_blocked():
-            acks = self.acks
-            for space in self.keys.spaces:
-                deadline = acks.deadline(space.index)
-                if (
-                    deadline is not None
-                    and space.write is not None
-                    and (timer is None or deadline < timer)
-                ):
-                    timer = deadline
+        if not self.paths.amplification_blocked():  # else no ACK could be sent (§8.1)
+            ack = self.acks.earliest_deadline([s.write is not None for s in self.keys.spaces])
+            if ack is not None and (timer is None or ack < timer):
+                timer = ack
         return timer
 
     def handle_timer(self, now: float) -> None:
@@ -566,47 +546,42 @@ class QuicConnection:
         timeout = self._idle_timeout if self._idle_timeout > floor else floor
         return self._last_activity + timeout
 
-    # ==================================================================================
-    # receiving
-    # ==================================================================================
+    # -- receiving ---------------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         """Process one UDP payload from ``addr``."""
         if now > self._now:
             self._now = now
-        try:
-            self._receive_datagram(data, addr, now)
-        except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
-            self._internal_error(exc)
-
-    def _receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         state = self.state
         if state is ConnectionState.TERMINATED or state is ConnectionState.DRAINING:
             return
-        paths = self.paths
-        if paths.peer_address is None:
-            paths.peer_address = addr
-        qlog = self._qlog
-        if qlog is not None and not qlog.started:
-            self._qlog_start(now)
-        paths.on_datagram_received(len(data))
-        if state is ConnectionState.CLOSING:
-            self.closer.on_datagram_while_closing()  # RFC 9000 §10.2.1
-            return
-        recovery = self.recovery
-        if recovery.amplification_limited and paths.send_budget() >= MIN_INITIAL_DATAGRAM:
-            recovery.amplification_limited = False  # RFC 9002 §6.2.2.1: may send again
         try:
+            paths = self.paths
+            if paths.peer_address is None:
+                paths.peer_address = addr
+            qlog = self._qlog
+            if qlog is not None and not qlog.started:
+                self._qlog_start(now)
+            paths.on_datagram_received(len(data))
+            if state is ConnectionState.CLOSING:
+                self.closer.on_datagram_while_closing()  # RFC 9000 §10.2.1
+                return
+            recovery = self.recovery
+            if recovery.amplification_limited and paths.send_budget() >= MIN_INITIAL_DATAGRAM:
+                recovery.amplification_limited = False  # RFC 9002 §6.2.2.1: may send again
             self._receive(data, addr, now)
-            reader = self.reader
-            while self.state in _LIVE and (item := reader.next_reprocess()) is not None:
-                self._receive(item[0], item[1], now)
+            reprocess = self.reader.reprocess
+            while reprocess and self.state in _LIVE:
+                again, again_addr = reprocess.popleft()
+                self._receive(again, again_addr, now)
+            if qlog is not None and self.state in _LIVE:
+                qlog.metrics_updated(now, recovery)
         except QuicProtocolError as exc:
             self._fail(exc)
         except TlsAlertError as exc:  # TLS raised outside a CRYPTO frame's handling
             self._fail(QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO))
-        if qlog is not None and self.state in _LIVE:
-            qlog.metrics_updated(now, recovery)
+        except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
+            self._internal_error(exc)
 
     def _qlog_start(self, now: float) -> None:
         """First qlog events: connection_started, local parameters, Initial keys."""
@@ -670,9 +645,7 @@ class QuicConnection:
                 self._discard_space(INITIAL, now)  # RFC 9001 §4.9.1
         return index is not None
 
-    # ==================================================================================
-    # handshake coordination
-    # ==================================================================================
+    # -- handshake coordination --------------------------------------------------------------
 
     def _after_tls(self, now: float) -> None:
         """Hand what TLS released to the components it concerns."""
@@ -780,9 +753,7 @@ class QuicConnection:
         self.crypto.requeue_unacked(INITIAL)
         self.recovery.discard_space(INITIAL)
 
-    # ==================================================================================
-    # closing
-    # ==================================================================================
+    # -- closing -----------------------------------------------------------------------------
 
     def _fail(self, exc: QuicProtocolError) -> None:
         """The single place where an error becomes a CONNECTION_CLOSE (RFC 9000 §10.2)."""

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+import pytest
+
 from quic.connection import ConnectionState, QuicConnection
 from quic.errors import TransportErrorCode
 from quic.frames import (
@@ -28,6 +30,7 @@ from quic.frames import (
     encode_retire_connection_id_frame,
 )
 from quic.packet import PacketType, encode_long_header
+from quic.packet_builder import PacketAssembler
 from tests.support.quicinject import ack_everything, seal_1rtt
 from tests.support.quicpair import CLIENT_ADDR, Pair, client_config, make_pair
 
@@ -321,3 +324,20 @@ def test_retire_connection_id_flood_from_the_peer_stays_bounded() -> None:
     assert server.state is ConnectionState.CONNECTED
     events = [server.next_event() for _ in range(server.queue_sizes()["events"])]
     assert len(events) > 30  # routing updates for every issued and retired ID
+
+
+def test_the_packet_assembler_refuses_a_frame_larger_than_the_room() -> None:
+    # the safety net under every frame writer: no datagram ever exceeds its budget
+    pair = _established()
+    write = pair.client.spaces[2].write
+    assert write is not None
+    asm = PacketAssembler(1200)
+    asm.begin_datagram(1200)
+    assert asm.begin_packet(PacketType.ONE_RTT, 1, b"\x01" * 8, b"", write, 2, 0, None)
+    room = asm.room
+    asm.push(bytes(room - 1))
+    with pytest.raises(ValueError):
+        asm.push(b"\x01\x01")
+    asm.push(b"\x01")
+    asm.end_packet()
+    assert asm.end_datagram(pad_initial=False) == 1200
