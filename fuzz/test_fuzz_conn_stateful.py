@@ -6,7 +6,8 @@ acknowledgments withheld for a time) with hostile frames the client seals in
 authenticated 1-RTT packets (:mod:`tests.support.quicinject`) and hands to the server:
 NEW_CONNECTION_ID with Retire Prior To games, RETIRE_CONNECTION_ID, PATH_CHALLENGE
 floods, MAX_* and *_BLOCKED with any value, STREAM / RESET_STREAM / STOP_SENDING on all
-four stream types, DATAGRAM, ACK of packets never sent, CRYPTO in 1-RTT.
+four stream types, DATAGRAM, ACK of packets never sent, CRYPTO in 1-RTT; and, the
+other way, a few frames only a client must judge (NEW_TOKEN, HANDSHAKE_DONE, ...).
 
 After every step: no exception escaped and no internal error happened on either side,
 every queue and table of both connections is within its limit, no datagram exceeded
@@ -18,6 +19,7 @@ runs the deep profile.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -30,6 +32,7 @@ from quic.cid import MAX_ISSUED
 from quic.connection import ConnectionState, QuicConnection
 from quic.errors import TransportErrorCode
 from quic.frames import (
+    HANDSHAKE_DONE_FRAME,
     MAX_STREAMS_LIMIT,
     encode_ack_frame,
     encode_crypto_frame_header,
@@ -39,6 +42,7 @@ from quic.frames import (
     encode_max_stream_data_frame,
     encode_max_streams_frame,
     encode_new_connection_id_frame,
+    encode_new_token_frame,
     encode_path_challenge_frame,
     encode_reset_stream_frame,
     encode_retire_connection_id_frame,
@@ -125,6 +129,35 @@ class HostilePeer(RuleBasedStateMachine):
     @rule()
     def attacker_acks_everything(self) -> None:
         self.inject(ack_everything(self.server))
+
+    @rule()
+    def client_updates_keys(self) -> None:
+        client = self.pair.client
+        if client.state is ConnectionState.CONNECTED:
+            with contextlib.suppress(RuntimeError):  # refused until the phase is acked
+                client.request_key_update()
+
+    @rule(
+        kind=st.integers(0, 5),
+        value=st.integers(0, 1 << 20),
+        data=st.binary(min_size=1, max_size=64),
+    )
+    def server_attacks_the_client(self, kind: int, value: int, data: bytes) -> None:
+        """The other direction: a few frames a client must judge (RFC 9000 §19)."""
+        pair = self.pair
+        if pair.server.spaces[2].write is None:
+            return
+        payload = (
+            encode_new_token_frame(data),
+            HANDSHAKE_DONE_FRAME,
+            encode_new_connection_id_frame(value, value // 2, data[:20], bytes(16)),
+            encode_path_challenge_frame(data[:8].ljust(8, b"\0")),
+            encode_stream_frame_header(4 * value + 1, 0, len(data), True) + data,
+            encode_max_streams_frame(True, value),
+        )[kind]
+        packet = seal_1rtt(pair.server, payload, pair.net.now)
+        pair.client_endpoint.receive_datagram(packet, SERVER_ADDR, pair.net.now)
+        pair.pump()
 
     # -- connection IDs and paths -------------------------------------------------------
 
