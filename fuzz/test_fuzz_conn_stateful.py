@@ -13,8 +13,9 @@ After every step: no exception escaped and no internal error happened on either 
 every queue and table of both connections is within its limit, no datagram exceeded
 ``max_datagram_size``, and a closed connection closed with a known transport error.
 
-Default runs are short; ``QUIC_FUZZ_EXAMPLES=100000 pytest fuzz/test_fuzz_conn_stateful.py``
-runs the deep profile.
+Default runs are short; the deep profile is run by hand, without pytest's timeout::
+
+    QUIC_FUZZ_EXAMPLES=100000 pytest -p no:timeout fuzz/test_fuzz_conn_stateful.py
 """
 
 from __future__ import annotations

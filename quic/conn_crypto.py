@@ -17,7 +17,9 @@ we buffer; exceeding it is CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
   fate: an acknowledged range is released, a lost one is sent again.
 * A probe (RFC 9002 §6.2.4) or a Retry (RFC 9000 §17.2.5.3) retransmits everything
   not yet acknowledged: :meth:`CryptoStreams.requeue_unacked`.
-* When a space is discarded (RFC 9001 §4.9) its streams go too.
+* When a space is discarded (RFC 9001 §4.9) its buffers are released and whatever
+  CRYPTO data still arrives at that level (a duplicate later in the same packet) is
+  ignored.
 """
 
 from __future__ import annotations
@@ -38,22 +40,26 @@ _CRYPTO_CREDIT = (1 << 62) - 1
 class CryptoStreams:
     """The CRYPTO send and receive streams of the three packet number spaces."""
 
-    __slots__ = ("_buffer", "recv", "send")
+    __slots__ = ("_buffer", "_discarded", "recv", "send")
 
     def __init__(self, buffer: int = CRYPTO_BUFFER) -> None:
         self._buffer = buffer
         self.send = [SendStream(-1, _CRYPTO_CREDIT) for _ in range(3)]
         self.recv = [RecvStream(-1, buffer) for _ in range(3)]
+        self._discarded = [False, False, False]
 
     def reset(self) -> None:
         """Start over (a new first flight after Version Negotiation, RFC 9368 §2.1)."""
         self.send = [SendStream(-1, _CRYPTO_CREDIT) for _ in range(3)]
         self.recv = [RecvStream(-1, self._buffer) for _ in range(3)]
+        self._discarded = [False, False, False]
 
     # -- receiving --------------------------------------------------------------------
 
     def receive(self, index: int, offset: int, data: bytes) -> bytes:
         """File a CRYPTO frame; return the bytes now contiguous (possibly empty)."""
+        if self._discarded[index]:
+            return b""  # the level is gone (RFC 9001 §4.9)
         recv = self.recv[index]
         try:
             recv.on_stream_frame(offset, data, False)
@@ -108,5 +114,6 @@ class CryptoStreams:
 
     def discard(self, index: int) -> None:
         """The space's keys are gone: nothing more is sent or received in it."""
-        self.send[index] = SendStream(-1, _CRYPTO_CREDIT)
-        self.recv[index] = RecvStream(-1, self._buffer)
+        self._discarded[index] = True
+        self.send[index] = SendStream(-1, _CRYPTO_CREDIT)  # releases what was buffered
+        self.recv[index] = RecvStream(-1, 0)

@@ -302,6 +302,10 @@ class QuicConnection:
         self.paths.peer_address = addr
 
     @property
+    def address_validated(self) -> bool:
+        return self.paths.address_validated
+
+    @property
     def max_datagram_size(self) -> int:
         """Largest UDP payload we send on the path."""
         return self.paths.max_datagram_size
@@ -542,9 +546,8 @@ class QuicConnection:
     def _idle_deadline(self) -> float | None:
         if self._last_activity is None or not self._idle_timeout:
             return None
-        floor = 3 * self.recovery.rtt.pto_base()
-        timeout = self._idle_timeout if self._idle_timeout > floor else floor
-        return self._last_activity + timeout
+        # RFC 9000 §10.1: never shorter than three PTOs
+        return self._last_activity + max(self._idle_timeout, self._linger())
 
     # -- receiving ---------------------------------------------------------------------------
 
