@@ -14,7 +14,9 @@ arrive and reported as :class:`~quic.events.StreamDataReceived`. Flow-control cr
 *not* returned on delivery: the consumer calls :meth:`StreamController.consume` when it
 is done with the bytes (RFC 9000 §4.2), so memory held by a slow reader is bounded by the
 windows we advertised. A reset stream or one we stop reading returns its outstanding
-credit at once (the consumer drops those bytes).
+credit at once (the consumer drops those bytes). A stream leaves the table once both
+halves are finished and its delivered bytes consumed — also when its FIN arrives in a
+frame of its own, after the data was delivered (RFC 9000 §3.2 "Data Read").
 
 Sending is round-robin over streams with data ready (``_sendable``, insertion-ordered),
 bounded by stream and connection credit; when a stream is blocked by credit a
