@@ -452,7 +452,7 @@ class H3Link:
     def _send_buffered(self, stream_id: int) -> int:
         """Bytes written on ``stream_id`` and not yet acknowledged. QUIC has no public
         accessor for this yet (reported); this is the one place that reaches for it."""
-        return self.session.connection.streams.send_buffered(stream_id)
+        return self.session.connection.send_buffered(stream_id)
 
     def _prune_unflushed(self) -> None:
         buffered = self._send_buffered

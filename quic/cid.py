@@ -2,34 +2,67 @@
 
 Theory of operation
 -------------------
+:class:`ConnectionIdManager` is the connection-ID component of a connection. It
+handles the frames about connection IDs, writes its own (NEW_CONNECTION_ID and
+RETIRE_CONNECTION_ID, through the codec's encoders) and learns their fate from the
+handlers it registers on the packets that carry them.
+
 *Local* connection IDs route incoming packets to this connection. Sequence number 0 is
 the Source Connection ID of our handshake packets; more are issued with
-NEW_CONNECTION_ID frames up to the peer's ``active_connection_id_limit`` (§5.1.1), each
-with a stateless reset token (§10.3). When the peer retires one (§19.16) it is dropped
-and a replacement issued. The connection asks :meth:`ConnectionIdManager.
-new_connection_id_frames` for frames to send and reports their fate back.
+NEW_CONNECTION_ID frames up to the peer's ``active_connection_id_limit`` (§5.1.1, at
+most :data:`MAX_ISSUED`), each with a stateless reset token (§10.3). When the peer
+retires one (§19.16) it is dropped and a replacement issued. Newly issued and retired
+local IDs are collected for the endpoint's routing table
+(:meth:`ConnectionIdManager.pop_routing_changes`, turned into events by the connection).
 
-*Peer* connection IDs are the ones we may put in the Destination Connection ID field.
-NEW_CONNECTION_ID frames add to the set, ``Retire Prior To`` forces retirements
-(§5.1.2), and exceeding our own ``active_connection_id_limit`` is
-CONNECTION_ID_LIMIT_ERROR (§5.1.1). Retirements are queued as RETIRE_CONNECTION_ID
-frames.
+*Peer* connection IDs are the ones we may put in the Destination Connection ID field,
+kept by sequence number and by value (so a repeated ID is found in O(1)).
+NEW_CONNECTION_ID frames add to the set; exceeding our own
+``active_connection_id_limit`` is CONNECTION_ID_LIMIT_ERROR (§5.1.1). An increased
+Retire Prior To retires every older ID before the new one is added (§5.1.2), and an ID
+that arrives already below Retire Prior To is retired at once.
+
+Retirements are bounded (RFC 9000 §5.1.2, the "Retire Prior To games" of a hostile
+peer): a retired sequence number waits in ``_retire_unsent`` (insertion-ordered, O(1)
+membership) until a RETIRE_CONNECTION_ID frame carries it, then in
+``_retire_in_flight`` until that frame is acknowledged (lost: back to unsent). The
+number of retirements not yet acknowledged may not exceed ``max_pending_retirements``
+— never below twice our ``active_connection_id_limit``, as §5.1.2 asks — and a peer
+that pushes beyond it gets CONNECTION_ID_LIMIT_ERROR, which §5.1.2 allows. Each frame
+costs O(1) plus the retirement of at most ``active_connection_id_limit`` IDs, and
+frames are only written while they fit the open packet, so no datagram grows with the
+queue.
+
+A stateless reset (§10.3.1) is recognised by comparing the last 16 bytes of a datagram
+with the reset token of the peer connection ID in use — the only one we used and did
+not retire — with :func:`hmac.compare_digest`, so the comparison leaks nothing about
+the token (§10.3.1: "without leaking information about the value of the token").
 
 Randomness is injected (``token_bytes``) so tests can be deterministic.
 """
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.frames import (
+    FrameType,
+    encode_new_connection_id_frame,
+    encode_retire_connection_id_frame,
+)
+from quic.packet_builder import PacketAssembler
 
-__all__ = ["ConnectionIdManager", "LocalConnectionId", "PeerConnectionId"]
+__all__ = ["MAX_ISSUED", "ConnectionIdManager", "LocalConnectionId", "PeerConnectionId"]
 
 #: How many NEW_CONNECTION_ID we keep outstanding at most, whatever the peer allows.
 MAX_ISSUED = 8
+
+_NCID = FrameType.NEW_CONNECTION_ID
+_RCID = FrameType.RETIRE_CONNECTION_ID
 
 
 @dataclass(slots=True)
@@ -37,8 +70,7 @@ class LocalConnectionId:
     sequence: int
     cid: bytes
     reset_token: bytes
-    announced: bool = False  # a NEW_CONNECTION_ID carrying it was sent (seq 0: implicit)
-    acked: bool = False
+    acked: bool = False  # a NEW_CONNECTION_ID carrying it was acknowledged
 
 
 @dataclass(slots=True)
@@ -57,20 +89,26 @@ class ConnectionIdManager:
         cid_length: int,
         local_limit: int,
         token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        max_pending_retirements: int = 0,
     ) -> None:
         self._token_bytes = token_bytes
         self.cid_length = cid_length
         self.local_limit = local_limit  # our active_connection_id_limit (for peer CIDs)
         self.peer_limit = 2  # peer's active_connection_id_limit (for our CIDs)
+        # RFC 9000 §5.1.2: track at least twice active_connection_id_limit retirements
+        self.max_pending_retirements = max(max_pending_retirements, 2 * local_limit)
         self.local: dict[int, LocalConnectionId] = {
-            0: LocalConnectionId(0, initial_local_cid, token_bytes(16), announced=True)
+            0: LocalConnectionId(0, initial_local_cid, token_bytes(16), acked=True)
         }
         self._next_local_sequence = 1
+        self._unannounced: dict[int, None] = {}  # local sequences owing NEW_CONNECTION_ID
+        self.issue_pending = False  # set once the peer's limit is known
         self.peer: dict[int, PeerConnectionId] = {}
+        self._peer_by_cid: dict[bytes, int] = {}
         self.peer_active_sequence = 0
         self._peer_retire_prior_to = 0
-        self._retire_pending: list[int] = []
-        self.issue_pending = True  # NEW_CONNECTION_ID frames may be due (cheap hot-path check)
+        self._retire_unsent: dict[int, None] = {}
+        self._retire_in_flight: set[int] = set()
         self._issued_cids: list[bytes] = []  # newly issued, for routing updates
         self._retired_cids: list[bytes] = []  # retired local, for routing updates
 
@@ -78,6 +116,7 @@ class ConnectionIdManager:
 
     def set_initial_peer_cid(self, cid: bytes, reset_token: bytes | None = None) -> None:
         self.peer = {0: PeerConnectionId(0, cid, reset_token)}
+        self._peer_by_cid = {cid: 0}
         self.peer_active_sequence = 0
 
     def set_peer_reset_token(self, sequence: int, token: bytes) -> None:
@@ -90,6 +129,11 @@ class ConnectionIdManager:
         """The Destination Connection ID to use now."""
         return self.peer[self.peer_active_sequence].cid
 
+    @property
+    def pending_retirements(self) -> int:
+        """Retired peer IDs whose RETIRE_CONNECTION_ID is not acknowledged yet."""
+        return len(self._retire_unsent) + len(self._retire_in_flight)
+
     def on_new_connection_id(
         self, sequence: int, retire_prior_to: int, cid: bytes, reset_token: bytes
     ) -> None:
@@ -98,7 +142,7 @@ class ConnectionIdManager:
             raise QuicProtocolError(
                 TransportErrorCode.PROTOCOL_VIOLATION,
                 "NEW_CONNECTION_ID while using zero-length connection IDs",
-                0x18,
+                _NCID,
             )
         existing = self.peer.get(sequence)
         if existing is not None:
@@ -106,81 +150,72 @@ class ConnectionIdManager:
                 raise QuicProtocolError(
                     TransportErrorCode.PROTOCOL_VIOLATION,
                     "sequence number reused for another connection ID",
-                    0x18,
+                    _NCID,
                 )
             return
         if sequence < self._peer_retire_prior_to:
             # already retired by an earlier Retire Prior To: retire this one at once
-            if sequence not in self._retire_pending:
-                self._retire_pending.append(sequence)
+            if not self._retiring(sequence):
+                self._check_retirement_room(1)
+                self._retire_unsent[sequence] = None
             return
-        for entry in self.peer.values():
-            if entry.cid == cid:
-                raise QuicProtocolError(
-                    TransportErrorCode.PROTOCOL_VIOLATION,
-                    "connection ID repeated with another sequence number",
-                    0x18,
-                )
-        self.peer[sequence] = PeerConnectionId(sequence, cid, reset_token)
+        if cid in self._peer_by_cid:
+            raise QuicProtocolError(
+                TransportErrorCode.PROTOCOL_VIOLATION,
+                "connection ID repeated with another sequence number",
+                _NCID,
+            )
         if retire_prior_to > self._peer_retire_prior_to:
+            # RFC 9000 §5.1.2: retire the older IDs before adding the new one
+            doomed = sorted(s for s in self.peer if s < retire_prior_to)
+            self._check_retirement_room(sum(not self._retiring(s) for s in doomed))
             self._peer_retire_prior_to = retire_prior_to
-            for seq in sorted(s for s in self.peer if s < retire_prior_to):
-                del self.peer[seq]
-                self._retire_pending.append(seq)
-            if self.peer_active_sequence < retire_prior_to:
-                self.peer_active_sequence = min(self.peer)
+            for seq in doomed:
+                entry = self.peer.pop(seq)
+                del self._peer_by_cid[entry.cid]
+                if not self._retiring(seq):
+                    self._retire_unsent[seq] = None
+        self.peer[sequence] = PeerConnectionId(sequence, cid, reset_token)
+        self._peer_by_cid[cid] = sequence
+        if self.peer_active_sequence not in self.peer:
+            self.peer_active_sequence = min(self.peer)
         if len(self.peer) > self.local_limit:
             raise QuicProtocolError(
                 TransportErrorCode.CONNECTION_ID_LIMIT_ERROR,
                 f"more than {self.local_limit} active connection IDs",
-                0x18,
+                _NCID,
+            )  # RFC 9000 §5.1.1
+
+    def _retiring(self, sequence: int) -> bool:
+        return sequence in self._retire_unsent or sequence in self._retire_in_flight
+
+    def _check_retirement_room(self, more: int) -> None:
+        """CONNECTION_ID_LIMIT_ERROR if ``more`` retirements would exceed the limit
+        (RFC 9000 §5.1.2); checked before anything changes."""
+        if more and self.pending_retirements + more > self.max_pending_retirements:
+            raise QuicProtocolError(
+                TransportErrorCode.CONNECTION_ID_LIMIT_ERROR,
+                f"more than {self.max_pending_retirements} connection IDs awaiting retirement",
+                _NCID,
             )
 
-    def retire_frames(self) -> list[int]:
-        """Sequence numbers to send RETIRE_CONNECTION_ID for (and forget)."""
-        pending = self._retire_pending
-        self._retire_pending = []
-        return pending
-
-    def on_retire_lost(self, sequence: int) -> None:
-        self._retire_pending.append(sequence)
-
     def is_peer_stateless_reset(self, token: bytes) -> bool:
-        """True if ``token`` is the reset token of a peer connection ID (§10.3.1)."""
-        return any(e.reset_token == token for e in self.peer.values() if e.reset_token)
+        """True if ``token`` is the reset token of the peer ID in use (§10.3.1).
+
+        Only the connection ID we use is checked (§10.3.1: never one not used or
+        retired), in constant time.
+        """
+        entry = self.peer.get(self.peer_active_sequence)
+        if entry is None or entry.reset_token is None:
+            return False
+        return hmac.compare_digest(entry.reset_token, token)
 
     # -- local connection IDs ---------------------------------------------------------
 
-    def new_connection_id_frames(self) -> list[LocalConnectionId]:
-        """Issue local CIDs until the peer holds as many as it allows (§5.1.1)."""
-        if self.cid_length == 0:
-            return []
-        want = min(self.peer_limit, MAX_ISSUED)
-        out = [e for e in self.local.values() if not e.announced]
-        while len(self.local) < want:
-            seq = self._next_local_sequence
-            self._next_local_sequence += 1
-            entry = LocalConnectionId(
-                seq, self._token_bytes(self.cid_length), self._token_bytes(16)
-            )
-            self.local[seq] = entry
-            self._issued_cids.append(entry.cid)
-            out.append(entry)
-        for entry in out:
-            entry.announced = True
-        self.issue_pending = False
-        return out
-
-    def on_new_connection_id_lost(self, sequence: int) -> None:
-        entry = self.local.get(sequence)
-        if entry is not None and not entry.acked:
-            entry.announced = False
-            self.issue_pending = True
-
-    def on_new_connection_id_acked(self, sequence: int) -> None:
-        entry = self.local.get(sequence)
-        if entry is not None:
-            entry.acked = True
+    def set_peer_limit(self, limit: int) -> None:
+        """The peer's active_connection_id_limit is known: IDs may be issued (§5.1.1)."""
+        self.peer_limit = limit
+        self.issue_pending = self.cid_length > 0
 
     def on_retire_connection_id(self, sequence: int, packet_dcid: bytes) -> None:
         """Handle RETIRE_CONNECTION_ID (RFC 9000 §19.16)."""
@@ -188,7 +223,7 @@ class ConnectionIdManager:
             raise QuicProtocolError(
                 TransportErrorCode.PROTOCOL_VIOLATION,
                 "retiring a connection ID never issued",
-                0x19,
+                _RCID,
             )
         entry = self.local.get(sequence)
         if entry is None:
@@ -197,9 +232,10 @@ class ConnectionIdManager:
             raise QuicProtocolError(
                 TransportErrorCode.PROTOCOL_VIOLATION,
                 "retiring the connection ID the packet was sent to",
-                0x19,
+                _RCID,
             )
         del self.local[sequence]
+        self._unannounced.pop(sequence, None)
         self._retired_cids.append(entry.cid)
         self.issue_pending = True
 
@@ -209,8 +245,81 @@ class ConnectionIdManager:
     def local_reset_tokens(self) -> dict[bytes, bytes]:
         return {e.cid: e.reset_token for e in self.local.values()}
 
+    def has_routing_changes(self) -> bool:
+        return bool(self._issued_cids or self._retired_cids)
+
     def pop_routing_changes(self) -> tuple[list[bytes], list[bytes]]:
         """(issued, retired) local CIDs since the last call, for the endpoint's routing."""
         issued, retired = self._issued_cids, self._retired_cids
         self._issued_cids, self._retired_cids = [], []
         return issued, retired
+
+    def _issue(self) -> None:
+        """Create local IDs until the peer may hold as many as it allows (§5.1.1)."""
+        want = min(self.peer_limit, MAX_ISSUED)
+        while len(self.local) < want:
+            seq = self._next_local_sequence
+            self._next_local_sequence += 1
+            cid = self._token_bytes(self.cid_length)
+            self.local[seq] = LocalConnectionId(seq, cid, self._token_bytes(16))
+            self._unannounced[seq] = None
+            self._issued_cids.append(cid)
+
+    # -- frames to send ---------------------------------------------------------------
+
+    def wants_send(self, may_issue: bool) -> bool:
+        """Frames are owed: retirements, or (once allowed) new connection IDs."""
+        if self._retire_unsent:
+            return True
+        if not may_issue or not self.issue_pending:
+            return False
+        return bool(self._unannounced) or len(self.local) < min(self.peer_limit, MAX_ISSUED)
+
+    def write(self, asm: PacketAssembler, may_issue: bool) -> None:
+        """Write RETIRE_CONNECTION_ID and NEW_CONNECTION_ID frames that fit the packet.
+
+        ``may_issue``: new IDs are announced only once the handshake is complete.
+        """
+        packet = asm.packet
+        handlers = packet.handlers
+        unsent = self._retire_unsent
+        while unsent:
+            seq = next(iter(unsent))
+            frame = encode_retire_connection_id_frame(seq)
+            if len(frame) > asm.room:
+                break  # the rest waits for the next packet
+            del unsent[seq]
+            self._retire_in_flight.add(seq)
+            asm.push(frame)
+            handlers.append((self._retire_fate, (seq,)))
+            packet.ack_eliciting = packet.in_flight = True
+        if not may_issue or not self.issue_pending:
+            return
+        self._issue()
+        announce = self._unannounced
+        while announce:
+            seq = next(iter(announce))
+            entry = self.local[seq]
+            frame = encode_new_connection_id_frame(seq, 0, entry.cid, entry.reset_token)
+            if len(frame) > asm.room:
+                break
+            del announce[seq]
+            asm.push(frame)
+            handlers.append((self._new_cid_fate, (seq,)))
+            packet.ack_eliciting = packet.in_flight = True
+        self.issue_pending = bool(announce)
+
+    def _retire_fate(self, acked: bool, seq: int) -> None:
+        self._retire_in_flight.discard(seq)
+        if not acked:
+            self._retire_unsent[seq] = None  # RFC 9000 §13.3: sent again until acknowledged
+
+    def _new_cid_fate(self, acked: bool, seq: int) -> None:
+        entry = self.local.get(seq)
+        if entry is None or entry.acked:
+            return  # retired meanwhile, or another copy was acknowledged
+        if acked:
+            entry.acked = True
+        else:
+            self._unannounced[seq] = None  # RFC 9000 §13.3: sent again
+            self.issue_pending = True

@@ -93,6 +93,18 @@ class QuicConfiguration:
     # Version Negotiation packets awaiting send (RFC 9000 §5.2.2, §6.1: MAY be limited)
     max_pending_stateless_packets: int = 256
 
+    # limits (issue 8, core)
+    # Retired peer connection IDs whose RETIRE_CONNECTION_ID is not acknowledged yet;
+    # beyond it CONNECTION_ID_LIMIT_ERROR (RFC 9000 §5.1.2 allows it). Never below twice
+    # active_connection_id_limit (§5.1.2 SHOULD).
+    max_pending_cid_retirements: int = 32
+    # PATH_RESPONSE frames waiting to be sent; beyond it the oldest is dropped
+    # (RFC 9000 §8.2.2, §21.9: an endpoint may limit its responses).
+    max_pending_path_responses: int = 8
+    # Packets kept until their decryption keys arrive; beyond it they are dropped
+    # (RFC 9001 §5.7 allows buffering "a limited number").
+    max_buffered_undecryptable_packets: int = 16
+
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None
     ) -> None:

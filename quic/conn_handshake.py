@@ -1,203 +1,127 @@
-"""Handshake side of a QUIC connection: TLS driving, keys, transport parameters.
+"""Handshake driving: TLS, transport parameters, version negotiation, HANDSHAKE_DONE.
 
 Theory of operation
 -------------------
-The TLS engine (:mod:`quic.tls.engine`) is fed the CRYPTO bytes of each epoch; what
-it releases is applied here: its output becomes CRYPTO data of the matching packet
-number space, each traffic secret becomes packet protection for one direction of one
-space (RFC 9001 §4.1.4), and the peer's transport parameters are decoded, checked
-against the connection IDs of the handshake (RFC 9000 §7.3) and applied. Handshake
-confirmation discards the Handshake keys (RFC 9001 §4.9.2). Version Negotiation and
-Retry packets seen by a client are handled here too (RFC 9000 §6.2, §17.2.5), as is
-the 1-RTT key update (RFC 9001 §6).
+:class:`HandshakeDriver` is the handshake component of a connection. It owns the TLS
+engine (:mod:`quic.tls.engine`), our transport parameters and the peer's, the facts
+the handshake established (ALPN, completion, confirmation) and the connection IDs it
+must authenticate (RFC 9000 §7.3).
+
+* The connection feeds it the contiguous CRYPTO bytes of each space
+  (:meth:`HandshakeDriver.receive`), then collects what TLS released with
+  :meth:`HandshakeDriver.progress`: handshake bytes to send per space, traffic secrets
+  (RFC 9001 §4.1.4), the peer's transport parameters — decoded and checked here
+  (RFC 9000 §7.3, §18.2; RFC 9368 §4) — and whether the handshake just completed. The
+  connection hands each item to the component it concerns (CRYPTO streams, keys,
+  streams, connection IDs, ...). :class:`~quic.events.ProtocolNegotiated` and
+  :class:`~quic.events.HandshakeCompleted` go onto the connection's event queue.
+* Confirmation (RFC 9001 §4.1.2): a server confirms when the handshake completes and
+  owes HANDSHAKE_DONE (§19.20), which this component writes and sends again if lost;
+  a client confirms on HANDSHAKE_DONE or on an acknowledged 1-RTT packet.
+* Retry (RFC 9000 §17.2.5): :meth:`HandshakeDriver.accept_retry` checks the integrity
+  tag and remembers the token and the Retry's Source Connection ID.
+* Version negotiation (RFC 9000 §6.2, RFC 9368 §2.1, §4): our transport parameters
+  carry Version Information. A client lists only its Chosen Version as available (it
+  does not implement compatible negotiation, so it must not invite it); a server lists
+  every version it supports. On a Version Negotiation packet the client picks, in its
+  own order of preference, a version the server offers
+  (:meth:`HandshakeDriver.choose_version`) and the connection starts a new first
+  flight with it (:meth:`HandshakeDriver.restart`). To defeat forged Version
+  Negotiation packets, that new attempt then requires the server's Version Information
+  and checks that the client would have picked the same version from the server's
+  Available Versions (RFC 9368 §4); otherwise VERSION_NEGOTIATION_ERROR.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from enum import Enum
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
 
-from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, OneRttReadKeys, Space
+from quic.configuration import QuicConfiguration
+from quic.conn_keys import EPOCH_SPACE, SPACE_EPOCH
 from quic.errors import QuicProtocolError, TransportErrorCode
-from quic.events import ConnectionTerminated, HandshakeCompleted, ProtocolNegotiated, QuicEvent
+from quic.events import HandshakeCompleted, ProtocolNegotiated, QuicEvent
+from quic.frames import HANDSHAKE_DONE_FRAME, FrameType
 from quic.packet import PacketHeader
-from quic.protection import (
-    PacketProtector,
-    PacketUnprotector,
-    initial_keys,
-    verify_retry_integrity,
-)
-from quic.stream_manager import StreamLimits
-from quic.tls.engine import Epoch, SecretAvailable, TlsEngine
-from quic.tparams import TransportParameters
+from quic.packet_builder import PacketAssembler
+from quic.protection import verify_retry_integrity
+from quic.tls.alerts import TlsAlertError
+from quic.tls.engine import SecretAvailable, TlsEngine
+from quic.tparams import TransportParameters, VersionInformation
 
-if TYPE_CHECKING:
-    from quic.cid import ConnectionIdManager
-    from quic.configuration import QuicConfiguration
-    from quic.conn_streams import StreamController
-    from quic.qlog import QuicLogger
-    from quic.recovery import LossRecovery
-
-__all__ = ["ConnectionState", "HandshakeMixin"]
+__all__ = ["HandshakeDriver", "HandshakeProgress"]
 
 
-class ConnectionState(Enum):
-    """RFC 9000 §10: the life of a connection."""
+@dataclass(slots=True)
+class HandshakeProgress:
+    """What the TLS engine released since the last call (see the module docstring)."""
 
-    HANDSHAKE = "handshake"
-    CONNECTED = "connected"
-    CLOSING = "closing"
-    DRAINING = "draining"
-    TERMINATED = "terminated"
-
-
-_EPOCH_SPACE = {Epoch.INITIAL: INITIAL, Epoch.HANDSHAKE: HANDSHAKE, Epoch.ONE_RTT: APPLICATION}
+    output: list[tuple[int, bytes]] = field(default_factory=list)  # (space, data)
+    secrets: list[SecretAvailable] = field(default_factory=list)
+    peer_params: TransportParameters | None = None  # decoded and checked, once
+    completed: bool = False  # the handshake completed just now
 
 
-class HandshakeMixin:
-    """Handshake half of :class:`~quic.connection.QuicConnection`."""
+class HandshakeDriver:
+    """TLS, transport parameters and the handshake's milestones of one connection."""
 
-    # provided by QuicConnection
-    configuration: QuicConfiguration
-    is_client: bool
-    version: int
-    spaces: tuple[Space, Space, Space]
-    recovery: LossRecovery
-    streams: StreamController
-    cids: ConnectionIdManager
-    tls: TlsEngine
-    host_cid: bytes
-    original_dcid: bytes
-    state: Any
-    alpn_protocol: str | None
-    handshake_complete: bool
-    handshake_confirmed: bool
-    peer_params: TransportParameters | None
-    max_datagram_size: int
-    _events: deque[QuicEvent]
-    _alpn_reported: bool
-    _buffered: list[tuple[bytes, Any]]
-    _pending_reprocess: list[tuple[bytes, Any]]
-    _retry_scid: bytes | None
-    _retry_received: bool
-    _token: bytes
-    _peer_initial_scid: bytes | None
-    _peer_ack_delay_exponent: int
-    _peer_max_datagram_frame: int
-    _idle_timeout: float
-    _handshake_done_pending: bool
-    _probes: dict[int, int]
-    _key_phase_first_pn: int | None
-    dropped_packets: int
-    _qlog: QuicLogger | None
+    def __init__(
+        self,
+        configuration: QuicConfiguration,
+        events: deque[QuicEvent],
+        *,
+        version: int,
+        original_dcid: bytes,
+        host_cid: bytes,
+        retry_scid: bytes | None,
+        peer_initial_scid: bytes | None,
+        reset_token: bytes,
+    ) -> None:
+        self.configuration = configuration
+        self.is_client = configuration.is_client
+        self._events = events
+        self.original_dcid = original_dcid
+        self.host_cid = host_cid
+        self._reset_token = reset_token
+        self.retry_scid = retry_scid  # server: the Retry it sent; client: the one received
+        self.retry_received = False
+        self.token = b""  # client: the token of a Retry, echoed in our Initials
+        self.new_token = b""  # client: the latest NEW_TOKEN, for a future connection
+        self.peer_initial_scid = peer_initial_scid
+        self.reacted_to_vn = False
+        self.complete = False
+        self.confirmed = False
+        self.done_pending = False  # server: HANDSHAKE_DONE owed (RFC 9000 §19.20)
+        self.alpn_protocol: str | None = None
+        self._alpn_reported = False
+        self.peer_params: TransportParameters | None = None
+        self.version = version
+        self.local_params = self._make_transport_parameters()
+        self.tls = TlsEngine(configuration.tls_config(), self.local_params.encode())
 
-    def _flush_routing(self) -> None: ...
+    # -- starting ---------------------------------------------------------------------
 
-    # ==================================================================================
-    # handshake: TLS, keys, transport parameters
-    # ==================================================================================
+    def start(self) -> None:
+        """Client: queue the ClientHello."""
+        self.tls.start()
 
-    def _install_initial_keys(self, dcid: bytes) -> None:
-        write, read = initial_keys(self.version, dcid, self.is_client)
-        space = self.spaces[INITIAL]
-        space.write = write
-        space.read = read
-
-    def _after_tls(self) -> None:
-        tls = self.tls
-        for epoch, data in tls.pop_output():
-            space = self.spaces[_EPOCH_SPACE[epoch]]
-            space.crypto_send.write(data)
-        for secret in tls.pop_secrets():
-            self._install_secret(secret)
-        if self.peer_params is None and tls.peer_transport_parameters is not None:
-            self._apply_peer_params(tls.peer_transport_parameters)
-        if not self._alpn_reported and (tls.alpn_protocol or tls.handshake_complete):
-            self._alpn_reported = True
-            self.alpn_protocol = tls.alpn_protocol
-            self._events.append(ProtocolNegotiated(tls.alpn_protocol))
-        if tls.handshake_complete and not self.handshake_complete:
-            self.handshake_complete = True
-            self.state = ConnectionState.CONNECTED
-            self._events.append(
-                HandshakeCompleted(tls.alpn_protocol, session_resumed=tls.session_resumed)
-            )
-            self._retry_buffered()
-
-    def _install_secret(self, secret: SecretAvailable) -> None:
-        index = _EPOCH_SPACE.get(secret.epoch)
-        if index is None:
-            return  # 0-RTT keys: not used yet
-        space = self.spaces[index]
-        if space.discarded:
-            return
-        if self._qlog is not None:
-            self._qlog.key_updated(None, secret.epoch, secret.is_write)
-        if secret.is_write:
-            space.write = PacketProtector(secret.cipher_suite, secret.secret, self.version)
-        else:
-            read = PacketUnprotector(secret.cipher_suite, secret.secret, self.version)
-            space.read = OneRttReadKeys(read) if index == APPLICATION else read
-            self._retry_buffered()
-        if index == HANDSHAKE:
-            self.recovery.has_handshake_keys = True
-
-    def _retry_buffered(self) -> None:
-        buffered = self._buffered
-        if not buffered:
-            return
-        self._buffered = []
-        for data, addr in buffered:
-            self._pending_reprocess.append((data, addr))
-
-    def _on_peer_key_update(self, now: float) -> None:
-        space = self.spaces[APPLICATION]
-        write = space.write
-        read = space.read
-        assert isinstance(read, OneRttReadKeys)
-        peer_initiated = write is not None and write.key_phase != read.current.key_phase
-        if self._qlog is not None:  # our own update completes when the peer answers
-            trigger = "remote_update" if peer_initiated else "local_update"
-            self._qlog.key_updated(now, Epoch.ONE_RTT, False, trigger)
-        if write is not None and peer_initiated:
-            space.write = write.next_generation()  # RFC 9001 §6.2: respond in kind
-            self._key_phase_first_pn = space.next_pn
-            if self._qlog is not None:
-                self._qlog.key_updated(now, Epoch.ONE_RTT, True, "remote_update")
-        read.set_previous_expiry(now + 3 * self.recovery.rtt.pto_base())
-
-    def request_key_update(self) -> None:
-        """Start a 1-RTT key update (RFC 9001 §6.1).
-
-        Raises RuntimeError before the handshake is confirmed, and while no packet sent
-        with the current keys has been acknowledged (a subsequent update, §6.1).
-        """
-        if not self.handshake_confirmed:
-            raise RuntimeError("key update before the handshake is confirmed")
-        space = self.spaces[APPLICATION]
-        read = space.read
-        if space.write is None or not isinstance(read, OneRttReadKeys):
-            raise RuntimeError("no 1-RTT keys")
-        first = self._key_phase_first_pn
-        if first is not None and self.recovery.spaces[APPLICATION].largest_acked < first:
-            # RFC 9001 §6.1: no subsequent update before a packet sent with the current
-            # keys is acknowledged (else the peer cannot tell the phases apart).
-            raise RuntimeError("the current key phase is not acknowledged yet")
-        space.write = space.write.next_generation()
-        self._key_phase_first_pn = space.next_pn
-        if read.next is None:
-            read.next = read.current.next_generation()
-        if self._qlog is not None:
-            self._qlog.key_updated(None, Epoch.ONE_RTT, True, "local_update")
+    def restart(self, version: int, original_dcid: bytes) -> None:
+        """A new first flight with ``version`` after Version Negotiation (RFC 9368 §2.1)."""
+        self.version = version
+        self.original_dcid = original_dcid
+        self.reacted_to_vn = True
+        self.local_params = self._make_transport_parameters()
+        self.tls = TlsEngine(self.configuration.tls_config(), self.local_params.encode())
+        self.tls.start()
 
     def _make_transport_parameters(self) -> TransportParameters:
         config = self.configuration
         server = not self.is_client
+        available = tuple(config.supported_versions) if server else (self.version,)
         return TransportParameters(
             original_destination_connection_id=self.original_dcid if server else None,
             max_idle_timeout=int(config.idle_timeout * 1000),
-            stateless_reset_token=self.cids.local[0].reset_token if server else None,
+            stateless_reset_token=self._reset_token if server else None,
             max_udp_payload_size=config.max_udp_payload_size,
             initial_max_data=config.initial_max_data,
             initial_max_stream_data_bidi_local=config.initial_max_stream_data,
@@ -210,39 +134,54 @@ class HandshakeMixin:
             disable_active_migration=config.disable_active_migration,
             active_connection_id_limit=config.active_connection_id_limit,
             initial_source_connection_id=self.host_cid,
-            retry_source_connection_id=self._retry_scid if server else None,
+            retry_source_connection_id=self.retry_scid if server else None,
             max_datagram_frame_size=config.max_datagram_frame_size or 0,
+            version_information=VersionInformation(self.version, available),  # RFC 9368 §3
         )
 
-    def _apply_peer_params(self, raw: bytes) -> None:
+    # -- TLS --------------------------------------------------------------------------
+
+    def receive(self, index: int, data: bytes) -> None:
+        """Feed contiguous CRYPTO bytes of space ``index`` to TLS."""
+        try:
+            self.tls.receive(SPACE_EPOCH[index], data)
+        except TlsAlertError as exc:
+            raise QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO) from exc
+
+    def progress(self) -> HandshakeProgress:
+        """Collect what TLS released (see :class:`HandshakeProgress`)."""
+        tls = self.tls
+        result = HandshakeProgress()
+        for epoch, data in tls.pop_output():
+            index = EPOCH_SPACE.get(epoch)
+            if index is not None:
+                result.output.append((index, data))
+        result.secrets = tls.pop_secrets()
+        if self.peer_params is None and tls.peer_transport_parameters is not None:
+            result.peer_params = self.peer_params = self._decode_peer_params(
+                tls.peer_transport_parameters
+            )
+        if not self._alpn_reported and (tls.alpn_protocol or tls.handshake_complete):
+            self._alpn_reported = True
+            self.alpn_protocol = tls.alpn_protocol
+            self._events.append(ProtocolNegotiated(tls.alpn_protocol))
+        if tls.handshake_complete and not self.complete:
+            self.complete = result.completed = True
+            self._events.append(
+                HandshakeCompleted(tls.alpn_protocol, session_resumed=tls.session_resumed)
+            )
+        return result
+
+    def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
+        return self.tls.export_keying_material(label, context, length)
+
+    # -- transport parameters ---------------------------------------------------------
+
+    def _decode_peer_params(self, raw: bytes) -> TransportParameters:
         params = TransportParameters.decode(raw, is_client_sender=not self.is_client)
         self._check_cid_params(params)
-        self.peer_params = params
-        if self._qlog is not None:
-            self._qlog.parameters_set(None, params, False)
-        self.streams.set_peer_limits(
-            StreamLimits(
-                max_streams_bidi=params.initial_max_streams_bidi,
-                max_streams_uni=params.initial_max_streams_uni,
-                max_stream_data_bidi_local=params.initial_max_stream_data_bidi_local,
-                max_stream_data_bidi_remote=params.initial_max_stream_data_bidi_remote,
-                max_stream_data_uni=params.initial_max_stream_data_uni,
-            ),
-            params.initial_max_data,
-        )
-        self.recovery.max_ack_delay = params.max_ack_delay / 1000
-        self._peer_ack_delay_exponent = params.ack_delay_exponent
-        if params.max_idle_timeout:
-            peer_idle = params.max_idle_timeout / 1000
-            if not self._idle_timeout or peer_idle < self._idle_timeout:
-                self._idle_timeout = peer_idle  # RFC 9000 §10.1: the minimum of both
-        self.cids.peer_limit = params.active_connection_id_limit
-        self.cids.issue_pending = True
-        self._peer_max_datagram_frame = params.max_datagram_frame_size
-        if params.max_udp_payload_size < self.max_datagram_size:
-            self.max_datagram_size = params.max_udp_payload_size
-        if self.is_client and params.stateless_reset_token is not None:
-            self.cids.set_peer_reset_token(0, params.stateless_reset_token)
+        self._check_version_information(params.version_information)
+        return params
 
     def _check_cid_params(self, params: TransportParameters) -> None:
         """RFC 9000 §7.3: authenticate the connection IDs of the handshake."""
@@ -252,68 +191,92 @@ class HandshakeMixin:
 
         if params.initial_source_connection_id is None:
             raise fail("initial_source_connection_id missing")
-        if params.initial_source_connection_id != self._peer_initial_scid:
+        if params.initial_source_connection_id != self.peer_initial_scid:
             raise fail("initial_source_connection_id does not match")
         if not self.is_client:
             return
         if params.original_destination_connection_id != self.original_dcid:
             raise fail("original_destination_connection_id does not match")
-        if self._retry_received:
-            if params.retry_source_connection_id != self._retry_scid:
+        if self.retry_received:
+            if params.retry_source_connection_id != self.retry_scid:
                 raise fail("retry_source_connection_id does not match the Retry")
         elif params.retry_source_connection_id is not None:
             raise fail("retry_source_connection_id without a Retry")
 
-    def _confirm_handshake(self, now: float) -> None:
-        """RFC 9001 §4.1.2: confirmed; drop Handshake keys (§4.9.2)."""
-        self.handshake_confirmed = True
-        self.recovery.handshake_confirmed = True
+    def _check_version_information(self, info: VersionInformation | None) -> None:
+        """RFC 9368 §4: version downgrade prevention."""
+
+        def fail(reason: str) -> QuicProtocolError:
+            return QuicProtocolError(TransportErrorCode.VERSION_NEGOTIATION_ERROR, reason)
+
         if not self.is_client:
-            self._handshake_done_pending = True
-        if not self.spaces[HANDSHAKE].discarded:
-            self._discard_space(HANDSHAKE, now)
-        self._flush_routing()
+            if info is not None and info.chosen_version != self.version:
+                raise fail("client's Chosen Version is not the version in use")
+            return
+        if info is None:
+            if self.reacted_to_vn:
+                raise fail("no Version Information after Version Negotiation")
+            return
+        if info.chosen_version != self.version:  # we offered no other version
+            raise fail("server's Chosen Version was not offered")
+        if self.reacted_to_vn:
+            offered = (*info.available_versions, info.chosen_version)
+            if self.choose_version(offered) != self.version:
+                raise fail("Version Negotiation was forged (downgrade)")
 
-    def _discard_space(self, index: int, now: float) -> None:
-        self.spaces[index].discard()
-        self.recovery.discard_space(index, now)
-        self._probes.pop(index, None)
+    # -- version negotiation and Retry (client) ---------------------------------------
 
-    def _on_version_negotiation(self, header: PacketHeader, now: float) -> None:
-        # RFC 9000 §6.2: only before any other packet was processed, and only if it
-        # does not list the version we tried.
-        if not self.is_client or self._peer_initial_scid is not None:
-            return
-        if header.dcid != self.host_cid or self.version in header.supported_versions:
-            return
-        versions = ", ".join(f"0x{v:08x}" for v in header.supported_versions)
-        self.state = ConnectionState.TERMINATED
-        self._events.append(
-            ConnectionTerminated(
-                TransportErrorCode.VERSION_NEGOTIATION_ERROR,
-                f"server offers no version we support ({versions})",
-                by_peer=True,
-            )
-        )
-        if self._qlog is not None:
-            self._qlog.connection_closed(
-                now, trigger="version_mismatch", reason=versions, by_peer=True
-            )
+    def on_new_token(self, token: bytes) -> None:
+        """Client: a NEW_TOKEN for future connections (RFC 9000 §8.1.3, §19.7); the
+        latest one is kept."""
+        self.new_token = token
 
-    def _on_retry(self, data: bytes, pos: int, header: PacketHeader) -> None:
-        # RFC 9000 §17.2.5.2: one Retry, before any Initial from the server
-        if not self.is_client or self._retry_received or self._peer_initial_scid is not None:
-            return
-        if header.scid == self.cids.peer_cid:
-            return
+    def on_server_initial(self, scid: bytes) -> None:
+        """Client: the server's first Initial chose this connection ID (RFC 9000 §7.2);
+        its transport parameters must authenticate it (§7.3)."""
+        self.peer_initial_scid = scid
+
+    def choose_version(self, offered: tuple[int, ...]) -> int | None:
+        """Our most preferred version among ``offered`` (RFC 9368 §2.1), or None."""
+        for version in self.configuration.supported_versions:
+            if version in offered:
+                return version
+        return None
+
+    def accept_retry(self, data: bytes, pos: int, header: PacketHeader, peer_cid: bytes) -> bool:
+        """Check a Retry (RFC 9000 §17.2.5.2); True if the client must start over with it."""
+        if not self.is_client or self.retry_received or self.peer_initial_scid is not None:
+            return False  # one Retry, before any Initial from the server
+        if header.scid == peer_cid:
+            return False
         if not verify_retry_integrity(self.version, self.original_dcid, data[pos : header.end]):
-            self.dropped_packets += 1
+            return False
+        self.retry_received = True
+        self.retry_scid = header.scid
+        self.token = header.token
+        return True
+
+    # -- confirmation and HANDSHAKE_DONE ----------------------------------------------
+
+    def confirm(self) -> bool:
+        """The handshake is confirmed (RFC 9001 §4.1.2); False if it already was."""
+        if self.confirmed:
+            return False
+        self.confirmed = True
+        if not self.is_client:
+            self.done_pending = True  # RFC 9000 §19.20
+        return True
+
+    def write_done(self, asm: PacketAssembler) -> None:
+        """Write the owed HANDSHAKE_DONE frame if it fits."""
+        if not self.done_pending or asm.room < len(HANDSHAKE_DONE_FRAME):
             return
-        self._retry_received = True
-        self._retry_scid = header.scid
-        self._token = header.token
-        self.cids.set_initial_peer_cid(header.scid)
-        self._install_initial_keys(header.scid)
-        crypto = self.spaces[INITIAL].crypto_send
-        crypto.on_lost(0, crypto.highest_sent, False)
-        self.recovery.discard_space(INITIAL)
+        self.done_pending = False
+        asm.push(HANDSHAKE_DONE_FRAME)
+        packet = asm.packet
+        packet.handlers.append((self._done_fate, ()))
+        packet.ack_eliciting = packet.in_flight = True
+
+    def _done_fate(self, acked: bool) -> None:
+        if not acked:
+            self.done_pending = True  # RFC 9000 §13.3: sent again until acknowledged

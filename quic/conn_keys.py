@@ -3,62 +3,77 @@
 Theory of operation
 -------------------
 A connection has three packet number spaces (RFC 9000 §12.3): Initial, Handshake and
-Application data. :class:`Space` holds what belongs to one of them: the next packet
-number, the :class:`~quic.ack.AckTracker` for received packets, the CRYPTO byte streams
-in both directions (the TLS handshake bytes of that encryption level) and its keys.
-Keys are installed as the TLS engine releases secrets and dropped when the space is
-discarded (RFC 9001 §4.9).
+Application data. :class:`Space` holds what belongs to the keys of one of them: the next
+packet number to send and the packet protection in both directions. Everything else a
+space has is owned elsewhere — received packet numbers and ACKs by
+:class:`~quic.conn_acks.AckState`, CRYPTO data by :class:`~quic.conn_crypto.
+CryptoStreams`, sent packets by :class:`~quic.recovery.LossRecovery` — so that each
+component can be discarded and tested on its own.
 
-The application space's read keys are a :class:`OneRttReadKeys`: the current
-generation, the next one (derived on demand to try a flipped Key Phase bit), and the
-previous one (kept for reordered packets until the update is old, RFC 9001 §6.5).
-Header protection keys never change with a key update (RFC 9001 §6.1), so header
-protection is removed with the current object before the key phase is known.
+:class:`PacketSpaces` is the keys component of a connection. It installs the Initial
+keys (RFC 9001 §5.2, derived from the client's first Destination Connection ID and the
+version) and each secret the TLS engine releases (RFC 9001 §4.1.4), drops keys when a
+space is discarded (RFC 9001 §4.9) and runs the 1-RTT key update (RFC 9001 §6):
+
+* the application space's read keys are a :class:`OneRttReadKeys`: the current
+  generation, the next one (derived on demand to try a flipped Key Phase bit), and the
+  previous one (kept for reordered packets until the update is old, RFC 9001 §6.5);
+* header protection keys never change with a key update (RFC 9001 §6.1), so header
+  protection is removed with the current object before the key phase is known;
+* a peer-initiated update is answered by updating our write keys (RFC 9001 §6.2);
+  we start one with :meth:`PacketSpaces.request_key_update`, refused until a packet
+  sent with the current keys was acknowledged (RFC 9001 §6.1).
 """
 
 from __future__ import annotations
 
-from quic.ack import AckTracker
-from quic.protection import BytesLike, DecryptionError, PacketProtector, PacketUnprotector
-from quic.stream_recv import RecvStream
-from quic.stream_send import SendStream
+from typing import TYPE_CHECKING
 
-__all__ = ["APPLICATION", "HANDSHAKE", "INITIAL", "OneRttReadKeys", "Space"]
+from quic.protection import (
+    BytesLike,
+    DecryptionError,
+    PacketProtector,
+    PacketUnprotector,
+    initial_keys,
+)
+from quic.tls.engine import Epoch, SecretAvailable
+
+if TYPE_CHECKING:
+    from quic.qlog import QuicLogger
+    from quic.rtt import RttEstimator
+
+__all__ = [
+    "APPLICATION",
+    "EPOCH_SPACE",
+    "HANDSHAKE",
+    "INITIAL",
+    "SPACE_EPOCH",
+    "OneRttReadKeys",
+    "PacketSpaces",
+    "Space",
+]
 
 INITIAL = 0
 HANDSHAKE = 1
 APPLICATION = 2
 
-#: CRYPTO data we buffer out of order before CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
-CRYPTO_BUFFER = 256 * 1024
-_CRYPTO_CREDIT = (1 << 62) - 1
+#: TLS epoch -> packet number space (0-RTT keys are not used).
+EPOCH_SPACE = {Epoch.INITIAL: INITIAL, Epoch.HANDSHAKE: HANDSHAKE, Epoch.ONE_RTT: APPLICATION}
+#: packet number space -> TLS epoch of its CRYPTO data.
+SPACE_EPOCH = {INITIAL: Epoch.INITIAL, HANDSHAKE: Epoch.HANDSHAKE, APPLICATION: Epoch.ONE_RTT}
 
 
 class Space:
-    """One packet number space (RFC 9000 §12.3)."""
+    """The keys and next packet number of one packet number space (RFC 9000 §12.3)."""
 
-    __slots__ = (
-        "ack",
-        "crypto_recv",
-        "crypto_send",
-        "discarded",
-        "index",
-        "next_pn",
-        "read",
-        "sent_since_eliciting",
-        "write",
-    )
+    __slots__ = ("discarded", "index", "next_pn", "read", "write")
 
-    def __init__(self, index: int, max_ack_delay: float) -> None:
+    def __init__(self, index: int) -> None:
         self.index = index
         self.next_pn = 0
-        self.ack = AckTracker(max_ack_delay, immediate=index != APPLICATION)
-        self.crypto_send = SendStream(-1, _CRYPTO_CREDIT)
-        self.crypto_recv = RecvStream(-1, CRYPTO_BUFFER)
         self.write: PacketProtector | None = None
         self.read: PacketUnprotector | OneRttReadKeys | None = None
         self.discarded = False
-        self.sent_since_eliciting = 0  # ACK-only packets since the last ack-eliciting one
 
     def discard(self) -> None:
         self.discarded = True
@@ -121,3 +136,111 @@ class OneRttReadKeys:
         if self.next is not None:
             total += self.next.failed_decryptions
         return total
+
+
+class PacketSpaces:
+    """The keys component: three :class:`Space` objects and the 1-RTT key phases."""
+
+    __slots__ = ("_is_client", "_qlog", "_rtt", "key_phase_first_pn", "spaces")
+
+    def __init__(self, is_client: bool, rtt: RttEstimator, qlog: QuicLogger | None) -> None:
+        self._is_client = is_client
+        self._rtt = rtt
+        self._qlog = qlog
+        self.spaces = (Space(INITIAL), Space(HANDSHAKE), Space(APPLICATION))
+        self.key_phase_first_pn: int | None = None  # first 1-RTT PN of our newest keys
+
+    def install_initial(self, version: int, dcid: bytes) -> None:
+        """Initial keys from the client's Destination Connection ID (RFC 9001 §5.2)."""
+        write, read = initial_keys(version, dcid, self._is_client)
+        space = self.spaces[INITIAL]
+        space.write = write
+        space.read = read
+
+    def install_secret(self, secret: SecretAvailable, version: int) -> int | None:
+        """Install a traffic secret released by TLS (RFC 9001 §4.1.4).
+
+        Returns the index of the space whose keys changed, or None (0-RTT secrets are
+        not used; a discarded space gets no keys again).
+        """
+        index = EPOCH_SPACE.get(secret.epoch)
+        if index is None:
+            return None
+        space = self.spaces[index]
+        if space.discarded:
+            return None
+        if self._qlog is not None:
+            self._qlog.key_updated(None, secret.epoch, secret.is_write)
+        if secret.is_write:
+            space.write = PacketProtector(secret.cipher_suite, secret.secret, version)
+        else:
+            read = PacketUnprotector(secret.cipher_suite, secret.secret, version)
+            space.read = OneRttReadKeys(read) if index == APPLICATION else read
+        return index
+
+    def open(
+        self, index: int, view: memoryview, pn_offset: int, largest_pn: int, now: float
+    ) -> tuple[bytes, int, bytes] | None:
+        """Remove packet protection (RFC 9001 §5.3, §5.4) with the keys of space
+        ``index``; returns ``(plain_header, packet_number, payload)``, or None when the
+        packet does not authenticate (it is then dropped, RFC 9001 §5.2). A 1-RTT
+        packet that starts a new key phase answers the peer's key update (§6.2)."""
+        read = self.spaces[index].read
+        if read is None:
+            return None
+        try:
+            plain_header, pn = read.unprotect_header(view, pn_offset, largest_pn)
+            if isinstance(read, OneRttReadKeys):
+                payload, updated = read.decrypt(plain_header, pn, view, now)
+                if updated:
+                    self._on_peer_key_update(now)
+            else:
+                payload = read.decrypt_payload(plain_header, pn, view)
+        except DecryptionError:
+            return None
+        return plain_header, pn, payload
+
+    def discard(self, index: int) -> None:
+        """Drop the keys of a space for good (RFC 9001 §4.9)."""
+        self.spaces[index].discard()
+
+    def _on_peer_key_update(self, now: float) -> None:
+        """The peer's packet was the first of a new key phase (RFC 9001 §6.2, §6.5)."""
+        space = self.spaces[APPLICATION]
+        write = space.write
+        read = space.read
+        assert isinstance(read, OneRttReadKeys)
+        peer_initiated = write is not None and write.key_phase != read.current.key_phase
+        qlog = self._qlog
+        if qlog is not None:  # our own update completes when the peer answers
+            trigger = "remote_update" if peer_initiated else "local_update"
+            qlog.key_updated(now, Epoch.ONE_RTT, False, trigger)
+        if write is not None and peer_initiated:
+            space.write = write.next_generation()  # RFC 9001 §6.2: respond in kind
+            self.key_phase_first_pn = space.next_pn
+            if qlog is not None:
+                qlog.key_updated(now, Epoch.ONE_RTT, True, "remote_update")
+        # RFC 9001 §6.5: old keys are kept for reordered packets for three PTOs
+        read.set_previous_expiry(now + 3 * self._rtt.pto_base())
+
+    def request_key_update(self, largest_acked: int) -> None:
+        """Start a 1-RTT key update (RFC 9001 §6.1).
+
+        ``largest_acked`` is the largest acknowledged 1-RTT packet number. Raises
+        RuntimeError while no packet sent with the current keys has been acknowledged
+        (no subsequent update before that, §6.1: the peer could not tell the phases
+        apart) or without 1-RTT keys.
+        """
+        space = self.spaces[APPLICATION]
+        read = space.read
+        if space.write is None or not isinstance(read, OneRttReadKeys):
+            raise RuntimeError("no 1-RTT keys")
+        first = self.key_phase_first_pn
+        if first is not None and largest_acked < first:
+            raise RuntimeError("the current key phase is not acknowledged yet")
+        space.write = space.write.next_generation()
+        self.key_phase_first_pn = space.next_pn
+        if read.next is None:
+            read.next = read.current.next_generation()
+        if self._qlog is not None:
+            self._qlog.key_updated(None, Epoch.ONE_RTT, True, "local_update")

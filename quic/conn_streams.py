@@ -14,11 +14,19 @@ arrive and reported as :class:`~quic.events.StreamDataReceived`. Flow-control cr
 *not* returned on delivery: the consumer calls :meth:`StreamController.consume` when it
 is done with the bytes (RFC 9000 §4.2), so memory held by a slow reader is bounded by the
 windows we advertised. A reset stream or one we stop reading returns its outstanding
-credit at once (the consumer drops those bytes).
+credit at once (the consumer drops those bytes). A stream leaves the table once both
+halves are finished and its delivered bytes consumed — also when its FIN arrives in a
+frame of its own, after the data was delivered (RFC 9000 §3.2 "Data Read").
 
 Sending is round-robin over streams with data ready (``_sendable``, insertion-ordered),
 bounded by stream and connection credit; when a stream is blocked by credit a
-STREAM_DATA_BLOCKED / DATA_BLOCKED frame is sent once per limit (§4.1).
+STREAM_DATA_BLOCKED / DATA_BLOCKED frame is sent once per limit (§4.1). Every frame is
+built by the codec's encoders and written only if it fits the open packet; what does
+not fit stays owed for the next packet.
+
+Time is an argument of every method that needs it (flow-control auto-tuning reads it
+when credit is released); the smoothed RTT is read from the connection's
+:class:`~quic.rtt.RttEstimator`, which the controller is given at construction.
 """
 
 from __future__ import annotations
@@ -27,7 +35,6 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 
-from quic.buffer import encode_varint
 from quic.errors import StreamResetError
 from quic.events import (
     QuicEvent,
@@ -37,20 +44,30 @@ from quic.events import (
     StreamWritable,
 )
 from quic.flow_control import ReceiveWindow, SendCredit
-from quic.frames import FrameType, encode_stream_frame_header
+from quic.frames import (
+    FrameType,
+    encode_data_blocked_frame,
+    encode_max_data_frame,
+    encode_max_stream_data_frame,
+    encode_max_streams_frame,
+    encode_reset_stream_frame,
+    encode_stop_sending_frame,
+    encode_stream_data_blocked_frame,
+    encode_stream_frame_header,
+    encode_streams_blocked_frame,
+)
 from quic.packet_builder import PacketAssembler
+from quic.rtt import RttEstimator
 from quic.stream_manager import StreamLimits, StreamManager
 from quic.stream_send import SendStream
+from quic.tparams import TransportParameters
 
 __all__ = ["StreamController"]
 
 _STREAM_HEADER_MAX = 1 + 8 + 8 + 2  # type, stream id, offset, 2-byte length
-_FT_MAX_DATA = encode_varint(FrameType.MAX_DATA)
-_FT_MAX_STREAM_DATA = encode_varint(FrameType.MAX_STREAM_DATA)
-_FT_DATA_BLOCKED = encode_varint(FrameType.DATA_BLOCKED)
-_FT_STREAM_DATA_BLOCKED = encode_varint(FrameType.STREAM_DATA_BLOCKED)
-_FT_RESET_STREAM = encode_varint(FrameType.RESET_STREAM)
-_FT_STOP_SENDING = encode_varint(FrameType.STOP_SENDING)
+_VARINT_FRAME_MAX = 1 + 8  # MAX_DATA, MAX_STREAMS, DATA_BLOCKED, STREAMS_BLOCKED
+# RESET_STREAM (1+8+8+8) + STOP_SENDING (1+8+8) + MAX_STREAM_DATA (1+8+8) of one stream
+_STREAM_CONTROL_MAX = 25 + 17 + 17
 
 
 class StreamController:
@@ -65,6 +82,7 @@ class StreamController:
         max_stream_window: int,
         send_buffer_high: int,
         events: deque[QuicEvent],
+        rtt: RttEstimator,
     ) -> None:
         self.is_client = is_client
         self.manager = StreamManager(is_client, local, max_stream_window=max_stream_window)
@@ -77,10 +95,26 @@ class StreamController:
         self._write_blocked: set[int] = set()
         self._eof_reported: set[int] = set()
         self._paused: set[int] = set()  # streams whose received data is held back
-        self.now = 0.0
-        self.rtt = 0.0
+        self._rtt_estimator = rtt
+
+    @property
+    def rtt(self) -> float:
+        """Smoothed RTT for flow-control auto-tuning (RFC 9002 §5.3; the initial RTT
+        before the first sample)."""
+        return self._rtt_estimator.smoothed_rtt
 
     # -- configuration ------------------------------------------------------------------
+
+    def apply_peer_params(self, params: TransportParameters) -> None:
+        """The peer's stream and connection limits (RFC 9000 §18.2)."""
+        peer = StreamLimits(
+            max_streams_bidi=params.initial_max_streams_bidi,
+            max_streams_uni=params.initial_max_streams_uni,
+            max_stream_data_bidi_local=params.initial_max_stream_data_bidi_local,
+            max_stream_data_bidi_remote=params.initial_max_stream_data_bidi_remote,
+            max_stream_data_uni=params.initial_max_stream_data_uni,
+        )
+        self.set_peer_limits(peer, params.initial_max_data)
 
     def set_peer_limits(self, peer: StreamLimits, initial_max_data: int) -> None:
         self.manager.set_peer_limits(peer)
@@ -110,7 +144,7 @@ class StreamController:
             return False
         return True
 
-    def pause_receive(self, stream_id: int, paused: bool) -> None:
+    def pause_receive(self, stream_id: int, paused: bool, now: float) -> None:
         """Hold back (True) or resume (False) delivery of a stream's received data.
 
         Held-back bytes stay in the stream's receive buffer and are not credited, so
@@ -120,7 +154,7 @@ class StreamController:
             self._paused.add(stream_id)
         elif stream_id in self._paused:
             self._paused.discard(stream_id)
-            self._deliver(stream_id)
+            self._deliver(stream_id, now)
 
     def consume(self, stream_id: int, n: int, now: float) -> None:
         """The application is done with ``n`` delivered bytes of ``stream_id``: return
@@ -129,10 +163,11 @@ class StreamController:
         if stream is None or stream.recv is None:
             return
         recv = stream.recv
-        credited = recv.consume(n, now, self.rtt)
+        rtt = self._rtt_estimator.smoothed_rtt
+        credited = recv.consume(n, now, rtt)
         if not credited:
             return
-        self.window.on_consumed(credited, now, self.rtt)
+        self.window.on_consumed(credited, now, rtt)
         if recv.window.should_update():
             self._control[stream_id] = None
         self._maybe_discard(stream_id)
@@ -151,25 +186,27 @@ class StreamController:
             self._control[stream_id] = None
         self._write_blocked.discard(stream_id)
 
-    def stop_sending(self, stream_id: int, error_code: int) -> None:
+    def stop_sending(self, stream_id: int, error_code: int, now: float) -> None:
         stream = self.manager.get(stream_id)
         if stream is None or stream.recv is None:
             return
         if stream.recv.stop_sending(error_code):
             self._control[stream_id] = None
-        self._release(stream.recv.pop_released() + stream.recv.release_uncredited())
+        self._release(stream.recv.pop_released() + stream.recv.release_uncredited(), now)
         self._maybe_discard(stream_id)
 
     # -- frames received --------------------------------------------------------------
 
-    def on_stream(self, stream_id: int, offset: int, data: bytes, fin: bool, ftype: int) -> None:
+    def on_stream(
+        self, stream_id: int, offset: int, data: bytes, fin: bool, ftype: int, now: float
+    ) -> None:
         delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
         if delta:
             self.window.on_received(delta)  # FLOW_CONTROL_ERROR (RFC 9000 §4.1)
-        self._deliver(stream_id)
+        self._deliver(stream_id, now)
         self._deliver_new_peer_streams()
 
-    def _deliver(self, stream_id: int) -> None:
+    def _deliver(self, stream_id: int, now: float) -> None:
         stream = self.manager.get(stream_id)
         if stream is None or stream.recv is None:
             return
@@ -179,13 +216,19 @@ class StreamController:
         # Delivered, not yet credited: credit returns through consume() once the
         # application is done with the bytes (RFC 9000 §4.2), so a reader that does not
         # keep up holds at most the windows we advertised.
-        data = recv.read(-1, now=self.now, rtt=self.rtt, credit=False) if recv.readable else b""
+        # read() also when only the FIN is new: it moves the half to "Data Read" so
+        # that the finished stream can leave the table (RFC 9000 §3.2)
+        data = b""
+        if recv.readable or recv.at_eof:
+            data = recv.read(-1, now=now, rtt=self._rtt_estimator.smoothed_rtt, credit=False)
+        released = recv.pop_released()
+        if released:
+            self._release(released, now)
         end = recv.at_eof and stream_id not in self._eof_reported
         if end:
             self._eof_reported.add(stream_id)
         if data or end:
             self._events.append(StreamDataReceived(stream_id, data, end))
-        self._release(recv.pop_released())
         if recv.window.should_update():
             self._control[stream_id] = None
         if end:
@@ -195,7 +238,7 @@ class StreamController:
         # Streams opened implicitly (§3.2) exist now; nothing to deliver until data.
         self.manager.take_opened_by_peer()
 
-    def on_reset_stream(self, stream_id: int, error_code: int, final_size: int) -> None:
+    def on_reset_stream(self, stream_id: int, error_code: int, final_size: int, now: float) -> None:
         stream_known = self.manager.get(stream_id)
         was_reset = (
             stream_known is not None
@@ -212,7 +255,7 @@ class StreamController:
         with contextlib.suppress(StreamResetError):
             stream.recv.read()  # moves the receive half to "Reset Read" (RFC 9000 §3.2)
         # the consumer drops what it held of a reset stream: its credit comes back too
-        self._release(stream.recv.pop_released() + stream.recv.release_uncredited())
+        self._release(stream.recv.pop_released() + stream.recv.release_uncredited(), now)
         self._maybe_discard(stream_id)
 
     def on_stop_sending(self, stream_id: int, error_code: int) -> None:
@@ -249,57 +292,63 @@ class StreamController:
         )
 
     def write_control(self, b: PacketAssembler) -> None:
-        """MAX_DATA, MAX_STREAM(S)_DATA, BLOCKED, RESET_STREAM, STOP_SENDING frames."""
+        """MAX_DATA, MAX_STREAM(S)_DATA, BLOCKED, RESET_STREAM, STOP_SENDING frames.
+
+        A frame is taken from its owner only when the packet has room for it; what
+        does not fit stays owed for the next packet."""
         handlers = b.packet.handlers
         written = False
-        if self.window.should_update() and b.room > 9:
-            limit = self.window.next_limit()
-            b.push(_FT_MAX_DATA + encode_varint(limit))
+        window = self.window
+        if window.should_update() and b.room >= _VARINT_FRAME_MAX:
+            limit = window.next_limit()
+            b.push(encode_max_data_frame(limit))
             handlers.append((self._max_data_fate, (limit,)))
             written = True
-        for bidi, limit in self.manager.max_streams_frames():
-            ftype = FrameType.MAX_STREAMS_BIDI if bidi else FrameType.MAX_STREAMS_UNI
-            b.push(encode_varint(ftype) + encode_varint(limit))
-            handlers.append((self._max_streams_fate, (bidi, limit)))
-            written = True
-        for bidi, limit in self.manager.streams_blocked_frames():
-            ftype = FrameType.STREAMS_BLOCKED_BIDI if bidi else FrameType.STREAMS_BLOCKED_UNI
-            b.push(encode_varint(ftype) + encode_varint(limit))
-            handlers.append((self._streams_blocked_fate, (bidi, limit)))
-            written = True
-        for sid in list(self._control):
-            if b.room < 32:
-                break
-            del self._control[sid]
+        manager = self.manager
+        if b.room >= 2 * _VARINT_FRAME_MAX:  # at most one frame per direction
+            for bidi, limit in manager.max_streams_frames():
+                b.push(encode_max_streams_frame(bidi, limit))
+                handlers.append((self._max_streams_fate, (bidi, limit)))
+                written = True
+        if b.room >= 2 * _VARINT_FRAME_MAX:
+            for bidi, limit in manager.streams_blocked_frames():
+                b.push(encode_streams_blocked_frame(bidi, limit))
+                handlers.append((self._streams_blocked_fate, (bidi, limit)))
+                written = True
+        control = self._control
+        while control and b.room >= _STREAM_CONTROL_MAX:
+            sid = next(iter(control))
+            del control[sid]
             written |= self._write_stream_control(b, sid)
         if written:
             b.packet.ack_eliciting = True
             b.packet.in_flight = True
 
     def _write_stream_control(self, b: PacketAssembler, sid: int) -> bool:
+        """RESET_STREAM, STOP_SENDING and MAX_STREAM_DATA of one stream (at most
+        :data:`_STREAM_CONTROL_MAX` bytes, checked by the caller)."""
         stream = self.manager.get(sid)
         if stream is None:
             return False
         handlers = b.packet.handlers
         written = False
         send, recv = stream.send, stream.recv
-        sid_bytes = encode_varint(sid)
         if send is not None:
             reset = send.reset_frame()
             if reset is not None:
                 code, final = reset
-                b.push(_FT_RESET_STREAM + sid_bytes + encode_varint(code) + encode_varint(final))
+                b.push(encode_reset_stream_frame(sid, code, final))
                 handlers.append((self._reset_fate, (sid, send)))
                 written = True
         if recv is not None:
             code_stop = recv.stop_sending_frame()
             if code_stop is not None:
-                b.push(_FT_STOP_SENDING + sid_bytes + encode_varint(code_stop))
+                b.push(encode_stop_sending_frame(sid, code_stop))
                 handlers.append((self._stop_sending_fate, (sid, recv)))
                 written = True
             limit = recv.max_stream_data_frame()
             if limit is not None:
-                b.push(_FT_MAX_STREAM_DATA + sid_bytes + encode_varint(limit))
+                b.push(encode_max_stream_data_frame(sid, limit))
                 handlers.append((self._max_stream_data_fate, (sid, recv, limit)))
                 written = True
         return written
@@ -327,9 +376,9 @@ class StreamController:
             frame = send.next_frame(room, credit.available())
             if frame is None:
                 del sendable[sid]
-                limit = send.blocked_frame()
-                if limit is not None and b.room > 20:
-                    b.push(_FT_STREAM_DATA_BLOCKED + encode_varint(sid) + encode_varint(limit))
+                limit = send.blocked_frame()  # room > _STREAM_HEADER_MAX: it fits
+                if limit is not None:
+                    b.push(encode_stream_data_blocked_frame(sid, limit))
                     handlers.append((self._stream_blocked_fate, (send, limit)))
                     packet.ack_eliciting = packet.in_flight = True
                 continue
@@ -349,9 +398,9 @@ class StreamController:
                 sendable[sid] = None
         if sendable and credit.available() <= 0 and self._blocked_by_connection():
             limit_c = credit.blocked_at
-            if limit_c is not None and b.room > 10:
+            if limit_c is not None and b.room >= _VARINT_FRAME_MAX:
                 credit.mark_blocked_sent()
-                b.push(_FT_DATA_BLOCKED + encode_varint(limit_c))
+                b.push(encode_data_blocked_frame(limit_c))
                 handlers.append((self._data_blocked_fate, (limit_c,)))
                 packet.ack_eliciting = packet.in_flight = True
 
@@ -423,9 +472,9 @@ class StreamController:
 
     # -- housekeeping -----------------------------------------------------------------
 
-    def _release(self, n: int) -> None:
+    def _release(self, n: int, now: float) -> None:
         if n:
-            self.window.on_consumed(n, self.now, self.rtt)
+            self.window.on_consumed(n, now, self._rtt_estimator.smoothed_rtt)
 
     def _maybe_discard(self, sid: int) -> None:
         if self.manager.maybe_discard(sid):

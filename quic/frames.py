@@ -6,8 +6,9 @@ The codec is split by responsibility and re-exported here, so users import from
 ``quic.frames`` only:
 
 - :mod:`quic.frames_defs` — :class:`FrameType`, one frozen slotted dataclass per frame
-  with ``encode()``, and allocation-light header writers for the send path
-  (:func:`encode_stream_frame_header`, :func:`encode_crypto_frame_header`,
+  with ``encode()``, one ``encode_<name>_frame`` function per frame type (what the
+  send path calls, and what ``encode()`` calls) and allocation-light header writers
+  for bulk data (:func:`encode_stream_frame_header`, :func:`encode_crypto_frame_header`,
   :func:`encode_datagram_frame_header` and their ``*_header_size`` twins);
 - :mod:`quic.frames_decode` — :func:`decode_frame`, :func:`decode_frames` and the hot
   :func:`decode_ack`; network input raises :class:`~quic.errors.QuicProtocolError`;
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 from quic.frames_decode import decode_ack, decode_frame, decode_frames
 from quic.frames_defs import (
+    HANDSHAKE_DONE_FRAME,
     MAX_STREAMS_LIMIT,
+    PING_FRAME,
     STREAM_FIN_BIT,
     STREAM_LEN_BIT,
     STREAM_OFF_BIT,
@@ -50,10 +53,25 @@ from quic.frames_defs import (
     crypto_frame_header_size,
     datagram_frame_header_size,
     encode_ack_frame,
+    encode_application_close_frame,
+    encode_connection_close_frame,
     encode_crypto_frame_header,
+    encode_data_blocked_frame,
     encode_datagram_frame_header,
     encode_frame,
+    encode_max_data_frame,
+    encode_max_stream_data_frame,
+    encode_max_streams_frame,
+    encode_new_connection_id_frame,
+    encode_new_token_frame,
+    encode_path_challenge_frame,
+    encode_path_response_frame,
+    encode_reset_stream_frame,
+    encode_retire_connection_id_frame,
+    encode_stop_sending_frame,
+    encode_stream_data_blocked_frame,
     encode_stream_frame_header,
+    encode_streams_blocked_frame,
     stream_frame_header_size,
 )
 from quic.frames_info import (
@@ -66,7 +84,9 @@ from quic.frames_info import (
 
 __all__ = [
     "FRAME_INFO",
+    "HANDSHAKE_DONE_FRAME",
     "MAX_STREAMS_LIMIT",
+    "PING_FRAME",
     "STREAM_FIN_BIT",
     "STREAM_LEN_BIT",
     "STREAM_OFF_BIT",
@@ -102,10 +122,25 @@ __all__ = [
     "decode_frame",
     "decode_frames",
     "encode_ack_frame",
+    "encode_application_close_frame",
+    "encode_connection_close_frame",
     "encode_crypto_frame_header",
+    "encode_data_blocked_frame",
     "encode_datagram_frame_header",
     "encode_frame",
+    "encode_max_data_frame",
+    "encode_max_stream_data_frame",
+    "encode_max_streams_frame",
+    "encode_new_connection_id_frame",
+    "encode_new_token_frame",
+    "encode_path_challenge_frame",
+    "encode_path_response_frame",
+    "encode_reset_stream_frame",
+    "encode_retire_connection_id_frame",
+    "encode_stop_sending_frame",
+    "encode_stream_data_blocked_frame",
     "encode_stream_frame_header",
+    "encode_streams_blocked_frame",
     "is_ack_eliciting",
     "is_probing_only",
     "stream_frame_header_size",

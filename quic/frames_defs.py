@@ -11,9 +11,15 @@ the per-type rules (allowed packet types, ack-eliciting, ...) in
 
 Payload-carrying frames (STREAM, CRYPTO, DATAGRAM) hold their data as ``bytes``.
 
-The send path of bulk data does not build dataclasses: it writes a frame header with
-:func:`encode_stream_frame_header` (or the CRYPTO / DATAGRAM variants) next to the
-payload it already holds, sizing packets with the matching ``*_header_size``.
+The send path does not build dataclasses. Every frame type has an encoder function
+(``encode_<name>_frame``) that takes the field values and returns the frame's bytes;
+the dataclasses' ``encode()`` methods call the same functions, so the round-trip tests
+of the codec cover exactly the bytes the connection puts on the wire (logic modules
+never assemble frame bytes themselves). Bulk data is framed with a header writer
+(:func:`encode_stream_frame_header`, or the CRYPTO / DATAGRAM variants) placed next to
+the payload the sender already holds, sizing packets with the matching
+``*_header_size``. Fieldless frames are the constants :data:`PING_FRAME` and
+:data:`HANDSHAKE_DONE_FRAME`.
 
 Encoders validate their inputs and raise :class:`ValueError` (a programming error,
 never network input); decoders raise :class:`~quic.errors.QuicProtocolError`.
@@ -28,7 +34,9 @@ from typing import ClassVar, TypeAlias
 from quic.buffer import VARINT_MAX, encode_varint, varint_size
 
 __all__ = [
+    "HANDSHAKE_DONE_FRAME",
     "MAX_STREAMS_LIMIT",
+    "PING_FRAME",
     "STREAM_FIN_BIT",
     "STREAM_LEN_BIT",
     "STREAM_OFF_BIT",
@@ -59,10 +67,25 @@ __all__ = [
     "crypto_frame_header_size",
     "datagram_frame_header_size",
     "encode_ack_frame",
+    "encode_application_close_frame",
+    "encode_connection_close_frame",
     "encode_crypto_frame_header",
+    "encode_data_blocked_frame",
     "encode_datagram_frame_header",
     "encode_frame",
+    "encode_max_data_frame",
+    "encode_max_stream_data_frame",
+    "encode_max_streams_frame",
+    "encode_new_connection_id_frame",
+    "encode_new_token_frame",
+    "encode_path_challenge_frame",
+    "encode_path_response_frame",
+    "encode_reset_stream_frame",
+    "encode_retire_connection_id_frame",
+    "encode_stop_sending_frame",
+    "encode_stream_data_blocked_frame",
     "encode_stream_frame_header",
+    "encode_streams_blocked_frame",
     "stream_frame_header_size",
 ]
 
@@ -122,6 +145,11 @@ def _check_token16(token: bytes) -> None:
 
 # -- frames without fields ------------------------------------------------------------
 
+#: The whole PING frame (RFC 9000 §19.2).
+PING_FRAME = b"\x01"
+#: The whole HANDSHAKE_DONE frame (RFC 9000 §19.20).
+HANDSHAKE_DONE_FRAME = b"\x1e"
+
 
 @dataclass(frozen=True, slots=True)
 class PaddingFrame:
@@ -143,7 +171,7 @@ class PingFrame:
     frame_type: ClassVar[int] = FrameType.PING
 
     def encode(self) -> bytes:
-        return b"\x01"
+        return PING_FRAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +181,7 @@ class HandshakeDoneFrame:
     frame_type: ClassVar[int] = FrameType.HANDSHAKE_DONE
 
     def encode(self) -> bytes:
-        return b"\x1e"
+        return HANDSHAKE_DONE_FRAME
 
 
 # -- ACK ---------------------------------------------------------------------------
@@ -224,6 +252,16 @@ class AckFrame:
 # -- stream and flow control --------------------------------------------------------
 
 
+def encode_reset_stream_frame(stream_id: int, error_code: int, final_size: int) -> bytes:
+    """RESET_STREAM (RFC 9000 §19.4)."""
+    return b"".join((b"\x04", _ev(stream_id), _ev(error_code), _ev(final_size)))
+
+
+def encode_stop_sending_frame(stream_id: int, error_code: int) -> bytes:
+    """STOP_SENDING (RFC 9000 §19.5)."""
+    return b"".join((b"\x05", _ev(stream_id), _ev(error_code)))
+
+
 @dataclass(frozen=True, slots=True)
 class ResetStreamFrame:
     """RFC 9000 §19.4."""
@@ -234,7 +272,7 @@ class ResetStreamFrame:
     frame_type: ClassVar[int] = FrameType.RESET_STREAM
 
     def encode(self) -> bytes:
-        return b"".join((b"\x04", _ev(self.stream_id), _ev(self.error_code), _ev(self.final_size)))
+        return encode_reset_stream_frame(self.stream_id, self.error_code, self.final_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +284,7 @@ class StopSendingFrame:
     frame_type: ClassVar[int] = FrameType.STOP_SENDING
 
     def encode(self) -> bytes:
-        return b"".join((b"\x05", _ev(self.stream_id), _ev(self.error_code)))
+        return encode_stop_sending_frame(self.stream_id, self.error_code)
 
 
 def encode_crypto_frame_header(offset: int, length: int) -> bytes:
@@ -273,6 +311,13 @@ class CryptoFrame:
         return encode_crypto_frame_header(self.offset, len(self.data)) + self.data
 
 
+def encode_new_token_frame(token: bytes) -> bytes:
+    """NEW_TOKEN (RFC 9000 §19.7); the token must not be empty."""
+    if not token:
+        raise ValueError("NEW_TOKEN token must not be empty")  # RFC 9000 §19.7
+    return b"\x07" + _ev(len(token)) + token
+
+
 @dataclass(frozen=True, slots=True)
 class NewTokenFrame:
     """RFC 9000 §19.7."""
@@ -281,9 +326,7 @@ class NewTokenFrame:
     frame_type: ClassVar[int] = FrameType.NEW_TOKEN
 
     def encode(self) -> bytes:
-        if not self.token:
-            raise ValueError("NEW_TOKEN token must not be empty")  # RFC 9000 §19.7
-        return b"\x07" + _ev(len(self.token)) + self.token
+        return encode_new_token_frame(self.token)
 
 
 def encode_stream_frame_header(stream_id: int, offset: int, length: int, fin: bool) -> bytes:
@@ -319,6 +362,40 @@ class StreamFrame:
         return header + self.data
 
 
+def encode_max_data_frame(maximum_data: int) -> bytes:
+    """MAX_DATA (RFC 9000 §19.9)."""
+    return b"\x10" + _ev(maximum_data)
+
+
+def encode_max_stream_data_frame(stream_id: int, maximum_stream_data: int) -> bytes:
+    """MAX_STREAM_DATA (RFC 9000 §19.10)."""
+    return b"".join((b"\x11", _ev(stream_id), _ev(maximum_stream_data)))
+
+
+def encode_max_streams_frame(bidirectional: bool, maximum_streams: int) -> bytes:
+    """MAX_STREAMS, 0x12 bidirectional or 0x13 unidirectional (RFC 9000 §19.11)."""
+    if maximum_streams > MAX_STREAMS_LIMIT:
+        raise ValueError("MAX_STREAMS exceeds 2**60")
+    return (b"\x12" if bidirectional else b"\x13") + _ev(maximum_streams)
+
+
+def encode_data_blocked_frame(maximum_data: int) -> bytes:
+    """DATA_BLOCKED (RFC 9000 §19.12)."""
+    return b"\x14" + _ev(maximum_data)
+
+
+def encode_stream_data_blocked_frame(stream_id: int, maximum_stream_data: int) -> bytes:
+    """STREAM_DATA_BLOCKED (RFC 9000 §19.13)."""
+    return b"".join((b"\x15", _ev(stream_id), _ev(maximum_stream_data)))
+
+
+def encode_streams_blocked_frame(bidirectional: bool, maximum_streams: int) -> bytes:
+    """STREAMS_BLOCKED, 0x16 bidirectional or 0x17 unidirectional (RFC 9000 §19.14)."""
+    if maximum_streams > MAX_STREAMS_LIMIT:
+        raise ValueError("STREAMS_BLOCKED exceeds 2**60")
+    return (b"\x16" if bidirectional else b"\x17") + _ev(maximum_streams)
+
+
 @dataclass(frozen=True, slots=True)
 class MaxDataFrame:
     """RFC 9000 §19.9."""
@@ -327,7 +404,7 @@ class MaxDataFrame:
     frame_type: ClassVar[int] = FrameType.MAX_DATA
 
     def encode(self) -> bytes:
-        return b"\x10" + _ev(self.maximum_data)
+        return encode_max_data_frame(self.maximum_data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +416,7 @@ class MaxStreamDataFrame:
     frame_type: ClassVar[int] = FrameType.MAX_STREAM_DATA
 
     def encode(self) -> bytes:
-        return b"".join((b"\x11", _ev(self.stream_id), _ev(self.maximum_stream_data)))
+        return encode_max_stream_data_frame(self.stream_id, self.maximum_stream_data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,9 +431,7 @@ class MaxStreamsFrame:
         return FrameType.MAX_STREAMS_BIDI if self.bidirectional else FrameType.MAX_STREAMS_UNI
 
     def encode(self) -> bytes:
-        if self.maximum_streams > MAX_STREAMS_LIMIT:
-            raise ValueError("MAX_STREAMS exceeds 2**60")
-        return bytes((self.frame_type,)) + _ev(self.maximum_streams)
+        return encode_max_streams_frame(self.bidirectional, self.maximum_streams)
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +442,7 @@ class DataBlockedFrame:
     frame_type: ClassVar[int] = FrameType.DATA_BLOCKED
 
     def encode(self) -> bytes:
-        return b"\x14" + _ev(self.maximum_data)
+        return encode_data_blocked_frame(self.maximum_data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +454,7 @@ class StreamDataBlockedFrame:
     frame_type: ClassVar[int] = FrameType.STREAM_DATA_BLOCKED
 
     def encode(self) -> bytes:
-        return b"".join((b"\x15", _ev(self.stream_id), _ev(self.maximum_stream_data)))
+        return encode_stream_data_blocked_frame(self.stream_id, self.maximum_stream_data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,12 +471,50 @@ class StreamsBlockedFrame:
         return FrameType.STREAMS_BLOCKED_UNI
 
     def encode(self) -> bytes:
-        if self.maximum_streams > MAX_STREAMS_LIMIT:
-            raise ValueError("STREAMS_BLOCKED exceeds 2**60")
-        return bytes((self.frame_type,)) + _ev(self.maximum_streams)
+        return encode_streams_blocked_frame(self.bidirectional, self.maximum_streams)
 
 
 # -- connection IDs and paths ---------------------------------------------------------
+
+
+def encode_new_connection_id_frame(
+    sequence_number: int, retire_prior_to: int, connection_id: bytes, stateless_reset_token: bytes
+) -> bytes:
+    """NEW_CONNECTION_ID (RFC 9000 §19.15)."""
+    if not 1 <= len(connection_id) <= 20:
+        raise ValueError("connection ID length must be 1..20")
+    if retire_prior_to > sequence_number:
+        raise ValueError("retire_prior_to exceeds sequence_number")
+    _check_token16(stateless_reset_token)
+    return b"".join(
+        (
+            b"\x18",
+            _ev(sequence_number),
+            _ev(retire_prior_to),
+            bytes((len(connection_id),)),
+            connection_id,
+            stateless_reset_token,
+        )
+    )
+
+
+def encode_retire_connection_id_frame(sequence_number: int) -> bytes:
+    """RETIRE_CONNECTION_ID (RFC 9000 §19.16)."""
+    return b"\x19" + _ev(sequence_number)
+
+
+def encode_path_challenge_frame(data: bytes) -> bytes:
+    """PATH_CHALLENGE with its 8 bytes of data (RFC 9000 §19.17)."""
+    if len(data) != 8:
+        raise ValueError("PATH_CHALLENGE data must be 8 bytes")
+    return b"\x1a" + data
+
+
+def encode_path_response_frame(data: bytes) -> bytes:
+    """PATH_RESPONSE echoing 8 bytes of PATH_CHALLENGE data (RFC 9000 §19.18)."""
+    if len(data) != 8:
+        raise ValueError("PATH_RESPONSE data must be 8 bytes")
+    return b"\x1b" + data
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,20 +528,11 @@ class NewConnectionIdFrame:
     frame_type: ClassVar[int] = FrameType.NEW_CONNECTION_ID
 
     def encode(self) -> bytes:
-        if not 1 <= len(self.connection_id) <= 20:
-            raise ValueError("connection ID length must be 1..20")
-        if self.retire_prior_to > self.sequence_number:
-            raise ValueError("retire_prior_to exceeds sequence_number")
-        _check_token16(self.stateless_reset_token)
-        return b"".join(
-            (
-                b"\x18",
-                _ev(self.sequence_number),
-                _ev(self.retire_prior_to),
-                bytes((len(self.connection_id),)),
-                self.connection_id,
-                self.stateless_reset_token,
-            )
+        return encode_new_connection_id_frame(
+            self.sequence_number,
+            self.retire_prior_to,
+            self.connection_id,
+            self.stateless_reset_token,
         )
 
 
@@ -440,7 +544,7 @@ class RetireConnectionIdFrame:
     frame_type: ClassVar[int] = FrameType.RETIRE_CONNECTION_ID
 
     def encode(self) -> bytes:
-        return b"\x19" + _ev(self.sequence_number)
+        return encode_retire_connection_id_frame(self.sequence_number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,9 +555,7 @@ class PathChallengeFrame:
     frame_type: ClassVar[int] = FrameType.PATH_CHALLENGE
 
     def encode(self) -> bytes:
-        if len(self.data) != 8:
-            raise ValueError("PATH_CHALLENGE data must be 8 bytes")
-        return b"\x1a" + self.data
+        return encode_path_challenge_frame(self.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,12 +566,20 @@ class PathResponseFrame:
     frame_type: ClassVar[int] = FrameType.PATH_RESPONSE
 
     def encode(self) -> bytes:
-        if len(self.data) != 8:
-            raise ValueError("PATH_RESPONSE data must be 8 bytes")
-        return b"\x1b" + self.data
+        return encode_path_response_frame(self.data)
 
 
 # -- closing ------------------------------------------------------------------------
+
+
+def encode_connection_close_frame(error_code: int, frame_type: int, reason: bytes) -> bytes:
+    """Transport CONNECTION_CLOSE, type 0x1c (RFC 9000 §19.19)."""
+    return b"".join((b"\x1c", _ev(error_code), _ev(frame_type), _ev(len(reason)), reason))
+
+
+def encode_application_close_frame(error_code: int, reason: bytes) -> bytes:
+    """Application CONNECTION_CLOSE, type 0x1d (RFC 9000 §19.19)."""
+    return b"".join((b"\x1d", _ev(error_code), _ev(len(reason)), reason))
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,15 +596,7 @@ class ConnectionCloseFrame:
     frame_type: ClassVar[int] = FrameType.CONNECTION_CLOSE
 
     def encode(self) -> bytes:
-        return b"".join(
-            (
-                b"\x1c",
-                _ev(self.error_code),
-                _ev(self.error_frame_type),
-                _ev(len(self.reason)),
-                self.reason,
-            )
-        )
+        return encode_connection_close_frame(self.error_code, self.error_frame_type, self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,7 +608,7 @@ class ApplicationCloseFrame:
     frame_type: ClassVar[int] = FrameType.CONNECTION_CLOSE_APP
 
     def encode(self) -> bytes:
-        return b"".join((b"\x1d", _ev(self.error_code), _ev(len(self.reason)), self.reason))
+        return encode_application_close_frame(self.error_code, self.reason)
 
 
 # -- datagrams ----------------------------------------------------------------------
@@ -532,7 +634,7 @@ class DatagramFrame:
     frame_type: ClassVar[int] = FrameType.DATAGRAM_LEN
 
     def encode(self) -> bytes:
-        return b"\x31" + _ev(len(self.data)) + self.data
+        return encode_datagram_frame_header(len(self.data)) + self.data
 
 
 Frame: TypeAlias = (

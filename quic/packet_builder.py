@@ -16,6 +16,13 @@ Each open packet exposes a :class:`~quic.recovery.SentPacket` whose ``handlers``
 frame writers fill, and whose flags (``ack_eliciting``, ``in_flight``, ``is_crypto``)
 they set; the finished packets are returned so the connection can register them with
 loss recovery. Payloads are lists of byte strings joined once, at encryption.
+
+A datagram never exceeds its budget: :meth:`PacketAssembler.push` refuses (ValueError,
+a bug in the caller) a frame larger than :attr:`PacketAssembler.room`, so every frame
+writer checks the room first and leaves what does not fit for the next packet. A
+writer that needs the datagram expanded to 1200 bytes (PATH_RESPONSE, RFC 9000
+§8.2.2) calls :meth:`PacketAssembler.expand_datagram`; like Initial padding it stays
+within the budget (the anti-amplification limit).
 """
 
 from __future__ import annotations
@@ -83,6 +90,7 @@ class PacketAssembler:
     __slots__ = (
         "_budget",
         "_current",
+        "_expand",
         "_has_initial",
         "_header_size",
         "_pending",
@@ -102,6 +110,7 @@ class PacketAssembler:
         self._used = 0
         self._header_size = 0
         self._has_initial = False
+        self._expand = False
 
     # -- datagrams --------------------------------------------------------------------
 
@@ -110,6 +119,11 @@ class PacketAssembler:
         self._used = 0
         self._pending = []
         self._has_initial = False
+        self._expand = False
+
+    def expand_datagram(self) -> None:
+        """Pad the open datagram to 1200 bytes when it ends (budget permitting)."""
+        self._expand = True
 
     @property
     def datagram_room(self) -> int:
@@ -133,7 +147,7 @@ class PacketAssembler:
         pending = self._pending
         if not pending:
             return 0
-        if pad_initial and self._has_initial:
+        if (pad_initial and self._has_initial) or self._expand:
             missing = min(MIN_INITIAL_DATAGRAM, self._budget) - self._used
             if missing > 0:
                 last = pending[-1]
@@ -207,6 +221,8 @@ class PacketAssembler:
         current = self._current
         assert current is not None
         n = len(data)
+        if n > self._budget - self._used:
+            raise ValueError(f"a {n}-byte frame does not fit the packet's room")
         current.chunks.append(data)
         current.size += n
         current.sent.size += n

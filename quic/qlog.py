@@ -60,6 +60,7 @@ from quic.frames import (
     decode_frame,
 )
 from quic.packet import PacketType
+from quic.tparams import VersionInformation
 
 if TYPE_CHECKING:
     from quic.configuration import QuicConfiguration
@@ -312,6 +313,11 @@ def decode_frames_for_log(
 def _param_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, VersionInformation):  # versions as hex strings (QuicVersion)
+        return {
+            "chosen_version": f"{value.chosen_version:08x}",
+            "available_versions": [f"{v:08x}" for v in value.available_versions],
+        }
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return repr(value)

@@ -395,7 +395,7 @@ class QuicSession:
         self._progress = asyncio.Event()
         closing = self._closing
         if closing:
-            buffered = self.connection.streams.send_buffered
+            buffered = self.connection.send_buffered
             for sid in [sid for sid in closing if not buffered(sid)]:
                 del closing[sid]
                 self._writers.pop(sid, None)

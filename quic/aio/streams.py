@@ -260,7 +260,7 @@ class QuicStreamWriter:
     async def wait_flushed(self) -> None:
         """Wait until everything written was acknowledged by the peer."""
         session = self._session
-        while session.connection.streams.send_buffered(self.stream_id):
+        while session.connection.send_buffered(self.stream_id):
             await session.wait_progress()
 
     def reset(self, error_code: int) -> None:

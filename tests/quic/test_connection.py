@@ -233,8 +233,8 @@ def test_anti_amplification_limit() -> None:
     pair.net.step()
     link.loss = 1.0
     pair.run(max_time=3)
-    received = pair.server._bytes_received
-    assert 0 < pair.server._bytes_sent <= 3 * received
+    received = pair.server.paths.bytes_received
+    assert 0 < pair.server.paths.bytes_sent <= 3 * received
 
 
 def test_key_update_initiated_by_client() -> None:
@@ -273,7 +273,7 @@ def test_full_size_datagram_is_sent_despite_a_pending_ack() -> None:
     pair.handshake()
     pair.run(lambda: pair.client.handshake_confirmed, max_time=1)
     client = pair.client
-    assert client.spaces[2].ack.has_ranges()  # an ACK would ride along
+    assert client.acks.trackers[2].has_ranges()  # an ACK would ride along
     size = client.max_datagram_payload
     payloads = [bytes([i]) * size for i in range(3)]
     for payload in payloads:

@@ -8,7 +8,9 @@ from quic.buffer import VARINT_MAX, decode_varint, encode_varint, encode_varint_
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.frames import (
     FRAME_INFO,
+    HANDSHAKE_DONE_FRAME,
     MAX_STREAMS_LIMIT,
+    PING_FRAME,
     AckFrame,
     ApplicationCloseFrame,
     ConnectionCloseFrame,
@@ -40,10 +42,25 @@ from quic.frames import (
     decode_frame,
     decode_frames,
     encode_ack_frame,
+    encode_application_close_frame,
+    encode_connection_close_frame,
     encode_crypto_frame_header,
+    encode_data_blocked_frame,
     encode_datagram_frame_header,
     encode_frame,
+    encode_max_data_frame,
+    encode_max_stream_data_frame,
+    encode_max_streams_frame,
+    encode_new_connection_id_frame,
+    encode_new_token_frame,
+    encode_path_challenge_frame,
+    encode_path_response_frame,
+    encode_reset_stream_frame,
+    encode_retire_connection_id_frame,
+    encode_stop_sending_frame,
+    encode_stream_data_blocked_frame,
     encode_stream_frame_header,
+    encode_streams_blocked_frame,
     is_ack_eliciting,
     is_probing_only,
     stream_frame_header_size,
@@ -445,3 +462,84 @@ def test_datagram_frame_header() -> None:
 def test_encoder_rejects(frame: Frame) -> None:
     with pytest.raises(ValueError):
         frame.encode()
+
+
+# -- the encoder functions the send path calls, round-tripped through the decoder -----------
+
+_VARINT_EDGES = (0, 63, 64, 16383, 16384, (1 << 30) - 1, 1 << 30, VARINT_MAX)
+
+
+def _encoder_cases() -> list[tuple[bytes, Frame]]:
+    cases: list[tuple[bytes, Frame]] = [
+        (PING_FRAME, PingFrame()),
+        (HANDSHAKE_DONE_FRAME, HandshakeDoneFrame()),
+        (encode_new_token_frame(b"t" * 70), NewTokenFrame(b"t" * 70)),
+        (encode_path_challenge_frame(b"abcdefgh"), PathChallengeFrame(b"abcdefgh")),
+        (encode_path_response_frame(b"12345678"), PathResponseFrame(b"12345678")),
+        (
+            encode_new_connection_id_frame(7, 3, b"\x01" * 20, TOKEN),
+            NewConnectionIdFrame(7, 3, b"\x01" * 20, TOKEN),
+        ),
+        (
+            encode_connection_close_frame(0x0A, 0x18, b"why" * 100),
+            ConnectionCloseFrame(0x0A, 0x18, b"why" * 100),
+        ),
+        (encode_application_close_frame(VARINT_MAX, b""), ApplicationCloseFrame(VARINT_MAX)),
+    ]
+    for v in _VARINT_EDGES:
+        w = VARINT_MAX - v  # the other end of the range at the same time
+        cases += [
+            (encode_reset_stream_frame(v, w, v), ResetStreamFrame(v, w, v)),
+            (encode_stop_sending_frame(w, v), StopSendingFrame(w, v)),
+            (encode_max_data_frame(v), MaxDataFrame(v)),
+            (encode_max_stream_data_frame(v, w), MaxStreamDataFrame(v, w)),
+            (encode_data_blocked_frame(v), DataBlockedFrame(v)),
+            (encode_stream_data_blocked_frame(w, v), StreamDataBlockedFrame(w, v)),
+            (encode_retire_connection_id_frame(v), RetireConnectionIdFrame(v)),
+            (
+                encode_new_connection_id_frame(v, v, b"\xaa", TOKEN),
+                NewConnectionIdFrame(v, v, b"\xaa", TOKEN),
+            ),
+            (encode_connection_close_frame(v, w, b"r"), ConnectionCloseFrame(v, w, b"r")),
+            (encode_application_close_frame(w, b"r"), ApplicationCloseFrame(w, b"r")),
+        ]
+        if v <= MAX_STREAMS_LIMIT:
+            for bidi in (True, False):
+                cases += [
+                    (encode_max_streams_frame(bidi, v), MaxStreamsFrame(v, bidi)),
+                    (encode_streams_blocked_frame(bidi, v), StreamsBlockedFrame(v, bidi)),
+                ]
+    return cases
+
+
+@pytest.mark.parametrize(("data", "frame"), _encoder_cases())
+def test_encoder_functions_round_trip(data: bytes, frame: Frame) -> None:
+    # the function the send path calls, the dataclass, and the decoder all agree
+    assert data == frame.encode()
+    assert decode_frame(data, 0) == (frame, len(data))
+    assert decode_frame(data + b"\x01", 0) == (frame, len(data))  # trailing PING untouched
+    for cut in range(len(data)):  # every truncation is a typed error
+        with pytest.raises(QuicProtocolError):
+            decode_frame(data[:cut], 0)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: encode_max_streams_frame(True, MAX_STREAMS_LIMIT + 1),
+        lambda: encode_streams_blocked_frame(False, MAX_STREAMS_LIMIT + 1),
+        lambda: encode_new_connection_id_frame(1, 2, b"\x01", TOKEN),
+        lambda: encode_new_connection_id_frame(1, 0, b"", TOKEN),
+        lambda: encode_new_connection_id_frame(1, 0, b"\x01" * 21, TOKEN),
+        lambda: encode_new_connection_id_frame(1, 0, b"\x01", TOKEN[:15]),
+        lambda: encode_path_challenge_frame(b"short"),
+        lambda: encode_path_response_frame(b"toolong!!"),
+        lambda: encode_new_token_frame(b""),
+        lambda: encode_max_data_frame(VARINT_MAX + 1),
+        lambda: encode_reset_stream_frame(0, 0, VARINT_MAX + 1),
+    ],
+)
+def test_encoder_functions_reject_bad_values(call: object) -> None:
+    assert callable(call)
+    with pytest.raises(ValueError):
+        call()

@@ -1,0 +1,124 @@
+"""ACK state of a connection: received packet numbers and the ACK frames we send.
+
+Theory of operation
+-------------------
+:class:`AckState` owns one :class:`~quic.ack.AckTracker` per packet number space
+(RFC 9000 §12.3). The receive path asks it whether a packet number is a duplicate
+(§12.3) and for the largest one received (to expand truncated packet numbers, §17.1),
+and reports every processed packet with :meth:`AckState.on_packet`. The tracker decides
+when an ACK is due (§13.2.1, §13.2.2).
+
+The send path asks :meth:`AckState.write` to put the space's ACK frame into a packet.
+The frame is built by the codec's :func:`~quic.frames.encode_ack_frame` from the
+tracker's ranges; when it does not fit the room left it is cut to its newest ranges
+(§13.2.4 lets older ranges go), and skipped if even one range does not fit. The frame
+registers its fate on the packet: once the peer acknowledges a packet carrying our ACK,
+the ranges up to its Largest Acknowledged need not be repeated (§13.2.4) and the
+tracker forgets them.
+
+The ACK Delay field is our delay scaled down by our ``ack_delay_exponent`` (§18.2,
+§19.3). Initial and Handshake ACKs are never delayed (§13.2.1).
+"""
+
+from __future__ import annotations
+
+from quic.ack import AckTracker
+from quic.frames import encode_ack_frame
+from quic.packet_builder import PacketAssembler
+
+__all__ = ["AckState"]
+
+#: ACK ranges kept when a full ACK frame does not fit the packet (RFC 9000 §13.2.4).
+_SHORT_ACK_RANGES = 4
+
+
+class AckState:
+    """The ACK trackers of the three spaces and the ACK frames built from them."""
+
+    __slots__ = ("_ack_delay_exponent", "trackers")
+
+    def __init__(self, max_ack_delay: float, ack_delay_exponent: int) -> None:
+        self._ack_delay_exponent = ack_delay_exponent
+        self.trackers = (
+            AckTracker(max_ack_delay, immediate=True),  # Initial: RFC 9000 §13.2.1
+            AckTracker(max_ack_delay, immediate=True),  # Handshake
+            AckTracker(max_ack_delay, immediate=False),
+        )
+
+    # -- receiving --------------------------------------------------------------------
+
+    def largest(self, index: int) -> int:
+        """Largest packet number received in a space (-1: none)."""
+        return self.trackers[index].largest
+
+    def is_duplicate(self, index: int, pn: int) -> bool:
+        return self.trackers[index].is_duplicate(pn)
+
+    def on_packet(self, index: int, pn: int, ack_eliciting: bool, now: float) -> None:
+        """A packet was processed (never call it for a dropped packet)."""
+        self.trackers[index].on_packet(pn, ack_eliciting, now)
+
+    # -- timers -----------------------------------------------------------------------
+
+    def due(self, index: int, now: float) -> bool:
+        """An ACK frame must go out in this space now."""
+        return self.trackers[index].wants_ack(now)
+
+    def deadline(self, index: int) -> float | None:
+        return self.trackers[index].deadline
+
+    def earliest_deadline(self, writable: list[bool]) -> float | None:
+        """The earliest ACK deadline among the spaces we can send in."""
+        earliest: float | None = None
+        for tracker, can_send in zip(self.trackers, writable, strict=True):
+            deadline = tracker.deadline
+            if can_send and deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        return earliest
+
+    def should_include(self, index: int, due: bool, eliciting: bool) -> bool:
+        """Put an ACK into a packet of this space? (RFC 9000 §13.2.1)
+
+        Always when due or pending on its timer; in an ack-eliciting packet also when
+        something arrived since the last ACK we sent (else it repeats the same ranges).
+        """
+        tracker = self.trackers[index]
+        if not tracker.has_ranges():
+            return False
+        return due or tracker.deadline is not None or (eliciting and tracker.fresh)
+
+    # -- sending ----------------------------------------------------------------------
+
+    def write(self, asm: PacketAssembler, index: int, now: float, reserve: int = 0) -> bool:
+        """Write the space's ACK frame into the open packet; True if written.
+
+        An ACK that is not due (``reserve`` > 0) gives way when it would leave less
+        than ``reserve`` bytes of room for the frame that wants them.
+        """
+        tracker = self.trackers[index]
+        ranges = tracker.ranges()
+        if not ranges:
+            return False
+        delay = int(tracker.ack_delay(now) * 1_000_000) >> self._ack_delay_exponent
+        frame = encode_ack_frame(ranges, delay)
+        room = asm.room
+        if len(frame) > room:
+            ranges = ranges[:_SHORT_ACK_RANGES]
+            frame = encode_ack_frame(ranges, delay)
+            if len(frame) > room:
+                ranges = ranges[:1]
+                frame = encode_ack_frame(ranges, delay)
+                if len(frame) > room:
+                    return False
+        if reserve and len(frame) > room - reserve:
+            return False  # not due: it waits for its timer or the next packet with room
+        asm.push(frame)
+        asm.packet.handlers.append((self._fate, (tracker, ranges[0][1])))
+        tracker.on_ack_sent()
+        return True
+
+    @staticmethod
+    def _fate(acked: bool, tracker: AckTracker, largest: int) -> None:
+        # RFC 9000 §13.2.4: once an ACK of ours is acknowledged, stop repeating it
+        if acked:
+            tracker.on_ack_acked(largest)

@@ -1,0 +1,119 @@
+"""CRYPTO streams: the TLS handshake bytes of each encryption level (RFC 9000 §19.6).
+
+Theory of operation
+-------------------
+Each packet number space carries its own CRYPTO byte stream in each direction
+(RFC 9001 §4.1.3). :class:`CryptoStreams` owns the three send and three receive
+halves. They reuse the stream machinery: a :class:`~quic.stream_send.SendStream` with
+unlimited credit (CRYPTO is not flow controlled, RFC 9000 §4.1) and a
+:class:`~quic.stream_recv.RecvStream` whose window is the amount of out-of-order data
+we buffer; exceeding it is CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
+
+* Receiving: :meth:`CryptoStreams.receive` files a CRYPTO frame and returns the bytes
+  that became contiguous, for the TLS engine.
+* Sending: the TLS engine's output is queued with :meth:`CryptoStreams.queue`;
+  :meth:`CryptoStreams.write` fills the open packet with CRYPTO frames (header from the
+  codec's :func:`~quic.frames.encode_crypto_frame_header`) and registers each frame's
+  fate: an acknowledged range is released, a lost one is sent again.
+* A probe (RFC 9002 §6.2.4) or a Retry (RFC 9000 §17.2.5.3) retransmits everything
+  not yet acknowledged: :meth:`CryptoStreams.requeue_unacked`.
+* When a space is discarded (RFC 9001 §4.9) its buffers are released and whatever
+  CRYPTO data still arrives at that level (a duplicate later in the same packet) is
+  ignored.
+"""
+
+from __future__ import annotations
+
+from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.frames import FrameType, crypto_frame_header_size, encode_crypto_frame_header
+from quic.packet_builder import PacketAssembler
+from quic.stream_recv import RecvStream
+from quic.stream_send import SendStream
+
+__all__ = ["CRYPTO_BUFFER", "CryptoStreams"]
+
+#: CRYPTO data we buffer out of order before CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
+CRYPTO_BUFFER = 256 * 1024
+_CRYPTO_CREDIT = (1 << 62) - 1
+
+
+class CryptoStreams:
+    """The CRYPTO send and receive streams of the three packet number spaces."""
+
+    __slots__ = ("_buffer", "_discarded", "recv", "send")
+
+    def __init__(self, buffer: int = CRYPTO_BUFFER) -> None:
+        self._buffer = buffer
+        self.send = [SendStream(-1, _CRYPTO_CREDIT) for _ in range(3)]
+        self.recv = [RecvStream(-1, buffer) for _ in range(3)]
+        self._discarded = [False, False, False]
+
+    def reset(self) -> None:
+        """Start over (a new first flight after Version Negotiation, RFC 9368 §2.1)."""
+        self.send = [SendStream(-1, _CRYPTO_CREDIT) for _ in range(3)]
+        self.recv = [RecvStream(-1, self._buffer) for _ in range(3)]
+        self._discarded = [False, False, False]
+
+    # -- receiving --------------------------------------------------------------------
+
+    def receive(self, index: int, offset: int, data: bytes) -> bytes:
+        """File a CRYPTO frame; return the bytes now contiguous (possibly empty)."""
+        if self._discarded[index]:
+            return b""  # the level is gone (RFC 9001 §4.9)
+        recv = self.recv[index]
+        try:
+            recv.on_stream_frame(offset, data, False)
+        except QuicProtocolError as exc:
+            raise QuicProtocolError(
+                TransportErrorCode.CRYPTO_BUFFER_EXCEEDED,
+                "too much CRYPTO data buffered",
+                FrameType.CRYPTO,
+            ) from exc  # RFC 9000 §7.5
+        return recv.read() if recv.readable else b""
+
+    # -- sending ----------------------------------------------------------------------
+
+    def queue(self, index: int, data: bytes) -> None:
+        """Queue TLS output for the space ``index``."""
+        self.send[index].write(data)
+
+    def needs_send(self, index: int) -> bool:
+        return self.send[index].needs_send
+
+    def write(self, asm: PacketAssembler, index: int) -> None:
+        """Fill the open packet with CRYPTO frames of space ``index``."""
+        send = self.send[index]
+        packet = asm.packet
+        handlers = packet.handlers
+        fate = self._fate
+        while send.needs_send:
+            room = asm.room - crypto_frame_header_size(send.write_offset, asm.room)
+            if room <= 0:
+                break
+            frame = send.next_frame(room, _CRYPTO_CREDIT)
+            if frame is None:
+                break
+            offset, data, _fin = frame
+            asm.push(encode_crypto_frame_header(offset, len(data)))
+            asm.push(data)
+            handlers.append((fate, (send, offset, len(data))))
+            packet.ack_eliciting = packet.in_flight = packet.is_crypto = True
+
+    @staticmethod
+    def _fate(acked: bool, send: SendStream, offset: int, length: int) -> None:
+        if acked:
+            send.on_acked(offset, length, False)
+        else:
+            send.on_lost(offset, length, False)
+
+    def requeue_unacked(self, index: int) -> None:
+        """Send again whatever was sent and is not acknowledged (RFC 9002 §6.2.4)."""
+        send = self.send[index]
+        if send.highest_sent:
+            send.on_lost(0, send.highest_sent, False)
+
+    def discard(self, index: int) -> None:
+        """The space's keys are gone: nothing more is sent or received in it."""
+        self._discarded[index] = True
+        self.send[index] = SendStream(-1, _CRYPTO_CREDIT)  # releases what was buffered
+        self.recv[index] = RecvStream(-1, 0)

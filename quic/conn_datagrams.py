@@ -1,0 +1,138 @@
+"""Unreliable DATAGRAM frames of a connection (RFC 9221).
+
+Theory of operation
+-------------------
+DATAGRAM support is negotiated with the ``max_datagram_frame_size`` transport
+parameter (RFC 9221 §3): ours bounds what we accept, the peer's what we may send.
+:class:`DatagramChannel` owns both directions:
+
+* Receiving: a DATAGRAM frame that was not negotiated, or larger than our limit, is a
+  PROTOCOL_VIOLATION (RFC 9221 §3); otherwise it becomes a
+  :class:`~quic.events.DatagramReceived` event on the connection's event queue (the one
+  way out, drained with ``next_event()``).
+* Sending: :meth:`DatagramChannel.send` queues a payload; the queue holds at most
+  ``max_datagram_queue`` payloads and, being unreliable, drops the *oldest* when full
+  (RFC 9221 §5 lets a sender drop datagrams) — fresh data is what a real-time
+  application wants. :meth:`DatagramChannel.write` puts whole DATAGRAM frames into the
+  open packet (a DATAGRAM frame is never split, RFC 9221 §5); one that can no longer
+  fit even an empty packet (the path shrank) is dropped rather than blocking the queue.
+  DATAGRAM frames are ack-eliciting and congestion controlled (RFC 9221 §5.2, §5.4)
+  but never retransmitted, so their fate needs no handler.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.events import DatagramReceived, QuicEvent
+from quic.frames import FrameType, datagram_frame_header_size, encode_datagram_frame_header
+from quic.packet_builder import PacketAssembler
+
+__all__ = ["DatagramChannel"]
+
+# 1-RTT packet overhead around a DATAGRAM frame: first byte, packet number (up to 4),
+# AEAD tag (16) and the frame's type and length (3).
+_SHORT_HEADER_FIXED = 1 + 4 + 16
+
+
+class DatagramChannel:
+    """Send queue and receive checks of DATAGRAM frames."""
+
+    __slots__ = ("_events", "_local_max", "_queue", "dropped", "peer_max_frame_size")
+
+    def __init__(
+        self, local_max_frame_size: int | None, max_queue: int, events: deque[QuicEvent]
+    ) -> None:
+        self._local_max = local_max_frame_size or 0
+        self._events = events
+        self._queue: deque[bytes] = deque(maxlen=max(1, max_queue))
+        self.peer_max_frame_size = 0  # the peer's transport parameter (0: not supported)
+        self.dropped = 0  # queued datagrams dropped before they were sent
+
+    def set_peer_max_frame_size(self, size: int) -> None:
+        """The peer's max_datagram_frame_size transport parameter (RFC 9221 §3)."""
+        self.peer_max_frame_size = size
+
+    # -- sizes ------------------------------------------------------------------------
+
+    def max_payload(self, dcid_length: int, max_datagram_size: int) -> int:
+        """Largest DATAGRAM payload that fits one packet now (0: not supported)."""
+        peer_max = self.peer_max_frame_size
+        if not peer_max:
+            return 0
+        overhead = _SHORT_HEADER_FIXED + dcid_length + 3
+        return max(0, min(peer_max - 3, max_datagram_size - overhead))
+
+    # -- receiving --------------------------------------------------------------------
+
+    def on_frame(self, data: bytes) -> None:
+        """A DATAGRAM frame arrived (RFC 9221 §3, §5)."""
+        limit = self._local_max
+        if not limit:
+            raise QuicProtocolError(
+                TransportErrorCode.PROTOCOL_VIOLATION,
+                "DATAGRAM frames were not negotiated",
+                FrameType.DATAGRAM_LEN,
+            )  # RFC 9221 §3
+        if 1 + len(data) > limit:
+            raise QuicProtocolError(
+                TransportErrorCode.PROTOCOL_VIOLATION,
+                "DATAGRAM frame larger than max_datagram_frame_size",
+                FrameType.DATAGRAM_LEN,
+            )
+        self._events.append(DatagramReceived(data))
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send(self, data: bytes | bytearray | memoryview, dcid_length: int, mtu: int) -> None:
+        """Queue a datagram; ValueError if the peer takes none or it cannot fit."""
+        if not self.peer_max_frame_size:
+            raise ValueError("the peer does not accept DATAGRAM frames")
+        n = len(data)
+        if n > self.max_payload(dcid_length, mtu):
+            raise ValueError(f"datagram of {n} bytes does not fit in one packet")
+        queue = self._queue
+        if len(queue) == queue.maxlen:
+            self.dropped += 1  # unreliable: the oldest gives way (RFC 9221 §5)
+        queue.append(bytes(data))
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def room_needed(self, room: int) -> int:
+        """Room the next queued DATAGRAM frame takes if it fits ``room``, else 0.
+
+        A piggybacked ACK that is not due gives way to it (see
+        :meth:`quic.conn_acks.AckState.write`): it is repeated in every ack-eliciting
+        packet until acknowledged, so a datagram sized to fill a whole packet would
+        otherwise never fit behind it.
+        """
+        queue = self._queue
+        if not queue:
+            return 0
+        n = len(queue[0])
+        need = datagram_frame_header_size(n) + n
+        return need if need <= room else 0
+
+    def write(self, asm: PacketAssembler) -> None:
+        """Put whole DATAGRAM frames into the open packet (RFC 9221 §5)."""
+        queue = self._queue
+        if not queue:
+            return
+        packet = asm.packet
+        while queue:
+            data = queue[0]
+            n = len(data)
+            need = datagram_frame_header_size(n) + n
+            if need > asm.room:
+                if asm.payload_size <= 1 + 3:
+                    queue.popleft()  # cannot fit even an empty packet: drop (RFC 9221 §5)
+                    self.dropped += 1
+                    continue
+                break
+            queue.popleft()
+            asm.push(encode_datagram_frame_header(n))
+            asm.push(data)
+            packet.ack_eliciting = packet.in_flight = True

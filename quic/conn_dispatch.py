@@ -1,0 +1,278 @@
+"""Where each received frame goes: the receive-side twin of :mod:`quic.conn_send`.
+
+Theory of operation
+-------------------
+:class:`FrameDispatcher` decodes the frames of one decrypted packet payload with the
+codec (:func:`~quic.frames.decode_frame`), checks that each may appear in the packet
+type (RFC 9000 §12.4 Table 3, :func:`~quic.frames.check_frame_allowed`) and hands it to
+the component that owns it, through ``_HANDLERS``, a table frame class → method:
+
+==========================================  ==========================================
+ACK                                         loss recovery (RFC 9002 §6)
+CRYPTO                                      CRYPTO streams, then the TLS engine
+STREAM, RESET_STREAM, STOP_SENDING, MAX_*,  stream controller (RFC 9000 §2-§4)
+\\*_BLOCKED
+NEW_CONNECTION_ID, RETIRE_CONNECTION_ID     connection IDs (RFC 9000 §5.1)
+PATH_CHALLENGE, PATH_RESPONSE               path manager (RFC 9000 §8.2)
+DATAGRAM                                    datagram channel (RFC 9221)
+NEW_TOKEN, HANDSHAKE_DONE                   handshake driver (RFC 9000 §19.7, §19.20)
+CONNECTION_CLOSE                            the connection (RFC 9000 §10.2)
+==========================================  ==========================================
+
+What concerns the connection as a whole — TLS released something, the handshake is
+confirmed, the peer closed, connection IDs must be (un)routed — goes back through the
+callbacks the connection gives at construction; the dispatcher holds no connection
+state. Any rule a frame breaks raises :class:`~quic.errors.QuicProtocolError`, which
+the connection turns into CONNECTION_CLOSE. A payload without frames is a
+PROTOCOL_VIOLATION (§12.4); frames after a CONNECTION_CLOSE are not processed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from quic.conn_keys import APPLICATION
+from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.frames import (
+    FRAME_INFO,
+    AckFrame,
+    ApplicationCloseFrame,
+    ConnectionCloseFrame,
+    CryptoFrame,
+    DataBlockedFrame,
+    DatagramFrame,
+    HandshakeDoneFrame,
+    MaxDataFrame,
+    MaxStreamDataFrame,
+    MaxStreamsFrame,
+    NewConnectionIdFrame,
+    NewTokenFrame,
+    PaddingFrame,
+    PathChallengeFrame,
+    PathResponseFrame,
+    PingFrame,
+    ResetStreamFrame,
+    RetireConnectionIdFrame,
+    StopSendingFrame,
+    StreamDataBlockedFrame,
+    StreamFrame,
+    StreamsBlockedFrame,
+    check_frame_allowed,
+    decode_frame,
+)
+from quic.packet import PacketType
+
+if TYPE_CHECKING:
+    from quic.cid import ConnectionIdManager
+    from quic.conn_crypto import CryptoStreams
+    from quic.conn_datagrams import DatagramChannel
+    from quic.conn_handshake import HandshakeDriver
+    from quic.conn_paths import PathManager
+    from quic.conn_streams import StreamController
+    from quic.recovery import LossRecovery
+
+__all__ = ["FrameDispatcher", "PeerCloseCallback"]
+
+#: on_peer_close(now, error_code, reason, frame_type or None, is_application)
+PeerCloseCallback = Callable[[float, int, str, "int | None", bool], None]
+
+
+class FrameDispatcher:
+    """Routes the frames of received packets to the connection's components."""
+
+    def __init__(
+        self,
+        *,
+        is_client: bool,
+        recovery: LossRecovery,
+        crypto: CryptoStreams,
+        handshake: HandshakeDriver,
+        streams: StreamController,
+        cids: ConnectionIdManager,
+        paths: PathManager,
+        datagrams: DatagramChannel,
+        on_tls_progress: Callable[[float], None],
+        confirm_handshake: Callable[[float], None],
+        on_peer_close: PeerCloseCallback,
+        flush_routing: Callable[[], None],
+    ) -> None:
+        self._is_client = is_client
+        self._recovery = recovery
+        self._crypto = crypto
+        self._handshake = handshake
+        self._streams = streams
+        self._cids = cids
+        self._paths = paths
+        self._datagrams = datagrams
+        self._on_tls_progress = on_tls_progress
+        self._confirm_handshake = confirm_handshake
+        self._on_peer_close = on_peer_close
+        self._flush_routing = flush_routing
+        self._peer_ack_delay_exponent = 3  # RFC 9000 §18.2 default
+        self._dcid = b""  # Destination Connection ID of the packet being dispatched
+        self._closed = False  # a CONNECTION_CLOSE was dispatched
+
+    def set_peer_ack_delay_exponent(self, exponent: int) -> None:
+        """The peer's ack_delay_exponent transport parameter (RFC 9000 §18.2)."""
+        self._peer_ack_delay_exponent = exponent
+
+    def dispatch(
+        self, payload: bytes, index: int, packet_type: PacketType, dcid: bytes, now: float
+    ) -> bool:
+        """Process every frame of a packet; True if the packet was ack-eliciting."""
+        end = len(payload)
+        if not end:
+            raise QuicProtocolError(
+                TransportErrorCode.PROTOCOL_VIOLATION, "packet without frames"
+            )  # RFC 9000 §12.4
+        self._dcid = dcid
+        pos = 0
+        ack_eliciting = False
+        handlers = _HANDLERS
+        info = FRAME_INFO
+        while pos < end:
+            frame, pos = decode_frame(payload, pos)
+            ftype = frame.frame_type
+            check_frame_allowed(ftype, packet_type)
+            if info[ftype].ack_eliciting:
+                ack_eliciting = True
+            handlers[type(frame)](self, frame, index, now)
+            if self._closed:
+                break  # RFC 9000 §10.2.2: the peer is draining; nothing more to do
+        return ack_eliciting
+
+    # -- handlers ---------------------------------------------------------------------
+
+    def _on_nothing(self, frame: Any, index: int, now: float) -> None:
+        """PADDING, PING; DATA_BLOCKED and STREAMS_BLOCKED are informational
+        (RFC 9000 §19.12, §19.14): limits are refreshed as data is consumed."""
+
+    def _on_ack(self, frame: AckFrame, index: int, now: float) -> None:
+        if index == APPLICATION:
+            delay = (frame.ack_delay << self._peer_ack_delay_exponent) / 1_000_000
+        else:
+            delay = 0.0  # RFC 9002 §5.3: Initial and Handshake ACK delays are ignored
+        ce = frame.ecn[2] if frame.ecn is not None else None
+        try:
+            result = self._recovery.on_ack_received(index, frame.ranges, delay, now, ce)
+        except QuicProtocolError as exc:
+            exc.frame_type = frame.frame_type
+            raise
+        handshake = self._handshake
+        if (
+            result.acked
+            and index == APPLICATION
+            and self._is_client
+            and handshake.complete
+            and not handshake.confirmed
+        ):
+            self._confirm_handshake(now)  # RFC 9001 §4.1.2
+
+    def _on_crypto(self, frame: CryptoFrame, index: int, now: float) -> None:
+        data = self._crypto.receive(index, frame.offset, frame.data)
+        if not data:
+            return
+        handshake = self._handshake
+        handshake.receive(index, data)
+        self._on_tls_progress(now)
+        if handshake.complete and not handshake.confirmed and not self._is_client:
+            self._confirm_handshake(now)  # RFC 9001 §4.1.2: the server confirms at once
+
+    def _on_new_token(self, frame: NewTokenFrame, index: int, now: float) -> None:
+        if not self._is_client:
+            raise QuicProtocolError(
+                TransportErrorCode.PROTOCOL_VIOLATION, "client sent NEW_TOKEN", frame.frame_type
+            )  # RFC 9000 §19.7
+        self._handshake.on_new_token(frame.token)
+
+    def _on_stream(self, frame: StreamFrame, index: int, now: float) -> None:
+        self._streams.on_stream(frame.stream_id, frame.offset, frame.data, frame.fin, 0x08, now)
+
+    def _on_reset_stream(self, frame: ResetStreamFrame, index: int, now: float) -> None:
+        self._streams.on_reset_stream(frame.stream_id, frame.error_code, frame.final_size, now)
+
+    def _on_stop_sending(self, frame: StopSendingFrame, index: int, now: float) -> None:
+        self._streams.on_stop_sending(frame.stream_id, frame.error_code)
+
+    def _on_max_data(self, frame: MaxDataFrame, index: int, now: float) -> None:
+        self._streams.on_max_data(frame.maximum_data)
+
+    def _on_max_stream_data(self, frame: MaxStreamDataFrame, index: int, now: float) -> None:
+        self._streams.on_max_stream_data(frame.stream_id, frame.maximum_stream_data)
+
+    def _on_max_streams(self, frame: MaxStreamsFrame, index: int, now: float) -> None:
+        self._streams.on_max_streams(frame.bidirectional, frame.maximum_streams)
+
+    def _on_stream_data_blocked(
+        self, frame: StreamDataBlockedFrame, index: int, now: float
+    ) -> None:
+        self._streams.on_stream_data_blocked(frame.stream_id, frame.maximum_stream_data)
+
+    def _on_new_connection_id(self, frame: NewConnectionIdFrame, index: int, now: float) -> None:
+        self._cids.on_new_connection_id(
+            frame.sequence_number,
+            frame.retire_prior_to,
+            frame.connection_id,
+            frame.stateless_reset_token,
+        )
+
+    def _on_retire_connection_id(
+        self, frame: RetireConnectionIdFrame, index: int, now: float
+    ) -> None:
+        self._cids.on_retire_connection_id(frame.sequence_number, self._dcid)
+        self._flush_routing()
+
+    def _on_path_challenge(self, frame: PathChallengeFrame, index: int, now: float) -> None:
+        self._paths.on_path_challenge(frame.data)  # RFC 9000 §8.2.2
+
+    def _on_path_response(self, frame: PathResponseFrame, index: int, now: float) -> None:
+        self._paths.on_path_response(frame.data)
+
+    def _on_connection_close(self, frame: ConnectionCloseFrame, index: int, now: float) -> None:
+        self._closed = True
+        reason = frame.reason.decode("utf-8", "replace")
+        self._on_peer_close(now, frame.error_code, reason, frame.error_frame_type, False)
+
+    def _on_application_close(self, frame: ApplicationCloseFrame, index: int, now: float) -> None:
+        self._closed = True
+        reason = frame.reason.decode("utf-8", "replace")
+        self._on_peer_close(now, frame.error_code, reason, None, True)
+
+    def _on_handshake_done(self, frame: HandshakeDoneFrame, index: int, now: float) -> None:
+        if not self._is_client:
+            raise QuicProtocolError(
+                TransportErrorCode.PROTOCOL_VIOLATION,
+                "client sent HANDSHAKE_DONE",
+                frame.frame_type,
+            )  # RFC 9000 §19.20
+        self._confirm_handshake(now)
+
+    def _on_datagram(self, frame: DatagramFrame, index: int, now: float) -> None:
+        self._datagrams.on_frame(frame.data)
+
+
+_HANDLERS: dict[type, Callable[[FrameDispatcher, Any, int, float], None]] = {
+    PaddingFrame: FrameDispatcher._on_nothing,
+    PingFrame: FrameDispatcher._on_nothing,
+    AckFrame: FrameDispatcher._on_ack,
+    ResetStreamFrame: FrameDispatcher._on_reset_stream,
+    StopSendingFrame: FrameDispatcher._on_stop_sending,
+    CryptoFrame: FrameDispatcher._on_crypto,
+    NewTokenFrame: FrameDispatcher._on_new_token,
+    StreamFrame: FrameDispatcher._on_stream,
+    MaxDataFrame: FrameDispatcher._on_max_data,
+    MaxStreamDataFrame: FrameDispatcher._on_max_stream_data,
+    MaxStreamsFrame: FrameDispatcher._on_max_streams,
+    DataBlockedFrame: FrameDispatcher._on_nothing,
+    StreamDataBlockedFrame: FrameDispatcher._on_stream_data_blocked,
+    StreamsBlockedFrame: FrameDispatcher._on_nothing,
+    NewConnectionIdFrame: FrameDispatcher._on_new_connection_id,
+    RetireConnectionIdFrame: FrameDispatcher._on_retire_connection_id,
+    PathChallengeFrame: FrameDispatcher._on_path_challenge,
+    PathResponseFrame: FrameDispatcher._on_path_response,
+    ConnectionCloseFrame: FrameDispatcher._on_connection_close,
+    ApplicationCloseFrame: FrameDispatcher._on_application_close,
+    HandshakeDoneFrame: FrameDispatcher._on_handshake_done,
+    DatagramFrame: FrameDispatcher._on_datagram,
+}

@@ -1,0 +1,176 @@
+"""Reading packets: from a protected packet to frames handed to their owners.
+
+Theory of operation
+-------------------
+The connection splits a datagram into its coalesced packets (RFC 9000 §12.2) and
+routes Version Negotiation, Retry and packets of another version itself; every other
+packet goes to :class:`PacketReader`, which
+
+1. picks the packet number space from the packet type (RFC 9000 §12.3; 0-RTT is not
+   accepted, so those packets are dropped);
+2. keeps a packet whose keys have not arrived yet — at most
+   ``max_buffered_undecryptable_packets`` of them (RFC 9001 §5.7) — and releases them
+   for another try when keys are installed (:meth:`PacketReader.release_buffered`);
+3. removes packet protection with the space's keys (:meth:`~quic.conn_keys.
+   PacketSpaces.open`); a packet that does not authenticate is dropped without any
+   state change (RFC 9001 §5.2, RFC 9000 §12.2);
+4. checks the reserved header bits (RFC 9000 §17.2, §17.3.1: PROTOCOL_VIOLATION) and
+   drops duplicates (RFC 9000 §12.3);
+5. dispatches the frames (:class:`~quic.conn_dispatch.FrameDispatcher`) and records
+   the packet number for acknowledgment (:class:`~quic.conn_acks.AckState`).
+
+A datagram holding a single 1-RTT packet — the common case once the handshake is
+confirmed — takes :meth:`PacketReader.read_short`, which needs no header object.
+Dropped packets are counted (``dropped``) and logged to qlog; processed ones too
+(``processed``), so the endpoint can tell a connection that never authenticated a
+packet.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL
+from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.packet import PacketHeader, PacketType
+
+if TYPE_CHECKING:
+    from quic.cid import ConnectionIdManager
+    from quic.conn_acks import AckState
+    from quic.conn_dispatch import FrameDispatcher
+    from quic.conn_handshake import HandshakeDriver
+    from quic.conn_keys import PacketSpaces
+    from quic.qlog import QuicLogger
+
+__all__ = ["PacketReader"]
+
+_LONG_RESERVED_BITS = 0x0C  # RFC 9000 §17.2
+_SHORT_RESERVED_BITS = 0x18  # RFC 9000 §17.3.1
+_SPACE_OF_TYPE = {
+    PacketType.INITIAL: INITIAL,
+    PacketType.HANDSHAKE: HANDSHAKE,
+    PacketType.ONE_RTT: APPLICATION,
+}
+
+
+def _reserved_bits_error() -> QuicProtocolError:
+    return QuicProtocolError(TransportErrorCode.PROTOCOL_VIOLATION, "reserved header bits set")
+
+
+class PacketReader:
+    """Opens the packets of one connection and dispatches their frames."""
+
+    def __init__(
+        self,
+        *,
+        is_client: bool,
+        keys: PacketSpaces,
+        acks: AckState,
+        dispatcher: FrameDispatcher,
+        handshake: HandshakeDriver,
+        cids: ConnectionIdManager,
+        buffer_limit: int,
+        qlog: QuicLogger | None,
+    ) -> None:
+        self._is_client = is_client
+        self._keys = keys
+        self._acks = acks
+        self._dispatcher = dispatcher
+        self._handshake = handshake
+        self._cids = cids
+        self._buffer_limit = buffer_limit
+        self._qlog = qlog
+        self._buffered: deque[tuple[bytes, Any]] = deque()  # waiting for their keys
+        # keys arrived: to be tried again (the connection pops them; read-only elsewhere)
+        self.reprocess: deque[tuple[bytes, Any]] = deque()
+        self.dropped = 0
+        self.processed = 0
+        # a long-header packet passed AEAD (1-RTT only follows one): the endpoint keeps a
+        # new server connection only then (RFC 9001 §5.2, RFC 9000 §12.2)
+        self.authenticated = False
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def drop(self, now: float, trigger: str, packet_type: PacketType | None = None) -> None:
+        """Count a dropped packet (and log it, qlog ``quic:packet_dropped``)."""
+        self.dropped += 1
+        if self._qlog is not None:
+            self._qlog.packet_dropped(now, trigger, packet_type)
+
+    @property
+    def pending_buffered(self) -> int:
+        return len(self._buffered)
+
+    @property
+    def pending_reprocess(self) -> int:
+        return len(self.reprocess)
+
+    def release_buffered(self) -> None:
+        """New read keys: the buffered packets get another try."""
+        buffered = self._buffered
+        while buffered:
+            self.reprocess.append(buffered.popleft())
+
+    # -- packets ----------------------------------------------------------------------
+
+    def read_long(
+        self, data: bytes, pos: int, header: PacketHeader, addr: Any, now: float
+    ) -> int | None:
+        """Process one packet of our version; returns its space, or None if dropped."""
+        packet_type = header.packet_type
+        index = _SPACE_OF_TYPE.get(packet_type) if packet_type is not None else None
+        if index is None or packet_type is None:  # 0-RTT (not accepted) or unknown
+            self.drop(now, "unsupported", packet_type)
+            return None
+        space = self._keys.spaces[index]
+        if space.read is None:
+            if not space.discarded and len(self._buffered) < self._buffer_limit:
+                self._buffered.append((bytes(data[pos : header.end]), addr))  # RFC 9001 §5.7
+            else:
+                self.drop(now, "key_unavailable", packet_type)
+            return None
+        acks = self._acks
+        view = memoryview(data)[pos : header.end]
+        opened = self._keys.open(index, view, header.pn_offset - pos, acks.largest(index), now)
+        if opened is None:
+            self.drop(now, "decryption_failure", packet_type)
+            return None
+        self.authenticated = True
+        plain_header, pn, payload = opened
+        reserved = _LONG_RESERVED_BITS if header.is_long else _SHORT_RESERVED_BITS
+        if plain_header[0] & reserved:
+            raise _reserved_bits_error()  # RFC 9000 §17.2, §17.3.1
+        if acks.is_duplicate(index, pn):
+            return None
+        if self._qlog is not None:
+            self._qlog.packet_received(now, packet_type, pn, payload, header.end - pos)
+        if self._is_client and index == INITIAL and self._handshake.peer_initial_scid is None:
+            # RFC 9000 §7.2: switch to the server's chosen connection ID
+            self._handshake.on_server_initial(header.scid)
+            self._cids.set_initial_peer_cid(header.scid)
+        eliciting = self._dispatcher.dispatch(payload, index, packet_type, header.dcid, now)
+        acks.on_packet(index, pn, eliciting, now)
+        self.processed += 1
+        return index
+
+    def read_short(self, data: bytes, cid_len: int, now: float) -> bool:
+        """:meth:`read_long` for a datagram holding one short-header packet (the bulk
+        path: the application space's ACK tracker is used directly)."""
+        tracker = self._acks.trackers[APPLICATION]
+        opened = self._keys.open(APPLICATION, memoryview(data), 1 + cid_len, tracker.largest, now)
+        if opened is None:
+            self.drop(now, "decryption_failure", PacketType.ONE_RTT)
+            return False
+        plain_header, pn, payload = opened
+        if plain_header[0] & _SHORT_RESERVED_BITS:
+            raise _reserved_bits_error()  # RFC 9000 §17.3.1
+        if tracker.is_duplicate(pn):
+            return False
+        if self._qlog is not None:
+            self._qlog.packet_received(now, PacketType.ONE_RTT, pn, payload, len(data))
+        dcid = data[1 : 1 + cid_len]
+        eliciting = self._dispatcher.dispatch(payload, APPLICATION, PacketType.ONE_RTT, dcid, now)
+        tracker.on_packet(pn, eliciting, now)
+        self.processed += 1
+        return True
