@@ -79,14 +79,24 @@ class FakeQuic:
             self.closed = error_code
 
 
+def feed(wt: WebTransportConnection, event: qe.QuicEvent) -> list[WebTransportEvent]:
+    """Handle one QUIC event and drain what it caused (events leave by next_event only)."""
+    assert wt.handle_event(event) is None  # type: ignore[func-returns-value]
+    events: list[WebTransportEvent] = []
+    while (item := wt.next_event()) is not None:
+        events.append(item)
+    assert wt.h3.next_event() is None  # HTTP/3's queue is drained too
+    return events
+
+
 def server_with_session() -> tuple[WebTransportConnection, FakeQuic, list[WebTransportEvent]]:
     quic = FakeQuic(is_client=False)
     wt = WebTransportConnection(quic)  # type: ignore[arg-type]
     events: list[WebTransportEvent] = []
-    events += wt.handle_event(qe.HandshakeCompleted("h3"))
+    events += feed(wt, qe.HandshakeCompleted("h3"))
     client_settings = {0x1: 0, 0x7: 0, **draft_settings(list(Draft), True, 4, 1000, 10, 10)}
     control = encode_uni_stream_header(StreamType.CONTROL) + encode_settings_frame(client_settings)
-    events += wt.handle_event(qe.StreamDataReceived(2, control, False))
+    events += feed(wt, qe.StreamDataReceived(2, control, False))
     block = QpackEncoder().encode(
         0,
         [
@@ -97,7 +107,7 @@ def server_with_session() -> tuple[WebTransportConnection, FakeQuic, list[WebTra
             (b":path", b"/fuzz"),
         ],
     )
-    events += wt.handle_event(qe.StreamDataReceived(0, encode_headers_frame(block), False))
+    events += feed(wt, qe.StreamDataReceived(0, encode_headers_frame(block), False))
     assert any(isinstance(e, SessionRequested) for e in events)
     wt.accept(0)
     while wt.next_event() is not None:
@@ -135,7 +145,7 @@ def test_capsule_streams_never_raise(parts: list[bytes], chunk: int, fin: bool) 
     for index, piece in enumerate(pieces):
         last = fin and index == len(pieces) - 1
         frame = encode_data_frame(piece) if piece else b""
-        events += wt.handle_event(qe.StreamDataReceived(0, frame, last))
+        events += feed(wt, qe.StreamDataReceived(0, frame, last))
         offset += len(frame)
     assert all(isinstance(e, WebTransportEvent) for e in events)
     closed = [e for e in events if isinstance(e, SessionClosed)]
@@ -156,7 +166,7 @@ def test_stream_headers_never_raise(session_id: int, body: bytes, bidi: bool, fi
         sid, header = 4, encode_webtransport_bidi_header(session_id)
     else:
         sid, header = 6, encode_uni_stream_header(StreamType.WEBTRANSPORT_UNI, session_id)
-    wt.handle_event(qe.StreamDataReceived(sid, header + body, fin))
+    feed(wt, qe.StreamDataReceived(sid, header + body, fin))
     if session_id & 3 and (bidi or body or fin):
         assert quic.closed == H3ErrorCode.H3_ID_ERROR
     else:

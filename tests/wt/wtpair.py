@@ -10,6 +10,7 @@ from pywebtransport.protocol import (
     Draft,
     SessionEstablished,
     SessionRequested,
+    StreamData,
     WebTransportConfiguration,
     WebTransportConnection,
     WebTransportEvent,
@@ -34,6 +35,10 @@ class WtPair:
         self.settings_seen = {"client": False, "server": False}
         # hook: called with each raw QUIC event before the server handles it
         self.server_filter: Callable[[QuicEvent], bool] | None = None
+        # the test application consumes the stream data it records (credit goes back,
+        # RFC 9000 §4.2, draft-16 §5.4); False on a side: a reader that never reads
+        self.consume = {"client": True, "server": True}
+        self._consumed = False
 
     @property
     def server(self) -> WebTransportConnection:
@@ -41,8 +46,11 @@ class WtPair:
         return self._server
 
     def react(self) -> bool:
-        """Network hook: handle what the last flush produced (see Network.after_flush)."""
-        return self.pump()
+        """Network hook: handle what the last flush produced (see Network.after_flush);
+        True when the application consumed data (credit to send)."""
+        self._consumed = False
+        self.pump()
+        return self._consumed
 
     def pump(self) -> bool:
         pair = self.pair
@@ -64,6 +72,9 @@ class WtPair:
                 continue
             while (event := conn.next_event()) is not None:
                 self.events[side].append(event)
+                if self.consume[side] and isinstance(event, StreamData) and event.data:
+                    conn.consume_stream_data(event.stream_id, len(event.data))
+                    self._consumed = True
             if conn.peer_settings is not None:
                 self.settings_seen[side] = True
         return seen
