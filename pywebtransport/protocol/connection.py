@@ -25,7 +25,8 @@ datagrams for a session that is not established yet are buffered within the limi
 of :class:`~pywebtransport.protocol.session.WebTransportConfiguration` (§4.7); an
 excess stream is refused with WT_BUFFERED_STREAM_REJECTED, an excess datagram
 dropped. Streams for a closed session are refused with WT_SESSION_GONE (§6); which
-sessions are over is kept in a bounded record (:mod:`pywebtransport.protocol.ended`).
+sessions are over is kept in a bounded record of the stream IDs on which no session
+can start any more (:mod:`pywebtransport.protocol.ids`).
 Trailers on a request stream (a header section without pseudo-header fields, RFC 9114
 §4.1) answer nothing; with the end of the stream they end a session like a FIN.
 
@@ -83,12 +84,12 @@ from pywebtransport.protocol.drafts import (
     select_draft,
     supported_by_peer,
 )
-from pywebtransport.protocol.ended import EndedIds
 from pywebtransport.protocol.errors import (
     SessionAbort,
     WebTransportError,
 )
 from pywebtransport.protocol.flow import SessionFlowControl
+from pywebtransport.protocol.ids import ClaimedIds
 from pywebtransport.protocol.session import (
     WEBTRANSPORT_TOKENS,
     Headers,
@@ -166,7 +167,7 @@ class WebTransportConnection(StreamsMixin):
         self._events: deque[ev.WebTransportEvent] = deque()
         self._sessions: dict[int, Session] = {}
         # IDs of ended sessions (and of client bidi streams that are no session): bounded
-        self._ended = EndedIds(config.max_closed_session_ids)
+        self._claimed = ClaimedIds(config.max_claimed_session_ids)
         self._streams: dict[int, WtStream] = {}
         # streams waiting for their session (§4.7): session ID -> {stream ID: stream}
         self._early: dict[int, dict[int, WtStream]] = {}
@@ -324,6 +325,7 @@ class WebTransportConnection(StreamsMixin):
         session.headers = list(headers or [])
         session.protocols = tuple(protocols)
         self._sessions[session_id] = session
+        self._claimed.add(session_id)
         if self.peer_settings is not None:
             self._send_connect(session)
         return session_id
@@ -363,8 +365,7 @@ class WebTransportConnection(StreamsMixin):
             return  # interim response
         sid = session.session_id
         if not 200 <= status < 300:
-            if not event.stream_ended:
-                self.h3.stop_stream(sid, H3ErrorCode.H3_NO_ERROR)
+            # the rest of the response is read and dropped (see _on_request)
             self._send_fin(sid)
             session.fin_sent = True
             self._finish_session(session, ev.SessionRejected(sid, status, event.headers))
@@ -392,7 +393,7 @@ class WebTransportConnection(StreamsMixin):
         sid = event.stream_id
         if sid in self._sessions:
             return  # HTTP/3 allows one request per stream: cannot happen
-        if sid in self._ended:
+        if sid in self._claimed:
             # a request on a stream ID the bounded record already counts as over
             self._refuse_stream_pair(sid, H3ErrorCode.H3_REQUEST_REJECTED)
             return
@@ -400,13 +401,15 @@ class WebTransportConnection(StreamsMixin):
         method = header_value(headers, b":method")
         token = header_value(headers, b":protocol")
         if method != b"CONNECT" or token not in WEBTRANSPORT_TOKENS:
-            self._ended.add(sid)  # answered once; its trailers and body are ignored
+            self._claimed.add(sid)  # answered once; its trailers and body are ignored
             status = str(self.config.plain_request_status).encode()
             response = [(b":status", status)]
+            # The rest of the request is read and dropped (its bytes are credited as
+            # they come) rather than stopped: aborting the read is only a MAY (RFC 9114
+            # §4.1.2), and HTTP/3 would take a FIN after a discarded partial frame for a
+            # truncated frame (H3_FRAME_ERROR on the whole connection).
             if not _sent(lambda: self.h3.send_headers(sid, response, end_stream=True)):
                 self._refuse_stream_pair(sid, H3ErrorCode.H3_REQUEST_REJECTED)
-            elif not event.stream_ended:
-                self.h3.stop_stream(sid, H3ErrorCode.H3_NO_ERROR)
             return
         if self.peer_settings is None:
             if len(self._parked) >= self.config.max_sessions:
@@ -438,6 +441,7 @@ class WebTransportConnection(StreamsMixin):
             session.protocols = offered_protocols(headers)
         session.flow = self._new_flow(draft)
         self._sessions[sid] = session
+        self._claimed.add(sid)
         self._events.append(
             ev.SessionRequested(
                 sid, session.authority, session.path, headers, draft, session.protocols
@@ -447,7 +451,7 @@ class WebTransportConnection(StreamsMixin):
     def _refuse_stream_pair(self, stream_id: int, code: int) -> None:
         self.h3.stop_stream(stream_id, code)
         self.quic.reset_stream(stream_id, code)
-        self._ended.add(stream_id)
+        self._claimed.add(stream_id)
 
     def accept(
         self, session_id: int, headers: Headers | None = None, protocol: str | None = None
@@ -485,9 +489,7 @@ class WebTransportConnection(StreamsMixin):
         session.fin_sent = True
         if not _sent(lambda: self.h3.send_headers(session_id, response, end_stream=True)):
             self._refuse_stream_pair(session_id, H3ErrorCode.H3_REQUEST_REJECTED)
-        elif not session.pending_fin:
-            self.h3.stop_stream(session_id, H3ErrorCode.H3_NO_ERROR)
-        session.pending_data.clear()
+        session.pending_data.clear()  # what follows is read and dropped (_on_request)
         self._finish_session(session, None)
 
     # ==================================================================================
@@ -628,7 +630,7 @@ class WebTransportConnection(StreamsMixin):
         """Terminate ``session``: reset its streams with WT_SESSION_GONE (§6)."""
         sid = session.session_id
         session.state = SessionState.CLOSED
-        self._ended.add(sid)
+        self._claimed.add(sid)
         del self._sessions[sid]
         self._flow_dirty.pop(sid, None)
         for stream_id in sorted(session.streams):
@@ -649,7 +651,7 @@ class WebTransportConnection(StreamsMixin):
             else:
                 event = ev.SessionClosed(sid, 0, reason, True, code)
             session.state = SessionState.CLOSED
-            self._ended.add(sid)
+            self._claimed.add(sid)
             del self._sessions[sid]
             self._events.append(event)
         # the connection is gone: every table empties (the QUIC state goes with it)
@@ -687,7 +689,7 @@ class WebTransportConnection(StreamsMixin):
         session = self._sessions.get(session_id)
         if session is not None:
             return session.state
-        if session_id in self._ended:
+        if session_id in self._claimed:
             return SessionState.CLOSED
         raise WebTransportError(f"no session {session_id}")
 
@@ -732,7 +734,7 @@ class WebTransportConnection(StreamsMixin):
 
     def table_sizes(self) -> dict[str, int]:
         """The size of every table this connection keeps: all 0 once its sessions and
-        streams ended (``ended_ids`` stays below ``max_closed_session_ids``)."""
+        streams ended (``claimed_ids`` stays below ``max_claimed_session_ids``)."""
         return {
             "sessions": len(self._sessions),
             "session_streams": sum(len(s.streams) for s in self._sessions.values()),
@@ -746,5 +748,5 @@ class WebTransportConnection(StreamsMixin):
             "final_sizes": len(self._final_sizes),
             "flow_dirty": len(self._flow_dirty),
             "events": len(self._events),
-            "ended_ids": len(self._ended),
+            "claimed_ids": len(self._claimed),
         }

@@ -83,10 +83,10 @@ class WebTransportConfiguration:
     #: are dropped
     max_buffered_datagrams: int = 64
     max_buffered_datagram_bytes: int = 1 << 16
-    #: ended session IDs remembered individually above the "all below are ended" floor,
-    #: so late streams of a closed session are refused with WT_SESSION_GONE (§6); beyond
-    #: it the floor jumps over the oldest gap (see :class:`~pywebtransport.protocol.ended.EndedIds`)
-    max_closed_session_ids: int = 1024
+    #: session IDs remembered individually above the "all below are used" floor, so
+    #: late streams of a closed session are refused with WT_SESSION_GONE (§6); beyond
+    #: it the floor jumps over the oldest gap (:class:`~pywebtransport.protocol.ids.ClaimedIds`)
+    max_claimed_session_ids: int = 1024
     #: capsule bytes a client may send before the server accepts (§3.2)
     max_buffered_capsule_bytes: int = 1 << 16
     #: client: close the connection with WT_REQUIREMENTS_NOT_MET when the server's

@@ -10,7 +10,7 @@ stream names its session in its header (draft-ietf-webtrans-http3-16 §4.2, §4.
   H3_ID_ERROR (§4);
 * session established → ``StreamOpened`` then ``StreamData`` (draft-16 flow control
   counts the stream and its body bytes, §5.6.2, §5.6.4);
-* session over (:class:`~pywebtransport.protocol.ended.EndedIds`) → the stream is
+* session over (:class:`~pywebtransport.protocol.ids.ClaimedIds`) → the stream is
   refused with WT_SESSION_GONE (§6);
 * session unknown or not yet established → buffered, at most
   ``max_buffered_streams`` streams of ``max_buffered_stream_bytes`` each; beyond that
@@ -41,13 +41,13 @@ from collections import deque
 from h3.connection import H3Connection
 from h3.errors import H3ErrorCode
 from pywebtransport.protocol import events as ev
-from pywebtransport.protocol.ended import EndedIds
 from pywebtransport.protocol.errors import (
     SessionAbort,
     WebTransportError,
     http_code_to_webtransport_code,
     webtransport_code_to_http_code,
 )
+from pywebtransport.protocol.ids import ClaimedIds
 from pywebtransport.protocol.session import (
     Session,
     SessionState,
@@ -80,7 +80,7 @@ class StreamsMixin:
     config: WebTransportConfiguration
     _events: deque[ev.WebTransportEvent]
     _sessions: dict[int, Session]
-    _ended: EndedIds
+    _claimed: ClaimedIds
     _streams: dict[int, WtStream]
     _early: dict[int, dict[int, WtStream]]
     _buffered_streams: int
@@ -124,9 +124,9 @@ class StreamsMixin:
         self._deliver(stream, data, fin)
 
     def _new_peer_stream(self, sid: int, session_id: int) -> WtStream | None:
-        self._ended.add(sid)  # a client bidi stream ID that is not a session (§4.3)
+        self._claimed.add(sid)  # a client bidi stream ID that is not a session (§4.3)
         session = self._sessions.get(session_id)
-        if session is None and session_id in self._ended:
+        if session is None and session_id in self._claimed:
             self._refuse_stream(sid, _SESSION_GONE)  # §6
             return None
         stream = WtStream(sid, session_id, local=False)
@@ -350,7 +350,7 @@ class StreamsMixin:
             flow.on_open(bidirectional)
         self._streams[sid] = WtStream(sid, session_id, local=True)
         session.streams.add(sid)
-        self._ended.add(sid)  # client: our bidi stream IDs are not sessions
+        self._claimed.add(sid)  # client: our bidi stream IDs are not sessions
         return sid
 
     def send_stream_data(
@@ -463,7 +463,7 @@ class StreamsMixin:
             return
         config = self.config
         if (
-            (session is not None or session_id not in self._ended)
+            (session is not None or session_id not in self._claimed)
             and len(self._datagrams) < config.max_buffered_datagrams
             and self._datagram_bytes + len(data) <= config.max_buffered_datagram_bytes
         ):

@@ -39,6 +39,11 @@ class WtPair:
         # RFC 9000 §4.2, draft-16 §5.4); False on a side: a reader that never reads
         self.consume = {"client": True, "server": True}
         self._consumed = False
+        # False: keep no QUIC events and no StreamData payloads (bulk and scale tests
+        # measure memory); ``received`` counts stream bytes either way
+        self.record = True
+        self.received: dict[str, dict[int, int]] = {"client": {}, "server": {}}
+        self.finished: dict[str, set[int]] = {"client": set(), "server": set()}  # FIN seen
 
     @property
     def server(self) -> WebTransportConnection:
@@ -57,24 +62,33 @@ class WtPair:
         seen = False
         while (item := pair.client_endpoint.next_event()) is not None:
             seen = True
-            self.quic_events["client"].append(item[1])
+            if self.record:
+                self.quic_events["client"].append(item[1])
             self.client.handle_event(item[1])
         while (item := pair.server_endpoint.next_event()) is not None:
             seen = True
             if self._server is None:
                 self._server = WebTransportConnection(item[0], self.server_cfg)
-            self.quic_events["server"].append(item[1])
+            if self.record:
+                self.quic_events["server"].append(item[1])
             if self.server_filter is not None and not self.server_filter(item[1]):
                 continue
             self._server.handle_event(item[1])
         for side, conn in (("client", self.client), ("server", self._server)):
             if conn is None:
                 continue
+            received = self.received[side]
             while (event := conn.next_event()) is not None:
+                if isinstance(event, StreamData):
+                    received[event.stream_id] = received.get(event.stream_id, 0) + len(event.data)
+                    if self.consume[side] and event.data:
+                        conn.consume_stream_data(event.stream_id, len(event.data))
+                        self._consumed = True
+                    if event.fin:
+                        self.finished[side].add(event.stream_id)
+                    if not self.record:
+                        continue
                 self.events[side].append(event)
-                if self.consume[side] and isinstance(event, StreamData) and event.data:
-                    conn.consume_stream_data(event.stream_id, len(event.data))
-                    self._consumed = True
             if conn.peer_settings is not None:
                 self.settings_seen[side] = True
         return seen
@@ -113,11 +127,15 @@ def wt_pair(
     server_cfg: WebTransportConfiguration | None = None,
     *,
     wait_settings: bool = True,
+    client_quic: dict[str, Any] | None = None,
+    server_quic: dict[str, Any] | None = None,
     **link: Any,
 ) -> WtPair:
+    """A connected pair; ``client_quic`` / ``server_quic`` are QuicConfiguration
+    fields of each side, ``link`` the netsim Link fields."""
     pair = make_pair(
-        client_kwargs={"alpn_protocols": ["h3"]},
-        server_kwargs={"alpn_protocols": ["h3"]},
+        client_kwargs={"alpn_protocols": ["h3"], **(client_quic or {})},
+        server_kwargs={"alpn_protocols": ["h3"], **(server_quic or {})},
         **link,
     )
     p = WtPair(
