@@ -5,8 +5,6 @@ connection with H3_ID_ERROR."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,102 +16,16 @@ from h3.capsules import (
     encode_drain_webtransport_session,
 )
 from h3.errors import H3ErrorCode
-from h3.frames import encode_data_frame, encode_headers_frame
-from h3.qpack import QpackEncoder
-from h3.settings import encode_settings_frame
+from h3.frames import encode_data_frame
 from h3.streams import StreamType, encode_uni_stream_header, encode_webtransport_bidi_header
 from pywebtransport.protocol import (
-    Draft,
     SessionClosed,
-    SessionRequested,
     SessionState,
-    WebTransportConnection,
     WebTransportEvent,
 )
-from pywebtransport.protocol.drafts import draft_settings
 from quic import events as qe
 from quic.buffer import VARINT_MAX, encode_varint
-
-
-class FakeQuic:
-    """Just enough of QuicConnection's public API for H3 and WebTransport."""
-
-    def __init__(self, is_client: bool) -> None:
-        self.is_client = is_client
-        self.max_datagram_payload = 1200
-        self._next = {True: 1 if not is_client else 0, False: 3 if not is_client else 2}
-        self.closed: int | None = None
-        self.resets: dict[int, int] = {}
-        self.stops: dict[int, int] = {}
-        self.written: dict[int, bytearray] = {}
-        self.fins: set[int] = set()
-        self.consumed: dict[int, int] = {}
-
-    def create_stream(self, bidirectional: bool = True) -> int:
-        sid = self._next[bidirectional]
-        self._next[bidirectional] += 4
-        return sid
-
-    def send_stream_data(self, stream_id: int, data: Any, end_stream: bool = False) -> bool:
-        if stream_id in self.fins:
-            raise ValueError("write after FIN")
-        self.written.setdefault(stream_id, bytearray()).extend(data)
-        if end_stream:
-            self.fins.add(stream_id)
-        return True
-
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
-        self.resets.setdefault(stream_id, error_code)
-
-    def stop_stream(self, stream_id: int, error_code: int) -> None:
-        self.stops.setdefault(stream_id, error_code)
-
-    def consume_stream_data(self, stream_id: int, nbytes: int) -> None:
-        self.consumed[stream_id] = self.consumed.get(stream_id, 0) + nbytes
-
-    def send_datagram(self, data: Any) -> None:
-        pass
-
-    def close(self, error_code: int = 0, reason: str = "", *, application: bool = True) -> None:
-        if self.closed is None:
-            self.closed = error_code
-
-
-def feed(wt: WebTransportConnection, event: qe.QuicEvent) -> list[WebTransportEvent]:
-    """Handle one QUIC event and drain what it caused (events leave by next_event only)."""
-    assert wt.handle_event(event) is None  # type: ignore[func-returns-value]
-    events: list[WebTransportEvent] = []
-    while (item := wt.next_event()) is not None:
-        events.append(item)
-    assert wt.h3.next_event() is None  # HTTP/3's queue is drained too
-    return events
-
-
-def server_with_session() -> tuple[WebTransportConnection, FakeQuic, list[WebTransportEvent]]:
-    quic = FakeQuic(is_client=False)
-    wt = WebTransportConnection(quic)  # type: ignore[arg-type]
-    events: list[WebTransportEvent] = []
-    events += feed(wt, qe.HandshakeCompleted("h3"))
-    client_settings = {0x1: 0, 0x7: 0, **draft_settings(list(Draft), True, 4, 1000, 10, 10)}
-    control = encode_uni_stream_header(StreamType.CONTROL) + encode_settings_frame(client_settings)
-    events += feed(wt, qe.StreamDataReceived(2, control, False))
-    block = QpackEncoder().encode(
-        0,
-        [
-            (b":method", b"CONNECT"),
-            (b":protocol", b"webtransport-h3"),
-            (b":scheme", b"https"),
-            (b":authority", b"localhost"),
-            (b":path", b"/fuzz"),
-        ],
-    )
-    events += feed(wt, qe.StreamDataReceived(0, encode_headers_frame(block), False))
-    assert any(isinstance(e, SessionRequested) for e in events)
-    wt.accept(0)
-    while wt.next_event() is not None:
-        pass
-    return wt, quic, []
-
+from tests.wt.fakequic import feed, server_with_session
 
 varints = st.integers(0, VARINT_MAX)
 capsules = st.one_of(

@@ -180,6 +180,7 @@ class WebTransportConnection(StreamsMixin):
         # each is an open QUIC stream, so their number is bounded by the QUIC stream limit
         self._closing: set[int] = set()
         self._flow_dirty: dict[int, None] = {}  # sessions whose credit may have moved
+        self._stopped: set[int] = set()  # streams we stopped reading, until FIN/reset
         self._internal_error_logged = False
 
     # ==================================================================================
@@ -663,6 +664,7 @@ class WebTransportConnection(StreamsMixin):
         self._parked.clear()
         self._closing.clear()
         self._flow_dirty.clear()
+        self._stopped.clear()
 
     # ==================================================================================
     # helpers
@@ -745,6 +747,7 @@ class WebTransportConnection(StreamsMixin):
             "early_datagram_bytes": self._datagram_bytes,
             "parked_requests": len(self._parked),
             "closing": len(self._closing),
+            "stopped": len(self._stopped),
             "final_sizes": len(self._final_sizes),
             "flow_dirty": len(self._flow_dirty),
             "events": len(self._events),

@@ -87,6 +87,7 @@ class StreamsMixin:
     _datagrams: deque[tuple[int, bytes]]
     _datagram_bytes: int
     _final_sizes: dict[int, int]
+    _stopped: set[int]
     _flow_dirty: dict[int, None]
 
     # provided by the connection
@@ -107,10 +108,16 @@ class StreamsMixin:
         if session_id & 3:
             self.h3.close(H3ErrorCode.H3_ID_ERROR, f"session ID {session_id} on stream {sid}")
             return  # draft-16 §4
+        if sid in self._stopped:  # what QUIC still reports after our STOP_SENDING
+            if fin:
+                self._stopped.discard(sid)
+            return  # QUIC credited it
         stream = self._streams.get(sid)
         if stream is None:
             stream = self._new_peer_stream(sid, session_id)
             if stream is None:
+                if fin:
+                    self._stopped.discard(sid)
                 return  # refused: QUIC credits what it delivered
         if stream.buffer is not None:
             stream.buffered_bytes += len(data)
@@ -231,9 +238,17 @@ class StreamsMixin:
     def _refuse_stream(self, sid: int, code: int) -> None:
         """Stop reading (and reset the sending half of) a peer stream we cannot use;
         QUIC credits what it delivered of it."""
-        self.quic.stop_stream(sid, code)
+        self._stop_reading(sid, code)
         if not sid & 2:
             self.quic.reset_stream(sid, code)
+
+    def _stop_reading(self, sid: int, code: int) -> None:
+        """STOP_SENDING: QUIC credits what is outstanding and discards what follows, but
+        may still report data queued before and the end of the stream; those reports are
+        ignored until the FIN or the reset (``_stopped``: each entry is a stream still
+        open in QUIC, so their number is bounded by the QUIC stream limits)."""
+        self.quic.stop_stream(sid, code)
+        self._stopped.add(sid)
 
     def _stop_stream(self, stream: WtStream, code: int) -> None:
         if stream.buffer is not None:
@@ -241,7 +256,10 @@ class StreamsMixin:
         if not stream.send_done:
             self.quic.reset_stream(stream.stream_id, code)
         if stream.has_recv and not stream.recv_aborted:
-            self.quic.stop_stream(stream.stream_id, code)  # credits what is outstanding
+            if not stream.fin_received:
+                self._stop_reading(stream.stream_id, code)
+            else:  # the peer is done sending: nothing to stop, the rest is dropped
+                self.quic.stop_stream(stream.stream_id, code)
             stream.recv_aborted = True
 
     def _maybe_forget(self, session: Session, stream: WtStream) -> None:
@@ -262,6 +280,7 @@ class StreamsMixin:
 
     def _on_reset(self, sid: int, http_code: int) -> None:
         final_size = self._final_sizes.pop(sid, None)
+        self._stopped.discard(sid)
         session = self._sessions.get(sid)
         if session is not None:  # the CONNECT stream itself
             self._on_connect_reset(session, http_code)
@@ -424,7 +443,11 @@ class StreamsMixin:
             raise WebTransportError(f"stream {stream_id} was read to its end")
         # QUIC sends STOP_SENDING while the peer may still send and credits everything
         # outstanding (RFC 9000 §3.5)
-        self.quic.stop_stream(stream_id, webtransport_code_to_http_code(code))
+        http_code = webtransport_code_to_http_code(code)
+        if stream.fin_received:
+            self.quic.stop_stream(stream_id, http_code)
+        else:
+            self._stop_reading(stream_id, http_code)
         session = self._sessions.get(stream.session_id)
         if session is None:
             stream.recv_aborted = True

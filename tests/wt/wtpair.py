@@ -113,6 +113,7 @@ class WtPair:
             if not due or min(due) > deadline:
                 break
             net.step()
+        net.now = max(net.now, deadline)
         self.pump()
 
     def of(self, kind: type, side: str = "server") -> list[Any]:
