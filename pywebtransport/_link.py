@@ -352,6 +352,16 @@ class WtLink:
     def stats(self) -> dict[str, Any]:
         return {"sessions": len(self.sessions), "streams": len(self.streams)}
 
+    def table_sizes(self) -> dict[str, int]:
+        """The size of every table of this link and of its core (0 when idle)."""
+        sizes = {
+            "link_sessions": len(self.sessions),
+            "link_streams": len(self.streams),
+            "link_pending": len(self.pending),
+        }
+        sizes.update((f"core_{k}", v) for k, v in self.wt.table_sizes().items())
+        return sizes
+
     # -- commands (sessions, streams, client and server) -------------------------------
 
     def flush(self) -> None:

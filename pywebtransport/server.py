@@ -279,6 +279,19 @@ class WebTransportServer:
 
     # -- statistics ---------------------------------------------------------------------
 
+    def table_sizes(self) -> dict[str, int]:
+        """The size of every table the server keeps, summed over its connections: all
+        0 (``core_claimed_ids`` small) once the sessions and streams ended."""
+        sizes = {
+            "connections": len(self._links),
+            "pending_requests": len(self._pending),
+            "sessions": len(self._sessions),
+        }
+        for link in self._links:
+            for key, value in link.table_sizes().items():
+                sizes[key] = sizes.get(key, 0) + value
+        return sizes
+
     def stats(self) -> dict[str, Any]:
         """Server-wide counters: connections, sessions, streams, datagrams, bytes."""
         live = self.sessions

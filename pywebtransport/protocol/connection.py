@@ -403,6 +403,7 @@ class WebTransportConnection(StreamsMixin):
         token = header_value(headers, b":protocol")
         if method != b"CONNECT" or token not in WEBTRANSPORT_TOKENS:
             self._claimed.add(sid)  # answered once; its trailers and body are ignored
+            self._reject_buffered(sid)  # streams that waited for a session here: none
             status = str(self.config.plain_request_status).encode()
             response = [(b":status", status)]
             # The rest of the request is read and dropped (its bytes are credited as

@@ -131,7 +131,10 @@ class StreamsMixin:
         self._deliver(stream, data, fin)
 
     def _new_peer_stream(self, sid: int, session_id: int) -> WtStream | None:
-        self._claimed.add(sid)  # a client bidi stream ID that is not a session (§4.3)
+        if not sid & 3:  # a client bidi stream ID that is not a session (§4.3)
+            self._claimed.add(sid)
+            if sid in self._early:
+                self._reject_buffered(sid)  # streams that named it wait for nothing
         session = self._sessions.get(session_id)
         if session is None and session_id in self._claimed:
             self._refuse_stream(sid, _SESSION_GONE)  # §6
