@@ -106,9 +106,12 @@ def test_sessions_and_streams_leave_every_table(count: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(14_400)
 def test_sessions_and_streams_leave_every_table_at_scale() -> None:
     for count in (20_000, 80_000):
         client, server, objects = run_sessions(count)
+        print(f"{count} sessions: client tables {client}, server tables {server}, "
+              f"live Session/WtStream objects {objects}")  # fmt: skip
         assert client == {} and server == {}, (count, client, server)
         assert objects == 0
 
