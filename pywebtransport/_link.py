@@ -16,25 +16,31 @@ event                 goes to
 SessionRequested      the server's ``on_request`` callback (a SessionRequest)
 SessionEstablished    the pending client ``connect`` future
 SessionRejected       the pending client ``connect`` future (as an exception)
-SessionClosed /       the :class:`~pywebtransport.session.WebTransportSession`
+SessionClosed /       the session (:class:`SessionEndpoint`)
 SessionDraining /
 DatagramReceived /
-FlowCreditAvailable
-StreamOpened          the session, which creates the stream object
-StreamData / Reset /  the stream object (by QUIC stream ID)
+FlowCreditAvailable /
+StreamOpened
+StreamData / Reset /  the stream (:class:`StreamEndpoint`), by QUIC stream ID
 StopSending
 ====================  ============================================================
 
-Commands (``open_stream``, ``send_stream_data``, ...) are called on :attr:`wt` by the
-session and stream objects, which then call :meth:`WtLink.flush`; after a command
-that can itself produce WebTransport events (``accept``, ``close_session``),
-:meth:`WtLink.process` drains them. :meth:`WtLink.wait_progress` waits for the pump's
-next transmit (acknowledgments and credit may have changed), turning a closed QUIC
-connection into :class:`~pywebtransport.exceptions.ConnectionFailed`.
+The link is the only object that touches the core (:attr:`wt`) and the QUIC
+connection. Sessions and streams talk to it through its small public interface —
+commands (``open_stream``, ``send_stream_data``, ``consume``, ``close_session``, ...),
+``flush`` to have the pump transmit, ``wait_progress`` to wait for the next transmit
+(acknowledgments and credit may have changed), and the stream table
+(``add_stream``/``remove_stream``) — and it calls them back only through the
+``on_*`` methods of :class:`SessionEndpoint` and :class:`StreamEndpoint`.
 
-Receive backpressure: a stream whose unread bytes exceed the configured buffer asks
-QUIC to hold its data back (:meth:`QuicConnection.pause_stream_receive`), so the peer
-runs into its stream flow-control window until the application reads.
+Receive backpressure is flow control: a stream's bytes are credited (QUIC stream and
+connection credit, draft-16 WT_MAX_DATA) only when the application reads them
+(:meth:`WtLink.consume`), so a reader that does not read holds at most the windows we
+advertised and the peer's writer blocks.
+
+Errors: nothing escapes the QUIC event callback. The core never raises on peer input;
+an exception here anyway is a bug of ours: it is logged once and closes that
+connection with H3_INTERNAL_ERROR, and the endpoint goes on serving the others.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from h3.errors import H3ErrorCode
 from pywebtransport.exceptions import CertificateError, ConnectionFailed, SessionRejected
@@ -54,13 +60,14 @@ from quic import events as qe
 from quic.aio import ConnectionClosed, QuicSession
 from quic.tls.alerts import AlertDescription
 
-if TYPE_CHECKING:
-    from pywebtransport.session import WebTransportSession
-    from pywebtransport.stream import _StreamBase
-
-__all__ = ["SessionFactory", "WtLink", "connection_error", "decode_headers"]
-
-SessionFactory = Callable[[ev.SessionEstablished], "WebTransportSession"]
+__all__ = [
+    "SessionEndpoint",
+    "SessionFactory",
+    "StreamEndpoint",
+    "WtLink",
+    "connection_error",
+    "decode_headers",
+]
 
 logger = logging.getLogger("pywebtransport")
 
@@ -78,6 +85,41 @@ _CERTIFICATE_ALERTS = frozenset(
         AlertDescription.unknown_ca,
     )
 )
+
+
+class StreamEndpoint(Protocol):
+    """What the link calls on a stream object (its receive and send events)."""
+
+    stream_id: int
+
+    def on_data(self, data: bytes, fin: bool) -> None: ...
+
+    def on_reset(self, code: int | None, http_code: int) -> None: ...
+
+    def on_stop_sending(self, code: int | None, http_code: int) -> None: ...
+
+    def on_writable(self) -> None: ...
+
+    def on_failed(self, exc: BaseException) -> None: ...
+
+
+class SessionEndpoint(Protocol):
+    """What the link calls on a session object."""
+
+    session_id: int
+
+    def on_stream_opened(self, stream_id: int, bidirectional: bool) -> None: ...
+
+    def on_datagram(self, data: bytes) -> None: ...
+
+    def on_credit(self) -> None: ...
+
+    def on_draining(self) -> None: ...
+
+    def on_closed(self, code: int, reason: str, by_peer: bool, http_code: int | None) -> None: ...
+
+
+SessionFactory = Callable[[ev.SessionEstablished], SessionEndpoint]
 
 
 def decode_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -109,34 +151,48 @@ class WtLink:
         session: QuicSession,
         configuration: WebTransportConfiguration,
         *,
-        receive_buffer: int = 1 << 20,
         datagram_queue: int = 1024,
+        datagram_queue_bytes: int = 1 << 20,
+        stream_backlog: int = 256,
         on_request: Callable[[WtLink, ev.SessionRequested], None] | None = None,
         on_closed: Callable[[WtLink], None] | None = None,
     ) -> None:
         self.quic_session = session
-        self.quic = session.connection
+        self._quic = session.connection
         self.wt = WebTransportConnection(session.connection, configuration)
         self.loop = asyncio.get_running_loop()
-        self.receive_buffer = receive_buffer
-        self.datagram_queue = datagram_queue
-        self.sessions: dict[int, WebTransportSession] = {}
-        self.streams: dict[int, _StreamBase] = {}
+        self.is_client = self.wt.is_client
+        #: per session: datagrams and their bytes kept for the application, and streams
+        #: the peer opened that the application did not take yet
+        self.datagram_queue = max(1, datagram_queue)
+        self.datagram_queue_bytes = max(1, datagram_queue_bytes)
+        self.stream_backlog = max(1, stream_backlog)
+        self.sessions: dict[int, SessionEndpoint] = {}
+        self.streams: dict[int, StreamEndpoint] = {}
         #: client: session ID -> (future, factory building the session object)
-        self.pending: dict[int, tuple[asyncio.Future[WebTransportSession], SessionFactory]] = {}
+        self.pending: dict[int, tuple[asyncio.Future[Any], SessionFactory]] = {}
         self.settings: asyncio.Future[None] = self.loop.create_future()
         self.termination: qe.ConnectionTerminated | None = None
         self._on_request = on_request
         self._on_closed = on_closed
+        self._failed = False
         session.event_listener = self._on_quic_event
 
     # -- input ------------------------------------------------------------------------
 
     def _on_quic_event(self, event: qe.QuicEvent) -> bool:
+        """The QUIC session's listener: never raises (an asyncio callback runs it)."""
+        try:
+            return self._handle_quic_event(event)
+        except Exception:
+            self._internal_error()
+            return isinstance(event, _CONSUMED)
+
+    def _handle_quic_event(self, event: qe.QuicEvent) -> bool:
         if isinstance(event, qe.StreamWritable):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                stream._wake_writer()
+                stream.on_writable()
             return False
         if not isinstance(event, _WT_INPUT):
             return False
@@ -151,6 +207,13 @@ class WtLink:
         self.quic_session.schedule_flush()
         return isinstance(event, _CONSUMED)
 
+    def _internal_error(self) -> None:
+        if not self._failed:
+            self._failed = True
+            logger.exception("WebTransport link failed; closing the connection")
+        with contextlib.suppress(Exception):
+            self.quic_session.close(H3ErrorCode.H3_INTERNAL_ERROR, "internal error")
+
     def process(self) -> None:
         """Route every queued WebTransport event (see the module docstring)."""
         wt = self.wt
@@ -164,38 +227,23 @@ class WtLink:
         if isinstance(event, ev.StreamData):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                stream._on_data(event.data, event.fin)
-        elif isinstance(event, ev.StreamOpened):
-            session = self.sessions.get(event.session_id)
-            if session is not None:
-                session._on_stream_opened(event.stream_id, event.bidirectional)
-        elif isinstance(event, ev.DatagramReceived):
-            session = self.sessions.get(event.session_id)
-            if session is not None:
-                session._on_datagram(event.data)
+                stream.on_data(event.data, event.fin)
+            elif event.data:  # nobody holds this stream any more: its bytes are read
+                self.wt.consume_stream_data(event.stream_id, len(event.data))
         elif isinstance(event, (ev.StreamReset, ev.StopSending)):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 if isinstance(event, ev.StreamReset):
-                    stream._on_reset(event.code, event.http_code)
+                    stream.on_reset(event.code, event.http_code)
                 else:
-                    stream._on_stop_sending(event.code, event.http_code)
+                    stream.on_stop_sending(event.code, event.http_code)
         elif isinstance(event, ev.SessionRequested):
             if self._on_request is not None:
                 self._on_request(self, event)
             else:
                 self.wt.reject(event.session_id, 404)
         elif isinstance(event, ev.SessionEstablished):
-            entry = self.pending.pop(event.session_id, None)
-            if entry is not None:
-                future, factory = entry
-                session = factory(event)  # registered now: its streams may follow
-                self.sessions[event.session_id] = session
-                if not future.done():
-                    future.set_result(session)
-                else:  # the connect was abandoned (timeout, cancel)
-                    with contextlib.suppress(ProtocolApiError):
-                        self.wt.close_session(event.session_id, 0, "")
+            self._on_established(event)
         elif isinstance(event, ev.SessionRejected):
             if self.termination is not None:
                 return  # reported by _on_terminated with the connection's error
@@ -203,18 +251,47 @@ class WtLink:
             if entry is not None and not entry[0].done():
                 exc = SessionRejected(event.status, event.reason, decode_headers(event.headers))
                 entry[0].set_exception(exc)
-        elif isinstance(event, ev.SessionClosed):
+        else:
+            self._route_to_session(event)
+
+    def _route_to_session(self, event: ev.WebTransportEvent) -> None:
+        if isinstance(event, ev.SessionClosed):
             session = self.sessions.pop(event.session_id, None)
             if session is not None:
-                session._on_closed(event.code, event.reason, event.by_peer, event.http_code)
+                session.on_closed(event.code, event.reason, event.by_peer, event.http_code)
+            return
+        if not isinstance(
+            event,
+            (ev.StreamOpened, ev.DatagramReceived, ev.SessionDraining, ev.FlowCreditAvailable),
+        ):
+            return
+        session = self.sessions.get(event.session_id)
+        if session is None:
+            if isinstance(event, ev.StreamOpened):  # no session object: nobody reads it
+                self.refuse_stream(event.stream_id)
+            return
+        if isinstance(event, ev.StreamOpened):
+            session.on_stream_opened(event.stream_id, event.bidirectional)
+        elif isinstance(event, ev.DatagramReceived):
+            session.on_datagram(event.data)
         elif isinstance(event, ev.SessionDraining):
-            session = self.sessions.get(event.session_id)
-            if session is not None:
-                session._on_draining()
-        elif isinstance(event, ev.FlowCreditAvailable):
-            session = self.sessions.get(event.session_id)
-            if session is not None:
-                session._on_credit()
+            session.on_draining()
+        else:
+            session.on_credit()
+
+    def _on_established(self, event: ev.SessionEstablished) -> None:
+        entry = self.pending.pop(event.session_id, None)
+        if entry is None:
+            return
+        future, factory = entry
+        session = factory(event)  # registered now: its streams may follow
+        self.sessions[event.session_id] = session
+        if not future.done():
+            future.set_result(session)
+        else:  # the connect was abandoned (timeout, cancel)
+            self.sessions.pop(event.session_id, None)
+            with contextlib.suppress(ProtocolApiError):
+                self.wt.close_session(event.session_id, 0, "")
 
     def _on_terminated(self, event: qe.ConnectionTerminated) -> None:
         exc = connection_error(event.error_code, event.reason_phrase, event.by_peer)
@@ -227,19 +304,15 @@ class WtLink:
             self.settings.set_exception(exc)
             self.settings.exception()
         for session in list(self.sessions.values()):  # the core reported them already
-            session._on_closed(0, event.reason_phrase, True, event.error_code)
+            session.on_closed(0, event.reason_phrase, True, event.error_code)
         self.sessions.clear()
         for stream in list(self.streams.values()):
-            stream._fail(exc)
+            stream.on_failed(exc)
         self.streams.clear()
         if self._on_closed is not None:
             self._on_closed(self)
 
-    # -- output -----------------------------------------------------------------------
-
-    def flush(self) -> None:
-        """Have the pump transmit what was queued."""
-        self.quic_session.schedule_flush()
+    # -- state ------------------------------------------------------------------------
 
     @property
     def is_closed(self) -> bool:
@@ -250,6 +323,51 @@ class WtLink:
         if term is not None:
             raise connection_error(term.error_code, term.reason_phrase, term.by_peer)
 
+    @property
+    def peer_address(self) -> Any:
+        return self._quic.peer_address
+
+    @property
+    def flow_control(self) -> bool:
+        """Draft-16 session flow control is on for this connection (§5.1)."""
+        return self.wt.flow_control
+
+    @property
+    def max_datagram_payload(self) -> int:
+        """Largest QUIC DATAGRAM payload that fits one packet now (0: none)."""
+        return self._quic.max_datagram_payload
+
+    def connection_info(self) -> dict[str, Any]:
+        """RTT, congestion window and version of the QUIC connection (diagnostics)."""
+        quic = self._quic
+        recovery = quic.recovery
+        return {
+            "rtt": recovery.rtt.smoothed_rtt,
+            "min_rtt": recovery.rtt.min_rtt,
+            "cwnd": recovery.congestion.congestion_window,
+            "bytes_in_flight": recovery.bytes_in_flight,
+            "quic_version": quic.version,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        return {"sessions": len(self.sessions), "streams": len(self.streams)}
+
+    def table_sizes(self) -> dict[str, int]:
+        """The size of every table of this link and of its core (0 when idle)."""
+        sizes = {
+            "link_sessions": len(self.sessions),
+            "link_streams": len(self.streams),
+            "link_pending": len(self.pending),
+        }
+        sizes.update((f"core_{k}", v) for k, v in self.wt.table_sizes().items())
+        return sizes
+
+    # -- commands (sessions, streams, client and server) -------------------------------
+
+    def flush(self) -> None:
+        """Have the pump transmit what was queued."""
+        self.quic_session.schedule_flush()
+
     async def wait_progress(self) -> None:
         """Wait for the pump's next transmit; ConnectionFailed once closed."""
         try:
@@ -257,17 +375,125 @@ class WtLink:
         except ConnectionClosed as exc:
             raise connection_error(exc.error_code, exc.reason, exc.by_peer) from None
 
-    def pause_receive(self, stream_id: int, paused: bool) -> None:
-        with contextlib.suppress(Exception):  # the stream may be gone already
-            self.quic.pause_stream_receive(stream_id, paused)
-        if not paused:
-            self.flush()  # deliver what was held back, send MAX_STREAM_DATA
+    def connect(
+        self,
+        authority: str,
+        path: str,
+        headers: list[tuple[bytes, bytes]],
+        protocols: tuple[str, ...],
+        future: asyncio.Future[Any],
+        factory: SessionFactory,
+    ) -> int:
+        """Client: start a session; ``future`` gets what ``factory`` builds (or the
+        rejection). Raises the core's WebTransportError."""
+        session_id = self.wt.connect(authority, path, headers, protocols)
+        self.pending[session_id] = (future, factory)
+        self.process()  # a local refusal (no common draft) is already queued
+        self.flush()
+        return session_id
+
+    def accept(
+        self,
+        session: SessionEndpoint,
+        headers: list[tuple[bytes, bytes]],
+        protocol: str | None,
+    ) -> None:
+        """Server: accept a requested session; ``session`` receives its events (the
+        streams and datagrams that waited for it come right away, §4.7)."""
+        self.wt.accept(session.session_id, headers, protocol)
+        self.sessions[session.session_id] = session
+        self.process()
+        self.flush()
+
+    def reject(self, session_id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Server: refuse a requested session with an HTTP status."""
+        self.wt.reject(session_id, status, headers)
+        self.process()
+        self.flush()
+
+    def send_goaway(self) -> None:
+        """HTTP/3 GOAWAY (RFC 9114 §5.2): the peer opens no new sessions here."""
+        with contextlib.suppress(Exception):  # the connection may be closing
+            self.wt.send_goaway()
+        self.flush()
+
+    def open_stream(self, session_id: int, bidirectional: bool) -> int:
+        """Open a stream (raises FlowControlBlocked, StreamLimitReached, or the core's
+        WebTransportError)."""
+        return self.wt.open_stream(session_id, bidirectional)
+
+    def send_stream_data(
+        self, stream_id: int, data: bytes | bytearray | memoryview, end_stream: bool
+    ) -> int:
+        """Queue stream data; returns how much the draft-16 session limit let through."""
+        return self.wt.send_stream_data(stream_id, data, end_stream)
+
+    def consume(self, stream_id: int, nbytes: int) -> None:
+        """The application read ``nbytes`` of a stream: their credit goes back."""
+        self.wt.consume_stream_data(stream_id, nbytes)
+        self.flush()
+
+    def reset_stream(self, stream_id: int, code: int) -> None:
+        self.wt.reset_stream(stream_id, code)
+        self.flush()
+
+    def stop_sending(self, stream_id: int, code: int) -> None:
+        self.wt.stop_sending(stream_id, code)
+        self.flush()
+
+    def refuse_stream(self, stream_id: int) -> None:
+        """A peer stream nobody will take: stop and reset it (WT_BUFFERED_STREAM_REJECTED,
+        draft-16 §4.7, the code for streams the receiver cannot buffer)."""
+        code = H3ErrorCode.WT_BUFFERED_STREAM_REJECTED
+        with contextlib.suppress(ProtocolApiError):
+            self.wt.abandon_stream(stream_id, code)
+        self.flush()
+
+    def send_datagram(self, session_id: int, data: bytes | bytearray | memoryview) -> None:
+        self.wt.send_datagram(session_id, data)
+        self.flush()
+
+    def close_session(self, session_id: int, code: int, reason: str) -> None:
+        """WT_CLOSE_SESSION and FIN; the session's ``on_closed`` runs before this returns."""
+        with contextlib.suppress(ProtocolApiError):  # ended meanwhile
+            self.wt.close_session(session_id, code, reason)
+        self.flush()
+        self.process()
+
+    def drain_session(self, session_id: int) -> bool:
+        sent = self.wt.drain_session(session_id)
+        self.flush()
+        return sent
+
+    def export_keying_material(
+        self, session_id: int, label: bytes, context: bytes, length: int
+    ) -> bytes:
+        return self.wt.export_keying_material(session_id, label, context, length)
+
+    # -- the stream table -----------------------------------------------------------------
+
+    def add_stream(self, stream: StreamEndpoint) -> None:
+        self.streams[stream.stream_id] = stream
+
+    def remove_stream(self, stream_id: int) -> None:
+        self.streams.pop(stream_id, None)
+
+    # -- sending progress -------------------------------------------------------------
+
+    @property
+    def send_buffer_high(self) -> int:
+        """A writer waits while more than this many bytes of its stream are unacked."""
+        return self._quic.configuration.stream_send_buffer_high
+
+    def send_buffered(self, stream_id: int) -> int:
+        """Bytes of ``stream_id`` written and not yet acknowledged."""
+        return self._quic.streams.send_buffered(stream_id)
 
     async def wait_stream_flushed(self, stream_id: int, timeout: float) -> None:
         """Wait (up to ``timeout``) until a stream's sent data was acknowledged."""
         with contextlib.suppress(TimeoutError, ConnectionFailed):
             async with asyncio.timeout(timeout):
-                while self.quic.streams.send_buffered(stream_id) and not self.is_closed:
+                while self.send_buffered(stream_id) and not self.is_closed:
                     await self.wait_progress()
 
     async def aclose(self, error_code: int = H3ErrorCode.H3_NO_ERROR, reason: str = "") -> None:
@@ -275,9 +501,3 @@ class WtLink:
         for session_id in list(self.sessions):
             await self.wait_stream_flushed(session_id, 1.0)
         await self.quic_session.aclose(error_code, reason, timeout=2.0)
-
-    def register(self, session: WebTransportSession) -> None:
-        self.sessions[session.session_id] = session
-
-    def stats(self) -> dict[str, Any]:
-        return {"sessions": len(self.sessions), "streams": len(self.streams)}

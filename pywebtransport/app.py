@@ -364,20 +364,13 @@ async def _wait_flushed(session: Any, timeout: float) -> None:
 
     Closing a session makes the peer abandon all of its streams (draft-16 §6), so data
     a handler wrote just before returning could otherwise be lost to the close capsule
-    overtaking it. Uses ``session.wait_flushed(timeout)`` when the session has it;
-    otherwise waits for the stream data of the session's QUIC connection.
+    overtaking it (``session.wait_flushed(timeout)``; sessions without it are not
+    waited for).
     """
     try:
         flush = getattr(session, "wait_flushed", None)
         if callable(flush):
             await flush(timeout)
-            return
-        link = getattr(session, "_link", None)
-        if link is None or link.is_closed:
-            return
-        async with asyncio.timeout(timeout):
-            for stream_id in list(link.quic.streams.manager.streams):
-                await link.wait_stream_flushed(stream_id, timeout)
     except Exception:  # best effort: never keeps the session from closing
         logger.debug("could not wait for the session's data to be flushed", exc_info=True)
 

@@ -155,8 +155,9 @@ class WebTransportClient:
                 WtLink(
                     quic_session,
                     wt_config,
-                    receive_buffer=config.stream_receive_buffer,
                     datagram_queue=config.datagram_queue_size,
+                    datagram_queue_bytes=config.datagram_queue_bytes,
+                    stream_backlog=config.stream_backlog,
                 )
             )
 
@@ -189,10 +190,6 @@ class WebTransportClient:
         remote: tuple[str, int],
     ) -> WebTransportSession:
         link.check_open()
-        try:
-            session_id = link.wt.connect(authority, path, headers, protocols)
-        except ProtocolApiError as exc:
-            raise WebTransportError(str(exc)) from exc
         future: asyncio.Future[WebTransportSession] = link.loop.create_future()
 
         def factory(event: SessionEstablished) -> WebTransportSession:
@@ -207,9 +204,10 @@ class WebTransportClient:
                 remote_address=remote,
             )
 
-        link.pending[session_id] = (future, factory)
-        link.process()  # a local refusal (no common draft) is already queued
-        link.flush()
+        try:
+            link.connect(authority, path, headers, protocols, future, factory)
+        except ProtocolApiError as exc:
+            raise WebTransportError(str(exc)) from exc
         return await future
 
     def _on_session_closed(self, session: WebTransportSession, conn: _Connection) -> None:

@@ -102,10 +102,17 @@ class _Common:
     initial_max_streams_uni: int = 128
     #: a stream writer waits while more than this many bytes are unacknowledged
     stream_send_buffer: int = 1024 * 1024
-    #: a stream stops taking data from the network while this many bytes wait unread
-    stream_receive_buffer: int = 1024 * 1024
-    #: received datagrams kept for ``receive_datagram()`` (older ones are dropped)
+    #: most bytes one stream holds unread: credit returns only as the application
+    #: reads, so this is the ceiling of a stream's QUIC receive window (its auto-tuning
+    #: limit, RFC 9000 §4.1; never below ``initial_max_stream_data``)
+    stream_receive_buffer: int = 16 * 1024 * 1024
+    #: received datagrams kept per session for ``receive_datagram()``, and their total
+    #: bytes (beyond either, the oldest are dropped; RFC 9221 §5 allows dropping)
     datagram_queue_size: int = 1024
+    datagram_queue_bytes: int = 1024 * 1024
+    #: streams the peer opened that the application has not taken yet, per session;
+    #: further ones are refused with WT_BUFFERED_STREAM_REJECTED (draft-16 §4.7)
+    stream_backlog: int = 256
 
     @property
     def draft_versions(self) -> tuple[Draft, ...]:
@@ -121,6 +128,7 @@ class _Common:
             initial_max_stream_data=self.initial_max_stream_data,
             initial_max_streams_bidi=self.initial_max_streams_bidi,
             initial_max_streams_uni=self.initial_max_streams_uni,
+            max_stream_data_window=max(self.stream_receive_buffer, self.initial_max_stream_data),
             stream_send_buffer_high=self.stream_send_buffer,
         )
         if self.keylog_file is not None:

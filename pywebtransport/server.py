@@ -65,7 +65,7 @@ class SessionRequest:
         self.origin: str | None = self.headers.get("origin")
         self.draft: str = draft_name(event.draft)
         self.protocols: list[str] = list(event.protocols)
-        address = link.quic.peer_address
+        address = link.peer_address
         self.remote_address: tuple[str, int] = (
             (str(address[0]), int(address[1])) if address else ("", 0)
         )
@@ -91,11 +91,6 @@ class SessionRequest:
         """Accept with a 200 response (optionally choosing a WT-Protocol)."""
         self._check_pending()
         link = self._link
-        try:
-            link.wt.accept(self.session_id, _encode_headers(headers), protocol)
-        except ProtocolApiError as exc:
-            raise WebTransportError(str(exc)) from exc
-        self.state = "accepted"
         session = WebTransportSession(
             link,
             self.session_id,
@@ -106,24 +101,25 @@ class SessionRequest:
             protocol=protocol,
             remote_address=self.remote_address,
         )
+        try:
+            # registers the session, then routes what waited for it (§4.7)
+            link.accept(session, _encode_headers(headers), protocol)
+        except ProtocolApiError as exc:
+            raise WebTransportError(str(exc)) from exc
+        self.state = "accepted"
         self.session = session
-        link.register(session)
         self._server._adopt(session)
-        link.process()  # streams and datagrams that waited for the session (§4.7)
-        link.flush()
         return session
 
     async def reject(self, status_code: int = 404, headers: dict[str, str] | None = None) -> None:
         """Refuse with a non-2xx HTTP status."""
         self._check_pending()
         try:
-            self._link.wt.reject(self.session_id, status_code, _encode_headers(headers))
+            self._link.reject(self.session_id, status_code, _encode_headers(headers))
         except ProtocolApiError as exc:
             raise WebTransportError(str(exc)) from exc
         self.state = "rejected"
         self._server._rejected += 1
-        self._link.process()
-        self._link.flush()
 
 
 class WebTransportServer:
@@ -199,24 +195,25 @@ class WebTransportServer:
         link = WtLink(
             quic_session,
             config.webtransport_configuration(),
-            receive_buffer=config.stream_receive_buffer,
             datagram_queue=config.datagram_queue_size,
+            datagram_queue_bytes=config.datagram_queue_bytes,
+            stream_backlog=config.stream_backlog,
             on_request=self._on_request,
             on_closed=self._on_link_closed,
         )
         self._links.add(link)
         self._connections_total += 1
-        self.events.emit(EventType.CONNECTION, link.quic.peer_address)
+        self.events.emit(EventType.CONNECTION, link.peer_address)
 
     def _on_link_closed(self, link: WtLink) -> None:
         self._links.discard(link)
         for key in [k for k in self._pending if k[0] == id(link)]:
             self._pending.pop(key, None)
-        self.events.emit(EventType.CONNECTION_CLOSED, link.quic.peer_address)
+        self.events.emit(EventType.CONNECTION_CLOSED, link.peer_address)
 
     def _on_request(self, link: WtLink, event: SessionRequested) -> None:
         if self._closing:
-            link.wt.reject(event.session_id, 503)  # shutting down
+            link.reject(event.session_id, 503, [])  # shutting down
             self._rejected += 1
             return
         request = SessionRequest(self, link, event)
@@ -260,9 +257,7 @@ class WebTransportServer:
                     await request.reject(503)
         self._pending.clear()
         for link in list(self._links):
-            with contextlib.suppress(Exception):
-                link.wt.h3.send_goaway()  # RFC 9114 §5.2
-            link.flush()
+            link.send_goaway()  # RFC 9114 §5.2
         for session in self.sessions:
             await session.drain()
         sessions = self.sessions
@@ -284,6 +279,19 @@ class WebTransportServer:
 
     # -- statistics ---------------------------------------------------------------------
 
+    def table_sizes(self) -> dict[str, int]:
+        """The size of every table the server keeps, summed over its connections: all
+        0 (``core_claimed_ids`` small) once the sessions and streams ended."""
+        sizes = {
+            "connections": len(self._links),
+            "pending_requests": len(self._pending),
+            "sessions": len(self._sessions),
+        }
+        for link in self._links:
+            for key, value in link.table_sizes().items():
+                sizes[key] = sizes.get(key, 0) + value
+        return sizes
+
     def stats(self) -> dict[str, Any]:
         """Server-wide counters: connections, sessions, streams, datagrams, bytes."""
         live = self.sessions
@@ -297,6 +305,6 @@ class WebTransportServer:
             "sessions": len(live),
             "sessions_total": self._sessions_total,
             "sessions_rejected": self._rejected,
-            "streams": sum(len(s._streams) for s in live),
+            "streams": sum(s.open_streams for s in live),
             **totals,
         }

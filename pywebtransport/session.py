@@ -4,19 +4,23 @@ Theory of operation
 -------------------
 A :class:`WebTransportSession` is the asyncio face of one session of the protocol
 core, on one :class:`~pywebtransport._link.WtLink` (one QUIC connection). Client and
-server sessions are the same class once established.
+server sessions are the same class once established. The session uses only the link's
+public interface; the link calls it back through the ``on_*`` methods of
+:class:`~pywebtransport._link.SessionEndpoint`, and its streams call
+:meth:`check_usable`, :meth:`wait_credit` and :meth:`stream_ended`.
 
 * Streams: ``create_*_stream`` opens one through the core; while the draft-16 session
   limit (``FlowControlBlocked``) or the QUIC stream limit forbids it, it waits for new
-  credit. Streams the peer opens arrive through ``_on_stream_opened`` and are queued for
+  credit. Streams the peer opens arrive through ``on_stream_opened`` and are queued for
   ``incoming_bidirectional_streams()`` / ``incoming_unidirectional_streams()`` and
-  emitted as ``stream`` events.
-* Datagrams: queued (bounded, the oldest dropped) for ``receive_datagram()`` and
-  emitted as ``datagram`` events. ``send_datagram`` is synchronous; its result may
-  also be awaited, so ``await session.send_datagram(data)`` works too.
+  emitted as ``stream`` events; at most ``stream_backlog`` wait to be taken, further
+  ones are refused (WT_BUFFERED_STREAM_REJECTED, draft-16 §4.7).
+* Datagrams: queued for ``receive_datagram()`` (bounded by count and bytes, the oldest
+  dropped) and emitted as ``datagram`` events. ``send_datagram`` is synchronous; its
+  result may also be awaited, so ``await session.send_datagram(data)`` works too.
 * End: ``close(code, reason)`` sends WT_CLOSE_SESSION and FIN (draft-16 §6) and waits
   until they are acknowledged; the peer's close, a reset CONNECT stream or a lost
-  connection arrive through ``_on_closed``. Either way every stream is failed with
+  connection arrive through ``on_closed``. Either way every stream is failed with
   :class:`~pywebtransport.exceptions.SessionClosed` (streams that already ended
   keep their unread data), the incoming iterators end, the ``closed`` event fires
   and ``wait_closed()`` returns the reason.
@@ -55,6 +59,7 @@ __all__ = ["DatagramSent", "WebTransportSession"]
 
 AnyStream = WebTransportStream | WebTransportReceiveStream | WebTransportSendStream
 _CLOSE_FLUSH_TIMEOUT = 3.0
+_UNACKED_PRUNE = 64  # finished-but-unacknowledged streams kept before pruning acked ones
 
 
 class DatagramSent:
@@ -95,12 +100,14 @@ class WebTransportSession:
         self.draft_version = draft
         self.protocol = protocol
         self.remote_address = remote_address
-        self.is_client = link.wt.is_client
+        self.is_client = link.is_client
         self.events = EventEmitter(self)
         self._streams: dict[int, _StreamBase] = {}
         self._incoming_bidi: asyncio.Queue[WebTransportStream | None] = asyncio.Queue()
         self._incoming_uni: asyncio.Queue[WebTransportReceiveStream | None] = asyncio.Queue()
-        self._datagrams: deque[bytes] = deque(maxlen=max(1, link.datagram_queue))
+        self._datagrams: deque[bytes] = deque()
+        self._datagram_bytes = 0
+        self._unacked: set[int] = set()  # finished streams whose data is not acked yet
         self._datagram_waiter: asyncio.Future[None] | None = None
         self._credit = asyncio.Event()
         self._closed: asyncio.Future[SessionClosed] = link.loop.create_future()
@@ -135,7 +142,19 @@ class WebTransportSession:
     def is_closed(self) -> bool:
         return self.close_info is not None
 
-    def _check_usable(self) -> None:
+    @property
+    def link(self) -> WtLink:
+        """The connection this session runs on (its streams talk to it)."""
+        return self._link
+
+    @property
+    def open_streams(self) -> int:
+        """Streams of this session that are not finished yet."""
+        return len(self._streams)
+
+    def check_usable(self) -> None:
+        """Raise SessionClosed / ConnectionFailed unless streams and datagrams can be
+        sent on this session."""
         info = self.close_info
         if info is not None:
             raise info
@@ -162,19 +181,19 @@ class WebTransportSession:
     async def _open(self, bidirectional: bool) -> int:
         link = self._link
         while True:
-            self._check_usable()
+            self.check_usable()
             try:
-                sid = link.wt.open_stream(self.session_id, bidirectional)
+                sid = link.open_stream(self.session_id, bidirectional)
             except FlowControlBlocked:
                 link.flush()  # WT_STREAMS_BLOCKED (draft-16 §5.6.3)
-                await self._wait_credit()
+                await self.wait_credit()
                 continue
             except StreamLimitReached:
                 link.flush()  # STREAMS_BLOCKED (RFC 9000 §4.6)
                 await link.wait_progress()
                 continue
             except ProtocolApiError as exc:
-                self._check_usable()
+                self.check_usable()
                 raise WebTransportError(str(exc)) from exc
             link.flush()
             self.streams_opened += 1
@@ -182,9 +201,20 @@ class WebTransportSession:
 
     def _adopt(self, stream: _StreamBase) -> None:
         self._streams[stream.stream_id] = stream
-        self._link.streams[stream.stream_id] = stream
+        self._link.add_stream(stream)
 
-    async def _wait_credit(self) -> None:
+    def stream_ended(self, stream_id: int) -> None:
+        """A stream of this session finished (both halves): it leaves the table (and
+        is remembered by :meth:`wait_flushed` while its data is not acknowledged)."""
+        self._streams.pop(stream_id, None)
+        link = self._link
+        if link.send_buffered(stream_id):
+            unacked = self._unacked
+            if len(unacked) >= _UNACKED_PRUNE:
+                unacked.difference_update([s for s in unacked if not link.send_buffered(s)])
+            unacked.add(stream_id)
+
+    async def wait_credit(self) -> None:
         """Wait for a FlowCreditAvailable (or any progress) of this session."""
         self._credit.clear()
         credit = asyncio.ensure_future(self._credit.wait())
@@ -194,7 +224,7 @@ class WebTransportSession:
         finally:
             credit.cancel()
             progress.cancel()
-        self._check_usable()
+        self.check_usable()
 
     async def incoming_bidirectional_streams(self) -> AsyncIterator[WebTransportStream]:
         """Bidirectional streams opened by the peer, until the session ends."""
@@ -229,24 +259,23 @@ class WebTransportSession:
     @property
     def max_datagram_size(self) -> int:
         """Largest datagram payload that fits one QUIC packet now (0: none)."""
-        room = self._link.quic.max_datagram_payload - varint_size(self.session_id >> 2)
+        room = self._link.max_datagram_payload - varint_size(self.session_id >> 2)
         return max(0, room)
 
     def send_datagram(self, data: bytes | bytearray | memoryview) -> DatagramSent:
         """Send an unreliable datagram; DatagramTooLarge if it cannot fit a packet."""
-        self._check_usable()
+        self.check_usable()
         size = len(data)
         limit = self.max_datagram_size
         if size > limit:
             raise DatagramTooLarge(size, limit)
         try:
-            self._link.wt.send_datagram(self.session_id, data)
+            self._link.send_datagram(self.session_id, data)
         except ValueError as exc:
             raise DatagramTooLarge(size, self.max_datagram_size) from exc
         except ProtocolApiError as exc:
-            self._check_usable()
+            self.check_usable()
             raise WebTransportError(str(exc)) from exc
-        self._link.flush()
         self.datagrams_sent += 1
         return _SENT
 
@@ -261,7 +290,9 @@ class WebTransportSession:
                     await waiter
                 finally:
                     self._datagram_waiter = None
-        return self._datagrams.popleft()
+        data = self._datagrams.popleft()
+        self._datagram_bytes -= len(data)
+        return data
 
     # -- closing ------------------------------------------------------------------------
 
@@ -274,12 +305,9 @@ class WebTransportSession:
         link = self._link
         self._closing = True
         if not link.is_closed:
-            with contextlib.suppress(ProtocolApiError):  # ended meanwhile
-                link.wt.close_session(self.session_id, error_code, reason)
-            link.flush()
-            link.process()  # routes our own SessionClosed
+            link.close_session(self.session_id, error_code, reason)  # routes SessionClosed
         if self.close_info is None:
-            self._on_closed(error_code, reason, False, None)
+            self.on_closed(error_code, reason, False, None)
         await link.wait_stream_flushed(self.session_id, _CLOSE_FLUSH_TIMEOUT)
 
     async def drain(self) -> bool:
@@ -288,11 +316,9 @@ class WebTransportSession:
         if self.close_info is not None:
             return False
         try:
-            sent = self._link.wt.drain_session(self.session_id)
+            return self._link.drain_session(self.session_id)
         except ProtocolApiError:
             return False
-        self._link.flush()
-        return sent
 
     async def wait_closed(self) -> SessionClosed:
         """Wait until the session ended; returns why (code, reason, by_peer)."""
@@ -300,8 +326,22 @@ class WebTransportSession:
 
     def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
         """A TLS exporter value bound to this session (draft-16 §4.8)."""
-        self._check_usable()
-        return self._link.wt.export_keying_material(self.session_id, label, context, length)
+        self.check_usable()
+        return self._link.export_keying_material(self.session_id, label, context, length)
+
+    async def wait_flushed(self, timeout: float = 5.0) -> None:
+        """Wait (up to ``timeout``) until what was written on this session's streams
+        was acknowledged by the peer."""
+        stream_ids = [*self._unacked, *self._streams]
+        try:
+            async with asyncio.timeout(timeout):
+                for stream_id in stream_ids:
+                    await self._link.wait_stream_flushed(stream_id, timeout)
+        except TimeoutError:
+            pass
+        self._unacked.difference_update(
+            [s for s in self._unacked if not self._link.send_buffered(s)]
+        )
 
     async def __aenter__(self) -> WebTransportSession:
         return self
@@ -313,8 +353,6 @@ class WebTransportSession:
 
     def diagnostics(self) -> dict[str, Any]:
         """Negotiated parameters and counters of this session and its connection."""
-        quic = self._link.quic
-        recovery = quic.recovery
         info = self.close_info
         return {
             "session_id": self.session_id,
@@ -332,25 +370,19 @@ class WebTransportSession:
             "datagrams_received": self.datagrams_received,
             "datagrams_dropped": self.datagrams_dropped,
             "max_datagram_size": self.max_datagram_size,
-            "flow_control": self._link.wt.flow_control,
-            "rtt": recovery.rtt.smoothed_rtt,
-            "min_rtt": recovery.rtt.min_rtt,
-            "cwnd": recovery.congestion.congestion_window,
-            "bytes_in_flight": recovery.bytes_in_flight,
-            "quic_version": quic.version,
+            "flow_control": self._link.flow_control,
+            **self._link.connection_info(),
             "close_code": None if info is None else info.code,
             "close_reason": None if info is None else info.reason,
         }
 
-    # -- fed by the link ----------------------------------------------------------------
+    # -- fed by the link (SessionEndpoint) ----------------------------------------------
 
-    def _count_in(self, n: int) -> None:
-        self.bytes_received += n
-
-    def _count_out(self, n: int) -> None:
-        self.bytes_sent += n
-
-    def _on_stream_opened(self, stream_id: int, bidirectional: bool) -> None:
+    def on_stream_opened(self, stream_id: int, bidirectional: bool) -> None:
+        """The peer opened a stream; beyond ``stream_backlog`` untaken ones it is refused."""
+        if self._incoming_bidi.qsize() + self._incoming_uni.qsize() >= self._link.stream_backlog:
+            self._link.refuse_stream(stream_id)  # draft-16 §4.7
+            return
         stream: WebTransportStream | WebTransportReceiveStream
         self.streams_accepted += 1
         if bidirectional:
@@ -363,33 +395,38 @@ class WebTransportSession:
             self._incoming_uni.put_nowait(stream)
         self.events.emit(EventType.STREAM, stream)
 
-    def _on_datagram(self, data: bytes) -> None:
+    def on_datagram(self, data: bytes) -> None:
+        """A datagram arrived; the oldest queued ones go beyond the count/byte limits."""
         self.datagrams_received += 1
         queue = self._datagrams
-        if len(queue) == queue.maxlen:
-            self.datagrams_dropped += 1
         queue.append(data)
+        self._datagram_bytes += len(data)
+        link = self._link
+        while len(queue) > link.datagram_queue or (
+            self._datagram_bytes > link.datagram_queue_bytes and len(queue) > 1
+        ):
+            self._datagram_bytes -= len(queue.popleft())
+            self.datagrams_dropped += 1
         waiter = self._datagram_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         self.events.emit(EventType.DATAGRAM, data)
 
-    def _on_credit(self) -> None:
+    def on_credit(self) -> None:
         self._credit.set()
 
-    def _on_draining(self) -> None:
+    def on_draining(self) -> None:
         if not self.draining:
             self.draining = True
             self.events.emit(EventType.DRAINING, None)
 
-    def _on_closed(self, code: int, reason: str, by_peer: bool, http_code: int | None) -> None:
+    def on_closed(self, code: int, reason: str, by_peer: bool, http_code: int | None) -> None:
         if self.close_info is not None:
             return
         info = self.close_info = SessionClosed(code, reason, by_peer=by_peer, http_code=http_code)
-        self._link.sessions.pop(self.session_id, None)
         for stream in list(self._streams.values()):
-            stream._fail(info)
-            self._link.streams.pop(stream.stream_id, None)
+            stream.on_failed(info)
+            self._link.remove_stream(stream.stream_id)
         self._streams.clear()
         self._incoming_bidi.put_nowait(None)
         self._incoming_uni.put_nowait(None)

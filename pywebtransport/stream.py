@@ -3,18 +3,20 @@
 Theory of operation
 -------------------
 A stream object belongs to one :class:`~pywebtransport.session.WebTransportSession`
-and is named by its QUIC stream ID. The link (:mod:`pywebtransport._link`) feeds it
-what the protocol core reports: ``_on_data`` (bytes after the WebTransport stream
-header, FIN), ``_on_reset`` (the peer's RESET_STREAM, with the WebTransport code),
-``_on_stop_sending`` (the peer's STOP_SENDING), ``_fail`` (session or connection gone)
-and ``_wake_writer`` (the QUIC send buffer drained).
+and is named by its QUIC stream ID. It talks to the connection only through the
+link's public interface (:class:`~pywebtransport._link.WtLink`), which feeds it
+what the protocol core reports through the ``on_*`` methods of
+:class:`~pywebtransport._link.StreamEndpoint`: ``on_data`` (bytes after the
+WebTransport stream header, FIN), ``on_reset`` (the peer's RESET_STREAM, with the
+WebTransport code), ``on_stop_sending`` (the peer's STOP_SENDING), ``on_failed``
+(session or connection gone) and ``on_writable`` (the QUIC send buffer drained).
 
 Receiving. Chunks are queued as received (``bytes`` objects, never copied until a
-read needs to split or join them). When more than ``receive_buffer`` bytes wait
-unread, QUIC is asked to hold the stream's data back, so no more flow-control credit
-goes to the peer and its writer blocks; reads below half of that resume it. Readers
-that need more than the buffer (``read_all``, ``readexactly``, ``readuntil``) move
-the chunks out as they wait, so they never deadlock against the pause. A peer reset
+read needs to split or join them). Flow-control credit goes back only as the
+application reads (:meth:`WtLink.consume`: QUIC stream and connection credit, and the
+draft-16 session's WT_MAX_DATA), in batches of at most ``_CREDIT_BATCH`` bytes and
+whenever the queue runs empty; so a reader that does not read holds at most the
+stream window we advertised, and the peer's writer blocks (RFC 9000 §4.1). A peer reset
 makes reads raise :class:`~pywebtransport.exceptions.StreamReset` at once (buffered
 data is discarded, as RFC 9000 §3.2 allows).
 
@@ -57,6 +59,9 @@ Data = bytes | bytearray | memoryview
 
 #: Default largest line ``readline``/``readuntil`` accept.
 DEFAULT_LIMIT = 1 << 20
+#: Read bytes are credited back in batches of at most this size (and when the queue
+#: runs empty, so a waiting reader is never short of credit it released).
+_CREDIT_BATCH = 1 << 14
 
 
 class _StreamBase:
@@ -65,16 +70,16 @@ class _StreamBase:
     def __init__(self, session: WebTransportSession, stream_id: int, *, readable: bool,
                  writable: bool) -> None:  # fmt: skip
         self._session = session
-        self._link: WtLink = session._link
+        self._link: WtLink = session.link
         self.stream_id = stream_id
         # receiving
         self._chunks: deque[bytes] = deque()
         self._size = 0
+        self._taken = 0  # bytes handed to readers (net of bytes put back)
+        self._credited = 0  # ... of which the link was told (credit returned)
         self._eof = not readable
         self._recv_exc: BaseException | None = None
         self._reader: asyncio.Future[None] | None = None
-        self._paused = False
-        self._high = self._link.receive_buffer
         self._stopped = False  # stop_receiving() was called
         # sending
         self._send_done = not writable
@@ -90,37 +95,48 @@ class _StreamBase:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} id={self.stream_id} session={self._session.session_id}>"
 
-    # -- fed by the link ------------------------------------------------------------------
+    @property
+    def unread(self) -> int:
+        """Bytes received and not read yet (at most the stream's receive window)."""
+        return self._size
 
-    def _on_data(self, data: bytes, fin: bool) -> None:
+    # -- fed by the link (StreamEndpoint) -------------------------------------------------
+
+    def on_data(self, data: bytes, fin: bool) -> None:
+        """Bytes of the stream (after its header); ``fin`` at its end."""
         if self._stopped or self._recv_exc is not None:
+            if data:  # nobody reads them
+                self._link.consume(self.stream_id, len(data))
             return
         if data:
             self._chunks.append(data)
             self._size += len(data)
             self.bytes_received += len(data)
-            self._session._count_in(len(data))
-            if self._size > self._high and not self._paused:
-                self._paused = True
-                self._link.pause_receive(self.stream_id, True)
+            self._session.bytes_received += len(data)
         if fin:
             self._eof = True
             self._forget_if_done()
         self._wake_reader()
 
-    def _on_reset(self, code: int | None, http_code: int) -> None:
+    def on_reset(self, code: int | None, http_code: int) -> None:
+        """The peer reset its sending half (RESET_STREAM, §4.4)."""
         if self._eof and not self._chunks:
             return
         self._fail_receive(StreamReset(code, self.stream_id, http_code))
 
-    def _on_stop_sending(self, code: int | None, http_code: int) -> None:
+    def on_stop_sending(self, code: int | None, http_code: int) -> None:
+        """The peer stopped reading (STOP_SENDING, §4.4)."""
         if not self._send_done:
             self._send_done = True
             self._send_exc = StopReceiving(code, self.stream_id, http_code)
         self._writer_wake.set()
         self._forget_if_done()
 
-    def _fail(self, exc: BaseException) -> None:
+    def on_writable(self) -> None:
+        """The QUIC send buffer drained below its high mark."""
+        self._writer_wake.set()
+
+    def on_failed(self, exc: BaseException) -> None:
         """The session or the connection is gone."""
         if not (self._eof and self._recv_exc is None):
             self._fail_receive(exc)
@@ -130,15 +146,13 @@ class _StreamBase:
         self._writer_wake.set()
 
     def _fail_receive(self, exc: BaseException) -> None:
+        # the core credited the rest of the stream already (reset, stop, session gone)
         self._recv_exc = exc
         self._eof = True
         self._chunks.clear()
         self._size = 0
         self._wake_reader()
         self._forget_if_done()
-
-    def _wake_writer(self) -> None:
-        self._writer_wake.set()
 
     def _wake_reader(self) -> None:
         reader = self._reader
@@ -147,8 +161,8 @@ class _StreamBase:
 
     def _forget_if_done(self) -> None:
         if self._eof and self._send_done:
-            self._link.streams.pop(self.stream_id, None)
-            self._session._streams.pop(self.stream_id, None)
+            self._link.remove_stream(self.stream_id)
+            self._session.stream_ended(self.stream_id)
 
 
 class _ReceiveMixin(_StreamBase):
@@ -175,10 +189,13 @@ class _ReceiveMixin(_StreamBase):
             raise StreamClosed("stop_receiving() was called", self.stream_id)
 
     def _consumed(self, n: int) -> None:
+        """``n`` bytes left the queue for a reader: their credit goes back (batched)."""
         self._size -= n
-        if self._paused and self._size <= self._high // 2:
-            self._paused = False
-            self._link.pause_receive(self.stream_id, False)
+        self._taken += n
+        due = self._taken - self._credited
+        if due > 0 and (due >= _CREDIT_BATCH or not self._chunks):
+            self._credited = self._taken
+            self._link.consume(self.stream_id, due)
 
     def _take_chunk(self, max_size: int) -> bytes:
         chunks = self._chunks
@@ -198,9 +215,10 @@ class _ReceiveMixin(_StreamBase):
         return parts
 
     def _unread(self, data: bytes) -> None:
-        if data:
+        if data:  # already taken (and maybe credited): not counted again when re-read
             self._chunks.appendleft(data)
             self._size += len(data)
+            self._taken -= len(data)
 
     async def read(self, max_size: int = -1) -> bytes:
         """Up to ``max_size`` bytes as soon as any are available (b"" at the end);
@@ -301,8 +319,7 @@ class _ReceiveMixin(_StreamBase):
         self._stopped = True
         if self._recv_exc is None:
             with contextlib.suppress(ProtocolApiError):  # already finished below us
-                self._link.wt.stop_sending(self.stream_id, error_code)
-            self._link.flush()
+                self._link.stop_sending(self.stream_id, error_code)
         self._chunks.clear()
         self._size = 0
         self._eof = True
@@ -328,23 +345,23 @@ class _SendMixin(_StreamBase):
         """Send ``data`` (FIN after it with ``end_stream``), then wait while the send
         buffer is above its high mark (backpressure)."""
         self._check_write()
-        self._session._check_usable()
+        self._session.check_usable()
         link = self._link
         remaining = len(data)
         view: Data = data
         while True:
             try:
-                sent = link.wt.send_stream_data(self.stream_id, view, end_stream)
-            except (ProtocolApiError, StreamResetError, ValueError) as exc:
+                sent = link.send_stream_data(self.stream_id, view, end_stream)
+            except (ProtocolApiError, StreamResetError, ValueError, RuntimeError) as exc:
                 self._raise_send_failure(exc)
             link.flush()
             self.bytes_sent += sent
-            self._session._count_out(sent)
+            self._session.bytes_sent += sent
             if sent >= remaining:
                 break
             view = memoryview(view)[sent:]
             remaining -= sent
-            await self._session._wait_credit()
+            await self._session.wait_credit()
             self._check_write()
         if end_stream:
             self._send_done = True
@@ -352,7 +369,7 @@ class _SendMixin(_StreamBase):
         await self.drain()
 
     def _raise_send_failure(self, exc: Exception) -> NoReturn:
-        self._session._check_usable()
+        self._session.check_usable()
         self._check_write()
         raise StreamClosed(f"cannot send on stream {self.stream_id}: {exc}", self.stream_id)
 
@@ -363,9 +380,8 @@ class _SendMixin(_StreamBase):
     async def drain(self) -> None:
         """Wait until the stream's unacknowledged bytes are below the high mark."""
         link = self._link
-        streams = link.quic.streams
-        high = streams.send_buffer_high
-        while streams.send_buffered(self.stream_id) > high:
+        high = link.send_buffer_high
+        while link.send_buffered(self.stream_id) > high:
             if self._send_exc is not None:
                 raise self._send_exc
             link.check_open()
@@ -390,10 +406,9 @@ class _SendMixin(_StreamBase):
         if self._send_done:
             return
         with contextlib.suppress(ProtocolApiError):  # finished below us already
-            self._link.wt.reset_stream(self.stream_id, error_code)
+            self._link.reset_stream(self.stream_id, error_code)
         self._send_done = True
         self._send_exc = StreamClosed("the stream was reset", self.stream_id)
-        self._link.flush()
         self._writer_wake.set()
         self._forget_if_done()
 

@@ -2,6 +2,12 @@
 
 :class:`WebTransportConnection` wraps an :class:`h3.connection.H3Connection` and turns
 its events into the WebTransport events of :mod:`pywebtransport.protocol.events`.
+Driving it::
+
+    wt.handle_event(quic_event)               # returns nothing
+    while (event := wt.next_event()) is not None:
+        ...                                   # StreamData: call consume_stream_data()
+                                              # once the bytes are read (credit)
 """
 
 from pywebtransport.protocol.connection import (

@@ -5,8 +5,10 @@ Theory of operation
 :class:`WebTransportConnection` owns an :class:`~h3.connection.H3Connection` (built
 with the SETTINGS of every draft we speak, :func:`h3_configuration`). It is fed QUIC
 events (:meth:`handle_event`), passes them to HTTP/3, and turns the HTTP/3 events into
-WebTransport events (:mod:`pywebtransport.protocol.events`) that :meth:`next_event`
-hands out. Commands (``connect``, ``accept``, ``open_stream``, ...) write through the
+WebTransport events (:mod:`pywebtransport.protocol.events`). One way out: the HTTP/3
+events are drained with ``H3Connection.next_event`` as they are produced, and the
+WebTransport events leave only through :meth:`next_event` (``handle_event`` returns
+nothing). Commands (``connect``, ``accept``, ``open_stream``, ...) write through the
 public H3/QUIC API; the caller then drains ``quic.datagrams_to_send``.
 
 Draft selection (draft-16 §7.1). The client waits for the server's SETTINGS before it
@@ -22,7 +24,25 @@ bidirectional stream ID closes the connection with H3_ID_ERROR (§4). Streams an
 datagrams for a session that is not established yet are buffered within the limits
 of :class:`~pywebtransport.protocol.session.WebTransportConfiguration` (§4.7); an
 excess stream is refused with WT_BUFFERED_STREAM_REJECTED, an excess datagram
-dropped. Streams for a closed session are refused with WT_SESSION_GONE (§6).
+dropped. Streams for a closed session are refused with WT_SESSION_GONE (§6); which
+sessions are over is kept in a bounded record of the stream IDs on which no session
+can start any more (:mod:`pywebtransport.protocol.ids`).
+Trailers on a request stream (a header section without pseudo-header fields, RFC 9114
+§4.1) answer nothing; with the end of the stream they end a session like a FIN.
+
+Credit follows consumption: stream data is credited when the application calls
+:meth:`consume_stream_data` (:mod:`pywebtransport.protocol.streams`); capsule bytes on
+a CONNECT stream and bodies of requests we refuse are consumed here as they are
+parsed or dropped (the capsule reader and the pre-``accept`` buffer are bounded).
+
+Bounded state: ended sessions and streams leave every table (:meth:`table_sizes`
+lists them); per-connection limits are the fields of
+:class:`~pywebtransport.protocol.session.WebTransportConfiguration`.
+
+Errors: protocol errors of the peer become the WebTransport/HTTP/3 error they call for
+(a session abort, a stream refusal, an HTTP/3 connection error). Nothing raised while
+handling an event escapes :meth:`handle_event`: an unexpected exception is a bug of
+ours, and closes that connection with H3_INTERNAL_ERROR (logged once per connection).
 
 Termination (§6): WT_CLOSE_SESSION then FIN, a bare FIN (code 0), a reset CONNECT
 stream, or a protocol error we detect (:class:`SessionAbort`, turned into a reset of
@@ -39,8 +59,9 @@ unsent stream header); capsule-based WebTransport (the HTTP/2-style variant).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from h3 import events as he
 from h3.capsules import (
@@ -68,6 +89,7 @@ from pywebtransport.protocol.errors import (
     WebTransportError,
 )
 from pywebtransport.protocol.flow import SessionFlowControl
+from pywebtransport.protocol.ids import ClaimedIds
 from pywebtransport.protocol.session import (
     WEBTRANSPORT_TOKENS,
     Headers,
@@ -92,6 +114,22 @@ _EXPORTER_LABEL = b"EXPORTER-WebTransport"  # draft-16 §4.8
 _WT_MAX_STREAM_DATA = 0x190B4D3E
 _WT_STREAM_DATA_BLOCKED = 0x190B4D42
 _SESSION_GONE = H3ErrorCode.WT_SESSION_GONE
+
+logger = logging.getLogger("pywebtransport.protocol")
+
+# A write on a stream the peer abandoned: STOP_SENDING made QUIC reset our half
+# (StreamResetError), the stream is gone or finished (ValueError, RuntimeError), or the
+# peer's SETTINGS_MAX_FIELD_SECTION_SIZE forbids the header section (H3StreamError).
+_SEND_FAILURES = (StreamResetError, ValueError, RuntimeError, H3StreamError)
+
+
+def _sent(write: Callable[[], object]) -> bool:
+    """Run ``write``; False if the peer's state made it impossible (_SEND_FAILURES)."""
+    try:
+        write()
+    except _SEND_FAILURES:
+        return False
+    return True
 
 
 def h3_configuration(
@@ -128,13 +166,22 @@ class WebTransportConnection(StreamsMixin):
         self.flow_control = False  # draft-16 §5.1, known once the peer's SETTINGS arrive
         self._events: deque[ev.WebTransportEvent] = deque()
         self._sessions: dict[int, Session] = {}
-        self._closed: set[int] = set()  # session IDs of ended sessions
+        # IDs of ended sessions (and of client bidi streams that are no session): bounded
+        self._claimed = ClaimedIds(config.max_claimed_session_ids)
         self._streams: dict[int, WtStream] = {}
+        # streams waiting for their session (§4.7): session ID -> {stream ID: stream}
+        self._early: dict[int, dict[int, WtStream]] = {}
         self._buffered_streams = 0
         self._datagrams: deque[tuple[int, bytes]] = deque()  # waiting for their session
+        self._datagram_bytes = 0
         self._parked: list[he.HeadersReceived] = []  # server: CONNECTs before SETTINGS
         self._final_sizes: dict[int, int] = {}  # stream -> final size of a peer reset
-        self._closing: set[int] = set()  # CONNECT streams after WT_CLOSE_SESSION, before FIN
+        # CONNECT streams after WT_CLOSE_SESSION, before FIN: left on FIN, data or reset;
+        # each is an open QUIC stream, so their number is bounded by the QUIC stream limit
+        self._closing: set[int] = set()
+        self._flow_dirty: dict[int, None] = {}  # sessions whose credit may have moved
+        self._stopped: set[int] = set()  # streams we stopped reading, until FIN/reset
+        self._internal_error_logged = False
 
     # ==================================================================================
     # input
@@ -143,9 +190,26 @@ class WebTransportConnection(StreamsMixin):
     def next_event(self) -> ev.WebTransportEvent | None:
         return self._events.popleft() if self._events else None
 
-    def handle_event(self, event: qe.QuicEvent) -> list[ev.WebTransportEvent]:
-        """Feed one QUIC event; returns (and queues) the WebTransport events it caused."""
-        before = len(self._events)
+    def handle_event(self, event: qe.QuicEvent) -> None:
+        """Feed one QUIC event; the WebTransport events it causes are drained with
+        :meth:`next_event` (one way out). Never raises (see the module docstring)."""
+        try:
+            self._handle(event)
+        except Exception as exc:  # a bug of ours, not bad input: close this connection
+            self._internal_error(exc)
+
+    def _internal_error(self, exc: Exception) -> None:
+        self._final_sizes.clear()
+        if not self._internal_error_logged:
+            self._internal_error_logged = True
+            logger.error(
+                "WebTransport internal error; closing the connection (H3_INTERNAL_ERROR)",
+                exc_info=exc,
+            )
+        with contextlib.suppress(Exception):
+            self.h3.close(H3ErrorCode.H3_INTERNAL_ERROR, "internal error")
+
+    def _handle(self, event: qe.QuicEvent) -> None:
         if isinstance(event, qe.StreamReset):
             self._final_sizes[event.stream_id] = event.final_size
         self.h3.handle_event(event)
@@ -153,23 +217,20 @@ class WebTransportConnection(StreamsMixin):
             self._on_h3_event(h3_event)
         if isinstance(event, qe.ConnectionTerminated):
             self._on_connection_closed(event.error_code, event.reason_phrase)
+        self._final_sizes.clear()  # read by _on_reset while this event is handled
         self._flush_flow_updates()
-        return list(self._events)[before:]
 
     def _on_h3_event(self, event: he.H3Event) -> None:
-        if isinstance(event, (he.WebTransportStreamDataReceived, he.DataReceived)) and event.data:
-            self.h3.consume_data(event.stream_id, len(event.data))
         if isinstance(event, he.WebTransportStreamDataReceived):
             self._on_stream_data(event.stream_id, event.session_id, event.data, event.stream_ended)
         elif isinstance(event, he.DataReceived):
+            if event.data:  # capsules are parsed (or dropped) right away: bounded buffers
+                self.h3.consume_data(event.stream_id, len(event.data))
             self._on_connect_data(event.stream_id, event.data, event.stream_ended)
         elif isinstance(event, he.DatagramReceived):
             self._on_datagram(event.stream_id, event.data)
         elif isinstance(event, he.HeadersReceived):
-            if self.is_client:
-                self._on_response(event)
-            else:
-                self._on_request(event)
+            self._on_headers(event)
         elif isinstance(event, he.RequestStreamReset):
             self._on_reset(event.stream_id, event.error_code)
         elif isinstance(event, he.StopSendingReceived):
@@ -180,6 +241,19 @@ class WebTransportConnection(StreamsMixin):
             for session in self._sessions.values():  # draft-16 §4.6
                 if session.state is SessionState.ESTABLISHED:
                     self._events.append(ev.SessionDraining(session.session_id))
+
+    def _on_headers(self, event: he.HeadersReceived) -> None:
+        # a header section without the request's/response's pseudo-header is trailers
+        # (RFC 9114 §4.1, §4.3; HTTP/3 validated them): nothing to answer; their end of
+        # stream ends a session's CONNECT stream like a FIN (draft-16 §6)
+        if header_value(event.headers, b":status" if self.is_client else b":method") is None:
+            if event.stream_ended and event.stream_id in self._sessions:
+                self._on_connect_data(event.stream_id, b"", True)
+            return
+        if self.is_client:
+            self._on_response(event)
+        else:
+            self._on_request(event)
 
     # -- SETTINGS and draft selection (draft-16 §3.1, §7.1) --------------------------------
 
@@ -252,6 +326,7 @@ class WebTransportConnection(StreamsMixin):
         session.headers = list(headers or [])
         session.protocols = tuple(protocols)
         self._sessions[session_id] = session
+        self._claimed.add(session_id)
         if self.peer_settings is not None:
             self._send_connect(session)
         return session_id
@@ -270,7 +345,9 @@ class WebTransportConnection(StreamsMixin):
         headers = connect_request_headers(
             draft, session.authority, session.path, session.protocols, session.headers
         )
-        self.h3.send_headers(sid, headers)
+        if not _sent(lambda: self.h3.send_headers(sid, headers)):
+            self._refuse_connect(session, "the CONNECT request cannot be sent")
+            return
         session.state = SessionState.CONNECTING
 
     def _refuse_connect(self, session: Session, reason: str) -> None:
@@ -289,8 +366,7 @@ class WebTransportConnection(StreamsMixin):
             return  # interim response
         sid = session.session_id
         if not 200 <= status < 300:
-            if not event.stream_ended:
-                self.h3.stop_stream(sid, H3ErrorCode.H3_NO_ERROR)
+            # the rest of the response is read and dropped (see _on_request)
             self._send_fin(sid)
             session.fin_sent = True
             self._finish_session(session, ev.SessionRejected(sid, status, event.headers))
@@ -316,19 +392,32 @@ class WebTransportConnection(StreamsMixin):
 
     def _on_request(self, event: he.HeadersReceived) -> None:
         sid = event.stream_id
-        if sid in self._sessions or sid in self._closed:
-            return  # trailers on a CONNECT stream: ignored
+        if sid in self._sessions:
+            return  # HTTP/3 allows one request per stream: cannot happen
+        if sid in self._claimed:
+            # a request on a stream ID the bounded record already counts as over
+            self._refuse_stream_pair(sid, H3ErrorCode.H3_REQUEST_REJECTED)
+            return
         headers = event.headers
         method = header_value(headers, b":method")
         token = header_value(headers, b":protocol")
         if method != b"CONNECT" or token not in WEBTRANSPORT_TOKENS:
+            self._claimed.add(sid)  # answered once; its trailers and body are ignored
+            self._reject_buffered(sid)  # streams that waited for a session here: none
             status = str(self.config.plain_request_status).encode()
-            self.h3.send_headers(sid, [(b":status", status)], end_stream=True)
-            if not event.stream_ended:
-                self.h3.stop_stream(sid, H3ErrorCode.H3_NO_ERROR)
+            response = [(b":status", status)]
+            # The rest of the request is read and dropped (its bytes are credited as
+            # they come) rather than stopped: aborting the read is only a MAY (RFC 9114
+            # §4.1.2), and HTTP/3 would take a FIN after a discarded partial frame for a
+            # truncated frame (H3_FRAME_ERROR on the whole connection).
+            if not _sent(lambda: self.h3.send_headers(sid, response, end_stream=True)):
+                self._refuse_stream_pair(sid, H3ErrorCode.H3_REQUEST_REJECTED)
             return
         if self.peer_settings is None:
-            self._parked.append(event)  # draft-16 §7.1: wait for the client's SETTINGS
+            if len(self._parked) >= self.config.max_sessions:
+                self._refuse_stream_pair(sid, H3ErrorCode.H3_REQUEST_REJECTED)  # §5.2
+            else:
+                self._parked.append(event)  # draft-16 §7.1: wait for the client's SETTINGS
             return
         drafts = [
             d
@@ -354,6 +443,7 @@ class WebTransportConnection(StreamsMixin):
             session.protocols = offered_protocols(headers)
         session.flow = self._new_flow(draft)
         self._sessions[sid] = session
+        self._claimed.add(sid)
         self._events.append(
             ev.SessionRequested(
                 sid, session.authority, session.path, headers, draft, session.protocols
@@ -363,7 +453,7 @@ class WebTransportConnection(StreamsMixin):
     def _refuse_stream_pair(self, stream_id: int, code: int) -> None:
         self.h3.stop_stream(stream_id, code)
         self.quic.reset_stream(stream_id, code)
-        self._closed.add(stream_id)
+        self._claimed.add(stream_id)
 
     def accept(
         self, session_id: int, headers: Headers | None = None, protocol: str | None = None
@@ -378,12 +468,15 @@ class WebTransportConnection(StreamsMixin):
                 raise WebTransportError(f"protocol {protocol!r} was not offered")  # §3.3
             response.append((b"wt-protocol", serialize_string(protocol).encode()))
         response.extend(headers or [])
-        self.h3.send_headers(session_id, response)
+        if not _sent(lambda: self.h3.send_headers(session_id, response)):
+            self._refuse_stream_pair(session_id, H3ErrorCode.H3_REQUEST_REJECTED)
+            self._finish_session(session, ev.SessionClosed(session_id, 0, "", False))
+            raise WebTransportError(f"session {session_id}: the response cannot be sent")
         session.state = SessionState.ESTABLISHED
-        pending, session.pending_data = session.pending_data, []
+        pending, session.pending_data = bytes(session.pending_data), bytearray()
         fin, session.pending_fin = session.pending_fin, False
         if pending or fin:
-            self._on_connect_data(session_id, b"".join(pending), fin)
+            self._on_connect_data(session_id, pending, fin)
         if session.state is SessionState.ESTABLISHED:
             self._release_buffered(session)
         self._flush_flow_updates()
@@ -395,11 +488,10 @@ class WebTransportConnection(StreamsMixin):
             raise ValueError(f"not a rejection status: {status}")
         session = self._session(session_id, SessionState.REQUESTED)
         response: Headers = [(b":status", str(status).encode()), *(headers or [])]
-        self.h3.send_headers(session_id, response, end_stream=True)
         session.fin_sent = True
-        if not session.pending_fin:
-            self.h3.stop_stream(session_id, H3ErrorCode.H3_NO_ERROR)
-        session.pending_data.clear()
+        if not _sent(lambda: self.h3.send_headers(session_id, response, end_stream=True)):
+            self._refuse_stream_pair(session_id, H3ErrorCode.H3_REQUEST_REJECTED)
+        session.pending_data.clear()  # what follows is read and dropped (_on_request)
         self._finish_session(session, None)
 
     # ==================================================================================
@@ -417,11 +509,10 @@ class WebTransportConnection(StreamsMixin):
             return
         state = session.state
         if state is SessionState.REQUESTED:
-            size = sum(map(len, session.pending_data)) + len(data)
-            if size > self.config.max_buffered_capsule_bytes:
+            if len(session.pending_data) + len(data) > self.config.max_buffered_capsule_bytes:
                 self._abort(session, H3ErrorCode.H3_EXCESSIVE_LOAD, "too many early capsules")
             else:
-                session.pending_data.append(data)  # §3.2: not processed before accept
+                session.pending_data += data  # §3.2: not processed before accept
                 session.pending_fin = session.pending_fin or fin
             return
         if state is not SessionState.ESTABLISHED:
@@ -511,8 +602,9 @@ class WebTransportConnection(StreamsMixin):
             self.h3.stop_stream(session_id, H3ErrorCode.H3_REQUEST_CANCELLED)
         elif not session.fin_sent:
             capsule = encode_close_webtransport_session(code, reason)
-            self.h3.send_data(session_id, capsule, end_stream=True)
             session.fin_sent = True
+            if not _sent(lambda: self.h3.send_data(session_id, capsule, end_stream=True)):
+                self.quic.reset_stream(session_id, _SESSION_GONE)  # the peer left already
         self._finish_session(session, ev.SessionClosed(session_id, code, reason, False))
 
     def drain_session(self, session_id: int) -> bool:
@@ -522,8 +614,8 @@ class WebTransportConnection(StreamsMixin):
         assert session.draft is not None
         if not PROFILES[session.draft].drain:
             return False
-        self.h3.send_data(session_id, encode_drain_webtransport_session())
-        return True
+        capsule = encode_drain_webtransport_session()
+        return _sent(lambda: self.h3.send_data(session_id, capsule))
 
     def _abort(self, session: Session, code: int, reason: str) -> None:
         """End a session on a protocol error: reset and stop its CONNECT stream."""
@@ -540,12 +632,14 @@ class WebTransportConnection(StreamsMixin):
         """Terminate ``session``: reset its streams with WT_SESSION_GONE (§6)."""
         sid = session.session_id
         session.state = SessionState.CLOSED
-        self._closed.add(sid)
+        self._claimed.add(sid)
         del self._sessions[sid]
+        self._flow_dirty.pop(sid, None)
         for stream_id in sorted(session.streams):
             stream = self._streams.pop(stream_id, None)
             if stream is not None:
                 self._stop_stream(stream, _SESSION_GONE)
+        session.streams.clear()
         self._reject_buffered(sid)
         if event is not None:
             self._events.append(event)
@@ -559,11 +653,19 @@ class WebTransportConnection(StreamsMixin):
             else:
                 event = ev.SessionClosed(sid, 0, reason, True, code)
             session.state = SessionState.CLOSED
-            self._closed.add(sid)
+            self._claimed.add(sid)
             del self._sessions[sid]
             self._events.append(event)
+        # the connection is gone: every table empties (the QUIC state goes with it)
         self._streams.clear()
+        self._early.clear()
+        self._buffered_streams = 0
         self._datagrams.clear()
+        self._datagram_bytes = 0
+        self._parked.clear()
+        self._closing.clear()
+        self._flow_dirty.clear()
+        self._stopped.clear()
 
     # ==================================================================================
     # helpers
@@ -590,7 +692,7 @@ class WebTransportConnection(StreamsMixin):
         session = self._sessions.get(session_id)
         if session is not None:
             return session.state
-        if session_id in self._closed:
+        if session_id in self._claimed:
             return SessionState.CLOSED
         raise WebTransportError(f"no session {session_id}")
 
@@ -611,12 +713,44 @@ class WebTransportConnection(StreamsMixin):
         return session
 
     def _flush_flow_updates(self) -> None:
-        for session in self._sessions.values():
+        """Send the WT_MAX_DATA / WT_MAX_STREAMS capsules of the sessions whose credit
+        may have moved (draft-16 §5.6)."""
+        dirty, self._flow_dirty = self._flow_dirty, {}
+        for sid in dirty:
+            session = self._sessions.get(sid)
+            if session is None:
+                continue
             flow = session.flow
-            if (
-                flow is not None
-                and session.state is SessionState.ESTABLISHED
-                and not session.fin_sent
-            ):
-                for capsule in flow.take_updates():
-                    self.h3.send_data(session.session_id, capsule)
+            if flow is None or session.state is not SessionState.ESTABLISHED:
+                self._flow_dirty[sid] = None  # sent once the session is established
+                continue
+            if session.fin_sent:
+                continue
+            updates = b"".join(flow.take_updates())
+            if updates:  # a failed write: the CONNECT stream goes away with the session
+                _sent(lambda: self.h3.send_data(sid, updates))  # noqa: B023
+
+    def send_goaway(self) -> None:
+        """Graceful shutdown of the connection: HTTP/3 GOAWAY (RFC 9114 §5.2), which
+        asks the peer to end its sessions (draft-16 §4.6)."""
+        self.h3.send_goaway()
+
+    def table_sizes(self) -> dict[str, int]:
+        """The size of every table this connection keeps: all 0 once its sessions and
+        streams ended (``claimed_ids`` stays below ``max_claimed_session_ids``)."""
+        return {
+            "sessions": len(self._sessions),
+            "session_streams": sum(len(s.streams) for s in self._sessions.values()),
+            "streams": len(self._streams),
+            "early_streams": self._buffered_streams,
+            "early_sessions": len(self._early),
+            "early_datagrams": len(self._datagrams),
+            "early_datagram_bytes": self._datagram_bytes,
+            "parked_requests": len(self._parked),
+            "closing": len(self._closing),
+            "stopped": len(self._stopped),
+            "final_sizes": len(self._final_sizes),
+            "flow_dirty": len(self._flow_dirty),
+            "events": len(self._events),
+            "claimed_ids": len(self._claimed),
+        }

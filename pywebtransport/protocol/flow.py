@@ -10,9 +10,12 @@ SETTINGS_WT_INITIAL_MAX_* value (§5.1); then every session carries one
   streams in total and send at most ``recv_max_data`` bytes of stream bodies (stream
   headers excluded, §5.4). Exceeding either is WT_FLOW_CONTROL_ERROR (§5.6.2,
   §5.6.4), raised as :class:`~pywebtransport.protocol.errors.SessionAbort`. Credit is
-  given back QUIC-style (RFC 9000 §4.2): the data limit moves to ``received + window``
-  once half the window is used; the stream limit to ``closed + window`` as the peer's
-  streams finish, so ``window`` streams may be open at once. :meth:`take_updates`
+  given back QUIC-style (RFC 9000 §4.2) as the *application consumes* data, never on
+  receipt alone: the data limit moves to ``consumed + window`` once less than half the
+  window is left above what was consumed, so a reader that does not read holds at most
+  ``window`` bytes however fast the peer writes. The stream limit moves to
+  ``closed + window`` as the peer's streams finish (a stream finishes once its data
+  was consumed), so ``window`` streams may be open at once. :meth:`take_updates`
   returns the WT_MAX_DATA / WT_MAX_STREAMS capsules to send.
 * **send** (limits the peer granted): :meth:`can_open` / :meth:`send_credit` say what
   the peer allows; when blocked, :meth:`blocked_capsule` yields one WT_DATA_BLOCKED /
@@ -46,6 +49,7 @@ class SessionFlowControl:
     __slots__ = (
         "_blocked_sent",
         "_windows",
+        "consumed",
         "opened",
         "peer_closed",
         "peer_opened",
@@ -62,7 +66,8 @@ class SessionFlowControl:
         self._windows = {_DATA: local[0], "bidi": local[1], "uni": local[2]}
         self.recv_max_data = local[0]
         self.recv_max_streams = {True: local[1], False: local[2]}
-        self.received = 0
+        self.received = 0  # stream-body bytes received (limit check, §5.6.4)
+        self.consumed = 0  # ... of which the application is done with (credit)
         self.peer_opened = {True: 0, False: 0}
         self.peer_closed = {True: 0, False: 0}
         self.send_max_data = peer[0]
@@ -90,12 +95,17 @@ class SessionFlowControl:
         if self.received > self.recv_max_data:
             raise _error(f"peer sent {self.received} bytes, limit is {self.recv_max_data}")
 
+    def on_data_consumed(self, size: int) -> None:
+        """The application is done with ``size`` more bytes (or they were discarded:
+        a reset stream, a stream we stopped reading): their credit may go back."""
+        self.consumed = min(self.received, self.consumed + size)
+
     def take_updates(self) -> list[bytes]:
         """The WT_MAX_DATA / WT_MAX_STREAMS capsules due now (draft-16 §5.6)."""
         out: list[bytes] = []
         window = self._windows[_DATA]
-        if window and self.recv_max_data - self.received < (window + 1) // 2:
-            self.recv_max_data = self.received + window
+        if window and self.recv_max_data - self.consumed < (window + 1) // 2:
+            self.recv_max_data = self.consumed + window
             out.append(encode_varint_capsule(CapsuleType.WT_MAX_DATA, self.recv_max_data))
         for bidi, capsule_type in (
             (True, CapsuleType.WT_MAX_STREAMS_BIDI),

@@ -19,8 +19,12 @@ CLOSED          terminated (§6); its streams were reset with WT_SESSION_GONE bo
 ==============  ===========================================================  ======
 
 A :class:`WtStream` is one WebTransport data stream: which session it belongs to, which
-halves are still open, and — while its session is not yet established — the bytes
-received so far (bounded, §4.7).
+halves are still open, how many body bytes were delivered and how many of those the
+application consumed (credit follows consumption, RFC 9000 §4.2, draft-16 §5.4), and —
+while its session is not yet established — the bytes received so far (bounded, §4.7).
+A stream is *finished* (and leaves every table) once its sending half is done and its
+receiving half is settled: aborted (reset by the peer, stopped by us) or ended with every
+delivered byte consumed.
 
 The header helpers build and parse the extended CONNECT request and its response for
 each draft (:mod:`pywebtransport.protocol.drafts`).
@@ -63,17 +67,26 @@ class WebTransportConfiguration:
 
     #: drafts we speak; the newest one the peer also speaks is used (draft-16 §7.1)
     drafts: tuple[Draft, ...] = (Draft.DRAFT16, Draft.DRAFT07, Draft.DRAFT02)
-    #: concurrent sessions per connection (server: admitted; draft-07 setting value)
+    #: concurrent sessions per connection (server: admitted, the rest refused with
+    #: H3_REQUEST_REJECTED, draft-16 §5.2; draft-07 setting value); also bounds the
+    #: CONNECT requests parked until the client's SETTINGS arrive (§7.1)
     max_sessions: int = 16
     #: draft-16 flow-control windows (SETTINGS_WT_INITIAL_MAX_*); all 0 = no flow control
     initial_max_data: int = 1 << 20
     initial_max_streams_bidi: int = 100
     initial_max_streams_uni: int = 100
-    #: streams waiting for their session, and bytes kept per such stream (§4.7)
+    #: streams waiting for their session, and bytes kept per such stream (§4.7); an
+    #: excess stream is refused with WT_BUFFERED_STREAM_REJECTED
     max_buffered_streams: int = 32
     max_buffered_stream_bytes: int = 1 << 16
-    #: datagrams waiting for their session (§4.7): further ones are dropped
+    #: datagrams waiting for their session, and their total bytes (§4.7): further ones
+    #: are dropped
     max_buffered_datagrams: int = 64
+    max_buffered_datagram_bytes: int = 1 << 16
+    #: session IDs remembered individually above the "all below are used" floor, so
+    #: late streams of a closed session are refused with WT_SESSION_GONE (§6); beyond
+    #: it the floor jumps over the oldest gap (:class:`~pywebtransport.protocol.ids.ClaimedIds`)
+    max_claimed_session_ids: int = 1024
     #: capsule bytes a client may send before the server accepts (§3.2)
     max_buffered_capsule_bytes: int = 1 << 16
     #: client: close the connection with WT_REQUIREMENTS_NOT_MET when the server's
@@ -127,7 +140,7 @@ class Session:
         self.capsules = CapsuleReader()
         self.flow: SessionFlowControl | None = None
         self.streams: set[int] = set()
-        self.pending_data: list[bytes] = []  # server: capsule bytes before accept (§3.2)
+        self.pending_data = bytearray()  # server: capsule bytes before accept (§3.2)
         self.pending_fin = False
         self.fin_sent = False
         self.fin_received = False
@@ -146,10 +159,13 @@ class WtStream:
         "bidi",
         "buffer",
         "buffered_bytes",
+        "consumed",
+        "fin_received",
+        "has_recv",
         "header_size",
         "local",
         "received",
-        "recv_done",
+        "recv_aborted",
         "send_done",
         "session_id",
         "stream_id",
@@ -163,15 +179,29 @@ class WtStream:
         self.header_size = (_WT_BIDI_SIGNAL_SIZE if self.bidi else _WT_UNI_TYPE_SIZE) + varint_size(
             session_id
         )
-        self.received = 0  # stream-body bytes received
+        self.received = 0  # stream-body bytes delivered to the application
+        self.consumed = 0  # ... of which the application is done with (credited)
         self.send_done = not self.bidi and not local  # peer's uni stream: no send half
-        self.recv_done = not self.bidi and local  # our uni stream: no receive half
+        self.has_recv = self.bidi or not local  # our uni stream: no receive half
+        self.fin_received = False
+        self.recv_aborted = False  # reset by the peer or stopped by us
         self.buffer: list[tuple[bytes, bool]] | None = None  # waiting for the session
         self.buffered_bytes = 0
 
     @property
+    def recv_done(self) -> bool:
+        """No more data will be delivered on this stream."""
+        return not self.has_recv or self.fin_received or self.recv_aborted
+
+    @property
+    def unconsumed(self) -> int:
+        """Delivered bytes the application has not consumed yet (0 once aborted)."""
+        return 0 if self.recv_aborted else self.received - self.consumed
+
+    @property
     def finished(self) -> bool:
-        return self.send_done and self.recv_done
+        """Both halves over and every delivered byte consumed: the stream can go."""
+        return self.send_done and self.recv_done and not self.unconsumed
 
 
 def header_value(headers: Headers, name: bytes) -> bytes | None:

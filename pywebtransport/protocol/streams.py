@@ -1,4 +1,4 @@
-"""WebTransport data streams and datagrams: routing, buffering, resets (mixin).
+"""WebTransport data streams and datagrams: routing, buffering, credit, resets (mixin).
 
 Theory of operation
 -------------------
@@ -10,16 +10,28 @@ stream names its session in its header (draft-ietf-webtrans-http3-16 §4.2, §4.
   H3_ID_ERROR (§4);
 * session established → ``StreamOpened`` then ``StreamData`` (draft-16 flow control
   counts the stream and its body bytes, §5.6.2, §5.6.4);
-* session closed → the stream is refused with WT_SESSION_GONE (§6);
+* session over (:class:`~pywebtransport.protocol.ids.ClaimedIds`) → the stream is
+  refused with WT_SESSION_GONE (§6);
 * session unknown or not yet established → buffered, at most
   ``max_buffered_streams`` streams of ``max_buffered_stream_bytes`` each; beyond that
   the stream is refused with WT_BUFFERED_STREAM_REJECTED (§4.7). Buffered streams are
-  replayed in stream-ID order when the session is established, refused the same way
-  when it is rejected.
+  kept per session and replayed in stream-ID order when the session is established,
+  refused the same way when it is rejected or ends.
 
-Datagrams follow the same rules (buffered up to ``max_buffered_datagrams``, then
-dropped). Resets and STOP_SENDING reach the application with the WebTransport code
-(§4.4); a peer reset's final size is charged to the session's data limit (§5.4).
+Credit follows consumption (RFC 9000 §4.2, draft-16 §5.4): ``StreamData`` bytes are
+delivered uncredited; the application calls :meth:`consume_stream_data` when it is
+done with them, which returns their QUIC credit (``H3Connection.consume_data``) and,
+with draft-16 flow control, their session credit (WT_MAX_DATA). A reader that does not
+read therefore holds at most the windows we advertised. Bytes nobody will read (a
+stream reset by the peer or stopped by us, a stream of a session that is over) are
+credited at once. A stream leaves the table once both halves are over and its
+delivered bytes were consumed; then its stream credit (WT_MAX_STREAMS) goes back.
+
+Datagrams follow the buffering rules too (up to ``max_buffered_datagrams`` /
+``max_buffered_datagram_bytes`` wait for their session, the rest are dropped; those
+of a session that is over are dropped). Resets and STOP_SENDING reach the application
+with the WebTransport code (§4.4); a peer reset's final size is charged to the
+session's data limit (§5.4).
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ from pywebtransport.protocol.errors import (
     http_code_to_webtransport_code,
     webtransport_code_to_http_code,
 )
+from pywebtransport.protocol.ids import ClaimedIds
 from pywebtransport.protocol.session import (
     Session,
     SessionState,
@@ -46,6 +59,7 @@ from quic.connection import QuicConnection
 __all__ = ["FlowControlBlocked", "StreamsMixin"]
 
 _SESSION_GONE = H3ErrorCode.WT_SESSION_GONE
+_REJECTED = H3ErrorCode.WT_BUFFERED_STREAM_REJECTED
 
 
 class FlowControlBlocked(WebTransportError):
@@ -66,11 +80,15 @@ class StreamsMixin:
     config: WebTransportConfiguration
     _events: deque[ev.WebTransportEvent]
     _sessions: dict[int, Session]
-    _closed: set[int]
+    _claimed: ClaimedIds
     _streams: dict[int, WtStream]
+    _early: dict[int, dict[int, WtStream]]
     _buffered_streams: int
     _datagrams: deque[tuple[int, bytes]]
+    _datagram_bytes: int
     _final_sizes: dict[int, int]
+    _stopped: set[int]
+    _flow_dirty: dict[int, None]
 
     # provided by the connection
     def _abort(self, session: Session, code: int, reason: str) -> None:
@@ -82,9 +100,6 @@ class StreamsMixin:
     def _flush_flow_updates(self) -> None:
         raise NotImplementedError
 
-    def _finish_session(self, session: Session, event: ev.WebTransportEvent | None) -> None:
-        raise NotImplementedError
-
     # ==================================================================================
     # WebTransport streams (draft-16 §4.2, §4.3, §4.4, §4.7)
     # ==================================================================================
@@ -93,34 +108,49 @@ class StreamsMixin:
         if session_id & 3:
             self.h3.close(H3ErrorCode.H3_ID_ERROR, f"session ID {session_id} on stream {sid}")
             return  # draft-16 §4
+        if sid in self._stopped:  # what QUIC still reports after our STOP_SENDING
+            if fin:
+                self._stopped.discard(sid)
+            return  # QUIC credited it
         stream = self._streams.get(sid)
         if stream is None:
-            if session_id in self._closed:
-                self._refuse_stream(sid, _SESSION_GONE)
-                return
-            stream = WtStream(sid, session_id, local=False)
-            session = self._sessions.get(session_id)
-            if session is None or session.state is not SessionState.ESTABLISHED:
-                if self._buffered_streams >= self.config.max_buffered_streams:
-                    self._refuse_stream(sid, H3ErrorCode.WT_BUFFERED_STREAM_REJECTED)
-                    return
-                stream.buffer = []
-                self._buffered_streams += 1
-                self._streams[sid] = stream
-            else:
-                self._streams[sid] = stream
-                if not self._open_incoming(session, stream):
-                    return
+            stream = self._new_peer_stream(sid, session_id)
+            if stream is None:
+                if fin:
+                    self._stopped.discard(sid)
+                return  # refused: QUIC credits what it delivered
         if stream.buffer is not None:
             stream.buffered_bytes += len(data)
             if stream.buffered_bytes > self.config.max_buffered_stream_bytes:
                 self._unbuffer(stream)
                 del self._streams[sid]
-                self._refuse_stream(sid, H3ErrorCode.WT_BUFFERED_STREAM_REJECTED)
+                self._refuse_stream(sid, _REJECTED)
                 return
             stream.buffer.append((data, fin))
             return
         self._deliver(stream, data, fin)
+
+    def _new_peer_stream(self, sid: int, session_id: int) -> WtStream | None:
+        if not sid & 3:  # a client bidi stream ID that is not a session (§4.3)
+            self._claimed.add(sid)
+            if sid in self._early:
+                self._reject_buffered(sid)  # streams that named it wait for nothing
+        session = self._sessions.get(session_id)
+        if session is None and session_id in self._claimed:
+            self._refuse_stream(sid, _SESSION_GONE)  # §6
+            return None
+        stream = WtStream(sid, session_id, local=False)
+        if session is None or session.state is not SessionState.ESTABLISHED:
+            if self._buffered_streams >= self.config.max_buffered_streams:
+                self._refuse_stream(sid, _REJECTED)  # §4.7
+                return None
+            stream.buffer = []
+            self._buffered_streams += 1
+            self._early.setdefault(session_id, {})[sid] = stream
+            self._streams[sid] = stream
+            return stream
+        self._streams[sid] = stream
+        return stream if self._open_incoming(session, stream) else None
 
     def _open_incoming(self, session: Session, stream: WtStream) -> bool:
         session.streams.add(stream.stream_id)
@@ -136,74 +166,104 @@ class StreamsMixin:
     def _deliver(self, stream: WtStream, data: bytes, fin: bool) -> None:
         session = self._sessions.get(stream.session_id)
         if session is None or stream.recv_done:
+            if data:  # nobody will read these: credit them now
+                self.h3.consume_data(stream.stream_id, len(data))
             return
-        stream.received += len(data)
-        if session.flow is not None and data:
-            try:
-                session.flow.on_data_received(len(data))
-            except SessionAbort as exc:
-                self._abort(session, exc.error_code, exc.reason)
-                return
+        if data:
+            stream.received += len(data)
+            if session.flow is not None:
+                try:
+                    session.flow.on_data_received(len(data))
+                except SessionAbort as exc:
+                    self._abort(session, exc.error_code, exc.reason)
+                    return
+        if fin:
+            stream.fin_received = True
         if data or fin:
             self._events.append(ev.StreamData(session.session_id, stream.stream_id, data, fin))
         if fin:
-            stream.recv_done = True
             self._maybe_forget(session, stream)
 
     def _release_buffered(self, session: Session) -> None:
         """The session is established: deliver what waited for it (§4.7)."""
         sid = session.session_id
-        waiting = sorted(
-            (s for s in self._streams.values() if s.session_id == sid and s.buffer is not None),
-            key=lambda s: s.stream_id,
-        )
-        for stream in waiting:
+        waiting = self._early.pop(sid, {})
+        for stream_id in sorted(waiting):
+            stream = waiting[stream_id]
             if session.state is not SessionState.ESTABLISHED:
-                return  # aborted meanwhile: the rest was refused
+                # aborted meanwhile: _finish_session refused the streams it knew of
+                self._forget_buffered(stream)
+                continue
             if stream.buffer is None:
                 continue
             chunks = self._unbuffer(stream)
             if not self._open_incoming(session, stream):
-                return
+                continue
             for data, fin in chunks:
                 self._deliver(stream, data, fin)
-        kept: deque[tuple[int, bytes]] = deque()
-        for owner, payload in self._datagrams:
-            if owner == sid and session.state is SessionState.ESTABLISHED:
-                self._events.append(ev.DatagramReceived(sid, payload))
-            else:
-                kept.append((owner, payload))
-        self._datagrams = kept
+        if self._datagrams and session.state is SessionState.ESTABLISHED:
+            kept: deque[tuple[int, bytes]] = deque()
+            for owner, payload in self._datagrams:
+                if owner == sid:
+                    self._datagram_bytes -= len(payload)
+                    self._events.append(ev.DatagramReceived(sid, payload))
+                else:
+                    kept.append((owner, payload))
+            self._datagrams = kept
 
     def _unbuffer(self, stream: WtStream) -> list[tuple[bytes, bool]]:
         chunks = stream.buffer or []
         if stream.buffer is not None:
             stream.buffer = None
             self._buffered_streams -= 1
+            waiting = self._early.get(stream.session_id)
+            if waiting is not None:
+                waiting.pop(stream.stream_id, None)
+                if not waiting:
+                    del self._early[stream.session_id]
         return chunks
+
+    def _forget_buffered(self, stream: WtStream) -> None:
+        if stream.buffer is not None:
+            self._unbuffer(stream)
+            self._streams.pop(stream.stream_id, None)
+            self._refuse_stream(stream.stream_id, _REJECTED)
 
     def _reject_buffered(self, session_id: int) -> None:
         """Streams and datagrams that waited for a session that will not come (§4.7)."""
-        for stream in [s for s in self._streams.values() if s.session_id == session_id]:
-            if stream.buffer is not None:
-                self._unbuffer(stream)
-                del self._streams[stream.stream_id]
-                self._refuse_stream(stream.stream_id, H3ErrorCode.WT_BUFFERED_STREAM_REJECTED)
-        self._datagrams = deque(d for d in self._datagrams if d[0] != session_id)
+        for stream in list(self._early.get(session_id, {}).values()):
+            self._forget_buffered(stream)
+        if self._datagrams:
+            kept = deque(d for d in self._datagrams if d[0] != session_id)
+            self._datagram_bytes = sum(len(d[1]) for d in kept)
+            self._datagrams = kept
 
     def _refuse_stream(self, sid: int, code: int) -> None:
-        """Stop reading (and reset the sending half of) a peer stream we cannot use."""
-        self.quic.stop_stream(sid, code)
+        """Stop reading (and reset the sending half of) a peer stream we cannot use;
+        QUIC credits what it delivered of it."""
+        self._stop_reading(sid, code)
         if not sid & 2:
             self.quic.reset_stream(sid, code)
+
+    def _stop_reading(self, sid: int, code: int) -> None:
+        """STOP_SENDING: QUIC credits what is outstanding and discards what follows, but
+        may still report data queued before and the end of the stream; those reports are
+        ignored until the FIN or the reset (``_stopped``: each entry is a stream still
+        open in QUIC, so their number is bounded by the QUIC stream limits)."""
+        self.quic.stop_stream(sid, code)
+        self._stopped.add(sid)
 
     def _stop_stream(self, stream: WtStream, code: int) -> None:
         if stream.buffer is not None:
             self._unbuffer(stream)
         if not stream.send_done:
             self.quic.reset_stream(stream.stream_id, code)
-        if not stream.recv_done:
-            self.quic.stop_stream(stream.stream_id, code)
+        if stream.has_recv and not stream.recv_aborted:
+            if not stream.fin_received:
+                self._stop_reading(stream.stream_id, code)
+            else:  # the peer is done sending: nothing to stop, the rest is dropped
+                self.quic.stop_stream(stream.stream_id, code)
+            stream.recv_aborted = True
 
     def _maybe_forget(self, session: Session, stream: WtStream) -> None:
         if not stream.finished:
@@ -211,11 +271,19 @@ class StreamsMixin:
         self._streams.pop(stream.stream_id, None)
         session.streams.discard(stream.stream_id)
         if not stream.local and session.flow is not None:
-            session.flow.on_peer_stream_closed(stream.bidi)  # credit back (§5.3)
-            self._flush_flow_updates()
+            session.flow.on_peer_stream_closed(stream.bidi)  # credit back (§5.6.2)
+            self._flow_dirty[session.session_id] = None
+
+    def _abort_receive(self, session: Session, stream: WtStream) -> None:
+        """Nobody reads the rest of ``stream``: its session credit goes back (§5.4)."""
+        if session.flow is not None:
+            session.flow.on_data_consumed(stream.unconsumed)
+            self._flow_dirty[session.session_id] = None
+        stream.recv_aborted = True
 
     def _on_reset(self, sid: int, http_code: int) -> None:
         final_size = self._final_sizes.pop(sid, None)
+        self._stopped.discard(sid)
         session = self._sessions.get(sid)
         if session is not None:  # the CONNECT stream itself
             self._on_connect_reset(session, http_code)
@@ -230,15 +298,16 @@ class StreamsMixin:
         session = self._sessions.get(stream.session_id)
         if session is None:
             return
-        stream.recv_done = True
         if session.flow is not None and final_size is not None:
             unseen = final_size - stream.header_size - stream.received
             try:
                 if unseen > 0:
                     session.flow.on_data_received(unseen)  # draft-16 §5.4
+                    session.flow.on_data_consumed(unseen)
             except SessionAbort as exc:
                 self._abort(session, exc.error_code, exc.reason)
                 return
+        self._abort_receive(session, stream)  # QUIC credited the stream already
         self._events.append(
             ev.StreamReset(session.session_id, sid, http_code_to_webtransport_code(http_code),
                            http_code)
@@ -257,14 +326,20 @@ class StreamsMixin:
             event = ev.SessionClosed(sid, 0, "", True, http_code)
         self._finish_session(session, event)
 
+    def _finish_session(self, session: Session, event: ev.WebTransportEvent | None) -> None:
+        raise NotImplementedError
+
     def _on_stop_sending(self, sid: int, http_code: int) -> None:
         session = self._sessions.get(sid)
         if session is not None:
-            if session.state is not SessionState.ESTABLISHED:
-                # before the final response STOP_SENDING only ends the request body
-                # (RFC 9114 §4.1.1); a refusal comes as a response or a reset
-                return
-            self._on_connect_reset(session, http_code)
+            if session.state is SessionState.REQUESTED:
+                # QUIC answers with RESET_STREAM: no response can reach the client
+                session.fin_sent = True
+                self._finish_session(session, ev.SessionClosed(sid, 0, "", True, http_code))
+            elif session.state is SessionState.ESTABLISHED:
+                self._on_connect_reset(session, http_code)
+            # a client's CONNECT before the final response: STOP_SENDING only ends the
+            # request body (RFC 9114 §4.1.1); a refusal comes as a response or a reset
             return
         stream = self._streams.get(sid)
         if stream is None or stream.send_done or stream.buffer is not None:
@@ -297,6 +372,7 @@ class StreamsMixin:
             flow.on_open(bidirectional)
         self._streams[sid] = WtStream(sid, session_id, local=True)
         session.streams.add(sid)
+        self._claimed.add(sid)  # client: our bidi stream IDs are not sessions
         return sid
 
     def send_stream_data(
@@ -324,7 +400,29 @@ class StreamsMixin:
         if end_stream:
             stream.send_done = True
             self._maybe_forget(session, stream)
+            self._flush_flow_updates()
         return size
+
+    def consume_stream_data(self, stream_id: int, nbytes: int) -> None:
+        """The application is done with ``nbytes`` more bytes of the ``StreamData`` of
+        ``stream_id``: their QUIC credit and (draft-16) session credit go back to the
+        peer (RFC 9000 §4.2, draft-16 §5.4). Bytes of streams that are gone are ignored."""
+        stream = self._streams.get(stream_id)
+        if stream is None or nbytes <= 0:
+            return
+        n = min(nbytes, stream.unconsumed)
+        if n <= 0:
+            return
+        stream.consumed += n
+        self.h3.consume_data(stream_id, n)
+        session = self._sessions.get(stream.session_id)
+        if session is None:
+            return
+        if session.flow is not None:
+            session.flow.on_data_consumed(n)
+            self._flow_dirty[session.session_id] = None
+        self._maybe_forget(session, stream)
+        self._flush_flow_updates()
 
     def reset_stream(self, stream_id: int, code: int = 0) -> None:
         """Abandon sending on a stream with application error ``code`` (§4.4)."""
@@ -336,17 +434,49 @@ class StreamsMixin:
         session = self._sessions.get(stream.session_id)
         if session is not None:
             self._maybe_forget(session, stream)
+            self._flush_flow_updates()
 
     def stop_sending(self, stream_id: int, code: int = 0) -> None:
-        """Stop reading a stream with application error ``code`` (§4.4)."""
+        """Stop reading a stream with application error ``code`` (§4.4); what was
+        delivered but not consumed is discarded (its credit goes back)."""
         stream = self._streams.get(stream_id)
-        if stream is None or stream.recv_done:
+        if stream is None or not stream.has_recv or stream.recv_aborted:
             raise WebTransportError(f"stream {stream_id} is not being read")
-        self.quic.stop_stream(stream_id, webtransport_code_to_http_code(code))
-        stream.recv_done = True
+        if stream.fin_received and not stream.unconsumed:
+            raise WebTransportError(f"stream {stream_id} was read to its end")
+        # QUIC sends STOP_SENDING while the peer may still send and credits everything
+        # outstanding (RFC 9000 §3.5)
+        http_code = webtransport_code_to_http_code(code)
+        if stream.fin_received:
+            self.quic.stop_stream(stream_id, http_code)
+        else:
+            self._stop_reading(stream_id, http_code)
         session = self._sessions.get(stream.session_id)
-        if session is not None:
-            self._maybe_forget(session, stream)
+        if session is None:
+            stream.recv_aborted = True
+            return
+        self._abort_receive(session, stream)
+        self._maybe_forget(session, stream)
+        self._flush_flow_updates()
+
+    def abandon_stream(self, stream_id: int, http_code: int) -> None:
+        """Reset and stop reading a stream with HTTP/3 error ``http_code`` (not an
+        application code): e.g. a peer stream the application has no room for is
+        refused with WT_BUFFERED_STREAM_REJECTED (§4.7)."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise WebTransportError(f"no stream {stream_id}")
+        session = self._sessions.get(stream.session_id)
+        if session is not None and session.flow is not None and not stream.recv_aborted:
+            session.flow.on_data_consumed(stream.unconsumed)  # discarded: credit back
+            self._flow_dirty[session.session_id] = None
+        self._stop_stream(stream, http_code)
+        stream.send_done = True
+        if session is None:
+            self._streams.pop(stream_id, None)
+            return
+        self._maybe_forget(session, stream)
+        self._flush_flow_updates()
 
     # ==================================================================================
     # datagrams (draft-16 §4.5, §4.7)
@@ -356,11 +486,16 @@ class StreamsMixin:
         session = self._sessions.get(session_id)
         if session is not None and session.state is SessionState.ESTABLISHED:
             self._events.append(ev.DatagramReceived(session_id, data))
-        elif (
-            session_id not in self._closed
-            and len(self._datagrams) < self.config.max_buffered_datagrams
+            return
+        config = self.config
+        if (
+            (session is not None or session_id not in self._claimed)
+            and len(self._datagrams) < config.max_buffered_datagrams
+            and self._datagram_bytes + len(data) <= config.max_buffered_datagram_bytes
         ):
-            self._datagrams.append((session_id, data))  # else dropped (§4.7)
+            self._datagrams.append((session_id, data))  # §4.7
+            self._datagram_bytes += len(data)
+        # else dropped: over the limits (§4.7) or the session is over
 
     def send_datagram(self, session_id: int, data: bytes | bytearray | memoryview) -> None:
         """Send a datagram; raises ValueError when it cannot fit a QUIC packet."""

@@ -62,7 +62,11 @@ def test_credit_is_given_back() -> None:
     flow = SessionFlowControl((100, 4, 2), (0, 0, 0))
     assert flow.take_updates() == []
     flow.on_data_received(60)
+    assert flow.take_updates() == []  # received is not consumed: no credit yet
+    flow.on_data_consumed(60)
     assert flow.take_updates() == [encode_varint_capsule(CapsuleType.WT_MAX_DATA, 160)]
+    flow.on_data_consumed(1000)  # never beyond what was received
+    assert flow.consumed == 60
     flow.on_peer_stream(False)
     flow.on_peer_stream_closed(False)
     assert flow.take_updates() == [encode_varint_capsule(CapsuleType.WT_MAX_STREAMS_UNI, 3)]

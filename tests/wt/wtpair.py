@@ -10,6 +10,7 @@ from pywebtransport.protocol import (
     Draft,
     SessionEstablished,
     SessionRequested,
+    StreamData,
     WebTransportConfiguration,
     WebTransportConnection,
     WebTransportEvent,
@@ -34,6 +35,15 @@ class WtPair:
         self.settings_seen = {"client": False, "server": False}
         # hook: called with each raw QUIC event before the server handles it
         self.server_filter: Callable[[QuicEvent], bool] | None = None
+        # the test application consumes the stream data it records (credit goes back,
+        # RFC 9000 §4.2, draft-16 §5.4); False on a side: a reader that never reads
+        self.consume = {"client": True, "server": True}
+        self._consumed = False
+        # False: keep no QUIC events and no StreamData payloads (bulk and scale tests
+        # measure memory); ``received`` counts stream bytes either way
+        self.record = True
+        self.received: dict[str, dict[int, int]] = {"client": {}, "server": {}}
+        self.finished: dict[str, set[int]] = {"client": set(), "server": set()}  # FIN seen
 
     @property
     def server(self) -> WebTransportConnection:
@@ -41,28 +51,43 @@ class WtPair:
         return self._server
 
     def react(self) -> bool:
-        """Network hook: handle what the last flush produced (see Network.after_flush)."""
-        return self.pump()
+        """Network hook: handle what the last flush produced (see Network.after_flush);
+        True when the application consumed data (credit to send)."""
+        self._consumed = False
+        self.pump()
+        return self._consumed
 
     def pump(self) -> bool:
         pair = self.pair
         seen = False
         while (item := pair.client_endpoint.next_event()) is not None:
             seen = True
-            self.quic_events["client"].append(item[1])
+            if self.record:
+                self.quic_events["client"].append(item[1])
             self.client.handle_event(item[1])
         while (item := pair.server_endpoint.next_event()) is not None:
             seen = True
             if self._server is None:
                 self._server = WebTransportConnection(item[0], self.server_cfg)
-            self.quic_events["server"].append(item[1])
+            if self.record:
+                self.quic_events["server"].append(item[1])
             if self.server_filter is not None and not self.server_filter(item[1]):
                 continue
             self._server.handle_event(item[1])
         for side, conn in (("client", self.client), ("server", self._server)):
             if conn is None:
                 continue
+            received = self.received[side]
             while (event := conn.next_event()) is not None:
+                if isinstance(event, StreamData):
+                    received[event.stream_id] = received.get(event.stream_id, 0) + len(event.data)
+                    if self.consume[side] and event.data:
+                        conn.consume_stream_data(event.stream_id, len(event.data))
+                        self._consumed = True
+                    if event.fin:
+                        self.finished[side].add(event.stream_id)
+                    if not self.record:
+                        continue
                 self.events[side].append(event)
             if conn.peer_settings is not None:
                 self.settings_seen[side] = True
@@ -88,6 +113,7 @@ class WtPair:
             if not due or min(due) > deadline:
                 break
             net.step()
+        net.now = max(net.now, deadline)
         self.pump()
 
     def of(self, kind: type, side: str = "server") -> list[Any]:
@@ -102,11 +128,15 @@ def wt_pair(
     server_cfg: WebTransportConfiguration | None = None,
     *,
     wait_settings: bool = True,
+    client_quic: dict[str, Any] | None = None,
+    server_quic: dict[str, Any] | None = None,
     **link: Any,
 ) -> WtPair:
+    """A connected pair; ``client_quic`` / ``server_quic`` are QuicConfiguration
+    fields of each side, ``link`` the netsim Link fields."""
     pair = make_pair(
-        client_kwargs={"alpn_protocols": ["h3"]},
-        server_kwargs={"alpn_protocols": ["h3"]},
+        client_kwargs={"alpn_protocols": ["h3"], **(client_quic or {})},
+        server_kwargs={"alpn_protocols": ["h3"], **(server_quic or {})},
         **link,
     )
     p = WtPair(
