@@ -339,14 +339,13 @@ class WtLink:
 
     def connection_info(self) -> dict[str, Any]:
         """RTT, congestion window and version of the QUIC connection (diagnostics)."""
-        quic = self._quic
-        recovery = quic.recovery
+        stats = self._quic.stats()
         return {
-            "rtt": recovery.rtt.smoothed_rtt,
-            "min_rtt": recovery.rtt.min_rtt,
-            "cwnd": recovery.congestion.congestion_window,
-            "bytes_in_flight": recovery.bytes_in_flight,
-            "quic_version": quic.version,
+            "rtt": stats.smoothed_rtt,
+            "min_rtt": stats.min_rtt,
+            "cwnd": stats.congestion_window,
+            "bytes_in_flight": stats.bytes_in_flight,
+            "quic_version": stats.version,
         }
 
     def stats(self) -> dict[str, Any]:
@@ -487,7 +486,7 @@ class WtLink:
 
     def send_buffered(self, stream_id: int) -> int:
         """Bytes of ``stream_id`` written and not yet acknowledged."""
-        return self._quic.streams.send_buffered(stream_id)
+        return self._quic.send_buffered(stream_id)
 
     async def wait_stream_flushed(self, stream_id: int, timeout: float) -> None:
         """Wait (up to ``timeout``) until a stream's sent data was acknowledged."""

@@ -94,6 +94,7 @@ from quic.packet_builder import MIN_INITIAL_DATAGRAM
 from quic.qlog import QuicLogger, create_logger
 from quic.recovery import LossRecovery
 from quic.rtt import RttEstimator
+from quic.stats import ConnectionStats
 from quic.stream_manager import StreamLimits
 from quic.tls.alerts import TlsAlertError
 from quic.tls.engine import Epoch, TlsEngine
@@ -399,6 +400,23 @@ class QuicConnection:
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         if self.state in _LIVE:
             self.streams.stop_sending(stream_id, error_code, self._now)
+
+    def stats(self) -> ConnectionStats:
+        """A snapshot of RTT, congestion window and counters (see :mod:`quic.stats`)."""
+        recovery = self.recovery
+        rtt = recovery.rtt
+        return ConnectionStats(
+            version=self.version,
+            smoothed_rtt=rtt.smoothed_rtt,
+            min_rtt=rtt.min_rtt,
+            latest_rtt=rtt.latest_rtt,
+            congestion_window=recovery.congestion.congestion_window,
+            bytes_in_flight=recovery.bytes_in_flight,
+            bytes_sent=self.paths.bytes_sent,
+            bytes_received=self.paths.bytes_received,
+            packets_received=self.reader.processed,
+            packets_dropped=self.reader.dropped,
+        )
 
     def send_buffered(self, stream_id: int) -> int:
         """Bytes of ``stream_id`` queued or in flight and not yet acknowledged (0 for an

@@ -80,3 +80,20 @@ def test_reset_returns_unconsumed_credit() -> None:
     pair.pump()
     assert window.consumed - before == WINDOW  # dropped with the reset: credited
     assert pair.server.streams.manager.get(sid) is None
+
+
+def test_public_stats_and_send_buffered() -> None:
+    # what upper layers read instead of QUIC internals (pywebtransport, h3.aio)
+    pair = make_pair()
+    pair.handshake()
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"q" * 50_000)
+    assert pair.client.send_buffered(sid) == 50_000
+    pair.run(lambda: len(pair.data["server"].get(sid, b"")) == 50_000)
+    pair.net.settle(0.2)
+    assert pair.client.send_buffered(sid) == 0  # all acknowledged
+    stats = pair.client.stats()
+    assert stats.smoothed_rtt > 0 and stats.min_rtt > 0 and stats.latest_rtt > 0
+    assert stats.congestion_window > 0 and stats.bytes_sent > 50_000
+    assert stats.bytes_received > 0 and stats.packets_received > 0
+    assert stats.version == pair.client.version
