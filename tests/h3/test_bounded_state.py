@@ -411,3 +411,33 @@ def test_reset_and_stopped_requests_leave_every_table() -> None:
             assert idle_sizes(conn) == IDLE
         sizes.append(held)
     assert sizes[1] < 64 * 1024 and sizes[1] <= sizes[0] + 16 * 1024, sizes
+
+
+def test_stopping_a_request_mid_frame_then_its_fin_keeps_the_connection() -> None:
+    """The server stops reading a request in the middle of a DATA frame; the client's
+    FIN arrives later. The stream is over for HTTP/3 (RFC 9114 §4.1.2): the partial
+    frame is not a framing error of the connection."""
+    from h3.events import HeadersReceived as _Headers
+    from quic.buffer import encode_varint
+
+    p = lean_pair()
+    stopped: list[int] = []
+
+    def handler(side: str, event: object) -> None:
+        if side == "server" and isinstance(event, _Headers):
+            p.server.stop_stream(event.stream_id, H3ErrorCode.H3_REQUEST_CANCELLED)
+            stopped.append(event.stream_id)
+
+    p.handler = handler
+    sid = p.client.get_next_available_stream_id()
+    post = [(b":method", b"POST"), *REQUEST[1:]]
+    p.client.send_headers(sid, post)
+    # a DATA frame that announces 100,000 bytes; only part of it is ever sent
+    data_header = encode_varint(0x00) + encode_varint(100_000)  # DATA, length 100,000
+    p.pair.client.send_stream_data(sid, data_header + b"x" * 5000)
+    p.run(lambda: bool(stopped))
+    assert stopped == [sid]
+    # the rest and the FIN leave before the STOP_SENDING arrives (one-way delay 10 ms)
+    p.pair.client.send_stream_data(sid, b"y" * 5000, end_stream=True)
+    p.settle(0.5)
+    assert p.terminated["client"] is None and p.terminated["server"] is None
