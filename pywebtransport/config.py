@@ -160,10 +160,19 @@ class ServerConfig(_Common):
     max_sessions: int = 100
     #: sessions still open after a graceful shutdown's timeout are closed with these
     shutdown_timeout: float = 5.0
+    #: admission limits of the QUIC endpoint (docs/limits.md): connections from one
+    #: source IP, connections whose handshake is not complete, and the seconds a
+    #: handshake may take before the connection is abandoned
+    max_connections_per_address: int = 128
+    max_half_open_connections: int = 1000
+    handshake_timeout: float = 10.0
 
     def quic_configuration(self) -> QuicConfiguration:
         """The QUIC server configuration (loads the certificate and key)."""
         config = self._quic(is_client=False)
+        config.max_connections_per_address = self.max_connections_per_address
+        config.max_half_open_connections = self.max_half_open_connections
+        config.handshake_timeout = self.handshake_timeout
         if self.certificate_chain is not None:
             if self.private_key is None:
                 raise ConfigurationError("certificate_chain given without private_key")

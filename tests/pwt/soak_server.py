@@ -54,6 +54,7 @@ async def main() -> None:
         port=0,
         max_sessions=16,
         idle_timeout=120.0,
+        max_connections_per_address=10_000,  # every soak client comes from 127.0.0.1
     )
     server = WebTransportServer(config)
     await server.listen()

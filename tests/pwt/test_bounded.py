@@ -193,3 +193,22 @@ async def test_a_bug_in_the_link_closes_only_its_connection(
     failures = [r for r in caplog.records if r.name == "pywebtransport" and r.exc_info]
     assert len(failures) == 1  # logged once for the connection
     assert not [r for r in caplog.records if r.name == "asyncio"]  # nothing escaped
+
+
+def test_server_config_carries_the_admission_limits() -> None:
+    from pywebtransport import ServerConfig
+    from quic.aio import wall_clock
+    from quic.tls.selfsigned import generate_self_signed
+
+    cert = generate_self_signed(wall_clock())
+    config = ServerConfig(
+        certificate_chain=[cert.certificate],
+        private_key=cert.private_key,
+        max_connections_per_address=7,
+        max_half_open_connections=9,
+        handshake_timeout=3.5,
+    )
+    quic = config.quic_configuration()
+    assert quic.max_connections_per_address == 7
+    assert quic.max_half_open_connections == 9
+    assert quic.handshake_timeout == 3.5
