@@ -18,9 +18,10 @@ protection is removed with the current object before the key phase is known.
 
 from __future__ import annotations
 
-from quic.ack import AckTracker
+from quic.ack import DEFAULT_MAX_ACK_RANGES_TRACKED, AckTracker
+from quic.errors import TransportErrorCode
 from quic.protection import BytesLike, DecryptionError, PacketProtector, PacketUnprotector
-from quic.stream_recv import RecvStream
+from quic.stream_recv import CRYPTO_MIN_BUFFER, DEFAULT_MAX_CRYPTO_FRAGMENTS, RecvStream
 from quic.stream_send import SendStream
 
 __all__ = ["APPLICATION", "HANDSHAKE", "INITIAL", "OneRttReadKeys", "Space"]
@@ -49,12 +50,28 @@ class Space:
         "write",
     )
 
-    def __init__(self, index: int, max_ack_delay: float) -> None:
+    def __init__(
+        self,
+        index: int,
+        max_ack_delay: float,
+        *,
+        crypto_buffer: int = CRYPTO_BUFFER,
+        crypto_fragments: int = DEFAULT_MAX_CRYPTO_FRAGMENTS,
+        max_ack_ranges: int = DEFAULT_MAX_ACK_RANGES_TRACKED,
+    ) -> None:
         self.index = index
         self.next_pn = 0
-        self.ack = AckTracker(max_ack_delay, immediate=index != APPLICATION)
+        self.ack = AckTracker(
+            max_ack_delay, immediate=index != APPLICATION, max_ranges=max_ack_ranges
+        )
         self.crypto_send = SendStream(-1, _CRYPTO_CREDIT)
-        self.crypto_recv = RecvStream(-1, CRYPTO_BUFFER)
+        # RFC 9000 §7.5: bytes beyond the first missing one and holes are bounded per level
+        self.crypto_recv = RecvStream(
+            -1,
+            max(CRYPTO_MIN_BUFFER, crypto_buffer),
+            max_fragments=crypto_fragments,
+            limit_error=TransportErrorCode.CRYPTO_BUFFER_EXCEEDED,
+        )
         self.write: PacketProtector | None = None
         self.read: PacketUnprotector | OneRttReadKeys | None = None
         self.discarded = False

@@ -150,14 +150,37 @@ class QuicConnection(HandshakeMixin, SendMixin):
         self._token = b""  # client: token from Retry / NEW_TOKEN
         self._peer_initial_scid: bytes | None = None if self.is_client else peer_connection_id
         self.spaces = (
-            Space(INITIAL, config.max_ack_delay),
-            Space(HANDSHAKE, config.max_ack_delay),
-            Space(APPLICATION, config.max_ack_delay),
+            Space(
+                INITIAL,
+                config.max_ack_delay,
+                crypto_buffer=config.max_crypto_buffer_initial,
+                crypto_fragments=config.max_crypto_fragments,
+                max_ack_ranges=config.max_ack_ranges_tracked,
+            ),
+            Space(
+                HANDSHAKE,
+                config.max_ack_delay,
+                crypto_buffer=config.max_crypto_buffer_handshake,
+                crypto_fragments=config.max_crypto_fragments,
+                max_ack_ranges=config.max_ack_ranges_tracked,
+            ),
+            Space(
+                APPLICATION,
+                config.max_ack_delay,
+                crypto_buffer=config.max_crypto_buffer_application,
+                crypto_fragments=config.max_crypto_fragments,
+                max_ack_ranges=config.max_ack_ranges_tracked,
+            ),
         )
         self._install_initial_keys(self.original_dcid)
         self.max_datagram_size = max(1200, config.max_datagram_size)
         self.recovery = LossRecovery(
-            NewReno(self.max_datagram_size), RttEstimator(), 0.025, is_client=self.is_client
+            NewReno(self.max_datagram_size),
+            RttEstimator(),
+            0.025,
+            is_client=self.is_client,
+            max_ack_only=config.max_ack_only_packets_tracked,
+            max_sent=config.max_sent_packets_tracked,
         )
         self.streams = StreamController(
             self.is_client,
@@ -173,6 +196,9 @@ class QuicConnection(HandshakeMixin, SendMixin):
             config.max_stream_data_window,
             config.stream_send_buffer_high,
             self._events,
+            max_stream_fragments=config.max_stream_reassembly_fragments,
+            max_reassembly_bytes=config.max_reassembly_bytes,
+            max_reassembly_fragments=config.max_reassembly_fragments,
         )
         self._local_params = self._make_transport_parameters()
         self.peer_params: TransportParameters | None = None
