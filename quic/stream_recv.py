@@ -334,18 +334,17 @@ class ReassemblyBuffer:
         j = bisect_right(starts, end, i)  # segments i..j-1 touch [offset, end)
         segments = self.segments
         parts: list[Segment] = []
-        view = memoryview(data)
         cursor = offset
         added = 0
         for k in range(i, j):
             s = starts[k]
             if s > cursor:
-                parts.append(bytes(view[cursor - offset : s - offset]))
+                parts.append(_piece(data, cursor - offset, s - offset))
                 added += s - cursor
             parts.append(segments[k])
             cursor = ends[k]
         if end > cursor:
-            parts.append(bytes(view[cursor - offset :]))
+            parts.append(_piece(data, cursor - offset, end - offset))
             added += end - cursor
             cursor = end
         self._charge(added, i + 1 - j)
@@ -396,6 +395,13 @@ class ReassemblyBuffer:
     def chunk_count(self) -> int:
         """Chunk objects held (memory accounting in tests)."""
         return sum(len(seg) if isinstance(seg, deque) else 1 for seg in self.segments)
+
+
+def _piece(data: bytes | bytearray | memoryview, start: int, stop: int) -> bytes:
+    """``data[start:stop]`` as an independent ``bytes`` (the frame itself when whole)."""
+    if start == 0 and stop == len(data) and type(data) is bytes:
+        return data
+    return bytes(memoryview(data)[start:stop])
 
 
 def _deliver(segment: Segment, skip: int, ready: deque[bytes]) -> None:
