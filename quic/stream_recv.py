@@ -552,17 +552,21 @@ class RecvStream:
             raise _final_size_error(
                 f"final size {end} below received offset {self.window.highest_received}"
             )
-        delta = self.window.on_data(end)  # FLOW_CONTROL_ERROR, RFC 9000 §4.1
+        window = self.window
+        if end > window.max_data:
+            window.on_data(end)  # raises FLOW_CONTROL_ERROR, RFC 9000 §4.1
         if self._state not in _RECEIVING:
-            return delta  # late or duplicate data (§3.2): discarded after the checks
-        if fin and final_size is None:
-            self._final_size = final_size = end
-            self._fire(RecvEvent.RECV_FIN)
+            return window.on_data(end)  # late or duplicate data (§3.2): discarded
+        # Storing may be refused (reassembly limits): before anything else changes.
         if end > self._recv_offset and end > offset:
             if offset <= self._recv_offset:
                 self._append(offset, data)
             else:
-                self._insert(offset, data)
+                self._ooo.insert(offset, data)
+        delta = window.on_data(end)
+        if fin and final_size is None:
+            self._final_size = final_size = end
+            self._fire(RecvEvent.RECV_FIN)
         if final_size is not None and self._recv_offset == final_size:
             self._fire(RecvEvent.ALL_DATA)
         if self._discarding:
@@ -586,10 +590,6 @@ class RecvStream:
             new_end = end
         self._recv_offset = new_end
         self._ready_len += new_end - recv
-
-    def _insert(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        """Store an out-of-order frame (merged with what is held, RFC 9000 §2.2)."""
-        self._ooo.insert(offset, data)
 
     def on_reset(self, error_code: int, final_size: int) -> int:
         """Process RESET_STREAM (RFC 9000 §3.2, §19.4); return the flow-control delta."""

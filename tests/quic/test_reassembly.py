@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
+from quic import stream_recv
 from quic.connection import ConnectionState
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionTerminated
@@ -430,3 +431,31 @@ def test_reassembly_limits_are_configurable(
         assert term is not None and term.error_code == TransportErrorCode.PROTOCOL_VIOLATION
     else:
         assert term is None
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_ropes_join_in_order_with_tiny_chunk_threshold(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a 4-byte threshold almost every segment is a rope of many chunks, so every
+    way of joining ropes (shorter onto longer, on either side, short boundary chunks
+    coalesced) is exercised; the data must come out exactly."""
+    monkeypatch.setattr(stream_recv, "SMALL_CHUNK", 4)
+    rng = random.Random(seed)
+    data = message(4000, seed)
+    r = RecvStream(0, WINDOW, max_fragments=10_000)
+    frames = []
+    pos = 1
+    while pos < len(data):
+        n = rng.choice((1, 2, 3, 5, 8, 13, 40))
+        frames.append((pos, n))
+        pos += n
+    rng.shuffle(frames)
+    for off, n in frames:
+        r.on_stream_frame(off, data[off : off + n], False)
+        if rng.random() < 0.2:  # and an overlapping re-cut
+            cut = max(1, off - rng.randrange(10))
+            r.on_stream_frame(cut, data[cut : off + n + rng.randrange(20)], False)
+        assert r.reassembly.chunk_count() <= 2 * r.out_of_order_bytes // 4 + r.fragments
+    r.on_stream_frame(0, data[:1], False)
+    assert r.read() == data
