@@ -19,9 +19,8 @@ protection is removed with the current object before the key phase is known.
 from __future__ import annotations
 
 from quic.ack import DEFAULT_MAX_ACK_RANGES_TRACKED, AckTracker
-from quic.errors import TransportErrorCode
 from quic.protection import BytesLike, DecryptionError, PacketProtector, PacketUnprotector
-from quic.stream_recv import CRYPTO_MIN_BUFFER, DEFAULT_MAX_CRYPTO_FRAGMENTS, RecvStream
+from quic.stream_recv import CRYPTO_MIN_BUFFER, DEFAULT_MAX_CRYPTO_FRAGMENTS, CryptoRecvStream
 from quic.stream_send import SendStream
 
 __all__ = ["APPLICATION", "HANDSHAKE", "INITIAL", "OneRttReadKeys", "Space"]
@@ -66,12 +65,7 @@ class Space:
         )
         self.crypto_send = SendStream(-1, _CRYPTO_CREDIT)
         # RFC 9000 §7.5: bytes beyond the first missing one and holes are bounded per level
-        self.crypto_recv = RecvStream(
-            -1,
-            max(CRYPTO_MIN_BUFFER, crypto_buffer),
-            max_fragments=crypto_fragments,
-            limit_error=TransportErrorCode.CRYPTO_BUFFER_EXCEEDED,
-        )
+        self.crypto_recv = CryptoRecvStream(max(CRYPTO_MIN_BUFFER, crypto_buffer), crypto_fragments)
         self.write: PacketProtector | None = None
         self.read: PacketUnprotector | OneRttReadKeys | None = None
         self.discarded = False

@@ -13,7 +13,9 @@ The out-of-order store keeps one *segment* per maximal run of received bytes, in
 parallel sorted lists (starts, ends, segment data). Adjacent or overlapping data is
 merged on arrival, so the number of segments is the number of holes, whatever the
 number of frames (RFC 9000 §2.2: data already received can be discarded). A frame is
-placed with two bisections and merges the ``k`` segments it touches in O(log n + k).
+placed with two bisections and merges the ``k`` segments it touches in O(log n + k)
+Python steps (plus one C-level move of the three lists when the number of holes
+changes). A frame that only repeats held data costs the two bisections.
 
 A segment's bytes are one chunk (``bytes``/``bytearray``) or, when larger, a deque of
 chunks (a rope). Chunks shorter than :data:`SMALL_CHUNK` are coalesced with a short
@@ -21,8 +23,8 @@ neighbour, so no two short chunks are adjacent: a segment of ``b`` bytes holds a
 ``2 b / SMALL_CHUNK + 1`` chunk objects and memory stays close to one byte per byte
 stored, however tiny the fragments. Frames of full size are kept as received (no copy).
 Ropes merge by moving the chunks of the smaller one onto the larger (union by size),
-so no sequence of frames makes a byte move more than O(log n) times, and a short
-fragment copies at most :data:`SMALL_CHUNK` bytes.
+so no sequence of frames moves a chunk more than O(log n) times, and coalescing a
+short fragment copies at most :data:`SMALL_CHUNK` bytes.
 
 When a frame extends ``_recv_offset`` the segments that became contiguous are moved to
 ``_ready``. Memory is bounded by the stream's receive window: every byte buffered lies
@@ -69,6 +71,7 @@ __all__ = [
     "DEFAULT_MAX_REASSEMBLY_FRAGMENTS",
     "DEFAULT_MAX_STREAM_FRAGMENTS",
     "SMALL_CHUNK",
+    "CryptoRecvStream",
     "ReassemblyBudget",
     "ReassemblyBuffer",
     "RecvEvent",
@@ -746,3 +749,42 @@ class RecvStream:
         # RFC 9000 §3.5: resend only while the peer may still be sending.
         if self._stop_code is not None and self._state in _RECEIVING:
             self._stop_pending = True
+
+
+class CryptoRecvStream(RecvStream):
+    """The receiving half of one encryption level's CRYPTO stream (RFC 9000 §7.5, §19.6).
+
+    CRYPTO data has no flow control; ``buffer`` bounds the data held beyond the first
+    missing byte: the limit slides forward as the TLS engine takes the contiguous
+    bytes (:meth:`read`). Out-of-order holes are bounded by ``max_fragments``. Beyond
+    either: CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, buffer: int, max_fragments: int = DEFAULT_MAX_CRYPTO_FRAGMENTS) -> None:
+        super().__init__(
+            -1,
+            buffer,
+            max_fragments=max_fragments,
+            limit_error=TransportErrorCode.CRYPTO_BUFFER_EXCEEDED,
+        )
+
+    def on_stream_frame(self, offset: int, data: bytes | bytearray | memoryview, fin: bool) -> int:
+        """Process a CRYPTO frame (``fin`` is always False)."""
+        if offset + len(data) > self.window.max_data:
+            raise QuicProtocolError(
+                TransportErrorCode.CRYPTO_BUFFER_EXCEEDED,
+                f"CRYPTO data up to {offset + len(data)} beyond {self.window.max_data}",
+            )
+        return super().on_stream_frame(offset, data, fin)
+
+    def read(
+        self, max_bytes: int = -1, *, now: float = 0.0, rtt: float = 0.0, credit: bool = True
+    ) -> bytes:
+        data = super().read(max_bytes, now=now, rtt=rtt, credit=credit)
+        window = self.window
+        limit = window.consumed + window.window
+        if limit > window.max_data:
+            window.max_data = limit
+        return data

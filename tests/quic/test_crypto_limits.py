@@ -17,10 +17,10 @@ import pytest
 
 from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
-from quic.errors import TransportErrorCode
+from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionTerminated
 from quic.frames import encode_crypto_frame_header
-from quic.stream_recv import CRYPTO_MIN_BUFFER, DEFAULT_CRYPTO_BUFFERS
+from quic.stream_recv import CRYPTO_MIN_BUFFER, DEFAULT_CRYPTO_BUFFERS, CryptoRecvStream
 from quic.tls.selfsigned import generate_self_signed
 from tests.support.inject import client_initial
 from tests.support.quicpair import (
@@ -181,3 +181,22 @@ def test_handshake_with_large_chain_and_mlkem_under_loss(seed: int) -> None:
     assert pair.client.spaces[1].crypto_recv.highest_received > 50_000
     assert pair.server.spaces[0].crypto_recv.highest_received > 1200  # ML-KEM share
     assert not pair.events_of(ConnectionTerminated, "client")
+
+
+def test_crypto_buffer_slides_as_tls_consumes() -> None:
+    """The limit is on data beyond the first missing byte, not on the level's total."""
+    r = CryptoRecvStream(CRYPTO_MIN_BUFFER, max_fragments=4)
+    total = 0
+    for _ in range(10):  # 40 KiB in order through a 4 KiB buffer
+        r.on_stream_frame(total, b"t" * CRYPTO_MIN_BUFFER, False)
+        total += CRYPTO_MIN_BUFFER
+        assert len(r.read()) == CRYPTO_MIN_BUFFER
+    r.on_stream_frame(total + CRYPTO_MIN_BUFFER - 1, b"x", False)  # last byte of the buffer
+    with pytest.raises(QuicProtocolError) as info:
+        r.on_stream_frame(total + CRYPTO_MIN_BUFFER, b"x", False)
+    assert info.value.error_code == TransportErrorCode.CRYPTO_BUFFER_EXCEEDED
+    for off in (1, 3, 5):
+        r.on_stream_frame(total + off, b"x", False)
+    with pytest.raises(QuicProtocolError) as info:
+        r.on_stream_frame(total + 7, b"x", False)  # a fifth hole
+    assert info.value.error_code == TransportErrorCode.CRYPTO_BUFFER_EXCEEDED
