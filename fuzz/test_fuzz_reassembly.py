@@ -15,9 +15,11 @@ under a peer that never acknowledges (issue 8; RFC 9000 §2.2, §4, §13.2, §21
   detection is sound, and every packet's fate is reported at most once.
 
 Example counts are modest by default; ``FUZZ_PROFILE=deep`` runs >= 100,000 examples
-each (``FUZZ_EXAMPLES`` to choose), e.g.::
+each (``FUZZ_EXAMPLES`` to choose); a deep run takes about an hour per machine, longer
+than pytest-timeout's 300 s default, hence ``--timeout=0``::
 
-    FUZZ_PROFILE=deep python3 -m pytest -p no:cacheprovider fuzz/test_fuzz_reassembly.py
+    FUZZ_PROFILE=deep python3 -m pytest -p no:cacheprovider --timeout=0 \
+        fuzz/test_fuzz_reassembly.py
 """
 
 from __future__ import annotations
