@@ -227,8 +227,14 @@ def test_server_tables_stay_bounded_against_a_never_acking_client() -> None:
 
 
 def test_connection_limits_are_configurable() -> None:
-    pair, _ = _never_acking_client(300, max_ack_ranges_tracked=20, max_ack_only_packets_tracked=30)
+    pair, _ = _never_acking_client(
+        300,
+        max_ack_ranges_tracked=20,
+        max_ack_only_packets_tracked=30,
+        max_sent_packets_tracked=5000,
+    )
     server = pair.server
+    assert server.recovery.max_sent == 5000
     assert len(server.spaces[APP].ack.received) == 20
     ack_only = [p for p in server.recovery.spaces[APP].sent.values() if not p.ack_eliciting]
     assert len(ack_only) <= 30
