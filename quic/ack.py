@@ -19,16 +19,38 @@ Once an ACK we sent is itself acknowledged, packet numbers at or below the Large
 Acknowledged it carried need not be reported again (§13.2.4): they are cleared and a
 ``floor`` remembers that anything below it counts as a duplicate (§12.3), so the set
 stays small on long connections.
+
+A peer that never acknowledges our ACKs would make the set grow with every gap it
+leaves in its packet numbers, so at most ``max_ranges`` ranges are kept (§13.2.3: "a
+receiver limits the number of ACK Ranges it remembers"). Beyond that the oldest range
+is forgotten and ``floor`` rises to its end: every packet number below the floor counts
+as a duplicate from then on, which keeps duplicate detection sound (§13.2.3: a
+receiver may discard a range once it will not accept packets in it again; a rising
+minimum packet number is the suggested way). The price is that a packet delayed by
+more than ``max_ranges`` gaps is dropped unprocessed; its sender has long declared it
+lost (RFC 9002 §6.1.1, three packets of reordering) and sent its frames again, so
+nothing is lost but a spurious retransmission. Only the newest
+:data:`MAX_ACK_RANGES` ranges are ever put in an ACK frame (§13.2.4); the older ones
+serve duplicate detection only. The largest packet number is always kept (§13.2.3,
+packet number decoding).
 """
 
 from __future__ import annotations
 
 from quic.rangeset import RangeSet
 
-__all__ = ["APPLICATION_PACKET_TOLERANCE", "MAX_ACK_RANGES", "AckTracker"]
+__all__ = [
+    "APPLICATION_PACKET_TOLERANCE",
+    "DEFAULT_MAX_ACK_RANGES_TRACKED",
+    "MAX_ACK_RANGES",
+    "AckTracker",
+]
 
 #: At most this many ACK ranges in one frame (older ones are dropped, §13.2.4).
 MAX_ACK_RANGES = 32
+
+#: Received packet-number ranges remembered per space (§13.2.3); older ones are dropped.
+DEFAULT_MAX_ACK_RANGES_TRACKED = 256
 
 #: Ack-eliciting packets received before an ACK is due in the application space.
 APPLICATION_PACKET_TOLERANCE = 10
@@ -46,11 +68,21 @@ class AckTracker:
         "largest",
         "largest_time",
         "max_ack_delay",
+        "max_ranges",
         "packet_tolerance",
         "received",
     )
 
-    def __init__(self, max_ack_delay: float, immediate: bool) -> None:
+    def __init__(
+        self,
+        max_ack_delay: float,
+        immediate: bool,
+        *,
+        max_ranges: int = DEFAULT_MAX_ACK_RANGES_TRACKED,
+    ) -> None:
+        if max_ranges < 1:
+            raise ValueError("at least one received range must be kept (RFC 9000 §13.2.3)")
+        self.max_ranges = max_ranges
         self.received = RangeSet()
         self.largest = -1
         self.largest_time = 0.0
@@ -76,6 +108,8 @@ class AckTracker:
         received = self.received
         in_order = pn == self.largest + 1 or not received
         received.add(pn)
+        if not in_order and len(received) > self.max_ranges:
+            self._forget_oldest()
         self.fresh = True
         if pn > self.largest:
             self.largest = pn
@@ -87,6 +121,15 @@ class AckTracker:
             self.deadline = now
         elif self.deadline is None:
             self.deadline = now + self.max_ack_delay
+
+    def _forget_oldest(self) -> None:
+        """Drop the oldest ranges beyond ``max_ranges``; the floor rises past them so
+        that nothing below it is ever accepted again (RFC 9000 §13.2.3)."""
+        received = self.received
+        while len(received) > self.max_ranges:
+            dropped = received.shift()
+            if dropped.stop > self.floor:
+                self.floor = dropped.stop
 
     def wants_ack(self, now: float) -> bool:
         deadline = self.deadline

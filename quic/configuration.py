@@ -15,6 +15,15 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
+from quic.ack import DEFAULT_MAX_ACK_RANGES_TRACKED
+from quic.recovery import DEFAULT_MAX_ACK_ONLY_TRACKED, DEFAULT_MAX_SENT_TRACKED
+from quic.stream_recv import (
+    DEFAULT_CRYPTO_BUFFERS,
+    DEFAULT_MAX_CRYPTO_FRAGMENTS,
+    DEFAULT_MAX_REASSEMBLY_BYTES,
+    DEFAULT_MAX_REASSEMBLY_FRAGMENTS,
+    DEFAULT_MAX_STREAM_FRAGMENTS,
+)
 from quic.tls.config import DEFAULT_CIPHER_SUITES, DEFAULT_KEY_SHARE_GROUPS, TlsConfig
 from quic.tls.groups import SUPPORTED_GROUPS, NamedGroup
 from quic.tls.keylog import KeyLogCallback
@@ -104,6 +113,31 @@ class QuicConfiguration:
     # Packets kept until their decryption keys arrive; beyond it they are dropped
     # (RFC 9001 §5.7 allows buffering "a limited number").
     max_buffered_undecryptable_packets: int = 16
+
+    # -- limits (issue 8, components) ---------------------------------------------------
+    # Stream reassembly (RFC 9000 §21.7, stream fragmentation; §21.9 allows a connection
+    # error): out-of-order holes per stream, and out-of-order bytes and holes over all
+    # streams of a connection. Beyond any of them: PROTOCOL_VIOLATION. Flow control
+    # already bounds the bytes by the connection window; keep max_reassembly_bytes at or
+    # above max_data_window unless reassembly memory must stay below the windows.
+    max_stream_reassembly_fragments: int = DEFAULT_MAX_STREAM_FRAGMENTS
+    max_reassembly_bytes: int = DEFAULT_MAX_REASSEMBLY_BYTES
+    max_reassembly_fragments: int = DEFAULT_MAX_REASSEMBLY_FRAGMENTS
+    # CRYPTO data buffered beyond the first missing byte, per encryption level (RFC 9000
+    # §7.5: at least 4096, smaller values are raised to it), and out-of-order CRYPTO
+    # holes per level. Beyond them: CRYPTO_BUFFER_EXCEEDED.
+    max_crypto_buffer_initial: int = DEFAULT_CRYPTO_BUFFERS[0]
+    max_crypto_buffer_handshake: int = DEFAULT_CRYPTO_BUFFERS[1]
+    max_crypto_buffer_application: int = DEFAULT_CRYPTO_BUFFERS[2]
+    max_crypto_fragments: int = DEFAULT_MAX_CRYPTO_FRAGMENTS
+    # Received packet-number ranges remembered per space (RFC 9000 §13.2.3): the oldest
+    # is forgotten beyond it and packets below it then count as duplicates.
+    max_ack_ranges_tracked: int = DEFAULT_MAX_ACK_RANGES_TRACKED
+    # Sent-packet records per space (RFC 9000 §13.2.4, RFC 9002 §6): ACK-only packets
+    # kept for ACK-of-ACK tracking (oldest dropped), and records of any kind (oldest
+    # declared lost beyond it).
+    max_ack_only_packets_tracked: int = DEFAULT_MAX_ACK_ONLY_TRACKED
+    max_sent_packets_tracked: int = DEFAULT_MAX_SENT_TRACKED
 
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None

@@ -22,7 +22,7 @@ The ACK Delay field is our delay scaled down by our ``ack_delay_exponent`` (§18
 
 from __future__ import annotations
 
-from quic.ack import AckTracker
+from quic.ack import DEFAULT_MAX_ACK_RANGES_TRACKED, AckTracker
 from quic.frames import encode_ack_frame
 from quic.packet_builder import PacketAssembler
 
@@ -37,12 +37,18 @@ class AckState:
 
     __slots__ = ("_ack_delay_exponent", "trackers")
 
-    def __init__(self, max_ack_delay: float, ack_delay_exponent: int) -> None:
+    def __init__(
+        self,
+        max_ack_delay: float,
+        ack_delay_exponent: int,
+        max_ranges: int = DEFAULT_MAX_ACK_RANGES_TRACKED,
+    ) -> None:
         self._ack_delay_exponent = ack_delay_exponent
+        # received ranges remembered per space are bounded (RFC 9000 §13.2.3)
         self.trackers = (
-            AckTracker(max_ack_delay, immediate=True),  # Initial: RFC 9000 §13.2.1
-            AckTracker(max_ack_delay, immediate=True),  # Handshake
-            AckTracker(max_ack_delay, immediate=False),
+            AckTracker(max_ack_delay, immediate=True, max_ranges=max_ranges),  # Initial
+            AckTracker(max_ack_delay, immediate=True, max_ranges=max_ranges),  # Handshake
+            AckTracker(max_ack_delay, immediate=False, max_ranges=max_ranges),
         )
 
     # -- receiving --------------------------------------------------------------------

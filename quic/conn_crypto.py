@@ -6,8 +6,9 @@ Each packet number space carries its own CRYPTO byte stream in each direction
 (RFC 9001 §4.1.3). :class:`CryptoStreams` owns the three send and three receive
 halves. They reuse the stream machinery: a :class:`~quic.stream_send.SendStream` with
 unlimited credit (CRYPTO is not flow controlled, RFC 9000 §4.1) and a
-:class:`~quic.stream_recv.RecvStream` whose window is the amount of out-of-order data
-we buffer; exceeding it is CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
+:class:`~quic.stream_recv.CryptoRecvStream` per level, which bounds the data held beyond
+the first missing byte and the out-of-order holes (``buffers`` per level, ``fragments``);
+exceeding either is CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
 
 * Receiving: :meth:`CryptoStreams.receive` files a CRYPTO frame and returns the bytes
   that became contiguous, for the TLS engine.
@@ -24,35 +25,51 @@ we buffer; exceeding it is CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
 
 from __future__ import annotations
 
-from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.errors import QuicProtocolError
 from quic.frames import FrameType, crypto_frame_header_size, encode_crypto_frame_header
 from quic.packet_builder import PacketAssembler
-from quic.stream_recv import RecvStream
+from quic.stream_recv import (
+    CRYPTO_MIN_BUFFER,
+    DEFAULT_CRYPTO_BUFFERS,
+    DEFAULT_MAX_CRYPTO_FRAGMENTS,
+    CryptoRecvStream,
+    RecvStream,
+)
 from quic.stream_send import SendStream
 
-__all__ = ["CRYPTO_BUFFER", "CryptoStreams"]
+__all__ = ["CryptoStreams"]
 
-#: CRYPTO data we buffer out of order before CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
-CRYPTO_BUFFER = 256 * 1024
 _CRYPTO_CREDIT = (1 << 62) - 1
 
 
 class CryptoStreams:
     """The CRYPTO send and receive streams of the three packet number spaces."""
 
-    __slots__ = ("_buffer", "_discarded", "recv", "send")
+    __slots__ = ("_buffers", "_discarded", "_fragments", "received", "recv", "send")
 
-    def __init__(self, buffer: int = CRYPTO_BUFFER) -> None:
-        self._buffer = buffer
+    def __init__(
+        self,
+        buffers: tuple[int, int, int] = DEFAULT_CRYPTO_BUFFERS,
+        fragments: int = DEFAULT_MAX_CRYPTO_FRAGMENTS,
+    ) -> None:
+        # RFC 9000 §7.5: at least 4096 bytes must be accepted out of order
+        self._buffers = tuple(max(CRYPTO_MIN_BUFFER, b) for b in buffers)
+        self._fragments = fragments
         self.send = [SendStream(-1, _CRYPTO_CREDIT) for _ in range(3)]
-        self.recv = [RecvStream(-1, buffer) for _ in range(3)]
+        self.recv: list[RecvStream] = self._new_receivers()
         self._discarded = [False, False, False]
+        #: highest CRYPTO offset received per level (kept when the level is discarded)
+        self.received = [0, 0, 0]
+
+    def _new_receivers(self) -> list[RecvStream]:
+        return [CryptoRecvStream(b, self._fragments) for b in self._buffers]
 
     def reset(self) -> None:
         """Start over (a new first flight after Version Negotiation, RFC 9368 §2.1)."""
         self.send = [SendStream(-1, _CRYPTO_CREDIT) for _ in range(3)]
-        self.recv = [RecvStream(-1, self._buffer) for _ in range(3)]
+        self.recv = self._new_receivers()
         self._discarded = [False, False, False]
+        self.received = [0, 0, 0]
 
     # -- receiving --------------------------------------------------------------------
 
@@ -64,11 +81,11 @@ class CryptoStreams:
         try:
             recv.on_stream_frame(offset, data, False)
         except QuicProtocolError as exc:
-            raise QuicProtocolError(
-                TransportErrorCode.CRYPTO_BUFFER_EXCEEDED,
-                "too much CRYPTO data buffered",
-                FrameType.CRYPTO,
-            ) from exc  # RFC 9000 §7.5
+            # CryptoRecvStream raises CRYPTO_BUFFER_EXCEEDED itself (RFC 9000 §7.5)
+            if exc.frame_type is None or not exc.frame_type:
+                exc.frame_type = FrameType.CRYPTO
+            raise
+        self.received[index] = recv.highest_received
         return recv.read() if recv.readable else b""
 
     # -- sending ----------------------------------------------------------------------

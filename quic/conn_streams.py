@@ -59,6 +59,11 @@ from quic.frames import (
 from quic.packet_builder import PacketAssembler
 from quic.rtt import RttEstimator
 from quic.stream_manager import StreamLimits, StreamManager
+from quic.stream_recv import (
+    DEFAULT_MAX_REASSEMBLY_BYTES,
+    DEFAULT_MAX_REASSEMBLY_FRAGMENTS,
+    DEFAULT_MAX_STREAM_FRAGMENTS,
+)
 from quic.stream_send import SendStream
 from quic.tparams import TransportParameters
 
@@ -83,9 +88,20 @@ class StreamController:
         send_buffer_high: int,
         events: deque[QuicEvent],
         rtt: RttEstimator,
+        *,
+        max_stream_fragments: int = DEFAULT_MAX_STREAM_FRAGMENTS,
+        max_reassembly_bytes: int = DEFAULT_MAX_REASSEMBLY_BYTES,
+        max_reassembly_fragments: int = DEFAULT_MAX_REASSEMBLY_FRAGMENTS,
     ) -> None:
         self.is_client = is_client
-        self.manager = StreamManager(is_client, local, max_stream_window=max_stream_window)
+        self.manager = StreamManager(
+            is_client,
+            local,
+            max_stream_window=max_stream_window,
+            max_stream_fragments=max_stream_fragments,
+            max_reassembly_bytes=max_reassembly_bytes,
+            max_reassembly_fragments=max_reassembly_fragments,
+        )
         self.credit = SendCredit(0)  # the peer's initial_max_data, then MAX_DATA
         self.window = ReceiveWindow(initial_max_data, max_data_window)
         self.send_buffer_high = send_buffer_high

@@ -178,13 +178,27 @@ class QuicConnection:
         self.closer = CloseState(events, self._qlog)
         self.keys = PacketSpaces(is_client, rtt, self._qlog)
         self.keys.install_initial(self.version, self.original_dcid)
-        self.acks = AckState(config.max_ack_delay, config.ack_delay_exponent)
-        self.crypto = CryptoStreams()
+        self.acks = AckState(
+            config.max_ack_delay, config.ack_delay_exponent, config.max_ack_ranges_tracked
+        )
+        self.crypto = CryptoStreams(
+            (
+                config.max_crypto_buffer_initial,
+                config.max_crypto_buffer_handshake,
+                config.max_crypto_buffer_application,
+            ),
+            config.max_crypto_fragments,
+        )
         self.paths = PathManager(
             is_client, max(1200, config.max_datagram_size), config.max_pending_path_responses
         )
         self.recovery = LossRecovery(
-            NewReno(self.paths.max_datagram_size), rtt, 0.025, is_client=is_client
+            NewReno(self.paths.max_datagram_size),
+            rtt,
+            0.025,
+            is_client=is_client,
+            max_ack_only=config.max_ack_only_packets_tracked,
+            max_sent=config.max_sent_packets_tracked,
         )
         self.streams = StreamController(
             is_client,
@@ -201,6 +215,9 @@ class QuicConnection:
             config.stream_send_buffer_high,
             events,
             self.recovery.rtt,
+            max_stream_fragments=config.max_stream_reassembly_fragments,
+            max_reassembly_bytes=config.max_reassembly_bytes,
+            max_reassembly_fragments=config.max_reassembly_fragments,
         )
         self.datagrams = DatagramChannel(
             config.max_datagram_frame_size, config.max_datagram_queue, events

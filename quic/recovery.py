@@ -45,6 +45,16 @@ packet number between them acknowledged. Batches of lost packets are always a pr
 of the outstanding packets, so a gap in packet numbers inside a batch (other than a
 skipped number) can only be a packet acknowledged earlier.
 
+The table of sent packets is bounded even when the peer never acknowledges anything
+(RFC 9000 §13.2.4 lets us stop tracking): per space at most ``max_ack_only`` packets
+that are not ack-eliciting (ACK-only; the connection keeps them only to learn that the
+peer saw our ACKs) are tracked, the oldest being dropped first (their handlers see
+"lost", which for an ACK frame means nothing to repair); and at most ``max_sent``
+packets of any kind, beyond which the oldest is declared lost (congestion event,
+handlers called, its frames sent again). An acknowledgment that arrives for a dropped
+record later is ignored like any spurious loss. A FIFO of the ACK-only packet numbers
+(stale entries skipped when popped) finds the oldest in O(1) amortised.
+
 Discarding a space (§6.4) drops its packets without calling their handlers: only
 CRYPTO, ACK, PING, PADDING and CONNECTION_CLOSE can be in Initial and Handshake
 packets, and their owners are discarded together with the keys. For 0-RTT rejection
@@ -53,6 +63,7 @@ pass ``notify_lost=True`` so that stream data is queued again.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -64,6 +75,8 @@ from quic.rangeset import RangeSet
 from quic.rtt import RttEstimator
 
 __all__ = [
+    "DEFAULT_MAX_ACK_ONLY_TRACKED",
+    "DEFAULT_MAX_SENT_TRACKED",
     "K_PACKET_THRESHOLD",
     "K_PERSISTENT_CONGESTION_THRESHOLD",
     "NO_PROBE",
@@ -79,6 +92,10 @@ __all__ = [
 K_PACKET_THRESHOLD = 3  # RFC 9002 §6.1.1
 K_PERSISTENT_CONGESTION_THRESHOLD = 3  # RFC 9002 §7.6.1
 _MAX_BACKOFF_EXPONENT = 30  # keeps 2**pto_count finite; the idle timeout ends it first
+#: Non-ack-eliciting (ACK-only) packets tracked per space (RFC 9000 §13.2.4).
+DEFAULT_MAX_ACK_ONLY_TRACKED = 256
+#: Sent packets tracked per space; beyond it the oldest is declared lost.
+DEFAULT_MAX_SENT_TRACKED = 16384
 
 FrameHandler = tuple[Callable[..., None], tuple[Any, ...]]
 
@@ -142,6 +159,7 @@ class PacketSpaceRecovery:
 
     __slots__ = (
         "ack_eliciting_in_flight",
+        "ack_only",
         "ecn_ce_count",
         "largest_acked",
         "largest_sent",
@@ -162,6 +180,9 @@ class PacketSpaceRecovery:
         self.ack_eliciting_in_flight = 0
         self.ecn_ce_count = 0
         self.skipped = RangeSet()
+        # packet numbers of non-ack-eliciting packets sent, oldest first (some may have
+        # left ``sent`` already: acknowledged or lost)
+        self.ack_only: deque[int] = deque()
 
     def advance_lowest_unacked(self) -> None:
         """Move ``lowest_unacked`` up to the smallest tracked packet number."""
@@ -223,7 +244,9 @@ class LossRecovery:
         "has_handshake_keys",
         "is_client",
         "max_ack_delay",
+        "max_ack_only",
         "max_probes",
+        "max_sent",
         "pto_count",
         "rtt",
         "spaces",
@@ -237,7 +260,15 @@ class LossRecovery:
         *,
         is_client: bool,
         max_probes: int = 2,
+        max_ack_only: int = DEFAULT_MAX_ACK_ONLY_TRACKED,
+        max_sent: int = DEFAULT_MAX_SENT_TRACKED,
     ) -> None:
+        """``max_ack_only`` and ``max_sent`` bound the tracked packets per space (see
+        the module documentation)."""
+        if max_sent < 1 or max_ack_only < 0:
+            raise ValueError("max_sent must be positive and max_ack_only non-negative")
+        self.max_ack_only = max_ack_only
+        self.max_sent = max_sent
         self.congestion = congestion
         self.rtt = rtt if rtt is not None else RttEstimator()
         self.max_ack_delay = max_ack_delay  # RFC 9000 §18.2 default 25 ms
@@ -295,6 +326,40 @@ class LossRecovery:
                 st.ack_eliciting_in_flight += 1
             self.congestion.on_packet_sent(packet.size, now)
             self._pto_anchor = now
+        if not packet.ack_eliciting:
+            ack_only = st.ack_only
+            ack_only.append(pn)
+            if len(ack_only) > self.max_ack_only:
+                self._drop_ack_only(st, now)
+        if len(sent) > self.max_sent:
+            self._drop_record(st, sent[st.lowest_unacked], now)
+
+    def _drop_ack_only(self, st: PacketSpaceRecovery, now: float) -> None:
+        """Forget the oldest ACK-only packets beyond ``max_ack_only`` (RFC 9000 §13.2.4:
+        they only tell us which ACK ranges the peer has seen)."""
+        ack_only = st.ack_only
+        sent = st.sent
+        while len(ack_only) > self.max_ack_only:
+            packet = sent.get(ack_only.popleft())
+            if packet is not None:
+                self._drop_record(st, packet, now)
+
+    def _drop_record(self, st: PacketSpaceRecovery, packet: SentPacket, now: float) -> None:
+        """Stop tracking ``packet``: an ack-eliciting one is declared lost (RFC 9002
+        §6.1 has nothing more to say about a packet the peer never acknowledges), a
+        non-ack-eliciting one leaves without a congestion reaction. Handlers see "lost"."""
+        pn = packet.packet_number
+        del st.sent[pn]
+        if packet.in_flight:
+            if packet.ack_eliciting:
+                st.ack_eliciting_in_flight -= 1
+                self.congestion.on_packets_lost((packet,), now)
+            else:
+                self.congestion.on_packet_discarded(packet)
+        if pn == st.lowest_unacked:
+            st.advance_lowest_unacked()
+        for handler, args in packet.handlers:
+            handler(False, *args)
 
     def on_packet_number_skipped(self, space: int, packet_number: int) -> None:
         """Record a packet number deliberately left unused (RFC 9000 §21.4)."""
@@ -589,6 +654,7 @@ class LossRecovery:
             if packet.in_flight:
                 discarded(packet)
         st.sent.clear()
+        st.ack_only.clear()
         st.lowest_unacked = st.largest_sent + 1
         st.loss_time = None
         st.time_of_last_ack_eliciting = 0.0

@@ -30,6 +30,11 @@ in the table), so late retransmissions never reopen streams.
 Stream objects are created with their initial credits from the transport parameters
 (RFC 9000 §18.2): our ``initial_max_stream_data_*`` values size the receive windows, the
 peer's size the send credits. The values are given as :class:`StreamLimits`.
+
+Out-of-order data is bounded per stream (holes) and per connection: every receiving
+half charges the manager's one :class:`~quic.stream_recv.ReassemblyBudget`
+(out-of-order bytes and holes over all streams, RFC 9000 §21.7). A stream that is reset
+returns what it held; a stream only leaves the table once all its data was read.
 """
 
 from __future__ import annotations
@@ -39,7 +44,13 @@ from enum import Enum
 
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.stream import QuicStream
-from quic.stream_recv import RecvStream
+from quic.stream_recv import (
+    DEFAULT_MAX_REASSEMBLY_BYTES,
+    DEFAULT_MAX_REASSEMBLY_FRAGMENTS,
+    DEFAULT_MAX_STREAM_FRAGMENTS,
+    ReassemblyBudget,
+    RecvStream,
+)
 from quic.stream_send import SendStream
 
 __all__ = [
@@ -162,9 +173,19 @@ class StreamManager:
         local: StreamLimits,
         peer: StreamLimits | None = None,
         max_stream_window: int = DEFAULT_MAX_STREAM_WINDOW,
+        *,
+        max_stream_fragments: int = DEFAULT_MAX_STREAM_FRAGMENTS,
+        max_reassembly_bytes: int = DEFAULT_MAX_REASSEMBLY_BYTES,
+        max_reassembly_fragments: int = DEFAULT_MAX_REASSEMBLY_FRAGMENTS,
     ) -> None:
+        """``max_stream_fragments`` bounds the out-of-order holes of each stream;
+        ``max_reassembly_bytes`` / ``max_reassembly_fragments`` the out-of-order data
+        of all streams together (RFC 9000 §21.7). Beyond them: PROTOCOL_VIOLATION."""
         self.is_client = is_client
         self.max_stream_window = max_stream_window
+        self.max_stream_fragments = max_stream_fragments
+        #: shared by the receiving halves of every stream of the connection
+        self.reassembly = ReassemblyBudget(max_reassembly_bytes, max_reassembly_fragments)
         self._streams: dict[int, QuicStream] = {}
         self._opened_by_peer: list[int] = []
         own = 0 if is_client else 1
@@ -284,7 +305,13 @@ class StreamManager:
         recv = (
             None
             if sp.recv_window is None
-            else RecvStream(stream_id, sp.recv_window, max(sp.recv_window, self.max_stream_window))
+            else RecvStream(
+                stream_id,
+                sp.recv_window,
+                max(sp.recv_window, self.max_stream_window),
+                max_fragments=self.max_stream_fragments,
+                budget=self.reassembly,
+            )
         )
         return QuicStream(stream_id, send, recv)
 

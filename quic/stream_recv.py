@@ -6,15 +6,34 @@ Reassembly keeps two structures:
 
 * ``_ready``: a deque of ``bytes`` holding the contiguous data from the application's
   read offset up to ``_recv_offset`` (the first missing byte);
-* ``_ooo``: out-of-order segments beyond ``_recv_offset``, stored as
-  ``{start: bytes}`` with a sorted list of starts. Segments never overlap: an incoming
-  frame is trimmed against what is already held, so duplicates and overlaps cost only
-  the bisect (RFC 9000 §2.2: data already received can be discarded).
+* ``_ooo``: a :class:`ReassemblyBuffer` with the out-of-order data beyond
+  ``_recv_offset``.
 
-When a frame extends ``_recv_offset`` the following out-of-order segments that became
-contiguous are moved to ``_ready``. Memory is bounded by the stream's receive window:
-every byte buffered lies below the advertised limit, which is checked first
-(FLOW_CONTROL_ERROR, RFC 9000 §4.1).
+The out-of-order store keeps one *segment* per maximal run of received bytes, in three
+parallel sorted lists (starts, ends, segment data). Adjacent or overlapping data is
+merged on arrival, so the number of segments is the number of holes, whatever the
+number of frames (RFC 9000 §2.2: data already received can be discarded). A frame is
+placed with two bisections and merges the ``k`` segments it touches in O(log n + k)
+Python steps (plus one C-level move of the three lists when the number of holes
+changes). A frame that only repeats held data costs the two bisections.
+
+A segment's bytes are one chunk (``bytes``/``bytearray``) or, when larger, a deque of
+chunks (a rope). Chunks shorter than :data:`SMALL_CHUNK` are coalesced with a short
+neighbour, so no two short chunks are adjacent: a segment of ``b`` bytes holds at most
+``2 b / SMALL_CHUNK + 1`` chunk objects and memory stays close to one byte per byte
+stored, however tiny the fragments. Frames of full size are kept as received (no copy).
+Ropes merge by moving the chunks of the smaller one onto the larger (union by size),
+so no sequence of frames moves a chunk more than O(log n) times, and coalescing a
+short fragment copies at most :data:`SMALL_CHUNK` bytes.
+
+When a frame extends ``_recv_offset`` the segments that became contiguous are moved to
+``_ready``. Memory is bounded by the stream's receive window: every byte buffered lies
+below the advertised limit, which is checked first (FLOW_CONTROL_ERROR, RFC 9000 §4.1).
+The number of holes is bounded too (RFC 9000 §21.7, stream fragmentation): at most
+``max_fragments`` per stream, and every stream of a connection charges one shared
+:class:`ReassemblyBudget` (out-of-order bytes and fragments over all streams). Beyond a
+limit the frame is refused with ``limit_error`` (PROTOCOL_VIOLATION for streams,
+CRYPTO_BUFFER_EXCEEDED for CRYPTO, RFC 9000 §7.5) before any state changes.
 
 Final size rules (RFC 9000 §4.5): once a FIN or RESET_STREAM fixed the final size, a
 different final size or data beyond it is FINAL_SIZE_ERROR, and a final size below
@@ -35,14 +54,48 @@ States follow RFC 9000 §3.2, driven by the ``_TRANSITIONS`` table.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
+from collections.abc import Iterable
 from enum import Enum
+from itertools import islice
 
 from quic.errors import QuicProtocolError, StreamResetError, TransportErrorCode
 from quic.flow_control import ReceiveWindow
 
-__all__ = ["RecvEvent", "RecvState", "RecvStream"]
+__all__ = [
+    "CRYPTO_MIN_BUFFER",
+    "DEFAULT_CRYPTO_BUFFERS",
+    "DEFAULT_MAX_CRYPTO_FRAGMENTS",
+    "DEFAULT_MAX_REASSEMBLY_BYTES",
+    "DEFAULT_MAX_REASSEMBLY_FRAGMENTS",
+    "DEFAULT_MAX_STREAM_FRAGMENTS",
+    "SMALL_CHUNK",
+    "CryptoRecvStream",
+    "ReassemblyBudget",
+    "ReassemblyBuffer",
+    "RecvEvent",
+    "RecvState",
+    "RecvStream",
+]
+
+#: Out-of-order fragments (holes) one stream may have (RFC 9000 §21.7).
+DEFAULT_MAX_STREAM_FRAGMENTS = 1024
+#: Out-of-order fragments over all streams of a connection (RFC 9000 §21.7).
+DEFAULT_MAX_REASSEMBLY_FRAGMENTS = 4096
+#: Out-of-order bytes over all streams of a connection (RFC 9000 §21.7). Flow control
+#: already bounds them by the connection window; this caps overcommitted windows.
+DEFAULT_MAX_REASSEMBLY_BYTES = 32 * 1024 * 1024
+#: Chunks shorter than this are coalesced with a short neighbour (see module doc).
+SMALL_CHUNK = 1024
+#: CRYPTO data every endpoint must buffer out of order (RFC 9000 §7.5).
+CRYPTO_MIN_BUFFER = 4096
+#: CRYPTO data buffered beyond the first missing byte per level: Initial, Handshake,
+#: application (RFC 9000 §7.5). Initial carries one ClientHello or ServerHello and is
+#: open to anyone (spoofable), Handshake the certificate chain, 1-RTT session tickets.
+DEFAULT_CRYPTO_BUFFERS = (16 * 1024, 256 * 1024, 64 * 1024)
+#: Out-of-order CRYPTO fragments (holes) per level (RFC 9000 §7.5, §21.7).
+DEFAULT_MAX_CRYPTO_FRAGMENTS = 128
 
 
 class RecvState(Enum):
@@ -96,6 +149,278 @@ def _final_size_error(reason: str) -> QuicProtocolError:
     return QuicProtocolError(TransportErrorCode.FINAL_SIZE_ERROR, reason)
 
 
+Chunk = bytes | bytearray
+# One segment's data: a single chunk, or a rope of two or more chunks in offset order.
+Segment = bytes | bytearray | deque[bytes | bytearray]
+
+
+def _limit_error(code: int, reason: str) -> QuicProtocolError:
+    return QuicProtocolError(code, reason)
+
+
+class ReassemblyBudget:
+    """Out-of-order bytes and fragments buffered by all streams of one connection.
+
+    Shared by the :class:`ReassemblyBuffer` of every stream (RFC 9000 §21.7: limit the
+    size of tracking structures). ``bytes`` and ``fragments`` are the current totals.
+    """
+
+    __slots__ = ("bytes", "error_code", "fragments", "max_bytes", "max_fragments")
+
+    def __init__(
+        self,
+        max_bytes: int = DEFAULT_MAX_REASSEMBLY_BYTES,
+        max_fragments: int = DEFAULT_MAX_REASSEMBLY_FRAGMENTS,
+        error_code: int = TransportErrorCode.PROTOCOL_VIOLATION,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_fragments = max_fragments
+        self.error_code = error_code
+        self.bytes = 0
+        self.fragments = 0
+
+    def check(self, nbytes: int, nfragments: int) -> None:
+        """Raise the limit error if adding ``nbytes`` and ``nfragments`` would exceed it."""
+        if self.bytes + nbytes > self.max_bytes:
+            raise _limit_error(
+                self.error_code,
+                f"out-of-order data over all streams exceeds {self.max_bytes} bytes",
+            )
+        if nfragments > 0 and self.fragments + nfragments > self.max_fragments:
+            raise _limit_error(
+                self.error_code,
+                f"out-of-order data over all streams exceeds {self.max_fragments} fragments",
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"ReassemblyBudget(bytes={self.bytes}/{self.max_bytes}, "
+            f"fragments={self.fragments}/{self.max_fragments})"
+        )
+
+
+def _push_right(rope: deque[Chunk], chunk: Chunk) -> None:
+    """Append ``chunk`` to ``rope``, coalescing two short chunks (bounded copy)."""
+    last = rope[-1]
+    if len(chunk) < SMALL_CHUNK and len(last) < SMALL_CHUNK:
+        if type(last) is bytearray:
+            last += chunk
+        else:
+            grown = bytearray(last)
+            grown += chunk
+            rope[-1] = grown
+    else:
+        rope.append(chunk)
+
+
+def _push_left(rope: deque[Chunk], chunk: Chunk) -> None:
+    """Prepend ``chunk`` to ``rope``, coalescing two short chunks (bounded copy)."""
+    first = rope[0]
+    if len(chunk) < SMALL_CHUNK and len(first) < SMALL_CHUNK:
+        if type(first) is bytearray:
+            first[0:0] = chunk
+        else:
+            grown = bytearray(chunk)
+            grown += first
+            rope[0] = grown
+    else:
+        rope.appendleft(chunk)
+
+
+def _join(parts: list[Segment]) -> Segment:
+    """Concatenate contiguous ``parts`` (chunks and ropes) into one segment.
+
+    The longest rope is the base and the others are moved onto it (union by size), so
+    the work is proportional to the chunks of the shorter ones.
+    """
+    base_index = -1
+    base_len = 1
+    for index, part in enumerate(parts):
+        if isinstance(part, deque) and len(part) > base_len:
+            base_index = index
+            base_len = len(part)
+    if base_index < 0:
+        base_index = 0
+        first = parts[0]
+        assert not isinstance(first, deque)
+        rope: deque[Chunk] = deque((first,))
+    else:
+        base = parts[base_index]
+        assert isinstance(base, deque)
+        rope = base
+    for part in reversed(parts[:base_index]):
+        if isinstance(part, deque):
+            # the boundary chunk may coalesce; the rest already alternate short/long
+            _push_left(rope, part[-1])
+            rope.extendleft(islice(reversed(part), 1, None))
+        else:
+            _push_left(rope, part)
+    for part in islice(parts, base_index + 1, None):
+        if isinstance(part, deque):
+            _push_right(rope, part[0])
+            rope.extend(islice(part, 1, None))
+        else:
+            _push_right(rope, part)
+    return rope[0] if len(rope) == 1 else rope
+
+
+class ReassemblyBuffer:
+    """Out-of-order data of one stream: merged segments, one per hole (RFC 9000 §2.2).
+
+    ``starts``/``ends`` are the sorted half-open ranges ``[start, end)`` held, never
+    touching each other; ``segments`` their bytes. ``nbytes`` is the total held.
+    """
+
+    __slots__ = (
+        "budget",
+        "ends",
+        "error_code",
+        "max_fragments",
+        "nbytes",
+        "segments",
+        "starts",
+    )
+
+    def __init__(
+        self,
+        max_fragments: int = DEFAULT_MAX_STREAM_FRAGMENTS,
+        budget: ReassemblyBudget | None = None,
+        error_code: int = TransportErrorCode.PROTOCOL_VIOLATION,
+    ) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.segments: list[Segment] = []
+        self.nbytes = 0
+        self.max_fragments = max_fragments
+        self.budget = budget
+        self.error_code = error_code
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def _charge(self, nbytes: int, nfragments: int) -> None:
+        """Account for a change; raises before anything changed if over a limit."""
+        if nfragments > 0 and len(self.starts) + nfragments > self.max_fragments:
+            raise _limit_error(
+                self.error_code,
+                f"out-of-order data exceeds {self.max_fragments} fragments on one stream",
+            )
+        budget = self.budget
+        if budget is not None:
+            budget.check(nbytes, nfragments)
+            budget.bytes += nbytes
+            budget.fragments += nfragments
+        self.nbytes += nbytes
+
+    def _release(self, nbytes: int, nfragments: int) -> None:
+        self.nbytes -= nbytes
+        budget = self.budget
+        if budget is not None:
+            budget.bytes -= nbytes
+            budget.fragments -= nfragments
+
+    def insert(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` at ``offset`` (beyond the first missing byte), merging it with
+        every segment it touches; already-held bytes are kept, not replaced."""
+        end = offset + len(data)
+        starts = self.starts
+        ends = self.ends
+        i = bisect_left(ends, offset)  # first segment ending at or after offset
+        if i == len(ends) or starts[i] > end:
+            self._charge(end - offset, 1)  # a new hole
+            starts.insert(i, offset)
+            ends.insert(i, end)
+            self.segments.insert(i, data if type(data) is bytes else bytes(data))
+            return
+        if starts[i] <= offset and end <= ends[i]:
+            return  # entirely duplicate
+        j = bisect_right(starts, end, i)  # segments i..j-1 touch [offset, end)
+        segments = self.segments
+        parts: list[Segment] = []
+        cursor = offset
+        added = 0
+        for k in range(i, j):
+            s = starts[k]
+            if s > cursor:
+                parts.append(_piece(data, cursor - offset, s - offset))
+                added += s - cursor
+            parts.append(segments[k])
+            cursor = ends[k]
+        if end > cursor:
+            parts.append(_piece(data, cursor - offset, end - offset))
+            added += end - cursor
+            cursor = end
+        self._charge(added, i + 1 - j)
+        new_start = starts[i] if starts[i] < offset else offset
+        merged = _join(parts)
+        if j == i + 1:
+            starts[i] = new_start
+            ends[i] = cursor
+            segments[i] = merged
+        else:
+            starts[i:j] = (new_start,)
+            ends[i:j] = (cursor,)
+            segments[i:j] = (merged,)
+
+    def pop_reached(self, offset: int, ready: deque[bytes]) -> int:
+        """Move the segments starting at or below ``offset`` (the first missing byte)
+        to ``ready``, without the bytes below ``offset``; return the new first missing
+        byte."""
+        starts = self.starts
+        ends = self.ends
+        segments = self.segments
+        n = len(starts)
+        k = 0
+        released = 0
+        while k < n and starts[k] <= offset:
+            s = starts[k]
+            e = ends[k]
+            released += e - s
+            if e > offset:
+                _deliver(segments[k], offset - s, ready)
+                offset = e
+            k += 1
+        if k:
+            del starts[:k]
+            del ends[:k]
+            del segments[:k]
+            self._release(released, k)
+        return offset
+
+    def clear(self) -> None:
+        """Drop everything (reset), returning it to the budget."""
+        if self.starts:
+            self._release(self.nbytes, len(self.starts))
+            self.starts.clear()
+            self.ends.clear()
+            self.segments.clear()
+
+    def chunk_count(self) -> int:
+        """Chunk objects held (memory accounting in tests)."""
+        return sum(len(seg) if isinstance(seg, deque) else 1 for seg in self.segments)
+
+
+def _piece(data: bytes | bytearray | memoryview, start: int, stop: int) -> bytes:
+    """``data[start:stop]`` as an independent ``bytes`` (the frame itself when whole)."""
+    if start == 0 and stop == len(data) and type(data) is bytes:
+        return data
+    return bytes(memoryview(data)[start:stop])
+
+
+def _deliver(segment: Segment, skip: int, ready: deque[bytes]) -> None:
+    """Append ``segment``'s bytes after the first ``skip`` to ``ready`` as ``bytes``."""
+    chunks: Iterable[Chunk] = segment if isinstance(segment, deque) else (segment,)
+    for chunk in chunks:
+        n = len(chunk)
+        if skip >= n:
+            skip -= n
+            continue
+        if skip:
+            chunk = chunk[skip:]
+            skip = 0
+        ready.append(chunk if type(chunk) is bytes else bytes(chunk))
+
+
 class RecvStream:
     """Receive half of a stream: reassembly, final size, flow control (RFC 9000 §3.2)."""
 
@@ -103,7 +428,6 @@ class RecvStream:
         "_discarding",
         "_final_size",
         "_ooo",
-        "_ooo_starts",
         "_read_offset",
         "_ready",
         "_ready_len",
@@ -119,8 +443,19 @@ class RecvStream:
     )
 
     def __init__(
-        self, stream_id: int = 0, max_stream_data: int = 0, max_window: int | None = None
+        self,
+        stream_id: int = 0,
+        max_stream_data: int = 0,
+        max_window: int | None = None,
+        *,
+        max_fragments: int = DEFAULT_MAX_STREAM_FRAGMENTS,
+        budget: ReassemblyBudget | None = None,
+        limit_error: int = TransportErrorCode.PROTOCOL_VIOLATION,
     ) -> None:
+        """``max_fragments`` bounds the holes of this stream, ``budget`` (shared by the
+        streams of a connection) the out-of-order bytes and holes of all of them;
+        ``limit_error`` is the error code of a frame refused by either (RFC 9000 §21.7;
+        CRYPTO_BUFFER_EXCEEDED for CRYPTO streams, §7.5)."""
         self.stream_id = stream_id
         self.window = ReceiveWindow(max_stream_data, max_window)
         self._state = RecvState.RECV
@@ -128,8 +463,7 @@ class RecvStream:
         self._ready_len = 0
         self._read_offset = 0
         self._recv_offset = 0
-        self._ooo: dict[int, bytes] = {}
-        self._ooo_starts: list[int] = []
+        self._ooo = ReassemblyBuffer(max_fragments, budget, limit_error)
         self._final_size: int | None = None
         self._reset_code: int | None = None
         self._stop_code: int | None = None
@@ -178,6 +512,21 @@ class RecvStream:
         return self.window.highest_received
 
     @property
+    def fragments(self) -> int:
+        """Out-of-order segments held: the number of holes after the first missing byte."""
+        return len(self._ooo.starts)
+
+    @property
+    def out_of_order_bytes(self) -> int:
+        """Bytes held beyond the first missing byte."""
+        return self._ooo.nbytes
+
+    @property
+    def reassembly(self) -> ReassemblyBuffer:
+        """The out-of-order store (read-only use: accounting, tests)."""
+        return self._ooo
+
+    @property
     def reset_error_code(self) -> int | None:
         return self._reset_code
 
@@ -206,17 +555,21 @@ class RecvStream:
             raise _final_size_error(
                 f"final size {end} below received offset {self.window.highest_received}"
             )
-        delta = self.window.on_data(end)  # FLOW_CONTROL_ERROR, RFC 9000 §4.1
+        window = self.window
+        if end > window.max_data:
+            window.on_data(end)  # raises FLOW_CONTROL_ERROR, RFC 9000 §4.1
         if self._state not in _RECEIVING:
-            return delta  # late or duplicate data (§3.2): discarded after the checks
-        if fin and final_size is None:
-            self._final_size = final_size = end
-            self._fire(RecvEvent.RECV_FIN)
+            return window.on_data(end)  # late or duplicate data (§3.2): discarded
+        # Storing may be refused (reassembly limits): before anything else changes.
         if end > self._recv_offset and end > offset:
             if offset <= self._recv_offset:
                 self._append(offset, data)
             else:
-                self._insert(offset, data)
+                self._ooo.insert(offset, data)
+        delta = window.on_data(end)
+        if fin and final_size is None:
+            self._final_size = final_size = end
+            self._fire(RecvEvent.RECV_FIN)
         if final_size is not None and self._recv_offset == final_size:
             self._fire(RecvEvent.ALL_DATA)
         if self._discarding:
@@ -230,68 +583,16 @@ class RecvStream:
             chunk = data
         else:
             chunk = bytes(memoryview(data)[recv - offset :])
-        ready = self._ready
-        ready.append(chunk)
-        recv += len(chunk)
-        added = len(chunk)
-        starts = self._ooo_starts
-        if starts and starts[0] <= recv:
-            ooo = self._ooo
-            k = 0
-            n = len(starts)
-            while k < n and starts[k] <= recv:
-                s = starts[k]
-                seg = ooo.pop(s)
-                e = s + len(seg)
-                if e > recv:
-                    part = seg if s == recv else seg[recv - s :]
-                    ready.append(part)
-                    added += len(part)
-                    recv = e
-                k += 1
-            del starts[:k]
-        self._recv_offset = recv
-        self._ready_len += added
-
-    def _insert(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        """Store an out-of-order segment, keeping only bytes not already held."""
-        starts = self._ooo_starts
-        ooo = self._ooo
-        end = offset + len(data)
-        i = bisect_right(starts, offset)
-        cursor = offset
-        if i:
-            prev = starts[i - 1]
-            prev_end = prev + len(ooo[prev])
-            if prev_end >= end:
-                return  # entirely duplicate
-            if prev_end > cursor:
-                cursor = prev_end
-        j = i
-        n = len(starts)
-        pieces: list[tuple[int, int]] = []
-        while j < n and starts[j] < end:
-            s = starts[j]
-            if s > cursor:
-                pieces.append((cursor, s))
-            e = s + len(ooo[s])
-            if e > cursor:
-                cursor = e
-            j += 1
-        if cursor < end:
-            pieces.append((cursor, end))
-        if not pieces:
-            return
-        if len(pieces) == 1 and pieces[0] == (offset, end) and type(data) is bytes:
-            ooo[offset] = data
+        self._ready.append(chunk)
+        end = recv + len(chunk)
+        starts = self._ooo.starts
+        if starts and starts[0] <= end:
+            # segments now reached move to the ready queue (their overlap is dropped)
+            new_end = self._ooo.pop_reached(end, self._ready)
         else:
-            view = memoryview(data)
-            for s, e in pieces:
-                ooo[s] = bytes(view[s - offset : e - offset])
-        new_starts = [s for s, _ in pieces]
-        if j > i:
-            new_starts = sorted(starts[i:j] + new_starts)
-        starts[i:j] = new_starts
+            new_end = end
+        self._recv_offset = new_end
+        self._ready_len += new_end - recv
 
     def on_reset(self, error_code: int, final_size: int) -> int:
         """Process RESET_STREAM (RFC 9000 §3.2, §19.4); return the flow-control delta."""
@@ -314,7 +615,6 @@ class RecvStream:
             self._ready.clear()
             self._ready_len = 0
             self._ooo.clear()
-            self._ooo_starts.clear()
             self._stop_pending = False
         return delta
 
@@ -449,3 +749,42 @@ class RecvStream:
         # RFC 9000 §3.5: resend only while the peer may still be sending.
         if self._stop_code is not None and self._state in _RECEIVING:
             self._stop_pending = True
+
+
+class CryptoRecvStream(RecvStream):
+    """The receiving half of one encryption level's CRYPTO stream (RFC 9000 §7.5, §19.6).
+
+    CRYPTO data has no flow control; ``buffer`` bounds the data held beyond the first
+    missing byte: the limit slides forward as the TLS engine takes the contiguous
+    bytes (:meth:`read`). Out-of-order holes are bounded by ``max_fragments``. Beyond
+    either: CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, buffer: int, max_fragments: int = DEFAULT_MAX_CRYPTO_FRAGMENTS) -> None:
+        super().__init__(
+            -1,
+            buffer,
+            max_fragments=max_fragments,
+            limit_error=TransportErrorCode.CRYPTO_BUFFER_EXCEEDED,
+        )
+
+    def on_stream_frame(self, offset: int, data: bytes | bytearray | memoryview, fin: bool) -> int:
+        """Process a CRYPTO frame (``fin`` is always False)."""
+        if offset + len(data) > self.window.max_data:
+            raise QuicProtocolError(
+                TransportErrorCode.CRYPTO_BUFFER_EXCEEDED,
+                f"CRYPTO data up to {offset + len(data)} beyond {self.window.max_data}",
+            )
+        return super().on_stream_frame(offset, data, fin)
+
+    def read(
+        self, max_bytes: int = -1, *, now: float = 0.0, rtt: float = 0.0, credit: bool = True
+    ) -> bytes:
+        data = super().read(max_bytes, now=now, rtt=rtt, credit=credit)
+        window = self.window
+        limit = window.consumed + window.window
+        if limit > window.max_data:
+            window.max_data = limit
+        return data

@@ -51,10 +51,11 @@ def test_crypto_data_of_a_discarded_level_is_ignored() -> None:
 
 
 def test_crypto_buffer_limit_is_crypto_buffer_exceeded() -> None:
-    crypto = CryptoStreams(buffer=1000)
+    crypto = CryptoStreams(buffers=(4096, 4096, 4096))  # 4096: the RFC 9000 §7.5 floor
     with pytest.raises(QuicProtocolError) as info:
         crypto.receive(0, 5000, b"x")
     assert info.value.error_code == TransportErrorCode.CRYPTO_BUFFER_EXCEEDED
+    assert crypto.receive(1, 4000, b"y") == b""  # within the limit: held
 
 
 def test_path_manager_keeps_the_newest_responses_and_sends_each_once() -> None:
