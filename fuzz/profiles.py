@@ -3,7 +3,7 @@
 Every ``@settings(max_examples=…)`` in ``fuzz/`` goes through :func:`examples`, so one
 switch scales them all::
 
-    FUZZ_PROFILE=deep python3 -m pytest fuzz -p no:cacheprovider   # >= 100,000 examples each
+    FUZZ_PROFILE=deep python3 -m pytest fuzz -p no:cacheprovider -p no:timeout  # >= 100,000 each
     FUZZ_PROFILE=deep FUZZ_EXAMPLES=250000 python3 -m pytest fuzz/test_fuzz_wt.py
 
 The default suite keeps the counts written in the tests (it has to finish in minutes on

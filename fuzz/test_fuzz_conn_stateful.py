@@ -15,7 +15,7 @@ every queue and table of both connections is within its limit, no datagram excee
 
 Default runs are short; the deep profile is run by hand, without pytest's timeout::
 
-    QUIC_FUZZ_EXAMPLES=100000 pytest -p no:timeout fuzz/test_fuzz_conn_stateful.py
+    FUZZ_PROFILE=deep python3 -m pytest -p no:timeout fuzz/test_fuzz_conn_stateful.py
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from fuzz.profiles import examples
 from quic.buffer import VARINT_MAX
 from quic.cid import MAX_ISSUED
 from quic.connection import ConnectionState, QuicConnection
@@ -55,7 +56,7 @@ from quic.frames import (
 from tests.support.quicinject import ack_everything, seal_1rtt
 from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, make_pair
 
-_EXAMPLES = int(os.environ.get("QUIC_FUZZ_EXAMPLES", "20"))
+_EXAMPLES = examples(20)  # FUZZ_PROFILE=deep: >= 100,000 (fuzz/profiles.py)
 _KNOWN_CODES = {int(code) for code in TransportErrorCode}
 
 varints = st.one_of(

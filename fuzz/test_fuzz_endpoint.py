@@ -14,12 +14,11 @@ once).
 
 Default: a modest number of examples. Deep run by hand::
 
-    FUZZ_EXAMPLES=100000 python3 -m pytest -p no:cacheprovider fuzz/test_fuzz_endpoint.py
+    FUZZ_PROFILE=deep python3 -m pytest -p no:cacheprovider -p no:timeout fuzz/test_fuzz_endpoint.py
 """
 
 from __future__ import annotations
 
-import os
 import random
 from typing import Any
 
@@ -27,6 +26,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from fuzz.profiles import examples
 from quic.endpoint import ConnectionAccepted, ConnectionRemoved, QuicEndpoint
 from quic.frames import PingFrame
 from quic.packet import encode_short_header, encode_version_negotiation
@@ -40,7 +40,7 @@ from tests.support.quicpair import (
 )
 from tests.support.spoof import decryptable_initial, sealed_initial, undecryptable_initial
 
-_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+_EXAMPLES = examples(25)  # FUZZ_PROFILE=deep: >= 100,000 (fuzz/profiles.py)
 
 MAX_CONNECTIONS = 12
 MAX_HALF_OPEN = 6

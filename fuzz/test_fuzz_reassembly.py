@@ -24,13 +24,13 @@ than pytest-timeout's 300 s default, hence ``--timeout=0``::
 
 from __future__ import annotations
 
-import os
 import random
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from fuzz.profiles import examples  # FUZZ_PROFILE=deep: >= 100,000 examples
 from quic import stream_recv
 from quic.ack import AckTracker
 from quic.congestion import NewReno
@@ -38,16 +38,6 @@ from quic.errors import QuicProtocolError, StreamResetError, TransportErrorCode
 from quic.recovery import LossRecovery, SentPacket
 from quic.rtt import RttEstimator
 from quic.stream_recv import SMALL_CHUNK, ReassemblyBudget, RecvState, RecvStream
-
-try:  # the shared switch for deep runs (fuzz/profiles.py), when present
-    from fuzz.profiles import examples
-except ImportError:  # pragma: no cover - same convention, read directly
-
-    def examples(default: int) -> int:
-        if os.environ.get("FUZZ_PROFILE", "") == "deep":
-            return max(100_000, int(os.environ.get("FUZZ_EXAMPLES", "100000")))
-        return default
-
 
 WINDOW = 2000
 MAX_WINDOW = 4000

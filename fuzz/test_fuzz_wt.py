@@ -7,13 +7,12 @@ sessions on an in-memory pair and checks bounded state (see below)."""
 from __future__ import annotations
 
 import contextlib
-import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from fuzz.profiles import examples
+from fuzz.profiles import DEEP, examples
 from h3.capsules import (
     FLOW_CONTROL_CAPSULES,
     CapsuleType,
@@ -107,9 +106,8 @@ def test_stream_headers_never_raise(session_id: int, body: bytes, bidi: bool, fi
 # and closed sessions, resets, early streams and datagrams, WT_MAX_* games, GETs with
 # trailers. After every step nothing is queued anywhere, every table is within its limit
 # and no bug of ours closed the connection (H3_INTERNAL_ERROR). The default run is short;
-# FUZZ_EXAMPLES=100000 (for instance) runs the deep profile by hand.
+# FUZZ_PROFILE=deep runs the deep profile by hand (fuzz/profiles.py).
 
-FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
 LIMITS = WebTransportConfiguration(
     max_sessions=6,
     max_buffered_streams=6,
@@ -336,7 +334,7 @@ class HostileWebTransport(RuleBasedStateMachine):
         self.raw_stream(True, b"".join(parts), fin)
         self.step()
 
-    @precondition(lambda self: FUZZ_EXAMPLES > 0)  # connection-fatal: deep runs only
+    @precondition(lambda self: DEEP)  # connection-fatal: deep runs only
     @rule(session_id=st.integers(0, VARINT_MAX))
     def any_session_id(self, session_id: int) -> None:
         if self.alive:
@@ -387,7 +385,7 @@ def wt_header(session_id: int, bidi: bool) -> bytes:
 
 TestHostileWebTransport = HostileWebTransport.TestCase
 TestHostileWebTransport.settings = settings(
-    max_examples=FUZZ_EXAMPLES or 12,
+    max_examples=examples(12),
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -1,6 +1,6 @@
 """A hostile peer against one connection: bounded state, linear cost, no oversize datagram.
 
-Findings 6 and 7 of issue 8 and the limits they brought (``docs/limits/issue8-core.md``).
+Findings 6 and 7 of issue 8 and the limits they brought (``docs/limits.md``).
 The attacker is the client of an in-memory pair: it seals arbitrary frames with its own
 1-RTT keys (:mod:`tests.support.quicinject`) and hands them to the server directly; what
 the server sends is collected and, unless a test says otherwise, never delivered — the
