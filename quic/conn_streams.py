@@ -110,7 +110,6 @@ class StreamController:
         self._control: dict[int, None] = {}  # streams with control frames to check
         self._write_blocked: set[int] = set()
         self._eof_reported: set[int] = set()
-        self._paused: set[int] = set()  # streams whose received data is held back
         self._rtt_estimator = rtt
 
     @property
@@ -159,18 +158,6 @@ class StreamController:
             self._write_blocked.add(stream_id)
             return False
         return True
-
-    def pause_receive(self, stream_id: int, paused: bool, now: float) -> None:
-        """Hold back (True) or resume (False) delivery of a stream's received data.
-
-        Held-back bytes stay in the stream's receive buffer and are not credited, so
-        the peer is stopped by its stream window (RFC 9000 §4.1): receive backpressure
-        for applications that read slower than the network delivers."""
-        if paused:
-            self._paused.add(stream_id)
-        elif stream_id in self._paused:
-            self._paused.discard(stream_id)
-            self._deliver(stream_id, now)
 
     def consume(self, stream_id: int, n: int, now: float) -> None:
         """The application is done with ``n`` delivered bytes of ``stream_id``: return
@@ -227,7 +214,7 @@ class StreamController:
         if stream is None or stream.recv is None:
             return
         recv = stream.recv
-        if recv.is_reset or stream_id in self._paused:
+        if recv.is_reset:
             return
         # Delivered, not yet credited: credit returns through consume() once the
         # application is done with the bytes (RFC 9000 §4.2), so a reader that does not
@@ -495,7 +482,6 @@ class StreamController:
     def _maybe_discard(self, sid: int) -> None:
         if self.manager.maybe_discard(sid):
             self._eof_reported.discard(sid)
-            self._paused.discard(sid)
             self._sendable.pop(sid, None)
             self._control.pop(sid, None)
             self._write_blocked.discard(sid)

@@ -420,20 +420,7 @@ class QuicConnection:
 
     def stats(self) -> ConnectionStats:
         """A snapshot of RTT, congestion window and counters (see :mod:`quic.stats`)."""
-        recovery = self.recovery
-        rtt = recovery.rtt
-        return ConnectionStats(
-            version=self.version,
-            smoothed_rtt=rtt.smoothed_rtt,
-            min_rtt=rtt.min_rtt,
-            latest_rtt=rtt.latest_rtt,
-            congestion_window=recovery.congestion.congestion_window,
-            bytes_in_flight=recovery.bytes_in_flight,
-            bytes_sent=self.paths.bytes_sent,
-            bytes_received=self.paths.bytes_received,
-            packets_received=self.reader.processed,
-            packets_dropped=self.reader.dropped,
-        )
+        return ConnectionStats.of(self.version, self.recovery, self.paths, self.reader)
 
     def send_buffered(self, stream_id: int) -> int:
         """Bytes of ``stream_id`` queued or in flight and not yet acknowledged (0 for an
@@ -449,12 +436,6 @@ class QuicConnection:
         """
         if self.state in _LIVE:
             self.streams.consume(stream_id, nbytes, self._now)
-
-    def pause_stream_receive(self, stream_id: int, paused: bool = True) -> None:
-        """Hold back (or resume) delivery of a stream's data: receive backpressure
-        through stream flow control (RFC 9000 §4.1)."""
-        if self.state in _LIVE:
-            self.streams.pause_receive(stream_id, paused, self._now)
 
     @property
     def max_datagram_payload(self) -> int:

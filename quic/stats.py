@@ -9,6 +9,12 @@ of reaching into QUIC's internals.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quic.conn_paths import PathManager
+    from quic.conn_receive import PacketReader
+    from quic.recovery import LossRecovery
 
 __all__ = ["ConnectionStats"]
 
@@ -27,3 +33,22 @@ class ConnectionStats:
     bytes_received: int
     packets_received: int  # successfully processed
     packets_dropped: int  # undecryptable, unsupported or malformed
+
+    @classmethod
+    def of(
+        cls, version: int, recovery: LossRecovery, paths: PathManager, reader: PacketReader
+    ) -> ConnectionStats:
+        """Read each figure from the component that owns it."""
+        rtt = recovery.rtt
+        return cls(
+            version=version,
+            smoothed_rtt=rtt.smoothed_rtt,
+            min_rtt=rtt.min_rtt,
+            latest_rtt=rtt.latest_rtt,
+            congestion_window=recovery.congestion.congestion_window,
+            bytes_in_flight=recovery.bytes_in_flight,
+            bytes_sent=paths.bytes_sent,
+            bytes_received=paths.bytes_received,
+            packets_received=reader.processed,
+            packets_dropped=reader.dropped,
+        )

@@ -139,8 +139,6 @@ def test_application_api_on_a_closed_connection_raises_nothing() -> None:
                 conn.reset_stream(stream_id, 1)
                 conn.stop_stream(stream_id, 2)
                 conn.consume_stream_data(stream_id, 5)
-                conn.pause_stream_receive(stream_id, True)
-                conn.pause_stream_receive(stream_id, False)
             conn.send_datagram(b"d" * 100_000)  # would not fit: dropped, no ValueError
             conn.send_ping(7)
             conn.request_key_update()
