@@ -358,6 +358,7 @@ class StreamManager:
             streams[sid] = self._create(sid, sp)
             opened.append(sid)
         sp.opened = index + 1
+        self._maybe_raise_limit(sp)
         return streams[stream_id]
 
     @staticmethod
@@ -488,11 +489,19 @@ class StreamManager:
         sp = self._spaces[stream_id & 3]
         if not sp.local:
             sp.finished += 1
-            new_limit = sp.finished + sp.concurrency
-            if new_limit > sp.limit:
-                sp.limit = new_limit
-                sp.limit_pending = True
+            self._maybe_raise_limit(sp)
         return True
+
+    @staticmethod
+    def _maybe_raise_limit(sp: _Space) -> None:
+        """Raise the peer's MAX_STREAMS to ``finished + concurrency`` once it has less
+        than half of its concurrency left to open (RFC 9000 §4.6), not for every stream
+        that finishes: fewer frames, and no immediate packet (with its piggybacked ACK)
+        per finished stream."""
+        new_limit = sp.finished + sp.concurrency
+        if new_limit > sp.limit and (sp.limit - sp.opened) * 2 <= sp.concurrency:
+            sp.limit = new_limit
+            sp.limit_pending = True
 
     def discard_finished(self) -> list[int]:
         """Forget every finished stream; returns their ids."""

@@ -398,3 +398,25 @@ def test_maybe_discard_keeps_unfinished() -> None:
     assert c.streams[sid].stream_id == sid
     assert c.is_local(sid)
     assert not c.is_local(1)
+
+
+def test_max_streams_is_raised_once_half_the_credit_is_used() -> None:
+    """Not a MAX_STREAMS per finished stream: the limit moves to finished + concurrency
+    once the peer has less than half of its concurrency left to open (RFC 9000 §4.6)."""
+    limits = StreamLimits(max_streams_uni=8, max_stream_data_uni=3000)
+    s = StreamManager(False, limits, PEER)
+    s.stream_for_frame(2, FRAME_STREAM)
+    finish_peer_uni(s, 2)
+    assert s.maybe_discard(2)
+    assert s.max_streams_frames() == []  # 7 of 8 still to open: nothing to say yet
+    for index in range(1, 3):
+        s.stream_for_frame(stream_id_for(index, True, False), FRAME_STREAM)
+    assert s.max_streams_frames() == []  # 5 left: more than half
+    s.stream_for_frame(stream_id_for(3, True, False), FRAME_STREAM)
+    assert s.max_streams_frames() == [(False, 9)]  # 4 left: one finished + 8
+    # the peer keeps its concurrency of 8: streams 1..8 may all be open at once
+    s.stream_for_frame(stream_id_for(4, True, False), FRAME_STREAM)
+    for index in range(5, 9):
+        s.stream_for_frame(stream_id_for(index, True, False), FRAME_STREAM)
+    with pytest.raises(QuicProtocolError):
+        s.stream_for_frame(stream_id_for(9, True, False), FRAME_STREAM)
