@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
 
@@ -30,6 +30,7 @@ from quic.tls.keylog import KeyLogCallback
 from quic.tls.signatures import PrivateKey, load_certificate_chain_pem, load_private_key_pem
 from quic.tls.suites import CipherSuite
 from quic.tls.verify import VerifyOptions
+from quic.tokens import TokenStore
 from quic.versions import QuicVersion
 
 if TYPE_CHECKING:
@@ -138,6 +139,27 @@ class QuicConfiguration:
     # declared lost beyond it).
     max_ack_only_packets_tracked: int = DEFAULT_MAX_ACK_ONLY_TRACKED
     max_sent_packets_tracked: int = DEFAULT_MAX_SENT_TRACKED
+
+    # -- address validation (helper "validation", issue 9; quic/retry.py, quic/tokens.py)
+    # Server. Retry (RFC 9000 §8.1.2): "never"; "always"; "auto": when at least
+    # retry_threshold handshakes are in flight (half-open connections), an Initial
+    # without a valid token gets a stateless Retry instead of a connection (§21.1.1.2
+    # lets a server defer its handshake state and work this way).
+    retry: Literal["never", "always", "auto"] = "auto"
+    retry_threshold: int = 200
+    # Seconds a Retry token is accepted (§8.1.4: "only for a short time"; it is bound
+    # to the client's IP address and port) and a NEW_TOKEN token (§8.1.3: SHOULD have
+    # an expiration time; bound to the client's IP address).
+    retry_token_lifetime: float = 10.0
+    new_token_lifetime: float = 86400.0
+    # Send one NEW_TOKEN frame once the handshake is complete (§8.1.3: MAY).
+    send_new_token: bool = True
+    # The token key rotates after this many seconds; retired keys are kept until the
+    # tokens they sealed expire (at most floor(lifetime / rotation) + 2 keys).
+    token_key_rotation: float = 3600.0
+    # Client: NEW_TOKEN tokens kept for later connections (§8.1.3); share one
+    # quic.tokens.TokenStore between configurations. None: tokens are not used.
+    token_store: TokenStore | None = None
 
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None

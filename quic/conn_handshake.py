@@ -20,6 +20,12 @@ must authenticate (RFC 9000 §7.3).
   a client confirms on HANDSHAKE_DONE or on an acknowledged 1-RTT packet.
 * Retry (RFC 9000 §17.2.5): :meth:`HandshakeDriver.accept_retry` checks the integrity
   tag and remembers the token and the Retry's Source Connection ID.
+* Address validation tokens (RFC 9000 §8.1.3): a server sends the NEW_TOKEN token the
+  endpoint minted for it once the handshake is complete (:meth:`HandshakeDriver.
+  queue_new_token`), again if it is lost (§13.3). A client with a
+  ``QuicConfiguration.token_store`` puts every NEW_TOKEN token there and takes one for
+  the Initial packets of a later connection to the same server
+  (:meth:`HandshakeDriver.load_token`); a Retry's token replaces it and is never kept.
 * Version negotiation (RFC 9000 §6.2, RFC 9368 §2.1, §4): our transport parameters
   carry Version Information. A client lists only its Chosen Version as available (it
   does not implement compatible negotiation, so it must not invite it); a server lists
@@ -36,17 +42,19 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from quic.configuration import QuicConfiguration
 from quic.conn_keys import EPOCH_SPACE, SPACE_EPOCH
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import HandshakeCompleted, ProtocolNegotiated, QuicEvent
-from quic.frames import HANDSHAKE_DONE_FRAME, FrameType
+from quic.frames import HANDSHAKE_DONE_FRAME, FrameType, encode_new_token_frame
 from quic.packet import PacketHeader
 from quic.packet_builder import PacketAssembler
 from quic.protection import verify_retry_integrity
 from quic.tls.alerts import TlsAlertError
 from quic.tls.engine import SecretAvailable, TlsEngine
+from quic.tokens import token_store_key
 from quic.tparams import TransportParameters, VersionInformation
 
 __all__ = ["HandshakeDriver", "HandshakeProgress"]
@@ -87,6 +95,9 @@ class HandshakeDriver:
         self.retry_received = False
         self.token = b""  # client: the token of a Retry, echoed in our Initials
         self.new_token = b""  # client: the latest NEW_TOKEN, for a future connection
+        self._token_key: str | None = None  # client: this server in the token store
+        self._tokens_out: deque[bytes] = deque()  # server: NEW_TOKEN frames owed
+        self.tokens_resent = 0  # server: NEW_TOKEN frames sent again after a loss
         self.peer_initial_scid = peer_initial_scid
         self.reacted_to_vn = False
         self.complete = False
@@ -228,8 +239,20 @@ class HandshakeDriver:
 
     def on_new_token(self, token: bytes) -> None:
         """Client: a NEW_TOKEN for future connections (RFC 9000 §8.1.3, §19.7); the
-        latest one is kept."""
+        latest one is kept, and put in the token store."""
         self.new_token = token
+        store = self.configuration.token_store
+        if store is not None and self._token_key is not None:
+            store.put(self._token_key, token)
+
+    def load_token(self, addr: Any) -> None:
+        """Client: use a NEW_TOKEN token of an earlier connection to this server in
+        our Initial packets (RFC 9000 §8.1.3: SHOULD), taken out of the store."""
+        store = self.configuration.token_store
+        if store is None:
+            return
+        self._token_key = token_store_key(self.configuration.server_name, addr)
+        self.token = store.take(self._token_key) or b""
 
     def on_server_initial(self, scid: bytes) -> None:
         """Client: the server's first Initial chose this connection ID (RFC 9000 §7.2);
@@ -280,3 +303,32 @@ class HandshakeDriver:
     def _done_fate(self, acked: bool) -> None:
         if not acked:
             self.done_pending = True  # RFC 9000 §13.3: sent again until acknowledged
+
+    # -- NEW_TOKEN (server, RFC 9000 §8.1.3, §19.7) -------------------------------------
+
+    def queue_new_token(self, token: bytes) -> None:
+        """Server: send ``token`` in a NEW_TOKEN frame (1-RTT only, §19.7)."""
+        if token and not self.is_client:
+            self._tokens_out.append(token)
+
+    @property
+    def tokens_pending(self) -> int:
+        """NEW_TOKEN frames owed."""
+        return len(self._tokens_out)
+
+    def write_tokens(self, asm: PacketAssembler) -> None:
+        """Write the owed NEW_TOKEN frames that fit."""
+        tokens = self._tokens_out
+        packet = asm.packet
+        while tokens:
+            frame = encode_new_token_frame(tokens[0])
+            if len(frame) > asm.room:
+                return
+            asm.push(frame)
+            packet.handlers.append((self._token_fate, (tokens.popleft(),)))
+            packet.ack_eliciting = packet.in_flight = True
+
+    def _token_fate(self, acked: bool, token: bytes) -> None:
+        if not acked:
+            self.tokens_resent += 1
+            self._tokens_out.append(token)  # RFC 9000 §13.3: retransmitted if lost

@@ -155,6 +155,7 @@ class SendScheduler:
             or self._crypto.needs_send(index)
             or self._datagrams.pending
             or handshake.done_pending
+            or handshake.tokens_pending  # NEW_TOKEN (RFC 9000 §8.1.3)
             or self._paths.wants_send()
             or self._pings
             or streams.wants_control()
@@ -303,6 +304,8 @@ class SendScheduler:
         handshake = self._handshake
         if handshake.done_pending:
             handshake.write_done(asm)
+        if handshake.tokens_pending:
+            handshake.write_tokens(asm)  # NEW_TOKEN (RFC 9000 §8.1.3)
         paths = self._paths
         if paths.responses:
             paths.write(asm)

@@ -132,7 +132,13 @@ class QuicConnection:
         version: int | None = None,
         retry_source_connection_id: bytes | None = None,
         token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        address_validated: bool = False,
+        issue_token: Callable[[Addr, float], bytes] | None = None,
     ) -> None:
+        """A server connection gets the client's connection IDs from the endpoint,
+        and, after a Retry, the Retry's Source Connection ID (RFC 9000 §7.3);
+        ``address_validated`` if a token validated the client's address (§8.1) and
+        ``issue_token(addr, now)`` to mint the NEW_TOKEN it sends (§8.1.3)."""
         config = configuration
         self.configuration = config
         self.is_client = config.is_client
@@ -160,6 +166,9 @@ class QuicConnection:
         # qlog tracing: None when off (every hook is one ``is not None`` test)
         self._qlog: QuicLogger | None = create_logger(config, self.is_client, self.original_dcid)
         self._build_components(config, peer_connection_id, retry_source_connection_id)
+        self._issue_token = issue_token
+        if address_validated:
+            self.paths.validate_address()  # RFC 9000 §8.1: a token proved the address
         # timers
         self._idle_timeout = config.idle_timeout
         self._last_activity: float | None = None
@@ -177,7 +186,8 @@ class QuicConnection:
         rtt = RttEstimator()
         self.closer = CloseState(events, self._qlog)
         self.keys = PacketSpaces(is_client, rtt, self._qlog)
-        self.keys.install_initial(self.version, self.original_dcid)
+        # RFC 9001 §5.2: after a Retry, Initial keys come from the Retry's SCID
+        self.keys.install_initial(self.version, retry_scid or self.original_dcid)
         self.acks = AckState(
             config.max_ack_delay, config.ack_delay_exponent, config.max_ack_ranges_tracked
         )
@@ -385,6 +395,7 @@ class QuicConnection:
         self._last_activity = now
         if self._qlog is not None:
             self._qlog_start(now)
+        self.handshake.load_token(addr)  # a NEW_TOKEN token of an earlier connection
         self.handshake.start()
         self._after_tls(now)
 
@@ -717,6 +728,8 @@ class QuicConnection:
         if not self.handshake.confirm():
             return
         self.recovery.handshake_confirmed = True
+        if self._issue_token is not None:  # server: RFC 9000 §8.1.3
+            self.handshake.queue_new_token(self._issue_token(self.paths.peer_address, now))
         if not self.keys.spaces[HANDSHAKE].discarded:
             self._discard_space(HANDSHAKE, now)
         self._flush_routing()

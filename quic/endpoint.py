@@ -82,11 +82,13 @@ from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionIdIssued, ConnectionIdRetired, QuicEvent
 from quic.packet import (
     LONG_TYPE_FROM_BITS,
+    PacketHeader,
     PacketType,
     encode_version_negotiation,
     parse_header,
     peek_dcid,
 )
+from quic.retry import AddressValidator, InitialVerdict
 
 __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
 
@@ -164,6 +166,12 @@ class QuicEndpoint:
         )
         self._token_bytes = token_bytes
         self.max_connections = max_connections
+        # Retry and address validation tokens (quic/retry.py; helper "validation")
+        self.address_validator: AddressValidator | None = (
+            AddressValidator(server_configuration, self.connection_id_length, token_bytes)
+            if server_configuration is not None
+            else None
+        )
         self._entries: dict[QuicConnection, _Entry] = {}
         self._routes: dict[bytes, QuicConnection] = {}
         self._pending: dict[QuicConnection, None] = {}  # insertion-ordered set
@@ -296,8 +304,25 @@ class QuicEndpoint:
         if not self._admissible(config, addr):
             self.refused += 1
             return
-        assert header.version is not None
-        self._accept(config, header.dcid, header.scid, header.version, data, addr, now)
+        self._validate(config, header, data, addr, now)
+
+    def _validate(
+        self, config: QuicConfiguration, header: PacketHeader, data: bytes, addr: Any, now: float
+    ) -> None:
+        """Address validation (RFC 9000 §8.1, see :mod:`quic.retry`): admit the
+        Initial, or answer it statelessly (Retry, INVALID_TOKEN), or drop it."""
+        assert self.address_validator is not None and header.version is not None
+        verdict = self.address_validator.check_initial(header, data, addr, self._half_open, now)
+        if verdict.reply is not None:
+            if len(self._stateless) < config.max_pending_stateless_packets:
+                self._stateless.append((verdict.reply, addr))
+            else:
+                self.dropped += 1
+            return
+        if not verdict.admit:
+            self.dropped += 1
+            return
+        self._accept(config, header.dcid, header.scid, header.version, data, addr, now, verdict)
 
     def _admissible(self, config: QuicConfiguration, addr: Any) -> bool:
         """Admission limits (see the module docstring; RFC 9000 §5.2.2, §21.1.1.2).
@@ -334,15 +359,21 @@ class QuicEndpoint:
         data: bytes,
         addr: Any,
         now: float,
+        verdict: InitialVerdict,
     ) -> None:
         """A tentative server connection; kept only if the datagram authenticated."""
+        validator = self.address_validator
+        assert validator is not None
         try:
             conn = QuicConnection(
                 config,
-                original_destination_connection_id=dcid,
+                original_destination_connection_id=verdict.original_dcid or dcid,
                 peer_connection_id=scid,
                 version=version,
+                retry_source_connection_id=verdict.retry_scid,
                 token_bytes=self._token_bytes,
+                address_validated=verdict.validated,
+                issue_token=validator.issue_new_token if config.send_new_token else None,
             )
             conn.peer_address = addr
             conn.receive_datagram(data, addr, now)
@@ -358,7 +389,8 @@ class QuicEndpoint:
             self.refused += 1
             return
         entry = self._register(conn, addr, now + config.handshake_timeout)
-        self._evictable[conn] = None
+        if not verdict.validated:
+            self._evictable[conn] = None  # a token proved a live client: never evicted
         self._route(entry, dcid)  # the client keeps it until our first Initial (§7.2)
         self._events.append((conn, ConnectionAccepted(conn)))
         self._pending[conn] = None

@@ -3,6 +3,9 @@
 Spoofed Initials — valid-looking 1200-byte ones that do not authenticate, and ones that
 do and never continue (:mod:`tests.support.spoof`) — from random source addresses, on a
 fake clock. Work is measured by counting calls into connections, never by timing.
+
+These servers never send Retry (``retry="never"``): they test what the admission limits
+and eviction do on their own; Retry under a flood is tested in ``test_retry_flood.py``.
 """
 
 from __future__ import annotations
@@ -94,7 +97,9 @@ DEADLINE = 2.0
 
 
 def _limited_server() -> QuicEndpoint:
-    return QuicEndpoint(server_config(max_half_open_connections=LIMIT, handshake_timeout=DEADLINE))
+    return QuicEndpoint(
+        server_config(max_half_open_connections=LIMIT, handshake_timeout=DEADLINE, retry="never")
+    )
 
 
 def _flood(n: int, calls: Counter[str]) -> dict[str, float]:
@@ -186,6 +191,7 @@ def _half_open_server(n: int) -> tuple[QuicEndpoint, list[bytes]]:
             max_half_open_connections=10**6,
             max_connections_per_address=10**6,
             handshake_timeout=1000.0,
+            retry="never",
         ),
         max_connections=10**6,
     )
@@ -268,7 +274,7 @@ def test_full_half_open_table_evicts_the_oldest_silent_connection() -> None:
     """A full half-open table makes room by forgetting the oldest connection that got
     nothing after its first datagram (a spoof, likely): silently, nothing sent."""
     rng = random.Random(2)
-    server = QuicEndpoint(server_config(max_half_open_connections=5))
+    server = QuicEndpoint(server_config(max_half_open_connections=5, retry="never"))
     assert all(_admit(server, rng, random_address(rng)) for _ in range(5))
     server.datagrams_to_send(0.0)
     _drain(server)
@@ -291,7 +297,7 @@ def test_half_open_limit_refuses_when_every_connection_is_live() -> None:
     evicted: with only those in a full table, a new Initial is refused silently."""
     rng = random.Random(2)
     frames = client_initial_frames()
-    server = QuicEndpoint(server_config(max_half_open_connections=5))
+    server = QuicEndpoint(server_config(max_half_open_connections=5, retry="never"))
     for _ in range(5):
         dcid, scid, addr = rng.randbytes(8), rng.randbytes(8), random_address(rng)
         server.receive_datagram(sealed_initial(frames, dcid, scid), addr, 0.0)
@@ -341,7 +347,7 @@ def test_real_client_connects_during_a_spoofed_initial_flood(rate: int) -> None:
     """Spoofed Initials that authenticate keep the half-open table full; a real client
     still completes its handshake in about two round trips, because the silent spoofs
     are evicted before it (a real client answers within a round trip)."""
-    server = QuicEndpoint(server_config(max_half_open_connections=LIMIT))
+    server = QuicEndpoint(server_config(max_half_open_connections=LIMIT, retry="never"))
     net = Network(seed=8, start=0.0)
     flooded = _FloodedServer(server, rate, 0.0)
     net.add(SERVER_ADDR, flooded)
