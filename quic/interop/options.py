@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from quic.interop.hq import ALPN, DEFAULT_PORT
 from quic.tls.suites import CipherSuite
@@ -55,6 +56,8 @@ class InteropCase:
     connection_per_url: bool = False  # else all URLs of one server share a connection
     # implemented by a layer above QUIC (HTTP/3: h3.interop), found by entry point
     plugin: bool = False
+    # the server's QuicConfiguration.retry (RFC 9000 §8.1.2); None: the default
+    retry: Literal["never", "always", "auto"] | None = None
 
 
 TESTCASES: dict[str, InteropCase] = {
@@ -65,6 +68,7 @@ TESTCASES: dict[str, InteropCase] = {
         InteropCase("multiconnect", connection_per_url=True),
         InteropCase("chacha20", cipher_suites=(CipherSuite.TLS_CHACHA20_POLY1305_SHA256,)),
         InteropCase("http3", plugin=True),
+        InteropCase("retry", retry="always"),  # the server sends Retry (RFC 9000 §8.1.2)
     )
 }
 

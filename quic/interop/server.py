@@ -161,6 +161,8 @@ def server_configuration(
     )
     if case.cipher_suites is not None:
         config.cipher_suites = case.cipher_suites
+    if case.retry is not None:
+        config.retry = case.retry
     config.load_cert_chain(str(options.certs / "cert.pem"), str(options.certs / "priv.key"))
     return config
 
