@@ -19,6 +19,7 @@ certificate with the semantics of the browser's ``serverCertificateHashes``;
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from cryptography import x509
 
@@ -26,6 +27,7 @@ from pywebtransport.protocol import Draft, WebTransportConfiguration
 from quic.configuration import QuicConfiguration
 from quic.tls.keylog import KeyLogFile
 from quic.tls.signatures import PrivateKey, load_certificate_chain_pem, load_private_key_pem
+from quic.tokens import TokenStore
 
 __all__ = [
     "ALPN",
@@ -166,6 +168,10 @@ class ServerConfig(_Common):
     max_connections_per_address: int = 128
     max_half_open_connections: int = 1000
     handshake_timeout: float = 10.0
+    #: address validation (RFC 9000 §8.1.2): "never", "always", or "auto" — a
+    #: stateless Retry once ``retry_threshold`` handshakes are in flight
+    retry: Literal["never", "always", "auto"] = "auto"
+    retry_threshold: int = 200
 
     def quic_configuration(self) -> QuicConfiguration:
         """The QUIC server configuration (loads the certificate and key)."""
@@ -173,6 +179,8 @@ class ServerConfig(_Common):
         config.max_connections_per_address = self.max_connections_per_address
         config.max_half_open_connections = self.max_half_open_connections
         config.handshake_timeout = self.handshake_timeout
+        config.retry = self.retry
+        config.retry_threshold = self.retry_threshold
         if self.certificate_chain is not None:
             if self.private_key is None:
                 raise ConfigurationError("certificate_chain given without private_key")
@@ -219,10 +227,14 @@ class ClientConfig(_Common):
     server_name: str | None = None
     #: sessions per connection we announce (draft-07 setting)
     max_sessions: int = 1
+    #: NEW_TOKEN tokens of earlier connections, used by later ones to skip a Retry
+    #: (RFC 9000 §8.1.3); share one store between clients. None: not used
+    token_store: TokenStore | None = None
 
     def quic_configuration(self, server_name: str | None = None) -> QuicConfiguration:
         """The QUIC client configuration."""
         config = self._quic(is_client=True)
+        config.token_store = self.token_store
         config.server_name = self.server_name or server_name
         config.verify_certificates = not self.insecure
         config.cafile = self.ca_certs

@@ -95,12 +95,13 @@ class QuicConfiguration:
     # RFC 9000 §12.2, §21.2). Beyond these limits new Initials are dropped silently:
     # RFC 9000 §5.2.2 says a server refusing a connection SHOULD send CONNECTION_REFUSED,
     # but a reply to an unvalidated (possibly spoofed) address is work and reflected
-    # traffic an attacker chooses (§21.1.1.2 server-side DoS; Retry will come later).
+    # traffic an attacker chooses (§21.1.1.2 server-side DoS; see ``retry`` below).
     # A stalled handshake is abandoned silently like an idle connection (§10.1).
     max_half_open_connections: int = 1000  # handshake not complete yet
     handshake_timeout: float = 10.0  # seconds from the first Initial to handshake complete
     max_connections_per_address: int = 128  # per source IP address
-    # Version Negotiation packets awaiting send (RFC 9000 §5.2.2, §6.1: MAY be limited)
+    # Version Negotiation, Retry and INVALID_TOKEN close packets awaiting send (RFC 9000
+    # §5.2.2, §6.1: MAY be limited; beyond it a datagram gets no stateless reply)
     max_pending_stateless_packets: int = 256
 
     # limits (issue 8, core)

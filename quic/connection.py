@@ -791,6 +791,16 @@ class QuicConnection:
         if not self.handshake.accept_retry(data, pos, header, self.cids.peer_cid):
             self.reader.drop(now, "unexpected_packet", PacketType.RETRY)
             return
+        if self._qlog is not None:  # qlog quic-events: packet_received, type "retry"
+            self._qlog.log(
+                now,
+                "quic:packet_received",
+                {
+                    "header": {"packet_type": "retry", "scid": header.scid.hex()},
+                    "retry_token": {"raw": {"data": header.token.hex()}},
+                    "raw": {"length": header.end - pos},
+                },
+            )
         self.cids.set_initial_peer_cid(header.scid)
         self.keys.install_initial(self.version, header.scid)
         self.crypto.requeue_unacked(INITIAL)

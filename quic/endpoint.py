@@ -12,8 +12,13 @@ own routes. A datagram for no known connection is handled statelessly:
   only if the datagram is at least 1200 bytes (§6.1, §14.1) and is not itself VN (at
   most ``max_pending_stateless_packets`` wait for the next send);
 * an Initial packet of a supported version, in a datagram of at least 1200 bytes
-  (§14.1), is offered to a *tentative* server connection (if this endpoint serves and
-  the admission limits allow it). The connection is kept only if the datagram held a
+  (§14.1), if this endpoint serves and the admission limits allow it, first goes
+  through address validation (:mod:`quic.retry`, §8.1): with no usable token it gets a
+  stateless Retry when ``QuicConfiguration.retry`` asks for one (``"always"``, or
+  ``"auto"`` once ``retry_threshold`` handshakes are in flight) — no connection, no
+  route, nothing kept; a bad Retry token gets a stateless INVALID_TOKEN close; a valid
+  token admits it with its address validated. An admitted Initial is offered to a
+  *tentative* server connection. The connection is kept only if the datagram held a
   packet that authenticated: a packet that fails authentication is discarded and no
   state is kept for it (Initial keys come from the DCID, RFC 9001 §5.2; "packets that
   cannot be authenticated are discarded", RFC 9000 §21.2, §12.2) — no route, no
@@ -33,7 +38,8 @@ sign of a live client (it received nothing after its first datagram) — a spoof
 never sees our replies, cannot go further, while a real client answers within a round
 trip; so a flood of spoofed Initials at rate R leaves every real handshake
 ``max_half_open_connections / R`` seconds to make progress instead of shutting it out
-until the spoofs expire (the SYN-cache answer; Retry is the stateless one). Only when no
+until the spoofs expire (the SYN-cache answer; Retry, above, is the stateless one, and
+connections admitted with a valid token are never evicted). Only when no
 such connection is left, and beyond the other limits, is a new Initial dropped
 silently — not answered with CONNECTION_REFUSED (a SHOULD of RFC 9000 §5.2.2), since a
 reply to an unvalidated, possibly spoofed address is work and reflected traffic an

@@ -24,6 +24,7 @@ from quic.frames import FrameType
 from quic.packet import PacketHeader, PacketType, encode_retry, parse_header
 from quic.packet_builder import PacketAssembler
 from quic.protection import append_retry_integrity_tag, initial_keys, verify_retry_integrity
+from quic.qlog import QlogMemorySink
 from quic.retry import AddressValidator, InitialVerdict
 from quic.tokens import TokenKind, TokenStore, token_kind
 from quic.versions import QuicVersion
@@ -505,3 +506,32 @@ def test_auto_retry_threshold() -> None:
     server.handle_timer(2.5)  # the three handshakes time out
     assert server.half_open_connections == 0
     assert not offer(3.0)
+
+
+# -- qlog ---------------------------------------------------------------------------
+
+
+def test_client_logs_the_retry_it_takes() -> None:
+    """qlog quic-events: the accepted Retry is a packet_received of type "retry" with
+    its token; a second one is a packet_dropped."""
+    sink = QlogMemorySink()
+    pair = make_pair(
+        server_kwargs={"retry": "always"}, client_kwargs={"qlog_factory": lambda c, o: sink}
+    )
+    pair.handshake()
+    received = [
+        e["data"]
+        for e in sink.events
+        if e["name"] == "quic:packet_received" and e["data"]["header"]["packet_type"] == "retry"
+    ]
+    assert len(received) == 1
+    hs = pair.client.handshake
+    assert received[0]["header"]["scid"] == hs.retry_scid.hex()
+    assert token_kind(bytes.fromhex(received[0]["retry_token"]["raw"]["data"])) is TokenKind.RETRY
+    dropped = [
+        e["data"]
+        for e in sink.events
+        if e["name"] == "quic:packet_dropped"
+        and e["data"].get("header", {}).get("packet_type") == "retry"
+    ]
+    assert len(dropped) == _validator(pair).retries - 1  # later Retries: discarded
