@@ -7,7 +7,9 @@ The endpoint asks it about every Initial packet that would open a new connection
 (:meth:`AddressValidator.check_initial`), before any connection exists, and it answers
 with an :class:`InitialVerdict`, keeping no state of its own for the packet:
 
-* a **Retry token** (:class:`~quic.tokens.TokenKind`) that is valid — ours, from the
+* a **Retry token** (one with the form of ours: :meth:`~quic.tokens.TokenMinter.
+  looks_like_retry` — its kind byte, a key id we hold, a Retry token's length; a
+  token of another kind or server is not treated as one) that is valid — ours, from the
   same IP address and port, not expired, minted for this Initial's Destination
   Connection ID — admits the connection with its address validated (§8.1.2) and the
   connection IDs the transport parameters must carry (``original_destination_
@@ -123,10 +125,11 @@ class AddressValidator:
         """The verdict on a new connection's first Initial (see the module docstring)."""
         token = header.token
         if token:
-            kind = token_kind(token)
-            if kind is TokenKind.RETRY:
+            if self.minter.looks_like_retry(token, self._cid_length):
                 return self._check_retry_token(header, data, addr, now)
-            if kind is TokenKind.NEW_TOKEN and self.minter.check_new_token(token, addr, now):
+            if token_kind(token) is TokenKind.NEW_TOKEN and self.minter.check_new_token(
+                token, addr, now
+            ):
                 self.token_validated += 1
                 return _ADMIT_VALIDATED  # RFC 9000 §8.1.3
         if self.retry_required(half_open):

@@ -216,6 +216,18 @@ class TokenMinter:
         body = bytes((len(original_dcid),)) + original_dcid + bytes((len(retry_scid),)) + retry_scid
         return self._seal(TokenKind.RETRY, address_binding(addr, True), body, now)
 
+    def looks_like_retry(self, token: bytes, retry_scid_length: int) -> bool:
+        """Has ``token`` the form of a Retry token of ours: its kind, a key id we hold,
+        and the length of one minted for an 8..20-byte original DCID and a Retry SCID
+        of ``retry_scid_length`` bytes? Unauthenticated: a token of another server
+        (a NEW_TOKEN token a client kept) passes this only by a rare coincidence."""
+        odcid_length = len(token) - _MIN_TOKEN - 2 - retry_scid_length
+        return (
+            token_kind(token) is TokenKind.RETRY
+            and 8 <= odcid_length <= 20  # RFC 9000 §7.2, §17.2
+            and token[1] in self._keys
+        )
+
     def open_retry(self, token: bytes, addr: Any, now: float) -> RetryTokenData | None:
         """The contents of a valid Retry token returned from ``addr``, else None
         (forged, tampered with, from another address or port, or expired)."""

@@ -378,13 +378,22 @@ def _validator_of(server: QuicEndpoint) -> AddressValidator:
     return server.address_validator
 
 
-@pytest.mark.parametrize("token", [b"", b"garbage-token-from-someone-else" * 2])
+@pytest.mark.parametrize(
+    "token",
+    [
+        b"",
+        b"garbage-token-from-someone-else" * 2,
+        bytes((TokenKind.RETRY, 0x99)) + bytes(60),  # Retry's kind byte, a key we lack
+        bytes((TokenKind.RETRY, 0)) + bytes(200),  # a key we hold, not a Retry's length
+    ],
+)
 def test_unknown_token_is_treated_as_none(token: bytes) -> None:
     """§8.1.3: a token that is not ours gets a Retry (retry="always"), or is admitted
     unvalidated (retry="never")."""
     rng = random.Random(5)
     for mode, retried in (("always", True), ("never", False)):
         server = QuicEndpoint(server_config(retry=mode))
+        _validator_of(server).issue_new_token(ADDR, 0.0)  # the server holds key id 0
         dcid, scid = rng.randbytes(8), rng.randbytes(8)
         server.receive_datagram(_initial_with_token(token, dcid, scid), ADDR, 0.0)
         if retried:
