@@ -93,6 +93,7 @@ from quic.packet import PacketHeader, PacketType, parse_header
 from quic.packet_builder import MIN_INITIAL_DATAGRAM
 from quic.qlog import QuicLogger, create_logger
 from quic.recovery import LossRecovery
+from quic.retry import retry_received_event
 from quic.rtt import RttEstimator
 from quic.stats import ConnectionStats
 from quic.stream_manager import StreamLimits
@@ -791,16 +792,8 @@ class QuicConnection:
         if not self.handshake.accept_retry(data, pos, header, self.cids.peer_cid):
             self.reader.drop(now, "unexpected_packet", PacketType.RETRY)
             return
-        if self._qlog is not None:  # qlog quic-events: packet_received, type "retry"
-            self._qlog.log(
-                now,
-                "quic:packet_received",
-                {
-                    "header": {"packet_type": "retry", "scid": header.scid.hex()},
-                    "retry_token": {"raw": {"data": header.token.hex()}},
-                    "raw": {"length": header.end - pos},
-                },
-            )
+        if self._qlog is not None:
+            self._qlog.log(now, "quic:packet_received", retry_received_event(header, pos))
         self.cids.set_initial_peer_cid(header.scid)
         self.keys.install_initial(self.version, header.scid)
         self.crypto.requeue_unacked(INITIAL)
