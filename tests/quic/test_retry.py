@@ -544,3 +544,17 @@ def test_client_logs_the_retry_it_takes() -> None:
         and e["data"].get("header", {}).get("packet_type") == "retry"
     ]
     assert len(dropped) == _validator(pair).retries - 1  # later Retries: discarded
+
+
+def test_client_learns_invalid_token_end_to_end() -> None:
+    """The client's Retry token has expired when its Initial arrives (a lifetime under
+    the 10 ms one-way delay): the server closes statelessly with INVALID_TOKEN and the
+    client ends at once with that code instead of timing out (RFC 9000 §8.1.2)."""
+    pair = make_pair(server_kwargs={"retry": "always", "retry_token_lifetime": 0.005})
+    start = pair.net.now
+    pair.run(lambda: bool(pair.events_of(ConnectionTerminated, side="client")), max_time=5)
+    (closed,) = pair.events_of(ConnectionTerminated, side="client")
+    assert closed.error_code == TransportErrorCode.INVALID_TOKEN and closed.by_peer
+    assert pair.net.now - start < 0.1  # two round trips, no timeout
+    assert not pair.server_endpoint.connections
+    assert _validator(pair).invalid_tokens >= 1
