@@ -11,6 +11,7 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from fuzz.profiles import examples
 from quic.packet import PacketType, parse_header
@@ -150,3 +151,78 @@ def test_server_verdict_on_arbitrary_token(
         assert parse_header(verdict.reply, 0, 8).packet_type is PacketType.RETRY
     else:
         assert verdict.admit and verdict.reply is None
+
+
+class TokenLifecycle(RuleBasedStateMachine):
+    """A server minter over a fake clock: tokens are minted for clients, the clock
+    moves, keys rotate; every token presented opens exactly when the model says so
+    (its kind, its address — IP and port for Retry, IP for NEW_TOKEN — and its
+    lifetime), and the key table never exceeds its bound."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.minter = TokenMinter(
+            retry_lifetime=10.0,
+            new_token_lifetime=60.0,
+            key_rotation=7.0,
+            random_bytes=random.Random(5).randbytes,
+        )
+        self.now = 0.0
+        self.tokens: list[tuple[bytes, str, tuple[str, int], float]] = []
+
+    @rule(addr=addresses, kind=st.sampled_from(["retry", "new"]))
+    def mint(self, addr: tuple[str, int], kind: str) -> None:
+        if kind == "retry":
+            token = self.minter.mint_retry(addr, b"\x01" * 8, b"\x02" * 8, self.now)
+        else:
+            token = self.minter.mint_new_token(addr, self.now)
+        if len(self.tokens) < 50:
+            self.tokens.append((token, kind, addr, self.now))
+
+    @rule(dt=st.floats(0.0, 30.0))
+    def advance(self, dt: float) -> None:
+        self.now += dt
+
+    @rule(
+        index=st.integers(0, 49),
+        where=st.sampled_from(["same", "other_port", "random"]),
+        random_addr=addresses,
+        flip=st.one_of(st.just(0), st.integers(1, 255)),
+    )
+    def present(self, index: int, where: str, random_addr: tuple[str, int], flip: int) -> None:
+        if not self.tokens:
+            return
+        token, kind, minted_for, issued = self.tokens[index % len(self.tokens)]
+        addr = {
+            "same": minted_for,
+            "other_port": (minted_for[0], (minted_for[1] + 1) % 65536),
+            "random": random_addr,
+        }[where]
+        if flip:
+            changed = bytearray(token)
+            changed[flip % len(token)] ^= flip
+            token = bytes(changed)
+
+        def ip(a: tuple[str, int]) -> str:
+            return a[0].removeprefix("::ffff:")
+
+        same_ip = ip(addr) == ip(minted_for)
+        if kind == "retry":
+            expected = not flip and same_ip and addr[1] == minted_for[1]
+            expected = expected and self.now <= issued + 10.0
+            assert (self.minter.open_retry(token, addr, self.now) is not None) == expected
+            assert not self.minter.check_new_token(token, addr, self.now)
+        else:
+            expected = not flip and same_ip and self.now <= issued + 60.0
+            assert self.minter.check_new_token(token, addr, self.now) == expected
+            assert self.minter.open_retry(token, addr, self.now) is None
+
+    @invariant()
+    def keys_bounded(self) -> None:
+        assert self.minter.key_count <= self.minter.max_keys
+
+
+TokenLifecycle.TestCase.settings = settings(
+    max_examples=examples(100), stateful_step_count=30, deadline=None
+)
+TestTokenLifecycle = TokenLifecycle.TestCase
