@@ -30,7 +30,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from fuzz.profiles import examples
 from h3.connection import H3Configuration
 from h3.errors import H3ErrorCode
-from h3.events import DataReceived, H3Event, HeadersReceived
+from h3.events import DataReceived, H3Event, HeadersReceived, StopSendingReceived
 from h3.frames import (
     encode_data_frame,
     encode_data_frame_header,
@@ -84,12 +84,20 @@ class HostileClient(RuleBasedStateMachine):
         self.streams: list[int] = []  # raw request streams we opened
         self.blocked: list[int] = []
         self.answered = 0
+        self.stopped: set[int] = set()  # request streams the client sent STOP_SENDING on
         p.handler = self._on_event
 
     def _on_event(self, side: str, event: H3Event) -> None:
         if side != "server" or self.p.server.closed:
             return
-        if isinstance(event, (HeadersReceived, DataReceived)) and event.stream_ended:
+        if isinstance(event, StopSendingReceived):
+            self.stopped.add(event.stream_id)  # our send side is reset: no answer possible
+            return
+        if (
+            isinstance(event, (HeadersReceived, DataReceived))
+            and event.stream_ended
+            and event.stream_id not in self.stopped
+        ):
             self.answered += 1
             self.p.server.send_headers(event.stream_id, [(b":status", b"200")], True)
 
