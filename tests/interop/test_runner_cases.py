@@ -1,0 +1,303 @@
+"""The quic-interop-runner's test cases, replayed on 127.0.0.1 through the impairment proxy.
+
+Each test runs the endpoints as the runner would (``python -m quic.interop`` with the
+name the runner gives them: ``transfer`` for ``transferloss``, ``multiconnect`` for
+``handshakeloss``...), with the case's network (:data:`quic.interop.impair.SCENARIOS`,
+without the 10 Mbit/s bottleneck unless the case needs it, so that each test takes a
+few seconds), then makes the runner's checks on what the proxy captured
+(:mod:`quic.interop.trace`): files byte-exact, the number of handshakes, impairments
+actually applied, ClientHello retransmitted, key phases, the amplification budget.
+Ours against ours, and against aioquic's hq peer (``tests/peers/aioquic_hq.py``) in
+either role where it adds something. The runner's full sizes are ``slow`` tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from quic.interop.impair import SCENARIOS, Fate, Impairment, Scenario
+from quic.interop.options import TESTCASES
+from quic.interop.proxy import TO_CLIENT, TO_SERVER
+from quic.interop.trace import (
+    amplification,
+    client_hellos,
+    count_handshakes,
+    key_phases,
+    packets,
+    read_keylog,
+)
+from quic.packet import PacketType
+from tests.support.interop_run import CaseRun, make_tree, run_case
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
+
+KB = 1 << 10
+MB = 1 << 20
+
+
+def network(name: str) -> Scenario:
+    """The runner's scenario, minus its bandwidth limit (loopback tests stay short)."""
+    return SCENARIOS[name].scaled(bandwidth=False)
+
+
+def fates(run: CaseRun, direction: str) -> dict[str, int]:
+    got = run.summary[direction]
+    assert isinstance(got, dict)
+    return got
+
+
+def assert_transfer(run: CaseRun, handshakes: int = 1) -> None:
+    assert run.status == 0, run.output[-3000:]
+    assert run.files_ok()
+    assert count_handshakes(run.records) == handshakes
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    files = {"1k.bin": KB, "5k.bin": 5 * KB, "10k.bin": 10 * KB, "1m.bin": MB, "2m.bin": 2 * MB}
+    files |= {f"hs{i}.bin": KB for i in range(50)}
+    return make_tree(tmp_path_factory.mktemp("cases"), files)
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+# ----------------------------------------------------------------------- the table
+
+
+def test_every_owned_case_is_in_the_table() -> None:
+    for name in (
+        "handshake", "transfer", "longrtt", "multiplexing", "blackhole", "keyupdate",
+        "amplificationlimit", "handshakeloss", "transferloss", "handshakecorruption",
+        "transfercorruption", "ipv6", "goodput", "crosstraffic", "multiconnect", "chacha20",
+    ):  # fmt: skip
+        assert name in TESTCASES and TESTCASES[name].description
+    assert TESTCASES["keyupdate"].key_update
+    assert TESTCASES["handshakeloss"].connection_per_url
+    assert not TESTCASES["transferloss"].connection_per_url
+
+
+# ----------------------------------------------------------------------- handshake
+
+
+@pytest.mark.parametrize(("server", "client"), [("ours", "ours"), ("aioquic", "ours")])
+async def test_handshake(tree: Path, work: Path, server: str, client: str) -> None:
+    run = await run_case(
+        tree, "handshake", network("simple-p2p"), ["1k.bin"], server=server, client=client,
+        run_dir=work,
+    )  # fmt: skip
+    assert_transfer(run)
+    assert client_hellos(run.records) == 1
+    # no Retry: every server long header is Initial or Handshake
+    kinds = {p.packet_type for p in packets(r for r in run.records if r.direction == TO_CLIENT)}
+    assert PacketType.RETRY not in kinds
+
+
+async def test_longrtt_retransmits_the_client_hello(tree: Path, work: Path) -> None:
+    # 750 ms each way: the client's first PTO fires before the server's answer arrives
+    run = await run_case(tree, "handshake", network("longrtt"), ["1k.bin"], run_dir=work)
+    assert_transfer(run)
+    assert client_hellos(run.records) >= 2
+
+
+# ----------------------------------------------------------------------- transfer
+
+
+@pytest.mark.parametrize(
+    ("server", "client"), [("ours", "ours"), ("aioquic", "ours"), ("ours", "aioquic")]
+)
+async def test_transfer(tree: Path, work: Path, server: str, client: str) -> None:
+    files = ["1m.bin", "2m.bin", "10k.bin"]
+    run = await run_case(
+        tree, "transfer", network("simple-p2p"), files, server=server, client=client, run_dir=work
+    )
+    assert_transfer(run)
+
+
+async def test_multiplexing(tmp_path: Path) -> None:
+    # ~2000 small files on one connection: more than the server's stream limit at once
+    files = {f"m{i:04d}": 32 for i in range(1999)}
+    tree = make_tree(tmp_path / "tree", files)
+    run = await run_case(tree, "transfer", network("simple-p2p"), list(files), run_dir=tmp_path)
+    assert_transfer(run)
+
+
+@pytest.mark.parametrize("server", ["ours", "aioquic"])
+async def test_keyupdate(tree: Path, work: Path, server: str) -> None:
+    # the runner starts the client with "keyupdate" and the server with "transfer"
+    run = await run_case(
+        tree, "keyupdate", network("simple-p2p"), ["2m.bin"], server=server, run_dir=work
+    )
+    assert_transfer(run)
+    phases = key_phases(run.records, read_keylog(run.keylog))
+    assert phases["client"][1] > 0 and phases["server"][1] > 0, phases
+
+
+async def test_transfer_without_keyupdate_stays_in_phase_zero(tree: Path, work: Path) -> None:
+    # the key phase check can fail: a plain transfer never sets Key Phase
+    run = await run_case(tree, "transfer", network("simple-p2p"), ["1m.bin"], run_dir=work)
+    assert_transfer(run)
+    phases = key_phases(run.records, read_keylog(run.keylog))
+    assert phases["client"][1] == phases["server"][1] == 0
+    assert phases["client"][0] > 0 and phases["server"][0] > 0
+
+
+async def test_ipv6(tree: Path, work: Path) -> None:
+    run = await run_case(
+        tree, "transfer", network("simple-p2p"), ["5k.bin", "10k.bin"], host="::1", run_dir=work
+    )
+    assert_transfer(run)
+    assert all(r.nat[0] == "::1" and r.client[0] == "::1" for r in run.records)
+
+
+# ----------------------------------------------------------------------- impaired networks
+
+
+@pytest.mark.parametrize(("server", "client"), [("ours", "ours"), ("aioquic", "ours")])
+async def test_transferloss(tree: Path, work: Path, server: str, client: str) -> None:
+    run = await run_case(
+        tree, "transfer", network("transferloss"), ["1m.bin"], seed=1, server=server,
+        client=client, run_dir=work,
+    )  # fmt: skip
+    assert_transfer(run)
+    assert fates(run, TO_CLIENT).get("lost", 0) > 0  # the network did lose packets
+
+
+async def test_transfercorruption(tree: Path, work: Path) -> None:
+    run = await run_case(
+        tree, "transfer", network("transfercorruption"), ["1m.bin"], seed=2, run_dir=work
+    )
+    assert_transfer(run)
+    assert fates(run, TO_CLIENT).get("corrupted", 0) > 0
+
+
+HANDSHAKES = 4  # the runner makes 50; see the slow test
+
+
+@pytest.mark.parametrize(("case", "seed"), [("handshakeloss", 3), ("handshakecorruption", 4)])
+async def test_handshake_loss_and_corruption(tree: Path, work: Path, case: str, seed: int) -> None:
+    files = [f"hs{i}.bin" for i in range(HANDSHAKES)]
+    run = await run_case(tree, "multiconnect", network(case), files, seed=seed, run_dir=work)
+    assert_transfer(run, handshakes=HANDSHAKES)
+    assert run.summary["flows"] == HANDSHAKES  # one connection (socket) per file
+    impaired = Fate.LOST.value if case == "handshakeloss" else Fate.CORRUPTED.value
+    assert fates(run, TO_SERVER).get(impaired, 0) + fates(run, TO_CLIENT).get(impaired, 0) > 0
+
+
+async def test_blackhole(tree: Path, work: Path) -> None:
+    # the runner's network is up 5 s, down 2 s; here up 0.3 s, down 1 s, during a
+    # 2 MB transfer at 10 Mbit/s (the bottleneck keeps the transfer long enough)
+    one = Impairment(delay=0.015, bandwidth=10e6, queue=25, blackholes=((0.3, 1.3),))
+    run = await run_case(
+        tree, "transfer", Scenario("blackhole", one, one), ["2m.bin"], run_dir=work
+    )
+    assert_transfer(run)
+    assert fates(run, TO_SERVER).get("blackhole", 0) > 0
+    assert fates(run, TO_CLIENT).get("blackhole", 0) > 0
+    last = max(r.arrived for r in run.records)
+    assert last > 1.3  # the transfer went on after the blackhole
+
+
+# ----------------------------------------------------------------------- amplification
+
+
+@pytest.fixture(scope="module")
+def chain_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # the runner's amplificationlimit certificates: 9 in the chain, a leaf with many SANs
+    return make_tree(tmp_path_factory.mktemp("amp"), {"5k.bin": 5 * KB}, chain=9, sans=20)
+
+
+@pytest.mark.parametrize("client", ["ours", "aioquic"])
+async def test_amplificationlimit(chain_tree: Path, work: Path, client: str) -> None:
+    # the client's datagrams 2..7 are dropped: the server must wait, under 3x
+    run = await run_case(
+        chain_tree, "transfer", network("amplificationlimit"), ["5k.bin"], client=client,
+        run_dir=work,
+    )  # fmt: skip
+    assert_transfer(run)
+    assert fates(run, TO_SERVER).get("listed", 0) > 0
+    report = amplification(run.records)
+    assert report.within_limit, report
+    # and it did send the long chain (the runner wants >= 7500 bytes of Handshake CRYPTO)
+    handshake = sum(
+        p.end - p.start
+        for p in packets(r for r in run.records if r.direction == TO_CLIENT)
+        if p.packet_type is PacketType.HANDSHAKE
+    )
+    assert handshake > 7500
+
+
+def test_amplification_check_can_fail(chain_tree: Path) -> None:
+    # the replay flags a server that sends more than 3x before validation
+    from quic.interop.proxy import CaptureRecord
+
+    def rec(direction: str, at: float, data: bytes, size: int) -> CaptureRecord:
+        return CaptureRecord(
+            1, direction, 0, at, Fate.FORWARDED, size, data, ("127.0.0.1", 1),
+            ("127.0.0.1", 2), delivered=(at,),
+        )  # fmt: skip
+
+    initial = bytes([0xC0, 0, 0, 0, 1, 8]) + bytes(8) + bytes([8]) + bytes(8) + bytes(40)
+    handshake = bytes([0xE0, 0, 0, 0, 1, 8]) + bytes(8) + bytes([8]) + bytes(8) + bytes(40)
+    ok = [rec(TO_SERVER, 0.0, initial, 1200), rec(TO_CLIENT, 0.1, initial, 3600)]
+    ok.append(rec(TO_SERVER, 0.2, handshake, 1200))
+    assert amplification(ok).within_limit
+    bad = [*ok[:2], rec(TO_CLIENT, 0.15, initial, 1), ok[2]]
+    assert not amplification(bad).within_limit
+    assert not amplification(ok[:2]).validated
+
+
+# ----------------------------------------------------------------------- full size (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["transfer", "transferloss", "transfercorruption"])
+async def test_full_size_at_10_mbit(tmp_path: Path, case: str) -> None:
+    files = {"2m": 2 * MB, "3m": 3 * MB, "5m": 5 * MB} if case == "transfer" else {"2m": 2 * MB}
+    tree = make_tree(tmp_path / "tree", files)
+    scenario = SCENARIOS["simple-p2p" if case == "transfer" else case]
+    run = await run_case(tree, "transfer", scenario, list(files), run_dir=tmp_path, timeout=240)
+    assert_transfer(run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["handshakeloss", "handshakecorruption"])
+async def test_full_size_handshakes(tree: Path, work: Path, case: str) -> None:
+    files = [f"hs{i}.bin" for i in range(50)]
+    run = await run_case(tree, "multiconnect", SCENARIOS[case], files, run_dir=work, timeout=280)
+    assert_transfer(run, handshakes=50)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "size"), [("goodput", 10 * MB), ("crosstraffic", 25 * MB)])
+async def test_goodput(tmp_path: Path, case: str, size: int) -> None:
+    # the measurement: one file over the 10 Mbit/s link; goodput from the capture
+    tree = make_tree(tmp_path / "tree", {"big": size})
+    run = await run_case(tree, "transfer", SCENARIOS["simple-p2p"], ["big"], run_dir=tmp_path)
+    assert_transfer(run)
+    short = [r for r in run.records if r.direction == TO_CLIENT and not r.data[0] & 0x80]
+    seconds = short[-1].arrived - short[0].arrived
+    kbps = size * 8 / seconds / 1000
+    assert 1000 < kbps <= 10_500  # not above the link, not absurdly below it
+
+
+@pytest.mark.slow
+async def test_blackhole_runner_timing(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree", {"big": 10 * MB})
+    run = await run_case(tree, "transfer", SCENARIOS["blackhole"], ["big"], run_dir=tmp_path)
+    assert_transfer(run)
+    assert fates(run, TO_CLIENT).get("blackhole", 0) > 0
+
+
+def test_scenarios_scale_without_changing_the_impairments() -> None:
+    s = network("handshakeloss")
+    assert s == replace(
+        SCENARIOS["handshakeloss"],
+        to_server=replace(SCENARIOS["handshakeloss"].to_server, bandwidth=None, queue=None),
+        to_client=replace(SCENARIOS["handshakeloss"].to_client, bandwidth=None, queue=None),
+    )
