@@ -21,6 +21,12 @@ the other. This module reads those records as the runner reads its traces:
   client Initial datagram the server received adds 3x its size to the budget, each
   datagram the server sent spends its size, until the server received a Handshake
   packet (the address is validated, RFC 9000 §8.1);
+* :func:`handshake_crypto` decrypts one side's Handshake packets with the
+  ``*_HANDSHAKE_TRAFFIC_SECRET`` of a key log and reassembles its CRYPTO stream
+  (``amplificationlimit`` wants the server's to reach 7,500 bytes: the long chain was
+  sent); :func:`server_transport_parameters` reads the server's transport parameters
+  from its EncryptedExtensions there (``multiplexing``: at most 1,000 bidirectional
+  streams);
 * :func:`key_phases` counts the 1-RTT packets of each side by Key Phase bit, removing
   header protection (RFC 9001 §5.4) with the "quic hp" keys derived from the
   ``CLIENT_TRAFFIC_SECRET_0`` / ``SERVER_TRAFFIC_SECRET_0`` of a key log (the header
@@ -46,7 +52,9 @@ from quic.protection import (
     derive_packet_keys,
     initial_keys,
 )
+from quic.tls.messages import EncryptedExtensions, HandshakeReader, HandshakeType
 from quic.tls.suites import CipherSuite
+from quic.tparams import TransportParameters
 
 __all__ = [
     "AmplificationReport",
@@ -54,9 +62,11 @@ __all__ = [
     "amplification",
     "client_hellos",
     "count_handshakes",
+    "handshake_crypto",
     "key_phases",
     "packets",
     "read_keylog",
+    "server_transport_parameters",
 ]
 
 
@@ -231,3 +241,64 @@ def key_phases(
                 first = data[0] ^ (mask(data[sample : sample + 16])[0] & 0x1F)
                 counts[side][(first >> 2) & 1] += 1
     return counts
+
+
+def handshake_crypto(
+    records: Sequence[CaptureRecord],
+    keylog: dict[str, bytes],
+    *,
+    from_server: bool = True,
+    suite: CipherSuite = CipherSuite.TLS_AES_128_GCM_SHA256,
+) -> tuple[bytes, int]:
+    """``(stream, extent)``: the Handshake-level CRYPTO bytes one side sent, contiguous
+    from offset 0, and the highest offset + length of any of its CRYPTO frames (the
+    runner's ``max_handshake_offset``), for one connection."""
+    label = "SERVER_HANDSHAKE_TRAFFIC_SECRET" if from_server else "CLIENT_HANDSHAKE_TRAFFIC_SECRET"
+    direction = TO_CLIENT if from_server else TO_SERVER
+    unprotector: PacketUnprotector | None = None
+    largest = -1
+    pieces: dict[int, bytes] = {}
+    for p in packets(r for r in records if r.direction == direction):
+        if p.packet_type is not PacketType.HANDSHAKE or p.version is None:
+            continue
+        if unprotector is None:
+            unprotector = PacketUnprotector(suite, keylog[label], p.version)
+        data = p.record.data[p.start : p.end]
+        try:
+            _, pn, payload = unprotector.decrypt_packet(data, p.pn_offset - p.start, largest)
+            frames = decode_frames(payload)
+        except (DecryptionError, QuicProtocolError):
+            continue
+        largest = max(largest, pn)
+        for f in frames:
+            if isinstance(f, CryptoFrame):
+                pieces[f.offset] = f.data
+    extent = max((offset + len(data) for offset, data in pieces.items()), default=0)
+    stream = bytearray()
+    progress = True
+    while progress:  # contiguous from 0 (retransmissions may overlap)
+        progress = False
+        for offset, data in pieces.items():
+            if offset <= len(stream) < offset + len(data):
+                stream += data[len(stream) - offset :]
+                progress = True
+    return bytes(stream), extent
+
+
+def server_transport_parameters(
+    records: Sequence[CaptureRecord],
+    keylog: dict[str, bytes],
+    suite: CipherSuite = CipherSuite.TLS_AES_128_GCM_SHA256,
+) -> TransportParameters | None:
+    """The transport parameters of the server's EncryptedExtensions (RFC 9001 §8.2)."""
+    stream, _ = handshake_crypto(records, keylog, suite=suite)
+    reader = HandshakeReader()
+    reader.feed(stream)
+    while (message := reader.next_message()) is not None:
+        msg_type, body, _ = message
+        if msg_type == HandshakeType.encrypted_extensions:
+            raw = EncryptedExtensions.decode_body(body).quic_transport_parameters
+            if raw is None:
+                return None
+            return TransportParameters.decode(raw, is_client_sender=False)
+    return None

@@ -25,9 +25,11 @@ from quic.interop.trace import (
     amplification,
     client_hellos,
     count_handshakes,
+    handshake_crypto,
     key_phases,
     packets,
     read_keylog,
+    server_transport_parameters,
 )
 from quic.packet import PacketType
 from tests.support.interop_run import CaseRun, make_tree, run_case
@@ -93,6 +95,8 @@ async def test_handshake(tree: Path, work: Path, server: str, client: str) -> No
     )  # fmt: skip
     assert_transfer(run)
     assert client_hellos(run.records) == 1
+    # a short chain: well under the amplificationlimit threshold (the check can fail)
+    assert handshake_crypto(run.records, read_keylog(run.keylog))[1] < 7500
     # no Retry: every server long header is Initial or Handshake
     kinds = {p.packet_type for p in packets(r for r in run.records if r.direction == TO_CLIENT)}
     assert PacketType.RETRY not in kinds
@@ -125,6 +129,10 @@ async def test_multiplexing(tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "tree", files)
     run = await run_case(tree, "transfer", network("simple-p2p"), list(files), run_dir=tmp_path)
     assert_transfer(run)
+    # the runner reads the server's limit from its EncryptedExtensions: at most 1000
+    params = server_transport_parameters(run.records, read_keylog(run.keylog))
+    assert params is not None and 0 < params.initial_max_streams_bidi <= 1000
+    assert params.initial_max_streams_bidi < len(files)  # so MAX_STREAMS was needed
 
 
 @pytest.mark.parametrize("server", ["ours", "aioquic"])
@@ -224,12 +232,8 @@ async def test_amplificationlimit(chain_tree: Path, work: Path, client: str) -> 
     report = amplification(run.records)
     assert report.within_limit, report
     # and it did send the long chain (the runner wants >= 7500 bytes of Handshake CRYPTO)
-    handshake = sum(
-        p.end - p.start
-        for p in packets(r for r in run.records if r.direction == TO_CLIENT)
-        if p.packet_type is PacketType.HANDSHAKE
-    )
-    assert handshake > 7500
+    stream, extent = handshake_crypto(run.records, read_keylog(run.keylog))
+    assert extent >= 7500 and len(stream) == extent
 
 
 def test_amplification_check_can_fail(chain_tree: Path) -> None:
