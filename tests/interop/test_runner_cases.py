@@ -13,14 +13,18 @@ either role where it adds something. The runner's full sizes are ``slow`` tests.
 
 from __future__ import annotations
 
+import contextlib
+import random
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from quic.configuration import QuicConfiguration
 from quic.interop.impair import SCENARIOS, Fate, Impairment, Scenario
-from quic.interop.options import TESTCASES
+from quic.interop.options import TESTCASES, InteropOptions
 from quic.interop.proxy import TO_CLIENT, TO_SERVER
+from quic.interop.server import HANDSHAKE_TIMEOUT, server_configuration
 from quic.interop.trace import (
     amplification,
     client_hellos,
@@ -32,7 +36,8 @@ from quic.interop.trace import (
     server_transport_parameters,
 )
 from quic.packet import PacketType
-from tests.support.interop_run import CaseRun, make_tree, run_case
+from tests.support.interop_run import CaseRun, make_chain, make_tree, run_case
+from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, make_pair
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
@@ -254,6 +259,40 @@ def test_amplification_check_can_fail(chain_tree: Path) -> None:
     bad = [*ok[:2], rec(TO_CLIENT, 0.15, initial, 1), ok[2]]
     assert not amplification(bad).within_limit
     assert not amplification(ok[:2]).validated
+
+
+# ----------------------------------------------------------------------- slow handshakes
+
+
+def _handshake_through_a_dark_spell(handshake_timeout: float) -> tuple[bool, int]:
+    """In memory, fake clock: the server's first datagram reaches the client (which
+    then talks to the server's connection ID), everything else it sends in the next
+    11 s is lost — what a long run of bad luck under 30 % loss looks like."""
+    pair = make_pair(server_kwargs={"handshake_timeout": handshake_timeout})
+    link = pair.net.link(SERVER_ADDR, CLIENT_ADDR)
+    start, sent = pair.net.now, 0
+    through = link.schedule
+
+    def schedule(data: bytes, now: float, rng: random.Random) -> list[tuple[float, bytes]]:
+        nonlocal sent
+        sent += 1
+        return through(data, now, rng) if sent == 1 or now >= start + 11 else []
+
+    link.schedule = schedule  # type: ignore[method-assign]
+    with contextlib.suppress(TimeoutError):
+        pair.run(lambda: pair.client.handshake_complete, max_time=45)
+    return pair.client.handshake_complete, pair.server_endpoint.expired
+
+
+def test_interop_server_lets_a_slow_handshake_finish(tmp_path: Path) -> None:
+    make_chain(tmp_path / "certs")
+    options = InteropOptions(role="server", testcase="multiconnect", certs=tmp_path / "certs")
+    config = server_configuration(options, TESTCASES["multiconnect"])
+    assert config.handshake_timeout == HANDSHAKE_TIMEOUT
+    assert _handshake_through_a_dark_spell(config.handshake_timeout) == (True, 0)
+    # the endpoint's default gives up at 10 s and the client is left with a dead CID
+    # (the handshakecorruption failure seen through the proxy, seed 28 of 6 connections)
+    assert _handshake_through_a_dark_spell(QuicConfiguration().handshake_timeout) == (False, 1)
 
 
 # ----------------------------------------------------------------------- full size (slow)
