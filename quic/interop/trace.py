@@ -17,6 +17,8 @@ the other. This module reads those records as the runner reads its traces:
   retransmissions), found by decrypting the client's Initial packets with the Initial
   keys (RFC 9001 §5.2: derived from the client's first Destination Connection ID) and
   looking for a CRYPTO frame at offset 0 — ``longrtt`` expects at least two;
+  :func:`client_hello` reassembles and decodes the first one (``chacha20``: only
+  TLS_CHACHA20_POLY1305_SHA256 offered);
 * :func:`amplification` replays ``amplificationlimit`` as seen at the server: each
   client Initial datagram the server received adds 3x its size to the budget, each
   datagram the server sent spends its size, until the server received a Handshake
@@ -52,7 +54,7 @@ from quic.protection import (
     derive_packet_keys,
     initial_keys,
 )
-from quic.tls.messages import EncryptedExtensions, HandshakeReader, HandshakeType
+from quic.tls.messages import ClientHello, EncryptedExtensions, HandshakeReader, HandshakeType
 from quic.tls.suites import CipherSuite
 from quic.tparams import TransportParameters
 
@@ -60,6 +62,7 @@ __all__ = [
     "AmplificationReport",
     "TracePacket",
     "amplification",
+    "client_hello",
     "client_hellos",
     "count_handshakes",
     "handshake_crypto",
@@ -273,16 +276,52 @@ def handshake_crypto(
         for f in frames:
             if isinstance(f, CryptoFrame):
                 pieces[f.offset] = f.data
+    return _contiguous(pieces)
+
+
+def _contiguous(pieces: dict[int, bytes]) -> tuple[bytes, int]:
+    """The bytes contiguous from offset 0 (retransmissions may overlap), and the extent."""
     extent = max((offset + len(data) for offset, data in pieces.items()), default=0)
     stream = bytearray()
     progress = True
-    while progress:  # contiguous from 0 (retransmissions may overlap)
+    while progress:
         progress = False
         for offset, data in pieces.items():
             if offset <= len(stream) < offset + len(data):
                 stream += data[len(stream) - offset :]
                 progress = True
     return bytes(stream), extent
+
+
+def client_hello(records: Sequence[CaptureRecord]) -> ClientHello | None:
+    """The first connection's ClientHello, from the client's Initial packets (their
+    keys come from the client's first Destination Connection ID, RFC 9001 §5.2)."""
+    pieces: dict[int, bytes] = {}
+    first: tuple[bytes, bytes] | None = None  # (client SCID, original DCID)
+    unprotect: PacketUnprotector | None = None
+    for p in packets(r for r in records if r.direction == TO_SERVER):
+        if p.packet_type is not PacketType.INITIAL or p.version is None:
+            continue
+        if first is None:
+            first = (p.scid, p.dcid)
+            unprotect = initial_keys(p.version, p.dcid, is_client=False)[1]
+        if p.scid != first[0] or unprotect is None:
+            continue  # another connection
+        try:
+            data = p.record.data[p.start : p.end]
+            _, _, payload = unprotect.decrypt_packet(data, p.pn_offset - p.start, -1)
+            frames = decode_frames(payload)
+        except (DecryptionError, QuicProtocolError):
+            continue
+        for f in frames:
+            if isinstance(f, CryptoFrame):
+                pieces[f.offset] = f.data
+    reader = HandshakeReader()
+    reader.feed(_contiguous(pieces)[0])
+    message = reader.next_message()
+    if message is None or message[0] != HandshakeType.client_hello:
+        return None
+    return ClientHello.decode_body(message[1])
 
 
 def server_transport_parameters(

@@ -27,6 +27,7 @@ from quic.interop.proxy import TO_CLIENT, TO_SERVER
 from quic.interop.server import HANDSHAKE_TIMEOUT, server_configuration
 from quic.interop.trace import (
     amplification,
+    client_hello,
     client_hellos,
     count_handshakes,
     handshake_crypto,
@@ -36,6 +37,7 @@ from quic.interop.trace import (
     server_transport_parameters,
 )
 from quic.packet import PacketType
+from quic.tls.suites import CipherSuite
 from tests.support.interop_run import CaseRun, make_chain, make_tree, run_case
 from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, make_pair
 
@@ -105,6 +107,26 @@ async def test_handshake(tree: Path, work: Path, server: str, client: str) -> No
     # no Retry: every server long header is Initial or Handshake
     kinds = {p.packet_type for p in packets(r for r in run.records if r.direction == TO_CLIENT)}
     assert PacketType.RETRY not in kinds
+
+
+@pytest.mark.parametrize("server", ["ours", "aioquic"])
+async def test_chacha20(tree: Path, work: Path, server: str) -> None:
+    run = await run_case(
+        tree, "chacha20", network("simple-p2p"), ["1m.bin"], server=server, run_dir=work
+    )
+    assert_transfer(run)
+    hello = client_hello(run.records)
+    assert hello is not None and hello.cipher_suites == (CipherSuite.TLS_CHACHA20_POLY1305_SHA256,)
+    chacha = CipherSuite.TLS_CHACHA20_POLY1305_SHA256
+    phases = key_phases(run.records, read_keylog(run.keylog), chacha)
+    assert phases["client"][0] > 0 and phases["server"][0] > 0  # the hp keys are ChaCha20's
+
+
+async def test_transfer_offers_more_than_chacha20(tree: Path, work: Path) -> None:
+    # the chacha20 check can fail: the default offer has the AES suites too
+    run = await run_case(tree, "handshake", network("simple-p2p"), ["1k.bin"], run_dir=work)
+    hello = client_hello(run.records)
+    assert hello is not None and len(hello.cipher_suites) > 1
 
 
 async def test_longrtt_retransmits_the_client_hello(tree: Path, work: Path) -> None:
