@@ -238,6 +238,23 @@ async def test_blackhole(tree: Path, work: Path) -> None:
     assert last > 1.3  # the transfer went on after the blackhole
 
 
+@pytest.mark.parametrize("case", ["rebind-port", "rebind-addr"])
+async def test_proxy_rebinding_moves_the_client(tree: Path, work: Path, case: str) -> None:
+    # the proxy's NAT rebinding as a QUIC server sees it (aioquic's server follows the
+    # client to each new path; the rebind-* cases of our server are the "paths" work)
+    scenario = replace(SCENARIOS[case], rebinding=replace(
+        SCENARIOS[case].rebinding, first=0.2, every=0.3))  # fmt: skip
+    run = await run_case(tree, "transfer", scenario, ["1m.bin"], server="aioquic", run_dir=work)
+    assert_transfer(run)
+    assert isinstance(run.summary["rebinds"], int) and run.summary["rebinds"] >= 2
+    seen = {r.nat for r in run.records if r.direction == TO_CLIENT}
+    assert len(seen) >= 3
+    if case == "rebind-addr":
+        assert len({host for host, _ in seen}) >= 3
+    else:
+        assert {host for host, _ in seen} == {"127.0.0.1"}
+
+
 # ----------------------------------------------------------------------- amplification
 
 
