@@ -11,14 +11,21 @@ Theory of operation
 
 Absent arguments come from the runner's environment (``ROLE``, ``TESTCASE``,
 ``REQUESTS``, ``SSLKEYLOGFILE``, ``QLOGDIR``, ``CERTS``, ``WWW``, ``DOWNLOADS``, ``PORT``)
-and then its defaults (:mod:`quic.interop.options`). Supported test cases:
-``handshake``, ``transfer``, ``multiconnect``, ``chacha20`` and ``http3`` (ALPN ``h3``,
-the same files over HTTP/3); any other exits with status 127. HTTP/3 sits one layer above
+and then its defaults (:mod:`quic.interop.options`). Supported test cases are those of
+:data:`~quic.interop.options.TESTCASES` (``handshake``, ``transfer``, ``multiconnect``,
+``chacha20``, ``keyupdate``, ``http3`` — ALPN ``h3``, the same files over HTTP/3 — and
+the names of the cases that only change the network: ``longrtt``, ``multiplexing``,
+``blackhole``, ``amplificationlimit``, the loss and corruption cases, ``ipv6``,
+``goodput``, ``crosstraffic``); any other exits with status 127. HTTP/3 sits one layer above
 QUIC, so this package never imports it: a case whose runners live in a higher layer is
 found through the ``quic.interop.runners`` entry point of the installed distribution
 (``http3`` → :data:`h3.interop.RUNNERS`, declared in ``pyproject.toml``).
 The hq wire protocol is in :mod:`quic.interop.hq`. With ``QLOGDIR`` (``--qlog-dir``)
 each connection writes a JSON-SEQ qlog file ``<ODCID hex>.sqlog`` there (:mod:`quic.qlog`).
+
+For tests, :mod:`quic.interop.proxy` (with the Sans-I/O decisions of
+:mod:`quic.interop.impair`) is the runner's network simulator on loopback, and
+:mod:`quic.interop.trace` replays the runner's checks on what the proxy captured.
 """
 
 from __future__ import annotations

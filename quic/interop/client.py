@@ -13,6 +13,13 @@ an explicit opt-out, ``verify_certificates=False``.
 Each response body is streamed to ``DOWNLOADS/<basename>``; a reset stream, a closed
 connection or a local I/O error fails that download and removes its partial file. The
 whole run is bounded by ``options.timeout``. Exit status 0 only if every file arrived.
+
+``keyupdate``: a :class:`KeyUpdater` watches the response data of the connection and,
+once the handshake is confirmed and a packet of the current key phase has been
+acknowledged (RFC 9001 §6.1: the connection refuses an update before that), starts
+one 1-RTT key update — early in the transfer, as the runner asks — and wakes the
+connection so that the next packet carries the new Key Phase. The server answers with
+its own update (RFC 9001 §6.2); the runner checks both sides sent Key Phase 1.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from quic.interop.options import EXIT_FAILURE, EXIT_OK, InteropCase, InteropOpti
 from quic.tls.keylog import KeyLogFile
 
 __all__ = [
+    "KeyUpdater",
     "client_configuration",
     "fetch",
     "plan_connections",
@@ -67,7 +75,32 @@ def plan_connections(downloads: list[Download], case: InteropCase) -> list[list[
     return list(groups.values())
 
 
-async def fetch(session: QuicSession, download: Download, directory: Path) -> bool:
+class KeyUpdater:
+    """Starts one 1-RTT key update on a connection as soon as it is allowed."""
+
+    def __init__(self, session: QuicSession) -> None:
+        self.session = session
+        self.done = False
+
+    def on_data(self) -> None:
+        """Called for each chunk of response data: try the update until it happened."""
+        if self.done:
+            return
+        try:
+            self.session.connection.request_key_update()
+        except RuntimeError:
+            return  # not confirmed yet, or the current phase is not acknowledged yet
+        self.done = True
+        logger.info("key update started")
+        self.session.schedule_flush()
+
+
+async def fetch(
+    session: QuicSession,
+    download: Download,
+    directory: Path,
+    key_updater: KeyUpdater | None = None,
+) -> bool:
     """Request one file on a new stream and store its body; True on success."""
     destination = directory / download.filename
     try:
@@ -80,6 +113,8 @@ async def fetch(session: QuicSession, download: Download, directory: Path) -> bo
             while chunk := await reader.read(READ_CHUNK):
                 size += len(chunk)
                 write(chunk)
+                if key_updater is not None:
+                    key_updater.on_data()
     except StreamResetError as exc:
         logger.error("%s: stream reset by the server (code %d)", download.url, exc.error_code)
     except ConnectionClosed as exc:
@@ -107,7 +142,13 @@ async def _run_connection(
             if session.alpn_protocol != ALPN:
                 logger.error("server did not select ALPN %s", ALPN)
                 return False
-            results = await asyncio.gather(*(fetch(session, d, directory) for d in downloads))
+            updater = KeyUpdater(session) if case.key_update else None
+            results = await asyncio.gather(
+                *(fetch(session, d, directory, updater) for d in downloads)
+            )
+            if updater is not None and not updater.done:
+                logger.error("the transfer ended before a key update was allowed")
+                return False
             return all(results)
     except ConnectionClosed as exc:
         logger.error("connection to %s:%d failed: %s", host, port, exc)

@@ -49,26 +49,71 @@ DEFAULT_TIMEOUT = 300.0  # client: whole run, seconds
 
 @dataclass(frozen=True, slots=True)
 class InteropCase:
-    """What one runner test case asks of the endpoint."""
+    """What one runner test case asks of the endpoint.
+
+    Most runner test cases differ only in the network between the endpoints; the
+    runner then starts the endpoints with another case's name (its ``testname``:
+    ``transfer`` for ``multiplexing``, ``blackhole``, ``transferloss``..., ``handshake``
+    for ``longrtt``, ``multiconnect`` for ``handshakeloss``...). Those names are in the
+    table too, with the behaviour of the case the runner would start, so that the
+    endpoint can be run by hand with any case name.
+    """
 
     name: str
+    description: str = ""
     cipher_suites: tuple[CipherSuite, ...] | None = None  # None: the default offer
     connection_per_url: bool = False  # else all URLs of one server share a connection
+    # client: start one 1-RTT key update early in the transfer (RFC 9001 §6.1)
+    key_update: bool = False
     # implemented by a layer above QUIC (HTTP/3: h3.interop), found by entry point
     plugin: bool = False
     # the server's QuicConfiguration.retry (RFC 9000 §8.1.2); None: the default
     retry: Literal["never", "always", "auto"] | None = None
 
 
+#: Every supported test case. Other cases are appended to this table by the module that
+#: implements them: ``TESTCASES[name] = InteropCase(name, ...)``.
 TESTCASES: dict[str, InteropCase] = {
     case.name: case
     for case in (
-        InteropCase("handshake"),
-        InteropCase("transfer"),
-        InteropCase("multiconnect", connection_per_url=True),
-        InteropCase("chacha20", cipher_suites=(CipherSuite.TLS_CHACHA20_POLY1305_SHA256,)),
-        InteropCase("http3", plugin=True),
-        InteropCase("retry", retry="always"),  # the server sends Retry (RFC 9000 §8.1.2)
+        InteropCase("handshake", "one connection, one small file"),
+        InteropCase("transfer", "one connection, all files on concurrent streams"),
+        InteropCase(
+            "multiconnect", "one connection per file, one after the other", connection_per_url=True
+        ),
+        InteropCase(
+            "chacha20",
+            "only TLS_CHACHA20_POLY1305_SHA256 is offered and accepted",
+            cipher_suites=(CipherSuite.TLS_CHACHA20_POLY1305_SHA256,),
+        ),
+        InteropCase("http3", "the files over HTTP/3 (ALPN h3, h3.interop)", plugin=True),
+        InteropCase(
+            "keyupdate",
+            "transfer; the client updates its 1-RTT keys once, early in the transfer",
+            key_update=True,
+        ),
+        # the same endpoint behaviour as another case, over a different network
+        InteropCase("longrtt", "handshake over a 1.5 s RTT (the ClientHello is retransmitted)"),
+        InteropCase("multiplexing", "transfer of ~2000 small files; server stream limit <= 1000"),
+        InteropCase("blackhole", "transfer across a network that is down 2 s of every 7"),
+        InteropCase(
+            "amplificationlimit",
+            "transfer; server with a 9-certificate chain stays under 3x before validation",
+        ),
+        InteropCase("handshakeloss", "multiconnect under 30% loss", connection_per_url=True),
+        InteropCase("transferloss", "transfer under 2% loss"),
+        InteropCase(
+            "handshakecorruption", "multiconnect under 30% corruption", connection_per_url=True
+        ),
+        InteropCase("transfercorruption", "transfer under 2% corruption"),
+        InteropCase(
+            "retry",
+            "the server sends Retry (RFC 9000 §8.1.2); the client follows it",
+            retry="always",
+        ),
+        InteropCase("ipv6", "transfer over IPv6 only"),
+        InteropCase("goodput", "transfer of one 10 MB file, measured"),
+        InteropCase("crosstraffic", "transfer of one 25 MB file next to a TCP flow, measured"),
     )
 }
 

@@ -348,7 +348,7 @@ def test_unsupported_test_case_exits_127(role: str, testcase: str) -> None:
 
 
 def test_unsupported_test_case_from_environment_exits_127_in_a_process() -> None:
-    env = {**os.environ, "ROLE": "client", "TESTCASE": "keyupdate", "REQUESTS": "https://x/y"}
+    env = {**os.environ, "ROLE": "client", "TESTCASE": "no-such-case", "REQUESTS": "https://x/y"}
     done = run(our_endpoint(), env=env)
     assert done.returncode == 127, done.stderr
 
