@@ -98,7 +98,9 @@ class QuicConfiguration:
     # traffic an attacker chooses (§21.1.1.2 server-side DoS; see ``retry`` below).
     # A stalled handshake is abandoned silently like an idle connection (§10.1).
     max_half_open_connections: int = 1000  # handshake not complete yet
-    handshake_timeout: float = 10.0  # seconds from the first Initial to handshake complete
+    # seconds from the first Initial (or the last progress of a client that proved it hears
+    # us, RFC 9000 §8.1) to handshake complete
+    handshake_timeout: float = 10.0
     max_connections_per_address: int = 128  # per source IP address
     # Version Negotiation, Retry and INVALID_TOKEN close packets awaiting send (RFC 9000
     # §5.2.2, §6.1: MAY be limited; beyond it a datagram gets no stateless reply)

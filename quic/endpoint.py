@@ -45,7 +45,9 @@ silently — not answered with CONNECTION_REFUSED (a SHOULD of RFC 9000 §5.2.2)
 reply to an unvalidated, possibly spoofed address is work and reflected traffic an
 attacker chooses (§21.1.1.2). A server connection whose handshake is not complete
 ``handshake_timeout`` seconds after its first Initial is abandoned silently, like an
-idle connection (§10.1).
+idle connection (§10.1); once the client has proved its address (§8.1), every datagram
+that makes progress restarts that deadline, so a slow handshake on a lossy path is not
+cut off while it moves.
 
 Cost per datagram is O(1) in the number of connections (O(log n) for the heap):
 
@@ -122,7 +124,18 @@ class ConnectionRemoved(QuicEvent):
 class _Entry:
     """What the endpoint keeps per connection."""
 
-    __slots__ = ("addr_key", "cids", "conn", "deadline", "failed", "half_open", "seq", "timer")
+    __slots__ = (
+        "addr_key",
+        "cids",
+        "conn",
+        "deadline",
+        "failed",
+        "first_dcid",
+        "half_open",
+        "progress",
+        "seq",
+        "timer",
+    )
 
     def __init__(self, conn: QuicConnection, addr_key: Any, deadline: float | None) -> None:
         self.conn = conn
@@ -130,6 +143,8 @@ class _Entry:
         self.addr_key = addr_key  # source IP counted against the per-address limit
         self.deadline = deadline  # handshake deadline (server, until complete)
         self.half_open = deadline is not None
+        self.first_dcid = b""  # the client's first DCID (server), chosen by the client
+        self.progress = 0  # packets the connection had processed when the deadline was set
         self.timer: float | None = None  # deadline of the valid heap entry
         self.seq = 0  # its sequence number; 0: no valid heap entry
         self.failed = False  # raised once already (closed with INTERNAL_ERROR)
@@ -273,7 +288,24 @@ class QuicEndpoint:
             self._internal_error(entry, exc)
             return
         self._pending[conn] = None
+        if entry.half_open and (
+            (dcid != entry.first_dcid and len(dcid) >= 8) or conn.address_validated
+        ):
+            self._on_handshake_progress(entry, now)
         self._after_activity(entry)
+
+    def _on_handshake_progress(self, entry: _Entry, now: float) -> None:
+        """A half-open connection whose client showed it receives our packets processed
+        new ones: the handshake is moving, so its deadline restarts. The proof is a
+        Handshake packet or a token (RFC 9000 §8.1), or the client using a connection ID
+        we chose (64 random bits, §8.1's MAY) — none of which a spoofer, who never sees
+        our replies, can give. A real client on a lossy path keeps its handshake alive as
+        long as it makes progress; the idle timeout still ends a stalled one."""
+        processed = entry.conn.packets_processed
+        config = self.server_configuration
+        if processed > entry.progress and config is not None:
+            entry.progress = processed
+            entry.deadline = now + config.handshake_timeout
 
     def _stateless_receive(self, data: bytes, addr: Any, now: float) -> None:
         try:
@@ -397,6 +429,7 @@ class QuicEndpoint:
         entry = self._register(conn, addr, now + config.handshake_timeout)
         if not verdict.validated:
             self._evictable[conn] = None  # a token proved a live client: never evicted
+        entry.first_dcid = dcid
         self._route(entry, dcid)  # the client keeps it until our first Initial (§7.2)
         self._events.append((conn, ConnectionAccepted(conn)))
         self._pending[conn] = None

@@ -10,6 +10,7 @@ and eviction do on their own; Retry under a flood is tested in ``test_retry_floo
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from tests.support.quicpair import (
     SERVER_ADDR,
     WakingEndpoint,
     client_config,
+    make_pair,
     server_config,
 )
 from tests.support.spoof import (
@@ -410,6 +412,49 @@ def test_handshake_deadline_abandons_half_open_connections_only() -> None:
     assert mine[0].reason_phrase == "handshake timeout"
     assert server.connections == [server.connections[0]] and not real.is_closed
     assert server.half_open_connections == 0 and server.expired == 1
+
+
+def _server_dark_after(first: int, until: float, **server_kwargs: Any) -> tuple[Any, int]:
+    """In memory, fake clock: the server's first ``first`` datagrams reach the client,
+    then nothing it sends until ``until`` seconds in (a run of bad luck on a lossy path).
+    Returns the pair and how many datagrams the server sent."""
+    pair = make_pair(server_kwargs=server_kwargs)
+    link = pair.net.link(SERVER_ADDR, CLIENT_ADDR)
+    start, sent = pair.net.now, 0
+    through = link.schedule
+
+    def schedule(data: bytes, now: float, rng: random.Random) -> list[tuple[float, bytes]]:
+        nonlocal sent
+        sent += 1
+        return through(data, now, rng) if sent <= first or now >= start + until else []
+
+    link.schedule = schedule  # type: ignore[method-assign]
+    with contextlib.suppress(TimeoutError):
+        pair.run(lambda: pair.client.handshake_complete, max_time=45)
+    return pair, sent
+
+
+def test_handshake_deadline_restarts_while_a_proven_client_makes_progress() -> None:
+    """The client got our first datagram, so it talks to the connection ID we chose
+    (RFC 9000 §8.1): its datagrams during 11 dark seconds restart the 10 s handshake
+    deadline, and the handshake completes once the path recovers. (Before: abandoned at
+    10 s, the client left talking to a dead connection ID.)"""
+    pair, _ = _server_dark_after(1, 11.0)
+    assert pair.client.handshake_complete
+    assert pair.server_endpoint.expired == 0
+
+
+def test_handshake_deadline_holds_for_a_client_that_never_hears_us() -> None:
+    """A client that never received anything from us (so, possibly a spoofer replaying
+    its Initial) gives no proof: its retransmitted Initials, to its own original DCID,
+    do not restart the deadline — the connection is abandoned 3 s after it began, though
+    Initials kept arriving (at about 1 s and 3 s)."""
+    pair = make_pair(server_kwargs={"handshake_timeout": 3.0})
+    start = pair.net.now
+    pair.net.link(SERVER_ADDR, CLIENT_ADDR).loss = 1.0
+    pair.run(lambda: pair.server_endpoint.expired > 0, max_time=20)
+    assert pair.net.now - start < 3.1
+    assert not pair.client.handshake_complete
 
 
 def test_timer_heap_stays_bounded_during_a_transfer() -> None:
