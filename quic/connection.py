@@ -387,6 +387,10 @@ class QuicConnection:
             self._qlog_start(now)
         self.handshake.start()
         self._after_tls(now)
+        remembered = self.handshake.early.start(self.tls.early_data_offered)
+        if remembered is not None:  # 0-RTT: remembered limits until completion (§7.4.1)
+            self.streams.apply_peer_params(remembered)
+            self.datagrams.set_peer_max_frame_size(remembered.max_datagram_frame_size)
 
     def next_event(self) -> QuicEvent | None:
         """The next event, or None: the only way events leave the connection."""
@@ -690,11 +694,25 @@ class QuicConnection:
                 self.reader.release_buffered()
             if installed == HANDSHAKE:
                 self.recovery.has_handshake_keys = True
+                if not self.is_client and self.keys.zero_rtt_read is None:
+                    self.keys.discard_zero_rtt()  # 0-RTT refused: none will come
         if progress.peer_params is not None:
             self._apply_peer_params(progress.peer_params)
         if progress.completed:
             self.state = ConnectionState.CONNECTED
             self.reader.release_buffered()
+            if self.handshake.early.attempted:
+                self._on_early_data_outcome(now)
+
+    def _on_early_data_outcome(self, now: float) -> None:
+        """Client: 0-RTT accepted or rejected (RFC 9001 §4.6.2, see conn_early)."""
+        early = self.handshake.early
+        early.complete(self.tls.early_data_accepted, self.handshake.peer_params)
+        self.keys.discard_zero_rtt()  # RFC 9001 §4.6.1: no 0-RTT once 1-RTT keys exist
+        if early.rejected:
+            # every 0-RTT packet is lost: their frames go again in 1-RTT packets (the
+            # application space holds nothing else yet: 1-RTT keys are brand new)
+            self.recovery.discard_space(APPLICATION, now, notify_lost=True)
 
     def _apply_peer_params(self, params: TransportParameters) -> None:
         if self._qlog is not None:
@@ -717,6 +735,7 @@ class QuicConnection:
         if not self.handshake.confirm():
             return
         self.recovery.handshake_confirmed = True
+        self.keys.discard_zero_rtt()  # RFC 9001 §4.9.3
         if not self.keys.spaces[HANDSHAKE].discarded:
             self._discard_space(HANDSHAKE, now)
         self._flush_routing()
