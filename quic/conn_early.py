@@ -23,7 +23,9 @@ Client:
   remembered ones (RFC 9000 §7.4.1), else PROTOCOL_VIOLATION; the in-flight 0-RTT
   packets are acknowledged as usual. Rejected: every 0-RTT packet counts as lost (its
   frames are sent again in 1-RTT packets, RFC 9001 §4.6.2). Either way the 0-RTT keys
-  are dropped: a client sends no 0-RTT once it has 1-RTT keys (RFC 9001 §4.6.1).
+  are dropped: a client sends no 0-RTT once it has 1-RTT keys (RFC 9001 §4.6.1). An
+  acknowledgment of a 0-RTT packet does not confirm the handshake (RFC 9001 §4.1.2:
+  only one of a 1-RTT packet does): ``one_rtt_from`` tells them apart.
 
 Server:
 
@@ -111,13 +113,18 @@ def accepts_remembered(local: TransportParameters, raw: bytes) -> bool:
 class EarlyData:
     """0-RTT state of one connection (see the module docstring)."""
 
-    __slots__ = ("accepted", "attempted", "remembered", "ticket")
+    __slots__ = ("accepted", "attempted", "one_rtt_from", "remembered", "ticket")
 
     def __init__(self, ticket: SessionTicket | None) -> None:
         self.ticket = ticket  # client: the ticket offered
         self.remembered: TransportParameters | None = None  # client: in force for 0-RTT
         self.attempted = False  # client: TLS offered early data (0-RTT keys exist)
         self.accepted: bool | None = None  # None until the handshake completes
+        # client: the first 1-RTT packet number (0-RTT ones come before it in the same
+        # space): only an acknowledgment from here on confirms the handshake (RFC 9001
+        # §4.1.2 speaks of 1-RTT packets; an ACK of 0-RTT data comes before the
+        # server has our Finished)
+        self.one_rtt_from = 0
 
     def start(self, offered: bool) -> TransportParameters | None:
         """Client: TLS has sent its ClientHello; if it offered early data, the

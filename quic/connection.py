@@ -303,6 +303,12 @@ class QuicConnection:
         return self.handshake.alpn_protocol
 
     @property
+    def early_data_possible(self) -> bool:
+        """Client: stream data and datagrams written now go out in 0-RTT packets (a
+        resumed connection whose ticket allows 0-RTT, before the handshake completes)."""
+        return self.keys.zero_rtt_write is not None
+
+    @property
     def peer_params(self) -> TransportParameters | None:
         return self.handshake.peer_params
 
@@ -708,6 +714,7 @@ class QuicConnection:
         """Client: 0-RTT accepted or rejected (RFC 9001 §4.6.2, see conn_early)."""
         early = self.handshake.early
         early.complete(self.tls.early_data_accepted, self.handshake.peer_params)
+        early.one_rtt_from = self.keys.spaces[APPLICATION].next_pn
         self.keys.discard_zero_rtt()  # RFC 9001 §4.6.1: no 0-RTT once 1-RTT keys exist
         if early.rejected:
             # every 0-RTT packet is lost: their frames go again in 1-RTT packets (the

@@ -62,11 +62,12 @@ __all__ = [
 _TICKET_NONCE = b"\x00"  # one ticket per connection: the nonce need not vary (§4.7.1)
 
 
-def binder_for(suite: CipherSuite, psk: bytes, transcript: Transcript, ch: ClientHello) -> bytes:
-    """The binder of ``psk`` for ``ch`` after ``transcript`` (RFC 9846 §4.3.11.2)."""
+def binder_for(suite: CipherSuite, psk: bytes, transcript: Transcript, truncated: bytes) -> bytes:
+    """The binder of ``psk`` over ``transcript`` followed by ``truncated``, the framed
+    ClientHello without its binders list (RFC 9846 §4.3.11.2)."""
     hash_name = SUITE_HASH[suite]
     binder_key = KeySchedule(suite, psk).binder_key()
-    partial = transcript.digest_with(ch.truncated_for_binders(), hash_name)
+    partial = transcript.digest_with(truncated, hash_name)
     return verify_data(hash_name, binder_key, partial)
 
 
@@ -84,7 +85,7 @@ def with_binder(ch: ClientHello, ticket: SessionTicket, transcript: Transcript) 
     """``ch`` with the binder of its (single) PSK filled in."""
     psks = ch.pre_shared_key
     assert psks is not None
-    binder = binder_for(ticket.cipher_suite, ticket.psk, transcript, ch)
+    binder = binder_for(ticket.cipher_suite, ticket.psk, transcript, ch.truncated_for_binders())
     return replace(ch, pre_shared_key=OfferedPsks(psks.identities, (binder,)))
 
 
@@ -143,12 +144,14 @@ def open_ticket(config: TlsConfig, ch: ClientHello, now: datetime) -> TicketStat
 
 
 def check_binder(
-    state: TicketState, suite: CipherSuite, transcript: Transcript, ch: ClientHello
+    state: TicketState, suite: CipherSuite, transcript: Transcript, ch: ClientHello, raw: bytes
 ) -> None:
-    """RFC 9846 §4.3.11.2: the first binder must verify, else ``decrypt_error``."""
+    """RFC 9846 §4.3.11.2: the first binder must verify, else ``decrypt_error``. The
+    binder covers the ClientHello as received (``raw``), not a re-encoding of it."""
     psks = ch.pre_shared_key
     assert psks is not None
-    expected = binder_for(suite, state.psk, transcript, ch)
+    truncated = raw[: len(raw) - psks.binders_length()]
+    expected = binder_for(suite, state.psk, transcript, truncated)
     received = psks.binders[0]
     if len(received) != len(expected) or not hmac.compare_digest(received, expected):
         raise alert(AlertDescription.decrypt_error, "PSK binder does not verify")
@@ -200,9 +203,10 @@ def issue_ticket(
         return None
     early = config.accept_early_data and config.anti_replay is not None
     age_add = int.from_bytes(os.urandom(4), "big")
+    issued_ms = unix_ms(now)
     state = TicketState(
         ticket_id=os.urandom(16),
-        issued_at_ms=unix_ms(now),
+        issued_at_ms=issued_ms,
         lifetime=config.ticket_lifetime,
         ticket_age_add=age_add,
         cipher_suite=int(suite),
@@ -213,7 +217,7 @@ def issue_ticket(
         transport_parameters=transport_parameters,
     )
     if config.anti_replay is not None:
-        config.anti_replay.start(now.timestamp())
+        config.anti_replay.start(issued_ms / 1000)  # the time the ticket carries
     return NewSessionTicket(
         ticket_lifetime=config.ticket_lifetime,
         ticket_age_add=age_add,

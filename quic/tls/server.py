@@ -204,7 +204,7 @@ class ServerRole(Role):
         self.requested_server_name = ch.server_name
         self.client_hello = ch
         if ticket is not None:
-            check_binder(ticket, suite, ctx.transcript, ch)  # before the CH joins it
+            check_binder(ticket, suite, ctx.transcript, ch, raw)  # before the CH joins it
             ctx.psk = ticket.psk
             ctx.session_resumed = True
         ctx.transcript.add(raw)

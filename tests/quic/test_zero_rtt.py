@@ -264,3 +264,37 @@ def test_zero_rtt_before_the_client_hello_is_buffered_bounded_n_vs_4n() -> None:
     assert peak_n == peak_4n  # ...the buffer holds the same bounded number
     assert processed_n == processed_4n  # the buffered ones are used once keys exist
     assert processed_n >= 1
+
+
+def test_ack_of_zero_rtt_does_not_confirm_the_handshake() -> None:
+    """The server's first flight and its 1-RTT answer (with an ACK of our 0-RTT packet)
+    arrive together: the client must still send its Finished (RFC 9001 §4.1.2 — only
+    an acknowledged 1-RTT packet confirms; found against aioquic)."""
+    pair, store = resumable_pair()
+    client_ep, server_ep = pair.client_endpoint, pair.server_endpoint
+    now = pair.net.now
+    conn = client_ep.connect(SERVER_ADDR, client_config(session_ticket_store=store), now)
+    sid = conn.create_stream()
+    conn.send_stream_data(sid, b"ping", end_stream=True)
+    for data, _ in client_ep.datagrams_to_send(now):
+        server_ep.receive_datagram(data, CLIENT_ADDR, now)
+    server = server_ep.connections[-1]
+    while (item := server_ep.next_event()) is not None:  # answer the 0-RTT request
+        if isinstance(item[1], StreamDataReceived) and item[1].end_stream:
+            server.send_stream_data(item[1].stream_id, b"pong", end_stream=True)
+            server_ep.wake(server)
+    flight = [data for data, _ in server_ep.datagrams_to_send(now)]
+    kinds = set()
+    for data in flight:
+        pos = 0
+        while pos < len(data):
+            header = parse_header(data, pos, 8)
+            kinds.add(header.packet_type)
+            pos = header.end
+    assert {PacketType.HANDSHAKE, PacketType.ONE_RTT} <= kinds
+    for data in flight:
+        client_ep.receive_datagram(data, SERVER_ADDR, now)
+    assert conn.handshake_complete and not conn.handshake_confirmed
+    for data, _ in client_ep.datagrams_to_send(now):
+        server_ep.receive_datagram(data, CLIENT_ADDR, now)
+    assert server.handshake_complete  # the client's Finished arrived

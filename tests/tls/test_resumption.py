@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
+from quic.buffer import Buffer
 from quic.tls.alerts import AlertDescription, TlsAlertError
 from quic.tls.antireplay import AntiReplay
 from quic.tls.engine import Epoch, TlsEngine
-from quic.tls.extensions import ExtensionType
+from quic.tls.extensions import ExtensionType, encode_extension_block, parse_extension_block
+from quic.tls.key_schedule import Transcript
 from quic.tls.keylog import KeyLogLabel
 from quic.tls.messages import (
     ClientHello,
@@ -27,6 +29,7 @@ from quic.tls.messages import (
     decode_message,
     encode_handshake,
 )
+from quic.tls.psk import binder_for
 from quic.tls.suites import CipherSuite
 from quic.tls.tickets import (
     InMemorySessionTicketStore,
@@ -447,3 +450,44 @@ def test_split_messages_helper_reads_a_ticket_flight() -> None:
     assert item is not None
     nst = decode_message(item[0], item[1])
     assert isinstance(nst, NewSessionTicket) and nst.ticket == got[0].ticket
+
+
+def test_zero_rtt_with_a_clock_between_milliseconds() -> None:
+    """Tickets carry milliseconds; a real clock has microseconds (the anti-replay
+    memory must not see the ticket as issued before it started)."""
+    server = Server(clock=at(timedelta(microseconds=700)))
+    ticket = first_ticket(server, clock=at(timedelta(microseconds=700)))
+    later = at(timedelta(seconds=1, microseconds=300))
+    result = resume(server, ticket, {"clock": later}, clock=later)
+    assert result.server.early_data_accepted, result.server.early_data_refusal
+
+
+def test_binder_covers_the_client_hello_as_received() -> None:
+    """A peer may order extensions differently from our encoder: the server checks
+    the binder over the bytes it received, not over a re-encoding (found with aioquic)."""
+    server = Server()
+    ticket = first_ticket(server)
+    client = TlsEngine(client_config(session_ticket=ticket), CLIENT_TP)
+    client.start()
+    ((_, raw),) = client.pop_output()
+    ch = decode_handshake(raw)
+    assert isinstance(ch, ClientHello) and ch.pre_shared_key is not None
+    body = raw[4:]
+    buf = Buffer(body)
+    buf.pull_bytes(2 + 32)
+    buf.pull_vector(1)
+    buf.pull_vector(2)
+    buf.pull_vector(1)
+    head = body[: buf.position]
+    extensions = parse_extension_block(buf)
+    *others, psk = extensions
+    reordered = [*reversed(others), psk]  # pre_shared_key stays last (§4.3.11)
+    new_body = head + encode_extension_block(reordered)
+    framed = bytes((1,)) + len(new_body).to_bytes(3, "big") + new_body
+    truncated = framed[: len(framed) - ch.pre_shared_key.binders_length()]
+    binder = binder_for(ticket.cipher_suite, ticket.psk, Transcript(), truncated)
+    framed = truncated + framed[len(truncated) : len(truncated) + 3] + binder
+    assert decode_handshake(framed) != ch  # the same hello, other bytes
+    engine = TlsEngine(server.config(), SERVER_TP)
+    engine.receive(Epoch.INITIAL, framed)
+    assert engine.session_resumed and engine.early_data_accepted
