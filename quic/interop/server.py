@@ -43,6 +43,7 @@ from quic.interop.hq import (
     resolve_path,
 )
 from quic.interop.options import EXIT_FAILURE, EXIT_OK, InteropCase, InteropOptions
+from quic.interop.resume import enable_resumption
 from quic.tls.keylog import KeyLogFile
 
 __all__ = ["HqFileServer", "read_request", "run_server", "server_configuration"]
@@ -162,6 +163,7 @@ def server_configuration(
     if case.cipher_suites is not None:
         config.cipher_suites = case.cipher_suites
     config.load_cert_chain(str(options.certs / "cert.pem"), str(options.certs / "priv.key"))
+    enable_resumption(config, case)  # tickets for resumption / zerortt
     return config
 
 
