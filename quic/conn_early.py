@@ -21,8 +21,13 @@ Client:
 * When the handshake completes the outcome is known (EncryptedExtensions' early_data,
   RFC 9001 §4.6.2). Accepted: the server's new limits must not be smaller than the
   remembered ones (RFC 9000 §7.4.1), else PROTOCOL_VIOLATION; the in-flight 0-RTT
-  packets are acknowledged as usual. Rejected: every 0-RTT packet counts as lost (its
-  frames are sent again in 1-RTT packets, RFC 9001 §4.6.2). Either way the 0-RTT keys
+  packets are acknowledged as usual. Rejected (RFC 9001 §4.6.2: "all connection
+  characteristics that the client assumed might be incorrect"): if the ALPN protocol is
+  the ticket's and the new limits hold everything already written
+  (:meth:`~quic.conn_streams.StreamController.fits_peer_params`), every 0-RTT packet
+  counts as lost and its frames are sent again in 1-RTT packets — the server then sees
+  the streams exactly as they were written; otherwise those streams cannot be kept and
+  the connection closes (NO_ERROR, with the reason). Either way the 0-RTT keys
   are dropped: a client sends no 0-RTT once it has 1-RTT keys (RFC 9001 §4.6.1). An
   acknowledgment of a 0-RTT packet does not confirm the handshake (RFC 9001 §4.1.2:
   only one of a 1-RTT packet does): ``one_rtt_from`` tells them apart.

@@ -717,8 +717,24 @@ class QuicConnection:
         early.one_rtt_from = self.keys.spaces[APPLICATION].next_pn
         self.keys.discard_zero_rtt()  # RFC 9001 §4.6.1: no 0-RTT once 1-RTT keys exist
         if early.rejected:
-            # every 0-RTT packet is lost: their frames go again in 1-RTT packets (the
-            # application space holds nothing else yet: 1-RTT keys are brand new)
+            # RFC 9001 §4.6.2: what the client assumed may be wrong. If the protocol and
+            # the new limits still hold what was sent, every 0-RTT packet counts as lost
+            # and its frames go again in 1-RTT packets (the application space holds
+            # nothing else yet: 1-RTT keys are brand new), which gives the server the
+            # streams' state exactly; otherwise the streams cannot be kept: close.
+            params = self.handshake.peer_params
+            ticket = early.ticket
+            if (
+                ticket is None
+                or ticket.alpn_protocol != self.tls.alpn_protocol
+                or params is None
+                or not self.streams.fits_peer_params(params)
+            ):
+                raise QuicProtocolError(
+                    TransportErrorCode.NO_ERROR,
+                    "0-RTT rejected with another ALPN protocol or smaller limits: "
+                    "the streams written in 0-RTT cannot be kept (RFC 9001 §4.6.2)",
+                )
             self.recovery.discard_space(APPLICATION, now, notify_lost=True)
 
     def _apply_peer_params(self, params: TransportParameters) -> None:

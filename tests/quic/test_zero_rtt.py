@@ -20,7 +20,7 @@ from quic.conn_early import EarlyData, accepts_remembered, remembered_parameters
 from quic.connection import QuicConnection
 from quic.endpoint import QuicEndpoint
 from quic.errors import QuicProtocolError, TransportErrorCode
-from quic.events import HandshakeCompleted, StreamDataReceived
+from quic.events import ConnectionTerminated, HandshakeCompleted, StreamDataReceived
 from quic.packet import PacketType, parse_header
 from quic.tls.antireplay import AntiReplay
 from quic.tls.keylog import KeyLogLabel
@@ -150,10 +150,31 @@ def test_zero_rtt_rejected_when_the_server_reduced_a_limit() -> None:
     _rejected(pair, store, "transport parameters")
 
 
-def test_zero_rtt_rejected_for_another_alpn() -> None:
+def _closed_after_rejection(pair: Pair, store: InMemorySessionTicketStore, **client: Any) -> str:
+    """The client gives up its 0-RTT streams (RFC 9001 §4.6.2) by closing; the reason."""
+    conn, sid = second_connection(pair, store, payload=b"x" * 5000, **client)
+    pair.run(lambda: conn.state.value != "handshake", max_time=10)
+    pair.run(lambda: conn.is_closed, max_time=10)
+    (terminated,) = pair.events_of(ConnectionTerminated, "client")
+    assert terminated.error_code == TransportErrorCode.NO_ERROR and not terminated.by_peer
+    assert sid not in pair.fin["server"]  # nothing of the 0-RTT stream was resent
+    return str(terminated.reason_phrase)
+
+
+def test_zero_rtt_rejected_for_another_alpn_closes() -> None:
     pair, store = resumable_pair()
     pair.server_endpoint.server_configuration.alpn_protocols = ["other", "test"]
-    _rejected(pair, store, "alpn", alpn_protocols=["other", "test"])
+    reason = _closed_after_rejection(pair, store, alpn_protocols=["other", "test"])
+    assert "RFC 9001 §4.6.2" in reason
+    server = pair.server_endpoint.connections[-1]
+    assert server.tls.early_data_refusal == "alpn"
+
+
+def test_zero_rtt_rejected_with_less_credit_than_was_sent_closes() -> None:
+    pair, store = resumable_pair()
+    pair.server_endpoint.server_configuration.initial_max_data = 4000  # < 5000 sent
+    _closed_after_rejection(pair, store)
+    assert pair.server_endpoint.connections[-1].tls.early_data_refusal == "transport parameters"
 
 
 def test_replayed_ticket_gets_no_second_zero_rtt() -> None:
