@@ -52,6 +52,7 @@ from quic.tparams import TransportParameters
 
 if TYPE_CHECKING:
     from quic.configuration import QuicConfiguration
+    from quic.conn_streams import StreamController
     from quic.tls.tickets import SessionTicket
 
 __all__ = [
@@ -152,6 +153,33 @@ class EarlyData:
                     TransportErrorCode.PROTOCOL_VIOLATION,
                     f"0-RTT accepted but {name} was reduced (RFC 9000 §7.4.1)",
                 )
+
+    def settle(
+        self,
+        accepted: bool,
+        alpn: str | None,
+        params: TransportParameters | None,
+        streams: StreamController,
+    ) -> bool:
+        """Client: the outcome, once the handshake completed (see the module
+        docstring). True: 0-RTT was rejected and its packets must count as lost (their
+        frames are sent again in 1-RTT). Raises QuicProtocolError to close."""
+        self.complete(accepted, params)
+        if not self.rejected:
+            return False
+        ticket = self.ticket
+        if (
+            ticket is None
+            or ticket.alpn_protocol != alpn
+            or params is None
+            or not streams.fits_peer_params(params)
+        ):
+            raise QuicProtocolError(
+                TransportErrorCode.NO_ERROR,
+                "0-RTT rejected with another ALPN protocol or smaller limits: "
+                "the streams written in 0-RTT cannot be kept (RFC 9001 §4.6.2)",
+            )
+        return True
 
     @property
     def rejected(self) -> bool:

@@ -702,6 +702,8 @@ class QuicConnection:
                 self.recovery.has_handshake_keys = True
                 if not self.is_client and self.keys.zero_rtt_read is None:
                     self.keys.discard_zero_rtt()  # 0-RTT refused: none will come
+        if self.tls.hello_retry_request_received and self.keys.zero_rtt_write is not None:
+            self.keys.discard_zero_rtt()  # RFC 9001 §4.6.2: an HRR rejects 0-RTT
         if progress.peer_params is not None:
             self._apply_peer_params(progress.peer_params)
         if progress.completed:
@@ -713,28 +715,13 @@ class QuicConnection:
     def _on_early_data_outcome(self, now: float) -> None:
         """Client: 0-RTT accepted or rejected (RFC 9001 §4.6.2, see conn_early)."""
         early = self.handshake.early
-        early.complete(self.tls.early_data_accepted, self.handshake.peer_params)
+        tls = self.tls
+        resend = early.settle(
+            tls.early_data_accepted, tls.alpn_protocol, self.handshake.peer_params, self.streams
+        )
         early.one_rtt_from = self.keys.spaces[APPLICATION].next_pn
         self.keys.discard_zero_rtt()  # RFC 9001 §4.6.1: no 0-RTT once 1-RTT keys exist
-        if early.rejected:
-            # RFC 9001 §4.6.2: what the client assumed may be wrong. If the protocol and
-            # the new limits still hold what was sent, every 0-RTT packet counts as lost
-            # and its frames go again in 1-RTT packets (the application space holds
-            # nothing else yet: 1-RTT keys are brand new), which gives the server the
-            # streams' state exactly; otherwise the streams cannot be kept: close.
-            params = self.handshake.peer_params
-            ticket = early.ticket
-            if (
-                ticket is None
-                or ticket.alpn_protocol != self.tls.alpn_protocol
-                or params is None
-                or not self.streams.fits_peer_params(params)
-            ):
-                raise QuicProtocolError(
-                    TransportErrorCode.NO_ERROR,
-                    "0-RTT rejected with another ALPN protocol or smaller limits: "
-                    "the streams written in 0-RTT cannot be kept (RFC 9001 §4.6.2)",
-                )
+        if resend:  # the application space holds only 0-RTT packets yet
             self.recovery.discard_space(APPLICATION, now, notify_lost=True)
 
     def _apply_peer_params(self, params: TransportParameters) -> None:
@@ -824,6 +811,10 @@ class QuicConnection:
         self.keys.install_initial(self.version, header.scid)
         self.crypto.requeue_unacked(INITIAL)
         self.recovery.discard_space(INITIAL)
+        if self.keys.zero_rtt_write is not None:
+            # RFC 9001 §4.6.2: a Retry does not reject 0-RTT; the server dropped our
+            # 0-RTT packets, so their frames go again (to the new connection ID)
+            self.recovery.discard_space(APPLICATION, now, notify_lost=True)
 
     # -- closing -----------------------------------------------------------------------------
 

@@ -21,8 +21,10 @@ from quic.connection import QuicConnection
 from quic.endpoint import QuicEndpoint
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionTerminated, HandshakeCompleted, StreamDataReceived
-from quic.packet import PacketType, parse_header
+from quic.packet import PacketType, encode_retry, parse_header, retry_pseudo_packet
+from quic.protection import retry_integrity_tag
 from quic.tls.antireplay import AntiReplay
+from quic.tls.groups import NamedGroup
 from quic.tls.keylog import KeyLogLabel
 from quic.tls.tickets import InMemorySessionTicketStore, SessionTicketKeys
 from quic.tparams import TransportParameters
@@ -319,3 +321,47 @@ def test_ack_of_zero_rtt_does_not_confirm_the_handshake() -> None:
     for data, _ in client_ep.datagrams_to_send(now):
         server_ep.receive_datagram(data, CLIENT_ADDR, now)
     assert server.handshake_complete  # the client's Finished arrived
+
+
+def test_hello_retry_request_stops_zero_rtt_and_the_data_is_resent() -> None:
+    groups = {"groups": (NamedGroup.secp256r1,)}  # the client sends no share for it
+    pair, store = resumable_pair(**groups)
+    conn, sid = second_connection(pair, store, payload=b"y" * 3000)
+    assert conn.early_data_possible
+    pair.run(lambda: conn.tls.hello_retry_request_received, max_time=5)
+    assert not conn.early_data_possible  # no 0-RTT after an HRR (RFC 9001 §4.6.2)
+    server = finish(pair, conn, sid)
+    assert pair.data["server"][sid] == b"y" * 3000
+    assert conn.handshake.early.rejected and conn.tls.session_resumed
+    assert server.tls.early_data_refusal == "hello retry"
+
+
+def test_retry_sends_the_zero_rtt_data_again_to_the_new_connection_id() -> None:
+    pair, store = resumable_pair()
+    now = pair.net.now
+    conn = pair.client_endpoint.connect(SERVER_ADDR, client_config(session_ticket_store=store), now)
+    sid = conn.create_stream()
+    conn.send_stream_data(sid, b"early", end_stream=True)
+    first = conn.datagrams_to_send(now)
+    assert any(_packet_types(d, 8)[PacketType.ZERO_RTT] for d, _ in first)
+    new_scid = b"R" * 8
+    without_tag = encode_retry(conn.version, conn.host_cid, new_scid, b"token")
+    tag = retry_integrity_tag(conn.version, retry_pseudo_packet(conn.original_dcid, without_tag))
+    conn.receive_datagram(without_tag + tag, SERVER_ADDR, now)
+    again = conn.datagrams_to_send(now)
+    zero_rtt_dcids = [dcid for d, _ in again for dcid in _packet_types(d, 8)[PacketType.ZERO_RTT]]
+    assert zero_rtt_dcids and set(zero_rtt_dcids) == {new_scid}
+
+
+def _packet_types(data: bytes, cid_len: int) -> dict[PacketType, list[bytes]]:
+    """Destination connection IDs of the long-header packets of a datagram, by type."""
+    found: dict[PacketType, list[bytes]] = {t: [] for t in PacketType}
+    pos = 0
+    while pos < len(data):
+        header = parse_header(data, pos, cid_len)
+        if header.packet_type is not None:
+            found[header.packet_type].append(header.dcid)
+        if not header.is_long:
+            break
+        pos = header.end
+    return found
