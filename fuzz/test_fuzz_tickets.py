@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz.profiles import examples
+from quic.tls.antireplay import AntiReplay
 from quic.tls.engine import Epoch, TlsEngine
 from quic.tls.extensions import OfferedPsks, PskIdentity, PskKeyExchangeMode
 from quic.tls.messages import ClientHello, decode_handshake, encode_handshake
@@ -89,3 +90,29 @@ def test_server_ignores_unknown_tickets(identity: bytes, age: int) -> None:
     server.receive(Epoch.INITIAL, encode_handshake(ch))  # no exception: full handshake
     assert not server.session_resumed and not server.early_data_accepted
     assert server.early_data_refusal == "no usable ticket"
+
+
+@settings(max_examples=examples(200))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 15), st.floats(0, 30), st.floats(0, 5)),
+        max_size=200,
+    ),
+    st.integers(1, 8),
+)
+def test_anti_replay_admits_one_zero_rtt_per_client_hello(
+    offers: list[tuple[int, float, float]], max_entries: int
+) -> None:
+    """RFC 9846 §8: whatever the order and timing, one ClientHello (ticket ID and
+    expected arrival) gets 0-RTT at most once, and the memory never exceeds its cap."""
+    memory = AntiReplay(window=5.0, max_entries=max_entries)
+    memory.start(0.0)
+    now = 0.0
+    admitted: set[tuple[int, float]] = set()
+    for ticket, expected, step in offers:
+        now += step
+        key = (ticket, expected)
+        if memory.admit(bytes([ticket]) * 16, 0.0, expected, now):
+            assert key not in admitted
+            admitted.add(key)
+        assert len(memory) <= max_entries

@@ -397,6 +397,8 @@ class QuicConnection:
         if remembered is not None:  # 0-RTT: remembered limits until completion (§7.4.1)
             self.streams.apply_peer_params(remembered)
             self.datagrams.set_peer_max_frame_size(remembered.max_datagram_frame_size)
+        else:
+            self.keys.discard_zero_rtt()  # no usable remembered parameters: no 0-RTT
 
     def next_event(self) -> QuicEvent | None:
         """The next event, or None: the only way events leave the connection."""
@@ -709,11 +711,12 @@ class QuicConnection:
         if progress.completed:
             self.state = ConnectionState.CONNECTED
             self.reader.release_buffered()
-            if self.handshake.early.attempted:
+            if self.is_client:
                 self._on_early_data_outcome(now)
 
     def _on_early_data_outcome(self, now: float) -> None:
-        """Client: 0-RTT accepted or rejected (RFC 9001 §4.6.2, see conn_early)."""
+        """Client, handshake complete: 0-RTT accepted, rejected or never tried (RFC 9001
+        §4.6.2, see conn_early)."""
         early = self.handshake.early
         tls = self.tls
         resend = early.settle(

@@ -365,3 +365,14 @@ def _packet_types(data: bytes, cid_len: int) -> dict[PacketType, list[bytes]]:
             break
         pos = header.end
     return found
+
+
+def test_ticket_with_undecodable_parameters_sends_no_zero_rtt() -> None:
+    pair, store = resumable_pair()
+    ticket = store.take("localhost", NOW)
+    assert ticket is not None
+    broken = dataclasses.replace(ticket, transport_parameters=b"\xff")
+    conn, sid = second_connection(pair, store, session_ticket=broken)
+    assert not conn.early_data_possible and not conn.handshake.early.attempted
+    finish(pair, conn, sid)
+    assert conn.tls.session_resumed and conn.keys.zero_rtt_write is None
