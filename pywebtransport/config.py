@@ -25,8 +25,10 @@ from cryptography import x509
 
 from pywebtransport.protocol import Draft, WebTransportConfiguration
 from quic.configuration import QuicConfiguration
+from quic.tls.antireplay import AntiReplay
 from quic.tls.keylog import KeyLogFile
 from quic.tls.signatures import PrivateKey, load_certificate_chain_pem, load_private_key_pem
+from quic.tls.tickets import SessionTicketKeys, SessionTicketStore
 from quic.tokens import TokenStore
 
 __all__ = [
@@ -172,10 +174,17 @@ class ServerConfig(_Common):
     #: stateless Retry once ``retry_threshold`` handshakes are in flight
     retry: Literal["never", "always", "auto"] = "auto"
     retry_threshold: int = 200
+    #: session resumption (RFC 9846 §4.7.1): the keys that seal session tickets (None:
+    #: no tickets), and the anti-replay memory without which 0-RTT is never accepted
+    #: (RFC 9846 §8; see QuicConfiguration and docs/limits.md)
+    ticket_keys: SessionTicketKeys | None = None
+    anti_replay: AntiReplay | None = None
 
     def quic_configuration(self) -> QuicConfiguration:
         """The QUIC server configuration (loads the certificate and key)."""
         config = self._quic(is_client=False)
+        config.ticket_keys = self.ticket_keys
+        config.anti_replay = self.anti_replay
         config.max_connections_per_address = self.max_connections_per_address
         config.max_half_open_connections = self.max_half_open_connections
         config.handshake_timeout = self.handshake_timeout
@@ -230,11 +239,16 @@ class ClientConfig(_Common):
     #: NEW_TOKEN tokens of earlier connections, used by later ones to skip a Retry
     #: (RFC 9000 §8.1.3); share one store between clients. None: not used
     token_store: TokenStore | None = None
+    #: where session tickets are kept for resumption (RFC 9001 §4.5): each new
+    #: connection to a server name resumes with a ticket from it (None: no resumption;
+    #: quic.tls.tickets.InMemorySessionTicketStore is bounded)
+    session_ticket_store: SessionTicketStore | None = None
 
     def quic_configuration(self, server_name: str | None = None) -> QuicConfiguration:
         """The QUIC client configuration."""
         config = self._quic(is_client=True)
         config.token_store = self.token_store
+        config.session_ticket_store = self.session_ticket_store
         config.server_name = self.server_name or server_name
         config.verify_certificates = not self.insecure
         config.cafile = self.ca_certs

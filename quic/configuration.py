@@ -24,11 +24,13 @@ from quic.stream_recv import (
     DEFAULT_MAX_REASSEMBLY_FRAGMENTS,
     DEFAULT_MAX_STREAM_FRAGMENTS,
 )
+from quic.tls.antireplay import AntiReplay
 from quic.tls.config import DEFAULT_CIPHER_SUITES, DEFAULT_KEY_SHARE_GROUPS, TlsConfig
 from quic.tls.groups import SUPPORTED_GROUPS, NamedGroup
 from quic.tls.keylog import KeyLogCallback
 from quic.tls.signatures import PrivateKey, load_certificate_chain_pem, load_private_key_pem
 from quic.tls.suites import CipherSuite
+from quic.tls.tickets import SessionTicket, SessionTicketKeys, SessionTicketStore
 from quic.tls.verify import VerifyOptions
 from quic.tokens import TokenStore
 from quic.versions import QuicVersion
@@ -163,6 +165,24 @@ class QuicConfiguration:
     # Client: NEW_TOKEN tokens kept for later connections (§8.1.3); share one
     # quic.tokens.TokenStore between configurations. None: tokens are not used.
     token_store: TokenStore | None = None
+    # -- resumption and 0-RTT (helper "resumption", issue 9) -----------------------------
+    # Client (RFC 9001 §4.5, §4.6; RFC 9846 §4.7.1): tickets the server sends go to
+    # session_ticket_store (bounded: InMemorySessionTicketStore keeps a few per server
+    # name, RFC 9001 §4.5 "clients SHOULD NOT reuse tickets") and to
+    # session_ticket_handler; a connection resumes with session_ticket if given, else
+    # with one taken from the store (needs server_name and clock). 0-RTT is sent when
+    # the ticket allows it and enable_early_data is set.
+    session_ticket_store: SessionTicketStore | None = None
+    session_ticket: SessionTicket | None = None
+    session_ticket_handler: Callable[[SessionTicket], None] | None = None
+    enable_early_data: bool = True  # client: send 0-RTT; server: accept it
+    # Server: ticket_keys (one object for every connection; None: no tickets) seal the
+    # tickets, valid ticket_lifetime seconds (RFC 9846 §4.7.1: at most 7 days). 0-RTT is
+    # accepted only with an anti_replay memory (RFC 9846 §8; bounded: AntiReplay's
+    # window and max_entries, docs/limits.md) and needs the injected clock.
+    ticket_keys: SessionTicketKeys | None = None
+    ticket_lifetime: int = 86400
+    anti_replay: AntiReplay | None = None
 
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None
@@ -199,4 +219,24 @@ class QuicConfiguration:
             verify=self.verify_options(),
             clock=self.clock,
             keylog=self.keylog,
+            session_ticket_handler=self._ticket_handler() if self.is_client else None,
+            early_data=self.enable_early_data,
+            ticket_keys=self.ticket_keys,
+            ticket_lifetime=self.ticket_lifetime,
+            accept_early_data=self.enable_early_data,
+            anti_replay=self.anti_replay,
         )
+
+    def _ticket_handler(self) -> Callable[[SessionTicket], None] | None:
+        """Where a client's new tickets go: the store, then the application's handler."""
+        store, handler = self.session_ticket_store, self.session_ticket_handler
+        if store is None:
+            return handler
+        if handler is None:
+            return store.add
+
+        def both(ticket: SessionTicket) -> None:
+            store.add(ticket)
+            handler(ticket)
+
+        return both

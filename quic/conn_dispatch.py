@@ -166,8 +166,9 @@ class FrameDispatcher:
             and self._is_client
             and handshake.complete
             and not handshake.confirmed
+            and result.acked[-1].packet_number >= handshake.early.one_rtt_from
         ):
-            self._confirm_handshake(now)  # RFC 9001 §4.1.2
+            self._confirm_handshake(now)  # RFC 9001 §4.1.2: a 1-RTT packet acknowledged
 
     def _on_crypto(self, frame: CryptoFrame, index: int, now: float) -> None:
         data = self._crypto.receive(index, frame.offset, frame.data)

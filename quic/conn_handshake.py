@@ -40,11 +40,13 @@ must authenticate (RFC 9000 §7.3).
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from quic.configuration import QuicConfiguration
+from quic.conn_early import EarlyData, accepts_remembered, pick_ticket
 from quic.conn_keys import EPOCH_SPACE, SPACE_EPOCH
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import HandshakeCompleted, ProtocolNegotiated, QuicEvent
@@ -53,6 +55,7 @@ from quic.packet import PacketHeader
 from quic.packet_builder import PacketAssembler
 from quic.protection import verify_retry_integrity
 from quic.tls.alerts import TlsAlertError
+from quic.tls.config import TlsConfig
 from quic.tls.engine import SecretAvailable, TlsEngine
 from quic.tokens import token_store_key
 from quic.tparams import TransportParameters, VersionInformation
@@ -108,7 +111,18 @@ class HandshakeDriver:
         self.peer_params: TransportParameters | None = None
         self.version = version
         self.local_params = self._make_transport_parameters()
-        self.tls = TlsEngine(configuration.tls_config(), self.local_params.encode())
+        self.early = EarlyData(pick_ticket(configuration) if self.is_client else None)
+        self.tls = TlsEngine(self._tls_config(), self.local_params.encode())
+
+    def _tls_config(self) -> TlsConfig:
+        """TLS settings: the configuration's, with this connection's ticket (client) or
+        the RFC 9000 §7.4.1 check of remembered transport parameters (server)."""
+        tls_config = self.configuration.tls_config()
+        if self.is_client:
+            tls_config.session_ticket = self.early.ticket
+        else:
+            tls_config.early_data_check = functools.partial(accepts_remembered, self.local_params)
+        return tls_config
 
     # -- starting ---------------------------------------------------------------------
 
@@ -122,7 +136,7 @@ class HandshakeDriver:
         self.original_dcid = original_dcid
         self.reacted_to_vn = True
         self.local_params = self._make_transport_parameters()
-        self.tls = TlsEngine(self.configuration.tls_config(), self.local_params.encode())
+        self.tls = TlsEngine(self._tls_config(), self.local_params.encode())
         self.tls.start()
 
     def _make_transport_parameters(self) -> TransportParameters:
@@ -179,7 +193,11 @@ class HandshakeDriver:
         if tls.handshake_complete and not self.complete:
             self.complete = result.completed = True
             self._events.append(
-                HandshakeCompleted(tls.alpn_protocol, session_resumed=tls.session_resumed)
+                HandshakeCompleted(
+                    tls.alpn_protocol,
+                    session_resumed=tls.session_resumed,
+                    early_data_accepted=tls.early_data_accepted,
+                )
             )
         return result
 

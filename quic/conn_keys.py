@@ -23,6 +23,11 @@ space is discarded (RFC 9001 §4.9) and runs the 1-RTT key update (RFC 9001 §6)
 * a peer-initiated update is answered by updating our write keys (RFC 9001 §6.2);
   we start one with :meth:`PacketSpaces.request_key_update`, refused until a packet
   sent with the current keys was acknowledged (RFC 9001 §6.1).
+
+0-RTT keys (RFC 9001 §4.6) belong to the application space too (0-RTT and 1-RTT
+packets share its packet numbers, RFC 9000 §12.3) but are kept apart: ``zero_rtt_write``
+(client) and ``zero_rtt_read`` (server), each installed once from the ZERO_RTT secret
+and dropped for good with :meth:`PacketSpaces.discard_zero_rtt` (RFC 9001 §4.9.3).
 """
 
 from __future__ import annotations
@@ -141,7 +146,16 @@ class OneRttReadKeys:
 class PacketSpaces:
     """The keys component: three :class:`Space` objects and the 1-RTT key phases."""
 
-    __slots__ = ("_is_client", "_qlog", "_rtt", "key_phase_first_pn", "spaces")
+    __slots__ = (
+        "_is_client",
+        "_qlog",
+        "_rtt",
+        "key_phase_first_pn",
+        "spaces",
+        "zero_rtt_discarded",
+        "zero_rtt_read",
+        "zero_rtt_write",
+    )
 
     def __init__(self, is_client: bool, rtt: RttEstimator, qlog: QuicLogger | None) -> None:
         self._is_client = is_client
@@ -149,6 +163,9 @@ class PacketSpaces:
         self._qlog = qlog
         self.spaces = (Space(INITIAL), Space(HANDSHAKE), Space(APPLICATION))
         self.key_phase_first_pn: int | None = None  # first 1-RTT PN of our newest keys
+        self.zero_rtt_write: PacketProtector | None = None  # client (RFC 9001 §4.6.1)
+        self.zero_rtt_read: PacketUnprotector | None = None  # server
+        self.zero_rtt_discarded = False
 
     def install_initial(self, version: int, dcid: bytes) -> None:
         """Initial keys from the client's Destination Connection ID (RFC 9001 §5.2)."""
@@ -160,9 +177,11 @@ class PacketSpaces:
     def install_secret(self, secret: SecretAvailable, version: int) -> int | None:
         """Install a traffic secret released by TLS (RFC 9001 §4.1.4).
 
-        Returns the index of the space whose keys changed, or None (0-RTT secrets are
-        not used; a discarded space gets no keys again).
+        Returns the index of the space whose keys changed (APPLICATION for 0-RTT keys),
+        or None (a discarded space, or discarded 0-RTT keys, get no keys again).
         """
+        if secret.epoch == Epoch.ZERO_RTT:
+            return self._install_zero_rtt(secret, version)
         index = EPOCH_SPACE.get(secret.epoch)
         if index is None:
             return None
@@ -177,6 +196,37 @@ class PacketSpaces:
             read = PacketUnprotector(secret.cipher_suite, secret.secret, version)
             space.read = OneRttReadKeys(read) if index == APPLICATION else read
         return index
+
+    def _install_zero_rtt(self, secret: SecretAvailable, version: int) -> int | None:
+        if self.zero_rtt_discarded:
+            return None
+        if self._qlog is not None:
+            self._qlog.key_updated(None, secret.epoch, secret.is_write)
+        if secret.is_write:
+            self.zero_rtt_write = PacketProtector(secret.cipher_suite, secret.secret, version)
+        else:
+            self.zero_rtt_read = PacketUnprotector(secret.cipher_suite, secret.secret, version)
+        return APPLICATION
+
+    def discard_zero_rtt(self) -> None:
+        """Drop the 0-RTT keys for good (RFC 9001 §4.9.3)."""
+        self.zero_rtt_discarded = True
+        self.zero_rtt_write = None
+        self.zero_rtt_read = None
+
+    def open_zero_rtt(
+        self, view: memoryview, pn_offset: int, largest_pn: int
+    ) -> tuple[bytes, int, bytes] | None:
+        """:meth:`open` for a 0-RTT packet (server), with the 0-RTT read keys."""
+        read = self.zero_rtt_read
+        if read is None:
+            return None
+        try:
+            plain_header, pn = read.unprotect_header(view, pn_offset, largest_pn)
+            payload = read.decrypt_payload(plain_header, pn, view)
+        except DecryptionError:
+            return None
+        return plain_header, pn, payload
 
     def open(
         self, index: int, view: memoryview, pn_offset: int, largest_pn: int, now: float

@@ -6,8 +6,9 @@ The connection splits a datagram into its coalesced packets (RFC 9000 §12.2) an
 routes Version Negotiation, Retry and packets of another version itself; every other
 packet goes to :class:`PacketReader`, which
 
-1. picks the packet number space from the packet type (RFC 9000 §12.3; 0-RTT is not
-   accepted, so those packets are dropped);
+1. picks the packet number space from the packet type (RFC 9000 §12.3); 0-RTT packets
+   belong to the application space and are opened with the 0-RTT keys by a server that
+   accepted 0-RTT (:meth:`PacketReader.read_zero_rtt`); a client drops them;
 2. keeps a packet whose keys have not arrived yet — at most
    ``max_buffered_undecryptable_packets`` of them (RFC 9001 §5.7) — and releases them
    for another try when keys are installed (:meth:`PacketReader.release_buffered`);
@@ -86,6 +87,7 @@ class PacketReader:
         self.reprocess: deque[tuple[bytes, Any]] = deque()
         self.dropped = 0
         self.processed = 0
+        self.zero_rtt_processed = 0  # 0-RTT packets opened (server)
         # a long-header packet passed AEAD (1-RTT only follows one): the endpoint keeps a
         # new server connection only then (RFC 9001 §5.2, RFC 9000 §12.2)
         self.authenticated = False
@@ -120,7 +122,9 @@ class PacketReader:
         """Process one packet of our version; returns its space, or None if dropped."""
         packet_type = header.packet_type
         index = _SPACE_OF_TYPE.get(packet_type) if packet_type is not None else None
-        if index is None or packet_type is None:  # 0-RTT (not accepted) or unknown
+        if packet_type is PacketType.ZERO_RTT and not self._is_client:
+            return self.read_zero_rtt(data, pos, header, addr, now)
+        if index is None or packet_type is None:  # 0-RTT at a client, or unknown
             self.drop(now, "unsupported", packet_type)
             return None
         space = self._keys.spaces[index]
@@ -153,6 +157,44 @@ class PacketReader:
         acks.on_packet(index, pn, eliciting, now)
         self.processed += 1
         return index
+
+    def read_zero_rtt(
+        self, data: bytes, pos: int, header: PacketHeader, addr: Any, now: float
+    ) -> int | None:
+        """A 0-RTT packet at a server (RFC 9001 §4.6): kept until the ClientHello has
+        been processed (RFC 9001 §4.7, within the buffer limit), dropped once 0-RTT is
+        refused or its keys are discarded; else opened and dispatched like a 1-RTT one."""
+        keys = self._keys
+        if keys.zero_rtt_read is None:
+            if (
+                not keys.zero_rtt_discarded
+                and keys.spaces[HANDSHAKE].read is None  # TLS has not decided yet
+                and len(self._buffered) < self._buffer_limit
+            ):
+                self._buffered.append((bytes(data[pos : header.end]), addr))
+            else:
+                self.drop(now, "key_unavailable", PacketType.ZERO_RTT)
+            return None
+        acks = self._acks
+        view = memoryview(data)[pos : header.end]
+        opened = keys.open_zero_rtt(view, header.pn_offset - pos, acks.largest(APPLICATION))
+        if opened is None:
+            self.drop(now, "decryption_failure", PacketType.ZERO_RTT)
+            return None
+        self.authenticated = True
+        plain_header, pn, payload = opened
+        if plain_header[0] & _LONG_RESERVED_BITS:
+            raise _reserved_bits_error()  # RFC 9000 §17.2
+        if acks.is_duplicate(APPLICATION, pn):
+            return None
+        if self._qlog is not None:
+            self._qlog.packet_received(now, PacketType.ZERO_RTT, pn, payload, header.end - pos)
+        dispatcher = self._dispatcher
+        eliciting = dispatcher.dispatch(payload, APPLICATION, PacketType.ZERO_RTT, header.dcid, now)
+        acks.on_packet(APPLICATION, pn, eliciting, now)
+        self.processed += 1
+        self.zero_rtt_processed += 1
+        return APPLICATION
 
     def read_short(self, data: bytes, cid_len: int, now: float) -> bool:
         """:meth:`read_long` for a datagram holding one short-header packet (the bulk

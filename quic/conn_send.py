@@ -22,6 +22,12 @@ What a packet may carry:
   and STREAM frames (:class:`~quic.conn_streams.StreamController`);
 * CONNECTION_CLOSE alone while closing (§10.2, :meth:`SendScheduler.build_close`).
 
+A client holding 0-RTT keys (RFC 9001 §4.6.1) and no 1-RTT keys yet writes 0-RTT
+packets in the application space (:meth:`SendScheduler._write_zero_rtt`): PINGs,
+flow-control and stream-state frames, DATAGRAM and STREAM frames — never ACK, CRYPTO,
+NEW_TOKEN, HANDSHAKE_DONE, PATH_RESPONSE or RETIRE_CONNECTION_ID (RFC 9000 §12.4,
+§17.2.3).
+
 Every writer checks the room left before it writes, so no datagram exceeds its budget:
 the path's maximum datagram size, and for a server three times the bytes received
 until the client's address is validated (§8.1). Each finished datagram's packets are
@@ -187,6 +193,8 @@ class SendScheduler:
             for index in (INITIAL, HANDSHAKE, APPLICATION):
                 if spaces[index].write is not None:
                     self._write_space(asm, index, now, version)
+                elif index == APPLICATION and self._keys.zero_rtt_write is not None:
+                    self._write_zero_rtt(asm, version)
             pending = asm.pending  # the datagram's packets, still in plaintext (qlog)
             size = asm.end_datagram(pad_initial=True)
             if not size:
@@ -291,6 +299,41 @@ class SendScheduler:
                 self._ack_only_run[index] = 0
         if index == INITIAL:
             packet.in_flight = True  # padded to 1200 bytes: counts in flight (RFC 9002 §2)
+        asm.end_packet()
+
+    def _write_zero_rtt(self, asm: PacketAssembler, version: int) -> None:
+        """A client's 0-RTT packet (RFC 9001 §4.6.1, RFC 9000 §17.2.3)."""
+        if self._recovery.congestion.available() < self._paths.max_datagram_size:
+            return
+        streams, datagrams, pings = self._streams, self._datagrams, self._pings
+        if not (streams.has_data() or streams.wants_control() or datagrams.pending or pings):
+            return
+        keys = self._keys
+        write = keys.zero_rtt_write
+        assert write is not None
+        space = keys.spaces[APPLICATION]
+        if not asm.begin_packet(
+            PacketType.ZERO_RTT,
+            version,
+            self._cids.peer_cid,
+            self._host_cid,
+            write,
+            APPLICATION,
+            space.next_pn,
+            self._recovery.spaces[APPLICATION].largest_acked,
+        ):
+            return
+        space.next_pn += 1
+        packet = asm.packet
+        while pings and asm.room >= len(PING_FRAME):
+            uid = pings.popleft()
+            asm.push(PING_FRAME)
+            packet.handlers.append((self._ping_fate, (uid,)))
+            packet.ack_eliciting = packet.in_flight = True
+        if streams.wants_control():
+            streams.write_control(asm)
+        datagrams.write(asm)
+        streams.write_streams(asm)
         asm.end_packet()
 
     @staticmethod

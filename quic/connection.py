@@ -314,6 +314,12 @@ class QuicConnection:
         return self.handshake.alpn_protocol
 
     @property
+    def early_data_possible(self) -> bool:
+        """Client: stream data and datagrams written now go out in 0-RTT packets (a
+        resumed connection whose ticket allows 0-RTT, before the handshake completes)."""
+        return self.keys.zero_rtt_write is not None
+
+    @property
     def peer_params(self) -> TransportParameters | None:
         return self.handshake.peer_params
 
@@ -399,6 +405,12 @@ class QuicConnection:
         self.handshake.load_token(addr)  # a NEW_TOKEN token of an earlier connection
         self.handshake.start()
         self._after_tls(now)
+        remembered = self.handshake.early.start(self.tls.early_data_offered)
+        if remembered is not None:  # 0-RTT: remembered limits until completion (§7.4.1)
+            self.streams.apply_peer_params(remembered)
+            self.datagrams.set_peer_max_frame_size(remembered.max_datagram_frame_size)
+        else:
+            self.keys.discard_zero_rtt()  # no usable remembered parameters: no 0-RTT
 
     def next_event(self) -> QuicEvent | None:
         """The next event, or None: the only way events leave the connection."""
@@ -702,11 +714,30 @@ class QuicConnection:
                 self.reader.release_buffered()
             if installed == HANDSHAKE:
                 self.recovery.has_handshake_keys = True
+                if not self.is_client and self.keys.zero_rtt_read is None:
+                    self.keys.discard_zero_rtt()  # 0-RTT refused: none will come
+        if self.tls.hello_retry_request_received and self.keys.zero_rtt_write is not None:
+            self.keys.discard_zero_rtt()  # RFC 9001 §4.6.2: an HRR rejects 0-RTT
         if progress.peer_params is not None:
             self._apply_peer_params(progress.peer_params)
         if progress.completed:
             self.state = ConnectionState.CONNECTED
             self.reader.release_buffered()
+            if self.is_client:
+                self._on_early_data_outcome(now)
+
+    def _on_early_data_outcome(self, now: float) -> None:
+        """Client, handshake complete: 0-RTT accepted, rejected or never tried (RFC 9001
+        §4.6.2, see conn_early)."""
+        early = self.handshake.early
+        tls = self.tls
+        resend = early.settle(
+            tls.early_data_accepted, tls.alpn_protocol, self.handshake.peer_params, self.streams
+        )
+        early.one_rtt_from = self.keys.spaces[APPLICATION].next_pn
+        self.keys.discard_zero_rtt()  # RFC 9001 §4.6.1: no 0-RTT once 1-RTT keys exist
+        if resend:  # the application space holds only 0-RTT packets yet
+            self.recovery.discard_space(APPLICATION, now, notify_lost=True)
 
     def _apply_peer_params(self, params: TransportParameters) -> None:
         if self._qlog is not None:
@@ -731,6 +762,7 @@ class QuicConnection:
         self.recovery.handshake_confirmed = True
         if self._issue_token is not None:  # server: RFC 9000 §8.1.3
             self.handshake.queue_new_token(self._issue_token(self.paths.peer_address, now))
+        self.keys.discard_zero_rtt()  # RFC 9001 §4.9.3
         if not self.keys.spaces[HANDSHAKE].discarded:
             self._discard_space(HANDSHAKE, now)
         self._flush_routing()
@@ -798,6 +830,10 @@ class QuicConnection:
         self.keys.install_initial(self.version, header.scid)
         self.crypto.requeue_unacked(INITIAL)
         self.recovery.discard_space(INITIAL)
+        if self.keys.zero_rtt_write is not None:
+            # RFC 9001 §4.6.2: a Retry does not reject 0-RTT; the server dropped our
+            # 0-RTT packets, so their frames go again (to the new connection ID)
+            self.recovery.discard_space(APPLICATION, now, notify_lost=True)
 
     # -- closing -----------------------------------------------------------------------------
 

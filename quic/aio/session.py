@@ -154,11 +154,13 @@ class QuicSession:
     # -- streams ----------------------------------------------------------------------------
 
     async def create_stream(self, bidirectional: bool = True) -> StreamPair:
-        """Open a stream; waits while the peer's stream limit is reached."""
+        """Open a stream; waits while the peer's stream limit is reached, and until the
+        handshake completes unless 0-RTT can carry the stream (RFC 9001 §4.6.1)."""
         blocked = False
         while True:
             self.check_open()
-            await self.wait_connected()
+            if not self.connection.early_data_possible:
+                await self.wait_connected()
             try:
                 sid = self.connection.create_stream(bidirectional)
             except StreamLimitReached:

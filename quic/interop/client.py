@@ -34,6 +34,7 @@ from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
 from quic.interop.hq import ALPN, Download, encode_request, parse_url
 from quic.interop.options import EXIT_FAILURE, EXIT_OK, InteropCase, InteropOptions
+from quic.interop.resume import RESUMPTION_CASES, run_resumption_client
 from quic.tls.keylog import KeyLogFile
 
 __all__ = [
@@ -185,7 +186,11 @@ async def run_client(options: InteropOptions, case: InteropCase) -> int:
     ok = True
     try:
         async with asyncio.timeout(options.timeout):
-            for group in plan_connections(downloads, case):
+            groups = plan_connections(downloads, case)
+            if case.name in RESUMPTION_CASES:  # two connections, the second resumed
+                ok = await run_resumption_client(options, case, downloads, keylog) == EXIT_OK
+                groups = []
+            for group in groups:
                 if not await _run_connection(
                     group, case, options.downloads, keylog, options.qlog_dir
                 ):

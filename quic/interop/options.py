@@ -114,6 +114,9 @@ TESTCASES: dict[str, InteropCase] = {
         InteropCase("ipv6", "transfer over IPv6 only"),
         InteropCase("goodput", "transfer of one 10 MB file, measured"),
         InteropCase("crosstraffic", "transfer of one 25 MB file next to a TCP flow, measured"),
+        # helper "resumption": behaviour in quic.interop.resume
+        InteropCase("resumption", "two connections; the second resumes with a session ticket"),
+        InteropCase("zerortt", "two connections; the second sends its requests in 0-RTT"),
     )
 }
 

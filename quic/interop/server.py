@@ -51,6 +51,7 @@ from quic.interop.hq import (
     resolve_path,
 )
 from quic.interop.options import EXIT_FAILURE, EXIT_OK, InteropCase, InteropOptions
+from quic.interop.resume import enable_resumption
 from quic.tls.keylog import KeyLogFile
 
 __all__ = [
@@ -184,6 +185,7 @@ def server_configuration(
     if case.retry is not None:
         config.retry = case.retry
     config.load_cert_chain(str(options.certs / "cert.pem"), str(options.certs / "priv.key"))
+    enable_resumption(config, case)  # tickets for resumption / zerortt
     return config
 
 

@@ -8,12 +8,24 @@ States follow RFC 9846 Appendix A.1::
     WAIT_SH --SH--> WAIT_EE --EE--> WAIT_CERT_CR --(CR)--> WAIT_CERT
     --Certificate--> WAIT_CV --CertificateVerify--> WAIT_FINISHED
     --Finished: send [Certificate] Finished--> CONNECTED
+    WAIT_EE --EE (resumed: the ServerHello selected our PSK)--> WAIT_FINISHED
 
 Epochs (RFC 9001 §4): the ClientHello(s) go out and the ServerHello comes in at
 INITIAL; on the ServerHello the client installs HANDSHAKE read and write secrets and
 reads at HANDSHAKE; after verifying the server Finished it sends its own Finished at
 HANDSHAKE, installs ONE_RTT read and write secrets, reports the handshake complete and
 reads at ONE_RTT, where only NewSessionTicket is acceptable.
+
+Resumption (:mod:`quic.tls.psk`): with ``config.session_ticket`` (valid now, of a
+suite we offer) the ClientHello offers its PSK with (EC)DHE (psk_dhe_ke) and its
+binder; if the ticket allows 0-RTT and ``config.early_data`` is set it also offers
+early_data and releases the ZERO_RTT write secret (client_early_traffic_secret, RFC
+9001 §4.6.1) right after the ClientHello. After a HelloRetryRequest the PSK is offered
+again with a new binder if the suite's hash allows, never early_data (§4.2.10). A
+ServerHello that selects the PSK must select identity 0 with a suite of its hash;
+EncryptedExtensions' early_data then tells whether 0-RTT was accepted
+(``early_data_accepted``). Each NewSessionTicket becomes a
+:class:`~quic.tls.tickets.SessionTicket` handed to ``config.session_ticket_handler``.
 
 Certificate authentication is delegated to :func:`quic.tls.verify.verify_server_certificate`
 and :func:`quic.tls.signatures.verify`. A CertificateRequest is answered with an empty
@@ -28,6 +40,7 @@ max_early_data_size is not 0xffffffff (RFC 9001 §4.6.1).
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import replace
 from enum import Enum, auto
 from typing import Any, ClassVar
@@ -51,14 +64,16 @@ from quic.tls.messages import (
     NewSessionTicket,
     ServerHello,
 )
+from quic.tls.psk import offer, ticket_from_message, with_binder
 from quic.tls.signatures import SignatureScheme, certificate_verify_input, verify_with_certificate
 from quic.tls.suites import SUITE_HASH, CipherSuite
+from quic.tls.tickets import QUIC_MAX_EARLY_DATA, SessionTicket
 from quic.tls.verify import verify_server_certificate
 
 __all__ = ["ClientRole", "ClientState"]
 
-#: RFC 9001 §4.6.1: the only max_early_data_size a QUIC server may send.
-QUIC_MAX_EARLY_DATA = 0xFFFFFFFF
+#: NewSessionTickets kept for inspection (a server may send any number: bounded)
+_KEEP_TICKETS = 4
 
 
 class ClientState(Enum):
@@ -94,7 +109,8 @@ class ClientRole(Role):
         self.client_hello: ClientHello | None = None
         self.hrr: HelloRetryRequest | None = None
         self.client_auth_context: bytes | None = None
-        self.new_session_tickets: list[NewSessionTicket] = []
+        self.new_session_tickets: deque[NewSessionTicket] = deque(maxlen=_KEEP_TICKETS)
+        self.ticket: SessionTicket | None = None  # the ticket offered, if any
 
     # -- ClientHello -----------------------------------------------------------------
     def start(self) -> None:
@@ -107,6 +123,8 @@ class ClientRole(Role):
             if group in config.key_share_groups:
                 self.key_shares[group] = generate_key_share(group)
         alpn = tuple(p.encode() for p in config.alpn_protocols) or None
+        ticket = self._usable_ticket()
+        early = ticket is not None and self._may_send_early_data(ticket)
         self.client_hello = ClientHello(
             random=ctx.client_random,
             cipher_suites=tuple(config.cipher_suites),
@@ -119,9 +137,34 @@ class ClientRole(Role):
             alpn_protocols=alpn,
             psk_key_exchange_modes=(PskKeyExchangeMode.psk_dhe_ke,),
             quic_transport_parameters=ctx.transport_parameters,  # RFC 9001 §8.2
+            early_data=early,
+            pre_shared_key=offer(ticket, ctx.now()) if ticket is not None else None,
         )
+        if ticket is not None:
+            self.ticket = ticket
+            self.client_hello = with_binder(self.client_hello, ticket, ctx.transcript)
         ctx.send_and_hash(Epoch.INITIAL, self.client_hello)
+        if ticket is not None and early:
+            ctx.early_data_offered = True
+            ctx.derive_early_secret(ticket.cipher_suite, ticket.psk, True)
         self.state = ClientState.WAIT_SH
+
+    def _usable_ticket(self) -> SessionTicket | None:
+        """The configured ticket, if it may be offered now (RFC 9846 §4.6.1)."""
+        config = self.ctx.config
+        ticket = config.session_ticket
+        if ticket is None or config.clock is None:
+            return None
+        if not ticket.is_valid(self.ctx.now()) or ticket.cipher_suite not in config.cipher_suites:
+            return None
+        return ticket
+
+    def _may_send_early_data(self, ticket: SessionTicket) -> bool:
+        """0-RTT with ``ticket``: allowed by it, wanted, same ALPN offered (§4.3.10)."""
+        config = self.ctx.config
+        if not config.early_data or not ticket.allows_early_data:
+            return False
+        return ticket.alpn_protocol is None or ticket.alpn_protocol in config.alpn_protocols
 
     def _key_share_entries(self) -> tuple[KeyShareEntry, ...]:
         return tuple(KeyShareEntry(g, share.public) for g, share in self.key_shares.items())
@@ -197,12 +240,20 @@ class ClientRole(Role):
         ctx.transcript.restart_after_hrr(SUITE_HASH[suite])
         ctx.transcript.add(raw)
         # RFC 9846 §4.2.2: the same ClientHello except key_share, cookie, early_data.
+        psk = self._offered().pre_shared_key
+        ticket = self.ticket
+        if ticket is not None and ticket.hash_name != SUITE_HASH[suite]:
+            psk = None  # §4.2.11: no PSK of another hash in the updated ClientHello
+            ticket = self.ticket = None
         self.client_hello = replace(
             self._offered(),
             key_share=self._key_share_entries(),
             cookie=hrr.cookie,
             early_data=False,
+            pre_shared_key=psk,
         )
+        if ticket is not None:
+            self.client_hello = with_binder(self.client_hello, ticket, ctx.transcript)
         ctx.hello_retry_request_received = True
         ctx.send_and_hash(Epoch.INITIAL, self.client_hello)
 
@@ -218,6 +269,8 @@ class ClientRole(Role):
             raise alert(AlertDescription.illegal_parameter, "ServerHello key_share group not sent")
         if self.hrr is not None and self.hrr.selected_group not in (None, group):
             raise alert(AlertDescription.illegal_parameter, "group differs from HRR's")
+        if sh.pre_shared_key is not None:
+            self._accept_resumption(sh)
         shared_secret = share.shared_secret(sh.key_share.key_exchange)
         self.key_shares = {}  # forget the ephemeral keys
         ctx.cipher_suite = CipherSuite(sh.cipher_suite)
@@ -229,6 +282,16 @@ class ClientRole(Role):
         ctx.install(Epoch.HANDSHAKE, True, ctx.client_handshake_secret)
         ctx.set_recv_epoch(Epoch.HANDSHAKE)
         self.state = ClientState.WAIT_EE
+
+    def _accept_resumption(self, sh: ServerHello) -> None:
+        """The server selected our PSK (RFC 9846 §4.3.11): identity 0, same hash."""
+        ticket = self.ticket
+        if ticket is None or sh.pre_shared_key != 0:
+            raise alert(AlertDescription.illegal_parameter, "server selected a PSK not offered")
+        if SUITE_HASH[CipherSuite(sh.cipher_suite)] != ticket.hash_name:
+            raise alert(AlertDescription.illegal_parameter, "suite hash differs from the PSK's")
+        self.ctx.psk = ticket.psk
+        self.ctx.session_resumed = True
 
     # -- EncryptedExtensions ---------------------------------------------------------
     def on_encrypted_extensions(self, ee: EncryptedExtensions, raw: bytes) -> None:
@@ -247,9 +310,20 @@ class ClientRole(Role):
         elif offered:
             # RFC 9001 §8.1: clients MUST use 0x0178 when ALPN negotiation fails.
             raise alert(AlertDescription.no_application_protocol, "server selected no ALPN")
+        if ee.early_data:
+            # RFC 9846 §4.3.10: only with our PSK and its ALPN protocol
+            ticket = self.ticket
+            if (
+                not ctx.session_resumed
+                or ticket is None
+                or ticket.alpn_protocol != ctx.alpn_protocol
+            ):
+                raise alert(AlertDescription.illegal_parameter, "early_data accepted wrongly")
+            ctx.early_data_accepted = True
         ctx.peer_transport_parameters = ee.quic_transport_parameters
         ctx.transcript.add(raw)
-        self.state = ClientState.WAIT_CERT_CR
+        # a resumed handshake has no Certificate or CertificateVerify (§2.2)
+        self.state = ClientState.WAIT_FINISHED if ctx.session_resumed else ClientState.WAIT_CERT_CR
 
     def on_certificate_request(self, cr: CertificateRequest, raw: bytes) -> None:
         if cr.certificate_request_context:
@@ -318,8 +392,22 @@ class ClientRole(Role):
                 TransportErrorCode.PROTOCOL_VIOLATION,
                 "NewSessionTicket max_early_data_size is not 0xffffffff (RFC 9001 §4.6.1)",
             )
-        # Kept for session resumption; clients not resuming ignore tickets (§4.7.1).
-        self.new_session_tickets.append(nst)
+        self.new_session_tickets.append(nst)  # the latest few, for inspection
+        ctx, handler = self.ctx, self.ctx.config.session_ticket_handler
+        if handler is None or ctx.config.clock is None:
+            return  # clients not resuming ignore tickets (§4.7.1)
+        assert ctx.resumption_secret is not None
+        ticket = ticket_from_message(
+            nst,
+            ctx.config,
+            ctx.suite,
+            ctx.resumption_secret,
+            ctx.alpn_protocol,
+            ctx.peer_transport_parameters or b"",
+            ctx.now(),
+        )
+        if ticket is not None:
+            handler(ticket)
 
     def unexpected(self, msg_type: int) -> None:
         if self.state is ClientState.CONNECTED and msg_type == HandshakeType.certificate_request:

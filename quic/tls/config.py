@@ -1,8 +1,15 @@
 """Configuration of one TLS 1.3 endpoint (client or server) for QUIC.
 
 The handshake engine never reads the clock: ``clock`` is injected (tests pass a fixed
-time, the asyncio layer the real one) and is only used for certificate validity. A
-client that verifies certificates must therefore be given a clock.
+time, the asyncio layer the real one) and is used for certificate validity and for
+session ticket ages. A client that verifies certificates must therefore be given a
+clock; without one, no ticket is issued (server) or used (client).
+
+Resumption (RFC 9846 §4.3.11, §4.7.1; RFC 9001 §4.5, §4.6): a client offers
+``session_ticket`` (and 0-RTT if ``early_data`` and the ticket allow it); a server with
+``ticket_keys`` issues one ticket after each handshake and accepts valid ones,
+accepting 0-RTT only if ``accept_early_data``, ``anti_replay`` admits the ClientHello
+and ``early_data_check`` (QUIC's transport-parameter rules) agrees.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from datetime import datetime
 
 from cryptography import x509
 
+from quic.tls.antireplay import AntiReplay
 from quic.tls.groups import SUPPORTED_GROUPS, NamedGroup
 from quic.tls.keylog import KeyLogCallback
 from quic.tls.messages import DEFAULT_MAX_MESSAGE_SIZE
@@ -24,6 +32,7 @@ from quic.tls.signatures import (
     load_private_key_pem,
 )
 from quic.tls.suites import CipherSuite
+from quic.tls.tickets import SessionTicket, SessionTicketKeys
 from quic.tls.verify import VerifyOptions
 
 __all__ = [
@@ -66,6 +75,18 @@ class TlsConfig:
     clock: Callable[[], datetime] | None = None
     keylog: KeyLogCallback | None = None
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    # -- resumption and 0-RTT (helper "resumption") --
+    session_ticket: SessionTicket | None = None  # client: the ticket to offer
+    # client: called with each ticket the server sends (RFC 9846 §4.7.1); None: dropped
+    session_ticket_handler: Callable[[SessionTicket], None] | None = None
+    early_data: bool = True  # client: offer 0-RTT when the ticket allows it
+    ticket_keys: SessionTicketKeys | None = None  # server: None issues/accepts no ticket
+    ticket_lifetime: int = 86400  # server: seconds (RFC 9846 §4.7.1: at most 604800)
+    accept_early_data: bool = True  # server: tickets allow 0-RTT, offers may be accepted
+    anti_replay: AntiReplay | None = None  # server: None never accepts 0-RTT (§8)
+    # server: given the transport parameters remembered in a ticket, may 0-RTT be
+    # accepted (RFC 9000 §7.4.1)? None: yes
+    early_data_check: Callable[[bytes], bool] | None = None
 
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None
@@ -99,3 +120,5 @@ class TlsConfig:
                 raise ValueError("certificate verification needs an injected clock")
         elif not self.certificate_chain or self.private_key is None:
             raise ValueError("a server needs a certificate chain and a private key")
+        if not 0 <= self.ticket_lifetime <= 604800:
+            raise ValueError("ticket_lifetime must be 0..604800 seconds (RFC 9846 §4.7.1)")

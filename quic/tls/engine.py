@@ -60,8 +60,9 @@ class TlsEngine(HandshakeContext):
 
     @property
     def new_session_tickets(self) -> list[NewSessionTicket]:
-        """Tickets received from the server (client only; resumption comes later)."""
-        return self._role.new_session_tickets if isinstance(self._role, ClientRole) else []
+        """The latest tickets received from the server (client only; a few are kept,
+        ``config.session_ticket_handler`` gets every usable one)."""
+        return list(self._role.new_session_tickets) if isinstance(self._role, ClientRole) else []
 
     @property
     def requested_server_name(self) -> str | None:

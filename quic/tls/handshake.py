@@ -39,7 +39,7 @@ from quic.tls.key_schedule import KeySchedule, Transcript, verify_data
 from quic.tls.keylog import KeyLogLabel, format_keylog_line
 from quic.tls.messages import HandshakeMessage, HandshakeReader, decode_message, encode_handshake
 from quic.tls.signatures import SignatureScheme
-from quic.tls.suites import CipherSuite
+from quic.tls.suites import SUITE_HASH, CipherSuite
 
 __all__ = [
     "Epoch",
@@ -114,6 +114,10 @@ class HandshakeContext:
         self.signature_scheme: SignatureScheme | None = None
         self.peer_certificate: x509.Certificate | None = None
         self.session_resumed = False
+        self.psk: bytes | None = None  # the resumption PSK in use (RFC 9846 §4.3.11)
+        self.early_data_offered = False  # client: sent early_data (0-RTT keys released)
+        self.early_data_accepted = False  # 0-RTT accepted (RFC 9846 §4.3.10)
+        self.early_data_refusal: str | None = None  # server: why 0-RTT was refused
         self.hello_retry_request_sent = False
         self.hello_retry_request_received = False
 
@@ -151,9 +155,20 @@ class HandshakeContext:
             raise RuntimeError("cipher suite not negotiated")
         return self.cipher_suite
 
-    def install(self, epoch: Epoch, is_write: bool, secret: bytes) -> None:
+    def install(
+        self, epoch: Epoch, is_write: bool, secret: bytes, suite: CipherSuite | None = None
+    ) -> None:
         """Queue a secret for QUIC (RFC 9001 §4.1.4)."""
-        self._secrets.append(SecretAvailable(epoch, is_write, self.suite, secret))
+        self._secrets.append(SecretAvailable(epoch, is_write, suite or self.suite, secret))
+
+    def derive_early_secret(self, suite: CipherSuite, psk: bytes, is_write: bool) -> None:
+        """client_early_traffic_secret over the ClientHello (RFC 9846 §7.1), released
+        for 0-RTT (RFC 9001 §4.6.1): written by the client, read by the server."""
+        hash_name = SUITE_HASH[suite]
+        ch_hash = self.transcript.digest_with(b"", hash_name)
+        secret = KeySchedule(suite, psk).client_early_traffic_secret(ch_hash)
+        self.keylog(KeyLogLabel.CLIENT_EARLY_TRAFFIC_SECRET, secret)
+        self.install(Epoch.ZERO_RTT, is_write, secret, suite)
 
     def keylog(self, label: KeyLogLabel, secret: bytes) -> None:
         if self.config.keylog is not None:
@@ -161,7 +176,7 @@ class HandshakeContext:
 
     def derive_handshake_secrets(self, shared_secret: bytes) -> None:
         """Handshake Secret and both handshake traffic secrets (RFC 9846 §7.1)."""
-        self.key_schedule = KeySchedule(self.suite)
+        self.key_schedule = KeySchedule(self.suite, self.psk)
         self.key_schedule.set_shared_secret(shared_secret)
         client, server = self.key_schedule.handshake_traffic_secrets(self.transcript.digest())
         self.client_handshake_secret, self.server_handshake_secret = client, server

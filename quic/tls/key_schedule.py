@@ -87,6 +87,22 @@ class Transcript:
         result: bytes = self._hash.copy().digest()
         return result
 
+    def digest_with(self, extra: bytes, hash_name: str) -> bytes:
+        """Transcript-Hash of everything so far followed by ``extra``, without adding it
+        (PSK binders hash a partial ClientHello, RFC 9846 §4.3.11.2). ``hash_name``
+        is used while no hash is chosen yet; once chosen it must be the same."""
+        if self._hash is None:
+            h = hashlib.new(hash_name)
+            for message in self._pending:
+                h.update(message)
+        else:
+            if hash_name != self._hash_name:
+                raise ValueError("transcript hash differs from the PSK's")
+            h = self._hash.copy()
+        h.update(extra)
+        result: bytes = h.digest()
+        return result
+
     def restart_after_hrr(self, hash_name: str) -> None:
         """Replace the transcript (ClientHello1) with ``message_hash`` (RFC 9846 §4.1).
 

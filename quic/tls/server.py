@@ -2,10 +2,10 @@
 
 Theory of operation
 -------------------
-States follow RFC 9846 Appendix A.2 (no 0-RTT, no client authentication)::
+States follow RFC 9846 Appendix A.2 (no client authentication)::
 
     WAIT_CH --CH: no usable key share--> send HRR, WAIT_CH2 --CH2--> ...
-    WAIT_CH --CH--> send SH (INITIAL), EE, Certificate, CertificateVerify, Finished
+    WAIT_CH --CH--> send SH (INITIAL), EE, [Certificate, CertificateVerify,] Finished
                     (HANDSHAKE) --> WAIT_FINISHED --client Finished--> CONNECTED
 
 Negotiation (RFC 9846 §4.2.1), all by server preference among what the client offers:
@@ -13,13 +13,22 @@ the cipher suite; the group -- the first of our groups for which the client sent
 share, else (if a group is mutually supported) a HelloRetryRequest for our most
 preferred common group, else ``handshake_failure``; the signature scheme
 (:func:`quic.tls.signatures.choose_scheme`); the ALPN protocol -- the first of ours the
-client offered, else ``no_application_protocol`` (RFC 9001 §8.1). A PSK offer is ignored
-(full handshake) and early data is never accepted.
+client offered, else ``no_application_protocol`` (RFC 9001 §8.1).
 
-Secrets (RFC 9001 §4.1.4): after the ServerHello, HANDSHAKE read+write; after sending
-its Finished, ONE_RTT write (0.5-RTT data is possible); ONE_RTT read only once the
-client Finished has been verified, so no 1-RTT data from an unauthenticated handshake is
-ever decrypted. The legacy_session_id is echoed as sent (RFC 9846 §4.2.3).
+Resumption (:mod:`quic.tls.psk`): with ``ticket_keys`` configured, the first PSK
+identity of a ClientHello is opened as one of our tickets; if usable, its cipher suite
+is chosen, its binder must verify (else ``decrypt_error``), the ServerHello selects it
+and the Certificate and CertificateVerify are left out (psk_dhe_ke: the key exchange
+still runs). 0-RTT is accepted on the first ClientHello only, when every rule of
+:func:`quic.tls.psk.early_data_refusal` passes: EncryptedExtensions then carries
+early_data and the 0-RTT read secret is released. After the client Finished one
+NewSessionTicket is sent (ONE_RTT).
+
+Secrets (RFC 9001 §4.1.4): [ZERO_RTT read,] after the ServerHello, HANDSHAKE
+read+write; after sending its Finished, ONE_RTT write (0.5-RTT data is possible);
+ONE_RTT read only once the client Finished has been verified, so no 1-RTT data from an
+unauthenticated handshake is ever decrypted. The legacy_session_id is echoed as sent
+(RFC 9846 §4.2.3).
 """
 
 from __future__ import annotations
@@ -47,8 +56,10 @@ from quic.tls.messages import (
     HelloRetryRequest,
     ServerHello,
 )
+from quic.tls.psk import check_binder, early_data_refusal, issue_ticket, open_ticket
 from quic.tls.signatures import certificate_verify_input, choose_scheme, sign
 from quic.tls.suites import SUITE_HASH, CipherSuite
+from quic.tls.tickets import TicketState
 
 __all__ = ["ServerRole", "ServerState"]
 
@@ -169,7 +180,12 @@ class ServerRole(Role):
         second = self.state is ServerState.WAIT_CH2
         if second:
             self._check_second_client_hello(ch)
-        suite = self._choose_suite(ch)
+        ticket = open_ticket(ctx.config, ch, ctx.now())
+        if ticket is not None and (self.hrr is None or ticket.suite == self.hrr.cipher_suite):
+            suite = ticket.suite  # RFC 9846 §4.2.11: a suite of the PSK's hash
+        else:
+            ticket = None
+            suite = self._choose_suite(ch)
         if second and self.hrr is not None and suite != self.hrr.cipher_suite:
             raise alert(AlertDescription.illegal_parameter, "cipher suite changed after HRR")
         alpn = self._choose_alpn(ch)
@@ -187,8 +203,13 @@ class ServerRole(Role):
         ctx.client_random = ch.random
         self.requested_server_name = ch.server_name
         self.client_hello = ch
+        if ticket is not None:
+            check_binder(ticket, suite, ctx.transcript, ch, raw)  # before the CH joins it
+            ctx.psk = ticket.psk
+            ctx.session_resumed = True
         ctx.transcript.add(raw)
         ctx.transcript.set_hash(SUITE_HASH[suite])
+        self._decide_early_data(ch, ticket, suite, alpn, second)
         self._send_server_hello(ch, suite, KeyShareEntry(group, server_share))
         ctx.derive_handshake_secrets(shared_secret)
         ctx.install(Epoch.HANDSHAKE, False, ctx.client_handshake_secret)
@@ -198,6 +219,27 @@ class ServerRole(Role):
         ctx.derive_application_secrets()
         ctx.install(Epoch.ONE_RTT, True, ctx.server_application_secret)
         self.state = ServerState.WAIT_FINISHED
+
+    def _decide_early_data(
+        self,
+        ch: ClientHello,
+        ticket: TicketState | None,
+        suite: CipherSuite,
+        alpn: str | None,
+        second: bool,
+    ) -> None:
+        """Accept 0-RTT or say why not (RFC 9846 §4.3.10; :mod:`quic.tls.psk`)."""
+        ctx = self.ctx
+        if ticket is None:
+            ctx.early_data_refusal = "no usable ticket" if ch.early_data else None
+            return
+        refusal = (
+            "hello retry" if second else early_data_refusal(ctx.config, ch, ticket, alpn, ctx.now())
+        )
+        ctx.early_data_refusal = refusal
+        if refusal is None:
+            ctx.early_data_accepted = True
+            ctx.derive_early_secret(suite, ticket.psk, False)  # before the ServerHello
 
     def _send_hello_retry_request(
         self, ch: ClientHello, raw: bytes, suite: CipherSuite, group: NamedGroup
@@ -225,17 +267,26 @@ class ServerRole(Role):
             legacy_session_id_echo=ch.legacy_session_id,
             supported_version=TLS13,
             key_share=share,
+            pre_shared_key=0 if self.ctx.session_resumed else None,
         )
         self.ctx.send_and_hash(Epoch.INITIAL, server_hello)
 
     def _send_server_flight(self, ch: ClientHello, alpn: str | None) -> None:
         """EncryptedExtensions, Certificate, CertificateVerify, Finished (RFC 9846 §4.4-4.5)."""
-        ctx, config = self.ctx, self.ctx.config
+        ctx = self.ctx
         ee = EncryptedExtensions(
             alpn_protocol=alpn.encode() if alpn is not None else None,
+            early_data=ctx.early_data_accepted,
             quic_transport_parameters=ctx.transport_parameters,
         )
         ctx.send_and_hash(Epoch.HANDSHAKE, ee)
+        if not ctx.session_resumed:
+            self._send_certificate(ch)
+        ctx.send_and_hash(Epoch.HANDSHAKE, Finished(ctx.finished_data(ctx.server_handshake_secret)))
+
+    def _send_certificate(self, ch: ClientHello) -> None:
+        """Certificate and CertificateVerify (RFC 9846 §4.5.1, §4.5.2)."""
+        ctx, config = self.ctx, self.ctx.config
         entries = tuple(
             CertificateEntry(c.public_bytes(Encoding.DER)) for c in config.certificate_chain
         )
@@ -246,7 +297,6 @@ class ServerRole(Role):
         content = certificate_verify_input(True, ctx.transcript.digest())
         ctx.send_and_hash(Epoch.HANDSHAKE, CertificateVerify(scheme, sign(key, scheme, content)))
         ctx.signature_scheme = scheme
-        ctx.send_and_hash(Epoch.HANDSHAKE, Finished(ctx.finished_data(ctx.server_handshake_secret)))
 
     # -- client Finished -------------------------------------------------------------
     def on_finished(self, fin: Finished, raw: bytes) -> None:
@@ -259,6 +309,17 @@ class ServerRole(Role):
         # RFC 9001 §4.1.1-4.1.2: complete (and confirmed) once the client Finished verifies.
         ctx.handshake_complete = True
         self.state = ServerState.CONNECTED
+        ticket = issue_ticket(
+            ctx.config,
+            ctx.suite,
+            ctx.resumption_secret,
+            ctx.alpn_protocol,
+            self.requested_server_name,
+            ctx.transport_parameters,
+            ctx.now(),
+        )
+        if ticket is not None:
+            ctx.send(Epoch.ONE_RTT, ticket)  # RFC 9846 §4.7.1, RFC 9001 §4.5
 
 
 _T = HandshakeType

@@ -1,0 +1,187 @@
+"""0-RTT of one connection: tickets, remembered transport parameters, the outcome.
+
+Theory of operation
+-------------------
+:class:`EarlyData` is the 0-RTT component of a connection (RFC 9001 §4.6, RFC 9000
+§7.4.1). The TLS engine does the cryptography (:mod:`quic.tls.psk`); this component
+holds the QUIC rules around it.
+
+Client:
+
+* :func:`pick_ticket` chooses the ticket to resume with: ``session_ticket`` if the
+  application gave one, else one taken from ``session_ticket_store`` for the server
+  name (each ticket is offered once, RFC 9001 §4.5). Every ticket the server sends goes
+  to the store and to ``session_ticket_handler``.
+* If TLS offers early data, the server's transport parameters remembered in the ticket
+  apply until the handshake completes (RFC 9000 §7.4.1): only the remembered subset
+  (:func:`remembered_parameters`) — never ack_delay_exponent, max_ack_delay, the
+  connection IDs, preferred_address or the reset token. The send path then writes
+  0-RTT packets (long header, type 0-RTT) with stream, flow-control and DATAGRAM frames
+  (RFC 9000 §12.4), with the ZERO_RTT write keys (:mod:`quic.conn_keys`).
+* When the handshake completes the outcome is known (EncryptedExtensions' early_data,
+  RFC 9001 §4.6.2). Accepted: the server's new limits must not be smaller than the
+  remembered ones (RFC 9000 §7.4.1), else PROTOCOL_VIOLATION; the in-flight 0-RTT
+  packets are acknowledged as usual. Rejected (RFC 9001 §4.6.2: "all connection
+  characteristics that the client assumed might be incorrect"): if the ALPN protocol is
+  the ticket's and the new limits hold everything already written
+  (:meth:`~quic.conn_streams.StreamController.fits_peer_params`), every 0-RTT packet
+  counts as lost and its frames are sent again in 1-RTT packets — the server then sees
+  the streams exactly as they were written; otherwise those streams cannot be kept and
+  the connection closes (NO_ERROR, with the reason). Either way the 0-RTT keys
+  are dropped: a client sends no 0-RTT once it has 1-RTT keys (RFC 9001 §4.6.1). An
+  acknowledgment of a 0-RTT packet does not confirm the handshake (RFC 9001 §4.1.2:
+  only one of a 1-RTT packet does): ``one_rtt_from`` tells them apart.
+
+Server:
+
+* TLS accepts 0-RTT only if :func:`accepts_remembered` agrees: none of the limits in
+  RFC 9000 §7.4.1 (and max_datagram_frame_size, RFC 9221 §3) is now smaller than the
+  value remembered in the ticket. The ZERO_RTT read keys then open 0-RTT packets; those
+  that arrive before the ClientHello is processed are buffered with the other
+  undecryptable packets (``max_buffered_undecryptable_packets``, RFC 9001 §4.7, §5.7).
+  The keys are dropped once the handshake is confirmed (RFC 9001 §4.9.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.tparams import TransportParameters
+
+if TYPE_CHECKING:
+    from quic.configuration import QuicConfiguration
+    from quic.conn_streams import StreamController
+    from quic.tls.tickets import SessionTicket
+
+__all__ = [
+    "REMEMBERED_LIMITS",
+    "EarlyData",
+    "accepts_remembered",
+    "pick_ticket",
+    "remembered_parameters",
+]
+
+#: RFC 9000 §7.4.1: a server accepting 0-RTT must not make these smaller
+#: (max_datagram_frame_size: RFC 9221 §3).
+REMEMBERED_LIMITS = (
+    "active_connection_id_limit",
+    "initial_max_data",
+    "initial_max_stream_data_bidi_local",
+    "initial_max_stream_data_bidi_remote",
+    "initial_max_stream_data_uni",
+    "initial_max_streams_bidi",
+    "initial_max_streams_uni",
+    "max_datagram_frame_size",
+)
+
+
+def pick_ticket(configuration: QuicConfiguration) -> SessionTicket | None:
+    """Client: the ticket to resume with, if any (see the module docstring)."""
+    if configuration.session_ticket is not None:
+        return configuration.session_ticket
+    store = configuration.session_ticket_store
+    name = configuration.server_name
+    if store is None or name is None or configuration.clock is None:
+        return None
+    return store.take(name, configuration.clock())
+
+
+def remembered_parameters(raw: bytes) -> TransportParameters | None:
+    """The server's parameters from a ticket, reduced to those a client may use for
+    0-RTT (RFC 9000 §7.4.1); None if they do not decode."""
+    try:
+        params = TransportParameters.decode(raw, is_client_sender=False)
+    except QuicProtocolError:
+        return None
+    return replace(
+        params,
+        original_destination_connection_id=None,
+        stateless_reset_token=None,
+        ack_delay_exponent=3,
+        max_ack_delay=25,
+        preferred_address=None,
+        initial_source_connection_id=None,
+        retry_source_connection_id=None,
+    )
+
+
+def accepts_remembered(local: TransportParameters, raw: bytes) -> bool:
+    """Server: may 0-RTT made with the remembered parameters ``raw`` be accepted with
+    our ``local`` ones (RFC 9000 §7.4.1: "MUST reject ... if ... cannot be supported")?"""
+    remembered = remembered_parameters(raw)
+    if remembered is None:
+        return False
+    return all(getattr(local, name) >= getattr(remembered, name) for name in REMEMBERED_LIMITS)
+
+
+class EarlyData:
+    """0-RTT state of one connection (see the module docstring)."""
+
+    __slots__ = ("accepted", "attempted", "one_rtt_from", "remembered", "ticket")
+
+    def __init__(self, ticket: SessionTicket | None) -> None:
+        self.ticket = ticket  # client: the ticket offered
+        self.remembered: TransportParameters | None = None  # client: in force for 0-RTT
+        self.attempted = False  # client: TLS offered early data (0-RTT keys exist)
+        self.accepted: bool | None = None  # None until the handshake completes
+        # client: the first 1-RTT packet number (0-RTT ones come before it in the same
+        # space): only an acknowledgment from here on confirms the handshake (RFC 9001
+        # §4.1.2 speaks of 1-RTT packets; an ACK of 0-RTT data comes before the
+        # server has our Finished)
+        self.one_rtt_from = 0
+
+    def start(self, offered: bool) -> TransportParameters | None:
+        """Client: TLS has sent its ClientHello; if it offered early data, the
+        remembered parameters to apply until the handshake completes."""
+        if not offered or self.ticket is None:
+            return None
+        self.remembered = remembered_parameters(self.ticket.transport_parameters)
+        self.attempted = self.remembered is not None
+        return self.remembered
+
+    def complete(self, accepted: bool, params: TransportParameters | None) -> None:
+        """Client: the handshake completed; check an accepted 0-RTT's new limits."""
+        self.accepted = accepted and self.attempted
+        remembered = self.remembered
+        if not self.accepted or remembered is None or params is None:
+            return
+        for name in REMEMBERED_LIMITS:
+            if getattr(params, name) < getattr(remembered, name):
+                raise QuicProtocolError(
+                    TransportErrorCode.PROTOCOL_VIOLATION,
+                    f"0-RTT accepted but {name} was reduced (RFC 9000 §7.4.1)",
+                )
+
+    def settle(
+        self,
+        accepted: bool,
+        alpn: str | None,
+        params: TransportParameters | None,
+        streams: StreamController,
+    ) -> bool:
+        """Client: the outcome, once the handshake completed (see the module
+        docstring). True: 0-RTT was rejected and its packets must count as lost (their
+        frames are sent again in 1-RTT). Raises QuicProtocolError to close."""
+        self.complete(accepted, params)
+        if not self.rejected:
+            return False
+        ticket = self.ticket
+        if (
+            ticket is None
+            or ticket.alpn_protocol != alpn
+            or params is None
+            or not streams.fits_peer_params(params)
+        ):
+            raise QuicProtocolError(
+                TransportErrorCode.NO_ERROR,
+                "0-RTT rejected with another ALPN protocol or smaller limits: "
+                "the streams written in 0-RTT cannot be kept (RFC 9001 §4.6.2)",
+            )
+        return True
+
+    @property
+    def rejected(self) -> bool:
+        """Client: 0-RTT was sent and the server rejected it."""
+        return self.attempted and self.accepted is False
