@@ -77,6 +77,7 @@ from quic.conn_datagrams import DatagramChannel
 from quic.conn_dispatch import FrameDispatcher
 from quic.conn_handshake import HandshakeDriver
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, PacketSpaces, Space
+from quic.conn_migrate import Migration, MigrationRefused
 from quic.conn_paths import PathManager
 from quic.conn_receive import PacketReader
 from quic.conn_send import SendScheduler
@@ -90,7 +91,6 @@ from quic.events import (
 )
 from quic.frames import FrameType
 from quic.packet import PacketHeader, PacketType, parse_header
-from quic.packet_builder import MIN_INITIAL_DATAGRAM
 from quic.qlog import QuicLogger, create_logger
 from quic.recovery import LossRecovery
 from quic.rtt import RttEstimator
@@ -132,7 +132,10 @@ class QuicConnection:
         version: int | None = None,
         retry_source_connection_id: bytes | None = None,
         token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        reset_token: Callable[[bytes], bytes] | None = None,
     ) -> None:
+        """``reset_token(cid)``: the stateless reset token of each connection ID we
+        issue (the endpoint derives it with its static key, RFC 9000 §10.3.2)."""
         config = configuration
         self.configuration = config
         self.is_client = config.is_client
@@ -148,6 +151,7 @@ class QuicConnection:
             config.active_connection_id_limit,
             token_bytes,
             config.max_pending_cid_retirements,
+            reset_token,
         )
         if self.is_client:
             self.original_dcid = token_bytes(8)  # RFC 9000 §7.2: at least 8 bytes
@@ -190,7 +194,11 @@ class QuicConnection:
             config.max_crypto_fragments,
         )
         self.paths = PathManager(
-            is_client, max(1200, config.max_datagram_size), config.max_pending_path_responses
+            is_client,
+            max(1200, config.max_datagram_size),
+            config.max_pending_path_responses,
+            config.max_known_paths,
+            self._token_bytes,
         )
         self.recovery = LossRecovery(
             NewReno(self.paths.max_datagram_size),
@@ -278,6 +286,18 @@ class QuicConnection:
             buffer_limit=config.max_buffered_undecryptable_packets,
             qlog=self._qlog,
         )
+        self.migration = Migration(
+            is_client=is_client,
+            disable_active_migration=config.disable_active_migration,
+            paths=self.paths,
+            cids=self.cids,
+            reader=self.reader,
+            recovery=self.recovery,
+            handshake=self.handshake,
+            keys=self.keys,
+            sender=self.sender,
+            new_congestion=lambda: NewReno(self.paths.max_datagram_size),
+        )
 
     # -- state the layers above read ---------------------------------------------------------
 
@@ -363,6 +383,7 @@ class QuicConnection:
         return {
             "events": len(self._events),
             "path_responses": self.paths.pending_responses,
+            "paths": len(self.paths.others),
             "cid_retirements": self.cids.pending_retirements,
             "peer_cids": len(self.cids.peer),
             "local_cids": len(self.cids.local),
@@ -467,6 +488,19 @@ class QuicConnection:
             raise RuntimeError("key update before the handshake is confirmed")
         self.keys.request_key_update(self.recovery.spaces[APPLICATION].largest_acked)
 
+    def migrate(self, now: float) -> None:
+        """Client: we moved (or are about to move) to a new local address (RFC 9000
+        §9.2). Switches to an unused connection ID of the peer, resets congestion
+        control and RTT, and validates the new path; the driver sends from the new
+        address from now on. Raises :class:`~quic.conn_migrate.MigrationRefused` when
+        migration is not allowed (server, handshake not confirmed, the peer's
+        disable_active_migration, no unused connection ID)."""
+        if now > self._now:
+            self._now = now
+        if self.state is not ConnectionState.CONNECTED:
+            raise MigrationRefused("the connection is not established")
+        self.migration.migrate(now)
+
     def close(self, error_code: int = 0, reason: str = "", *, application: bool = True) -> None:
         """Close the connection (RFC 9000 §10.2); an application close by default."""
         if self.state in _LIVE:
@@ -504,13 +538,15 @@ class QuicConnection:
             datagrams = self.sender.build_close(now, self.version, frame)
             closer.on_close_sent(now, self._linger())
             return [(d, addr) for d in datagrams]
+        out = self.migration.datagrams(now, self.version)  # other paths (RFC 9000 §8.2)
         datagrams, eliciting = self.sender.build(now, self.version)
         if eliciting and not self._eliciting_since_receive:
             self._eliciting_since_receive = True
             self._last_activity = now  # RFC 9000 §10.1
         if self.cids.has_routing_changes():
             self._flush_routing()
-        return [(d, addr) for d in datagrams]
+        out.extend((d, addr) for d in datagrams)
+        return out
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -532,6 +568,9 @@ class QuicConnection:
         loss = self.recovery.get_loss_detection_timer()
         if loss is not None and (timer is None or loss < timer):
             timer = loss
+        path = self.migration.get_timer()
+        if path is not None and (timer is None or path < timer):
+            timer = path
         if not self.paths.amplification_blocked():  # else no ACK could be sent (§8.1)
             ack = self.acks.earliest_deadline([s.write is not None for s in self.keys.spaces])
             if ack is not None and (timer is None or ack < timer):
@@ -559,6 +598,11 @@ class QuicConnection:
             return
         idle = self._idle_deadline()
         if idle is not None and now >= idle:
+            self.state = ConnectionState.TERMINATED
+            self.closer.on_idle_timeout(now)
+            return
+        if not self.migration.handle_timer(now):
+            # RFC 9000 §9.3.2: no validated path left: drop all state silently
             self.state = ConnectionState.TERMINATED
             self.closer.on_idle_timeout(now)
             return
@@ -592,14 +636,23 @@ class QuicConnection:
             qlog = self._qlog
             if qlog is not None and not qlog.started:
                 self._qlog_start(now)
-            paths.on_datagram_received(len(data))
+            migration = self.migration
+            on_path = paths.is_current(addr)
+            if on_path:
+                paths.on_datagram_received(len(data))
+            elif not migration.admit(data, addr, self.cids.cid_length):
+                return  # RFC 9000 §9: dropped
             if state is ConnectionState.CLOSING:
                 self.closer.on_datagram_while_closing()  # RFC 9000 §10.2.1
                 return
             recovery = self.recovery
-            if recovery.amplification_limited and paths.send_budget() >= MIN_INITIAL_DATAGRAM:
+            if recovery.amplification_limited and not paths.send_blocked():
                 recovery.amplification_limited = False  # RFC 9002 §6.2.2.1: may send again
-            self._receive(data, addr, now)
+            paths.receiving = addr
+            previous_dcid = migration.before_datagram()
+            processed = self._receive(data, addr, now)
+            if not on_path and self.state in _LIVE:
+                migration.after_datagram(addr, len(data), processed, previous_dcid, now)
             reprocess = self.reader.reprocess
             while reprocess and self.state in _LIVE:
                 again, again_addr = reprocess.popleft()
@@ -622,7 +675,8 @@ class QuicConnection:
         qlog.key_updated(now, Epoch.INITIAL, True)
         qlog.key_updated(now, Epoch.INITIAL, False)
 
-    def _receive(self, data: bytes, addr: Addr, now: float) -> None:
+    def _receive(self, data: bytes, addr: Addr, now: float) -> bool:
+        """Read the packets of a datagram; True if one was processed."""
         pos = 0
         end = len(data)
         processed = False
@@ -641,7 +695,7 @@ class QuicConnection:
             if self._read_packet(data, pos, header, addr, now):
                 processed = True
             if self.state not in _LIVE:
-                return
+                return processed
             pos = header.end
         if processed:
             self._last_activity = now
@@ -650,6 +704,7 @@ class QuicConnection:
             # RFC 9000 §10.3.1: a stateless reset ends the connection at once
             self.state = ConnectionState.DRAINING
             self.closer.on_stateless_reset(now, self._linger())
+        return processed
 
     def _read_packet(
         self, data: bytes, pos: int, header: PacketHeader, addr: Addr, now: float
@@ -694,6 +749,7 @@ class QuicConnection:
             self._apply_peer_params(progress.peer_params)
         if progress.completed:
             self.state = ConnectionState.CONNECTED
+            self.paths.handshake_done()
             self.reader.release_buffered()
 
     def _apply_peer_params(self, params: TransportParameters) -> None:
