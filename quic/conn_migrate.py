@@ -123,19 +123,24 @@ class Migration:
         if change is None:
             return
         if change.host_changed:
-            self._reset_congestion()  # RFC 9000 §9.4
+            self._reset_congestion(now)  # RFC 9000 §9.4
         if reader.newest_dcid != previous_dcid:
             self._cids.rotate_peer_cid()  # RFC 9000 §9.5: the peer moved to a new ID
         recovery = self._recovery
         recovery.amplification_limited = self._paths.send_blocked()
 
-    def _reset_congestion(self) -> None:
+    def _reset_congestion(self, now: float) -> None:
         """RFC 9000 §9.4: congestion control and RTT start over on the new path. The
         bytes still in flight on the old path stay counted (they leave the count as
-        they are acknowledged or lost)."""
+        they are acknowledged or lost), and the new controller starts as if a recovery
+        period had begun now, so that packets sent on the old path neither grow its
+        window when acknowledged nor shrink it when lost (RFC 9000 §9.4: "MUST NOT
+        contribute"; RFC 9002 §7.3.2)."""
         recovery = self._recovery
         fresh = self._new_congestion()
         fresh.bytes_in_flight = recovery.congestion.bytes_in_flight
+        if hasattr(fresh, "congestion_recovery_start_time"):
+            fresh.congestion_recovery_start_time = now
         recovery.congestion = fresh
         recovery.rtt.reset()
 
@@ -155,7 +160,7 @@ class Migration:
             raise MigrationRefused("zero-length connection IDs (RFC 9000 §9.5)")
         if not self._cids.rotate_peer_cid():
             raise MigrationRefused("no unused connection ID from the peer (RFC 9000 §9.5)")
-        self._reset_congestion()
+        self._reset_congestion(now)
         self._paths.restart_current(now, self.pto())
 
     # -- sending and timers -------------------------------------------------------------

@@ -9,9 +9,9 @@ own address, so :class:`PathManager` tells paths apart by the peer's address (it
 * the *current* path, where every non-probing packet goes (``peer_address``);
 * a *fallback*, the last validated path (RFC 9000 §9.3.2: where we return when the
   validation of a new peer address fails);
-* other *known* paths (at most ``max_paths``, oldest forgotten first): addresses an
-  authenticated packet came from without moving the connection there (probes), and
-  the paths we left.
+* other *known* paths (at most ``max_paths``, oldest forgotten first but never the
+  fallback): addresses an authenticated packet came from without moving the
+  connection there (probes), and the paths we left.
 
 Anti-amplification (RFC 9000 §8.1, §9.3): on a path whose peer address is not
 validated we send at most three times the bytes received on that path
@@ -285,10 +285,9 @@ class PathManager:
         others.pop(key, None)
         others[key] = path
         while len(others) > self._max_paths:
-            oldest = next(iter(others))
-            gone = others.pop(oldest)
-            if gone is self.fallback:
-                self.fallback = None
+            # the oldest, but never the fallback: it is the last validated address
+            oldest = next(k for k, p in others.items() if p is not self.fallback)
+            del others[oldest]
         return path
 
     # -- path validation (RFC 9000 §8.2) ------------------------------------------------
@@ -353,10 +352,10 @@ class PathManager:
 
     def _on_failed(self, path: Path) -> bool:
         if path is not self.current:
-            if not path.validated or path is self.fallback:
+            # a path never validated is forgotten; the fallback stays the last validated
+            # address (RFC 9000 §9.3.2) even if its re-check (§9.3.3) got no answer
+            if not path.validated:
                 self.others.pop(path_key(path.addr), None)
-                if path is self.fallback:
-                    self.fallback = None
             return True
         if path.validated:
             return True  # a check of a validated path (our own migration): keep it

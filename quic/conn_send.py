@@ -244,7 +244,13 @@ class SendScheduler:
         acks = self._acks
         ack_due = acks.due(index, now)
         congestion = self._recovery.congestion
-        may_elicit = probe > 0 or congestion.available() >= self._paths.max_datagram_size
+        # PATH_CHALLENGE / PATH_RESPONSE are not held back by the window: the first
+        # packet to a new path carries the challenge (RFC 9000 §8.2.2, §9.4 probes)
+        may_elicit = (
+            probe > 0
+            or congestion.available() >= self._paths.max_datagram_size
+            or (index == APPLICATION and self._paths.wants_send())
+        )
         eliciting = may_elicit and (probe > 0 or self._wants_eliciting(index))
         if not ack_due and not eliciting:
             return

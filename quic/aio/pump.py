@@ -21,6 +21,11 @@ the sessions of the connections just flushed (:attr:`QuicEndpoint.last_flushed`)
 told (:meth:`QuicSession._after_flush`), and a session leaves :attr:`sessions` with its
 connection's :class:`~quic.endpoint.ConnectionRemoved` event.
 
+Client migration (RFC 9000 §9.2): :meth:`QuicEndpointProtocol.rebind` moves the pump
+to a new UDP socket — bound first, so a failure changes nothing — and closes the old
+one; the endpoint and its connections stay, and the pump resolves :attr:`closed` only
+when its last socket is gone.
+
 No exception escapes an asyncio callback: the endpoint never raises, each event is
 handed to its session under a guard (a failing application callback closes that
 connection with INTERNAL_ERROR and the batch goes on), and sending goes on datagram by
@@ -71,11 +76,13 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.batched_reading = False  # True once take_over_reading succeeded
+        self._sockets = 0  # transports open (two while moving to a new socket)
         self.closed = self.loop.create_future()
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._sockets += 1
         self.transport = transport  # type: ignore[assignment]  # a datagram transport
         enlarge_buffers(transport)
         # the transport registers its own reader right after this callback: replace it then
@@ -108,6 +115,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         logger.debug("UDP error: %s", exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._sockets -= 1
+        if self._sockets > 0:
+            return  # an old socket after rebind(): the pump goes on with the new one
         if self._timer is not None:
             self._timer.cancel()
         if not self.closed.done():
@@ -236,6 +246,23 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         task.add_done_callback(self._tasks.discard)
 
     # -- client -------------------------------------------------------------------------------
+
+    @property
+    def local_address(self) -> Any:
+        transport = self.transport
+        return transport.get_extra_info("sockname") if transport is not None else None
+
+    async def rebind(self, host: str | None = None, port: int = 0) -> None:
+        """Move to a new UDP socket bound to ``(host, port)`` (default: the current
+        socket's host, any free port) and close the old one (RFC 9000 §9.2: the
+        client's connections continue from the new address)."""
+        old = self.transport
+        if host is None:
+            local = self.local_address
+            host = local[0] if local else "0.0.0.0"
+        await self.loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        if old is not None and old is not self.transport:
+            old.close()
 
     def connect(self, addr: Any, configuration: QuicConfiguration) -> QuicSession:
         conn = self.endpoint.connect(addr, configuration, self.loop.time())

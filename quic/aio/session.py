@@ -251,6 +251,26 @@ class QuicSession:
     def max_datagram_size(self) -> int:
         return self.connection.max_datagram_payload
 
+    # -- migration --------------------------------------------------------------------------
+
+    async def migrate(self, host: str | None = None, port: int = 0) -> None:
+        """Client: continue the connection from a new local UDP socket (RFC 9000 §9.2).
+
+        The connection switches to an unused connection ID of the peer, resets its
+        congestion state and validates the new path; the pump then sends from a socket
+        bound to ``(host, port)`` (default: same host, a new port). Raises
+        :class:`~quic.conn_migrate.MigrationRefused` when migration is not allowed
+        (handshake not confirmed, the peer's disable_active_migration, no unused
+        connection ID) — nothing is changed then — and ``OSError`` if the socket
+        cannot be bound (the connection then validates its path on the old socket).
+        """
+        self.check_open()
+        self.connection.migrate(self._protocol.loop.time())
+        try:
+            await self._protocol.rebind(host, port)
+        finally:
+            self.schedule_flush()
+
     # -- for layers that drive the connection directly ------------------------------------
 
     def schedule_flush(self) -> None:
