@@ -149,6 +149,14 @@ class Migration:
     def migrate(self, now: float) -> None:
         """Move to a new local address (RFC 9000 §9.2): a new connection ID, fresh
         congestion state, and a validation of the new path."""
+        self.check()
+        if not self._cids.rotate_peer_cid():
+            raise MigrationRefused("no unused connection ID from the peer (RFC 9000 §9.5)")
+        self._reset_congestion(now)
+        self._paths.restart_current(now, self.pto())
+
+    def check(self) -> None:
+        """Raise :class:`MigrationRefused` unless :meth:`migrate` may proceed."""
         if not self._is_client:
             raise MigrationRefused("only a client migrates (RFC 9000 §9)")
         if not self._handshake.confirmed:
@@ -156,12 +164,11 @@ class Migration:
         params = self._handshake.peer_params
         if params is not None and params.disable_active_migration:
             raise MigrationRefused("the peer sent disable_active_migration (RFC 9000 §9)")
-        if not self._cids.cid_length and not self._cids.peer_cid:
+        if not self._cids.peer_cid:
             raise MigrationRefused("zero-length connection IDs (RFC 9000 §9.5)")
-        if not self._cids.rotate_peer_cid():
+        cids = self._cids
+        if not cids.unused_peer_cids() or cids.pending_retirements >= cids.max_pending_retirements:
             raise MigrationRefused("no unused connection ID from the peer (RFC 9000 §9.5)")
-        self._reset_congestion(now)
-        self._paths.restart_current(now, self.pto())
 
     # -- sending and timers -------------------------------------------------------------
 

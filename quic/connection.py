@@ -497,9 +497,14 @@ class QuicConnection:
         disable_active_migration, no unused connection ID)."""
         if now > self._now:
             self._now = now
+        self.check_migration()
+        self.migration.migrate(now)
+
+    def check_migration(self) -> None:
+        """Raise :class:`~quic.conn_migrate.MigrationRefused` if :meth:`migrate` would."""
         if self.state is not ConnectionState.CONNECTED:
             raise MigrationRefused("the connection is not established")
-        self.migration.migrate(now)
+        self.migration.check()
 
     def close(self, error_code: int = 0, reason: str = "", *, application: bool = True) -> None:
         """Close the connection (RFC 9000 §10.2); an application close by default."""

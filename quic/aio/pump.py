@@ -77,6 +77,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._tasks: set[asyncio.Task[Any]] = set()
         self.batched_reading = False  # True once take_over_reading succeeded
         self._sockets = 0  # transports open (two while moving to a new socket)
+        self._on_switch: Callable[[], None] | None = None  # see rebind()
         self.closed = self.loop.create_future()
 
     # -- asyncio callbacks ------------------------------------------------------------------
@@ -84,6 +85,12 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._sockets += 1
         self.transport = transport  # type: ignore[assignment]  # a datagram transport
+        switch, self._on_switch = self._on_switch, None
+        if switch is not None:  # rebind(): from now on everything leaves the new socket
+            try:
+                switch()
+            except Exception:
+                logger.exception("QUIC socket switch failed")
         enlarge_buffers(transport)
         # the transport registers its own reader right after this callback: replace it then
         self.loop.call_soon(self._take_over_reading, transport)
@@ -252,15 +259,25 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         transport = self.transport
         return transport.get_extra_info("sockname") if transport is not None else None
 
-    async def rebind(self, host: str | None = None, port: int = 0) -> None:
+    async def rebind(
+        self,
+        host: str | None = None,
+        port: int = 0,
+        on_switch: Callable[[], None] | None = None,
+    ) -> None:
         """Move to a new UDP socket bound to ``(host, port)`` (default: the current
         socket's host, any free port) and close the old one (RFC 9000 §9.2: the
-        client's connections continue from the new address)."""
+        client's connections continue from the new address). ``on_switch()`` runs at
+        the moment the new socket takes over, before anything is sent from it."""
         old = self.transport
         if host is None:
             local = self.local_address
             host = local[0] if local else "0.0.0.0"
-        await self.loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        self._on_switch = on_switch
+        try:
+            await self.loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        finally:
+            self._on_switch = None
         if old is not None and old is not self.transport:
             old.close()
 

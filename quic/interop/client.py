@@ -26,6 +26,7 @@ from quic.aio import ConnectionClosed, QuicSession, connect
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
 from quic.interop.hq import ALPN, Download, encode_request, parse_url
+from quic.interop.migration import start_migration
 from quic.interop.options import EXIT_FAILURE, EXIT_OK, InteropCase, InteropOptions
 from quic.tls.keylog import KeyLogFile
 
@@ -107,7 +108,10 @@ async def _run_connection(
             if session.alpn_protocol != ALPN:
                 logger.error("server did not select ALPN %s", ALPN)
                 return False
+            migration = start_migration(session, case)  # "connectionmigration" only
             results = await asyncio.gather(*(fetch(session, d, directory) for d in downloads))
+            if migration is not None and not await migration:
+                return False
             return all(results)
     except ConnectionClosed as exc:
         logger.error("connection to %s:%d failed: %s", host, port, exc)

@@ -65,6 +65,10 @@ TESTCASES: dict[str, InteropCase] = {
         InteropCase("multiconnect", connection_per_url=True),
         InteropCase("chacha20", cipher_suites=(CipherSuite.TLS_CHACHA20_POLY1305_SHA256,)),
         InteropCase("http3", plugin=True),
+        # helper "paths" (issue 9): see quic/interop/migration.py
+        InteropCase("rebind-port"),
+        InteropCase("rebind-addr"),
+        InteropCase("connectionmigration"),
     )
 }
 
