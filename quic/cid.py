@@ -229,15 +229,7 @@ class ConnectionIdManager:
         queue is full (the ID in use is then kept)."""
         active = self.peer_active_sequence
         unused = [seq for seq in self.peer if seq > active]
-        if not unused or self.pending_retirements >= self.max_pending_retirements:
-            return False
-        entry = self.peer.pop(active, None)
-        if entry is not None:
-            del self._peer_by_cid[entry.cid]
-            if not self._retiring(active):
-                self._retire_unsent[active] = None  # RFC 9000 §5.1.2
-        self.peer_active_sequence = min(unused)
-        return True
+        return bool(unused) and self.use_peer_cid(min(unused))
 
     def is_peer_stateless_reset(self, token: bytes) -> bool:
         """True if ``token`` is the reset token of the peer ID in use (§10.3.1).
@@ -293,6 +285,41 @@ class ConnectionIdManager:
         issued, retired = self._issued_cids, self._retired_cids
         self._issued_cids, self._retired_cids = [], []
         return issued, retired
+
+    def issue_preferred(self) -> LocalConnectionId:
+        """Server: the connection ID of the preferred_address transport parameter,
+        sequence number 1 (RFC 9000 §5.1.1); call before any other is issued."""
+        seq = self._next_local_sequence
+        self._next_local_sequence += 1
+        cid = self._token_bytes(self.cid_length)
+        entry = self.local[seq] = LocalConnectionId(seq, cid, self._reset_token(cid), acked=True)
+        self._issued_cids.append(cid)
+        return entry
+
+    def add_preferred_peer_cid(self, cid: bytes, reset_token: bytes) -> None:
+        """Client: the server's preferred_address connection ID, sequence 1 (§5.1.1)."""
+        if cid in self._peer_by_cid or 1 in self.peer:
+            raise QuicProtocolError(
+                TransportErrorCode.PROTOCOL_VIOLATION,
+                "preferred_address connection ID already in use",
+            )
+        self.peer[1] = PeerConnectionId(1, cid, reset_token)
+        self._peer_by_cid[cid] = 1
+
+    def use_peer_cid(self, sequence: int) -> bool:
+        """Move to the unused peer ID ``sequence`` and retire the one in use (§9.5)."""
+        active = self.peer_active_sequence
+        if sequence <= active or sequence not in self.peer:
+            return False
+        if self.pending_retirements >= self.max_pending_retirements:
+            return False
+        entry = self.peer.pop(active, None)
+        if entry is not None:
+            del self._peer_by_cid[entry.cid]
+            if not self._retiring(active):
+                self._retire_unsent[active] = None
+        self.peer_active_sequence = sequence
+        return True
 
     def _issue(self) -> None:
         """Create local IDs until the peer may hold as many as it allows (§5.1.1)."""

@@ -155,6 +155,13 @@ class QuicConfiguration:
     # bucket of this many resets, refilled at stateless_reset_rate per second.
     stateless_reset_burst: int = 64
     stateless_reset_rate: float = 32.0
+    # Server: (host, port) of a preferred address (RFC 9000 §9.6) sent in the
+    # preferred_address transport parameter with a connection ID and reset token; the
+    # asyncio server listens there too. A client migrates to it once the handshake is
+    # confirmed and the address is validated (set ``use_preferred_address=False`` to
+    # stay).
+    preferred_address: tuple[str, int] | None = None
+    use_preferred_address: bool = True
 
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None

@@ -31,11 +31,13 @@ path changes:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from quic.conn_keys import APPLICATION
 from quic.conn_paths import path_key
+from quic.tparams import PreferredAddress
 
 if TYPE_CHECKING:
     from quic.cid import ConnectionIdManager
@@ -46,7 +48,23 @@ if TYPE_CHECKING:
     from quic.conn_send import SendScheduler
     from quic.recovery import LossRecovery
 
-__all__ = ["Migration", "MigrationRefused"]
+__all__ = ["Migration", "MigrationRefused", "preferred_address_parameter"]
+
+
+def preferred_address_parameter(
+    addr: tuple[str, int] | None, cids: ConnectionIdManager
+) -> PreferredAddress | None:
+    """Server: the preferred_address transport parameter for ``addr`` (RFC 9000 §18.2),
+    with a connection ID of sequence 1 and its reset token (§5.1.1); None without."""
+    if addr is None:
+        return None
+    host, port = addr[0], addr[1]
+    ip = ipaddress.ip_address(host)
+    entry = cids.issue_preferred()
+    v4, v6 = ipaddress.IPv4Address(0), ipaddress.IPv6Address(0)
+    if isinstance(ip, ipaddress.IPv4Address):
+        return PreferredAddress(ip, port, v6, 0, entry.cid, entry.reset_token)
+    return PreferredAddress(v4, 0, ip, port, entry.cid, entry.reset_token)
 
 
 class MigrationRefused(RuntimeError):
@@ -69,6 +87,7 @@ class Migration:
         keys: PacketSpaces,
         sender: SendScheduler,
         new_congestion: Callable[[], Any],
+        use_preferred_address: bool = True,
     ) -> None:
         self._is_client = is_client
         self._refuse_active = disable_active_migration and not is_client
@@ -81,6 +100,8 @@ class Migration:
         self._sender = sender
         self._new_congestion = new_congestion
         self.refused = 0  # datagrams dropped by the migration rules
+        self._preferred: tuple[Any, bytes] | None = None  # client: (address, its CID)
+        self._use_preferred = use_preferred_address
 
     def pto(self) -> float:
         """The PTO of the current path (RFC 9002 §6.2.1)."""
@@ -169,6 +190,43 @@ class Migration:
         cids = self._cids
         if not cids.unused_peer_cids() or cids.pending_retirements >= cids.max_pending_retirements:
             raise MigrationRefused("no unused connection ID from the peer (RFC 9000 §9.5)")
+
+    # -- the server's preferred address (client, RFC 9000 §9.6) -------------------------
+
+    def on_preferred_address(self, value: PreferredAddress) -> None:
+        """The server's preferred_address: keep its connection ID (sequence 1) and the
+        address of our family; it is validated once the handshake is confirmed."""
+        self._cids.add_preferred_peer_cid(value.connection_id, value.stateless_reset_token)
+        current = self._paths.peer_address
+        host = current[0] if isinstance(current, tuple) else ""
+        try:
+            v6 = isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+        except ValueError:
+            v6 = False
+        target: Any = value.ipv6 if v6 else value.ipv4  # §9.6.3: the same family
+        if target is not None and self._use_preferred:
+            if v6 and isinstance(current, tuple) and len(current) == 4:
+                target = (*target, 0, 0)
+            self._preferred = (target, value.connection_id)
+
+    def on_handshake_confirmed(self, now: float) -> None:
+        """RFC 9000 §9.6.1: once confirmed, the client validates the preferred address."""
+        preferred = self._preferred
+        self._preferred = None
+        if preferred is None or not self._is_client:
+            return
+        addr, cid = preferred
+        if self._paths.is_current(addr):
+            return
+        self._paths.probe_preferred(addr, cid, now, self.pto())
+
+    def adopt_preferred(self, now: float) -> None:
+        """The preferred address is validated: move there with its connection ID."""
+        path = self._paths.preferred
+        if self._paths.adopt_preferred() is None or path is None:
+            return
+        self._cids.use_peer_cid(1)  # the preferred_address connection ID (§5.1.1)
+        self._reset_congestion(now)  # RFC 9000 §9.4: a new path
 
     # -- sending and timers -------------------------------------------------------------
 

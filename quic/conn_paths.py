@@ -91,10 +91,12 @@ class Path:
         "addr",
         "challenge_owed",
         "challenges",
+        "dcid",
         "interval",
         "next_challenge",
         "received",
         "sent",
+        "trusted",
         "validated",
     )
 
@@ -108,6 +110,10 @@ class Path:
         self.next_challenge: float | None = None  # when to send a fresh one
         self.abandon_at: float | None = None  # validation in progress until then
         self.interval = 0.0
+        self.dcid: bytes | None = None  # the peer CID for probes on it (else the current)
+        # not amplification-limited although unvalidated: an address the peer gave us
+        # in its authenticated transport parameters (the server's preferred address)
+        self.trusted = False
 
     @property
     def validating(self) -> bool:
@@ -115,7 +121,7 @@ class Path:
 
     def budget(self, max_datagram_size: int) -> int:
         """Bytes the next datagram on this path may hold (RFC 9000 §8.1)."""
-        if self.validated:
+        if self.validated or self.trusted:
             return max_datagram_size
         return max(0, min(max_datagram_size, 3 * self.received - self.sent))
 
@@ -145,6 +151,8 @@ class PathManager:
         "migrations",
         "min_datagram",
         "others",
+        "preferred",
+        "preferred_ready",
         "receiving",
         "responses",
         "responses_dropped",
@@ -175,6 +183,8 @@ class PathManager:
         self.responses: deque[tuple[bytes, Any]] = deque(maxlen=max(1, max_responses))
         self.responses_dropped = 0  # challenges we did not answer (queue full)
         self.migrations = 0  # times the current path changed
+        self.preferred: Path | None = None  # client: the server's preferred address
+        self.preferred_ready = False  # ... validated: the connection moves there
         self.validations_failed = 0
 
     # -- the current path ---------------------------------------------------------------
@@ -272,6 +282,31 @@ class PathManager:
         new_host = key[0] if isinstance(key, tuple) else key
         return PathChange(old.addr, old_host != new_host)
 
+    def probe_preferred(self, addr: Any, dcid: bytes, now: float, pto: float) -> None:
+        """Client: validate the server's preferred address (RFC 9000 §9.6.1)."""
+        path = self._remember(Path(addr, validated=False))
+        path.dcid = dcid
+        path.trusted = True  # RFC 9000 §9.6.1: the server's own word, authenticated
+        self.preferred = path
+        self._start_validation(path, now, pto)
+
+    def adopt_preferred(self) -> Path | None:
+        """Client: the preferred address is validated; make it the current path
+        (RFC 9000 §9.6.1: "begin sending all future packets to the new server
+        address"). Returns the path left, now the fallback."""
+        path = self.preferred
+        self.preferred = None
+        self.preferred_ready = False
+        if path is None or path_key(path.addr) not in self.others:
+            return None
+        old = self.current
+        del self.others[path_key(path.addr)]
+        self._remember(old)
+        self.fallback = old
+        self.current = path
+        self.migrations += 1
+        return old
+
     def restart_current(self, now: float, pto: float) -> None:
         """We moved to a new local address (client migration, RFC 9000 §9.2): the
         current peer address is unchanged but the path is new; validate it."""
@@ -320,6 +355,8 @@ class PathManager:
             if data in path.challenges:
                 path.validated = True
                 self._end_validation(path)
+                if path is self.preferred:
+                    self.preferred_ready = True
                 return
 
     def get_timer(self) -> float | None:
@@ -356,6 +393,8 @@ class PathManager:
             # address (RFC 9000 §9.3.2) even if its re-check (§9.3.3) got no answer
             if not path.validated:
                 self.others.pop(path_key(path.addr), None)
+                if path is self.preferred:
+                    self.preferred = None  # RFC 9000 §9.6.1: stay on the original
             return True
         if path.validated:
             return True  # a check of a validated path (our own migration): keep it

@@ -244,12 +244,13 @@ class SendScheduler:
         acks = self._acks
         ack_due = acks.due(index, now)
         congestion = self._recovery.congestion
-        # PATH_CHALLENGE / PATH_RESPONSE are not held back by the window: the first
-        # packet to a new path carries the challenge (RFC 9000 §8.2.2, §9.4 probes)
+        # our PATH_CHALLENGE (paced by its own timer) is not held back by the window:
+        # the first packet to a new path carries it (RFC 9000 §9.4 lets probes be
+        # exempt); a PATH_RESPONSE waits for the window like anything else (§8.2.2)
         may_elicit = (
             probe > 0
             or congestion.available() >= self._paths.max_datagram_size
-            or (index == APPLICATION and self._paths.wants_send())
+            or (index == APPLICATION and self._paths.current.challenge_owed)
         )
         eliciting = may_elicit and (probe > 0 or self._wants_eliciting(index))
         if not ack_due and not eliciting:
@@ -350,12 +351,14 @@ class SendScheduler:
         budget = paths.path_budget(path)
         if write is None or budget < MIN_SHORT_DATAGRAM:
             return None
+        if not path.challenge_owed and self._recovery.congestion.available() < budget:
+            return None  # responses wait for the window (RFC 9000 §8.2.2); challenges not
         asm = PacketAssembler(paths.max_datagram_size)
         asm.begin_datagram(budget)
         if not asm.begin_packet(
             PacketType.ONE_RTT,
             version,
-            self._cids.peer_cid,
+            path.dcid or self._cids.peer_cid,
             self._host_cid,
             write,
             APPLICATION,

@@ -77,7 +77,7 @@ from quic.conn_datagrams import DatagramChannel
 from quic.conn_dispatch import FrameDispatcher
 from quic.conn_handshake import HandshakeDriver
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, PacketSpaces, Space
-from quic.conn_migrate import Migration, MigrationRefused
+from quic.conn_migrate import Migration, MigrationRefused, preferred_address_parameter
 from quic.conn_paths import PathManager
 from quic.conn_receive import PacketReader
 from quic.conn_send import SendScheduler
@@ -239,6 +239,9 @@ class QuicConnection:
             retry_scid=retry_scid,
             peer_initial_scid=None if is_client else peer_cid,
             reset_token=self.cids.local[0].reset_token,
+            preferred_address=None
+            if is_client
+            else preferred_address_parameter(config.preferred_address, self.cids),
         )
         self._build_coordinators(config)
 
@@ -297,6 +300,7 @@ class QuicConnection:
             keys=self.keys,
             sender=self.sender,
             new_congestion=lambda: NewReno(self.paths.max_datagram_size),
+            use_preferred_address=config.use_preferred_address,
         )
 
     # -- state the layers above read ---------------------------------------------------------
@@ -658,6 +662,8 @@ class QuicConnection:
             processed = self._receive(data, addr, now)
             if not on_path and self.state in _LIVE:
                 migration.after_datagram(addr, len(data), processed, previous_dcid, now)
+            if paths.preferred_ready:
+                migration.adopt_preferred(now)  # RFC 9000 §9.6.2
             reprocess = self.reader.reprocess
             while reprocess and self.state in _LIVE:
                 again, again_addr = reprocess.popleft()
@@ -772,6 +778,8 @@ class QuicConnection:
         self.paths.limit_datagram_size(params.max_udp_payload_size)
         if self.is_client and params.stateless_reset_token is not None:
             self.cids.set_peer_reset_token(0, params.stateless_reset_token)
+        if self.is_client and params.preferred_address is not None:
+            self.migration.on_preferred_address(params.preferred_address)  # RFC 9000 §9.6
 
     def _confirm_handshake(self, now: float) -> None:
         """RFC 9001 §4.1.2: confirmed; drop Handshake keys (§4.9.2)."""
@@ -781,6 +789,7 @@ class QuicConnection:
         if not self.keys.spaces[HANDSHAKE].discarded:
             self._discard_space(HANDSHAKE, now)
         self._flush_routing()
+        self.migration.on_handshake_confirmed(now)
 
     def _discard_space(self, index: int, now: float) -> None:
         """Drop a packet number space from every component (RFC 9001 §4.9)."""

@@ -262,3 +262,63 @@ def test_challenges_are_retransmitted_then_abandoned() -> None:
     assert now == pytest.approx(3 * (0.333 + 4 * 0.1665))
     assert paths.validations_failed == 1
     assert paths.address_validated  # the client keeps its path
+
+
+PREFERRED = ("127.0.0.1", 4434)
+
+
+def _preferred_pair(reachable: bool, **client_kwargs: Any) -> Pair:
+    pair = make_pair(
+        server_kwargs={"preferred_address": PREFERRED}, client_kwargs=client_kwargs or None
+    )
+    if reachable:  # the server endpoint listens on its preferred address too
+        pair.net.add(PREFERRED, pair.net.endpoints[SERVER_ADDR])
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake_confirmed, max_time=2)
+    return pair
+
+
+def test_client_migrates_to_the_servers_preferred_address() -> None:
+    """RFC 9000 §9.6: the client validates the preferred address after confirmation,
+    then sends there with the preferred_address connection ID (sequence 1)."""
+    pair = _preferred_pair(reachable=True)
+    client, server = pair.client, pair.server
+    params = client.peer_params
+    assert params is not None and params.preferred_address is not None
+    assert params.preferred_address.ipv4 == PREFERRED
+    # the preferred CID is routed to the server connection (sequence 1, RFC 9000 §5.1.1)
+    assert server.cids.local[1].cid == params.preferred_address.connection_id
+    seen: list[tuple[Addr, Addr]] = []
+
+    def tap(src: Addr, dst: Addr, data: bytes) -> list[tuple[Addr, Addr, bytes]]:
+        seen.append((src, dst))
+        return [(src, dst, data)]
+
+    pair.net.tap = tap
+    pair.net.settle(3)
+    assert client.peer_address == PREFERRED
+    assert client.cids.peer_active_sequence == 1
+    assert client.paths.address_validated
+    seen.clear()
+    _echo(pair, b"via the preferred address" * 1000)
+    _echo(pair, b"and back" * 1000, side_from="server")
+    assert (CLIENT_ADDR, PREFERRED) in seen and (CLIENT_ADDR, SERVER_ADDR) not in seen
+
+
+def test_unreachable_preferred_address_keeps_the_original() -> None:
+    """RFC 9000 §9.6.1: if validation fails the client keeps the server's original
+    address."""
+    pair = _preferred_pair(reachable=False)
+    client = pair.client
+    pair.net.settle(6)  # > 3 PTO: the validation is abandoned
+    assert client.peer_address == SERVER_ADDR
+    assert client.paths.validations_failed == 1
+    assert client.paths.preferred is None and not client.paths.others
+    _echo(pair, b"still here" * 1000)
+
+
+def test_preferred_address_can_be_declined() -> None:
+    pair = _preferred_pair(reachable=True, use_preferred_address=False)
+    pair.net.settle(3)
+    assert pair.client.peer_address == SERVER_ADDR
+    _echo(pair, b"stayed" * 100)
