@@ -26,6 +26,8 @@ those frames from the handlers it registers on the packets that carry them:
 ``cids``        :class:`~quic.cid.ConnectionIdManager`: connection IDs (§5.1)
 ``paths``       :class:`~quic.conn_paths.PathManager`: address and path
                 validation, anti-amplification (RFC 9000 §8)
+``migration``   :class:`~quic.conn_migrate.Migration`: NAT rebinding, migration,
+                preferred address (RFC 9000 §9)
 ``streams``     :class:`~quic.conn_streams.StreamController`: streams and flow
                 control (RFC 9000 §2-§4)
 ``datagrams``   :class:`~quic.conn_datagrams.DatagramChannel`: RFC 9221

@@ -26,6 +26,12 @@ to a new UDP socket — bound first, so a failure changes nothing — and closes
 one; the endpoint and its connections stay, and the pump resolves :attr:`closed` only
 when its last socket is gone.
 
+A server with a preferred address (RFC 9000 §9.6) listens on a second socket
+(:meth:`QuicEndpointProtocol.add_socket`) that feeds the same endpoint; then each
+datagram is sent from the socket its peer address last sent to (a table bounded by
+``_MAX_REPLY_ROUTES``, cleared when full: replies then leave the main socket), so a
+client that moved to the preferred address hears from it.
+
 No exception escapes an asyncio callback: the endpoint never raises, each event is
 handed to its session under a guard (a failing application callback closes that
 connection with INTERNAL_ERROR and the batch goes on), and sending goes on datagram by
@@ -50,6 +56,9 @@ from quic.errors import StreamResetError
 __all__ = ["QuicEndpointProtocol"]
 
 logger = logging.getLogger("quic")
+
+#: Peer addresses whose reply socket is remembered (with more than one socket).
+_MAX_REPLY_ROUTES = 65536
 
 #: Only full-sized datagrams (bulk data, Initial flights) hold the transmit back; small
 #: ones (ACKs, ping-pong) are answered in the same loop iteration, without extra latency.
@@ -78,6 +87,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.batched_reading = False  # True once take_over_reading succeeded
         self._sockets = 0  # transports open (two while moving to a new socket)
         self._on_switch: Callable[[], None] | None = None  # see rebind()
+        self.extra_sockets: list[asyncio.DatagramTransport] = []  # see add_socket()
+        self._reply: dict[Any, asyncio.DatagramTransport] = {}  # peer -> socket
         self.closed = self.loop.create_future()
 
     # -- asyncio callbacks ------------------------------------------------------------------
@@ -102,13 +113,46 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         try:
             now = self.loop.time()
             receive = self.endpoint.receive_datagram
-            read_batch(sock, lambda data, addr: receive(data, addr, now), self.error_received)
+            if self.extra_sockets:
+                main = self.transport
+
+                def feed(data: bytes, addr: Any) -> None:
+                    self._note_reply(addr, main)
+                    receive(data, addr, now)
+
+                read_batch(sock, feed, self.error_received)
+            else:
+                read_batch(sock, lambda data, addr: receive(data, addr, now), self.error_received)
         except Exception:
             logger.exception("QUIC receive failed")
         if not self._flush_scheduled:  # else an application write already asked for one
             self._transmit()
 
+    def add_socket(self, transport: asyncio.DatagramTransport) -> None:
+        """Another socket feeding this endpoint (a server's preferred address)."""
+        self.extra_sockets.append(transport)
+
+    def _note_reply(self, addr: Any, transport: asyncio.DatagramTransport | None) -> None:
+        reply = self._reply
+        if transport is None or reply.get(addr) is transport:
+            return
+        if len(reply) >= _MAX_REPLY_ROUTES:
+            reply.clear()
+        reply[addr] = transport
+
+    def datagram_received_on(
+        self, transport: asyncio.DatagramTransport, data: bytes, addr: Any
+    ) -> None:
+        """A datagram on one of the :attr:`extra_sockets`."""
+        self._note_reply(addr, transport)
+        self._feed(data, addr)
+
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.extra_sockets:
+            self._note_reply(addr, self.transport)  # the main socket (fallback reader)
+        self._feed(data, addr)
+
+    def _feed(self, data: bytes, addr: Any) -> None:
         self.endpoint.receive_datagram(data, addr, self.loop.time())  # never raises
         # Hand events to the application now: the tasks they wake run in the next loop
         # iteration *before* the flush scheduled below, so a reply (an echoed datagram,
@@ -169,8 +213,12 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
             sendto = transport.sendto
+            reply = self._reply
             for data, addr in out:
                 try:
+                    if reply and (other := reply.get(addr)) is not None:
+                        other.sendto(data, addr)  # the socket the peer sent to
+                        continue
                     sendto(data, addr)
                 except Exception as exc:  # e.g. an address the socket cannot reach
                     logger.debug("UDP send to %r failed: %r", addr, exc)
