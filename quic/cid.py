@@ -33,6 +33,13 @@ costs O(1) plus the retirement of at most ``active_connection_id_limit`` IDs, an
 frames are only written while they fit the open packet, so no datagram grows with the
 queue.
 
+Each local ID gets a stateless reset token (§10.3): by default random, or — when the
+endpoint gives a ``reset_token`` function — derived from the ID with the endpoint's
+static key (§10.3.2), so that the endpoint can send a Stateless Reset for a connection
+it no longer knows. When we move to a new path (migration, §9.5)
+:meth:`ConnectionIdManager.rotate_peer_cid` switches to an unused peer ID and retires
+the one in use.
+
 A stateless reset (§10.3.1) is recognised by comparing the last 16 bytes of a datagram
 with the reset token of the peer connection ID in use — the only one we used and did
 not retire — with :func:`hmac.compare_digest`, so the comparison leaks nothing about
@@ -90,15 +97,21 @@ class ConnectionIdManager:
         local_limit: int,
         token_bytes: Callable[[int], bytes] = secrets.token_bytes,
         max_pending_retirements: int = 0,
+        reset_token: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._token_bytes = token_bytes
+        # RFC 9000 §10.3.2: the endpoint derives tokens from the CID with a static key
+        # (so it can reset a connection it forgot); else random per ID
+        self._reset_token = reset_token or (lambda cid: token_bytes(16))
         self.cid_length = cid_length
         self.local_limit = local_limit  # our active_connection_id_limit (for peer CIDs)
         self.peer_limit = 2  # peer's active_connection_id_limit (for our CIDs)
         # RFC 9000 §5.1.2: track at least twice active_connection_id_limit retirements
         self.max_pending_retirements = max(max_pending_retirements, 2 * local_limit)
         self.local: dict[int, LocalConnectionId] = {
-            0: LocalConnectionId(0, initial_local_cid, token_bytes(16), acked=True)
+            0: LocalConnectionId(
+                0, initial_local_cid, self._reset_token(initial_local_cid), acked=True
+            )
         }
         self._next_local_sequence = 1
         self._unannounced: dict[int, None] = {}  # local sequences owing NEW_CONNECTION_ID
@@ -128,6 +141,12 @@ class ConnectionIdManager:
     def peer_cid(self) -> bytes:
         """The Destination Connection ID to use now."""
         return self.peer[self.peer_active_sequence].cid
+
+    @property
+    def active_peer_reset_token(self) -> bytes | None:
+        """The peer's stateless reset token for the connection ID in use (§10.3.1)."""
+        entry = self.peer.get(self.peer_active_sequence)
+        return entry.reset_token if entry is not None else None
 
     @property
     def pending_retirements(self) -> int:
@@ -199,6 +218,19 @@ class ConnectionIdManager:
                 _NCID,
             )
 
+    def unused_peer_cids(self) -> int:
+        """Peer IDs never used yet: those above the one in use (we only move up)."""
+        active = self.peer_active_sequence
+        return sum(1 for seq in self.peer if seq > active)
+
+    def rotate_peer_cid(self) -> bool:
+        """Move to an unused peer connection ID and retire the one in use (RFC 9000
+        §9.5: a new ID on a new path); False if none is unused, or the retirement
+        queue is full (the ID in use is then kept)."""
+        active = self.peer_active_sequence
+        unused = [seq for seq in self.peer if seq > active]
+        return bool(unused) and self.use_peer_cid(min(unused))
+
     def is_peer_stateless_reset(self, token: bytes) -> bool:
         """True if ``token`` is the reset token of the peer ID in use (§10.3.1).
 
@@ -254,6 +286,41 @@ class ConnectionIdManager:
         self._issued_cids, self._retired_cids = [], []
         return issued, retired
 
+    def issue_preferred(self) -> LocalConnectionId:
+        """Server: the connection ID of the preferred_address transport parameter,
+        sequence number 1 (RFC 9000 §5.1.1); call before any other is issued."""
+        seq = self._next_local_sequence
+        self._next_local_sequence += 1
+        cid = self._token_bytes(self.cid_length)
+        entry = self.local[seq] = LocalConnectionId(seq, cid, self._reset_token(cid), acked=True)
+        self._issued_cids.append(cid)
+        return entry
+
+    def add_preferred_peer_cid(self, cid: bytes, reset_token: bytes) -> None:
+        """Client: the server's preferred_address connection ID, sequence 1 (§5.1.1)."""
+        if cid in self._peer_by_cid or 1 in self.peer:
+            raise QuicProtocolError(
+                TransportErrorCode.PROTOCOL_VIOLATION,
+                "preferred_address connection ID already in use",
+            )
+        self.peer[1] = PeerConnectionId(1, cid, reset_token)
+        self._peer_by_cid[cid] = 1
+
+    def use_peer_cid(self, sequence: int) -> bool:
+        """Move to the unused peer ID ``sequence`` and retire the one in use (§9.5)."""
+        active = self.peer_active_sequence
+        if sequence <= active or sequence not in self.peer:
+            return False
+        if self.pending_retirements >= self.max_pending_retirements:
+            return False
+        entry = self.peer.pop(active, None)
+        if entry is not None:
+            del self._peer_by_cid[entry.cid]
+            if not self._retiring(active):
+                self._retire_unsent[active] = None
+        self.peer_active_sequence = sequence
+        return True
+
     def _issue(self) -> None:
         """Create local IDs until the peer may hold as many as it allows (§5.1.1)."""
         want = min(self.peer_limit, MAX_ISSUED)
@@ -261,7 +328,7 @@ class ConnectionIdManager:
             seq = self._next_local_sequence
             self._next_local_sequence += 1
             cid = self._token_bytes(self.cid_length)
-            self.local[seq] = LocalConnectionId(seq, cid, self._token_bytes(16))
+            self.local[seq] = LocalConnectionId(seq, cid, self._reset_token(cid))
             self._unannounced[seq] = None
             self._issued_cids.append(cid)
 

@@ -183,6 +183,29 @@ class QuicConfiguration:
     ticket_keys: SessionTicketKeys | None = None
     ticket_lifetime: int = 86400
     anti_replay: AntiReplay | None = None
+    # -- paths, migration, stateless reset (helper "paths", issue 9) ----------------------
+    # Peer addresses a connection remembers besides the current one (paths a peer probed,
+    # paths left after a migration); beyond it the oldest is forgotten (RFC 9000 §9.3:
+    # an endpoint MAY skip validation of recently seen addresses, so it need not keep
+    # them; §21.9 allows limiting work for probes).
+    max_known_paths: int = 4
+    # Endpoint: the static key from which stateless reset tokens are derived
+    # (HMAC-SHA256(key, connection ID)[:16], RFC 9000 §10.3.2); None: a random key per
+    # endpoint (connections do not survive a restart anyway). 32 bytes.
+    stateless_reset_key: bytes | None = None
+    # Endpoint: Stateless Resets sent for datagrams of unknown connections (RFC 9000
+    # §10.3, §10.3.3 "an endpoint can remember the number of Stateless Resets that it has
+    # sent and stop generating new Stateless Resets once a limit is reached"): a token
+    # bucket of this many resets, refilled at stateless_reset_rate per second.
+    stateless_reset_burst: int = 64
+    stateless_reset_rate: float = 32.0
+    # Server: (host, port) of a preferred address (RFC 9000 §9.6) sent in the
+    # preferred_address transport parameter with a connection ID and reset token; the
+    # asyncio server listens there too. A client migrates to it once the handshake is
+    # confirmed and the address is validated (set ``use_preferred_address=False`` to
+    # stay).
+    preferred_address: tuple[str, int] | None = None
+    use_preferred_address: bool = True
 
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None

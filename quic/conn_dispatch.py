@@ -72,7 +72,10 @@ if TYPE_CHECKING:
     from quic.conn_streams import StreamController
     from quic.recovery import LossRecovery
 
-__all__ = ["FrameDispatcher", "PeerCloseCallback"]
+__all__ = ["PROBING_FRAME_TYPES", "FrameDispatcher", "PeerCloseCallback"]
+
+#: RFC 9000 §9.1: PADDING, NEW_CONNECTION_ID, PATH_CHALLENGE, PATH_RESPONSE
+PROBING_FRAME_TYPES = frozenset({0x00, 0x18, 0x1A, 0x1B})
 
 #: on_peer_close(now, error_code, reason, frame_type or None, is_application)
 PeerCloseCallback = Callable[[float, int, str, "int | None", bool], None]
@@ -112,6 +115,8 @@ class FrameDispatcher:
         self._peer_ack_delay_exponent = 3  # RFC 9000 §18.2 default
         self._dcid = b""  # Destination Connection ID of the packet being dispatched
         self._closed = False  # a CONNECTION_CLOSE was dispatched
+        #: The last packet dispatched held a non-probing frame (RFC 9000 §9.1).
+        self.non_probing = False
 
     def set_peer_ack_delay_exponent(self, exponent: int) -> None:
         """The peer's ack_delay_exponent transport parameter (RFC 9000 §18.2)."""
@@ -129,17 +134,22 @@ class FrameDispatcher:
         self._dcid = dcid
         pos = 0
         ack_eliciting = False
+        non_probing = False
         handlers = _HANDLERS
         info = FRAME_INFO
+        probing = PROBING_FRAME_TYPES
         while pos < end:
             frame, pos = decode_frame(payload, pos)
             ftype = frame.frame_type
             check_frame_allowed(ftype, packet_type)
             if info[ftype].ack_eliciting:
                 ack_eliciting = True
+            if ftype not in probing:
+                non_probing = True
             handlers[type(frame)](self, frame, index, now)
             if self._closed:
                 break  # RFC 9000 §10.2.2: the peer is draining; nothing more to do
+        self.non_probing = non_probing
         return ack_eliciting
 
     # -- handlers ---------------------------------------------------------------------

@@ -58,7 +58,7 @@ from quic.tls.alerts import TlsAlertError
 from quic.tls.config import TlsConfig
 from quic.tls.engine import SecretAvailable, TlsEngine
 from quic.tokens import token_store_key
-from quic.tparams import TransportParameters, VersionInformation
+from quic.tparams import PreferredAddress, TransportParameters, VersionInformation
 
 __all__ = ["HandshakeDriver", "HandshakeProgress"]
 
@@ -87,6 +87,7 @@ class HandshakeDriver:
         retry_scid: bytes | None,
         peer_initial_scid: bytes | None,
         reset_token: bytes,
+        preferred_address: PreferredAddress | None = None,
     ) -> None:
         self.configuration = configuration
         self.is_client = configuration.is_client
@@ -94,6 +95,7 @@ class HandshakeDriver:
         self.original_dcid = original_dcid
         self.host_cid = host_cid
         self._reset_token = reset_token
+        self._preferred_address = preferred_address  # server (RFC 9000 §9.6.1)
         self.retry_scid = retry_scid  # server: the Retry it sent; client: the one received
         self.retry_received = False
         self.token = b""  # client: the token of a Retry, echoed in our Initials
@@ -162,6 +164,7 @@ class HandshakeDriver:
             retry_source_connection_id=self.retry_scid if server else None,
             max_datagram_frame_size=config.max_datagram_frame_size or 0,
             version_information=VersionInformation(self.version, available),  # RFC 9368 §3
+            preferred_address=self._preferred_address if server else None,
         )
 
     # -- TLS --------------------------------------------------------------------------

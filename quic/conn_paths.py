@@ -1,124 +1,480 @@
-"""The network path of a connection: address validation and path validation.
+"""The network paths of a connection: address validation, path validation, migration.
 
 Theory of operation
 -------------------
-A connection uses one path (connection migration is not implemented; the peer's
-``disable_active_migration`` is honoured trivially). :class:`PathManager` owns what
-belongs to it:
+A path is the pair (our address, the peer's address); the connection does not see its
+own address, so :class:`PathManager` tells paths apart by the peer's address (its
+``(host, port)``) and knows:
 
-* the peer's address and the largest UDP payload we send on the path
-  (``max_datagram_size``, lowered to the peer's ``max_udp_payload_size``, RFC 9000
-  §18.2);
-* anti-amplification (RFC 9000 §8.1): until the peer's address is validated, a server
-  sends at most three times the bytes it received. The connection reports each
-  datagram in and out; :meth:`PathManager.send_budget` is what the next datagram may
-  hold. A client's address counts as validated from the start (it chose the path);
-  the server validates it when a Handshake packet arrives (§8.1);
-* path validation (RFC 9000 §8.2): every PATH_CHALLENGE is answered with one
-  PATH_RESPONSE echoing its data (§8.2.2), in a datagram expanded to 1200 bytes within
-  the amplification limit. Responses wait in a queue bounded by
-  ``max_pending_path_responses`` (§21.9 lets an endpoint limit its work for
-  unproductive frames): a peer that floods challenges while withholding ACKs (so that
-  congestion control holds our responses back) only ever keeps that many. When full,
-  the *oldest* response is dropped: a peer that validates a path retransmits
-  challenges with fresh data (§8.2.1) and waits for the answer to its latest one, so
-  the newest challenges are the ones worth answering; dropping a response is allowed
-  because PATH_RESPONSE is never retransmitted (§13.3) and the peer sends new
-  challenges as needed (§8.2.2). The queue drains in O(1) per frame.
+* the *current* path, where every non-probing packet goes (``peer_address``);
+* a *fallback*, the last validated path (RFC 9000 §9.3.2: where we return when the
+  validation of a new peer address fails);
+* other *known* paths (at most ``max_paths``, oldest forgotten first but never the
+  fallback): addresses an authenticated packet came from without moving the
+  connection there (probes), and the paths we left.
 
-We never send PATH_CHALLENGE ourselves, so any PATH_RESPONSE received matches nothing;
-RFC 9000 §19.18 allows, but does not require, treating that as PROTOCOL_VIOLATION, and
-we ignore it (a stale response after a peer's migration test is not an attack).
+Anti-amplification (RFC 9000 §8.1, §9.3): on a path whose peer address is not
+validated we send at most three times the bytes received on that path
+(:meth:`PathManager.send_budget` for the current path, :meth:`PathManager.path_budget`
+for the others). A client's first path counts as validated (it chose it); the server
+validates the client's first address when a Handshake packet arrives (§8.1).
+
+Migration (RFC 9000 §9.3), a server's decision: the connection reports each
+authenticated datagram from an address that is not the current one
+(:meth:`PathManager.on_authenticated_from`) and whether it carried the newest
+non-probing packet (§9.1: anything but PATH_CHALLENGE, PATH_RESPONSE,
+NEW_CONNECTION_ID and PADDING; §9.3: only the highest-numbered packet moves us). Then
+the path becomes current; a path never validated is validated now (§9.3, §8.2), and
+the path we left gets a PATH_CHALLENGE too (§9.3.3: an attacker forwarding copies of
+genuine packets loses when the old path answers). The connection resets congestion
+control and RTT unless only the port changed (§9.4) and moves to a new connection ID
+when the peer did (§9.5). A client never follows a server to a new address (§9); it
+migrates itself (:meth:`PathManager.restart_current`).
+
+Path validation (RFC 9000 §8.2): a PATH_CHALLENGE with 8 fresh unpredictable bytes,
+sent again with new bytes after a PTO, doubling (§8.2.1: no more often than an
+Initial would be), each in a datagram expanded to 1200 bytes within the amplification
+limit; the path is validated by a PATH_RESPONSE echoing any of its last challenges,
+on whatever path it arrives (§8.2.3). It is abandoned three PTOs after it started,
+using the larger of the current PTO and one computed from kInitialRtt (§8.2.4); a
+current path that fails makes us return to the fallback (§9.3.2), and with no
+validated path left the connection is dropped silently (§9.3.2).
+
+PATH_RESPONSE (RFC 9000 §8.2.2): every PATH_CHALLENGE is answered once, on the path it
+came from, in a datagram expanded to 1200 bytes within the amplification limit.
+Responses wait in a queue bounded by ``max_pending_path_responses`` (§21.9 lets an
+endpoint limit its work for unproductive frames): when full the *oldest* is dropped —
+a validating peer retransmits challenges with fresh data and waits for the answer to
+its latest one, and PATH_RESPONSE is never retransmitted (§13.3). Responses and
+challenges for another path than the current one are sent in their own datagrams
+(:meth:`PathManager.off_path_pending`, built by the send scheduler), addressed to that
+path; a PATH_RESPONSE matching no challenge is ignored (§19.18 allows it).
+
+Every table here is bounded: ``max_paths`` known paths, four outstanding challenge
+values per path, ``max_pending_path_responses`` responses.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-from quic.frames import encode_path_response_frame
-from quic.packet_builder import PacketAssembler
+from quic.frames import encode_path_challenge_frame, encode_path_response_frame
+from quic.packet_builder import MIN_INITIAL_DATAGRAM, PacketAssembler
+from quic.rtt import K_INITIAL_RTT
 
-__all__ = ["PathManager"]
+__all__ = ["Path", "PathChange", "PathManager", "path_key"]
 
-_PATH_RESPONSE_SIZE = 9  # type byte + 8 bytes of data (RFC 9000 §19.18)
+_FRAME_SIZE = 9  # PATH_CHALLENGE / PATH_RESPONSE: type byte + 8 bytes (RFC 9000 §19.17)
+_MAX_CHALLENGES = 4  # outstanding PATH_CHALLENGE values remembered per path
+#: Smallest datagram worth sending on an unvalidated path once 1-RTT keys are in use
+#: (an ACK or a PATH_CHALLENGE fits); before that, 1200 bytes (Initial padding).
+MIN_SHORT_DATAGRAM = 64
+#: PTO computed from kInitialRtt (RFC 9002 §6.2.1), for a new path (RFC 9000 §8.2.4).
+_INITIAL_PTO = K_INITIAL_RTT + 4 * (K_INITIAL_RTT / 2)
+
+
+def path_key(addr: Any) -> Any:
+    """What identifies the peer's address: ``(host, port)`` of a socket address."""
+    if isinstance(addr, tuple) and len(addr) > 2:
+        return addr[:2]
+    return addr
+
+
+class Path:
+    """One peer address and what we know about it."""
+
+    __slots__ = (
+        "abandon_at",
+        "addr",
+        "challenge_owed",
+        "challenges",
+        "dcid",
+        "interval",
+        "next_challenge",
+        "received",
+        "sent",
+        "trusted",
+        "validated",
+    )
+
+    def __init__(self, addr: Any, validated: bool) -> None:
+        self.addr = addr
+        self.validated = validated
+        self.received = 0  # bytes received on the path (amplification credit)
+        self.sent = 0  # bytes sent on the path
+        self.challenges: deque[bytes] = deque(maxlen=_MAX_CHALLENGES)
+        self.challenge_owed = False  # a PATH_CHALLENGE waits to be written
+        self.next_challenge: float | None = None  # when to send a fresh one
+        self.abandon_at: float | None = None  # validation in progress until then
+        self.interval = 0.0
+        self.dcid: bytes | None = None  # the peer CID for probes on it (else the current)
+        # not amplification-limited although unvalidated: an address the peer gave us
+        # in its authenticated transport parameters (the server's preferred address)
+        self.trusted = False
+
+    @property
+    def validating(self) -> bool:
+        return self.abandon_at is not None
+
+    def budget(self, max_datagram_size: int) -> int:
+        """Bytes the next datagram on this path may hold (RFC 9000 §8.1)."""
+        if self.validated or self.trusted:
+            return max_datagram_size
+        return max(0, min(max_datagram_size, 3 * self.received - self.sent))
+
+
+class PathChange:
+    """What a migration changed (the connection resets what depends on it)."""
+
+    __slots__ = ("host_changed", "old")
+
+    def __init__(self, old: Any, host_changed: bool) -> None:
+        self.old = old
+        self.host_changed = host_changed  # RFC 9000 §9.4: more than the port changed
 
 
 class PathManager:
-    """Address validation, anti-amplification and PATH_RESPONSE of the one path."""
+    """The paths of one connection (see the module docstring)."""
 
     __slots__ = (
-        "address_validated",
+        "_max_paths",
+        "_token_bytes",
         "bytes_received",
         "bytes_sent",
+        "current",
+        "fallback",
+        "is_client",
         "max_datagram_size",
-        "peer_address",
+        "migrations",
+        "min_datagram",
+        "others",
+        "preferred",
+        "preferred_ready",
+        "receiving",
         "responses",
         "responses_dropped",
+        "validations_failed",
     )
 
-    def __init__(self, is_client: bool, max_datagram_size: int, max_responses: int) -> None:
-        self.peer_address: Any = None
+    def __init__(
+        self,
+        is_client: bool,
+        max_datagram_size: int,
+        max_responses: int,
+        max_paths: int = 4,
+        token_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    ) -> None:
+        self.is_client = is_client
         self.max_datagram_size = max_datagram_size
-        self.address_validated = is_client  # RFC 9000 §8.1: the client chose the path
-        self.bytes_received = 0
+        self._max_paths = max(1, max_paths)
+        self._token_bytes = token_bytes
+        # RFC 9000 §8.1: the client chose its path, the server validates the client's
+        self.current = Path(None, validated=is_client)
+        self.fallback: Path | None = None  # the last validated path (RFC 9000 §9.3.2)
+        self.others: dict[Any, Path] = {}  # known paths by path_key, oldest first
+        self.receiving: Any = None  # peer address of the datagram being processed
+        self.min_datagram = MIN_INITIAL_DATAGRAM  # see MIN_SHORT_DATAGRAM
+        self.bytes_received = 0  # all paths
         self.bytes_sent = 0
-        # PATH_RESPONSE data owed, oldest first (read-only outside this class)
-        self.responses: deque[bytes] = deque(maxlen=max(1, max_responses))
+        # PATH_RESPONSE data owed and the path_key it goes to, oldest first
+        self.responses: deque[tuple[bytes, Any]] = deque(maxlen=max(1, max_responses))
         self.responses_dropped = 0  # challenges we did not answer (queue full)
+        self.migrations = 0  # times the current path changed
+        self.preferred: Path | None = None  # client: the server's preferred address
+        self.preferred_ready = False  # ... validated: the connection moves there
+        self.validations_failed = 0
+
+    # -- the current path ---------------------------------------------------------------
+
+    @property
+    def peer_address(self) -> Any:
+        return self.current.addr
+
+    @peer_address.setter
+    def peer_address(self, addr: Any) -> None:
+        self.current.addr = addr
+
+    @property
+    def address_validated(self) -> bool:
+        return self.current.validated
+
+    def is_current(self, addr: Any) -> bool:
+        return bool(path_key(addr) == path_key(self.current.addr))
+
+    def knows(self, addr: Any) -> bool:
+        return self.is_current(addr) or path_key(addr) in self.others
+
+    def handshake_done(self) -> None:
+        """1-RTT from now on: small datagrams may go to an unvalidated address."""
+        self.min_datagram = MIN_SHORT_DATAGRAM
 
     # -- anti-amplification (RFC 9000 §8.1) ---------------------------------------------
 
     def on_datagram_received(self, size: int) -> None:
+        """A datagram arrived on the current path."""
         self.bytes_received += size
+        self.current.received += size
 
     def on_datagram_sent(self, size: int) -> None:
+        """Datagrams went out on the current path."""
         self.bytes_sent += size
+        self.current.sent += size
 
     def validate_address(self) -> None:
-        self.address_validated = True
+        self.current.validated = True
 
     def send_budget(self) -> int:
         """Bytes the next datagram may hold (path MTU, amplification limit)."""
-        if self.address_validated:
-            return self.max_datagram_size
-        credit = 3 * self.bytes_received - self.bytes_sent
-        return max(0, min(self.max_datagram_size, credit))
+        return self.current.budget(self.max_datagram_size)
+
+    def path_budget(self, path: Path) -> int:
+        return path.budget(self.max_datagram_size)
+
+    def send_blocked(self) -> bool:
+        """Nothing worth a datagram may be sent on the current path (§8.1)."""
+        current = self.current
+        return not current.validated and self.send_budget() < self.min_datagram
 
     def amplification_blocked(self) -> bool:
-        return not self.address_validated and self.bytes_sent >= 3 * self.bytes_received
+        current = self.current
+        return not current.validated and current.sent >= 3 * current.received
 
     def limit_datagram_size(self, peer_max_udp_payload: int) -> None:
         """The peer accepts at most this UDP payload (RFC 9000 §18.2)."""
         if peer_max_udp_payload < self.max_datagram_size:
             self.max_datagram_size = peer_max_udp_payload
 
+    # -- migration (RFC 9000 §9) --------------------------------------------------------
+
+    def on_authenticated_from(
+        self, addr: Any, size: int, migrate: bool, now: float, pto: float
+    ) -> PathChange | None:
+        """An authenticated datagram from ``addr``, not the current peer address.
+
+        ``migrate``: it held the newest non-probing packet and migration is allowed
+        (RFC 9000 §9.3); the connection then moves to ``addr``.
+        """
+        key = path_key(addr)
+        path = self.others.get(key)
+        if path is None:
+            path = self._remember(Path(addr, validated=False))
+        path.addr = addr
+        path.received += size
+        self.bytes_received += size
+        if not migrate:
+            return None
+        old = self.current
+        del self.others[key]
+        if old.addr is not None:
+            self._remember(old)
+            if old.validated:
+                self.fallback = old
+                # RFC 9000 §9.3.3: challenge the path we leave (it answers if it lives)
+                self._start_validation(old, now, pto)
+        self.current = path
+        self.migrations += 1
+        if not path.validated:
+            self._start_validation(path, now, pto)  # RFC 9000 §9.3, §8.2
+        old_host = path_key(old.addr)[0] if isinstance(old.addr, tuple) else old.addr
+        new_host = key[0] if isinstance(key, tuple) else key
+        return PathChange(old.addr, old_host != new_host)
+
+    def probe_preferred(self, addr: Any, dcid: bytes, now: float, pto: float) -> None:
+        """Client: validate the server's preferred address (RFC 9000 §9.6.1)."""
+        path = self._remember(Path(addr, validated=False))
+        path.dcid = dcid
+        path.trusted = True  # RFC 9000 §9.6.1: the server's own word, authenticated
+        self.preferred = path
+        self._start_validation(path, now, pto)
+
+    def adopt_preferred(self) -> Path | None:
+        """Client: the preferred address is validated; make it the current path
+        (RFC 9000 §9.6.1: "begin sending all future packets to the new server
+        address"). Returns the path left, now the fallback."""
+        path = self.preferred
+        self.preferred = None
+        self.preferred_ready = False
+        if path is None or path_key(path.addr) not in self.others:
+            return None
+        old = self.current
+        del self.others[path_key(path.addr)]
+        self._remember(old)
+        self.fallback = old
+        self.current = path
+        self.migrations += 1
+        return old
+
+    def restart_current(self, now: float, pto: float) -> None:
+        """We moved to a new local address (client migration, RFC 9000 §9.2): the
+        current peer address is unchanged but the path is new; validate it."""
+        self.migrations += 1
+        self.current.received = self.current.sent = 0
+        self._start_validation(self.current, now, pto)
+
+    def _remember(self, path: Path) -> Path:
+        others = self.others
+        key = path_key(path.addr)
+        others.pop(key, None)
+        others[key] = path
+        while len(others) > self._max_paths:
+            # the oldest, but never the fallback: it is the last validated address
+            oldest = next(k for k, p in others.items() if p is not self.fallback)
+            del others[oldest]
+        return path
+
     # -- path validation (RFC 9000 §8.2) ------------------------------------------------
 
+    def _start_validation(self, path: Path, now: float, pto: float) -> None:
+        if path.validating:
+            return
+        path.challenge_owed = True
+        path.interval = pto
+        path.next_challenge = now + pto
+        # RFC 9000 §8.2.4: three times the larger of the current PTO and the new path's
+        path.abandon_at = now + 3 * max(pto, _INITIAL_PTO)
+
+    def _end_validation(self, path: Path) -> None:
+        path.challenges.clear()
+        path.challenge_owed = False
+        path.next_challenge = path.abandon_at = None
+
     def on_path_challenge(self, data: bytes) -> None:
-        """Queue the PATH_RESPONSE owed for a PATH_CHALLENGE (RFC 9000 §8.2.2)."""
+        """Queue the PATH_RESPONSE owed, for the path it came on (RFC 9000 §8.2.2)."""
         responses = self.responses
         if len(responses) == responses.maxlen:
             self.responses_dropped += 1  # the oldest gives way (see the module docstring)
-        responses.append(data)
+        responses.append((data, path_key(self.receiving)))
 
     def on_path_response(self, data: bytes) -> None:
-        """We send no PATH_CHALLENGE: a response matches nothing (RFC 9000 §19.18)."""
+        """A response to any of our recent challenges validates its path, wherever it
+        arrives (RFC 9000 §8.2.3); one matching nothing is ignored (§19.18)."""
+        for path in (self.current, *self.others.values()):
+            if data in path.challenges:
+                path.validated = True
+                self._end_validation(path)
+                if path is self.preferred:
+                    self.preferred_ready = True
+                return
+
+    def get_timer(self) -> float | None:
+        timer: float | None = None
+        for path in (self.current, *self.others.values()):
+            if path.abandon_at is None:
+                continue
+            for when in (path.next_challenge, path.abandon_at):
+                if when is not None and (timer is None or when < timer):
+                    timer = when
+        return timer
+
+    def handle_timer(self, now: float) -> bool:
+        """Retransmit due challenges, abandon expired validations; False when no
+        validated path is left (RFC 9000 §9.3.2: drop the connection silently)."""
+        for path in [self.current, *self.others.values()]:
+            abandon = path.abandon_at
+            if abandon is None:
+                continue
+            if now >= abandon:
+                self._end_validation(path)
+                self.validations_failed += 1
+                if not self._on_failed(path):
+                    return False
+            elif path.next_challenge is not None and now >= path.next_challenge:
+                path.challenge_owed = True
+                path.interval *= 2  # RFC 9000 §8.2.1: no more often than an Initial
+                path.next_challenge = now + path.interval
+        return True
+
+    def _on_failed(self, path: Path) -> bool:
+        if path is not self.current:
+            # a path never validated is forgotten; the fallback stays the last validated
+            # address (RFC 9000 §9.3.2) even if its re-check (§9.3.3) got no answer
+            if not path.validated:
+                self.others.pop(path_key(path.addr), None)
+                if path is self.preferred:
+                    self.preferred = None  # RFC 9000 §9.6.1: stay on the original
+            return True
+        if path.validated:
+            return True  # a check of a validated path (our own migration): keep it
+        fallback = self.fallback
+        if fallback is None:
+            return False
+        # RFC 9000 §9.3.2: revert to the last validated peer address
+        self.others.pop(path_key(fallback.addr), None)
+        self.current = fallback  # the failed address is forgotten
+        self.fallback = None
+        self.migrations += 1
+        return True
+
+    # -- frames to send -----------------------------------------------------------------
 
     @property
     def pending_responses(self) -> int:
         return len(self.responses)
 
     def wants_send(self) -> bool:
-        return bool(self.responses)
+        """Frames are owed on the current path."""
+        if self.current.challenge_owed:
+            return True
+        if not self.responses:
+            return False
+        key = path_key(self.current.addr)
+        return any(k == key for _, k in self.responses)
 
-    def write(self, asm: PacketAssembler) -> None:
-        """Write queued PATH_RESPONSE frames into the open packet, each sent once."""
-        responses = self.responses
-        if not responses or asm.room < _PATH_RESPONSE_SIZE:
+    def off_path_pending(self) -> list[Path]:
+        """Known paths other than the current one that are owed frames; responses for
+        a path no longer known are dropped."""
+        out: list[Path] = [p for p in self.others.values() if p.challenge_owed]
+        if self.responses:
+            current = path_key(self.current.addr)
+            kept: deque[tuple[bytes, Any]] = deque(maxlen=self.responses.maxlen)
+            for data, key in self.responses:
+                if key == current:
+                    kept.append((data, key))
+                    continue
+                path = self.others.get(key)
+                if path is None:
+                    self.responses_dropped += 1
+                    continue
+                kept.append((data, key))
+                if path not in out:
+                    out.append(path)
+            self.responses = kept
+        return out
+
+    def write(self, asm: PacketAssembler, path: Path | None = None) -> None:
+        """Write the PATH_CHALLENGE and PATH_RESPONSE frames owed on ``path`` (the
+        current one by default) into the open packet; each is sent once."""
+        if path is None:
+            path = self.current
+        if asm.room < _FRAME_SIZE:
             return
         packet = asm.packet
-        while responses and asm.room >= _PATH_RESPONSE_SIZE:
-            asm.push(encode_path_response_frame(responses.popleft()))
-        packet.ack_eliciting = packet.in_flight = True
-        asm.expand_datagram()  # RFC 9000 §8.2.2: at least 1200 bytes, budget permitting
+        wrote = False
+        if path.challenge_owed:
+            data = self._token_bytes(8)  # RFC 9000 §8.2.1: unpredictable, fresh each time
+            path.challenges.append(data)
+            path.challenge_owed = False
+            asm.push(encode_path_challenge_frame(data))
+            wrote = True
+        responses = self.responses
+        if responses:
+            key = path_key(path.addr)
+            kept: deque[tuple[bytes, Any]] = deque(maxlen=responses.maxlen)
+            for data, where in responses:
+                if where == key and asm.room >= _FRAME_SIZE:
+                    asm.push(encode_path_response_frame(data))
+                    wrote = True
+                else:
+                    kept.append((data, where))
+            self.responses = kept
+        if wrote:
+            packet.ack_eliciting = packet.in_flight = True
+            asm.expand_datagram()  # RFC 9000 §8.2.1, §8.2.2: 1200 bytes, budget permitting
+
+    def on_path_datagram_sent(self, path: Path, size: int) -> None:
+        """A datagram went out on a path other than the current one."""
+        self.bytes_sent += size
+        path.sent += size

@@ -91,6 +91,10 @@ class PacketReader:
         # a long-header packet passed AEAD (1-RTT only follows one): the endpoint keeps a
         # new server connection only then (RFC 9001 §5.2, RFC 9000 §12.2)
         self.authenticated = False
+        # RFC 9000 §9.3: the datagram being read held a 1-RTT packet that was non-probing
+        # and the highest-numbered so far (the connection resets it per datagram)
+        self.newest_non_probing = False
+        self.newest_dcid = b""  # Destination Connection ID of the highest 1-RTT packet
 
     # -- bookkeeping ------------------------------------------------------------------
 
@@ -153,7 +157,10 @@ class PacketReader:
             # RFC 9000 §7.2: switch to the server's chosen connection ID
             self._handshake.on_server_initial(header.scid)
             self._cids.set_initial_peer_cid(header.scid)
+        largest = acks.largest(index)
         eliciting = self._dispatcher.dispatch(payload, index, packet_type, header.dcid, now)
+        if index == APPLICATION and pn > largest:
+            self._note_newest(header.dcid)
         acks.on_packet(index, pn, eliciting, now)
         self.processed += 1
         return index
@@ -196,6 +203,12 @@ class PacketReader:
         self.zero_rtt_processed += 1
         return APPLICATION
 
+    def _note_newest(self, dcid: bytes) -> None:
+        """The packet just dispatched is the highest-numbered 1-RTT packet yet."""
+        self.newest_dcid = bytes(dcid)
+        if self._dispatcher.non_probing:
+            self.newest_non_probing = True
+
     def read_short(self, data: bytes, cid_len: int, now: float) -> bool:
         """:meth:`read_long` for a datagram holding one short-header packet (the bulk
         path: the application space's ACK tracker is used directly)."""
@@ -212,7 +225,10 @@ class PacketReader:
         if self._qlog is not None:
             self._qlog.packet_received(now, PacketType.ONE_RTT, pn, payload, len(data))
         dcid = data[1 : 1 + cid_len]
+        largest = tracker.largest
         eliciting = self._dispatcher.dispatch(payload, APPLICATION, PacketType.ONE_RTT, dcid, now)
+        if pn > largest:
+            self._note_newest(dcid)
         tracker.on_packet(pn, eliciting, now)
         self.processed += 1
         return True

@@ -15,8 +15,8 @@ What a packet may carry:
 * ack-eliciting frames only while the congestion window has room (RFC 9002 §7) or
   when a probe is owed (PTO, RFC 9002 §6.2.4): CRYPTO data in every space
   (:class:`~quic.conn_crypto.CryptoStreams`), and in the application space, in this
-  order, HANDSHAKE_DONE (:class:`~quic.conn_handshake.HandshakeDriver`), PATH_RESPONSE
-  (:class:`~quic.conn_paths.PathManager`), application PINGs (owned here),
+  order, HANDSHAKE_DONE (:class:`~quic.conn_handshake.HandshakeDriver`), PATH_CHALLENGE
+  and PATH_RESPONSE (:class:`~quic.conn_paths.PathManager`), application PINGs (owned here),
   connection-ID frames (:class:`~quic.cid.ConnectionIdManager`), flow-control and
   stream-state frames, DATAGRAM frames (:class:`~quic.conn_datagrams.DatagramChannel`)
   and STREAM frames (:class:`~quic.conn_streams.StreamController`);
@@ -27,6 +27,9 @@ packets in the application space (:meth:`SendScheduler._write_zero_rtt`): PINGs,
 flow-control and stream-state frames, DATAGRAM and STREAM frames — never ACK, CRYPTO,
 NEW_TOKEN, HANDSHAKE_DONE, PATH_RESPONSE or RETIRE_CONNECTION_ID (RFC 9000 §12.4,
 §17.2.3).
+A path other than the current one (a peer probing a new address, the path we left
+after a migration) gets its PATH_CHALLENGE and PATH_RESPONSE frames in a datagram of
+its own (:meth:`SendScheduler.build_on_path`), sent to that path (RFC 9000 §8.2.2).
 
 Every writer checks the room left before it writes, so no datagram exceeds its budget:
 the path's maximum datagram size, and for a server three times the bytes received
@@ -49,6 +52,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL
+from quic.conn_paths import MIN_SHORT_DATAGRAM
 from quic.errors import TransportErrorCode
 from quic.events import PingAcknowledged, QuicEvent
 from quic.frames import (
@@ -57,7 +61,7 @@ from quic.frames import (
     encode_connection_close_frame,
 )
 from quic.packet import PacketType
-from quic.packet_builder import MIN_INITIAL_DATAGRAM, PacketAssembler
+from quic.packet_builder import PacketAssembler
 
 if TYPE_CHECKING:
     from quic.cid import ConnectionIdManager
@@ -67,7 +71,7 @@ if TYPE_CHECKING:
     from quic.conn_datagrams import DatagramChannel
     from quic.conn_handshake import HandshakeDriver
     from quic.conn_keys import PacketSpaces
-    from quic.conn_paths import PathManager
+    from quic.conn_paths import Path, PathManager
     from quic.conn_streams import StreamController
     from quic.qlog import QuicLogger
     from quic.recovery import LossRecovery
@@ -185,7 +189,7 @@ class SendScheduler:
         validated_bytes = 0  # sent once the address is validated (counted at the end)
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
             validated = paths.address_validated
-            if not validated and paths.send_budget() < MIN_INITIAL_DATAGRAM:
+            if not validated and paths.send_blocked():
                 recovery.amplification_limited = True  # RFC 9002 §6.2.2.1 (a server)
                 break
             asm.begin_datagram(mtu if validated else paths.send_budget())
@@ -248,7 +252,14 @@ class SendScheduler:
         acks = self._acks
         ack_due = acks.due(index, now)
         congestion = self._recovery.congestion
-        may_elicit = probe > 0 or congestion.available() >= self._paths.max_datagram_size
+        # our PATH_CHALLENGE (paced by its own timer) is not held back by the window:
+        # the first packet to a new path carries it (RFC 9000 §9.4 lets probes be
+        # exempt); a PATH_RESPONSE waits for the window like anything else (§8.2.2)
+        may_elicit = (
+            probe > 0
+            or congestion.available() >= self._paths.max_datagram_size
+            or (index == APPLICATION and self._paths.current.challenge_owed)
+        )
         eliciting = may_elicit and (probe > 0 or self._wants_eliciting(index))
         if not ack_due and not eliciting:
             return
@@ -350,7 +361,7 @@ class SendScheduler:
         if handshake.tokens_pending:
             handshake.write_tokens(asm)  # NEW_TOKEN (RFC 9000 §8.1.3)
         paths = self._paths
-        if paths.responses:
+        if paths.wants_send():
             paths.write(asm)
         pings = self._pings
         if pings:
@@ -372,6 +383,49 @@ class SendScheduler:
     def _ping_fate(self, acked: bool, uid: int) -> None:
         if acked:
             self._events.append(PingAcknowledged(uid))
+
+    # -- other paths (RFC 9000 §8.2, §9) -----------------------------------------------
+
+    def build_on_path(self, now: float, version: int, path: Path) -> bytes | None:
+        """One datagram for a path other than the current one: its PATH_CHALLENGE and
+        PATH_RESPONSE frames in a 1-RTT packet, expanded to 1200 bytes within the
+        path's amplification limit (RFC 9000 §8.2.1, §8.2.2). None: nothing may go."""
+        paths = self._paths
+        space = self._keys.spaces[APPLICATION]
+        write = space.write
+        budget = paths.path_budget(path)
+        if write is None or budget < MIN_SHORT_DATAGRAM:
+            return None
+        if not path.challenge_owed and self._recovery.congestion.available() < budget:
+            return None  # responses wait for the window (RFC 9000 §8.2.2); challenges not
+        asm = PacketAssembler(paths.max_datagram_size)
+        asm.begin_datagram(budget)
+        if not asm.begin_packet(
+            PacketType.ONE_RTT,
+            version,
+            path.dcid or self._cids.peer_cid,
+            self._host_cid,
+            write,
+            APPLICATION,
+            space.next_pn,
+            self._recovery.spaces[APPLICATION].largest_acked,
+            b"",
+            write.key_phase,
+        ):
+            return None
+        space.next_pn += 1
+        paths.write(asm, path)
+        asm.end_packet()
+        pending = asm.pending
+        size = asm.end_datagram(pad_initial=False)
+        if not size:
+            return None
+        paths.on_path_datagram_sent(path, size)
+        for packet in asm.packets:
+            self._recovery.on_packet_sent(packet, now)
+        if self._qlog is not None:
+            self._qlog.packets_sent(now, pending)
+        return asm.datagrams[0]
 
     # -- closing ----------------------------------------------------------------------
 

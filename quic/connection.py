@@ -26,6 +26,8 @@ those frames from the handlers it registers on the packets that carry them:
 ``cids``        :class:`~quic.cid.ConnectionIdManager`: connection IDs (§5.1)
 ``paths``       :class:`~quic.conn_paths.PathManager`: address and path
                 validation, anti-amplification (RFC 9000 §8)
+``migration``   :class:`~quic.conn_migrate.Migration`: NAT rebinding, migration,
+                preferred address (RFC 9000 §9)
 ``streams``     :class:`~quic.conn_streams.StreamController`: streams and flow
                 control (RFC 9000 §2-§4)
 ``datagrams``   :class:`~quic.conn_datagrams.DatagramChannel`: RFC 9221
@@ -77,6 +79,7 @@ from quic.conn_datagrams import DatagramChannel
 from quic.conn_dispatch import FrameDispatcher
 from quic.conn_handshake import HandshakeDriver
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, PacketSpaces, Space
+from quic.conn_migrate import Migration, MigrationRefused, preferred_address_parameter
 from quic.conn_paths import PathManager
 from quic.conn_receive import PacketReader
 from quic.conn_send import SendScheduler
@@ -90,7 +93,6 @@ from quic.events import (
 )
 from quic.frames import FrameType
 from quic.packet import PacketHeader, PacketType, parse_header
-from quic.packet_builder import MIN_INITIAL_DATAGRAM
 from quic.qlog import QuicLogger, create_logger
 from quic.recovery import LossRecovery
 from quic.retry import retry_received_event
@@ -135,11 +137,14 @@ class QuicConnection:
         token_bytes: Callable[[int], bytes] = secrets.token_bytes,
         address_validated: bool = False,
         issue_token: Callable[[Addr, float], bytes] | None = None,
+        reset_token: Callable[[bytes], bytes] | None = None,
     ) -> None:
         """A server connection gets the client's connection IDs from the endpoint,
         and, after a Retry, the Retry's Source Connection ID (RFC 9000 §7.3);
         ``address_validated`` if a token validated the client's address (§8.1) and
-        ``issue_token(addr, now)`` to mint the NEW_TOKEN it sends (§8.1.3)."""
+        ``issue_token(addr, now)`` to mint the NEW_TOKEN it sends (§8.1.3).
+        ``reset_token(cid)``: the stateless reset token of each connection ID we
+        issue (the endpoint derives it with its static key, RFC 9000 §10.3.2)."""
         config = configuration
         self.configuration = config
         self.is_client = config.is_client
@@ -155,6 +160,7 @@ class QuicConnection:
             config.active_connection_id_limit,
             token_bytes,
             config.max_pending_cid_retirements,
+            reset_token,
         )
         if self.is_client:
             self.original_dcid = token_bytes(8)  # RFC 9000 §7.2: at least 8 bytes
@@ -201,7 +207,11 @@ class QuicConnection:
             config.max_crypto_fragments,
         )
         self.paths = PathManager(
-            is_client, max(1200, config.max_datagram_size), config.max_pending_path_responses
+            is_client,
+            max(1200, config.max_datagram_size),
+            config.max_pending_path_responses,
+            config.max_known_paths,
+            self._token_bytes,
         )
         self.recovery = LossRecovery(
             NewReno(self.paths.max_datagram_size),
@@ -242,6 +252,9 @@ class QuicConnection:
             retry_scid=retry_scid,
             peer_initial_scid=None if is_client else peer_cid,
             reset_token=self.cids.local[0].reset_token,
+            preferred_address=None
+            if is_client
+            else preferred_address_parameter(config.preferred_address, self.cids),
         )
         self._build_coordinators(config)
 
@@ -288,6 +301,19 @@ class QuicConnection:
             cids=self.cids,
             buffer_limit=config.max_buffered_undecryptable_packets,
             qlog=self._qlog,
+        )
+        self.migration = Migration(
+            is_client=is_client,
+            disable_active_migration=config.disable_active_migration,
+            paths=self.paths,
+            cids=self.cids,
+            reader=self.reader,
+            recovery=self.recovery,
+            handshake=self.handshake,
+            keys=self.keys,
+            sender=self.sender,
+            new_congestion=lambda: NewReno(self.paths.max_datagram_size),
+            use_preferred_address=config.use_preferred_address,
         )
 
     # -- state the layers above read ---------------------------------------------------------
@@ -380,6 +406,7 @@ class QuicConnection:
         return {
             "events": len(self._events),
             "path_responses": self.paths.pending_responses,
+            "paths": len(self.paths.others),
             "cid_retirements": self.cids.pending_retirements,
             "peer_cids": len(self.cids.peer),
             "local_cids": len(self.cids.local),
@@ -491,6 +518,24 @@ class QuicConnection:
             raise RuntimeError("key update before the handshake is confirmed")
         self.keys.request_key_update(self.recovery.spaces[APPLICATION].largest_acked)
 
+    def migrate(self, now: float) -> None:
+        """Client: we moved (or are about to move) to a new local address (RFC 9000
+        §9.2). Switches to an unused connection ID of the peer, resets congestion
+        control and RTT, and validates the new path; the driver sends from the new
+        address from now on. Raises :class:`~quic.conn_migrate.MigrationRefused` when
+        migration is not allowed (server, handshake not confirmed, the peer's
+        disable_active_migration, no unused connection ID)."""
+        if now > self._now:
+            self._now = now
+        self.check_migration()
+        self.migration.migrate(now)
+
+    def check_migration(self) -> None:
+        """Raise :class:`~quic.conn_migrate.MigrationRefused` if :meth:`migrate` would."""
+        if self.state is not ConnectionState.CONNECTED:
+            raise MigrationRefused("the connection is not established")
+        self.migration.check()
+
     def close(self, error_code: int = 0, reason: str = "", *, application: bool = True) -> None:
         """Close the connection (RFC 9000 §10.2); an application close by default."""
         if self.state in _LIVE:
@@ -528,13 +573,15 @@ class QuicConnection:
             datagrams = self.sender.build_close(now, self.version, frame)
             closer.on_close_sent(now, self._linger())
             return [(d, addr) for d in datagrams]
+        out = self.migration.datagrams(now, self.version)  # other paths (RFC 9000 §8.2)
         datagrams, eliciting = self.sender.build(now, self.version)
         if eliciting and not self._eliciting_since_receive:
             self._eliciting_since_receive = True
             self._last_activity = now  # RFC 9000 §10.1
         if self.cids.has_routing_changes():
             self._flush_routing()
-        return [(d, addr) for d in datagrams]
+        out.extend((d, addr) for d in datagrams)
+        return out
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -556,6 +603,9 @@ class QuicConnection:
         loss = self.recovery.get_loss_detection_timer()
         if loss is not None and (timer is None or loss < timer):
             timer = loss
+        path = self.migration.get_timer()
+        if path is not None and (timer is None or path < timer):
+            timer = path
         if not self.paths.amplification_blocked():  # else no ACK could be sent (§8.1)
             ack = self.acks.earliest_deadline([s.write is not None for s in self.keys.spaces])
             if ack is not None and (timer is None or ack < timer):
@@ -583,6 +633,11 @@ class QuicConnection:
             return
         idle = self._idle_deadline()
         if idle is not None and now >= idle:
+            self.state = ConnectionState.TERMINATED
+            self.closer.on_idle_timeout(now)
+            return
+        if not self.migration.handle_timer(now):
+            # RFC 9000 §9.3.2: no validated path left: drop all state silently
             self.state = ConnectionState.TERMINATED
             self.closer.on_idle_timeout(now)
             return
@@ -616,14 +671,25 @@ class QuicConnection:
             qlog = self._qlog
             if qlog is not None and not qlog.started:
                 self._qlog_start(now)
-            paths.on_datagram_received(len(data))
+            migration = self.migration
+            on_path = paths.is_current(addr)
+            if on_path:
+                paths.on_datagram_received(len(data))
+            elif not migration.admit(data, addr, self.cids.cid_length):
+                return  # RFC 9000 §9: dropped
             if state is ConnectionState.CLOSING:
                 self.closer.on_datagram_while_closing()  # RFC 9000 §10.2.1
                 return
             recovery = self.recovery
-            if recovery.amplification_limited and paths.send_budget() >= MIN_INITIAL_DATAGRAM:
+            if recovery.amplification_limited and not paths.send_blocked():
                 recovery.amplification_limited = False  # RFC 9002 §6.2.2.1: may send again
-            self._receive(data, addr, now)
+            paths.receiving = addr
+            previous_dcid = migration.before_datagram()
+            processed = self._receive(data, addr, now)
+            if not on_path and self.state in _LIVE:
+                migration.after_datagram(addr, len(data), processed, previous_dcid, now)
+            if paths.preferred_ready:
+                migration.adopt_preferred(now)  # RFC 9000 §9.6.2
             reprocess = self.reader.reprocess
             while reprocess and self.state in _LIVE:
                 again, again_addr = reprocess.popleft()
@@ -646,7 +712,8 @@ class QuicConnection:
         qlog.key_updated(now, Epoch.INITIAL, True)
         qlog.key_updated(now, Epoch.INITIAL, False)
 
-    def _receive(self, data: bytes, addr: Addr, now: float) -> None:
+    def _receive(self, data: bytes, addr: Addr, now: float) -> bool:
+        """Read the packets of a datagram; True if one was processed."""
         pos = 0
         end = len(data)
         processed = False
@@ -665,7 +732,7 @@ class QuicConnection:
             if self._read_packet(data, pos, header, addr, now):
                 processed = True
             if self.state not in _LIVE:
-                return
+                return processed
             pos = header.end
         if processed:
             self._last_activity = now
@@ -674,6 +741,7 @@ class QuicConnection:
             # RFC 9000 §10.3.1: a stateless reset ends the connection at once
             self.state = ConnectionState.DRAINING
             self.closer.on_stateless_reset(now, self._linger())
+        return processed
 
     def _read_packet(
         self, data: bytes, pos: int, header: PacketHeader, addr: Addr, now: float
@@ -722,6 +790,7 @@ class QuicConnection:
             self._apply_peer_params(progress.peer_params)
         if progress.completed:
             self.state = ConnectionState.CONNECTED
+            self.paths.handshake_done()
             self.reader.release_buffered()
             if self.is_client:
                 self._on_early_data_outcome(now)
@@ -754,6 +823,8 @@ class QuicConnection:
         self.paths.limit_datagram_size(params.max_udp_payload_size)
         if self.is_client and params.stateless_reset_token is not None:
             self.cids.set_peer_reset_token(0, params.stateless_reset_token)
+        if self.is_client and params.preferred_address is not None:
+            self.migration.on_preferred_address(params.preferred_address)  # RFC 9000 §9.6
 
     def _confirm_handshake(self, now: float) -> None:
         """RFC 9001 §4.1.2: confirmed; drop Handshake keys (§4.9.2)."""
@@ -766,6 +837,7 @@ class QuicConnection:
         if not self.keys.spaces[HANDSHAKE].discarded:
             self._discard_space(HANDSHAKE, now)
         self._flush_routing()
+        self.migration.on_handshake_confirmed(now)
 
     def _discard_space(self, index: int, now: float) -> None:
         """Drop a packet number space from every component (RFC 9001 §4.9)."""

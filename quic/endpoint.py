@@ -25,7 +25,25 @@ own routes. A datagram for no known connection is handled statelessly:
   event, nothing sent. (Keeping it let a corrupted first Initial fix the connection's peer CID, so
   the intact retransmission failed the §7.3 check and was answered with
   CONNECTION_CLOSE.)
+* a short-header datagram for no known connection is answered with a Stateless Reset
+  (RFC 9000 §10.3) when it could be a packet of a connection we forgot: the token is
+  derived from its Destination Connection ID with the endpoint's static key
+  (HMAC-SHA256(key, cid) truncated to 16 bytes, §10.3.2 — the same function gives the
+  token of every ID our connections issue, so a restarted endpoint with the same key
+  resets its old connections). The reset is always shorter than the datagram that
+  triggered it (§10.3.3: no loops; §10.3: never three times larger), 43 bytes at most
+  (§10.3: one byte shorter than a trigger of 43 bytes or fewer), and is not sent for a
+  datagram too small to be a 1-RTT packet (1 + connection ID + 20 bytes: the smallest
+  packet with a header-protection sample, §10.3, §5.4.2 of RFC 9001). Resets are rate
+  limited by a token bucket (``stateless_reset_burst``, ``stateless_reset_rate``,
+  §10.3.3), so a flood of unknown-CID datagrams costs O(1) state and bounded output;
 * anything else is dropped silently (garbage never raises).
+
+A datagram whose Destination Connection ID routes nowhere may be a Stateless Reset from
+a peer that lost its state: its last 16 bytes are looked up among the peer reset tokens
+of the connection IDs our connections use (one per connection, kept up to date after
+each call into it), and a match is handed to that connection, which checks it in
+constant time (RFC 9000 §10.3.1).
 
 A server also discards Initial packets in datagrams under 1200 bytes for connections
 that exist (§14.1): a first-byte check before routing.
@@ -76,7 +94,9 @@ a pump; a driver that acts on a connection directly (writes, closes, consumes) c
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import hmac
 import logging
 import secrets
 from collections import deque
@@ -104,6 +124,9 @@ logger = logging.getLogger("quic.endpoint")
 
 _MIN_INITIAL = 1200  # RFC 9000 §14.1
 _GREASE_VERSION = 0x1A2A3A4A  # RFC 9000 §15: reserved versions exercise negotiation
+_MIN_RESET = 21  # RFC 9000 §10.3: 5 unpredictable bytes (38 bits) + a 16-byte token
+_MAX_RESET = 43  # RFC 9000 §10.3: not distinguishable from a packet (above 41 bytes)
+_MIN_SHORT_TAIL = 20  # smallest 1-RTT packet after its DCID: 4-byte sample offset + 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +155,9 @@ class _Entry:
         "failed",
         "first_dcid",
         "half_open",
+        "half_open",
         "progress",
+        "reset_token",
         "seq",
         "timer",
     )
@@ -148,6 +173,7 @@ class _Entry:
         self.timer: float | None = None  # deadline of the valid heap entry
         self.seq = 0  # its sequence number; 0: no valid heap entry
         self.failed = False  # raised once already (closed with INTERNAL_ERROR)
+        self.reset_token: bytes | None = None  # the peer's token for the CID in use
 
 
 def _addr_key(addr: Any) -> Any:
@@ -193,8 +219,18 @@ class QuicEndpoint:
             if server_configuration is not None
             else None
         )
+        config = server_configuration
+        key = config.stateless_reset_key if config is not None else None
+        self._reset_key = key if key else token_bytes(32)  # RFC 9000 §10.3.2
+        self._reset_burst = float(config.stateless_reset_burst if config else 64)
+        self._reset_rate = config.stateless_reset_rate if config else 32.0
+        self._reset_allowance = self._reset_burst
+        self._reset_time: float | None = None
         self._entries: dict[QuicConnection, _Entry] = {}
         self._routes: dict[bytes, QuicConnection] = {}
+        # the peer's stateless reset token of the connection ID each connection uses:
+        # a reset carries no connection ID we chose (RFC 9000 §10.3.1)
+        self._reset_tokens: dict[bytes, QuicConnection] = {}
         self._pending: dict[QuicConnection, None] = {}  # insertion-ordered set
         self._heap: list[tuple[float, int, QuicConnection]] = []
         self._seq = 0
@@ -213,6 +249,8 @@ class QuicEndpoint:
         self.expired = 0  # connections abandoned at their handshake deadline
         self.evicted = 0  # half-open connections evicted by a newer Initial
         self.internal_errors = 0  # connections that raised (closed with INTERNAL_ERROR)
+        self.resets_sent = 0  # Stateless Resets sent (RFC 9000 §10.3)
+        self.resets_suppressed = 0  # ... not sent: rate limit or queue full
 
     # -- inspection -----------------------------------------------------------------------
 
@@ -232,6 +270,11 @@ class QuicEndpoint:
         return len(self._routes)
 
     @property
+    def reset_token_count(self) -> int:
+        """Peer stateless reset tokens indexed (one per connection at most)."""
+        return len(self._reset_tokens)
+
+    @property
     def has_pending_output(self) -> bool:
         """True if some connection may have datagrams to send."""
         return bool(self._pending or self._stateless)
@@ -243,7 +286,9 @@ class QuicEndpoint:
         if not configuration.is_client:
             raise ValueError("connect() needs a client configuration")
         configuration.connection_id_length = self.connection_id_length
-        conn = QuicConnection(configuration, token_bytes=self._token_bytes)
+        conn = QuicConnection(
+            configuration, token_bytes=self._token_bytes, reset_token=self.reset_token
+        )
         entry = self._register(conn, None, None)
         conn.connect(addr, now)
         self._pending[conn] = None
@@ -273,6 +318,8 @@ class QuicEndpoint:
             self.dropped += 1
             return
         conn = self._routes.get(dcid)
+        if conn is None and len(data) >= _MIN_RESET:
+            conn = self._reset_tokens.get(bytes(data[-16:]))  # RFC 9000 §10.3.1
         if conn is None:
             self._stateless_receive(data, addr, now)
             return
@@ -313,8 +360,11 @@ class QuicEndpoint:
         except QuicProtocolError:
             self.dropped += 1
             return
-        if not header.is_long or header.version == 0:
-            self.dropped += 1  # short header for nobody, or a VN packet: drop (§6.1)
+        if not header.is_long:
+            self._stateless_reset(data, header.dcid, addr, now)  # RFC 9000 §10.3
+            return
+        if header.version == 0:
+            self.dropped += 1  # a VN packet for nobody: drop (§6.1)
             return
         config = self.server_configuration
         versions = config.supported_versions if config is not None else ()
@@ -361,6 +411,41 @@ class QuicEndpoint:
             self.dropped += 1
             return
         self._accept(config, header.dcid, header.scid, header.version, data, addr, now, verdict)
+
+    # -- stateless reset (RFC 9000 §10.3) -------------------------------------------------
+
+    def reset_token(self, cid: bytes) -> bytes:
+        """The stateless reset token of ``cid``: HMAC-SHA256(static key, cid)[:16]
+        (RFC 9000 §10.3.2)."""
+        return hmac.new(self._reset_key, cid, hashlib.sha256).digest()[:16]
+
+    def _stateless_reset(self, data: bytes, dcid: bytes, addr: Any, now: float) -> None:
+        """Answer a short-header datagram of an unknown connection (see the module
+        docstring for the size and rate rules)."""
+        size = min(len(data) - 1, _MAX_RESET)  # RFC 9000 §10.3, §10.3.3: smaller
+        if len(data) < 1 + self.connection_id_length + _MIN_SHORT_TAIL or size < _MIN_RESET:
+            self.dropped += 1  # too small to be a packet we could have sent for
+            return
+        last = self._reset_time
+        allowance = self._reset_allowance
+        if last is not None and now > last:
+            allowance = min(self._reset_burst, allowance + (now - last) * self._reset_rate)
+        self._reset_time = now if last is None or now > last else last
+        limit = (
+            self.server_configuration.max_pending_stateless_packets
+            if self.server_configuration is not None
+            else 256
+        )
+        if allowance < 1.0 or len(self._stateless) >= limit:
+            self._reset_allowance = allowance
+            self.resets_suppressed += 1  # RFC 9000 §10.3.3: a bounded number of resets
+            self.dropped += 1
+            return
+        self._reset_allowance = allowance - 1.0
+        unpredictable = bytearray(self._token_bytes(size - 16))
+        unpredictable[0] = 0x40 | (unpredictable[0] & 0x3F)  # a short header (§10.3)
+        self._stateless.append((bytes(unpredictable) + self.reset_token(dcid), addr))
+        self.resets_sent += 1
 
     def _admissible(self, config: QuicConfiguration, addr: Any) -> bool:
         """Admission limits (see the module docstring; RFC 9000 §5.2.2, §21.1.1.2).
@@ -412,6 +497,7 @@ class QuicEndpoint:
                 token_bytes=self._token_bytes,
                 address_validated=verdict.validated,
                 issue_token=validator.issue_new_token if config.send_new_token else None,
+                reset_token=self.reset_token,
             )
             conn.peer_address = addr
             conn.receive_datagram(data, addr, now)
@@ -529,6 +615,9 @@ class QuicEndpoint:
             if conn.is_closed:
                 self._remove(entry)
                 return
+            token = conn.cids.active_peer_reset_token
+            if token != entry.reset_token:
+                self._index_reset_token(entry, token)
             if entry.half_open and conn.handshake_complete:
                 entry.half_open = False
                 entry.deadline = None
@@ -537,6 +626,15 @@ class QuicEndpoint:
             self._schedule(entry, conn.get_timer())
         except Exception as exc:
             self._internal_error(entry, exc)
+
+    def _index_reset_token(self, entry: _Entry, token: bytes | None) -> None:
+        tokens = self._reset_tokens
+        old = entry.reset_token
+        if old is not None and tokens.get(old) is entry.conn:
+            del tokens[old]
+        entry.reset_token = token
+        if token is not None:
+            tokens.setdefault(token, entry.conn)
 
     def _drain(self, entry: _Entry) -> None:
         conn = entry.conn
@@ -622,6 +720,7 @@ class QuicEndpoint:
             if routes.get(cid) is conn:
                 del routes[cid]
         entry.cids.clear()
+        self._index_reset_token(entry, None)
         entry.seq = 0  # its heap entries are stale now
         self._pending.pop(conn, None)
         self._evictable.pop(conn, None)

@@ -106,6 +106,8 @@ class QuicServer:
         self.close()
 
     def close(self) -> None:
+        for extra in self.protocol.extra_sockets:
+            extra.close()
         self.transport.close()
 
     async def wait_closed(self) -> None:
@@ -132,6 +134,8 @@ async def serve(
     ``handler(session)`` runs for each connection once its handshake completes;
     ``stream_handler(reader, writer)`` runs for each stream the peer opens;
     ``session_setup(session)`` runs as a connection is accepted, before any of its events.
+    With ``configuration.preferred_address`` the server listens there too (RFC 9000
+    §9.6; port 0 is replaced by the port bound).
     """
     loop = asyncio.get_running_loop()
     _prepare(configuration)
@@ -151,4 +155,38 @@ async def serve(
         lambda: QuicEndpointProtocol(QuicEndpoint(configuration), on_session),
         local_addr=(host, port),
     )
+    if configuration.preferred_address is not None:
+        try:
+            await _listen_preferred(protocol, configuration)
+        except BaseException:
+            transport.close()
+            raise
     return QuicServer(transport, protocol)
+
+
+class _PreferredSocket(asyncio.DatagramProtocol):
+    """The preferred address's socket (RFC 9000 §9.6): it feeds the same pump."""
+
+    def __init__(self, pump: QuicEndpointProtocol) -> None:
+        self.pump = pump
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a datagram transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.transport is not None:
+            self.pump.datagram_received_on(self.transport, data, addr)
+
+
+async def _listen_preferred(pump: QuicEndpointProtocol, configuration: QuicConfiguration) -> None:
+    """Listen on the preferred address too; port 0 is replaced by the port bound (the
+    transport parameter must carry the real one)."""
+    assert configuration.preferred_address is not None
+    host, port = configuration.preferred_address
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _PreferredSocket(pump), local_addr=(host, port)
+    )
+    pump.add_socket(transport)
+    configuration.preferred_address = (host, int(transport.get_extra_info("sockname")[1]))

@@ -21,6 +21,17 @@ the sessions of the connections just flushed (:attr:`QuicEndpoint.last_flushed`)
 told (:meth:`QuicSession._after_flush`), and a session leaves :attr:`sessions` with its
 connection's :class:`~quic.endpoint.ConnectionRemoved` event.
 
+Client migration (RFC 9000 §9.2): :meth:`QuicEndpointProtocol.rebind` moves the pump
+to a new UDP socket — bound first, so a failure changes nothing — and closes the old
+one; the endpoint and its connections stay, and the pump resolves :attr:`closed` only
+when its last socket is gone.
+
+A server with a preferred address (RFC 9000 §9.6) listens on a second socket
+(:meth:`QuicEndpointProtocol.add_socket`) that feeds the same endpoint; then each
+datagram is sent from the socket its peer address last sent to (a table bounded by
+``_MAX_REPLY_ROUTES``, cleared when full: replies then leave the main socket), so a
+client that moved to the preferred address hears from it.
+
 No exception escapes an asyncio callback: the endpoint never raises, each event is
 handed to its session under a guard (a failing application callback closes that
 connection with INTERNAL_ERROR and the batch goes on), and sending goes on datagram by
@@ -45,6 +56,9 @@ from quic.errors import StreamResetError
 __all__ = ["QuicEndpointProtocol"]
 
 logger = logging.getLogger("quic")
+
+#: Peer addresses whose reply socket is remembered (with more than one socket).
+_MAX_REPLY_ROUTES = 65536
 
 #: Only full-sized datagrams (bulk data, Initial flights) hold the transmit back; small
 #: ones (ACKs, ping-pong) are answered in the same loop iteration, without extra latency.
@@ -71,12 +85,23 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.batched_reading = False  # True once take_over_reading succeeded
+        self._sockets = 0  # transports open (two while moving to a new socket)
+        self._on_switch: Callable[[], None] | None = None  # see rebind()
+        self.extra_sockets: list[asyncio.DatagramTransport] = []  # see add_socket()
+        self._reply: dict[Any, asyncio.DatagramTransport] = {}  # peer -> socket
         self.closed = self.loop.create_future()
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._sockets += 1
         self.transport = transport  # type: ignore[assignment]  # a datagram transport
+        switch, self._on_switch = self._on_switch, None
+        if switch is not None:  # rebind(): from now on everything leaves the new socket
+            try:
+                switch()
+            except Exception:
+                logger.exception("QUIC socket switch failed")
         enlarge_buffers(transport)
         # the transport registers its own reader right after this callback: replace it then
         self.loop.call_soon(self._take_over_reading, transport)
@@ -88,13 +113,46 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         try:
             now = self.loop.time()
             receive = self.endpoint.receive_datagram
-            read_batch(sock, lambda data, addr: receive(data, addr, now), self.error_received)
+            if self.extra_sockets:
+                main = self.transport
+
+                def feed(data: bytes, addr: Any) -> None:
+                    self._note_reply(addr, main)
+                    receive(data, addr, now)
+
+                read_batch(sock, feed, self.error_received)
+            else:
+                read_batch(sock, lambda data, addr: receive(data, addr, now), self.error_received)
         except Exception:
             logger.exception("QUIC receive failed")
         if not self._flush_scheduled:  # else an application write already asked for one
             self._transmit()
 
+    def add_socket(self, transport: asyncio.DatagramTransport) -> None:
+        """Another socket feeding this endpoint (a server's preferred address)."""
+        self.extra_sockets.append(transport)
+
+    def _note_reply(self, addr: Any, transport: asyncio.DatagramTransport | None) -> None:
+        reply = self._reply
+        if transport is None or reply.get(addr) is transport:
+            return
+        if len(reply) >= _MAX_REPLY_ROUTES:
+            reply.clear()
+        reply[addr] = transport
+
+    def datagram_received_on(
+        self, transport: asyncio.DatagramTransport, data: bytes, addr: Any
+    ) -> None:
+        """A datagram on one of the :attr:`extra_sockets`."""
+        self._note_reply(addr, transport)
+        self._feed(data, addr)
+
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.extra_sockets:
+            self._note_reply(addr, self.transport)  # the main socket (fallback reader)
+        self._feed(data, addr)
+
+    def _feed(self, data: bytes, addr: Any) -> None:
         self.endpoint.receive_datagram(data, addr, self.loop.time())  # never raises
         # Hand events to the application now: the tasks they wake run in the next loop
         # iteration *before* the flush scheduled below, so a reply (an echoed datagram,
@@ -108,6 +166,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         logger.debug("UDP error: %s", exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._sockets -= 1
+        if self._sockets > 0:
+            return  # an old socket after rebind(): the pump goes on with the new one
         if self._timer is not None:
             self._timer.cancel()
         if not self.closed.done():
@@ -152,8 +213,12 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
             sendto = transport.sendto
+            reply = self._reply
             for data, addr in out:
                 try:
+                    if reply and (other := reply.get(addr)) is not None:
+                        other.sendto(data, addr)  # the socket the peer sent to
+                        continue
                     sendto(data, addr)
                 except Exception as exc:  # e.g. an address the socket cannot reach
                     logger.debug("UDP send to %r failed: %r", addr, exc)
@@ -236,6 +301,33 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         task.add_done_callback(self._tasks.discard)
 
     # -- client -------------------------------------------------------------------------------
+
+    @property
+    def local_address(self) -> Any:
+        transport = self.transport
+        return transport.get_extra_info("sockname") if transport is not None else None
+
+    async def rebind(
+        self,
+        host: str | None = None,
+        port: int = 0,
+        on_switch: Callable[[], None] | None = None,
+    ) -> None:
+        """Move to a new UDP socket bound to ``(host, port)`` (default: the current
+        socket's host, any free port) and close the old one (RFC 9000 §9.2: the
+        client's connections continue from the new address). ``on_switch()`` runs at
+        the moment the new socket takes over, before anything is sent from it."""
+        old = self.transport
+        if host is None:
+            local = self.local_address
+            host = local[0] if local else "0.0.0.0"
+        self._on_switch = on_switch
+        try:
+            await self.loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        finally:
+            self._on_switch = None
+        if old is not None and old is not self.transport:
+            old.close()
 
     def connect(self, addr: Any, configuration: QuicConfiguration) -> QuicSession:
         conn = self.endpoint.connect(addr, configuration, self.loop.time())

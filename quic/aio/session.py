@@ -253,6 +253,33 @@ class QuicSession:
     def max_datagram_size(self) -> int:
         return self.connection.max_datagram_payload
 
+    # -- migration --------------------------------------------------------------------------
+
+    async def migrate(self, host: str | None = None, port: int = 0) -> None:
+        """Client: continue the connection from a new local UDP socket (RFC 9000 §9.2).
+
+        The pump binds a socket to ``(host, port)`` (default: same host, a new port);
+        the moment it takes over, the connection switches to an unused connection ID
+        of the peer (so the first packet from the new address carries it, §9.5),
+        resets its congestion state and validates the new path. Raises
+        :class:`~quic.conn_migrate.MigrationRefused` when migration is not allowed
+        (handshake not confirmed, the peer's disable_active_migration, no unused
+        connection ID) and ``OSError`` if the socket cannot be bound; nothing is
+        changed then.
+        """
+        self.check_open()
+        connection = self.connection
+        connection.check_migration()
+        loop = self._protocol.loop
+
+        def switch() -> None:
+            connection.migrate(loop.time())
+
+        try:
+            await self._protocol.rebind(host, port, switch)
+        finally:
+            self.schedule_flush()
+
     # -- for layers that drive the connection directly ------------------------------------
 
     def schedule_flush(self) -> None:

@@ -33,6 +33,7 @@ from quic.aio import ConnectionClosed, QuicSession, connect
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
 from quic.interop.hq import ALPN, Download, encode_request, parse_url
+from quic.interop.migration import start_migration
 from quic.interop.options import EXIT_FAILURE, EXIT_OK, InteropCase, InteropOptions
 from quic.interop.resume import RESUMPTION_CASES, run_resumption_client
 from quic.tls.keylog import KeyLogFile
@@ -144,11 +145,14 @@ async def _run_connection(
                 logger.error("server did not select ALPN %s", ALPN)
                 return False
             updater = KeyUpdater(session) if case.key_update else None
+            migration = start_migration(session, case)  # "connectionmigration" only
             results = await asyncio.gather(
                 *(fetch(session, d, directory, updater) for d in downloads)
             )
             if updater is not None and not updater.done:
                 logger.error("the transfer ended before a key update was allowed")
+                return False
+            if migration is not None and not await migration:
                 return False
             return all(results)
     except ConnectionClosed as exc:

@@ -117,6 +117,13 @@ TESTCASES: dict[str, InteropCase] = {
         # helper "resumption": behaviour in quic.interop.resume
         InteropCase("resumption", "two connections; the second resumes with a session ticket"),
         InteropCase("zerortt", "two connections; the second sends its requests in 0-RTT"),
+        # helper "paths": the client side of connectionmigration in quic.interop.migration
+        InteropCase("rebind-port", "transfer while the NAT rebinds the client's port"),
+        InteropCase("rebind-addr", "transfer while the NAT rebinds the client's address"),
+        InteropCase(
+            "connectionmigration",
+            "transfer; the client migrates actively to a new socket and connection ID",
+        ),
     )
 }
 

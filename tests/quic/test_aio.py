@@ -429,3 +429,72 @@ def test_uvloop_uses_the_fallback_reader() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(run()) is False
+
+
+async def test_client_migrates_to_a_new_socket_mid_transfer() -> None:
+    """RFC 9000 §9.2: QuicSession.migrate() moves to a new local port; the server
+    follows (§9.3) and the transfer completes byte-exact."""
+    server_sessions: list[QuicSession] = []
+
+    def remember(session: QuicSession) -> None:
+        server_sessions.append(session)
+
+    server = await serve(
+        "127.0.0.1", 0, server_config(), stream_handler=echo_stream, session_setup=remember
+    )
+    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+        protocol = session._protocol
+        before = protocol.local_address
+        for _ in range(100):  # the handshake must be confirmed before migrating
+            if session.connection.handshake_confirmed:
+                break
+            await asyncio.sleep(0.01)
+        reader, writer = await session.create_stream()
+        payload = os.urandom(1_000_000)
+        writer.write(payload[:300_000])
+        await writer.drain()
+        await session.migrate()
+        after = protocol.local_address
+        assert after[1] != before[1]
+        writer.write(payload[300_000:])
+        writer.write_eof()
+        echoed = await asyncio.wait_for(reader.read(), 20)
+        assert hashlib.sha256(echoed).digest() == hashlib.sha256(payload).digest()
+        server_conn = server_sessions[0].connection
+        assert server_conn.peer_address[1] == after[1]
+        assert server_conn.paths.migrations >= 1
+        assert not protocol.closed.done()  # the old socket's close did not end the pump
+
+
+async def test_client_moves_to_the_servers_preferred_address_over_udp() -> None:
+    """RFC 9000 §9.6: the server listens on its preferred address too; the client
+    validates it, moves there, and the transfer completes through that socket."""
+    config = server_config()
+    config.preferred_address = ("127.0.0.1", 0)
+    server = await serve("127.0.0.1", 0, config, stream_handler=echo_stream)
+    preferred = config.preferred_address
+    assert preferred[1] != 0 and preferred[1] != server.port
+    received: list[int] = []
+    pump = server.protocol
+    original = pump.datagram_received_on
+
+    def count(transport: Any, data: bytes, addr: Any) -> None:
+        received.append(len(data))
+        original(transport, data, addr)
+
+    pump.datagram_received_on = count  # type: ignore[method-assign]
+    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+        conn = session.connection
+        for _ in range(300):
+            if conn.peer_address[1] == preferred[1]:
+                break
+            await asyncio.sleep(0.01)
+        assert conn.peer_address[1] == preferred[1]
+        assert conn.cids.peer_active_sequence == 1  # the preferred_address CID
+        reader, writer = await session.create_stream()
+        payload = os.urandom(500_000)
+        writer.write(payload)
+        writer.write_eof()
+        echoed = await asyncio.wait_for(reader.read(), 20)
+        assert echoed == payload
+        assert sum(received) > len(payload)  # it all came in through the preferred socket

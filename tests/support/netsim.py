@@ -11,6 +11,11 @@ Endpoints expose the driving API of DESIGN.md::
 models (delay, jitter → reordering, loss, duplication, corruption, MTU) seeded by a
 ``random.Random``; the clock jumps to the next delivery or timer, so a 10-second
 transfer runs in milliseconds of real time and every run with the same seed is the same.
+
+Address changes (connection migration tests): :meth:`Network.rebind` puts an endpoint
+behind a NAT that maps it to a new external address (its datagrams come from there,
+and only datagrams to it reach the endpoint); :attr:`Network.tap` sees every datagram
+before its link and may drop, copy or re-address it (an on-path attacker).
 """
 
 from __future__ import annotations
@@ -92,6 +97,28 @@ class Network:
         # the events of that flush (e.g. consumes data and so returns flow-control credit).
         # True means it changed something, and the endpoints are flushed once more.
         self.after_flush: Any = None
+        # NAT: endpoint address -> the address its datagrams come from, and back
+        self._external: dict[Addr, Addr] = {}
+        self._internal: dict[Addr, Addr] = {}
+        # tap(src, dst, data) -> [(src, dst, data), ...] replaces each datagram sent
+        self.tap: Any = None
+
+    def rebind(self, addr: Addr, external: Addr) -> None:
+        """NAT rebinding: the endpoint at ``addr`` is now seen as ``external``; its
+        previous external address stops working."""
+        previous = self._external.get(addr)
+        if previous is not None:
+            self._internal.pop(previous, None)
+        self._external[addr] = external
+        self._internal[external] = addr
+
+    def _resolve(self, dst: Addr) -> SansIoEndpoint | None:
+        real = self._internal.get(dst)
+        if real is not None:
+            return self.endpoints.get(real)
+        if dst in self._external:
+            return None  # an endpoint behind a NAT is reachable only through it
+        return self.endpoints.get(dst)
 
     def add(self, addr: Addr, endpoint: SansIoEndpoint) -> None:
         self.endpoints[addr] = endpoint
@@ -103,11 +130,16 @@ class Network:
         return self.links[key]
 
     def _flush(self) -> None:
-        for src, endpoint in self.endpoints.items():
+        for addr, endpoint in self.endpoints.items():
+            src = self._external.get(addr, addr)
             for data, dst in endpoint.datagrams_to_send(self.now):
-                for when, payload in self.link(src, dst).schedule(bytes(data), self.now, self.rng):
-                    self._seq += 1
-                    heapq.heappush(self._queue, (when, self._seq, src, dst, payload))
+                sends = [(src, dst, bytes(data))]
+                if self.tap is not None:
+                    sends = self.tap(src, dst, bytes(data))
+                for s, d, datagram in sends:
+                    for when, payload in self.link(s, d).schedule(datagram, self.now, self.rng):
+                        self._seq += 1
+                        heapq.heappush(self._queue, (when, self._seq, s, d, payload))
 
     def _next_timer(self) -> float | None:
         timers = [t for ep in self.endpoints.values() if (t := ep.get_timer()) is not None]
@@ -129,7 +161,7 @@ class Network:
         if arrival is not None and (timer is None or arrival <= timer):
             when, _, src, dst, payload = heapq.heappop(self._queue)
             self.now = max(self.now, when)
-            target = self.endpoints.get(dst)
+            target = self._resolve(dst)
             if target is not None:
                 self.link(src, dst).delivered += 1
                 target.receive_datagram(payload, src, self.now)
