@@ -139,6 +139,12 @@ class QuicConfiguration:
     max_ack_only_packets_tracked: int = DEFAULT_MAX_ACK_ONLY_TRACKED
     max_sent_packets_tracked: int = DEFAULT_MAX_SENT_TRACKED
 
+    # -- helper "conformance" (issue 9) --------------------------------------------------
+    # Send the reset_stream_at transport parameter: the peer may reset a stream with
+    # RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset §3). False: it must not
+    # (a RESET_STREAM_AT frame is then FRAME_ENCODING_ERROR, RFC 9000 §12.4).
+    reset_stream_at: bool = True
+
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None
     ) -> None:

@@ -11,7 +11,7 @@ the component that owns it, through ``_HANDLERS``, a table frame class → metho
 ACK                                         loss recovery (RFC 9002 §6)
 CRYPTO                                      CRYPTO streams, then the TLS engine
 STREAM, RESET_STREAM, STOP_SENDING, MAX_*,  stream controller (RFC 9000 §2-§4)
-\\*_BLOCKED
+\\*_BLOCKED, RESET_STREAM_AT                (draft-ietf-quic-reliable-stream-reset)
 NEW_CONNECTION_ID, RETIRE_CONNECTION_ID     connection IDs (RFC 9000 §5.1)
 PATH_CHALLENGE, PATH_RESPONSE               path manager (RFC 9000 §8.2)
 DATAGRAM                                    datagram channel (RFC 9221)
@@ -52,6 +52,7 @@ from quic.frames import (
     PathChallengeFrame,
     PathResponseFrame,
     PingFrame,
+    ResetStreamAtFrame,
     ResetStreamFrame,
     RetireConnectionIdFrame,
     StopSendingFrame,
@@ -192,6 +193,11 @@ class FrameDispatcher:
     def _on_reset_stream(self, frame: ResetStreamFrame, index: int, now: float) -> None:
         self._streams.on_reset_stream(frame.stream_id, frame.error_code, frame.final_size, now)
 
+    def _on_reset_stream_at(self, frame: ResetStreamAtFrame, index: int, now: float) -> None:
+        self._streams.on_reset_stream_at(
+            frame.stream_id, frame.error_code, frame.final_size, frame.reliable_size, now
+        )
+
     def _on_stop_sending(self, frame: StopSendingFrame, index: int, now: float) -> None:
         self._streams.on_stop_sending(frame.stream_id, frame.error_code)
 
@@ -257,6 +263,7 @@ _HANDLERS: dict[type, Callable[[FrameDispatcher, Any, int, float], None]] = {
     PingFrame: FrameDispatcher._on_nothing,
     AckFrame: FrameDispatcher._on_ack,
     ResetStreamFrame: FrameDispatcher._on_reset_stream,
+    ResetStreamAtFrame: FrameDispatcher._on_reset_stream_at,
     StopSendingFrame: FrameDispatcher._on_stop_sending,
     CryptoFrame: FrameDispatcher._on_crypto,
     NewTokenFrame: FrameDispatcher._on_new_token,

@@ -218,6 +218,7 @@ class QuicConnection:
             max_stream_fragments=config.max_stream_reassembly_fragments,
             max_reassembly_bytes=config.max_reassembly_bytes,
             max_reassembly_fragments=config.max_reassembly_fragments,
+            reset_stream_at=config.reset_stream_at,
         )
         self.datagrams = DatagramChannel(
             config.max_datagram_frame_size, config.max_datagram_queue, events
@@ -410,9 +411,23 @@ class QuicConnection:
             return True
         return self.streams.send(stream_id, data, end_stream)
 
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
+    def reset_stream(
+        self, stream_id: int, error_code: int, reliable_size: int | None = None
+    ) -> None:
+        """Abandon our sending half: RESET_STREAM (RFC 9000 §19.4), or with
+        ``reliable_size`` RESET_STREAM_AT, which still delivers the first
+        ``reliable_size`` bytes written (draft-ietf-quic-reliable-stream-reset §4). A
+        second call may lower the reliable size, never raise it (§5.2). ValueError if
+        the peer did not send the reset_stream_at transport parameter
+        (:attr:`peer_accepts_reset_stream_at`) or beyond the bytes written."""
         if self.state in _LIVE:
-            self.streams.reset(stream_id, error_code)
+            self.streams.reset(stream_id, error_code, reliable_size)
+
+    @property
+    def peer_accepts_reset_stream_at(self) -> bool:
+        """The peer sent reset_stream_at (draft-ietf-quic-reliable-stream-reset §3):
+        :meth:`reset_stream` may be given a ``reliable_size``."""
+        return self.streams.peer_reset_stream_at
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         if self.state in _LIVE:
