@@ -68,8 +68,13 @@ class QuicConfiguration:
     qlog_dir: str | None = None
 
     # -- transport ---------------------------------------------------------------------
-    # first entry: what a client starts with; a server accepts all of them
+    # In order of preference. A client offers them (RFC 9368 §5 Available Versions: those
+    # compatible with the version it starts with) and starts with ``initial_version``
+    # (None: the first). A server accepts all of them and, when the client offers
+    # several compatible ones, switches to the first of its list that the client offers
+    # (compatible version negotiation, RFC 9368 §2.3, RFC 9369 §4).
     supported_versions: tuple[int, ...] = (QuicVersion.VERSION_1, QuicVersion.VERSION_2)
+    initial_version: int | None = None
     idle_timeout: float = 30.0
     max_datagram_size: int = 1200  # UDP payload we send (no PMTU discovery yet)
     max_udp_payload_size: int = 65527  # what we accept (transport parameter)

@@ -137,7 +137,9 @@ class QuicConnection:
         self.configuration = config
         self.is_client = config.is_client
         self._token_bytes = token_bytes
-        self.version = version if version is not None else config.supported_versions[0]
+        if version is None:  # a client: the version of its first Initial
+            version = config.initial_version or config.supported_versions[0]
+        self.version = version
         self.state = ConnectionState.HANDSHAKE
         self._events: deque[QuicEvent] = deque()
         self._now = 0.0  # the latest time an entry point was given (for the app API)
@@ -674,7 +676,7 @@ class QuicConnection:
             if header.version == 0:
                 self._on_version_negotiation(header, now)
                 return False
-            if header.version != self.version:
+            if header.version != self.version and not self._other_version(header):
                 self.reader.drop(now, "unsupported", header.packet_type)
                 return False
             if header.packet_type is PacketType.RETRY:
@@ -692,9 +694,32 @@ class QuicConnection:
 
     # -- handshake coordination --------------------------------------------------------------
 
+    def _other_version(self, header: PacketHeader) -> bool:
+        """A long header of a version not in use: process it? An Initial of the version
+        a compatible negotiation left (RFC 9369 §4), or — client — the server's first
+        packet of the Negotiated Version (RFC 9368 §2.3). Anything else of another
+        version is dropped (RFC 9369 §4)."""
+        version = header.version
+        assert version is not None
+        if header.packet_type is PacketType.INITIAL and self.keys.reads_initial(version):
+            return True
+        if header.packet_type is PacketType.RETRY:
+            return False  # RFC 9369 §4: a Retry of another version is ignored
+        if self.handshake.accept_compatible_version(version):
+            self._switch_version(version)
+            return True
+        return False
+
+    def _switch_version(self, version: int) -> None:
+        """Compatible version negotiation: ``version`` from now on (RFC 9369 §4)."""
+        self.version = version
+        self.keys.switch_initial_version(version)
+
     def _after_tls(self, now: float) -> None:
         """Hand what TLS released to the components it concerns."""
         progress = self.handshake.progress()
+        if progress.version is not None:  # server: the Negotiated Version (RFC 9368 §2.3)
+            self._switch_version(progress.version)
         for index, data in progress.output:
             self.crypto.queue(index, data)
         for secret in progress.secrets:
