@@ -24,6 +24,7 @@ from pathlib import Path
 
 from quic.interop.hq import ALPN, DEFAULT_PORT
 from quic.tls.suites import CipherSuite
+from quic.versions import QuicVersion
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -55,6 +56,10 @@ class InteropCase:
     connection_per_url: bool = False  # else all URLs of one server share a connection
     # implemented by a layer above QUIC (HTTP/3: h3.interop), found by entry point
     plugin: bool = False
+    # QUIC versions in order of preference (None: the default) and the client's first
+    # one (None: the first of them); helper "conformance", case "v2"
+    versions: tuple[int, ...] | None = None
+    initial_version: int | None = None
 
 
 TESTCASES: dict[str, InteropCase] = {
@@ -65,6 +70,13 @@ TESTCASES: dict[str, InteropCase] = {
         InteropCase("multiconnect", connection_per_url=True),
         InteropCase("chacha20", cipher_suites=(CipherSuite.TLS_CHACHA20_POLY1305_SHA256,)),
         InteropCase("http3", plugin=True),
+        # RFC 9368 §2.3, RFC 9369 §4: the client starts on v1 offering v2, the server
+        # prefers v2: the connection is upgraded without a round trip
+        InteropCase(
+            "v2",
+            versions=(QuicVersion.VERSION_2, QuicVersion.VERSION_1),
+            initial_version=QuicVersion.VERSION_1,
+        ),
     )
 }
 

@@ -161,6 +161,9 @@ def server_configuration(
     )
     if case.cipher_suites is not None:
         config.cipher_suites = case.cipher_suites
+    if case.versions is not None:
+        config.supported_versions = case.versions
+        config.initial_version = case.initial_version
     config.load_cert_chain(str(options.certs / "cert.pem"), str(options.certs / "priv.key"))
     return config
 
