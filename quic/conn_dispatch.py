@@ -188,7 +188,9 @@ class FrameDispatcher:
         self._handshake.on_new_token(frame.token)
 
     def _on_stream(self, frame: StreamFrame, index: int, now: float) -> None:
-        self._streams.on_stream(frame.stream_id, frame.offset, frame.data, frame.fin, 0x08, now)
+        self._streams.on_stream(
+            frame.stream_id, frame.offset, frame.data, frame.fin, frame.frame_type, now
+        )
 
     def _on_reset_stream(self, frame: ResetStreamFrame, index: int, now: float) -> None:
         self._streams.on_reset_stream(frame.stream_id, frame.error_code, frame.final_size, now)

@@ -67,7 +67,12 @@ from quic.frames import (
 )
 from quic.packet_builder import PacketAssembler
 from quic.rtt import RttEstimator
-from quic.stream_manager import FRAME_RESET_STREAM_AT, StreamLimits, StreamManager
+from quic.stream_manager import (
+    FRAME_RESET_STREAM,
+    FRAME_RESET_STREAM_AT,
+    StreamLimits,
+    StreamManager,
+)
 from quic.stream_recv import (
     DEFAULT_MAX_REASSEMBLY_BYTES,
     DEFAULT_MAX_REASSEMBLY_FRAGMENTS,
@@ -230,9 +235,18 @@ class StreamController:
     ) -> None:
         delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
         if delta:
-            self.window.on_received(delta)  # FLOW_CONTROL_ERROR (RFC 9000 §4.1)
+            self._count_received(delta, ftype)
         self._deliver(stream_id, now)
         self._deliver_new_peer_streams()
+
+    def _count_received(self, delta: int, frame_type: int) -> None:
+        """New bytes against the connection's limit: FLOW_CONTROL_ERROR beyond it (RFC
+        9000 §4.1), naming the frame that carried them (§19.19)."""
+        try:
+            self.window.on_received(delta)
+        except QuicProtocolError as exc:
+            exc.frame_type = exc.frame_type or frame_type
+            raise
 
     def _deliver(self, stream_id: int, now: float) -> None:
         stream = self.manager.get(stream_id)
@@ -281,7 +295,8 @@ class StreamController:
         reliable size are delivered before the reset is reported."""
         delta = self.manager.on_reset_stream(stream_id, error_code, final_size, reliable_size)
         if delta:
-            self.window.on_received(delta)
+            reset_type = FRAME_RESET_STREAM if reliable_size is None else FRAME_RESET_STREAM_AT
+            self._count_received(delta, reset_type)
         self._deliver(stream_id, now)
         self._deliver_new_peer_streams()
 
