@@ -36,8 +36,9 @@ must authenticate (RFC 9000 §7.3).
   Information and :meth:`HandshakeDriver.progress` reports it, so the connection sends
   every CRYPTO frame in it (RFC 9369 §4). A client learns the Negotiated Version from
   the first server long header of another version it offered
-  (:meth:`HandshakeDriver.accept_compatible_version`), before any CRYPTO frame of the
-  server was read; the server's Chosen Version must then be it (§4).
+  (:meth:`HandshakeDriver.may_switch_to`; the connection switches if that packet
+  authenticates), before any CRYPTO frame of the server was read; the server's Chosen
+  Version must then be it (§4).
 * On a Version Negotiation packet the client picks, in its own order of preference, a
   version the server offers (:meth:`HandshakeDriver.choose_version`) and the
   connection starts a new first flight with it (:meth:`HandshakeDriver.restart`). To
@@ -284,12 +285,12 @@ class HandshakeDriver:
         self.local_params = self._make_transport_parameters()
         self.tls.transport_parameters = self.local_params.encode()
 
-    def accept_compatible_version(self, version: int) -> bool:
-        """Client: a server long header of ``version``, not ours: True if it is the
-        Negotiated Version of a compatible negotiation we invited (RFC 9369 §4), which
-        is then the version in use."""
+    def may_switch_to(self, version: int) -> bool:
+        """Client: a server long header of ``version``, not ours: may it be the
+        Negotiated Version of a compatible negotiation we invited (RFC 9369 §4)? The
+        connection switches to it (setting :attr:`version`) if the packet authenticates."""
         info = self.local_params.version_information
-        if (
+        return not (
             not self.is_client
             or self.reacted_to_vn
             or self.peer_params is not None
@@ -297,10 +298,7 @@ class HandshakeDriver:
             or info is None
             or version not in info.available_versions
             or not are_compatible(self.version, version)
-        ):
-            return False
-        self.version = version
-        return True
+        )
 
     # -- version negotiation and Retry (client) ---------------------------------------
 

@@ -18,6 +18,10 @@ space is discarded (RFC 9001 §4.9) and runs the 1-RTT key update (RFC 9001 §6)
 * the application space's read keys are a :class:`OneRttReadKeys`: the current
   generation, the next one (derived on demand to try a flipped Key Phase bit), and the
   previous one (kept for reordered packets until the update is old, RFC 9001 §6.5);
+* compatible version negotiation (RFC 9368 §2.3, RFC 9369 §4) re-derives the Initial
+  keys for the Negotiated Version from the same connection ID
+  (:meth:`PacketSpaces.switch_initial_version`) and keeps the previous version's
+  Initial read keys, so Initial packets still in flight in it are read;
 * header protection keys never change with a key update (RFC 9001 §6.1), so header
   protection is removed with the current object before the key phase is known;
 * a peer-initiated update is answered by updating our write keys (RFC 9001 §6.2);
@@ -174,18 +178,19 @@ class PacketSpaces:
         self._initial_version = version
         self._other_initial_reads.clear()
 
-    def switch_initial_version(self, version: int) -> None:
+    def switch_initial_version(self, version: int, keep_previous: bool = True) -> None:
         """Compatible version negotiation (RFC 9368 §2.3, RFC 9369 §4): Initial packets
         are sent and read in ``version`` from now on; those of the version used so far
         are still read (the server keeps them until a Handshake packet arrives, which
-        discards the whole Initial space, RFC 9001 §4.9.1)."""
+        discards the whole Initial space, RFC 9001 §4.9.1), unless ``keep_previous`` is
+        False (a tentative switch undone)."""
         space = self.spaces[INITIAL]
         if space.discarded or version == self._initial_version:
             return
         old_read = space.read
         old_version = self._initial_version
         self.install_initial(version, self._initial_dcid)
-        if isinstance(old_read, PacketUnprotector):
+        if keep_previous and isinstance(old_read, PacketUnprotector):
             self._other_initial_reads[old_version] = old_read
 
     def reads_initial(self, version: int) -> bool:

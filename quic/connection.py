@@ -38,8 +38,12 @@ those frames from the handlers it registers on the packets that carry them:
 ==============  ==================================================================
 
 Receiving: a datagram is split here into its coalesced packets (RFC 9000 §12.2);
-Version Negotiation and Retry are handled here, the others opened by the reader and
-their frames routed by the dispatcher's table. What TLS releases is handed out by
+Version Negotiation and Retry are handled here, and so is the version of a long header
+that is not the one in use (RFC 9369 §4: the client's first packet of the server's
+Negotiated Version switches the connection to it, an Initial of the version a
+compatible negotiation left is still read, anything else of another version is
+dropped); the others are opened by the reader and their frames routed by the
+dispatcher's table. What TLS releases is handed out by
 :meth:`QuicConnection._after_tls`. Timers: the idle timer (RFC 9000 §10.1) is kept
 here; loss detection and ACK deadlines come from their components.
 
@@ -676,13 +680,22 @@ class QuicConnection:
             if header.version == 0:
                 self._on_version_negotiation(header, now)
                 return False
-            if header.version != self.version and not self._other_version(header):
-                self.reader.drop(now, "unsupported", header.packet_type)
-                return False
+            switched_from = 0
+            if header.version != self.version:
+                other = self._other_version(header)
+                if other is None:
+                    self.reader.drop(now, "unsupported", header.packet_type)
+                    return False
+                switched_from = other
             if header.packet_type is PacketType.RETRY:
                 self._on_retry(data, pos, header, now)
                 return False
-        index = self.reader.read_long(data, pos, header, addr, now)
+            index = self.reader.read_long(data, pos, header, addr, now)
+            if switched_from and index is None:
+                # not authenticated (or not readable yet): no switch (RFC 9000 §12.2)
+                self._switch_version(switched_from, keep_previous=False)
+        else:
+            index = self.reader.read_long(data, pos, header, addr, now)
         if index == HANDSHAKE and not self.is_client:
             if not self.paths.address_validated:
                 # RFC 9000 §8.1: a Handshake packet proves the client owns its address
@@ -694,26 +707,28 @@ class QuicConnection:
 
     # -- handshake coordination --------------------------------------------------------------
 
-    def _other_version(self, header: PacketHeader) -> bool:
-        """A long header of a version not in use: process it? An Initial of the version
-        a compatible negotiation left (RFC 9369 §4), or — client — the server's first
-        packet of the Negotiated Version (RFC 9368 §2.3). Anything else of another
-        version is dropped (RFC 9369 §4)."""
+    def _other_version(self, header: PacketHeader) -> int | None:
+        """A long header of a version not in use: None to drop it (RFC 9369 §4); 0 for
+        an Initial of the version a compatible negotiation left (read with its kept
+        keys); or — client — the version in use so far, after switching tentatively to
+        the packet's: the server's first packet of the Negotiated Version (RFC 9368
+        §2.3), kept only if it authenticates."""
         version = header.version
         assert version is not None
         if header.packet_type is PacketType.INITIAL and self.keys.reads_initial(version):
-            return True
+            return 0
         if header.packet_type is PacketType.RETRY:
-            return False  # RFC 9369 §4: a Retry of another version is ignored
-        if self.handshake.accept_compatible_version(version):
+            return None  # RFC 9369 §4: a Retry of another version is ignored
+        if self.handshake.may_switch_to(version):
+            previous = self.version
             self._switch_version(version)
-            return True
-        return False
+            return previous
+        return None
 
-    def _switch_version(self, version: int) -> None:
+    def _switch_version(self, version: int, keep_previous: bool = True) -> None:
         """Compatible version negotiation: ``version`` from now on (RFC 9369 §4)."""
-        self.version = version
-        self.keys.switch_initial_version(version)
+        self.version = self.handshake.version = version
+        self.keys.switch_initial_version(version, keep_previous)
 
     def _after_tls(self, now: float) -> None:
         """Hand what TLS released to the components it concerns."""

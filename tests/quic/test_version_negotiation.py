@@ -18,6 +18,7 @@ from quic.events import ConnectionTerminated
 from quic.packet import PacketType, parse_header
 from quic.tparams import TransportParameters, VersionInformation
 from quic.versions import QuicVersion, are_compatible, is_reserved_version
+from tests.support.inject import client_initial
 from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair, server_config
 
 V1 = int(QuicVersion.VERSION_1)
@@ -209,10 +210,27 @@ def test_client_detects_a_server_whose_chosen_version_is_not_the_one_in_use() ->
 def test_client_ignores_a_server_packet_of_a_version_it_did_not_offer() -> None:
     pair = make_pair(client_kwargs={"supported_versions": (V1,)})
     handshake = pair.client.handshake
-    assert not handshake.accept_compatible_version(V2)
+    assert not handshake.may_switch_to(V2)
     assert pair.client.version == V1
     pair.handshake()
     assert pair.client.version == V1
+
+
+def test_an_unauthenticated_packet_of_the_other_version_does_not_switch_the_client() -> None:
+    pair = make_pair(
+        client_kwargs={"supported_versions": (V2, V1), "initial_version": V1},
+        server_kwargs={"supported_versions": (V2, V1)},
+    )
+    client = pair.client
+    assert client.handshake.may_switch_to(V2)
+    # a v2 Initial that does not authenticate (wrong keys): dropped, still on v1
+    forged = client_initial(client.host_cid, b"\x09" * 8, 0, b"\x01", version=V2)
+    client.receive_datagram(forged, SERVER_ADDR, pair.net.now)
+    assert client.version == client.handshake.version == V1
+    assert not client.keys.reads_initial(V2) and client.reader.dropped == 1
+    # the real server's v2 answer still switches it
+    pair.handshake()
+    assert client.version == pair.server.version == V2
 
 
 # -- Version Negotiation (RFC 9000 §6) --------------------------------------------------------
