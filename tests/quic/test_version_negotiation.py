@@ -19,7 +19,14 @@ from quic.packet import PacketType, parse_header
 from quic.tparams import TransportParameters, VersionInformation
 from quic.versions import QuicVersion, are_compatible, is_reserved_version
 from tests.support.inject import client_initial
-from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair, server_config
+from tests.support.quicpair import (
+    CLIENT_ADDR,
+    SERVER_ADDR,
+    Pair,
+    client_config,
+    make_pair,
+    server_config,
+)
 
 V1 = int(QuicVersion.VERSION_1)
 V2 = int(QuicVersion.VERSION_2)
@@ -296,3 +303,33 @@ def test_client_with_no_common_version_ends_with_version_negotiation_error() -> 
     term = pair.events_of(ConnectionTerminated, "client")[0]
     assert term.error_code == TransportErrorCode.VERSION_NEGOTIATION_ERROR
     assert pair.client.state is ConnectionState.TERMINATED
+
+
+# -- at scale ---------------------------------------------------------------------------------
+
+
+def _upgraded_connections(n: int) -> tuple[int, int]:
+    """n clients start on v1 and are upgraded to v2 by one server endpoint, then close;
+    returns (datagrams the clients sent, what the server endpoint still holds after)."""
+    compat = {"supported_versions": (V2, V1), "initial_version": V1}
+    pair = make_pair(client_kwargs=compat, server_kwargs={"supported_versions": (V2, V1)})
+    clients = [pair.client] + [
+        pair.client_endpoint.connect(SERVER_ADDR, client_config(**compat), pair.net.now)
+        for _ in range(n - 1)
+    ]
+    pair.run(lambda: all(c.handshake_complete for c in clients), max_time=30)
+    server = pair.server_endpoint
+    assert len(server.connections) == n
+    assert {c.version for c in (*clients, *server.connections)} == {V2}
+    for conn in clients:
+        conn.close()
+    pair.net.settle(5.0)
+    sent = pair.net.link(CLIENT_ADDR, SERVER_ADDR).sent
+    return sent, len(server.connections) + server.route_count
+
+
+def test_many_upgraded_connections_cost_linear_and_leave_nothing_behind() -> None:
+    sent1, left1 = _upgraded_connections(10)
+    sent4, left4 = _upgraded_connections(40)
+    assert left1 == left4 == 0
+    assert 2 < sent4 / sent1 < 6
