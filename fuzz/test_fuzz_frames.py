@@ -27,6 +27,7 @@ from quic.frames import (
     PathChallengeFrame,
     PathResponseFrame,
     PingFrame,
+    ResetStreamAtFrame,
     ResetStreamFrame,
     RetireConnectionIdFrame,
     StopSendingFrame,
@@ -90,6 +91,10 @@ frames: st.SearchStrategy[Frame] = st.one_of(
     st.just(PingFrame()),
     ack_frames(),
     st.builds(ResetStreamFrame, varints, varints, varints),
+    # draft-ietf-quic-reliable-stream-reset §4: Reliable Size <= Final Size
+    st.tuples(varints, varints, varints, varints).map(
+        lambda t: ResetStreamAtFrame(t[0], t[1], max(t[2], t[3]), min(t[2], t[3]))
+    ),
     st.builds(StopSendingFrame, varints, varints),
     crypto_frames(),
     st.builds(NewTokenFrame, st.binary(min_size=1, max_size=64)),

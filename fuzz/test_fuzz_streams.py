@@ -3,9 +3,12 @@
 * ``StreamTransfer`` drives a SendStream and a RecvStream through a lossy, reordering,
   duplicating "network" made of lists of in-flight frames (STREAM, MAX_STREAM_DATA,
   RESET_STREAM, STOP_SENDING), with random writes, reads, losses, spurious losses,
-  resets and STOP_SENDING. At the end a perfect network drains everything: the
+  resets (RESET_STREAM, and RESET_STREAM_AT with a reliable size, which later resets
+  may lower: draft-ietf-quic-reliable-stream-reset) and STOP_SENDING. At the end a
+  perfect network drains everything: the
   receiver must have read exactly the bytes written (or, after a reset, a prefix of
-  them with all remaining credit released), and both halves must be terminal.
+  them with all remaining credit released, at least the smallest reliable size of a
+  RESET_STREAM_AT), and both halves must be terminal.
 * ``Reassembly`` feeds random slices of a fixed message in any order.
 * Arbitrary frame sequences on a RecvStream and on a StreamManager either succeed or
   raise QuicProtocolError with one of the expected transport error codes.
@@ -60,7 +63,8 @@ class StreamTransfer(RuleBasedStateMachine):
         self.stream_frames: list[StreamFrame] = []
         self.unacked: list[StreamFrame] = []  # delivered, fate not yet known to sender
         self.msd_frames: list[int] = []
-        self.reset_frames: list[tuple[int, int]] = []
+        self.reset_frames: list[tuple[int, int, int | None]] = []
+        self.min_reliable: int | None = None  # smallest reliable size of a reset sent
         self.stop_frames: list[int] = []
         self.stop_requested = False
 
@@ -161,16 +165,37 @@ class StreamTransfer(RuleBasedStateMachine):
         if go == 0:
             self.sender.reset(code)
 
-    @precondition(lambda self: self.reset_frames)
-    @rule(lost=st.booleans())
-    def deliver_reset(self, lost: bool) -> None:
-        code, final_size = self.reset_frames.pop(0)
-        if lost:
-            self.sender.on_reset_lost()
+    @precondition(lambda self: self._sender_active() or self.sender.reliable_size is not None)
+    @rule(code=st.integers(0, 2**62 - 1), fraction=st.floats(0, 1), go=st.integers(0, 19))
+    def reset_at(self, code: int, fraction: float, go: int) -> None:
+        """RESET_STREAM_AT, or a later one lowering the reliable size (§5.2)."""
+        if go:
             return
-        self.total_delta += self.receiver.on_reset(code, final_size)
+        size = int(len(self.written) * fraction)
+        current = self.sender.reliable_size
+        if current is not None and size >= current:
+            assert self.sender.reset(code, size) is False  # never raised (§5.2)
+            return
+        if self.sender.reset(code, size):
+            self.min_reliable = size if self.sender.reliable_size is not None else 0
+
+    def _deliver_reset(self, frame: tuple[int, int, int | None]) -> None:
+        code, final_size, reliable = frame
+        if reliable is None:
+            self.total_delta += self.receiver.on_reset(code, final_size)
+        else:
+            self.total_delta += self.receiver.on_reset(code, final_size, reliable, at=True)
         self.released += self.receiver.pop_released()
-        self.sender.on_reset_acked()
+        self.sender.on_reset_acked(reliable)
+
+    @precondition(lambda self: self.reset_frames)
+    @rule(lost=st.booleans(), i=st.integers(0, 10))
+    def deliver_reset(self, lost: bool, i: int) -> None:
+        frame = self.reset_frames.pop(i % len(self.reset_frames))  # reordered too
+        if lost:
+            self.sender.on_reset_lost(frame[2])
+            return
+        self._deliver_reset(frame)
 
     @precondition(lambda self: not self.stop_requested)
     @rule(code=st.integers(0, 1000), go=st.integers(0, 29))
@@ -232,10 +257,8 @@ class StreamTransfer(RuleBasedStateMachine):
             reset = sender.reset_frame()
             if reset is not None:
                 self.reset_frames.append(reset)
-            for code, size in self.reset_frames:
-                self.total_delta += receiver.on_reset(code, size)
-                self.released += receiver.pop_released()
-                sender.on_reset_acked()
+            for frame in self.reset_frames:
+                self._deliver_reset(frame)
             self.reset_frames.clear()
             while (out := sender.next_frame(1200, BIG)) is not None:
                 offset, data, fin = out
@@ -255,9 +278,18 @@ class StreamTransfer(RuleBasedStateMachine):
         assert len(self.read_buf) + self.released == final_size
         assert self.total_delta == final_size
         assert self.read_buf == self.written[: len(self.read_buf)]
-        if sender.state is SendState.DATA_RECVD:
+        if self.min_reliable is not None:
+            # draft-ietf-quic-reliable-stream-reset §5: the reliable bytes were delivered
+            # (unless the reset was suppressed for a stream with every byte received)
+            assert len(self.read_buf) >= self.min_reliable or receiver.at_eof
+            assert receiver.state in (RecvState.DATA_READ, RecvState.RESET_READ)
+        elif sender.state is SendState.DATA_RECVD:
             assert final_size == len(self.written)
-        if sender.state is SendState.DATA_RECVD and not self.stop_requested:
+        if (
+            self.min_reliable is None
+            and sender.state is SendState.DATA_RECVD
+            and not self.stop_requested
+        ):
             assert self.read_buf == self.written
             assert receiver.state is RecvState.DATA_READ
             assert receiver.at_eof

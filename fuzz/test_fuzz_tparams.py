@@ -64,6 +64,7 @@ transport_parameters = st.builds(
     retry_source_connection_id=st.none() | cids,
     version_information=st.none() | version_information(),
     max_datagram_frame_size=varints,
+    reset_stream_at=st.booleans(),
     extensions=st.lists(
         st.tuples(extension_ids, st.binary(max_size=20)), max_size=3, unique_by=lambda e: e[0]
     ).map(tuple),

@@ -71,8 +71,13 @@ class QuicConfiguration:
     qlog_dir: str | None = None
 
     # -- transport ---------------------------------------------------------------------
-    # first entry: what a client starts with; a server accepts all of them
+    # In order of preference. A client offers them (RFC 9368 §5 Available Versions: those
+    # compatible with the version it starts with) and starts with ``initial_version``
+    # (None: the first). A server accepts all of them and, when the client offers
+    # several compatible ones, switches to the first of its list that the client offers
+    # (compatible version negotiation, RFC 9368 §2.3, RFC 9369 §4).
     supported_versions: tuple[int, ...] = (QuicVersion.VERSION_1, QuicVersion.VERSION_2)
+    initial_version: int | None = None
     idle_timeout: float = 30.0
     max_datagram_size: int = 1200  # UDP payload we send (no PMTU discovery yet)
     max_udp_payload_size: int = 65527  # what we accept (transport parameter)
@@ -206,6 +211,11 @@ class QuicConfiguration:
     # stay).
     preferred_address: tuple[str, int] | None = None
     use_preferred_address: bool = True
+    # -- helper "conformance" (issue 9) --------------------------------------------------
+    # Send the reset_stream_at transport parameter: the peer may reset a stream with
+    # RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset §3). False: it must not
+    # (a RESET_STREAM_AT frame is then FRAME_ENCODING_ERROR, RFC 9000 §12.4).
+    reset_stream_at: bool = True
 
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None

@@ -11,7 +11,7 @@ the component that owns it, through ``_HANDLERS``, a table frame class → metho
 ACK                                         loss recovery (RFC 9002 §6)
 CRYPTO                                      CRYPTO streams, then the TLS engine
 STREAM, RESET_STREAM, STOP_SENDING, MAX_*,  stream controller (RFC 9000 §2-§4)
-\\*_BLOCKED
+\\*_BLOCKED, RESET_STREAM_AT                (draft-ietf-quic-reliable-stream-reset)
 NEW_CONNECTION_ID, RETIRE_CONNECTION_ID     connection IDs (RFC 9000 §5.1)
 PATH_CHALLENGE, PATH_RESPONSE               path manager (RFC 9000 §8.2)
 DATAGRAM                                    datagram channel (RFC 9221)
@@ -52,6 +52,7 @@ from quic.frames import (
     PathChallengeFrame,
     PathResponseFrame,
     PingFrame,
+    ResetStreamAtFrame,
     ResetStreamFrame,
     RetireConnectionIdFrame,
     StopSendingFrame,
@@ -198,10 +199,17 @@ class FrameDispatcher:
         self._handshake.on_new_token(frame.token)
 
     def _on_stream(self, frame: StreamFrame, index: int, now: float) -> None:
-        self._streams.on_stream(frame.stream_id, frame.offset, frame.data, frame.fin, 0x08, now)
+        self._streams.on_stream(
+            frame.stream_id, frame.offset, frame.data, frame.fin, frame.frame_type, now
+        )
 
     def _on_reset_stream(self, frame: ResetStreamFrame, index: int, now: float) -> None:
         self._streams.on_reset_stream(frame.stream_id, frame.error_code, frame.final_size, now)
+
+    def _on_reset_stream_at(self, frame: ResetStreamAtFrame, index: int, now: float) -> None:
+        self._streams.on_reset_stream_at(
+            frame.stream_id, frame.error_code, frame.final_size, frame.reliable_size, now
+        )
 
     def _on_stop_sending(self, frame: StopSendingFrame, index: int, now: float) -> None:
         self._streams.on_stop_sending(frame.stream_id, frame.error_code)
@@ -268,6 +276,7 @@ _HANDLERS: dict[type, Callable[[FrameDispatcher, Any, int, float], None]] = {
     PingFrame: FrameDispatcher._on_nothing,
     AckFrame: FrameDispatcher._on_ack,
     ResetStreamFrame: FrameDispatcher._on_reset_stream,
+    ResetStreamAtFrame: FrameDispatcher._on_reset_stream_at,
     StopSendingFrame: FrameDispatcher._on_stop_sending,
     CryptoFrame: FrameDispatcher._on_crypto,
     NewTokenFrame: FrameDispatcher._on_new_token,

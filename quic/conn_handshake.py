@@ -27,15 +27,31 @@ must authenticate (RFC 9000 §7.3).
   the Initial packets of a later connection to the same server
   (:meth:`HandshakeDriver.load_token`); a Retry's token replaces it and is never kept.
 * Version negotiation (RFC 9000 §6.2, RFC 9368 §2.1, §4): our transport parameters
-  carry Version Information. A client lists only its Chosen Version as available (it
-  does not implement compatible negotiation, so it must not invite it); a server lists
-  every version it supports. On a Version Negotiation packet the client picks, in its
-  own order of preference, a version the server offers
-  (:meth:`HandshakeDriver.choose_version`) and the connection starts a new first
-  flight with it (:meth:`HandshakeDriver.restart`). To defeat forged Version
-  Negotiation packets, that new attempt then requires the server's Version Information
-  and checks that the client would have picked the same version from the server's
-  Available Versions (RFC 9368 §4); otherwise VERSION_NEGOTIATION_ERROR.
+  carry Version Information. A client lists, as Available Versions, the versions it
+  supports that its Chosen Version is compatible with (RFC 9368 §2.2, §5: v1 and v2,
+  RFC 9369 §4), in its order of preference, inviting compatible negotiation; after a
+  Version Negotiation packet only the Chosen Version. A server lists every version it
+  supports.
+* Compatible version negotiation (RFC 9368 §2.3): while TLS reads the ClientHello the
+  server reads the client's Version Information (the TLS engine's
+  ``on_client_transport_parameters`` hook, before the server flight is built); the
+  Chosen Version must be the version of the client's Initial packets (§4, else
+  VERSION_NEGOTIATION_ERROR). The server then takes the first version of its own
+  ``supported_versions`` (its preference) that the client offers and that the Chosen
+  Version is compatible with: that Negotiated Version goes into the server's Version
+  Information and :meth:`HandshakeDriver.progress` reports it, so the connection sends
+  every CRYPTO frame in it (RFC 9369 §4). A client learns the Negotiated Version from
+  the first server long header of another version it offered
+  (:meth:`HandshakeDriver.may_switch_to`; the connection switches if that packet
+  authenticates), before any CRYPTO frame of the server was read; the server's Chosen
+  Version must then be it (§4).
+* On a Version Negotiation packet the client picks, in its own order of preference, a
+  version the server offers (:meth:`HandshakeDriver.choose_version`) and the
+  connection starts a new first flight with it (:meth:`HandshakeDriver.restart`). To
+  defeat forged Version Negotiation packets, that new attempt then requires the
+  server's Version Information and checks that the client would have picked the same
+  version from the server's Available Versions (RFC 9368 §4); otherwise
+  VERSION_NEGOTIATION_ERROR.
 """
 
 from __future__ import annotations
@@ -59,6 +75,7 @@ from quic.tls.config import TlsConfig
 from quic.tls.engine import SecretAvailable, TlsEngine
 from quic.tokens import token_store_key
 from quic.tparams import PreferredAddress, TransportParameters, VersionInformation
+from quic.versions import are_compatible
 
 __all__ = ["HandshakeDriver", "HandshakeProgress"]
 
@@ -71,6 +88,7 @@ class HandshakeProgress:
     secrets: list[SecretAvailable] = field(default_factory=list)
     peer_params: TransportParameters | None = None  # decoded and checked, once
     completed: bool = False  # the handshake completed just now
+    version: int | None = None  # server: the Negotiated Version differs (RFC 9368 §2.3)
 
 
 class HandshakeDriver:
@@ -112,9 +130,11 @@ class HandshakeDriver:
         self._alpn_reported = False
         self.peer_params: TransportParameters | None = None
         self.version = version
+        self.original_version = version  # of the client's first Initial (RFC 9368 §4)
+        self._switched_to: int | None = None  # server: Negotiated Version to report
         self.local_params = self._make_transport_parameters()
         self.early = EarlyData(pick_ticket(configuration) if self.is_client else None)
-        self.tls = TlsEngine(self._tls_config(), self.local_params.encode())
+        self.tls = self._make_tls()
 
     def _tls_config(self) -> TlsConfig:
         """TLS settings: the configuration's, with this connection's ticket (client) or
@@ -134,17 +154,34 @@ class HandshakeDriver:
 
     def restart(self, version: int, original_dcid: bytes) -> None:
         """A new first flight with ``version`` after Version Negotiation (RFC 9368 §2.1)."""
-        self.version = version
+        self.version = self.original_version = version
         self.original_dcid = original_dcid
         self.reacted_to_vn = True
         self.local_params = self._make_transport_parameters()
-        self.tls = TlsEngine(self._tls_config(), self.local_params.encode())
+        self.tls = self._make_tls()
         self.tls.start()
+
+    def _make_tls(self) -> TlsEngine:
+        tls = TlsEngine(self._tls_config(), self.local_params.encode())
+        if not self.is_client:
+            tls.on_client_transport_parameters = self._negotiate_version
+        return tls
+
+    def _available_versions(self) -> tuple[int, ...]:
+        """Our Version Information's Available Versions (RFC 9368 §5)."""
+        versions = tuple(self.configuration.supported_versions)
+        if not self.is_client:
+            return versions
+        if self.reacted_to_vn:
+            return (self.version,)
+        chosen = self.version
+        available = tuple(v for v in versions if are_compatible(chosen, v))
+        return available if chosen in available else (*available, chosen)
 
     def _make_transport_parameters(self) -> TransportParameters:
         config = self.configuration
         server = not self.is_client
-        available = tuple(config.supported_versions) if server else (self.version,)
+        available = self._available_versions()
         return TransportParameters(
             original_destination_connection_id=self.original_dcid if server else None,
             max_idle_timeout=int(config.idle_timeout * 1000),
@@ -165,6 +202,7 @@ class HandshakeDriver:
             max_datagram_frame_size=config.max_datagram_frame_size or 0,
             version_information=VersionInformation(self.version, available),  # RFC 9368 §3
             preferred_address=self._preferred_address if server else None,
+            reset_stream_at=config.reset_stream_at,  # draft-ietf-quic-reliable-stream-reset
         )
 
     # -- TLS --------------------------------------------------------------------------
@@ -185,6 +223,7 @@ class HandshakeDriver:
             if index is not None:
                 result.output.append((index, data))
         result.secrets = tls.pop_secrets()
+        result.version, self._switched_to = self._switched_to, None
         if self.peer_params is None and tls.peer_transport_parameters is not None:
             result.peer_params = self.peer_params = self._decode_peer_params(
                 tls.peer_transport_parameters
@@ -242,8 +281,8 @@ class HandshakeDriver:
             return QuicProtocolError(TransportErrorCode.VERSION_NEGOTIATION_ERROR, reason)
 
         if not self.is_client:
-            if info is not None and info.chosen_version != self.version:
-                raise fail("client's Chosen Version is not the version in use")
+            if info is not None and info.chosen_version != self.original_version:
+                raise fail("client's Chosen Version is not the version of its Initial")
             return
         if info is None:
             if self.reacted_to_vn:
@@ -255,6 +294,43 @@ class HandshakeDriver:
             offered = (*info.available_versions, info.chosen_version)
             if self.choose_version(offered) != self.version:
                 raise fail("Version Negotiation was forged (downgrade)")
+
+    # -- compatible version negotiation (RFC 9368 §2.3, RFC 9369 §4) ------------------
+
+    def _negotiate_version(self, raw: bytes) -> None:
+        """Server, from inside TLS: the client's transport parameters arrived; pick the
+        Negotiated Version before our own parameters are sent (module docstring)."""
+        params = TransportParameters.decode(raw, is_client_sender=True)
+        info = params.version_information
+        self._check_version_information(info)
+        if info is None:
+            return
+        chosen = self.original_version
+        for version in self.configuration.supported_versions:
+            if version in info.available_versions and are_compatible(chosen, version):
+                break
+        else:
+            return  # nothing else offered: the Chosen Version it is
+        if version == self.version:
+            return
+        self.version = self._switched_to = version
+        self.local_params = self._make_transport_parameters()
+        self.tls.transport_parameters = self.local_params.encode()
+
+    def may_switch_to(self, version: int) -> bool:
+        """Client: a server long header of ``version``, not ours: may it be the
+        Negotiated Version of a compatible negotiation we invited (RFC 9369 §4)? The
+        connection switches to it (setting :attr:`version`) if the packet authenticates."""
+        info = self.local_params.version_information
+        return not (
+            not self.is_client
+            or self.reacted_to_vn
+            or self.peer_params is not None
+            or self.version != self.original_version  # learned once
+            or info is None
+            or version not in info.available_versions
+            or not are_compatible(self.version, version)
+        )
 
     # -- version negotiation and Retry (client) ---------------------------------------
 

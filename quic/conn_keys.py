@@ -18,6 +18,10 @@ space is discarded (RFC 9001 §4.9) and runs the 1-RTT key update (RFC 9001 §6)
 * the application space's read keys are a :class:`OneRttReadKeys`: the current
   generation, the next one (derived on demand to try a flipped Key Phase bit), and the
   previous one (kept for reordered packets until the update is old, RFC 9001 §6.5);
+* compatible version negotiation (RFC 9368 §2.3, RFC 9369 §4) re-derives the Initial
+  keys for the Negotiated Version from the same connection ID
+  (:meth:`PacketSpaces.switch_initial_version`) and keeps the previous version's
+  Initial read keys, so Initial packets still in flight in it are read;
 * header protection keys never change with a key update (RFC 9001 §6.1), so header
   protection is removed with the current object before the key phase is known;
 * a peer-initiated update is answered by updating our write keys (RFC 9001 §6.2);
@@ -147,7 +151,10 @@ class PacketSpaces:
     """The keys component: three :class:`Space` objects and the 1-RTT key phases."""
 
     __slots__ = (
+        "_initial_dcid",
+        "_initial_version",
         "_is_client",
+        "_other_initial_reads",
         "_qlog",
         "_rtt",
         "key_phase_first_pn",
@@ -166,6 +173,11 @@ class PacketSpaces:
         self.zero_rtt_write: PacketProtector | None = None  # client (RFC 9001 §4.6.1)
         self.zero_rtt_read: PacketUnprotector | None = None  # server
         self.zero_rtt_discarded = False
+        self._initial_dcid = b""
+        self._initial_version = 0
+        # Initial read keys of the other version after compatible version negotiation
+        # (RFC 9369 §4: the original version's Initials are still read), by version
+        self._other_initial_reads: dict[int, PacketUnprotector] = {}
 
     def install_initial(self, version: int, dcid: bytes) -> None:
         """Initial keys from the client's Destination Connection ID (RFC 9001 §5.2)."""
@@ -173,6 +185,28 @@ class PacketSpaces:
         space = self.spaces[INITIAL]
         space.write = write
         space.read = read
+        self._initial_dcid = dcid
+        self._initial_version = version
+        self._other_initial_reads.clear()
+
+    def switch_initial_version(self, version: int, keep_previous: bool = True) -> None:
+        """Compatible version negotiation (RFC 9368 §2.3, RFC 9369 §4): Initial packets
+        are sent and read in ``version`` from now on; those of the version used so far
+        are still read (the server keeps them until a Handshake packet arrives, which
+        discards the whole Initial space, RFC 9001 §4.9.1), unless ``keep_previous`` is
+        False (a tentative switch undone)."""
+        space = self.spaces[INITIAL]
+        if space.discarded or version == self._initial_version:
+            return
+        old_read = space.read
+        old_version = self._initial_version
+        self.install_initial(version, self._initial_dcid)
+        if keep_previous and isinstance(old_read, PacketUnprotector):
+            self._other_initial_reads[old_version] = old_read
+
+    def reads_initial(self, version: int) -> bool:
+        """Whether Initial packets of ``version`` (not the current one) are still read."""
+        return version in self._other_initial_reads and not self.spaces[INITIAL].discarded
 
     def install_secret(self, secret: SecretAvailable, version: int) -> int | None:
         """Install a traffic secret released by TLS (RFC 9001 §4.1.4).
@@ -229,13 +263,24 @@ class PacketSpaces:
         return plain_header, pn, payload
 
     def open(
-        self, index: int, view: memoryview, pn_offset: int, largest_pn: int, now: float
+        self,
+        index: int,
+        view: memoryview,
+        pn_offset: int,
+        largest_pn: int,
+        now: float,
+        version: int | None = None,
     ) -> tuple[bytes, int, bytes] | None:
         """Remove packet protection (RFC 9001 §5.3, §5.4) with the keys of space
         ``index``; returns ``(plain_header, packet_number, payload)``, or None when the
         packet does not authenticate (it is then dropped, RFC 9001 §5.2). A 1-RTT
-        packet that starts a new key phase answers the peer's key update (§6.2)."""
-        read = self.spaces[index].read
+        packet that starts a new key phase answers the peer's key update (§6.2). An
+        Initial packet of another ``version`` uses that version's kept read keys."""
+        read: PacketUnprotector | OneRttReadKeys | None
+        if index == INITIAL and version is not None and version != self._initial_version:
+            read = self._other_initial_reads.get(version)
+        else:
+            read = self.spaces[index].read
         if read is None:
             return None
         try:
@@ -253,6 +298,8 @@ class PacketSpaces:
     def discard(self, index: int) -> None:
         """Drop the keys of a space for good (RFC 9001 §4.9)."""
         self.spaces[index].discard()
+        if index == INITIAL:
+            self._other_initial_reads.clear()
 
     def _on_peer_key_update(self, now: float) -> None:
         """The peer's packet was the first of a new key phase (RFC 9001 §6.2, §6.5)."""

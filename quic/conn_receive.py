@@ -3,8 +3,9 @@
 Theory of operation
 -------------------
 The connection splits a datagram into its coalesced packets (RFC 9000 §12.2) and
-routes Version Negotiation, Retry and packets of another version itself; every other
-packet goes to :class:`PacketReader`, which
+routes Version Negotiation, Retry and packets of another version itself (an Initial
+of the version a compatible version negotiation left is read with that version's
+kept keys, RFC 9369 §4); every other packet goes to :class:`PacketReader`, which
 
 1. picks the packet number space from the packet type (RFC 9000 §12.3); 0-RTT packets
    belong to the application space and are opened with the 0-RTT keys by a server that
@@ -140,7 +141,9 @@ class PacketReader:
             return None
         acks = self._acks
         view = memoryview(data)[pos : header.end]
-        opened = self._keys.open(index, view, header.pn_offset - pos, acks.largest(index), now)
+        opened = self._keys.open(
+            index, view, header.pn_offset - pos, acks.largest(index), now, header.version
+        )
         if opened is None:
             self.drop(now, "decryption_failure", packet_type)
             return None

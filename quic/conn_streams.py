@@ -24,6 +24,14 @@ STREAM_DATA_BLOCKED / DATA_BLOCKED frame is sent once per limit (§4.1). Every f
 built by the codec's encoders and written only if it fits the open packet; what does
 not fit stays owed for the next packet.
 
+Resets: RESET_STREAM, and RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset) when
+the application gives a reliable size and the peer sent the ``reset_stream_at``
+transport parameter (§3). After a RESET_STREAM_AT the bytes below the reliable size keep
+flowing (and are retransmitted) until the frame and they are acknowledged. On receipt,
+every contiguous byte is delivered as :class:`~quic.events.StreamDataReceived` first
+and the reset is reported once all bytes below the reliable size were delivered, as one
+:class:`~quic.events.StreamReset` carrying that size (0 for RESET_STREAM).
+
 Time is an argument of every method that needs it (flow-control auto-tuning reads it
 when credit is released); the smoothed RTT is read from the connection's
 :class:`~quic.rtt.RttEstimator`, which the controller is given at construction.
@@ -35,7 +43,7 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 
-from quic.errors import StreamResetError
+from quic.errors import QuicProtocolError, StreamResetError, TransportErrorCode
 from quic.events import (
     QuicEvent,
     StopSendingReceived,
@@ -50,6 +58,7 @@ from quic.frames import (
     encode_max_data_frame,
     encode_max_stream_data_frame,
     encode_max_streams_frame,
+    encode_reset_stream_at_frame,
     encode_reset_stream_frame,
     encode_stop_sending_frame,
     encode_stream_data_blocked_frame,
@@ -58,11 +67,18 @@ from quic.frames import (
 )
 from quic.packet_builder import PacketAssembler
 from quic.rtt import RttEstimator
-from quic.stream_manager import StreamLimits, StreamManager
+from quic.stream_manager import (
+    FRAME_RESET_STREAM,
+    FRAME_RESET_STREAM_AT,
+    StreamLimits,
+    StreamManager,
+)
 from quic.stream_recv import (
     DEFAULT_MAX_REASSEMBLY_BYTES,
     DEFAULT_MAX_REASSEMBLY_FRAGMENTS,
     DEFAULT_MAX_STREAM_FRAGMENTS,
+    RecvState,
+    RecvStream,
 )
 from quic.stream_send import SendStream
 from quic.tparams import TransportParameters
@@ -71,8 +87,8 @@ __all__ = ["StreamController"]
 
 _STREAM_HEADER_MAX = 1 + 8 + 8 + 2  # type, stream id, offset, 2-byte length
 _VARINT_FRAME_MAX = 1 + 8  # MAX_DATA, MAX_STREAMS, DATA_BLOCKED, STREAMS_BLOCKED
-# RESET_STREAM (1+8+8+8) + STOP_SENDING (1+8+8) + MAX_STREAM_DATA (1+8+8) of one stream
-_STREAM_CONTROL_MAX = 25 + 17 + 17
+# RESET_STREAM_AT (1+8+8+8+8) + STOP_SENDING (1+8+8) + MAX_STREAM_DATA (1+8+8) of one stream
+_STREAM_CONTROL_MAX = 33 + 17 + 17
 
 
 class StreamController:
@@ -92,6 +108,7 @@ class StreamController:
         max_stream_fragments: int = DEFAULT_MAX_STREAM_FRAGMENTS,
         max_reassembly_bytes: int = DEFAULT_MAX_REASSEMBLY_BYTES,
         max_reassembly_fragments: int = DEFAULT_MAX_REASSEMBLY_FRAGMENTS,
+        reset_stream_at: bool = False,
     ) -> None:
         self.is_client = is_client
         self.manager = StreamManager(
@@ -111,6 +128,10 @@ class StreamController:
         self._write_blocked: set[int] = set()
         self._eof_reported: set[int] = set()
         self._rtt_estimator = rtt
+        # the peer accepts RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset §3)
+        self.peer_reset_stream_at = False
+        # we advertised reset_stream_at: the peer may send RESET_STREAM_AT
+        self.local_reset_stream_at = reset_stream_at
 
     @property
     def rtt(self) -> float:
@@ -130,6 +151,7 @@ class StreamController:
             max_stream_data_uni=params.initial_max_stream_data_uni,
         )
         self.set_peer_limits(peer, params.initial_max_data)
+        self.peer_reset_stream_at = params.reset_stream_at
 
     def set_peer_limits(self, peer: StreamLimits, initial_max_data: int) -> None:
         self.manager.set_peer_limits(peer)
@@ -181,12 +203,20 @@ class StreamController:
             return 0
         return stream.send.buffered
 
-    def reset(self, stream_id: int, error_code: int) -> None:
+    def reset(self, stream_id: int, error_code: int, reliable_size: int | None = None) -> None:
+        """Reset our sending half: RESET_STREAM, or RESET_STREAM_AT delivering the first
+        ``reliable_size`` bytes (raises ValueError if the peer does not accept it, §3,
+        or for a size beyond the data written)."""
         stream = self.manager.get(stream_id)
         if stream is None or stream.send is None:
             return
-        if stream.send.reset(error_code):
+        send = stream.send
+        if reliable_size and not self.peer_reset_stream_at:
+            raise ValueError("the peer does not accept RESET_STREAM_AT (reset_stream_at)")
+        if send.reset(error_code, reliable_size or 0):
             self._control[stream_id] = None
+            if send.needs_send:
+                self._sendable[stream_id] = None
         self._write_blocked.discard(stream_id)
 
     def stop_sending(self, stream_id: int, error_code: int, now: float) -> None:
@@ -205,33 +235,45 @@ class StreamController:
     ) -> None:
         delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
         if delta:
-            self.window.on_received(delta)  # FLOW_CONTROL_ERROR (RFC 9000 §4.1)
+            self._count_received(delta, ftype)
         self._deliver(stream_id, now)
         self._deliver_new_peer_streams()
+
+    def _count_received(self, delta: int, frame_type: int) -> None:
+        """New bytes against the connection's limit: FLOW_CONTROL_ERROR beyond it (RFC
+        9000 §4.1), naming the frame that carried them (§19.19)."""
+        try:
+            self.window.on_received(delta)
+        except QuicProtocolError as exc:
+            exc.frame_type = exc.frame_type or frame_type
+            raise
 
     def _deliver(self, stream_id: int, now: float) -> None:
         stream = self.manager.get(stream_id)
         if stream is None or stream.recv is None:
             return
         recv = stream.recv
-        if recv.is_reset:
-            return
         # Delivered, not yet credited: credit returns through consume() once the
         # application is done with the bytes (RFC 9000 §4.2), so a reader that does not
         # keep up holds at most the windows we advertised.
         # read() also when only the FIN is new: it moves the half to "Data Read" so
         # that the finished stream can leave the table (RFC 9000 §3.2)
+        reset = recv.is_reset
         data = b""
-        if recv.readable or recv.at_eof:
+        if recv.readable or (recv.at_eof and not reset):
             data = recv.read(-1, now=now, rtt=self._rtt_estimator.smoothed_rtt, credit=False)
         released = recv.pop_released()
         if released:
             self._release(released, now)
-        end = recv.at_eof and stream_id not in self._eof_reported
+        end = not reset and recv.at_eof and stream_id not in self._eof_reported
         if end:
             self._eof_reported.add(stream_id)
         if data or end:
             self._events.append(StreamDataReceived(stream_id, data, end))
+        if reset:
+            if recv.state is RecvState.RESET_RECVD:
+                self._report_reset(stream_id, recv, now)
+            return
         if recv.window.should_update():
             self._control[stream_id] = None
         if end:
@@ -241,24 +283,51 @@ class StreamController:
         # Streams opened implicitly (§3.2) exist now; nothing to deliver until data.
         self.manager.take_opened_by_peer()
 
-    def on_reset_stream(self, stream_id: int, error_code: int, final_size: int, now: float) -> None:
-        stream_known = self.manager.get(stream_id)
-        was_reset = (
-            stream_known is not None
-            and stream_known.recv is not None
-            and stream_known.recv.is_reset
-        )
-        delta = self.manager.on_reset_stream(stream_id, error_code, final_size)
+    def on_reset_stream(
+        self,
+        stream_id: int,
+        error_code: int,
+        final_size: int,
+        now: float,
+        reliable_size: int | None = None,
+    ) -> None:
+        """RESET_STREAM, or RESET_STREAM_AT with ``reliable_size``: the bytes below the
+        reliable size are delivered before the reset is reported."""
+        delta = self.manager.on_reset_stream(stream_id, error_code, final_size, reliable_size)
         if delta:
-            self.window.on_received(delta)
-        stream = self.manager.get(stream_id)
-        if stream is None or stream.recv is None or was_reset or not stream.recv.is_reset:
-            return
-        self._events.append(StreamReset(stream_id, error_code, final_size))
+            reset_type = FRAME_RESET_STREAM if reliable_size is None else FRAME_RESET_STREAM_AT
+            self._count_received(delta, reset_type)
+        self._deliver(stream_id, now)
+        self._deliver_new_peer_streams()
+
+    def on_reset_stream_at(
+        self,
+        stream_id: int,
+        error_code: int,
+        final_size: int,
+        reliable_size: int,
+        now: float,
+    ) -> None:
+        """RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset §4). Unless we sent
+        the reset_stream_at transport parameter the frame type is not one we know: RFC
+        9000 §12.4 makes that FRAME_ENCODING_ERROR (the draft names no other code)."""
+        if not self.local_reset_stream_at:
+            raise QuicProtocolError(
+                TransportErrorCode.FRAME_ENCODING_ERROR,
+                "RESET_STREAM_AT without the reset_stream_at transport parameter",
+                FRAME_RESET_STREAM_AT,
+            )
+        self.on_reset_stream(stream_id, error_code, final_size, now, reliable_size)
+
+    def _report_reset(self, stream_id: int, recv: RecvStream, now: float) -> None:
+        """Every byte the reset delivers was delivered: report it, once."""
+        code = recv.reset_error_code or 0
+        final = recv.final_size or 0
+        self._events.append(StreamReset(stream_id, code, final, recv.reliable_size))
         with contextlib.suppress(StreamResetError):
-            stream.recv.read()  # moves the receive half to "Reset Read" (RFC 9000 §3.2)
+            recv.read()  # moves the receive half to "Reset Read" (RFC 9000 §3.2)
         # the consumer drops what it held of a reset stream: its credit comes back too
-        self._release(stream.recv.pop_released() + stream.recv.release_uncredited(), now)
+        self._release(recv.pop_released() + recv.release_uncredited(), now)
         self._maybe_discard(stream_id)
 
     def on_stop_sending(self, stream_id: int, error_code: int) -> None:
@@ -363,9 +432,12 @@ class StreamController:
         if send is not None:
             reset = send.reset_frame()
             if reset is not None:
-                code, final = reset
-                b.push(encode_reset_stream_frame(sid, code, final))
-                handlers.append((self._reset_fate, (sid, send)))
+                code, final, reliable = reset
+                if reliable is None:
+                    b.push(encode_reset_stream_frame(sid, code, final))
+                else:
+                    b.push(encode_reset_stream_at_frame(sid, code, final, reliable))
+                handlers.append((self._reset_fate, (sid, send, reliable)))
                 written = True
         if recv is not None:
             code_stop = recv.stop_sending_frame()
@@ -423,6 +495,8 @@ class StreamController:
             del sendable[sid]
             if send.needs_send:
                 sendable[sid] = None
+            if send.reset_ready:  # a RESET_STREAM_AT waited for these bytes
+                self._control[sid] = None
         if sendable and credit.available() <= 0 and self._blocked_by_connection():
             limit_c = credit.blocked_at
             if limit_c is not None and b.room >= _VARINT_FRAME_MAX:
@@ -455,13 +529,14 @@ class StreamController:
             if send.needs_send:
                 self._sendable[sid] = None
 
-    def _reset_fate(self, acked: bool, sid: int, send: SendStream) -> None:
+    def _reset_fate(self, acked: bool, sid: int, send: SendStream, reliable: int | None) -> None:
         if acked:
-            send.on_reset_acked()
+            send.on_reset_acked(reliable)
             self._maybe_discard(sid)
         else:
-            send.on_reset_lost()
-            self._control[sid] = None
+            send.on_reset_lost(reliable)
+            if send.reset_ready:
+                self._control[sid] = None
 
     def _stop_sending_fate(self, acked: bool, sid: int, recv: object) -> None:
         if not acked:

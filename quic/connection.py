@@ -40,8 +40,12 @@ those frames from the handlers it registers on the packets that carry them:
 ==============  ==================================================================
 
 Receiving: a datagram is split here into its coalesced packets (RFC 9000 §12.2);
-Version Negotiation and Retry are handled here, the others opened by the reader and
-their frames routed by the dispatcher's table. What TLS releases is handed out by
+Version Negotiation and Retry are handled here, and so is the version of a long header
+that is not the one in use (RFC 9369 §4: the client's first packet of the server's
+Negotiated Version switches the connection to it, an Initial of the version a
+compatible negotiation left is still read, anything else of another version is
+dropped); the others are opened by the reader and their frames routed by the
+dispatcher's table. What TLS releases is handed out by
 :meth:`QuicConnection._after_tls`. Timers: the idle timer (RFC 9000 §10.1) is kept
 here; loss detection and ACK deadlines come from their components.
 
@@ -149,7 +153,9 @@ class QuicConnection:
         self.configuration = config
         self.is_client = config.is_client
         self._token_bytes = token_bytes
-        self.version = version if version is not None else config.supported_versions[0]
+        if version is None:  # a client: the version of its first Initial
+            version = config.initial_version or config.supported_versions[0]
+        self.version = version
         self.state = ConnectionState.HANDSHAKE
         self._events: deque[QuicEvent] = deque()
         self._now = 0.0  # the latest time an entry point was given (for the app API)
@@ -239,6 +245,7 @@ class QuicConnection:
             max_stream_fragments=config.max_stream_reassembly_fragments,
             max_reassembly_bytes=config.max_reassembly_bytes,
             max_reassembly_fragments=config.max_reassembly_fragments,
+            reset_stream_at=config.reset_stream_at,
         )
         self.datagrams = DatagramChannel(
             config.max_datagram_frame_size, config.max_datagram_queue, events
@@ -461,9 +468,23 @@ class QuicConnection:
             return True
         return self.streams.send(stream_id, data, end_stream)
 
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
+    def reset_stream(
+        self, stream_id: int, error_code: int, reliable_size: int | None = None
+    ) -> None:
+        """Abandon our sending half: RESET_STREAM (RFC 9000 §19.4), or with
+        ``reliable_size`` RESET_STREAM_AT, which still delivers the first
+        ``reliable_size`` bytes written (draft-ietf-quic-reliable-stream-reset §4). A
+        second call may lower the reliable size, never raise it (§5.2). ValueError if
+        the peer did not send the reset_stream_at transport parameter
+        (:attr:`peer_accepts_reset_stream_at`) or beyond the bytes written."""
         if self.state in _LIVE:
-            self.streams.reset(stream_id, error_code)
+            self.streams.reset(stream_id, error_code, reliable_size)
+
+    @property
+    def peer_accepts_reset_stream_at(self) -> bool:
+        """The peer sent reset_stream_at (draft-ietf-quic-reliable-stream-reset §3):
+        :meth:`reset_stream` may be given a ``reliable_size``."""
+        return self.streams.peer_reset_stream_at
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         if self.state in _LIVE:
@@ -751,13 +772,22 @@ class QuicConnection:
             if header.version == 0:
                 self._on_version_negotiation(header, now)
                 return False
+            switched_from = 0
             if header.version != self.version:
-                self.reader.drop(now, "unsupported", header.packet_type)
-                return False
+                other = self._other_version(header)
+                if other is None:
+                    self.reader.drop(now, "unsupported", header.packet_type)
+                    return False
+                switched_from = other
             if header.packet_type is PacketType.RETRY:
                 self._on_retry(data, pos, header, now)
                 return False
-        index = self.reader.read_long(data, pos, header, addr, now)
+            index = self.reader.read_long(data, pos, header, addr, now)
+            if switched_from and index is None:
+                # not authenticated (or not readable yet): no switch (RFC 9000 §12.2)
+                self._switch_version(switched_from, keep_previous=False)
+        else:
+            index = self.reader.read_long(data, pos, header, addr, now)
         if index == HANDSHAKE and not self.is_client:
             if not self.paths.address_validated:
                 # RFC 9000 §8.1: a Handshake packet proves the client owns its address
@@ -769,9 +799,34 @@ class QuicConnection:
 
     # -- handshake coordination --------------------------------------------------------------
 
+    def _other_version(self, header: PacketHeader) -> int | None:
+        """A long header of a version not in use: None to drop it (RFC 9369 §4); 0 for
+        an Initial of the version a compatible negotiation left (read with its kept
+        keys); or — client — the version in use so far, after switching tentatively to
+        the packet's: the server's first packet of the Negotiated Version (RFC 9368
+        §2.3), kept only if it authenticates."""
+        version = header.version
+        assert version is not None
+        if header.packet_type is PacketType.INITIAL and self.keys.reads_initial(version):
+            return 0
+        if header.packet_type is PacketType.RETRY:
+            return None  # RFC 9369 §4: a Retry of another version is ignored
+        if self.handshake.may_switch_to(version):
+            previous = self.version
+            self._switch_version(version)
+            return previous
+        return None
+
+    def _switch_version(self, version: int, keep_previous: bool = True) -> None:
+        """Compatible version negotiation: ``version`` from now on (RFC 9369 §4)."""
+        self.version = self.handshake.version = version
+        self.keys.switch_initial_version(version, keep_previous)
+
     def _after_tls(self, now: float) -> None:
         """Hand what TLS released to the components it concerns."""
         progress = self.handshake.progress()
+        if progress.version is not None:  # server: the Negotiated Version (RFC 9368 §2.3)
+            self._switch_version(progress.version)
         for index, data in progress.output:
             self.crypto.queue(index, data)
         for secret in progress.secrets:

@@ -73,11 +73,16 @@ class StreamDataReceived(QuicEvent):
 
 @dataclass(frozen=True, slots=True)
 class StreamReset(QuicEvent):
-    """The peer sent RESET_STREAM: its sending half of the stream is abandoned."""
+    """The peer sent RESET_STREAM: its sending half of the stream is abandoned.
+
+    After a RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset) ``reliable_size`` is
+    its Reliable Size: the first ``reliable_size`` bytes were all delivered (as
+    :class:`StreamDataReceived`) before this event; 0 after a RESET_STREAM."""
 
     stream_id: int
     error_code: int
     final_size: int
+    reliable_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""QUIC frames: the public face of the frame codec (RFC 9000 §12.4, §19; RFC 9221).
+"""QUIC frames: the public face of the frame codec (RFC 9000 §12.4, §19; RFC 9221;
+draft-ietf-quic-reliable-stream-reset).
 
 Theory of operation
 -------------------
@@ -44,6 +45,7 @@ from quic.frames_defs import (
     PathChallengeFrame,
     PathResponseFrame,
     PingFrame,
+    ResetStreamAtFrame,
     ResetStreamFrame,
     RetireConnectionIdFrame,
     StopSendingFrame,
@@ -66,6 +68,7 @@ from quic.frames_defs import (
     encode_new_token_frame,
     encode_path_challenge_frame,
     encode_path_response_frame,
+    encode_reset_stream_at_frame,
     encode_reset_stream_frame,
     encode_retire_connection_id_frame,
     encode_stop_sending_frame,
@@ -109,6 +112,7 @@ __all__ = [
     "PathChallengeFrame",
     "PathResponseFrame",
     "PingFrame",
+    "ResetStreamAtFrame",
     "ResetStreamFrame",
     "RetireConnectionIdFrame",
     "StopSendingFrame",
@@ -135,6 +139,7 @@ __all__ = [
     "encode_new_token_frame",
     "encode_path_challenge_frame",
     "encode_path_response_frame",
+    "encode_reset_stream_at_frame",
     "encode_reset_stream_frame",
     "encode_retire_connection_id_frame",
     "encode_stop_sending_frame",

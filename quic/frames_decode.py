@@ -1,4 +1,4 @@
-"""QUIC frame decoders (RFC 9000 §12.4, §19; RFC 9221 §4).
+"""QUIC frame decoders (RFC 9000 §12.4, §19; RFC 9221 §4; RESET_STREAM_AT).
 
 Theory of operation
 -------------------
@@ -19,7 +19,8 @@ Errors (all :class:`~quic.errors.QuicProtocolError`, with ``frame_type`` set):
 - truncated frame, unknown type (§12.4), ACK range below 0 (§19.3.1), STREAM/CRYPTO
   offset + length > 2**62-1 (§19.6, §19.8), MAX_STREAMS/STREAMS_BLOCKED > 2**60
   (§19.11, §19.14), NEW_CONNECTION_ID length outside 1..20 or Retire Prior To >
-  Sequence Number (§19.15), empty NEW_TOKEN (§19.7): FRAME_ENCODING_ERROR;
+  Sequence Number (§19.15), empty NEW_TOKEN (§19.7), RESET_STREAM_AT Reliable Size >
+  Final Size (draft-ietf-quic-reliable-stream-reset §4): FRAME_ENCODING_ERROR;
 - frame type not minimally encoded (§12.4): PROTOCOL_VIOLATION;
 - packet with no frames (§12.4), frame not allowed in the packet type: PROTOCOL_VIOLATION.
 
@@ -52,6 +53,7 @@ from quic.frames_defs import (
     PathChallengeFrame,
     PathResponseFrame,
     PingFrame,
+    ResetStreamAtFrame,
     ResetStreamFrame,
     RetireConnectionIdFrame,
     StopSendingFrame,
@@ -141,6 +143,17 @@ def _decode_reset_stream(data: bytes, pos: int, frame_type: int) -> tuple[Frame,
     error_code, pos = _dv(data, pos)
     final_size, pos = _dv(data, pos)
     return ResetStreamFrame(stream_id, error_code, final_size), pos
+
+
+def _decode_reset_stream_at(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    stream_id, pos = _dv(data, pos)
+    error_code, pos = _dv(data, pos)
+    final_size, pos = _dv(data, pos)
+    reliable_size, pos = _dv(data, pos)
+    if reliable_size > final_size:
+        # draft-ietf-quic-reliable-stream-reset §4: FRAME_ENCODING_ERROR
+        raise _error("RESET_STREAM_AT reliable size exceeds the final size", frame_type)
+    return ResetStreamAtFrame(stream_id, error_code, final_size, reliable_size), pos
 
 
 def _decode_stop_sending(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
@@ -294,6 +307,7 @@ def _build_decoders() -> list[_Decoder | None]:
         (range(0x1B, 0x1C), _decode_path_response),
         (range(0x1C, 0x1E), _decode_connection_close),
         (range(0x1E, 0x1F), _decode_handshake_done),
+        (range(0x24, 0x25), _decode_reset_stream_at),
         (range(0x30, 0x32), _decode_datagram),
     )
     for types, decoder in entries:

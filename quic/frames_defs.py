@@ -58,6 +58,7 @@ __all__ = [
     "PathChallengeFrame",
     "PathResponseFrame",
     "PingFrame",
+    "ResetStreamAtFrame",
     "ResetStreamFrame",
     "RetireConnectionIdFrame",
     "StopSendingFrame",
@@ -80,6 +81,7 @@ __all__ = [
     "encode_new_token_frame",
     "encode_path_challenge_frame",
     "encode_path_response_frame",
+    "encode_reset_stream_at_frame",
     "encode_reset_stream_frame",
     "encode_retire_connection_id_frame",
     "encode_stop_sending_frame",
@@ -134,6 +136,7 @@ class FrameType(IntEnum):
     CONNECTION_CLOSE = 0x1C
     CONNECTION_CLOSE_APP = 0x1D
     HANDSHAKE_DONE = 0x1E
+    RESET_STREAM_AT = 0x24  # draft-ietf-quic-reliable-stream-reset §4
     DATAGRAM = 0x30  # RFC 9221 §4: no Length field
     DATAGRAM_LEN = 0x31
 
@@ -285,6 +288,32 @@ class StopSendingFrame:
 
     def encode(self) -> bytes:
         return encode_stop_sending_frame(self.stream_id, self.error_code)
+
+
+def encode_reset_stream_at_frame(
+    stream_id: int, error_code: int, final_size: int, reliable_size: int
+) -> bytes:
+    """RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset §4): a RESET_STREAM that
+    still delivers the first ``reliable_size`` bytes; ``reliable_size <= final_size``."""
+    if reliable_size > final_size:
+        raise ValueError("RESET_STREAM_AT reliable size exceeds the final size")
+    return b"".join((b"\x24", _ev(stream_id), _ev(error_code), _ev(final_size), _ev(reliable_size)))
+
+
+@dataclass(frozen=True, slots=True)
+class ResetStreamAtFrame:
+    """draft-ietf-quic-reliable-stream-reset §4."""
+
+    stream_id: int
+    error_code: int
+    final_size: int
+    reliable_size: int
+    frame_type: ClassVar[int] = FrameType.RESET_STREAM_AT
+
+    def encode(self) -> bytes:
+        return encode_reset_stream_at_frame(
+            self.stream_id, self.error_code, self.final_size, self.reliable_size
+        )
 
 
 def encode_crypto_frame_header(offset: int, length: int) -> bytes:
@@ -660,6 +689,7 @@ Frame: TypeAlias = (
     | ApplicationCloseFrame
     | HandshakeDoneFrame
     | DatagramFrame
+    | ResetStreamAtFrame
 )
 
 

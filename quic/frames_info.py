@@ -10,7 +10,9 @@ the RFC so it can be checked against it at a glance; the connection consults it
 instead of hard-coding frame rules.
 
 DATAGRAM (RFC 9221) is ack-eliciting (§5.2), congestion controlled (§5.4), not flow
-controlled (§5.3) and may only be sent with 0-RTT or 1-RTT keys (§6).
+controlled (§5.3) and may only be sent with 0-RTT or 1-RTT keys (§6). RESET_STREAM_AT
+(draft-ietf-quic-reliable-stream-reset §4) is ack-eliciting and only sent in the
+application data space, like RESET_STREAM.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ _TABLE: tuple[tuple[range, str, str, str], ...] = (
     (range(0x1D, 0x1E), "CONNECTION_CLOSE", "__01", "N"),
     (range(0x1E, 0x1F), "HANDSHAKE_DONE", "___1", ""),
     (range(0x30, 0x32), "DATAGRAM", "__01", ""),
+    # draft-ietf-quic-reliable-stream-reset §4: application data space only
+    (range(0x24, 0x25), "RESET_STREAM_AT", "__01", ""),
 )
 
 

@@ -20,8 +20,8 @@ so far (ids are used in increasing order) and the limit on that number:
 
 Every frame that names a stream goes through one check driven by ``_FRAME_PART``,
 which says whether the frame concerns our receiving half (STREAM, RESET_STREAM,
-STREAM_DATA_BLOCKED: sent by the stream's sender) or our sending half (MAX_STREAM_DATA,
-STOP_SENDING: sent by the stream's receiver). A frame for a half we do not have is
+RESET_STREAM_AT, STREAM_DATA_BLOCKED: sent by the stream's sender) or our sending half
+(MAX_STREAM_DATA, STOP_SENDING: sent by the stream's receiver). A frame for a half we do not have is
 STREAM_STATE_ERROR (§19.4, §19.5, §19.8, §19.10, §19.13); a frame for a stream of ours
 that we have not opened yet is STREAM_STATE_ERROR; a frame for a stream that already
 finished and was forgotten is ignored (its id is below the opened count and it is not
@@ -56,6 +56,7 @@ from quic.stream_send import SendStream
 __all__ = [
     "FRAME_MAX_STREAM_DATA",
     "FRAME_RESET_STREAM",
+    "FRAME_RESET_STREAM_AT",
     "FRAME_STOP_SENDING",
     "FRAME_STREAM",
     "FRAME_STREAM_DATA_BLOCKED",
@@ -77,6 +78,7 @@ FRAME_STOP_SENDING = 0x05
 FRAME_STREAM = 0x08  # 0x08..0x0f
 FRAME_MAX_STREAM_DATA = 0x11
 FRAME_STREAM_DATA_BLOCKED = 0x15
+FRAME_RESET_STREAM_AT = 0x24  # draft-ietf-quic-reliable-stream-reset §4
 
 DEFAULT_MAX_STREAM_WINDOW = 16 * 1024 * 1024
 
@@ -122,6 +124,7 @@ _FRAME_PART: dict[int, _Part] = {
     **{t: _Part.RECV for t in range(0x08, 0x10)},
     FRAME_MAX_STREAM_DATA: _Part.SEND,
     FRAME_STREAM_DATA_BLOCKED: _Part.RECV,
+    FRAME_RESET_STREAM_AT: _Part.RECV,
 }
 
 
@@ -388,15 +391,22 @@ class StreamManager:
             exc.frame_type = exc.frame_type or frame_type
             raise
 
-    def on_reset_stream(self, stream_id: int, error_code: int, final_size: int) -> int:
-        """RESET_STREAM (§19.4); returns the connection-level flow-control delta."""
-        stream = self.stream_for_frame(stream_id, FRAME_RESET_STREAM)
+    def on_reset_stream(
+        self, stream_id: int, error_code: int, final_size: int, reliable_size: int | None = None
+    ) -> int:
+        """RESET_STREAM (§19.4), or RESET_STREAM_AT when ``reliable_size`` is given
+        (draft-ietf-quic-reliable-stream-reset §4); returns the connection-level
+        flow-control delta."""
+        frame_type = FRAME_RESET_STREAM if reliable_size is None else FRAME_RESET_STREAM_AT
+        stream = self.stream_for_frame(stream_id, frame_type)
         if stream is None or stream.recv is None:
             return 0
         try:
-            return stream.recv.on_reset(error_code, final_size)
+            if reliable_size is None:
+                return stream.recv.on_reset(error_code, final_size)
+            return stream.recv.on_reset(error_code, final_size, reliable_size, at=True)
         except QuicProtocolError as exc:
-            exc.frame_type = exc.frame_type or FRAME_RESET_STREAM
+            exc.frame_type = exc.frame_type or frame_type
             raise
 
     def on_stop_sending(self, stream_id: int, error_code: int) -> bool:

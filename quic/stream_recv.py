@@ -49,6 +49,18 @@ A reset that arrives after all data was received is suppressed and the data stay
 readable (§3.2 allows this); otherwise buffered data is dropped and :meth:`read`
 raises :class:`~quic.errors.StreamResetError` once, moving to "Reset Read".
 
+RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset) is a reset that still delivers
+the first ``reliable_size`` bytes. Like a FIN it fixes the final size and moves the
+stream to "Size Known" (§5.3); data up to the reliable size keeps arriving and is
+delivered, data beyond it is not kept. Once every byte below the reliable size has
+arrived the reset takes effect as above, except that the contiguous bytes below the
+reliable size stay readable: :meth:`read` returns them first and raises the reset
+after. A later reset may lower the reliable size, never raise it (a higher one is
+ignored, §5.2); RESET_STREAM counts as a reliable size of 0; a different error code
+after a RESET_STREAM_AT is STREAM_STATE_ERROR and a different final size
+FINAL_SIZE_ERROR (§5.2); a reliable size beyond the final size is refused by the codec
+(FRAME_ENCODING_ERROR, §4).
+
 States follow RFC 9000 §3.2, driven by the ``_TRANSITIONS`` table.
 """
 
@@ -433,6 +445,8 @@ class RecvStream:
         "_ready_len",
         "_recv_offset",
         "_released",
+        "_reliable_size",
+        "_reset_at",
         "_reset_code",
         "_state",
         "_stop_code",
@@ -471,6 +485,8 @@ class RecvStream:
         self._discarding = False
         self._released = 0
         self._uncredited = 0  # read out (delivered) but not yet consumed by the application
+        self._reliable_size: int | None = None  # a RESET_STREAM_AT's (smallest) one
+        self._reset_at = False  # a RESET_STREAM_AT was received
 
     # ------------------------------------------------------------------ properties
 
@@ -534,6 +550,11 @@ class RecvStream:
     def is_reset(self) -> bool:
         return self._state in _RESET
 
+    @property
+    def reliable_size(self) -> int:
+        """Bytes a reset still delivers: a RESET_STREAM_AT's reliable size, else 0."""
+        return self._reliable_size or 0
+
     def _fire(self, event: RecvEvent) -> None:
         nxt = _TRANSITIONS[self._state].get(event)
         if nxt is not None:
@@ -561,7 +582,12 @@ class RecvStream:
         if self._state not in _RECEIVING:
             return window.on_data(end)  # late or duplicate data (§3.2): discarded
         # Storing may be refused (reassembly limits): before anything else changes.
-        if end > self._recv_offset and end > offset:
+        # After a RESET_STREAM_AT nothing beyond its reliable size is kept.
+        reliable = self._reliable_size
+        keep = end if reliable is None or reliable >= end else reliable
+        if keep > self._recv_offset and keep > offset:
+            if keep < end:
+                data = memoryview(data)[: keep - offset]
             if offset <= self._recv_offset:
                 self._append(offset, data)
             else:
@@ -570,6 +596,8 @@ class RecvStream:
         if fin and final_size is None:
             self._final_size = final_size = end
             self._fire(RecvEvent.RECV_FIN)
+        if reliable is not None:
+            self._maybe_apply_reset()
         if final_size is not None and self._recv_offset == final_size:
             self._fire(RecvEvent.ALL_DATA)
         if self._discarding:
@@ -594,29 +622,76 @@ class RecvStream:
         self._recv_offset = new_end
         self._ready_len += new_end - recv
 
-    def on_reset(self, error_code: int, final_size: int) -> int:
-        """Process RESET_STREAM (RFC 9000 §3.2, §19.4); return the flow-control delta."""
+    def on_reset(
+        self, error_code: int, final_size: int, reliable_size: int = 0, *, at: bool = False
+    ) -> int:
+        """Process RESET_STREAM (RFC 9000 §3.2, §19.4) or, with ``at``, RESET_STREAM_AT
+        (draft-ietf-quic-reliable-stream-reset §4, §5); return the flow-control delta."""
         known = self._final_size
         if known is not None and final_size != known:
-            raise _final_size_error(f"RESET_STREAM changes final size {known} to {final_size}")
+            raise _final_size_error(f"reset changes final size {known} to {final_size}")
         if final_size < self.window.highest_received:
             raise _final_size_error(
-                f"RESET_STREAM final size {final_size} below received offset "
+                f"reset final size {final_size} below received offset "
                 f"{self.window.highest_received}"
             )
         delta = self.window.on_data(final_size)  # FLOW_CONTROL_ERROR, RFC 9000 §4.1
-        if self._state in _RECEIVING:
+        previous = self._reset_code
+        if previous is not None and error_code != previous and (at or self._reset_at):
+            # draft-ietf-quic-reliable-stream-reset §5.2
+            raise QuicProtocolError(
+                TransportErrorCode.STREAM_STATE_ERROR,
+                f"reset changes error code {previous} to {error_code}",
+            )
+        if self._state not in _RECEIVING:
+            return delta  # already reset, or all data received (§3.2: suppressed)
+        current = self._reliable_size
+        if current is not None and reliable_size >= current:
+            return delta  # §5.2: a larger reliable size is ignored
+        self._reset_code = error_code
+        self._reliable_size = reliable_size
+        self._reset_at = self._reset_at or at
+        if known is None:
             self._final_size = final_size
-            self._reset_code = error_code
-            self._fire(RecvEvent.RECV_RESET)
-            # Unread data, buffered or never received, is released to the connection.
-            self._released += final_size - self._read_offset
-            self._read_offset = self._recv_offset = final_size
-            self._ready.clear()
-            self._ready_len = 0
-            self._ooo.clear()
-            self._stop_pending = False
+            self._fire(RecvEvent.RECV_FIN)  # §5.3: "Size Known"
+        self._maybe_apply_reset()
         return delta
+
+    def _maybe_apply_reset(self) -> None:
+        """The reset takes effect once every byte below the reliable size has arrived:
+        later bytes are dropped and released to the connection; the contiguous bytes
+        below the reliable size stay readable."""
+        reliable = self._reliable_size
+        if reliable is None or self._recv_offset < reliable or self._state not in _RECEIVING:
+            return
+        final = self._final_size
+        assert final is not None
+        read_offset = self._read_offset
+        keep = reliable - read_offset
+        if keep < self._ready_len:
+            self._truncate_ready(keep if keep > 0 else 0)
+        ready_end = read_offset + self._ready_len
+        self._released += final - ready_end
+        self._ooo.clear()
+        self._stop_pending = False
+        if not self._ready_len:
+            self._read_offset = final
+        self._recv_offset = final
+        self._fire(RecvEvent.RECV_RESET)
+
+    def _truncate_ready(self, keep: int) -> None:
+        """Drop the ready bytes after the first ``keep``."""
+        ready = self._ready
+        excess = self._ready_len - keep
+        while excess:
+            last = ready[-1]
+            if len(last) <= excess:
+                ready.pop()
+                excess -= len(last)
+            else:
+                ready[-1] = last[: len(last) - excess]
+                excess = 0
+        self._ready_len = keep
 
     # ------------------------------------------------------------------ application
 
@@ -631,8 +706,9 @@ class RecvStream:
         but flow-control credit is only returned by :meth:`consume` (RFC 9000 §4.2:
         credit follows what the application has consumed).
         """
-        if self._state in _RESET:
+        if self._state in _RESET and not self._ready_len:
             self._fire(RecvEvent.READ_RESET)
+            self._read_offset = self._final_size or self._read_offset
             code = self._reset_code if self._reset_code is not None else 0
             raise StreamResetError(self.stream_id, code, "stream reset by peer")
         avail = self._ready_len

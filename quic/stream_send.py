@@ -22,6 +22,18 @@ its fate with :meth:`SendStream.on_acked` / :meth:`SendStream.on_lost` (and the
 
 States follow RFC 9000 §3.1 and are driven by a transition table (``_TRANSITIONS``):
 events that have no entry for the current state leave it unchanged.
+
+Reliable resets (draft-ietf-quic-reliable-stream-reset): :meth:`SendStream.reset` with
+a ``reliable_size`` abandons the stream like RESET_STREAM but keeps delivering its first
+``reliable_size`` bytes. The write buffer is cut at ``max(reliable_size, highest
+sent)`` — that offset is the final size — bytes below the reliable size are still sent
+and retransmitted when lost, bytes above it are not (§5). The RESET_STREAM_AT frame
+waits until every byte below the final size has been sent once (so it never exceeds
+the flow-control credit, §4) and is retransmitted until acknowledged. Like a FIN it
+moves the stream to "Data Sent"; once it and every byte below the reliable size are
+acknowledged the stream is in "Data Recvd" (§5.3). A later reset may only lower the
+reliable size (§5.2); one with a reliable size of 0 becomes a RESET_STREAM. The error
+code and, once a frame carried it, the final size never change.
 """
 
 from __future__ import annotations
@@ -67,6 +79,7 @@ class SendEvent(Enum):
     ALL_ACKED = "recv all ACKs"
     SEND_RESET = "send RESET_STREAM"
     RESET_ACKED = "recv ACK of RESET_STREAM"
+    SEND_RESET_AT = "send RESET_STREAM_AT"  # draft-ietf-quic-reliable-stream-reset §5.3
 
     # Members are singletons: identity hashing is exact and, unlike Enum.__hash__
     # (Python code), costs nothing on the per-packet state-table lookups.
@@ -78,8 +91,18 @@ _E = SendEvent
 
 # RFC 9000 §3.1 as data: state -> {event: next state}.
 _TRANSITIONS: dict[SendState, dict[SendEvent, SendState]] = {
-    _S.READY: {_E.SEND_DATA: _S.SEND, _E.SEND_FIN: _S.DATA_SENT, _E.SEND_RESET: _S.RESET_SENT},
-    _S.SEND: {_E.SEND_DATA: _S.SEND, _E.SEND_FIN: _S.DATA_SENT, _E.SEND_RESET: _S.RESET_SENT},
+    _S.READY: {
+        _E.SEND_DATA: _S.SEND,
+        _E.SEND_FIN: _S.DATA_SENT,
+        _E.SEND_RESET: _S.RESET_SENT,
+        _E.SEND_RESET_AT: _S.DATA_SENT,
+    },
+    _S.SEND: {
+        _E.SEND_DATA: _S.SEND,
+        _E.SEND_FIN: _S.DATA_SENT,
+        _E.SEND_RESET: _S.RESET_SENT,
+        _E.SEND_RESET_AT: _S.DATA_SENT,
+    },
     _S.DATA_SENT: {_E.ALL_ACKED: _S.DATA_RECVD, _E.SEND_RESET: _S.RESET_SENT},
     _S.DATA_RECVD: {},
     _S.RESET_SENT: {_E.RESET_ACKED: _S.RESET_RECVD},
@@ -165,6 +188,9 @@ class SendStream:
         "_fin_sent",
         "_head",
         "_lost",
+        "_reliable_acked",
+        "_reliable_sent",
+        "_reliable_size",
         "_reset_code",
         "_reset_final_size",
         "_reset_pending",
@@ -195,6 +221,10 @@ class SendStream:
         self._reset_code: int | None = None
         self._reset_final_size = 0
         self._reset_pending = False
+        # RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset): None when not used
+        self._reliable_size: int | None = None
+        self._reliable_sent = False  # a RESET_STREAM_AT carried the final size
+        self._reliable_acked = False  # the one with the current reliable size was acked
 
     # ------------------------------------------------------------------ properties
 
@@ -236,6 +266,18 @@ class SendStream:
     @property
     def reset_error_code(self) -> int | None:
         return self._reset_code
+
+    @property
+    def reliable_size(self) -> int | None:
+        """Reliable size of a RESET_STREAM_AT under way, else None."""
+        return self._reliable_size
+
+    @property
+    def reset_ready(self) -> bool:
+        """A RESET_STREAM or RESET_STREAM_AT frame is owed and may be sent now."""
+        if not self._reset_pending:
+            return False
+        return self._reliable_size is None or self._sent_offset >= self._write_offset
 
     @property
     def needs_send(self) -> bool:
@@ -283,20 +325,77 @@ class SendStream:
         if end_stream:
             self._fin_offset = self._write_offset
 
-    def reset(self, error_code: int) -> bool:
-        """Abandon the stream: queue RESET_STREAM (RFC 9000 §3.1, §19.4).
+    def reset(self, error_code: int, reliable_size: int = 0) -> bool:
+        """Abandon the stream: queue RESET_STREAM (RFC 9000 §3.1, §19.4), or with a
+        ``reliable_size`` RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset §5).
 
-        The final size is the amount of data sent so far (§4.5). Returns False when the
-        stream is already terminal or reset.
+        The final size is the amount of data sent so far (§4.5), or the reliable size
+        if that is larger. Returns False when nothing changed: the stream is terminal or
+        already reset, or a reliable reset did not lower the reliable size (§5.2). Raises
+        ValueError for a reliable size beyond the data written.
         """
+        current = self._reliable_size
+        if current is not None and reliable_size >= current:
+            return False  # §5.2: the reliable size never increases
+        if reliable_size < 0 or reliable_size > self._write_offset:
+            raise ValueError(
+                f"reliable size {reliable_size} outside the {self._write_offset} bytes written"
+            )
         if self._state not in _CAN_RESET:
             return False
+        if current is not None:
+            error_code = self._reset_code if self._reset_code is not None else error_code
+        if reliable_size == 0:
+            return self._reset_now(error_code)
         self._reset_code = error_code
-        self._reset_final_size = self._sent_offset
+        self._reliable_size = reliable_size
+        self._reliable_acked = False
+        self._reset_pending = True
+        end = max(reliable_size, self._sent_offset)
+        self._truncate(end)
+        self._reset_final_size = end
+        self._check_reliable_done()
+        return True
+
+    def _reset_now(self, error_code: int) -> bool:
+        """RESET_STREAM: stop sending and retransmitting at once."""
+        if self._reliable_size is None or not self._reliable_sent:
+            self._reset_final_size = self._sent_offset
+        self._reliable_size = None
+        self._reset_code = error_code
         self._reset_pending = True
         self._fire(SendEvent.SEND_RESET)
         self._release_all()
         return True
+
+    def _truncate(self, end: int) -> None:
+        """Reliable reset: nothing at or beyond ``end`` is sent again (§5); the FIN goes
+        unless it was sent (the RESET_STREAM_AT frame carries the final size)."""
+        self._write_offset = end
+        if not self._fin_sent:
+            self._fin_offset = None
+        self._fin_lost = False
+        reliable = self._reliable_size
+        assert reliable is not None
+        self._lost.subtract(reliable, VARINT_MAX)
+        starts = self._starts
+        chunks = self._chunks
+        while len(chunks) > self._head and starts[-1] >= end:
+            chunks.pop()
+            starts.pop()
+        if len(chunks) > self._head:
+            keep = end - starts[-1]
+            if keep < len(chunks[-1]):
+                chunks[-1] = chunks[-1][:keep]
+
+    def _check_reliable_done(self) -> None:
+        """§5.3: "Data Recvd" once the RESET_STREAM_AT with the smallest reliable size
+        and every byte below that size are acknowledged."""
+        reliable = self._reliable_size
+        if reliable is None or not self._reliable_acked or self._acked_offset < reliable:
+            return
+        self._fire(SendEvent.ALL_ACKED)
+        self._release_all()
 
     def on_stop_sending(self, error_code: int) -> bool:
         """Peer sent STOP_SENDING: reset with the same error code (RFC 9000 §3.5)."""
@@ -409,12 +508,18 @@ class SendStream:
     def on_blocked_lost(self, limit: int) -> None:
         self.credit.on_blocked_lost(limit)
 
-    def reset_frame(self) -> tuple[int, int] | None:
-        """Pending RESET_STREAM as ``(error_code, final_size)``, or None."""
-        if not self._reset_pending or self._reset_code is None:
+    def reset_frame(self) -> tuple[int, int, int | None] | None:
+        """Pending RESET_STREAM as ``(error_code, final_size, None)`` or RESET_STREAM_AT
+        as ``(error_code, final_size, reliable_size)``, or None. A RESET_STREAM_AT waits
+        until every byte below its final size was sent once (§4: within the credit)."""
+        if not self.reset_ready or self._reset_code is None:
             return None
         self._reset_pending = False
-        return (self._reset_code, self._reset_final_size)
+        reliable = self._reliable_size
+        if reliable is not None:
+            self._reliable_sent = True
+            self._fire(SendEvent.SEND_RESET_AT)
+        return (self._reset_code, self._reset_final_size, reliable)
 
     # ------------------------------------------------------------------ fate of frames
 
@@ -438,6 +543,8 @@ class SendStream:
         if self._fin_acked and self._acked_offset == self._fin_offset:
             self._fire(SendEvent.ALL_ACKED)
             self._release_all()
+        elif self._reliable_size is not None:
+            self._check_reliable_done()
 
     def on_lost(self, offset: int, length: int, fin: bool) -> None:
         """A STREAM frame (offset, length, fin) was declared lost: schedule a resend."""
@@ -445,6 +552,13 @@ class SendStream:
             return
         start = offset if offset > self._acked_offset else self._acked_offset
         stop = offset + length
+        reliable = self._reliable_size
+        if reliable is not None:
+            # draft-ietf-quic-reliable-stream-reset §5: only bytes below the reliable
+            # size are sent again (the final size travels in RESET_STREAM_AT)
+            fin = False
+            if stop > reliable:
+                stop = reliable
         if stop > start:
             lost = self._lost
             for s, e in self._acked.gaps(start, stop):
@@ -452,11 +566,26 @@ class SendStream:
         if fin and not self._fin_acked:
             self._fin_lost = True
 
-    def on_reset_acked(self) -> None:
-        self._fire(SendEvent.RESET_ACKED)
+    def on_reset_acked(self, reliable_size: int | None = None) -> None:
+        """The RESET_STREAM (``reliable_size`` None) or RESET_STREAM_AT frame was
+        acknowledged."""
+        if reliable_size is None:
+            self._fire(SendEvent.RESET_ACKED)
+        elif reliable_size == self._reliable_size and self._state in _SENDING:
+            self._reliable_acked = True
+            self._check_reliable_done()
 
-    def on_reset_lost(self) -> None:
-        if self._state is SendState.RESET_SENT:
+    def on_reset_lost(self, reliable_size: int | None = None) -> None:
+        """The RESET_STREAM / RESET_STREAM_AT frame was lost: send it again unless a
+        newer frame replaced it or the stream is done (§4)."""
+        if reliable_size is None:
+            if self._state is SendState.RESET_SENT:
+                self._reset_pending = True
+        elif (
+            reliable_size == self._reliable_size
+            and self._state in _SENDING
+            and not self._reliable_acked
+        ):
             self._reset_pending = True
 
     # ------------------------------------------------------------------ buffer release

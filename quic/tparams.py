@@ -1,4 +1,5 @@
-"""QUIC transport parameters (RFC 9000 §7.4, §18; RFC 9221 §3; RFC 9368 §3).
+"""QUIC transport parameters (RFC 9000 §7.4, §18; RFC 9221 §3; RFC 9368 §3;
+draft-ietf-quic-reliable-stream-reset §3).
 
 Theory of operation
 -------------------
@@ -57,7 +58,8 @@ class ParameterSpec:
     server_only: bool = False
 
 
-#: RFC 9000 §18.2, RFC 9368 §3, RFC 9221 §3. Integer defaults are 0 unless stated.
+#: RFC 9000 §18.2, RFC 9368 §3, RFC 9221 §3, draft-ietf-quic-reliable-stream-reset §3.
+#: Integer defaults are 0 unless stated.
 PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("original_destination_connection_id", 0x00, "cid", None, server_only=True),
     ParameterSpec("max_idle_timeout", 0x01, "int", 0),
@@ -78,6 +80,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("retry_source_connection_id", 0x10, "cid", None, server_only=True),
     ParameterSpec("version_information", 0x11, "version_information", None),
     ParameterSpec("max_datagram_frame_size", 0x20, "int", 0),
+    # draft-ietf-quic-reliable-stream-reset §3: empty; we accept RESET_STREAM_AT frames
+    ParameterSpec("reset_stream_at", 0x1D, "flag", False),
 )
 
 _BY_ID = {spec.id: spec for spec in PARAMETERS}
@@ -258,6 +262,7 @@ class TransportParameters:
     retry_source_connection_id: bytes | None = None
     version_information: VersionInformation | None = None
     max_datagram_frame_size: int = 0
+    reset_stream_at: bool = False
     extensions: tuple[tuple[int, bytes], ...] = ()
 
     def encode(self, grease: bool = False) -> bytes:

@@ -363,7 +363,7 @@ class QuicSession:
         exc = StreamResetError(sid, event.error_code, "stream reset by peer")
         reader = self._readers.get(sid)
         if reader is not None:
-            reader._fail(exc)
+            reader._fail(exc, keep=event.reliable_size > 0)  # RESET_STREAM_AT
         elif not is_local(sid, self.connection.is_client) and self._seen.add(sid):
             reader, writer = self._stream_objects(sid)
             reader._fail(exc)

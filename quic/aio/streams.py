@@ -18,6 +18,11 @@ newline.
 :class:`QuicStreamWriter` is the sending half: :meth:`QuicStreamWriter.drain` waits
 while more than the configured number of bytes is buffered (unacknowledged), which is
 what happens when flow control or congestion blocks the stream.
+
+Reliable resets (draft-ietf-quic-reliable-stream-reset): ``writer.reset(code,
+reliable_size=n)`` sends RESET_STREAM_AT, which still delivers the first ``n`` bytes
+written. A reader whose peer did so gets those bytes first (they were delivered before
+the reset was reported, and stay buffered); a read that needs more raises the reset.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class QuicStreamReader:
         self._buffer = bytearray()
         self._eof = False
         self._exception: BaseException | None = None
+        self._keep = False  # a reliable reset: buffered bytes stay readable first
         self._waiter: asyncio.Future[None] | None = None
 
     # -- fed by the session -----------------------------------------------------------------
@@ -66,11 +72,14 @@ class QuicStreamReader:
         self._wake()
         self._check_done()
 
-    def _fail(self, exc: BaseException) -> None:
+    def _fail(self, exc: BaseException, keep: bool = False) -> None:
         """The stream was reset or the connection closed: reads raise ``exc``. Buffered
-        bytes are dropped (the connection credits a reset stream by itself)."""
+        bytes are dropped (the connection credits a reset stream by itself), unless
+        ``keep``: after a RESET_STREAM_AT they are the reliable bytes, read first."""
         self._exception = exc
-        self._buffer.clear()
+        self._keep = keep
+        if not keep:
+            self._buffer.clear()
         self._wake()  # the waiting read re-checks and raises
         self._done()
 
@@ -104,8 +113,10 @@ class QuicStreamReader:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _raise_if_failed(self) -> None:
-        if self._exception is not None:
+    def _raise_if_failed(self, wanted: bool = False) -> None:
+        """Raise the failure, unless reliable bytes are buffered and the caller does
+        not need more than them (``wanted``: it does)."""
+        if self._exception is not None and (wanted or not self._keep or not self._buffer):
             raise self._exception
 
     async def _wait(self) -> None:
@@ -146,7 +157,7 @@ class QuicStreamReader:
         if n < 0:
             raise ValueError("readexactly size can not be less than zero")
         while len(self._buffer) < n and not self._eof:
-            self._raise_if_failed()
+            self._raise_if_failed(wanted=True)
             await self._wait()
         self._raise_if_failed()
         if len(self._buffer) < n:
@@ -173,6 +184,7 @@ class QuicStreamReader:
                 partial = self._take(len(buffer))
                 raise asyncio.IncompleteReadError(partial, None)
             start = max(0, len(buffer) - len(separator) + 1)
+            self._raise_if_failed(wanted=True)
             await self._wait()
 
     async def readline(self) -> bytes:
@@ -263,10 +275,13 @@ class QuicStreamWriter:
         while session.connection.send_buffered(self.stream_id):
             await session.wait_progress()
 
-    def reset(self, error_code: int) -> None:
-        """Abandon the stream with RESET_STREAM (RFC 9000 §19.4)."""
+    def reset(self, error_code: int, reliable_size: int | None = None) -> None:
+        """Abandon the stream with RESET_STREAM (RFC 9000 §19.4), or with
+        ``reliable_size`` RESET_STREAM_AT: the first ``reliable_size`` bytes written are
+        still delivered (draft-ietf-quic-reliable-stream-reset; ValueError if the peer
+        does not accept it, see :attr:`QuicConnection.peer_accepts_reset_stream_at`)."""
+        self._session.connection.reset_stream(self.stream_id, error_code, reliable_size)
         self.reset_code = error_code
-        self._session.connection.reset_stream(self.stream_id, error_code)
         self._writable.set()
         self._session.schedule_flush()
         self._mark_closed()

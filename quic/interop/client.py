@@ -64,6 +64,9 @@ def client_configuration(
     )
     if case.cipher_suites is not None:
         config.cipher_suites = case.cipher_suites
+    if case.versions is not None:
+        config.supported_versions = case.versions
+        config.initial_version = case.initial_version
     return config
 
 

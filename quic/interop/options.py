@@ -25,6 +25,7 @@ from typing import Literal
 
 from quic.interop.hq import ALPN, DEFAULT_PORT
 from quic.tls.suites import CipherSuite
+from quic.versions import QuicVersion
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -69,6 +70,10 @@ class InteropCase:
     plugin: bool = False
     # the server's QuicConfiguration.retry (RFC 9000 §8.1.2); None: the default
     retry: Literal["never", "always", "auto"] | None = None
+    # QUIC versions in order of preference (None: the default) and the client's first
+    # one (None: the first of them); helper "conformance", case "v2"
+    versions: tuple[int, ...] | None = None
+    initial_version: int | None = None
 
 
 #: Every supported test case. Other cases are appended to this table by the module that
@@ -123,6 +128,14 @@ TESTCASES: dict[str, InteropCase] = {
         InteropCase(
             "connectionmigration",
             "transfer; the client migrates actively to a new socket and connection ID",
+        ),
+        # RFC 9368 §2.3, RFC 9369 §4: the client starts on v1 offering v2, the server
+        # prefers v2: the connection is upgraded without a round trip
+        InteropCase(
+            "v2",
+            "transfer; the client starts on v1 offering v2 and the server upgrades to v2",
+            versions=(QuicVersion.VERSION_2, QuicVersion.VERSION_1),
+            initial_version=QuicVersion.VERSION_1,
         ),
     )
 }

@@ -184,6 +184,9 @@ def server_configuration(
         config.cipher_suites = case.cipher_suites
     if case.retry is not None:
         config.retry = case.retry
+    if case.versions is not None:
+        config.supported_versions = case.versions
+        config.initial_version = case.initial_version
     config.load_cert_chain(str(options.certs / "cert.pem"), str(options.certs / "priv.key"))
     enable_resumption(config, case)  # tickets for resumption / zerortt
     return config

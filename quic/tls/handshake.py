@@ -89,6 +89,10 @@ class HandshakeContext:
         config.check()
         self.config = config
         self.transport_parameters = bytes(transport_parameters)
+        # Server: called with the client's quic_transport_parameters before the server
+        # flight is built; it may replace ``transport_parameters`` (QUIC compatible
+        # version negotiation, RFC 9368 §2.3, chooses the version from them).
+        self.on_client_transport_parameters: Callable[[bytes], None] | None = None
         self.readers: dict[Epoch, HandshakeReader] = {
             epoch: HandshakeReader(config.max_message_size)
             for epoch in (Epoch.INITIAL, Epoch.HANDSHAKE, Epoch.ONE_RTT)

@@ -200,6 +200,9 @@ class ServerRole(Role):
         ctx.group = group
         ctx.alpn_protocol = alpn
         ctx.peer_transport_parameters = ch.quic_transport_parameters
+        hook = ctx.on_client_transport_parameters
+        if hook is not None and ch.quic_transport_parameters is not None:
+            hook(ch.quic_transport_parameters)  # may set ctx.transport_parameters
         ctx.client_random = ch.random
         self.requested_server_name = ch.server_name
         self.client_hello = ch

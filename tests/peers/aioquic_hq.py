@@ -23,8 +23,11 @@ one after the other), writes each body to ``DIR/<basename>`` and prints one JSON
 "error"}]}``. Exit status 0 when every download succeeded, 1 otherwise, 3 on an
 exception or timeout. The client never verifies the server certificate.
 
-Both roles accept ``--cipher-suites 0x1303,...`` (restrict the TLS 1.3 suites) and
-``--keylog FILE``. aioquic is imported only by test peers, never by the library.
+Both roles accept ``--cipher-suites 0x1303,...`` (restrict the TLS 1.3 suites),
+``--keylog FILE`` and ``--quic-versions 0x6b3343cf,0x1`` (aioquic's supported_versions, in
+preference order) with ``--original-version 0x1`` (the client's first version: compatible
+version negotiation, RFC 9368); the client's summary then names each connection's
+``versions``. aioquic is imported only by test peers, never by the library.
 """
 
 from __future__ import annotations
@@ -68,6 +71,10 @@ def build_configuration(args: argparse.Namespace, *, is_client: bool) -> QuicCon
     config = QuicConfiguration(is_client=is_client, alpn_protocols=[ALPN], idle_timeout=30.0)
     if args.cipher_suites:
         config.cipher_suites = [CipherSuite(int(c, 0)) for c in args.cipher_suites.split(",")]
+    if args.quic_versions:
+        config.supported_versions = [int(v, 0) for v in args.quic_versions.split(",")]
+    if args.original_version:
+        config.original_version = int(args.original_version, 0)
     if args.keylog:
         config.secrets_log_file = open(args.keylog, "a", buffering=1)  # noqa: SIM115
     if is_client:
@@ -216,13 +223,21 @@ async def run_connection(
         summary["connections"] += 1
         summary["cipher_suites"].append(negotiated(client._quic)["cipher_suite"])
         directory = Path(args.downloads)
-        return await asyncio.gather(
+        results = await asyncio.gather(
             *(download(client, url, urlsplit(url).path or "/", directory) for url in urls)
         )
+        summary["versions"].append(negotiated(client._quic)["version"])
+        return results
 
 
 async def run_client(args: argparse.Namespace) -> int:
-    summary: dict[str, Any] = {"ok": False, "connections": 0, "cipher_suites": [], "results": []}
+    summary: dict[str, Any] = {
+        "ok": False,
+        "connections": 0,
+        "cipher_suites": [],
+        "versions": [],
+        "results": [],
+    }
     groups = [[url] for url in args.urls] if args.multiconnect else [args.urls]
     status = 0
     try:
@@ -257,6 +272,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for role in (server, client):
         role.add_argument("--cipher-suites", default=None, help="e.g. 0x1303,0x1301")
         role.add_argument("--keylog", default=None)
+        role.add_argument("--quic-versions", default=None, help="e.g. 0x6b3343cf,0x1")
+        role.add_argument("--original-version", default=None, help="client: e.g. 0x1")
     return parser.parse_args(argv)
 
 

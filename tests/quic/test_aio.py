@@ -107,6 +107,27 @@ async def test_stream_reset_reaches_reader() -> None:
         assert info.value.error_code == 33
 
 
+async def test_reliable_reset_delivers_its_bytes_then_raises() -> None:
+    # draft-ietf-quic-reliable-stream-reset: RESET_STREAM_AT through the asyncio streams
+    payload = os.urandom(50_000)
+
+    async def resetter(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+        await reader.read(1)
+        writer.write(payload + b"never delivered" * 1000)
+        writer.reset(33, reliable_size=len(payload))
+
+    server = await serve("127.0.0.1", 0, server_config(), stream_handler=resetter)
+    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+        assert session.connection.peer_accepts_reset_stream_at
+        reader, writer = await session.create_stream()
+        writer.write(b"x")
+        got = await asyncio.wait_for(reader.readexactly(len(payload)), 5)
+        assert got == payload
+        with pytest.raises(StreamResetError) as info:
+            await asyncio.wait_for(reader.read(), 5)
+        assert info.value.error_code == 33
+
+
 async def test_connect_to_silent_port_times_out_cleanly() -> None:
     cfg = client_config()
     cfg.idle_timeout = 0.5

@@ -401,7 +401,7 @@ def test_fragmenting_client_is_closed_with_protocol_violation() -> None:
     term = _hostile_stream_frames({}, frames)
     assert term is not None
     assert term.error_code == TransportErrorCode.PROTOCOL_VIOLATION
-    assert term.frame_type == 0x08
+    assert term.frame_type == 0x0E  # the STREAM frame type received (OFF and LEN bits)
 
 
 @pytest.mark.parametrize(

@@ -323,13 +323,13 @@ def test_send_reset_final_size_is_highest_sent() -> None:
     assert s.reset(7) is True
     assert state(s) is SendState.RESET_SENT
     assert s.final_size == 40
-    assert s.reset_frame() == (7, 40)
+    assert s.reset_frame() == (7, 40, None)
     assert s.reset_frame() is None
     assert s.next_frame(1000, BIG) is None  # §19.4: no more STREAM frames
     s.on_lost(0, 40, False)  # ignored after reset
     assert s.next_frame(1000, BIG) is None
     s.on_reset_lost()
-    assert s.reset_frame() == (7, 40)
+    assert s.reset_frame() == (7, 40, None)
     s.on_reset_acked()
     assert state(s) is SendState.RESET_RECVD
     assert s.is_finished
@@ -341,7 +341,7 @@ def test_send_reset_final_size_is_highest_sent() -> None:
 def test_send_reset_from_ready_and_write_after_reset() -> None:
     s = SendStream(12, BIG)
     assert s.reset(3)
-    assert s.reset_frame() == (3, 0)
+    assert s.reset_frame() == (3, 0, None)
     with pytest.raises(StreamResetError) as info:
         s.write(b"x")
     assert info.value.error_code == 3
@@ -364,7 +364,7 @@ def test_send_stop_sending_resets_with_code() -> None:
     s.write(b"data")
     frame(s)
     assert s.on_stop_sending(0x42) is True
-    assert s.reset_frame() == (0x42, 4)
+    assert s.reset_frame() == (0x42, 4, None)
     assert s.on_stop_sending(0x43) is False
 
 

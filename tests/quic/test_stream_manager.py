@@ -225,7 +225,7 @@ def test_peer_opens_bidi_with_max_stream_data_or_stop_sending() -> None:
     assert s.on_stop_sending(4, 7) is True
     stream4 = s.get(4)
     assert stream4 is not None and stream4.send is not None
-    assert stream4.send.reset_frame() == (7, 0)
+    assert stream4.send.reset_frame() == (7, 0, None)
 
 
 @pytest.mark.parametrize("frame_type", ALL_FRAMES)
