@@ -84,6 +84,8 @@ class QuicConfiguration:
     max_ack_delay: float = 0.025
     active_connection_id_limit: int = 8
     connection_id_length: int = 8
+    # "reno" (= "newreno", RFC 9002 §7), "cubic" (RFC 9438) or "bbr" (BBR v1); see
+    # quic.controllers (helper "congestion", issue 9)
     congestion_control: str = "newreno"
     disable_active_migration: bool = False
     stream_send_buffer_high: int = 1024 * 1024  # writers wait above this many buffered bytes

@@ -69,7 +69,6 @@ from typing import Any
 
 from quic.cid import ConnectionIdManager
 from quic.configuration import QuicConfiguration
-from quic.congestion import NewReno
 from quic.conn_acks import AckState
 from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
@@ -81,6 +80,7 @@ from quic.conn_paths import PathManager
 from quic.conn_receive import PacketReader
 from quic.conn_send import SendScheduler
 from quic.conn_streams import StreamController
+from quic.controllers import create_controller
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import (
     ConnectionIdIssued,
@@ -193,7 +193,7 @@ class QuicConnection:
             is_client, max(1200, config.max_datagram_size), config.max_pending_path_responses
         )
         self.recovery = LossRecovery(
-            NewReno(self.paths.max_datagram_size),
+            create_controller(config.congestion_control, self.paths.max_datagram_size, rtt),
             rtt,
             0.025,
             is_client=is_client,
