@@ -29,6 +29,16 @@ registered with loss recovery at once, so the congestion window counts them befo
 next datagram is built; the handlers the writers registered on each packet tell every
 component the fate of its frames.
 
+Pacing (RFC 9002 §7.7): before building, the scheduler sets its
+:class:`~quic.pacing.Pacer` to the controller's ``pacing_rate`` (once an RTT sample
+exists); every datagram that carries ack-eliciting frames is taken out of the bucket,
+and while the bucket is empty no ack-eliciting frame is written (ACK-only packets and
+probes are not paced). When that stopped a datagram that had data and window,
+:attr:`SendScheduler.pacing_deadline` is the time the next one may leave; the
+connection adds it to its timer. When the window had room but nothing wanted to be
+sent, the controller hears ``on_app_limited`` (RFC 9002 §7.8; BBR's delivery-rate
+samples need it).
+
 Probes (RFC 9002 §6.2.4) are owed per space: the loss-detection timeout asks for
 them (:meth:`SendScheduler.schedule_probe`) and they bypass the congestion window;
 handshake data not yet acknowledged is queued again for them. After 16 ACK-only
@@ -50,6 +60,7 @@ from quic.frames import (
     encode_application_close_frame,
     encode_connection_close_frame,
 )
+from quic.pacing import Pacer
 from quic.packet import PacketType
 from quic.packet_builder import MIN_INITIAL_DATAGRAM, PacketAssembler
 
@@ -112,6 +123,11 @@ class SendScheduler:
         self._probes: dict[int, int] = {}  # space -> probe packets owed
         self._pings: deque[int] = deque()  # uids of application PINGs to send
         self._ack_only_run = [0, 0, 0]  # ACK-only packets since the last eliciting one
+        self.pacer = Pacer(paths.max_datagram_size)
+        self._paced = False  # the pacer holds ack-eliciting frames back right now
+        self._pacing_held = False  # ... and that stopped a datagram with data and window
+        #: When the pacer lets the next ack-eliciting datagram go, if it holds one back.
+        self.pacing_deadline: float | None = None
 
     # -- what is owed -----------------------------------------------------------------
 
@@ -175,6 +191,8 @@ class SendScheduler:
         mtu = paths.max_datagram_size
         asm = PacketAssembler(mtu)
         sent_eliciting = False
+        pacer = self._update_pacer(now, mtu)
+        self._pacing_held = False
         validated_bytes = 0  # sent once the address is validated (counted at the end)
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
             validated = paths.address_validated
@@ -183,6 +201,7 @@ class SendScheduler:
                 break
             asm.begin_datagram(mtu if validated else paths.send_budget())
             first = len(asm.packets)
+            self._paced = pacer.next_send_time(now, mtu) > now
             for index in (INITIAL, HANDSHAKE, APPLICATION):
                 if spaces[index].write is not None:
                     self._write_space(asm, index, now, version)
@@ -204,14 +223,46 @@ class SendScheduler:
                 qlog.packets_sent(now, pending)
                 qlog.metrics_updated(now, recovery)
             sent_eliciting |= eliciting
-            if not eliciting:
+            if eliciting:
+                pacer.on_packet_sent(size, now)
+            else:
                 # An ACK-only datagram: the next one could only repeat its ACKs, since
                 # whatever kept ack-eliciting frames out of it has not changed (RFC 9000
                 # §13.2.1: ACK-only packets are not sent on their own beyond what is due).
                 break
         if validated_bytes:
             paths.on_datagram_sent(validated_bytes)
+        self._after_build(now, mtu)
         return asm.datagrams, sent_eliciting
+
+    def _update_pacer(self, now: float, mtu: int) -> Pacer:
+        """The pacer at the controller's rate (RFC 9002 §7.7); unpaced before any RTT
+        sample (the rate would rest on the 333 ms initial RTT)."""
+        pacer = self.pacer
+        recovery = self._recovery
+        rtt = recovery.rtt
+        cc = recovery.congestion
+        pacer.max_datagram_size = mtu
+        rate = cc.pacing_rate(rtt.smoothed_rtt) if rtt.has_sample else None
+        pacer.set_rate(rate, cc.congestion_window, now)
+        return pacer
+
+    def _after_build(self, now: float, mtu: int) -> None:
+        """Arm the pacing deadline, or tell the controller it is application-limited."""
+        self._paced = False
+        if self._pacing_held:
+            self.pacing_deadline = self.pacer.next_send_time(now, mtu)
+            return
+        self.pacing_deadline = None
+        cc = self._recovery.congestion
+        if (
+            cc.available() >= mtu
+            and self._handshake.complete
+            and self._paths.address_validated
+            and not self._probes
+            and not self._wants_eliciting(APPLICATION)
+        ):
+            cc.on_app_limited(now)  # RFC 9002 §7.8
 
     def _begin_close_packet(self, asm: PacketAssembler, index: int, version: int) -> bool:
         space = self._keys.spaces[index]
@@ -240,6 +291,10 @@ class SendScheduler:
         ack_due = acks.due(index, now)
         congestion = self._recovery.congestion
         may_elicit = probe > 0 or congestion.available() >= self._paths.max_datagram_size
+        if may_elicit and self._paced and not probe:  # RFC 9002 §7.7: wait for the pacer
+            may_elicit = False
+            if self._wants_eliciting(index):
+                self._pacing_held = True
         eliciting = may_elicit and (probe > 0 or self._wants_eliciting(index))
         if not ack_due and not eliciting:
             return

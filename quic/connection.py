@@ -532,6 +532,9 @@ class QuicConnection:
         loss = self.recovery.get_loss_detection_timer()
         if loss is not None and (timer is None or loss < timer):
             timer = loss
+        pacing = self.sender.pacing_deadline  # RFC 9002 §7.7
+        if pacing is not None and (timer is None or pacing < timer):
+            timer = pacing
         if not self.paths.amplification_blocked():  # else no ACK could be sent (§8.1)
             ack = self.acks.earliest_deadline([s.write is not None for s in self.keys.spaces])
             if ack is not None and (timer is None or ack < timer):
