@@ -137,6 +137,7 @@ class HandshakeDriver:
             retry_source_connection_id=self.retry_scid if server else None,
             max_datagram_frame_size=config.max_datagram_frame_size or 0,
             version_information=VersionInformation(self.version, available),  # RFC 9368 §3
+            min_ack_delay=config.min_ack_delay_us(),  # draft-ietf-quic-ack-frequency §3
         )
 
     # -- TLS --------------------------------------------------------------------------

@@ -20,6 +20,9 @@ What a packet may carry:
   connection-ID frames (:class:`~quic.cid.ConnectionIdManager`), flow-control and
   stream-state frames, DATAGRAM frames (:class:`~quic.conn_datagrams.DatagramChannel`)
   and STREAM frames (:class:`~quic.conn_streams.StreamController`);
+* ACK_FREQUENCY (:class:`~quic.conn_ackfreq.AckFrequencySender`) when the peer
+  supports it and our request changes, after HANDSHAKE_DONE; IMMEDIATE_ACK in PTO
+  probes of the application space (draft-ietf-quic-ack-frequency §7);
 * CONNECTION_CLOSE alone while closing (§10.2, :meth:`SendScheduler.build_close`).
 
 Every writer checks the room left before it writes, so no datagram exceeds its budget:
@@ -66,6 +69,7 @@ from quic.packet_builder import MIN_INITIAL_DATAGRAM, PacketAssembler
 
 if TYPE_CHECKING:
     from quic.cid import ConnectionIdManager
+    from quic.conn_ackfreq import AckFrequencySender
     from quic.conn_acks import AckState
     from quic.conn_close import CloseFrame
     from quic.conn_crypto import CryptoStreams
@@ -102,6 +106,7 @@ class SendScheduler:
         streams: StreamController,
         datagrams: DatagramChannel,
         recovery: LossRecovery,
+        ackfreq: AckFrequencySender,
         events: deque[QuicEvent],
         discard_space: Callable[[int, float], None],
         qlog: QuicLogger | None,
@@ -117,6 +122,8 @@ class SendScheduler:
         self._streams = streams
         self._datagrams = datagrams
         self._recovery = recovery
+        self._ackfreq = ackfreq
+        self._ackfreq_due = False  # an ACK_FREQUENCY frame is owed in this build
         self._events = events
         self._discard_space = discard_space
         self._qlog = qlog
@@ -173,6 +180,7 @@ class SendScheduler:
             or handshake.done_pending
             or self._paths.wants_send()
             or self._pings
+            or self._ackfreq_due
             or streams.wants_control()
             or self._cids.wants_send(handshake.complete)
         )
@@ -193,6 +201,11 @@ class SendScheduler:
         sent_eliciting = False
         pacer = self._update_pacer(now, mtu)
         self._pacing_held = False
+        if self._handshake.confirmed:
+            rtt = recovery.rtt
+            self._ackfreq_due = self._ackfreq.wants_send(
+                now, recovery.congestion.congestion_window, mtu, rtt.smoothed_rtt, rtt.has_sample
+            )
         validated_bytes = 0  # sent once the address is validated (counted at the end)
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
             validated = paths.address_validated
@@ -328,8 +341,11 @@ class SendScheduler:
         if eliciting:
             self._crypto.write(asm, index)
             if index == APPLICATION:
-                self._write_application(asm)
+                self._write_application(asm, now)
             if probe:
+                # draft-ietf-quic-ack-frequency §7: a probe asks for an immediate ACK
+                if index == APPLICATION:
+                    self._ackfreq.write_immediate_ack(asm)
                 if not packet.ack_eliciting:
                     self._push_ping(asm)
                 if probe <= 1:
@@ -354,10 +370,13 @@ class SendScheduler:
             packet = asm.packet
             packet.ack_eliciting = packet.in_flight = True
 
-    def _write_application(self, asm: PacketAssembler) -> None:
+    def _write_application(self, asm: PacketAssembler, now: float) -> None:
         handshake = self._handshake
         if handshake.done_pending:
             handshake.write_done(asm)
+        if self._ackfreq_due:
+            self._ackfreq.write(asm, now)
+            self._ackfreq_due = self._ackfreq.pending
         paths = self._paths
         if paths.responses:
             paths.write(asm)

@@ -19,7 +19,8 @@ those frames from the handlers it registers on the packets that carry them:
 ``keys``        :class:`~quic.conn_keys.PacketSpaces`: keys, packet numbers, key
                 update (RFC 9001 §5, §6)
 ``acks``        :class:`~quic.conn_acks.AckState`: packets received, ACK frames
-                (RFC 9000 §13.2)
+                (RFC 9000 §13.2), the peer's ACK_FREQUENCY
+``ackfreq``     :class:`~quic.conn_ackfreq.AckFrequencySender`: our ACK_FREQUENCY
 ``crypto``      :class:`~quic.conn_crypto.CryptoStreams`: CRYPTO data per level
 ``handshake``   :class:`~quic.conn_handshake.HandshakeDriver`: TLS, transport
                 parameters, Retry, version negotiation, HANDSHAKE_DONE
@@ -69,6 +70,7 @@ from typing import Any
 
 from quic.cid import ConnectionIdManager
 from quic.configuration import QuicConfiguration
+from quic.conn_ackfreq import AckFrequencySender
 from quic.conn_acks import AckState
 from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
@@ -179,7 +181,10 @@ class QuicConnection:
         self.keys = PacketSpaces(is_client, rtt, self._qlog)
         self.keys.install_initial(self.version, self.original_dcid)
         self.acks = AckState(
-            config.max_ack_delay, config.ack_delay_exponent, config.max_ack_ranges_tracked
+            config.max_ack_delay,
+            config.ack_delay_exponent,
+            config.max_ack_ranges_tracked,
+            config.min_ack_delay_us(),
         )
         self.crypto = CryptoStreams(
             (
@@ -200,6 +205,7 @@ class QuicConnection:
             max_ack_only=config.max_ack_only_packets_tracked,
             max_sent=config.max_sent_packets_tracked,
         )
+        self.ackfreq = AckFrequencySender(self.recovery, config.send_ack_frequency)
         self.streams = StreamController(
             is_client,
             StreamLimits(
@@ -250,6 +256,7 @@ class QuicConnection:
             streams=self.streams,
             datagrams=self.datagrams,
             recovery=self.recovery,
+            ackfreq=self.ackfreq,
             events=events,
             discard_space=self._discard_space,
             qlog=self._qlog,
@@ -263,6 +270,7 @@ class QuicConnection:
             cids=self.cids,
             paths=self.paths,
             datagrams=self.datagrams,
+            acks=self.acks,
             on_tls_progress=self._after_tls,
             confirm_handshake=self._confirm_handshake,
             on_peer_close=self._on_peer_close,
@@ -704,6 +712,7 @@ class QuicConnection:
             self._qlog.parameters_set(None, params, False)
         self.streams.apply_peer_params(params)
         self.recovery.max_ack_delay = params.max_ack_delay / 1000
+        self.ackfreq.set_peer_params(params.min_ack_delay, params.max_ack_delay)
         self.dispatcher.set_peer_ack_delay_exponent(params.ack_delay_exponent)
         if params.max_idle_timeout:
             peer_idle = params.max_idle_timeout / 1000
