@@ -11,6 +11,17 @@ decides when an ACK frame is due:
   opens or a lower packet number fills one (§13.2.1);
 * non-ack-eliciting packets never make an ACK due by themselves (§13.2.1).
 
+The peer may change this with ACK_FREQUENCY (draft-ietf-quic-ack-frequency §4, §6;
+validated by :class:`~quic.conn_acks.AckState`): :meth:`AckTracker.on_ack_frequency`
+sets the number of ack-eliciting packets per ACK (Ack-Eliciting Threshold + 1), our
+``max_ack_delay`` and the Reordering Threshold — 0: out-of-order packets do not make an
+ACK due; 1: RFC 9000's rule above; more: an ACK is due when the smallest packet number
+still missing above ``Largest Acked - threshold`` (the last ACK we sent) lies
+``threshold`` or more below the largest ack-eliciting packet, or when a packet arrives at
+or below ``Largest Acked - threshold`` (draft §6.2; a bisection in the received set).
+Frames with a sequence number not above the largest seen are ignored. IMMEDIATE_ACK
+(draft §5) makes an ACK due with the packet that carried it.
+
 ``fresh`` tells whether anything arrived since the last ACK frame was sent: an ACK that
 is not due rides along in an ack-eliciting packet only then, since otherwise it would
 repeat the previous one word for word (§13.2.1 lets the sender choose).
@@ -52,25 +63,31 @@ MAX_ACK_RANGES = 32
 #: Received packet-number ranges remembered per space (§13.2.3); older ones are dropped.
 DEFAULT_MAX_ACK_RANGES_TRACKED = 256
 
-#: Ack-eliciting packets received before an ACK is due in the application space.
-APPLICATION_PACKET_TOLERANCE = 10
+#: Ack-eliciting packets received before an ACK is due in the application space until
+#: the peer asks for another number with ACK_FREQUENCY (RFC 9000 §13.2.2).
+APPLICATION_PACKET_TOLERANCE = 2
 
 
 class AckTracker:
     """Received packet numbers and the ACK timer of one packet number space."""
 
     __slots__ = (
+        "_ack_frequency_seq",
+        "_immediate_requested",
+        "_largest_eliciting",
         "ack_eliciting_since_ack",
         "deadline",
         "floor",
         "fresh",
         "immediate",
         "largest",
+        "largest_acked_sent",
         "largest_time",
         "max_ack_delay",
         "max_ranges",
         "packet_tolerance",
         "received",
+        "reordering_threshold",
     )
 
     def __init__(
@@ -89,15 +106,17 @@ class AckTracker:
         self.floor = 0  # packet numbers below this were acknowledged and forgotten
         self.max_ack_delay = max_ack_delay
         self.immediate = immediate  # Initial/Handshake: acknowledge without delay
-        # Ack-eliciting packets before an ACK is due. RFC 9000 §13.2.2 recommends 2; in
-        # the application space we wait for 10 (bounded by max_ack_delay, and any gap is
-        # acknowledged at once): with acks every 2 packets a bulk sender is ack-clocked
-        # into 2-packet bursts and both sides spend most of their time on ACKs. The
-        # ACK_FREQUENCY extension (draft-ietf-quic-ack-frequency) will make it negotiable.
+        # Ack-eliciting packets before an ACK is due: 2 (RFC 9000 §13.2.2) until the
+        # peer's ACK_FREQUENCY asks otherwise (draft-ietf-quic-ack-frequency §4).
         self.packet_tolerance = 2 if immediate else APPLICATION_PACKET_TOLERANCE
+        self.reordering_threshold = 1  # draft §4: 1 is RFC 9000's behaviour
         self.ack_eliciting_since_ack = 0
         self.deadline: float | None = None
         self.fresh = False  # a packet arrived since the last ACK frame was sent
+        self.largest_acked_sent = -1  # Largest Acknowledged of the last ACK we sent
+        self._largest_eliciting = -1  # draft §6.2 "Largest Unacked"
+        self._ack_frequency_seq = -1  # largest ACK_FREQUENCY sequence number processed
+        self._immediate_requested = False
 
     def is_duplicate(self, pn: int) -> bool:
         """True if ``pn`` was already received (RFC 9000 §12.3)."""
@@ -116,11 +135,65 @@ class AckTracker:
             self.largest_time = now
         if not ack_eliciting:
             return
+        if pn > self._largest_eliciting:
+            self._largest_eliciting = pn
         self.ack_eliciting_since_ack += 1
-        if self.immediate or not in_order or self.ack_eliciting_since_ack >= self.packet_tolerance:
+        threshold = self.reordering_threshold
+        if threshold == 1:
+            reordered = not in_order  # RFC 9000 §13.2.1
+        elif threshold == 0:
+            reordered = False  # draft §6.2: gaps wait for the threshold or the timer
+        else:
+            reordered = self._beyond_reordering(pn, threshold)
+        if (
+            self.immediate
+            or reordered
+            or self._immediate_requested
+            or self.ack_eliciting_since_ack >= self.packet_tolerance
+        ):
+            self._immediate_requested = False
             self.deadline = now
         elif self.deadline is None:
             self.deadline = now + self.max_ack_delay
+
+    def _beyond_reordering(self, pn: int, threshold: int) -> bool:
+        """draft-ietf-quic-ack-frequency §6.2 for a Reordering Threshold above 1."""
+        reported_missing = self.largest_acked_sent - threshold  # Largest Reported Missing
+        if pn < self._largest_eliciting and pn <= reported_missing:
+            return True  # arrived after the sender could declare it lost
+        start = reported_missing + 1
+        if start < self.floor:
+            start = self.floor
+        missing = self.received.first_missing_from(start)  # smallest Unreported Missing
+        return missing < self._largest_eliciting and self._largest_eliciting - missing >= threshold
+
+    def on_ack_frequency(
+        self,
+        sequence_number: int,
+        threshold: int,
+        max_ack_delay: float,
+        reordering: int,
+        now: float,
+    ) -> None:
+        """Apply a validated ACK_FREQUENCY frame (draft §4); older ones are ignored.
+
+        Packets already waiting for an ACK are held to the new values (draft §6).
+        """
+        if sequence_number <= self._ack_frequency_seq:
+            return
+        self._ack_frequency_seq = sequence_number
+        self.packet_tolerance = threshold + 1  # ACK after *more than* threshold packets
+        self.max_ack_delay = max_ack_delay
+        self.reordering_threshold = reordering
+        if self.ack_eliciting_since_ack:
+            if self.ack_eliciting_since_ack >= self.packet_tolerance:
+                self.deadline = now
+            elif self.deadline is None or self.deadline > now + max_ack_delay:
+                self.deadline = now + max_ack_delay
+
+    def request_immediate_ack(self) -> None:
+        """IMMEDIATE_ACK (draft §5): the packet carrying it is acknowledged at once."""
+        self._immediate_requested = True
 
     def _forget_oldest(self) -> None:
         """Drop the oldest ranges beyond ``max_ranges``; the floor rises past them so
@@ -147,10 +220,12 @@ class AckTracker:
         """Inclusive (smallest, largest) pairs, largest first, for an ACK frame."""
         return self.received.ack_ranges_descending(MAX_ACK_RANGES)
 
-    def on_ack_sent(self) -> None:
+    def on_ack_sent(self, largest_acknowledged: int = -1) -> None:
         self.ack_eliciting_since_ack = 0
         self.deadline = None
         self.fresh = False
+        if largest_acknowledged > self.largest_acked_sent:
+            self.largest_acked_sent = largest_acknowledged
 
     def on_ack_acked(self, largest_acknowledged: int) -> None:
         """Our ACK reporting up to ``largest_acknowledged`` arrived (§13.2.4)."""

@@ -92,7 +92,16 @@ class QuicConfiguration:
     max_ack_delay: float = 0.025
     active_connection_id_limit: int = 8
     connection_id_length: int = 8
+    # "reno" (= "newreno", RFC 9002 §7), "cubic" (RFC 9438) or "bbr" (BBR v1); see
+    # quic.controllers (helper "congestion", issue 9)
     congestion_control: str = "newreno"
+    # ACK frequency (draft-ietf-quic-ack-frequency; helper "congestion", issue 9).
+    # Our min_ack_delay transport parameter in seconds (§3): the shortest ACK delay a
+    # peer's ACK_FREQUENCY may ask of us (a smaller request is PROTOCOL_VIOLATION, §4);
+    # None: not advertised, and ACK_FREQUENCY / IMMEDIATE_ACK are PROTOCOL_VIOLATION.
+    min_ack_delay: float | None = 0.001
+    # Ask a peer that advertised min_ack_delay for fewer ACKs (quic.conn_ackfreq).
+    send_ack_frequency: bool = True
     disable_active_migration: bool = False
     stream_send_buffer_high: int = 1024 * 1024  # writers wait above this many buffered bytes
     max_datagram_queue: int = 1024  # pending outgoing datagrams kept before dropping
@@ -229,6 +238,14 @@ class QuicConfiguration:
                 key_pem = fp.read()
         self.certificate_chain = load_certificate_chain_pem(cert_pem)
         self.private_key = load_private_key_pem(key_pem, password)
+
+    def min_ack_delay_us(self) -> int | None:
+        """The min_ack_delay transport parameter (µs), never above max_ack_delay
+        (draft-ietf-quic-ack-frequency §3); None when not advertised."""
+        if self.min_ack_delay is None:
+            return None
+        ceiling = int(self.max_ack_delay * 1000) * 1000
+        return min(int(self.min_ack_delay * 1_000_000), ceiling)
 
     def verify_options(self) -> VerifyOptions:
         return VerifyOptions(

@@ -12,7 +12,16 @@ Loss recovery (:mod:`quic.recovery`) owns packet bookkeeping and tells a
 * ``on_ecn_ce`` when the peer-reported ECN-CE count increases (§7.1, B.7);
 * ``on_persistent_congestion`` after ``on_packets_lost`` when §7.6 applies;
 * ``on_packet_discarded`` when keys are dropped (§6.4): the bytes leave the flight
-  without any congestion reaction (B.9).
+  without any congestion reaction (B.9); also for a lost PMTU probe (RFC 9000 §14.4:
+  its loss is no sign of congestion);
+* ``on_app_limited`` when the sender had room in the window but nothing to send
+  (§7.8), so that controllers that sample the delivery rate (BBR) know it;
+* ``set_max_datagram_size`` when the path MTU changes (§7.2, DPLPMTUD).
+
+``on_packet_sent`` also receives the :class:`~quic.recovery.SentPacket` itself, so a
+controller can stamp it with what it needs back at acknowledgment time (BBR's
+delivery-rate state); NewReno and CUBIC ignore it. ``pacing_rate`` is the rate the
+pacer (:mod:`quic.pacing`) releases packets at (§7.7).
 
 Packets passed in may include ones that are not in flight (ACK-only); controllers
 ignore those. The sender asks :meth:`CongestionController.can_send` before sending a
@@ -30,7 +39,17 @@ it. The test is made per ACK on the bytes in flight *before* the ACK: the sender
 window-limited if less than one datagram of room was left, or, in slow start, if at
 least half the window was in use (slow start doubles the window per round trip).
 
-:class:`Pacer` (in :mod:`quic.pacing`) is separate and optional.
+:class:`Pacer` (in :mod:`quic.pacing`) is separate: the send path asks the controller
+for :meth:`CongestionController.pacing_rate` and paces with it (§7.7). For window-based
+controllers the rate is ``N * congestion_window / smoothed_rtt`` with N = 2 in slow
+start (the window doubles every round trip, so a rate of 1.25 windows per RTT would
+hold slow start back) and N = 1.25 otherwise (§7.7's example value).
+
+Other controllers live in their own modules behind the same protocol: CUBIC in
+:mod:`quic.cc_cubic` (a :class:`NewReno` with another reduction factor and window
+growth, through the hooks ``_reduced_window`` and ``_avoidance``), a BBR-style one in
+:mod:`quic.cc_bbr`; :func:`quic.controllers.create_controller` makes one by name
+(``QuicConfiguration.congestion_control``).
 """
 
 from __future__ import annotations
@@ -44,17 +63,33 @@ if TYPE_CHECKING:
 __all__ = [
     "K_LOSS_REDUCTION_DENOMINATOR",
     "K_LOSS_REDUCTION_NUMERATOR",
+    "PACING_GAIN",
+    "PACING_GAIN_SLOW_START",
     "CongestionController",
     "NewReno",
     "initial_window",
     "minimum_window",
+    "window_pacing_rate",
 ]
 
 # RFC 9002 §7.3.2, B.1: kLossReductionFactor = 0.5, kept as an integer fraction.
 K_LOSS_REDUCTION_NUMERATOR = 1
 K_LOSS_REDUCTION_DENOMINATOR = 2
 
+#: RFC 9002 §7.7: pacing rate = N * congestion_window / smoothed_rtt, N >= 1.
+PACING_GAIN = 1.25
+#: N in slow start, where the window doubles each round trip.
+PACING_GAIN_SLOW_START = 2.0
+
 _NEVER = float("-inf")
+_MIN_RTT_FOR_RATE = 0.001  # kGranularity (RFC 9002 §6.1.2): no rate from a 0 s RTT
+
+
+def window_pacing_rate(congestion_window: int, smoothed_rtt: float, slow_start: bool) -> float:
+    """RFC 9002 §7.7 pacing rate of a window-based controller, bytes per second."""
+    rtt = smoothed_rtt if smoothed_rtt > _MIN_RTT_FOR_RATE else _MIN_RTT_FOR_RATE
+    gain = PACING_GAIN_SLOW_START if slow_start else PACING_GAIN
+    return gain * congestion_window / rtt
 
 
 def initial_window(max_datagram_size: int) -> int:
@@ -68,11 +103,12 @@ def minimum_window(max_datagram_size: int) -> int:
 
 
 class CongestionController(Protocol):
-    """What loss recovery needs from a congestion controller (NewReno, later CUBIC/BBR)."""
+    """What loss recovery and the send path need from a congestion controller."""
 
     congestion_window: int
     bytes_in_flight: int
     ssthresh: int | None
+    max_datagram_size: int
 
     def can_send(self, size: int) -> bool:
         """True if a congestion-controlled packet of ``size`` bytes may be sent now."""
@@ -82,7 +118,7 @@ class CongestionController(Protocol):
         """Bytes the window allows right now (0 when full)."""
         ...
 
-    def on_packet_sent(self, sent_bytes: int, now: float) -> None:
+    def on_packet_sent(self, sent_bytes: int, now: float, packet: SentPacket | None = None) -> None:
         """An in-flight packet of ``sent_bytes`` bytes left at ``now``."""
         ...
 
@@ -104,6 +140,18 @@ class CongestionController(Protocol):
 
     def on_packet_discarded(self, packet: SentPacket) -> None:
         """Keys dropped (RFC 9002 §6.4): forget the bytes, no congestion reaction."""
+        ...
+
+    def on_app_limited(self, now: float) -> None:
+        """The window had room but the application had nothing to send (§7.8)."""
+        ...
+
+    def pacing_rate(self, smoothed_rtt: float) -> float:
+        """Bytes per second the pacer releases packets at (RFC 9002 §7.7)."""
+        ...
+
+    def set_max_datagram_size(self, max_datagram_size: int) -> None:
+        """The path's maximum datagram size changed (RFC 9002 §7.2)."""
         ...
 
 
@@ -158,14 +206,19 @@ class NewReno:
 
     # -- events -----------------------------------------------------------------------
 
-    def on_packet_sent(self, sent_bytes: int, now: float) -> None:
+    def on_packet_sent(self, sent_bytes: int, now: float, packet: SentPacket | None = None) -> None:
         self.bytes_in_flight += sent_bytes
         self._may_send_one = False
+
+    def on_app_limited(self, now: float) -> None:
+        """Nothing to do: §7.8 is applied per ACK (see :meth:`_window_limited`)."""
+
+    def pacing_rate(self, smoothed_rtt: float) -> float:
+        return window_pacing_rate(self.congestion_window, smoothed_rtt, self.in_slow_start)
 
     def on_packets_acked(self, packets: Sequence[SentPacket], now: float) -> None:
         limited = self._window_limited(self.bytes_in_flight)
         recovery_start = self.congestion_recovery_start_time
-        mds = self.max_datagram_size
         for packet in packets:
             if not packet.in_flight:
                 continue
@@ -179,16 +232,20 @@ class NewReno:
             if ssthresh is None or self.congestion_window < ssthresh:
                 self.congestion_window += size  # §7.3.1 slow start
             else:
-                # §7.3.3 congestion avoidance: at most one mds per window acknowledged.
-                counted = self._ca_bytes_acked + size
-                cwnd = self.congestion_window
-                while counted >= cwnd:
-                    counted -= cwnd
-                    cwnd += mds
-                self.congestion_window = cwnd
-                self._ca_bytes_acked = counted
+                self._avoidance(size, now)
         if self.bytes_in_flight < 0:  # never trust arithmetic across a key discard
             self.bytes_in_flight = 0
+
+    def _avoidance(self, size: int, now: float) -> None:
+        """§7.3.3 congestion avoidance: at most one mds per window acknowledged."""
+        counted = self._ca_bytes_acked + size
+        cwnd = self.congestion_window
+        mds = self.max_datagram_size
+        while counted >= cwnd:
+            counted -= cwnd
+            cwnd += mds
+        self.congestion_window = cwnd
+        self._ca_bytes_acked = counted
 
     def on_packets_lost(self, packets: Sequence[SentPacket], now: float) -> None:
         newest_lost = _NEVER
@@ -248,14 +305,16 @@ class NewReno:
         if sent_time <= self.congestion_recovery_start_time:
             return
         self.congestion_recovery_start_time = now
-        ssthresh = (
-            self.congestion_window * K_LOSS_REDUCTION_NUMERATOR // K_LOSS_REDUCTION_DENOMINATOR
-        )
+        ssthresh = self._reduced_window(now)
         self.ssthresh = ssthresh
         minimum = self.minimum_window
         self.congestion_window = ssthresh if ssthresh > minimum else minimum
         self._ca_bytes_acked = 0
         self._may_send_one = True
+
+    def _reduced_window(self, now: float) -> int:
+        """The new ssthresh on a congestion event: kLossReductionFactor (§7.3.2)."""
+        return self.congestion_window * K_LOSS_REDUCTION_NUMERATOR // K_LOSS_REDUCTION_DENOMINATOR
 
     def __repr__(self) -> str:
         return (

@@ -18,32 +18,45 @@ tracker forgets them.
 
 The ACK Delay field is our delay scaled down by our ``ack_delay_exponent`` (§18.2,
 §19.3). Initial and Handshake ACKs are never delayed (§13.2.1).
+
+ACK frequency (draft-ietf-quic-ack-frequency): the peer's ACK_FREQUENCY and
+IMMEDIATE_ACK frames are validated here (:meth:`AckState.on_ack_frequency`,
+:meth:`AckState.on_immediate_ack`: PROTOCOL_VIOLATION without our ``min_ack_delay``
+transport parameter or for a requested delay below it) and applied to the application
+space's tracker.
 """
 
 from __future__ import annotations
 
 from quic.ack import DEFAULT_MAX_ACK_RANGES_TRACKED, AckTracker
-from quic.frames import encode_ack_frame
+from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.frames import FrameType, encode_ack_frame
 from quic.packet_builder import PacketAssembler
 
 __all__ = ["AckState"]
 
 #: ACK ranges kept when a full ACK frame does not fit the packet (RFC 9000 §13.2.4).
 _SHORT_ACK_RANGES = 4
+#: 2^14 ms in µs: max_ack_delay values from here on are invalid (RFC 9000 §18.2).
+_MAX_ACK_DELAY_US = (1 << 14) * 1000
 
 
 class AckState:
     """The ACK trackers of the three spaces and the ACK frames built from them."""
 
-    __slots__ = ("_ack_delay_exponent", "trackers")
+    __slots__ = ("_ack_delay_exponent", "min_ack_delay", "trackers")
 
     def __init__(
         self,
         max_ack_delay: float,
         ack_delay_exponent: int,
         max_ranges: int = DEFAULT_MAX_ACK_RANGES_TRACKED,
+        min_ack_delay: int | None = None,
     ) -> None:
         self._ack_delay_exponent = ack_delay_exponent
+        #: Our min_ack_delay transport parameter in µs; None: not sent, and the peer
+        #: may not send ACK_FREQUENCY or IMMEDIATE_ACK (draft-ietf-quic-ack-frequency §3).
+        self.min_ack_delay = min_ack_delay
         # received ranges remembered per space are bounded (RFC 9000 §13.2.3)
         self.trackers = (
             AckTracker(max_ack_delay, immediate=True, max_ranges=max_ranges),  # Initial
@@ -63,6 +76,48 @@ class AckState:
     def on_packet(self, index: int, pn: int, ack_eliciting: bool, now: float) -> None:
         """A packet was processed (never call it for a dropped packet)."""
         self.trackers[index].on_packet(pn, ack_eliciting, now)
+
+    def on_ack_frequency(
+        self,
+        sequence_number: int,
+        threshold: int,
+        request_max_ack_delay: int,
+        reordering: int,
+        now: float,
+    ) -> None:
+        """The peer's ACK_FREQUENCY (draft-ietf-quic-ack-frequency §4); delay in µs.
+
+        PROTOCOL_VIOLATION when we did not send min_ack_delay (the extension is not
+        negotiated), or when the requested delay is below our min_ack_delay or is
+        2^14 ms or more (draft §4: invalid for max_ack_delay, RFC 9000 §18.2).
+        """
+        minimum = self._require_extension("ACK_FREQUENCY")
+        if request_max_ack_delay < minimum or request_max_ack_delay >= _MAX_ACK_DELAY_US:
+            raise QuicProtocolError(
+                TransportErrorCode.PROTOCOL_VIOLATION,
+                f"ACK_FREQUENCY Requested Max Ack Delay {request_max_ack_delay} µs invalid",
+                FrameType.ACK_FREQUENCY,
+            )
+        self.trackers[2].on_ack_frequency(
+            sequence_number, threshold, request_max_ack_delay / 1_000_000, reordering, now
+        )
+
+    def on_immediate_ack(self) -> None:
+        """The peer's IMMEDIATE_ACK (draft §5): acknowledge the packet at once."""
+        self._require_extension("IMMEDIATE_ACK")
+        self.trackers[2].request_immediate_ack()
+
+    def _require_extension(self, name: str) -> int:
+        if self.min_ack_delay is None:
+            frame_type = (
+                FrameType.ACK_FREQUENCY if name == "ACK_FREQUENCY" else FrameType.IMMEDIATE_ACK
+            )
+            raise QuicProtocolError(
+                TransportErrorCode.PROTOCOL_VIOLATION,
+                f"{name} without our min_ack_delay transport parameter",
+                frame_type,
+            )
+        return self.min_ack_delay
 
     # -- timers -----------------------------------------------------------------------
 
@@ -120,7 +175,7 @@ class AckState:
             return False  # not due: it waits for its timer or the next packet with room
         asm.push(frame)
         asm.packet.handlers.append((self._fate, (tracker, ranges[0][1])))
-        tracker.on_ack_sent()
+        tracker.on_ack_sent(ranges[0][1])
         return True
 
     @staticmethod

@@ -15,6 +15,7 @@ STREAM, RESET_STREAM, STOP_SENDING, MAX_*,  stream controller (RFC 9000 §2-§4)
 NEW_CONNECTION_ID, RETIRE_CONNECTION_ID     connection IDs (RFC 9000 §5.1)
 PATH_CHALLENGE, PATH_RESPONSE               path manager (RFC 9000 §8.2)
 DATAGRAM                                    datagram channel (RFC 9221)
+ACK_FREQUENCY, IMMEDIATE_ACK                ACK state (draft-ietf-quic-ack-frequency)
 NEW_TOKEN, HANDSHAKE_DONE                   handshake driver (RFC 9000 §19.7, §19.20)
 CONNECTION_CLOSE                            the connection (RFC 9000 §10.2)
 ==========================================  ==========================================
@@ -37,12 +38,14 @@ from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.frames import (
     FRAME_INFO,
     AckFrame,
+    AckFrequencyFrame,
     ApplicationCloseFrame,
     ConnectionCloseFrame,
     CryptoFrame,
     DataBlockedFrame,
     DatagramFrame,
     HandshakeDoneFrame,
+    ImmediateAckFrame,
     MaxDataFrame,
     MaxStreamDataFrame,
     MaxStreamsFrame,
@@ -66,6 +69,7 @@ from quic.packet import PacketType
 
 if TYPE_CHECKING:
     from quic.cid import ConnectionIdManager
+    from quic.conn_acks import AckState
     from quic.conn_crypto import CryptoStreams
     from quic.conn_datagrams import DatagramChannel
     from quic.conn_handshake import HandshakeDriver
@@ -96,6 +100,7 @@ class FrameDispatcher:
         cids: ConnectionIdManager,
         paths: PathManager,
         datagrams: DatagramChannel,
+        acks: AckState,
         on_tls_progress: Callable[[float], None],
         confirm_handshake: Callable[[float], None],
         on_peer_close: PeerCloseCallback,
@@ -109,6 +114,7 @@ class FrameDispatcher:
         self._cids = cids
         self._paths = paths
         self._datagrams = datagrams
+        self._acks = acks
         self._on_tls_progress = on_tls_progress
         self._confirm_handshake = confirm_handshake
         self._on_peer_close = on_peer_close
@@ -270,6 +276,18 @@ class FrameDispatcher:
     def _on_datagram(self, frame: DatagramFrame, index: int, now: float) -> None:
         self._datagrams.on_frame(frame.data)
 
+    def _on_ack_frequency(self, frame: AckFrequencyFrame, index: int, now: float) -> None:
+        self._acks.on_ack_frequency(
+            frame.sequence_number,
+            frame.ack_eliciting_threshold,
+            frame.request_max_ack_delay,
+            frame.reordering_threshold,
+            now,
+        )
+
+    def _on_immediate_ack(self, frame: ImmediateAckFrame, index: int, now: float) -> None:
+        self._acks.on_immediate_ack()
+
 
 _HANDLERS: dict[type, Callable[[FrameDispatcher, Any, int, float], None]] = {
     PaddingFrame: FrameDispatcher._on_nothing,
@@ -295,4 +313,6 @@ _HANDLERS: dict[type, Callable[[FrameDispatcher, Any, int, float], None]] = {
     ApplicationCloseFrame: FrameDispatcher._on_application_close,
     HandshakeDoneFrame: FrameDispatcher._on_handshake_done,
     DatagramFrame: FrameDispatcher._on_datagram,
+    AckFrequencyFrame: FrameDispatcher._on_ack_frequency,
+    ImmediateAckFrame: FrameDispatcher._on_immediate_ack,
 }

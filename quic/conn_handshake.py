@@ -203,6 +203,7 @@ class HandshakeDriver:
             version_information=VersionInformation(self.version, available),  # RFC 9368 §3
             preferred_address=self._preferred_address if server else None,
             reset_stream_at=config.reset_stream_at,  # draft-ietf-quic-reliable-stream-reset
+            min_ack_delay=config.min_ack_delay_us(),  # draft-ietf-quic-ack-frequency §3
         )
 
     # -- TLS --------------------------------------------------------------------------

@@ -20,6 +20,9 @@ What a packet may carry:
   connection-ID frames (:class:`~quic.cid.ConnectionIdManager`), flow-control and
   stream-state frames, DATAGRAM frames (:class:`~quic.conn_datagrams.DatagramChannel`)
   and STREAM frames (:class:`~quic.conn_streams.StreamController`);
+* ACK_FREQUENCY (:class:`~quic.conn_ackfreq.AckFrequencySender`) when the peer
+  supports it and our request changes, after HANDSHAKE_DONE; IMMEDIATE_ACK in PTO
+  probes of the application space (draft-ietf-quic-ack-frequency §7);
 * CONNECTION_CLOSE alone while closing (§10.2, :meth:`SendScheduler.build_close`).
 
 A client holding 0-RTT keys (RFC 9001 §4.6.1) and no 1-RTT keys yet writes 0-RTT
@@ -37,6 +40,16 @@ until the client's address is validated (§8.1). Each finished datagram's packet
 registered with loss recovery at once, so the congestion window counts them before the
 next datagram is built; the handlers the writers registered on each packet tell every
 component the fate of its frames.
+
+Pacing (RFC 9002 §7.7): before building, the scheduler sets its
+:class:`~quic.pacing.Pacer` to the controller's ``pacing_rate`` (once an RTT sample
+exists); every datagram that carries ack-eliciting frames is taken out of the bucket,
+and while the bucket is empty no ack-eliciting frame is written (ACK-only packets and
+probes are not paced). When that stopped a datagram that had data and window,
+:attr:`SendScheduler.pacing_deadline` is the time the next one may leave; the
+connection adds it to its timer. When the window had room but nothing wanted to be
+sent, the controller hears ``on_app_limited`` (RFC 9002 §7.8; BBR's delivery-rate
+samples need it).
 
 Probes (RFC 9002 §6.2.4) are owed per space: the loss-detection timeout asks for
 them (:meth:`SendScheduler.schedule_probe`) and they bypass the congestion window;
@@ -60,11 +73,13 @@ from quic.frames import (
     encode_application_close_frame,
     encode_connection_close_frame,
 )
+from quic.pacing import Pacer
 from quic.packet import PacketType
 from quic.packet_builder import PacketAssembler
 
 if TYPE_CHECKING:
     from quic.cid import ConnectionIdManager
+    from quic.conn_ackfreq import AckFrequencySender
     from quic.conn_acks import AckState
     from quic.conn_close import CloseFrame
     from quic.conn_crypto import CryptoStreams
@@ -101,6 +116,7 @@ class SendScheduler:
         streams: StreamController,
         datagrams: DatagramChannel,
         recovery: LossRecovery,
+        ackfreq: AckFrequencySender,
         events: deque[QuicEvent],
         discard_space: Callable[[int, float], None],
         qlog: QuicLogger | None,
@@ -116,12 +132,19 @@ class SendScheduler:
         self._streams = streams
         self._datagrams = datagrams
         self._recovery = recovery
+        self._ackfreq = ackfreq
+        self._ackfreq_due = False  # an ACK_FREQUENCY frame is owed in this build
         self._events = events
         self._discard_space = discard_space
         self._qlog = qlog
         self._probes: dict[int, int] = {}  # space -> probe packets owed
         self._pings: deque[int] = deque()  # uids of application PINGs to send
         self._ack_only_run = [0, 0, 0]  # ACK-only packets since the last eliciting one
+        self.pacer = Pacer(paths.max_datagram_size)
+        self._paced = False  # the pacer holds ack-eliciting frames back right now
+        self._pacing_held = False  # ... and that stopped a datagram with data and window
+        #: When the pacer lets the next ack-eliciting datagram go, if it holds one back.
+        self.pacing_deadline: float | None = None
 
     # -- what is owed -----------------------------------------------------------------
 
@@ -168,6 +191,7 @@ class SendScheduler:
             or handshake.tokens_pending  # NEW_TOKEN (RFC 9000 §8.1.3)
             or self._paths.wants_send()
             or self._pings
+            or self._ackfreq_due
             or streams.wants_control()
             or self._cids.wants_send(handshake.complete)
         )
@@ -186,6 +210,13 @@ class SendScheduler:
         mtu = paths.max_datagram_size
         asm = PacketAssembler(mtu)
         sent_eliciting = False
+        pacer = self._update_pacer(now, mtu)
+        self._pacing_held = False
+        if self._handshake.confirmed:
+            rtt = recovery.rtt
+            self._ackfreq_due = self._ackfreq.wants_send(
+                now, recovery.congestion.congestion_window, mtu, rtt.smoothed_rtt, rtt.has_sample
+            )
         validated_bytes = 0  # sent once the address is validated (counted at the end)
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
             validated = paths.address_validated
@@ -194,6 +225,7 @@ class SendScheduler:
                 break
             asm.begin_datagram(mtu if validated else paths.send_budget())
             first = len(asm.packets)
+            self._paced = pacer.next_send_time(now, mtu) > now
             for index in (INITIAL, HANDSHAKE, APPLICATION):
                 if spaces[index].write is not None:
                     self._write_space(asm, index, now, version)
@@ -217,14 +249,46 @@ class SendScheduler:
                 qlog.packets_sent(now, pending)
                 qlog.metrics_updated(now, recovery)
             sent_eliciting |= eliciting
-            if not eliciting:
+            if eliciting:
+                pacer.on_packet_sent(size, now)
+            else:
                 # An ACK-only datagram: the next one could only repeat its ACKs, since
                 # whatever kept ack-eliciting frames out of it has not changed (RFC 9000
                 # §13.2.1: ACK-only packets are not sent on their own beyond what is due).
                 break
         if validated_bytes:
             paths.on_datagram_sent(validated_bytes)
+        self._after_build(now, mtu)
         return asm.datagrams, sent_eliciting
+
+    def _update_pacer(self, now: float, mtu: int) -> Pacer:
+        """The pacer at the controller's rate (RFC 9002 §7.7); unpaced before any RTT
+        sample (the rate would rest on the 333 ms initial RTT)."""
+        pacer = self.pacer
+        recovery = self._recovery
+        rtt = recovery.rtt
+        cc = recovery.congestion
+        pacer.max_datagram_size = mtu
+        rate = cc.pacing_rate(rtt.smoothed_rtt) if rtt.has_sample else None
+        pacer.set_rate(rate, cc.congestion_window, now)
+        return pacer
+
+    def _after_build(self, now: float, mtu: int) -> None:
+        """Arm the pacing deadline, or tell the controller it is application-limited."""
+        self._paced = False
+        if self._pacing_held:
+            self.pacing_deadline = self.pacer.next_send_time(now, mtu)
+            return
+        self.pacing_deadline = None
+        cc = self._recovery.congestion
+        if (
+            cc.available() >= mtu
+            and self._handshake.complete
+            and self._paths.address_validated
+            and not self._probes
+            and not self._wants_eliciting(APPLICATION)
+        ):
+            cc.on_app_limited(now)  # RFC 9002 §7.8
 
     def _begin_close_packet(self, asm: PacketAssembler, index: int, version: int) -> bool:
         space = self._keys.spaces[index]
@@ -252,14 +316,18 @@ class SendScheduler:
         acks = self._acks
         ack_due = acks.due(index, now)
         congestion = self._recovery.congestion
-        # our PATH_CHALLENGE (paced by its own timer) is not held back by the window:
-        # the first packet to a new path carries it (RFC 9000 §9.4 lets probes be
-        # exempt); a PATH_RESPONSE waits for the window like anything else (§8.2.2)
+        # our PATH_CHALLENGE (paced by its own timer) is not held back by the window
+        # or the pacer: the first packet to a new path carries it (RFC 9000 §9.4 lets
+        # probes be exempt); a PATH_RESPONSE waits for the window like anything else
+        # (§8.2.2)
+        challenge = index == APPLICATION and self._paths.current.challenge_owed
         may_elicit = (
-            probe > 0
-            or congestion.available() >= self._paths.max_datagram_size
-            or (index == APPLICATION and self._paths.current.challenge_owed)
+            probe > 0 or challenge or congestion.available() >= self._paths.max_datagram_size
         )
+        if may_elicit and self._paced and not probe and not challenge:  # RFC 9002 §7.7
+            may_elicit = False
+            if self._wants_eliciting(index):
+                self._pacing_held = True
         eliciting = may_elicit and (probe > 0 or self._wants_eliciting(index))
         if not ack_due and not eliciting:
             return
@@ -293,8 +361,11 @@ class SendScheduler:
         if eliciting:
             self._crypto.write(asm, index)
             if index == APPLICATION:
-                self._write_application(asm)
+                self._write_application(asm, now)
             if probe:
+                # draft-ietf-quic-ack-frequency §7: a probe asks for an immediate ACK
+                if index == APPLICATION:
+                    self._ackfreq.write_immediate_ack(asm)
                 if not packet.ack_eliciting:
                     self._push_ping(asm)
                 if probe <= 1:
@@ -354,12 +425,15 @@ class SendScheduler:
             packet = asm.packet
             packet.ack_eliciting = packet.in_flight = True
 
-    def _write_application(self, asm: PacketAssembler) -> None:
+    def _write_application(self, asm: PacketAssembler, now: float) -> None:
         handshake = self._handshake
         if handshake.done_pending:
             handshake.write_done(asm)
         if handshake.tokens_pending:
             handshake.write_tokens(asm)  # NEW_TOKEN (RFC 9000 §8.1.3)
+        if self._ackfreq_due:
+            self._ackfreq.write(asm, now)
+            self._ackfreq_due = self._ackfreq.pending
         paths = self._paths
         if paths.wants_send():
             paths.write(asm)

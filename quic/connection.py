@@ -19,7 +19,8 @@ those frames from the handlers it registers on the packets that carry them:
 ``keys``        :class:`~quic.conn_keys.PacketSpaces`: keys, packet numbers, key
                 update (RFC 9001 §5, §6)
 ``acks``        :class:`~quic.conn_acks.AckState`: packets received, ACK frames
-                (RFC 9000 §13.2)
+                (RFC 9000 §13.2), the peer's ACK_FREQUENCY
+``ackfreq``     :class:`~quic.conn_ackfreq.AckFrequencySender`: our ACK_FREQUENCY
 ``crypto``      :class:`~quic.conn_crypto.CryptoStreams`: CRYPTO data per level
 ``handshake``   :class:`~quic.conn_handshake.HandshakeDriver`: TLS, transport
                 parameters, Retry, version negotiation, HANDSHAKE_DONE
@@ -75,7 +76,7 @@ from typing import Any
 
 from quic.cid import ConnectionIdManager
 from quic.configuration import QuicConfiguration
-from quic.congestion import NewReno
+from quic.conn_ackfreq import AckFrequencySender
 from quic.conn_acks import AckState
 from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
@@ -88,6 +89,7 @@ from quic.conn_paths import PathManager
 from quic.conn_receive import PacketReader
 from quic.conn_send import SendScheduler
 from quic.conn_streams import StreamController
+from quic.controllers import create_controller
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import (
     ConnectionIdIssued,
@@ -202,7 +204,10 @@ class QuicConnection:
         # RFC 9001 §5.2: after a Retry, Initial keys come from the Retry's SCID
         self.keys.install_initial(self.version, retry_scid or self.original_dcid)
         self.acks = AckState(
-            config.max_ack_delay, config.ack_delay_exponent, config.max_ack_ranges_tracked
+            config.max_ack_delay,
+            config.ack_delay_exponent,
+            config.max_ack_ranges_tracked,
+            config.min_ack_delay_us(),
         )
         self.crypto = CryptoStreams(
             (
@@ -220,13 +225,14 @@ class QuicConnection:
             self._token_bytes,
         )
         self.recovery = LossRecovery(
-            NewReno(self.paths.max_datagram_size),
+            create_controller(config.congestion_control, self.paths.max_datagram_size, rtt),
             rtt,
             0.025,
             is_client=is_client,
             max_ack_only=config.max_ack_only_packets_tracked,
             max_sent=config.max_sent_packets_tracked,
         )
+        self.ackfreq = AckFrequencySender(self.recovery, config.send_ack_frequency)
         self.streams = StreamController(
             is_client,
             StreamLimits(
@@ -281,6 +287,7 @@ class QuicConnection:
             streams=self.streams,
             datagrams=self.datagrams,
             recovery=self.recovery,
+            ackfreq=self.ackfreq,
             events=events,
             discard_space=self._discard_space,
             qlog=self._qlog,
@@ -294,6 +301,7 @@ class QuicConnection:
             cids=self.cids,
             paths=self.paths,
             datagrams=self.datagrams,
+            acks=self.acks,
             on_tls_progress=self._after_tls,
             confirm_handshake=self._confirm_handshake,
             on_peer_close=self._on_peer_close,
@@ -319,7 +327,9 @@ class QuicConnection:
             handshake=self.handshake,
             keys=self.keys,
             sender=self.sender,
-            new_congestion=lambda: NewReno(self.paths.max_datagram_size),
+            new_congestion=lambda: create_controller(
+                config.congestion_control, self.paths.max_datagram_size, self.recovery.rtt
+            ),
             use_preferred_address=config.use_preferred_address,
         )
 
@@ -627,6 +637,9 @@ class QuicConnection:
         path = self.migration.get_timer()
         if path is not None and (timer is None or path < timer):
             timer = path
+        pacing = self.sender.pacing_deadline  # RFC 9002 §7.7
+        if pacing is not None and (timer is None or pacing < timer):
+            timer = pacing
         if not self.paths.amplification_blocked():  # else no ACK could be sent (§8.1)
             ack = self.acks.earliest_deadline([s.write is not None for s in self.keys.spaces])
             if ack is not None and (timer is None or ack < timer):
@@ -868,6 +881,7 @@ class QuicConnection:
             self._qlog.parameters_set(None, params, False)
         self.streams.apply_peer_params(params)
         self.recovery.max_ack_delay = params.max_ack_delay / 1000
+        self.ackfreq.set_peer_params(params.min_ack_delay, params.max_ack_delay)
         self.dispatcher.set_peer_ack_delay_exponent(params.ack_delay_exponent)
         if params.max_idle_timeout:
             peer_idle = params.max_idle_timeout / 1000

@@ -5,7 +5,9 @@ Theory of operation
 A decrypted packet payload is a sequence of frames, each starting with a Frame Type
 varint. :func:`decode_frame` reads the type from one byte in the common case and
 dispatches through :data:`_DECODERS`, a 64-entry list indexed by that byte (every
-known type fits in one byte). Each decoder takes ``(data, pos, frame_type)`` with
+RFC 9000 type fits in one byte); extension types on more than one byte (ACK_FREQUENCY,
+0xaf) go through :data:`_LONG_DECODERS`, keyed by the whole, minimally encoded type.
+Each decoder takes ``(data, pos, frame_type)`` with
 ``pos`` just past the type and returns ``(frame, next_pos)``.
 
 Decoders read with :func:`quic.buffer.decode_varint`, which raises
@@ -37,6 +39,7 @@ from quic.errors import BufferReadError, QuicProtocolError, TransportErrorCode
 from quic.frames_defs import (
     MAX_STREAMS_LIMIT,
     AckFrame,
+    AckFrequencyFrame,
     ApplicationCloseFrame,
     ConnectionCloseFrame,
     CryptoFrame,
@@ -44,6 +47,7 @@ from quic.frames_defs import (
     DatagramFrame,
     Frame,
     HandshakeDoneFrame,
+    ImmediateAckFrame,
     MaxDataFrame,
     MaxStreamDataFrame,
     MaxStreamsFrame,
@@ -70,6 +74,7 @@ _FEE = TransportErrorCode.FRAME_ENCODING_ERROR
 _dv = decode_varint
 _PING = PingFrame()
 _HANDSHAKE_DONE = HandshakeDoneFrame()
+_IMMEDIATE_ACK = ImmediateAckFrame()
 
 _Decoder = Callable[[bytes, int, int], tuple[Frame, int]]
 
@@ -284,6 +289,19 @@ def _decode_datagram(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int
     return DatagramFrame(data[pos:]), len(data)
 
 
+def _decode_immediate_ack(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    return _IMMEDIATE_ACK, pos  # draft-ietf-quic-ack-frequency §5
+
+
+def _decode_ack_frequency(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    """draft-ietf-quic-ack-frequency §4: four varints after the two-byte type."""
+    seq, pos = _dv(data, pos)
+    threshold, pos = _dv(data, pos)
+    delay, pos = _dv(data, pos)
+    reordering, pos = _dv(data, pos)
+    return AckFrequencyFrame(seq, threshold, delay, reordering), pos
+
+
 def _build_decoders() -> list[_Decoder | None]:
     table: list[_Decoder | None] = [None] * 0x40
     entries: tuple[tuple[range, _Decoder], ...] = (
@@ -309,6 +327,7 @@ def _build_decoders() -> list[_Decoder | None]:
         (range(0x1E, 0x1F), _decode_handshake_done),
         (range(0x24, 0x25), _decode_reset_stream_at),
         (range(0x30, 0x32), _decode_datagram),
+        (range(0x1F, 0x20), _decode_immediate_ack),
     )
     for types, decoder in entries:
         for frame_type in types:
@@ -317,6 +336,33 @@ def _build_decoders() -> list[_Decoder | None]:
 
 
 _DECODERS = _build_decoders()
+
+
+#: Frame types encoded on more than one byte (extensions), by type.
+_LONG_DECODERS: dict[int, _Decoder] = {0xAF: _decode_ack_frequency}
+
+
+def _decode_long(data: bytes, pos: int) -> tuple[Frame, int]:
+    """A frame whose type takes more than one byte (RFC 9000 §12.4: minimal only)."""
+    try:
+        frame_type, end = _dv(data, pos)
+    except BufferReadError:
+        raise _error("frame type truncated", 0) from None
+    decoder = _LONG_DECODERS.get(frame_type)
+    if decoder is None or varint_size(frame_type) < end - pos:
+        raise _long_type_error(data, pos)
+    try:
+        return decoder(data, end, frame_type)
+    except BufferReadError:
+        raise _error("frame truncated", frame_type) from None
+
+
+def _peek_type(data: bytes, pos: int) -> int:
+    """The frame type at ``pos`` (-1 if truncated: :func:`decode_frame` reports it)."""
+    try:
+        return _dv(data, pos)[0]
+    except BufferReadError:
+        return -1
 
 
 def _long_type_error(data: bytes, pos: int) -> QuicProtocolError:
@@ -343,7 +389,7 @@ def decode_frame(data: bytes, pos: int) -> tuple[Frame, int]:
     if decoder is None:
         if frame_type < 0x40:
             raise _error("unknown frame type", frame_type)  # RFC 9000 §12.4
-        raise _long_type_error(data, pos)
+        return _decode_long(data, pos)
     try:
         return decoder(data, pos + 1, frame_type)
     except BufferReadError:
@@ -366,6 +412,8 @@ def decode_frames(payload: bytes, packet_type: PacketType | None = None) -> list
     while pos < end:
         if packet_type is not None:
             wire_type = payload[pos]
+            if wire_type >= 0x40:  # a multi-byte type (extension frames)
+                wire_type = _peek_type(payload, pos)
             info = FRAME_INFO.get(wire_type)
             if info is not None and packet_type not in info.packet_types:
                 raise QuicProtocolError(

@@ -35,12 +35,14 @@ from quic.buffer import VARINT_MAX, encode_varint, varint_size
 
 __all__ = [
     "HANDSHAKE_DONE_FRAME",
+    "IMMEDIATE_ACK_FRAME",
     "MAX_STREAMS_LIMIT",
     "PING_FRAME",
     "STREAM_FIN_BIT",
     "STREAM_LEN_BIT",
     "STREAM_OFF_BIT",
     "AckFrame",
+    "AckFrequencyFrame",
     "ApplicationCloseFrame",
     "ConnectionCloseFrame",
     "CryptoFrame",
@@ -49,6 +51,7 @@ __all__ = [
     "Frame",
     "FrameType",
     "HandshakeDoneFrame",
+    "ImmediateAckFrame",
     "MaxDataFrame",
     "MaxStreamDataFrame",
     "MaxStreamsFrame",
@@ -68,6 +71,7 @@ __all__ = [
     "crypto_frame_header_size",
     "datagram_frame_header_size",
     "encode_ack_frame",
+    "encode_ack_frequency_frame",
     "encode_application_close_frame",
     "encode_connection_close_frame",
     "encode_crypto_frame_header",
@@ -139,6 +143,9 @@ class FrameType(IntEnum):
     RESET_STREAM_AT = 0x24  # draft-ietf-quic-reliable-stream-reset §4
     DATAGRAM = 0x30  # RFC 9221 §4: no Length field
     DATAGRAM_LEN = 0x31
+    # draft-ietf-quic-ack-frequency §4, §5 (helper "congestion", issue 9)
+    IMMEDIATE_ACK = 0x1F
+    ACK_FREQUENCY = 0xAF  # two-byte varint on the wire
 
 
 def _check_token16(token: bytes) -> None:
@@ -666,6 +673,68 @@ class DatagramFrame:
         return encode_datagram_frame_header(len(self.data)) + self.data
 
 
+# -- ACK frequency (draft-ietf-quic-ack-frequency) ------------------------------------
+
+#: The whole IMMEDIATE_ACK frame (draft-ietf-quic-ack-frequency §5).
+IMMEDIATE_ACK_FRAME = b"\x1f"
+_ACK_FREQUENCY_TYPE = _ev(FrameType.ACK_FREQUENCY)
+
+
+def encode_ack_frequency_frame(
+    sequence_number: int,
+    ack_eliciting_threshold: int,
+    request_max_ack_delay: int,
+    reordering_threshold: int,
+) -> bytes:
+    """ACK_FREQUENCY, type 0xaf (draft-ietf-quic-ack-frequency §4); delay in µs."""
+    for value in (
+        sequence_number,
+        ack_eliciting_threshold,
+        request_max_ack_delay,
+        reordering_threshold,
+    ):
+        if not 0 <= value <= VARINT_MAX:
+            raise ValueError(f"ACK_FREQUENCY field out of range: {value}")
+    return b"".join(
+        (
+            _ACK_FREQUENCY_TYPE,
+            _ev(sequence_number),
+            _ev(ack_eliciting_threshold),
+            _ev(request_max_ack_delay),
+            _ev(reordering_threshold),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AckFrequencyFrame:
+    """draft-ietf-quic-ack-frequency §4; ``request_max_ack_delay`` in microseconds."""
+
+    sequence_number: int
+    ack_eliciting_threshold: int
+    request_max_ack_delay: int
+    reordering_threshold: int
+    frame_type: ClassVar[int] = FrameType.ACK_FREQUENCY
+
+    def encode(self) -> bytes:
+        return encode_ack_frequency_frame(
+            self.sequence_number,
+            self.ack_eliciting_threshold,
+            self.request_max_ack_delay,
+            self.reordering_threshold,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ImmediateAckFrame:
+    """draft-ietf-quic-ack-frequency §5."""
+
+    frame_type: ClassVar[int] = FrameType.IMMEDIATE_ACK
+
+    def encode(self) -> bytes:
+        return IMMEDIATE_ACK_FRAME
+
+
 Frame: TypeAlias = (
     PaddingFrame
     | PingFrame
@@ -690,6 +759,8 @@ Frame: TypeAlias = (
     | HandshakeDoneFrame
     | DatagramFrame
     | ResetStreamAtFrame
+    | AckFrequencyFrame
+    | ImmediateAckFrame
 )
 
 

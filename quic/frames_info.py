@@ -83,6 +83,10 @@ _TABLE: tuple[tuple[range, str, str, str], ...] = (
     (range(0x30, 0x32), "DATAGRAM", "__01", ""),
     # draft-ietf-quic-reliable-stream-reset §4: application data space only
     (range(0x24, 0x25), "RESET_STREAM_AT", "__01", ""),
+    # draft-ietf-quic-ack-frequency §4, §5: ack-eliciting, congestion controlled, not
+    # in 0-RTT (§3: the peer's min_ack_delay may not be remembered)
+    (range(0x1F, 0x20), "IMMEDIATE_ACK", "___1", ""),
+    (range(0xAF, 0xB0), "ACK_FREQUENCY", "___1", ""),
 )
 
 

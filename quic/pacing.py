@@ -2,18 +2,25 @@
 
 Theory of operation
 -------------------
-The bucket fills at ``N * congestion_window / smoothed_rtt`` bytes per second (N = 1.25
-by default, §7.7) and holds at most a burst: the initial congestion window (§7.7
-"Senders SHOULD limit bursts to the initial congestion window"), never more than the
-current window, never less than two datagrams. Sending a packet takes its size out
-of the bucket; the bucket may go into debt by one packet, so a packet is never
-refused outright, only delayed.
+The bucket fills at the pacing rate and holds at most a burst: the initial congestion
+window (§7.7 "Senders SHOULD limit bursts to the initial congestion window", ten
+datagrams of 1200 bytes), never more than the current window, never less than two
+datagrams — or, when that is more, what the rate delivers in
+:data:`PACING_QUANTUM` (2 ms): a timer cannot fire for every packet at high rates, and
+a driver woken once per event-loop turn would otherwise be held to one burst per turn
+(on loopback the rate is so high that pacing amounts to the window alone). Sending a
+packet takes its size out of the bucket; the bucket may go into debt by one packet, so
+a packet is never refused outright, only delayed.
 
-The connection asks :meth:`Pacer.next_send_time` before sending a paced packet and
-reports with :meth:`Pacer.on_packet_sent`; after every ACK it calls
-:meth:`Pacer.update_rate` with the new window and smoothed RTT. Until the first
-``update_rate`` nothing is paced. ACK-only packets should not be paced (§7.7): the
-connection simply does not consult the pacer for them. Nothing here reads a clock.
+The send path (:class:`~quic.conn_send.SendScheduler`) sets the rate before building
+datagrams with :meth:`Pacer.set_rate`, from the congestion controller's
+``pacing_rate`` (``N * cwnd / smoothed_rtt`` for window-based controllers, BBR's own
+rate), asks :meth:`Pacer.next_send_time` before an ack-eliciting datagram and
+reports it with :meth:`Pacer.on_packet_sent`. The earliest time the next one may
+leave becomes a deadline of the connection's timer. :meth:`Pacer.update_rate` derives
+the rate from a window and RTT with this pacer's multiplier N. With no rate (before
+the first RTT sample) nothing is paced. ACK-only packets are not paced (§7.7): the
+send path does not consult the pacer for them. Nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ from __future__ import annotations
 from quic.congestion import initial_window
 from quic.rtt import K_GRANULARITY
 
-__all__ = ["Pacer"]
+__all__ = ["PACING_QUANTUM", "Pacer"]
+
+#: Seconds of sending at the pacing rate a burst may hold (see the module docs).
+PACING_QUANTUM = 0.002
 
 
 class Pacer:
@@ -50,15 +60,24 @@ class Pacer:
         return self._capacity
 
     def update_rate(self, congestion_window: int, smoothed_rtt: float, now: float) -> None:
-        """Recompute rate and burst from the controller (RFC 9002 §7.7)."""
-        self._refill(now)
+        """Rate ``N * congestion_window / smoothed_rtt`` (RFC 9002 §7.7)."""
         rtt = smoothed_rtt if smoothed_rtt > K_GRANULARITY else K_GRANULARITY
-        self._rate = self.multiplier * congestion_window / rtt
+        self.set_rate(self.multiplier * congestion_window / rtt, congestion_window, now)
+
+    def set_rate(self, rate: float | None, congestion_window: int, now: float) -> None:
+        """Pace at ``rate`` bytes per second (None: stop pacing); burst from the window."""
+        self._refill(now)
+        self._rate = rate if rate else None
         mds = self.max_datagram_size
         burst = min(congestion_window, initial_window(mds))
-        self._capacity = float(max(burst, 2 * mds))
-        if self._tokens > self._capacity:
-            self._tokens = self._capacity
+        capacity = float(max(burst, 2 * mds))
+        if rate:
+            quantum = min(rate * PACING_QUANTUM, float(congestion_window))
+            if quantum > capacity:
+                capacity = quantum
+        self._capacity = capacity
+        if self._tokens > capacity:
+            self._tokens = capacity
 
     def next_send_time(self, now: float, size: int | None = None) -> float:
         """Earliest time (>= ``now``) a packet of ``size`` bytes may leave.

@@ -147,6 +147,13 @@ class RangeSet:
         i = bisect_right(self._starts, start) - 1
         return i >= 0 and self._stops[i] >= stop
 
+    def first_missing_from(self, value: int) -> int:
+        """The smallest integer ``>= value`` not in the set (O(log n))."""
+        i = bisect_right(self._starts, value) - 1
+        if i >= 0 and value < self._stops[i]:
+            return self._stops[i]
+        return value
+
     def bounds(self) -> range:
         """``range(smallest, largest + 1)`` spanning the whole set; IndexError when empty."""
         return range(self._starts[0], self._stops[-1])

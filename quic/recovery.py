@@ -119,8 +119,12 @@ class SentPacket:
 
     __slots__ = (
         "ack_eliciting",
+        "delivered",
+        "delivered_time",
+        "first_sent_time",
         "handlers",
         "in_flight",
+        "is_app_limited",
         "is_crypto",
         "packet_number",
         "size",
@@ -145,6 +149,12 @@ class SentPacket:
         self.is_crypto = is_crypto
         self.time_sent = 0.0  # set by LossRecovery.on_packet_sent
         self.handlers: list[FrameHandler] = []
+        # Delivery-rate state at send time, stamped by a controller that samples it
+        # (BBR, :mod:`quic.cc_bbr`); delivered = -1: not stamped.
+        self.delivered = -1
+        self.delivered_time = 0.0
+        self.first_sent_time = 0.0
+        self.is_app_limited = False
 
     def __repr__(self) -> str:
         return (
@@ -324,7 +334,7 @@ class LossRecovery:
             if packet.ack_eliciting:
                 st.time_of_last_ack_eliciting = now
                 st.ack_eliciting_in_flight += 1
-            self.congestion.on_packet_sent(packet.size, now)
+            self.congestion.on_packet_sent(packet.size, now, packet)
             self._pto_anchor = now
         if not packet.ack_eliciting:
             ack_only = st.ack_only

@@ -82,6 +82,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_datagram_frame_size", 0x20, "int", 0),
     # draft-ietf-quic-reliable-stream-reset §3: empty; we accept RESET_STREAM_AT frames
     ParameterSpec("reset_stream_at", 0x1D, "flag", False),
+    # draft-ietf-quic-ack-frequency §3: microseconds; absent: ACK_FREQUENCY unsupported
+    ParameterSpec("min_ack_delay", 0xFF04DE1B, "int", None, maximum=(1 << 14) * 1000 - 1),
 )
 
 _BY_ID = {spec.id: spec for spec in PARAMETERS}
@@ -263,6 +265,7 @@ class TransportParameters:
     version_information: VersionInformation | None = None
     max_datagram_frame_size: int = 0
     reset_stream_at: bool = False
+    min_ack_delay: int | None = None  # µs (draft-ietf-quic-ack-frequency §3)
     extensions: tuple[tuple[int, bytes], ...] = ()
 
     def encode(self, grease: bool = False) -> bytes:
@@ -334,6 +337,10 @@ class TransportParameters:
                 values[spec.name] = value
         except BufferReadError as exc:
             raise _tpe(f"malformed transport parameters: {exc}") from None
+        min_ack_delay = values.get("min_ack_delay")
+        if min_ack_delay is not None and min_ack_delay > values.get("max_ack_delay", 25) * 1000:
+            # draft-ietf-quic-ack-frequency §3: min_ack_delay above max_ack_delay
+            raise _tpe("min_ack_delay greater than max_ack_delay")
         if "preferred_address" in values and values.get("initial_source_connection_id") == b"":
             # RFC 9000 §18.2: a server using a zero-length connection ID MUST NOT
             # provide a preferred address.

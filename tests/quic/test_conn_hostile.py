@@ -149,6 +149,7 @@ def test_retire_prior_to_games_cost_linear_and_datagrams_bounded() -> None:
         server = attack.server
         known = set(server.cids.peer)  # what the client issued during the handshake
         for seq in range(BASE, BASE + n):
+            attack.step()  # a millisecond between frames: the pacer lets each reply go
             attack.inject(_ncid(seq, seq))
             attack.collect()
             attack.ack()

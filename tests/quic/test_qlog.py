@@ -53,6 +53,7 @@ def _exchange_and_close(pair: Pair) -> None:
     pair.client.send_stream_data(sid, b"x" * 5000, end_stream=True)
     pair.client.send_datagram(b"datagram")
     pair.run(lambda: pair.stream_done(sid))
+    pair.net.settle(0.1)  # the last ACKs cross before the close (none meets a closing peer)
     pair.client.close(7, "bye")
     pair.run(max_time=5)
     assert pair.client.state is ConnectionState.TERMINATED
@@ -236,7 +237,8 @@ def test_idle_timeout_is_logged() -> None:
     pair, sinks = _memory_pair()
     pair.client.configuration.idle_timeout = 0.5
     pair.handshake()
-    pair.run(lambda: pair.client.is_closed, max_time=5)
+    # (the connection read its 30 s idle timeout at creation: wait past it)
+    pair.run(lambda: pair.client.is_closed, max_time=40)
     last = sinks["client"].events[-1]
     assert last["name"] == "quic:connection_closed"
     assert last["data"]["trigger"] == "idle_timeout"

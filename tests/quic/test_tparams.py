@@ -68,7 +68,7 @@ CLIENT_PARAMS = TransportParameters(
     initial_source_connection_id=b"\x01\x02",
     version_information=VersionInformation(V1, (V1, V2, 0x1A2A3A4A)),
     max_datagram_frame_size=1200,
-    extensions=((0x2AB2, b""), (0xFF04DE1B, b"\x01")),
+    extensions=((0x2AB2, b""), (0xFF04DE2B, b"\x01")),
 )
 
 

@@ -49,11 +49,15 @@ class Link:
     corrupt: float = 0.0
     mtu: int = 1500
     bandwidth: float | None = None  # bytes/s; None = unlimited
+    # bytes that may wait for the bandwidth-limited link; beyond: drop-tail. None: no limit
+    buffer: int | None = None
     drop_first: int = 0  # drop the first N datagrams (e.g. lose the first Initial)
     # statistics
     sent: int = 0
     delivered: int = 0
     dropped: int = 0
+    overflowed: int = 0  # dropped because the buffer was full (counted in dropped too)
+    max_queue_delay: float = 0.0  # longest wait for the bandwidth-limited link, seconds
     _busy_until: float = field(default=0.0, repr=False)
 
     def schedule(self, data: bytes, now: float, rng: random.Random) -> list[tuple[float, bytes]]:
@@ -69,6 +73,13 @@ class Link:
         start = now
         if self.bandwidth:
             start = max(now, self._busy_until)
+            wait = start - now
+            if self.buffer is not None and wait * self.bandwidth + len(data) > self.buffer:
+                self.dropped += 1
+                self.overflowed += 1
+                return []
+            if wait > self.max_queue_delay:
+                self.max_queue_delay = wait
             self._busy_until = start + len(data) / self.bandwidth
         copies = 2 if self.duplicate and rng.random() < self.duplicate else 1
         out = []

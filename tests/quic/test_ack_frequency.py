@@ -1,0 +1,421 @@
+"""ACK frequency (draft-ietf-quic-ack-frequency): the codec, the transport parameter,
+the receiver's acknowledgment policy, the sender's requests, and the errors."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from quic.ack import AckTracker
+from quic.buffer import encode_varint
+from quic.conn_ackfreq import MAX_ACK_ELICITING_THRESHOLD, AckFrequencySender
+from quic.connection import ConnectionState
+from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.frames import (
+    FRAME_INFO,
+    IMMEDIATE_ACK_FRAME,
+    AckFrame,
+    AckFrequencyFrame,
+    FrameType,
+    ImmediateAckFrame,
+    decode_frame,
+    decode_frames,
+    encode_ack_frequency_frame,
+)
+from quic.packet import PacketType
+from quic.recovery import SentPacket
+from quic.tparams import TransportParameters
+from tests.support.netsim import Link
+from tests.support.quicinject import seal_1rtt
+from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair
+
+# -- codec ------------------------------------------------------------------------------
+
+
+def test_ack_frequency_frame_round_trip() -> None:
+    frame = encode_ack_frequency_frame(7, 9, 25_000, 1)
+    assert frame[:2] == b"\x40\xaf"  # type 0xaf as a two-byte varint
+    decoded, end = decode_frame(frame + b"\x01", 0)
+    assert end == len(frame)
+    assert decoded == AckFrequencyFrame(7, 9, 25_000, 1)
+    assert decoded.encode() == frame
+    assert decoded.frame_type == FrameType.ACK_FREQUENCY == 0xAF
+
+
+def test_immediate_ack_frame_round_trip() -> None:
+    assert IMMEDIATE_ACK_FRAME == b"\x1f"
+    decoded, end = decode_frame(IMMEDIATE_ACK_FRAME, 0)
+    assert decoded == ImmediateAckFrame() and end == 1
+    assert decoded.encode() == IMMEDIATE_ACK_FRAME
+
+
+def test_frame_rules() -> None:
+    for ftype in (0xAF, 0x1F):
+        info = FRAME_INFO[ftype]
+        assert info.ack_eliciting and info.congestion_controlled  # draft §4, §5
+        # 1-RTT only: draft §3 forbids them in 0-RTT, and they are not handshake frames
+        assert info.packet_types == frozenset({PacketType.ONE_RTT})
+
+
+@pytest.mark.parametrize("cut", range(2, 6))
+def test_truncated_ack_frequency_is_frame_encoding_error(cut: int) -> None:
+    frame = encode_ack_frequency_frame(1, 2, 3000, 4)
+    with pytest.raises(QuicProtocolError) as info:
+        decode_frame(frame[:cut], 0)
+    assert info.value.error_code == TransportErrorCode.FRAME_ENCODING_ERROR
+    assert info.value.frame_type == 0xAF
+
+
+def test_non_minimal_frame_type_is_protocol_violation() -> None:
+    frame = b"\x80\x00\x00\xaf" + bytes(4)  # 0xaf on four bytes (RFC 9000 §12.4)
+    with pytest.raises(QuicProtocolError) as info:
+        decode_frame(frame, 0)
+    assert info.value.error_code == TransportErrorCode.PROTOCOL_VIOLATION
+
+
+def test_not_allowed_in_handshake_packets() -> None:
+    with pytest.raises(QuicProtocolError) as info:
+        decode_frames(encode_ack_frequency_frame(0, 1, 1000, 1), PacketType.HANDSHAKE)
+    assert info.value.error_code == TransportErrorCode.PROTOCOL_VIOLATION
+    with pytest.raises(QuicProtocolError):
+        decode_frames(IMMEDIATE_ACK_FRAME, PacketType.ZERO_RTT)
+    assert decode_frames(IMMEDIATE_ACK_FRAME, PacketType.ONE_RTT) == [ImmediateAckFrame()]
+
+
+def test_encoder_rejects_bad_values() -> None:
+    with pytest.raises(ValueError):
+        encode_ack_frequency_frame(-1, 0, 0, 0)
+    with pytest.raises(ValueError):
+        encode_ack_frequency_frame(0, 0, 1 << 62, 0)
+
+
+# -- transport parameter -------------------------------------------------------------------
+
+
+def test_min_ack_delay_parameter_round_trip() -> None:
+    params = TransportParameters(min_ack_delay=1000)
+    raw = params.encode()
+    assert encode_varint(0xFF04DE1B) in raw
+    assert TransportParameters.decode(raw, is_client_sender=True).min_ack_delay == 1000
+    assert TransportParameters.decode(b"", is_client_sender=True).min_ack_delay is None
+
+
+def test_min_ack_delay_above_max_ack_delay_is_rejected() -> None:
+    raw = TransportParameters(max_ack_delay=5, min_ack_delay=5001).encode()
+    with pytest.raises(QuicProtocolError) as info:
+        TransportParameters.decode(raw, is_client_sender=False)
+    assert info.value.error_code == TransportErrorCode.TRANSPORT_PARAMETER_ERROR
+    ok = TransportParameters(max_ack_delay=5, min_ack_delay=5000).encode()
+    assert TransportParameters.decode(ok, is_client_sender=False).min_ack_delay == 5000
+
+
+# -- receiver policy (AckTracker) ---------------------------------------------------------
+
+
+def _tracker() -> AckTracker:
+    return AckTracker(0.025, immediate=False)
+
+
+def _acks_for(tracker: AckTracker, pns: list[int], now: float = 0.0) -> list[int]:
+    """Packet numbers whose arrival made an ACK due at once (ACK sent right away)."""
+    out = []
+    for pn in pns:
+        tracker.on_packet(pn, True, now)
+        if tracker.wants_ack(now):
+            out.append(pn)
+            tracker.on_ack_sent(tracker.largest)  # what AckState.write reports
+    return out
+
+
+def test_default_policy_is_every_second_packet() -> None:
+    # RFC 9000 §13.2.2 until the peer sends ACK_FREQUENCY (draft §6)
+    assert _acks_for(_tracker(), list(range(10))) == [1, 3, 5, 7, 9]
+
+
+def test_ack_eliciting_threshold_is_respected() -> None:
+    tracker = _tracker()
+    tracker.on_ack_frequency(0, 9, 0.010, 1, 0.0)
+    assert _acks_for(tracker, list(range(30))) == [9, 19, 29]
+    assert tracker.max_ack_delay == 0.010
+    tracker.on_packet(30, True, 1.0)
+    assert tracker.deadline == pytest.approx(1.010)  # the requested max_ack_delay
+
+
+def test_threshold_zero_acknowledges_every_packet() -> None:
+    tracker = _tracker()
+    tracker.on_ack_frequency(0, 0, 0.025, 1, 0.0)
+    assert _acks_for(tracker, [0, 1, 2]) == [0, 1, 2]
+
+
+def test_stale_sequence_numbers_are_ignored() -> None:
+    tracker = _tracker()
+    tracker.on_ack_frequency(5, 9, 0.025, 1, 0.0)
+    tracker.on_ack_frequency(5, 0, 0.025, 1, 0.0)  # not greater: ignored (draft §4)
+    tracker.on_ack_frequency(3, 0, 0.025, 1, 0.0)
+    assert tracker.packet_tolerance == 10
+
+
+def test_reordering_threshold_zero_ignores_gaps() -> None:
+    tracker = _tracker()
+    tracker.on_ack_frequency(0, 9, 0.025, 0, 0.0)
+    assert _acks_for(tracker, [0, 2, 4, 6, 1, 3]) == []
+
+
+def test_reordering_threshold_one_acknowledges_gaps_at_once() -> None:
+    tracker = _tracker()
+    tracker.on_ack_frequency(0, 9, 0.025, 1, 0.0)
+    assert _acks_for(tracker, [0, 1, 3, 4, 2]) == [3, 2]
+
+
+@pytest.mark.parametrize(
+    ("threshold", "received", "expected"),
+    [
+        # draft §6.2.1, Figure "reordering threshold of 3"
+        (3, [0, 1, 3, 4, 5, 8, 9, 10], [5, 9, 10]),
+        # draft §6.2.1, Figure "reordering threshold of 5"
+        (5, [0, 1, 3, 5, 6, 7, 8, 9], [7, 9]),
+    ],
+)
+def test_reordering_threshold_examples_from_the_draft(
+    threshold: int, received: list[int], expected: list[int]
+) -> None:
+    tracker = _tracker()
+    tracker.on_ack_frequency(0, 100, 0.025, threshold, 0.0)  # only reordering sends ACKs
+    assert _acks_for(tracker, received) == expected
+
+
+def test_late_packet_below_reported_missing_is_acknowledged() -> None:
+    # draft §6.2: a packet at or below Largest Acked - Reordering Threshold that arrives
+    # late was likely declared lost already: acknowledge it at once.
+    tracker = _tracker()
+    tracker.on_ack_frequency(0, 100, 0.025, 3, 0.0)
+    assert _acks_for(tracker, [0, 1, 3, 4, 5]) == [5]
+    assert _acks_for(tracker, [2]) == [2]
+
+
+def test_immediate_ack_request() -> None:
+    tracker = _tracker()
+    tracker.on_ack_frequency(0, 9, 0.025, 1, 0.0)
+    tracker.request_immediate_ack()
+    assert _acks_for(tracker, [0]) == [0]
+    assert _acks_for(tracker, [1]) == []
+
+
+# -- sender policy --------------------------------------------------------------------------
+
+
+class _Recovery:
+    max_ack_delay = 0.025
+
+
+def test_sender_chooses_from_window_and_rtt() -> None:
+    sender = AckFrequencySender(_Recovery())  # type: ignore[arg-type]
+    sender.set_peer_params(1000, 25)
+    assert sender.wanted(12_000, 1200, 0.1) == (1, 25_000)  # initial window: every 2nd
+    assert sender.wanted(48_000, 1200, 0.02) == (9, 5_000)  # srtt / 4
+    assert sender.wanted(10**7, 1200, 0.002) == (MAX_ACK_ELICITING_THRESHOLD, 1000)
+
+
+class _Asm:
+    """The part of PacketAssembler the sender uses."""
+
+    def __init__(self) -> None:
+        self.room = 1000
+        self.packet = SentPacket(2, 0, 0, ack_eliciting=False, in_flight=False)
+        self.frames: list[bytes] = []
+
+    def push(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+
+def test_pto_uses_the_largest_delay_until_acknowledged() -> None:
+    # draft §7: until the request is acknowledged, max(current, in flight)
+    recovery = _Recovery()
+    sender = AckFrequencySender(recovery)  # type: ignore[arg-type]
+    sender.set_peer_params(1000, 25)
+    assert sender.wants_send(0.0, 12_000, 1200, 0.02, True)
+    asm = _Asm()
+    sender.write(asm, 0.0)  # type: ignore[arg-type]
+    (frame,) = asm.frames
+    decoded, _ = decode_frame(frame, 0)
+    assert decoded == AckFrequencyFrame(0, 1, 5000, 1)
+    assert asm.packet.ack_eliciting and asm.packet.in_flight
+    assert recovery.max_ack_delay == 0.025  # the peer's value while in flight
+    handler, args = asm.packet.handlers[0]
+    handler(True, *args)
+    assert recovery.max_ack_delay == 0.005  # acknowledged: the requested delay
+
+
+def test_lost_request_is_sent_again_with_a_new_sequence_number() -> None:
+    sender = AckFrequencySender(_Recovery())  # type: ignore[arg-type]
+    sender.set_peer_params(1000, 25)
+    assert sender.wants_send(0.0, 12_000, 1200, 0.02, True)
+    first = _Asm()
+    sender.write(first, 0.0)  # type: ignore[arg-type]
+    handler, args = first.packet.handlers[0]
+    handler(False, *args)  # lost
+    assert sender.pending
+    again = _Asm()
+    sender.write(again, 0.1)  # type: ignore[arg-type]
+    assert decode_frame(again.frames[0], 0)[0] == AckFrequencyFrame(1, 1, 5000, 1)
+
+
+def test_sender_needs_peer_support() -> None:
+    sender = AckFrequencySender(_Recovery())  # type: ignore[arg-type]
+    assert not sender.wants_send(0.0, 10**6, 1200, 0.05, True)
+    sender.set_peer_params(1000, 25)
+    assert sender.wants_send(0.0, 10**6, 1200, 0.05, True)
+
+
+# -- connections -----------------------------------------------------------------------------
+
+
+def _ack_only_count(pair: Pair, size: int, sender_kwargs: dict[str, Any]) -> tuple[int, int]:
+    """(ACK-only datagrams server -> client, data datagrams client -> server) for a
+    ``size``-byte upload."""
+    link: Link = pair.net.link(SERVER_ADDR, CLIENT_ADDR)
+    up: Link = pair.net.link(CLIENT_ADDR, SERVER_ADDR)
+    small = [0]
+    schedule = link.schedule
+
+    def recording(data: bytes, now: float, rng: Any) -> list[tuple[float, bytes]]:
+        if len(data) < 100:
+            small[0] += 1
+        return schedule(data, now, rng)
+
+    link.schedule = recording  # type: ignore[method-assign]
+    before = up.sent
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, bytes(size), end_stream=True)
+    pair.run(lambda: pair.stream_done(sid), max_time=60)
+    return small[0], up.sent - before
+
+
+def _upload(
+    send_ack_frequency: bool, server_min_ack_delay: float | None = 0.001
+) -> tuple[Pair, int, int]:
+    pair = make_pair(
+        seed=4,
+        client_kwargs={"send_ack_frequency": send_ack_frequency},
+        server_kwargs={"min_ack_delay": server_min_ack_delay},
+        delay=0.02,
+    )
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake_confirmed, max_time=2)
+    acks, data = _ack_only_count(pair, 3_000_000, {})
+    return pair, acks, data
+
+
+def test_ack_frequency_negotiated_and_respected() -> None:
+    pair, acks, data = _upload(True)
+    sender = pair.client.ackfreq
+    assert sender.peer_supports and sender.frames_sent >= 1
+    assert sender.requested is not None and sender.requested[0] == MAX_ACK_ELICITING_THRESHOLD
+    tracker = pair.server.acks.trackers[2]
+    assert tracker.packet_tolerance == MAX_ACK_ELICITING_THRESHOLD + 1
+    assert tracker.max_ack_delay == sender.requested[1] / 1_000_000
+    # the request was acknowledged: the client's PTO uses the requested delay (§7)
+    assert pair.client.recovery.max_ack_delay == sender.requested[1] / 1_000_000
+    # about one ACK per ten data packets once the window is large
+    assert acks < data / 6
+    _, acks_default, data_default = _upload(False)
+    # without the request the receiver acknowledges every second packet (RFC 9000)
+    assert acks_default > data_default / 3
+    assert acks_default > 2 * acks
+
+
+def test_no_request_to_a_peer_without_support() -> None:
+    pair, acks, data = _upload(True, server_min_ack_delay=None)
+    assert not pair.client.ackfreq.peer_supports
+    assert pair.client.ackfreq.frames_sent == 0
+    assert acks > data / 3
+
+
+def _established(**server_kwargs: Any) -> Pair:
+    pair = make_pair(server_kwargs=server_kwargs)
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake_confirmed, max_time=2)
+    pair.net.settle(0.2)
+    return pair
+
+
+def _inject(pair: Pair, payload: bytes) -> None:
+    now = pair.net.now
+    pair.server.receive_datagram(seal_1rtt(pair.client, payload, now), CLIENT_ADDR, now)
+
+
+def _closed_with(pair: Pair, code: int) -> None:
+    server = pair.server
+    assert server.state is ConnectionState.CLOSING
+    frame = server._close_frame
+    assert frame is not None and frame[1] == code
+
+
+def test_requested_delay_below_min_ack_delay_is_protocol_violation() -> None:
+    pair = _established(min_ack_delay=0.002)
+    _inject(pair, encode_ack_frequency_frame(0, 1, 1999, 1))
+    _closed_with(pair, TransportErrorCode.PROTOCOL_VIOLATION)
+
+
+def test_requested_delay_of_2_14_ms_is_protocol_violation() -> None:
+    pair = _established()
+    _inject(pair, encode_ack_frequency_frame(0, 1, (1 << 14) * 1000, 1))
+    _closed_with(pair, TransportErrorCode.PROTOCOL_VIOLATION)
+
+
+@pytest.mark.parametrize(
+    "frame", [encode_ack_frequency_frame(0, 1, 25_000, 1), IMMEDIATE_ACK_FRAME]
+)
+def test_frames_without_our_parameter_are_protocol_violation(frame: bytes) -> None:
+    pair = _established(min_ack_delay=None)
+    assert pair.server.handshake.local_params.min_ack_delay is None
+    _inject(pair, frame)
+    _closed_with(pair, TransportErrorCode.PROTOCOL_VIOLATION)
+
+
+def test_immediate_ack_is_answered_at_once() -> None:
+    pair = _established()
+    server = pair.server
+    now = pair.net.now
+    _inject(pair, b"\x01")  # PING alone: not due yet (every second packet)
+    assert not server.acks.due(2, now)
+    _inject(pair, IMMEDIATE_ACK_FRAME)
+    assert server.acks.due(2, now)
+    out = server.datagrams_to_send(now)
+    assert out
+    client = pair.client
+    opened = client.keys.open(
+        2, memoryview(out[0][0]), 1 + len(client.host_cid), client.acks.largest(2), now
+    )
+    assert opened is not None
+    assert any(isinstance(f, AckFrame) for f in decode_frames(opened[2], PacketType.ONE_RTT))
+
+
+def test_flood_of_ack_frequency_frames_is_bounded_and_linear() -> None:
+    """N ACK_FREQUENCY frames (new sequence numbers) change four integers: no table
+    grows, and the work for 4N frames is about four times that for N."""
+
+    def run(n: int) -> int:
+        pair = _established()
+        calls = [0]
+
+        def profile(frame: Any, event: str, arg: object) -> None:
+            if event == "call":
+                calls[0] += 1
+
+        sizes_before = pair.server.queue_sizes()
+        sys.setprofile(profile)
+        try:
+            for seq in range(n):
+                _inject(pair, encode_ack_frequency_frame(seq, seq % 20, 25_000, 1))
+        finally:
+            sys.setprofile(None)
+        assert pair.server.state is ConnectionState.CONNECTED
+        assert pair.server.queue_sizes() == sizes_before
+        return calls[0]
+
+    n = 200
+    ratio = run(4 * n) / run(n)
+    assert ratio < 6, ratio
