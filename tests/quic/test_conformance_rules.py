@@ -350,16 +350,16 @@ def test_frame_rule(
     frames = payload(pair)
     now = pair.net.now
     if target == "server":
-        sender, receiver, addr = pair.client, pair.server, CLIENT_ADDR
+        sender, receiver, addr, back = pair.client, pair.server, CLIENT_ADDR, SERVER_ADDR
     else:
-        sender, receiver, addr = pair.server, pair.client, SERVER_ADDR
+        sender, receiver, addr, back = pair.server, pair.client, SERVER_ADDR, CLIENT_ADDR
     receiver.receive_datagram(seal_1rtt(sender, frames, now), addr, now)  # never raises
     assert _closed_with(receiver) == (code, frame_type), (rule, section)
     # the peer learns the code from the CONNECTION_CLOSE
     receiver_out = receiver.datagrams_to_send(now)
     assert receiver_out
     for data, _ in receiver_out:
-        sender.receive_datagram(data, addr, now)
+        sender.receive_datagram(data, back, now)  # from the receiver's address
     term = [e for e in _drain(sender) if isinstance(e, ConnectionTerminated)]
     assert term and (term[0].error_code, term[0].by_peer) == (code, True), (rule, section)
 
