@@ -202,7 +202,10 @@ class PacketSpaces:
 
     def discard(self, index: int) -> None:
         """Drop the keys of a space for good (RFC 9001 §4.9)."""
-        self.spaces[index].discard()
+        space = self.spaces[index]
+        if self._qlog is not None and not space.discarded:
+            self._qlog.key_discarded(None, SPACE_EPOCH[index])
+        space.discard()
 
     def _on_peer_key_update(self, now: float) -> None:
         """The peer's packet was the first of a new key phase (RFC 9001 §6.2, §6.5)."""

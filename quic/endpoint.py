@@ -87,6 +87,7 @@ from quic.packet import (
     parse_header,
     peek_dcid,
 )
+from quic.qlog import QuicLogger, create_endpoint_logger
 
 __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
 
@@ -132,6 +133,12 @@ def _addr_key(addr: Any) -> Any:
     if isinstance(addr, tuple) and addr:
         return addr[0]
     return addr
+
+
+def _end_trace(conn: QuicConnection) -> None:
+    """A tentative connection is discarded: its qlog trace ends (its file is closed)."""
+    if conn.qlog is not None:
+        conn.qlog.close()
 
 
 def _is_initial(data: bytes) -> bool:
@@ -184,6 +191,13 @@ class QuicEndpoint:
         self.expired = 0  # connections abandoned at their handshake deadline
         self.evicted = 0  # half-open connections evicted by a newer Initial
         self.internal_errors = 0  # connections that raised (closed with INTERNAL_ERROR)
+        #: qlog of what belongs to no connection (Version Negotiation, Retry sent), or
+        #: None; log with ``self.qlog.packet_sent_stateless(...)`` (see quic.qlog)
+        self.qlog: QuicLogger | None = (
+            create_endpoint_logger(server_configuration, token_bytes(4))
+            if server_configuration is not None
+            else None
+        )
 
     # -- inspection -----------------------------------------------------------------------
 
@@ -282,6 +296,15 @@ class QuicEndpoint:
                     header.scid, header.dcid, [*versions, _GREASE_VERSION], 0x15
                 )
                 self._stateless.append((vn, addr))  # RFC 9000 §6.1
+                if self.qlog is not None:
+                    self.qlog.packet_sent_stateless(
+                        now,
+                        PacketType.VERSION_NEGOTIATION,
+                        header.scid,
+                        header.dcid,
+                        len(vn),
+                        versions=[*versions, _GREASE_VERSION],
+                    )
             else:
                 self.dropped += 1
             return
@@ -353,9 +376,11 @@ class QuicEndpoint:
         if not conn.has_authenticated_packet:
             # RFC 9000 §21.2, §12.2: not authenticated, so discarded; no state kept for it
             self.dropped += 1
+            _end_trace(conn)
             return
         if not self._make_room(config):
             self.refused += 1
+            _end_trace(conn)
             return
         entry = self._register(conn, addr, now + config.handshake_timeout)
         self._evictable[conn] = None
