@@ -162,8 +162,11 @@ class FrameDispatcher:
         except QuicProtocolError as exc:
             exc.frame_type = frame.frame_type
             raise
-        if result.lost and self._qlog is not None:
-            self._qlog.packets_lost(now, result.lost, self._recovery)
+        qlog = self._qlog
+        if qlog is not None:
+            qlog.packets_acked(now, index, result.acked)
+            if result.lost:
+                qlog.packets_lost(now, result.lost, self._recovery)
         handshake = self._handshake
         if (
             result.acked

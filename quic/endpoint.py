@@ -194,7 +194,7 @@ class QuicEndpoint:
         #: qlog of what belongs to no connection (Version Negotiation, Retry sent), or
         #: None; log with ``self.qlog.packet_sent_stateless(...)`` (see quic.qlog)
         self.qlog: QuicLogger | None = (
-            create_endpoint_logger(server_configuration, token_bytes(4))
+            create_endpoint_logger(server_configuration, token_bytes)
             if server_configuration is not None
             else None
         )

@@ -90,6 +90,8 @@ PACKET_TYPE_NAMES: dict[PacketType, str] = {
 }
 #: packet type of a packet number space (RFC 9000 §12.3; 0-RTT is not sent)
 _SPACE_PACKET_TYPES = ("initial", "handshake", "1RTT")
+#: quic-events §"PacketNumberSpace"
+_SPACE_NAMES = ("initial", "handshake", "application_data")
 
 #: KeyType names (quic-events §"KeyType") by TLS epoch (0 initial .. 3 1-RTT)
 _KEY_EPOCH_NAMES = ("initial", "0rtt", "handshake", "1rtt")
@@ -185,11 +187,13 @@ def create_logger(
     )
 
 
-def create_endpoint_logger(configuration: QuicConfiguration, tag: bytes) -> QuicLogger | None:
+def create_endpoint_logger(
+    configuration: QuicConfiguration, token_bytes: Callable[[int], bytes]
+) -> QuicLogger | None:
     """The endpoint-wide logger of a server endpoint (stateless packets), or None.
 
-    ``tag`` names the file (``endpoint-<tag hex>.sqlog`` in ``qlog_dir``); a
-    ``qlog_factory`` is asked with ``odcid=b""``.
+    In ``qlog_dir`` the file is ``endpoint-<8 random hex digits>.sqlog`` (from
+    ``token_bytes``, called only then); a ``qlog_factory`` is asked with ``odcid=b""``.
     """
     factory = configuration.qlog_factory
     sink: QlogSink | None = None
@@ -197,7 +201,8 @@ def create_endpoint_logger(configuration: QuicConfiguration, tag: bytes) -> Quic
         sink = factory(configuration.is_client, b"")
     elif configuration.qlog_dir is not None:
         os.makedirs(configuration.qlog_dir, exist_ok=True)
-        sink = QlogFileSink(os.path.join(configuration.qlog_dir, f"endpoint-{tag.hex()}.sqlog"))
+        name = f"endpoint-{token_bytes(4).hex()}.sqlog"
+        sink = QlogFileSink(os.path.join(configuration.qlog_dir, name))
     if sink is None:
         return None
     logger = QuicLogger(
@@ -579,6 +584,13 @@ class QuicLogger:
             ssthresh = getattr(cc, "ssthresh", None)
             slow = ssthresh is None or window < ssthresh
         return "slow_start" if slow else "congestion_avoidance"
+
+    def packets_acked(self, now: float, space: int, packets: Iterable[SentPacket]) -> None:
+        """``transport:packets_acked``: packets acknowledged for the first time."""
+        numbers = [p.packet_number for p in packets]
+        if numbers:
+            data = {"packet_number_space": _SPACE_NAMES[space], "packet_numbers": numbers}
+            self.log(now, "transport:packets_acked", data)
 
     def packets_lost(
         self,

@@ -156,6 +156,16 @@ def test_json_seq_files_of_a_pair(tmp_path: Path) -> None:
         versions = _data(events, "transport:version_information")[0]
         assert versions[f"{role}_versions"] == ["00000001", "6b3343cf"]
         assert versions["chosen_version"] == "00000001"
+    # every packet the server received and acknowledged is acknowledged once, by number
+    acked = [
+        (d["packet_number_space"], n)
+        for d in _data(client, "transport:packets_acked")
+        for n in d["packet_numbers"]
+    ]
+    assert len(acked) == len(set(acked))
+    space_of = {"initial": "initial", "handshake": "handshake", "1RTT": "application_data"}
+    assert set(acked) <= {(space_of[t], n) for t, n in c_sent}
+    assert ("application_data", 0) in acked
     # the datagrams' sizes add up to the packets' sizes
     sent_bytes = sum(
         e["data"]["raw"]["length"] for e in client if e["name"] == "transport:packet_sent"
@@ -261,6 +271,16 @@ def test_packet_lost_on_a_lossy_link() -> None:
     states = [d["new"] for d in _data(client, "recovery:congestion_state_updated")]
     assert states[0] == "slow_start" and "recovery" in states
     assert "congestion_avoidance" in states  # a loss sets ssthresh: CA after recovery
+    # a packet is acknowledged once, never after it was declared lost (RFC 9002 §6.1:
+    # a late ACK of it is spurious and reported by neither event)
+    acked = [
+        ("1RTT" if d["packet_number_space"] == "application_data" else d["packet_number_space"], n)
+        for d in _data(client, "transport:packets_acked")
+        for n in d["packet_numbers"]
+    ]
+    lost_keys = {(d["header"]["packet_type"], d["header"]["packet_number"]) for d in lost}
+    assert len(acked) == len(set(acked)) and not lost_keys & set(acked)
+    assert len(acked) + len(lost_keys) > len(sent) // 2
     assert any("ssthresh" in m for m in _data(client, "recovery:metrics_updated"))
 
 

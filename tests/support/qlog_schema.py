@@ -170,6 +170,17 @@ def _datagrams(data: dict[str, Any]) -> list[str]:
     return _need(data, "count", int) + ([] if ok else ["bad raw"])
 
 
+def _acked(data: dict[str, Any]) -> list[str]:
+    errors = _need(data, "packet_numbers", list)
+    if data.get("packet_number_space") not in ("initial", "handshake", "application_data"):
+        errors.append("bad packet_number_space")
+    if not data.get("packet_numbers") or not all(
+        isinstance(n, int) for n in data.get("packet_numbers", ())
+    ):
+        errors.append("bad packet_numbers")
+    return errors
+
+
 def _stream_type(data: dict[str, Any]) -> list[str]:
     errors = _need(data, "stream_id", int) + _owner(data)
     return errors + ([] if data.get("new") in H3_STREAM_TYPES else ["bad 'new'"])
@@ -201,6 +212,7 @@ SCHEMA: dict[str, Check] = {
     "transport:packet_received": _packet,
     "transport:packet_dropped": lambda d: _need(d, "trigger", str),
     "transport:datagrams_sent": _datagrams,
+    "transport:packets_acked": _acked,
     "transport:datagrams_received": _datagrams,
     "security:key_updated": _key,
     "security:key_discarded": _key,
