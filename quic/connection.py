@@ -219,6 +219,7 @@ class QuicConnection:
             max_stream_fragments=config.max_stream_reassembly_fragments,
             max_reassembly_bytes=config.max_reassembly_bytes,
             max_reassembly_fragments=config.max_reassembly_fragments,
+            qlog=self._qlog,
         )
         self.datagrams = DatagramChannel(
             config.max_datagram_frame_size, config.max_datagram_queue, events
@@ -672,15 +673,7 @@ class QuicConnection:
         """Route one packet; True if it was processed."""
         if header.is_long:
             if self._qlog is not None and header.packet_type in _FRAMELESS:
-                self._qlog.packet_received_header(
-                    now,
-                    header.packet_type,
-                    header.dcid,
-                    header.scid,
-                    header.end - pos,
-                    versions=header.supported_versions if header.version == 0 else None,
-                    token=header.token if header.version else None,
-                )
+                self._qlog.packet_received_header(now, header, header.end - pos)
             if header.version == 0:
                 self._on_version_negotiation(header, now)
                 return False

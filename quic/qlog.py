@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from quic.packet import PacketType
+from quic.packet import PacketHeader, PacketType
 from quic.qlog_frames import close_error_name, decode_frames_for_log, frame_to_qlog
 from quic.tparams import VersionInformation
 
@@ -439,23 +439,14 @@ class QuicLogger:
             },
         )
 
-    def packet_received_header(
-        self,
-        now: float,
-        packet_type: PacketType,
-        dcid: bytes,
-        scid: bytes,
-        size: int,
-        *,
-        versions: Iterable[int] | None = None,
-        token: bytes | None = None,
-    ) -> None:
+    def packet_received_header(self, now: float, header: PacketHeader, size: int) -> None:
         """A packet without frames received: Version Negotiation or Retry."""
-        self.log(
-            now,
-            "transport:packet_received",
-            _frameless(packet_type, dcid, scid, size, versions, token),
-        )
+        vn = header.version == 0
+        packet_type = PacketType.VERSION_NEGOTIATION if vn else PacketType.RETRY
+        versions = header.supported_versions if vn else None
+        token = None if vn else header.token
+        data = _frameless(packet_type, header.dcid, header.scid, size, versions, token)
+        self.log(now, "transport:packet_received", data)
 
     def packets_sent(self, now: float, packets: Iterable[Any]) -> None:
         """Log the packets of one datagram (``_Pending`` records of the assembler) and the
@@ -502,6 +493,14 @@ class QuicLogger:
             now, "transport:packet_sent", _frameless(packet_type, dcid, scid, size, versions, token)
         )
         self._flush()
+
+    def stream_state_updated(self, stream_id: int, new: str) -> None:
+        """``transport:stream_state_updated``: ``open`` when a stream comes into being
+        (RFC 9000 §3), ``destroyed`` when it leaves every table (qlog's state for
+        "memory freed")."""
+        kind = "unidirectional" if stream_id & 2 else "bidirectional"
+        data = {"stream_id": stream_id, "stream_type": kind, "new": new}
+        self.log(None, "transport:stream_state_updated", data)
 
     def packet_dropped(
         self, now: float, trigger: str, packet_type: PacketType | None = None, size: int = 0

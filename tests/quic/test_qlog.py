@@ -62,6 +62,9 @@ def _exchange_and_close(pair: Pair, size: int = 5000) -> None:
     pair.client.send_stream_data(sid, b"x" * size, end_stream=True)
     pair.client.send_datagram(b"datagram")
     pair.run(lambda: pair.stream_done(sid), max_time=120)
+    pair.server.send_stream_data(sid, b"ok", end_stream=True)  # the answer ends the stream
+    pair.run(lambda: pair.stream_done(sid, "client"), max_time=120)
+    pair.net.settle(0.5)  # the last ACKs: the stream leaves both sides' tables
     pair.client.close(7, "bye")
     pair.run(max_time=5)
     assert pair.client.state is ConnectionState.TERMINATED
@@ -214,6 +217,14 @@ def test_events_in_memory_pair() -> None:
         header = _data(events, "transport:packet_received")[-1]["header"]
         own = pair.client.host_cid if role == "client" else pair.server.host_cid
         assert header["dcid"] == own.hex()
+    # stream 0 is opened (by the client, implicitly on the server) and, once both sides
+    # are done with it, leaves every table ("destroyed") on both sides
+    for events in (client, server):
+        states = [
+            (d["stream_id"], d["new"]) for d in _data(events, "transport:stream_state_updated")
+        ]
+        assert states == [(0, "open"), (0, "destroyed")]
+        assert _data(events, "transport:stream_state_updated")[0]["stream_type"] == "bidirectional"
     # the server's parameters, as the client logs them, carry the ODCID
     remote = _data(client, "transport:parameters_set")[1]
     assert remote["original_destination_connection_id"] == pair.client.original_dcid.hex()

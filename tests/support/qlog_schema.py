@@ -181,6 +181,13 @@ def _acked(data: dict[str, Any]) -> list[str]:
     return errors
 
 
+def _stream_state(data: dict[str, Any]) -> list[str]:
+    errors = _need(data, "stream_id", int)
+    if data.get("stream_type") not in ("bidirectional", "unidirectional"):
+        errors.append("bad stream_type")
+    return errors + ([] if data.get("new") in ("open", "destroyed") else ["bad 'new'"])
+
+
 def _stream_type(data: dict[str, Any]) -> list[str]:
     errors = _need(data, "stream_id", int) + _owner(data)
     return errors + ([] if data.get("new") in H3_STREAM_TYPES else ["bad 'new'"])
@@ -213,6 +220,7 @@ SCHEMA: dict[str, Check] = {
     "transport:packet_dropped": lambda d: _need(d, "trigger", str),
     "transport:datagrams_sent": _datagrams,
     "transport:packets_acked": _acked,
+    "transport:stream_state_updated": _stream_state,
     "transport:datagrams_received": _datagrams,
     "security:key_updated": _key,
     "security:key_discarded": _key,
