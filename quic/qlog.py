@@ -548,6 +548,7 @@ class QuicLogger:
         current: dict[str, Any] = {
             "congestion_window": cc.congestion_window,
             "bytes_in_flight": cc.bytes_in_flight,
+            "pto_count": recovery.pto_count,
         }
         if rtt.has_sample:
             current["smoothed_rtt"] = round(rtt.smoothed_rtt * 1000.0, 3)

@@ -293,6 +293,7 @@ def test_packet_lost_on_a_lossy_link() -> None:
     assert len(acked) == len(set(acked)) and not lost_keys & set(acked)
     assert len(acked) + len(lost_keys) > len(sent) // 2
     assert any("ssthresh" in m for m in _data(client, "recovery:metrics_updated"))
+    assert any(m.get("pto_count", 0) > 0 for m in _data(client, "recovery:metrics_updated"))
 
 
 def test_transport_error_close_and_key_update() -> None:

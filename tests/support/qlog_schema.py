@@ -28,6 +28,7 @@ METRICS = {
     "latest_rtt",
     "rtt_variance",
     "ssthresh",
+    "pto_count",
 }
 H3_STREAM_TYPES = {
     "control",
