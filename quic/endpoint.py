@@ -136,9 +136,10 @@ def _addr_key(addr: Any) -> Any:
 
 
 def _end_trace(conn: QuicConnection) -> None:
-    """A tentative connection is discarded: its qlog trace ends (its file is closed)."""
+    """A connection is forgotten (or a tentative one discarded): its qlog trace ends
+    (a close not yet logged is logged; the file is closed)."""
     if conn.qlog is not None:
-        conn.qlog.close()
+        conn.qlog.end()
 
 
 def _is_initial(data: bytes) -> bool:
@@ -589,3 +590,4 @@ class QuicEndpoint:
             else:
                 del self._per_address[key]
         self._events.append((conn, ConnectionRemoved(conn)))
+        _end_trace(conn)

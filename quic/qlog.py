@@ -30,12 +30,21 @@ them in a list. A trace ends with ``connectivity:connection_closed``, which clos
 sink; :meth:`QuicLogger.close` ends a trace without an event (a tentative server
 connection the endpoint discards).
 
+Events: ``connectivity:`` connection_started, connection_closed; ``transport:``
+version_information, alpn_information, parameters_set (local and remote),
+packet_sent / packet_received (header with packet type, number, DCID/SCID; frames),
+packet_dropped (trigger), packets_acked, datagrams_sent / datagrams_received,
+stream_state_updated (open, destroyed); ``security:`` key_updated, key_discarded;
+``recovery:`` metrics_updated (only what changed), congestion_state_updated (from any
+controller: slow_start, congestion_avoidance, recovery from a loss until the window
+grows again), packet_lost.
+
 Stateless packets (main schema: events not belonging to one connection): a server
 endpoint with qlog on keeps an endpoint-wide logger (:func:`create_endpoint_logger`,
-file ``endpoint-<tag>.sqlog``) and logs the Version Negotiation and Retry packets it
-sends with :meth:`QuicLogger.packet_sent_stateless`, flushed at once. A client logs
-the VN and Retry packets it receives in its connection's trace
-(:meth:`QuicLogger.packet_received_header`).
+file ``endpoint-<8 hex digits>.sqlog``) and logs the stateless packets it sends with
+:meth:`QuicLogger.packet_sent_stateless` (Version Negotiation; Retry uses the same
+hook), flushed at once. A client logs the VN and Retry packets it receives in its
+connection's trace (:meth:`QuicLogger.packet_received_header`).
 
 Sinks are made by :func:`create_logger` from a :class:`~quic.configuration.
 QuicConfiguration`: ``qlog_factory(is_client, odcid)`` (``odcid == b""`` asks for the
@@ -382,7 +391,13 @@ class QuicLogger:
             data["connection_code"] = name if name is not None else code
         self._pending_close = data
 
-    def flush_close(self, now: float) -> None:
+    def end(self) -> None:
+        """The connection is gone (the endpoint forgot it): log a close still waiting
+        for its CONNECTION_CLOSE to be sent, then end the trace."""
+        self.flush_close(None)
+        self.close()
+
+    def flush_close(self, now: float | None) -> None:
         """Log ``connectivity:connection_closed`` (once) for the remembered close; the
         trace ends there (the sink is closed: later close retransmissions are not
         logged, and a server with many connections does not hold their files open)."""

@@ -420,6 +420,27 @@ def test_discarded_tentative_connection_ends_its_trace() -> None:
     assert _data(sinks["server"].events, "transport:packet_dropped")
 
 
+def test_abandoned_half_open_connection_ends_its_trace() -> None:
+    pair, sinks = _memory_pair()
+    pair.net.link(SERVER_ADDR, CLIENT_ADDR).loss = 1.0  # the client never hears back
+    pair.net.link(CLIENT_ADDR, SERVER_ADDR).loss = 0.0
+    pair.net.settle(0.05)
+    server = pair.server_endpoint
+    assert server.half_open_connections == 1
+    pair.net.link(CLIENT_ADDR, SERVER_ADDR).loss = 1.0
+    pair.net.settle(server.server_configuration.handshake_timeout + 1)  # type: ignore[union-attr]
+    assert server.expired == 1 and not server.connections
+    events = sinks["server"].events
+    assert sinks["server"].closed and not check_events(events)
+    assert events[-1]["name"] == "connectivity:connection_closed"
+    assert events[-1]["data"] == {
+        "owner": "local",
+        "reason": "handshake timeout",
+        "trigger": "clean",
+        "connection_code": "no_error",
+    }
+
+
 # -- bounded: the logger streams, it does not accumulate ------------------------------------
 
 
