@@ -193,7 +193,7 @@ class QuicEndpoint:
         self.evicted = 0  # half-open connections evicted by a newer Initial
         self.internal_errors = 0  # connections that raised (closed with INTERNAL_ERROR)
         #: qlog of what belongs to no connection (Version Negotiation, Retry sent), or
-        #: None; log with ``self.qlog.packet_sent_stateless(...)`` (see quic.qlog)
+        #: None; log with ``self.qlog.stateless_packet_sent(now, packet)`` (quic.qlog)
         self.qlog: QuicLogger | None = (
             create_endpoint_logger(server_configuration, token_bytes)
             if server_configuration is not None
@@ -298,14 +298,7 @@ class QuicEndpoint:
                 )
                 self._stateless.append((vn, addr))  # RFC 9000 §6.1
                 if self.qlog is not None:
-                    self.qlog.packet_sent_stateless(
-                        now,
-                        PacketType.VERSION_NEGOTIATION,
-                        header.scid,
-                        header.dcid,
-                        len(vn),
-                        versions=[*versions, _GREASE_VERSION],
-                    )
+                    self.qlog.stateless_packet_sent(now, vn)
             else:
                 self.dropped += 1
             return

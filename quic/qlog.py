@@ -41,10 +41,11 @@ grows again), packet_lost.
 
 Stateless packets (main schema: events not belonging to one connection): a server
 endpoint with qlog on keeps an endpoint-wide logger (:func:`create_endpoint_logger`,
-file ``endpoint-<8 hex digits>.sqlog``) and logs the stateless packets it sends with
-:meth:`QuicLogger.packet_sent_stateless` (Version Negotiation; Retry uses the same
-hook), flushed at once. A client logs the VN and Retry packets it receives in its
-connection's trace (:meth:`QuicLogger.packet_received_header`).
+file ``endpoint-<8 hex digits>.sqlog``) and logs each stateless packet it sends with
+:meth:`QuicLogger.stateless_packet_sent` ``(now, packet_bytes)`` — Version
+Negotiation, Retry, a stateless Initial — flushed at once. A client logs the VN and
+Retry packets it receives in its connection's trace
+(:meth:`QuicLogger.packet_received_header`).
 
 Sinks are made by :func:`create_logger` from a :class:`~quic.configuration.
 QuicConfiguration`: ``qlog_factory(is_client, odcid)`` (``odcid == b""`` asks for the
@@ -60,7 +61,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from quic.packet import PacketHeader, PacketType
+from quic.errors import QuicProtocolError
+from quic.packet import PacketHeader, PacketType, parse_header
 from quic.qlog_frames import close_error_name, decode_frames_for_log, frame_to_qlog
 from quic.tparams import VersionInformation
 
@@ -491,24 +493,6 @@ class QuicLogger:
         """``transport:datagrams_received`` for one UDP datagram."""
         self.log(now, "transport:datagrams_received", {"count": 1, "raw": [{"length": size}]})
 
-    def packet_sent_stateless(
-        self,
-        now: float,
-        packet_type: PacketType,
-        dcid: bytes,
-        scid: bytes,
-        size: int,
-        *,
-        versions: Iterable[int] | None = None,
-        token: bytes | None = None,
-    ) -> None:
-        """Hook for the endpoint: a packet sent without a connection (Version
-        Negotiation with ``versions``, Retry with ``token``). Flushed at once."""
-        self.log(
-            now, "transport:packet_sent", _frameless(packet_type, dcid, scid, size, versions, token)
-        )
-        self._flush()
-
     def stream_state_updated(self, stream_id: int, new: str) -> None:
         """``transport:stream_state_updated``: ``open`` when a stream comes into being
         (RFC 9000 §3), ``destroyed`` when it leaves every table (qlog's state for
@@ -516,6 +500,30 @@ class QuicLogger:
         kind = "unidirectional" if stream_id & 2 else "bidirectional"
         data = {"stream_id": stream_id, "stream_type": kind, "new": new}
         self.log(None, "transport:stream_state_updated", data)
+
+    def stateless_packet_sent(self, now: float, packet: bytes) -> None:
+        """Hook for the endpoint: log a packet it sends without a connection, read from
+        its bytes — Version Negotiation (with its versions), Retry (with its token), or
+        a stateless Initial (header only: its payload is protected). Flushed at once."""
+        try:
+            header = parse_header(packet, 0, 0)
+        except QuicProtocolError:
+            return
+        packet_type = header.packet_type
+        if packet_type is None:
+            return
+        if packet_type in (PacketType.VERSION_NEGOTIATION, PacketType.RETRY):
+            vn = packet_type is PacketType.VERSION_NEGOTIATION
+            versions = header.supported_versions if vn else None
+            token = None if vn else header.token
+            data = _frameless(packet_type, header.dcid, header.scid, len(packet), versions, token)
+        else:
+            data = {
+                "header": _packet_header(packet_type, None, header.dcid, header.scid),
+                "raw": {"length": len(packet)},
+            }
+        self.log(now, "transport:packet_sent", data)
+        self._flush()
 
     def packet_dropped(
         self, now: float, trigger: str, packet_type: PacketType | None = None, size: int = 0

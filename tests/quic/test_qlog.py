@@ -373,6 +373,32 @@ def test_endpoint_logs_the_version_negotiation_it_sends() -> None:
     assert sent["supported_versions"][:2] == ["00000001", "6b3343cf"]
 
 
+def test_stateless_packets_are_logged_from_their_bytes() -> None:
+    sink = QlogMemorySink()
+    logger = QuicLogger(sink, False, b"")
+    version = QuicVersion.VERSION_1
+    dcid, scid = bytes(range(8)), bytes(range(8, 16))
+    bare = encode_retry(version, dcid, scid, b"token!")
+    retry = bare + retry_integrity_tag(version, retry_pseudo_packet(bytes(8), bare))
+    logger.stateless_packet_sent(1.0, retry)
+    pair = make_pair()
+    (initial, _), *_ = pair.client.datagrams_to_send(pair.net.now)
+    logger.stateless_packet_sent(1.5, initial)  # an Initial: header only
+    logger.stateless_packet_sent(2.0, b"\xc0garbage")  # unparsable: nothing logged
+    sent = _data(sink.events, "transport:packet_sent")
+    assert not check_events(sink.events) and len(sent) == 2
+    assert sent[0]["header"] == {
+        "packet_type": "retry",
+        "dcid": dcid.hex(),
+        "scid": scid.hex(),
+        "token": {"raw": {"length": 6, "data": b"token!".hex()}},
+    }
+    assert sent[0]["raw"] == {"length": len(retry)}
+    assert sent[1]["header"]["packet_type"] == "initial"
+    assert sent[1]["header"]["dcid"] == pair.client.original_dcid.hex()
+    assert "packet_number" not in sent[1]["header"] and "frames" not in sent[1]
+
+
 def test_client_logs_version_negotiation_and_retry_received() -> None:
     sinks: SINKS = {}
     config = client_config(qlog_factory=_factory(sinks, "client"))

@@ -83,15 +83,18 @@ def _header(header: Any, with_pn: bool) -> list[str]:
 
 def _packet(data: dict[str, Any]) -> list[str]:
     header = data.get("header")
-    frameless = isinstance(header, dict) and header.get("packet_type") in (
-        "retry",
-        "version_negotiation",
+    frameless = isinstance(header, dict) and (
+        header.get("packet_type") in ("retry", "version_negotiation")
+        # a stateless Initial logged from its bytes: no number, protected frames
+        or (header.get("packet_type") == "initial" and "frames" not in data)
     )
     errors = _header(header, not frameless)
     raw = data.get("raw")
     if not (isinstance(raw, dict) and isinstance(raw.get("length"), int) and raw["length"] > 0):
         errors.append("bad raw.length")
     if frameless:
+        if header.get("packet_type") == "initial" and "packet_number" in header:
+            errors.append("a stateless Initial has no packet number here")
         if header.get("packet_type") == "version_negotiation":
             versions = data.get("supported_versions")
             if not (isinstance(versions, list) and all(VERSION.match(v) for v in versions)):
