@@ -21,6 +21,9 @@ printed first. The stdout contract, one flushed line each, in this order::
 
 The server runs until SIGINT or SIGTERM, then shuts down gracefully (GOAWAY, in-flight
 requests finish) and exits 0.
+
+Both commands take ``--keylog FILE`` (append the TLS secrets in the NSS key log format,
+for Wireshark); without it, ``$SSLKEYLOGFILE`` is honoured (:mod:`quic.aio`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from h3.errors import H3Error
 from quic.aio import wall_clock
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
+from quic.tls.keylog import shared_keylog_file
 from quic.tls.selfsigned import generate_self_signed
 
 __all__ = [
@@ -91,6 +95,7 @@ def resolve_file(root: Path, path: str) -> Path | None:
 
 
 _NOT_FOUND = "not found\n"
+_KEYLOG_HELP = "append TLS secrets (NSS key log) to FILE (default: $SSLKEYLOGFILE)"
 
 
 def _text(status: int, message: str) -> H3Response:
@@ -190,6 +195,8 @@ class _Progress:
 
 def _client_configuration(args: argparse.Namespace) -> QuicConfiguration:
     config = QuicConfiguration(is_client=True, alpn_protocols=[ALPN])
+    if args.keylog:
+        config.keylog = shared_keylog_file(args.keylog)
     if args.insecure:
         config.verify_certificates = False
     elif args.cafile:
@@ -235,6 +242,8 @@ async def run_get(args: argparse.Namespace) -> int:
 
 def _server_configuration(args: argparse.Namespace) -> QuicConfiguration:
     config = QuicConfiguration(is_client=False, alpn_protocols=[ALPN])
+    if args.keylog:
+        config.keylog = shared_keylog_file(args.keylog)
     if args.cert:
         config.load_cert_chain(args.cert, args.key)
         return config
@@ -298,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     get = commands.add_parser("get", help="fetch a URL with GET")
     get.add_argument("url", help="https://host[:port]/path")
     get.add_argument("-o", "--output", metavar="FILE", help="write the body here, not stdout")
+    get.add_argument("--keylog", metavar="FILE", help=_KEYLOG_HELP)
     trust = get.add_mutually_exclusive_group()
     trust.add_argument("--cafile", help="PEM file of trusted CA certificates")
     trust.add_argument(
@@ -319,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="::", help="address to bind (default :: dual-stack)")
     serve.add_argument("--cert", help="PEM certificate chain (default: self-signed)")
     serve.add_argument("--key", help="PEM private key (default: in --cert)")
+    serve.add_argument("--keylog", metavar="FILE", help=_KEYLOG_HELP)
     return parser
 
 

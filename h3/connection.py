@@ -86,6 +86,7 @@ from h3.frames import (
     grease_frame,
 )
 from h3.headers import validate_request_headers, validate_response_headers, validate_trailers
+from h3.qlog import H3Logger
 from h3.qpack import QpackDecoder, QpackEncoder
 from h3.settings import SettingId, decode_settings, encode_settings, grease_setting
 from h3.stream_state import Parking, StreamState, StreamTable
@@ -148,6 +149,8 @@ class H3Connection:
         self.config = configuration or H3Configuration()
         self.is_client = quic.is_client
         self._events: deque[H3Event] = deque()
+        # qlog (h3.qlog): into the QUIC connection's trace; None when tracing is off
+        self._qlog = H3Logger(quic.qlog) if quic.qlog is not None else None
         self._payload_taken = 0  # payload bytes of the stream event being handled
         config = self.config
         self.decoder = QpackDecoder(
@@ -228,6 +231,9 @@ class H3Connection:
         quic.send_stream_data(self._encoder_id, encode_uni_stream_header(StreamType.QPACK_ENCODER))
         self._decoder_id = quic.create_stream(bidirectional=False)
         quic.send_stream_data(self._decoder_id, encode_uni_stream_header(StreamType.QPACK_DECODER))
+        if self._qlog is not None:
+            ids = (self._control_id, self._encoder_id, self._decoder_id)
+            self._qlog.initialized(ids, self.local_settings, settings)
 
     def _local_settings(self) -> dict[int, int]:
         config = self.config
@@ -260,6 +266,8 @@ class H3Connection:
         ):
             self._head_requests.add(stream_id)
         block = self.encoder.encode(stream_id, headers)
+        if self._qlog is not None:
+            self._qlog.frame_created(stream_id, _HEADERS, len(block), headers=headers)
         self._flush_encoder()
         self.quic.send_stream_data(stream_id, encode_headers_frame(block), end_stream)
 
@@ -270,6 +278,8 @@ class H3Connection:
         quic = self.quic
         if data:
             quic.send_stream_data(stream_id, encode_data_frame_header(len(data)))
+            if self._qlog is not None:
+                self._qlog.frame_created(stream_id, _DATA, len(data))
         return quic.send_stream_data(stream_id, data, end_stream)
 
     def end_stream(self, stream_id: int) -> None:
@@ -312,6 +322,8 @@ class H3Connection:
         else:
             header = encode_uni_stream_header(StreamType.WEBTRANSPORT_UNI, session_id)
         quic.send_stream_data(sid, header)
+        if self._qlog is not None:
+            self._qlog.stream_type_set(sid, True, "webtransport")
         return sid
 
     def send_goaway(self) -> None:
@@ -325,6 +337,8 @@ class H3Connection:
         self._sent_goaway = last
         if self._control_id is not None:
             self.quic.send_stream_data(self._control_id, encode_goaway_frame(last))
+            if self._qlog is not None:
+                self._qlog.frame_created(self._control_id, FrameType.GOAWAY, None, ident=last)
         self._events.append(ConnectionShutdownInitiated(last))
 
     def close(self, error_code: int = H3ErrorCode.H3_NO_ERROR, reason: str = "") -> None:
@@ -464,6 +478,8 @@ class H3Connection:
     def _start_uni(self, stream: StreamState, kind: int, header_id: int | None) -> bool:
         """Act on a unidirectional stream's type; False when the stream is not read."""
         sid = stream.stream_id
+        if self._qlog is not None:
+            self._qlog.stream_type_set(sid, False, kind)
         if kind in _CRITICAL:
             if kind in self._peer_critical:
                 raise H3ConnectionError(
@@ -494,6 +510,8 @@ class H3Connection:
     def _on_control_data(self, stream: StreamState, data: bytes, fin: bool) -> None:
         assert stream.frames is not None
         for ftype, payload in stream.frames.feed(data, fin):
+            if self._qlog is not None:
+                self._qlog.frame_parsed(stream.stream_id, ftype, len(payload))
             self._on_control_frame(ftype, payload)
         if fin:
             raise H3ConnectionError(
@@ -530,6 +548,8 @@ class H3Connection:
                 H3ErrorCode.H3_EXCESSIVE_LOAD, f"{len(settings)} SETTINGS identifiers"
             )  # RFC 9114 §10.5
         self.peer_settings = settings
+        if self._qlog is not None:
+            self._qlog.parameters_set(settings, False)
         self.encoder.apply_settings(
             settings.get(SettingId.QPACK_MAX_TABLE_CAPACITY, 0),
             settings.get(SettingId.QPACK_BLOCKED_STREAMS, 0),
@@ -618,6 +638,8 @@ class H3Connection:
             if ftype == FrameType.WEBTRANSPORT_STREAM:
                 self._on_webtransport_bidi(stream, payload, last)
                 return
+            if self._qlog is not None and ftype != _HEADERS:  # HEADERS: once decoded
+                self._qlog.frame_parsed(sid, ftype, len(payload))
             if ftype == _HEADERS:
                 self._on_headers(stream, payload, last)
                 if stream.blocked:
@@ -675,6 +697,8 @@ class H3Connection:
         assert stream.frames is not None
         stream.session_id = stream.frames.session_id
         assert stream.session_id is not None
+        if self._qlog is not None:
+            self._qlog.stream_type_set(stream.stream_id, False, "webtransport")
         stream.frames = None  # raw data from here on
         self._payload_taken += len(payload)
         self._events.append(
@@ -694,6 +718,8 @@ class H3Connection:
 
     def _deliver_headers(self, stream: StreamState, headers: Headers, fin: bool) -> None:
         sid = stream.stream_id
+        if self._qlog is not None:
+            self._qlog.frame_parsed(sid, _HEADERS, None, headers=headers)
         if not stream.headers_done:
             if self.is_client:
                 head = validate_response_headers(headers)

@@ -52,7 +52,7 @@ def _configuration(
         alpn_protocols=[H3_ALPN],
         verify_certificates=not is_client,  # the runner's client does not verify
         keylog=keylog,
-        qlog_dir=qlog_dir,  # one <ODCID hex>.sqlog per connection
+        qlog_dir=qlog_dir,  # one <ODCID hex>_<role>.sqlog per connection
     )
     if case.cipher_suites is not None:
         config.cipher_suites = case.cipher_suites

@@ -26,7 +26,7 @@ from cryptography import x509
 from pywebtransport.protocol import Draft, WebTransportConfiguration
 from quic.configuration import QuicConfiguration
 from quic.tls.antireplay import AntiReplay
-from quic.tls.keylog import KeyLogFile
+from quic.tls.keylog import shared_keylog_file
 from quic.tls.signatures import PrivateKey, load_certificate_chain_pem, load_private_key_pem
 from quic.tls.tickets import SessionTicketKeys, SessionTicketStore
 from quic.tokens import TokenStore
@@ -93,7 +93,8 @@ class _Common:
     idle_timeout: float = 30.0
     #: largest QUIC DATAGRAM frame we accept (RFC 9221 §3); datagrams need it
     max_datagram_frame_size: int = 65536
-    #: append TLS secrets (NSS key log format) to this file, for Wireshark
+    #: append TLS secrets (NSS key log format) to this file, for Wireshark; None:
+    #: ``$SSLKEYLOGFILE`` if set (see quic.tls.keylog)
     keylog_file: str | None = None
     #: draft-16 session flow-control windows we grant (SETTINGS_WT_INITIAL_MAX_*)
     wt_initial_max_data: int = 16 * 1024 * 1024
@@ -136,7 +137,7 @@ class _Common:
             stream_send_buffer_high=self.stream_send_buffer,
         )
         if self.keylog_file is not None:
-            config.keylog = KeyLogFile(self.keylog_file)
+            config.keylog = shared_keylog_file(self.keylog_file)
         return config
 
     def _webtransport(self, max_sessions: int) -> WebTransportConfiguration:

@@ -65,8 +65,10 @@ class QuicConfiguration:
     keylog: KeyLogCallback | None = None
 
     # -- qlog (quic.qlog) ----------------------------------------------------------------
-    # factory(is_client, odcid) -> QlogSink | None, called once per connection; else
-    # qlog_dir: one "<ODCID hex>.sqlog" JSON-SEQ file per connection. Both None: off.
+    # factory(is_client, odcid) -> QlogSink | None, called once per connection (and
+    # with odcid b"" by a server endpoint, for its stateless packets); else qlog_dir:
+    # one "<ODCID hex>_<client|server>.sqlog" JSON-SEQ file per connection (qlog 0.3,
+    # loads in qvis) and "endpoint-<tag>.sqlog" per server endpoint. Both None: off.
     qlog_factory: QlogFactory | None = None
     qlog_dir: str | None = None
 

@@ -36,7 +36,10 @@ _MAX_CLOSE_RESENDS = 8  # answers to datagrams received while closing (RFC 9000 
 
 
 def _trigger(code: int, application: bool) -> str:
-    return "error" if code and not application else "application"
+    """qlog ``connection_closed`` trigger (quic-events §"connection_closed")."""
+    if application:
+        return "application"
+    return "error" if code else "clean"
 
 
 class CloseState:

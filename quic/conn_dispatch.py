@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from quic.conn_handshake import HandshakeDriver
     from quic.conn_paths import PathManager
     from quic.conn_streams import StreamController
+    from quic.qlog import QuicLogger
     from quic.recovery import LossRecovery
 
 __all__ = ["PROBING_FRAME_TYPES", "FrameDispatcher", "PeerCloseCallback"]
@@ -105,6 +106,7 @@ class FrameDispatcher:
         confirm_handshake: Callable[[float], None],
         on_peer_close: PeerCloseCallback,
         flush_routing: Callable[[], None],
+        qlog: QuicLogger | None = None,
     ) -> None:
         self._is_client = is_client
         self._recovery = recovery
@@ -119,6 +121,7 @@ class FrameDispatcher:
         self._confirm_handshake = confirm_handshake
         self._on_peer_close = on_peer_close
         self._flush_routing = flush_routing
+        self._qlog = qlog
         self._peer_ack_delay_exponent = 3  # RFC 9000 §18.2 default
         self._dcid = b""  # Destination Connection ID of the packet being dispatched
         self._closed = False  # a CONNECTION_CLOSE was dispatched
@@ -176,6 +179,11 @@ class FrameDispatcher:
         except QuicProtocolError as exc:
             exc.frame_type = frame.frame_type
             raise
+        qlog = self._qlog
+        if qlog is not None:
+            qlog.packets_acked(now, index, result.acked)
+            if result.lost:
+                qlog.packets_lost(now, result.lost, self._recovery)
         handshake = self._handshake
         if (
             result.acked

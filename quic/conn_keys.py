@@ -297,7 +297,10 @@ class PacketSpaces:
 
     def discard(self, index: int) -> None:
         """Drop the keys of a space for good (RFC 9001 §4.9)."""
-        self.spaces[index].discard()
+        space = self.spaces[index]
+        if self._qlog is not None and not space.discarded:
+            self._qlog.key_discarded(None, SPACE_EPOCH[index])
+        space.discard()
         if index == INITIAL:
             self._other_initial_reads.clear()
 

@@ -100,7 +100,7 @@ class PacketReader:
     # -- bookkeeping ------------------------------------------------------------------
 
     def drop(self, now: float, trigger: str, packet_type: PacketType | None = None) -> None:
-        """Count a dropped packet (and log it, qlog ``quic:packet_dropped``)."""
+        """Count a dropped packet (and log it, qlog ``transport:packet_dropped``)."""
         self.dropped += 1
         if self._qlog is not None:
             self._qlog.packet_dropped(now, trigger, packet_type)
@@ -155,7 +155,9 @@ class PacketReader:
         if acks.is_duplicate(index, pn):
             return None
         if self._qlog is not None:
-            self._qlog.packet_received(now, packet_type, pn, payload, header.end - pos)
+            self._qlog.packet_received(
+                now, packet_type, pn, payload, header.end - pos, header.dcid, header.scid
+            )
         if self._is_client and index == INITIAL and self._handshake.peer_initial_scid is None:
             # RFC 9000 §7.2: switch to the server's chosen connection ID
             self._handshake.on_server_initial(header.scid)
@@ -225,10 +227,10 @@ class PacketReader:
             raise _reserved_bits_error()  # RFC 9000 §17.3.1
         if tracker.is_duplicate(pn):
             return False
-        if self._qlog is not None:
-            self._qlog.packet_received(now, PacketType.ONE_RTT, pn, payload, len(data))
         dcid = data[1 : 1 + cid_len]
         largest = tracker.largest
+        if self._qlog is not None:
+            self._qlog.packet_received(now, PacketType.ONE_RTT, pn, payload, len(data), dcid)
         eliciting = self._dispatcher.dispatch(payload, APPLICATION, PacketType.ONE_RTT, dcid, now)
         if pn > largest:
             self._note_newest(dcid)

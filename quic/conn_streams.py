@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from quic.errors import QuicProtocolError, StreamResetError, TransportErrorCode
 from quic.events import (
@@ -83,6 +84,9 @@ from quic.stream_recv import (
 from quic.stream_send import SendStream
 from quic.tparams import TransportParameters
 
+if TYPE_CHECKING:
+    from quic.qlog import QuicLogger
+
 __all__ = ["StreamController"]
 
 _STREAM_HEADER_MAX = 1 + 8 + 8 + 2  # type, stream id, offset, 2-byte length
@@ -109,8 +113,10 @@ class StreamController:
         max_reassembly_bytes: int = DEFAULT_MAX_REASSEMBLY_BYTES,
         max_reassembly_fragments: int = DEFAULT_MAX_REASSEMBLY_FRAGMENTS,
         reset_stream_at: bool = False,
+        qlog: QuicLogger | None = None,
     ) -> None:
         self.is_client = is_client
+        self._qlog = qlog  # stream_state_updated: opened, and gone from every table
         self.manager = StreamManager(
             is_client,
             local,
@@ -164,7 +170,10 @@ class StreamController:
 
     def open_stream(self, bidi: bool) -> int:
         """Open a local stream (raises StreamLimitReached when the peer forbids it)."""
-        return self.manager.open_stream(bidi)
+        stream_id = self.manager.open_stream(bidi)
+        if self._qlog is not None:
+            self._qlog.stream_state_updated(stream_id, "open")
+        return stream_id
 
     def send(self, stream_id: int, data: bytes | bytearray | memoryview, end: bool) -> bool:
         """Queue data; returns False when the send buffer is above its high mark."""
@@ -281,7 +290,10 @@ class StreamController:
 
     def _deliver_new_peer_streams(self) -> None:
         # Streams opened implicitly (§3.2) exist now; nothing to deliver until data.
-        self.manager.take_opened_by_peer()
+        opened = self.manager.take_opened_by_peer()
+        if self._qlog is not None:
+            for stream_id in opened:
+                self._qlog.stream_state_updated(stream_id, "open")
 
     def on_reset_stream(
         self,
@@ -580,6 +592,8 @@ class StreamController:
 
     def _maybe_discard(self, sid: int) -> None:
         if self.manager.maybe_discard(sid):
+            if self._qlog is not None:
+                self._qlog.stream_state_updated(sid, "destroyed")
             self._eof_reported.discard(sid)
             self._sendable.pop(sid, None)
             self._control.pop(sid, None)

@@ -127,6 +127,7 @@ class ConnectionState(Enum):
 
 
 _LIVE = (ConnectionState.HANDSHAKE, ConnectionState.CONNECTED)
+_FRAMELESS = (PacketType.VERSION_NEGOTIATION, PacketType.RETRY)  # logged by their header
 
 
 class QuicConnection:
@@ -252,6 +253,7 @@ class QuicConnection:
             max_reassembly_bytes=config.max_reassembly_bytes,
             max_reassembly_fragments=config.max_reassembly_fragments,
             reset_stream_at=config.reset_stream_at,
+            qlog=self._qlog,
         )
         self.datagrams = DatagramChannel(
             config.max_datagram_frame_size, config.max_datagram_queue, events
@@ -306,6 +308,7 @@ class QuicConnection:
             confirm_handshake=self._confirm_handshake,
             on_peer_close=self._on_peer_close,
             flush_routing=self._flush_routing,
+            qlog=self._qlog,
         )
         self.reader = PacketReader(
             is_client=is_client,
@@ -412,6 +415,12 @@ class QuicConnection:
     def _close_frame(self) -> CloseFrame | None:
         """The CONNECTION_CLOSE we close with (None: open, or the peer closed)."""
         return self.closer.frame
+
+    @property
+    def qlog(self) -> QuicLogger | None:
+        """The qlog logger of this connection (None: tracing off); the layers above
+        log their own events through it (:mod:`h3.qlog`)."""
+        return self._qlog
 
     @property
     def is_closed(self) -> bool:
@@ -676,6 +685,8 @@ class QuicConnection:
             self.closer.on_idle_timeout(now)
             return
         probe = self.recovery.on_loss_detection_timeout(now)
+        if probe.lost and self._qlog is not None:
+            self._qlog.packets_lost(now, probe.lost, self.recovery, "time_threshold")
         if probe.count:
             self.sender.schedule_probe(probe.space, probe.count, probe.other_spaces)
 
@@ -703,8 +714,10 @@ class QuicConnection:
             if paths.peer_address is None:
                 paths.peer_address = addr
             qlog = self._qlog
-            if qlog is not None and not qlog.started:
-                self._qlog_start(now)
+            if qlog is not None:
+                if not qlog.started:
+                    self._qlog_start(now)
+                qlog.datagram_received(now, len(data))
             migration = self.migration
             on_path = paths.is_current(addr)
             if on_path:
@@ -741,7 +754,10 @@ class QuicConnection:
         """First qlog events: connection_started, local parameters, Initial keys."""
         qlog = self._qlog
         assert qlog is not None
-        qlog.connection_started(now, None, self.paths.peer_address, self.host_cid)
+        qlog.connection_started(
+            now, None, self.paths.peer_address, self.host_cid, self.cids.peer_cid
+        )
+        qlog.version_information(now, self.version)
         qlog.parameters_set(now, self.handshake.local_params, True)
         qlog.key_updated(now, Epoch.INITIAL, True)
         qlog.key_updated(now, Epoch.INITIAL, False)
@@ -782,6 +798,8 @@ class QuicConnection:
     ) -> bool:
         """Route one packet; True if it was processed."""
         if header.is_long:
+            if self._qlog is not None and header.packet_type in _FRAMELESS:
+                self._qlog.packet_received_header(now, header, header.end - pos)
             if header.version == 0:
                 self._on_version_negotiation(header, now)
                 return False
@@ -860,6 +878,8 @@ class QuicConnection:
             self.state = ConnectionState.CONNECTED
             self.paths.handshake_done()
             self.reader.release_buffered()
+            if self._qlog is not None:
+                self._qlog.alpn_information(now, self.alpn_protocol)
             if self.is_client:
                 self._on_early_data_outcome(now)
 
@@ -929,6 +949,8 @@ class QuicConnection:
         ):
             return
         version = handshake.choose_version(header.supported_versions)
+        if self._qlog is not None:
+            self._qlog.version_information(now, version, header.supported_versions)
         if version is not None:
             self._restart_with_version(version, now)
             return

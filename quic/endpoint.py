@@ -116,6 +116,7 @@ from quic.packet import (
     parse_header,
     peek_dcid,
 )
+from quic.qlog import QuicLogger, create_endpoint_logger
 from quic.retry import AddressValidator, InitialVerdict
 
 __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
@@ -181,6 +182,13 @@ def _addr_key(addr: Any) -> Any:
     if isinstance(addr, tuple) and addr:
         return addr[0]
     return addr
+
+
+def _end_trace(conn: QuicConnection) -> None:
+    """A connection is forgotten (or a tentative one discarded): its qlog trace ends
+    (a close not yet logged is logged; the file is closed)."""
+    if conn.qlog is not None:
+        conn.qlog.end()
 
 
 def _is_initial(data: bytes) -> bool:
@@ -251,6 +259,13 @@ class QuicEndpoint:
         self.internal_errors = 0  # connections that raised (closed with INTERNAL_ERROR)
         self.resets_sent = 0  # Stateless Resets sent (RFC 9000 §10.3)
         self.resets_suppressed = 0  # ... not sent: rate limit or queue full
+        #: qlog of what belongs to no connection (Version Negotiation, Retry sent), or
+        #: None; log with ``self.qlog.stateless_packet_sent(now, packet)`` (quic.qlog)
+        self.qlog: QuicLogger | None = (
+            create_endpoint_logger(server_configuration, token_bytes)
+            if server_configuration is not None
+            else None
+        )
 
     # -- inspection -----------------------------------------------------------------------
 
@@ -378,6 +393,8 @@ class QuicEndpoint:
                     header.scid, header.dcid, [*versions, _GREASE_VERSION], 0x15
                 )
                 self._stateless.append((vn, addr))  # RFC 9000 §6.1
+                if self.qlog is not None:
+                    self.qlog.stateless_packet_sent(now, vn)
             else:
                 self.dropped += 1
             return
@@ -404,6 +421,8 @@ class QuicEndpoint:
         if verdict.reply is not None:
             if len(self._stateless) < config.max_pending_stateless_packets:
                 self._stateless.append((verdict.reply, addr))
+                if self.qlog is not None:  # Retry or INVALID_TOKEN close
+                    self.qlog.stateless_packet_sent(now, verdict.reply)
             else:
                 self.dropped += 1
             return
@@ -508,9 +527,11 @@ class QuicEndpoint:
         if not conn.has_authenticated_packet:
             # RFC 9000 §21.2, §12.2: not authenticated, so discarded; no state kept for it
             self.dropped += 1
+            _end_trace(conn)
             return
         if not self._make_room(config):
             self.refused += 1
+            _end_trace(conn)
             return
         entry = self._register(conn, addr, now + config.handshake_timeout)
         if not verdict.validated:
@@ -734,3 +755,4 @@ class QuicEndpoint:
             else:
                 del self._per_address[key]
         self._events.append((conn, ConnectionRemoved(conn)))
+        _end_trace(conn)

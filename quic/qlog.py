@@ -1,30 +1,56 @@
-"""qlog tracing of one QUIC connection (draft-ietf-quic-qlog-main-schema, -quic-events).
+"""qlog tracing of QUIC connections (qlog 0.3: draft-ietf-quic-qlog-main-schema,
+-quic-events; the HTTP/3 events are written by :mod:`h3.qlog` through the same logger).
 
 Theory of operation
 -------------------
 A connection holds ``_qlog``: ``None`` (the default, no tracing) or a
-:class:`QuicLogger`. Every hook in the connection is guarded by a single
-``if self._qlog is not None`` test, so tracing costs nothing when it is off; all
-the work of turning protocol state into qlog events is done here, never in the
-connection's hot paths.
+:class:`QuicLogger`. Every hook in the connection and its components is guarded by a
+single ``if qlog is not None`` test, so tracing costs nothing when it is off — no event
+dictionary is built, no frame decoded; all the work of turning protocol state into
+qlog events is done here, never in the connection's hot paths.
 
-The logger turns calls such as :meth:`QuicLogger.packet_received` into event
-dictionaries ``{"time": ms, "name": "quic:...", "data": {...}}`` and hands them to a
-:class:`QlogSink`. Times are passed in (Sans-I/O): ``now`` is the connection's float
-clock in seconds, and event times are milliseconds relative to the first ``now`` the
-logger saw (the connection start). The header therefore uses a ``monotonic`` reference
-clock with an ``unknown`` epoch (main-schema §"Timestamps"), optionally with an
-approximate ``wall_clock_time`` supplied by the caller.
+Format (one choice, used everywhere): the JSON-SEQ serialization of qlog 0.3 (RFC 7464:
+each record is ``0x1E`` + JSON + ``\\n``), file extension ``.sqlog`` — what qvis loads
+and visualises (it needs ``qlog_version`` and ``qlog_format: "JSON-SEQ"`` in the first
+record, and events named ``category:event`` with the categories it looks up:
+``connectivity``, ``transport``, ``security``, ``recovery``, ``http``). The first
+record is the header (one trace: vantage point, ``common_fields`` with the ODCID as
+``group_id``, ``time_format: "relative"`` and ``reference_time`` in ms since the Unix
+epoch from the injected wall clock, else 0); then one record per event
+``{"time": ms, "name": "category:event", "data": {...}}``. Times are passed in
+(Sans-I/O): ``now`` is the connection's float clock in seconds and event times are
+milliseconds since the first ``now`` the logger saw. A caller without a clock (HTTP/3,
+TLS key installation) passes ``None`` and reuses the latest time.
 
-Sinks: :class:`QlogMemorySink` keeps records in a list (tests);
-:class:`QlogFileSink` writes the JSON-SEQ serialization (RFC 7464: each record is
-``0x1E`` + JSON + ``\\n``) with the header record first. :func:`create_logger` picks
-a sink from a :class:`~quic.configuration.QuicConfiguration` (``qlog_factory`` or
-``qlog_dir``: one ``<ODCID hex>.sqlog`` file per connection).
+Bounded: the logger keeps only a few scalars (the latest recovery metrics, the
+congestion state); records go straight to a :class:`QlogSink`. :class:`QlogFileSink`
+writes them to its file as they come (a buffered file, flushed when the trace ends),
+so a long connection costs disk, not memory. :class:`QlogMemorySink` (tests) keeps
+them in a list. A trace ends with ``connectivity:connection_closed``, which closes the
+sink; :meth:`QuicLogger.close` ends a trace without an event (a tentative server
+connection the endpoint discards).
 
-Frames of received packets are decoded a second time here (only when tracing), so the
-receive path is unchanged. Frames of sent packets are decoded from the plaintext
-payload the packet assembler holds before sealing.
+Events: ``connectivity:`` connection_started, connection_closed; ``transport:``
+version_information, alpn_information, parameters_set (local and remote),
+packet_sent / packet_received (header with packet type, number, DCID/SCID; frames),
+packet_dropped (trigger), packets_acked, datagrams_sent / datagrams_received,
+stream_state_updated (open, destroyed); ``security:`` key_updated, key_discarded;
+``recovery:`` metrics_updated (only what changed), congestion_state_updated (from any
+controller: slow_start, congestion_avoidance, recovery from a loss until the window
+grows again), packet_lost.
+
+Stateless packets (main schema: events not belonging to one connection): a server
+endpoint with qlog on keeps an endpoint-wide logger (:func:`create_endpoint_logger`,
+file ``endpoint-<8 hex digits>.sqlog``) and logs each stateless packet it sends with
+:meth:`QuicLogger.stateless_packet_sent` ``(now, packet_bytes)`` — Version
+Negotiation, Retry, a stateless Initial — flushed at once. A client logs the VN and
+Retry packets it receives in its connection's trace
+(:meth:`QuicLogger.packet_received_header`).
+
+Sinks are made by :func:`create_logger` from a :class:`~quic.configuration.
+QuicConfiguration`: ``qlog_factory(is_client, odcid)`` (``odcid == b""`` asks for the
+endpoint-wide trace; returning None declines) or ``qlog_dir`` (one
+``<ODCID hex>_<client|server>.sqlog`` per connection).
 """
 
 from __future__ import annotations
@@ -35,54 +61,34 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from quic.errors import QuicProtocolError, TransportErrorCode
-from quic.frames import (
-    AckFrame,
-    ApplicationCloseFrame,
-    ConnectionCloseFrame,
-    CryptoFrame,
-    DataBlockedFrame,
-    DatagramFrame,
-    MaxDataFrame,
-    MaxStreamDataFrame,
-    MaxStreamsFrame,
-    NewConnectionIdFrame,
-    NewTokenFrame,
-    PaddingFrame,
-    PathChallengeFrame,
-    PathResponseFrame,
-    ResetStreamFrame,
-    RetireConnectionIdFrame,
-    StopSendingFrame,
-    StreamDataBlockedFrame,
-    StreamFrame,
-    StreamsBlockedFrame,
-    decode_frame,
-)
-from quic.packet import PacketType
+from quic.errors import QuicProtocolError
+from quic.packet import PacketHeader, PacketType, parse_header
+from quic.qlog_frames import close_error_name, decode_frames_for_log, frame_to_qlog
 from quic.tparams import VersionInformation
 
 if TYPE_CHECKING:
     from quic.configuration import QuicConfiguration
-    from quic.recovery import LossRecovery
+    from quic.recovery import LossRecovery, SentPacket
     from quic.tparams import TransportParameters
 
 __all__ = [
-    "QLOG_FILE_SCHEMA",
+    "QLOG_FORMAT",
+    "QLOG_VERSION",
     "QlogFactory",
     "QlogFileSink",
     "QlogMemorySink",
     "QlogSink",
     "QuicLogger",
+    "create_endpoint_logger",
     "create_logger",
+    "decode_frames_for_log",
     "frame_to_qlog",
     "parse_json_seq",
 ]
 
-#: main-schema §"QlogFileSeq schema"
-QLOG_FILE_SCHEMA = "urn:ietf:params:qlog:file:sequential"
-QLOG_SERIALIZATION = "application/qlog+json-seq"
-QUIC_EVENT_SCHEMA = "urn:ietf:params:qlog:events:quic"
+#: qlog 0.3 JSON-SEQ (main schema draft-03 §"JSON-SEQ serialization"): what qvis loads
+QLOG_VERSION = "0.3"
+QLOG_FORMAT = "JSON-SEQ"
 RECORD_SEPARATOR = b"\x1e"
 
 PACKET_TYPE_NAMES: dict[PacketType, str] = {
@@ -93,6 +99,10 @@ PACKET_TYPE_NAMES: dict[PacketType, str] = {
     PacketType.VERSION_NEGOTIATION: "version_negotiation",
     PacketType.ONE_RTT: "1RTT",
 }
+#: packet type of a packet number space (RFC 9000 §12.3; 0-RTT is not sent)
+_SPACE_PACKET_TYPES = ("initial", "handshake", "1RTT")
+#: quic-events §"PacketNumberSpace"
+_SPACE_NAMES = ("initial", "handshake", "application_data")
 
 #: KeyType names (quic-events §"KeyType") by TLS epoch (0 initial .. 3 1-RTT)
 _KEY_EPOCH_NAMES = ("initial", "0rtt", "handshake", "1rtt")
@@ -104,7 +114,8 @@ class QlogSink(Protocol):
     def write(self, event: dict[str, Any]) -> None: ...
 
 
-#: ``factory(is_client, odcid) -> sink`` (None: no trace for this connection)
+#: ``factory(is_client, odcid) -> sink`` (None: no trace). ``odcid == b""``: the
+#: endpoint-wide trace of a server endpoint (stateless packets).
 QlogFactory = Callable[[bool, bytes], "QlogSink | None"]
 
 
@@ -113,9 +124,13 @@ class QlogMemorySink:
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
+        self.closed = False
 
     def write(self, event: dict[str, Any]) -> None:
         self.records.append(event)
+
+    def close(self) -> None:
+        self.closed = True
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -123,7 +138,8 @@ class QlogMemorySink:
 
 
 class QlogFileSink:
-    """Writes records as JSON-SEQ (RFC 7464) to ``path``; :meth:`close` when done."""
+    """Writes records as JSON-SEQ (RFC 7464) to ``path`` as they come; :meth:`close`
+    (called by the logger when the trace ends) flushes and closes the file."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -151,6 +167,12 @@ def parse_json_seq(data: bytes) -> list[dict[str, Any]]:
     return [json.loads(chunk) for chunk in data.split(RECORD_SEPARATOR) if chunk.strip()]
 
 
+def _reference_ms(configuration: QuicConfiguration) -> float:
+    """The trace's reference time: the injected wall clock in ms, or 0 without one."""
+    clock = configuration.clock
+    return round(clock().timestamp() * 1000.0, 3) if clock is not None else 0.0
+
+
 def create_logger(
     configuration: QuicConfiguration, is_client: bool, odcid: bytes
 ) -> QuicLogger | None:
@@ -161,153 +183,50 @@ def create_logger(
         sink = factory(is_client, odcid)
     elif configuration.qlog_dir is not None:
         os.makedirs(configuration.qlog_dir, exist_ok=True)
-        sink = QlogFileSink(os.path.join(configuration.qlog_dir, odcid.hex() + ".sqlog"))
+        role = "client" if is_client else "server"
+        path = os.path.join(configuration.qlog_dir, f"{odcid.hex()}_{role}.sqlog")
+        sink = QlogFileSink(path)
     if sink is None:
         return None
-    return QuicLogger(sink, is_client, odcid)
+    return QuicLogger(
+        sink,
+        is_client,
+        odcid,
+        reference_time=_reference_ms(configuration),
+        versions=configuration.supported_versions,
+        alpns=configuration.alpn_protocols,
+    )
 
 
-# -- frames -------------------------------------------------------------------------------
+def create_endpoint_logger(
+    configuration: QuicConfiguration, token_bytes: Callable[[int], bytes]
+) -> QuicLogger | None:
+    """The endpoint-wide logger of a server endpoint (stateless packets), or None.
 
-
-def _close_error(code: int) -> str | None:
-    try:
-        return TransportErrorCode(code).name.lower()
-    except ValueError:
-        return None
-
-
-def frame_to_qlog(frame: Any, ack_delay_exponent: int = 3) -> dict[str, Any]:
-    """The qlog ``$QuicFrame`` of a decoded frame (quic-events §"QUIC Frames").
-
-    ``ack_delay_exponent`` is the sender's (RFC 9000 §18.2), to log ACK delays in ms.
+    In ``qlog_dir`` the file is ``endpoint-<8 random hex digits>.sqlog`` (from
+    ``token_bytes``, called only then); a ``qlog_factory`` is asked with ``odcid=b""``.
     """
-    if isinstance(frame, StreamFrame):
-        out: dict[str, Any] = {
-            "frame_type": "stream",
-            "stream_id": frame.stream_id,
-            "offset": frame.offset,
-            "raw": {"length": len(frame.data)},
-        }
-        if frame.fin:
-            out["fin"] = True
-        return out
-    if isinstance(frame, AckFrame):
-        out = {
-            "frame_type": "ack",
-            "ack_delay": (frame.ack_delay << ack_delay_exponent) / 1000.0,
-            "acked_ranges": [[lo, hi] for lo, hi in sorted(frame.ranges)],
-        }
-        if frame.ecn is not None:
-            out["ect0"], out["ect1"], out["ce"] = frame.ecn
-        return out
-    if isinstance(frame, CryptoFrame):
-        return {"frame_type": "crypto", "offset": frame.offset, "raw": {"length": len(frame.data)}}
-    if isinstance(frame, PaddingFrame):
-        return {"frame_type": "padding", "raw": {"length": frame.length}}
-    if isinstance(frame, ConnectionCloseFrame | ApplicationCloseFrame):
-        app = isinstance(frame, ApplicationCloseFrame)
-        out = {
-            "frame_type": "connection_close",
-            "error_space": "application" if app else "transport",
-            "error_code": frame.error_code,
-            "reason": frame.reason.decode("utf-8", "replace"),
-        }
-        if isinstance(frame, ConnectionCloseFrame):
-            name = _close_error(frame.error_code)
-            if name is not None:
-                out["error"] = name
-            out["trigger_frame_type"] = frame.error_frame_type
-        return out
-    return _simple_frame(frame)
-
-
-def _simple_frame(frame: Any) -> dict[str, Any]:
-    if isinstance(frame, DatagramFrame):
-        return {"frame_type": "datagram", "raw": {"length": len(frame.data)}}
-    if isinstance(frame, MaxDataFrame):
-        return {"frame_type": "max_data", "maximum": frame.maximum_data}
-    if isinstance(frame, MaxStreamDataFrame):
-        return {
-            "frame_type": "max_stream_data",
-            "stream_id": frame.stream_id,
-            "maximum": frame.maximum_stream_data,
-        }
-    if isinstance(frame, MaxStreamsFrame | StreamsBlockedFrame):
-        name = "max_streams" if isinstance(frame, MaxStreamsFrame) else "streams_blocked"
-        kind = "bidirectional" if frame.bidirectional else "unidirectional"
-        return {"frame_type": name, "stream_type": kind, "maximum": frame.maximum_streams}
-    if isinstance(frame, DataBlockedFrame):
-        return {"frame_type": "data_blocked", "limit": frame.maximum_data}
-    if isinstance(frame, StreamDataBlockedFrame):
-        return {
-            "frame_type": "stream_data_blocked",
-            "stream_id": frame.stream_id,
-            "limit": frame.maximum_stream_data,
-        }
-    if isinstance(frame, ResetStreamFrame):
-        return {
-            "frame_type": "reset_stream",
-            "stream_id": frame.stream_id,
-            "error_code": frame.error_code,
-            "final_size": frame.final_size,
-        }
-    if isinstance(frame, StopSendingFrame):
-        return {
-            "frame_type": "stop_sending",
-            "stream_id": frame.stream_id,
-            "error_code": frame.error_code,
-        }
-    if isinstance(frame, NewConnectionIdFrame):
-        return {
-            "frame_type": "new_connection_id",
-            "sequence_number": frame.sequence_number,
-            "retire_prior_to": frame.retire_prior_to,
-            "connection_id_length": len(frame.connection_id),
-            "connection_id": frame.connection_id.hex(),
-            "stateless_reset_token": frame.stateless_reset_token.hex(),
-        }
-    if isinstance(frame, RetireConnectionIdFrame):
-        return {"frame_type": "retire_connection_id", "sequence_number": frame.sequence_number}
-    if isinstance(frame, PathChallengeFrame | PathResponseFrame):
-        name = "path_challenge" if isinstance(frame, PathChallengeFrame) else "path_response"
-        return {"frame_type": name, "data": frame.data.hex()}
-    if isinstance(frame, NewTokenFrame):
-        return {"frame_type": "new_token", "token": {"raw": {"data": frame.token.hex()}}}
-    # PING, HANDSHAKE_DONE and anything without fields worth logging
-    name = type(frame).__name__.removesuffix("Frame")
-    snake = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-    return {"frame_type": snake}
-
-
-def decode_frames_for_log(
-    payload: bytes | memoryview, ack_delay_exponent: int = 3
-) -> list[dict[str, Any]]:
-    """Frames of a plaintext payload; stops (without raising) at the first bad frame."""
-    data = bytes(payload)
-    frames: list[dict[str, Any]] = []
-    pos = 0
-    end = len(data)
-    padding = 0
-    while pos < end:
-        if data[pos] == 0:  # coalesce PADDING runs into one entry
-            start = pos
-            while pos < end and data[pos] == 0:
-                pos += 1
-            padding += pos - start
-            continue
-        try:
-            frame, pos = decode_frame(data, pos)
-        except QuicProtocolError:
-            frames.append({"frame_type": "unknown", "raw": {"length": end - pos}})
-            break
-        frames.append(frame_to_qlog(frame, ack_delay_exponent))
-    if padding:
-        frames.append({"frame_type": "padding", "raw": {"length": padding}})
-    return frames
-
-
-# -- the logger ---------------------------------------------------------------------------
+    factory = configuration.qlog_factory
+    sink: QlogSink | None = None
+    if factory is not None:
+        sink = factory(configuration.is_client, b"")
+    elif configuration.qlog_dir is not None:
+        os.makedirs(configuration.qlog_dir, exist_ok=True)
+        name = f"endpoint-{token_bytes(4).hex()}.sqlog"
+        sink = QlogFileSink(os.path.join(configuration.qlog_dir, name))
+    if sink is None:
+        return None
+    logger = QuicLogger(
+        sink,
+        configuration.is_client,
+        b"",
+        title="pywebtransport endpoint",
+        reference_time=_reference_ms(configuration),
+        versions=configuration.supported_versions,
+        alpns=configuration.alpn_protocols,
+    )
+    logger._flush()  # the endpoint trace stays open: its header is readable at once
+    return logger
 
 
 def _param_value(value: Any) -> Any:
@@ -323,8 +242,28 @@ def _param_value(value: Any) -> Any:
     return repr(value)
 
 
+def _packet_header(
+    packet_type: PacketType | str, pn: int | None, dcid: bytes | None, scid: bytes | None
+) -> dict[str, Any]:
+    """qlog ``PacketHeader`` (quic-events §"PacketHeader")."""
+    name = packet_type if isinstance(packet_type, str) else PACKET_TYPE_NAMES[packet_type]
+    header: dict[str, Any] = {"packet_type": name}
+    if pn is not None:
+        header["packet_number"] = pn
+    if dcid is not None:
+        header["dcid"] = dcid.hex()
+    if scid is not None:
+        header["scid"] = scid.hex()
+    return header
+
+
 class QuicLogger:
-    """Builds the qlog events of one connection and writes them to a sink."""
+    """Builds the qlog events of one connection (or endpoint) and writes them to a sink.
+
+    ``versions`` and ``alpns`` are the local ones (``version_information``,
+    ``alpn_information``); ``reference_time`` is the wall clock of the trace's start in
+    ms since the Unix epoch (0: unknown).
+    """
 
     def __init__(
         self,
@@ -333,48 +272,51 @@ class QuicLogger:
         odcid: bytes,
         *,
         title: str = "pywebtransport qlog",
-        wall_clock_time: str | None = None,
+        reference_time: float = 0.0,
+        versions: Iterable[int] = (),
+        alpns: Iterable[str] = (),
     ) -> None:
         self.sink = sink
         self.is_client = is_client
         self.odcid = odcid
+        self.versions = tuple(versions)
+        self.alpns = tuple(alpns)
         self._start: float | None = None
         self._now = 0.0
         self.started = False
         self._metrics: dict[str, Any] = {}
+        self._cc_state: str | None = None
+        self._recovery_window: int | None = None  # cwnd when a loss began recovery
         self._pending_close: dict[str, Any] | None = None
         self.closed = False
         # ACK Delay scaling of each side (RFC 9000 §18.2), learnt from parameters_set
         self._local_ack_exponent = 3
         self._peer_ack_exponent = 3
-        reference: dict[str, Any] = {"clock_type": "monotonic", "epoch": "unknown"}
-        if wall_clock_time is not None:
-            reference["wall_clock_time"] = wall_clock_time
-        vantage = "client" if is_client else "server"
+        self.side = "client" if is_client else "server"
         sink.write(
             {
-                "file_schema": QLOG_FILE_SCHEMA,
-                "serialization_format": QLOG_SERIALIZATION,
-                # pre-draft-10 names, still read by common tools
-                "qlog_format": "JSON-SEQ",
-                "qlog_version": "0.3",
+                "qlog_version": QLOG_VERSION,
+                "qlog_format": QLOG_FORMAT,
                 "title": title,
                 "trace": {
+                    "vantage_point": {"name": "pywebtransport", "type": self.side},
                     "common_fields": {
                         "ODCID": odcid.hex(),
-                        "time_format": "relative_to_epoch",
-                        "reference_time": reference,
+                        "group_id": odcid.hex(),
+                        "protocol_type": ["QUIC", "HTTP3"],
+                        "time_format": "relative",
+                        "reference_time": reference_time,
                     },
-                    "vantage_point": {"name": "pywebtransport", "type": vantage},
-                    "event_schemas": [QUIC_EVENT_SCHEMA],
                 },
             }
         )
 
     def log(self, now: float | None, name: str, data: dict[str, Any]) -> None:
         """Write one event; ``now`` None (a caller without a clock) reuses the last time."""
-        if now is None:
-            now = self._now
+        if self.closed:
+            return
+        if now is None or now < self._now:
+            now = self._now  # times never go back within a trace
         else:
             self._now = now
         start = self._start
@@ -382,15 +324,50 @@ class QuicLogger:
             start = self._start = now
         self.sink.write({"time": round((now - start) * 1000.0, 3), "name": name, "data": data})
 
+    def close(self) -> None:
+        """End the trace without an event (the sink is closed)."""
+        self.closed = True
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            close()
+
+    def _flush(self) -> None:
+        flush = getattr(self.sink, "flush", None)
+        if flush is not None:
+            flush()
+
     # -- connectivity ---------------------------------------------------------------
 
-    def connection_started(self, now: float, local: Any, remote: Any, scid: bytes) -> None:
+    def connection_started(
+        self, now: float, local: Any, remote: Any, scid: bytes, dcid: bytes | None = None
+    ) -> None:
+        """``connectivity:connection_started`` and ``transport:version_information``."""
         self.started = True
-        data: dict[str, Any] = {
-            "local": _endpoint_info(local, scid),
-            "remote": _endpoint_info(remote, None),
-        }
-        self.log(now, "quic:connection_started", data)
+        data: dict[str, Any] = {"protocol": "QUIC", "src_cid": scid.hex()}
+        if dcid is not None:
+            data["dst_cid"] = dcid.hex()
+        _address(data, "src", local)
+        _address(data, "dst", remote)
+        self.log(now, "connectivity:connection_started", data)
+
+    def version_information(
+        self, now: float | None, chosen: int | None, peer_versions: Iterable[int] | None = None
+    ) -> None:
+        """``transport:version_information`` (quic-events §"version_information")."""
+        local, peer = ("client", "server") if self.is_client else ("server", "client")
+        data: dict[str, Any] = {f"{local}_versions": [f"{v:08x}" for v in self.versions]}
+        if peer_versions is not None:
+            data[f"{peer}_versions"] = [f"{v:08x}" for v in peer_versions]
+        if chosen is not None:
+            data["chosen_version"] = f"{chosen:08x}"
+        self.log(now, "transport:version_information", data)
+
+    def alpn_information(self, now: float | None, chosen: str | None) -> None:
+        """``transport:alpn_information``: our offer and the protocol agreed."""
+        data: dict[str, Any] = {f"{self.side}_alpns": list(self.alpns)}
+        if chosen is not None:
+            data["chosen_alpn"] = chosen
+        self.log(now, "transport:alpn_information", data)
 
     def connection_closing(
         self,
@@ -405,32 +382,33 @@ class QuicLogger:
         if self.closed or self._pending_close is not None:
             return
         data: dict[str, Any] = {
-            "initiator": "remote" if by_peer else "local",
+            "owner": "remote" if by_peer else "local",
             "reason": reason,
             "trigger": trigger,
         }
         if application:
-            data["application_error"] = "unknown"
-            data["error_code"] = code
+            data["application_code"] = code
         else:
-            name = _close_error(code)
-            data["connection_error"] = name if name is not None else "unknown"
-            data["error_code"] = code
+            name = close_error_name(code)
+            data["connection_code"] = name if name is not None else code
         self._pending_close = data
 
-    def flush_close(self, now: float) -> None:
-        """Log ``quic:connection_closed`` (once) for the remembered close."""
+    def end(self) -> None:
+        """The connection is gone (the endpoint forgot it): log a close still waiting
+        for its CONNECTION_CLOSE to be sent, then end the trace."""
+        self.flush_close(None)
+        self.close()
+
+    def flush_close(self, now: float | None) -> None:
+        """Log ``connectivity:connection_closed`` (once) for the remembered close; the
+        trace ends there (the sink is closed: later close retransmissions are not
+        logged, and a server with many connections does not hold their files open)."""
         data = self._pending_close
         if data is None or self.closed:
             return
         self._pending_close = None
-        self.closed = True
-        self.log(now, "quic:connection_closed", data)
-        # the trace ends here (a file sink is closed; later close retransmissions are
-        # not logged), so a server with many connections does not hold their files open
-        close = getattr(self.sink, "close", None)
-        if close is not None:
-            close()
+        self.log(now, "connectivity:connection_closed", data)
+        self.close()
 
     def connection_closed(self, now: float, *, trigger: str, reason: str, by_peer: bool) -> None:
         """An immediate close without CONNECTION_CLOSE (idle timeout, stateless reset)."""
@@ -442,7 +420,7 @@ class QuicLogger:
     # -- transport ------------------------------------------------------------------
 
     def parameters_set(self, now: float | None, params: TransportParameters, local: bool) -> None:
-        data: dict[str, Any] = {"initiator": "local" if local else "remote"}
+        data: dict[str, Any] = {"owner": "local" if local else "remote"}
         if local:
             self._local_ack_exponent = params.ack_delay_exponent
         else:
@@ -456,42 +434,96 @@ class QuicLogger:
             data["unknown_parameters"] = [
                 {"id": pid, "value": body.hex()} for pid, body in params.extensions
             ]
-        self.log(now, "quic:parameters_set", data)
+        self.log(now, "transport:parameters_set", data)
 
     def packet_received(
-        self, now: float, packet_type: PacketType, pn: int, payload: bytes, size: int
+        self,
+        now: float,
+        packet_type: PacketType,
+        pn: int,
+        payload: bytes,
+        size: int,
+        dcid: bytes | None = None,
+        scid: bytes | None = None,
     ) -> None:
-        header = {"packet_type": PACKET_TYPE_NAMES[packet_type], "packet_number": pn}
         self.log(
             now,
-            "quic:packet_received",
+            "transport:packet_received",
             {
-                "header": header,
+                "header": _packet_header(packet_type, pn, dcid, scid),
                 "frames": decode_frames_for_log(payload, self._peer_ack_exponent),
                 "raw": {"length": size},
             },
         )
 
+    def packet_received_header(self, now: float, header: PacketHeader, size: int) -> None:
+        """A packet without frames received: Version Negotiation or Retry."""
+        vn = header.version == 0
+        packet_type = PacketType.VERSION_NEGOTIATION if vn else PacketType.RETRY
+        versions = header.supported_versions if vn else None
+        token = None if vn else header.token
+        data = _frameless(packet_type, header.dcid, header.scid, size, versions, token)
+        self.log(now, "transport:packet_received", data)
+
     def packets_sent(self, now: float, packets: Iterable[Any]) -> None:
-        """Log the packets of one datagram (``_Pending`` records of the assembler)."""
+        """Log the packets of one datagram (``_Pending`` records of the assembler) and the
+        datagram itself (``transport:datagrams_sent``)."""
+        total = 0
         for p in packets:
             chunks = p.chunks
             payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            header = {
-                "packet_type": PACKET_TYPE_NAMES[p.packet_type],
-                "packet_number": p.sent.packet_number,
-            }
+            header = _packet_header(p.packet_type, p.sent.packet_number, p.dcid, p.scid)
             if p.packet_type is PacketType.ONE_RTT:
                 header["key_phase_bit"] = p.key_phase
+            size = p.sent.size
+            total += size
             self.log(
                 now,
-                "quic:packet_sent",
+                "transport:packet_sent",
                 {
                     "header": header,
                     "frames": decode_frames_for_log(payload, self._local_ack_exponent),
-                    "raw": {"length": p.sent.size},
+                    "raw": {"length": size},
                 },
             )
+        if total:
+            self.log(now, "transport:datagrams_sent", {"count": 1, "raw": [{"length": total}]})
+
+    def datagram_received(self, now: float, size: int) -> None:
+        """``transport:datagrams_received`` for one UDP datagram."""
+        self.log(now, "transport:datagrams_received", {"count": 1, "raw": [{"length": size}]})
+
+    def stream_state_updated(self, stream_id: int, new: str) -> None:
+        """``transport:stream_state_updated``: ``open`` when a stream comes into being
+        (RFC 9000 §3), ``destroyed`` when it leaves every table (qlog's state for
+        "memory freed")."""
+        kind = "unidirectional" if stream_id & 2 else "bidirectional"
+        data = {"stream_id": stream_id, "stream_type": kind, "new": new}
+        self.log(None, "transport:stream_state_updated", data)
+
+    def stateless_packet_sent(self, now: float, packet: bytes) -> None:
+        """Hook for the endpoint: log a packet it sends without a connection, read from
+        its bytes — Version Negotiation (with its versions), Retry (with its token), or
+        a stateless Initial (header only: its payload is protected). Flushed at once."""
+        try:
+            header = parse_header(packet, 0, 0)
+        except QuicProtocolError:
+            return
+        packet_type = header.packet_type
+        if packet_type is None:
+            return
+        if packet_type in (PacketType.VERSION_NEGOTIATION, PacketType.RETRY):
+            vn = packet_type is PacketType.VERSION_NEGOTIATION
+            versions = header.supported_versions if vn else None
+            token = None if vn else header.token
+            data = _frameless(packet_type, header.dcid, header.scid, len(packet), versions, token)
+        else:
+            data = {
+                "header": _packet_header(packet_type, None, header.dcid, header.scid),
+                "raw": {"length": len(packet)},
+            }
+        self.log(now, "transport:packet_sent", data)
+        self._flush()
 
     def packet_dropped(
         self, now: float, trigger: str, packet_type: PacketType | None = None, size: int = 0
@@ -501,9 +533,14 @@ class QuicLogger:
             data["header"] = {"packet_type": PACKET_TYPE_NAMES.get(packet_type, "unknown")}
         if size:
             data["raw"] = {"length": size}
-        self.log(now, "quic:packet_dropped", data)
+        self.log(now, "transport:packet_dropped", data)
 
     # -- security -------------------------------------------------------------------
+
+    def _key_type(self, epoch: int, is_write: bool) -> str:
+        # our write keys are ours; read keys are the peer's
+        side = "client" if is_write == self.is_client else "server"
+        return f"{side}_{_KEY_EPOCH_NAMES[epoch]}_secret"
 
     def key_updated(
         self,
@@ -513,48 +550,119 @@ class QuicLogger:
         trigger: str = "tls",
         key_phase: int | None = None,
     ) -> None:
-        # our write keys are ours; read keys are the peer's
-        side = "client" if is_write == self.is_client else "server"
-        data: dict[str, Any] = {
-            "key_type": f"{side}_{_KEY_EPOCH_NAMES[epoch]}_secret",
-            "trigger": trigger,
-        }
+        data: dict[str, Any] = {"key_type": self._key_type(epoch, is_write), "trigger": trigger}
         if key_phase is not None:
-            data["key_phase"] = key_phase
+            data["generation"] = key_phase
         self.log(now, "security:key_updated", data)
+
+    def key_discarded(self, now: float | None, epoch: int, trigger: str = "tls") -> None:
+        """``security:key_discarded`` for both keys of ``epoch`` (RFC 9001 §4.9)."""
+        for is_write in (True, False):
+            data = {"key_type": self._key_type(epoch, is_write), "trigger": trigger}
+            self.log(now, "security:key_discarded", data)
 
     # -- recovery -------------------------------------------------------------------
 
     def metrics_updated(self, now: float, recovery: LossRecovery) -> None:
-        """Log ``recovery:metrics_updated`` with the metrics that changed, if any."""
+        """``recovery:metrics_updated`` with the metrics that changed, if any, and
+        ``recovery:congestion_state_updated`` when the state changed."""
         rtt = recovery.rtt
         cc = recovery.congestion
         current: dict[str, Any] = {
             "congestion_window": cc.congestion_window,
             "bytes_in_flight": cc.bytes_in_flight,
+            "pto_count": recovery.pto_count,
         }
         if rtt.has_sample:
             current["smoothed_rtt"] = round(rtt.smoothed_rtt * 1000.0, 3)
             current["min_rtt"] = round(rtt.min_rtt * 1000.0, 3)
             current["latest_rtt"] = round(rtt.latest_rtt * 1000.0, 3)
             current["rtt_variance"] = round(rtt.rttvar * 1000.0, 3)
-        if cc.ssthresh is not None:
-            current["ssthresh"] = cc.ssthresh
+        ssthresh = getattr(cc, "ssthresh", None)
+        if ssthresh is not None:
+            current["ssthresh"] = ssthresh
         last = self._metrics
         changed = {k: v for k, v in current.items() if last.get(k) != v}
         if changed:
             last.update(changed)
             self.log(now, "recovery:metrics_updated", changed)
+        state = self._congestion_state(cc)
+        if state != self._cc_state:
+            data = (
+                {"new": state} if self._cc_state is None else {"old": self._cc_state, "new": state}
+            )
+            self._cc_state = state
+            self.log(now, "recovery:congestion_state_updated", data)
+
+    def _congestion_state(self, cc: Any) -> str:
+        """slow_start / congestion_avoidance / recovery (RFC 9002 §7.3), read from any
+        controller: ``recovery`` from a loss until the window grows again."""
+        window = cc.congestion_window
+        if self._recovery_window is not None:
+            if window <= self._recovery_window:
+                return "recovery"
+            self._recovery_window = None
+        slow = getattr(cc, "in_slow_start", None)
+        if not isinstance(slow, bool):
+            ssthresh = getattr(cc, "ssthresh", None)
+            slow = ssthresh is None or window < ssthresh
+        return "slow_start" if slow else "congestion_avoidance"
+
+    def packets_acked(self, now: float, space: int, packets: Iterable[SentPacket]) -> None:
+        """``transport:packets_acked``: packets acknowledged for the first time."""
+        numbers = [p.packet_number for p in packets]
+        if numbers:
+            data = {"packet_number_space": _SPACE_NAMES[space], "packet_numbers": numbers}
+            self.log(now, "transport:packets_acked", data)
+
+    def packets_lost(
+        self,
+        now: float,
+        packets: Iterable[SentPacket],
+        recovery: LossRecovery,
+        trigger: str | None = None,
+    ) -> None:
+        """``recovery:packet_lost`` for each packet declared lost (RFC 9002 §6.1);
+        the congestion state becomes ``recovery`` (§7.3.2)."""
+        any_lost = False
+        for packet in packets:
+            any_lost = True
+            header = {
+                "packet_type": _SPACE_PACKET_TYPES[packet.space],
+                "packet_number": packet.packet_number,
+            }
+            data: dict[str, Any] = {"header": header}
+            if trigger is not None:
+                data["trigger"] = trigger
+            self.log(now, "recovery:packet_lost", data)
+        if any_lost:
+            self._recovery_window = recovery.congestion.congestion_window
 
 
-def _endpoint_info(addr: Any, cid: bytes | None) -> dict[str, Any]:
-    info: dict[str, Any] = {}
+def _frameless(
+    packet_type: PacketType,
+    dcid: bytes,
+    scid: bytes,
+    size: int,
+    versions: Iterable[int] | None,
+    token: bytes | None,
+) -> dict[str, Any]:
+    """``packet_sent``/``packet_received`` data of a Version Negotiation or Retry packet."""
+    data: dict[str, Any] = {
+        "header": _packet_header(packet_type, None, dcid, scid),
+        "raw": {"length": size},
+    }
+    if versions is not None:
+        data["supported_versions"] = [f"{v:08x}" for v in versions]
+    if token is not None:
+        data["header"]["token"] = {"raw": {"length": len(token), "data": token.hex()}}
+    return data
+
+
+def _address(data: dict[str, Any], prefix: str, addr: Any) -> None:
+    """``src_ip``/``src_port`` (``dst_``...) and ``ip_version`` of ``(host, port)``."""
     if isinstance(addr, tuple) and len(addr) >= 2:
-        host, port = str(addr[0]), addr[1]
-        if ":" in host:
-            info["ip_v6"], info["port_v6"] = host, port
-        else:
-            info["ip_v4"], info["port_v4"] = host, port
-    if cid is not None:
-        info["connection_ids"] = [cid.hex()]
-    return info
+        host = str(addr[0])
+        data["ip_version"] = "ipv6" if ":" in host else "ipv4"
+        data[f"{prefix}_ip"] = host
+        data[f"{prefix}_port"] = addr[1]

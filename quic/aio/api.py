@@ -8,7 +8,8 @@ Each call binds one UDP socket with ``loop.create_datagram_endpoint`` and puts a
 synchronously before a session sees any event (this is where HTTP/3 or WebTransport
 install their :attr:`~quic.aio.session.QuicSession.event_listener`). The wall clock
 that TLS needs for certificate validity is injected here (:func:`wall_clock`), the
-only place of :mod:`quic` besides the pump that reads a clock.
+only place of :mod:`quic` besides the pump that reads a clock. A configuration without
+a key log gets the one named by ``$SSLKEYLOGFILE``, if set (read at each call).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from quic.aio.session import QuicSession
 from quic.aio.streams import QuicStreamReader, QuicStreamWriter
 from quic.configuration import QuicConfiguration
 from quic.endpoint import QuicEndpoint
+from quic.tls.keylog import keylog_from_environment
 
 __all__ = ["QuicServer", "connect", "serve", "wall_clock"]
 
@@ -37,6 +39,8 @@ def wall_clock() -> datetime.datetime:
 def _prepare(configuration: QuicConfiguration) -> None:
     if configuration.clock is None:
         configuration.clock = wall_clock
+    if configuration.keylog is None:  # $SSLKEYLOGFILE, for every layer above
+        configuration.keylog = keylog_from_environment()
 
 
 @contextlib.asynccontextmanager

@@ -21,7 +21,7 @@ QUIC, so this package never imports it: a case whose runners live in a higher la
 found through the ``quic.interop.runners`` entry point of the installed distribution
 (``http3`` → :data:`h3.interop.RUNNERS`, declared in ``pyproject.toml``).
 The hq wire protocol is in :mod:`quic.interop.hq`. With ``QLOGDIR`` (``--qlog-dir``)
-each connection writes a JSON-SEQ qlog file ``<ODCID hex>.sqlog`` there (:mod:`quic.qlog`).
+each connection writes a JSON-SEQ qlog file ``<ODCID hex>_<role>.sqlog`` there (:mod:`quic.qlog`).
 
 For tests, :mod:`quic.interop.proxy` (with the Sans-I/O decisions of
 :mod:`quic.interop.impair`) is the runner's network simulator on loopback, and

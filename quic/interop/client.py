@@ -60,7 +60,7 @@ def client_configuration(
         alpn_protocols=[ALPN],
         verify_certificates=False,  # the runner's client does not verify certificates
         keylog=keylog,
-        qlog_dir=qlog_dir,  # one <ODCID hex>.sqlog per connection
+        qlog_dir=qlog_dir,  # one <ODCID hex>_<role>.sqlog per connection
     )
     if case.cipher_suites is not None:
         config.cipher_suites = case.cipher_suites

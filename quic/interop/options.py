@@ -178,7 +178,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--keylog-file", help="$SSLKEYLOGFILE: write TLS secrets (NSS key log)")
     parser.add_argument(
-        "--qlog-dir", help="$QLOGDIR: write one <ODCID hex>.sqlog qlog file per connection"
+        "--qlog-dir", help="$QLOGDIR: write one <ODCID hex>_<role>.sqlog qlog file per connection"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 

@@ -3,16 +3,37 @@
 Each line is ``LABEL <client_random hex> <secret hex>\\n``; the labels are those of the
 NSS key log format for TLS 1.3. The handshake engine calls a :data:`KeyLogCallback`
 with one complete line per secret; :class:`KeyLogFile` is such a callback that appends
-to a file and flushes after every line, so a capture tool sees keys immediately.
+to a file and flushes after every line, so a capture tool sees keys immediately. Any
+label is written as given (:func:`format_keylog_line` takes a :class:`KeyLogLabel` or
+a string), so new secrets (0-RTT's ``CLIENT_EARLY_TRAFFIC_SECRET``...) need nothing here.
+
+``SSLKEYLOGFILE``: the entry points (the asyncio ``connect``/``serve`` of
+:mod:`quic.aio`, hence HTTP/3, WebTransport and the command lines above them; the
+interop runner endpoints) honour this environment variable when their configuration
+has no key log of its own: :func:`keylog_from_environment`. :func:`shared_keylog_file`
+gives one :class:`KeyLogFile` per path in the process, so many connections append to
+one open file instead of opening one each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import IO
 
-__all__ = ["KeyLogCallback", "KeyLogFile", "KeyLogLabel", "format_keylog_line"]
+__all__ = [
+    "SSLKEYLOGFILE",
+    "KeyLogCallback",
+    "KeyLogFile",
+    "KeyLogLabel",
+    "format_keylog_line",
+    "keylog_from_environment",
+    "shared_keylog_file",
+]
+
+#: The environment variable naming the key log file (the NSS / OpenSSL convention).
+SSLKEYLOGFILE = "SSLKEYLOGFILE"
 
 #: Receives one full key log line (newline included).
 KeyLogCallback = Callable[[str], None]
@@ -59,3 +80,21 @@ class KeyLogFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_SHARED: dict[str, KeyLogFile] = {}
+
+
+def shared_keylog_file(path: str) -> KeyLogFile:
+    """The process-wide :class:`KeyLogFile` appending to ``path`` (one per path)."""
+    key = os.path.abspath(path)
+    keylog = _SHARED.get(key)
+    if keylog is None:
+        keylog = _SHARED[key] = KeyLogFile(key)
+    return keylog
+
+
+def keylog_from_environment(environ: Mapping[str, str] | None = None) -> KeyLogFile | None:
+    """The shared key log of ``$SSLKEYLOGFILE`` (None when unset or empty)."""
+    path = (os.environ if environ is None else environ).get(SSLKEYLOGFILE)
+    return shared_keylog_file(path) if path else None

@@ -37,6 +37,7 @@ class FakeQuic:
         self.fins: set[int] = set()
         self.consumed: dict[int, int] = {}
         self.keep_writes = True  # False: scale tests keep no written bytes
+        self.qlog = None  # no qlog tracing (QuicConnection.qlog)
 
     def create_stream(self, bidirectional: bool = True) -> int:
         sid = self._next[bidirectional]

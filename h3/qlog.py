@@ -1,0 +1,195 @@
+"""HTTP/3 qlog events (qlog 0.3 ``http`` category, draft-ietf-quic-qlog-h3-events),
+written into the QUIC connection's trace.
+
+Theory of operation
+-------------------
+:class:`H3Logger` wraps the :class:`~quic.qlog.QuicLogger` of the QUIC connection
+(``QuicConnection.qlog``), so one trace (one ``.sqlog`` file) holds the QUIC and the
+HTTP/3 events of a connection, in order. The HTTP/3 connection creates one only when
+the QUIC connection has a logger, and guards every hook with ``is not None``: with
+tracing off no event is built. HTTP/3 has no clock of its own; events take the time of
+the latest QUIC event (``now=None``).
+
+Events: ``http:parameters_set`` (our SETTINGS and the peer's, ``owner`` local/remote),
+``http:stream_type_set`` (each unidirectional stream's type, and WebTransport
+bidirectional streams), ``http:frame_created`` / ``http:frame_parsed`` (every frame we
+write and read: ``stream_id``, ``length`` of the payload, ``frame`` with its
+``frame_type`` and, for HEADERS, the decoded ``headers``; SETTINGS with ``settings``;
+GOAWAY with its identifier). A DATA frame is logged when its header is written; on
+receipt each piece of DATA payload handed up is logged as it arrives (``length`` is the
+piece's). A HEADERS frame received is logged once QPACK decoded it, so a section that
+waited for the encoder stream is logged when it is delivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from h3.frames import FrameType
+from h3.settings import SettingId, encode_settings
+from h3.streams import StreamType
+from quic.qlog import QuicLogger
+
+__all__ = ["H3Logger", "frame_type_name", "stream_type_name"]
+
+#: qlog 0.3 parameter names of the RFC 9114 / RFC 9204 settings; others keep the
+#: lower-case SettingId name, unknown ones go to ``unknown_settings``
+_SETTING_NAMES: dict[int, str] = {
+    SettingId.MAX_FIELD_SECTION_SIZE: "max_header_list_size",
+    SettingId.QPACK_MAX_TABLE_CAPACITY: "max_table_capacity",
+    SettingId.QPACK_BLOCKED_STREAMS: "blocked_streams_count",
+}
+_STREAM_TYPE_NAMES: dict[int, str] = {
+    StreamType.CONTROL: "control",
+    StreamType.PUSH: "push",
+    StreamType.QPACK_ENCODER: "qpack_encode",
+    StreamType.QPACK_DECODER: "qpack_decode",
+    StreamType.WEBTRANSPORT_UNI: "webtransport",
+}
+
+
+def _is_reserved(value: int) -> bool:
+    """RFC 9114 §7.2.8, §6.2.3: reserved (greasing) codepoints are 0x1f * N + 0x21."""
+    return value >= 0x21 and (value - 0x21) % 0x1F == 0
+
+
+def frame_type_name(ftype: int) -> str:
+    """qlog ``frame_type`` of an HTTP/3 frame type."""
+    try:
+        return FrameType(ftype).name.lower()
+    except ValueError:
+        return "reserved" if _is_reserved(ftype) else "unknown"
+
+
+def stream_type_name(kind: int) -> str:
+    """qlog stream type of a unidirectional stream type."""
+    name = _STREAM_TYPE_NAMES.get(kind)
+    if name is not None:
+        return name
+    return "reserved" if _is_reserved(kind) else "unknown"
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+def _settings_data(settings: dict[int, int]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    unknown: list[dict[str, int]] = []
+    for ident, value in settings.items():
+        name = _SETTING_NAMES.get(ident)
+        if name is None:
+            try:
+                name = SettingId(ident).name.lower()
+            except ValueError:
+                unknown.append({"name": ident, "value": value})
+                continue
+        data[name] = value
+    if unknown:
+        data["unknown_settings"] = unknown
+    return data
+
+
+class H3Logger:
+    """The HTTP/3 events of one connection, written to its QUIC logger."""
+
+    __slots__ = ("_log",)
+
+    def __init__(self, quic_logger: QuicLogger) -> None:
+        self._log = quic_logger.log
+
+    def initialized(
+        self, stream_ids: tuple[int, int, int], settings: dict[int, int], sent: dict[int, int]
+    ) -> None:
+        """Our control, QPACK encoder and decoder streams are open and SETTINGS written
+        (``settings`` ours, ``sent`` what the frame carries, greasing included)."""
+        control, encoder, decoder = stream_ids
+        self.stream_type_set(control, True, StreamType.CONTROL)
+        self.parameters_set(settings, True)
+        length = len(encode_settings(sent))
+        self.frame_created(control, FrameType.SETTINGS, length, settings=sent)
+        self.stream_type_set(encoder, True, StreamType.QPACK_ENCODER)
+        self.stream_type_set(decoder, True, StreamType.QPACK_DECODER)
+
+    def parameters_set(self, settings: dict[int, int], local: bool) -> None:
+        data = {"owner": "local" if local else "remote", **_settings_data(settings)}
+        self._log(None, "http:parameters_set", data)
+
+    def stream_type_set(self, stream_id: int, local: bool, kind: int | str) -> None:
+        name = kind if isinstance(kind, str) else stream_type_name(kind)
+        data: dict[str, Any] = {
+            "stream_id": stream_id,
+            "owner": "local" if local else "remote",
+            "new": name,
+        }
+        if not isinstance(kind, str) and name in ("unknown", "reserved"):
+            data["stream_type_value"] = kind
+        self._log(None, "http:stream_type_set", data)
+
+    def _frame(
+        self,
+        name: str,
+        stream_id: int,
+        ftype: int,
+        length: int | None,
+        *,
+        headers: Iterable[tuple[bytes, bytes]] | None = None,
+        settings: dict[int, int] | None = None,
+        ident: int | None = None,
+    ) -> None:
+        frame: dict[str, Any] = {"frame_type": frame_type_name(ftype)}
+        if frame["frame_type"] in ("unknown", "reserved"):
+            frame["frame_type_value"] = ftype
+        if headers is not None:
+            frame["headers"] = [{"name": _text(k), "value": _text(v)} for k, v in headers]
+        if settings is not None:
+            frame["settings"] = [{"name": k, "value": v} for k, v in settings.items()]
+        if ident is not None:
+            frame["stream_id" if ftype == FrameType.GOAWAY else "push_id"] = ident
+        data: dict[str, Any] = {"stream_id": stream_id, "frame": frame}
+        if length is not None:
+            data["length"] = length
+        self._log(None, name, data)
+
+    def frame_created(
+        self,
+        stream_id: int,
+        ftype: int,
+        length: int | None,
+        *,
+        headers: Iterable[tuple[bytes, bytes]] | None = None,
+        settings: dict[int, int] | None = None,
+        ident: int | None = None,
+    ) -> None:
+        """``http:frame_created`` for a frame we write on ``stream_id``."""
+        self._frame(
+            "http:frame_created",
+            stream_id,
+            ftype,
+            length,
+            headers=headers,
+            settings=settings,
+            ident=ident,
+        )
+
+    def frame_parsed(
+        self,
+        stream_id: int,
+        ftype: int,
+        length: int | None,
+        *,
+        headers: Iterable[tuple[bytes, bytes]] | None = None,
+        settings: dict[int, int] | None = None,
+        ident: int | None = None,
+    ) -> None:
+        """``http:frame_parsed`` for a frame read on ``stream_id``."""
+        self._frame(
+            "http:frame_parsed",
+            stream_id,
+            ftype,
+            length,
+            headers=headers,
+            settings=settings,
+            ident=ident,
+        )

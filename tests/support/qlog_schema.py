@@ -1,0 +1,296 @@
+"""A small checker of the qlog traces :mod:`quic.qlog` and :mod:`h3.qlog` write.
+
+It checks what qvis needs to load a JSON-SEQ trace (qlog 0.3) and, for every event,
+the fields the qlog event definitions make required (draft-ietf-quic-qlog-quic-events,
+-h3-events, in their 0.3 naming), with their types. An event name it does not know is
+an error: every event written must be described here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+Check = Callable[[dict[str, Any]], list[str]]
+
+PACKET_TYPES = {"initial", "handshake", "0RTT", "1RTT", "retry", "version_negotiation"}
+KEY_TYPE = re.compile(r"^(client|server)_(initial|0rtt|handshake|1rtt)_secret$")
+HEX = re.compile(r"^[0-9a-f]*$")
+VERSION = re.compile(r"^[0-9a-f]{8}$")
+CC_STATES = {"slow_start", "congestion_avoidance", "recovery", "application_limited"}
+METRICS = {
+    "congestion_window",
+    "bytes_in_flight",
+    "smoothed_rtt",
+    "min_rtt",
+    "latest_rtt",
+    "rtt_variance",
+    "ssthresh",
+    "pto_count",
+}
+H3_STREAM_TYPES = {
+    "control",
+    "push",
+    "qpack_encode",
+    "qpack_decode",
+    "webtransport",
+    "reserved",
+    "unknown",
+}
+H3_FRAME_TYPES = {
+    "data",
+    "headers",
+    "cancel_push",
+    "settings",
+    "push_promise",
+    "goaway",
+    "max_push_id",
+    "reserved",
+    "unknown",
+}
+
+
+def _need(data: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> list[str]:
+    if key not in data:
+        return [f"missing {key!r}"]
+    value = data[key]
+    if isinstance(value, bool) and kind is int:
+        return [f"{key!r} is a bool"]
+    if not isinstance(value, kind):
+        return [f"{key!r} has type {type(value).__name__}"]
+    return []
+
+
+def _owner(data: dict[str, Any]) -> list[str]:
+    return [] if data.get("owner") in ("local", "remote") else ["bad 'owner'"]
+
+
+def _header(header: Any, with_pn: bool) -> list[str]:
+    if not isinstance(header, dict):
+        return ["missing 'header'"]
+    errors = []
+    if header.get("packet_type") not in PACKET_TYPES:
+        errors.append(f"bad packet_type {header.get('packet_type')!r}")
+    if with_pn:
+        errors += _need(header, "packet_number", int)
+    for cid in ("dcid", "scid"):
+        if cid in header and not (isinstance(header[cid], str) and HEX.match(header[cid])):
+            errors.append(f"bad {cid}")
+    return errors
+
+
+def _packet(data: dict[str, Any]) -> list[str]:
+    header = data.get("header")
+    frameless = isinstance(header, dict) and (
+        header.get("packet_type") in ("retry", "version_negotiation")
+        # a stateless Initial logged from its bytes: no number, protected frames
+        or (header.get("packet_type") == "initial" and "frames" not in data)
+    )
+    errors = _header(header, not frameless)
+    raw = data.get("raw")
+    if not (isinstance(raw, dict) and isinstance(raw.get("length"), int) and raw["length"] > 0):
+        errors.append("bad raw.length")
+    if frameless:
+        if header.get("packet_type") == "initial" and "packet_number" in header:
+            errors.append("a stateless Initial has no packet number here")
+        if header.get("packet_type") == "version_negotiation":
+            versions = data.get("supported_versions")
+            if not (isinstance(versions, list) and all(VERSION.match(v) for v in versions)):
+                errors.append("bad supported_versions")
+        return errors
+    frames = data.get("frames")
+    if not isinstance(frames, list) or not frames:
+        return [*errors, "no frames"]
+    for frame in frames:
+        if not (isinstance(frame, dict) and isinstance(frame.get("frame_type"), str)):
+            errors.append(f"bad frame {frame!r}")
+        elif frame["frame_type"] in ("stream", "crypto"):
+            errors += _need(frame, "offset", int) + _need(frame, "length", int)
+        elif frame["frame_type"] == "ack":
+            errors += _need(frame, "acked_ranges", list)
+    return errors
+
+
+def _started(data: dict[str, Any]) -> list[str]:
+    return (
+        _need(data, "src_cid", str)
+        + _need(data, "dst_ip", str)
+        + _need(data, "dst_port", int)
+        + ([] if data.get("ip_version") in ("ipv4", "ipv6") else ["bad ip_version"])
+    )
+
+
+def _closed(data: dict[str, Any]) -> list[str]:
+    errors = _owner(data) + _need(data, "trigger", str) + _need(data, "reason", str)
+    if "connection_code" not in data and "application_code" not in data:
+        errors.append("no connection_code / application_code")
+    return errors
+
+
+def _versions(data: dict[str, Any]) -> list[str]:
+    errors = []
+    lists = [k for k in ("client_versions", "server_versions") if k in data]
+    if not lists:
+        errors.append("no version list")
+    errors += [
+        f"bad {key}"
+        for key in lists
+        if not all(isinstance(v, str) and VERSION.match(v) for v in data[key])
+    ]
+    if "chosen_version" in data and not VERSION.match(str(data["chosen_version"])):
+        errors.append("bad chosen_version")
+    return errors
+
+
+def _alpn(data: dict[str, Any]) -> list[str]:
+    lists = [k for k in ("client_alpns", "server_alpns") if isinstance(data.get(k), list)]
+    return [] if lists else ["no alpn list"]
+
+
+def _key(data: dict[str, Any]) -> list[str]:
+    ok = isinstance(data.get("key_type"), str) and KEY_TYPE.match(data["key_type"])
+    return ([] if ok else ["bad key_type"]) + _need(data, "trigger", str)
+
+
+def _metrics(data: dict[str, Any]) -> list[str]:
+    if not data:
+        return ["empty metrics"]
+    errors = [f"unknown metric {k!r}" for k in data if k not in METRICS]
+    return errors + [f"bad {k}" for k, v in data.items() if not isinstance(v, int | float)]
+
+
+def _cc_state(data: dict[str, Any]) -> list[str]:
+    errors = [] if data.get("new") in CC_STATES else ["bad 'new'"]
+    if "old" in data and data["old"] not in CC_STATES:
+        errors.append("bad 'old'")
+    return errors
+
+
+def _datagrams(data: dict[str, Any]) -> list[str]:
+    raw = data.get("raw")
+    ok = isinstance(raw, list) and all(isinstance(r.get("length"), int) for r in raw)
+    return _need(data, "count", int) + ([] if ok else ["bad raw"])
+
+
+def _acked(data: dict[str, Any]) -> list[str]:
+    errors = _need(data, "packet_numbers", list)
+    if data.get("packet_number_space") not in ("initial", "handshake", "application_data"):
+        errors.append("bad packet_number_space")
+    if not data.get("packet_numbers") or not all(
+        isinstance(n, int) for n in data.get("packet_numbers", ())
+    ):
+        errors.append("bad packet_numbers")
+    return errors
+
+
+def _stream_state(data: dict[str, Any]) -> list[str]:
+    errors = _need(data, "stream_id", int)
+    if data.get("stream_type") not in ("bidirectional", "unidirectional"):
+        errors.append("bad stream_type")
+    return errors + ([] if data.get("new") in ("open", "destroyed") else ["bad 'new'"])
+
+
+def _stream_type(data: dict[str, Any]) -> list[str]:
+    errors = _need(data, "stream_id", int) + _owner(data)
+    return errors + ([] if data.get("new") in H3_STREAM_TYPES else ["bad 'new'"])
+
+
+def _h3_frame(data: dict[str, Any]) -> list[str]:
+    errors = _need(data, "stream_id", int)
+    if "length" in data:
+        errors += _need(data, "length", int)
+    frame = data.get("frame")
+    if not isinstance(frame, dict) or frame.get("frame_type") not in H3_FRAME_TYPES:
+        return [*errors, f"bad frame {frame!r}"]
+    if frame["frame_type"] == "headers":
+        headers = frame.get("headers")
+        if not (isinstance(headers, list) and headers) or not all(
+            isinstance(h.get("name"), str) and isinstance(h.get("value"), str) for h in headers
+        ):
+            errors.append("HEADERS without headers")
+    return errors
+
+
+SCHEMA: dict[str, Check] = {
+    "connectivity:connection_started": _started,
+    "connectivity:connection_closed": _closed,
+    "transport:version_information": _versions,
+    "transport:alpn_information": _alpn,
+    "transport:parameters_set": _owner,
+    "transport:packet_sent": _packet,
+    "transport:packet_received": _packet,
+    "transport:packet_dropped": lambda d: _need(d, "trigger", str),
+    "transport:datagrams_sent": _datagrams,
+    "transport:packets_acked": _acked,
+    "transport:stream_state_updated": _stream_state,
+    "transport:datagrams_received": _datagrams,
+    "security:key_updated": _key,
+    "security:key_discarded": _key,
+    "recovery:metrics_updated": _metrics,
+    "recovery:congestion_state_updated": _cc_state,
+    "recovery:packet_lost": lambda d: _header(d.get("header"), True),
+    "http:parameters_set": _owner,
+    "http:stream_type_set": _stream_type,
+    "http:frame_created": _h3_frame,
+    "http:frame_parsed": _h3_frame,
+}
+
+
+def check_header(header: dict[str, Any], vantage: str) -> list[str]:
+    """What qvis's JSON-SEQ loader and its draft-02/0.3 parser need of the header."""
+    errors = []
+    if header.get("qlog_version") != "0.3" or header.get("qlog_format") != "JSON-SEQ":
+        errors.append("qlog_version 0.3 / qlog_format JSON-SEQ missing")
+    trace = header.get("trace")
+    if not isinstance(trace, dict):
+        return [*errors, "no trace"]
+    if trace.get("vantage_point", {}).get("type") != vantage:
+        errors.append("bad vantage_point")
+    common = trace.get("common_fields", {})
+    if common.get("time_format") != "relative":
+        errors.append("time_format is not 'relative'")
+    if not isinstance(common.get("reference_time"), int | float):
+        errors.append("reference_time is not a number")
+    return errors
+
+
+def check_trace(raw: bytes, vantage: str) -> list[dict[str, Any]]:
+    """Parse a JSON-SEQ trace the way qvis does and check every record; returns the
+    events (raises AssertionError listing every problem)."""
+    assert raw.startswith(b"\x1e"), "JSON-SEQ records start with RS (RFC 7464)"
+    assert b"qlog_version" in raw[:1024] and b"JSON-SEQ" in raw[:1024], "qvis sniffing"
+    chunks = raw.split(b"\x1e")[1:]
+    assert all(c.endswith(b"\n") for c in chunks), "each record ends with LF"
+    records = [json.loads(c) for c in chunks]
+    errors = check_header(records[0], vantage)
+    events = records[1:]
+    errors += check_events(events)
+    assert not errors, errors[:20]
+    return events
+
+
+def check_events(events: list[dict[str, Any]]) -> list[str]:
+    """Every event's envelope and data; times are non-decreasing (qvis requires it)."""
+    errors: list[str] = []
+    last = 0.0
+    for index, event in enumerate(events):
+        where = f"event {index} {event.get('name')!r}"
+        if set(event) != {"time", "name", "data"}:
+            errors.append(f"{where}: keys {sorted(event)}")
+            continue
+        time = event["time"]
+        if not isinstance(time, int | float) or time < last:
+            errors.append(f"{where}: time {time!r} after {last}")
+        else:
+            last = time
+        check = SCHEMA.get(event["name"])
+        if check is None:
+            errors.append(f"{where}: unknown event")
+            continue
+        if not isinstance(event["data"], dict):
+            errors.append(f"{where}: data is not an object")
+            continue
+        errors += [f"{where}: {e}" for e in check(event["data"])]
+    return errors
