@@ -139,6 +139,12 @@ class QuicConfiguration:
     max_ack_only_packets_tracked: int = DEFAULT_MAX_ACK_ONLY_TRACKED
     max_sent_packets_tracked: int = DEFAULT_MAX_SENT_TRACKED
 
+    # -- ECN and DPLPMTUD (helper "ecnpmtu", issue 9) -----------------------------------
+    # ECN (RFC 9000 §13.4): report the ECN counts of received packets (always, when the
+    # I/O layer can read them), and with ``ecn`` mark packets ECT(0), validate the path
+    # (§13.4.2) and answer CE marks as congestion (RFC 9002 §7.1). False: never mark.
+    ecn: bool = True
+
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None
     ) -> None:

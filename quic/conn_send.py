@@ -11,7 +11,8 @@ What a packet may carry:
 * an ACK frame (:class:`~quic.conn_acks.AckState`) whenever the space owes one (the
   ACK timer fired) or when the packet is sent anyway and acknowledgments are pending
   (§13.2.1); ACK-only packets are neither ack-eliciting nor congestion controlled
-  (RFC 9002 §3);
+  (RFC 9002 §3). Once ECN-marked packets arrived in the space it is an ACK_ECN frame
+  with the counts of :class:`~quic.conn_ecn.EcnController` (§13.4.1);
 * ack-eliciting frames only while the congestion window has room (RFC 9002 §7) or
   when a probe is owed (PTO, RFC 9002 §6.2.4): CRYPTO data in every space
   (:class:`~quic.conn_crypto.CryptoStreams`), and in the application space, in this
@@ -27,7 +28,9 @@ the path's maximum datagram size, and for a server three times the bytes receive
 until the client's address is validated (§8.1). Each finished datagram's packets are
 registered with loss recovery at once, so the congestion window counts them before the
 next datagram is built; the handlers the writers registered on each packet tell every
-component the fate of its frames.
+component the fate of its frames. One ECN codepoint is chosen per call
+(:meth:`~quic.conn_ecn.EcnController.begin_send`); when it is ECT(0) every packet is
+reported to the ECN controller, which learns its fate for validation (§13.4.2).
 
 Probes (RFC 9002 §6.2.4) are owed per space: the loss-detection timeout asks for
 them (:meth:`SendScheduler.schedule_probe`) and they bypass the congestion window;
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
     from quic.conn_close import CloseFrame
     from quic.conn_crypto import CryptoStreams
     from quic.conn_datagrams import DatagramChannel
+    from quic.conn_ecn import EcnController
     from quic.conn_handshake import HandshakeDriver
     from quic.conn_keys import PacketSpaces
     from quic.conn_paths import PathManager
@@ -90,6 +94,7 @@ class SendScheduler:
         paths: PathManager,
         streams: StreamController,
         datagrams: DatagramChannel,
+        ecn: EcnController,
         recovery: LossRecovery,
         events: deque[QuicEvent],
         discard_space: Callable[[int, float], None],
@@ -105,6 +110,7 @@ class SendScheduler:
         self._paths = paths
         self._streams = streams
         self._datagrams = datagrams
+        self._ecn = ecn
         self._recovery = recovery
         self._events = events
         self._discard_space = discard_space
@@ -176,6 +182,8 @@ class SendScheduler:
         asm = PacketAssembler(mtu)
         sent_eliciting = False
         validated_bytes = 0  # sent once the address is validated (counted at the end)
+        ecn = self._ecn
+        marked = ecn.begin_send() != 0  # one ECN codepoint for the whole call
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
             validated = paths.address_validated
             if not validated and paths.send_budget() < MIN_INITIAL_DATAGRAM:
@@ -196,6 +204,8 @@ class SendScheduler:
                 paths.on_datagram_sent(size)  # the amplification limit needs it now
             eliciting = False
             for packet in asm.packets[first:]:
+                if marked:
+                    ecn.on_packet_sent(packet)  # RFC 9000 §13.4.2: learn its fate
                 recovery.on_packet_sent(packet, now)
                 eliciting |= packet.ack_eliciting
                 if packet.space == HANDSHAKE and self._is_client and not spaces[INITIAL].discarded:
@@ -269,7 +279,7 @@ class SendScheduler:
             reserve = 0
             if eliciting and not ack_due and index == APPLICATION:
                 reserve = self._datagrams.room_needed(asm.room)
-            acks.write(asm, index, now, reserve)
+            acks.write(asm, index, now, reserve, self._ecn.counts(index))
         if eliciting:
             self._crypto.write(asm, index)
             if index == APPLICATION:

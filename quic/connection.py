@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 Driving API (DESIGN.md), the same at every layer::
 
-    conn.receive_datagram(data, addr, now)    # feed a UDP payload
+    conn.receive_datagram(data, addr, now)    # feed a UDP payload (ecn=codepoint)
     conn.datagrams_to_send(now)               # -> [(bytes, addr)], ready to send
+    conn.ecn_codepoint                        # ECN field for what it just returned
     conn.get_timer()                          # earliest deadline or None
     conn.handle_timer(now)                    # fire what is due (safe to call early)
     conn.next_event()                         # QuicEvent or None: the one way out
@@ -32,6 +33,8 @@ those frames from the handlers it registers on the packets that carry them:
 ``recovery``    :class:`~quic.recovery.LossRecovery`: loss detection, congestion
                 control (RFC 9002)
 ``closer``      :class:`~quic.conn_close.CloseState`: closing, draining (§10)
+``ecn``         :class:`~quic.conn_ecn.EcnController`: ECN counts, marking and
+                validation (§13.4)
 ``sender``      :class:`~quic.conn_send.SendScheduler`: what goes into each packet
 ``reader``      :class:`~quic.conn_receive.PacketReader`: opening packets
 ``dispatcher``  :class:`~quic.conn_dispatch.FrameDispatcher`: frame → component
@@ -75,6 +78,7 @@ from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
 from quic.conn_datagrams import DatagramChannel
 from quic.conn_dispatch import FrameDispatcher
+from quic.conn_ecn import EcnController
 from quic.conn_handshake import HandshakeDriver
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, PacketSpaces, Space
 from quic.conn_paths import PathManager
@@ -176,6 +180,7 @@ class QuicConnection:
         events = self._events
         rtt = RttEstimator()
         self.closer = CloseState(events, self._qlog)
+        self.ecn = EcnController(config.ecn)
         self.keys = PacketSpaces(is_client, rtt, self._qlog)
         self.keys.install_initial(self.version, self.original_dcid)
         self.acks = AckState(
@@ -249,6 +254,7 @@ class QuicConnection:
             paths=self.paths,
             streams=self.streams,
             datagrams=self.datagrams,
+            ecn=self.ecn,
             recovery=self.recovery,
             events=events,
             discard_space=self._discard_space,
@@ -263,6 +269,7 @@ class QuicConnection:
             cids=self.cids,
             paths=self.paths,
             datagrams=self.datagrams,
+            ecn=self.ecn,
             on_tls_progress=self._after_tls,
             confirm_handshake=self._confirm_handshake,
             on_peer_close=self._on_peer_close,
@@ -275,6 +282,7 @@ class QuicConnection:
             dispatcher=self.dispatcher,
             handshake=self.handshake,
             cids=self.cids,
+            ecn=self.ecn,
             buffer_limit=config.max_buffered_undecryptable_packets,
             qlog=self._qlog,
         )
@@ -331,6 +339,12 @@ class QuicConnection:
     @max_datagram_size.setter
     def max_datagram_size(self, size: int) -> None:
         self.paths.max_datagram_size = size
+
+    @property
+    def ecn_codepoint(self) -> int:
+        """The ECN codepoint (0 Not-ECT, 2 ECT(0)) the I/O layer sets on the datagrams
+        of the latest :meth:`datagrams_to_send` call (RFC 9000 §13.4.2)."""
+        return self.ecn.send_codepoint
 
     @property
     def dropped_packets(self) -> int:
@@ -578,8 +592,10 @@ class QuicConnection:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
-        """Process one UDP payload from ``addr``."""
+    def receive_datagram(self, data: bytes, addr: Addr, now: float, ecn: int = 0) -> None:
+        """Process one UDP payload from ``addr``; ``ecn`` is the ECN field of its IP
+        header (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE; RFC 9000 §13.4.1) when the I/O
+        layer can read it."""
         if now > self._now:
             self._now = now
         state = self.state
@@ -599,11 +615,11 @@ class QuicConnection:
             recovery = self.recovery
             if recovery.amplification_limited and paths.send_budget() >= MIN_INITIAL_DATAGRAM:
                 recovery.amplification_limited = False  # RFC 9002 §6.2.2.1: may send again
-            self._receive(data, addr, now)
+            self._receive(data, addr, now, ecn & 3)
             reprocess = self.reader.reprocess
             while reprocess and self.state in _LIVE:
-                again, again_addr = reprocess.popleft()
-                self._receive(again, again_addr, now)
+                again, again_addr, again_ecn = reprocess.popleft()
+                self._receive(again, again_addr, now, again_ecn)
             if qlog is not None and self.state in _LIVE:
                 qlog.metrics_updated(now, recovery)
         except QuicProtocolError as exc:
@@ -622,7 +638,7 @@ class QuicConnection:
         qlog.key_updated(now, Epoch.INITIAL, True)
         qlog.key_updated(now, Epoch.INITIAL, False)
 
-    def _receive(self, data: bytes, addr: Addr, now: float) -> None:
+    def _receive(self, data: bytes, addr: Addr, now: float, ecn: int) -> None:
         pos = 0
         end = len(data)
         processed = False
@@ -630,7 +646,7 @@ class QuicConnection:
         if end > cid_len + 20 and data[0] & 0xC0 == 0x40 and self.handshake.confirmed:
             # Hot path: one 1-RTT packet; a short header runs to the end of the datagram
             # (RFC 9000 §12.2), so no header object is needed.
-            processed = self.reader.read_short(data, cid_len, now)
+            processed = self.reader.read_short(data, cid_len, now, ecn)
             end = 0
         while pos < end:
             try:
@@ -638,7 +654,7 @@ class QuicConnection:
             except QuicProtocolError:
                 self.reader.drop(now, "invalid")
                 break
-            if self._read_packet(data, pos, header, addr, now):
+            if self._read_packet(data, pos, header, addr, now, ecn):
                 processed = True
             if self.state not in _LIVE:
                 return
@@ -652,7 +668,7 @@ class QuicConnection:
             self.closer.on_stateless_reset(now, self._linger())
 
     def _read_packet(
-        self, data: bytes, pos: int, header: PacketHeader, addr: Addr, now: float
+        self, data: bytes, pos: int, header: PacketHeader, addr: Addr, now: float, ecn: int
     ) -> bool:
         """Route one packet; True if it was processed."""
         if header.is_long:
@@ -665,7 +681,7 @@ class QuicConnection:
             if header.packet_type is PacketType.RETRY:
                 self._on_retry(data, pos, header, now)
                 return False
-        index = self.reader.read_long(data, pos, header, addr, now)
+        index = self.reader.read_long(data, pos, header, addr, now, ecn)
         if index == HANDSHAKE and not self.is_client:
             if not self.paths.address_validated:
                 # RFC 9000 §8.1: a Handshake packet proves the client owns its address

@@ -11,6 +11,16 @@ Endpoints expose the driving API of DESIGN.md::
 models (delay, jitter → reordering, loss, duplication, corruption, MTU) seeded by a
 ``random.Random``; the clock jumps to the next delivery or timer, so a 10-second
 transfer runs in milliseconds of real time and every run with the same seed is the same.
+
+ECN (RFC 3168 field of the IP header): an endpoint whose ``datagrams_to_send`` yields
+``(data, addr, ecn)`` triples sends with that codepoint; a link may mark ECT packets CE
+(``ecn_ce``, a probability: a congested router), clear the field (``ecn_bleach``) or
+rewrite an ECT codepoint (``ecn_remark``). A datagram that arrives with a non-zero
+codepoint is delivered as ``receive_datagram(data, addr, now, ecn=codepoint)``; one
+without (and every datagram of an endpoint that yields pairs) as before, so endpoints
+that know nothing of ECN are unaffected. ``mtu`` is the largest datagram a link
+carries (larger ones are dropped, as with the Don't Fragment bit set); it may be
+changed mid-run to model a path MTU drop.
 """
 
 from __future__ import annotations
@@ -45,10 +55,15 @@ class Link:
     mtu: int = 1500
     bandwidth: float | None = None  # bytes/s; None = unlimited
     drop_first: int = 0  # drop the first N datagrams (e.g. lose the first Initial)
+    ecn_ce: float = 0.0  # probability that an ECT datagram is marked CE
+    ecn_bleach: bool = False  # clear the ECN field of every datagram
+    ecn_remark: int | None = None  # rewrite ECT(0)/ECT(1) to this codepoint
     # statistics
     sent: int = 0
     delivered: int = 0
     dropped: int = 0
+    dropped_mtu: int = 0  # of ``dropped``: above the MTU
+    ce_marked: int = 0
     _busy_until: float = field(default=0.0, repr=False)
 
     def schedule(self, data: bytes, now: float, rng: random.Random) -> list[tuple[float, bytes]]:
@@ -58,7 +73,11 @@ class Link:
             self.drop_first -= 1
             self.dropped += 1
             return []
-        if len(data) > self.mtu or (self.loss and rng.random() < self.loss):
+        if len(data) > self.mtu:
+            self.dropped += 1
+            self.dropped_mtu += 1
+            return []
+        if self.loss and rng.random() < self.loss:
             self.dropped += 1
             return []
         start = now
@@ -77,6 +96,18 @@ class Link:
             out.append((arrival, payload))
         return out
 
+    def mark(self, ecn: int, rng: random.Random) -> int:
+        """The ECN codepoint a datagram sent with ``ecn`` arrives with."""
+        if self.ecn_bleach:
+            return 0
+        if ecn in (1, 2):
+            if self.ecn_remark is not None:
+                ecn = self.ecn_remark
+            if self.ecn_ce and rng.random() < self.ecn_ce:
+                self.ce_marked += 1
+                return 3
+        return ecn
+
 
 class Network:
     """Endpoints by address; links by (src, dst); one fake clock."""
@@ -86,7 +117,7 @@ class Network:
         self.now = start
         self.endpoints: dict[Addr, SansIoEndpoint] = {}
         self.links: dict[tuple[Addr, Addr], Link] = {}
-        self._queue: list[tuple[float, int, Addr, Addr, bytes]] = []
+        self._queue: list[tuple[float, int, Addr, Addr, bytes, int]] = []
         self._seq = 0
         # Called after each flush, before the clock moves: the test application reacts to
         # the events of that flush (e.g. consumes data and so returns flow-control credit).
@@ -104,10 +135,13 @@ class Network:
 
     def _flush(self) -> None:
         for src, endpoint in self.endpoints.items():
-            for data, dst in endpoint.datagrams_to_send(self.now):
-                for when, payload in self.link(src, dst).schedule(bytes(data), self.now, self.rng):
+            for item in endpoint.datagrams_to_send(self.now):
+                data, dst = item[0], item[1]
+                link = self.link(src, dst)
+                for when, payload in link.schedule(bytes(data), self.now, self.rng):
+                    ecn = link.mark(item[2] if len(item) > 2 else 0, self.rng)
                     self._seq += 1
-                    heapq.heappush(self._queue, (when, self._seq, src, dst, payload))
+                    heapq.heappush(self._queue, (when, self._seq, src, dst, payload, ecn))
 
     def _next_timer(self) -> float | None:
         timers = [t for ep in self.endpoints.values() if (t := ep.get_timer()) is not None]
@@ -127,12 +161,15 @@ class Network:
         if timer is None and arrival is None:
             return False
         if arrival is not None and (timer is None or arrival <= timer):
-            when, _, src, dst, payload = heapq.heappop(self._queue)
+            when, _, src, dst, payload, ecn = heapq.heappop(self._queue)
             self.now = max(self.now, when)
             target = self.endpoints.get(dst)
             if target is not None:
                 self.link(src, dst).delivered += 1
-                target.receive_datagram(payload, src, self.now)
+                if ecn:
+                    target.receive_datagram(payload, src, self.now, ecn=ecn)  # type: ignore[call-arg]
+                else:
+                    target.receive_datagram(payload, src, self.now)
         else:
             assert timer is not None
             self.now = max(self.now, timer)
