@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from quic.conn_ecn import EcnController
     from quic.conn_handshake import HandshakeDriver
     from quic.conn_paths import PathManager
+    from quic.conn_pmtu import PmtuDiscovery
     from quic.conn_streams import StreamController
     from quic.recovery import LossRecovery
 
@@ -96,6 +97,7 @@ class FrameDispatcher:
         paths: PathManager,
         datagrams: DatagramChannel,
         ecn: EcnController,
+        pmtu: PmtuDiscovery,
         on_tls_progress: Callable[[float], None],
         confirm_handshake: Callable[[float], None],
         on_peer_close: PeerCloseCallback,
@@ -110,6 +112,7 @@ class FrameDispatcher:
         self._paths = paths
         self._datagrams = datagrams
         self._ecn = ecn
+        self._pmtu = pmtu
         self._on_tls_progress = on_tls_progress
         self._confirm_handshake = confirm_handshake
         self._on_peer_close = on_peer_close
@@ -168,6 +171,8 @@ class FrameDispatcher:
         if self._ecn.on_ack_frame(index, frame.ranges[0][1], frame.ecn) and result.acked:
             # RFC 9002 §7.1, B.7: a validated rise of the CE count is a congestion event
             recovery.congestion.on_ecn_ce(result.acked[-1].time_sent, now)
+        if index == APPLICATION:
+            self._pmtu.on_ack(result.acked, result.lost, now)  # black holes (RFC 8899 §4.3)
         handshake = self._handshake
         if (
             result.acked

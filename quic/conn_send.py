@@ -32,6 +32,10 @@ component the fate of its frames. One ECN codepoint is chosen per call
 (:meth:`~quic.conn_ecn.EcnController.begin_send`); when it is ECT(0) every packet is
 reported to the ECN controller, which learns its fate for validation (§13.4.2).
 
+A DPLPMTUD probe (:class:`~quic.conn_pmtu.PmtuDiscovery`, RFC 9000 §14.4) goes first,
+in a datagram of its own larger than the others, when the PMTU component asks for one
+and the congestion window has room for it; the component writes its PING and PADDING.
+
 Probes (RFC 9002 §6.2.4) are owed per space: the loss-detection timeout asks for
 them (:meth:`SendScheduler.schedule_probe`) and they bypass the congestion window;
 handshake data not yet acknowledged is queued again for them. After 16 ACK-only
@@ -66,6 +70,7 @@ if TYPE_CHECKING:
     from quic.conn_handshake import HandshakeDriver
     from quic.conn_keys import PacketSpaces
     from quic.conn_paths import PathManager
+    from quic.conn_pmtu import PmtuDiscovery
     from quic.conn_streams import StreamController
     from quic.qlog import QuicLogger
     from quic.recovery import LossRecovery
@@ -95,6 +100,7 @@ class SendScheduler:
         streams: StreamController,
         datagrams: DatagramChannel,
         ecn: EcnController,
+        pmtu: PmtuDiscovery,
         recovery: LossRecovery,
         events: deque[QuicEvent],
         discard_space: Callable[[int, float], None],
@@ -111,6 +117,7 @@ class SendScheduler:
         self._streams = streams
         self._datagrams = datagrams
         self._ecn = ecn
+        self._pmtu = pmtu
         self._recovery = recovery
         self._events = events
         self._discard_space = discard_space
@@ -179,11 +186,14 @@ class SendScheduler:
         spaces = self._keys.spaces
         qlog = self._qlog
         mtu = paths.max_datagram_size
-        asm = PacketAssembler(mtu)
+        probe = self._pmtu.probe_size()
+        asm = PacketAssembler(mtu if probe is None else max(mtu, probe))
         sent_eliciting = False
         validated_bytes = 0  # sent once the address is validated (counted at the end)
         ecn = self._ecn
         marked = ecn.begin_send() != 0  # one ECN codepoint for the whole call
+        if probe is not None and recovery.congestion.available() >= probe:
+            sent_eliciting = self._send_pmtu_probe(asm, probe, now, version, marked)
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
             validated = paths.address_validated
             if not validated and paths.send_budget() < MIN_INITIAL_DATAGRAM:
@@ -222,6 +232,43 @@ class SendScheduler:
         if validated_bytes:
             paths.on_datagram_sent(validated_bytes)
         return asm.datagrams, sent_eliciting
+
+    def _send_pmtu_probe(
+        self, asm: PacketAssembler, size: int, now: float, version: int, marked: bool
+    ) -> bool:
+        """A DPLPMTUD probe of ``size`` bytes in a datagram of its own (RFC 9000 §14.4);
+        the PMTU component writes it. True if it was sent."""
+        space = self._keys.spaces[APPLICATION]
+        write = space.write
+        if write is None or not self._paths.address_validated:
+            return False
+        asm.begin_datagram(size)
+        if not asm.begin_packet(
+            PacketType.ONE_RTT,
+            version,
+            self._cids.peer_cid,
+            self._host_cid,
+            write,
+            APPLICATION,
+            space.next_pn,
+            self._recovery.spaces[APPLICATION].largest_acked,
+            b"",
+            write.key_phase,
+        ):
+            return False
+        space.next_pn += 1
+        self._pmtu.write_probe(asm, now, self._recovery.rtt.pto_base())
+        packet = asm.end_packet()
+        pending = asm.pending
+        asm.end_datagram(pad_initial=False)
+        assert packet is not None
+        if marked:
+            self._ecn.on_packet_sent(packet)
+        self._recovery.on_packet_sent(packet, now)
+        self._paths.on_datagram_sent(size)
+        if self._qlog is not None:
+            self._qlog.packets_sent(now, pending)
+        return True
 
     def _begin_close_packet(self, asm: PacketAssembler, index: int, version: int) -> bool:
         space = self._keys.spaces[index]

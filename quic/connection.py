@@ -35,6 +35,8 @@ those frames from the handlers it registers on the packets that carry them:
 ``closer``      :class:`~quic.conn_close.CloseState`: closing, draining (§10)
 ``ecn``         :class:`~quic.conn_ecn.EcnController`: ECN counts, marking and
                 validation (§13.4)
+``pmtu``        :class:`~quic.conn_pmtu.PmtuDiscovery`: DPLPMTUD, the path's
+                maximum datagram size (§14, RFC 8899)
 ``sender``      :class:`~quic.conn_send.SendScheduler`: what goes into each packet
 ``reader``      :class:`~quic.conn_receive.PacketReader`: opening packets
 ``dispatcher``  :class:`~quic.conn_dispatch.FrameDispatcher`: frame → component
@@ -82,6 +84,7 @@ from quic.conn_ecn import EcnController
 from quic.conn_handshake import HandshakeDriver
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, PacketSpaces, Space
 from quic.conn_paths import PathManager
+from quic.conn_pmtu import PmtuDiscovery
 from quic.conn_receive import PacketReader
 from quic.conn_send import SendScheduler
 from quic.conn_streams import StreamController
@@ -205,6 +208,12 @@ class QuicConnection:
             max_ack_only=config.max_ack_only_packets_tracked,
             max_sent=config.max_sent_packets_tracked,
         )
+        self.pmtu = PmtuDiscovery(
+            config.max_datagram_size,
+            config.pmtud_max_datagram_size,
+            config.pmtud_raise_interval,
+            self._set_datagram_size,
+        )
         self.streams = StreamController(
             is_client,
             StreamLimits(
@@ -255,6 +264,7 @@ class QuicConnection:
             streams=self.streams,
             datagrams=self.datagrams,
             ecn=self.ecn,
+            pmtu=self.pmtu,
             recovery=self.recovery,
             events=events,
             discard_space=self._discard_space,
@@ -270,6 +280,7 @@ class QuicConnection:
             paths=self.paths,
             datagrams=self.datagrams,
             ecn=self.ecn,
+            pmtu=self.pmtu,
             on_tls_progress=self._after_tls,
             confirm_handshake=self._confirm_handshake,
             on_peer_close=self._on_peer_close,
@@ -339,6 +350,14 @@ class QuicConnection:
     @max_datagram_size.setter
     def max_datagram_size(self, size: int) -> None:
         self.paths.max_datagram_size = size
+
+    def _set_datagram_size(self, size: int) -> None:
+        """The PMTU component changed the PLPMTU: the send path and the congestion
+        controller follow it (RFC 9000 §14.3, RFC 9002 §7.2)."""
+        self.paths.max_datagram_size = size
+        setter = getattr(self.recovery.congestion, "set_max_datagram_size", None)
+        if setter is not None:
+            setter(size)
 
     @property
     def ecn_codepoint(self) -> int:
@@ -546,6 +565,9 @@ class QuicConnection:
         loss = self.recovery.get_loss_detection_timer()
         if loss is not None and (timer is None or loss < timer):
             timer = loss
+        pmtu = self.pmtu.deadline
+        if pmtu is not None and (timer is None or pmtu < timer):
+            timer = pmtu
         if not self.paths.amplification_blocked():  # else no ACK could be sent (§8.1)
             ack = self.acks.earliest_deadline([s.write is not None for s in self.keys.spaces])
             if ack is not None and (timer is None or ack < timer):
@@ -576,9 +598,14 @@ class QuicConnection:
             self.state = ConnectionState.TERMINATED
             self.closer.on_idle_timeout(now)
             return
+        pmtu = self.pmtu
         probe = self.recovery.on_loss_detection_timeout(now)
+        if probe.lost:
+            pmtu.on_lost(probe.lost, now)
         if probe.count:
+            pmtu.on_pto(now)  # before the probes are built: they follow a fallback
             self.sender.schedule_probe(probe.space, probe.count, probe.other_spaces)
+        pmtu.handle_timer(now)
 
     def _linger(self) -> float:
         """How long closing and draining last: three PTOs (RFC 9000 §10.2)."""
@@ -725,6 +752,7 @@ class QuicConnection:
         self.cids.set_peer_limit(params.active_connection_id_limit)
         self.datagrams.set_peer_max_frame_size(params.max_datagram_frame_size)
         self.paths.limit_datagram_size(params.max_udp_payload_size)
+        self.pmtu.set_peer_limit(params.max_udp_payload_size)
         if self.is_client and params.stateless_reset_token is not None:
             self.cids.set_peer_reset_token(0, params.stateless_reset_token)
 
@@ -733,6 +761,7 @@ class QuicConnection:
         if not self.handshake.confirm():
             return
         self.recovery.handshake_confirmed = True
+        self.pmtu.start(now)  # RFC 9000 §14.2.1: DPLPMTUD after the handshake
         if not self.keys.spaces[HANDSHAKE].discarded:
             self._discard_space(HANDSHAKE, now)
         self._flush_routing()

@@ -210,7 +210,7 @@ def test_validation_succeeds_on_a_clean_link() -> None:
         assert conn.ecn.state is EcnState.CAPABLE
         assert conn.ecn_codepoint == ECN_ECT0
         ect0, ect1, ce = conn.ecn.counts(APP) or (0, 0, 0)
-        assert ect0 > 10 and ect1 == 0 and ce == 0
+        assert ect0 > 0 and ect1 == 0 and ce == 0
     assert len(_ack_ecn_seen(pair)) == 2
 
 
