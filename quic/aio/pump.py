@@ -21,6 +21,13 @@ the sessions of the connections just flushed (:attr:`QuicEndpoint.last_flushed`)
 told (:meth:`QuicSession._after_flush`), and a session leaves :attr:`sessions` with its
 connection's :class:`~quic.endpoint.ConnectionRemoved` event.
 
+ECN and Don't Fragment (:func:`quic.aio.udp.configure_path_options`): when the socket
+supports them, the batched reader feeds each datagram's ECN field to the endpoint and
+the transmit sets each datagram's codepoint (:meth:`QuicEndpoint.
+marked_datagrams_to_send`, :func:`quic.aio.udp.send_marked`); a marked datagram that
+cannot go out that way (buffer full, an error) is handed to the transport unmarked.
+With the fallback reader no ECN field is read (every datagram counts as Not-ECT).
+
 No exception escapes an asyncio callback: the endpoint never raises, each event is
 handed to its session under a guard (a failing application callback closes that
 connection with INTERNAL_ERROR and the batch goes on), and sending goes on datagram by
@@ -36,7 +43,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quic.aio.session import ConnectionClosed, QuicSession
-from quic.aio.udp import RECEIVE_BATCH, enlarge_buffers, read_batch, take_over_reading
+from quic.aio.udp import (
+    RECEIVE_BATCH,
+    PathOptions,
+    configure_path_options,
+    enlarge_buffers,
+    raw_socket,
+    read_batch,
+    read_batch_ecn,
+    send_marked,
+    take_over_reading,
+)
 from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
 from quic.endpoint import ConnectionAccepted, ConnectionRemoved, QuicEndpoint
@@ -71,6 +88,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.batched_reading = False  # True once take_over_reading succeeded
+        self.path_options = PathOptions()  # ECN, Don't Fragment: what the socket allows
+        self._raw: socket.socket | None = None  # for sendmsg, when ECN marking works
         self.closed = self.loop.create_future()
 
     # -- asyncio callbacks ------------------------------------------------------------------
@@ -78,6 +97,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a datagram transport
         enlarge_buffers(transport)
+        raw = raw_socket(transport)
+        self.path_options = configure_path_options(raw)
+        self._raw = raw if self.path_options.ecn else None
         # the transport registers its own reader right after this callback: replace it then
         self.loop.call_soon(self._take_over_reading, transport)
 
@@ -88,7 +110,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         try:
             now = self.loop.time()
             receive = self.endpoint.receive_datagram
-            read_batch(sock, lambda data, addr: receive(data, addr, now), self.error_received)
+            if self._raw is not None:
+                read_batch_ecn(sock, lambda d, a, ecn: receive(d, a, now, ecn), self.error_received)
+            else:
+                read_batch(sock, lambda data, addr: receive(data, addr, now), self.error_received)
         except Exception:
             logger.exception("QUIC receive failed")
         if not self._flush_scheduled:  # else an application write already asked for one
@@ -148,15 +173,18 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._received = self._received_seen = 0
         endpoint = self.endpoint
         self._dispatch()
-        out = endpoint.datagrams_to_send(self.loop.time())  # never raises
-        transport = self.transport
-        if out and transport is not None and not transport.is_closing():
-            sendto = transport.sendto
-            for data, addr in out:
-                try:
-                    sendto(data, addr)
-                except Exception as exc:  # e.g. an address the socket cannot reach
-                    logger.debug("UDP send to %r failed: %r", addr, exc)
+        if self._raw is not None:
+            self._send_marked(endpoint.marked_datagrams_to_send(self.loop.time()))
+        else:
+            out = endpoint.datagrams_to_send(self.loop.time())  # never raises
+            transport = self.transport
+            if out and transport is not None and not transport.is_closing():
+                sendto = transport.sendto
+                for data, addr in out:
+                    try:
+                        sendto(data, addr)
+                    except Exception as exc:  # e.g. an address the socket cannot reach
+                        logger.debug("UDP send to %r failed: %r", addr, exc)
         self._dispatch()
         sessions = self.sessions
         for conn in endpoint.last_flushed:
@@ -167,6 +195,27 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 except Exception as exc:
                     session._internal_error("QUIC session", exc)
         self._arm_timer()
+
+    def _send_marked(self, out: list[tuple[bytes, Any, int]]) -> None:
+        """Send with each datagram's ECN codepoint (RFC 9000 §13.4); see the module
+        docstring for the fallback."""
+        transport = self.transport
+        raw = self._raw
+        if not out or transport is None or raw is None or transport.is_closing():
+            return
+        sendto = transport.sendto
+        buffered: Callable[[], int] = getattr(transport, "get_write_buffer_size", lambda: 0)
+        for data, addr, ecn in out:
+            try:
+                if ecn and not buffered():
+                    try:
+                        send_marked(raw, data, addr, ecn)
+                        continue
+                    except OSError:
+                        pass  # buffer full, or the path refused it: the transport decides
+                sendto(data, addr)
+            except Exception as exc:  # e.g. an address the socket cannot reach
+                logger.debug("UDP send to %r failed: %r", addr, exc)
 
     def _dispatch(self) -> None:
         endpoint = self.endpoint
