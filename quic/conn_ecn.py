@@ -17,12 +17,20 @@ CE-marked ack-eliciting packet is acknowledged at once (RFC 9000 §13.2.1). The 
 are reported whatever we send ourselves ("MUST provide feedback ... even if an
 endpoint does not set an ECT field").
 
-Sending and validation (RFC 9000 §13.4.2, the algorithm of Appendix A.4): the path's
-ECN state is
+Sending and validation (RFC 9000 §13.4.2, after the algorithm of Appendix A.4): the
+path's ECN state is
 
-* ``TESTING`` — the first ``TESTING_PACKETS`` packets are sent ECT(0);
-* ``UNKNOWN`` — testing is over and no ACK validated the counts yet: packets go out
-  unmarked until one does;
+* ``TESTING`` — packets are sent ECT(0) until an ACK frame validates the counts or
+  validation fails; if ``TESTING_PACKETS`` marked packets are declared lost while none
+  was acknowledged, the path is taken to drop marked packets and validation fails
+  (§13.4.2: "If all packets marked with non-zero ECN codepoints are subsequently lost,
+  it can disable marking"), and likewise after ``TESTING_PTOS`` PTO expiries with no
+  marked packet acknowledged (a path that drops every marked packet leaves nothing to
+  declare lost; §13.4.2 suggests "a period of three PTOs", which two expiries with
+  backoff span). Unlike Appendix A.4 there is no "unknown" state that stops
+  marking after ten packets: on a healthy path the first ACK validates within a round
+  trip, and every packet keeps its mark, which is what quic-interop-runner's "ecn"
+  case checks;
 * ``CAPABLE`` — an ACK newly acknowledged ECT(0) packets and its counts passed the
   checks: every packet is sent ECT(0);
 * ``FAILED`` — a check failed: nothing is marked again on this path (``DISABLED`` if
@@ -44,8 +52,8 @@ last ACK frame that passed (RFC 9000 §13.4.2.1). Validation fails when
   packets (CE or ECT(0) marks erased on the way);
 * the ECT(0) + CE count exceeds the packets we sent ECT(0), or ECT(1) is non-zero
   although we never send ECT(1) (remarking);
-* every marked packet was declared lost and none acknowledged (Appendix A.4: marked
-  packets dropped by the path).
+* ``TESTING_PACKETS`` marked packets were declared lost and none acknowledged
+  (Appendix A.4: marked packets dropped by the path).
 
 An ACK frame that does not increase the largest acknowledged packet number is never
 used to fail validation (reordered ACKs, §13.4.2.1); it is not used at all.
@@ -85,8 +93,12 @@ ECN_ECT1 = 1
 ECN_ECT0 = 2
 ECN_CE = 3
 
-#: Packets sent ECT(0) while testing a path (RFC 9000 §13.4.2: "the first ten").
+#: Marked packets lost, none acknowledged, before a path is taken to drop ECT packets
+#: (RFC 9000 §13.4.2 suggests testing with ten packets).
 TESTING_PACKETS = 10
+#: PTO expiries, no marked packet acknowledged, before marking stops (RFC 9000 §13.4.2:
+#: "a period of three PTOs": the first PTO plus a doubled second one).
+TESTING_PTOS = 2
 
 
 class EcnState(Enum):
@@ -94,7 +106,6 @@ class EcnState(Enum):
 
     DISABLED = "disabled"  # turned off by the configuration
     TESTING = "testing"
-    UNKNOWN = "unknown"
     CAPABLE = "capable"
     FAILED = "failed"
 
@@ -112,9 +123,9 @@ class EcnController:
         "_lost_marked",
         "_marked",
         "_newly_acked",
+        "_ptos",
         "_received",
         "_sent",
-        "_testing_left",
         "ce_events",
         "send_codepoint",
         "state",
@@ -132,8 +143,8 @@ class EcnController:
         self._baseline = [(0, 0, 0), (0, 0, 0), (0, 0, 0)]  # counts of the last good ACK
         self._largest_acked = [-1, -1, -1]
         # the path being tested
-        self._testing_left = TESTING_PACKETS
         self._marked = 0  # packets sent ECT(0) on this path
+        self._ptos = 0  # PTO expiries while testing
         self._acked_marked = 0
         self._lost_marked = 0
 
@@ -143,8 +154,7 @@ class EcnController:
         if self.state is EcnState.DISABLED:
             return
         self.state = EcnState.TESTING
-        self._testing_left = TESTING_PACKETS
-        self._marked = self._acked_marked = self._lost_marked = 0
+        self._marked = self._acked_marked = self._lost_marked = self._ptos = 0
 
     # -- receiving (RFC 9000 §13.4.1) -------------------------------------------------
 
@@ -183,10 +193,6 @@ class EcnController:
         self._sent[packet.space] += 1
         self._marked += 1
         packet.handlers.append((self._fate, (packet.space,)))
-        if self.state is EcnState.TESTING:
-            self._testing_left -= 1
-            if self._testing_left <= 0:
-                self.state = EcnState.UNKNOWN  # Appendix A.4: testing is over
 
     def _fate(self, acked: bool, index: int) -> None:
         if acked:
@@ -195,11 +201,19 @@ class EcnController:
         else:
             self._lost_marked += 1
             if (
-                self.state is EcnState.UNKNOWN
+                self.state is EcnState.TESTING
                 and not self._acked_marked
-                and self._lost_marked >= self._marked
+                and self._lost_marked >= TESTING_PACKETS
             ):
-                self.state = EcnState.FAILED  # Appendix A.4: every marked packet lost
+                self.state = EcnState.FAILED  # Appendix A.4: the marked packets are lost
+
+    def on_pto(self) -> None:
+        """The PTO fired: while testing with nothing marked acknowledged, the path may
+        be dropping marked packets (RFC 9000 §13.4.2); stop marking after a few."""
+        if self.state is EcnState.TESTING and not self._acked_marked:
+            self._ptos += 1
+            if self._ptos >= TESTING_PTOS:
+                self.state = EcnState.FAILED
 
     # -- validation (RFC 9000 §13.4.2.1) ----------------------------------------------
 

@@ -604,6 +604,7 @@ class QuicConnection:
             pmtu.on_lost(probe.lost, now)
         if probe.count:
             pmtu.on_pto(now)  # before the probes are built: they follow a fallback
+            self.ecn.on_pto()
             self.sender.schedule_probe(probe.space, probe.count, probe.other_spaces)
         pmtu.handle_timer(now)
 

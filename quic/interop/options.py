@@ -65,6 +65,9 @@ TESTCASES: dict[str, InteropCase] = {
         InteropCase("multiconnect", connection_per_url=True),
         InteropCase("chacha20", cipher_suites=(CipherSuite.TLS_CHACHA20_POLY1305_SHA256,)),
         InteropCase("http3", plugin=True),
+        # helper "ecnpmtu": a transfer; ECN marking, counts and validation are always on
+        # (quic.conn_ecn), the socket layer sets and reads the ECN field (quic.aio.udp)
+        InteropCase("ecn"),
     )
 }
 

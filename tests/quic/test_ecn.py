@@ -16,6 +16,7 @@ from quic.conn_ecn import (
     ECN_ECT1,
     ECN_NOT_ECT,
     TESTING_PACKETS,
+    TESTING_PTOS,
     EcnController,
     EcnState,
 )
@@ -60,11 +61,11 @@ def test_counts_per_space_and_codepoint() -> None:
 # -- sending and validation (RFC 9000 §13.4.2) --------------------------------------------
 
 
-def test_testing_then_unknown_then_capable() -> None:
+def test_testing_then_capable() -> None:
     ecn = EcnController()
-    packets = _send(ecn, APP, TESTING_PACKETS)
-    assert ecn.state is EcnState.UNKNOWN
-    assert ecn.begin_send() == ECN_NOT_ECT  # unknown: unmarked until validated
+    packets = _send(ecn, APP, 3 * TESTING_PACKETS)
+    assert ecn.state is EcnState.TESTING
+    assert ecn.begin_send() == ECN_ECT0  # every packet marked until the verdict
     _fate(packets[:4], True)
     assert not ecn.on_ack_frame(APP, 3, (4, 0, 0))
     assert ecn.state is EcnState.CAPABLE
@@ -125,13 +126,21 @@ def test_reordered_ack_never_fails_validation() -> None:
     assert ecn.state is EcnState.CAPABLE
 
 
-def test_all_marked_packets_lost_fails() -> None:
+def test_marked_packets_all_lost_fails() -> None:
     ecn = EcnController()
     packets = _send(ecn, APP, TESTING_PACKETS)
     _fate(packets[:-1], False)
-    assert ecn.state is EcnState.UNKNOWN  # one still outstanding
+    assert ecn.state is EcnState.TESTING  # one still outstanding
     _fate(packets[-1:], False)
     assert ecn.state is EcnState.FAILED
+
+
+def test_lost_marked_packets_do_not_fail_once_one_was_acknowledged() -> None:
+    ecn = EcnController()
+    packets = _send(ecn, APP, 2 * TESTING_PACKETS)
+    _fate(packets[:1], True)
+    _fate(packets[1:], False)  # congestion losses, not an ECN black hole
+    assert ecn.state is EcnState.TESTING
 
 
 def test_ce_increase_is_reported_once_validated() -> None:
@@ -251,6 +260,30 @@ def test_validation_fails_on_a_bleaching_link_and_data_still_flows() -> None:
 def test_validation_fails_on_a_remarking_link() -> None:
     pair = make_pair(ecn=True, ecn_remark=ECN_ECT1)
     assert _transfer(pair, 100_000)
+    for conn in (pair.client, pair.server):
+        assert conn.ecn.state is EcnState.FAILED
+
+
+def test_ptos_with_nothing_marked_acknowledged_stop_marking() -> None:
+    ecn = EcnController()
+    _send(ecn, 0, 1)
+    for _ in range(TESTING_PTOS - 1):
+        ecn.on_pto()
+    assert ecn.state is EcnState.TESTING
+    ecn.on_pto()
+    assert ecn.state is EcnState.FAILED
+    capable = EcnController()
+    packets = _send(capable, APP, 2)
+    _fate(packets, True)
+    capable.on_ack_frame(APP, 1, (2, 0, 0))
+    for _ in range(5):
+        capable.on_pto()  # later PTOs are loss, not an ECN verdict
+    assert capable.state is EcnState.CAPABLE
+
+
+def test_a_path_that_drops_marked_packets_falls_back_to_not_ect() -> None:
+    pair = make_pair(ecn=True, ecn_drop=True)
+    assert _transfer(pair, 50_000)  # the handshake retransmits unmarked and completes
     for conn in (pair.client, pair.server):
         assert conn.ecn.state is EcnState.FAILED
 

@@ -14,13 +14,13 @@ transfer runs in milliseconds of real time and every run with the same seed is t
 
 ECN (RFC 3168 field of the IP header): an endpoint whose ``datagrams_to_send`` yields
 ``(data, addr, ecn)`` triples sends with that codepoint; a link may mark ECT packets CE
-(``ecn_ce``, a probability: a congested router), clear the field (``ecn_bleach``) or
-rewrite an ECT codepoint (``ecn_remark``). A datagram that arrives with a non-zero
-codepoint is delivered as ``receive_datagram(data, addr, now, ecn=codepoint)``; one
-without (and every datagram of an endpoint that yields pairs) as before, so endpoints
-that know nothing of ECN are unaffected. ``mtu`` is the largest datagram a link
-carries (larger ones are dropped, as with the Don't Fragment bit set); it may be
-changed mid-run to model a path MTU drop.
+(``ecn_ce``, a probability: a congested router), clear the field (``ecn_bleach``),
+rewrite an ECT codepoint (``ecn_remark``) or drop marked datagrams (``ecn_drop``). A
+datagram that arrives with a non-zero codepoint is delivered as
+``receive_datagram(data, addr, now, ecn=codepoint)``; one without (and every datagram
+of an endpoint that yields pairs) as before, so endpoints that know nothing of ECN are
+unaffected. ``mtu`` is the largest datagram a link carries (larger ones are dropped, as
+with the Don't Fragment bit set); it may be changed mid-run to model a path MTU drop.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class Link:
     ecn_ce: float = 0.0  # probability that an ECT datagram is marked CE
     ecn_bleach: bool = False  # clear the ECN field of every datagram
     ecn_remark: int | None = None  # rewrite ECT(0)/ECT(1) to this codepoint
+    ecn_drop: bool = False  # drop every ECT-marked datagram (a broken middlebox)
     # statistics
     sent: int = 0
     delivered: int = 0
@@ -138,8 +139,13 @@ class Network:
             for item in endpoint.datagrams_to_send(self.now):
                 data, dst = item[0], item[1]
                 link = self.link(src, dst)
+                sent_ecn = item[2] if len(item) > 2 else 0
+                if sent_ecn and link.ecn_drop:
+                    link.sent += 1
+                    link.dropped += 1
+                    continue
                 for when, payload in link.schedule(bytes(data), self.now, self.rng):
-                    ecn = link.mark(item[2] if len(item) > 2 else 0, self.rng)
+                    ecn = link.mark(sent_ecn, self.rng)
                     self._seq += 1
                     heapq.heappush(self._queue, (when, self._seq, src, dst, payload, ecn))
 
