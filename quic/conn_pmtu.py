@@ -124,8 +124,9 @@ class PmtuDiscovery:
         apply: Callable[[int], None],
     ) -> None:
         self._start = max(BASE_PLPMTU, start)
-        self._ceiling = ceiling  # MAX_PLPMTU of the configuration
-        self._limit = ceiling  # ... lowered by the peer's max_udp_payload_size
+        # MAX_PLPMTU of the configuration (never below the starting size) ...
+        self._ceiling = max(self._start, ceiling)
+        self._limit = self._ceiling  # ... lowered by the peer's max_udp_payload_size
         self._raise_interval = raise_interval
         self._apply = apply
         self.plpmtu = self._start

@@ -146,6 +146,14 @@ def test_peer_limit_caps_the_search() -> None:
     assert small.state is PmtuState.DISABLED
 
 
+def test_a_start_above_the_ceiling_is_kept() -> None:
+    pmtu, applied = _pmtu(1452, 1200)  # max_datagram_size set, no discovery
+    pmtu.set_peer_limit(65527)
+    pmtu.start(0.0)
+    assert pmtu.plpmtu == 1452 and applied == []
+    assert pmtu.state is PmtuState.DISABLED
+
+
 def test_peer_limit_below_the_start_lowers_it() -> None:
     pmtu, applied = _pmtu(1400, 1452)
     pmtu.set_peer_limit(1300)
