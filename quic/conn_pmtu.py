@@ -154,13 +154,17 @@ class PmtuDiscovery:
         """The peer's ``max_udp_payload_size`` (RFC 9000 §18.2) caps MAX_PLPMTU."""
         limit = max(BASE_PLPMTU, min(self._ceiling, max_udp_payload_size))
         self._limit = limit
-        if self._high > limit:
-            self._high = limit
-            self._candidate = min(self._candidate, limit)
         if self.plpmtu > limit:
             self._set(limit)
-        if self.state is PmtuState.BASE and limit <= self.plpmtu:
+        if self._high > limit:
+            self._high = limit
+        state = self.state
+        if state is PmtuState.BASE and limit <= self.plpmtu:
             self.state = PmtuState.DISABLED
+        elif state is PmtuState.SEARCHING and self._candidate > limit:
+            self._attempts = 0
+            self._candidate = limit
+            self._next_candidate_or_complete(limit)
 
     def start(self, now: float) -> None:
         """The handshake is confirmed: search (RFC 9000 §14.2.1, RFC 8899 §5.2 BASE)."""
@@ -224,20 +228,22 @@ class PmtuDiscovery:
     def _probe_fate(self, acked: bool, seq: int, size: int) -> None:
         current = seq == self._outstanding
         if acked:
-            if size > self.plpmtu and size <= self._limit:
+            if self.plpmtu < size <= self._limit:
                 self._set(size)  # even a late acknowledgment proves the size
                 self._suspicious = 0
             if current:
                 self._outstanding = 0
                 self._probe_deadline = None
                 self._after_success(size)
+            elif not self._outstanding:
+                self._after_success(size)  # a late one: the next candidate moves up
         elif current:
             self._probe_lost()
 
     def _after_success(self, size: int) -> None:
         if self.state is not PmtuState.SEARCHING:
             return
-        if size > self._low:
+        if self._low < size <= self._limit:
             self._low = size
         self._attempts = 0
         self._next_candidate()
@@ -249,18 +255,24 @@ class PmtuDiscovery:
         if self.state is not PmtuState.SEARCHING:
             return
         self._attempts += 1
-        if self._attempts < MAX_PROBES:
+        candidate = self._candidate
+        if self._attempts < MAX_PROBES and candidate > self.plpmtu:
             return  # the same size again (RFC 8899 §5.1.2 MAX_PROBES)
         self._attempts = 0
-        self._high = self._candidate - 1
+        if candidate > self.plpmtu:  # else a late ACK of an earlier probe proved it
+            self._high = min(self._high, candidate - 1)
         self._next_candidate()
 
     def _next_candidate(self) -> None:
         low, high = max(self._low, self.plpmtu), self._high
-        if high - low < SEARCH_PRECISION:
+        self._next_candidate_or_complete((low + high + 1) // 2)  # RFC 8899 §5.3: bisection
+
+    def _next_candidate_or_complete(self, candidate: int) -> None:
+        low, high = max(self._low, self.plpmtu), self._high
+        if high - low < SEARCH_PRECISION or candidate <= self.plpmtu:
             self._complete(self._probe_sent_at)
             return
-        self._candidate = (low + high + 1) // 2  # RFC 8899 §5.3: bisection
+        self._candidate = candidate
 
     # -- timers -----------------------------------------------------------------------
 

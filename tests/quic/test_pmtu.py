@@ -321,3 +321,20 @@ def test_probing_cost_does_not_grow_with_the_transfer() -> None:
     assert small.client.pmtu.black_holes == large.client.pmtu.black_holes == 1
     assert large_probes <= small_probes + MAX_PROBES
     assert large.client.queue_sizes() == small.client.queue_sizes()
+
+
+def test_late_ack_of_an_earlier_probe_ends_the_search() -> None:
+    """Found by fuzz/test_fuzz_ecn_pmtu.py: a probe timed out, a second one of the same
+    size is outstanding, then the first one's ACK arrives; the search must not ask for
+    a probe that is not larger than the PLPMTU."""
+    pmtu, _ = _pmtu()
+    pmtu.set_peer_limit(1216)
+    pmtu.start(0.0)
+    size, first = _probe(pmtu, now=0.0)
+    pmtu.handle_timer(1.0)  # the first probe's timer expires
+    _probe(pmtu, now=1.0)  # a second probe of the same size
+    _fate(first, True)  # late: proves 1216
+    assert pmtu.plpmtu == size == 1216
+    pmtu.handle_timer(2.0)  # the second one's timer
+    assert pmtu.probe_size() is None
+    assert pmtu.state is PmtuState.SEARCH_COMPLETE
