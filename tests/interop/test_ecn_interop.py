@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
@@ -68,6 +69,7 @@ class EcnRelay:
         self.port: int = self.front.getsockname()[1]
         self.client: Any = None
         self.seen: dict[str, dict[int, int]] = {"client": {}, "server": {}}
+        self.order: dict[str, list[int]] = {"client": [], "server": []}  # codepoints in order
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_reader(self.front.fileno(), self._from_client)
@@ -81,6 +83,7 @@ class EcnRelay:
     def _record(self, side: str, ecn: int) -> None:
         counts = self.seen[side]
         counts[ecn] = counts.get(ecn, 0) + 1
+        self.order[side].append(ecn)
 
     def _from_client(self) -> None:
         def forward(data: bytes, addr: Any, ecn: int) -> None:
@@ -177,3 +180,42 @@ async def test_ecn_case_against_aioquic_which_does_no_ecn(
     got = hashlib.sha256((tmp_path / "downloads" / FILE).read_bytes()).digest()
     assert got == hashlib.sha256((tree / "www" / FILE).read_bytes()).digest()
     assert _acks_with_counts(qlog) == 0  # aioquic never marks, so we report no counts
+
+
+async def test_ecn_validated_both_ways_with_ngtcp2(tmp_path: Path) -> None:
+    """ngtcp2 (an independent implementation that does ECN) downloads from our HTTP/3
+    server through the capturing relay: each side keeps marking ECT(0) to the end,
+    which it does only if the other side's ACK_ECN counts passed its validation."""
+    binary = shutil.which("gtlsclient")
+    if binary is None:
+        pytest.skip("gtlsclient not installed (apt ngtcp2-client)")
+    from tests.interop.test_h3_interop import OurServer
+
+    www = tmp_path / "www"
+    www.mkdir()
+    payload = os.urandom(2_000_000)
+    (www / FILE).write_bytes(payload)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    loop = asyncio.get_running_loop()
+    with OurServer(www) as server:
+        relay = EcnRelay(server.port)
+        relay.start(loop)
+        try:
+            url = f"https://127.0.0.1:{relay.port}/{FILE}"
+            process = await asyncio.create_subprocess_exec(
+                *(binary, "127.0.0.1", str(relay.port), url, "-q"),
+                *("--exit-on-all-streams-close", "--download", str(downloads)),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, stderr = await asyncio.wait_for(process.communicate(), 45)
+        finally:
+            relay.stop(loop)
+        assert process.returncode == 0, f"{stderr.decode()[-2000:]}\n{server.log()}"
+    assert (downloads / FILE).read_bytes() == payload
+    for side in ("client", "server"):
+        marks = relay.order[side]
+        assert len(marks) > 100
+        assert set(marks[-20:]) == {2}, (side, relay.seen[side])  # still ECT(0) at the end
+    assert set(relay.seen["server"]) == {2}, relay.seen  # we never stopped marking
