@@ -81,7 +81,8 @@ class QuicConfiguration:
     supported_versions: tuple[int, ...] = (QuicVersion.VERSION_1, QuicVersion.VERSION_2)
     initial_version: int | None = None
     idle_timeout: float = 30.0
-    max_datagram_size: int = 1200  # UDP payload we send (no PMTU discovery yet)
+    # UDP payload we send from the start; DPLPMTUD searches above it (see below)
+    max_datagram_size: int = 1200
     max_udp_payload_size: int = 65527  # what we accept (transport parameter)
     max_datagram_frame_size: int | None = 65536  # None: DATAGRAM frames disabled
     initial_max_data: int = 4 * 1024 * 1024
@@ -227,6 +228,20 @@ class QuicConfiguration:
     # RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset §3). False: it must not
     # (a RESET_STREAM_AT frame is then FRAME_ENCODING_ERROR, RFC 9000 §12.4).
     reset_stream_at: bool = True
+    # -- ECN and DPLPMTUD (helper "ecnpmtu", issue 9) -----------------------------------
+    # ECN (RFC 9000 §13.4): report the ECN counts of received packets (always, when the
+    # I/O layer can read them), and with ``ecn`` mark packets ECT(0), validate the path
+    # (§13.4.2) and answer CE marks as congestion (RFC 9002 §7.1). False: never mark.
+    ecn: bool = True
+    # DPLPMTUD (RFC 8899; RFC 9000 §14.2-§14.4): once the handshake is confirmed, probe
+    # with PING+PADDING packets from max_datagram_size up to MAX_PLPMTU, this value
+    # capped by the peer's max_udp_payload_size; at or below max_datagram_size (the
+    # default, for now): no probing. 1452 (a 1500-byte Ethernet MTU - 40 for an IPv6
+    # header - 8 for UDP) suits most paths.
+    pmtud_max_datagram_size: int = 1200
+    # PMTU_RAISE_TIMER (RFC 8899 §5.1.1): seconds after a search ended below MAX_PLPMTU
+    # (or a black hole) before searching for a larger size again.
+    pmtud_raise_interval: float = 600.0
 
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None

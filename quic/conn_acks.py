@@ -119,6 +119,11 @@ class AckState:
             )
         return self.min_ack_delay
 
+    def ack_now(self, index: int, now: float) -> None:
+        """Acknowledge without delay: a CE-marked ack-eliciting packet (RFC 9000 §13.2.1,
+        "to reduce the peer's response time to congestion events")."""
+        self.trackers[index].deadline = now
+
     # -- timers -----------------------------------------------------------------------
 
     def due(self, index: int, now: float) -> bool:
@@ -150,25 +155,33 @@ class AckState:
 
     # -- sending ----------------------------------------------------------------------
 
-    def write(self, asm: PacketAssembler, index: int, now: float, reserve: int = 0) -> bool:
+    def write(
+        self,
+        asm: PacketAssembler,
+        index: int,
+        now: float,
+        reserve: int = 0,
+        ecn: tuple[int, int, int] | None = None,
+    ) -> bool:
         """Write the space's ACK frame into the open packet; True if written.
 
         An ACK that is not due (``reserve`` > 0) gives way when it would leave less
-        than ``reserve`` bytes of room for the frame that wants them.
+        than ``reserve`` bytes of room for the frame that wants them. With ``ecn``
+        counts it is an ACK_ECN frame (RFC 9000 §13.4.1, §19.3.2).
         """
         tracker = self.trackers[index]
         ranges = tracker.ranges()
         if not ranges:
             return False
         delay = int(tracker.ack_delay(now) * 1_000_000) >> self._ack_delay_exponent
-        frame = encode_ack_frame(ranges, delay)
+        frame = encode_ack_frame(ranges, delay, ecn)
         room = asm.room
         if len(frame) > room:
             ranges = ranges[:_SHORT_ACK_RANGES]
-            frame = encode_ack_frame(ranges, delay)
+            frame = encode_ack_frame(ranges, delay, ecn)
             if len(frame) > room:
                 ranges = ranges[:1]
-                frame = encode_ack_frame(ranges, delay)
+                frame = encode_ack_frame(ranges, delay, ecn)
                 if len(frame) > room:
                     return False
         if reserve and len(frame) > room - reserve:

@@ -8,7 +8,9 @@ type (RFC 9000 §12.4 Table 3, :func:`~quic.frames.check_frame_allowed`) and han
 the component that owns it, through ``_HANDLERS``, a table frame class → method:
 
 ==========================================  ==========================================
-ACK                                         loss recovery (RFC 9002 §6)
+ACK                                         loss recovery (RFC 9002 §6), then ECN
+                                            validation (RFC 9000 §13.4.2) and PMTU
+                                            discovery (RFC 8899 §4.3)
 CRYPTO                                      CRYPTO streams, then the TLS engine
 STREAM, RESET_STREAM, STOP_SENDING, MAX_*,  stream controller (RFC 9000 §2-§4)
 \\*_BLOCKED, RESET_STREAM_AT                (draft-ietf-quic-reliable-stream-reset)
@@ -72,8 +74,10 @@ if TYPE_CHECKING:
     from quic.conn_acks import AckState
     from quic.conn_crypto import CryptoStreams
     from quic.conn_datagrams import DatagramChannel
+    from quic.conn_ecn import EcnController
     from quic.conn_handshake import HandshakeDriver
     from quic.conn_paths import PathManager
+    from quic.conn_pmtu import PmtuDiscovery
     from quic.conn_streams import StreamController
     from quic.qlog import QuicLogger
     from quic.recovery import LossRecovery
@@ -102,6 +106,8 @@ class FrameDispatcher:
         paths: PathManager,
         datagrams: DatagramChannel,
         acks: AckState,
+        ecn: EcnController,
+        pmtu: PmtuDiscovery,
         on_tls_progress: Callable[[float], None],
         confirm_handshake: Callable[[float], None],
         on_peer_close: PeerCloseCallback,
@@ -117,6 +123,8 @@ class FrameDispatcher:
         self._paths = paths
         self._datagrams = datagrams
         self._acks = acks
+        self._ecn = ecn
+        self._pmtu = pmtu
         self._on_tls_progress = on_tls_progress
         self._confirm_handshake = confirm_handshake
         self._on_peer_close = on_peer_close
@@ -173,9 +181,10 @@ class FrameDispatcher:
             delay = (frame.ack_delay << self._peer_ack_delay_exponent) / 1_000_000
         else:
             delay = 0.0  # RFC 9002 §5.3: Initial and Handshake ACK delays are ignored
-        ce = frame.ecn[2] if frame.ecn is not None else None
+        recovery = self._recovery
         try:
-            result = self._recovery.on_ack_received(index, frame.ranges, delay, now, ce)
+            # ECN counts are validated before they are used (RFC 9000 §13.4.2.1): not here
+            result = recovery.on_ack_received(index, frame.ranges, delay, now)
         except QuicProtocolError as exc:
             exc.frame_type = frame.frame_type
             raise
@@ -184,6 +193,11 @@ class FrameDispatcher:
             qlog.packets_acked(now, index, result.acked)
             if result.lost:
                 qlog.packets_lost(now, result.lost, self._recovery)
+        if self._ecn.on_ack_frame(index, frame.ranges[0][1], frame.ecn) and result.acked:
+            # RFC 9002 §7.1, B.7: a validated rise of the CE count is a congestion event
+            recovery.congestion.on_ecn_ce(result.acked[-1].time_sent, now)
+        if index == APPLICATION:
+            self._pmtu.on_ack(result.acked, result.lost, now)  # black holes (RFC 8899 §4.3)
         handshake = self._handshake
         if (
             result.acked

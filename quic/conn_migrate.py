@@ -88,6 +88,7 @@ class Migration:
         sender: SendScheduler,
         new_congestion: Callable[[], Any],
         use_preferred_address: bool = True,
+        on_new_path: Callable[[float, bool], None] | None = None,
     ) -> None:
         self._is_client = is_client
         self._refuse_active = disable_active_migration and not is_client
@@ -99,6 +100,9 @@ class Migration:
         self._keys = keys
         self._sender = sender
         self._new_congestion = new_congestion
+        # on_new_path(now, host_changed): the path-dependent components (ECN validation,
+        # RFC 9000 §13.4.2; the path MTU, §14.3) start over on the new path
+        self._on_new_path = on_new_path
         self.refused = 0  # datagrams dropped by the migration rules
         self._preferred: tuple[Any, bytes] | None = None  # client: (address, its CID)
         self._use_preferred = use_preferred_address
@@ -145,6 +149,8 @@ class Migration:
             return
         if change.host_changed:
             self._reset_congestion(now)  # RFC 9000 §9.4
+        if self._on_new_path is not None:
+            self._on_new_path(now, change.host_changed)
         if reader.newest_dcid != previous_dcid:
             self._cids.rotate_peer_cid()  # RFC 9000 §9.5: the peer moved to a new ID
         recovery = self._recovery
@@ -174,6 +180,8 @@ class Migration:
         if not self._cids.rotate_peer_cid():
             raise MigrationRefused("no unused connection ID from the peer (RFC 9000 §9.5)")
         self._reset_congestion(now)
+        if self._on_new_path is not None:
+            self._on_new_path(now, True)
         self._paths.restart_current(now, self.pto())
 
     def check(self) -> None:
@@ -227,6 +235,8 @@ class Migration:
             return
         self._cids.use_peer_cid(1)  # the preferred_address connection ID (§5.1.1)
         self._reset_congestion(now)  # RFC 9000 §9.4: a new path
+        if self._on_new_path is not None:
+            self._on_new_path(now, True)
 
     # -- sending and timers -------------------------------------------------------------
 

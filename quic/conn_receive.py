@@ -19,7 +19,10 @@ kept keys, RFC 9369 §4); every other packet goes to :class:`PacketReader`, whic
 4. checks the reserved header bits (RFC 9000 §17.2, §17.3.1: PROTOCOL_VIOLATION) and
    drops duplicates (RFC 9000 §12.3);
 5. dispatches the frames (:class:`~quic.conn_dispatch.FrameDispatcher`) and records
-   the packet number for acknowledgment (:class:`~quic.conn_acks.AckState`).
+   the packet number for acknowledgment (:class:`~quic.conn_acks.AckState`), and the
+   datagram's ECN codepoint in the space's ECN counts (:class:`~quic.conn_ecn.
+   EcnController`, RFC 9000 §13.4.1: processed packets only; a CE-marked ack-eliciting
+   packet is acknowledged at once, §13.2.1). Buffered packets keep their codepoint.
 
 A datagram holding a single 1-RTT packet — the common case once the handshake is
 confirmed — takes :meth:`PacketReader.read_short`, which needs no header object.
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     from quic.cid import ConnectionIdManager
     from quic.conn_acks import AckState
     from quic.conn_dispatch import FrameDispatcher
+    from quic.conn_ecn import EcnController
     from quic.conn_handshake import HandshakeDriver
     from quic.conn_keys import PacketSpaces
     from quic.qlog import QuicLogger
@@ -72,6 +76,7 @@ class PacketReader:
         dispatcher: FrameDispatcher,
         handshake: HandshakeDriver,
         cids: ConnectionIdManager,
+        ecn: EcnController,
         buffer_limit: int,
         qlog: QuicLogger | None,
     ) -> None:
@@ -81,11 +86,13 @@ class PacketReader:
         self._dispatcher = dispatcher
         self._handshake = handshake
         self._cids = cids
+        self._ecn = ecn
         self._buffer_limit = buffer_limit
         self._qlog = qlog
-        self._buffered: deque[tuple[bytes, Any]] = deque()  # waiting for their keys
+        # (packet, address, ECN codepoint) waiting for their keys
+        self._buffered: deque[tuple[bytes, Any, int]] = deque()
         # keys arrived: to be tried again (the connection pops them; read-only elsewhere)
-        self.reprocess: deque[tuple[bytes, Any]] = deque()
+        self.reprocess: deque[tuple[bytes, Any, int]] = deque()
         self.dropped = 0
         self.processed = 0
         self.zero_rtt_processed = 0  # 0-RTT packets opened (server)
@@ -122,7 +129,7 @@ class PacketReader:
     # -- packets ----------------------------------------------------------------------
 
     def read_long(
-        self, data: bytes, pos: int, header: PacketHeader, addr: Any, now: float
+        self, data: bytes, pos: int, header: PacketHeader, addr: Any, now: float, ecn: int = 0
     ) -> int | None:
         """Process one packet of our version; returns its space, or None if dropped."""
         packet_type = header.packet_type
@@ -135,7 +142,7 @@ class PacketReader:
         space = self._keys.spaces[index]
         if space.read is None:
             if not space.discarded and len(self._buffered) < self._buffer_limit:
-                self._buffered.append((bytes(data[pos : header.end]), addr))  # RFC 9001 §5.7
+                self._buffered.append((bytes(data[pos : header.end]), addr, ecn))  # RFC 9001 §5.7
             else:
                 self.drop(now, "key_unavailable", packet_type)
             return None
@@ -167,11 +174,13 @@ class PacketReader:
         if index == APPLICATION and pn > largest:
             self._note_newest(header.dcid)
         acks.on_packet(index, pn, eliciting, now)
+        if ecn and self._ecn.on_packet_received(index, ecn) and eliciting:
+            acks.ack_now(index, now)  # CE: acknowledge at once (RFC 9000 §13.2.1)
         self.processed += 1
         return index
 
     def read_zero_rtt(
-        self, data: bytes, pos: int, header: PacketHeader, addr: Any, now: float
+        self, data: bytes, pos: int, header: PacketHeader, addr: Any, now: float, ecn: int = 0
     ) -> int | None:
         """A 0-RTT packet at a server (RFC 9001 §4.6): kept until the ClientHello has
         been processed (RFC 9001 §4.7, within the buffer limit), dropped once 0-RTT is
@@ -183,7 +192,7 @@ class PacketReader:
                 and keys.spaces[HANDSHAKE].read is None  # TLS has not decided yet
                 and len(self._buffered) < self._buffer_limit
             ):
-                self._buffered.append((bytes(data[pos : header.end]), addr))
+                self._buffered.append((bytes(data[pos : header.end]), addr, ecn))
             else:
                 self.drop(now, "key_unavailable", PacketType.ZERO_RTT)
             return None
@@ -214,7 +223,7 @@ class PacketReader:
         if self._dispatcher.non_probing:
             self.newest_non_probing = True
 
-    def read_short(self, data: bytes, cid_len: int, now: float) -> bool:
+    def read_short(self, data: bytes, cid_len: int, now: float, ecn: int = 0) -> bool:
         """:meth:`read_long` for a datagram holding one short-header packet (the bulk
         path: the application space's ACK tracker is used directly)."""
         tracker = self._acks.trackers[APPLICATION]
@@ -235,5 +244,7 @@ class PacketReader:
         if pn > largest:
             self._note_newest(dcid)
         tracker.on_packet(pn, eliciting, now)
+        if ecn and self._ecn.on_packet_received(APPLICATION, ecn) and eliciting:
+            tracker.deadline = now  # CE: acknowledge at once (RFC 9000 §13.2.1)
         self.processed += 1
         return True

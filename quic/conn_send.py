@@ -11,7 +11,8 @@ What a packet may carry:
 * an ACK frame (:class:`~quic.conn_acks.AckState`) whenever the space owes one (the
   ACK timer fired) or when the packet is sent anyway and acknowledgments are pending
   (§13.2.1); ACK-only packets are neither ack-eliciting nor congestion controlled
-  (RFC 9002 §3);
+  (RFC 9002 §3). Once ECN-marked packets arrived in the space it is an ACK_ECN frame
+  with the counts of :class:`~quic.conn_ecn.EcnController` (§13.4.1);
 * ack-eliciting frames only while the congestion window has room (RFC 9002 §7) or
   when a probe is owed (PTO, RFC 9002 §6.2.4): CRYPTO data in every space
   (:class:`~quic.conn_crypto.CryptoStreams`), and in the application space, in this
@@ -39,7 +40,13 @@ the path's maximum datagram size, and for a server three times the bytes receive
 until the client's address is validated (§8.1). Each finished datagram's packets are
 registered with loss recovery at once, so the congestion window counts them before the
 next datagram is built; the handlers the writers registered on each packet tell every
-component the fate of its frames.
+component the fate of its frames. One ECN codepoint is chosen per call
+(:meth:`~quic.conn_ecn.EcnController.begin_send`); when it is ECT(0) every packet is
+reported to the ECN controller, which learns its fate for validation (§13.4.2).
+
+A DPLPMTUD probe (:class:`~quic.conn_pmtu.PmtuDiscovery`, RFC 9000 §14.4) goes first,
+in a datagram of its own larger than the others, when the PMTU component asks for one
+and the congestion window has room for it; the component writes its PING and PADDING.
 
 Pacing (RFC 9002 §7.7): before building, the scheduler sets its
 :class:`~quic.pacing.Pacer` to the controller's ``pacing_rate`` (once an RTT sample
@@ -84,9 +91,11 @@ if TYPE_CHECKING:
     from quic.conn_close import CloseFrame
     from quic.conn_crypto import CryptoStreams
     from quic.conn_datagrams import DatagramChannel
+    from quic.conn_ecn import EcnController
     from quic.conn_handshake import HandshakeDriver
     from quic.conn_keys import PacketSpaces
     from quic.conn_paths import Path, PathManager
+    from quic.conn_pmtu import PmtuDiscovery
     from quic.conn_streams import StreamController
     from quic.qlog import QuicLogger
     from quic.recovery import LossRecovery
@@ -115,6 +124,8 @@ class SendScheduler:
         paths: PathManager,
         streams: StreamController,
         datagrams: DatagramChannel,
+        ecn: EcnController,
+        pmtu: PmtuDiscovery,
         recovery: LossRecovery,
         ackfreq: AckFrequencySender,
         events: deque[QuicEvent],
@@ -131,6 +142,8 @@ class SendScheduler:
         self._paths = paths
         self._streams = streams
         self._datagrams = datagrams
+        self._ecn = ecn
+        self._pmtu = pmtu
         self._recovery = recovery
         self._ackfreq = ackfreq
         self._ackfreq_due = False  # an ACK_FREQUENCY frame is owed in this build
@@ -208,7 +221,8 @@ class SendScheduler:
         spaces = self._keys.spaces
         qlog = self._qlog
         mtu = paths.max_datagram_size
-        asm = PacketAssembler(mtu)
+        probe = self._pmtu.probe_size()
+        asm = PacketAssembler(mtu if probe is None else max(mtu, probe))
         sent_eliciting = False
         pacer = self._update_pacer(now, mtu)
         self._pacing_held = False
@@ -218,6 +232,10 @@ class SendScheduler:
                 now, recovery.congestion.congestion_window, mtu, rtt.smoothed_rtt, rtt.has_sample
             )
         validated_bytes = 0  # sent once the address is validated (counted at the end)
+        ecn = self._ecn
+        marked = ecn.begin_send() != 0  # one ECN codepoint for the whole call
+        if probe is not None and recovery.congestion.available() >= probe:
+            sent_eliciting = self._send_pmtu_probe(asm, probe, now, version, marked)
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
             validated = paths.address_validated
             if not validated and paths.send_blocked():
@@ -241,6 +259,8 @@ class SendScheduler:
                 paths.on_datagram_sent(size)  # the amplification limit needs it now
             eliciting = False
             for packet in asm.packets[first:]:
+                if marked:
+                    ecn.on_packet_sent(packet)  # RFC 9000 §13.4.2: learn its fate
                 recovery.on_packet_sent(packet, now)
                 eliciting |= packet.ack_eliciting
                 if packet.space == HANDSHAKE and self._is_client and not spaces[INITIAL].discarded:
@@ -289,6 +309,43 @@ class SendScheduler:
             and not self._wants_eliciting(APPLICATION)
         ):
             cc.on_app_limited(now)  # RFC 9002 §7.8
+
+    def _send_pmtu_probe(
+        self, asm: PacketAssembler, size: int, now: float, version: int, marked: bool
+    ) -> bool:
+        """A DPLPMTUD probe of ``size`` bytes in a datagram of its own (RFC 9000 §14.4);
+        the PMTU component writes it. True if it was sent."""
+        space = self._keys.spaces[APPLICATION]
+        write = space.write
+        if write is None or not self._paths.address_validated:
+            return False
+        asm.begin_datagram(size)
+        if not asm.begin_packet(
+            PacketType.ONE_RTT,
+            version,
+            self._cids.peer_cid,
+            self._host_cid,
+            write,
+            APPLICATION,
+            space.next_pn,
+            self._recovery.spaces[APPLICATION].largest_acked,
+            b"",
+            write.key_phase,
+        ):
+            return False
+        space.next_pn += 1
+        self._pmtu.write_probe(asm, now, self._recovery.rtt.pto_base())
+        packet = asm.end_packet()
+        pending = asm.pending
+        asm.end_datagram(pad_initial=False)
+        assert packet is not None
+        if marked:
+            self._ecn.on_packet_sent(packet)
+        self._recovery.on_packet_sent(packet, now)
+        self._paths.on_datagram_sent(size)
+        if self._qlog is not None:
+            self._qlog.packets_sent(now, pending)
+        return True
 
     def _begin_close_packet(self, asm: PacketAssembler, index: int, version: int) -> bool:
         space = self._keys.spaces[index]
@@ -357,7 +414,7 @@ class SendScheduler:
             reserve = 0
             if eliciting and not ack_due and index == APPLICATION:
                 reserve = self._datagrams.room_needed(asm.room)
-            acks.write(asm, index, now, reserve)
+            acks.write(asm, index, now, reserve, self._ecn.counts(index))
         if eliciting:
             self._crypto.write(asm, index)
             if index == APPLICATION:

@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 Driving API (DESIGN.md), the same at every layer::
 
-    conn.receive_datagram(data, addr, now)    # feed a UDP payload
+    conn.receive_datagram(data, addr, now)    # feed a UDP payload (ecn=codepoint)
     conn.datagrams_to_send(now)               # -> [(bytes, addr)], ready to send
+    conn.ecn_codepoint                        # ECN field for what it just returned
     conn.get_timer()                          # earliest deadline or None
     conn.handle_timer(now)                    # fire what is due (safe to call early)
     conn.next_event()                         # QuicEvent or None: the one way out
@@ -35,6 +36,10 @@ those frames from the handlers it registers on the packets that carry them:
 ``recovery``    :class:`~quic.recovery.LossRecovery`: loss detection, congestion
                 control (RFC 9002)
 ``closer``      :class:`~quic.conn_close.CloseState`: closing, draining (§10)
+``ecn``         :class:`~quic.conn_ecn.EcnController`: ECN counts, marking and
+                validation (§13.4)
+``pmtu``        :class:`~quic.conn_pmtu.PmtuDiscovery`: DPLPMTUD, the path's
+                maximum datagram size (§14, RFC 8899)
 ``sender``      :class:`~quic.conn_send.SendScheduler`: what goes into each packet
 ``reader``      :class:`~quic.conn_receive.PacketReader`: opening packets
 ``dispatcher``  :class:`~quic.conn_dispatch.FrameDispatcher`: frame → component
@@ -82,10 +87,12 @@ from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
 from quic.conn_datagrams import DatagramChannel
 from quic.conn_dispatch import FrameDispatcher
+from quic.conn_ecn import EcnController
 from quic.conn_handshake import HandshakeDriver
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, PacketSpaces, Space
 from quic.conn_migrate import Migration, MigrationRefused, preferred_address_parameter
 from quic.conn_paths import PathManager
+from quic.conn_pmtu import PmtuDiscovery
 from quic.conn_receive import PacketReader
 from quic.conn_send import SendScheduler
 from quic.conn_streams import StreamController
@@ -201,6 +208,7 @@ class QuicConnection:
         events = self._events
         rtt = RttEstimator()
         self.closer = CloseState(events, self._qlog)
+        self.ecn = EcnController(config.ecn)
         self.keys = PacketSpaces(is_client, rtt, self._qlog)
         # RFC 9001 §5.2: after a Retry, Initial keys come from the Retry's SCID
         self.keys.install_initial(self.version, retry_scid or self.original_dcid)
@@ -234,6 +242,12 @@ class QuicConnection:
             max_sent=config.max_sent_packets_tracked,
         )
         self.ackfreq = AckFrequencySender(self.recovery, config.send_ack_frequency)
+        self.pmtu = PmtuDiscovery(
+            config.max_datagram_size,
+            config.pmtud_max_datagram_size,
+            config.pmtud_raise_interval,
+            self._set_datagram_size,
+        )
         self.streams = StreamController(
             is_client,
             StreamLimits(
@@ -288,6 +302,8 @@ class QuicConnection:
             paths=self.paths,
             streams=self.streams,
             datagrams=self.datagrams,
+            ecn=self.ecn,
+            pmtu=self.pmtu,
             recovery=self.recovery,
             ackfreq=self.ackfreq,
             events=events,
@@ -304,6 +320,8 @@ class QuicConnection:
             paths=self.paths,
             datagrams=self.datagrams,
             acks=self.acks,
+            ecn=self.ecn,
+            pmtu=self.pmtu,
             on_tls_progress=self._after_tls,
             confirm_handshake=self._confirm_handshake,
             on_peer_close=self._on_peer_close,
@@ -317,6 +335,7 @@ class QuicConnection:
             dispatcher=self.dispatcher,
             handshake=self.handshake,
             cids=self.cids,
+            ecn=self.ecn,
             buffer_limit=config.max_buffered_undecryptable_packets,
             qlog=self._qlog,
         )
@@ -334,6 +353,7 @@ class QuicConnection:
                 config.congestion_control, self.paths.max_datagram_size, self.recovery.rtt
             ),
             use_preferred_address=config.use_preferred_address,
+            on_new_path=self._on_new_path,
         )
 
     # -- state the layers above read ---------------------------------------------------------
@@ -394,6 +414,20 @@ class QuicConnection:
     @max_datagram_size.setter
     def max_datagram_size(self, size: int) -> None:
         self.paths.max_datagram_size = size
+
+    def _set_datagram_size(self, size: int) -> None:
+        """The PMTU component changed the PLPMTU: the send path and the congestion
+        controller follow it (RFC 9000 §14.3, RFC 9002 §7.2)."""
+        self.paths.max_datagram_size = size
+        setter = getattr(self.recovery.congestion, "set_max_datagram_size", None)
+        if setter is not None:
+            setter(size)
+
+    @property
+    def ecn_codepoint(self) -> int:
+        """The ECN codepoint (0 Not-ECT, 2 ECT(0)) the I/O layer sets on the datagrams
+        of the latest :meth:`datagrams_to_send` call (RFC 9000 §13.4.2)."""
+        return self.ecn.send_codepoint
 
     @property
     def dropped_packets(self) -> int:
@@ -649,6 +683,9 @@ class QuicConnection:
         pacing = self.sender.pacing_deadline  # RFC 9002 §7.7
         if pacing is not None and (timer is None or pacing < timer):
             timer = pacing
+        pmtu = self.pmtu.deadline
+        if pmtu is not None and (timer is None or pmtu < timer):
+            timer = pmtu
         if not self.paths.amplification_blocked():  # else no ACK could be sent (§8.1)
             ack = self.acks.earliest_deadline([s.write is not None for s in self.keys.spaces])
             if ack is not None and (timer is None or ack < timer):
@@ -665,6 +702,13 @@ class QuicConnection:
             self._fail(exc)
         except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
             self._internal_error(exc)
+
+    def _on_new_path(self, now: float, host_changed: bool) -> None:
+        """A new path (Migration): ECN is validated on it from the start (RFC 9000
+        §13.4.2); a new host may have another path MTU, so DPLPMTUD starts over (§14.3)."""
+        self.ecn.reset()
+        if host_changed:
+            self.pmtu.reset(now, self.handshake.confirmed)
 
     def _handle_timer(self, now: float) -> None:
         state = self.state
@@ -684,11 +728,17 @@ class QuicConnection:
             self.state = ConnectionState.TERMINATED
             self.closer.on_idle_timeout(now)
             return
+        pmtu = self.pmtu
         probe = self.recovery.on_loss_detection_timeout(now)
+        if probe.lost:
+            pmtu.on_lost(probe.lost, now)
         if probe.lost and self._qlog is not None:
             self._qlog.packets_lost(now, probe.lost, self.recovery, "time_threshold")
         if probe.count:
+            pmtu.on_pto(now)  # before the probes are built: they follow a fallback
+            self.ecn.on_pto()
             self.sender.schedule_probe(probe.space, probe.count, probe.other_spaces)
+        pmtu.handle_timer(now)
 
     def _linger(self) -> float:
         """How long closing and draining last: three PTOs (RFC 9000 §10.2)."""
@@ -702,8 +752,10 @@ class QuicConnection:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
-        """Process one UDP payload from ``addr``."""
+    def receive_datagram(self, data: bytes, addr: Addr, now: float, ecn: int = 0) -> None:
+        """Process one UDP payload from ``addr``; ``ecn`` is the ECN field of its IP
+        header (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE; RFC 9000 §13.4.1) when the I/O
+        layer can read it."""
         if now > self._now:
             self._now = now
         state = self.state
@@ -732,15 +784,15 @@ class QuicConnection:
                 recovery.amplification_limited = False  # RFC 9002 §6.2.2.1: may send again
             paths.receiving = addr
             previous_dcid = migration.before_datagram()
-            processed = self._receive(data, addr, now)
+            processed = self._receive(data, addr, now, ecn & 3)
             if not on_path and self.state in _LIVE:
                 migration.after_datagram(addr, len(data), processed, previous_dcid, now)
             if paths.preferred_ready:
                 migration.adopt_preferred(now)  # RFC 9000 §9.6.2
             reprocess = self.reader.reprocess
             while reprocess and self.state in _LIVE:
-                again, again_addr = reprocess.popleft()
-                self._receive(again, again_addr, now)
+                again, again_addr, again_ecn = reprocess.popleft()
+                self._receive(again, again_addr, now, again_ecn)
             if qlog is not None and self.state in _LIVE:
                 qlog.metrics_updated(now, recovery)
         except QuicProtocolError as exc:
@@ -762,7 +814,7 @@ class QuicConnection:
         qlog.key_updated(now, Epoch.INITIAL, True)
         qlog.key_updated(now, Epoch.INITIAL, False)
 
-    def _receive(self, data: bytes, addr: Addr, now: float) -> bool:
+    def _receive(self, data: bytes, addr: Addr, now: float, ecn: int) -> bool:
         """Read the packets of a datagram; True if one was processed."""
         pos = 0
         end = len(data)
@@ -771,7 +823,7 @@ class QuicConnection:
         if end > cid_len + 20 and data[0] & 0xC0 == 0x40 and self.handshake.confirmed:
             # Hot path: one 1-RTT packet; a short header runs to the end of the datagram
             # (RFC 9000 §12.2), so no header object is needed.
-            processed = self.reader.read_short(data, cid_len, now)
+            processed = self.reader.read_short(data, cid_len, now, ecn)
             end = 0
         while pos < end:
             try:
@@ -779,7 +831,7 @@ class QuicConnection:
             except QuicProtocolError:
                 self.reader.drop(now, "invalid")
                 break
-            if self._read_packet(data, pos, header, addr, now):
+            if self._read_packet(data, pos, header, addr, now, ecn):
                 processed = True
             if self.state not in _LIVE:
                 return processed
@@ -794,7 +846,7 @@ class QuicConnection:
         return processed
 
     def _read_packet(
-        self, data: bytes, pos: int, header: PacketHeader, addr: Addr, now: float
+        self, data: bytes, pos: int, header: PacketHeader, addr: Addr, now: float, ecn: int
     ) -> bool:
         """Route one packet; True if it was processed."""
         if header.is_long:
@@ -813,12 +865,12 @@ class QuicConnection:
             if header.packet_type is PacketType.RETRY:
                 self._on_retry(data, pos, header, now)
                 return False
-            index = self.reader.read_long(data, pos, header, addr, now)
+            index = self.reader.read_long(data, pos, header, addr, now, ecn)
             if switched_from and index is None:
                 # not authenticated (or not readable yet): no switch (RFC 9000 §12.2)
                 self._switch_version(switched_from, keep_previous=False)
         else:
-            index = self.reader.read_long(data, pos, header, addr, now)
+            index = self.reader.read_long(data, pos, header, addr, now, ecn)
         if index == HANDSHAKE and not self.is_client:
             if not self.paths.address_validated:
                 # RFC 9000 §8.1: a Handshake packet proves the client owns its address
@@ -910,6 +962,7 @@ class QuicConnection:
         self.cids.set_peer_limit(params.active_connection_id_limit)
         self.datagrams.set_peer_max_frame_size(params.max_datagram_frame_size)
         self.paths.limit_datagram_size(params.max_udp_payload_size)
+        self.pmtu.set_peer_limit(params.max_udp_payload_size)
         if self.is_client and params.stateless_reset_token is not None:
             self.cids.set_peer_reset_token(0, params.stateless_reset_token)
         if self.is_client and params.preferred_address is not None:
@@ -923,6 +976,7 @@ class QuicConnection:
         if self._issue_token is not None:  # server: RFC 9000 §8.1.3
             self.handshake.queue_new_token(self._issue_token(self.paths.peer_address, now))
         self.keys.discard_zero_rtt()  # RFC 9001 §4.9.3
+        self.pmtu.start(now)  # RFC 9000 §14.2.1: DPLPMTUD after the handshake
         if not self.keys.spaces[HANDSHAKE].discarded:
             self._discard_space(HANDSHAKE, now)
         self._flush_routing()

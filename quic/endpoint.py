@@ -83,6 +83,12 @@ No exception escapes :meth:`receive_datagram`, :meth:`datagrams_to_send`,
 with INTERNAL_ERROR (RFC 9000 §20.1), the error is logged once, and the endpoint
 serves the others; a connection that fails again is forgotten.
 
+ECN (RFC 9000 §13.4): :meth:`receive_datagram` takes the ECN codepoint of the datagram
+(``ecn``, default Not-ECT) and hands it to the connection; an I/O layer that can set
+the codepoint of what it sends calls :meth:`marked_datagrams_to_send`, which returns
+``(data, addr, ecn)`` triples (each connection's :attr:`~quic.connection.
+QuicConnection.ecn_codepoint`; stateless replies are Not-ECT) instead of pairs.
+
 Events: :meth:`QuicEndpoint.next_event` yields ``(connection, event)`` pairs; a new
 server connection is announced by :class:`ConnectionAccepted` before its own events,
 and :class:`ConnectionRemoved` is the last event of every connection the endpoint
@@ -318,15 +324,16 @@ class QuicEndpoint:
         if connection in self._entries:
             self._pending[connection] = None
 
-    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
-        """Feed one UDP payload; never raises."""
+    def receive_datagram(self, data: bytes, addr: Any, now: float, ecn: int = 0) -> None:
+        """Feed one UDP payload (``ecn``: the ECN field of its IP header, RFC 9000
+        §13.4.1, if the I/O layer reads it); never raises."""
         try:
-            self._receive(data, addr, now)
+            self._receive(data, addr, now, ecn)
         except Exception:  # a bug in the endpoint itself: drop the datagram, keep serving
             self.dropped += 1
             logger.exception("QUIC endpoint failed on a datagram; dropped it")
 
-    def _receive(self, data: bytes, addr: Any, now: float) -> None:
+    def _receive(self, data: bytes, addr: Any, now: float, ecn: int) -> None:
         try:
             dcid = peek_dcid(data, self.connection_id_length)
         except QuicProtocolError:
@@ -336,7 +343,7 @@ class QuicEndpoint:
         if conn is None and len(data) >= _MIN_RESET:
             conn = self._reset_tokens.get(bytes(data[-16:]))  # RFC 9000 §10.3.1
         if conn is None:
-            self._stateless_receive(data, addr, now)
+            self._stateless_receive(data, addr, now, ecn)
             return
         if len(data) < _MIN_INITIAL and not conn.is_client and _is_initial(data):
             self.dropped += 1  # RFC 9000 §14.1: a server discards such an Initial
@@ -345,7 +352,7 @@ class QuicEndpoint:
         if entry.half_open:
             self._evictable.pop(conn, None)  # a second datagram: a live client, likely
         try:
-            conn.receive_datagram(data, addr, now)
+            conn.receive_datagram(data, addr, now, ecn)
         except Exception as exc:
             self._internal_error(entry, exc)
             return
@@ -369,7 +376,7 @@ class QuicEndpoint:
             entry.progress = processed
             entry.deadline = now + config.handshake_timeout
 
-    def _stateless_receive(self, data: bytes, addr: Any, now: float) -> None:
+    def _stateless_receive(self, data: bytes, addr: Any, now: float, ecn: int = 0) -> None:
         try:
             header = parse_header(data, 0, self.connection_id_length)
         except QuicProtocolError:
@@ -409,10 +416,16 @@ class QuicEndpoint:
         if not self._admissible(config, addr):
             self.refused += 1
             return
-        self._validate(config, header, data, addr, now)
+        self._validate(config, header, data, addr, now, ecn)
 
     def _validate(
-        self, config: QuicConfiguration, header: PacketHeader, data: bytes, addr: Any, now: float
+        self,
+        config: QuicConfiguration,
+        header: PacketHeader,
+        data: bytes,
+        addr: Any,
+        now: float,
+        ecn: int = 0,
     ) -> None:
         """Address validation (RFC 9000 §8.1, see :mod:`quic.retry`): admit the
         Initial, or answer it statelessly (Retry, INVALID_TOKEN), or drop it."""
@@ -429,7 +442,9 @@ class QuicEndpoint:
         if not verdict.admit:
             self.dropped += 1
             return
-        self._accept(config, header.dcid, header.scid, header.version, data, addr, now, verdict)
+        self._accept(
+            config, header.dcid, header.scid, header.version, data, addr, now, verdict, ecn
+        )
 
     # -- stateless reset (RFC 9000 §10.3) -------------------------------------------------
 
@@ -502,6 +517,7 @@ class QuicEndpoint:
         addr: Any,
         now: float,
         verdict: InitialVerdict,
+        ecn: int = 0,
     ) -> None:
         """A tentative server connection; kept only if the datagram authenticated."""
         validator = self.address_validator
@@ -519,7 +535,7 @@ class QuicEndpoint:
                 reset_token=self.reset_token,
             )
             conn.peer_address = addr
-            conn.receive_datagram(data, addr, now)
+            conn.receive_datagram(data, addr, now, ecn)
         except Exception:  # a bug: nothing was registered, nothing to undo
             self.dropped += 1
             logger.exception("QUIC connection failed on its first datagram; dropped it")
@@ -546,9 +562,25 @@ class QuicEndpoint:
         """Everything the pending connections (and stateless replies) have to send."""
         out = self._stateless
         self._stateless = []
+        for datagrams, _ in self._serve(now):
+            out.extend(datagrams)
+        return out
+
+    def marked_datagrams_to_send(self, now: float) -> list[tuple[bytes, Any, int]]:
+        """:meth:`datagrams_to_send` with the ECN codepoint of each datagram (0 Not-ECT,
+        2 ECT(0); RFC 9000 §13.4.2), for an I/O layer that can set it."""
+        out = [(data, addr, 0) for data, addr in self._stateless]
+        self._stateless = []
+        for datagrams, codepoint in self._serve(now):
+            out.extend([(data, addr, codepoint) for data, addr in datagrams])
+        return out
+
+    def _serve(self, now: float) -> list[tuple[list[tuple[bytes, Any]], int]]:
+        """The datagrams of every pending connection, with its ECN codepoint."""
         pending = self._pending
         self._pending = {}
         flushed: list[QuicConnection] = []
+        batches: list[tuple[list[tuple[bytes, Any]], int]] = []
         entries = self._entries
         for conn in pending:
             entry = entries.get(conn)
@@ -560,12 +592,12 @@ class QuicEndpoint:
                 self._internal_error(entry, exc)
                 continue
             if data:
-                out.extend(data)
+                batches.append((data, conn.ecn_codepoint))
                 self._pending[conn] = None  # a call is capped: it may have more
             flushed.append(conn)
             self._after_activity(entry)
         self.last_flushed = flushed
-        return out
+        return batches
 
     def get_timer(self) -> float | None:
         """The earliest deadline of any connection (O(1) amortised)."""

@@ -32,6 +32,13 @@ datagram is sent from the socket its peer address last sent to (a table bounded 
 ``_MAX_REPLY_ROUTES``, cleared when full: replies then leave the main socket), so a
 client that moved to the preferred address hears from it.
 
+ECN and Don't Fragment (:func:`quic.aio.udp.configure_path_options`): when the socket
+supports them, the batched reader feeds each datagram's ECN field to the endpoint and
+the transmit sets each datagram's codepoint (:meth:`QuicEndpoint.
+marked_datagrams_to_send`, :func:`quic.aio.udp.send_marked`); a marked datagram that
+cannot go out that way (buffer full, an error) is handed to the transport unmarked.
+With the fallback reader no ECN field is read (every datagram counts as Not-ECT).
+
 No exception escapes an asyncio callback: the endpoint never raises, each event is
 handed to its session under a guard (a failing application callback closes that
 connection with INTERNAL_ERROR and the batch goes on), and sending goes on datagram by
@@ -47,7 +54,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quic.aio.session import ConnectionClosed, QuicSession
-from quic.aio.udp import RECEIVE_BATCH, enlarge_buffers, read_batch, take_over_reading
+from quic.aio.udp import (
+    RECEIVE_BATCH,
+    PathOptions,
+    configure_path_options,
+    enlarge_buffers,
+    raw_socket,
+    read_batch,
+    read_batch_ecn,
+    send_marked,
+    take_over_reading,
+)
 from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
 from quic.endpoint import ConnectionAccepted, ConnectionRemoved, QuicEndpoint
@@ -89,6 +106,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._on_switch: Callable[[], None] | None = None  # see rebind()
         self.extra_sockets: list[asyncio.DatagramTransport] = []  # see add_socket()
         self._reply: dict[Any, asyncio.DatagramTransport] = {}  # peer -> socket
+        self.path_options = PathOptions()  # ECN, Don't Fragment: what the socket allows
+        self._raw: socket.socket | None = None  # for sendmsg, when ECN marking works
         self.closed = self.loop.create_future()
 
     # -- asyncio callbacks ------------------------------------------------------------------
@@ -103,6 +122,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             except Exception:
                 logger.exception("QUIC socket switch failed")
         enlarge_buffers(transport)
+        raw = raw_socket(transport)
+        self.path_options = configure_path_options(raw)
+        self._raw = raw if self.path_options.ecn else None
         # the transport registers its own reader right after this callback: replace it then
         self.loop.call_soon(self._take_over_reading, transport)
 
@@ -121,6 +143,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                     receive(data, addr, now)
 
                 read_batch(sock, feed, self.error_received)
+            elif self._raw is not None:
+                read_batch_ecn(sock, lambda d, a, ecn: receive(d, a, now, ecn), self.error_received)
             else:
                 read_batch(sock, lambda data, addr: receive(data, addr, now), self.error_received)
         except Exception:
@@ -209,7 +233,22 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._received = self._received_seen = 0
         endpoint = self.endpoint
         self._dispatch()
-        out = endpoint.datagrams_to_send(self.loop.time())  # never raises
+        if self._raw is not None and not self._reply:
+            self._send_marked(endpoint.marked_datagrams_to_send(self.loop.time()))
+        else:  # no ECN socket, or replies leave several sockets (a preferred address)
+            self._send_plain(endpoint.datagrams_to_send(self.loop.time()))  # never raises
+        self._dispatch()
+        sessions = self.sessions
+        for conn in endpoint.last_flushed:
+            session = sessions.get(conn)
+            if session is not None:
+                try:
+                    session._after_flush()
+                except Exception as exc:
+                    session._internal_error("QUIC session", exc)
+        self._arm_timer()
+
+    def _send_plain(self, out: list[tuple[bytes, Any]]) -> None:
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
             sendto = transport.sendto
@@ -222,16 +261,27 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                     sendto(data, addr)
                 except Exception as exc:  # e.g. an address the socket cannot reach
                     logger.debug("UDP send to %r failed: %r", addr, exc)
-        self._dispatch()
-        sessions = self.sessions
-        for conn in endpoint.last_flushed:
-            session = sessions.get(conn)
-            if session is not None:
-                try:
-                    session._after_flush()
-                except Exception as exc:
-                    session._internal_error("QUIC session", exc)
-        self._arm_timer()
+
+    def _send_marked(self, out: list[tuple[bytes, Any, int]]) -> None:
+        """Send with each datagram's ECN codepoint (RFC 9000 §13.4); see the module
+        docstring for the fallback."""
+        transport = self.transport
+        raw = self._raw
+        if not out or transport is None or raw is None or transport.is_closing():
+            return
+        sendto = transport.sendto
+        buffered: Callable[[], int] = getattr(transport, "get_write_buffer_size", lambda: 0)
+        for data, addr, ecn in out:
+            try:
+                if ecn and not buffered():
+                    try:
+                        send_marked(raw, data, addr, ecn)
+                        continue
+                    except OSError:
+                        pass  # buffer full, or the path refused it: the transport decides
+                sendto(data, addr)
+            except Exception as exc:  # e.g. an address the socket cannot reach
+                logger.debug("UDP send to %r failed: %r", addr, exc)
 
     def _dispatch(self) -> None:
         endpoint = self.endpoint

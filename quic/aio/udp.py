@@ -12,6 +12,22 @@ burst instead of one per datagram).
 That take-over needs three asyncio internals, and this module is the only place that
 touches them (see :func:`take_over_reading`). Everything else here is public API:
 socket buffer sizing and reading a batch from a raw socket.
+
+The IP header fields QUIC needs (:func:`configure_path_options`):
+
+* ECN (RFC 9000 §13.4, RFC 3168): ``IP_RECVTOS`` / ``IPV6_RECVTCLASS`` make the kernel
+  hand the ECN field of each datagram as ancillary data, which :func:`read_batch_ecn`
+  reads with ``recvmsg``; :func:`send_marked` sets the codepoint of one datagram with
+  an ``IP_TOS`` (IPv4, and IPv4-mapped addresses on a dual-stack socket) or
+  ``IPV6_TCLASS`` control message on ``sendmsg``, so connections sharing the socket
+  each mark as their own ECN validation decided. Where any of it is missing (another
+  platform, the fallback reader, a socket without ``sendmsg``) nothing is marked or
+  read: datagrams count as Not-ECT and the connections' ECN validation fails cleanly.
+* Don't Fragment (RFC 9000 §14: "UDP datagrams MUST NOT be fragmented"; RFC 8899
+  §4.4): on Linux ``IP_MTU_DISCOVER`` / ``IPV6_MTU_DISCOVER`` = ``*_PMTUDISC_PROBE``
+  sets DF and lets datagrams larger than the kernel's cached path MTU be sent, as
+  DPLPMTUD probes must be (:mod:`quic.conn_pmtu`); a datagram above the interface MTU
+  fails to send and counts as a lost probe. Elsewhere: not set.
 """
 
 from __future__ import annotations
@@ -20,10 +36,23 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RECEIVE_BATCH", "enlarge_buffers", "read_batch", "take_over_reading"]
+__all__ = [
+    "RECEIVE_BATCH",
+    "PathOptions",
+    "configure_path_options",
+    "enlarge_buffers",
+    "raw_socket",
+    "read_batch",
+    "read_batch_ecn",
+    "send_marked",
+    "take_over_reading",
+]
 
 logger = logging.getLogger("quic")
 
@@ -31,6 +60,86 @@ logger = logging.getLogger("quic")
 RECEIVE_BATCH = 32
 #: Requested UDP socket buffer sizes (the kernel caps them at net.core.rmem_max/wmem_max).
 SOCKET_BUFFER = 4 * 1024 * 1024
+
+# Linux <linux/in.h>, <linux/in6.h> (Python's socket module does not export them)
+_IP_MTU_DISCOVER = 10
+_IPV6_MTU_DISCOVER = 23
+_PMTUDISC_PROBE = 3  # set DF, ignore the cached path MTU (IP_ and IPV6_ alike)
+_IP_TOS: int | None = getattr(socket, "IP_TOS", None)
+_IP_RECVTOS: int | None = getattr(socket, "IP_RECVTOS", None)
+_IPV6_TCLASS: int | None = getattr(socket, "IPV6_TCLASS", None)
+_IPV6_RECVTCLASS: int | None = getattr(socket, "IPV6_RECVTCLASS", None)
+#: Room for the ECN control messages of one datagram (an IPv4 and an IPv6 one at most).
+_ANCILLARY_SPACE = socket.CMSG_SPACE(4) * 2 if hasattr(socket, "CMSG_SPACE") else 0
+
+
+@dataclass(frozen=True, slots=True)
+class PathOptions:
+    """What :func:`configure_path_options` could set on a socket."""
+
+    ecn: bool = False  # ECN fields are read (recvmsg) and set (sendmsg) per datagram
+    dont_fragment: bool = False  # DF set, path-MTU probes allowed (Linux PMTUDISC_PROBE)
+
+
+def configure_path_options(sock: socket.socket | None) -> PathOptions:
+    """Ask the kernel for the ECN field of received datagrams and set Don't Fragment;
+    whatever fails is left off (see the module docstring). Never raises."""
+    if sock is None or sock.type != socket.SOCK_DGRAM:
+        return PathOptions()
+    family = sock.family
+    ecn = False
+    if _IP_TOS is not None and _IP_RECVTOS is not None and hasattr(sock, "recvmsg"):
+        try:
+            # dual-stack IPv6 sockets deliver IPv4 datagrams with IP_TOS ancillary data
+            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVTOS, 1)
+            if family == socket.AF_INET6:
+                assert _IPV6_RECVTCLASS is not None and _IPV6_TCLASS is not None
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVTCLASS, 1)
+            ecn = hasattr(sock, "sendmsg") and _ANCILLARY_SPACE > 0
+        except (OSError, AssertionError):
+            logger.debug("ECN fields unavailable on this socket; sending Not-ECT")
+    dont_fragment = False
+    if sys.platform.startswith("linux"):
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _PMTUDISC_PROBE)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_MTU_DISCOVER, _PMTUDISC_PROBE)
+            dont_fragment = True
+        except OSError:
+            logger.debug("Don't Fragment unavailable on this socket")
+    return PathOptions(ecn=ecn, dont_fragment=dont_fragment)
+
+
+def _is_ipv4(family: int, addr: Any) -> bool:
+    if family == socket.AF_INET:
+        return True
+    host = addr[0] if isinstance(addr, tuple) and addr else ""
+    return isinstance(host, str) and host.startswith("::ffff:") and "." in host
+
+
+def send_marked(sock: socket.socket, data: bytes, addr: Any, ecn: int) -> None:
+    """Send one datagram with ECN codepoint ``ecn`` (RFC 3168 §5) in its IP header;
+    raises OSError as ``sendto`` would (BlockingIOError when the buffer is full)."""
+    if _is_ipv4(sock.family, addr):
+        level, kind = socket.IPPROTO_IP, _IP_TOS
+    else:
+        level, kind = socket.IPPROTO_IPV6, _IPV6_TCLASS
+    if kind is None:
+        raise OSError("no ECN control message on this platform")
+    sock.sendmsg([data], [(level, kind, struct.pack("=i", ecn))], 0, addr)
+
+
+def _ecn_of(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The ECN field (the low two bits of TOS / Traffic Class) of a received datagram."""
+    for level, kind, value in ancillary:
+        if not value:
+            continue
+        if level == socket.IPPROTO_IP and kind == _IP_TOS:
+            return value[0] & 3  # one byte (Linux), or an int whose first byte it is
+        if level == socket.IPPROTO_IPV6 and kind == _IPV6_TCLASS and len(value) >= 4:
+            tclass: int = struct.unpack("=i", value[:4])[0]
+            return tclass & 3
+    return 0
 
 
 def enlarge_buffers(transport: asyncio.BaseTransport) -> None:
@@ -42,6 +151,13 @@ def enlarge_buffers(transport: asyncio.BaseTransport) -> None:
     for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+
+
+def raw_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
+    """The transport's own socket (``transport._sock``, an asyncio internal: the
+    ``get_extra_info("socket")`` wrapper has no ``sendmsg``/``recvmsg``), or None."""
+    raw = getattr(transport, "_sock", None)
+    return raw if isinstance(raw, socket.socket) else None
 
 
 def take_over_reading(
@@ -105,4 +221,28 @@ def read_batch(
             break
         count += 1
         feed(data, addr)
+    return count
+
+
+def read_batch_ecn(
+    sock: socket.socket,
+    feed: Callable[[bytes, Any, int], None],
+    on_error: Callable[[OSError], None],
+    limit: int = RECEIVE_BATCH,
+) -> int:
+    """:func:`read_batch` that also reads each datagram's ECN field (``recvmsg``; the
+    socket was set up by :func:`configure_path_options`) and feeds ``(data, addr, ecn)``."""
+    recvmsg = sock.recvmsg
+    space = _ANCILLARY_SPACE
+    count = 0
+    while count < limit:
+        try:
+            data, ancillary, _flags, addr = recvmsg(65536, space)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError as exc:
+            on_error(exc)
+            break
+        count += 1
+        feed(data, addr, _ecn_of(ancillary) if ancillary else 0)
     return count

@@ -137,6 +137,9 @@ TESTCASES: dict[str, InteropCase] = {
             versions=(QuicVersion.VERSION_2, QuicVersion.VERSION_1),
             initial_version=QuicVersion.VERSION_1,
         ),
+        # helper "ecnpmtu": ECN marking, counts and validation are always on
+        # (quic.conn_ecn); the socket layer sets and reads the ECN field (quic.aio.udp)
+        InteropCase("ecn", "transfer; every datagram ECT(0)-marked, ACKs carry ECN counts"),
     )
 }
 

@@ -16,6 +16,16 @@ Address changes (connection migration tests): :meth:`Network.rebind` puts an end
 behind a NAT that maps it to a new external address (its datagrams come from there,
 and only datagrams to it reach the endpoint); :attr:`Network.tap` sees every datagram
 before its link and may drop, copy or re-address it (an on-path attacker).
+
+ECN (RFC 3168 field of the IP header): an endpoint whose ``datagrams_to_send`` yields
+``(data, addr, ecn)`` triples sends with that codepoint; a link may mark ECT packets CE
+(``ecn_ce``, a probability: a congested router), clear the field (``ecn_bleach``),
+rewrite an ECT codepoint (``ecn_remark``) or drop marked datagrams (``ecn_drop``). A
+datagram that arrives with a non-zero codepoint is delivered as
+``receive_datagram(data, addr, now, ecn=codepoint)``; one without (and every datagram
+of an endpoint that yields pairs) as before, so endpoints that know nothing of ECN are
+unaffected. ``mtu`` is the largest datagram a link carries (larger ones are dropped, as
+with the Don't Fragment bit set); it may be changed mid-run to model a path MTU drop.
 """
 
 from __future__ import annotations
@@ -52,12 +62,18 @@ class Link:
     # bytes that may wait for the bandwidth-limited link; beyond: drop-tail. None: no limit
     buffer: int | None = None
     drop_first: int = 0  # drop the first N datagrams (e.g. lose the first Initial)
+    ecn_ce: float = 0.0  # probability that an ECT datagram is marked CE
+    ecn_bleach: bool = False  # clear the ECN field of every datagram
+    ecn_remark: int | None = None  # rewrite ECT(0)/ECT(1) to this codepoint
+    ecn_drop: bool = False  # drop every ECT-marked datagram (a broken middlebox)
     # statistics
     sent: int = 0
     delivered: int = 0
     dropped: int = 0
     overflowed: int = 0  # dropped because the buffer was full (counted in dropped too)
     max_queue_delay: float = 0.0  # longest wait for the bandwidth-limited link, seconds
+    dropped_mtu: int = 0  # of ``dropped``: above the MTU
+    ce_marked: int = 0
     _busy_until: float = field(default=0.0, repr=False)
 
     def schedule(self, data: bytes, now: float, rng: random.Random) -> list[tuple[float, bytes]]:
@@ -67,7 +83,11 @@ class Link:
             self.drop_first -= 1
             self.dropped += 1
             return []
-        if len(data) > self.mtu or (self.loss and rng.random() < self.loss):
+        if len(data) > self.mtu:
+            self.dropped += 1
+            self.dropped_mtu += 1
+            return []
+        if self.loss and rng.random() < self.loss:
             self.dropped += 1
             return []
         start = now
@@ -93,6 +113,18 @@ class Link:
             out.append((arrival, payload))
         return out
 
+    def mark(self, ecn: int, rng: random.Random) -> int:
+        """The ECN codepoint a datagram sent with ``ecn`` arrives with."""
+        if self.ecn_bleach:
+            return 0
+        if ecn in (1, 2):
+            if self.ecn_remark is not None:
+                ecn = self.ecn_remark
+            if self.ecn_ce and rng.random() < self.ecn_ce:
+                self.ce_marked += 1
+                return 3
+        return ecn
+
 
 class Network:
     """Endpoints by address; links by (src, dst); one fake clock."""
@@ -102,7 +134,7 @@ class Network:
         self.now = start
         self.endpoints: dict[Addr, SansIoEndpoint] = {}
         self.links: dict[tuple[Addr, Addr], Link] = {}
-        self._queue: list[tuple[float, int, Addr, Addr, bytes]] = []
+        self._queue: list[tuple[float, int, Addr, Addr, bytes, int]] = []
         self._seq = 0
         # Called after each flush, before the clock moves: the test application reacts to
         # the events of that flush (e.g. consumes data and so returns flow-control credit).
@@ -143,14 +175,22 @@ class Network:
     def _flush(self) -> None:
         for addr, endpoint in self.endpoints.items():
             src = self._external.get(addr, addr)
-            for data, dst in endpoint.datagrams_to_send(self.now):
+            for item in endpoint.datagrams_to_send(self.now):
+                data, dst = item[0], item[1]
+                sent_ecn = item[2] if len(item) > 2 else 0
                 sends = [(src, dst, bytes(data))]
                 if self.tap is not None:
                     sends = self.tap(src, dst, bytes(data))
                 for s, d, datagram in sends:
-                    for when, payload in self.link(s, d).schedule(datagram, self.now, self.rng):
+                    link = self.link(s, d)
+                    if sent_ecn and link.ecn_drop:
+                        link.sent += 1
+                        link.dropped += 1
+                        continue
+                    for when, payload in link.schedule(datagram, self.now, self.rng):
+                        ecn = link.mark(sent_ecn, self.rng)
                         self._seq += 1
-                        heapq.heappush(self._queue, (when, self._seq, s, d, payload))
+                        heapq.heappush(self._queue, (when, self._seq, s, d, payload, ecn))
 
     def _next_timer(self) -> float | None:
         timers = [t for ep in self.endpoints.values() if (t := ep.get_timer()) is not None]
@@ -170,12 +210,15 @@ class Network:
         if timer is None and arrival is None:
             return False
         if arrival is not None and (timer is None or arrival <= timer):
-            when, _, src, dst, payload = heapq.heappop(self._queue)
+            when, _, src, dst, payload, ecn = heapq.heappop(self._queue)
             self.now = max(self.now, when)
             target = self._resolve(dst)
             if target is not None:
                 self.link(src, dst).delivered += 1
-                target.receive_datagram(payload, src, self.now)
+                if ecn:
+                    target.receive_datagram(payload, src, self.now, ecn=ecn)  # type: ignore[call-arg]
+                else:
+                    target.receive_datagram(payload, src, self.now)
         else:
             assert timer is not None
             self.now = max(self.now, timer)

@@ -124,18 +124,26 @@ class WakingEndpoint:
     The test application acts on connections directly (``pair.client.send_stream_data``)
     instead of through a driver that calls :meth:`QuicEndpoint.wake`, so every
     connection is woken before each send (a handful of connections: cheap).
+
+    With ``ecn`` the datagrams carry their ECN codepoint (an ECN-capable socket); else
+    the network sees Not-ECT, as from a socket that cannot set it.
     """
 
-    def __init__(self, endpoint: QuicEndpoint) -> None:
+    def __init__(self, endpoint: QuicEndpoint, ecn: bool = False) -> None:
         self.endpoint = endpoint
+        self.ecn = ecn
 
-    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
-        self.endpoint.receive_datagram(data, addr, now)
+    def receive_datagram(self, data: bytes, addr: Any, now: float, ecn: int = 0) -> None:
+        self.endpoint.receive_datagram(data, addr, now, ecn)
 
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
+    def datagrams_to_send(
+        self, now: float
+    ) -> list[tuple[bytes, Any]] | list[tuple[bytes, Any, int]]:
         endpoint = self.endpoint
         for conn in endpoint.connections:
             endpoint.wake(conn)
+        if self.ecn:
+            return endpoint.marked_datagrams_to_send(now)
         return endpoint.datagrams_to_send(now)
 
     def get_timer(self) -> float | None:
@@ -149,13 +157,16 @@ def make_pair(
     seed: int = 0,
     client_kwargs: dict[str, Any] | None = None,
     server_kwargs: dict[str, Any] | None = None,
+    ecn: bool = False,
     **link: Any,
 ) -> Pair:
+    """A client and a server endpoint on a simulated network; ``link`` sets attributes
+    of both links; ``ecn``: both sockets send the ECN codepoints (see WakingEndpoint)."""
     net = Network(seed=seed)
     server = QuicEndpoint(server_config(**(server_kwargs or {})))
     client = QuicEndpoint()
-    net.add(SERVER_ADDR, WakingEndpoint(server))
-    net.add(CLIENT_ADDR, WakingEndpoint(client))
+    net.add(SERVER_ADDR, WakingEndpoint(server, ecn))
+    net.add(CLIENT_ADDR, WakingEndpoint(client, ecn))
     for src, dst in ((CLIENT_ADDR, SERVER_ADDR), (SERVER_ADDR, CLIENT_ADDR)):
         lk = net.link(src, dst)
         for key, value in link.items():

@@ -1,0 +1,343 @@
+"""Datagram Packetization Layer PMTU Discovery (RFC 8899; RFC 9000 §14.2-§14.4).
+
+Theory of operation
+-------------------
+:class:`PmtuDiscovery` owns the connection's PLPMTU: the largest UDP payload the send
+path uses (RFC 9000 §14.3: the "maximum datagram size"). It starts at the configured
+``max_datagram_size`` (1200 by default: BASE_PLPMTU = MIN_PLPMTU, RFC 9000 §14.3) and
+searches up to MAX_PLPMTU, the smaller of ``pmtud_max_datagram_size`` and the peer's
+``max_udp_payload_size`` (RFC 9000 §18.2). Every change is pushed to the connection
+through the ``apply`` callback, which sets the path's datagram size and the congestion
+controller's (RFC 9002 §7.2). The socket sets Don't Fragment (:mod:`quic.aio.udp`), so a
+datagram too large for the path is dropped, never fragmented (RFC 9000 §14).
+
+States (RFC 8899 §5.2)::
+
+    DISABLED         MAX_PLPMTU <= the starting size: nothing to discover
+    BASE             waiting for the handshake to be confirmed (RFC 9000 §14.2.1)
+    SEARCHING        one probe at a time, PLPMTU raised on each acknowledged probe
+    SEARCH_COMPLETE  until PMTU_RAISE_TIMER (``pmtud_raise_interval``) → SEARCHING
+
+Probes (RFC 9000 §14.4, RFC 8899 §4.1 "probing using padding data"): a 1-RTT packet of
+exactly the candidate size holding PING and PADDING only, in a datagram of its own
+(:meth:`PmtuDiscovery.write_probe`; the send scheduler opens the packet). The peer
+acknowledges it (PING is ack-eliciting), but loss recovery records it as neither in
+flight nor ack-eliciting, so its loss is no congestion signal — no window reduction, no
+persistent congestion, no PTO (RFC 9000 §14.4 SHOULD NOT, RFC 8899 §3 item 7) — and it
+is sent only when the congestion window has room for it (RFC 8899 §3 item 7: probes
+wait while the window is full). As no PTO covers it, the probe's own timer (three
+PTOs) counts it lost if it is neither acknowledged nor declared lost by then.
+
+Search (RFC 8899 §5.3): the first candidate is MAX_PLPMTU (on most paths it passes at
+once); a candidate whose probe is lost MAX_PROBES (3) times becomes the new upper bound
+and the search goes on by bisection between the largest acknowledged size and it,
+until the interval is narrower than ``SEARCH_PRECISION`` bytes. An acknowledged probe
+raises the PLPMTU to its size at once, even a late one.
+
+Black holes (RFC 8899 §4.3, §5.2): the path MTU can drop mid-connection, and then
+every full-sized packet is lost while small ones (our ACKs) get through. A "suspicious"
+event is a batch of losses holding a packet larger than BASE_PLPMTU (and not above the
+PLPMTU: probes do not count) with no such packet acknowledged by the same ACK, or a PTO
+expiry while the PLPMTU is above BASE_PLPMTU. Any acknowledged packet larger than
+BASE_PLPMTU clears the count. After MAX_PROBES suspicious events in a row the PLPMTU
+drops to BASE_PLPMTU at once — the PTO probes that follow are small enough to pass —
+and a new search starts below the size that failed; PMTU_RAISE_TIMER later tries the
+whole range again. Lost data is retransmitted by its owners as for any loss.
+
+:meth:`PmtuDiscovery.reset` starts over on a new path (RFC 9000 §14.3: the maximum
+datagram size is per pair of addresses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from quic.frames import PING_FRAME, PaddingFrame
+
+if TYPE_CHECKING:
+    from quic.packet_builder import PacketAssembler
+    from quic.recovery import SentPacket
+
+__all__ = [
+    "BASE_PLPMTU",
+    "MAX_PROBES",
+    "PROBE_TIMEOUT_PTOS",
+    "SEARCH_PRECISION",
+    "PmtuDiscovery",
+    "PmtuState",
+]
+
+#: RFC 9000 §14.3: BASE_PLPMTU = MIN_PLPMTU = the smallest allowed maximum datagram size.
+BASE_PLPMTU = 1200
+#: RFC 8899 §5.1.2: probes of one size before it is taken as too large; also the
+#: suspicious events that make a black hole.
+MAX_PROBES = 3
+#: Stop searching when the largest working and smallest failing sizes are this close.
+SEARCH_PRECISION = 16
+#: A probe neither acknowledged nor declared lost after this many PTOs counts as lost
+#: (RFC 8899 §5.1.1 PROBE_TIMER; probes are not in flight, so no PTO covers them).
+PROBE_TIMEOUT_PTOS = 3
+
+
+class PmtuState(Enum):
+    """RFC 8899 §5.2 states (ERROR is not used: QUIC never goes below BASE_PLPMTU)."""
+
+    DISABLED = "disabled"
+    BASE = "base"
+    SEARCHING = "searching"
+    SEARCH_COMPLETE = "search_complete"
+
+
+class PmtuDiscovery:
+    """The PLPMTU of one connection's path (see the module docstring)."""
+
+    __slots__ = (
+        "_apply",
+        "_attempts",
+        "_candidate",
+        "_ceiling",
+        "_high",
+        "_limit",
+        "_low",
+        "_outstanding",
+        "_probe_deadline",
+        "_probe_sent_at",
+        "_raise_at",
+        "_raise_interval",
+        "_seq",
+        "_start",
+        "_suspicious",
+        "black_holes",
+        "plpmtu",
+        "probes_lost",
+        "probes_sent",
+        "state",
+    )
+
+    def __init__(
+        self,
+        start: int,
+        ceiling: int,
+        raise_interval: float,
+        apply: Callable[[int], None],
+    ) -> None:
+        self._start = max(BASE_PLPMTU, start)
+        # MAX_PLPMTU of the configuration (never below the starting size) ...
+        self._ceiling = max(self._start, ceiling)
+        self._limit = self._ceiling  # ... lowered by the peer's max_udp_payload_size
+        self._raise_interval = raise_interval
+        self._apply = apply
+        self.plpmtu = self._start
+        self.probes_sent = 0
+        self.probes_lost = 0
+        self.black_holes = 0
+        self._init_search()
+
+    def _init_search(self) -> None:
+        self.state = PmtuState.BASE if self._limit > self.plpmtu else PmtuState.DISABLED
+        self._low = self.plpmtu
+        self._high = self._limit
+        self._candidate = self._limit
+        self._attempts = 0
+        self._seq = 0  # probes are numbered; fates of stale ones are recognised
+        self._outstanding = 0  # sequence number of the probe in flight (0: none)
+        self._probe_deadline: float | None = None
+        self._probe_sent_at = 0.0
+        self._raise_at: float | None = None
+        self._suspicious = 0
+
+    # -- life -------------------------------------------------------------------------
+
+    def set_peer_limit(self, max_udp_payload_size: int) -> None:
+        """The peer's ``max_udp_payload_size`` (RFC 9000 §18.2) caps MAX_PLPMTU."""
+        limit = max(BASE_PLPMTU, min(self._ceiling, max_udp_payload_size))
+        self._limit = limit
+        if self.plpmtu > limit:
+            self._set(limit)
+        if self._high > limit:
+            self._high = limit
+        state = self.state
+        if state is PmtuState.BASE and limit <= self.plpmtu:
+            self.state = PmtuState.DISABLED
+        elif state is PmtuState.SEARCHING and self._candidate > limit:
+            self._attempts = 0
+            self._candidate = limit
+            self._next_candidate_or_complete(limit)
+
+    def start(self, now: float) -> None:
+        """The handshake is confirmed: search (RFC 9000 §14.2.1, RFC 8899 §5.2 BASE)."""
+        if self.state is PmtuState.BASE:
+            self._begin_search(now)
+
+    def reset(self, now: float, confirmed: bool) -> None:
+        """A new path: back to the starting size and search again (RFC 9000 §14.3)."""
+        if self.plpmtu != self._start:
+            self._set(min(self._start, self._limit))
+        self._init_search()
+        if confirmed:
+            self.start(now)
+
+    def _begin_search(self, now: float) -> None:
+        self._low = self.plpmtu
+        self._high = self._limit
+        self._attempts = 0
+        self._raise_at = None
+        if self._high - self._low < SEARCH_PRECISION:
+            self._complete(now)
+            return
+        self.state = PmtuState.SEARCHING
+        self._candidate = self._high  # the maximum first: most paths carry it
+
+    def _complete(self, now: float) -> None:
+        self.state = PmtuState.SEARCH_COMPLETE
+        self._candidate = 0
+        # RFC 8899 §5.1.1 PMTU_RAISE_TIMER: a larger PMTU may appear later
+        self._raise_at = now + self._raise_interval if self.plpmtu < self._limit else None
+
+    def _set(self, size: int) -> None:
+        self.plpmtu = size
+        self._apply(size)
+
+    # -- probing ----------------------------------------------------------------------
+
+    def probe_size(self) -> int | None:
+        """Size of the probe to send now, if one is due."""
+        if self.state is PmtuState.SEARCHING and not self._outstanding:
+            return self._candidate
+        return None
+
+    def write_probe(self, asm: PacketAssembler, now: float, pto: float) -> None:
+        """Fill the open 1-RTT packet as a probe: PING, then PADDING to the datagram's
+        end (RFC 9000 §14.4, RFC 8899 §4.1). Not in flight (see the module docstring)."""
+        asm.push(PING_FRAME)
+        room = asm.room
+        if room > 0:
+            asm.push(PaddingFrame(room).encode())
+        packet = asm.packet
+        # recorded as neither: its loss is no congestion signal (RFC 9000 §14.4)
+        packet.ack_eliciting = packet.in_flight = False
+        self._seq += 1
+        self._outstanding = self._seq
+        self._probe_sent_at = now
+        self._probe_deadline = now + PROBE_TIMEOUT_PTOS * pto
+        self.probes_sent += 1
+        packet.handlers.append((self._probe_fate, (self._seq, self._candidate)))
+
+    def _probe_fate(self, acked: bool, seq: int, size: int) -> None:
+        current = seq == self._outstanding
+        if acked:
+            if self.plpmtu < size <= self._limit:
+                self._set(size)  # even a late acknowledgment proves the size
+                self._suspicious = 0
+            if current:
+                self._outstanding = 0
+                self._probe_deadline = None
+                self._after_success(size)
+            elif not self._outstanding:
+                self._after_success(size)  # a late one: the next candidate moves up
+        elif current:
+            self._probe_lost()
+
+    def _after_success(self, size: int) -> None:
+        if self.state is not PmtuState.SEARCHING:
+            return
+        if self._low < size <= self._limit:
+            self._low = size
+        self._attempts = 0
+        self._next_candidate()
+
+    def _probe_lost(self) -> None:
+        self._outstanding = 0
+        self._probe_deadline = None
+        self.probes_lost += 1
+        if self.state is not PmtuState.SEARCHING:
+            return
+        self._attempts += 1
+        candidate = self._candidate
+        if self._attempts < MAX_PROBES and candidate > self.plpmtu:
+            return  # the same size again (RFC 8899 §5.1.2 MAX_PROBES)
+        self._attempts = 0
+        if candidate > self.plpmtu:  # else a late ACK of an earlier probe proved it
+            self._high = min(self._high, candidate - 1)
+        self._next_candidate()
+
+    def _next_candidate(self) -> None:
+        low, high = max(self._low, self.plpmtu), self._high
+        self._next_candidate_or_complete((low + high + 1) // 2)  # RFC 8899 §5.3: bisection
+
+    def _next_candidate_or_complete(self, candidate: int) -> None:
+        low, high = max(self._low, self.plpmtu), self._high
+        if high - low < SEARCH_PRECISION or candidate <= self.plpmtu:
+            self._complete(self._probe_sent_at)
+            return
+        self._candidate = candidate
+
+    # -- timers -----------------------------------------------------------------------
+
+    @property
+    def deadline(self) -> float | None:
+        """The probe timeout or the PMTU_RAISE_TIMER, whichever is first."""
+        probe, raise_at = self._probe_deadline, self._raise_at
+        if probe is None:
+            return raise_at
+        if raise_at is None or probe < raise_at:
+            return probe
+        return raise_at
+
+    def handle_timer(self, now: float) -> None:
+        probe = self._probe_deadline
+        if probe is not None and now >= probe:
+            self._probe_lost()  # no verdict within PROBE_TIMEOUT_PTOS PTOs
+        raise_at = self._raise_at
+        if raise_at is not None and now >= raise_at and self.state is PmtuState.SEARCH_COMPLETE:
+            self._begin_search(now)
+
+    # -- black-hole detection (RFC 8899 §4.3) -------------------------------------------
+
+    def on_ack(self, acked: Sequence[SentPacket], lost: Sequence[SentPacket], now: float) -> None:
+        """One ACK frame's newly acknowledged and lost packets."""
+        if self.plpmtu <= BASE_PLPMTU:
+            return  # nothing to fall back from
+        for packet in reversed(acked):
+            if packet.size > BASE_PLPMTU:
+                self._suspicious = 0  # large packets get through
+                return
+        if lost:
+            self.on_lost(lost, now)
+
+    def on_lost(self, lost: Sequence[SentPacket], now: float) -> None:
+        """Packets declared lost together (an ACK frame or the loss timer)."""
+        plpmtu = self.plpmtu
+        if plpmtu <= BASE_PLPMTU:
+            return
+        for packet in lost:
+            if BASE_PLPMTU < packet.size <= plpmtu:
+                self._suspect(now)
+                return
+
+    def on_pto(self, now: float) -> None:
+        """The PTO fired: nothing was acknowledged for a while."""
+        if self.plpmtu > BASE_PLPMTU:
+            self._suspect(now)
+
+    def _suspect(self, now: float) -> None:
+        self._suspicious += 1
+        if self._suspicious < MAX_PROBES:
+            return
+        failed = self.plpmtu
+        self.black_holes += 1
+        self._set(BASE_PLPMTU)
+        self._suspicious = 0
+        self._outstanding = 0
+        self._probe_deadline = None
+        self._low = BASE_PLPMTU
+        self._high = failed - 1
+        self._attempts = 0
+        self._raise_at = None
+        if self._high - self._low < SEARCH_PRECISION:
+            self._complete(now)
+            return
+        self.state = PmtuState.SEARCHING
+        self._candidate = (self._low + self._high + 1) // 2
