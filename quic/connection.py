@@ -108,7 +108,6 @@ from quic.frames import FrameType
 from quic.packet import PacketHeader, PacketType, parse_header
 from quic.qlog import QuicLogger, create_logger
 from quic.recovery import LossRecovery
-from quic.retry import retry_received_event
 from quic.rtt import RttEstimator
 from quic.stats import ConnectionStats
 from quic.stream_manager import StreamLimits
@@ -134,7 +133,9 @@ class ConnectionState(Enum):
 
 
 _LIVE = (ConnectionState.HANDSHAKE, ConnectionState.CONNECTED)
-_FRAMELESS = (PacketType.VERSION_NEGOTIATION, PacketType.RETRY)  # logged by their header
+# logged by their header on arrival; a Retry is logged once accepted (see _on_retry), a
+# rejected one as packet_dropped
+_FRAMELESS = (PacketType.VERSION_NEGOTIATION,)
 
 
 class QuicConnection:
@@ -1042,7 +1043,7 @@ class QuicConnection:
             self.reader.drop(now, "unexpected_packet", PacketType.RETRY)
             return
         if self._qlog is not None:
-            self._qlog.log(now, "quic:packet_received", retry_received_event(header, pos))
+            self._qlog.packet_received_header(now, header, header.end - pos)
         self.cids.set_initial_peer_cid(header.scid)
         self.keys.install_initial(self.version, header.scid)
         self.crypto.requeue_unacked(INITIAL)

@@ -56,7 +56,7 @@ from quic.packet_builder import MIN_INITIAL_DATAGRAM, PacketAssembler
 from quic.protection import DecryptionError, append_retry_integrity_tag, initial_keys
 from quic.tokens import TokenKind, TokenMinter, token_kind
 
-__all__ = ["RETRY_MODES", "AddressValidator", "InitialVerdict", "retry_received_event"]
+__all__ = ["RETRY_MODES", "AddressValidator", "InitialVerdict"]
 
 #: values of ``QuicConfiguration.retry``
 RETRY_MODES = ("never", "always", "auto")
@@ -198,13 +198,3 @@ def _invalid_token_close(header: PacketHeader) -> bytes:
     asm.end_packet()
     asm.end_datagram(pad_initial=False)
     return asm.datagrams[0]
-
-
-def retry_received_event(header: PacketHeader, pos: int) -> dict[str, Any]:
-    """The data of the qlog ``quic:packet_received`` event of a Retry a client took
-    (draft-ietf-quic-qlog-quic-events: packet_type "retry", retry_token)."""
-    return {
-        "header": {"packet_type": "retry", "scid": header.scid.hex()},
-        "retry_token": {"raw": {"data": header.token.hex()}},
-        "raw": {"length": header.end - pos},
-    }

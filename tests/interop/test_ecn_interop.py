@@ -110,7 +110,7 @@ def _acks_with_counts(qlog_dir: Path) -> int:
             if not record.strip():
                 continue
             event = json.loads(record)
-            if event.get("name") != "quic:packet_sent":
+            if event.get("name") != "transport:packet_sent":
                 continue
             for frame in event["data"]["frames"]:
                 if frame.get("frame_type") == "ack" and "ect0" in frame:

@@ -341,7 +341,7 @@ def test_our_client_fails_on_missing_file(peer_server: LineProcess, tmp_path: Pa
 
 
 @pytest.mark.parametrize("role", ["server", "client"])
-@pytest.mark.parametrize("testcase", ["ecn", "no-such-case"])
+@pytest.mark.parametrize("testcase", ["no-such-case"])
 def test_unsupported_test_case_exits_127(role: str, testcase: str) -> None:
     args = ["--testcase", testcase] if role == "server" else ["--testcase", testcase, "https://x/y"]
     assert main([role, *args], environ={}) == EXIT_UNSUPPORTED

@@ -46,7 +46,7 @@ def sent_packet_types(qlog: Path) -> dict[str, int]:
         if not record.strip():
             continue
         event = json.loads(record)
-        if event.get("name") != "quic:packet_sent":
+        if event.get("name") != "transport:packet_sent":
             continue
         data = event["data"]
         if any(f.get("frame_type") == "stream" for f in data.get("frames", [])):

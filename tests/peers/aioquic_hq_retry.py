@@ -26,11 +26,13 @@ from aioquic.quic.connection import QuicConnection
 from aioquic_peer import emit
 
 _negotiated = aioquic_hq.negotiated
+_reported: set[int] = set()  # connections whose RETRY line is out (negotiated() runs twice)
 
 
 def negotiated(quic: QuicConnection) -> dict[str, Any]:
     info = dict(_negotiated(quic))
-    if quic._is_client:
+    if quic._is_client and id(quic) not in _reported:
+        _reported.add(id(quic))
         emit("RETRY", {"retry_count": int(getattr(quic, "_retry_count", 0))})
     else:
         info["retry"] = getattr(quic, "_retry_source_connection_id", None) is not None

@@ -531,16 +531,18 @@ def test_client_logs_the_retry_it_takes() -> None:
     received = [
         e["data"]
         for e in sink.events
-        if e["name"] == "quic:packet_received" and e["data"]["header"]["packet_type"] == "retry"
+        if e["name"] == "transport:packet_received"
+        and e["data"]["header"]["packet_type"] == "retry"
     ]
     assert len(received) == 1
     hs = pair.client.handshake
     assert received[0]["header"]["scid"] == hs.retry_scid.hex()
-    assert token_kind(bytes.fromhex(received[0]["retry_token"]["raw"]["data"])) is TokenKind.RETRY
+    token = bytes.fromhex(received[0]["header"]["token"]["raw"]["data"])
+    assert token_kind(token) is TokenKind.RETRY
     dropped = [
         e["data"]
         for e in sink.events
-        if e["name"] == "quic:packet_dropped"
+        if e["name"] == "transport:packet_dropped"
         and e["data"].get("header", {}).get("packet_type") == "retry"
     ]
     assert len(dropped) == _validator(pair).retries - 1  # later Retries: discarded
