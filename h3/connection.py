@@ -436,7 +436,9 @@ class H3Connection:
         if stream is None:
             stream = self._streams.open(sid, None)
             stream.uni_reader = UniStreamHeaderReader()
+        started = False  # the header ends in this chunk
         if stream.uni_type is None:
+            started = True
             assert stream.uni_reader is not None
             header = stream.uni_reader.feed(data)
             if header is None:
@@ -468,7 +470,10 @@ class H3Connection:
         else:  # StreamType.WEBTRANSPORT_UNI
             assert stream.session_id is not None
             self._payload_taken += len(data)
-            if data or fin:
+            # reported as soon as its header is read, even without payload: the session
+            # then knows the stream, whose reset may come next (a RESET_STREAM_AT that
+            # keeps only the header, draft-ietf-webtrans-http3-16 §4.4)
+            if data or fin or started:
                 self._events.append(
                     WebTransportStreamDataReceived(sid, stream.session_id, data, fin)
                 )

@@ -52,8 +52,11 @@ reset and stopped with WT_SESSION_GONE and one ``SessionClosed`` is reported.
 Error codes: the application uses 32-bit codes; they are mapped into the
 WT_APPLICATION_ERROR range both ways (:mod:`pywebtransport.protocol.errors`, §4.4).
 
-Not supported: RESET_STREAM_AT (the QUIC layer has none, so a reset may discard an
-unsent stream header); capsule-based WebTransport (the HTTP/2-style variant).
+A data stream we opened is reset with RESET_STREAM_AT, its header as Reliable Size,
+when the peer sent the reset_stream_at transport parameter (draft-16 §4.4), so the
+header that names its session is never lost; otherwise with RESET_STREAM.
+
+Not supported: capsule-based WebTransport (the HTTP/2-style variant).
 """
 
 from __future__ import annotations

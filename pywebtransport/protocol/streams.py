@@ -245,6 +245,18 @@ class StreamsMixin:
         if not sid & 2:
             self.quic.reset_stream(sid, code)
 
+    def _reset_sending(self, stream: WtStream, http_code: int) -> None:
+        """Reset the sending half of a WebTransport data stream. On a stream we opened,
+        the header that ties it to its session is kept reliable: RESET_STREAM_AT with
+        the header as Reliable Size when the peer accepts it (draft-ietf-webtrans-http3
+        -16 §4.4, draft-ietf-quic-reliable-stream-reset), else RESET_STREAM (older
+        peers, which may then discard the header with the data)."""
+        quic = self.quic
+        if stream.local and quic.peer_accepts_reset_stream_at:
+            quic.reset_stream(stream.stream_id, http_code, reliable_size=stream.header_size)
+        else:
+            quic.reset_stream(stream.stream_id, http_code)
+
     def _stop_reading(self, sid: int, code: int) -> None:
         """STOP_SENDING: QUIC credits what is outstanding and discards what follows, but
         may still report data queued before and the end of the stream; those reports are
@@ -257,7 +269,7 @@ class StreamsMixin:
         if stream.buffer is not None:
             self._unbuffer(stream)
         if not stream.send_done:
-            self.quic.reset_stream(stream.stream_id, code)
+            self._reset_sending(stream, code)
         if stream.has_recv and not stream.recv_aborted:
             if not stream.fin_received:
                 self._stop_reading(stream.stream_id, code)
@@ -429,7 +441,7 @@ class StreamsMixin:
         stream = self._streams.get(stream_id)
         if stream is None or stream.send_done:
             raise WebTransportError(f"stream {stream_id} cannot be reset")
-        self.quic.reset_stream(stream_id, webtransport_code_to_http_code(code))
+        self._reset_sending(stream, webtransport_code_to_http_code(code))
         stream.send_done = True
         session = self._sessions.get(stream.session_id)
         if session is not None:

@@ -53,6 +53,9 @@ class FakeQuic:
             self.fins.add(stream_id)
         return True
 
+    # a peer without draft-ietf-quic-reliable-stream-reset: plain RESET_STREAM
+    peer_accepts_reset_stream_at = False
+
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         self.resets.setdefault(stream_id, error_code)
 

@@ -26,6 +26,7 @@ from pywebtransport.protocol import (
     webtransport_code_to_http_code,
 )
 from quic import events as qe
+from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR
 from tests.wt.wtpair import WtPair, config, establish, wt_pair
 
 DRAFTS = list(Draft)
@@ -505,3 +506,42 @@ def test_keying_material_export() -> None:
     assert a == expected  # draft-16 §4.8
     with pytest.raises(ValueError):
         p.client.export_keying_material(one, b"", b"", 32)
+
+
+def _reset_while_the_header_is_lost(server_accepts: bool) -> tuple[WtPair, int, int]:
+    """The client opens a stream, writes its header and some data, and resets it while
+    every datagram to the server is lost; then the path recovers."""
+    p = wt_pair(server_quic={"reset_stream_at": server_accepts})
+    sid = establish(p)
+    assert p.client.quic.peer_accepts_reset_stream_at is server_accepts
+    link = p.pair.net.link(CLIENT_ADDR, SERVER_ADDR)
+    link.loss = 1.0
+    stream = p.client.open_stream(sid, False)
+    p.client.send_stream_data(stream, b"lost with the header")
+    p.settle(0.05)
+    p.client.reset_stream(stream, 0x2A)
+    p.settle(0.05)
+    link.loss = 0.0
+    p.settle(3.0)
+    return p, sid, stream
+
+
+def test_reset_keeps_the_stream_header_reliable() -> None:
+    """draft-16 §4.4: a data stream is reset with RESET_STREAM_AT whose Reliable Size
+    covers the header, so the server learns which session the reset stream belonged to
+    even though the header never arrived before the reset (it is retransmitted)."""
+    p, sid, stream = _reset_while_the_header_is_lost(True)
+    (quic_reset,) = [e for e in quic_of(p, qe.StreamReset, "server") if e.stream_id == stream]
+    assert quic_reset.reliable_size > 0  # type: ignore[attr-defined]
+    resets = [e for e in p.of(StreamReset) if e.stream_id == stream]
+    assert [(r.session_id, r.code) for r in resets] == [(sid, 0x2A)]
+
+
+def test_reset_without_reset_stream_at_may_lose_the_header() -> None:
+    """A peer that did not send reset_stream_at gets a plain RESET_STREAM: the header
+    was never delivered, so the reset cannot be tied to its session (the reason the
+    draft requires RESET_STREAM_AT)."""
+    p, _, stream = _reset_while_the_header_is_lost(False)
+    (quic_reset,) = [e for e in quic_of(p, qe.StreamReset, "server") if e.stream_id == stream]
+    assert quic_reset.reliable_size == 0  # type: ignore[attr-defined]
+    assert not [e for e in p.of(StreamReset) if e.stream_id == stream]
