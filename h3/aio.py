@@ -79,6 +79,10 @@ __all__ = [
     "serve_h3",
 ]
 
+#: Methods a client sends in 0-RTT: safe ones (RFC 9110 §9.2.1), since early data can be
+#: replayed (RFC 9114 §10.9, RFC 8470 §2.1).
+_EARLY_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+
 logger = logging.getLogger("h3")
 
 ALPN = "h3"  # RFC 9114 §3.1
@@ -280,10 +284,28 @@ class H3Client:
         def setup(session: QuicSession) -> None:
             links.append(H3Link(session, h3_configuration))
 
-        async with connect(host, port, config, session_setup=setup) as session:
-            if session.alpn_protocol != ALPN:
-                session.close(H3ErrorCode.H3_GENERAL_PROTOCOL_ERROR, "ALPN h3 not selected")
-                raise ConnectionError(f"the server did not select ALPN {ALPN}")
+        async with connect(
+            host, port, config, wait_connected=False, session_setup=setup
+        ) as session:
+            early = session.connection.handshake.early.ticket
+            if (
+                session.connection.early_data_possible
+                and early is not None
+                and early.alpn_protocol == ALPN
+            ):
+                # a resumed connection whose ticket allows 0-RTT (RFC 9001 §4.6.1): our
+                # SETTINGS and the first requests go out before the handshake completes,
+                # under the default settings of the peer (RFC 9114 §7.2.4.2 lets a client
+                # use them; remembered ones are not needed, as we use none beyond them).
+                # 0-RTT speaks the ticket's ALPN, so only an h3 ticket; if 0-RTT is
+                # refused, QUIC sends it again in 1-RTT.
+                links[0].h3.initialize()
+                session.schedule_flush()
+            else:
+                await session.wait_connected()
+                if session.alpn_protocol != ALPN:
+                    session.close(H3ErrorCode.H3_GENERAL_PROTOCOL_ERROR, "ALPN h3 not selected")
+                    raise ConnectionError(f"the server did not select ALPN {ALPN}")
             authority = f"[{host}]" if ":" in host else host
             if port != 443:
                 authority += f":{port}"
@@ -314,6 +336,11 @@ class H3Client:
         link.check_open()
         if link.goaway_id is not None:
             raise ConnectionClosed(H3ErrorCode.H3_NO_ERROR, "the server sent GOAWAY")
+        session = link.session
+        if session.connection.early_data_possible and method.upper() not in _EARLY_METHODS:
+            # only safe methods ride in 0-RTT, which an attacker may replay (RFC 9114
+            # §10.9, RFC 8470 §2.1); the others wait for the handshake
+            await session.wait_connected()
         authority = self.authority
         if "://" in target:
             parts = urlsplit(target)
