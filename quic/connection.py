@@ -419,6 +419,8 @@ class QuicConnection:
     def _set_datagram_size(self, size: int) -> None:
         """The PMTU component changed the PLPMTU: the send path and the congestion
         controller follow it (RFC 9000 §14.3, RFC 9002 §7.2)."""
+        if self._qlog is not None:
+            self._qlog.mtu_updated(None, self.paths.max_datagram_size, size)
         self.paths.max_datagram_size = size
         setter = getattr(self.recovery.congestion, "set_max_datagram_size", None)
         if setter is not None:
@@ -699,6 +701,8 @@ class QuicConnection:
             self._now = now
         try:
             self._handle_timer(now)
+            if self._qlog is not None and self.state in _LIVE:
+                self._qlog.ecn_state(now, self.ecn.state.value)  # PTOs may fail ECN
         except QuicProtocolError as exc:
             self._fail(exc)
         except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
@@ -796,6 +800,7 @@ class QuicConnection:
                 self._receive(again, again_addr, now, again_ecn)
             if qlog is not None and self.state in _LIVE:
                 qlog.metrics_updated(now, recovery)
+                qlog.ecn_state(now, self.ecn.state.value)
         except QuicProtocolError as exc:
             self._fail(exc)
         except TlsAlertError as exc:  # TLS raised outside a CRYPTO frame's handling
@@ -814,6 +819,7 @@ class QuicConnection:
         qlog.parameters_set(now, self.handshake.local_params, True)
         qlog.key_updated(now, Epoch.INITIAL, True)
         qlog.key_updated(now, Epoch.INITIAL, False)
+        qlog.ecn_state(now, self.ecn.state.value)
 
     def _receive(self, data: bytes, addr: Addr, now: float, ecn: int) -> bool:
         """Read the packets of a datagram; True if one was processed."""

@@ -286,6 +286,7 @@ class QuicLogger:
         self.started = False
         self._metrics: dict[str, Any] = {}
         self._cc_state: str | None = None
+        self._ecn_state: str | None = None  # last ecn_state_updated (RFC 9000 A.4)
         self._recovery_window: int | None = None  # cwnd when a loss began recovery
         self._pending_close: dict[str, Any] | None = None
         self.closed = False
@@ -560,6 +561,25 @@ class QuicLogger:
         for is_write in (True, False):
             data = {"key_type": self._key_type(epoch, is_write), "trigger": trigger}
             self.log(now, "security:key_discarded", data)
+
+    # -- path: ECN and MTU -----------------------------------------------------------
+
+    def ecn_state(self, now: float, state: str) -> None:
+        """``recovery:ecn_state_updated`` when the ECN state of the path (RFC 9000
+        Appendix A.4: testing, capable, failed) differs from the last one logged."""
+        old = self._ecn_state
+        if state == old or state == "disabled":  # not a state of Appendix A.4
+            return
+        self._ecn_state = state
+        data: dict[str, Any] = {"new": state}
+        if old is not None:
+            data["old"] = old
+        self.log(now, "recovery:ecn_state_updated", data)
+
+    def mtu_updated(self, now: float | None, old: int, new: int) -> None:
+        """``connectivity:mtu_updated``: DPLPMTUD changed the path's datagram size
+        (RFC 8899)."""
+        self.log(now, "connectivity:mtu_updated", {"old": old, "new": new})
 
     # -- recovery -------------------------------------------------------------------
 

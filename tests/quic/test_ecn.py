@@ -374,3 +374,21 @@ def test_ecn_work_is_linear_and_its_state_constant() -> None:
     assert 2 < large_acks / small_acks < 6  # the counts the server reports, likewise
     assert _retained(large_ecn) <= _retained(small_ecn) + 64
     assert _retained(large.server.ecn) <= _retained(small.server.ecn) + 64
+
+
+def _ecn_events(bleach: bool) -> list[dict[str, object]]:
+    from quic.qlog import QlogMemorySink
+    from tests.support.qlog_schema import check_events
+
+    sink = QlogMemorySink()
+    pair = make_pair(ecn=True, ecn_bleach=bleach, client_kwargs={"qlog_factory": lambda c, o: sink})
+    _transfer(pair, 200_000)
+    assert not check_events(sink.events)
+    return [e["data"] for e in sink.events if e["name"] == "recovery:ecn_state_updated"]
+
+
+def test_qlog_follows_the_ecn_state() -> None:
+    """qlog quic-events ecn_state_updated (RFC 9000 Appendix A.4 states): testing, then
+    capable on a clean link, failed on one that clears the ECN field."""
+    assert _ecn_events(False) == [{"new": "testing"}, {"old": "testing", "new": "capable"}]
+    assert _ecn_events(True) == [{"new": "testing"}, {"old": "testing", "new": "failed"}]

@@ -338,3 +338,19 @@ def test_late_ack_of_an_earlier_probe_ends_the_search() -> None:
     pmtu.handle_timer(2.0)  # the second one's timer
     assert pmtu.probe_size() is None
     assert pmtu.state is PmtuState.SEARCH_COMPLETE
+
+
+def test_qlog_reports_each_plpmtu_change() -> None:
+    """qlog quic-events mtu_updated: DPLPMTUD's one probe on a wide path moves the
+    datagram size from 1200 to 1452, and the trace stays valid."""
+    from quic.qlog import QlogMemorySink
+    from tests.support.qlog_schema import check_events
+
+    sink = QlogMemorySink()
+    kwargs = {**PMTUD, "qlog_factory": lambda c, o: sink}
+    pair = make_pair(client_kwargs=kwargs, server_kwargs=dict(PMTUD), mtu=1500)
+    pair.handshake()
+    pair.run(lambda: _settled(pair), max_time=5)
+    assert not check_events(sink.events)
+    updates = [e["data"] for e in sink.events if e["name"] == "connectivity:mtu_updated"]
+    assert updates == [{"old": 1200, "new": 1452}]

@@ -213,6 +213,16 @@ def _h3_frame(data: dict[str, Any]) -> list[str]:
     return errors
 
 
+def _ecn_state(data: dict[str, Any]) -> list[str]:
+    states = ("testing", "unknown", "failed", "capable")  # RFC 9000 Appendix A.4
+    errors = [] if data.get("new") in states else ["bad 'new'"]
+    return errors + ([] if data.get("old", "testing") in states else ["bad 'old'"])
+
+
+def _mtu(data: dict[str, Any]) -> list[str]:
+    return _need(data, "new", int) + (_need(data, "old", int) if "old" in data else [])
+
+
 SCHEMA: dict[str, Check] = {
     "connectivity:connection_started": _started,
     "connectivity:connection_closed": _closed,
@@ -231,6 +241,8 @@ SCHEMA: dict[str, Check] = {
     "recovery:metrics_updated": _metrics,
     "recovery:congestion_state_updated": _cc_state,
     "recovery:packet_lost": lambda d: _header(d.get("header"), True),
+    "recovery:ecn_state_updated": _ecn_state,
+    "connectivity:mtu_updated": _mtu,
     "http:parameters_set": _owner,
     "http:stream_type_set": _stream_type,
     "http:frame_created": _h3_frame,
