@@ -236,8 +236,11 @@ class QuicConfiguration:
     # DPLPMTUD (RFC 8899; RFC 9000 §14.2-§14.4): once the handshake is confirmed, probe
     # with PING+PADDING packets from max_datagram_size up to MAX_PLPMTU, this value
     # capped by the peer's max_udp_payload_size; at or below max_datagram_size (the
-    # default, for now): no probing. 1452 (a 1500-byte Ethernet MTU - 40 for an IPv6
-    # header - 8 for UDP) suits most paths.
+    # default): no probing. 1452 (a 1500-byte Ethernet MTU - 40 for an IPv6 header - 8
+    # for UDP) suits most paths. Off by default because the DATAGRAM payload an
+    # application may send grows with the path MTU: an application that echoes
+    # datagrams of the size it was offered breaks against peers that do not probe
+    # (aioquic, and browsers' ~1350-byte packets), which cannot send them back.
     pmtud_max_datagram_size: int = 1200
     # PMTU_RAISE_TIMER (RFC 8899 §5.1.1): seconds after a search ended below MAX_PLPMTU
     # (or a black hole) before searching for a larger size again.
