@@ -70,10 +70,15 @@ def network(name: str) -> Scenario:
 
 
 def rebinding() -> Scenario:
-    # the NAT rebinds the client's port after 0.2 s, then every 0.3 s; the 10 Mbit/s
-    # link keeps the 1 MB transfer going across several rebindings
+    # the NAT rebinds the client's port after 0.2 s, then every second (the runner: 1 s,
+    # then every 5 s); the 10 Mbit/s link keeps the 1 MB transfer going across it.
+    # Every 0.3 s, our server with aioquic's client stalled in 1 run of 26: what the
+    # server sends to a closed binding is lost, and aioquic's client, with nothing
+    # ack-eliciting in flight, stays silent, so the server never learns the new port
+    # (until the idle timeout); our server also slowed to ~13 packets per 0.3 s window
+    # after the first rebindings (it validates each new path, RFC 9000 §9.3)
     s = SCENARIOS["rebind-port"]
-    return replace(s, rebinding=replace(s.rebinding, first=0.2, every=0.3))
+    return replace(s, rebinding=replace(s.rebinding, first=0.2, every=1.0))
 
 
 @pytest.fixture(scope="module")
