@@ -17,8 +17,9 @@ the other. This module reads those records as the runner reads its traces:
   retransmissions), found by decrypting the client's Initial packets with the Initial
   keys (RFC 9001 §5.2: derived from the client's first Destination Connection ID) and
   looking for a CRYPTO frame at offset 0 — ``longrtt`` expects at least two;
-  :func:`client_hello` reassembles and decodes the first one (``chacha20``: only
-  TLS_CHACHA20_POLY1305_SHA256 offered);
+  :func:`client_hello` reassembles and decodes the first one, or another connection's
+  (``chacha20``: only TLS_CHACHA20_POLY1305_SHA256 offered; ``resumption``: the
+  second connection's carries a pre_shared_key);
 * :func:`amplification` replays ``amplificationlimit`` as seen at the server: each
   client Initial datagram the server received adds 3x its size to the budget, each
   datagram the server sent spends its size, until the server received a Handshake
@@ -293,19 +294,27 @@ def _contiguous(pieces: dict[int, bytes]) -> tuple[bytes, int]:
     return bytes(stream), extent
 
 
-def client_hello(records: Sequence[CaptureRecord]) -> ClientHello | None:
-    """The first connection's ClientHello, from the client's Initial packets (their
-    keys come from the client's first Destination Connection ID, RFC 9001 §5.2)."""
+def client_hello(records: Sequence[CaptureRecord], index: int = 0) -> ClientHello | None:
+    """The ClientHello of the client's ``index``-th connection (0: the first; connections
+    told apart by the client's Source Connection ID, in order of their first Initial),
+    from its Initial packets (their keys come from the client's first Destination
+    Connection ID, RFC 9001 §5.2)."""
     pieces: dict[int, bytes] = {}
-    first: tuple[bytes, bytes] | None = None  # (client SCID, original DCID)
-    unprotect: PacketUnprotector | None = None
-    for p in packets(r for r in records if r.direction == TO_SERVER):
-        if p.packet_type is not PacketType.INITIAL or p.version is None:
-            continue
-        if first is None:
-            first = (p.scid, p.dcid)
-            unprotect = initial_keys(p.version, p.dcid, is_client=False)[1]
-        if p.scid != first[0] or unprotect is None:
+    initials = [
+        p
+        for p in packets(r for r in records if r.direction == TO_SERVER)
+        if p.packet_type is PacketType.INITIAL and p.version is not None
+    ]
+    firsts: dict[bytes, TracePacket] = {}  # client SCID -> its first Initial, in order
+    for p in initials:
+        firsts.setdefault(p.scid, p)
+    if index >= len(firsts):
+        return None
+    first = list(firsts.values())[index]
+    assert first.version is not None
+    unprotect = initial_keys(first.version, first.dcid, is_client=False)[1]
+    for p in initials:
+        if p.scid != first.scid:
             continue  # another connection
         try:
             data = p.record.data[p.start : p.end]

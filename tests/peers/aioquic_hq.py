@@ -23,6 +23,22 @@ one after the other), writes each body to ``DIR/<basename>`` and prints one JSON
 "error"}]}``. Exit status 0 when every download succeeded, 1 otherwise, 3 on an
 exception or timeout. The client never verifies the server certificate.
 
+Runner test cases (the client's summary tells what happened):
+
+* ``client --resumption``: the first URL on a first connection, which keeps the session
+  ticket the server sends; the other URLs on a second connection resuming with it
+  (RFC 9001 §4.5); ``--zerortt``: the same, the second connection's requests sent at
+  once, in 0-RTT (RFC 9001 §4.6). The summary adds ``resumed`` and ``early_data`` (one
+  entry per connection, from aioquic's HandshakeCompleted). ``server --tickets`` keeps
+  the tickets it issues, so that it accepts resumption and 0-RTT.
+* ``client --key-update``: one 1-RTT key update (aioquic's ``request_key_update``) as
+  soon as the first response bytes arrive (RFC 9001 §6).
+* ``client --migrate``: once the first response bytes arrive, the client moves to a new
+  UDP socket (a new local port) and a new connection ID (RFC 9000 §9.2, §9.5): aioquic
+  has no public call for the socket part, so a second datagram endpoint is opened on
+  the same protocol object, which then sends through it (the old socket stays open and
+  still delivers). The summary adds ``migrated``.
+
 Both roles accept ``--cipher-suites 0x1303,...`` (restrict the TLS 1.3 suites),
 ``--keylog FILE`` and ``--quic-versions 0x6b3343cf,0x1`` (aioquic's supported_versions, in
 preference order) with ``--original-version 0x1`` (the client's first version: compatible
@@ -37,6 +53,7 @@ import asyncio
 import hashlib
 import re
 import signal
+import socket
 import ssl
 import sys
 from pathlib import Path
@@ -54,7 +71,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
-from aioquic.tls import CipherSuite
+from aioquic.tls import CipherSuite, SessionTicket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aioquic_peer import _stdin_is_pipe, _stop_on_eof, emit, negotiated
@@ -67,8 +84,11 @@ CHUNK = 1 << 16
 REQUEST_LINE = re.compile(rb"GET (/[^\s]*)\r?\n?")
 
 
-def build_configuration(args: argparse.Namespace, *, is_client: bool) -> QuicConfiguration:
+def build_configuration(
+    args: argparse.Namespace, *, is_client: bool, ticket: SessionTicket | None = None
+) -> QuicConfiguration:
     config = QuicConfiguration(is_client=is_client, alpn_protocols=[ALPN], idle_timeout=30.0)
+    config.session_ticket = ticket
     if args.cipher_suites:
         config.cipher_suites = [CipherSuite(int(c, 0)) for c in args.cipher_suites.split(",")]
     if args.quic_versions:
@@ -142,11 +162,19 @@ class HqServerProtocol(QuicConnectionProtocol):
 
 async def run_server(args: argparse.Namespace) -> int:
     protocol = type("WwwServerProtocol", (HqServerProtocol,), {"www": Path(args.www)})
+    tickets: dict[bytes, SessionTicket] = {}
+    store: dict[str, Any] = {}
+    if args.tickets:  # aioquic issues tickets only with a handler, resumes only with a fetcher
+        store = {
+            "session_ticket_fetcher": tickets.get,
+            "session_ticket_handler": lambda t: tickets.__setitem__(t.ticket, t),
+        }
     server = await serve(
         args.host,
         args.port,
         configuration=build_configuration(args, is_client=False),
         create_protocol=protocol,
+        **store,
     )
     transport = server._transport  # aioquic has no public accessor for the bound port
     assert transport is not None
@@ -166,12 +194,26 @@ async def run_server(args: argparse.Namespace) -> int:
 
 
 class HqClientProtocol(QuicConnectionProtocol):
+    key_update = False  # request one key update when the first response bytes arrive
+    migrate = False  # move to a new socket and connection ID then
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._streams: dict[int, tuple[bytearray, asyncio.Future[bytes]]] = {}
+        self.handshake: HandshakeCompleted | None = None
+        self.migrated: asyncio.Task[None] | None = None
+        self._first_data = True
 
     def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, StreamDataReceived):
+        if isinstance(event, HandshakeCompleted):
+            self.handshake = event
+        elif isinstance(event, StreamDataReceived):
+            if self._first_data and event.data:
+                self._first_data = False
+                if self.key_update:
+                    self._quic.request_key_update()
+                if self.migrate:
+                    self.migrated = asyncio.ensure_future(self._migrate())
             entry = self._streams.get(event.stream_id)
             if entry is not None:
                 entry[0].extend(event.data)
@@ -185,6 +227,16 @@ class HqClientProtocol(QuicConnectionProtocol):
             for _, waiter in self._streams.values():
                 if not waiter.done():
                     waiter.set_exception(ConnectionError(f"connection closed: {event}"))
+
+    async def _migrate(self) -> None:
+        # the socket as aioquic's connect() makes it (dual stack), on a new port
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::", 0, 0, 0))
+        # connection_made() points this protocol at the new transport
+        await asyncio.get_running_loop().create_datagram_endpoint(lambda: self, sock=sock)
+        self.change_connection_id()  # RFC 9000 §9.5: a new CID on the new path
+        self.transmit()
 
     async def get(self, target: str) -> bytes:
         sid = self._quic.get_next_available_stream_id()
@@ -210,23 +262,46 @@ async def download(
 
 
 async def run_connection(
-    args: argparse.Namespace, urls: list[str], summary: dict[str, Any]
+    args: argparse.Namespace,
+    urls: list[str],
+    summary: dict[str, Any],
+    tickets: list[SessionTicket],
+    *,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     first = urlsplit(urls[0])
+    ticket = tickets[-1] if resume and tickets else None
+    early = resume and args.zerortt and ticket is not None
+    protocol = type(
+        "Client", (HqClientProtocol,), {"key_update": args.key_update, "migrate": args.migrate}
+    )
     async with connect(
         first.hostname or "127.0.0.1",
         first.port or 443,
-        configuration=build_configuration(args, is_client=True),
-        create_protocol=HqClientProtocol,
+        configuration=build_configuration(args, is_client=True, ticket=ticket),
+        create_protocol=protocol,
+        session_ticket_handler=tickets.append,
+        wait_connected=not early,  # 0-RTT: the requests leave before the handshake ends
     ) as client:
         assert isinstance(client, HqClientProtocol)
         summary["connections"] += 1
-        summary["cipher_suites"].append(negotiated(client._quic)["cipher_suite"])
         directory = Path(args.downloads)
         results = await asyncio.gather(
             *(download(client, url, urlsplit(url).path or "/", directory) for url in urls)
         )
+        summary["cipher_suites"].append(negotiated(client._quic)["cipher_suite"])
         summary["versions"].append(negotiated(client._quic)["version"])
+        if args.resumption or args.zerortt:
+            for _ in range(100):  # the ticket follows the handshake
+                if client.handshake is not None and (resume or tickets):
+                    break
+                await asyncio.sleep(0.02)
+            hs = client.handshake
+            summary["resumed"].append(bool(hs and hs.session_resumed))
+            summary["early_data"].append(bool(hs and hs.early_data_accepted))
+        if client.migrated is not None:
+            await client.migrated
+            summary["migrated"] = True
         return results
 
 
@@ -237,13 +312,20 @@ async def run_client(args: argparse.Namespace) -> int:
         "cipher_suites": [],
         "versions": [],
         "results": [],
+        "resumed": [],
+        "early_data": [],
+        "migrated": False,
     }
     groups = [[url] for url in args.urls] if args.multiconnect else [args.urls]
+    if args.resumption or args.zerortt:  # the runner: the first URL, then the others
+        groups = [args.urls[:1], args.urls[1:]] if len(args.urls) > 1 else [args.urls]
+    tickets: list[SessionTicket] = []
     status = 0
     try:
         async with asyncio.timeout(args.timeout):
-            for group in groups:
-                summary["results"].extend(await run_connection(args, group, summary))
+            for i, group in enumerate(groups):
+                got = await run_connection(args, group, summary, tickets, resume=i > 0)
+                summary["results"].extend(got)
         summary["ok"] = all(r["ok"] for r in summary["results"])
     except Exception as exc:
         summary["error"] = f"{type(exc).__name__}: {exc}"
@@ -264,10 +346,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     server.add_argument("--cert", required=True)
     server.add_argument("--key", required=True)
     server.add_argument("--www", required=True)
+    server.add_argument("--tickets", action="store_true", help="resumption and 0-RTT")
     client = roles.add_parser("client")
     client.add_argument("--downloads", required=True)
     client.add_argument("--multiconnect", action="store_true")
     client.add_argument("--timeout", type=float, default=30.0)
+    client.add_argument("--resumption", action="store_true", help="the runner's resumption")
+    client.add_argument("--zerortt", action="store_true", help="the runner's zerortt")
+    client.add_argument("--key-update", action="store_true", help="one early key update")
+    client.add_argument("--migrate", action="store_true", help="new port and CID, early")
     client.add_argument("urls", nargs="+")
     for role in (server, client):
         role.add_argument("--cipher-suites", default=None, help="e.g. 0x1303,0x1301")

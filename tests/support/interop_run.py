@@ -38,6 +38,7 @@ __all__ = ["CaseRun", "make_chain", "make_tree", "run_case"]
 
 REPO = Path(__file__).resolve().parents[2]
 AIOQUIC_HQ = REPO / "tests" / "peers" / "aioquic_hq.py"
+AIOQUIC_HQ_RETRY = REPO / "tests" / "peers" / "aioquic_hq_retry.py"
 
 
 def _name(text: str) -> x509.Name:
@@ -161,6 +162,34 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
+# the aioquic hq peer's options per runner test case (tests/peers/aioquic_hq.py)
+V2_SERVER = ["--quic-versions", "0x6b3343cf,0x1"]  # prefers v2 (RFC 9369)
+V2_CLIENT = [*V2_SERVER, "--original-version", "0x1"]  # starts on v1, offers v2 (RFC 9368)
+CHACHA20 = ["--cipher-suites", "0x1303"]  # TLS_CHACHA20_POLY1305_SHA256 only
+AIOQUIC_SERVER_OPTIONS: dict[str, list[str]] = {
+    "chacha20": CHACHA20,
+    "v2": V2_SERVER,
+    "resumption": ["--tickets"],
+    "zerortt": ["--tickets"],
+}
+AIOQUIC_CLIENT_OPTIONS: dict[str, list[str]] = {
+    "chacha20": CHACHA20,
+    "v2": V2_CLIENT,
+    "resumption": ["--resumption"],
+    "zerortt": ["--zerortt"],
+    "keyupdate": ["--key-update"],
+    "connectionmigration": ["--migrate"],
+    "multiconnect": ["--multiconnect"],
+    "handshakeloss": ["--multiconnect"],
+    "handshakecorruption": ["--multiconnect"],
+}
+
+
+def _aioquic_script(testcase: str) -> str:
+    # "retry": the same peer with Retry on (server) / reporting Retry (client)
+    return str(AIOQUIC_HQ_RETRY if testcase == "retry" else AIOQUIC_HQ)
+
+
 def _server_command(peer: str, testcase: str, tree: Path, host: str) -> list[str]:
     if peer == "ours":
         return [
@@ -169,9 +198,9 @@ def _server_command(peer: str, testcase: str, tree: Path, host: str) -> list[str
             "--certs", str(tree / "certs"), "--www", str(tree / "www"),
         ]  # fmt: skip
     return [
-        sys.executable, str(AIOQUIC_HQ), "server", "--host", host, "--port", "0",
+        sys.executable, _aioquic_script(testcase), "server", "--host", host, "--port", "0",
         "--cert", str(tree / "certs" / "cert.pem"), "--key", str(tree / "certs" / "priv.key"),
-        "--www", str(tree / "www"),
+        "--www", str(tree / "www"), *AIOQUIC_SERVER_OPTIONS.get(testcase, []),
     ]  # fmt: skip
 
 
@@ -184,10 +213,10 @@ def _client_command(
             "--downloads", str(downloads), "--keylog-file", str(keylog),
             "--timeout", str(timeout), *urls,
         ]  # fmt: skip
-    multi = ["--multiconnect"] if testcase == "multiconnect" else []
     return [
-        sys.executable, str(AIOQUIC_HQ), "client", "--downloads", str(downloads),
-        "--keylog", str(keylog), "--timeout", str(timeout), *multi, *urls,
+        sys.executable, _aioquic_script(testcase), "client", "--downloads", str(downloads),
+        "--keylog", str(keylog), "--timeout", str(timeout),
+        *AIOQUIC_CLIENT_OPTIONS.get(testcase, []), *urls,
     ]  # fmt: skip
 
 
