@@ -149,6 +149,8 @@ class Migration:
             return
         if change.host_changed:
             self._reset_congestion(now)  # RFC 9000 §9.4
+        else:  # a port change keeps the controller; the old path's packets do not count
+            self._recovery.on_path_change(now)
         if self._on_new_path is not None:
             self._on_new_path(now, change.host_changed)
         if reader.newest_dcid != previous_dcid:
@@ -170,6 +172,7 @@ class Migration:
             fresh.congestion_recovery_start_time = now
         recovery.congestion = fresh
         recovery.rtt.reset()
+        recovery.on_path_change(now)
 
     # -- our own migration (client) -----------------------------------------------------
 

@@ -553,6 +553,11 @@ class SendScheduler:
             return None
         paths.on_path_datagram_sent(path, size)
         for packet in asm.packets:
+            # a probe of another path (RFC 9000 §9.4: "exceptions for probe packets so
+            # that their loss ... does not unduly cause the congestion controller to
+            # reduce its sending rate"): neither in flight nor ack-eliciting for loss
+            # recovery; a challenge has its own timer (§8.2.1), a response is not resent
+            packet.in_flight = packet.ack_eliciting = False
             self._recovery.on_packet_sent(packet, now)
         if self._qlog is not None:
             self._qlog.packets_sent(now, pending)

@@ -257,6 +257,7 @@ class LossRecovery:
         "max_ack_only",
         "max_probes",
         "max_sent",
+        "path_changed_at",
         "pto_count",
         "rtt",
         "spaces",
@@ -291,6 +292,21 @@ class LossRecovery:
         self.amplification_limited = False
         self._handshake_acked = False
         self._pto_anchor: float | None = None
+        # when the peer's address last changed: packets sent before it went on the old
+        # path, and their loss says nothing of the new one (RFC 9000 §9.4)
+        self.path_changed_at: float | None = None
+
+    def on_path_change(self, now: float) -> None:
+        """The peer moved to a new address (RFC 9000 §9.4: packets sent on the old path
+        MUST NOT contribute to congestion control for the new one): their losses and
+        acknowledgments neither shrink nor grow the window — the controller treats
+        them as sent before a recovery period that starts now — and they never make
+        persistent congestion."""
+        self.path_changed_at = now
+        congestion = self.congestion
+        start = getattr(congestion, "congestion_recovery_start_time", None)
+        if isinstance(start, float) and start < now:
+            congestion.congestion_recovery_start_time = now  # type: ignore[attr-defined]
 
     # -- flags ------------------------------------------------------------------------
 
@@ -550,6 +566,7 @@ class LossRecovery:
         first_sample = self.rtt.first_rtt_sample
         if first_sample is None or len(lost) < 2:
             return False
+        changed = self.path_changed_at
         duration = (self.rtt.pto_base() + self.max_ack_delay) * K_PERSISTENT_CONGESTION_THRESHOLD
         skipped = st.skipped
         run_start: float | None = None
@@ -561,6 +578,8 @@ class LossRecovery:
             prev_pn = pn
             if not packet.ack_eliciting or packet.time_sent <= first_sample:
                 continue
+            if changed is not None and packet.time_sent <= changed:
+                continue  # sent on the old path (RFC 9000 §9.4)
             if run_start is None:
                 run_start = packet.time_sent
             elif packet.time_sent - run_start > duration:
