@@ -320,20 +320,8 @@ class SendScheduler:
         if write is None or not self._paths.address_validated:
             return False
         asm.begin_datagram(size)
-        if not asm.begin_packet(
-            PacketType.ONE_RTT,
-            version,
-            self._cids.peer_cid,
-            self._host_cid,
-            write,
-            APPLICATION,
-            space.next_pn,
-            self._recovery.spaces[APPLICATION].largest_acked,
-            b"",
-            write.key_phase,
-        ):
+        if not self._begin_one_rtt(asm, version, self._cids.peer_cid):
             return False
-        space.next_pn += 1
         self._pmtu.write_probe(asm, now, self._recovery.rtt.pto_base())
         packet = asm.end_packet()
         pending = asm.pending
@@ -517,6 +505,28 @@ class SendScheduler:
 
     # -- other paths (RFC 9000 §8.2, §9) -----------------------------------------------
 
+    def _begin_one_rtt(self, asm: PacketAssembler, version: int, dcid: bytes) -> bool:
+        """Open a 1-RTT packet of its own (a PMTU probe, a probe of another path) in the
+        assembler's open datagram, taking the next packet number; False if no room."""
+        space = self._keys.spaces[APPLICATION]
+        write = space.write
+        assert write is not None
+        if not asm.begin_packet(
+            PacketType.ONE_RTT,
+            version,
+            dcid,
+            self._host_cid,
+            write,
+            APPLICATION,
+            space.next_pn,
+            self._recovery.spaces[APPLICATION].largest_acked,
+            b"",
+            write.key_phase,
+        ):
+            return False
+        space.next_pn += 1
+        return True
+
     def build_on_path(self, now: float, version: int, path: Path) -> bytes | None:
         """One datagram for a path other than the current one: its PATH_CHALLENGE and
         PATH_RESPONSE frames in a 1-RTT packet, expanded to 1200 bytes within the
@@ -531,20 +541,8 @@ class SendScheduler:
             return None  # responses wait for the window (RFC 9000 §8.2.2); challenges not
         asm = PacketAssembler(paths.max_datagram_size)
         asm.begin_datagram(budget)
-        if not asm.begin_packet(
-            PacketType.ONE_RTT,
-            version,
-            path.dcid or self._cids.peer_cid,
-            self._host_cid,
-            write,
-            APPLICATION,
-            space.next_pn,
-            self._recovery.spaces[APPLICATION].largest_acked,
-            b"",
-            write.key_phase,
-        ):
+        if not self._begin_one_rtt(asm, version, path.dcid or self._cids.peer_cid):
             return None
-        space.next_pn += 1
         paths.write(asm, path)
         asm.end_packet()
         pending = asm.pending
