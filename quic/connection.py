@@ -14,36 +14,10 @@ Driving API (DESIGN.md), the same at every layer::
 :class:`QuicConnection` holds no protocol rule of its own beyond coordination. It owns
 one object per concern, each with a narrow interface that takes ``now`` as an
 argument, writes its own frames through the codec's encoders and learns the fate of
-those frames from the handlers it registers on the packets that carry them:
-
-==============  ==================================================================
-``keys``        :class:`~quic.conn_keys.PacketSpaces`: keys, packet numbers, key
-                update (RFC 9001 §5, §6)
-``acks``        :class:`~quic.conn_acks.AckState`: packets received, ACK frames
-                (RFC 9000 §13.2), the peer's ACK_FREQUENCY
-``ackfreq``     :class:`~quic.conn_ackfreq.AckFrequencySender`: our ACK_FREQUENCY
-``crypto``      :class:`~quic.conn_crypto.CryptoStreams`: CRYPTO data per level
-``handshake``   :class:`~quic.conn_handshake.HandshakeDriver`: TLS, transport
-                parameters, Retry, version negotiation, HANDSHAKE_DONE
-``cids``        :class:`~quic.cid.ConnectionIdManager`: connection IDs (§5.1)
-``paths``       :class:`~quic.conn_paths.PathManager`: address and path
-                validation, anti-amplification (RFC 9000 §8)
-``migration``   :class:`~quic.conn_migrate.Migration`: NAT rebinding, migration,
-                preferred address (RFC 9000 §9)
-``streams``     :class:`~quic.conn_streams.StreamController`: streams and flow
-                control (RFC 9000 §2-§4)
-``datagrams``   :class:`~quic.conn_datagrams.DatagramChannel`: RFC 9221
-``recovery``    :class:`~quic.recovery.LossRecovery`: loss detection, congestion
-                control (RFC 9002)
-``closer``      :class:`~quic.conn_close.CloseState`: closing, draining (§10)
-``ecn``         :class:`~quic.conn_ecn.EcnController`: ECN counts, marking and
-                validation (§13.4)
-``pmtu``        :class:`~quic.conn_pmtu.PmtuDiscovery`: DPLPMTUD, the path's
-                maximum datagram size (§14, RFC 8899)
-``sender``      :class:`~quic.conn_send.SendScheduler`: what goes into each packet
-``reader``      :class:`~quic.conn_receive.PacketReader`: opening packets
-``dispatcher``  :class:`~quic.conn_dispatch.FrameDispatcher`: frame → component
-==============  ==================================================================
+those frames from the handlers it registers on the packets that carry them. The
+components, and which RFC sections each owns, are listed in :mod:`quic.conn_build`,
+which creates them; :mod:`quic.conn_restart` owns Version Negotiation, compatible
+version switches and Retry.
 
 Receiving: a datagram is split here into its coalesced packets (RFC 9000 §12.2);
 Version Negotiation and Retry are handled here, and so is the version of a long header
@@ -83,6 +57,7 @@ from quic.cid import ConnectionIdManager
 from quic.configuration import QuicConfiguration
 from quic.conn_ackfreq import AckFrequencySender
 from quic.conn_acks import AckState
+from quic.conn_build import apply_peer_params, build_components
 from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
 from quic.conn_datagrams import DatagramChannel
@@ -90,27 +65,24 @@ from quic.conn_dispatch import FrameDispatcher
 from quic.conn_ecn import EcnController
 from quic.conn_handshake import HandshakeDriver
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, PacketSpaces, Space
-from quic.conn_migrate import Migration, MigrationRefused, preferred_address_parameter
+from quic.conn_migrate import Migration, MigrationRefused
 from quic.conn_paths import PathManager
 from quic.conn_pmtu import PmtuDiscovery
 from quic.conn_receive import PacketReader
+from quic.conn_restart import FirstFlight
 from quic.conn_send import SendScheduler
 from quic.conn_streams import StreamController
-from quic.controllers import create_controller
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import (
     ConnectionIdIssued,
     ConnectionIdRetired,
-    ConnectionTerminated,
     QuicEvent,
 )
 from quic.frames import FrameType
 from quic.packet import PacketHeader, PacketType, parse_header
 from quic.qlog import QuicLogger, create_logger
 from quic.recovery import LossRecovery
-from quic.rtt import RttEstimator
 from quic.stats import ConnectionStats
-from quic.stream_manager import StreamLimits
 from quic.tls.alerts import TlsAlertError
 from quic.tls.engine import Epoch, TlsEngine
 from quic.tparams import TransportParameters
@@ -133,13 +105,32 @@ class ConnectionState(Enum):
 
 
 _LIVE = (ConnectionState.HANDSHAKE, ConnectionState.CONNECTED)
-# logged by their header on arrival; a Retry is logged once accepted (see _on_retry), a
+# logged by their header on arrival; a Retry is logged once accepted (see FirstFlight.on_retry), a
 # rejected one as packet_dropped
 _FRAMELESS = (PacketType.VERSION_NEGOTIATION,)
 
 
 class QuicConnection:
     """One QUIC connection, client or server (see the module docstring)."""
+
+    # the components (module docstring), created by quic.conn_build
+    closer: CloseState
+    ecn: EcnController
+    keys: PacketSpaces
+    acks: AckState
+    crypto: CryptoStreams
+    paths: PathManager
+    recovery: LossRecovery
+    ackfreq: AckFrequencySender
+    pmtu: PmtuDiscovery
+    streams: StreamController
+    datagrams: DatagramChannel
+    handshake: HandshakeDriver
+    sender: SendScheduler
+    dispatcher: FrameDispatcher
+    reader: PacketReader
+    migration: Migration
+    first_flight: FirstFlight
 
     def __init__(
         self,
@@ -166,7 +157,6 @@ class QuicConnection:
         self._token_bytes = token_bytes
         if version is None:  # a client: the version of its first Initial
             version = config.initial_version or config.supported_versions[0]
-        self.version = version
         self.state = ConnectionState.HANDSHAKE
         self._events: deque[QuicEvent] = deque()
         self._now = 0.0  # the latest time an entry point was given (for the app API)
@@ -180,16 +170,18 @@ class QuicConnection:
             reset_token,
         )
         if self.is_client:
-            self.original_dcid = token_bytes(8)  # RFC 9000 §7.2: at least 8 bytes
-            self.cids.set_initial_peer_cid(self.original_dcid)
+            original_dcid = token_bytes(8)  # RFC 9000 §7.2: at least 8 bytes
+            self.cids.set_initial_peer_cid(original_dcid)
         else:
             if original_destination_connection_id is None or peer_connection_id is None:
                 raise ValueError("a server connection needs the client's connection IDs")
-            self.original_dcid = original_destination_connection_id
+            original_dcid = original_destination_connection_id
             self.cids.set_initial_peer_cid(peer_connection_id)
         # qlog tracing: None when off (every hook is one ``is not None`` test)
-        self._qlog: QuicLogger | None = create_logger(config, self.is_client, self.original_dcid)
-        self._build_components(config, peer_connection_id, retry_source_connection_id)
+        self._qlog: QuicLogger | None = create_logger(config, self.is_client, original_dcid)
+        build_components(
+            self, config, version, original_dcid, peer_connection_id, retry_source_connection_id
+        )
         self._issue_token = issue_token
         if address_validated:
             self.paths.validate_address()  # RFC 9000 §8.1: a token proved the address
@@ -199,165 +191,18 @@ class QuicConnection:
         self._eliciting_since_receive = False
         self.last_internal_error: BaseException | None = None
 
-    def _build_components(
-        self,
-        config: QuicConfiguration,
-        peer_cid: bytes | None,
-        retry_scid: bytes | None,
-    ) -> None:
-        is_client = self.is_client
-        events = self._events
-        rtt = RttEstimator()
-        self.closer = CloseState(events, self._qlog)
-        self.ecn = EcnController(config.ecn)
-        self.keys = PacketSpaces(is_client, rtt, self._qlog)
-        # RFC 9001 §5.2: after a Retry, Initial keys come from the Retry's SCID
-        self.keys.install_initial(self.version, retry_scid or self.original_dcid)
-        self.acks = AckState(
-            config.max_ack_delay,
-            config.ack_delay_exponent,
-            config.max_ack_ranges_tracked,
-            config.min_ack_delay_us(),
-        )
-        self.crypto = CryptoStreams(
-            (
-                config.max_crypto_buffer_initial,
-                config.max_crypto_buffer_handshake,
-                config.max_crypto_buffer_application,
-            ),
-            config.max_crypto_fragments,
-        )
-        self.paths = PathManager(
-            is_client,
-            max(1200, config.max_datagram_size),
-            config.max_pending_path_responses,
-            config.max_known_paths,
-            self._token_bytes,
-        )
-        self.recovery = LossRecovery(
-            create_controller(config.congestion_control, self.paths.max_datagram_size, rtt),
-            rtt,
-            0.025,
-            is_client=is_client,
-            max_ack_only=config.max_ack_only_packets_tracked,
-            max_sent=config.max_sent_packets_tracked,
-        )
-        self.ackfreq = AckFrequencySender(self.recovery, config.send_ack_frequency)
-        self.pmtu = PmtuDiscovery(
-            config.max_datagram_size,
-            config.pmtud_max_datagram_size,
-            config.pmtud_raise_interval,
-            self._set_datagram_size,
-        )
-        self.streams = StreamController(
-            is_client,
-            StreamLimits(
-                max_streams_bidi=config.initial_max_streams_bidi,
-                max_streams_uni=config.initial_max_streams_uni,
-                max_stream_data_bidi_local=config.initial_max_stream_data,
-                max_stream_data_bidi_remote=config.initial_max_stream_data,
-                max_stream_data_uni=config.initial_max_stream_data,
-            ),
-            config.initial_max_data,
-            config.max_data_window,
-            config.max_stream_data_window,
-            config.stream_send_buffer_high,
-            events,
-            self.recovery.rtt,
-            max_stream_fragments=config.max_stream_reassembly_fragments,
-            max_reassembly_bytes=config.max_reassembly_bytes,
-            max_reassembly_fragments=config.max_reassembly_fragments,
-            reset_stream_at=config.reset_stream_at,
-            qlog=self._qlog,
-        )
-        self.datagrams = DatagramChannel(
-            config.max_datagram_frame_size, config.max_datagram_queue, events
-        )
-        self.handshake = HandshakeDriver(
-            config,
-            events,
-            version=self.version,
-            original_dcid=self.original_dcid,
-            host_cid=self.host_cid,
-            retry_scid=retry_scid,
-            peer_initial_scid=None if is_client else peer_cid,
-            reset_token=self.cids.local[0].reset_token,
-            preferred_address=None
-            if is_client
-            else preferred_address_parameter(config.preferred_address, self.cids),
-        )
-        self._build_coordinators(config)
-
-    def _build_coordinators(self, config: QuicConfiguration) -> None:
-        """The send and receive paths, which reach every component."""
-        is_client = self.is_client
-        events = self._events
-        self.sender = SendScheduler(
-            is_client=is_client,
-            host_cid=self.host_cid,
-            keys=self.keys,
-            acks=self.acks,
-            crypto=self.crypto,
-            handshake=self.handshake,
-            cids=self.cids,
-            paths=self.paths,
-            streams=self.streams,
-            datagrams=self.datagrams,
-            ecn=self.ecn,
-            pmtu=self.pmtu,
-            recovery=self.recovery,
-            ackfreq=self.ackfreq,
-            events=events,
-            discard_space=self._discard_space,
-            qlog=self._qlog,
-        )
-        self.dispatcher = FrameDispatcher(
-            is_client=is_client,
-            recovery=self.recovery,
-            crypto=self.crypto,
-            handshake=self.handshake,
-            streams=self.streams,
-            cids=self.cids,
-            paths=self.paths,
-            datagrams=self.datagrams,
-            acks=self.acks,
-            ecn=self.ecn,
-            pmtu=self.pmtu,
-            on_tls_progress=self._after_tls,
-            confirm_handshake=self._confirm_handshake,
-            on_peer_close=self._on_peer_close,
-            flush_routing=self._flush_routing,
-            qlog=self._qlog,
-        )
-        self.reader = PacketReader(
-            is_client=is_client,
-            keys=self.keys,
-            acks=self.acks,
-            dispatcher=self.dispatcher,
-            handshake=self.handshake,
-            cids=self.cids,
-            ecn=self.ecn,
-            buffer_limit=config.max_buffered_undecryptable_packets,
-            qlog=self._qlog,
-        )
-        self.migration = Migration(
-            is_client=is_client,
-            disable_active_migration=config.disable_active_migration,
-            paths=self.paths,
-            cids=self.cids,
-            reader=self.reader,
-            recovery=self.recovery,
-            handshake=self.handshake,
-            keys=self.keys,
-            sender=self.sender,
-            new_congestion=lambda: create_controller(
-                config.congestion_control, self.paths.max_datagram_size, self.recovery.rtt
-            ),
-            use_preferred_address=config.use_preferred_address,
-            on_new_path=self._on_new_path,
-        )
-
     # -- state the layers above read ---------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """The QUIC version in use (it changes with a compatible negotiation)."""
+        return self.handshake.version
+
+    @property
+    def original_dcid(self) -> bytes:
+        """The Destination Connection ID of the client's first Initial (RFC 9000 §7.3),
+        new after a Version Negotiation restart."""
+        return self.handshake.original_dcid
 
     @property
     def spaces(self) -> tuple[Space, Space, Space]:
@@ -860,22 +705,23 @@ class QuicConnection:
             if self._qlog is not None and header.packet_type in _FRAMELESS:
                 self._qlog.packet_received_header(now, header, header.end - pos)
             if header.version == 0:
-                self._on_version_negotiation(header, now)
+                if self.first_flight.on_version_negotiation(header, now, self.packets_processed):
+                    self.state = ConnectionState.TERMINATED
                 return False
             switched_from = 0
             if header.version != self.version:
-                other = self._other_version(header)
+                other = self.first_flight.other_version(header)
                 if other is None:
                     self.reader.drop(now, "unsupported", header.packet_type)
                     return False
                 switched_from = other
             if header.packet_type is PacketType.RETRY:
-                self._on_retry(data, pos, header, now)
+                self.first_flight.on_retry(data, pos, header, now)
                 return False
             index = self.reader.read_long(data, pos, header, addr, now, ecn)
             if switched_from and index is None:
                 # not authenticated (or not readable yet): no switch (RFC 9000 §12.2)
-                self._switch_version(switched_from, keep_previous=False)
+                self.first_flight.switch(switched_from, keep_previous=False)
         else:
             index = self.reader.read_long(data, pos, header, addr, now, ecn)
         if index == HANDSHAKE and not self.is_client:
@@ -889,34 +735,11 @@ class QuicConnection:
 
     # -- handshake coordination --------------------------------------------------------------
 
-    def _other_version(self, header: PacketHeader) -> int | None:
-        """A long header of a version not in use: None to drop it (RFC 9369 §4); 0 for
-        an Initial of the version a compatible negotiation left (read with its kept
-        keys); or — client — the version in use so far, after switching tentatively to
-        the packet's: the server's first packet of the Negotiated Version (RFC 9368
-        §2.3), kept only if it authenticates."""
-        version = header.version
-        assert version is not None
-        if header.packet_type is PacketType.INITIAL and self.keys.reads_initial(version):
-            return 0
-        if header.packet_type is PacketType.RETRY:
-            return None  # RFC 9369 §4: a Retry of another version is ignored
-        if self.handshake.may_switch_to(version):
-            previous = self.version
-            self._switch_version(version)
-            return previous
-        return None
-
-    def _switch_version(self, version: int, keep_previous: bool = True) -> None:
-        """Compatible version negotiation: ``version`` from now on (RFC 9369 §4)."""
-        self.version = self.handshake.version = version
-        self.keys.switch_initial_version(version, keep_previous)
-
     def _after_tls(self, now: float) -> None:
         """Hand what TLS released to the components it concerns."""
         progress = self.handshake.progress()
         if progress.version is not None:  # server: the Negotiated Version (RFC 9368 §2.3)
-            self._switch_version(progress.version)
+            self.first_flight.switch(progress.version)
         for index, data in progress.output:
             self.crypto.queue(index, data)
         for secret in progress.secrets:
@@ -932,7 +755,7 @@ class QuicConnection:
         if self.tls.hello_retry_request_received and self.keys.zero_rtt_write is not None:
             self.keys.discard_zero_rtt()  # RFC 9001 §4.6.2: an HRR rejects 0-RTT
         if progress.peer_params is not None:
-            self._apply_peer_params(progress.peer_params)
+            apply_peer_params(self, progress.peer_params)
         if progress.completed:
             self.state = ConnectionState.CONNECTED
             self.paths.handshake_done()
@@ -955,26 +778,6 @@ class QuicConnection:
         if resend:  # the application space holds only 0-RTT packets yet
             self.recovery.discard_space(APPLICATION, now, notify_lost=True)
 
-    def _apply_peer_params(self, params: TransportParameters) -> None:
-        if self._qlog is not None:
-            self._qlog.parameters_set(None, params, False)
-        self.streams.apply_peer_params(params)
-        self.recovery.max_ack_delay = params.max_ack_delay / 1000
-        self.ackfreq.set_peer_params(params.min_ack_delay, params.max_ack_delay)
-        self.dispatcher.set_peer_ack_delay_exponent(params.ack_delay_exponent)
-        if params.max_idle_timeout:
-            peer_idle = params.max_idle_timeout / 1000
-            if not self._idle_timeout or peer_idle < self._idle_timeout:
-                self._idle_timeout = peer_idle  # RFC 9000 §10.1: the minimum of both
-        self.cids.set_peer_limit(params.active_connection_id_limit)
-        self.datagrams.set_peer_max_frame_size(params.max_datagram_frame_size)
-        self.paths.limit_datagram_size(params.max_udp_payload_size)
-        self.pmtu.set_peer_limit(params.max_udp_payload_size)
-        if self.is_client and params.stateless_reset_token is not None:
-            self.cids.set_peer_reset_token(0, params.stateless_reset_token)
-        if self.is_client and params.preferred_address is not None:
-            self.migration.on_preferred_address(params.preferred_address)  # RFC 9000 §9.6
-
     def _confirm_handshake(self, now: float) -> None:
         """RFC 9001 §4.1.2: confirmed; drop Handshake keys (§4.9.2)."""
         if not self.handshake.confirm():
@@ -995,69 +798,6 @@ class QuicConnection:
         self.crypto.discard(index)
         self.recovery.discard_space(index, now)
         self.sender.discard(index)
-
-    def _on_version_negotiation(self, header: PacketHeader, now: float) -> None:
-        """RFC 9000 §6.2, RFC 9368 §2.1 and §4 (see :mod:`quic.conn_handshake`)."""
-        handshake = self.handshake
-        if (
-            not self.is_client
-            or self.packets_processed  # only before any other packet was processed
-            or handshake.retry_received
-            or handshake.reacted_to_vn  # one reaction per connection attempt (§4)
-            or header.dcid != self.host_cid
-            or header.scid != self.original_dcid
-            or self.version in header.supported_versions  # original version listed (§4)
-        ):
-            return
-        version = handshake.choose_version(header.supported_versions)
-        if self._qlog is not None:
-            self._qlog.version_information(now, version, header.supported_versions)
-        if version is not None:
-            self._restart_with_version(version, now)
-            return
-        versions = ", ".join(f"0x{v:08x}" for v in header.supported_versions)
-        self.state = ConnectionState.TERMINATED
-        self._events.append(
-            ConnectionTerminated(
-                TransportErrorCode.VERSION_NEGOTIATION_ERROR,
-                f"server offers no version we support ({versions})",
-                by_peer=True,
-            )
-        )
-        if self._qlog is not None:
-            self._qlog.connection_closed(
-                now, trigger="version_mismatch", reason=versions, by_peer=True
-            )
-
-    def _restart_with_version(self, version: int, now: float) -> None:
-        """A new first flight in ``version`` (RFC 9368 §2.1): conceptually a new
-        connection, so it gets a new Destination Connection ID — a server that kept
-        state for the first attempt does not mistake the new one for it."""
-        self.version = version
-        self.original_dcid = self._token_bytes(8)  # RFC 9000 §7.2: at least 8 bytes
-        self.cids.set_initial_peer_cid(self.original_dcid)
-        self.crypto.reset()
-        self.recovery.discard_space(INITIAL, now)
-        self.sender.discard(INITIAL)
-        self.keys.install_initial(version, self.original_dcid)
-        self.handshake.restart(version, self.original_dcid)
-        self._after_tls(now)
-
-    def _on_retry(self, data: bytes, pos: int, header: PacketHeader, now: float) -> None:
-        """A Retry: start over with its connection ID and token (RFC 9000 §17.2.5.2)."""
-        if not self.handshake.accept_retry(data, pos, header, self.cids.peer_cid):
-            self.reader.drop(now, "unexpected_packet", PacketType.RETRY)
-            return
-        if self._qlog is not None:
-            self._qlog.packet_received_header(now, header, header.end - pos)
-        self.cids.set_initial_peer_cid(header.scid)
-        self.keys.install_initial(self.version, header.scid)
-        self.crypto.requeue_unacked(INITIAL)
-        self.recovery.discard_space(INITIAL)
-        if self.keys.zero_rtt_write is not None:
-            # RFC 9001 §4.6.2: a Retry does not reject 0-RTT; the server dropped our
-            # 0-RTT packets, so their frames go again (to the new connection ID)
-            self.recovery.discard_space(APPLICATION, now, notify_lost=True)
 
     # -- closing -----------------------------------------------------------------------------
 
