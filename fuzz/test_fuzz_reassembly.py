@@ -2,7 +2,7 @@
 under a peer that never acknowledges (issue 8; RFC 9000 §2.2, §4, §13.2, §21.7).
 
 * ``HostileReassembly`` drives two RecvStreams that share one connection
-  :class:`~quic.stream_recv.ReassemblyBudget` with hostile fragments (random offsets and
+  :class:`~quic.reassembly.ReassemblyBudget` with hostile fragments (random offsets and
   lengths, duplicates, overlaps, wrong FINs, RESET_STREAM, STOP_SENDING) interleaved
   with in-order data and reads. A model tracks which bytes arrived. After every step:
   the data read is the message's prefix, the stored segments are exactly the model's
@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from fuzz.profiles import examples  # FUZZ_PROFILE=deep: >= 100,000 examples
-from quic import stream_recv
+from quic import reassembly
 from quic.ack import AckTracker
 from quic.congestion import NewReno
 from quic.errors import QuicProtocolError, StreamResetError, TransportErrorCode
@@ -93,7 +93,7 @@ class HostileReassembly(RuleBasedStateMachine):
     @initialize(seed=st.integers(0, 2**32 - 1), small=st.sampled_from([4, 8, 8, 64, SMALL_CHUNK]))
     def setup(self, seed: int, small: int) -> None:
         # smaller chunk thresholds make multi-chunk segments (ropes) common
-        stream_recv.SMALL_CHUNK = small
+        reassembly.SMALL_CHUNK = small
         rng = random.Random(seed)
         for sid in (0, 4):
             self.streams.append(
@@ -307,7 +307,7 @@ class HostileReassembly(RuleBasedStateMachine):
                 segments, nbytes = m.holes_after()
                 assert r.fragments == segments
                 assert r.out_of_order_bytes == nbytes
-                small = stream_recv.SMALL_CHUNK
+                small = reassembly.SMALL_CHUNK
                 assert r.reassembly.chunk_count() <= 2 * nbytes // small + segments
                 # every byte buffered lies below the limit we advertised (RFC 9000 §4.1)
                 assert r.read_offset + r.readable + r.out_of_order_bytes <= r.window.max_data
@@ -322,7 +322,7 @@ class HostileReassembly(RuleBasedStateMachine):
         try:
             self._finish()
         finally:
-            stream_recv.SMALL_CHUNK = SMALL_CHUNK
+            reassembly.SMALL_CHUNK = SMALL_CHUNK
 
     def _finish(self) -> None:
         # a well-behaved ending: exactly the missing bytes, so that every byte held out

@@ -32,7 +32,7 @@ Stream objects are created with their initial credits from the transport paramet
 peer's size the send credits. The values are given as :class:`StreamLimits`.
 
 Out-of-order data is bounded per stream (holes) and per connection: every receiving
-half charges the manager's one :class:`~quic.stream_recv.ReassemblyBudget`
+half charges the manager's one :class:`~quic.reassembly.ReassemblyBudget`
 (out-of-order bytes and holes over all streams, RFC 9000 §21.7). A stream that is reset
 returns what it held; a stream only leaves the table once all its data was read.
 """

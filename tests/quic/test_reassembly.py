@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from quic import stream_recv
+from quic import reassembly
 from quic.connection import ConnectionState
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionTerminated
@@ -440,7 +440,7 @@ def test_ropes_join_in_order_with_tiny_chunk_threshold(
     """With a 4-byte threshold almost every segment is a rope of many chunks, so every
     way of joining ropes (shorter onto longer, on either side, short boundary chunks
     coalesced) is exercised; the data must come out exactly."""
-    monkeypatch.setattr(stream_recv, "SMALL_CHUNK", 4)
+    monkeypatch.setattr(reassembly, "SMALL_CHUNK", 4)
     rng = random.Random(seed)
     data = message(4000, seed)
     r = RecvStream(0, WINDOW, max_fragments=10_000)
