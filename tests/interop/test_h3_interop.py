@@ -59,6 +59,7 @@ from tests.interop.chromium import (
     netlog_events,
     quic_flags,
 )
+from tests.support.children import die_with_parent
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(150)]
 
@@ -225,6 +226,7 @@ class LineProcess:
             text=True,
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=die_with_parent,
         )
         threading.Thread(target=self._pump, daemon=True).start()
         return self

@@ -41,6 +41,7 @@ from quic.interop.options import InteropOptions
 from quic.interop.server import HqFileServer, server_configuration
 from quic.tls.suites import CipherSuite
 from tests.peers import make_self_signed_cert
+from tests.support.children import die_with_parent
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
@@ -88,6 +89,7 @@ class LineProcess:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            preexec_fn=die_with_parent,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()

@@ -21,6 +21,7 @@ import pytest
 
 from quic.interop import TESTCASES
 from tests.peers import make_self_signed_cert
+from tests.support.children import die_with_parent
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -60,6 +61,7 @@ class Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=die_with_parent,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()

@@ -41,6 +41,7 @@ from pywebtransport.client import WebTransportClient
 from pywebtransport.config import ClientConfig
 from pywebtransport.exceptions import SessionRejected
 from tests.peers import make_self_signed_cert
+from tests.support.children import die_with_parent
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -70,6 +71,7 @@ class LineProcess:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            preexec_fn=die_with_parent,
         )
         threading.Thread(target=self._pump, daemon=True).start()
         line = self.wait_line("LISTENING ", timeout)

@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.children import die_with_parent
+
 AIOQUIC_PEER = Path(__file__).with_name("aioquic_peer.py")
 
 
@@ -108,6 +110,7 @@ class PeerServer:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
+            preexec_fn=die_with_parent,
         )
         threading.Thread(target=self._pump, daemon=True).start()
         line = self._next_line(timeout)

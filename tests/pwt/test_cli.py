@@ -27,6 +27,7 @@ from pywebtransport.config import ClientConfig
 from pywebtransport.exceptions import SessionRejected, StreamReset
 from quic.aio import wall_clock
 from quic.tls.selfsigned import generate_self_signed
+from tests.support.children import die_with_parent
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,6 +45,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=die_with_parent,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -313,7 +315,10 @@ async def test_unknown_path_404(server: Server) -> None:
     assert info.value.status_code == 404
 
 
-def test_keylog_written(server: Server) -> None:
+async def test_keylog_written(server: Server) -> None:
+    # a handshake of its own: the test must not depend on others having run first
+    async with session_to(server, "/echo"):
+        pass
     keylog: Path = server.keylog  # type: ignore[attr-defined]
     assert keylog.exists()
     text = keylog.read_text()
@@ -435,6 +440,7 @@ def test_app_run_stops_on_sigint(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=die_with_parent,
     )
     try:
         assert process.stdout is not None

@@ -16,6 +16,9 @@ escaped an entry point:
 * ``INITIAL_RULES``: hand-built client Initial packets (``tests/support/inject.py``)
   with frames Initial packets may not carry (§12.4 Table 3) or reserved header bits
   set (§17.2); and a 1-RTT packet with reserved bits set (§17.3.1);
+* ``HANDSHAKE_RULES``: Handshake packets sealed with a connection's own Handshake
+  keys mid-handshake, in both directions, carrying frames Handshake packets may not
+  carry (§12.4 Table 3, RFC 9221 §4, the drafts' frame tables);
 * the §12.4 Table 3 matrix itself, written out here independently of the codec's table.
 """
 
@@ -51,7 +54,7 @@ from quic.protection import initial_keys, min_payload_length
 from quic.tls.engine import TlsEngine
 from tests.quic.test_conn_hostile import _established
 from tests.support.inject import client_initial
-from tests.support.quicinject import seal_1rtt
+from tests.support.quicinject import seal_1rtt, seal_handshake
 from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair, server_config
 
 V = encode_varint
@@ -422,6 +425,70 @@ def test_initial_packet_rule(
     (conn,) = endpoint.connections
     assert _closed_with(conn) == (code, frame_type), (rule, section)
     assert endpoint.datagrams_to_send(0.0)  # the CONNECTION_CLOSE goes out
+
+
+#: (rule, section, Handshake packet payload, frame type); every one is PROTOCOL_VIOLATION
+HANDSHAKE_RULES: list[tuple[str, str, bytes, int]] = [
+    ("STREAM in a Handshake packet", "RFC 9000 §12.4", _stream(0), 0x0A),
+    ("MAX_DATA in a Handshake packet", "RFC 9000 §12.4", b"\x10\x05", 0x10),
+    ("MAX_STREAMS in a Handshake packet", "RFC 9000 §12.4", b"\x12\x05", 0x12),
+    ("NEW_CONNECTION_ID in a Handshake packet", "RFC 9000 §12.4",
+     _ncid(1, 0, b"\x33" * 8), 0x18),
+    ("NEW_TOKEN in a Handshake packet", "RFC 9000 §12.4", b"\x07\x01x", 0x07),
+    ("HANDSHAKE_DONE in a Handshake packet", "RFC 9000 §12.4", b"\x1e", 0x1E),
+    ("PATH_CHALLENGE in a Handshake packet", "RFC 9000 §12.4", b"\x1a" + bytes(8), 0x1A),
+    ("application CONNECTION_CLOSE in a Handshake packet", "RFC 9000 §12.4, §19.19",
+     b"\x1d\x00\x00", 0x1D),
+    ("DATAGRAM in a Handshake packet", "RFC 9221 §4", b"\x31\x01x", 0x31),
+    ("RESET_STREAM_AT in a Handshake packet", "draft-ietf-quic-reliable-stream-reset §4",
+     b"\x24\x00\x00\x01\x00", 0x24),
+    ("IMMEDIATE_ACK in a Handshake packet", "draft-ietf-quic-ack-frequency §5", b"\x1f",
+     0x1F),
+]  # fmt: skip
+
+
+def _mid_handshake() -> Pair:
+    """A pair stopped where both sides hold Handshake keys: the client's Initial is at
+    the server, the server's first flight at the client, nothing after that is sent."""
+    pair = make_pair()
+    now = pair.net.now
+    for data, _ in pair.client.datagrams_to_send(now):
+        pair.server_endpoint.receive_datagram(data, CLIENT_ADDR, now)
+    for data, _ in pair.server_endpoint.datagrams_to_send(now):
+        pair.client.receive_datagram(data, SERVER_ADDR, now)
+    assert pair.client.spaces[1].write is not None
+    assert pair.server.spaces[1].read is not None
+    assert not pair.server.handshake_complete  # the client's Finished is not there yet
+    return pair
+
+
+@pytest.mark.parametrize("from_client", [True, False], ids=["client-sends", "server-sends"])
+@pytest.mark.parametrize(
+    ("rule", "section", "payload", "frame_type"),
+    HANDSHAKE_RULES,
+    ids=[row[0] for row in HANDSHAKE_RULES],
+)
+def test_handshake_packet_rule(
+    rule: str, section: str, payload: bytes, frame_type: int, from_client: bool
+) -> None:
+    pair = _mid_handshake()
+    sender, receiver = (pair.client, pair.server) if from_client else (pair.server, pair.client)
+    addr = CLIENT_ADDR if from_client else SERVER_ADDR
+    now = pair.net.now
+    receiver.receive_datagram(seal_handshake(sender, payload, now), addr, now)
+    assert receiver.last_internal_error is None
+    assert _closed_with(receiver) == (E.PROTOCOL_VIOLATION, frame_type), (rule, section)
+
+
+def test_a_handshake_packet_with_allowed_frames_is_processed() -> None:
+    # the control for the rules above: PING and PADDING are fine in Handshake packets
+    pair = _mid_handshake()
+    now = pair.net.now
+    processed = pair.server.packets_processed
+    data = seal_handshake(pair.client, b"\x01" + bytes(20), now)
+    pair.server.receive_datagram(data, CLIENT_ADDR, now)
+    assert pair.server.packets_processed == processed + 1
+    assert pair.server.closer.frame is None
 
 
 def test_short_header_reserved_bits_are_protocol_violation() -> None:

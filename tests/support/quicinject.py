@@ -15,7 +15,7 @@ from quic.packet import PacketType
 from quic.packet_builder import PacketAssembler
 from quic.recovery import SentPacket
 
-__all__ = ["ack_everything", "seal_1rtt"]
+__all__ = ["ack_everything", "seal_1rtt", "seal_handshake"]
 
 _BUDGET = 60_000
 
@@ -46,6 +46,34 @@ def seal_1rtt(sender: QuicConnection, payload: bytes, now: float) -> bytes:
     asm.end_datagram(pad_initial=False)
     data = asm.datagrams[0]
     sender.recovery.on_packet_sent(SentPacket(2, pn, len(data), False, False), now)
+    return data
+
+
+def seal_handshake(sender: QuicConnection, payload: bytes, now: float) -> bytes:
+    """A datagram holding one Handshake packet of ``sender`` carrying ``payload`` (the
+    handshake is under way: ``sender`` has Handshake keys)."""
+    space = sender.spaces[1]
+    write = space.write
+    assert write is not None, "no Handshake keys"
+    asm = PacketAssembler(_BUDGET)
+    asm.begin_datagram(_BUDGET)
+    pn = space.next_pn
+    assert asm.begin_packet(
+        PacketType.HANDSHAKE,
+        sender.version,
+        sender.cids.peer_cid,
+        sender.host_cid,
+        write,
+        1,
+        pn,
+        None,
+    )
+    space.next_pn += 1
+    asm.push(payload)
+    asm.end_packet()
+    asm.end_datagram(pad_initial=False)
+    data = asm.datagrams[0]
+    sender.recovery.on_packet_sent(SentPacket(1, pn, len(data), False, False), now)
     return data
 
 
