@@ -11,7 +11,8 @@ other way, a few frames only a client must judge (NEW_TOKEN, HANDSHAKE_DONE, ...
 
 After every step: no exception escaped and no internal error happened on either side,
 every queue and table of both connections is within its limit, no datagram exceeded
-``max_datagram_size``, and a closed connection closed with a known transport error.
+``pmtud_max_datagram_size`` (path MTU discovery's ceiling), and a closed connection
+closed with a known transport error.
 
 Default runs are short; the deep profile is run by hand, without pytest's timeout::
 
@@ -257,7 +258,10 @@ class HostilePeer(RuleBasedStateMachine):
     @invariant()
     def bounded_and_clean(self) -> None:
         pair = self.pair
-        assert self.largest_sent <= 1200  # max_datagram_size of both sides
+        # DPLPMTUD (on by default) probes up to pmtud_max_datagram_size and sends at
+        # the size a probe proved: never above that ceiling (RFC 8899 MAX_PLPMTU)
+        ceiling = min(c.configuration.pmtud_max_datagram_size for c in (pair.client, pair.server))
+        assert self.largest_sent <= ceiling
         for conn in (pair.client, pair.server):
             assert conn.last_internal_error is None, repr(conn.last_internal_error)
             config = conn.configuration

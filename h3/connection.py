@@ -59,7 +59,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from h3.datagrams import decode_h3_datagram, encode_h3_datagram
+from h3.datagrams import decode_h3_datagram, encode_h3_datagram, max_h3_datagram_payload
 from h3.errors import H3ConnectionError, H3ErrorCode, H3StreamError
 from h3.events import (
     ConnectionShutdownInitiated,
@@ -293,8 +293,16 @@ class H3Connection:
         if nbytes > 0:
             self.quic.consume_stream_data(stream_id, nbytes)
 
+    def max_datagram_payload(self, stream_id: int) -> int:
+        """Largest HTTP datagram payload for ``stream_id`` now (0: none); follows the
+        path MTU (docs/datagrams.md)."""
+        if not self.peer_settings or not self.peer_settings.get(SettingId.H3_DATAGRAM):
+            return 0
+        return max_h3_datagram_payload(self.quic.max_datagram_payload, stream_id)
+
     def send_datagram(self, stream_id: int, data: bytes | bytearray | memoryview) -> None:
-        """Send an HTTP datagram for ``stream_id`` (RFC 9297 §2.1)."""
+        """Send an HTTP datagram for ``stream_id`` (RFC 9297 §2.1); ValueError if it is
+        larger than :meth:`max_datagram_payload` (docs/datagrams.md)."""
         if not self.peer_settings or not self.peer_settings.get(SettingId.H3_DATAGRAM):
             raise ValueError("the peer did not enable HTTP datagrams")
         self.quic.send_datagram(encode_h3_datagram(stream_id, data))

@@ -8,6 +8,11 @@ ID of the client-initiated bidirectional stream the datagram belongs to, divided
 four; its largest legal value is 2**60 - 1. A datagram too short to hold the Quarter
 Stream ID, or with a larger value, is a connection error of type H3_DATAGRAM_ERROR.
 
+Sizes (RFC 9297 §2.1, RFC 9221 §5): an HTTP datagram must fit one QUIC DATAGRAM frame,
+so the largest payload for a stream is the QUIC connection's current
+``max_datagram_payload`` less its Quarter Stream ID (:func:`max_h3_datagram_payload`).
+Like the QUIC figure it follows the path MTU up and down (docs/datagrams.md).
+
 This is a hot path (every WebTransport datagram goes through it): the one-byte
 Quarter Stream ID case is handled inline, and the send side can write the header
 alone (:func:`encode_h3_datagram_header`) in front of a payload it already holds.
@@ -16,7 +21,7 @@ alone (:func:`encode_h3_datagram_header`) in front of a payload it already holds
 from __future__ import annotations
 
 from h3.errors import H3ConnectionError, H3ErrorCode
-from quic.buffer import decode_varint, encode_varint
+from quic.buffer import decode_varint, encode_varint, varint_size
 from quic.errors import BufferReadError
 
 __all__ = [
@@ -24,6 +29,7 @@ __all__ = [
     "decode_h3_datagram",
     "encode_h3_datagram",
     "encode_h3_datagram_header",
+    "max_h3_datagram_payload",
 ]
 
 MAX_QUARTER_STREAM_ID = (1 << 60) - 1  # RFC 9297 §2.1
@@ -34,6 +40,12 @@ def encode_h3_datagram_header(stream_id: int) -> bytes:
     if stream_id & 3 or not 0 <= stream_id <= 4 * MAX_QUARTER_STREAM_ID:
         raise ValueError(f"not a client-initiated bidirectional stream ID: {stream_id}")
     return encode_varint(stream_id >> 2)
+
+
+def max_h3_datagram_payload(quic_max_payload: int, stream_id: int) -> int:
+    """Largest HTTP datagram payload for ``stream_id`` when the QUIC connection takes
+    DATAGRAM payloads up to ``quic_max_payload`` (0: none fits)."""
+    return max(0, quic_max_payload - varint_size(stream_id >> 2))
 
 
 def encode_h3_datagram(stream_id: int, payload: bytes | bytearray | memoryview) -> bytes:

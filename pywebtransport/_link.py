@@ -338,7 +338,8 @@ class WtLink:
         return self._quic.max_datagram_payload
 
     def connection_info(self) -> dict[str, Any]:
-        """RTT, congestion window and version of the QUIC connection (diagnostics)."""
+        """RTT, congestion window, version and path MTU of the QUIC connection
+        (diagnostics)."""
         stats = self._quic.stats()
         return {
             "rtt": stats.smoothed_rtt,
@@ -346,6 +347,9 @@ class WtLink:
             "cwnd": stats.congestion_window,
             "bytes_in_flight": stats.bytes_in_flight,
             "quic_version": stats.version,
+            # the path MTU in use and datagrams dropped when it shrank (docs/datagrams.md)
+            "path_max_datagram_size": stats.max_datagram_size,
+            "datagrams_dropped_too_large": stats.datagrams_dropped_too_large,
         }
 
     def stats(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any
 
+from h3.datagrams import max_h3_datagram_payload
 from pywebtransport.config import draft_name
 from pywebtransport.events import EventEmitter, EventType
 from pywebtransport.exceptions import (
@@ -49,7 +50,6 @@ from pywebtransport.stream import (
     WebTransportStream,
     _StreamBase,
 )
-from quic.buffer import varint_size
 from quic.stream_manager import StreamLimitReached
 
 if TYPE_CHECKING:
@@ -258,9 +258,14 @@ class WebTransportSession:
 
     @property
     def max_datagram_size(self) -> int:
-        """Largest datagram payload that fits one QUIC packet now (0: none)."""
-        room = self._link.max_datagram_payload - varint_size(self.session_id >> 2)
-        return max(0, room)
+        """Largest datagram payload that fits one QUIC packet now (0: none).
+
+        It follows the path MTU (docs/datagrams.md): it grows once path MTU discovery
+        has proved a larger packet size and drops back when the path shrinks (a black
+        hole, a migration). Read it when sizing each datagram; a datagram accepted
+        by :meth:`send_datagram` but still queued when the size drops is discarded and
+        counted (``diagnostics()["datagrams_dropped_too_large"]``)."""
+        return max_h3_datagram_payload(self._link.max_datagram_payload, self.session_id)
 
     def send_datagram(self, data: bytes | bytearray | memoryview) -> DatagramSent:
         """Send an unreliable datagram; DatagramTooLarge if it cannot fit a packet."""

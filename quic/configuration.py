@@ -235,13 +235,16 @@ class QuicConfiguration:
     ecn: bool = True
     # DPLPMTUD (RFC 8899; RFC 9000 §14.2-§14.4): once the handshake is confirmed, probe
     # with PING+PADDING packets from max_datagram_size up to MAX_PLPMTU, this value
-    # capped by the peer's max_udp_payload_size; at or below max_datagram_size (the
-    # default): no probing. 1452 (a 1500-byte Ethernet MTU - 40 for an IPv6 header - 8
-    # for UDP) suits most paths. Off by default because the DATAGRAM payload an
-    # application may send grows with the path MTU: an application that echoes
-    # datagrams of the size it was offered breaks against peers that do not probe
-    # (aioquic, and browsers' ~1350-byte packets), which cannot send them back.
-    pmtud_max_datagram_size: int = 1200
+    # capped by the peer's max_udp_payload_size; at or below max_datagram_size: no
+    # probing (set 1200 to turn discovery off). -- helper "pmtu2" (session 16): on by
+    # default. 1452 = a 1500-byte Ethernet MTU - 40 (IPv6 header) - 8 (UDP header):
+    # the largest UDP payload that crosses a 1500-byte link in both IPv4 (which could
+    # take 1472) and IPv6, so one value serves dual-stack sockets and paths that
+    # change family; larger links are rare on the Internet, and tunnels below 1500
+    # are found by the search (a black hole falls back to 1200, RFC 8899 §4.3). The
+    # DATAGRAM payload offered to applications follows the PLPMTU up and down (see
+    # docs/datagrams.md).
+    pmtud_max_datagram_size: int = 1452
     # PMTU_RAISE_TIMER (RFC 8899 §5.1.1): seconds after a search ended below MAX_PLPMTU
     # (or a black hole) before searching for a larger size again.
     pmtud_raise_interval: float = 600.0

@@ -18,6 +18,19 @@ parameter (RFC 9221 §3): ours bounds what we accept, the peer's what we may sen
   fit even an empty packet (the path shrank) is dropped rather than blocking the queue.
   DATAGRAM frames are ack-eliciting and congestion controlled (RFC 9221 §5.2, §5.4)
   but never retransmitted, so their fate needs no handler.
+
+Sizes and the path MTU (RFC 9221 §3, §5; RFC 9000 §14): the largest payload an
+application may send, :meth:`DatagramChannel.max_payload`, is what fits one 1-RTT packet
+of the path's current maximum datagram size, which DPLPMTUD (:mod:`quic.conn_pmtu`)
+raises after an acknowledged probe and drops back to 1200 bytes when it detects a black
+hole or the path changes. The size is read at every call, never cached: it grows and
+shrinks with the path. :meth:`DatagramChannel.send` refuses (ValueError) a datagram
+larger than the size *now*; one accepted when it fitted and still queued when the size
+drops is discarded by :meth:`DatagramChannel.shrink` (or, if the connection ID length
+grew, when its packet is built) and counted in ``dropped_too_large`` — RFC 9221 §5
+lets a sender drop a datagram it cannot fit. ``dropped_queue_full`` counts the oldest
+ones pushed out of a full queue. Nothing assumes the peer's path MTU equals ours: what
+arrives is bounded only by our ``max_datagram_frame_size``.
 """
 
 from __future__ import annotations
@@ -39,7 +52,14 @@ _SHORT_HEADER_FIXED = 1 + 4 + 16
 class DatagramChannel:
     """Send queue and receive checks of DATAGRAM frames."""
 
-    __slots__ = ("_events", "_local_max", "_queue", "dropped", "peer_max_frame_size")
+    __slots__ = (
+        "_events",
+        "_local_max",
+        "_queue",
+        "dropped_queue_full",
+        "dropped_too_large",
+        "peer_max_frame_size",
+    )
 
     def __init__(
         self, local_max_frame_size: int | None, max_queue: int, events: deque[QuicEvent]
@@ -48,7 +68,13 @@ class DatagramChannel:
         self._events = events
         self._queue: deque[bytes] = deque(maxlen=max(1, max_queue))
         self.peer_max_frame_size = 0  # the peer's transport parameter (0: not supported)
-        self.dropped = 0  # queued datagrams dropped before they were sent
+        self.dropped_queue_full = 0  # the oldest, pushed out of a full queue
+        self.dropped_too_large = 0  # queued when they fitted, then the path shrank
+
+    @property
+    def dropped(self) -> int:
+        """Queued datagrams dropped before they were sent, for either reason."""
+        return self.dropped_queue_full + self.dropped_too_large
 
     def set_peer_max_frame_size(self, size: int) -> None:
         """The peer's max_datagram_frame_size transport parameter (RFC 9221 §3)."""
@@ -94,8 +120,20 @@ class DatagramChannel:
             raise ValueError(f"datagram of {n} bytes does not fit in one packet")
         queue = self._queue
         if len(queue) == queue.maxlen:
-            self.dropped += 1  # unreliable: the oldest gives way (RFC 9221 §5)
+            self.dropped_queue_full += 1  # unreliable: the oldest gives way (RFC 9221 §5)
         queue.append(bytes(data))
+
+    def shrink(self, max_payload: int) -> None:
+        """The largest payload that fits a packet dropped to ``max_payload`` (a black
+        hole, a new path): queued datagrams above it are discarded now (RFC 9221 §5)
+        rather than one by one at the head of the queue. O(queue), on a decrease only."""
+        queue = self._queue
+        if not any(len(data) > max_payload for data in queue):
+            return
+        kept = [data for data in queue if len(data) <= max_payload]
+        self.dropped_too_large += len(queue) - len(kept)
+        queue.clear()
+        queue.extend(kept)
 
     @property
     def pending(self) -> int:
@@ -129,7 +167,7 @@ class DatagramChannel:
             if need > asm.room:
                 if asm.payload_size <= 1 + 3:
                     queue.popleft()  # cannot fit even an empty packet: drop (RFC 9221 §5)
-                    self.dropped += 1
+                    self.dropped_too_large += 1
                     continue
                 break
             queue.popleft()

@@ -5,11 +5,15 @@ Theory of operation
 :class:`PmtuDiscovery` owns the connection's PLPMTU: the largest UDP payload the send
 path uses (RFC 9000 §14.3: the "maximum datagram size"). It starts at the configured
 ``max_datagram_size`` (1200 by default: BASE_PLPMTU = MIN_PLPMTU, RFC 9000 §14.3) and
-searches up to MAX_PLPMTU, the smaller of ``pmtud_max_datagram_size`` and the peer's
-``max_udp_payload_size`` (RFC 9000 §18.2). Every change is pushed to the connection
+searches up to MAX_PLPMTU, the smaller of ``pmtud_max_datagram_size`` (1452 by default:
+discovery is on, see :mod:`quic.configuration`) and the peer's ``max_udp_payload_size``
+(RFC 9000 §18.2). Every change is pushed to the connection
 through the ``apply`` callback, which sets the path's datagram size and the congestion
-controller's (RFC 9002 §7.2). The socket sets Don't Fragment (:mod:`quic.aio.udp`), so a
-datagram too large for the path is dropped, never fragmented (RFC 9000 §14).
+controller's (RFC 9002 §7.2) — and drops queued DATAGRAM frames that no longer fit
+(:mod:`quic.conn_datagrams`; the DATAGRAM payload offered to applications is read from
+the PLPMTU at each call, so it grows and shrinks with it: docs/datagrams.md). The
+socket sets Don't Fragment (:mod:`quic.aio.udp`), so a datagram too large for the path
+is dropped, never fragmented (RFC 9000 §14).
 
 States (RFC 8899 §5.2)::
 

@@ -266,10 +266,13 @@ class QuicConnection:
         controller follow it (RFC 9000 §14.3, RFC 9002 §7.2)."""
         if self._qlog is not None:
             self._qlog.mtu_updated(None, self.paths.max_datagram_size, size)
+        shrunk = size < self.paths.max_datagram_size
         self.paths.max_datagram_size = size
         setter = getattr(self.recovery.congestion, "set_max_datagram_size", None)
         if setter is not None:
             setter(size)
+        if shrunk:  # queued DATAGRAMs that no longer fit are dropped (RFC 9221 §5)
+            self.datagrams.shrink(self.max_datagram_payload)
 
     @property
     def ecn_codepoint(self) -> int:
@@ -393,7 +396,14 @@ class QuicConnection:
 
     def stats(self) -> ConnectionStats:
         """A snapshot of RTT, congestion window and counters (see :mod:`quic.stats`)."""
-        return ConnectionStats.of(self.version, self.recovery, self.paths, self.reader)
+        return ConnectionStats.of(
+            self.version,
+            self.recovery,
+            self.paths,
+            self.reader,
+            self.datagrams,
+            len(self.cids.peer_cid),
+        )
 
     def send_buffered(self, stream_id: int) -> int:
         """Bytes of ``stream_id`` queued or in flight and not yet acknowledged (0 for an

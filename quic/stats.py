@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from quic.conn_datagrams import DatagramChannel
     from quic.conn_paths import PathManager
     from quic.conn_receive import PacketReader
     from quic.recovery import LossRecovery
@@ -33,13 +34,28 @@ class ConnectionStats:
     bytes_received: int
     packets_received: int  # successfully processed
     packets_dropped: int  # undecryptable, unsupported or malformed
+    # DATAGRAM sizes (RFC 9221 §5; RFC 9000 §14): the path's maximum datagram size now
+    # (DPLPMTUD raises it and drops it back on a black hole), the largest DATAGRAM
+    # payload that fits it (0: not negotiated), and queued datagrams discarded
+    max_datagram_size: int = 1200
+    max_datagram_payload: int = 0
+    datagrams_dropped_queue_full: int = 0  # the oldest, out of a full queue
+    datagrams_dropped_too_large: int = 0  # queued when they fitted; the path shrank
 
     @classmethod
     def of(
-        cls, version: int, recovery: LossRecovery, paths: PathManager, reader: PacketReader
+        cls,
+        version: int,
+        recovery: LossRecovery,
+        paths: PathManager,
+        reader: PacketReader,
+        datagrams: DatagramChannel | None = None,
+        dcid_length: int = 0,
     ) -> ConnectionStats:
         """Read each figure from the component that owns it."""
         rtt = recovery.rtt
+        mds = paths.max_datagram_size
+        payload = datagrams.max_payload(dcid_length, mds) if datagrams is not None else 0
         return cls(
             version=version,
             smoothed_rtt=rtt.smoothed_rtt,
@@ -51,4 +67,8 @@ class ConnectionStats:
             bytes_received=paths.bytes_received,
             packets_received=reader.processed,
             packets_dropped=reader.dropped,
+            max_datagram_size=mds,
+            max_datagram_payload=payload,
+            datagrams_dropped_queue_full=datagrams.dropped_queue_full if datagrams else 0,
+            datagrams_dropped_too_large=datagrams.dropped_too_large if datagrams else 0,
         )

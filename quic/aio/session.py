@@ -229,6 +229,8 @@ class QuicSession:
     # -- datagrams --------------------------------------------------------------------------
 
     def send_datagram(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue an unreliable DATAGRAM (RFC 9221); ValueError if it is larger than
+        :attr:`max_datagram_size` now (docs/datagrams.md)."""
         self.check_open()
         self.connection.send_datagram(data)
         self._protocol.transmit_now(self.connection)
@@ -251,6 +253,8 @@ class QuicSession:
 
     @property
     def max_datagram_size(self) -> int:
+        """Largest DATAGRAM payload that fits one packet now (0: not negotiated); it
+        follows the path MTU up and down (docs/datagrams.md)."""
         return self.connection.max_datagram_payload
 
     # -- migration --------------------------------------------------------------------------

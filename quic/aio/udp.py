@@ -27,7 +27,12 @@ The IP header fields QUIC needs (:func:`configure_path_options`):
   §4.4): on Linux ``IP_MTU_DISCOVER`` / ``IPV6_MTU_DISCOVER`` = ``*_PMTUDISC_PROBE``
   sets DF and lets datagrams larger than the kernel's cached path MTU be sent, as
   DPLPMTUD probes must be (:mod:`quic.conn_pmtu`); a datagram above the interface MTU
-  fails to send and counts as a lost probe. Elsewhere: not set.
+  fails to send and counts as a lost probe. On the BSDs and macOS ``IP_DONTFRAG`` /
+  ``IPV6_DONTFRAG`` set DF (IPv4-mapped datagrams of a dual-stack socket excepted).
+  Where none of these exists or the kernel refuses, DF is left off and
+  ``PathOptions.dont_fragment`` says so: probes still work on paths that do not
+  fragment, and a fragmented probe at worst proves a size that a black hole later
+  takes back (RFC 8899 §4.3).
 """
 
 from __future__ import annotations
@@ -65,6 +70,10 @@ SOCKET_BUFFER = 4 * 1024 * 1024
 _IP_MTU_DISCOVER = 10
 _IPV6_MTU_DISCOVER = 23
 _PMTUDISC_PROBE = 3  # set DF, ignore the cached path MTU (IP_ and IPV6_ alike)
+# <netinet/in.h> IP_DONTFRAG of the BSDs and macOS (not exported by Python either);
+# IPV6_DONTFRAG (RFC 3542 §11.2) is exported where the platform has it
+_IP_DONTFRAG = {"darwin": 28, "freebsd": 67}
+_IPV6_DONTFRAG: int | None = getattr(socket, "IPV6_DONTFRAG", None)
 _IP_TOS: int | None = getattr(socket, "IP_TOS", None)
 _IP_RECVTOS: int | None = getattr(socket, "IP_RECVTOS", None)
 _IPV6_TCLASS: int | None = getattr(socket, "IPV6_TCLASS", None)
@@ -98,16 +107,36 @@ def configure_path_options(sock: socket.socket | None) -> PathOptions:
             ecn = hasattr(sock, "sendmsg") and _ANCILLARY_SPACE > 0
         except (OSError, AssertionError):
             logger.debug("ECN fields unavailable on this socket; sending Not-ECT")
-    dont_fragment = False
-    if sys.platform.startswith("linux"):
-        try:
-            sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _PMTUDISC_PROBE)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_MTU_DISCOVER, _PMTUDISC_PROBE)
-            dont_fragment = True
-        except OSError:
-            logger.debug("Don't Fragment unavailable on this socket")
-    return PathOptions(ecn=ecn, dont_fragment=dont_fragment)
+    return PathOptions(ecn=ecn, dont_fragment=_set_dont_fragment(sock, sys.platform))
+
+
+def _dont_fragment_options(family: int, platform: str) -> list[tuple[int, int, int]]:
+    """The ``setsockopt`` calls that set DF on a socket of ``family`` (see the module
+    docstring); empty where the platform has none we know."""
+    if platform.startswith("linux"):
+        options = [(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _PMTUDISC_PROBE)]
+        if family == socket.AF_INET6:
+            options.append((socket.IPPROTO_IPV6, _IPV6_MTU_DISCOVER, _PMTUDISC_PROBE))
+        return options
+    bsd = next((v for k, v in _IP_DONTFRAG.items() if platform.startswith(k)), None)
+    if family == socket.AF_INET6:
+        # IPv6 datagrams only: IPv4-mapped ones of a dual-stack socket may fragment
+        return [] if _IPV6_DONTFRAG is None else [(socket.IPPROTO_IPV6, _IPV6_DONTFRAG, 1)]
+    return [] if bsd is None else [(socket.IPPROTO_IP, bsd, 1)]
+
+
+def _set_dont_fragment(sock: socket.socket, platform: str) -> bool:
+    """Set Don't Fragment (RFC 9000 §14, RFC 8899 §4.4); False where it cannot be."""
+    options = _dont_fragment_options(sock.family, platform)
+    if not options:
+        return False
+    try:
+        for level, option, value in options:
+            sock.setsockopt(level, option, value)
+    except OSError:
+        logger.debug("Don't Fragment unavailable on this socket")
+        return False
+    return True
 
 
 def _is_ipv4(family: int, addr: Any) -> bool:

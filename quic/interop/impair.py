@@ -18,6 +18,10 @@ What one direction does (:class:`Impairment`), in this order per datagram:
 1. *blackhole*: within a ``[start, end)`` period (seconds after the link's epoch, the
    first datagram the caller saw) every datagram is dropped (the ``blackhole``
    scenario: ``--on`` seconds up, ``--off`` seconds down, ``--repeat`` times);
+   *path MTU*: a datagram with a UDP payload larger than ``mtu`` is dropped, as a
+   router drops a packet too big for its next hop when Don't Fragment is set (not a
+   runner scenario: our DPLPMTUD checks; ``mtu_from`` seconds after the epoch, so the
+   path MTU can drop mid-connection);
 2. *drop list*: the datagrams whose 1-based index (in this direction) is listed are
    dropped (the ``droplist`` scenario, ``--drops_to_server=2,3,4``);
 3. *loss*: dropped with probability ``loss`` (``drop-rate``), never more than
@@ -77,6 +81,7 @@ class Fate(Enum):
     LISTED = "listed"  # dropped by the drop list
     BLACKHOLE = "blackhole"  # dropped during a blackhole period
     QUEUE = "queue"  # tail drop: the link's queue was full
+    TOO_BIG = "too_big"  # larger than the path MTU (Don't Fragment set)
 
     @property
     def dropped(self) -> bool:
@@ -98,6 +103,8 @@ class Impairment:
     bandwidth: float | None = None  # bits per second; None: unlimited
     queue: int | None = None  # datagrams waiting for the link; None: unbounded
     blackholes: tuple[tuple[float, float], ...] = ()  # [start, end) after the epoch
+    mtu: int | None = None  # largest UDP payload forwarded; None: any
+    mtu_from: float = 0.0  # seconds after the epoch from which ``mtu`` applies
 
     def __post_init__(self) -> None:
         for name in ("loss", "corrupt", "duplicate", "reorder"):
@@ -112,6 +119,8 @@ class Impairment:
             raise ValueError("bandwidth must be positive")
         if self.queue is not None and self.queue < 0:
             raise ValueError("queue must not be negative")
+        if self.mtu is not None and self.mtu < 1:
+            raise ValueError("mtu must be positive")
         if any(i < 1 for i in self.drops):
             raise ValueError("drop indices start at 1")
         for start, end in self.blackholes:
@@ -165,6 +174,8 @@ class LinkModel:
         index = self.count
         if imp.blackholes and self.in_blackhole(now):
             return self._drop(index, Fate.BLACKHOLE)
+        if imp.mtu is not None and len(data) > imp.mtu and now - self.epoch >= imp.mtu_from:
+            return self._drop(index, Fate.TOO_BIG)
         if index in imp.drops:
             return self._drop(index, Fate.LISTED)
         if imp.loss and self._burst_allows(self._lost_in_a_row) and self._chance(imp.loss):

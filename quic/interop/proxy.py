@@ -5,7 +5,7 @@ Theory of operation
 :class:`ImpairmentProxy` listens on one UDP address for clients and forwards to one
 server; each direction goes through a seeded :class:`~quic.interop.impair.LinkModel`
 (delay, loss with a burst cap, corruption of one byte in the first 50, drop lists by
-index, blackhole periods, reordering, duplication, bandwidth and queue — see
+index, blackhole periods, path MTU, reordering, duplication, bandwidth and queue — see
 :mod:`quic.interop.impair`). It acts like the NAT of the runner's ``rebind`` scenario:
 each client address (a *flow*; a client that opens one socket per connection makes
 several) gets its own socket towards the server, and :meth:`ImpairmentProxy.rebind`
@@ -508,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--drops-to-server", type=_indices, help="1-based indices to drop, e.g. 2,3,4")
     add("--drops-to-client", type=_indices, help="1-based indices to drop")
     add("--blackhole", help="ON,OFF[,REPEAT] seconds: up ON, down OFF, REPEAT times")
+    add("--mtu", type=int, help="drop datagrams with a UDP payload above this (both ways)")
+    add("--mtu-from", type=parse_duration, help="apply --mtu only after this long")
     add("--rebind-first", type=parse_duration, help="first NAT rebinding after this long")
     add("--rebind-every", type=parse_duration, help="then rebind this often")
     add("--rebind-addr", action="store_true", help="rebinding also changes the address")
@@ -523,6 +525,9 @@ def _direction(base: Impairment, args: argparse.Namespace, impaired: bool) -> Im
         changes["bandwidth"] = args.bandwidth
     if args.queue is not None:
         changes["queue"] = args.queue
+    if args.mtu is not None:  # a path property: both directions, impaired or not
+        changes["mtu"] = args.mtu
+        changes["mtu_from"] = args.mtu_from or 0.0
     if impaired:
         for name in ("loss", "corrupt", "duplicate", "reorder", "reorder_delay"):
             value = getattr(args, name)

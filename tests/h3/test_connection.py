@@ -215,8 +215,28 @@ def test_http_datagrams_with_quarter_stream_id() -> None:
 def test_datagram_without_setting_is_refused_locally() -> None:
     p = h3pair()
     sid = p.client.get_next_available_stream_id()
+    assert p.client.max_datagram_payload(sid) == 0
     with pytest.raises(ValueError):
         p.client.send_datagram(sid, b"x")
+
+
+def test_http_datagram_size_follows_the_path_mtu() -> None:
+    """docs/datagrams.md: the QUIC payload less the Quarter Stream ID, read live; it grows
+    once path MTU discovery (on by default) has proved 1452-byte packets."""
+    p = h3pair(H3Configuration(enable_datagrams=True), H3Configuration(enable_datagrams=True))
+    quic = p.pair.client
+    sid = p.client.get_next_available_stream_id()
+    far = 4 * 64  # Quarter Stream ID 64: a 2-byte varint
+    p.run(lambda: quic.max_datagram_size == 1452)
+    assert p.client.max_datagram_payload(sid) == quic.max_datagram_payload - 1 == 1419
+    assert p.client.max_datagram_payload(far) == quic.max_datagram_payload - 2
+    p.client.send_headers(sid, REQUEST)
+    data = bytes(range(256)) * 5 + bytes(1419 - 1280)
+    p.client.send_datagram(sid, data)
+    p.run(lambda: bool(p.of(DatagramReceived)))
+    assert p.of(DatagramReceived)[0].data == data
+    with pytest.raises(ValueError):
+        p.client.send_datagram(sid, bytes(1420))
 
 
 def test_extended_connect_requires_the_setting() -> None:

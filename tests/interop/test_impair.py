@@ -115,6 +115,19 @@ def test_blackhole_periods_count_from_the_first_datagram() -> None:
     assert model.epoch == 100.0
 
 
+def test_path_mtu_drops_larger_datagrams_from_its_start() -> None:
+    model = LinkModel(Impairment(mtu=1252, mtu_from=2.0))
+    at = {(t, n): model.process(bytes(n), 10.0 + t).fate for t, n in ((0, 1452), (1.9, 1400))}
+    at |= {(t, n): model.process(bytes(n), 10.0 + t).fate for t, n in ((2.0, 1253), (3, 1252))}
+    assert at == {
+        (0, 1452): Fate.FORWARDED,  # before the path MTU drops
+        (1.9, 1400): Fate.FORWARDED,
+        (2.0, 1253): Fate.TOO_BIG,
+        (3, 1252): Fate.FORWARDED,
+    }
+    assert Fate.TOO_BIG.dropped and model.fates[Fate.TOO_BIG] == 1
+
+
 def test_delay_duplication_and_reordering() -> None:
     plain = LinkModel(Impairment(delay=0.015)).process(SHORT, 1.0)
     assert plain.deliveries == ((1.015, SHORT),)
@@ -170,6 +183,7 @@ def test_parse_duration_rejects_garbage() -> None:
         {"queue": -1},
         {"drops": frozenset({0})},
         {"blackholes": ((3.0, 2.0),)},
+        {"mtu": 0},
     ],
 )
 def test_invalid_impairments_are_refused(kwargs: dict[str, object]) -> None:

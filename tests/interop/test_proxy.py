@@ -27,7 +27,9 @@ from quic.interop.proxy import (
     TO_CLIENT,
     TO_SERVER,
     ImpairmentProxy,
+    build_parser,
     parse_address,
+    scenario_from_args,
     write_pcap,
 )
 
@@ -316,3 +318,14 @@ async def test_command_line(tmp_path: Path) -> None:
             await proc.wait()
         assert server.transport is not None
         server.transport.close()
+
+
+def test_command_line_path_mtu_applies_to_both_directions() -> None:
+    args = build_parser().parse_args(
+        ["--server", "127.0.0.1:1", "--only", "toserver", "--mtu", "1252", "--mtu-from", "2s"]
+    )
+    scenario = scenario_from_args(args)
+    for one in (scenario.to_server, scenario.to_client):  # a path property, not an impairment
+        assert (one.mtu, one.mtu_from) == (1252, 2.0)
+    plain = scenario_from_args(build_parser().parse_args(["--server", "127.0.0.1:1"]))
+    assert plain.to_server.mtu is None and plain.to_client.mtu is None

@@ -134,7 +134,11 @@ async def echo(request: SessionRequest) -> None:
 
     async def datagrams() -> None:
         while True:
-            session.send_datagram(await session.receive_datagram())
+            data = await session.receive_datagram()
+            # the client's path MTU may exceed ours (docs/datagrams.md): drop, as a
+            # network would
+            if len(data) <= session.max_datagram_size:
+                session.send_datagram(data)
 
     tasks = [asyncio.create_task(c()) for c in (streams, unis, datagrams)]
     await session.wait_closed()

@@ -157,7 +157,9 @@ async def test_datagram_echo(draft: str) -> None:
     async with running() as h, WebTransportClient(client_config(draft)) as client:
         h.handler = echo
         session = await client.connect(h.url())
-        assert 1000 < session.max_datagram_size < 1200
+        # the base size, or the 1452-byte PLPMTU once the server acknowledged the
+        # client's probe (discovery is on by default; docs/datagrams.md)
+        assert session.max_datagram_size in (1200 - 33, 1452 - 33)
         async with asyncio.timeout(TIMEOUT):
             for i in range(5):  # unreliable in general; loopback does not lose
                 await session.send_datagram(data=b"ping %d" % i)

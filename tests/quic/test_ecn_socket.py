@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from quic.aio import QuicSession, QuicStreamReader, QuicStreamWriter, connect, serve
-from quic.aio.udp import configure_path_options, read_batch_ecn, send_marked
+from quic.aio.udp import _set_dont_fragment, configure_path_options, read_batch_ecn, send_marked
 from quic.conn_ecn import ECN_CE, ECN_ECT0, ECN_NOT_ECT, EcnState
 from tests.quic.test_aio import client_config, server_config
 
@@ -121,11 +121,10 @@ async def test_our_client_and_server_validate_ecn_over_loopback() -> None:
 
 
 async def test_pmtu_discovery_over_loopback() -> None:
-    """DF is set and a 1452-byte probe passes loopback (MTU 65536): the PLPMTU rises."""
+    """DF is set and a 1452-byte probe passes loopback (MTU 65536): with the default
+    configuration (discovery on) the PLPMTU rises, and the DATAGRAM payload offered."""
     sconfig = server_config()
-    sconfig.pmtud_max_datagram_size = 1452
     cconfig = client_config()
-    cconfig.pmtud_max_datagram_size = 1452
     server = await serve("127.0.0.1", 0, sconfig, _idle, stream_handler=_echo)
     async with server, connect("127.0.0.1", server.port, cconfig) as session:
         reader, writer = await session.create_stream()
@@ -137,4 +136,50 @@ async def test_pmtu_discovery_over_loopback() -> None:
                 break
             await asyncio.sleep(0.01)
         assert session.connection.max_datagram_size == 1452
+        assert session.max_datagram_size == 1452 - (1 + 8 + 4 + 16 + 3)
         assert server.protocol.path_options.dont_fragment
+
+
+def test_dont_fragment_is_set_on_ipv6() -> None:
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    except OSError:
+        pytest.skip("no IPv6")
+    with sock:
+        assert configure_path_options(sock).dont_fragment
+        assert sock.getsockopt(socket.IPPROTO_IPV6, 23) == 3  # IPV6_MTU_DISCOVER: PROBE
+        assert sock.getsockopt(socket.IPPROTO_IP, 10) == 3  # v4-mapped datagrams too
+
+
+class _RecordingSocket:
+    """What DF setting needs of a socket: its family and setsockopt (recorded)."""
+
+    def __init__(self, family: int, refuse: bool = False) -> None:
+        self.family = family
+        self.refuse = refuse
+        self.calls: list[tuple[int, int, int]] = []
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        if self.refuse:
+            raise OSError("not supported")
+        self.calls.append((level, option, value))
+
+
+@pytest.mark.parametrize(
+    ("platform", "family", "expected"),
+    [
+        ("linux", socket.AF_INET, [(socket.IPPROTO_IP, 10, 3)]),
+        ("darwin", socket.AF_INET, [(socket.IPPROTO_IP, 28, 1)]),  # IP_DONTFRAG
+        ("freebsd14", socket.AF_INET, [(socket.IPPROTO_IP, 67, 1)]),
+        ("win32", socket.AF_INET, []),
+    ],
+)
+def test_dont_fragment_per_platform(platform: str, family: int, expected: list[Any]) -> None:
+    sock = _RecordingSocket(family)
+    assert _set_dont_fragment(sock, platform) is bool(expected)  # type: ignore[arg-type]
+    assert sock.calls == expected
+
+
+def test_dont_fragment_falls_back_cleanly_when_refused() -> None:
+    sock = _RecordingSocket(socket.AF_INET, refuse=True)
+    assert _set_dont_fragment(sock, "linux") is False  # type: ignore[arg-type]
