@@ -68,7 +68,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from itertools import islice
 
@@ -453,6 +453,7 @@ class RecvStream:
         "_stop_pending",
         "_uncredited",
         "stream_id",
+        "trace",
         "window",
     )
 
@@ -473,6 +474,7 @@ class RecvStream:
         self.stream_id = stream_id
         self.window = ReceiveWindow(max_stream_data, max_window)
         self._state = RecvState.RECV
+        self.trace: Callable[[int, bool, Enum, Enum], None] | None = None
         self._ready: deque[bytes] = deque()
         self._ready_len = 0
         self._read_offset = 0
@@ -558,6 +560,8 @@ class RecvStream:
     def _fire(self, event: RecvEvent) -> None:
         nxt = _TRANSITIONS[self._state].get(event)
         if nxt is not None:
+            if self.trace is not None and nxt is not self._state:  # qlog (quic.qlog)
+                self.trace(self.stream_id, False, self._state, nxt)
             self._state = nxt
 
     # ------------------------------------------------------------------ network input

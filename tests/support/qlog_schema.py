@@ -16,6 +16,27 @@ from typing import Any
 Check = Callable[[dict[str, Any]], list[str]]
 
 PACKET_TYPES = {"initial", "handshake", "0RTT", "1RTT", "retry", "version_negotiation"}
+#: packet types of packet_dropped (read from a datagram's first byte) and packet_sent
+PACKET_TYPES_ANY = PACKET_TYPES | {"stateless_reset", "unknown"}
+DROP_TRIGGERS = {
+    "internal_error",
+    "rejected",
+    "unsupported",
+    "invalid",
+    "duplicate",
+    "connection_unknown",
+    "decryption_failure",
+    "key_unavailable",
+    "general",
+    "unexpected_packet",  # qlog 0.3's trigger (a Retry after the first, quic/connection.py)
+}
+#: quic-events §"stream_state_updated": base and granular states, by stream side
+STREAM_STATES = {
+    "sending": {"idle", "open", "closed", "ready", "send", "data_sent", "data_received"}
+    | {"reset_sent", "reset_received", "destroyed"},
+    "receiving": {"idle", "open", "closed", "receive", "size_known", "data_received"}
+    | {"data_read", "reset_received", "reset_read", "destroyed"},
+}
 KEY_TYPE = re.compile(r"^(client|server)_(initial|0rtt|handshake|1rtt)_secret$")
 HEX = re.compile(r"^[0-9a-f]*$")
 VERSION = re.compile(r"^[0-9a-f]{8}$")
@@ -81,8 +102,26 @@ def _header(header: Any, with_pn: bool) -> list[str]:
     return errors
 
 
+def _stateless_reset(data: dict[str, Any]) -> list[str]:
+    token = data.get("stateless_reset_token")
+    ok = isinstance(token, str) and len(token) == 32 and HEX.match(token)
+    return ([] if ok else ["bad stateless_reset_token"]) + _need(data.get("raw", {}), "length", int)
+
+
+def _dropped(data: dict[str, Any]) -> list[str]:
+    errors = [] if data.get("trigger") in DROP_TRIGGERS else [f"bad trigger {data.get('trigger')}"]
+    header = data.get("header")
+    if header is not None and header.get("packet_type") not in PACKET_TYPES_ANY:
+        errors.append(f"bad packet_type {header.get('packet_type')!r}")
+    if "raw" in data:
+        errors += _need(data["raw"], "length", int)
+    return errors
+
+
 def _packet(data: dict[str, Any]) -> list[str]:
     header = data.get("header")
+    if isinstance(header, dict) and header.get("packet_type") == "stateless_reset":
+        return _stateless_reset(data)
     frameless = isinstance(header, dict) and (
         header.get("packet_type") in ("retry", "version_negotiation")
         # a stateless Initial logged from its bytes: no number, protected frames
@@ -189,7 +228,16 @@ def _stream_state(data: dict[str, Any]) -> list[str]:
     errors = _need(data, "stream_id", int)
     if data.get("stream_type") not in ("bidirectional", "unidirectional"):
         errors.append("bad stream_type")
-    return errors + ([] if data.get("new") in ("open", "destroyed") else ["bad 'new'"])
+    states = STREAM_STATES.get(data.get("stream_side"))  # type: ignore[arg-type]
+    if states is None:
+        return [*errors, "bad stream_side"]
+    if data.get("new") not in states:
+        errors.append(f"bad 'new' {data.get('new')!r}")
+    if "old" in data and (data["old"] not in states or data["old"] == data["new"]):
+        errors.append(f"bad 'old' {data['old']!r}")
+    if "trigger" in data and data["trigger"] not in ("local", "remote"):
+        errors.append("bad trigger")
+    return errors
 
 
 def _stream_type(data: dict[str, Any]) -> list[str]:
@@ -231,7 +279,7 @@ SCHEMA: dict[str, Check] = {
     "transport:parameters_set": _owner,
     "transport:packet_sent": _packet,
     "transport:packet_received": _packet,
-    "transport:packet_dropped": lambda d: _need(d, "trigger", str),
+    "transport:packet_dropped": _dropped,
     "transport:datagrams_sent": _datagrams,
     "transport:packets_acked": _acked,
     "transport:stream_state_updated": _stream_state,
