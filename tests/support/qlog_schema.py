@@ -261,6 +261,33 @@ def _h3_frame(data: dict[str, Any]) -> list[str]:
     return errors
 
 
+CAPSULE_TYPES = {"datagram", "unknown", "wt_close_session", "wt_drain_session"} | {
+    "wt_max_data",
+    "wt_max_streams_bidi",
+    "wt_max_streams_uni",
+    "wt_data_blocked",
+    "wt_streams_blocked_bidi",
+    "wt_streams_blocked_uni",
+}
+
+
+def _capsule(data: dict[str, Any]) -> list[str]:
+    """h3-events §"capsule_created" / §"capsule_parsed"."""
+    errors = _need(data, "stream_id", int)
+    capsule = data.get("capsule")
+    if not isinstance(capsule, dict) or capsule.get("capsule_type") not in CAPSULE_TYPES:
+        return [*errors, f"bad capsule {capsule!r}"]
+    errors += _need(capsule.get("raw", {}), "length", int)
+    kind = capsule["capsule_type"]
+    if kind == "unknown":
+        errors += _need(capsule, "capsule_type_value", int)
+    elif kind == "wt_close_session":
+        errors += _need(capsule, "application_error_code", int) + _need(capsule, "reason", str)
+    elif kind not in ("datagram", "wt_drain_session"):
+        errors += _need(capsule, "value", int)
+    return errors
+
+
 def _ecn_state(data: dict[str, Any]) -> list[str]:
     states = ("testing", "unknown", "failed", "capable")  # RFC 9000 Appendix A.4
     errors = [] if data.get("new") in states else ["bad 'new'"]
@@ -295,6 +322,8 @@ SCHEMA: dict[str, Check] = {
     "http:stream_type_set": _stream_type,
     "http:frame_created": _h3_frame,
     "http:frame_parsed": _h3_frame,
+    "http:capsule_created": _capsule,
+    "http:capsule_parsed": _capsule,
 }
 
 
