@@ -160,6 +160,8 @@ class H3Connection:
             config.max_field_section_size,
         )
         self.encoder = QpackEncoder()
+        if self._qlog is not None:  # QPACK events (h3.qlog_qpack)
+            self._qlog.watch_qpack(self.encoder, self.decoder)
         self.peer_settings: dict[int, int] | None = None
         self.local_settings = self._local_settings()
         self._initialized = False

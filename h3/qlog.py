@@ -20,6 +20,9 @@ receipt each piece of DATA payload handed up is logged as it arrives (``length``
 piece's). A HEADERS frame received is logged once QPACK decoded it, so a section that
 waited for the encoder stream is logged when it is delivered.
 
+QPACK: :meth:`H3Logger.watch_qpack` hands the encoder and decoder a
+:class:`~h3.qlog_qpack.QpackLogger` (instructions, field sections, dynamic tables).
+
 Capsules (RFC 9297 §3.2) on CONNECT streams, WebTransport's included:
 ``http:capsule_created`` / ``http:capsule_parsed`` (the draft's ``http`` events:
 ``stream_id`` and ``capsule``, see :func:`capsule_to_qlog`), logged by the layer that
@@ -40,6 +43,8 @@ from h3.capsules import (
 )
 from h3.errors import H3StreamError
 from h3.frames import FrameType
+from h3.qlog_qpack import QpackLogger
+from h3.qpack import QpackDecoder, QpackEncoder
 from h3.settings import SettingId, encode_settings
 from h3.streams import StreamType
 from quic.buffer import decode_varint
@@ -154,10 +159,17 @@ def _settings_data(settings: dict[int, int]) -> dict[str, Any]:
 class H3Logger:
     """The HTTP/3 events of one connection, written to its QUIC logger."""
 
-    __slots__ = ("_log",)
+    __slots__ = ("_log", "qpack")
 
     def __init__(self, quic_logger: QuicLogger) -> None:
         self._log = quic_logger.log
+        self.qpack: QpackLogger | None = None
+
+    def watch_qpack(self, encoder: QpackEncoder, decoder: QpackDecoder) -> None:
+        """Log the QPACK events of the connection's encoder and decoder
+        (:mod:`h3.qlog_qpack`)."""
+        self.qpack = QpackLogger(self._log, decoder.max_table_capacity)
+        encoder.trace = decoder.trace = self.qpack
 
     def initialized(
         self, stream_ids: tuple[int, int, int], settings: dict[int, int], sent: dict[int, int]

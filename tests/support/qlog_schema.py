@@ -288,6 +288,80 @@ def _capsule(data: dict[str, Any]) -> list[str]:
     return errors
 
 
+QPACK_INSTRUCTIONS: dict[str, tuple[str, ...]] = {  # qlog 0.3 (h3-events-03) fields
+    "set_dynamic_table_capacity": ("capacity",),
+    "insert_with_name_reference": ("name_index", "value_length"),
+    "insert_without_name_reference": ("name_length", "value_length"),
+    "duplicate": ("index",),
+    "section_acknowledgement": ("stream_id",),
+    "stream_cancellation": ("stream_id",),
+    "insert_count_increment": ("increment",),
+}
+QPACK_LINES = {"indexed_header", "literal_with_name", "literal_without_name"}
+
+
+def _qpack_instruction(data: dict[str, Any]) -> list[str]:
+    instruction = data.get("instruction")
+    if not isinstance(instruction, dict):
+        return ["no instruction"]
+    fields = QPACK_INSTRUCTIONS.get(instruction.get("instruction_type"))  # type: ignore[arg-type]
+    if fields is None:
+        return [f"bad instruction_type {instruction.get('instruction_type')!r}"]
+    errors = [e for f in fields for e in _need(instruction, f, int)]
+    if instruction["instruction_type"] == "insert_with_name_reference" and instruction.get(
+        "table_type"
+    ) not in ("static", "dynamic"):
+        errors.append("bad table_type")
+    return errors + _need(data.get("raw", {}), "length", int)
+
+
+def _qpack_headers(data: dict[str, Any]) -> list[str]:
+    errors = _need(data, "stream_id", int) + _need(data, "headers", list)
+    prefix = data.get("block_prefix")
+    if not isinstance(prefix, dict):
+        return [*errors, "no block_prefix"]
+    errors += _need(prefix, "required_insert_count", int) + _need(prefix, "delta_base", int)
+    errors += _need(prefix, "sign_bit", bool)
+    lines = data.get("header_block")
+    if not isinstance(lines, list):
+        return [*errors, "no header_block"]
+    for line in lines:
+        if line.get("header_field_type") not in QPACK_LINES:
+            errors.append(f"bad field line {line!r}")
+        elif line["header_field_type"] != "literal_without_name":
+            errors += _need(line, "index" if "index" in line else "name_index", int)
+            errors += [] if line.get("table_type") in ("static", "dynamic") else ["bad table"]
+    return errors
+
+
+def _qpack_table(data: dict[str, Any]) -> list[str]:
+    errors = _owner(data)
+    if data.get("update_type") not in ("inserted", "evicted"):
+        errors.append("bad update_type")
+    entries = data.get("entries")
+    if not (isinstance(entries, list) and entries):
+        return [*errors, "no entries"]
+    for entry in entries:
+        errors += _need(entry, "index", int) + _need(entry, "name", str)
+        errors += _need(entry, "value", str)
+    return errors
+
+
+def _qpack_state(data: dict[str, Any]) -> list[str]:
+    keys = (
+        "dynamic_table_capacity",
+        "dynamic_table_size",
+        "known_received_count",
+        "current_insert_count",
+    )
+    return _owner(data) + [e for k in keys for e in _need(data, k, int)]
+
+
+def _qpack_stream(data: dict[str, Any]) -> list[str]:
+    errors = _need(data, "stream_id", int)
+    return errors + ([] if data.get("state") in ("blocked", "unblocked") else ["bad state"])
+
+
 def _ecn_state(data: dict[str, Any]) -> list[str]:
     states = ("testing", "unknown", "failed", "capable")  # RFC 9000 Appendix A.4
     errors = [] if data.get("new") in states else ["bad 'new'"]
@@ -324,6 +398,13 @@ SCHEMA: dict[str, Check] = {
     "http:frame_parsed": _h3_frame,
     "http:capsule_created": _capsule,
     "http:capsule_parsed": _capsule,
+    "qpack:instruction_created": _qpack_instruction,
+    "qpack:instruction_parsed": _qpack_instruction,
+    "qpack:headers_encoded": _qpack_headers,
+    "qpack:headers_decoded": _qpack_headers,
+    "qpack:dynamic_table_updated": _qpack_table,
+    "qpack:state_updated": _qpack_state,
+    "qpack:stream_state_updated": _qpack_stream,
 }
 
 
