@@ -101,6 +101,23 @@ def test_datagrams_dropped_without_a_connection_are_logged_with_a_trigger() -> N
     assert dropped[-1]["details"] == {"reason": "admission limit"}
 
 
+def test_retry_and_version_negotiation_sent_are_in_the_endpoint_trace() -> None:
+    pair, sinks = _pair(retry="always")
+    pair.handshake()  # through a Retry (RFC 9000 §8.1.2)
+    server = pair.server_endpoint
+    unknown = 0x0A0A0A0A
+    probe = b"\xc0" + unknown.to_bytes(4, "big") + b"\x08" + bytes(8) + b"\x08" + bytes(8)
+    server.receive_datagram(probe + bytes(1200), ("10.0.0.9", 5555), pair.net.now)
+    events = sinks["server-endpoint"].events
+    assert not check_events(events)
+    sent = [d["header"]["packet_type"] for d in _data(events, "transport:packet_sent")]
+    # a Retry per Initial without a token (the client may resend one before it hears)
+    assert set(sent[:-1]) == {"retry"} and sent[-1] == "version_negotiation"
+    retry = _data(events, "transport:packet_sent")[0]
+    assert retry["header"]["dcid"] == pair.client.host_cid.hex()
+    assert retry["header"]["token"]["raw"]["length"] > 0
+
+
 def test_undecryptable_initial_is_logged_by_the_endpoint() -> None:
     pair, sinks = _pair()
     (initial, _), *_ = pair.client.datagrams_to_send(pair.net.now)
