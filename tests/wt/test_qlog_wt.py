@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from h3.qlog import H3Logger
 from pywebtransport.protocol import Draft, SessionClosed, StreamOpened
 from pywebtransport.protocol.streams import FlowControlBlocked
 from quic.qlog import QlogMemorySink
@@ -35,14 +36,14 @@ def _can_open(p: WtPair, sid: int) -> bool:
     return flow is not None and flow.can_open(False)
 
 
-def _session(sinks: SINKS) -> tuple[WtPair, int, int, int]:
+def _session(sinks: SINKS, traced: bool = True) -> tuple[WtPair, int, int, int]:
     """A draft-16 session with tight flow control: blocked and credit capsules both
     ways, streams, datagrams, a drain and a close with a code and a reason."""
     p = wt_pair(
         config(Draft.DRAFT16),
         config(Draft.DRAFT16, initial_max_data=1000, initial_max_streams_uni=1),
-        client_quic={"qlog_factory": _factory(sinks, "client")},
-        server_quic={"qlog_factory": _factory(sinks, "server")},
+        client_quic={"qlog_factory": _factory(sinks, "client")} if traced else {},
+        server_quic={"qlog_factory": _factory(sinks, "server")} if traced else {},
     )
     sid = establish(p)
     first = p.client.open_stream(sid, False)
@@ -116,3 +117,12 @@ def test_full_wt_session_trace_is_schema_valid_and_capsules_match() -> None:
         if e["name"] == "http:stream_type_set"
     }
     assert {(first, "webtransport"), (second, "webtransport")} <= types
+
+
+def test_untraced_session_builds_no_capsule_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    for name in ("capsules_created", "capsule_parsed", "_frame", "watch_qpack"):
+        monkeypatch.setattr(H3Logger, name, lambda *a, _n=name, **k: calls.append(_n))
+    p, *_ = _session({}, traced=False)
+    assert p.client.h3.qlog is None and p.server.h3.qlog is None
+    assert calls == []
