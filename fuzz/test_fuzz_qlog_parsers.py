@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from fuzz.profiles import examples
 from h3.qlog import H3Logger, capsule_to_qlog
 from h3.qlog_qpack import QpackLogger
+from h3.qpack import QpackDecoder, QpackEncoder
 from quic.qlog import QlogMemorySink, QuicLogger
 from tests.support.qlog_schema import check_events
 
@@ -75,3 +76,36 @@ def test_datagram_dropped_never_raises(datagram: bytes, trigger: str) -> None:
     if len(datagram) >= 21:
         logger.stateless_reset_sent(1.0, datagram)
     assert not check_events(sink.events), check_events(sink.events)[:3]
+
+
+_FIELD = st.tuples(
+    st.sampled_from([b"x-a", b"x-b", b"content-type", b":path", b"user-agent"]),
+    st.binary(max_size=40),
+)
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(st.lists(st.lists(_FIELD, min_size=1, max_size=6), min_size=1, max_size=12))
+def test_qpack_logger_follows_real_encoder(sections: list[list[tuple[bytes, bytes]]]) -> None:
+    """Whatever pylsqpack writes, the logs of both ends agree: the decoder's mirror of
+    the table is the encoder's, every section is logged with its fields."""
+    enc_events, enc_log = _events()
+    dec_events, dec_log = _events()
+    encoder, decoder = QpackEncoder(), QpackDecoder(256, 16)
+    encoder.trace, decoder.trace = QpackLogger(enc_log, 0), QpackLogger(dec_log, 256)
+    encoder.apply_settings(256, 16)
+    for index, fields in enumerate(sections):
+        block = encoder.encode(index * 4, fields)
+        decoder.feed_encoder_stream(encoder.pending_encoder_stream_data())
+        assert decoder.feed_header(index * 4, block) == fields
+        encoder.feed_decoder_stream(decoder.pending_decoder_stream_data())
+    assert encoder.trace.encoder_table.entries == decoder.trace.decoder_table.entries
+    written = {field for fields in sections for field in fields}
+    table = encoder.trace.encoder_table
+    # Huffman decoded right (ls-qpack may also insert a name alone, with no value)
+    assert {(n, v) for _, n, v in table.entries} <= written | {(n, b"") for n, _ in written}
+    assert table.size == sum(len(n) + len(v) + 32 for _, n, v in table.entries) <= 256
+    encoded = [e["data"] for e in enc_events if e["name"] == "qpack:headers_encoded"]
+    decoded = [e["data"] for e in dec_events if e["name"] == "qpack:headers_decoded"]
+    assert encoded == decoded and len(encoded) == len(sections)
+    assert not check_events(enc_events + dec_events)
