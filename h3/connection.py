@@ -151,6 +151,7 @@ class H3Connection:
         self._events: deque[H3Event] = deque()
         # qlog (h3.qlog): into the QUIC connection's trace; None when tracing is off
         self._qlog = H3Logger(quic.qlog) if quic.qlog is not None else None
+        self.qlog = self._qlog  # public: the layers above log their capsules through it
         self._payload_taken = 0  # payload bytes of the stream event being handled
         config = self.config
         self.decoder = QpackDecoder(
@@ -159,6 +160,8 @@ class H3Connection:
             config.max_field_section_size,
         )
         self.encoder = QpackEncoder()
+        if self._qlog is not None:  # QPACK events (h3.qlog_qpack)
+            self._qlog.watch_qpack(self.encoder, self.decoder)
         self.peer_settings: dict[int, int] | None = None
         self.local_settings = self._local_settings()
         self._initialized = False

@@ -19,6 +19,15 @@ GOAWAY with its identifier). A DATA frame is logged when its header is written; 
 receipt each piece of DATA payload handed up is logged as it arrives (``length`` is the
 piece's). A HEADERS frame received is logged once QPACK decoded it, so a section that
 waited for the encoder stream is logged when it is delivered.
+
+QPACK: :meth:`H3Logger.watch_qpack` hands the encoder and decoder a
+:class:`~h3.qlog_qpack.QpackLogger` (instructions, field sections, dynamic tables).
+
+Capsules (RFC 9297 §3.2) on CONNECT streams, WebTransport's included:
+``http:capsule_created`` / ``http:capsule_parsed`` (the draft's ``http`` events:
+``stream_id`` and ``capsule``, see :func:`capsule_to_qlog`), logged by the layer that
+writes and parses them (:mod:`pywebtransport.protocol`) through
+``H3Connection.qlog``; the DATA frames that carry them are logged separately.
 """
 
 from __future__ import annotations
@@ -26,12 +35,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from h3.capsules import (
+    FLOW_CONTROL_CAPSULES,
+    CapsuleType,
+    decode_close_webtransport_session,
+    decode_varint_capsule,
+)
+from h3.errors import H3StreamError
 from h3.frames import FrameType
+from h3.qlog_qpack import QpackLogger
+from h3.qpack import QpackDecoder, QpackEncoder
 from h3.settings import SettingId, encode_settings
 from h3.streams import StreamType
+from quic.buffer import decode_varint
+from quic.errors import BufferReadError
 from quic.qlog import QuicLogger
 
-__all__ = ["H3Logger", "frame_type_name", "stream_type_name"]
+__all__ = ["H3Logger", "capsule_to_qlog", "frame_type_name", "stream_type_name"]
 
 #: qlog 0.3 parameter names of the RFC 9114 / RFC 9204 settings; others keep the
 #: lower-case SettingId name, unknown ones go to ``unknown_settings``
@@ -70,6 +90,51 @@ def stream_type_name(kind: int) -> str:
     return "reserved" if _is_reserved(kind) else "unknown"
 
 
+def capsule_to_qlog(capsule_type: int, value: bytes) -> dict[str, Any]:
+    """qlog ``$HTTPCapsule`` (h3-events §"HTTPCapsule"): ``datagram`` and ``unknown``
+    as the draft defines them; the WebTransport capsules (draft-ietf-webtrans-http3
+    §5.6, §6, §4.7) as extensions of the type socket, named after the capsule
+    (``wt_close_session`` with ``application_error_code`` and ``reason``,
+    ``wt_drain_session``, ``wt_max_data`` ... with the ``value`` they carry)."""
+    raw = {"length": len(value)}
+    if capsule_type == CapsuleType.DATAGRAM:
+        return {"capsule_type": "datagram", "raw": raw}
+    data: dict[str, Any]
+    try:
+        if capsule_type == CapsuleType.CLOSE_WEBTRANSPORT_SESSION:
+            code, reason = decode_close_webtransport_session(value)
+            data = {"capsule_type": "wt_close_session", "application_error_code": code}
+            data["reason"] = reason
+        elif capsule_type == CapsuleType.DRAIN_WEBTRANSPORT_SESSION:
+            data = {"capsule_type": "wt_drain_session"}
+        elif capsule_type in FLOW_CONTROL_CAPSULES:
+            name = CapsuleType(capsule_type).name.lower()
+            data = {"capsule_type": name, "value": decode_varint_capsule(value)}
+        else:
+            data = {"capsule_type": "unknown", "capsule_type_value": capsule_type}
+    except H3StreamError:  # malformed: logged as what it claims to be, undecoded
+        data = {"capsule_type": "unknown", "capsule_type_value": capsule_type}
+    data["raw"] = raw
+    return data
+
+
+def _split_capsules(data: bytes) -> list[tuple[int, bytes]]:
+    """The complete capsules (RFC 9297 §3.2) of ``data``; stops at a truncated one."""
+    out: list[tuple[int, bytes]] = []
+    pos = 0
+    while pos < len(data):
+        try:
+            capsule_type, pos = decode_varint(data, pos)
+            length, pos = decode_varint(data, pos)
+        except BufferReadError:
+            break
+        if pos + length > len(data):
+            break
+        out.append((capsule_type, data[pos : pos + length]))
+        pos += length
+    return out
+
+
 def _text(value: bytes) -> str:
     return value.decode("utf-8", "replace")
 
@@ -94,10 +159,17 @@ def _settings_data(settings: dict[int, int]) -> dict[str, Any]:
 class H3Logger:
     """The HTTP/3 events of one connection, written to its QUIC logger."""
 
-    __slots__ = ("_log",)
+    __slots__ = ("_log", "qpack")
 
     def __init__(self, quic_logger: QuicLogger) -> None:
         self._log = quic_logger.log
+        self.qpack: QpackLogger | None = None
+
+    def watch_qpack(self, encoder: QpackEncoder, decoder: QpackDecoder) -> None:
+        """Log the QPACK events of the connection's encoder and decoder
+        (:mod:`h3.qlog_qpack`)."""
+        self.qpack = QpackLogger(self._log, decoder.max_table_capacity)
+        encoder.trace = decoder.trace = self.qpack
 
     def initialized(
         self, stream_ids: tuple[int, int, int], settings: dict[int, int], sent: dict[int, int]
@@ -193,3 +265,17 @@ class H3Logger:
             settings=settings,
             ident=ident,
         )
+
+    # -- capsules (h3-events §"HTTP Events") ---------------------------------------
+
+    def capsules_created(self, stream_id: int, data: bytes) -> None:
+        """``http:capsule_created`` for each capsule of ``data``, written on the
+        CONNECT stream ``stream_id`` (whole capsules)."""
+        for capsule_type, value in _split_capsules(data):
+            capsule = capsule_to_qlog(capsule_type, value)
+            self._log(None, "http:capsule_created", {"stream_id": stream_id, "capsule": capsule})
+
+    def capsule_parsed(self, stream_id: int, capsule_type: int, value: bytes) -> None:
+        """``http:capsule_parsed`` for a capsule read on the CONNECT stream."""
+        capsule = capsule_to_qlog(capsule_type, value)
+        self._log(None, "http:capsule_parsed", {"stream_id": stream_id, "capsule": capsule})

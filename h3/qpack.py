@@ -47,16 +47,23 @@ Errors. ls-qpack's exceptions map to connection errors: a field section that can
 decoded (including an invalid reference or too many blocked streams) is
 QPACK_DECOMPRESSION_FAILED (§2.2.3, §6), bad encoder stream input
 QPACK_ENCODER_STREAM_ERROR, bad decoder stream input QPACK_DECODER_STREAM_ERROR.
+
+qlog. The encoder and the decoder hold ``trace``: None, or the connection's
+:class:`~h3.qlog_qpack.QpackLogger`, told every instruction and field section
+(tested with ``is not None`` before any call).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import pylsqpack
 
 from h3.errors import H3ConnectionError, H3ErrorCode, H3StreamError
+
+if TYPE_CHECKING:
+    from h3.qlog_qpack import QpackLogger
 
 __all__ = [
     "DEFAULT_BLOCKED_STREAMS",
@@ -170,6 +177,7 @@ class QpackDecoder:
         # Streams whose first pending section is held (blocked) by ls-qpack, with the
         # sections that arrived on them afterwards, in order.
         self._blocked: dict[int, deque[bytes]] = {}
+        self.trace: QpackLogger | None = None  # qlog (h3.qlog_qpack)
 
     # -- queries ---------------------------------------------------------------
 
@@ -191,6 +199,8 @@ class QpackDecoder:
         """Take the decoder instructions to write on our decoder stream (§4.4)."""
         data = bytes(self._decoder_stream)
         self._decoder_stream.clear()
+        if data and self.trace is not None:
+            self.trace.decoder_instructions_created(data)
         return data
 
     # -- input -----------------------------------------------------------------
@@ -229,12 +239,16 @@ class QpackDecoder:
             control, headers = self._decoder.feed_header(stream_id, block)
         except pylsqpack.StreamBlocked:
             self._blocked[stream_id] = deque()
+            if self.trace is not None:
+                self.trace.blocked(stream_id, bytes(block))
             return None
         except pylsqpack.DecompressionFailed as exc:
             raise H3ConnectionError(
                 _DECOMPRESSION_FAILED, f"stream {stream_id}: cannot decode field section"
             ) from exc
         self._decoder_stream += control
+        if self.trace is not None:
+            self.trace.headers_decoded(stream_id, headers, bytes(block))
         check_field_section_size(headers, limit, stream_id)
         return headers
 
@@ -253,6 +267,8 @@ class QpackDecoder:
             unblocked = self._decoder.feed_encoder(data)
         except pylsqpack.EncoderStreamError as exc:
             raise H3ConnectionError(_ENCODER_STREAM_ERROR, "invalid encoder instruction") from exc
+        if self.trace is not None:  # before the sections it unblocks
+            self.trace.encoder_instructions_parsed(data)
         results: list[UnblockedSection] = []
         for stream_id in unblocked:
             self._resume(stream_id, results)
@@ -269,6 +285,8 @@ class QpackDecoder:
         :meth:`feed_header` rejected an oversized section before decoding it.
         """
         self._blocked.pop(stream_id, None)
+        if self.trace is not None:
+            self.trace.cancelled(stream_id)
         self._cancel(stream_id)
 
     # -- internals -------------------------------------------------------------
@@ -297,6 +315,8 @@ class QpackDecoder:
             # Nothing held for this stream (it was cancelled meanwhile).
             return
         self._decoder_stream += control
+        if self.trace is not None:
+            self.trace.unblocked(stream_id, headers)
         self._append_checked(results, stream_id, headers)
         while queued:
             block = queued.popleft()
@@ -336,6 +356,7 @@ class QpackEncoder:
         self.max_table_capacity = 0
         self.blocked_streams = 0
         self.peer_max_field_section_size: int | None = None
+        self.trace: QpackLogger | None = None  # qlog (h3.qlog_qpack)
 
     def apply_settings(
         self,
@@ -356,14 +377,17 @@ class QpackEncoder:
             raise RuntimeError("QPACK encoder settings already applied")
         self._settings_applied = True
         self.peer_max_field_section_size = max_field_section_size
+        if self.trace is not None:
+            self.trace.peer_settings(max_table_capacity)
         if max_table_capacity <= 0 or max_table_capacity > _UINT32_MAX:
             return
         self.max_table_capacity = max_table_capacity
         self.blocked_streams = min(max(blocked_streams, 0), _UINT32_MAX)
         # RFC 9204 §3.2.3, §4.3.1: Set Dynamic Table Capacity goes on the encoder stream.
-        self._encoder_stream += self._encoder.apply_settings(
-            self.max_table_capacity, self.blocked_streams
-        )
+        data = self._encoder.apply_settings(self.max_table_capacity, self.blocked_streams)
+        self._encoder_stream += data
+        if self.trace is not None:
+            self.trace.encoder_instructions_created(data)
 
     def encode(self, stream_id: int, headers: Headers) -> bytes:
         """Encode a field section for ``stream_id`` and return the encoded block.
@@ -379,6 +403,9 @@ class QpackEncoder:
             raise ValueError(f"cannot encode field section: {exc}") from exc
         if instructions:
             self._encoder_stream += instructions
+        if self.trace is not None:
+            self.trace.encoder_instructions_created(instructions)
+            self.trace.headers_encoded(stream_id, headers, block)
         return block
 
     def check_peer_limit(self, headers: Headers, stream_id: int | None = None) -> int:
@@ -405,3 +432,5 @@ class QpackEncoder:
             self._encoder.feed_decoder(data)
         except pylsqpack.DecoderStreamError as exc:
             raise H3ConnectionError(_DECODER_STREAM_ERROR, "invalid decoder instruction") from exc
+        if self.trace is not None:
+            self.trace.decoder_instructions_parsed(data)

@@ -116,7 +116,7 @@ class StreamController:
         qlog: QuicLogger | None = None,
     ) -> None:
         self.is_client = is_client
-        self._qlog = qlog  # stream_state_updated: opened, and gone from every table
+        self._qlog = qlog  # stream_state_updated: each state, and gone from every table
         self.manager = StreamManager(
             is_client,
             local,
@@ -125,6 +125,7 @@ class StreamController:
             max_reassembly_bytes=max_reassembly_bytes,
             max_reassembly_fragments=max_reassembly_fragments,
         )
+        self.manager.stream_trace = qlog.stream_side_updated if qlog is not None else None
         self.credit = SendCredit(0)  # the peer's initial_max_data, then MAX_DATA
         self.window = ReceiveWindow(initial_max_data, max_data_window)
         self.send_buffer_high = send_buffer_high
@@ -170,10 +171,7 @@ class StreamController:
 
     def open_stream(self, bidi: bool) -> int:
         """Open a local stream (raises StreamLimitReached when the peer forbids it)."""
-        stream_id = self.manager.open_stream(bidi)
-        if self._qlog is not None:
-            self._qlog.stream_state_updated(stream_id, "open")
-        return stream_id
+        return self.manager.open_stream(bidi)
 
     def send(self, stream_id: int, data: bytes | bytearray | memoryview, end: bool) -> bool:
         """Queue data; returns False when the send buffer is above its high mark."""
@@ -290,10 +288,7 @@ class StreamController:
 
     def _deliver_new_peer_streams(self) -> None:
         # Streams opened implicitly (§3.2) exist now; nothing to deliver until data.
-        opened = self.manager.take_opened_by_peer()
-        if self._qlog is not None:
-            for stream_id in opened:
-                self._qlog.stream_state_updated(stream_id, "open")
+        self.manager.take_opened_by_peer()  # qlog: each half logs its states itself
 
     def on_reset_stream(
         self,

@@ -265,8 +265,8 @@ class QuicEndpoint:
         self.internal_errors = 0  # connections that raised (closed with INTERNAL_ERROR)
         self.resets_sent = 0  # Stateless Resets sent (RFC 9000 §10.3)
         self.resets_suppressed = 0  # ... not sent: rate limit or queue full
-        #: qlog of what belongs to no connection (Version Negotiation, Retry sent), or
-        #: None; log with ``self.qlog.stateless_packet_sent(now, packet)`` (quic.qlog)
+        #: qlog of what belongs to no connection, or None: the VN, Retry and Stateless
+        #: Resets sent, the datagrams dropped or refused (quic.qlog); ended by close()
         self.qlog: QuicLogger | None = (
             create_endpoint_logger(server_configuration, token_bytes)
             if server_configuration is not None
@@ -330,14 +330,14 @@ class QuicEndpoint:
         try:
             self._receive(data, addr, now, ecn)
         except Exception:  # a bug in the endpoint itself: drop the datagram, keep serving
-            self.dropped += 1
+            self._drop(now, "internal_error", data)
             logger.exception("QUIC endpoint failed on a datagram; dropped it")
 
     def _receive(self, data: bytes, addr: Any, now: float, ecn: int) -> None:
         try:
             dcid = peek_dcid(data, self.connection_id_length)
         except QuicProtocolError:
-            self.dropped += 1
+            self._drop(now, "invalid", data, "no connection ID")
             return
         conn = self._routes.get(dcid)
         if conn is None and len(data) >= _MIN_RESET:
@@ -346,7 +346,7 @@ class QuicEndpoint:
             self._stateless_receive(data, addr, now, ecn)
             return
         if len(data) < _MIN_INITIAL and not conn.is_client and _is_initial(data):
-            self.dropped += 1  # RFC 9000 §14.1: a server discards such an Initial
+            self._drop(now, "invalid", data, "small Initial")  # RFC 9000 §14.1
             return
         entry = self._entries[conn]
         if entry.half_open:
@@ -380,13 +380,13 @@ class QuicEndpoint:
         try:
             header = parse_header(data, 0, self.connection_id_length)
         except QuicProtocolError:
-            self.dropped += 1
+            self._drop(now, "invalid", data, "bad header")
             return
         if not header.is_long:
             self._stateless_reset(data, header.dcid, addr, now)  # RFC 9000 §10.3
             return
         if header.version == 0:
-            self.dropped += 1  # a VN packet for nobody: drop (§6.1)
+            self._drop(now, "connection_unknown", data)  # a VN for nobody (§6.1)
             return
         config = self.server_configuration
         versions = config.supported_versions if config is not None else ()
@@ -403,7 +403,7 @@ class QuicEndpoint:
                 if self.qlog is not None:
                     self.qlog.stateless_packet_sent(now, vn)
             else:
-                self.dropped += 1
+                self._drop(now, "unsupported", data)  # too small for a VN reply
             return
         if (
             config is None
@@ -411,10 +411,10 @@ class QuicEndpoint:
             or len(data) < _MIN_INITIAL  # RFC 9000 §14.1
             or len(header.dcid) < 8  # RFC 9000 §7.2
         ):
-            self.dropped += 1
+            self._drop(now, "connection_unknown", data)
             return
         if not self._admissible(config, addr):
-            self.refused += 1
+            self._refuse(now, data, "admission limit")
             return
         self._validate(config, header, data, addr, now, ecn)
 
@@ -437,10 +437,10 @@ class QuicEndpoint:
                 if self.qlog is not None:  # Retry or INVALID_TOKEN close
                     self.qlog.stateless_packet_sent(now, verdict.reply)
             else:
-                self.dropped += 1
+                self._drop(now, "rejected", data, "stateless queue full")
             return
         if not verdict.admit:
-            self.dropped += 1
+            self._drop(now, "rejected", data, "address validation")
             return
         self._accept(
             config, header.dcid, header.scid, header.version, data, addr, now, verdict, ecn
@@ -458,7 +458,7 @@ class QuicEndpoint:
         docstring for the size and rate rules)."""
         size = min(len(data) - 1, _MAX_RESET)  # RFC 9000 §10.3, §10.3.3: smaller
         if len(data) < 1 + self.connection_id_length + _MIN_SHORT_TAIL or size < _MIN_RESET:
-            self.dropped += 1  # too small to be a packet we could have sent for
+            self._drop(now, "connection_unknown", data)  # too small for a reset
             return
         last = self._reset_time
         allowance = self._reset_allowance
@@ -473,13 +473,41 @@ class QuicEndpoint:
         if allowance < 1.0 or len(self._stateless) >= limit:
             self._reset_allowance = allowance
             self.resets_suppressed += 1  # RFC 9000 §10.3.3: a bounded number of resets
-            self.dropped += 1
+            self._drop(now, "rejected", data, "reset rate limit")
             return
         self._reset_allowance = allowance - 1.0
         unpredictable = bytearray(self._token_bytes(size - 16))
         unpredictable[0] = 0x40 | (unpredictable[0] & 0x3F)  # a short header (§10.3)
-        self._stateless.append((bytes(unpredictable) + self.reset_token(dcid), addr))
+        reset = bytes(unpredictable) + self.reset_token(dcid)
+        self._stateless.append((reset, addr))
         self.resets_sent += 1
+        if self.qlog is not None:
+            self.qlog.stateless_reset_sent(now, reset)
+
+    # -- qlog of the endpoint (quic.qlog; events of no connection) ------------------------
+
+    def _drop(self, now: float, trigger: str, data: bytes, reason: str | None = None) -> None:
+        """Count a datagram dropped without a connection; log it (``packet_dropped``)."""
+        self.dropped += 1
+        if self.qlog is not None:
+            self.qlog.datagram_dropped(now, trigger, data, reason)
+
+    def _refuse(self, now: float, data: bytes, reason: str) -> None:
+        """Count an Initial refused by an admission limit; log it (trigger ``rejected``)."""
+        self.refused += 1
+        if self.qlog is not None:
+            self.qlog.datagram_dropped(now, "rejected", data, reason)
+
+    def close(self) -> None:
+        """The owner is done (its socket closed): end the qlog traces of the connections
+        still held (``connection_closed``, trigger ``aborted``, if none was logged) and
+        of the endpoint, flushed and closed. Idempotent; datagrams fed afterwards are
+        handled but no longer traced."""
+        for conn in self._entries:
+            if conn.qlog is not None:
+                conn.qlog.abort("endpoint closed")
+        if self.qlog is not None:
+            self.qlog.close()
 
     def _admissible(self, config: QuicConfiguration, addr: Any) -> bool:
         """Admission limits (see the module docstring; RFC 9000 §5.2.2, §21.1.1.2).
@@ -537,16 +565,16 @@ class QuicEndpoint:
             conn.peer_address = addr
             conn.receive_datagram(data, addr, now, ecn)
         except Exception:  # a bug: nothing was registered, nothing to undo
-            self.dropped += 1
+            self._drop(now, "internal_error", data)
             logger.exception("QUIC connection failed on its first datagram; dropped it")
             return
         if not conn.has_authenticated_packet:
             # RFC 9000 §21.2, §12.2: not authenticated, so discarded; no state kept for it
-            self.dropped += 1
+            self._drop(now, "decryption_failure", data)
             _end_trace(conn)
             return
         if not self._make_room(config):
-            self.refused += 1
+            self._refuse(now, data, "connection limit")
             _end_trace(conn)
             return
         entry = self._register(conn, addr, now + config.handshake_timeout)

@@ -34,17 +34,23 @@ Events: ``connectivity:`` connection_started, connection_closed; ``transport:``
 version_information, alpn_information, parameters_set (local and remote),
 packet_sent / packet_received (header with packet type, number, DCID/SCID; frames),
 packet_dropped (trigger), packets_acked, datagrams_sent / datagrams_received,
-stream_state_updated (open, destroyed); ``security:`` key_updated, key_discarded;
+stream_state_updated (every state of both sides of a stream, RFC 9000 §3, then
+destroyed); ``security:`` key_updated, key_discarded;
 ``recovery:`` metrics_updated (only what changed), congestion_state_updated (from any
 controller: slow_start, congestion_avoidance, recovery from a loss until the window
 grows again), packet_lost.
 
-Stateless packets (main schema: events not belonging to one connection): a server
-endpoint with qlog on keeps an endpoint-wide logger (:func:`create_endpoint_logger`,
-file ``endpoint-<8 hex digits>.sqlog``) and logs each stateless packet it sends with
-:meth:`QuicLogger.stateless_packet_sent` ``(now, packet_bytes)`` — Version
-Negotiation, Retry, a stateless Initial — flushed at once. A client logs the VN and
-Retry packets it receives in its connection's trace
+Stateless packets (quic-events §"Events not belonging to a single connection"): a
+server endpoint with qlog on keeps an endpoint-wide logger
+(:func:`create_endpoint_logger`, file ``endpoint-<8 hex digits>.sqlog``) and logs each
+stateless packet it sends with :meth:`QuicLogger.stateless_packet_sent` ``(now,
+packet_bytes)`` — Version Negotiation, Retry, a stateless Initial — flushed at once;
+each Stateless Reset it sends (:meth:`QuicLogger.stateless_reset_sent`, packet type
+``stateless_reset`` with its token); and each datagram it drops or refuses without a
+connection (:meth:`QuicLogger.datagram_dropped`: ``transport:packet_dropped`` with a
+trigger). ``QuicEndpoint.close()`` (called by the asyncio pump when its socket is
+gone) ends that trace and those of the connections still held: flushed and closed. A
+client logs the VN and Retry packets it receives in its connection's trace
 (:meth:`QuicLogger.packet_received_header`).
 
 Sinks are made by :func:`create_logger` from a :class:`~quic.configuration.
@@ -55,15 +61,19 @@ endpoint-wide trace; returning None declines) or ``qlog_dir`` (one
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import fields
+from enum import Enum
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from quic.errors import QuicProtocolError
-from quic.packet import PacketHeader, PacketType, parse_header
+from quic.packet import LONG_TYPE_FROM_BITS, PacketHeader, PacketType, parse_header
 from quic.qlog_frames import close_error_name, decode_frames_for_log, frame_to_qlog
+from quic.stream_recv import RecvState
+from quic.stream_send import SendState
 from quic.tparams import VersionInformation
 
 if TYPE_CHECKING:
@@ -103,6 +113,22 @@ PACKET_TYPE_NAMES: dict[PacketType, str] = {
 _SPACE_PACKET_TYPES = ("initial", "handshake", "1RTT")
 #: quic-events §"PacketNumberSpace"
 _SPACE_NAMES = ("initial", "handshake", "application_data")
+
+#: quic-events §"stream_state_updated" granular names of RFC 9000 §3.1 / §3.2 states
+_STREAM_STATE_NAMES: dict[Enum, str] = {
+    SendState.READY: "ready",
+    SendState.SEND: "send",
+    SendState.DATA_SENT: "data_sent",
+    SendState.DATA_RECVD: "data_received",
+    SendState.RESET_SENT: "reset_sent",
+    SendState.RESET_RECVD: "reset_received",
+    RecvState.RECV: "receive",
+    RecvState.SIZE_KNOWN: "size_known",
+    RecvState.DATA_RECVD: "data_received",
+    RecvState.DATA_READ: "data_read",
+    RecvState.RESET_RECVD: "reset_received",
+    RecvState.RESET_READ: "reset_read",
+}
 
 #: KeyType names (quic-events §"KeyType") by TLS epoch (0 initial .. 3 1-RTT)
 _KEY_EPOCH_NAMES = ("initial", "0rtt", "handshake", "1rtt")
@@ -159,7 +185,9 @@ class QlogFileSink:
     def close(self) -> None:
         fp, self._fp = self._fp, None
         if fp is not None:
-            fp.close()
+            # disk full...: the trace is cut short, the caller goes on
+            with contextlib.suppress(OSError):
+                fp.close()  # flushes
 
 
 def parse_json_seq(data: bytes) -> list[dict[str, Any]]:
@@ -394,6 +422,15 @@ class QuicLogger:
             data["connection_code"] = name if name is not None else code
         self._pending_close = data
 
+    def abort(self, reason: str) -> None:
+        """The owner drops the connection without closing it (its endpoint closed):
+        ``connection_closed`` (trigger ``aborted``) unless a close is already logged,
+        then the trace ends."""
+        self.connection_closing(
+            by_peer=False, application=False, code=0, reason=reason, trigger="aborted"
+        )
+        self.end()
+
     def end(self) -> None:
         """The connection is gone (the endpoint forgot it): log a close still waiting
         for its CONNECTION_CLOSE to be sent, then end the trace."""
@@ -494,13 +531,38 @@ class QuicLogger:
         """``transport:datagrams_received`` for one UDP datagram."""
         self.log(now, "transport:datagrams_received", {"count": 1, "raw": [{"length": size}]})
 
-    def stream_state_updated(self, stream_id: int, new: str) -> None:
-        """``transport:stream_state_updated``: ``open`` when a stream comes into being
-        (RFC 9000 §3), ``destroyed`` when it leaves every table (qlog's state for
-        "memory freed")."""
-        kind = "unidirectional" if stream_id & 2 else "bidirectional"
-        data = {"stream_id": stream_id, "stream_type": kind, "new": new}
+    def stream_side_updated(
+        self, stream_id: int, sending: bool, old: Enum | None, new: Enum
+    ) -> None:
+        """``transport:stream_state_updated`` for one side of a stream: its first state
+        (``old`` None: Ready or Recv as the stream comes into being) and every
+        transition of the RFC 9000 §3.1 (sending) and §3.2 (receiving) state machines,
+        in the granular state names of quic-events; resets carry a ``trigger``."""
+        data: dict[str, Any] = {
+            "stream_id": stream_id,
+            "stream_type": "unidirectional" if stream_id & 2 else "bidirectional",
+            "stream_side": "sending" if sending else "receiving",
+            "new": _STREAM_STATE_NAMES[new],
+        }
+        if old is not None:
+            data["old"] = _STREAM_STATE_NAMES[old]
+        if new is SendState.RESET_SENT:
+            data["trigger"] = "local"
+        elif new is RecvState.RESET_RECVD:
+            data["trigger"] = "remote"
         self.log(None, "transport:stream_state_updated", data)
+
+    def stream_state_updated(self, stream_id: int, new: str) -> None:
+        """``transport:stream_state_updated`` of each side the stream has (RFC 9000 §2.1:
+        a unidirectional stream has the side of its initiator's role), e.g. ``destroyed``
+        when the stream leaves every table (qlog's state for "memory freed")."""
+        kind = "unidirectional" if stream_id & 2 else "bidirectional"
+        sides: tuple[str, ...] = ("sending", "receiving")
+        if stream_id & 2:  # our own unidirectional streams only send
+            sides = sides[:1] if (stream_id & 1) == (0 if self.is_client else 1) else sides[1:]
+        for side in sides:
+            data = {"stream_id": stream_id, "stream_type": kind, "stream_side": side, "new": new}
+            self.log(None, "transport:stream_state_updated", data)
 
     def stateless_packet_sent(self, now: float, packet: bytes) -> None:
         """Hook for the endpoint: log a packet it sends without a connection, read from
@@ -525,6 +587,34 @@ class QuicLogger:
             }
         self.log(now, "transport:packet_sent", data)
         self._flush()
+
+    def stateless_reset_sent(self, now: float, packet: bytes) -> None:
+        """Hook for the endpoint: ``transport:packet_sent`` of a Stateless Reset it sends
+        (RFC 9000 §10.3; quic-events §"packet_sent": packet type ``stateless_reset``
+        with its ``stateless_reset_token``, the last 16 bytes)."""
+        data = {
+            "header": {"packet_type": "stateless_reset"},
+            "stateless_reset_token": packet[-16:].hex(),
+            "raw": {"length": len(packet)},
+        }
+        self.log(now, "transport:packet_sent", data)
+
+    def datagram_dropped(
+        self, now: float, trigger: str, datagram: bytes, reason: str | None = None
+    ) -> None:
+        """Hook for the endpoint: ``transport:packet_dropped`` of a datagram it drops
+        without handing it to a connection (quic-events §"packet_dropped" triggers:
+        ``invalid``, ``unsupported``, ``connection_unknown``, ``rejected``,
+        ``decryption_failure``, ``internal_error``); the packet type is read from the
+        first packet's unprotected bits, ``reason`` goes to ``details``."""
+        data: dict[str, Any] = {
+            "header": {"packet_type": _datagram_packet_type(datagram)},
+            "raw": {"length": len(datagram)},
+            "trigger": trigger,
+        }
+        if reason is not None:
+            data["details"] = {"reason": reason}
+        self.log(now, "transport:packet_dropped", data)
 
     def packet_dropped(
         self, now: float, trigger: str, packet_type: PacketType | None = None, size: int = 0
@@ -677,6 +767,25 @@ def _frameless(
     if token is not None:
         data["header"]["token"] = {"raw": {"length": len(token), "data": token.hex()}}
     return data
+
+
+def _datagram_packet_type(datagram: bytes) -> str:
+    """qlog ``PacketType`` of the first packet of a datagram from its first byte and
+    version (RFC 8999 §5; RFC 9000 §17.2, RFC 9369 §3.2): ``unknown`` when the version
+    is not one we know or the datagram is too short."""
+    if not datagram:
+        return "unknown"
+    if not datagram[0] & 0x80:
+        return "1RTT"
+    if len(datagram) < 5:
+        return "unknown"
+    version = int.from_bytes(datagram[1:5], "big")
+    if version == 0:
+        return "version_negotiation"
+    types = LONG_TYPE_FROM_BITS.get(version)
+    if types is None:
+        return "unknown"
+    return PACKET_TYPE_NAMES[types[(datagram[0] & 0x30) >> 4]]
 
 
 def _address(data: dict[str, Any], prefix: str, addr: Any) -> None:

@@ -39,6 +39,7 @@ returns what it held; a stream only leaves the table once all its data was read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -191,6 +192,9 @@ class StreamManager:
         self.reassembly = ReassemblyBudget(max_reassembly_bytes, max_reassembly_fragments)
         self._streams: dict[int, QuicStream] = {}
         self._opened_by_peer: list[int] = []
+        #: qlog stream_state_updated (``QuicLogger.stream_side_updated``), or None: given
+        #: to each new stream's halves, told their first state (RFC 9000 §3.1, §3.2)
+        self.stream_trace: Callable[[int, bool, Enum | None, Enum], None] | None = None
         own = 0 if is_client else 1
         self._spaces = tuple(
             _Space(type_bits=t, local=(t & 1) == own, bidi=not t & 2) for t in range(4)
@@ -316,6 +320,12 @@ class StreamManager:
                 budget=self.reassembly,
             )
         )
+        trace = self.stream_trace
+        if trace is not None:
+            for sending, half in ((True, send), (False, recv)):
+                if half is not None:
+                    half.trace = trace
+                    trace(stream_id, sending, None, half.state)
         return QuicStream(stream_id, send, recv)
 
     # ------------------------------------------------------------------ peer frames

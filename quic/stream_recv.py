@@ -45,6 +45,7 @@ States follow RFC 9000 §3.2, driven by the ``_TRANSITIONS`` table.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 
 from quic.errors import QuicProtocolError, StreamResetError, TransportErrorCode
@@ -155,6 +156,7 @@ class RecvStream:
         "_stop_pending",
         "_uncredited",
         "stream_id",
+        "trace",
         "window",
     )
 
@@ -175,6 +177,7 @@ class RecvStream:
         self.stream_id = stream_id
         self.window = ReceiveWindow(max_stream_data, max_window)
         self._state = RecvState.RECV
+        self.trace: Callable[[int, bool, Enum, Enum], None] | None = None
         self._ready: deque[bytes] = deque()
         self._ready_len = 0
         self._read_offset = 0
@@ -260,6 +263,8 @@ class RecvStream:
     def _fire(self, event: RecvEvent) -> None:
         nxt = _TRANSITIONS[self._state].get(event)
         if nxt is not None:
+            if self.trace is not None and nxt is not self._state:  # qlog (quic.qlog)
+                self.trace(self.stream_id, False, self._state, nxt)
             self._state = nxt
 
     # ------------------------------------------------------------------ network input

@@ -39,6 +39,7 @@ code and, once a frame carried it, the final size never change.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from enum import Enum
 
 from quic.buffer import VARINT_MAX
@@ -200,12 +201,14 @@ class SendStream:
         "_write_offset",
         "credit",
         "stream_id",
+        "trace",
     )
 
     def __init__(self, stream_id: int = 0, max_stream_data: int = 0) -> None:
         self.stream_id = stream_id
         self.credit = SendCredit(max_stream_data)
         self._state = SendState.READY
+        self.trace: Callable[[int, bool, Enum, Enum], None] | None = None
         self._chunks: list[bytes] = []
         self._starts: list[int] = []
         self._head = 0  # index of the first chunk still held
@@ -296,6 +299,8 @@ class SendStream:
     def _fire(self, event: SendEvent) -> None:
         nxt = _TRANSITIONS[self._state].get(event)
         if nxt is not None:
+            if self.trace is not None and nxt is not self._state:  # qlog (quic.qlog)
+                self.trace(self.stream_id, True, self._state, nxt)
             self._state = nxt
 
     # ------------------------------------------------------------------ application

@@ -545,6 +545,8 @@ class WebTransportConnection(StreamsMixin):
 
     def _on_capsule(self, session: Session, capsule_type: int, value: bytes) -> None:
         sid = session.session_id
+        if self.h3.qlog is not None:  # http:capsule_parsed (h3.qlog)
+            self.h3.qlog.capsule_parsed(sid, capsule_type, value)
         if capsule_type == CapsuleType.CLOSE_WEBTRANSPORT_SESSION:
             code, reason = decode_close_webtransport_session(value)
             session.close_received = True
@@ -606,7 +608,7 @@ class WebTransportConnection(StreamsMixin):
         elif not session.fin_sent:
             capsule = encode_close_webtransport_session(code, reason)
             session.fin_sent = True
-            if not _sent(lambda: self.h3.send_data(session_id, capsule, end_stream=True)):
+            if not _sent(lambda: self._send_capsules(session_id, capsule, end_stream=True)):
                 self.quic.reset_stream(session_id, _SESSION_GONE)  # the peer left already
         self._finish_session(session, ev.SessionClosed(session_id, code, reason, False))
 
@@ -618,7 +620,7 @@ class WebTransportConnection(StreamsMixin):
         if not PROFILES[session.draft].drain:
             return False
         capsule = encode_drain_webtransport_session()
-        return _sent(lambda: self.h3.send_data(session_id, capsule))
+        return _sent(lambda: self._send_capsules(session_id, capsule))
 
     def _abort(self, session: Session, code: int, reason: str) -> None:
         """End a session on a protocol error: reset and stop its CONNECT stream."""
@@ -731,7 +733,7 @@ class WebTransportConnection(StreamsMixin):
                 continue
             updates = b"".join(flow.take_updates())
             if updates:  # a failed write: the CONNECT stream goes away with the session
-                _sent(lambda: self.h3.send_data(sid, updates))  # noqa: B023
+                _sent(lambda: self._send_capsules(sid, updates))  # noqa: B023
 
     def send_goaway(self) -> None:
         """Graceful shutdown of the connection: HTTP/3 GOAWAY (RFC 9114 §5.2), which

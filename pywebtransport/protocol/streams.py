@@ -238,6 +238,14 @@ class StreamsMixin:
             self._datagram_bytes = sum(len(d[1]) for d in kept)
             self._datagrams = kept
 
+    def _send_capsules(self, session_id: int, capsules: bytes, end_stream: bool = False) -> bool:
+        """Write whole capsules on the CONNECT stream (h3 ``send_data``) and log them
+        (qlog ``http:capsule_created``, h3.qlog) when tracing is on."""
+        sent = self.h3.send_data(session_id, capsules, end_stream)
+        if self.h3.qlog is not None:
+            self.h3.qlog.capsules_created(session_id, capsules)
+        return sent
+
     def _refuse_stream(self, sid: int, code: int) -> None:
         """Stop reading (and reset the sending half of) a peer stream we cannot use;
         QUIC credits what it delivered of it."""
@@ -377,7 +385,7 @@ class StreamsMixin:
         if flow is not None and not flow.can_open(bidirectional):
             capsule = flow.blocked_capsule(kind)
             if capsule is not None:
-                self.h3.send_data(session_id, capsule)  # draft-16 §5.6.3
+                self._send_capsules(session_id, capsule)  # draft-16 §5.6.3
             raise FlowControlBlocked(session_id, kind)
         sid = self.h3.create_webtransport_stream(session_id, bidirectional)
         if flow is not None:
@@ -404,7 +412,7 @@ class StreamsMixin:
             end_stream = False
             capsule = flow.blocked_capsule("data")
             if capsule is not None:
-                self.h3.send_data(session.session_id, capsule)  # draft-16 §5.6.5
+                self._send_capsules(session.session_id, capsule)  # draft-16 §5.6.5
         if flow is not None:
             flow.on_sent(size)
         if size or end_stream:

@@ -195,6 +195,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             return  # an old socket after rebind(): the pump goes on with the new one
         if self._timer is not None:
             self._timer.cancel()
+        self.endpoint.close()  # qlog traces flushed and closed (never raises)
         if not self.closed.done():
             self.closed.set_result(None)
 

@@ -156,7 +156,16 @@ def test_tracing_off_builds_no_h3_event(monkeypatch: pytest.MonkeyPatch) -> None
 
         return record
 
-    for name in ("__init__", "initialized", "parameters_set", "stream_type_set", "_frame"):
+    for name in (
+        "__init__",
+        "initialized",
+        "parameters_set",
+        "stream_type_set",
+        "_frame",
+        "watch_qpack",
+        "capsules_created",
+        "capsule_parsed",
+    ):
         monkeypatch.setattr(H3Logger, name, spy(name))
     monkeypatch.setattr(h3_qlog, "_settings_data", spy("settings"))
     p = lean_pair()

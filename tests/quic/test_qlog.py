@@ -217,14 +217,39 @@ def test_events_in_memory_pair() -> None:
         header = _data(events, "transport:packet_received")[-1]["header"]
         own = pair.client.host_cid if role == "client" else pair.server.host_cid
         assert header["dcid"] == own.hex()
-    # stream 0 is opened (by the client, implicitly on the server) and, once both sides
-    # are done with it, leaves every table ("destroyed") on both sides
-    for events in (client, server):
-        states = [
-            (d["stream_id"], d["new"]) for d in _data(events, "transport:stream_state_updated")
+
+    # stream 0 is opened (by the client, implicitly on the server), each side goes
+    # through its RFC 9000 §3.1 / §3.2 states and, once both sides are done with it, it
+    # leaves every table ("destroyed")
+    def states(events: list[dict[str, Any]]) -> list[tuple[int, str, str | None, str]]:
+        return [
+            (d["stream_id"], d["stream_side"], d.get("old"), d["new"])
+            for d in _data(events, "transport:stream_state_updated")
         ]
-        assert states == [(0, "open"), (0, "destroyed")]
-        assert _data(events, "transport:stream_state_updated")[0]["stream_type"] == "bidirectional"
+
+    opened = [(0, "sending", None, "ready"), (0, "receiving", None, "receive")]
+    read = [
+        (0, "receiving", "receive", "size_known"),
+        (0, "receiving", "size_known", "data_received"),
+        (0, "receiving", "data_received", "data_read"),
+    ]
+    destroyed = [(0, "sending", None, "destroyed"), (0, "receiving", None, "destroyed")]
+    assert states(client) == [
+        *opened,
+        (0, "sending", "ready", "send"),
+        (0, "sending", "send", "data_sent"),
+        (0, "sending", "data_sent", "data_received"),
+        *read,
+        *destroyed,
+    ]
+    assert states(server) == [  # the answer and its FIN are written at once
+        *opened,
+        *read,
+        (0, "sending", "ready", "data_sent"),
+        (0, "sending", "data_sent", "data_received"),
+        *destroyed,
+    ]
+    assert _data(client, "transport:stream_state_updated")[0]["stream_type"] == "bidirectional"
     # the server's parameters, as the client logs them, carry the ODCID
     remote = _data(client, "transport:parameters_set")[1]
     assert remote["original_destination_connection_id"] == pair.client.original_dcid.hex()

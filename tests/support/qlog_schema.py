@@ -16,6 +16,27 @@ from typing import Any
 Check = Callable[[dict[str, Any]], list[str]]
 
 PACKET_TYPES = {"initial", "handshake", "0RTT", "1RTT", "retry", "version_negotiation"}
+#: packet types of packet_dropped (read from a datagram's first byte) and packet_sent
+PACKET_TYPES_ANY = PACKET_TYPES | {"stateless_reset", "unknown"}
+DROP_TRIGGERS = {
+    "internal_error",
+    "rejected",
+    "unsupported",
+    "invalid",
+    "duplicate",
+    "connection_unknown",
+    "decryption_failure",
+    "key_unavailable",
+    "general",
+    "unexpected_packet",  # qlog 0.3's trigger (a Retry after the first, quic/connection.py)
+}
+#: quic-events §"stream_state_updated": base and granular states, by stream side
+STREAM_STATES = {
+    "sending": {"idle", "open", "closed", "ready", "send", "data_sent", "data_received"}
+    | {"reset_sent", "reset_received", "destroyed"},
+    "receiving": {"idle", "open", "closed", "receive", "size_known", "data_received"}
+    | {"data_read", "reset_received", "reset_read", "destroyed"},
+}
 KEY_TYPE = re.compile(r"^(client|server)_(initial|0rtt|handshake|1rtt)_secret$")
 HEX = re.compile(r"^[0-9a-f]*$")
 VERSION = re.compile(r"^[0-9a-f]{8}$")
@@ -81,8 +102,26 @@ def _header(header: Any, with_pn: bool) -> list[str]:
     return errors
 
 
+def _stateless_reset(data: dict[str, Any]) -> list[str]:
+    token = data.get("stateless_reset_token")
+    ok = isinstance(token, str) and len(token) == 32 and HEX.match(token)
+    return ([] if ok else ["bad stateless_reset_token"]) + _need(data.get("raw", {}), "length", int)
+
+
+def _dropped(data: dict[str, Any]) -> list[str]:
+    errors = [] if data.get("trigger") in DROP_TRIGGERS else [f"bad trigger {data.get('trigger')}"]
+    header = data.get("header")
+    if header is not None and header.get("packet_type") not in PACKET_TYPES_ANY:
+        errors.append(f"bad packet_type {header.get('packet_type')!r}")
+    if "raw" in data:
+        errors += _need(data["raw"], "length", int)
+    return errors
+
+
 def _packet(data: dict[str, Any]) -> list[str]:
     header = data.get("header")
+    if isinstance(header, dict) and header.get("packet_type") == "stateless_reset":
+        return _stateless_reset(data)
     frameless = isinstance(header, dict) and (
         header.get("packet_type") in ("retry", "version_negotiation")
         # a stateless Initial logged from its bytes: no number, protected frames
@@ -189,7 +228,16 @@ def _stream_state(data: dict[str, Any]) -> list[str]:
     errors = _need(data, "stream_id", int)
     if data.get("stream_type") not in ("bidirectional", "unidirectional"):
         errors.append("bad stream_type")
-    return errors + ([] if data.get("new") in ("open", "destroyed") else ["bad 'new'"])
+    states = STREAM_STATES.get(data.get("stream_side"))  # type: ignore[arg-type]
+    if states is None:
+        return [*errors, "bad stream_side"]
+    if data.get("new") not in states:
+        errors.append(f"bad 'new' {data.get('new')!r}")
+    if "old" in data and (data["old"] not in states or data["old"] == data["new"]):
+        errors.append(f"bad 'old' {data['old']!r}")
+    if "trigger" in data and data["trigger"] not in ("local", "remote"):
+        errors.append("bad trigger")
+    return errors
 
 
 def _stream_type(data: dict[str, Any]) -> list[str]:
@@ -213,6 +261,107 @@ def _h3_frame(data: dict[str, Any]) -> list[str]:
     return errors
 
 
+CAPSULE_TYPES = {"datagram", "unknown", "wt_close_session", "wt_drain_session"} | {
+    "wt_max_data",
+    "wt_max_streams_bidi",
+    "wt_max_streams_uni",
+    "wt_data_blocked",
+    "wt_streams_blocked_bidi",
+    "wt_streams_blocked_uni",
+}
+
+
+def _capsule(data: dict[str, Any]) -> list[str]:
+    """h3-events §"capsule_created" / §"capsule_parsed"."""
+    errors = _need(data, "stream_id", int)
+    capsule = data.get("capsule")
+    if not isinstance(capsule, dict) or capsule.get("capsule_type") not in CAPSULE_TYPES:
+        return [*errors, f"bad capsule {capsule!r}"]
+    errors += _need(capsule.get("raw", {}), "length", int)
+    kind = capsule["capsule_type"]
+    if kind == "unknown":
+        errors += _need(capsule, "capsule_type_value", int)
+    elif kind == "wt_close_session":
+        errors += _need(capsule, "application_error_code", int) + _need(capsule, "reason", str)
+    elif kind not in ("datagram", "wt_drain_session"):
+        errors += _need(capsule, "value", int)
+    return errors
+
+
+QPACK_INSTRUCTIONS: dict[str, tuple[str, ...]] = {  # qlog 0.3 (h3-events-03) fields
+    "set_dynamic_table_capacity": ("capacity",),
+    "insert_with_name_reference": ("name_index", "value_length"),
+    "insert_without_name_reference": ("name_length", "value_length"),
+    "duplicate": ("index",),
+    "section_acknowledgement": ("stream_id",),
+    "stream_cancellation": ("stream_id",),
+    "insert_count_increment": ("increment",),
+}
+QPACK_LINES = {"indexed_header", "literal_with_name", "literal_without_name"}
+
+
+def _qpack_instruction(data: dict[str, Any]) -> list[str]:
+    instruction = data.get("instruction")
+    if not isinstance(instruction, dict):
+        return ["no instruction"]
+    fields = QPACK_INSTRUCTIONS.get(instruction.get("instruction_type"))  # type: ignore[arg-type]
+    if fields is None:
+        return [f"bad instruction_type {instruction.get('instruction_type')!r}"]
+    errors = [e for f in fields for e in _need(instruction, f, int)]
+    if instruction["instruction_type"] == "insert_with_name_reference" and instruction.get(
+        "table_type"
+    ) not in ("static", "dynamic"):
+        errors.append("bad table_type")
+    return errors + _need(data.get("raw", {}), "length", int)
+
+
+def _qpack_headers(data: dict[str, Any]) -> list[str]:
+    errors = _need(data, "stream_id", int) + _need(data, "headers", list)
+    prefix = data.get("block_prefix")
+    if not isinstance(prefix, dict):
+        return [*errors, "no block_prefix"]
+    errors += _need(prefix, "required_insert_count", int) + _need(prefix, "delta_base", int)
+    errors += _need(prefix, "sign_bit", bool)
+    lines = data.get("header_block")
+    if not isinstance(lines, list):
+        return [*errors, "no header_block"]
+    for line in lines:
+        if line.get("header_field_type") not in QPACK_LINES:
+            errors.append(f"bad field line {line!r}")
+        elif line["header_field_type"] != "literal_without_name":
+            errors += _need(line, "index" if "index" in line else "name_index", int)
+            errors += [] if line.get("table_type") in ("static", "dynamic") else ["bad table"]
+    return errors
+
+
+def _qpack_table(data: dict[str, Any]) -> list[str]:
+    errors = _owner(data)
+    if data.get("update_type") not in ("inserted", "evicted"):
+        errors.append("bad update_type")
+    entries = data.get("entries")
+    if not (isinstance(entries, list) and entries):
+        return [*errors, "no entries"]
+    for entry in entries:
+        errors += _need(entry, "index", int) + _need(entry, "name", str)
+        errors += _need(entry, "value", str)
+    return errors
+
+
+def _qpack_state(data: dict[str, Any]) -> list[str]:
+    keys = (
+        "dynamic_table_capacity",
+        "dynamic_table_size",
+        "known_received_count",
+        "current_insert_count",
+    )
+    return _owner(data) + [e for k in keys for e in _need(data, k, int)]
+
+
+def _qpack_stream(data: dict[str, Any]) -> list[str]:
+    errors = _need(data, "stream_id", int)
+    return errors + ([] if data.get("state") in ("blocked", "unblocked") else ["bad state"])
+
+
 def _ecn_state(data: dict[str, Any]) -> list[str]:
     states = ("testing", "unknown", "failed", "capable")  # RFC 9000 Appendix A.4
     errors = [] if data.get("new") in states else ["bad 'new'"]
@@ -231,7 +380,7 @@ SCHEMA: dict[str, Check] = {
     "transport:parameters_set": _owner,
     "transport:packet_sent": _packet,
     "transport:packet_received": _packet,
-    "transport:packet_dropped": lambda d: _need(d, "trigger", str),
+    "transport:packet_dropped": _dropped,
     "transport:datagrams_sent": _datagrams,
     "transport:packets_acked": _acked,
     "transport:stream_state_updated": _stream_state,
@@ -247,6 +396,15 @@ SCHEMA: dict[str, Check] = {
     "http:stream_type_set": _stream_type,
     "http:frame_created": _h3_frame,
     "http:frame_parsed": _h3_frame,
+    "http:capsule_created": _capsule,
+    "http:capsule_parsed": _capsule,
+    "qpack:instruction_created": _qpack_instruction,
+    "qpack:instruction_parsed": _qpack_instruction,
+    "qpack:headers_encoded": _qpack_headers,
+    "qpack:headers_decoded": _qpack_headers,
+    "qpack:dynamic_table_updated": _qpack_table,
+    "qpack:state_updated": _qpack_state,
+    "qpack:stream_state_updated": _qpack_stream,
 }
 
 
