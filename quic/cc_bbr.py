@@ -234,6 +234,10 @@ class Bbr:
         self._prior_cwnd = self._saved_cwnd()
         self.congestion_window = self.minimum_window
 
+    def on_spurious_loss(self, packets: Sequence[SentPacket], now: float) -> None:
+        """Nothing to undo: BBR's model does not take losses as a rate signal, and the
+        loss-recovery window is restored when recovery ends."""
+
     def on_packet_discarded(self, packet: SentPacket) -> None:
         if packet.in_flight:  # RFC 9002 B.9
             self.bytes_in_flight -= packet.size
