@@ -30,8 +30,11 @@ acknowledged after all (:meth:`~quic.congestion.NewReno.on_spurious_loss`, a reo
 path), and the window is still below ``cwnd_prior``, they are restored. A reduction for
 ECN-CE or persistent congestion is never undone.
 
-Slow start exits on loss (a congestion event sets ssthresh), as in NewReno; HyStart++
-(RFC 9406) is not implemented. Time during which the sender was not window-limited
+Slow start is NewReno's with HyStart++ (RFC 9406, :mod:`quic.cc_hystart`) on by
+default, as §4.10 recommends ("CUBIC SHOULD use the HyStart++ slow start algorithm"):
+it may leave the first slow start on a rising RTT, before any loss. Then W_max is still
+0, so the first epoch takes W_max = cwnd and K = 0, which is what §4.10 asks for this
+case. Time during which the sender was not window-limited
 (§5.8 of RFC 9438, RFC 9002 §7.8) does not count in ``t``: the epoch start moves
 forward by the application-limited stretch, so the window does not leap after an
 idle period. Nothing here reads a clock: times are the ``now`` passed in.
@@ -97,8 +100,10 @@ class Cubic(NewReno):
         *,
         fast_convergence: bool = True,
         undo_spurious: bool = True,
+        hystart: bool = True,
     ) -> None:
-        super().__init__(max_datagram_size)
+        # RFC 9438 §4.10: CUBIC SHOULD use HyStart++ (RFC 9406) for slow start
+        super().__init__(max_datagram_size, hystart=hystart)
         #: RFC 9438 §4.9: restore the state from before a reduction found spurious.
         self.undo_spurious = undo_spurious
         # the state before the last reduction (§4.9's "_prior" variables): ssthresh,

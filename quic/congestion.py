@@ -44,6 +44,12 @@ declared lost while it is the current one is stamped with its number
 reduction (RFC 9002 describes no undo); CUBIC restores (RFC 9438 §4.9). A reduction for
 ECN-CE or persistent congestion is never undone. The bookkeeping is four integers.
 
+HyStart++ (:mod:`quic.cc_hystart`, RFC 9406) may end the initial slow start before
+a loss: while ssthresh is still infinite each ACK goes to it first; in Conservative
+Slow Start the growth is divided by ``CSS_GROWTH_DIVISOR``, and when CSS is over
+ssthresh becomes the current window. It is off for NewReno unless asked for (RFC 9002
+§7.3.1 describes plain slow start) and on for CUBIC (RFC 9438 §4.10).
+
 Underutilisation (§7.8): the window does not grow when the sender was not limited by
 it. The test is made per ACK on the bytes in flight *before* the ACK: the sender was
 window-limited if less than one datagram of room was left, or, in slow start, if at
@@ -66,6 +72,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
+
+from quic.cc_hystart import HyStart
 
 if TYPE_CHECKING:
     from quic.recovery import SentPacket
@@ -184,12 +192,13 @@ class NewReno:
         "bytes_in_flight",
         "congestion_recovery_start_time",
         "congestion_window",
+        "hystart",
         "max_datagram_size",
         "spurious_undos",
         "ssthresh",
     )
 
-    def __init__(self, max_datagram_size: int = 1200) -> None:
+    def __init__(self, max_datagram_size: int = 1200, *, hystart: bool = False) -> None:
         if max_datagram_size < 1200:
             raise ValueError("max_datagram_size must be at least 1200 (RFC 9000 §14)")
         self.max_datagram_size = max_datagram_size
@@ -211,6 +220,8 @@ class NewReno:
         self._prior_recovery_start = _NEVER
         #: Reductions undone because every packet lost in them arrived (diagnostics).
         self.spurious_undos = 0
+        #: HyStart++ (RFC 9406) for the initial slow start; None: plain slow start.
+        self.hystart: HyStart | None = HyStart() if hystart else None
 
     # -- queries ----------------------------------------------------------------------
 
@@ -240,6 +251,8 @@ class NewReno:
     def on_packet_sent(self, sent_bytes: int, now: float, packet: SentPacket | None = None) -> None:
         self.bytes_in_flight += sent_bytes
         self._may_send_one = False
+        if self.hystart is not None:
+            self.hystart.on_packet_sent(packet)
 
     def on_app_limited(self, now: float) -> None:
         """Nothing to do: §7.8 is applied per ACK (see :meth:`_window_limited`)."""
@@ -250,6 +263,12 @@ class NewReno:
     def on_packets_acked(self, packets: Sequence[SentPacket], now: float) -> None:
         limited = self._window_limited(self.bytes_in_flight)
         recovery_start = self.congestion_recovery_start_time
+        divisor = 1
+        hystart = self.hystart
+        if hystart is not None and self.ssthresh is None:  # RFC 9406: initial slow start
+            if hystart.on_ack(packets, now):
+                self.ssthresh = self.congestion_window  # §4.2: CSS over, avoidance
+            divisor = hystart.growth_divisor
         for packet in packets:
             if not packet.in_flight:
                 continue
@@ -261,7 +280,7 @@ class NewReno:
                 continue
             ssthresh = self.ssthresh
             if ssthresh is None or self.congestion_window < ssthresh:
-                self.congestion_window += size  # §7.3.1 slow start
+                self.congestion_window += size // divisor  # §7.3.1 (RFC 9406 §4.2 CSS)
             else:
                 self._avoidance(size, now)
         if self.bytes_in_flight < 0:  # never trust arithmetic across a key discard

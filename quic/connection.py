@@ -235,7 +235,9 @@ class QuicConnection:
             self._token_bytes,
         )
         self.recovery = LossRecovery(
-            create_controller(config.congestion_control, self.paths.max_datagram_size, rtt),
+            create_controller(
+                config.congestion_control, self.paths.max_datagram_size, rtt, config.hystart
+            ),
             rtt,
             0.025,
             is_client=is_client,
@@ -351,7 +353,10 @@ class QuicConnection:
             keys=self.keys,
             sender=self.sender,
             new_congestion=lambda: create_controller(
-                config.congestion_control, self.paths.max_datagram_size, self.recovery.rtt
+                config.congestion_control,
+                self.paths.max_datagram_size,
+                self.recovery.rtt,
+                config.hystart,
             ),
             use_preferred_address=config.use_preferred_address,
             on_new_path=self._on_new_path,
