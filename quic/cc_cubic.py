@@ -240,7 +240,9 @@ class Cubic(NewReno):
         ) = saved
         self.congestion_window = int(prior)
         self._cwnd = prior
-        self.congestion_recovery_start_time = self._prior_recovery_start
+        if self.congestion_recovery_start_time == self._event_start:
+            # unless something moved it since (a path change, RFC 9000 §9.4)
+            self.congestion_recovery_start_time = self._prior_recovery_start
         self._may_send_one = False
         return True
 

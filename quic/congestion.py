@@ -185,6 +185,7 @@ class NewReno:
         "_ca_bytes_acked",
         "_event_lost",
         "_event_spurious",
+        "_event_start",
         "_event_undoable",
         "_loss_event",
         "_may_send_one",
@@ -218,6 +219,7 @@ class NewReno:
         self._event_spurious = 0
         self._event_undoable = False
         self._prior_recovery_start = _NEVER
+        self._event_start = _NEVER  # the recovery period the current loss event opened
         #: Reductions undone because every packet lost in them arrived (diagnostics).
         self.spurious_undos = 0
         #: HyStart++ (RFC 9406) for the initial slow start; None: plain slow start.
@@ -381,7 +383,7 @@ class NewReno:
         self._event_lost = self._event_spurious = 0
         self._event_undoable = False
         self._prior_recovery_start = self.congestion_recovery_start_time
-        self.congestion_recovery_start_time = now
+        self.congestion_recovery_start_time = self._event_start = now
         ssthresh = self._reduced_window(now)
         self.ssthresh = ssthresh
         minimum = self.minimum_window

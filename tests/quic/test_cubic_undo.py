@@ -56,6 +56,16 @@ def test_spurious_reduction_is_undone() -> None:
     assert cc.congestion_recovery_start_time == 0.1
 
 
+def test_undo_keeps_a_recovery_period_moved_by_a_path_change() -> None:
+    # RFC 9000 §9.4: LossRecovery.on_path_change moves the recovery start so that
+    # packets sent on the old path cannot reduce the window; an undo must not undo that
+    cc, flight = _in_congestion_avoidance(RttEstimator())
+    cc.on_packets_lost(flight[:1], 0.4)
+    cc.congestion_recovery_start_time = 0.42  # what on_path_change does
+    cc.on_spurious_loss(flight[:1], 0.45)
+    assert cc.spurious_undos == 1 and cc.congestion_recovery_start_time == 0.42
+
+
 def test_later_loss_in_the_same_event_prevents_the_undo() -> None:
     cc, flight = _in_congestion_avoidance(RttEstimator())
     cc.on_packets_lost(flight[:1], 0.4)
