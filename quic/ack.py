@@ -22,6 +22,13 @@ or below ``Largest Acked - threshold`` (draft §6.2; a bisection in the received
 Frames with a sequence number not above the largest seen are ignored. IMMEDIATE_ACK
 (draft §5) makes an ACK due with the packet that carried it.
 
+ECN-CE (draft §6.3): an ack-eliciting packet that arrived marked Congestion Experienced
+makes an ACK due at once when the Ack-Eliciting Threshold is 0 or 1 (RFC 9000 §13.2.1:
+every CE-marked packet); with a larger threshold only on the transition, when the
+packet received before it (ack-eliciting or not) was not CE-marked. A run of CE-marked
+packets after the first is then acknowledged by the threshold or the timer like any
+other. One boolean (``_last_ce``) is the whole state.
+
 ``fresh`` tells whether anything arrived since the last ACK frame was sent: an ACK that
 is not due rides along in an ack-eliciting packet only then, since otherwise it would
 repeat the previous one word for word (§13.2.1 lets the sender choose).
@@ -75,6 +82,7 @@ class AckTracker:
         "_ack_frequency_seq",
         "_immediate_requested",
         "_largest_eliciting",
+        "_last_ce",
         "ack_eliciting_since_ack",
         "deadline",
         "floor",
@@ -117,13 +125,19 @@ class AckTracker:
         self._largest_eliciting = -1  # draft §6.2 "Largest Unacked"
         self._ack_frequency_seq = -1  # largest ACK_FREQUENCY sequence number processed
         self._immediate_requested = False
+        self._last_ce = False  # the previous packet received arrived CE-marked (draft §6.3)
 
     def is_duplicate(self, pn: int) -> bool:
         """True if ``pn`` was already received (RFC 9000 §12.3)."""
         return pn < self.floor or pn in self.received
 
-    def on_packet(self, pn: int, ack_eliciting: bool, now: float) -> None:
-        """Record a successfully processed packet."""
+    def on_packet(self, pn: int, ack_eliciting: bool, now: float, ce: bool = False) -> None:
+        """Record a successfully processed packet; ``ce``: it arrived CE-marked."""
+        # draft-ietf-quic-ack-frequency §6.3: with an Ack-Eliciting Threshold above 1
+        # (more than two packets per ACK) only the first of a run of CE marks is
+        # acknowledged at once; RFC 9000 §13.2.1 (every CE mark) otherwise.
+        congested = ce and (self.packet_tolerance <= 2 or not self._last_ce)
+        self._last_ce = ce
         received = self.received
         in_order = pn == self.largest + 1 or not received
         received.add(pn)
@@ -149,6 +163,7 @@ class AckTracker:
             self.immediate
             or reordered
             or self._immediate_requested
+            or congested
             or self.ack_eliciting_since_ack >= self.packet_tolerance
         ):
             self._immediate_requested = False

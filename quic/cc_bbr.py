@@ -6,8 +6,10 @@ Theory of operation
 (the 2017 "-00" text): it builds a model of the path — the bottleneck bandwidth
 ``btl_bw`` and the round-trip propagation time ``rt_prop`` — and sends at a pacing rate
 of ``pacing_gain * btl_bw`` with a window of ``cwnd_gain * BDP`` (BDP =
-``btl_bw * rt_prop``) plus a quantum of three datagrams. Loss is not a signal of the
-model; what v2 adds (loss and ECN bounds on inflight) is not done here.
+``btl_bw * rt_prop``) plus a quantum of three datagrams. On top of v1, the loss and
+ECN bounds of BBR v3's short-term model (draft-ietf-ccwg-bbr, "lower bounds",
+``bw_lo`` / ``inflight_lo``; see "Loss and ECN bounds" below) are applied unless the
+controller is built with ``bounds=False`` (plain v1).
 
 Delivery-rate samples (draft-cheng-iccrg-delivery-rate-estimation): every in-flight
 packet is stamped at send time (:meth:`Bbr.on_packet_sent` gets the
@@ -40,6 +42,21 @@ removes the lost bytes from the window, never below four datagrams; leaving reco
 congestion (§7.6.2) drops the window to the RFC 9002 minimum. ECN-CE is ignored (v1).
 The application-limited mark is set by the send path through
 :meth:`Bbr.on_app_limited` (RFC 9002 §7.8). Nothing here reads a clock.
+
+Loss and ECN bounds (BBR v3, draft-ietf-ccwg-bbr "BBRAdaptLowerBoundsFromCongestion"):
+per round trip the largest delivery rate and the largest delivered-in-a-sample volume
+are kept (``bw_latest``, ``inflight_latest``). When a round trip ends in which a packet
+was lost or the peer reported ECN-CE (classic ECN: a CE mark stands for a drop, RFC
+3168 §5), and the sender was not probing for bandwidth (STARTUP or the 1.25 phase),
+``bw_lo = max(bw_latest, 0.7 * bw_lo)`` and ``inflight_lo = max(inflight_latest,
+0.7 * inflight_lo)`` (both start from ``btl_bw`` and the window: BBRBeta = 0.7). The
+model's bandwidth is ``min(btl_bw, bw_lo)`` for pacing and the BDP, and the window is
+capped at ``inflight_lo``. Both bounds are lifted (infinite again) when a bandwidth
+probe starts, so the flow tries the higher rate again once per gain cycle. STARTUP ends
+early (the pipe counts as full) after a round trip losing more than 2 % of what it
+delivered (BBRLossThresh) or seeing CE — v3's "high loss" startup exit, without its
+count of discontiguous loss events. Not done from v3: ``inflight_hi``/``bw_hi`` (the
+long-term bounds) and its ProbeBW state machine; the gain cycle stays v1's.
 """
 
 from __future__ import annotations
@@ -71,6 +88,8 @@ _MIN_PIPE_PACKETS = 4
 _QUANTUM_PACKETS = 3  # allowance for delayed/aggregated ACKs and offload bursts
 _NEVER = float("-inf")
 _MIN_RATE_RTT = 0.001  # kGranularity: no rate from a 0 s RTT
+_BETA = 0.7  # BBRBeta: multiplicative cut of the lower bounds per congested round
+_LOSS_THRESH = 0.02  # BBRLossThresh: loss rate in a round that ends STARTUP
 
 
 class BbrState(Enum):
@@ -83,10 +102,21 @@ class BbrState(Enum):
 class Bbr:
     """BBR v1: bottleneck bandwidth and round-trip propagation time."""
 
-    def __init__(self, max_datagram_size: int = 1200) -> None:
+    def __init__(self, max_datagram_size: int = 1200, *, bounds: bool = True) -> None:
         if max_datagram_size < 1200:
             raise ValueError("max_datagram_size must be at least 1200 (RFC 9000 §14)")
         self.max_datagram_size = max_datagram_size
+        #: Apply v3's loss/ECN lower bounds (see the module documentation).
+        self.bounds = bounds
+        self.bw_lo = math.inf  # bytes/s
+        self.inflight_lo = math.inf  # bytes
+        self._bw_latest = 0.0
+        self._inflight_latest = 0
+        self._congested_in_round = False  # a loss or a CE mark in this round trip
+        self._ce_in_round = False
+        self._lost_in_round = 0  # bytes
+        self._round_delivered_start = 0
+        self.bound_cuts = 0  # congested rounds that lowered the bounds (diagnostics)
         self.congestion_window = initial_window(max_datagram_size)
         self.bytes_in_flight = 0
         self.ssthresh: int | None = None  # BBR keeps no slow start threshold
@@ -129,6 +159,12 @@ class Bbr:
         return self._bw_filter[0][1] if self._bw_filter else 0.0
 
     @property
+    def bw(self) -> float:
+        """The model's bandwidth: ``btl_bw`` under the loss/ECN bound ``bw_lo``."""
+        bw = self._bw_filter[0][1] if self._bw_filter else 0.0
+        return bw if bw < self.bw_lo else self.bw_lo
+
+    @property
     def in_slow_start(self) -> bool:
         return self.state is BbrState.STARTUP
 
@@ -138,7 +174,7 @@ class Bbr:
 
     def bdp(self, gain: float = 1.0) -> int:
         """``gain`` x the estimated bandwidth-delay product plus the quantum, bytes."""
-        bw = self.btl_bw
+        bw = self.bw
         if not bw or self.rt_prop == math.inf:
             return initial_window(self.max_datagram_size)
         quantum = _QUANTUM_PACKETS * self.max_datagram_size
@@ -215,6 +251,8 @@ class Bbr:
                     newest_lost = packet.time_sent
         if not lost:
             return
+        self._congested_in_round = True  # v3: a congestion signal of this round
+        self._lost_in_round += lost
         self.bytes_in_flight -= lost
         if self.bytes_in_flight < 0:
             self.bytes_in_flight = 0
@@ -227,12 +265,19 @@ class Bbr:
         self.congestion_window = max(self.congestion_window - lost, floor)
 
     def on_ecn_ce(self, sent_time: float, now: float) -> None:
-        """BBR v1 does not react to ECN-CE (see the module documentation)."""
+        """A CE mark is a congestion signal for the round's lower bounds (v3); plain
+        v1 (``bounds=False``) ignores it."""
+        self._congested_in_round = True
+        self._ce_in_round = True
 
     def on_persistent_congestion(self, now: float) -> None:
         # RFC 9002 §7.6.2: collapse to the minimum window; the model stays.
         self._prior_cwnd = self._saved_cwnd()
         self.congestion_window = self.minimum_window
+
+    def on_spurious_loss(self, packets: Sequence[SentPacket], now: float) -> None:
+        """Nothing to undo: BBR's model does not take losses as a rate signal, and the
+        loss-recovery window is restored when recovery ends."""
 
     def on_packet_discarded(self, packet: SentPacket) -> None:
         if packet.in_flight:  # RFC 9002 B.9
@@ -269,11 +314,19 @@ class Bbr:
             # samples over an interval shorter than the min RTT overestimate (draft §3.3)
             if interval > 0 and (self.rt_prop == math.inf or interval >= self.rt_prop):
                 rate = (self.delivered - newest.delivered) / interval
+            sample_delivered = self.delivered - newest.delivered
+            if rate > self._bw_latest:
+                self._bw_latest = rate
+            if sample_delivered > self._inflight_latest:
+                self._inflight_latest = sample_delivered
             # round trips (BBR "round counting")
             if newest.delivered >= self._next_round_delivered:
                 self._next_round_delivered = self.delivered
                 self.round_count += 1
                 self._round_start = True
+                self._end_congestion_round()
+                self._bw_latest = rate  # v3 BBRAdvanceLatestDeliverySignals
+                self._inflight_latest = sample_delivered
             else:
                 self._round_start = False
         else:
@@ -286,6 +339,44 @@ class Bbr:
         self._update_rt_prop(rtt, now)
         self._check_probe_rtt(now)
         self._set_pacing_rate()
+
+    def _end_congestion_round(self) -> None:
+        """v3 BBRAdaptLowerBoundsFromCongestion at the end of a round trip."""
+        congested = self._congested_in_round
+        delivered = self.delivered - self._round_delivered_start
+        lost = self._lost_in_round
+        self._congested_in_round = self._ce_in_round = False
+        self._lost_in_round = 0
+        self._round_delivered_start = self.delivered
+        if not congested or not self.bounds:
+            return
+        if self.state is BbrState.STARTUP:
+            # v3 high-loss (or ECN) startup exit: the pipe is full
+            if not self.filled_pipe and (self._ce_seen(lost) or lost > _LOSS_THRESH * delivered):
+                self.filled_pipe = True
+            return
+        if self.state is BbrState.PROBE_BW and self.pacing_gain > 1.0:
+            return  # probing for bandwidth: losses are expected (v3 BBRIsProbingBW)
+        if self.bw_lo == math.inf:  # v3 BBRInitLowerBounds
+            self.bw_lo = self.btl_bw
+        if self.inflight_lo == math.inf:
+            self.inflight_lo = self.congestion_window
+        latest_bw = self._bw_latest
+        cut_bw = _BETA * self.bw_lo
+        self.bw_lo = latest_bw if latest_bw > cut_bw else cut_bw
+        latest_inflight = float(self._inflight_latest)
+        cut_inflight = _BETA * self.inflight_lo
+        self.inflight_lo = latest_inflight if latest_inflight > cut_inflight else cut_inflight
+        self.bound_cuts += 1
+
+    def _ce_seen(self, lost: int) -> bool:
+        """The congested round was marked with CE rather than (only) losing packets."""
+        return lost == 0 or self._ce_in_round
+
+    def _reset_lower_bounds(self) -> None:
+        """v3 BBRResetLowerBounds: a bandwidth probe starts from the long-term model."""
+        self.bw_lo = math.inf
+        self.inflight_lo = math.inf
 
     def _update_bw(self, rate: float) -> None:
         """Windowed max over ``_BTL_BW_ROUNDS`` round trips, one entry per round."""
@@ -346,6 +437,8 @@ class Bbr:
             self.cycle_index = (self.cycle_index + 1) % len(PACING_GAIN_CYCLE)
             self.pacing_gain = PACING_GAIN_CYCLE[self.cycle_index]
             self._cycle_stamp = now
+            if self.pacing_gain > 1.0:
+                self._reset_lower_bounds()
 
     def _update_rt_prop(self, rtt: float, now: float) -> None:
         self._rt_prop_expired = now > self._rt_prop_stamp + _RT_PROP_WINDOW
@@ -383,7 +476,7 @@ class Bbr:
                     self.pacing_gain = self.cwnd_gain = HIGH_GAIN
 
     def _set_pacing_rate(self) -> None:
-        rate = self.pacing_gain * self.btl_bw
+        rate = self.pacing_gain * self.bw
         if rate and (self.filled_pipe or rate > self._pacing_rate):
             self._pacing_rate = rate
 
@@ -402,6 +495,8 @@ class Bbr:
             cwnd = min(cwnd + acked, target)
         elif cwnd < target or self.delivered < initial_window(self.max_datagram_size):
             cwnd += acked
+        if cwnd > self.inflight_lo:  # v3 BBRBoundCwndForModel
+            cwnd = int(self.inflight_lo)
         floor = _MIN_PIPE_PACKETS * self.max_datagram_size
         if cwnd < floor:
             cwnd = floor

@@ -24,8 +24,17 @@ not window-limited" test and the MaybeSendOnePacket allowance:
   (``alpha_cubic = 3 * (1 - beta) / (1 + beta)``, 1 once ``W_est`` reached the window
   before the last reduction); while ``W_cubic(t) < W_est`` the window is ``W_est``.
 
-Slow start exits on loss (a congestion event sets ssthresh), as in NewReno; HyStart++
-(RFC 9406) is not implemented. Time during which the sender was not window-limited
+Spurious congestion events (§4.9): a reduction saves the variables it changes; when
+loss recovery reports that every packet declared lost in that loss event was
+acknowledged after all (:meth:`~quic.congestion.NewReno.on_spurious_loss`, a reordering
+path), and the window is still below ``cwnd_prior``, they are restored. A reduction for
+ECN-CE or persistent congestion is never undone.
+
+Slow start is NewReno's with HyStart++ (RFC 9406, :mod:`quic.cc_hystart`) on by
+default, as §4.10 recommends ("CUBIC SHOULD use the HyStart++ slow start algorithm"):
+it may leave the first slow start on a rising RTT, before any loss. Then W_max is still
+0, so the first epoch takes W_max = cwnd and K = 0, which is what §4.10 asks for this
+case. Time during which the sender was not window-limited
 (§5.8 of RFC 9438, RFC 9002 §7.8) does not count in ``t``: the epoch start moves
 forward by the application-limited stretch, so the window does not leap after an
 idle period. Nothing here reads a clock: times are the ``now`` passed in.
@@ -43,6 +52,8 @@ if TYPE_CHECKING:
     from quic.rtt import RttEstimator
 
 __all__ = ["ALPHA_CUBIC", "BETA_CUBIC", "C_CUBIC", "Cubic", "cubic_k", "w_cubic"]
+
+_Saved = tuple[int | None, float, float, float | None, float, float, float, float | None, int]
 
 #: RFC 9438 §5.1: C = 0.4 (segments per second cubed).
 C_CUBIC = 0.4
@@ -75,9 +86,11 @@ class Cubic(NewReno):
         "_k",
         "_limited_pause",
         "_rtt",
+        "_saved",
         "_w_est",
         "_w_max",
         "fast_convergence",
+        "undo_spurious",
     )
 
     def __init__(
@@ -86,8 +99,17 @@ class Cubic(NewReno):
         rtt: RttEstimator | None = None,
         *,
         fast_convergence: bool = True,
+        undo_spurious: bool = True,
+        hystart: bool = True,
     ) -> None:
-        super().__init__(max_datagram_size)
+        # RFC 9438 §4.10: CUBIC SHOULD use HyStart++ (RFC 9406) for slow start
+        super().__init__(max_datagram_size, hystart=hystart)
+        #: RFC 9438 §4.9: restore the state from before a reduction found spurious.
+        self.undo_spurious = undo_spurious
+        # the state before the last reduction (§4.9's "_prior" variables): ssthresh,
+        # W_max, K, epoch_start, W_est, the cwnd_prior before it, the fractional window,
+        # the limited-pause start and the byte counter; None: nothing to restore
+        self._saved: _Saved | None = None
         self._rtt = rtt
         self.fast_convergence = fast_convergence
         self._w_max = 0.0  # bytes; 0 = no congestion event yet
@@ -169,6 +191,18 @@ class Cubic(NewReno):
 
     def _reduced_window(self, now: float) -> int:
         cwnd = float(self.congestion_window)
+        # RFC 9438 §4.9: remember the state the reduction is about to change
+        self._saved = (
+            self.ssthresh,
+            self._w_max,
+            self._k,
+            self._epoch_start,
+            self._w_est,
+            self._cwnd_prior,
+            self._cwnd,
+            self._limited_pause,
+            self._ca_bytes_acked,
+        )
         # §4.7 fast convergence: a flow losing before regaining W_max releases bandwidth.
         if self.fast_convergence and cwnd < self._w_max:
             self._w_max = cwnd * (1.0 + BETA_CUBIC) / 2.0
@@ -180,7 +214,40 @@ class Cubic(NewReno):
         self._cwnd = float(max(reduced, self.minimum_window))
         return reduced
 
+    def _undo_spurious(self, now: float) -> bool:
+        """RFC 9438 §4.9: every packet whose loss caused the last reduction was
+        acknowledged after all. If the window is still below the one before the
+        reduction (``cwnd_prior``), restore cwnd, ssthresh, W_max, K, epoch_start and
+        W_est (and the recovery period, RFC 9002 §7.3.2) as they were; otherwise the
+        window already regained it and the current values stay."""
+        saved = self._saved
+        if not self.undo_spurious or saved is None:
+            return False
+        self._saved = None
+        prior = self._cwnd_prior
+        if self.congestion_window >= prior:
+            return False
+        (
+            self.ssthresh,
+            self._w_max,
+            self._k,
+            self._epoch_start,
+            self._w_est,
+            self._cwnd_prior,
+            self._cwnd,
+            self._limited_pause,
+            self._ca_bytes_acked,
+        ) = saved
+        self.congestion_window = int(prior)
+        self._cwnd = prior
+        if self.congestion_recovery_start_time == self._event_start:
+            # unless something moved it since (a path change, RFC 9000 §9.4)
+            self.congestion_recovery_start_time = self._prior_recovery_start
+        self._may_send_one = False
+        return True
+
     def on_persistent_congestion(self, now: float) -> None:
+        self._saved = None
         super().on_persistent_congestion(now)
         self._epoch_start = None  # §4.8: the window restarts from slow start
         self._cwnd = float(self.congestion_window)

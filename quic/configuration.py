@@ -98,6 +98,11 @@ class QuicConfiguration:
     # "reno" (= "newreno", RFC 9002 §7), "cubic" (RFC 9438) or "bbr" (BBR v1); see
     # quic.controllers (helper "congestion", issue 9)
     congestion_control: str = "newreno"
+    # HyStart++ (RFC 9406) for the initial slow start (helper "cc2", session 16).
+    # None: each controller's default: on for CUBIC (RFC 9438 §4.10: CUBIC SHOULD use
+    # it), off for NewReno (RFC 9002 §7.3.1's plain slow start); True/False force it
+    # for both. BBR ignores it (its startup has its own exit).
+    hystart: bool | None = None
     # ACK frequency (draft-ietf-quic-ack-frequency; helper "congestion", issue 9).
     # Our min_ack_delay transport parameter in seconds (§3): the shortest ACK delay a
     # peer's ACK_FREQUENCY may ask of us (a smaller request is PROTOCOL_VIOLATION, §4);

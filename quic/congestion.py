@@ -11,6 +11,8 @@ Loss recovery (:mod:`quic.recovery`) owns packet bookkeeping and tells a
   congestion event, keyed on the send time of the newest lost packet (§7.3.2, B.8);
 * ``on_ecn_ce`` when the peer-reported ECN-CE count increases (§7.1, B.7);
 * ``on_persistent_congestion`` after ``on_packets_lost`` when §7.6 applies;
+* ``on_spurious_loss`` with packets declared lost that were acknowledged later (the
+  recovery remembers a bounded number of recently lost packets to notice it);
 * ``on_packet_discarded`` when keys are dropped (§6.4): the bytes leave the flight
   without any congestion reaction (B.9); also for a lost PMTU probe (RFC 9000 §14.4:
   its loss is no sign of congestion);
@@ -34,6 +36,20 @@ avoidance (one max datagram size per congestion window acknowledged, RFC 3465 §
 style, integer arithmetic). The window is reduced immediately on entering recovery;
 one packet may still be sent to speed up recovery (§7.3.2, B.6 ``MaybeSendOnePacket``).
 
+Spurious losses: every reduction starts a numbered *loss event*; each in-flight packet
+declared lost while it is the current one is stamped with its number
+(``SentPacket.loss_event``) and counted. When every one of them is later acknowledged
+(``on_spurious_loss``), the reduction was caused by reordering, not congestion, and
+:meth:`NewReno._undo_spurious` may restore the state from before it. NewReno keeps the
+reduction (RFC 9002 describes no undo); CUBIC restores (RFC 9438 §4.9). A reduction for
+ECN-CE or persistent congestion is never undone. The bookkeeping is four integers.
+
+HyStart++ (:mod:`quic.cc_hystart`, RFC 9406) may end the initial slow start before
+a loss: while ssthresh is still infinite each ACK goes to it first; in Conservative
+Slow Start the growth is divided by ``CSS_GROWTH_DIVISOR``, and when CSS is over
+ssthresh becomes the current window. It is off for NewReno unless asked for (RFC 9002
+§7.3.1 describes plain slow start) and on for CUBIC (RFC 9438 §4.10).
+
 Underutilisation (§7.8): the window does not grow when the sender was not limited by
 it. The test is made per ACK on the bytes in flight *before* the ACK: the sender was
 window-limited if less than one datagram of room was left, or, in slow start, if at
@@ -56,6 +72,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
+
+from quic.cc_hystart import HyStart
 
 if TYPE_CHECKING:
     from quic.recovery import SentPacket
@@ -138,6 +156,11 @@ class CongestionController(Protocol):
         """RFC 9002 §7.6.2: collapse to the minimum window."""
         ...
 
+    def on_spurious_loss(self, packets: Sequence[SentPacket], now: float) -> None:
+        """Packets declared lost earlier were acknowledged after all (a spurious loss,
+        RFC 9438 §4.9); they left the flight when declared lost."""
+        ...
+
     def on_packet_discarded(self, packet: SentPacket) -> None:
         """Keys dropped (RFC 9002 §6.4): forget the bytes, no congestion reaction."""
         ...
@@ -160,15 +183,23 @@ class NewReno:
 
     __slots__ = (
         "_ca_bytes_acked",
+        "_event_lost",
+        "_event_spurious",
+        "_event_start",
+        "_event_undoable",
+        "_loss_event",
         "_may_send_one",
+        "_prior_recovery_start",
         "bytes_in_flight",
         "congestion_recovery_start_time",
         "congestion_window",
+        "hystart",
         "max_datagram_size",
+        "spurious_undos",
         "ssthresh",
     )
 
-    def __init__(self, max_datagram_size: int = 1200) -> None:
+    def __init__(self, max_datagram_size: int = 1200, *, hystart: bool = False) -> None:
         if max_datagram_size < 1200:
             raise ValueError("max_datagram_size must be at least 1200 (RFC 9000 §14)")
         self.max_datagram_size = max_datagram_size
@@ -180,6 +211,19 @@ class NewReno:
         self.congestion_recovery_start_time = _NEVER
         self._ca_bytes_acked = 0  # congestion avoidance byte counter (RFC 3465 §2.1)
         self._may_send_one = False  # B.6 MaybeSendOnePacket allowance
+        # spurious-loss detection (RFC 9438 §4.9): the current loss event, the in-flight
+        # packets declared lost in it, how many of those were acknowledged later, and
+        # whether it may still be undone
+        self._loss_event = 0
+        self._event_lost = 0
+        self._event_spurious = 0
+        self._event_undoable = False
+        self._prior_recovery_start = _NEVER
+        self._event_start = _NEVER  # the recovery period the current loss event opened
+        #: Reductions undone because every packet lost in them arrived (diagnostics).
+        self.spurious_undos = 0
+        #: HyStart++ (RFC 9406) for the initial slow start; None: plain slow start.
+        self.hystart: HyStart | None = HyStart() if hystart else None
 
     # -- queries ----------------------------------------------------------------------
 
@@ -209,6 +253,8 @@ class NewReno:
     def on_packet_sent(self, sent_bytes: int, now: float, packet: SentPacket | None = None) -> None:
         self.bytes_in_flight += sent_bytes
         self._may_send_one = False
+        if self.hystart is not None:
+            self.hystart.on_packet_sent(packet)
 
     def on_app_limited(self, now: float) -> None:
         """Nothing to do: §7.8 is applied per ACK (see :meth:`_window_limited`)."""
@@ -219,6 +265,12 @@ class NewReno:
     def on_packets_acked(self, packets: Sequence[SentPacket], now: float) -> None:
         limited = self._window_limited(self.bytes_in_flight)
         recovery_start = self.congestion_recovery_start_time
+        divisor = 1
+        hystart = self.hystart
+        if hystart is not None and self.ssthresh is None:  # RFC 9406: initial slow start
+            if hystart.on_ack(packets, now):
+                self.ssthresh = self.congestion_window  # §4.2: CSS over, avoidance
+            divisor = hystart.growth_divisor
         for packet in packets:
             if not packet.in_flight:
                 continue
@@ -230,7 +282,7 @@ class NewReno:
                 continue
             ssthresh = self.ssthresh
             if ssthresh is None or self.congestion_window < ssthresh:
-                self.congestion_window += size  # §7.3.1 slow start
+                self.congestion_window += size // divisor  # §7.3.1 (RFC 9406 §4.2 CSS)
             else:
                 self._avoidance(size, now)
         if self.bytes_in_flight < 0:  # never trust arithmetic across a key discard
@@ -249,15 +301,24 @@ class NewReno:
 
     def on_packets_lost(self, packets: Sequence[SentPacket], now: float) -> None:
         newest_lost = _NEVER
+        count = 0
         for packet in packets:
             if packet.in_flight:
                 self.bytes_in_flight -= packet.size
+                count += 1
                 if packet.time_sent > newest_lost:
                     newest_lost = packet.time_sent
         if self.bytes_in_flight < 0:
             self.bytes_in_flight = 0
-        if newest_lost != _NEVER:  # B.8: only in-flight losses are congestion events
-            self._on_congestion_event(newest_lost, now)
+        if newest_lost == _NEVER:  # B.8: only in-flight losses are congestion events
+            return
+        if self._on_congestion_event(newest_lost, now):
+            self._event_undoable = True  # a loss-triggered reduction (RFC 9438 §4.9)
+        event = self._loss_event
+        self._event_lost += count
+        for packet in packets:
+            if packet.in_flight:
+                packet.loss_event = event
 
     def on_ecn_ce(self, sent_time: float, now: float) -> None:
         self._on_congestion_event(sent_time, now)  # RFC 9002 §7.1, B.7
@@ -268,6 +329,19 @@ class NewReno:
         self.congestion_recovery_start_time = _NEVER
         self._ca_bytes_acked = 0
         self._may_send_one = False
+        self._event_undoable = False  # a collapse is not a reordering artefact
+
+    def on_spurious_loss(self, packets: Sequence[SentPacket], now: float) -> None:
+        """RFC 9438 §4.9: undo the current reduction once every in-flight packet
+        declared lost in its loss event was acknowledged after all."""
+        event = self._loss_event
+        for packet in packets:
+            if packet.loss_event == event and packet.in_flight:
+                self._event_spurious += 1
+        if self._event_undoable and self._event_spurious >= self._event_lost > 0:
+            self._event_undoable = False
+            if self._undo_spurious(now):
+                self.spurious_undos += 1
 
     def on_packet_discarded(self, packet: SentPacket) -> None:
         if packet.in_flight:  # RFC 9002 B.9
@@ -300,17 +374,28 @@ class NewReno:
             return True
         return self.in_slow_start and 2 * prior_in_flight >= cwnd
 
-    def _on_congestion_event(self, sent_time: float, now: float) -> None:
+    def _on_congestion_event(self, sent_time: float, now: float) -> bool:
+        """Reduce the window unless already in recovery; True if it was reduced."""
         # RFC 9002 §7.3.2, B.6: one reduction per recovery period.
         if sent_time <= self.congestion_recovery_start_time:
-            return
-        self.congestion_recovery_start_time = now
+            return False
+        self._loss_event += 1  # a new loss event (see the module docs)
+        self._event_lost = self._event_spurious = 0
+        self._event_undoable = False
+        self._prior_recovery_start = self.congestion_recovery_start_time
+        self.congestion_recovery_start_time = self._event_start = now
         ssthresh = self._reduced_window(now)
         self.ssthresh = ssthresh
         minimum = self.minimum_window
         self.congestion_window = ssthresh if ssthresh > minimum else minimum
         self._ca_bytes_acked = 0
         self._may_send_one = True
+        return True
+
+    def _undo_spurious(self, now: float) -> bool:
+        """Restore the state from before a reduction found spurious; True if done.
+        NewReno keeps the reduction: RFC 9002 §7 describes no undo."""
+        return False
 
     def _reduced_window(self, now: float) -> int:
         """The new ssthresh on a congestion event: kLossReductionFactor (§7.3.2)."""

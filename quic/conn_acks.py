@@ -73,9 +73,13 @@ class AckState:
     def is_duplicate(self, index: int, pn: int) -> bool:
         return self.trackers[index].is_duplicate(pn)
 
-    def on_packet(self, index: int, pn: int, ack_eliciting: bool, now: float) -> None:
-        """A packet was processed (never call it for a dropped packet)."""
-        self.trackers[index].on_packet(pn, ack_eliciting, now)
+    def on_packet(
+        self, index: int, pn: int, ack_eliciting: bool, now: float, ce: bool = False
+    ) -> None:
+        """A packet was processed (never call it for a dropped packet); ``ce``: it
+        arrived marked ECN-CE (acknowledged at once, RFC 9000 §13.2.1 and
+        draft-ietf-quic-ack-frequency §6.3, see :class:`~quic.ack.AckTracker`)."""
+        self.trackers[index].on_packet(pn, ack_eliciting, now, ce)
 
     def on_ack_frequency(
         self,
@@ -118,11 +122,6 @@ class AckState:
                 frame_type,
             )
         return self.min_ack_delay
-
-    def ack_now(self, index: int, now: float) -> None:
-        """Acknowledge without delay: a CE-marked ack-eliciting packet (RFC 9000 §13.2.1,
-        "to reduce the peer's response time to congestion events")."""
-        self.trackers[index].deadline = now
 
     # -- timers -----------------------------------------------------------------------
 

@@ -133,7 +133,9 @@ def _build_transport(
         conn._token_bytes,
     )
     conn.recovery = LossRecovery(
-        create_controller(config.congestion_control, conn.paths.max_datagram_size, rtt),
+        create_controller(
+            config.congestion_control, conn.paths.max_datagram_size, rtt, config.hystart
+        ),
         rtt,
         0.025,
         is_client=is_client,
@@ -262,7 +264,10 @@ def _build_coordinators(conn: QuicConnection, config: QuicConfiguration) -> None
         keys=conn.keys,
         sender=conn.sender,
         new_congestion=lambda: create_controller(
-            config.congestion_control, conn.paths.max_datagram_size, conn.recovery.rtt
+            config.congestion_control,
+            conn.paths.max_datagram_size,
+            conn.recovery.rtt,
+            config.hystart,
         ),
         use_preferred_address=config.use_preferred_address,
         on_new_path=conn._on_new_path,

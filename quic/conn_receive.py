@@ -173,9 +173,8 @@ class PacketReader:
         eliciting = self._dispatcher.dispatch(payload, index, packet_type, header.dcid, now)
         if index == APPLICATION and pn > largest:
             self._note_newest(header.dcid)
-        acks.on_packet(index, pn, eliciting, now)
-        if ecn and self._ecn.on_packet_received(index, ecn) and eliciting:
-            acks.ack_now(index, now)  # CE: acknowledge at once (RFC 9000 §13.2.1)
+        ce = bool(ecn) and self._ecn.on_packet_received(index, ecn)
+        acks.on_packet(index, pn, eliciting, now, ce)  # CE: RFC 9000 §13.2.1, ack-frequency §6.3
         self.processed += 1
         return index
 
@@ -243,8 +242,7 @@ class PacketReader:
         eliciting = self._dispatcher.dispatch(payload, APPLICATION, PacketType.ONE_RTT, dcid, now)
         if pn > largest:
             self._note_newest(dcid)
-        tracker.on_packet(pn, eliciting, now)
-        if ecn and self._ecn.on_packet_received(APPLICATION, ecn) and eliciting:
-            tracker.deadline = now  # CE: acknowledge at once (RFC 9000 §13.2.1)
+        ce = bool(ecn) and self._ecn.on_packet_received(APPLICATION, ecn)
+        tracker.on_packet(pn, eliciting, now, ce)  # CE: RFC 9000 §13.2.1, ack-frequency §6.3
         self.processed += 1
         return True

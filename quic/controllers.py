@@ -21,14 +21,22 @@ CONTROLLER_NAMES = ("reno", "newreno", "cubic", "bbr")
 
 
 def create_controller(
-    name: str, max_datagram_size: int, rtt: RttEstimator | None = None
+    name: str,
+    max_datagram_size: int,
+    rtt: RttEstimator | None = None,
+    hystart: bool | None = None,
 ) -> CongestionController:
-    """The controller called ``name`` (case-insensitive); ValueError if unknown."""
+    """The controller called ``name`` (case-insensitive); ValueError if unknown.
+
+    ``hystart``: use HyStart++ (RFC 9406) for the initial slow start of NewReno and
+    CUBIC; None: each controller's default (CUBIC yes, RFC 9438 §4.10; NewReno no).
+    BBR has its own startup and ignores it.
+    """
     key = name.lower()
     if key in ("reno", "newreno"):
-        return NewReno(max_datagram_size)
+        return NewReno(max_datagram_size, hystart=bool(hystart))
     if key == "cubic":
-        return Cubic(max_datagram_size, rtt)
+        return Cubic(max_datagram_size, rtt, hystart=hystart is None or hystart)
     if key == "bbr":
         return Bbr(max_datagram_size)
     raise ValueError(f"unknown congestion control {name!r} (one of {CONTROLLER_NAMES})")

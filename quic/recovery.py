@@ -7,9 +7,12 @@ The connection registers every packet it sends (ACK-only ones included) as a
 ``(handler, args)`` to ``SentPacket.handlers``; when the packet's fate is known the
 recovery calls ``handler(True, *args)`` (acknowledged) or ``handler(False, *args)``
 (declared lost). Every packet is reported exactly once: it leaves the tracking dict at
-that moment, so a later ACK for a packet already declared lost (spurious loss) is
-accepted and ignored. All recovery and congestion state is updated before any
-handler runs, so a handler may send or raise freely.
+that moment, so a later ACK for a packet already declared lost (spurious loss) calls
+no handler. Such an ACK is still noticed: up to ``max_lost`` in-flight packets declared
+lost in the last few PTOs (per space, in a dict in declaration order) are remembered,
+and those an ACK frame covers go to the controller's ``on_spurious_loss`` (RFC 9438
+§4.9: CUBIC undoes a reduction that reordering caused). All recovery and congestion
+state is updated before any handler runs, so a handler may send or raise freely.
 
 Per packet number space (:class:`PacketSpaceRecovery`) the sent packets live in a dict
 keyed by packet number, in sending (= packet number) order, together with
@@ -76,6 +79,7 @@ from quic.rtt import RttEstimator
 
 __all__ = [
     "DEFAULT_MAX_ACK_ONLY_TRACKED",
+    "DEFAULT_MAX_LOST_TRACKED",
     "DEFAULT_MAX_SENT_TRACKED",
     "K_PACKET_THRESHOLD",
     "K_PERSISTENT_CONGESTION_THRESHOLD",
@@ -96,6 +100,10 @@ _MAX_BACKOFF_EXPONENT = 30  # keeps 2**pto_count finite; the idle timeout ends i
 DEFAULT_MAX_ACK_ONLY_TRACKED = 256
 #: Sent packets tracked per space; beyond it the oldest is declared lost.
 DEFAULT_MAX_SENT_TRACKED = 16384
+#: Packets declared lost remembered per space to notice a spurious loss (RFC 9438 §4.9).
+DEFAULT_MAX_LOST_TRACKED = 64
+#: ... for this many probe timeout bases (RFC 9002 §6.2.1) after they were sent.
+_LOST_MEMORY_PTOS = 3
 
 FrameHandler = tuple[Callable[..., None], tuple[Any, ...]]
 
@@ -126,6 +134,7 @@ class SentPacket:
         "in_flight",
         "is_app_limited",
         "is_crypto",
+        "loss_event",
         "packet_number",
         "size",
         "space",
@@ -155,6 +164,9 @@ class SentPacket:
         self.delivered_time = 0.0
         self.first_sent_time = 0.0
         self.is_app_limited = False
+        # the controller's loss event this packet was declared lost in (0: none; see
+        # CongestionController.on_spurious_loss)
+        self.loss_event = 0
 
     def __repr__(self) -> str:
         return (
@@ -174,6 +186,7 @@ class PacketSpaceRecovery:
         "largest_acked",
         "largest_sent",
         "loss_time",
+        "lost",
         "lowest_unacked",
         "sent",
         "skipped",
@@ -193,6 +206,9 @@ class PacketSpaceRecovery:
         # packet numbers of non-ack-eliciting packets sent, oldest first (some may have
         # left ``sent`` already: acknowledged or lost)
         self.ack_only: deque[int] = deque()
+        # in-flight packets declared lost lately, in declaration order: an ACK that
+        # covers one later shows the loss was spurious (RFC 9438 §4.9); bounded
+        self.lost: dict[int, SentPacket] = {}
 
     def advance_lowest_unacked(self) -> None:
         """Move ``lowest_unacked`` up to the smallest tracked packet number."""
@@ -255,6 +271,7 @@ class LossRecovery:
         "is_client",
         "max_ack_delay",
         "max_ack_only",
+        "max_lost",
         "max_probes",
         "max_sent",
         "path_changed_at",
@@ -273,11 +290,13 @@ class LossRecovery:
         max_probes: int = 2,
         max_ack_only: int = DEFAULT_MAX_ACK_ONLY_TRACKED,
         max_sent: int = DEFAULT_MAX_SENT_TRACKED,
+        max_lost: int = DEFAULT_MAX_LOST_TRACKED,
     ) -> None:
-        """``max_ack_only`` and ``max_sent`` bound the tracked packets per space (see
-        the module documentation)."""
-        if max_sent < 1 or max_ack_only < 0:
-            raise ValueError("max_sent must be positive and max_ack_only non-negative")
+        """``max_ack_only`` and ``max_sent`` bound the tracked packets per space, and
+        ``max_lost`` the lost packets remembered (see the module documentation)."""
+        if max_sent < 1 or max_ack_only < 0 or max_lost < 0:
+            raise ValueError("max_sent must be positive, max_ack_only and max_lost not negative")
+        self.max_lost = max_lost
         self.max_ack_only = max_ack_only
         self.max_sent = max_sent
         self.congestion = congestion
@@ -426,6 +445,10 @@ class LossRecovery:
             self._handshake_acked = True  # RFC 9002 A.8: a Handshake ACK validates us
 
         acked, ack_eliciting = self._remove_acked(st, ranges)
+        if st.lost:
+            spurious = self._find_spurious(st, ranges, now)
+            if spurious:
+                self.congestion.on_spurious_loss(spurious, now)  # RFC 9438 §4.9
         if not acked:
             return result
         result.acked = acked
@@ -522,6 +545,37 @@ class LossRecovery:
         st.advance_lowest_unacked()
         return acked, ack_eliciting
 
+    def _find_spurious(
+        self, st: PacketSpaceRecovery, ranges: Sequence[tuple[int, int]], now: float
+    ) -> list[SentPacket]:
+        """Remembered lost packets that ``ranges`` acknowledge, and forget them; packets
+        sent more than a few PTOs ago are forgotten first (their ACK would be too late
+        to be a reordering). At most ``max_lost`` entries, each a binary search."""
+        lost = st.lost
+        horizon = now - _LOST_MEMORY_PTOS * self.rtt.pto_base()
+        while lost:
+            oldest = next(iter(lost.values()))
+            if oldest.time_sent >= horizon:
+                break
+            del lost[oldest.packet_number]
+        found: list[SentPacket] = []
+        if not lost or ranges[0][1] < min(lost) or ranges[-1][0] > max(lost):
+            return found
+        last = len(ranges) - 1
+        for pn in list(lost):
+            lo_i, hi_i = 0, last  # ranges are descending: find the first with lo <= pn
+            while lo_i < hi_i:
+                mid = (lo_i + hi_i) // 2
+                if ranges[mid][0] <= pn:
+                    hi_i = mid
+                else:
+                    lo_i = mid + 1
+
+            lo, hi = ranges[lo_i]
+            if lo <= pn <= hi:
+                found.append(lost.pop(pn))
+        return found
+
     # -- loss detection ---------------------------------------------------------------
 
     def _detect_lost(self, st: PacketSpaceRecovery, now: float) -> list[SentPacket]:
@@ -557,6 +611,13 @@ class LossRecovery:
     def _on_packets_lost(self, st: PacketSpaceRecovery, lost: list[SentPacket], now: float) -> None:
         """RFC 9002 B.8 OnPacketsLost: one congestion event, then persistent congestion."""
         self.congestion.on_packets_lost(lost, now)
+        if self.max_lost:  # remembered to notice a later ACK (RFC 9438 §4.9)
+            remembered = st.lost
+            for packet in lost:
+                if packet.in_flight:
+                    remembered[packet.packet_number] = packet
+            while len(remembered) > self.max_lost:
+                del remembered[next(iter(remembered))]
         if self._in_persistent_congestion(st, lost):
             self.congestion.on_persistent_congestion(now)
             self.rtt.on_persistent_congestion()  # RFC 9002 §5.2
@@ -684,6 +745,7 @@ class LossRecovery:
                 discarded(packet)
         st.sent.clear()
         st.ack_only.clear()
+        st.lost.clear()
         st.lowest_unacked = st.largest_sent + 1
         st.loss_time = None
         st.time_of_last_ack_eliciting = 0.0

@@ -203,6 +203,112 @@ def test_immediate_ack_request() -> None:
     assert _acks_for(tracker, [1]) == []
 
 
+def _ce_acks(tracker: AckTracker, marks: list[bool]) -> list[int]:
+    """Packet numbers (0, 1, ...; ``marks[pn]``: CE-marked) that made an ACK due."""
+    out = []
+    for pn, ce in enumerate(marks):
+        tracker.on_packet(pn, True, 0.0, ce)
+        if tracker.wants_ack(0.0):
+            out.append(pn)
+            tracker.on_ack_sent(tracker.largest)
+    return out
+
+
+def test_ce_run_is_acknowledged_once_above_threshold_one() -> None:
+    # draft §6.3: threshold > 1: an immediate ACK only on the non-CE -> CE transition;
+    # the rest of the run waits for the Ack-Eliciting Threshold (9: every 10th packet).
+    tracker = _tracker()
+    tracker.on_ack_frequency(0, 9, 0.025, 1, 0.0)
+    marks = [False] * 3 + [True] * 12 + [False] * 5 + [True] * 3
+    assert _ce_acks(tracker, marks) == [3, 13, 20]
+
+
+def test_non_eliciting_ce_packet_counts_as_the_previous_packet() -> None:
+    # "the previously received packet was not marked CE": any packet, ack-eliciting or not
+    tracker = _tracker()
+    tracker.on_ack_frequency(0, 9, 0.025, 1, 0.0)
+    tracker.on_packet(0, False, 0.0, True)  # an ACK-only packet, CE-marked
+    tracker.on_packet(1, True, 0.0, True)
+    assert not tracker.wants_ack(0.0)
+    tracker.on_packet(2, False, 0.0, False)
+    tracker.on_packet(3, True, 0.0, True)
+    assert tracker.wants_ack(0.0)
+
+
+@pytest.mark.parametrize("threshold", [None, 0, 1])
+def test_every_ce_packet_is_acknowledged_at_threshold_one_or_less(threshold: int | None) -> None:
+    # draft §6.3: threshold 0 acknowledges everything, threshold 1 (and no ACK_FREQUENCY
+    # at all) is RFC 9000 §13.2.1: every CE-marked packet at once
+    tracker = _tracker()
+    if threshold is not None:
+        tracker.on_ack_frequency(0, threshold, 0.025, 1, 0.0)
+    assert _ce_acks(tracker, [True] * 6) == list(range(6))
+
+
+def test_ce_runs_cost_one_ack_each_n_vs_4n() -> None:
+    """N packets in CE runs of 50 (threshold 99): the immediate ACKs are one per run, the
+    tracker's state stays one range (4N makes four times as many, nothing else grows)."""
+
+    def run(n: int) -> tuple[int, int]:
+        tracker = _tracker()
+        tracker.on_ack_frequency(0, 99, 0.025, 1, 0.0)
+        marks = [(pn // 50) % 2 == 1 for pn in range(n)]
+        acks = _ce_acks(tracker, marks)
+        assert acks == [pn for pn in range(50, n, 100)]  # the first of each run only
+        return len(acks), len(tracker.received)
+
+    assert run(1000) == (10, 1)
+    assert run(4000) == (40, 1)
+
+
+def test_ce_marking_link_gets_one_immediate_ack_per_ce_run() -> None:
+    """A 3 MB upload whose link marks CE in runs of 30 datagrams: the server (asked for
+    an Ack-Eliciting Threshold above 1) acknowledges at once only the first CE-marked
+    packet of each run (draft §6.3), yet the client still reacts to every run."""
+    pair = make_pair(seed=4, ecn=True, delay=0.02)
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake_confirmed, max_time=2)
+    marked = [0]
+
+    def mark(ecn: int, rng: Any) -> int:  # CE on datagrams 300..329 of every 600
+        if ecn in (1, 2):
+            marked[0] += 1
+            if marked[0] % 600 >= 300 and marked[0] % 600 < 330:
+                return 3
+        return ecn
+
+    pair.net.link(CLIENT_ADDR, SERVER_ADDR).mark = mark  # type: ignore[method-assign]
+    tracker = pair.server.acks.trackers[2]
+    seen = {"ce": 0, "runs": 0, "immediate": 0, "tolerance": 0, "last": False}
+
+    class Watched(AckTracker):
+        __slots__ = ()
+
+        def on_packet(self, pn: int, eliciting: bool, now: float, ce: bool = False) -> None:
+            due_before = self.wants_ack(now)
+            super().on_packet(pn, eliciting, now, ce)
+            if ce and not seen["last"]:
+                seen["runs"] += 1
+            seen["last"] = ce
+            if ce and eliciting:
+                seen["ce"] += 1
+                reached = self.ack_eliciting_since_ack >= self.packet_tolerance
+                if self.wants_ack(now) and not due_before and not reached:
+                    seen["immediate"] += 1
+                    seen["tolerance"] = max(seen["tolerance"], self.packet_tolerance)
+
+    tracker.__class__ = Watched
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, bytes(3_000_000), end_stream=True)
+    pair.run(lambda: pair.stream_done(sid), max_time=60)
+    assert seen["ce"] >= 100 and seen["tolerance"] > 2  # threshold > 1 when it mattered
+    # one immediate ACK per run at most (old code: one per CE-marked packet)
+    assert 0 < seen["immediate"] <= seen["runs"] < seen["ce"] / 5
+    # the client learnt every CE mark from the ACK_ECN counts and reduced its window
+    assert pair.client.ecn.ce_events >= 3
+    assert pair.client.recovery.congestion.ssthresh is not None
+
+
 # -- sender policy --------------------------------------------------------------------------
 
 
