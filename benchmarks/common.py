@@ -129,5 +129,5 @@ def start_server_tracing(pid: int) -> None:
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile of an already sorted, non-empty sequence."""
-    index = max(0, min(len(ordered) - 1, int(round(fraction * len(ordered) + 0.5)) - 1))
+    index = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
     return ordered[index]

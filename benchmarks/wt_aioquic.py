@@ -235,9 +235,10 @@ async def open_session(args: argparse.Namespace, url: str) -> _Session:
         offer_x25519_only()
         _patched.append(True)
     exit_stack = contextlib.AsyncExitStack()
-    protocol: WtProtocol = await exit_stack.enter_async_context(
-        connect(args.host, args.port, configuration=_configuration(True), create_protocol=WtProtocol)
+    client = connect(
+        args.host, args.port, configuration=_configuration(True), create_protocol=WtProtocol
     )
+    protocol: WtProtocol = await exit_stack.enter_async_context(client)
     stream_id = protocol._quic.get_next_available_stream_id()
     protocol.session_id = stream_id
     authority = f"{args.host}:{args.port}".encode()
@@ -263,7 +264,8 @@ async def open_session(args: argparse.Namespace, url: str) -> _Session:
 
 def describe(args: argparse.Namespace) -> str:
     shares = "x25519 only" if getattr(args, "key_shares", "") == "x25519" else None
-    return f"aioquic WT glue: default QuicConfiguration, key shares {shares or default_key_shares()}"
+    shares = shares or default_key_shares()
+    return f"aioquic WT glue: default QuicConfiguration, key shares {shares}"
 
 
 STACK = Stack("aioquic", serve, open_session, describe)

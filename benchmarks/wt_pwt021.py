@@ -29,6 +29,8 @@ import socket
 import ssl
 from typing import Any
 
+from benchmarks.common import announce, install_stats_handlers, wait_for_stop
+from benchmarks.wt_common import Stack, main
 from pywebtransport import (
     ClientConfig,
     ServerConfig,
@@ -38,9 +40,6 @@ from pywebtransport import (
     WebTransportSession,
 )
 from pywebtransport import __version__ as PEER_VERSION
-
-from benchmarks.common import announce, install_stats_handlers, wait_for_stop
-from benchmarks.wt_common import Stack, main
 
 READ_SIZE = 1 << 20
 
