@@ -277,7 +277,7 @@ def measure(args: argparse.Namespace, rows: list[Row], runner: Runner) -> tuple[
                     cell = results.setdefault((row.key, profile, target.label), Cell())
                     outcome = runner.run(row, target, profile)
                     cell.outcomes.append(outcome)
-                    shown = outcome.error or _short(row, outcome)
+                    shown = outcome.error or _short(row, target, outcome)
                     progress(
                         f"[{row.key} {profile} {round_index + 1}/{args.repeat}] "
                         f"{target.label}: {shown}"
@@ -285,10 +285,12 @@ def measure(args: argparse.Namespace, rows: list[Row], runner: Runner) -> tuple[
     return results, {k: v for k, v in unavailable.items() if v}
 
 
-def _short(row: Row, outcome: Outcome) -> str:
+def _short(row: Row, target: Target, outcome: Outcome) -> str:
     assert outcome.result is not None
     parts = []
     for metric in row.metrics:
+        if metric.targets is not None and target.label not in metric.targets:
+            continue
         value = outcome.result.get(metric.key)
         if value is not None:
             parts.append(f"{metric.label} {format_value(value)} {metric.unit}".strip())
@@ -301,8 +303,10 @@ def _short(row: Row, outcome: Outcome) -> str:
 def format_value(value: Any) -> str:
     if isinstance(value, list):
         return " → ".join(format_value(v) for v in value)
-    if not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     if abs(value) >= 100:
