@@ -335,6 +335,8 @@ def ratio(metric: Metric, ours: Any, theirs: Any) -> str:
     if metric.series or not ours or not theirs:
         return "—"
     value = ours / theirs
+    if abs(value - 1) < 0.005:
+        return "1.00x (same)"
     better = value > 1 if metric.higher_is_better else value < 1
     return f"{value:.2f}x ({'better' if better else 'worse'})"
 
@@ -370,14 +372,18 @@ def render_row(row: Row, results: Results, profiles: Sequence[str]) -> list[str]
     return [*lines, ""]
 
 
-def configurations(rows: list[Row], results: Results) -> list[str]:
-    seen: dict[str, str] = {}
+def configurations(results: Results) -> list[str]:
+    """One line per distinct (stack, configuration, loop), with the rows that used it."""
+    seen: dict[tuple[str, str], list[str]] = {}
     for (row_key, profile, label), cell in results.items():
         config = cell.details("config")
-        loop = cell.details("loop")
         if config is not None:
-            seen.setdefault(f"{row_key} / {profile} / {label}", f"{config}; loop {loop}")
-    return [f"- {key}: {value}" for key, value in sorted(seen.items())]
+            key = (label, f"{config}; loop {cell.details('loop')}")
+            seen.setdefault(key, []).append(f"{row_key}/{profile}")
+    return [
+        f"- {label}: {config} ({', '.join(dict.fromkeys(rows))})"
+        for (label, config), rows in sorted(seen.items())
+    ]
 
 
 def report(
@@ -404,7 +410,7 @@ def report(
         for error in cell.errors()
     ]
     lines += errors
-    lines += ["", "Configurations as reported by each client:", *configurations(rows, results)]
+    lines += ["", "Configurations as reported by each client:", *configurations(results)]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -15,7 +15,8 @@ the certificate, the bind address, and ``max_connections`` / ``max_sessions`` ra
 a free UDP port first (bind to port 0, read it, close) — a tiny race, reported as a
 failed start if it loses. Every accepted session echoes each incoming bidi stream
 chunk by chunk and every datagram. Client: ``WebTransportClient`` with 0.21.1's default
-``ClientConfig`` except ``verify_mode=CERT_NONE`` (throwaway certificate); its key
+``ClientConfig`` except ``verify_mode=CERT_NONE`` (throwaway certificate) and
+``max_connections`` (default 100) above ``--sessions``; its key
 shares are rustls's defaults (not configurable), so ``--key-shares`` is ignored and
 reported. One client, one session per connection.
 """
@@ -156,7 +157,8 @@ _clients: dict[str, WebTransportClient] = {}
 async def open_session(args: argparse.Namespace, url: str) -> _Session:
     client = _clients.get("client")
     if client is None:
-        config = ClientConfig(verify_mode=ssl.CERT_NONE)
+        # its client also counts connections (default 100): 1,000 sessions need more
+        config = ClientConfig(verify_mode=ssl.CERT_NONE, max_connections=args.sessions + 10)
         client = _clients["client"] = WebTransportClient(config=config)
     return _Session(await client.connect(url=url, timeout=30.0))
 
@@ -164,7 +166,7 @@ async def open_session(args: argparse.Namespace, url: str) -> _Session:
 def describe(args: argparse.Namespace) -> str:
     return (
         f"pywebtransport {PEER_VERSION}: default ServerConfig/ClientConfig "
-        "(+max_connections/max_sessions), rustls default key shares"
+        "(+max_connections, max_sessions), rustls default key shares"
     )
 
 

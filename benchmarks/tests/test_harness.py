@@ -36,6 +36,7 @@ def test_ratio_is_ours_over_peer_and_knows_which_way_is_better() -> None:
     assert ratio(THROUGHPUT, 5.0, 10.0) == "0.50x (worse)"
     assert ratio(LATENCY, 20.0, 10.0) == "2.00x (worse)"
     assert ratio(LATENCY, 5.0, 10.0) == "0.50x (better)"
+    assert ratio(THROUGHPUT, 50, 50) == "1.00x (same)"
     assert ratio(THROUGHPUT, None, 10.0) == "—"
     assert ratio(SERIES, [1.0], [2.0]) == "—"
 
@@ -108,5 +109,5 @@ def test_one_real_row_and_an_unavailable_peer(tmp_path: Path) -> None:
     ours = line.split("|")[3]
     assert "2/2 ok" in ours and float(ours.split()[0].replace(",", "")) > 0
     assert "not available: pywebtransport 0.21.1" in report
-    assert "wt-dgram / default / ours: ours: default ServerConfig" in report
+    assert "- ours: ours: default ServerConfig" in report and "(wt-dgram/default)" in report
     assert (tmp_path / "runs.json").read_text().count('"target": "ours"') == 2
