@@ -341,6 +341,42 @@ def ratio(metric: Metric, ours: Any, theirs: Any) -> str:
     return f"{value:.2f}x ({'better' if better else 'worse'})"
 
 
+def render_summary(rows: list[Row], results: Results, args: argparse.Namespace) -> list[str]:
+    """One compact table: each metric's medians, peers with ours/peer in brackets."""
+    peers = [s for s in STACK_NAMES if s != "ours" and s in args.stacks]
+    lines = [
+        "| workload | metric | config | ours | " + " | ".join(STACK_NAMES[p] for p in peers) + " |",
+        "|---" * (4 + len(peers)) + "|",
+    ]
+    for row in rows:
+        for metric in row.metrics:
+            labels = [t.label for t in row.targets]
+            if metric.targets is not None:
+                labels = [label for label in labels if label in metric.targets]
+            own = "ours" if "ours" in labels else labels[0]
+            for profile in args.profiles or row.profiles:
+                ours, _ = summarize(results.get((row.key, profile, own)), metric)
+                cells = [format_value(ours) if ours is not None else "—"]
+                for peer in peers:
+                    theirs, _ = summarize(results.get((row.key, profile, peer)), metric)
+                    if peer not in labels or theirs is None:
+                        cells.append("—")
+                        continue
+                    shown = ratio(metric, ours, theirs).split(" ")[0]
+                    suffix = "" if shown == "—" else f" ({shown})"
+                    cells.append(f"{format_value(theirs)}{suffix}")
+                unit = f" ({metric.unit})" if metric.unit else ""
+                title = row.title if metric is row.metrics[0] else ""
+                lines.append(
+                    f"| {title} | {metric.label}{unit} | {profile} | " + " | ".join(cells) + " |"
+                )
+    note = (
+        "Peer cells: median (ours/peer: above 1 is better for MB/s, rt/s and ok counts, "
+        "below 1 for ms, KB and MiB). Details per row below."
+    )
+    return [*lines, "", note, ""]
+
+
 def render_row(row: Row, results: Results, profiles: Sequence[str]) -> list[str]:
     lines = [
         f"### {row.title}",
@@ -401,6 +437,7 @@ def report(
         "Profiles: " + "; ".join(PROFILE_TEXT.values()) + ".",
         "",
     ]
+    lines += render_summary(rows, results, args)
     for row in rows:
         lines += render_row(row, results, args.profiles or row.profiles)
     lines += [f"- not available: {STACK_NAMES.get(k, k)}: {why}" for k, why in unavailable.items()]
