@@ -18,9 +18,11 @@ procedure and clock:
 * ``wt-sessions``: ``--sessions`` N sessions, each on its own connection, opened 20 at a
   time. The server's RSS (or, with ``--trace``, tracemalloc's traced bytes, tracing
   started just before) is read before and after (1 s to settle): ``kb_per_session`` =
-  delta / N. Then the burst: every session at once opens a stream and echoes 64 bytes;
-  latency from the common start to the echo's FIN; ``p50_ms``/``p99_ms`` over the N
-  sessions (a failed or timed-out echo counts as the timeout), ``ok`` = successes.
+  delta / sessions that opened (``opened``; the first errors of the others in
+  ``open_errors``). Then the burst: every open session at once opens a stream and echoes
+  64 bytes; latency from the common start to the echo's FIN; ``p50_ms``/``p99_ms`` over
+  the N sessions (a session that failed to open, or whose echo failed or timed out,
+  counts as the timeout), ``ok`` = successes.
 * ``wt-long``: one session, one stream echoing ``--size-mib`` MiB; for each
   ``--slice-mib`` slice of echoed bytes the rate (MB/s) and the server's RSS at its end;
   ``rss_after_close_mb`` 1 s after the session is closed.
@@ -151,14 +153,20 @@ async def wt_dgram(stack: Stack, args: argparse.Namespace, url: str) -> dict[str
     }
 
 
-async def _open_many(stack: Stack, args: argparse.Namespace, url: str) -> list[WtSession]:
+async def _open_many(
+    stack: Stack, args: argparse.Namespace, url: str
+) -> tuple[list[WtSession], list[str]]:
+    """The sessions that opened, and the errors of those that did not."""
     gate = asyncio.Semaphore(OPEN_CONCURRENCY)
 
     async def one() -> WtSession:
         async with gate:
             return await stack.open_session(args, url)
 
-    return list(await asyncio.gather(*(one() for _ in range(args.sessions))))
+    outcomes = await asyncio.gather(*(one() for _ in range(args.sessions)), return_exceptions=True)
+    opened = [o for o in outcomes if not isinstance(o, BaseException)]
+    errors = [f"{type(o).__name__}: {o}" for o in outcomes if isinstance(o, BaseException)]
+    return opened, errors
 
 
 async def _one_echo(session: WtSession, start: float, limit: float) -> float | None:
@@ -181,17 +189,22 @@ async def wt_sessions(stack: Stack, args: argparse.Namespace, url: str) -> dict[
         start_server_tracing(args.server_pid)
     before = await server_stats(args.server_pid, args.stats_file)
     opening = time.perf_counter()
-    sessions = await _open_many(stack, args, url)
+    sessions, open_errors = await _open_many(stack, args, url)
     open_s = time.perf_counter() - opening
+    if not sessions:
+        raise RuntimeError(f"no session opened: {open_errors[0]}")
     await asyncio.sleep(1.0)
     after = await server_stats(args.server_pid, args.stats_file)
     key = "traced_kb" if args.trace else "rss_kb"
+    per_session = (after[key] - before[key]) / len(sessions)
     result: dict[str, Any] = {
-        "value": (after[key] - before[key]) / count,
+        "value": per_session,
         "unit": "KB",
-        "kb_per_session": (after[key] - before[key]) / count,
+        "kb_per_session": per_session,
         "measure": "tracemalloc" if args.trace else "rss",
         "sessions": count,
+        "opened": len(sessions),
+        "open_errors": open_errors[:5],
         "open_s": open_s,
     }
     if not args.trace:
