@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import signal
 import ssl
-import stat
 import statistics
 import sys
 import time
@@ -59,6 +56,15 @@ from benchmarks import (
     parse_request,
     request_line,
     result_line,
+)
+from benchmarks.aioquic_tweaks import default_key_shares, offer_x25519_only
+from benchmarks.common import (
+    KEY_SHARES,
+    LOOPS,
+    install_stats_handlers,
+    loop_name,
+    run,
+    wait_for_stop,
 )
 
 BAD_REQUEST = 0x1
@@ -141,15 +147,8 @@ async def run_server(args: argparse.Namespace) -> None:
     transport = server._transport  # aioquic has no public accessor for the bound port
     assert transport is not None
     print(f"LISTENING {transport.get_extra_info('sockname')[1]}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    fd = sys.stdin.fileno()
-    with contextlib.suppress(OSError):
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):  # the harness holds the pipe: EOF = stop
-            loop.add_reader(fd, lambda: None if os.read(fd, 4096) else stop.set())
-    await stop.wait()
+    install_stats_handlers(args.stats_file)
+    await wait_for_stop()  # SIGTERM, SIGINT, or EOF on the harness's stdin pipe
     server.close()
 
 
@@ -266,7 +265,17 @@ async def handshakes(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def describe(args: argparse.Namespace) -> str:
+    library = sys.modules["aioquic"].__name__
+    version = getattr(sys.modules["aioquic"], "__version__", "?")
+    shares = "x25519 only" if getattr(args, "key_shares", "") == "x25519" else None
+    shares = shares or default_key_shares()
+    return f"{library} {version}: QuicConfiguration defaults + bench settings, key shares {shares}"
+
+
 async def run_client(args: argparse.Namespace) -> dict[str, Any]:
+    if args.key_shares == "x25519":
+        offer_x25519_only()
     if args.workload == "handshake":
         return await handshakes(args)
     size = int(args.size_mb * 1_000_000)
@@ -296,11 +305,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         role.add_argument("--port", type=int, default=0)
         role.add_argument("--packet-size", type=int, default=1200, help="UDP payload bytes")
         role.add_argument("--alpn", default=BENCH_ALPN)
+        role.add_argument("--loop", choices=LOOPS, default="asyncio")
         if name == "server":
             role.add_argument("--cert", required=True)
             role.add_argument("--key", required=True)
+            role.add_argument("--stats-file", default=None)
         else:
             role.add_argument("--workload", choices=WORKLOADS, required=True)
+            role.add_argument("--key-shares", choices=KEY_SHARES, default="default")
             role.add_argument("--size-mb", type=float, default=200.0)
             role.add_argument("--count", type=int, default=200)
             role.add_argument("--seconds", type=float, default=5.0)
@@ -318,12 +330,15 @@ async def main_async(args: argparse.Namespace) -> int:
     except Exception as exc:  # one ERROR line instead of a traceback
         print(f"ERROR {args.workload}: {type(exc).__name__}: {exc}", flush=True)
         return 1
+    result["loop"] = loop_name()
+    result["config"] = describe(args)
     print(result_line(args.workload, **result), flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(main_async(parse_args(argv)))
+    args = parse_args(argv)
+    return run(lambda: main_async(args), args.loop)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,26 @@
-"""End-to-end loopback benchmark: the same workloads on our stack and on aioquic.
+"""End-to-end loopback benchmark: our stack against each peer, every row of issue 10.
 
 Theory of operation
 -------------------
-``python -m benchmarks.harness [--stacks ours,aioquic] [--bulk-mb 200] [--handshakes 200]
-[--pingpong-seconds 5] [--packet-size 1200]``
+``python -m benchmarks.harness [--quick] [--rows ...] [--repeat 3] [--setup-peers]``
 
-Each stack is an *adapter module* ``benchmarks/<stack>_side.py`` with one CLI (documented
-in ``benchmarks/README.md``): ``server`` prints ``LISTENING <port>`` and serves the bench
-protocol of :mod:`benchmarks`; ``client --workload W`` runs one workload and prints
-``RESULT {json}`` (or ``ERROR ...``). For every stack and workload the harness starts a
-fresh server process on 127.0.0.1 (port 0, the OS picks), runs the client in a second
-process, reads its result, then stops the server by closing its stdin. Client and server
-are therefore always separate processes, and one failing workload cannot disturb the
-next. A stack whose adapter module is missing (``ours`` until ``benchmarks/ours_side.py``
-exists) or whose dependency is not installed is reported as "not available"; the others
-still run.
+The rows (:mod:`benchmarks.rows`): raw QUIC bulk download, HTTP/3 GET, sequential
+handshakes, WebTransport bidi echo, WT datagram ping-pong, 1,000 idle WT sessions (server
+memory per session, then one echo on each at once) and one long WT echo (rate and
+server RSS per slice). Each row runs for our stack and each peer, under each of its
+profiles (``default``; ``best`` or ``matched``). One *run* is: a fresh server process
+(``python -m benchmarks.<adapter> server``, 127.0.0.1, port 0 or a free port, the
+per-run certificate, a stats file for memory figures), one client process for the
+workload, the client's ``RESULT`` line, then the server stopped (stdin closed, then
+SIGTERM, then SIGKILL). Runs alternate between stacks — ours, peer 1, peer 2, ours,
+... — ``--repeat`` times, and the report gives each stack's median (and min..max and
+successes), and ours/peer ratios marked better or worse.
 
-Workloads: bulk upload and bulk download of ``--bulk-mb`` * 10^6 bytes on one stream
-(MB/s), median full-handshake time over ``--handshakes`` sequential connections (ms),
-and 64-byte DATAGRAM ping-pong for ``--pingpong-seconds`` (round trips/s). The table
-shows each stack's number, the ratio ours/aioquic, and the same comparison as
-"N.NNx faster" (ours relative to aioquic: throughput ratio, or aioquic_ms / ours_ms for
-handshakes), so above 1 means ours is better.
+Peers run where :mod:`benchmarks.peers` says (pywebtransport 0.21.1 isolated in its
+own venv; qh3 in the main interpreter or its venv). A peer whose environment is missing
+is reported "not available" with the commands that create it (``--setup-peers`` runs
+them); a run that fails is reported with its error and the others go on. Progress goes
+to stderr; the report (markdown tables) to stdout; exit status 1 if any run failed.
 """
 
 from __future__ import annotations
@@ -29,12 +28,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import importlib.util
 import ipaddress
 import json
 import os
 import platform
 import select
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,65 +47,52 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from benchmarks import WORKLOADS, parse_result_line
+from benchmarks import parse_result_line
+from benchmarks.peers import (
+    DEFAULT_VENVS,
+    ROOT,
+    Env,
+    availability,
+    environments,
+    isolation_dir,
+    setup,
+)
+from benchmarks.rows import (
+    ADAPTERS,
+    PROFILE_TEXT,
+    PROFILES,
+    ROW_KEYS,
+    STACK_NAMES,
+    Metric,
+    Row,
+    Target,
+    build_rows,
+)
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-STACKS = ("ours", "aioquic")
-STACK_REQUIREMENTS = {"aioquic": "aioquic"}  # stack → importable module it needs
-SERVER_START_TIMEOUT = 20.0
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    key: str  # the adapter's --workload value
-    label: str
-    unit: str
-    higher_is_better: bool
-    client_args: tuple[str, ...]
-    timeout: float  # seconds for the client process
+SERVER_START_TIMEOUT = 30.0
 
 
 @dataclass(slots=True)
 class Outcome:
-    value: float | None = None
+    result: dict[str, Any] | None = None
     error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
-def build_workloads(args: argparse.Namespace) -> list[Workload]:
-    mb = args.bulk_mb
-    bulk_timeout = 120.0 + 2.0 * mb  # generous: 0.5 MB/s is still a result
-    table = {
-        "upload": Workload(
-            "upload", f"bulk upload {mb:g} MB", "MB/s", True, ("--size-mb", str(mb)), bulk_timeout
-        ),
-        "download": Workload(
-            "download",
-            f"bulk download {mb:g} MB",
-            "MB/s",
-            True,
-            ("--size-mb", str(mb)),
-            bulk_timeout,
-        ),
-        "handshake": Workload(
-            "handshake",
-            f"handshake median ({args.handshakes} conns)",
-            "ms",
-            False,
-            ("--count", str(args.handshakes)),
-            60.0 + 1.0 * args.handshakes,
-        ),
-        "pingpong": Workload(
-            "pingpong",
-            f"datagram ping-pong 64 B ({args.pingpong_seconds:g} s)",
-            "rt/s",
-            True,
-            ("--seconds", str(args.pingpong_seconds)),
-            60.0 + args.pingpong_seconds,
-        ),
-    }
-    return [table[key] for key in args.workloads]
+@dataclass(slots=True)
+class Cell:
+    """All runs of one target under one profile of one row."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def values(self, key: str) -> list[Any]:
+        return [o.result[key] for o in self.outcomes if o.result and o.result.get(key) is not None]
+
+    def errors(self) -> list[str]:
+        return [o.error for o in self.outcomes if o.error]
+
+    def details(self, key: str) -> str | None:
+        found = self.values(key)
+        return str(found[0]) if found else None
 
 
 def write_certificate(directory: Path) -> tuple[Path, Path]:
@@ -142,93 +128,94 @@ def write_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class StackAdapter:
-    """Runs ``python -m benchmarks.<name>_side`` server and client processes."""
+class Runner:
+    """Starts adapter processes in the right interpreter and folder."""
 
-    def __init__(self, name: str, packet_size: int) -> None:
-        self.name = name
-        self.module = f"benchmarks.{name}_side"
-        self.packet_size = packet_size
+    def __init__(self, args: argparse.Namespace, scratch: Path, envs: dict[str, Env]) -> None:
+        self.args = args
+        self.scratch = scratch
+        self.envs = envs
+        self.cert, self.key = write_certificate(scratch)
+        self.counter = 0
 
-    def unavailable_reason(self) -> str | None:
-        path = BENCH_DIR / f"{self.name}_side.py"
-        if not path.exists():
-            return f"benchmarks/{path.name} missing"
-        needed = STACK_REQUIREMENTS.get(self.name)
-        if needed and importlib.util.find_spec(needed) is None:
-            return f"{needed} is not installed"
-        return None
+    def _process_env(self, env: Env) -> tuple[Path, dict[str, str]]:
+        if env.isolated:
+            variables = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            return isolation_dir(self.scratch), variables
+        return ROOT, dict(os.environ)
 
-    def _command(self, role: str, *extra: str) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            self.module,
-            role,
-            "--host",
-            "127.0.0.1",
-            "--packet-size",
-            str(self.packet_size),
-            *extra,
-        ]
+    def _base(self, row: Row, target: Target, role: str, profile: str) -> list[str]:
+        module, env_name = ADAPTERS[(row.family, target.stack)]
+        command = [str(self.envs[env_name].python), "-m", module, role, "--host", "127.0.0.1"]
+        command += ["--loop", PROFILES[profile][1]]
+        if row.family == "quic":
+            command += ["--packet-size", str(self.args.packet_size)]
+        return command
 
     @contextlib.contextmanager
-    def server(self, cert: Path, key: Path) -> Iterator[int]:
-        """Start a server process, yield its port, stop it (close stdin, then signals)."""
+    def server(self, row: Row, target: Target, profile: str) -> Iterator[tuple[int, int, Path]]:
+        env = self.envs[ADAPTERS[(row.family, target.stack)][1]]
+        cwd, variables = self._process_env(env)
+        self.counter += 1
+        stats = self.scratch / f"stats-{self.counter}.json"
+        command = self._base(row, target, "server", profile)
+        command += ["--port", "0", "--cert", str(self.cert), "--key", str(self.key)]
+        command += ["--stats-file", str(stats), *row.server_args]
         with tempfile.TemporaryFile("w+") as errors:
             process = subprocess.Popen(
-                self._command("server", "--port", "0", "--cert", str(cert), "--key", str(key)),
-                cwd=ROOT,
+                command,
+                cwd=cwd,
+                env=variables,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,
                 text=True,
             )
             try:
-                yield self._await_port(process, errors)
+                yield _await_port(process, errors), process.pid, stats
             finally:
                 stop_process(process)
 
-    def _await_port(self, process: subprocess.Popen[str], errors: IO[str]) -> int:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], SERVER_START_TIMEOUT)
-        line = process.stdout.readline() if ready else ""
-        if not line.startswith("LISTENING "):
-            errors.seek(0)
-            raise RuntimeError(f"server did not start: {line!r} {tail(errors.read())}")
-        return int(line.split()[1])
-
-    def run_client(self, port: int, workload: Workload) -> Outcome:
-        command = self._command(
-            "client",
-            "--port",
-            str(port),
-            "--workload",
-            workload.key,
-            "--timeout",
-            str(workload.timeout),
-            *workload.client_args,
-        )
+    def run(self, row: Row, target: Target, profile: str) -> Outcome:
+        env = self.envs[ADAPTERS[(row.family, target.stack)][1]]
+        cwd, variables = self._process_env(env)
         try:
-            done = subprocess.run(
-                command, cwd=ROOT, capture_output=True, text=True, timeout=workload.timeout + 15
-            )
-        except subprocess.TimeoutExpired:
-            return Outcome(error=f"client timed out after {workload.timeout + 15:g} s")
-        for line in done.stdout.splitlines():
-            result = parse_result_line(line)
-            if result is not None:
-                return Outcome(value=float(result["value"]), details=result)
-            if line.startswith("ERROR"):
-                return Outcome(error=line)
-        return Outcome(error=f"no RESULT line (rc={done.returncode}) {tail(done.stderr)}")
-
-    def run(self, workload: Workload, cert: Path, key: Path) -> Outcome:
-        try:
-            with self.server(cert, key) as port:
-                return self.run_client(port, workload)
+            with self.server(row, target, profile) as (port, pid, stats):
+                command = self._base(row, target, "client", profile)
+                command += ["--port", str(port), "--workload", row.workload]
+                command += ["--key-shares", PROFILES[profile][3]]
+                command += ["--timeout", str(row.timeout), *row.client_args, *target.client_args]
+                if row.wants_server_stats:
+                    command += ["--server-pid", str(pid), "--stats-file", str(stats)]
+                return run_client(command, cwd, variables, row.timeout + 30)
         except (RuntimeError, OSError) as exc:
             return Outcome(error=str(exc))
+
+
+def _await_port(process: subprocess.Popen[str], errors: IO[str]) -> int:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], SERVER_START_TIMEOUT)
+    line = process.stdout.readline() if ready else ""
+    if not line.startswith("LISTENING "):
+        errors.seek(0)
+        raise RuntimeError(f"server did not start: {line!r} {tail(errors.read())}")
+    return int(line.split()[1])
+
+
+def run_client(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> Outcome:
+    try:
+        done = subprocess.run(
+            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return Outcome(error=f"client timed out after {timeout:g} s")
+    for line in done.stdout.splitlines():
+        result = parse_result_line(line)
+        if result is not None:
+            return Outcome(result=result)
+        if line.startswith("ERROR"):
+            return Outcome(error=line)
+    return Outcome(error=f"no RESULT line (rc={done.returncode}) {tail(done.stderr)}")
 
 
 def stop_process(process: subprocess.Popen[str]) -> None:
@@ -247,106 +234,224 @@ def stop_process(process: subprocess.Popen[str]) -> None:
         process.stdout.close()
 
 
-def tail(text: str, lines: int = 5) -> str:
+def tail(text: str, lines: int = 3) -> str:
     return " | ".join(text.strip().splitlines()[-lines:])
-
-
-def speedup(workload: Workload, ours: float, theirs: float) -> float:
-    """Above 1 means ours is better (faster transfer, more round trips, shorter handshakes)."""
-    return ours / theirs if workload.higher_is_better else theirs / ours
-
-
-def format_value(outcome: Outcome | None) -> str:
-    if outcome is None or outcome.value is None:
-        return "n/a" if outcome is None else "error"
-    value = outcome.value
-    return f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
-
-
-def render_table(
-    workloads: Sequence[Workload],
-    stacks: Sequence[str],
-    results: dict[str, dict[str, Outcome]],
-) -> str:
-    compare = "ours" in stacks and "aioquic" in stacks
-    header = ["workload", "unit", *stacks] + (["ours/aioquic", "speed"] if compare else [])
-    rows = [header]
-    for workload in workloads:
-        outcomes = [results.get(stack, {}).get(workload.key) for stack in stacks]
-        row = [workload.label, workload.unit, *(format_value(o) for o in outcomes)]
-        if compare:
-            ours = results.get("ours", {}).get(workload.key)
-            theirs = results.get("aioquic", {}).get(workload.key)
-            if ours and theirs and ours.value and theirs.value:
-                row += [
-                    f"{ours.value / theirs.value:.2f}",
-                    f"{speedup(workload, ours.value, theirs.value):.2f}x faster",
-                ]
-            else:
-                row += ["-", "-"]
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [
-            cell.ljust(width) if column < 2 else cell.rjust(width)
-            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_all(args: argparse.Namespace) -> tuple[dict[str, dict[str, Outcome]], dict[str, str]]:
-    workloads = build_workloads(args)
-    results: dict[str, dict[str, Outcome]] = {}
+# --------------------------------------------------------------------------- measuring
+
+Results = dict[tuple[str, str, str], Cell]  # (row key, profile, target label) -> runs
+
+
+def available_targets(
+    row: Row, envs: dict[str, Env], unavailable: dict[str, str], stacks: Sequence[str]
+) -> list[Target]:
+    chosen = []
+    for target in row.targets:
+        if target.stack not in stacks:
+            continue
+        env = envs[ADAPTERS[(row.family, target.stack)][1]]
+        reason = unavailable.get(env.name)
+        if reason is None and env.name not in unavailable:
+            reason = availability(env)
+            unavailable[env.name] = reason or ""
+        if reason:
+            continue
+        chosen.append(target)
+    return chosen
+
+
+def measure(args: argparse.Namespace, rows: list[Row], runner: Runner) -> tuple[Results, dict]:
+    results: Results = {}
     unavailable: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="pwt-bench-") as tmp:
-        cert, key = write_certificate(Path(tmp))
-        for stack in args.stacks:
-            adapter = StackAdapter(stack, args.packet_size)
-            reason = adapter.unavailable_reason()
-            if reason is not None:
-                unavailable[stack] = reason
-                progress(f"{stack}: not available ({reason})")
-                continue
-            results[stack] = {}
-            for workload in workloads:
-                progress(f"[{stack}] {workload.label} ...")
-                outcome = adapter.run(workload, cert, key)
-                results[stack][workload.key] = outcome
-                shown = outcome.error or f"{format_value(outcome)} {workload.unit}"
-                progress(f"[{stack}] {workload.label}: {shown}")
-    return results, unavailable
+    for row in rows:
+        targets = available_targets(row, runner.envs, unavailable, args.stacks)
+        profiles = args.profiles or row.profiles
+        for profile in profiles:
+            for round_index in range(args.repeat):
+                for target in targets:  # alternate: A B C A B C ...
+                    cell = results.setdefault((row.key, profile, target.label), Cell())
+                    outcome = runner.run(row, target, profile)
+                    cell.outcomes.append(outcome)
+                    shown = outcome.error or _short(row, target, outcome)
+                    progress(
+                        f"[{row.key} {profile} {round_index + 1}/{args.repeat}] "
+                        f"{target.label}: {shown}"
+                    )
+    return results, {k: v for k, v in unavailable.items() if v}
+
+
+def _short(row: Row, target: Target, outcome: Outcome) -> str:
+    assert outcome.result is not None
+    parts = []
+    for metric in row.metrics:
+        if metric.targets is not None and target.label not in metric.targets:
+            continue
+        value = outcome.result.get(metric.key)
+        if value is not None:
+            parts.append(f"{metric.label} {format_value(value)} {metric.unit}".strip())
+    return "; ".join(dict.fromkeys(parts))
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, list):
+        return " → ".join(format_value(v) for v in value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+
+
+def summarize(cell: Cell | None, metric: Metric) -> tuple[Any, str]:
+    """(median, "median (min..max, k/n ok)") of a cell's runs for one metric."""
+    if cell is None:
+        return None, "n/a"
+    values = cell.values(metric.key)
+    runs = len(cell.outcomes)
+    if not values:
+        return None, f"failed ({len(cell.errors())}/{runs})"
+    if metric.series:
+        length = min(len(v) for v in values)
+        median: Any = [statistics.median(v[i] for v in values) for i in range(length)]
+        return median, f"{format_value(median)} ({len(values)}/{runs} ok)"
+    median = statistics.median(values)
+    spread = f"{format_value(min(values))}..{format_value(max(values))}"
+    return median, f"{format_value(median)} ({spread}, {len(values)}/{runs} ok)"
+
+
+def ratio(metric: Metric, ours: Any, theirs: Any) -> str:
+    if metric.series or not ours or not theirs:
+        return "—"
+    value = ours / theirs
+    if abs(value - 1) < 0.005:
+        return "1.00x (same)"
+    better = value > 1 if metric.higher_is_better else value < 1
+    return f"{value:.2f}x ({'better' if better else 'worse'})"
+
+
+def render_summary(rows: list[Row], results: Results, args: argparse.Namespace) -> list[str]:
+    """One compact table: each metric's medians, peers with ours/peer in brackets."""
+    peers = [s for s in STACK_NAMES if s != "ours" and s in args.stacks]
+    lines = [
+        "| workload | metric | config | ours | " + " | ".join(STACK_NAMES[p] for p in peers) + " |",
+        "|---" * (4 + len(peers)) + "|",
+    ]
+    for row in rows:
+        for metric in row.metrics:
+            labels = [t.label for t in row.targets]
+            if metric.targets is not None:
+                labels = [label for label in labels if label in metric.targets]
+            own = "ours" if "ours" in labels else labels[0]
+            for profile in args.profiles or row.profiles:
+                ours, _ = summarize(results.get((row.key, profile, own)), metric)
+                cells = [format_value(ours) if ours is not None else "—"]
+                for peer in peers:
+                    theirs, _ = summarize(results.get((row.key, profile, peer)), metric)
+                    if peer not in labels or theirs is None:
+                        cells.append("—")
+                        continue
+                    shown = ratio(metric, ours, theirs).split(" ")[0]
+                    suffix = "" if shown == "—" else f" ({shown})"
+                    cells.append(f"{format_value(theirs)}{suffix}")
+                unit = f" ({metric.unit})" if metric.unit else ""
+                title = row.title if metric is row.metrics[0] else ""
+                lines.append(
+                    f"| {title} | {metric.label}{unit} | {profile} | " + " | ".join(cells) + " |"
+                )
+    note = (
+        "Peer cells: median (ours/peer: above 1 is better for MB/s, rt/s and ok counts, "
+        "below 1 for ms, KB and MiB). Details per row below."
+    )
+    return [*lines, "", note, ""]
+
+
+def render_row(row: Row, results: Results, profiles: Sequence[str]) -> list[str]:
+    lines = [
+        f"### {row.title}",
+        "",
+        "| metric | config | ours | peer | peer value | ours/peer |",
+        "|---|---|---|---|---|---|",
+    ]
+    for metric in row.metrics:
+        labels = [
+            t.label for t in row.targets if metric.targets is None or t.label in metric.targets
+        ]
+        for profile in profiles:
+            own = next((label for label in labels if row.targets[0].label == label), labels[0])
+            ours_median, ours_text = summarize(results.get((row.key, profile, own)), metric)
+            peers = [label for label in labels if label != own] or [None]
+            for peer in peers:
+                if peer is None:
+                    peer_text, peer_median, peer_name = "—", None, "—"
+                else:
+                    peer_median, peer_text = summarize(
+                        results.get((row.key, profile, peer)), metric
+                    )
+                    peer_name = STACK_NAMES.get(peer, peer)
+                unit = f" ({metric.unit})" if metric.unit else ""
+                lines.append(
+                    f"| {metric.label}{unit} | {profile} | {ours_text} | {peer_name} | "
+                    f"{peer_text} | {ratio(metric, ours_median, peer_median)} |"
+                )
+    return [*lines, ""]
+
+
+def configurations(results: Results) -> list[str]:
+    """One line per distinct (stack, configuration, loop), with the rows that used it."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for (row_key, profile, label), cell in results.items():
+        config = cell.details("config")
+        if config is not None:
+            key = (label, f"{config}; loop {cell.details('loop')}")
+            seen.setdefault(key, []).append(f"{row_key}/{profile}")
+    return [
+        f"- {label}: {config} ({', '.join(dict.fromkeys(rows))})"
+        for (label, config), rows in sorted(seen.items())
+    ]
 
 
 def report(
-    args: argparse.Namespace,
-    results: dict[str, dict[str, Outcome]],
-    unavailable: dict[str, str],
+    args: argparse.Namespace, rows: list[Row], results: Results, unavailable: dict[str, str]
 ) -> str:
-    workloads = build_workloads(args)
+    load = os.getloadavg()
     lines = [
-        f"QUIC loopback benchmark: 127.0.0.1, packet size {args.packet_size} B, "
-        f"Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"{platform.machine()}, {os.cpu_count()} CPUs, client and server in separate processes",
+        "## Loopback benchmark",
         "",
-        render_table(workloads, args.stacks, results),
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; Python "
+        f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, load "
+        f"average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; client and server "
+        f"in separate processes on 127.0.0.1; medians of {args.repeat} alternating runs "
+        f"(min..max, successes); {'quick sizes' if args.quick else 'full sizes'}.",
+        "Profiles: " + "; ".join(PROFILE_TEXT.values()) + ".",
         "",
     ]
-    lines += [f"{stack}: not available ({why})" for stack, why in unavailable.items()]
-    for stack, outcomes in results.items():
-        lines += [
-            f"{stack}: {key}: {outcome.error}"
-            for key, outcome in outcomes.items()
-            if outcome.error is not None
-        ]
+    lines += render_summary(rows, results, args)
+    for row in rows:
+        lines += render_row(row, results, args.profiles or row.profiles)
+    lines += [f"- not available: {STACK_NAMES.get(k, k)}: {why}" for k, why in unavailable.items()]
+    errors = [
+        f"- error: {key[0]} / {key[1]} / {key[2]}: {error}"
+        for key, cell in results.items()
+        for error in cell.errors()
+    ]
+    lines += errors
+    lines += ["", "Configurations as reported by each client:", *configurations(results)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------- CLI
 
 
 def csv_choice(choices: Sequence[str]) -> Any:
@@ -363,36 +468,61 @@ def csv_choice(choices: Sequence[str]) -> Any:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.harness",
-        description="Loopback QUIC benchmark of our stack against aioquic.",
+        description="Loopback benchmark of this stack against aioquic, qh3 and "
+        "pywebtransport 0.21.1 (issue 10's rows).",
     )
-    parser.add_argument("--stacks", type=csv_choice(STACKS), default=list(STACKS))
-    parser.add_argument("--workloads", type=csv_choice(WORKLOADS), default=list(WORKLOADS))
-    parser.add_argument("--bulk-mb", type=float, default=200.0, help="10^6 bytes per transfer")
-    parser.add_argument("--handshakes", type=int, default=200)
-    parser.add_argument("--pingpong-seconds", type=float, default=5.0)
-    parser.add_argument("--packet-size", type=int, default=1200, help="max UDP payload bytes")
+    parser.add_argument("--quick", action="store_true", help="small sizes: proves every row")
+    parser.add_argument("--rows", type=csv_choice(ROW_KEYS), default=None)
+    parser.add_argument(
+        "--stacks",
+        type=csv_choice(tuple(STACK_NAMES)),
+        default=list(STACK_NAMES),
+        help="stacks to run (ours is the reference of every ratio)",
+    )
+    parser.add_argument("--profiles", type=csv_choice(tuple(PROFILES)), default=None)
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs per stack")
+    parser.add_argument("--bulk-mb", type=float, default=None, help="raw QUIC MB (200)")
+    parser.add_argument("--get-mb", type=float, default=None, help="HTTP/3 GET MB (50)")
+    parser.add_argument("--handshakes", type=int, default=None, help="per run (50)")
+    parser.add_argument("--echo-mib", type=float, default=None, help="WT echo MiB (50)")
+    parser.add_argument("--dgram-seconds", type=float, default=None, help="(5)")
+    parser.add_argument("--sessions", type=int, default=None, help="idle WT sessions (1000)")
+    parser.add_argument("--long-mib", type=float, default=None, help="long WT echo MiB (200)")
+    parser.add_argument("--packet-size", type=int, default=1200, help="raw QUIC UDP payload")
+    parser.add_argument("--venvs", type=Path, default=DEFAULT_VENVS, help="peers' venvs")
+    parser.add_argument("--setup-peers", action="store_true", help="create missing peer venvs")
     parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    results, unavailable = run_all(args)
-    print(report(args, results, unavailable), end="", flush=True)
+    envs = environments(args.venvs)
+    if args.setup_peers:
+        for env in envs.values():
+            problem = setup(env)
+            if problem:
+                progress(f"{env.name}: {problem}")
+    rows = build_rows(args)
+    with tempfile.TemporaryDirectory(prefix="pwt-bench-") as tmp:
+        runner = Runner(args, Path(tmp), envs)
+        results, unavailable = measure(args, rows, runner)
+    print(report(args, rows, results, unavailable), end="", flush=True)
     if args.json is not None:
         raw = {
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "unavailable": unavailable,
-            "results": {
-                stack: {
-                    key: {"value": o.value, "error": o.error, "details": o.details}
-                    for key, o in outcomes.items()
-                }
-                for stack, outcomes in results.items()
-            },
+            "runs": [
+                {"row": k[0], "profile": k[1], "target": k[2], "result": o.result, "error": o.error}
+                for k, cell in results.items()
+                for o in cell.outcomes
+            ],
         }
         args.json.write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
-    failed = any(o.error for outcomes in results.values() for o in outcomes.values())
+    failed = any(cell.errors() for cell in results.values())
     return 1 if failed else 0
 
 

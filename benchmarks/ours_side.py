@@ -31,8 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
-import stat
 import statistics
 import sys
 import time
@@ -47,6 +45,14 @@ from benchmarks import (
     parse_request,
     request_line,
     result_line,
+)
+from benchmarks.common import (
+    KEY_SHARES,
+    LOOPS,
+    install_stats_handlers,
+    loop_name,
+    run,
+    wait_for_stop,
 )
 from quic.aio import (
     ConnectionClosed,
@@ -76,10 +82,11 @@ def configuration(args: argparse.Namespace, *, is_client: bool) -> QuicConfigura
     )
     if is_client:
         config.verify_certificates = False  # throwaway self-signed benchmark certificate
-        # Offer the key share aioquic offers (x25519) so both stacks do the same key
-        # exchange; our default adds an X25519MLKEM768 share, whose 1.2 KB key makes
-        # the ClientHello span two Initial datagrams.
-        config.key_share_groups = (NamedGroup.x25519,)
+        if args.key_shares == "x25519":
+            # the matched configuration: x25519 alone; our default adds an
+            # X25519MLKEM768 share, whose 1.2 KB key makes the ClientHello span two
+            # Initial datagrams
+            config.key_share_groups = (NamedGroup.x25519,)
     else:
         config.load_cert_chain(args.cert, args.key)
     return config
@@ -154,15 +161,8 @@ async def run_server(args: argparse.Namespace) -> None:
         stream_handler=serve_stream,
     )
     print(f"LISTENING {server.port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    fd = sys.stdin.fileno()
-    with contextlib.suppress(OSError):
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):  # the harness holds the pipe: EOF = stop
-            loop.add_reader(fd, lambda: None if os.read(fd, 4096) else stop.set())
-    await stop.wait()
+    install_stats_handlers(args.stats_file)
+    await wait_for_stop()  # SIGTERM, SIGINT, or EOF on the harness's stdin pipe
     server.close()
 
 
@@ -239,6 +239,11 @@ async def handshakes(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def describe(args: argparse.Namespace) -> str:
+    shares = "x25519 only" if getattr(args, "key_shares", "") == "x25519" else "default"
+    return f"ours: QuicConfiguration defaults + bench settings, key shares {shares}"
+
+
 async def run_client(args: argparse.Namespace) -> dict[str, Any]:
     if args.workload == "handshake":
         return await handshakes(args)
@@ -263,11 +268,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         role.add_argument("--port", type=int, default=0)
         role.add_argument("--packet-size", type=int, default=1200, help="UDP payload bytes")
         role.add_argument("--alpn", default=BENCH_ALPN)
+        role.add_argument("--loop", choices=LOOPS, default="asyncio")
         if name == "server":
             role.add_argument("--cert", required=True)
             role.add_argument("--key", required=True)
+            role.add_argument("--stats-file", default=None)
         else:
             role.add_argument("--workload", choices=WORKLOADS, required=True)
+            role.add_argument("--key-shares", choices=KEY_SHARES, default="default")
             role.add_argument("--size-mb", type=float, default=200.0)
             role.add_argument("--count", type=int, default=200)
             role.add_argument("--seconds", type=float, default=5.0)
@@ -285,12 +293,15 @@ async def main_async(args: argparse.Namespace) -> int:
     except (Exception, StreamResetError) as exc:  # one ERROR line instead of a traceback
         print(f"ERROR {args.workload}: {type(exc).__name__}: {exc}", flush=True)
         return 1
+    result["loop"] = loop_name()
+    result["config"] = describe(args)
     print(result_line(args.workload, **result), flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(main_async(parse_args(argv)))
+    args = parse_args(argv)
+    return run(lambda: main_async(args), args.loop)
 
 
 if __name__ == "__main__":

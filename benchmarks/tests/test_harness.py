@@ -1,0 +1,113 @@
+"""The harness's bookkeeping, and one real end-to-end row with a missing peer.
+
+Nothing here asserts a speed: the end-to-end test checks that a row runs through real
+client and server processes, that its numbers reach the report, and that a peer whose
+venv is missing is reported "not available" without failing the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+from benchmarks import harness
+from benchmarks.harness import Cell, Outcome, ratio, summarize
+from benchmarks.peers import environments
+from benchmarks.rows import Metric, build_rows
+
+THROUGHPUT = Metric("value", "throughput", "MB/s", True)
+LATENCY = Metric("value", "latency", "ms", False)
+SERIES = Metric("slices", "rate per slice", "MB/s", True, series=True)
+
+
+def _cell(*values: object) -> Cell:
+    cell = Cell()
+    for value in values:
+        if isinstance(value, str):
+            cell.outcomes.append(Outcome(error=value))
+        else:
+            cell.outcomes.append(Outcome(result={"value": value, "slices": value}))
+    return cell
+
+
+def test_ratio_is_ours_over_peer_and_knows_which_way_is_better() -> None:
+    assert ratio(THROUGHPUT, 20.0, 10.0) == "2.00x (better)"
+    assert ratio(THROUGHPUT, 5.0, 10.0) == "0.50x (worse)"
+    assert ratio(LATENCY, 20.0, 10.0) == "2.00x (worse)"
+    assert ratio(LATENCY, 5.0, 10.0) == "0.50x (better)"
+    assert ratio(THROUGHPUT, 50, 50) == "1.00x (same)"
+    assert ratio(THROUGHPUT, None, 10.0) == "—"
+    assert ratio(SERIES, [1.0], [2.0]) == "—"
+
+
+def test_summary_is_the_median_of_the_successful_runs() -> None:
+    median, text = summarize(_cell(1.0, 5.0, 3.0), THROUGHPUT)
+    assert median == 3.0
+    assert text == "3.00 (1.00..5.00, 3/3 ok)"
+    median, text = summarize(_cell(2.0, "ERROR boom", 4.0), THROUGHPUT)
+    assert median == 3.0 and text.endswith("2/3 ok)")
+    median, text = summarize(_cell("ERROR a", "ERROR b"), THROUGHPUT)
+    assert median is None and text == "failed (2/2)"
+    assert summarize(None, THROUGHPUT) == (None, "n/a")
+
+
+def test_series_median_is_taken_slice_by_slice() -> None:
+    median, _ = summarize(_cell([1.0, 10.0], [3.0, 30.0], [2.0, 20.0, 99.0]), SERIES)
+    assert median == [2.0, 20.0]
+
+
+def test_quick_rows_cover_the_issue_table(tmp_path: Path) -> None:
+    args = harness.parse_args(["--quick"])
+    rows = {row.key: row for row in build_rows(args)}
+    assert list(rows) == [
+        "quic-bulk",
+        "h3-get",
+        "handshake",
+        "wt-echo",
+        "wt-dgram",
+        "wt-sessions",
+        "wt-long",
+    ]
+    assert {t.stack for t in rows["quic-bulk"].targets} == {"ours", "aioquic", "qh3"}
+    assert {t.stack for t in rows["wt-echo"].targets} == {"ours", "pwt021", "aioquic"}
+    assert rows["handshake"].profiles == ("default", "matched")
+    assert rows["quic-bulk"].profiles == ("default", "best")
+
+
+def test_missing_venv_is_reported_with_the_commands_that_create_it(tmp_path: Path) -> None:
+    env = environments(tmp_path)["pwt021"]
+    reason = harness.availability(env)
+    assert reason is not None
+    assert str(tmp_path / "pwt021") in reason and "pywebtransport==0.21.1" in reason
+
+
+def test_one_real_row_and_an_unavailable_peer(tmp_path: Path) -> None:
+    out = io.StringIO()
+    argv = [
+        "--rows",
+        "wt-dgram",
+        "--stacks",
+        "ours,pwt021",
+        "--profiles",
+        "default",
+        "--repeat",
+        "2",
+        "--dgram-seconds",
+        "1.0",  # long enough for round trips even on a loaded machine
+        "--venvs",
+        str(tmp_path),  # no venvs there: pywebtransport 0.21.1 is not available
+        "--json",
+        str(tmp_path / "runs.json"),
+    ]
+    with contextlib.redirect_stdout(out):
+        status = harness.main(argv)
+    report = out.getvalue()
+    assert status == 0, report
+    assert "### WT datagram ping-pong" in report
+    line = next(row for row in report.splitlines() if row.startswith("| round trips"))
+    ours = line.split("|")[3]
+    assert "2/2 ok" in ours and float(ours.split()[0].replace(",", "")) > 0
+    assert "not available: pywebtransport 0.21.1" in report
+    assert "- ours: ours: default ServerConfig" in report and "(wt-dgram/default)" in report
+    assert (tmp_path / "runs.json").read_text().count('"target": "ours"') == 2

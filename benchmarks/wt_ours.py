@@ -1,0 +1,152 @@
+"""Our WebTransport adapter of the benchmark harness (``pywebtransport`` of this repo).
+
+Theory of operation
+-------------------
+The server is a :class:`pywebtransport.WebTransportServer` with the default
+:class:`ServerConfig` except what 1,000 sessions from one address need
+(``max_connections_per_address``; ``--max-sessions``): each accepted session echoes
+every incoming bidi stream chunk by chunk as it arrives (``read()`` → ``write()``, whose
+backpressure paces the echo) and every datagram. The client is one
+:class:`WebTransportClient` (default :class:`ClientConfig`, the self-signed certificate
+accepted with ``insecure=True``) opening one session per QUIC connection;
+``--key-shares x25519`` offers only an x25519 key share instead of our default
+(X25519MLKEM768 + x25519). The workloads are :mod:`benchmarks.wt_common`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from typing import Any
+
+from benchmarks.common import announce, install_stats_handlers, wait_for_stop
+from benchmarks.wt_common import Stack, main
+from pywebtransport import (
+    ClientConfig,
+    ServerConfig,
+    SessionClosed,
+    WebTransportClient,
+    WebTransportError,
+    WebTransportServer,
+    WebTransportSession,
+    WebTransportStream,
+)
+from quic.configuration import QuicConfiguration
+from quic.tls.groups import NamedGroup
+
+READ_SIZE = 1 << 20
+
+
+async def _echo_stream(stream: WebTransportStream) -> None:
+    with contextlib.suppress(WebTransportError):
+        while chunk := await stream.read(READ_SIZE):
+            await stream.write(chunk)
+        await stream.close()
+
+
+async def _echo_datagrams(session: WebTransportSession) -> None:
+    with contextlib.suppress(SessionClosed, WebTransportError):
+        while True:
+            session.send_datagram(await session.receive_datagram())
+
+
+async def _serve_session(session: WebTransportSession, tasks: set[asyncio.Task[Any]]) -> None:
+    datagrams = asyncio.ensure_future(_echo_datagrams(session))
+    try:
+        with contextlib.suppress(SessionClosed, WebTransportError):
+            async for stream in session.incoming_bidirectional_streams():
+                task = asyncio.ensure_future(_echo_stream(stream))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+    finally:
+        datagrams.cancel()
+
+
+async def serve(args: argparse.Namespace) -> None:
+    config = ServerConfig(
+        certfile=args.cert,
+        keyfile=args.key,
+        max_sessions=args.max_sessions,
+        max_connections_per_address=args.max_sessions,
+    )
+    server = WebTransportServer(config)
+    await server.listen(args.host, args.port)
+    install_stats_handlers(args.stats_file)
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def accept_all() -> None:
+        async for request in server.incoming_sessions():
+            with contextlib.suppress(WebTransportError):
+                session = await request.accept()
+                task = asyncio.ensure_future(_serve_session(session, tasks))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+    acceptor = asyncio.ensure_future(accept_all())
+    announce(server.port)
+    await wait_for_stop()
+    acceptor.cancel()
+    for task in list(tasks):
+        task.cancel()
+
+
+class _X25519Only(ClientConfig):
+    def quic_configuration(self, server_name: str | None = None) -> QuicConfiguration:
+        config = super().quic_configuration(server_name)
+        config.key_share_groups = (NamedGroup.x25519,)
+        return config
+
+
+class _Stream:
+    def __init__(self, stream: WebTransportStream) -> None:
+        self.stream = stream
+
+    async def write(self, data: bytes) -> None:
+        await self.stream.write(data)
+
+    async def write_eof(self) -> None:
+        await self.stream.close()
+
+    async def read(self) -> bytes:
+        return await self.stream.read(READ_SIZE)
+
+
+class _Session:
+    def __init__(self, session: WebTransportSession) -> None:
+        self.session = session
+
+    async def open_stream(self) -> _Stream:
+        return _Stream(await self.session.create_bidirectional_stream())
+
+    async def send_datagram(self, data: bytes) -> None:
+        self.session.send_datagram(data)
+
+    async def receive_datagram(self) -> bytes:
+        return await self.session.receive_datagram()
+
+    async def close(self) -> None:
+        with contextlib.suppress(WebTransportError):
+            await self.session.close()
+
+
+_clients: dict[str, WebTransportClient] = {}
+
+
+async def open_session(args: argparse.Namespace, url: str) -> _Session:
+    client = _clients.get("client")
+    if client is None:
+        factory = _X25519Only if args.key_shares == "x25519" else ClientConfig
+        client = _clients["client"] = WebTransportClient(factory(insecure=True))
+    return _Session(await client.connect(url, timeout=30.0))
+
+
+def describe(args: argparse.Namespace) -> str:
+    shares = "x25519 only" if getattr(args, "key_shares", "") == "x25519" else "default"
+    return f"ours: default ServerConfig/ClientConfig, key shares {shares}"
+
+
+STACK = Stack("ours", serve, open_session, describe)
+
+if __name__ == "__main__":
+    main(STACK)
