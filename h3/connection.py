@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from h3.datagrams import decode_h3_datagram, encode_h3_datagram
+from h3.early import EarlyDataPolicy, EarlyRequests
 from h3.errors import H3ConnectionError, H3ErrorCode, H3StreamError
 from h3.events import (
     ConnectionShutdownInitiated,
@@ -139,6 +140,13 @@ class H3Configuration:
     max_blocked_bytes: int = 16 * 1024 * 1024
     #: Identifiers in the peer's SETTINGS frame (§7.2.4 sets no bound; §10.5 allows one).
     max_peer_settings: int = 256
+    # -- requests received in 0-RTT (RFC 9114 §10.9, RFC 8470; helper "early2"): see
+    #    h3.early. "reject-unsafe": 425 for unsafe methods; "defer": held until the
+    #    handshake completes, within the two bounds below (RFC 9114 §10.5), 425 beyond;
+    #    "accept-all": the application decides (HeadersReceived.early_data).
+    early_data_policy: EarlyDataPolicy = "reject-unsafe"
+    max_early_requests_held: int = 16
+    max_early_bytes_held: int = 256 * 1024
 
 
 class H3Connection:
@@ -167,6 +175,13 @@ class H3Connection:
         self._decoder_id: int | None = None
         self._peer_critical: dict[int, int] = {}  # stream type -> stream id
         self._streams = StreamTable()
+        self._early = EarlyRequests(  # the 0-RTT request policy (h3.early)
+            quic.is_client,
+            config.early_data_policy,
+            config.max_early_requests_held,
+            config.max_early_bytes_held,
+            self._streams.is_closed,
+        )
         self._parking = Parking(
             config.max_blocked_frames_per_stream,
             config.max_blocked_bytes_per_stream,
@@ -187,7 +202,7 @@ class H3Connection:
 
     def next_event(self) -> H3Event | None:
         """The next HTTP/3 event, or None: the only way events leave this object."""
-        return self._events.popleft() if self._events else None
+        return self._early.next_event(self._events, self)  # the 0-RTT policy (h3.early)
 
     def state_sizes(self) -> dict[str, int]:
         """Sizes of the tables and queues this connection holds (tests, monitoring)."""
@@ -200,6 +215,7 @@ class H3Connection:
             "blocked_bytes": self._parking.total_bytes,
             "qpack_blocked_streams": self.decoder.blocked_stream_count,
             "qpack_queued_sections": self.decoder.queued_sections,
+            **self._early.state_sizes(),
         }
 
     def blocked_stream_holdings(self) -> list[tuple[int, int, int]]:
@@ -374,6 +390,7 @@ class H3Connection:
             self.closed = True
 
     def _handle(self, event: qe.QuicEvent) -> None:
+        self._early.on_quic_event(event)
         if isinstance(event, qe.StreamDataReceived):
             self._on_stream_data(event.stream_id, event.data, event.end_stream)
         elif isinstance(event, qe.DatagramReceived):
@@ -428,6 +445,7 @@ class H3Connection:
         if stream is not None and stream.pending is not None:
             self._parking.drop(stream)
         self._head_requests.discard(stream_id)
+        self._early.forget(stream_id)
 
     # -- unidirectional streams (RFC 9114 §6.2) --------------------------------------------
 
