@@ -63,6 +63,7 @@ from h3.aio_link import DATA_CHUNK, Exchange, H3Link, Headers, header_value
 from h3.connection import H3Configuration
 from h3.early import TOO_EARLY
 from h3.errors import H3ErrorCode
+from h3.remembered import remember_settings_in_tickets
 from quic.aio import ConnectionClosed, QuicServer, QuicSession, connect, serve
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
@@ -535,11 +536,14 @@ async def serve_h3(
     """Serve HTTP/3 on ``host:port`` (port 0: any free port) with ``handler``.
 
     ``configuration`` is the server's QUIC configuration (certificate and key); its ALPN
-    list gets ``h3``.
+    list gets ``h3``, and its tickets our SETTINGS (RFC 9114 §7.2.4.2, see
+    :func:`h3.remembered.remember_settings_in_tickets`).
     """
     configuration.is_client = False
     if ALPN not in configuration.alpn_protocols:
         configuration.alpn_protocols = [ALPN, *configuration.alpn_protocols]
+    # RFC 9114 §7.2.4.2: our SETTINGS go with the tickets; 0-RTT only if compatible
+    remember_settings_in_tickets(configuration, h3_configuration or H3Configuration())
     server = H3Server(handler, h3_configuration)
     server.quic_server = await serve(host, port, configuration, session_setup=server._setup)
     return server

@@ -89,6 +89,7 @@ from h3.frames import (
 from h3.headers import validate_request_headers, validate_response_headers, validate_trailers
 from h3.qlog import H3Logger
 from h3.qpack import QpackDecoder, QpackEncoder
+from h3.remembered import SettingsMemory, local_settings
 from h3.settings import SettingId, decode_settings, encode_settings, grease_setting
 from h3.stream_state import Parking, StreamState, StreamTable
 from h3.streams import (
@@ -167,6 +168,7 @@ class H3Connection:
             config.max_field_section_size,
         )
         self.encoder = QpackEncoder()
+        self._memory = SettingsMemory(quic, self.encoder)  # RFC 9114 §7.2.4.2 (h3.remembered)
         self.peer_settings: dict[int, int] | None = None
         self.local_settings = self._local_settings()
         self._initialized = False
@@ -247,24 +249,14 @@ class H3Connection:
         quic.send_stream_data(self._encoder_id, encode_uni_stream_header(StreamType.QPACK_ENCODER))
         self._decoder_id = quic.create_stream(bidirectional=False)
         quic.send_stream_data(self._decoder_id, encode_uni_stream_header(StreamType.QPACK_DECODER))
+        self._memory.start()  # client in 0-RTT: the remembered SETTINGS apply
+        self._flush_encoder()
         if self._qlog is not None:
             ids = (self._control_id, self._encoder_id, self._decoder_id)
             self._qlog.initialized(ids, self.local_settings, settings)
 
     def _local_settings(self) -> dict[int, int]:
-        config = self.config
-        settings: dict[int, int] = {
-            SettingId.QPACK_MAX_TABLE_CAPACITY: config.qpack_max_table_capacity,
-            SettingId.QPACK_BLOCKED_STREAMS: config.qpack_blocked_streams,
-        }
-        if config.max_field_section_size is not None:
-            settings[SettingId.MAX_FIELD_SECTION_SIZE] = config.max_field_section_size
-        if config.enable_connect_protocol:
-            settings[SettingId.ENABLE_CONNECT_PROTOCOL] = 1
-        if config.enable_datagrams:
-            settings[SettingId.H3_DATAGRAM] = 1
-        settings.update(config.extra_settings)
-        return settings
+        return local_settings(self.config)
 
     def get_next_available_stream_id(self) -> int:
         """Open a new request stream (client) and return its id."""
@@ -311,7 +303,8 @@ class H3Connection:
 
     def send_datagram(self, stream_id: int, data: bytes | bytearray | memoryview) -> None:
         """Send an HTTP datagram for ``stream_id`` (RFC 9297 §2.1)."""
-        if not self.peer_settings or not self.peer_settings.get(SettingId.H3_DATAGRAM):
+        peer = self.peer_settings if self.peer_settings is not None else self._memory.remembered
+        if not peer or not peer.get(SettingId.H3_DATAGRAM):
             raise ValueError("the peer did not enable HTTP datagrams")
         self.quic.send_datagram(encode_h3_datagram(stream_id, data))
 
@@ -573,11 +566,7 @@ class H3Connection:
         self.peer_settings = settings
         if self._qlog is not None:
             self._qlog.parameters_set(settings, False)
-        self.encoder.apply_settings(
-            settings.get(SettingId.QPACK_MAX_TABLE_CAPACITY, 0),
-            settings.get(SettingId.QPACK_BLOCKED_STREAMS, 0),
-            settings.get(SettingId.MAX_FIELD_SECTION_SIZE),
-        )
+        self._memory.on_peer_settings(settings)  # QPACK encoder, remembered SETTINGS
         self._flush_encoder()
         self._events.append(SettingsReceived(dict(settings)))
 

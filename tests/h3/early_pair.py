@@ -17,8 +17,9 @@ from typing import Any
 
 from h3.connection import H3Configuration, H3Connection
 from h3.events import DataReceived, H3Event, HeadersReceived, RequestStreamReset
+from h3.remembered import remember_settings_in_tickets
 from quic.connection import QuicConnection
-from quic.events import QuicEvent
+from quic.events import ConnectionTerminated, QuicEvent
 from quic.tls.antireplay import AntiReplay
 from quic.tls.tickets import InMemorySessionTicketStore, SessionTicketKeys
 from tests.support.quicpair import NOW, SERVER_ADDR, Pair, client_config, make_pair
@@ -50,6 +51,7 @@ class EarlyH3:
         self.resets: dict[int, int] = {}  # client: stream id -> error code
         self.respond: Callable[[Seen], int] = lambda seen: 200
         self.client: H3Connection | None = None
+        self.terminated: dict[QuicConnection, ConnectionTerminated] = {}
 
     def pump(self) -> bool:
         seen = False
@@ -71,6 +73,8 @@ class EarlyH3:
             h3 = self.h3[conn] = H3Connection(
                 conn, self.client_cfg if side == "client" else self.server_cfg
             )
+        if isinstance(event, ConnectionTerminated):
+            self.terminated[conn] = event
         h3.handle_event(event)
         self._drain(side, h3)
 
@@ -116,6 +120,14 @@ class EarlyH3:
 
         self.pair.net.run(cond, max_time=max_time)
         self.pump()
+
+    def set_server_settings(self, cfg: H3Configuration) -> None:
+        """The server's HTTP/3 configuration for new connections, its SETTINGS sealed
+        into the tickets it issues and checked on resumption (RFC 9114 §7.2.4.2)."""
+        self.server_cfg = cfg
+        quic_config = self.pair.server_endpoint.server_configuration
+        assert quic_config is not None
+        remember_settings_in_tickets(quic_config, cfg)
 
     # -- the resumed connection ---------------------------------------------------------
 
@@ -169,6 +181,7 @@ def early_h3(server_cfg: H3Configuration | None = None, **server_quic: Any) -> E
         server_kwargs=settings,
     )
     env = EarlyH3(pair, store, server_cfg or H3Configuration())
+    env.set_server_settings(env.server_cfg)
     env.client = env.h3[pair.client] = H3Connection(pair.client, env.client_cfg)
     pair.net.after_flush = env.pump
     env.run(lambda: len(store) == 1 and pair.client.handshake_complete)
