@@ -234,3 +234,39 @@ def test_client_side_passes_everything() -> None:
     events: deque[H3Event] = deque([event])
     assert gate.next_event(events, _Sink()) is event
     assert gate.next_event(events, _Sink()) is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "delivered"),
+    [("reject-unsafe", 425, False), ("accept-all", 425, False), ("defer", 200, True)],
+)
+def test_extended_connect_in_zero_rtt(policy: str, status: int, delivered: bool) -> None:
+    """A WebTransport session request (extended CONNECT, RFC 9220) in 0-RTT: clients
+    do not send one (draft-ietf-webtrans-http3-16 §3.2: CONNECT is not safe, RFC 9114
+    §10.9), so the server never lets one from early data reach the application before
+    the handshake: 425, or held until the handshake under "defer"."""
+    env = early_h3(
+        H3Configuration(
+            early_data_policy=policy,  # type: ignore[arg-type]
+            enable_connect_protocol=True,
+            enable_webtransport=True,
+        )
+    )
+    env.requests.clear()
+    client = env.resume()
+    assert client.quic.early_data_possible
+    sid = client.get_next_available_stream_id()
+    client.send_headers(
+        sid,
+        [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"webtransport-h3"),
+            (b":scheme", b"https"),
+            (b":authority", b"localhost"),
+            (b":path", b"/wt"),
+        ],
+        end_stream=True,
+    )
+    env.run(lambda: sid in env.responses)
+    assert env.responses == {sid: status}
+    assert requests_of(env) == ({sid: (b"CONNECT", True, True)} if delivered else {})
