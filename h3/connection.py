@@ -44,6 +44,12 @@ Push (RFC 9114 §4.6): we never send MAX_PUSH_ID, so a push stream received by a
 is H3_ID_ERROR; a push stream opened by a client is H3_STREAM_CREATION_ERROR (§6.2.2).
 A server checks that the client's MAX_PUSH_ID never decreases (H3_ID_ERROR, §7.2.7).
 
+0-RTT: requests a server received in early data pass the policy of :mod:`h3.early`
+(``early_data_policy``: 425, held until the handshake, or passed marked) on their way
+out of :meth:`H3Connection.next_event`; SETTINGS remembered with the session ticket
+(RFC 9114 §7.2.4.2) are :mod:`h3.remembered`'s (the QPACK encoder's settings go
+through it).
+
 Errors: :class:`~h3.errors.H3ConnectionError` closes the QUIC connection with the
 HTTP/3 code; :class:`~h3.errors.H3StreamError` resets the stream and stops reading it.
 Both are raised anywhere and handled in :meth:`H3Connection.handle_event` only, which
@@ -170,7 +176,7 @@ class H3Connection:
         self.encoder = QpackEncoder()
         self._memory = SettingsMemory(quic, self.encoder)  # RFC 9114 §7.2.4.2 (h3.remembered)
         self.peer_settings: dict[int, int] | None = None
-        self.local_settings = self._local_settings()
+        self.local_settings = local_settings(self.config)
         self._initialized = False
         self._control_id: int | None = None
         self._encoder_id: int | None = None
@@ -254,9 +260,6 @@ class H3Connection:
         if self._qlog is not None:
             ids = (self._control_id, self._encoder_id, self._decoder_id)
             self._qlog.initialized(ids, self.local_settings, settings)
-
-    def _local_settings(self) -> dict[int, int]:
-        return local_settings(self.config)
 
     def get_next_available_stream_id(self) -> int:
         """Open a new request stream (client) and return its id."""
