@@ -167,6 +167,13 @@ def test_client_checks_the_server_settings_after_accepted_zero_rtt(change: dict[
         ({MFS: 100}, {MFS: 200}, False, None),
         ({}, {MFS: 100}, True, "reduced"),  # from unlimited
         ({EXTENDED: 1}, {EXTENDED: 0}, True, "turned off"),
+        # draft-ietf-webtrans-http3-16 §3.2: WebTransport flow control not reduced
+        (
+            {SettingId.WT_INITIAL_MAX_DATA: 100},
+            {SettingId.WT_INITIAL_MAX_DATA: 10},
+            False,
+            "reduced",
+        ),
         ({EXTENDED: 0}, {EXTENDED: 1}, True, None),
         ({0x21: 5}, {0x21: 6}, True, None),  # reserved (grease) identifiers: ignored
         ({0x1234: 5}, {0x1234: 6}, True, "changed"),
