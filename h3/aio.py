@@ -61,7 +61,9 @@ from urllib.parse import urlsplit
 
 from h3.aio_link import DATA_CHUNK, Exchange, H3Link, Headers, header_value
 from h3.connection import H3Configuration
+from h3.early import TOO_EARLY
 from h3.errors import H3ErrorCode
+from h3.remembered import remember_settings_in_tickets
 from quic.aio import ConnectionClosed, QuicServer, QuicSession, connect, serve
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
@@ -217,6 +219,10 @@ class H3Request(_BodyReader):
         self.authority = pseudo.get(":authority", "")
         self.scheme = pseudo.get(":scheme", "")
         self.protocol = pseudo.get(":protocol")
+        #: The request came in 0-RTT (or marked Early-Data: 1): it may be a replay
+        #: (RFC 8470 §5.1); answer ``425`` (:data:`h3.early.TOO_EARLY`) to have the
+        #: client retry it after the handshake. See ``H3Configuration.early_data_policy``.
+        self.early_data = exchange.early_data
 
 
 @dataclass
@@ -328,10 +334,30 @@ class H3Client:
         """Send a request and wait for the response header section.
 
         ``target`` is a path (``/x?y``) or an https URL on this connection's server.
+        A request sent in 0-RTT (safe methods on a resumed connection) and answered
+        ``425 Too Early`` is sent again once after the handshake (RFC 8470 §5.2) if its
+        body can be sent again (bytes or none); the retry's response is returned.
         Raises :class:`StreamResetError` when the server refuses or resets the request,
         :class:`ConnectionClosed` when the connection ends, FieldSectionTooLarge
         (an ``H3StreamError``) when the headers exceed the server's limit.
         """
+        response, early = await self._send_request(method, target, headers, body)
+        if (
+            early
+            and response.status == TOO_EARLY
+            and (body is None or isinstance(body, (bytes, bytearray, memoryview)))
+        ):
+            # RFC 8470 §5.2: a request sent in early data and answered 425 is retried
+            # once, not in early data: after the handshake
+            response.close()
+            await self.session.wait_connected()
+            response, early = await self._send_request(method, target, headers, body)
+        return response
+
+    async def _send_request(
+        self, method: str, target: str, headers: HeaderInput | None, body: Body
+    ) -> tuple[H3ClientResponse, bool]:
+        """Send one request; the response and whether the request went in 0-RTT."""
         link = self.link
         link.check_open()
         if link.goaway_id is not None:
@@ -360,6 +386,7 @@ class H3Client:
         ):
             fields.append((b"content-length", str(len(body)).encode()))
         _, writer = await self.session.create_stream()
+        early = session.connection.early_data_possible  # the request goes in 0-RTT
         exchange = link.register(writer.stream_id)
         try:
             empty = body is None or (isinstance(body, (bytes, bytearray, memoryview)) and not body)
@@ -374,7 +401,7 @@ class H3Client:
             link.reset(exchange, H3ErrorCode.H3_REQUEST_CANCELLED)
             raise
         head = await exchange.head
-        return H3ClientResponse(exchange, head, method.upper())
+        return H3ClientResponse(exchange, head, method.upper()), early
 
 
 async def _send_body(link: H3Link, exchange: Exchange, body: Body) -> None:
@@ -509,11 +536,14 @@ async def serve_h3(
     """Serve HTTP/3 on ``host:port`` (port 0: any free port) with ``handler``.
 
     ``configuration`` is the server's QUIC configuration (certificate and key); its ALPN
-    list gets ``h3``.
+    list gets ``h3``, and its tickets our SETTINGS (RFC 9114 §7.2.4.2, see
+    :func:`h3.remembered.remember_settings_in_tickets`).
     """
     configuration.is_client = False
     if ALPN not in configuration.alpn_protocols:
         configuration.alpn_protocols = [ALPN, *configuration.alpn_protocols]
+    # RFC 9114 §7.2.4.2: our SETTINGS go with the tickets; 0-RTT only if compatible
+    remember_settings_in_tickets(configuration, h3_configuration or H3Configuration())
     server = H3Server(handler, h3_configuration)
     server.quic_server = await serve(host, port, configuration, session_setup=server._setup)
     return server

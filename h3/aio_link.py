@@ -168,6 +168,7 @@ class Exchange:
         self.stop_code: int | None = None  # the peer's STOP_SENDING
         self.recv_done = False
         self.send_done = False
+        self.early_data = False  # server: the request came in 0-RTT (h3.early)
 
     def fail(self, exc: Exception) -> None:
         fail_future(self.head, exc)
@@ -298,6 +299,7 @@ class H3Link:
             if self.h3.is_client or self._on_request is None:
                 return
             exchange = self.exchanges[sid] = Exchange(sid, self.loop, self)
+            exchange.early_data = event.early_data
             exchange.head.set_result(event.headers)
             self._on_request(exchange)
         elif not exchange.head.done():

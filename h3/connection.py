@@ -44,6 +44,12 @@ Push (RFC 9114 §4.6): we never send MAX_PUSH_ID, so a push stream received by a
 is H3_ID_ERROR; a push stream opened by a client is H3_STREAM_CREATION_ERROR (§6.2.2).
 A server checks that the client's MAX_PUSH_ID never decreases (H3_ID_ERROR, §7.2.7).
 
+0-RTT: requests a server received in early data pass the policy of :mod:`h3.early`
+(``early_data_policy``: 425, held until the handshake, or passed marked) on their way
+out of :meth:`H3Connection.next_event`; SETTINGS remembered with the session ticket
+(RFC 9114 §7.2.4.2) are :mod:`h3.remembered`'s (the QPACK encoder's settings go
+through it).
+
 Errors: :class:`~h3.errors.H3ConnectionError` closes the QUIC connection with the
 HTTP/3 code; :class:`~h3.errors.H3StreamError` resets the stream and stops reading it.
 Both are raised anywhere and handled in :meth:`H3Connection.handle_event` only, which
@@ -60,6 +66,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from h3.datagrams import decode_h3_datagram, encode_h3_datagram, max_h3_datagram_payload
+from h3.early import EarlyDataPolicy, EarlyRequests
 from h3.errors import H3ConnectionError, H3ErrorCode, H3StreamError
 from h3.events import (
     ConnectionShutdownInitiated,
@@ -88,6 +95,7 @@ from h3.frames import (
 from h3.headers import validate_request_headers, validate_response_headers, validate_trailers
 from h3.qlog import H3Logger
 from h3.qpack import QpackDecoder, QpackEncoder
+from h3.remembered import SettingsMemory, local_settings
 from h3.settings import SettingId, decode_settings, encode_settings, grease_setting
 from h3.stream_state import Parking, StreamState, StreamTable
 from h3.streams import (
@@ -139,6 +147,13 @@ class H3Configuration:
     max_blocked_bytes: int = 16 * 1024 * 1024
     #: Identifiers in the peer's SETTINGS frame (§7.2.4 sets no bound; §10.5 allows one).
     max_peer_settings: int = 256
+    # -- requests received in 0-RTT (RFC 9114 §10.9, RFC 8470; helper "early2"): see
+    #    h3.early. "reject-unsafe": 425 for unsafe methods; "defer": held until the
+    #    handshake completes, within the two bounds below (RFC 9114 §10.5), 425 beyond;
+    #    "accept-all": the application decides (HeadersReceived.early_data).
+    early_data_policy: EarlyDataPolicy = "reject-unsafe"
+    max_early_requests_held: int = 16
+    max_early_bytes_held: int = 256 * 1024
 
 
 class H3Connection:
@@ -162,14 +177,22 @@ class H3Connection:
         self.encoder = QpackEncoder()
         if self._qlog is not None:  # QPACK events (h3.qlog_qpack)
             self._qlog.watch_qpack(self.encoder, self.decoder)
+        self._memory = SettingsMemory(quic, self.encoder)  # RFC 9114 §7.2.4.2 (h3.remembered)
         self.peer_settings: dict[int, int] | None = None
-        self.local_settings = self._local_settings()
+        self.local_settings = local_settings(self.config)
         self._initialized = False
         self._control_id: int | None = None
         self._encoder_id: int | None = None
         self._decoder_id: int | None = None
         self._peer_critical: dict[int, int] = {}  # stream type -> stream id
         self._streams = StreamTable()
+        self._early = EarlyRequests(  # the 0-RTT request policy (h3.early)
+            quic.is_client,
+            config.early_data_policy,
+            config.max_early_requests_held,
+            config.max_early_bytes_held,
+            self._streams.is_closed,
+        )
         self._parking = Parking(
             config.max_blocked_frames_per_stream,
             config.max_blocked_bytes_per_stream,
@@ -190,7 +213,7 @@ class H3Connection:
 
     def next_event(self) -> H3Event | None:
         """The next HTTP/3 event, or None: the only way events leave this object."""
-        return self._events.popleft() if self._events else None
+        return self._early.next_event(self._events, self)  # the 0-RTT policy (h3.early)
 
     def state_sizes(self) -> dict[str, int]:
         """Sizes of the tables and queues this connection holds (tests, monitoring)."""
@@ -203,6 +226,7 @@ class H3Connection:
             "blocked_bytes": self._parking.total_bytes,
             "qpack_blocked_streams": self.decoder.blocked_stream_count,
             "qpack_queued_sections": self.decoder.queued_sections,
+            **self._early.state_sizes(),
         }
 
     def blocked_stream_holdings(self) -> list[tuple[int, int, int]]:
@@ -234,24 +258,11 @@ class H3Connection:
         quic.send_stream_data(self._encoder_id, encode_uni_stream_header(StreamType.QPACK_ENCODER))
         self._decoder_id = quic.create_stream(bidirectional=False)
         quic.send_stream_data(self._decoder_id, encode_uni_stream_header(StreamType.QPACK_DECODER))
+        self._memory.start()  # client in 0-RTT: the remembered SETTINGS apply
+        self._flush_encoder()
         if self._qlog is not None:
             ids = (self._control_id, self._encoder_id, self._decoder_id)
             self._qlog.initialized(ids, self.local_settings, settings)
-
-    def _local_settings(self) -> dict[int, int]:
-        config = self.config
-        settings: dict[int, int] = {
-            SettingId.QPACK_MAX_TABLE_CAPACITY: config.qpack_max_table_capacity,
-            SettingId.QPACK_BLOCKED_STREAMS: config.qpack_blocked_streams,
-        }
-        if config.max_field_section_size is not None:
-            settings[SettingId.MAX_FIELD_SECTION_SIZE] = config.max_field_section_size
-        if config.enable_connect_protocol:
-            settings[SettingId.ENABLE_CONNECT_PROTOCOL] = 1
-        if config.enable_datagrams:
-            settings[SettingId.H3_DATAGRAM] = 1
-        settings.update(config.extra_settings)
-        return settings
 
     def get_next_available_stream_id(self) -> int:
         """Open a new request stream (client) and return its id."""
@@ -299,14 +310,19 @@ class H3Connection:
     def max_datagram_payload(self, stream_id: int) -> int:
         """Largest HTTP datagram payload for ``stream_id`` now (0: none); follows the
         path MTU (docs/datagrams.md)."""
-        if not self.peer_settings or not self.peer_settings.get(SettingId.H3_DATAGRAM):
+        if not self._peer_enabled_datagrams():
             return 0
         return max_h3_datagram_payload(self.quic.max_datagram_payload, stream_id)
+
+    def _peer_enabled_datagrams(self) -> bool:
+        """SETTINGS_H3_DATAGRAM from the peer (in 0-RTT: remembered, RFC 9114 §7.2.4.2)."""
+        peer = self.peer_settings if self.peer_settings is not None else self._memory.remembered
+        return bool(peer and peer.get(SettingId.H3_DATAGRAM))
 
     def send_datagram(self, stream_id: int, data: bytes | bytearray | memoryview) -> None:
         """Send an HTTP datagram for ``stream_id`` (RFC 9297 §2.1); ValueError if it is
         larger than :meth:`max_datagram_payload` (docs/datagrams.md)."""
-        if not self.peer_settings or not self.peer_settings.get(SettingId.H3_DATAGRAM):
+        if not self._peer_enabled_datagrams():
             raise ValueError("the peer did not enable HTTP datagrams")
         self.quic.send_datagram(encode_h3_datagram(stream_id, data))
 
@@ -385,6 +401,7 @@ class H3Connection:
             self.closed = True
 
     def _handle(self, event: qe.QuicEvent) -> None:
+        self._early.on_quic_event(event)
         if isinstance(event, qe.StreamDataReceived):
             self._on_stream_data(event.stream_id, event.data, event.end_stream)
         elif isinstance(event, qe.DatagramReceived):
@@ -439,6 +456,7 @@ class H3Connection:
         if stream is not None and stream.pending is not None:
             self._parking.drop(stream)
         self._head_requests.discard(stream_id)
+        self._early.forget(stream_id)
 
     # -- unidirectional streams (RFC 9114 §6.2) --------------------------------------------
 
@@ -566,11 +584,7 @@ class H3Connection:
         self.peer_settings = settings
         if self._qlog is not None:
             self._qlog.parameters_set(settings, False)
-        self.encoder.apply_settings(
-            settings.get(SettingId.QPACK_MAX_TABLE_CAPACITY, 0),
-            settings.get(SettingId.QPACK_BLOCKED_STREAMS, 0),
-            settings.get(SettingId.MAX_FIELD_SECTION_SIZE),
-        )
+        self._memory.on_peer_settings(settings)  # QPACK encoder, remembered SETTINGS
         self._flush_encoder()
         self._events.append(SettingsReceived(dict(settings)))
 

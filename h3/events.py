@@ -30,12 +30,15 @@ class HeadersReceived(H3Event):
     """A header section (request, response, interim response or trailers) arrived.
 
     The headers are validated (RFC 9114 §4.2, §4.3); ``stream_ended`` is true when the
-    peer's FIN came with it.
+    peer's FIN came with it. ``early_data`` (server, request head): the request came in
+    0-RTT, or an intermediary marked it ``Early-Data: 1`` — it may be a replay (RFC 8470;
+    :mod:`h3.early` applies ``H3Configuration.early_data_policy`` first).
     """
 
     stream_id: int
     headers: Headers
     stream_ended: bool
+    early_data: bool = False
 
 
 @dataclass(frozen=True, slots=True)

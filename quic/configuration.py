@@ -253,6 +253,14 @@ class QuicConfiguration:
     # PMTU_RAISE_TIMER (RFC 8899 §5.1.1): seconds after a search ended below MAX_PLPMTU
     # (or a black hole) before searching for a larger size again.
     pmtud_raise_interval: float = 600.0
+    # -- application data in session tickets (helper "early2", session 16) --------------
+    # Server: sealed into every ticket it issues (the application protocol's state to
+    # check on resumption, e.g. HTTP/3's SETTINGS, RFC 9114 §7.2.4.2; at most 65535
+    # bytes); early_data_application_check is given it back when a client resumes with
+    # that ticket and says whether 0-RTT may be accepted (None: yes). h3.remembered.
+    # remember_settings_in_tickets sets both for an HTTP/3 server.
+    ticket_application_data: bytes = b""
+    early_data_application_check: Callable[[bytes], bool] | None = None
 
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None
@@ -303,6 +311,8 @@ class QuicConfiguration:
             ticket_lifetime=self.ticket_lifetime,
             accept_early_data=self.enable_early_data,
             anti_replay=self.anti_replay,
+            ticket_application_data=self.ticket_application_data,
+            early_data_application_check=self.early_data_application_check,
         )
 
     def _ticket_handler(self) -> Callable[[SessionTicket], None] | None:

@@ -32,11 +32,24 @@ Client:
   acknowledgment of a 0-RTT packet does not confirm the handshake (RFC 9001 §4.1.2:
   only one of a 1-RTT packet does): ``one_rtt_from`` tells them apart.
 
+Application data with the ticket (client): the application protocol may remember
+something with each ticket (``SessionTicket.application_data``; HTTP/3: the server's
+SETTINGS, RFC 9114 §7.2.4.2). It says so with :meth:`EarlyData.hold_tickets`; tickets
+then wait (at most :data:`MAX_HELD_TICKETS`, the oldest dropped) until
+:meth:`EarlyData.set_application_data` gives the data, which every ticket of the
+connection carries from then on to the store and ``session_ticket_handler``. Tickets
+still held when the connection ends are dropped (RFC 9114 §7.2.4.2 lets a client not
+store settings "if the session ticket is received before the SETTINGS frame"; it
+then resumes without them). On resumption the application reads it back from
+``EarlyData.ticket``.
+
 Server:
 
 * TLS accepts 0-RTT only if :func:`accepts_remembered` agrees: none of the limits in
   RFC 9000 §7.4.1 (and max_datagram_frame_size, RFC 9221 §3) is now smaller than the
-  value remembered in the ticket. The ZERO_RTT read keys then open 0-RTT packets; those
+  value remembered in the ticket, and ``early_data_application_check`` (the
+  application's rule over the ``ticket_application_data`` it had sealed into the
+  ticket, RFC 9114 §7.2.4.2) agrees. The ZERO_RTT read keys then open 0-RTT packets; those
   that arrive before the ClientHello is processed are buffered with the other
   undecryptable packets (``max_buffered_undecryptable_packets``, RFC 9001 §4.7, §5.7).
   The keys are dropped once the handshake is confirmed (RFC 9001 §4.9.3).
@@ -44,6 +57,7 @@ Server:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -56,6 +70,7 @@ if TYPE_CHECKING:
     from quic.tls.tickets import SessionTicket
 
 __all__ = [
+    "MAX_HELD_TICKETS",
     "REMEMBERED_LIMITS",
     "EarlyData",
     "accepts_remembered",
@@ -75,6 +90,13 @@ REMEMBERED_LIMITS = (
     "initial_max_streams_uni",
     "max_datagram_frame_size",
 )
+
+
+#: Client: tickets held until the application data to store with them is known (a
+#: server sends one or two per connection; RFC 9846 §4.6.1 allows several).
+MAX_HELD_TICKETS = 4
+
+TicketHandler = Callable[["SessionTicket"], None]
 
 
 def pick_ticket(configuration: QuicConfiguration) -> SessionTicket | None:
@@ -119,7 +141,16 @@ def accepts_remembered(local: TransportParameters, raw: bytes) -> bool:
 class EarlyData:
     """0-RTT state of one connection (see the module docstring)."""
 
-    __slots__ = ("accepted", "attempted", "one_rtt_from", "remembered", "ticket")
+    __slots__ = (
+        "_app_data",
+        "_handler",
+        "_held",
+        "accepted",
+        "attempted",
+        "one_rtt_from",
+        "remembered",
+        "ticket",
+    )
 
     def __init__(self, ticket: SessionTicket | None) -> None:
         self.ticket = ticket  # client: the ticket offered
@@ -131,6 +162,43 @@ class EarlyData:
         # §4.1.2 speaks of 1-RTT packets; an ACK of 0-RTT data comes before the
         # server has our Finished)
         self.one_rtt_from = 0
+        # client: where new tickets go, and the application data they carry
+        self._handler: TicketHandler | None = None
+        self._app_data: bytes | None = b""  # None: held until set_application_data
+        self._held: list[SessionTicket] = []
+
+    # -- application data with new tickets (client) -------------------------------------
+
+    def ticket_handler(self, handler: TicketHandler | None) -> TicketHandler | None:
+        """Client: the TLS handler for new tickets: through this component to
+        ``handler`` (the store and the application's), stamped with the data."""
+        self._handler = handler
+        return None if handler is None else self._on_ticket
+
+    def hold_tickets(self) -> None:
+        """Client: new tickets wait for :meth:`set_application_data`."""
+        if self._app_data == b"":
+            self._app_data = None
+
+    def set_application_data(self, data: bytes) -> None:
+        """Client: store ``data`` with the tickets of this connection (held ones too)."""
+        self._app_data = data
+        held, self._held = self._held, []
+        for ticket in held:
+            self._on_ticket(ticket)
+
+    @property
+    def held_tickets(self) -> int:
+        return len(self._held)
+
+    def _on_ticket(self, ticket: SessionTicket) -> None:
+        data = self._app_data
+        if data is None:
+            self._held.append(ticket)
+            del self._held[:-MAX_HELD_TICKETS]
+            return
+        if self._handler is not None:
+            self._handler(replace(ticket, application_data=data) if data else ticket)
 
     def start(self, offered: bool) -> TransportParameters | None:
         """Client: TLS has sent its ClientHello; if it offered early data, the

@@ -142,6 +142,10 @@ class HandshakeDriver:
         tls_config = self.configuration.tls_config()
         if self.is_client:
             tls_config.session_ticket = self.early.ticket
+            # new tickets carry the application's data (quic.conn_early)
+            tls_config.session_ticket_handler = self.early.ticket_handler(
+                tls_config.session_ticket_handler
+            )
         else:
             tls_config.early_data_check = functools.partial(accepts_remembered, self.local_params)
         return tls_config

@@ -139,6 +139,9 @@ class StreamController:
         self.peer_reset_stream_at = False
         # we advertised reset_stream_at: the peer may send RESET_STREAM_AT
         self.local_reset_stream_at = reset_stream_at
+        # server, until the handshake completes: stream data can only have come in
+        # 0-RTT packets (RFC 9001 §5.7); reported in StreamDataReceived.early_data
+        self.early_data = not is_client
 
     @property
     def rtt(self) -> float:
@@ -276,7 +279,7 @@ class StreamController:
         if end:
             self._eof_reported.add(stream_id)
         if data or end:
-            self._events.append(StreamDataReceived(stream_id, data, end))
+            self._events.append(StreamDataReceived(stream_id, data, end, self.early_data))
         if reset:
             if recv.state is RecvState.RESET_RECVD:
                 self._report_reset(stream_id, recv, now)

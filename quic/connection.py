@@ -769,6 +769,7 @@ class QuicConnection:
         if progress.completed:
             self.state = ConnectionState.CONNECTED
             self.paths.handshake_done()
+            self.streams.early_data = False  # 1-RTT from here on (RFC 9001 §5.7)
             self.reader.release_buffered()
             if self._qlog is not None:
                 self._qlog.alpn_information(now, self.alpn_protocol)

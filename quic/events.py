@@ -64,11 +64,17 @@ class ConnectionTerminated(QuicEvent):
 
 @dataclass(frozen=True, slots=True)
 class StreamDataReceived(QuicEvent):
-    """In-order bytes arrived on a stream; ``end_stream`` when the FIN was reached."""
+    """In-order bytes arrived on a stream; ``end_stream`` when the FIN was reached.
+
+    ``early_data`` (server only): the bytes were delivered before the handshake
+    completed, so they came in 0-RTT packets — a server opens no 1-RTT packet before
+    then (RFC 9001 §5.7) — and may be a replay (RFC 9001 §9.2, RFC 8470). Data that
+    needed a later 1-RTT packet to become contiguous is not early."""
 
     stream_id: int
     data: bytes
     end_stream: bool
+    early_data: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,9 @@ Resumption (RFC 9846 §4.3.11, §4.7.1; RFC 9001 §4.5, §4.6): a client offers
 ``session_ticket`` (and 0-RTT if ``early_data`` and the ticket allow it); a server with
 ``ticket_keys`` issues one ticket after each handshake and accepts valid ones,
 accepting 0-RTT only if ``accept_early_data``, ``anti_replay`` admits the ClientHello
-and ``early_data_check`` (QUIC's transport-parameter rules) agrees.
+and ``early_data_check`` (QUIC's transport-parameter rules) and
+``early_data_application_check`` (the application's, given the ``ticket_application_data``
+sealed into the ticket) agree.
 """
 
 from __future__ import annotations
@@ -87,6 +89,12 @@ class TlsConfig:
     # server: given the transport parameters remembered in a ticket, may 0-RTT be
     # accepted (RFC 9000 §7.4.1)? None: yes
     early_data_check: Callable[[bytes], bool] | None = None
+    # server: sealed into each ticket issued (the application protocol's state, e.g.
+    # HTTP/3 SETTINGS, RFC 9114 §7.2.4.2; at most 65535 bytes)
+    ticket_application_data: bytes = b""
+    # server: given the application data of a ticket, may 0-RTT be accepted (RFC 9114
+    # §7.2.4.2: not if the remembered settings are incompatible)? None: yes
+    early_data_application_check: Callable[[bytes], bool] | None = None
 
     def load_cert_chain(
         self, certfile: str, keyfile: str | None = None, password: bytes | None = None
@@ -120,5 +128,7 @@ class TlsConfig:
                 raise ValueError("certificate verification needs an injected clock")
         elif not self.certificate_chain or self.private_key is None:
             raise ValueError("a server needs a certificate chain and a private key")
+        if len(self.ticket_application_data) > 0xFFFF:
+            raise ValueError("ticket_application_data is at most 65535 bytes")
         if not 0 <= self.ticket_lifetime <= 604800:
             raise ValueError("ticket_lifetime must be 0..604800 seconds (RFC 9846 §4.7.1)")

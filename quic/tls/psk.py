@@ -174,6 +174,9 @@ def early_data_refusal(
     check = config.early_data_check
     if check is not None and not check(state.transport_parameters):
         return "transport parameters"  # RFC 9000 §7.4.1
+    app_check = config.early_data_application_check
+    if app_check is not None and not app_check(state.application_data):
+        return "application data"  # e.g. RFC 9114 §7.2.4.2: incompatible SETTINGS
     anti_replay = config.anti_replay
     if anti_replay is None:
         return "no anti-replay"
@@ -215,6 +218,7 @@ def issue_ticket(
         alpn_protocol=(alpn or "").encode(),
         server_name=(server_name or "").encode(),
         transport_parameters=transport_parameters,
+        application_data=config.ticket_application_data,
     )
     if config.anti_replay is not None:
         config.anti_replay.start(issued_ms / 1000)  # the time the ticket carries

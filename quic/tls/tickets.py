@@ -10,8 +10,10 @@ Client side: :class:`SessionTicket` is everything the client needs to resume —
 ticket (the PSK identity), the PSK itself (derived from the resumption secret and the
 ticket nonce, §4.7.1), the cipher suite, ALPN and server name of the connection that
 issued it, its lifetime, ``ticket_age_add`` and the time it was received (for the
-obfuscated ticket age, §4.3.11.1), whether 0-RTT is allowed, and the server's QUIC
-transport parameters (remembered for 0-RTT, RFC 9000 §7.4.1). Tickets are kept by a
+obfuscated ticket age, §4.3.11.1), whether 0-RTT is allowed, the server's QUIC
+transport parameters (remembered for 0-RTT, RFC 9000 §7.4.1) and what the application
+protocol remembers with it (``application_data``: HTTP/3 keeps the server's SETTINGS,
+RFC 9114 §7.2.4.2). Tickets are kept by a
 :class:`SessionTicketStore` (the application's choice of storage; the QUIC layer adds
 each ticket it receives and takes one when it connects). :class:`InMemorySessionTicketStore`
 is the default one: tickets per server name, bounded in number, each taken at most once
@@ -20,12 +22,12 @@ is the default one: tickets per server name, bounded in number, each taken at mo
 Server side: tickets are self-contained (§4.7.1 allows "a self-encrypted and
 self-authenticated value"): :class:`TicketState` (PSK, suite, ALPN, SNI, issue time,
 lifetime, ``ticket_age_add``, whether 0-RTT is allowed, the server's transport
-parameters, a random ticket ID for anti-replay) is encoded and sealed with AES-256-GCM
-by :class:`SessionTicketKeys`. The key ID travels in clear in front of the nonce and
-ciphertext and is authenticated as associated data; keys rotate (:meth:`SessionTicketKeys.
-rotate`), the newest seals, the ``max_keys`` newest open. A ticket that does not open
-(unknown key, tampered, malformed) is an unknown PSK: ignored, full handshake (§4.3.11:
-"Any unknown PSKs ... SHOULD simply be ignored").
+parameters, the application's data, a random ticket ID for anti-replay) is encoded and
+sealed with AES-256-GCM by :class:`SessionTicketKeys`. The key ID travels in clear in
+front of the nonce and ciphertext and is authenticated as associated data; keys rotate
+(:meth:`SessionTicketKeys.rotate`), the newest seals, the ``max_keys`` newest open. A
+ticket that does not open (unknown key, tampered, malformed) is an unknown PSK: ignored,
+full handshake (§4.3.11: "Any unknown PSKs ... SHOULD simply be ignored").
 
 No clock is read here: times are given by the caller (the injected wall clock).
 """
@@ -62,7 +64,7 @@ MAX_TICKET_LIFETIME = 604800
 #: RFC 9001 §4.6.1: the only max_early_data_size a QUIC server sends (0-RTT allowed).
 QUIC_MAX_EARLY_DATA = 0xFFFFFFFF
 
-_TICKET_FORMAT = 1
+_TICKET_FORMAT = 2  # 2: with application_data
 _KEY_ID_LENGTH = 8
 _NONCE_LENGTH = 12
 
@@ -89,6 +91,9 @@ class SessionTicket:
     received_at: datetime  # the client's wall clock when the ticket arrived
     max_early_data_size: int | None  # QUIC_MAX_EARLY_DATA: 0-RTT allowed (RFC 9001 §4.6.1)
     transport_parameters: bytes  # the server's, as sent in the issuing connection
+    # what the application protocol remembers with the ticket, e.g. HTTP/3 the server's
+    # SETTINGS (RFC 9114 §7.2.4.2); set by the application (quic.conn_early)
+    application_data: bytes = b""
 
     @property
     def hash_name(self) -> str:
@@ -186,6 +191,9 @@ class TicketState:
     alpn_protocol: bytes  # b"": none
     server_name: bytes  # b"": no SNI
     transport_parameters: bytes  # the server's, for the RFC 9000 §7.4.1 checks
+    # the application protocol's, sealed with it (RFC 9114 §7.2.4.2: "store an
+    # integrity-protected copy of the values in the ticket"); b"": none
+    application_data: bytes = b""
 
     def encode(self) -> bytes:
         buf = Buffer()
@@ -200,6 +208,7 @@ class TicketState:
         buf.push_vector(1, self.alpn_protocol)
         buf.push_vector(2, self.server_name)
         buf.push_vector(2, self.transport_parameters)
+        buf.push_vector(2, self.application_data)
         return buf.data()
 
     @classmethod
@@ -220,6 +229,7 @@ class TicketState:
                 alpn_protocol=buf.pull_vector(1),
                 server_name=buf.pull_vector(2),
                 transport_parameters=buf.pull_vector(2),
+                application_data=buf.pull_vector(2),
             )
         except BufferReadError:
             return None

@@ -147,4 +147,8 @@ IDLE = {
     "blocked_bytes": 0,
     "qpack_blocked_streams": 0,
     "qpack_queued_sections": 0,
+    "early_streams": 0,
+    "early_held_requests": 0,
+    "early_held_bytes": 0,
+    "early_ready": 0,
 }

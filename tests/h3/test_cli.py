@@ -193,6 +193,7 @@ class FakeExchange:
         self.body = asyncio.StreamReader()
         self.body.feed_eof()
         self.trailers = None
+        self.early_data = False
 
 
 async def call(handler: StaticFileHandler, method: str, path: str) -> tuple[int, Headers, bytes]:
