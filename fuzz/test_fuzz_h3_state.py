@@ -76,7 +76,7 @@ class HostileClient(RuleBasedStateMachine):
         self.connections += 1
         p = self.p = lean_pair(H3Configuration(enable_datagrams=True), _LIMITS)
         self.quic = p.pair.client
-        decoder_stream = p.server._decoder_id
+        decoder_stream = p.server.control.decoder_id
         # the hand-made blocked sections are unknown to the client's QPACK encoder: it
         # must not see the server's acknowledgments of them
         p.client_quic_filter = lambda e: getattr(e, "stream_id", None) != decoder_stream
@@ -170,8 +170,8 @@ class HostileClient(RuleBasedStateMachine):
     @rule()
     def insert(self) -> None:
         """The dynamic table entry the blocked sections wait for (RFC 9204 §4.3.3)."""
-        assert self.p.client._encoder_id is not None
-        self._send(self.p.client._encoder_id, b"\x43x-a\x01b")
+        assert self.p.client.control.encoder_id is not None
+        self._send(self.p.client.control.encoder_id, b"\x43x-a\x01b")
         self.inserted += 1
         self.blocked.clear()
 
@@ -208,7 +208,7 @@ class HostileClient(RuleBasedStateMachine):
         value=st.integers(0, 1 << 20),
     )
     def control_games(self, frame: str, value: int) -> None:
-        control = self.p.client._control_id
+        control = self.p.client.control.control_id
         assert control is not None
         if frame == "goaway":
             data = encode_goaway_frame(value)

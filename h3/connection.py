@@ -12,7 +12,9 @@ Streams (RFC 9114 §6):
 * each side opens one control stream (first frame SETTINGS, §6.2.1), one QPACK encoder
   and one QPACK decoder stream (RFC 9204 §4.2) as soon as :meth:`initialize` runs;
   closing any of them is H3_CLOSED_CRITICAL_STREAM, a second one of a kind
-  H3_STREAM_CREATION_ERROR; reserved and unknown stream types are ignored with
+  H3_STREAM_CREATION_ERROR. These connection-wide streams, ours and the peer's, and the
+  rules of the control stream's frames belong to :class:`~h3.control.ControlStreams`
+  (``self.control``). Reserved and unknown stream types are ignored with
   STOP_SENDING (§6.2.3, §9); push streams are refused (see Push below);
 * request streams (client-initiated bidirectional) carry HEADERS, DATA*, optional
   trailing HEADERS (§4.1); anything else, or frames out of that order, is
@@ -65,6 +67,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from h3.control import CRITICAL_STREAM_TYPES, ControlStreams
 from h3.datagrams import decode_h3_datagram, encode_h3_datagram, max_h3_datagram_payload
 from h3.early import EarlyDataPolicy, EarlyRequests
 from h3.errors import H3ConnectionError, H3ErrorCode, H3StreamError
@@ -72,31 +75,23 @@ from h3.events import (
     ConnectionShutdownInitiated,
     DatagramReceived,
     DataReceived,
-    GoAwayReceived,
     H3Event,
     Headers,
     HeadersReceived,
     RequestStreamReset,
-    SettingsReceived,
     StopSendingReceived,
     WebTransportStreamDataReceived,
 )
 from h3.frames import (
     FrameReader,
     FrameType,
-    decode_goaway,
-    decode_max_push_id,
     encode_data_frame_header,
-    encode_frame,
-    encode_goaway_frame,
     encode_headers_frame,
-    grease_frame,
 )
 from h3.headers import validate_request_headers, validate_response_headers, validate_trailers
 from h3.qlog import H3Logger
 from h3.qpack import QpackDecoder, QpackEncoder
-from h3.remembered import SettingsMemory, local_settings
-from h3.settings import SettingId, decode_settings, encode_settings, grease_setting
+from h3.settings import SettingId
 from h3.stream_state import Parking, StreamState, StreamTable
 from h3.streams import (
     StreamType,
@@ -111,7 +106,6 @@ __all__ = ["H3Configuration", "H3Connection"]
 
 logger = logging.getLogger("h3")
 
-_CRITICAL = (StreamType.CONTROL, StreamType.QPACK_ENCODER, StreamType.QPACK_DECODER)
 # RFC 9114 §7.2.3, §7.2.4, §7.2.6, §7.2.7: control-stream frames on a request stream
 _CONTROL_ONLY = frozenset(
     {FrameType.SETTINGS, FrameType.GOAWAY, FrameType.MAX_PUSH_ID, FrameType.CANCEL_PUSH}
@@ -177,14 +171,10 @@ class H3Connection:
         self.encoder = QpackEncoder()
         if self._qlog is not None:  # QPACK events (h3.qlog_qpack)
             self._qlog.watch_qpack(self.encoder, self.decoder)
-        self._memory = SettingsMemory(quic, self.encoder)  # RFC 9114 §7.2.4.2 (h3.remembered)
-        self.peer_settings: dict[int, int] | None = None
-        self.local_settings = local_settings(self.config)
-        self._initialized = False
-        self._control_id: int | None = None
-        self._encoder_id: int | None = None
-        self._decoder_id: int | None = None
-        self._peer_critical: dict[int, int] = {}  # stream type -> stream id
+        # the control and QPACK streams, ours and the peer's (h3.control)
+        self.control = ControlStreams(
+            quic, config, self.encoder, self.decoder, self._events, self._qlog
+        )
         self._streams = StreamTable()
         self._early = EarlyRequests(  # the 0-RTT request policy (h3.early)
             quic.is_client,
@@ -198,9 +188,6 @@ class H3Connection:
             config.max_blocked_bytes_per_stream,
             config.max_blocked_bytes,
         )
-        self._sent_goaway: int | None = None
-        self._received_goaway: int | None = None
-        self._peer_max_push_id: int | None = None  # server: the client's MAX_PUSH_ID
         self._max_request_seen = -1
         self._head_requests: set[int] = set()  # client: streams whose request is HEAD
         self.closed = False
@@ -210,6 +197,16 @@ class H3Connection:
     # ==================================================================================
     # API
     # ==================================================================================
+
+    @property
+    def peer_settings(self) -> dict[int, int] | None:
+        """The peer's SETTINGS (None until they arrive)."""
+        return self.control.peer_settings
+
+    @property
+    def local_settings(self) -> dict[int, int]:
+        """The SETTINGS we send (without GREASE)."""
+        return self.control.local_settings
 
     def next_event(self) -> H3Event | None:
         """The next HTTP/3 event, or None: the only way events leave this object."""
@@ -239,34 +236,11 @@ class H3Connection:
 
     def initialize(self) -> None:
         """Open our control and QPACK streams and send SETTINGS (RFC 9114 §6.2.1)."""
-        if self._initialized:
-            return
-        self._initialized = True
-        quic = self.quic
-        self._control_id = quic.create_stream(bidirectional=False)
-        settings = dict(self.local_settings)
-        if self.config.grease:
-            gid, gvalue = grease_setting()
-            settings[gid] = gvalue
-        payload = encode_uni_stream_header(StreamType.CONTROL) + encode_frame(
-            FrameType.SETTINGS, encode_settings(settings)
-        )
-        if self.config.grease:
-            payload += grease_frame()
-        quic.send_stream_data(self._control_id, payload)
-        self._encoder_id = quic.create_stream(bidirectional=False)
-        quic.send_stream_data(self._encoder_id, encode_uni_stream_header(StreamType.QPACK_ENCODER))
-        self._decoder_id = quic.create_stream(bidirectional=False)
-        quic.send_stream_data(self._decoder_id, encode_uni_stream_header(StreamType.QPACK_DECODER))
-        self._memory.start()  # client in 0-RTT: the remembered SETTINGS apply
-        self._flush_encoder()
-        if self._qlog is not None:
-            ids = (self._control_id, self._encoder_id, self._decoder_id)
-            self._qlog.initialized(ids, self.local_settings, settings)
+        self.control.open()
 
     def get_next_available_stream_id(self) -> int:
         """Open a new request stream (client) and return its id."""
-        if self._received_goaway is not None and self.is_client:
+        if self.control.received_goaway is not None and self.is_client:
             raise RuntimeError("the server sent GOAWAY: no new requests")
         return self.quic.create_stream(bidirectional=True)
 
@@ -282,7 +256,7 @@ class H3Connection:
         block = self.encoder.encode(stream_id, headers)
         if self._qlog is not None:
             self._qlog.frame_created(stream_id, _HEADERS, len(block), headers=headers)
-        self._flush_encoder()
+        self.control.flush_encoder()
         self.quic.send_stream_data(stream_id, encode_headers_frame(block), end_stream)
 
     def send_data(
@@ -316,7 +290,12 @@ class H3Connection:
 
     def _peer_enabled_datagrams(self) -> bool:
         """SETTINGS_H3_DATAGRAM from the peer (in 0-RTT: remembered, RFC 9114 §7.2.4.2)."""
-        peer = self.peer_settings if self.peer_settings is not None else self._memory.remembered
+        control = self.control
+        peer = (
+            control.peer_settings
+            if control.peer_settings is not None
+            else control.memory.remembered
+        )
         return bool(peer and peer.get(SettingId.H3_DATAGRAM))
 
     def send_datagram(self, stream_id: int, data: bytes | bytearray | memoryview) -> None:
@@ -335,7 +314,7 @@ class H3Connection:
         self.quic.stop_stream(stream_id, error_code)
         if not self._streams.is_closed(stream_id):
             self.decoder.cancel_stream(stream_id)  # RFC 9204 §2.2.2.2
-            self._flush_decoder()
+            self.control.flush_decoder()
             self._close_stream(stream_id)
 
     def create_webtransport_stream(self, session_id: int, bidirectional: bool) -> int:
@@ -359,13 +338,7 @@ class H3Connection:
             last = 0
         else:
             last = self._max_request_seen + 4 if self._max_request_seen >= 0 else 0
-        if self._sent_goaway is not None and last >= self._sent_goaway:
-            last = self._sent_goaway
-        self._sent_goaway = last
-        if self._control_id is not None:
-            self.quic.send_stream_data(self._control_id, encode_goaway_frame(last))
-            if self._qlog is not None:
-                self._qlog.frame_created(self._control_id, FrameType.GOAWAY, None, ident=last)
+        last = self.control.send_goaway(last)
         self._events.append(ConnectionShutdownInitiated(last))
 
     def close(self, error_code: int = H3ErrorCode.H3_NO_ERROR, reason: str = "") -> None:
@@ -409,7 +382,7 @@ class H3Connection:
         elif isinstance(event, qe.StreamReset):
             self._on_reset(event.stream_id, event.error_code)
         elif isinstance(event, qe.StopSendingReceived):
-            if event.stream_id in (self._control_id, self._encoder_id, self._decoder_id):
+            if self.control.is_ours(event.stream_id):
                 raise H3ConnectionError(
                     H3ErrorCode.H3_CLOSED_CRITICAL_STREAM, "STOP_SENDING on a critical stream"
                 )
@@ -437,7 +410,7 @@ class H3Connection:
             own = len(data) - self._payload_taken
             if own > 0:
                 self.quic.consume_stream_data(sid, own)
-        self._flush_decoder()
+        self.control.flush_decoder()
 
     def _stream_error(self, stream_id: int, exc: H3StreamError) -> None:
         """RFC 9114 §8: a stream error resets the stream and stops reading it."""
@@ -481,7 +454,7 @@ class H3Connection:
                 return
         kind = stream.uni_type
         if kind == StreamType.CONTROL:
-            self._on_control_data(stream, data, fin)
+            self.control.on_control_data(stream, data, fin)
         elif kind == StreamType.QPACK_ENCODER:
             if data:
                 self._on_unblocked(self.decoder.feed_encoder_stream(data))
@@ -514,16 +487,8 @@ class H3Connection:
         sid = stream.stream_id
         if self._qlog is not None:
             self._qlog.stream_type_set(sid, False, kind)
-        if kind in _CRITICAL:
-            if kind in self._peer_critical:
-                raise H3ConnectionError(
-                    H3ErrorCode.H3_STREAM_CREATION_ERROR,
-                    f"second {StreamType(kind).name} stream",
-                )  # RFC 9114 §6.2.1, RFC 9204 §4.2
-            self._peer_critical[kind] = sid
-            stream.uni_type = kind
-            if kind == StreamType.CONTROL:
-                stream.frames = FrameReader(self.config.max_frame_size)
+        if kind in CRITICAL_STREAM_TYPES:
+            self.control.accept(stream, kind)
             return True
         if kind == StreamType.PUSH:
             if not self.is_client:
@@ -540,76 +505,6 @@ class H3Connection:
         # unknown or reserved type: abort reading (RFC 9114 §6.2, §6.2.3)
         self.quic.stop_stream(sid, H3ErrorCode.H3_STREAM_CREATION_ERROR)
         return False
-
-    def _on_control_data(self, stream: StreamState, data: bytes, fin: bool) -> None:
-        assert stream.frames is not None
-        for ftype, payload in stream.frames.feed(data, fin):
-            if self._qlog is not None:
-                self._qlog.frame_parsed(stream.stream_id, ftype, len(payload))
-            self._on_control_frame(ftype, payload)
-        if fin:
-            raise H3ConnectionError(
-                H3ErrorCode.H3_CLOSED_CRITICAL_STREAM, "control stream closed"
-            )  # RFC 9114 §6.2.1
-
-    def _on_control_frame(self, ftype: int, payload: bytes) -> None:
-        if self.peer_settings is None:
-            if ftype != FrameType.SETTINGS:
-                raise H3ConnectionError(
-                    H3ErrorCode.H3_MISSING_SETTINGS, "first control frame is not SETTINGS"
-                )  # RFC 9114 §6.2.1
-            self._on_settings(decode_settings(payload))
-            return
-        if ftype == FrameType.SETTINGS:
-            raise H3ConnectionError(H3ErrorCode.H3_FRAME_UNEXPECTED, "second SETTINGS frame")
-        if ftype in (FrameType.DATA, FrameType.HEADERS, FrameType.PUSH_PROMISE):
-            raise H3ConnectionError(
-                H3ErrorCode.H3_FRAME_UNEXPECTED, f"{FrameType(ftype).name} on control stream"
-            )  # RFC 9114 §7.2.1, §7.2.2, §7.2.5
-        if ftype == FrameType.GOAWAY:
-            self._on_goaway(decode_goaway(payload))
-        elif ftype == FrameType.MAX_PUSH_ID:
-            self._on_max_push_id(decode_max_push_id(payload))
-        elif ftype == FrameType.CANCEL_PUSH:
-            raise H3ConnectionError(
-                H3ErrorCode.H3_ID_ERROR, "CANCEL_PUSH for a push never promised"
-            )  # RFC 9114 §7.2.3
-        # unknown and reserved frame types are ignored (§7.2.8, §9)
-
-    def _on_settings(self, settings: dict[int, int]) -> None:
-        if len(settings) > self.config.max_peer_settings:
-            raise H3ConnectionError(
-                H3ErrorCode.H3_EXCESSIVE_LOAD, f"{len(settings)} SETTINGS identifiers"
-            )  # RFC 9114 §10.5
-        self.peer_settings = settings
-        if self._qlog is not None:
-            self._qlog.parameters_set(settings, False)
-        self._memory.on_peer_settings(settings)  # QPACK encoder, remembered SETTINGS
-        self._flush_encoder()
-        self._events.append(SettingsReceived(dict(settings)))
-
-    def _on_goaway(self, ident: int) -> None:
-        if self.is_client and (ident & 3) != 0:
-            raise H3ConnectionError(
-                H3ErrorCode.H3_ID_ERROR, "GOAWAY with a non-request stream ID"
-            )  # RFC 9114 §5.2
-        previous = self._received_goaway
-        if previous is not None and ident > previous:
-            raise H3ConnectionError(H3ErrorCode.H3_ID_ERROR, "GOAWAY identifier increased")
-        self._received_goaway = ident
-        self._events.append(GoAwayReceived(ident))
-
-    def _on_max_push_id(self, push_id: int) -> None:
-        if self.is_client:
-            raise H3ConnectionError(
-                H3ErrorCode.H3_FRAME_UNEXPECTED, "MAX_PUSH_ID sent by a server"
-            )  # RFC 9114 §7.2.7
-        previous = self._peer_max_push_id
-        if previous is not None and push_id < previous:
-            raise H3ConnectionError(
-                H3ErrorCode.H3_ID_ERROR, f"MAX_PUSH_ID reduced from {previous} to {push_id}"
-            )  # RFC 9114 §7.2.7
-        self._peer_max_push_id = push_id  # we never push; the value is only checked
 
     # -- bidirectional streams (RFC 9114 §4.1) ----------------------------------------------
 
@@ -640,7 +535,8 @@ class H3Connection:
             self._close_stream(sid)
 
     def _on_new_request_stream(self, sid: int) -> None:
-        if self._sent_goaway is not None and sid >= self._sent_goaway:
+        sent_goaway = self.control.sent_goaway
+        if sent_goaway is not None and sid >= sent_goaway:
             # RFC 9114 §5.2: requests above the GOAWAY identifier are refused
             self.quic.stop_stream(sid, H3ErrorCode.H3_REQUEST_REJECTED)
             self.quic.reset_stream(sid, H3ErrorCode.H3_REQUEST_REJECTED)
@@ -830,13 +726,13 @@ class H3Connection:
 
     def _on_reset(self, sid: int, error_code: int) -> None:
         stream = self._streams.get(sid)
-        if stream is not None and stream.uni_type in _CRITICAL:
+        if stream is not None and stream.uni_type in CRITICAL_STREAM_TYPES:
             raise H3ConnectionError(
                 H3ErrorCode.H3_CLOSED_CRITICAL_STREAM, "critical stream reset"
             )  # RFC 9114 §6.2.1
         if not self._streams.is_closed(sid):
             self.decoder.cancel_stream(sid)  # RFC 9204 §2.2.2.2
-            self._flush_decoder()
+            self.control.flush_decoder()
             self._close_stream(sid)
         self._events.append(RequestStreamReset(sid, error_code))
 
@@ -849,15 +745,3 @@ class H3Connection:
         if self._streams.is_closed(stream_id):
             return  # RFC 9297 §2.1: the receive side is closed, silently dropped
         self._events.append(DatagramReceived(stream_id, payload))
-
-    # -- QPACK streams --------------------------------------------------------------------
-
-    def _flush_encoder(self) -> None:
-        data = self.encoder.pending_encoder_stream_data()
-        if data and self._encoder_id is not None:
-            self.quic.send_stream_data(self._encoder_id, data)
-
-    def _flush_decoder(self) -> None:
-        data = self.decoder.pending_decoder_stream_data()
-        if data and self._decoder_id is not None:
-            self.quic.send_stream_data(self._decoder_id, data)

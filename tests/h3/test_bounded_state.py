@@ -47,7 +47,7 @@ H3_ONLY = os.path.join(os.path.dirname(h3.__file__), "*")  # allocations by h3/ 
 def open_blocked_request(p: H3LeanPair) -> int:
     """A request whose field section blocks on the server. It is hand-made, so the
     client's QPACK encoder must not see the server's acknowledgment of it."""
-    decoder_stream = p.server._decoder_id
+    decoder_stream = p.server.control.decoder_id
     p.client_quic_filter = lambda e: getattr(e, "stream_id", None) != decoder_stream
     sid = p.pair.client.create_stream(True)
     p.pair.client.send_stream_data(sid, encode_headers_frame(BLOCKED_SECTION))
@@ -55,8 +55,8 @@ def open_blocked_request(p: H3LeanPair) -> int:
 
 
 def unblock(p: H3LeanPair) -> None:
-    assert p.client._encoder_id is not None
-    p.pair.client.send_stream_data(p.client._encoder_id, INSERT)
+    assert p.client.control.encoder_id is not None
+    p.pair.client.send_stream_data(p.client.control.encoder_id, INSERT)
 
 
 def h3_retained(run: Callable[[], None]) -> int:

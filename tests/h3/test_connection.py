@@ -174,15 +174,17 @@ def test_malformed_request_is_stream_error_only() -> None:
 
 def test_second_settings_and_control_stream_close_are_connection_errors() -> None:
     p = h3pair()
-    assert p.client._control_id is not None
-    p.pair.client.send_stream_data(p.client._control_id, encode_frame(FrameType.SETTINGS, b""))
+    assert p.client.control.control_id is not None
+    p.pair.client.send_stream_data(
+        p.client.control.control_id, encode_frame(FrameType.SETTINGS, b"")
+    )
     p.run(lambda: terminated(p) is not None)
     term = terminated(p)
     assert term.error_code == H3ErrorCode.H3_FRAME_UNEXPECTED
 
     p = h3pair()
-    assert p.client._control_id is not None
-    p.pair.client.send_stream_data(p.client._control_id, b"", end_stream=True)
+    assert p.client.control.control_id is not None
+    p.pair.client.send_stream_data(p.client.control.control_id, b"", end_stream=True)
     p.run(lambda: terminated(p) is not None)
     term = terminated(p)
     assert term.error_code == H3ErrorCode.H3_CLOSED_CRITICAL_STREAM

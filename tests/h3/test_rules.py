@@ -48,7 +48,7 @@ def test_reduced_max_push_id_is_id_error() -> None:
     """RFC 9114 §7.2.7: MAX_PUSH_ID cannot reduce the maximum push ID; repeating or
     raising it is fine."""
     p = lean_pair()
-    control = p.client._control_id
+    control = p.client.control.control_id
     assert control is not None
     frames = encode_max_push_id_frame(10) + encode_max_push_id_frame(10)
     p.pair.client.send_stream_data(control, frames + encode_max_push_id_frame(12))
@@ -61,7 +61,7 @@ def test_reduced_max_push_id_is_id_error() -> None:
 def test_max_push_id_from_a_server_is_frame_unexpected() -> None:
     """RFC 9114 §7.2.7: a server MUST NOT send MAX_PUSH_ID."""
     p = lean_pair()
-    control = p.server._control_id
+    control = p.server.control.control_id
     assert control is not None
     p.pair.server.send_stream_data(control, encode_max_push_id_frame(1))
     assert close_code(p, "server") == H3ErrorCode.H3_FRAME_UNEXPECTED
