@@ -15,6 +15,7 @@ from h3.qlog import H3Logger, capsule_to_qlog
 from h3.qlog_qpack import QpackLogger
 from h3.qpack import QpackDecoder, QpackEncoder
 from quic.qlog import QlogMemorySink, QuicLogger
+from quic.qlog_endpoint import EndpointLogger
 from tests.support.qlog_schema import check_events
 
 
@@ -71,7 +72,7 @@ def test_capsule_logging_never_raises(data: bytes, capsule_type: int, value: byt
 @given(st.binary(max_size=64), st.sampled_from(["invalid", "rejected", "connection_unknown"]))
 def test_datagram_dropped_never_raises(datagram: bytes, trigger: str) -> None:
     sink = QlogMemorySink()
-    logger = QuicLogger(sink, False, b"")
+    logger = EndpointLogger(sink, False, b"")
     logger.datagram_dropped(1.0, trigger, datagram, "why")
     if len(datagram) >= 21:
         logger.stateless_reset_sent(1.0, datagram)

@@ -122,7 +122,7 @@ from quic.packet import (
     parse_header,
     peek_dcid,
 )
-from quic.qlog import QuicLogger, create_endpoint_logger
+from quic.qlog_endpoint import EndpointLogger, create_endpoint_logger
 from quic.retry import AddressValidator, InitialVerdict
 
 __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
@@ -267,7 +267,7 @@ class QuicEndpoint:
         self.resets_suppressed = 0  # ... not sent: rate limit or queue full
         #: qlog of what belongs to no connection, or None: the VN, Retry and Stateless
         #: Resets sent, the datagrams dropped or refused (quic.qlog); ended by close()
-        self.qlog: QuicLogger | None = (
+        self.qlog: EndpointLogger | None = (
             create_endpoint_logger(server_configuration, token_bytes)
             if server_configuration is not None
             else None

@@ -41,16 +41,10 @@ controller: slow_start, congestion_avoidance, recovery from a loss until the win
 grows again), packet_lost.
 
 Stateless packets (quic-events §"Events not belonging to a single connection"): a
-server endpoint with qlog on keeps an endpoint-wide logger
-(:func:`create_endpoint_logger`, file ``endpoint-<8 hex digits>.sqlog``) and logs each
-stateless packet it sends with :meth:`QuicLogger.stateless_packet_sent` ``(now,
-packet_bytes)`` — Version Negotiation, Retry, a stateless Initial — flushed at once;
-each Stateless Reset it sends (:meth:`QuicLogger.stateless_reset_sent`, packet type
-``stateless_reset`` with its token); and each datagram it drops or refuses without a
-connection (:meth:`QuicLogger.datagram_dropped`: ``transport:packet_dropped`` with a
-trigger). ``QuicEndpoint.close()`` (called by the asyncio pump when its socket is
-gone) ends that trace and those of the connections still held: flushed and closed. A
-client logs the VN and Retry packets it receives in its connection's trace
+server endpoint with qlog on keeps an endpoint-wide trace, written by
+:class:`quic.qlog_endpoint.EndpointLogger` (a :class:`QuicLogger` with the endpoint's
+hooks and a bound on how fast a flood can grow the file). A client logs the VN and
+Retry packets it receives in its connection's trace
 (:meth:`QuicLogger.packet_received_header`).
 
 Sinks are made by :func:`create_logger` from a :class:`~quic.configuration.
@@ -69,8 +63,7 @@ from dataclasses import fields
 from enum import Enum
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from quic.errors import QuicProtocolError
-from quic.packet import LONG_TYPE_FROM_BITS, PacketHeader, PacketType, parse_header
+from quic.packet import LONG_TYPE_FROM_BITS, PacketHeader, PacketType
 from quic.qlog_frames import close_error_name, decode_frames_for_log, frame_to_qlog
 from quic.stream_recv import RecvState
 from quic.stream_send import SendState
@@ -89,7 +82,6 @@ __all__ = [
     "QlogMemorySink",
     "QlogSink",
     "QuicLogger",
-    "create_endpoint_logger",
     "create_logger",
     "decode_frames_for_log",
     "frame_to_qlog",
@@ -224,37 +216,6 @@ def create_logger(
         versions=configuration.supported_versions,
         alpns=configuration.alpn_protocols,
     )
-
-
-def create_endpoint_logger(
-    configuration: QuicConfiguration, token_bytes: Callable[[int], bytes]
-) -> QuicLogger | None:
-    """The endpoint-wide logger of a server endpoint (stateless packets), or None.
-
-    In ``qlog_dir`` the file is ``endpoint-<8 random hex digits>.sqlog`` (from
-    ``token_bytes``, called only then); a ``qlog_factory`` is asked with ``odcid=b""``.
-    """
-    factory = configuration.qlog_factory
-    sink: QlogSink | None = None
-    if factory is not None:
-        sink = factory(configuration.is_client, b"")
-    elif configuration.qlog_dir is not None:
-        os.makedirs(configuration.qlog_dir, exist_ok=True)
-        name = f"endpoint-{token_bytes(4).hex()}.sqlog"
-        sink = QlogFileSink(os.path.join(configuration.qlog_dir, name))
-    if sink is None:
-        return None
-    logger = QuicLogger(
-        sink,
-        configuration.is_client,
-        b"",
-        title="pywebtransport endpoint",
-        reference_time=_reference_ms(configuration),
-        versions=configuration.supported_versions,
-        alpns=configuration.alpn_protocols,
-    )
-    logger._flush()  # the endpoint trace stays open: its header is readable at once
-    return logger
 
 
 def _param_value(value: Any) -> Any:
@@ -563,58 +524,6 @@ class QuicLogger:
         for side in sides:
             data = {"stream_id": stream_id, "stream_type": kind, "stream_side": side, "new": new}
             self.log(None, "transport:stream_state_updated", data)
-
-    def stateless_packet_sent(self, now: float, packet: bytes) -> None:
-        """Hook for the endpoint: log a packet it sends without a connection, read from
-        its bytes — Version Negotiation (with its versions), Retry (with its token), or
-        a stateless Initial (header only: its payload is protected). Flushed at once."""
-        try:
-            header = parse_header(packet, 0, 0)
-        except QuicProtocolError:
-            return
-        packet_type = header.packet_type
-        if packet_type is None:
-            return
-        if packet_type in (PacketType.VERSION_NEGOTIATION, PacketType.RETRY):
-            vn = packet_type is PacketType.VERSION_NEGOTIATION
-            versions = header.supported_versions if vn else None
-            token = None if vn else header.token
-            data = _frameless(packet_type, header.dcid, header.scid, len(packet), versions, token)
-        else:
-            data = {
-                "header": _packet_header(packet_type, None, header.dcid, header.scid),
-                "raw": {"length": len(packet)},
-            }
-        self.log(now, "transport:packet_sent", data)
-        self._flush()
-
-    def stateless_reset_sent(self, now: float, packet: bytes) -> None:
-        """Hook for the endpoint: ``transport:packet_sent`` of a Stateless Reset it sends
-        (RFC 9000 §10.3; quic-events §"packet_sent": packet type ``stateless_reset``
-        with its ``stateless_reset_token``, the last 16 bytes)."""
-        data = {
-            "header": {"packet_type": "stateless_reset"},
-            "stateless_reset_token": packet[-16:].hex(),
-            "raw": {"length": len(packet)},
-        }
-        self.log(now, "transport:packet_sent", data)
-
-    def datagram_dropped(
-        self, now: float, trigger: str, datagram: bytes, reason: str | None = None
-    ) -> None:
-        """Hook for the endpoint: ``transport:packet_dropped`` of a datagram it drops
-        without handing it to a connection (quic-events §"packet_dropped" triggers:
-        ``invalid``, ``unsupported``, ``connection_unknown``, ``rejected``,
-        ``decryption_failure``, ``internal_error``); the packet type is read from the
-        first packet's unprotected bits, ``reason`` goes to ``details``."""
-        data: dict[str, Any] = {
-            "header": {"packet_type": _datagram_packet_type(datagram)},
-            "raw": {"length": len(datagram)},
-            "trigger": trigger,
-        }
-        if reason is not None:
-            data["details"] = {"reason": reason}
-        self.log(now, "transport:packet_dropped", data)
 
     def packet_dropped(
         self, now: float, trigger: str, packet_type: PacketType | None = None, size: int = 0

@@ -29,6 +29,7 @@ from quic.qlog import (
     frame_to_qlog,
     parse_json_seq,
 )
+from quic.qlog_endpoint import EndpointLogger
 from quic.versions import QuicVersion
 from tests.support.qlog_schema import check_events, check_trace
 from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, Pair, client_config, make_pair
@@ -401,7 +402,7 @@ def test_endpoint_logs_the_version_negotiation_it_sends() -> None:
 
 def test_stateless_packets_are_logged_from_their_bytes() -> None:
     sink = QlogMemorySink()
-    logger = QuicLogger(sink, False, b"")
+    logger = EndpointLogger(sink, False, b"")
     version = QuicVersion.VERSION_1
     dcid, scid = bytes(range(8)), bytes(range(8, 16))
     bare = encode_retry(version, dcid, scid, b"token!")

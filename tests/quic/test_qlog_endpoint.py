@@ -13,6 +13,7 @@ from typing import Any
 from quic.aio import QuicSession, connect, serve
 from quic.connection import ConnectionState
 from quic.qlog import QlogMemorySink, parse_json_seq
+from quic.qlog_endpoint import MAX_EVENTS_PER_SECOND
 from tests.quic.test_aio import client_config as aio_client_config
 from tests.quic.test_aio import server_config as aio_server_config
 from tests.support.qlog_schema import check_events, check_trace
@@ -219,3 +220,40 @@ async def test_server_shutdown_closes_every_trace_n_vs_4n(tmp_path: Path) -> Non
                 assert len(parse_json_seq(path.read_bytes())) == len(events) + 1
     # what is held open does not grow with the number of connections
     assert results[n][0] == results[4 * n][0]
+
+
+def _garbage_flood(n: int, seconds: int) -> tuple[int, int, int, list[dict[str, Any]]]:
+    """``n`` garbage datagrams spread over ``seconds`` of the endpoint's clock: (dropped,
+    events logged, events left out, the trace)."""
+    pair, sinks = _pair()
+    server = pair.server_endpoint
+    start = pair.net.now
+    for i in range(n):
+        server.receive_datagram(b"\x40" + bytes(20), ("10.0.0.9", 5555), start + i * seconds / n)
+    events = sinks["server-endpoint"].events
+    logged = len(_data(events, "transport:packet_dropped"))
+    assert server.qlog is not None
+    return server.dropped, logged, server.qlog.suppressed, events
+
+
+def test_a_flood_grows_the_endpoint_trace_by_a_bounded_rate_n_vs_4n() -> None:
+    # every dropped datagram is counted, but the trace takes at most
+    # MAX_EVENTS_PER_SECOND of them per second: a flood cannot fill the disk
+    rate = MAX_EVENTS_PER_SECOND
+    dropped, logged, left_out, events = _garbage_flood(2 * rate, 1)
+    dropped4, logged4, left_out4, events4 = _garbage_flood(8 * rate, 1)
+    assert (dropped, dropped4) == (2 * rate, 8 * rate)
+    assert logged <= rate + 1 and logged4 <= rate + 1  # the same, 4x the flood
+    assert logged + left_out == dropped and logged4 + left_out4 == dropped4
+    assert not check_events(events4)
+    # over several seconds the budget comes back each second, and the first event of a
+    # new second says how many were left out before it
+    dropped, logged, left_out, events = _garbage_flood(8 * rate, 4)
+    assert logged <= 5 * rate and logged + left_out == dropped
+    told = sum(d.get("suppressed_before", 0) for d in _data(events, "transport:packet_dropped"))
+    assert 0 < told <= left_out
+
+
+def test_a_trickle_is_logged_in_full() -> None:
+    dropped, logged, left_out, _ = _garbage_flood(MAX_EVENTS_PER_SECOND // 2, 2)
+    assert logged == dropped and left_out == 0
