@@ -242,7 +242,10 @@ class H3Connection:
         """Open a new request stream (client) and return its id."""
         if self.control.received_goaway is not None and self.is_client:
             raise RuntimeError("the server sent GOAWAY: no new requests")
-        return self.quic.create_stream(bidirectional=True)
+        sid = self.quic.create_stream(bidirectional=True)
+        if self._qlog is not None and self.is_client:  # h3-events §"stream_type_set"
+            self._qlog.stream_type_set(sid, True, "request")
+        return sid
 
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool = False) -> None:
         """Send a HEADERS frame (request, response or trailers)."""
@@ -304,6 +307,8 @@ class H3Connection:
         if not self._peer_enabled_datagrams():
             raise ValueError("the peer did not enable HTTP datagrams")
         self.quic.send_datagram(encode_h3_datagram(stream_id, data))
+        if self._qlog is not None:
+            self._qlog.datagram(True, stream_id, len(data))
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         self.quic.reset_stream(stream_id, error_code)
@@ -543,6 +548,8 @@ class H3Connection:
             raise H3StreamError(H3ErrorCode.H3_REQUEST_REJECTED, "after GOAWAY")
         if sid > self._max_request_seen:
             self._max_request_seen = sid
+        if self._qlog is not None:
+            self._qlog.stream_type_set(sid, False, "request")
 
     def _process_frames(
         self, stream: StreamState, items: Iterable[tuple[int, bytes]], fin: bool
@@ -742,6 +749,8 @@ class H3Connection:
                 H3ErrorCode.H3_DATAGRAM_ERROR, "HTTP datagram without SETTINGS_H3_DATAGRAM"
             )
         stream_id, payload = decode_h3_datagram(data)
+        if self._qlog is not None:
+            self._qlog.datagram(False, stream_id, len(payload))
         if self._streams.is_closed(stream_id):
             return  # RFC 9297 §2.1: the receive side is closed, silently dropped
         self._events.append(DatagramReceived(stream_id, payload))

@@ -117,6 +117,8 @@ class ControlStreams:
         if self._qlog is not None:
             ids = (self.control_id, self.encoder_id, self.decoder_id)
             self._qlog.initialized(ids, self.local_settings, settings)
+            if self.memory.remembered is not None:
+                self._qlog.parameters_restored(self.memory.remembered)
 
     def is_ours(self, stream_id: int) -> bool:
         """One of our critical streams (STOP_SENDING on it is a connection error)."""

@@ -188,6 +188,17 @@ class H3Logger:
         data = {"owner": "local" if local else "remote", **_settings_data(settings)}
         self._log(None, "http:parameters_set", data)
 
+    def parameters_restored(self, settings: dict[int, int]) -> None:
+        """Client in 0-RTT: the server's SETTINGS remembered with the ticket apply
+        (h3-events §"parameters_restored", RFC 9114 §7.2.4.2)."""
+        self._log(None, "http:parameters_restored", _settings_data(settings))
+
+    def datagram(self, created: bool, stream_id: int, length: int) -> None:
+        """An HTTP datagram (RFC 9297 §2.1) created or parsed (h3-events
+        §"datagram_created", §"datagram_parsed"): its Quarter Stream ID and payload size."""
+        name = "http:datagram_created" if created else "http:datagram_parsed"
+        self._log(None, name, {"quarter_stream_id": stream_id // 4, "raw": {"length": length}})
+
     def stream_type_set(self, stream_id: int, local: bool, kind: int | str) -> None:
         name = kind if isinstance(kind, str) else stream_type_name(kind)
         data: dict[str, Any] = {

@@ -21,8 +21,10 @@ from h3.remembered import (
 )
 from h3.settings import SettingId
 from quic.conn_early import MAX_HELD_TICKETS, EarlyData
+from quic.qlog import QlogMemorySink
 from quic.tls.tickets import TicketState
 from tests.h3.early_pair import EarlyH3, early_h3
+from tests.support.qlog_schema import check_events
 
 CAP = SettingId.QPACK_MAX_TABLE_CAPACITY
 BLOCKED = SettingId.QPACK_BLOCKED_STREAMS
@@ -253,3 +255,24 @@ def _ticket(i: int) -> Any:
         max_early_data_size=None,
         transport_parameters=b"",
     )
+
+
+def test_restored_settings_are_in_the_client_qlog() -> None:
+    """h3-events §"parameters_restored": the client logs the SETTINGS it uses in 0-RTT."""
+    sink = QlogMemorySink()
+    server = H3Configuration(qpack_max_table_capacity=2048, enable_datagrams=True)
+    env = early_h3(server, max_datagram_frame_size=1200)
+    client = env.resume(
+        max_datagram_frame_size=1200, qlog_factory=lambda _c, odcid: sink if odcid else None
+    )
+    assert client.quic.early_data_possible
+    restored = [e["data"] for e in sink.events if e["name"] == "http:parameters_restored"]
+    assert restored == [
+        {
+            "max_table_capacity": 2048,
+            "blocked_streams_count": 16,
+            "max_header_list_size": 65536,  # qlog 0.3's name, as parameters_set
+            "h3_datagram": 1,
+        }
+    ]
+    assert not check_events(sink.events)

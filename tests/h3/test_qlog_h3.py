@@ -70,6 +70,11 @@ def test_one_trace_per_connection_holds_quic_and_h3_events(tmp_path: Path) -> No
             for owner in ("local", "remote")
             for kind in ("control", "qpack_encode", "qpack_decode")
         }, role
+        # the request stream: h3-events §"stream_type_set", "request" on both sides
+        owner = "local" if role == "client" else "remote"
+        assert {"stream_id": 0, "owner": owner, "new": "request"} in (
+            _data(events, "http:stream_type_set")
+        ), role
         created = {d["frame"]["frame_type"] for d in _data(events, "http:frame_created")}
         parsed = {d["frame"]["frame_type"] for d in _data(events, "http:frame_parsed")}
         assert {"settings", "headers"} <= created and {"settings", "headers"} <= parsed
@@ -174,3 +179,32 @@ def test_tracing_off_builds_no_h3_event(monkeypatch: pytest.MonkeyPatch) -> None
     p.settle(0.2)
     assert p.client._qlog is None and p.server._qlog is None
     assert calls == []
+
+
+def test_http_datagrams_are_logged_both_ways() -> None:
+    """h3-events §"datagram_created", §"datagram_parsed": Quarter Stream ID and size."""
+    sinks: dict[str, QlogMemorySink] = {}
+
+    def factory(role: str) -> Any:
+        def make(is_client: bool, odcid: bytes) -> QlogMemorySink | None:
+            return sinks.setdefault(role, QlogMemorySink()) if odcid else None
+
+        return make
+
+    config = H3Configuration(enable_datagrams=True)
+    quic = {"max_datagram_frame_size": 1200}
+    p = lean_pair(
+        config,
+        config,
+        client_quic={**quic, "qlog_factory": factory("client")},
+        server_quic={**quic, "qlog_factory": factory("server")},
+    )
+    sid = p.client.get_next_available_stream_id()
+    p.client.send_headers(sid, REQUEST)
+    p.client.send_datagram(sid, b"x" * 40)
+    p.settle(0.2)
+    client, server = sinks["client"].events, sinks["server"].events
+    assert not check_events(client) and not check_events(server)
+    expected = [{"quarter_stream_id": sid // 4, "raw": {"length": 40}}]
+    assert _data(client, "http:datagram_created") == expected
+    assert _data(server, "http:datagram_parsed") == expected

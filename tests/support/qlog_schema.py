@@ -52,6 +52,7 @@ METRICS = {
     "pto_count",
 }
 H3_STREAM_TYPES = {
+    "request",
     "control",
     "push",
     "qpack_encode",
@@ -245,6 +246,15 @@ def _stream_type(data: dict[str, Any]) -> list[str]:
     return errors + ([] if data.get("new") in H3_STREAM_TYPES else ["bad 'new'"])
 
 
+def _h3_datagram(data: dict[str, Any]) -> list[str]:
+    """h3-events §"datagram_created" / §"datagram_parsed"."""
+    errors = _need(data, "quarter_stream_id", int)
+    raw = data.get("raw")
+    if not (isinstance(raw, dict) and isinstance(raw.get("length"), int)):
+        errors.append("raw.length")
+    return errors
+
+
 def _h3_frame(data: dict[str, Any]) -> list[str]:
     errors = _need(data, "stream_id", int)
     if "length" in data:
@@ -393,6 +403,9 @@ SCHEMA: dict[str, Check] = {
     "recovery:ecn_state_updated": _ecn_state,
     "connectivity:mtu_updated": _mtu,
     "http:parameters_set": _owner,
+    "http:parameters_restored": lambda d: [] if isinstance(d, dict) else ["not an object"],
+    "http:datagram_created": _h3_datagram,
+    "http:datagram_parsed": _h3_datagram,
     "http:stream_type_set": _stream_type,
     "http:frame_created": _h3_frame,
     "http:frame_parsed": _h3_frame,
