@@ -23,7 +23,9 @@ from typing import Literal
 
 from cryptography import x509
 
+from h3.remembered import remember_settings_in_tickets
 from pywebtransport.protocol import Draft, WebTransportConfiguration
+from pywebtransport.protocol.connection import h3_configuration
 from quic.configuration import QuicConfiguration
 from quic.tls.antireplay import AntiReplay
 from quic.tls.keylog import shared_keylog_file
@@ -213,6 +215,10 @@ class ServerConfig(_Common):
                 "a server needs a certificate: set certfile/keyfile or "
                 "certificate_chain/private_key"
             )
+        # RFC 9114 §7.2.4.2: our SETTINGS sealed into every ticket, 0-RTT accepted only
+        # from clients that remembered compatible ones (h3.remembered)
+        h3_settings = h3_configuration(self.webtransport_configuration(), is_client=False)
+        remember_settings_in_tickets(config, h3_settings)
         return config
 
     def webtransport_configuration(self) -> WebTransportConfiguration:

@@ -7,7 +7,10 @@ import asyncio
 
 import pytest
 
+from h3.remembered import decode_remembered, local_settings
 from pywebtransport import WebTransportClient
+from pywebtransport.config import ServerConfig
+from pywebtransport.protocol.connection import h3_configuration
 from quic.tls.tickets import InMemorySessionTicketStore, SessionTicketKeys
 from tests.pwt.pwt_support import client_config, echo, running
 
@@ -35,3 +38,9 @@ async def test_second_webtransport_connection_resumes() -> None:
                 await session.close()
     assert resumed == [False, True]
     assert len(store) == 1
+    # the ticket carries the server's HTTP/3 SETTINGS (RFC 9114 §7.2.4.2): the WebTransport
+    # ones included, so a 0-RTT client would use them and the server can check them
+    ((ticket,),) = store._tickets.values()
+    remembered = decode_remembered(ticket.application_data)
+    server = h3_configuration(ServerConfig(certfile="unused").webtransport_configuration(), False)
+    assert remembered == local_settings(server)
