@@ -91,7 +91,7 @@ class Path:
         "addr",
         "challenge_owed",
         "challenges",
-        "dcid",
+        "cid_seq",
         "interval",
         "next_challenge",
         "received",
@@ -110,7 +110,9 @@ class Path:
         self.next_challenge: float | None = None  # when to send a fresh one
         self.abandon_at: float | None = None  # validation in progress until then
         self.interval = 0.0
-        self.dcid: bytes | None = None  # the peer CID for probes on it (else the current)
+        # RFC 9000 §9.5: sequence of the peer connection ID reserved for sending on this
+        # path while it is not the current one (the current path uses the ID in use)
+        self.cid_seq: int | None = None
         # not amplification-limited although unvalidated: an address the peer gave us
         # in its authenticated transport parameters (the server's preferred address)
         self.trusted = False
@@ -129,10 +131,11 @@ class Path:
 class PathChange:
     """What a migration changed (the connection resets what depends on it)."""
 
-    __slots__ = ("host_changed", "old")
+    __slots__ = ("host_changed", "old", "old_path")
 
-    def __init__(self, old: Any, host_changed: bool) -> None:
-        self.old = old
+    def __init__(self, old_path: Path, host_changed: bool) -> None:
+        self.old_path = old_path  # the path left (still known unless evicted)
+        self.old = old_path.addr
         self.host_changed = host_changed  # RFC 9000 §9.4: more than the port changed
 
 
@@ -154,6 +157,7 @@ class PathManager:
         "preferred",
         "preferred_ready",
         "receiving",
+        "released",
         "responses",
         "responses_dropped",
         "validations_failed",
@@ -186,6 +190,8 @@ class PathManager:
         self.preferred: Path | None = None  # client: the server's preferred address
         self.preferred_ready = False  # ... validated: the connection moves there
         self.validations_failed = 0
+        # RFC 9000 §9.5: connection IDs of paths forgotten, to retire (Migration drains)
+        self.released: list[int] = []
 
     # -- the current path ---------------------------------------------------------------
 
@@ -280,12 +286,13 @@ class PathManager:
             self._start_validation(path, now, pto)  # RFC 9000 §9.3, §8.2
         old_host = path_key(old.addr)[0] if isinstance(old.addr, tuple) else old.addr
         new_host = key[0] if isinstance(key, tuple) else key
-        return PathChange(old.addr, old_host != new_host)
+        return PathChange(old, old_host != new_host)
 
-    def probe_preferred(self, addr: Any, dcid: bytes, now: float, pto: float) -> None:
-        """Client: validate the server's preferred address (RFC 9000 §9.6.1)."""
+    def probe_preferred(self, addr: Any, cid_seq: int, now: float, pto: float) -> None:
+        """Client: validate the server's preferred address (RFC 9000 §9.6.1) with the
+        peer connection ID ``cid_seq`` reserved for it."""
         path = self._remember(Path(addr, validated=False))
-        path.dcid = dcid
+        path.cid_seq = cid_seq
         path.trusted = True  # RFC 9000 §9.6.1: the server's own word, authenticated
         self.preferred = path
         self._start_validation(path, now, pto)
@@ -317,13 +324,52 @@ class PathManager:
     def _remember(self, path: Path) -> Path:
         others = self.others
         key = path_key(path.addr)
-        others.pop(key, None)
+        replaced = others.pop(key, None)
+        if replaced is not None and replaced is not path:
+            self._forget(replaced)
         others[key] = path
         while len(others) > self._max_paths:
             # the oldest, but never the fallback: it is the last validated address
             oldest = next(k for k, p in others.items() if p is not self.fallback)
-            del others[oldest]
+            self._forget(others.pop(oldest))
         return path
+
+    def _forget(self, path: Path) -> None:
+        if path.cid_seq is not None:
+            self.released.append(path.cid_seq)  # RFC 9000 §9.5: its ID is retired
+            path.cid_seq = None
+
+    def stop_validation(self, path: Path) -> None:
+        """Give up validating ``path`` without counting a failure (RFC 9000 §9.5: no
+        connection ID to send on it)."""
+        self._end_validation(path)
+
+    def idle_paths(self) -> list[Path]:
+        """Paths other than the current one that hold a connection ID but owe nothing
+        and are not being validated: their ID may be retired. The fallback keeps its
+        ID while the current path is not validated (we may return to it, §9.3.2)."""
+        current = self.current
+        keep_fallback = not current.validated
+        owed = {key for _, key in self.responses}
+        return [
+            p
+            for p in self.others.values()
+            if p.cid_seq is not None
+            and not p.validating
+            and not p.challenge_owed
+            and not (keep_fallback and p is self.fallback)
+            and path_key(p.addr) not in owed
+        ]
+
+    def drop_responses(self, path: Path) -> int:
+        """Forget the PATH_RESPONSEs owed on ``path`` (no connection ID to send them,
+        RFC 9000 §9.5); returns how many."""
+        key = path_key(path.addr)
+        kept = deque(((d, k) for d, k in self.responses if k != key), maxlen=self.responses.maxlen)
+        dropped = len(self.responses) - len(kept)
+        self.responses = kept
+        self.responses_dropped += dropped
+        return dropped
 
     # -- path validation (RFC 9000 §8.2) ------------------------------------------------
 
@@ -392,7 +438,9 @@ class PathManager:
             # a path never validated is forgotten; the fallback stays the last validated
             # address (RFC 9000 §9.3.2) even if its re-check (§9.3.3) got no answer
             if not path.validated:
-                self.others.pop(path_key(path.addr), None)
+                gone = self.others.pop(path_key(path.addr), None)
+                if gone is not None:
+                    self._forget(gone)
                 if path is self.preferred:
                     self.preferred = None  # RFC 9000 §9.6.1: stay on the original
             return True
