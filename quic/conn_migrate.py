@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from quic.cid import ConnectionIdManager
     from quic.conn_handshake import HandshakeDriver
     from quic.conn_keys import PacketSpaces
-    from quic.conn_paths import Path, PathManager
+    from quic.conn_paths import Path, PathChange, PathManager
     from quic.conn_receive import PacketReader
     from quic.conn_send import SendScheduler
     from quic.recovery import LossRecovery
@@ -141,8 +141,9 @@ class Migration:
 
     # -- receiving ----------------------------------------------------------------------
 
-    def admit(self, data: bytes, addr: Any, cid_length: int) -> bool:
-        """May a datagram from ``addr`` (not the current peer address) be read?"""
+    def admit(self, data: bytes, addr: Any, cid_length: int, local: int = 0) -> bool:
+        """May a datagram from ``addr`` to our local address ``local`` (not the current
+        path) be read?"""
         if not self._handshake.confirmed:
             return True
         if self._is_client:
@@ -150,7 +151,8 @@ class Migration:
                 return True
             self.refused += 1  # RFC 9000 §9: not from the server's address
             return False
-        if self._refuse_active and data and not data[0] & 0x80:
+        if self._refuse_active and not local and data and not data[0] & 0x80:
+            # (§9: the rule does not cover a client acting on our preferred_address)
             dcid = bytes(data[1 : 1 + cid_length])
             if dcid != self._reader.newest_dcid:
                 self.refused += 1  # RFC 9000 §9: disable_active_migration, dropped
@@ -164,22 +166,36 @@ class Migration:
         return reader.newest_dcid
 
     def after_datagram(
-        self, addr: Any, size: int, processed: bool, previous_dcid: bytes, now: float
+        self,
+        addr: Any,
+        size: int,
+        processed: bool,
+        previous_dcid: bytes,
+        now: float,
+        local: int = 0,
     ) -> None:
-        """An authenticated datagram came from a new address: count it, maybe migrate."""
+        """An authenticated datagram came on a path other than the current one (from a
+        new address, or to another local address): count it, maybe migrate."""
         if not processed:
             return
         reader = self._reader
+        paths = self._paths
         migrate = not self._is_client and reader.newest_non_probing and self._handshake.confirmed
+        if local != paths.current.local:
+            self._on_local(addr, size, local, migrate, now)
+            return
         dcid_changed = reader.newest_dcid != previous_dcid
-        if migrate and dcid_changed and not self._has_cid_for(addr):
+        if migrate and dcid_changed and not self._has_cid_for(addr, local):
             self.cid_blocked += 1  # RFC 9000 §9.5: no unused ID for the new path
             migrate = False
-        change = self._paths.on_authenticated_from(addr, size, migrate, now, self.pto())
+        change = paths.on_authenticated_from(addr, size, migrate, now, self.pto(), local)
         if change is None:
             self._release_idle()
             return
         self._move_cids(change.old_path, dcid_changed)
+        self._after_change(change, now)
+
+    def _after_change(self, change: PathChange, now: float) -> None:
         if change.host_changed:
             self._reset_congestion(now)  # RFC 9000 §9.4
         else:  # a port change keeps the controller; the old path's packets do not count
@@ -189,13 +205,40 @@ class Migration:
         recovery = self._recovery
         recovery.amplification_limited = self._paths.send_blocked()
 
+    # -- the server's preferred address (server, RFC 9000 §9.6.2) ----------------------
+
+    def _on_local(self, addr: Any, size: int, local: int, non_probing: bool, now: float) -> None:
+        """A datagram to another local address of ours than the current path's. To
+        the preferred address (``local`` 1, from the first): the server probes that
+        path and moves there once it is validated and a non-probing packet came on it
+        (RFC 9000 §9.6.2); back to the first address: processed, never followed
+        (§9.6.2: "The server MAY continue to process delayed packets that are
+        received on the old IP address")."""
+        paths = self._paths
+        paths.on_authenticated_from(addr, size, False, now, self.pto(), local)
+        if self._is_client or local == 0 or paths.current.local != 0:
+            return
+        path = paths.others.get(path_key(addr, local))
+        if path is not None:
+            paths.probe_local(path, non_probing, now, self.pto())
+        self._switch_local(now)
+
+    def _switch_local(self, now: float) -> None:
+        paths = self._paths
+        path = paths.local_switch_ready()
+        if path is None or not self._has_cid_for(path.addr, path.local):
+            return
+        change = paths.switch_local(path, now, self.pto())
+        self._move_cids(change.old_path, dcid_changed=True)  # §9.5: another local address
+        self._after_change(change, now)
+
     # -- connection IDs per path (RFC 9000 §9.5; see the module docstring) --------------
 
-    def _has_cid_for(self, addr: Any) -> bool:
+    def _has_cid_for(self, addr: Any, local: int = 0) -> bool:
         """May the path to ``addr`` become current with an ID not used elsewhere?"""
         if not self._cids.peer_cid:
             return True  # zero-length IDs
-        path = self._paths.others.get(path_key(addr))
+        path = self._paths.others.get(path_key(addr, local))
         held = None if path is None or path.cid_seq is None else path.cid_seq
         if held is not None and self._cids.reserved_cid(held) is not None:
             return True
@@ -218,7 +261,7 @@ class Migration:
         if old.cid_seq is None and old.validating:
             paths.stop_validation(old)  # §9.3.3's challenge, but no ID to send it with
             self.cid_skipped += 1
-        if paths.others.get(path_key(old.addr)) is not old:
+        if paths.others.get(paths.key(old)) is not old:
             paths._forget(old)  # evicted already: its ID goes
         self._release_idle()
 
@@ -338,12 +381,13 @@ class Migration:
 
     # -- sending and timers -------------------------------------------------------------
 
-    def datagrams(self, now: float, version: int) -> list[tuple[bytes, Any]]:
-        """Datagrams owed to paths other than the current one."""
+    def datagrams(self, now: float, version: int) -> list[tuple[bytes, Any, int]]:
+        """Datagrams owed to paths other than the current one: ``(data, peer address,
+        index of the local address to send from)``."""
         paths = self._paths
         if self._keys.spaces[APPLICATION].write is None:
             return []
-        out: list[tuple[bytes, Any]] = []
+        out: list[tuple[bytes, Any, int]] = []
         if not paths.others:
             return out
         for path in paths.off_path_pending():
@@ -355,7 +399,7 @@ class Migration:
                 continue
             data = self._sender.build_on_path(now, version, path, dcid)
             if data is not None:
-                out.append((data, path.addr))
+                out.append((data, path.addr, path.local))
         self._release_idle()
         return out
 
@@ -365,9 +409,9 @@ class Migration:
     def handle_timer(self, now: float) -> bool:
         """False when no validated path is left (RFC 9000 §9.3.2)."""
         paths = self._paths
-        current = path_key(paths.peer_address)
+        current = paths.current
         alive = paths.handle_timer(now)
-        if alive and path_key(paths.peer_address) != current:
+        if alive and paths.current is not current:
             self._recovery.amplification_limited = paths.send_blocked()
             self._after_revert()
         self._release_idle()

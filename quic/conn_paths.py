@@ -76,11 +76,17 @@ MIN_SHORT_DATAGRAM = 64
 _INITIAL_PTO = K_INITIAL_RTT + 4 * (K_INITIAL_RTT / 2)
 
 
-def path_key(addr: Any) -> Any:
-    """What identifies the peer's address: ``(host, port)`` of a socket address."""
+def path_key(addr: Any, local: int = 0) -> Any:
+    """What identifies a path: ``(host, port)`` of the peer's socket address, and the
+    index of our local address when it is not the first one (a server's preferred
+    address, RFC 9000 §9.6)."""
     if isinstance(addr, tuple) and len(addr) > 2:
-        return addr[:2]
-    return addr
+        addr = addr[:2]
+    return (local, addr) if local else addr
+
+
+def _key(path: Path) -> Any:
+    return path_key(path.addr, path.local)
 
 
 class Path:
@@ -93,15 +99,20 @@ class Path:
         "challenges",
         "cid_seq",
         "interval",
+        "local",
         "next_challenge",
         "received",
         "sent",
+        "switch_wanted",
         "trusted",
         "validated",
     )
 
-    def __init__(self, addr: Any, validated: bool) -> None:
+    def __init__(self, addr: Any, validated: bool, local: int = 0) -> None:
         self.addr = addr
+        self.local = local  # index of our local address (0: the connection's first)
+        # server, preferred address: a non-probing packet came on it (RFC 9000 §9.6.2)
+        self.switch_wanted = False
         self.validated = validated
         self.received = 0  # bytes received on the path (amplification credit)
         self.sent = 0  # bytes sent on the path
@@ -157,6 +168,7 @@ class PathManager:
         "preferred",
         "preferred_ready",
         "receiving",
+        "receiving_local",
         "released",
         "responses",
         "responses_dropped",
@@ -180,6 +192,7 @@ class PathManager:
         self.fallback: Path | None = None  # the last validated path (RFC 9000 §9.3.2)
         self.others: dict[Any, Path] = {}  # known paths by path_key, oldest first
         self.receiving: Any = None  # peer address of the datagram being processed
+        self.receiving_local = 0  # ... and the index of the local address it came to
         self.min_datagram = MIN_INITIAL_DATAGRAM  # see MIN_SHORT_DATAGRAM
         self.bytes_received = 0  # all paths
         self.bytes_sent = 0
@@ -207,11 +220,15 @@ class PathManager:
     def address_validated(self) -> bool:
         return self.current.validated
 
-    def is_current(self, addr: Any) -> bool:
-        return bool(path_key(addr) == path_key(self.current.addr))
+    def is_current(self, addr: Any, local: int = 0) -> bool:
+        return bool(path_key(addr, local) == _key(self.current))
 
-    def knows(self, addr: Any) -> bool:
-        return self.is_current(addr) or path_key(addr) in self.others
+    def knows(self, addr: Any, local: int = 0) -> bool:
+        return self.is_current(addr, local) or path_key(addr, local) in self.others
+
+    @staticmethod
+    def key(path: Path) -> Any:
+        return _key(path)
 
     def handshake_done(self) -> None:
         """1-RTT from now on: small datagrams may go to an unvalidated address."""
@@ -256,37 +273,70 @@ class PathManager:
     # -- migration (RFC 9000 §9) --------------------------------------------------------
 
     def on_authenticated_from(
-        self, addr: Any, size: int, migrate: bool, now: float, pto: float
+        self, addr: Any, size: int, migrate: bool, now: float, pto: float, local: int = 0
     ) -> PathChange | None:
-        """An authenticated datagram from ``addr``, not the current peer address.
+        """An authenticated datagram from ``addr`` to our local address ``local``, not
+        on the current path.
 
         ``migrate``: it held the newest non-probing packet and migration is allowed
         (RFC 9000 §9.3); the connection then moves to ``addr``.
         """
-        key = path_key(addr)
+        key = path_key(addr, local)
         path = self.others.get(key)
         if path is None:
-            path = self._remember(Path(addr, validated=False))
+            path = self._remember(Path(addr, validated=False, local=local))
         path.addr = addr
         path.received += size
         self.bytes_received += size
         if not migrate:
             return None
+        return self._move_to(path, now, pto, challenge_old=True)
+
+    def _move_to(self, path: Path, now: float, pto: float, challenge_old: bool) -> PathChange:
+        key = _key(path)
         old = self.current
         del self.others[key]
         if old.addr is not None:
             self._remember(old)
             if old.validated:
                 self.fallback = old
-                # RFC 9000 §9.3.3: challenge the path we leave (it answers if it lives)
-                self._start_validation(old, now, pto)
+                if challenge_old:
+                    # RFC 9000 §9.3.3: challenge the path we leave (it answers if it lives)
+                    self._start_validation(old, now, pto)
         self.current = path
         self.migrations += 1
         if not path.validated:
             self._start_validation(path, now, pto)  # RFC 9000 §9.3, §8.2
         old_host = path_key(old.addr)[0] if isinstance(old.addr, tuple) else old.addr
-        new_host = key[0] if isinstance(key, tuple) else key
-        return PathChange(old, old_host != new_host)
+        new_addr = path_key(path.addr)
+        new_host = new_addr[0] if isinstance(new_addr, tuple) else new_addr
+        return PathChange(old, old_host != new_host or old.local != path.local)
+
+    def probe_local(self, path: Path, non_probing: bool, now: float, pto: float) -> None:
+        """Server: an authenticated datagram came to our preferred address (RFC 9000
+        §9.6.2): "The server MUST probe on the path toward the client from its
+        preferred address", and a non-probing packet there asks for the switch."""
+        if not path.validated:
+            self._start_validation(path, now, pto)
+        if non_probing:
+            path.switch_wanted = True
+
+    def local_switch_ready(self) -> Path | None:
+        """Server: the path to our preferred address, once it is validated and a
+        non-probing packet came on it (RFC 9000 §9.6.2: "Once the server has completed
+        its path validation and has received a non-probing packet with a new largest
+        packet number on its preferred address, the server begins sending non-probing
+        packets to the client exclusively from its preferred IP address")."""
+        for path in self.others.values():
+            if path.local and path.switch_wanted and path.validated:
+                return path
+        return None
+
+    def switch_local(self, path: Path, now: float, pto: float) -> PathChange:
+        """Server: move to the validated path of our preferred address; the path left
+        is validated and the peer's address did not change, so it is not challenged."""
+        path.switch_wanted = False
+        return self._move_to(path, now, pto, challenge_old=False)
 
     def probe_preferred(self, addr: Any, cid_seq: int, now: float, pto: float) -> None:
         """Client: validate the server's preferred address (RFC 9000 §9.6.1) with the
@@ -304,10 +354,10 @@ class PathManager:
         path = self.preferred
         self.preferred = None
         self.preferred_ready = False
-        if path is None or path_key(path.addr) not in self.others:
+        if path is None or _key(path) not in self.others:
             return None
         old = self.current
-        del self.others[path_key(path.addr)]
+        del self.others[_key(path)]
         self._remember(old)
         self.fallback = old
         self.current = path
@@ -323,7 +373,7 @@ class PathManager:
 
     def _remember(self, path: Path) -> Path:
         others = self.others
-        key = path_key(path.addr)
+        key = _key(path)
         replaced = others.pop(key, None)
         if replaced is not None and replaced is not path:
             self._forget(replaced)
@@ -358,13 +408,13 @@ class PathManager:
             and not p.validating
             and not p.challenge_owed
             and not (keep_fallback and p is self.fallback)
-            and path_key(p.addr) not in owed
+            and _key(p) not in owed
         ]
 
     def drop_responses(self, path: Path) -> int:
         """Forget the PATH_RESPONSEs owed on ``path`` (no connection ID to send them,
         RFC 9000 §9.5); returns how many."""
-        key = path_key(path.addr)
+        key = _key(path)
         kept = deque(((d, k) for d, k in self.responses if k != key), maxlen=self.responses.maxlen)
         dropped = len(self.responses) - len(kept)
         self.responses = kept
@@ -392,7 +442,7 @@ class PathManager:
         responses = self.responses
         if len(responses) == responses.maxlen:
             self.responses_dropped += 1  # the oldest gives way (see the module docstring)
-        responses.append((data, path_key(self.receiving)))
+        responses.append((data, path_key(self.receiving, self.receiving_local)))
 
     def on_path_response(self, data: bytes) -> None:
         """A response to any of our recent challenges validates its path, wherever it
@@ -438,7 +488,7 @@ class PathManager:
             # a path never validated is forgotten; the fallback stays the last validated
             # address (RFC 9000 §9.3.2) even if its re-check (§9.3.3) got no answer
             if not path.validated:
-                gone = self.others.pop(path_key(path.addr), None)
+                gone = self.others.pop(_key(path), None)
                 if gone is not None:
                     self._forget(gone)
                 if path is self.preferred:
@@ -450,7 +500,7 @@ class PathManager:
         if fallback is None:
             return False
         # RFC 9000 §9.3.2: revert to the last validated peer address
-        self.others.pop(path_key(fallback.addr), None)
+        self.others.pop(_key(fallback), None)
         self.current = fallback  # the failed address is forgotten
         self.fallback = None
         self.migrations += 1
@@ -468,7 +518,7 @@ class PathManager:
             return True
         if not self.responses:
             return False
-        key = path_key(self.current.addr)
+        key = _key(self.current)
         return any(k == key for _, k in self.responses)
 
     def off_path_pending(self) -> list[Path]:
@@ -476,7 +526,7 @@ class PathManager:
         a path no longer known are dropped."""
         out: list[Path] = [p for p in self.others.values() if p.challenge_owed]
         if self.responses:
-            current = path_key(self.current.addr)
+            current = _key(self.current)
             kept: deque[tuple[bytes, Any]] = deque(maxlen=self.responses.maxlen)
             for data, key in self.responses:
                 if key == current:
@@ -509,7 +559,7 @@ class PathManager:
             wrote = True
         responses = self.responses
         if responses:
-            key = path_key(path.addr)
+            key = _key(path)
             kept: deque[tuple[bytes, Any]] = deque(maxlen=responses.maxlen)
             for data, where in responses:
                 if where == key and asm.room >= _FRAME_SIZE:
