@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-A path is the pair (our address, the peer's address); the connection does not see its
-own address, so :class:`PathManager` tells paths apart by the peer's address (its
-``(host, port)``) and knows:
+A path is the pair (our address, the peer's address). The connection knows its own
+address only as an index (``local``: 0 for the address the connection began on, 1 for
+a server's preferred address, given by the I/O layer with each datagram), so
+:class:`PathManager` tells paths apart by the peer's ``(host, port)`` and that index
+(:func:`path_key`) and knows:
 
 * the *current* path, where every non-probing packet goes (``peer_address``);
 * a *fallback*, the last validated path (RFC 9000 §9.3.2: where we return when the
@@ -30,6 +32,18 @@ genuine packets loses when the old path answers). The connection resets congesti
 control and RTT unless only the port changed (§9.4) and moves to a new connection ID
 when the peer did (§9.5). A client never follows a server to a new address (§9); it
 migrates itself (:meth:`PathManager.restart_current`).
+
+A server's preferred address (RFC 9000 §9.6.2): a datagram to it (``local`` 1) opens
+the path (1, client); the server answers its challenges there, challenges it itself
+("The server MUST probe on the path toward the client from its preferred address",
+:meth:`PathManager.probe_local`), and makes it current only when it is validated and
+a non-probing packet with a new largest packet number came on it
+(:meth:`PathManager.local_switch_ready`, :meth:`PathManager.switch_local`): "The server
+MUST send non-probing packets from its original address until it receives a
+non-probing packet from the client at its preferred address and until the server has
+validated the new path." The path left is not challenged (the client's address did
+not change). Each path other than the current one holds the sequence number of a peer
+connection ID of its own (``cid_seq``, RFC 9000 §9.5; see :mod:`quic.conn_migrate`).
 
 Path validation (RFC 9000 §8.2): a PATH_CHALLENGE with 8 fresh unpredictable bytes,
 sent again with new bytes after a PTO, doubling (§8.2.1: no more often than an

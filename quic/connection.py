@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 Driving API (DESIGN.md), the same at every layer::
 
-    conn.receive_datagram(data, addr, now)    # feed a UDP payload (ecn=codepoint)
+    conn.receive_datagram(data, addr, now)    # feed a UDP payload (ecn=, local=)
     conn.datagrams_to_send(now)               # -> [(bytes, addr)], ready to send
+    conn.routed_datagrams_to_send(now)        # -> [(bytes, addr, local)]
     conn.ecn_codepoint                        # ECN field for what it just returned
     conn.get_timer()                          # earliest deadline or None
     conn.handle_timer(now)                    # fire what is due (safe to call early)

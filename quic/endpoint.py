@@ -89,6 +89,11 @@ the codepoint of what it sends calls :meth:`marked_datagrams_to_send`, which ret
 ``(data, addr, ecn)`` triples (each connection's :attr:`~quic.connection.
 QuicConnection.ecn_codepoint`; stateless replies are Not-ECT) instead of pairs.
 
+Several local addresses (a server's preferred address, RFC 9000 §9.6): the I/O layer
+gives :meth:`receive_datagram` the index of the socket a datagram came to (``local``,
+0 the main one) and sends what :meth:`routed_datagrams_to_send` returns, ``(data,
+addr, ecn, local)``, from the socket of that index: each connection chooses (§9.6.2).
+
 Events: :meth:`QuicEndpoint.next_event` yields ``(connection, event)`` pairs; a new
 server connection is announced by :class:`ConnectionAccepted` before its own events,
 and :class:`ConnectionRemoved` is the last event of every connection the endpoint
@@ -563,20 +568,12 @@ class QuicEndpoint:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
         """Everything the pending connections (and stateless replies) have to send."""
-        out = self._stateless
-        self._stateless = []
-        for datagrams, _ in self._serve(now):
-            out.extend([(data, addr) for data, addr, _ in datagrams])
-        return out
+        return [(data, addr) for data, addr, _, _ in self.routed_datagrams_to_send(now)]
 
     def marked_datagrams_to_send(self, now: float) -> list[tuple[bytes, Any, int]]:
         """:meth:`datagrams_to_send` with the ECN codepoint of each datagram (0 Not-ECT,
         2 ECT(0); RFC 9000 §13.4.2), for an I/O layer that can set it."""
-        out = [(data, addr, 0) for data, addr in self._stateless]
-        self._stateless = []
-        for datagrams, codepoint in self._serve(now):
-            out.extend([(data, addr, codepoint) for data, addr, _ in datagrams])
-        return out
+        return [(d, addr, ecn) for d, addr, ecn, _ in self.routed_datagrams_to_send(now)]
 
     def routed_datagrams_to_send(self, now: float) -> list[tuple[bytes, Any, int, int]]:
         """:meth:`marked_datagrams_to_send` with the index of the local address each
