@@ -216,6 +216,7 @@ class Migration:
         received on the old IP address")."""
         paths = self._paths
         paths.on_authenticated_from(addr, size, False, now, self.pto(), local)
+        self._release_idle()  # a path the new one pushed out of the table
         if self._is_client or local == 0 or paths.current.local != 0:
             return
         path = paths.others.get(path_key(addr, local))

@@ -66,6 +66,7 @@ class Log:
         self.pair = pair
         self.sent: list[tuple[Addr, Addr, int, bool]] = []  # src, dst, size, switched
         self.dcids: dict[Addr, set[bytes]] = {SERVER_ADDR: set(), PREFERRED: set()}
+        self.client_dcids: dict[Addr, set[bytes]] = {SERVER_ADDR: set(), PREFERRED: set()}
         self.client_to_preferred_after_adoption = 0
         pair.net.tap = self
 
@@ -76,8 +77,11 @@ class Log:
             self.sent.append((src, dst, len(data), switched))
             if data[0] & 0xC0 == 0x40:  # a short header: the client's 8-byte ID
                 self.dcids[src].add(data[1:9])
-        elif dst == PREFERRED and self.pair.client.paths.is_current(PREFERRED):
-            self.client_to_preferred_after_adoption += 1  # non-probing packets, now
+        else:
+            if data[0] & 0xC0 == 0x40 and dst in self.client_dcids:
+                self.client_dcids[dst].add(data[1:9])  # the server's 8-byte ID
+            if dst == PREFERRED and self.pair.client.paths.is_current(PREFERRED):
+                self.client_to_preferred_after_adoption += 1  # non-probing packets, now
         return [(src, dst, data)]
 
     def from_preferred(self, switched: bool) -> int:
@@ -130,6 +134,9 @@ def test_server_moves_to_its_preferred_address_after_validation_and_a_non_probin
     # §9.5: no connection ID of the client's was sent from both of our addresses
     assert log.dcids[PREFERRED] and log.dcids[SERVER_ADDR]
     assert log.dcids[PREFERRED].isdisjoint(log.dcids[SERVER_ADDR])
+    # ... nor an ID of the server's sent by the client to both of its addresses
+    assert log.client_dcids[PREFERRED] and log.client_dcids[SERVER_ADDR]
+    assert log.client_dcids[PREFERRED].isdisjoint(log.client_dcids[SERVER_ADDR])
     assert server.state.value == "connected" and client.state.value == "connected"
 
 
