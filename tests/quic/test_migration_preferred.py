@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from quic.conn_paths import PathManager
 from quic.endpoint import QuicEndpoint
 from tests.support.netsim import Addr
@@ -195,3 +197,30 @@ def test_preferred_path_switch_needs_both_validation_and_a_non_probing_packet() 
         change = paths.switch_local(path, 0.2, 0.1)
         assert paths.current is path and change.old_path.local == 0
         assert not change.old_path.validating  # the client did not move: no challenge
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_preferred_address_under_loss(seed: int) -> None:
+    """10 % loss on every link, both server addresses: the client still validates and
+    adopts the preferred address, the server still moves only once that path is
+    validated, a download completes byte-exact, and no ID of the client's went out of
+    both server addresses (§9.5)."""
+    pair = _pair()
+    pair.net.rng.seed(seed)
+    for server_addr in (SERVER_ADDR, PREFERRED):
+        for link in (
+            pair.net.link(CLIENT_ADDR, server_addr),
+            pair.net.link(server_addr, CLIENT_ADDR),
+        ):
+            link.loss = 0.1
+    log = Log(pair)
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake_confirmed, max_time=5)
+    server = pair.server
+    payload = bytes(range(256)) * 600
+    _echo(pair, payload, side_from="server")
+    pair.run(lambda: server.paths.current.local == 1, max_time=10)
+    assert server.paths.current.validated
+    assert log.from_original(switched=True) == 0
+    _echo(pair, payload, side_from="server")
+    assert log.dcids[PREFERRED].isdisjoint(log.dcids[SERVER_ADDR])
