@@ -8,8 +8,8 @@
 * :class:`MovingPeer` drives an established in-memory pair (``tests/support``) whose
   client is rebound by its NAT, migrates actively, or has its packets copied by an
   attacker from another address, while both sides send stream data: no exception, no
-  internal error, every queue within its limit, and once the network is left alone the
-  data of every stream arrives.
+  internal error, every queue within its limit, no peer connection ID held by two paths
+  (RFC 9000 §9.5), and once the network is left alone the data of every stream arrives.
 
 Deep profile by hand: ``FUZZ_PROFILE=deep python3 -m pytest -p no:timeout
 fuzz/test_fuzz_paths.py``.
@@ -202,6 +202,11 @@ class MovingPeer(RuleBasedStateMachine):
             sizes = conn.queue_sizes()
             assert sizes["paths"] <= conn.configuration.max_known_paths
             assert sizes["path_responses"] <= conn.configuration.max_pending_path_responses
+            # RFC 9000 §9.5: each path other than the current one has its own peer ID
+            held = [p.cid_seq for p in conn.paths.others.values() if p.cid_seq is not None]
+            assert len(held) == len(set(held))
+            assert conn.cids.peer_active_sequence not in held
+            assert conn.cids.reserved_peer_cids <= len(held)
 
     def teardown(self) -> None:
         pair = self.pair

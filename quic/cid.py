@@ -40,10 +40,23 @@ it no longer knows. When we move to a new path (migration, §9.5)
 :meth:`ConnectionIdManager.rotate_peer_cid` switches to an unused peer ID and retires
 the one in use.
 
+Peer IDs of other paths (RFC 9000 §9.5: "MUST NOT reuse a connection ID when sending
+from more than one local address" or "to more than one destination address"): the ID
+in use belongs to the current path; a path other than the current one that we send
+on (a probe, the path we left, the server's preferred address) holds one of its own,
+*reserved* (:meth:`ConnectionIdManager.reserve_peer_cid`) so that it is never the
+current path's nor another path's. :meth:`ConnectionIdManager.hand_over` makes a
+reserved or unused ID the one in use and reserves the previous one for the path left;
+:meth:`ConnectionIdManager.release_peer_cid` retires a path's ID when the path is
+abandoned. "Unused" means neither in use nor reserved: every ID we stop using is
+retired, so an ID never used is never confused with one that was. If the peer retires
+a reserved ID (Retire Prior To), the path simply loses it.
+
 A stateless reset (§10.3.1) is recognised by comparing the last 16 bytes of a datagram
-with the reset token of the peer connection ID in use — the only one we used and did
-not retire — with :func:`hmac.compare_digest`, so the comparison leaks nothing about
-the token (§10.3.1: "without leaking information about the value of the token").
+with the reset tokens of the peer connection IDs we used and did not retire — the one
+in use and those reserved for other paths (at most ``active_connection_id_limit``) —
+with :func:`hmac.compare_digest`, so the comparison leaks nothing about the token
+(§10.3.1: "without leaking information about the value of the token").
 
 Randomness is injected (``token_bytes``) so tests can be deterministic.
 """
@@ -120,6 +133,8 @@ class ConnectionIdManager:
         self._peer_by_cid: dict[bytes, int] = {}
         self.peer_active_sequence = 0
         self._peer_retire_prior_to = 0
+        # RFC 9000 §9.5: peer sequences held by paths other than the current one
+        self._reserved: dict[int, None] = {}
         self._retire_unsent: dict[int, None] = {}
         self._retire_in_flight: set[int] = set()
         self._issued_cids: list[bytes] = []  # newly issued, for routing updates
@@ -192,12 +207,17 @@ class ConnectionIdManager:
             for seq in doomed:
                 entry = self.peer.pop(seq)
                 del self._peer_by_cid[entry.cid]
+                self._reserved.pop(seq, None)  # the path holding it loses it
                 if not self._retiring(seq):
                     self._retire_unsent[seq] = None
         self.peer[sequence] = PeerConnectionId(sequence, cid, reset_token)
         self._peer_by_cid[cid] = sequence
         if self.peer_active_sequence not in self.peer:
-            self.peer_active_sequence = min(self.peer)
+            # the ID in use was retired: an unused one, else one a path held
+            unused = self._unused()
+            active = min(unused) if unused else min(self.peer)
+            self._reserved.pop(active, None)
+            self.peer_active_sequence = active
         if len(self.peer) > self.local_limit:
             raise QuicProtocolError(
                 TransportErrorCode.CONNECTION_ID_LIMIT_ERROR,
@@ -218,29 +238,94 @@ class ConnectionIdManager:
                 _NCID,
             )
 
+    def _unused(self) -> list[int]:
+        active, reserved = self.peer_active_sequence, self._reserved
+        return [seq for seq in self.peer if seq != active and seq not in reserved]
+
     def unused_peer_cids(self) -> int:
-        """Peer IDs never used yet: those above the one in use (we only move up)."""
-        active = self.peer_active_sequence
-        return sum(1 for seq in self.peer if seq > active)
+        """Peer IDs never used yet: neither in use nor reserved for another path."""
+        return len(self._unused())
 
     def rotate_peer_cid(self) -> bool:
         """Move to an unused peer connection ID and retire the one in use (RFC 9000
         §9.5: a new ID on a new path); False if none is unused, or the retirement
         queue is full (the ID in use is then kept)."""
-        active = self.peer_active_sequence
-        unused = [seq for seq in self.peer if seq > active]
+        unused = self._unused()
         return bool(unused) and self.use_peer_cid(min(unused))
 
-    def is_peer_stateless_reset(self, token: bytes) -> bool:
-        """True if ``token`` is the reset token of the peer ID in use (§10.3.1).
+    # -- peer connection IDs of other paths (RFC 9000 §9.5) ---------------------------
 
-        Only the connection ID we use is checked (§10.3.1: never one not used or
-        retired), in constant time.
+    @property
+    def reserved_peer_cids(self) -> int:
+        return len(self._reserved)
+
+    def reserve_peer_cid(self, sequence: int | None = None) -> int | None:
+        """Hold an unused peer ID (the lowest, or ``sequence``) for a path other than
+        the current one; None when there is none (RFC 9000 §9.5: then nothing may be
+        sent on that path)."""
+        if sequence is None:
+            unused = self._unused()
+            if not unused:
+                return None
+            sequence = min(unused)
+        elif (
+            sequence not in self.peer
+            or sequence == self.peer_active_sequence
+            or sequence in self._reserved
+        ):
+            return None
+        self._reserved[sequence] = None
+        return sequence
+
+    def reserved_cid(self, sequence: int) -> bytes | None:
+        """The ID a path holds, or None if the peer retired it meanwhile."""
+        if sequence not in self._reserved:
+            return None
+        return self.peer[sequence].cid
+
+    def release_peer_cid(self, sequence: int) -> None:
+        """The path holding ``sequence`` is abandoned: retire the ID (RFC 9000 §5.1.2).
+        At most one retirement per ID we held, so the queue stays bounded."""
+        if sequence not in self._reserved:
+            return  # already retired by the peer's Retire Prior To
+        del self._reserved[sequence]
+        entry = self.peer.pop(sequence)
+        del self._peer_by_cid[entry.cid]
+        if not self._retiring(sequence):
+            self._retire_unsent[sequence] = None
+
+    def hand_over(self, sequence: int | None = None) -> int | None:
+        """The current path changes: ``sequence`` (reserved by the new current path, or
+        by default the lowest unused ID) becomes the ID in use, and the previous one is
+        reserved for the path left, whose sequence is returned. None (nothing changes)
+        when no such ID exists."""
+        if sequence is None:
+            unused = self._unused()
+            if not unused:
+                return None
+            sequence = min(unused)
+        elif sequence not in self._reserved:
+            return None
+        else:
+            del self._reserved[sequence]
+        previous = self.peer_active_sequence
+        self._reserved[previous] = None
+        self.peer_active_sequence = sequence
+        return previous
+
+    def is_peer_stateless_reset(self, token: bytes) -> bool:
+        """True if ``token`` is the reset token of a peer ID we use (§10.3.1): the one
+        in use or one reserved for another path.
+
+        Only connection IDs we used are checked (§10.3.1: never one not used or
+        retired), each in constant time.
         """
-        entry = self.peer.get(self.peer_active_sequence)
-        if entry is None or entry.reset_token is None:
-            return False
-        return hmac.compare_digest(entry.reset_token, token)
+        found = False
+        for seq in (self.peer_active_sequence, *self._reserved):
+            entry = self.peer.get(seq)
+            if entry is not None and entry.reset_token is not None:
+                found |= hmac.compare_digest(entry.reset_token, token)
+        return found
 
     # -- local connection IDs ---------------------------------------------------------
 
@@ -309,7 +394,7 @@ class ConnectionIdManager:
     def use_peer_cid(self, sequence: int) -> bool:
         """Move to the unused peer ID ``sequence`` and retire the one in use (§9.5)."""
         active = self.peer_active_sequence
-        if sequence <= active or sequence not in self.peer:
+        if sequence == active or sequence not in self.peer or sequence in self._reserved:
             return False
         if self.pending_retirements >= self.max_pending_retirements:
             return False

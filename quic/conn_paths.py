@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-A path is the pair (our address, the peer's address); the connection does not see its
-own address, so :class:`PathManager` tells paths apart by the peer's address (its
-``(host, port)``) and knows:
+A path is the pair (our address, the peer's address). The connection knows its own
+address only as an index (``local``: 0 for the address the connection began on, 1 for
+a server's preferred address, given by the I/O layer with each datagram), so
+:class:`PathManager` tells paths apart by the peer's ``(host, port)`` and that index
+(:func:`path_key`) and knows:
 
 * the *current* path, where every non-probing packet goes (``peer_address``);
 * a *fallback*, the last validated path (RFC 9000 §9.3.2: where we return when the
@@ -30,6 +32,18 @@ genuine packets loses when the old path answers). The connection resets congesti
 control and RTT unless only the port changed (§9.4) and moves to a new connection ID
 when the peer did (§9.5). A client never follows a server to a new address (§9); it
 migrates itself (:meth:`PathManager.restart_current`).
+
+A server's preferred address (RFC 9000 §9.6.2): a datagram to it (``local`` 1) opens
+the path (1, client); the server answers its challenges there, challenges it itself
+("The server MUST probe on the path toward the client from its preferred address",
+:meth:`PathManager.probe_local`), and makes it current only when it is validated and
+a non-probing packet with a new largest packet number came on it
+(:meth:`PathManager.local_switch_ready`, :meth:`PathManager.switch_local`): "The server
+MUST send non-probing packets from its original address until it receives a
+non-probing packet from the client at its preferred address and until the server has
+validated the new path." The path left is not challenged (the client's address did
+not change). Each path other than the current one holds the sequence number of a peer
+connection ID of its own (``cid_seq``, RFC 9000 §9.5; see :mod:`quic.conn_migrate`).
 
 Path validation (RFC 9000 §8.2): a PATH_CHALLENGE with 8 fresh unpredictable bytes,
 sent again with new bytes after a PTO, doubling (§8.2.1: no more often than an
@@ -76,11 +90,17 @@ MIN_SHORT_DATAGRAM = 64
 _INITIAL_PTO = K_INITIAL_RTT + 4 * (K_INITIAL_RTT / 2)
 
 
-def path_key(addr: Any) -> Any:
-    """What identifies the peer's address: ``(host, port)`` of a socket address."""
+def path_key(addr: Any, local: int = 0) -> Any:
+    """What identifies a path: ``(host, port)`` of the peer's socket address, and the
+    index of our local address when it is not the first one (a server's preferred
+    address, RFC 9000 §9.6)."""
     if isinstance(addr, tuple) and len(addr) > 2:
-        return addr[:2]
-    return addr
+        addr = addr[:2]
+    return (local, addr) if local else addr
+
+
+def _key(path: Path) -> Any:
+    return path_key(path.addr, path.local)
 
 
 class Path:
@@ -91,17 +111,22 @@ class Path:
         "addr",
         "challenge_owed",
         "challenges",
-        "dcid",
+        "cid_seq",
         "interval",
+        "local",
         "next_challenge",
         "received",
         "sent",
+        "switch_wanted",
         "trusted",
         "validated",
     )
 
-    def __init__(self, addr: Any, validated: bool) -> None:
+    def __init__(self, addr: Any, validated: bool, local: int = 0) -> None:
         self.addr = addr
+        self.local = local  # index of our local address (0: the connection's first)
+        # server, preferred address: a non-probing packet came on it (RFC 9000 §9.6.2)
+        self.switch_wanted = False
         self.validated = validated
         self.received = 0  # bytes received on the path (amplification credit)
         self.sent = 0  # bytes sent on the path
@@ -110,7 +135,9 @@ class Path:
         self.next_challenge: float | None = None  # when to send a fresh one
         self.abandon_at: float | None = None  # validation in progress until then
         self.interval = 0.0
-        self.dcid: bytes | None = None  # the peer CID for probes on it (else the current)
+        # RFC 9000 §9.5: sequence of the peer connection ID reserved for sending on this
+        # path while it is not the current one (the current path uses the ID in use)
+        self.cid_seq: int | None = None
         # not amplification-limited although unvalidated: an address the peer gave us
         # in its authenticated transport parameters (the server's preferred address)
         self.trusted = False
@@ -129,10 +156,11 @@ class Path:
 class PathChange:
     """What a migration changed (the connection resets what depends on it)."""
 
-    __slots__ = ("host_changed", "old")
+    __slots__ = ("host_changed", "old", "old_path")
 
-    def __init__(self, old: Any, host_changed: bool) -> None:
-        self.old = old
+    def __init__(self, old_path: Path, host_changed: bool) -> None:
+        self.old_path = old_path  # the path left (still known unless evicted)
+        self.old = old_path.addr
         self.host_changed = host_changed  # RFC 9000 §9.4: more than the port changed
 
 
@@ -154,6 +182,8 @@ class PathManager:
         "preferred",
         "preferred_ready",
         "receiving",
+        "receiving_local",
+        "released",
         "responses",
         "responses_dropped",
         "validations_failed",
@@ -176,6 +206,7 @@ class PathManager:
         self.fallback: Path | None = None  # the last validated path (RFC 9000 §9.3.2)
         self.others: dict[Any, Path] = {}  # known paths by path_key, oldest first
         self.receiving: Any = None  # peer address of the datagram being processed
+        self.receiving_local = 0  # ... and the index of the local address it came to
         self.min_datagram = MIN_INITIAL_DATAGRAM  # see MIN_SHORT_DATAGRAM
         self.bytes_received = 0  # all paths
         self.bytes_sent = 0
@@ -186,6 +217,8 @@ class PathManager:
         self.preferred: Path | None = None  # client: the server's preferred address
         self.preferred_ready = False  # ... validated: the connection moves there
         self.validations_failed = 0
+        # RFC 9000 §9.5: connection IDs of paths forgotten, to retire (Migration drains)
+        self.released: list[int] = []
 
     # -- the current path ---------------------------------------------------------------
 
@@ -201,11 +234,15 @@ class PathManager:
     def address_validated(self) -> bool:
         return self.current.validated
 
-    def is_current(self, addr: Any) -> bool:
-        return bool(path_key(addr) == path_key(self.current.addr))
+    def is_current(self, addr: Any, local: int = 0) -> bool:
+        return bool(path_key(addr, local) == _key(self.current))
 
-    def knows(self, addr: Any) -> bool:
-        return self.is_current(addr) or path_key(addr) in self.others
+    def knows(self, addr: Any, local: int = 0) -> bool:
+        return self.is_current(addr, local) or path_key(addr, local) in self.others
+
+    @staticmethod
+    def key(path: Path) -> Any:
+        return _key(path)
 
     def handshake_done(self) -> None:
         """1-RTT from now on: small datagrams may go to an unvalidated address."""
@@ -250,42 +287,76 @@ class PathManager:
     # -- migration (RFC 9000 §9) --------------------------------------------------------
 
     def on_authenticated_from(
-        self, addr: Any, size: int, migrate: bool, now: float, pto: float
+        self, addr: Any, size: int, migrate: bool, now: float, pto: float, local: int = 0
     ) -> PathChange | None:
-        """An authenticated datagram from ``addr``, not the current peer address.
+        """An authenticated datagram from ``addr`` to our local address ``local``, not
+        on the current path.
 
         ``migrate``: it held the newest non-probing packet and migration is allowed
         (RFC 9000 §9.3); the connection then moves to ``addr``.
         """
-        key = path_key(addr)
+        key = path_key(addr, local)
         path = self.others.get(key)
         if path is None:
-            path = self._remember(Path(addr, validated=False))
+            path = self._remember(Path(addr, validated=False, local=local))
         path.addr = addr
         path.received += size
         self.bytes_received += size
         if not migrate:
             return None
+        return self._move_to(path, now, pto, challenge_old=True)
+
+    def _move_to(self, path: Path, now: float, pto: float, challenge_old: bool) -> PathChange:
+        key = _key(path)
         old = self.current
         del self.others[key]
         if old.addr is not None:
             self._remember(old)
             if old.validated:
                 self.fallback = old
-                # RFC 9000 §9.3.3: challenge the path we leave (it answers if it lives)
-                self._start_validation(old, now, pto)
+                if challenge_old:
+                    # RFC 9000 §9.3.3: challenge the path we leave (it answers if it lives)
+                    self._start_validation(old, now, pto)
         self.current = path
         self.migrations += 1
         if not path.validated:
             self._start_validation(path, now, pto)  # RFC 9000 §9.3, §8.2
         old_host = path_key(old.addr)[0] if isinstance(old.addr, tuple) else old.addr
-        new_host = key[0] if isinstance(key, tuple) else key
-        return PathChange(old.addr, old_host != new_host)
+        new_addr = path_key(path.addr)
+        new_host = new_addr[0] if isinstance(new_addr, tuple) else new_addr
+        return PathChange(old, old_host != new_host or old.local != path.local)
 
-    def probe_preferred(self, addr: Any, dcid: bytes, now: float, pto: float) -> None:
-        """Client: validate the server's preferred address (RFC 9000 §9.6.1)."""
+    def probe_local(self, path: Path, non_probing: bool, now: float, pto: float) -> None:
+        """Server: an authenticated datagram came to our preferred address (RFC 9000
+        §9.6.2): "The server MUST probe on the path toward the client from its
+        preferred address", and a non-probing packet there asks for the switch."""
+        if not path.validated:
+            self._start_validation(path, now, pto)
+        if non_probing:
+            path.switch_wanted = True
+
+    def local_switch_ready(self) -> Path | None:
+        """Server: the path to our preferred address, once it is validated and a
+        non-probing packet came on it (RFC 9000 §9.6.2: "Once the server has completed
+        its path validation and has received a non-probing packet with a new largest
+        packet number on its preferred address, the server begins sending non-probing
+        packets to the client exclusively from its preferred IP address")."""
+        for path in self.others.values():
+            if path.local and path.switch_wanted and path.validated:
+                return path
+        return None
+
+    def switch_local(self, path: Path, now: float, pto: float) -> PathChange:
+        """Server: move to the validated path of our preferred address; the path left
+        is validated and the peer's address did not change, so it is not challenged."""
+        path.switch_wanted = False
+        return self._move_to(path, now, pto, challenge_old=False)
+
+    def probe_preferred(self, addr: Any, cid_seq: int, now: float, pto: float) -> None:
+        """Client: validate the server's preferred address (RFC 9000 §9.6.1) with the
+        peer connection ID ``cid_seq`` reserved for it."""
         path = self._remember(Path(addr, validated=False))
-        path.dcid = dcid
+        path.cid_seq = cid_seq
         path.trusted = True  # RFC 9000 §9.6.1: the server's own word, authenticated
         self.preferred = path
         self._start_validation(path, now, pto)
@@ -297,10 +368,10 @@ class PathManager:
         path = self.preferred
         self.preferred = None
         self.preferred_ready = False
-        if path is None or path_key(path.addr) not in self.others:
+        if path is None or _key(path) not in self.others:
             return None
         old = self.current
-        del self.others[path_key(path.addr)]
+        del self.others[_key(path)]
         self._remember(old)
         self.fallback = old
         self.current = path
@@ -316,14 +387,53 @@ class PathManager:
 
     def _remember(self, path: Path) -> Path:
         others = self.others
-        key = path_key(path.addr)
-        others.pop(key, None)
+        key = _key(path)
+        replaced = others.pop(key, None)
+        if replaced is not None and replaced is not path:
+            self._forget(replaced)
         others[key] = path
         while len(others) > self._max_paths:
             # the oldest, but never the fallback: it is the last validated address
             oldest = next(k for k, p in others.items() if p is not self.fallback)
-            del others[oldest]
+            self._forget(others.pop(oldest))
         return path
+
+    def _forget(self, path: Path) -> None:
+        if path.cid_seq is not None:
+            self.released.append(path.cid_seq)  # RFC 9000 §9.5: its ID is retired
+            path.cid_seq = None
+
+    def stop_validation(self, path: Path) -> None:
+        """Give up validating ``path`` without counting a failure (RFC 9000 §9.5: no
+        connection ID to send on it)."""
+        self._end_validation(path)
+
+    def idle_paths(self) -> list[Path]:
+        """Paths other than the current one that hold a connection ID but owe nothing
+        and are not being validated: their ID may be retired. The fallback keeps its
+        ID while the current path is not validated (we may return to it, §9.3.2)."""
+        current = self.current
+        keep_fallback = not current.validated
+        owed = {key for _, key in self.responses}
+        return [
+            p
+            for p in self.others.values()
+            if p.cid_seq is not None
+            and not p.validating
+            and not p.challenge_owed
+            and not (keep_fallback and p is self.fallback)
+            and _key(p) not in owed
+        ]
+
+    def drop_responses(self, path: Path) -> int:
+        """Forget the PATH_RESPONSEs owed on ``path`` (no connection ID to send them,
+        RFC 9000 §9.5); returns how many."""
+        key = _key(path)
+        kept = deque(((d, k) for d, k in self.responses if k != key), maxlen=self.responses.maxlen)
+        dropped = len(self.responses) - len(kept)
+        self.responses = kept
+        self.responses_dropped += dropped
+        return dropped
 
     # -- path validation (RFC 9000 §8.2) ------------------------------------------------
 
@@ -346,7 +456,7 @@ class PathManager:
         responses = self.responses
         if len(responses) == responses.maxlen:
             self.responses_dropped += 1  # the oldest gives way (see the module docstring)
-        responses.append((data, path_key(self.receiving)))
+        responses.append((data, path_key(self.receiving, self.receiving_local)))
 
     def on_path_response(self, data: bytes) -> None:
         """A response to any of our recent challenges validates its path, wherever it
@@ -392,7 +502,9 @@ class PathManager:
             # a path never validated is forgotten; the fallback stays the last validated
             # address (RFC 9000 §9.3.2) even if its re-check (§9.3.3) got no answer
             if not path.validated:
-                self.others.pop(path_key(path.addr), None)
+                gone = self.others.pop(_key(path), None)
+                if gone is not None:
+                    self._forget(gone)
                 if path is self.preferred:
                     self.preferred = None  # RFC 9000 §9.6.1: stay on the original
             return True
@@ -402,7 +514,7 @@ class PathManager:
         if fallback is None:
             return False
         # RFC 9000 §9.3.2: revert to the last validated peer address
-        self.others.pop(path_key(fallback.addr), None)
+        self.others.pop(_key(fallback), None)
         self.current = fallback  # the failed address is forgotten
         self.fallback = None
         self.migrations += 1
@@ -420,7 +532,7 @@ class PathManager:
             return True
         if not self.responses:
             return False
-        key = path_key(self.current.addr)
+        key = _key(self.current)
         return any(k == key for _, k in self.responses)
 
     def off_path_pending(self) -> list[Path]:
@@ -428,7 +540,7 @@ class PathManager:
         a path no longer known are dropped."""
         out: list[Path] = [p for p in self.others.values() if p.challenge_owed]
         if self.responses:
-            current = path_key(self.current.addr)
+            current = _key(self.current)
             kept: deque[tuple[bytes, Any]] = deque(maxlen=self.responses.maxlen)
             for data, key in self.responses:
                 if key == current:
@@ -461,7 +573,7 @@ class PathManager:
             wrote = True
         responses = self.responses
         if responses:
-            key = path_key(path.addr)
+            key = _key(path)
             kept: deque[tuple[bytes, Any]] = deque(maxlen=responses.maxlen)
             for data, where in responses:
                 if where == key and asm.room >= _FRAME_SIZE:

@@ -527,10 +527,11 @@ class SendScheduler:
         space.next_pn += 1
         return True
 
-    def build_on_path(self, now: float, version: int, path: Path) -> bytes | None:
+    def build_on_path(self, now: float, version: int, path: Path, dcid: bytes) -> bytes | None:
         """One datagram for a path other than the current one: its PATH_CHALLENGE and
-        PATH_RESPONSE frames in a 1-RTT packet, expanded to 1200 bytes within the
-        path's amplification limit (RFC 9000 §8.2.1, §8.2.2). None: nothing may go."""
+        PATH_RESPONSE frames in a 1-RTT packet to ``dcid`` (the path's own connection
+        ID, RFC 9000 §9.5), expanded to 1200 bytes within the path's amplification
+        limit (RFC 9000 §8.2.1, §8.2.2). None: nothing may go."""
         paths = self._paths
         space = self._keys.spaces[APPLICATION]
         write = space.write
@@ -541,7 +542,7 @@ class SendScheduler:
             return None  # responses wait for the window (RFC 9000 §8.2.2); challenges not
         asm = PacketAssembler(paths.max_datagram_size)
         asm.begin_datagram(budget)
-        if not self._begin_one_rtt(asm, version, path.dcid or self._cids.peer_cid):
+        if not self._begin_one_rtt(asm, version, dcid):
             return None
         paths.write(asm, path)
         asm.end_packet()

@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 Driving API (DESIGN.md), the same at every layer::
 
-    conn.receive_datagram(data, addr, now)    # feed a UDP payload (ecn=codepoint)
+    conn.receive_datagram(data, addr, now)    # feed a UDP payload (ecn=, local=)
     conn.datagrams_to_send(now)               # -> [(bytes, addr)], ready to send
+    conn.routed_datagrams_to_send(now)        # -> [(bytes, addr, local)]
     conn.ecn_codepoint                        # ECN field for what it just returned
     conn.get_timer()                          # earliest deadline or None
     conn.handle_timer(now)                    # fire what is due (safe to call early)
@@ -480,6 +481,11 @@ class QuicConnection:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         """Build every datagram that may be sent now; returns ``[(payload, addr)]``."""
+        return [(data, addr) for data, addr, _ in self.routed_datagrams_to_send(now)]
+
+    def routed_datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr, int]]:
+        """:meth:`datagrams_to_send` with the index of the local address each datagram
+        leaves from (0, or 1: a server's preferred address, RFC 9000 §9.6.2)."""
         if now > self._now:
             self._now = now
         try:
@@ -492,8 +498,9 @@ class QuicConnection:
                 self.state = ConnectionState.TERMINATED
                 return []
 
-    def _datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+    def _datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr, int]]:
         addr = self.paths.peer_address
+        local = self.paths.current.local
         state = self.state
         if addr is None or state in (ConnectionState.TERMINATED, ConnectionState.DRAINING):
             return []
@@ -504,7 +511,7 @@ class QuicConnection:
                 return []
             datagrams = self.sender.build_close(now, self.version, frame)
             closer.on_close_sent(now, self._linger())
-            return [(d, addr) for d in datagrams]
+            return [(d, addr, local) for d in datagrams]
         out = self.migration.datagrams(now, self.version)  # other paths (RFC 9000 §8.2)
         datagrams, eliciting = self.sender.build(now, self.version)
         if eliciting and not self._eliciting_since_receive:
@@ -512,7 +519,7 @@ class QuicConnection:
             self._last_activity = now  # RFC 9000 §10.1
         if self.cids.has_routing_changes():
             self._flush_routing()
-        out.extend((d, addr) for d in datagrams)
+        out.extend((d, addr, local) for d in datagrams)
         return out
 
     # -- timers ------------------------------------------------------------------------------
@@ -612,10 +619,13 @@ class QuicConnection:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def receive_datagram(self, data: bytes, addr: Addr, now: float, ecn: int = 0) -> None:
+    def receive_datagram(
+        self, data: bytes, addr: Addr, now: float, ecn: int = 0, local: int = 0
+    ) -> None:
         """Process one UDP payload from ``addr``; ``ecn`` is the ECN field of its IP
         header (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE; RFC 9000 §13.4.1) when the I/O
-        layer can read it."""
+        layer can read it; ``local`` the index of our local address it came to (1: a
+        server's preferred address, RFC 9000 §9.6)."""
         if now > self._now:
             self._now = now
         state = self.state
@@ -631,10 +641,10 @@ class QuicConnection:
                     self._qlog_start(now)
                 qlog.datagram_received(now, len(data))
             migration = self.migration
-            on_path = paths.is_current(addr)
+            on_path = paths.is_current(addr, local)
             if on_path:
                 paths.on_datagram_received(len(data))
-            elif not migration.admit(data, addr, self.cids.cid_length):
+            elif not migration.admit(data, addr, self.cids.cid_length, local):
                 return  # RFC 9000 §9: dropped
             if state is ConnectionState.CLOSING:
                 self.closer.on_datagram_while_closing()  # RFC 9000 §10.2.1
@@ -642,11 +652,11 @@ class QuicConnection:
             recovery = self.recovery
             if recovery.amplification_limited and not paths.send_blocked():
                 recovery.amplification_limited = False  # RFC 9002 §6.2.2.1: may send again
-            paths.receiving = addr
+            paths.receiving, paths.receiving_local = addr, local
             previous_dcid = migration.before_datagram()
             processed = self._receive(data, addr, now, ecn & 3)
             if not on_path and self.state in _LIVE:
-                migration.after_datagram(addr, len(data), processed, previous_dcid, now)
+                migration.after_datagram(addr, len(data), processed, previous_dcid, now, local)
             if paths.preferred_ready:
                 migration.adopt_preferred(now)  # RFC 9000 §9.6.2
             reprocess = self.reader.reprocess

@@ -89,6 +89,11 @@ the codepoint of what it sends calls :meth:`marked_datagrams_to_send`, which ret
 ``(data, addr, ecn)`` triples (each connection's :attr:`~quic.connection.
 QuicConnection.ecn_codepoint`; stateless replies are Not-ECT) instead of pairs.
 
+Several local addresses (a server's preferred address, RFC 9000 §9.6): the I/O layer
+gives :meth:`receive_datagram` the index of the socket a datagram came to (``local``,
+0 the main one) and sends what :meth:`routed_datagrams_to_send` returns, ``(data,
+addr, ecn, local)``, from the socket of that index: each connection chooses (§9.6.2).
+
 Events: :meth:`QuicEndpoint.next_event` yields ``(connection, event)`` pairs; a new
 server connection is announced by :class:`ConnectionAccepted` before its own events,
 and :class:`ConnectionRemoved` is the last event of every connection the endpoint
@@ -324,16 +329,19 @@ class QuicEndpoint:
         if connection in self._entries:
             self._pending[connection] = None
 
-    def receive_datagram(self, data: bytes, addr: Any, now: float, ecn: int = 0) -> None:
+    def receive_datagram(
+        self, data: bytes, addr: Any, now: float, ecn: int = 0, local: int = 0
+    ) -> None:
         """Feed one UDP payload (``ecn``: the ECN field of its IP header, RFC 9000
-        §13.4.1, if the I/O layer reads it); never raises."""
+        §13.4.1, if the I/O layer reads it; ``local``: the index of our local address
+        it came to, 1 for a server's preferred address); never raises."""
         try:
-            self._receive(data, addr, now, ecn)
+            self._receive(data, addr, now, ecn, local)
         except Exception:  # a bug in the endpoint itself: drop the datagram, keep serving
             self._drop(now, "internal_error", data)
             logger.exception("QUIC endpoint failed on a datagram; dropped it")
 
-    def _receive(self, data: bytes, addr: Any, now: float, ecn: int) -> None:
+    def _receive(self, data: bytes, addr: Any, now: float, ecn: int, local: int = 0) -> None:
         try:
             dcid = peek_dcid(data, self.connection_id_length)
         except QuicProtocolError:
@@ -352,7 +360,7 @@ class QuicEndpoint:
         if entry.half_open:
             self._evictable.pop(conn, None)  # a second datagram: a live client, likely
         try:
-            conn.receive_datagram(data, addr, now, ecn)
+            conn.receive_datagram(data, addr, now, ecn, local)
         except Exception as exc:
             self._internal_error(entry, exc)
             return
@@ -588,34 +596,37 @@ class QuicEndpoint:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
         """Everything the pending connections (and stateless replies) have to send."""
-        out = self._stateless
-        self._stateless = []
-        for datagrams, _ in self._serve(now):
-            out.extend(datagrams)
-        return out
+        return [(data, addr) for data, addr, _, _ in self.routed_datagrams_to_send(now)]
 
     def marked_datagrams_to_send(self, now: float) -> list[tuple[bytes, Any, int]]:
         """:meth:`datagrams_to_send` with the ECN codepoint of each datagram (0 Not-ECT,
         2 ECT(0); RFC 9000 §13.4.2), for an I/O layer that can set it."""
-        out = [(data, addr, 0) for data, addr in self._stateless]
+        return [(d, addr, ecn) for d, addr, ecn, _ in self.routed_datagrams_to_send(now)]
+
+    def routed_datagrams_to_send(self, now: float) -> list[tuple[bytes, Any, int, int]]:
+        """:meth:`marked_datagrams_to_send` with the index of the local address each
+        datagram leaves from, ``(data, addr, ecn, local)``, for an I/O layer with more
+        than one socket (a server's preferred address, RFC 9000 §9.6.2). Stateless
+        replies leave the first address."""
+        out = [(data, addr, 0, 0) for data, addr in self._stateless]
         self._stateless = []
         for datagrams, codepoint in self._serve(now):
-            out.extend([(data, addr, codepoint) for data, addr in datagrams])
+            out.extend([(data, addr, codepoint, local) for data, addr, local in datagrams])
         return out
 
-    def _serve(self, now: float) -> list[tuple[list[tuple[bytes, Any]], int]]:
+    def _serve(self, now: float) -> list[tuple[list[tuple[bytes, Any, int]], int]]:
         """The datagrams of every pending connection, with its ECN codepoint."""
         pending = self._pending
         self._pending = {}
         flushed: list[QuicConnection] = []
-        batches: list[tuple[list[tuple[bytes, Any]], int]] = []
+        batches: list[tuple[list[tuple[bytes, Any, int]], int]] = []
         entries = self._entries
         for conn in pending:
             entry = entries.get(conn)
             if entry is None:
                 continue
             try:
-                data = conn.datagrams_to_send(now)
+                data = conn.routed_datagrams_to_send(now)
             except Exception as exc:
                 self._internal_error(entry, exc)
                 continue

@@ -27,10 +27,14 @@ one; the endpoint and its connections stay, and the pump resolves :attr:`closed`
 when its last socket is gone.
 
 A server with a preferred address (RFC 9000 §9.6) listens on a second socket
-(:meth:`QuicEndpointProtocol.add_socket`) that feeds the same endpoint; then each
-datagram is sent from the socket its peer address last sent to (a table bounded by
-``_MAX_REPLY_ROUTES``, cleared when full: replies then leave the main socket), so a
-client that moved to the preferred address hears from it.
+(:meth:`QuicEndpointProtocol.add_socket`) that feeds the same endpoint, telling it
+which local address each datagram came to (``local``: 0 the main socket, 1 and up the
+added ones); the connection decides which local address each of its datagrams
+leaves from (§9.6.2: probes from the preferred address at once, everything else only
+once the client sent a non-probing packet there and the path is validated), and the
+pump sends it from that socket (:meth:`QuicEndpoint.routed_datagrams_to_send`). The
+pump keeps no table per peer address: what a path needs lives in its connection,
+bounded by ``max_known_paths``.
 
 ECN and Don't Fragment (:func:`quic.aio.udp.configure_path_options`): when the socket
 supports them, the batched reader feeds each datagram's ECN field to the endpoint and
@@ -74,9 +78,6 @@ __all__ = ["QuicEndpointProtocol"]
 
 logger = logging.getLogger("quic")
 
-#: Peer addresses whose reply socket is remembered (with more than one socket).
-_MAX_REPLY_ROUTES = 65536
-
 #: Only full-sized datagrams (bulk data, Initial flights) hold the transmit back; small
 #: ones (ACKs, ping-pong) are answered in the same loop iteration, without extra latency.
 _FULL_DATAGRAM = 1200
@@ -105,7 +106,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._sockets = 0  # transports open (two while moving to a new socket)
         self._on_switch: Callable[[], None] | None = None  # see rebind()
         self.extra_sockets: list[asyncio.DatagramTransport] = []  # see add_socket()
-        self._reply: dict[Any, asyncio.DatagramTransport] = {}  # peer -> socket
         self.path_options = PathOptions()  # ECN, Don't Fragment: what the socket allows
         self._raw: socket.socket | None = None  # for sendmsg, when ECN marking works
         self.closed = self.loop.create_future()
@@ -135,15 +135,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         try:
             now = self.loop.time()
             receive = self.endpoint.receive_datagram
-            if self.extra_sockets:
-                main = self.transport
-
-                def feed(data: bytes, addr: Any) -> None:
-                    self._note_reply(addr, main)
-                    receive(data, addr, now)
-
-                read_batch(sock, feed, self.error_received)
-            elif self._raw is not None:
+            if self._raw is not None:
                 read_batch_ecn(sock, lambda d, a, ecn: receive(d, a, now, ecn), self.error_received)
             else:
                 read_batch(sock, lambda data, addr: receive(data, addr, now), self.error_received)
@@ -152,32 +144,27 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         if not self._flush_scheduled:  # else an application write already asked for one
             self._transmit()
 
-    def add_socket(self, transport: asyncio.DatagramTransport) -> None:
-        """Another socket feeding this endpoint (a server's preferred address)."""
+    def add_socket(self, transport: asyncio.DatagramTransport) -> int:
+        """Another socket feeding this endpoint (a server's preferred address); returns
+        its ``local`` index (RFC 9000 §9.6)."""
         self.extra_sockets.append(transport)
-
-    def _note_reply(self, addr: Any, transport: asyncio.DatagramTransport | None) -> None:
-        reply = self._reply
-        if transport is None or reply.get(addr) is transport:
-            return
-        if len(reply) >= _MAX_REPLY_ROUTES:
-            reply.clear()
-        reply[addr] = transport
+        return len(self.extra_sockets)
 
     def datagram_received_on(
         self, transport: asyncio.DatagramTransport, data: bytes, addr: Any
     ) -> None:
         """A datagram on one of the :attr:`extra_sockets`."""
-        self._note_reply(addr, transport)
-        self._feed(data, addr)
+        try:
+            local = self.extra_sockets.index(transport) + 1  # a handful of sockets
+        except ValueError:
+            return  # a socket no longer ours
+        self._feed(data, addr, local)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.extra_sockets:
-            self._note_reply(addr, self.transport)  # the main socket (fallback reader)
         self._feed(data, addr)
 
-    def _feed(self, data: bytes, addr: Any) -> None:
-        self.endpoint.receive_datagram(data, addr, self.loop.time())  # never raises
+    def _feed(self, data: bytes, addr: Any, local: int = 0) -> None:
+        self.endpoint.receive_datagram(data, addr, self.loop.time(), 0, local)  # never raises
         # Hand events to the application now: the tasks they wake run in the next loop
         # iteration *before* the flush scheduled below, so a reply (an echoed datagram,
         # a response) leaves in the same transmit as the ACK for what triggered it.
@@ -234,9 +221,11 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._received = self._received_seen = 0
         endpoint = self.endpoint
         self._dispatch()
-        if self._raw is not None and not self._reply:
+        if self.extra_sockets:  # several local addresses (a preferred address)
+            self._send_routed(endpoint.routed_datagrams_to_send(self.loop.time()))
+        elif self._raw is not None:
             self._send_marked(endpoint.marked_datagrams_to_send(self.loop.time()))
-        else:  # no ECN socket, or replies leave several sockets (a preferred address)
+        else:
             self._send_plain(endpoint.datagrams_to_send(self.loop.time()))  # never raises
         self._dispatch()
         sessions = self.sessions
@@ -253,15 +242,32 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
             sendto = transport.sendto
-            reply = self._reply
             for data, addr in out:
                 try:
-                    if reply and (other := reply.get(addr)) is not None:
-                        other.sendto(data, addr)  # the socket the peer sent to
-                        continue
                     sendto(data, addr)
                 except Exception as exc:  # e.g. an address the socket cannot reach
                     logger.debug("UDP send to %r failed: %r", addr, exc)
+
+    def _send_routed(self, out: list[tuple[bytes, Any, int, int]]) -> None:
+        """Send each datagram from the socket of its ``local`` index (the connection's
+        choice, RFC 9000 §9.6.2); marked datagrams from the main socket keep their ECN
+        codepoint, the others go unmarked."""
+        main = self.transport
+        if not out or main is None or main.is_closing():
+            return
+        extra = self.extra_sockets
+        marked: list[tuple[bytes, Any, int]] = []
+        for data, addr, ecn, local in out:
+            if local == 0 and self._raw is not None:
+                marked.append((data, addr, ecn))
+                continue
+            transport = main if local == 0 or local > len(extra) else extra[local - 1]
+            try:
+                transport.sendto(data, addr)
+            except Exception as exc:  # e.g. an address the socket cannot reach
+                logger.debug("UDP send to %r failed: %r", addr, exc)
+        if marked:
+            self._send_marked(marked)
 
     def _send_marked(self, out: list[tuple[bytes, Any, int]]) -> None:
         """Send with each datagram's ECN codepoint (RFC 9000 §13.4); see the module

@@ -127,7 +127,8 @@ TESTCASES: dict[str, InteropCase] = {
         InteropCase("rebind-addr", "transfer while the NAT rebinds the client's address"),
         InteropCase(
             "connectionmigration",
-            "transfer; the client migrates actively to a new socket and connection ID",
+            "transfer; the client migrates actively to a new socket and connection ID, "
+            "or (older variant) to the server's --preferred-address",
         ),
         # RFC 9368 §2.3, RFC 9369 §4: the client starts on v1 offering v2, the server
         # prefers v2: the connection is upgraded without a round trip
@@ -160,6 +161,9 @@ class InteropOptions:
     qlog_dir: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     verbose: bool = False
+    # helper "paths2": server, a preferred address offered in the transport parameters
+    # (RFC 9000 §9.6; the runner's older "connectionmigration" variant); port 0: any
+    preferred_address: tuple[str, int] | None = None
 
 
 # option dest → (environment variable, runner default)
@@ -171,7 +175,19 @@ _ENVIRONMENT: dict[str, tuple[str, str | None]] = {
     "downloads": ("DOWNLOADS", "/downloads"),
     "keylog_file": ("SSLKEYLOGFILE", None),
     "qlog_dir": ("QLOGDIR", None),
+    "preferred_address": ("PREFERRED_ADDRESS", None),
 }
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    number = int(port)
+    if not 0 <= number <= 0xFFFF:
+        raise ValueError(f"invalid port {number}")
+    return host.strip("[]"), number
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -203,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", help=f"$PORT, default {DEFAULT_PORT} (0: any free port)")
     server.add_argument("--certs", help="$CERTS, default /certs: holds cert.pem and priv.key")
     server.add_argument("--www", help="$WWW, default /www: directory of files served")
+    server.add_argument(
+        "--preferred-address",
+        metavar="HOST:PORT",
+        help=(
+            "$PREFERRED_ADDRESS: also listen there and offer it in the preferred_address "
+            "transport parameter (RFC 9000 §9.6; port 0: any free port)"
+        ),
+    )
     client = roles.add_parser("client", help="download URLs into --downloads")
     _common(client)
     client.add_argument("--downloads", help="$DOWNLOADS, default /downloads")
@@ -243,6 +267,11 @@ def parse_options(
     if not 0 <= port <= 0xFFFF:
         parser.error(f"invalid port {port}")
     urls = getattr(ns, "urls", None) or env.get("REQUESTS", "").split()
+    preferred = values["preferred_address"] if ns.role == "server" else None
+    try:
+        preferred_address = _host_port(preferred) if preferred else None
+    except ValueError as exc:
+        parser.error(f"invalid preferred address: {exc}")
     return InteropOptions(
         role=ns.role,
         testcase=testcase,
@@ -256,4 +285,5 @@ def parse_options(
         qlog_dir=values["qlog_dir"],
         timeout=getattr(ns, "timeout", DEFAULT_TIMEOUT),
         verbose=ns.verbose,
+        preferred_address=preferred_address,
     )

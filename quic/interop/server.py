@@ -97,6 +97,8 @@ class HqFileServer:
             try:
                 reader, writer = await session.accept_stream()
             except ConnectionClosed:
+                if session.connection.paths.current.local:
+                    logger.info("the connection had moved to the preferred address")
                 return
             task = asyncio.create_task(self._guarded(session, reader, writer))
             self._tasks.add(task)
@@ -189,6 +191,8 @@ def server_configuration(
         config.initial_version = case.initial_version
     config.load_cert_chain(str(options.certs / "cert.pem"), str(options.certs / "priv.key"))
     enable_resumption(config, case)  # tickets for resumption / zerortt
+    # RFC 9000 §9.6: the runner's older "connectionmigration" (the client moves to it)
+    config.preferred_address = options.preferred_address
     return config
 
 
@@ -227,6 +231,8 @@ async def run_server(options: InteropOptions, case: InteropCase) -> int:
         loop.add_signal_handler(signum, stop.set)
     print(f"LISTENING {server.port}", flush=True)
     logger.info("test case %s: serving %s on port %d", case.name, files.root, server.port)
+    if config.preferred_address is not None:
+        logger.info("preferred address %s:%d", *config.preferred_address)
     try:
         await stop.wait()
     finally:

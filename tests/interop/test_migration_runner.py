@@ -141,3 +141,54 @@ async def test_our_client_through_rebinding_relay_to_aioquic(
         rebinding.cancel()
         relay.close()
     assert sha256(tmp_path / BIG) == sha256(tree / "www" / BIG)
+
+
+async def test_connectionmigration_to_the_servers_preferred_address_in_process(
+    tree: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The runner's older "connectionmigration": our server offers a preferred address
+    (``--preferred-address``), our client moves there (RFC 9000 §9.6.1) instead of
+    migrating actively, and the server follows once the path is validated and the
+    client's non-probing packets arrive there (§9.6.2)."""
+    case = TESTCASES["connectionmigration"]
+    files = HqFileServer(tree / "www")
+    sessions: list[QuicSession] = []
+    options = InteropOptions(
+        role="server",
+        testcase="transfer",
+        certs=tree / "certs",
+        preferred_address=("127.0.0.1", 0),
+    )
+    config = server_configuration(options, TESTCASES["transfer"])
+    assert config.preferred_address == ("127.0.0.1", 0)
+    server = await serve("127.0.0.1", 0, config, files.serve_session, session_setup=sessions.append)
+    preferred_port = config.preferred_address[1]
+    assert preferred_port not in (0, server.port)
+    async with server:
+        options = InteropOptions(
+            role="client",
+            testcase="connectionmigration",
+            downloads=tmp_path,
+            requests=(f"https://127.0.0.1:{server.port}/{BIG}",),
+            timeout=60.0,
+        )
+        assert await run_client(options, case) == 0
+        assert sha256(tmp_path / BIG) == sha256(tree / "www" / BIG)
+        conn = sessions[0].connection
+        assert conn.paths.current.local == 1  # the server moved to its preferred address
+        assert conn.paths.migrations == 1  # and nothing else happened (no active migration)
+        assert conn.cids.reserved_peer_cids == 0
+
+
+def test_preferred_address_option() -> None:
+    from quic.interop.options import parse_options
+
+    options = parse_options(["server", "--testcase", "transfer", "--preferred-address", "[::1]:0"])
+    assert options.preferred_address == ("::1", 0)
+    options = parse_options(
+        ["server", "--testcase", "transfer"], {"PREFERRED_ADDRESS": "127.0.0.1:4434"}
+    )
+    assert options.preferred_address == ("127.0.0.1", 4434)
+    with pytest.raises(SystemExit):
+        parse_options(["server", "--testcase", "transfer", "--preferred-address", "nope"])

@@ -226,7 +226,7 @@ def test_server_discards_small_initial_datagrams_of_existing_connections(version
 # -- no exception escapes the endpoint ------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["receive_datagram", "datagrams_to_send", "handle_timer"])
+@pytest.mark.parametrize("method", ["receive_datagram", "routed_datagrams_to_send", "handle_timer"])
 def test_a_connection_that_raises_is_closed_and_the_others_are_served(
     method: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -280,10 +280,10 @@ def test_a_connection_that_keeps_raising_is_forgotten(caplog: pytest.LogCaptureF
     pair.run(lambda: pair.client.handshake_complete and other.handshake_complete)
     victim = pair.server
 
-    def broken(now: float) -> list[tuple[bytes, Any]]:
+    def broken(now: float) -> list[tuple[bytes, Any, int]]:
         raise RuntimeError("injected bug")
 
-    victim.datagrams_to_send = broken  # type: ignore[method-assign]
+    victim.routed_datagrams_to_send = broken  # type: ignore[method-assign]
     pair.server_endpoint.wake(victim)
     with caplog.at_level(logging.ERROR, logger="quic.endpoint"):
         pair.net.settle(0.5)
