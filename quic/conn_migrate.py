@@ -132,6 +132,9 @@ class Migration:
         self._preferred: Any = None  # client: the server's preferred address to probe
         self._use_preferred = use_preferred_address
         self.cid_blocked = 0  # RFC 9000 §9.5: migrations not followed (no unused ID)
+        #: the connection ID of ours the peer used last on the current path (set by the
+        #: connection for datagrams on it, and here when the path changes)
+        self.path_dcid: bytes | None = None
         self.cid_skipped = 0  # ... probes and responses not sent (no unused ID)
 
     def pto(self) -> float:
@@ -160,10 +163,14 @@ class Migration:
         return True
 
     def before_datagram(self) -> bytes:
-        """Reset the per-datagram flags; returns the peer's connection ID so far."""
+        """Reset the per-datagram flags; returns the connection ID the peer uses on the
+        current path: a datagram from elsewhere with another one is an active migration
+        (§9.5) — also after a migration we did not follow, whose later packets repeat
+        the new ID (comparing with the previous packet's ID would take them for a NAT
+        rebinding)."""
         reader = self._reader
         reader.newest_non_probing = False
-        return reader.newest_dcid
+        return self.path_dcid if self.path_dcid is not None else reader.newest_dcid
 
     def after_datagram(
         self,
@@ -193,6 +200,7 @@ class Migration:
             self._release_idle()
             return
         self._move_cids(change.old_path, dcid_changed)
+        self.path_dcid = reader.newest_dcid
         self._after_change(change, now)
 
     def _after_change(self, change: PathChange, now: float) -> None:

@@ -655,7 +655,9 @@ class QuicConnection:
             paths.receiving, paths.receiving_local = addr, local
             previous_dcid = migration.before_datagram()
             processed = self._receive(data, addr, now, ecn & 3)
-            if not on_path and self.state in _LIVE:
+            if on_path:
+                migration.path_dcid = self.reader.newest_dcid  # the peer's ID on this path
+            elif self.state in _LIVE:
                 migration.after_datagram(addr, len(data), processed, previous_dcid, now, local)
             if paths.preferred_ready:
                 migration.adopt_preferred(now)  # RFC 9000 §9.6.2

@@ -26,17 +26,12 @@ own routes. A datagram for no known connection is handled statelessly:
   the intact retransmission failed the §7.3 check and was answered with
   CONNECTION_CLOSE.)
 * a short-header datagram for no known connection is answered with a Stateless Reset
-  (RFC 9000 §10.3) when it could be a packet of a connection we forgot: the token is
-  derived from its Destination Connection ID with the endpoint's static key
-  (HMAC-SHA256(key, cid) truncated to 16 bytes, §10.3.2 — the same function gives the
-  token of every ID our connections issue, so a restarted endpoint with the same key
-  resets its old connections). The reset is always shorter than the datagram that
-  triggered it (§10.3.3: no loops; §10.3: never three times larger), 43 bytes at most
-  (§10.3: one byte shorter than a trigger of 43 bytes or fewer), and is not sent for a
-  datagram too small to be a 1-RTT packet (1 + connection ID + 20 bytes: the smallest
-  packet with a header-protection sample, §10.3, §5.4.2 of RFC 9001). Resets are rate
-  limited by a token bucket (``stateless_reset_burst``, ``stateless_reset_rate``,
-  §10.3.3), so a flood of unknown-CID datagrams costs O(1) state and bounded output;
+  (RFC 9000 §10.3) when it could be a packet of a connection we forgot:
+  :class:`~quic.stateless_reset.StatelessResetter` derives the token from its
+  Destination Connection ID with the endpoint's static key (the same function gives the
+  token of every ID our connections issue), keeps every reset shorter than its trigger
+  and rate limited (``stateless_reset_burst``, ``stateless_reset_rate``), so a flood of
+  unknown-CID datagrams costs O(1) state and bounded output;
 * anything else is dropped silently (garbage never raises).
 
 A datagram whose Destination Connection ID routes nowhere may be a Stateless Reset from
@@ -105,9 +100,7 @@ a pump; a driver that acts on a connection directly (writes, closes, consumes) c
 
 from __future__ import annotations
 
-import hashlib
 import heapq
-import hmac
 import logging
 import secrets
 from collections import deque
@@ -129,6 +122,7 @@ from quic.packet import (
 )
 from quic.qlog_endpoint import EndpointLogger, create_endpoint_logger
 from quic.retry import AddressValidator, InitialVerdict
+from quic.stateless_reset import MIN_RESET, StatelessResetter
 
 __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
 
@@ -136,9 +130,6 @@ logger = logging.getLogger("quic.endpoint")
 
 _MIN_INITIAL = 1200  # RFC 9000 §14.1
 _GREASE_VERSION = 0x1A2A3A4A  # RFC 9000 §15: reserved versions exercise negotiation
-_MIN_RESET = 21  # RFC 9000 §10.3: 5 unpredictable bytes (38 bits) + a 16-byte token
-_MAX_RESET = 43  # RFC 9000 §10.3: not distinguishable from a packet (above 41 bytes)
-_MIN_SHORT_TAIL = 20  # smallest 1-RTT packet after its DCID: 4-byte sample offset + 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,11 +231,13 @@ class QuicEndpoint:
         )
         config = server_configuration
         key = config.stateless_reset_key if config is not None else None
-        self._reset_key = key if key else token_bytes(32)  # RFC 9000 §10.3.2
-        self._reset_burst = float(config.stateless_reset_burst if config else 64)
-        self._reset_rate = config.stateless_reset_rate if config else 32.0
-        self._reset_allowance = self._reset_burst
-        self._reset_time: float | None = None
+        self._resetter = StatelessResetter(  # RFC 9000 §10.3 (quic.stateless_reset)
+            key if key else token_bytes(32),
+            self.connection_id_length,
+            float(config.stateless_reset_burst if config else 64),
+            config.stateless_reset_rate if config else 32.0,
+            token_bytes,
+        )
         self._entries: dict[QuicConnection, _Entry] = {}
         self._routes: dict[bytes, QuicConnection] = {}
         # the peer's stateless reset token of the connection ID each connection uses:
@@ -348,7 +341,7 @@ class QuicEndpoint:
             self._drop(now, "invalid", data, "no connection ID")
             return
         conn = self._routes.get(dcid)
-        if conn is None and len(data) >= _MIN_RESET:
+        if conn is None and len(data) >= MIN_RESET:
             conn = self._reset_tokens.get(bytes(data[-16:]))  # RFC 9000 §10.3.1
         if conn is None:
             self._stateless_receive(data, addr, now, ecn)
@@ -457,40 +450,25 @@ class QuicEndpoint:
     # -- stateless reset (RFC 9000 §10.3) -------------------------------------------------
 
     def reset_token(self, cid: bytes) -> bytes:
-        """The stateless reset token of ``cid``: HMAC-SHA256(static key, cid)[:16]
-        (RFC 9000 §10.3.2)."""
-        return hmac.new(self._reset_key, cid, hashlib.sha256).digest()[:16]
+        """The stateless reset token of ``cid`` (RFC 9000 §10.3.2)."""
+        return self._resetter.token(cid)
 
     def _stateless_reset(self, data: bytes, dcid: bytes, addr: Any, now: float) -> None:
-        """Answer a short-header datagram of an unknown connection (see the module
-        docstring for the size and rate rules)."""
-        size = min(len(data) - 1, _MAX_RESET)  # RFC 9000 §10.3, §10.3.3: smaller
-        if len(data) < 1 + self.connection_id_length + _MIN_SHORT_TAIL or size < _MIN_RESET:
+        """Answer a short-header datagram of an unknown connection (quic.stateless_reset
+        has the size and rate rules)."""
+        config = self.server_configuration
+        limit = config.max_pending_stateless_packets if config is not None else 256
+        reset = self._resetter.reset_for(data, dcid, now, len(self._stateless) < limit)
+        if reset == "too small":
             self._drop(now, "connection_unknown", data)  # too small for a reset
-            return
-        last = self._reset_time
-        allowance = self._reset_allowance
-        if last is not None and now > last:
-            allowance = min(self._reset_burst, allowance + (now - last) * self._reset_rate)
-        self._reset_time = now if last is None or now > last else last
-        limit = (
-            self.server_configuration.max_pending_stateless_packets
-            if self.server_configuration is not None
-            else 256
-        )
-        if allowance < 1.0 or len(self._stateless) >= limit:
-            self._reset_allowance = allowance
+        elif isinstance(reset, str):
             self.resets_suppressed += 1  # RFC 9000 §10.3.3: a bounded number of resets
             self._drop(now, "rejected", data, "reset rate limit")
-            return
-        self._reset_allowance = allowance - 1.0
-        unpredictable = bytearray(self._token_bytes(size - 16))
-        unpredictable[0] = 0x40 | (unpredictable[0] & 0x3F)  # a short header (§10.3)
-        reset = bytes(unpredictable) + self.reset_token(dcid)
-        self._stateless.append((reset, addr))
-        self.resets_sent += 1
-        if self.qlog is not None:
-            self.qlog.stateless_reset_sent(now, reset)
+        else:
+            self._stateless.append((reset, addr))
+            self.resets_sent += 1
+            if self.qlog is not None:
+                self.qlog.stateless_reset_sent(now, reset)
 
     # -- qlog of the endpoint (quic.qlog; events of no connection) ------------------------
 
