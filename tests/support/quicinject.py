@@ -22,58 +22,42 @@ _BUDGET = 60_000
 
 def seal_1rtt(sender: QuicConnection, payload: bytes, now: float) -> bytes:
     """A datagram holding one 1-RTT packet of ``sender`` carrying ``payload``."""
-    space = sender.spaces[2]
-    write = space.write
-    assert write is not None, "no 1-RTT keys yet"
-    asm = PacketAssembler(_BUDGET)
-    asm.begin_datagram(_BUDGET)
-    pn = space.next_pn
-    assert asm.begin_packet(
-        PacketType.ONE_RTT,
-        sender.version,
-        sender.cids.peer_cid,
-        sender.host_cid,
-        write,
-        2,
-        pn,
-        None,
-        b"",
-        write.key_phase,
-    )
-    space.next_pn += 1
-    asm.push(payload)
-    asm.end_packet()
-    asm.end_datagram(pad_initial=False)
-    data = asm.datagrams[0]
-    sender.recovery.on_packet_sent(SentPacket(2, pn, len(data), False, False), now)
-    return data
+    return _seal(sender, 2, PacketType.ONE_RTT, payload, now)
 
 
 def seal_handshake(sender: QuicConnection, payload: bytes, now: float) -> bytes:
     """A datagram holding one Handshake packet of ``sender`` carrying ``payload`` (the
     handshake is under way: ``sender`` has Handshake keys)."""
-    space = sender.spaces[1]
+    return _seal(sender, 1, PacketType.HANDSHAKE, payload, now)
+
+
+def _seal(
+    sender: QuicConnection, index: int, packet_type: PacketType, payload: bytes, now: float
+) -> bytes:
+    space = sender.spaces[index]
     write = space.write
-    assert write is not None, "no Handshake keys"
+    assert write is not None, f"no keys for packet number space {index}"
     asm = PacketAssembler(_BUDGET)
     asm.begin_datagram(_BUDGET)
     pn = space.next_pn
     assert asm.begin_packet(
-        PacketType.HANDSHAKE,
+        packet_type,
         sender.version,
         sender.cids.peer_cid,
         sender.host_cid,
         write,
-        1,
+        index,
         pn,
         None,
+        b"",
+        write.key_phase if index == 2 else 0,
     )
     space.next_pn += 1
     asm.push(payload)
     asm.end_packet()
     asm.end_datagram(pad_initial=False)
     data = asm.datagrams[0]
-    sender.recovery.on_packet_sent(SentPacket(1, pn, len(data), False, False), now)
+    sender.recovery.on_packet_sent(SentPacket(index, pn, len(data), False, False), now)
     return data
 
 
