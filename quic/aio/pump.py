@@ -43,6 +43,12 @@ marked_datagrams_to_send`, :func:`quic.aio.udp.send_marked`); a marked datagram 
 cannot go out that way (buffer full, an error) is handed to the transport unmarked.
 With the fallback reader no ECN field is read (every datagram counts as Not-ECT).
 
+UDP segmentation offload (:mod:`quic.aio.offload`, Linux): a transmit's runs of
+equal-size datagrams to one peer leave in one ``sendmsg`` each (GSO), and, once our own
+reader has taken the socket over, the kernel may glue received datagrams of one sender
+(GRO), which the reader cuts apart before feeding them. Either falls back to one
+datagram per system call where the kernel or the route refuses.
+
 No exception escapes an asyncio callback: the endpoint never raises, each event is
 handed to its session under a guard (a failing application callback closes that
 connection with INTERNAL_ERROR and the batch goes on), and sending goes on datagram by
@@ -57,6 +63,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from quic.aio.offload import enable_gro, gso_available, send_segmented
 from quic.aio.session import ConnectionClosed, QuicSession
 from quic.aio.udp import (
     RECEIVE_BATCH,
@@ -107,7 +114,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._on_switch: Callable[[], None] | None = None  # see rebind()
         self.extra_sockets: list[asyncio.DatagramTransport] = []  # see add_socket()
         self.path_options = PathOptions()  # ECN, Don't Fragment: what the socket allows
-        self._raw: socket.socket | None = None  # for sendmsg, when ECN marking works
+        self._raw: socket.socket | None = None  # for sendmsg: ECN marking, GSO
+        self._gso = False  # runs of datagrams in one sendmsg (quic.aio.offload)
+        self.gro = False  # the kernel may glue received datagrams (split on reading)
         self.closed = self.loop.create_future()
 
     # -- asyncio callbacks ------------------------------------------------------------------
@@ -124,12 +133,17 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         enlarge_buffers(transport)
         raw = raw_socket(transport)
         self.path_options = configure_path_options(raw)
-        self._raw = raw if self.path_options.ecn else None
+        self._gso = gso_available(raw)
+        self._raw = raw if self.path_options.ecn or self._gso else None
+        self.gro = False
         # the transport registers its own reader right after this callback: replace it then
         self.loop.call_soon(self._take_over_reading, transport)
 
     def _take_over_reading(self, transport: asyncio.BaseTransport) -> None:
         self.batched_reading = take_over_reading(self.loop, transport, self._read_ready)
+        if self.batched_reading and self._raw is not None:
+            # only our recvmsg reader knows how to cut glued datagrams apart
+            self.gro = enable_gro(self._raw)
 
     def _read_ready(self, sock: socket.socket) -> None:
         try:
@@ -278,6 +292,11 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             return
         sendto = transport.sendto
         buffered: Callable[[], int] = getattr(transport, "get_write_buffer_size", lambda: 0)
+        if self._gso and not buffered():
+            sent, self._gso = send_segmented(raw, out)
+            if sent == len(out):
+                return
+            out = out[sent:]  # the socket buffer is full: the transport queues the rest
         for data, addr, ecn in out:
             try:
                 if ecn and not buffered():

@@ -47,6 +47,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from quic.aio.offload import GRO_ANCILLARY_SPACE, gro_segment_size, split_coalesced
+
 __all__ = [
     "RECEIVE_BATCH",
     "PathOptions",
@@ -262,7 +264,7 @@ def read_batch_ecn(
     """:func:`read_batch` that also reads each datagram's ECN field (``recvmsg``; the
     socket was set up by :func:`configure_path_options`) and feeds ``(data, addr, ecn)``."""
     recvmsg = sock.recvmsg
-    space = _ANCILLARY_SPACE
+    space = _ANCILLARY_SPACE + GRO_ANCILLARY_SPACE
     count = 0
     while count < limit:
         try:
@@ -273,5 +275,14 @@ def read_batch_ecn(
             on_error(exc)
             break
         count += 1
-        feed(data, addr, _ecn_of(ancillary) if ancillary else 0)
+        if not ancillary:
+            feed(data, addr, 0)
+            continue
+        ecn = _ecn_of(ancillary)
+        segment = gro_segment_size(ancillary)  # several datagrams glued by GRO
+        if segment and len(data) > segment:
+            for piece in split_coalesced(data, segment):
+                feed(piece, addr, ecn)
+        else:
+            feed(data, addr, ecn)
     return count
