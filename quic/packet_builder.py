@@ -27,7 +27,7 @@ within the budget (the anti-amplification limit).
 
 from __future__ import annotations
 
-from quic.packet import PacketType, encode_long_header, encode_short_header, long_header_size
+from quic.packet import PacketType, encode_long_header, long_header_size
 from quic.packet_number import encode_packet_number
 from quic.protection import AEAD_TAG_LENGTH, PacketProtector, min_payload_length
 from quic.recovery import SentPacket
@@ -155,7 +155,10 @@ class PacketAssembler:
                 last.size += missing
                 last.sent.size += missing
                 self._used += missing
-        out = b"".join([self._seal(p) for p in pending])
+        if len(pending) == 1:  # the bulk case: one 1-RTT packet per datagram
+            out = self._seal(pending[0])
+        else:
+            out = b"".join([self._seal(p) for p in pending])
         self._pending = []
         self.datagrams.append(out)
         return len(out)
@@ -250,18 +253,20 @@ class PacketAssembler:
         return current.sent
 
     def _seal(self, p: _Pending) -> bytes:
+        chunks = p.chunks
+        payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if p.packet_type is PacketType.ONE_RTT:
-            header = encode_short_header(p.dcid, p.pn_length, p.truncated_pn, p.key_phase)
-        else:
-            header = encode_long_header(
-                p.packet_type,
-                p.version,
-                p.dcid,
-                p.scid,
-                p.token,
-                p.pn_length + p.size + AEAD_TAG_LENGTH,
-                p.pn_length,
-                p.truncated_pn,
+            return p.protector.encrypt_short(  # RFC 9000 §17.3.1
+                p.dcid, p.pn_length, p.truncated_pn, p.key_phase, payload, p.sent.packet_number
             )
-        payload = p.chunks[0] if len(p.chunks) == 1 else b"".join(p.chunks)
+        header = encode_long_header(
+            p.packet_type,
+            p.version,
+            p.dcid,
+            p.scid,
+            p.token,
+            p.pn_length + p.size + AEAD_TAG_LENGTH,
+            p.pn_length,
+            p.truncated_pn,
+        )
         return p.protector.encrypt_packet(header, payload, p.sent.packet_number)
