@@ -41,6 +41,10 @@ MIN_INITIAL_DATAGRAM = 1200
 MIN_PACKET_ROOM = 24
 
 
+#: min_payload_length by packet number length (index 1..4), looked up per packet
+_MIN_PAYLOAD = (0, *(min_payload_length(n) for n in (1, 2, 3, 4)))
+
+
 class _Pending:
     __slots__ = (
         "chunks",
@@ -240,7 +244,7 @@ class PacketAssembler:
         if not current.size:
             self._used -= self._header_size + AEAD_TAG_LENGTH
             return None
-        short = min_payload_length(current.pn_length) - current.size
+        short = _MIN_PAYLOAD[current.pn_length] - current.size
         if short > 0:
             current.chunks.append(bytes(short))  # PADDING frames (type 0x00)
             current.size += short

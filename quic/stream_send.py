@@ -290,7 +290,7 @@ class SendStream:
             return True
         if self._state not in _SENDING:
             return False
-        if self._lost or self._fin_lost:
+        if self._lost.b or self._fin_lost:  # .b: no __bool__ call per packet
             return True
         if self._write_offset > self._sent_offset:
             return self.credit.available() > 0
@@ -424,10 +424,10 @@ class SendStream:
         """
         if self._state not in _SENDING:
             return None
-        if self._lost and max_payload > 0:
+        if self._lost.b and max_payload > 0:
             return self._next_retransmission(max_payload)
         fin_offset = self._fin_offset
-        if self._fin_lost and not self._lost and self._sent_offset == fin_offset:
+        if self._fin_lost and not self._lost.b and self._sent_offset == fin_offset:
             self._fin_lost = False
             return (fin_offset, b"", True)
         start = self._sent_offset
