@@ -7,8 +7,10 @@ import os
 
 import pytest
 
-from quic.buffer import encode_varint
-from quic.frames_defs import encode_stream_frame_header
+from quic.buffer import decode_varint, encode_varint
+from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.frames_decode import decode_frame
+from quic.frames_defs import StreamFrame, encode_stream_frame_header
 from quic.packet import encode_short_header
 from quic.protection import PacketProtector, PacketUnprotector
 from quic.tls.suites import CipherSuite
@@ -113,3 +115,41 @@ def test_bulk_stream_packets_fill_the_datagram() -> None:
     # all but those of the first 16 KiB (2-byte offsets, 4 reserved), an ACK or the end
     assert len(full) >= len(data) * 0.85
     assert max(sizes) == mtu
+
+
+def _general_stream_decode(frame: bytes) -> tuple[int, int, bytes, bool]:
+    # RFC 9000 §19.8, field by field with decode_varint
+    ftype = frame[0]
+    sid, pos = decode_varint(frame, 1)
+    offset = 0
+    if ftype & 0x04:
+        offset, pos = decode_varint(frame, pos)
+    length, pos = decode_varint(frame, pos)
+    return sid, offset, frame[pos : pos + length], bool(ftype & 1)
+
+
+def test_stream_decode_fast_path_matches_the_general_decoding() -> None:
+    edges = [0, 5, 0x3FFF, 0x4000, 0x3FFFFFFF, 0x40000000]
+    for sid in (0, 0x3F, 0x40, 1 << 20):
+        for offset in edges:
+            for length in (0, 0x3F, 0x40, 1400):
+                for fin in (False, True):
+                    data = bytes(range(256)) * 6
+                    frame = encode_stream_frame_header(sid, offset, length, fin) + data[:length]
+                    decoded, end = decode_frame(frame + b"\x00\x00", 0)
+                    assert isinstance(decoded, StreamFrame)
+                    assert end == len(frame)
+                    got = (decoded.stream_id, decoded.offset, decoded.data, decoded.fin)
+                    assert got == _general_stream_decode(frame)
+    # non-minimal varints (RFC 9000 §16 allows them) take the same fields
+    frame = b"\x0e\x05\x80\x00\x00\x07\x40\x02ab"
+    decoded, end = decode_frame(frame, 0)
+    assert isinstance(decoded, StreamFrame)
+    assert (decoded.stream_id, decoded.offset, decoded.data, end) == (5, 7, b"ab", len(frame))
+
+
+def test_stream_decode_fast_path_rejects_a_truncated_frame() -> None:
+    frame = encode_stream_frame_header(4, 0x10000, 1000, False) + bytes(999)
+    with pytest.raises(QuicProtocolError) as info:
+        decode_frame(frame, 0)
+    assert info.value.error_code == TransportErrorCode.FRAME_ENCODING_ERROR
