@@ -534,14 +534,19 @@ class SendStream:
             return
         stop = offset + length
         if length and stop > self._acked_offset:
-            self._lost.subtract(offset, stop)
+            if self._lost.b:
+                self._lost.subtract(offset, stop)
             acked = self._acked
-            acked.add(offset, stop)
             b = acked.b
-            if b[0] <= self._acked_offset:
-                self._acked_offset = b[1]
-                del b[:2]
-                self._release_to(self._acked_offset)
+            if not b and offset <= self._acked_offset:  # in order: the common case
+                self._acked_offset = stop
+                self._release_to(stop)
+            else:
+                acked.add(offset, stop)
+                if b[0] <= self._acked_offset:
+                    self._acked_offset = b[1]
+                    del b[:2]
+                    self._release_to(self._acked_offset)
         if fin:
             self._fin_acked = True
             self._fin_lost = False
