@@ -130,6 +130,18 @@ class _NullProtector:
     def encrypt_packet(self, header: bytes, payload: bytes, pn: int) -> bytes:
         return header + payload + bytes(16)
 
+    def encrypt_short(
+        self,
+        dcid: bytes,
+        pn_length: int,
+        truncated_pn: int,
+        key_phase: int,
+        payload: bytes,
+        pn: int,
+    ) -> bytes:
+        header = bytes((0x40 | (pn_length - 1),)) + dcid + truncated_pn.to_bytes(pn_length)
+        return self.encrypt_packet(header, payload, pn)
+
 
 def _packet_args() -> tuple[Any, ...]:
     return (PacketType.ONE_RTT, 1, b"\x01" * 8, b"", _NullProtector(), 2, 0, None)

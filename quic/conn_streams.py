@@ -89,7 +89,7 @@ if TYPE_CHECKING:
 
 __all__ = ["StreamController"]
 
-_STREAM_HEADER_MAX = 1 + 8 + 8 + 2  # type, stream id, offset, 2-byte length
+_STREAM_HEADER_MAX = 1 + 8 + 8 + 2  # worst case; STREAM_DATA_BLOCKED fits in it
 _VARINT_FRAME_MAX = 1 + 8  # MAX_DATA, MAX_STREAMS, DATA_BLOCKED, STREAMS_BLOCKED
 # RESET_STREAM_AT (1+8+8+8+8) + STOP_SENDING (1+8+8) + MAX_STREAM_DATA (1+8+8) of one stream
 _STREAM_CONTROL_MAX = 33 + 17 + 17
@@ -473,19 +473,30 @@ class StreamController:
         handlers = packet.handlers
         fate = self._stream_fate
         for sid in list(sendable):
-            room = b.room - _STREAM_HEADER_MAX
-            if room <= 0:
-                break
             stream = manager.get(sid)
             send = stream.send if stream is not None else None
             if send is None:
                 del sendable[sid]
                 continue
+            # Reserve the STREAM header this frame can have, not the worst case: its
+            # offset is below the write offset and its length below the room (§19.8).
+            space = b.room
+            room = (
+                space
+                - (1 if sid < 0x40 else 8)
+                - (4 if send.write_offset < 0x40000000 else 8)
+                - (2 if space < 0x4000 else 4)
+                - 1
+            )
+            if room <= 0:
+                break
             before = send.highest_sent
             frame = send.next_frame(room, credit.available())
             if frame is None:
+                if space < _STREAM_HEADER_MAX:
+                    break  # no room for STREAM_DATA_BLOCKED: look again next packet
                 del sendable[sid]
-                limit = send.blocked_frame()  # room > _STREAM_HEADER_MAX: it fits
+                limit = send.blocked_frame()  # room >= _STREAM_HEADER_MAX: it fits
                 if limit is not None:
                     b.push(encode_stream_data_blocked_frame(sid, limit))
                     handlers.append((self._stream_blocked_fate, (send, limit)))

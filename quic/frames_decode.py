@@ -32,6 +32,7 @@ Decoded payload-carrying frames hold ``bytes`` slices of the input, which must b
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from quic.buffer import VARINT_MAX, decode_varint, varint_size
@@ -184,7 +185,21 @@ def _decode_new_token(data: bytes, pos: int, frame_type: int) -> tuple[Frame, in
     return NewTokenFrame(token), pos
 
 
+#: 1-byte stream ID, 4-byte offset, 2-byte length: a STREAM frame in mid-stream
+_BULK_STREAM_FIELDS = struct.Struct(">BIH").unpack_from
+
+
 def _decode_stream(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:
+    if frame_type & 0x06 == 0x06 and pos + 7 <= len(data):  # OFF and LEN
+        sid, offset, length = _BULK_STREAM_FIELDS(data, pos)
+        if sid < 0x40 and offset >> 30 == 2 and length >> 14 == 1:  # varint prefixes
+            pos += 7
+            end = pos + (length & 0x3FFF)
+            if end > len(data):
+                raise _error("frame truncated", frame_type)
+            # offset + length < 2**30 + 2**14: within VARINT_MAX (RFC 9000 §19.8)
+            fin = bool(frame_type & 0x01)
+            return StreamFrame(sid, offset & 0x3FFFFFFF, data[pos:end], fin), end
     stream_id, pos = _dv(data, pos)
     offset = 0
     if frame_type & 0x04:  # OFF

@@ -27,7 +27,7 @@ within the budget (the anti-amplification limit).
 
 from __future__ import annotations
 
-from quic.packet import PacketType, encode_long_header, encode_short_header, long_header_size
+from quic.packet import PacketType, encode_long_header, long_header_size
 from quic.packet_number import encode_packet_number
 from quic.protection import AEAD_TAG_LENGTH, PacketProtector, min_payload_length
 from quic.recovery import SentPacket
@@ -39,6 +39,10 @@ MIN_INITIAL_DATAGRAM = 1200
 
 #: Do not open a packet with less payload room than this (an ACK frame needs ~10).
 MIN_PACKET_ROOM = 24
+
+
+#: min_payload_length by packet number length (index 1..4), looked up per packet
+_MIN_PAYLOAD = (0, *(min_payload_length(n) for n in (1, 2, 3, 4)))
 
 
 class _Pending:
@@ -155,7 +159,10 @@ class PacketAssembler:
                 last.size += missing
                 last.sent.size += missing
                 self._used += missing
-        out = b"".join([self._seal(p) for p in pending])
+        if len(pending) == 1:  # the bulk case: one 1-RTT packet per datagram
+            out = self._seal(pending[0])
+        else:
+            out = b"".join([self._seal(p) for p in pending])
         self._pending = []
         self.datagrams.append(out)
         return len(out)
@@ -237,7 +244,7 @@ class PacketAssembler:
         if not current.size:
             self._used -= self._header_size + AEAD_TAG_LENGTH
             return None
-        short = min_payload_length(current.pn_length) - current.size
+        short = _MIN_PAYLOAD[current.pn_length] - current.size
         if short > 0:
             current.chunks.append(bytes(short))  # PADDING frames (type 0x00)
             current.size += short
@@ -250,18 +257,20 @@ class PacketAssembler:
         return current.sent
 
     def _seal(self, p: _Pending) -> bytes:
+        chunks = p.chunks
+        payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if p.packet_type is PacketType.ONE_RTT:
-            header = encode_short_header(p.dcid, p.pn_length, p.truncated_pn, p.key_phase)
-        else:
-            header = encode_long_header(
-                p.packet_type,
-                p.version,
-                p.dcid,
-                p.scid,
-                p.token,
-                p.pn_length + p.size + AEAD_TAG_LENGTH,
-                p.pn_length,
-                p.truncated_pn,
+            return p.protector.encrypt_short(  # RFC 9000 §17.3.1
+                p.dcid, p.pn_length, p.truncated_pn, p.key_phase, payload, p.sent.packet_number
             )
-        payload = p.chunks[0] if len(p.chunks) == 1 else b"".join(p.chunks)
+        header = encode_long_header(
+            p.packet_type,
+            p.version,
+            p.dcid,
+            p.scid,
+            p.token,
+            p.pn_length + p.size + AEAD_TAG_LENGTH,
+            p.pn_length,
+            p.truncated_pn,
+        )
         return p.protector.encrypt_packet(header, payload, p.sent.packet_number)

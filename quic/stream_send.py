@@ -290,7 +290,7 @@ class SendStream:
             return True
         if self._state not in _SENDING:
             return False
-        if self._lost or self._fin_lost:
+        if self._lost.b or self._fin_lost:  # .b: no __bool__ call per packet
             return True
         if self._write_offset > self._sent_offset:
             return self.credit.available() > 0
@@ -424,10 +424,10 @@ class SendStream:
         """
         if self._state not in _SENDING:
             return None
-        if self._lost and max_payload > 0:
+        if self._lost.b and max_payload > 0:
             return self._next_retransmission(max_payload)
         fin_offset = self._fin_offset
-        if self._fin_lost and not self._lost and self._sent_offset == fin_offset:
+        if self._fin_lost and not self._lost.b and self._sent_offset == fin_offset:
             self._fin_lost = False
             return (fin_offset, b"", True)
         start = self._sent_offset
@@ -534,14 +534,19 @@ class SendStream:
             return
         stop = offset + length
         if length and stop > self._acked_offset:
-            self._lost.subtract(offset, stop)
+            if self._lost.b:
+                self._lost.subtract(offset, stop)
             acked = self._acked
-            acked.add(offset, stop)
             b = acked.b
-            if b[0] <= self._acked_offset:
-                self._acked_offset = b[1]
-                del b[:2]
-                self._release_to(self._acked_offset)
+            if not b and offset <= self._acked_offset:  # in order: the common case
+                self._acked_offset = stop
+                self._release_to(stop)
+            else:
+                acked.add(offset, stop)
+                if b[0] <= self._acked_offset:
+                    self._acked_offset = b[1]
+                    del b[:2]
+                    self._release_to(self._acked_offset)
         if fin:
             self._fin_acked = True
             self._fin_lost = False

@@ -1,0 +1,155 @@
+"""The per-packet send path's fast paths give the same bytes as the general code, and
+full-size STREAM packets fill the datagram (no worst-case header reservation)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from quic.buffer import decode_varint, encode_varint
+from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.frames_decode import decode_frame
+from quic.frames_defs import StreamFrame, encode_stream_frame_header
+from quic.packet import encode_short_header
+from quic.protection import PacketProtector, PacketUnprotector
+from quic.tls.suites import CipherSuite
+from quic.versions import QuicVersion
+from tests.quic.test_protection import CHACHA_PN, CHACHA_SECRET, V1_VECTORS
+from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, make_pair
+
+SUITES = [
+    CipherSuite.TLS_AES_128_GCM_SHA256,
+    CipherSuite.TLS_AES_256_GCM_SHA384,
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256,
+]
+
+
+def _reference_header(sid: int, offset: int, length: int, fin: bool) -> bytes:
+    # RFC 9000 §19.8 with shortest varints (§16), field by field
+    if offset:
+        return (
+            bytes((0x0E | fin,))
+            + encode_varint(sid)
+            + encode_varint(offset)
+            + (encode_varint(length))
+        )
+    return bytes((0x0A | fin,)) + encode_varint(sid) + encode_varint(length)
+
+
+def test_stream_header_fast_path_matches_the_general_encoding() -> None:
+    edges = [0, 1, 0x3F, 0x40, 0x3FFF, 0x4000, 0x3FFFFFFF, 0x40000000, 1 << 40]
+    for sid in (0, 4, 0x3F, 0x40, 1 << 20):
+        for offset in edges:
+            for length in (0, 1, 0x3F, 0x40, 1400, 0x3FFF, 0x4000, 70000):
+                for fin in (False, True):
+                    got = encode_stream_frame_header(sid, offset, length, fin)
+                    assert got == _reference_header(sid, offset, length, fin)
+
+
+def test_stream_header_fast_path_keeps_the_varint_bound() -> None:
+    with pytest.raises(ValueError):
+        encode_stream_frame_header(0, (1 << 62) - 10, 20, False)
+
+
+def test_encrypt_short_rfc9001_a5_vector() -> None:
+    # RFC 9001 Appendix A.5: ChaCha20-Poly1305 short header packet, header 4200bff4
+    protector = PacketProtector(
+        CipherSuite.TLS_CHACHA20_POLY1305_SHA256, CHACHA_SECRET, QuicVersion.VERSION_1
+    )
+    packet = protector.encrypt_short(b"", 3, CHACHA_PN & 0xFFFFFF, 0, b"\x01", CHACHA_PN)
+    assert packet == V1_VECTORS.chacha_packet
+    assert protector.encrypted_packets == 1
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_encrypt_short_matches_encrypt_packet(suite: CipherSuite) -> None:
+    secret = os.urandom(48 if suite == CipherSuite.TLS_AES_256_GCM_SHA384 else 32)
+    dcid = os.urandom(8)
+    payload = os.urandom(300)
+    for key_phase in (0, 1):
+        fast = PacketProtector(suite, secret, QuicVersion.VERSION_1, key_phase=key_phase)
+        slow = PacketProtector(suite, secret, QuicVersion.VERSION_1, key_phase=key_phase)
+        receiver = PacketUnprotector(suite, secret, QuicVersion.VERSION_1)
+        for pn_length in (1, 2, 3, 4):
+            pn = 0x1234567 + pn_length
+            truncated = pn & ((1 << (8 * pn_length)) - 1)
+            header = encode_short_header(dcid, pn_length, truncated, key_phase)
+            packet = fast.encrypt_short(dcid, pn_length, truncated, key_phase, payload, pn)
+            assert packet == slow.encrypt_packet(header, payload, pn)
+            plain, got_pn, got = receiver.decrypt_packet(packet, 1 + len(dcid), pn - 1)
+            assert (plain, got_pn, got) == (header, pn, payload)
+
+
+def test_encrypt_short_rejects_a_payload_too_short_to_sample() -> None:
+    protector = PacketProtector(SUITES[0], bytes(32), QuicVersion.VERSION_1)
+    with pytest.raises(ValueError):
+        protector.encrypt_short(b"", 1, 0, 0, b"\x01\x01", 0)
+
+
+def test_bulk_stream_packets_fill_the_datagram() -> None:
+    """RFC 9000 §19.8: a STREAM frame's header is reserved at its real size, so a
+    bulk upload's datagrams are exactly the path's maximum size (they were ~11 bytes
+    short with a worst-case 19-byte reservation)."""
+    mtu = 1400  # DPLPMTUD off: no probe above it
+    pair = make_pair(client_kwargs={"max_datagram_size": mtu, "pmtud_max_datagram_size": mtu})
+    pair.handshake()
+    sizes: list[int] = []
+    link = pair.net.link(CLIENT_ADDR, SERVER_ADDR)
+    schedule = link.schedule
+
+    def record(data: bytes, now: float, rng: object) -> list[tuple[float, bytes]]:
+        sizes.append(len(data))
+        return schedule(data, now, rng)  # type: ignore[arg-type]
+
+    link.schedule = record  # type: ignore[method-assign]
+    sid = pair.client.create_stream()
+    size = 200_000
+    pair.client.send_stream_data(sid, b"\x5a" * size, end_stream=True)
+    pair.run(lambda: pair.stream_done(sid))
+    assert bytes(pair.data["server"][sid]) == b"\x5a" * size
+    assert pair.client.max_datagram_size == mtu
+    data = [n for n in sizes if n > mtu // 2]  # the STREAM datagrams (not ACK-only)
+    assert len(data) >= size // mtu
+    full = [n for n in data if n == mtu]
+    # all but those of the first 16 KiB (2-byte offsets, 4 reserved), an ACK or the end
+    assert len(full) >= len(data) * 0.85
+    assert max(sizes) == mtu
+
+
+def _general_stream_decode(frame: bytes) -> tuple[int, int, bytes, bool]:
+    # RFC 9000 §19.8, field by field with decode_varint
+    ftype = frame[0]
+    sid, pos = decode_varint(frame, 1)
+    offset = 0
+    if ftype & 0x04:
+        offset, pos = decode_varint(frame, pos)
+    length, pos = decode_varint(frame, pos)
+    return sid, offset, frame[pos : pos + length], bool(ftype & 1)
+
+
+def test_stream_decode_fast_path_matches_the_general_decoding() -> None:
+    edges = [0, 5, 0x3FFF, 0x4000, 0x3FFFFFFF, 0x40000000]
+    for sid in (0, 0x3F, 0x40, 1 << 20):
+        for offset in edges:
+            for length in (0, 0x3F, 0x40, 1400):
+                for fin in (False, True):
+                    data = bytes(range(256)) * 6
+                    frame = encode_stream_frame_header(sid, offset, length, fin) + data[:length]
+                    decoded, end = decode_frame(frame + b"\x00\x00", 0)
+                    assert isinstance(decoded, StreamFrame)
+                    assert end == len(frame)
+                    got = (decoded.stream_id, decoded.offset, decoded.data, decoded.fin)
+                    assert got == _general_stream_decode(frame)
+    # non-minimal varints (RFC 9000 §16 allows them) take the same fields
+    frame = b"\x0e\x05\x80\x00\x00\x07\x40\x02ab"
+    decoded, end = decode_frame(frame, 0)
+    assert isinstance(decoded, StreamFrame)
+    assert (decoded.stream_id, decoded.offset, decoded.data, end) == (5, 7, b"ab", len(frame))
+
+
+def test_stream_decode_fast_path_rejects_a_truncated_frame() -> None:
+    frame = encode_stream_frame_header(4, 0x10000, 1000, False) + bytes(999)
+    with pytest.raises(QuicProtocolError) as info:
+        decode_frame(frame, 0)
+    assert info.value.error_code == TransportErrorCode.FRAME_ENCODING_ERROR
