@@ -345,9 +345,7 @@ class ConnectionIdManager:
     def write(self, asm: PacketAssembler, may_issue: bool) -> None:
         """Write RETIRE_CONNECTION_ID and NEW_CONNECTION_ID frames that fit the packet.
 
-        ``may_issue``: new IDs are announced only once the handshake is confirmed (the
-        client's first flight after its Finished carries none; RFC 9000 §5.1.1 sets no
-        time, and no migration may come before confirmation, §9).
+        ``may_issue``: new IDs are announced only once the handshake is complete.
         """
         packet = asm.packet
         handlers = packet.handlers

@@ -206,7 +206,7 @@ class SendScheduler:
             or self._pings
             or self._ackfreq_due
             or streams.wants_control()
-            or self._cids.wants_send(handshake.confirmed)
+            or self._cids.wants_send(handshake.complete)
         )
 
     # -- the send loop ----------------------------------------------------------------
@@ -491,10 +491,8 @@ class SendScheduler:
                 packet.handlers.append((self._ping_fate, (uid,)))
                 packet.ack_eliciting = packet.in_flight = True
         cids = self._cids
-        # new connection IDs once the handshake is confirmed (RFC 9001 §4.1.2): off the
-        # client's handshake path; no migration comes before it (RFC 9000 §9)
-        if cids.wants_send(handshake.confirmed):
-            cids.write(asm, handshake.confirmed)
+        if cids.wants_send(handshake.complete):
+            cids.write(asm, handshake.complete)
         streams = self._streams
         if streams.wants_control():
             streams.write_control(asm)

@@ -46,19 +46,3 @@ def test_the_servers_certificate_chain_is_encoded_once_for_many_handshakes() -> 
     _handshakes(4)
     info = tls_server._chain_der.cache_info()
     assert (info.misses, info.hits) == (1, 3)
-
-
-def test_the_client_issues_connection_ids_after_confirmation_not_with_its_finished() -> None:
-    # the client's Finished flight carries no NEW_CONNECTION_ID (RFC 9000 §5.1.1 sets no
-    # time; no migration before confirmation, §9); HANDSHAKE_DONE (RFC 9001 §4.1.2)
-    # releases them, and the server then holds as many as its limit allows
-    pair = make_pair()
-    pair.run(lambda: bool(pair.server_endpoint.connections) and pair.server.handshake_complete)
-    assert not pair.client.handshake.confirmed
-    assert pair.server.cids.unused_peer_cids() == 0
-    assert len(pair.client.cids.local) == 1  # only the handshake's, sequence 0
-    pair.run(lambda: pair.client.handshake.confirmed)
-    pair.run(max_time=1.0)
-    limit = pair.server.configuration.active_connection_id_limit
-    assert pair.server.cids.unused_peer_cids() == limit - 1
-    assert pair.client.cids.unused_peer_cids() == limit - 1  # the server's, as before
