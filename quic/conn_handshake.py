@@ -129,6 +129,9 @@ class HandshakeDriver:
         self.alpn_protocol: str | None = None
         self._alpn_reported = False
         self.peer_params: TransportParameters | None = None
+        # server: the client's parameters as decoded for version negotiation, reused
+        # when they are checked and released (one decode per handshake)
+        self._early_decode: tuple[bytes, TransportParameters] | None = None
         self.version = version
         self.original_version = version  # of the client's first Initial (RFC 9368 §4)
         self._switched_to: int | None = None  # server: Negotiated Version to report
@@ -254,7 +257,11 @@ class HandshakeDriver:
     # -- transport parameters ---------------------------------------------------------
 
     def _decode_peer_params(self, raw: bytes) -> TransportParameters:
-        params = TransportParameters.decode(raw, is_client_sender=not self.is_client)
+        early, self._early_decode = self._early_decode, None
+        if early is not None and early[0] == raw:
+            params = early[1]
+        else:
+            params = TransportParameters.decode(raw, is_client_sender=not self.is_client)
         self._check_cid_params(params)
         self._check_version_information(params.version_information)
         return params
@@ -306,6 +313,7 @@ class HandshakeDriver:
         """Server, from inside TLS: the client's transport parameters arrived; pick the
         Negotiated Version before our own parameters are sent (module docstring)."""
         params = TransportParameters.decode(raw, is_client_sender=True)
+        self._early_decode = (raw, params)
         info = params.version_information
         self._check_version_information(info)
         if info is None:

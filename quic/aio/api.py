@@ -10,6 +10,8 @@ install their :attr:`~quic.aio.session.QuicSession.event_listener`). The wall cl
 that TLS needs for certificate validity is injected here (:func:`wall_clock`), the
 only place of :mod:`quic` besides the pump that reads a clock. A configuration without
 a key log gets the one named by ``$SSLKEYLOGFILE``, if set (read at each call).
+A numeric host is parsed inline (``AI_NUMERICHOST``); only names reach the loop's
+resolver, which runs ``getaddrinfo`` in a worker thread.
 """
 
 from __future__ import annotations
@@ -43,6 +45,20 @@ def _prepare(configuration: QuicConfiguration) -> None:
         configuration.keylog = keylog_from_environment()
 
 
+async def _resolve(
+    loop: asyncio.AbstractEventLoop, host: str, port: int
+) -> tuple[int, tuple[Any, ...]]:
+    """(family, socket address) of ``host:port``: a numeric address is parsed inline
+    (no resolver, so no trip through the loop's thread pool); a name goes to
+    ``loop.getaddrinfo``."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    family, _, _, _, addr = infos[0]
+    return family, addr
+
+
 @contextlib.asynccontextmanager
 async def connect(
     host: str,
@@ -58,8 +74,7 @@ async def connect(
     ``session_setup(session)`` runs before the session receives any event.
     """
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    family, _, _, _, addr = infos[0]
+    family, addr = await _resolve(loop, host, port)
     if configuration.server_name is None:
         configuration.server_name = host
     _prepare(configuration)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 
 __all__ = ["derive_secret", "hkdf_expand", "hkdf_expand_label", "hkdf_extract"]
 
@@ -16,12 +17,19 @@ __all__ = ["derive_secret", "hkdf_expand", "hkdf_expand_label", "hkdf_extract"]
 def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
     """HKDF-Extract(salt, IKM) = HMAC-Hash(salt, IKM) (RFC 5869 §2.2)."""
     if not salt:
-        salt = bytes(hashlib.new(hash_name).digest_size)
+        salt = bytes(_digest_size(hash_name))
     return hmac.digest(salt, ikm, hash_name)
+
+
+@lru_cache(maxsize=8)
+def _digest_size(hash_name: str) -> int:
+    return hashlib.new(hash_name).digest_size
 
 
 def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
     """HKDF-Expand(PRK, info, L) (RFC 5869 §2.3)."""
+    if length <= _digest_size(hash_name):  # one block: T(1) = HMAC(PRK, info | 0x01)
+        return hmac.digest(prk, info + b"\x01", hash_name)[:length]
     out = b""
     block = b""
     counter = 1
@@ -39,19 +47,18 @@ def hkdf_expand_label(
 
     ``label`` is given without the ``"tls13 "`` prefix, which is added here.
     """
-    full_label = b"tls13 " + label
-    info = (
-        length.to_bytes(2, "big")
-        + bytes((len(full_label),))
-        + full_label
-        + bytes((len(context),))
-        + context
-    )
+    info = _label_prefix(label, length) + bytes((len(context),)) + context
     return hkdf_expand(hash_name, secret, info, length)
+
+
+@lru_cache(maxsize=64)
+def _label_prefix(label: bytes, length: int) -> bytes:
+    """The HkdfLabel up to its context: uint16 length, opaque label<7..255> (the labels
+    and lengths of a key schedule are a small fixed set, so this is built once each)."""
+    full_label = b"tls13 " + label
+    return length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label
 
 
 def derive_secret(hash_name: str, secret: bytes, label: bytes, transcript_hash: bytes) -> bytes:
     """Derive-Secret(Secret, Label, Messages) with the transcript hash precomputed."""
-    return hkdf_expand_label(
-        hash_name, secret, label, transcript_hash, hashlib.new(hash_name).digest_size
-    )
+    return hkdf_expand_label(hash_name, secret, label, transcript_hash, _digest_size(hash_name))

@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import os
 from enum import Enum, auto
+from functools import lru_cache
 from typing import Any, ClassVar
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from quic.tls.alerts import AlertDescription
@@ -290,9 +292,8 @@ class ServerRole(Role):
     def _send_certificate(self, ch: ClientHello) -> None:
         """Certificate and CertificateVerify (RFC 9846 §4.5.1, §4.5.2)."""
         ctx, config = self.ctx, self.ctx.config
-        entries = tuple(
-            CertificateEntry(c.public_bytes(Encoding.DER)) for c in config.certificate_chain
-        )
+        chain = _chain_der(tuple(config.certificate_chain))
+        entries = tuple(CertificateEntry(der) for der in chain)
         ctx.send_and_hash(Epoch.HANDSHAKE, Certificate(b"", entries))
         key = config.private_key
         assert key is not None and ch.signature_algorithms is not None
@@ -323,6 +324,13 @@ class ServerRole(Role):
         )
         if ticket is not None:
             ctx.send(Epoch.ONE_RTT, ticket)  # RFC 9846 §4.7.1, RFC 9001 §4.5
+
+
+@lru_cache(maxsize=16)
+def _chain_der(chain: tuple[x509.Certificate, ...]) -> tuple[bytes, ...]:
+    """The DER of a certificate chain, encoded once per chain (a server sends the same
+    chain in every full handshake; certificates hash and compare by their encoding)."""
+    return tuple(c.public_bytes(Encoding.DER) for c in chain)
 
 
 _T = HandshakeType

@@ -519,3 +519,30 @@ async def test_client_moves_to_the_servers_preferred_address_over_udp() -> None:
         echoed = await asyncio.wait_for(reader.read(), 20)
         assert echoed == payload
         assert sum(received) > len(payload)  # it all came in through the preferred socket
+
+
+async def test_a_numeric_host_skips_the_resolver_a_name_uses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a numeric address needs no lookup: connect() parses it inline instead of a trip
+    # through the loop's thread pool; a name still goes to loop.getaddrinfo
+    loop = asyncio.get_running_loop()
+    lookups: list[str] = []
+    real = loop.getaddrinfo
+
+    async def counting(host: Any, *args: Any, **kwargs: Any) -> Any:
+        lookups.append(host)
+        return await real(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", counting)
+    server = await serve("127.0.0.1", 0, server_config(), echo_datagrams)
+    async with server:
+        async with connect("127.0.0.1", server.port, client_config()) as session:
+            assert session.alpn_protocol == "test"
+        assert lookups == []
+        config = client_config()
+        config.server_name = "localhost"
+        with pytest.raises((OSError, ConnectionClosed, TimeoutError)):
+            async with asyncio.timeout(0.5), connect("name.invalid", server.port, config):
+                pass
+        assert lookups == ["name.invalid"]
