@@ -7,6 +7,12 @@ Theory of operation
     datagram(s) received → endpoint.receive_datagram(data, addr, loop.time())
                          → drain events to sessions → send → re-arm one timer
 
+Draining merges neighbouring :class:`~quic.events.StreamDataReceived` events of one
+stream (``_coalesce``): a burst of packets read in one batch reaches the layers above as
+one event, so their per-event work (HTTP/3, WebTransport, the stream reader's wake-up)
+is paid per batch, not per packet. The merged bytes are at most what the stream's
+advertised window let in, and credit still returns on consumption.
+
 Every datagram of a burst is fed before anything is transmitted. With the batched
 reader (:func:`quic.aio.udp.take_over_reading`) up to ``RECEIVE_BATCH`` waiting datagrams
 are read per wake-up and then transmitted once. With the fallback (asyncio's transport
@@ -80,6 +86,7 @@ from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
 from quic.endpoint import ConnectionAccepted, ConnectionRemoved, QuicEndpoint
 from quic.errors import StreamResetError
+from quic.events import QuicEvent, StreamDataReceived
 
 __all__ = ["QuicEndpointProtocol"]
 
@@ -312,12 +319,17 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
     def _dispatch(self) -> None:
         endpoint = self.endpoint
         sessions = self.sessions
-        while (item := endpoint.next_event()) is not None:
+        item = endpoint.next_event()
+        while item is not None:
             conn, event = item
-            if isinstance(event, ConnectionAccepted):
+            item = endpoint.next_event()
+            if type(event) is StreamDataReceived:
+                if item is not None and not event.end_stream:
+                    event, item = _coalesce(endpoint, conn, event, item)
+            elif isinstance(event, ConnectionAccepted):
                 self._accepted(conn)
                 continue
-            if isinstance(event, ConnectionRemoved):
+            elif isinstance(event, ConnectionRemoved):
                 gone = sessions.pop(conn, None)
                 if gone is not None:
                     try:
@@ -411,3 +423,37 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.sessions[conn] = session
         self.schedule_flush()
         return session
+
+
+_Item = tuple[QuicConnection, QuicEvent]
+
+
+def _coalesce(
+    endpoint: QuicEndpoint, conn: QuicConnection, first: StreamDataReceived, item: _Item
+) -> tuple[StreamDataReceived, _Item | None]:
+    """Consecutive :class:`StreamDataReceived` of one stream of ``conn`` (a burst of
+    packets read in one batch) become one event, their bytes joined once; returns it and
+    the first event that does not belong to it. Order is kept (only neighbours merge)
+    and nothing is held back: the merge ends with the queue, another event, or a FIN."""
+    sid = first.stream_id
+    early = first.early_data
+    parts = [first.data]
+    last = first
+    next_item: _Item | None = item
+    while next_item is not None:
+        other, event = next_item
+        if (
+            other is not conn
+            or type(event) is not StreamDataReceived
+            or event.stream_id != sid
+            or event.early_data != early
+        ):
+            break
+        parts.append(event.data)
+        last = event
+        next_item = endpoint.next_event()
+        if event.end_stream:
+            break
+    if last is first:
+        return first, next_item
+    return StreamDataReceived(sid, b"".join(parts), last.end_stream, early), next_item
