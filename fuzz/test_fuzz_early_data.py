@@ -203,7 +203,7 @@ class EarlyGate(RuleBasedStateMachine):
     def credit_conserved(self) -> None:
         held = self.gate.state_sizes()["early_held_bytes"]
         queued = sum(len(e.data) for e in self.events if isinstance(e, DataReceived))
-        ready = sum(len(e.data) for e in self.gate._ready if isinstance(e, DataReceived))
+        ready = sum(len(e.data) for e in self.gate._ready or () if isinstance(e, DataReceived))
         accounted = self.delivered_bytes + self.conn.credited + held + queued + ready
         assert accounted == self.enqueued_bytes
 

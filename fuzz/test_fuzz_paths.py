@@ -96,9 +96,9 @@ class PathTable(RuleBasedStateMachine):
             asm.begin_datagram(budget)
             if not asm.begin_packet(*_packet_args()):
                 continue
-            before = len(path.challenges)
+            before = len(path.challenges or ())
             paths.write(asm, path)
-            if len(path.challenges) > before or (path.challenges and before == 4):
+            if len(path.challenges or ()) > before or (path.challenges and before == 4):
                 self.sent_challenges.append(path.challenges[-1])
             asm.end_packet()
             size = asm.end_datagram(pad_initial=False)
@@ -114,7 +114,7 @@ class PathTable(RuleBasedStateMachine):
         assert paths.current is not None
         assert len(paths.others) <= MAX_PATHS
         assert paths.pending_responses <= MAX_RESPONSES
-        assert all(len(p.challenges) <= 4 for p in (paths.current, *paths.others.values()))
+        assert all(len(p.challenges or ()) <= 4 for p in (paths.current, *paths.others.values()))
         assert paths.send_budget() >= 0
         assert paths.fallback is None or paths.fallback.validated
         assert path_key(paths.current.addr) not in paths.others

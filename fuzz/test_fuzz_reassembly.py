@@ -430,7 +430,7 @@ class NeverAckingPeer(RuleBasedStateMachine):
         space = self.recovery.spaces[2]
         assert len(space.sent) <= MAX_SENT
         assert sum(1 for p in space.sent.values() if not p.ack_eliciting) <= MAX_ACK_ONLY
-        assert len(space.ack_only) <= MAX_ACK_ONLY
+        assert len(space.ack_only or ()) <= MAX_ACK_ONLY
         assert all(n == 1 for n in self.fates.values())
         assert not set(self.fates) & set(space.sent)  # told once, then gone
         in_flight = sum(p.size for p in space.sent.values() if p.in_flight)

@@ -133,7 +133,8 @@ class EarlyRequests:
         self._early: set[int] = set()
         self._held: dict[int, _Held] = {}
         self._held_bytes = 0
-        self._ready: deque[H3Event] = deque()
+        # released held events (a deque from the first release: no idle memory)
+        self._ready: deque[H3Event] | None = None
         self._dropped: set[int] = set()
         self._settled: set[int] = set()  # early request streams decided, still being read
         #: requests answered 425 / held until the handshake (counters, for tests and
@@ -146,7 +147,7 @@ class EarlyRequests:
             "early_streams": len(self._early) + len(self._settled),
             "early_held_requests": len(self._held),
             "early_held_bytes": self._held_bytes,
-            "early_ready": len(self._ready),
+            "early_ready": len(self._ready) if self._ready else 0,
         }
 
     # -- input: the QUIC events, before HTTP/3 handles them ----------------------------
@@ -166,6 +167,8 @@ class EarlyRequests:
         elif isinstance(event, qe.HandshakeCompleted):
             self.handshake_complete = True
             for held in self._held.values():
+                if self._ready is None:
+                    self._ready = deque()
                 self._ready.extend(held.events)
             self._held.clear()
             self._held_bytes = 0

@@ -176,7 +176,9 @@ class FrameReader:
         webtransport: bool = False,
     ) -> None:
         self._max_frame_size = max_frame_size
-        self._buffered_types = _KNOWN_TYPES | frozenset(extra_types)
+        # the shared set unless there are extra types (one frozenset less per stream)
+        extra = frozenset(extra_types)
+        self._buffered_types = _KNOWN_TYPES | extra if extra - _KNOWN_TYPES else _KNOWN_TYPES
         self._webtransport = webtransport
         self._state = _HEADER
         self._pending = b""  # incomplete frame header bytes (< 16)

@@ -20,7 +20,11 @@ exceeding either is CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
   not yet acknowledged: :meth:`CryptoStreams.requeue_unacked`.
 * When a space is discarded (RFC 9001 §4.9) its buffers are released and whatever
   CRYPTO data still arrives at that level (a duplicate later in the same packet) is
-  ignored.
+  ignored; TLS output for it is dropped too (it could not be protected). Its two
+  halves become the module's empty, inert ``_GONE_SEND`` / ``_GONE_RECV`` streams,
+  shared by every connection: nothing writes to them (``receive`` and ``queue`` stop
+  at the discarded flag first, ``write`` runs only when ``needs_send``), so an idle
+  connection keeps no per-level stream objects (issue 10, memory per idle session).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ from quic.stream_send import SendStream
 __all__ = ["CryptoStreams"]
 
 _CRYPTO_CREDIT = (1 << 62) - 1
+# the halves of every discarded level (see the module docstring): never written to
+_GONE_SEND = SendStream(-1, _CRYPTO_CREDIT)
+_GONE_RECV = RecvStream(-1, 0)
 
 
 class CryptoStreams:
@@ -91,7 +98,10 @@ class CryptoStreams:
     # -- sending ----------------------------------------------------------------------
 
     def queue(self, index: int, data: bytes) -> None:
-        """Queue TLS output for the space ``index``."""
+        """Queue TLS output for the space ``index`` (dropped once it is discarded: no
+        keys protect it any more, RFC 9001 §4.9)."""
+        if self._discarded[index]:
+            return
         self.send[index].write(data)
 
     def needs_send(self, index: int) -> bool:
@@ -126,11 +136,11 @@ class CryptoStreams:
     def requeue_unacked(self, index: int) -> None:
         """Send again whatever was sent and is not acknowledged (RFC 9002 §6.2.4)."""
         send = self.send[index]
-        if send.highest_sent:
+        if send.highest_sent and not self._discarded[index]:
             send.on_lost(0, send.highest_sent, False)
 
     def discard(self, index: int) -> None:
         """The space's keys are gone: nothing more is sent or received in it."""
         self._discarded[index] = True
-        self.send[index] = SendStream(-1, _CRYPTO_CREDIT)  # releases what was buffered
-        self.recv[index] = RecvStream(-1, 0)
+        self.send[index] = _GONE_SEND  # releases what was buffered
+        self.recv[index] = _GONE_RECV

@@ -119,7 +119,8 @@ class HandshakeDriver:
         self.token = b""  # client: the token of a Retry, echoed in our Initials
         self.new_token = b""  # client: the latest NEW_TOKEN, for a future connection
         self._token_key: str | None = None  # client: this server in the token store
-        self._tokens_out: deque[bytes] = deque()  # server: NEW_TOKEN frames owed
+        # server: NEW_TOKEN frames owed (a deque from the first one: no idle memory)
+        self._tokens_out: deque[bytes] | None = None
         self.tokens_resent = 0  # server: NEW_TOKEN frames sent again after a loss
         self.peer_initial_scid = peer_initial_scid
         self.reacted_to_vn = False
@@ -419,12 +420,12 @@ class HandshakeDriver:
     def queue_new_token(self, token: bytes) -> None:
         """Server: send ``token`` in a NEW_TOKEN frame (1-RTT only, §19.7)."""
         if token and not self.is_client:
-            self._tokens_out.append(token)
+            self._owe_token(token)
 
     @property
     def tokens_pending(self) -> int:
         """NEW_TOKEN frames owed."""
-        return len(self._tokens_out)
+        return len(self._tokens_out) if self._tokens_out else 0
 
     def write_tokens(self, asm: PacketAssembler) -> None:
         """Write the owed NEW_TOKEN frames that fit."""
@@ -437,8 +438,14 @@ class HandshakeDriver:
             asm.push(frame)
             packet.handlers.append((self._token_fate, (tokens.popleft(),)))
             packet.ack_eliciting = packet.in_flight = True
+        self._tokens_out = None  # all sent: no idle deque
 
     def _token_fate(self, acked: bool, token: bytes) -> None:
         if not acked:
             self.tokens_resent += 1
-            self._tokens_out.append(token)  # RFC 9000 §13.3: retransmitted if lost
+            self._owe_token(token)  # RFC 9000 §13.3: retransmitted if lost
+
+    def _owe_token(self, token: bytes) -> None:
+        if self._tokens_out is None:
+            self._tokens_out = deque()
+        self._tokens_out.append(token)

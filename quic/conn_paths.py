@@ -130,7 +130,8 @@ class Path:
         self.validated = validated
         self.received = 0  # bytes received on the path (amplification credit)
         self.sent = 0  # bytes sent on the path
-        self.challenges: deque[bytes] = deque(maxlen=_MAX_CHALLENGES)
+        # our recent PATH_CHALLENGE data; a deque from the first one (idle memory)
+        self.challenges: deque[bytes] | None = None
         self.challenge_owed = False  # a PATH_CHALLENGE waits to be written
         self.next_challenge: float | None = None  # when to send a fresh one
         self.abandon_at: float | None = None  # validation in progress until then
@@ -169,6 +170,7 @@ class PathManager:
 
     __slots__ = (
         "_max_paths",
+        "_max_responses",
         "_token_bytes",
         "bytes_received",
         "bytes_sent",
@@ -211,7 +213,9 @@ class PathManager:
         self.bytes_received = 0  # all paths
         self.bytes_sent = 0
         # PATH_RESPONSE data owed and the path_key it goes to, oldest first
-        self.responses: deque[tuple[bytes, Any]] = deque(maxlen=max(1, max_responses))
+        # (a deque from the first one, and again None once sent: idle memory)
+        self._max_responses = max(1, max_responses)
+        self.responses: deque[tuple[bytes, Any]] | None = None
         self.responses_dropped = 0  # challenges we did not answer (queue full)
         self.migrations = 0  # times the current path changed
         self.preferred: Path | None = None  # client: the server's preferred address
@@ -414,7 +418,7 @@ class PathManager:
         ID while the current path is not validated (we may return to it, §9.3.2)."""
         current = self.current
         keep_fallback = not current.validated
-        owed = {key for _, key in self.responses}
+        owed = {key for _, key in self.responses or ()}
         return [
             p
             for p in self.others.values()
@@ -428,10 +432,13 @@ class PathManager:
     def drop_responses(self, path: Path) -> int:
         """Forget the PATH_RESPONSEs owed on ``path`` (no connection ID to send them,
         RFC 9000 §9.5); returns how many."""
+        responses = self.responses
+        if not responses:
+            return 0
         key = _key(path)
-        kept = deque(((d, k) for d, k in self.responses if k != key), maxlen=self.responses.maxlen)
-        dropped = len(self.responses) - len(kept)
-        self.responses = kept
+        kept = deque(((d, k) for d, k in responses if k != key), maxlen=self._max_responses)
+        dropped = len(responses) - len(kept)
+        self.responses = kept or None
         self.responses_dropped += dropped
         return dropped
 
@@ -447,13 +454,15 @@ class PathManager:
         path.abandon_at = now + 3 * max(pto, _INITIAL_PTO)
 
     def _end_validation(self, path: Path) -> None:
-        path.challenges.clear()
+        path.challenges = None
         path.challenge_owed = False
         path.next_challenge = path.abandon_at = None
 
     def on_path_challenge(self, data: bytes) -> None:
         """Queue the PATH_RESPONSE owed, for the path it came on (RFC 9000 §8.2.2)."""
         responses = self.responses
+        if responses is None:
+            responses = self.responses = deque(maxlen=self._max_responses)
         if len(responses) == responses.maxlen:
             self.responses_dropped += 1  # the oldest gives way (see the module docstring)
         responses.append((data, path_key(self.receiving, self.receiving_local)))
@@ -462,7 +471,7 @@ class PathManager:
         """A response to any of our recent challenges validates its path, wherever it
         arrives (RFC 9000 §8.2.3); one matching nothing is ignored (§19.18)."""
         for path in (self.current, *self.others.values()):
-            if data in path.challenges:
+            if path.challenges and data in path.challenges:
                 path.validated = True
                 self._end_validation(path)
                 if path is self.preferred:
@@ -524,7 +533,7 @@ class PathManager:
 
     @property
     def pending_responses(self) -> int:
-        return len(self.responses)
+        return len(self.responses) if self.responses else 0
 
     def wants_send(self) -> bool:
         """Frames are owed on the current path."""
@@ -541,7 +550,7 @@ class PathManager:
         out: list[Path] = [p for p in self.others.values() if p.challenge_owed]
         if self.responses:
             current = _key(self.current)
-            kept: deque[tuple[bytes, Any]] = deque(maxlen=self.responses.maxlen)
+            kept: deque[tuple[bytes, Any]] = deque(maxlen=self._max_responses)
             for data, key in self.responses:
                 if key == current:
                     kept.append((data, key))
@@ -553,7 +562,7 @@ class PathManager:
                 kept.append((data, key))
                 if path not in out:
                     out.append(path)
-            self.responses = kept
+            self.responses = kept or None
         return out
 
     def write(self, asm: PacketAssembler, path: Path | None = None) -> None:
@@ -567,6 +576,8 @@ class PathManager:
         wrote = False
         if path.challenge_owed:
             data = self._token_bytes(8)  # RFC 9000 §8.2.1: unpredictable, fresh each time
+            if path.challenges is None:
+                path.challenges = deque(maxlen=_MAX_CHALLENGES)
             path.challenges.append(data)
             path.challenge_owed = False
             asm.push(encode_path_challenge_frame(data))
@@ -574,14 +585,14 @@ class PathManager:
         responses = self.responses
         if responses:
             key = _key(path)
-            kept: deque[tuple[bytes, Any]] = deque(maxlen=responses.maxlen)
+            kept: deque[tuple[bytes, Any]] = deque(maxlen=self._max_responses)
             for data, where in responses:
                 if where == key and asm.room >= _FRAME_SIZE:
                     asm.push(encode_path_response_frame(data))
                     wrote = True
                 else:
                     kept.append((data, where))
-            self.responses = kept
+            self.responses = kept or None
         if wrote:
             packet.ack_eliciting = packet.in_flight = True
             asm.expand_datagram()  # RFC 9000 §8.2.1, §8.2.2: 1200 bytes, budget permitting

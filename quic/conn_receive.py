@@ -89,10 +89,12 @@ class PacketReader:
         self._ecn = ecn
         self._buffer_limit = buffer_limit
         self._qlog = qlog
-        # (packet, address, ECN codepoint) waiting for their keys
-        self._buffered: deque[tuple[bytes, Any, int]] = deque()
-        # keys arrived: to be tried again (the connection pops them; read-only elsewhere)
-        self.reprocess: deque[tuple[bytes, Any, int]] = deque()
+        # (packet, address, ECN codepoint) waiting for their keys; both deques are made
+        # by their first packet (most connections never need them: no idle memory)
+        self._buffered: deque[tuple[bytes, Any, int]] | None = None
+        # keys arrived: to be tried again (the connection pops them; read-only elsewhere;
+        # once made, never replaced: the connection holds it while it drains it)
+        self.reprocess: deque[tuple[bytes, Any, int]] | None = None
         self.dropped = 0
         self.processed = 0
         self.zero_rtt_processed = 0  # 0-RTT packets opened (server)
@@ -114,17 +116,27 @@ class PacketReader:
 
     @property
     def pending_buffered(self) -> int:
-        return len(self._buffered)
+        return len(self._buffered) if self._buffered else 0
 
     @property
     def pending_reprocess(self) -> int:
-        return len(self.reprocess)
+        return len(self.reprocess) if self.reprocess else 0
+
+    def _buffer(self, item: tuple[bytes, Any, int]) -> None:
+        if self._buffered is None:
+            self._buffered = deque()
+        self._buffered.append(item)
 
     def release_buffered(self) -> None:
         """New read keys: the buffered packets get another try."""
         buffered = self._buffered
+        if not buffered:
+            return
+        reprocess = self.reprocess
+        if reprocess is None:
+            reprocess = self.reprocess = deque()
         while buffered:
-            self.reprocess.append(buffered.popleft())
+            reprocess.append(buffered.popleft())
 
     # -- packets ----------------------------------------------------------------------
 
@@ -141,8 +153,8 @@ class PacketReader:
             return None
         space = self._keys.spaces[index]
         if space.read is None:
-            if not space.discarded and len(self._buffered) < self._buffer_limit:
-                self._buffered.append((bytes(data[pos : header.end]), addr, ecn))  # RFC 9001 §5.7
+            if not space.discarded and self.pending_buffered < self._buffer_limit:
+                self._buffer((bytes(data[pos : header.end]), addr, ecn))  # RFC 9001 §5.7
             else:
                 self.drop(now, "key_unavailable", packet_type)
             return None
@@ -189,9 +201,9 @@ class PacketReader:
             if (
                 not keys.zero_rtt_discarded
                 and keys.spaces[HANDSHAKE].read is None  # TLS has not decided yet
-                and len(self._buffered) < self._buffer_limit
+                and self.pending_buffered < self._buffer_limit
             ):
-                self._buffered.append((bytes(data[pos : header.end]), addr, ecn))
+                self._buffer((bytes(data[pos : header.end]), addr, ecn))
             else:
                 self.drop(now, "key_unavailable", PacketType.ZERO_RTT)
             return None

@@ -151,7 +151,8 @@ class SendScheduler:
         self._discard_space = discard_space
         self._qlog = qlog
         self._probes: dict[int, int] = {}  # space -> probe packets owed
-        self._pings: deque[int] = deque()  # uids of application PINGs to send
+        # uids of application PINGs to send (a deque from the first one: no idle memory)
+        self._pings: deque[int] | None = None
         self._ack_only_run = [0, 0, 0]  # ACK-only packets since the last eliciting one
         self.pacer = Pacer(paths.max_datagram_size)
         self._paced = False  # the pacer holds ack-eliciting frames back right now
@@ -162,11 +163,13 @@ class SendScheduler:
     # -- what is owed -----------------------------------------------------------------
 
     def queue_ping(self, uid: int) -> None:
+        if self._pings is None:
+            self._pings = deque()
         self._pings.append(uid)
 
     @property
     def pending_pings(self) -> int:
-        return len(self._pings)
+        return len(self._pings) if self._pings else 0
 
     @property
     def pending_probes(self) -> int:

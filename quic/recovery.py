@@ -205,7 +205,9 @@ class PacketSpaceRecovery:
         self.skipped = RangeSet()
         # packet numbers of non-ack-eliciting packets sent, oldest first (some may have
         # left ``sent`` already: acknowledged or lost)
-        self.ack_only: deque[int] = deque()
+        # (a deque from the first one, None again when the space is discarded: memory
+        # per idle connection, issue 10)
+        self.ack_only: deque[int] | None = None
         # in-flight packets declared lost lately, in declaration order: an ACK that
         # covers one later shows the loss was spurious (RFC 9438 §4.9); bounded
         self.lost: dict[int, SentPacket] = {}
@@ -373,6 +375,8 @@ class LossRecovery:
             self._pto_anchor = now
         if not packet.ack_eliciting:
             ack_only = st.ack_only
+            if ack_only is None:
+                ack_only = st.ack_only = deque()
             ack_only.append(pn)
             if len(ack_only) > self.max_ack_only:
                 self._drop_ack_only(st, now)
@@ -383,6 +387,7 @@ class LossRecovery:
         """Forget the oldest ACK-only packets beyond ``max_ack_only`` (RFC 9000 §13.2.4:
         they only tell us which ACK ranges the peer has seen)."""
         ack_only = st.ack_only
+        assert ack_only is not None  # called after an append
         sent = st.sent
         while len(ack_only) > self.max_ack_only:
             packet = sent.get(ack_only.popleft())
@@ -744,7 +749,7 @@ class LossRecovery:
             if packet.in_flight:
                 discarded(packet)
         st.sent.clear()
-        st.ack_only.clear()
+        st.ack_only = None
         st.lost.clear()
         st.lowest_unacked = st.largest_sent + 1
         st.loss_time = None

@@ -5,7 +5,8 @@ Theory of operation
 Reassembly keeps two structures:
 
 * ``_ready``: a deque of ``bytes`` holding the contiguous data from the application's
-  read offset up to ``_recv_offset`` (the first missing byte);
+  read offset up to ``_recv_offset`` (the first missing byte); ``None`` while empty (an
+  idle stream holds no deque: ~760 bytes each, issue 10 memory per idle session);
 * ``_ooo``: a :class:`ReassemblyBuffer` with the out-of-order data beyond
   ``_recv_offset``.
 
@@ -178,7 +179,7 @@ class RecvStream:
         self.window = ReceiveWindow(max_stream_data, max_window)
         self._state = RecvState.RECV
         self.trace: Callable[[int, bool, Enum, Enum], None] | None = None
-        self._ready: deque[bytes] = deque()
+        self._ready: deque[bytes] | None = None  # created by data, dropped when drained
         self._ready_len = 0
         self._read_offset = 0
         self._recv_offset = 0
@@ -318,12 +319,15 @@ class RecvStream:
             chunk = data
         else:
             chunk = bytes(memoryview(data)[recv - offset :])
-        self._ready.append(chunk)
+        ready = self._ready
+        if ready is None:
+            ready = self._ready = deque()
+        ready.append(chunk)
         end = recv + len(chunk)
         starts = self._ooo.starts
         if starts and starts[0] <= end:
             # segments now reached move to the ready queue (their overlap is dropped)
-            new_end = self._ooo.pop_reached(end, self._ready)
+            new_end = self._ooo.pop_reached(end, ready)
         else:
             new_end = end
         self._recv_offset = new_end
@@ -389,6 +393,8 @@ class RecvStream:
     def _truncate_ready(self, keep: int) -> None:
         """Drop the ready bytes after the first ``keep``."""
         ready = self._ready
+        if ready is None:  # nothing ready (``keep`` may be negative: below the read offset)
+            return
         excess = self._ready_len - keep
         while excess:
             last = ready[-1]
@@ -399,6 +405,8 @@ class RecvStream:
                 ready[-1] = last[: len(last) - excess]
                 excess = 0
         self._ready_len = keep
+        if not keep:
+            self._ready = None
 
     # ------------------------------------------------------------------ application
 
@@ -434,11 +442,14 @@ class RecvStream:
         if not take:
             return b""
         ready = self._ready
+        assert ready is not None  # take <= _ready_len
         self._ready_len -= take
         self._read_offset += take
         first = ready[0]
         if len(first) == take:
             ready.popleft()
+            if not ready:
+                self._ready = None  # drained: an idle stream holds no deque
             return first
         if len(first) > take:
             ready[0] = first[take:]
@@ -453,6 +464,8 @@ class RecvStream:
                 parts.append(chunk[:take])
                 ready[0] = chunk[take:]
                 take = 0
+        if not ready:
+            self._ready = None
         return b"".join(parts)
 
     def consume(self, n: int, now: float, rtt: float) -> int:

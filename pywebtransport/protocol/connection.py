@@ -175,7 +175,8 @@ class WebTransportConnection(StreamsMixin):
         # streams waiting for their session (§4.7): session ID -> {stream ID: stream}
         self._early: dict[int, dict[int, WtStream]] = {}
         self._buffered_streams = 0
-        self._datagrams: deque[tuple[int, bytes]] = deque()  # waiting for their session
+        # datagrams waiting for their session; a deque from the first one (idle memory)
+        self._datagrams: deque[tuple[int, bytes]] | None = None
         self._datagram_bytes = 0
         self._parked: list[he.HeadersReceived] = []  # server: CONNECTs before SETTINGS
         self._final_sizes: dict[int, int] = {}  # stream -> final size of a peer reset
@@ -665,7 +666,7 @@ class WebTransportConnection(StreamsMixin):
         self._streams.clear()
         self._early.clear()
         self._buffered_streams = 0
-        self._datagrams.clear()
+        self._datagrams = None
         self._datagram_bytes = 0
         self._parked.clear()
         self._closing.clear()
@@ -749,7 +750,7 @@ class WebTransportConnection(StreamsMixin):
             "streams": len(self._streams),
             "early_streams": self._buffered_streams,
             "early_sessions": len(self._early),
-            "early_datagrams": len(self._datagrams),
+            "early_datagrams": len(self._datagrams) if self._datagrams else 0,
             "early_datagram_bytes": self._datagram_bytes,
             "parked_requests": len(self._parked),
             "closing": len(self._closing),

@@ -84,7 +84,7 @@ class StreamsMixin:
     _streams: dict[int, WtStream]
     _early: dict[int, dict[int, WtStream]]
     _buffered_streams: int
-    _datagrams: deque[tuple[int, bytes]]
+    _datagrams: deque[tuple[int, bytes]] | None
     _datagram_bytes: int
     _final_sizes: dict[int, int]
     _stopped: set[int]
@@ -209,7 +209,7 @@ class StreamsMixin:
                     self._events.append(ev.DatagramReceived(sid, payload))
                 else:
                     kept.append((owner, payload))
-            self._datagrams = kept
+            self._datagrams = kept or None
 
     def _unbuffer(self, stream: WtStream) -> list[tuple[bytes, bool]]:
         chunks = stream.buffer or []
@@ -236,7 +236,7 @@ class StreamsMixin:
         if self._datagrams:
             kept = deque(d for d in self._datagrams if d[0] != session_id)
             self._datagram_bytes = sum(len(d[1]) for d in kept)
-            self._datagrams = kept
+            self._datagrams = kept or None
 
     def _send_capsules(self, session_id: int, capsules: bytes, end_stream: bool = False) -> bool:
         """Write whole capsules on the CONNECT stream (h3 ``send_data``) and log them
@@ -510,9 +510,11 @@ class StreamsMixin:
         config = self.config
         if (
             (session is not None or session_id not in self._claimed)
-            and len(self._datagrams) < config.max_buffered_datagrams
+            and (len(self._datagrams) if self._datagrams else 0) < config.max_buffered_datagrams
             and self._datagram_bytes + len(data) <= config.max_buffered_datagram_bytes
         ):
+            if self._datagrams is None:
+                self._datagrams = deque()
             self._datagrams.append((session_id, data))  # §4.7
             self._datagram_bytes += len(data)
         # else dropped: over the limits (§4.7) or the session is over

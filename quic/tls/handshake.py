@@ -211,6 +211,16 @@ class HandshakeContext:
         if not hmac.compare_digest(expected, received):
             raise alert(AlertDescription.decrypt_error, "Finished verify_data mismatch")
 
+    def release_handshake_state(self) -> None:
+        """The handshake is over: drop what only it needed (issue 10, memory per idle
+        connection). The INITIAL and HANDSHAKE readers go (nothing more is read there:
+        ``receive`` refuses data at an epoch other than ONE_RTT before it looks for a
+        reader) and so do the handshake traffic secrets (RFC 9001 §4.9.2: the HANDSHAKE
+        keys are discarded once the handshake is confirmed)."""
+        for epoch in (Epoch.INITIAL, Epoch.HANDSHAKE):
+            self.readers.pop(epoch, None)
+        self.client_handshake_secret = self.server_handshake_secret = b""
+
     # -- input -----------------------------------------------------------------------
     def set_recv_epoch(self, epoch: Epoch) -> None:
         """Move reading to ``epoch``; RFC 9846 §5.1: nothing may be left at the old one."""

@@ -324,6 +324,12 @@ class ServerRole(Role):
         )
         if ticket is not None:
             ctx.send(Epoch.ONE_RTT, ticket)  # RFC 9846 §4.7.1, RFC 9001 §4.5
+        # RFC 9001 §4.1.2: the server's handshake is confirmed here; what only the
+        # handshake needed goes (memory per idle connection): the ClientHello (its key
+        # shares), the HelloRetryRequest, the INITIAL/HANDSHAKE readers and secrets
+        self.client_hello = None
+        self.hrr = None
+        ctx.release_handshake_state()
 
 
 @lru_cache(maxsize=16)

@@ -129,7 +129,7 @@ def test_ack_only_records_are_capped() -> None:
             rec.on_packet_sent(_ack_only(pn, fates), pn * 0.001)
         space = rec.spaces[APP]
         sizes[n] = len(space.sent)
-        assert len(space.ack_only) <= DEFAULT_MAX_ACK_ONLY_TRACKED
+        assert len(space.ack_only or ()) <= DEFAULT_MAX_ACK_ONLY_TRACKED
         # the oldest went first, each reported once as not acknowledged
         assert fates == [(pn, False) for pn in range(n - DEFAULT_MAX_ACK_ONLY_TRACKED)]
         assert min(space.sent) == space.lowest_unacked == n - DEFAULT_MAX_ACK_ONLY_TRACKED

@@ -485,7 +485,7 @@ def test_server_rejects_new_token_frame_from_client() -> None:
     """A client sending NEW_TOKEN is a PROTOCOL_VIOLATION (RFC 9000 §19.7)."""
     pair = make_pair()
     pair.handshake()
-    pair.client.handshake._tokens_out.append(b"tok")  # a misbehaving client
+    pair.client.handshake._owe_token(b"tok")  # a misbehaving client
     pair.client_endpoint.wake(pair.client)
     pair.run(lambda: pair.server.is_closed, max_time=5)
     closes = pair.events_of(ConnectionTerminated, side="server")
