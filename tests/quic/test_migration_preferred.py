@@ -12,6 +12,7 @@ from its preferred address."
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import pytest
@@ -187,7 +188,7 @@ def test_preferred_path_switch_needs_both_validation_and_a_non_probing_packet() 
         paths.probe_local(path, order == "packet first", 0.0, 0.1)
         assert path.challenge_owed  # "The server MUST probe on the path"
         assert paths.local_switch_ready() is None
-        path.challenges.append(b"\x07" * 8)  # as PathManager.write records it
+        path.challenges = deque([b"\x07" * 8], maxlen=4)  # as PathManager.write records it
         paths.on_path_response(b"\x07" * 8)
         assert path.validated
         if order == "validation first":
