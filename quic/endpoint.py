@@ -113,12 +113,12 @@ from quic.connection import QuicConnection
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionIdIssued, ConnectionIdRetired, QuicEvent
 from quic.packet import (
-    LONG_TYPE_FROM_BITS,
     PacketHeader,
     PacketType,
     encode_version_negotiation,
     parse_header,
     peek_dcid,
+    starts_with_initial,
 )
 from quic.qlog_endpoint import EndpointLogger, create_endpoint_logger
 from quic.retry import AddressValidator, InitialVerdict
@@ -191,15 +191,6 @@ def _end_trace(conn: QuicConnection) -> None:
     (a close not yet logged is logged; the file is closed)."""
     if conn.qlog is not None:
         conn.qlog.end()
-
-
-def _is_initial(data: bytes) -> bool:
-    """Cheap first-byte check: does the datagram start with a long-header Initial of a
-    version we know (v1 and v2 use different type bits, RFC 9369 §3.2)?"""
-    if len(data) < 5 or not data[0] & 0x80:
-        return False
-    types = LONG_TYPE_FROM_BITS.get(int.from_bytes(data[1:5], "big"))
-    return types is not None and types[(data[0] & 0x30) >> 4] is PacketType.INITIAL
 
 
 class QuicEndpoint:
@@ -346,7 +337,7 @@ class QuicEndpoint:
         if conn is None:
             self._stateless_receive(data, addr, now, ecn)
             return
-        if len(data) < _MIN_INITIAL and not conn.is_client and _is_initial(data):
+        if len(data) < _MIN_INITIAL and not conn.is_client and starts_with_initial(data):
             self._drop(now, "invalid", data, "small Initial")  # RFC 9000 §14.1
             return
         entry = self._entries[conn]

@@ -69,6 +69,7 @@ __all__ = [
     "parse_version_negotiation",
     "peek_dcid",
     "retry_pseudo_packet",
+    "starts_with_initial",
     "stateless_reset_token",
 ]
 
@@ -533,3 +534,12 @@ def stateless_reset_token(data: bytes | bytearray | memoryview) -> bytes:
     if len(data) < STATELESS_RESET_MIN_SIZE:
         raise ValueError("datagram too short to be a stateless reset")
     return bytes(data[-STATELESS_RESET_TOKEN_SIZE:])
+
+
+def starts_with_initial(data: bytes) -> bool:
+    """Cheap first-byte check: does the datagram start with a long-header Initial of a
+    version we know (v1 and v2 use different type bits, RFC 9369 §3.2)?"""
+    if len(data) < 5 or not data[0] & 0x80:
+        return False
+    types = LONG_TYPE_FROM_BITS.get(int.from_bytes(data[1:5], "big"))
+    return types is not None and types[(data[0] & 0x30) >> 4] is PacketType.INITIAL
