@@ -44,6 +44,15 @@ component the fate of its frames. One ECN codepoint is chosen per call
 (:meth:`~quic.conn_ecn.EcnController.begin_send`); when it is ECT(0) every packet is
 reported to the ECN controller, which learns its fate for validation (§13.4.2).
 
+The bulk case: once a full-size ack-eliciting datagram leaves and nothing but STREAM
+frames is left to send in the application space (no other space has keys, no probe,
+no ACK due or pending, no control, DATAGRAM, PING, path or connection-ID frame, no
+CRYPTO data; :meth:`SendScheduler._only_stream_data`), nothing the rest of the call
+does can change that, so the call goes on in a short loop
+(:meth:`SendScheduler._write_bulk_datagram`): one 1-RTT packet of STREAM frames per
+datagram under the same window and pacing checks, without the per-space visits. With
+qlog on, every datagram takes the general path.
+
 A DPLPMTUD probe (:class:`~quic.conn_pmtu.PmtuDiscovery`, RFC 9000 §14.4) goes first,
 in a datagram of its own larger than the others, when the PMTU component asks for one
 and the congestion window has room for it; the component writes its PING and PADDING.
@@ -239,7 +248,19 @@ class SendScheduler:
         marked = ecn.begin_send() != 0  # one ECN codepoint for the whole call
         if probe is not None and recovery.congestion.available() >= probe:
             sent_eliciting = self._send_pmtu_probe(asm, probe, now, version, marked)
+        bulk = False  # only stream data left: the short loop (_write_bulk_datagram)
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
+            if bulk:
+                size = self._write_bulk_datagram(asm, now, version, mtu, pacer)
+                if not size:
+                    break
+                validated_bytes += size
+                packet = asm.packets[-1]
+                if marked:
+                    ecn.on_packet_sent(packet)
+                recovery.on_packet_sent(packet, now)
+                pacer.on_packet_sent(size, now)
+                continue
             validated = paths.address_validated
             if not validated and paths.send_blocked():
                 recovery.amplification_limited = True  # RFC 9002 §6.2.2.1 (a server)
@@ -274,6 +295,7 @@ class SendScheduler:
             sent_eliciting |= eliciting
             if eliciting:
                 pacer.on_packet_sent(size, now)
+                bulk = qlog is None and size == mtu and self._only_stream_data(now)
             else:
                 # An ACK-only datagram: the next one could only repeat its ACKs, since
                 # whatever kept ack-eliciting frames out of it has not changed (RFC 9000
@@ -283,6 +305,74 @@ class SendScheduler:
             paths.on_datagram_sent(validated_bytes)
         self._after_build(now, mtu)
         return asm.datagrams, sent_eliciting
+
+    def _only_stream_data(self, now: float) -> bool:
+        """Nothing but STREAM frames is left to send in 1-RTT packets, and nothing a
+        build call does can change that: no other space, probe, ACK, control frame,
+        datagram, PING or path work. The rest of the call then repeats what
+        :meth:`_write_space` would do for such packets, without its checks."""
+        spaces = self._keys.spaces
+        handshake = self._handshake
+        paths = self._paths
+        acks = self._acks
+        streams = self._streams
+        return not (
+            spaces[INITIAL].write is not None
+            or spaces[HANDSHAKE].write is not None
+            or self._keys.zero_rtt_write is not None
+            or not handshake.complete
+            or self._probes
+            or not paths.address_validated
+            or paths.current.challenge_owed
+            or acks.should_include(APPLICATION, acks.due(APPLICATION, now), True)
+            or not streams.has_data()
+            or self._crypto.needs_send(APPLICATION)
+            or self._datagrams.pending
+            or handshake.done_pending
+            or handshake.tokens_pending
+            or paths.wants_send()
+            or self._pings
+            or self._ackfreq_due
+            or streams.wants_control()
+            or self._cids.wants_send(handshake.complete)
+        )
+
+    def _write_bulk_datagram(
+        self, asm: PacketAssembler, now: float, version: int, mtu: int, pacer: Pacer
+    ) -> int:
+        """One datagram of one 1-RTT packet of STREAM frames (see
+        :meth:`_only_stream_data`), under the same window and pacing rules as
+        :meth:`_write_space`; its size, or 0 when nothing (more) may go."""
+        if self._recovery.congestion.available() < mtu:
+            return 0
+        if pacer.next_send_time(now, mtu) > now:  # RFC 9002 §7.7
+            self._pacing_held = True
+            return 0
+        streams = self._streams
+        if not streams.has_data():
+            return 0
+        space = self._keys.spaces[APPLICATION]
+        write = space.write
+        assert write is not None
+        asm.begin_datagram(mtu)
+        if not asm.begin_packet(
+            PacketType.ONE_RTT,
+            version,
+            self._cids.peer_cid,
+            self._host_cid,
+            write,
+            APPLICATION,
+            space.next_pn,
+            self._recovery.spaces[APPLICATION].largest_acked,
+            b"",
+            write.key_phase,
+        ):
+            return 0
+        space.next_pn += 1
+        streams.write_streams(asm)
+        if asm.end_packet() is None:
+            return 0  # every stream blocked: the datagram stays empty
+        return asm.end_datagram(pad_initial=False)
 
     def _update_pacer(self, now: float, mtu: int) -> Pacer:
         """The pacer at the controller's rate (RFC 9002 §7.7); unpaced before any RTT

@@ -9,8 +9,14 @@ stream-related frames to its ``on_*`` methods and asks it to write frames into 1
 packets; each frame written registers a handler on the packet so the controller learns
 whether it was acknowledged or lost (RFC 9000 §13.3) and repairs accordingly.
 
-Data is delivered in push style: in-order bytes are read out of a stream as soon as they
-arrive and reported as :class:`~quic.events.StreamDataReceived`. Flow-control credit is
+Data is delivered in push style: in-order bytes are read out of a stream and reported as
+:class:`~quic.events.StreamDataReceived`. A 1-RTT STREAM frame queues a
+:class:`DeferredDelivery` marker (one per stream until it is taken) instead of an event:
+when the connection's owner takes it (:meth:`QuicConnection.next_event`), everything the
+stream has in order by then leaves as one event in the marker's place, so the packets of
+a received batch cost one read and one event per stream, and order against every other
+event of the connection is kept (a reset delivers what is pending first). 0-RTT data is
+delivered frame by frame, each event carrying its origin. Flow-control credit is
 *not* returned on delivery: the consumer calls :meth:`StreamController.consume` when it
 is done with the bytes (RFC 9000 §4.2), so memory held by a slow reader is bounded by the
 windows we advertised. A reset stream or one we stop reading returns its outstanding
@@ -42,6 +48,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from quic.errors import QuicProtocolError, StreamResetError, TransportErrorCode
@@ -95,6 +102,14 @@ _VARINT_FRAME_MAX = 1 + 8  # MAX_DATA, MAX_STREAMS, DATA_BLOCKED, STREAMS_BLOCKE
 _STREAM_CONTROL_MAX = 33 + 17 + 17
 
 
+@dataclass(frozen=True, slots=True)
+class DeferredDelivery(QuicEvent):
+    """A place in the connection's event queue where a stream's in-order bytes are
+    delivered when the event is taken (internal: never leaves the connection)."""
+
+    stream_id: int
+
+
 class StreamController:
     """Streams and connection-level flow control of one connection."""
 
@@ -134,6 +149,7 @@ class StreamController:
         self._control: dict[int, None] = {}  # streams with control frames to check
         self._write_blocked: set[int] = set()
         self._eof_reported: set[int] = set()
+        self._deferred: set[int] = set()  # streams with a DeferredDelivery queued
         self._rtt_estimator = rtt
         # the peer accepts RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset §3)
         self.peer_reset_stream_at = False
@@ -246,8 +262,21 @@ class StreamController:
         delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
         if delta:
             self._count_received(delta, ftype)
-        self._deliver(stream_id, now)
+        if self.early_data:
+            self._deliver(stream_id, now)  # 0-RTT: each event carries its origin
+        elif stream_id not in self._deferred:
+            # Delivery waits until the event is taken (deliver_deferred): the bytes of
+            # every packet of a batch leave as one event, in this event's place.
+            self._deferred.add(stream_id)
+            self._events.append(DeferredDelivery(stream_id))
         self._deliver_new_peer_streams()
+
+    def deliver_deferred(self, stream_id: int, now: float) -> None:
+        """The connection took a :class:`DeferredDelivery` off its event queue: what
+        the stream has in order now is delivered at the front of the queue, in its
+        place (nothing if a reset or an earlier delivery took it already)."""
+        self._deferred.discard(stream_id)
+        self._deliver(stream_id, now, front=True)
 
     def _count_received(self, delta: int, frame_type: int) -> None:
         """New bytes against the connection's limit: FLOW_CONTROL_ERROR beyond it (RFC
@@ -258,7 +287,7 @@ class StreamController:
             exc.frame_type = exc.frame_type or frame_type
             raise
 
-    def _deliver(self, stream_id: int, now: float) -> None:
+    def _deliver(self, stream_id: int, now: float, front: bool = False) -> None:
         stream = self.manager.get(stream_id)
         if stream is None or stream.recv is None:
             return
@@ -279,7 +308,11 @@ class StreamController:
         if end:
             self._eof_reported.add(stream_id)
         if data or end:
-            self._events.append(StreamDataReceived(stream_id, data, end, self.early_data))
+            event = StreamDataReceived(stream_id, data, end, self.early_data)
+            if front:
+                self._events.appendleft(event)
+            else:
+                self._events.append(event)
         if reset:
             if recv.state is RecvState.RESET_RECVD:
                 self._report_reset(stream_id, recv, now)

@@ -72,7 +72,7 @@ from quic.conn_pmtu import PmtuDiscovery
 from quic.conn_receive import PacketReader
 from quic.conn_restart import FirstFlight
 from quic.conn_send import SendScheduler
-from quic.conn_streams import StreamController
+from quic.conn_streams import DeferredDelivery, StreamController
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import (
     ConnectionIdIssued,
@@ -354,7 +354,13 @@ class QuicConnection:
     def next_event(self) -> QuicEvent | None:
         """The next event, or None: the only way events leave the connection."""
         events = self._events
-        return events.popleft() if events else None
+        while events:
+            event = events.popleft()
+            if type(event) is not DeferredDelivery:
+                return event
+            # stream data waiting in its place (quic.conn_streams): delivered now
+            self.streams.deliver_deferred(event.stream_id, self._now)
+        return None
 
     def create_stream(self, bidirectional: bool = True) -> int:
         """Open a new local stream; raises StreamLimitReached if the peer forbids it."""

@@ -71,7 +71,13 @@ Cost per datagram is O(1) in the number of connections (O(log n) for the heap):
 * ``_heap`` holds ``(deadline, seq, connection)``; an entry is valid while ``seq`` is
   the connection's current one (lazy invalidation; the heap is rebuilt when stale
   entries outnumber live ones), so :meth:`get_timer` and :meth:`handle_timer` touch
-  only due connections.
+  only due connections;
+* the bookkeeping after a connection received datagrams (its events passed on, its
+  deadline re-filed, its peer reset token indexed, a closed one reaped) runs once per
+  batch (``_touched``, :meth:`_settle`), not per datagram: every public entry point that
+  reads that state (:meth:`next_event`, :meth:`get_timer`, :meth:`handle_timer`, the
+  ``*datagrams_to_send`` methods, the counters) and the rare unrouted path settle first,
+  so a caller sees the same state as if it ran after each datagram.
 
 No exception escapes :meth:`receive_datagram`, :meth:`datagrams_to_send`,
 :meth:`handle_timer` or :meth:`get_timer`: if a connection raises (a bug), it is closed
@@ -235,6 +241,8 @@ class QuicEndpoint:
         # a reset carries no connection ID we chose (RFC 9000 §10.3.1)
         self._reset_tokens: dict[bytes, QuicConnection] = {}
         self._pending: dict[QuicConnection, None] = {}  # insertion-ordered set
+        # entries that received datagrams since the last settle (see _settle)
+        self._touched: dict[_Entry, None] = {}
         self._heap: list[tuple[float, int, QuicConnection]] = []
         self._seq = 0
         self._half_open = 0
@@ -267,21 +275,29 @@ class QuicEndpoint:
     @property
     def connections(self) -> list[QuicConnection]:
         """The connections of this endpoint, oldest first (a new list: O(n))."""
+        if self._touched:
+            self._settle()
         return list(self._entries)
 
     @property
     def half_open_connections(self) -> int:
         """Server connections whose handshake is not complete yet."""
+        if self._touched:
+            self._settle()
         return self._half_open
 
     @property
     def route_count(self) -> int:
         """Connection IDs routed to a connection."""
+        if self._touched:
+            self._settle()
         return len(self._routes)
 
     @property
     def reset_token_count(self) -> int:
         """Peer stateless reset tokens indexed (one per connection at most)."""
+        if self._touched:
+            self._settle()
         return len(self._reset_tokens)
 
     @property
@@ -332,6 +348,9 @@ class QuicEndpoint:
             self._drop(now, "invalid", data, "no connection ID")
             return
         conn = self._routes.get(dcid)
+        if conn is None and self._touched:
+            self._settle()  # routes and reset tokens up to date for the rare path
+            conn = self._routes.get(dcid)
         if conn is None and len(data) >= MIN_RESET:
             conn = self._reset_tokens.get(bytes(data[-16:]))  # RFC 9000 §10.3.1
         if conn is None:
@@ -353,7 +372,19 @@ class QuicEndpoint:
             (dcid != entry.first_dcid and len(dcid) >= 8) or conn.address_validated
         ):
             self._on_handshake_progress(entry, now)
-        self._after_activity(entry)
+        self._touched[entry] = None  # bookkeeping once per batch: _settle
+
+    def _settle(self) -> None:
+        """The bookkeeping of every connection that received datagrams since the last
+        call (its events passed on, its deadline re-filed, its reset token indexed, a
+        closed one reaped): once per batch, not per datagram. Every public entry point
+        that reads that state settles first, so callers see no difference."""
+        touched = self._touched
+        self._touched = {}
+        entries = self._entries
+        for entry in touched:
+            if entry.conn in entries:
+                self._after_activity(entry)
 
     def _on_handshake_progress(self, entry: _Entry, now: float) -> None:
         """A half-open connection whose client showed it receives our packets processed
@@ -585,6 +616,8 @@ class QuicEndpoint:
 
     def _serve(self, now: float) -> list[tuple[list[tuple[bytes, Any, int]], int]]:
         """The datagrams of every pending connection, with its ECN codepoint."""
+        if self._touched:
+            self._settle()
         pending = self._pending
         self._pending = {}
         flushed: list[QuicConnection] = []
@@ -609,6 +642,8 @@ class QuicEndpoint:
 
     def get_timer(self) -> float | None:
         """The earliest deadline of any connection (O(1) amortised)."""
+        if self._touched:
+            self._settle()
         heap = self._heap
         entries = self._entries
         while heap:
@@ -621,6 +656,8 @@ class QuicEndpoint:
 
     def handle_timer(self, now: float) -> None:
         """Fire every due connection timer and handshake deadline; safe to call early."""
+        if self._touched:
+            self._settle()
         heap = self._heap
         entries = self._entries
         due: list[_Entry] = []
@@ -647,6 +684,8 @@ class QuicEndpoint:
             self._after_activity(entry)
 
     def next_event(self) -> tuple[QuicConnection, QuicEvent] | None:
+        if self._touched:
+            self._settle()
         events = self._events
         return events.popleft() if events else None
 

@@ -1,0 +1,164 @@
+"""A batch of received datagrams costs the endpoint's bookkeeping once per connection
+and reaches the application as one event per stream (issue 10: per-packet work).
+
+Counters, not timings: how often a connection's deadline is recomputed
+(``QuicConnection.get_timer``) and how many ``StreamDataReceived`` events a burst of
+packets makes, with the bytes, their order against other events, and the state every
+public entry point shows, unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from quic.connection import QuicConnection
+from quic.endpoint import QuicEndpoint
+from quic.events import QuicEvent, StreamDataReceived, StreamReset
+from tests.support.quicpair import CLIENT_ADDR, Pair, make_pair
+
+
+def _connected() -> Pair:
+    pair = make_pair(seed=7)
+    pair.handshake()
+    return pair
+
+
+def _client_burst(pair: Pair, payload: bytes, end: bool = False) -> tuple[int, list[bytes]]:
+    """The client writes ``payload`` on a new stream; returns the stream ID and the
+    datagrams it sends (taken straight from its endpoint, not delivered)."""
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, payload, end)
+    pair.client_endpoint.wake(pair.client)
+    datagrams = [d for d, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+    return sid, datagrams
+
+
+def _drain(endpoint: QuicEndpoint) -> list[QuicEvent]:
+    events = []
+    while (item := endpoint.next_event()) is not None:
+        events.append(item[1])
+    return events
+
+
+class _TimerCount:
+    def __init__(self, conn: QuicConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = conn.get_timer
+
+        def counted() -> float | None:
+            self.calls += 1
+            return real()
+
+        monkeypatch.setattr(conn, "get_timer", counted)
+
+
+@pytest.mark.parametrize("packets", [2, 8])
+def test_bookkeeping_runs_once_per_batch(packets: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    pair = _connected()
+    server = pair.server
+    _, datagrams = _client_burst(pair, b"x" * (1000 * packets))
+    assert len(datagrams) >= max(2, packets - 2)
+    count = _TimerCount(server, monkeypatch)
+    endpoint = pair.server_endpoint
+    for data in datagrams:
+        endpoint.receive_datagram(data, CLIENT_ADDR, pair.net.now)
+    assert count.calls == 0  # nothing re-filed per datagram
+    endpoint.get_timer()  # any reader of the state settles the batch first...
+    assert count.calls == 1  # ... once for the whole batch
+    _drain(endpoint)
+    assert count.calls == 1
+
+
+def test_counters_and_timer_match_per_datagram_bookkeeping() -> None:
+    """What the endpoint shows after a batch equals what it showed when every
+    datagram was followed by its bookkeeping."""
+    pair = _connected()
+    _, datagrams = _client_burst(pair, b"y" * 20_000)
+    endpoint = pair.server_endpoint
+    for data in datagrams:
+        endpoint.receive_datagram(data, CLIENT_ADDR, pair.net.now)
+    assert endpoint.route_count == len(endpoint._routes)
+    assert endpoint.reset_token_count >= 0
+    assert endpoint.half_open_connections == 0
+    assert endpoint.get_timer() == pair.server.get_timer()
+
+
+@pytest.mark.parametrize("size", [4_000, 10_000])  # within the initial window
+def test_a_burst_is_one_event_per_stream(size: int) -> None:
+    pair = _connected()
+    payload = bytes(range(256)) * (size // 256)
+    sid, datagrams = _client_burst(pair, payload, end=True)
+    assert len(datagrams) >= size // 1500
+    endpoint = pair.server_endpoint
+    for data in datagrams:
+        endpoint.receive_datagram(data, CLIENT_ADDR, pair.net.now)
+    received = [e for e in _drain(endpoint) if isinstance(e, StreamDataReceived)]
+    assert [e.stream_id for e in received] == [sid]  # one event for every packet
+    assert received[0].data == payload and received[0].end_stream
+
+
+def test_two_streams_keep_their_first_places() -> None:
+    pair = _connected()
+    client = pair.client
+    a = client.create_stream()
+    b = client.create_stream()
+    client.send_stream_data(a, b"a" * 2500)
+    client.send_stream_data(b, b"b" * 2500)
+    client.send_stream_data(a, b"A" * 2500, True)
+    client.send_stream_data(b, b"B" * 2500, True)
+    pair.client_endpoint.wake(client)
+    endpoint = pair.server_endpoint
+    for data, _ in pair.client_endpoint.datagrams_to_send(pair.net.now):
+        endpoint.receive_datagram(data, CLIENT_ADDR, pair.net.now)
+    received = [e for e in _drain(endpoint) if isinstance(e, StreamDataReceived)]
+    assert {e.stream_id for e in received} == {a, b}
+    assert len(received) == 2
+    by_id = {e.stream_id: e for e in received}
+    assert by_id[a].data == b"a" * 2500 + b"A" * 2500 and by_id[a].end_stream
+    assert by_id[b].data == b"b" * 2500 + b"B" * 2500 and by_id[b].end_stream
+
+
+def test_data_then_reset_in_one_batch_keeps_the_order() -> None:
+    """RESET_STREAM_AT after data in the same batch: the reliable bytes are delivered
+    before the reset is reported."""
+    pair = make_pair(
+        seed=3, client_kwargs={"reset_stream_at": True}, server_kwargs={"reset_stream_at": True}
+    )
+    pair.handshake()
+    client = pair.client
+    sid = client.create_stream()
+    client.send_stream_data(sid, b"r" * 5000)
+    pair.client_endpoint.wake(client)
+    first = [d for d, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+    client.reset_stream(sid, 7, reliable_size=5000)
+    pair.client_endpoint.wake(client)
+    second = [d for d, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+    endpoint = pair.server_endpoint
+    for data in first + second:
+        endpoint.receive_datagram(data, CLIENT_ADDR, pair.net.now)
+    events: list[Any] = [
+        e for e in _drain(endpoint) if isinstance(e, (StreamDataReceived, StreamReset))
+    ]
+    kinds = [type(e) for e in events]
+    assert kinds == [StreamDataReceived, StreamReset]
+    assert events[0].data == b"r" * 5000
+    assert events[1].reliable_size == 5000
+
+
+def test_sans_io_user_sees_every_byte_through_next_event() -> None:
+    """A caller driving one QuicConnection directly (no endpoint) still gets the data
+    and FIN through next_event, in one event per stream per batch."""
+    pair = _connected()
+    payload = b"z" * 9000
+    sid, datagrams = _client_burst(pair, payload, end=True)
+    server = pair.server
+    for data in datagrams:
+        server.receive_datagram(data, CLIENT_ADDR, pair.net.now)
+    got = []
+    while (event := server.next_event()) is not None:
+        if isinstance(event, StreamDataReceived):
+            got.append(event)
+    assert len(got) == 1 and got[0].stream_id == sid
+    assert got[0].data == payload and got[0].end_stream
