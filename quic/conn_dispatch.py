@@ -66,6 +66,7 @@ from quic.frames import (
     StreamsBlockedFrame,
     check_frame_allowed,
     decode_frame,
+    decode_stream_frame,
 )
 from quic.packet import PacketType
 
@@ -156,7 +157,22 @@ class FrameDispatcher:
         handlers = _HANDLERS
         info = FRAME_INFO
         probing = PROBING_FRAME_TYPES
+        streams = self._streams
         while pos < end:
+            ftype = payload[pos]
+            if 0x08 <= ftype <= 0x0F and index == APPLICATION:
+                # STREAM (RFC 9000 §19.8), allowed in 0-RTT and 1-RTT: the bulk case
+                stream_frame, pos = decode_stream_frame(payload, pos)
+                ack_eliciting = non_probing = True
+                streams.on_stream(
+                    stream_frame.stream_id,
+                    stream_frame.offset,
+                    stream_frame.data,
+                    stream_frame.fin,
+                    ftype,
+                    now,
+                )
+                continue
             frame, pos = decode_frame(payload, pos)
             ftype = frame.frame_type
             check_frame_allowed(ftype, packet_type)

@@ -295,6 +295,26 @@ class PacketSpaces:
             return None
         return plain_header, pn, payload
 
+    def open_short(
+        self, view: memoryview, pn_offset: int, largest_pn: int, now: float
+    ) -> tuple[bytes, int, bytes] | None:
+        """:meth:`open` for a 1-RTT packet (the receive path's common case): the current
+        generation's keys directly when the Key Phase bit matches them."""
+        read = self.spaces[APPLICATION].read
+        if type(read) is not OneRttReadKeys:
+            return self.open(APPLICATION, view, pn_offset, largest_pn, now)
+        current = read.current
+        try:
+            plain_header, pn = current.unprotect_header(view, pn_offset, largest_pn)
+            if (plain_header[0] >> 2) & 1 == current.key_phase:
+                return plain_header, pn, current.decrypt_payload(plain_header, pn, view)
+            payload, updated = read.decrypt(plain_header, pn, view, now)  # RFC 9001 §6
+            if updated:
+                self._on_peer_key_update(now)
+        except DecryptionError:
+            return None
+        return plain_header, pn, payload
+
     def discard(self, index: int) -> None:
         """Drop the keys of a space for good (RFC 9001 §4.9)."""
         space = self.spaces[index]

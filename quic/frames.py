@@ -19,7 +19,7 @@ The codec is split by responsibility and re-exported here, so users import from
 
 from __future__ import annotations
 
-from quic.frames_decode import decode_ack, decode_frame, decode_frames
+from quic.frames_decode import decode_ack, decode_frame, decode_frames, decode_stream_frame
 from quic.frames_defs import (
     HANDSHAKE_DONE_FRAME,
     IMMEDIATE_ACK_FRAME,
@@ -132,6 +132,7 @@ __all__ = [
     "decode_ack",
     "decode_frame",
     "decode_frames",
+    "decode_stream_frame",
     "encode_ack_frame",
     "encode_ack_frequency_frame",
     "encode_application_close_frame",

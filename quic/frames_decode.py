@@ -69,7 +69,7 @@ from quic.frames_defs import (
 from quic.frames_info import FRAME_INFO
 from quic.packet import PacketType
 
-__all__ = ["decode_ack", "decode_frame", "decode_frames"]
+__all__ = ["decode_ack", "decode_frame", "decode_frames", "decode_stream_frame"]
 
 _FEE = TransportErrorCode.FRAME_ENCODING_ERROR
 _dv = decode_varint
@@ -409,6 +409,16 @@ def decode_frame(data: bytes, pos: int) -> tuple[Frame, int]:
         return decoder(data, pos + 1, frame_type)
     except BufferReadError:
         raise _error("frame truncated", frame_type) from None
+
+
+def decode_stream_frame(data: bytes, pos: int) -> tuple[StreamFrame, int]:
+    """:func:`decode_frame` for a frame whose type byte ``data[pos]`` is known to be
+    STREAM (0x08-0x0f, RFC 9000 §19.8): the receive path's common case, one call."""
+    try:
+        frame, end = _decode_stream(data, pos + 1, data[pos])
+    except BufferReadError:
+        raise _error("frame truncated", data[pos]) from None
+    return frame, end  # type: ignore[return-value]  # _decode_stream makes StreamFrames
 
 
 def decode_frames(payload: bytes, packet_type: PacketType | None = None) -> list[Frame]:
