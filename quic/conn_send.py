@@ -251,7 +251,7 @@ class SendScheduler:
         bulk = False  # only stream data left: the short loop (_write_bulk_datagram)
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
             if bulk:
-                size = self._write_bulk_datagram(asm, now, version, mtu, pacer)
+                size = self._write_bulk_datagram(asm, now, mtu, pacer)
                 if not size:
                     break
                 validated_bytes += size
@@ -337,9 +337,7 @@ class SendScheduler:
             or self._cids.wants_send(handshake.complete)
         )
 
-    def _write_bulk_datagram(
-        self, asm: PacketAssembler, now: float, version: int, mtu: int, pacer: Pacer
-    ) -> int:
+    def _write_bulk_datagram(self, asm: PacketAssembler, now: float, mtu: int, pacer: Pacer) -> int:
         """One datagram of one 1-RTT packet of STREAM frames (see
         :meth:`_only_stream_data`), under the same window and pacing rules as
         :meth:`_write_space`; its size, or 0 when nothing (more) may go."""
@@ -354,25 +352,19 @@ class SendScheduler:
         space = self._keys.spaces[APPLICATION]
         write = space.write
         assert write is not None
-        asm.begin_datagram(mtu)
-        if not asm.begin_packet(
-            PacketType.ONE_RTT,
-            version,
+        if not asm.begin_short_datagram(
+            mtu,
             self._cids.peer_cid,
-            self._host_cid,
             write,
             APPLICATION,
             space.next_pn,
             self._recovery.spaces[APPLICATION].largest_acked,
-            b"",
             write.key_phase,
         ):
             return 0
         space.next_pn += 1
         streams.write_streams(asm)
-        if asm.end_packet() is None:
-            return 0  # every stream blocked: the datagram stays empty
-        return asm.end_datagram(pad_initial=False)
+        return asm.end_short_datagram()  # 0: every stream blocked, nothing written
 
     def _update_pacer(self, now: float, mtu: int) -> Pacer:
         """The pacer at the controller's rate (RFC 9002 §7.7); unpaced before any RTT

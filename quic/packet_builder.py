@@ -207,6 +207,62 @@ class PacketAssembler:
         self._used += header_size + AEAD_TAG_LENGTH
         return True
 
+    def begin_short_datagram(
+        self,
+        budget: int,
+        dcid: bytes,
+        protector: PacketProtector,
+        space: int,
+        packet_number: int,
+        largest_acked: int | None,
+        key_phase: int,
+    ) -> bool:
+        """:meth:`begin_datagram` and :meth:`begin_packet` for a datagram of one 1-RTT
+        packet (the send path's bulk loop); False (nothing opened) if it has too little
+        room. Close it with :meth:`end_short_datagram`."""
+        truncated, pn_length = encode_packet_number(packet_number, largest_acked)
+        header_size = 1 + len(dcid) + pn_length  # RFC 9000 §17.3.1
+        budget = budget if budget < self.max_datagram_size else self.max_datagram_size
+        if budget - header_size - AEAD_TAG_LENGTH < MIN_PACKET_ROOM:
+            return False
+        self._budget = budget
+        self._pending = []
+        self._has_initial = self._expand = False
+        sent = SentPacket(space, packet_number, header_size + AEAD_TAG_LENGTH, False, False)
+        self._current = _Pending(
+            PacketType.ONE_RTT, 0, dcid, b"", b"", protector, sent, pn_length, truncated, key_phase
+        )
+        self._header_size = header_size
+        self._used = header_size + AEAD_TAG_LENGTH
+        return True
+
+    def end_short_datagram(self) -> int:
+        """:meth:`end_packet` and :meth:`end_datagram` for a datagram opened by
+        :meth:`begin_short_datagram`: its size, or 0 if the packet stayed empty."""
+        current = self._current
+        self._current = None
+        if current is None or not current.size:
+            return 0
+        chunks = current.chunks
+        short = _MIN_PAYLOAD[current.pn_length] - current.size
+        if short > 0:
+            chunks.append(bytes(short))  # PADDING frames (type 0x00)
+            current.size += short
+            current.sent.size += short
+            self._used += short
+        self.packets.append(current.sent)
+        payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        out = current.protector.encrypt_short(  # RFC 9000 §17.3.1
+            current.dcid,
+            current.pn_length,
+            current.truncated_pn,
+            current.key_phase,
+            payload,
+            current.sent.packet_number,
+        )
+        self.datagrams.append(out)
+        return len(out)
+
     @property
     def packet(self) -> SentPacket:
         """The open packet's recovery record (handlers, flags)."""
