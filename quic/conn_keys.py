@@ -38,7 +38,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.protection import (
+    INTEGRITY_LIMIT,
     BytesLike,
     DecryptionError,
     PacketProtector,
@@ -70,6 +72,14 @@ APPLICATION = 2
 EPOCH_SPACE = {Epoch.INITIAL: INITIAL, Epoch.HANDSHAKE: HANDSHAKE, Epoch.ONE_RTT: APPLICATION}
 #: packet number space -> TLS epoch of its CRYPTO data.
 SPACE_EPOCH = {INITIAL: Epoch.INITIAL, HANDSHAKE: Epoch.HANDSHAKE, APPLICATION: Epoch.ONE_RTT}
+
+
+#: A key update starts this many packets before the write key's confidentiality limit
+#: (RFC 9001 §6.6): more than a build call sends, and time for the peer to acknowledge
+#: the current phase first (§6.1).
+KEY_UPDATE_MARGIN = 1 << 16
+#: Packets kept under the limit when no update is possible: the CONNECTION_CLOSE.
+LIMIT_RESERVE = 64
 
 
 class Space:
@@ -157,6 +167,7 @@ class PacketSpaces:
         "_other_initial_reads",
         "_qlog",
         "_rtt",
+        "auth_failures",
         "key_phase_first_pn",
         "spaces",
         "zero_rtt_discarded",
@@ -173,6 +184,9 @@ class PacketSpaces:
         self.zero_rtt_write: PacketProtector | None = None  # client (RFC 9001 §4.6.1)
         self.zero_rtt_read: PacketUnprotector | None = None  # server
         self.zero_rtt_discarded = False
+        #: Received packets that failed authentication, under every key the connection
+        #: had (RFC 9001 §6.6: compared with the integrity limit)
+        self.auth_failures = 0
         self._initial_dcid = b""
         self._initial_version = 0
         # Initial read keys of the other version after compatible version negotiation
@@ -259,6 +273,7 @@ class PacketSpaces:
             plain_header, pn = read.unprotect_header(view, pn_offset, largest_pn)
             payload = read.decrypt_payload(plain_header, pn, view)
         except DecryptionError:
+            self._on_auth_failure()
             return None
         return plain_header, pn, payload
 
@@ -292,6 +307,7 @@ class PacketSpaces:
             else:
                 payload = read.decrypt_payload(plain_header, pn, view)
         except DecryptionError:
+            self._on_auth_failure()
             return None
         return plain_header, pn, payload
 
@@ -312,8 +328,44 @@ class PacketSpaces:
             if updated:
                 self._on_peer_key_update(now)
         except DecryptionError:
+            self._on_auth_failure()
             return None
         return plain_header, pn, payload
+
+    def _on_auth_failure(self) -> None:
+        """A packet failed authentication (or could not be; counted alike, which only
+        makes the limit stricter). RFC 9001 §6.6: beyond the integrity limit of the
+        AEAD in use the connection closes with AEAD_LIMIT_REACHED and processes no
+        more packets."""
+        self.auth_failures += 1
+        read = self.spaces[APPLICATION].read
+        current = read.current if isinstance(read, OneRttReadKeys) else read
+        limit = current.integrity_limit if current is not None else min(INTEGRITY_LIMIT.values())
+        if self.auth_failures > limit:
+            raise QuicProtocolError(
+                TransportErrorCode.AEAD_LIMIT_REACHED, "integrity limit reached (RFC 9001 §6.6)"
+            )
+
+    def confidentiality_ok(self, largest_acked: int, confirmed: bool) -> bool:
+        """RFC 9001 §6.6 before 1-RTT packets are built: with fewer than
+        :data:`KEY_UPDATE_MARGIN` packets left under the write key's confidentiality
+        limit, start a key update (§6.1; refused until the current phase was
+        acknowledged, then tried again at the next call); False once the key is
+        within :data:`LIMIT_RESERVE` packets of the limit with no update possible —
+        the connection must stop using it (its CONNECTION_CLOSE fits the reserve)."""
+        write = self.spaces[APPLICATION].write
+        if write is None:
+            return True
+        left = write.confidentiality_limit - write.encrypted_packets
+        if left > KEY_UPDATE_MARGIN:
+            return True
+        if confirmed:
+            try:
+                self.request_key_update(largest_acked)
+                return True
+            except RuntimeError:
+                pass
+        return left > LIMIT_RESERVE
 
     def discard(self, index: int) -> None:
         """Drop the keys of a space for good (RFC 9001 §4.9)."""

@@ -518,6 +518,12 @@ class QuicConnection:
             datagrams = self.sender.build_close(now, self.version, frame)
             closer.on_close_sent(now, self._linger())
             return [(d, addr, local) for d in datagrams]
+        handshake = self.handshake
+        if handshake.complete and not self.keys.confidentiality_ok(
+            self.recovery.spaces[APPLICATION].largest_acked, handshake.confirmed
+        ):
+            self._fail(QuicProtocolError(TransportErrorCode.AEAD_LIMIT_REACHED, "RFC 9001 §6.6"))
+            return self._datagrams_to_send(now)  # the CONNECTION_CLOSE
         out = self.migration.datagrams(now, self.version)  # other paths (RFC 9000 §8.2)
         datagrams, eliciting = self.sender.build(now, self.version)
         if eliciting and not self._eliciting_since_receive:
