@@ -249,17 +249,23 @@ class SendScheduler:
         if probe is not None and recovery.congestion.available() >= probe:
             sent_eliciting = self._send_pmtu_probe(asm, probe, now, version, marked)
         bulk = False  # only stream data left: the short loop (_write_bulk_datagram)
+        paced = 0  # datagrams the pacer lets out in the short loop (RFC 9002 §7.7)
+        bulk_bytes = 0  # ... taken from its bucket at once when the loop ends
         for _ in range(_MAX_DATAGRAMS_PER_CALL):
             if bulk:
-                size = self._write_bulk_datagram(asm, now, mtu, pacer)
+                if paced <= 0:
+                    if self._streams.has_data():
+                        self._pacing_held = True
+                    break
+                size = self._write_bulk_datagram(asm, mtu)
                 if not size:
                     break
-                validated_bytes += size
+                paced -= 1
+                bulk_bytes += size
                 packet = asm.packets[-1]
                 if marked:
                     ecn.on_packet_sent(packet)
                 recovery.on_packet_sent(packet, now)
-                pacer.on_packet_sent(size, now)
                 continue
             validated = paths.address_validated
             if not validated and paths.send_blocked():
@@ -296,11 +302,16 @@ class SendScheduler:
             if eliciting:
                 pacer.on_packet_sent(size, now)
                 bulk = qlog is None and size == mtu and self._only_stream_data(now)
+                if bulk:
+                    paced = pacer.allowance(now, mtu)
             else:
                 # An ACK-only datagram: the next one could only repeat its ACKs, since
                 # whatever kept ack-eliciting frames out of it has not changed (RFC 9000
                 # §13.2.1: ACK-only packets are not sent on their own beyond what is due).
                 break
+        if bulk_bytes:
+            pacer.on_packet_sent(bulk_bytes, now)
+            validated_bytes += bulk_bytes
         if validated_bytes:
             paths.on_datagram_sent(validated_bytes)
         self._after_build(now, mtu)
@@ -337,14 +348,12 @@ class SendScheduler:
             or self._cids.wants_send(handshake.complete)
         )
 
-    def _write_bulk_datagram(self, asm: PacketAssembler, now: float, mtu: int, pacer: Pacer) -> int:
+    def _write_bulk_datagram(self, asm: PacketAssembler, mtu: int) -> int:
         """One datagram of one 1-RTT packet of STREAM frames (see
-        :meth:`_only_stream_data`), under the same window and pacing rules as
-        :meth:`_write_space`; its size, or 0 when nothing (more) may go."""
+        :meth:`_only_stream_data`), under the same window rule as :meth:`_write_space`
+        (the caller counts the pacer's allowance); its size, or 0 when nothing (more)
+        may go."""
         if self._recovery.congestion.available() < mtu:
-            return 0
-        if pacer.next_send_time(now, mtu) > now:  # RFC 9002 §7.7
-            self._pacing_held = True
             return 0
         streams = self._streams
         if not streams.has_data():

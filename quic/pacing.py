@@ -97,6 +97,20 @@ class Pacer:
             return now
         return now + (need - tokens) / rate
 
+    def allowance(self, now: float, size: int) -> int:
+        """How many ``size``-byte packets may leave at ``now``, one after the other:
+        what :meth:`next_send_time` and :meth:`on_packet_sent` would allow packet by
+        packet, counted at once (a build call's bulk loop; its bytes are then taken
+        with one :meth:`on_packet_sent`). Unpaced: a number no call reaches."""
+        rate = self._rate
+        if rate is None:
+            return 1 << 30
+        tokens = self._tokens_at(now)
+        need = size if size < self._capacity else self._capacity
+        if tokens < need:
+            return 0
+        return int((tokens - need) // size) + 1
+
     def on_packet_sent(self, size: int, now: float) -> None:
         """Take ``size`` bytes out of the bucket."""
         if self._rate is None:

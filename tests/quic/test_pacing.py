@@ -136,3 +136,32 @@ def test_pacer_set_rate_quantum_and_window() -> None:
     assert pacer.capacity == 50_000
     pacer.set_rate(None, 50_000, 0.0)
     assert pacer.rate is None and pacer.next_send_time(0.0) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_allowance_counts_what_packet_by_packet_pacing_allows(seed: int) -> None:
+    """Pacer.allowance (the bulk send loop's count) equals the number of packets that
+    next_send_time / on_packet_sent let out one after the other at the same instant."""
+    import random
+
+    rng = random.Random(seed)
+    for _ in range(200):
+        pacer = Pacer(MDS)
+        window = rng.randrange(2 * MDS, 400 * MDS)
+        pacer.set_rate(rng.uniform(1e5, 1e9), window, 0.0)
+        now = 0.0
+        for _ in range(rng.randrange(0, 30)):  # some history: sends and refills
+            pacer.on_packet_sent(rng.choice((MDS, 1452, 60)), now)
+            now += rng.uniform(0, 0.002)
+        size = rng.choice((MDS, 1452, 1500))
+        allowed = pacer.allowance(now, size)
+        one_by_one = 0
+        while pacer.next_send_time(now, size) <= now and one_by_one < 10_000:
+            pacer.on_packet_sent(size, now)
+            one_by_one += 1
+        assert allowed == one_by_one
+
+
+def test_unpaced_allowance_does_not_limit() -> None:
+    pacer = Pacer(MDS)
+    assert pacer.allowance(0.0, MDS) >= 1 << 20
