@@ -269,7 +269,8 @@ class StreamController:
             # every packet of a batch leave as one event, in this event's place.
             self._deferred.add(stream_id)
             self._events.append(DeferredDelivery(stream_id))
-        self._deliver_new_peer_streams()
+        if self.manager.opened_by_peer:  # most frames open none
+            self._deliver_new_peer_streams()
 
     def deliver_deferred(self, stream_id: int, now: float) -> None:
         """The connection took a :class:`DeferredDelivery` off its event queue: what
@@ -324,7 +325,9 @@ class StreamController:
 
     def _deliver_new_peer_streams(self) -> None:
         # Streams opened implicitly (§3.2) exist now; nothing to deliver until data.
-        self.manager.take_opened_by_peer()  # qlog: each half logs its states itself
+        manager = self.manager
+        if manager.opened_by_peer:  # most frames open none: no call, no new list
+            manager.take_opened_by_peer()  # qlog: each half logs its states itself
 
     def on_reset_stream(
         self,

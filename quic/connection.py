@@ -645,7 +645,7 @@ class QuicConnection:
             return
         try:
             paths = self.paths
-            if paths.peer_address is None:
+            if paths.current.addr is None:  # the peer_address property, without a call
                 paths.peer_address = addr
             qlog = self._qlog
             if qlog is not None:

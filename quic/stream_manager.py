@@ -191,7 +191,9 @@ class StreamManager:
         #: shared by the receiving halves of every stream of the connection
         self.reassembly = ReassemblyBudget(max_reassembly_bytes, max_reassembly_fragments)
         self._streams: dict[int, QuicStream] = {}
-        self._opened_by_peer: list[int] = []
+        #: Ids of peer streams opened (explicitly or implicitly) since the last
+        #: :meth:`take_opened_by_peer` (empty most of the time: read before calling it)
+        self.opened_by_peer: list[int] = []
         #: qlog stream_state_updated (``QuicLogger.stream_side_updated``), or None: given
         #: to each new stream's halves, told their first state (RFC 9000 §3.1, §3.2)
         self.stream_trace: Callable[[int, bool, Enum | None, Enum], None] | None = None
@@ -271,8 +273,8 @@ class StreamManager:
 
     def take_opened_by_peer(self) -> list[int]:
         """Ids of peer streams opened (explicitly or implicitly) since the last call."""
-        ids = self._opened_by_peer
-        self._opened_by_peer = []
+        ids = self.opened_by_peer
+        self.opened_by_peer = []
         return ids
 
     # ------------------------------------------------------------------ local opening
@@ -365,7 +367,7 @@ class StreamManager:
             )
         # RFC 9000 §3.2: lower-numbered streams of the same type open first.
         streams = self._streams
-        opened = self._opened_by_peer
+        opened = self.opened_by_peer
         for i in range(sp.opened, index + 1):
             sid = (i << 2) | sp.type_bits
             streams[sid] = self._create(sid, sp)
