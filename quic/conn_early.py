@@ -61,12 +61,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from quic.conn_keys import APPLICATION
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.tparams import TransportParameters
 
 if TYPE_CHECKING:
     from quic.configuration import QuicConfiguration
     from quic.conn_streams import StreamController
+    from quic.connection import QuicConnection
     from quic.tls.tickets import SessionTicket
 
 __all__ = [
@@ -76,6 +78,7 @@ __all__ = [
     "accepts_remembered",
     "pick_ticket",
     "remembered_parameters",
+    "settle_early_data",
 ]
 
 #: RFC 9000 §7.4.1: a server accepting 0-RTT must not make these smaller
@@ -253,3 +256,17 @@ class EarlyData:
     def rejected(self) -> bool:
         """Client: 0-RTT was sent and the server rejected it."""
         return self.attempted and self.accepted is False
+
+
+def settle_early_data(conn: QuicConnection, now: float) -> None:
+    """Client, handshake complete: 0-RTT accepted, rejected or never tried (RFC 9001
+    §4.6.2); what was sent in 0-RTT and rejected is sent again in 1-RTT packets."""
+    early = conn.handshake.early
+    tls = conn.tls
+    resend = early.settle(
+        tls.early_data_accepted, tls.alpn_protocol, conn.handshake.peer_params, conn.streams
+    )
+    early.one_rtt_from = conn.keys.spaces[APPLICATION].next_pn
+    conn.keys.discard_zero_rtt()  # RFC 9001 §4.6.1: no 0-RTT once 1-RTT keys exist
+    if resend:  # the application space holds only 0-RTT packets yet
+        conn.recovery.discard_space(APPLICATION, now, notify_lost=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from quic.cid import ConnectionIdManager
 from quic.conn_crypto import CryptoStreams
@@ -76,8 +77,44 @@ class FirstFlight:
         self._token_bytes = token_bytes
         self._on_restart = on_restart  # hands the new ClientHello on (after a restart)
         self._qlog = qlog
+        #: A Version Negotiation packet ended the connection (RFC 9000 §6.2)
+        self.ended = False
 
     # -- compatible version negotiation --------------------------------------------------
+
+    def read_long(
+        self, data: bytes, pos: int, header: PacketHeader, addr: Any, now: float, ecn: int
+    ) -> int | None:
+        """Route one long-header packet: a Version Negotiation packet and a Retry are
+        taken here; a packet of a version not in use is read only as compatible version
+        negotiation allows (RFC 9369 §4), switching tentatively and back if it does not
+        authenticate (RFC 9000 §12.2). Returns the index of the space of a processed
+        packet, else None; :attr:`ended` tells that a Version Negotiation ended the
+        connection."""
+        if self._qlog is not None and header.packet_type is PacketType.VERSION_NEGOTIATION:
+            # logged by its header on arrival; a Retry once accepted (see on_retry), a
+            # rejected one as packet_dropped
+            self._qlog.packet_received_header(now, header, header.end - pos)
+        reader = self._reader
+        if header.version == 0:
+            if self.on_version_negotiation(header, now, reader.processed):
+                self.ended = True
+            return None
+        switched_from = 0
+        if header.version != self._handshake.version:
+            other = self.other_version(header)
+            if other is None:
+                reader.drop(now, "unsupported", header.packet_type)
+                return None
+            switched_from = other
+        if header.packet_type is PacketType.RETRY:
+            self.on_retry(data, pos, header, now)
+            return None
+        index = reader.read_long(data, pos, header, addr, now, ecn)
+        if switched_from and index is None:
+            # not authenticated (or not readable yet): no switch (RFC 9000 §12.2)
+            self.switch(switched_from, keep_previous=False)
+        return index
 
     def other_version(self, header: PacketHeader) -> int | None:
         """A long header of a version not in use: None to drop it (RFC 9369 §4); 0 for

@@ -27,8 +27,9 @@ Negotiated Version switches the connection to it, an Initial of the version a
 compatible negotiation left is still read, anything else of another version is
 dropped); the others are opened by the reader and their frames routed by the
 dispatcher's table. What TLS releases is handed out by
-:meth:`QuicConnection._after_tls`. Timers: the idle timer (RFC 9000 §10.1) is kept
-here; loss detection and ACK deadlines come from their components.
+:meth:`QuicConnection._after_tls`. Timers: the connection's deadline and what fires
+when it is due are computed by :mod:`quic.conn_timers` from the components' own
+deadlines and the idle timer (RFC 9000 §10.1), whose last activity is kept here.
 
 Errors: every protocol violation is raised as :class:`~quic.errors.QuicProtocolError`
 and turned into a CONNECTION_CLOSE in exactly one place, :meth:`QuicConnection._fail`.
@@ -51,7 +52,6 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable
-from enum import Enum
 from typing import Any
 
 from quic.cid import ConnectionIdManager
@@ -63,6 +63,7 @@ from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
 from quic.conn_datagrams import DatagramChannel
 from quic.conn_dispatch import FrameDispatcher
+from quic.conn_early import settle_early_data
 from quic.conn_ecn import EcnController
 from quic.conn_handshake import HandshakeDriver
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, PacketSpaces, Space
@@ -72,7 +73,9 @@ from quic.conn_pmtu import PmtuDiscovery
 from quic.conn_receive import PacketReader
 from quic.conn_restart import FirstFlight
 from quic.conn_send import SendScheduler
+from quic.conn_state import LIVE, ConnectionState
 from quic.conn_streams import DeferredDelivery, StreamController
+from quic.conn_timers import earliest_deadline, fire_due, idle_deadline, linger
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import (
     ConnectionIdIssued,
@@ -80,7 +83,7 @@ from quic.events import (
     QuicEvent,
 )
 from quic.frames import FrameType
-from quic.packet import PacketHeader, PacketType, parse_header
+from quic.packet import PacketHeader, parse_header
 from quic.qlog import QuicLogger, create_logger
 from quic.recovery import LossRecovery
 from quic.stats import ConnectionStats
@@ -95,20 +98,7 @@ logger = logging.getLogger("quic")
 Addr = Any  # (host, port) tuple as given by the socket layer
 
 
-class ConnectionState(Enum):
-    """RFC 9000 §10: the life of a connection."""
-
-    HANDSHAKE = "handshake"
-    CONNECTED = "connected"
-    CLOSING = "closing"
-    DRAINING = "draining"
-    TERMINATED = "terminated"
-
-
-_LIVE = (ConnectionState.HANDSHAKE, ConnectionState.CONNECTED)
-# logged by their header on arrival; a Retry is logged once accepted (see FirstFlight.on_retry), a
-# rejected one as packet_dropped
-_FRAMELESS = (PacketType.VERSION_NEGOTIATION,)
+_LIVE = LIVE
 
 
 class QuicConnection:
@@ -545,29 +535,7 @@ class QuicConnection:
             return self.closer.deadline
 
     def _get_timer(self) -> float | None:
-        state = self.state
-        if state is ConnectionState.TERMINATED:
-            return None
-        if state is not ConnectionState.HANDSHAKE and state is not ConnectionState.CONNECTED:
-            return self.closer.deadline
-        timer = self._idle_deadline()
-        loss = self.recovery.get_loss_detection_timer()
-        if loss is not None and (timer is None or loss < timer):
-            timer = loss
-        path = self.migration.get_timer()
-        if path is not None and (timer is None or path < timer):
-            timer = path
-        pacing = self.sender.pacing_deadline  # RFC 9002 §7.7
-        if pacing is not None and (timer is None or pacing < timer):
-            timer = pacing
-        pmtu = self.pmtu.deadline
-        if pmtu is not None and (timer is None or pmtu < timer):
-            timer = pmtu
-        if not self.paths.amplification_blocked():  # else no ACK could be sent (§8.1)
-            ack = self.acks.earliest_deadline([s.write is not None for s in self.keys.spaces])
-            if ack is not None and (timer is None or ack < timer):
-                timer = ack
-        return timer
+        return earliest_deadline(self, self._idle_deadline())
 
     def handle_timer(self, now: float) -> None:
         """Fire everything that is due (safe to call early)."""
@@ -590,44 +558,14 @@ class QuicConnection:
             self.pmtu.reset(now, self.handshake.confirmed)
 
     def _handle_timer(self, now: float) -> None:
-        state = self.state
-        if state is ConnectionState.TERMINATED:
-            return
-        if state in (ConnectionState.CLOSING, ConnectionState.DRAINING):
-            if self.closer.expired(now):
-                self.state = ConnectionState.TERMINATED
-            return
-        idle = self._idle_deadline()
-        if idle is not None and now >= idle:
-            self.state = ConnectionState.TERMINATED
-            self.closer.on_idle_timeout(now)
-            return
-        if not self.migration.handle_timer(now):
-            # RFC 9000 §9.3.2: no validated path left: drop all state silently
-            self.state = ConnectionState.TERMINATED
-            self.closer.on_idle_timeout(now)
-            return
-        pmtu = self.pmtu
-        probe = self.recovery.on_loss_detection_timeout(now)
-        if probe.lost:
-            pmtu.on_lost(probe.lost, now)
-        if probe.lost and self._qlog is not None:
-            self._qlog.packets_lost(now, probe.lost, self.recovery, "time_threshold")
-        if probe.count:
-            pmtu.on_pto(now)  # before the probes are built: they follow a fallback
-            self.ecn.on_pto()
-            self.sender.schedule_probe(probe.space, probe.count, probe.other_spaces)
-        pmtu.handle_timer(now)
+        fire_due(self, now, self._idle_deadline())
 
     def _linger(self) -> float:
         """How long closing and draining last: three PTOs (RFC 9000 §10.2)."""
-        return 3 * self.recovery.rtt.pto_base()
+        return linger(self)
 
     def _idle_deadline(self) -> float | None:
-        if self._last_activity is None or not self._idle_timeout:
-            return None
-        # RFC 9000 §10.1: never shorter than three PTOs
-        return self._last_activity + max(self._idle_timeout, self._linger())
+        return idle_deadline(self, self._last_activity, self._idle_timeout)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -735,27 +673,10 @@ class QuicConnection:
         self, data: bytes, pos: int, header: PacketHeader, addr: Addr, now: float, ecn: int
     ) -> bool:
         """Route one packet; True if it was processed."""
-        if header.is_long:
-            if self._qlog is not None and header.packet_type in _FRAMELESS:
-                self._qlog.packet_received_header(now, header, header.end - pos)
-            if header.version == 0:
-                if self.first_flight.on_version_negotiation(header, now, self.packets_processed):
-                    self.state = ConnectionState.TERMINATED
-                return False
-            switched_from = 0
-            if header.version != self.version:
-                other = self.first_flight.other_version(header)
-                if other is None:
-                    self.reader.drop(now, "unsupported", header.packet_type)
-                    return False
-                switched_from = other
-            if header.packet_type is PacketType.RETRY:
-                self.first_flight.on_retry(data, pos, header, now)
-                return False
-            index = self.reader.read_long(data, pos, header, addr, now, ecn)
-            if switched_from and index is None:
-                # not authenticated (or not readable yet): no switch (RFC 9000 §12.2)
-                self.first_flight.switch(switched_from, keep_previous=False)
+        if header.is_long:  # VN, Retry and other versions: quic.conn_restart
+            index = self.first_flight.read_long(data, pos, header, addr, now, ecn)
+            if self.first_flight.ended:
+                self.state = ConnectionState.TERMINATED
         else:
             index = self.reader.read_long(data, pos, header, addr, now, ecn)
         if index == HANDSHAKE and not self.is_client:
@@ -798,20 +719,7 @@ class QuicConnection:
             if self._qlog is not None:
                 self._qlog.alpn_information(now, self.alpn_protocol)
             if self.is_client:
-                self._on_early_data_outcome(now)
-
-    def _on_early_data_outcome(self, now: float) -> None:
-        """Client, handshake complete: 0-RTT accepted, rejected or never tried (RFC 9001
-        §4.6.2, see conn_early)."""
-        early = self.handshake.early
-        tls = self.tls
-        resend = early.settle(
-            tls.early_data_accepted, tls.alpn_protocol, self.handshake.peer_params, self.streams
-        )
-        early.one_rtt_from = self.keys.spaces[APPLICATION].next_pn
-        self.keys.discard_zero_rtt()  # RFC 9001 §4.6.1: no 0-RTT once 1-RTT keys exist
-        if resend:  # the application space holds only 0-RTT packets yet
-            self.recovery.discard_space(APPLICATION, now, notify_lost=True)
+                settle_early_data(self, now)  # quic.conn_early
 
     def _confirm_handshake(self, now: float) -> None:
         """RFC 9001 §4.1.2: confirmed; drop Handshake keys (§4.9.2)."""

@@ -1,0 +1,107 @@
+"""The timers of a QUIC connection (see :mod:`quic.connection`).
+
+Theory of operation
+-------------------
+A connection has one deadline for its owner (:meth:`QuicConnection.get_timer`): the
+earliest of what its components wait for, and one entry point when it is due
+(:meth:`QuicConnection.handle_timer`). This module holds both computations, as
+functions of the connection (like :mod:`quic.conn_build`; no state of their own):
+
+* :func:`earliest_deadline`: while the handshake or the connection is live, the idle
+  deadline (RFC 9000 §10.1, never shorter than three PTOs), loss detection (RFC 9002
+  §6.2), path validation and migration (RFC 9000 §8.2, §9), pacing (RFC 9002 §7.7),
+  DPLPMTUD (RFC 9000 §14.3), and the ACK timers of the spaces that can still send —
+  unless the anti-amplification limit blocks every send (RFC 9000 §8.1); while closing
+  or draining, the end of that period (RFC 9000 §10.2);
+* :func:`fire_due`: what is due at ``now`` — the end of closing/draining, the idle
+  timeout, a path lost with no validated one left (RFC 9000 §9.3.2: drop all state
+  silently), loss detection and the PTO probes it asks for (with what DPLPMTUD and ECN
+  learn from them), then DPLPMTUD's own timer.
+
+Both read the components' deadlines; none is cached here, so the answer is always the
+components' current one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from quic.conn_state import ConnectionState
+
+if TYPE_CHECKING:
+    from quic.connection import QuicConnection
+
+__all__ = ["earliest_deadline", "fire_due", "idle_deadline", "linger"]
+
+
+def linger(conn: QuicConnection) -> float:
+    """How long closing and draining last: three PTOs (RFC 9000 §10.2)."""
+    return 3 * conn.recovery.rtt.pto_base()
+
+
+def idle_deadline(
+    conn: QuicConnection, last_activity: float | None, timeout: float
+) -> float | None:
+    """When the connection times out idle, or None (RFC 9000 §10.1: never shorter
+    than three PTOs)."""
+    if last_activity is None or not timeout:
+        return None
+    return last_activity + max(timeout, linger(conn))
+
+
+def earliest_deadline(conn: QuicConnection, idle: float | None) -> float | None:
+    """The earliest absolute deadline of ``conn`` (``idle``: its idle deadline)."""
+    state = conn.state
+    if state is ConnectionState.TERMINATED:
+        return None
+    if state is not ConnectionState.HANDSHAKE and state is not ConnectionState.CONNECTED:
+        return conn.closer.deadline
+    timer = idle
+    loss = conn.recovery.get_loss_detection_timer()
+    if loss is not None and (timer is None or loss < timer):
+        timer = loss
+    path = conn.migration.get_timer()
+    if path is not None and (timer is None or path < timer):
+        timer = path
+    pacing = conn.sender.pacing_deadline  # RFC 9002 §7.7
+    if pacing is not None and (timer is None or pacing < timer):
+        timer = pacing
+    pmtu = conn.pmtu.deadline
+    if pmtu is not None and (timer is None or pmtu < timer):
+        timer = pmtu
+    if not conn.paths.amplification_blocked():  # else no ACK could be sent (§8.1)
+        ack = conn.acks.earliest_deadline([s.write is not None for s in conn.keys.spaces])
+        if ack is not None and (timer is None or ack < timer):
+            timer = ack
+    return timer
+
+
+def fire_due(conn: QuicConnection, now: float, idle: float | None) -> None:
+    """Fire what is due at ``now`` (``idle``: the idle deadline); safe to call early."""
+    state = conn.state
+    if state is ConnectionState.TERMINATED:
+        return
+    if state in (ConnectionState.CLOSING, ConnectionState.DRAINING):
+        if conn.closer.expired(now):
+            conn.state = ConnectionState.TERMINATED
+        return
+    if idle is not None and now >= idle:
+        conn.state = ConnectionState.TERMINATED
+        conn.closer.on_idle_timeout(now)
+        return
+    if not conn.migration.handle_timer(now):
+        # RFC 9000 §9.3.2: no validated path left: drop all state silently
+        conn.state = ConnectionState.TERMINATED
+        conn.closer.on_idle_timeout(now)
+        return
+    pmtu = conn.pmtu
+    probe = conn.recovery.on_loss_detection_timeout(now)
+    if probe.lost:
+        pmtu.on_lost(probe.lost, now)
+        if conn.qlog is not None:
+            conn.qlog.packets_lost(now, probe.lost, conn.recovery, "time_threshold")
+    if probe.count:
+        pmtu.on_pto(now)  # before the probes are built: they follow a fallback
+        conn.ecn.on_pto()
+        conn.sender.schedule_probe(probe.space, probe.count, probe.other_spaces)
+    pmtu.handle_timer(now)
