@@ -111,11 +111,17 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
+from quic.endpoint_entry import (
+    ConnectionAccepted,
+    ConnectionRemoved,
+    Entry,
+    addr_key,
+    end_trace,
+)
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionIdIssued, ConnectionIdRetired, QuicEvent
 from quic.packet import (
@@ -136,67 +142,6 @@ logger = logging.getLogger("quic.endpoint")
 
 _MIN_INITIAL = 1200  # RFC 9000 §14.1
 _GREASE_VERSION = 0x1A2A3A4A  # RFC 9000 §15: reserved versions exercise negotiation
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionAccepted(QuicEvent):
-    """A client opened a new connection to this (server) endpoint."""
-
-    connection: QuicConnection
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionRemoved(QuicEvent):
-    """The endpoint forgot this connection (closed, or abandoned before its handshake
-    completed); it is the connection's last event."""
-
-    connection: QuicConnection
-
-
-class _Entry:
-    """What the endpoint keeps per connection."""
-
-    __slots__ = (
-        "addr_key",
-        "cids",
-        "conn",
-        "deadline",
-        "failed",
-        "first_dcid",
-        "half_open",
-        "half_open",
-        "progress",
-        "reset_token",
-        "seq",
-        "timer",
-    )
-
-    def __init__(self, conn: QuicConnection, addr_key: Any, deadline: float | None) -> None:
-        self.conn = conn
-        self.cids: set[bytes] = set()  # every connection ID routed to ``conn``
-        self.addr_key = addr_key  # source IP counted against the per-address limit
-        self.deadline = deadline  # handshake deadline (server, until complete)
-        self.half_open = deadline is not None
-        self.first_dcid = b""  # the client's first DCID (server), chosen by the client
-        self.progress = 0  # packets the connection had processed when the deadline was set
-        self.timer: float | None = None  # deadline of the valid heap entry
-        self.seq = 0  # its sequence number; 0: no valid heap entry
-        self.failed = False  # raised once already (closed with INTERNAL_ERROR)
-        self.reset_token: bytes | None = None  # the peer's token for the CID in use
-
-
-def _addr_key(addr: Any) -> Any:
-    """The source IP of ``addr`` (``(host, port, ...)``), the unit of per-address limits."""
-    if isinstance(addr, tuple) and addr:
-        return addr[0]
-    return addr
-
-
-def _end_trace(conn: QuicConnection) -> None:
-    """A connection is forgotten (or a tentative one discarded): its qlog trace ends
-    (a close not yet logged is logged; the file is closed)."""
-    if conn.qlog is not None:
-        conn.qlog.end()
 
 
 class QuicEndpoint:
@@ -235,14 +180,14 @@ class QuicEndpoint:
             config.stateless_reset_rate if config else 32.0,
             token_bytes,
         )
-        self._entries: dict[QuicConnection, _Entry] = {}
+        self._entries: dict[QuicConnection, Entry] = {}
         self._routes: dict[bytes, QuicConnection] = {}
         # the peer's stateless reset token of the connection ID each connection uses:
         # a reset carries no connection ID we chose (RFC 9000 §10.3.1)
         self._reset_tokens: dict[bytes, QuicConnection] = {}
         self._pending: dict[QuicConnection, None] = {}  # insertion-ordered set
         # entries that received datagrams since the last settle (see _settle)
-        self._touched: dict[_Entry, None] = {}
+        self._touched: dict[Entry, None] = {}
         self._heap: list[tuple[float, int, QuicConnection]] = []
         self._seq = 0
         self._half_open = 0
@@ -386,7 +331,7 @@ class QuicEndpoint:
             if entry.conn in entries:
                 self._after_activity(entry)
 
-    def _on_handshake_progress(self, entry: _Entry, now: float) -> None:
+    def _on_handshake_progress(self, entry: Entry, now: float) -> None:
         """A half-open connection whose client showed it receives our packets processed
         new ones: the handshake is moving, so its deadline restarts. The proof is a
         Handshake packet or a token (RFC 9000 §8.1), or the client using a connection ID
@@ -524,7 +469,7 @@ class QuicEndpoint:
             return False
         return (
             len(self._entries) < self.max_connections + (1 if self._evictable else 0)
-            and self._per_address.get(_addr_key(addr), 0) < config.max_connections_per_address
+            and self._per_address.get(addr_key(addr), 0) < config.max_connections_per_address
         )
 
     def _make_room(self, config: QuicConfiguration) -> bool:
@@ -579,11 +524,11 @@ class QuicEndpoint:
         if not conn.has_authenticated_packet:
             # RFC 9000 §21.2, §12.2: not authenticated, so discarded; no state kept for it
             self._drop(now, "decryption_failure", data)
-            _end_trace(conn)
+            end_trace(conn)
             return
         if not self._make_room(config):
             self._refuse(now, data, "connection limit")
-            _end_trace(conn)
+            end_trace(conn)
             return
         entry = self._register(conn, addr, now + config.handshake_timeout)
         if not verdict.validated:
@@ -660,7 +605,7 @@ class QuicEndpoint:
             self._settle()
         heap = self._heap
         entries = self._entries
-        due: list[_Entry] = []
+        due: list[Entry] = []
         while heap and heap[0][0] <= now:
             _, seq, conn = heapq.heappop(heap)
             entry = entries.get(conn)
@@ -691,9 +636,9 @@ class QuicEndpoint:
 
     # -- bookkeeping ----------------------------------------------------------------------
 
-    def _register(self, conn: QuicConnection, addr: Any, deadline: float | None) -> _Entry:
-        key = _addr_key(addr) if addr is not None else None
-        entry = _Entry(conn, key, deadline)
+    def _register(self, conn: QuicConnection, addr: Any, deadline: float | None) -> Entry:
+        key = addr_key(addr) if addr is not None else None
+        entry = Entry(conn, key, deadline)
         self._entries[conn] = entry
         if key is not None:
             self._per_address[key] = self._per_address.get(key, 0) + 1
@@ -702,11 +647,11 @@ class QuicEndpoint:
         self._route(entry, conn.host_cid)
         return entry
 
-    def _route(self, entry: _Entry, cid: bytes) -> None:
+    def _route(self, entry: Entry, cid: bytes) -> None:
         if self._routes.setdefault(cid, entry.conn) is entry.conn:
             entry.cids.add(cid)
 
-    def _after_activity(self, entry: _Entry) -> None:
+    def _after_activity(self, entry: Entry) -> None:
         """After any call into a connection: pass its events on, reap it if closed,
         note a completed handshake, and re-file its deadline."""
         conn = entry.conn
@@ -727,7 +672,7 @@ class QuicEndpoint:
         except Exception as exc:
             self._internal_error(entry, exc)
 
-    def _index_reset_token(self, entry: _Entry, token: bytes | None) -> None:
+    def _index_reset_token(self, entry: Entry, token: bytes | None) -> None:
         tokens = self._reset_tokens
         old = entry.reset_token
         if old is not None and tokens.get(old) is entry.conn:
@@ -736,7 +681,7 @@ class QuicEndpoint:
         if token is not None:
             tokens.setdefault(token, entry.conn)
 
-    def _drain(self, entry: _Entry) -> None:
+    def _drain(self, entry: Entry) -> None:
         conn = entry.conn
         events = self._events
         routes = self._routes
@@ -750,7 +695,7 @@ class QuicEndpoint:
                     del routes[cid]
             events.append((conn, event))
 
-    def _schedule(self, entry: _Entry, timer: float | None) -> None:
+    def _schedule(self, entry: Entry, timer: float | None) -> None:
         deadline = entry.deadline
         if deadline is not None and (timer is None or deadline < timer):
             timer = deadline
@@ -773,12 +718,12 @@ class QuicEndpoint:
             ]
             heapq.heapify(self._heap)
 
-    def _expire(self, entry: _Entry) -> None:
+    def _expire(self, entry: Entry) -> None:
         """The handshake deadline passed: abandon the connection silently (§10.1)."""
         self.expired += 1
         self._abandon(entry, "handshake timeout")
 
-    def _abandon(self, entry: _Entry, reason: str) -> None:
+    def _abandon(self, entry: Entry, reason: str) -> None:
         """Forget a half-open connection without sending anything."""
         conn = entry.conn
         try:
@@ -789,7 +734,7 @@ class QuicEndpoint:
             logger.debug("closing an expired connection failed: %r", exc)
         self._remove(entry)
 
-    def _internal_error(self, entry: _Entry, exc: BaseException) -> None:
+    def _internal_error(self, entry: Entry, exc: BaseException) -> None:
         """A connection raised (a bug): close it with INTERNAL_ERROR, log once; if it
         fails again, forget it."""
         conn = entry.conn
@@ -810,7 +755,7 @@ class QuicEndpoint:
                 logger.debug("closing a failed connection failed too: %r", again)
         self._remove(entry)
 
-    def _remove(self, entry: _Entry) -> None:
+    def _remove(self, entry: Entry) -> None:
         """Forget a connection: only its own routes, counters and queue slots."""
         conn = entry.conn
         if self._entries.pop(conn, None) is None:
@@ -834,4 +779,4 @@ class QuicEndpoint:
             else:
                 del self._per_address[key]
         self._events.append((conn, ConnectionRemoved(conn)))
-        _end_trace(conn)
+        end_trace(conn)
