@@ -15,7 +15,7 @@ import pytest
 
 from quic.connection import QuicConnection
 from quic.endpoint import QuicEndpoint
-from quic.events import QuicEvent, StreamDataReceived, StreamReset
+from quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
 from tests.support.quicpair import CLIENT_ADDR, Pair, make_pair
 
 
@@ -162,3 +162,22 @@ def test_sans_io_user_sees_every_byte_through_next_event() -> None:
             got.append(event)
     assert len(got) == 1 and got[0].stream_id == sid
     assert got[0].data == payload and got[0].end_stream
+
+
+def test_data_before_the_close_in_the_same_batch_comes_first() -> None:
+    """Stream data and the peer's CONNECTION_CLOSE read in one batch: the data event
+    keeps its place before ConnectionTerminated."""
+    pair = _connected()
+    _, first = _client_burst(pair, b"d" * 3000)
+    pair.client.close(0, "bye")
+    pair.client_endpoint.wake(pair.client)
+    closing = [d for d, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+    endpoint = pair.server_endpoint
+    for data in first + closing:
+        endpoint.receive_datagram(data, CLIENT_ADDR, pair.net.now)
+    kinds = [
+        type(e).__name__
+        for e in _drain(endpoint)
+        if isinstance(e, (StreamDataReceived, ConnectionTerminated))
+    ]
+    assert kinds == ["StreamDataReceived", "ConnectionTerminated"]
