@@ -62,6 +62,7 @@ Not supported: capsule-based WebTransport (the HTTP/2-style variant).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -139,15 +140,37 @@ def h3_configuration(
     config: WebTransportConfiguration, is_client: bool, base: H3Configuration | None = None
 ) -> H3Configuration:
     """The HTTP/3 configuration that announces every draft of ``config``."""
-    h3 = base or H3Configuration()
-    settings = draft_settings(
-        config.drafts, is_client, config.max_sessions, *config.flow_control_windows
+    return _announce_drafts(
+        base or H3Configuration(),
+        tuple(config.drafts),
+        is_client,
+        config.max_sessions,
+        tuple(config.flow_control_windows),
     )
+
+
+def _announce_drafts(
+    h3: H3Configuration,
+    drafts: tuple[Draft, ...],
+    is_client: bool,
+    max_sessions: int,
+    windows: tuple[int, ...],
+) -> H3Configuration:
+    settings = draft_settings(drafts, is_client, max_sessions, *windows)
     h3.enable_connect_protocol = not is_client
     h3.enable_datagrams = True
     h3.enable_webtransport = True
     h3.extra_settings = {**h3.extra_settings, **settings}
     return h3
+
+
+@functools.lru_cache(maxsize=16)
+def _shared_h3_configuration(
+    drafts: tuple[Draft, ...], is_client: bool, max_sessions: int, windows: tuple[int, ...]
+) -> H3Configuration:
+    """One HTTP/3 configuration per distinct WebTransport configuration, shared by its
+    connections (the HTTP/3 layer only reads it): not one each (issue 10, memory)."""
+    return _announce_drafts(H3Configuration(), drafts, is_client, max_sessions, windows)
 
 
 class WebTransportConnection(StreamsMixin):
@@ -162,7 +185,16 @@ class WebTransportConnection(StreamsMixin):
         self.config = config = configuration or WebTransportConfiguration()
         self.quic = quic
         self.is_client = quic.is_client
-        self.h3 = H3Connection(quic, h3_configuration(config, quic.is_client, h3_config))
+        if h3_config is None:
+            h3_config = _shared_h3_configuration(
+                tuple(config.drafts),
+                quic.is_client,
+                config.max_sessions,
+                tuple(config.flow_control_windows),
+            )
+        else:
+            h3_config = h3_configuration(config, quic.is_client, h3_config)
+        self.h3 = H3Connection(quic, h3_config)
         self.peer_settings: dict[int, int] | None = None
         #: client: the draft chosen from the server's SETTINGS (None before / if none)
         self.draft: Draft | None = None
@@ -262,7 +294,9 @@ class WebTransportConnection(StreamsMixin):
     # -- SETTINGS and draft selection (draft-16 §3.1, §7.1) --------------------------------
 
     def _on_settings(self, settings: dict[int, int]) -> None:
-        self.peer_settings = settings
+        # the HTTP/3 layer's own table (same contents; the event's copy is not kept:
+        # one dict less per connection, issue 10 memory)
+        self.peer_settings = self.h3.peer_settings or settings
         peer_windows = flow_control_settings(settings)
         self.flow_control = (
             Draft.DRAFT16 in self.config.drafts
