@@ -189,7 +189,8 @@ class H3Connection:
             config.max_blocked_bytes,
         )
         self._max_request_seen = -1
-        self._head_requests: set[int] = set()  # client: streams whose request is HEAD
+        # client: streams whose request is HEAD (a dict as a set: 64 B empty, not 216)
+        self._head_requests: dict[int, None] = {}
         self.closed = False
         #: The first exception that was a bug of ours (closed with H3_INTERNAL_ERROR).
         self.last_internal_error: BaseException | None = None
@@ -255,7 +256,7 @@ class H3Connection:
             and (b":method", b"HEAD") in headers
             and not self._streams.is_closed(stream_id)
         ):
-            self._head_requests.add(stream_id)
+            self._head_requests[stream_id] = None
         block = self.encoder.encode(stream_id, headers)
         if self._qlog is not None:
             self._qlog.frame_created(stream_id, _HEADERS, len(block), headers=headers)
@@ -433,7 +434,7 @@ class H3Connection:
         stream = self._streams.close(stream_id)
         if stream is not None and stream.pending is not None:
             self._parking.drop(stream)
-        self._head_requests.discard(stream_id)
+        self._head_requests.pop(stream_id, None)
         self._early.forget(stream_id)
 
     # -- unidirectional streams (RFC 9114 §6.2) --------------------------------------------
@@ -662,7 +663,7 @@ class H3Connection:
                 # RFC 9114 §4.1.2: a response defined to have no content (RFC 9110
                 # §6.4.1: to HEAD, 204, 304) may carry a non-zero content-length
                 no_content = head.status in (204, 304) or sid in self._head_requests
-                self._head_requests.discard(sid)
+                self._head_requests.pop(sid, None)
                 stream.content_length = None if no_content else head.content_length
             else:
                 req = validate_request_headers(

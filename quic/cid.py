@@ -136,7 +136,7 @@ class ConnectionIdManager:
         # RFC 9000 §9.5: peer sequences held by paths other than the current one
         self._reserved: dict[int, None] = {}
         self._retire_unsent: dict[int, None] = {}
-        self._retire_in_flight: set[int] = set()
+        self._retire_in_flight: dict[int, None] = {}  # a dict as a set (64 B empty)
         self._issued_cids: list[bytes] = []  # newly issued, for routing updates
         self._retired_cids: list[bytes] = []  # retired local, for routing updates
 
@@ -441,7 +441,7 @@ class ConnectionIdManager:
             if len(frame) > asm.room:
                 break  # the rest waits for the next packet
             del unsent[seq]
-            self._retire_in_flight.add(seq)
+            self._retire_in_flight[seq] = None
             asm.push(frame)
             handlers.append((self._retire_fate, (seq,)))
             packet.ack_eliciting = packet.in_flight = True
@@ -462,7 +462,7 @@ class ConnectionIdManager:
         self.issue_pending = bool(announce)
 
     def _retire_fate(self, acked: bool, seq: int) -> None:
-        self._retire_in_flight.discard(seq)
+        self._retire_in_flight.pop(seq, None)
         if not acked:
             self._retire_unsent[seq] = None  # RFC 9000 §13.3: sent again until acknowledged
 

@@ -132,8 +132,9 @@ class StreamController:
         self._events = events
         self._sendable: dict[int, None] = {}  # streams with data/FIN ready, in order
         self._control: dict[int, None] = {}  # streams with control frames to check
-        self._write_blocked: set[int] = set()
-        self._eof_reported: set[int] = set()
+        # dicts as sets: 64 B empty, not 216 (idle memory)
+        self._write_blocked: dict[int, None] = {}
+        self._eof_reported: dict[int, None] = {}
         self._rtt_estimator = rtt
         # the peer accepts RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset §3)
         self.peer_reset_stream_at = False
@@ -187,7 +188,7 @@ class StreamController:
         send.write(data, end)
         self._sendable[stream_id] = None
         if send.buffered > self.send_buffer_high:
-            self._write_blocked.add(stream_id)
+            self._write_blocked[stream_id] = None
             return False
         return True
 
@@ -227,7 +228,7 @@ class StreamController:
             self._control[stream_id] = None
             if send.needs_send:
                 self._sendable[stream_id] = None
-        self._write_blocked.discard(stream_id)
+        self._write_blocked.pop(stream_id, None)
 
     def stop_sending(self, stream_id: int, error_code: int, now: float) -> None:
         stream = self.manager.get(stream_id)
@@ -277,7 +278,7 @@ class StreamController:
             self._release(released, now)
         end = not reset and recv.at_eof and stream_id not in self._eof_reported
         if end:
-            self._eof_reported.add(stream_id)
+            self._eof_reported[stream_id] = None
         if data or end:
             self._events.append(StreamDataReceived(stream_id, data, end, self.early_data))
         if reset:
@@ -343,7 +344,7 @@ class StreamController:
     def on_stop_sending(self, stream_id: int, error_code: int) -> None:
         if self.manager.on_stop_sending(stream_id, error_code):
             self._control[stream_id] = None
-            self._write_blocked.discard(stream_id)
+            self._write_blocked.pop(stream_id, None)
             self._events.append(StopSendingReceived(stream_id, error_code))
 
     def on_max_data(self, limit: int) -> None:
@@ -541,7 +542,7 @@ class StreamController:
         if acked:
             send.on_acked(offset, n, fin)
             if sid in self._write_blocked and send.buffered <= self.send_buffer_high // 2:
-                self._write_blocked.discard(sid)
+                self._write_blocked.pop(sid, None)
                 self._events.append(StreamWritable(sid))
             if send.is_finished:
                 self._maybe_discard(sid)
@@ -603,10 +604,10 @@ class StreamController:
         if self.manager.maybe_discard(sid):
             if self._qlog is not None:
                 self._qlog.stream_state_updated(sid, "destroyed")
-            self._eof_reported.discard(sid)
+            self._eof_reported.pop(sid, None)
             self._sendable.pop(sid, None)
             self._control.pop(sid, None)
-            self._write_blocked.discard(sid)
+            self._write_blocked.pop(sid, None)
 
 
 FrameFate = Callable[..., None]

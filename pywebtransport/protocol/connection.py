@@ -214,9 +214,11 @@ class WebTransportConnection(StreamsMixin):
         self._final_sizes: dict[int, int] = {}  # stream -> final size of a peer reset
         # CONNECT streams after WT_CLOSE_SESSION, before FIN: left on FIN, data or reset;
         # each is an open QUIC stream, so their number is bounded by the QUIC stream limit
-        self._closing: set[int] = set()
+        # a dict as a set: 64 B empty, not 216 (idle memory)
+        self._closing: dict[int, None] = {}
         self._flow_dirty: dict[int, None] = {}  # sessions whose credit may have moved
-        self._stopped: set[int] = set()  # streams we stopped reading, until FIN/reset
+        # streams we stopped reading, until FIN/reset (a dict as a set: 64 B empty)
+        self._stopped: dict[int, None] = {}
         self._internal_error_logged = False
 
     # ==================================================================================
@@ -543,7 +545,7 @@ class WebTransportConnection(StreamsMixin):
                 if data:
                     self._after_close_data(sid)
                 elif fin:
-                    self._closing.discard(sid)
+                    self._closing.pop(sid, None)
             return
         state = session.state
         if state is SessionState.REQUESTED:
@@ -563,7 +565,7 @@ class WebTransportConnection(StreamsMixin):
                     if index + 1 < len(capsules) or session.capsules.buffered:
                         self._after_close_data(sid)
                     elif not fin:
-                        self._closing.add(sid)
+                        self._closing[sid] = None
                     return
         except (H3StreamError, SessionAbort) as exc:
             self._abort(session, exc.error_code, exc.reason)
@@ -574,7 +576,7 @@ class WebTransportConnection(StreamsMixin):
 
     def _after_close_data(self, sid: int) -> None:
         """Stream data after WT_CLOSE_SESSION: reset with H3_MESSAGE_ERROR (§6)."""
-        self._closing.discard(sid)
+        self._closing.pop(sid, None)
         self.h3.stop_stream(sid, H3ErrorCode.H3_MESSAGE_ERROR)
         self.quic.reset_stream(sid, H3ErrorCode.H3_MESSAGE_ERROR)
 
