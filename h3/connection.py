@@ -153,6 +153,27 @@ class H3Configuration:
 class H3Connection:
     """HTTP/3 on top of one QUIC connection (client or server)."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_early",
+        "_events",
+        "_head_requests",
+        "_max_request_seen",
+        "_parking",
+        "_payload_taken",
+        "_qlog",
+        "_streams",
+        "closed",
+        "config",
+        "control",
+        "decoder",
+        "encoder",
+        "is_client",
+        "last_internal_error",
+        "qlog",
+        "quic",
+    )
+
     def __init__(self, quic: QuicConnection, configuration: H3Configuration | None = None):
         self.quic = quic
         self.config = configuration or H3Configuration()

@@ -60,6 +60,27 @@ CRITICAL_STREAM_TYPES = (StreamType.CONTROL, StreamType.QPACK_ENCODER, StreamTyp
 class ControlStreams:
     """Our control and QPACK streams and the peer's (module docstring)."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_config",
+        "_decoder",
+        "_encoder",
+        "_events",
+        "_is_client",
+        "_peer_critical",
+        "_peer_max_push_id",
+        "_qlog",
+        "_quic",
+        "control_id",
+        "decoder_id",
+        "encoder_id",
+        "memory",
+        "opened",
+        "peer_settings",
+        "received_goaway",
+        "sent_goaway",
+    )
+
     def __init__(
         self,
         quic: QuicConnection,

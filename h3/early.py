@@ -114,6 +114,24 @@ def _method(headers: Headers) -> bytes | None:
 class EarlyRequests:
     """The 0-RTT request policy of one server connection (see the module docstring)."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_dropped",
+        "_early",
+        "_held",
+        "_held_bytes",
+        "_is_closed",
+        "_ready",
+        "_settled",
+        "deferred",
+        "handshake_complete",
+        "is_client",
+        "max_held_bytes",
+        "max_held_requests",
+        "policy",
+        "refused",
+    )
+
     def __init__(
         self,
         is_client: bool,

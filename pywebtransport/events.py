@@ -70,6 +70,13 @@ H = TypeVar("H", bound=EventHandler)
 class EventEmitter:
     """Handlers per event type: ``on``, ``once``, ``off``, ``emit``, ``wait_for``."""
 
+    __slots__ = (  # one per session: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_handlers",
+        "_source",
+        "_tasks",
+    )
+
     def __init__(self, source: Any = None) -> None:
         self._source = source
         self._handlers: dict[str, list[tuple[EventHandler, bool]]] = {}

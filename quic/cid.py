@@ -103,6 +103,29 @@ class PeerConnectionId:
 class ConnectionIdManager:
     """Local and peer connection IDs of one connection."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_issued_cids",
+        "_next_local_sequence",
+        "_peer_by_cid",
+        "_peer_retire_prior_to",
+        "_reserved",
+        "_reset_token",
+        "_retire_in_flight",
+        "_retire_unsent",
+        "_retired_cids",
+        "_token_bytes",
+        "_unannounced",
+        "cid_length",
+        "issue_pending",
+        "local",
+        "local_limit",
+        "max_pending_retirements",
+        "peer",
+        "peer_active_sequence",
+        "peer_limit",
+    )
+
     def __init__(
         self,
         initial_local_cid: bytes,

@@ -98,6 +98,25 @@ _STREAM_CONTROL_MAX = 33 + 17 + 17
 class StreamController:
     """Streams and connection-level flow control of one connection."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_control",
+        "_eof_reported",
+        "_events",
+        "_qlog",
+        "_rtt_estimator",
+        "_sendable",
+        "_write_blocked",
+        "credit",
+        "early_data",
+        "is_client",
+        "local_reset_stream_at",
+        "manager",
+        "peer_reset_stream_at",
+        "send_buffer_high",
+        "window",
+    )
+
     def __init__(
         self,
         is_client: bool,

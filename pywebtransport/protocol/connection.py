@@ -176,6 +176,28 @@ def _shared_h3_configuration(
 class WebTransportConnection(StreamsMixin):
     """WebTransport sessions over one HTTP/3 connection (client or server)."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_claimed",
+        "_closing",
+        "_early",
+        "_events",
+        "_final_sizes",
+        "_flow_dirty",
+        "_internal_error_logged",
+        "_parked",
+        "_sessions",
+        "_stopped",
+        "_streams",
+        "config",
+        "draft",
+        "flow_control",
+        "h3",
+        "is_client",
+        "peer_settings",
+        "quic",
+    )
+
     def __init__(
         self,
         quic: QuicConnection,

@@ -75,6 +75,9 @@ class FlowControlBlocked(WebTransportError):
 class StreamsMixin:
     """Stream and datagram handling of a WebTransport connection (see the module doc)."""
 
+    # what this mixin assigns; the rest of the state is WebTransportConnection's slots
+    __slots__ = ("_buffered_streams", "_datagram_bytes", "_datagrams")
+
     quic: QuicConnection
     h3: H3Connection
     config: WebTransportConfiguration

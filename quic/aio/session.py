@@ -108,6 +108,27 @@ class _SeenStreams:
 class QuicSession:
     """One QUIC connection as seen from asyncio code (see the module docstring)."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_closed",
+        "_closing",
+        "_connected",
+        "_datagram_waiter",
+        "_datagrams",
+        "_failed",
+        "_incoming_queue",
+        "_progress",
+        "_protocol",
+        "_read_limit",
+        "_readers",
+        "_seen",
+        "_writers",
+        "connection",
+        "event_listener",
+        "stream_handler",
+        "termination",
+    )
+
     def __init__(self, protocol: QuicEndpointProtocol, connection: QuicConnection) -> None:
         self._protocol = protocol
         self.connection = connection

@@ -21,10 +21,11 @@ from quic.connection import QuicConnection
 from tests.pwt.pwt_support import certificate, server_config
 from tests.wt.idlemem import reachable
 
-# bytes the server process retains per idle session, marginal (tracemalloc): 77.7 KB
-# before issue 10's asyncio-layer cuts (asyncio.Queue/Event per session made on first
-# use), 62 KB after them (200 sessions)
-BUDGET_PER_SESSION = 70_000
+# bytes the server process retains per idle session, marginal (tracemalloc, this test's
+# N): 75.9 KB before issue 10's second round of cuts (asyncio.Queue/Event per session
+# made on first use, __slots__ on per-connection objects, sets as dicts, shared
+# configurations), 53.6 KB after them
+BUDGET_PER_SESSION = 62_000
 N = 6
 
 
