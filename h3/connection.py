@@ -153,6 +153,27 @@ class H3Configuration:
 class H3Connection:
     """HTTP/3 on top of one QUIC connection (client or server)."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_early",
+        "_events",
+        "_head_requests",
+        "_max_request_seen",
+        "_parking",
+        "_payload_taken",
+        "_qlog",
+        "_streams",
+        "closed",
+        "config",
+        "control",
+        "decoder",
+        "encoder",
+        "is_client",
+        "last_internal_error",
+        "qlog",
+        "quic",
+    )
+
     def __init__(self, quic: QuicConnection, configuration: H3Configuration | None = None):
         self.quic = quic
         self.config = configuration or H3Configuration()
@@ -189,7 +210,8 @@ class H3Connection:
             config.max_blocked_bytes,
         )
         self._max_request_seen = -1
-        self._head_requests: set[int] = set()  # client: streams whose request is HEAD
+        # client: streams whose request is HEAD (a dict as a set: 64 B empty, not 216)
+        self._head_requests: dict[int, None] = {}
         self.closed = False
         #: The first exception that was a bug of ours (closed with H3_INTERNAL_ERROR).
         self.last_internal_error: BaseException | None = None
@@ -255,7 +277,7 @@ class H3Connection:
             and (b":method", b"HEAD") in headers
             and not self._streams.is_closed(stream_id)
         ):
-            self._head_requests.add(stream_id)
+            self._head_requests[stream_id] = None
         block = self.encoder.encode(stream_id, headers)
         if self._qlog is not None:
             self._qlog.frame_created(stream_id, _HEADERS, len(block), headers=headers)
@@ -433,7 +455,7 @@ class H3Connection:
         stream = self._streams.close(stream_id)
         if stream is not None and stream.pending is not None:
             self._parking.drop(stream)
-        self._head_requests.discard(stream_id)
+        self._head_requests.pop(stream_id, None)
         self._early.forget(stream_id)
 
     # -- unidirectional streams (RFC 9114 §6.2) --------------------------------------------
@@ -662,7 +684,7 @@ class H3Connection:
                 # RFC 9114 §4.1.2: a response defined to have no content (RFC 9110
                 # §6.4.1: to HEAD, 204, 304) may carry a non-zero content-length
                 no_content = head.status in (204, 304) or sid in self._head_requests
-                self._head_requests.discard(sid)
+                self._head_requests.pop(sid, None)
                 stream.content_length = None if no_content else head.content_length
             else:
                 req = validate_request_headers(

@@ -60,6 +60,27 @@ CRITICAL_STREAM_TYPES = (StreamType.CONTROL, StreamType.QPACK_ENCODER, StreamTyp
 class ControlStreams:
     """Our control and QPACK streams and the peer's (module docstring)."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_config",
+        "_decoder",
+        "_encoder",
+        "_events",
+        "_is_client",
+        "_peer_critical",
+        "_peer_max_push_id",
+        "_qlog",
+        "_quic",
+        "control_id",
+        "decoder_id",
+        "encoder_id",
+        "memory",
+        "opened",
+        "peer_settings",
+        "received_goaway",
+        "sent_goaway",
+    )
+
     def __init__(
         self,
         quic: QuicConnection,
@@ -77,7 +98,6 @@ class ControlStreams:
         self._qlog = qlog
         self._is_client = quic.is_client
         self.memory = SettingsMemory(quic, encoder)  # RFC 9114 §7.2.4.2 (h3.remembered)
-        self.local_settings = local_settings(config)
         self.peer_settings: dict[int, int] | None = None
         self.opened = False
         self.control_id: int | None = None
@@ -87,6 +107,12 @@ class ControlStreams:
         self.sent_goaway: int | None = None
         self.received_goaway: int | None = None
         self._peer_max_push_id: int | None = None  # server: the client's MAX_PUSH_ID
+
+    @property
+    def local_settings(self) -> dict[int, int]:
+        """The SETTINGS our configuration announces (reserved ones aside): computed when
+        asked (sending them, diagnostics), not kept per connection (issue 10, memory)."""
+        return local_settings(self._config)
 
     # -- ours ------------------------------------------------------------------------------
 
@@ -98,7 +124,8 @@ class ControlStreams:
         quic = self._quic
         grease = self._config.grease
         self.control_id = quic.create_stream(bidirectional=False)
-        settings = dict(self.local_settings)
+        ours = self.local_settings
+        settings = dict(ours)
         if grease:
             gid, gvalue = grease_setting()
             settings[gid] = gvalue
@@ -116,7 +143,7 @@ class ControlStreams:
         self.flush_encoder()
         if self._qlog is not None:
             ids = (self.control_id, self.encoder_id, self.decoder_id)
-            self._qlog.initialized(ids, self.local_settings, settings)
+            self._qlog.initialized(ids, ours, settings)
             if self.memory.remembered is not None:
                 self._qlog.parameters_restored(self.memory.remembered)
 

@@ -114,6 +114,24 @@ def _method(headers: Headers) -> bytes | None:
 class EarlyRequests:
     """The 0-RTT request policy of one server connection (see the module docstring)."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_dropped",
+        "_early",
+        "_held",
+        "_held_bytes",
+        "_is_closed",
+        "_ready",
+        "_settled",
+        "deferred",
+        "handshake_complete",
+        "is_client",
+        "max_held_bytes",
+        "max_held_requests",
+        "policy",
+        "refused",
+    )
+
     def __init__(
         self,
         is_client: bool,
@@ -130,13 +148,14 @@ class EarlyRequests:
         self.max_held_bytes = max_held_bytes
         self._is_closed = is_closed  # HTTP/3 is done with the stream's receive side
         self.handshake_complete = is_client  # a client receives no early data
-        self._early: set[int] = set()
+        # sets as dicts (64 B empty, not 216: every connection has them, few use them)
+        self._early: dict[int, None] = {}
         self._held: dict[int, _Held] = {}
         self._held_bytes = 0
         # released held events (a deque from the first release: no idle memory)
         self._ready: deque[H3Event] | None = None
-        self._dropped: set[int] = set()
-        self._settled: set[int] = set()  # early request streams decided, still being read
+        self._dropped: dict[int, None] = {}
+        self._settled: dict[int, None] = {}  # early request streams decided, being read
         #: requests answered 425 / held until the handshake (counters, for tests and
         #: monitoring)
         self.refused = 0
@@ -163,7 +182,7 @@ class EarlyRequests:
                 and sid not in self._settled
                 and not self._is_closed(sid)
             ):
-                self._early.add(sid)
+                self._early[sid] = None
         elif isinstance(event, qe.HandshakeCompleted):
             self.handshake_complete = True
             for held in self._held.values():
@@ -175,7 +194,7 @@ class EarlyRequests:
 
     def forget(self, stream_id: int) -> None:
         """HTTP/3 is done with the stream's receive side (it left every table)."""
-        self._settled.discard(stream_id)
+        self._settled.pop(stream_id, None)
 
     # -- output: the HTTP/3 events, on their way to the application --------------------
 
@@ -212,14 +231,14 @@ class EarlyRequests:
             return None
         if isinstance(event, HeadersReceived):
             if sid in self._early and _method(event.headers) is not None:  # not trailers
-                self._early.discard(sid)
+                self._early.pop(sid, None)
                 if not self._is_closed(sid):  # more of it may come: decided already
-                    self._settled.add(sid)
+                    self._settled[sid] = None
                 return self._decide(event, conn, from_zero_rtt=True)
             if (b"early-data", b"1") in event.headers and _method(event.headers) is not None:
                 return self._decide(event, conn, from_zero_rtt=False)  # RFC 8470 §5.1
         elif not isinstance(event, DataReceived):
-            self._early.discard(sid)  # reset, or a WebTransport stream: no request head
+            self._early.pop(sid, None)  # reset, or a WebTransport stream: no request head
         return event
 
     def _decide(
@@ -254,7 +273,7 @@ class EarlyRequests:
         sid = event.stream_id
         if isinstance(event, RequestStreamReset):
             self._drop_held(sid, conn)  # the application never saw this request
-            self._dropped.add(sid)
+            self._dropped[sid] = None
             return
         held.events.append(event)
         if isinstance(event, DataReceived):
@@ -277,7 +296,7 @@ class EarlyRequests:
         """RFC 8470 §5.2: 425 (Too Early); stop reading a body still coming (RFC 9114
         §4.1.1 allows STOP_SENDING with H3_NO_ERROR after a complete response)."""
         self.refused += 1
-        self._dropped.add(sid)
+        self._dropped[sid] = None
         try:
             conn.send_headers(sid, list(_TOO_EARLY_HEAD), end_stream=True)
             if not ended:

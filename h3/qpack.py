@@ -157,6 +157,18 @@ class QpackDecoder:
     queued behind a blocked one on the same stream.
     """
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_blocked",
+        "_decoder",
+        "_decoder_stream",
+        "blocked_streams",
+        "max_field_section_size",
+        "max_queued_sections",
+        "max_table_capacity",
+        "trace",
+    )
+
     def __init__(
         self,
         max_table_capacity: int = DEFAULT_MAX_TABLE_CAPACITY,
@@ -348,6 +360,17 @@ class QpackEncoder:
     Starts with the static table only; :meth:`apply_settings` switches the dynamic
     table on with the peer's SETTINGS values.
     """
+
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_encoder",
+        "_encoder_stream",
+        "_settings_applied",
+        "blocked_streams",
+        "max_table_capacity",
+        "peer_max_field_section_size",
+        "trace",
+    )
 
     def __init__(self) -> None:
         self._encoder = pylsqpack.Encoder()

@@ -92,7 +92,9 @@ class StreamTable:
 
     def __init__(self) -> None:
         self._live: dict[int, StreamState] = {}
-        self._closed = (RangeSet(), RangeSet(), RangeSet(), RangeSet())
+        # per stream type (the ID's two low bits): a RangeSet from its first closed
+        # stream (an idle connection closes none of most types; issue 10, memory)
+        self._closed: list[RangeSet | None] = [None, None, None, None]
 
     def get(self, stream_id: int) -> StreamState | None:
         return self._live.get(stream_id)
@@ -103,11 +105,16 @@ class StreamTable:
 
     def close(self, stream_id: int) -> StreamState | None:
         """Forget the stream and remember its ID as closed; returns its state."""
-        self._closed[stream_id & 3].add(stream_id >> 2)
+        kind = stream_id & 3
+        closed = self._closed[kind]
+        if closed is None:
+            closed = self._closed[kind] = RangeSet()
+        closed.add(stream_id >> 2)
         return self._live.pop(stream_id, None)
 
     def is_closed(self, stream_id: int) -> bool:
-        return (stream_id >> 2) in self._closed[stream_id & 3]
+        closed = self._closed[stream_id & 3]
+        return closed is not None and (stream_id >> 2) in closed
 
     def items(self) -> Iterable[tuple[int, StreamState]]:
         return self._live.items()
@@ -121,7 +128,7 @@ class StreamTable:
     @property
     def closed_ranges(self) -> int:
         """Ranges held to remember closed IDs (bounded by the open streams)."""
-        return sum(len(ranges) for ranges in self._closed)
+        return sum(len(ranges) for ranges in self._closed if ranges is not None)
 
 
 class Parking:

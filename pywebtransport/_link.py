@@ -146,6 +146,26 @@ def connection_error(error_code: int, reason: str, by_peer: bool = False) -> Con
 class WtLink:
     """WebTransport over one :class:`QuicSession` (both roles); see the module doc."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_failed",
+        "_on_closed",
+        "_on_request",
+        "_quic",
+        "datagram_queue",
+        "datagram_queue_bytes",
+        "is_client",
+        "loop",
+        "pending",
+        "quic_session",
+        "sessions",
+        "settings",
+        "stream_backlog",
+        "streams",
+        "termination",
+        "wt",
+    )
+
     def __init__(
         self,
         session: QuicSession,

@@ -70,10 +70,18 @@ H = TypeVar("H", bound=EventHandler)
 class EventEmitter:
     """Handlers per event type: ``on``, ``once``, ``off``, ``emit``, ``wait_for``."""
 
+    __slots__ = (  # one per session: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_handlers",
+        "_source",
+        "_tasks",
+    )
+
     def __init__(self, source: Any = None) -> None:
         self._source = source
         self._handlers: dict[str, list[tuple[EventHandler, bool]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # handler tasks still running: made by the first async handler (idle memory)
+        self._tasks: set[asyncio.Task[None]] | None = None
 
     @overload
     def on(self, event: str, handler: None = None) -> Callable[[H], H]: ...
@@ -160,8 +168,11 @@ class EventEmitter:
                 logger.exception("handler of %r failed", key)
 
         task = asyncio.get_running_loop().create_task(runner())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = set()
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def wait_for(
         self,

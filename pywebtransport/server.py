@@ -33,7 +33,7 @@ from pywebtransport._link import WtLink, decode_headers
 from pywebtransport.config import ServerConfig, draft_name
 from pywebtransport.events import EventEmitter, EventType
 from pywebtransport.exceptions import WebTransportError
-from pywebtransport.protocol import SessionRequested
+from pywebtransport.protocol import SessionRequested, WebTransportConfiguration
 from pywebtransport.protocol import WebTransportError as ProtocolApiError
 from pywebtransport.session import WebTransportSession
 from quic.aio import QuicServer, QuicSession, serve
@@ -129,6 +129,7 @@ class WebTransportServer:
         self.config = config or ServerConfig()
         self.events = EventEmitter(self)
         self._quic: QuicServer | None = None
+        self._wt_config: WebTransportConfiguration | None = None  # made by listen()
         self._links: set[WtLink] = set()
         self._requests: asyncio.Queue[SessionRequest | None] = asyncio.Queue()
         self._pending: dict[tuple[int, int], SessionRequest] = {}
@@ -147,6 +148,9 @@ class WebTransportServer:
         if self._quic is not None:
             raise WebTransportError("the server is already listening")
         self._closed = asyncio.Event()
+        # one WebTransport configuration for every connection (read-only to them), made
+        # with the QUIC one: not one per connection (issue 10, memory)
+        self._wt_config = self.config.webtransport_configuration()
         self._quic = await serve(
             self.config.host if host is None else host,
             self.config.port if port is None else port,
@@ -192,9 +196,12 @@ class WebTransportServer:
 
     def _setup(self, quic_session: QuicSession) -> None:
         config = self.config
+        wt_config = self._wt_config
+        if wt_config is None:  # listen() makes it; this is only a fallback
+            wt_config = self._wt_config = config.webtransport_configuration()
         link = WtLink(
             quic_session,
-            config.webtransport_configuration(),
+            wt_config,
             datagram_queue=config.datagram_queue_size,
             datagram_queue_bytes=config.datagram_queue_bytes,
             stream_backlog=config.stream_backlog,

@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from h3.datagrams import max_h3_datagram_payload
 from pywebtransport.config import draft_name
@@ -75,9 +75,98 @@ class DatagramSent:
 
 _SENT = DatagramSent()
 
+T = TypeVar("T")
+
+
+class _Inbox(Generic[T]):
+    """A FIFO of what the peer opened, awaited by any number of tasks: what an
+    ``asyncio.Queue`` would do here, without its four deques and Event per session.
+    Nothing is allocated until the first item or waiter; the item deque goes once empty."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: deque[T] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def qsize(self) -> int:
+        items = self._items
+        return 0 if items is None else len(items)
+
+    def put_nowait(self, item: T) -> None:
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        items.append(item)
+        waiters = self._waiters
+        if waiters:  # each waiter looks again; the ones that find nothing wait again
+            self._waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def get(self) -> T:
+        while True:
+            items = self._items
+            if items:
+                item = items.popleft()
+                if not items:
+                    self._items = None
+                return item
+            waiter = asyncio.get_running_loop().create_future()
+            waiters = self._waiters
+            if waiters is None:
+                waiters = self._waiters = []
+            waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done() or waiter.cancelled():
+                    waiters = self._waiters
+                    if waiters is not None and waiter in waiters:
+                        waiters.remove(waiter)
+
 
 class WebTransportSession:
     """One established WebTransport session; see the module docstring."""
+
+    # one per session (thousands per server): the attributes in slots (issue 10, memory);
+    # ``__dict__`` keeps other attributes possible (``path_params`` of the app, the
+    # application's own), a dict made only when one is set
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_closed",
+        "_closing",
+        "_credit",
+        "_datagram_bytes",
+        "_datagram_waiter",
+        "_datagrams",
+        "_incoming_bidi",
+        "_incoming_uni",
+        "_link",
+        "_streams",
+        "_unacked",
+        "authority",
+        "bytes_received",
+        "bytes_sent",
+        "close_info",
+        "datagrams_dropped",
+        "datagrams_received",
+        "datagrams_sent",
+        "draft",
+        "draft_version",
+        "draining",
+        "events",
+        "headers",
+        "is_client",
+        "path",
+        "protocol",
+        "remote_address",
+        "session_id",
+        "streams_accepted",
+        "streams_opened",
+    )
 
     def __init__(
         self,
@@ -103,13 +192,14 @@ class WebTransportSession:
         self.is_client = link.is_client
         self.events = EventEmitter(self)
         self._streams: dict[int, _StreamBase] = {}
-        self._incoming_bidi: asyncio.Queue[WebTransportStream | None] = asyncio.Queue()
-        self._incoming_uni: asyncio.Queue[WebTransportReceiveStream | None] = asyncio.Queue()
-        self._datagrams: deque[bytes] = deque()
+        # what an idle session does not use is made on first use (issue 10, memory)
+        self._incoming_bidi: _Inbox[WebTransportStream | None] = _Inbox()
+        self._incoming_uni: _Inbox[WebTransportReceiveStream | None] = _Inbox()
+        self._datagrams: deque[bytes] | None = None
         self._datagram_bytes = 0
-        self._unacked: set[int] = set()  # finished streams whose data is not acked yet
+        self._unacked: set[int] | None = None  # finished streams whose data is not acked
         self._datagram_waiter: asyncio.Future[None] | None = None
-        self._credit = asyncio.Event()
+        self._credit: asyncio.Event | None = None  # made by wait_credit, set by on_credit
         self._closed: asyncio.Future[SessionClosed] = link.loop.create_future()
         self.close_info: SessionClosed | None = None
         self.draining = False
@@ -210,14 +300,16 @@ class WebTransportSession:
         link = self._link
         if link.send_buffered(stream_id):
             unacked = self._unacked
-            if len(unacked) >= _UNACKED_PRUNE:
+            if unacked is None:
+                unacked = self._unacked = set()
+            elif len(unacked) >= _UNACKED_PRUNE:
                 unacked.difference_update([s for s in unacked if not link.send_buffered(s)])
             unacked.add(stream_id)
 
     async def wait_credit(self) -> None:
         """Wait for a FlowCreditAvailable (or any progress) of this session."""
-        self._credit.clear()
-        credit = asyncio.ensure_future(self._credit.wait())
+        event = self._credit = asyncio.Event()  # only credit from now on counts
+        credit = asyncio.ensure_future(event.wait())
         progress = asyncio.ensure_future(self._link.wait_progress())
         try:
             await asyncio.wait({credit, progress}, return_when=asyncio.FIRST_COMPLETED)
@@ -287,7 +379,7 @@ class WebTransportSession:
     async def receive_datagram(self, timeout: float | None = None) -> bytes:
         """The next datagram; SessionClosed once the session ended, TimeoutError."""
         async with asyncio.timeout(timeout):
-            while not self._datagrams:
+            while not (queue := self._datagrams):
                 if self.close_info is not None:
                     raise self.close_info
                 waiter = self._datagram_waiter = self._link.loop.create_future()
@@ -295,7 +387,7 @@ class WebTransportSession:
                     await waiter
                 finally:
                     self._datagram_waiter = None
-        data = self._datagrams.popleft()
+        data = queue.popleft()
         self._datagram_bytes -= len(data)
         return data
 
@@ -337,16 +429,16 @@ class WebTransportSession:
     async def wait_flushed(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout``) until what was written on this session's streams
         was acknowledged by the peer."""
-        stream_ids = [*self._unacked, *self._streams]
+        stream_ids = [*(self._unacked or ()), *self._streams]
         try:
             async with asyncio.timeout(timeout):
                 for stream_id in stream_ids:
                     await self._link.wait_stream_flushed(stream_id, timeout)
         except TimeoutError:
             pass
-        self._unacked.difference_update(
-            [s for s in self._unacked if not self._link.send_buffered(s)]
-        )
+        left = self._unacked
+        if left:
+            left.difference_update([s for s in left if not self._link.send_buffered(s)])
 
     async def __aenter__(self) -> WebTransportSession:
         return self
@@ -404,6 +496,8 @@ class WebTransportSession:
         """A datagram arrived; the oldest queued ones go beyond the count/byte limits."""
         self.datagrams_received += 1
         queue = self._datagrams
+        if queue is None:
+            queue = self._datagrams = deque()
         queue.append(data)
         self._datagram_bytes += len(data)
         link = self._link
@@ -418,7 +512,9 @@ class WebTransportSession:
         self.events.emit(EventType.DATAGRAM, data)
 
     def on_credit(self) -> None:
-        self._credit.set()
+        credit = self._credit
+        if credit is not None:
+            credit.set()
 
     def on_draining(self) -> None:
         if not self.draining:
@@ -438,7 +534,7 @@ class WebTransportSession:
         waiter = self._datagram_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        self._credit.set()
+        self.on_credit()
         if not self._closed.done():
             self._closed.set_result(info)
         with contextlib.suppress(Exception):

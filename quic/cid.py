@@ -103,6 +103,29 @@ class PeerConnectionId:
 class ConnectionIdManager:
     """Local and peer connection IDs of one connection."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_issued_cids",
+        "_next_local_sequence",
+        "_peer_by_cid",
+        "_peer_retire_prior_to",
+        "_reserved",
+        "_reset_token",
+        "_retire_in_flight",
+        "_retire_unsent",
+        "_retired_cids",
+        "_token_bytes",
+        "_unannounced",
+        "cid_length",
+        "issue_pending",
+        "local",
+        "local_limit",
+        "max_pending_retirements",
+        "peer",
+        "peer_active_sequence",
+        "peer_limit",
+    )
+
     def __init__(
         self,
         initial_local_cid: bytes,
@@ -136,7 +159,7 @@ class ConnectionIdManager:
         # RFC 9000 §9.5: peer sequences held by paths other than the current one
         self._reserved: dict[int, None] = {}
         self._retire_unsent: dict[int, None] = {}
-        self._retire_in_flight: set[int] = set()
+        self._retire_in_flight: dict[int, None] = {}  # a dict as a set (64 B empty)
         self._issued_cids: list[bytes] = []  # newly issued, for routing updates
         self._retired_cids: list[bytes] = []  # retired local, for routing updates
 
@@ -441,7 +464,7 @@ class ConnectionIdManager:
             if len(frame) > asm.room:
                 break  # the rest waits for the next packet
             del unsent[seq]
-            self._retire_in_flight.add(seq)
+            self._retire_in_flight[seq] = None
             asm.push(frame)
             handlers.append((self._retire_fate, (seq,)))
             packet.ack_eliciting = packet.in_flight = True
@@ -462,7 +485,7 @@ class ConnectionIdManager:
         self.issue_pending = bool(announce)
 
     def _retire_fate(self, acked: bool, seq: int) -> None:
-        self._retire_in_flight.discard(seq)
+        self._retire_in_flight.pop(seq, None)
         if not acked:
             self._retire_unsent[seq] = None  # RFC 9000 §13.3: sent again until acknowledged
 

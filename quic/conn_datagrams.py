@@ -55,6 +55,7 @@ class DatagramChannel:
     __slots__ = (
         "_events",
         "_local_max",
+        "_max_queue",
         "_queue",
         "dropped_queue_full",
         "dropped_too_large",
@@ -66,7 +67,8 @@ class DatagramChannel:
     ) -> None:
         self._local_max = local_max_frame_size or 0
         self._events = events
-        self._queue: deque[bytes] = deque(maxlen=max(1, max_queue))
+        self._max_queue = max(1, max_queue)
+        self._queue: deque[bytes] | None = None  # made by the first send (idle memory)
         self.peer_max_frame_size = 0  # the peer's transport parameter (0: not supported)
         self.dropped_queue_full = 0  # the oldest, pushed out of a full queue
         self.dropped_too_large = 0  # queued when they fitted, then the path shrank
@@ -119,7 +121,9 @@ class DatagramChannel:
         if n > self.max_payload(dcid_length, mtu):
             raise ValueError(f"datagram of {n} bytes does not fit in one packet")
         queue = self._queue
-        if len(queue) == queue.maxlen:
+        if queue is None:
+            queue = self._queue = deque(maxlen=self._max_queue)
+        elif len(queue) == self._max_queue:
             self.dropped_queue_full += 1  # unreliable: the oldest gives way (RFC 9221 §5)
         queue.append(bytes(data))
 
@@ -128,7 +132,7 @@ class DatagramChannel:
         hole, a new path): queued datagrams above it are discarded now (RFC 9221 §5)
         rather than one by one at the head of the queue. O(queue), on a decrease only."""
         queue = self._queue
-        if not any(len(data) > max_payload for data in queue):
+        if not queue or not any(len(data) > max_payload for data in queue):
             return
         kept = [data for data in queue if len(data) <= max_payload]
         self.dropped_too_large += len(queue) - len(kept)
@@ -137,7 +141,8 @@ class DatagramChannel:
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        queue = self._queue
+        return len(queue) if queue else 0
 
     def room_needed(self, room: int) -> int:
         """Room the next queued DATAGRAM frame takes if it fits ``room``, else 0.

@@ -95,6 +95,30 @@ PeerCloseCallback = Callable[[float, int, str, "int | None", bool], None]
 class FrameDispatcher:
     """Routes the frames of received packets to the connection's components."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_acks",
+        "_cids",
+        "_closed",
+        "_confirm_handshake",
+        "_crypto",
+        "_datagrams",
+        "_dcid",
+        "_ecn",
+        "_flush_routing",
+        "_handshake",
+        "_is_client",
+        "_on_peer_close",
+        "_on_tls_progress",
+        "_paths",
+        "_peer_ack_delay_exponent",
+        "_pmtu",
+        "_qlog",
+        "_recovery",
+        "_streams",
+        "non_probing",
+    )
+
     def __init__(
         self,
         *,

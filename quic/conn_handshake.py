@@ -94,6 +94,39 @@ class HandshakeProgress:
 class HandshakeDriver:
     """TLS, transport parameters and the handshake's milestones of one connection."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_alpn_reported",
+        "_early_decode",
+        "_events",
+        "_preferred_address",
+        "_reset_token",
+        "_switched_to",
+        "_token_key",
+        "_tokens_out",
+        "alpn_protocol",
+        "complete",
+        "configuration",
+        "confirmed",
+        "done_pending",
+        "early",
+        "host_cid",
+        "is_client",
+        "local_params",
+        "new_token",
+        "original_dcid",
+        "original_version",
+        "peer_initial_scid",
+        "peer_params",
+        "reacted_to_vn",
+        "retry_received",
+        "retry_scid",
+        "tls",
+        "token",
+        "tokens_resent",
+        "version",
+    )
+
     def __init__(
         self,
         configuration: QuicConfiguration,

@@ -99,6 +99,27 @@ class MigrationRefused(RuntimeError):
 class Migration:
     """The migration rules of one connection (see the module docstring)."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_cids",
+        "_handshake",
+        "_is_client",
+        "_keys",
+        "_new_congestion",
+        "_on_new_path",
+        "_paths",
+        "_preferred",
+        "_reader",
+        "_recovery",
+        "_refuse_active",
+        "_sender",
+        "_use_preferred",
+        "cid_blocked",
+        "cid_skipped",
+        "path_dcid",
+        "refused",
+    )
+
     def __init__(
         self,
         *,

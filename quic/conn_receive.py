@@ -67,6 +67,27 @@ def _reserved_bits_error() -> QuicProtocolError:
 class PacketReader:
     """Opens the packets of one connection and dispatches their frames."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_acks",
+        "_buffer_limit",
+        "_buffered",
+        "_cids",
+        "_dispatcher",
+        "_ecn",
+        "_handshake",
+        "_is_client",
+        "_keys",
+        "_qlog",
+        "authenticated",
+        "dropped",
+        "newest_dcid",
+        "newest_non_probing",
+        "processed",
+        "reprocess",
+        "zero_rtt_processed",
+    )
+
     def __init__(
         self,
         *,

@@ -49,6 +49,23 @@ __all__ = ["FirstFlight"]
 class FirstFlight:
     """Version Negotiation, compatible version switches and Retry (module docstring)."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_cids",
+        "_crypto",
+        "_events",
+        "_handshake",
+        "_is_client",
+        "_keys",
+        "_on_restart",
+        "_qlog",
+        "_reader",
+        "_recovery",
+        "_sender",
+        "_token_bytes",
+        "ended",
+    )
+
     def __init__(
         self,
         *,

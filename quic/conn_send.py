@@ -120,6 +120,35 @@ _MAX_REASON = 256  # bytes of reason phrase we send at most
 class SendScheduler:
     """Fills datagrams with the frames the connection's components owe."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_ack_only_run",
+        "_ackfreq",
+        "_ackfreq_due",
+        "_acks",
+        "_cids",
+        "_crypto",
+        "_datagrams",
+        "_discard_space",
+        "_ecn",
+        "_events",
+        "_handshake",
+        "_host_cid",
+        "_is_client",
+        "_keys",
+        "_paced",
+        "_pacing_held",
+        "_paths",
+        "_pings",
+        "_pmtu",
+        "_probes",
+        "_qlog",
+        "_recovery",
+        "_streams",
+        "pacer",
+        "pacing_deadline",
+    )
+
     def __init__(
         self,
         *,

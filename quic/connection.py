@@ -123,6 +123,44 @@ class QuicConnection:
     migration: Migration
     first_flight: FirstFlight
 
+    # more than 30 attributes: in slots, no per-instance dict (1.3 KB per connection;
+    # issue 10, memory); ``__dict__`` keeps other attributes possible (tests patch some)
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_eliciting_since_receive",
+        "_events",
+        "_idle_timeout",
+        "_issue_token",
+        "_last_activity",
+        "_now",
+        "_qlog",
+        "_token_bytes",
+        "ackfreq",
+        "acks",
+        "cids",
+        "closer",
+        "configuration",
+        "crypto",
+        "datagrams",
+        "dispatcher",
+        "ecn",
+        "first_flight",
+        "handshake",
+        "host_cid",
+        "is_client",
+        "keys",
+        "last_internal_error",
+        "migration",
+        "paths",
+        "pmtu",
+        "reader",
+        "recovery",
+        "sender",
+        "state",
+        "streams",
+    )
+
     def __init__(
         self,
         configuration: QuicConfiguration,

@@ -171,6 +171,20 @@ class _Space:
 class StreamManager:
     """Owns the :class:`QuicStream` objects of a connection, by id."""
 
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_local",
+        "_peer",
+        "_spaces",
+        "_streams",
+        "is_client",
+        "max_stream_fragments",
+        "max_stream_window",
+        "opened_by_peer",
+        "reassembly",
+        "stream_trace",
+    )
+
     def __init__(
         self,
         is_client: bool,

@@ -62,6 +62,7 @@ Not supported: capsule-based WebTransport (the HTTP/2-style variant).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -139,10 +140,23 @@ def h3_configuration(
     config: WebTransportConfiguration, is_client: bool, base: H3Configuration | None = None
 ) -> H3Configuration:
     """The HTTP/3 configuration that announces every draft of ``config``."""
-    h3 = base or H3Configuration()
-    settings = draft_settings(
-        config.drafts, is_client, config.max_sessions, *config.flow_control_windows
+    return _announce_drafts(
+        base or H3Configuration(),
+        tuple(config.drafts),
+        is_client,
+        config.max_sessions,
+        tuple(config.flow_control_windows),
     )
+
+
+def _announce_drafts(
+    h3: H3Configuration,
+    drafts: tuple[Draft, ...],
+    is_client: bool,
+    max_sessions: int,
+    windows: tuple[int, ...],
+) -> H3Configuration:
+    settings = draft_settings(drafts, is_client, max_sessions, *windows)
     h3.enable_connect_protocol = not is_client
     h3.enable_datagrams = True
     h3.enable_webtransport = True
@@ -150,8 +164,39 @@ def h3_configuration(
     return h3
 
 
+@functools.lru_cache(maxsize=16)
+def _shared_h3_configuration(
+    drafts: tuple[Draft, ...], is_client: bool, max_sessions: int, windows: tuple[int, ...]
+) -> H3Configuration:
+    """One HTTP/3 configuration per distinct WebTransport configuration, shared by its
+    connections (the HTTP/3 layer only reads it): not one each (issue 10, memory)."""
+    return _announce_drafts(H3Configuration(), drafts, is_client, max_sessions, windows)
+
+
 class WebTransportConnection(StreamsMixin):
     """WebTransport sessions over one HTTP/3 connection (client or server)."""
+
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_claimed",
+        "_closing",
+        "_early",
+        "_events",
+        "_final_sizes",
+        "_flow_dirty",
+        "_internal_error_logged",
+        "_parked",
+        "_sessions",
+        "_stopped",
+        "_streams",
+        "config",
+        "draft",
+        "flow_control",
+        "h3",
+        "is_client",
+        "peer_settings",
+        "quic",
+    )
 
     def __init__(
         self,
@@ -162,7 +207,16 @@ class WebTransportConnection(StreamsMixin):
         self.config = config = configuration or WebTransportConfiguration()
         self.quic = quic
         self.is_client = quic.is_client
-        self.h3 = H3Connection(quic, h3_configuration(config, quic.is_client, h3_config))
+        if h3_config is None:
+            h3_config = _shared_h3_configuration(
+                tuple(config.drafts),
+                quic.is_client,
+                config.max_sessions,
+                tuple(config.flow_control_windows),
+            )
+        else:
+            h3_config = h3_configuration(config, quic.is_client, h3_config)
+        self.h3 = H3Connection(quic, h3_config)
         self.peer_settings: dict[int, int] | None = None
         #: client: the draft chosen from the server's SETTINGS (None before / if none)
         self.draft: Draft | None = None
@@ -182,9 +236,11 @@ class WebTransportConnection(StreamsMixin):
         self._final_sizes: dict[int, int] = {}  # stream -> final size of a peer reset
         # CONNECT streams after WT_CLOSE_SESSION, before FIN: left on FIN, data or reset;
         # each is an open QUIC stream, so their number is bounded by the QUIC stream limit
-        self._closing: set[int] = set()
+        # a dict as a set: 64 B empty, not 216 (idle memory)
+        self._closing: dict[int, None] = {}
         self._flow_dirty: dict[int, None] = {}  # sessions whose credit may have moved
-        self._stopped: set[int] = set()  # streams we stopped reading, until FIN/reset
+        # streams we stopped reading, until FIN/reset (a dict as a set: 64 B empty)
+        self._stopped: dict[int, None] = {}
         self._internal_error_logged = False
 
     # ==================================================================================
@@ -262,7 +318,9 @@ class WebTransportConnection(StreamsMixin):
     # -- SETTINGS and draft selection (draft-16 §3.1, §7.1) --------------------------------
 
     def _on_settings(self, settings: dict[int, int]) -> None:
-        self.peer_settings = settings
+        # the HTTP/3 layer's own table (same contents; the event's copy is not kept:
+        # one dict less per connection, issue 10 memory)
+        self.peer_settings = self.h3.peer_settings or settings
         peer_windows = flow_control_settings(settings)
         self.flow_control = (
             Draft.DRAFT16 in self.config.drafts
@@ -509,7 +567,7 @@ class WebTransportConnection(StreamsMixin):
                 if data:
                     self._after_close_data(sid)
                 elif fin:
-                    self._closing.discard(sid)
+                    self._closing.pop(sid, None)
             return
         state = session.state
         if state is SessionState.REQUESTED:
@@ -529,7 +587,7 @@ class WebTransportConnection(StreamsMixin):
                     if index + 1 < len(capsules) or session.capsules.buffered:
                         self._after_close_data(sid)
                     elif not fin:
-                        self._closing.add(sid)
+                        self._closing[sid] = None
                     return
         except (H3StreamError, SessionAbort) as exc:
             self._abort(session, exc.error_code, exc.reason)
@@ -540,7 +598,7 @@ class WebTransportConnection(StreamsMixin):
 
     def _after_close_data(self, sid: int) -> None:
         """Stream data after WT_CLOSE_SESSION: reset with H3_MESSAGE_ERROR (§6)."""
-        self._closing.discard(sid)
+        self._closing.pop(sid, None)
         self.h3.stop_stream(sid, H3ErrorCode.H3_MESSAGE_ERROR)
         self.quic.reset_stream(sid, H3ErrorCode.H3_MESSAGE_ERROR)
 

@@ -62,19 +62,21 @@ class SessionFlowControl:
     )
 
     def __init__(self, local: tuple[int, int, int], peer: tuple[int, int, int]) -> None:
-        # local = what we announced (max_data, bidi, uni); peer = what the peer announced
-        self._windows = {_DATA: local[0], "bidi": local[1], "uni": local[2]}
+        # local = what we announced (max_data, bidi, uni); peer = what the peer announced.
+        # Per stream kind: two-item lists indexed by ``bidi`` (False = uni, True = bidi),
+        # a third of a two-key dict's size (one set per session; issue 10, memory).
+        self._windows = local
         self.recv_max_data = local[0]
-        self.recv_max_streams = {True: local[1], False: local[2]}
+        self.recv_max_streams = [local[2], local[1]]
         self.received = 0  # stream-body bytes received (limit check, §5.6.4)
         self.consumed = 0  # ... of which the application is done with (credit)
-        self.peer_opened = {True: 0, False: 0}
-        self.peer_closed = {True: 0, False: 0}
+        self.peer_opened = [0, 0]
+        self.peer_closed = [0, 0]
         self.send_max_data = peer[0]
-        self.send_max_streams = {True: peer[1], False: peer[2]}
+        self.send_max_streams = [peer[2], peer[1]]
         self.sent = 0
-        self.opened = {True: 0, False: 0}
-        self._blocked_sent: dict[str, int] = {}
+        self.opened = [0, 0]
+        self._blocked_sent: dict[str, int] | None = None  # made by the first BLOCKED
 
     # -- receive side ----------------------------------------------------------------
 
@@ -103,7 +105,7 @@ class SessionFlowControl:
     def take_updates(self) -> list[bytes]:
         """The WT_MAX_DATA / WT_MAX_STREAMS capsules due now (draft-16 §5.6)."""
         out: list[bytes] = []
-        window = self._windows[_DATA]
+        window = self._windows[0]
         if window and self.recv_max_data - self.consumed < (window + 1) // 2:
             self.recv_max_data = self.consumed + window
             out.append(encode_varint_capsule(CapsuleType.WT_MAX_DATA, self.recv_max_data))
@@ -111,7 +113,7 @@ class SessionFlowControl:
             (True, CapsuleType.WT_MAX_STREAMS_BIDI),
             (False, CapsuleType.WT_MAX_STREAMS_UNI),
         ):
-            window = self._windows[_kind(bidi)]
+            window = self._windows[1 if bidi else 2]
             new_limit = min(self.peer_closed[bidi] + window, MAX_STREAMS_LIMIT)
             if window and new_limit - self.recv_max_streams[bidi] >= max(1, window // 2):
                 self.recv_max_streams[bidi] = new_limit
@@ -142,9 +144,12 @@ class SessionFlowControl:
             capsule_type = (
                 CapsuleType.WT_STREAMS_BLOCKED_BIDI if bidi else CapsuleType.WT_STREAMS_BLOCKED_UNI
             )
-        if self._blocked_sent.get(kind) == limit:
+        sent = self._blocked_sent
+        if sent is None:
+            sent = self._blocked_sent = {}
+        elif sent.get(kind) == limit:
             return None
-        self._blocked_sent[kind] = limit
+        sent[kind] = limit
         return encode_varint_capsule(capsule_type, limit)
 
     def on_max_data(self, value: int) -> bool:

@@ -45,7 +45,7 @@ class ClaimedIds:
     def __init__(self, limit: int = 1024) -> None:
         self.limit = max(1, limit)
         self.floor = 0  # every ID below this is claimed
-        self._above: set[int] = set()
+        self._above: dict[int, None] = {}  # a dict as a set: 64 B empty, not 216
         self._heap: list[int] = []
 
     def __contains__(self, stream_id: int) -> bool:
@@ -60,17 +60,17 @@ class ClaimedIds:
         IDs (the only ones a session can have, §4) are ignored."""
         if stream_id & 3 or stream_id in self:
             return
-        self._above.add(stream_id)
+        self._above[stream_id] = None
         heapq.heappush(self._heap, stream_id)
         self._advance()
         while len(self._above) > self.limit:
             lowest = heapq.heappop(self._heap)  # jump over the gap below it
-            self._above.discard(lowest)
+            self._above.pop(lowest, None)
             self.floor = lowest + _STEP
             self._advance()
 
     def _advance(self) -> None:
         heap, above = self._heap, self._above
         while heap and heap[0] == self.floor:
-            above.discard(heapq.heappop(heap))
+            above.pop(heapq.heappop(heap), None)
             self.floor += _STEP

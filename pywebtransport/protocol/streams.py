@@ -75,6 +75,9 @@ class FlowControlBlocked(WebTransportError):
 class StreamsMixin:
     """Stream and datagram handling of a WebTransport connection (see the module doc)."""
 
+    # what this mixin assigns; the rest of the state is WebTransportConnection's slots
+    __slots__ = ("_buffered_streams", "_datagram_bytes", "_datagrams")
+
     quic: QuicConnection
     h3: H3Connection
     config: WebTransportConfiguration
@@ -87,7 +90,7 @@ class StreamsMixin:
     _datagrams: deque[tuple[int, bytes]] | None
     _datagram_bytes: int
     _final_sizes: dict[int, int]
-    _stopped: set[int]
+    _stopped: dict[int, None]
     _flow_dirty: dict[int, None]
 
     # provided by the connection
@@ -110,14 +113,14 @@ class StreamsMixin:
             return  # draft-16 §4
         if sid in self._stopped:  # what QUIC still reports after our STOP_SENDING
             if fin:
-                self._stopped.discard(sid)
+                self._stopped.pop(sid, None)
             return  # QUIC credited it
         stream = self._streams.get(sid)
         if stream is None:
             stream = self._new_peer_stream(sid, session_id)
             if stream is None:
                 if fin:
-                    self._stopped.discard(sid)
+                    self._stopped.pop(sid, None)
                 return  # refused: QUIC credits what it delivered
         if stream.buffer is not None:
             stream.buffered_bytes += len(data)
@@ -271,7 +274,7 @@ class StreamsMixin:
         ignored until the FIN or the reset (``_stopped``: each entry is a stream still
         open in QUIC, so their number is bounded by the QUIC stream limits)."""
         self.quic.stop_stream(sid, code)
-        self._stopped.add(sid)
+        self._stopped[sid] = None
 
     def _stop_stream(self, stream: WtStream, code: int) -> None:
         if stream.buffer is not None:
@@ -303,7 +306,7 @@ class StreamsMixin:
 
     def _on_reset(self, sid: int, http_code: int) -> None:
         final_size = self._final_sizes.pop(sid, None)
-        self._stopped.discard(sid)
+        self._stopped.pop(sid, None)
         session = self._sessions.get(sid)
         if session is not None:  # the CONNECT stream itself
             self._on_connect_reset(session, http_code)

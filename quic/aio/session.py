@@ -78,26 +78,56 @@ class _SeenStreams:
 
     def __init__(self) -> None:
         self._low = [0, 0, 0, 0]  # by the stream ID's two type bits (RFC 9000 §2.1)
-        self._above: list[set[int]] = [set(), set(), set(), set()]
+        # made when a stream arrives out of order (an idle connection holds none)
+        self._above: list[set[int] | None] = [None, None, None, None]
 
     def add(self, stream_id: int) -> bool:
         """Note ``stream_id``; True if it was not seen before."""
         kind = stream_id & 3
         index = stream_id >> 2
+        low = self._low[kind]
+        if index < low:
+            return False
         above = self._above[kind]
-        if index < self._low[kind] or index in above:
+        if index == low:
+            low += 1
+            if above:
+                while low in above:
+                    above.remove(low)
+                    low += 1
+            self._low[kind] = low
+            return True
+        if above is None:
+            above = self._above[kind] = set()
+        elif index in above:
             return False
         above.add(index)
-        low = self._low[kind]
-        while low in above:
-            above.remove(low)
-            low += 1
-        self._low[kind] = low
         return True
 
 
 class QuicSession:
     """One QUIC connection as seen from asyncio code (see the module docstring)."""
+
+    __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
+        "__dict__",
+        "_closed",
+        "_closing",
+        "_connected",
+        "_datagram_waiter",
+        "_datagrams",
+        "_failed",
+        "_incoming_queue",
+        "_progress",
+        "_protocol",
+        "_read_limit",
+        "_readers",
+        "_seen",
+        "_writers",
+        "connection",
+        "event_listener",
+        "stream_handler",
+        "termination",
+    )
 
     def __init__(self, protocol: QuicEndpointProtocol, connection: QuicConnection) -> None:
         self._protocol = protocol
@@ -112,10 +142,11 @@ class QuicSession:
         self._read_limit = max(
             1, min(_READ_LIMIT, connection.configuration.initial_max_stream_data)
         )
-        self._incoming: asyncio.Queue[StreamPair] = asyncio.Queue()
-        self._datagrams: deque[bytes] = deque(maxlen=connection.configuration.max_datagram_queue)
+        # created on first use: an idle connection holds no queue, deque or Event
+        self._incoming_queue: asyncio.Queue[StreamPair] | None = None
+        self._datagrams: deque[bytes] | None = None
         self._datagram_waiter: asyncio.Future[None] | None = None
-        self._progress = asyncio.Event()  # pulsed after each flush (stream limits, acks)
+        self._progress: asyncio.Event | None = None  # set by the next flush (limits, acks)
         self._failed = False
         self.termination: ConnectionTerminated | None = None
         self.stream_handler: Callable[[QuicStreamReader, QuicStreamWriter], Any] | None = None
@@ -170,6 +201,14 @@ class QuicSession:
                 await self.wait_progress()  # then only the peer's packets wake us
                 continue
             return self._stream_objects(sid)
+
+    @property
+    def _incoming(self) -> asyncio.Queue[StreamPair]:
+        """Streams the peer opened, waiting for :meth:`accept_stream` (made on first use)."""
+        queue = self._incoming_queue
+        if queue is None:
+            queue = self._incoming_queue = asyncio.Queue()
+        return queue
 
     async def accept_stream(self) -> StreamPair:
         """Wait for the next stream opened by the peer."""
@@ -237,14 +276,15 @@ class QuicSession:
 
     async def receive_datagram(self) -> bytes:
         """The next DATAGRAM payload; raises ConnectionClosed once the connection ends."""
-        queue = self._datagrams
-        while not queue:
+        while True:
+            queue = self._datagrams
+            if queue:
+                return queue.popleft()
             self.check_open()
             waiter = self._datagram_waiter
             if waiter is None or waiter.done():
                 waiter = self._datagram_waiter = self._protocol.loop.create_future()
             await waiter
-        return queue.popleft()
 
     def _wake_datagram_waiter(self) -> None:
         waiter = self._datagram_waiter
@@ -294,7 +334,10 @@ class QuicSession:
         """Wait for the connection's next flush (after which acks and credit may have
         changed); raises :class:`ConnectionClosed` once the connection has ended."""
         self.check_open()
-        await self._progress.wait()
+        progress = self._progress
+        if progress is None:
+            progress = self._progress = asyncio.Event()
+        await progress.wait()
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -384,7 +427,10 @@ class QuicSession:
             writer._wake()
 
     def _on_datagram(self, event: DatagramReceived) -> None:
-        self._datagrams.append(event.data)
+        queue = self._datagrams
+        if queue is None:
+            queue = self._datagrams = deque(maxlen=self.connection.configuration.max_datagram_queue)
+        queue.append(event.data)
         self._wake_datagram_waiter()
 
     def _on_handshake(self, event: HandshakeCompleted) -> None:
@@ -417,15 +463,22 @@ class QuicSession:
                 reader._fail(exc)
         for writer in self._writers.values():
             writer._wake()
-        self._progress.set()
+        self._pulse_progress()
+
+    def _pulse_progress(self) -> None:
+        """Wake every :meth:`wait_progress` waiter (their Event goes; the next waiter
+        makes a new one)."""
+        progress = self._progress
+        if progress is not None:
+            self._progress = None
+            progress.set()
 
     def _after_flush(self) -> None:
         """The pump flushed this connection: resolve a finished close, pulse progress,
         forget writers whose data is all acknowledged."""
         if self.termination is not None and not self._closed.done():
             self._closed.set_result(self.termination)
-        self._progress.set()
-        self._progress = asyncio.Event()
+        self._pulse_progress()
         closing = self._closing
         if closing:
             buffered = self.connection.send_buffered
@@ -442,7 +495,7 @@ class QuicSession:
         assert self.termination is not None
         if not self._closed.done():
             self._closed.set_result(self.termination)
-        self._progress.set()
+        self._pulse_progress()
 
 
 _HANDLERS: dict[type, Callable[[QuicSession, Any], None]] = {

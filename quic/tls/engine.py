@@ -44,6 +44,8 @@ __all__ = ["Epoch", "SecretAvailable", "TlsEngine"]
 class TlsEngine(HandshakeContext):
     """One endpoint's TLS 1.3 handshake (see module docstring)."""
 
+    __slots__ = ("_failure", "_role")
+
     def __init__(self, config: TlsConfig, transport_parameters: bytes) -> None:
         super().__init__(config, transport_parameters)
         self._role: Role = ClientRole(self) if config.is_client else ServerRole(self)

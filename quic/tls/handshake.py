@@ -85,6 +85,43 @@ def is_ip_address(name: str) -> bool:
 class HandshakeContext:
     """Buffers, transcript, keys and negotiated values of one handshake."""
 
+    # one per connection, more than 30 attributes: in slots, no per-instance dict
+    # (issue 10, memory); ``__dict__`` keeps other attributes possible
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_output",
+        "_secrets",
+        "alpn_protocol",
+        "cipher_suite",
+        "client_application_secret",
+        "client_handshake_secret",
+        "client_random",
+        "config",
+        "early_data_accepted",
+        "early_data_offered",
+        "early_data_refusal",
+        "exporter_secret",
+        "group",
+        "handshake_complete",
+        "hello_retry_request_received",
+        "hello_retry_request_sent",
+        "key_schedule",
+        "on_client_transport_parameters",
+        "peer_certificate",
+        "peer_transport_parameters",
+        "psk",
+        "readers",
+        "recv_epoch",
+        "resumption_secret",
+        "server_application_secret",
+        "server_handshake_secret",
+        "session_resumed",
+        "signature_scheme",
+        "transcript",
+        "transport_parameters",
+    )
+
     def __init__(self, config: TlsConfig, transport_parameters: bytes) -> None:
         config.check()
         self.config = config
