@@ -120,6 +120,12 @@ class H3Configuration:
 
     max_field_section_size: int | None = 65536  # SETTINGS_MAX_FIELD_SECTION_SIZE, §4.2.2
     qpack_max_table_capacity: int = 4096  # RFC 9204 §5
+    #: Does our QPACK *encoder* use the dynamic table the peer allows? False: static
+    #: table and literals only (RFC 9204 §3.2.3: the encoder may keep the capacity at
+    #: 0), sparing the engine's dynamic-table state, about 4.4 KB of native memory per
+    #: connection. None: True, except on WebTransport connections (one response per
+    #: session), which set False.
+    qpack_encoder_dynamic_table: bool | None = None
     qpack_blocked_streams: int = 16  # RFC 9204 §2.1.2: more is QPACK_DECOMPRESSION_FAILED
     enable_connect_protocol: bool = False  # RFC 9220
     enable_datagrams: bool = False  # RFC 9297 SETTINGS_H3_DATAGRAM
@@ -189,7 +195,7 @@ class H3Connection:
             config.qpack_blocked_streams,
             config.max_field_section_size,
         )
-        self.encoder = QpackEncoder()
+        self.encoder = QpackEncoder(dynamic_table=config.qpack_encoder_dynamic_table is not False)
         if self._qlog is not None:  # QPACK events (h3.qlog_qpack)
             self._qlog.watch_qpack(self.encoder, self.decoder)
         # the control and QPACK streams, ours and the peer's (h3.control)

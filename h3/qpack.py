@@ -358,11 +358,13 @@ class QpackEncoder:
     """Our QPACK encoder: compresses the field sections we send (RFC 9204 §2.1).
 
     Starts with the static table only; :meth:`apply_settings` switches the dynamic
-    table on with the peer's SETTINGS values.
+    table on with the peer's SETTINGS values, unless ``dynamic_table`` is False (static
+    table and literals only: capacity 0, RFC 9204 §3.2.3).
     """
 
     __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
         "__dict__",
+        "_dynamic_table",
         "_encoder",
         "_encoder_stream",
         "_settings_applied",
@@ -372,9 +374,10 @@ class QpackEncoder:
         "trace",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, dynamic_table: bool = True) -> None:
         self._encoder = pylsqpack.Encoder()
         self._encoder_stream = bytearray()
+        self._dynamic_table = dynamic_table
         self._settings_applied = False
         self.max_table_capacity = 0
         self.blocked_streams = 0
@@ -402,6 +405,8 @@ class QpackEncoder:
         self.peer_max_field_section_size = max_field_section_size
         if self.trace is not None:
             self.trace.peer_settings(max_table_capacity)
+        if not self._dynamic_table:  # capacity 0: the static table only (§3.2.3)
+            return
         if max_table_capacity <= 0 or max_table_capacity > _UINT32_MAX:
             return
         self.max_table_capacity = max_table_capacity

@@ -24,6 +24,10 @@ public interface; the link calls it back through the ``on_*`` methods of
   :class:`~pywebtransport.exceptions.SessionClosed` (streams that already ended
   keep their unread data), the incoming iterators end, the ``closed`` event fires
   and ``wait_closed()`` returns the reason.
+* Idle memory (issue 10): the incoming-stream queues are :class:`_Inbox` es (an item
+  deque and waiter futures made on first use, not ``asyncio.Queue`` s), the datagram
+  deque, the credit Event and the set of unacknowledged finished streams are made on
+  first use, and the attributes live in ``__slots__``.
 """
 
 from __future__ import annotations

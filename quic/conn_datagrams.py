@@ -13,9 +13,11 @@ parameter (RFC 9221 §3): ours bounds what we accept, the peer's what we may sen
 * Sending: :meth:`DatagramChannel.send` queues a payload; the queue holds at most
   ``max_datagram_queue`` payloads and, being unreliable, drops the *oldest* when full
   (RFC 9221 §5 lets a sender drop datagrams) — fresh data is what a real-time
-  application wants. :meth:`DatagramChannel.write` puts whole DATAGRAM frames into the
-  open packet (a DATAGRAM frame is never split, RFC 9221 §5); one that can no longer
-  fit even an empty packet (the path shrank) is dropped rather than blocking the queue.
+  application wants. The queue is made by the first send (a connection that sends no
+  DATAGRAM holds none: issue 10, memory per idle session). :meth:`DatagramChannel.write`
+  puts whole DATAGRAM frames into the open packet (a DATAGRAM frame is never split,
+  RFC 9221 §5); one that can no longer fit even an empty packet (the path shrank) is
+  dropped rather than blocking the queue.
   DATAGRAM frames are ack-eliciting and congestion controlled (RFC 9221 §5.2, §5.4)
   but never retransmitted, so their fate needs no handler.
 

@@ -139,7 +139,7 @@ class Session:
         self.protocols: tuple[str, ...] = ()  # offered (client) / received (server)
         self.capsules = CapsuleReader()
         self.flow: SessionFlowControl | None = None
-        self.streams: set[int] = set()
+        self.streams: dict[int, None] = {}  # stream IDs (a dict as a set: 64 B empty)
         self.pending_data = bytearray()  # server: capsule bytes before accept (§3.2)
         self.pending_fin = False
         self.fin_sent = False

@@ -156,7 +156,7 @@ class StreamsMixin:
         return stream if self._open_incoming(session, stream) else None
 
     def _open_incoming(self, session: Session, stream: WtStream) -> bool:
-        session.streams.add(stream.stream_id)
+        session.streams[stream.stream_id] = None
         try:
             if session.flow is not None:
                 session.flow.on_peer_stream(stream.bidi)
@@ -292,7 +292,7 @@ class StreamsMixin:
         if not stream.finished:
             return
         self._streams.pop(stream.stream_id, None)
-        session.streams.discard(stream.stream_id)
+        session.streams.pop(stream.stream_id, None)
         if not stream.local and session.flow is not None:
             session.flow.on_peer_stream_closed(stream.bidi)  # credit back (§5.6.2)
             self._flow_dirty[session.session_id] = None
@@ -394,7 +394,7 @@ class StreamsMixin:
         if flow is not None:
             flow.on_open(bidirectional)
         self._streams[sid] = WtStream(sid, session_id, local=True)
-        session.streams.add(sid)
+        session.streams[sid] = None
         self._claimed.add(sid)  # client: our bidi stream IDs are not sessions
         return sid
 

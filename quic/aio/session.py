@@ -17,6 +17,9 @@ through :attr:`QuicSession.connection` and then calls :meth:`QuicSession.schedul
 If the listener raises, the connection is closed with INTERNAL_ERROR (RFC 9000 §20.1),
 the error is logged once, and the pump carries on with the other events.
 
+Idle memory (issue 10): the accept queue, the DATAGRAM deque, the progress Event and the
+sets of streams seen out of order are made on first use; an idle connection holds none.
+
 Bounded tables: a reader leaves ``_readers`` once the FIN was read or the stream failed;
 a writer leaves ``_writers`` once it was closed (FIN or reset) and everything written
 was acknowledged, or the peer stopped it. Peer-initiated streams are recognised as new

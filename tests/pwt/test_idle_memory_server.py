@@ -16,6 +16,7 @@ from collections import deque
 
 from pywebtransport import WebTransportServer, WebTransportSession
 from pywebtransport.protocol import WebTransportConnection
+from pywebtransport.session import _Inbox
 from quic.aio import QuicSession
 from quic.connection import QuicConnection
 from tests.pwt.pwt_support import certificate, server_config
@@ -150,3 +151,20 @@ async def test_idle_server_session_holds_no_asyncio_queues() -> None:
         acceptor.cancel()
         await server.shutdown(timeout=0)
         await _close(proc)
+
+
+async def test_inbox_serves_waiters_in_turn_and_keeps_nothing_when_empty() -> None:
+    """The session's incoming-stream queue (no asyncio.Queue): any number of waiters, a
+    cancelled one takes nothing with it, items in order, nothing held once drained."""
+    inbox: _Inbox[int] = _Inbox()
+    first = asyncio.ensure_future(inbox.get())
+    second = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    inbox.put_nowait(1)
+    inbox.put_nowait(2)
+    assert await second == 1
+    assert inbox.qsize() == 1 and await inbox.get() == 2
+    assert first.cancelled()
+    assert inbox._items is None and not inbox._waiters  # drained: nothing kept

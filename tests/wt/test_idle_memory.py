@@ -9,6 +9,8 @@ from __future__ import annotations
 import types
 from collections import deque
 
+from h3.qpack import QpackDecoder, QpackEncoder
+from h3.settings import SettingId
 from pywebtransport.protocol import WebTransportConfiguration
 from quic.configuration import QuicConfiguration
 from quic.endpoint import QuicEndpoint
@@ -55,3 +57,25 @@ def test_idle_session_holds_few_deques() -> None:
     )
     deques = [o for o in reachable(wt, stop) if isinstance(o, deque)]
     assert len(deques) <= MAX_IDLE_DEQUES, len(deques)
+
+
+def test_webtransport_encoder_keeps_to_the_static_table() -> None:
+    """The peer allows a QPACK dynamic table, but a WebTransport connection's encoder
+    keeps capacity 0 (RFC 9204 §3.2.3): the engine's dynamic-table state (about 4.4 KB
+    of native memory, invisible to tracemalloc) is never made."""
+    _, (_, _, server) = server_bytes(1)
+    wt = next(iter(server.wt.values()))
+    peer = wt.h3.peer_settings
+    assert peer is not None and peer[SettingId.QPACK_MAX_TABLE_CAPACITY] > 0
+    assert wt.h3.encoder.max_table_capacity == 0
+
+
+def test_qpack_encoder_dynamic_table_is_a_choice() -> None:
+    dynamic, static = QpackEncoder(), QpackEncoder(dynamic_table=False)
+    for encoder in (dynamic, static):
+        encoder.apply_settings(4096, 16)
+    assert dynamic.max_table_capacity == 4096 and dynamic.pending_encoder_stream_data()
+    assert static.max_table_capacity == 0 and not static.pending_encoder_stream_data()
+    headers = [(b":status", b"200"), (b"x-long-header-name", b"value " * 8)]
+    block = static.encode(0, headers)
+    assert QpackDecoder(4096, 16).feed_header(0, block) == headers
