@@ -333,6 +333,8 @@ class SendScheduler:
                 bulk = qlog is None and size == mtu and self._only_stream_data(now)
                 if bulk:
                     paced = pacer.allowance(now, mtu)
+                elif size < mtu and self._sent_everything():
+                    break  # a short datagram that took everything: no empty pass
             else:
                 # An ACK-only datagram: the next one could only repeat its ACKs, since
                 # whatever kept ack-eliciting frames out of it has not changed (RFC 9000
@@ -375,6 +377,21 @@ class SendScheduler:
             or self._ackfreq_due
             or streams.wants_control()
             or self._cids.wants_send(handshake.complete)
+        )
+
+    def _sent_everything(self) -> bool:
+        """After a datagram that was not full: nothing is left for another one — no
+        other space has keys, no probe is owed, and the application space wants no
+        ack-eliciting frame (its ACK, if due, just left; one not due waits for its
+        timer). The small-packet case (a reply, a ping-pong) then skips a pass that
+        would build nothing."""
+        spaces = self._keys.spaces
+        return not (
+            self._probes
+            or spaces[INITIAL].write is not None
+            or spaces[HANDSHAKE].write is not None
+            or self._keys.zero_rtt_write is not None
+            or self._wants_eliciting(APPLICATION)
         )
 
     def _write_bulk_datagram(self, asm: PacketAssembler, mtu: int) -> int:

@@ -213,3 +213,23 @@ def test_bulk_loop_keeps_the_congestion_window(monkeypatch: pytest.MonkeyPatch) 
     conn.send_stream_data(sid, b"\x01" * 400_000, end_stream=True)
     pair.run(lambda: pair.stream_done(sid), max_time=60)
     assert worst[0] <= 0
+
+
+def test_a_short_datagram_that_took_everything_ends_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lone DATAGRAM (a ping-pong reply) is built in one pass: no second, empty pass
+    over the spaces once nothing is left (conn_send._sent_everything)."""
+    pair = make_pair(seed=4)
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake.confirmed, max_time=5)
+    conn = pair.client
+    passes = _count_calls(conn.sender, "_write_space", monkeypatch)
+    conn.send_datagram(b"p" * 64)
+    out = conn.datagrams_to_send(pair.net.now)
+    assert len(out) == 1
+    assert passes[0] == 1
+    conn.send_datagram(b"q" * 1000)
+    conn.send_datagram(b"r" * 1000)  # does not fit beside the first: a second datagram
+    out = conn.datagrams_to_send(pair.net.now)
+    assert len(out) == 2
