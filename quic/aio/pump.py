@@ -14,11 +14,19 @@ is paid per batch, not per packet. The merged bytes are at most what the stream'
 advertised window let in, and credit still returns on consumption.
 
 Every datagram of a burst is fed before anything is transmitted. With the batched
-reader (:func:`quic.aio.udp.take_over_reading`) up to ``RECEIVE_BATCH`` waiting datagrams
-are read per wake-up and then transmitted once. With the fallback (asyncio's transport
-calls ``datagram_received`` once per loop iteration) the flush is scheduled with
-``call_soon`` and goes round the loop again while full-sized datagrams keep arriving, up
-to ``RECEIVE_BATCH`` of them; small ones (ACKs, ping-pong) do not delay it.
+reader (:func:`quic.aio.udp.take_over_reading` on asyncio's selector loop; on uvloop and
+other loops the socket is our own, :mod:`quic.aio.owned`) up to ``RECEIVE_BATCH``
+waiting datagrams are read per wake-up and then transmitted once. With the fallback
+(the loop's transport calls ``datagram_received``: once per loop iteration on asyncio)
+the flush is scheduled with ``call_soon`` and goes round the loop again while
+full-sized datagrams keep arriving, up to ``RECEIVE_BATCH`` of them; small ones (ACKs,
+ping-pong) do not delay it. The events of full-sized datagrams wait for that flush too,
+so the fallback also hands a burst up as one merged event per stream; those of small
+ones are handed up at once (a reply leaves with the ACK).
+
+Counters: :attr:`QuicEndpointProtocol.read_wakeups`, ``datagrams_read``,
+``events_coalesced``, ``events_dispatched`` (batching in effect, for tests and
+benchmarks); ``socket_buffers`` is what the kernel granted of ``SOCKET_BUFFER``.
 
 Only connections that have something to do are touched: the endpoint keeps the set of
 connections with pending output (a session calls :meth:`QuicEndpointProtocol.wake` after
@@ -70,6 +78,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quic.aio.offload import enable_gro, gso_available, send_segmented
+from quic.aio.owned import open_datagram_endpoint
 from quic.aio.session import ConnectionClosed, QuicSession
 from quic.aio.udp import (
     RECEIVE_BATCH,
@@ -124,7 +133,13 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._raw: socket.socket | None = None  # for sendmsg: ECN marking, GSO
         self._gso = False  # runs of datagrams in one sendmsg (quic.aio.offload)
         self.gro = False  # the kernel may glue received datagrams (split on reading)
+        self.socket_buffers = (0, 0)  # SO_RCVBUF, SO_SNDBUF the kernel granted
         self.closed = self.loop.create_future()
+        # counters (tests and benchmarks read them; see batching in the module docstring)
+        self.read_wakeups = 0  # batched reader: times the socket was found readable
+        self.datagrams_read = 0  # datagrams received, either reader (GRO: one per read)
+        self.events_coalesced = 0  # stream events merged into a neighbour (_coalesce)
+        self.events_dispatched = 0  # events handed to sessions
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -137,7 +152,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 switch()
             except Exception:
                 logger.exception("QUIC socket switch failed")
-        enlarge_buffers(transport)
+        self.socket_buffers = enlarge_buffers(transport)
         raw = raw_socket(transport)
         self.path_options = configure_path_options(raw)
         self._gso = gso_available(raw)
@@ -153,13 +168,18 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self.gro = enable_gro(self._raw)
 
     def _read_ready(self, sock: socket.socket) -> None:
+        self.read_wakeups += 1
         try:
             now = self.loop.time()
             receive = self.endpoint.receive_datagram
             if self._raw is not None:
-                read_batch_ecn(sock, lambda d, a, ecn: receive(d, a, now, ecn), self.error_received)
+                self.datagrams_read += read_batch_ecn(
+                    sock, lambda d, a, ecn: receive(d, a, now, ecn), self.error_received
+                )
             else:
-                read_batch(sock, lambda data, addr: receive(data, addr, now), self.error_received)
+                self.datagrams_read += read_batch(
+                    sock, lambda data, addr: receive(data, addr, now), self.error_received
+                )
         except Exception:
             logger.exception("QUIC receive failed")
         if not self._flush_scheduled:  # else an application write already asked for one
@@ -186,12 +206,17 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def _feed(self, data: bytes, addr: Any, local: int = 0) -> None:
         self.endpoint.receive_datagram(data, addr, self.loop.time(), 0, local)  # never raises
-        # Hand events to the application now: the tasks they wake run in the next loop
-        # iteration *before* the flush scheduled below, so a reply (an echoed datagram,
-        # a response) leaves in the same transmit as the ACK for what triggered it.
-        self._dispatch()
+        self.datagrams_read += 1
         if len(data) >= _FULL_DATAGRAM:
-            self._received += 1  # part of a burst, probably: see _flush
+            # Part of a burst, probably (see _flush): its events wait for the burst's
+            # transmit, which dispatches them first, merged per stream (_coalesce).
+            self._received += 1
+        else:
+            # Hand events to the application now: the tasks they wake run in the next
+            # loop iteration *before* the flush scheduled below, so a reply (an echoed
+            # datagram, a response) leaves in the same transmit as the ACK for what
+            # triggered it.
+            self._dispatch()
         self.schedule_flush()
 
     def error_received(self, exc: Exception) -> None:
@@ -325,7 +350,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             item = endpoint.next_event()
             if type(event) is StreamDataReceived:
                 if item is not None and not event.end_stream:
-                    event, item = _coalesce(endpoint, conn, event, item)
+                    event, item, merged = _coalesce(endpoint, conn, event, item)
+                    self.events_coalesced += merged
             elif isinstance(event, ConnectionAccepted):
                 self._accepted(conn)
                 continue
@@ -340,6 +366,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             session = sessions.get(conn)
             if session is None:
                 continue
+            self.events_dispatched += 1
             try:
                 session._on_event(event)
             except Exception as exc:  # the session guards its callbacks; a last resort
@@ -411,7 +438,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             host = local[0] if local else "0.0.0.0"
         self._on_switch = on_switch
         try:
-            await self.loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+            await open_datagram_endpoint(self.loop, lambda: self, (host, port))
         finally:
             self._on_switch = None
         if old is not None and old is not self.transport:
@@ -430,11 +457,12 @@ _Item = tuple[QuicConnection, QuicEvent]
 
 def _coalesce(
     endpoint: QuicEndpoint, conn: QuicConnection, first: StreamDataReceived, item: _Item
-) -> tuple[StreamDataReceived, _Item | None]:
+) -> tuple[StreamDataReceived, _Item | None, int]:
     """Consecutive :class:`StreamDataReceived` of one stream of ``conn`` (a burst of
-    packets read in one batch) become one event, their bytes joined once; returns it and
-    the first event that does not belong to it. Order is kept (only neighbours merge)
-    and nothing is held back: the merge ends with the queue, another event, or a FIN."""
+    packets read in one batch) become one event, their bytes joined once; returns it,
+    the first event that does not belong to it and how many events were merged into it.
+    Order is kept (only neighbours merge) and nothing is held back: the merge ends with
+    the queue, another event, or a FIN."""
     sid = first.stream_id
     early = first.early_data
     parts = [first.data]
@@ -455,5 +483,6 @@ def _coalesce(
         if event.end_stream:
             break
     if last is first:
-        return first, next_item
-    return StreamDataReceived(sid, b"".join(parts), last.end_stream, early), next_item
+        return first, next_item, 0
+    merged = StreamDataReceived(sid, b"".join(parts), last.end_stream, early)
+    return merged, next_item, len(parts) - 1
