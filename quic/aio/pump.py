@@ -16,17 +16,19 @@ advertised window let in, and credit still returns on consumption.
 Every datagram of a burst is fed before anything is transmitted. With the batched
 reader (:func:`quic.aio.udp.take_over_reading` on asyncio's selector loop; on uvloop and
 other loops the socket is our own, :mod:`quic.aio.owned`) up to ``RECEIVE_BATCH``
-waiting datagrams are read per wake-up and then transmitted once. With the fallback
-(the loop's transport calls ``datagram_received``: once per loop iteration on asyncio)
-the flush is scheduled with ``call_soon`` and goes round the loop again while
-full-sized datagrams keep arriving, up to ``RECEIVE_BATCH`` of them; small ones (ACKs,
-ping-pong) do not delay it. The events of full-sized datagrams wait for that flush too,
-so the fallback also hands a burst up as one merged event per stream; those of small
-ones are handed up at once (a reply leaves with the ACK).
+waiting datagrams are read per wake-up; their events are handed up at once and the
+transmit follows at the flush (``call_soon``), after the tasks they woke: a reply leaves
+with the ACK of what triggered it. With the fallback (the loop's transport calls
+``datagram_received``: once per loop iteration on asyncio) the flush goes round the
+loop again while full-sized datagrams keep arriving, up to ``RECEIVE_BATCH`` of them;
+small ones (ACKs, ping-pong) do not delay it. The events of full-sized datagrams wait
+for that flush too, so the fallback also hands a burst up as one merged event per
+stream; those of small ones are handed up at once (a reply leaves with the ACK).
 
 Counters: :attr:`QuicEndpointProtocol.read_wakeups`, ``datagrams_read``,
-``events_coalesced``, ``events_dispatched`` (batching in effect, for tests and
-benchmarks); ``socket_buffers`` is what the kernel granted of ``SOCKET_BUFFER``.
+``events_coalesced``, ``events_dispatched``, ``transmits``, ``datagrams_sent`` (batching
+in effect, for tests and benchmarks); ``socket_buffers`` is what the kernel granted of
+``SOCKET_BUFFER``.
 
 Only connections that have something to do are touched: the endpoint keeps the set of
 connections with pending output (a session calls :meth:`QuicEndpointProtocol.wake` after
@@ -140,6 +142,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.datagrams_read = 0  # datagrams received, either reader (GRO: one per read)
         self.events_coalesced = 0  # stream events merged into a neighbour (_coalesce)
         self.events_dispatched = 0  # events handed to sessions
+        self.transmits = 0  # transmit passes (each serves every connection with output)
+        self.datagrams_sent = 0  # datagrams handed to the socket
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -182,8 +186,11 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 )
         except Exception:
             logger.exception("QUIC receive failed")
-        if not self._flush_scheduled:  # else an application write already asked for one
-            self._transmit()
+        # Hand the batch's events up now and transmit at the flush: the tasks they wake
+        # run first (they were scheduled first), so a reply leaves with the ACK of what
+        # triggered it — one datagram each way per round trip, not a reply and an ACK.
+        self._dispatch()
+        self.schedule_flush()
 
     def add_socket(self, transport: asyncio.DatagramTransport) -> int:
         """Another socket feeding this endpoint (a server's preferred address); returns
@@ -267,12 +274,19 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._received = self._received_seen = 0
         endpoint = self.endpoint
         self._dispatch()
+        self.transmits += 1
         if self.extra_sockets:  # several local addresses (a preferred address)
-            self._send_routed(endpoint.routed_datagrams_to_send(self.loop.time()))
+            routed = endpoint.routed_datagrams_to_send(self.loop.time())
+            self.datagrams_sent += len(routed)
+            self._send_routed(routed)
         elif self._raw is not None:
-            self._send_marked(endpoint.marked_datagrams_to_send(self.loop.time()))
+            marked = endpoint.marked_datagrams_to_send(self.loop.time())
+            self.datagrams_sent += len(marked)
+            self._send_marked(marked)
         else:
-            self._send_plain(endpoint.datagrams_to_send(self.loop.time()))  # never raises
+            plain = endpoint.datagrams_to_send(self.loop.time())  # never raises
+            self.datagrams_sent += len(plain)
+            self._send_plain(plain)
         self._dispatch()
         sessions = self.sessions
         for conn in endpoint.last_flushed:
