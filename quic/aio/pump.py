@@ -133,6 +133,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.extra_sockets: list[asyncio.DatagramTransport] = []  # see add_socket()
         self.path_options = PathOptions()  # ECN, Don't Fragment: what the socket allows
         self._raw: socket.socket | None = None  # for sendmsg: ECN marking, GSO
+        self._family = 0  # the raw socket's address family
         self._gso = False  # runs of datagrams in one sendmsg (quic.aio.offload)
         self.gro = False  # the kernel may glue received datagrams (split on reading)
         self.socket_buffers = (0, 0)  # SO_RCVBUF, SO_SNDBUF the kernel granted
@@ -161,6 +162,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.path_options = configure_path_options(raw)
         self._gso = gso_available(raw)
         self._raw = raw if self.path_options.ecn or self._gso else None
+        self._family = raw.family if raw is not None else 0  # the property is not free
         self.gro = False
         # the transport registers its own reader right after this callback: replace it then
         self.loop.call_soon(self._take_over_reading, transport)
@@ -338,7 +340,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             return
         sendto = transport.sendto
         buffered: Callable[[], int] = getattr(transport, "get_write_buffer_size", lambda: 0)
-        if self._gso and not buffered():
+        if self._gso and len(out) > 1 and not buffered():  # a lone datagram: no run
             sent, self._gso = send_segmented(raw, out)
             if sent == len(out):
                 return
@@ -347,7 +349,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             try:
                 if ecn and not buffered():
                     try:
-                        send_marked(raw, data, addr, ecn)
+                        send_marked(raw, data, addr, ecn, self._family)
                         continue
                     except OSError:
                         pass  # buffer full, or the path refused it: the transport decides

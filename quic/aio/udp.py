@@ -150,10 +150,11 @@ def _is_ipv4(family: int, addr: Any) -> bool:
     return isinstance(host, str) and host.startswith("::ffff:") and "." in host
 
 
-def send_marked(sock: socket.socket, data: bytes, addr: Any, ecn: int) -> None:
+def send_marked(sock: socket.socket, data: bytes, addr: Any, ecn: int, family: int = 0) -> None:
     """Send one datagram with ECN codepoint ``ecn`` (RFC 3168 §5) in its IP header;
-    raises OSError as ``sendto`` would (BlockingIOError when the buffer is full)."""
-    if _is_ipv4(sock.family, addr):
+    raises OSError as ``sendto`` would (BlockingIOError when the buffer is full).
+    ``family``: the socket's address family if the caller knows it (else read)."""
+    if _is_ipv4(family or sock.family, addr):
         level, kind = socket.IPPROTO_IP, _IP_TOS
     else:
         level, kind = socket.IPPROTO_IPV6, _IPV6_TCLASS
