@@ -61,6 +61,7 @@ class OwnedDatagramTransport(asyncio.DatagramTransport):
         loop: asyncio.AbstractEventLoop,
         sock: socket.socket,
         protocol: asyncio.DatagramProtocol,
+        waiter: asyncio.Future[None] | None = None,
     ) -> None:
         super().__init__({"socket": sock, "sockname": sock.getsockname(), "peername": None})
         self._loop = loop
@@ -75,8 +76,9 @@ class OwnedDatagramTransport(asyncio.DatagramTransport):
         self._closing = False
         self.dropped = 0  # datagrams dropped because the send queue was full
         self.read_wakeups = 0  # times the socket was found readable
+        # as asyncio's transports: connection_made, then reading, then the waiter
         loop.call_soon(protocol.connection_made, self)
-        loop.call_soon(self._start_reading)
+        loop.call_soon(self._start_reading, waiter)
 
     # -- the socket -----------------------------------------------------------------------
 
@@ -90,11 +92,12 @@ class OwnedDatagramTransport(asyncio.DatagramTransport):
         datagrams to ``protocol.datagram_received`` one by one."""
         self._reader = on_readable
 
-    def _start_reading(self) -> None:
-        if self._closing:
-            return
-        self._loop.add_reader(self._fd, self._on_readable)
-        self._reading = True
+    def _start_reading(self, waiter: asyncio.Future[None] | None = None) -> None:
+        if not self._closing:
+            self._loop.add_reader(self._fd, self._on_readable)
+            self._reading = True
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _on_readable(self) -> None:
         self.read_wakeups += 1
@@ -206,6 +209,30 @@ class OwnedDatagramTransport(asyncio.DatagramTransport):
             self._sock.close()
 
 
+async def _bound_socket(
+    loop: asyncio.AbstractEventLoop, local_addr: tuple[str, int]
+) -> socket.socket:
+    """A non-blocking UDP socket bound to the first address of ``local_addr`` that
+    binds (as ``create_datagram_endpoint`` does); the last error if none does."""
+    host, port = local_addr
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    error: OSError = OSError(f"no address for {local_addr!r}")
+    for family, kind, proto, _, addr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.bind(addr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise error
+
+
 def _add_reader_works(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bool:
     try:
         loop.add_reader(sock.fileno(), lambda: None)
@@ -234,20 +261,17 @@ async def open_datagram_endpoint(
     if owned is None:
         owned = owned_by_default(loop)
     if owned:
-        host, port = local_addr
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, addr = infos[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)
-            sock.bind(addr)
-            usable = _add_reader_works(loop, sock)
-        except BaseException:
-            sock.close()
-            raise
-        if usable:
+        sock = await _bound_socket(loop, local_addr)
+        if _add_reader_works(loop, sock):
             protocol = protocol_factory()
-            return OwnedDatagramTransport(loop, sock, protocol), protocol
+            waiter: asyncio.Future[None] = loop.create_future()
+            owned_transport = OwnedDatagramTransport(loop, sock, protocol, waiter)
+            try:
+                await waiter  # connection_made has run, as with create_datagram_endpoint
+            except BaseException:
+                owned_transport.abort()
+                raise
+            return owned_transport, protocol
         sock.close()
     transport, protocol = await loop.create_datagram_endpoint(
         protocol_factory, local_addr=local_addr

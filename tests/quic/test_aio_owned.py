@@ -73,6 +73,52 @@ def test_uvloop_fallback_reader_still_works(monkeypatch: pytest.MonkeyPatch) -> 
         assert pump.events_dispatched < pump.datagrams_read
 
 
+def test_uvloop_client_migrates_to_a_new_socket() -> None:
+    """rebind() opens the new socket, switches, and closes the old one (its
+    connection_made has run when open_datagram_endpoint returns)."""
+
+    async def run() -> None:
+        server = await serve("127.0.0.1", 0, server_config(), stream_handler=echo_stream)
+        async with server, connect("127.0.0.1", server.port, client_config()) as session:
+            pump = session._protocol
+            old = pump.transport
+            for _ in range(200):  # the handshake must be confirmed before migrating
+                if session.connection.handshake_confirmed:
+                    break
+                await asyncio.sleep(0.01)
+            reader, writer = await session.create_stream()
+            payload = os.urandom(300_000)
+            writer.write(payload[:100_000])
+            await writer.drain()
+            await session.migrate()
+            assert isinstance(pump.transport, OwnedDatagramTransport)
+            assert pump.transport is not old and old is not None and old.is_closing()
+            writer.write(payload[100_000:])
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 20) == payload
+            assert not pump.closed.done()
+            await asyncio.sleep(0)
+            assert old.get_extra_info("socket").fileno() == -1  # the old socket is gone
+
+    run_on_uvloop(run)
+
+
+def test_uvloop_server_listens_on_its_preferred_address_too() -> None:
+    async def run() -> None:
+        config = server_config()
+        config.preferred_address = ("127.0.0.1", 0)
+        server = await serve("127.0.0.1", 0, config, stream_handler=echo_stream)
+        assert config.preferred_address[1] not in (0, server.port)
+        async with server, connect("127.0.0.1", server.port, client_config()) as session:
+            assert isinstance(server.protocol.extra_sockets[0], OwnedDatagramTransport)
+            reader, writer = await session.create_stream()
+            writer.write(b"via the preferred address")
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 20) == b"via the preferred address"
+
+    run_on_uvloop(run)
+
+
 # -- the transport itself, on the asyncio loop -----------------------------------------------
 
 
