@@ -97,7 +97,7 @@ from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
 from quic.endpoint import ConnectionAccepted, ConnectionRemoved, QuicEndpoint
 from quic.errors import StreamResetError
-from quic.events import QuicEvent, StreamDataReceived
+from quic.events import HandshakeCompleted, QuicEvent, StreamDataReceived
 
 __all__ = ["QuicEndpointProtocol"]
 
@@ -122,6 +122,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.sessions: dict[QuicConnection, QuicSession] = {}
         self._on_session = on_session
         self._flush_scheduled = False
+        self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
         self._timer: asyncio.TimerHandle | None = None
@@ -192,7 +193,18 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         # run first (they were scheduled first), so a reply leaves with the ACK of what
         # triggered it — one datagram each way per round trip, not a reply and an ACK.
         self._dispatch()
-        self.schedule_flush()
+        self._flush_or_transmit()
+
+    def _flush_or_transmit(self) -> None:
+        """After events were handed up: transmit at the flush — or now when a handshake
+        just completed, so its last flight (the client's Finished, RFC 9001 §4.1.2)
+        leaves before application code runs (an application that closes at once would
+        otherwise close before the handshake is complete on the peer's side)."""
+        if self._handshake_done:
+            self._handshake_done = False
+            self._transmit()
+        else:
+            self.schedule_flush()
 
     def add_socket(self, transport: asyncio.DatagramTransport) -> int:
         """Another socket feeding this endpoint (a server's preferred address); returns
@@ -226,7 +238,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             # datagram, a response) leaves in the same transmit as the ACK for what
             # triggered it.
             self._dispatch()
-        self.schedule_flush()
+        self._flush_or_transmit()
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("UDP error: %s", exc)
@@ -298,6 +310,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                     session._after_flush()
                 except Exception as exc:
                     session._internal_error("QUIC session", exc)
+        self._handshake_done = False  # whatever that handshake queued has just left
         self._arm_timer()
 
     def _send_plain(self, out: list[tuple[bytes, Any]]) -> None:
@@ -368,6 +381,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 if item is not None and not event.end_stream:
                     event, item, merged = _coalesce(endpoint, conn, event, item)
                     self.events_coalesced += merged
+            elif type(event) is HandshakeCompleted:
+                self._handshake_done = True  # see _flush_or_transmit
             elif isinstance(event, ConnectionAccepted):
                 self._accepted(conn)
                 continue
