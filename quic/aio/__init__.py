@@ -17,6 +17,9 @@ A thin layer, split by responsibility:
 * :mod:`quic.aio.udp` — socket helpers; :func:`~quic.aio.udp.take_over_reading` is the
   one function that uses asyncio internals (batched reading on selector loops), with a
   fallback to the transport's own reader.
+* :mod:`quic.aio.owned` — on other loops (uvloop) the driver binds its own socket
+  (:class:`~quic.aio.owned.OwnedDatagramTransport`, public loop API only) so batched
+  reading, ECN, GRO and GSO work there too (docs/event-loops.md).
 * :mod:`quic.aio.api` — :func:`connect`, :func:`serve`, :class:`QuicServer`,
   :func:`wall_clock`.
 

@@ -2,7 +2,8 @@
 
 Theory of operation
 -------------------
-Each call binds one UDP socket with ``loop.create_datagram_endpoint`` and puts a
+Each call binds one UDP socket (:func:`quic.aio.owned.open_datagram_endpoint`: asyncio's
+datagram transport on the selector loop, a socket of our own on uvloop) and puts a
 :class:`~quic.aio.pump.QuicEndpointProtocol` (the pump) around a fresh
 :class:`~quic.endpoint.QuicEndpoint` on it. ``session_setup(session)`` runs
 synchronously before a session sees any event (this is where HTTP/3 or WebTransport
@@ -23,6 +24,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from quic.aio.owned import open_datagram_endpoint
 from quic.aio.pump import QuicEndpointProtocol
 from quic.aio.session import QuicSession
 from quic.aio.streams import QuicStreamReader, QuicStreamWriter
@@ -79,9 +81,10 @@ async def connect(
         configuration.server_name = host
     _prepare(configuration)
     local = "::" if family == socket.AF_INET6 else "0.0.0.0"
-    transport, protocol = await loop.create_datagram_endpoint(
-        lambda: QuicEndpointProtocol(QuicEndpoint()), local_addr=(local, local_port)
+    transport, protocol = await open_datagram_endpoint(
+        loop, lambda: QuicEndpointProtocol(QuicEndpoint()), (local, local_port)
     )
+    assert isinstance(protocol, QuicEndpointProtocol)
     try:
         session = protocol.connect(addr, configuration)
         if session_setup is not None:
@@ -170,10 +173,10 @@ async def serve(
         if handler is not None:
             await handler(session)
 
-    transport, protocol = await loop.create_datagram_endpoint(
-        lambda: QuicEndpointProtocol(QuicEndpoint(configuration), on_session),
-        local_addr=(host, port),
+    transport, protocol = await open_datagram_endpoint(
+        loop, lambda: QuicEndpointProtocol(QuicEndpoint(configuration), on_session), (host, port)
     )
+    assert isinstance(protocol, QuicEndpointProtocol)
     if configuration.preferred_address is not None:
         try:
             await _listen_preferred(protocol, configuration)
@@ -204,8 +207,6 @@ async def _listen_preferred(pump: QuicEndpointProtocol, configuration: QuicConfi
     assert configuration.preferred_address is not None
     host, port = configuration.preferred_address
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: _PreferredSocket(pump), local_addr=(host, port)
-    )
+    transport, _ = await open_datagram_endpoint(loop, lambda: _PreferredSocket(pump), (host, port))
     pump.add_socket(transport)
     configuration.preferred_address = (host, int(transport.get_extra_info("sockname")[1]))

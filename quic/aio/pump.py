@@ -14,11 +14,21 @@ is paid per batch, not per packet. The merged bytes are at most what the stream'
 advertised window let in, and credit still returns on consumption.
 
 Every datagram of a burst is fed before anything is transmitted. With the batched
-reader (:func:`quic.aio.udp.take_over_reading`) up to ``RECEIVE_BATCH`` waiting datagrams
-are read per wake-up and then transmitted once. With the fallback (asyncio's transport
-calls ``datagram_received`` once per loop iteration) the flush is scheduled with
-``call_soon`` and goes round the loop again while full-sized datagrams keep arriving, up
-to ``RECEIVE_BATCH`` of them; small ones (ACKs, ping-pong) do not delay it.
+reader (:func:`quic.aio.udp.take_over_reading` on asyncio's selector loop; on uvloop and
+other loops the socket is our own, :mod:`quic.aio.owned`) up to ``RECEIVE_BATCH``
+waiting datagrams are read per wake-up; their events are handed up at once and the
+transmit follows at the flush (``call_soon``), after the tasks they woke: a reply leaves
+with the ACK of what triggered it. With the fallback (the loop's transport calls
+``datagram_received``: once per loop iteration on asyncio) the flush goes round the
+loop again while full-sized datagrams keep arriving, up to ``RECEIVE_BATCH`` of them;
+small ones (ACKs, ping-pong) do not delay it. The events of full-sized datagrams wait
+for that flush too, so the fallback also hands a burst up as one merged event per
+stream; those of small ones are handed up at once (a reply leaves with the ACK).
+
+Counters: :attr:`QuicEndpointProtocol.read_wakeups`, ``datagrams_read``,
+``events_coalesced``, ``events_dispatched``, ``transmits``, ``datagrams_sent`` (batching
+in effect, for tests and benchmarks); ``socket_buffers`` is what the kernel granted of
+``SOCKET_BUFFER``.
 
 Only connections that have something to do are touched: the endpoint keeps the set of
 connections with pending output (a session calls :meth:`QuicEndpointProtocol.wake` after
@@ -70,6 +80,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quic.aio.offload import enable_gro, gso_available, send_segmented
+from quic.aio.owned import open_datagram_endpoint
 from quic.aio.session import ConnectionClosed, QuicSession
 from quic.aio.udp import (
     RECEIVE_BATCH,
@@ -86,7 +97,7 @@ from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
 from quic.endpoint import ConnectionAccepted, ConnectionRemoved, QuicEndpoint
 from quic.errors import StreamResetError
-from quic.events import QuicEvent, StreamDataReceived
+from quic.events import HandshakeCompleted, QuicEvent, StreamDataReceived
 
 __all__ = ["QuicEndpointProtocol"]
 
@@ -111,6 +122,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.sessions: dict[QuicConnection, QuicSession] = {}
         self._on_session = on_session
         self._flush_scheduled = False
+        self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
         self._timer: asyncio.TimerHandle | None = None
@@ -122,9 +134,18 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.extra_sockets: list[asyncio.DatagramTransport] = []  # see add_socket()
         self.path_options = PathOptions()  # ECN, Don't Fragment: what the socket allows
         self._raw: socket.socket | None = None  # for sendmsg: ECN marking, GSO
+        self._family = 0  # the raw socket's address family
         self._gso = False  # runs of datagrams in one sendmsg (quic.aio.offload)
         self.gro = False  # the kernel may glue received datagrams (split on reading)
+        self.socket_buffers = (0, 0)  # SO_RCVBUF, SO_SNDBUF the kernel granted
         self.closed = self.loop.create_future()
+        # counters (tests and benchmarks read them; see batching in the module docstring)
+        self.read_wakeups = 0  # batched reader: times the socket was found readable
+        self.datagrams_read = 0  # datagrams received, either reader (GRO: one per read)
+        self.events_coalesced = 0  # stream events merged into a neighbour (_coalesce)
+        self.events_dispatched = 0  # events handed to sessions
+        self.transmits = 0  # transmit passes (each serves every connection with output)
+        self.datagrams_sent = 0  # datagrams handed to the socket
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -137,11 +158,12 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 switch()
             except Exception:
                 logger.exception("QUIC socket switch failed")
-        enlarge_buffers(transport)
+        self.socket_buffers = enlarge_buffers(transport)
         raw = raw_socket(transport)
         self.path_options = configure_path_options(raw)
         self._gso = gso_available(raw)
         self._raw = raw if self.path_options.ecn or self._gso else None
+        self._family = raw.family if raw is not None else 0  # the property is not free
         self.gro = False
         # the transport registers its own reader right after this callback: replace it then
         self.loop.call_soon(self._take_over_reading, transport)
@@ -153,17 +175,36 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self.gro = enable_gro(self._raw)
 
     def _read_ready(self, sock: socket.socket) -> None:
+        self.read_wakeups += 1
         try:
             now = self.loop.time()
             receive = self.endpoint.receive_datagram
             if self._raw is not None:
-                read_batch_ecn(sock, lambda d, a, ecn: receive(d, a, now, ecn), self.error_received)
+                self.datagrams_read += read_batch_ecn(
+                    sock, lambda d, a, ecn: receive(d, a, now, ecn), self.error_received
+                )
             else:
-                read_batch(sock, lambda data, addr: receive(data, addr, now), self.error_received)
+                self.datagrams_read += read_batch(
+                    sock, lambda data, addr: receive(data, addr, now), self.error_received
+                )
         except Exception:
             logger.exception("QUIC receive failed")
-        if not self._flush_scheduled:  # else an application write already asked for one
+        # Hand the batch's events up now and transmit at the flush: the tasks they wake
+        # run first (they were scheduled first), so a reply leaves with the ACK of what
+        # triggered it — one datagram each way per round trip, not a reply and an ACK.
+        self._dispatch()
+        self._flush_or_transmit()
+
+    def _flush_or_transmit(self) -> None:
+        """After events were handed up: transmit at the flush — or now when a handshake
+        just completed, so its last flight (the client's Finished, RFC 9001 §4.1.2)
+        leaves before application code runs (an application that closes at once would
+        otherwise close before the handshake is complete on the peer's side)."""
+        if self._handshake_done:
+            self._handshake_done = False
             self._transmit()
+        else:
+            self.schedule_flush()
 
     def add_socket(self, transport: asyncio.DatagramTransport) -> int:
         """Another socket feeding this endpoint (a server's preferred address); returns
@@ -186,13 +227,18 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def _feed(self, data: bytes, addr: Any, local: int = 0) -> None:
         self.endpoint.receive_datagram(data, addr, self.loop.time(), 0, local)  # never raises
-        # Hand events to the application now: the tasks they wake run in the next loop
-        # iteration *before* the flush scheduled below, so a reply (an echoed datagram,
-        # a response) leaves in the same transmit as the ACK for what triggered it.
-        self._dispatch()
+        self.datagrams_read += 1
         if len(data) >= _FULL_DATAGRAM:
-            self._received += 1  # part of a burst, probably: see _flush
-        self.schedule_flush()
+            # Part of a burst, probably (see _flush): its events wait for the burst's
+            # transmit, which dispatches them first, merged per stream (_coalesce).
+            self._received += 1
+        else:
+            # Hand events to the application now: the tasks they wake run in the next
+            # loop iteration *before* the flush scheduled below, so a reply (an echoed
+            # datagram, a response) leaves in the same transmit as the ACK for what
+            # triggered it.
+            self._dispatch()
+        self._flush_or_transmit()
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("UDP error: %s", exc)
@@ -242,12 +288,19 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._received = self._received_seen = 0
         endpoint = self.endpoint
         self._dispatch()
+        self.transmits += 1
         if self.extra_sockets:  # several local addresses (a preferred address)
-            self._send_routed(endpoint.routed_datagrams_to_send(self.loop.time()))
+            routed = endpoint.routed_datagrams_to_send(self.loop.time())
+            self.datagrams_sent += len(routed)
+            self._send_routed(routed)
         elif self._raw is not None:
-            self._send_marked(endpoint.marked_datagrams_to_send(self.loop.time()))
+            marked = endpoint.marked_datagrams_to_send(self.loop.time())
+            self.datagrams_sent += len(marked)
+            self._send_marked(marked)
         else:
-            self._send_plain(endpoint.datagrams_to_send(self.loop.time()))  # never raises
+            plain = endpoint.datagrams_to_send(self.loop.time())  # never raises
+            self.datagrams_sent += len(plain)
+            self._send_plain(plain)
         self._dispatch()
         sessions = self.sessions
         for conn in endpoint.last_flushed:
@@ -257,6 +310,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                     session._after_flush()
                 except Exception as exc:
                     session._internal_error("QUIC session", exc)
+        self._handshake_done = False  # whatever that handshake queued has just left
         self._arm_timer()
 
     def _send_plain(self, out: list[tuple[bytes, Any]]) -> None:
@@ -299,7 +353,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             return
         sendto = transport.sendto
         buffered: Callable[[], int] = getattr(transport, "get_write_buffer_size", lambda: 0)
-        if self._gso and not buffered():
+        if self._gso and len(out) > 1 and not buffered():  # a lone datagram: no run
             sent, self._gso = send_segmented(raw, out)
             if sent == len(out):
                 return
@@ -308,7 +362,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             try:
                 if ecn and not buffered():
                     try:
-                        send_marked(raw, data, addr, ecn)
+                        send_marked(raw, data, addr, ecn, self._family)
                         continue
                     except OSError:
                         pass  # buffer full, or the path refused it: the transport decides
@@ -325,7 +379,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             item = endpoint.next_event()
             if type(event) is StreamDataReceived:
                 if item is not None and not event.end_stream:
-                    event, item = _coalesce(endpoint, conn, event, item)
+                    event, item, merged = _coalesce(endpoint, conn, event, item)
+                    self.events_coalesced += merged
+            elif type(event) is HandshakeCompleted:
+                self._handshake_done = True  # see _flush_or_transmit
             elif isinstance(event, ConnectionAccepted):
                 self._accepted(conn)
                 continue
@@ -340,6 +397,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             session = sessions.get(conn)
             if session is None:
                 continue
+            self.events_dispatched += 1
             try:
                 session._on_event(event)
             except Exception as exc:  # the session guards its callbacks; a last resort
@@ -411,7 +469,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             host = local[0] if local else "0.0.0.0"
         self._on_switch = on_switch
         try:
-            await self.loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+            await open_datagram_endpoint(self.loop, lambda: self, (host, port))
         finally:
             self._on_switch = None
         if old is not None and old is not self.transport:
@@ -430,11 +488,12 @@ _Item = tuple[QuicConnection, QuicEvent]
 
 def _coalesce(
     endpoint: QuicEndpoint, conn: QuicConnection, first: StreamDataReceived, item: _Item
-) -> tuple[StreamDataReceived, _Item | None]:
+) -> tuple[StreamDataReceived, _Item | None, int]:
     """Consecutive :class:`StreamDataReceived` of one stream of ``conn`` (a burst of
-    packets read in one batch) become one event, their bytes joined once; returns it and
-    the first event that does not belong to it. Order is kept (only neighbours merge)
-    and nothing is held back: the merge ends with the queue, another event, or a FIN."""
+    packets read in one batch) become one event, their bytes joined once; returns it,
+    the first event that does not belong to it and how many events were merged into it.
+    Order is kept (only neighbours merge) and nothing is held back: the merge ends with
+    the queue, another event, or a FIN."""
     sid = first.stream_id
     early = first.early_data
     parts = [first.data]
@@ -455,5 +514,6 @@ def _coalesce(
         if event.end_stream:
             break
     if last is first:
-        return first, next_item
-    return StreamDataReceived(sid, b"".join(parts), last.end_stream, early), next_item
+        return first, next_item, 0
+    merged = StreamDataReceived(sid, b"".join(parts), last.end_stream, early)
+    return merged, next_item, len(parts) - 1

@@ -10,8 +10,10 @@ burst is fed to the endpoint before anything is transmitted (one transmit pass p
 burst instead of one per datagram).
 
 That take-over needs three asyncio internals, and this module is the only place that
-touches them (see :func:`take_over_reading`). Everything else here is public API:
-socket buffer sizing and reading a batch from a raw socket.
+touches them (see :func:`take_over_reading`). On other loops (uvloop) the driver binds
+the socket itself (:mod:`quic.aio.owned`) and the same batched reader is registered
+with the public ``add_reader``. Everything else here is public API: socket buffer
+sizing and reading a batch from a raw socket.
 
 The IP header fields QUIC needs (:func:`configure_path_options`):
 
@@ -148,10 +150,11 @@ def _is_ipv4(family: int, addr: Any) -> bool:
     return isinstance(host, str) and host.startswith("::ffff:") and "." in host
 
 
-def send_marked(sock: socket.socket, data: bytes, addr: Any, ecn: int) -> None:
+def send_marked(sock: socket.socket, data: bytes, addr: Any, ecn: int, family: int = 0) -> None:
     """Send one datagram with ECN codepoint ``ecn`` (RFC 3168 §5) in its IP header;
-    raises OSError as ``sendto`` would (BlockingIOError when the buffer is full)."""
-    if _is_ipv4(sock.family, addr):
+    raises OSError as ``sendto`` would (BlockingIOError when the buffer is full).
+    ``family``: the socket's address family if the caller knows it (else read)."""
+    if _is_ipv4(family or sock.family, addr):
         level, kind = socket.IPPROTO_IP, _IP_TOS
     else:
         level, kind = socket.IPPROTO_IPV6, _IPV6_TCLASS
@@ -173,20 +176,42 @@ def _ecn_of(ancillary: list[tuple[int, int, bytes]]) -> int:
     return 0
 
 
-def enlarge_buffers(transport: asyncio.BaseTransport) -> None:
+def enlarge_buffers(transport: asyncio.BaseTransport) -> tuple[int, int]:
     """Room for a whole congestion window of bursts: with the default (~200 KB, about 90
-    datagrams) the kernel drops packets the peer's window allows."""
+    datagrams) the kernel drops packets the peer's window allows. Returns the
+    ``(SO_RCVBUF, SO_SNDBUF)`` the kernel granted (read back: Linux caps a request at
+    ``net.core.rmem_max``/``wmem_max`` and reports twice the usable size; ``(0, 0)``
+    without a socket); a grant under the request is logged at debug level."""
     sock = transport.get_extra_info("socket")
     if sock is None:
-        return
+        return 0, 0
+    granted = []
     for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        try:
+            granted.append(int(sock.getsockopt(socket.SOL_SOCKET, option)))
+        except OSError:
+            granted.append(0)
+    if min(granted) < SOCKET_BUFFER:
+        logger.debug(
+            "UDP socket buffers: asked %d, granted receive %d / send %d (raise "
+            "net.core.rmem_max / wmem_max for bursts of many connections)",
+            SOCKET_BUFFER,
+            granted[0],
+            granted[1],
+        )
+    return granted[0], granted[1]
 
 
 def raw_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
-    """The transport's own socket (``transport._sock``, an asyncio internal: the
-    ``get_extra_info("socket")`` wrapper has no ``sendmsg``/``recvmsg``), or None."""
+    """The transport's own socket, or None: ``get_extra_info("socket")`` where that is a
+    real socket (:class:`quic.aio.owned.OwnedDatagramTransport`), else ``transport._sock``
+    (an asyncio internal: asyncio's ``get_extra_info("socket")`` wrapper has no
+    ``sendmsg``/``recvmsg``; uvloop's transport has neither)."""
+    raw = transport.get_extra_info("socket")
+    if type(raw) is socket.socket:
+        return raw
     raw = getattr(transport, "_sock", None)
     return raw if isinstance(raw, socket.socket) else None
 
@@ -208,11 +233,19 @@ def take_over_reading(
       public ``add_reader`` refuses a descriptor owned by a transport.
 
     Call it after ``connection_made`` returned (the transport registers its reader
-    right after that callback). When any of these is missing or refuses — uvloop, the
-    proactor loop on Windows, a future asyncio — nothing is changed and False is
-    returned: the transport keeps calling ``datagram_received``, one datagram per loop
-    iteration, which is correct, only slower under bursts.
+    right after that callback). A transport that owns its socket
+    (:class:`quic.aio.owned.OwnedDatagramTransport`: uvloop and every loop but the
+    selector loop) offers the same through its public ``read_with``. When neither
+    works — the proactor loop on Windows, a future asyncio — nothing is changed and
+    False is returned: the transport keeps calling ``datagram_received``, one datagram
+    per callback, which is correct, only slower under bursts.
     """
+    read_with = getattr(transport, "read_with", None)
+    if read_with is not None:
+        if transport.is_closing():
+            return False
+        read_with(on_readable)
+        return True
     raw = getattr(transport, "_sock", None)
     pause = getattr(transport, "pause_reading", None)
     add_reader = getattr(loop, "_add_reader", None)  # selector loops only

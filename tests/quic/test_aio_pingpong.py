@@ -1,0 +1,70 @@
+"""Datagram ping-pong over real sockets: one transmit and one datagram per side per round
+trip — the reply leaves with the ACK of the ping (counters, not times)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from quic.aio import QuicEndpointProtocol, connect, serve
+from tests.quic.test_aio import client_config, echo_datagrams, server_config
+
+ROUND_TRIPS = 300
+COUNTERS = ("read_wakeups", "datagrams_read", "transmits", "datagrams_sent")
+
+
+def snapshot(pump: QuicEndpointProtocol) -> dict[str, int]:
+    return {name: getattr(pump, name) for name in COUNTERS}
+
+
+async def ping_pong() -> dict[str, dict[str, float]]:
+    """Per round trip, the counters of each pump over ``ROUND_TRIPS`` pings."""
+    config = client_config()
+    config.max_datagram_frame_size = 65536
+    server_cfg = server_config()
+    server_cfg.max_datagram_frame_size = 65536
+    server = await serve("127.0.0.1", 0, server_cfg, echo_datagrams)
+    async with server, connect("127.0.0.1", server.port, config) as session:
+        for _ in range(20):  # handshake done and confirmed, first ACKs out of the way
+            session.send_datagram(b"warm-up")
+            await asyncio.wait_for(session.receive_datagram(), 5)
+        pumps = {"client": session._protocol, "server": server.protocol}
+        before = {side: snapshot(pump) for side, pump in pumps.items()}
+        for _ in range(ROUND_TRIPS):
+            session.send_datagram(b"x" * 64)
+            async with asyncio.timeout(5):  # no task of its own (wait_for would add one)
+                assert await session.receive_datagram() == b"x" * 64
+        return {
+            side: {
+                name: (value - before[side][name]) / ROUND_TRIPS
+                for name, value in snapshot(pump).items()
+            }
+            for side, pump in pumps.items()
+        }
+
+
+def loop_factories() -> list[Any]:
+    factories: list[Any] = [pytest.param(None, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a test dependency
+        return factories
+    return [*factories, pytest.param(uvloop.new_event_loop, id="uvloop")]
+
+
+@pytest.mark.parametrize("loop_factory", loop_factories())
+def test_a_reply_leaves_with_the_ack_in_one_transmit(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None,
+) -> None:
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        per_round_trip = runner.run(ping_pong())
+    for side, counters in per_round_trip.items():
+        # before: a transmit right after reading (an ACK of its own, or nothing) and
+        # another for the reply — 2 transmits per round trip on each side
+        assert counters["transmits"] < 1.2, (side, counters)
+        assert counters["datagrams_sent"] < 1.2, (side, counters)
+        assert counters["read_wakeups"] < 1.2, (side, counters)
+        assert 0.9 < counters["datagrams_read"] < 1.2, (side, counters)
