@@ -352,10 +352,11 @@ async def test_fallback_reader_path(monkeypatch: pytest.MonkeyPatch) -> None:
         writer.write_eof()
         assert await asyncio.wait_for(reader.read(), 20) == payload
         # the events of a burst's full-sized datagrams reach the session merged, not one
-        # per datagram (before: ~730 datagrams, 0 merged, ~730 events dispatched)
+        # per datagram (before: ~730 datagrams, 0 merged, ~730 events dispatched); the
+        # connection itself now delivers a batch's stream data as one event (quic.
+        # conn_streams DeferredDelivery), so the pump rarely has anything left to merge
         pump = server.protocol
         assert pump.read_wakeups == 0 and pump.datagrams_read > 600
-        assert pump.events_coalesced > pump.datagrams_read // 4
         assert pump.events_dispatched < pump.datagrams_read // 2
 
 
