@@ -47,7 +47,7 @@ def test_uvloop_keeps_batched_reading(monkeypatch: pytest.MonkeyPatch) -> None:
         assert pump.batched_reading
         assert pump.datagrams_read > 1000  # ~1,400 full datagrams each way
         assert pump.datagrams_read > 2 * pump.read_wakeups  # batches, not one by one
-        assert pump.events_coalesced > pump.datagrams_read // 4
+        # merged per batch by the connection (DeferredDelivery) or by the pump
         assert pump.events_dispatched < pump.datagrams_read // 2
 
 
@@ -69,8 +69,7 @@ def test_uvloop_fallback_reader_still_works(monkeypatch: pytest.MonkeyPatch) -> 
     for pump in (server, client):
         assert not isinstance(pump.transport, OwnedDatagramTransport)
         assert not pump.batched_reading and pump.read_wakeups == 0
-        assert pump.events_coalesced > 0
-        assert pump.events_dispatched < pump.datagrams_read
+        assert pump.events_dispatched < pump.datagrams_read  # merged per burst
 
 
 def test_uvloop_client_migrates_to_a_new_socket() -> None:
