@@ -184,7 +184,12 @@ class QpackDecoder:
         self.blocked_streams = blocked_streams
         self.max_field_section_size = max_field_section_size
         self.max_queued_sections = max_queued_sections
-        self._decoder = pylsqpack.Decoder(max_table_capacity, blocked_streams)
+        # With a maximum capacity of 0 the peer cannot insert (RFC 9204 §3.2.3) and no
+        # section can block (§2.1.2): nothing lasts from one section to the next, so
+        # no engine is kept (its 4.5 KB, issue 10): one is made per field section.
+        self._decoder = (
+            pylsqpack.Decoder(max_table_capacity, blocked_streams) if max_table_capacity else None
+        )
         self._decoder_stream = bytearray()
         # Streams whose first pending section is held (blocked) by ls-qpack, with the
         # sections that arrived on them afterwards, in order.
@@ -247,8 +252,9 @@ class QpackDecoder:
             # Do not spend memory decoding it: abandon the section (§2.2.2.2).
             self._cancel(stream_id)
             raise FieldSectionTooLarge(len(block) - _PREFIX_SLACK, limit, stream_id)
+        decoder = self._decoder or pylsqpack.Decoder(0, 0)
         try:
-            control, headers = self._decoder.feed_header(stream_id, block)
+            control, headers = decoder.feed_header(stream_id, block)
         except pylsqpack.StreamBlocked:
             self._blocked[stream_id] = deque()
             if self.trace is not None:
@@ -275,6 +281,16 @@ class QpackDecoder:
         the others. Raises :class:`H3ConnectionError` (QPACK_ENCODER_STREAM_ERROR or
         QPACK_DECOMPRESSION_FAILED).
         """
+        if self._decoder is None:
+            # Capacity 0: the only valid instruction is Set Dynamic Table Capacity 0,
+            # the byte 0x20. Any other start is an insertion (larger than the
+            # capacity, §3.2.2), a Duplicate of an entry that cannot exist (§4.3.4),
+            # or a capacity of 31 or more (over our maximum, §4.3.1): all errors.
+            if data.strip(b"\x20"):
+                raise H3ConnectionError(_ENCODER_STREAM_ERROR, "invalid encoder instruction")
+            if self.trace is not None:
+                self.trace.encoder_instructions_parsed(data)
+            return []
         try:
             unblocked = self._decoder.feed_encoder(data)
         except pylsqpack.EncoderStreamError as exc:
@@ -304,13 +320,15 @@ class QpackDecoder:
     # -- internals -------------------------------------------------------------
 
     def _cancel(self, stream_id: int) -> None:
-        data = self._decoder.cancel_stream(stream_id)
-        if self.max_table_capacity:
-            self._decoder_stream += data
+        # with a maximum capacity of 0 there is no engine and nothing to cancel: the
+        # peer cannot hold references (§2.2.2.2), the instruction is omitted
+        if self._decoder is not None:
+            self._decoder_stream += self._decoder.cancel_stream(stream_id)
 
     def _resume(self, stream_id: int, results: list[UnblockedSection]) -> None:
         """Finish the held section of ``stream_id`` and then its queued ones."""
         queued = self._blocked.pop(stream_id, None)
+        assert self._decoder is not None  # only a dynamic table unblocks a section
         try:
             control, headers = self._decoder.resume_header(stream_id)
         except pylsqpack.StreamBlocked as exc:

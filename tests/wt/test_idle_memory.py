@@ -22,10 +22,11 @@ from tests.wt.idlemem import reachable, server_bytes
 # components, the DATAGRAM send deque and per-type closed-ID sets made on first use,
 # sets as dicts, shared HTTP/3 configuration and local SETTINGS)
 BUDGET_PER_SESSION = 50_000
-# deques an idle session may hold: the QUIC, HTTP/3 and WebTransport event queues and
-# the 1-RTT space's ACK-only record (each empty deque is ~760 bytes); the DATAGRAM send
-# queue comes with the first DATAGRAM sent
-MAX_IDLE_DEQUES = 4
+# deques an idle session may hold: the QUIC, HTTP/3 and WebTransport event queues (each
+# empty deque is ~760 bytes); the 1-RTT space's ACK-only record goes once every packet
+# it names has left the table of sent packets, the DATAGRAM send queue comes with the
+# first DATAGRAM sent
+MAX_IDLE_DEQUES = 3
 
 N = 3
 
@@ -60,14 +61,27 @@ def test_idle_session_holds_few_deques() -> None:
 
 
 def test_webtransport_encoder_keeps_to_the_static_table() -> None:
-    """The peer allows a QPACK dynamic table, but a WebTransport connection's encoder
-    keeps capacity 0 (RFC 9204 §3.2.3): the engine's dynamic-table state (about 4.4 KB
+    """A WebTransport connection's encoder keeps capacity 0 (RFC 9204 §3.2.3), even
+    when the peer allows a dynamic table: the engine's dynamic-table state (about 4.4 KB
     of native memory, invisible to tracemalloc) is never made."""
     _, (_, _, server) = server_bytes(1)
     wt = next(iter(server.wt.values()))
-    peer = wt.h3.peer_settings
-    assert peer is not None and peer[SettingId.QPACK_MAX_TABLE_CAPACITY] > 0
     assert wt.h3.encoder.max_table_capacity == 0
+    encoder = QpackEncoder(dynamic_table=wt.h3.config.qpack_encoder_dynamic_table is not False)
+    encoder.apply_settings(4096, 16)  # a peer that allows a dynamic table
+    assert encoder.max_table_capacity == 0 and not encoder.pending_encoder_stream_data()
+
+
+def test_webtransport_decoder_keeps_no_engine() -> None:
+    """A WebTransport connection advertises a QPACK maximum table capacity of 0, so its
+    decoder keeps no ls-qpack engine between field sections (4.5 KB each)."""
+    _, (_, _, server) = server_bytes(1)
+    wt = next(iter(server.wt.values()))
+    assert wt.h3.config.qpack_max_table_capacity == 0
+    assert wt.h3.decoder.max_table_capacity == 0
+    assert wt.h3.decoder._decoder is None
+    peer = wt.h3.peer_settings
+    assert peer is not None and peer.get(SettingId.QPACK_MAX_TABLE_CAPACITY, 0) == 0
 
 
 def test_qpack_encoder_dynamic_table_is_a_choice() -> None:
