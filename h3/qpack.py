@@ -382,7 +382,7 @@ class QpackEncoder:
 
     __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
         "__dict__",
-        "_dynamic_table",
+        "_decoder_input",
         "_encoder",
         "_encoder_stream",
         "_settings_applied",
@@ -393,9 +393,11 @@ class QpackEncoder:
     )
 
     def __init__(self, dynamic_table: bool = True) -> None:
-        self._encoder = pylsqpack.Encoder()
+        # Without a dynamic table nothing lasts from one section to the next: no engine
+        # is kept (about 1 KB, issue 10), one is made per field section.
+        self._encoder = pylsqpack.Encoder() if dynamic_table else None
+        self._decoder_input = b""  # a partial decoder instruction (static table only)
         self._encoder_stream = bytearray()
-        self._dynamic_table = dynamic_table
         self._settings_applied = False
         self.max_table_capacity = 0
         self.blocked_streams = 0
@@ -423,7 +425,7 @@ class QpackEncoder:
         self.peer_max_field_section_size = max_field_section_size
         if self.trace is not None:
             self.trace.peer_settings(max_table_capacity)
-        if not self._dynamic_table:  # capacity 0: the static table only (§3.2.3)
+        if self._encoder is None:  # capacity 0: the static table only (§3.2.3)
             return
         if max_table_capacity <= 0 or max_table_capacity > _UINT32_MAX:
             return
@@ -444,7 +446,7 @@ class QpackEncoder:
         or value too long); validation of HTTP semantics is the caller's job.
         """
         try:
-            instructions, block = self._encoder.encode(stream_id, headers)
+            instructions, block = (self._encoder or pylsqpack.Encoder()).encode(stream_id, headers)
         except RuntimeError as exc:
             raise ValueError(f"cannot encode field section: {exc}") from exc
         if instructions:
@@ -474,9 +476,45 @@ class QpackEncoder:
         Partial instructions are buffered. Raises :class:`H3ConnectionError`
         (QPACK_DECODER_STREAM_ERROR) on invalid input.
         """
-        try:
-            self._encoder.feed_decoder(data)
-        except pylsqpack.DecoderStreamError as exc:
-            raise H3ConnectionError(_DECODER_STREAM_ERROR, "invalid decoder instruction") from exc
+        if self._encoder is None:
+            self._decoder_input = _static_decoder_instructions(self._decoder_input + data)
+        else:
+            try:
+                self._encoder.feed_decoder(data)
+            except pylsqpack.DecoderStreamError as exc:
+                raise H3ConnectionError(
+                    _DECODER_STREAM_ERROR, "invalid decoder instruction"
+                ) from exc
         if self.trace is not None:
             self.trace.decoder_instructions_parsed(data)
+
+
+# A prefixed integer (RFC 9204 §4.1.1) of up to 62 bits has at most 9 continuation bytes.
+_MAX_CONTINUATION = 9
+
+
+def _static_decoder_instructions(data: bytes) -> bytes:
+    """Check decoder instructions sent to an encoder that never inserted anything;
+    return the trailing partial instruction. Only Stream Cancellation (§4.4.2) can be
+    valid: a Section Acknowledgment refers to a section with a non-zero Required
+    Insert Count (§4.4.1) and an Insert Count Increment to insertions (§4.4.3), and
+    neither exists. Raises :class:`H3ConnectionError` (QPACK_DECODER_STREAM_ERROR)."""
+    pos, n = 0, len(data)
+    while pos < n:
+        first = data[pos]
+        if first & 0xC0 != 0x40:  # not 01xxxxxx: Section Ack or Insert Count Increment
+            raise H3ConnectionError(_DECODER_STREAM_ERROR, "invalid decoder instruction")
+        end = pos + 1
+        if first & 0x3F == 0x3F:  # the 6-bit prefix is full: continuation bytes follow
+            more = 0
+            while True:
+                if end == n:
+                    return data[pos:]  # partial: wait for the rest
+                end += 1
+                if not data[end - 1] & 0x80:
+                    break
+                more += 1
+                if more == _MAX_CONTINUATION:  # a tenth would be needed: over 62 bits
+                    raise H3ConnectionError(_DECODER_STREAM_ERROR, "stream ID too large")
+        pos = end
+    return b""
