@@ -404,6 +404,11 @@ class QpackEncoder:
         self.peer_max_field_section_size: int | None = None
         self.trace: QpackLogger | None = None  # qlog (h3.qlog_qpack)
 
+    @property
+    def dynamic_table(self) -> bool:
+        """False when kept to the static table: nothing ever goes on the encoder stream."""
+        return self._encoder is not None
+
     def apply_settings(
         self,
         max_table_capacity: int,
