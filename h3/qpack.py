@@ -43,6 +43,16 @@ Encoder. Until the peer's SETTINGS arrive the encoder uses the static table only
 :meth:`QpackEncoder.apply_settings` then enables the dynamic table with the peer's
 values and queues a Set Dynamic Table Capacity instruction (§4.3.1).
 
+Without a dynamic table (issue 10, memory per connection). A decoder whose advertised
+maximum capacity is 0 and an encoder created with ``dynamic_table=False`` keep no
+ls-qpack engine: nothing lasts from one field section to the next (the peer cannot
+insert, no section can block, RFC 9204 §3.2.3, §2.1.2), so one is made per section.
+Their instruction streams are then checked here: the decoder's encoder stream may only
+carry Set Dynamic Table Capacity 0 (§4.3.1), the encoder's decoder stream only Stream
+Cancellations (§4.4.2; a partial one is held, at most 10 bytes); anything else is the
+stream's QPACK error. WebTransport connections use both (pywebtransport.protocol), and
+then open neither QPACK stream (h3.control, §4.2).
+
 Errors. ls-qpack's exceptions map to connection errors: a field section that cannot be
 decoded (including an invalid reference or too many blocked streams) is
 QPACK_DECOMPRESSION_FAILED (§2.2.3, §6), bad encoder stream input
