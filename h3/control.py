@@ -7,7 +7,9 @@ HTTP/3 keeps per connection rather than per request (RFC 9114 §6.2.1, RFC 9204 
 
 * **ours**: :meth:`ControlStreams.open` opens our control stream, whose first frame is
   SETTINGS (with a GREASE setting and frame, §7.2.4.1, §7.2.8), and our QPACK encoder and
-  decoder streams; :meth:`ControlStreams.send_goaway` writes GOAWAY on it (§5.2);
+  decoder streams (each only if used, RFC 9204 §4.2: no encoder stream for an encoder
+  kept to the static table, no decoder stream for a decoder of capacity 0);
+  :meth:`ControlStreams.send_goaway` writes GOAWAY on it (§5.2);
   :meth:`flush_encoder` / :meth:`flush_decoder` write what the QPACK codec produced;
 * **the peer's**: :meth:`ControlStreams.accept` takes each critical stream type once
   (a second one is H3_STREAM_CREATION_ERROR), :meth:`ControlStreams.on_control_data`
@@ -135,10 +137,18 @@ class ControlStreams:
         if grease:
             payload += grease_frame()
         quic.send_stream_data(self.control_id, payload)
-        self.encoder_id = quic.create_stream(bidirectional=False)
-        quic.send_stream_data(self.encoder_id, encode_uni_stream_header(StreamType.QPACK_ENCODER))
-        self.decoder_id = quic.create_stream(bidirectional=False)
-        quic.send_stream_data(self.decoder_id, encode_uni_stream_header(StreamType.QPACK_DECODER))
+        # RFC 9204 §4.2: an endpoint MAY avoid creating an encoder stream its encoder
+        # will not use (static table only), and a decoder stream when its decoder's
+        # maximum table capacity is 0 (nothing to acknowledge or cancel): one QUIC
+        # stream less on each side per connection (issue 10, memory; WebTransport)
+        if self._encoder.dynamic_table:
+            self.encoder_id = quic.create_stream(bidirectional=False)
+            header = encode_uni_stream_header(StreamType.QPACK_ENCODER)
+            quic.send_stream_data(self.encoder_id, header)
+        if self._decoder.max_table_capacity:
+            self.decoder_id = quic.create_stream(bidirectional=False)
+            header = encode_uni_stream_header(StreamType.QPACK_DECODER)
+            quic.send_stream_data(self.decoder_id, header)
         self.memory.start()  # client in 0-RTT: the remembered SETTINGS apply
         self.flush_encoder()
         if self._qlog is not None:

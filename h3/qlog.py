@@ -172,17 +172,23 @@ class H3Logger:
         encoder.trace = decoder.trace = self.qpack
 
     def initialized(
-        self, stream_ids: tuple[int, int, int], settings: dict[int, int], sent: dict[int, int]
+        self,
+        stream_ids: tuple[int, int | None, int | None],
+        settings: dict[int, int],
+        sent: dict[int, int],
     ) -> None:
         """Our control, QPACK encoder and decoder streams are open and SETTINGS written
-        (``settings`` ours, ``sent`` what the frame carries, greasing included)."""
+        (``settings`` ours, ``sent`` what the frame carries, greasing included); a QPACK
+        stream not opened (None, RFC 9204 §4.2) is not logged."""
         control, encoder, decoder = stream_ids
         self.stream_type_set(control, True, StreamType.CONTROL)
         self.parameters_set(settings, True)
         length = len(encode_settings(sent))
         self.frame_created(control, FrameType.SETTINGS, length, settings=sent)
-        self.stream_type_set(encoder, True, StreamType.QPACK_ENCODER)
-        self.stream_type_set(decoder, True, StreamType.QPACK_DECODER)
+        if encoder is not None:
+            self.stream_type_set(encoder, True, StreamType.QPACK_ENCODER)
+        if decoder is not None:
+            self.stream_type_set(decoder, True, StreamType.QPACK_DECODER)
 
     def parameters_set(self, settings: dict[int, int], local: bool) -> None:
         data = {"owner": "local" if local else "remote", **_settings_data(settings)}

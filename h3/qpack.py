@@ -43,6 +43,16 @@ Encoder. Until the peer's SETTINGS arrive the encoder uses the static table only
 :meth:`QpackEncoder.apply_settings` then enables the dynamic table with the peer's
 values and queues a Set Dynamic Table Capacity instruction (§4.3.1).
 
+Without a dynamic table (issue 10, memory per connection). A decoder whose advertised
+maximum capacity is 0 and an encoder created with ``dynamic_table=False`` keep no
+ls-qpack engine: nothing lasts from one field section to the next (the peer cannot
+insert, no section can block, RFC 9204 §3.2.3, §2.1.2), so one is made per section.
+Their instruction streams are then checked here: the decoder's encoder stream may only
+carry Set Dynamic Table Capacity 0 (§4.3.1), the encoder's decoder stream only Stream
+Cancellations (§4.4.2; a partial one is held, at most 10 bytes); anything else is the
+stream's QPACK error. WebTransport connections use both (pywebtransport.protocol), and
+then open neither QPACK stream (h3.control, §4.2).
+
 Errors. ls-qpack's exceptions map to connection errors: a field section that cannot be
 decoded (including an invalid reference or too many blocked streams) is
 QPACK_DECOMPRESSION_FAILED (§2.2.3, §6), bad encoder stream input
@@ -184,7 +194,12 @@ class QpackDecoder:
         self.blocked_streams = blocked_streams
         self.max_field_section_size = max_field_section_size
         self.max_queued_sections = max_queued_sections
-        self._decoder = pylsqpack.Decoder(max_table_capacity, blocked_streams)
+        # With a maximum capacity of 0 the peer cannot insert (RFC 9204 §3.2.3) and no
+        # section can block (§2.1.2): nothing lasts from one section to the next, so
+        # no engine is kept (its 4.5 KB, issue 10): one is made per field section.
+        self._decoder = (
+            pylsqpack.Decoder(max_table_capacity, blocked_streams) if max_table_capacity else None
+        )
         self._decoder_stream = bytearray()
         # Streams whose first pending section is held (blocked) by ls-qpack, with the
         # sections that arrived on them afterwards, in order.
@@ -247,8 +262,9 @@ class QpackDecoder:
             # Do not spend memory decoding it: abandon the section (§2.2.2.2).
             self._cancel(stream_id)
             raise FieldSectionTooLarge(len(block) - _PREFIX_SLACK, limit, stream_id)
+        decoder = self._decoder or pylsqpack.Decoder(0, 0)
         try:
-            control, headers = self._decoder.feed_header(stream_id, block)
+            control, headers = decoder.feed_header(stream_id, block)
         except pylsqpack.StreamBlocked:
             self._blocked[stream_id] = deque()
             if self.trace is not None:
@@ -275,6 +291,16 @@ class QpackDecoder:
         the others. Raises :class:`H3ConnectionError` (QPACK_ENCODER_STREAM_ERROR or
         QPACK_DECOMPRESSION_FAILED).
         """
+        if self._decoder is None:
+            # Capacity 0: the only valid instruction is Set Dynamic Table Capacity 0,
+            # the byte 0x20. Any other start is an insertion (larger than the
+            # capacity, §3.2.2), a Duplicate of an entry that cannot exist (§4.3.4),
+            # or a capacity of 31 or more (over our maximum, §4.3.1): all errors.
+            if data.strip(b"\x20"):
+                raise H3ConnectionError(_ENCODER_STREAM_ERROR, "invalid encoder instruction")
+            if self.trace is not None:
+                self.trace.encoder_instructions_parsed(data)
+            return []
         try:
             unblocked = self._decoder.feed_encoder(data)
         except pylsqpack.EncoderStreamError as exc:
@@ -304,13 +330,15 @@ class QpackDecoder:
     # -- internals -------------------------------------------------------------
 
     def _cancel(self, stream_id: int) -> None:
-        data = self._decoder.cancel_stream(stream_id)
-        if self.max_table_capacity:
-            self._decoder_stream += data
+        # with a maximum capacity of 0 there is no engine and nothing to cancel: the
+        # peer cannot hold references (§2.2.2.2), the instruction is omitted
+        if self._decoder is not None:
+            self._decoder_stream += self._decoder.cancel_stream(stream_id)
 
     def _resume(self, stream_id: int, results: list[UnblockedSection]) -> None:
         """Finish the held section of ``stream_id`` and then its queued ones."""
         queued = self._blocked.pop(stream_id, None)
+        assert self._decoder is not None  # only a dynamic table unblocks a section
         try:
             control, headers = self._decoder.resume_header(stream_id)
         except pylsqpack.StreamBlocked as exc:
@@ -364,7 +392,7 @@ class QpackEncoder:
 
     __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
         "__dict__",
-        "_dynamic_table",
+        "_decoder_input",
         "_encoder",
         "_encoder_stream",
         "_settings_applied",
@@ -375,14 +403,21 @@ class QpackEncoder:
     )
 
     def __init__(self, dynamic_table: bool = True) -> None:
-        self._encoder = pylsqpack.Encoder()
+        # Without a dynamic table nothing lasts from one section to the next: no engine
+        # is kept (about 1 KB, issue 10), one is made per field section.
+        self._encoder = pylsqpack.Encoder() if dynamic_table else None
+        self._decoder_input = b""  # a partial decoder instruction (static table only)
         self._encoder_stream = bytearray()
-        self._dynamic_table = dynamic_table
         self._settings_applied = False
         self.max_table_capacity = 0
         self.blocked_streams = 0
         self.peer_max_field_section_size: int | None = None
         self.trace: QpackLogger | None = None  # qlog (h3.qlog_qpack)
+
+    @property
+    def dynamic_table(self) -> bool:
+        """False when kept to the static table: nothing ever goes on the encoder stream."""
+        return self._encoder is not None
 
     def apply_settings(
         self,
@@ -405,7 +440,7 @@ class QpackEncoder:
         self.peer_max_field_section_size = max_field_section_size
         if self.trace is not None:
             self.trace.peer_settings(max_table_capacity)
-        if not self._dynamic_table:  # capacity 0: the static table only (§3.2.3)
+        if self._encoder is None:  # capacity 0: the static table only (§3.2.3)
             return
         if max_table_capacity <= 0 or max_table_capacity > _UINT32_MAX:
             return
@@ -426,7 +461,7 @@ class QpackEncoder:
         or value too long); validation of HTTP semantics is the caller's job.
         """
         try:
-            instructions, block = self._encoder.encode(stream_id, headers)
+            instructions, block = (self._encoder or pylsqpack.Encoder()).encode(stream_id, headers)
         except RuntimeError as exc:
             raise ValueError(f"cannot encode field section: {exc}") from exc
         if instructions:
@@ -456,9 +491,45 @@ class QpackEncoder:
         Partial instructions are buffered. Raises :class:`H3ConnectionError`
         (QPACK_DECODER_STREAM_ERROR) on invalid input.
         """
-        try:
-            self._encoder.feed_decoder(data)
-        except pylsqpack.DecoderStreamError as exc:
-            raise H3ConnectionError(_DECODER_STREAM_ERROR, "invalid decoder instruction") from exc
+        if self._encoder is None:
+            self._decoder_input = _static_decoder_instructions(self._decoder_input + data)
+        else:
+            try:
+                self._encoder.feed_decoder(data)
+            except pylsqpack.DecoderStreamError as exc:
+                raise H3ConnectionError(
+                    _DECODER_STREAM_ERROR, "invalid decoder instruction"
+                ) from exc
         if self.trace is not None:
             self.trace.decoder_instructions_parsed(data)
+
+
+# A prefixed integer (RFC 9204 §4.1.1) of up to 62 bits has at most 9 continuation bytes.
+_MAX_CONTINUATION = 9
+
+
+def _static_decoder_instructions(data: bytes) -> bytes:
+    """Check decoder instructions sent to an encoder that never inserted anything;
+    return the trailing partial instruction. Only Stream Cancellation (§4.4.2) can be
+    valid: a Section Acknowledgment refers to a section with a non-zero Required
+    Insert Count (§4.4.1) and an Insert Count Increment to insertions (§4.4.3), and
+    neither exists. Raises :class:`H3ConnectionError` (QPACK_DECODER_STREAM_ERROR)."""
+    pos, n = 0, len(data)
+    while pos < n:
+        first = data[pos]
+        if first & 0xC0 != 0x40:  # not 01xxxxxx: Section Ack or Insert Count Increment
+            raise H3ConnectionError(_DECODER_STREAM_ERROR, "invalid decoder instruction")
+        end = pos + 1
+        if first & 0x3F == 0x3F:  # the 6-bit prefix is full: continuation bytes follow
+            more = 0
+            while True:
+                if end == n:
+                    return data[pos:]  # partial: wait for the rest
+                end += 1
+                if not data[end - 1] & 0x80:
+                    break
+                more += 1
+                if more == _MAX_CONTINUATION:  # a tenth would be needed: over 62 bits
+                    raise H3ConnectionError(_DECODER_STREAM_ERROR, "stream ID too large")
+        pos = end
+    return b""

@@ -649,7 +649,7 @@ class QuicEndpoint:
 
     def _route(self, entry: Entry, cid: bytes) -> None:
         if self._routes.setdefault(cid, entry.conn) is entry.conn:
-            entry.cids.add(cid)
+            entry.cids[cid] = None
 
     def _after_activity(self, entry: Entry) -> None:
         """After any call into a connection: pass its events on, reap it if closed,
@@ -690,7 +690,7 @@ class QuicEndpoint:
                 self._route(entry, event.connection_id)
             elif isinstance(event, ConnectionIdRetired):
                 cid = event.connection_id
-                entry.cids.discard(cid)
+                entry.cids.pop(cid, None)
                 if routes.get(cid) is conn:
                     del routes[cid]
             events.append((conn, event))

@@ -205,8 +205,9 @@ class PacketSpaceRecovery:
         self.skipped = RangeSet()
         # packet numbers of non-ack-eliciting packets sent, oldest first (some may have
         # left ``sent`` already: acknowledged or lost)
-        # (a deque from the first one, None again when the space is discarded: memory
-        # per idle connection, issue 10)
+        # (a deque from the first one, None again when ``sent`` empties, every entry
+        # then being stale, or when the space is discarded: memory per idle
+        # connection, issue 10)
         self.ack_only: deque[int] | None = None
         # in-flight packets declared lost lately, in declaration order: an ACK that
         # covers one later shows the loss was spurious (RFC 9438 §4.9); bounded
@@ -217,6 +218,7 @@ class PacketSpaceRecovery:
         sent = self.sent
         if not sent:
             self.lowest_unacked = self.largest_sent + 1
+            self.ack_only = None  # nothing tracked: its entries are all stale
             return
         pn = self.lowest_unacked
         while pn not in sent:

@@ -141,7 +141,7 @@ def h3_configuration(
 ) -> H3Configuration:
     """The HTTP/3 configuration that announces every draft of ``config``."""
     return _announce_drafts(
-        base or H3Configuration(),
+        base or _wt_h3_configuration(),
         tuple(config.drafts),
         is_client,
         config.max_sessions,
@@ -174,7 +174,16 @@ def _shared_h3_configuration(
 ) -> H3Configuration:
     """One HTTP/3 configuration per distinct WebTransport configuration, shared by its
     connections (the HTTP/3 layer only reads it): not one each (issue 10, memory)."""
-    return _announce_drafts(H3Configuration(), drafts, is_client, max_sessions, windows)
+    return _announce_drafts(_wt_h3_configuration(), drafts, is_client, max_sessions, windows)
+
+
+def _wt_h3_configuration() -> H3Configuration:
+    """HTTP/3 defaults for WebTransport: our QPACK decoder advertises a maximum table
+    capacity of 0 (RFC 9204 §3.2.3: the peer's encoder then uses the static table and
+    literals only). One request per session gains little from a dynamic table, and a
+    decoder without one keeps no engine per connection (4.5 KB, plus the table the
+    peer would fill; h3.qpack, issue 10)."""
+    return H3Configuration(qpack_max_table_capacity=0)
 
 
 class WebTransportConnection(StreamsMixin):

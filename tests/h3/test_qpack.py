@@ -110,6 +110,62 @@ def test_settings_without_dynamic_table() -> None:
         encoder.apply_settings(4096, 16)
 
 
+def test_decoder_without_dynamic_table_keeps_no_engine() -> None:
+    """Capacity 0 (RFC 9204 §3.2.3): nothing lasts between sections, so no ls-qpack
+    engine is kept; sections still decode, Set Dynamic Table Capacity 0 (0x20) is
+    accepted, anything else on the encoder stream is QPACK_ENCODER_STREAM_ERROR."""
+    decoder = QpackDecoder(0, 16)
+    assert decoder._decoder is None
+    encoder = QpackEncoder()
+    encoder.apply_settings(0, 0)
+    for i in range(3):
+        assert decoder.feed_header(4 * i, encoder.encode(4 * i, _request(i))) == _request(i)
+    assert decoder.feed_encoder_stream(b"\x20\x20") == []
+    decoder.cancel_stream(4)
+    assert decoder.pending_decoder_stream_data() == b""
+    # an insertion (§3.2.2), a Duplicate (§4.3.4), a capacity of 1 or of 31 and more
+    for bad in (b"\x4a", b"\xc1\x01a", b"\x00", b"\x21", b"\x20\x3f", b"\x3f\x00"):
+        with pytest.raises(H3ConnectionError) as info:
+            QpackDecoder(0, 0).feed_encoder_stream(bad)
+        assert info.value.error_code == H3ErrorCode.QPACK_ENCODER_STREAM_ERROR
+    # a section that references the dynamic table cannot decode (§4.5.1.1)
+    dynamic, _ = _pair()
+    blocks = [dynamic.encode(4 * i, _request(0)) for i in range(3)]
+    block = next(b for b in blocks if b[0])  # Required Insert Count > 0
+    with pytest.raises(H3ConnectionError) as info:
+        decoder.feed_header(0, block)
+    assert info.value.error_code == H3ErrorCode.QPACK_DECOMPRESSION_FAILED
+
+
+def test_static_encoder_keeps_no_engine_and_checks_decoder_instructions() -> None:
+    """An encoder kept to the static table keeps no ls-qpack engine; on its decoder
+    stream only Stream Cancellations (§4.4.2) are valid, even split across reads;
+    a Section Acknowledgment (§4.4.1) or an Insert Count Increment (§4.4.3) is
+    QPACK_DECODER_STREAM_ERROR, as is a stream ID beyond 62 bits."""
+    encoder = QpackEncoder(dynamic_table=False)
+    assert encoder._encoder is None
+    encoder.apply_settings(4096, 16)
+    decoder = QpackDecoder(4096, 16)
+    for i in range(3):
+        assert decoder.feed_header(4 * i, encoder.encode(4 * i, _request(i))) == _request(i)
+    assert decoder.pending_decoder_stream_data() == b""  # nothing to acknowledge
+    # Stream Cancellation of streams 4 and 1000 (6-bit prefix: 0x7f, then 1000 - 63)
+    cancel = b"\x44" + bytes([0x7F, 0x80 | (937 & 0x7F), 937 >> 7])
+    for i in range(len(cancel) + 1):
+        encoder.feed_decoder_stream(cancel[:i])
+        encoder.feed_decoder_stream(cancel[i:])
+        assert encoder._decoder_input == b""
+    encoder.feed_decoder_stream(b"\x7f\xff")
+    assert encoder._decoder_input == b"\x7f\xff"  # partial, bounded (below)
+    for bad in (b"\x84", b"\x01", b"\x00", b"\x7f" + b"\xff" * 9):
+        fresh = QpackEncoder(dynamic_table=False)
+        with pytest.raises(H3ConnectionError) as info:
+            fresh.feed_decoder_stream(bad)
+        assert info.value.error_code == H3ErrorCode.QPACK_DECODER_STREAM_ERROR
+    fresh = QpackEncoder(dynamic_table=False)
+    fresh.feed_decoder_stream(b"\x7f" + b"\xff" * 8 + b"\x01")  # 9 continuation bytes
+
+
 def test_capacity_beyond_engine_range_falls_back_to_static_table() -> None:
     encoder = QpackEncoder()
     encoder.apply_settings(1 << 40, 1 << 40, 1 << 20)

@@ -153,6 +153,24 @@ def test_ack_only_fifo_skips_records_already_gone() -> None:
     assert (2, False) in fates and (0, True) in fates and (1, True) in fates
 
 
+def test_ack_only_fifo_goes_when_nothing_is_tracked() -> None:
+    """Once every tracked packet has left (acknowledged), the FIFO's entries are all
+    stale: it goes (memory per idle connection, issue 10), and comes back with the
+    next ACK-only packet, still bounded."""
+    rec = _recovery(max_ack_only=3)
+    fates: list[tuple[int, bool]] = []
+    space = rec.spaces[APP]
+    for pn in range(3):
+        rec.on_packet_sent(_ack_only(pn, fates), 0.0)
+    rec.on_ack_received(APP, [(0, 1)], 0.0, 0.1)
+    assert space.ack_only is not None  # packet 2 is still tracked
+    rec.on_ack_received(APP, [(2, 2)], 0.0, 0.2)
+    assert not space.sent and space.ack_only is None
+    for pn in range(3, 8):
+        rec.on_packet_sent(_ack_only(pn, fates), 0.3)
+    assert sorted(space.sent) == [5, 6, 7] and list(space.ack_only or ()) == [5, 6, 7]
+
+
 def test_sent_records_beyond_the_cap_are_declared_lost() -> None:
     rec = _recovery(max_sent=50)
     rec.congestion.congestion_window = 10**9

@@ -20,12 +20,15 @@ from tests.wt.idlemem import reachable, server_bytes
 # issue 10's cuts (lazy queues, TLS and CRYPTO state released after the handshake),
 # 52.7 KB after them, 43.8 KB after the next ones (__slots__ on the per-connection
 # components, the DATAGRAM send deque and per-type closed-ID sets made on first use,
-# sets as dicts, shared HTTP/3 configuration and local SETTINGS)
-BUDGET_PER_SESSION = 50_000
-# deques an idle session may hold: the QUIC, HTTP/3 and WebTransport event queues and
-# the 1-RTT space's ACK-only record (each empty deque is ~760 bytes); the DATAGRAM send
-# queue comes with the first DATAGRAM sent
-MAX_IDLE_DEQUES = 4
+# sets as dicts, shared HTTP/3 configuration and local SETTINGS), 33.2 KB after QPACK
+# without engines or unused QPACK streams on WebTransport connections and 4 connection
+# IDs each way (active_connection_id_limit)
+BUDGET_PER_SESSION = 40_000
+# deques an idle session may hold: the QUIC, HTTP/3 and WebTransport event queues (each
+# empty deque is ~760 bytes); the 1-RTT space's ACK-only record goes once every packet
+# it names has left the table of sent packets, the DATAGRAM send queue comes with the
+# first DATAGRAM sent
+MAX_IDLE_DEQUES = 3
 
 N = 3
 
@@ -60,14 +63,39 @@ def test_idle_session_holds_few_deques() -> None:
 
 
 def test_webtransport_encoder_keeps_to_the_static_table() -> None:
-    """The peer allows a QPACK dynamic table, but a WebTransport connection's encoder
-    keeps capacity 0 (RFC 9204 §3.2.3): the engine's dynamic-table state (about 4.4 KB
+    """A WebTransport connection's encoder keeps capacity 0 (RFC 9204 §3.2.3), even
+    when the peer allows a dynamic table: the engine's dynamic-table state (about 4.4 KB
     of native memory, invisible to tracemalloc) is never made."""
     _, (_, _, server) = server_bytes(1)
     wt = next(iter(server.wt.values()))
-    peer = wt.h3.peer_settings
-    assert peer is not None and peer[SettingId.QPACK_MAX_TABLE_CAPACITY] > 0
     assert wt.h3.encoder.max_table_capacity == 0
+    encoder = QpackEncoder(dynamic_table=wt.h3.config.qpack_encoder_dynamic_table is not False)
+    encoder.apply_settings(4096, 16)  # a peer that allows a dynamic table
+    assert encoder.max_table_capacity == 0 and not encoder.pending_encoder_stream_data()
+
+
+def test_webtransport_decoder_keeps_no_engine() -> None:
+    """A WebTransport connection advertises a QPACK maximum table capacity of 0, so its
+    decoder keeps no ls-qpack engine between field sections (4.5 KB each)."""
+    _, (_, _, server) = server_bytes(1)
+    wt = next(iter(server.wt.values()))
+    assert wt.h3.config.qpack_max_table_capacity == 0
+    assert wt.h3.decoder.max_table_capacity == 0
+    assert wt.h3.decoder._decoder is None
+    peer = wt.h3.peer_settings
+    assert peer is not None and peer.get(SettingId.QPACK_MAX_TABLE_CAPACITY, 0) == 0
+
+
+def test_webtransport_opens_no_unused_qpack_streams() -> None:
+    """Neither side opens a QPACK stream it will not use (RFC 9204 §4.2): an idle
+    session's connection holds three QUIC streams (the two control streams and the
+    CONNECT stream), not seven (plain HTTP/3 still opens both: tests/h3)."""
+    _, (_, _, server) = server_bytes(1)
+    conn, wt = next(iter(server.wt.items()))
+    control = wt.h3.control
+    assert control.control_id is not None
+    assert control.encoder_id is None and control.decoder_id is None
+    assert len(conn.streams.manager.streams) == 3, sorted(conn.streams.manager.streams)
 
 
 def test_qpack_encoder_dynamic_table_is_a_choice() -> None:
