@@ -188,6 +188,11 @@ async def wt_sessions(stack: Stack, args: argparse.Namespace, url: str) -> dict[
     if args.trace:
         start_server_tracing(args.server_pid)
     before = await server_stats(args.server_pid, args.stats_file)
+    for _ in range(100):  # the two signals may be handled in either order: wait for tracing
+        if not args.trace or before.get("traced_kb") is not None:
+            break
+        await asyncio.sleep(0.05)
+        before = await server_stats(args.server_pid, args.stats_file)
     opening = time.perf_counter()
     sessions, open_errors = await _open_many(stack, args, url)
     open_s = time.perf_counter() - opening
