@@ -4,14 +4,16 @@ Theory of operation
 -------------------
 :class:`~quic.connection.QuicConnection` is a coordinator of owned components; this
 module creates them, in dependency order, and gives each the narrow set of others and
-the callbacks of the coordinator it works with. It holds no state and no protocol rule:
+the callbacks of the coordinator it works with. It holds no state of its own:
 every component is an attribute of the connection (declared on its class), and the
 connection is the only caller. First the transport core (keys, ACK state, CRYPTO
 streams, paths, loss recovery, ECN, DPLPMTUD), then what the application and TLS use
 (streams, datagrams, the handshake), then the coordinators that reach all of them (the
 send scheduler, the frame dispatcher, the packet reader, migration and the first-flight
 restarts). :func:`apply_peer_params` hands the peer's transport parameters to the
-components that use them, once TLS has them.
+components that use them, once TLS has them, and :func:`hand_out_tls` everything else
+TLS releases (CRYPTO data, keys, the Negotiated Version, the handshake's completion) to
+the component it concerns — the coordinator's wiring, kept here with the rest of it.
 
 The components, by attribute of the connection:
 
@@ -59,15 +61,17 @@ from quic.conn_close import CloseState
 from quic.conn_crypto import CryptoStreams
 from quic.conn_datagrams import DatagramChannel
 from quic.conn_dispatch import FrameDispatcher
+from quic.conn_early import settle_early_data
 from quic.conn_ecn import EcnController
 from quic.conn_handshake import HandshakeDriver
-from quic.conn_keys import PacketSpaces
+from quic.conn_keys import HANDSHAKE, PacketSpaces
 from quic.conn_migrate import Migration, preferred_address_parameter
 from quic.conn_paths import PathManager
 from quic.conn_pmtu import PmtuDiscovery
 from quic.conn_receive import PacketReader
 from quic.conn_restart import FirstFlight
 from quic.conn_send import SendScheduler
+from quic.conn_state import ConnectionState
 from quic.conn_streams import StreamController
 from quic.controllers import create_controller
 from quic.recovery import LossRecovery
@@ -308,3 +312,38 @@ def apply_peer_params(conn: QuicConnection, params: TransportParameters) -> None
         conn.cids.set_peer_reset_token(0, params.stateless_reset_token)
     if conn.is_client and params.preferred_address is not None:
         conn.migration.on_preferred_address(params.preferred_address)  # RFC 9000 §9.6
+
+
+def hand_out_tls(conn: QuicConnection, now: float) -> None:
+    """Hand what TLS released to the components it concerns: the Negotiated Version
+    (server, RFC 9368 §2.3), CRYPTO data, new keys (the reader's buffered packets,
+    Handshake keys for recovery, 0-RTT refused or rejected by an HRR, RFC 9001 §4.6.2),
+    the peer's transport parameters, and the handshake's completion."""
+    progress = conn.handshake.progress()
+    if progress.version is not None:  # server: the Negotiated Version (RFC 9368 §2.3)
+        conn.first_flight.switch(progress.version)
+    for index, data in progress.output:
+        conn.crypto.queue(index, data)
+    for secret in progress.secrets:
+        installed = conn.keys.install_secret(secret, conn.version)
+        if installed is None:
+            continue
+        if not secret.is_write:
+            conn.reader.release_buffered()
+        if installed == HANDSHAKE:
+            conn.recovery.has_handshake_keys = True
+            if not conn.is_client and conn.keys.zero_rtt_read is None:
+                conn.keys.discard_zero_rtt()  # 0-RTT refused: none will come
+    if conn.tls.hello_retry_request_received and conn.keys.zero_rtt_write is not None:
+        conn.keys.discard_zero_rtt()  # RFC 9001 §4.6.2: an HRR rejects 0-RTT
+    if progress.peer_params is not None:
+        apply_peer_params(conn, progress.peer_params)
+    if progress.completed:
+        conn.state = ConnectionState.CONNECTED
+        conn.paths.handshake_done()
+        conn.streams.early_data = False  # 1-RTT from here on (RFC 9001 §5.7)
+        conn.reader.release_buffered()
+        if conn._qlog is not None:
+            conn._qlog.alpn_information(now, conn.alpn_protocol)
+        if conn.is_client:
+            settle_early_data(conn, now)  # quic.conn_early

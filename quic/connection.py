@@ -27,7 +27,7 @@ Negotiated Version switches the connection to it, an Initial of the version a
 compatible negotiation left is still read, anything else of another version is
 dropped); the others are opened by the reader and their frames routed by the
 dispatcher's table. What TLS releases is handed out by
-:meth:`QuicConnection._after_tls`. Timers: the connection's deadline and what fires
+:func:`quic.conn_build.hand_out_tls`. Timers: the connection's deadline and what fires
 when it is due are computed by :mod:`quic.conn_timers` from the components' own
 deadlines and the idle timer (RFC 9000 §10.1), whose last activity is kept here.
 
@@ -58,12 +58,11 @@ from quic.cid import ConnectionIdManager
 from quic.configuration import QuicConfiguration
 from quic.conn_ackfreq import AckFrequencySender
 from quic.conn_acks import AckState
-from quic.conn_build import apply_peer_params, build_components
+from quic.conn_build import build_components, hand_out_tls
 from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
 from quic.conn_datagrams import DatagramChannel
 from quic.conn_dispatch import FrameDispatcher
-from quic.conn_early import settle_early_data
 from quic.conn_ecn import EcnController
 from quic.conn_handshake import HandshakeDriver
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, PacketSpaces, Space
@@ -729,35 +728,8 @@ class QuicConnection:
     # -- handshake coordination --------------------------------------------------------------
 
     def _after_tls(self, now: float) -> None:
-        """Hand what TLS released to the components it concerns."""
-        progress = self.handshake.progress()
-        if progress.version is not None:  # server: the Negotiated Version (RFC 9368 §2.3)
-            self.first_flight.switch(progress.version)
-        for index, data in progress.output:
-            self.crypto.queue(index, data)
-        for secret in progress.secrets:
-            installed = self.keys.install_secret(secret, self.version)
-            if installed is None:
-                continue
-            if not secret.is_write:
-                self.reader.release_buffered()
-            if installed == HANDSHAKE:
-                self.recovery.has_handshake_keys = True
-                if not self.is_client and self.keys.zero_rtt_read is None:
-                    self.keys.discard_zero_rtt()  # 0-RTT refused: none will come
-        if self.tls.hello_retry_request_received and self.keys.zero_rtt_write is not None:
-            self.keys.discard_zero_rtt()  # RFC 9001 §4.6.2: an HRR rejects 0-RTT
-        if progress.peer_params is not None:
-            apply_peer_params(self, progress.peer_params)
-        if progress.completed:
-            self.state = ConnectionState.CONNECTED
-            self.paths.handshake_done()
-            self.streams.early_data = False  # 1-RTT from here on (RFC 9001 §5.7)
-            self.reader.release_buffered()
-            if self._qlog is not None:
-                self._qlog.alpn_information(now, self.alpn_protocol)
-            if self.is_client:
-                settle_early_data(self, now)  # quic.conn_early
+        """Hand what TLS released to the components it concerns (quic.conn_build)."""
+        hand_out_tls(self, now)
 
     def _confirm_handshake(self, now: float) -> None:
         """RFC 9001 §4.1.2: confirmed; drop Handshake keys (§4.9.2)."""

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 :class:`WebTransportConnection` owns an :class:`~h3.connection.H3Connection` (built
-with the SETTINGS of every draft we speak, :func:`h3_configuration`). It is fed QUIC
+with the SETTINGS of every draft we speak, :mod:`pywebtransport.protocol.h3config`). It is fed QUIC
 events (:meth:`handle_event`), passes them to HTTP/3, and turns the HTTP/3 events into
 WebTransport events (:mod:`pywebtransport.protocol.events`). One way out: the HTTP/3
 events are drained with ``H3Connection.next_event`` as they are produced, and the
@@ -62,7 +62,6 @@ Not supported: capsule-based WebTransport (the HTTP/2-style variant).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -83,7 +82,6 @@ from pywebtransport.protocol import events as ev
 from pywebtransport.protocol.drafts import (
     PROFILES,
     Draft,
-    draft_settings,
     flow_control_settings,
     select_draft,
     supported_by_peer,
@@ -93,6 +91,7 @@ from pywebtransport.protocol.errors import (
     WebTransportError,
 )
 from pywebtransport.protocol.flow import SessionFlowControl
+from pywebtransport.protocol.h3config import h3_configuration, shared_h3_configuration
 from pywebtransport.protocol.ids import ClaimedIds
 from pywebtransport.protocol.session import (
     WEBTRANSPORT_TOKENS,
@@ -136,56 +135,6 @@ def _sent(write: Callable[[], object]) -> bool:
     return True
 
 
-def h3_configuration(
-    config: WebTransportConfiguration, is_client: bool, base: H3Configuration | None = None
-) -> H3Configuration:
-    """The HTTP/3 configuration that announces every draft of ``config``."""
-    return _announce_drafts(
-        base or _wt_h3_configuration(),
-        tuple(config.drafts),
-        is_client,
-        config.max_sessions,
-        tuple(config.flow_control_windows),
-    )
-
-
-def _announce_drafts(
-    h3: H3Configuration,
-    drafts: tuple[Draft, ...],
-    is_client: bool,
-    max_sessions: int,
-    windows: tuple[int, ...],
-) -> H3Configuration:
-    settings = draft_settings(drafts, is_client, max_sessions, *windows)
-    h3.enable_connect_protocol = not is_client
-    h3.enable_datagrams = True
-    h3.enable_webtransport = True
-    h3.extra_settings = {**h3.extra_settings, **settings}
-    if h3.qpack_encoder_dynamic_table is None:
-        # one response (or request) per session: the encoder's dynamic table would
-        # cost about 4.4 KB of native memory per connection for nothing (issue 10)
-        h3.qpack_encoder_dynamic_table = False
-    return h3
-
-
-@functools.lru_cache(maxsize=16)
-def _shared_h3_configuration(
-    drafts: tuple[Draft, ...], is_client: bool, max_sessions: int, windows: tuple[int, ...]
-) -> H3Configuration:
-    """One HTTP/3 configuration per distinct WebTransport configuration, shared by its
-    connections (the HTTP/3 layer only reads it): not one each (issue 10, memory)."""
-    return _announce_drafts(_wt_h3_configuration(), drafts, is_client, max_sessions, windows)
-
-
-def _wt_h3_configuration() -> H3Configuration:
-    """HTTP/3 defaults for WebTransport: our QPACK decoder advertises a maximum table
-    capacity of 0 (RFC 9204 §3.2.3: the peer's encoder then uses the static table and
-    literals only). One request per session gains little from a dynamic table, and a
-    decoder without one keeps no engine per connection (4.5 KB, plus the table the
-    peer would fill; h3.qpack, issue 10)."""
-    return H3Configuration(qpack_max_table_capacity=0)
-
-
 class WebTransportConnection(StreamsMixin):
     """WebTransport sessions over one HTTP/3 connection (client or server)."""
 
@@ -221,7 +170,7 @@ class WebTransportConnection(StreamsMixin):
         self.quic = quic
         self.is_client = quic.is_client
         if h3_config is None:
-            h3_config = _shared_h3_configuration(
+            h3_config = shared_h3_configuration(
                 tuple(config.drafts),
                 quic.is_client,
                 config.max_sessions,
