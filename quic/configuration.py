@@ -113,6 +113,9 @@ class QuicConfiguration:
     min_ack_delay: float | None = 0.001
     # Ask a peer that advertised min_ack_delay for fewer ACKs (quic.conn_ackfreq).
     send_ack_frequency: bool = True
+    # The smallest Requested Max Ack Delay we ask for (seconds; RFC 9000 §18.2's default
+    # max_ack_delay): below it the PTO gets shorter than a busy peer's answer (issue 10).
+    ack_frequency_min_delay: float = 0.025
     disable_active_migration: bool = False
     stream_send_buffer_high: int = 1024 * 1024  # writers wait above this many buffered bytes
     max_datagram_queue: int = 1024  # pending outgoing datagrams kept before dropping

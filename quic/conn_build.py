@@ -146,7 +146,11 @@ def _build_transport(
         max_ack_only=config.max_ack_only_packets_tracked,
         max_sent=config.max_sent_packets_tracked,
     )
-    conn.ackfreq = AckFrequencySender(conn.recovery, config.send_ack_frequency)
+    conn.ackfreq = AckFrequencySender(
+        conn.recovery,
+        config.send_ack_frequency,
+        int(config.ack_frequency_min_delay * 1_000_000),
+    )
     conn.pmtu = PmtuDiscovery(
         config.max_datagram_size,
         config.pmtud_max_datagram_size,

@@ -324,6 +324,29 @@ def test_sender_chooses_from_window_and_rtt() -> None:
     assert sender.wanted(10**7, 1200, 0.002) == (MAX_ACK_ELICITING_THRESHOLD, 1000)
 
 
+def test_requested_delay_has_a_floor() -> None:
+    """QuicConfiguration.ack_frequency_min_delay (25 ms by default): a low-RTT path no
+    longer asks for a 1 ms ACK delay, which made the PTO ~3 ms and let a busy peer draw
+    probe storms; the threshold still lowers the ACK count; the peer's max_ack_delay
+    still caps it."""
+    sender = AckFrequencySender(_Recovery(), True, 25_000)  # type: ignore[arg-type]
+    sender.set_peer_params(1000, 25)
+    assert sender.wanted(10**7, 1200, 0.002) == (MAX_ACK_ELICITING_THRESHOLD, 25_000)
+    assert sender.wanted(48_000, 1200, 0.2) == (9, 25_000)  # srtt/4 = 50 ms, capped
+    sender.set_peer_params(1000, 10)
+    assert sender.wanted(10**7, 1200, 0.002) == (MAX_ACK_ELICITING_THRESHOLD, 10_000)
+
+
+def test_default_configuration_asks_for_the_floor_on_a_fast_path() -> None:
+    pair = make_pair(seed=9)
+    pair.handshake()
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, bytes(400_000), end_stream=True)
+    pair.run(lambda: pair.stream_done(sid), max_time=30)
+    requested = pair.client.ackfreq.requested
+    assert requested is not None and requested[1] == 25_000
+
+
 class _Asm:
     """The part of PacketAssembler the sender uses."""
 
