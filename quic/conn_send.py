@@ -236,17 +236,22 @@ class SendScheduler:
         handshake = self._handshake
         if not handshake.complete and self._is_client:
             return self._crypto.needs_send(index)
-        streams = self._streams
+        return self._streams.has_data() or self._wants_frames_besides_stream()  # common first
+
+    def _wants_frames_besides_stream(self) -> bool:
+        """An ack-eliciting frame other than STREAM is owed in 1-RTT packets: CRYPTO,
+        DATAGRAM, HANDSHAKE_DONE, NEW_TOKEN (RFC 9000 §8.1.3), path frames, PING,
+        ACK_FREQUENCY, flow-control and stream-state frames, connection-ID frames."""
+        handshake = self._handshake
         return bool(
-            streams.has_data()  # the common case first
-            or self._crypto.needs_send(index)
+            self._crypto.needs_send(APPLICATION)
             or self._datagrams.pending
             or handshake.done_pending
-            or handshake.tokens_pending  # NEW_TOKEN (RFC 9000 §8.1.3)
+            or handshake.tokens_pending
             or self._paths.wants_send()
             or self._pings
             or self._ackfreq_due
-            or streams.wants_control()
+            or self._streams.wants_control()
             or self._cids.wants_send(handshake.complete)
         )
 
@@ -354,29 +359,19 @@ class SendScheduler:
         datagram, PING or path work. The rest of the call then repeats what
         :meth:`_write_space` would do for such packets, without its checks."""
         spaces = self._keys.spaces
-        handshake = self._handshake
         paths = self._paths
         acks = self._acks
-        streams = self._streams
         return not (
             spaces[INITIAL].write is not None
             or spaces[HANDSHAKE].write is not None
             or self._keys.zero_rtt_write is not None
-            or not handshake.complete
+            or not self._handshake.complete
             or self._probes
             or not paths.address_validated
             or paths.current.challenge_owed
             or acks.should_include(APPLICATION, acks.due(APPLICATION, now), True)
-            or not streams.has_data()
-            or self._crypto.needs_send(APPLICATION)
-            or self._datagrams.pending
-            or handshake.done_pending
-            or handshake.tokens_pending
-            or paths.wants_send()
-            or self._pings
-            or self._ackfreq_due
-            or streams.wants_control()
-            or self._cids.wants_send(handshake.complete)
+            or not self._streams.has_data()
+            or self._wants_frames_besides_stream()
         )
 
     def _sent_everything(self) -> bool:
