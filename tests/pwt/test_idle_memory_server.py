@@ -11,7 +11,6 @@ import asyncio
 import gc
 import sys
 import tracemalloc
-import types
 from collections import deque
 
 from pywebtransport import WebTransportServer, WebTransportSession
@@ -20,7 +19,7 @@ from pywebtransport.session import _Inbox
 from quic.aio import QuicSession
 from quic.connection import QuicConnection
 from tests.pwt.pwt_support import certificate, server_config
-from tests.wt.idlemem import reachable
+from tests.wt.idlemem import OPAQUE, reachable
 
 # bytes the server process retains per idle session, marginal (tracemalloc, this test's
 # N): 75.9 KB before issue 10's second round of cuts (asyncio.Queue/Event per session
@@ -133,11 +132,7 @@ async def test_idle_server_session_holds_no_asyncio_queues() -> None:
     try:
         session = held.sessions[0]
         stop = (
-            type,
-            types.ModuleType,
-            types.FunctionType,
-            types.BuiltinFunctionType,
-            types.CodeType,
+            *OPAQUE,
             asyncio.AbstractEventLoop,
             WebTransportServer,
             QuicConnection,  # the Sans-I/O side: tests/wt/test_idle_memory.py

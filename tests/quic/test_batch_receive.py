@@ -181,3 +181,23 @@ def test_data_before_the_close_in_the_same_batch_comes_first() -> None:
         if isinstance(e, (StreamDataReceived, ConnectionTerminated))
     ]
     assert kinds == ["StreamDataReceived", "ConnectionTerminated"]
+
+
+@pytest.mark.parametrize("packets", [2, 8])
+def test_markers_held_per_batch_stay_one_per_stream_n_vs_4n(packets: int) -> None:
+    """Bounded state: what a batch leaves on the connection's event queue is one
+    DeferredDelivery per stream, whatever the number of packets (2 vs 8: 1 each)."""
+    from quic.conn_streams import DeferredDelivery
+
+    pair = _connected()
+    _, datagrams = _client_burst(pair, b"m" * (1000 * packets))
+    assert len(datagrams) >= max(2, packets - 2)
+    server = pair.server
+    for data in datagrams:
+        server.receive_datagram(data, CLIENT_ADDR, pair.net.now)
+    markers = [e for e in server._events if isinstance(e, DeferredDelivery)]
+    assert len(markers) == 1
+    assert len(server.streams._deferred) == 1
+    while server.next_event() is not None:
+        pass
+    assert not server.streams._deferred  # the table empties as the events are taken

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+import types
 from typing import Any
 
 from pywebtransport.protocol import (
@@ -98,6 +99,16 @@ def server_bytes(n: int, seed: int = 0) -> tuple[int, Any]:
     finally:
         if started:
             tracemalloc.stop()
+
+
+#: What every reachability walk stops at: classes, modules and code are shared by all.
+OPAQUE: tuple[type, ...] = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.CodeType,
+)
 
 
 def reachable(root: object, stop: tuple[type, ...]) -> list[object]:

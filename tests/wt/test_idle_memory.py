@@ -6,7 +6,6 @@ before the measure, so only the server's state counts. Structural bounds, no tim
 
 from __future__ import annotations
 
-import types
 from collections import deque
 
 from h3.qpack import QpackDecoder, QpackEncoder
@@ -14,7 +13,7 @@ from h3.settings import SettingId
 from pywebtransport.protocol import WebTransportConfiguration
 from quic.configuration import QuicConfiguration
 from quic.endpoint import QuicEndpoint
-from tests.wt.idlemem import reachable, server_bytes
+from tests.wt.idlemem import OPAQUE, reachable, server_bytes
 
 # bytes the server retains per idle session, marginal (tracemalloc): 72.1 KB before
 # issue 10's cuts (lazy queues, TLS and CRYPTO state released after the handshake),
@@ -49,11 +48,7 @@ def test_idle_session_holds_few_deques() -> None:
     _, (_, _, server) = server_bytes(2)
     wt = next(iter(server.wt.values()))
     stop = (
-        type,
-        types.ModuleType,
-        types.FunctionType,
-        types.BuiltinFunctionType,
-        types.CodeType,
+        *OPAQUE,
         QuicEndpoint,
         QuicConfiguration,
         WebTransportConfiguration,
