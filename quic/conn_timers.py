@@ -8,7 +8,8 @@ earliest of what its components wait for, and one entry point when it is due
 functions of the connection (like :mod:`quic.conn_build`; no state of their own):
 
 * :func:`earliest_deadline`: while the handshake or the connection is live, the idle
-  deadline (RFC 9000 §10.1, never shorter than three PTOs), loss detection (RFC 9002
+  deadline (RFC 9000 §10.1, never shorter than three PTOs), when the keys rest
+  (:mod:`quic.conn_keys`; the connection fires that one itself), loss detection (RFC 9002
   §6.2), path validation and migration (RFC 9000 §8.2, §9), pacing (RFC 9002 §7.7),
   DPLPMTUD (RFC 9000 §14.3), and the ACK timers of the spaces that can still send —
   unless the anti-amplification limit blocks every send (RFC 9000 §8.1); while closing
@@ -49,14 +50,19 @@ def idle_deadline(
     return last_activity + max(timeout, linger(conn))
 
 
-def earliest_deadline(conn: QuicConnection, idle: float | None) -> float | None:
-    """The earliest absolute deadline of ``conn`` (``idle``: its idle deadline)."""
+def earliest_deadline(
+    conn: QuicConnection, idle: float | None, rest: float | None = None
+) -> float | None:
+    """The earliest absolute deadline of ``conn`` (``idle``: its idle deadline;
+    ``rest``: when its keys' cipher contexts may go, see :mod:`quic.conn_keys`)."""
     state = conn.state
     if state is ConnectionState.TERMINATED:
         return None
     if state is not ConnectionState.HANDSHAKE and state is not ConnectionState.CONNECTED:
         return conn.closer.deadline
     timer = idle
+    if rest is not None and (timer is None or rest < timer):
+        timer = rest
     loss = conn.recovery.get_loss_detection_timer()
     if loss is not None and (timer is None or loss < timer):
         timer = loss

@@ -131,6 +131,8 @@ class QuicConnection:
         "_events",
         "_idle_timeout",
         "_issue_token",
+        "_key_rest_delay",
+        "_keys_rested_at",
         "_last_activity",
         "_now",
         "_qlog",
@@ -215,6 +217,8 @@ class QuicConnection:
             self.paths.validate_address()  # RFC 9000 §8.1: a token proved the address
         # timers
         self._idle_timeout = config.idle_timeout
+        self._key_rest_delay = config.key_rest_delay
+        self._keys_rested_at = 0.0
         self._last_activity: float | None = None
         self._eliciting_since_receive = False
         self.last_internal_error: BaseException | None = None
@@ -572,7 +576,7 @@ class QuicConnection:
             return self.closer.deadline
 
     def _get_timer(self) -> float | None:
-        return earliest_deadline(self, self._idle_deadline())
+        return earliest_deadline(self, self._idle_deadline(), self._rest_deadline())
 
     def handle_timer(self, now: float) -> None:
         """Fire everything that is due (safe to call early)."""
@@ -595,6 +599,10 @@ class QuicConnection:
             self.pmtu.reset(now, self.handshake.confirmed)
 
     def _handle_timer(self, now: float) -> None:
+        rest = self._rest_deadline()
+        if rest is not None and now >= rest:
+            self.keys.rest()  # quic.conn_keys "Resting keys"
+            self._keys_rested_at = now
         fire_due(self, now, self._idle_deadline())
 
     def _linger(self) -> float:
@@ -603,6 +611,16 @@ class QuicConnection:
 
     def _idle_deadline(self) -> float | None:
         return idle_deadline(self, self._last_activity, self._idle_timeout)
+
+    def _rest_deadline(self) -> float | None:
+        """When the packet protection's cipher contexts may go (``key_rest_delay`` after
+        the last activity, at most once per delay), or None."""
+        delay = self._key_rest_delay
+        last = self._last_activity
+        if not delay or last is None or not self.handshake.confirmed or not self.keys.resident:
+            return None
+        rested = self._keys_rested_at
+        return (last if last > rested else rested) + delay
 
     # -- receiving ---------------------------------------------------------------------------
 

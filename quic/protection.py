@@ -230,14 +230,22 @@ class HeaderProtection:
     the AES variant feeds whole 16-byte blocks to an ECB context (callers check
     lengths first, since ECB would buffer a partial block), and the ChaCha20 variant
     resets the context's nonce to the sample.
+
+    The context is native memory (about 1 KB for AES); :meth:`rest` lets it go while
+    the connection is quiet and :meth:`wake` builds it again from the key.
     """
 
-    __slots__ = ("mask", "suite")
+    __slots__ = ("_hp_key", "mask", "suite")
 
     def __init__(self, suite: CipherSuite, hp_key: bytes) -> None:
         self.suite = suite
-        self.mask: Callable[[BytesLike], bytes]
-        if suite == CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
+        self._hp_key = hp_key
+        #: the mask function, or None while resting (:meth:`wake` returns it)
+        self.mask: Callable[[BytesLike], bytes] | None = self._build()
+
+    def _build(self) -> Callable[[BytesLike], bytes]:
+        hp_key = self._hp_key
+        if self.suite == CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
             # RFC 9001 §5.4.4: counter = sample[0..3] (little-endian), nonce =
             # sample[4..15]; cryptography's 16-byte ChaCha20 "nonce" is exactly that
             # counter || nonce, so the sample is used as is.
@@ -249,10 +257,20 @@ class HeaderProtection:
                 reset_nonce(bytes(sample))
                 return update(_ZERO5)  # mask = ChaCha20(hp_key, counter, nonce, 5 zeros)
 
-            self.mask = chacha20_mask
-        else:
-            # RFC 9001 §5.4.3: mask = AES-ECB(hp_key, sample)
-            self.mask = Cipher(algorithms.AES(hp_key), modes.ECB()).encryptor().update
+            return chacha20_mask
+        # RFC 9001 §5.4.3: mask = AES-ECB(hp_key, sample)
+        return Cipher(algorithms.AES(hp_key), modes.ECB()).encryptor().update
+
+    def wake(self) -> Callable[[BytesLike], bytes]:
+        """The mask function, built again if it was resting."""
+        mask = self.mask
+        if mask is None:
+            mask = self.mask = self._build()
+        return mask
+
+    def rest(self) -> None:
+        """Let the cipher context go until the next :meth:`wake`."""
+        self.mask = None
 
 
 def _make_aead(suite: CipherSuite, key: bytes) -> AESGCM | ChaCha20Poly1305:
@@ -265,12 +283,18 @@ def _make_aead(suite: CipherSuite, key: bytes) -> AESGCM | ChaCha20Poly1305:
 
 
 class _PacketKeys:
-    """Key material common to both directions: AEAD, IV and header protection."""
+    """Key material common to both directions: AEAD, IV and header protection.
+
+    The AEAD and header-protection contexts hold native memory (about 3.8 KB per
+    direction with AES-GCM); :meth:`rest` drops them while the connection is quiet and
+    the next packet builds them again from the key (``_wake_aead``, ``_wake_hp``).
+    """
 
     __slots__ = (
         "_aead",
         "_hp",
         "_iv",
+        "_key",
         "_secret",
         "header_protection",
         "key_phase",
@@ -293,15 +317,36 @@ class _PacketKeys:
         #: Key Phase bit value for this generation of 1-RTT keys (RFC 9001 §6).
         self.key_phase = key_phase
         self._secret = secret
-        self._aead = _make_aead(self.suite, key)
+        self._key = key
+        self._aead: AESGCM | ChaCha20Poly1305 | None = _make_aead(self.suite, key)
         self._iv = int.from_bytes(iv, "big")
         if header_protection is None:
             header_protection = HeaderProtection(self.suite, hp_key)
         self.header_protection = header_protection
-        self._hp = header_protection.mask
+        self._hp: Callable[[BytesLike], bytes] | None = header_protection.wake()
 
     def _next_secret(self) -> bytes:
         return next_key_phase_secret(self.suite, self._secret, self.version)
+
+    @property
+    def resident(self) -> bool:
+        """True while the cipher contexts are built (see :meth:`rest`)."""
+        return self._aead is not None or self._hp is not None
+
+    def rest(self) -> None:
+        """Drop the AEAD and header-protection contexts; the key stays, and the next
+        packet protected or opened builds them again."""
+        self._aead = None
+        self._hp = None
+        self.header_protection.rest()
+
+    def _wake_aead(self) -> AESGCM | ChaCha20Poly1305:
+        aead = self._aead = _make_aead(self.suite, self._key)
+        return aead
+
+    def _wake_hp(self) -> Callable[[BytesLike], bytes]:
+        hp = self._hp = self.header_protection.wake()
+        return hp
 
 
 class PacketProtector(_PacketKeys):
@@ -355,11 +400,12 @@ class PacketProtector(_PacketKeys):
         pn_offset = len(header) - pn_length
         # RFC 9001 §5.3: nonce = iv XOR packet number; AAD = unprotected header.
         nonce = (self._iv ^ packet_number).to_bytes(IV_LENGTH, "big")
-        ciphertext = self._aead.encrypt(nonce, payload, header)
+        ciphertext = (self._aead or self._wake_aead()).encrypt(nonce, payload, header)
         self.encrypted_packets += 1
         # RFC 9001 §5.4.2: sample starts 4 bytes after the Packet Number field start.
         sample_start = SAMPLE_OFFSET - pn_length
-        mask = self._hp(ciphertext[sample_start : sample_start + SAMPLE_LENGTH])
+        hp = self._hp or self._wake_hp()
+        mask = hp(ciphertext[sample_start : sample_start + SAMPLE_LENGTH])
         # RFC 9001 §5.4.1: mask the first byte's low bits and the packet number.
         first ^= mask[0] & (_LONG_HEADER_MASK if first & _LONG_HEADER_BIT else _SHORT_HEADER_MASK)
         pn_end = pn_offset + pn_length
@@ -396,11 +442,13 @@ class PacketProtector(_PacketKeys):
         pn_bytes = truncated_pn.to_bytes(pn_length, "big")
         # RFC 9001 §5.3: nonce = iv XOR packet number; AAD = unprotected header.
         nonce = (self._iv ^ packet_number).to_bytes(IV_LENGTH, "big")
-        ciphertext = self._aead.encrypt(nonce, payload, b"".join((bytes((first,)), dcid, pn_bytes)))
+        aead = self._aead or self._wake_aead()
+        ciphertext = aead.encrypt(nonce, payload, b"".join((bytes((first,)), dcid, pn_bytes)))
         self.encrypted_packets += 1
         # RFC 9001 §5.4.2 sample; §5.4.1: mask the low 5 bits and the packet number.
         sample_start = SAMPLE_OFFSET - pn_length
-        mask = self._hp(ciphertext[sample_start : sample_start + SAMPLE_LENGTH])
+        hp = self._hp or self._wake_hp()
+        mask = hp(ciphertext[sample_start : sample_start + SAMPLE_LENGTH])
         protected_pn = truncated_pn ^ _from_bytes(mask[1 : 1 + pn_length], "big")
         return b"".join(
             (
@@ -460,7 +508,7 @@ class PacketUnprotector(_PacketKeys):
         if len(data) < sample_start + SAMPLE_LENGTH or pn_offset < 1:
             # RFC 9001 §5.4.2: packets too short for a complete sample are discarded.
             raise DecryptionError("packet too short for the header protection sample")
-        mask = self._hp(data[sample_start : sample_start + SAMPLE_LENGTH])
+        mask = (self._hp or self._wake_hp())(data[sample_start : sample_start + SAMPLE_LENGTH])
         first = data[0]
         first ^= mask[0] & (_LONG_HEADER_MASK if first & _LONG_HEADER_BIT else _SHORT_HEADER_MASK)
         pn_length = (first & 0x03) + 1
@@ -482,7 +530,8 @@ class PacketUnprotector(_PacketKeys):
         # RFC 9001 §5.3: nonce = iv XOR packet number; AAD = unprotected header.
         nonce = (self._iv ^ packet_number).to_bytes(IV_LENGTH, "big")
         try:
-            return self._aead.decrypt(nonce, data[len(plain_header) :], plain_header)
+            aead = self._aead or self._wake_aead()
+            return aead.decrypt(nonce, data[len(plain_header) :], plain_header)
         except InvalidTag:
             self.failed_decryptions += 1
             raise DecryptionError("packet failed authentication") from None

@@ -1,0 +1,109 @@
+"""Resting keys (quic.conn_keys): a quiet connection lets its packet protection's cipher
+contexts go and builds them again for the next packet, with the same bytes on the wire."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+from quic.conn_keys import APPLICATION, OneRttReadKeys
+from quic.connection import QuicConnection
+from quic.protection import (
+    CipherSuite,
+    HeaderProtection,
+    PacketProtector,
+    PacketUnprotector,
+)
+from tests.support.quicpair import Pair, make_pair
+
+SECRET = bytes(range(32))
+VERSION = 1
+
+
+def _pair(**client: object) -> Pair:
+    pair = make_pair(seed=3, client_kwargs=dict(client), server_kwargs=dict(client))
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake.confirmed and pair.server.handshake.confirmed, 5)
+    return pair
+
+
+def _contexts(conn: QuicConnection) -> list[object]:
+    """The cipher contexts the connection's 1-RTT keys hold right now."""
+    space = conn.keys.spaces[APPLICATION]
+    read = space.read
+    assert isinstance(read, OneRttReadKeys) and space.write is not None
+    keys = [space.write, read.current]
+    return [c for k in keys for c in (k._aead, k._hp) if c is not None]
+
+
+def test_a_rested_protector_writes_the_same_bytes() -> None:
+    for suite in (
+        CipherSuite.TLS_AES_128_GCM_SHA256,
+        CipherSuite.TLS_AES_256_GCM_SHA384,
+        CipherSuite.TLS_CHACHA20_POLY1305_SHA256,
+    ):
+        fresh = PacketProtector(suite, SECRET[: 48 if suite == 0x1302 else 32], VERSION)
+        rested = PacketProtector(suite, SECRET[: 48 if suite == 0x1302 else 32], VERSION)
+        rested.rest()
+        assert not rested.resident and rested.header_protection.mask is None
+        payload = os.urandom(64)
+        args = (b"\x01" * 8, 2, 0x1234, 0, payload, 0x1234)
+        assert rested.encrypt_short(*args) == fresh.encrypt_short(*args)
+        assert rested.resident
+        reader = PacketUnprotector(suite, SECRET[: 48 if suite == 0x1302 else 32], VERSION)
+        reader.rest()
+        packet = fresh.encrypt_short(b"\x01" * 8, 2, 0x1235, 0, payload, 0x1235)
+        _, pn, plain = reader.decrypt_packet(memoryview(packet), 9, 0x1234)
+        assert (pn, plain) == (0x1235, payload)
+
+
+def test_header_protection_wakes_with_the_same_mask() -> None:
+    hp = HeaderProtection(CipherSuite.TLS_AES_128_GCM_SHA256, bytes(16))
+    sample = bytes(range(16))
+    before = hp.wake()(sample)
+    hp.rest()
+    assert hp.mask is None
+    assert hp.wake()(sample) == before
+
+
+def test_a_quiet_connection_rests_its_keys_and_wakes_them_for_the_next_packet() -> None:
+    pair = _pair(key_rest_delay=1.0)
+    client, server = pair.client, pair.server
+    assert _contexts(client) and _contexts(server)
+    pair.net.settle(2.0)  # quiet for longer than the delay: both sides rest
+    assert _contexts(client) == [] and _contexts(server) == []
+    assert not client.keys.resident and not server.keys.resident
+    sid = client.create_stream()
+    client.send_stream_data(sid, b"after the rest" * 100, end_stream=True)
+    pair.run(lambda: pair.stream_done(sid), 5)
+    assert bytes(pair.data["server"][sid]) == b"after the rest" * 100
+    assert _contexts(client) and _contexts(server)  # built again for the exchange
+    pair.net.settle(2.0)
+    assert _contexts(client) == [] and _contexts(server) == []
+
+
+def test_keys_rest_at_most_once_per_delay() -> None:
+    pair = _pair(key_rest_delay=1.0)
+    client = pair.client
+    rests: list[float] = []
+    # keep waking the client's write keys with packets that do not count as activity
+    # (nothing received in between): it still rests no more than once per delay
+    for _ in range(80):
+        pair.net.settle(0.125)
+        if client._keys_rested_at not in rests and client._keys_rested_at:
+            rests.append(client._keys_rested_at)
+        client.keys.spaces[APPLICATION].write.encrypt_short(  # type: ignore[union-attr]
+            b"\x00" * 8, 1, 0, 0, bytes(32), 10**6
+        )
+    assert 5 <= len(rests) <= 11
+    assert all(b - a >= 1.0 - 1e-9 for a, b in itertools.pairwise(rests))
+
+
+def test_no_rest_when_disabled_or_before_the_handshake_is_confirmed() -> None:
+    pair = _pair(key_rest_delay=None)
+    pair.net.settle(5.0)
+    assert _contexts(pair.client) and pair.client._rest_deadline() is None
+    lone = make_pair(seed=4, client_kwargs={"key_rest_delay": 0.01}, loss=1.0)
+    lone.net.settle(0.5)  # the handshake cannot finish: Initial keys are never rested
+    assert not lone.client.handshake.confirmed
+    assert lone.client._rest_deadline() is None
