@@ -43,6 +43,7 @@ from quic.errors import BufferReadError
 __all__ = [
     "DEFAULT_PATH",
     "VERSION",
+    "Answer",
     "BatonConfig",
     "BatonDecoder",
     "BatonError",
@@ -307,6 +308,14 @@ def query_string(
 # ======================================================================================
 
 
+class Answer(IntEnum):
+    """Where the answer to a message we send will come (§4.2)."""
+
+    SAME = 0  # on the bidirectional stream we opened for it
+    PEER_UNI = 1  # on a unidirectional stream the peer opens (we answered on its bidi)
+    PEER_BIDI = 2  # on a bidirectional stream the peer opens (we sent on our uni)
+
+
 class BatonGame:
     """One endpoint's bookkeeping of a Devious Baton session; see the module doc."""
 
@@ -316,6 +325,7 @@ class BatonGame:
         "active",
         "completed",
         "incoming",
+        "incoming_peak",
         "is_client",
         "messages_received",
         "messages_sent",
@@ -330,18 +340,18 @@ class BatonGame:
         self.reset = 0
         self.messages_received = 0
         self.messages_sent = 0
-        #: peer streams whose message is being read
+        #: peer streams whose message is being read (and the most at once)
         self.incoming = 0
-        # values expected on streams the peer opens (each at most once)
-        self._expected: Counter[int] = Counter()
+        self.incoming_peak = 0
+        # (stream kind, value) expected on streams the peer opens, each at most once
+        self._expected: Counter[tuple[Answer, int]] = Counter()
         self._wildcards = 0  # client without a `baton` parameter: any initial value
-        if is_client:
+        if is_client:  # §4.1: the server's first batons come on unidirectional streams
             if initial is None:
                 self._wildcards = count
             else:
-                self._expected[initial] = count
-        elif initial is not None:  # §4.1: the client answers our uni streams on a bidi
-            self._expected[next_value(initial)] = count
+                self._expected[Answer.PEER_UNI, initial] = count
+        # a server expects the answers to its first batons once it sends them
 
     @property
     def over(self) -> bool:
@@ -351,6 +361,7 @@ class BatonGame:
     def peer_stream_opened(self) -> None:
         """A peer stream arrived: more being read than batons in play is SUS."""
         self.incoming += 1
+        self.incoming_peak = max(self.incoming_peak, self.incoming)
         if self.incoming > self.active:
             raise BatonError(SessionErrorCode.SUS, "more peer streams than active batons")
 
@@ -358,19 +369,28 @@ class BatonGame:
         """A peer stream's message was read (or the stream was reset)."""
         self.incoming -= 1
 
-    def on_new_stream_message(self, value: int) -> None:
-        """A message on a stream the peer opened: it must be one we expect (§4.2)."""
+    def on_new_stream_message(self, value: int, bidirectional: bool) -> None:
+        """A message on a stream the peer opened: it must be one we expect, on the
+        kind of stream we expect it on (§4.2)."""
         self.messages_received += 1
-        expected = self._expected
-        if expected[value] > 0:
-            expected[value] -= 1
-            if not expected[value]:
-                del expected[value]
+        key = (Answer.PEER_BIDI if bidirectional else Answer.PEER_UNI, value)
+        if self._take(key):
             return
-        if self._wildcards > 0:
+        if self._wildcards > 0 and not bidirectional:
             self._wildcards -= 1
             return
-        raise BatonError(SessionErrorCode.SUS, f"unexpected baton {value}")
+        kind = "bidirectional" if bidirectional else "unidirectional"
+        raise BatonError(SessionErrorCode.SUS, f"unexpected baton {value} on a {kind} stream")
+
+    def _take(self, key: tuple[Answer, int]) -> bool:
+        expected = self._expected
+        if expected[key] <= 0:
+            expected.pop(key, None)
+            return False
+        expected[key] -= 1
+        if not expected[key]:
+            del expected[key]
+        return True
 
     def on_reply(self, sent: int, value: int) -> None:
         """The answer on a bidirectional stream we opened: ``sent`` + 1 (§4.2)."""
@@ -385,12 +405,11 @@ class BatonGame:
             return None
         return next_value(value)
 
-    def expect_answer(self, value: int, answer_on_new_stream: bool) -> None:
-        """We are about to send ``value`` (not 0): when its answer will come on a new
-        peer stream, that value is expected from now on (it may arrive before our
-        write returns)."""
-        if value and answer_on_new_stream:
-            self._expected[next_value(value)] += 1
+    def expect_answer(self, value: int, answer: Answer) -> None:
+        """We are about to send ``value``: when its answer will come on a new peer
+        stream, it is expected from now on (it may arrive before our write returns)."""
+        if value and answer is not Answer.SAME:
+            self._expected[answer, next_value(value)] += 1
 
     def sent(self, value: int) -> None:
         """We sent ``value`` and FIN: a 0 completes the exchange (§4.5)."""
@@ -398,13 +417,10 @@ class BatonGame:
         if value == 0:
             self._finish(completed=True)
 
-    def unsent(self, value: int, answer_on_new_stream: bool) -> None:
+    def unsent(self, value: int, answer: Answer) -> None:
         """A baton we were sending was reset: its answer is no longer expected."""
-        nxt = next_value(value)
-        if answer_on_new_stream and value != 0 and self._expected[nxt] > 0:
-            self._expected[nxt] -= 1
-            if not self._expected[nxt]:
-                del self._expected[nxt]
+        if value and answer is not Answer.SAME:
+            self._take((answer, next_value(value)))
         self._finish(completed=False)
 
     def lost(self) -> None:

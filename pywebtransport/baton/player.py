@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pywebtransport.baton.codec import (
+    Answer,
     BatonConfig,
     BatonDecoder,
     BatonError,
@@ -104,6 +105,10 @@ class BatonOutcome:
     error: str
     #: the peer closed the session (or the connection went away), not us
     closed_by_peer: bool
+    #: bounded state: the most tasks this player ran at once (count + 5 at most) and
+    #: the most peer streams it read at once (the active batons at most)
+    peak_tasks: int = 0
+    peak_incoming: int = 0
 
 
 class BatonPlayer:
@@ -116,6 +121,7 @@ class BatonPlayer:
         self.count = game.active
         self.datagrams_sent = 0
         self.datagrams_received = 0
+        self.peak_tasks = 0
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()
         self._end: asyncio.Future[None] = self._loop.create_future()
@@ -205,6 +211,8 @@ class BatonPlayer:
             error_code=error_code,
             error=error,
             closed_by_peer=by_peer,
+            peak_tasks=self.peak_tasks,
+            peak_incoming=game.incoming_peak,
         )
 
     # -- tasks ------------------------------------------------------------------------
@@ -227,6 +235,7 @@ class BatonPlayer:
 
         task = self._loop.create_task(runner())
         self._tasks.add(task)
+        self.peak_tasks = max(self.peak_tasks, len(self._tasks))
         task.add_done_callback(self._tasks.discard)
         return task
 
@@ -278,7 +287,7 @@ class BatonPlayer:
             self._spawn(self._send_first(stream, initial))
 
     async def _send_first(self, stream: WebTransportSendStream, initial: int) -> None:
-        await self._send(stream, initial, answer_on_new_stream=True)
+        await self._send(stream, initial, Answer.PEER_BIDI)
 
     # -- one baton --------------------------------------------------------------------
 
@@ -291,7 +300,7 @@ class BatonPlayer:
         if nxt is None:
             return
         bidi = await self._open(bidirectional=True)
-        if not await self._send(bidi, nxt, answer_on_new_stream=False):
+        if not await self._send(bidi, nxt, Answer.SAME):
             return
         if nxt == 0:  # completed: whatever comes back is not read as a message
             await _discard(bidi)
@@ -304,7 +313,7 @@ class BatonPlayer:
         if nxt is None:
             return
         uni = await self._open(bidirectional=False)
-        await self._send(uni, nxt, answer_on_new_stream=True)
+        await self._send(uni, nxt, Answer.PEER_BIDI)
 
     async def _peer_bidi(self, stream: WebTransportStream) -> None:
         """§4.2: a message on a peer bidirectional stream is answered on it."""
@@ -316,7 +325,7 @@ class BatonPlayer:
             with contextlib.suppress(WebTransportError):
                 await stream.close()  # nothing to answer: FIN
             return
-        await self._send(stream, nxt, answer_on_new_stream=True)
+        await self._send(stream, nxt, Answer.PEER_UNI)
 
     def _received(self, msg: BatonMessage) -> int | None:
         self._touch()
@@ -335,7 +344,7 @@ class BatonPlayer:
         finally:
             self.game.peer_stream_read()
         if msg is not None:
-            self.game.on_new_stream_message(msg.value)
+            self.game.on_new_stream_message(msg.value, isinstance(stream, WebTransportStream))
         return msg
 
     async def _read(
@@ -372,14 +381,12 @@ class BatonPlayer:
         self,
         stream: WebTransportSendStream | WebTransportStream,
         value: int,
-        *,
-        answer_on_new_stream: bool,
+        answer: Answer,
     ) -> bool:
         """Send ``value`` and FIN; False when the peer stopped the stream (§4.7)."""
         game = self.game
         data = encode_baton(value, self.config.padding)
-        if value:  # expected before it can arrive
-            game.expect_answer(value, answer_on_new_stream)
+        game.expect_answer(value, answer)  # before it can arrive
         try:
             view = memoryview(data)
             while True:
@@ -390,7 +397,7 @@ class BatonPlayer:
                     break
         except StopReceiving:
             stream.reset(StreamErrorCode.WHATEVER)  # §4.7
-            game.unsent(value, answer_on_new_stream)
+            game.unsent(value, answer)
             self._check_over()
             return False
         game.sent(value)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from pywebtransport.app import ServerApp
@@ -81,13 +82,19 @@ async def play_server(session: WebTransportSession, config: BatonConfig) -> Bato
 
 
 def add_baton_route(
-    app: ServerApp, path: str = DEFAULT_PATH, config: BatonConfig | None = None
+    app: ServerApp,
+    path: str = DEFAULT_PATH,
+    config: BatonConfig | None = None,
+    on_outcome: Callable[[BatonOutcome], None] | None = None,
 ) -> None:
-    """Serve Devious Baton sessions on ``path`` of ``app`` (see the module doc)."""
+    """Serve Devious Baton sessions on ``path`` of ``app`` (see the module doc);
+    ``on_outcome`` is given how each game ended."""
     config = config or BatonConfig()
     app.add_middleware(baton_middleware(path, config))
 
     async def baton_handler(session: WebTransportSession) -> None:
-        await play_server(session, config)
+        outcome = await play_server(session, config)
+        if on_outcome is not None:
+            on_outcome(outcome)
 
     app.add_route(path, baton_handler, name="devious-baton")
