@@ -27,9 +27,14 @@ Errors (§4.7): a malformed message (BRUH), a value we did not expect or more pe
 streams than batons in play (SUS), a stream we cannot open in
 ``stream_credit_timeout`` (DA_YAMN), or no progress for ``idle_timeout`` — also a
 padding longer than ``max_padding`` — (BORED) close the session with that code. A
-STOP_SENDING on a stream we are still writing, or a RESET_STREAM on a bidirectional
-stream we have not finished, is answered with RESET_STREAM(WHATEVER); the baton on it
-counts as reset. A datagram (§4.4) is sent for each message received whose value is
+RESET_STREAM on a bidirectional stream we have not answered on is answered with
+RESET_STREAM(WHATEVER) (§4.7); the baton on it counts as reset. A STOP_SENDING on a
+stream we are still writing resets it too and the baton counts as reset, but the code
+the peer sees is the one of its STOP_SENDING (IDC), not WHATEVER: our QUIC layer answers
+STOP_SENDING itself with a RESET_STREAM copying its code (RFC 9000 §3.5) before the
+application hears of it, and the WebTransport API has no way to choose another.
+
+A datagram (§4.4) is sent for each message received whose value is
 = 1 mod 7 (client) or = 0 mod 7 (server), its padding cut to fit; datagrams received
 must hold one well-formed message (BRUH otherwise).
 
@@ -62,7 +67,7 @@ from pywebtransport.baton.codec import (
 )
 from pywebtransport.exceptions import (
     SessionClosed,
-    StopReceiving,
+    StreamError,
     StreamReset,
     WebTransportError,
 )
@@ -395,8 +400,8 @@ class BatonPlayer:
                 self._touch()
                 if not view:
                     break
-        except StopReceiving:
-            stream.reset(StreamErrorCode.WHATEVER)  # §4.7
+        except StreamError:  # STOP_SENDING (QUIC may have reset our half already)
+            stream.reset(StreamErrorCode.WHATEVER)  # §4.7; a no-op once QUIC reset it
             game.unsent(value, answer)
             self._check_over()
             return False
