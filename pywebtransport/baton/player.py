@@ -38,8 +38,9 @@ A datagram (§4.4) is sent for each message received whose value is
 = 1 mod 7 (client) or = 0 mod 7 (server), its padding cut to fit; datagrams received
 must hold one well-formed message (BRUH otherwise).
 
-Bounded state: one task per baton plus four (two accept loops, the datagram reader,
-the idle watchdog); peer streams being read at once never exceed the active batons
+Bounded state: at most two tasks per baton (one still waiting for its write to drain
+when the answer arrives) plus five (two accept loops, the datagram reader, the idle
+watchdog, the server's setup); peer streams being read at once never exceed the active batons
 (one more is SUS); a stream's decoder holds at most eight bytes whatever the padding.
 """
 
@@ -48,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -110,7 +111,8 @@ class BatonOutcome:
     error: str
     #: the peer closed the session (or the connection went away), not us
     closed_by_peer: bool
-    #: bounded state: the most tasks this player ran at once (count + 5 at most) and
+    #: bounded state: the most tasks this player ran at once (at most 2 x count + 5: a
+    #: baton's task may still wait for its write to drain when the answer arrives) and
     #: the most peer streams it read at once (the active batons at most)
     peak_tasks: int = 0
     peak_incoming: int = 0
@@ -127,6 +129,8 @@ class BatonPlayer:
         self.datagrams_sent = 0
         self.datagrams_received = 0
         self.peak_tasks = 0
+        self._running = 0  # tasks started and not finished (``_tasks`` drops them later)
+        self._stopping = False
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()
         self._end: asyncio.Future[None] = self._loop.create_future()
@@ -136,8 +140,8 @@ class BatonPlayer:
 
     @property
     def tasks(self) -> int:
-        """Tasks of this player still running (bounded by the count plus four)."""
-        return len(self._tasks)
+        """Tasks of this player still running (at most 2 x count + 5)."""
+        return self._running
 
     # -- the game ---------------------------------------------------------------------
 
@@ -148,6 +152,7 @@ class BatonPlayer:
         self._spawn(self._accept(session.incoming_bidirectional_streams(), self._peer_bidi))
         self._spawn(self._datagrams())
         watchdog = self._spawn(self._watchdog())
+        assert watchdog is not None
         if initial is not None:
             self._spawn(self._setup(initial))
         closed: asyncio.Future[Any] = asyncio.ensure_future(session.wait_closed())
@@ -175,8 +180,8 @@ class BatonPlayer:
             await session.close(0, "")  # §4.5: no error (WT_CLOSE_SESSION 0 and FIN)
 
     async def _stop_tasks(self) -> None:
-        tasks = list(self._tasks)
-        if tasks:  # let each baton task read what already arrived, then stop it
+        self._stopping = True  # nothing new is started from now on
+        while tasks := list(self._tasks):  # each baton task reads what already arrived
             _, pending = await asyncio.wait(tasks, timeout=_END_GRACE)
             for task in pending:
                 task.cancel()
@@ -222,7 +227,11 @@ class BatonPlayer:
 
     # -- tasks ------------------------------------------------------------------------
 
-    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+        if self._stopping:
+            coro.close()
+            return None
+
         async def runner() -> None:
             try:
                 await coro
@@ -237,10 +246,13 @@ class BatonPlayer:
                 if self._crash is None:
                     self._crash = exc
                 self._set_end()
+            finally:
+                self._running -= 1
 
         task = self._loop.create_task(runner())
         self._tasks.add(task)
-        self.peak_tasks = max(self.peak_tasks, len(self._tasks))
+        self._running += 1
+        self.peak_tasks = max(self.peak_tasks, self._running)
         task.add_done_callback(self._tasks.discard)
         return task
 
@@ -269,7 +281,7 @@ class BatonPlayer:
             await asyncio.sleep(timeout - idle)
 
     async def _accept(
-        self, incoming: AsyncIterator[S], carrier: Callable[[S], Awaitable[None]]
+        self, incoming: AsyncIterator[S], carrier: Callable[[S], Coroutine[Any, Any, None]]
     ) -> None:
         async for stream in incoming:
             self.game.peer_stream_opened()  # SUS beyond the active batons

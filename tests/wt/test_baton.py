@@ -133,7 +133,7 @@ async def test_game_completes(
     if baton is not None:  # 256 - baton messages + the 0, per baton
         assert result.messages_sent + outcome.messages_sent == expected * (257 - baton)
     assert outcome.peak_incoming <= expected
-    assert outcome.peak_tasks <= expected + 5
+    assert outcome.peak_tasks <= 2 * expected + 5
     if baton == 3:  # values = 0 and 1 mod 7 pass both ways
         assert result.datagrams_sent > 0 and result.datagrams_received > 0
         assert outcome.datagrams_sent > 0 and outcome.datagrams_received > 0
@@ -163,7 +163,7 @@ async def test_game_completes_on_a_lossy_link(seed: int) -> None:
 
 async def test_scale_batons_linear_and_bounded() -> None:
     """count N vs 4N: the messages grow 4x (linear work) and the server never holds
-    more tasks than count + 5 nor reads more peer streams at once than count."""
+    more tasks than 2 x count + 5 nor reads more peer streams at once than count."""
     results = {}
     async with baton_server() as server:
         for count in (4, 16):
@@ -172,7 +172,7 @@ async def test_scale_batons_linear_and_bounded() -> None:
             )
             outcome = await server.outcome()
             assert result.ok and outcome.ok, (result.summary(), outcome)
-            assert outcome.peak_tasks <= count + 5
+            assert outcome.peak_tasks <= 2 * count + 5
             assert outcome.peak_incoming <= count
             results[count] = (result.messages_sent + outcome.messages_sent, outcome.peak_tasks)
         assert server.app.active_session_count == 0
@@ -294,7 +294,7 @@ async def test_scale_stream_flood_is_sus_and_bounded() -> None:
     for outcome in (small, large):
         assert outcome.error_code == SessionErrorCode.SUS
         assert outcome.peak_incoming <= 3
-    assert large.peak_tasks == small.peak_tasks <= 2 + 5 + 1
+    assert max(small.peak_tasks, large.peak_tasks) <= 2 * 2 + 5  # whatever the flood
 
 
 async def test_stop_sending_is_answered_with_whatever() -> None:
