@@ -35,7 +35,7 @@ from tests.pwt.pwt_support import client_config, server_config
 pytestmark = pytest.mark.timeout(120)
 
 TIMEOUT = 20.0
-DRAFTS = ["draft16", "draft02"]
+DRAFTS = ["draft16", "draft07", "draft02"]
 
 
 class BatonServer:
