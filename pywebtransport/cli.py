@@ -4,9 +4,10 @@ Theory of operation
 -------------------
 ``serve [--host 127.0.0.1] [--port 4433] [--cert C --key K] [--keylog FILE]`` runs a
 :class:`~pywebtransport.app.ServerApp` with the routes of :mod:`pywebtransport.interop`
-(``/echo``, ``/stats``, ``/status``). Without ``--cert`` it generates a self-signed
-ECDSA P-256 certificate valid for 13 days (browsers accept at most 14 for
-``serverCertificateHashes``) for ``localhost``, ``127.0.0.1`` and ``--host``.
+(``/echo``, ``/stats``, ``/status``) and the Devious Baton route
+(``/webtransport/devious-baton``, :mod:`pywebtransport.baton`). Without ``--cert`` it
+generates a self-signed ECDSA P-256 certificate valid for 13 days (browsers accept at
+most 14 for ``serverCertificateHashes``) for ``localhost``, ``127.0.0.1`` and ``--host``.
 
 The stdout contract, one flushed line each, in this order::
 
@@ -16,6 +17,11 @@ The stdout contract, one flushed line each, in this order::
     JS new WebTransport("https://.../echo", {serverCertificateHashes: [...]})
                                       (self-signed only: ready to paste in a console)
     LISTENING <port>
+
+``baton URL [--count N] [--baton V] [--cert-hash HEX | --ca-certs F | --insecure]``
+plays the client side of Devious Baton against any server (see
+:mod:`pywebtransport.baton.client`; one ``BATON OK``/``BATON FAIL`` line, exit 0 when
+the game completed).
 
 ``--port 0`` binds any free port; LISTENING tells which. The server runs until SIGINT or
 SIGTERM, then shuts down gracefully (GOAWAY, DRAIN, then close; see
@@ -33,6 +39,8 @@ from collections.abc import Sequence
 
 from pywebtransport import __version__
 from pywebtransport.app import ServerApp
+from pywebtransport.baton.client import add_baton_parser, run_baton_command
+from pywebtransport.baton.server import add_baton_route
 from pywebtransport.config import DEFAULT_DRAFTS, ConfigurationError, ServerConfig, parse_draft
 from pywebtransport.interop import add_interop_routes
 from quic.aio import wall_clock
@@ -73,6 +81,8 @@ routes:
            every datagram, and each unidirectional stream on a new server stream
   /stats   each bidirectional stream gets this session's parameters and counters (JSON)
   /status  each bidirectional stream gets server-wide health and counters (JSON)
+  /webtransport/devious-baton
+           Devious Baton (draft-frindell-webtrans-devious-baton): ?version=0&baton=V&count=N
 
 Without --cert a self-signed ECDSA P-256 certificate (13 days) is generated and its
 SHA-256 printed in hex and base64, with a snippet for the browser console:
@@ -135,6 +145,7 @@ def build_app(config: ServerConfig) -> ServerApp:
     """A :class:`ServerApp` with the interop routes."""
     app = ServerApp(config=config)
     add_interop_routes(app)
+    add_baton_route(app)
     return app
 
 
@@ -213,12 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log to stderr"
     )
+    add_baton_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.key and not args.cert:
+    if getattr(args, "key", None) and not args.cert:
         print("error: --key needs --cert", file=sys.stderr)
         return 2
     logging.basicConfig(
@@ -227,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        if args.command == "baton":
+            return asyncio.run(run_baton_command(args))
         return asyncio.run(run_serve(args))
     except KeyboardInterrupt:
         return EXIT_FAILURE
