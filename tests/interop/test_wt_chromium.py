@@ -17,9 +17,9 @@ shared with the Firefox module):
 Per browser variant — default (draft-02) and ``--enable-features=
 EnableWebTransportDraft07`` — the tests check (issue 11's list): connect; bidi echo of a
 short message and of 1 MB; datagram echo; a uni stream answered by the server's uni
-stream; the draft the server negotiated (the page reads ``/stats``); the page's own
-close of the echo session; a client close whose code and reason the server sees; a
-server close whose code and reason ``transport.closed`` resolves with.
+stream; the draft the server negotiated (the page reads ``/stats``, in the close tests
+too); the page's own close of the echo session; a client close whose code and reason the
+server sees; a server close whose code and reason ``transport.closed`` resolves with.
 
 Chromium writes a net log (``--log-net-log``) into the test's temporary directory; on a
 failure its WebTransport/QUIC events are summarised in the assertion message.
@@ -143,7 +143,7 @@ def test_chromium_client_close(variant: str, custom_server: LineProcess, pages: 
     result = run_page(
         pages, "client-close", custom_server.port, cert_hash(custom_server), VARIANTS[variant]
     )
-    check_client_close(result, custom_server, explain(result, custom_server))
+    check_client_close(result, variant, custom_server, explain(result, custom_server))
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -151,4 +151,4 @@ def test_chromium_server_close(variant: str, custom_server: LineProcess, pages: 
     result = run_page(
         pages, "server-close", custom_server.port, cert_hash(custom_server), VARIANTS[variant]
     )
-    check_server_close(result, custom_server, explain(result, custom_server))
+    check_server_close(result, variant, custom_server, explain(result, custom_server))

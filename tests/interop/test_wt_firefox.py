@@ -158,12 +158,12 @@ def test_firefox_closes_echo_session(firefox_run: FirefoxRun) -> None:
 
 def test_firefox_client_close(firefox_run: FirefoxRun) -> None:
     run = firefox_run.run("client-close")
-    check_client_close(run, firefox_run.custom, firefox_run.why("client-close"))
+    check_client_close(run, "draft02", firefox_run.custom, firefox_run.why("client-close"))
 
 
 def test_firefox_server_close(firefox_run: FirefoxRun) -> None:
     run = firefox_run.run("server-close")
-    check_server_close(run, firefox_run.custom, firefox_run.why("server-close"))
+    check_server_close(run, "draft02", firefox_run.custom, firefox_run.why("server-close"))
 
 
 def test_firefox_all_checks_passed(firefox_run: FirefoxRun) -> None:

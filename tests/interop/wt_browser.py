@@ -280,18 +280,24 @@ def check_echo(run: dict[str, Any], draft: str, why: str) -> None:
     assert run["steps"]["closed"] == {"resolved": True, "closeCode": 0, "reason": "done"}, why
 
 
-def check_client_close(run: dict[str, Any], server: LineProcess, why: str) -> None:
-    """The page closed ``/record`` with a code and reason; the server saw both."""
+def check_client_close(run: dict[str, Any], draft: str, server: LineProcess, why: str) -> None:
+    """The page closed ``/record`` with a code and reason; the server saw both.
+
+    ``draft`` is what the custom server negotiated with the page (its ``/stats``), so a
+    close is known to have been checked on that draft's wire format.
+    """
     assert run.get("ok") is True, why
+    check_draft(run, draft, why)
     assert run["steps"]["bidiSmall"]["equal"] is True, why
     closed = server.wait_json("SESSION-CLOSED", 10.0)
     code, reason = CLIENT_CLOSE
     assert closed == {"path": "/record", "code": code, "reason": reason, "by_peer": True}, why
 
 
-def check_server_close(run: dict[str, Any], server: LineProcess, why: str) -> None:
+def check_server_close(run: dict[str, Any], draft: str, server: LineProcess, why: str) -> None:
     """The server closed ``/close-me`` with a code and reason; ``transport.closed`` has both."""
     assert run.get("ok") is True, why
+    check_draft(run, draft, why)
     code, reason = SERVER_CLOSE
     assert run["steps"]["closed"] == {"resolved": True, "closeCode": code, "reason": reason}, why
     assert server.wait_json("SERVER-CLOSED", 5.0) == {
