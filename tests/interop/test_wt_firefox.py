@@ -17,8 +17,8 @@ Firefox ESR 153 loses part of a burst of incoming datagrams above its QUIC layer
 20 received and echoed, and Firefox's own qlog, ``network.http.http3.enable_qlog``,
 showed all 20 DATAGRAM frames received), so the page sends its datagrams in windows of
 :data:`DATAGRAM_WINDOW` and waits for each window's echoes; with all 20 at once the
-datagram check fails in most runs. On a failure the message carries the page's JSON, Firefox's output (the page's
-``console.log`` lines included) and the servers' stderr.
+datagram check fails in most runs. On a failure the message carries the page's JSON,
+Firefox's output (the page's ``console.log`` lines included) and the servers' stderr.
 """
 
 from __future__ import annotations
