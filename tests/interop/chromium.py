@@ -95,7 +95,7 @@ def _command(binary: str, profile: Path, flags: Sequence[str], url: str, dump: b
     return command
 
 
-def _end_group(process: subprocess.Popen[Any], grace: float) -> None:
+def end_process_group(process: subprocess.Popen[Any], grace: float) -> None:
     """SIGTERM the browser by its PID, then SIGKILL the process group it leads."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -137,11 +137,11 @@ def dump_dom(
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _end_group(process, 2.0)
+        end_process_group(process, 2.0)
         out, err = process.communicate()
         raise TimeoutError(f"chromium --dump-dom {url} timed out; stderr:\n{err}") from None
     finally:
-        _end_group(process, 2.0)
+        end_process_group(process, 2.0)
         shutil.rmtree(profile, ignore_errors=True)
     return process.returncode, out, err
 
@@ -201,7 +201,7 @@ class ChromiumProcess:
 
     def stop(self, grace: float = 5.0) -> None:
         if self.process is not None:
-            _end_group(self.process, grace)
+            end_process_group(self.process, grace)
         if self.profile is not None:
             shutil.rmtree(self.profile, ignore_errors=True)
             self.profile = None
