@@ -266,6 +266,14 @@ class StreamController:
                 self._sendable[stream_id] = None
         self._write_blocked.pop(stream_id, None)
 
+    def set_reliable_floor(self, stream_id: int, size: int) -> None:
+        """See :meth:`QuicConnection.set_reliable_floor`."""
+        if not self.peer_reset_stream_at:
+            raise ValueError("the peer does not accept RESET_STREAM_AT (reset_stream_at)")
+        stream = self.manager.get(stream_id)
+        if stream is not None and stream.send is not None:
+            stream.send.set_reliable_floor(size)
+
     def stop_sending(self, stream_id: int, error_code: int, now: float) -> None:
         stream = self.manager.get(stream_id)
         if stream is None or stream.recv is None:

@@ -422,6 +422,15 @@ class QuicConnection:
         if self.state in _LIVE:
             self.streams.reset(stream_id, error_code, reliable_size)
 
+    def set_reliable_floor(self, stream_id: int, size: int) -> None:
+        """Every later reset of ``stream_id``'s sending half — ours, or the one that
+        answers the peer's STOP_SENDING (RFC 9000 §3.5) — is a RESET_STREAM_AT keeping
+        at least its first ``size`` bytes reliable (draft-ietf-quic-reliable-stream-reset
+        §4; WebTransport's stream header, draft-ietf-webtrans-http3-16 §4.4). ValueError
+        if the peer did not send reset_stream_at or beyond the bytes written."""
+        if self.state in _LIVE:
+            self.streams.set_reliable_floor(stream_id, size)
+
     @property
     def peer_accepts_reset_stream_at(self) -> bool:
         """The peer sent reset_stream_at (draft-ietf-quic-reliable-stream-reset §3):

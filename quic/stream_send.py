@@ -190,6 +190,7 @@ class SendStream:
         "_head",
         "_lost",
         "_reliable_acked",
+        "_reliable_floor",
         "_reliable_sent",
         "_reliable_size",
         "_reset_code",
@@ -228,6 +229,8 @@ class SendStream:
         self._reliable_size: int | None = None
         self._reliable_sent = False  # a RESET_STREAM_AT carried the final size
         self._reliable_acked = False  # the one with the current reliable size was acked
+        # every reset keeps at least this many bytes reliable (set_reliable_floor)
+        self._reliable_floor = 0
 
     # ------------------------------------------------------------------ properties
 
@@ -330,15 +333,30 @@ class SendStream:
         if end_stream:
             self._fin_offset = self._write_offset
 
+    def set_reliable_floor(self, size: int) -> None:
+        """Make every later reset a RESET_STREAM_AT keeping at least the first ``size``
+        bytes written reliable — the one answering STOP_SENDING included (a protocol
+        above that ties a stream to its context with a header, as WebTransport does,
+        draft-ietf-webtrans-http3-16 §4.4). The caller checks that the peer accepts
+        RESET_STREAM_AT. ValueError beyond the data written."""
+        if size < 0 or size > self._write_offset:
+            raise ValueError(
+                f"reliable floor {size} outside the {self._write_offset} bytes written"
+            )
+        self._reliable_floor = size
+
     def reset(self, error_code: int, reliable_size: int = 0) -> bool:
         """Abandon the stream: queue RESET_STREAM (RFC 9000 §3.1, §19.4), or with a
         ``reliable_size`` RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset §5).
+        The reliable size is never below the floor (:meth:`set_reliable_floor`).
 
         The final size is the amount of data sent so far (§4.5), or the reliable size
         if that is larger. Returns False when nothing changed: the stream is terminal or
         already reset, or a reliable reset did not lower the reliable size (§5.2). Raises
         ValueError for a reliable size beyond the data written.
         """
+        if reliable_size < self._reliable_floor:
+            reliable_size = self._reliable_floor
         current = self._reliable_size
         if current is not None and reliable_size >= current:
             return False  # §5.2: the reliable size never increases
@@ -403,7 +421,8 @@ class SendStream:
         self._release_all()
 
     def on_stop_sending(self, error_code: int) -> bool:
-        """Peer sent STOP_SENDING: reset with the same error code (RFC 9000 §3.5)."""
+        """Peer sent STOP_SENDING: reset with the same error code (RFC 9000 §3.5), as a
+        RESET_STREAM_AT when the stream has a reliable floor."""
         return self.reset(error_code)
 
     def on_max_stream_data(self, limit: int) -> bool:

@@ -393,7 +393,11 @@ class StreamsMixin:
         sid = self.h3.create_webtransport_stream(session_id, bidirectional)
         if flow is not None:
             flow.on_open(bidirectional)
-        self._streams[sid] = WtStream(sid, session_id, local=True)
+        stream = self._streams[sid] = WtStream(sid, session_id, local=True)
+        if self.quic.peer_accepts_reset_stream_at:
+            # draft-16 §4.4: every reset keeps the header reliable, also the one QUIC
+            # sends by itself to answer STOP_SENDING (RFC 9000 §3.5)
+            self.quic.set_reliable_floor(sid, stream.header_size)
         session.streams[sid] = None
         self._claimed.add(sid)  # client: our bidi stream IDs are not sessions
         return sid

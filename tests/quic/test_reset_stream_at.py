@@ -291,3 +291,49 @@ def test_many_reliable_resets_cost_linear_and_leave_no_state() -> None:
     assert left1 == left4 == 0
     assert sent4 / sent1 < 6  # linear in the number of streams
     assert sent4 / sent1 > 2  # and the work is really there
+
+
+# -- reliable floor: every reset keeps a header, STOP_SENDING's answer included -------------
+
+
+def test_floor_raises_a_plain_reset_and_bounds_later_ones() -> None:
+    s = SendStream(4, 10_000)
+    s.write(b"h" * 10 + b"x" * 90)
+    with pytest.raises(ValueError):
+        s.set_reliable_floor(101)  # beyond the data written
+    s.set_reliable_floor(10)
+    assert s.reset(7)  # asked for a plain reset: RESET_STREAM_AT with the floor
+    assert s.reliable_size == 10
+    assert not s.reset(7, 3)  # never below the floor (and §5.2: never raised)
+    assert s.reliable_size == 10
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_stop_sending_is_answered_with_reset_stream_at_keeping_the_floor(seed: int) -> None:
+    pair = make_pair(seed=seed, loss=0.1, jitter=0.004)
+    pair.handshake()
+    client = pair.client
+    sids = []
+    for _ in range(4):
+        sid = client.create_stream(bidirectional=False)
+        client.send_stream_data(sid, b"HEADER" + bytes(5000))
+        client.set_reliable_floor(sid, 6)
+        sids.append(sid)
+    pair.run(lambda: all(sid in pair.data["server"] for sid in sids), 10)
+    for sid in sids:  # the server wants no more: STOP_SENDING
+        pair.server.stop_stream(sid, 0x51)
+    done = lambda: len(pair.events_of(StreamReset)) >= len(sids)  # noqa: E731
+    pair.run(done, 30)
+    resets = {r.stream_id: r for r in pair.events_of(StreamReset)}
+    for sid in sids:
+        assert (resets[sid].error_code, resets[sid].reliable_size) == (0x51, 6)
+        assert bytes(pair.data["server"][sid][:6]) == b"HEADER"
+
+
+def test_floor_needs_the_peers_transport_parameter() -> None:
+    pair = make_pair(server_kwargs={"reset_stream_at": False})
+    pair.handshake()
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"abc")
+    with pytest.raises(ValueError):
+        pair.client.set_reliable_floor(sid, 2)

@@ -332,6 +332,10 @@ def test_reset_and_stop_sending_carry_application_codes(draft: Draft) -> None:
     p.run(lambda: any(e.stream_id == other for e in quic_of(p, qe.StreamReset, "server")))
     reset_other = next(e for e in quic_of(p, qe.StreamReset, "server") if e.stream_id == other)
     assert reset_other.error_code == webtransport_code_to_http_code(0xFFFFFFFF)  # type: ignore[attr-defined]
+    # draft-16 §4.4: even that reset keeps the stream header reliable (RESET_STREAM_AT)
+    assert p.client.quic.peer_accepts_reset_stream_at
+    header = 2 + (1 if sid < 64 else 2 if sid < 16384 else 4)  # 0x41 signal, session ID
+    assert reset_other.reliable_size == header  # type: ignore[attr-defined]
 
 
 def test_reset_outside_the_application_range_has_no_code() -> None:
