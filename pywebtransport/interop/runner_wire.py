@@ -38,6 +38,7 @@ __all__ = [
     "MAX_NAME_SIZE",
     "RunnerErrorCode",
     "RunnerWireError",
+    "check_endpoint",
     "check_name",
     "download_path",
     "encode_get",
@@ -95,6 +96,13 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_endpoint(endpoint: str) -> str:
+    """``endpoint`` if it is one path segment usable as a directory name."""
+    if "/" in check_name(endpoint):
+        raise RunnerWireError(RunnerErrorCode.BAD_REQUEST, "an endpoint is one path segment")
+    return endpoint
+
+
 def _decode_name(raw: bytes) -> str:
     try:
         text = raw.decode("utf-8")
@@ -146,7 +154,7 @@ def parse_push_datagram(data: bytes) -> tuple[str, bytes]:
 def endpoint_of(path: str) -> str:
     """The endpoint of a session path: its first segment (``/wt1/x?q`` → ``wt1``)."""
     segment = urlsplit(path).path.lstrip("/").partition("/")[0]
-    return check_name(unquote(segment))
+    return check_endpoint(unquote(segment))
 
 
 def split_request(request: str) -> tuple[str, str | None]:
@@ -159,7 +167,7 @@ def split_request(request: str) -> tuple[str, str | None]:
     path = parts.path if parts.scheme or parts.netloc else request
     path = unquote(path).lstrip("/")
     endpoint, _, rest = path.partition("/")
-    check_name(endpoint)
+    check_endpoint(endpoint)
     name = rest.rstrip("/")
     return endpoint, (check_name(name) if name else None)
 
@@ -168,7 +176,7 @@ def resolve_file(www: Path, endpoint: str, name: str) -> Path | None:
     """The regular file ``<www>/<endpoint>/<name>``, or None if it is missing or any
     part of it (after ``..`` and symbolic links) lies outside ``<www>/<endpoint>``."""
     try:
-        check_name(endpoint)
+        check_endpoint(endpoint)
         check_name(name)
         root = (www / endpoint).resolve()
         if not root.is_relative_to(www.resolve()) or not root.is_dir():
@@ -184,4 +192,4 @@ def download_path(downloads: Path, endpoint: str, name: str) -> Path:
     The names are checked (:func:`check_name`); the result is below ``downloads`` by
     construction. Directories are not created here.
     """
-    return downloads.joinpath(check_name(endpoint), *PurePosixPath(check_name(name)).parts)
+    return downloads.joinpath(check_endpoint(endpoint), *PurePosixPath(check_name(name)).parts)
