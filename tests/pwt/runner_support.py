@@ -104,10 +104,17 @@ class RunnerEndpoint:
         log: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path = REPO,
+        *,
+        our_package: bool = True,
     ) -> None:
+        """``our_package``: the environment imports this repository (PYTHONPATH); else
+        ``env`` is the whole environment (a peer with its own ``pywebtransport``)."""
         self.log = log
         self._stderr = log.open("wb")
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        if our_package:
+            full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        else:
+            full_env = dict(env or {})
         self.process = subprocess.Popen(
             list(command),
             cwd=cwd,
