@@ -7,6 +7,7 @@ imported by the library::
     python pwt021_runner.py server --port 0 --cert C --key K --www DIR [--protocols "a b"]
     python pwt021_runner.py client --ca CA --downloads DIR --transport uni|bidi|datagram
                                    [--protocols "a b"] URL...
+    python pwt021_runner.py client --ca CA --downloads DIR --transport answer --www DIR URL
 
 server: prints ``LISTENING <port>``, accepts every session with the client's first
 offered protocol it also lists (``WT-Protocol``), and answers ``GET <name>`` requests
@@ -14,7 +15,10 @@ from ``<www>/<endpoint>/<name>`` (uni stream → new uni stream ``PUSH <name>\\n
 bidi stream → the bytes on that stream; datagram → one ``PUSH`` datagram) until
 SIGTERM. client: one session on the URLs' endpoint (the first path segment), requests
 every URL's file over the transport, saves it to ``<downloads>/<endpoint>/<name>``,
-prints ``PROTOCOL <negotiated or ->`` and exits 0 when all arrived (1 otherwise).
+prints ``PROTOCOL <negotiated or ->`` and exits 0 when all arrived (1 otherwise);
+``--transport answer`` is the runner's ``transfer`` role instead: it answers the
+server's requests from ``<www>/<endpoint>/`` and exits 0 once the server closed the
+session.
 Written from the runner's protocol text for these tests only: file names are checked
 (one segment, no ``..``) and files outside ``<www>/<endpoint>`` are not served.
 """
@@ -102,7 +106,11 @@ async def serve_session(session, args: argparse.Namespace, tasks: set) -> None: 
     protocol = next((p for p in offered if p in ours), None)
     endpoint = urlsplit(session.path).path.lstrip("/").partition("/")[0]
     await session.accept(wt_protocol=protocol)
-    www = Path(args.www)
+    await serve_session_requests(session, Path(args.www), endpoint, tasks)
+
+
+async def serve_session_requests(session, www: Path, endpoint: str, tasks: set) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """Answer the peer's GETs on uni/bidi streams and datagrams (background tasks)."""
 
     def spawn(coro) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.ensure_future(guarded(coro))
@@ -173,6 +181,15 @@ async def run_client(args: argparse.Namespace) -> int:
         )
         print(f"PROTOCOL {session.wt_protocol or '-'}", flush=True)
         missing = set(names)
+        if args.transport == "answer":  # the runner's "transfer" role: until closed
+            tasks: set[asyncio.Task[None]] = set()
+            await serve_session_requests(session, Path(args.www), endpoint, tasks)
+            deadline = asyncio.get_running_loop().time() + args.timeout
+            while not session.is_closed and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            for task in list(tasks):
+                task.cancel()
+            return 0 if session.is_closed else 1
         if args.transport == "bidi":
 
             async def fetch(name: str) -> None:
@@ -230,7 +247,10 @@ def main() -> int:
     client = roles.add_parser("client")
     client.add_argument("--ca", required=True)
     client.add_argument("--downloads", required=True)
-    client.add_argument("--transport", choices=["uni", "bidi", "datagram"], default="bidi")
+    client.add_argument(
+        "--transport", choices=["uni", "bidi", "datagram", "answer"], default="bidi"
+    )
+    client.add_argument("--www", default=".", help="answer: files of <www>/<endpoint>/")
     client.add_argument("--protocols", default="")
     client.add_argument("--timeout", type=float, default=30.0)
     client.add_argument("urls", nargs="+")

@@ -1,7 +1,8 @@
 """The runner's WebTransport cases against an independent implementation: pywebtransport
 0.21.1 (PyPI, Rust core on quinn, draft-16 only) running the runner protocol in
 ``tests/peers/pwt021_runner.py``. Our client against its server (handshake and every
-receive case), its client against our server (every transport), all processes on
+receive case), its client against our server (every transport, both directions: it
+receives, and it answers our server's requests in the -send cases), all processes on
 127.0.0.1."""
 
 from __future__ import annotations
@@ -147,5 +148,36 @@ def test_pwt021_client_receives_from_our_server(tree: Tree, kind: str, transport
         for name in names:
             got = downloads / ENDPOINT / name
             assert digest(got) == digest(tree.server_www / ENDPOINT / name), name
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("kind", list(SIZES))
+def test_our_server_requests_from_pwt021_client(tree: Tree, kind: str) -> None:
+    """The -send cases: our server requests the files, 0.21.1's client answers them (the
+    runner's ``transfer`` role) and exits once our server closed the session."""
+    client_www = tree.root / "pwt021-www"
+    names = make_files(client_www / ENDPOINT, SIZES[kind])
+    requests = " ".join(f"{ENDPOINT}/{name}" for name in names)
+    server = RunnerEndpoint(
+        our_command(
+            "server", "--testcase", f"transfer-{kind}-send", "--host", "127.0.0.1",
+            "--port", "0", "--certs", str(tree.certs), "--www", str(tree.server_www),
+            "--downloads", str(tree.server_downloads), "--requests", requests,
+        ),
+        tree.root / "server.log",
+    )  # fmt: skip
+    try:
+        result = subprocess.run(
+            [str(PWT021), str(PEER), "client", "--ca", str(tree.certs / "ca.pem"),
+             "--downloads", str(tree.root / "unused"), "--transport", "answer",
+             "--www", str(client_www), f"https://127.0.0.1:{server.port}/{ENDPOINT}"],
+            cwd=tree.root, env=peer_env(), capture_output=True, text=True, timeout=60,
+            preexec_fn=die_with_parent,
+        )  # fmt: skip
+        assert result.returncode == 0, f"{result.stdout}{result.stderr}\n{server.stderr()}"
+        for name in names:
+            got = tree.server_downloads / ENDPOINT / name
+            assert digest(got) == digest(client_www / ENDPOINT / name), name
     finally:
         assert server.stop() == 0
