@@ -26,8 +26,10 @@ KB = 1024
 MB = 1024 * KB
 #: the runner's stream sizes are 100 KB .. 2 MB; ours include an empty file and > 1 MB
 STREAM_SIZES = [0, 1, 100 * KB, 1 * MB + 17, 2 * MB]
-#: the runner's datagram files: 600 + 2i bytes (200 of them there; 60 here)
-DATAGRAM_SIZES = [600 + 2 * i for i in range(60)]
+#: the runner's datagram files: 600 + 2i bytes for i < 200 (every 4th here, and the
+#: largest), named by slugs of a few words
+DATAGRAM_SIZES = [600 + 2 * i for i in range(0, 200, 4)] + [998]
+SLUG = "brave-orange-walrus-of-"
 ENDPOINT = "wt-endpoint"
 
 
@@ -133,7 +135,7 @@ def test_handshake_without_a_common_protocol_writes_empty_files(
 def test_transfer_receive(tree: Tree, server_factory: list[RunnerEndpoint], kind: str) -> None:
     sizes = DATAGRAM_SIZES if kind == "datagram" else STREAM_SIZES
     source = tree.server_www / ENDPOINT
-    names = make_files(source, sizes)
+    names = make_files(source, sizes, prefix=SLUG)
     # the runner starts the server with "transfer" for the receive cases
     server = start_server(server_factory, tree, "transfer", "--protocols", "proto")
     urls = [f"https://127.0.0.1:{server.port}/{ENDPOINT}/{name}" for name in names]
@@ -148,7 +150,7 @@ def test_transfer_receive(tree: Tree, server_factory: list[RunnerEndpoint], kind
 def test_transfer_send(tree: Tree, server_factory: list[RunnerEndpoint], kind: str) -> None:
     sizes = DATAGRAM_SIZES if kind == "datagram" else STREAM_SIZES
     source = tree.client_www / ENDPOINT
-    names = make_files(source, sizes)
+    names = make_files(source, sizes, prefix=SLUG)
     requests = " ".join(f"{ENDPOINT}/{name}" for name in names)
     server = start_server(server_factory, tree, f"transfer-{kind}-send", "--requests", requests)
     # the runner starts the client with "transfer" and the endpoint's URL only
