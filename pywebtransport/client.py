@@ -116,8 +116,13 @@ class WebTransportClient:
         headers: HeaderInput | None = None,
         protocols: Iterable[str] | None = None,
         timeout: float | None = None,
+        pool_with: WebTransportSession | None = None,
     ) -> WebTransportSession:
         """Open a session to ``url`` (``https://host:port/path``).
+
+        ``pool_with``: send the CONNECT on that session's QUIC connection instead of a
+        new one (draft-ietf-webtrans-http3-16 §3: sessions may share a connection; the
+        server's limit applies, H3_REQUEST_REJECTED beyond it).
 
         Raises SessionRejected (non-2xx or no common draft), ConnectTimeout,
         CertificateError or ConnectionFailed.
@@ -127,7 +132,10 @@ class WebTransportClient:
         host, port, authority, path = parse_url(url)
         config = self.config
         limit = config.connect_timeout if timeout is None else timeout
-        conn = await self._open_connection(host, port, limit)
+        if pool_with is None:
+            conn = await self._open_connection(host, port, limit)
+        else:
+            conn = self._connection_of(pool_with)
         try:
             async with asyncio.timeout(limit):
                 session = await self._request(
@@ -135,14 +143,22 @@ class WebTransportClient:
                     tuple(protocols or ()), (host, port),
                 )  # fmt: skip
         except TimeoutError:
-            await conn.close()
+            if pool_with is None:
+                await conn.close()
             raise ConnectTimeout(f"no answer to the CONNECT for {url} within {limit} s") from None
         except BaseException:
-            await conn.close()
+            if pool_with is None:
+                await conn.close()
             raise
         self._sessions.add(session)
         session.events.on(EventType.CLOSED, lambda _: self._on_session_closed(session, conn))
         return session
+
+    def _connection_of(self, session: WebTransportSession) -> _Connection:
+        for conn in self._connections:
+            if conn.link is session.link and not conn.closed:
+                return conn
+        raise WebTransportError("that session's connection is not open")
 
     async def _open_connection(self, host: str, port: int, limit: float) -> _Connection:
         config = self.config

@@ -23,6 +23,12 @@ ServerApp`; ``python -m pywebtransport serve`` uses them and so can any app.
 
 Every handler runs until its session closes; the per-stream work runs in tasks owned
 by the handler and cancelled when it ends.
+
+quic-interop-runner's WebTransport mode (``python -m pywebtransport.interop server|client``)
+lives in the submodules: :mod:`~pywebtransport.interop.runner` (the two roles),
+:mod:`~pywebtransport.interop.runner_options` (arguments, environment, test cases),
+:mod:`~pywebtransport.interop.runner_peer` (the protocol on one session) and
+:mod:`~pywebtransport.interop.runner_wire` (its wire format); see docs/interop-runner.md.
 """
 
 from __future__ import annotations
