@@ -77,11 +77,11 @@ from h3.capsules import (
 )
 from h3.connection import H3Configuration, H3Connection
 from h3.errors import H3ErrorCode, H3StreamError
-from h3.settings import SettingId
 from pywebtransport.protocol import events as ev
 from pywebtransport.protocol.drafts import (
     PROFILES,
     Draft,
+    announced_windows,
     flow_control_settings,
     select_draft,
     supported_by_peer,
@@ -284,15 +284,21 @@ class WebTransportConnection(StreamsMixin):
         # one dict less per connection, issue 10 memory)
         self.peer_settings = self.h3.peer_settings or settings
         peer_windows = flow_control_settings(settings)
-        self.flow_control = (
-            Draft.DRAFT16 in self.config.drafts
+        self.flow_control = (  # draft-16 §5.1: both sides announced a non-zero window
+            any(PROFILES[d].flow_control for d in self.config.drafts)
             and peer_windows is not None
-            and any(self.config.flow_control_windows)
+            and any(self._windows())
         )
         if self.is_client:
-            self.draft = select_draft(self.config.drafts, settings, peer_is_server=True)
-            if self.draft is not None and self.quic.max_datagram_payload <= 0:
-                self.draft = None  # QUIC datagrams are required too (draft-16 §3.1)
+            # the newest common draft whose requirements the server's SETTINGS and
+            # transport parameters meet (draft-16 §3.1, §7.1)
+            self.draft = select_draft(
+                self.config.drafts,
+                settings,
+                peer_is_server=True,
+                reset_stream_at=self.quic.peer_accepts_reset_stream_at,
+                quic_datagrams=self.quic.max_datagram_payload > 0,
+            )
             for session in list(self._sessions.values()):
                 if session.state is SessionState.PENDING:
                     self._send_connect(session)
@@ -303,19 +309,28 @@ class WebTransportConnection(StreamsMixin):
             for request in parked:
                 self._on_request(request)
 
+    def _windows(self) -> tuple[int, int, int]:
+        """The WT_INITIAL_MAX_* windows we announced, hence enforce (drafts.py)."""
+        config = self.config
+        return announced_windows(config.drafts, self.is_client, config.flow_control_windows)
+
     def _new_flow(self, draft: Draft) -> SessionFlowControl | None:
-        if draft is not Draft.DRAFT16 or not self.flow_control:
+        if not PROFILES[draft].flow_control or not self.flow_control:
             return None
         assert self.peer_settings is not None
         peer = flow_control_settings(self.peer_settings)
         assert peer is not None
-        return SessionFlowControl(self.config.flow_control_windows, peer)
+        return SessionFlowControl(self._windows(), peer)
 
     def _session_limit(self, draft: Draft) -> int:
-        if draft is Draft.DRAFT16 and not self.flow_control:
-            return 1  # draft-16 §5.1: one session without flow control
-        if draft is Draft.DRAFT07 and self.is_client and self.peer_settings is not None:
-            return self.peer_settings.get(SettingId.WEBTRANSPORT_MAX_SESSIONS_DRAFT07, 1)
+        profile = PROFILES[draft]
+        if profile.flow_control and not self.flow_control:
+            # draft-16 §5.1: without flow control a client MUST NOT establish, and a
+            # server MUST NOT accept, more than one session (draft-13: assumed alike)
+            return 1
+        setting = profile.max_sessions_setting
+        if setting is not None and self.is_client and self.peer_settings is not None:
+            return self.peer_settings.get(setting, 1)  # the server's session limit
         return self.config.max_sessions
 
     def _active_sessions(self) -> int:
@@ -443,13 +458,22 @@ class WebTransportConnection(StreamsMixin):
             else:
                 self._parked.append(event)  # draft-16 §7.1: wait for the client's SETTINGS
             return
+        # the newest common draft that takes this upgrade token and whose requirements
+        # the client's SETTINGS and transport parameters meet (draft-16 §3.1, §7.1)
+        quic = self.quic
         drafts = [
             d
             for d in self.config.drafts
-            if PROFILES[d].protocol == token
-            and supported_by_peer(d, self.peer_settings, peer_is_server=False)
+            if token in PROFILES[d].tokens
+            and supported_by_peer(
+                d,
+                self.peer_settings,
+                peer_is_server=False,
+                reset_stream_at=quic.peer_accepts_reset_stream_at,
+                quic_datagrams=quic.max_datagram_payload > 0,
+            )
         ]
-        if not drafts or event.stream_ended or self.quic.max_datagram_payload <= 0:
+        if not drafts or event.stream_ended:
             # draft-16 §3.1: the session is malformed (RFC 9114 §4.1.2)
             self._refuse_stream_pair(sid, H3ErrorCode.H3_MESSAGE_ERROR)
             self._reject_buffered(sid)
@@ -581,7 +605,8 @@ class WebTransportConnection(StreamsMixin):
                 self._on_flow_capsule(session, session.flow, capsule_type, value)
         elif (
             capsule_type in (_WT_MAX_STREAM_DATA, _WT_STREAM_DATA_BLOCKED)
-            and session.draft is Draft.DRAFT16
+            and session.draft is not None
+            and PROFILES[session.draft].flow_control
         ):  # draft-16 §5.4: a session error
             raise SessionAbort(H3ErrorCode.WT_FLOW_CONTROL_ERROR, "forbidden capsule")
         # unknown and reserved capsule types are skipped (RFC 9297 §3.2)
