@@ -100,7 +100,11 @@ class _Common:
     #: append TLS secrets (NSS key log format) to this file, for Wireshark; None:
     #: ``$SSLKEYLOGFILE`` if set (see quic.tls.keylog)
     keylog_file: str | None = None
-    #: draft-16 session flow-control windows we grant (SETTINGS_WT_INITIAL_MAX_*)
+    #: draft-16 §3.1: refuse draft-16 with a peer that did not send the reset_stream_at
+    #: transport parameter (False: serve it, as pywebtransport 0.21.1 needs; see
+    #: WebTransportConfiguration.require_reset_stream_at)
+    require_reset_stream_at: bool = False
+    #: draft-13/16 session flow-control windows we grant (SETTINGS_WT_INITIAL_MAX_*)
     wt_initial_max_data: int = 16 * 1024 * 1024
     wt_initial_max_streams_bidi: int = 100
     wt_initial_max_streams_uni: int = 100
@@ -156,6 +160,7 @@ class _Common:
             initial_max_data=self.wt_initial_max_data,
             initial_max_streams_bidi=self.wt_initial_max_streams_bidi,
             initial_max_streams_uni=self.wt_initial_max_streams_uni,
+            require_reset_stream_at=self.require_reset_stream_at,
         )
 
 

@@ -11,11 +11,17 @@ WebTransport events leave only through :meth:`next_event` (``handle_event`` retu
 nothing). Commands (``connect``, ``accept``, ``open_stream``, ...) write through the
 public H3/QUIC API; the caller then drains ``quic.datagrams_to_send``.
 
-Draft selection (draft-16 §7.1). The client waits for the server's SETTINGS before it
-sends a CONNECT (§3.1; ``connect()`` before that only reserves the stream) and uses
-the newest draft both sides announce. The server parks CONNECT requests until the
-client's SETTINGS arrive (§7.1), then picks, per request, the newest common draft
-whose upgrade token the request carries.
+Draft selection (draft-16 §7.1; :mod:`pywebtransport.protocol.drafts`). The client
+waits for the server's SETTINGS before it sends a CONNECT (§3.1; ``connect()`` before
+that only reserves the stream) and uses the newest draft both sides announce whose
+requirements the server's SETTINGS and transport parameters meet (QUIC datagrams; the
+reset_stream_at parameter for draft-16 when ``require_reset_stream_at``). The server
+parks CONNECT requests until the client's SETTINGS arrive (§7.1), then picks, per
+request, the newest common draft the client's SETTINGS and transport parameters allow
+and that takes the request's upgrade token (draft-16 also takes the legacy
+``webtransport``); a request no draft fits is malformed (H3_MESSAGE_ERROR, §3.1).
+Flow control (§5.1) is on when both sides announced a window and a flow-controlled
+draft (13, 16) is spoken; without it a draft-13/16 connection carries one session.
 
 Routing. The CONNECT stream carries the session's capsules (RFC 9297 §3) inside DATA
 frames; WebTransport streams carry a session ID in their header (§4.2, §4.3) and
@@ -296,7 +302,7 @@ class WebTransportConnection(StreamsMixin):
                 self.config.drafts,
                 settings,
                 peer_is_server=True,
-                reset_stream_at=self.quic.peer_accepts_reset_stream_at,
+                reset_stream_at=self._peer_reset_stream_at(),
                 quic_datagrams=self.quic.max_datagram_payload > 0,
             )
             for session in list(self._sessions.values()):
@@ -308,6 +314,11 @@ class WebTransportConnection(StreamsMixin):
             parked, self._parked = self._parked, []
             for request in parked:
                 self._on_request(request)
+
+    def _peer_reset_stream_at(self) -> bool:
+        """The reset_stream_at requirement of draft-16 §3.1 is met (or not enforced:
+        :attr:`WebTransportConfiguration.require_reset_stream_at`)."""
+        return self.quic.peer_accepts_reset_stream_at or not self.config.require_reset_stream_at
 
     def _windows(self) -> tuple[int, int, int]:
         """The WT_INITIAL_MAX_* windows we announced, hence enforce (drafts.py)."""
@@ -469,7 +480,7 @@ class WebTransportConnection(StreamsMixin):
                 d,
                 self.peer_settings,
                 peer_is_server=False,
-                reset_stream_at=quic.peer_accepts_reset_stream_at,
+                reset_stream_at=self._peer_reset_stream_at(),
                 quic_datagrams=quic.max_datagram_payload > 0,
             )
         ]

@@ -55,7 +55,9 @@ Draft-16 requirements (§3.1): from a server WT_ENABLED=1, ENABLE_CONNECT_PROTOC
 and H3_DATAGRAM=1; from a client WT_ENABLED=1 (the draft-version rule of §7.1) and
 H3_DATAGRAM=1; from both an empty reset_stream_at transport parameter and
 max_datagram_frame_size > 0. The transport-parameter half is passed in by the caller
-(``reset_stream_at``, ``quic_datagrams``). A WT_ENABLED value above 1 is
+(``reset_stream_at``, ``quic_datagrams``); the connection enforces reset_stream_at only
+with ``WebTransportConfiguration.require_reset_stream_at`` (pywebtransport 0.21.1, a
+draft-16 peer on quinn, does not send it). A WT_ENABLED value above 1 is
 H3_SETTINGS_ERROR (§3.1), checked when SETTINGS are decoded (:mod:`h3.settings`).
 
 HTTP datagrams are required by every draft (draft-16 §3.1; draft-02 §4.4); the older

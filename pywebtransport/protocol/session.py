@@ -94,6 +94,12 @@ class WebTransportConfiguration:
     #: client: close the connection with WT_REQUIREMENTS_NOT_MET when the server's
     #: SETTINGS allow no draft we speak (draft-16 §3.1)
     close_on_requirements_not_met: bool = False
+    #: draft-16 §3.1 requires the peer's empty reset_stream_at transport parameter
+    #: before a draft-16 session. True: enforced (server: the CONNECT is malformed,
+    #: reset with H3_MESSAGE_ERROR; client: draft-16 is not selected). False (default):
+    #: a draft-16 peer without it is still served and its streams are reset with plain
+    #: RESET_STREAM — pywebtransport 0.21.1 (quinn) does not send it (measured, issue 11)
+    require_reset_stream_at: bool = False
     #: server: answer plain HTTP requests with this status (they are not ours)
     plain_request_status: int = 404
 

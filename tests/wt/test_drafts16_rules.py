@@ -133,7 +133,8 @@ def test_server_treats_session_of_incomplete_client_as_malformed(missing: str) -
         del settings[H3_DATAGRAM]
     elif missing == "wt_enabled":
         del settings[WT_ENABLED]
-    wt, quic = server_fed(settings, reset_stream_at=missing != "reset_stream_at")
+    strict = WebTransportConfiguration(require_reset_stream_at=True)
+    wt, quic = server_fed(settings, strict, reset_stream_at=missing != "reset_stream_at")
     if missing == "datagram_frames":
         quic.max_datagram_payload = 0
     assert not _requested(_connect(wt, 0, b"webtransport-h3"))
@@ -142,22 +143,50 @@ def test_server_treats_session_of_incomplete_client_as_malformed(missing: str) -
     assert wt.table_sizes()["sessions"] == 0
 
 
-def test_server_requires_reset_stream_at_in_memory() -> None:
-    """Our client without reset_stream_at, offering draft-16 only: its CONNECT is
-    refused as malformed; offering draft-13 as well, the server picks draft-13."""
-    p = wt_pair(config(Draft.DRAFT16), config(), client_quic={"reset_stream_at": False})
+def test_strict_server_requires_reset_stream_at_in_memory() -> None:
+    """require_reset_stream_at=True: our client without reset_stream_at, offering
+    draft-16 only, has its CONNECT refused as malformed; offering draft-13 as well, it
+    still asks for draft-16 (the server did send the parameter) and is refused; a
+    draft-13 client is served."""
+    strict = config(require_reset_stream_at=True)
+    no_rsa = {"reset_stream_at": False}
+    p = wt_pair(config(Draft.DRAFT16), strict, client_quic=no_rsa)
     assert not p.server.quic.peer_accepts_reset_stream_at
     p.client.connect("localhost", "/wt")
     p.run(lambda: bool(p.of(SessionRejected, "client")))
     assert "0x10e" in p.of(SessionRejected, "client")[0].reason  # H3_MESSAGE_ERROR
     assert not p.of(SessionRequested)
-    p = wt_pair(config(), config(), client_quic={"reset_stream_at": False})
+    p = wt_pair(config(), strict, client_quic=no_rsa)
     assert p.client.draft is Draft.DRAFT16  # the server did send reset_stream_at
     p.client.connect("localhost", "/wt")
-    p.run(lambda: bool(p.of(SessionRejected, "client")))  # it still asked for draft-16
-    p = wt_pair(config(Draft.DRAFT13), config(), client_quic={"reset_stream_at": False})
+    p.run(lambda: bool(p.of(SessionRejected, "client")))
+    p = wt_pair(config(Draft.DRAFT13), strict, client_quic=no_rsa)
     establish(p)
     assert p.of(SessionRequested)[0].draft is Draft.DRAFT13
+
+
+@pytest.mark.parametrize("client_side", [False, True], ids=["server-lacks", "client-lacks"])
+def test_draft16_peer_without_reset_stream_at_is_served_by_default(client_side: bool) -> None:
+    """pywebtransport 0.21.1 (quinn) speaks draft-16 without the reset_stream_at
+    transport parameter: by default we still serve it (require_reset_stream_at=False)
+    and reset our streams towards it with plain RESET_STREAM."""
+    lacking = {"reset_stream_at": False}
+    p = wt_pair(
+        config(Draft.DRAFT16),
+        config(Draft.DRAFT16),
+        client_quic=lacking if client_side else None,
+        server_quic=None if client_side else lacking,
+    )
+    sid = establish(p)
+    assert p.of(SessionRequested)[0].draft is Draft.DRAFT16
+    ours, peer = (p.server, "client") if client_side else (p.client, "server")
+    stream = ours.open_stream(sid, False)
+    ours.send_stream_data(stream, b"x")
+    p.settle(0.05)
+    ours.reset_stream(stream, 3)
+    p.run(lambda: any(e.stream_id == stream for e in _quic_events(p, qe.StreamReset, peer)))
+    (reset,) = [e for e in _quic_events(p, qe.StreamReset, peer) if e.stream_id == stream]  # type: ignore[attr-defined]
+    assert reset.reliable_size == 0  # type: ignore[attr-defined]  # RESET_STREAM
 
 
 @pytest.mark.parametrize(
@@ -170,15 +199,17 @@ def test_client_does_not_establish_with_incomplete_server(missing: str) -> None:
             del settings[setting]
     if missing == "wt_enabled":
         settings[WT_ENABLED] = 0
-    closing = WebTransportConfiguration(drafts=(Draft.DRAFT16,), close_on_requirements_not_met=True)
+    closing = WebTransportConfiguration(
+        drafts=(Draft.DRAFT16,), close_on_requirements_not_met=True, require_reset_stream_at=True
+    )
+    plain = WebTransportConfiguration(drafts=(Draft.DRAFT16,), require_reset_stream_at=True)
     if missing == "datagram_frames":  # the server's max_datagram_frame_size was 0
         p = wt_pair(closing, config(), server_quic={"max_datagram_frame_size": None})
         p.run(lambda: bool(_quic_events(p, qe.ConnectionTerminated, "server")))
         (closed,) = _quic_events(p, qe.ConnectionTerminated, "server")
         assert closed.error_code == H3ErrorCode.WT_REQUIREMENTS_NOT_MET  # type: ignore[attr-defined]
         return
-    wt, quic = client_fed(settings, WebTransportConfiguration(drafts=(Draft.DRAFT16,)),
-                          reset_stream_at=missing != "reset_stream_at")  # fmt: skip
+    wt, quic = client_fed(settings, plain, reset_stream_at=missing != "reset_stream_at")
     assert wt.draft is None and quic.closed is None
     wt.connect("localhost", "/wt")
     rejected = [e for e in iter(wt.next_event, None) if isinstance(e, SessionRejected)]
@@ -189,8 +220,10 @@ def test_client_does_not_establish_with_incomplete_server(missing: str) -> None:
     assert quic.closed == H3ErrorCode.WT_REQUIREMENTS_NOT_MET
 
 
-def test_server_without_reset_stream_at_closes_a_draft16_client_in_memory() -> None:
-    closing = config(Draft.DRAFT16, close_on_requirements_not_met=True)
+def test_server_without_reset_stream_at_closes_a_strict_draft16_client_in_memory() -> None:
+    closing = config(
+        Draft.DRAFT16, close_on_requirements_not_met=True, require_reset_stream_at=True
+    )
     p = wt_pair(closing, config(), server_quic={"reset_stream_at": False})
     p.run(lambda: bool(_quic_events(p, qe.ConnectionTerminated, "server")))
     (closed,) = _quic_events(p, qe.ConnectionTerminated, "server")

@@ -105,13 +105,18 @@ def test_our_client_and_server_agree(
 def test_server_without_reset_stream_at_never_gets_draft16(
     server_drafts: tuple[Draft, ...],
 ) -> None:
-    """Our client against a server that did not send reset_stream_at: the newest other
-    common draft, or none (draft-16 §3.1: "A client MUST NOT establish WebTransport
-    sessions if ... the server's transport parameters do not have correct values")."""
-    p = wt_pair(config(), config(*server_drafts), server_quic={"reset_stream_at": False})
+    """Our strict client against a server that did not send reset_stream_at: the
+    newest other common draft, or none (draft-16 §3.1: "A client MUST NOT establish
+    WebTransport sessions if ... the server's transport parameters do not have correct
+    values"). By default (not strict) such a server still gets draft-16."""
+    strict = config(require_reset_stream_at=True)
+    lacking = {"reset_stream_at": False}
+    p = wt_pair(strict, config(*server_drafts), server_quic=lacking)
     assert not p.client.quic.peer_accepts_reset_stream_at
     older = tuple(d for d in server_drafts if d is not Draft.DRAFT16)
     assert p.client.draft is (max(older) if older else None)
+    p = wt_pair(config(), config(*server_drafts), server_quic=lacking)
+    assert p.client.draft is max(server_drafts)
 
 
 def test_server_without_quic_datagrams_gets_no_draft() -> None:
