@@ -11,17 +11,14 @@ WebTransport events leave only through :meth:`next_event` (``handle_event`` retu
 nothing). Commands (``connect``, ``accept``, ``open_stream``, ...) write through the
 public H3/QUIC API; the caller then drains ``quic.datagrams_to_send``.
 
-Draft selection (draft-16 §7.1; :mod:`pywebtransport.protocol.drafts`). The client
-waits for the server's SETTINGS before it sends a CONNECT (§3.1; ``connect()`` before
-that only reserves the stream) and uses the newest draft both sides announce whose
-requirements the server's SETTINGS and transport parameters meet (QUIC datagrams; the
-reset_stream_at parameter for draft-16 when ``require_reset_stream_at``). The server
-parks CONNECT requests until the client's SETTINGS arrive (§7.1), then picks, per
-request, the newest common draft the client's SETTINGS and transport parameters allow
-and that takes the request's upgrade token (draft-16 also takes the legacy
-``webtransport``); a request no draft fits is malformed (H3_MESSAGE_ERROR, §3.1).
-Flow control (§5.1) is on when both sides announced a window and a flow-controlled
-draft (13, 16) is spoken; without it a draft-13/16 connection carries one session.
+Draft selection (draft-16 §7.1, :mod:`pywebtransport.protocol.drafts`): the newest
+common draft whose requirements the peer's SETTINGS and transport parameters meet. The
+client waits for the server's SETTINGS before it sends a CONNECT (§3.1; ``connect()``
+before that only reserves the stream). The server parks CONNECT requests until the
+client's SETTINGS arrive (§7.1), then picks per request among the drafts that take its
+upgrade token; a request no draft fits is malformed (H3_MESSAGE_ERROR, §3.1). Flow
+control (§5.1) is on when both sides announced a window; without it a draft-13/16
+connection carries one session.
 
 Routing. The CONNECT stream carries the session's capsules (RFC 9297 §3) inside DATA
 frames; WebTransport streams carry a session ID in their header (§4.2, §4.3) and
@@ -90,7 +87,7 @@ from pywebtransport.protocol.drafts import (
     announced_windows,
     flow_control_settings,
     select_draft,
-    supported_by_peer,
+    session_limit,
 )
 from pywebtransport.protocol.errors import (
     SessionAbort,
@@ -334,15 +331,9 @@ class WebTransportConnection(StreamsMixin):
         return SessionFlowControl(self._windows(), peer)
 
     def _session_limit(self, draft: Draft) -> int:
-        profile = PROFILES[draft]
-        if profile.flow_control and not self.flow_control:
-            # draft-16 §5.1: without flow control a client MUST NOT establish, and a
-            # server MUST NOT accept, more than one session (draft-13: assumed alike)
-            return 1
-        setting = profile.max_sessions_setting
-        if setting is not None and self.is_client and self.peer_settings is not None:
-            return self.peer_settings.get(setting, 1)  # the server's session limit
-        return self.config.max_sessions
+        return session_limit(
+            draft, self.flow_control, self.is_client, self.peer_settings, self.config.max_sessions
+        )
 
     def _active_sessions(self) -> int:
         return sum(
@@ -471,25 +462,19 @@ class WebTransportConnection(StreamsMixin):
             return
         # the newest common draft that takes this upgrade token and whose requirements
         # the client's SETTINGS and transport parameters meet (draft-16 §3.1, §7.1)
-        quic = self.quic
-        drafts = [
-            d
-            for d in self.config.drafts
-            if token in PROFILES[d].tokens
-            and supported_by_peer(
-                d,
-                self.peer_settings,
-                peer_is_server=False,
-                reset_stream_at=self._peer_reset_stream_at(),
-                quic_datagrams=quic.max_datagram_payload > 0,
-            )
-        ]
-        if not drafts or event.stream_ended:
+        draft = select_draft(
+            self.config.drafts,
+            self.peer_settings,
+            peer_is_server=False,
+            reset_stream_at=self._peer_reset_stream_at(),
+            quic_datagrams=self.quic.max_datagram_payload > 0,
+            token=token,
+        )
+        if draft is None or event.stream_ended:
             # draft-16 §3.1: the session is malformed (RFC 9114 §4.1.2)
             self._refuse_stream_pair(sid, H3ErrorCode.H3_MESSAGE_ERROR)
             self._reject_buffered(sid)
             return
-        draft = max(drafts)
         if self._active_sessions() >= self._session_limit(draft):
             self._refuse_stream_pair(sid, H3ErrorCode.H3_REQUEST_REJECTED)  # §5.2
             self._reject_buffered(sid)

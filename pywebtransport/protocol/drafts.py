@@ -82,6 +82,7 @@ __all__ = [
     "draft_settings",
     "flow_control_settings",
     "select_draft",
+    "session_limit",
     "supported_by_peer",
 ]
 
@@ -200,9 +201,13 @@ def select_draft(
     *,
     reset_stream_at: bool = True,
     quic_datagrams: bool = True,
+    token: bytes | None = None,
 ) -> Draft | None:
-    """The newest of ``ours`` the peer allows (draft-16 §7.1), or None."""
+    """The newest of ``ours`` the peer allows (draft-16 §7.1), or None; with ``token``
+    (a server, per request) only the drafts that take that ``:protocol`` token."""
     for draft in sorted(ours, reverse=True):
+        if token is not None and token not in PROFILES[draft].tokens:
+            continue
         if supported_by_peer(
             draft,
             settings,
@@ -212,6 +217,25 @@ def select_draft(
         ):
             return draft
     return None
+
+
+def session_limit(
+    draft: Draft,
+    flow_control: bool,
+    is_client: bool,
+    peer_settings: Mapping[int, int] | None,
+    max_sessions: int,
+) -> int:
+    """How many sessions of ``draft`` may be open at once on a connection."""
+    profile = PROFILES[draft]
+    if profile.flow_control and not flow_control:
+        # draft-16 §5.1: without flow control a client MUST NOT establish, and a
+        # server MUST NOT accept, more than one session (draft-13: assumed alike)
+        return 1
+    setting = profile.max_sessions_setting
+    if setting is not None and is_client and peer_settings is not None:
+        return peer_settings.get(setting, 1)  # the server's count (draft-07, draft-13)
+    return max_sessions
 
 
 def announced_windows(
