@@ -385,3 +385,22 @@ def test_our_resets_keep_the_header(draft: Draft, bidi: bool) -> None:
         assert quic_reset.reliable_size == header  # type: ignore[attr-defined]
         resets = [e for e in p.of(StreamReset, peer) if e.stream_id == stream]
         assert [(r.session_id, r.code) for r in resets] == [(sid, 7)]
+
+
+@pytest.mark.parametrize("draft", list(Draft))
+def test_session_end_resets_keep_the_header(draft: Draft) -> None:
+    """Closing a session resets its streams with WT_SESSION_GONE (§6): the streams we
+    opened go out as RESET_STREAM_AT over their header too, in every draft."""
+    p = wt_pair(config(draft), config())
+    sid = establish(p)
+    streams = {p.client.open_stream(sid, bidi): bidi for bidi in (False, True)}
+    for stream in streams:
+        p.client.send_stream_data(stream, b"unfinished")
+    p.settle(0.05)
+    p.client.close_session(sid, 5, "bye")
+    p.run(lambda: len([e for e in _quic_events(p, qe.StreamReset, "server")]) >= 2)
+    resets = {e.stream_id: e for e in _quic_events(p, qe.StreamReset, "server")}  # type: ignore[attr-defined]
+    for stream, bidi in streams.items():
+        header = varint_size(0x41 if bidi else 0x54) + varint_size(sid)
+        assert resets[stream].reliable_size == header  # type: ignore[attr-defined]
+        assert resets[stream].error_code == H3ErrorCode.WT_SESSION_GONE  # type: ignore[attr-defined]
