@@ -85,6 +85,7 @@ from pywebtransport.protocol.drafts import (
     PROFILES,
     Draft,
     announced_windows,
+    declares_flow_control,
     flow_control_settings,
     select_draft,
     session_limit,
@@ -185,7 +186,7 @@ class WebTransportConnection(StreamsMixin):
         self.peer_settings: dict[int, int] | None = None
         #: client: the draft chosen from the server's SETTINGS (None before / if none)
         self.draft: Draft | None = None
-        self.flow_control = False  # draft-16 §5.1, known once the peer's SETTINGS arrive
+        self.flow_control = False  # draft-16 §5.1 (draft-13: flow_control_for), with SETTINGS
         self._events: deque[ev.WebTransportEvent] = deque()
         self._sessions: dict[int, Session] = {}
         # IDs of ended sessions (and of client bidi streams that are no session): bounded
@@ -313,27 +314,37 @@ class WebTransportConnection(StreamsMixin):
                 self._on_request(request)
 
     def _peer_reset_stream_at(self) -> bool:
-        """The reset_stream_at requirement of draft-16 §3.1 is met (or not enforced:
-        :attr:`WebTransportConfiguration.require_reset_stream_at`)."""
+        """draft-16 §3.1's reset_stream_at is met, or not enforced (require_reset_...)."""
         return self.quic.peer_accepts_reset_stream_at or not self.config.require_reset_stream_at
+
+    def _transport_meets(self, draft: Draft) -> bool:
+        """Server: the client's transport parameters meet ``draft``'s needs (§3.1)."""
+        rsa_ok = self._peer_reset_stream_at() or not PROFILES[draft].reset_stream_at
+        return rsa_ok and self.quic.max_datagram_payload > 0
 
     def _windows(self) -> tuple[int, int, int]:
         """The WT_INITIAL_MAX_* windows we announced, hence enforce (drafts.py)."""
         config = self.config
         return announced_windows(config.drafts, self.is_client, config.flow_control_windows)
 
+    def flow_control_for(self, draft: Draft) -> bool:
+        """Both endpoints declared flow control for ``draft`` (draft-16 §5.1, drafts.py)."""
+        peer = self.peer_settings
+        if draft is Draft.DRAFT16 or peer is None:
+            return self.flow_control and PROFILES[draft].flow_control
+        return any(self._windows()) and declares_flow_control(draft, peer)
+
     def _new_flow(self, draft: Draft) -> SessionFlowControl | None:
-        if not PROFILES[draft].flow_control or not self.flow_control:
+        if not self.flow_control_for(draft):
             return None
         assert self.peer_settings is not None
-        peer = flow_control_settings(self.peer_settings)
-        assert peer is not None
+        # a draft-13 peer declaring it by its session count alone: limits start at 0 (§5.5)
+        peer = flow_control_settings(self.peer_settings) or (0, 0, 0)
         return SessionFlowControl(self._windows(), peer)
 
     def _session_limit(self, draft: Draft) -> int:
-        return session_limit(
-            draft, self.flow_control, self.is_client, self.peer_settings, self.config.max_sessions
-        )
+        flow, peer = self.flow_control_for(draft), self.peer_settings
+        return session_limit(draft, flow, self.is_client, peer, self.config.max_sessions)
 
     def _active_sessions(self) -> int:
         return sum(
@@ -460,18 +471,15 @@ class WebTransportConnection(StreamsMixin):
             else:
                 self._parked.append(event)  # draft-16 §7.1: wait for the client's SETTINGS
             return
-        # the newest common draft that takes this upgrade token and whose requirements
-        # the client's SETTINGS and transport parameters meet (draft-16 §3.1, §7.1)
-        draft = select_draft(
-            self.config.drafts,
-            self.peer_settings,
-            peer_is_server=False,
-            reset_stream_at=self._peer_reset_stream_at(),
-            quic_datagrams=self.quic.max_datagram_payload > 0,
-            token=token,
-        )
-        if draft is None or event.stream_ended:
-            # draft-16 §3.1: the session is malformed (RFC 9114 §4.1.2)
+        # the newest common draft by SETTINGS: the one the client chose from ours (§7.1);
+        # its token, and the transport parameters it requires (§3.1), or malformed
+        draft = select_draft(self.config.drafts, self.peer_settings, peer_is_server=False)
+        if (
+            draft is None
+            or token not in PROFILES[draft].tokens
+            or not self._transport_meets(draft)
+            or event.stream_ended
+        ):  # draft-16 §3.1: the session is malformed (RFC 9114 §4.1.2)
             self._refuse_stream_pair(sid, H3ErrorCode.H3_MESSAGE_ERROR)
             self._reject_buffered(sid)
             return

@@ -25,7 +25,12 @@ draft     marker setting                  ``:protocol``        extras
 
 Every profile is data (:data:`PROFILES`); the logic asks :func:`supported_by_peer`
 which drafts a peer's SETTINGS (and transport parameters) allow and
-:func:`select_draft` for the newest common one.
+:func:`select_draft` for the newest common one. A client chooses from the server's
+SETTINGS and transport parameters; the server takes the newest common draft by the
+client's SETTINGS (the one the client chose: we always send every transport parameter)
+and then checks the request's token and the client's transport parameters against it
+— a mismatch is a malformed request, never a fall-back to an older draft, which the
+client would not be speaking.
 
 Assumptions for draft-07 (there is no spec text here): the marker is the
 WEBTRANSPORT_MAX_SESSIONS setting, sent by both sides (Chromium's client sends it,
@@ -34,22 +39,25 @@ the upgrade token is still ``webtransport``; no response header is needed; the
 CLOSE/DRAIN capsules and the 32-bit error-code range are those of draft-16; there
 are no WebTransport flow-control capsules.
 
-Assumptions for draft-13 (its text is not here either; we work from the codepoint of
-issue 11 and the draft-16 text): the marker is SETTINGS_WT_MAX_SESSIONS 0x14e9cd29,
-sent by both sides like draft-07's; a server's value > 0 means support and is the
-number of concurrent sessions a client may open. The upgrade token is still
-``webtransport`` (we assume ``webtransport-h3`` arrived with the WT_ENABLED setting,
-so a request with it is never taken as draft-13). Flow control is that of draft-16 §5 with the same
-codepoints: the WT_INITIAL_MAX_* settings 0x2b61/0x2b64/0x2b65, the WT_MAX_* /
-WT_*_BLOCKED capsules, WT_MAX_STREAM_DATA prohibited; without flow control one session
-per connection (draft-16 §5.1). CLOSE/DRAIN capsules, stream types, error codes and
-WT-Available-Protocols / WT-Protocol are draft-16's. RESET_STREAM_AT is used when the
-peer offers it but not required of a draft-13 peer (draft-16 §3.1 requires it; we do
-not know that draft-13 did, and refusing Safari for it would be the worse mistake).
-Safari 26 on iOS connects only when all three WT_INITIAL_MAX_* settings are present
-and non-zero (issue 11): a *server* offering draft-13 announces each of them, a
-configured 0 replaced by :data:`DRAFT13_WINDOWS` (:func:`announced_windows`); the
-windows announced are the windows enforced.
+Draft-13 (its text is not in specs/: we work from the codepoint of issue 11, the
+draft-16 text, and public quotes and discussion of the draft-13/14 text, facts only):
+the marker is SETTINGS_WT_MAX_SESSIONS 0x14e9cd29, sent by both sides (a client "MUST
+send ... a value greater than 0"; we take any client value); a server's value > 0 means
+support and is the number of concurrent sessions a client may open; a server also sends
+ENABLE_CONNECT_PROTOCOL=1, both H3_DATAGRAM=1. The upgrade token is ``webtransport``
+(``webtransport-h3`` arrived with WT_ENABLED in draft-15, so a request with it is never
+taken as draft-13). Flow control is draft-16's §5 with the same codepoints (the
+WT_INITIAL_MAX_* settings 0x2b61/0x2b64/0x2b65, the WT_MAX_* / WT_*_BLOCKED capsules,
+WT_MAX_STREAM_DATA prohibited), on when both endpoints declare it; an endpoint declares
+it by a non-zero window or by a session count above 1 (the draft-14 wording; the
+declaring peer's windows then start at 0 and grow by capsules), see
+:func:`declares_flow_control`; without it one session per connection. CLOSE/DRAIN
+capsules, stream types, error codes, WT-Available-Protocols / WT-Protocol and the
+RESET_STREAM_AT requirement are draft-16's. Safari 26 on iOS connects only when all
+three WT_INITIAL_MAX_* settings are present and non-zero (issue 11): a *server*
+offering draft-13 announces each of them, a configured 0 replaced by
+:data:`DRAFT13_WINDOWS` (:func:`announced_windows`); the windows announced are the
+windows enforced.
 
 Draft-16 requirements (§3.1): from a server WT_ENABLED=1, ENABLE_CONNECT_PROTOCOL=1
 and H3_DATAGRAM=1; from a client WT_ENABLED=1 (the draft-version rule of §7.1) and
@@ -79,6 +87,7 @@ __all__ = [
     "Draft",
     "DraftProfile",
     "announced_windows",
+    "declares_flow_control",
     "draft_settings",
     "flow_control_settings",
     "select_draft",
@@ -134,7 +143,7 @@ PROFILES: dict[Draft, DraftProfile] = {
     Draft.DRAFT13: DraftProfile(  # assumptions: see the module docstring
         Draft.DRAFT13, _WT, frozenset({_WT}), (), (),
         flow_control=True, drain=True, protocol_negotiation=True,
-        max_sessions_setting=SettingId.WT_MAX_SESSIONS_DRAFT13, reset_stream_at=False,
+        max_sessions_setting=SettingId.WT_MAX_SESSIONS_DRAFT13, reset_stream_at=True,
     ),
     Draft.DRAFT16: DraftProfile(
         # draft-16 §3.2: "webtransport-h3"; a server also takes the legacy token from a
@@ -201,13 +210,9 @@ def select_draft(
     *,
     reset_stream_at: bool = True,
     quic_datagrams: bool = True,
-    token: bytes | None = None,
 ) -> Draft | None:
-    """The newest of ``ours`` the peer allows (draft-16 §7.1), or None; with ``token``
-    (a server, per request) only the drafts that take that ``:protocol`` token."""
+    """The newest of ``ours`` the peer allows (draft-16 §7.1), or None."""
     for draft in sorted(ours, reverse=True):
-        if token is not None and token not in PROFILES[draft].tokens:
-            continue
         if supported_by_peer(
             draft,
             settings,
@@ -271,7 +276,12 @@ def draft_settings(
         if draft is Draft.DRAFT02:
             settings[SettingId.ENABLE_WEBTRANSPORT_DRAFT02] = 1
             settings[SettingId.H3_DATAGRAM_DRAFT04] = 1
-        elif profile.max_sessions_setting is not None:  # draft-07, draft-13
+        elif draft is Draft.DRAFT13:
+            # a count above 1 declares flow control (see declares_flow_control): only
+            # with windows to back it, else 1
+            count = max(1, max_sessions) if any(windows) else 1
+            settings[SettingId.WT_MAX_SESSIONS_DRAFT13] = count
+        elif profile.max_sessions_setting is not None:  # draft-07
             settings[profile.max_sessions_setting] = max(1, max_sessions)
         else:
             settings[SettingId.WT_ENABLED] = 1  # draft-16 §3.1, §7.1
@@ -282,6 +292,19 @@ def draft_settings(
                 if value
             )
     return settings
+
+
+def declares_flow_control(draft: Draft, settings: Mapping[int, int]) -> bool:
+    """The endpoint that sent ``settings`` declared flow control for sessions of
+    ``draft``: a non-zero WT_INITIAL_MAX_* (draft-16 §5.1); for draft-13 also a
+    WT_MAX_SESSIONS above 1 (assumed: draft-14 §5.1 states both, issue 11). Flow control
+    is on when both endpoints declared it; we declare it exactly when our windows are
+    not all 0 (:func:`draft_settings` announces a session count of 1 otherwise)."""
+    if not PROFILES[draft].flow_control:
+        return False
+    if flow_control_settings(settings) is not None:
+        return True
+    return draft is Draft.DRAFT13 and settings.get(SettingId.WT_MAX_SESSIONS_DRAFT13, 0) > 1
 
 
 def flow_control_settings(settings: Mapping[int, int]) -> tuple[int, int, int] | None:

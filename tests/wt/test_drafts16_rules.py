@@ -25,6 +25,7 @@ from h3.errors import H3ErrorCode
 from pywebtransport.config import ClientConfig, ConfigurationError, ServerConfig
 from pywebtransport.protocol import (
     Draft,
+    FlowControlBlocked,
     SessionClosed,
     SessionRejected,
     SessionRequested,
@@ -44,7 +45,7 @@ from tests.wt.draftpeers import (
     server_fed,
 )
 from tests.wt.fakequic import feed
-from tests.wt.hostile import connect_request, headers_frame
+from tests.wt.hostile import capsule, connect_request, headers_frame
 from tests.wt.wtpair import WtPair, config, establish, wt_pair
 
 WT_ENABLED = 0x2C7CF000
@@ -147,7 +148,7 @@ def test_strict_server_requires_reset_stream_at_in_memory() -> None:
     """require_reset_stream_at=True: our client without reset_stream_at, offering
     draft-16 only, has its CONNECT refused as malformed; offering draft-13 as well, it
     still asks for draft-16 (the server did send the parameter) and is refused; a
-    draft-13 client is served."""
+    draft-07 client is served (draft-13 needs the parameter too)."""
     strict = config(require_reset_stream_at=True)
     no_rsa = {"reset_stream_at": False}
     p = wt_pair(config(Draft.DRAFT16), strict, client_quic=no_rsa)
@@ -160,9 +161,13 @@ def test_strict_server_requires_reset_stream_at_in_memory() -> None:
     assert p.client.draft is Draft.DRAFT16  # the server did send reset_stream_at
     p.client.connect("localhost", "/wt")
     p.run(lambda: bool(p.of(SessionRejected, "client")))
-    p = wt_pair(config(Draft.DRAFT13), strict, client_quic=no_rsa)
+    p = wt_pair(config(Draft.DRAFT13, Draft.DRAFT07), strict, client_quic=no_rsa)
+    assert p.client.draft is Draft.DRAFT13
+    p.client.connect("localhost", "/wt")
+    p.run(lambda: bool(p.of(SessionRejected, "client")))
+    p = wt_pair(config(Draft.DRAFT07), strict, client_quic=no_rsa)
     establish(p)
-    assert p.of(SessionRequested)[0].draft is Draft.DRAFT13
+    assert p.of(SessionRequested)[0].draft is Draft.DRAFT07
 
 
 @pytest.mark.parametrize("client_side", [False, True], ids=["server-lacks", "client-lacks"])
@@ -298,7 +303,7 @@ def test_one_session_without_flow_control(draft: Draft) -> None:
     one simultaneous WebTransport session. A server that receives more than one ...
     MUST reset the excessive CONNECT streams with a H3_REQUEST_REJECTED status"."""
     p = wt_pair(config(draft, max_sessions=8, **NO_FC), config(max_sessions=8))
-    assert not p.client.flow_control and not p.server.flow_control
+    assert not p.client.flow_control_for(draft) and not p.server.flow_control_for(draft)
     establish(p)
     second = p.client.connect("localhost", "/two")
     p.pump()
@@ -321,15 +326,19 @@ def test_one_session_without_flow_control(draft: Draft) -> None:
 
 
 @pytest.mark.parametrize("factor", [1, 4])
-@pytest.mark.parametrize("flow_control", [False, True])
-def test_draft13_session_count_at_scale(flow_control: bool, factor: int) -> None:
+@pytest.mark.parametrize("declared", ["nothing", "count", "windows"])
+def test_draft13_session_count_at_scale(declared: str, factor: int) -> None:
     """N vs 4N CONNECTs (legacy token) from a draft-13 client on one connection: the
-    sessions held stay at the limit (1 without flow control, max_sessions with it), each
-    excess one is reset with H3_REQUEST_REJECTED and leaves no state."""
+    sessions held stay at the limit (1 without flow control, max_sessions with it: the
+    client declared flow control by windows or by a session count above 1), each excess
+    one is reset with H3_REQUEST_REJECTED and leaves no state."""
     limit, n = 4, 16 * factor
-    windows = (1000, 10, 10) if flow_control else (0, 0, 0)
+    windows = (1000, 10, 10) if declared == "windows" else (0, 0, 0)
     settings = peer_settings([Draft.DRAFT13], server=False, windows=windows)
+    settings[0x14E9CD29] = 1 if declared == "nothing" else 4
+    flow_control = declared != "nothing"
     wt, quic = server_fed(settings, WebTransportConfiguration(max_sessions=limit))
+    assert wt.flow_control_for(Draft.DRAFT13) is flow_control
     requested = [r for i in range(n) for r in _requested(_connect(wt, 4 * i, b"webtransport"))]
     held = limit if flow_control else 1
     assert [r.draft for r in requested] == [Draft.DRAFT13] * held
@@ -338,6 +347,26 @@ def test_draft13_session_count_at_scale(flow_control: bool, factor: int) -> None
     refused = [s for s, code in quic.resets.items() if code == H3ErrorCode.H3_REQUEST_REJECTED]
     assert len(refused) == n - held  # linear in N, nothing kept for them
     assert sizes["claimed_ids"] <= WebTransportConfiguration().max_claimed_session_ids
+
+
+def test_draft13_peer_declaring_by_session_count_starts_at_zero() -> None:
+    """A draft-13 client that declared flow control by its session count alone sent no
+    windows: every limit towards it starts at 0 (draft-16 §5.5) until its capsules
+    raise it."""
+    settings = peer_settings([Draft.DRAFT13], server=False, windows=(0, 0, 0))
+    wt, _ = server_fed(settings)
+    _connect(wt, 0, b"webtransport")
+    wt.accept(0)
+    with pytest.raises(FlowControlBlocked):
+        wt.open_stream(0, True)
+    feed(wt, qe.StreamDataReceived(0, capsule(CapsuleType.WT_MAX_STREAMS_BIDI, b"\x01"), False))
+    stream = wt.open_stream(0, True)
+    assert wt.send_stream_data(stream, b"x") == 0  # no data credit yet
+    feed(wt, qe.StreamDataReceived(0, capsule(CapsuleType.WT_MAX_DATA, b"\x01"), False))
+    assert wt.send_stream_data(stream, b"xy") == 1
+    # without a count above 1 (and without windows) there is no flow control at all
+    wt, _ = server_fed({**settings, 0x14E9CD29: 1})
+    assert not wt.flow_control_for(Draft.DRAFT13)
 
 
 # -- WT_ALPN_ERROR (§3.3) ------------------------------------------------------------------

@@ -7,7 +7,8 @@ supported by both endpoints is selected"): the whole table.
   session is established with the newest common draft on both sides, or refused
   locally when there is none;
 * the transport-parameter half of the requirements (draft-16 §3.1): a peer without
-  reset_stream_at is never given draft-16; one without QUIC datagrams no draft.
+  reset_stream_at is never given draft-13 or draft-16 (when that is enforced); one
+  without QUIC datagrams no draft.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.wt.draftpeers import MARKERS, client_fed, peer_settings, subsets
 from tests.wt.wtpair import config, establish, wt_pair
 
 PEER_SETS = subsets(empty=True)  # 16
+NEED_RSA = (Draft.DRAFT13, Draft.DRAFT16)  # need the peer's reset_stream_at (§3.1)
 OUR_SETS = subsets(empty=False)  # 15
 
 
@@ -46,9 +48,9 @@ def test_selection_table(
     settings = peer_settings(peer, server=peer_is_server)
     chosen = select_draft(ours, settings, peer_is_server)
     assert chosen == _expected(peer, ours)
-    # the same peer without reset_stream_at: never draft-16 (draft-16 §3.1)
+    # the same peer without reset_stream_at: never draft-13/16 (draft-16 §3.1)
     fallback = select_draft(ours, settings, peer_is_server, reset_stream_at=False)
-    assert fallback == _expected(tuple(d for d in peer if d is not Draft.DRAFT16), ours)
+    assert fallback == _expected(tuple(d for d in peer if d not in NEED_RSA), ours)
     # without QUIC datagrams: no draft at all (draft-16 §3.1, draft-02 §3.1)
     assert select_draft(ours, settings, peer_is_server, quic_datagrams=False) is None
 
@@ -102,7 +104,7 @@ def test_our_client_and_server_agree(
 
 
 @pytest.mark.parametrize("server_drafts", OUR_SETS, ids=_id)
-def test_server_without_reset_stream_at_never_gets_draft16(
+def test_server_without_reset_stream_at_never_gets_draft13_or_16(
     server_drafts: tuple[Draft, ...],
 ) -> None:
     """Our strict client against a server that did not send reset_stream_at: the
@@ -113,7 +115,7 @@ def test_server_without_reset_stream_at_never_gets_draft16(
     lacking = {"reset_stream_at": False}
     p = wt_pair(strict, config(*server_drafts), server_quic=lacking)
     assert not p.client.quic.peer_accepts_reset_stream_at
-    older = tuple(d for d in server_drafts if d is not Draft.DRAFT16)
+    older = tuple(d for d in server_drafts if d not in NEED_RSA)
     assert p.client.draft is (max(older) if older else None)
     p = wt_pair(config(), config(*server_drafts), server_quic=lacking)
     assert p.client.draft is max(server_drafts)

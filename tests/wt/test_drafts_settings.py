@@ -47,6 +47,9 @@ def _expected(
         if draft in drafts:
             (setting,) = MARKERS[draft]
             expected[setting] = 4
+    if Draft.DRAFT13 in drafts and not server and not any(windows):
+        # a draft-13 count above 1 declares flow control: 1 without windows to back it
+        expected[0x14E9CD29] = 1
     if server:
         expected[CONNECT_PROTOCOL] = 1
     if Draft.DRAFT13 in drafts or Draft.DRAFT16 in drafts:
