@@ -18,6 +18,9 @@ plus the draft-13 variants of the rules it shares (flow control, session count):
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import pytest
 
 from h3.capsules import CapsuleType, encode_capsule, encode_varint_capsule
@@ -347,6 +350,44 @@ def test_draft13_session_count_at_scale(declared: str, factor: int) -> None:
     refused = [s for s, code in quic.resets.items() if code == H3ErrorCode.H3_REQUEST_REJECTED]
     assert len(refused) == n - held  # linear in N, nothing kept for them
     assert sizes["claimed_ids"] <= WebTransportConfiguration().max_claimed_session_ids
+
+
+def _retained_by_refused_connects(n: int) -> tuple[int, int]:
+    """Bytes still allocated after ``n`` more CONNECTs beyond a draft-13 connection's
+    one session (no flow control) were refused, and the sessions held."""
+    settings = peer_settings([Draft.DRAFT13], server=False, windows=(0, 0, 0))
+    wt, quic = server_fed({**settings, 0x14E9CD29: 1})
+    quic.keep_writes = False
+    for i in range(8):  # the session, and the first refusals (lazily made tables)
+        _connect(wt, 4 * i, b"webtransport")
+
+    def forget_fake_records() -> None:  # FakeQuic's own log of what it was told
+        quic.resets.clear()
+        quic.stops.clear()
+        quic.consumed.clear()
+
+    forget_fake_records()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(8, 8 + n):
+            _connect(wt, 4 * i, b"webtransport")
+        forget_fake_records()
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return retained, wt.table_sizes()["sessions"]
+
+
+def test_draft13_refused_connects_retain_nothing() -> None:
+    """N vs 4N refused CONNECTs: the bytes retained do not grow with N (the bounded
+    record of used IDs keeps a floor, not a list)."""
+    small, held_small = _retained_by_refused_connects(200)
+    large, held_large = _retained_by_refused_connects(800)
+    assert held_small == held_large == 1
+    assert large <= small + 4096, (small, large)
 
 
 def test_draft13_peer_declaring_by_session_count_starts_at_zero() -> None:
