@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from h3.settings import SettingId
 from pywebtransport.config import ClientConfig, ServerConfig, parse_draft
 from pywebtransport.protocol import Draft
 from pywebtransport.protocol.connection import h3_configuration
@@ -115,6 +116,4 @@ def test_client_offers_any_subset() -> None:
 
 
 def test_draft13_codepoint() -> None:
-    from h3.settings import SettingId
-
     assert int(SettingId.WT_MAX_SESSIONS_DRAFT13) == 0x14E9CD29
