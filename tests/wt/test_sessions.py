@@ -1,4 +1,4 @@
-"""WebTransport sessions over in-memory QUIC pairs, for drafts 02, 07 and 16."""
+"""WebTransport sessions over in-memory QUIC pairs, for drafts 02, 07, 13 and 16."""
 
 from __future__ import annotations
 
