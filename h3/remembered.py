@@ -84,6 +84,7 @@ _LIMITS = frozenset(
         SettingId.WT_INITIAL_MAX_STREAMS_UNI,
         SettingId.WT_INITIAL_MAX_STREAMS_BIDI,
         SettingId.WEBTRANSPORT_MAX_SESSIONS_DRAFT07,
+        SettingId.WT_MAX_SESSIONS_DRAFT13,
     }
 )
 

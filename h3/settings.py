@@ -11,7 +11,9 @@ state:
 - the HTTP/2 identifiers 0x02-0x05 are H3_SETTINGS_ERROR (§7.2.4.1);
 - the boolean settings listed in :data:`BOOLEAN_SETTINGS` must be 0 or 1, else
   H3_SETTINGS_ERROR (RFC 8441 §3 via RFC 9220; RFC 9297 §2.1.1; WebTransport
-  draft-02 §3.1, draft-16 §3.1).
+  draft-02 §3.1, draft-16 §3.1: "Clients MUST treat values greater than 1 as a
+  connection error of type H3_SETTINGS_ERROR" for SETTINGS_WT_ENABLED; we apply it
+  in both roles, a value that can only be a broken peer).
 
 Unknown and reserved (``0x1f * N + 0x21``) identifiers are kept in the result; the
 logic ignores what it does not understand (§7.2.4). Rules that depend on state (a
@@ -70,6 +72,9 @@ class SettingId(IntEnum):
     WT_ENABLED = 0x2C7CF000  # draft-16's codepoint (it changes with each draft, §7.1)
     H3_DATAGRAM_DRAFT04 = 0xFFD277  # draft-ietf-masque-h3-datagram-04 (older browsers)
     WEBTRANSPORT_MAX_SESSIONS_DRAFT07 = 0xC671706A  # draft-ietf-webtrans-http3-07
+    # draft-ietf-webtrans-http3-13's SETTINGS_WT_MAX_SESSIONS (Safari 26; its value is a
+    # session count, not a boolean; the draft text is not in specs/, issue 11)
+    WT_MAX_SESSIONS_DRAFT13 = 0x14E9CD29
 
 
 # RFC 9114 §7.2.4.1, §11.2.2: HTTP/2 settings with no HTTP/3 meaning; receipt is an error.
@@ -99,6 +104,7 @@ SETTING_DEFAULTS: dict[int, int | None] = {
     SettingId.WT_INITIAL_MAX_STREAMS_UNI: 0,
     SettingId.WT_INITIAL_MAX_STREAMS_BIDI: 0,
     SettingId.WEBTRANSPORT_MAX_SESSIONS_DRAFT07: 0,
+    SettingId.WT_MAX_SESSIONS_DRAFT13: 0,
 }
 
 

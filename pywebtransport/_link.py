@@ -261,7 +261,8 @@ class WtLink:
             if self._on_request is not None:
                 self._on_request(self, event)
             else:
-                self.wt.reject(event.session_id, 404)
+                # no application: the resource supports no WebTransport (draft-16 §3.2)
+                self.wt.reject(event.session_id, 405, [(b"allow", b"")])
         elif isinstance(event, ev.SessionEstablished):
             self._on_established(event)
         elif isinstance(event, ev.SessionRejected):

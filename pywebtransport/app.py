@@ -12,7 +12,9 @@ of its own:
    the first that returns an HTTP status or a :class:`~pywebtransport.middleware.Rejection`
    refuses the session with it (a middleware that raises refuses with 500);
 2. the request path (without its query) is resolved by the :class:`~pywebtransport.
-   routing.Router`: exact routes first, then pattern routes; no route → 404;
+   routing.Router`: exact routes first, then pattern routes; no route → 405 (the
+   target resource does not support WebTransport: draft-ietf-webtrans-http3-16 §3.2,
+   with an empty ``allow`` field, RFC 9110 §15.5.6, §10.2.1);
 3. the session is accepted, its path parameters are put on ``session.path_params`` and
    the handler runs as ``handler(session, **params)`` (only the parameters it declares).
 
@@ -330,7 +332,10 @@ class ServerApp:
         if rejection is None:
             match = self.router.resolve(request.path)
             if match is None:
-                rejection = Rejection(404, reason="no route")
+                # draft-16 §3.2: "If the target resource does not support WebTransport,
+                # the server SHOULD reply with status code 405"; a 405 carries Allow
+                # (RFC 9110 §15.5.6), empty: no method is served here (§10.2.1)
+                rejection = Rejection(405, {"allow": ""}, reason="no route")
         if rejection is not None:
             self.sessions_rejected += 1
             logger.info("session %s rejected: %d", request.path, rejection.status_code)

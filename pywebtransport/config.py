@@ -7,8 +7,10 @@ users fill in. Each translates itself into the two lower-level configurations th
 runs on: a :class:`~quic.configuration.QuicConfiguration` (TLS, ALPN ``h3``, datagram
 support, transport limits) and a
 :class:`~pywebtransport.protocol.WebTransportConfiguration` (drafts, session limits,
-draft-16 flow-control windows). Drafts are named ``"draft16"``, ``"draft07"`` and
-``"draft02"`` (see :func:`parse_draft`).
+draft-13/16 flow-control windows). Drafts are named ``"draft16"``, ``"draft13"``,
+``"draft07"`` and ``"draft02"`` (see :func:`parse_draft`); a client offers exactly the
+drafts it is configured with, a server announces all of its drafts at once and picks
+the newest one each peer also speaks (docs/webtransport-drafts.md).
 
 Certificates (client): the system trust store by default; ``ca_certs`` (a PEM file)
 instead; ``server_certificate_hashes`` pins SHA-256 hashes of the server's leaf
@@ -46,7 +48,7 @@ __all__ = [
 #: HTTP/3 ALPN token (RFC 9114 §3.1).
 ALPN = "h3"
 #: Draft names, newest first.
-DEFAULT_DRAFTS: tuple[str, ...] = ("draft16", "draft07", "draft02")
+DEFAULT_DRAFTS: tuple[str, ...] = ("draft16", "draft13", "draft07", "draft02")
 
 _DRAFTS_BY_NUMBER = {int(d): d for d in Draft}
 
@@ -98,7 +100,11 @@ class _Common:
     #: append TLS secrets (NSS key log format) to this file, for Wireshark; None:
     #: ``$SSLKEYLOGFILE`` if set (see quic.tls.keylog)
     keylog_file: str | None = None
-    #: draft-16 session flow-control windows we grant (SETTINGS_WT_INITIAL_MAX_*)
+    #: draft-16 §3.1: refuse draft-16 with a peer that did not send the reset_stream_at
+    #: transport parameter (False: serve it, as pywebtransport 0.21.1 needs; see
+    #: WebTransportConfiguration.require_reset_stream_at)
+    require_reset_stream_at: bool = False
+    #: draft-13/16 session flow-control windows we grant (SETTINGS_WT_INITIAL_MAX_*)
     wt_initial_max_data: int = 16 * 1024 * 1024
     wt_initial_max_streams_bidi: int = 100
     wt_initial_max_streams_uni: int = 100
@@ -126,6 +132,10 @@ class _Common:
         return _drafts(self.drafts)
 
     def _quic(self, is_client: bool) -> QuicConfiguration:
+        if self.max_datagram_frame_size <= 0:
+            # draft-16 §3.1: both endpoints send max_datagram_frame_size > 0 (and the
+            # empty reset_stream_at transport parameter, QuicConfiguration's default)
+            raise ConfigurationError("WebTransport needs max_datagram_frame_size > 0")
         config = QuicConfiguration(
             is_client=is_client,
             alpn_protocols=[ALPN],
@@ -137,6 +147,7 @@ class _Common:
             initial_max_streams_uni=self.initial_max_streams_uni,
             max_stream_data_window=max(self.stream_receive_buffer, self.initial_max_stream_data),
             stream_send_buffer_high=self.stream_send_buffer,
+            reset_stream_at=True,  # draft-16 §3.1 (and §4.4: reliable stream headers)
         )
         if self.keylog_file is not None:
             config.keylog = shared_keylog_file(self.keylog_file)
@@ -149,6 +160,7 @@ class _Common:
             initial_max_data=self.wt_initial_max_data,
             initial_max_streams_bidi=self.wt_initial_max_streams_bidi,
             initial_max_streams_uni=self.wt_initial_max_streams_uni,
+            require_reset_stream_at=self.require_reset_stream_at,
         )
 
 

@@ -1,4 +1,4 @@
-"""Sans-I/O WebTransport over HTTP/3 (drafts 02, 07 and 16).
+"""Sans-I/O WebTransport over HTTP/3 (drafts 02, 07, 13 and 16).
 
 :class:`WebTransportConnection` wraps an :class:`h3.connection.H3Connection` and turns
 its events into the WebTransport events of :mod:`pywebtransport.protocol.events`.

@@ -11,11 +11,14 @@ WebTransport events leave only through :meth:`next_event` (``handle_event`` retu
 nothing). Commands (``connect``, ``accept``, ``open_stream``, ...) write through the
 public H3/QUIC API; the caller then drains ``quic.datagrams_to_send``.
 
-Draft selection (draft-16 §7.1). The client waits for the server's SETTINGS before it
-sends a CONNECT (§3.1; ``connect()`` before that only reserves the stream) and uses
-the newest draft both sides announce. The server parks CONNECT requests until the
-client's SETTINGS arrive (§7.1), then picks, per request, the newest common draft
-whose upgrade token the request carries.
+Draft selection (draft-16 §7.1, :mod:`pywebtransport.protocol.drafts`): the newest
+common draft whose requirements the peer's SETTINGS and transport parameters meet. The
+client waits for the server's SETTINGS before it sends a CONNECT (§3.1; ``connect()``
+before that only reserves the stream). The server parks CONNECT requests until the
+client's SETTINGS arrive (§7.1), then picks per request among the drafts that take its
+upgrade token; a request no draft fits is malformed (H3_MESSAGE_ERROR, §3.1). Flow
+control (§5.1) is on when both sides announced a window; without it a draft-13/16
+connection carries one session.
 
 Routing. The CONNECT stream carries the session's capsules (RFC 9297 §3) inside DATA
 frames; WebTransport streams carry a session ID in their header (§4.2, §4.3) and
@@ -77,14 +80,15 @@ from h3.capsules import (
 )
 from h3.connection import H3Configuration, H3Connection
 from h3.errors import H3ErrorCode, H3StreamError
-from h3.settings import SettingId
 from pywebtransport.protocol import events as ev
 from pywebtransport.protocol.drafts import (
     PROFILES,
     Draft,
+    announced_windows,
+    declares_flow_control,
     flow_control_settings,
     select_draft,
-    supported_by_peer,
+    session_limit,
 )
 from pywebtransport.protocol.errors import (
     SessionAbort,
@@ -182,7 +186,7 @@ class WebTransportConnection(StreamsMixin):
         self.peer_settings: dict[int, int] | None = None
         #: client: the draft chosen from the server's SETTINGS (None before / if none)
         self.draft: Draft | None = None
-        self.flow_control = False  # draft-16 §5.1, known once the peer's SETTINGS arrive
+        self.flow_control = False  # draft-16 §5.1 (draft-13: flow_control_for), with SETTINGS
         self._events: deque[ev.WebTransportEvent] = deque()
         self._sessions: dict[int, Session] = {}
         # IDs of ended sessions (and of client bidi streams that are no session): bounded
@@ -284,15 +288,21 @@ class WebTransportConnection(StreamsMixin):
         # one dict less per connection, issue 10 memory)
         self.peer_settings = self.h3.peer_settings or settings
         peer_windows = flow_control_settings(settings)
-        self.flow_control = (
-            Draft.DRAFT16 in self.config.drafts
+        self.flow_control = (  # draft-16 §5.1: both sides announced a non-zero window
+            any(PROFILES[d].flow_control for d in self.config.drafts)
             and peer_windows is not None
-            and any(self.config.flow_control_windows)
+            and any(self._windows())
         )
         if self.is_client:
-            self.draft = select_draft(self.config.drafts, settings, peer_is_server=True)
-            if self.draft is not None and self.quic.max_datagram_payload <= 0:
-                self.draft = None  # QUIC datagrams are required too (draft-16 §3.1)
+            # the newest common draft whose requirements the server's SETTINGS and
+            # transport parameters meet (draft-16 §3.1, §7.1)
+            self.draft = select_draft(
+                self.config.drafts,
+                settings,
+                peer_is_server=True,
+                reset_stream_at=self._peer_reset_stream_at(),
+                quic_datagrams=self.quic.max_datagram_payload > 0,
+            )
             for session in list(self._sessions.values()):
                 if session.state is SessionState.PENDING:
                     self._send_connect(session)
@@ -303,20 +313,38 @@ class WebTransportConnection(StreamsMixin):
             for request in parked:
                 self._on_request(request)
 
+    def _peer_reset_stream_at(self) -> bool:
+        """draft-16 §3.1's reset_stream_at is met, or not enforced (require_reset_...)."""
+        return self.quic.peer_accepts_reset_stream_at or not self.config.require_reset_stream_at
+
+    def _transport_meets(self, draft: Draft) -> bool:
+        """Server: the client's transport parameters meet ``draft``'s needs (§3.1)."""
+        rsa_ok = self._peer_reset_stream_at() or not PROFILES[draft].reset_stream_at
+        return rsa_ok and self.quic.max_datagram_payload > 0
+
+    def _windows(self) -> tuple[int, int, int]:
+        """The WT_INITIAL_MAX_* windows we announced, hence enforce (drafts.py)."""
+        config = self.config
+        return announced_windows(config.drafts, self.is_client, config.flow_control_windows)
+
+    def flow_control_for(self, draft: Draft) -> bool:
+        """Both endpoints declared flow control for ``draft`` (draft-16 §5.1, drafts.py)."""
+        peer = self.peer_settings
+        if draft is Draft.DRAFT16 or peer is None:
+            return self.flow_control and PROFILES[draft].flow_control
+        return any(self._windows()) and declares_flow_control(draft, peer)
+
     def _new_flow(self, draft: Draft) -> SessionFlowControl | None:
-        if draft is not Draft.DRAFT16 or not self.flow_control:
+        if not self.flow_control_for(draft):
             return None
         assert self.peer_settings is not None
-        peer = flow_control_settings(self.peer_settings)
-        assert peer is not None
-        return SessionFlowControl(self.config.flow_control_windows, peer)
+        # a draft-13 peer declaring it by its session count alone: limits start at 0 (§5.5)
+        peer = flow_control_settings(self.peer_settings) or (0, 0, 0)
+        return SessionFlowControl(self._windows(), peer)
 
     def _session_limit(self, draft: Draft) -> int:
-        if draft is Draft.DRAFT16 and not self.flow_control:
-            return 1  # draft-16 §5.1: one session without flow control
-        if draft is Draft.DRAFT07 and self.is_client and self.peer_settings is not None:
-            return self.peer_settings.get(SettingId.WEBTRANSPORT_MAX_SESSIONS_DRAFT07, 1)
-        return self.config.max_sessions
+        flow, peer = self.flow_control_for(draft), self.peer_settings
+        return session_limit(draft, flow, self.is_client, peer, self.config.max_sessions)
 
     def _active_sessions(self) -> int:
         return sum(
@@ -443,18 +471,18 @@ class WebTransportConnection(StreamsMixin):
             else:
                 self._parked.append(event)  # draft-16 §7.1: wait for the client's SETTINGS
             return
-        drafts = [
-            d
-            for d in self.config.drafts
-            if PROFILES[d].protocol == token
-            and supported_by_peer(d, self.peer_settings, peer_is_server=False)
-        ]
-        if not drafts or event.stream_ended or self.quic.max_datagram_payload <= 0:
-            # draft-16 §3.1: the session is malformed (RFC 9114 §4.1.2)
+        # the newest common draft by SETTINGS: the one the client chose from ours (§7.1);
+        # its token, and the transport parameters it requires (§3.1), or malformed
+        draft = select_draft(self.config.drafts, self.peer_settings, peer_is_server=False)
+        if (
+            draft is None
+            or token not in PROFILES[draft].tokens
+            or not self._transport_meets(draft)
+            or event.stream_ended
+        ):  # draft-16 §3.1: the session is malformed (RFC 9114 §4.1.2)
             self._refuse_stream_pair(sid, H3ErrorCode.H3_MESSAGE_ERROR)
             self._reject_buffered(sid)
             return
-        draft = max(drafts)
         if self._active_sessions() >= self._session_limit(draft):
             self._refuse_stream_pair(sid, H3ErrorCode.H3_REQUEST_REJECTED)  # §5.2
             self._reject_buffered(sid)
@@ -581,7 +609,8 @@ class WebTransportConnection(StreamsMixin):
                 self._on_flow_capsule(session, session.flow, capsule_type, value)
         elif (
             capsule_type in (_WT_MAX_STREAM_DATA, _WT_STREAM_DATA_BLOCKED)
-            and session.draft is Draft.DRAFT16
+            and session.draft is not None
+            and PROFILES[session.draft].flow_control
         ):  # draft-16 §5.4: a session error
             raise SessionAbort(H3ErrorCode.WT_FLOW_CONTROL_ERROR, "forbidden capsule")
         # unknown and reserved capsule types are skipped (RFC 9297 §3.2)

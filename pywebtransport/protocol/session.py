@@ -55,7 +55,7 @@ __all__ = [
 Headers = list[tuple[bytes, bytes]]
 
 #: The ``:protocol`` tokens that ask for a WebTransport session.
-WEBTRANSPORT_TOKENS = frozenset(p.protocol for p in PROFILES.values())
+WEBTRANSPORT_TOKENS = frozenset().union(*(p.tokens for p in PROFILES.values()))
 
 _WT_UNI_TYPE_SIZE = varint_size(0x54)  # draft-16 §4.2
 _WT_BIDI_SIGNAL_SIZE = varint_size(0x41)  # draft-16 §4.3
@@ -66,12 +66,14 @@ class WebTransportConfiguration:
     """WebTransport settings of one endpoint (both roles)."""
 
     #: drafts we speak; the newest one the peer also speaks is used (draft-16 §7.1)
-    drafts: tuple[Draft, ...] = (Draft.DRAFT16, Draft.DRAFT07, Draft.DRAFT02)
+    drafts: tuple[Draft, ...] = (Draft.DRAFT16, Draft.DRAFT13, Draft.DRAFT07, Draft.DRAFT02)
     #: concurrent sessions per connection (server: admitted, the rest refused with
     #: H3_REQUEST_REJECTED, draft-16 §5.2; draft-07 setting value); also bounds the
     #: CONNECT requests parked until the client's SETTINGS arrive (§7.1)
     max_sessions: int = 16
-    #: draft-16 flow-control windows (SETTINGS_WT_INITIAL_MAX_*); all 0 = no flow control
+    #: draft-13/16 flow-control windows (SETTINGS_WT_INITIAL_MAX_*); all 0 = no flow
+    #: control, except that a server offering draft-13 announces (and enforces)
+    #: drafts.DRAFT13_WINDOWS for each 0 (Safari on iOS needs all three, issue 11)
     initial_max_data: int = 1 << 20
     initial_max_streams_bidi: int = 100
     initial_max_streams_uni: int = 100
@@ -92,6 +94,12 @@ class WebTransportConfiguration:
     #: client: close the connection with WT_REQUIREMENTS_NOT_MET when the server's
     #: SETTINGS allow no draft we speak (draft-16 §3.1)
     close_on_requirements_not_met: bool = False
+    #: draft-16 §3.1 requires the peer's empty reset_stream_at transport parameter
+    #: before a draft-16 session. True: enforced (server: the CONNECT is malformed,
+    #: reset with H3_MESSAGE_ERROR; client: draft-16 is not selected). False (default):
+    #: a draft-16 peer without it is still served and its streams are reset with plain
+    #: RESET_STREAM — pywebtransport 0.21.1 (quinn) does not send it (measured, issue 11)
+    require_reset_stream_at: bool = False
     #: server: answer plain HTTP requests with this status (they are not ours)
     plain_request_status: int = 404
 

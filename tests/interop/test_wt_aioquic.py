@@ -9,7 +9,7 @@
   against aioquic's WebTransport server (``tests/peers/aioquic_wt.py server``): the
   negotiated draft is draft-02, bidi echo (small and 1 MB), datagram echo, uni stream
   echo, then a close with code and reason that the aioquic server prints
-  (``SESSION-CLOSED``); a path the server does not serve is rejected with 404.
+  (``SESSION-CLOSED``); a path the server does not serve is rejected with 405 (draft-16 §3.2).
 
 The certificate of the aioquic server is pinned by its SHA-256 (browser
 ``serverCertificateHashes`` semantics), so no verification is switched off.
@@ -196,7 +196,7 @@ def test_aioquic_client_rejected_on_unknown_path(our_server: LineProcess) -> Non
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["status"] == 404, f"{result}\n{run.stderr}"
+    assert result["status"] == 405, f"{result}\n{run.stderr}"  # draft-16 §3.2
     assert run.returncode == 1
 
 

@@ -282,13 +282,15 @@ async def test_route_and_pattern_route_with_params(cert: SelfSignedCertificate) 
     assert app.sessions_total == 3
 
 
-async def test_unknown_path_rejected_404(cert: SelfSignedCertificate) -> None:
+async def test_unknown_path_rejected_405(cert: SelfSignedCertificate) -> None:
+    """draft-16 §3.2: 405 when the target resource does not support WebTransport."""
     app = make_app(cert)
     app.add_route("/known", _h0)
     async with serving(app) as port, client_for(cert) as client:
         with pytest.raises(SessionRejected) as info:
             await client.connect(f"https://127.0.0.1:{port}/unknown")
-        assert info.value.status_code == 404
+        assert info.value.status_code == 405
+        assert info.value.headers.get("allow") == ""  # RFC 9110 §15.5.6
     assert app.sessions_rejected == 1
 
 

@@ -308,11 +308,11 @@ async def test_status(server: Server) -> None:
     assert status["connections"] >= 2
 
 
-async def test_unknown_path_404(server: Server) -> None:
+async def test_unknown_path_405(server: Server) -> None:
     with pytest.raises(SessionRejected) as info:
         async with session_to(server, "/nowhere"):
             pass
-    assert info.value.status_code == 404
+    assert info.value.status_code == 405  # draft-ietf-webtrans-http3-16 §3.2
 
 
 async def test_keylog_written(server: Server) -> None:

@@ -32,6 +32,7 @@ class FakeQuic:
         self._next = {True: 1 if not is_client else 0, False: 3 if not is_client else 2}
         self.closed: int | None = None
         self.resets: dict[int, int] = {}
+        self.reliable_sizes: dict[int, int] = {}  # RESET_STREAM_AT: stream -> size
         self.stops: dict[int, int] = {}
         self.written: dict[int, bytearray] = {}
         self.fins: set[int] = set()
@@ -53,11 +54,16 @@ class FakeQuic:
             self.fins.add(stream_id)
         return True
 
-    # a peer without draft-ietf-quic-reliable-stream-reset: plain RESET_STREAM
-    peer_accepts_reset_stream_at = False
+    # the peer sent reset_stream_at, as draft-16 §3.1 requires of a draft-16 client
+    # (draft-ietf-quic-reliable-stream-reset); the reliable size is recorded too
+    peer_accepts_reset_stream_at = True
 
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
+    def reset_stream(
+        self, stream_id: int, error_code: int, reliable_size: int | None = None
+    ) -> None:
         self.resets.setdefault(stream_id, error_code)
+        if reliable_size is not None:
+            self.reliable_sizes.setdefault(stream_id, reliable_size)
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         self.stops.setdefault(stream_id, error_code)

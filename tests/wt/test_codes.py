@@ -146,7 +146,8 @@ def test_serialize_rejects_non_ascii() -> None:
 
 
 def test_server_settings_announce_every_draft() -> None:
-    settings = draft_settings(list(Draft), False, 4, 100, 10, 0)
+    # without draft-13 (whose server announces every window, tests/wt/test_drafts_*.py)
+    settings = draft_settings([d for d in Draft if d is not Draft.DRAFT13], False, 4, 100, 10, 0)
     assert settings[SettingId.ENABLE_WEBTRANSPORT_DRAFT02] == 1
     assert settings[SettingId.H3_DATAGRAM_DRAFT04] == 1
     assert settings[SettingId.H3_DATAGRAM] == 1

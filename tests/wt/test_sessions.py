@@ -1,4 +1,4 @@
-"""WebTransport sessions over in-memory QUIC pairs, for drafts 02, 07 and 16."""
+"""WebTransport sessions over in-memory QUIC pairs, for drafts 02, 07, 13 and 16."""
 
 from __future__ import annotations
 
@@ -437,14 +437,14 @@ def test_invalid_session_id_is_h3_id_error() -> None:
 
 def test_draft16_without_flow_control_allows_one_session() -> None:
     no_fc = {"initial_max_data": 0, "initial_max_streams_bidi": 0, "initial_max_streams_uni": 0}
-    p = wt_pair(config(Draft.DRAFT16), config(**no_fc))
+    p = wt_pair(config(Draft.DRAFT16), config(Draft.DRAFT16, **no_fc))
     assert not p.client.flow_control
     establish(p)
     second = p.client.connect("localhost", "/two")
     p.pump()
     assert p.of(SessionRejected, "client")[0].session_id == second  # refused locally
     # a client that ignores the rule is refused with H3_REQUEST_REJECTED (draft-16 §5.1)
-    p2 = wt_pair(config(Draft.DRAFT16, max_sessions=5), config(**no_fc))
+    p2 = wt_pair(config(Draft.DRAFT16, max_sessions=5), config(Draft.DRAFT16, **no_fc))
     p2.client._session_limit = lambda draft: 5  # type: ignore[method-assign]  # misbehave
     establish(p2)
     p2.client.connect("localhost", "/two")
@@ -461,7 +461,7 @@ def test_server_session_limit(draft: Draft) -> None:
     p.run(lambda: bool(p.of(SessionRejected, "client")))
     rejected = p.of(SessionRejected, "client")[0]
     assert rejected.session_id == third and rejected.status == 0
-    if draft is not Draft.DRAFT07:
+    if draft not in (Draft.DRAFT07, Draft.DRAFT13):
         assert "0x10b" in rejected.reason  # H3_REQUEST_REJECTED by the server
     else:
         assert "limit" in rejected.reason  # the server's SETTINGS said 2
