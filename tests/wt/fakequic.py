@@ -33,6 +33,7 @@ class FakeQuic:
         self.closed: int | None = None
         self.resets: dict[int, int] = {}
         self.reliable_sizes: dict[int, int] = {}  # RESET_STREAM_AT: stream -> size
+        self.reliable_floors: dict[int, int] = {}  # set_reliable_floor: stream -> size
         self.stops: dict[int, int] = {}
         self.written: dict[int, bytearray] = {}
         self.fins: set[int] = set()
@@ -64,6 +65,9 @@ class FakeQuic:
         self.resets.setdefault(stream_id, error_code)
         if reliable_size is not None:
             self.reliable_sizes.setdefault(stream_id, reliable_size)
+
+    def set_reliable_floor(self, stream_id: int, size: int) -> None:
+        self.reliable_floors[stream_id] = size
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         self.stops.setdefault(stream_id, error_code)
