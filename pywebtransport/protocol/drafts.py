@@ -131,12 +131,12 @@ PROFILES: dict[Draft, DraftProfile] = {
         Draft.DRAFT02, _WT, frozenset({_WT}),
         ((b"sec-webtransport-http3-draft02", b"1"),),  # draft-02 §7
         ((b"sec-webtransport-http3-draft", b"draft02"),),
-        flow_control=False, drain=False, protocol_negotiation=False,
+        flow_control=False, drain=False, protocol_negotiation=True,  # see below
         max_sessions_setting=None, reset_stream_at=False,
     ),
     Draft.DRAFT07: DraftProfile(
         Draft.DRAFT07, _WT, frozenset({_WT}), (), (),
-        flow_control=False, drain=True, protocol_negotiation=False,
+        flow_control=False, drain=True, protocol_negotiation=True,  # see below
         max_sessions_setting=SettingId.WEBTRANSPORT_MAX_SESSIONS_DRAFT07,
         reset_stream_at=False,
     ),
@@ -153,6 +153,10 @@ PROFILES: dict[Draft, DraftProfile] = {
         max_sessions_setting=None, reset_stream_at=True,
     ),
 }  # fmt: skip
+# WT-Available-Protocols / WT-Protocol (draft-16 §3.3) are used with drafts 02 and 07 too:
+# they are plain header fields, which a peer that does not know them ignores (RFC 9110
+# §5.1), and an application protocol chosen per session is what quic-interop-runner's
+# WebTransport handshake case checks whatever the draft a client speaks (issue 11).
 
 _FLOW_SETTINGS = (
     SettingId.WT_INITIAL_MAX_DATA,

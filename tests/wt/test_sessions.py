@@ -549,3 +549,14 @@ def test_reset_without_reset_stream_at_may_lose_the_header() -> None:
     (quic_reset,) = [e for e in quic_of(p, qe.StreamReset, "server") if e.stream_id == stream]
     assert quic_reset.reliable_size == 0  # type: ignore[attr-defined]
     assert not [e for e in p.of(StreamReset) if e.stream_id == stream]
+
+
+@pytest.mark.parametrize("draft", DRAFTS)
+def test_protocol_negotiation_in_every_draft(draft: Draft) -> None:
+    """WT-Available-Protocols / WT-Protocol work whatever the draft (drafts.py)."""
+    p = wt_pair(config(draft), config())
+    sid = establish(p, protocols=("moq-01", "chat"), accept_protocol="chat")
+    assert p.of(SessionEstablished, "client")[0].draft is draft
+    assert p.of(SessionRequested)[0].protocols == ("moq-01", "chat")
+    assert p.of(SessionEstablished, "client")[0].protocol == "chat"
+    assert p.client.session_state(sid) is SessionState.ESTABLISHED
