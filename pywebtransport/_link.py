@@ -461,6 +461,9 @@ class WtLink:
         self.wt.reset_stream(stream_id, code)
         self.flush()
 
+    def set_stop_sending_answer(self, stream_id: int, code: int) -> None:
+        self.wt.set_stop_sending_answer(stream_id, code)
+
     def stop_sending(self, stream_id: int, code: int) -> None:
         self.wt.stop_sending(stream_id, code)
         self.flush()

@@ -401,6 +401,15 @@ class _SendMixin(_StreamBase):
         if not self._send_done and self._send_exc is None:
             await self.write(b"", end_stream=True)
 
+    def answer_stop_sending_with(self, error_code: int) -> None:
+        """If the peer sends STOP_SENDING, reset this stream with ``error_code`` (a
+        WebTransport application code) instead of the peer's own code, which is what
+        happens otherwise (RFC 9000 §3.5: any code may answer it)."""
+        if self._send_done:
+            return
+        with contextlib.suppress(ProtocolApiError):  # finished below us already
+            self._link.set_stop_sending_answer(self.stream_id, error_code)
+
     def reset(self, error_code: int = 0) -> None:
         """Abandon sending (RESET_STREAM with a WebTransport application code)."""
         if self._send_done:

@@ -274,6 +274,12 @@ class StreamController:
         if stream is not None and stream.send is not None:
             stream.send.set_reliable_floor(size)
 
+    def set_stop_sending_answer(self, stream_id: int, error_code: int) -> None:
+        """See :meth:`QuicConnection.set_stop_sending_answer`."""
+        stream = self.manager.get(stream_id)
+        if stream is not None and stream.send is not None:
+            stream.send.set_stop_sending_answer(error_code)
+
     def stop_sending(self, stream_id: int, error_code: int, now: float) -> None:
         stream = self.manager.get(stream_id)
         if stream is None or stream.recv is None:

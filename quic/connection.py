@@ -431,6 +431,14 @@ class QuicConnection:
         if self.state in _LIVE:
             self.streams.set_reliable_floor(stream_id, size)
 
+    def set_stop_sending_answer(self, stream_id: int, error_code: int) -> None:
+        """Answer a later STOP_SENDING on ``stream_id`` with a reset carrying
+        ``error_code`` instead of the STOP_SENDING's own code (RFC 9000 §3.5: SHOULD
+        copy it, "but it can use any application error code"; a protocol above may
+        require another, as devious-baton's WHATEVER)."""
+        if self.state in _LIVE:
+            self.streams.set_stop_sending_answer(stream_id, error_code)
+
     @property
     def peer_accepts_reset_stream_at(self) -> bool:
         """The peer sent reset_stream_at (draft-ietf-quic-reliable-stream-reset §3):

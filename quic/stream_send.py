@@ -199,6 +199,7 @@ class SendStream:
         "_sent_offset",
         "_starts",
         "_state",
+        "_stop_answer",
         "_write_offset",
         "credit",
         "stream_id",
@@ -231,6 +232,7 @@ class SendStream:
         self._reliable_acked = False  # the one with the current reliable size was acked
         # every reset keeps at least this many bytes reliable (set_reliable_floor)
         self._reliable_floor = 0
+        self._stop_answer: int | None = None  # set_stop_sending_answer
 
     # ------------------------------------------------------------------ properties
 
@@ -420,10 +422,18 @@ class SendStream:
         self._fire(SendEvent.ALL_ACKED)
         self._release_all()
 
+    def set_stop_sending_answer(self, error_code: int) -> None:
+        """Answer a later STOP_SENDING with ``error_code`` instead of its own (RFC 9000
+        §3.5: the reset SHOULD copy the code, "but it can use any application error
+        code")."""
+        self._stop_answer = error_code
+
     def on_stop_sending(self, error_code: int) -> bool:
-        """Peer sent STOP_SENDING: reset with the same error code (RFC 9000 §3.5), as a
-        RESET_STREAM_AT when the stream has a reliable floor."""
-        return self.reset(error_code)
+        """Peer sent STOP_SENDING: reset with the same error code (RFC 9000 §3.5) or the
+        one of :meth:`set_stop_sending_answer`, as a RESET_STREAM_AT when the stream has
+        a reliable floor."""
+        answer = self._stop_answer
+        return self.reset(error_code if answer is None else answer)
 
     def on_max_stream_data(self, limit: int) -> bool:
         """Apply MAX_STREAM_DATA; decreases are ignored (RFC 9000 §4.1, §19.10)."""

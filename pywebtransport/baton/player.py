@@ -29,10 +29,9 @@ streams than batons in play (SUS), a stream we cannot open in
 padding longer than ``max_padding`` — (BORED) close the session with that code. A
 RESET_STREAM on a bidirectional stream we have not answered on is answered with
 RESET_STREAM(WHATEVER) (§4.7); the baton on it counts as reset. A STOP_SENDING on a
-stream we are still writing resets it too and the baton counts as reset, but the code
-the peer sees is the one of its STOP_SENDING (IDC), not WHATEVER: our QUIC layer answers
-STOP_SENDING itself with a RESET_STREAM copying its code (RFC 9000 §3.5) before the
-application hears of it, and the WebTransport API has no way to choose another.
+stream we are still writing resets it too, with WHATEVER (§4.7: QUIC answers the
+STOP_SENDING itself, RFC 9000 §3.5, with the code set beforehand by
+``answer_stop_sending_with``), and the baton counts as reset.
 
 A datagram (§4.4) is sent for each message received whose value is
 = 1 mod 7 (client) or = 0 mod 7 (server), its padding cut to fit; datagrams received
@@ -403,6 +402,7 @@ class BatonPlayer:
         """Send ``value`` and FIN; False when the peer stopped the stream (§4.7)."""
         game = self.game
         data = encode_baton(value, self.config.padding)
+        stream.answer_stop_sending_with(StreamErrorCode.WHATEVER)  # §4.7
         game.expect_answer(value, answer)  # before it can arrive
         try:
             view = memoryview(data)

@@ -463,6 +463,15 @@ class StreamsMixin:
             self._maybe_forget(session, stream)
             self._flush_flow_updates()
 
+    def set_stop_sending_answer(self, stream_id: int, code: int) -> None:
+        """If the peer sends STOP_SENDING on ``stream_id``, QUIC resets it with
+        application ``code`` (§4.4 mapping) instead of the STOP_SENDING's own code
+        (RFC 9000 §3.5 allows any)."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.send_done:
+            raise WebTransportError(f"stream {stream_id} cannot send")
+        self.quic.set_stop_sending_answer(stream_id, webtransport_code_to_http_code(code))
+
     def stop_sending(self, stream_id: int, code: int = 0) -> None:
         """Stop reading a stream with application error ``code`` (§4.4); what was
         delivered but not consumed is discarded (its credit goes back)."""

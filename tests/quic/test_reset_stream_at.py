@@ -337,3 +337,11 @@ def test_floor_needs_the_peers_transport_parameter() -> None:
     pair.client.send_stream_data(sid, b"abc")
     with pytest.raises(ValueError):
         pair.client.set_reliable_floor(sid, 2)
+
+
+def test_stop_sending_answer_replaces_the_peers_code() -> None:
+    s = SendStream(4, 10_000)
+    s.write(b"x" * 10)
+    s.set_stop_sending_answer(0x77)
+    assert s.on_stop_sending(0x01)
+    assert s.reset_error_code == 0x77

@@ -34,6 +34,7 @@ class FakeQuic:
         self.resets: dict[int, int] = {}
         self.reliable_sizes: dict[int, int] = {}  # RESET_STREAM_AT: stream -> size
         self.reliable_floors: dict[int, int] = {}  # set_reliable_floor: stream -> size
+        self.stop_answers: dict[int, int] = {}  # set_stop_sending_answer: stream -> code
         self.stops: dict[int, int] = {}
         self.written: dict[int, bytearray] = {}
         self.fins: set[int] = set()
@@ -65,6 +66,9 @@ class FakeQuic:
         self.resets.setdefault(stream_id, error_code)
         if reliable_size is not None:
             self.reliable_sizes.setdefault(stream_id, reliable_size)
+
+    def set_stop_sending_answer(self, stream_id: int, error_code: int) -> None:
+        self.stop_answers[stream_id] = error_code
 
     def set_reliable_floor(self, stream_id: int, size: int) -> None:
         self.reliable_floors[stream_id] = size

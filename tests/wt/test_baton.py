@@ -299,8 +299,9 @@ async def test_scale_stream_flood_is_sus_and_bounded() -> None:
 
 async def test_stop_sending_is_answered_with_whatever() -> None:
     """§4.7: STOP_SENDING (IDC) on the stream the server answers on: the stream is
-    reset (by our QUIC layer, with the IDC code: see the player's docstring), the baton
-    counts as reset and, the last one, the session ends cleanly."""
+    reset (by our QUIC layer, with WHATEVER: the code the player set beforehand, see
+    tests/wt/test_sessions.py::test_stop_sending_answered_with_the_code_the_application_
+    chose), the baton counts as reset and, the last one, the session ends cleanly."""
     config = BatonConfig(padding=8 << 20)  # the server is still writing when we stop
     async with baton_server(config) as server, raw_session(server.url("baton=10")) as session:
         async with asyncio.timeout(TIMEOUT):

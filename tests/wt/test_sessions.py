@@ -338,6 +338,23 @@ def test_reset_and_stop_sending_carry_application_codes(draft: Draft) -> None:
     assert reset_other.reliable_size == header  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("draft", DRAFTS)
+def test_stop_sending_answered_with_the_code_the_application_chose(draft: Draft) -> None:
+    """RFC 9000 §3.5: the reset answering STOP_SENDING may carry any code; the
+    application chose one beforehand (set_stop_sending_answer), as devious-baton's
+    WHATEVER requires."""
+    p = wt_pair(config(draft), config())
+    sid = establish(p)
+    stream = p.client.open_stream(sid, True)
+    p.client.send_stream_data(stream, b"data")
+    p.client.set_stop_sending_answer(stream, 0x02)
+    p.run(lambda: bool(p.of(StreamOpened)))
+    p.server.stop_sending(stream, 0x01)
+    p.run(lambda: any(e.stream_id == stream for e in quic_of(p, qe.StreamReset, "server")))
+    reset = next(e for e in quic_of(p, qe.StreamReset, "server") if e.stream_id == stream)
+    assert reset.error_code == webtransport_code_to_http_code(0x02)  # type: ignore[attr-defined]
+
+
 def test_reset_outside_the_application_range_has_no_code() -> None:
     p = wt_pair()
     sid = establish(p)
