@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for people and CI.
 #   ./run.sh demo     install and run the WebTransport interop server demo
-#   ./run.sh test     install test tools and run lint, types and the default test suite
+#   ./run.sh test     install test tools and run lint, types, the docs build and the default
+#                     test suite
 #   ./run.sh slow     run the slow soak/benchmark tests as well
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,9 +19,13 @@ case "${1:-test}" in
         ;;
     test)
         install
-        "$PY" -m ruff check quic h3 pywebtransport tests fuzz benchmarks
-        "$PY" -m ruff format --check quic h3 pywebtransport tests fuzz benchmarks
-        "$PY" -m mypy --strict quic h3 pywebtransport
+        "$PY" -m ruff check quic h3 pywebtransport tests fuzz benchmarks docs/hooks
+        "$PY" -m ruff format --check quic h3 pywebtransport tests fuzz benchmarks docs/hooks
+        "$PY" -m mypy --strict quic h3 pywebtransport docs/hooks/apiref.py
+        # the documentation site, offline; --strict fails on any warning (mkdocs.yml)
+        site=$(mktemp -d)
+        "$PY" -m mkdocs build --strict --quiet --site-dir "$site"
+        rm -rf "$site"
         "$PY" -m pytest -p no:cacheprovider "${@:2}"
         ;;
     slow)
