@@ -9,6 +9,8 @@
   round trip in one process and as two programs, the server guide's app driven by the
   client guide's functions, the qlog/key-log program of the debugging page, the
   hardened configuration.
+* The page of the browser guide connects from headless Chromium to
+  ``python -m pywebtransport serve`` with the printed hash (skipped without Chromium).
 * The API reference generator (``docs/hooks/apiref.py``) covers every public name and
   renders docstrings faithfully.
 """
@@ -25,15 +27,19 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from pywebtransport import ClientConfig, SessionRejected, WebTransportClient
 from quic.tls.selfsigned import generate_self_signed
+from tests.interop.chromium import ChromiumProcess, ResultServer, find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -318,6 +324,72 @@ async def test_client_guide_fetch_stats_against_the_cli_server(tmp_path: Path) -
     finally:
         server.terminate()
         await server.wait()
+
+
+class _CliServer:
+    """``python -m pywebtransport serve --port 0``: its port and certificate hash."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pywebtransport", "serve", "--port", "0"],
+            cwd=cwd,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.sha256 = ""
+        self.port = 0
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("CERT-SHA256 "):
+                self.sha256 = line.split()[1]
+            elif line.startswith("LISTENING "):
+                self.port = int(line.split()[1])
+                return
+        raise AssertionError("the server ended before listening")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+_REPORT = """
+const report = (body) => fetch(REPORT, {method: "POST", mode: "no-cors",
+  headers: {"content-type": "text/plain"}, body: JSON.stringify(body)});
+addEventListener("unhandledrejection", (e) => report({error: String(e.reason)}));
+addEventListener("error", (e) => report({error: String(e.message)}));
+"""
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed")
+def test_browser_guide_page_in_chromium(tmp_path: Path) -> None:
+    html = next(c for _, c in _blocks("html") if "serverCertificateHashes" in c)
+    server = _CliServer(tmp_path)
+    try:
+        with ResultServer() as results:
+            page = html.replace('const HASH_HEX = "...";', f'const HASH_HEX = "{server.sha256}";')
+            page = page.replace("127.0.0.1:4433", f"127.0.0.1:{server.port}")
+            reporter = f'<script>const REPORT = "{results.url}";{_REPORT}</script>\n'
+            page = page.replace('<script type="module">', reporter + '<script type="module">')
+            page = page.replace(
+                "wt.close(", 'report({log: document.getElementById("log").textContent});\nwt.close('
+            )
+            assert page.count("report(") == 3 and server.sha256 in page
+            (tmp_path / "index.html").write_text(page, encoding="utf-8")
+            handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+            web = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+            threading.Thread(target=web.serve_forever, daemon=True).start()
+            try:
+                url = f"http://127.0.0.1:{web.server_address[1]}/index.html"
+                with ChromiumProcess(url):
+                    record = results.wait(timeout=60)["body"]
+            finally:
+                web.shutdown()
+                web.server_close()
+    finally:
+        server.stop()
+    assert record == {"log": "echo: hello\ndatagram: 1,2,3\n"}, record
 
 
 def test_debugging_program_writes_qlog_and_key_log(tmp_path: Path) -> None:
