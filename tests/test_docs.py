@@ -484,10 +484,31 @@ def test_generated_tables_follow_the_code() -> None:
     for browser, draft, _ in apiref.BROWSERS:
         row = next(line for line in browsers.splitlines() if line.startswith(f"| {browser} |"))
         assert ("| offered |" in row) == (draft in spoken), row
-    readme = apiref.readme_commands()
-    assert readme.startswith("```sh\n./run.sh ")
+    readme = apiref.expand_markers("<!-- gen:readme-commands -->")
+    assert readme.startswith("```sh\n./run.sh ") and readme.endswith("```")
+    listed = apiref.expand_markers("<!-- gen:optional-pages -->").splitlines()
+    present = [p for p in apiref.OPTIONAL_PAGES if (DOCS / p).exists()]
+    assert len(listed) == len(present) and all(f"]({p})" in "".join(listed) for p in present)
     assert apiref.expand_markers("<!-- gen:help python -m h3 serve -->").startswith(
         "```text\n$ python -m h3 serve --help\nusage:"
     )
-    with pytest.raises(ValueError):
-        apiref.expand_markers("<!-- gen:nonsense -->")
+    for bad in ("<!-- gen:nonsense -->", "<!-- gen:drafts>"):
+        with pytest.raises(ValueError):
+            apiref.expand_markers(bad)
+
+
+def test_nav_entries_of_pages_not_written_yet_are_dropped(tmp_path: Path) -> None:
+    apiref = _load_apiref()
+    (tmp_path / "probe.md").write_text("# probe\n", encoding="utf-8")
+    nav = [
+        {"Home": "index.md"},
+        {"Probe": "probe.md"},
+        {"Messaging": "messaging.md"},  # optional, absent: dropped
+        {"Group": [{"Clients": "clients.md"}]},  # a section left empty: dropped
+        {"Typo": "serer.md"},  # not optional: kept, so the strict build reports it
+    ]
+    assert apiref.prune_nav(nav, tmp_path) == [
+        {"Home": "index.md"},
+        {"Probe": "probe.md"},
+        {"Typo": "serer.md"},
+    ]

@@ -6,7 +6,9 @@ mkdocs (>= 1.4) loads this file through ``hooks:`` in ``mkdocs.yml``; nothing bu
 itself is used (no plugin, no network). Three events:
 
 * ``on_config`` expands the nav entry ``API reference: api/index.md`` into one entry per
-  documented module, so the nav never goes stale when a module is added.
+  documented module, so the nav never goes stale when a module is added, and drops the
+  nav entries of :data:`OPTIONAL_PAGES` (pages other branches are adding) while their
+  file does not exist.
 * ``on_files`` adds one generated page per module (``api/<module>.md``) and an index.
   The modules are :data:`PACKAGES` (every public submodule of the WebTransport API and of
   its Sans-I/O core, found with ``pkgutil``, so new modules get a page without an edit
@@ -21,7 +23,8 @@ itself is used (no plugin, no network). Three events:
   :data:`pywebtransport.protocol.drafts.PROFILES`), ``<!-- gen:browsers -->`` (which
   draft each browser speaks and whether our server offers it), ``<!-- gen:help python
   -m MODULE [SUBCOMMAND] -->`` (the command's ``--help`` output, run at build time),
-  ``<!-- gen:readme-commands -->`` (the README's first shell block, its two commands).
+  ``<!-- gen:readme-commands -->`` (the README's first shell block, its two commands),
+  ``<!-- gen:optional-pages -->`` (links to those of :data:`OPTIONAL_PAGES` that exist).
 
 Docstrings are reStructuredText-flavoured: plain paragraphs become Markdown (````x````
 → ```x```, ``:class:`~a.B``` → ```B```, ``<`` escaped); paragraphs with indentation,
@@ -75,6 +78,21 @@ MODULES: tuple[str, ...] = (
     "quic.tls.selfsigned",
 )
 NAV_TITLE = "API reference"
+#: Pages being written on other branches in parallel: their nav entries in mkdocs.yml are
+#: dropped while the page does not exist (a nav entry to any other missing page, or a page
+#: missing from the nav, still fails the strict build).
+OPTIONAL_PAGES: dict[str, str] = {
+    "probe.md": "[Conformance probe](probe.md): check another WebTransport server "
+    "against the specifications",
+    "middleware.md": "[Middleware](middleware.md): authentication, rate limits and logging "
+    "per route",
+    "messaging.md": "[Structured messaging](messaging.md): typed objects over streams "
+    "and datagrams",
+    "clients.md": "[Reconnecting clients and fleets](clients.md)",
+    "webtransport-drafts.md": "[WebTransport drafts](webtransport-drafts.md): each draft, "
+    "its codepoints, who speaks it",
+    "interop-runner.md": "[quic-interop-runner endpoints](interop-runner.md)",
+}
 API_DIR = "api"
 
 
@@ -549,7 +567,13 @@ def readme_commands() -> str:
     return f"```sh\n{match.group(1)}```"
 
 
-_MARKER = re.compile(r"<!-- gen:(\w+)(?: ([^>]*?))? -->")
+def optional_pages() -> str:
+    """A bullet list of the :data:`OPTIONAL_PAGES` that exist, with their descriptions."""
+    present = [text for page, text in OPTIONAL_PAGES.items() if (ROOT / "docs" / page).exists()]
+    return "\n".join(f"- {text}." for text in present)
+
+
+_MARKER = re.compile(r"<!-- gen:([\w-]+)(?: ([^>]*?))? -->")
 
 
 def expand_markers(markdown: str) -> str:
@@ -565,16 +589,45 @@ def expand_markers(markdown: str) -> str:
             return command_help(arg)
         if kind == "readme-commands":
             return readme_commands()
+        if kind == "optional-pages":
+            return optional_pages()
         raise ValueError(f"unknown marker {match.group(0)}")
 
-    return _MARKER.sub(replace, markdown)
+    expanded = _MARKER.sub(replace, markdown)
+    if "<!-- gen:" in expanded:
+        raise ValueError("a malformed <!-- gen:... --> marker")
+    return expanded
 
 
 # -- mkdocs events ----------------------------------------------------------------------
 
 
+def _present(entry: Any, docs_dir: Path) -> bool:
+    """False for a nav entry naming an :data:`OPTIONAL_PAGES` page that does not exist."""
+    target = next(iter(entry.values())) if isinstance(entry, dict) else entry
+    return not (
+        isinstance(target, str) and target in OPTIONAL_PAGES and not (docs_dir / target).exists()
+    )
+
+
+def prune_nav(nav: list[Any], docs_dir: Path) -> list[Any]:
+    """``nav`` without the entries of optional pages that do not exist (recursively)."""
+    pruned: list[Any] = []
+    for entry in nav:
+        if isinstance(entry, dict) and len(entry) == 1:
+            ((title, value),) = entry.items()
+            if isinstance(value, list):
+                value = prune_nav(value, docs_dir)
+                if value:
+                    pruned.append({title: value})
+                continue
+        if _present(entry, docs_dir):
+            pruned.append(entry)
+    return pruned
+
+
 def on_config(config: Any) -> Any:
-    nav = config.get("nav") or []
+    nav = config["nav"] = prune_nav(config.get("nav") or [], Path(config["docs_dir"]))
     modules = documented_modules()
     expanded = [{"Overview": f"{API_DIR}/index.md"}] + [{m: page_path(m)} for m in modules]
     for entry in nav:
