@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for people and CI.
 #   ./run.sh demo     install and run the WebTransport interop server demo
-#   ./run.sh test     install test tools and run lint, types, the docs build and the default
-#                     test suite
+#   ./run.sh test     install test tools and run lint, types and the default test suite
 #   ./run.sh slow     run the slow soak/benchmark tests as well
 set -euo pipefail
 cd "$(dirname "$0")"
