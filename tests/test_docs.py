@@ -438,6 +438,11 @@ def test_api_reference_covers_every_public_name() -> None:
         for public in importlib.import_module(name).__all__:
             assert re.search(rf"^### .*`{re.escape(public)}(\(\))?`", page, re.M), (name, public)
         assert "](#)" not in page, f"{name}: a public-name link without its heading"
+        assert " at 0x" not in page, f"{name}: an object's address in the reference"
+    # an enum's members are one table; a dataclass's fields too
+    assert "| `HANDSHAKE` | `'handshake'` |\n| `CONNECTED` |" in pages["api/quic.connection.md"]
+    assert "| `drafts` |" in pages["api/pywebtransport.config.md"]
+    assert re.search(r"\|\n\n\|", "".join(pages.values())) is None  # no table cut in two
     index = pages["api/index.md"]
     assert all(f"({name}.md)" in index for name in modules)
 

@@ -226,6 +226,13 @@ def _annotation(annotation: Any) -> str:
     return annotation if isinstance(annotation, str) else str(inspect.formatannotation(annotation))
 
 
+def _default(value: Any) -> str:
+    """A default value as source would show it (a function by name, not its address)."""
+    if inspect.isroutine(value) or inspect.isclass(value):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}".lstrip(".")
+    return repr(value)
+
+
 def _param(param: inspect.Parameter) -> str:
     """One parameter as written in the source (string annotations unquoted)."""
     stars = "*" if param.kind is param.VAR_POSITIONAL else ""
@@ -234,7 +241,7 @@ def _param(param: inspect.Parameter) -> str:
     if param.annotation is not param.empty:
         text += f": {_annotation(param.annotation)}"
     if param.default is not param.empty:
-        text += (" = " if param.annotation is not param.empty else "=") + repr(param.default)
+        text += (" = " if param.annotation is not param.empty else "=") + _default(param.default)
     return text
 
 
@@ -394,8 +401,8 @@ def _class_section(name: str, cls: type) -> list[str]:
     if issubclass(cls, enum.Enum):
         out.append(f"### `{name}` ({' · '.join(b.__name__ for b in cls.__bases__)})")
         out.append(docstring_markdown(cls.__doc__))
-        out.append("| member | value |\n|---|---|")
-        out.extend(f"| `{m.name}` | `{m.value!r}` |" for m in cls)
+        rows = [f"| `{m.name}` | `{m.value!r}` |" for m in cls]
+        out.append("\n".join(["| member | value |", "|---|---|", *rows]))
         return out
     bases = [b.__name__ for b in cls.__bases__ if b is not object and b.__name__[0] != "_"]
     suffix = f" ({', '.join(bases)})" if bases else ""
@@ -422,7 +429,7 @@ def _name_section(module: ModuleType, name: str) -> list[str]:
     obj = getattr(module, name)
     if inspect.isclass(obj):
         return _class_section(name, obj)
-    if inspect.isfunction(obj) or inspect.isbuiltin(obj):
+    if inspect.isfunction(inspect.unwrap(obj)) or inspect.isbuiltin(obj):  # lru_cache too
         prefix = "async " if inspect.iscoroutinefunction(obj) else ""
         return [
             f"### `{name}()`",
