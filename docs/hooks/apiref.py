@@ -441,8 +441,17 @@ def _name_section(module: ModuleType, name: str) -> list[str]:
     return [f"### `{name}`", f"```python\n{name} = {text}\n```"]
 
 
-def module_page(module_name: str) -> str:
-    """The Markdown page of one module."""
+def _home(obj: Any, module_name: str, documented: frozenset[str]) -> str | None:
+    """The documented module that defines a re-exported ``obj`` (None: this one)."""
+    home = getattr(obj, "__module__", None)
+    if (inspect.isclass(obj) or inspect.isfunction(obj)) and home != module_name:
+        return home if home in documented else None
+    return None
+
+
+def module_page(module_name: str, documented: frozenset[str] = frozenset()) -> str:
+    """The Markdown page of one module; names re-exported from another documented
+    module (a package's ``__init__``) link to that module's page instead of repeating."""
     module = importlib.import_module(module_name)
     names = list(getattr(module, "__all__", []))
     out = [f"# `{module_name}`", docstring_markdown(module.__doc__)]
@@ -451,7 +460,12 @@ def module_page(module_name: str) -> str:
         out.append(", ".join(f"[`{n}`](#)" for n in names))  # targets: _link_names
         out.append("## Reference")
     for name in names:
-        out.extend(_name_section(module, name))
+        home = _home(getattr(module, name), module_name, documented)
+        if home is not None:
+            out.append(f"### `{name}`")
+            out.append(f"Defined in [`{home}`]({home}.md): `{home}.{name}`.")
+        else:
+            out.extend(_name_section(module, name))
     return "\n\n".join(block for block in out if block) + "\n"
 
 
@@ -497,7 +511,7 @@ def generate() -> dict[str, str]:
     modules = documented_modules()
     pages = {f"{API_DIR}/index.md": index_page(modules)}
     for name in modules:
-        pages[page_path(name)] = _link_names(module_page(name))
+        pages[page_path(name)] = _link_names(module_page(name, frozenset(modules)))
     return pages
 
 
