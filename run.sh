@@ -18,9 +18,14 @@ case "${1:-test}" in
         ;;
     test)
         install
-        "$PY" -m ruff check quic h3 pywebtransport tests fuzz benchmarks
-        "$PY" -m ruff format --check quic h3 pywebtransport tests fuzz benchmarks
-        "$PY" -m mypy --strict quic h3 pywebtransport
+        "$PY" -m ruff check quic h3 pywebtransport tests fuzz benchmarks docs/hooks
+        "$PY" -m ruff format --check quic h3 pywebtransport tests fuzz benchmarks docs/hooks
+        "$PY" -m mypy --strict quic h3 pywebtransport docs/hooks/apiref.py
+        # the documentation site, offline; --strict fails on any warning (not with --quiet,
+        # which hides the warnings from --strict too)
+        site=$(mktemp -d)
+        "$PY" -m mkdocs build --strict --site-dir "$site"
+        rm -rf "$site"
         "$PY" -m pytest -p no:cacheprovider "${@:2}"
         ;;
     slow)
