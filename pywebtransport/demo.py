@@ -195,14 +195,11 @@ class PageServer:
             return
         self._connections.add(writer)
         try:
-            try:
-                async with asyncio.timeout(self.limits.read_timeout):
-                    status, body, kind = await self._request(reader)
-            except (asyncio.LimitOverrunError, ValueError):
-                status, body, kind = 431, b"", "text/plain"
-            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            answer = await self.answer(reader)
+            if answer is None:
                 return  # nothing (whole) to answer
             self.requests += 1
+            status, body, kind = answer
             head = (
                 f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
                 f"content-type: {kind}\r\ncontent-length: {len(body)}\r\n"
@@ -216,6 +213,17 @@ class PageServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def answer(self, reader: asyncio.StreamReader) -> tuple[int, bytes, str] | None:
+        """The (status, body, content type) for the request ``reader`` carries, or None
+        when it ended or stalled before a whole request. Never raises on any input."""
+        try:
+            async with asyncio.timeout(self.limits.read_timeout):
+                return await self._request(reader)
+        except (asyncio.LimitOverrunError, ValueError):
+            return 431, b"", "text/plain"  # no end of the head within max_head
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return None
 
     async def _request(self, reader: asyncio.StreamReader) -> tuple[int, bytes, str]:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -252,9 +260,10 @@ class PageServer:
             return 400, b"", "text/plain"
         if length > self.limits.max_body:
             return 413, b"", "text/plain"
+        body = await reader.readexactly(length)
         try:
-            record = json.loads(await reader.readexactly(length))
-        except ValueError:
+            record = json.loads(body)
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's
             return 400, b"", "text/plain"
         if not isinstance(record, dict):
             return 400, b"", "text/plain"

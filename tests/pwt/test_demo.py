@@ -144,6 +144,9 @@ async def test_page_server_answers() -> None:
         for bad in (b"[1]", b"{nope"):
             post = b"POST /report HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s" % (len(bad), bad)
             assert status_of(await exchange(port, post)) == 400
+        deep = b"[" * 30000 + b"]" * 30000  # deeper than Python's recursion limit
+        post = b"POST /report HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s" % (len(deep), deep)
+        assert status_of(await exchange(port, post)) == 400
         chunked = b"POST /report HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
         assert status_of(await exchange(port, chunked)) == 400
         assert reports == [{"ok": True}]
