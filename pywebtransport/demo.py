@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import signal
 import sys
@@ -396,6 +397,17 @@ def _page_config(url: str, certificate_hash: bytes) -> dict[str, Any]:
     }
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether browsers treat ``http://host`` as a secure context (W3C Secure Contexts
+    §3.1: loopback addresses and ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 async def _start_page(
     args: argparse.Namespace, url: str, certificate_hash: bytes
 ) -> PageServer | None:
@@ -406,12 +418,19 @@ async def _start_page(
         on_report=lambda record: print(report_line(record), flush=True),
     )
     http_port = await page.start(args.host, args.http_port)
-    print(f"PAGE http://{_url_host(args.host)}:{http_port}/", flush=True)
+    host = _url_host(args.host)
+    print(f"PAGE http://{host}:{http_port}/", flush=True)
     print(
         "     open it in Chromium, Chrome, Edge or Firefox on this machine "
         "(127.0.0.1 is a secure context)",
         flush=True,
     )
+    if not _is_loopback(host):
+        print(
+            f"     note: http://{host} is not a secure context, where browsers offer no "
+            "WebTransport: open the page through 127.0.0.1 (e.g. an SSH tunnel)",
+            flush=True,
+        )
     return page
 
 

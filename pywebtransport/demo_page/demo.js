@@ -105,11 +105,11 @@ async function readDraft() {
   await stats.ready;
   const stream = await stats.createBidirectionalStream();
   await stream.writable.getWriter().close();
-  const document = JSON.parse(dec.decode(await readAll(stream.readable)));
+  const answer = JSON.parse(dec.decode(await readAll(stream.readable)));
   stats.close({ closeCode: 0, reason: "" });
-  $("draft").textContent = document.draft;
-  log(`the server negotiated WebTransport ${document.draft}`);
-  return document.draft;
+  $("draft").textContent = answer.draft;
+  log(`the server negotiated WebTransport ${answer.draft}`);
+  return answer.draft;
 }
 
 // -------------------------------------------------------------------- bidi streams
