@@ -65,7 +65,9 @@ __all__ = [
     "js_snippet",
     "main",
     "run_serve",
+    "server_config",
     "start_live_output",
+    "url_host",
 ]
 
 logger = logging.getLogger("pywebtransport.cli")
@@ -117,7 +119,8 @@ def js_snippet(url: str, certificate_hash: bytes) -> str:
     )
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
+    """``host`` as written in a URL; a wildcard address becomes 127.0.0.1."""
     if host in ("", "0.0.0.0", "::"):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
@@ -134,7 +137,9 @@ def _self_signed(host: str) -> SelfSignedCertificate:
     return cert
 
 
-def _config(args: argparse.Namespace) -> tuple[ServerConfig, SelfSignedCertificate | None]:
+def server_config(args: argparse.Namespace) -> tuple[ServerConfig, SelfSignedCertificate | None]:
+    """The server configuration of ``serve``/``demo`` arguments, and the self-signed
+    certificate made for it (None with ``--cert``)."""
     drafts = tuple(args.drafts.split(",")) if args.drafts else DEFAULT_DRAFTS
     for name in drafts:
         parse_draft(name)
@@ -196,7 +201,7 @@ def build_app(config: ServerConfig) -> ServerApp:
 async def run_serve(args: argparse.Namespace) -> int:
     """Run the interop server until SIGINT/SIGTERM; the exit status."""
     try:
-        config, cert = _config(args)
+        config, cert = server_config(args)
     except (ConfigurationError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -212,7 +217,7 @@ async def run_serve(args: argparse.Namespace) -> int:
             print(f"error: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         if cert is not None:
-            url = f"https://{_url_host(args.host)}:{port}/echo"
+            url = f"https://{url_host(args.host)}:{port}/echo"
             print(f"JS {js_snippet(url, cert.sha256)}", flush=True)
         print(f"LISTENING {port}", flush=True)
         _, summaries = start_live_output(app, args)
@@ -278,9 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="log to stderr; print a line per session opened/closed",
     )
     add_baton_parser(commands)
-    from pywebtransport.demo import add_demo_parser  # demo.py imports this module
+    from pywebtransport.demo import configure_demo_parser  # demo.py imports this module
 
-    add_demo_parser(commands)
+    configure_demo_parser(
+        commands.add_parser(
+            "demo",
+            help="WebTransport server + browser page + a self-check round trip",
+            description="Run the WebTransport interop server with a fresh self-signed "
+            "certificate, a page on http://127.0.0.1:PORT/ that uses it from a browser, and "
+            "a round trip of our own client (bidi, datagram, uni). Ctrl-C stops it.",
+        )
+    )
     return parser
 
 

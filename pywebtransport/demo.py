@@ -59,13 +59,13 @@ from pywebtransport.cli import (
     DEFAULT_HOST,
     EXIT_FAILURE,
     EXIT_OK,
-    _config,
-    _url_host,
     add_stats_interval_option,
     build_app,
     js_snippet,
+    server_config,
     start_live_output,
     stop_live_output,
+    url_host,
 )
 from pywebtransport.client import WebTransportClient
 from pywebtransport.config import ClientConfig
@@ -74,9 +74,10 @@ __all__ = [
     "PageLimits",
     "PageServer",
     "SelfCheckResult",
-    "add_demo_parser",
+    "configure_demo_parser",
     "page_files",
     "render_page",
+    "report_line",
     "run_demo",
     "self_check",
 ]
@@ -356,15 +357,8 @@ async def self_check(url: str, certificate_hash: bytes) -> SelfCheckResult:
 # ====================================================================== the command
 
 
-def add_demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The ``demo`` subcommand of ``python -m pywebtransport``."""
-    parser = commands.add_parser(
-        "demo",
-        help="WebTransport server + browser page + a self-check round trip",
-        description="Run the WebTransport interop server with a fresh self-signed "
-        "certificate, a page on http://127.0.0.1:PORT/ that uses it from a browser, and a "
-        "round trip of our own client (bidi, datagram, uni). Ctrl-C stops it.",
-    )
+def configure_demo_parser(parser: argparse.ArgumentParser) -> None:
+    """The options of the ``demo`` subcommand of ``python -m pywebtransport``."""
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (%(default)s)")
     parser.add_argument(
         "--port", type=int, default=0, help="WebTransport UDP port (default: any free)"
@@ -418,7 +412,7 @@ async def _start_page(
         on_report=lambda record: print(report_line(record), flush=True),
     )
     http_port = await page.start(args.host, args.http_port)
-    host = _url_host(args.host)
+    host = url_host(args.host)
     print(f"PAGE http://{host}:{http_port}/", flush=True)
     print(
         "     open it in Chromium, Chrome, Edge or Firefox on this machine "
@@ -437,7 +431,7 @@ async def _start_page(
 async def run_demo(args: argparse.Namespace) -> int:
     """Run the demo until SIGINT/SIGTERM; the exit status."""
     print(f"pywebtransport {__version__} demo: WebTransport over HTTP/3", flush=True)
-    config, cert = _config(args)  # self-signed: no file to get wrong
+    config, cert = server_config(args)  # self-signed: no file to get wrong
     assert cert is not None
     app = build_app(config)
     loop = asyncio.get_running_loop()
@@ -450,7 +444,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     try:
         try:
             port = await app.wait_started()
-            url = f"https://{_url_host(args.host)}:{port}"
+            url = f"https://{url_host(args.host)}:{port}"
             print(f"JS {js_snippet(url + '/echo', cert.sha256)}", flush=True)
             print(f"LISTENING {port}", flush=True)
             _, summaries = start_live_output(app, args)
