@@ -442,15 +442,17 @@ async def run_demo(args: argparse.Namespace) -> int:
     summaries: asyncio.Task[None] | None = None
     status = EXIT_OK
     try:
+        what = f"UDP port {args.port} (WebTransport)"
         try:
             port = await app.wait_started()
             url = f"https://{url_host(args.host)}:{port}"
             print(f"JS {js_snippet(url + '/echo', cert.sha256)}", flush=True)
             print(f"LISTENING {port}", flush=True)
             _, summaries = start_live_output(app, args)
+            what = f"TCP port {args.http_port} (the page; --http-port)"
             page = await _start_page(args, url, cert.sha256)
         except OSError as exc:
-            print(f"error: cannot bind on {args.host}: {exc}", file=sys.stderr)
+            print(f"error: cannot bind {args.host} {what}: {exc}", file=sys.stderr)
             app.stop()
             return EXIT_FAILURE
         result = await self_check(url + "/echo", cert.sha256)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -91,6 +93,23 @@ def test_demo_without_page() -> None:
         assert process.interrupt() == 0, process.stderr()
     finally:
         process.close()
+
+
+@pytest.mark.parametrize("kind", ["udp", "tcp"])
+def test_demo_port_in_use_fails_and_says_which(kind: str) -> None:
+    udp = kind == "udp"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        if not udp:
+            busy.listen()
+        port = busy.getsockname()[1]
+        option = "--port" if udp else "--http-port"
+        done = subprocess.run(
+            [*DEMO, option, str(port)], capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 3, done.stderr
+    assert f"cannot bind 127.0.0.1 {'UDP' if udp else 'TCP'} port {port}" in done.stderr
+    assert "SELF-CHECK" not in done.stdout
 
 
 def test_render_page_escapes_the_config() -> None:
