@@ -25,7 +25,8 @@ The periodic summary runs every :func:`summary_interval` seconds: by default eve
 
 Bounded state: the monitor keeps one entry per *open* session (its start time), the
 same sessions the server already tracks; an ended session leaves the table in its
-``closed`` handler, so the table is empty once every session ended. Its stream counts
+``closed`` handler, and once every session ended the table is a new empty dict (a dict
+keeps the size of its peak otherwise). Its stream counts
 are folded into one integer. Time comes from an injected clock (the event loop's).
 """
 
@@ -117,6 +118,8 @@ class LiveOutput:
         started = self._open.pop(session, None)
         if started is None:
             return
+        if not self._open:  # a dict never shrinks: give back the table of a past peak
+            self._open = {}
         self._streams_ended += session.streams_opened + session.streams_accepted
         if not self.sessions:
             return
