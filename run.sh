@@ -1,20 +1,42 @@
 #!/usr/bin/env bash
 # One entry point for people and CI.
-#   ./run.sh demo     install and run the WebTransport interop server demo
+#   ./run.sh demo     install and run `python -m pywebtransport demo`: a WebTransport
+#                     server, a page for the browser, and a client round trip against it
 #   ./run.sh test     install test tools and run lint, types and the default test suite
 #   ./run.sh slow     run the slow soak/benchmark tests as well
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 
-install() {
+# A Python whose packages the OS manages (PEP 668: Debian's and Ubuntu's python3) refuses
+# `pip install`: use a virtual environment in .venv for it instead.
+if [ -z "${PYTHON:-}" ] && "$PY" - <<'CHECK'
+import os, sys, sysconfig
+managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+sys.exit(0 if managed and sys.prefix == sys.base_prefix else 1)
+CHECK
+then
+    if [ ! -x .venv/bin/python ]; then
+        "$PY" -m venv .venv || {
+            echo "run.sh: cannot create .venv (on Debian/Ubuntu: apt install python3-venv)" >&2
+            exit 1
+        }
+    fi
+    PY=.venv/bin/python
+fi
+
+install() {  # the package plus the test tools and the Python interop peers
     "$PY" -m pip install -q -e ".[dev,interop]"
+}
+
+install_runtime() {  # the package and its two runtime dependencies: all the demo needs
+    "$PY" -m pip install -q -e .
 }
 
 case "${1:-test}" in
     demo)
-        install
-        exec "$PY" -m quic demo "${@:2}"
+        install_runtime
+        exec "$PY" -m pywebtransport demo "${@:2}"
         ;;
     test)
         install

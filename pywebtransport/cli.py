@@ -26,6 +26,15 @@ the game completed).
 ``--port 0`` binds any free port; LISTENING tells which. The server runs until SIGINT or
 SIGTERM, then shuts down gracefully (GOAWAY, DRAIN, then close; see
 ``WebTransportServer.shutdown``) and exits 0.
+
+Live output (:mod:`pywebtransport.live`), after LISTENING: with ``-v`` one
+``SESSION-OPENED`` / ``SESSION-CLOSED`` line per session (path, peer, draft, duration,
+close code and reason); a ``STATS`` summary (sessions, streams, bytes and datagrams in
+and out) every 10 s when stdout is a terminal, or every S seconds with
+``--stats-interval S`` (0: never), and once more at shutdown when summaries are on.
+
+``demo`` (:mod:`pywebtransport.demo`) runs the same server plus a plain-HTTP page on
+127.0.0.1 that shows WebTransport in the browser, and checks itself with our client.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from pywebtransport.baton.client import add_baton_parser, run_baton_command
 from pywebtransport.baton.server import add_baton_route
 from pywebtransport.config import DEFAULT_DRAFTS, ConfigurationError, ServerConfig, parse_draft
 from pywebtransport.interop import add_interop_routes
+from pywebtransport.live import LiveOutput, summary_interval
 from quic.aio import wall_clock
 from quic.tls.selfsigned import SelfSignedCertificate, generate_self_signed
 
@@ -55,6 +65,9 @@ __all__ = [
     "js_snippet",
     "main",
     "run_serve",
+    "server_config",
+    "start_live_output",
+    "url_host",
 ]
 
 logger = logging.getLogger("pywebtransport.cli")
@@ -70,8 +83,9 @@ _USAGE = """\
 usage of serve:
   python -m pywebtransport serve [--host 127.0.0.1] [--port 4433] [--cert C --key K]
                                  [--keylog FILE] [--drafts LIST] [--max-sessions N]
-                                 [--shutdown-timeout SECONDS] [-v]
+                                 [--shutdown-timeout SECONDS] [--stats-interval S] [-v]
   (python -m pywebtransport serve --help for details)
+  python -m pywebtransport demo [--port 0] [--http-port 0] [--no-browser-page] [-v]
 
 """
 
@@ -89,6 +103,10 @@ SHA-256 printed in hex and base64, with a snippet for the browser console:
   new WebTransport(url, {serverCertificateHashes: [{algorithm: "sha-256", value: ...}]})
 "LISTENING <port>" is printed once the server accepts sessions. SIGINT/SIGTERM shut it
 down gracefully (GOAWAY, DRAIN, close).
+
+live output: -v prints SESSION-OPENED / SESSION-CLOSED lines (path, peer, draft,
+duration, close code); a STATS line (sessions, streams, bytes, datagrams in/out) comes
+every 10 s on a terminal, or every S seconds with --stats-interval S (0: never).
 """
 
 
@@ -101,7 +119,8 @@ def js_snippet(url: str, certificate_hash: bytes) -> str:
     )
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
+    """``host`` as written in a URL; a wildcard address becomes 127.0.0.1."""
     if host in ("", "0.0.0.0", "::"):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
@@ -118,7 +137,9 @@ def _self_signed(host: str) -> SelfSignedCertificate:
     return cert
 
 
-def _config(args: argparse.Namespace) -> tuple[ServerConfig, SelfSignedCertificate | None]:
+def server_config(args: argparse.Namespace) -> tuple[ServerConfig, SelfSignedCertificate | None]:
+    """The server configuration of ``serve``/``demo`` arguments, and the self-signed
+    certificate made for it (None with ``--cert``)."""
     drafts = tuple(args.drafts.split(",")) if args.drafts else DEFAULT_DRAFTS
     for name in drafts:
         parse_draft(name)
@@ -141,6 +162,34 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, SelfSignedCertifica
     return config, cert
 
 
+def start_live_output(
+    app: ServerApp, args: argparse.Namespace
+) -> tuple[LiveOutput, asyncio.Task[None] | None]:
+    """Session lines (``-v``) and periodic summaries for a listening ``app``; when the
+    summaries are on, a last ``STATS`` line is written as the app shuts down."""
+    loop = asyncio.get_running_loop()
+    live = LiveOutput(app, sessions=bool(getattr(args, "verbose", False)), clock=loop.time)
+    live.attach()
+    interval = summary_interval(getattr(args, "stats_interval", None), sys.stdout.isatty())
+    if interval is None:
+        return live, None
+    task = loop.create_task(live.run_summaries(interval))
+
+    def last_summary() -> None:  # shutdown hooks run while the server's counters remain
+        task.cancel()
+        live.emit(live.summary())
+
+    app.on_shutdown(last_summary)
+    return live, task
+
+
+async def stop_live_output(task: asyncio.Task[None] | None) -> None:
+    """End the periodic summaries (if any)."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def build_app(config: ServerConfig) -> ServerApp:
     """A :class:`ServerApp` with the interop routes."""
     app = ServerApp(config=config)
@@ -152,7 +201,7 @@ def build_app(config: ServerConfig) -> ServerApp:
 async def run_serve(args: argparse.Namespace) -> int:
     """Run the interop server until SIGINT/SIGTERM; the exit status."""
     try:
-        config, cert = _config(args)
+        config, cert = server_config(args)
     except (ConfigurationError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -168,10 +217,14 @@ async def run_serve(args: argparse.Namespace) -> int:
             print(f"error: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         if cert is not None:
-            url = f"https://{_url_host(args.host)}:{port}/echo"
+            url = f"https://{url_host(args.host)}:{port}/echo"
             print(f"JS {js_snippet(url, cert.sha256)}", flush=True)
         print(f"LISTENING {port}", flush=True)
-        await serving
+        _, summaries = start_live_output(app, args)
+        try:
+            await serving
+        finally:
+            await stop_live_output(summaries)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
@@ -221,11 +274,38 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on SIGINT/SIGTERM, how long draining sessions may take to end (%(default)s)",
     )
+    add_stats_interval_option(serve)
     serve.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log to stderr"
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log to stderr; print a line per session opened/closed",
     )
     add_baton_parser(commands)
+    from pywebtransport.demo import configure_demo_parser  # demo.py imports this module
+
+    configure_demo_parser(
+        commands.add_parser(
+            "demo",
+            help="WebTransport server + browser page + a self-check round trip",
+            description="Run the WebTransport interop server with a fresh self-signed "
+            "certificate, a page on http://127.0.0.1:PORT/ that uses it from a browser, and "
+            "a round trip of our own client (bidi, datagram, uni). Ctrl-C stops it.",
+        )
+    )
     return parser
+
+
+def add_stats_interval_option(parser: argparse.ArgumentParser) -> None:
+    """``--stats-interval S`` of ``serve`` and ``demo``."""
+    parser.add_argument(
+        "--stats-interval",
+        type=float,
+        metavar="S",
+        help="print a STATS summary every S seconds (default: every 10 s when stdout is a "
+        "terminal, else never; 0: never)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -241,6 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "baton":
             return asyncio.run(run_baton_command(args))
+        if args.command == "demo":
+            from pywebtransport.demo import run_demo
+
+            return asyncio.run(run_demo(args))
         return asyncio.run(run_serve(args))
     except KeyboardInterrupt:
         return EXIT_FAILURE
