@@ -8,12 +8,14 @@ startup hooks, binds the socket and then takes every
 :class:`~pywebtransport.server.SessionRequest` from ``incoming_sessions()`` into a task
 of its own:
 
-1. the middleware chain runs in registration order (:mod:`pywebtransport.middleware`);
-   the first that returns an HTTP status or a :class:`~pywebtransport.middleware.Rejection`
-   refuses the session with it (a middleware that raises refuses with 500);
+1. the app-wide middleware chain runs in registration order
+   (:mod:`pywebtransport.middleware`); the first that returns an HTTP status or a
+   :class:`~pywebtransport.middleware.Rejection` refuses the session with it (a
+   middleware that raises refuses with 500);
 2. the request path (without its query) is resolved by the :class:`~pywebtransport.
    routing.Router`: exact routes first, then pattern routes; no route → 404;
-3. the session is accepted, its path parameters are put on ``session.path_params`` and
+3. the route's own middleware (``app.route(path, middleware=[…])``) runs the same way;
+4. the session is accepted, its path parameters are put on ``session.path_params`` and
    the handler runs as ``handler(session, **params)`` (only the parameters it declares).
 
 When the handler returns, the session is closed with code 0 if it is still open. A
@@ -39,7 +41,7 @@ import inspect
 import logging
 import re
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 from pywebtransport.config import ServerConfig
@@ -107,32 +109,48 @@ class ServerApp:
 
     # ------------------------------------------------------------------ registration
 
-    def route(self, path: str, *, name: str = "") -> Callable[[H], H]:
-        """Decorator: ``handler(session)`` serves sessions whose path is exactly ``path``."""
+    def route(
+        self, path: str, *, name: str = "", middleware: Iterable[Middleware] = ()
+    ) -> Callable[[H], H]:
+        """Decorator: ``handler(session)`` serves sessions whose path is exactly ``path``;
+        ``middleware`` runs for this route only, after the app-wide chain."""
 
         def decorator(handler: H) -> H:
-            self.router.add_route(path, handler, name)
+            self.router.add_route(path, handler, name, middleware)
             return handler
 
         return decorator
 
-    def pattern_route(self, pattern: str | re.Pattern[str], *, name: str = "") -> Callable[[H], H]:
+    def pattern_route(
+        self,
+        pattern: str | re.Pattern[str],
+        *,
+        name: str = "",
+        middleware: Iterable[Middleware] = (),
+    ) -> Callable[[H], H]:
         """Decorator: ``handler(session, **named_groups)`` for paths fully matching
-        ``pattern``."""
+        ``pattern``; ``middleware`` as for :meth:`route`."""
 
         def decorator(handler: H) -> H:
-            self.router.add_pattern_route(pattern, handler, name)
+            self.router.add_pattern_route(pattern, handler, name, middleware)
             return handler
 
         return decorator
 
-    def add_route(self, path: str, handler: Handler, *, name: str = "") -> None:
-        self.router.add_route(path, handler, name)
+    def add_route(
+        self, path: str, handler: Handler, *, name: str = "", middleware: Iterable[Middleware] = ()
+    ) -> None:
+        self.router.add_route(path, handler, name, middleware)
 
     def add_pattern_route(
-        self, pattern: str | re.Pattern[str], handler: Handler, *, name: str = ""
+        self,
+        pattern: str | re.Pattern[str],
+        handler: Handler,
+        *,
+        name: str = "",
+        middleware: Iterable[Middleware] = (),
     ) -> None:
-        self.router.add_pattern_route(pattern, handler, name)
+        self.router.add_pattern_route(pattern, handler, name, middleware)
 
     def add_middleware(self, middleware: Middleware) -> None:
         """Append ``middleware`` to the chain run on every session request."""
@@ -320,23 +338,30 @@ class ServerApp:
         await self._run_handler(match, session)
 
     async def _admit(self, request: SessionRequest) -> RouteMatch | None:
-        """Middleware, then routing; rejects and returns None when refused."""
-        try:
-            rejection = await run_middleware(self._middleware, request)
-        except Exception:
-            logger.exception("middleware failed on %s", request.path)
-            rejection = Rejection(500, reason="middleware error")
+        """App-wide middleware, routing, the route's middleware; rejects and returns
+        None when refused."""
         match: RouteMatch | None = None
+        rejection = await self._run_chain(self._middleware, request)
         if rejection is None:
             match = self.router.resolve(request.path)
             if match is None:
                 rejection = Rejection(404, reason="no route")
+            elif match.route.middleware:
+                rejection = await self._run_chain(match.route.middleware, request)
         if rejection is not None:
             self.sessions_rejected += 1
             logger.info("session %s rejected: %d", request.path, rejection.status_code)
             await request.reject(rejection.status_code, dict(rejection.headers) or None)
             return None
         return match
+
+    @staticmethod
+    async def _run_chain(chain: Sequence[Middleware], request: SessionRequest) -> Rejection | None:
+        try:
+            return await run_middleware(chain, request)
+        except Exception:
+            logger.exception("middleware failed on %s", request.path)
+            return Rejection(500, reason="middleware error")
 
     async def _run_handler(self, match: RouteMatch, session: Any) -> None:
         with contextlib.suppress(AttributeError):

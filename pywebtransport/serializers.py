@@ -21,12 +21,14 @@ A WebTransport stream is a byte stream, so messages on it are framed: each frame
 4-byte unsigned big-endian length followed by that many bytes of serialized payload
 (readable in a browser with ``DataView.getUint32(0)``). :func:`encode_frame` and the
 incremental :class:`FrameDecoder` are the pure codec; :func:`write_message`,
-:func:`read_message` and :func:`iter_messages` apply it to any object with the stream
-methods ``write(data, end_stream=)`` and ``read(max_size)`` (the :mod:`pywebtransport`
-streams). A frame longer than ``max_size`` is refused before its payload is read. A
+:func:`read_frame`, :func:`read_message` and :func:`iter_messages` apply it to any
+object with the stream methods ``write(data, end_stream=)`` and ``read(max_size)`` (the
+:mod:`pywebtransport` streams). A frame longer than ``max_size`` is refused before its
+payload is read (:class:`MessageTooLarge`). A
 stream that ends exactly between two frames ends the message sequence (``EOFError`` from
 :func:`read_message`, the end of :func:`iter_messages`); one that ends inside a frame is
-a :class:`SerializationError`.
+a :class:`TruncatedMessage`. :mod:`pywebtransport.structured` builds typed message
+streams and datagram transports on these.
 
 A datagram is already delimited, so :func:`send_datagram_message` sends the serialized
 payload as is and :func:`receive_datagram_message` decodes one received datagram. A
@@ -52,14 +54,19 @@ __all__ = [
     "FrameDecoder",
     "JSONSerializer",
     "MessageReader",
+    "MessageTooLarge",
+    "MessageTypeMismatch",
     "MessageWriter",
     "MsgPackSerializer",
     "ProtobufSerializer",
     "SerializationError",
     "Serializer",
     "SerializerUnavailable",
+    "TruncatedMessage",
+    "UnknownMessageType",
     "encode_frame",
     "iter_messages",
+    "read_frame",
     "read_message",
     "receive_datagram_message",
     "send_datagram_message",
@@ -77,7 +84,39 @@ _HEADER = struct.Struct("!I")
 
 
 class SerializationError(WebTransportError, ValueError):
-    """An object could not be serialized, or bytes could not be deserialized."""
+    """An object could not be serialized, or bytes could not be deserialized.
+
+    The subclasses say which rule a bad frame broke: :class:`MessageTooLarge`,
+    :class:`TruncatedMessage`, :class:`UnknownMessageType`, :class:`MessageTypeMismatch`;
+    a payload the serializer cannot decode raises this class itself.
+    """
+
+
+class MessageTooLarge(SerializationError):
+    """A message (or its announced length) is above the size limit."""
+
+    def __init__(self, size: int, limit: int, what: str = "message", bound: str = "limit") -> None:
+        super().__init__(f"{what} of {size} bytes exceeds the {bound} of {limit}")
+        self.size = size
+        self.limit = limit
+
+
+class TruncatedMessage(SerializationError):
+    """The stream ended inside a message (its header or payload)."""
+
+    def __init__(self, received: int, expected: int) -> None:
+        super().__init__(f"stream ended inside a message ({received} of {expected} bytes)")
+        self.received = received
+        self.expected = expected
+
+
+class UnknownMessageType(SerializationError):
+    """A message carries a type tag no registered type has (or an object's type is
+    not registered)."""
+
+
+class MessageTypeMismatch(SerializationError):
+    """A message decoded to an object that is not of the expected type."""
 
 
 class SerializerUnavailable(ImportError):
@@ -209,7 +248,7 @@ def encode_frame(payload: Bytes) -> bytes:
     """``payload`` with its 4-byte big-endian length prefix."""
     size = len(payload)
     if size > _MAX_FRAME:
-        raise SerializationError(f"message of {size} bytes is too large to frame")
+        raise MessageTooLarge(size, _MAX_FRAME)
     return _HEADER.pack(size) + bytes(payload)
 
 
@@ -238,7 +277,7 @@ class FrameDecoder:
         while end - pos >= FRAME_HEADER_SIZE:
             (size,) = _HEADER.unpack_from(buffer, pos)
             if size > self.max_size:
-                raise SerializationError(f"message of {size} bytes exceeds {self.max_size}")
+                raise MessageTooLarge(size, self.max_size)
             stop = pos + FRAME_HEADER_SIZE + size
             if stop > end:
                 break
@@ -290,10 +329,31 @@ async def _read_exact(stream: MessageReader, n: int, at_boundary: bool) -> bytes
         if not chunk:
             if got == 0 and at_boundary:
                 return None
-            raise SerializationError(f"stream ended inside a message ({got} of {n} bytes)")
+            raise TruncatedMessage(got, n)
         parts.append(chunk)
         got += len(chunk)
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def read_frame(stream: MessageReader, *, max_size: int = MAX_MESSAGE_SIZE) -> bytes | None:
+    """The payload of the next length-prefixed frame; None when the stream ends cleanly
+    before it.
+
+    Raises :class:`MessageTooLarge` when the announced length is above ``max_size``
+    (before a byte of the payload is read) and :class:`TruncatedMessage` when the
+    stream ends inside the frame.
+    """
+    header = await _read_exact(stream, FRAME_HEADER_SIZE, at_boundary=True)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > max_size:  # refused before a byte of the payload is read
+        raise MessageTooLarge(size, max_size)
+    if not size:
+        return b""
+    payload = await _read_exact(stream, size, at_boundary=False)
+    assert payload is not None
+    return payload
 
 
 async def read_message(
@@ -307,14 +367,9 @@ async def read_message(
     Raises ``EOFError`` when the stream ends cleanly before a frame, and
     :class:`SerializationError` for a truncated, oversized or malformed message.
     """
-    header = await _read_exact(stream, FRAME_HEADER_SIZE, at_boundary=True)
-    if header is None:
+    payload = await read_frame(stream, max_size=max_size)
+    if payload is None:
         raise EOFError("end of stream")
-    (size,) = _HEADER.unpack(header)
-    if size > max_size:
-        raise SerializationError(f"message of {size} bytes exceeds {max_size}")
-    payload = await _read_exact(stream, size, at_boundary=False) if size else b""
-    assert payload is not None
     return (serializer or _JSON).loads(payload)
 
 
@@ -356,9 +411,7 @@ async def send_datagram_message(
     payload = (serializer or _JSON).dumps(obj)
     limit = session.max_datagram_size
     if limit and len(payload) > limit:
-        raise SerializationError(
-            f"message of {len(payload)} bytes exceeds the datagram limit of {limit}"
-        )
+        raise MessageTooLarge(len(payload), limit, bound="datagram limit")
     result = session.send_datagram(payload)
     if hasattr(result, "__await__"):
         await result
