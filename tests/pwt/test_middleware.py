@@ -236,7 +236,7 @@ def test_scale_idle_buckets_leave_the_table() -> None:
     ``burst / rate`` seconds, however many came before."""
     for n in (2_000, 8_000):
         now = [0.0]
-        limit = RateLimit(rate=10.0, burst=5, max_clients=100_000, clock=lambda: now[0])
+        limit = RateLimit(rate=10.0, burst=5, max_clients=100_000, clock=lambda t=now: t[0])
         assert _flood(limit, n, now, step=0.0) == n  # at once: all of them refilling
         now[0] += 0.5  # burst / rate = 0.5 s: every bucket is full again
         assert limit.take("203.0.113.1") == 0.0
@@ -251,7 +251,7 @@ def test_rate_limit_ipv6_rotation_is_one_client() -> None:
     limited), while other /64 networks keep theirs."""
     for n in (500, 2_000):
         now = [0.0]
-        limit = RateLimit(rate=1.0, burst=3, clock=lambda: now[0])
+        limit = RateLimit(rate=1.0, burst=3, clock=lambda t=now: t[0])
         refused = 0
         for i in range(n):
             request = FakeRequest(remote_address=(f"2001:db8:0:1::{i:x}", 443))
@@ -374,7 +374,10 @@ async def test_per_route_middleware_order_and_short_circuit() -> None:
             await _ok(session)
         async with await c.connect(f"{base}/open") as session:
             await _ok(session)
-        assert trace == ["app1:/rooms/blue", "app2:/rooms/blue", "room:/rooms/blue"] + [
+        assert trace == [
+            "app1:/rooms/blue",
+            "app2:/rooms/blue",
+            "room:/rooms/blue",
             "app1:/open",
             "app2:/open",
         ]
