@@ -171,13 +171,13 @@ class TypedSerializer(Generic[T]):
         if self._decode is not None:
             try:
                 obj: Any = self._decode(value)
-            except (TypeError, ValueError, KeyError) as exc:
-                raise MessageTypeMismatch(f"not a valid {name} message: {exc}") from exc
+            except Exception as exc:  # the hook sees bytes from the network: any failure
+                raise MessageTypeMismatch(f"not a valid {name} message: {exc!r}") from exc
         elif self._dataclass and isinstance(value, dict):
             try:
                 obj = self.message_type(**value)
-            except TypeError as exc:  # missing or unknown fields
-                raise MessageTypeMismatch(f"not a valid {name} message: {exc}") from exc
+            except Exception as exc:  # missing/unknown fields, a __post_init__ check
+                raise MessageTypeMismatch(f"not a valid {name} message: {exc!r}") from exc
         else:
             obj = value
         if not isinstance(obj, self.message_type):
