@@ -52,6 +52,7 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "DatagramMessenger",
     "FrameDecoder",
+    "FrameReader",
     "JSONSerializer",
     "MessageReader",
     "MessageTooLarge",
@@ -320,40 +321,84 @@ async def write_message(
     await stream.write(encode_frame(payload), end_stream=end_stream)
 
 
-async def _read_exact(stream: MessageReader, n: int, at_boundary: bool) -> bytes | None:
-    """Exactly ``n`` bytes; None on EOF before the first byte when ``at_boundary``."""
-    parts: list[bytes] = []
-    got = 0
-    while got < n:
-        chunk = await stream.read(n - got)
-        if not chunk:
-            if got == 0 and at_boundary:
-                return None
-            raise TruncatedMessage(got, n)
-        parts.append(chunk)
-        got += len(chunk)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+class FrameReader:
+    """Reads length-prefixed frames from one stream, one :meth:`read` at a time.
+
+    A frame read partly when a :meth:`read` is cancelled (a timeout around it) stays
+    here and the next :meth:`read` goes on with it, so cancelling loses no byte: the
+    stream's ``read`` takes bytes only when it returns them. After a framing error
+    (:class:`MessageTooLarge`, :class:`TruncatedMessage`) every later :meth:`read`
+    raises the same error.
+    """
+
+    __slots__ = ("_error", "_got", "_header", "_parts", "_size", "max_size", "stream")
+
+    def __init__(self, stream: MessageReader, max_size: int = MAX_MESSAGE_SIZE) -> None:
+        self.stream = stream
+        self.max_size = max_size
+        self._header = b""
+        self._size = -1  # the payload length, once the header is complete
+        self._parts: list[bytes] = []
+        self._got = 0
+        self._error: SerializationError | None = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a partly read frame held here."""
+        return len(self._header) + self._got
+
+    async def read(self) -> bytes | None:
+        """The payload of the next frame; None when the stream ends cleanly before it.
+
+        :class:`MessageTooLarge` when the announced length is above ``max_size`` (before
+        a byte of the payload is read), :class:`TruncatedMessage` when the stream ends
+        inside the frame.
+        """
+        if self._error is not None:
+            raise self._error
+        try:
+            return await self._read()
+        except (MessageTooLarge, TruncatedMessage) as exc:
+            self._error = exc
+            raise
+
+    async def _read(self) -> bytes | None:
+        stream = self.stream
+        while self._size < 0:
+            chunk = await stream.read(FRAME_HEADER_SIZE - len(self._header))
+            if not chunk:
+                if not self._header:
+                    return None
+                raise TruncatedMessage(len(self._header), FRAME_HEADER_SIZE)
+            self._header += chunk
+            if len(self._header) == FRAME_HEADER_SIZE:
+                (size,) = _HEADER.unpack(self._header)
+                if size > self.max_size:  # refused before a byte of the payload is read
+                    raise MessageTooLarge(size, self.max_size)
+                self._size = size
+        size = self._size
+        while self._got < size:
+            chunk = await stream.read(size - self._got)
+            if not chunk:
+                raise TruncatedMessage(self._got, size)
+            self._parts.append(chunk)
+            self._got += len(chunk)
+        parts = self._parts
+        payload = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._header, self._size, self._parts, self._got = b"", -1, [], 0
+        return payload
 
 
 async def read_frame(stream: MessageReader, *, max_size: int = MAX_MESSAGE_SIZE) -> bytes | None:
     """The payload of the next length-prefixed frame; None when the stream ends cleanly
-    before it.
+    before it (one :meth:`FrameReader.read`; keep a :class:`FrameReader` to read
+    frames under timeouts).
 
     Raises :class:`MessageTooLarge` when the announced length is above ``max_size``
     (before a byte of the payload is read) and :class:`TruncatedMessage` when the
     stream ends inside the frame.
     """
-    header = await _read_exact(stream, FRAME_HEADER_SIZE, at_boundary=True)
-    if header is None:
-        return None
-    (size,) = _HEADER.unpack(header)
-    if size > max_size:  # refused before a byte of the payload is read
-        raise MessageTooLarge(size, max_size)
-    if not size:
-        return b""
-    payload = await _read_exact(stream, size, at_boundary=False)
-    assert payload is not None
-    return payload
+    return await FrameReader(stream, max_size).read()
 
 
 async def read_message(

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 The byte-level pieces are in :mod:`pywebtransport.serializers` (serializers, the 4-byte
-length framing, :func:`~pywebtransport.serializers.read_frame`); this module puts typed
+length framing, :class:`~pywebtransport.serializers.FrameReader`); this module puts typed
 objects on top of them.
 
 Codecs. Anything with ``dumps(obj) -> bytes`` and ``loads(data) -> obj`` is a
@@ -32,8 +32,11 @@ docs/messaging.md has the whole reader and writer.
 :class:`StructuredStream` wraps one stream. ``send`` serializes, refuses a message above
 ``max_message_size`` before anything is written, and writes the frame under a lock (a
 write can wait for flow-control credit halfway, so two senders must not interleave).
-``receive`` reads one frame under a lock: the length is checked against
-``max_message_size`` before a byte of the payload is read. A frame the framing cannot
+``receive`` reads one frame under a lock with the stream's
+:class:`~pywebtransport.serializers.FrameReader`: the length is checked against
+``max_message_size`` before a byte of the payload is read, and a partly read frame
+stays in the reader when a ``receive`` is cancelled (``asyncio.timeout`` around it
+loses nothing; the next ``receive`` goes on with it). A frame the framing cannot
 get past (a length above the limit, a stream that ends inside a frame) breaks the
 stream: its receiving half is stopped (STOP_SENDING with :data:`MESSAGE_ERROR_CODE`,
 draft-ietf-webtrans-http3-16 §4.4) so the peer stops sending and what was buffered is
@@ -71,6 +74,7 @@ from pywebtransport.exceptions import SessionClosed, WebTransportError
 from pywebtransport.serializers import (
     MAX_MESSAGE_SIZE,
     Bytes,
+    FrameReader,
     JSONSerializer,
     MessageTooLarge,
     MessageTypeMismatch,
@@ -80,7 +84,6 @@ from pywebtransport.serializers import (
     TruncatedMessage,
     UnknownMessageType,
     encode_frame,
-    read_frame,
 )
 
 if TYPE_CHECKING:
@@ -325,7 +328,8 @@ class StructuredStream(Generic[T]):
         self.error_code = error_code
         self._send_lock = asyncio.Lock()
         self._receive_lock = asyncio.Lock()
-        self._broken: SerializationError | None = None
+        self._reader = FrameReader(stream, max_message_size)
+        self._framing_lost = False
         self.messages_sent = 0
         self.messages_received = 0
         self.messages_rejected = 0  # well-framed payloads that did not decode
@@ -401,16 +405,17 @@ class StructuredStream(Generic[T]):
     async def receive(self) -> T:
         """The next message. ``EOFError`` when the stream ended between two messages;
         :class:`~pywebtransport.serializers.SerializationError` for a bad one."""
-        if self._broken is not None:
-            raise self._broken
         async with self._receive_lock:
-            if self._broken is not None:
-                raise self._broken
+            reader = self._reader
+            reader.max_size = self.max_message_size
             try:
-                payload = await read_frame(self.stream, max_size=self.max_message_size)
-            except (MessageTooLarge, TruncatedMessage) as exc:
-                self._broken = exc  # the framing is lost: nothing after it can be read
-                self._stop(self.error_code)  # draft-16 §4.4: the peer stops sending
+                payload = await reader.read()  # a cancelled receive loses nothing
+            except (MessageTooLarge, TruncatedMessage):
+                # the framing is lost: nothing after it can be read (raised again by
+                # every later receive); draft-16 §4.4: the peer stops sending
+                if not self._framing_lost:
+                    self._framing_lost = True
+                    self._stop(self.error_code)
                 raise
             if payload is None:
                 raise EOFError("end of messages")

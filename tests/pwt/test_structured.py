@@ -268,6 +268,46 @@ async def test_stream_truncated_and_malformed_frames() -> None:
     assert (receiver.messages_rejected, receiver.messages_received) == (2, 1)
 
 
+class TricklingStream(FakeStream):
+    """Bytes arrive when the test pushes them; ``read`` waits until some are there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = asyncio.Event()
+        self.ended = False
+
+    def push(self, data: bytes, fin: bool = False) -> None:
+        self.incoming += data
+        self.ended = fin
+        self.arrived.set()
+
+    async def read(self, max_size: int = -1) -> bytes:
+        while not self.incoming and not self.ended:
+            self.arrived.clear()
+            await self.arrived.wait()  # a cancellation here takes nothing
+        return await super().read(max_size)
+
+
+async def test_cancelled_receive_loses_nothing() -> None:
+    """A timeout around ``receive`` in the middle of a frame (after its length, inside
+    its payload): the next ``receive`` goes on with the frame."""
+    stream = TricklingStream()
+    receiver = StructuredStream(stream)
+    wire = encode_frame(b'{"n":1,"pad":"' + b"p" * 50 + b'"}') + encode_frame(b'"two"')
+    for cut in (2, 4, 9, 30):  # inside the length, after it, inside the payload
+        stream.push(wire[:cut])
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(receiver.receive(), 0.01)
+        stream.push(wire[cut:])
+        async with asyncio.timeout(TIMEOUT):  # the old stateless reader lost the length
+            assert (await receiver.receive())["n"] == 1
+            assert await receiver.receive() == "two"
+    stream.push(b"", fin=True)
+    with pytest.raises(EOFError):
+        await receiver.receive()
+    assert not stream.stopped
+
+
 async def test_concurrent_senders_do_not_interleave_frames() -> None:
     out = FakeStream(split_writes=True)
     sender = StructuredStream(out)
