@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 
 install() {
-    "$PY" -m pip install -q -e ".[dev,interop]"
+    # the msgpack/protobuf extras: tests/pwt/test_structured*.py and test_serializers.py use them
+    "$PY" -m pip install -q -e ".[dev,interop,msgpack,protobuf]"
 }
 
 case "${1:-test}" in
