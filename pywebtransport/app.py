@@ -8,15 +8,17 @@ startup hooks, binds the socket and then takes every
 :class:`~pywebtransport.server.SessionRequest` from ``incoming_sessions()`` into a task
 of its own:
 
-1. the app-wide middleware chain runs in registration order
-   (:mod:`pywebtransport.middleware`); the first that returns an HTTP status or a
-   :class:`~pywebtransport.middleware.Rejection` refuses the session with it (a
-   middleware that raises refuses with 500);
+1. the middleware chain runs in registration order (:mod:`pywebtransport.middleware`);
+   the first that returns an HTTP status or a :class:`~pywebtransport.middleware.Rejection`
+   refuses the session with it (a middleware that raises refuses with 500);
 2. the request path (without its query) is resolved by the :class:`~pywebtransport.
    routing.Router`: exact routes first, then pattern routes; no route → 404;
-3. the route's own middleware (``app.route(path, middleware=[…])``) runs the same way;
-4. the session is accepted, its path parameters are put on ``session.path_params`` and
+3. the session is accepted, its path parameters are put on ``session.path_params`` and
    the handler runs as ``handler(session, **params)`` (only the parameters it declares).
+
+A route may have middleware of its own (``app.route(path, middleware=[…])``): it runs
+after step 2, before the session is accepted, in the same way — the app-wide chain
+first, then the route's; the first refusal stops the rest.
 
 When the handler returns, the session is closed with code 0 if it is still open. A
 handler that raises is logged with its traceback and its session closed with
@@ -328,6 +330,8 @@ class ServerApp:
             match = await self._admit(request)
             if match is None:
                 return
+            if match.route.middleware and not await self._admit_route(request, match):
+                return
             session = await request.accept()
         except (WebTransportError, ConnectionError) as exc:
             logger.info("session request %s failed: %s", request.path, exc)
@@ -338,22 +342,30 @@ class ServerApp:
         await self._run_handler(match, session)
 
     async def _admit(self, request: SessionRequest) -> RouteMatch | None:
-        """App-wide middleware, routing, the route's middleware; rejects and returns
-        None when refused."""
-        match: RouteMatch | None = None
+        """Middleware, then routing; rejects and returns None when refused."""
         rejection = await self._run_chain(self._middleware, request)
+        match: RouteMatch | None = None
         if rejection is None:
             match = self.router.resolve(request.path)
             if match is None:
                 rejection = Rejection(404, reason="no route")
-            elif match.route.middleware:
-                rejection = await self._run_chain(match.route.middleware, request)
         if rejection is not None:
             self.sessions_rejected += 1
             logger.info("session %s rejected: %d", request.path, rejection.status_code)
             await request.reject(rejection.status_code, dict(rejection.headers) or None)
             return None
         return match
+
+    async def _admit_route(self, request: SessionRequest, match: RouteMatch) -> bool:
+        """The route's own middleware (after the app-wide chain and routing); rejects
+        and returns False when refused."""
+        rejection = await self._run_chain(match.route.middleware, request)
+        if rejection is None:
+            return True
+        self.sessions_rejected += 1
+        logger.info("session %s rejected by its route: %d", request.path, rejection.status_code)
+        await request.reject(rejection.status_code, dict(rejection.headers) or None)
+        return False
 
     @staticmethod
     async def _run_chain(chain: Sequence[Middleware], request: SessionRequest) -> Rejection | None:
