@@ -25,8 +25,9 @@ then
     PY=.venv/bin/python
 fi
 
-install() {  # the package plus the test tools and the Python interop peers
-    "$PY" -m pip install -q -e ".[dev,interop]"
+install() {  # the package plus the test tools, the Python interop peers, and the
+    # msgpack/protobuf extras (tests/pwt/test_structured*.py, test_serializers.py use them)
+    "$PY" -m pip install -q -e ".[dev,interop,msgpack,protobuf]"
 }
 
 install_runtime() {  # the package and its two runtime dependencies: all the demo needs

@@ -47,13 +47,25 @@ from pywebtransport.exceptions import (
     WebTransportError,
 )
 from pywebtransport.middleware import (
+    BearerAuth,
+    CustomAuth,
     OriginCheck,
     RateLimit,
     Rejection,
     RequestLogger,
     SessionLimit,
+    compose,
 )
-from pywebtransport.serializers import JSONSerializer, MsgPackSerializer, ProtobufSerializer
+from pywebtransport.serializers import (
+    JSONSerializer,
+    MessageTooLarge,
+    MessageTypeMismatch,
+    MsgPackSerializer,
+    ProtobufSerializer,
+    SerializationError,
+    TruncatedMessage,
+    UnknownMessageType,
+)
 from pywebtransport.server import SessionRequest, WebTransportServer
 from pywebtransport.session import WebTransportSession
 from pywebtransport.stream import (
@@ -61,21 +73,32 @@ from pywebtransport.stream import (
     WebTransportSendStream,
     WebTransportStream,
 )
+from pywebtransport.structured import (
+    MessageRegistry,
+    StructuredDatagramTransport,
+    StructuredStream,
+    TypedSerializer,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BearerAuth",
     "CertificateError",
     "ClientConfig",
     "ConfigurationError",
     "ConnectTimeout",
     "ConnectionFailed",
+    "CustomAuth",
     "DatagramTooLarge",
     "Event",
     "EventEmitter",
     "EventType",
     "FlowControlError",
     "JSONSerializer",
+    "MessageRegistry",
+    "MessageTooLarge",
+    "MessageTypeMismatch",
     "MsgPackSerializer",
     "OriginCheck",
     "ProtobufSerializer",
@@ -83,6 +106,7 @@ __all__ = [
     "RateLimit",
     "Rejection",
     "RequestLogger",
+    "SerializationError",
     "ServerApp",
     "ServerConfig",
     "SessionClosed",
@@ -93,6 +117,11 @@ __all__ = [
     "StreamClosed",
     "StreamError",
     "StreamReset",
+    "StructuredDatagramTransport",
+    "StructuredStream",
+    "TruncatedMessage",
+    "TypedSerializer",
+    "UnknownMessageType",
     "WebTransportClient",
     "WebTransportError",
     "WebTransportReceiveStream",
@@ -101,4 +130,5 @@ __all__ = [
     "WebTransportSession",
     "WebTransportStream",
     "__version__",
+    "compose",
 ]

@@ -18,6 +18,10 @@ of its own:
 3. the session is accepted, its path parameters are put on ``session.path_params`` and
    the handler runs as ``handler(session, **params)`` (only the parameters it declares).
 
+A route may have middleware of its own (``app.route(path, middleware=[…])``): it runs
+after step 2, before the session is accepted, in the same way — the app-wide chain
+first, then the route's; the first refusal stops the rest.
+
 When the handler returns, the session is closed with code 0 if it is still open. A
 handler that raises is logged with its traceback and its session closed with
 :attr:`ServerApp.handler_error_code` — other sessions and the server keep running. A
@@ -41,7 +45,7 @@ import inspect
 import logging
 import re
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 from pywebtransport.config import ServerConfig
@@ -109,32 +113,48 @@ class ServerApp:
 
     # ------------------------------------------------------------------ registration
 
-    def route(self, path: str, *, name: str = "") -> Callable[[H], H]:
-        """Decorator: ``handler(session)`` serves sessions whose path is exactly ``path``."""
+    def route(
+        self, path: str, *, name: str = "", middleware: Iterable[Middleware] = ()
+    ) -> Callable[[H], H]:
+        """Decorator: ``handler(session)`` serves sessions whose path is exactly ``path``;
+        ``middleware`` runs for this route only, after the app-wide chain."""
 
         def decorator(handler: H) -> H:
-            self.router.add_route(path, handler, name)
+            self.router.add_route(path, handler, name, middleware)
             return handler
 
         return decorator
 
-    def pattern_route(self, pattern: str | re.Pattern[str], *, name: str = "") -> Callable[[H], H]:
+    def pattern_route(
+        self,
+        pattern: str | re.Pattern[str],
+        *,
+        name: str = "",
+        middleware: Iterable[Middleware] = (),
+    ) -> Callable[[H], H]:
         """Decorator: ``handler(session, **named_groups)`` for paths fully matching
-        ``pattern``."""
+        ``pattern``; ``middleware`` as for :meth:`route`."""
 
         def decorator(handler: H) -> H:
-            self.router.add_pattern_route(pattern, handler, name)
+            self.router.add_pattern_route(pattern, handler, name, middleware)
             return handler
 
         return decorator
 
-    def add_route(self, path: str, handler: Handler, *, name: str = "") -> None:
-        self.router.add_route(path, handler, name)
+    def add_route(
+        self, path: str, handler: Handler, *, name: str = "", middleware: Iterable[Middleware] = ()
+    ) -> None:
+        self.router.add_route(path, handler, name, middleware)
 
     def add_pattern_route(
-        self, pattern: str | re.Pattern[str], handler: Handler, *, name: str = ""
+        self,
+        pattern: str | re.Pattern[str],
+        handler: Handler,
+        *,
+        name: str = "",
+        middleware: Iterable[Middleware] = (),
     ) -> None:
-        self.router.add_pattern_route(pattern, handler, name)
+        self.router.add_pattern_route(pattern, handler, name, middleware)
 
     def add_middleware(self, middleware: Middleware) -> None:
         """Append ``middleware`` to the chain run on every session request."""
@@ -312,6 +332,8 @@ class ServerApp:
             match = await self._admit(request)
             if match is None:
                 return
+            if match.route.middleware and not await self._admit_route(request, match):
+                return
             session = await request.accept()
         except (WebTransportError, ConnectionError) as exc:
             logger.info("session request %s failed: %s", request.path, exc)
@@ -323,11 +345,7 @@ class ServerApp:
 
     async def _admit(self, request: SessionRequest) -> RouteMatch | None:
         """Middleware, then routing; rejects and returns None when refused."""
-        try:
-            rejection = await run_middleware(self._middleware, request)
-        except Exception:
-            logger.exception("middleware failed on %s", request.path)
-            rejection = Rejection(500, reason="middleware error")
+        rejection = await self._run_chain(self._middleware, request)
         match: RouteMatch | None = None
         if rejection is None:
             match = self.router.resolve(request.path)
@@ -342,6 +360,25 @@ class ServerApp:
             await request.reject(rejection.status_code, dict(rejection.headers) or None)
             return None
         return match
+
+    async def _admit_route(self, request: SessionRequest, match: RouteMatch) -> bool:
+        """The route's own middleware (after the app-wide chain and routing); rejects
+        and returns False when refused."""
+        rejection = await self._run_chain(match.route.middleware, request)
+        if rejection is None:
+            return True
+        self.sessions_rejected += 1
+        logger.info("session %s rejected by its route: %d", request.path, rejection.status_code)
+        await request.reject(rejection.status_code, dict(rejection.headers) or None)
+        return False
+
+    @staticmethod
+    async def _run_chain(chain: Sequence[Middleware], request: SessionRequest) -> Rejection | None:
+        try:
+            return await run_middleware(chain, request)
+        except Exception:
+            logger.exception("middleware failed on %s", request.path)
+            return Rejection(500, reason="middleware error")
 
     async def _run_handler(self, match: RouteMatch, session: Any) -> None:
         with contextlib.suppress(AttributeError):

@@ -12,6 +12,9 @@ A :class:`Router` holds two kinds of routes:
 Exact routes win over pattern routes. The path matched is the request's ``:path``
 without its query string (the part from ``?``) and fragment.
 
+A route may carry its own middleware chain (``Route.middleware``, run by the app after
+its app-wide chain, see :mod:`pywebtransport.middleware`).
+
 A handler is ``async def handler(session, **path_params)``. :class:`Route` inspects the
 handler's signature once: it passes exactly those path parameters that the handler
 declares (or all of them when it takes ``**kwargs``), so ``async def handler(session)``
@@ -22,9 +25,11 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
+
+from pywebtransport.middleware import Middleware
 
 __all__ = ["Handler", "Route", "RouteMatch", "Router", "split_path"]
 
@@ -63,21 +68,42 @@ class Route:
     path: str | None = None
     pattern: re.Pattern[str] | None = None
     name: str = ""
+    #: run after the app-wide middleware, before the handler (in this order)
+    middleware: tuple[Middleware, ...] = ()
     _params: frozenset[str] | None = field(default=frozenset(), repr=False, compare=False)
 
     @classmethod
-    def exact(cls, path: str, handler: Handler, name: str = "") -> Route:
+    def exact(
+        cls,
+        path: str,
+        handler: Handler,
+        name: str = "",
+        middleware: Iterable[Middleware] = (),
+    ) -> Route:
         if not path.startswith("/"):
             raise ValueError(f"route path must start with '/': {path!r}")
-        return cls(handler, path=path, name=name or path, _params=_accepted_params(handler))
+        return cls(
+            handler,
+            path=path,
+            name=name or path,
+            middleware=tuple(middleware),
+            _params=_accepted_params(handler),
+        )
 
     @classmethod
-    def regex(cls, pattern: str | re.Pattern[str], handler: Handler, name: str = "") -> Route:
+    def regex(
+        cls,
+        pattern: str | re.Pattern[str],
+        handler: Handler,
+        name: str = "",
+        middleware: Iterable[Middleware] = (),
+    ) -> Route:
         compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
         return cls(
             handler,
             pattern=compiled,
             name=name or compiled.pattern,
+            middleware=tuple(middleware),
             _params=_accepted_params(handler),
         )
 
@@ -126,17 +152,23 @@ class Router:
         """All routes: exact ones first, then patterns in registration order."""
         return [*self._exact.values(), *self._patterns]
 
-    def add_route(self, path: str, handler: Handler, name: str = "") -> Route:
+    def add_route(
+        self, path: str, handler: Handler, name: str = "", middleware: Iterable[Middleware] = ()
+    ) -> Route:
         """Route ``path`` (exact match) to ``handler``; replaces an existing one."""
-        route = Route.exact(path, handler, name)
+        route = Route.exact(path, handler, name, middleware)
         self._exact[path] = route
         return route
 
     def add_pattern_route(
-        self, pattern: str | re.Pattern[str], handler: Handler, name: str = ""
+        self,
+        pattern: str | re.Pattern[str],
+        handler: Handler,
+        name: str = "",
+        middleware: Iterable[Middleware] = (),
     ) -> Route:
         """Route paths that fully match ``pattern`` to ``handler``."""
-        route = Route.regex(pattern, handler, name)
+        route = Route.regex(pattern, handler, name, middleware)
         self._patterns.append(route)
         return route
 

@@ -21,12 +21,14 @@ A WebTransport stream is a byte stream, so messages on it are framed: each frame
 4-byte unsigned big-endian length followed by that many bytes of serialized payload
 (readable in a browser with ``DataView.getUint32(0)``). :func:`encode_frame` and the
 incremental :class:`FrameDecoder` are the pure codec; :func:`write_message`,
-:func:`read_message` and :func:`iter_messages` apply it to any object with the stream
-methods ``write(data, end_stream=)`` and ``read(max_size)`` (the :mod:`pywebtransport`
-streams). A frame longer than ``max_size`` is refused before its payload is read. A
+:func:`read_frame`, :func:`read_message` and :func:`iter_messages` apply it to any
+object with the stream methods ``write(data, end_stream=)`` and ``read(max_size)`` (the
+:mod:`pywebtransport` streams). A frame longer than ``max_size`` is refused before its
+payload is read (:class:`MessageTooLarge`). A
 stream that ends exactly between two frames ends the message sequence (``EOFError`` from
 :func:`read_message`, the end of :func:`iter_messages`); one that ends inside a frame is
-a :class:`SerializationError`.
+a :class:`TruncatedMessage`. :mod:`pywebtransport.structured` builds typed message
+streams and datagram transports on these.
 
 A datagram is already delimited, so :func:`send_datagram_message` sends the serialized
 payload as is and :func:`receive_datagram_message` decodes one received datagram. A
@@ -50,16 +52,22 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "DatagramMessenger",
     "FrameDecoder",
+    "FrameReader",
     "JSONSerializer",
     "MessageReader",
+    "MessageTooLarge",
+    "MessageTypeMismatch",
     "MessageWriter",
     "MsgPackSerializer",
     "ProtobufSerializer",
     "SerializationError",
     "Serializer",
     "SerializerUnavailable",
+    "TruncatedMessage",
+    "UnknownMessageType",
     "encode_frame",
     "iter_messages",
+    "read_frame",
     "read_message",
     "receive_datagram_message",
     "send_datagram_message",
@@ -77,7 +85,39 @@ _HEADER = struct.Struct("!I")
 
 
 class SerializationError(WebTransportError, ValueError):
-    """An object could not be serialized, or bytes could not be deserialized."""
+    """An object could not be serialized, or bytes could not be deserialized.
+
+    The subclasses say which rule a bad frame broke: :class:`MessageTooLarge`,
+    :class:`TruncatedMessage`, :class:`UnknownMessageType`, :class:`MessageTypeMismatch`;
+    a payload the serializer cannot decode raises this class itself.
+    """
+
+
+class MessageTooLarge(SerializationError):
+    """A message (or its announced length) is above the size limit."""
+
+    def __init__(self, size: int, limit: int, what: str = "message", bound: str = "limit") -> None:
+        super().__init__(f"{what} of {size} bytes exceeds the {bound} of {limit}")
+        self.size = size
+        self.limit = limit
+
+
+class TruncatedMessage(SerializationError):
+    """The stream ended inside a message (its header or payload)."""
+
+    def __init__(self, received: int, expected: int) -> None:
+        super().__init__(f"stream ended inside a message ({received} of {expected} bytes)")
+        self.received = received
+        self.expected = expected
+
+
+class UnknownMessageType(SerializationError):
+    """A message carries a type tag no registered type has (or an object's type is
+    not registered)."""
+
+
+class MessageTypeMismatch(SerializationError):
+    """A message decoded to an object that is not of the expected type."""
 
 
 class SerializerUnavailable(ImportError):
@@ -209,7 +249,7 @@ def encode_frame(payload: Bytes) -> bytes:
     """``payload`` with its 4-byte big-endian length prefix."""
     size = len(payload)
     if size > _MAX_FRAME:
-        raise SerializationError(f"message of {size} bytes is too large to frame")
+        raise MessageTooLarge(size, _MAX_FRAME)
     return _HEADER.pack(size) + bytes(payload)
 
 
@@ -238,7 +278,7 @@ class FrameDecoder:
         while end - pos >= FRAME_HEADER_SIZE:
             (size,) = _HEADER.unpack_from(buffer, pos)
             if size > self.max_size:
-                raise SerializationError(f"message of {size} bytes exceeds {self.max_size}")
+                raise MessageTooLarge(size, self.max_size)
             stop = pos + FRAME_HEADER_SIZE + size
             if stop > end:
                 break
@@ -281,19 +321,84 @@ async def write_message(
     await stream.write(encode_frame(payload), end_stream=end_stream)
 
 
-async def _read_exact(stream: MessageReader, n: int, at_boundary: bool) -> bytes | None:
-    """Exactly ``n`` bytes; None on EOF before the first byte when ``at_boundary``."""
-    parts: list[bytes] = []
-    got = 0
-    while got < n:
-        chunk = await stream.read(n - got)
-        if not chunk:
-            if got == 0 and at_boundary:
-                return None
-            raise SerializationError(f"stream ended inside a message ({got} of {n} bytes)")
-        parts.append(chunk)
-        got += len(chunk)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+class FrameReader:
+    """Reads length-prefixed frames from one stream, one :meth:`read` at a time.
+
+    A frame read partly when a :meth:`read` is cancelled (a timeout around it) stays
+    here and the next :meth:`read` goes on with it, so cancelling loses no byte: the
+    stream's ``read`` takes bytes only when it returns them. After a framing error
+    (:class:`MessageTooLarge`, :class:`TruncatedMessage`) every later :meth:`read`
+    raises the same error.
+    """
+
+    __slots__ = ("_error", "_got", "_header", "_parts", "_size", "max_size", "stream")
+
+    def __init__(self, stream: MessageReader, max_size: int = MAX_MESSAGE_SIZE) -> None:
+        self.stream = stream
+        self.max_size = max_size
+        self._header = b""
+        self._size = -1  # the payload length, once the header is complete
+        self._parts: list[bytes] = []
+        self._got = 0
+        self._error: SerializationError | None = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a partly read frame held here."""
+        return len(self._header) + self._got
+
+    async def read(self) -> bytes | None:
+        """The payload of the next frame; None when the stream ends cleanly before it.
+
+        :class:`MessageTooLarge` when the announced length is above ``max_size`` (before
+        a byte of the payload is read), :class:`TruncatedMessage` when the stream ends
+        inside the frame.
+        """
+        if self._error is not None:
+            raise self._error
+        try:
+            return await self._read()
+        except (MessageTooLarge, TruncatedMessage) as exc:
+            self._error = exc
+            raise
+
+    async def _read(self) -> bytes | None:
+        stream = self.stream
+        while self._size < 0:
+            chunk = await stream.read(FRAME_HEADER_SIZE - len(self._header))
+            if not chunk:
+                if not self._header:
+                    return None
+                raise TruncatedMessage(len(self._header), FRAME_HEADER_SIZE)
+            self._header += chunk
+            if len(self._header) == FRAME_HEADER_SIZE:
+                (size,) = _HEADER.unpack(self._header)
+                if size > self.max_size:  # refused before a byte of the payload is read
+                    raise MessageTooLarge(size, self.max_size)
+                self._size = size
+        size = self._size
+        while self._got < size:
+            chunk = await stream.read(size - self._got)
+            if not chunk:
+                raise TruncatedMessage(self._got, size)
+            self._parts.append(chunk)
+            self._got += len(chunk)
+        parts = self._parts
+        payload = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._header, self._size, self._parts, self._got = b"", -1, [], 0
+        return payload
+
+
+async def read_frame(stream: MessageReader, *, max_size: int = MAX_MESSAGE_SIZE) -> bytes | None:
+    """The payload of the next length-prefixed frame; None when the stream ends cleanly
+    before it (one :meth:`FrameReader.read`; keep a :class:`FrameReader` to read
+    frames under timeouts).
+
+    Raises :class:`MessageTooLarge` when the announced length is above ``max_size``
+    (before a byte of the payload is read) and :class:`TruncatedMessage` when the
+    stream ends inside the frame.
+    """
+    return await FrameReader(stream, max_size).read()
 
 
 async def read_message(
@@ -307,14 +412,9 @@ async def read_message(
     Raises ``EOFError`` when the stream ends cleanly before a frame, and
     :class:`SerializationError` for a truncated, oversized or malformed message.
     """
-    header = await _read_exact(stream, FRAME_HEADER_SIZE, at_boundary=True)
-    if header is None:
+    payload = await read_frame(stream, max_size=max_size)
+    if payload is None:
         raise EOFError("end of stream")
-    (size,) = _HEADER.unpack(header)
-    if size > max_size:
-        raise SerializationError(f"message of {size} bytes exceeds {max_size}")
-    payload = await _read_exact(stream, size, at_boundary=False) if size else b""
-    assert payload is not None
     return (serializer or _JSON).loads(payload)
 
 
@@ -356,9 +456,7 @@ async def send_datagram_message(
     payload = (serializer or _JSON).dumps(obj)
     limit = session.max_datagram_size
     if limit and len(payload) > limit:
-        raise SerializationError(
-            f"message of {len(payload)} bytes exceeds the datagram limit of {limit}"
-        )
+        raise MessageTooLarge(len(payload), limit, bound="datagram limit")
     result = session.send_datagram(payload)
     if hasattr(result, "__await__"):
         await result

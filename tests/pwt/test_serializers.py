@@ -7,6 +7,7 @@ import struct
 from typing import Any
 
 import pytest
+from google.protobuf import struct_pb2, wrappers_pb2  # the extras are installed (dev): no skip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -124,7 +125,6 @@ def test_json_any_bytes_decode_or_typed_error(data: bytes) -> None:
 
 
 def test_msgpack_round_trip() -> None:
-    pytest.importorskip("msgpack")
     s = MsgPackSerializer()
     obj = {"s": "text", "b": b"\x00\x01", "l": [1, -2, 3.5, None, True], "n": {"k": 1}}
     assert s.loads(s.dumps(obj)) == obj
@@ -132,7 +132,6 @@ def test_msgpack_round_trip() -> None:
 
 
 def test_msgpack_bad_input() -> None:
-    pytest.importorskip("msgpack")
     s = MsgPackSerializer()
     for bad in (b"", b"\x92\x01", b"\xc1", b"\x81\xa1a"):
         with pytest.raises(SerializationError):
@@ -144,7 +143,6 @@ def test_msgpack_bad_input() -> None:
 @given(st.binary(max_size=64))
 @settings(max_examples=200)
 def test_msgpack_any_bytes_decode_or_typed_error(data: bytes) -> None:
-    pytest.importorskip("msgpack")
     with contextlib.suppress(SerializationError):
         MsgPackSerializer().loads(data)
 
@@ -169,8 +167,6 @@ def test_msgpack_missing_package_gives_clear_error(monkeypatch: pytest.MonkeyPat
 
 
 def test_protobuf_round_trip() -> None:
-    wrappers_pb2 = pytest.importorskip("google.protobuf.wrappers_pb2")
-    struct_pb2 = pytest.importorskip("google.protobuf.struct_pb2")
 
     s = ProtobufSerializer(wrappers_pb2.StringValue)
     message = wrappers_pb2.StringValue(value="héllo")
@@ -187,7 +183,6 @@ def test_protobuf_round_trip() -> None:
 
 
 def test_protobuf_errors() -> None:
-    wrappers_pb2 = pytest.importorskip("google.protobuf.wrappers_pb2")
 
     with pytest.raises(TypeError):
         ProtobufSerializer(dict)
@@ -257,7 +252,6 @@ async def test_stream_messages_round_trip_small_reads() -> None:
 
 
 async def test_stream_messages_with_msgpack() -> None:
-    pytest.importorskip("msgpack")
     s = MsgPackSerializer()
     stream = FakeStream()
     for obj in ({"b": b"\x00"}, 7, ["x"]):
