@@ -46,7 +46,7 @@ from h3.connection import H3Connection
 from h3.errors import H3ErrorCode
 from pywebtransport.config import ClientConfig
 from pywebtransport.probe.wire import ControlStreamSniffer
-from pywebtransport.protocol import WebTransportConnection
+from pywebtransport.protocol import WebTransportConnection, WebTransportError
 from pywebtransport.protocol import events as ev
 from pywebtransport.protocol.connection import h3_configuration
 from quic import events as qe
@@ -249,9 +249,10 @@ class ProbeConnection:
             self._on_data(event.stream_id, event.data, event.fin)
         elif isinstance(event, ev.StreamOpened):
             record = self._record(event.stream_id)
-            if record is None:
+            if record is None:  # beyond our table: refused (and its bytes dropped)
                 assert self.wt is not None
-                self.wt.abandon_stream(event.stream_id, H3ErrorCode.H3_REQUEST_CANCELLED)
+                with contextlib.suppress(WebTransportError):
+                    self.wt.abandon_stream(event.stream_id, H3ErrorCode.H3_REQUEST_CANCELLED)
                 return
             record.opened_by_peer = True
             record.bidirectional = event.bidirectional
