@@ -128,41 +128,48 @@ async def check_malformed_capsule(ctx: ProbeContext) -> CheckResult:
 
 async def check_grease(ctx: ProbeContext) -> CheckResult:
     check, section = "grease", "RFC 9114 §7.2.8, §6.2.3, §9; RFC 9297 §3.2"
-    if not ctx.common_drafts():
-        return not_applicable(check, section, "no WebTransport draft in common")
     rng = random.Random()
-    async with ctx.connect("wt") as conn:
-        sid = await _session(ctx, conn)
-        if sid is None:
+    wt = bool(ctx.common_drafts())
+    async with ctx.connect("wt" if wt else "h3") as conn:
+        sid = await _session(ctx, conn) if wt else None
+        if wt and sid is None:
             return not_applicable(check, section, "no session on the URL's path")
+        if not wt and not await ctx.wait_settings(conn):
+            return failed(check, section, f"no SETTINGS: {describe_close(conn)}")
         control_id = conn.h3.control.control_id
         assert control_id is not None
-        conn.watch(sid)
         conn.inject(control_id, grease_control_frame(rng))
         conn.inject(conn.new_uni_stream(), grease_stream_header(rng) + b"grease", end_stream=True)
-        conn.inject(sid, grease_capsule_data(rng))
+        if sid is not None:
+            conn.watch(sid)
+            conn.inject(sid, grease_capsule_data(rng))
         # a round trip after the GREASE: a plain request must still be answered
         request_id = conn.h3.get_next_available_stream_id()
         conn.watch(request_id)
-        conn.h3.send_headers(
-            request_id,
-            [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", ctx.authority.encode()),
-             (b":path", ctx.unknown_path.encode())],
-            end_stream=True,
-        )  # fmt: skip
+        conn.h3.send_headers(request_id, ctx.get_headers(ctx.unknown_path), end_stream=True)
         conn.flush()
-        await conn.wait_until(
-            lambda: request_id in conn.ends or request_id in conn.answered or conn.closed,
-            ctx.timeout,
-        )
-        answered = request_id in conn.ends or request_id in conn.answered
-        session_end = conn.ends.get(sid)
-    if conn.terminated is not None:
-        return failed(check, section, describe_close(conn))
+
+        def answered() -> bool:
+            return (
+                request_id in conn.ends
+                or request_id in conn.answered
+                or _h3_answer(conn, request_id)
+            )
+
+        await conn.wait_until(lambda: answered() or conn.closed, ctx.timeout)
+        done = answered()
+        session_end = conn.ends.get(sid) if sid is not None else None
+        closed = describe_close(conn) if conn.closed else ""
+    if closed:
+        return failed(check, section, closed)
     if session_end is not None:
         return failed(check, section, f"the session ended after the GREASE ({session_end[0]})")
-    if not answered:
+    if not done:
         return failed(check, section, f"no answer to a request {ctx.timeout:g} s after the GREASE")
-    return passed(
-        check, section, "reserved frame, stream type, capsule and setting ignored; session open"
-    )
+    what = "frame, stream type, capsule and setting" if wt else "frame, stream type and setting"
+    session = "; session open" if wt else ""
+    return passed(check, section, f"reserved {what} ignored{session}")
+
+
+def _h3_answer(conn: ProbeConnection, stream_id: int) -> bool:
+    return conn.find(lambda e: getattr(e, "stream_id", None) == stream_id) is not None

@@ -126,13 +126,12 @@ async def check_unknown_path(ctx: ProbeContext) -> CheckResult:
     return failed(check, section, f"no answer: {answer.describe()}")
 
 
-async def _refused(
-    ctx: ProbeContext, check: str, section: str, drop: bytes, token: bytes | None
-) -> CheckResult:
-    skip = _no_wt(check, section, ctx)
-    if skip is not None:
-        return skip
-    headers = [(k, v) for k, v in ctx.connect_headers(ctx.common_drafts()[0]) if k != drop]
+async def _refused(ctx: ProbeContext, check: str, section: str, token: bytes | None) -> CheckResult:
+    """A CONNECT whose ``:protocol`` is missing (``token`` None) or ``token``; on a plain
+    HTTP/3 server too (RFC 9114 §4.4: ``:scheme``/``:path`` without ``:protocol``)."""
+    common = ctx.common_drafts()
+    base = ctx.connect_headers(common[0]) if common else ctx.plain_connect_headers()
+    headers = [(k, v) for k, v in base if k != b":protocol"]
     if token is not None:
         headers.insert(1, (b":protocol", token))
     async with ctx.connect("h3") as conn:
@@ -146,12 +145,12 @@ async def _refused(
 
 
 async def check_no_protocol(ctx: ProbeContext) -> CheckResult:
-    return await _refused(ctx, "connect.no-protocol", "RFC 9114 §4.4, §4.1.2", b":protocol", None)
+    return await _refused(ctx, "connect.no-protocol", "RFC 9114 §4.4, §4.1.2", None)
 
 
 async def check_bad_protocol(ctx: ProbeContext) -> CheckResult:
     return await _refused(
-        ctx, "connect.bad-protocol", "RFC 9220 §3, draft-16 §3.2", b":protocol", b"x-probe-unknown"
+        ctx, "connect.bad-protocol", "RFC 9220 §3, draft-16 §3.2", b"x-probe-unknown"
     )
 
 

@@ -169,6 +169,24 @@ class ProbeContext:
     def connect_headers(self, draft: Draft, path: str | None = None) -> Headers:
         return connect_request_headers(draft, self.authority, path or self.path, (), [])
 
+    def plain_connect_headers(self, path: str | None = None) -> Headers:
+        """A CONNECT with ``:scheme`` and ``:path`` (what an extended CONNECT carries)
+        for a server that offers no WebTransport draft."""
+        return [
+            (b":method", b"CONNECT"),
+            (b":scheme", b"https"),
+            (b":authority", self.authority.encode()),
+            (b":path", (path or self.path).encode()),
+        ]
+
+    def get_headers(self, path: str) -> Headers:
+        return [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", self.authority.encode()),
+            (b":path", path.encode()),
+        ]
+
     async def request(self, conn: ProbeConnection, headers: Headers) -> tuple[int, Answer]:
         """Send ``headers`` on a new request stream of an ``"h3"`` connection; wait for
         a final status, a reset of the stream, or the end of the connection."""

@@ -271,3 +271,23 @@ async def test_broken_session_limit_not_enforced(
     app = make_app(cert, drafts=("draft07",), max_sessions=2)
     report = await probe(app, cert)
     assert_fails(report, "sessions.limit", "WEBTRANSPORT_MAX_SESSIONS")
+
+
+async def test_broken_never_answers_connect(
+    cert: SelfSignedCertificate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CONNECT requests are swallowed: the probe does not hang; the session checks fail
+    with "no answer" within their timeouts and the run completes."""
+    original = WebTransportConnection._on_request
+    monkeypatch.setattr(
+        WebTransportConnection, "_on_request", _server_only(original, lambda self, event: None)
+    )
+    options = ProbeOptions(cert_hashes=[cert.sha256], timeout=0.5)
+    async with serving(make_app(cert)) as port:
+        async with asyncio.timeout(60):
+            report = await run_probe(f"https://127.0.0.1:{port}/echo", options)
+    assert_fails(report, "connect.accept", "draft-16 §3.2")
+    result = report.result("connect.accept")
+    assert result is not None and "no answer" in result.detail
+    assert_fails(report, "connect.unknown-path", "draft-16 §3.2")
+    assert outcome(report, "malformed.frame") is Outcome.PASS  # HTTP/3 itself still works

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from pywebtransport.interop import echo_handler
 from pywebtransport.probe import run_probe_command
 from quic.aio import wall_clock
 from quic.tls.selfsigned import generate_self_signed
+from tests.interop.test_wt_aioquic import LineProcess
 from tests.pwt.test_cli import REPO, Server
 from tests.support.children import die_with_parent
 from tests.wt.test_probe import make_app, serving
@@ -132,3 +134,27 @@ async def test_failing_check_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     failed = [row for row in document["results"] if row["result"] == "fail"]
     assert [row["check"] for row in failed] == ["connect.unknown-path"]
     assert failed[0]["section"] == "draft-16 §3.2"
+
+
+def test_plain_http3_server(tmp_path: Path) -> None:
+    """``python -m h3 serve`` offers no WebTransport: the HTTP/3 checks run and pass,
+    the WebTransport ones are n/a."""
+    (tmp_path / "index.html").write_text("hello")
+    server = LineProcess(
+        [sys.executable, "-m", "h3", "serve", "--root", str(tmp_path), "--port", "0"]
+    )
+    server.start()
+    try:
+        digest = next(line.split()[1] for line in server.seen if line.startswith("CERT-SHA256 "))
+        code, out, err = probe(
+            f"https://127.0.0.1:{server.port}/", "--json", "--cert-hash", digest, "--timeout", "3"
+        )
+    finally:
+        server.close()
+    assert code == 0, out + err
+    rows = {row["check"]: row["result"] for row in json.loads(out)["results"]}
+    for check in ("malformed.frame", "malformed.h2-frame", "malformed.second-settings",
+                  "grease", "connect.no-protocol", "connect.bad-protocol"):  # fmt: skip
+        assert rows[check] == "pass", (check, out)
+    for check in ("wt.drafts", "connect.accept", "echo.bidi", "close.session"):
+        assert rows[check] == "n/a", (check, out)

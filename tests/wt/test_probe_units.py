@@ -25,14 +25,17 @@ from pywebtransport.probe.checks_settings import (
     settings_checks,
 )
 from pywebtransport.probe.conn import ProbeConnection, ProbeLimits
+from pywebtransport.probe.context import ProbeContext, ProbeOptions
 from pywebtransport.probe.report import (
     SCHEMA_VERSION,
+    CheckResult,
     Outcome,
     ProbeReport,
     failed,
     not_applicable,
     passed,
 )
+from pywebtransport.probe.runner import _guarded
 from pywebtransport.probe.wire import (
     MAX_SETTINGS_BYTES,
     ControlStreamSniffer,
@@ -236,3 +239,25 @@ def test_probe_connection_records_are_bounded() -> None:
     assert streams_n == streams_4n == 8
     assert events_n == events_4n == 32
     assert dropped_4n > dropped_n > 0
+
+
+# ======================================================================================
+# every check is bounded in time and in what it may raise
+# ======================================================================================
+
+
+async def test_a_hanging_or_raising_check_is_a_failure() -> None:
+    ctx = ProbeContext("https://127.0.0.1:9/echo", ProbeOptions(timeout=0.05))
+
+    async def hang(_: ProbeContext) -> CheckResult:
+        await asyncio.Event().wait()
+        raise AssertionError("not reached")
+
+    async def boom(_: ProbeContext) -> CheckResult:
+        raise RuntimeError("a bug")
+
+    (hung,) = await _guarded(ctx, "x.hang", "RFC 9114 §7.1", hang)
+    assert hung.outcome is Outcome.FAIL and hung.detail.startswith("timed out after")
+    assert hung.section == "RFC 9114 §7.1"
+    (raised,) = await _guarded(ctx, "x.boom", "RFC 9114 §7.1", boom)
+    assert raised.outcome is Outcome.FAIL and "RuntimeError: a bug" in raised.detail
