@@ -68,7 +68,7 @@ def test_probe_against_aioquic_wt_server(
     certificate: tuple[Path, Path, bytes],  # noqa: F811
 ) -> None:
     _, _, digest = certificate
-    options = ProbeOptions(cert_hashes=[digest], timeout=3.0)
+    options = ProbeOptions(cert_hashes=[digest], timeout=5.0)
     url = f"https://127.0.0.1:{aioquic_server.port}/echo"
     report = asyncio.run(asyncio.wait_for(run_probe(url, options), 150))
     table = report.table()

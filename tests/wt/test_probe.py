@@ -40,7 +40,7 @@ from quic.tls.selfsigned import SelfSignedCertificate, generate_self_signed
 pytestmark = pytest.mark.timeout(120)
 
 TIMEOUT = 10.0
-CHECK_TIMEOUT = 2.0
+CHECK_TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,7 @@ def test_parser() -> None:
 def test_json_schema_and_exit_0(server: Server) -> None:
     url = f"https://127.0.0.1:{server.port}/echo"
     code, out, err = probe(
-        url, "--json", "--cert-hash", server.field("CERT-SHA256"), "--timeout", "3"
+        url, "--json", "--cert-hash", server.field("CERT-SHA256"), "--timeout", "5"
     )
     assert code == 0, out + err
     document = json.loads(out)
@@ -94,7 +94,7 @@ def test_json_schema_and_exit_0(server: Server) -> None:
 def test_table_and_draft_restriction(server: Server) -> None:
     url = f"https://127.0.0.1:{server.port}/echo"
     code, out, err = probe(
-        url, "--cert-hash", server.field("CERT-SHA256"), "--drafts", "draft02", "--timeout", "3"
+        url, "--cert-hash", server.field("CERT-SHA256"), "--drafts", "draft02", "--timeout", "5"
     )
     assert code == 0, out + err
     lines = out.splitlines()
@@ -107,16 +107,22 @@ def test_table_and_draft_restriction(server: Server) -> None:
 
 def test_no_connection_exit_3(server: Server) -> None:
     code, out, _ = probe(
-        f"https://127.0.0.1:{server.port}/echo", "--cert-hash", "00" * 32, "--timeout", "3"
+        f"https://127.0.0.1:{server.port}/echo", "--cert-hash", "00" * 32, "--timeout", "5"
     )
     assert code == 3, out
     assert "quic.handshake" in out and "fail" in out
 
 
-def test_bad_arguments_exit_2() -> None:
-    assert probe("http://127.0.0.1:1/", "--insecure")[0] == 2
-    assert probe("https://127.0.0.1:1/", "--cert-hash", "abcd")[0] == 2
-    assert probe("https://127.0.0.1:1/", "--insecure", "--drafts", "draft99")[0] == 2
+async def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (
+        ["http://127.0.0.1:1/", "--insecure"],
+        ["https://127.0.0.1:1/", "--cert-hash", "abcd"],
+        ["https://127.0.0.1:1/", "--insecure", "--drafts", "draft99"],
+        ["https://127.0.0.1:1/", "--insecure", "--timeout", "0"],
+    ):
+        args = build_parser().parse_args(["probe", *argv])
+        assert await run_probe_command(args) == 2, argv
+        assert capsys.readouterr().out.startswith("error: ")
 
 
 async def test_failing_check_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,7 +132,7 @@ async def test_failing_check_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     async with serving(app) as port:
         args = build_parser().parse_args(
             ["probe", f"https://127.0.0.1:{port}/echo", "--json", "--cert-hash",
-             cert.sha256_hex, "--timeout", "2"]
+             cert.sha256_hex, "--timeout", "5"]
         )  # fmt: skip
         code = await asyncio.wait_for(run_probe_command(args), 120)
     document = json.loads(capsys.readouterr().out)
@@ -147,7 +153,7 @@ def test_plain_http3_server(tmp_path: Path) -> None:
     try:
         digest = next(line.split()[1] for line in server.seen if line.startswith("CERT-SHA256 "))
         code, out, err = probe(
-            f"https://127.0.0.1:{server.port}/", "--json", "--cert-hash", digest, "--timeout", "3"
+            f"https://127.0.0.1:{server.port}/", "--json", "--cert-hash", digest, "--timeout", "5"
         )
     finally:
         server.close()
