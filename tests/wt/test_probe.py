@@ -8,13 +8,15 @@ interop routes on 127.0.0.1 (random port), probed on ``/echo``:
 * broken, each by one monkeypatched behaviour of the server role only (the probe runs
   the same code as a client): a duplicate setting, 200 on unknown paths, WT_CLOSE_SESSION
   ignored, a second SETTINGS ignored, a malformed capsule taken as a clean close, the
-  session limit not enforced — the check that covers the rule fails, with its section,
+  session limit not enforced, CONNECT never answered, data sent beyond our stream
+  credit — the check that covers the rule fails, with its section,
   and the exit status is non-zero.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,7 +37,9 @@ from pywebtransport.protocol import WebTransportConnection
 from pywebtransport.protocol import connection as wt_connection
 from quic.aio import wall_clock
 from quic.buffer import encode_varint
+from quic.conn_streams import StreamController
 from quic.tls.selfsigned import SelfSignedCertificate, generate_self_signed
+from quic.tparams import TransportParameters
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -291,3 +295,28 @@ async def test_broken_never_answers_connect(
     assert result is not None and "no answer" in result.detail
     assert_fails(report, "connect.unknown-path", "draft-16 §3.2")
     assert outcome(report, "malformed.frame") is Outcome.PASS  # HTTP/3 itself still works
+
+
+async def test_broken_sends_beyond_stream_credit(
+    cert: SelfSignedCertificate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server reads our stream windows as 16 times larger than they are: it sends
+    beyond our credit, our QUIC closes with FLOW_CONTROL_ERROR and ``flow.stream``
+    fails with RFC 9000 §4.1."""
+    original = StreamController.apply_peer_params
+
+    def inflated(self: StreamController, params: TransportParameters) -> None:
+        original(
+            self,
+            dataclasses.replace(
+                params,
+                initial_max_stream_data_bidi_local=16 * params.initial_max_stream_data_bidi_local,
+            ),
+        )
+
+    monkeypatch.setattr(StreamController, "apply_peer_params", _server_only(original, inflated))
+    report = await probe(make_app(cert), cert)
+    assert_fails(report, "flow.stream", "RFC 9000 §4.1")
+    result = report.result("flow.stream")
+    assert result is not None and "0x3" in result.detail  # FLOW_CONTROL_ERROR, by the probe
+    assert outcome(report, "echo.bidi") is Outcome.PASS  # small echoes stay within credit
