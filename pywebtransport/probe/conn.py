@@ -139,14 +139,6 @@ class ProbeConnection:
         """Let ``seconds`` pass with the connection pumping."""
         await asyncio.sleep(seconds)
 
-    def take(self, predicate: Callable[[object], bool]) -> object | None:
-        """Remove and return the first recorded event matching ``predicate``."""
-        for event in self.events:
-            if predicate(event):
-                self.events.remove(event)
-                return event
-        return None
-
     def find(self, predicate: Callable[[object], bool]) -> object | None:
         return next((e for e in self.events if predicate(e)), None)
 

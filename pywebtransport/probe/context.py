@@ -83,13 +83,11 @@ class ProbeContext:
         #: the server's SETTINGS (first value of each identifier), once read
         self.settings: dict[int, int] = {}
         self.offered: list[int] = []  # draft numbers, newest first
-        self.max_datagram_frame_size = 0
         #: which checks found an echo service on the URL's path
         self.echo_bidi = False
         self.echo_uni = False
         self.goaway_seen: int | None = None
         self.drain_seen = False
-        self.info: dict[str, Any] = {}
         self.unknown_path = f"/.well-known/pywebtransport-probe-{secrets.token_hex(4)}"
 
     @property

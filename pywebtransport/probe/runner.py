@@ -134,7 +134,6 @@ async def _discover(ctx: ProbeContext, report: ProbeReport) -> bool:
         ctx.settings = settings_map(pairs)
         ctx.offered = offered_drafts(ctx.settings)
         report.info["settings"] = [[f"0x{s:x}", v] for s, v in pairs]
-    ctx.max_datagram_frame_size = facts.max_datagram_frame_size
     report.info["drafts_offered"] = [f"draft-{d:02d}" for d in ctx.offered]
     report.info["max_datagram_frame_size"] = facts.max_datagram_frame_size
     report.info["reset_stream_at"] = facts.reset_stream_at
