@@ -23,6 +23,11 @@ plays the client side of Devious Baton against any server (see
 :mod:`pywebtransport.baton.client`; one ``BATON OK``/``BATON FAIL`` line, exit 0 when
 the game completed).
 
+``probe URL [--json] [--cert-hash HEX | --ca-certs F | --insecure] [--drafts LIST]
+[--timeout S]`` runs the conformance checks of :mod:`pywebtransport.probe` against any
+server (a table or JSON; exit 0 when no check failed, 1 when one did, 3 without a
+connection).
+
 ``--port 0`` binds any free port; LISTENING tells which. The server runs until SIGINT or
 SIGTERM, then shuts down gracefully (GOAWAY, DRAIN, then close; see
 ``WebTransportServer.shutdown``) and exits 0.
@@ -53,6 +58,7 @@ from pywebtransport.baton.server import add_baton_route
 from pywebtransport.config import DEFAULT_DRAFTS, ConfigurationError, ServerConfig, parse_draft
 from pywebtransport.interop import add_interop_routes
 from pywebtransport.live import LiveOutput, summary_interval
+from pywebtransport.probe import add_probe_parser, run_probe_command
 from quic.aio import wall_clock
 from quic.tls.selfsigned import SelfSignedCertificate, generate_self_signed
 
@@ -294,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
             "a round trip of our own client (bidi, datagram, uni). Ctrl-C stops it.",
         )
     )
+    add_probe_parser(commands)
     return parser
 
 
@@ -325,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pywebtransport.demo import run_demo
 
             return asyncio.run(run_demo(args))
+        if args.command == "probe":
+            return asyncio.run(run_probe_command(args))
         return asyncio.run(run_serve(args))
     except KeyboardInterrupt:
         return EXIT_FAILURE
