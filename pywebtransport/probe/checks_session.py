@@ -78,8 +78,7 @@ async def check_draft(ctx: ProbeContext, draft: int) -> CheckResult:
         return not_applicable(check, section, "not offered by the server")
     spoken = [d for d in ctx.spoken if int(d) == draft]
     if not spoken:
-        why = "the probe does not speak draft-13" if draft == 13 else "excluded by --drafts"
-        return not_applicable(check, section, f"offered; {why}")
+        return not_applicable(check, section, "offered; excluded by --drafts")
     if not supported_by_peer(spoken[0], ctx.settings, peer_is_server=True):
         return failed(check, section, "marker sent but the draft's other SETTINGS are missing")
     async with ctx.connect("wt", drafts=(spoken[0],)) as conn:
@@ -381,13 +380,12 @@ async def check_goaway_drain(ctx: ProbeContext) -> CheckResult:
 
 
 async def check_session_limit(ctx: ProbeContext) -> CheckResult:
-    check, section = "sessions.limit", "draft-16 §5.2; draft-07 WEBTRANSPORT_MAX_SESSIONS"
+    check, section = (
+        "sessions.limit",
+        "draft-16 §5.2; draft-07 WEBTRANSPORT_MAX_SESSIONS; draft-13 WT_MAX_SESSIONS",
+    )
     limit, draft = _session_limit(ctx)
     if draft is None:
-        if DRAFT13_MAX_SESSIONS in ctx.settings:
-            return not_applicable(
-                check, section, "draft-13 limit: the probe does not speak draft-13"
-            )
         return not_applicable(check, section, "no session limit advertised by a draft we speak")
     if limit > ctx.options.max_probed_sessions:
         return not_applicable(
@@ -414,6 +412,8 @@ async def check_session_limit(ctx: ProbeContext) -> CheckResult:
 def _session_limit(ctx: ProbeContext) -> tuple[int, Draft | None]:
     if Draft.DRAFT07 in ctx.spoken and 7 in ctx.offered:
         return ctx.settings.get(SettingId.WEBTRANSPORT_MAX_SESSIONS_DRAFT07, 0), Draft.DRAFT07
+    if Draft.DRAFT13 in ctx.spoken and 13 in ctx.offered:
+        return ctx.settings.get(DRAFT13_MAX_SESSIONS, 0), Draft.DRAFT13
     if (
         Draft.DRAFT16 in ctx.spoken
         and 16 in ctx.offered

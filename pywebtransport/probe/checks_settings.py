@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: draft-ietf-webtrans-http3-13 SETTINGS_WT_MAX_SESSIONS (the codepoint of issue 11; the
-#: draft-13 text is not in our specs: we only recognise it, we do not speak draft-13)
+#: draft-13 text is not in our specs: see pywebtransport/protocol/drafts.py)
 DRAFT13_MAX_SESSIONS = 0x14E9CD29
 
 #: draft number -> (marker setting, whether any value > 0 marks it (True) or only 1)

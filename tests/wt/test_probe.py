@@ -142,10 +142,10 @@ async def test_probe_our_server_all_pass(cert: SelfSignedCertificate) -> None:
         assert result.section, result
         if result.outcome is Outcome.NA:
             assert result.detail, result  # n/a always says why
-    # the server offers no draft-13 and its default limit (100) is above what is probed
-    assert outcome(report, "wt.draft-13") is Outcome.NA
+    # every draft is offered and spoken; the default limit (100) is above what is probed
+    assert outcome(report, "wt.draft-13") is Outcome.PASS
     assert outcome(report, "sessions.limit") is Outcome.NA
-    assert report.info["drafts_offered"] == ["draft-16", "draft-07", "draft-02"]
+    assert report.info["drafts_offered"] == ["draft-16", "draft-13", "draft-07", "draft-02"]
 
 
 async def test_probe_session_limit_enforced(cert: SelfSignedCertificate) -> None:

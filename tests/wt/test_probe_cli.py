@@ -88,7 +88,7 @@ def test_json_schema_and_exit_0(server: Server) -> None:
         assert row["section"]
     assert checks["h3.settings.duplicate"]["section"] == "RFC 9114 §7.2.4"
     assert checks["echo.bidi"]["result"] == "pass"
-    assert document["info"]["drafts_offered"] == ["draft-16", "draft-07", "draft-02"]
+    assert document["info"]["drafts_offered"] == ["draft-16", "draft-13", "draft-07", "draft-02"]
 
 
 def test_table_and_draft_restriction(server: Server) -> None:
