@@ -29,6 +29,7 @@ Low-level server::
 
 from pywebtransport.app import ServerApp
 from pywebtransport.client import WebTransportClient
+from pywebtransport.clients import Backoff, ClientEvent, ClientFleet, FleetStats, ReconnectingClient
 from pywebtransport.config import ClientConfig, ConfigurationError, ServerConfig
 from pywebtransport.events import Event, EventEmitter, EventType
 from pywebtransport.exceptions import (
@@ -65,8 +66,11 @@ from pywebtransport.stream import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
     "CertificateError",
     "ClientConfig",
+    "ClientEvent",
+    "ClientFleet",
     "ConfigurationError",
     "ConnectTimeout",
     "ConnectionFailed",
@@ -74,6 +78,7 @@ __all__ = [
     "Event",
     "EventEmitter",
     "EventType",
+    "FleetStats",
     "FlowControlError",
     "JSONSerializer",
     "MsgPackSerializer",
@@ -81,6 +86,7 @@ __all__ = [
     "ProtobufSerializer",
     "ProtocolError",
     "RateLimit",
+    "ReconnectingClient",
     "Rejection",
     "RequestLogger",
     "ServerApp",

@@ -275,6 +275,9 @@ class WebTransportClient:
                     await self._discard(conn)
                 raise
             break
+        if session.is_closed:  # the server closed it in the batch that accepted it
+            self._on_session_closed(session, conn)
+            return session
         self._sessions.add(session)
         session.events.on(EventType.CLOSED, lambda _: self._on_session_closed(session, conn))
         return session
