@@ -20,11 +20,20 @@ from tests.quic.test_aio import client_config, server_config
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux ICMP error queue")
 
 
-def free_port() -> int:
-    """A UDP port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    """A UDP port on ``host`` that nothing listens on (bound, then released)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        free_port("::1")
+    except OSError:
+        return False
+    return True
 
 
 def pump_of(session: QuicSession) -> QuicEndpointProtocol:
@@ -51,22 +60,25 @@ def test_error_queue_is_off_without_a_socket() -> None:
     assert not enable_error_queue(None)
 
 
-async def test_connect_to_a_port_nobody_listens_on_fails_at_once() -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_connect_to_a_port_nobody_listens_on_fails_at_once(host: str) -> None:
+    if ":" in host and not has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
     loop = asyncio.get_running_loop()
-    port = free_port()
+    port = free_port(host)
     config = client_config()
     start = loop.time()
     with pytest.raises(ConnectionUnreachable) as info:
         async with asyncio.timeout(8.0):  # the old behaviour: this timeout (or later)
-            async with connect("127.0.0.1", port, config):
+            async with connect(host, port, config):
                 pass
     elapsed = loop.time() - start
     assert elapsed < 2.0, elapsed  # generous: it takes one round trip to the kernel
     exc = info.value
     assert isinstance(exc, ConnectionRefusedError) and isinstance(exc, ConnectionClosed)
     assert exc.errno == errno.ECONNREFUSED
-    assert f"127.0.0.1 port {port}" in str(exc)
-    assert (exc.host, exc.port, exc.by_peer) == ("127.0.0.1", port, False)
+    assert f"{host} port {port}" in str(exc)
+    assert (exc.host, exc.port, exc.by_peer) == (host, port, False)
     assert exc.error_code == 0x02  # CONNECTION_REFUSED (RFC 9000 §20.1), our own close
 
 
