@@ -241,15 +241,16 @@ class WebTransportClient:
         deadline = loop.time() + limit
         for attempt in range(2):
             shared = pool_with is not None
+            future: asyncio.Future[WebTransportSession] | None = None
             if pool_with is not None:
                 conn = self._connection_of(pool_with)
-                future = self._start(conn, request)
             elif self.pool_size:
                 conn, shared, future = await self._pooled(host, port, request, deadline)
             else:
                 conn = await self._open_connection(host, port, limit)
-                future = self._start(conn, request)
             try:
+                if future is None:
+                    future = self._start(conn, request)
                 async with asyncio.timeout_at(deadline):
                     session = await future
             except TimeoutError:
@@ -309,7 +310,11 @@ class WebTransportClient:
                             return conn, True, self._start(conn, request)
                     loop = asyncio.get_running_loop()
                     conn = await self._open_connection(host, port, deadline - loop.time())
-                    return conn, False, self._start(conn, request)
+                    try:
+                        return conn, False, self._start(conn, request)
+                    except BaseException:
+                        await self._discard(conn)
+                        raise
         except TimeoutError:
             raise ConnectTimeout(
                 f"QUIC handshake with {host}:{port} timed out", host=host, port=port
