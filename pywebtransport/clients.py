@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import random
 from collections import deque
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pywebtransport.client import WebTransportClient
+from pywebtransport.client import WebTransportClient, parse_url
 from pywebtransport.config import ClientConfig
 from pywebtransport.events import EventEmitter, EventType
 from pywebtransport.exceptions import WebTransportError
@@ -62,6 +63,7 @@ __all__ = [
 ]
 
 Sleep = Callable[[float], Awaitable[Any]]
+logger = logging.getLogger("pywebtransport")
 
 
 class ClientEvent(StrEnum):
@@ -135,6 +137,7 @@ class ReconnectingClient:
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        parse_url(url)  # a bad URL fails here (ValueError), not in the loop
         self.url = url
         self.backoff = backoff or Backoff()
         self.events = EventEmitter(self)
@@ -214,6 +217,11 @@ class ReconnectingClient:
                 self.events.emit(ClientEvent.DISCONNECTED, reason)
                 if not self._closed:  # no hammering a server that closes at once
                     await self._sleep(self.backoff.delay(1, self._rng))
+        except Exception as exc:  # a bug (ours or a handler's): give up, say why
+            logger.exception("reconnecting client for %s failed", self.url)
+            self.last_error = exc
+            self.gave_up = True
+            self.events.emit(ClientEvent.GAVE_UP, exc)
         finally:
             self._pulse()
 
@@ -300,6 +308,8 @@ class ClientFleet:
     ) -> None:
         if sessions_per_url < 1 or concurrency < 1:
             raise ValueError("sessions_per_url and concurrency must be at least 1")
+        for url in urls:
+            parse_url(url)  # ValueError for a bad one, before anything connects
         self.urls = list(urls)
         self.sessions_per_url = sessions_per_url
         self.concurrency = concurrency

@@ -323,3 +323,12 @@ async def test_pool_connections_grow_with_sessions_over_pool_size() -> None:
     large = await _pooled_connections(16)
     assert small[0] == 1 and large[0] == 4  # ceil(n / 4): linear, never one per session
     assert small[1] == 1 + 1 and large[1] == 4 + 1  # connections and one origin lock
+
+
+def test_bad_urls_fail_at_construction() -> None:
+    with pytest.raises(ValueError):
+        ReconnectingClient("http://127.0.0.1:4433/x")
+    with pytest.raises(ValueError):
+        ClientFleet(["https://127.0.0.1:1/ok", "https:///nohost"])
+    with pytest.raises(ValueError):
+        ClientFleet(["https://127.0.0.1:1/ok"], concurrency=0)
