@@ -129,16 +129,14 @@ def pool_capacity(link: WtLink) -> int:
     than one only with flow control enabled on both sides; draft-07: the server's
     SETTINGS_WEBTRANSPORT_MAX_SESSIONS; draft-02 (and no common draft): one. Never more
     than the sessions we announced (``max_sessions`` of our configuration)."""
-    wt = link.wt
-    if wt.peer_settings is None:
+    settings = link.peer_settings
+    if settings is None:
         return 0
-    ours = max(1, wt.config.max_sessions)
-    if wt.draft is Draft.DRAFT16:
-        return ours if wt.flow_control else 1
-    if wt.draft is Draft.DRAFT07:
-        return max(
-            1, min(ours, wt.peer_settings.get(SettingId.WEBTRANSPORT_MAX_SESSIONS_DRAFT07, 1))
-        )
+    ours = max(1, link.configuration.max_sessions)
+    if link.draft is Draft.DRAFT16:
+        return ours if link.flow_control else 1
+    if link.draft is Draft.DRAFT07:
+        return max(1, min(ours, settings.get(SettingId.WEBTRANSPORT_MAX_SESSIONS_DRAFT07, 1)))
     return 1
 
 
@@ -165,7 +163,7 @@ class _Connection:
 
     @property
     def draft(self) -> str:
-        draft = self.link.wt.draft
+        draft = self.link.draft
         return draft_name(draft) if draft is not None else ""
 
     def has_room(self) -> bool:
@@ -367,7 +365,7 @@ class WebTransportClient:
             ) from exc  # fmt: skip
         except ConnectionClosed as exc:
             await stack.aclose()
-            term = links[0].quic_session.termination if links else None
+            term = links[0].termination if links else None
             raise _closed_error(host, port, "", exc, term, config.server_name or host) from None
         except OSError as exc:
             await stack.aclose()
@@ -412,18 +410,19 @@ class WebTransportClient:
         self, conn: _Connection, host: str, port: int, exc: ConnectionFailed
     ) -> ConnectionFailed:
         """``exc`` (the connection ended during the CONNECT) with host, port and draft."""
-        term = conn.link.termination or conn.link.quic_session.termination
+        term = conn.link.termination
         closed = ConnectionClosed(exc.code, exc.reason, term.by_peer if term else False)
         return _closed_error(host, port, conn.draft, closed, term, self.config.server_name or host)
 
     def _rejected(self, exc: SessionRejected, conn: _Connection, url: str) -> SessionRejected:
         host, port = conn.origin
         draft = conn.draft
-        wt = conn.link.wt
-        if exc.status_code == 0 and wt.draft is None and wt.peer_settings is not None:
-            ours = ", ".join(draft_name(d) for d in sorted(wt.config.drafts, reverse=True))
+        link = conn.link
+        if exc.status_code == 0 and link.draft is None and link.peer_settings is not None:
+            drafts = sorted(link.configuration.drafts, reverse=True)
+            ours = ", ".join(draft_name(d) for d in drafts)
             why = (f"{host}:{port} offers none of our WebTransport drafts (ours: {ours}; "
-                   f"its SETTINGS: {_drafts_of(wt.peer_settings)})")  # fmt: skip
+                   f"its SETTINGS: {_drafts_of(link.peer_settings)})")  # fmt: skip
         else:
             why = f"{host}:{port} answered status {exc.status_code}" if exc.status_code else (
                 f"{host}:{port} refused it without an answer")  # fmt: skip
