@@ -29,6 +29,7 @@ Low-level server::
 
 from pywebtransport.app import ServerApp
 from pywebtransport.client import WebTransportClient
+from pywebtransport.clients import Backoff, ClientEvent, ClientFleet, FleetStats, ReconnectingClient
 from pywebtransport.config import ClientConfig, ConfigurationError, ServerConfig
 from pywebtransport.events import Event, EventEmitter, EventType
 from pywebtransport.exceptions import (
@@ -84,8 +85,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BearerAuth",
+    "Backoff",
     "CertificateError",
     "ClientConfig",
+    "ClientEvent",
+    "ClientFleet",
     "ConfigurationError",
     "ConnectTimeout",
     "ConnectionFailed",
@@ -94,6 +98,7 @@ __all__ = [
     "Event",
     "EventEmitter",
     "EventType",
+    "FleetStats",
     "FlowControlError",
     "JSONSerializer",
     "MessageRegistry",
@@ -104,6 +109,7 @@ __all__ = [
     "ProtobufSerializer",
     "ProtocolError",
     "RateLimit",
+    "ReconnectingClient",
     "Rejection",
     "RequestLogger",
     "SerializationError",

@@ -48,12 +48,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from h3.errors import H3ErrorCode
 from pywebtransport.exceptions import CertificateError, ConnectionFailed, SessionRejected
-from pywebtransport.protocol import WebTransportConfiguration, WebTransportConnection
+from pywebtransport.protocol import Draft, WebTransportConfiguration, WebTransportConnection
 from pywebtransport.protocol import WebTransportError as ProtocolApiError
 from pywebtransport.protocol import events as ev
 from quic import events as qe
@@ -347,6 +347,21 @@ class WtLink:
     @property
     def peer_address(self) -> Any:
         return self._quic.peer_address
+
+    @property
+    def draft(self) -> Draft | None:
+        """Client: the draft chosen from the server's SETTINGS (None before they
+        arrived, or when no draft is common)."""
+        return self.wt.draft
+
+    @property
+    def peer_settings(self) -> Mapping[int, int] | None:
+        """The peer's HTTP/3 SETTINGS (None before they arrived)."""
+        return self.wt.peer_settings
+
+    @property
+    def configuration(self) -> WebTransportConfiguration:
+        return self.wt.config
 
     @property
     def flow_control(self) -> bool:

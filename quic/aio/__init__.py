@@ -34,13 +34,14 @@ connection's next flush (acknowledgments, credit).
 
 from __future__ import annotations
 
-from quic.aio.api import QuicServer, connect, serve, wall_clock
+from quic.aio.api import ConnectionUnreachable, QuicServer, connect, serve, wall_clock
 from quic.aio.pump import QuicEndpointProtocol
 from quic.aio.session import ConnectionClosed, QuicSession, StreamPair
 from quic.aio.streams import QuicStreamReader, QuicStreamWriter
 
 __all__ = [
     "ConnectionClosed",
+    "ConnectionUnreachable",
     "QuicEndpointProtocol",
     "QuicServer",
     "QuicSession",

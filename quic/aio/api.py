@@ -13,6 +13,12 @@ only place of :mod:`quic` besides the pump that reads a clock. A configuration w
 a key log gets the one named by ``$SSLKEYLOGFILE``, if set (read at each call).
 A numeric host is parsed inline (``AI_NUMERICHOST``); only names reach the loop's
 resolver, which runs ``getaddrinfo`` in a worker thread.
+
+A client fails fast where the OS tells (Linux): an ICMP port or host unreachable that
+answers the first flight, before the server said anything, makes :func:`connect` raise
+:class:`ConnectionUnreachable` (a :class:`ConnectionRefusedError` and a
+:class:`~quic.aio.session.ConnectionClosed`) naming the host and port at once, instead
+of waiting for a handshake timeout (see "ICMP hints" in :mod:`quic.aio.pump`).
 """
 
 from __future__ import annotations
@@ -20,19 +26,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from quic.aio.owned import open_datagram_endpoint
 from quic.aio.pump import QuicEndpointProtocol
-from quic.aio.session import QuicSession
+from quic.aio.session import ConnectionClosed, QuicSession
 from quic.aio.streams import QuicStreamReader, QuicStreamWriter
 from quic.configuration import QuicConfiguration
 from quic.endpoint import QuicEndpoint
 from quic.tls.keylog import keylog_from_environment
 
-__all__ = ["QuicServer", "connect", "serve", "wall_clock"]
+__all__ = ["ConnectionUnreachable", "QuicServer", "connect", "serve", "wall_clock"]
 
 
 def wall_clock() -> datetime.datetime:
@@ -73,7 +80,9 @@ async def connect(
 ) -> AsyncIterator[QuicSession]:
     """Connect to ``host:port``; yields a :class:`QuicSession`; closes on exit.
 
-    ``session_setup(session)`` runs before the session receives any event.
+    ``session_setup(session)`` runs before the session receives any event. Raises
+    :class:`ConnectionUnreachable` when the OS reports that nothing answers at
+    ``host:port`` (see the module docstring).
     """
     loop = asyncio.get_running_loop()
     family, addr = await _resolve(loop, host, port)
@@ -82,7 +91,7 @@ async def connect(
     _prepare(configuration)
     local = "::" if family == socket.AF_INET6 else "0.0.0.0"
     transport, protocol = await open_datagram_endpoint(
-        loop, lambda: QuicEndpointProtocol(QuicEndpoint()), (local, local_port)
+        loop, lambda: QuicEndpointProtocol(QuicEndpoint(), icmp_hints=True), (local, local_port)
     )
     assert isinstance(protocol, QuicEndpointProtocol)
     try:
@@ -90,11 +99,33 @@ async def connect(
         if session_setup is not None:
             session_setup(session)
         if wait_connected:
-            await session.wait_connected()
+            try:
+                await session.wait_connected()
+            except ConnectionClosed as exc:
+                code = protocol.unreachable
+                if code:
+                    raise ConnectionUnreachable(code, host, port, exc) from exc
+                raise
         yield session
         await session.aclose()
     finally:
         transport.close()
+
+
+class ConnectionUnreachable(ConnectionClosed, ConnectionRefusedError):
+    """:func:`connect` failed at once: the OS reported an ICMP port or host unreachable
+    for the first flight. An :class:`OSError` whose ``errno`` is the OS's
+    (``ECONNREFUSED``, ``EHOSTUNREACH``, ``ENETUNREACH``) and a
+    :class:`ConnectionClosed` (``error_code`` CONNECTION_REFUSED, closed locally)."""
+
+    def __init__(self, code: int, host: str, port: int, closed: ConnectionClosed) -> None:
+        text = f"{os.strerror(code)}: nothing answers at {host} port {port} (ICMP unreachable)"
+        OSError.__init__(self, code, text)
+        self.error_code = closed.error_code
+        self.reason = closed.reason
+        self.by_peer = False
+        self.host = host
+        self.port = port
 
 
 class QuicServer:

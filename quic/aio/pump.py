@@ -65,6 +65,18 @@ reader has taken the socket over, the kernel may glue received datagrams of one 
 (GRO), which the reader cuts apart before feeding them. Either falls back to one
 datagram per system call where the kernel or the route refuses.
 
+ICMP hints (client pumps, ``icmp_hints=True``; Linux): the socket's error queue is
+enabled (:func:`quic.aio.udp.enable_error_queue`) once our reader owns the socket, and
+drained whenever the socket reports an error or wakes the reader with nothing to read.
+A port or host unreachable for the address of a client connection that has not yet
+received one authenticated packet ends that connection at once (CONNECTION_REFUSED,
+local; :attr:`QuicEndpointProtocol.unreachable` keeps the errno for
+:func:`quic.aio.connect`): nothing answers there, and waiting for the handshake
+timeout would only delay the failure. Once the peer has answered, ICMP errors are
+only counted (:attr:`icmp_errors`): they can be forged or stale, so they are a hint
+and never end an established connection (RFC 8085 §5.2; RFC 9000 §14.2.1 treats ICMP
+likewise, as unauthenticated).
+
 No exception escapes an asyncio callback: the endpoint never raises, each event is
 handed to its session under a guard (a failing application callback closes that
 connection with INTERNAL_ERROR and the batch goes on), and sending goes on datagram by
@@ -74,7 +86,9 @@ datagram.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -86,17 +100,19 @@ from quic.aio.udp import (
     RECEIVE_BATCH,
     PathOptions,
     configure_path_options,
+    enable_error_queue,
     enlarge_buffers,
     raw_socket,
     read_batch,
     read_batch_ecn,
+    read_error_queue,
     send_marked,
     take_over_reading,
 )
 from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
 from quic.endpoint import ConnectionAccepted, ConnectionRemoved, QuicEndpoint
-from quic.errors import StreamResetError
+from quic.errors import StreamResetError, TransportErrorCode
 from quic.events import HandshakeCompleted, QuicEvent, StreamDataReceived
 
 __all__ = ["QuicEndpointProtocol"]
@@ -106,6 +122,8 @@ logger = logging.getLogger("quic")
 #: Only full-sized datagrams (bulk data, Initial flights) hold the transmit back; small
 #: ones (ACKs, ping-pong) are answered in the same loop iteration, without extra latency.
 _FULL_DATAGRAM = 1200
+#: ICMP errors that say nobody can be reached at an address (see "ICMP hints").
+_UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 
 
 class QuicEndpointProtocol(asyncio.DatagramProtocol):
@@ -115,6 +133,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self,
         endpoint: QuicEndpoint,
         on_session: Callable[[QuicSession], Any] | None = None,
+        *,
+        icmp_hints: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self.loop = asyncio.get_running_loop()
@@ -138,6 +158,11 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._gso = False  # runs of datagrams in one sendmsg (quic.aio.offload)
         self.gro = False  # the kernel may glue received datagrams (split on reading)
         self.socket_buffers = (0, 0)  # SO_RCVBUF, SO_SNDBUF the kernel granted
+        self._icmp_hints = icmp_hints  # a client pump: see "ICMP hints"
+        self._errors: socket.socket | None = None  # the socket whose error queue we drain
+        self.icmp_errors = 0  # errors taken off the error queue
+        #: errno of the ICMP error that ended a connection before the peer answered
+        self.unreachable = 0
         self.closed = self.loop.create_future()
         # counters (tests and benchmarks read them; see batching in the module docstring)
         self.read_wakeups = 0  # batched reader: times the socket was found readable
@@ -173,6 +198,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         if self.batched_reading and self._raw is not None:
             # only our recvmsg reader knows how to cut glued datagrams apart
             self.gro = enable_gro(self._raw)
+        if self._icmp_hints and self.batched_reading:  # only our reader drains the queue
+            raw = raw_socket(transport)
+            self._errors = raw if enable_error_queue(raw) else None
 
     def _read_ready(self, sock: socket.socket) -> None:
         self.read_wakeups += 1
@@ -180,13 +208,17 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             now = self.loop.time()
             receive = self.endpoint.receive_datagram
             if self._raw is not None:
-                self.datagrams_read += read_batch_ecn(
+                count = read_batch_ecn(
                     sock, lambda d, a, ecn: receive(d, a, now, ecn), self.error_received
                 )
             else:
-                self.datagrams_read += read_batch(
+                count = read_batch(
                     sock, lambda data, addr: receive(data, addr, now), self.error_received
                 )
+            self.datagrams_read += count
+            if not count and self._errors is not None:
+                # woken by a queued error whose report a send already took (EPOLLERR)
+                self._read_errors()
         except Exception:
             logger.exception("QUIC receive failed")
         # Hand the batch's events up now and transmit at the flush: the tasks they wake
@@ -242,6 +274,42 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("UDP error: %s", exc)
+        if self._errors is not None:
+            try:
+                self._read_errors()
+            except Exception:
+                logger.exception("reading the socket's error queue failed")
+
+    def _read_errors(self) -> None:
+        """Drain the error queue (see "ICMP hints" in the module docstring)."""
+        sock = self._errors
+        if sock is None or sock.fileno() < 0:
+            return
+        for code, addr in read_error_queue(sock):
+            self.icmp_errors += 1
+            if code in _UNREACHABLE:
+                self._unreachable(code, addr)
+
+    def _unreachable(self, code: int, addr: Any) -> None:
+        """An ICMP unreachable for ``addr``: end the client connections to it that have
+        heard nothing from their peer; a hint only for the others (RFC 8085 §5.2)."""
+        if not isinstance(addr, tuple) or len(addr) < 2:
+            return
+        where = tuple(addr[:2])
+        for conn in list(self.sessions):
+            peer = conn.peer_address
+            if (
+                not conn.is_client
+                or conn.has_authenticated_packet
+                or conn.is_closed
+                or peer is None
+                or tuple(peer[:2]) != where
+            ):
+                continue
+            self.unreachable = code
+            reason = f"ICMP: {os.strerror(code)} ({where[0]} port {where[1]})"
+            conn.close(TransportErrorCode.CONNECTION_REFUSED, reason, application=False)
+            self.wake(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._sockets -= 1

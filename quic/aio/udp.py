@@ -35,6 +35,14 @@ The IP header fields QUIC needs (:func:`configure_path_options`):
   ``PathOptions.dont_fragment`` says so: probes still work on paths that do not
   fragment, and a fragmented probe at worst proves a size that a black hole later
   takes back (RFC 8899 §4.3).
+
+ICMP errors (client sockets, Linux): a UDP socket that is not ``connect``-ed hears
+nothing of ICMP unless ``IP_RECVERR`` / ``IPV6_RECVERR`` is set (ip(7), ipv6(7)).
+:func:`enable_error_queue` sets it; each ICMP error is then queued on the socket's
+error queue (its original destination address included) and the next receive or send
+fails once with the error (``ECONNREFUSED`` for a port unreachable).
+:func:`read_error_queue` drains that queue — whoever enables it must drain it, or the
+socket stays readable (``EPOLLERR``) and the queue holds receive-buffer memory.
 """
 
 from __future__ import annotations
@@ -52,13 +60,16 @@ from typing import Any
 from quic.aio.offload import GRO_ANCILLARY_SPACE, gro_segment_size, split_coalesced
 
 __all__ = [
+    "ERROR_QUEUE_BATCH",
     "RECEIVE_BATCH",
     "PathOptions",
     "configure_path_options",
+    "enable_error_queue",
     "enlarge_buffers",
     "raw_socket",
     "read_batch",
     "read_batch_ecn",
+    "read_error_queue",
     "send_marked",
     "take_over_reading",
 ]
@@ -82,6 +93,15 @@ _IP_TOS: int | None = getattr(socket, "IP_TOS", None)
 _IP_RECVTOS: int | None = getattr(socket, "IP_RECVTOS", None)
 _IPV6_TCLASS: int | None = getattr(socket, "IPV6_TCLASS", None)
 _IPV6_RECVTCLASS: int | None = getattr(socket, "IPV6_RECVTCLASS", None)
+_IP_RECVERR = 11
+_IPV6_RECVERR = 25
+_ERROR_LEVELS = ((socket.IPPROTO_IP, _IP_RECVERR), (socket.IPPROTO_IPV6, _IPV6_RECVERR))
+#: struct sock_extended_err (<linux/errqueue.h>): ee_errno, origin, type, code, pad,
+#: info, data; the offender's address follows
+_EXTENDED_ERR = struct.Struct("=IBBBBII")
+_MSG_ERRQUEUE: int = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+#: Errors taken off the error queue per call of :func:`read_error_queue`.
+ERROR_QUEUE_BATCH = 64
 #: Room for the ECN control messages of one datagram (an IPv4 and an IPv6 one at most).
 _ANCILLARY_SPACE = socket.CMSG_SPACE(4) * 2 if hasattr(socket, "CMSG_SPACE") else 0
 
@@ -319,3 +339,36 @@ def read_batch_ecn(
         else:
             feed(data, addr, ecn)
     return count
+
+
+def enable_error_queue(sock: socket.socket | None) -> bool:
+    """Make ICMP errors reach an unconnected socket (Linux ``IP_RECVERR`` /
+    ``IPV6_RECVERR``; see the module docstring); False where it cannot be set."""
+    if sock is None or sys.platform != "linux":
+        return False
+    options = _ERROR_LEVELS if sock.family == socket.AF_INET6 else _ERROR_LEVELS[:1]
+    enabled = False
+    for level, option in options:  # a dual-stack socket: IPv4-mapped peers need both
+        try:
+            sock.setsockopt(level, option, 1)
+            enabled = True
+        except OSError:
+            pass
+    return enabled
+
+
+def read_error_queue(sock: socket.socket, limit: int = ERROR_QUEUE_BATCH) -> list[tuple[int, Any]]:
+    """Take up to ``limit`` errors off the socket's error queue: ``(errno, address the
+    failed datagram was sent to)`` each (errno 0: not an extended error)."""
+    errors: list[tuple[int, Any]] = []
+    while len(errors) < limit:
+        try:
+            _data, ancillary, _flags, addr = sock.recvmsg(1, 256, _MSG_ERRQUEUE)
+        except OSError:  # empty (EAGAIN), or nothing of the kind on this platform
+            break
+        code = 0
+        for level, kind, payload in ancillary:
+            if (level, kind) in _ERROR_LEVELS and len(payload) >= _EXTENDED_ERR.size:
+                code = _EXTENDED_ERR.unpack_from(payload)[0]
+        errors.append((code, addr))
+    return errors

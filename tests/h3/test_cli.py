@@ -9,6 +9,7 @@ import hashlib
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -175,8 +176,16 @@ def test_serve_with_given_certificate_and_cafile(tree: Path) -> None:
 
 
 def test_get_failures(tmp_path: Path) -> None:
-    done = get("https://127.0.0.1:9/x", "--insecure", "--timeout", "1", "-o", str(tmp_path / "f"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}/x"
+        done = get(url, "--insecure", "--timeout", "1", "-o", str(tmp_path / "f"))
     assert done.returncode == EXIT_FAILURE and b"timed out" in done.stderr
+    # nothing listening: the OS says so (ICMP port unreachable) and get fails at once
+    refused = get(
+        "https://127.0.0.1:9/x", "--insecure", "--timeout", "30", "-o", str(tmp_path / "f")
+    )
+    assert refused.returncode == EXIT_FAILURE and b"refused" in refused.stderr.lower()
     assert not (tmp_path / "f").exists()
     assert get("--cafile", "a", "--insecure", "https://h/").returncode == 2  # exclusive
     assert main(["get", "https:///nohost"]) == 2

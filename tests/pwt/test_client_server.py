@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from typing import Any
 
 import pytest
@@ -115,9 +116,11 @@ async def test_insecure_mode_skips_verification() -> None:
 
 async def test_connect_timeout_when_nobody_answers() -> None:
     config = client_config(connect_timeout=0.3)
-    async with WebTransportClient(config) as client:
-        with pytest.raises(ConnectTimeout):
-            await client.connect("https://127.0.0.1:9/echo")  # discard port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        async with WebTransportClient(config) as client:
+            with pytest.raises(ConnectTimeout):
+                await client.connect(f"https://127.0.0.1:{silent.getsockname()[1]}/echo")
 
 
 # -- streams and datagrams -------------------------------------------------------------
