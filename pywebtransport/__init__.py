@@ -84,8 +84,8 @@ from pywebtransport.structured import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "BearerAuth",
     "Backoff",
+    "BearerAuth",
     "CertificateError",
     "ClientConfig",
     "ClientEvent",

@@ -369,6 +369,13 @@ class WtLink:
         return self.wt.flow_control
 
     @property
+    def draft_flow_control(self) -> bool:
+        """Session flow control is on for the connection's draft (draft-13 or -16, both
+        endpoints declared it; False before the draft is known)."""
+        draft = self.draft
+        return draft is not None and self.wt.flow_control_for(draft)
+
+    @property
     def max_datagram_payload(self) -> int:
         """Largest QUIC DATAGRAM payload that fits one packet now (0: none)."""
         return self._quic.max_datagram_payload

@@ -50,7 +50,6 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from h3.errors import H3ErrorCode
-from h3.settings import SettingId
 from pywebtransport._link import WtLink, decode_headers
 from pywebtransport.config import ClientConfig, draft_name
 from pywebtransport.events import EventType
@@ -66,7 +65,7 @@ from pywebtransport.exceptions import (
 )
 from pywebtransport.protocol import Draft, SessionEstablished
 from pywebtransport.protocol import WebTransportError as ProtocolApiError
-from pywebtransport.protocol.drafts import supported_by_peer
+from pywebtransport.protocol.drafts import session_limit, supported_by_peer
 from pywebtransport.session import WebTransportSession
 from quic.aio import ConnectionClosed, ConnectionUnreachable, QuicSession
 from quic.aio import connect as quic_connect
@@ -127,17 +126,20 @@ def pool_capacity(link: WtLink) -> int:
     """Sessions the connection of ``link`` may carry at once, by its draft and SETTINGS
     (0: not known yet — the server's SETTINGS have not arrived). draft-16 §5.1: more
     than one only with flow control enabled on both sides; draft-07: the server's
-    SETTINGS_WEBTRANSPORT_MAX_SESSIONS; draft-02 (and no common draft): one. Never more
+    SETTINGS_WEBTRANSPORT_MAX_SESSIONS; draft-13: both (the server's WT_MAX_SESSIONS with
+    flow control on both sides); draft-02 (and no common draft): one. Never more
     than the sessions we announced (``max_sessions`` of our configuration)."""
     settings = link.peer_settings
     if settings is None:
         return 0
     ours = max(1, link.configuration.max_sessions)
-    if link.draft is Draft.DRAFT16:
-        return ours if link.flow_control else 1
-    if link.draft is Draft.DRAFT07:
-        return max(1, min(ours, settings.get(SettingId.WEBTRANSPORT_MAX_SESSIONS_DRAFT07, 1)))
-    return 1
+    draft = link.draft
+    if draft is None or draft is Draft.DRAFT02:
+        return 1
+    # draft-16/13: ours with flow control on both sides, else 1; draft-07/13: the
+    # server's session count (drafts.session_limit)
+    limit = session_limit(draft, link.draft_flow_control, True, settings, ours)
+    return max(1, min(ours, limit))
 
 
 def _drafts_of(settings: Mapping[int, int] | None) -> str:

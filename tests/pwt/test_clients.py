@@ -287,6 +287,21 @@ async def test_pool_shares_one_connection_per_origin_on_draft16() -> None:
             assert await roundtrip(sessions[3], b"x") == b"x"
 
 
+async def test_pool_shares_on_draft13_up_to_the_servers_count() -> None:
+    """draft-13: flow control on both sides (a server offering draft-13 always announces
+    windows), so sessions share a connection up to the server's WT_MAX_SESSIONS."""
+    async with serving(max_sessions=3) as harness:
+        harness.handler = echo
+        async with WebTransportClient(client_config("draft13"), pool=True) as client:
+            sessions = [await client.connect(harness.url()) for _ in range(4)]
+            assert sessions[0].draft == "draft13"
+            assert pool_capacity(sessions[0].link) == 3
+            links = [s.link for s in sessions]
+            assert links[0] is links[1] is links[2] and links[3] is not links[0]
+            assert harness.server.stats()["connections_total"] == 2
+            assert await roundtrip(sessions[1], b"y") == b"y"
+
+
 async def test_pool_never_shares_on_draft02() -> None:
     async with serving() as harness:
         harness.handler = echo
