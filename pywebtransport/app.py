@@ -51,6 +51,7 @@ from typing import Any, TypeAlias, TypeVar
 from pywebtransport.config import ServerConfig
 from pywebtransport.exceptions import ConnectionFailed, SessionClosed, WebTransportError
 from pywebtransport.middleware import Middleware, Rejection, run_middleware
+from pywebtransport.rooms import RoomPolicy, Rooms
 from pywebtransport.routing import Handler, RouteMatch, Router
 from pywebtransport.server import SessionRequest, WebTransportServer
 
@@ -91,9 +92,12 @@ class ServerApp:
         *,
         middleware: list[Middleware] | None = None,
         handler_error_code: int = HANDLER_ERROR_CODE,
+        room_policy: RoomPolicy | None = None,
     ) -> None:
         self.config = config if config is not None else ServerConfig()
         self.router = Router()
+        #: named groups of sessions with broadcast (:mod:`pywebtransport.rooms`)
+        self.rooms = Rooms(room_policy)
         self.handler_error_code = handler_error_code
         self._middleware: list[Middleware] = list(middleware or [])
         self._startup: list[Hook] = []
