@@ -49,7 +49,14 @@ from pywebtransport.stream import (
     WebTransportStream,
 )
 
-__all__ = ["add_interop_routes", "echo_handler", "session_stats", "stats_handler"]
+__all__ = [
+    "ROOM_MESSAGE_MAX",
+    "add_interop_routes",
+    "echo_handler",
+    "rooms_handler",
+    "session_stats",
+    "stats_handler",
+]
 
 logger = logging.getLogger("pywebtransport.interop")
 
@@ -204,16 +211,74 @@ def server_status(app: ServerApp) -> dict[str, Any]:
     server = stats.pop("server", {})
     document: dict[str, Any] = {"status": "ok" if app.is_serving else "stopped"}
     document.update(stats)
+    rooms = app.rooms
+    document["rooms"] = {
+        "count": len(rooms),
+        "members": sum(len(room) for name in rooms.names() if (room := rooms.get(name))),
+    }
     if isinstance(server, dict):
         for key, value in server.items():
             document.setdefault(key, value)
     return document
 
 
+# ======================================================================================
+# /rooms/<name>
+# ======================================================================================
+
+#: the largest stream message /rooms relays (a longer one is refused with STOP_SENDING)
+ROOM_MESSAGE_MAX = 1 << 20
+ROOM_MESSAGE_TOO_LARGE = 0x1
+
+
+async def _read_message(stream: WebTransportStream, limit: int) -> bytes | None:
+    """The stream's bytes to its FIN, or None (and STOP_SENDING) beyond ``limit``."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            stream.stop_receiving(ROOM_MESSAGE_TOO_LARGE)
+            stream.reset(ROOM_MESSAGE_TOO_LARGE)
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def rooms_handler(app: ServerApp) -> Callable[..., Awaitable[None]]:
+    """``/rooms/<name>``: the session joins room ``name`` of ``app.rooms``; each datagram
+    it sends goes to every other member, and each bidi stream it writes (to its FIN, at
+    most :data:`ROOM_MESSAGE_MAX` bytes) goes to every other member as a new uni stream;
+    our half of that bidi stream ends empty once the message is queued."""
+
+    async def handler(session: WebTransportSession, room: str) -> None:
+        members = app.rooms.join(room, session)
+        tasks = _Tasks()
+
+        async def relay(stream: WebTransportStream) -> None:
+            data = await _read_message(stream, ROOM_MESSAGE_MAX)
+            if data is not None:
+                members.send_message(data, exclude=session)
+                await stream.write(b"", end_stream=True)
+
+        async def datagrams() -> None:
+            while True:
+                members.send_datagram(await session.receive_datagram(), exclude=session)
+
+        loops: list[Awaitable[None]] = [
+            tasks.for_each(session.incoming_bidirectional_streams(), relay),
+            datagrams(),
+        ]
+        await _serve_until_closed(session, loops, tasks)
+
+    return handler
+
+
 def add_interop_routes(app: ServerApp) -> None:
-    """Register ``/echo``, ``/stats`` and ``/status`` on ``app``."""
+    """Register ``/echo``, ``/stats``, ``/status`` and ``/rooms/<name>`` on ``app``."""
     app.add_route("/echo", echo_handler)
     app.add_route("/stats", stats_handler)
+    app.add_pattern_route(r"/rooms/(?P<room>[A-Za-z0-9_.-]{1,64})", rooms_handler(app))
 
     async def status_handler(session: WebTransportSession) -> None:
         tasks = _Tasks()

@@ -181,3 +181,43 @@ def test_bounds_and_exits_n_vs_4n() -> None:
     small, large = churn(50), churn(200)
     assert small[1:] == large[1:] == (0, 0)
     assert small[0] == 51 and large[0] == 201  # n rooms of one member, and "shared"
+
+
+async def test_interop_rooms_route_and_status(cert: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve``'s ``/rooms/<name>``: datagrams and bidi-stream messages reach the other
+    members; a message above the limit is refused (STOP_SENDING) and reaches nobody;
+    ``/status`` counts rooms and members."""
+    import json
+
+    import pywebtransport.interop as interop
+
+    monkeypatch.setattr(interop, "ROOM_MESSAGE_MAX", 1000)
+    app = make_app(cert)
+    interop.add_interop_routes(app)
+    async with serving(app) as port, client_for(cert) as client:
+        url = f"https://127.0.0.1:{port}/rooms/blue"
+        a, b = await client.connect(url), await client.connect(url)
+        await wait_for(lambda: len(app.rooms.get("blue") or ()) == 2)
+        stream = await a.create_bidirectional_stream()
+        await stream.write(b"to everyone", end_stream=True)
+        assert bytes(await stream.read_all()) == b""
+        async with asyncio.timeout(TIMEOUT):
+            incoming = await b.accept_unidirectional_stream()
+            assert bytes(await incoming.read_all()) == b"to everyone"
+        b.send_datagram(b"ping")
+        assert await a.receive_datagram(timeout=TIMEOUT) == b"ping"
+        big = await a.create_bidirectional_stream()
+        with pytest.raises(interop.WebTransportError):
+            await big.write(b"x" * 5000, end_stream=True)
+            async with asyncio.timeout(TIMEOUT):
+                await big.read_all()
+        status = await client.connect(f"https://127.0.0.1:{port}/status")
+        ask = await status.create_bidirectional_stream()
+        await ask.write(b"", end_stream=True)
+        async with asyncio.timeout(TIMEOUT):
+            document = json.loads(bytes(await ask.read_all()))
+        assert document["rooms"] == {"count": 1, "members": 2}
+        room = app.rooms.get("blue")
+        assert room is not None and room.stats.messages_sent == 1  # not the refused one
+        for s in (a, b, status):
+            await s.close()
