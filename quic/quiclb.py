@@ -2,26 +2,27 @@
 
 Theory of operation
 -------------------
-draft-ietf-quic-load-balancers-21 (facts from the draft text, read through the
-``search`` tool; the text itself is not in ``/work/shared/specs``) lets a server put a
-*server ID* into every connection ID it issues, so that a load balancer — or the
-kernel's SO_REUSEPORT program of :mod:`quic.reuseport_bpf` — routes a packet by its
-Destination Connection ID alone, across migrations and NAT rebinding.
+draft-ietf-quic-load-balancers (-19/-21) lets a server put a *server ID* into every
+connection ID it issues, so that a load balancer — or the kernel's SO_REUSEPORT
+program of :mod:`quic.reuseport_bpf` — routes a packet by its Destination Connection
+ID alone, across migrations and NAT rebinding. The draft's text is not in
+``/work/shared/specs``: its sections are cited here by title (the numbers moved
+between revisions); only its facts (bit layout, codepoints, lengths) are used.
 
-The plaintext format (draft §5.2 "Plaintext CID Algorithm"), which is the one made
-here::
+The plaintext format (draft "Plaintext CID Algorithm"), the one made here::
 
     first octet | server ID (server_id_length bytes) | nonce (nonce_length bytes)
 
-* First octet (draft §2.3): the three high bits are the *config rotation* codepoint
-  (0..6 name a configuration; 0b111 is reserved for "unroutable" connection IDs, which
-  a load balancer routes by its fallback, §3.1). The low five bits either
-  self-encode the length of the connection ID *following* the first octet (§2.3
-  "Length Self-Description"; so 0..19) or are random.
-* Server ID: opaque bytes (not an integer: no byte order), 1..15 bytes (§5.1).
-* Nonce: random bytes, 4..18 bytes (§5.1), from an injected ``os.urandom``-like
-  source; server ID + nonce is at most 19 bytes so that the whole connection ID is at
-  most 20 bytes (RFC 9000 §17.2).
+* First octet (draft "First CID Octet"): the three high bits are the *config
+  rotation* codepoint (0..6 name a configuration; 0b111 marks an unroutable CID that
+  a load balancer routes by its fallback: "Configuration Failover", "Unroutable
+  Connection IDs"). The low five bits either self-encode the length of the CID
+  *following* the first octet ("Length Self-Description"; so 0..19) or are random.
+* Server ID: opaque bytes (not an integer: no byte order), 1..15 bytes
+  ("Configuration Agent Actions").
+* Nonce: random bytes, 4..18 bytes (same section), from an injected
+  ``os.urandom``-like source; server ID + nonce is at most 19 bytes so that the whole
+  connection ID is at most 20 bytes (RFC 9000 §17.2).
 
 The encrypted formats of the draft (single-pass AES-128-ECB, four-pass Feistel) are
 not implemented here.
@@ -30,8 +31,10 @@ not implemented here.
 is an optional host prefix followed by one byte, the worker index, so that
 ``worker_of(cid)`` — and the kernel program, reading that one byte — find the worker
 that owns a connection. Its :meth:`WorkerCids.token_bytes` has the shape of the
-``token_bytes: Callable[[int], bytes]`` that :class:`quic.cid.ConnectionIdManager`
-and :class:`quic.connection.QuicConnection` use to make connection IDs.
+``token_bytes: Callable[[int], bytes]`` that :class:`quic.endpoint.QuicEndpoint`,
+:class:`quic.connection.QuicConnection` and :class:`quic.cid.ConnectionIdManager`
+use to make connection IDs (a CID when asked for ``cid_length`` bytes, plain random
+bytes otherwise); ``connection_id_length`` must then be :attr:`WorkerCids.cid_length`.
 
 Pure: no I/O, no clock; the randomness is injected.
 """
@@ -53,29 +56,29 @@ __all__ = [
 ]
 
 MAX_CID_LENGTH = 20  # RFC 9000 §17.2: a connection ID is at most 20 bytes
-# draft-ietf-quic-load-balancers-21 §2.3/§3.1: config rotation 0b111 = unroutable
+# draft-ietf-quic-load-balancers "Configuration Failover": 0b111 = unroutable
 UNROUTABLE_CONFIG_ROTATION = 0b111
-MIN_SERVER_ID_LENGTH = 1  # draft §5.1: server ID length 1..15 bytes
+MIN_SERVER_ID_LENGTH = 1  # draft "Configuration Agent Actions": server ID 1..15
 MAX_SERVER_ID_LENGTH = 15
-MIN_NONCE_LENGTH = 4  # draft §5.1: nonce length 4..18 bytes
+MIN_NONCE_LENGTH = 4  # same section: nonce length 4..18 bytes
 MAX_NONCE_LENGTH = 18
 _LENGTH_MASK = 0x1F  # the low five bits of the first octet
 
 
 def config_rotation_of(cid: bytes) -> int | None:
-    """The config rotation codepoint of ``cid`` (draft §2.3), None for an empty CID."""
+    """The config rotation codepoint of ``cid`` ("Config Rotation"), None for an empty CID."""
     return cid[0] >> 5 if cid else None
 
 
 def is_unroutable(cid: bytes) -> bool:
-    """True when ``cid`` carries the unroutable codepoint 0b111 (draft §3.1), or is
-    empty (a zero-length CID has no first octet to route on)."""
+    """True when ``cid`` carries the unroutable codepoint 0b111, or is
+    empty (a zero-length CID has no first octet to route on) ("Unroutable Connection IDs")."""
     return not cid or cid[0] >> 5 == UNROUTABLE_CONFIG_ROTATION
 
 
 def make_unroutable_cid(length: int, random_bytes: Callable[[int], bytes] = os.urandom) -> bytes:
     """A random connection ID of ``length`` bytes with config rotation 0b111 (draft
-    §3.1: what a server issues when it has no valid configuration)."""
+    "Configuration Failover": what a server issues without a valid configuration)."""
     if not 1 <= length <= MAX_CID_LENGTH:
         raise ValueError(f"connection ID length {length} not in 1..{MAX_CID_LENGTH}")
     raw = random_bytes(length)
@@ -84,13 +87,13 @@ def make_unroutable_cid(length: int, random_bytes: Callable[[int], bytes] = os.u
 
 @dataclass(frozen=True, slots=True)
 class PlaintextCidConfig:
-    """One plaintext QUIC-LB configuration (draft §5.1, §5.2).
+    """One plaintext QUIC-LB configuration (draft "Plaintext CID Algorithm").
 
-    ``config_rotation``: 0..6 (0b111 is the unroutable codepoint, §2.3).
+    ``config_rotation``: 0..6 (0b111 is the unroutable codepoint).
     ``server_id_length``: 1..15 bytes; ``nonce_length``: 4..18 bytes; together at most
     19, so the connection ID (one more octet) is at most 20 bytes (RFC 9000 §17.2).
     ``self_encode_length``: put the length of the CID after the first octet in its low
-    five bits (§2.3), else those bits are random."""
+    five bits ("Length Self-Description"), else those bits are random."""
 
     config_rotation: int
     server_id_length: int

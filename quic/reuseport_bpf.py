@@ -31,6 +31,10 @@ i.e. the first byte of the QUIC packet.
 Long-header packets (Initial, 0-RTT, Handshake) fall back to the hash: their DCID is
 client-chosen for the first flight, and a 4-tuple hash keeps a handshake on one worker
 as long as the client does not migrate during it (RFC 9000 §9: it may not).
+A short-header packet whose DCID names no worker also falls back: the load-balancers
+draft ("Unroutable Connection IDs") lets a load balancer drop it, but a reuseport
+program can only choose a socket, so the worker the hash picks deals with it (drop or
+stateless reset, RFC 9000 §10.3).
 
 :func:`run` is a small interpreter for exactly the opcodes emitted (classic BPF
 semantics: a load beyond the packet ends the program with 0) so that tests can run the

@@ -1,5 +1,6 @@
-"""QUIC-LB connection IDs (quic/quiclb.py): draft-ietf-quic-load-balancers-21 §2.3,
-§3.1, §5 (plaintext) and the worker-ID scheme for ``--workers N``.
+"""QUIC-LB connection IDs (quic/quiclb.py): draft-ietf-quic-load-balancers "First CID
+Octet", "Unroutable Connection IDs", "Plaintext CID Algorithm", and the worker-ID
+scheme for ``--workers N``.
 
 The format round-trips and rejects what is not its own; the worker scheme names the
 worker in every CID a real server connection issues when its ``token_bytes`` is used,
@@ -44,8 +45,8 @@ def test_plaintext_encode_layout_and_self_encoded_length() -> None:
     cfg = PlaintextCidConfig(config_rotation=2, server_id_length=3, nonce_length=5)
     cid = cfg.encode(b"\x01\x02\x03", b"abcde")
     assert len(cid) == cfg.cid_length == 9
-    assert cid[0] >> 5 == 2  # §2.3: config rotation in the three high bits
-    assert cid[0] & 0x1F == 8  # §2.3: length of the CID after the first octet
+    assert cid[0] >> 5 == 2  # "Config Rotation": the three high bits
+    assert cid[0] & 0x1F == 8  # "Length Self-Description"
     assert cid[1:4] == b"\x01\x02\x03" and cid[4:] == b"abcde"
     assert cfg.decode(cid) == (b"\x01\x02\x03", b"abcde")
     assert config_rotation_of(cid) == 2
@@ -77,7 +78,7 @@ def test_decode_rejects_other_configurations() -> None:
     [(7, 1, 4), (-1, 1, 4), (0, 0, 4), (0, 16, 4), (0, 1, 3), (0, 1, 19), (0, 15, 5)],
 )
 def test_configuration_limits(rotation: int, sid: int, nonce: int) -> None:
-    # §2.3: 0b111 is not a configuration; §5.1 lengths; RFC 9000 §17.2: <= 20 bytes
+    # 0b111 is not a configuration; the draft's lengths; RFC 9000 §17.2: <= 20 bytes
     with pytest.raises(ValueError):
         PlaintextCidConfig(rotation, sid, nonce)
 
