@@ -212,3 +212,23 @@ def test_issuing_cids_keeps_no_state_n_vs_4n() -> None:
     n = 2_000
     assert _retained_after(4 * n) <= _retained_after(n) + 512
     assert len(WorkerCids.__slots__) == 5  # no table to grow
+
+
+# The plaintext test vectors of the load-balancers draft ("Load Balancer Test Vectors",
+# from a revision that called the nonce "server use" bytes; the layout is the same).
+# Only those with a nonce of at least 4 bytes and config rotation 0 are valid today.
+@pytest.mark.parametrize(
+    ("sid_len", "self_len", "cid", "sid", "nonce"),
+    [
+        (1, True, "050c8f6d9129", "0c", "8f6d9129"),
+        (2, False, "1d57dee8b888f3", "57de", "e8b888f3"),
+        (3, True, "07966fb1f3cb535f", "966fb1", "f3cb535f"),
+    ],
+)
+def test_draft_plaintext_vectors(
+    sid_len: int, self_len: bool, cid: str, sid: str, nonce: str
+) -> None:
+    raw = bytes.fromhex(cid)
+    cfg = PlaintextCidConfig(0, sid_len, len(raw) - 1 - sid_len, self_len)
+    assert cfg.decode(raw) == (bytes.fromhex(sid), bytes.fromhex(nonce))
+    assert cfg.encode(bytes.fromhex(sid), bytes.fromhex(nonce), raw[0] & 0x1F) == raw
