@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fuzz.profiles import examples
-from quic.quiclb import PlaintextCidConfig, WorkerCids
+from quic.quiclb import PlaintextCidConfig, SinglePassCidConfig, WorkerCids
 from quic.reuseport_bpf import FALLBACK, build_worker_program, run
 
 
@@ -34,6 +34,24 @@ def test_plaintext_round_trip(cfg: PlaintextCidConfig, data: st.DataObject) -> N
     assert 1 < len(cid) <= 20
     assert cfg.decode(cid) == (server_id, nonce)
     assert cid[0] >> 5 == cfg.config_rotation
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    st.integers(0, 6),
+    st.integers(1, 12),
+    st.binary(min_size=16, max_size=16),
+    st.booleans(),
+    st.binary(min_size=16, max_size=16),
+    st.integers(0, 31),
+)
+def test_single_pass_round_trip(
+    rotation: int, sid_len: int, key: bytes, self_len: bool, block: bytes, low: int
+) -> None:
+    cfg = SinglePassCidConfig(rotation, sid_len, key, self_len)
+    cid = cfg.encode(block[:sid_len], block[sid_len:], low)
+    assert len(cid) == 17 and cid[0] >> 5 == rotation
+    assert cfg.decode(cid) == (block[:sid_len], block[sid_len:])
 
 
 @settings(max_examples=examples(300), deadline=None)

@@ -24,8 +24,11 @@ The plaintext format (draft "Plaintext CID Algorithm"), the one made here::
   ``os.urandom``-like source; server ID + nonce is at most 19 bytes so that the whole
   connection ID is at most 20 bytes (RFC 9000 §17.2).
 
-The encrypted formats of the draft (single-pass AES-128-ECB, four-pass Feistel) are
-not implemented here.
+Of the encrypted formats, :class:`SinglePassCidConfig` makes the single-pass one
+(draft "Encrypted Connection ID Algorithm", server ID + nonce exactly 16 bytes: that
+block is encrypted with AES-128-ECB under the configuration's key; checked against
+the draft's block-cipher test vectors). The four-pass Feistel format for other
+lengths is not implemented.
 
 :class:`WorkerCids` applies the format to ``--workers N`` on one host: the server ID
 is an optional host prefix followed by one byte, the worker index, so that
@@ -45,10 +48,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 __all__ = [
     "MAX_CID_LENGTH",
     "UNROUTABLE_CONFIG_ROTATION",
     "PlaintextCidConfig",
+    "SinglePassCidConfig",
     "WorkerCids",
     "config_rotation_of",
     "is_unroutable",
@@ -140,6 +146,71 @@ class PlaintextCidConfig:
             return None
         split = 1 + self.server_id_length
         return cid[1:split], cid[split:]
+
+    def server_id_of(self, cid: bytes) -> bytes | None:
+        """The server ID in ``cid``, or None when it is not of this configuration."""
+        decoded = self.decode(cid)
+        return decoded[0] if decoded is not None else None
+
+
+class SinglePassCidConfig:
+    """One single-pass encrypted QUIC-LB configuration (draft "Encrypted Connection ID
+    Algorithm"): server ID + nonce is one 16-byte AES block, encrypted with AES-128-ECB
+    under ``key``; the first octet stays in the clear (config rotation, length).
+    ``server_id_length`` 1..12 (the nonce is then 4..15 bytes)."""
+
+    __slots__ = ("_cipher", "config_rotation", "self_encode_length", "server_id_length")
+
+    BLOCK = 16  # AES block: server ID + nonce
+    cid_length = 1 + BLOCK
+
+    def __init__(
+        self,
+        config_rotation: int,
+        server_id_length: int,
+        key: bytes,
+        self_encode_length: bool = True,
+    ) -> None:
+        if not 0 <= config_rotation < UNROUTABLE_CONFIG_ROTATION:
+            raise ValueError("config rotation must be 0..6 (0b111 is unroutable)")
+        if not MIN_SERVER_ID_LENGTH <= server_id_length <= self.BLOCK - MIN_NONCE_LENGTH:
+            raise ValueError("single-pass server ID length must be 1..12")
+        if len(key) != 16:
+            raise ValueError("the key is 16 bytes (AES-128)")
+        self.config_rotation = config_rotation
+        self.server_id_length = server_id_length
+        self.self_encode_length = self_encode_length
+        self._cipher = Cipher(algorithms.AES(key), modes.ECB())
+
+    @property
+    def nonce_length(self) -> int:
+        return self.BLOCK - self.server_id_length
+
+    def _first_octet(self, first_random: int) -> int:
+        low = (self.cid_length - 1) if self.self_encode_length else first_random
+        return (self.config_rotation << 5) | (low & _LENGTH_MASK)
+
+    def encode(self, server_id: bytes, nonce: bytes, first_random: int = 0) -> bytes:
+        """The connection ID for ``server_id`` and ``nonce`` (lengths checked)."""
+        if len(server_id) != self.server_id_length or len(nonce) != self.nonce_length:
+            raise ValueError("server ID + nonce must fill the 16-byte block exactly")
+        block = self._cipher.encryptor().update(server_id + nonce)
+        return bytes([self._first_octet(first_random)]) + block
+
+    def generate(self, server_id: bytes, random_bytes: Callable[[int], bytes]) -> bytes:
+        """A fresh connection ID for ``server_id`` (random nonce and low bits)."""
+        raw = random_bytes(1 + self.nonce_length)
+        return self.encode(server_id, raw[1:], raw[0])
+
+    def decode(self, cid: bytes) -> tuple[bytes, bytes] | None:
+        """``(server_id, nonce)`` of ``cid`` when it has this configuration's
+        rotation and length; else None."""
+        if len(cid) != self.cid_length or cid[0] >> 5 != self.config_rotation:
+            return None
+        if self.self_encode_length and cid[0] & _LENGTH_MASK != self.cid_length - 1:
+            return None
+        block = self._cipher.decryptor().update(cid[1:])
+        return block[: self.server_id_length], block[self.server_id_length :]
 
     def server_id_of(self, cid: bytes) -> bytes | None:
         """The server ID in ``cid``, or None when it is not of this configuration."""

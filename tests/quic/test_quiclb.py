@@ -20,6 +20,7 @@ from quic.quiclb import (
     MAX_CID_LENGTH,
     UNROUTABLE_CONFIG_ROTATION,
     PlaintextCidConfig,
+    SinglePassCidConfig,
     WorkerCids,
     config_rotation_of,
     is_unroutable,
@@ -232,3 +233,77 @@ def test_draft_plaintext_vectors(
     cfg = PlaintextCidConfig(0, sid_len, len(raw) - 1 - sid_len, self_len)
     assert cfg.decode(raw) == (bytes.fromhex(sid), bytes.fromhex(nonce))
     assert cfg.encode(bytes.fromhex(sid), bytes.fromhex(nonce), raw[0] & 0x1F) == raw
+
+
+# Block-cipher test vectors of the draft (16-byte server ID + nonce: single pass), from
+# a revision with two config rotation bits: only those whose first octet is below 0x20
+# (config rotation 0 with three bits as well) are used.
+@pytest.mark.parametrize(
+    ("key", "sid_len", "self_len", "cid", "sid", "nonce"),
+    [
+        (
+            "411592e4160268398386af84ea7505d4",
+            1,
+            True,
+            "10564f7c0df399f6d93bdddb1a03886f25",
+            "23",
+            "05231748a80884ed58007847eb9fd0",
+        ),
+        (
+            "411592e4160268398386af84ea7505d4",
+            1,
+            True,
+            "101a6ce13d48b14a77ecfd365595ad2582",
+            "6c",
+            "76ce4689b0745b956ef71c2608045d",
+        ),
+        (
+            "92ce44aecd636aeeff78da691ef48f77",
+            2,
+            False,
+            "043a8137331eacd2e78383279b202b9a6d",
+            "4188",
+            "5ac4b0e0b95f4e7473b49ee2d0dd",
+        ),
+        (
+            "e787a3a491551fb2b4901a3fa15974f3",
+            4,
+            False,
+            "1d202b5811af3e1dba9ea2950d27879a92",
+            "b14e1307",
+            "4902aba8b23a5f24616df3cf",
+        ),
+        (
+            "d5a6d7824336fbe0f25d28487cdda57c",
+            5,
+            True,
+            "108122fe80a6e546a285c475a3b8613ec9",
+            "fbcc902c9d",
+            "59c47946882a9a93981c15",
+        ),
+    ],
+)
+def test_draft_single_pass_vectors(
+    key: str, sid_len: int, self_len: bool, cid: str, sid: str, nonce: str
+) -> None:
+    raw = bytes.fromhex(cid)
+    cfg = SinglePassCidConfig(0, sid_len, bytes.fromhex(key), self_len)
+    assert cfg.decode(raw) == (bytes.fromhex(sid), bytes.fromhex(nonce))
+    assert cfg.encode(bytes.fromhex(sid), bytes.fromhex(nonce), raw[0] & 0x1F) == raw
+    assert cfg.server_id_of(raw[:-1]) is None
+
+
+def test_single_pass_round_trip_and_limits() -> None:
+    key = bytes(range(16))
+    cfg = SinglePassCidConfig(3, 12, key)
+    cid = cfg.generate(b"S" * 12, _rng())
+    assert len(cid) == 17 and cid[0] == (3 << 5) | 16
+    assert cid[1:13] != b"S" * 12  # encrypted
+    assert cfg.server_id_of(cid) == b"S" * 12
+    assert SinglePassCidConfig(3, 12, bytes(16)).server_id_of(cid) != b"S" * 12
+    assert SinglePassCidConfig(2, 12, key).server_id_of(cid) is None
+    for bad in ((7, 1, key), (0, 0, key), (0, 13, key), (0, 1, key[:15])):
+        with pytest.raises(ValueError):
+            SinglePassCidConfig(*bad)
+    with pytest.raises(ValueError):
+        cfg.encode(b"S" * 11, b"n" * 5)
