@@ -35,6 +35,7 @@ from pywebtransport.baton.codec import (
 )
 from pywebtransport.baton.player import BatonPlayer
 from pywebtransport.client import WebTransportClient
+from pywebtransport.cliopts import add_trust_options, parse_trust
 from pywebtransport.config import DEFAULT_DRAFTS, ClientConfig
 from pywebtransport.exceptions import SessionRejected, WebTransportError
 
@@ -210,21 +211,7 @@ def add_baton_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="Devious Baton version (query `version`)",
     )
     parser.add_argument("--padding", type=int, default=0, help="padding bytes per message we send")
-    trust = parser.add_mutually_exclusive_group()
-    trust.add_argument(
-        "--cert-hash",
-        metavar="HEX",
-        action="append",
-        default=[],
-        help="accept the server certificate with this SHA-256 (repeatable)",
-    )
-    trust.add_argument("--ca-certs", metavar="FILE", help="PEM file of trusted CAs")
-    trust.add_argument("--insecure", action="store_true", help="do not verify the certificate")
-    parser.add_argument(
-        "--drafts",
-        metavar="LIST",
-        help=f"comma-separated drafts (default: {','.join(DEFAULT_DRAFTS)})",
-    )
+    add_trust_options(parser, DEFAULT_DRAFTS)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -245,16 +232,12 @@ def add_baton_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def _client_config(args: argparse.Namespace) -> ClientConfig:
-    hashes = [bytes.fromhex(h.replace(":", "")) for h in args.cert_hash]
-    for digest in hashes:
-        if len(digest) != 32:
-            raise ValueError("--cert-hash takes a SHA-256 (64 hex digits)")
-    drafts = tuple(args.drafts.split(",")) if args.drafts else DEFAULT_DRAFTS
+    trust = parse_trust(args)
     return ClientConfig(
-        server_certificate_hashes=hashes,
-        ca_certs=args.ca_certs,
-        insecure=args.insecure,
-        drafts=drafts,
+        server_certificate_hashes=trust.cert_hashes,
+        ca_certs=trust.ca_certs,
+        insecure=trust.insecure,
+        drafts=trust.drafts or DEFAULT_DRAFTS,
         connect_timeout=args.timeout,
     )
 

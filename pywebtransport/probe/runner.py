@@ -29,6 +29,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from pywebtransport.cliopts import add_trust_options, parse_trust
 from pywebtransport.config import DEFAULT_DRAFTS, ConfigurationError
 from pywebtransport.probe import checks_input as ci
 from pywebtransport.probe import checks_session as cs
@@ -171,21 +172,7 @@ def add_probe_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     parser.add_argument("url", help="https://host:port/path (an echo path enables more checks)")
     parser.add_argument("--json", action="store_true", help="print the JSON report")
-    trust = parser.add_mutually_exclusive_group()
-    trust.add_argument("--ca-certs", metavar="FILE", help="PEM file of trusted CAs")
-    trust.add_argument(
-        "--cert-hash",
-        metavar="HEX",
-        action="append",
-        default=[],
-        help="accept the server certificate with this SHA-256 (repeatable)",
-    )
-    trust.add_argument("--insecure", action="store_true", help="do not verify the certificate")
-    parser.add_argument(
-        "--drafts",
-        metavar="LIST",
-        help=f"comma-separated drafts the probe may use (default: {','.join(DEFAULT_DRAFTS)})",
-    )
+    add_trust_options(parser, DEFAULT_DRAFTS)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -199,19 +186,17 @@ def add_probe_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def _options(args: argparse.Namespace) -> ProbeOptions:
-    hashes = [bytes.fromhex(h.replace(":", "")) for h in args.cert_hash]
-    if any(len(h) != 32 for h in hashes):
-        raise ValueError("--cert-hash takes a SHA-256 (64 hex digits)")
+    trust = parse_trust(args)
     if args.timeout <= 0:
         raise ValueError("--timeout must be positive")
     options = ProbeOptions(
-        ca_certs=args.ca_certs,
-        cert_hashes=hashes,
-        insecure=args.insecure,
+        ca_certs=trust.ca_certs,
+        cert_hashes=trust.cert_hashes,
+        insecure=trust.insecure,
         timeout=args.timeout,
     )
-    if args.drafts:
-        options.drafts = tuple(name.strip() for name in args.drafts.split(",") if name.strip())
+    if trust.drafts is not None:
+        options.drafts = trust.drafts
     return options
 
 
