@@ -4,6 +4,9 @@
   explains how events and member counts travel, and what is dropped when);
 * :class:`MeshBackplane` — the workers of one host, over AF_UNIX sockets, no broker
   (:mod:`pywebtransport.backplane.mesh`);
+* :class:`RedisBackplane` — hosts, through Redis pub/sub with redis-py's asyncio client
+  (``pip install pywebtransport[redis]``; :mod:`pywebtransport.backplane.redis_pubsub`,
+  which also says what happens to broadcasts while Redis is down);
 * the wire format both use: :mod:`pywebtransport.backplane.codec`.
 
 ``ServerApp(backplane=...)`` (or ``app.backplane = ...`` before serving) attaches one to
@@ -22,6 +25,7 @@ from pywebtransport.backplane.base import (
 )
 from pywebtransport.backplane.codec import EventKind, FrameError, RoomEvent
 from pywebtransport.backplane.mesh import MeshBackplane
+from pywebtransport.backplane.redis_pubsub import RedisBackplane
 
 __all__ = [
     "Backplane",
@@ -32,6 +36,7 @@ __all__ = [
     "EventKind",
     "FrameError",
     "MeshBackplane",
+    "RedisBackplane",
     "RemoteCounts",
     "RoomEvent",
 ]

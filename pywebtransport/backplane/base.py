@@ -44,7 +44,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from pywebtransport.backplane.codec import (
     MAX_NAME,
@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("pywebtransport.backplane")
+T = TypeVar("T")
 
 
 class BackplaneError(Exception):
@@ -228,9 +229,10 @@ class RemoteCounts:
         return gone
 
 
-class SendQueue:
-    """Bounded frames waiting for one writer: at most ``max_items`` frames and
-    ``max_bytes`` bytes; ``put`` never waits and returns False when full."""
+class SendQueue(Generic[T]):
+    """Bounded items waiting for one writer: at most ``max_items`` items and
+    ``max_bytes`` bytes (each item's size told by ``put``); ``put`` never waits and
+    returns False when full."""
 
     __slots__ = ("_items", "_wakeup", "bytes", "max_bytes", "max_items")
 
@@ -238,34 +240,37 @@ class SendQueue:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._items: deque[bytes] = deque()
+        self._items: deque[tuple[T, int]] = deque()
         self._wakeup = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, data: bytes) -> bool:
-        if len(self._items) >= self.max_items or self.bytes + len(data) > self.max_bytes:
+    def put(self, item: T, size: int) -> bool:
+        if len(self._items) >= self.max_items or self.bytes + size > self.max_bytes:
             return False
-        self._items.append(data)
-        self.bytes += len(data)
+        self._items.append((item, size))
+        self.bytes += size
         self._wakeup.set()
         return True
 
-    def clear(self) -> None:
+    def clear(self) -> int:
+        """Drop everything queued; how many items were dropped."""
+        dropped = len(self._items)
         self._items.clear()
         self.bytes = 0
+        return dropped
 
-    async def take(self, limit: int = 64) -> list[bytes]:
-        """Wait for frames; up to ``limit`` of them, in order."""
+    async def take(self, limit: int = 64) -> list[T]:
+        """Wait for items; up to ``limit`` of them, in order."""
         while not self._items:
             self._wakeup.clear()
             await self._wakeup.wait()
-        batch: list[bytes] = []
+        batch: list[T] = []
         while self._items and len(batch) < limit:
-            data = self._items.popleft()
-            self.bytes -= len(data)
-            batch.append(data)
+            item, size = self._items.popleft()
+            self.bytes -= size
+            batch.append(item)
         return batch
 
 

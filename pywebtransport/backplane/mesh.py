@@ -75,7 +75,7 @@ class _Peer:
 
     def __init__(self, index: int, config: BackplaneConfig) -> None:
         self.index = index
-        self.queue = SendQueue(config.max_queue, config.max_queue_bytes)
+        self.queue: SendQueue[bytes] = SendQueue(config.max_queue, config.max_queue_bytes)
         self.connected = False
         self.task: asyncio.Task[None] | None = None
 
@@ -171,7 +171,7 @@ class MeshBackplane(Backplane):
             if not peer.connected:
                 stats.dropped_down += 1
                 every = False
-            elif peer.queue.put(data):
+            elif peer.queue.put(data, len(data)):
                 stats.published += 1
             else:
                 stats.dropped_full += 1
@@ -197,7 +197,7 @@ class MeshBackplane(Backplane):
                 logger.debug("backplane peer w%d: %r", peer.index, exc)
             finally:
                 peer.connected = False
-                peer.queue.clear()
+                self.stats.dropped_down += peer.queue.clear()  # never sent: lost
                 if not self._closing:
                     self.stats.disconnects += 1
                 writer.close()
