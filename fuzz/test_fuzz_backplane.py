@@ -26,7 +26,7 @@ from pywebtransport.backplane.codec import (
     RoomEvent,
     decode_body,
     encode_body,
-    frame,
+    encode_frame,
 )
 
 names = st.text(min_size=1, max_size=80).filter(lambda s: 1 <= len(s.encode()) <= 255)
@@ -48,7 +48,7 @@ frames_st: st.SearchStrategy[Frame] = st.one_of(
 def test_round_trip_through_the_reader(items: list[Frame], data: st.DataObject) -> None:
     for item in items:
         assert decode_body(encode_body(item)) == item
-    stream = b"".join(frame(item) for item in items)
+    stream = b"".join(encode_frame(item) for item in items)
     reader = FrameReader(max_frame=1 << 16)
     got: list[Frame] = []
     pos = 0

@@ -5,13 +5,13 @@ Theory of operation
 Instances of one app (workers on a host, servers behind a balancer) tell each other
 four things, each one *frame*:
 
-``HELLO``  (type 1)  ``origin``: "I am up" — the receiver answers with its counts.
-``EVENT``  (type 2)  ``origin``, ``room``, ``kind`` (datagram | message), ``payload``:
-                     one broadcast to the room's members on other instances.
-``COUNTS`` (type 3)  ``origin``, ``replace`` flag, ``(room, members)`` pairs: the
-                     origin's local member counts (``replace``: every room not listed
-                     has none — a snapshot; else updates, 0 meaning "no member").
-``BYE``    (type 4)  ``origin``: "I am leaving" — forget my counts now.
+* ``HELLO`` (type 1) — ``origin``: "I am up"; Redis instances answer with their counts.
+* ``EVENT`` (type 2) — ``origin``, ``room``, ``kind`` (datagram | message), ``payload``:
+  one broadcast to the room's members on the other instances.
+* ``COUNTS`` (type 3) — ``origin``, a ``replace`` flag, ``(room, members)`` pairs: the
+  origin's local member counts (``replace``: a snapshot, every room not listed has no
+  member; else updates, 0 meaning "no member").
+* ``BYE`` (type 4) — ``origin``: "I am leaving": forget my counts now.
 
 A frame *body* is one type byte then its fields; strings are one length byte then
 UTF-8 (1 to 255 bytes), counts are 32-bit big-endian, the payload is the rest of the
@@ -47,8 +47,8 @@ __all__ = [
     "decode_body",
     "encode_body",
     "encode_counts",
-    "frame",
-    "frames",
+    "encode_frame",
+    "encode_frames",
 ]
 
 #: the longest origin id or room name on the wire, in UTF-8 bytes
@@ -83,11 +83,15 @@ class RoomEvent:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
+    """Instance ``origin`` is up."""
+
     origin: str
 
 
 @dataclass(frozen=True, slots=True)
 class Counts:
+    """Local member counts of instance ``origin``: a snapshot (``replace``) or updates."""
+
     origin: str
     replace: bool
     counts: tuple[tuple[str, int], ...]
@@ -95,6 +99,8 @@ class Counts:
 
 @dataclass(frozen=True, slots=True)
 class Bye:
+    """Instance ``origin`` is leaving: forget its counts."""
+
     origin: str
 
 
@@ -128,7 +134,7 @@ def encode_body(item: Frame) -> bytes:
     return bytes((_T_BYE,)) + _name(item.origin)
 
 
-def frame(item: Frame) -> bytes:
+def encode_frame(item: Frame) -> bytes:
     """``item`` with its 32-bit length prefix (for a byte stream)."""
     body = encode_body(item)
     return _U32.pack(len(body)) + body
@@ -262,6 +268,6 @@ class FrameReader:
         return frames
 
 
-def frames(items: Iterable[Frame]) -> bytes:
+def encode_frames(items: Iterable[Frame]) -> bytes:
     """Several frames, each length-prefixed, as one write."""
-    return b"".join(frame(item) for item in items)
+    return b"".join(encode_frame(item) for item in items)

@@ -49,8 +49,8 @@ from pywebtransport.backplane.codec import (
     FrameReader,
     Hello,
     RoomEvent,
-    frame,
-    frames,
+    encode_frame,
+    encode_frames,
 )
 from pywebtransport.clients import Backoff
 
@@ -159,10 +159,10 @@ class MeshBackplane(Backplane):
     # ------------------------------------------------------------------ out
 
     def _send_event(self, event: RoomEvent) -> bool:
-        return self._queue_all(frame(event))
+        return self._queue_all(encode_frame(event))
 
     def _send_counts(self, items: list[Counts]) -> None:
-        self._queue_all(frames(items))
+        self._queue_all(encode_frames(items))
 
     def _queue_all(self, data: bytes) -> bool:
         stats = self.stats
@@ -206,7 +206,7 @@ class MeshBackplane(Backplane):
     async def _run_peer(
         self, peer: _Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        writer.write(frames([Hello(self.instance_id), *self.snapshot()]))
+        writer.write(encode_frames([Hello(self.instance_id), *self.snapshot()]))
         peer.connected = True
         pump = asyncio.ensure_future(self._pump(peer, writer))
         watch = asyncio.ensure_future(reader.read(1))  # the peer never writes: EOF = gone
@@ -215,7 +215,7 @@ class MeshBackplane(Backplane):
         finally:
             if self._closing and not pump.done():
                 with contextlib.suppress(Exception):
-                    writer.write(frame(Bye(self.instance_id)))
+                    writer.write(encode_frame(Bye(self.instance_id)))
                     await asyncio.wait_for(writer.drain(), 0.5)
             for task in (pump, watch):
                 task.cancel()
@@ -229,7 +229,7 @@ class MeshBackplane(Backplane):
             try:
                 batch = await asyncio.wait_for(peer.queue.take(), timeout)
             except TimeoutError:
-                batch = [frames(self.snapshot())]
+                batch = [encode_frames(self.snapshot())]
                 next_snapshot = loop.time() + self.config.heartbeat
             writer.write(b"".join(batch))
             await writer.drain()

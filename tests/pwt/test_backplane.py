@@ -27,7 +27,7 @@ from pywebtransport.backplane.codec import (
     decode_body,
     encode_body,
     encode_counts,
-    frame,
+    encode_frame,
 )
 from pywebtransport.backplane.mesh import socket_path
 from pywebtransport.events import EventEmitter
@@ -66,6 +66,10 @@ class FakeSession:
 
     async def create_unidirectional_stream(self) -> FakeStream:
         return FakeStream(self.messages)
+
+    async def close(self, code: int = 0, reason: str = "") -> None:
+        self.is_closed = True
+        self.events.emit("closed")
 
     def __repr__(self) -> str:
         return f"FakeSession({self.name})"
@@ -145,7 +149,7 @@ def test_codec_rejects() -> None:
 
 
 def test_reader_byte_by_byte_and_bounded() -> None:
-    stream = b"".join(frame(item) for item in FRAMES)
+    stream = b"".join(encode_frame(item) for item in FRAMES)
     reader = FrameReader(max_frame=4096)
     got: list[Any] = []
     for i in range(len(stream)):
@@ -294,7 +298,7 @@ async def test_mesh_malformed_peer_is_cut_off_and_counted() -> None:
     async with mesh(2) as (rooms, bps, directory):
         await wait_for(lambda: all(bp.connected_peers == 1 for bp in bps))
         reader, writer = await asyncio.open_unix_connection(str(socket_path(directory, 0)))
-        writer.write(frame(Hello("intruder")) + b"\x00\x00\x00\x02\x09\x09")
+        writer.write(encode_frame(Hello("intruder")) + b"\x00\x00\x00\x02\x09\x09")
         await writer.drain()
         async with asyncio.timeout(TIMEOUT):
             assert await reader.read() == b""  # closed by w0
@@ -340,3 +344,45 @@ async def test_mesh_queue_and_tables_bounded_n_vs_4n() -> None:
     assert (small[1], large[1]) == (100 - 32, 400 - 32)  # the rest dropped, counted
     assert small[2] == large[2] == 1
     assert small[3] == large[3] == 1
+
+
+class StuckSession(FakeSession):
+    """A member that never takes a stream: its writer waits forever."""
+
+    async def create_unidirectional_stream(self) -> FakeStream:
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("slow", ["drop", "disconnect"])
+async def test_remote_messages_meet_the_slow_member_policy(slow: str) -> None:
+    """Messages from another worker go through the same per-member queues: a stuck
+    member loses them (drop) or is closed (disconnect); the others get every one."""
+    with tempfile.TemporaryDirectory(prefix="bp") as directory:
+        bps = [MeshBackplane(i, 2, directory) for i in range(2)]
+        sender = Rooms(RoomPolicy(), bps[0])
+        receiver = Rooms(RoomPolicy(max_pending=4, slow=slow), bps[1])  # type: ignore[arg-type]
+        for bp in bps:
+            await bp.start()
+        try:
+            join(sender, "r", "origin")
+            fast = join(receiver, "r", "fast")
+            stuck = StuckSession("stuck")
+            receiver.join("r", stuck)  # type: ignore[arg-type]
+            await wait_for(lambda: sender.count("r") == 3)
+            room = sender.get("r")
+            assert room is not None
+            for i in range(10):  # one at a time: the fast member keeps up
+                room.send_message(b"m%d" % i)
+                await wait_for(lambda n=i: len(fast.messages) == n + 1)
+            local = receiver.get("r")
+            assert local is not None
+            if slow == "drop":
+                assert local.stats.dropped == 10 - 1 - 4  # one taken by the writer, 4 queued
+                assert len(local._members[stuck].pending) == 4  # type: ignore[index]
+            else:
+                assert local.stats.disconnected == 1 and stuck not in local
+                await wait_for(lambda: stuck.is_closed and sender.count("r") == 2)
+        finally:
+            for bp in bps:
+                await bp.close()
