@@ -174,12 +174,7 @@ class Room:
         every member but ``exclude``, each on a new unidirectional stream; returns how
         many local members queued it; the bytes are published to the other instances
         too. Never waits: a full queue applies the slow policy."""
-        if serializer is not None:
-            data = serializer.dumps(message)
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            data = bytes(message)
-        else:
-            raise TypeError("a message that is not bytes needs a serializer")
+        data = _message_bytes(message, serializer)
         queued = self._fan_out_message(data, exclude)
         self._rooms._publish(self.name, EventKind.MESSAGE, data)
         return queued
@@ -222,6 +217,14 @@ class Room:
                 pending.clear()  # the session is gone; its closed event removes it
                 return
             self.stats.messages_sent += 1
+
+
+def _message_bytes(message: Any, serializer: Serializer | None) -> bytes:
+    if serializer is not None:
+        return serializer.dumps(message)
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message)
+    raise TypeError("a message that is not bytes needs a serializer")
 
 
 async def _close_quietly(session: WebTransportSession, code: int, reason: str) -> None:
@@ -290,6 +293,25 @@ class Rooms:
             room._fan_out_datagram(event.payload, None)
         else:
             room._fan_out_message(event.payload, None)
+
+    def send_datagram(self, name: str, data: bytes | bytearray | memoryview) -> int:
+        """Send ``data`` to every member of room ``name``, here and (through the
+        backplane) on the other instances — also when no member is here; returns how
+        many local sessions took it."""
+        room = self._rooms.get(name)
+        sent = room._fan_out_datagram(data, None) if room is not None else 0
+        self._publish(name, EventKind.DATAGRAM, data)
+        return sent
+
+    def send_message(self, name: str, message: Any, serializer: Serializer | None = None) -> int:
+        """:meth:`Room.send_message` to every member of room ``name``, here and on the
+        other instances — also when no member is here; returns how many local members
+        queued it."""
+        data = _message_bytes(message, serializer)
+        room = self._rooms.get(name)
+        queued = room._fan_out_message(data, None) if room is not None else 0
+        self._publish(name, EventKind.MESSAGE, data)
+        return queued
 
     def _publish(self, name: str, kind: EventKind, data: bytes | bytearray | memoryview) -> None:
         if self._backplane is not None:

@@ -106,7 +106,7 @@ class RedisBackplane(Backplane):
         backoff: Backoff = REDIS_BACKOFF,
     ) -> None:
         self._redis = _import_redis()
-        self._redis.Redis.from_url(url)  # a bad URL fails here (ValueError), not later
+        self._redis.connection.parse_url(url)  # a bad URL fails here (ValueError)
         super().__init__(instance_id or _default_id(), config)
         self.url = url
         self.backoff = backoff

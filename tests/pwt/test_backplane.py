@@ -386,3 +386,21 @@ async def test_remote_messages_meet_the_slow_member_policy(slow: str) -> None:
         finally:
             for bp in bps:
                 await bp.close()
+
+
+async def test_broadcast_from_a_worker_without_members() -> None:
+    """``rooms.send_message(name, ...)`` / ``send_datagram(name, ...)`` reach the room's
+    members on the other workers even when none is here (a publisher process)."""
+    from pywebtransport.serializers import JSONSerializer
+
+    async with mesh(2) as (rooms, bps, _):
+        await wait_for(lambda: all(bp.connected_peers == 1 for bp in bps))
+        member = join(rooms[1], "news", "reader")
+        await wait_for(lambda: rooms[0].count("news") == 1)
+        assert "news" not in rooms[0]
+        assert rooms[0].send_message("news", {"headline": 1}, JSONSerializer()) == 0
+        assert rooms[0].send_datagram("news", b"tick") == 0
+        await wait_for(lambda: member.messages == [b'{"headline":1}'])
+        await wait_for(lambda: member.datagrams == [b"tick"])
+        with pytest.raises(TypeError):
+            rooms[0].send_message("news", {"no": "serializer"})
