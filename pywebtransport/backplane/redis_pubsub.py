@@ -26,18 +26,23 @@ ours, so a restarted Redis (``--save ''``) loses nothing the backplane needs.
 
 One task runs the connection: connect (a publishing client and a pub/sub connection,
 redis-py's own retries off), subscribe to control and to the rooms with local members,
-publish HELLO and a snapshot; then three loops until one fails — read messages, write
-the :class:`~pywebtransport.backplane.base.SendQueue` (pipelined PUBLISH), and the
-heartbeat (snapshot, expiry of silent instances, subscription changes are applied by
-the reader's side as they come). When Redis goes away, everything is closed and the
-task reconnects after a :class:`~pywebtransport.clients.Backoff` delay (0.1 s doubling
-to 5 s, with jitter), forever, until :meth:`RedisBackplane.close`.
+publish HELLO and a snapshot; then four loops until one fails — read messages, write
+the :class:`~pywebtransport.backplane.base.SendQueue` (pipelined PUBLISH), the heartbeat
+(a snapshot every ``heartbeat`` seconds) and the subscription changes (a room channel
+subscribed when the room gets its first local member, unsubscribed after its last).
+When Redis goes away, everything is closed and the task reconnects after a
+:class:`~pywebtransport.clients.Backoff` delay (0.1 s doubling to 5 s, with jitter),
+forever, until :meth:`RedisBackplane.close`. Another task, from
+:meth:`RedisBackplane.start` to :meth:`RedisBackplane.close`, forgets every
+``heartbeat`` seconds the instances not heard for ``ttl``.
 
 **While Redis is down** (the outage rule): broadcasts still reach the local members;
 for the other instances they are dropped at once and counted
 (``stats.dropped_down``), as are the frames that were queued when the connection broke.
 Nothing is buffered for later: after the reconnection new broadcasts flow again, and
-each broadcast is delivered at most once. Remote counts are kept until they expire.
+each broadcast is delivered at most once. The other instances' counts are not heard
+during the outage and expire ``ttl`` seconds into it; after the reconnection HELLO and
+the snapshots it prompts bring them back.
 
 redis-py is imported when a RedisBackplane is made (a clear
 :class:`~pywebtransport.backplane.base.BackplaneError` when the extra is missing). The
@@ -124,6 +129,7 @@ class RedisBackplane(Backplane):
         self._snapshot_due = False
         self._rng = random.Random()
         self._task: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
         self._client: Any = None
         self._connected = asyncio.Event()
         self._closing = False
@@ -157,7 +163,9 @@ class RedisBackplane(Backplane):
             self.instance_id, self._pid = _default_id(), os.getpid()
         self._closing = False
         self._wanted = {room for room, count in self._local_counts() if count}
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run())
+        self._expiry = loop.create_task(self._expire())
 
     async def close(self) -> None:
         self._closing = True
@@ -167,10 +175,11 @@ class RedisBackplane(Backplane):
             with contextlib.suppress(Exception):
                 body = encode_body(Bye(self.instance_id))
                 await asyncio.wait_for(client.publish(self._control, body), _BYE_TIMEOUT)
-        task, self._task = self._task, None
-        if task is not None:
+        tasks = [task for task in (self._task, self._expiry) if task is not None]
+        self._task = self._expiry = None
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._queue.clear()
 
     # ------------------------------------------------------------------ out
@@ -311,11 +320,16 @@ class RedisBackplane(Backplane):
             self.stats.sent += len(batch)
 
     async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat)
+            self._send_snapshot()
+
+    async def _expire(self) -> None:
+        """Forget the instances not heard for ``ttl`` — connected to Redis or not."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.config.heartbeat)
             self.remote.expire(loop.time())
-            self._send_snapshot()
 
     async def _subscriptions(self, pubsub: Any) -> None:
         """Follow ``_wanted``: subscribe to rooms that got a local member, unsubscribe
