@@ -40,6 +40,7 @@ import logging
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 from pywebtransport.backplane.base import Backplane, BackplaneConfig, BackplaneError, SendQueue
 from pywebtransport.backplane.codec import (
@@ -121,6 +122,14 @@ class MeshBackplane(Backplane):
     def queued(self) -> int:
         """Frames waiting in every peer's queue."""
         return sum(len(peer.queue) for peer in self._peers)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            **super().status(),
+            "workers": self.workers,
+            "connected_peers": self.connected_peers,
+            "queued": self.queued(),
+        }
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -79,6 +79,7 @@ async def test_rooms_route_across_three_apps_once_each(cert: Any) -> None:
             rooms = document["rooms"]
             assert (rooms["count"], rooms["members"], rooms["total_members"]) == (1, 1, 4)
             assert rooms["backplane"]["remote_instances"] == 2
+            assert rooms["backplane"]["connected_peers"] == 2
 
             await extra.close()
             await members[1].close()
