@@ -47,7 +47,7 @@ datagram``. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-import socket
+import ipaddress
 import struct
 from typing import Any
 
@@ -110,14 +110,12 @@ def encode_forwarded(data: bytes, addr: Any, ecn: int = 0, local: int = 0) -> by
     if not 0 <= ecn <= 3 or not 0 <= local <= 255 or not 0 <= port <= 0xFFFF:
         raise ValueError("ECN, local index or port out of range")
     try:
-        packed = socket.inet_pton(socket.AF_INET, host)
-        return _HEAD.pack(FORWARD_VERSION, 4, ecn, local, port) + packed + data
-    except OSError:
-        pass
-    try:
-        packed = socket.inet_pton(socket.AF_INET6, host.split("%")[0])
-    except OSError:
+        ip = ipaddress.ip_address(str(host).split("%")[0])
+    except ValueError:
         raise ValueError(f"not an IP address: {host!r}") from None
+    if ip.version == 4:
+        return _HEAD.pack(FORWARD_VERSION, 4, ecn, local, port) + ip.packed + data
+    packed = ip.packed
     flow = int(addr[2]) if len(addr) > 2 else 0
     scope = int(addr[3]) if len(addr) > 3 else 0
     head = _HEAD.pack(FORWARD_VERSION, 6, ecn, local, port)
@@ -136,13 +134,13 @@ def decode_forwarded(frame: bytes) -> tuple[bytes, Any, int, int] | None:
     if family == 4:
         if len(frame) < at + 4:
             return None
-        host = socket.inet_ntop(socket.AF_INET, frame[at : at + 4])
+        host = str(ipaddress.IPv4Address(frame[at : at + 4]))
         return frame[at + 4 :], (host, port), ecn, local
     if family == 6:
         if len(frame) < at + 8 + 16:
             return None
         flow, scope = _V6_EXTRA.unpack_from(frame, at)
-        host = socket.inet_ntop(socket.AF_INET6, frame[at + 8 : at + 24])
+        host = str(ipaddress.IPv6Address(frame[at + 8 : at + 24]))
         return frame[at + 24 :], (host, port, flow, scope), ecn, local
     return None
 
