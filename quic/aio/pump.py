@@ -388,9 +388,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self.datagrams_sent += len(plain)
             self._send_plain(plain)
         self._dispatch()
-        routing = endpoint.worker_routing
-        if routing is not None and routing.pending and self.forward is not None:
-            self.forward(routing.take())  # another worker's datagrams (quic.aio.workers)
+        if self.forward is not None:  # workers on one port (quic.aio.workers)
+            routing = endpoint.worker_routing
+            if routing is not None and routing.pending:
+                self.forward(routing.take())  # another worker's datagrams
         sessions = self.sessions
         for conn in endpoint.last_flushed:
             session = sessions.get(conn)
