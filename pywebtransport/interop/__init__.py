@@ -19,7 +19,9 @@ ServerApp`; ``python -m pywebtransport serve`` uses them and so can any app.
 ``/status``
     Each client bidirectional stream gets the server-wide health and aggregate counters
     (uptime, sessions active/total, connections, streams, datagrams, bytes) as JSON,
-    then FIN.
+    then FIN; with ``serve --workers N`` also ``workers`` (N), ``worker`` (the one
+    answering), ``sessions_per_worker`` (a list of N, from the workers' shared counters)
+    and ``steering`` (``bpf`` or ``forwarding``); ``workers`` is 1 otherwise.
 
 Every handler runs until its session closes; the per-stream work runs in tasks owned
 by the handler and cancelled when it ends.
@@ -216,6 +218,15 @@ def server_status(app: ServerApp) -> dict[str, Any]:
         "count": len(rooms),
         "members": sum(len(room) for name in rooms.names() if (room := rooms.get(name))),
     }
+    info = app.worker_info
+    if info is not None:  # serve --workers N (pywebtransport.workers)
+        document["workers"] = info.count
+        document["worker"] = info.index
+        document["sessions_per_worker"] = info.sessions_per_worker()
+        document["steering"] = "bpf" if info.steering else "forwarding"
+    else:
+        document["workers"] = 1
+        document["sessions_per_worker"] = [len(app.active_sessions)]
     if isinstance(server, dict):
         for key, value in server.items():
             document.setdefault(key, value)
