@@ -152,6 +152,7 @@ class Forwarder:
         self._peers = [_Peer(forwarding_path(directory, k)) for k in range(workers)]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._feed: Callable[[list[tuple[bytes, Any, int, int]]], None] | None = None
+        self._closed = False
         self.sent = 0  # datagrams handed to another worker
         self.dropped = 0  # ... not: the owner was gone, or too many waited for room
         self.received = 0  # datagrams other workers handed to this one
@@ -175,7 +176,7 @@ class Forwarder:
         most ``max_pending`` per worker); the rest is dropped and counted."""
         peers = self._peers
         for worker, frame in frames:
-            if not 0 <= worker < len(peers) or worker == self.index:
+            if self._closed or not 0 <= worker < len(peers) or worker == self.index:
                 self.dropped += 1
                 continue
             peer = peers[worker]
@@ -275,6 +276,9 @@ class Forwarder:
                 logger.exception("feeding forwarded datagrams failed")
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for peer in self._peers:
             self._stop_writing(peer)
             peer.queue.clear()
