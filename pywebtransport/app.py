@@ -35,6 +35,10 @@ GOAWAY on every connection and DRAIN on every session, waits up to
 and the socket. Handler tasks still running after that get a short grace period and are
 then cancelled; last, the shutdown hooks run. Hooks are zero-argument callables, plain
 or async, run in registration order.
+
+A backplane (:attr:`ServerApp.backplane`, :mod:`pywebtransport.backplane`) joins the
+app's rooms to other instances: it starts after the startup hooks, before the socket is
+bound, and closes after the handlers ended, before the shutdown hooks.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
+from pywebtransport.backplane.base import Backplane
 from pywebtransport.config import ServerConfig
 from pywebtransport.exceptions import ConnectionFailed, SessionClosed, WebTransportError
 from pywebtransport.middleware import Middleware, Rejection, run_middleware
@@ -97,11 +102,12 @@ class ServerApp:
         middleware: list[Middleware] | None = None,
         handler_error_code: int = HANDLER_ERROR_CODE,
         room_policy: RoomPolicy | None = None,
+        backplane: Backplane | None = None,
     ) -> None:
         self.config = config if config is not None else ServerConfig()
         self.router = Router()
         #: named groups of sessions with broadcast (:mod:`pywebtransport.rooms`)
-        self.rooms = Rooms(room_policy)
+        self.rooms = Rooms(room_policy, backplane)
         self.handler_error_code = handler_error_code
         self._middleware: list[Middleware] = list(middleware or [])
         self._startup: list[Hook] = []
@@ -201,6 +207,19 @@ class ServerApp:
         return self.server.port
 
     @property
+    def backplane(self) -> Backplane | None:
+        """What joins :attr:`rooms` to the other instances of the app (workers, hosts):
+        :mod:`pywebtransport.backplane`; None keeps rooms local. Settable before
+        :meth:`serve`, which starts it before listening and closes it after shutdown."""
+        return self.rooms.backplane
+
+    @backplane.setter
+    def backplane(self, backplane: Backplane | None) -> None:
+        if self._serving:
+            raise RuntimeError("the backplane is set before serving")
+        self.rooms.backplane = backplane
+
+    @property
     def is_serving(self) -> bool:
         return self._server is not None
 
@@ -262,13 +281,17 @@ class ServerApp:
         if self._stop_requested:
             stop.set()
         server = WebTransportServer(self.config)
+        backplane = self.backplane
         try:
             await self._run_hooks(self._startup, "startup")
+            if backplane is not None:
+                await backplane.start()
             await server.listen(host, port, worker=worker)
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
             self._serving = False
+            await self._close_backplane(backplane)
             await self._run_hooks(self._shutdown, "shutdown")
             raise
         self._server = server
@@ -340,6 +363,7 @@ class ServerApp:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=HANDLER_GRACE)
+        await self._close_backplane(self.backplane)
         await self._run_hooks(self._shutdown, "shutdown")
 
     def _publish_sessions(self) -> None:
@@ -347,6 +371,15 @@ class ServerApp:
         info = self.worker_info
         if info is not None:
             info.publish(len(self._active))
+
+    @staticmethod
+    async def _close_backplane(backplane: Backplane | None) -> None:
+        if backplane is None:
+            return
+        try:
+            await backplane.close()
+        except Exception:
+            logger.exception("error while closing the backplane")
 
     async def _run_hooks(self, hooks: list[Hook], what: str) -> None:
         for hook in hooks:

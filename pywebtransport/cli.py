@@ -28,6 +28,10 @@ the game completed).
 server (a table or JSON; exit 0 when no check failed, 1 when one did, 3 without a
 connection).
 
+``--redis URL`` joins the rooms of ``/rooms/<name>`` to every other server started with
+the same Redis (:class:`~pywebtransport.backplane.RedisBackplane`): datagrams and stream
+messages reach the room's members on all of them, and ``/status`` counts them all.
+
 ``--port 0`` binds any free port; LISTENING tells which. The server runs until SIGINT or
 SIGTERM, then shuts down gracefully (GOAWAY, DRAIN, then close; see
 ``WebTransportServer.shutdown``) and exits 0.
@@ -59,6 +63,7 @@ from collections.abc import Sequence
 
 from pywebtransport import __version__
 from pywebtransport.app import ServerApp
+from pywebtransport.backplane.base import Backplane, BackplaneError
 from pywebtransport.baton.client import add_baton_parser, run_baton_command
 from pywebtransport.baton.server import add_baton_route
 from pywebtransport.config import DEFAULT_DRAFTS, ConfigurationError, ServerConfig, parse_draft
@@ -76,6 +81,7 @@ __all__ = [
     "build_parser",
     "js_snippet",
     "main",
+    "redis_backplane",
     "run_serve",
     "run_serve_workers",
     "server_config",
@@ -212,14 +218,30 @@ def build_app(config: ServerConfig) -> ServerApp:
     return app
 
 
+def redis_backplane(url: str) -> Backplane:
+    """The backplane of ``serve --redis URL``: rooms shared by every server on that Redis
+    (:class:`~pywebtransport.backplane.RedisBackplane`)."""
+    from pywebtransport.backplane.redis_pubsub import RedisBackplane
+
+    return RedisBackplane(url)
+
+
 async def run_serve(args: argparse.Namespace) -> int:
     """Run the interop server until SIGINT/SIGTERM; the exit status."""
+    backplane: Backplane | None = None
+    if getattr(args, "redis", None):
+        try:
+            backplane = redis_backplane(args.redis)
+        except (BackplaneError, ValueError) as exc:
+            print(f"error: --redis: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
     try:
         config, cert = server_config(args)
     except (ConfigurationError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     app = build_app(config)
+    app.backplane = backplane
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, app.stop)
@@ -258,10 +280,12 @@ def run_serve_workers(args: argparse.Namespace) -> int:
         return 2
     try:
         config, cert = server_config(args)
-    except (ConfigurationError, OSError, ValueError) as exc:
+        backplane = redis_backplane(args.redis) if getattr(args, "redis", None) else None
+    except (BackplaneError, ConfigurationError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     app = build_app(config)
+    app.backplane = backplane  # None: the workers' rooms meet over a MeshBackplane
 
     def listening(port: int) -> None:
         if cert is not None:
@@ -330,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGINT/SIGTERM, how long draining sessions may take to end (%(default)s)",
     )
     add_stats_interval_option(serve)
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share /rooms/<name> with every server on this Redis (redis://host:port/db; "
+        "needs pip install 'pywebtransport[redis]')",
+    )
     serve.add_argument(
         "-v",
         "--verbose",

@@ -25,6 +25,14 @@ disconnected by policy, never blocks the room"):
 Bounds: rooms at most :attr:`RoomPolicy.max_rooms` (a join beyond raises
 :class:`RoomLimitError`), members per room at most :attr:`RoomPolicy.max_members`, pending
 messages per member at most ``max_pending``, one writer task per member at a time.
+
+Across instances (:mod:`pywebtransport.backplane`): with a backplane attached
+(``Rooms.backplane``, ``ServerApp(backplane=...)``), both sends fan out locally first and
+then publish the datagram or the message's bytes (serialized once) to the other
+instances; an event from another instance is fanned out to the local members only (never
+published again), through the same per-member queues and slow policy. Each join and
+leave tells the backplane the room's local member count; :meth:`Rooms.count` and
+:attr:`Room.total_members` add the other instances' counts to the local one.
 """
 
 from __future__ import annotations
@@ -33,12 +41,16 @@ import asyncio
 import contextlib
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from pywebtransport.backplane.codec import EventKind, RoomEvent
 from pywebtransport.events import Event, EventType
 from pywebtransport.exceptions import WebTransportError
 from pywebtransport.serializers import Serializer
 from pywebtransport.session import WebTransportSession
+
+if TYPE_CHECKING:
+    from pywebtransport.backplane.base import Backplane
 
 __all__ = ["Room", "RoomLimitError", "RoomPolicy", "RoomStats", "Rooms"]
 
@@ -103,6 +115,11 @@ class Room:
     def sessions(self) -> list[WebTransportSession]:
         return list(self._members)
 
+    @property
+    def total_members(self) -> int:
+        """Members here plus those on the other instances of the backplane."""
+        return self._rooms.count(self.name)
+
     def _add(self, session: WebTransportSession) -> bool:
         if session in self._members:
             return False
@@ -124,8 +141,16 @@ class Room:
     def send_datagram(
         self, data: bytes | bytearray | memoryview, exclude: WebTransportSession | None = None
     ) -> int:
-        """Send ``data`` as a datagram to every member but ``exclude``; returns how many
-        sessions took it (the others are counted in ``stats.datagrams_skipped``)."""
+        """Send ``data`` as a datagram to every member but ``exclude``, and to the other
+        instances' members through the backplane; returns how many local sessions took
+        it (the others are counted in ``stats.datagrams_skipped``)."""
+        sent = self._fan_out_datagram(data, exclude)
+        self._rooms._publish(self.name, EventKind.DATAGRAM, data)
+        return sent
+
+    def _fan_out_datagram(
+        self, data: bytes | bytearray | memoryview, exclude: WebTransportSession | None
+    ) -> int:
         sent = 0
         for session in list(self._members):
             if session is exclude:
@@ -147,13 +172,14 @@ class Room:
     ) -> int:
         """Queue ``message`` (bytes, or an object ``serializer`` turns into bytes) for
         every member but ``exclude``, each on a new unidirectional stream; returns how
-        many members queued it. Never waits: a full queue applies the slow policy."""
-        if serializer is not None:
-            data = serializer.dumps(message)
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            data = bytes(message)
-        else:
-            raise TypeError("a message that is not bytes needs a serializer")
+        many local members queued it; the bytes are published to the other instances
+        too. Never waits: a full queue applies the slow policy."""
+        data = _message_bytes(message, serializer)
+        queued = self._fan_out_message(data, exclude)
+        self._rooms._publish(self.name, EventKind.MESSAGE, data)
+        return queued
+
+    def _fan_out_message(self, data: bytes, exclude: WebTransportSession | None) -> int:
         queued = 0
         for member in list(self._members.values()):
             if member.session is exclude:
@@ -193,6 +219,14 @@ class Room:
             self.stats.messages_sent += 1
 
 
+def _message_bytes(message: Any, serializer: Serializer | None) -> bytes:
+    if serializer is not None:
+        return serializer.dumps(message)
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message)
+    raise TypeError("a message that is not bytes needs a serializer")
+
+
 async def _close_quietly(session: WebTransportSession, code: int, reason: str) -> None:
     with contextlib.suppress(WebTransportError):
         await session.close(code, reason)
@@ -201,8 +235,12 @@ async def _close_quietly(session: WebTransportSession, code: int, reason: str) -
 class Rooms:
     """The rooms of one app (``ServerApp.rooms``); see the module docstring."""
 
-    def __init__(self, policy: RoomPolicy | None = None) -> None:
+    def __init__(
+        self, policy: RoomPolicy | None = None, backplane: Backplane | None = None
+    ) -> None:
         self.policy = policy or RoomPolicy()
+        self._backplane: Backplane | None = None
+        self.backplane = backplane
         self._rooms: dict[str, Room] = {}
         self._joined: dict[WebTransportSession, set[str]] = {}
         # sessions whose closed event is hooked (once per session, until it closes)
@@ -213,6 +251,75 @@ class Rooms:
 
     def __contains__(self, name: object) -> bool:
         return name in self._rooms
+
+    @property
+    def backplane(self) -> Backplane | None:
+        """The backplane that joins these rooms to other instances' (None: local only)."""
+        return self._backplane
+
+    @backplane.setter
+    def backplane(self, backplane: Backplane | None) -> None:
+        self._backplane = backplane
+        if backplane is not None:
+            backplane.attach(self)
+
+    def count(self, name: str) -> int:
+        """Members of room ``name`` here and on every other instance of the backplane."""
+        room = self._rooms.get(name)
+        local = len(room) if room is not None else 0
+        backplane = self._backplane
+        return local + (backplane.remote_members(name) if backplane is not None else 0)
+
+    def local_members(self) -> int:
+        """Members of every room here (a session in two rooms counts twice)."""
+        return sum(len(room) for room in self._rooms.values())
+
+    def total_members(self) -> int:
+        """Members of every room on every instance of the backplane."""
+        backplane = self._backplane
+        remote = backplane.remote.members() if backplane is not None else 0
+        return self.local_members() + remote
+
+    def local_counts(self) -> list[tuple[str, int]]:
+        """(name, local members) of every room (the backplane's snapshot)."""
+        return [(name, len(room)) for name, room in self._rooms.items()]
+
+    def deliver(self, event: RoomEvent) -> None:
+        """A broadcast from another instance: to the local members of its room only."""
+        room = self._rooms.get(event.room)
+        if room is None:
+            return
+        if event.kind == EventKind.DATAGRAM:
+            room._fan_out_datagram(event.payload, None)
+        else:
+            room._fan_out_message(event.payload, None)
+
+    def send_datagram(self, name: str, data: bytes | bytearray | memoryview) -> int:
+        """Send ``data`` to every member of room ``name``, here and (through the
+        backplane) on the other instances — also when no member is here; returns how
+        many local sessions took it."""
+        room = self._rooms.get(name)
+        sent = room._fan_out_datagram(data, None) if room is not None else 0
+        self._publish(name, EventKind.DATAGRAM, data)
+        return sent
+
+    def send_message(self, name: str, message: Any, serializer: Serializer | None = None) -> int:
+        """:meth:`Room.send_message` to every member of room ``name``, here and on the
+        other instances — also when no member is here; returns how many local members
+        queued it."""
+        data = _message_bytes(message, serializer)
+        room = self._rooms.get(name)
+        queued = room._fan_out_message(data, None) if room is not None else 0
+        self._publish(name, EventKind.MESSAGE, data)
+        return queued
+
+    def _publish(self, name: str, kind: EventKind, data: bytes | bytearray | memoryview) -> None:
+        if self._backplane is not None:
+            self._backplane.publish(name, kind, bytes(data))
+
+    def _count_changed(self, name: str, count: int) -> None:
+        if self._backplane is not None:
+            self._backplane.local_count_changed(name, count)
 
     def get(self, name: str) -> Room | None:
         """The room ``name``, or None when it has no member."""
@@ -233,6 +340,7 @@ class Rooms:
             room = Room(name, self.policy, self)
         if room._add(session):
             self._rooms[name] = room
+            self._count_changed(name, len(room))
             names = self._joined.get(session)
             if names is None:
                 names = self._joined[session] = set()
@@ -245,10 +353,11 @@ class Rooms:
     def leave(self, name: str, session: WebTransportSession) -> None:
         """Remove ``session`` from room ``name`` (nothing if it is not a member)."""
         room = self._rooms.get(name)
-        if room is not None:
+        if room is not None and session in room:
             room._remove(session)
             if not len(room):
                 del self._rooms[name]
+            self._count_changed(name, len(room))
         names = self._joined.get(session)
         if names is not None:
             names.discard(name)

@@ -38,6 +38,12 @@ A :class:`Supervisor` process serves nothing itself. It
    ``config.shutdown_timeout`` and exits; its replacement starts on the same socket,
    and once it listens the next worker drains.
 
+Rooms across workers: a worker whose app has no backplane gets a
+:class:`~pywebtransport.backplane.MeshBackplane` (``app.backplane``; its sockets in the
+supervisor's private directory), so ``app.rooms`` broadcasts reach the members on every
+worker; an app given a backplane before ``run()`` (``serve --redis``) keeps it — every
+worker is then one instance of it.
+
 Each worker serves the app with :meth:`ServerApp.serve` on its socket (a
 :class:`quic.aio.workers.WorkerSpec`: the worker's index, the group size, the shared
 stateless reset key and the private directory of the forwarding sockets, which the
@@ -186,6 +192,7 @@ class Supervisor:
         sockets = reuseport_sockets(self.host, self.port, self.workers)
         port = sockets[0].getsockname()[1]
         directory = tempfile.mkdtemp(prefix="pywebtransport-workers-")
+        os.mkdir(_rooms_directory(directory), 0o700)
         reset_key = os.urandom(32)
         if self.steer:
             self.steering = attach_steering(sockets[0], WorkerSpec(
@@ -349,7 +356,19 @@ def _worker_main(
             sock.close()  # the supervisor keeps them in the group
     info.spec = spec
     app.worker_info = info
+    if app.backplane is None:
+        # rooms across the workers of this host (a Redis backplane, set before run(),
+        # is the app's choice: it spans hosts too, each worker an instance of it)
+        from pywebtransport.backplane import MeshBackplane
+
+        app.backplane = MeshBackplane(spec.index, spec.workers, _rooms_directory(spec.directory))
     asyncio.run(_serve_worker(app, host, spec, ready))
+
+
+def _rooms_directory(directory: str) -> str:
+    """Where the workers' :class:`~pywebtransport.backplane.MeshBackplane` sockets live
+    (made by the supervisor inside its private directory)."""
+    return os.path.join(directory, "rooms")
 
 
 def _end_with_supervisor() -> None:

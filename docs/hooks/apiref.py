@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:  # document this checkout, not an installed copy
     sys.path.insert(0, str(ROOT))
 
 #: Packages whose public submodules all get a page (private: ``_x``, CLIs, subpackages).
-PACKAGES: tuple[str, ...] = ("pywebtransport", "pywebtransport.protocol")
+PACKAGES: tuple[str, ...] = ("pywebtransport", "pywebtransport.protocol", "pywebtransport.backplane")
 #: Submodule names never documented from :data:`PACKAGES`.
 EXCLUDED: frozenset[str] = frozenset({"__main__", "cli", "interop", "baton"})
 #: The public modules of the lower layers that applications and integrators use.

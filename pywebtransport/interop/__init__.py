@@ -22,6 +22,11 @@ ServerApp`; ``python -m pywebtransport serve`` uses them and so can any app.
     then FIN; with ``serve --workers N`` also ``workers`` (N), ``worker`` (the one
     answering), ``sessions_per_worker`` (a list of N, from the workers' shared counters)
     and ``steering`` (``bpf`` or ``forwarding``); ``workers`` is 1 otherwise.
+    ``rooms`` has the rooms and members here, ``total_members`` across the instances
+    of the app's backplane, and the backplane's counters.
+``/rooms/<name>``
+    The session joins room ``name``; its datagrams and its bidi streams (to FIN, at most
+    1 MiB) reach every other member, through the backplane on other instances too.
 
 Every handler runs until its session closes; the per-stream work runs in tasks owned
 by the handler and cancelled when it ends.
@@ -56,6 +61,7 @@ __all__ = [
     "add_interop_routes",
     "echo_handler",
     "rooms_handler",
+    "rooms_status",
     "session_stats",
     "stats_handler",
 ]
@@ -207,17 +213,26 @@ async def stats_handler(session: WebTransportSession) -> None:
     )
 
 
+def rooms_status(app: ServerApp) -> dict[str, Any]:
+    """Rooms here (``count``, ``members``), members on every instance of the backplane
+    (``total_members``), and the backplane's counters (``backplane``, None without)."""
+    rooms = app.rooms
+    backplane = rooms.backplane
+    return {
+        "count": len(rooms),
+        "members": rooms.local_members(),
+        "total_members": rooms.total_members(),
+        "backplane": backplane.status() if backplane is not None else None,
+    }
+
+
 def server_status(app: ServerApp) -> dict[str, Any]:
     """Server-wide health and aggregate counters (JSON-ready)."""
     stats = app.stats()
     server = stats.pop("server", {})
     document: dict[str, Any] = {"status": "ok" if app.is_serving else "stopped"}
     document.update(stats)
-    rooms = app.rooms
-    document["rooms"] = {
-        "count": len(rooms),
-        "members": sum(len(room) for name in rooms.names() if (room := rooms.get(name))),
-    }
+    document["rooms"] = rooms_status(app)
     info = app.worker_info
     if info is not None:  # serve --workers N (pywebtransport.workers)
         document["workers"] = info.count

@@ -214,3 +214,41 @@ async def test_rolling_drain_keeps_taking_new_connections(workers: Workers) -> N
     assert await echo_once(workers, b"after the rolling restart")
     doc = await status(workers)
     assert doc["workers"] == 2
+
+
+async def test_a_room_across_both_workers_gets_every_broadcast_once(workers: Workers) -> None:
+    """``/rooms/<name>`` with members on both workers (the MeshBackplane each worker
+    gets): a stream message reaches every other member exactly once."""
+    config = ClientConfig(server_certificate_hashes=[workers.cert_hash])
+    url = f"https://127.0.0.1:{workers.port}/rooms/lobby"
+    async with WebTransportClient(config=config) as client:
+        members: list[Any] = []
+        spread = False
+        while not spread:  # each new connection hashes anew: until both workers hold some
+            assert len(members) < 24, "the hash never reached the other worker"
+            members.append(await client.connect(url))
+            rooms = (await status(workers))["rooms"]
+            spread = rooms["total_members"] == len(members) and (
+                0 < rooms["members"] < len(members)
+            )
+            if rooms["total_members"] != len(members):
+                await asyncio.sleep(0.2)  # the counts travel between the workers
+                rooms = (await status(workers))["rooms"]
+                spread = rooms["total_members"] == len(members) and (
+                    0 < rooms["members"] < len(members)
+                )
+        sender, others = members[0], members[1:]
+        stream = await sender.create_bidirectional_stream()
+        await stream.write(b"to the whole lobby", end_stream=True)
+        async with asyncio.timeout(TIMEOUT):
+            assert await stream.read_all() == b""
+            for member in others:
+                incoming = await member.accept_unidirectional_stream()
+                assert await incoming.read_all() == b"to the whole lobby"
+        await asyncio.sleep(0.5)
+        for member in others:  # once: nothing more arrives
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await member.accept_unidirectional_stream()
+        for member in members:
+            await member.close()
