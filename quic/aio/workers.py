@@ -30,7 +30,10 @@ and counted (``dropped``) — a packet loss QUIC recovers from (RFC 9002 §6).
 The owner's forwarder reads up to ``RECEIVE_BATCH`` datagrams per wake-up and feeds
 each to its endpoint as if its own UDP socket had read it (:meth:`quic.aio.pump.
 QuicEndpointProtocol.feed_forwarded`): the connection sees the client's real address
-and answers from its own socket, which is bound to the shared port.
+and answers from its own socket, which is bound to the shared address and port. The
+local address travels as its index (0 the shared socket; a preferred address is not
+supported with workers); with a wildcard bind the kernel picks the source address of
+a reply as it does without workers.
 
 :class:`WorkerSpec` is what :func:`quic.aio.serve` needs to run one worker: its index,
 the group size, its socket, the forwarding directory and the key of the stateless

@@ -113,3 +113,33 @@ async def test_200_clients_migrate_across_two_workers(steer: bool) -> None:
         for server in servers:  # every migrated connection is still served by its owner
             for session in server.sessions:
                 assert session.connection.paths.migrations >= 1
+
+
+async def test_forwarder_bounds_a_dead_and_a_stalled_owner() -> None:
+    """Forwarding to a worker that is not there drops at once (counted, nothing kept);
+    to one that never reads, at most ``max_pending`` wait for room, whatever the
+    flood (N vs 4N)."""
+    from quic.aio.workers import Forwarder
+
+    loop = asyncio.get_running_loop()
+    directory = tempfile.mkdtemp(prefix="pwt-fw-")
+    try:
+        me = Forwarder(directory, 0, 3, max_pending=16)
+        me._loop = loop  # sending only: no pump behind it
+        stalled = Forwarder(directory, 1, 3)  # bound, never read
+        frame = b"\x01\x04\x00\x00\x00\x01\x7f\x00\x00\x01" + b"q" * 1200
+        held = []
+        for count in (500, 2000):
+            me.send([(2, frame)] * count)  # worker 2: not there
+            me.send([(1, frame)] * count)
+            held.append((me.pending, me.sent))
+            assert me.dropped > 0
+        assert held[0] == held[1]  # the same held, the same delivered: the rest dropped
+        pending, sent = held[0]
+        assert pending == 16 and sent >= 1
+        assert me.dropped == 2 * (500 + 2000) - pending - sent
+        me.close()
+        stalled.close()
+        assert os.listdir(directory) == []  # the sockets' names leave with them
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
