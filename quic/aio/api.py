@@ -218,6 +218,8 @@ async def serve(
             await handler(session)
 
     if worker is not None:
+        if configuration.preferred_address is not None:
+            raise ValueError("a preferred address is not supported with workers on one port")
         endpoint = worker.endpoint(configuration)
         transport, protocol = await open_datagram_endpoint(
             loop, lambda: QuicEndpointProtocol(endpoint, on_session), (host, port), sock=worker.sock
