@@ -18,6 +18,7 @@ import pytest
 
 from pywebtransport.client import WebTransportClient
 from pywebtransport.config import ClientConfig
+from pywebtransport.exceptions import WebTransportError
 from tests.support.children import die_with_parent
 
 pytestmark = [
@@ -118,7 +119,7 @@ async def test_server_app_run_with_two_workers(tmp_path: Path) -> None:
             assert process.poll() is None, process.communicate()
             try:
                 answers.add(await ask(port, bytes.fromhex(hash_file.read_text())))
-            except (OSError, ValueError, ConnectionError):
+            except (OSError, ValueError, ConnectionError, WebTransportError):
                 await asyncio.sleep(0.2)  # not listening yet
         assert answers == {"worker 0", "worker 1"}
     finally:

@@ -141,16 +141,23 @@ async def echo_once(server: Workers, payload: bytes) -> bool:
 
 
 async def echo_through_drain(server: Workers, payload: bytes) -> tuple[bool, int]:
-    """:func:`echo_once`; a connection that was already up when its worker began to
-    drain may be told so (GOAWAY before its request, or DRAIN): the client then opens a
-    new connection, as RFC 9114 §5.2 and draft-ietf-webtrans-http3-16 §4.6 ask. The
-    number of such retries (at most 2) is returned too."""
+    """:func:`echo_once`; a connection that was already on its way when its worker
+    began to drain may be told so — GOAWAY or 503 before its request, DRAIN, or, for a
+    handshake still in progress when the worker closed, a CONNECTION_CLOSE: the client
+    then opens a new connection, as RFC 9114 §5.2 and draft-ietf-webtrans-http3-16 §4.6
+    ask (a new connection is forwarded to a worker that takes them). The number of
+    such retries is returned too."""
     for attempt in range(3):
         try:
             return await echo_once(server, payload), attempt
         except (WebTransportError, SessionRejected) as exc:
-            told = "GOAWAY" in str(exc) or getattr(exc, "status_code", 0) == 503
-            if not told and not isinstance(exc, StreamReset):
+            told = (
+                "GOAWAY" in str(exc)
+                or getattr(exc, "status_code", 0) == 503
+                or "server closed the connection" in str(exc)
+                or isinstance(exc, StreamReset)
+            )
+            if not told:
                 raise
     return False, 3
 
@@ -208,7 +215,9 @@ async def test_rolling_drain_keeps_taking_new_connections(workers: Workers) -> N
         async with asyncio.timeout(TIMEOUT):
             await drained.wait()  # the held session's worker drained it (WT DRAIN)
     assert made >= 3
-    assert retried <= 4  # only connections caught up at the start of a worker's drain
+    # only connections caught at the moment a worker began to drain (a handful of
+    # milliseconds per worker) are told to go elsewhere
+    assert retried <= 4, retried
     after = workers.pids()
     assert all(after[i][-1] not in before[i] for i in (0, 1))
     assert await echo_once(workers, b"after the rolling restart")
