@@ -36,6 +36,10 @@ and the socket. Handler tasks still running after that get a short grace period 
 then cancelled; last, the shutdown hooks run. Hooks are zero-argument callables, plain
 or async, run in registration order.
 
+``run(workers=N)`` runs the app in N processes on one UDP port under a supervisor
+(:mod:`pywebtransport.workers`: connection IDs that name their worker, restarts,
+rolling drain on SIGHUP); :attr:`ServerApp.worker_info` tells a worker who it is.
+
 A backplane (:attr:`ServerApp.backplane`, :mod:`pywebtransport.backplane`) joins the
 app's rooms to other instances: it starts after the startup hooks, before the socket is
 bound, and closes after the handlers ended, before the shutdown hooks.
