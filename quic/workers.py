@@ -23,9 +23,10 @@ nothing more; with one worker no routing exists at all):
 
 * the DCID names another worker → forward to it (RFC 9000 §5.2: packets are matched to
   connections by their DCID — here across processes);
-* a long header that names no other worker while this worker *drains* (it takes no
+* a long header whose DCID names no worker while this worker *drains* (it takes no
   new connections during a graceful restart) → forward to the ``successor`` that takes
-  them, so an Initial hashed to the draining worker is not lost;
+  them, so an Initial hashed to the draining worker is not lost (one whose DCID names
+  this worker stays: it answers this worker's Retry, whose token only it can check);
 * a datagram that arrived *by forwarding* and names yet another worker → drop (no
   forwarding loops, whatever the workers' schemes say);
 * a datagram too short to hold the DCID → drop (RFC 9000 §17: not a QUIC packet we
@@ -90,7 +91,9 @@ def route_datagram(
     except QuicProtocolError:
         return DROP
     owner = scheme.worker_of(dcid)
-    if owner is not None and owner != scheme.worker:
+    if owner is not None:
+        if owner == scheme.worker:
+            return LOCAL  # ours (e.g. an Initial answering our Retry: its token is ours)
         return DROP if forwarded else owner
     if (
         successor is not None

@@ -80,6 +80,7 @@ TABLE: list[tuple[str, bytes, dict[str, Any], int]] = [
     ("Initial while draining: to the successor", long_header(b"\x42" * 8), {"successor": 1}, 1),
     ("Initial while draining, came forwarded", INITIAL, {"successor": 1, "forwarded": True}, LOCAL),
     ("Initial while draining, successor is itself", INITIAL, {"successor": 0}, LOCAL),
+    ("Initial while draining, answering our Retry", long_header(MINE), {"successor": 1}, LOCAL),
     ("Handshake for the other worker's CID", long_header(THEIRS, kind=2), {}, 1),
     ("Handshake for this worker's CID (connection gone)", long_header(MINE, kind=2), {}, LOCAL),
     ("long header truncated", long_header(b"\x42" * 8)[:9], {}, DROP),
