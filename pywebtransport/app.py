@@ -36,6 +36,10 @@ and the socket. Handler tasks still running after that get a short grace period 
 then cancelled; last, the shutdown hooks run. Hooks are zero-argument callables, plain
 or async, run in registration order.
 
+``run(workers=N)`` runs the app in N processes on one UDP port under a supervisor
+(:mod:`pywebtransport.workers`: connection IDs that name their worker, restarts,
+rolling drain on SIGHUP); :attr:`ServerApp.worker_info` tells a worker who it is.
+
 A backplane (:attr:`ServerApp.backplane`, :mod:`pywebtransport.backplane`) joins the
 app's rooms to other instances: it starts after the startup hooks, before the socket is
 bound, and closes after the handlers ended, before the shutdown hooks.
@@ -50,7 +54,7 @@ import logging
 import re
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from pywebtransport.backplane.base import Backplane
 from pywebtransport.config import ServerConfig
@@ -59,6 +63,10 @@ from pywebtransport.middleware import Middleware, Rejection, run_middleware
 from pywebtransport.rooms import RoomPolicy, Rooms
 from pywebtransport.routing import Handler, RouteMatch, Router
 from pywebtransport.server import SessionRequest, WebTransportServer
+
+if TYPE_CHECKING:
+    from pywebtransport.workers import WorkerInfo
+    from quic.aio.workers import WorkerSpec
 
 __all__ = ["HANDLER_ERROR_CODE", "Hook", "ServerApp"]
 
@@ -120,6 +128,9 @@ class ServerApp:
         self.sessions_total = 0
         self.sessions_rejected = 0
         self.handler_errors = 0
+        #: with ``run(workers=N)``: which worker this process is, and the sessions of
+        #: every worker (:mod:`pywebtransport.workers`); None in a single process
+        self.worker_info: WorkerInfo | None = None
 
     # ------------------------------------------------------------------ registration
 
@@ -259,8 +270,12 @@ class ServerApp:
         if self._stop is not None:
             self._stop.set()
 
-    async def serve(self, host: str | None = None, port: int | None = None) -> None:
-        """Serve until :meth:`stop` (or cancellation); then shut down gracefully."""
+    async def serve(
+        self, host: str | None = None, port: int | None = None, *, worker: WorkerSpec | None = None
+    ) -> None:
+        """Serve until :meth:`stop` (or cancellation); then shut down gracefully.
+        ``worker``: serve as one worker of a group on one port (set by
+        :mod:`pywebtransport.workers`)."""
         if self._serving:
             raise RuntimeError("the app is already serving")
         self._serving = True
@@ -275,7 +290,7 @@ class ServerApp:
             await self._run_hooks(self._startup, "startup")
             if backplane is not None:
                 await backplane.start()
-            await server.listen(host, port)
+            await server.listen(host, port, worker=worker)
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
@@ -299,8 +314,23 @@ class ServerApp:
             self._serving = False
             self._stop_requested = False
 
-    def run(self, host: str | None = None, port: int | None = None) -> None:
-        """Serve until SIGINT or SIGTERM (blocking), then shut down gracefully."""
+    def run(self, host: str | None = None, port: int | None = None, workers: int = 1) -> None:
+        """Serve until SIGINT or SIGTERM (blocking), then shut down gracefully.
+
+        ``workers`` > 1: that many processes on one UDP port (SO_REUSEPORT, connection
+        IDs that name their worker; see :mod:`pywebtransport.workers` — the app reaches
+        the workers by fork, so build it completely before calling ``run``)."""
+        if workers > 1:
+            from pywebtransport.workers import run_workers
+
+            config = self.config
+            status = run_workers(
+                self, config.host if host is None else host,
+                config.port if port is None else port, workers,
+            )  # fmt: skip
+            if status:
+                raise RuntimeError(f"the worker group stopped with status {status}")
+            return
         asyncio.run(self._run_with_signals(host, port))
 
     async def _run_with_signals(self, host: str | None, port: int | None) -> None:
@@ -339,6 +369,12 @@ class ServerApp:
                 await asyncio.wait(pending, timeout=HANDLER_GRACE)
         await self._close_backplane(self.backplane)
         await self._run_hooks(self._shutdown, "shutdown")
+
+    def _publish_sessions(self) -> None:
+        """With workers: this worker's session count, for ``/status`` of any worker."""
+        info = self.worker_info
+        if info is not None:
+            info.publish(len(self._active))
 
     @staticmethod
     async def _close_backplane(backplane: Backplane | None) -> None:
@@ -421,6 +457,7 @@ class ServerApp:
         with contextlib.suppress(AttributeError):
             session.path_params = dict(match.params)
         self._active.add(session)
+        self._publish_sessions()
         self.sessions_total += 1
         code, reason = 0, ""
         try:
@@ -433,6 +470,7 @@ class ServerApp:
             code, reason = self.handler_error_code, "internal server error"
         finally:
             self._active.discard(session)
+            self._publish_sessions()
         if code == 0:
             await _wait_flushed(session, FLUSH_TIMEOUT)
         await _close_quietly(session, code, reason)

@@ -42,6 +42,12 @@ close code and reason); a ``STATS`` summary (sessions, streams, bytes and datagr
 and out) every 10 s when stdout is a terminal, or every S seconds with
 ``--stats-interval S`` (0: never), and once more at shutdown when summaries are on.
 
+``serve --workers N`` (N > 1) runs N worker processes on one UDP port under a
+supervisor (:mod:`pywebtransport.workers`): it prints ``WORKER <index> PID <pid>`` each
+time a worker starts (again after a restart) and LISTENING once every worker listens;
+SIGHUP restarts the workers one at a time, each draining first (GOAWAY, DRAIN); the
+live output is not available there.
+
 ``demo`` (:mod:`pywebtransport.demo`) runs the same server plus a plain-HTTP page on
 127.0.0.1 that shows WebTransport in the browser, and checks itself with our client.
 """
@@ -77,6 +83,7 @@ __all__ = [
     "main",
     "redis_backplane",
     "run_serve",
+    "run_serve_workers",
     "server_config",
     "start_live_output",
     "url_host",
@@ -96,6 +103,7 @@ usage of serve:
   python -m pywebtransport serve [--host 127.0.0.1] [--port 4433] [--cert C --key K]
                                  [--keylog FILE] [--drafts LIST] [--max-sessions N]
                                  [--shutdown-timeout SECONDS] [--stats-interval S] [-v]
+                                 [--workers N]
   (python -m pywebtransport serve --help for details)
   python -m pywebtransport demo [--port 0] [--http-port 0] [--no-browser-page] [-v]
 
@@ -262,6 +270,42 @@ async def run_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_serve_workers(args: argparse.Namespace) -> int:
+    """``serve --workers N``: the supervisor of :mod:`pywebtransport.workers`
+    (blocking, no event loop here: the workers are forked); the exit status."""
+    from pywebtransport.workers import run_workers
+
+    if not 2 <= args.workers <= 256:
+        print("error: --workers must be 1..256", file=sys.stderr)
+        return 2
+    try:
+        config, cert = server_config(args)
+        backplane = redis_backplane(args.redis) if getattr(args, "redis", None) else None
+    except (BackplaneError, ConfigurationError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    app = build_app(config)
+    app.backplane = backplane  # None: the workers' rooms meet over a MeshBackplane
+
+    def listening(port: int) -> None:
+        if cert is not None:
+            url = f"https://{url_host(args.host)}:{port}/echo"
+            print(f"JS {js_snippet(url, cert.sha256)}", flush=True)
+        print(f"LISTENING {port}", flush=True)
+
+    def worker(index: int, pid: int) -> None:
+        print(f"WORKER {index} PID {pid}", flush=True)
+
+    try:
+        status = run_workers(
+            app, args.host, args.port, args.workers, on_listening=listening, on_worker=worker
+        )
+    except OSError as exc:
+        print(f"error: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK if status == 0 else EXIT_FAILURE
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pywebtransport",
@@ -294,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-sessions", type=int, default=100, help="sessions per connection (%(default)s)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes on the one UDP port (%(default)s; SIGHUP: rolling restart)",
     )
     serve.add_argument(
         "--shutdown-timeout",
@@ -362,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_demo(args))
         if args.command == "probe":
             return asyncio.run(run_probe_command(args))
+        if getattr(args, "workers", 1) > 1:
+            return run_serve_workers(args)
         return asyncio.run(run_serve(args))
     except KeyboardInterrupt:
         return EXIT_FAILURE

@@ -37,6 +37,7 @@ from pywebtransport.protocol import SessionRequested, WebTransportConfiguration
 from pywebtransport.protocol import WebTransportError as ProtocolApiError
 from pywebtransport.session import WebTransportSession
 from quic.aio import QuicServer, QuicSession, serve
+from quic.aio.workers import WorkerSpec
 
 __all__ = ["SessionRequest", "WebTransportServer"]
 
@@ -143,8 +144,12 @@ class WebTransportServer:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def listen(self, host: str | None = None, port: int | None = None) -> None:
-        """Bind and start serving (port 0: any free port, see :attr:`port`)."""
+    async def listen(
+        self, host: str | None = None, port: int | None = None, *, worker: WorkerSpec | None = None
+    ) -> None:
+        """Bind and start serving (port 0: any free port, see :attr:`port`).
+        ``worker``: serve on that worker's socket of a group on one port instead
+        (:mod:`quic.aio.workers`)."""
         if self._quic is not None:
             raise WebTransportError("the server is already listening")
         self._closed = asyncio.Event()
@@ -156,6 +161,7 @@ class WebTransportServer:
             self.config.port if port is None else port,
             self.config.quic_configuration(),
             session_setup=self._setup,
+            worker=worker,
         )
 
     @property

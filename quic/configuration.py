@@ -141,6 +141,11 @@ class QuicConfiguration:
     # Version Negotiation, Retry and INVALID_TOKEN close packets awaiting send (RFC 9000
     # §5.2.2, §6.1: MAY be limited; beyond it a datagram gets no stateless reply)
     max_pending_stateless_packets: int = 256
+    # Workers on one port (quic.workers): datagrams of another worker's connections held
+    # between two transmits before being forwarded; beyond it a datagram is dropped and
+    # counted (RFC 9000 §5.2: a datagram matching no connection may be dropped; a packet
+    # loss QUIC recovers from, RFC 9002 §6)
+    max_pending_forwards: int = 256
 
     # limits (issue 8, core)
     # Retired peer connection IDs whose RETIRE_CONNECTION_ID is not acknowledged yet;

@@ -95,6 +95,11 @@ gives :meth:`receive_datagram` the index of the socket a datagram came to (``loc
 0 the main one) and sends what :meth:`routed_datagrams_to_send` returns, ``(data,
 addr, ecn, local)``, from the socket of that index: each connection chooses (§9.6.2).
 
+Workers on one port (:mod:`quic.workers`): the endpoint issues the CIDs of a
+:class:`~quic.quiclb.WorkerCids` scheme (``token_bytes``, ``connection_id_length``) and
+:attr:`worker_routing` gets the datagrams no connection claims: another worker's go to
+it (:meth:`receive_forwarded` there). Known connections never reach that code.
+
 Events: :meth:`QuicEndpoint.next_event` yields ``(connection, event)`` pairs; a new
 server connection is announced by :class:`ConnectionAccepted` before its own events,
 and :class:`ConnectionRemoved` is the last event of every connection the endpoint
@@ -135,6 +140,7 @@ from quic.packet import (
 from quic.qlog_endpoint import EndpointLogger, create_endpoint_logger
 from quic.retry import AddressValidator, InitialVerdict
 from quic.stateless_reset import MIN_RESET, StatelessResetter
+from quic.workers import DROP, LOCAL, WorkerRouting
 
 __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
 
@@ -197,6 +203,9 @@ class QuicEndpoint:
         self._per_address: dict[Any, int] = {}
         self._events: deque[tuple[QuicConnection, QuicEvent]] = deque()
         self._stateless: list[tuple[bytes, Any]] = []
+        #: Workers on one port (quic.workers): None with one worker; set by the I/O
+        #: layer, asked only for datagrams no connection claims (see "Workers")
+        self.worker_routing: WorkerRouting | None = None
         #: The connections served by the last :meth:`datagrams_to_send` call.
         self.last_flushed: list[QuicConnection] = []
         # counters (observability and tests)
@@ -286,7 +295,20 @@ class QuicEndpoint:
             self._drop(now, "internal_error", data)
             logger.exception("QUIC endpoint failed on a datagram; dropped it")
 
-    def _receive(self, data: bytes, addr: Any, now: float, ecn: int, local: int = 0) -> None:
+    def receive_forwarded(
+        self, data: bytes, addr: Any, now: float, ecn: int = 0, local: int = 0
+    ) -> None:
+        """A datagram another worker forwarded to this one (:mod:`quic.workers`): as
+        :meth:`receive_datagram`, except that it is never forwarded again."""
+        try:
+            self._receive(data, addr, now, ecn, local, True)
+        except Exception:
+            self._drop(now, "internal_error", data)
+            logger.exception("QUIC endpoint failed on a forwarded datagram; dropped it")
+
+    def _receive(
+        self, data: bytes, addr: Any, now: float, ecn: int, local: int = 0, forwarded: bool = False
+    ) -> None:
         try:
             dcid = peek_dcid(data, self.connection_id_length)
         except QuicProtocolError:
@@ -299,6 +321,13 @@ class QuicEndpoint:
         if conn is None and len(data) >= MIN_RESET:
             conn = self._reset_tokens.get(bytes(data[-16:]))  # RFC 9000 §10.3.1
         if conn is None:
+            routing = self.worker_routing
+            if routing is not None:  # workers on one port: perhaps another worker's
+                target = routing.divert(data, addr, ecn, local, forwarded)
+                if target != LOCAL:
+                    if target == DROP:
+                        self._drop(now, "connection_unknown", data, "not routable")
+                    return
             self._stateless_receive(data, addr, now, ecn)
             return
         if len(data) < _MIN_INITIAL and not conn.is_client and starts_with_initial(data):

@@ -78,6 +78,9 @@ MODULES: tuple[str, ...] = (
     "quic.errors",
     "quic.stats",
     "quic.qlog",
+    "quic.quiclb",
+    "quic.workers",
+    "quic.aio.workers",
     "quic.tls.keylog",
     "quic.tls.selfsigned",
 )

@@ -19,8 +19,11 @@ ServerApp`; ``python -m pywebtransport serve`` uses them and so can any app.
 ``/status``
     Each client bidirectional stream gets the server-wide health and aggregate counters
     (uptime, sessions active/total, connections, streams, datagrams, bytes) as JSON,
-    then FIN. ``rooms`` has the rooms and members here, ``total_members`` across the
-    instances of the app's backplane, and the backplane's counters.
+    then FIN; with ``serve --workers N`` also ``workers`` (N), ``worker`` (the one
+    answering), ``sessions_per_worker`` (a list of N, from the workers' shared counters)
+    and ``steering`` (``bpf`` or ``forwarding``); ``workers`` is 1 otherwise.
+    ``rooms`` has the rooms and members here, ``total_members`` across the instances
+    of the app's backplane, and the backplane's counters.
 ``/rooms/<name>``
     The session joins room ``name``; its datagrams and its bidi streams (to FIN, at most
     1 MiB) reach every other member, through the backplane on other instances too.
@@ -230,6 +233,15 @@ def server_status(app: ServerApp) -> dict[str, Any]:
     document: dict[str, Any] = {"status": "ok" if app.is_serving else "stopped"}
     document.update(stats)
     document["rooms"] = rooms_status(app)
+    info = app.worker_info
+    if info is not None:  # serve --workers N (pywebtransport.workers)
+        document["workers"] = info.count
+        document["worker"] = info.index
+        document["sessions_per_worker"] = info.sessions_per_worker()
+        document["steering"] = "bpf" if info.steering else "forwarding"
+    else:
+        document["workers"] = 1
+        document["sessions_per_worker"] = [len(app.active_sessions)]
     if isinstance(server, dict):
         for key, value in server.items():
             document.setdefault(key, value)

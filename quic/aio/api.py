@@ -35,6 +35,7 @@ from quic.aio.owned import open_datagram_endpoint
 from quic.aio.pump import QuicEndpointProtocol
 from quic.aio.session import ConnectionClosed, QuicSession
 from quic.aio.streams import QuicStreamReader, QuicStreamWriter
+from quic.aio.workers import WorkerSpec
 from quic.configuration import QuicConfiguration
 from quic.endpoint import QuicEndpoint
 from quic.tls.keylog import keylog_from_environment
@@ -131,9 +132,16 @@ class ConnectionUnreachable(ConnectionClosed, ConnectionRefusedError):
 class QuicServer:
     """A running server: ``port``, ``close()``, ``await wait_closed()``."""
 
-    def __init__(self, transport: asyncio.DatagramTransport, protocol: QuicEndpointProtocol):
+    def __init__(
+        self,
+        transport: asyncio.DatagramTransport,
+        protocol: QuicEndpointProtocol,
+        worker: WorkerSpec | None = None,
+    ):
         self.transport = transport
         self.protocol = protocol
+        #: the worker this server is, with ``--workers N`` (quic.aio.workers)
+        self.worker = worker
 
     @property
     def port(self) -> int:
@@ -161,6 +169,8 @@ class QuicServer:
     def close(self) -> None:
         for extra in self.protocol.extra_sockets:
             extra.close()
+        if self.worker is not None:
+            self.worker.close()
         self.transport.close()
 
     async def wait_closed(self) -> None:
@@ -181,6 +191,7 @@ async def serve(
     *,
     stream_handler: Callable[[QuicStreamReader, QuicStreamWriter], Any] | None = None,
     session_setup: Callable[[QuicSession], None] | None = None,
+    worker: WorkerSpec | None = None,
 ) -> QuicServer:
     """Serve QUIC on ``host:port`` (port 0: any free port).
 
@@ -188,7 +199,9 @@ async def serve(
     ``stream_handler(reader, writer)`` runs for each stream the peer opens;
     ``session_setup(session)`` runs as a connection is accepted, before any of its events.
     With ``configuration.preferred_address`` the server listens there too (RFC 9000
-    §9.6; port 0 is replaced by the port bound).
+    §9.6; port 0 is replaced by the port bound). ``worker``: serve as one worker of a
+    group on one port, on its socket (``host`` and ``port`` are then not used; see
+    :mod:`quic.aio.workers`).
     """
     loop = asyncio.get_running_loop()
     _prepare(configuration)
@@ -204,6 +217,20 @@ async def serve(
         if handler is not None:
             await handler(session)
 
+    if worker is not None:
+        if configuration.preferred_address is not None:
+            raise ValueError("a preferred address is not supported with workers on one port")
+        endpoint = worker.endpoint(configuration)
+        transport, protocol = await open_datagram_endpoint(
+            loop, lambda: QuicEndpointProtocol(endpoint, on_session), (host, port), sock=worker.sock
+        )
+        assert isinstance(protocol, QuicEndpointProtocol)
+        try:
+            worker.start(loop, protocol)
+        except BaseException:
+            transport.close()
+            raise
+        return QuicServer(transport, protocol, worker)
     transport, protocol = await open_datagram_endpoint(
         loop, lambda: QuicEndpointProtocol(QuicEndpoint(configuration), on_session), (host, port)
     )

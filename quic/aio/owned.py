@@ -248,30 +248,49 @@ def owned_by_default(loop: asyncio.AbstractEventLoop) -> bool:
     return getattr(loop, "_add_reader", None) is None
 
 
+async def _wrap_owned(
+    loop: asyncio.AbstractEventLoop,
+    sock: socket.socket,
+    protocol_factory: Callable[[], asyncio.DatagramProtocol],
+) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
+    protocol = protocol_factory()
+    waiter: asyncio.Future[None] = loop.create_future()
+    transport = OwnedDatagramTransport(loop, sock, protocol, waiter)
+    try:
+        await waiter  # connection_made has run, as with create_datagram_endpoint
+    except BaseException:
+        transport.abort()
+        raise
+    return transport, protocol
+
+
 async def open_datagram_endpoint(
     loop: asyncio.AbstractEventLoop,
     protocol_factory: Callable[[], asyncio.DatagramProtocol],
     local_addr: tuple[str, int],
     *,
     owned: bool | None = None,
+    sock: socket.socket | None = None,
 ) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
     """``loop.create_datagram_endpoint(protocol_factory, local_addr=local_addr)``, with an
     :class:`OwnedDatagramTransport` where that pays (``owned``: None = where the loop is
-    not asyncio's selector loop, see :func:`owned_by_default`)."""
+    not asyncio's selector loop, see :func:`owned_by_default`). ``sock``: serve on this
+    bound socket instead (a worker's member of a reuseport group); it is not closed if
+    this fails."""
+    if sock is not None:
+        sock.setblocking(False)
+        if owned is None:
+            owned = owned_by_default(loop)
+        if owned and _add_reader_works(loop, sock):
+            return await _wrap_owned(loop, sock, protocol_factory)
+        transport, protocol = await loop.create_datagram_endpoint(protocol_factory, sock=sock)
+        return transport, protocol
     if owned is None:
         owned = owned_by_default(loop)
     if owned:
         sock = await _bound_socket(loop, local_addr)
         if _add_reader_works(loop, sock):
-            protocol = protocol_factory()
-            waiter: asyncio.Future[None] = loop.create_future()
-            owned_transport = OwnedDatagramTransport(loop, sock, protocol, waiter)
-            try:
-                await waiter  # connection_made has run, as with create_datagram_endpoint
-            except BaseException:
-                owned_transport.abort()
-                raise
-            return owned_transport, protocol
+            return await _wrap_owned(loop, sock, protocol_factory)
         sock.close()
     transport, protocol = await loop.create_datagram_endpoint(
         protocol_factory, local_addr=local_addr

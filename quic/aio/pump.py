@@ -65,6 +65,10 @@ reader has taken the socket over, the kernel may glue received datagrams of one 
 (GRO), which the reader cuts apart before feeding them. Either falls back to one
 datagram per system call where the kernel or the route refuses.
 
+Workers on one port (:mod:`quic.aio.workers`): what the endpoint's worker routing
+queued for another worker leaves at each transmit through :attr:`QuicEndpointProtocol.
+forward`; datagrams forwarded to this worker come in through :meth:`feed_forwarded`.
+
 ICMP hints (client pumps, ``icmp_hints=True``; Linux): the socket's error queue is
 enabled (:func:`quic.aio.udp.enable_error_queue`) once our reader owns the socket, and
 drained whenever the socket reports an error or wakes the reader with nothing to read.
@@ -171,6 +175,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.events_dispatched = 0  # events handed to sessions
         self.transmits = 0  # transmit passes (each serves every connection with output)
         self.datagrams_sent = 0  # datagrams handed to the socket
+        #: workers on one port (quic.aio.workers.Forwarder.send): takes what the
+        #: endpoint's worker routing queued, at each transmit; None with one worker
+        self.forward: Callable[[list[tuple[int, bytes]]], None] | None = None
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -272,6 +279,17 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self._dispatch()
         self._flush_or_transmit()
 
+    def feed_forwarded(self, batch: list[tuple[bytes, Any, int, int]]) -> None:
+        """Datagrams another worker forwarded (``(data, peer address, ecn, local)``,
+        :mod:`quic.aio.workers`): fed as if this pump's socket had read them."""
+        now = self.loop.time()
+        receive = self.endpoint.receive_forwarded
+        for data, addr, ecn, local in batch:
+            receive(data, addr, now, ecn, local)  # never raises
+        self.datagrams_read += len(batch)
+        self._dispatch()
+        self._flush_or_transmit()
+
     def error_received(self, exc: Exception) -> None:
         logger.debug("UDP error: %s", exc)
         if self._errors is not None:
@@ -370,6 +388,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self.datagrams_sent += len(plain)
             self._send_plain(plain)
         self._dispatch()
+        if self.forward is not None:  # workers on one port (quic.aio.workers)
+            routing = endpoint.worker_routing
+            if routing is not None and routing.pending:
+                self.forward(routing.take())  # another worker's datagrams
         sessions = self.sessions
         for conn in endpoint.last_flushed:
             session = sessions.get(conn)

@@ -1,0 +1,183 @@
+"""Workers on one port: ``serve --workers 1`` against ``--workers 2`` (not a timed test).
+
+``python -m benchmarks.workers [--processes 4] [--connections 40] [--concurrency 8]
+[--sessions 2] [--echo-mib 4]`` starts the interop server with one worker, then with
+two, on 127.0.0.1 (port 0, its self-signed certificate pinned by hash), and measures
+against each, from ``--processes`` client processes at once:
+
+* **connections/s**: each process opens ``--connections`` connections
+  (``--concurrency`` at a time), each a QUIC handshake plus a WebTransport session
+  on ``/echo`` and its close;
+* **echo MB/s**: each process holds ``--sessions`` sessions, each echoing
+  ``--echo-mib`` MiB over one bidirectional stream, all at once (bytes echoed back,
+  per second of wall clock, 10^6 B/s).
+
+It prints both for each worker count and the ratio ``2 workers / 1 worker``. The
+clients run on the same machine as the server: on a 2-core machine they compete with
+the workers for the cores, so the ratio says how much a second worker helps there,
+not what a dedicated server would gain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from pywebtransport.client import WebTransportClient
+from pywebtransport.config import ClientConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Server:
+    """``python -m pywebtransport serve --workers N`` in a child process."""
+
+    def __init__(self, workers: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pywebtransport", "serve", "--port", "0",
+             "--workers", str(workers), "--stats-interval", "0", "--max-sessions", "1000"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                self.lines.append(line.strip())
+                if line.startswith("LISTENING "):
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(60) or not any(x.startswith("LISTENING ") for x in self.lines):
+            self.stop()
+            raise RuntimeError(f"the server did not start: {self.lines}")
+        self.port = int(self._field("LISTENING"))
+        self.cert_hash = self._field("CERT-SHA256")
+
+    def _field(self, keyword: str) -> str:
+        return next(x.split()[1] for x in self.lines if x.startswith(keyword + " "))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _config(cert_hash: str) -> ClientConfig:
+    return ClientConfig(server_certificate_hashes=[bytes.fromhex(cert_hash)])
+
+
+async def _connections(port: int, cert_hash: str, count: int, concurrency: int) -> int:
+    url = f"https://127.0.0.1:{port}/echo"
+    gate = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one() -> None:
+        nonlocal done
+        async with gate, WebTransportClient(config=_config(cert_hash)) as client:
+            session = await client.connect(url)
+            await session.close()
+            done += 1
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return done
+
+
+async def _echo(port: int, cert_hash: str, sessions: int, size: int) -> int:
+    url = f"https://127.0.0.1:{port}/echo"
+    payload = os.urandom(size)
+
+    async def one() -> int:
+        async with WebTransportClient(config=_config(cert_hash)) as client:
+            session = await client.connect(url)
+            async with session:
+                stream = await session.create_bidirectional_stream()
+
+                async def send() -> None:
+                    view = memoryview(payload)
+                    for at in range(0, size, 1 << 16):
+                        await stream.write(view[at : at + (1 << 16)])
+                    await stream.write(b"", end_stream=True)
+
+                sender = asyncio.ensure_future(send())
+                received = await stream.read_all()
+                await sender
+                return len(received)
+
+    return sum(await asyncio.gather(*(one() for _ in range(sessions))))
+
+
+def _client(task: str, port: int, cert_hash: str, a: int, b: int) -> int:
+    """One client process's share of a workload (runs in a spawned process)."""
+    if task == "connections":
+        return asyncio.run(_connections(port, cert_hash, a, b))
+    return asyncio.run(_echo(port, cert_hash, a, b))
+
+
+def _run(pool: concurrent.futures.Executor, processes: int, *args: object) -> tuple[int, float]:
+    start = time.perf_counter()
+    futures = [pool.submit(_client, *args) for _ in range(processes)]  # type: ignore[arg-type]
+    total = sum(f.result() for f in futures)
+    return total, time.perf_counter() - start
+
+
+def measure(workers: int, args: argparse.Namespace) -> tuple[float, float]:
+    """(connections/s, echo MB/s) against ``serve --workers <workers>``."""
+    server = Server(workers)
+    try:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(args.processes, mp_context=context) as pool:
+            _run(pool, args.processes, "connections", server.port, server.cert_hash, 2, 1)  # warm
+            count, seconds = _run(
+                pool, args.processes, "connections", server.port, server.cert_hash,
+                args.connections, args.concurrency,
+            )  # fmt: skip
+            size = int(args.echo_mib * 1024 * 1024)
+            echoed, echo_seconds = _run(
+                pool, args.processes, "echo", server.port, server.cert_hash, args.sessions, size
+            )
+    finally:
+        server.stop()
+    return count / seconds, echoed / echo_seconds / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.workers", description=__doc__)
+    parser.add_argument("--processes", type=int, default=4, help="client processes (4)")
+    parser.add_argument("--connections", type=int, default=40, help="per process (40)")
+    parser.add_argument("--concurrency", type=int, default=8, help="per process (8)")
+    parser.add_argument("--sessions", type=int, default=2, help="echo sessions per process (2)")
+    parser.add_argument("--echo-mib", type=float, default=4.0, help="MiB per session (4)")
+    args = parser.parse_args(argv)
+    results = {}
+    for workers in (1, 2):
+        results[workers] = measure(workers, args)
+        rate, echo = results[workers]
+        print(f"workers={workers}: {rate:8.1f} connections/s   {echo:8.2f} MB/s echo", flush=True)
+    (rate1, echo1), (rate2, echo2) = results[1], results[2]
+    print(f"ratio 2/1:  {rate2 / rate1:8.2f} connections/s   {echo2 / echo1:8.2f} echo")
+    print(f"({os.cpu_count()} CPUs; clients share them with the server)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
