@@ -24,6 +24,10 @@ IMMEDIATE_ACK frames are validated here (:meth:`AckState.on_ack_frequency`,
 :meth:`AckState.on_immediate_ack`: PROTOCOL_VIOLATION without our ``min_ack_delay``
 transport parameter or for a requested delay below it) and applied to the application
 space's tracker.
+
+A discarded Initial or Handshake space (RFC 9001 §4.9) keeps its tracker until the
+connection rests, then :meth:`AckState.discard` puts the shared, empty, read-only
+:data:`~quic.ack.SPENT_ACK_TRACKER` in its place (issue 10, memory per idle connection).
 """
 
 from __future__ import annotations

@@ -61,7 +61,10 @@ record later is ignored like any spurious loss. A FIFO of the ACK-only packet nu
 Discarding a space (§6.4) drops its packets without calling their handlers: only
 CRYPTO, ACK, PING, PADDING and CONNECTION_CLOSE can be in Initial and Handshake
 packets, and their owners are discarded together with the keys. For 0-RTT rejection
-pass ``notify_lost=True`` so that stream data is queued again.
+pass ``notify_lost=True`` so that stream data is queued again. Once the connection
+rests (no packet of the space can still be in processing), a discarded Initial or
+Handshake space is retired (:meth:`LossRecovery.retire_space`): its state gives way to
+one shared, empty, read-only object (issue 10, memory per idle connection).
 """
 
 from __future__ import annotations
