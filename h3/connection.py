@@ -30,7 +30,9 @@ the encoder stream unblocks it (RFC 9204 §2.1.2).
 
 One way out. :meth:`H3Connection.handle_event` returns nothing: the HTTP/3 events it
 causes are queued and leave only through :meth:`H3Connection.next_event`, which the
-owner drains after each call. Nothing else is queued for anyone.
+owner drains after each call. Nothing else is queued for anyone. The queue itself is
+made by the first event and let go once drained, so an idle connection holds none
+(issue 10, memory per idle session).
 
 Bounded state. A stream leaves every table (:class:`~h3.stream_state.StreamTable`,
 ``_head_requests``, the QPACK decoder) once HTTP/3 is done with its receive side
@@ -184,7 +186,8 @@ class H3Connection:
         self.quic = quic
         self.config = configuration or H3Configuration()
         self.is_client = quic.is_client
-        self._events: deque[H3Event] = deque()
+        # made by the first event, let go when drained (issue 10: ~760 B per idle connection)
+        self._events: deque[H3Event] | None = None
         # qlog (h3.qlog): into the QUIC connection's trace; None when tracing is off
         self._qlog = H3Logger(quic.qlog) if quic.qlog is not None else None
         self.qlog = self._qlog  # public: the layers above log their capsules through it
@@ -200,7 +203,7 @@ class H3Connection:
             self._qlog.watch_qpack(self.encoder, self.decoder)
         # the control and QPACK streams, ours and the peer's (h3.control)
         self.control = ControlStreams(
-            quic, config, self.encoder, self.decoder, self._events, self._qlog
+            quic, config, self.encoder, self.decoder, self._emit, self._qlog
         )
         self._streams = StreamTable()
         self._early = EarlyRequests(  # the 0-RTT request policy (h3.early)
@@ -236,15 +239,25 @@ class H3Connection:
         """The SETTINGS we send (without GREASE)."""
         return self.control.local_settings
 
+    def _emit(self, event: H3Event) -> None:
+        """Queue an HTTP/3 event (the queue is made on demand, see :meth:`next_event`)."""
+        events = self._events
+        if events is None:
+            events = self._events = deque()
+        events.append(event)
+
     def next_event(self) -> H3Event | None:
         """The next HTTP/3 event, or None: the only way events leave this object."""
-        return self._early.next_event(self._events, self)  # the 0-RTT policy (h3.early)
+        event = self._early.next_event(self._events, self)  # the 0-RTT policy (h3.early)
+        if not self._events:
+            self._events = None  # drained: an idle connection holds no queue
+        return event
 
     def state_sizes(self) -> dict[str, int]:
         """Sizes of the tables and queues this connection holds (tests, monitoring)."""
         streams = self._streams
         return {
-            "events": len(self._events),
+            "events": len(self._events or ()),
             "streams": len(streams),
             "closed_ranges": streams.closed_ranges,
             "head_requests": len(self._head_requests),
@@ -372,7 +385,7 @@ class H3Connection:
         else:
             last = self._max_request_seen + 4 if self._max_request_seen >= 0 else 0
         last = self.control.send_goaway(last)
-        self._events.append(ConnectionShutdownInitiated(last))
+        self._emit(ConnectionShutdownInitiated(last))
 
     def close(self, error_code: int = H3ErrorCode.H3_NO_ERROR, reason: str = "") -> None:
         self.closed = True
@@ -419,7 +432,7 @@ class H3Connection:
                 raise H3ConnectionError(
                     H3ErrorCode.H3_CLOSED_CRITICAL_STREAM, "STOP_SENDING on a critical stream"
                 )
-            self._events.append(StopSendingReceived(event.stream_id, event.error_code))
+            self._emit(StopSendingReceived(event.stream_id, event.error_code))
         elif isinstance(event, (qe.HandshakeCompleted, qe.ProtocolNegotiated)):
             self.initialize()
         elif isinstance(event, qe.ConnectionTerminated):
@@ -454,7 +467,7 @@ class H3Connection:
         self.decoder.cancel_stream(stream_id)
         self._close_stream(stream_id)
         # tell the application, which may be waiting for this stream's message
-        self._events.append(RequestStreamReset(stream_id, exc.error_code, local=True))
+        self._emit(RequestStreamReset(stream_id, exc.error_code, local=True))
 
     def _close_stream(self, stream_id: int) -> None:
         """HTTP/3 is done with the receive side of ``stream_id``: it leaves every table."""
@@ -509,9 +522,7 @@ class H3Connection:
             # then knows the stream, whose reset may come next (a RESET_STREAM_AT that
             # keeps only the header, draft-ietf-webtrans-http3-16 §4.4)
             if data or fin or started:
-                self._events.append(
-                    WebTransportStreamDataReceived(sid, stream.session_id, data, fin)
-                )
+                self._emit(WebTransportStreamDataReceived(sid, stream.session_id, data, fin))
             if fin:
                 self._close_stream(sid)
 
@@ -552,9 +563,7 @@ class H3Connection:
         if stream.session_id is not None:
             self._payload_taken += len(data)
             if data or fin:
-                self._events.append(
-                    WebTransportStreamDataReceived(sid, stream.session_id, data, fin)
-                )
+                self._emit(WebTransportStreamDataReceived(sid, stream.session_id, data, fin))
             if fin:
                 self._close_stream(sid)
             return
@@ -662,7 +671,7 @@ class H3Connection:
             self._qlog.stream_type_set(stream.stream_id, False, "webtransport")
         stream.frames = None  # raw data from here on
         self._payload_taken += len(payload)
-        self._events.append(
+        self._emit(
             WebTransportStreamDataReceived(stream.stream_id, stream.session_id, payload, fin)
         )
         if fin:
@@ -685,7 +694,7 @@ class H3Connection:
             if self.is_client:
                 head = validate_response_headers(headers)
                 if head.is_interim:
-                    self._events.append(HeadersReceived(sid, headers, False))
+                    self._emit(HeadersReceived(sid, headers, False))
                     return
                 # RFC 9114 §4.1.2: a response defined to have no content (RFC 9110
                 # §6.4.1: to HEAD, 204, 304) may carry a non-zero content-length
@@ -701,7 +710,7 @@ class H3Connection:
         else:
             validate_trailers(headers)
             stream.trailers_done = True
-        self._events.append(HeadersReceived(sid, headers, fin))
+        self._emit(HeadersReceived(sid, headers, fin))
         if fin:
             self._finish(stream)
 
@@ -716,14 +725,14 @@ class H3Connection:
             raise H3StreamError(H3ErrorCode.H3_MESSAGE_ERROR, "body longer than content-length")
         self._payload_taken += len(data)
         if data or fin:
-            self._events.append(DataReceived(stream.stream_id, data, fin))
+            self._emit(DataReceived(stream.stream_id, data, fin))
         if fin:
             self._finish(stream)
 
     def _on_end(self, stream: StreamState) -> None:
         if not stream.headers_done:
             raise H3StreamError(H3ErrorCode.H3_REQUEST_INCOMPLETE, "stream ended before HEADERS")
-        self._events.append(DataReceived(stream.stream_id, b"", True))
+        self._emit(DataReceived(stream.stream_id, b"", True))
         self._finish(stream)
 
     def _finish(self, stream: StreamState) -> None:
@@ -769,7 +778,7 @@ class H3Connection:
             self.decoder.cancel_stream(sid)  # RFC 9204 §2.2.2.2
             self.control.flush_decoder()
             self._close_stream(sid)
-        self._events.append(RequestStreamReset(sid, error_code))
+        self._emit(RequestStreamReset(sid, error_code))
 
     def _on_datagram(self, data: bytes) -> None:
         if not self.config.enable_datagrams:
@@ -781,4 +790,4 @@ class H3Connection:
             self._qlog.datagram(False, stream_id, len(payload))
         if self._streams.is_closed(stream_id):
             return  # RFC 9297 §2.1: the receive side is closed, silently dropped
-        self._events.append(DatagramReceived(stream_id, payload))
+        self._emit(DatagramReceived(stream_id, payload))

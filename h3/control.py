@@ -28,7 +28,7 @@ received) go to the connection's one event queue. Errors are raised as
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from h3.errors import H3ConnectionError, H3ErrorCode
@@ -66,8 +66,8 @@ class ControlStreams:
         "__dict__",
         "_config",
         "_decoder",
+        "_emit",
         "_encoder",
-        "_events",
         "_is_client",
         "_peer_critical",
         "_peer_max_push_id",
@@ -89,14 +89,14 @@ class ControlStreams:
         config: H3Configuration,
         encoder: QpackEncoder,
         decoder: QpackDecoder,
-        events: deque[H3Event],
+        emit: Callable[[H3Event], None],
         qlog: H3Logger | None,
     ) -> None:
         self._quic = quic
         self._config = config
         self._encoder = encoder
         self._decoder = decoder
-        self._events = events
+        self._emit = emit  # queues an HTTP/3 event of the connection
         self._qlog = qlog
         self._is_client = quic.is_client
         self.memory = SettingsMemory(quic, encoder)  # RFC 9114 §7.2.4.2 (h3.remembered)
@@ -244,7 +244,9 @@ class ControlStreams:
             self._qlog.parameters_set(settings, False)
         self.memory.on_peer_settings(settings)  # QPACK encoder, remembered SETTINGS
         self.flush_encoder()
-        self._events.append(SettingsReceived(dict(settings)))
+        # the event carries this same dict, not a copy: one per connection, kept for
+        # its life by the layers above (issue 10, memory per idle session)
+        self._emit(SettingsReceived(settings))
 
     def _on_goaway(self, ident: int) -> None:
         if self._is_client and (ident & 3) != 0:
@@ -255,7 +257,7 @@ class ControlStreams:
         if previous is not None and ident > previous:
             raise H3ConnectionError(H3ErrorCode.H3_ID_ERROR, "GOAWAY identifier increased")
         self.received_goaway = ident
-        self._events.append(GoAwayReceived(ident))
+        self._emit(GoAwayReceived(ident))
 
     def _on_max_push_id(self, push_id: int) -> None:
         if self._is_client:

@@ -198,7 +198,7 @@ class EarlyRequests:
 
     # -- output: the HTTP/3 events, on their way to the application --------------------
 
-    def next_event(self, events: deque[H3Event], conn: _Connection) -> H3Event | None:
+    def next_event(self, events: deque[H3Event] | None, conn: _Connection) -> H3Event | None:
         """The next event for the application: ``events`` filtered by the policy."""
         while True:
             if self._ready:

@@ -60,7 +60,8 @@ class DatagramReceived(H3Event):
 
 @dataclass(frozen=True, slots=True)
 class SettingsReceived(H3Event):
-    """The peer's SETTINGS (RFC 9114 §7.2.4), unknown ids included."""
+    """The peer's SETTINGS (RFC 9114 §7.2.4), unknown ids included. ``settings`` is the
+    connection's own record (:attr:`H3Connection.peer_settings`): read it, do not change it."""
 
     settings: dict[int, int]
 

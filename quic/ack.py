@@ -55,12 +55,15 @@ packet number decoding).
 
 from __future__ import annotations
 
+from typing import Any
+
 from quic.rangeset import RangeSet
 
 __all__ = [
     "APPLICATION_PACKET_TOLERANCE",
     "DEFAULT_MAX_ACK_RANGES_TRACKED",
     "MAX_ACK_RANGES",
+    "SPENT_ACK_TRACKER",
     "AckTracker",
 ]
 
@@ -250,3 +253,37 @@ class AckTracker:
             limit = min(floor, self.largest)
             self.received.clear_below(limit)
             self.floor = limit
+
+
+class _SpentAckTracker(AckTracker):
+    """The tracker of a discarded packet number space (RFC 9001 §4.9), one shared by
+    every connection (issue 10: ~450 bytes per space an idle connection does not keep).
+
+    Nothing was received in it and no ACK is due. Its packets are dropped before they
+    reach a tracker (their keys are gone) and nothing is sent in its space, so it is
+    only read; a change would be a bug, and raises (the connection closes with
+    INTERNAL_ERROR) rather than touching the other connections' state.
+    """
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise RuntimeError(f"{name} set on a discarded space's ACK tracker")
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a discarded packet number space's ACK tracker changed")
+
+    on_packet = on_ack_frequency = request_immediate_ack = _refuse
+    on_ack_sent = on_ack_acked = _forget_oldest = _refuse
+
+
+def _spent_tracker() -> AckTracker:
+    fresh = AckTracker(0.0, immediate=True)
+    spent = object.__new__(_SpentAckTracker)
+    for name in AckTracker.__slots__:
+        object.__setattr__(spent, name, getattr(fresh, name))
+    return spent
+
+
+#: What :meth:`quic.conn_acks.AckState.discard` puts in a discarded space's place.
+SPENT_ACK_TRACKER = _spent_tracker()

@@ -165,6 +165,12 @@ class ConnectionIdManager:
 
     # -- peer connection IDs ----------------------------------------------------------
 
+    def compact(self) -> None:
+        """A quiet connection: an emptied table gives its storage back (issue 10)."""
+        for table in (self._unannounced, self._retire_unsent, self._retire_in_flight):
+            if not table:
+                table.clear()
+
     def set_initial_peer_cid(self, cid: bytes, reset_token: bytes | None = None) -> None:
         self.peer = {0: PeerConnectionId(0, cid, reset_token)}
         self._peer_by_cid = {cid: 0}

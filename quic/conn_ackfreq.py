@@ -90,6 +90,11 @@ class AckFrequencySender:
         self._acked_seq = -1
         self._sent_count = 0
 
+    def compact(self) -> None:
+        """A quiet connection: an emptied table gives its storage back (issue 10)."""
+        if not self._in_flight:
+            self._in_flight.clear()
+
     @property
     def peer_supports(self) -> bool:
         """The peer accepts ACK_FREQUENCY and IMMEDIATE_ACK (draft §3)."""

@@ -24,11 +24,15 @@ IMMEDIATE_ACK frames are validated here (:meth:`AckState.on_ack_frequency`,
 :meth:`AckState.on_immediate_ack`: PROTOCOL_VIOLATION without our ``min_ack_delay``
 transport parameter or for a requested delay below it) and applied to the application
 space's tracker.
+
+A discarded Initial or Handshake space (RFC 9001 §4.9) keeps its tracker until the
+connection rests, then :meth:`AckState.discard` puts the shared, empty, read-only
+:data:`~quic.ack.SPENT_ACK_TRACKER` in its place (issue 10, memory per idle connection).
 """
 
 from __future__ import annotations
 
-from quic.ack import DEFAULT_MAX_ACK_RANGES_TRACKED, AckTracker
+from quic.ack import DEFAULT_MAX_ACK_RANGES_TRACKED, SPENT_ACK_TRACKER, AckTracker
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.frames import FrameType, encode_ack_frame
 from quic.packet_builder import PacketAssembler
@@ -63,6 +67,13 @@ class AckState:
             AckTracker(max_ack_delay, immediate=True, max_ranges=max_ranges),  # Handshake
             AckTracker(max_ack_delay, immediate=False, max_ranges=max_ranges),
         )
+
+    def discard(self, index: int) -> None:
+        """The space's keys are gone (RFC 9001 §4.9): nothing more is received or
+        acknowledged in it; its tracker gives way to the shared, empty one."""
+        trackers = list(self.trackers)
+        trackers[index] = SPENT_ACK_TRACKER
+        self.trackers = (trackers[0], trackers[1], trackers[2])
 
     # -- receiving --------------------------------------------------------------------
 

@@ -132,8 +132,9 @@ class EcnController:
     )
 
     def __init__(self, enabled: bool = True) -> None:
-        # counts of received packets per space: [ECT(0), ECT(1), CE] (RFC 9000 §13.4.1)
-        self._received: tuple[list[int], list[int], list[int]] = ([0, 0, 0], [0, 0, 0], [0, 0, 0])
+        # counts of received packets: ECT(0), ECT(1), CE of space 0, then of space 1, 2
+        # (RFC 9000 §13.4.1); one flat list, not four objects (issue 10, idle memory)
+        self._received = [0] * 9
         self.state = EcnState.TESTING if enabled else EcnState.DISABLED
         self.send_codepoint = ECN_NOT_ECT  # of the current / latest send call
         self.ce_events = 0  # validated CE increases acted on (diagnostics, tests)
@@ -163,19 +164,21 @@ class EcnController:
         then acknowledged at once, RFC 9000 §13.2.1)."""
         if codepoint == ECN_NOT_ECT:
             return False
-        counts = self._received[index]
+        counts = self._received
+        base = index * 3
         if codepoint == ECN_ECT0:
-            counts[0] += 1
+            counts[base] += 1
         elif codepoint == ECN_ECT1:
-            counts[1] += 1
+            counts[base + 1] += 1
         else:
-            counts[2] += 1
+            counts[base + 2] += 1
             return True
         return False
 
     def counts(self, index: int) -> tuple[int, int, int] | None:
         """ECN counts for the space's ACK frames; None (plain ACK) until any arrived."""
-        ect0, ect1, ce = self._received[index]
+        counts, base = self._received, index * 3
+        ect0, ect1, ce = counts[base], counts[base + 1], counts[base + 2]
         if not (ect0 or ect1 or ce):
             return None
         return ect0, ect1, ce

@@ -209,6 +209,13 @@ class StreamController:
 
     # -- application API --------------------------------------------------------------
 
+    def compact(self) -> None:
+        """A quiet connection (its keys rest): tables that grew and emptied give their
+        storage back (``dict.clear`` on an empty dict frees its table; issue 10)."""
+        for table in (self._sendable, self._deferred):
+            if not table:
+                table.clear()
+
     def open_stream(self, bidi: bool) -> int:
         """Open a local stream (raises StreamLimitReached when the peer forbids it)."""
         return self.manager.open_stream(bidi)

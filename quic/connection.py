@@ -30,6 +30,10 @@ dispatcher's table. What TLS releases is handed out by
 :func:`quic.conn_build.hand_out_tls`. Timers: the connection's deadline and what fires
 when it is due are computed by :mod:`quic.conn_timers` from the components' own
 deadlines and the idle timer (RFC 9000 §10.1), whose last activity is kept here.
+A connection quiet for ``key_rest_delay`` rests: its keys let their cipher contexts go
+(:mod:`quic.conn_keys`) and the tables that grew and emptied (streams with output,
+connection IDs to announce or retire, ACK_FREQUENCY requests, sent and lost packets)
+give their storage back (issue 10, memory per idle connection).
 
 Errors: every protocol violation is raised as :class:`~quic.errors.QuicProtocolError`
 and turned into a CONNECTION_CLOSE in exactly one place, :meth:`QuicConnection._fail`.
@@ -620,6 +624,15 @@ class QuicConnection:
         if rest is not None and now >= rest:
             self.keys.rest()  # quic.conn_keys "Resting keys"
             self._keys_rested_at = now
+            # and the tables that grew and emptied give their storage back
+            self.streams.compact()
+            self.cids.compact()
+            self.ackfreq.compact()
+            self.recovery.compact()
+            for index in (INITIAL, HANDSHAKE):  # not while a packet of it is processed
+                if self.keys.spaces[index].discarded:
+                    self.recovery.retire_space(index)  # shared, empty: issue 10
+                    self.acks.discard(index)
         fire_due(self, now, self._idle_deadline())
 
     def _linger(self) -> float:

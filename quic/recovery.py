@@ -61,7 +61,10 @@ record later is ignored like any spurious loss. A FIFO of the ACK-only packet nu
 Discarding a space (§6.4) drops its packets without calling their handlers: only
 CRYPTO, ACK, PING, PADDING and CONNECTION_CLOSE can be in Initial and Handshake
 packets, and their owners are discarded together with the keys. For 0-RTT rejection
-pass ``notify_lost=True`` so that stream data is queued again.
+pass ``notify_lost=True`` so that stream data is queued again. Once the connection
+rests (no packet of the space can still be in processing), a discarded Initial or
+Handshake space is retired (:meth:`LossRecovery.retire_space`): its state gives way to
+one shared, empty, read-only object (issue 10, memory per idle connection).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from types import MappingProxyType
 from typing import Any
 
 from quic.congestion import CongestionController
@@ -226,6 +230,34 @@ class PacketSpaceRecovery:
         self.lowest_unacked = pn
 
 
+class _SpentSpace(PacketSpaceRecovery):
+    """The loss-detection state of a discarded Initial or Handshake space (RFC 9002
+    §6.4), one shared by every connection (issue 10: ~530 bytes per space an idle
+    connection does not keep): nothing in flight, no loss or PTO time. Nothing is sent
+    in its space any more, so it is only read; a change would be a bug, and raises (the
+    connection closes with INTERNAL_ERROR) rather than touching the other connections'
+    state. Its tables are read-only mappings."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise RuntimeError(f"{name} set on a discarded packet number space")
+
+
+def _spent_space() -> PacketSpaceRecovery:
+    fresh = PacketSpaceRecovery()
+    spent = object.__new__(_SpentSpace)
+    for name in PacketSpaceRecovery.__slots__:
+        value = getattr(fresh, name)
+        if isinstance(value, dict):
+            value = MappingProxyType({})
+        object.__setattr__(spent, name, value)
+    return spent
+
+
+_SPENT_SPACE = _spent_space()
+
+
 @dataclass(slots=True)
 class AckResult:
     """Outcome of one ACK frame."""
@@ -356,6 +388,16 @@ class LossRecovery:
         )
 
     # -- sending ----------------------------------------------------------------------
+
+    def compact(self) -> None:
+        """A quiet connection: the tables of sent and lost packets that emptied give
+        their storage back (issue 10, memory per idle connection)."""
+        for st in self.spaces:
+            if st is _SPENT_SPACE:
+                continue
+            for table in (st.sent, st.lost):
+                if not table:
+                    table.clear()
 
     def on_packet_sent(self, packet: SentPacket, now: float) -> None:
         """Track a sent packet (RFC 9002 A.5). Register every packet, ACK-only too."""
@@ -745,6 +787,8 @@ class LossRecovery:
         each gets ``handler(False, *args)``. Packet numbers keep increasing afterwards.
         """
         st = self.spaces[space]
+        if st is _SPENT_SPACE:
+            return  # retired already (see :meth:`retire_space`)
         packets = list(st.sent.values())
         discarded = self.congestion.on_packet_discarded
         for packet in packets:
@@ -764,3 +808,14 @@ class LossRecovery:
             for packet in packets:
                 for handler, args in packet.handlers:
                     handler(False, *args)
+
+    def retire_space(self, space: int) -> None:
+        """The Initial or Handshake space is discarded for good (RFC 9001 §4.9.1,
+        §4.9.2; after :meth:`discard_space`): its state gives way to the shared, empty
+        one. The application space is never retired (0-RTT rejection discards it and
+        goes on using it)."""
+        if space == _APPLICATION:
+            raise ValueError("the application packet number space is never retired")
+        spaces = list(self.spaces)
+        spaces[space] = _SPENT_SPACE
+        self.spaces = (spaces[0], spaces[1], spaces[2])

@@ -8,8 +8,9 @@ events (:meth:`handle_event`), passes them to HTTP/3, and turns the HTTP/3 event
 WebTransport events (:mod:`pywebtransport.protocol.events`). One way out: the HTTP/3
 events are drained with ``H3Connection.next_event`` as they are produced, and the
 WebTransport events leave only through :meth:`next_event` (``handle_event`` returns
-nothing). Commands (``connect``, ``accept``, ``open_stream``, ...) write through the
-public H3/QUIC API; the caller then drains ``quic.datagrams_to_send``.
+nothing); their queue exists only while it holds events (issue 10, idle memory).
+Commands (``connect``, ``accept``, ``open_stream``, ...) write through the public
+H3/QUIC API; the caller then drains ``quic.datagrams_to_send``.
 
 Draft selection (draft-16 §7.1, :mod:`pywebtransport.protocol.drafts`): the newest
 common draft whose requirements the peer's SETTINGS and transport parameters meet. The
@@ -187,7 +188,8 @@ class WebTransportConnection(StreamsMixin):
         #: client: the draft chosen from the server's SETTINGS (None before / if none)
         self.draft: Draft | None = None
         self.flow_control = False  # draft-16 §5.1 (draft-13: flow_control_for), with SETTINGS
-        self._events: deque[ev.WebTransportEvent] = deque()
+        # made by the first event, let go when drained (issue 10: ~760 B per idle connection)
+        self._events: deque[ev.WebTransportEvent] | None = None
         self._sessions: dict[int, Session] = {}
         # IDs of ended sessions (and of client bidi streams that are no session): bounded
         self._claimed = ClaimedIds(config.max_claimed_session_ids)
@@ -213,8 +215,21 @@ class WebTransportConnection(StreamsMixin):
     # input
     # ==================================================================================
 
+    def _emit(self, event: ev.WebTransportEvent) -> None:
+        """Queue a WebTransport event (the queue is made on demand, see ``next_event``)."""
+        events = self._events
+        if events is None:
+            events = self._events = deque()
+        events.append(event)
+
     def next_event(self) -> ev.WebTransportEvent | None:
-        return self._events.popleft() if self._events else None
+        events = self._events
+        if not events:
+            return None
+        event = events.popleft()
+        if not events:  # drained: an idle connection holds no queue (issue 10, memory)
+            self._events = None
+        return event
 
     def handle_event(self, event: qe.QuicEvent) -> None:
         """Feed one QUIC event; the WebTransport events it causes are drained with
@@ -266,7 +281,7 @@ class WebTransportConnection(StreamsMixin):
         elif isinstance(event, he.GoAwayReceived):
             for session in self._sessions.values():  # draft-16 §4.6
                 if session.state is SessionState.ESTABLISHED:
-                    self._events.append(ev.SessionDraining(session.session_id))
+                    self._emit(ev.SessionDraining(session.session_id))
 
     def _on_headers(self, event: he.HeadersReceived) -> None:
         # a header section without the request's/response's pseudo-header is trailers
@@ -375,7 +390,7 @@ class WebTransportConnection(StreamsMixin):
             raise WebTransportError(str(exc)) from exc
         session = Session(session_id, SessionState.PENDING, None)
         session.authority, session.path = authority, path
-        session.headers = list(headers or [])
+        session.headers = tuple(headers or ())
         session.protocols = tuple(protocols)
         self._sessions[session_id] = session
         self._claimed.add(session_id)
@@ -433,7 +448,7 @@ class WebTransportConnection(StreamsMixin):
                 self._abort(session, H3ErrorCode.WT_ALPN_ERROR, "WT-Protocol not offered")
                 return  # draft-16 §3.3
         session.state = SessionState.ESTABLISHED
-        self._events.append(ev.SessionEstablished(sid, event.headers, session.draft, protocol))
+        self._emit(ev.SessionEstablished(sid, event.headers, session.draft, protocol))
         self._release_buffered(session)
         if event.stream_ended:
             self._on_connect_data(sid, b"", True)
@@ -488,7 +503,6 @@ class WebTransportConnection(StreamsMixin):
             self._reject_buffered(sid)
             return
         session = Session(sid, SessionState.REQUESTED, draft)
-        session.headers = headers
         session.authority = (header_value(headers, b":authority") or b"").decode("latin-1")
         session.path = (header_value(headers, b":path") or b"").decode("latin-1")
         if PROFILES[draft].protocol_negotiation:
@@ -496,7 +510,7 @@ class WebTransportConnection(StreamsMixin):
         session.flow = self._new_flow(draft)
         self._sessions[sid] = session
         self._claimed.add(sid)
-        self._events.append(
+        self._emit(
             ev.SessionRequested(
                 sid, session.authority, session.path, headers, draft, session.protocols
             )
@@ -601,9 +615,9 @@ class WebTransportConnection(StreamsMixin):
             session.close_received = True
             self._close_from_peer(session, code, reason)
         elif capsule_type == CapsuleType.DRAIN_WEBTRANSPORT_SESSION:
-            self._events.append(ev.SessionDraining(sid))
+            self._emit(ev.SessionDraining(sid))
         elif capsule_type == CapsuleType.DATAGRAM:
-            self._events.append(ev.DatagramReceived(sid, value))  # RFC 9297 §3.5
+            self._emit(ev.DatagramReceived(sid, value))  # RFC 9297 §3.5
         elif capsule_type in FLOW_CONTROL_CAPSULES:
             if session.flow is not None:  # else ignored (draft-16 §5.1)
                 self._on_flow_capsule(session, session.flow, capsule_type, value)
@@ -622,11 +636,11 @@ class WebTransportConnection(StreamsMixin):
         sid = session.session_id
         if capsule_type == CapsuleType.WT_MAX_DATA:
             if flow.on_max_data(number):
-                self._events.append(ev.FlowCreditAvailable(sid, "data"))
+                self._emit(ev.FlowCreditAvailable(sid, "data"))
         elif capsule_type in (CapsuleType.WT_MAX_STREAMS_BIDI, CapsuleType.WT_MAX_STREAMS_UNI):
             bidi = capsule_type == CapsuleType.WT_MAX_STREAMS_BIDI
             if flow.on_max_streams(bidi, number):
-                self._events.append(ev.FlowCreditAvailable(sid, "bidi" if bidi else "uni"))
+                self._emit(ev.FlowCreditAvailable(sid, "bidi" if bidi else "uni"))
         elif capsule_type != CapsuleType.WT_DATA_BLOCKED:
             flow.on_streams_blocked(number)
 
@@ -697,7 +711,7 @@ class WebTransportConnection(StreamsMixin):
         session.streams.clear()
         self._reject_buffered(sid)
         if event is not None:
-            self._events.append(event)
+            self._emit(event)
 
     def _on_connection_closed(self, code: int, reason: str) -> None:
         for session in list(self._sessions.values()):
@@ -710,7 +724,7 @@ class WebTransportConnection(StreamsMixin):
             session.state = SessionState.CLOSED
             self._claimed.add(sid)
             del self._sessions[sid]
-            self._events.append(event)
+            self._emit(event)
         # the connection is gone: every table empties (the QUIC state goes with it)
         self._streams.clear()
         self._early.clear()
@@ -806,6 +820,6 @@ class WebTransportConnection(StreamsMixin):
             "stopped": len(self._stopped),
             "final_sizes": len(self._final_sizes),
             "flow_dirty": len(self._flow_dirty),
-            "events": len(self._events),
+            "events": len(self._events or ()),
             "claimed_ids": len(self._claimed),
         }

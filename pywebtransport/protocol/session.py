@@ -32,6 +32,7 @@ each draft (:mod:`pywebtransport.protocol.drafts`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -143,7 +144,9 @@ class Session:
         self.draft = draft
         self.authority = ""
         self.path = ""
-        self.headers: Headers = []
+        # a client's extra CONNECT header fields; a server keeps none (the request's
+        # fields went up with SessionRequested: not kept per idle session, issue 10)
+        self.headers: tuple[tuple[bytes, bytes], ...] = ()
         self.protocols: tuple[str, ...] = ()  # offered (client) / received (server)
         self.capsules = CapsuleReader()
         self.flow: SessionFlowControl | None = None
@@ -225,7 +228,7 @@ def connect_request_headers(
     authority: str,
     path: str,
     protocols: tuple[str, ...],
-    extra: Headers,
+    extra: Iterable[tuple[bytes, bytes]],
 ) -> Headers:
     """The extended CONNECT request of ``draft`` (draft-16 §3.2; draft-02 §3.3)."""
     profile = PROFILES[draft]

@@ -37,6 +37,7 @@ session's data limit (§5.4).
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 from h3.connection import H3Connection
 from h3.errors import H3ErrorCode
@@ -81,7 +82,7 @@ class StreamsMixin:
     quic: QuicConnection
     h3: H3Connection
     config: WebTransportConfiguration
-    _events: deque[ev.WebTransportEvent]
+    _events: deque[ev.WebTransportEvent] | None
     _sessions: dict[int, Session]
     _claimed: ClaimedIds
     _streams: dict[int, WtStream]
@@ -94,6 +95,11 @@ class StreamsMixin:
     _flow_dirty: dict[int, None]
 
     # provided by the connection
+
+    if TYPE_CHECKING:
+
+        def _emit(self, event: ev.WebTransportEvent) -> None: ...  # the connection's
+
     def _abort(self, session: Session, code: int, reason: str) -> None:
         raise NotImplementedError
 
@@ -163,7 +169,7 @@ class StreamsMixin:
         except SessionAbort as exc:
             self._abort(session, exc.error_code, exc.reason)
             return False
-        self._events.append(ev.StreamOpened(session.session_id, stream.stream_id, stream.bidi))
+        self._emit(ev.StreamOpened(session.session_id, stream.stream_id, stream.bidi))
         return True
 
     def _deliver(self, stream: WtStream, data: bytes, fin: bool) -> None:
@@ -183,7 +189,7 @@ class StreamsMixin:
         if fin:
             stream.fin_received = True
         if data or fin:
-            self._events.append(ev.StreamData(session.session_id, stream.stream_id, data, fin))
+            self._emit(ev.StreamData(session.session_id, stream.stream_id, data, fin))
         if fin:
             self._maybe_forget(session, stream)
 
@@ -209,7 +215,7 @@ class StreamsMixin:
             for owner, payload in self._datagrams:
                 if owner == sid:
                     self._datagram_bytes -= len(payload)
-                    self._events.append(ev.DatagramReceived(sid, payload))
+                    self._emit(ev.DatagramReceived(sid, payload))
                 else:
                     kept.append((owner, payload))
             self._datagrams = kept or None
@@ -331,7 +337,7 @@ class StreamsMixin:
                 self._abort(session, exc.error_code, exc.reason)
                 return
         self._abort_receive(session, stream)  # QUIC credited the stream already
-        self._events.append(
+        self._emit(
             ev.StreamReset(session.session_id, sid, http_code_to_webtransport_code(http_code),
                            http_code)
         )  # fmt: skip
@@ -371,7 +377,7 @@ class StreamsMixin:
         if session is None:
             return
         stream.send_done = True  # QUIC answers STOP_SENDING with RESET_STREAM
-        self._events.append(
+        self._emit(
             ev.StopSending(session.session_id, sid, http_code_to_webtransport_code(http_code),
                            http_code)
         )  # fmt: skip
@@ -521,7 +527,7 @@ class StreamsMixin:
     def _on_datagram(self, session_id: int, data: bytes) -> None:
         session = self._sessions.get(session_id)
         if session is not None and session.state is SessionState.ESTABLISHED:
-            self._events.append(ev.DatagramReceived(session_id, data))
+            self._emit(ev.DatagramReceived(session_id, data))
             return
         config = self.config
         if (

@@ -101,6 +101,15 @@ def _sni(name: str | None) -> str | None:
 class ClientRole(Role):
     """The client side of the handshake (see module docstring)."""
 
+    __slots__ = (
+        "client_auth_context",
+        "client_hello",
+        "hrr",
+        "key_shares",
+        "new_session_tickets",
+        "ticket",
+    )
+
     TRANSITIONS: ClassVar[dict[Any, dict[int, Any]]] = {}
 
     def __init__(self, ctx: HandshakeContext) -> None:

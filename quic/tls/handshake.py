@@ -82,6 +82,11 @@ def is_ip_address(name: str) -> bool:
     return True
 
 
+#: What a server's engine keeps of its settings once connected (see
+#: :meth:`HandshakeContext.release_handshake_state`); only ``is_client`` is read.
+_SETTLED_SERVER_CONFIG = TlsConfig(is_client=False)
+
+
 class HandshakeContext:
     """Buffers, transcript, keys and negotiated values of one handshake."""
 
@@ -257,6 +262,23 @@ class HandshakeContext:
         for epoch in (Epoch.INITIAL, Epoch.HANDSHAKE):
             self.readers.pop(epoch, None)
         self.client_handshake_secret = self.server_handshake_secret = b""
+        # the application traffic secrets are installed (QUIC derives the next key
+        # phase from its own copy, RFC 9001 §6.1), the ticket is issued, the key log
+        # written: the transcript hash (native memory too), the traffic secrets, the
+        # ClientHello random and our encoded transport parameters are not read again
+        self.transcript.release()
+        self.client_application_secret = self.server_application_secret = b""
+        self.client_random = self.transport_parameters = b""
+        if not self.config.is_client:
+            # a connected server reads no handshake message (each is unexpected_message
+            # before any setting is looked at) and issues no other ticket: the
+            # connection's own settings (certificate chain, verification, ALPN lists,
+            # 0-RTT check, about 1 KB) give way to one shared blank server config
+            self.config = _SETTLED_SERVER_CONFIG
+        # tickets are issued and the version negotiated: the resumption secret and the
+        # transport-parameter hook go
+        self.resumption_secret = None
+        self.on_client_transport_parameters = None
 
     # -- input -----------------------------------------------------------------------
     def set_recv_epoch(self, epoch: Epoch) -> None:
@@ -277,6 +299,8 @@ class HandshakeContext:
 
 class Role:
     """Base of the client and server state machines (see module docstring)."""
+
+    __slots__ = ("ctx", "state")  # one per connection: no instance dict (issue 10)
 
     #: state -> {handshake type -> handler(role, message, raw)}
     TRANSITIONS: ClassVar[dict[Any, dict[int, Callable[[Any, Any, bytes], None]]]] = {}

@@ -80,6 +80,12 @@ class Transcript:
             self._hash.update(message)
         self._pending.clear()
 
+    def release(self) -> None:
+        """The handshake is over: let the running hash go (a later :meth:`digest`
+        raises, as before the hash was chosen)."""
+        self._hash = self._hash_name = None
+        self._pending.clear()
+
     def digest(self) -> bytes:
         """Transcript-Hash of all messages added so far."""
         if self._hash is None:

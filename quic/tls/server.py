@@ -93,6 +93,8 @@ class ServerState(Enum):
 class ServerRole(Role):
     """The server side of the handshake (see module docstring)."""
 
+    __slots__ = ("client_hello", "hrr", "requested_server_name")
+
     TRANSITIONS: ClassVar[dict[Any, dict[int, Any]]] = {}
 
     def __init__(self, ctx: HandshakeContext) -> None:

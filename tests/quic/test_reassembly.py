@@ -459,3 +459,17 @@ def test_ropes_join_in_order_with_tiny_chunk_threshold(
         assert r.reassembly.chunk_count() <= 2 * r.out_of_order_bytes // 4 + r.fragments
     r.on_stream_frame(0, data[:1], False)
     assert r.read() == data
+
+
+def test_out_of_order_store_exists_only_while_needed() -> None:
+    """No store while data arrives in order; one for a hole; gone once the data caught up
+    (issue 10: an idle stream keeps none)."""
+    r = RecvStream(0, WINDOW)
+    r.on_stream_frame(0, b"a" * 100, False)
+    assert r._ooo is None and r.fragments == 0 and r.out_of_order_bytes == 0
+    r.on_stream_frame(200, b"c" * 100, False)
+    assert r._ooo is not None and r.fragments == 1 and r.out_of_order_bytes == 100
+    r.on_stream_frame(100, b"b" * 100, False)
+    assert r._ooo is None and r.read() == b"a" * 100 + b"b" * 100 + b"c" * 100
+    assert len(r.reassembly) == 0  # an empty one for the asking, not kept
+    assert r._ooo is None

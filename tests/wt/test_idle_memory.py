@@ -6,6 +6,7 @@ before the measure, so only the server's state counts. Structural bounds, no tim
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 
 from h3.qpack import QpackDecoder, QpackEncoder
@@ -21,13 +22,18 @@ from tests.wt.idlemem import OPAQUE, reachable, server_bytes
 # components, the DATAGRAM send deque and per-type closed-ID sets made on first use,
 # sets as dicts, shared HTTP/3 configuration and local SETTINGS), 33.2 KB after QPACK
 # without engines or unused QPACK streams on WebTransport connections and 4 connection
-# IDs each way (active_connection_id_limit)
-BUDGET_PER_SESSION = 40_000
-# deques an idle session may hold: the QUIC, HTTP/3 and WebTransport event queues (each
-# empty deque is ~760 bytes); the 1-RTT space's ACK-only record goes once every packet
-# it names has left the table of sent packets, the DATAGRAM send queue comes with the
-# first DATAGRAM sent
-MAX_IDLE_DEQUES = 3
+# IDs each way (active_connection_id_limit), about 26 KB after the HTTP/3 and
+# WebTransport event queues made on demand, the server's TLS transcript, secrets and
+# per-connection TLS settings released, out-of-order stores made on demand, emptied
+# tables given back and the discarded spaces' state shared when the connection rests,
+# one SETTINGS dict per connection and no request header list kept by a server's session
+BUDGET_PER_SESSION = 30_000
+# deques an idle session may hold: the QUIC event queue (an empty deque is ~760 bytes;
+# the HTTP/3 and WebTransport queues are made by their first event and let go when
+# drained); the 1-RTT space's ACK-only record goes once every packet it names has
+# left the table of sent packets, the DATAGRAM send queue comes with the first
+# DATAGRAM sent
+MAX_IDLE_DEQUES = 1
 
 N = 3
 
@@ -102,3 +108,65 @@ def test_qpack_encoder_dynamic_table_is_a_choice() -> None:
     headers = [(b":status", b"200"), (b"x-long-header-name", b"value " * 8)]
     block = static.encode(0, headers)
     assert QpackDecoder(4096, 16).feed_header(0, block) == headers
+
+
+def test_idle_session_keeps_no_event_queue_above_quic() -> None:
+    """The HTTP/3 and WebTransport event queues exist only while they hold events."""
+    _, (_, _, server) = server_bytes(1)
+    wt = next(iter(server.wt.values()))
+    assert wt._events is None and wt.h3._events is None
+    assert wt.table_sizes()["events"] == 0 and wt.h3.state_sizes()["events"] == 0
+
+
+def test_resting_connection_gives_emptied_tables_back() -> None:
+    """Once the keys rest (``key_rest_delay`` of quiet), the tables that grew during
+    the handshake and emptied again hold no storage: each is the size of a new dict."""
+    _, (_, _, server) = server_bytes(1)
+    conn = next(iter(server.wt))
+    assert not conn.keys.resident  # the connection rested
+    empty = sys.getsizeof({})
+    tables = [
+        conn.streams._sendable,
+        conn.streams._deferred,
+        conn.cids._unannounced,
+        conn.ackfreq._in_flight,
+        conn.recovery.spaces[2].sent,
+        conn.recovery.spaces[2].lost,
+    ]
+    assert [sys.getsizeof(t) for t in tables] == [empty] * len(tables)
+
+
+def test_server_tls_keeps_no_handshake_secrets() -> None:
+    """After the handshake a server's TLS engine holds no transcript hash (native
+    memory), traffic secrets, ClientHello random or encoded transport parameters; the
+    exporter still works (RFC 9846 §7.5)."""
+    _, (_, _, server) = server_bytes(1)
+    conn = next(iter(server.wt))
+    tls = conn.tls
+    assert tls.handshake_complete and tls.transcript.hash_name is None
+    assert tls.client_application_secret == tls.server_application_secret == b""
+    assert tls.client_random == tls.transport_parameters == b""
+    # the connection's own TLS settings went too (chain, verification, 0-RTT check)
+    assert not tls.config.certificate_chain and tls.config.early_data_check is None
+    assert len(conn.export_keying_material(b"EXPORTER-test", b"", 32)) == 32
+
+
+def test_idle_session_keeps_one_settings_dict_and_no_request_headers() -> None:
+    """The peer's SETTINGS are one dict per connection (HTTP/3's record is the one the
+    event carried up); a server's session keeps no copy of the CONNECT request's fields
+    (they went up with SessionRequested)."""
+    _, (_, _, server) = server_bytes(1)
+    wt = next(iter(server.wt.values()))
+    assert wt.peer_settings is not None and wt.peer_settings is wt.h3.peer_settings
+    (session,) = wt._sessions.values()
+    assert session.headers == ()
+
+
+def test_idle_streams_keep_no_out_of_order_store() -> None:
+    """A stream receives its reassembly store with its first out-of-order frame only."""
+    _, (_, _, server) = server_bytes(1)
+    conn = next(iter(server.wt))
+    streams = conn.streams.manager.streams.values()
+    receivers = [s.recv for s in streams if s.recv is not None]
+    assert len(receivers) == 2  # the CONNECT stream and the client's control stream
+    assert all(recv._ooo is None for recv in receivers)
