@@ -181,6 +181,7 @@ async def serve(
     *,
     stream_handler: Callable[[QuicStreamReader, QuicStreamWriter], Any] | None = None,
     session_setup: Callable[[QuicSession], None] | None = None,
+    token_bytes: Callable[[int], bytes] | None = None,
 ) -> QuicServer:
     """Serve QUIC on ``host:port`` (port 0: any free port).
 
@@ -188,7 +189,10 @@ async def serve(
     ``stream_handler(reader, writer)`` runs for each stream the peer opens;
     ``session_setup(session)`` runs as a connection is accepted, before any of its events.
     With ``configuration.preferred_address`` the server listens there too (RFC 9000
-    §9.6; port 0 is replaced by the port bound).
+    §9.6; port 0 is replaced by the port bound). ``token_bytes`` replaces the endpoint's
+    source of random bytes, and so of the connection IDs it issues (e.g.
+    :meth:`quic.quiclb.QuicLbConfig.token_bytes`, with
+    ``configuration.connection_id_length`` set to its ``cid_length``).
     """
     loop = asyncio.get_running_loop()
     _prepare(configuration)
@@ -204,9 +208,13 @@ async def serve(
         if handler is not None:
             await handler(session)
 
-    transport, protocol = await open_datagram_endpoint(
-        loop, lambda: QuicEndpointProtocol(QuicEndpoint(configuration), on_session), (host, port)
-    )
+    def make_protocol() -> QuicEndpointProtocol:
+        if token_bytes is None:
+            return QuicEndpointProtocol(QuicEndpoint(configuration), on_session)
+        endpoint = QuicEndpoint(configuration, token_bytes=token_bytes)
+        return QuicEndpointProtocol(endpoint, on_session)
+
+    transport, protocol = await open_datagram_endpoint(loop, make_protocol, (host, port))
     assert isinstance(protocol, QuicEndpointProtocol)
     if configuration.preferred_address is not None:
         try:
