@@ -74,6 +74,7 @@ MODULES: tuple[str, ...] = (
     "quic.errors",
     "quic.stats",
     "quic.qlog",
+    "quic.quiclb",
     "quic.tls.keylog",
     "quic.tls.selfsigned",
 )
