@@ -168,3 +168,30 @@ def test_program_verdict_is_a_worker_or_fallback(workers: int, k: int, packet: b
         assert verdict == packet[1 + k]
     else:
         assert verdict == FALLBACK
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    st.integers(1, 256),
+    st.data(),
+    st.binary(max_size=4),
+    st.integers(4, 13),  # the other host prefix is one byte longer
+    st.binary(min_size=16, max_size=16),
+)
+def test_encrypted_worker_cids_name_their_worker(
+    workers: int, data: st.DataObject, host: bytes, nonce_length: int, key: bytes
+) -> None:
+    """With a key the worker byte is encrypted: ``worker_of`` decrypts it for every
+    worker of every host prefix, and the scheme says it cannot be steered."""
+    worker = data.draw(st.integers(0, workers - 1))
+    pool = iter(data.draw(st.binary(min_size=64, max_size=64)) * 4)
+
+    def random_bytes(n: int) -> bytes:
+        return bytes(next(pool) for _ in range(n))
+
+    scheme = WorkerCids(workers, worker, host, 1, nonce_length, random_bytes, key=key)
+    assert not scheme.steerable
+    cid = scheme.token_bytes(scheme.cid_length)
+    assert len(cid) == scheme.cid_length and scheme.worker_of(cid) == worker
+    other_host = WorkerCids(workers, worker, host + b"\x00", 1, nonce_length, key=key)
+    assert other_host.worker_of(cid) is None  # another length: not of its configuration
