@@ -55,10 +55,11 @@ make connection IDs (a CID when asked for ``cid_length`` bytes, plain random byt
 otherwise); ``connection_id_length`` must then be the configuration's ``cid_length``.
 So the handshake's Source CID, a Retry's Source CID and every NEW_CONNECTION_ID CID
 carry the server ID. One caveat of that shape: a request for exactly ``cid_length``
-bytes always gets a CID, so ``cid_length`` must differ from the other sizes the
-connection draws for values that must be unpredictable (8: PATH_CHALLENGE data,
-RFC 9000 §8.2.1; 16: reset tokens where none are derived) — pywebtransport's
-``ServerConfig`` refuses those lengths.
+bytes always gets a CID, so ``cid_length`` must differ from the other sizes a server
+connection draws for values that must be unpredictable: 8, the PATH_CHALLENGE data
+(RFC 9000 §8.2.1) — pywebtransport's ``ServerConfig`` refuses 8-byte CIDs. (Reset
+tokens are derived from the CID by the endpoint, not drawn; a stateless reset's
+random prefix may take the shape of a CID, which is harmless.)
 
 :class:`WorkerCids` applies the format to ``--workers N`` on one host: the server ID
 is an optional host prefix followed by one byte, the worker index, so that
