@@ -32,6 +32,12 @@ connection).
 the same Redis (:class:`~pywebtransport.backplane.RedisBackplane`): datagrams and stream
 messages reach the room's members on all of them, and ``/status`` counts them all.
 
+QUIC-LB (docs/quic-lb.md): ``--quic-lb-server-id HEX`` makes every connection ID the
+server issues carry that server ID (draft-ietf-quic-load-balancers), so that a QUIC-LB
+load balancer routes each connection to this server through migration;
+``--quic-lb-config-rotation N`` (0..6), ``--quic-lb-nonce-length N`` (4..18) and
+``--quic-lb-key HEX`` (16 bytes: encrypted CIDs) must match the balancer's configuration.
+
 ``--port 0`` binds any free port; LISTENING tells which. The server runs until SIGINT or
 SIGTERM, then shuts down gracefully (GOAWAY, DRAIN, then close; see
 ``WebTransportServer.shutdown``) and exits 0.
@@ -78,9 +84,11 @@ __all__ = [
     "DEFAULT_PORT",
     "EXIT_FAILURE",
     "EXIT_OK",
+    "add_quic_lb_options",
     "build_parser",
     "js_snippet",
     "main",
+    "quic_lb_settings",
     "redis_backplane",
     "run_serve",
     "run_serve_workers",
@@ -103,7 +111,9 @@ usage of serve:
   python -m pywebtransport serve [--host 127.0.0.1] [--port 4433] [--cert C --key K]
                                  [--keylog FILE] [--drafts LIST] [--max-sessions N]
                                  [--shutdown-timeout SECONDS] [--stats-interval S] [-v]
-                                 [--workers N]
+                                 [--workers N] [--redis URL]
+                                 [--quic-lb-server-id HEX [--quic-lb-config-rotation N]
+                                  [--quic-lb-nonce-length N] [--quic-lb-key HEX]]
   (python -m pywebtransport serve --help for details)
   python -m pywebtransport demo [--port 0] [--http-port 0] [--no-browser-page] [-v]
 
@@ -170,16 +180,82 @@ def server_config(args: argparse.Namespace) -> tuple[ServerConfig, SelfSignedCer
         "drafts": drafts,
         "max_sessions": args.max_sessions,
         "shutdown_timeout": args.shutdown_timeout,
+        **quic_lb_settings(args),
     }
     if args.cert:
         config = ServerConfig(certfile=args.cert, keyfile=args.key, **common)
         config.quic_configuration()  # load now: report a bad file before binding
         return config, None
+    ServerConfig(**common).quic_lb()  # report bad QUIC-LB values before the certificate
     cert = _self_signed(args.host)
     config = ServerConfig(
         certificate_chain=[cert.certificate], private_key=cert.private_key, **common
     )
     return config, cert
+
+
+def quic_lb_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The ``quic_lb_*`` fields of :class:`ServerConfig` from the ``--quic-lb-*``
+    options (none: an empty dict); :class:`ConfigurationError` for bad hex or an option
+    without ``--quic-lb-server-id``."""
+    server_id = getattr(args, "quic_lb_server_id", None)
+    key = getattr(args, "quic_lb_key", None)
+    if server_id is None:
+        given = [
+            f"--quic-lb-{name}"
+            for name in ("config-rotation", "nonce-length", "key")
+            if getattr(args, "quic_lb_" + name.replace("-", "_"), None) is not None
+        ]
+        if given:
+            raise ConfigurationError(f"{', '.join(given)} needs --quic-lb-server-id")
+        return {}
+    settings: dict[str, object] = {
+        "quic_lb_server_id": _hex("--quic-lb-server-id", server_id),
+        "quic_lb_key": None if key is None else _hex("--quic-lb-key", key),
+    }
+    if args.quic_lb_config_rotation is not None:
+        settings["quic_lb_config_rotation"] = args.quic_lb_config_rotation
+    if args.quic_lb_nonce_length is not None:
+        settings["quic_lb_nonce_length"] = args.quic_lb_nonce_length
+    return settings
+
+
+def _hex(option: str, text: str) -> bytes:
+    try:
+        return bytes.fromhex(text.removeprefix("0x").replace(":", ""))
+    except ValueError:
+        raise ConfigurationError(f"{option}: not hexadecimal: {text!r}") from None
+
+
+def add_quic_lb_options(parser: argparse.ArgumentParser) -> None:
+    """The ``--quic-lb-*`` options of ``serve`` (docs/quic-lb.md)."""
+    group = parser.add_argument_group(
+        "QUIC-LB",
+        "connection IDs a QUIC-LB load balancer routes to this server "
+        "(draft-ietf-quic-load-balancers; the values must match the balancer's)",
+    )
+    group.add_argument(
+        "--quic-lb-server-id",
+        metavar="HEX",
+        help="this server's ID, 1..15 bytes in hex: put in every connection ID issued",
+    )
+    group.add_argument(
+        "--quic-lb-config-rotation",
+        type=int,
+        metavar="N",
+        help="config rotation codepoint 0..6 (default 0)",
+    )
+    group.add_argument(
+        "--quic-lb-nonce-length",
+        type=int,
+        metavar="N",
+        help="nonce bytes 4..18, server ID + nonce at most 19 (default 8)",
+    )
+    group.add_argument(
+        "--quic-lb-key",
+        metavar="HEX",
+        help="16-byte AES key in hex: encrypted connection IDs (default: plaintext)",
+    )
 
 
 def start_live_output(
@@ -354,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGINT/SIGTERM, how long draining sessions may take to end (%(default)s)",
     )
     add_stats_interval_option(serve)
+    add_quic_lb_options(serve)
     serve.add_argument(
         "--redis",
         metavar="URL",

@@ -16,6 +16,14 @@ Certificates (client): the system trust store by default; ``ca_certs`` (a PEM fi
 instead; ``server_certificate_hashes`` pins SHA-256 hashes of the server's leaf
 certificate with the semantics of the browser's ``serverCertificateHashes``;
 ``insecure=True`` disables verification explicitly.
+
+QUIC-LB (server): with ``quic_lb_server_id`` set, :meth:`ServerConfig.quic_lb` is the
+:class:`~quic.quiclb.QuicLbConfig` of the four ``quic_lb_*`` settings (plaintext without
+a key; single- or four-pass encrypted with one), ``quic_configuration()`` sets the
+connection ID length to its CIDs' length, and the server gives its
+:meth:`~quic.quiclb.QuicLbConfig.token_bytes` to the QUIC endpoint, so that every
+connection ID it issues carries the server ID a QUIC-LB load balancer routes by
+(docs/quic-lb.md).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from h3.remembered import remember_settings_in_tickets
 from pywebtransport.protocol import Draft, WebTransportConfiguration
 from pywebtransport.protocol.connection import h3_configuration
 from quic.configuration import QuicConfiguration
+from quic.quiclb import QuicLbConfig
 from quic.tls.antireplay import AntiReplay
 from quic.tls.keylog import shared_keylog_file
 from quic.tls.signatures import PrivateKey, load_certificate_chain_pem, load_private_key_pem
@@ -51,6 +60,7 @@ ALPN = "h3"
 DEFAULT_DRAFTS: tuple[str, ...] = ("draft16", "draft13", "draft07", "draft02")
 
 _DRAFTS_BY_NUMBER = {int(d): d for d in Draft}
+_PATH_CHALLENGE_LENGTH = 8  # RFC 9000 §19.17
 
 
 class ConfigurationError(ValueError):
@@ -194,10 +204,48 @@ class ServerConfig(_Common):
     #: (RFC 9846 §8; see QuicConfiguration and docs/limits.md)
     ticket_keys: SessionTicketKeys | None = None
     anti_replay: AntiReplay | None = None
+    #: QUIC-LB (draft-ietf-quic-load-balancers, docs/quic-lb.md): this server's ID
+    #: (1..15 bytes), put in every connection ID it issues so that a QUIC-LB load
+    #: balancer routes each connection here, through migration. None: random CIDs.
+    #: The other three must match the balancer's configuration: the config rotation
+    #: codepoint (0..6), the nonce length (4..18; server ID + nonce at most 19 bytes)
+    #: and the 16-byte AES key (None: plaintext CIDs)
+    quic_lb_server_id: bytes | None = None
+    quic_lb_config_rotation: int = 0
+    quic_lb_nonce_length: int = 8
+    quic_lb_key: bytes | None = None
+
+    def quic_lb(self) -> QuicLbConfig | None:
+        """The QUIC-LB configuration of the ``quic_lb_*`` settings (None without a
+        server ID); :class:`ConfigurationError` for values the draft does not allow."""
+        if self.quic_lb_server_id is None:
+            if self.quic_lb_key is not None:
+                raise ConfigurationError("quic_lb_key needs quic_lb_server_id")
+            return None
+        try:
+            lb = QuicLbConfig(
+                self.quic_lb_config_rotation,
+                self.quic_lb_server_id,
+                self.quic_lb_nonce_length,
+                self.quic_lb_key,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if lb.cid_length == _PATH_CHALLENGE_LENGTH:
+            # every request for cid_length random bytes gets a CID: PATH_CHALLENGE data
+            # (8 bytes, RFC 9000 §8.2.1: unpredictable) would be one
+            raise ConfigurationError(
+                "QUIC-LB server ID + nonce of 7 bytes make 8-byte connection IDs, the "
+                "size of PATH_CHALLENGE data: choose a longer nonce"
+            )
+        return lb
 
     def quic_configuration(self) -> QuicConfiguration:
         """The QUIC server configuration (loads the certificate and key)."""
         config = self._quic(is_client=False)
+        lb = self.quic_lb()
+        if lb is not None:
+            config.connection_id_length = lb.cid_length  # what lb.token_bytes makes
         config.ticket_keys = self.ticket_keys
         config.anti_replay = self.anti_replay
         config.max_connections_per_address = self.max_connections_per_address

@@ -8,7 +8,9 @@ accepted QUIC connection before the connection reports any event. The protocol c
 parks CONNECT requests until the client's SETTINGS arrive and picks the newest common
 draft per request (draft-ietf-webtrans-http3-16 §7.1); each ``SessionRequested`` it
 reports becomes a :class:`SessionRequest`, queued for :meth:`incoming_sessions` and
-emitted as a ``session_request`` event. The application answers with
+emitted as a ``session_request`` event. With QUIC-LB settings in the configuration
+(:meth:`ServerConfig.quic_lb`), the endpoint makes its connection IDs with the QUIC-LB
+configuration's ``token_bytes`` (docs/quic-lb.md). The application answers with
 :meth:`SessionRequest.accept` (→ :class:`~pywebtransport.session.WebTransportSession`;
 streams and datagrams that arrived early are replayed to it) or
 :meth:`SessionRequest.reject` (an HTTP status).
@@ -156,12 +158,17 @@ class WebTransportServer:
         # one WebTransport configuration for every connection (read-only to them), made
         # with the QUIC one: not one per connection (issue 10, memory)
         self._wt_config = self.config.webtransport_configuration()
+        quic_config = self.config.quic_configuration()
+        # QUIC-LB: every connection ID issued carries the server ID (docs/quic-lb.md)
+        lb = self.config.quic_lb()
         self._quic = await serve(
             self.config.host if host is None else host,
             self.config.port if port is None else port,
-            self.config.quic_configuration(),
+            quic_config,
             session_setup=self._setup,
             worker=worker,
+            # with workers the worker's CID scheme carries the QUIC-LB settings
+            token_bytes=lb.token_bytes if lb is not None and worker is None else None,
         )
 
     @property

@@ -74,7 +74,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
-from quic.aio.workers import WorkerSpec, attach_steering, reuseport_sockets
+from quic.aio.workers import WorkerSpec, attach_steering, reuseport_sockets, worker_scheme
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -159,6 +159,18 @@ class Supervisor:
         self.on_listening = on_listening
         self.on_worker = on_worker
         self._ctx = multiprocessing.get_context("fork")
+        # QUIC-LB settings (docs/quic-lb.md): the server ID becomes the host prefix of
+        # every worker's server ID, which adds the worker byte; checked here, before a fork
+        self._lb = app.config.quic_lb()
+        self._lb_settings: dict[str, Any] = {}
+        if self._lb is not None:
+            self._lb_settings = {
+                "host_id": self._lb.server_id,
+                "config_rotation": self._lb.config_rotation,
+                "nonce_length": self._lb.nonce_length,
+                "key": self._lb.key,
+            }
+        worker_scheme(workers, 0, **self._lb_settings)
         self._flags = _Flags()
         self._procs: list[BaseProcess | None] = [None] * workers
         self._ready: Any = None
@@ -195,8 +207,8 @@ class Supervisor:
         os.mkdir(_rooms_directory(directory), 0o700)
         reset_key = os.urandom(32)
         if self.steer:
-            self.steering = attach_steering(sockets[0], WorkerSpec(
-                0, self.workers, sockets[0], directory, reset_key).scheme())  # fmt: skip
+            scheme = self._spec_settings(0, sockets[0], directory, reset_key).scheme()
+            self.steering = attach_steering(sockets[0], scheme)
         self._ready = self._ctx.RawArray("b", self.workers)
         self._sessions = self._ctx.RawArray("q", self.workers)
         previous = self._install_signals()
@@ -234,12 +246,18 @@ class Supervisor:
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, drain)
         return previous
 
+    def _spec_settings(
+        self, index: int, sock: socket.socket, directory: str, reset_key: bytes
+    ) -> WorkerSpec:
+        """Worker ``index``'s spec, with the app's QUIC-LB settings when it has some."""
+        return WorkerSpec(index, self.workers, sock, directory, reset_key, **self._lb_settings)
+
     def _start(
         self, index: int, sockets: list[socket.socket], directory: str, reset_key: bytes
     ) -> None:
         self._ready[index] = 0
         self._sessions[index] = 0
-        spec = WorkerSpec(index, self.workers, sockets[index], directory, reset_key)
+        spec = self._spec_settings(index, sockets[index], directory, reset_key)
         info = WorkerInfo(index, self.workers, self._sessions, self.steering)
         proc = self._ctx.Process(
             target=_worker_main,

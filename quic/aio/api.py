@@ -192,6 +192,7 @@ async def serve(
     stream_handler: Callable[[QuicStreamReader, QuicStreamWriter], Any] | None = None,
     session_setup: Callable[[QuicSession], None] | None = None,
     worker: WorkerSpec | None = None,
+    token_bytes: Callable[[int], bytes] | None = None,
 ) -> QuicServer:
     """Serve QUIC on ``host:port`` (port 0: any free port).
 
@@ -201,7 +202,11 @@ async def serve(
     With ``configuration.preferred_address`` the server listens there too (RFC 9000
     §9.6; port 0 is replaced by the port bound). ``worker``: serve as one worker of a
     group on one port, on its socket (``host`` and ``port`` are then not used; see
-    :mod:`quic.aio.workers`).
+    :mod:`quic.aio.workers`; its CID scheme, QUIC-LB settings included, makes the
+    connection IDs). Otherwise ``token_bytes`` replaces the endpoint's
+    source of random bytes, and so of the connection IDs it issues (e.g.
+    :meth:`quic.quiclb.QuicLbConfig.token_bytes`, with
+    ``configuration.connection_id_length`` set to its ``cid_length``).
     """
     loop = asyncio.get_running_loop()
     _prepare(configuration)
@@ -218,6 +223,8 @@ async def serve(
             await handler(session)
 
     if worker is not None:
+        if token_bytes is not None:
+            raise ValueError("with a worker, its CID scheme makes the connection IDs")
         if configuration.preferred_address is not None:
             raise ValueError("a preferred address is not supported with workers on one port")
         endpoint = worker.endpoint(configuration)
@@ -231,9 +238,14 @@ async def serve(
             transport.close()
             raise
         return QuicServer(transport, protocol, worker)
-    transport, protocol = await open_datagram_endpoint(
-        loop, lambda: QuicEndpointProtocol(QuicEndpoint(configuration), on_session), (host, port)
-    )
+
+    def make_protocol() -> QuicEndpointProtocol:
+        if token_bytes is None:
+            return QuicEndpointProtocol(QuicEndpoint(configuration), on_session)
+        endpoint = QuicEndpoint(configuration, token_bytes=token_bytes)
+        return QuicEndpointProtocol(endpoint, on_session)
+
+    transport, protocol = await open_datagram_endpoint(loop, make_protocol, (host, port))
     assert isinstance(protocol, QuicEndpointProtocol)
     if configuration.preferred_address is not None:
         try:

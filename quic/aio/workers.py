@@ -71,6 +71,7 @@ __all__ = [
     "attach_steering",
     "forwarding_path",
     "reuseport_sockets",
+    "worker_scheme",
 ]
 
 logger = logging.getLogger("quic.workers")
@@ -80,6 +81,8 @@ _MAX_FRAME = 65536 + 64
 #: Requested socket buffers of the forwarding sockets (the kernel caps them).
 _BUFFER = 4 * 1024 * 1024
 #: errno values that mean "the owner is not there right now": dropped, counted
+#: RFC 9000 §19.17: PATH_CHALLENGE data is 8 bytes
+PATH_CHALLENGE_LENGTH = 8
 _GONE = frozenset({errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN})
 
 
@@ -110,6 +113,9 @@ def reuseport_sockets(host: str, port: int, count: int) -> list[socket.socket]:
 def attach_steering(sock: socket.socket, scheme: WorkerCids) -> bool:
     """Attach the DCID steering program of ``scheme`` to ``sock``'s reuseport group;
     False (logged) where the kernel refuses: forwarding alone keeps connections whole."""
+    if not scheme.steerable:
+        logger.info("encrypted worker CIDs: no steering program, forwarding only")
+        return False
     program = build_worker_program(scheme.workers, scheme.worker_offset)
     try:
         attach_reuseport_cbpf(sock, program)
@@ -117,6 +123,25 @@ def attach_steering(sock: socket.socket, scheme: WorkerCids) -> bool:
         logger.warning("reuseport steering program refused (%s): forwarding only", exc)
         return False
     return True
+
+
+def worker_scheme(
+    workers: int,
+    index: int,
+    host_id: bytes = b"",
+    config_rotation: int = 0,
+    nonce_length: int = 7,
+    key: bytes | None = None,
+) -> WorkerCids:
+    """Worker ``index``'s CID scheme (raises ValueError for settings QUIC-LB refuses, and
+    for 8-byte CIDs: the size of PATH_CHALLENGE data, RFC 9000 §8.2.1, which the
+    scheme's ``token_bytes`` would then make a CID)."""
+    scheme = WorkerCids(
+        workers, index, host_id, config_rotation=config_rotation, nonce_length=nonce_length, key=key
+    )
+    if scheme.cid_length == PATH_CHALLENGE_LENGTH:
+        raise ValueError("worker CIDs of 8 bytes would collide with PATH_CHALLENGE data")
+    return scheme
 
 
 def forwarding_path(directory: str, index: int) -> str:
@@ -303,7 +328,9 @@ class WorkerSpec:
     ``sock``: its member of the reuseport group (made by :func:`reuseport_sockets`);
     ``directory``: where the forwarding sockets live; ``reset_key``: the stateless
     reset key all workers share (32 bytes); ``host_id``: an optional prefix of the
-    server ID (several hosts behind one QUIC-LB balancer)."""
+    server ID (several hosts behind one QUIC-LB balancer), with that balancer's
+    ``config_rotation``, ``nonce_length`` and ``key`` (encrypted CIDs: not steerable,
+    the workers forward instead; :class:`quic.quiclb.WorkerCids`)."""
 
     index: int
     workers: int
@@ -311,11 +338,21 @@ class WorkerSpec:
     directory: str
     reset_key: bytes
     host_id: bytes = b""
+    config_rotation: int = 0
+    nonce_length: int = 7
+    key: bytes | None = None
     forwarder: Forwarder | None = field(default=None, init=False)
     routing: WorkerRouting | None = field(default=None, init=False)
 
     def scheme(self) -> WorkerCids:
-        return WorkerCids(self.workers, self.index, self.host_id)
+        return worker_scheme(
+            self.workers,
+            self.index,
+            self.host_id,
+            self.config_rotation,
+            self.nonce_length,
+            self.key,
+        )
 
     def endpoint(self, configuration: QuicConfiguration) -> QuicEndpoint:
         """The worker's endpoint: CIDs of its scheme, the shared reset key, routing."""

@@ -24,6 +24,7 @@ from pywebtransport.client import WebTransportClient
 from pywebtransport.config import ClientConfig
 from pywebtransport.events import EventType
 from pywebtransport.exceptions import SessionRejected, StreamReset, WebTransportError
+from quic.quiclb import QuicLbConfig
 from tests.support.children import die_with_parent
 
 pytestmark = [
@@ -261,3 +262,42 @@ async def test_a_room_across_both_workers_gets_every_broadcast_once(workers: Wor
                     await member.accept_unidirectional_stream()
         for member in members:
             await member.close()
+
+
+LB_KEY = "8f95f09245765f80256934e50c66207f"
+
+
+@pytest.mark.parametrize("key", [None, LB_KEY], ids=["plaintext", "encrypted"])
+async def test_workers_issue_quic_lb_cids_of_the_host(key: str | None) -> None:
+    """``--workers 2`` with QUIC-LB settings: each worker's server ID is the host's
+    (``--quic-lb-server-id``) followed by its worker byte, so a balancer configured with
+    those server IDs routes every connection to this host, and the host to the worker.
+    Encrypted CIDs cannot be read by the kernel program: the workers forward."""
+    args = ["--quic-lb-server-id", "0a01", "--quic-lb-config-rotation", "2"]
+    args += ["--quic-lb-nonce-length", "9"] + (["--quic-lb-key", key] if key else [])
+    server = Workers(*args)
+    try:
+        balancer = QuicLbConfig(2, b"\x0a\x01\x00", 9, bytes.fromhex(key) if key else None)
+        seen: set[int] = set()
+        for _ in range(8):
+            async with session_to(server, "/echo") as session:
+                stream = await session.create_bidirectional_stream()
+                await stream.write_all(b"routed")
+                async with asyncio.timeout(TIMEOUT):
+                    assert await stream.read_all() == b"routed"
+                conn = session.link.quic_session.connection
+                cids = [entry.cid for entry in conn.cids.peer.values()]
+                server_ids = {balancer.server_id_of(cid) for cid in cids}
+                assert len(server_ids) == 1, server_ids  # one worker's, all of them
+                (server_id,) = server_ids
+                assert server_id is not None and server_id[:2] == b"\x0a\x01"
+                assert server_id[2] in (0, 1)
+                seen.add(server_id[2])
+        doc = await status(server)
+        assert doc["workers"] == 2
+        if key:
+            assert doc["steering"] == "forwarding"
+    finally:
+        code, err = server.stop()
+    assert code == 0, err[-3000:]
+    assert seen  # (which worker the hash picks is the kernel's choice)

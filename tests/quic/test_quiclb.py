@@ -1,6 +1,7 @@
-"""QUIC-LB connection IDs (quic/quiclb.py): draft-ietf-quic-load-balancers "First CID
-Octet", "Unroutable Connection IDs", "Plaintext CID Algorithm", and the worker-ID
-scheme for ``--workers N``.
+"""QUIC-LB connection IDs (quic/quiclb.py): draft-ietf-quic-load-balancers(-21) "First
+CID Octet", "Unroutable Connection IDs", the plaintext, single-pass and four-pass
+algorithms (checked against the draft's test vectors), :class:`QuicLbConfig`, and the
+worker-ID scheme for ``--workers N`` (plaintext and encrypted).
 
 The format round-trips and rejects what is not its own; the worker scheme names the
 worker in every CID a real server connection issues when its ``token_bytes`` is used,
@@ -19,11 +20,14 @@ import pytest
 from quic.quiclb import (
     MAX_CID_LENGTH,
     UNROUTABLE_CONFIG_ROTATION,
+    FourPassCidConfig,
     PlaintextCidConfig,
+    QuicLbConfig,
     SinglePassCidConfig,
     WorkerCids,
     config_rotation_of,
     is_unroutable,
+    make_cid_format,
     make_unroutable_cid,
 )
 from quic.reuseport_bpf import FALLBACK, build_worker_program, run
@@ -102,6 +106,7 @@ def test_encode_checks_field_lengths() -> None:
 def test_unroutable_cids() -> None:
     cid = make_unroutable_cid(8, _rng())
     assert len(cid) == 8 and is_unroutable(cid)
+    assert cid[0] & 0x1F == 7  # "Configuration Failover": MUST self-encode the length
     assert config_rotation_of(cid) == UNROUTABLE_CONFIG_ROTATION
     assert is_unroutable(b"")
     assert not is_unroutable(PlaintextCidConfig(6, 1, 4).encode(b"\x00", b"0000"))
@@ -307,3 +312,200 @@ def test_single_pass_round_trip_and_limits() -> None:
             SinglePassCidConfig(*bad)
     with pytest.raises(ValueError):
         cfg.encode(b"S" * 11, b"n" * 5)
+
+
+# -- four-pass encryption (draft-ietf-quic-load-balancers-21) ----------------------------
+
+# "Encryption Example" of "General Case: Four-Pass Encryption" (as corrected in -20: the
+# intermediate values of -19 were wrong). Odd length: the middle octet is shared.
+EXAMPLE_KEY = "fdf726a9893ec05c0632d3956680baf0"
+
+
+def test_draft_four_pass_encryption_example() -> None:
+    cfg = FourPassCidConfig(0, 3, 4, bytes.fromhex(EXAMPLE_KEY))
+    assert cfg.half_length == 4
+    cid = cfg.encode(bytes.fromhex("31441a"), bytes.fromhex("9c69c275"))
+    assert cid.hex() == "0767947d29be054a"
+    assert cfg.decode(cid) == (bytes.fromhex("31441a"), bytes.fromhex("9c69c275"))
+    # the draft's step 2: 0x7040b81b55ccf3 splits into 0x7040b810 and 0x0b55ccf3
+    assert cfg._split(bytes.fromhex("7040b81b55ccf3")) == (0x7040B810, 0x0B55CCF3)
+    assert cfg._join(0x7040B810, 0x0B55CCF3).hex() == "7040b81b55ccf3"
+
+
+# "Load Balancer Test Vectors", "Encrypted CIDs" (one key for all; the server encodes
+# the CID length). Rows 0, 1 and 3 are four pass (7, 15 and 18 bytes; row 1's server ID
+# is longer than its nonce: decoding needs the fourth pass), row 2 is single pass.
+VECTOR_KEY = "8f95f09245765f80256934e50c66207f"
+ENCRYPTED_VECTORS = [
+    (0, "ed793a", "ee080dbf", "0720b1d07b359d3c"),
+    (1, "ed793a51d49b8f5fab65", "ee080dbf48", "2fcc381bc74cb4fbad2823a3d1f8fed2"),
+    (2, "ed793a51d49b8f5f", "ee080dbf48c0d1e5", "504dd2d05a7b0de9b2b9907afb5ecf8cc3"),
+    (3, "ed793a51d49b8f5fab", "ee080dbf48c0d1e55d", "125779c9cc86beb3a3a4a3ca96fce4bfe0cdbc"),
+]
+
+
+@pytest.mark.parametrize(("rotation", "sid", "nonce", "cid"), ENCRYPTED_VECTORS)
+def test_draft_encrypted_vectors(rotation: int, sid: str, nonce: str, cid: str) -> None:
+    server_id, nonce_bytes, raw = bytes.fromhex(sid), bytes.fromhex(nonce), bytes.fromhex(cid)
+    if rotation == 3:
+        # the draft prints this row's first octet as 0x12 (config rotation 0), which
+        # contradicts its own cr_bits column (3 -> 0x72); the first octet is outside the
+        # ciphertext, so the 18 encrypted bytes are checked under rotation 3
+        assert raw[0] == 0x12
+        raw = bytes([(3 << 5) | 18]) + raw[1:]
+    fmt = make_cid_format(rotation, len(server_id), len(nonce_bytes), bytes.fromhex(VECTOR_KEY))
+    assert isinstance(fmt, SinglePassCidConfig if rotation == 2 else FourPassCidConfig)
+    assert fmt.encode(server_id, nonce_bytes) == raw
+    assert fmt.decode(raw) == (server_id, nonce_bytes)
+    assert fmt.server_id_of(raw) == server_id
+    lb = QuicLbConfig(rotation, server_id, len(nonce_bytes), bytes.fromhex(VECTOR_KEY))
+    assert lb.is_ours(raw) and lb.algorithm == ("single-pass" if rotation == 2 else "four-pass")
+
+
+class _CountingFourPass(FourPassCidConfig):
+    """Counts the AES rounds (no __slots__: a per-instance counter)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.rounds = 0
+
+    def _round(self, half: int, pass_number: int) -> int:
+        self.rounds += 1
+        return super()._round(half, pass_number)
+
+
+@pytest.mark.parametrize(
+    ("sid_len", "nonce_len", "passes"),
+    [(3, 4, 3), (2, 5, 3), (4, 4, 3), (4, 5, 3), (5, 4, 4), (10, 5, 4), (9, 9, 3)],
+)
+def test_server_id_needs_three_passes_when_it_lies_in_the_left_half(
+    sid_len: int, nonce_len: int, passes: int
+) -> None:
+    # draft "Load Balancer Actions": three passes when the server ID is entirely in
+    # left_0 (for an odd length, left_0 ends with half an octet), else four
+    cfg = _CountingFourPass(0, sid_len, nonce_len, bytes(range(16)))
+    server_id = bytes(range(100, 100 + sid_len))
+    cid = cfg.generate(server_id, _rng())
+    assert cfg.rounds == 4
+    cfg.rounds = 0
+    assert cfg.server_id_of(cid) == server_id
+    assert cfg.rounds == passes
+
+
+def test_four_pass_limits() -> None:
+    key = bytes(16)
+    for bad in ((0, 8, 8, key), (0, 2, 4, key[:15]), (7, 2, 4, key), (0, 15, 5, key)):
+        with pytest.raises(ValueError):
+            FourPassCidConfig(*bad)
+    cfg = FourPassCidConfig(5, 15, 4, key, self_encode_length=False)
+    assert cfg.cid_length == MAX_CID_LENGTH
+    cid = cfg.generate(b"s" * 15, _rng())
+    assert cid[0] >> 5 == 5 and cfg.server_id_of(cid) == b"s" * 15
+    assert cfg.server_id_of(cid[:-1]) is None
+    assert cfg.server_id_of(bytes([cid[0] ^ 0x20]) + cid[1:]) is None
+    with pytest.raises(ValueError):
+        cfg.encode(b"s" * 14, b"nnnn")
+
+
+# -- QuicLbConfig: one configuration type for the three algorithms ---------------------
+
+
+def test_quic_lb_config_chooses_the_algorithm() -> None:
+    key = bytes(range(16))
+    plain = QuicLbConfig(1, b"\x0a\x0b", 6)
+    assert plain.algorithm == "plaintext" and not plain.encrypted
+    cid = plain.generate(_rng())
+    assert cid[1:3] == b"\x0a\x0b" and plain.server_id_of(cid) == b"\x0a\x0b"
+    single = QuicLbConfig(2, b"\x0a\x0b", 14, key)
+    assert single.algorithm == "single-pass" and single.cid_length == 17
+    four = QuicLbConfig(3, b"\x0a\x0b", 6, key)
+    assert four.algorithm == "four-pass" and four.cid_length == 9
+    for cfg in (plain, single, four):
+        cids = {cfg.generate() for _ in range(200)}
+        assert len(cids) == 200  # random nonces
+        assert all(len(c) == cfg.cid_length and c[0] >> 5 == cfg.config_rotation for c in cids)
+        assert all(c[0] & 0x1F == cfg.cid_length - 1 for c in cids)  # self-encoded length
+        assert all(cfg.is_ours(c) for c in cids)
+        assert cfg.token_bytes(cfg.cid_length)[0] >> 5 == cfg.config_rotation
+        assert {len(cfg.token_bytes(n)) for n in (1, 16, 32)} == {1, 16, 32}
+    encrypted = [c for c in (four.generate() for _ in range(200)) if c[1:3] == b"\x0a\x0b"]
+    assert len(encrypted) < 5  # the server ID is not in the clear
+    other = QuicLbConfig(3, b"\x0a\x0c", 6, key)
+    assert not other.is_ours(four.generate()) and other.server_id_of(four.generate()) != (
+        b"\x0a\x0c"
+    )
+    assert "key" not in repr(four) and key.hex() not in repr(four)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"config_rotation": 7}, "0b111"),
+        ({"config_rotation": -1}, "config rotation"),
+        ({"server_id": b""}, "server ID length"),
+        ({"server_id": bytes(16), "nonce_length": 4}, "server ID length"),
+        ({"server_id": bytes(15), "nonce_length": 5}, "20 bytes"),  # a 21-byte CID
+        ({"server_id": bytes(4), "nonce_length": 16}, "20 bytes"),
+        ({"nonce_length": 3}, "nonce length"),
+        ({"nonce_length": 19}, "nonce length"),
+        ({"key": bytes(15)}, "16 bytes"),
+        ({"key": bytes(17)}, "16 bytes"),
+        ({"key": b""}, "16 bytes"),
+    ],
+)
+def test_quic_lb_config_rejects_bad_values(kwargs: dict[str, Any], message: str) -> None:
+    args: dict[str, Any] = {"config_rotation": 0, "server_id": b"\x01", "nonce_length": 8}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        QuicLbConfig(**args)
+
+
+def test_encrypted_worker_cids_are_not_steerable_and_decrypt() -> None:
+    key = bytes(range(16, 32))
+    for nonce_length, fmt in ((7, FourPassCidConfig), (14, SinglePassCidConfig)):
+        schemes = [WorkerCids(3, w, b"\x07", 2, nonce_length, _rng(w), key=key) for w in range(3)]
+        assert all(isinstance(s.config, fmt) and not s.steerable for s in schemes)
+        for w, scheme in enumerate(schemes):
+            cids = [scheme.token_bytes(scheme.cid_length) for _ in range(100)]
+            assert all(other.worker_of(c) == w for c in cids for other in schemes)
+            # the worker byte is not readable where the kernel program would look
+            assert sum(c[scheme.worker_offset] == w for c in cids) < 10
+        plain = WorkerCids(3, 0, b"\x07", 2, nonce_length, _rng())
+        assert plain.steerable and plain.worker_of(schemes[0].new_cid()) is None
+        wrong_key = WorkerCids(3, 0, b"\x07", 2, nonce_length, key=bytes(16))
+        assert sum(wrong_key.worker_of(schemes[0].new_cid()) == 0 for _ in range(50)) < 5
+    with pytest.raises(ValueError, match="16 bytes"):
+        WorkerCids(2, 0, key=bytes(8))
+
+
+def _retained_by(make: Any, count: int) -> int:
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(count):
+        make()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    stats = after.compare_to(before, "filename")
+    return sum(s.size_diff for s in stats if "quiclb" in str(s.traceback))
+
+
+@pytest.mark.parametrize("key", [None, bytes(16)])
+def test_quic_lb_cids_keep_no_state_and_linear_work_n_vs_4n(key: bytes | None) -> None:
+    """Issuing and reading CIDs holds nothing (4N CIDs retain what N do) and the AES
+    work is linear: four rounds to make a CID, at most four to read its server ID."""
+    lb = QuicLbConfig(1, b"\x01\x02\x03", 5, key, random_bytes=_rng())
+    n = 2_000
+
+    def one() -> None:
+        assert lb.is_ours(lb.token_bytes(lb.cid_length))
+
+    assert _retained_by(one, 4 * n) <= _retained_by(one, n) + 512
+    counting = _CountingFourPass(1, 3, 5, bytes(16))
+
+    def rounds(count: int) -> int:
+        counting.rounds = 0
+        for _ in range(count):
+            counting.server_id_of(counting.generate(b"\x01\x02\x03", _rng()))
+        return counting.rounds
+
+    assert rounds(4 * n) == 4 * rounds(n) == 4 * n * (4 + 3)

@@ -336,3 +336,17 @@ def test_forwarding_queue_is_bounded_between_transmits() -> None:
     assert routing.pending == 8
     assert routing.forwarded == 8 and routing.overflow == 92
     assert len(routing.take()) == 8 and routing.pending == 0
+
+
+def test_worker_scheme_carries_quic_lb_settings_and_refuses_8_byte_cids() -> None:
+    from quic.aio.workers import worker_scheme
+
+    key = bytes(range(16))
+    scheme = worker_scheme(4, 3, b"\x0a\x01", config_rotation=2, nonce_length=9, key=key)
+    assert not scheme.steerable and scheme.cid_length == 1 + 3 + 9
+    assert scheme.worker_of(scheme.new_cid()) == 3
+    assert worker_scheme(4, 3, b"\x0a\x01", nonce_length=9).steerable
+    with pytest.raises(ValueError, match="PATH_CHALLENGE"):
+        worker_scheme(2, 0, b"", nonce_length=6)  # 1 + 1 + 6 = 8 bytes
+    with pytest.raises(ValueError):
+        worker_scheme(2, 0, b"\x01", config_rotation=7)  # 0b111: unroutable
