@@ -244,6 +244,11 @@ class WtLink:
                 logger.exception("handling %r failed", event)
 
     def _route(self, event: ev.WebTransportEvent) -> None:
+        if type(event) is ev.DatagramReceived:  # the per-datagram case first
+            session = self.sessions.get(event.session_id)
+            if session is not None:
+                session.on_datagram(event.data)
+            return
         if isinstance(event, ev.StreamData):
             stream = self.streams.get(event.stream_id)
             if stream is not None:

@@ -120,6 +120,11 @@ class EventEmitter:
         if entries:
             entries[:] = [e for e in entries if e[0] is not handler and e[0] != handler]
 
+    @property
+    def has_handlers(self) -> bool:
+        """True when any handler is registered (a hot path skips :meth:`emit` if not)."""
+        return bool(self._handlers)
+
     def remove_all_listeners(self) -> None:
         self._handlers.clear()
 
