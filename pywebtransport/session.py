@@ -523,7 +523,7 @@ class WebTransportSession:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         events = self.events
-        if events.has_handlers:  # no Event object per datagram nobody listens to
+        if events.listens(EventType.DATAGRAM):  # no Event per datagram nobody listens to
             events.emit(EventType.DATAGRAM, data)
 
     def on_credit(self) -> None:
