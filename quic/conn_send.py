@@ -145,6 +145,7 @@ class SendScheduler:
         "_qlog",
         "_recovery",
         "_streams",
+        "capped",
         "pacer",
         "pacing_deadline",
     )
@@ -197,6 +198,8 @@ class SendScheduler:
         self._pacing_held = False  # ... and that stopped a datagram with data and window
         #: When the pacer lets the next ack-eliciting datagram go, if it holds one back.
         self.pacing_deadline: float | None = None
+        #: The last :meth:`build` stopped at its cap of datagrams: it may have more now.
+        self.capped = False
 
     # -- what is owed -----------------------------------------------------------------
 
@@ -282,6 +285,7 @@ class SendScheduler:
         marked = ecn.begin_send() != 0  # one ECN codepoint for the whole call
         if probe is not None and recovery.congestion.available() >= probe:
             sent_eliciting = self._send_pmtu_probe(asm, probe, now, version, marked)
+        capped = False
         bulk = False  # only stream data left: the short loop (_write_bulk_datagram)
         paced = 0  # datagrams the pacer lets out in the short loop (RFC 9002 §7.7)
         bulk_bytes = 0  # ... taken from its bucket at once when the loop ends
@@ -345,6 +349,9 @@ class SendScheduler:
                 # whatever kept ack-eliciting frames out of it has not changed (RFC 9000
                 # §13.2.1: ACK-only packets are not sent on their own beyond what is due).
                 break
+        else:
+            capped = True  # every other way out of the loop means nothing more may go now
+        self.capped = capped
         if bulk_bytes:
             pacer.on_packet_sent(bulk_bytes, now)
             validated_bytes += bulk_bytes

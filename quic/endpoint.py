@@ -66,8 +66,10 @@ Cost per datagram is O(1) in the number of connections (O(log n) for the heap):
 
 * ``_pending`` holds the connections that may have output — those that received a
   datagram, whose timer fired, or that the application touched (:meth:`wake`); only
-  they are asked by :meth:`datagrams_to_send` (one that returned datagrams stays
-  pending for the next call, as a connection caps what one call returns);
+  they are asked by :meth:`datagrams_to_send` (one whose call stopped at its cap of
+  datagrams, :attr:`QuicConnection.more_to_send`, stays pending for the next call;
+  the others wait for their next input, timer or wake — a burst of connections is
+  not served a second, empty time at every transmit);
 * ``_heap`` holds ``(deadline, seq, connection)``; an entry is valid while ``seq`` is
   the connection's current one (lazy invalidation; the heap is rebuilt when stale
   entries outnumber live ones), so :meth:`get_timer` and :meth:`handle_timer` touch
@@ -608,7 +610,8 @@ class QuicEndpoint:
                 continue
             if data:
                 batches.append((data, conn.ecn_codepoint))
-                self._pending[conn] = None  # a call is capped: it may have more
+                if conn.more_to_send:  # the call stopped at its cap: more may go now
+                    self._pending[conn] = None
             flushed.append(conn)
             if unfiled:
                 unfiled.pop(entry, None)
