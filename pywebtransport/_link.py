@@ -209,6 +209,11 @@ class WtLink:
             return isinstance(event, _CONSUMED)
 
     def _handle_quic_event(self, event: qe.QuicEvent) -> bool:
+        if type(event) is qe.DatagramReceived:  # per datagram: no settings, no close
+            self.wt.handle_event(event)
+            self.process()
+            self.quic_session.schedule_flush()
+            return True
         if isinstance(event, qe.StreamWritable):
             stream = self.streams.get(event.stream_id)
             if stream is not None:

@@ -286,6 +286,7 @@ class SendScheduler:
         if probe is not None and recovery.congestion.available() >= probe:
             sent_eliciting = self._send_pmtu_probe(asm, probe, now, version, marked)
         capped = False
+        drained = False  # nothing ack-eliciting left in any space (_sent_everything)
         bulk = False  # only stream data left: the short loop (_write_bulk_datagram)
         paced = 0  # datagrams the pacer lets out in the short loop (RFC 9002 §7.7)
         bulk_bytes = 0  # ... taken from its bucket at once when the loop ends
@@ -343,6 +344,7 @@ class SendScheduler:
                 if bulk:
                     paced = pacer.allowance(now, mtu)
                 elif size < mtu and self._sent_everything():
+                    drained = True  # _after_build need not ask again
                     break  # a short datagram that took everything: no empty pass
             else:
                 # An ACK-only datagram: the next one could only repeat its ACKs, since
@@ -357,7 +359,7 @@ class SendScheduler:
             validated_bytes += bulk_bytes
         if validated_bytes:
             paths.on_datagram_sent(validated_bytes)
-        self._after_build(now, mtu)
+        self._after_build(now, mtu, drained)
         return asm.datagrams, sent_eliciting
 
     def _only_stream_data(self, now: float) -> bool:
@@ -435,8 +437,9 @@ class SendScheduler:
         pacer.set_rate(rate, cc.congestion_window, now)
         return pacer
 
-    def _after_build(self, now: float, mtu: int) -> None:
-        """Arm the pacing deadline, or tell the controller it is application-limited."""
+    def _after_build(self, now: float, mtu: int, drained: bool = False) -> None:
+        """Arm the pacing deadline, or tell the controller it is application-limited
+        (``drained``: the build just found nothing ack-eliciting left to send)."""
         self._paced = False
         if self._pacing_held:
             self.pacing_deadline = self.pacer.next_send_time(now, mtu)
@@ -447,8 +450,7 @@ class SendScheduler:
             cc.available() >= mtu
             and self._handshake.complete
             and self._paths.address_validated
-            and not self._probes
-            and not self._wants_eliciting(APPLICATION)
+            and (drained or (not self._probes and not self._wants_eliciting(APPLICATION)))
         ):
             cc.on_app_limited(now)  # RFC 9002 §7.8
 

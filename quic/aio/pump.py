@@ -33,8 +33,8 @@ transmit.
 
 Counters: :attr:`QuicEndpointProtocol.read_wakeups`, ``datagrams_read``,
 ``events_coalesced``, ``events_dispatched``, ``transmits``, ``datagrams_sent``,
-``timer_rearms`` (batching in effect, for tests and benchmarks); ``socket_buffers`` is
-what the kernel granted of ``SOCKET_BUFFER``.
+``timer_rearms``, ``timer_fires`` (batching in effect, for tests and benchmarks);
+``socket_buffers`` is what the kernel granted of ``SOCKET_BUFFER``.
 
 Only connections that have something to do are touched: the endpoint keeps the set of
 connections with pending output (a session calls :meth:`QuicEndpointProtocol.wake` after
@@ -154,6 +154,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None  # when it fires (at or before the deadline)
         self.timer_rearms = 0  # loop timers created (see _arm_timer)
+        self.timer_fires = 0  # ... and fired
         self._tasks: set[asyncio.Task[Any]] = set()
         self.batched_reading = False  # True once take_over_reading succeeded
         self._sockets = 0  # transports open (two while moving to a new socket)
@@ -499,7 +500,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         sent, so a ping-pong would cancel and re-create a timer per transmit — keeps
         the armed timer, which then fires early, finds nothing due (``handle_timer``
         is safe to call early) and re-arms at the real deadline. ``timer_rearms``
-        counts the timers created."""
+        counts the timers created, ``timer_fires`` those that fired."""
         when = self.endpoint.get_timer()
         armed = self._timer_at
         if when == armed or (when is not None and armed is not None and armed < when):
@@ -513,6 +514,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self._timer = self.loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
+        self.timer_fires += 1
         self._timer = None
         self._timer_at = None
         self.endpoint.handle_timer(self.loop.time())  # never raises

@@ -13,7 +13,14 @@ from quic.aio import QuicEndpointProtocol, connect, serve
 from tests.quic.test_aio import client_config, echo_datagrams, server_config
 
 ROUND_TRIPS = 300
-COUNTERS = ("read_wakeups", "datagrams_read", "transmits", "datagrams_sent", "timer_rearms")
+COUNTERS = (
+    "read_wakeups",
+    "datagrams_read",
+    "transmits",
+    "datagrams_sent",
+    "timer_rearms",
+    "timer_fires",
+)
 
 
 def snapshot(pump: QuicEndpointProtocol) -> dict[str, int]:
@@ -69,8 +76,11 @@ def test_a_reply_leaves_with_the_ack_in_one_transmit(
         assert counters["read_wakeups"] < 1.2, (side, counters)
         assert 0.9 < counters["datagrams_read"] < 1.2, (side, counters)
         # the loss-detection deadline moves later with every packet sent: the armed
-        # loop timer is kept (it fires early and re-arms) — before: one per transmit
-        assert counters["timer_rearms"] < 0.3, (side, counters)
+        # loop timer is kept, and a new one is made only after it fired (early; how
+        # often depends on the round trip time against the PTO, so on the machine's
+        # load) — before: one new timer per transmit, whatever fired
+        rearms_not_fired = counters["timer_rearms"] - counters["timer_fires"]
+        assert rearms_not_fired < 0.5, (side, counters)
 
 
 def test_a_deadline_is_computed_once_per_side_per_round_trip(
