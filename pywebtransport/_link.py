@@ -209,6 +209,11 @@ class WtLink:
             return isinstance(event, _CONSUMED)
 
     def _handle_quic_event(self, event: qe.QuicEvent) -> bool:
+        if type(event) is qe.DatagramReceived:  # per datagram: no settings, no close
+            self.wt.handle_event(event)
+            self.process()
+            self.quic_session.schedule_flush()
+            return True
         if isinstance(event, qe.StreamWritable):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
@@ -244,6 +249,11 @@ class WtLink:
                 logger.exception("handling %r failed", event)
 
     def _route(self, event: ev.WebTransportEvent) -> None:
+        if type(event) is ev.DatagramReceived:  # the per-datagram case first
+            session = self.sessions.get(event.session_id)
+            if session is not None:
+                session.on_datagram(event.data)
+            return
         if isinstance(event, ev.StreamData):
             stream = self.streams.get(event.stream_id)
             if stream is not None:

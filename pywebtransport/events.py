@@ -120,6 +120,11 @@ class EventEmitter:
         if entries:
             entries[:] = [e for e in entries if e[0] is not handler and e[0] != handler]
 
+    def listens(self, event: str) -> bool:
+        """True when a handler of ``event`` is registered (a hot path skips :meth:`emit`
+        when not: no :class:`Event` is built for nobody)."""
+        return bool(self._handlers.get(event))  # an EventType member equals its str key
+
     def remove_all_listeners(self) -> None:
         self._handlers.clear()
 

@@ -382,18 +382,27 @@ class WebTransportSession:
 
     async def receive_datagram(self, timeout: float | None = None) -> bytes:
         """The next datagram; SessionClosed once the session ended, TimeoutError."""
-        async with asyncio.timeout(timeout):
-            while not (queue := self._datagrams):
-                if self.close_info is not None:
-                    raise self.close_info
-                waiter = self._datagram_waiter = self._link.loop.create_future()
-                try:
-                    await waiter
-                finally:
-                    self._datagram_waiter = None
+        if timeout is None:  # no timeout scope to enter and leave per datagram
+            await self._datagram_queued()
+        else:
+            async with asyncio.timeout(timeout):
+                await self._datagram_queued()
+        queue = self._datagrams
+        assert queue
         data = queue.popleft()
         self._datagram_bytes -= len(data)
         return data
+
+    async def _datagram_queued(self) -> None:
+        """Return once a datagram is queued; the session's end raises it."""
+        while not self._datagrams:
+            if self.close_info is not None:
+                raise self.close_info
+            waiter = self._datagram_waiter = self._link.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._datagram_waiter = None
 
     # -- closing ------------------------------------------------------------------------
 
@@ -513,7 +522,9 @@ class WebTransportSession:
         waiter = self._datagram_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        self.events.emit(EventType.DATAGRAM, data)
+        events = self.events
+        if events.listens(EventType.DATAGRAM):  # no Event per datagram nobody listens to
+            events.emit(EventType.DATAGRAM, data)
 
     def on_credit(self) -> None:
         credit = self._credit

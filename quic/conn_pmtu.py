@@ -42,8 +42,11 @@ Black holes (RFC 8899 §4.3, §5.2): the path MTU can drop mid-connection, and t
 every full-sized packet is lost while small ones (our ACKs) get through. A "suspicious"
 event is a batch of losses holding a packet larger than BASE_PLPMTU (and not above the
 PLPMTU: probes do not count) with no such packet acknowledged by the same ACK, or a PTO
-expiry while the PLPMTU is above BASE_PLPMTU. Any acknowledged packet larger than
-BASE_PLPMTU clears the count. After MAX_PROBES suspicious events in a row the PLPMTU
+expiry while the PLPMTU is above BASE_PLPMTU and a packet larger than BASE_PLPMTU is
+in flight (a PTO with only small packets outstanding is no PMTU evidence: an overloaded
+peer that read nothing for a while would otherwise set off a black-hole fallback and a
+new search of large probes on every connection of a burst). Any acknowledged packet
+larger than BASE_PLPMTU clears the count. After MAX_PROBES suspicious events in a row the PLPMTU
 drops to BASE_PLPMTU at once — the PTO probes that follow are small enough to pass —
 and a new search starts below the size that failed; PMTU_RAISE_TIMER later tries the
 whole range again. Lost data is retransmitted by its owners as for any loss.
@@ -321,9 +324,16 @@ class PmtuDiscovery:
                 self._suspect(now)
                 return
 
-    def on_pto(self, now: float) -> None:
-        """The PTO fired: nothing was acknowledged for a while."""
-        if self.plpmtu > BASE_PLPMTU:
+    def on_pto(self, now: float, largest_in_flight: int | None = None) -> None:
+        """The PTO fired: nothing was acknowledged for a while. ``largest_in_flight``:
+        the largest ack-eliciting packet outstanding, if the caller knows it — when
+        none is larger than BASE_PLPMTU the silence says nothing of the path MTU (a
+        black hole drops packets larger than the base, RFC 8899 §4.3; small ones went
+        unanswered for another reason, e.g. a peer too busy to read its socket in a
+        burst of connections), so it is no suspicious event."""
+        if self.plpmtu > BASE_PLPMTU and (
+            largest_in_flight is None or largest_in_flight > BASE_PLPMTU
+        ):
             self._suspect(now)
 
     def _suspect(self, now: float) -> None:

@@ -145,6 +145,7 @@ class SendScheduler:
         "_qlog",
         "_recovery",
         "_streams",
+        "capped",
         "pacer",
         "pacing_deadline",
     )
@@ -197,6 +198,8 @@ class SendScheduler:
         self._pacing_held = False  # ... and that stopped a datagram with data and window
         #: When the pacer lets the next ack-eliciting datagram go, if it holds one back.
         self.pacing_deadline: float | None = None
+        #: The last :meth:`build` stopped at its cap of datagrams: it may have more now.
+        self.capped = False
 
     # -- what is owed -----------------------------------------------------------------
 
@@ -282,6 +285,8 @@ class SendScheduler:
         marked = ecn.begin_send() != 0  # one ECN codepoint for the whole call
         if probe is not None and recovery.congestion.available() >= probe:
             sent_eliciting = self._send_pmtu_probe(asm, probe, now, version, marked)
+        capped = False
+        drained = False  # nothing ack-eliciting left in any space (_sent_everything)
         bulk = False  # only stream data left: the short loop (_write_bulk_datagram)
         paced = 0  # datagrams the pacer lets out in the short loop (RFC 9002 §7.7)
         bulk_bytes = 0  # ... taken from its bucket at once when the loop ends
@@ -339,18 +344,22 @@ class SendScheduler:
                 if bulk:
                     paced = pacer.allowance(now, mtu)
                 elif size < mtu and self._sent_everything():
+                    drained = True  # _after_build need not ask again
                     break  # a short datagram that took everything: no empty pass
             else:
                 # An ACK-only datagram: the next one could only repeat its ACKs, since
                 # whatever kept ack-eliciting frames out of it has not changed (RFC 9000
                 # §13.2.1: ACK-only packets are not sent on their own beyond what is due).
                 break
+        else:
+            capped = True  # every other way out of the loop means nothing more may go now
+        self.capped = capped
         if bulk_bytes:
             pacer.on_packet_sent(bulk_bytes, now)
             validated_bytes += bulk_bytes
         if validated_bytes:
             paths.on_datagram_sent(validated_bytes)
-        self._after_build(now, mtu)
+        self._after_build(now, mtu, drained)
         return asm.datagrams, sent_eliciting
 
     def _only_stream_data(self, now: float) -> bool:
@@ -428,8 +437,9 @@ class SendScheduler:
         pacer.set_rate(rate, cc.congestion_window, now)
         return pacer
 
-    def _after_build(self, now: float, mtu: int) -> None:
-        """Arm the pacing deadline, or tell the controller it is application-limited."""
+    def _after_build(self, now: float, mtu: int, drained: bool = False) -> None:
+        """Arm the pacing deadline, or tell the controller it is application-limited
+        (``drained``: the build just found nothing ack-eliciting left to send)."""
         self._paced = False
         if self._pacing_held:
             self.pacing_deadline = self.pacer.next_send_time(now, mtu)
@@ -440,8 +450,7 @@ class SendScheduler:
             cc.available() >= mtu
             and self._handshake.complete
             and self._paths.address_validated
-            and not self._probes
-            and not self._wants_eliciting(APPLICATION)
+            and (drained or (not self._probes and not self._wants_eliciting(APPLICATION)))
         ):
             cc.on_app_limited(now)  # RFC 9002 §7.8
 

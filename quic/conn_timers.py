@@ -107,7 +107,8 @@ def fire_due(conn: QuicConnection, now: float, idle: float | None) -> None:
         if conn.qlog is not None:
             conn.qlog.packets_lost(now, probe.lost, conn.recovery, "time_threshold")
     if probe.count:
-        pmtu.on_pto(now)  # before the probes are built: they follow a fallback
+        # before the probes are built: they follow a fallback
+        pmtu.on_pto(now, conn.recovery.largest_eliciting_in_flight())
         conn.ecn.on_pto()
         conn.sender.schedule_probe(probe.space, probe.count, probe.other_spaces)
     pmtu.handle_timer(now)

@@ -157,6 +157,7 @@ class QuicConnection:
         "keys",
         "last_internal_error",
         "migration",
+        "more_to_send",
         "paths",
         "pmtu",
         "reader",
@@ -225,6 +226,10 @@ class QuicConnection:
         self._keys_rested_at = 0.0
         self._last_activity: float | None = None
         self._eliciting_since_receive = False
+        #: The last datagrams-to-send call may have left datagrams that could go now
+        #: (it stopped at its cap): call again. Else the next input, timer or
+        #: application action is what gives it more to send.
+        self.more_to_send = False
         self.last_internal_error: BaseException | None = None
 
     # -- state the layers above read ---------------------------------------------------------
@@ -557,6 +562,7 @@ class QuicConnection:
                 return []
 
     def _datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr, int]]:
+        self.more_to_send = False
         addr = self.paths.peer_address
         local = self.paths.current.local
         state = self.state
@@ -577,7 +583,10 @@ class QuicConnection:
             self._fail(QuicProtocolError(TransportErrorCode.AEAD_LIMIT_REACHED, "RFC 9001 §6.6"))
             return self._datagrams_to_send(now)  # the CONNECTION_CLOSE
         out = self.migration.datagrams(now, self.version)  # other paths (RFC 9000 §8.2)
-        datagrams, eliciting = self.sender.build(now, self.version)
+        sender = self.sender
+        datagrams, eliciting = sender.build(now, self.version)
+        # more may go at once only if the build stopped at its cap (or other paths sent)
+        self.more_to_send = sender.capped or bool(out)
         if eliciting and not self._eliciting_since_receive:
             self._eliciting_since_receive = True
             self._last_activity = now  # RFC 9000 §10.1

@@ -66,8 +66,10 @@ Cost per datagram is O(1) in the number of connections (O(log n) for the heap):
 
 * ``_pending`` holds the connections that may have output — those that received a
   datagram, whose timer fired, or that the application touched (:meth:`wake`); only
-  they are asked by :meth:`datagrams_to_send` (one that returned datagrams stays
-  pending for the next call, as a connection caps what one call returns);
+  they are asked by :meth:`datagrams_to_send` (one whose call stopped at its cap of
+  datagrams, :attr:`QuicConnection.more_to_send`, stays pending for the next call;
+  the others wait for their next input, timer or wake — a burst of connections is
+  not served a second, empty time at every transmit);
 * ``_heap`` holds ``(deadline, seq, connection)``; an entry is valid while ``seq`` is
   the connection's current one (lazy invalidation; the heap is rebuilt when stale
   entries outnumber live ones), so :meth:`get_timer` and :meth:`handle_timer` touch
@@ -78,6 +80,11 @@ Cost per datagram is O(1) in the number of connections (O(log n) for the heap):
   reads that state (:meth:`next_event`, :meth:`get_timer`, :meth:`handle_timer`, the
   ``*datagrams_to_send`` methods, the counters) and the rare unrouted path settle first,
   so a caller sees the same state as if it ran after each datagram.
+* a connection that received datagrams is pending, so the next ``*datagrams_to_send``
+  serves it and re-files its deadline then: the settle leaves it *unfiled*
+  (``_unfiled``) instead of computing a deadline the transmit recomputes a moment
+  later; :meth:`get_timer` and :meth:`handle_timer` file whatever is still unfiled
+  first, so they see the same deadlines as if it had been filed at once.
 
 No exception escapes :meth:`receive_datagram`, :meth:`datagrams_to_send`,
 :meth:`handle_timer` or :meth:`get_timer`: if a connection raises (a bug), it is closed
@@ -194,6 +201,8 @@ class QuicEndpoint:
         self._pending: dict[QuicConnection, None] = {}  # insertion-ordered set
         # entries that received datagrams since the last settle (see _settle)
         self._touched: dict[Entry, None] = {}
+        # pending entries whose deadline is re-filed when they are served (see _settle)
+        self._unfiled: dict[Entry, None] = {}
         self._heap: list[tuple[float, int, QuicConnection]] = []
         self._seq = 0
         self._half_open = 0
@@ -356,9 +365,30 @@ class QuicEndpoint:
         touched = self._touched
         self._touched = {}
         entries = self._entries
+        pending = self._pending
+        unfiled = self._unfiled
         for entry in touched:
-            if entry.conn in entries:
-                self._after_activity(entry)
+            conn = entry.conn
+            if conn in entries:
+                if conn in pending:  # served (and its deadline re-filed) at the next send
+                    self._after_activity(entry, False)
+                    if conn in entries:
+                        unfiled[entry] = None
+                else:
+                    self._after_activity(entry)
+
+    def _file_unfiled(self) -> None:
+        """File the deadline of every connection the settle left unfiled (see _settle)."""
+        unfiled = self._unfiled
+        self._unfiled = {}
+        entries = self._entries
+        for entry in unfiled:
+            conn = entry.conn
+            if conn in entries:
+                try:
+                    self._schedule(entry, conn.get_timer())
+                except Exception as exc:
+                    self._internal_error(entry, exc)
 
     def _on_handshake_progress(self, entry: Entry, now: float) -> None:
         """A half-open connection whose client showed it receives our packets processed
@@ -597,6 +627,7 @@ class QuicEndpoint:
         flushed: list[QuicConnection] = []
         batches: list[tuple[list[tuple[bytes, Any, int]], int]] = []
         entries = self._entries
+        unfiled = self._unfiled
         for conn in pending:
             entry = entries.get(conn)
             if entry is None:
@@ -608,8 +639,11 @@ class QuicEndpoint:
                 continue
             if data:
                 batches.append((data, conn.ecn_codepoint))
-                self._pending[conn] = None  # a call is capped: it may have more
+                if conn.more_to_send:  # the call stopped at its cap: more may go now
+                    self._pending[conn] = None
             flushed.append(conn)
+            if unfiled:
+                unfiled.pop(entry, None)
             self._after_activity(entry)
         self.last_flushed = flushed
         return batches
@@ -618,6 +652,8 @@ class QuicEndpoint:
         """The earliest deadline of any connection (O(1) amortised)."""
         if self._touched:
             self._settle()
+        if self._unfiled:
+            self._file_unfiled()
         heap = self._heap
         entries = self._entries
         while heap:
@@ -632,6 +668,8 @@ class QuicEndpoint:
         """Fire every due connection timer and handshake deadline; safe to call early."""
         if self._touched:
             self._settle()
+        if self._unfiled:
+            self._file_unfiled()
         heap = self._heap
         entries = self._entries
         due: list[Entry] = []
@@ -680,9 +718,10 @@ class QuicEndpoint:
         if self._routes.setdefault(cid, entry.conn) is entry.conn:
             entry.cids[cid] = None
 
-    def _after_activity(self, entry: Entry) -> None:
+    def _after_activity(self, entry: Entry, refile: bool = True) -> None:
         """After any call into a connection: pass its events on, reap it if closed,
-        note a completed handshake, and re-file its deadline."""
+        note a completed handshake, and re-file its deadline (``refile``; else the
+        caller notes it in ``_unfiled``)."""
         conn = entry.conn
         try:
             self._drain(entry)
@@ -697,7 +736,8 @@ class QuicEndpoint:
                 entry.deadline = None
                 self._half_open -= 1
                 self._evictable.pop(conn, None)
-            self._schedule(entry, conn.get_timer())
+            if refile:
+                self._schedule(entry, conn.get_timer())
         except Exception as exc:
             self._internal_error(entry, exc)
 
@@ -797,6 +837,7 @@ class QuicEndpoint:
         self._index_reset_token(entry, None)
         entry.seq = 0  # its heap entries are stale now
         self._pending.pop(conn, None)
+        self._unfiled.pop(entry, None)
         self._evictable.pop(conn, None)
         if entry.half_open:
             self._half_open -= 1

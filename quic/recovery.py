@@ -387,6 +387,17 @@ class LossRecovery:
             + s[2].ack_eliciting_in_flight
         )
 
+    def largest_eliciting_in_flight(self) -> int:
+        """The size of the largest ack-eliciting packet in flight (0: none). O(packets
+        in flight): for the PTO, not per packet (see :meth:`PmtuDiscovery.on_pto`)."""
+        largest = 0
+        for st in self.spaces:
+            if st.ack_eliciting_in_flight:
+                for packet in st.sent.values():
+                    if packet.ack_eliciting and packet.in_flight and packet.size > largest:
+                        largest = packet.size
+        return largest
+
     # -- sending ----------------------------------------------------------------------
 
     def compact(self) -> None:

@@ -25,10 +25,16 @@ small ones (ACKs, ping-pong) do not delay it. The events of full-sized datagrams
 for that flush too, so the fallback also hands a burst up as one merged event per
 stream; those of small ones are handed up at once (a reply leaves with the ACK).
 
+One loop timer serves the endpoint's earliest deadline. It is re-created only when
+that deadline moves earlier: a later deadline (the loss-detection timer moves on with
+every packet sent) keeps the armed timer, which fires early, finds nothing due and
+re-arms — one timer per deadline passed instead of a cancel and a new timer per
+transmit.
+
 Counters: :attr:`QuicEndpointProtocol.read_wakeups`, ``datagrams_read``,
-``events_coalesced``, ``events_dispatched``, ``transmits``, ``datagrams_sent`` (batching
-in effect, for tests and benchmarks); ``socket_buffers`` is what the kernel granted of
-``SOCKET_BUFFER``.
+``events_coalesced``, ``events_dispatched``, ``transmits``, ``datagrams_sent``,
+``timer_rearms``, ``timer_fires`` (batching in effect, for tests and benchmarks);
+``socket_buffers`` is what the kernel granted of ``SOCKET_BUFFER``.
 
 Only connections that have something to do are touched: the endpoint keeps the set of
 connections with pending output (a session calls :meth:`QuicEndpointProtocol.wake` after
@@ -150,7 +156,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer_at: float | None = None  # when it fires (at or before the deadline)
+        self.timer_rearms = 0  # loop timers created (see _arm_timer)
+        self.timer_fires = 0  # ... and fired
         self._tasks: set[asyncio.Task[Any]] = set()
         self.batched_reading = False  # True once take_over_reading succeeded
         self._sockets = 0  # transports open (two while moving to a new socket)
@@ -507,17 +515,28 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self.spawn(result)
 
     def _arm_timer(self) -> None:
+        """Have the loop call :meth:`_on_timer` by the endpoint's earliest deadline.
+
+        The armed timer is replaced only when the deadline moved *earlier* (or went
+        away): a later one — the loss-detection deadline moves on with every packet
+        sent, so a ping-pong would cancel and re-create a timer per transmit — keeps
+        the armed timer, which then fires early, finds nothing due (``handle_timer``
+        is safe to call early) and re-arms at the real deadline. ``timer_rearms``
+        counts the timers created, ``timer_fires`` those that fired."""
         when = self.endpoint.get_timer()
-        if when == self._timer_at:
+        armed = self._timer_at
+        if when == armed or (when is not None and armed is not None and armed < when):
             return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._timer_at = when
         if when is not None:
+            self.timer_rearms += 1
             self._timer = self.loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
+        self.timer_fires += 1
         self._timer = None
         self._timer_at = None
         self.endpoint.handle_timer(self.loop.time())  # never raises

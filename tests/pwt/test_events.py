@@ -157,3 +157,17 @@ async def test_wait_for_propagates_a_failing_condition() -> None:
     emitter.emit("x")
     with pytest.raises(ValueError, match="bad condition"):
         await waiter
+
+
+def test_listens_reports_registered_event_types() -> None:
+    emitter = EventEmitter()
+    assert not emitter.listens(EventType.DATAGRAM)
+    handler = emitter.on(EventType.CLOSED, lambda event: None)
+    assert emitter.listens(EventType.CLOSED) and emitter.listens("closed")
+    assert not emitter.listens(EventType.DATAGRAM)  # a session's datagrams build no Event
+    emitter.on("datagram", lambda event: None)
+    assert emitter.listens(EventType.DATAGRAM)
+    emitter.off(EventType.CLOSED, handler)
+    emitter.off(EventType.DATAGRAM)
+    assert not emitter.listens(EventType.DATAGRAM)
+    assert not emitter.listens(EventType.CLOSED)  # its last handler went

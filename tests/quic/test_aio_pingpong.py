@@ -13,7 +13,14 @@ from quic.aio import QuicEndpointProtocol, connect, serve
 from tests.quic.test_aio import client_config, echo_datagrams, server_config
 
 ROUND_TRIPS = 300
-COUNTERS = ("read_wakeups", "datagrams_read", "transmits", "datagrams_sent")
+COUNTERS = (
+    "read_wakeups",
+    "datagrams_read",
+    "transmits",
+    "datagrams_sent",
+    "timer_rearms",
+    "timer_fires",
+)
 
 
 def snapshot(pump: QuicEndpointProtocol) -> dict[str, int]:
@@ -68,3 +75,46 @@ def test_a_reply_leaves_with_the_ack_in_one_transmit(
         assert counters["datagrams_sent"] < 1.2, (side, counters)
         assert counters["read_wakeups"] < 1.2, (side, counters)
         assert 0.9 < counters["datagrams_read"] < 1.2, (side, counters)
+        # the loss-detection deadline moves later with every packet sent: the armed
+        # loop timer is kept, and a new one is made only after it fired (early; how
+        # often depends on the round trip time against the PTO, so on the machine's
+        # load) — before: one new timer per transmit, whatever fired
+        rearms_not_fired = counters["timer_rearms"] - counters["timer_fires"]
+        assert rearms_not_fired < 0.5, (side, counters)
+
+
+def test_a_deadline_is_computed_once_per_side_per_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection that received a datagram is served at the next transmit, which
+    re-files its deadline: the endpoint does not compute it at the receive as well
+    (quic.endpoint ``_unfiled``). Before: two ``get_timer`` per side per round trip."""
+    from quic.connection import QuicConnection
+
+    calls = [0]
+    original = QuicConnection.get_timer
+
+    def counting(self: QuicConnection) -> float | None:
+        calls[0] += 1
+        return original(self)
+
+    async def measure() -> float:
+        config = client_config()
+        config.max_datagram_frame_size = 65536
+        server_cfg = server_config()
+        server_cfg.max_datagram_frame_size = 65536
+        server = await serve("127.0.0.1", 0, server_cfg, echo_datagrams)
+        async with server, connect("127.0.0.1", server.port, config) as session:
+            for _ in range(20):
+                session.send_datagram(b"warm-up")
+                await asyncio.wait_for(session.receive_datagram(), 5)
+            monkeypatch.setattr(QuicConnection, "get_timer", counting)
+            for _ in range(ROUND_TRIPS):
+                session.send_datagram(b"x" * 64)
+                async with asyncio.timeout(5):
+                    assert await session.receive_datagram() == b"x" * 64
+            monkeypatch.setattr(QuicConnection, "get_timer", original)
+        return calls[0] / ROUND_TRIPS
+
+    per_round_trip = asyncio.run(measure())
+    assert 1.9 < per_round_trip < 2.3, per_round_trip  # both sides together

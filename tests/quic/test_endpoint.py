@@ -313,3 +313,24 @@ def test_get_timer_of_a_raising_connection_does_not_escape() -> None:
     assert pair.server_endpoint.internal_errors == 1
     pair.server_endpoint.get_timer()
     pair.server_endpoint.handle_timer(pair.net.now + 100)
+
+
+def test_get_timer_after_a_receive_sees_the_deadline_before_any_send() -> None:
+    """The deadline of a connection that received datagrams is filed at its next serve
+    (the transmit recomputes it anyway); get_timer and handle_timer called before that
+    file it first, so they see the receive's deadline (here: the ACK it owes)."""
+    pair = make_pair()
+    pair.handshake()
+    pair.run(max_time=1.0)  # settle: nothing outstanding
+    client, server = pair.client_endpoint, pair.server_endpoint
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"x" * 100)
+    client.wake(pair.client)
+    now = pair.net.now
+    for data, _ in client.datagrams_to_send(now):
+        server.receive_datagram(data, CLIENT_ADDR, now)
+    assert server.get_timer() == pair.server.get_timer()
+    owed = pair.server.get_timer()
+    assert owed is not None and owed <= now + 0.03  # max_ack_delay, RFC 9000 §13.2.1
+    server.handle_timer(owed)  # fires the ACK deadline: an ACK-only packet is due
+    assert server.datagrams_to_send(owed)

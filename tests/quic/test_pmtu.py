@@ -354,3 +354,15 @@ def test_qlog_reports_each_plpmtu_change() -> None:
     assert not check_events(sink.events)
     updates = [e["data"] for e in sink.events if e["name"] == "connectivity:mtu_updated"]
     assert updates == [{"old": 1200, "new": 1452}]
+
+
+def test_pto_with_only_small_packets_in_flight_is_no_black_hole_evidence() -> None:
+    """RFC 8899 §4.3: a black hole drops packets larger than the base; a PTO while only
+    small ones are outstanding (a peer too busy to read) says nothing of the path MTU."""
+    pmtu, _ = _at_1452()
+    for _ in range(2 * MAX_PROBES):
+        pmtu.on_pto(1.0, 120)
+    assert pmtu.plpmtu == 1452 and pmtu.black_holes == 0
+    for _ in range(MAX_PROBES):
+        pmtu.on_pto(1.0, 1452)  # a full-sized packet unanswered: evidence
+    assert pmtu.plpmtu == BASE_PLPMTU and pmtu.black_holes == 1

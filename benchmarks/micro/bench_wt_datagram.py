@@ -1,0 +1,106 @@
+"""WebTransport datagram ping-pong through the whole stack, both sides in one process.
+
+A :class:`~pywebtransport.WebTransportServer` echoing datagrams (``benchmarks.wt_ours``)
+and a :class:`~pywebtransport.WebTransportClient` on one asyncio loop, over loopback
+UDP: one round is ``ROUND_TRIPS`` 64-byte datagrams, one in flight — the QUIC, HTTP/3,
+WebTransport and asyncio work of both sides per round trip, plus two ``sendmsg``. The
+``wt-dgram`` row of ``python -m benchmarks.harness`` runs the same with the two sides in
+separate processes.
+
+``python -m pytest benchmarks/micro/bench_wt_datagram.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import wt_ours
+from benchmarks.harness import write_certificate
+
+ROUND_TRIPS = 200
+PAYLOAD = os.urandom(64)
+
+
+class _Echo:
+    """The server and one client session on a loop of their own."""
+
+    def __init__(self, directory: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        cert, key = write_certificate(directory)
+        self.args = argparse.Namespace(
+            host="127.0.0.1",
+            port=0,
+            cert=str(cert),
+            key=str(key),
+            stats_file=None,
+            max_sessions=16,
+            key_shares="default",
+        )
+        self.stop = asyncio.Event()
+        self.session: Any = None
+        self.server: asyncio.Future[None] | None = None
+        self.loop.run_until_complete(self._open())
+
+    async def _open(self) -> None:
+        listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def wait_for_stop() -> None:
+            await self.stop.wait()
+
+        patches = {
+            "announce": listening.set_result,
+            "wait_for_stop": wait_for_stop,
+            "install_stats_handlers": lambda _path: None,
+        }
+        saved = {name: getattr(wt_ours, name) for name in patches}
+        for name, value in patches.items():
+            setattr(wt_ours, name, value)
+        try:
+            self.server = asyncio.ensure_future(wt_ours.serve(self.args))
+            port = await listening
+        finally:
+            for name, value in saved.items():
+                setattr(wt_ours, name, value)
+        self.args.port = port
+        self.session = await wt_ours.open_session(self.args, f"https://127.0.0.1:{port}/echo")
+        await self.round()  # warm: the handshake's ACKs and DPLPMTUD out of the way
+
+    async def round(self) -> int:
+        session = self.session
+        for _ in range(ROUND_TRIPS):
+            await session.send_datagram(PAYLOAD)
+            await session.receive_datagram()
+        return ROUND_TRIPS
+
+    def close(self) -> None:
+        async def shut() -> None:
+            await self.session.close()
+            self.stop.set()
+            if self.server is not None:
+                await self.server
+
+        self.loop.run_until_complete(shut())
+        wt_ours._clients.clear()
+        self.loop.close()
+
+
+@pytest.fixture
+def echo(tmp_path: Path) -> Iterator[_Echo]:
+    pair = _Echo(tmp_path)
+    yield pair
+    pair.close()
+
+
+def test_wt_datagram_round_trips(benchmark: Any, echo: _Echo) -> None:
+    """200 round trips per round (divide the mean by 200 for one)."""
+    done = benchmark.pedantic(
+        lambda: echo.loop.run_until_complete(echo.round()), rounds=10, iterations=1
+    )
+    assert done == ROUND_TRIPS

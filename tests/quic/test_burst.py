@@ -1,0 +1,121 @@
+"""Many idle connections woken at once (the 1,000-session burst of issue 10), in memory.
+
+Two findings, each shown at N and 4N connections (counts, not times):
+
+* a peer that reads nothing for several PTOs (overloaded by the burst) while only small
+  packets are outstanding set off the DPLPMTUD black-hole fallback on every connection
+  (PTO expiries counted as evidence), and each then searched again with full-sized
+  probes — more datagrams into the very buffers that overflowed. The PLPMTU now stays
+  (RFC 8899 §4.3: a black hole drops packets larger than the base);
+* a connection that returned datagrams stayed pending, so every transmit served the
+  previous transmit's connections a second, empty time: now only one that stopped at
+  its cap of datagrams per call is served again at once.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from quic.conn_pmtu import PmtuState
+from quic.connection import QuicConnection
+from quic.endpoint import QuicEndpoint
+from tests.support.quicpair import SERVER_ADDR, Pair, client_config, make_pair
+
+N = 8
+
+
+def _idle_pair(n: int) -> tuple[Pair, list[QuicConnection]]:
+    """``n`` client connections to one server, handshakes done and DPLPMTUD settled."""
+    pair = make_pair()
+    conns = [pair.client] + [
+        pair.client_endpoint.connect(SERVER_ADDR, client_config(), pair.net.now)
+        for _ in range(n - 1)
+    ]
+    servers = pair.server_endpoint
+
+    def settled() -> bool:
+        everyone = [*conns, *servers.connections]
+        return len(servers.connections) == n and all(
+            c.handshake_complete and c.pmtu.state is PmtuState.SEARCH_COMPLETE for c in everyone
+        )
+
+    pair.run(settled, max_time=30)
+    assert all(c.max_datagram_size == 1452 for c in conns)
+    pair.net.settle(2.0)  # idle: keys rested, nothing outstanding
+    return pair, conns
+
+
+def _silent_server_burst(n: int) -> tuple[list[QuicConnection], int]:
+    """Every client writes 64 bytes at once; the server reads nothing for 2 s (many
+    PTOs); then it catches up. The clients' connections and datagrams they sent."""
+    pair, conns = _idle_pair(n)
+    link = pair.net.link(("127.0.0.2", 50000), SERVER_ADDR)
+    sent_before = link.sent
+    link.loss = 1.0  # what a server that cannot keep up amounts to for the clients
+    for conn in conns:
+        sid = conn.create_stream()
+        conn.send_stream_data(sid, b"x" * 64, end_stream=True)
+    pair.net.settle(2.0)
+    assert all(c.recovery.pto_count >= 3 for c in conns)  # PTOs fired on every one
+    link.loss = 0.0
+    pair.run(lambda: all(c.recovery.ack_eliciting_in_flight == 0 for c in conns), max_time=60)
+    return conns, link.sent - sent_before
+
+
+@pytest.mark.parametrize("n", [N, 4 * N])
+def test_ptos_of_small_packets_keep_the_plpmtu_and_send_no_probes(n: int) -> None:
+    conns, _ = _silent_server_burst(n)
+    # before: every connection fell back to 1200 and searched again with 1452-byte probes
+    assert [c.max_datagram_size for c in conns] == [1452] * n
+    assert all(c.pmtu.black_holes == 0 for c in conns)
+    assert all(c.pmtu.state is PmtuState.SEARCH_COMPLETE for c in conns)
+
+
+def test_the_silent_burst_costs_datagrams_linear_in_connections() -> None:
+    _, small = _silent_server_burst(N)
+    _, large = _silent_server_burst(4 * N)
+    assert large / small < 6  # linear: about 4
+
+
+def _serves(endpoint: QuicEndpoint, now: float) -> int:
+    endpoint.datagrams_to_send(now)
+    return len(endpoint.last_flushed)
+
+
+@pytest.mark.parametrize("n", [N, 4 * N])
+def test_a_connection_that_sent_everything_is_not_served_again(n: int) -> None:
+    pair, conns = _idle_pair(n)
+    client = pair.client_endpoint
+    now = pair.net.now
+    for conn in conns:
+        sid = conn.create_stream()
+        conn.send_stream_data(sid, b"x" * 64, end_stream=True)
+        client.wake(conn)
+    assert _serves(client, now) == n  # each sends its datagram
+    # before: all n served again, for nothing (2n serves per transmit's worth of work)
+    assert _serves(client, now) == 0
+    assert not client.has_pending_output
+
+
+def test_a_connection_capped_by_one_call_is_served_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A call stops at its cap of datagrams (256; 2 here) with more that may go: the
+    connection stays pending and the next call sends on, as before."""
+    pair, conns = _idle_pair(1)
+    conn = conns[0]
+    client = pair.client_endpoint
+    monkeypatch.setattr("quic.conn_send._MAX_DATAGRAMS_PER_CALL", 2)
+    sid = conn.create_stream()
+    conn.send_stream_data(sid, b"y" * 5000)  # 4 full datagrams: within the window
+    client.wake(conn)
+    now = pair.net.now
+    assert len(client.datagrams_to_send(now)) == 2
+    assert conn.more_to_send and client.has_pending_output
+    assert len(client.datagrams_to_send(now)) == 2  # served again without a wake
+    for _ in range(10):
+        if not client.has_pending_output:
+            break
+        client.datagrams_to_send(now)
+    assert not conn.more_to_send and not client.has_pending_output
+    assert conn.streams.send_buffered(sid) == 5000  # all sent, none acknowledged yet
