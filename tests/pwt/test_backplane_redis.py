@@ -305,3 +305,52 @@ def test_serve_refuses_a_bad_redis_url() -> None:
     )
     assert done.returncode == EXIT_FAILURE and "error: --redis" in done.stderr
     assert done.stdout == ""  # refused before making a certificate or binding
+
+
+async def test_workers_and_another_server_share_a_room_over_redis(
+    redis_server: RedisServer,
+) -> None:
+    """``serve --workers 2 --redis URL`` and a second ``serve --redis URL``: each worker
+    is its own instance on Redis, so a room with members on both workers and on the
+    other server gets each broadcast once everywhere."""
+    from tests.pwt.test_workers_serve import Workers
+
+    workers = Workers("--redis", redis_server.url)
+    other = Server("--redis", redis_server.url)
+    status_of: Any = status  # takes anything with a port
+    try:
+        config = ClientConfig(
+            server_certificate_hashes=[workers.cert_hash, other.cert_hash], connect_timeout=5.0
+        )
+        async with WebTransportClient(config=config) as client:
+            there = await client.connect(f"https://127.0.0.1:{other.port}/rooms/hall")
+            here: list[Any] = []
+            while True:  # until the hash has put members on both workers
+                assert len(here) < 24, "the hash never reached the other worker"
+                here.append(await client.connect(f"https://127.0.0.1:{workers.port}/rooms/hall"))
+                rooms = await status_of(client, workers)  # from whichever worker answers
+                if rooms["total_members"] != len(here) + 1:
+                    await asyncio.sleep(0.2)  # the counts travel through Redis
+                    rooms = await status_of(client, workers)
+                if rooms["total_members"] == len(here) + 1 and rooms["members"] < len(here):
+                    break
+            total = len(here) + 1
+            await poll_status(client, other, lambda r: r["total_members"] == total)
+            stream = await there.create_bidirectional_stream()
+            await stream.write(b"to every worker", end_stream=True)
+            for session in here:
+                await expect_message(session, b"to every worker")
+            here[0].send_datagram(b"from a worker")
+            assert await there.receive_datagram(timeout=TIMEOUT) == b"from a worker"
+            for session in here[1:]:
+                assert await session.receive_datagram(timeout=TIMEOUT) == b"from a worker"
+            await asyncio.sleep(0.3)
+            counts = [s.diagnostics()["datagrams_received"] for s in (there, *here)]
+            assert counts == [1, 0] + [1] * (len(here) - 1)  # once each, never to the sender
+            for session in (there, *here):
+                await session.close()
+    finally:
+        code, err = workers.stop()
+        assert code == 0, err[-3000:]
+        code, err = other.stop()
+        assert code == 0, err

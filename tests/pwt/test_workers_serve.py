@@ -301,3 +301,45 @@ async def test_workers_issue_quic_lb_cids_of_the_host(key: str | None) -> None:
         code, err = server.stop()
     assert code == 0, err[-3000:]
     assert seen  # (which worker the hash picks is the kernel's choice)
+
+
+@pytest.mark.parametrize("key", [None, LB_KEY], ids=["steered", "forwarded"])
+async def test_webtransport_sessions_migrate_across_worker_processes(key: str | None) -> None:
+    """Real worker processes: WebTransport sessions that move to a new local port
+    mid-stream keep going — the kernel program steers their packets to the worker that
+    owns them (plaintext CIDs) or, with encrypted CIDs, the worker the hash picks
+    forwards them to the owner."""
+    server = Workers(*(["--quic-lb-server-id", "0a01", "--quic-lb-key", key] if key else []))
+    try:
+        config = ClientConfig(server_certificate_hashes=[server.cert_hash])
+        async with WebTransportClient(config=config) as client:
+            url = f"https://127.0.0.1:{server.port}/echo"
+            sessions = [await client.connect(url) for _ in range(16)]
+            streams = [await s.create_bidirectional_stream() for s in sessions]
+            for i, stream in enumerate(streams):
+                await stream.write(b"before %d " % i * 200)
+            moved = 0
+            for session in sessions:
+                quic_session = session.link.quic_session
+                before = quic_session._protocol.local_address
+                await quic_session.migrate()
+                moved += quic_session._protocol.local_address[1] != before[1]
+            for i, stream in enumerate(streams):
+                await stream.write(b"after %d " % i * 200, end_stream=True)
+            async with asyncio.timeout(TIMEOUT * 2):
+                for i, stream in enumerate(streams):
+                    expected = b"before %d " % i * 200 + b"after %d " % i * 200
+                    assert await stream.read_all() == expected
+            assert moved == len(sessions)
+            doc = await status(server)
+            # encrypted CIDs are never steered by the kernel; plaintext ones are where
+            # the kernel takes the program (else forwarding, logged)
+            assert (
+                doc["steering"] == "forwarding" if key else doc["steering"] in ("bpf", "forwarding")
+            )
+            assert sum(doc["sessions_per_worker"]) >= len(sessions)
+            for session in sessions:
+                await session.close()
+    finally:
+        code, err = server.stop()
+    assert code == 0, err[-3000:]
