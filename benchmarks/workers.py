@@ -12,10 +12,14 @@ against each, from ``--processes`` client processes at once:
   ``--echo-mib`` MiB over one bidirectional stream, all at once (bytes echoed back,
   per second of wall clock, 10^6 B/s).
 
-It prints both for each worker count and the ratio ``2 workers / 1 worker``. The
-clients run on the same machine as the server: on a 2-core machine they compete with
-the workers for the cores, so the ratio says how much a second worker helps there,
-not what a dedicated server would gain.
+It prints both for each worker count and the ratio ``2 workers / 1 worker``, and the
+server's own CPU time per connection and per echoed MB (the workers' user + system time
+from ``/proc/<pid>/stat``, Linux): the clients run on the same machine as the server,
+and on a 2-core machine they compete with the workers for the cores, so the wall-clock
+ratio says how much a second worker helps *there*; the CPU cost per unit of work says
+what the workers cost — equal per-unit costs mean a machine with a core to spare per
+worker scales by the worker count. ``--repeat N`` alternates 1 and 2 workers N times
+and prints medians.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -71,6 +76,29 @@ class Server:
 
     def _field(self, keyword: str) -> str:
         return next(x.split()[1] for x in self.lines if x.startswith(keyword + " "))
+
+    def pids(self) -> list[int]:
+        """The processes that serve: the workers (``WORKER i PID p`` lines, the latest of
+        each index), or the server itself with one worker."""
+        workers: dict[str, int] = {}
+        for line in self.lines:
+            parts = line.split()
+            if len(parts) == 4 and parts[0] == "WORKER" and parts[2] == "PID":
+                workers[parts[1]] = int(parts[3])
+        return list(workers.values()) or [self.process.pid]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of :meth:`pids` so far (0 where /proc is missing)."""
+        total = 0.0
+        ticks = os.sysconf("SC_CLK_TCK")
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        return total
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -140,24 +168,34 @@ def _run(pool: concurrent.futures.Executor, processes: int, *args: object) -> tu
     return total, time.perf_counter() - start
 
 
-def measure(workers: int, args: argparse.Namespace) -> tuple[float, float]:
-    """(connections/s, echo MB/s) against ``serve --workers <workers>``."""
+def measure(workers: int, args: argparse.Namespace) -> tuple[float, float, float, float]:
+    """(connections/s, echo MB/s, server CPU ms per connection, server CPU s per echoed
+    MB) against ``serve --workers <workers>``."""
     server = Server(workers)
     try:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(args.processes, mp_context=context) as pool:
             _run(pool, args.processes, "connections", server.port, server.cert_hash, 2, 1)  # warm
+            cpu = server.cpu_seconds()
             count, seconds = _run(
                 pool, args.processes, "connections", server.port, server.cert_hash,
                 args.connections, args.concurrency,
             )  # fmt: skip
+            connect_cpu = server.cpu_seconds() - cpu
             size = int(args.echo_mib * 1024 * 1024)
+            cpu = server.cpu_seconds()
             echoed, echo_seconds = _run(
                 pool, args.processes, "echo", server.port, server.cert_hash, args.sessions, size
             )
+            echo_cpu = server.cpu_seconds() - cpu
     finally:
         server.stop()
-    return count / seconds, echoed / echo_seconds / 1e6
+    return (
+        count / seconds,
+        echoed / echo_seconds / 1e6,
+        connect_cpu / max(count, 1) * 1e3,
+        echo_cpu / max(echoed / 1e6, 1e-9),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,16 +205,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="per process (8)")
     parser.add_argument("--sessions", type=int, default=2, help="echo sessions per process (2)")
     parser.add_argument("--echo-mib", type=float, default=4.0, help="MiB per session (4)")
+    parser.add_argument("--repeat", type=int, default=1, help="alternating runs per count (1)")
     args = parser.parse_args(argv)
-    results = {}
+    runs: dict[int, list[tuple[float, float, float, float]]] = {1: [], 2: []}
+    for _ in range(args.repeat):
+        for workers in (1, 2):
+            runs[workers].append(result := measure(workers, args))
+            print(f"  workers={workers}: {_line(result)}", flush=True)
+    med = {w: tuple(statistics.median(r[i] for r in runs[w]) for i in range(4)) for w in runs}
     for workers in (1, 2):
-        results[workers] = measure(workers, args)
-        rate, echo = results[workers]
-        print(f"workers={workers}: {rate:8.1f} connections/s   {echo:8.2f} MB/s echo", flush=True)
-    (rate1, echo1), (rate2, echo2) = results[1], results[2]
+        print(f"workers={workers} (median of {args.repeat}): {_line(med[workers])}")
+    (rate1, echo1, _, _), (rate2, echo2, _, _) = med[1], med[2]
     print(f"ratio 2/1:  {rate2 / rate1:8.2f} connections/s   {echo2 / echo1:8.2f} echo")
     print(f"({os.cpu_count()} CPUs; clients share them with the server)")
     return 0
+
+
+def _line(result: tuple[float, ...]) -> str:
+    rate, echo, connect_cpu, echo_cpu = result
+    return (
+        f"{rate:8.1f} connections/s   {echo:8.2f} MB/s echo   "
+        f"server CPU {connect_cpu:6.2f} ms/connection, {echo_cpu:6.3f} s/MB echoed"
+    )
 
 
 if __name__ == "__main__":
