@@ -18,8 +18,9 @@ from ``/proc/<pid>/stat``, Linux): the clients run on the same machine as the se
 and on a 2-core machine they compete with the workers for the cores, so the wall-clock
 ratio says how much a second worker helps *there*; the CPU cost per unit of work says
 what the workers cost — equal per-unit costs mean a machine with a core to spare per
-worker scales by the worker count. ``--repeat N`` alternates 1 and 2 workers N times
-and prints medians.
+worker scales by the worker count. The client processes' CPU per unit is printed too:
+where it is larger than the server's, the load generator, not the server, holds the
+cores. ``--repeat N`` alternates 1 and 2 workers N times and prints medians.
 """
 
 from __future__ import annotations
@@ -154,37 +155,48 @@ async def _echo(port: int, cert_hash: str, sessions: int, size: int) -> int:
     return sum(await asyncio.gather(*(one() for _ in range(sessions))))
 
 
-def _client(task: str, port: int, cert_hash: str, a: int, b: int) -> int:
-    """One client process's share of a workload (runs in a spawned process)."""
+def _client(task: str, port: int, cert_hash: str, a: int, b: int) -> tuple[int, float]:
+    """One client process's share of a workload (runs in a spawned process): the count
+    (connections or bytes echoed) and the CPU seconds this process spent on it."""
+    cpu = time.process_time()
     if task == "connections":
-        return asyncio.run(_connections(port, cert_hash, a, b))
-    return asyncio.run(_echo(port, cert_hash, a, b))
+        count = asyncio.run(_connections(port, cert_hash, a, b))
+    else:
+        count = asyncio.run(_echo(port, cert_hash, a, b))
+    return count, time.process_time() - cpu
 
 
-def _run(pool: concurrent.futures.Executor, processes: int, *args: object) -> tuple[int, float]:
+def _run(
+    pool: concurrent.futures.Executor, processes: int, *args: object
+) -> tuple[int, float, float]:
+    """(total count, wall seconds, the clients' CPU seconds)."""
     start = time.perf_counter()
     futures = [pool.submit(_client, *args) for _ in range(processes)]  # type: ignore[arg-type]
-    total = sum(f.result() for f in futures)
-    return total, time.perf_counter() - start
+    results = [f.result() for f in futures]
+    wall = time.perf_counter() - start
+    return sum(r[0] for r in results), wall, sum(r[1] for r in results)
 
 
-def measure(workers: int, args: argparse.Namespace) -> tuple[float, float, float, float]:
+Result = tuple[float, float, float, float, float, float]
+
+
+def measure(workers: int, args: argparse.Namespace) -> Result:
     """(connections/s, echo MB/s, server CPU ms per connection, server CPU s per echoed
-    MB) against ``serve --workers <workers>``."""
+    MB, the same two for the clients) against ``serve --workers <workers>``."""
     server = Server(workers)
     try:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(args.processes, mp_context=context) as pool:
             _run(pool, args.processes, "connections", server.port, server.cert_hash, 2, 1)  # warm
             cpu = server.cpu_seconds()
-            count, seconds = _run(
+            count, seconds, client_connect_cpu = _run(
                 pool, args.processes, "connections", server.port, server.cert_hash,
                 args.connections, args.concurrency,
             )  # fmt: skip
             connect_cpu = server.cpu_seconds() - cpu
             size = int(args.echo_mib * 1024 * 1024)
             cpu = server.cpu_seconds()
-            echoed, echo_seconds = _run(
+            echoed, echo_seconds, client_echo_cpu = _run(
                 pool, args.processes, "echo", server.port, server.cert_hash, args.sessions, size
             )
             echo_cpu = server.cpu_seconds() - cpu
@@ -195,6 +207,8 @@ def measure(workers: int, args: argparse.Namespace) -> tuple[float, float, float
         echoed / echo_seconds / 1e6,
         connect_cpu / max(count, 1) * 1e3,
         echo_cpu / max(echoed / 1e6, 1e-9),
+        client_connect_cpu / max(count, 1) * 1e3,
+        client_echo_cpu / max(echoed / 1e6, 1e-9),
     )
 
 
@@ -207,25 +221,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--echo-mib", type=float, default=4.0, help="MiB per session (4)")
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs per count (1)")
     args = parser.parse_args(argv)
-    runs: dict[int, list[tuple[float, float, float, float]]] = {1: [], 2: []}
+    runs: dict[int, list[Result]] = {1: [], 2: []}
     for _ in range(args.repeat):
         for workers in (1, 2):
             runs[workers].append(result := measure(workers, args))
             print(f"  workers={workers}: {_line(result)}", flush=True)
-    med = {w: tuple(statistics.median(r[i] for r in runs[w]) for i in range(4)) for w in runs}
+    med = {w: tuple(statistics.median(r[i] for r in runs[w]) for i in range(6)) for w in runs}
     for workers in (1, 2):
         print(f"workers={workers} (median of {args.repeat}): {_line(med[workers])}")
-    (rate1, echo1, _, _), (rate2, echo2, _, _) = med[1], med[2]
+    (rate1, echo1, *_), (rate2, echo2, *_) = med[1], med[2]
     print(f"ratio 2/1:  {rate2 / rate1:8.2f} connections/s   {echo2 / echo1:8.2f} echo")
     print(f"({os.cpu_count()} CPUs; clients share them with the server)")
     return 0
 
 
 def _line(result: tuple[float, ...]) -> str:
-    rate, echo, connect_cpu, echo_cpu = result
+    rate, echo, connect_cpu, echo_cpu, client_connect, client_echo = result
     return (
-        f"{rate:8.1f} connections/s   {echo:8.2f} MB/s echo   "
-        f"server CPU {connect_cpu:6.2f} ms/connection, {echo_cpu:6.3f} s/MB echoed"
+        f"{rate:8.1f} connections/s   {echo:8.2f} MB/s echo   CPU server/clients: "
+        f"{connect_cpu:5.2f}/{client_connect:5.2f} ms per connection, "
+        f"{echo_cpu:5.3f}/{client_echo:5.3f} s per MB echoed"
     )
 
 
