@@ -122,26 +122,31 @@ def decode_ack(data: bytes, pos: int, frame_type: int) -> tuple[AckFrame, int]:
     smallest = largest - first_range
     if smallest < 0:
         raise _error("ACK range below packet number 0", frame_type)
-    if count > (len(data) - pos) >> 1:
-        # Each further range takes at least two bytes: reject before looping.
-        raise _error("ACK range count exceeds frame", frame_type)
-    ranges = [(smallest, largest)]
-    append = ranges.append
-    for _ in range(count):
-        gap, pos = _dv(data, pos)
-        length, pos = _dv(data, pos)
-        largest = smallest - gap - 2  # RFC 9000 §19.3.1
-        smallest = largest - length
-        if smallest < 0:
-            raise _error("ACK range below packet number 0", frame_type)
-        append((smallest, largest))
+    ranges: tuple[tuple[int, int], ...]
+    if not count:
+        ranges = ((smallest, largest),)  # one range: the common case, no list
+    else:
+        if count > (len(data) - pos) >> 1:
+            # Each further range takes at least two bytes: reject before looping.
+            raise _error("ACK range count exceeds frame", frame_type)
+        more = [(smallest, largest)]
+        append = more.append
+        for _ in range(count):
+            gap, pos = _dv(data, pos)
+            length, pos = _dv(data, pos)
+            largest = smallest - gap - 2  # RFC 9000 §19.3.1
+            smallest = largest - length
+            if smallest < 0:
+                raise _error("ACK range below packet number 0", frame_type)
+            append((smallest, largest))
+        ranges = tuple(more)
     ecn: tuple[int, int, int] | None = None
     if frame_type & 1:
         ect0, pos = _dv(data, pos)
         ect1, pos = _dv(data, pos)
         ce, pos = _dv(data, pos)
         ecn = (ect0, ect1, ce)
-    return AckFrame(tuple(ranges), ack_delay, ecn), pos
+    return AckFrame(ranges, ack_delay, ecn), pos
 
 
 def _decode_reset_stream(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:

@@ -214,6 +214,21 @@ def encode_ack_frame(
     smallest, largest = ranges[0]
     if not 0 <= smallest <= largest:
         raise ValueError(f"bad ACK range {ranges[0]}")
+    if len(ranges) == 1:  # the common case: one range (ACK Range Count 0), no list
+        if ecn is None:
+            return b"\x02" + _ev(largest) + _ev(ack_delay) + b"\x00" + _ev(largest - smallest)
+        return b"".join(
+            (
+                b"\x03",
+                _ev(largest),
+                _ev(ack_delay),
+                b"\x00",
+                _ev(largest - smallest),
+                _ev(ecn[0]),
+                _ev(ecn[1]),
+                _ev(ecn[2]),
+            )
+        )  # RFC 9000 §19.3.2
     parts = [
         b"\x03" if ecn is not None else b"\x02",
         _ev(largest),
