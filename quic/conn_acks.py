@@ -32,10 +32,16 @@ connection rests, then :meth:`AckState.discard` puts the shared, empty, read-onl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from quic.ack import DEFAULT_MAX_ACK_RANGES_TRACKED, SPENT_ACK_TRACKER, AckTracker
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.frames import FrameType, encode_ack_frame
 from quic.packet_builder import PacketAssembler
+
+if TYPE_CHECKING:
+    from quic.conn_keys import Space
 
 __all__ = ["AckState"]
 
@@ -143,12 +149,17 @@ class AckState:
     def deadline(self, index: int) -> float | None:
         return self.trackers[index].deadline
 
-    def earliest_deadline(self, writable: list[bool]) -> float | None:
-        """The earliest ACK deadline among the spaces we can send in."""
+    def earliest_deadline(self, spaces: Sequence[Space]) -> float | None:
+        """The earliest ACK deadline among the spaces we can send in (those of
+        ``spaces``, one per tracker, whose ``write`` keys are set)."""
         earliest: float | None = None
-        for tracker, can_send in zip(self.trackers, writable, strict=True):
+        for tracker, space in zip(self.trackers, spaces, strict=True):
             deadline = tracker.deadline
-            if can_send and deadline is not None and (earliest is None or deadline < earliest):
+            if (
+                deadline is not None
+                and (earliest is None or deadline < earliest)
+                and space.write is not None
+            ):
                 earliest = deadline
         return earliest
 

@@ -483,7 +483,8 @@ class PathManager:
 
     def get_timer(self) -> float | None:
         timer: float | None = None
-        for path in (self.current, *self.others.values()):
+        others = self.others
+        for path in (self.current, *others.values()) if others else (self.current,):
             if path.abandon_at is None:
                 continue
             for when in (path.next_challenge, path.abandon_at):

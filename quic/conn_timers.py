@@ -66,7 +66,7 @@ def earliest_deadline(
     loss = conn.recovery.get_loss_detection_timer()
     if loss is not None and (timer is None or loss < timer):
         timer = loss
-    path = conn.migration.get_timer()
+    path = conn.paths.get_timer()  # what conn.migration.get_timer() returns
     if path is not None and (timer is None or path < timer):
         timer = path
     pacing = conn.sender.pacing_deadline  # RFC 9002 §7.7
@@ -76,7 +76,7 @@ def earliest_deadline(
     if pmtu is not None and (timer is None or pmtu < timer):
         timer = pmtu
     if not conn.paths.amplification_blocked():  # else no ACK could be sent (§8.1)
-        ack = conn.acks.earliest_deadline([s.write is not None for s in conn.keys.spaces])
+        ack = conn.acks.earliest_deadline(conn.keys.spaces)
         if ack is not None and (timer is None or ack < timer):
             timer = ack
     return timer

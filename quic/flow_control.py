@@ -162,7 +162,9 @@ class ReceiveWindow:
         """True when a MAX_DATA / MAX_STREAM_DATA frame should be sent now."""
         if self._resend:
             return True
-        return self._threshold_reached()
+        # _threshold_reached(), inline: asked before every packet built (issue 10)
+        remaining = self.max_data - self.consumed
+        return remaining * 2 <= self.window and self.consumed + self.window > self.max_data
 
     def _threshold_reached(self) -> bool:
         # Half of the window has been consumed since the last advertisement.

@@ -746,13 +746,30 @@ class LossRecovery:
         return pto_time, pto_space
 
     def get_loss_detection_timer(self) -> float | None:
-        """Absolute deadline of the loss detection timer, or None (RFC 9002 A.8)."""
-        loss_time, _ = self._earliest_loss_time()
+        """Absolute deadline of the loss detection timer, or None (RFC 9002 A.8).
+
+        Asked after every batch of datagrams (issue 10): GetLossTimeAndSpace and the
+        in-flight count are read inline here, without helper calls."""
+        initial, handshake, application = self.spaces
+        loss_time = initial.loss_time
+        t = handshake.loss_time
+        if t is not None and (loss_time is None or t < loss_time):
+            loss_time = t
+        t = application.loss_time
+        if t is not None and (loss_time is None or t < loss_time):
+            loss_time = t
         if loss_time is not None:
             return loss_time  # time threshold loss detection
         if self.amplification_limited:
             return None  # §6.2.2.1: the server cannot send a probe anyway
-        if not self.ack_eliciting_in_flight and self.peer_completed_address_validation:
+        if (
+            not (
+                initial.ack_eliciting_in_flight
+                or handshake.ack_eliciting_in_flight
+                or application.ack_eliciting_in_flight
+            )
+            and self.peer_completed_address_validation
+        ):
             return None  # nothing to detect lost and no deadlock to avoid
         return self._pto_time_and_space()[0]
 
