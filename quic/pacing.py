@@ -65,11 +65,21 @@ class Pacer:
         self.set_rate(self.multiplier * congestion_window / rtt, congestion_window, now)
 
     def set_rate(self, rate: float | None, congestion_window: int, now: float) -> None:
-        """Pace at ``rate`` bytes per second (None: stop pacing); burst from the window."""
-        self._refill(now)
+        """Pace at ``rate`` bytes per second (None: stop pacing); burst from the window.
+
+        Called before every build (issue 10): :meth:`_refill` and
+        :func:`~quic.congestion.initial_window` are inline here."""
+        last = self._last
+        if last is None or now > last:  # _refill(now)
+            old = self._rate
+            if last is not None and old is not None:
+                tokens = self._tokens + (now - last) * old
+                self._tokens = tokens if tokens < self._capacity else self._capacity
+            self._last = now
         self._rate = rate if rate else None
         mds = self.max_datagram_size
-        burst = min(congestion_window, initial_window(mds))
+        window = 10 * mds if 10 * mds < 14720 else max(14720, 2 * mds)  # RFC 9002 §7.2
+        burst = congestion_window if congestion_window < window else window
         capacity = float(max(burst, 2 * mds))
         if rate:
             quantum = min(rate * PACING_QUANTUM, float(congestion_window))
@@ -113,13 +123,20 @@ class Pacer:
 
     def on_packet_sent(self, size: int, now: float) -> None:
         """Take ``size`` bytes out of the bucket."""
-        if self._rate is None:
+        rate = self._rate
+        if rate is None:
             return
-        self._refill(now)
-        self._tokens -= size
+        tokens = self._tokens
+        last = self._last
+        if last is None or now > last:  # _refill(now), inline: once per datagram sent
+            if last is not None:
+                tokens += (now - last) * rate
+                if tokens > self._capacity:
+                    tokens = self._capacity
+            self._last = now
+        tokens -= size
         floor = -float(self.max_datagram_size)
-        if self._tokens < floor:
-            self._tokens = floor
+        self._tokens = tokens if tokens > floor else floor
 
     # -- internals --------------------------------------------------------------------
 
