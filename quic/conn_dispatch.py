@@ -39,6 +39,7 @@ from quic.conn_keys import APPLICATION
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.frames import (
     FRAME_INFO,
+    ONE_RTT_TAKES_ALL,
     AckFrame,
     AckFrequencyFrame,
     ApplicationCloseFrame,
@@ -182,6 +183,8 @@ class FrameDispatcher:
         info = FRAME_INFO
         probing = PROBING_FRAME_TYPES
         streams = self._streams
+        # RFC 9000 §12.4: a frame decode_frame knows is allowed in any 1-RTT packet
+        check = packet_type is not PacketType.ONE_RTT or not ONE_RTT_TAKES_ALL
         while pos < end:
             ftype = payload[pos]
             if 0x08 <= ftype <= 0x0F and index == APPLICATION:
@@ -199,7 +202,8 @@ class FrameDispatcher:
                 continue
             frame, pos = decode_frame(payload, pos)
             ftype = frame.frame_type
-            check_frame_allowed(ftype, packet_type)
+            if check:
+                check_frame_allowed(ftype, packet_type)
             if info[ftype].ack_eliciting:
                 ack_eliciting = True
             if ftype not in probing:

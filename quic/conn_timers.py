@@ -47,7 +47,8 @@ def idle_deadline(
     than three PTOs)."""
     if last_activity is None or not timeout:
         return None
-    return last_activity + max(timeout, linger(conn))
+    three_ptos = 3 * conn.recovery.rtt.pto_base()  # linger(conn), inline: every batch
+    return last_activity + (timeout if timeout > three_ptos else three_ptos)
 
 
 def earliest_deadline(

@@ -582,9 +582,10 @@ class QuicConnection:
         ):
             self._fail(QuicProtocolError(TransportErrorCode.AEAD_LIMIT_REACHED, "RFC 9001 §6.6"))
             return self._datagrams_to_send(now)  # the CONNECTION_CLOSE
-        out = self.migration.datagrams(now, self.version)  # other paths (RFC 9000 §8.2)
+        version = self.handshake.version  # the version property, read once
+        out = self.migration.datagrams(now, version)  # other paths (RFC 9000 §8.2)
         sender = self.sender
-        datagrams, eliciting = sender.build(now, self.version)
+        datagrams, eliciting = sender.build(now, version)
         # more may go at once only if the build stopped at its cap (or other paths sent)
         self.more_to_send = sender.capped or bool(out)
         if eliciting and not self._eliciting_since_receive:
@@ -592,8 +593,10 @@ class QuicConnection:
             self._last_activity = now  # RFC 9000 §10.1
         if self.cids.has_routing_changes():
             self._flush_routing()
-        out.extend((d, addr, local) for d in datagrams)
-        return out
+        if out:
+            out.extend([(d, addr, local) for d in datagrams])
+            return out
+        return [(d, addr, local) for d in datagrams]
 
     # -- timers ------------------------------------------------------------------------------
 

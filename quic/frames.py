@@ -83,6 +83,7 @@ from quic.frames_defs import (
 )
 from quic.frames_info import (
     FRAME_INFO,
+    ONE_RTT_TAKES_ALL,
     FrameInfo,
     check_frame_allowed,
     is_ack_eliciting,
@@ -94,6 +95,7 @@ __all__ = [
     "HANDSHAKE_DONE_FRAME",
     "IMMEDIATE_ACK_FRAME",
     "MAX_STREAMS_LIMIT",
+    "ONE_RTT_TAKES_ALL",
     "PING_FRAME",
     "STREAM_FIN_BIT",
     "STREAM_LEN_BIT",

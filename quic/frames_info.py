@@ -26,6 +26,7 @@ from quic.packet import PacketType
 
 __all__ = [
     "FRAME_INFO",
+    "ONE_RTT_TAKES_ALL",
     "FrameInfo",
     "check_frame_allowed",
     "is_ack_eliciting",
@@ -108,6 +109,11 @@ def _build() -> dict[int, FrameInfo]:
 
 #: Wire frame type -> rules. Unknown types are absent.
 FRAME_INFO: dict[int, FrameInfo] = _build()
+
+#: Every known frame type may appear in a 1-RTT packet (RFC 9000 §12.4 Table 3, the
+#: "1" column; RFC 9221 §4; draft-ietf-quic-ack-frequency §4, §5): the receive path
+#: then checks only the other packet types (:func:`check_frame_allowed`).
+ONE_RTT_TAKES_ALL: bool = all(PacketType.ONE_RTT in i.packet_types for i in FRAME_INFO.values())
 
 
 def check_frame_allowed(frame_type: int, packet_type: PacketType) -> None:

@@ -724,7 +724,12 @@ class LossRecovery:
         """RFC 9002 §6.2.1, A.8 GetPtoTimeAndSpace."""
         backoff = 1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT)
         duration = self.rtt.pto_base() * backoff
-        if not self.ack_eliciting_in_flight:
+        s = self.spaces
+        if not (  # the ack_eliciting_in_flight property, inline
+            s[0].ack_eliciting_in_flight
+            or s[1].ack_eliciting_in_flight
+            or s[2].ack_eliciting_in_flight
+        ):
             # §6.2.2.1 anti-deadlock: the client probes from the last timer event.
             space = _HANDSHAKE if self.has_handshake_keys else _INITIAL
             anchor = self._pto_anchor

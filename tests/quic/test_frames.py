@@ -10,6 +10,7 @@ from quic.frames import (
     FRAME_INFO,
     HANDSHAKE_DONE_FRAME,
     MAX_STREAMS_LIMIT,
+    ONE_RTT_TAKES_ALL,
     PING_FRAME,
     AckFrame,
     ApplicationCloseFrame,
@@ -368,6 +369,14 @@ def test_check_frame_allowed() -> None:
     with pytest.raises(QuicProtocolError) as info:
         check_frame_allowed(0x21, ONE)
     assert info.value.error_code == FEE
+
+
+def test_one_rtt_takes_every_frame_type() -> None:
+    # RFC 9000 §12.4 Table 3: the dispatcher skips the packet-type check for 1-RTT
+    # packets only while this holds for every known frame type
+    assert ONE_RTT_TAKES_ALL
+    for frame_type in FRAME_INFO:
+        check_frame_allowed(frame_type, ONE)
 
 
 def test_decode_frames_checks_packet_type() -> None:
