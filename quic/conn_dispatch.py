@@ -66,6 +66,7 @@ from quic.frames import (
     StreamFrame,
     StreamsBlockedFrame,
     check_frame_allowed,
+    decode_datagram_frame,
     decode_frame,
     decode_stream_frame,
 )
@@ -199,6 +200,13 @@ class FrameDispatcher:
                     ftype,
                     now,
                 )
+                continue
+            if ftype == 0x31 and index == APPLICATION:
+                # DATAGRAM with Length (RFC 9221 §4), allowed in 0-RTT and 1-RTT,
+                # ack-eliciting and not probing: the datagram case, no frame object
+                data, pos = decode_datagram_frame(payload, pos)
+                ack_eliciting = non_probing = True
+                self._datagrams.on_frame(data)
                 continue
             frame, pos = decode_frame(payload, pos)
             ftype = frame.frame_type

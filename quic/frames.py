@@ -19,7 +19,13 @@ The codec is split by responsibility and re-exported here, so users import from
 
 from __future__ import annotations
 
-from quic.frames_decode import decode_ack, decode_frame, decode_frames, decode_stream_frame
+from quic.frames_decode import (
+    decode_ack,
+    decode_datagram_frame,
+    decode_frame,
+    decode_frames,
+    decode_stream_frame,
+)
 from quic.frames_defs import (
     HANDSHAKE_DONE_FRAME,
     IMMEDIATE_ACK_FRAME,
@@ -132,6 +138,7 @@ __all__ = [
     "crypto_frame_header_size",
     "datagram_frame_header_size",
     "decode_ack",
+    "decode_datagram_frame",
     "decode_frame",
     "decode_frames",
     "decode_stream_frame",

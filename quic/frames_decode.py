@@ -426,6 +426,17 @@ def decode_stream_frame(data: bytes, pos: int) -> tuple[StreamFrame, int]:
     return frame, end  # type: ignore[return-value]  # _decode_stream makes StreamFrames
 
 
+def decode_datagram_frame(data: bytes, pos: int) -> tuple[bytes, int]:
+    """:func:`decode_frame` for a frame whose type byte ``data[pos]`` is known to be
+    DATAGRAM with a Length field (0x31, RFC 9221 §4): its data and the next position,
+    in one call and without a frame object (the datagram receive path)."""
+    try:
+        length, start = _dv(data, pos + 1)
+    except BufferReadError:
+        raise _error("frame truncated", 0x31) from None
+    return _take(data, start, length, 0x31)
+
+
 def decode_frames(payload: bytes, packet_type: PacketType | None = None) -> list[Frame]:
     """Decode a whole packet payload.
 

@@ -40,6 +40,7 @@ from quic.frames import (
     crypto_frame_header_size,
     datagram_frame_header_size,
     decode_ack,
+    decode_datagram_frame,
     decode_frame,
     decode_frames,
     encode_ack_frame,
@@ -369,6 +370,17 @@ def test_check_frame_allowed() -> None:
     with pytest.raises(QuicProtocolError) as info:
         check_frame_allowed(0x21, ONE)
     assert info.value.error_code == FEE
+
+
+def test_decode_datagram_frame_matches_decode_frame() -> None:
+    for data in (b"", b"x", bytes(range(64)), bytes(300)):
+        wire = b"\x00" + DatagramFrame(data).encode() + b"\x01"
+        frame, end = decode_frame(wire, 1)
+        assert decode_datagram_frame(wire, 1) == (frame.data, end)  # type: ignore[attr-defined]
+        for cut in range(2, end):  # truncated: FRAME_ENCODING_ERROR, as decode_frame
+            with pytest.raises(QuicProtocolError) as info:
+                decode_datagram_frame(wire[:cut], 1)
+            assert (info.value.error_code, info.value.frame_type) == (FEE, 0x31)
 
 
 def test_one_rtt_takes_every_frame_type() -> None:
