@@ -143,6 +143,7 @@ class Supervisor:
         *,
         steer: bool = True,
         max_restarts: int = MAX_RESTARTS_PER_MINUTE,
+        clock: Callable[[], float] = time.monotonic,
         on_listening: Callable[[int], None] | None = None,
         on_worker: Callable[[int, int], None] | None = None,
     ) -> None:
@@ -158,6 +159,9 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.on_listening = on_listening
         self.on_worker = on_worker
+        # the supervisor's one clock (start, restart and drain deadlines), given to it
+        # like every component's ``now``: nothing below reads the time itself
+        self._clock = clock
         self._ctx = multiprocessing.get_context("fork")
         # QUIC-LB settings (docs/quic-lb.md): the server ID becomes the host prefix of
         # every worker's server ID, which adds the worker byte; checked here, before a fork
@@ -271,8 +275,8 @@ class Supervisor:
             self.on_worker(index, proc.pid)
 
     def _wait_ready(self, indexes: range | list[int]) -> bool:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and not self._flags.stop:
+        deadline = self._clock() + START_TIMEOUT
+        while self._clock() < deadline and not self._flags.stop:
             if all(self._ready[i] for i in indexes):
                 return True
             dead = [i for i in indexes if not self._alive(i)]
@@ -304,12 +308,8 @@ class Supervisor:
                 self.drained += 1
                 logger.info("worker %d drained (exit %s): replacing it", index, proc.exitcode)
             else:
-                now = time.monotonic()
-                self._restarts.append(now)
-                self.restarts += 1
-                recent = [t for t in self._restarts if now - t < 60.0]
                 logger.warning("worker %d exited (code %s): restarting", index, proc.exitcode)
-                if len(recent) > self.max_restarts:
+                if self._note_restart(self._clock()):
                     logger.error("over %d worker restarts in 60 s: stopping", self.max_restarts)
                     return 1
             self._start(index, sockets, directory, reset_key)
@@ -318,11 +318,18 @@ class Supervisor:
         self._roll()
         return 0
 
+    def _note_restart(self, now: float) -> bool:
+        """Count an unexpected exit at ``now``; True when more than ``max_restarts`` of
+        them fell within the last 60 s (the group then stops)."""
+        self._restarts.append(now)
+        self.restarts += 1
+        return sum(1 for t in self._restarts if now - t < 60.0) > self.max_restarts
+
     def _roll(self) -> None:
         """The rolling drain: one worker at a time, the next once its replacement runs."""
         if self._draining is not None:
             proc = self._procs[self._draining]
-            if proc is not None and time.monotonic() > self._drain_deadline:
+            if proc is not None and self._clock() > self._drain_deadline:
                 logger.warning("worker %d did not drain in time: killing it", self._draining)
                 proc.kill()
             return
@@ -333,7 +340,7 @@ class Supervisor:
         if proc is None or proc.pid is None or not proc.is_alive():
             return
         self._draining = index
-        self._drain_deadline = time.monotonic() + self._grace() + STOP_MARGIN
+        self._drain_deadline = self._clock() + self._grace() + STOP_MARGIN
         logger.info("draining worker %d", index)
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGUSR1)
@@ -347,9 +354,9 @@ class Supervisor:
             if proc.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self._grace() + STOP_MARGIN
+        deadline = self._clock() + self._grace() + STOP_MARGIN
         for proc in procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
+            proc.join(max(0.0, deadline - self._clock()))
             if proc.is_alive():
                 logger.warning("worker %s did not stop in time: killing it", proc.name)
                 proc.kill()

@@ -139,3 +139,20 @@ def test_a_crashing_worker_stops_the_group_after_max_restarts(tmp_path: Path, li
     # beyond it stops the group instead
     assert len(starts) == 2 + limit, starts
     assert "worker restarts in 60 s: stopping" in err
+
+
+def test_restart_limit_counts_exits_within_60_seconds_of_the_given_clock() -> None:
+    """The supervisor reads time only through its ``clock``: more than ``max_restarts``
+    unexpected exits within 60 s of it stop the group; spread out, they never do, and
+    the record of them stays bounded."""
+    from pywebtransport import ServerApp
+    from pywebtransport.workers import Supervisor
+
+    now = [0.0]
+    supervisor = Supervisor(ServerApp(), "127.0.0.1", 0, 2, max_restarts=3, clock=lambda: now[0])
+    assert supervisor._clock() == 0.0
+    assert [supervisor._note_restart(t) for t in (0.0, 10.0, 20.0)] == [False] * 3
+    assert supervisor._note_restart(30.0)  # the 4th within 60 s
+    spread = Supervisor(ServerApp(), "127.0.0.1", 0, 2, max_restarts=3)
+    assert not any(spread._note_restart(61.0 * i) for i in range(400))
+    assert len(spread._restarts) <= 4 and spread.restarts == 400
