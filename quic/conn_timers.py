@@ -27,12 +27,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from quic.conn_keys import HANDSHAKE, INITIAL
 from quic.conn_state import ConnectionState
 
 if TYPE_CHECKING:
     from quic.connection import QuicConnection
 
-__all__ = ["earliest_deadline", "fire_due", "idle_deadline", "linger"]
+__all__ = [
+    "earliest_deadline",
+    "fire_due",
+    "idle_deadline",
+    "linger",
+    "rest_connection",
+    "rest_deadline",
+]
 
 
 def linger(conn: QuicConnection) -> float:
@@ -49,6 +57,35 @@ def idle_deadline(
         return None
     three_ptos = 3 * conn.recovery.rtt.pto_base()  # linger(conn), inline: every batch
     return last_activity + (timeout if timeout > three_ptos else three_ptos)
+
+
+def rest_deadline(
+    conn: QuicConnection, delay: float | None, last_activity: float | None, rested_at: float
+) -> float | None:
+    """When the packet protection's cipher contexts may go (``delay``, the
+    configuration's ``key_rest_delay``, after the last activity, at most once per
+    delay; :mod:`quic.conn_keys` "Resting keys"), or None."""
+    if not delay or last_activity is None:
+        return None
+    if not conn.handshake.confirmed or not conn.keys.resident:
+        return None
+    return (last_activity if last_activity > rested_at else rested_at) + delay
+
+
+def rest_connection(conn: QuicConnection) -> None:
+    """A quiet connection rests: its keys release their cipher contexts, and the
+    tables that grew and emptied give their storage back; a discarded Initial or
+    Handshake space becomes the shared spent state (issue 10, memory). Done at rest,
+    never at discard: a packet of that space may still be being processed then."""
+    conn.keys.rest()
+    conn.streams.compact()
+    conn.cids.compact()
+    conn.ackfreq.compact()
+    conn.recovery.compact()
+    for index in (INITIAL, HANDSHAKE):
+        if conn.keys.spaces[index].discarded:
+            conn.recovery.retire_space(index)
+            conn.acks.discard(index)
 
 
 def earliest_deadline(

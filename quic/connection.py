@@ -78,7 +78,14 @@ from quic.conn_restart import FirstFlight
 from quic.conn_send import SendScheduler
 from quic.conn_state import LIVE, ConnectionState
 from quic.conn_streams import DeferredDelivery, StreamController
-from quic.conn_timers import earliest_deadline, fire_due, idle_deadline, linger
+from quic.conn_timers import (
+    earliest_deadline,
+    fire_due,
+    idle_deadline,
+    linger,
+    rest_connection,
+    rest_deadline,
+)
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import (
     ConnectionIdIssued,
@@ -89,7 +96,7 @@ from quic.frames import FrameType
 from quic.packet import PacketHeader, parse_header
 from quic.qlog import QuicLogger, create_logger
 from quic.recovery import LossRecovery
-from quic.stats import ConnectionStats
+from quic.stats import ConnectionStats, queue_sizes
 from quic.tls.alerts import TlsAlertError
 from quic.tls.engine import Epoch, TlsEngine
 from quic.tparams import TransportParameters
@@ -354,21 +361,8 @@ class QuicConnection:
 
     def queue_sizes(self) -> dict[str, int]:
         """Size of every internal queue and table a peer or the application can grow
-        (tests assert they drain and stay within their limits)."""
-        return {
-            "events": len(self._events),
-            "path_responses": self.paths.pending_responses,
-            "paths": len(self.paths.others),
-            "cid_retirements": self.cids.pending_retirements,
-            "peer_cids": len(self.cids.peer),
-            "local_cids": len(self.cids.local),
-            "datagrams_out": self.datagrams.pending,
-            "pings": self.sender.pending_pings,
-            "probes": self.sender.pending_probes,
-            "buffered_packets": self.reader.pending_buffered,
-            "reprocess": self.reader.pending_reprocess,
-            "streams": len(self.streams.manager.streams),
-        }
+        (tests assert they drain and stay within their limits; :mod:`quic.stats`)."""
+        return queue_sizes(self, len(self._events))
 
     # -- application API ---------------------------------------------------------------------
 
@@ -634,17 +628,8 @@ class QuicConnection:
     def _handle_timer(self, now: float) -> None:
         rest = self._rest_deadline()
         if rest is not None and now >= rest:
-            self.keys.rest()  # quic.conn_keys "Resting keys"
+            rest_connection(self)  # quic.conn_timers: keys and emptied tables
             self._keys_rested_at = now
-            # and the tables that grew and emptied give their storage back
-            self.streams.compact()
-            self.cids.compact()
-            self.ackfreq.compact()
-            self.recovery.compact()
-            for index in (INITIAL, HANDSHAKE):  # not while a packet of it is processed
-                if self.keys.spaces[index].discarded:
-                    self.recovery.retire_space(index)  # shared, empty: issue 10
-                    self.acks.discard(index)
         fire_due(self, now, self._idle_deadline())
 
     def _linger(self) -> float:
@@ -655,14 +640,7 @@ class QuicConnection:
         return idle_deadline(self, self._last_activity, self._idle_timeout)
 
     def _rest_deadline(self) -> float | None:
-        """When the packet protection's cipher contexts may go (``key_rest_delay`` after
-        the last activity, at most once per delay), or None."""
-        delay = self._key_rest_delay
-        last = self._last_activity
-        if not delay or last is None or not self.handshake.confirmed or not self.keys.resident:
-            return None
-        rested = self._keys_rested_at
-        return (last if last > rested else rested) + delay
+        return rest_deadline(self, self._key_rest_delay, self._last_activity, self._keys_rested_at)
 
     # -- receiving ---------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 :meth:`QuicConnection.stats() <quic.connection.QuicConnection.stats>` fills it from the
 components that own each figure (RTT estimator and congestion controller of loss
 recovery, the path's byte counters, the packet reader): upper layers read these instead
-of reaching into QUIC's internals.
+of reaching into QUIC's internals. :func:`queue_sizes` is the other view: the size of
+every queue and table of a connection that a peer or the application can grow.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ if TYPE_CHECKING:
     from quic.conn_datagrams import DatagramChannel
     from quic.conn_paths import PathManager
     from quic.conn_receive import PacketReader
+    from quic.connection import QuicConnection
     from quic.recovery import LossRecovery
 
-__all__ = ["ConnectionStats"]
+__all__ = ["ConnectionStats", "queue_sizes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +74,23 @@ class ConnectionStats:
             datagrams_dropped_queue_full=datagrams.dropped_queue_full if datagrams else 0,
             datagrams_dropped_too_large=datagrams.dropped_too_large if datagrams else 0,
         )
+
+
+def queue_sizes(conn: QuicConnection, events: int) -> dict[str, int]:
+    """Size of every internal queue and table of ``conn`` a peer or the application
+    can grow (``events``: its event queue); tests assert they drain and stay within
+    their limits."""
+    return {
+        "events": events,
+        "path_responses": conn.paths.pending_responses,
+        "paths": len(conn.paths.others),
+        "cid_retirements": conn.cids.pending_retirements,
+        "peer_cids": len(conn.cids.peer),
+        "local_cids": len(conn.cids.local),
+        "datagrams_out": conn.datagrams.pending,
+        "pings": conn.sender.pending_pings,
+        "probes": conn.sender.pending_probes,
+        "buffered_packets": conn.reader.pending_buffered,
+        "reprocess": conn.reader.pending_reprocess,
+        "streams": len(conn.streams.manager.streams),
+    }
