@@ -7,7 +7,6 @@ Redis restart (dropped and counted, never buffered), bounds (N vs 4N), and two
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +28,7 @@ from pywebtransport.client import WebTransportClient
 from pywebtransport.config import ClientConfig
 from pywebtransport.rooms import RoomPolicy, Rooms
 from tests.pwt.test_backplane import join, wait_for
+from tests.pwt.test_backplane_apps import status_of
 from tests.pwt.test_cli import Server
 from tests.support.redis_server import REDIS_SERVER, RedisServer
 
@@ -210,14 +210,9 @@ def test_missing_extra_and_bad_url(monkeypatch: pytest.MonkeyPatch) -> None:
 # ======================================================================================
 
 
-async def status(client: WebTransportClient, server: Server) -> dict[str, Any]:
-    session = await client.connect(f"https://127.0.0.1:{server.port}/status")
-    stream = await session.create_bidirectional_stream()
-    await stream.write(b"", end_stream=True)
-    async with asyncio.timeout(TIMEOUT):
-        document: dict[str, Any] = json.loads(bytes(await stream.read_all()))
-    await session.close()
-    return dict(document["rooms"])
+async def status(client: WebTransportClient, server: Any) -> dict[str, Any]:
+    """The ``rooms`` part of ``server``'s ``/status``."""
+    return dict((await status_of(client, server.port))["rooms"])
 
 
 async def poll_status(client: WebTransportClient, server: Server, check: Any) -> None:
@@ -317,7 +312,6 @@ async def test_workers_and_another_server_share_a_room_over_redis(
 
     workers = Workers("--redis", redis_server.url)
     other = Server("--redis", redis_server.url)
-    status_of: Any = status  # takes anything with a port
     try:
         config = ClientConfig(
             server_certificate_hashes=[workers.cert_hash, other.cert_hash], connect_timeout=5.0
@@ -328,10 +322,10 @@ async def test_workers_and_another_server_share_a_room_over_redis(
             while True:  # until the hash has put members on both workers
                 assert len(here) < 24, "the hash never reached the other worker"
                 here.append(await client.connect(f"https://127.0.0.1:{workers.port}/rooms/hall"))
-                rooms = await status_of(client, workers)  # from whichever worker answers
+                rooms = await status(client, workers)  # from whichever worker answers
                 if rooms["total_members"] != len(here) + 1:
                     await asyncio.sleep(0.2)  # the counts travel through Redis
-                    rooms = await status_of(client, workers)
+                    rooms = await status(client, workers)
                 if rooms["total_members"] == len(here) + 1 and rooms["members"] < len(here):
                     break
             total = len(here) + 1

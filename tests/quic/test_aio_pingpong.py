@@ -4,12 +4,13 @@ trip — the reply leaves with the ACK of the ping (counters, not times)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-from quic.aio import QuicEndpointProtocol, connect, serve
+from quic.aio import QuicEndpointProtocol, QuicServer, QuicSession, connect, serve
 from tests.quic.test_aio import client_config, echo_datagrams, server_config
 
 ROUND_TRIPS = 300
@@ -27,17 +28,25 @@ def snapshot(pump: QuicEndpointProtocol) -> dict[str, int]:
     return {name: getattr(pump, name) for name in COUNTERS}
 
 
-async def ping_pong() -> dict[str, dict[str, float]]:
-    """Per round trip, the counters of each pump over ``ROUND_TRIPS`` pings."""
+@contextlib.asynccontextmanager
+async def datagram_pair() -> AsyncIterator[tuple[QuicServer, QuicSession]]:
+    """An echo server and a client session with DATAGRAM support, warmed up: the
+    handshake done and confirmed, the first ACKs out of the way."""
     config = client_config()
     config.max_datagram_frame_size = 65536
     server_cfg = server_config()
     server_cfg.max_datagram_frame_size = 65536
     server = await serve("127.0.0.1", 0, server_cfg, echo_datagrams)
     async with server, connect("127.0.0.1", server.port, config) as session:
-        for _ in range(20):  # handshake done and confirmed, first ACKs out of the way
+        for _ in range(20):
             session.send_datagram(b"warm-up")
             await asyncio.wait_for(session.receive_datagram(), 5)
+        yield server, session
+
+
+async def ping_pong() -> dict[str, dict[str, float]]:
+    """Per round trip, the counters of each pump over ``ROUND_TRIPS`` pings."""
+    async with datagram_pair() as (server, session):
         pumps = {"client": session._protocol, "server": server.protocol}
         before = {side: snapshot(pump) for side, pump in pumps.items()}
         for _ in range(ROUND_TRIPS):
@@ -99,15 +108,7 @@ def test_a_deadline_is_computed_once_per_side_per_round_trip(
         return original(self)
 
     async def measure() -> float:
-        config = client_config()
-        config.max_datagram_frame_size = 65536
-        server_cfg = server_config()
-        server_cfg.max_datagram_frame_size = 65536
-        server = await serve("127.0.0.1", 0, server_cfg, echo_datagrams)
-        async with server, connect("127.0.0.1", server.port, config) as session:
-            for _ in range(20):
-                session.send_datagram(b"warm-up")
-                await asyncio.wait_for(session.receive_datagram(), 5)
+        async with datagram_pair() as (_server, session):
             monkeypatch.setattr(QuicConnection, "get_timer", counting)
             for _ in range(ROUND_TRIPS):
                 session.send_datagram(b"x" * 64)
