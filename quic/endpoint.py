@@ -6,7 +6,9 @@ The endpoint routes each datagram by its Destination Connection ID (§5.2): ever
 connection ID a connection has issued (and, for a new server connection, the client's
 original Destination Connection ID, §7.2) maps to that connection; each connection's
 entry keeps the set of IDs routed to it, so forgetting a connection touches only its
-own routes. A datagram for no known connection is handled statelessly:
+own routes. A datagram for no known connection is handled statelessly, by the owned
+:class:`~quic.endpoint_stateless.StatelessReplies` (its replies wait in one bounded
+queue; the endpoint keeps the admission limits and the connections):
 
 * a long header with a version we do not speak gets a Version Negotiation packet, but
   only if the datagram is at least 1200 bytes (§6.1, §14.1) and is not itself VN (at
@@ -134,19 +136,16 @@ from quic.endpoint_entry import (
     addr_key,
     end_trace,
 )
+from quic.endpoint_stateless import StatelessReplies
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionIdIssued, ConnectionIdRetired, QuicEvent
 from quic.packet import (
-    PacketHeader,
-    PacketType,
-    encode_version_negotiation,
-    parse_header,
     peek_dcid,
     starts_with_initial,
 )
 from quic.qlog_endpoint import EndpointLogger, create_endpoint_logger
 from quic.retry import AddressValidator, InitialVerdict
-from quic.stateless_reset import MIN_RESET, StatelessResetter
+from quic.stateless_reset import MIN_RESET
 from quic.workers import DROP, LOCAL, WorkerRouting
 
 __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
@@ -154,7 +153,6 @@ __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
 logger = logging.getLogger("quic.endpoint")
 
 _MIN_INITIAL = 1200  # RFC 9000 §14.1
-_GREASE_VERSION = 0x1A2A3A4A  # RFC 9000 §15: reserved versions exercise negotiation
 
 
 class QuicEndpoint:
@@ -178,21 +176,6 @@ class QuicEndpoint:
         )
         self._token_bytes = token_bytes
         self.max_connections = max_connections
-        # Retry and address validation tokens (quic/retry.py; helper "validation")
-        self.address_validator: AddressValidator | None = (
-            AddressValidator(server_configuration, self.connection_id_length, token_bytes)
-            if server_configuration is not None
-            else None
-        )
-        config = server_configuration
-        key = config.stateless_reset_key if config is not None else None
-        self._resetter = StatelessResetter(  # RFC 9000 §10.3 (quic.stateless_reset)
-            key if key else token_bytes(32),
-            self.connection_id_length,
-            float(config.stateless_reset_burst if config else 64),
-            config.stateless_reset_rate if config else 32.0,
-            token_bytes,
-        )
         self._entries: dict[QuicConnection, Entry] = {}
         self._routes: dict[bytes, QuicConnection] = {}
         # the peer's stateless reset token of the connection ID each connection uses:
@@ -211,20 +194,15 @@ class QuicEndpoint:
         self._evictable: dict[QuicConnection, None] = {}
         self._per_address: dict[Any, int] = {}
         self._events: deque[tuple[QuicConnection, QuicEvent]] = deque()
-        self._stateless: list[tuple[bytes, Any]] = []
         #: Workers on one port (quic.workers): None with one worker; set by the I/O
         #: layer, asked only for datagrams no connection claims (see "Workers")
         self.worker_routing: WorkerRouting | None = None
         #: The connections served by the last :meth:`datagrams_to_send` call.
         self.last_flushed: list[QuicConnection] = []
-        # counters (observability and tests)
-        self.dropped = 0  # datagrams dropped: garbage, unroutable, too small, not authentic
-        self.refused = 0  # Initials refused by an admission limit
+        # counters (observability and tests); the stateless path's are _replies'
         self.expired = 0  # connections abandoned at their handshake deadline
         self.evicted = 0  # half-open connections evicted by a newer Initial
         self.internal_errors = 0  # connections that raised (closed with INTERNAL_ERROR)
-        self.resets_sent = 0  # Stateless Resets sent (RFC 9000 §10.3)
-        self.resets_suppressed = 0  # ... not sent: rate limit or queue full
         #: qlog of what belongs to no connection, or None: the VN, Retry and Stateless
         #: Resets sent, the datagrams dropped or refused (quic.qlog); ended by close()
         self.qlog: EndpointLogger | None = (
@@ -232,8 +210,34 @@ class QuicEndpoint:
             if server_configuration is not None
             else None
         )
+        # what is answered without a connection: VN, Retry, Stateless Reset, drops
+        self._replies = StatelessReplies(
+            server_configuration, self.connection_id_length, token_bytes, self.qlog
+        )
+        #: Retry and address validation tokens (:mod:`quic.retry`); None for a client
+        self.address_validator: AddressValidator | None = self._replies.validator
 
     # -- inspection -----------------------------------------------------------------------
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams dropped: garbage, unroutable, too small, not authentic."""
+        return self._replies.dropped
+
+    @property
+    def refused(self) -> int:
+        """Initials refused by an admission limit."""
+        return self._replies.refused
+
+    @property
+    def resets_sent(self) -> int:
+        """Stateless Resets sent (RFC 9000 §10.3)."""
+        return self._replies.resets_sent
+
+    @property
+    def resets_suppressed(self) -> int:
+        """Stateless Resets not sent: rate limit or queue full (RFC 9000 §10.3.3)."""
+        return self._replies.resets_suppressed
 
     @property
     def connections(self) -> list[QuicConnection]:
@@ -266,7 +270,7 @@ class QuicEndpoint:
     @property
     def has_pending_output(self) -> bool:
         """True if some connection may have datagrams to send."""
-        return bool(self._pending or self._stateless)
+        return bool(self._pending or self._replies.pending)
 
     # -- client side ----------------------------------------------------------------------
 
@@ -404,111 +408,35 @@ class QuicEndpoint:
             entry.deadline = now + config.handshake_timeout
 
     def _stateless_receive(self, data: bytes, addr: Any, now: float, ecn: int = 0) -> None:
-        try:
-            header = parse_header(data, 0, self.connection_id_length)
-        except QuicProtocolError:
-            self._drop(now, "invalid", data, "bad header")
-            return
-        if not header.is_long:
-            self._stateless_reset(data, header.dcid, addr, now)  # RFC 9000 §10.3
-            return
-        if header.version == 0:
-            self._drop(now, "connection_unknown", data)  # a VN for nobody (§6.1)
-            return
+        """A datagram no connection claims: answered or dropped statelessly
+        (:mod:`quic.endpoint_stateless`), or an Initial that may open a connection: the
+        admission limits, then address validation (RFC 9000 §8.1), then admitted."""
+        replies = self._replies
+        header = replies.unknown(data, addr, now)
         config = self.server_configuration
-        versions = config.supported_versions if config is not None else ()
-        if header.version not in versions:
-            if (
-                config is not None
-                and len(data) >= _MIN_INITIAL
-                and len(self._stateless) < config.max_pending_stateless_packets
-            ):
-                vn = encode_version_negotiation(
-                    header.scid, header.dcid, [*versions, _GREASE_VERSION], 0x15
-                )
-                self._stateless.append((vn, addr))  # RFC 9000 §6.1
-                if self.qlog is not None:
-                    self.qlog.stateless_packet_sent(now, vn)
-            else:
-                self._drop(now, "unsupported", data)  # too small for a VN reply
-            return
-        if (
-            config is None
-            or header.packet_type is not PacketType.INITIAL
-            or len(data) < _MIN_INITIAL  # RFC 9000 §14.1
-            or len(header.dcid) < 8  # RFC 9000 §7.2
-        ):
-            self._drop(now, "connection_unknown", data)
+        if header is None or config is None:
             return
         if not self._admissible(config, addr):
-            self._refuse(now, data, "admission limit")
+            replies.refuse(now, data, "admission limit")
             return
-        self._validate(config, header, data, addr, now, ecn)
-
-    def _validate(
-        self,
-        config: QuicConfiguration,
-        header: PacketHeader,
-        data: bytes,
-        addr: Any,
-        now: float,
-        ecn: int = 0,
-    ) -> None:
-        """Address validation (RFC 9000 §8.1, see :mod:`quic.retry`): admit the
-        Initial, or answer it statelessly (Retry, INVALID_TOKEN), or drop it."""
-        assert self.address_validator is not None and header.version is not None
-        verdict = self.address_validator.check_initial(header, data, addr, self._half_open, now)
-        if verdict.reply is not None:
-            if len(self._stateless) < config.max_pending_stateless_packets:
-                self._stateless.append((verdict.reply, addr))
-                if self.qlog is not None:  # Retry or INVALID_TOKEN close
-                    self.qlog.stateless_packet_sent(now, verdict.reply)
-            else:
-                self._drop(now, "rejected", data, "stateless queue full")
-            return
-        if not verdict.admit:
-            self._drop(now, "rejected", data, "address validation")
-            return
-        self._accept(
-            config, header.dcid, header.scid, header.version, data, addr, now, verdict, ecn
-        )
-
-    # -- stateless reset (RFC 9000 §10.3) -------------------------------------------------
+        verdict = replies.validate(header, data, addr, self._half_open, now)
+        if verdict is not None:
+            assert header.version is not None
+            self._accept(
+                config, header.dcid, header.scid, header.version, data, addr, now, verdict, ecn
+            )
 
     def reset_token(self, cid: bytes) -> bytes:
         """The stateless reset token of ``cid`` (RFC 9000 §10.3.2)."""
-        return self._resetter.token(cid)
-
-    def _stateless_reset(self, data: bytes, dcid: bytes, addr: Any, now: float) -> None:
-        """Answer a short-header datagram of an unknown connection (quic.stateless_reset
-        has the size and rate rules)."""
-        config = self.server_configuration
-        limit = config.max_pending_stateless_packets if config is not None else 256
-        reset = self._resetter.reset_for(data, dcid, now, len(self._stateless) < limit)
-        if reset == "too small":
-            self._drop(now, "connection_unknown", data)  # too small for a reset
-        elif isinstance(reset, str):
-            self.resets_suppressed += 1  # RFC 9000 §10.3.3: a bounded number of resets
-            self._drop(now, "rejected", data, "reset rate limit")
-        else:
-            self._stateless.append((reset, addr))
-            self.resets_sent += 1
-            if self.qlog is not None:
-                self.qlog.stateless_reset_sent(now, reset)
-
-    # -- qlog of the endpoint (quic.qlog; events of no connection) ------------------------
+        return self._replies.reset_token(cid)
 
     def _drop(self, now: float, trigger: str, data: bytes, reason: str | None = None) -> None:
         """Count a datagram dropped without a connection; log it (``packet_dropped``)."""
-        self.dropped += 1
-        if self.qlog is not None:
-            self.qlog.datagram_dropped(now, trigger, data, reason)
+        self._replies.drop(now, trigger, data, reason)
 
     def _refuse(self, now: float, data: bytes, reason: str) -> None:
         """Count an Initial refused by an admission limit; log it (trigger ``rejected``)."""
-        self.refused += 1
-        if self.qlog is not None:
-            self.qlog.datagram_dropped(now, "rejected", data, reason)
+        self._replies.refuse(now, data, reason)
 
     def close(self) -> None:
         """The owner is done (its socket closed): end the qlog traces of the connections
@@ -612,8 +540,7 @@ class QuicEndpoint:
         datagram leaves from, ``(data, addr, ecn, local)``, for an I/O layer with more
         than one socket (a server's preferred address, RFC 9000 §9.6.2). Stateless
         replies leave the first address."""
-        out = [(data, addr, 0, 0) for data, addr in self._stateless]
-        self._stateless = []
+        out = [(data, addr, 0, 0) for data, addr in self._replies.take()]
         for datagrams, codepoint in self._serve(now):
             out.extend([(data, addr, codepoint, local) for data, addr, local in datagrams])
         return out
