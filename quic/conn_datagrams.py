@@ -169,15 +169,13 @@ class DatagramChannel:
         packet = asm.packet
         while queue:
             data = queue[0]
-            n = len(data)
-            need = datagram_frame_header_size(n) + n
-            if need > asm.room:
+            header = encode_datagram_frame_header(len(data))
+            if len(header) + len(data) > asm.room:
                 if asm.payload_size <= 1 + 3:
                     queue.popleft()  # cannot fit even an empty packet: drop (RFC 9221 §5)
                     self.dropped_too_large += 1
                     continue
                 break
             queue.popleft()
-            asm.push(encode_datagram_frame_header(n))
-            asm.push(data)
+            asm.push(header + data)  # one chunk: the frame is small
             packet.ack_eliciting = packet.in_flight = True

@@ -1,8 +1,12 @@
-"""The receive path's ACK decoder (:func:`quic.frames.decode_ack_fields`: one- and
-two-byte varints read inline, no frame object) against a plain reading of RFC 9000
-§19.3 with :func:`quic.buffer.decode_varint` for every field: same fields, same end,
-same errors — on random frames with varints of every length (minimal or not), on every
-truncation, and on random bytes."""
+"""The ACK frame's fast paths against a plain reading of RFC 9000 §19.3.
+
+- The receive path's decoder (:func:`quic.frames.decode_ack_fields`: one- and two-byte
+  varints read inline, no frame object) against :func:`quic.buffer.decode_varint` for
+  every field: same fields, same end, same errors — on random frames with varints of
+  every length (minimal or not), on every truncation, and on random bytes.
+- The one-range encoder (one-byte varints from a table) against
+  :func:`quic.buffer.encode_varint` for every field, and the one-range
+  :meth:`quic.rangeset.RangeSet.ack_ranges_descending` against the general one."""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ import random
 
 import pytest
 
-from quic.buffer import decode_varint, encode_varint_size
+from quic.buffer import decode_varint, encode_varint, encode_varint_size
 from quic.errors import BufferReadError, QuicProtocolError, TransportErrorCode
-from quic.frames import AckFrame, decode_ack_fields, decode_frame
+from quic.frames import AckFrame, decode_ack_fields, decode_frame, encode_ack_frame
+from quic.rangeset import RangeSet
 
 FEE = TransportErrorCode.FRAME_ENCODING_ERROR
 Fields = tuple[tuple[tuple[int, int], ...], int, tuple[int, int, int] | None, int]
@@ -138,3 +143,50 @@ def test_ack_fields_errors(wire: str, reason: str) -> None:
     result = outcome(decode_ack_fields, data, 0)
     assert result == ("error", FEE, data[0], reason)
     assert outcome(reference, data, 0) == result
+
+
+def plain_encoding(
+    ranges: tuple[tuple[int, int], ...], delay: int, ecn: tuple[int, int, int] | None
+) -> object:
+    """One-range ACK / ACK_ECN, every field by encode_varint (or its ValueError)."""
+    (smallest, largest) = ranges[0]
+    try:
+        if not 0 <= smallest <= largest:
+            raise ValueError("bad range")
+        fields = [largest, delay, 0, largest - smallest, *(ecn or ())]
+        return (b"\x03" if ecn else b"\x02") + b"".join(encode_varint(v) for v in fields)
+    except ValueError:
+        return ValueError
+
+
+def encoded(ranges: tuple[tuple[int, int], ...], delay: int, ecn: object) -> object:
+    try:
+        return encode_ack_frame(ranges, delay, ecn)  # type: ignore[arg-type]
+    except ValueError:
+        return ValueError
+
+
+def test_one_range_encoding_matches_encode_varint() -> None:
+    rng = random.Random(193)
+    edges = (0, 1, 0x3F, 0x40, 0x3FFF, 0x4000, 0x3FFFFFFF, 0x40000000, (1 << 62) - 1)
+    for _ in range(20000):
+        pick = lambda: rng.choice(edges) if rng.random() < 0.5 else value(rng)  # noqa: E731
+        largest = pick()
+        smallest = largest - min(largest, pick()) if rng.random() < 0.95 else largest + 1
+        delay = pick() if rng.random() < 0.98 else -rng.randrange(1, 100)
+        ecn = None if rng.random() < 0.3 else (pick(), pick(), pick())
+        if ecn and rng.random() < 0.02:
+            ecn = (ecn[0], -1, ecn[2])
+        ranges = ((smallest, largest),)
+        assert encoded(ranges, delay, ecn) == plain_encoding(ranges, delay, ecn)
+
+
+def test_one_range_ack_ranges_match_the_general_path() -> None:
+    rng = random.Random(3)
+    for _ in range(2000):
+        start = rng.randrange(1 << rng.choice((3, 20, 62)))
+        rs = RangeSet()
+        rs.add(start, start + rng.randrange(1, 1000))
+        general = tuple((r.start, r.stop - 1) for r in reversed(list(rs)))
+        for limit in (0, 1, 2, 256):
+            assert rs.ack_ranges_descending(limit) == general[:limit]
