@@ -91,8 +91,11 @@ class DatagramChannel:
         peer_max = self.peer_max_frame_size
         if not peer_max:
             return 0
-        overhead = _SHORT_HEADER_FIXED + dcid_length + 3
-        return max(0, min(peer_max - 3, max_datagram_size - overhead))
+        limit = peer_max - 3
+        room = max_datagram_size - (_SHORT_HEADER_FIXED + dcid_length + 3)
+        if room < limit:
+            limit = room
+        return limit if limit > 0 else 0  # max(0, min(...)) without the calls
 
     # -- receiving --------------------------------------------------------------------
 

@@ -329,8 +329,9 @@ class LossRecovery:
         result = AckResult()
         if not ranges:
             return result
-        self._validate_ranges(st, ranges)
         largest_acked = ranges[0][1]
+        if len(ranges) != 1 or largest_acked > st.largest_sent or st.skipped:
+            self._validate_ranges(st, ranges)  # it has nothing to check otherwise
         if largest_acked > st.largest_acked:
             st.largest_acked = largest_acked
         if space == _HANDSHAKE:
@@ -373,8 +374,8 @@ class LossRecovery:
         self.congestion.on_packets_acked(acked, now)
 
         # RFC 9002 §6.2.1: a client unsure of its address validation keeps the backoff.
-        if self.peer_completed_address_validation:
-            self.pto_count = 0
+        if not self.is_client or self._handshake_acked or self.handshake_confirmed:
+            self.pto_count = 0  # peer_completed_address_validation, inline (per ACK)
         self._pto_anchor = now
 
         for packet in acked:

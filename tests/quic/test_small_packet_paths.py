@@ -5,7 +5,8 @@ computations they stand for, on random states: same results, bit for bit.
   Data in flight computes the PTO inline (RFC 9002 §6.2.1, A.8) rather than through
   ``_pto_time_and_space``;
 - :meth:`quic.pacing.Pacer.set_rate` without ``min``/``max`` calls (RFC 9002 §7.7);
-- :meth:`quic.endpoint.QuicEndpoint.marked_datagrams_to_send` without the routed list."""
+- :meth:`quic.endpoint.QuicEndpoint.marked_datagrams_to_send` without the routed list;
+- the DATAGRAM payload limits of QUIC and HTTP/3 without ``min``/``max`` calls."""
 
 from __future__ import annotations
 
@@ -146,3 +147,22 @@ def test_marked_datagrams_are_the_routed_ones_without_the_local_index(
             assert endpoint._stateless == []
         routed, marked = results
         assert marked == [(data, addr, ecn) for data, addr, ecn, _ in routed]
+
+
+def test_datagram_payload_limits_match_min_max() -> None:
+    """DatagramChannel.max_payload and h3's max_h3_datagram_payload without min/max
+    calls (RFC 9221 §3, §5; RFC 9297 §2.1): the same limits."""
+    from h3.datagrams import max_h3_datagram_payload
+    from quic.buffer import varint_size
+    from quic.conn_datagrams import _SHORT_HEADER_FIXED, DatagramChannel
+
+    rng = random.Random(9221)
+    channel = DatagramChannel.__new__(DatagramChannel)
+    for _ in range(20000):
+        peer_max = rng.choice((0, 1, 2, 3, 4, 65536, rng.randrange(1 << 16)))
+        channel.peer_max_frame_size = peer_max
+        cid, mds = rng.randrange(21), rng.choice((0, 20, 30, 1200, 1452, rng.randrange(1 << 16)))
+        expected = max(0, min(peer_max - 3, mds - (_SHORT_HEADER_FIXED + cid + 3)))
+        assert channel.max_payload(cid, mds) == (expected if peer_max else 0)
+        quic_max, sid = rng.randrange(-5, 1 << 14), 4 * rng.randrange(1 << rng.choice((4, 20, 40)))
+        assert max_h3_datagram_payload(quic_max, sid) == max(0, quic_max - varint_size(sid >> 2))
