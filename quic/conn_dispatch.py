@@ -28,6 +28,12 @@ callbacks the connection gives at construction; the dispatcher holds no connecti
 state. Any rule a frame breaks raises :class:`~quic.errors.QuicProtocolError`, which
 the connection turns into CONNECTION_CLOSE. A payload without frames is a
 PROTOCOL_VIOLATION (§12.4); frames after a CONNECTION_CLOSE are not processed.
+
+The frames of the common packets skip the frame objects and the table: STREAM
+(:func:`~quic.frames.decode_stream_frame`), DATAGRAM with Length
+(:func:`~quic.frames.decode_datagram_frame`) and, in 1-RTT packets, ACK / ACK_ECN
+(:func:`~quic.frames.decode_ack_fields`, handled by ``_on_ack_fields``) are decoded
+in one call each and handed to their owner directly, with the same errors.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ RFC 9000 type fits in one byte); extension types on more than one byte (ACK_FREQ
 Each decoder takes ``(data, pos, frame_type)`` with
 ``pos`` just past the type and returns ``(frame, next_pos)``.
 
+The receive path's common frames have decoders of their own that take the type byte
+and return plain values, without a frame object: :func:`decode_stream_frame`,
+:func:`decode_datagram_frame` and :func:`decode_ack_fields` (one- and two-byte varints
+read inline); they raise what :func:`decode_frame` raises for the same bytes.
+
 Decoders read with :func:`quic.buffer.decode_varint`, which raises
 :class:`~quic.errors.BufferReadError` at the end of input; :func:`decode_frame`
 turns that into FRAME_ENCODING_ERROR carrying the frame type (the try block costs
