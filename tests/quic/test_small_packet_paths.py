@@ -11,6 +11,7 @@ computations they stand for, on random states: same results, bit for bit.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -133,7 +134,7 @@ def test_marked_datagrams_are_the_routed_ones_without_the_local_index(
             )
             for _ in range(rng.choice((0, 1, 1, 3)))
         ]
-        results = []
+        results: list[list[Any]] = []
         for method in (
             QuicEndpoint.routed_datagrams_to_send,
             QuicEndpoint.marked_datagrams_to_send,
