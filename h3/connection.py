@@ -420,6 +420,9 @@ class H3Connection:
             self.closed = True
 
     def _handle(self, event: qe.QuicEvent) -> None:
+        if type(event) is qe.DatagramReceived:  # per datagram: no 0-RTT policy matter
+            self._on_datagram(event.data)
+            return
         self._early.on_quic_event(event)
         if isinstance(event, qe.StreamDataReceived):
             self._on_stream_data(event.stream_id, event.data, event.end_stream)

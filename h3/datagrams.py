@@ -45,7 +45,8 @@ def encode_h3_datagram_header(stream_id: int) -> bytes:
 def max_h3_datagram_payload(quic_max_payload: int, stream_id: int) -> int:
     """Largest HTTP datagram payload for ``stream_id`` when the QUIC connection takes
     DATAGRAM payloads up to ``quic_max_payload`` (0: none fits)."""
-    return max(0, quic_max_payload - varint_size(stream_id >> 2))
+    room = quic_max_payload - varint_size(stream_id >> 2)
+    return room if room > 0 else 0
 
 
 def encode_h3_datagram(stream_id: int, payload: bytes | bytearray | memoryview) -> bytes:

@@ -91,8 +91,11 @@ class DatagramChannel:
         peer_max = self.peer_max_frame_size
         if not peer_max:
             return 0
-        overhead = _SHORT_HEADER_FIXED + dcid_length + 3
-        return max(0, min(peer_max - 3, max_datagram_size - overhead))
+        limit = peer_max - 3
+        room = max_datagram_size - (_SHORT_HEADER_FIXED + dcid_length + 3)
+        if room < limit:
+            limit = room
+        return limit if limit > 0 else 0  # max(0, min(...)) without the calls
 
     # -- receiving --------------------------------------------------------------------
 
@@ -169,15 +172,13 @@ class DatagramChannel:
         packet = asm.packet
         while queue:
             data = queue[0]
-            n = len(data)
-            need = datagram_frame_header_size(n) + n
-            if need > asm.room:
+            header = encode_datagram_frame_header(len(data))
+            if len(header) + len(data) > asm.room:
                 if asm.payload_size <= 1 + 3:
                     queue.popleft()  # cannot fit even an empty packet: drop (RFC 9221 §5)
                     self.dropped_too_large += 1
                     continue
                 break
             queue.popleft()
-            asm.push(encode_datagram_frame_header(n))
-            asm.push(data)
+            asm.push(header + data)  # one chunk: the frame is small
             packet.ack_eliciting = packet.in_flight = True

@@ -28,6 +28,12 @@ callbacks the connection gives at construction; the dispatcher holds no connecti
 state. Any rule a frame breaks raises :class:`~quic.errors.QuicProtocolError`, which
 the connection turns into CONNECTION_CLOSE. A payload without frames is a
 PROTOCOL_VIOLATION (§12.4); frames after a CONNECTION_CLOSE are not processed.
+
+The frames of the common packets skip the frame objects and the table: STREAM
+(:func:`~quic.frames.decode_stream_frame`), DATAGRAM with Length
+(:func:`~quic.frames.decode_datagram_frame`) and, in 1-RTT packets, ACK / ACK_ECN
+(:func:`~quic.frames.decode_ack_fields`, handled by ``_on_ack_fields``) are decoded
+in one call each and handed to their owner directly, with the same errors.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ from quic.frames import (
     StreamFrame,
     StreamsBlockedFrame,
     check_frame_allowed,
+    decode_ack_fields,
     decode_datagram_frame,
     decode_frame,
     decode_stream_frame,
@@ -208,6 +215,13 @@ class FrameDispatcher:
                 ack_eliciting = non_probing = True
                 self._datagrams.on_frame(data)
                 continue
+            if ftype <= 0x03 and ftype >= 0x02 and not check:
+                # ACK / ACK_ECN (RFC 9000 §19.3) in a 1-RTT packet: not ack-eliciting,
+                # not probing (§9.1); decoded without a frame object
+                ranges, delay, ecn, pos = decode_ack_fields(payload, pos)
+                non_probing = True
+                self._on_ack_fields(ftype, ranges, delay, ecn, index, now)
+                continue
             frame, pos = decode_frame(payload, pos)
             ftype = frame.frame_type
             if check:
@@ -229,23 +243,35 @@ class FrameDispatcher:
         (RFC 9000 §19.12, §19.14): limits are refreshed as data is consumed."""
 
     def _on_ack(self, frame: AckFrame, index: int, now: float) -> None:
+        self._on_ack_fields(frame.frame_type, frame.ranges, frame.ack_delay, frame.ecn, index, now)
+
+    def _on_ack_fields(
+        self,
+        frame_type: int,
+        ranges: tuple[tuple[int, int], ...],
+        ack_delay: int,
+        ecn: tuple[int, int, int] | None,
+        index: int,
+        now: float,
+    ) -> None:
+        """An ACK frame's fields (:class:`~quic.frames.AckFrame`)."""
         if index == APPLICATION:
-            delay = (frame.ack_delay << self._peer_ack_delay_exponent) / 1_000_000
+            delay = (ack_delay << self._peer_ack_delay_exponent) / 1_000_000
         else:
             delay = 0.0  # RFC 9002 §5.3: Initial and Handshake ACK delays are ignored
         recovery = self._recovery
         try:
             # ECN counts are validated before they are used (RFC 9000 §13.4.2.1): not here
-            result = recovery.on_ack_received(index, frame.ranges, delay, now)
+            result = recovery.on_ack_received(index, ranges, delay, now)
         except QuicProtocolError as exc:
-            exc.frame_type = frame.frame_type
+            exc.frame_type = frame_type
             raise
         qlog = self._qlog
         if qlog is not None:
             qlog.packets_acked(now, index, result.acked)
             if result.lost:
                 qlog.packets_lost(now, result.lost, self._recovery)
-        if self._ecn.on_ack_frame(index, frame.ranges[0][1], frame.ecn) and result.acked:
+        if self._ecn.on_ack_frame(index, ranges[0][1], ecn) and result.acked:
             # RFC 9002 §7.1, B.7: a validated rise of the CE count is a congestion event
             recovery.congestion.on_ecn_ce(result.acked[-1].time_sent, now)
         if index == APPLICATION:

@@ -247,8 +247,8 @@ class SendScheduler:
         ACK_FREQUENCY, flow-control and stream-state frames, connection-ID frames."""
         handshake = self._handshake
         return bool(
-            self._crypto.needs_send(APPLICATION)
-            or self._datagrams.pending
+            self._datagrams.pending  # first: a datagram waiting is the common case
+            or self._crypto.needs_send(APPLICATION)
             or handshake.done_pending
             or handshake.tokens_pending
             or self._paths.wants_send()

@@ -587,10 +587,10 @@ class QuicConnection:
             self._last_activity = now  # RFC 9000 §10.1
         if self.cids.has_routing_changes():
             self._flush_routing()
-        if out:
-            out.extend([(d, addr, local) for d in datagrams])
-            return out
-        return [(d, addr, local) for d in datagrams]
+        if len(datagrams) == 1 and not out:  # a reply, a ping-pong: no comprehension
+            return [(datagrams[0], addr, local)]
+        out.extend([(d, addr, local) for d in datagrams])  # a fresh list (conn_migrate)
+        return out
 
     # -- timers ------------------------------------------------------------------------------
 

@@ -533,7 +533,16 @@ class QuicEndpoint:
     def marked_datagrams_to_send(self, now: float) -> list[tuple[bytes, Any, int]]:
         """:meth:`datagrams_to_send` with the ECN codepoint of each datagram (0 Not-ECT,
         2 ECT(0); RFC 9000 §13.4.2), for an I/O layer that can set it."""
-        return [(d, addr, ecn) for d, addr, ecn, _ in self.routed_datagrams_to_send(now)]
+        stateless = self._stateless
+        out = [(data, addr, 0) for data, addr in stateless] if stateless else []
+        self._stateless = []
+        for datagrams, codepoint in self._serve(now):
+            if len(datagrams) == 1:  # a reply, a ping-pong: no list to build and copy
+                data, addr, _ = datagrams[0]
+                out.append((data, addr, codepoint))
+            else:
+                out.extend([(data, addr, codepoint) for data, addr, _ in datagrams])
+        return out
 
     def routed_datagrams_to_send(self, now: float) -> list[tuple[bytes, Any, int, int]]:
         """:meth:`marked_datagrams_to_send` with the index of the local address each

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from quic.frames_decode import (
     decode_ack,
+    decode_ack_fields,
     decode_datagram_frame,
     decode_frame,
     decode_frames,
@@ -138,6 +139,7 @@ __all__ = [
     "crypto_frame_header_size",
     "datagram_frame_header_size",
     "decode_ack",
+    "decode_ack_fields",
     "decode_datagram_frame",
     "decode_frame",
     "decode_frames",

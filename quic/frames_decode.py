@@ -10,6 +10,11 @@ RFC 9000 type fits in one byte); extension types on more than one byte (ACK_FREQ
 Each decoder takes ``(data, pos, frame_type)`` with
 ``pos`` just past the type and returns ``(frame, next_pos)``.
 
+The receive path's common frames have decoders of their own that take the type byte
+and return plain values, without a frame object: :func:`decode_stream_frame`,
+:func:`decode_datagram_frame` and :func:`decode_ack_fields` (one- and two-byte varints
+read inline); they raise what :func:`decode_frame` raises for the same bytes.
+
 Decoders read with :func:`quic.buffer.decode_varint`, which raises
 :class:`~quic.errors.BufferReadError` at the end of input; :func:`decode_frame`
 turns that into FRAME_ENCODING_ERROR carrying the frame type (the try block costs
@@ -69,7 +74,14 @@ from quic.frames_defs import (
 from quic.frames_info import FRAME_INFO
 from quic.packet import PacketType
 
-__all__ = ["decode_ack", "decode_frame", "decode_frames", "decode_stream_frame"]
+__all__ = [
+    "decode_ack",
+    "decode_ack_fields",
+    "decode_datagram_frame",
+    "decode_frame",
+    "decode_frames",
+    "decode_stream_frame",
+]
 
 _FEE = TransportErrorCode.FRAME_ENCODING_ERROR
 _dv = decode_varint
@@ -115,10 +127,59 @@ def decode_ack(data: bytes, pos: int, frame_type: int) -> tuple[AckFrame, int]:
     (§19.3.1) and :class:`BufferReadError` on truncation (converted by
     :func:`decode_frame`; direct callers must catch it or use :func:`decode_frame`).
     """
-    largest, pos = _dv(data, pos)
-    ack_delay, pos = _dv(data, pos)
-    count, pos = _dv(data, pos)
-    first_range, pos = _dv(data, pos)
+    ranges, ack_delay, ecn, pos = _ack_body(data, pos, frame_type)
+    return AckFrame(ranges, ack_delay, ecn), pos
+
+
+def decode_ack_fields(
+    data: bytes, pos: int
+) -> tuple[tuple[tuple[int, int], ...], int, tuple[int, int, int] | None, int]:
+    """:func:`decode_frame` for a frame whose type byte ``data[pos]`` is known to be
+    ACK or ACK_ECN (0x02, 0x03; RFC 9000 §19.3): ``(ranges, ack_delay, ecn, next_pos)``
+    as in :class:`AckFrame`, in one call and without a frame object (the receive path
+    of small 1-RTT packets); the same errors as :func:`decode_frame`."""
+    frame_type = data[pos]
+    try:
+        return _ack_body(data, pos + 1, frame_type)
+    except BufferReadError:
+        raise _error("frame truncated", frame_type) from None
+
+
+def _ack_body(
+    data: bytes, pos: int, frame_type: int
+) -> tuple[tuple[tuple[int, int], ...], int, tuple[int, int, int] | None, int]:
+    """The fields of an ACK frame body (RFC 9000 §19.3). Varints of one and two bytes
+    (RFC 9000 §16: prefix 0b00, 0b01) are read inline, longer ones by
+    :func:`~quic.buffer.decode_varint`; an index past the end is a truncation."""
+    try:
+        b = data[pos]
+        if b < 0x40:
+            largest, pos = b, pos + 1
+        elif b < 0x80:
+            largest, pos = (b & 0x3F) << 8 | data[pos + 1], pos + 2
+        else:
+            largest, pos = _dv(data, pos)
+        b = data[pos]
+        if b < 0x40:
+            ack_delay, pos = b, pos + 1
+        elif b < 0x80:
+            ack_delay, pos = (b & 0x3F) << 8 | data[pos + 1], pos + 2
+        else:
+            ack_delay, pos = _dv(data, pos)
+        count = data[pos]
+        if count < 0x40:
+            pos += 1
+        else:
+            count, pos = _dv(data, pos)
+        b = data[pos]
+        if b < 0x40:
+            first_range, pos = b, pos + 1
+        elif b < 0x80:
+            first_range, pos = (b & 0x3F) << 8 | data[pos + 1], pos + 2
+        else:
+            first_range, pos = _dv(data, pos)
+    except IndexError:
+        raise BufferReadError("varint: end of input") from None
     smallest = largest - first_range
     if smallest < 0:
         raise _error("ACK range below packet number 0", frame_type)
@@ -126,27 +187,51 @@ def decode_ack(data: bytes, pos: int, frame_type: int) -> tuple[AckFrame, int]:
     if not count:
         ranges = ((smallest, largest),)  # one range: the common case, no list
     else:
-        if count > (len(data) - pos) >> 1:
-            # Each further range takes at least two bytes: reject before looping.
-            raise _error("ACK range count exceeds frame", frame_type)
-        more = [(smallest, largest)]
-        append = more.append
-        for _ in range(count):
-            gap, pos = _dv(data, pos)
-            length, pos = _dv(data, pos)
-            largest = smallest - gap - 2  # RFC 9000 §19.3.1
-            smallest = largest - length
-            if smallest < 0:
-                raise _error("ACK range below packet number 0", frame_type)
-            append((smallest, largest))
-        ranges = tuple(more)
-    ecn: tuple[int, int, int] | None = None
-    if frame_type & 1:
-        ect0, pos = _dv(data, pos)
-        ect1, pos = _dv(data, pos)
-        ce, pos = _dv(data, pos)
-        ecn = (ect0, ect1, ce)
-    return AckFrame(ranges, ack_delay, ecn), pos
+        ranges, pos = _more_ranges(data, pos, frame_type, count, smallest, largest)
+    if not frame_type & 1:
+        return ranges, ack_delay, None, pos
+    try:  # RFC 9000 §19.3.2: ECT(0), ECT(1), ECN-CE counts
+        b = data[pos]
+        if b < 0x40:
+            ect0, pos = b, pos + 1
+        elif b < 0x80:
+            ect0, pos = (b & 0x3F) << 8 | data[pos + 1], pos + 2
+        else:
+            ect0, pos = _dv(data, pos)
+        ect1 = data[pos]
+        if ect1 < 0x40:
+            pos += 1
+        else:
+            ect1, pos = _dv(data, pos)
+        ce = data[pos]
+        if ce < 0x40:
+            pos += 1
+        else:
+            ce, pos = _dv(data, pos)
+    except IndexError:
+        raise BufferReadError("varint: end of input") from None
+    return ranges, ack_delay, (ect0, ect1, ce), pos
+
+
+def _more_ranges(
+    data: bytes, pos: int, frame_type: int, count: int, smallest: int, largest: int
+) -> tuple[tuple[tuple[int, int], ...], int]:
+    """The first range and ``count`` further Gap/ACK Range pairs (RFC 9000 §19.3.1),
+    descending, and the position after them."""
+    if count > (len(data) - pos) >> 1:
+        # Each further range takes at least two bytes: reject before looping.
+        raise _error("ACK range count exceeds frame", frame_type)
+    more = [(smallest, largest)]
+    append = more.append
+    for _ in range(count):
+        gap, pos = _dv(data, pos)
+        length, pos = _dv(data, pos)
+        largest = smallest - gap - 2  # RFC 9000 §19.3.1
+        smallest = largest - length
+        if smallest < 0:
+            raise _error("ACK range below packet number 0", frame_type)
+        append((smallest, largest))
+    return tuple(more), pos
 
 
 def _decode_reset_stream(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:

@@ -105,6 +105,7 @@ STREAM_LEN_BIT = 0x02
 STREAM_FIN_BIT = 0x01
 
 _ev = encode_varint
+_ONE_BYTE = tuple(bytes((value,)) for value in range(0x40))  # one-byte varints (RFC 9000 §16)
 
 
 class FrameType(IntEnum):
@@ -215,18 +216,27 @@ def encode_ack_frame(
     if not 0 <= smallest <= largest:
         raise ValueError(f"bad ACK range {ranges[0]}")
     if len(ranges) == 1:  # the common case: one range (ACK Range Count 0), no list
+        # one-byte varints (RFC 9000 §16) from a table, without a call
+        first = largest - smallest
         if ecn is None:
-            return b"\x02" + _ev(largest) + _ev(ack_delay) + b"\x00" + _ev(largest - smallest)
+            return (
+                b"\x02"
+                + _ev(largest)
+                + (_ONE_BYTE[ack_delay] if 0 <= ack_delay < 0x40 else _ev(ack_delay))
+                + b"\x00"
+                + (_ONE_BYTE[first] if first < 0x40 else _ev(first))
+            )
+        ect0, ect1, ce = ecn
         return b"".join(
             (
                 b"\x03",
                 _ev(largest),
-                _ev(ack_delay),
+                _ONE_BYTE[ack_delay] if 0 <= ack_delay < 0x40 else _ev(ack_delay),
                 b"\x00",
-                _ev(largest - smallest),
-                _ev(ecn[0]),
-                _ev(ecn[1]),
-                _ev(ecn[2]),
+                _ONE_BYTE[first] if first < 0x40 else _ev(first),
+                _ONE_BYTE[ect0] if 0 <= ect0 < 0x40 else _ev(ect0),
+                _ONE_BYTE[ect1] if 0 <= ect1 < 0x40 else _ev(ect1),
+                _ONE_BYTE[ce] if 0 <= ce < 0x40 else _ev(ce),
             )
         )  # RFC 9000 §19.3.2
     parts = [

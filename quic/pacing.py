@@ -78,11 +78,14 @@ class Pacer:
             self._last = now
         self._rate = rate if rate else None
         mds = self.max_datagram_size
-        window = 10 * mds if 10 * mds < 14720 else max(14720, 2 * mds)  # RFC 9002 §7.2
+        two = 2 * mds
+        window = 10 * mds if 10 * mds < 14720 else max(14720, two)  # RFC 9002 §7.2
         burst = congestion_window if congestion_window < window else window
-        capacity = float(max(burst, 2 * mds))
+        capacity = float(burst if burst > two else two)  # max(burst, 2 * mds)
         if rate:
-            quantum = min(rate * PACING_QUANTUM, float(congestion_window))
+            quantum = rate * PACING_QUANTUM  # min(quantum, congestion_window)
+            if quantum > congestion_window:
+                quantum = float(congestion_window)
             if quantum > capacity:
                 capacity = quantum
         self._capacity = capacity

@@ -178,6 +178,8 @@ class RangeSet:
         omitted (RFC 9000 §13.2.4).
         """
         n = len(self._starts)
+        if n == 1 and limit > 0:  # one range (in-order arrival): no slices, no zip
+            return ((self._starts[0], self._stops[0] - 1),)
         lo = n - limit if limit < n else 0
         if lo >= n:
             return ()

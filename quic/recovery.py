@@ -329,8 +329,9 @@ class LossRecovery:
         result = AckResult()
         if not ranges:
             return result
-        self._validate_ranges(st, ranges)
         largest_acked = ranges[0][1]
+        if len(ranges) != 1 or largest_acked > st.largest_sent or st.skipped:
+            self._validate_ranges(st, ranges)  # it has nothing to check otherwise
         if largest_acked > st.largest_acked:
             st.largest_acked = largest_acked
         if space == _HANDSHAKE:
@@ -373,8 +374,8 @@ class LossRecovery:
         self.congestion.on_packets_acked(acked, now)
 
         # RFC 9002 §6.2.1: a client unsure of its address validation keeps the backoff.
-        if self.peer_completed_address_validation:
-            self.pto_count = 0
+        if not self.is_client or self._handshake_acked or self.handshake_confirmed:
+            self.pto_count = 0  # peer_completed_address_validation, inline (per ACK)
         self._pto_anchor = now
 
         for packet in acked:
@@ -599,16 +600,20 @@ class LossRecovery:
             return loss_time  # time threshold loss detection
         if self.amplification_limited:
             return None  # §6.2.2.1: the server cannot send a probe anyway
-        if (
-            not (
-                initial.ack_eliciting_in_flight
-                or handshake.ack_eliciting_in_flight
-                or application.ack_eliciting_in_flight
-            )
-            and self.peer_completed_address_validation
-        ):
-            return None  # nothing to detect lost and no deadlock to avoid
-        return self._pto_time_and_space()[0]
+        if initial.ack_eliciting_in_flight or handshake.ack_eliciting_in_flight:
+            return self._pto_time_and_space()[0]
+        if not application.ack_eliciting_in_flight:
+            if self.peer_completed_address_validation:
+                return None  # nothing to detect lost and no deadlock to avoid
+            return self._pto_time_and_space()[0]
+        if not self.handshake_confirmed:
+            return None  # §6.2.1: no Application Data PTO before confirmation
+        # _pto_time_and_space()[0] with only Application Data in flight, same arithmetic
+        count = self.pto_count
+        backoff = 1 << (count if count < _MAX_BACKOFF_EXPONENT else _MAX_BACKOFF_EXPONENT)
+        duration = self.rtt.pto_base() * backoff
+        duration += self.max_ack_delay * backoff
+        return application.time_of_last_ack_eliciting + duration
 
     def on_loss_detection_timeout(self, now: float) -> ProbeRequest:
         """Fire the loss detection timer if it is due (RFC 9002 A.9)."""

@@ -262,7 +262,9 @@ class WebTransportConnection(StreamsMixin):
         self._flush_flow_updates()
 
     def _on_h3_event(self, event: he.H3Event) -> None:
-        if isinstance(event, he.WebTransportStreamDataReceived):
+        if type(event) is he.DatagramReceived:  # the per-datagram case first
+            self._on_datagram(event.stream_id, event.data)
+        elif isinstance(event, he.WebTransportStreamDataReceived):
             self._on_stream_data(event.stream_id, event.session_id, event.data, event.stream_ended)
         elif isinstance(event, he.DataReceived):
             if event.data:  # capsules are parsed (or dropped) right away: bounded buffers
@@ -784,6 +786,8 @@ class WebTransportConnection(StreamsMixin):
     def _flush_flow_updates(self) -> None:
         """Send the WT_MAX_DATA / WT_MAX_STREAMS capsules of the sessions whose credit
         may have moved (draft-16 §5.6)."""
+        if not self._flow_dirty:
+            return  # nothing moved (every datagram ends here)
         dirty, self._flow_dirty = self._flow_dirty, {}
         for sid in dirty:
             session = self._sessions.get(sid)

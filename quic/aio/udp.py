@@ -163,6 +163,10 @@ def _set_dont_fragment(sock: socket.socket, platform: str) -> bool:
     return True
 
 
+#: The control message data of each ECN codepoint (RFC 3168 §5), packed once.
+_ECN_VALUES = tuple(struct.pack("=i", codepoint) for codepoint in range(4))
+
+
 def _is_ipv4(family: int, addr: Any) -> bool:
     if family == socket.AF_INET:
         return True
@@ -174,13 +178,15 @@ def send_marked(sock: socket.socket, data: bytes, addr: Any, ecn: int, family: i
     """Send one datagram with ECN codepoint ``ecn`` (RFC 3168 §5) in its IP header;
     raises OSError as ``sendto`` would (BlockingIOError when the buffer is full).
     ``family``: the socket's address family if the caller knows it (else read)."""
-    if _is_ipv4(family or sock.family, addr):
+    family = family or sock.family
+    if family == socket.AF_INET or _is_ipv4(family, addr):  # the first test: no call
         level, kind = socket.IPPROTO_IP, _IP_TOS
     else:
         level, kind = socket.IPPROTO_IPV6, _IPV6_TCLASS
     if kind is None:
         raise OSError("no ECN control message on this platform")
-    sock.sendmsg([data], [(level, kind, struct.pack("=i", ecn))], 0, addr)
+    value = _ECN_VALUES[ecn] if 0 <= ecn < 4 else struct.pack("=i", ecn)
+    sock.sendmsg([data], [(level, kind, value)], 0, addr)
 
 
 def _ecn_of(ancillary: list[tuple[int, int, bytes]]) -> int:

@@ -119,3 +119,33 @@ def test_a_deadline_is_computed_once_per_side_per_round_trip(
 
     per_round_trip = asyncio.run(measure())
     assert 1.9 < per_round_trip < 2.3, per_round_trip  # both sides together
+
+
+def test_the_ping_pong_packet_is_read_without_frame_objects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each side receives one 1-RTT packet per round trip: an ACK and a DATAGRAM frame,
+    both decoded without a frame object (quic.frames ``decode_ack_fields``,
+    ``decode_datagram_frame``): the general decoder is not called. Before: one
+    ``decode_frame`` (the ACK) per packet, two per round trip."""
+    import quic.conn_dispatch
+
+    calls = [0]
+    original = quic.conn_dispatch.decode_frame
+
+    def counting(data: bytes, pos: int) -> Any:
+        calls[0] += 1
+        return original(data, pos)
+
+    async def measure() -> float:
+        async with datagram_pair() as (_server, session):
+            monkeypatch.setattr(quic.conn_dispatch, "decode_frame", counting)
+            for _ in range(ROUND_TRIPS):
+                session.send_datagram(b"x" * 64)
+                async with asyncio.timeout(5):
+                    assert await session.receive_datagram() == b"x" * 64
+            monkeypatch.setattr(quic.conn_dispatch, "decode_frame", original)
+        return calls[0] / ROUND_TRIPS
+
+    per_round_trip = asyncio.run(measure())
+    assert per_round_trip < 0.2, per_round_trip  # a PTO probe's PING at most, under load
