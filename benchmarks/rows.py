@@ -190,8 +190,19 @@ def build_rows(args: argparse.Namespace) -> list[Row]:
             _targets(*wt),
             (
                 Metric("slice_mbps", "rate per slice", "MB/s", True, series=True),
-                Metric("slice_rss_mb", "server RSS above the start, at each slice end", "MiB", False, series=True),
-                Metric("rss_after_close_mb", "server RSS above the start, 1 s after close", "MiB", False),
+                Metric(
+                    "slice_rss_mb",
+                    "server RSS above the start, at each slice end",
+                    "MiB",
+                    False,
+                    series=True,
+                ),
+                Metric(
+                    "rss_after_close_mb",
+                    "server RSS above the start, 1 s after close",
+                    "MiB",
+                    False,
+                ),
             ),
             ("default",),
             300.0 + 10.0 * long_mib,

@@ -533,9 +533,8 @@ class QuicEndpoint:
     def marked_datagrams_to_send(self, now: float) -> list[tuple[bytes, Any, int]]:
         """:meth:`datagrams_to_send` with the ECN codepoint of each datagram (0 Not-ECT,
         2 ECT(0); RFC 9000 §13.4.2), for an I/O layer that can set it."""
-        stateless = self._stateless
-        out = [(data, addr, 0) for data, addr in stateless] if stateless else []
-        self._stateless = []
+        replies = self._replies
+        out = [(data, addr, 0) for data, addr in replies.take()] if replies.pending else []
         for datagrams, codepoint in self._serve(now):
             if len(datagrams) == 1:  # a reply, a ping-pong: no list to build and copy
                 data, addr, _ = datagrams[0]

@@ -140,12 +140,12 @@ def test_marked_datagrams_are_the_routed_ones_without_the_local_index(
             QuicEndpoint.marked_datagrams_to_send,
         ):
             endpoint = QuicEndpoint()
-            endpoint._stateless = list(stateless)
+            endpoint._replies._queue = list(stateless)
             monkeypatch.setattr(
                 endpoint, "_serve", lambda now, s=served: [(list(d), c) for d, c in s]
             )
             results.append(method(endpoint, 0.0))
-            assert endpoint._stateless == []
+            assert not endpoint._replies.pending
         routed, marked = results
         assert marked == [(data, addr, ecn) for data, addr, ecn, _ in routed]
 
