@@ -1,6 +1,6 @@
 """Many idle connections woken at once (the 1,000-session burst of issue 10), in memory.
 
-Two findings, each shown at N and 4N connections (counts, not times):
+Three findings, each shown at N and 4N connections (counts, not times):
 
 * a peer that reads nothing for several PTOs (overloaded by the burst) while only small
   packets are outstanding set off the DPLPMTUD black-hole fallback on every connection
@@ -9,7 +9,10 @@ Two findings, each shown at N and 4N connections (counts, not times):
   (RFC 8899 §4.3: a black hole drops packets larger than the base);
 * a connection that returned datagrams stayed pending, so every transmit served the
   previous transmit's connections a second, empty time: now only one that stopped at
-  its cap of datagrams per call is served again at once.
+  its cap of datagrams per call is served again at once;
+* each PTO of a connection with one small request outstanding sent two probes (two
+  PINGs the overloaded peer must read and acknowledge): now one while less than a
+  datagram is in flight (RFC 9002 §6.2.4: "at least one", "up to two").
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ def _idle_pair(n: int) -> tuple[Pair, list[QuicConnection]]:
     return pair, conns
 
 
-def _silent_server_burst(n: int) -> tuple[list[QuicConnection], int]:
-    """Every client writes 64 bytes at once; the server reads nothing for 2 s (many
-    PTOs); then it catches up. The clients' connections and datagrams they sent."""
+def _silence(n: int) -> tuple[Pair, list[QuicConnection], int]:
+    """Every client writes 64 bytes at once and the server reads nothing for 2 s: the
+    pair, the clients' connections and the datagrams they sent meanwhile."""
     pair, conns = _idle_pair(n)
     link = pair.net.link(("127.0.0.2", 50000), SERVER_ADDR)
     sent_before = link.sent
@@ -56,10 +59,28 @@ def _silent_server_burst(n: int) -> tuple[list[QuicConnection], int]:
         sid = conn.create_stream()
         conn.send_stream_data(sid, b"x" * 64, end_stream=True)
     pair.net.settle(2.0)
+    return pair, conns, link.sent - sent_before
+
+
+@pytest.mark.parametrize("n", [N, 4 * N])
+def test_a_small_request_unanswered_costs_one_probe_per_pto(n: int) -> None:
+    _, conns, sent = _silence(n)
+    ptos = sum(c.recovery.pto_count for c in conns)
+    assert ptos >= 3 * n  # PTOs fired on every connection
+    # the request and one probe per PTO (before: two per PTO, 11 instead of 6 each)
+    assert sent == n + ptos
+
+
+def _silent_server_burst(n: int) -> tuple[list[QuicConnection], int]:
+    """:func:`_silence`, then the server catches up. The clients' connections and the
+    datagrams they sent in all."""
+    pair, conns, silent = _silence(n)
     assert all(c.recovery.pto_count >= 3 for c in conns)  # PTOs fired on every one
+    link = pair.net.link(("127.0.0.2", 50000), SERVER_ADDR)
+    sent_before = link.sent
     link.loss = 0.0
     pair.run(lambda: all(c.recovery.ack_eliciting_in_flight == 0 for c in conns), max_time=60)
-    return conns, link.sent - sent_before
+    return conns, silent + link.sent - sent_before
 
 
 @pytest.mark.parametrize("n", [N, 4 * N])
