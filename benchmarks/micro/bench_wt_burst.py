@@ -10,7 +10,9 @@ echo (both sides together), and per side and echo the datagrams sent and read, l
 timers, transmit passes, PTOs — counts that depend little on the machine's load —
 with the garbage collector's passes during the burst and the server socket's drops.
 
-``python -m benchmarks.micro.bench_wt_burst --sessions 200 [--profile] [--no-burst]``
+``python -m benchmarks.micro.bench_wt_burst --sessions 200 [--profile] [--no-burst]``;
+``--server-process`` runs the server in a process of its own, as the harness does, and
+prints the CPU per echo of each side instead.
 (``--no-burst``: open and rest only; subtract its instruction count from a run with the
 burst to get the burst's instructions under valgrind.)
 """
@@ -21,7 +23,9 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import os
 import pstats
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -149,6 +153,71 @@ async def _burst(args: argparse.Namespace, sessions: list[Any], port: int) -> di
     return result
 
 
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc``; 0 without it)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _serve_process(
+    args: argparse.Namespace,
+) -> tuple[asyncio.subprocess.Process, int]:
+    """``wt_ours``'s server in a process of its own, as the harness runs it; its port."""
+    server = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "benchmarks.wt_ours", "server", "--host", "127.0.0.1"),
+        *("--cert", args.cert, "--key", args.key, "--max-sessions", str(args.max_sessions)),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert server.stdout is not None
+    while not (line := (await server.stdout.readline()).decode()).startswith("LISTENING"):
+        if not line:
+            raise RuntimeError("the server process ended before listening")
+    return server, int(line.split()[1])
+
+
+async def _run_separate(args: argparse.Namespace, sargs: argparse.Namespace) -> dict[str, Any]:
+    """The server in its own process: CPU per echo on each side."""
+    server, sargs.port = await _serve_process(sargs)
+    try:
+        url = f"https://127.0.0.1:{sargs.port}/echo"
+        sessions, errors = await wt_common._open_many(wt_ours.STACK, sargs, url)
+        if errors:
+            raise RuntimeError(errors[0])
+        await asyncio.sleep(args.rest)
+        _, client_pumps = _pumps()
+        before = _counters(client_pumps)
+        server_cpu = _process_cpu(server.pid)
+        client_cpu = time.process_time()
+        start = time.perf_counter()
+        samples = await asyncio.gather(*(wt_common._one_echo(s, start, 60.0) for s in sessions))
+        client_cpu = time.process_time() - client_cpu
+        await asyncio.sleep(0.2)  # the server's last ACKs and probes
+        server_cpu = _process_cpu(server.pid) - server_cpu
+        ok = sorted(s * 1000 for s in samples if s is not None)
+        n = len(sessions)
+        result: dict[str, Any] = {
+            "sessions": n,
+            "ok": len(ok),
+            "server_cpu_ms_per_echo": round(server_cpu / n * 1000, 3),
+            "client_cpu_ms_per_echo": round(client_cpu / n * 1000, 3),
+            "p50_ms": round(ok[len(ok) // 2], 1) if ok else None,
+            "p99_ms": round(ok[max(int(len(ok) * 0.99) - 1, 0)], 1) if ok else None,
+        }
+        after = _counters(client_pumps)
+        result["client_per_echo"] = {k: round((after[k] - before[k]) / n, 3) for k in after}
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        await server.wait()
+        wt_ours._clients.clear()
+    return result
+
+
 async def _run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     cert, key = write_certificate(directory)
     sargs = argparse.Namespace(
@@ -161,6 +230,8 @@ async def _run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         key_shares="default",
         sessions=args.sessions,
     )
+    if args.server_process:
+        return await _run_separate(args, sargs)
     server, stop = await _serve(sargs)
     url = f"https://127.0.0.1:{sargs.port}/echo"
     sessions, errors = await wt_common._open_many(wt_ours.STACK, sargs, url)
@@ -185,6 +256,9 @@ def main() -> None:
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--lines", type=int, default=40)
     parser.add_argument("--no-burst", action="store_true")
+    parser.add_argument(
+        "--server-process", action="store_true", help="the server in a process of its own"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         print(asyncio.run(_run(args, Path(directory))))
