@@ -318,11 +318,12 @@ class StreamController:
             self._deliver_new_peer_streams()
 
     def nothing_more_to_send(self, stream_id: int) -> bool:
-        """Our sending part of ``stream_id`` has sent its FIN or was reset (or the
-        stream has no sending part, or is gone): nothing of ours will follow on it."""
+        """``stream_id`` is a bidirectional stream whose sending part has sent its FIN
+        or was reset: nothing of ours will follow on it (False for a stream without a
+        sending part, or one no longer in the table)."""
         stream = self.manager.get(stream_id)
         send = stream.send if stream is not None else None
-        return send is None or send.state not in _STILL_SENDING
+        return send is not None and send.state not in _STILL_SENDING
 
     def deliver_deferred(self, stream_id: int, now: float) -> None:
         """The connection took a :class:`DeferredDelivery` off its event queue: what

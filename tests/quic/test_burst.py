@@ -185,3 +185,13 @@ def test_the_end_of_a_request_waits_for_the_response_to_carry_its_ack() -> None:
     pair.client.send_stream_data(sid, b"q" * 64, end_stream=True)
     pair.run(lambda: pair.stream_done(sid), max_time=10)
     assert pair.server.acks.trackers[APPLICATION].deadline is not None
+
+
+def test_the_end_of_a_peer_unidirectional_stream_waits_for_the_ack_timer() -> None:
+    """No reply can follow on a stream we cannot send on, but neither is it the end
+    of an exchange of ours: its ACK keeps the usual delay (and can ride along)."""
+    pair, _ = _idle_pair(1)
+    sid = pair.server.create_stream(bidirectional=False)
+    pair.server.send_stream_data(sid, b"u" * 64, end_stream=True)
+    pair.run(lambda: pair.stream_done(sid, "client"), max_time=10)
+    assert pair.client.acks.trackers[APPLICATION].deadline is not None
