@@ -266,3 +266,19 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def test_wt_burst(benchmark: Any) -> None:
+    """20 sessions rest 1.2 s (keys rest), then each echoes 64 B on a new stream at
+    once; one round (the figures are printed by the module's command line)."""
+    args = argparse.Namespace(
+        sessions=20, rest=1.2, profile=False, sort="tottime", lines=0, no_burst=False,
+        server_process=False,
+    )  # fmt: skip
+
+    def burst() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as directory:
+            return asyncio.run(_run(args, Path(directory)))
+
+    result = benchmark.pedantic(burst, rounds=1, iterations=1)
+    assert result["ok"] == 20
