@@ -33,6 +33,11 @@ declared with :meth:`LossRecovery.on_packet_number_skipped`; an ACK that covers 
 any number above ``largest_sent``, raises ``QuicProtocolError(PROTOCOL_VIOLATION)``
 (RFC 9000 §13.1) before any state changes.
 
+A PTO asks for two probe datagrams, or for one when less than a datagram is in flight
+in the application space after confirmation (§6.2.4 allows one to two: a second guards
+a flight against one lost datagram; a burst of small requests to an overloaded peer
+would only give it twice the PINGs to read and acknowledge).
+
 The loss detection timer (§6.2, A.8) is not stored: :meth:`LossRecovery.
 get_loss_detection_timer` derives it from the state and the flags the connection sets
 (``handshake_confirmed``, ``has_handshake_keys``, ``amplification_limited``), so
@@ -643,7 +648,20 @@ class LossRecovery:
             for index in _SPACES
             if index != space and self.spaces[index].ack_eliciting_in_flight
         )
-        return ProbeRequest(space=space, count=self.max_probes, other_spaces=others)
+        count = self.max_probes
+        if (
+            count > 1
+            and space == _APPLICATION
+            and self.handshake_confirmed
+            and self.congestion.bytes_in_flight < self.congestion.max_datagram_size
+        ):
+            # RFC 9002 §6.2.4: "at least one" probe; "up to two full-sized datagrams"
+            # guard a flight against the loss of one datagram. Everything in flight
+            # fits in one datagram here (a small request, a burst's PINGs): one probe,
+            # so an overloaded peer (issue 10, 1,000 sessions at once) is not sent and
+            # made to acknowledge two per PTO.
+            count = 1
+        return ProbeRequest(space=space, count=count, other_spaces=others)
 
     # -- discarding -------------------------------------------------------------------
 

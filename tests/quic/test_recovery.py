@@ -279,6 +279,33 @@ def test_pto_with_exponential_backoff() -> None:
     assert h.rec.get_loss_detection_timer() is None
 
 
+def test_pto_with_less_than_a_datagram_in_flight_asks_one_probe() -> None:
+    """RFC 9002 §6.2.4: at least one probe, up to two; two only where a flight could
+    lose a datagram's worth (issue 10: a burst of small requests to a busy peer)."""
+    h = Harness()
+    h.send(1.0, size=97)  # a small request
+    timer = h.rec.get_loss_detection_timer()
+    assert timer is not None
+    assert h.rec.on_loss_detection_timeout(timer) == ProbeRequest(space=APP, count=1)
+    h.send(timer, size=29)  # the probe (a PING): still less than one datagram
+    timer = h.rec.get_loss_detection_timer()
+    assert timer is not None
+    assert h.rec.on_loss_detection_timeout(timer).count == 1
+    h.send(timer, size=MDS - 97 - 29)  # now a full datagram's worth is in flight
+    timer = h.rec.get_loss_detection_timer()
+    assert timer is not None
+    assert h.rec.on_loss_detection_timeout(timer).count == 2
+
+
+def test_small_flights_before_confirmation_keep_two_probes() -> None:
+    h = Harness(confirmed=False)
+    h.rec.has_handshake_keys = True
+    h.send(0.0, HANDSHAKE, size=80)  # e.g. a client's Finished
+    timer = h.rec.get_loss_detection_timer()
+    assert timer is not None
+    assert h.rec.on_loss_detection_timeout(timer) == ProbeRequest(space=HANDSHAKE, count=2)
+
+
 def test_pto_probes_earliest_handshake_space_and_lists_others() -> None:
     h = Harness(confirmed=False)
     h.rec.has_handshake_keys = True
