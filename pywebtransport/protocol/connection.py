@@ -12,7 +12,9 @@ nothing); their queue exists only while it holds events (issue 10, idle memory).
 Commands (``connect``, ``accept``, ``open_stream``, ...) write through the public
 H3/QUIC API; the caller then drains ``quic.datagrams_to_send``.
 
-Draft selection (draft-16 §7.1, :mod:`pywebtransport.protocol.drafts`): the newest
+Draft selection (draft-16 §7.1, :mod:`pywebtransport.protocol.drafts`; the owned
+:class:`~pywebtransport.protocol.negotiation.Negotiation` keeps the peer's SETTINGS and
+answers from them): the newest
 common draft whose requirements the peer's SETTINGS and transport parameters meet. The
 client waits for the server's SETTINGS before it sends a CONNECT (§3.1; ``connect()``
 before that only reserves the stream). The server parks CONNECT requests until the
@@ -82,15 +84,7 @@ from h3.capsules import (
 from h3.connection import H3Configuration, H3Connection
 from h3.errors import H3ErrorCode, H3StreamError
 from pywebtransport.protocol import events as ev
-from pywebtransport.protocol.drafts import (
-    PROFILES,
-    Draft,
-    announced_windows,
-    declares_flow_control,
-    flow_control_settings,
-    select_draft,
-    session_limit,
-)
+from pywebtransport.protocol.drafts import PROFILES, Draft, select_draft
 from pywebtransport.protocol.errors import (
     SessionAbort,
     WebTransportError,
@@ -98,6 +92,7 @@ from pywebtransport.protocol.errors import (
 from pywebtransport.protocol.flow import SessionFlowControl
 from pywebtransport.protocol.h3config import h3_configuration, shared_h3_configuration
 from pywebtransport.protocol.ids import ClaimedIds
+from pywebtransport.protocol.negotiation import Negotiation
 from pywebtransport.protocol.session import (
     WEBTRANSPORT_TOKENS,
     Headers,
@@ -157,11 +152,9 @@ class WebTransportConnection(StreamsMixin):
         "_stopped",
         "_streams",
         "config",
-        "draft",
-        "flow_control",
         "h3",
         "is_client",
-        "peer_settings",
+        "negotiation",
         "quic",
     )
 
@@ -184,10 +177,8 @@ class WebTransportConnection(StreamsMixin):
         else:
             h3_config = h3_configuration(config, quic.is_client, h3_config)
         self.h3 = H3Connection(quic, h3_config)
-        self.peer_settings: dict[int, int] | None = None
-        #: client: the draft chosen from the server's SETTINGS (None before / if none)
-        self.draft: Draft | None = None
-        self.flow_control = False  # draft-16 §5.1 (draft-13: flow_control_for), with SETTINGS
+        #: the peer's SETTINGS, the draft, flow control (pywebtransport.protocol.negotiation)
+        self.negotiation = Negotiation(quic, config)
         # made by the first event, let go when drained (issue 10: ~760 B per idle connection)
         self._events: deque[ev.WebTransportEvent] | None = None
         self._sessions: dict[int, Session] = {}
@@ -300,26 +291,28 @@ class WebTransportConnection(StreamsMixin):
 
     # -- SETTINGS and draft selection (draft-16 §3.1, §7.1) --------------------------------
 
+    @property
+    def peer_settings(self) -> dict[int, int] | None:
+        """The peer's HTTP/3 SETTINGS, None before they arrived."""
+        return self.negotiation.peer_settings
+
+    @property
+    def draft(self) -> Draft | None:
+        """Client: the draft chosen from the server's SETTINGS (None before / if none)."""
+        return self.negotiation.draft
+
+    @property
+    def flow_control(self) -> bool:
+        """Both sides announced draft-16 flow control (§5.1), known with the SETTINGS."""
+        return self.negotiation.flow_control
+
+    def flow_control_for(self, draft: Draft) -> bool:
+        """Both endpoints declared flow control for ``draft`` (draft-16 §5.1, drafts.py)."""
+        return self.negotiation.flow_control_for(draft)
+
     def _on_settings(self, settings: dict[int, int]) -> None:
-        # the HTTP/3 layer's own table (same contents; the event's copy is not kept:
-        # one dict less per connection, issue 10 memory)
-        self.peer_settings = self.h3.peer_settings or settings
-        peer_windows = flow_control_settings(settings)
-        self.flow_control = (  # draft-16 §5.1: both sides announced a non-zero window
-            any(PROFILES[d].flow_control for d in self.config.drafts)
-            and peer_windows is not None
-            and any(self._windows())
-        )
+        self.negotiation.on_settings(settings, self.h3.peer_settings)
         if self.is_client:
-            # the newest common draft whose requirements the server's SETTINGS and
-            # transport parameters meet (draft-16 §3.1, §7.1)
-            self.draft = select_draft(
-                self.config.drafts,
-                settings,
-                peer_is_server=True,
-                reset_stream_at=self._peer_reset_stream_at(),
-                quic_datagrams=self.quic.max_datagram_payload > 0,
-            )
             for session in list(self._sessions.values()):
                 if session.state is SessionState.PENDING:
                     self._send_connect(session)
@@ -330,38 +323,8 @@ class WebTransportConnection(StreamsMixin):
             for request in parked:
                 self._on_request(request)
 
-    def _peer_reset_stream_at(self) -> bool:
-        """draft-16 §3.1's reset_stream_at is met, or not enforced (require_reset_...)."""
-        return self.quic.peer_accepts_reset_stream_at or not self.config.require_reset_stream_at
-
-    def _transport_meets(self, draft: Draft) -> bool:
-        """Server: the client's transport parameters meet ``draft``'s needs (§3.1)."""
-        rsa_ok = self._peer_reset_stream_at() or not PROFILES[draft].reset_stream_at
-        return rsa_ok and self.quic.max_datagram_payload > 0
-
-    def _windows(self) -> tuple[int, int, int]:
-        """The WT_INITIAL_MAX_* windows we announced, hence enforce (drafts.py)."""
-        config = self.config
-        return announced_windows(config.drafts, self.is_client, config.flow_control_windows)
-
-    def flow_control_for(self, draft: Draft) -> bool:
-        """Both endpoints declared flow control for ``draft`` (draft-16 §5.1, drafts.py)."""
-        peer = self.peer_settings
-        if draft is Draft.DRAFT16 or peer is None:
-            return self.flow_control and PROFILES[draft].flow_control
-        return any(self._windows()) and declares_flow_control(draft, peer)
-
-    def _new_flow(self, draft: Draft) -> SessionFlowControl | None:
-        if not self.flow_control_for(draft):
-            return None
-        assert self.peer_settings is not None
-        # a draft-13 peer declaring it by its session count alone: limits start at 0 (§5.5)
-        peer = flow_control_settings(self.peer_settings) or (0, 0, 0)
-        return SessionFlowControl(self._windows(), peer)
-
     def _session_limit(self, draft: Draft) -> int:
-        flow, peer = self.flow_control_for(draft), self.peer_settings
-        return session_limit(draft, flow, self.is_client, peer, self.config.max_sessions)
+        return self.negotiation.session_limit(draft)
 
     def _active_sessions(self) -> int:
         return sum(
@@ -410,7 +373,7 @@ class WebTransportConnection(StreamsMixin):
             self._refuse_connect(session, "session limit reached")
             return
         session.draft = draft
-        session.flow = self._new_flow(draft)
+        session.flow = self.negotiation.new_flow(draft)
         headers = connect_request_headers(
             draft, session.authority, session.path, session.protocols, session.headers
         )
@@ -494,7 +457,7 @@ class WebTransportConnection(StreamsMixin):
         if (
             draft is None
             or token not in PROFILES[draft].tokens
-            or not self._transport_meets(draft)
+            or not self.negotiation.transport_meets(draft)
             or event.stream_ended
         ):  # draft-16 §3.1: the session is malformed (RFC 9114 §4.1.2)
             self._refuse_stream_pair(sid, H3ErrorCode.H3_MESSAGE_ERROR)
@@ -509,7 +472,7 @@ class WebTransportConnection(StreamsMixin):
         session.path = (header_value(headers, b":path") or b"").decode("latin-1")
         if PROFILES[draft].protocol_negotiation:
             session.protocols = offered_protocols(headers)
-        session.flow = self._new_flow(draft)
+        session.flow = self.negotiation.new_flow(draft)
         self._sessions[sid] = session
         self._claimed.add(sid)
         self._emit(
