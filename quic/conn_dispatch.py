@@ -68,7 +68,7 @@ from quic.frames import (
     check_frame_allowed,
     decode_datagram_frame,
     decode_frame,
-    decode_stream_frame,
+    decode_stream_fields,
 )
 from quic.packet import PacketType
 
@@ -190,16 +190,9 @@ class FrameDispatcher:
             ftype = payload[pos]
             if 0x08 <= ftype <= 0x0F and index == APPLICATION:
                 # STREAM (RFC 9000 §19.8), allowed in 0-RTT and 1-RTT: the bulk case
-                stream_frame, pos = decode_stream_frame(payload, pos)
+                sid, offset, data, fin, pos = decode_stream_fields(payload, pos)
                 ack_eliciting = non_probing = True
-                streams.on_stream(
-                    stream_frame.stream_id,
-                    stream_frame.offset,
-                    stream_frame.data,
-                    stream_frame.fin,
-                    ftype,
-                    now,
-                )
+                streams.on_stream(sid, offset, data, fin, ftype, now)
                 continue
             if ftype == 0x31 and index == APPLICATION:
                 # DATAGRAM with Length (RFC 9221 §4), allowed in 0-RTT and 1-RTT,

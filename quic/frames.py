@@ -24,6 +24,7 @@ from quic.frames_decode import (
     decode_datagram_frame,
     decode_frame,
     decode_frames,
+    decode_stream_fields,
     decode_stream_frame,
 )
 from quic.frames_defs import (
@@ -141,6 +142,7 @@ __all__ = [
     "decode_datagram_frame",
     "decode_frame",
     "decode_frames",
+    "decode_stream_fields",
     "decode_stream_frame",
     "encode_ack_frame",
     "encode_ack_frequency_frame",

@@ -9,7 +9,7 @@ import pytest
 
 from quic.buffer import decode_varint, encode_varint
 from quic.errors import QuicProtocolError, TransportErrorCode
-from quic.frames_decode import decode_frame
+from quic.frames_decode import decode_frame, decode_stream_fields
 from quic.frames_defs import StreamFrame, encode_stream_frame_header
 from quic.packet import encode_short_header
 from quic.protection import PacketProtector, PacketUnprotector
@@ -141,11 +141,15 @@ def test_stream_decode_fast_path_matches_the_general_decoding() -> None:
                     assert end == len(frame)
                     got = (decoded.stream_id, decoded.offset, decoded.data, decoded.fin)
                     assert got == _general_stream_decode(frame)
+                    # the receive path's tuple decoder: the same fields, the same end
+                    fields = decode_stream_fields(frame + b"\x00\x00", 0)
+                    assert fields == (*got, len(frame))
     # non-minimal varints (RFC 9000 §16 allows them) take the same fields
     frame = b"\x0e\x05\x80\x00\x00\x07\x40\x02ab"
     decoded, end = decode_frame(frame, 0)
     assert isinstance(decoded, StreamFrame)
     assert (decoded.stream_id, decoded.offset, decoded.data, end) == (5, 7, b"ab", len(frame))
+    assert decode_stream_fields(b"\x00" + frame, 1) == (5, 7, b"ab", False, len(frame) + 1)
 
 
 def test_stream_decode_fast_path_rejects_a_truncated_frame() -> None:
@@ -153,6 +157,12 @@ def test_stream_decode_fast_path_rejects_a_truncated_frame() -> None:
     with pytest.raises(QuicProtocolError) as info:
         decode_frame(frame, 0)
     assert info.value.error_code == TransportErrorCode.FRAME_ENCODING_ERROR
+    # the tuple decoder, on its fast path and on the varint path (a 2-byte stream ID)
+    slow = encode_stream_frame_header(0x40, 0x10000, 1000, False) + bytes(999)
+    for truncated in (frame, slow, slow[:3]):
+        with pytest.raises(QuicProtocolError) as info:
+            decode_stream_fields(truncated, 0)
+        assert info.value.error_code == TransportErrorCode.FRAME_ENCODING_ERROR
 
 
 def _count_calls(obj: object, name: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
