@@ -85,6 +85,10 @@ if TYPE_CHECKING:
     from quic.qlog import QuicLogger
     from quic.recovery import LossRecovery
 
+# An Enum class attribute (``PacketType.ONE_RTT``) goes through EnumType.__getattr__'s
+# slot on Python 3.11, ~10x a global load: the per-packet code reads module aliases.
+_ONE_RTT = PacketType.ONE_RTT
+
 __all__ = ["PROBING_FRAME_TYPES", "FrameDispatcher", "PeerCloseCallback"]
 
 #: RFC 9000 §9.1: PADDING, NEW_CONNECTION_ID, PATH_CHALLENGE, PATH_RESPONSE
@@ -185,7 +189,7 @@ class FrameDispatcher:
         probing = PROBING_FRAME_TYPES
         streams = self._streams
         # RFC 9000 §12.4: a frame decode_frame knows is allowed in any 1-RTT packet
-        check = packet_type is not PacketType.ONE_RTT or not ONE_RTT_TAKES_ALL
+        check = packet_type is not _ONE_RTT or not ONE_RTT_TAKES_ALL
         while pos < end:
             ftype = payload[pos]
             if 0x08 <= ftype <= 0x0F and index == APPLICATION:

@@ -113,6 +113,10 @@ _TRANSITIONS: dict[SendState, dict[SendEvent, SendState]] = {
 _TERMINAL = frozenset((_S.DATA_RECVD, _S.RESET_RECVD))
 _CAN_RESET = frozenset((_S.READY, _S.SEND, _S.DATA_SENT))
 _SENDING = frozenset((_S.READY, _S.SEND, _S.DATA_SENT))
+# An Enum class attribute (``SendState.SEND``) goes through EnumType.__getattr__'s slot
+# on Python 3.11, ~10x a global load: the per-packet code reads module aliases.
+_SEND = _S.SEND
+_SEND_DATA = _E.SEND_DATA
 
 
 class _RangeList:
@@ -479,7 +483,8 @@ class SendStream:
                 self._fin_sent = True
                 self._fire(SendEvent.SEND_FIN)
                 return (start, data, True)
-            self._fire(SendEvent.SEND_DATA)
+            if self._state is not _SEND:  # in Send, SEND_DATA changes nothing
+                self._fire(_SEND_DATA)
             return (start, data, False)
         if fin_offset is not None and not self._fin_sent:
             self._fin_sent = True
