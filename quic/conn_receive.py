@@ -269,7 +269,7 @@ class PacketReader:
         plain_header, pn, payload = opened
         if plain_header[0] & _SHORT_RESERVED_BITS:
             raise _reserved_bits_error()  # RFC 9000 §17.3.1
-        if tracker.is_duplicate(pn):
+        if pn <= tracker.largest and tracker.is_duplicate(pn):  # above it: never seen
             return False
         dcid = data[1 : 1 + cid_len]
         largest = tracker.largest

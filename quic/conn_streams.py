@@ -302,8 +302,13 @@ class StreamController:
         self, stream_id: int, offset: int, data: bytes, fin: bool, ftype: int, now: float
     ) -> None:
         delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
-        if delta:
-            self._count_received(delta, ftype)
+        if delta:  # _count_received, inline: once per packet on a bulk receiver
+            window = self.window
+            try:
+                window.on_data(window.highest_received + delta)  # RFC 9000 §4.1
+            except QuicProtocolError as exc:
+                exc.frame_type = exc.frame_type or ftype
+                raise
         if self.early_data:
             self._deliver(stream_id, now)  # 0-RTT: each event carries its origin
         elif stream_id not in self._deferred:

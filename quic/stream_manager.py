@@ -411,11 +411,15 @@ class StreamManager:
         frame_type: int = FRAME_STREAM,
     ) -> int:
         """STREAM frame (§19.8); returns the connection-level flow-control delta."""
-        stream = self.stream_for_frame(stream_id, frame_type)
-        if stream is None or stream.recv is None:
-            return 0
+        stream = self._streams.get(stream_id)
+        recv = stream.recv if stream is not None else None
+        if recv is None:  # not open yet, gone, or no receiving part: the checks
+            stream = self.stream_for_frame(stream_id, frame_type)
+            if stream is None or stream.recv is None:
+                return 0
+            recv = stream.recv
         try:
-            return stream.recv.on_stream_frame(offset, data, fin)
+            return recv.on_stream_frame(offset, data, fin)
         except QuicProtocolError as exc:
             exc.frame_type = exc.frame_type or frame_type
             raise

@@ -319,7 +319,11 @@ class RecvStream:
                         self._max_fragments, self._budget, self._limit_error
                     )
                 ooo.insert(offset, data)
-        delta = window.on_data(end)
+        highest = window.highest_received  # window.on_data(end), whose limit check
+        delta = 0  # passed above
+        if end > highest:
+            window.highest_received = end
+            delta = end - highest
         if fin and final_size is None:
             self._final_size = final_size = end
             self._fire(RecvEvent.RECV_FIN)
