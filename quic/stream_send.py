@@ -302,7 +302,8 @@ class SendStream:
         if self._lost.b or self._fin_lost:  # .b: no __bool__ call per packet
             return True
         if self._write_offset > self._sent_offset:
-            return self.credit.available() > 0
+            credit = self.credit  # credit.available() > 0, without the call
+            return credit.max_data > credit.used
         return self._fin_offset is not None and not self._fin_sent
 
     def _fire(self, event: SendEvent) -> None:
