@@ -575,7 +575,12 @@ class SendStream:
             b = acked.b
             if not b and offset <= self._acked_offset:  # in order: the common case
                 self._acked_offset = stop
-                self._release_to(stop)
+                chunks = self._chunks
+                head = self._head
+                # most ACKs end inside the oldest chunk (a 64 KiB write spans ~45
+                # packets): _release_to only when it is done with
+                if head < len(chunks) and self._starts[head] + len(chunks[head]) <= stop:
+                    self._release_to(stop)
             else:
                 acked.add(offset, stop)
                 if b[0] <= self._acked_offset:
