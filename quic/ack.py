@@ -142,10 +142,13 @@ class AckTracker:
         congested = ce and (self.packet_tolerance <= 2 or not self._last_ce)
         self._last_ce = ce
         received = self.received
-        in_order = pn == self.largest + 1 or not received
-        received.add(pn)
-        if not in_order and len(received) > self.max_ranges:
-            self._forget_oldest()
+        if pn == self.largest + 1 and received.extend_last(pn):
+            in_order = True  # the common case: one range grows
+        else:
+            in_order = pn == self.largest + 1 or not received
+            received.add(pn)
+            if not in_order and len(received) > self.max_ranges:
+                self._forget_oldest()
         self.fresh = True
         if pn > self.largest:
             self.largest = pn

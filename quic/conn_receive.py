@@ -276,8 +276,10 @@ class PacketReader:
         if self._qlog is not None:
             self._qlog.packet_received(now, PacketType.ONE_RTT, pn, payload, len(data), dcid)
         eliciting = self._dispatcher.dispatch(payload, APPLICATION, _ONE_RTT, dcid, now)
-        if pn > largest:
-            self._note_newest(dcid)
+        if pn > largest:  # _note_newest, inline
+            self.newest_dcid = dcid if type(dcid) is bytes else bytes(dcid)
+            if self._dispatcher.non_probing:
+                self.newest_non_probing = True
         ce = bool(ecn) and self._ecn.on_packet_received(APPLICATION, ecn)
         tracker.on_packet(pn, eliciting, now, ce)  # CE: RFC 9000 §13.2.1, ack-frequency §6.3
         self.processed += 1

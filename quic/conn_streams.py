@@ -304,11 +304,10 @@ class StreamController:
         delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
         if delta:  # _count_received, inline: once per packet on a bulk receiver
             window = self.window
-            try:
-                window.on_data(window.highest_received + delta)  # RFC 9000 §4.1
-            except QuicProtocolError as exc:
-                exc.frame_type = exc.frame_type or ftype
-                raise
+            total = window.highest_received + delta
+            if total > window.max_data:  # FLOW_CONTROL_ERROR (RFC 9000 §4.1)
+                self._count_received(delta, ftype)
+            window.highest_received = total
         if self.early_data:
             self._deliver(stream_id, now)  # 0-RTT: each event carries its origin
         elif stream_id not in self._deferred:
