@@ -132,6 +132,7 @@ _TRANSITIONS: dict[RecvState, dict[RecvEvent, RecvState]] = {
 
 _TERMINAL = frozenset((_S.DATA_READ, _S.RESET_READ))
 _RECEIVING = frozenset((_S.RECV, _S.SIZE_KNOWN))
+_RECV = _S.RECV  # a module alias: Enum class attributes are slow on Python 3.11
 _RESET = frozenset((_S.RESET_RECVD, _S.RESET_READ))
 
 
@@ -287,6 +288,32 @@ class RecvStream:
     def on_stream_frame(self, offset: int, data: bytes | bytearray | memoryview, fin: bool) -> int:
         """Process a STREAM frame; return the growth of the highest received offset."""
         end = offset + len(data)
+        window = self.window
+        if (
+            offset == self._recv_offset
+            and end > offset
+            and not fin
+            and type(data) is bytes
+            and self._state is _RECV
+            and self._final_size is None
+            and self._reliable_size is None
+            and self._ooo is None
+            and not self._discarding
+            and end <= window.max_data
+        ):
+            # The bulk case: the next bytes in order, nothing held out of order, no
+            # final size or reset yet: what the general path below does, in short.
+            ready = self._ready
+            if ready is None:
+                ready = self._ready = deque()
+            ready.append(data)
+            self._recv_offset = end
+            self._ready_len += end - offset
+            highest = window.highest_received
+            if end > highest:
+                window.highest_received = end
+                return end - highest
+            return 0
         final_size = self._final_size
         # RFC 9000 §4.5: the final size cannot change, and no data lies beyond it.
         if final_size is not None:
