@@ -4,6 +4,7 @@ full-size STREAM packets fill the datagram (no worst-case header reservation).""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from quic.frames_defs import StreamFrame, encode_stream_frame_header
 from quic.packet import PacketType, encode_short_header
 from quic.packet_builder import PacketAssembler
 from quic.protection import PacketProtector, PacketUnprotector
+from quic.recovery import LossRecovery, SentPacket
 from quic.tls.suites import CipherSuite
 from quic.versions import QuicVersion
 from tests.quic.test_protection import CHACHA_PN, CHACHA_SECRET, V1_VECTORS
@@ -183,13 +185,21 @@ def test_bulk_loop_serves_most_packets_and_keeps_every_byte(
     loss: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once only STREAM frames are left, a build call writes its further datagrams in
-    the short loop (conn_send._write_bulk_datagram) instead of the general per-space
-    path; a lossy link still delivers every byte in order."""
+    the short loop (conn_send._write_bulk) instead of the general per-space path; a
+    lossy link still delivers every byte in order."""
     pair = make_pair(seed=11, loss=loss)
     pair.handshake()
     sender = pair.client.sender
     general = _count_calls(sender, "_write_space", monkeypatch)
-    short = _count_calls(sender, "_write_bulk_datagram", monkeypatch)
+    short = [0]  # datagrams the short loop wrote
+    real = sender._write_bulk
+
+    def counted(*args: Any) -> tuple[int, int]:
+        written, total = real(*args)
+        short[0] += written
+        return written, total
+
+    monkeypatch.setattr(sender, "_write_bulk", counted)
     sid = pair.client.create_stream()
     payload = os.urandom(300_000)
     pair.client.send_stream_data(sid, payload, end_stream=True)
@@ -209,21 +219,32 @@ def test_bulk_loop_keeps_the_congestion_window(monkeypatch: pytest.MonkeyPatch) 
     conn = pair.client
     cc = conn.recovery.congestion
     worst = [0]
-    real = conn.sender._write_bulk_datagram
+    bulk = [0]
+    seen = [0]  # short-loop datagrams checked
+    recovery = conn.recovery
+    real_sent = LossRecovery.on_packet_sent  # slotted: patched on the class
+    real_bulk = conn.sender._write_bulk
 
-    def checked(*args: object) -> int:
-        size = real(*args)  # type: ignore[arg-type]
-        if size:
-            # the window is checked before the datagram is built; it is counted in
-            # flight (on_packet_sent) right after this returns
-            worst[0] = max(worst[0], cc.bytes_in_flight + size - cc.congestion_window)
-        return size
+    def in_bulk(*args: Any) -> tuple[int, int]:
+        bulk[0] += 1
+        try:
+            return real_bulk(*args)
+        finally:
+            bulk[0] -= 1
 
-    monkeypatch.setattr(conn.sender, "_write_bulk_datagram", checked)
+    def registered(self: LossRecovery, packet: SentPacket, now: float) -> None:
+        real_sent(self, packet, now)
+        if self is recovery and bulk[0]:  # a short-loop datagram, now in flight
+            worst[0] = max(worst[0], cc.bytes_in_flight - cc.congestion_window)
+            seen[0] += 1
+
+    monkeypatch.setattr(conn.sender, "_write_bulk", in_bulk)
+    monkeypatch.setattr(LossRecovery, "on_packet_sent", registered)
     sid = conn.create_stream()
     conn.send_stream_data(sid, b"\x01" * 400_000, end_stream=True)
     pair.run(lambda: pair.stream_done(sid), max_time=60)
     assert worst[0] <= 0
+    assert seen[0] > 20 and bulk[0] == 0
 
 
 def test_a_short_datagram_that_took_everything_ends_the_call(
