@@ -29,6 +29,9 @@ packet received before it (ack-eliciting or not) was not CE-marked. A run of CE-
 packets after the first is then acknowledged by the threshold or the timer like any
 other. One boolean (``_last_ce``) is the whole state.
 
+The next packet number in order grows the set's last range in one call
+(:meth:`RangeSet.extend_last`), the per-packet case of a bulk receiver.
+
 ``fresh`` tells whether anything arrived since the last ACK frame was sent: an ACK that
 is not due rides along in an ack-eliciting packet only then, since otherwise it would
 repeat the previous one word for word (§13.2.1 lets the sender choose).

@@ -17,6 +17,13 @@ frame writers fill, and whose flags (``ack_eliciting``, ``in_flight``, ``is_cryp
 they set; the finished packets are returned so the connection can register them with
 loss recovery. Payloads are lists of byte strings joined once, at encryption.
 
+The bulk send path opens and seals a datagram of one 1-RTT packet with
+:meth:`PacketAssembler.begin_short_datagram` / :meth:`PacketAssembler.end_short_datagram`:
+1- and 2-byte packet numbers are encoded inline (the rest by
+:func:`~quic.packet_number.encode_packet_number`), one packet record per assembler is
+refilled rather than rebuilt, and a STREAM frame's header and data go in with one
+:meth:`PacketAssembler.push_frame`.
+
 A datagram never exceeds its budget: :meth:`PacketAssembler.push` refuses (ValueError,
 a bug in the caller) a frame larger than :attr:`PacketAssembler.room`, so every frame
 writer checks the room first and leaves what does not fit for the next packet. A

@@ -53,6 +53,11 @@ into a preallocated datagram buffer was measured and not kept: for ~1.4 kB packe
 zeroed bytearray, the memoryviews and the final ``bytes`` copy cost more than the one
 copy it saves.)
 
+On the receive side 1-RTT packets go through :meth:`PacketUnprotector.open_short`:
+header protection off, the packet number recovered (RFC 9000 Appendix A.3, inline) and
+the payload decrypted in one call, or ``None`` for the payload when the Key Phase bit
+is not this key's (the caller then tries the other generation, RFC 9001 §6).
+
 After a successful decryption the caller still checks the Reserved Bits of the plain
 header (RFC 9000 §17.2, §17.3.1: non-zero is a PROTOCOL_VIOLATION) and, for 1-RTT,
 the key phase rules of RFC 9001 §6; this module only knows keys.

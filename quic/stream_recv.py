@@ -12,6 +12,11 @@ Reassembly keeps two structures:
   frame, let go once the data caught up: ~380 bytes per stream an idle connection
   does not hold, issue 10).
 
+The bulk case, the next bytes in order on a stream with nothing out of order, no
+final size and no reset, goes straight to ``_ready`` in one test
+(:meth:`RecvStream.on_stream_frame`'s first branch); everything else takes the general
+path below, which does the same for that case.
+
 The out-of-order store is a :class:`~quic.reassembly.ReassemblyBuffer` (see
 :mod:`quic.reassembly` for its cost and memory bounds); every stream of a connection
 charges one shared :class:`~quic.reassembly.ReassemblyBudget`.
