@@ -502,6 +502,12 @@ class RecvStream:
             return b""
         ready = self._ready
         assert ready is not None  # take <= _ready_len
+        if take == self._ready_len and len(ready) > 1:
+            # all of it (a bulk delivery: one chunk per packet of the batch): one join
+            self._ready_len = 0
+            self._read_offset += take
+            self._ready = None  # drained: an idle stream holds no deque
+            return b"".join(ready)
         self._ready_len -= take
         self._read_offset += take
         first = ready[0]
