@@ -418,6 +418,7 @@ class SendScheduler:
         key_phase = write.key_phase
         packets = asm.packets
         ecn = self._ecn
+        fate = ecn.fate_handler(APPLICATION) if marked else None  # one for the loop
         written = total = 0
         while written < allowed:
             if congestion.available() < mtu or not streams.has_data():
@@ -435,7 +436,7 @@ class SendScheduler:
             total += size
             packet = packets[-1]
             if marked:
-                ecn.on_packet_sent(packet)  # RFC 9000 §13.4.2: learn its fate
+                ecn.on_packet_sent(packet, fate)  # RFC 9000 §13.4.2: learn its fate
             recovery.on_packet_sent(packet, now)
         return written, total
 
