@@ -36,6 +36,7 @@ from quic.frames import (
     StreamsBlockedFrame,
     decode_frame,
     decode_frames,
+    decode_stream_fields,
 )
 from quic.packet import PacketType
 
@@ -138,6 +139,45 @@ def test_payload_round_trip(frame_list: list[Frame]) -> None:
         else:
             merged.append(frame)
     assert decode_frames(b"".join(f.encode() for f in frame_list)) == merged
+
+
+@given(stream_frames(), st.binary(max_size=8))
+def test_stream_fields_match_the_frame_decoder(frame: StreamFrame, tail: bytes) -> None:
+    """The receive path's tuple decoder gives the frame decoder's fields and end."""
+    data = frame.encode() + tail
+    decoded, end = decode_frame(data, 0)
+    assert decoded == frame
+    assert decode_stream_fields(data, 0) == (
+        frame.stream_id,
+        frame.offset,
+        frame.data,
+        frame.fin,
+        end,
+    )
+
+
+@given(st.integers(0x08, 0x0F), st.binary(max_size=40))
+def test_stream_fields_of_arbitrary_bytes(frame_type: int, body: bytes) -> None:
+    """Arbitrary STREAM-typed bytes: the tuple decoder agrees with the frame decoder,
+    or both raise QuicProtocolError."""
+    data = bytes((frame_type,)) + body
+    try:
+        expected = decode_frame(data, 0)
+    except QuicProtocolError:
+        try:
+            decode_stream_fields(data, 0)
+        except QuicProtocolError:
+            return
+        raise AssertionError("the tuple decoder accepted what decode_frame refused") from None
+    frame, end = expected
+    assert isinstance(frame, StreamFrame)
+    assert decode_stream_fields(data, 0) == (
+        frame.stream_id,
+        frame.offset,
+        frame.data,
+        frame.fin,
+        end,
+    )
 
 
 @given(st.binary(max_size=300), st.sampled_from([None, *PacketType]))

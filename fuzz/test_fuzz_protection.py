@@ -67,6 +67,38 @@ def test_arbitrary_bytes_never_escape(
 
 @settings(max_examples=examples(300))
 @given(
+    data=st.binary(min_size=1, max_size=200),
+    pn_offset=st.integers(-3, 60),
+    largest_pn=st.integers(-1, (1 << 62) - 2),
+    suite=st.sampled_from(SUITES),
+)
+def test_open_short_agrees_with_the_two_step_path(
+    data: bytes, pn_offset: int, largest_pn: int, suite: CipherSuite
+) -> None:
+    """open_short on arbitrary short-header bytes: the result or the DecryptionError of
+    unprotect_header followed (for this key's phase) by decrypt_payload."""
+    packet = bytes((data[0] & 0x7F,)) + data[1:]  # a short header's form bit
+    unprotector = _UNPROTECTORS[(suite, QuicVersion.VERSION_1)]
+    expected: tuple[bytes, int, bytes | None] | None
+    try:
+        header, pn = unprotector.unprotect_header(packet, pn_offset, largest_pn)
+        payload = None
+        if (header[0] >> 2) & 1 == unprotector.key_phase:
+            payload = unprotector.decrypt_payload(header, pn, packet)
+        expected = (header, pn, payload)
+    except DecryptionError:
+        expected = None
+    try:
+        got: tuple[bytes, int, bytes | None] | None = unprotector.open_short(
+            packet, pn_offset, largest_pn
+        )
+    except DecryptionError:
+        got = None
+    assert got == expected
+
+
+@settings(max_examples=examples(300))
+@given(
     suite=st.sampled_from(SUITES),
     version=st.sampled_from(VERSIONS),
     short=st.booleans(),
@@ -114,6 +146,10 @@ def test_round_trip(
     assert len(packet) == len(header) + len(payload) + AEAD_TAG_LENGTH
     assert packet[1 : len(prefix)] == prefix[1:]
     assert unprotector.decrypt_packet(packet, len(prefix), largest_acked) == (header, pn, payload)
+    if short:  # the 1-RTT receive path's one-call form; None: the other key phase
+        same_phase = key_phase == unprotector.key_phase
+        opened = unprotector.open_short(packet, len(prefix), largest_acked)
+        assert opened == (header, pn, payload if same_phase else None)
 
 
 @settings(max_examples=examples(200))

@@ -40,6 +40,15 @@ class RangeSetMachine(RuleBasedStateMachine):
         self.rs.add(start, start + span[1])
         self.model.update(range(start, start + span[1]))
 
+    @rule(offset=st.integers(min_value=-2, max_value=2))
+    def extend_last(self, offset: int) -> None:
+        # the in-order fast path: grows the last range only for the integer just past it
+        value = (max(self.model) + 1 if self.model else 0) + offset
+        grew = self.rs.extend_last(value)
+        assert grew == (offset == 0 and bool(self.model))
+        if grew:
+            self.model.add(value)
+
     @rule(span=spans)
     def subtract(self, span: tuple[int, int]) -> None:
         start, length = span

@@ -29,6 +29,9 @@ packet received before it (ack-eliciting or not) was not CE-marked. A run of CE-
 packets after the first is then acknowledged by the threshold or the timer like any
 other. One boolean (``_last_ce``) is the whole state.
 
+The next packet number in order grows the set's last range in one call
+(:meth:`RangeSet.extend_last`), the per-packet case of a bulk receiver.
+
 ``fresh`` tells whether anything arrived since the last ACK frame was sent: an ACK that
 is not due rides along in an ack-eliciting packet only then, since otherwise it would
 repeat the previous one word for word (§13.2.1 lets the sender choose).
@@ -142,10 +145,13 @@ class AckTracker:
         congested = ce and (self.packet_tolerance <= 2 or not self._last_ce)
         self._last_ce = ce
         received = self.received
-        in_order = pn == self.largest + 1 or not received
-        received.add(pn)
-        if not in_order and len(received) > self.max_ranges:
-            self._forget_oldest()
+        if pn == self.largest + 1 and received.extend_last(pn):
+            in_order = True  # the common case: one range grows
+        else:
+            in_order = pn == self.largest + 1 or not received
+            received.add(pn)
+            if not in_order and len(received) > self.max_ranges:
+                self._forget_oldest()
         self.fresh = True
         if pn > self.largest:
             self.largest = pn

@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from quic.recovery import SentPacket
+    from quic.recovery_state import FrameHandler
 
 __all__ = [
     "ECN_CE",
@@ -191,11 +192,18 @@ class EcnController:
         self.send_codepoint = codepoint
         return codepoint
 
-    def on_packet_sent(self, packet: SentPacket) -> None:
-        """``packet`` leaves in an ECT(0) datagram: count it and learn its fate."""
-        self._sent[packet.space] += 1
+    def on_packet_sent(self, packet: SentPacket, fate: FrameHandler | None = None) -> None:
+        """``packet`` leaves in an ECT(0) datagram: count it and learn its fate;
+        ``fate``: :meth:`fate_handler` of its space, made once for many packets."""
+        space = packet.space
+        self._sent[space] += 1
         self._marked += 1
-        packet.handlers.append((self._fate, (packet.space,)))
+        packet.handlers.append((self._fate, (space,)) if fate is None else fate)
+
+    def fate_handler(self, index: int) -> FrameHandler:
+        """The handler :meth:`on_packet_sent` puts on a packet of space ``index``, for a
+        caller that registers many (the bulk send loop; kept for that call only)."""
+        return (self._fate, (index,))
 
     def _fate(self, acked: bool, index: int) -> None:
         if acked:

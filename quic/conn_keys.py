@@ -325,11 +325,10 @@ class PacketSpaces:
         read = self.spaces[APPLICATION].read
         if type(read) is not OneRttReadKeys:
             return self.open(APPLICATION, view, pn_offset, largest_pn, now)
-        current = read.current
         try:
-            plain_header, pn = current.unprotect_header(view, pn_offset, largest_pn)
-            if (plain_header[0] >> 2) & 1 == current.key_phase:
-                return plain_header, pn, current.decrypt_payload(plain_header, pn, view)
+            plain_header, pn, opened = read.current.open_short(view, pn_offset, largest_pn)
+            if opened is not None:  # the Key Phase bit of the current keys
+                return plain_header, pn, opened
             payload, updated = read.decrypt(plain_header, pn, view, now)  # RFC 9001 §6
             if updated:
                 self._on_peer_key_update(now)

@@ -49,8 +49,9 @@ frames is left to send in the application space (no other space has keys, no pro
 no ACK due or pending, no control, DATAGRAM, PING, path or connection-ID frame, no
 CRYPTO data; :meth:`SendScheduler._only_stream_data`), nothing the rest of the call
 does can change that, so the call goes on in a short loop
-(:meth:`SendScheduler._write_bulk_datagram`): one 1-RTT packet of STREAM frames per
-datagram under the same window and pacing checks, without the per-space visits. With
+(:meth:`SendScheduler._write_bulk`, one call for the rest of the build call): one
+1-RTT packet of STREAM frames per datagram under the same window and pacing checks,
+without the per-space visits. With
 qlog on, every datagram takes the general path.
 
 A DPLPMTUD probe (:class:`~quic.conn_pmtu.PmtuDiscovery`, RFC 9000 §14.4) goes first,
@@ -287,25 +288,24 @@ class SendScheduler:
             sent_eliciting = self._send_pmtu_probe(asm, probe, now, version, marked)
         capped = False
         drained = False  # nothing ack-eliciting left in any space (_sent_everything)
-        bulk = False  # only stream data left: the short loop (_write_bulk_datagram)
+        bulk = False  # only stream data left: the short loop (_write_bulk)
         paced = 0  # datagrams the pacer lets out in the short loop (RFC 9002 §7.7)
         bulk_bytes = 0  # ... taken from its bucket at once when the loop ends
-        for _ in range(_MAX_DATAGRAMS_PER_CALL):
+        for count in range(_MAX_DATAGRAMS_PER_CALL):
             if bulk:
-                if paced <= 0:
-                    if self._streams.has_data():
-                        self._pacing_held = True
+                # the rest of the call in one short loop (at most ``paced`` datagrams
+                # and the call's cap); it ends the call like the loop's own ends
+                limit = _MAX_DATAGRAMS_PER_CALL - count
+                allowed = paced if paced < limit else limit
+                written, bulk_bytes = self._write_bulk(asm, mtu, allowed, now, marked)
+                if written < allowed:
+                    break  # the window, or nothing more may go
+                if written == limit:
+                    capped = True  # the call's cap, as when the loop runs out
                     break
-                size = self._write_bulk_datagram(asm, mtu)
-                if not size:
-                    break
-                paced -= 1
-                bulk_bytes += size
-                packet = asm.packets[-1]
-                if marked:
-                    ecn.on_packet_sent(packet)
-                recovery.on_packet_sent(packet, now)
-                continue
+                if self._streams.has_data():
+                    self._pacing_held = True  # the pacer's allowance is spent
+                break
             validated = paths.address_validated
             if not validated and paths.send_blocked():
                 recovery.amplification_limited = True  # RFC 9002 §6.2.2.1 (a server)
@@ -398,32 +398,47 @@ class SendScheduler:
             or self._wants_eliciting(APPLICATION)
         )
 
-    def _write_bulk_datagram(self, asm: PacketAssembler, mtu: int) -> int:
-        """One datagram of one 1-RTT packet of STREAM frames (see
-        :meth:`_only_stream_data`), under the same window rule as :meth:`_write_space`
-        (the caller counts the pacer's allowance); its size, or 0 when nothing (more)
-        may go."""
-        if self._recovery.congestion.available() < mtu:
-            return 0
+    def _write_bulk(
+        self, asm: PacketAssembler, mtu: int, allowed: int, now: float, marked: bool
+    ) -> tuple[int, int]:
+        """Up to ``allowed`` datagrams of one 1-RTT packet of STREAM frames each (see
+        :meth:`_only_stream_data`), each under the same window rule as
+        :meth:`_write_space` and registered with loss recovery (and ECN) at once;
+        returns how many were written and their bytes. It stops early when the window
+        has no room, no stream has data, or every stream is blocked. What a build call
+        cannot change (keys, connection ID, the largest acknowledged) is read once."""
+        recovery = self._recovery
+        congestion = recovery.congestion
         streams = self._streams
-        if not streams.has_data():
-            return 0
         space = self._keys.spaces[APPLICATION]
         write = space.write
         assert write is not None
-        if not asm.begin_short_datagram(
-            mtu,
-            self._cids.peer_cid,
-            write,
-            APPLICATION,
-            space.next_pn,
-            self._recovery.spaces[APPLICATION].largest_acked,
-            write.key_phase,
-        ):
-            return 0
-        space.next_pn += 1
-        streams.write_streams(asm)
-        return asm.end_short_datagram()  # 0: every stream blocked, nothing written
+        dcid = self._cids.peer_cid
+        largest_acked = recovery.spaces[APPLICATION].largest_acked
+        key_phase = write.key_phase
+        packets = asm.packets
+        ecn = self._ecn
+        fate = ecn.fate_handler(APPLICATION) if marked else None  # one for the loop
+        written = total = 0
+        while written < allowed:
+            if congestion.available() < mtu or not streams.has_data():
+                break
+            if not asm.begin_short_datagram(
+                mtu, dcid, write, APPLICATION, space.next_pn, largest_acked, key_phase
+            ):
+                break
+            space.next_pn += 1
+            streams.write_streams(asm)
+            size = asm.end_short_datagram()
+            if not size:
+                break  # every stream blocked, nothing written
+            written += 1
+            total += size
+            packet = packets[-1]
+            if marked:
+                ecn.on_packet_sent(packet, fate)  # RFC 9000 §13.4.2: learn its fate
+            recovery.on_packet_sent(packet, now)
+        return written, total
 
     def _update_pacer(self, now: float, mtu: int) -> Pacer:
         """The pacer at the controller's rate (RFC 9002 §7.7); unpaced before any RTT

@@ -305,8 +305,12 @@ class StreamController:
         self, stream_id: int, offset: int, data: bytes, fin: bool, ftype: int, now: float
     ) -> None:
         delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
-        if delta:
-            self._count_received(delta, ftype)
+        if delta:  # _count_received, inline: once per packet on a bulk receiver
+            window = self.window
+            total = window.highest_received + delta
+            if total > window.max_data:  # FLOW_CONTROL_ERROR (RFC 9000 §4.1)
+                self._count_received(delta, ftype)
+            window.highest_received = total
         if self.early_data:
             self._deliver(stream_id, now)  # 0-RTT: each event carries its origin
         elif stream_id not in self._deferred:
@@ -580,7 +584,8 @@ class StreamController:
             if room <= 0:
                 break
             before = send.highest_sent
-            frame = send.next_frame(room, credit.available())
+            # credit.available() unclamped: next_frame treats <= 0 alike
+            frame = send.next_frame(room, credit.max_data - credit.used)
             if frame is None:
                 if space < _STREAM_HEADER_MAX:
                     break  # no room for STREAM_DATA_BLOCKED: look again next packet
@@ -596,9 +601,7 @@ class StreamController:
             if grown:
                 credit.used += grown
             n = len(data)
-            b.push(encode_stream_frame_header(sid, offset, n, fin))
-            if n:
-                b.push(data)
+            b.push_frame(encode_stream_frame_header(sid, offset, n, fin), data)
             handlers.append((fate, (sid, send, offset, n, fin)))
             packet.ack_eliciting = packet.in_flight = True
             # rotate: a stream that still has data goes to the back of the queue
@@ -607,7 +610,7 @@ class StreamController:
                 sendable[sid] = None
             if send.reset_ready:  # a RESET_STREAM_AT waited for these bytes
                 self._control[sid] = None
-        if sendable and credit.available() <= 0 and self._blocked_by_connection():
+        if sendable and credit.max_data <= credit.used and self._blocked_by_connection():
             limit_c = credit.blocked_at
             if limit_c is not None and b.room >= _VARINT_FRAME_MAX:
                 credit.mark_blocked_sent()

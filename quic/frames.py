@@ -25,6 +25,7 @@ from quic.frames_decode import (
     decode_datagram_frame,
     decode_frame,
     decode_frames,
+    decode_stream_fields,
     decode_stream_frame,
 )
 from quic.frames_defs import (
@@ -143,6 +144,7 @@ __all__ = [
     "decode_datagram_frame",
     "decode_frame",
     "decode_frames",
+    "decode_stream_fields",
     "decode_stream_frame",
     "encode_ack_frame",
     "encode_ack_frequency_frame",

@@ -17,6 +17,13 @@ frame writers fill, and whose flags (``ack_eliciting``, ``in_flight``, ``is_cryp
 they set; the finished packets are returned so the connection can register them with
 loss recovery. Payloads are lists of byte strings joined once, at encryption.
 
+The bulk send path opens and seals a datagram of one 1-RTT packet with
+:meth:`PacketAssembler.begin_short_datagram` / :meth:`PacketAssembler.end_short_datagram`:
+1- and 2-byte packet numbers are encoded inline (the rest by
+:func:`~quic.packet_number.encode_packet_number`), one packet record per assembler is
+refilled rather than rebuilt, and a STREAM frame's header and data go in with one
+:meth:`PacketAssembler.push_frame`.
+
 A datagram never exceeds its budget: :meth:`PacketAssembler.push` refuses (ValueError,
 a bug in the caller) a frame larger than :attr:`PacketAssembler.room`, so every frame
 writer checks the room first and leaves what does not fit for the next packet. A
@@ -28,7 +35,7 @@ within the budget (the anti-amplification limit).
 from __future__ import annotations
 
 from quic.packet import PacketType, encode_long_header, long_header_size
-from quic.packet_number import encode_packet_number
+from quic.packet_number import MAX_PACKET_NUMBER, encode_packet_number
 from quic.protection import AEAD_TAG_LENGTH, PacketProtector, min_payload_length
 from quic.recovery import SentPacket
 
@@ -43,6 +50,14 @@ MIN_PACKET_ROOM = 24
 
 #: min_payload_length by packet number length (index 1..4), looked up per packet
 _MIN_PAYLOAD = (0, *(min_payload_length(n) for n in (1, 2, 3, 4)))
+
+# An Enum class attribute (``PacketType.ONE_RTT``) goes through EnumType.__getattr__'s
+# slot on Python 3.11, ~10x a global load: the per-packet code reads module aliases.
+_ONE_RTT = PacketType.ONE_RTT
+
+# Packets unacknowledged that 1 and 2 packet number bytes cover (RFC 9000 Appendix A.2)
+_PN_RANGE_1 = 1 << 7
+_PN_RANGE_2 = 1 << 15
 
 
 class _Pending:
@@ -98,6 +113,7 @@ class PacketAssembler:
         "_has_initial",
         "_header_size",
         "_pending",
+        "_short",
         "_used",
         "datagrams",
         "max_datagram_size",
@@ -115,6 +131,7 @@ class PacketAssembler:
         self._header_size = 0
         self._has_initial = False
         self._expand = False
+        self._short: _Pending | None = None  # begin_short_datagram's record, reused
 
     # -- datagrams --------------------------------------------------------------------
 
@@ -220,7 +237,16 @@ class PacketAssembler:
         """:meth:`begin_datagram` and :meth:`begin_packet` for a datagram of one 1-RTT
         packet (the send path's bulk loop); False (nothing opened) if it has too little
         room. Close it with :meth:`end_short_datagram`."""
-        truncated, pn_length = encode_packet_number(packet_number, largest_acked)
+        # encode_packet_number inline for 1 to 2**15 packets unacknowledged: 1 byte up
+        # to 2**7, else 2 (RFC 9000 §17.1, Appendix A.2); the rest goes the long way
+        unacked = packet_number + 1 if largest_acked is None else packet_number - largest_acked
+        if 0 < unacked <= _PN_RANGE_2 and packet_number <= MAX_PACKET_NUMBER:
+            if unacked <= _PN_RANGE_1:
+                pn_length, truncated = 1, packet_number & 0xFF
+            else:
+                pn_length, truncated = 2, packet_number & 0xFFFF
+        else:
+            truncated, pn_length = encode_packet_number(packet_number, largest_acked)
         header_size = 1 + len(dcid) + pn_length  # RFC 9000 §17.3.1
         budget = budget if budget < self.max_datagram_size else self.max_datagram_size
         if budget - header_size - AEAD_TAG_LENGTH < MIN_PACKET_ROOM:
@@ -229,9 +255,21 @@ class PacketAssembler:
         self._pending = []
         self._has_initial = self._expand = False
         sent = SentPacket(space, packet_number, header_size + AEAD_TAG_LENGTH, False, False)
-        self._current = _Pending(
-            PacketType.ONE_RTT, 0, dcid, b"", b"", protector, sent, pn_length, truncated, key_phase
-        )
+        current = self._short
+        if current is None:
+            current = self._short = _Pending(
+                _ONE_RTT, 0, dcid, b"", b"", protector, sent, pn_length, truncated, key_phase
+            )
+        else:  # sealed and let go by end_short_datagram: refilled, not rebuilt
+            current.dcid = dcid
+            current.protector = protector
+            current.sent = sent
+            current.pn_length = pn_length
+            current.truncated_pn = truncated
+            current.key_phase = key_phase
+            current.chunks = []
+            current.size = 0
+        self._current = current
         self._header_size = header_size
         self._used = header_size + AEAD_TAG_LENGTH
         return True
@@ -287,6 +325,20 @@ class PacketAssembler:
         if n > self._budget - self._used:
             raise ValueError(f"a {n}-byte frame does not fit the packet's room")
         current.chunks.append(data)
+        current.size += n
+        current.sent.size += n
+        self._used += n
+
+    def push_frame(self, header: bytes, data: bytes | memoryview) -> None:
+        """:meth:`push` of a frame header and its data (a STREAM frame) in one call."""
+        current = self._current
+        assert current is not None
+        n = len(header) + len(data)
+        if n > self._budget - self._used:
+            raise ValueError(f"a {n}-byte frame does not fit the packet's room")
+        chunks = current.chunks
+        chunks.append(header)
+        chunks.append(data)
         current.size += n
         current.sent.size += n
         self._used += n

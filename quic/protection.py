@@ -53,6 +53,11 @@ into a preallocated datagram buffer was measured and not kept: for ~1.4 kB packe
 zeroed bytearray, the memoryviews and the final ``bytes`` copy cost more than the one
 copy it saves.)
 
+On the receive side 1-RTT packets go through :meth:`PacketUnprotector.open_short`:
+header protection off, the packet number recovered (RFC 9000 Appendix A.3, inline) and
+the payload decrypted in one call, or ``None`` for the payload when the Key Phase bit
+is not this key's (the caller then tries the other generation, RFC 9001 §6).
+
 After a successful decryption the caller still checks the Reserved Bits of the plain
 header (RFC 9000 §17.2, §17.3.1: non-zero is a PROTOCOL_VIOLATION) and, for 1-RTT,
 the key phase rules of RFC 9001 §6; this module only knows keys.
@@ -159,6 +164,7 @@ _from_bytes = int.from_bytes
 _LONG_HEADER_BIT = 0x80
 _LONG_HEADER_MASK = 0x0F  # RFC 9001 §5.4.1: reserved bits and packet number length
 _SHORT_HEADER_MASK = 0x1F  # ... plus the Key Phase bit for short headers
+_PN_LIMIT = 1 << 62  # packet numbers are below it (RFC 9000 §12.3)
 
 
 class DecryptionError(Exception):
@@ -535,6 +541,48 @@ class PacketUnprotector(_PacketKeys):
         except InvalidTag:
             self.failed_decryptions += 1
             raise DecryptionError("packet failed authentication") from None
+
+    def open_short(
+        self, data: BytesLike, pn_offset: int, largest_pn: int
+    ) -> tuple[bytes, int, bytes | None]:
+        """:meth:`unprotect_header` then :meth:`decrypt_payload` for a short-header
+        (1-RTT) packet, in one call: ``(plain_header, packet_number, payload)``, the
+        payload None when the Key Phase bit is not this key's (RFC 9001 §6: the
+        caller picks the other generation). Same checks and errors."""
+        sample_start = pn_offset + SAMPLE_OFFSET
+        if len(data) < sample_start + SAMPLE_LENGTH or pn_offset < 1:
+            # RFC 9001 §5.4.2: packets too short for a complete sample are discarded.
+            raise DecryptionError("packet too short for the header protection sample")
+        mask = (self._hp or self._wake_hp())(data[sample_start : sample_start + SAMPLE_LENGTH])
+        first = data[0] ^ (mask[0] & _SHORT_HEADER_MASK)  # RFC 9001 §5.4.1
+        pn_length = (first & 0x03) + 1
+        pn_end = pn_offset + pn_length
+        truncated_pn = _from_bytes(data[pn_offset:pn_end], "big") ^ _from_bytes(
+            mask[1 : 1 + pn_length], "big"
+        )
+        plain_header = b"".join(
+            (bytes((first,)), data[1:pn_offset], truncated_pn.to_bytes(pn_length, "big"))
+        )
+        # RFC 9000 Appendix A.3 (decode_packet_number, inline): the candidate closest
+        # to the next expected packet number, within 0..2^62-1
+        expected = largest_pn + 1
+        window = 1 << (pn_length << 3)
+        half = window >> 1
+        pn = (expected & ~(window - 1)) | truncated_pn
+        if pn <= expected - half and pn < _PN_LIMIT - window:
+            pn += window
+        elif pn > expected + half and pn >= window:
+            pn -= window
+        if (first >> 2) & 1 != self.key_phase:
+            return plain_header, pn, None
+        # RFC 9001 §5.3: nonce = iv XOR packet number; AAD = unprotected header.
+        nonce = (self._iv ^ pn).to_bytes(IV_LENGTH, "big")
+        try:
+            payload = (self._aead or self._wake_aead()).decrypt(nonce, data[pn_end:], plain_header)
+        except InvalidTag:
+            self.failed_decryptions += 1
+            raise DecryptionError("packet failed authentication") from None
+        return plain_header, pn, payload
 
     def decrypt_packet(
         self, data: BytesLike, pn_offset: int, largest_pn: int

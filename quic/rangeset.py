@@ -47,6 +47,16 @@ class RangeSet:
 
     # -- mutation ---------------------------------------------------------------------
 
+    def extend_last(self, value: int) -> bool:
+        """Add ``value`` if it is the integer just past the last range (that range
+        grows by one); False, and nothing changes, otherwise. The in-order case of
+        :meth:`add`, for a receiver's packet numbers."""
+        stops = self._stops
+        if stops and stops[-1] == value:
+            stops[-1] = value + 1
+            return True
+        return False
+
     def add(self, start: int, stop: int | None = None) -> None:
         """Add ``[start, stop)``; ``stop=None`` adds the single integer ``start``."""
         if stop is None:

@@ -12,6 +12,11 @@ Reassembly keeps two structures:
   frame, let go once the data caught up: ~380 bytes per stream an idle connection
   does not hold, issue 10).
 
+The bulk case, the next bytes in order on a stream with nothing out of order, no
+final size and no reset, goes straight to ``_ready`` in one test
+(:meth:`RecvStream.on_stream_frame`'s first branch); everything else takes the general
+path below, which does the same for that case.
+
 The out-of-order store is a :class:`~quic.reassembly.ReassemblyBuffer` (see
 :mod:`quic.reassembly` for its cost and memory bounds); every stream of a connection
 charges one shared :class:`~quic.reassembly.ReassemblyBudget`.
@@ -132,6 +137,7 @@ _TRANSITIONS: dict[RecvState, dict[RecvEvent, RecvState]] = {
 
 _TERMINAL = frozenset((_S.DATA_READ, _S.RESET_READ))
 _RECEIVING = frozenset((_S.RECV, _S.SIZE_KNOWN))
+_RECV = _S.RECV  # a module alias: Enum class attributes are slow on Python 3.11
 _RESET = frozenset((_S.RESET_RECVD, _S.RESET_READ))
 
 
@@ -287,6 +293,32 @@ class RecvStream:
     def on_stream_frame(self, offset: int, data: bytes | bytearray | memoryview, fin: bool) -> int:
         """Process a STREAM frame; return the growth of the highest received offset."""
         end = offset + len(data)
+        window = self.window
+        if (
+            offset == self._recv_offset
+            and end > offset
+            and not fin
+            and type(data) is bytes
+            and self._state is _RECV
+            and self._final_size is None
+            and self._reliable_size is None
+            and self._ooo is None
+            and not self._discarding
+            and end <= window.max_data
+        ):
+            # The bulk case: the next bytes in order, nothing held out of order, no
+            # final size or reset yet: what the general path below does, in short.
+            ready = self._ready
+            if ready is None:
+                ready = self._ready = deque()
+            ready.append(data)
+            self._recv_offset = end
+            self._ready_len += end - offset
+            highest = window.highest_received
+            if end > highest:
+                window.highest_received = end
+                return end - highest
+            return 0
         final_size = self._final_size
         # RFC 9000 §4.5: the final size cannot change, and no data lies beyond it.
         if final_size is not None:
@@ -319,7 +351,11 @@ class RecvStream:
                         self._max_fragments, self._budget, self._limit_error
                     )
                 ooo.insert(offset, data)
-        delta = window.on_data(end)
+        highest = window.highest_received  # window.on_data(end), whose limit check
+        delta = 0  # passed above
+        if end > highest:
+            window.highest_received = end
+            delta = end - highest
         if fin and final_size is None:
             self._final_size = final_size = end
             self._fire(RecvEvent.RECV_FIN)
@@ -466,6 +502,12 @@ class RecvStream:
             return b""
         ready = self._ready
         assert ready is not None  # take <= _ready_len
+        if take == self._ready_len and len(ready) > 1:
+            # all of it (a bulk delivery: one chunk per packet of the batch): one join
+            self._ready_len = 0
+            self._read_offset += take
+            self._ready = None  # drained: an idle stream holds no deque
+            return b"".join(ready)
         self._ready_len -= take
         self._read_offset += take
         first = ready[0]

@@ -39,3 +39,11 @@ def test_encrypt_packet_chacha20(benchmark: Any) -> None:
     header = encode_short_header(DCID, 2, 0x1234, 0)
     packet = benchmark(send.encrypt_packet, header, PAYLOAD, 0x1234)
     assert len(packet) == len(header) + len(PAYLOAD) + 16
+
+
+def test_open_short_aes128gcm(benchmark: Any) -> None:
+    """The 1-RTT receive path's one call: header protection off, packet number, AEAD."""
+    send, recv = _keys(CipherSuite.TLS_AES_128_GCM_SHA256)
+    packet = send.encrypt_short(DCID, 2, 0x1234, 0, PAYLOAD, 0x1234)
+    _, pn, payload = benchmark(recv.open_short, packet, 1 + len(DCID), 0x1233)
+    assert pn == 0x1234 and payload == PAYLOAD

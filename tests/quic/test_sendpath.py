@@ -4,15 +4,18 @@ full-size STREAM packets fill the datagram (no worst-case header reservation).""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
 from quic.buffer import decode_varint, encode_varint
 from quic.errors import QuicProtocolError, TransportErrorCode
-from quic.frames_decode import decode_frame
+from quic.frames_decode import decode_frame, decode_stream_fields
 from quic.frames_defs import StreamFrame, encode_stream_frame_header
-from quic.packet import encode_short_header
+from quic.packet import PacketType, encode_short_header
+from quic.packet_builder import PacketAssembler
 from quic.protection import PacketProtector, PacketUnprotector
+from quic.recovery import LossRecovery, SentPacket
 from quic.tls.suites import CipherSuite
 from quic.versions import QuicVersion
 from tests.quic.test_protection import CHACHA_PN, CHACHA_SECRET, V1_VECTORS
@@ -141,11 +144,15 @@ def test_stream_decode_fast_path_matches_the_general_decoding() -> None:
                     assert end == len(frame)
                     got = (decoded.stream_id, decoded.offset, decoded.data, decoded.fin)
                     assert got == _general_stream_decode(frame)
+                    # the receive path's tuple decoder: the same fields, the same end
+                    fields = decode_stream_fields(frame + b"\x00\x00", 0)
+                    assert fields == (*got, len(frame))
     # non-minimal varints (RFC 9000 §16 allows them) take the same fields
     frame = b"\x0e\x05\x80\x00\x00\x07\x40\x02ab"
     decoded, end = decode_frame(frame, 0)
     assert isinstance(decoded, StreamFrame)
     assert (decoded.stream_id, decoded.offset, decoded.data, end) == (5, 7, b"ab", len(frame))
+    assert decode_stream_fields(b"\x00" + frame, 1) == (5, 7, b"ab", False, len(frame) + 1)
 
 
 def test_stream_decode_fast_path_rejects_a_truncated_frame() -> None:
@@ -153,6 +160,12 @@ def test_stream_decode_fast_path_rejects_a_truncated_frame() -> None:
     with pytest.raises(QuicProtocolError) as info:
         decode_frame(frame, 0)
     assert info.value.error_code == TransportErrorCode.FRAME_ENCODING_ERROR
+    # the tuple decoder, on its fast path and on the varint path (a 2-byte stream ID)
+    slow = encode_stream_frame_header(0x40, 0x10000, 1000, False) + bytes(999)
+    for truncated in (frame, slow, slow[:3]):
+        with pytest.raises(QuicProtocolError) as info:
+            decode_stream_fields(truncated, 0)
+        assert info.value.error_code == TransportErrorCode.FRAME_ENCODING_ERROR
 
 
 def _count_calls(obj: object, name: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -172,13 +185,21 @@ def test_bulk_loop_serves_most_packets_and_keeps_every_byte(
     loss: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once only STREAM frames are left, a build call writes its further datagrams in
-    the short loop (conn_send._write_bulk_datagram) instead of the general per-space
-    path; a lossy link still delivers every byte in order."""
+    the short loop (conn_send._write_bulk) instead of the general per-space path; a
+    lossy link still delivers every byte in order."""
     pair = make_pair(seed=11, loss=loss)
     pair.handshake()
     sender = pair.client.sender
     general = _count_calls(sender, "_write_space", monkeypatch)
-    short = _count_calls(sender, "_write_bulk_datagram", monkeypatch)
+    short = [0]  # datagrams the short loop wrote
+    real = sender._write_bulk
+
+    def counted(*args: Any) -> tuple[int, int]:
+        written, total = real(*args)
+        short[0] += written
+        return written, total
+
+    monkeypatch.setattr(sender, "_write_bulk", counted)
     sid = pair.client.create_stream()
     payload = os.urandom(300_000)
     pair.client.send_stream_data(sid, payload, end_stream=True)
@@ -198,21 +219,32 @@ def test_bulk_loop_keeps_the_congestion_window(monkeypatch: pytest.MonkeyPatch) 
     conn = pair.client
     cc = conn.recovery.congestion
     worst = [0]
-    real = conn.sender._write_bulk_datagram
+    bulk = [0]
+    seen = [0]  # short-loop datagrams checked
+    recovery = conn.recovery
+    real_sent = LossRecovery.on_packet_sent  # slotted: patched on the class
+    real_bulk = conn.sender._write_bulk
 
-    def checked(*args: object) -> int:
-        size = real(*args)  # type: ignore[arg-type]
-        if size:
-            # the window is checked before the datagram is built; it is counted in
-            # flight (on_packet_sent) right after this returns
-            worst[0] = max(worst[0], cc.bytes_in_flight + size - cc.congestion_window)
-        return size
+    def in_bulk(*args: Any) -> tuple[int, int]:
+        bulk[0] += 1
+        try:
+            return real_bulk(*args)
+        finally:
+            bulk[0] -= 1
 
-    monkeypatch.setattr(conn.sender, "_write_bulk_datagram", checked)
+    def registered(self: LossRecovery, packet: SentPacket, now: float) -> None:
+        real_sent(self, packet, now)
+        if self is recovery and bulk[0]:  # a short-loop datagram, now in flight
+            worst[0] = max(worst[0], cc.bytes_in_flight - cc.congestion_window)
+            seen[0] += 1
+
+    monkeypatch.setattr(conn.sender, "_write_bulk", in_bulk)
+    monkeypatch.setattr(LossRecovery, "on_packet_sent", registered)
     sid = conn.create_stream()
     conn.send_stream_data(sid, b"\x01" * 400_000, end_stream=True)
     pair.run(lambda: pair.stream_done(sid), max_time=60)
     assert worst[0] <= 0
+    assert seen[0] > 20 and bulk[0] == 0
 
 
 def test_a_short_datagram_that_took_everything_ends_the_call(
@@ -233,3 +265,57 @@ def test_a_short_datagram_that_took_everything_ends_the_call(
     conn.send_datagram(b"r" * 1000)  # does not fit beside the first: a second datagram
     out = conn.datagrams_to_send(pair.net.now)
     assert len(out) == 2
+
+
+def _general_short_datagram(
+    protector: PacketProtector, dcid: bytes, pn: int, largest: int | None, frames: list[bytes]
+) -> tuple[bytes, int]:
+    asm = PacketAssembler(1452)
+    asm.begin_datagram(1452)
+    assert asm.begin_packet(PacketType.ONE_RTT, 1, dcid, b"", protector, 2, pn, largest)
+    for frame in frames:
+        asm.push(frame)
+    packet = asm.end_packet()
+    assert packet is not None
+    asm.end_datagram(pad_initial=False)
+    return asm.datagrams[0], packet.size
+
+
+def test_short_datagram_path_matches_the_general_path() -> None:
+    """begin_short_datagram's inline packet number encoding (1 or 2 bytes, else
+    encode_packet_number) and its reused packet record give the general path's bytes
+    and sizes for every range of unacknowledged packets (RFC 9000 Appendix A.2)."""
+    secret = os.urandom(32)
+    dcid = os.urandom(8)
+    header = encode_stream_frame_header(4, 0x10000, 900, False)
+    data = os.urandom(900)
+    cases = [(0, None), (127, None), (128, None), (5000, 4000), (40000, 7232), (40000, 7231)]
+    cases += [(1 << 20, 1000), ((1 << 31) + 5, 6), (7, 6), (300, -1)]
+    fast = PacketAssembler(1452)
+    for pn, largest in cases:
+        ours = PacketProtector(SUITES[0], secret, QuicVersion.VERSION_1)
+        reference = PacketProtector(SUITES[0], secret, QuicVersion.VERSION_1)
+        assert fast.begin_short_datagram(1452, dcid, ours, 2, pn, largest, 0)
+        fast.push_frame(header, data)
+        sent = fast.packet
+        size = fast.end_short_datagram()
+        expected, expected_size = _general_short_datagram(
+            reference, dcid, pn, largest, [header, data]
+        )
+        assert fast.datagrams[-1] == expected
+        assert (size, sent.size, sent.packet_number) == (len(expected), expected_size, pn)
+    # the bugs encode_packet_number refuses are still refused
+    for pn, largest in [(5, 5), (1 << 33, 0)]:
+        with pytest.raises(ValueError):
+            fast.begin_short_datagram(1452, dcid, ours, 2, pn, largest, 0)
+
+
+def test_push_frame_keeps_the_room_rule() -> None:
+    asm = PacketAssembler(1200)
+    protector = PacketProtector(SUITES[0], bytes(32), QuicVersion.VERSION_1)
+    assert asm.begin_short_datagram(1200, b"\x01" * 8, protector, 2, 0, None, 0)
+    room = asm.room
+    with pytest.raises(ValueError):
+        asm.push_frame(b"\x0e" * 8, bytes(room - 7))
+    asm.push_frame(b"\x0e" * 8, bytes(room - 8))
+    assert asm.room == 0
