@@ -33,6 +33,7 @@ from typing import Any
 
 from benchmarks import wt_common, wt_ours
 from benchmarks.harness import write_certificate
+from benchmarks.micro.wt_inproc import serve_here
 from quic.aio.pump import QuicEndpointProtocol
 
 
@@ -88,31 +89,6 @@ class _GcWatch:
         generation = info["generation"]
         self.collections[generation] += 1
         self.ms[generation] += (time.perf_counter() - self._start) * 1000
-
-
-async def _serve(args: argparse.Namespace) -> tuple[asyncio.Future[None], asyncio.Event]:
-    """Start ``wt_ours``'s server; sets ``args.port``. Its task and its stop event."""
-    listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-
-    async def wait_for_stop() -> None:
-        await stop.wait()
-
-    patches = {
-        "announce": listening.set_result,
-        "wait_for_stop": wait_for_stop,
-        "install_stats_handlers": lambda _path: None,
-    }
-    saved = {name: getattr(wt_ours, name) for name in patches}
-    for name, value in patches.items():
-        setattr(wt_ours, name, value)
-    try:
-        server = asyncio.ensure_future(wt_ours.serve(args))
-        args.port = await listening
-    finally:
-        for name, value in saved.items():
-            setattr(wt_ours, name, value)
-    return server, stop
 
 
 async def _burst(args: argparse.Namespace, sessions: list[Any], port: int) -> dict[str, Any]:
@@ -232,7 +208,7 @@ async def _run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     )
     if args.server_process:
         return await _run_separate(args, sargs)
-    server, stop = await _serve(sargs)
+    server, stop = await serve_here(sargs)
     url = f"https://127.0.0.1:{sargs.port}/echo"
     sessions, errors = await wt_common._open_many(wt_ours.STACK, sargs, url)
     if errors:

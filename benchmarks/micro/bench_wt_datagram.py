@@ -30,6 +30,7 @@ import pytest
 
 from benchmarks import wt_ours
 from benchmarks.harness import write_certificate
+from benchmarks.micro.wt_inproc import serve_here
 
 ROUND_TRIPS = 200
 PAYLOAD = os.urandom(64)
@@ -56,26 +57,8 @@ class _Echo:
         self.loop.run_until_complete(self._open())
 
     async def _open(self) -> None:
-        listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-        async def wait_for_stop() -> None:
-            await self.stop.wait()
-
-        patches = {
-            "announce": listening.set_result,
-            "wait_for_stop": wait_for_stop,
-            "install_stats_handlers": lambda _path: None,
-        }
-        saved = {name: getattr(wt_ours, name) for name in patches}
-        for name, value in patches.items():
-            setattr(wt_ours, name, value)
-        try:
-            self.server = asyncio.ensure_future(wt_ours.serve(self.args))
-            port = await listening
-        finally:
-            for name, value in saved.items():
-                setattr(wt_ours, name, value)
-        self.args.port = port
+        self.server, self.stop = await serve_here(self.args)
+        port = self.args.port
         self.session = await wt_ours.open_session(self.args, f"https://127.0.0.1:{port}/echo")
         await self.round()  # warm: the handshake's ACKs and DPLPMTUD out of the way
 
