@@ -88,11 +88,8 @@ from quic.stream_recv import (
     RecvState,
     RecvStream,
 )
-from quic.stream_send import SendState, SendStream
+from quic.stream_send import SendStream
 from quic.tparams import TransportParameters
-
-#: Sending parts that may still send data or a FIN (RFC 9000 §3.1).
-_STILL_SENDING = frozenset((SendState.READY, SendState.SEND))
 
 if TYPE_CHECKING:
     from quic.qlog import QuicLogger
@@ -320,14 +317,6 @@ class StreamController:
             self._events.append(DeferredDelivery(stream_id))
         if self.manager.opened_by_peer:  # most frames open none
             self._deliver_new_peer_streams()
-
-    def nothing_more_to_send(self, stream_id: int) -> bool:
-        """``stream_id`` is a bidirectional stream whose sending part has sent its FIN
-        or was reset: nothing of ours will follow on it (False for a stream without a
-        sending part, or one no longer in the table)."""
-        stream = self.manager.get(stream_id)
-        send = stream.send if stream is not None else None
-        return send is not None and send.state not in _STILL_SENDING
 
     def deliver_deferred(self, stream_id: int, now: float) -> None:
         """The connection took a :class:`DeferredDelivery` off its event queue: what
