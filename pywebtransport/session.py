@@ -383,14 +383,8 @@ class WebTransportSession:
     async def receive_datagram(self, timeout: float | None = None) -> bytes:
         """The next datagram; SessionClosed once the session ended, TimeoutError."""
         if timeout is None:  # no timeout scope to enter and leave per datagram
-            while not self._datagrams:  # _datagram_queued, inline: no coroutine per datagram
-                if self.close_info is not None:
-                    raise self.close_info
-                waiter = self._datagram_waiter = self._link.loop.create_future()
-                try:
-                    await waiter
-                finally:
-                    self._datagram_waiter = None
+            if not self._datagrams:
+                await self._datagram_queued()
         else:
             async with asyncio.timeout(timeout):
                 await self._datagram_queued()
