@@ -5,7 +5,8 @@ Theory of operation
 Each call binds one UDP socket (:func:`quic.aio.owned.open_datagram_endpoint`: asyncio's
 datagram transport on the selector loop, a socket of our own on uvloop) and puts a
 :class:`~quic.aio.pump.QuicEndpointProtocol` (the pump) around a fresh
-:class:`~quic.endpoint.QuicEndpoint` on it. ``session_setup(session)`` runs
+:class:`~quic.endpoint.QuicEndpoint` on it — or, for :func:`connect` with ``sockets=``,
+leases the socket that client connections share (:mod:`quic.aio.shared`). ``session_setup(session)`` runs
 synchronously before a session sees any event (this is where HTTP/3 or WebTransport
 install their :attr:`~quic.aio.session.QuicSession.event_listener`). The wall clock
 that TLS needs for certificate validity is injected here (:func:`wall_clock`), the

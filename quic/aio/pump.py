@@ -96,6 +96,7 @@ datagram.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -588,6 +589,16 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self._on_switch = None
         if old is not None and old is not self.transport:
             old.close()
+
+    def shutdown(self) -> None:
+        """Close every connection (NO_ERROR), send the closes at once, close the socket."""
+        for session in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                session.connection.close(0, "endpoint closed")
+            self.endpoint.wake(session.connection)
+        if self.transport is not None and not self.transport.is_closing():
+            self._transmit()
+        self.close_socket()
 
     def close_socket(self) -> None:
         """Close the socket: the pump ends once it is gone."""

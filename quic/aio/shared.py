@@ -118,10 +118,10 @@ class SharedSockets:
         pump.close_socket()
 
     def close(self) -> None:
-        """Close every socket (connections still on them end with it)."""
+        """Close every socket; connections still on them are closed first (NO_ERROR)."""
         for key, pump in list(self._pumps.items()):
             self._forget(key, pump)
-            pump.close_socket()
+            pump.shutdown()
 
     def _forget(self, key: tuple[Any, int], pump: QuicEndpointProtocol) -> None:
         if self._pumps.get(key) is pump:
