@@ -6,12 +6,13 @@ Each call binds one UDP socket (:func:`quic.aio.owned.open_datagram_endpoint`: a
 datagram transport on the selector loop, a socket of our own on uvloop) and puts a
 :class:`~quic.aio.pump.QuicEndpointProtocol` (the pump) around a fresh
 :class:`~quic.endpoint.QuicEndpoint` on it — or, for :func:`connect` with ``sockets=``,
-leases the socket that client connections share (:mod:`quic.aio.shared`). ``session_setup(session)`` runs
-synchronously before a session sees any event (this is where HTTP/3 or WebTransport
-install their :attr:`~quic.aio.session.QuicSession.event_listener`). The wall clock
-that TLS needs for certificate validity is injected here (:func:`wall_clock`), the
-only place of :mod:`quic` besides the pump that reads a clock. A configuration without
-a key log gets the one named by ``$SSLKEYLOGFILE``, if set (read at each call).
+leases the socket that client connections share (:mod:`quic.aio.shared`).
+``session_setup(session)`` runs synchronously before a session sees any event (this is
+where HTTP/3 or WebTransport install their
+:attr:`~quic.aio.session.QuicSession.event_listener`). The wall clock that TLS needs for
+certificate validity is injected here (:func:`wall_clock`), the only place of
+:mod:`quic` besides the pump that reads a clock. A configuration without a key log gets
+the one named by ``$SSLKEYLOGFILE``, if set (read at each call).
 A numeric host is parsed inline (``AI_NUMERICHOST``); only names reach the loop's
 resolver, which runs ``getaddrinfo`` in a worker thread.
 
