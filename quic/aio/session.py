@@ -344,8 +344,12 @@ class QuicSession:
             host = local[0] if local else "0.0.0.0"
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         own = await open_client_pump(loop, family, port, host)
-        self.check_open()  # it may have ended while the socket was being bound
-        protocol.hand_over(self, own)
+        try:
+            self.check_open()  # it may have ended while the socket was being bound
+            protocol.hand_over(self, own)
+        except BaseException:
+            own.close_socket()
+            raise
         switch()  # before anything leaves the new socket
         release, self._release = self._release, own.close_socket
         if release is not None:
