@@ -315,7 +315,9 @@ class QuicSession:
         The pump binds a socket to ``(host, port)`` (default: same host, a new port);
         the moment it takes over, the connection switches to an unused connection ID
         of the peer (so the first packet from the new address carries it, §9.5),
-        resets its congestion state and validates the new path. Raises
+        resets its congestion state and validates the new path. On a socket other
+        connections share (:mod:`quic.aio.shared`) this connection alone moves, to a
+        socket of its own. Raises
         :class:`~quic.conn_migrate.MigrationRefused` when migration is not allowed
         (handshake not confirmed, the peer's disable_active_migration, no unused
         connection ID) and ``OSError`` if the socket cannot be bound; nothing is
