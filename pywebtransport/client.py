@@ -3,7 +3,10 @@
 Theory of operation
 -------------------
 :meth:`WebTransportClient.connect` opens one QUIC connection per session (ALPN
-``h3``) through :func:`quic.aio.connect`, whose ``session_setup`` hook installs a
+``h3``) through :func:`quic.aio.connect`; a client's connections share one UDP socket
+per address family (``ClientConfig.share_socket``, :class:`quic.aio.shared.SharedSockets`:
+one descriptor, one wake-up and one transmit pass for all of them; a connection that
+migrates moves to a socket of its own). The ``session_setup`` hook installs a
 :class:`~pywebtransport._link.WtLink` before the connection reports any event. Once
 the handshake is done the extended CONNECT is queued with the core's ``connect``; the
 core sends it when the server's SETTINGS have arrived, with the newest draft both
@@ -69,6 +72,7 @@ from pywebtransport.protocol.drafts import session_limit, supported_by_peer
 from pywebtransport.session import WebTransportSession
 from quic.aio import ConnectionClosed, ConnectionUnreachable, QuicSession
 from quic.aio import connect as quic_connect
+from quic.aio.shared import SharedSockets
 from quic.events import ConnectionTerminated
 from quic.tls.alerts import AlertDescription
 
@@ -201,6 +205,7 @@ class WebTransportClient:
         self._sessions: set[WebTransportSession] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._sockets = SharedSockets() if self.config.share_socket else None
 
     @property
     def sessions(self) -> list[WebTransportSession]:
@@ -350,7 +355,7 @@ class WebTransportClient:
         try:
             async with asyncio.timeout(limit):
                 await stack.enter_async_context(
-                    quic_connect(host, port, qconfig, session_setup=setup)
+                    quic_connect(host, port, qconfig, session_setup=setup, sockets=self._sockets)
                 )
         except TimeoutError:
             await stack.aclose()
@@ -481,6 +486,8 @@ class WebTransportClient:
                 await conn.link.aclose(H3ErrorCode.H3_NO_ERROR)
             await conn.close()
         self._connections.clear()
+        if self._sockets is not None:
+            self._sockets.close()
         self._origins.clear()
         self._origin_locks.clear()
 

@@ -310,6 +310,9 @@ class ClientConfig(_Common):
     #: connection to a server name resumes with a ticket from it (None: no resumption;
     #: quic.tls.tickets.InMemorySessionTicketStore is bounded)
     session_ticket_store: SessionTicketStore | None = None
+    #: the client's connections share one UDP socket per address family, told apart by
+    #: connection ID (RFC 9000 §5.2; :mod:`quic.aio.shared`); False: a socket each
+    share_socket: bool = True
 
     def quic_configuration(self, server_name: str | None = None) -> QuicConfiguration:
         """The QUIC client configuration."""

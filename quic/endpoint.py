@@ -759,8 +759,29 @@ class QuicEndpoint:
                 logger.debug("closing a failed connection failed too: %r", again)
         self._remove(entry)
 
-    def _remove(self, entry: Entry) -> None:
-        """Forget a connection: only its own routes, counters and queue slots."""
+    def hand_over(self, conn: QuicConnection) -> list[bytes]:
+        """Forget the live client connection ``conn`` without ending it, for another
+        endpoint to :meth:`take_over` (a connection moving to a socket of its own,
+        :mod:`quic.aio.shared`); returns the connection IDs routed to it. Its queued
+        events stay queued here: the caller passes them on first."""
+        entry = self._entries.get(conn)
+        if entry is None or not conn.is_client:
+            raise ValueError("not a client connection of this endpoint")
+        cids = list(entry.cids)
+        self._remove(entry, ended=False)
+        return cids
+
+    def take_over(self, conn: QuicConnection, cids: list[bytes]) -> None:
+        """Serve the client connection another endpoint handed over, routing ``cids``."""
+        entry = self._register(conn, None, None)
+        for cid in cids:
+            self._route(entry, cid)
+        self._pending[conn] = None
+        self._after_activity(entry)
+
+    def _remove(self, entry: Entry, ended: bool = True) -> None:
+        """Forget a connection: only its own routes, counters and queue slots
+        (``ended``: its :class:`ConnectionRemoved` event, its trace closed)."""
         conn = entry.conn
         if self._entries.pop(conn, None) is None:
             return
@@ -783,5 +804,6 @@ class QuicEndpoint:
                 self._per_address[key] = left
             else:
                 del self._per_address[key]
-        self._events.append((conn, ConnectionRemoved(conn)))
-        end_trace(conn)
+        if ended:
+            self._events.append((conn, ConnectionRemoved(conn)))
+            end_trace(conn)

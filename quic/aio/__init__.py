@@ -22,6 +22,8 @@ A thin layer, split by responsibility:
   reading, ECN, GRO and GSO work there too (docs/event-loops.md).
 * :mod:`quic.aio.api` — :func:`connect`, :func:`serve`, :class:`QuicServer`,
   :func:`wall_clock`.
+* :mod:`quic.aio.shared` — :class:`~quic.aio.shared.SharedSockets`: client connections
+  that share one UDP socket (``connect(..., sockets=...)``).
 
 Hook for protocols layered on QUIC (e.g. HTTP/3): ``session_setup(session)`` (a keyword
 of :func:`connect` and :func:`serve`) runs synchronously before the session sees any

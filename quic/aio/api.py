@@ -5,12 +5,14 @@ Theory of operation
 Each call binds one UDP socket (:func:`quic.aio.owned.open_datagram_endpoint`: asyncio's
 datagram transport on the selector loop, a socket of our own on uvloop) and puts a
 :class:`~quic.aio.pump.QuicEndpointProtocol` (the pump) around a fresh
-:class:`~quic.endpoint.QuicEndpoint` on it. ``session_setup(session)`` runs
-synchronously before a session sees any event (this is where HTTP/3 or WebTransport
-install their :attr:`~quic.aio.session.QuicSession.event_listener`). The wall clock
-that TLS needs for certificate validity is injected here (:func:`wall_clock`), the
-only place of :mod:`quic` besides the pump that reads a clock. A configuration without
-a key log gets the one named by ``$SSLKEYLOGFILE``, if set (read at each call).
+:class:`~quic.endpoint.QuicEndpoint` on it — or, for :func:`connect` with ``sockets=``,
+leases the socket that client connections share (:mod:`quic.aio.shared`).
+``session_setup(session)`` runs synchronously before a session sees any event (this is
+where HTTP/3 or WebTransport install their
+:attr:`~quic.aio.session.QuicSession.event_listener`). The wall clock that TLS needs for
+certificate validity is injected here (:func:`wall_clock`), the only place of
+:mod:`quic` besides the pump that reads a clock. A configuration without a key log gets
+the one named by ``$SSLKEYLOGFILE``, if set (read at each call).
 A numeric host is parsed inline (``AI_NUMERICHOST``); only names reach the loop's
 resolver, which runs ``getaddrinfo`` in a worker thread.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,6 +37,7 @@ from typing import Any
 from quic.aio.owned import open_datagram_endpoint
 from quic.aio.pump import QuicEndpointProtocol
 from quic.aio.session import ConnectionClosed, QuicSession
+from quic.aio.shared import SharedSockets, open_client_pump
 from quic.aio.streams import QuicStreamReader, QuicStreamWriter
 from quic.aio.workers import WorkerSpec
 from quic.configuration import QuicConfiguration
@@ -78,39 +82,52 @@ async def connect(
     local_port: int = 0,
     wait_connected: bool = True,
     session_setup: Callable[[QuicSession], None] | None = None,
+    sockets: SharedSockets | None = None,
 ) -> AsyncIterator[QuicSession]:
     """Connect to ``host:port``; yields a :class:`QuicSession`; closes on exit.
 
     ``session_setup(session)`` runs before the session receives any event. Raises
     :class:`ConnectionUnreachable` when the OS reports that nothing answers at
-    ``host:port`` (see the module docstring).
+    ``host:port`` (see the module docstring). ``sockets``: open the connection on the
+    UDP socket these connections share (:class:`~quic.aio.shared.SharedSockets`)
+    instead of binding one of its own; not with ``local_port``.
     """
+    if sockets is not None and local_port:
+        raise ValueError("a shared socket has no local_port of its own")
     loop = asyncio.get_running_loop()
     family, addr = await _resolve(loop, host, port)
     if configuration.server_name is None:
         configuration.server_name = host
     _prepare(configuration)
-    local = "::" if family == socket.AF_INET6 else "0.0.0.0"
-    transport, protocol = await open_datagram_endpoint(
-        loop, lambda: QuicEndpointProtocol(QuicEndpoint(), icmp_hints=True), (local, local_port)
-    )
-    assert isinstance(protocol, QuicEndpointProtocol)
+    if sockets is not None:
+        protocol = await sockets.acquire(family)
+        release: Callable[[], None] = functools.partial(sockets.release, protocol)
+    else:
+        protocol = await open_client_pump(loop, family, local_port)
+        release = protocol.close_socket
     try:
         session = protocol.connect(addr, configuration)
+    except BaseException:
+        release()
+        raise
+    session._release = release
+    try:
         if session_setup is not None:
             session_setup(session)
         if wait_connected:
             try:
                 await session.wait_connected()
             except ConnectionClosed as exc:
-                code = protocol.unreachable
+                code = session.unreachable
                 if code:
                     raise ConnectionUnreachable(code, host, port, exc) from exc
                 raise
         yield session
         await session.aclose()
     finally:
-        transport.close()
+        if not session.is_closed:  # left early (an error, a cancellation): end it, so
+            session.close()  # a shared socket does not keep it until its idle timeout
+        session.release_socket()
 
 
 class ConnectionUnreachable(ConnectionClosed, ConnectionRefusedError):

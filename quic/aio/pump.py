@@ -96,6 +96,7 @@ datagram.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -175,6 +176,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.icmp_errors = 0  # errors taken off the error queue
         #: errno of the ICMP error that ended a connection before the peer answered
         self.unreachable = 0
+        #: several client connections lease this socket (quic.aio.shared.SharedSockets)
+        self.shared = False
         self.closed = self.loop.create_future()
         # counters (tests and benchmarks read them; see batching in the module docstring)
         self.read_wakeups = 0  # batched reader: times the socket was found readable
@@ -333,6 +336,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             ):
                 continue
             self.unreachable = code
+            session = self.sessions.get(conn)
+            if session is not None:
+                session.unreachable = code
             reason = f"ICMP: {os.strerror(code)} ({where[0]} port {where[1]})"
             conn.close(TransportErrorCode.CONNECTION_REFUSED, reason, application=False)
             self.wake(conn)
@@ -583,6 +589,33 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self._on_switch = None
         if old is not None and old is not self.transport:
             old.close()
+
+    def shutdown(self) -> None:
+        """Close every connection (NO_ERROR), send the closes at once, close the socket."""
+        for session in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                session.connection.close(0, "endpoint closed")
+            self.endpoint.wake(session.connection)
+        if self.transport is not None and not self.transport.is_closing():
+            self._transmit()
+        self.close_socket()
+
+    def close_socket(self) -> None:
+        """Close the socket: the pump ends once it is gone."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def hand_over(self, session: QuicSession, to: QuicEndpointProtocol) -> None:
+        """Move ``session``'s client connection to the pump ``to`` (its own socket, see
+        :mod:`quic.aio.shared`); the events already queued here are passed on first."""
+        self._dispatch()
+        conn = session.connection
+        cids = self.endpoint.hand_over(conn)
+        del self.sessions[conn]
+        session._protocol = to
+        to.sessions[conn] = session
+        to.endpoint.take_over(conn, cids)
+        self._arm_timer()
 
     def connect(self, addr: Any, configuration: QuicConfiguration) -> QuicSession:
         conn = self.endpoint.connect(addr, configuration, self.loop.time())

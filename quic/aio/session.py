@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -124,12 +125,14 @@ class QuicSession:
         "_protocol",
         "_read_limit",
         "_readers",
+        "_release",
         "_seen",
         "_writers",
         "connection",
         "event_listener",
         "stream_handler",
         "termination",
+        "unreachable",
     )
 
     def __init__(self, protocol: QuicEndpointProtocol, connection: QuicConnection) -> None:
@@ -152,6 +155,10 @@ class QuicSession:
         self._progress: asyncio.Event | None = None  # set by the next flush (limits, acks)
         self._failed = False
         self.termination: ConnectionTerminated | None = None
+        #: errno of an ICMP unreachable that ended the connection before the peer answered
+        self.unreachable = 0
+        # what gives the socket back when :func:`quic.aio.connect` is done (see release_socket)
+        self._release: Callable[[], None] | None = None
         self.stream_handler: Callable[[QuicStreamReader, QuicStreamWriter], Any] | None = None
         #: Sees every QUIC event first; True consumes it (see the module docstring).
         self.event_listener: Callable[[QuicEvent], bool] | None = None
@@ -308,7 +315,9 @@ class QuicSession:
         The pump binds a socket to ``(host, port)`` (default: same host, a new port);
         the moment it takes over, the connection switches to an unused connection ID
         of the peer (so the first packet from the new address carries it, §9.5),
-        resets its congestion state and validates the new path. Raises
+        resets its congestion state and validates the new path. On a socket other
+        connections share (:mod:`quic.aio.shared`) this connection alone moves, to a
+        socket of its own. Raises
         :class:`~quic.conn_migrate.MigrationRefused` when migration is not allowed
         (handshake not confirmed, the peer's disable_active_migration, no unused
         connection ID) and ``OSError`` if the socket cannot be bound; nothing is
@@ -322,10 +331,39 @@ class QuicSession:
         def switch() -> None:
             connection.migrate(loop.time())
 
+        protocol = self._protocol
+        if not protocol.shared:
+            try:
+                await protocol.rebind(host, port, switch)
+            finally:
+                self.schedule_flush()
+            return
+        # a socket other connections share (quic.aio.shared): this one moves to its own
+        from quic.aio.shared import open_client_pump  # imports this module
+
+        if host is None:
+            local = protocol.local_address
+            host = local[0] if local else "0.0.0.0"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        own = await open_client_pump(loop, family, port, host)
         try:
-            await self._protocol.rebind(host, port, switch)
-        finally:
-            self.schedule_flush()
+            self.check_open()  # it may have ended while the socket was being bound
+            protocol.hand_over(self, own)
+        except BaseException:
+            own.close_socket()
+            raise
+        switch()  # before anything leaves the new socket
+        release, self._release = self._release, own.close_socket
+        if release is not None:
+            release()  # the shared socket's lease
+        self.schedule_flush()
+
+    def release_socket(self) -> None:
+        """Give back the socket :func:`quic.aio.connect` took for this connection: a
+        shared socket's lease, or close a socket of its own. Idempotent."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
     # -- for layers that drive the connection directly ------------------------------------
 

@@ -313,8 +313,10 @@ async def test_workers_and_another_server_share_a_room_over_redis(
     workers = Workers("--redis", redis_server.url)
     other = Server("--redis", redis_server.url)
     try:
-        config = ClientConfig(
-            server_certificate_hashes=[workers.cert_hash, other.cert_hash], connect_timeout=5.0
+        config = ClientConfig(  # a socket per connection: the 4-tuple hash spreads them
+            server_certificate_hashes=[workers.cert_hash, other.cert_hash],
+            connect_timeout=5.0,
+            share_socket=False,
         )
         async with WebTransportClient(config=config) as client:
             there = await client.connect(f"https://127.0.0.1:{other.port}/rooms/hall")

@@ -340,6 +340,43 @@ async def test_pool_connections_grow_with_sessions_over_pool_size() -> None:
     assert small[1] == 1 + 1 and large[1] == 4 + 1  # connections and one origin lock
 
 
+# -- one UDP socket for a client's connections ---------------------------------------------
+
+
+def _client_pumps(sessions: list[WebTransportSession]) -> set[int]:
+    return {id(s.link.quic_session._protocol) for s in sessions}
+
+
+@pytest.mark.parametrize("count", [3, 12])
+async def test_a_clients_connections_share_one_socket(count: int) -> None:
+    """Default ClientConfig: N sessions on N connections use one UDP socket (RFC 9000
+    §5.2), every one of them works, and close() leaves no socket — the same at N and 4N."""
+    async with serving(max_sessions=64) as harness:
+        harness.handler = echo
+        client = WebTransportClient(client_config())
+        sessions = await asyncio.gather(*(client.connect(harness.url()) for _ in range(count)))
+        assert len({id(s.link) for s in sessions}) == count  # a connection each
+        assert len(_client_pumps(sessions)) == 1
+        pump = sessions[0].link.quic_session._protocol
+        assert pump.shared and len(pump.endpoint.connections) == count
+        echoed = await asyncio.gather(*(roundtrip(s, b"%d" % i) for i, s in enumerate(sessions)))
+        assert echoed == [b"%d" % i for i in range(count)]
+        await client.close()
+        assert client._sockets is not None and client._sockets.sockets == 0
+        async with asyncio.timeout(10):
+            await pump.closed
+
+
+async def test_share_socket_false_gives_each_connection_its_own_socket() -> None:
+    async with serving(max_sessions=8) as harness:
+        harness.handler = echo
+        async with WebTransportClient(client_config(share_socket=False)) as client:
+            sessions = [await client.connect(harness.url()) for _ in range(3)]
+            assert len(_client_pumps(sessions)) == 3
+            assert all(not s.link.quic_session._protocol.shared for s in sessions)
+            assert await roundtrip(sessions[2], b"own") == b"own"
+
+
 def test_bad_urls_fail_at_construction() -> None:
     with pytest.raises(ValueError):
         ReconnectingClient("http://127.0.0.1:4433/x")

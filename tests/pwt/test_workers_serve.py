@@ -229,7 +229,8 @@ async def test_rolling_drain_keeps_taking_new_connections(workers: Workers) -> N
 async def test_a_room_across_both_workers_gets_every_broadcast_once(workers: Workers) -> None:
     """``/rooms/<name>`` with members on both workers (the MeshBackplane each worker
     gets): a stream message reaches every other member exactly once."""
-    config = ClientConfig(server_certificate_hashes=[workers.cert_hash])
+    # a socket per connection: the kernel's 4-tuple hash spreads them over the workers
+    config = ClientConfig(server_certificate_hashes=[workers.cert_hash], share_socket=False)
     url = f"https://127.0.0.1:{workers.port}/rooms/lobby"
     async with WebTransportClient(config=config) as client:
         members: list[Any] = []
@@ -315,7 +316,9 @@ async def test_webtransport_sessions_migrate_across_worker_processes(
     encrypted CIDs, the worker the hash picks forwards them to the owner."""
     server = Workers(*(["--quic-lb-server-id", "0a01", "--quic-lb-key", key] if key else []))
     try:
-        config = ClientConfig(server_certificate_hashes=[server.cert_hash])
+        # a socket per connection: the 4-tuple hash spreads the handshakes over the workers
+        # (one socket would put every connection on one worker, beyond its per-address limit)
+        config = ClientConfig(server_certificate_hashes=[server.cert_hash], share_socket=False)
         async with WebTransportClient(config=config) as client:
             url = f"https://127.0.0.1:{server.port}/echo"
             sessions = [await client.connect(url) for _ in range(clients)]
