@@ -235,9 +235,14 @@ def encode_datagram_capsule(payload: bytes | bytearray | memoryview) -> bytes:
     return encode_capsule(CapsuleType.DATAGRAM, payload)
 
 
+# GREASE values need no secrecy: one generator per module, not one (seeded from
+# os.urandom, ~16 us) per call, i.e. per connection (issue 10, handshake cost)
+_RNG = random.Random()
+
+
 def grease_capsule(rng: random.Random | None = None, max_value: int = 16) -> bytes:
     """A reserved-type capsule (``0x29 * N + 0x17``) with a random value (RFC 9297 §5.4)."""
-    rng = rng or random.Random()
+    rng = rng or _RNG
     capsule_type = _RESERVED_STEP * rng.randint(0, _RESERVED_MAX_N) + _RESERVED_BASE
     return encode_capsule(capsule_type, rng.randbytes(rng.randint(0, max_value)))
 

@@ -382,9 +382,14 @@ def encode_push_promise_frame(push_id: int, field_section: bytes | bytearray | m
     return encode_frame(FrameType.PUSH_PROMISE, encode_varint(push_id) + bytes(field_section))
 
 
+# GREASE values need no secrecy: one generator per module, not one (seeded from
+# os.urandom, ~16 us) per call, i.e. per connection (issue 10, handshake cost)
+_RNG = random.Random()
+
+
 def grease_frame(rng: random.Random | None = None, max_payload: int = 16) -> bytes:
     """A reserved-type frame with a random payload of 0..``max_payload`` bytes (§7.2.8)."""
-    rng = rng or random.Random()
+    rng = rng or _RNG
     payload = rng.randbytes(rng.randint(0, max_payload))
     return encode_frame(random_reserved_codepoint(rng), payload)
 

@@ -113,9 +113,14 @@ def is_reserved_setting(setting_id: int) -> bool:
     return is_reserved_codepoint(setting_id)
 
 
+# GREASE values need no secrecy: one generator per module, not one (seeded from
+# os.urandom, ~16 us) per call, i.e. per connection (issue 10, handshake cost)
+_RNG = random.Random()
+
+
 def grease_setting(rng: random.Random | None = None) -> tuple[int, int]:
     """A reserved identifier with a random value, to include in SETTINGS (§7.2.4.1)."""
-    rng = rng or random.Random()
+    rng = rng or _RNG
     return random_reserved_codepoint(rng), rng.randint(0, VARINT_MAX)
 
 

@@ -163,3 +163,24 @@ def test_encode_rejects_out_of_range() -> None:
         encode_settings({1: -1})
     with pytest.raises(ValueError):
         encode_settings({VARINT_MAX + 1: 0})
+
+
+def test_grease_draws_from_one_generator_per_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GREASE (RFC 9114 §7.2.4.1, §7.2.8; RFC 9297 §5.4) makes no ``random.Random`` per
+    call (each seeds itself from os.urandom): one per connection was ~2 % of a handshake."""
+    from h3.capsules import grease_capsule
+    from h3.frames import grease_frame
+
+    made: list[int] = []
+
+    class Counting(random.Random):
+        def __init__(self, x: int | None = None) -> None:
+            made.append(1)
+            super().__init__(x)
+
+    monkeypatch.setattr(random, "Random", Counting)
+    for _ in range(10):
+        setting_id, _value = grease_setting()
+        assert is_reserved_setting(setting_id)
+        assert grease_frame() and grease_capsule()
+    assert made == []
