@@ -8,7 +8,8 @@ The server is a :class:`pywebtransport.WebTransportServer` with the default
 every incoming bidi stream chunk by chunk as it arrives (``read()`` → ``write()``, whose
 backpressure paces the echo) and every datagram. The client is one
 :class:`WebTransportClient` (default :class:`ClientConfig`, the self-signed certificate
-accepted with ``insecure=True``) opening one session per QUIC connection;
+accepted with ``insecure=True``) opening one session per QUIC connection (its
+connections share one UDP socket, ``ClientConfig.share_socket``);
 ``--key-shares x25519`` offers only an x25519 key share instead of our default
 (X25519MLKEM768 + x25519). The workloads are :mod:`benchmarks.wt_common`'s.
 """
