@@ -25,6 +25,12 @@ StreamData / Reset /  the stream (:class:`StreamEndpoint`), by QUIC stream ID
 StopSending
 ====================  ============================================================
 
+A QUIC ``DatagramReceived`` takes a shortcut when it can (issue 10: one per datagram
+of a ping-pong): :meth:`WebTransportConnection.datagram_route` says whether all the core
+and HTTP/3 would do with it is one ``DatagramReceived`` for an established session (the
+query changes nothing); then its payload goes to that session's ``on_datagram`` at
+once, with no HTTP/3 or WebTransport event made. Anything else takes the general path.
+
 The link is the only object that touches the core (:attr:`wt`) and the QUIC
 connection. Sessions and streams talk to it through its small public interface —
 commands (``open_stream``, ``send_stream_data``, ``consume``, ``close_session``, ...),
@@ -210,8 +216,17 @@ class WtLink:
 
     def _handle_quic_event(self, event: qe.QuicEvent) -> bool:
         if type(event) is qe.DatagramReceived:  # per datagram: no settings, no close
-            self.wt.handle_event(event)
-            self.process()
+            route = self.wt.datagram_route(event.data)
+            if route is None:
+                self.wt.handle_event(event)
+                self.process()
+            else:  # the layers below have nothing to do with it: straight to the session
+                session = self.sessions.get(route[0])
+                if session is not None:
+                    try:
+                        session.on_datagram(route[1])
+                    except Exception:  # as process(): keep the link alive
+                        logger.exception("handling a datagram of session %d failed", route[0])
             self.quic_session.schedule_flush()
             return True
         if isinstance(event, qe.StreamWritable):
