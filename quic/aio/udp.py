@@ -93,6 +93,7 @@ _PMTUDISC_PROBE = 3  # set DF, ignore the cached path MTU (IP_ and IPV6_ alike)
 _IP_DONTFRAG = {"darwin": 28, "freebsd": 67}
 _IPV6_DONTFRAG: int | None = getattr(socket, "IPV6_DONTFRAG", None)
 _IP_TOS: int | None = getattr(socket, "IP_TOS", None)
+_IPPROTO_IP = socket.IPPROTO_IP
 _IP_RECVTOS: int | None = getattr(socket, "IP_RECVTOS", None)
 _IPV6_TCLASS: int | None = getattr(socket, "IPV6_TCLASS", None)
 _IPV6_RECVTCLASS: int | None = getattr(socket, "IPV6_RECVTCLASS", None)
@@ -379,6 +380,11 @@ def read_batch_ecn(
         if not ancillary:
             feed(data, addr, 0)
             continue
+        if len(ancillary) == 1:  # per datagram, the common case: the ECN field alone
+            level, kind, value = ancillary[0]
+            if kind == _IP_TOS and level == _IPPROTO_IP and value:
+                feed(data, addr, value[0] & 3)  # as _ecn_of; no GRO segment size
+                continue
         ecn = _ecn_of(ancillary)
         segment = gro_segment_size(ancillary)  # several datagrams glued by GRO
         if segment and len(data) > segment:
