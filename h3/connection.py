@@ -32,7 +32,8 @@ One way out. :meth:`H3Connection.handle_event` returns nothing: the HTTP/3 event
 causes are queued and leave only through :meth:`H3Connection.next_event`, which the
 owner drains after each call. Nothing else is queued for anyone. The queue itself is
 made by the first event and let go once drained, so an idle connection holds none
-(issue 10, memory per idle session).
+(issue 10, memory per idle session). ``datagram_route`` is a query, not a way out: a
+datagram whose only effect would be its event may be taken from its answer instead.
 
 Bounded state. A stream leaves every table (:class:`~h3.stream_state.StreamTable`,
 ``_head_requests``, the QPACK decoder) once HTTP/3 is done with its receive side
@@ -782,6 +783,19 @@ class H3Connection:
             self.control.flush_decoder()
             self._close_stream(sid)
         self._emit(RequestStreamReset(sid, error_code))
+
+    def datagram_route(self, data: bytes) -> tuple[int, bytes] | None:
+        """``(stream ID, payload)`` if all :meth:`handle_event` would do with this QUIC
+        DATAGRAM payload is queue them as the next event out (RFC 9297 §2.1); else None:
+        hand it to :meth:`handle_event`. A query (changes nothing; see the module doc)."""
+        if self.closed or self._events or self._qlog is not None or not self._early.passes_through:
+            return None
+        try:
+            sid, payload = decode_h3_datagram(data)
+        except H3ConnectionError:
+            return None
+        ok = self.config.enable_datagrams and not self._streams.is_closed(sid)
+        return (sid, payload) if ok else None
 
     def _on_datagram(self, data: bytes) -> None:
         if not self.config.enable_datagrams:

@@ -192,6 +192,12 @@ class EarlyRequests:
             self._held.clear()
             self._held_bytes = 0
 
+    @property
+    def passes_through(self) -> bool:
+        """Nothing released waits and no queued event is to be skipped: the next event
+        queued is the next out (:meth:`H3Connection.datagram_route`)."""
+        return not self._ready and not self._dropped
+
     def forget(self, stream_id: int) -> None:
         """HTTP/3 is done with the stream's receive side (it left every table)."""
         self._settled.pop(stream_id, None)

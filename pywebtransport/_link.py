@@ -25,6 +25,12 @@ StreamData / Reset /  the stream (:class:`StreamEndpoint`), by QUIC stream ID
 StopSending
 ====================  ============================================================
 
+A QUIC ``DatagramReceived`` takes a shortcut when it can (issue 10: one per datagram
+of a ping-pong): :meth:`WebTransportConnection.datagram_route` says whether all the core
+and HTTP/3 would do with it is one ``DatagramReceived`` for an established session (the
+query changes nothing); then its payload goes to that session's ``on_datagram`` at
+once, with no HTTP/3 or WebTransport event made. Anything else takes the general path.
+
 The link is the only object that touches the core (:attr:`wt`) and the QUIC
 connection. Sessions and streams talk to it through its small public interface —
 commands (``open_stream``, ``send_stream_data``, ``consume``, ``close_session``, ...),
@@ -72,6 +78,7 @@ __all__ = [
 logger = logging.getLogger("pywebtransport")
 
 _CONSUMED = (qe.StreamDataReceived, qe.StreamReset, qe.StopSendingReceived, qe.DatagramReceived)
+_DATAGRAM = qe.DatagramReceived  # per datagram: a global, not a module attribute
 _WT_INPUT = (*_CONSUMED, qe.HandshakeCompleted, qe.ProtocolNegotiated, qe.ConnectionTerminated)
 _CRYPTO_ERROR = 0x100  # RFC 9001 §4.8: CRYPTO_ERROR = 0x100 + TLS alert
 _CERTIFICATE_ALERTS = frozenset(
@@ -203,10 +210,26 @@ class WtLink:
     def _on_quic_event(self, event: qe.QuicEvent) -> bool:
         """The QUIC session's listener: never raises (an asyncio callback runs it)."""
         try:
+            if type(event) is _DATAGRAM:  # per datagram: the shortcut (module docstring)
+                route = self.wt.datagram_route(event.data)
+                if route is not None:
+                    self._deliver(route[0], route[1])
+                    return True
             return self._handle_quic_event(event)
         except Exception:
             self._internal_error()
             return isinstance(event, _CONSUMED)
+
+    def _deliver(self, session_id: int, data: bytes) -> None:
+        """A datagram that the layers below have nothing to do with, straight to its
+        session. No flush is asked for: nothing was written (the pump transmits after
+        every batch of events anyway, and a reply asks for its own)."""
+        session = self.sessions.get(session_id)
+        if session is not None:
+            try:
+                session.on_datagram(data)
+            except Exception:  # as process(): keep the link alive
+                logger.exception("handling a datagram of session %d failed", session_id)
 
     def _handle_quic_event(self, event: qe.QuicEvent) -> bool:
         if type(event) is qe.DatagramReceived:  # per datagram: no settings, no close

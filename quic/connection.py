@@ -362,7 +362,7 @@ class QuicConnection:
 
     @property
     def is_closed(self) -> bool:
-        return self.state is ConnectionState.TERMINATED
+        return self.state is _TERMINATED  # per datagram (the endpoint's bookkeeping)
 
     def queue_sizes(self) -> dict[str, int]:
         """Size of every internal queue and table a peer or the application can grow

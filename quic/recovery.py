@@ -25,7 +25,12 @@ ACK processing proportional to what changes:
   packets acknowledged long ago;
 * loss detection (§6.1) walks up from ``lowest_unacked`` and stops at the first packet
   that is not yet lost: send times grow with packet numbers, so both thresholds
-  select a prefix of the outstanding packets.
+  select a prefix of the outstanding packets;
+* one range from at most ``lowest_unacked`` to ``largest_sent`` (everything in flight
+  acknowledged: a ping-pong, a request and its response), with no skipped number and
+  no remembered lost packet, takes every tracked packet at once, with nothing to
+  validate, walk or declare lost (``_on_ack_all``; the same outcome as the general
+  ``_on_ack_ranges``, checked by ``fuzz/test_fuzz_ack_all.py``).
 
 Packet numbers must be registered in increasing order with non-decreasing times.
 Deliberately skipped packet numbers (optimistic-ACK defence, RFC 9000 §21.4) can be
@@ -329,7 +334,84 @@ class LossRecovery:
         from the frame; ``ack_delay`` is in seconds; ``ecn_ce_count`` is the frame's
         ECN-CE count if it carried ECN counts. Raises ``QuicProtocolError``
         (PROTOCOL_VIOLATION) for an acknowledgment of a packet never sent (RFC 9000 §13.1).
+        One range that acknowledges every tracked packet (a ping-pong, a request and its
+        response) takes :meth:`_on_ack_all`; anything else :meth:`_on_ack_ranges`.
         """
+        st = self.spaces[space]
+        if (
+            ranges
+            and ranges[0][1] == st.largest_sent
+            and len(ranges) == 1
+            and st.sent
+            and ranges[0][0] <= st.lowest_unacked
+            and not st.skipped
+            and not st.lost
+        ):
+            return self._on_ack_all(st, space, ack_delay, now, ecn_ce_count)
+        return self._on_ack_ranges(space, ranges, ack_delay, now, ecn_ce_count)
+
+    def _on_ack_all(
+        self,
+        st: PacketSpaceRecovery,
+        space: int,
+        ack_delay: float,
+        now: float,
+        ecn_ce_count: int | None,
+    ) -> AckResult:
+        """:meth:`_on_ack_ranges` for one range from at most ``lowest_unacked`` to
+        ``largest_sent``, no skipped packet number and no remembered lost packet: nothing
+        to validate, every tracked packet acknowledged (in packet number order: the
+        dict's), none left to declare lost or to find spurious. The same steps in the
+        same order, without walking the range (issue 10: one such ACK per round trip)."""
+        largest_acked = st.largest_sent
+        if largest_acked > st.largest_acked:
+            st.largest_acked = largest_acked
+        if space == _HANDSHAKE:
+            self._handshake_acked = True  # RFC 9002 A.8: a Handshake ACK validates us
+        sent = st.sent
+        acked = list(sent.values())
+        sent.clear()
+        ack_eliciting = False
+        for packet in acked:
+            if packet.ack_eliciting:
+                ack_eliciting = True
+                if packet.in_flight:
+                    st.ack_eliciting_in_flight -= 1
+        st.lowest_unacked = largest_acked + 1  # advance_lowest_unacked, nothing tracked
+        st.ack_only = None
+        largest = acked[-1]
+        sample = None
+        if ack_eliciting and largest.packet_number == largest_acked:  # RFC 9002 §5.1
+            rtt = self.rtt
+            rtt.update(
+                now - largest.time_sent,
+                0.0 if space == _INITIAL else ack_delay,  # RFC 9002 §5.3
+                now,
+                self.max_ack_delay if self.handshake_confirmed else None,
+            )
+            sample = rtt.latest_rtt
+        if ecn_ce_count is not None and ecn_ce_count > st.ecn_ce_count:  # RFC 9002 §7.1
+            st.ecn_ce_count = ecn_ce_count
+            self.congestion.on_ecn_ce(largest.time_sent, now)
+        st.loss_time = None  # _detect_lost: nothing tracked, nothing lost
+        self.congestion.on_packets_acked(acked, now)
+        if not self.is_client or self._handshake_acked or self.handshake_confirmed:
+            self.pto_count = 0  # RFC 9002 §6.2.1
+        self._pto_anchor = now
+        for packet in acked:
+            for handler, args in packet.handlers:
+                handler(True, *args)
+        return AckResult(acked, [], sample)
+
+    def _on_ack_ranges(
+        self,
+        space: int,
+        ranges: Sequence[tuple[int, int]],
+        ack_delay: float,
+        now: float,
+        ecn_ce_count: int | None = None,
+    ) -> AckResult:
+        """:meth:`on_ack_received`, any ACK frame (RFC 9002 A.7)."""
         st = self.spaces[space]
         result = AckResult()
         if not ranges:

@@ -9,6 +9,8 @@ WebTransport events (:mod:`pywebtransport.protocol.events`). One way out: the HT
 events are drained with ``H3Connection.next_event`` as they are produced, and the
 WebTransport events leave only through :meth:`next_event` (``handle_event`` returns
 nothing); their queue exists only while it holds events (issue 10, idle memory).
+``datagram_route`` is a query, not a way out: it tells the owner that a QUIC datagram
+would only become a ``DatagramReceived`` for an established session, and changes nothing.
 Commands (``connect``, ``accept``, ``open_stream``, ...) write through the public
 H3/QUIC API; the caller then drains ``quic.datagrams_to_send``.
 

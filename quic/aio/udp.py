@@ -7,7 +7,10 @@ asyncio's datagram transport reads one datagram per event-loop iteration and cal
 selector event loop the driver can do better: :func:`take_over_reading` replaces the
 transport's reader with one that drains up to a batch of datagrams per wake-up, so a
 burst is fed to the endpoint before anything is transmitted (one transmit pass per
-burst instead of one per datagram).
+burst instead of one per datagram). It reads until the socket is empty, and learns
+that from ``FIONREAD`` (:func:`_drained`) rather than from a read that fails with
+``EAGAIN`` (a system call and an exception per wake-up: a ping-pong's every wake-up
+ends that way).
 
 That take-over needs three asyncio internals, and this module is the only place that
 touches them (see :func:`take_over_reading`). On other loops (uvloop) the driver binds
@@ -90,6 +93,7 @@ _PMTUDISC_PROBE = 3  # set DF, ignore the cached path MTU (IP_ and IPV6_ alike)
 _IP_DONTFRAG = {"darwin": 28, "freebsd": 67}
 _IPV6_DONTFRAG: int | None = getattr(socket, "IPV6_DONTFRAG", None)
 _IP_TOS: int | None = getattr(socket, "IP_TOS", None)
+_IPPROTO_IP = socket.IPPROTO_IP
 _IP_RECVTOS: int | None = getattr(socket, "IP_RECVTOS", None)
 _IPV6_TCLASS: int | None = getattr(socket, "IPV6_TCLASS", None)
 _IPV6_RECVTCLASS: int | None = getattr(socket, "IPV6_RECVTCLASS", None)
@@ -104,6 +108,31 @@ _MSG_ERRQUEUE: int = getattr(socket, "MSG_ERRQUEUE", 0x2000)
 ERROR_QUEUE_BATCH = 64
 #: Room for the ECN control messages of one datagram (an IPv4 and an IPv6 one at most).
 _ANCILLARY_SPACE = socket.CMSG_SPACE(4) * 2 if hasattr(socket, "CMSG_SPACE") else 0
+
+try:  # the "is anything left?" probe of the batched reader (see _drained)
+    import fcntl
+    import termios
+
+    _ioctl: Callable[[int, int, bytearray], int] | None = fcntl.ioctl
+    _FIONREAD: int = termios.FIONREAD
+except ImportError:  # Windows: no ioctl; the reader stops at a failing read instead
+    _ioctl = None
+    _FIONREAD = 0
+_NOTHING = bytes(4)
+
+
+def _drained(fd: int, room: bytearray) -> bool:
+    """True if the socket has no datagram waiting: ``FIONREAD`` (Linux ``SIOCINQ``,
+    udp(7): the size of the next datagram, 0 if there is none; the BSDs: the bytes
+    queued) tells without a read that fails with ``EAGAIN``, which costs a system call
+    *and* an exception. A hint only: a zero-length datagram also reads as 0 (it is read
+    at the next wake-up: the socket stays readable), and a probe that fails says
+    "not drained" (the read that follows decides, as before)."""
+    try:
+        _ioctl(fd, _FIONREAD, room)  # type: ignore[misc]  # fd >= 0: _ioctl is set
+    except OSError:
+        return False
+    return room == _NOTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +321,14 @@ def take_over_reading(
     return True
 
 
+def _probe(sock: socket.socket) -> tuple[int, bytearray]:
+    """``(descriptor, buffer)`` for :func:`_drained`; descriptor -1 where there is no
+    ``FIONREAD`` (the reader then stops at the first read that fails)."""
+    if _ioctl is None:
+        return -1, bytearray()
+    return sock.fileno(), bytearray(4)
+
+
 def read_batch(
     sock: socket.socket,
     feed: Callable[[bytes, Any], None],
@@ -301,7 +338,10 @@ def read_batch(
     """Feed up to ``limit`` waiting datagrams of a non-blocking socket; returns how many."""
     recvfrom = sock.recvfrom
     count = 0
+    fd, room = _probe(sock)
     while count < limit:
+        if count and fd >= 0 and _drained(fd, room):
+            break  # the batch took everything: no read that fails with EAGAIN
         try:
             data, addr = recvfrom(65536)
         except (BlockingIOError, InterruptedError):
@@ -325,7 +365,10 @@ def read_batch_ecn(
     recvmsg = sock.recvmsg
     space = _ANCILLARY_SPACE + GRO_ANCILLARY_SPACE
     count = 0
+    fd, room = _probe(sock)
     while count < limit:
+        if count and fd >= 0 and _drained(fd, room):
+            break  # the batch took everything: no read that fails with EAGAIN
         try:
             data, ancillary, _flags, addr = recvmsg(65536, space)
         except (BlockingIOError, InterruptedError):
@@ -337,6 +380,11 @@ def read_batch_ecn(
         if not ancillary:
             feed(data, addr, 0)
             continue
+        if len(ancillary) == 1:  # per datagram, the common case: the ECN field alone
+            level, kind, value = ancillary[0]
+            if kind == _IP_TOS and level == _IPPROTO_IP and value:
+                feed(data, addr, value[0] & 3)  # as _ecn_of; no GRO segment size
+                continue
         ecn = _ecn_of(ancillary)
         segment = gro_segment_size(ancillary)  # several datagrams glued by GRO
         if segment and len(data) > segment:

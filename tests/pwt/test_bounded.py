@@ -175,6 +175,7 @@ async def test_a_bug_in_the_link_closes_only_its_connection(
             raise RuntimeError("a bug of ours")
 
         link.wt.handle_event = bug  # type: ignore[method-assign]
+        link.wt.datagram_route = bug  # type: ignore[method-assign,assignment]  # datagrams ask first
         for _ in range(5):
             session.send_datagram(b"boom")
         async with asyncio.timeout(TIMEOUT):
