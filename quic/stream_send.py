@@ -16,6 +16,9 @@ before any new data. Until the first out-of-order acknowledgment or loss both ar
 one shared empty list (``_NO_RANGES``, never written to; replaced by a stream's own list
 before the first range is added): most streams never need either, and each would be two
 more objects for the garbage collector per stream (issue 10: the 1,000-session burst).
+Likewise the chunk and start lists are shared empty lists (``_NO_CHUNKS``,
+``_NO_STARTS``) until the first write and again once everything was acknowledged (a
+sending part that never writes, such as a server's 1-RTT CRYPTO stream, holds none).
 :meth:`SendStream.next_frame` returns, in order: the first lost range, a FIN-only frame
 whose FIN was lost, new data (bounded by the stream credit and the connection credit
 passed in), or a FIN-only frame for an empty tail.
@@ -188,6 +191,11 @@ class _RangeList:
 #: written; :meth:`SendStream.on_acked` and :meth:`SendStream.on_lost` replace it with a
 #: list of the stream's own before adding a range.
 _NO_RANGES = _RangeList()
+#: The chunk and start lists of a sending part holding no data (see the module
+#: docstring): only :meth:`SendStream.write` adds to a stream's lists, and it gives the
+#: stream lists of its own first.
+_NO_CHUNKS: list[bytes] = []
+_NO_STARTS: list[int] = []
 
 
 class SendStream:
@@ -225,8 +233,8 @@ class SendStream:
         self.credit = SendCredit(max_stream_data)
         self._state = SendState.READY
         self.trace: Callable[[int, bool, Enum, Enum], None] | None = None
-        self._chunks: list[bytes] = []
-        self._starts: list[int] = []
+        self._chunks = _NO_CHUNKS
+        self._starts = _NO_STARTS
         self._head = 0  # index of the first chunk still held
         self._write_offset = 0
         self._sent_offset = 0
@@ -337,6 +345,9 @@ class SendStream:
                 raise StreamUsageError("stream offset would exceed 2^62-1")
             chunk = data if type(data) is bytes else bytes(data)
             chunks = self._chunks
+            if chunks is _NO_CHUNKS:
+                chunks = self._chunks = []
+                self._starts = []
             if (
                 n < _COALESCE_LIMIT
                 and len(chunks) > self._head
@@ -671,8 +682,8 @@ class SendStream:
         self._head = head
 
     def _release_all(self) -> None:
-        self._chunks = []
-        self._starts = []
+        self._chunks = _NO_CHUNKS
+        self._starts = _NO_STARTS
         self._head = 0
         self._lost = _NO_RANGES
         self._acked = _NO_RANGES

@@ -3,7 +3,8 @@
 Every stream's sending part kept two range lists (acknowledged out of order, lost),
 each a ``_RangeList`` holding a ``list``: four GC-tracked objects per sending part that
 most streams never use. They now share one empty list until the first out-of-order
-acknowledgment or loss. Shown by counting tracked objects per stream at N and 4N
+acknowledgment or loss (and the chunk and start lists share empty lists until the first
+write and once everything was acknowledged). Shown by counting tracked objects per stream at N and 4N
 streams, and by random runs checking the shared list against lists of the stream's
 own from the start (the old code's state) and checking that it stays empty.
 """
@@ -15,7 +16,7 @@ import random
 
 import pytest
 
-from quic.stream_send import _NO_RANGES, SendStream, _RangeList
+from quic.stream_send import _NO_CHUNKS, _NO_RANGES, _NO_STARTS, SendStream, _RangeList
 from tests.support.quicpair import make_pair
 
 N = 25  # 4N stays under the default stream limit (128)
@@ -44,9 +45,11 @@ def test_an_open_stream_costs_few_tracked_objects(n: int) -> None:
 
 
 def _own_lists(stream: SendStream) -> SendStream:
-    """The stream as it was before: range lists of its own from the start."""
+    """The stream as it was before: lists of its own from the start."""
     stream._acked = _RangeList()
     stream._lost = _RangeList()
+    stream._chunks = []
+    stream._starts = []
     return stream
 
 
@@ -87,4 +90,4 @@ def test_the_shared_empty_range_list_gives_the_same_frames(seed: int) -> None:
     shared = SendStream(0, 1 << 30)
     assert shared._acked is _NO_RANGES and shared._lost is _NO_RANGES
     assert _run(shared, ops) == _run(_own_lists(SendStream(0, 1 << 30)), ops)
-    assert _NO_RANGES.b == []  # never written to
+    assert _NO_RANGES.b == [] and _NO_CHUNKS == [] and _NO_STARTS == []  # never written to

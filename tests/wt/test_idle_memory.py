@@ -54,7 +54,7 @@ def test_bytes_per_idle_session_linear_and_bounded() -> None:
 # GC-tracked objects the server keeps per idle session (marginal, Sans-I/O layers): every
 # full collection visits each of them, and the 1,000-session burst paid one full pass of
 # ~0.3 M objects per side (issue 10). 173 before the send parts' shared empty range
-# lists and the WT flow-control counts in one list, 157 after.
+# and chunk lists and the WT flow-control counts in one list, 155 after.
 TRACKED_PER_SESSION = 165
 
 
