@@ -4,9 +4,9 @@ Every stream's sending part kept two range lists (acknowledged out of order, los
 each a ``_RangeList`` holding a ``list``: four GC-tracked objects per sending part that
 most streams never use. They now share one empty list until the first out-of-order
 acknowledgment or loss (and the chunk and start lists share empty lists until the first
-write and once everything was acknowledged). Shown by counting tracked objects per stream at N and 4N
-streams, and by random runs checking the shared list against lists of the stream's
-own from the start (the old code's state) and checking that it stays empty.
+write and once everything was acknowledged). Shown by counting tracked objects per
+stream at N and 4N streams, and by random runs checking the shared lists against lists
+of the stream's own from the start (the old code's state) and that they stay empty.
 """
 
 from __future__ import annotations
