@@ -128,6 +128,11 @@ class AckState:
         self._require_extension("IMMEDIATE_ACK")
         self.trackers[2].request_immediate_ack()
 
+    def ack_at_once(self) -> None:
+        """Acknowledge the 1-RTT packet being processed at once instead of within
+        ``max_ack_delay`` (RFC 9000 §13.2.1 asks for no later; sooner is always allowed)."""
+        self.trackers[2].request_immediate_ack()
+
     def _require_extension(self, name: str) -> int:
         if self.min_ack_delay is None:
             frame_type = (

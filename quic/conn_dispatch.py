@@ -22,6 +22,14 @@ NEW_TOKEN, HANDSHAKE_DONE                   handshake driver (RFC 9000 §19.7, �
 CONNECTION_CLOSE                            the connection (RFC 9000 §10.2)
 ==========================================  ==========================================
 
+A STREAM frame whose FIN ends a bidirectional stream we opened and on which our own
+sending part is done (the end of a response to our request) has its packet acknowledged
+at once (:meth:`~quic.conn_acks.AckState.ack_at_once`): nothing of ours on that stream
+could carry the ACK, so waiting for the ACK timer would only cost a wake-up and let the
+peer's PTO race it (RFC 9000 §13.2.1 asks for an ACK within max_ack_delay). Streams the
+peer opened keep the usual delay (see
+:meth:`~quic.conn_streams.StreamController.ends_our_exchange`).
+
 What concerns the connection as a whole — TLS released something, the handshake is
 confirmed, the peer closed, connection IDs must be (un)routed — goes back through the
 callbacks the connection gives at construction; the dispatcher holds no connection
@@ -204,6 +212,13 @@ class FrameDispatcher:
                 sid, offset, data, fin, pos = decode_stream_fields(payload, pos)
                 ack_eliciting = non_probing = True
                 streams.on_stream(sid, offset, data, fin, ftype, now)
+                if fin and streams.ends_our_exchange(sid):
+                    # The peer's FIN ends an exchange we finished sending our part of
+                    # (a response to our request): no reply of ours on this stream can
+                    # carry the ACK, so it goes now, not at the ACK timer (RFC 9000
+                    # §13.2.1: within max_ack_delay; issue 10: one wake-up and one
+                    # transmit fewer per request, and the peer's PTO is not raced).
+                    self._acks.ack_at_once()
                 continue
             if ftype == 0x31 and index == APPLICATION:
                 # DATAGRAM with Length (RFC 9221 §4), allowed in 0-RTT and 1-RTT,

@@ -88,8 +88,11 @@ from quic.stream_recv import (
     RecvState,
     RecvStream,
 )
-from quic.stream_send import SendStream
+from quic.stream_send import SendState, SendStream
 from quic.tparams import TransportParameters
+
+#: Sending parts that may still send data or a FIN (RFC 9000 §3.1).
+_STILL_SENDING = frozenset((SendState.READY, SendState.SEND))
 
 if TYPE_CHECKING:
     from quic.qlog import QuicLogger
@@ -317,6 +320,21 @@ class StreamController:
             self._events.append(DeferredDelivery(stream_id))
         if self.manager.opened_by_peer:  # most frames open none
             self._deliver_new_peer_streams()
+
+    def ends_our_exchange(self, stream_id: int) -> bool:
+        """``stream_id`` is a bidirectional stream *we* opened whose sending part has
+        sent its FIN or was reset: the peer's FIN on it ends an exchange we started (a
+        response to our request) and nothing of ours will follow on it. False for a
+        stream the peer opened, one without a sending part, or one no longer in the
+        table. (A peer-opened stream is left out on purpose: acknowledging at once the
+        FIN that ends a peer's stream, e.g. a browser's CONNECT stream after our close
+        capsule, changed the order in which Chromium saw its stream end and the close
+        capsule: it reported "Connection lost" under load.)"""
+        if (stream_id & 1) != (not self.is_client):  # RFC 9000 §2.1: the initiator bit
+            return False
+        stream = self.manager.get(stream_id)
+        send = stream.send if stream is not None else None
+        return send is not None and send.state not in _STILL_SENDING
 
     def deliver_deferred(self, stream_id: int, now: float) -> None:
         """The connection took a :class:`DeferredDelivery` off its event queue: what

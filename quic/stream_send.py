@@ -12,9 +12,16 @@ Three offsets describe the stream: ``acked_offset`` (every byte below it is
 acknowledged), ``highest_sent`` (new data starts there) and the write offset (end of
 the buffer). Byte ranges acknowledged out of order are kept in a small range list above
 ``acked_offset``; ranges declared lost are kept in a second list and are retransmitted
-before any new data. :meth:`SendStream.next_frame` therefore returns, in order: the
-first lost range, a FIN-only frame whose FIN was lost, new data (bounded by the stream
-credit and the connection credit passed in), or a FIN-only frame for an empty tail.
+before any new data. Until the first out-of-order acknowledgment or loss both are the
+one shared empty list (``_NO_RANGES``, never written to; replaced by a stream's own list
+before the first range is added): most streams never need either, and each would be two
+more objects for the garbage collector per stream (issue 10: the 1,000-session burst).
+Likewise the chunk and start lists are shared empty lists (``_NO_CHUNKS``,
+``_NO_STARTS``) until the first write and again once everything was acknowledged (a
+sending part that never writes, such as a server's 1-RTT CRYPTO stream, holds none).
+:meth:`SendStream.next_frame` returns, in order: the first lost range, a FIN-only frame
+whose FIN was lost, new data (bounded by the stream credit and the connection credit
+passed in), or a FIN-only frame for an empty tail.
 
 The connection owns packet numbers; it remembers what each frame carried and reports
 its fate with :meth:`SendStream.on_acked` / :meth:`SendStream.on_lost` (and the
@@ -180,6 +187,17 @@ class _RangeList:
         return [(b[k], b[k + 1]) for k in range(0, len(b), 2)]
 
 
+#: The empty range list every stream starts with (see the module docstring): read, never
+#: written; :meth:`SendStream.on_acked` and :meth:`SendStream.on_lost` replace it with a
+#: list of the stream's own before adding a range.
+_NO_RANGES = _RangeList()
+#: The chunk and start lists of a sending part holding no data (see the module
+#: docstring): only :meth:`SendStream.write` adds to a stream's lists, and it gives the
+#: stream lists of its own first.
+_NO_CHUNKS: list[bytes] = []
+_NO_STARTS: list[int] = []
+
+
 class SendStream:
     """Send half of a stream: buffering, framing, retransmission, reset (RFC 9000 §3.1)."""
 
@@ -215,14 +233,14 @@ class SendStream:
         self.credit = SendCredit(max_stream_data)
         self._state = SendState.READY
         self.trace: Callable[[int, bool, Enum, Enum], None] | None = None
-        self._chunks: list[bytes] = []
-        self._starts: list[int] = []
+        self._chunks = _NO_CHUNKS
+        self._starts = _NO_STARTS
         self._head = 0  # index of the first chunk still held
         self._write_offset = 0
         self._sent_offset = 0
         self._acked_offset = 0
-        self._acked = _RangeList()
-        self._lost = _RangeList()
+        self._acked = _NO_RANGES
+        self._lost = _NO_RANGES
         self._fin_offset: int | None = None
         self._fin_sent = False
         self._fin_acked = False
@@ -327,6 +345,9 @@ class SendStream:
                 raise StreamUsageError("stream offset would exceed 2^62-1")
             chunk = data if type(data) is bytes else bytes(data)
             chunks = self._chunks
+            if chunks is _NO_CHUNKS:
+                chunks = self._chunks = []
+                self._starts = []
             if (
                 n < _COALESCE_LIMIT
                 and len(chunks) > self._head
@@ -407,7 +428,8 @@ class SendStream:
         self._fin_lost = False
         reliable = self._reliable_size
         assert reliable is not None
-        self._lost.subtract(reliable, VARINT_MAX)
+        if self._lost.b:
+            self._lost.subtract(reliable, VARINT_MAX)
         starts = self._starts
         chunks = self._chunks
         while len(chunks) > self._head and starts[-1] >= end:
@@ -582,6 +604,9 @@ class SendStream:
                 if head < len(chunks) and self._starts[head] + len(chunks[head]) <= stop:
                     self._release_to(stop)
             else:
+                if acked is _NO_RANGES:
+                    acked = self._acked = _RangeList()
+                    b = acked.b
                 acked.add(offset, stop)
                 if b[0] <= self._acked_offset:
                     self._acked_offset = b[1]
@@ -612,6 +637,8 @@ class SendStream:
         if stop > start:
             lost = self._lost
             for s, e in self._acked.gaps(start, stop):
+                if lost is _NO_RANGES:
+                    lost = self._lost = _RangeList()
                 lost.add(s, e)
         if fin and not self._fin_acked:
             self._fin_lost = True
@@ -655,9 +682,9 @@ class SendStream:
         self._head = head
 
     def _release_all(self) -> None:
-        self._chunks = []
-        self._starts = []
+        self._chunks = _NO_CHUNKS
+        self._starts = _NO_STARTS
         self._head = 0
-        self._lost = _RangeList()
-        self._acked = _RangeList()
+        self._lost = _NO_RANGES
+        self._acked = _NO_RANGES
         self._fin_lost = False

@@ -6,8 +6,8 @@ Flow control is on for a connection when both endpoints sent a non-zero
 SETTINGS_WT_INITIAL_MAX_* value (§5.1); then every session carries one
 :class:`SessionFlowControl` with two halves:
 
-* **receive** (limits we grant): the peer may open at most ``recv_max_streams[bidi]``
-  streams in total and send at most ``recv_max_data`` bytes of stream bodies (stream
+* **receive** (limits we grant): the peer may open at most a limit of streams of each
+  kind in total and send at most ``recv_max_data`` bytes of stream bodies (stream
   headers excluded, §5.4). Exceeding either is WT_FLOW_CONTROL_ERROR (§5.6.2,
   §5.6.4), raised as :class:`~pywebtransport.protocol.errors.SessionAbort`. Credit is
   given back QUIC-style (RFC 9000 §4.2) as the *application consumes* data, never on
@@ -34,6 +34,14 @@ __all__ = ["SessionFlowControl"]
 
 _DATA = "data"
 
+# Offsets into SessionFlowControl._counts: each a pair of stream counts indexed by
+# ``bidi`` (uni at +0, bidi at +1).
+_RECV_MAX = 0  # the peer may open this many streams in total (we announced)
+_PEER_OPENED = 2  # streams the peer opened
+_PEER_CLOSED = 4  # ... of which finished
+_SEND_MAX = 6  # we may open this many (the peer announced)
+_OPENED = 8  # streams we opened
+
 
 def _error(reason: str) -> SessionAbort:
     return SessionAbort(H3ErrorCode.WT_FLOW_CONTROL_ERROR, reason)
@@ -48,48 +56,42 @@ class SessionFlowControl:
 
     __slots__ = (
         "_blocked_sent",
+        "_counts",
         "_windows",
         "consumed",
-        "opened",
-        "peer_closed",
-        "peer_opened",
         "received",
         "recv_max_data",
-        "recv_max_streams",
         "send_max_data",
-        "send_max_streams",
         "sent",
     )
 
     def __init__(self, local: tuple[int, int, int], peer: tuple[int, int, int]) -> None:
         # local = what we announced (max_data, bidi, uni); peer = what the peer announced.
-        # Per stream kind: two-item lists indexed by ``bidi`` (False = uni, True = bidi),
-        # a third of a two-key dict's size (one set per session; issue 10, memory).
+        # The stream counts of both kinds in one list (offsets _RECV_MAX ... _OPENED,
+        # plus ``bidi``): one object for the garbage collector per session instead of
+        # five two-item lists (issue 10: tracked objects per idle session).
         self._windows = local
         self.recv_max_data = local[0]
-        self.recv_max_streams = [local[2], local[1]]
         self.received = 0  # stream-body bytes received (limit check, §5.6.4)
         self.consumed = 0  # ... of which the application is done with (credit)
-        self.peer_opened = [0, 0]
-        self.peer_closed = [0, 0]
         self.send_max_data = peer[0]
-        self.send_max_streams = [peer[2], peer[1]]
         self.sent = 0
-        self.opened = [0, 0]
+        self._counts = [local[2], local[1], 0, 0, 0, 0, peer[2], peer[1], 0, 0]
         self._blocked_sent: dict[str, int] | None = None  # made by the first BLOCKED
 
     # -- receive side ----------------------------------------------------------------
 
     def on_peer_stream(self, bidi: bool) -> None:
         """A peer stream of this session appeared (draft-16 §5.6.2)."""
-        count = self.peer_opened[bidi] + 1
-        if count > self.recv_max_streams[bidi]:
+        counts = self._counts
+        count = counts[_PEER_OPENED + bidi] + 1
+        if count > counts[_RECV_MAX + bidi]:
             raise _error(f"peer opened {count} {_kind(bidi)} streams, limit is "
-                         f"{self.recv_max_streams[bidi]}")  # fmt: skip
-        self.peer_opened[bidi] = count
+                         f"{counts[_RECV_MAX + bidi]}")  # fmt: skip
+        counts[_PEER_OPENED + bidi] = count
 
     def on_peer_stream_closed(self, bidi: bool) -> None:
-        self.peer_closed[bidi] += 1
+        self._counts[_PEER_CLOSED + bidi] += 1
 
     def on_data_received(self, size: int) -> None:
         """``size`` more stream-body bytes from the peer (draft-16 §5.6.4)."""
@@ -114,19 +116,21 @@ class SessionFlowControl:
             (False, CapsuleType.WT_MAX_STREAMS_UNI),
         ):
             window = self._windows[1 if bidi else 2]
-            new_limit = min(self.peer_closed[bidi] + window, MAX_STREAMS_LIMIT)
-            if window and new_limit - self.recv_max_streams[bidi] >= max(1, window // 2):
-                self.recv_max_streams[bidi] = new_limit
+            counts = self._counts
+            new_limit = min(counts[_PEER_CLOSED + bidi] + window, MAX_STREAMS_LIMIT)
+            if window and new_limit - counts[_RECV_MAX + bidi] >= max(1, window // 2):
+                counts[_RECV_MAX + bidi] = new_limit
                 out.append(encode_varint_capsule(capsule_type, new_limit))
         return out
 
     # -- send side -------------------------------------------------------------------
 
     def can_open(self, bidi: bool) -> bool:
-        return self.opened[bidi] < self.send_max_streams[bidi]
+        counts = self._counts
+        return counts[_OPENED + bidi] < counts[_SEND_MAX + bidi]
 
     def on_open(self, bidi: bool) -> None:
-        self.opened[bidi] += 1
+        self._counts[_OPENED + bidi] += 1
 
     def send_credit(self) -> int:
         return max(0, self.send_max_data - self.sent)
@@ -140,7 +144,7 @@ class SessionFlowControl:
             limit, capsule_type = self.send_max_data, CapsuleType.WT_DATA_BLOCKED
         else:
             bidi = kind == "bidi"
-            limit = self.send_max_streams[bidi]
+            limit = self._counts[_SEND_MAX + bidi]
             capsule_type = (
                 CapsuleType.WT_STREAMS_BLOCKED_BIDI if bidi else CapsuleType.WT_STREAMS_BLOCKED_UNI
             )
@@ -164,11 +168,12 @@ class SessionFlowControl:
         """WT_MAX_STREAMS (§5.6.2); True if it unblocked us."""
         if value > MAX_STREAMS_LIMIT:
             raise _error(f"WT_MAX_STREAMS {value} exceeds 2**60")
-        current = self.send_max_streams[bidi]
+        counts = self._counts
+        current = counts[_SEND_MAX + bidi]
         if value <= current:
             raise _error(f"WT_MAX_STREAMS {value} does not increase {current}")
-        was_blocked = self.opened[bidi] >= current
-        self.send_max_streams[bidi] = value
+        was_blocked = counts[_OPENED + bidi] >= current
+        counts[_SEND_MAX + bidi] = value
         return was_blocked
 
     @staticmethod

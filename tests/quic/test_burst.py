@@ -1,6 +1,6 @@
 """Many idle connections woken at once (the 1,000-session burst of issue 10), in memory.
 
-Three findings, each shown at N and 4N connections (counts, not times):
+Four findings, each shown at N and 4N connections (counts, not times):
 
 * a peer that reads nothing for several PTOs (overloaded by the burst) while only small
   packets are outstanding set off the DPLPMTUD black-hole fallback on every connection
@@ -12,16 +12,24 @@ Three findings, each shown at N and 4N connections (counts, not times):
   its cap of datagrams per call is served again at once;
 * each PTO of a connection with one small request outstanding sent two probes (two
   PINGs the overloaded peer must read and acknowledge): now one while less than a
-  datagram is in flight (RFC 9002 §6.2.4: "at least one", "up to two").
+  datagram is in flight (RFC 9002 §6.2.4: "at least one", "up to two");
+* the response that ends an exchange (its FIN, on a stream whose FIN we sent) was
+  acknowledged at the ACK timer, max_ack_delay later: one more wake-up and transmit per
+  request, and 25 ms more for the responder's PTO to race. Now at once (RFC 9000
+  §13.2.1: within max_ack_delay) — only on a stream we opened: the FIN that ends a
+  stream the peer opened keeps the usual delay (acknowledging a browser's CONNECT-stream
+  FIN at once made Chromium report "Connection lost" instead of our close capsule).
 """
 
 from __future__ import annotations
 
 import pytest
 
+from quic.conn_keys import APPLICATION
 from quic.conn_pmtu import PmtuState
 from quic.connection import QuicConnection
 from quic.endpoint import QuicEndpoint
+from quic.events import StreamDataReceived
 from tests.support.quicpair import SERVER_ADDR, Pair, client_config, make_pair
 
 N = 8
@@ -140,3 +148,68 @@ def test_a_connection_capped_by_one_call_is_served_again(
         client.datagrams_to_send(now)
     assert not conn.more_to_send and not client.has_pending_output
     assert conn.streams.send_buffered(sid) == 5000  # all sent, none acknowledged yet
+
+
+def _exchanges(n: int) -> tuple[Pair, list[QuicConnection]]:
+    """Every client sends a 64-byte request with FIN; the server answers each with 64
+    bytes and FIN once the request is in; the pair is run until every client has the
+    end of its response (and has sent what that made due at once)."""
+    pair, conns = _idle_pair(n)
+    for conn in conns:
+        sid = conn.create_stream()
+        conn.send_stream_data(sid, b"q" * 64, end_stream=True)
+
+    def ended(side: str) -> list[StreamDataReceived]:
+        return [e for e in pair.events_of(StreamDataReceived, side) if e.end_stream]
+
+    pair.run(lambda: len(ended("server")) == n, max_time=10)
+    for server in pair.server_endpoint.connections:
+        server.send_stream_data(0, b"r" * 64, end_stream=True)
+    pair.run(lambda: len(ended("client")) == n, max_time=10)
+    return pair, conns
+
+
+@pytest.mark.parametrize("n", [N, 4 * N])
+def test_the_end_of_a_response_is_acknowledged_at_once(n: int) -> None:
+    pair, conns = _exchanges(n)
+    # before: every client held its ACK for max_ack_delay (n ACK timers still armed)
+    assert [c for c in conns if c.acks.trackers[APPLICATION].deadline is not None] == []
+    servers = pair.server_endpoint.connections
+    pair.net.settle(0.015)  # one-way delay 10 ms, max_ack_delay 25 ms: the ACKs are there
+    assert [s for s in servers if s.recovery.ack_eliciting_in_flight] == []
+
+
+def test_the_end_of_a_request_waits_for_the_response_to_carry_its_ack() -> None:
+    """The server's sending part is still open when the request ends: its ACK may
+    ride on the response, so it is not sent alone at once."""
+    pair, _ = _idle_pair(1)
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"q" * 64, end_stream=True)
+    pair.run(lambda: pair.stream_done(sid), max_time=10)
+    assert pair.server.acks.trackers[APPLICATION].deadline is not None
+
+
+def test_the_end_of_a_peer_unidirectional_stream_waits_for_the_ack_timer() -> None:
+    """No reply can follow on a stream we cannot send on, but neither is it the end
+    of an exchange of ours: its ACK keeps the usual delay (and can ride along)."""
+    pair, _ = _idle_pair(1)
+    sid = pair.server.create_stream(bidirectional=False)
+    pair.server.send_stream_data(sid, b"u" * 64, end_stream=True)
+    pair.run(lambda: pair.stream_done(sid, "client"), max_time=10)
+    assert pair.client.acks.trackers[APPLICATION].deadline is not None
+
+
+def test_the_end_of_a_peer_stream_we_answered_waits_for_the_ack_timer() -> None:
+    """The client opens a stream, the server answers with FIN, then the client's FIN
+    ends the stream (a browser closing its CONNECT stream after our close capsule): the
+    stream is the peer's, so its ACK keeps the usual delay."""
+    pair, _ = _idle_pair(1)
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"q" * 64)
+    pair.run(lambda: bool(pair.events_of(StreamDataReceived)), max_time=10)
+    pair.server.send_stream_data(sid, b"r" * 64, end_stream=True)
+    pair.run(lambda: pair.stream_done(sid, "client"), max_time=10)
+    pair.net.settle(0.1)  # the server's FIN acknowledged: its sending part is done
+    pair.client.send_stream_data(sid, b"", end_stream=True)
+    pair.run(lambda: pair.stream_done(sid), max_time=10)
+    assert pair.server.acks.trackers[APPLICATION].deadline is not None

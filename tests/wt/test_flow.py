@@ -126,7 +126,8 @@ def test_excess_data_is_flow_control_error() -> None:
 def test_excess_streams_is_flow_control_error() -> None:
     p = wt_pair(config(), config(initial_max_streams_bidi=1))
     sid = establish(p)
-    p.client._sessions[sid].flow.send_max_streams[True] = 5  # type: ignore[union-attr]
+    # the client believes the server allowed 5 (the server announced 1)
+    p.client._sessions[sid].flow.on_max_streams(True, 5)  # type: ignore[union-attr]
     for _ in range(2):
         p.client.send_stream_data(p.client.open_stream(sid, True), b"x")
     p.run(lambda: bool(p.of(SessionClosed)))

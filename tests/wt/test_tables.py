@@ -139,5 +139,6 @@ def test_claimed_ids_in_order_keep_nothing() -> None:
     for n in range(100_000):
         ids.add(4 * n)
         assert len(ids) == 0
+        assert ids._heap is None  # no heap object while nothing is above the floor
     ids.add(3)  # not a client bidi stream ID: ignored
     assert 3 not in ids and 4 * 99_999 in ids
