@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from quic.conn_acks import AckState
+from quic.conn_timers import earliest_deadline
 from quic.connection import QuicConnection
 from quic.packet_builder import PacketAssembler
 from tests.support.quicpair import SERVER_ADDR, Pair, make_pair
@@ -223,3 +225,36 @@ def test_reply_path_writes_one_datagram_in_one_pass(monkeypatch: pytest.MonkeyPa
     assert len(conn.datagrams_to_send(pair.net.now)) == 3
     assert calls["_write_reply"] == 1 and calls["_write_space"] >= 2
     assert assembled["asm"] == 2  # one assembler per build call
+
+
+def test_deadline_after_a_build_matches_its_parts() -> None:
+    """The connection's deadline, asked after every build (its idle and key-rest parts
+    computed without their wrappers), is the earliest of what the components wait for,
+    in the random states above, before and after the build."""
+    for seed in range(20):
+        rng = random.Random(seed)
+        pair = _confirmed_pair(seed % 4)
+        conn, now = _random_state(pair, rng, _OTHER[seed % len(_OTHER)])
+        for _ in range(2):
+            expected = earliest_deadline(conn, conn._idle_deadline(), conn._rest_deadline())
+            assert conn.get_timer() == expected
+            conn.datagrams_to_send(now)
+
+
+def test_ack_deadline_unrolled_matches_the_loop() -> None:
+    """AckState.earliest_deadline (the three spaces unrolled): the earliest deadline of
+    the spaces that can still send, for every mix of deadlines and keys."""
+    rng = random.Random(1)
+    acks = AckState(0.025, 3)
+    choices = (None, 1.0, 2.0, 2.0, 3.5)
+    for _ in range(2000):
+        spaces = [types.SimpleNamespace(write=rng.choice((None, object()))) for _ in range(3)]
+        for tracker in acks.trackers:
+            tracker.deadline = rng.choice(choices)
+        reference = [
+            tracker.deadline
+            for tracker, space in zip(acks.trackers, spaces, strict=True)
+            if tracker.deadline is not None and space.write is not None
+        ]
+        expected = min(reference) if reference else None
+        assert acks.earliest_deadline(spaces) == expected  # type: ignore[arg-type]
