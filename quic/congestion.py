@@ -260,12 +260,7 @@ class NewReno:
         """Nothing to do: §7.8 is applied per ACK (see :meth:`_window_limited`)."""
 
     def pacing_rate(self, smoothed_rtt: float) -> float:
-        # window_pacing_rate() and in_slow_start, inline: asked before every build
-        window = self.congestion_window
-        ssthresh = self.ssthresh
-        rtt = smoothed_rtt if smoothed_rtt > _MIN_RTT_FOR_RATE else _MIN_RTT_FOR_RATE
-        slow_start = ssthresh is None or window < ssthresh
-        return (PACING_GAIN_SLOW_START if slow_start else PACING_GAIN) * window / rtt
+        return window_pacing_rate(self.congestion_window, smoothed_rtt, self.in_slow_start)
 
     def on_packets_acked(self, packets: Sequence[SentPacket], now: float) -> None:
         limited = self._window_limited(self.bytes_in_flight)

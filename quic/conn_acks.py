@@ -184,17 +184,6 @@ class AckState:
             return False
         return due or tracker.deadline is not None or (eliciting and tracker.fresh)
 
-    def include(self, index: int, now: float, eliciting: bool) -> int:
-        """:meth:`due` and :meth:`should_include` in one call (the send path's reply
-        case): 0 no ACK in the packet, 1 an ACK that is not due, 2 one that is due."""
-        tracker = self.trackers[index]
-        deadline = tracker.deadline
-        if not tracker.has_ranges():
-            return 0
-        if deadline is not None and deadline <= now:
-            return 2  # due (AckTracker.wants_ack)
-        return 1 if deadline is not None or (eliciting and tracker.fresh) else 0
-
     # -- sending ----------------------------------------------------------------------
 
     def write(

@@ -41,7 +41,7 @@ from collections import deque
 
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import DatagramReceived, QuicEvent
-from quic.frames import FrameType, encode_datagram_frame_header
+from quic.frames import FrameType, datagram_frame_header_size, encode_datagram_frame_header
 from quic.packet_builder import PacketAssembler
 
 __all__ = ["DatagramChannel"]
@@ -161,8 +161,7 @@ class DatagramChannel:
         if not queue:
             return 0
         n = len(queue[0])
-        # datagram_frame_header_size(n), inline (a Length varint, RFC 9221 §4): per build
-        need = n + (2 if n < 0x40 else 3 if n < 0x4000 else 5 if n < 0x40000000 else 9)
+        need = datagram_frame_header_size(n) + n
         return need if need <= room else 0
 
     def write(self, asm: PacketAssembler) -> None:

@@ -467,7 +467,7 @@ class SendScheduler:
         if recovery.congestion.available() < mtu or pacer.next_send_time(now, mtu) > now:
             return None  # RFC 9002 §7, §7.7: the general path knows what may go
         acks = self._acks
-        ack = acks.include(APPLICATION, now, True)  # 2: due, 1: not due, 0: none
+        ack_due = acks.due(APPLICATION, now)
         space = self._keys.spaces[APPLICATION]
         write = space.write
         assert write is not None
@@ -484,8 +484,8 @@ class SendScheduler:
         space.next_pn += 1
         packet = asm.packet
         datagrams = self._datagrams
-        if ack:
-            reserve = 0 if ack == 2 else datagrams.room_needed(asm.room)
+        if acks.should_include(APPLICATION, ack_due, True):
+            reserve = 0 if ack_due else datagrams.room_needed(asm.room)
             acks.write(asm, APPLICATION, now, reserve, self._ecn.counts(APPLICATION))
         datagrams.write(asm)
         run = self._ack_only_run

@@ -103,12 +103,7 @@ class Pacer:
             return now
         if size is None:
             size = self.max_datagram_size
-        tokens = self._tokens  # _tokens_at(now), inline: asked for every datagram built
-        last = self._last
-        if last is not None and now > last:
-            tokens += (now - last) * rate
-            if tokens > self._capacity:
-                tokens = self._capacity
+        tokens = self._tokens_at(now)
         # A packet may always go out from a full bucket, whatever its size.
         need = size if size < self._capacity else self._capacity
         if tokens >= need:

@@ -21,13 +21,9 @@ from typing import Any
 
 import pytest
 
-from quic.congestion import NewReno, window_pacing_rate
 from quic.conn_acks import AckState
-from quic.conn_datagrams import DatagramChannel
 from quic.conn_timers import earliest_deadline
 from quic.connection import QuicConnection
-from quic.frames_defs import datagram_frame_header_size
-from quic.pacing import Pacer
 from quic.packet_builder import PacketAssembler
 from tests.support.quicpair import SERVER_ADDR, Pair, make_pair
 
@@ -262,48 +258,3 @@ def test_ack_deadline_unrolled_matches_the_loop() -> None:
         ]
         expected = min(reference) if reference else None
         assert acks.earliest_deadline(spaces) == expected  # type: ignore[arg-type]
-
-
-def test_build_arithmetic_inline_matches_the_helpers() -> None:
-    """What a build asks inline gives the helpers' answers: NewReno's pacing rate
-    (window_pacing_rate with in_slow_start), the pacer's next send time (_tokens_at),
-    the room a queued datagram needs (datagram_frame_header_size), and whether and how
-    an ACK goes in the packet (AckState.due and should_include)."""
-    rng = random.Random(2)
-    cc = NewReno(1200)
-    pacer = Pacer(1200)
-    acks = AckState(0.025, 3)
-    for _ in range(3000):
-        cc.congestion_window = rng.randrange(2400, 1 << 22)
-        cc.ssthresh = rng.choice((None, rng.randrange(2400, 1 << 22)))
-        srtt = rng.choice((0.0, 0.0005, 0.001, rng.random()))
-        assert cc.pacing_rate(srtt) == window_pacing_rate(
-            cc.congestion_window, srtt, cc.in_slow_start
-        )
-        now = rng.random() * 10
-        pacer.set_rate(rng.choice((None, 1e4, rng.random() * 1e8)), cc.congestion_window, now)
-        pacer.on_packet_sent(rng.randrange(0, 40000), now)
-        later = now + rng.choice((0.0, 1e-6, rng.random() * 0.01, -0.001))
-        size = rng.choice((None, 1, 1200, 30000))
-        rate = pacer.rate
-        reference = later
-        if rate is not None:
-            tokens = pacer._tokens_at(later)
-            need = min(size if size is not None else pacer.max_datagram_size, pacer.capacity)
-            reference = later if tokens >= need else later + (need - tokens) / rate
-        assert pacer.next_send_time(later, size) == reference
-        n = rng.choice((0, 1, 63, 64, 16383, 16384, rng.randrange(0, 70000)))
-        channel = DatagramChannel(65536, 4, collections.deque())
-        channel.set_peer_max_frame_size(1 << 20)
-        channel.send(bytes(n), 8, 1 << 20)
-        room = rng.randrange(0, 80000)
-        need = datagram_frame_header_size(n) + n
-        assert channel.room_needed(room) == (need if need <= room else 0)
-        tracker = acks.trackers[2]
-        if rng.random() < 0.5:
-            tracker.on_packet(rng.randrange(0, 1000), rng.random() < 0.7, now, False)
-        tracker.deadline = rng.choice((None, now - 0.001, now, now + 0.01))
-        eliciting = rng.random() < 0.5
-        due = acks.due(2, now)
-        expected = (2 if due else 1) if acks.should_include(2, due, eliciting) else 0
-        assert acks.include(2, now, eliciting) == expected
