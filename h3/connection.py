@@ -115,6 +115,7 @@ _CONTROL_ONLY = frozenset(
 )
 _DATA = FrameType.DATA
 _HEADERS = FrameType.HEADERS
+_H3_DATAGRAM = int(SettingId.H3_DATAGRAM)  # RFC 9297 §2.1.1 (a plain int: no enum lookup)
 
 
 @dataclass(kw_only=True)
@@ -341,12 +342,17 @@ class H3Connection:
             if control.peer_settings is not None
             else control.memory.remembered
         )
-        return bool(peer and peer.get(SettingId.H3_DATAGRAM))
+        return bool(peer and peer.get(_H3_DATAGRAM))
 
     def send_datagram(self, stream_id: int, data: bytes | bytearray | memoryview) -> None:
         """Send an HTTP datagram for ``stream_id`` (RFC 9297 §2.1); ValueError if it is
         larger than :meth:`max_datagram_payload` (docs/datagrams.md)."""
-        if not self._peer_enabled_datagrams():
+        # _peer_enabled_datagrams(), inline: every datagram sent passes here
+        control = self.control
+        peer = control.peer_settings
+        if peer is None:
+            peer = control.memory.remembered
+        if not (peer and peer.get(_H3_DATAGRAM)):
             raise ValueError("the peer did not enable HTTP datagrams")
         self.quic.send_datagram(encode_h3_datagram(stream_id, data))
         if self._qlog is not None:

@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 MAX_QUARTER_STREAM_ID = (1 << 60) - 1  # RFC 9297 §2.1
+_QUARTER = [bytes((quarter,)) for quarter in range(0x40)]  # one-byte varints (RFC 9000 §16)
 
 
 def encode_h3_datagram_header(stream_id: int) -> bytes:
@@ -51,6 +52,8 @@ def max_h3_datagram_payload(quic_max_payload: int, stream_id: int) -> int:
 
 def encode_h3_datagram(stream_id: int, payload: bytes | bytearray | memoryview) -> bytes:
     """The QUIC DATAGRAM payload carrying ``payload`` for stream ``stream_id`` (§2.1)."""
+    if 0 <= stream_id < 0x100 and not stream_id & 3:  # a one-byte Quarter Stream ID
+        return _QUARTER[stream_id >> 2] + bytes(payload)
     return encode_h3_datagram_header(stream_id) + bytes(payload)
 
 

@@ -533,7 +533,7 @@ class WtLink:
 
     def send_datagram(self, session_id: int, data: bytes | bytearray | memoryview) -> None:
         self.wt.send_datagram(session_id, data)
-        self.flush()
+        self.quic_session.schedule_flush()  # flush(), without its own call: per datagram
 
     def close_session(self, session_id: int, code: int, reason: str) -> None:
         """WT_CLOSE_SESSION and FIN; the session's ``on_closed`` runs before this returns."""

@@ -368,7 +368,8 @@ class WebTransportSession:
         """Send an unreliable datagram; DatagramTooLarge if it cannot fit a packet."""
         self.check_usable()
         size = len(data)
-        limit = self.max_datagram_size
+        # max_datagram_size, without the property's own call: per datagram
+        limit = max_h3_datagram_payload(self._link.max_datagram_payload, self.session_id)
         if size > limit:
             raise DatagramTooLarge(size, limit)
         try:

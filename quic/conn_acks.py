@@ -157,15 +157,25 @@ class AckState:
     def earliest_deadline(self, spaces: Sequence[Space]) -> float | None:
         """The earliest ACK deadline among the spaces we can send in (those of
         ``spaces``, one per tracker, whose ``write`` keys are set)."""
-        earliest: float | None = None
-        for tracker, space in zip(self.trackers, spaces, strict=True):
-            deadline = tracker.deadline
-            if (
-                deadline is not None
-                and (earliest is None or deadline < earliest)
-                and space.write is not None
-            ):
-                earliest = deadline
+        # the three spaces unrolled: asked after every build (issue 10)
+        initial, handshake, application = self.trackers
+        earliest = application.deadline
+        if earliest is not None and spaces[2].write is None:
+            earliest = None
+        deadline = handshake.deadline
+        if (
+            deadline is not None
+            and (earliest is None or deadline < earliest)
+            and spaces[1].write is not None
+        ):
+            earliest = deadline
+        deadline = initial.deadline
+        if (
+            deadline is not None
+            and (earliest is None or deadline < earliest)
+            and spaces[0].write is not None
+        ):
+            earliest = deadline
         return earliest
 
     def should_include(self, index: int, due: bool, eliciting: bool) -> bool:

@@ -484,6 +484,8 @@ class PathManager:
     def get_timer(self) -> float | None:
         timer: float | None = None
         others = self.others
+        if not others and self.current.abandon_at is None:
+            return None  # the common case, asked after every build: nothing validating
         for path in (self.current, *others.values()) if others else (self.current,):
             if path.abandon_at is None:
                 continue

@@ -54,6 +54,17 @@ does can change that, so the call goes on in a short loop
 without the per-space visits. With
 qlog on, every datagram takes the general path.
 
+The reply case (a datagram ping-pong, an echo): when DATAGRAM frames wait and nothing
+else could go in the call's first datagram but an ACK — 1-RTT keys only, the handshake
+complete, the address validated, no probe, PMTU probe, PING, path, connection-ID,
+flow-control, stream-state, ACK_FREQUENCY, HANDSHAKE_DONE, NEW_TOKEN or CRYPTO frame
+and no STREAM data owed (:meth:`SendScheduler._reply_only`) — and the window and the
+pacer let an ack-eliciting datagram go, the first pass of the loop is
+:meth:`SendScheduler._write_reply`: one 1-RTT packet with the ACK and the DATAGRAM
+frames the general pass would write, registered the same way; the loop goes on from
+its second pass only when datagrams are left over or the datagram is full. Anything
+else (or qlog on) declines it before anything changed.
+
 A DPLPMTUD probe (:class:`~quic.conn_pmtu.PmtuDiscovery`, RFC 9000 §14.4) goes first,
 in a datagram of its own larger than the others, when the PMTU component asks for one
 and the congestion window has room for it; the component writes its PING and PADDING.
@@ -291,7 +302,22 @@ class SendScheduler:
         bulk = False  # only stream data left: the short loop (_write_bulk)
         paced = 0  # datagrams the pacer lets out in the short loop (RFC 9002 §7.7)
         bulk_bytes = 0  # ... taken from its bucket at once when the loop ends
-        for count in range(_MAX_DATAGRAMS_PER_CALL):
+        start = 0
+        if probe is None and qlog is None and self._datagrams.pending and self._reply_only():
+            reply = self._write_reply(asm, pacer, mtu, now, marked)
+            if reply is not None:  # else declined, nothing changed: the general loop
+                size, sent_eliciting = reply
+                validated_bytes = size
+                if not sent_eliciting or (size < mtu and not self._datagrams.pending):
+                    # where the loop's first pass would stop (an empty or ACK-only
+                    # datagram; a short one that took everything, _sent_everything)
+                    self.capped = False
+                    if size:
+                        paths.on_datagram_sent(size)
+                    self._after_build(now, mtu, sent_eliciting)
+                    return asm.datagrams, sent_eliciting
+                start = 1  # more datagrams queued: the loop goes on from its second pass
+        for count in range(start, _MAX_DATAGRAMS_PER_CALL):
             if bulk:
                 # the rest of the call in one short loop (at most ``paced`` datagrams
                 # and the call's cap); it ends the call like the loop's own ends
@@ -397,6 +423,89 @@ class SendScheduler:
             or self._keys.zero_rtt_write is not None
             or self._wants_eliciting(APPLICATION)
         )
+
+    def _reply_only(self) -> bool:
+        """Only an ACK and DATAGRAM frames can go in this call's first datagram, in one
+        1-RTT packet: no other space or 0-RTT keys, the handshake complete, the address
+        validated, no probe owed, and no frame of :meth:`_wants_frames_besides_stream`
+        but DATAGRAM owed, nor STREAM data (the caller checked that datagrams wait)."""
+        keys = self._keys
+        spaces = keys.spaces
+        handshake = self._handshake
+        paths = self._paths
+        streams = self._streams
+        return not (
+            spaces[INITIAL].write is not None
+            or spaces[HANDSHAKE].write is not None
+            or spaces[APPLICATION].write is None
+            or keys.zero_rtt_write is not None
+            or not handshake.complete
+            or self._probes
+            or self._ackfreq_due
+            or self._pings
+            or not paths.address_validated
+            or paths.wants_send()  # PATH_CHALLENGE (owed on the current path) or RESPONSE
+            or handshake.done_pending
+            or handshake.tokens_pending
+            or streams.has_data()
+            or streams.wants_control()
+            or self._crypto.needs_send(APPLICATION)
+            or self._cids.wants_send(True)
+        )
+
+    def _write_reply(
+        self, asm: PacketAssembler, pacer: Pacer, mtu: int, now: float, marked: bool
+    ) -> tuple[int, bool] | None:
+        """The first pass of :meth:`build`'s loop when :meth:`_reply_only` holds (a
+        datagram ping-pong, an echo): one datagram of one 1-RTT packet with the ACK
+        :meth:`_write_space` would put in and the queued DATAGRAM frames that fit,
+        registered with loss recovery, ECN and the pacer as the loop does. Returns its
+        size (0: nothing was written) and whether it is ack-eliciting; None, having
+        changed nothing, when the window or the pacer holds ack-eliciting frames back
+        or the datagram has no room (the general loop then decides)."""
+        recovery = self._recovery
+        if recovery.congestion.available() < mtu or pacer.next_send_time(now, mtu) > now:
+            return None  # RFC 9002 §7, §7.7: the general path knows what may go
+        acks = self._acks
+        ack_due = acks.due(APPLICATION, now)
+        space = self._keys.spaces[APPLICATION]
+        write = space.write
+        assert write is not None
+        if not asm.begin_short_datagram(
+            mtu,
+            self._cids.peer_cid,
+            write,
+            APPLICATION,
+            space.next_pn,
+            recovery.spaces[APPLICATION].largest_acked,
+            write.key_phase,
+        ):
+            return None
+        space.next_pn += 1
+        packet = asm.packet
+        datagrams = self._datagrams
+        if acks.should_include(APPLICATION, ack_due, True):
+            reserve = 0 if ack_due else datagrams.room_needed(asm.room)
+            acks.write(asm, APPLICATION, now, reserve, self._ecn.counts(APPLICATION))
+        datagrams.write(asm)
+        run = self._ack_only_run
+        if packet.ack_eliciting:
+            run[APPLICATION] = 0
+        else:
+            run[APPLICATION] += 1
+            if run[APPLICATION] >= _MAX_ACK_ONLY_RUN:
+                self._push_ping(asm)  # RFC 9000 §13.2.4: get our ACKs acknowledged
+                run[APPLICATION] = 0
+        size = asm.end_short_datagram()
+        if not size:
+            return 0, False
+        if marked:
+            self._ecn.on_packet_sent(packet)  # RFC 9000 §13.4.2: learn its fate
+        recovery.on_packet_sent(packet, now)
+        eliciting = packet.ack_eliciting
+        if eliciting:
+            pacer.on_packet_sent(size, now)
+        return size, eliciting
 
     def _write_bulk(
         self, asm: PacketAssembler, mtu: int, allowed: int, now: float, marked: bool

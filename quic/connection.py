@@ -608,7 +608,13 @@ class QuicConnection:
             return self.closer.deadline
 
     def _get_timer(self) -> float | None:
-        return earliest_deadline(self, self._idle_deadline(), self._rest_deadline())
+        # _idle_deadline() and _rest_deadline() without their own calls (every build)
+        last_activity = self._last_activity
+        return earliest_deadline(
+            self,
+            idle_deadline(self, last_activity, self._idle_timeout),
+            rest_deadline(self, self._key_rest_delay, last_activity, self._keys_rested_at),
+        )
 
     def handle_timer(self, now: float) -> None:
         """Fire everything that is due (safe to call early)."""

@@ -358,7 +358,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
     def wake(self, connection: QuicConnection) -> None:
         """The application acted on ``connection``: serve it at the next flush."""
         self.endpoint.wake(connection)
-        self.schedule_flush()
+        if not self._flush_scheduled:  # schedule_flush(), inline: per datagram sent
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
 
     def transmit_now(self, connection: QuicConnection) -> None:
         """Send now unless a flush is already on its way (latency-sensitive callers: a

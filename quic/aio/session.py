@@ -519,7 +519,10 @@ class QuicSession:
         forget writers whose data is all acknowledged."""
         if self.termination is not None and not self._closed.done():
             self._closed.set_result(self.termination)
-        self._pulse_progress()
+        progress = self._progress  # _pulse_progress(), inline: once per transmit
+        if progress is not None:
+            self._progress = None
+            progress.set()
         closing = self._closing
         if closing:
             buffered = self.connection.send_buffered

@@ -293,3 +293,13 @@ def test_h3_datagram_malformed() -> None:
         decode_h3_datagram(too_big)
     assert info.value.error_code == H3ErrorCode.H3_DATAGRAM_ERROR
     assert decode_h3_datagram(encode_varint(MAX_QUARTER_STREAM_ID))[0] == 4 * MAX_QUARTER_STREAM_ID
+
+
+def test_h3_datagram_one_byte_fast_path_matches_the_header() -> None:
+    """encode_h3_datagram writes a one-byte Quarter Stream ID inline: the same bytes as
+    encode_h3_datagram_header, for every stream ID around the one-byte limit."""
+    for stream_id in range(0, 0x140, 4):
+        for payload in (b"", b"p" * 64, bytearray(b"ab"), memoryview(b"xyz")):
+            assert encode_h3_datagram(stream_id, payload) == (
+                encode_h3_datagram_header(stream_id) + bytes(payload)
+            )

@@ -1,0 +1,260 @@
+"""The reply path of the send scheduler (issue 10, WT datagram ping-pong): a build whose
+first datagram can only hold an ACK and DATAGRAM frames writes it in one short pass
+(``SendScheduler._write_reply``). Its results must be exactly the general path's.
+
+Each case drives a client connection into a random state (ACK ranges with random gaps
+and ages from server packets lost on the way, queued datagrams of random sizes, and
+sometimes other work the reply path must leave to the general path: a PING, stream
+data, a full congestion window, an empty pacing bucket, a key update, a close), copies
+the connection, and builds once with the reply path and once, on the copy, without
+it. The datagrams must be byte-identical and the two connections' whole states equal
+afterwards (loss recovery records, packet numbers, ACK state, queues, the pacer...).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import random
+import types
+from typing import Any
+
+import pytest
+
+from quic.conn_acks import AckState
+from quic.conn_timers import earliest_deadline
+from quic.connection import QuicConnection
+from quic.packet_builder import PacketAssembler
+from tests.support.quicpair import SERVER_ADDR, Pair, make_pair
+
+_DGRAM = {"max_datagram_frame_size": 65536}
+
+
+def _confirmed_pair(seed: int) -> Pair:
+    pair = make_pair(seed=seed, client_kwargs=dict(_DGRAM), server_kwargs=dict(_DGRAM))
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake.confirmed, max_time=5)
+    return pair
+
+
+def _shared(root: object) -> dict[int, Any]:
+    """A deepcopy memo that shares what cannot be copied (cipher and hash objects of
+    ``cryptography``/``hashlib``: stateless for what a build does with them)."""
+    memo: dict[int, Any] = {}
+    seen: set[int] = set()
+    stack: list[Any] = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if (type(obj).__module__ or "").startswith(("cryptography", "_hashlib")):
+            memo[id(obj)] = obj
+        elif isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset, collections.deque)):
+            stack.extend(obj)
+        elif isinstance(obj, types.MethodType):
+            stack.append(obj.__self__)
+        elif not isinstance(obj, (str, bytes, int, float, type, types.FunctionType)):
+            stack.extend(getattr(obj, "__dict__", {}).values())
+            for cls in type(obj).__mro__:
+                slots = getattr(cls, "__slots__", ())
+                stack.extend(getattr(obj, name) for name in slots if hasattr(obj, name))
+    return memo
+
+
+def _snapshot(root: object) -> Any:
+    """The object graph below ``root`` as plain nested data (objects in the order first
+    met; a second visit is a back reference), for comparing two graphs."""
+    order: dict[int, int] = {}
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, (str, bytes, bytearray, int, float, bool, type(None))):
+            return obj
+        if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
+            return ("code", getattr(obj, "__qualname__", repr(obj)))
+        if (type(obj).__module__ or "").startswith(("cryptography", "_hashlib")):
+            return ("shared", id(obj))  # the same object in both graphs
+        if id(obj) in order:
+            return ("ref", order[id(obj)])
+        order[id(obj)] = len(order)
+        if isinstance(obj, types.MethodType):
+            return ("method", obj.__func__.__qualname__, walk(obj.__self__))
+        if isinstance(obj, dict):
+            return ("dict", [(walk(k), walk(v)) for k, v in obj.items()])
+        if isinstance(obj, (list, tuple, collections.deque)):
+            return (type(obj).__name__, [walk(x) for x in obj])
+        if isinstance(obj, (set, frozenset)):
+            return ("set", sorted(repr(walk(x)) for x in obj))
+        if isinstance(obj, memoryview):
+            return ("view", bytes(obj))
+        fields = [(name, walk(value)) for name, value in getattr(obj, "__dict__", {}).items()]
+        for cls in type(obj).__mro__:
+            slots = getattr(cls, "__slots__", ())
+            fields.extend(
+                (name, walk(getattr(obj, name)))
+                for name in slots
+                if name != "__dict__" and hasattr(obj, name)
+            )
+        return (type(obj).__qualname__, fields)
+
+    return walk(root)
+
+
+_OTHER = ("none", "ping", "none", "stream", "none", "window", "none", "paced", "key", "close")
+
+
+def _random_state(pair: Pair, rng: random.Random, other: str) -> tuple[QuicConnection, float]:
+    """Drive the client into a random state with datagrams queued and ``other`` work
+    owed; returns it and the time to build at."""
+    conn, server, net = pair.client, pair.server, pair.net
+    now = net.now
+    # server packets, some lost: random ACK ranges and gaps on the client
+    for _ in range(rng.randrange(1, 40)):
+        server.send_datagram(b"s" * rng.randrange(1, 200))
+        sent = server.datagrams_to_send(now)
+        now += rng.choice((0.0, 0.0001, 0.003, 0.03))
+        for data, _addr in sent:
+            if rng.random() < 0.6:
+                conn.receive_datagram(data, SERVER_ADDR, now)
+        while conn.next_event() is not None:
+            pass
+        if rng.random() < 0.2:  # the client sends meanwhile (acknowledged or not)
+            conn.send_datagram(b"c")
+        if rng.random() < 0.5:  # ... or only the ACKs that are due (a run of ACK-only)
+            conn.datagrams_to_send(now)
+    now += rng.choice((0.0, 0.00002, 0.001, 0.03, 0.5))
+    limit = conn.max_datagram_payload
+    for _ in range(rng.choice((1, 1, 1, 2, 3, 8))):
+        size = rng.choice((0, 1, 64, rng.randrange(0, limit + 1), limit, limit - 40))
+        conn.send_datagram(bytes(rng.randrange(256) for _ in range(max(0, size))))
+    if other == "ping":
+        conn.send_ping(7)
+    elif other == "stream":
+        conn.send_stream_data(conn.create_stream(), b"x" * rng.randrange(1, 3000))
+    elif other == "window":
+        cc = conn.recovery.congestion
+        cc.bytes_in_flight = cc.congestion_window - rng.randrange(0, 1300)
+    elif other == "paced":
+        pacer = conn.sender.pacer
+        pacer.set_rate(1e5, conn.recovery.congestion.congestion_window, now)
+        pacer.on_packet_sent(int(pacer.capacity) + rng.randrange(0, 1500), now)
+    elif other == "key":
+        conn.request_key_update()
+    elif other == "close":
+        conn.close(0, "bye")
+    return conn, now
+
+
+def _build_both(
+    conn: QuicConnection, now: float
+) -> tuple[list[Any], list[Any], QuicConnection, int]:
+    """Build on ``conn`` (the reply path allowed) and on a copy (not allowed); returns
+    both outputs, the copy and how many reply-path passes wrote a datagram."""
+    twin = copy.deepcopy(conn, _shared(conn))
+    taken = [0]
+    real = conn.sender._write_reply
+
+    def counted(*args: Any) -> Any:
+        result = real(*args)
+        taken[0] += result is not None
+        return result
+
+    # instance attributes over the methods, removed again before the states are compared
+    vars(twin.sender)["_reply_only"] = lambda: False
+    vars(conn.sender)["_write_reply"] = counted
+    fast = conn.datagrams_to_send(now)
+    general = twin.datagrams_to_send(now)
+    del vars(twin.sender)["_reply_only"], vars(conn.sender)["_write_reply"]
+    return fast, general, twin, taken[0]
+
+
+def test_reply_path_is_the_general_path() -> None:
+    taken = declined = 0
+    kinds: collections.Counter[str] = collections.Counter()
+    for seed in range(50):
+        rng = random.Random(seed)
+        pair = _confirmed_pair(seed % 4)
+        other = _OTHER[seed % len(_OTHER)]
+        conn, now = _random_state(pair, rng, other)
+        fast, general, twin, passes = _build_both(conn, now)
+        assert fast == general, (seed, other)
+        assert conn.get_timer() == twin.get_timer()
+        assert _snapshot(conn) == _snapshot(twin), (seed, other)
+        taken += passes
+        declined += not passes
+        kinds[other] += 1
+        if other in ("ping", "stream", "window", "paced", "close"):
+            assert not passes, other  # the general path decides these
+    assert taken >= 20 and declined >= 5  # both ways were exercised
+    assert len(kinds) == 7
+
+
+def test_reply_path_writes_one_datagram_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lone datagram (and its ACK) takes the reply path: no visit of the spaces, one
+    packet, as the general path builds it; a queue that does not fit one packet goes
+    on in the general loop from its second datagram."""
+    pair = _confirmed_pair(5)
+    conn = pair.client
+    calls: collections.Counter[str] = collections.Counter()
+    for name in ("_write_space", "_write_reply", "_sent_everything"):
+        real = getattr(conn.sender, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls[_name] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(conn.sender, name, counted)
+    assembled: collections.Counter[str] = collections.Counter()
+    real_init = PacketAssembler.__init__
+
+    def counted_init(self: PacketAssembler, size: int) -> None:
+        assembled["asm"] += 1
+        real_init(self, size)
+
+    monkeypatch.setattr(PacketAssembler, "__init__", counted_init)
+    conn.send_datagram(b"p" * 64)
+    assert len(conn.datagrams_to_send(pair.net.now)) == 1
+    assert calls == {"_write_reply": 1}
+    calls.clear()
+    limit = conn.max_datagram_payload
+    for _ in range(3):
+        conn.send_datagram(b"q" * limit)  # one per datagram
+    assert len(conn.datagrams_to_send(pair.net.now)) == 3
+    assert calls["_write_reply"] == 1 and calls["_write_space"] >= 2
+    assert assembled["asm"] == 2  # one assembler per build call
+
+
+def test_deadline_after_a_build_matches_its_parts() -> None:
+    """The connection's deadline, asked after every build (its idle and key-rest parts
+    computed without their wrappers), is the earliest of what the components wait for,
+    in the random states above, before and after the build."""
+    for seed in range(20):
+        rng = random.Random(seed)
+        pair = _confirmed_pair(seed % 4)
+        conn, now = _random_state(pair, rng, _OTHER[seed % len(_OTHER)])
+        for _ in range(2):
+            expected = earliest_deadline(conn, conn._idle_deadline(), conn._rest_deadline())
+            assert conn.get_timer() == expected
+            conn.datagrams_to_send(now)
+
+
+def test_ack_deadline_unrolled_matches_the_loop() -> None:
+    """AckState.earliest_deadline (the three spaces unrolled): the earliest deadline of
+    the spaces that can still send, for every mix of deadlines and keys."""
+    rng = random.Random(1)
+    acks = AckState(0.025, 3)
+    choices = (None, 1.0, 2.0, 2.0, 3.5)
+    for _ in range(2000):
+        spaces = [types.SimpleNamespace(write=rng.choice((None, object()))) for _ in range(3)]
+        for tracker in acks.trackers:
+            tracker.deadline = rng.choice(choices)
+        reference = [
+            tracker.deadline
+            for tracker, space in zip(acks.trackers, spaces, strict=True)
+            if tracker.deadline is not None and space.write is not None
+        ]
+        expected = min(reference) if reference else None
+        assert acks.earliest_deadline(spaces) == expected  # type: ignore[arg-type]
