@@ -24,7 +24,8 @@ What a packet may carry:
 * ACK_FREQUENCY (:class:`~quic.conn_ackfreq.AckFrequencySender`) when the peer
   supports it and our request changes, after HANDSHAKE_DONE; IMMEDIATE_ACK in PTO
   probes of the application space (draft-ietf-quic-ack-frequency §7);
-* CONNECTION_CLOSE alone while closing (§10.2, :meth:`SendScheduler.build_close`).
+* CONNECTION_CLOSE alone while closing (§10.2, :meth:`SendScheduler.build_close`, built by
+  the owned :class:`~quic.conn_send_side.SideDatagrams`).
 
 A client holding 0-RTT keys (RFC 9001 §4.6.1) and no 1-RTT keys yet writes 0-RTT
 packets in the application space (:meth:`SendScheduler._write_zero_rtt`): PINGs,
@@ -33,7 +34,8 @@ NEW_TOKEN, HANDSHAKE_DONE, PATH_RESPONSE or RETIRE_CONNECTION_ID (RFC 9000 §12.
 §17.2.3).
 A path other than the current one (a peer probing a new address, the path we left
 after a migration) gets its PATH_CHALLENGE and PATH_RESPONSE frames in a datagram of
-its own (:meth:`SendScheduler.build_on_path`), sent to that path (RFC 9000 §8.2.2).
+its own (:meth:`SendScheduler.build_on_path`, also built by
+:class:`~quic.conn_send_side.SideDatagrams`), sent to that path (RFC 9000 §8.2.2).
 
 Every writer checks the room left before it writes, so no datagram exceeds its budget:
 the path's maximum datagram size, and for a server three times the bytes received
@@ -93,13 +95,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL
-from quic.conn_paths import MIN_SHORT_DATAGRAM
-from quic.errors import TransportErrorCode
+from quic.conn_send_side import SideDatagrams
 from quic.events import PingAcknowledged, QuicEvent
 from quic.frames import (
     PING_FRAME,
-    encode_application_close_frame,
-    encode_connection_close_frame,
 )
 from quic.pacing import Pacer
 from quic.packet import PacketType
@@ -126,7 +125,6 @@ __all__ = ["SendScheduler"]
 _PACKET_TYPES = (PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ONE_RTT)
 _MAX_ACK_ONLY_RUN = 16
 _MAX_DATAGRAMS_PER_CALL = 256
-_MAX_REASON = 256  # bytes of reason phrase we send at most
 
 
 class SendScheduler:
@@ -156,6 +154,8 @@ class SendScheduler:
         "_probes",
         "_qlog",
         "_recovery",
+        "_side",
+        "_side",
         "_streams",
         "capped",
         "pacer",
@@ -212,6 +212,11 @@ class SendScheduler:
         self.pacing_deadline: float | None = None
         #: The last :meth:`build` stopped at its cap of datagrams: it may have more now.
         self.capped = False
+        # the datagrams outside the loop: closing, probes of another path (owned)
+        self._side = SideDatagrams(
+            is_client=is_client, host_cid=host_cid, keys=keys, cids=cids, paths=paths,
+            handshake=handshake, recovery=recovery, qlog=qlog,
+        )  # fmt: skip
 
     # -- what is owed -----------------------------------------------------------------
 
@@ -588,7 +593,7 @@ class SendScheduler:
         if write is None or not self._paths.address_validated:
             return False
         asm.begin_datagram(size)
-        if not self._begin_one_rtt(asm, version, self._cids.peer_cid):
+        if not self._side.begin_one_rtt(asm, version, self._cids.peer_cid):
             return False
         self._pmtu.write_probe(asm, now, self._recovery.rtt.pto_base())
         packet = asm.end_packet()
@@ -601,27 +606,6 @@ class SendScheduler:
         self._paths.on_datagram_sent(size)
         if self._qlog is not None:
             self._qlog.packets_sent(now, pending)
-        return True
-
-    def _begin_close_packet(self, asm: PacketAssembler, index: int, version: int) -> bool:
-        space = self._keys.spaces[index]
-        write = space.write
-        assert write is not None
-        handshake = self._handshake
-        if not asm.begin_packet(
-            _PACKET_TYPES[index],
-            version,
-            self._cids.peer_cid,
-            self._host_cid,
-            write,
-            index,
-            space.next_pn,
-            None,  # full-length packet numbers: the peer may have lost track
-            handshake.token if index == INITIAL and self._is_client else b"",
-            write.key_phase,
-        ):
-            return False
-        space.next_pn += 1
         return True
 
     def _write_space(self, asm: PacketAssembler, index: int, now: float, version: int) -> None:
@@ -773,109 +757,12 @@ class SendScheduler:
 
     # -- other paths (RFC 9000 §8.2, §9) -----------------------------------------------
 
-    def _begin_one_rtt(self, asm: PacketAssembler, version: int, dcid: bytes) -> bool:
-        """Open a 1-RTT packet of its own (a PMTU probe, a probe of another path) in the
-        assembler's open datagram, taking the next packet number; False if no room."""
-        space = self._keys.spaces[APPLICATION]
-        write = space.write
-        assert write is not None
-        if not asm.begin_packet(
-            PacketType.ONE_RTT,
-            version,
-            dcid,
-            self._host_cid,
-            write,
-            APPLICATION,
-            space.next_pn,
-            self._recovery.spaces[APPLICATION].largest_acked,
-            b"",
-            write.key_phase,
-        ):
-            return False
-        space.next_pn += 1
-        return True
-
     def build_on_path(self, now: float, version: int, path: Path, dcid: bytes) -> bytes | None:
-        """One datagram for a path other than the current one: its PATH_CHALLENGE and
-        PATH_RESPONSE frames in a 1-RTT packet to ``dcid`` (the path's own connection
-        ID, RFC 9000 §9.5), expanded to 1200 bytes within the path's amplification
-        limit (RFC 9000 §8.2.1, §8.2.2). None: nothing may go."""
-        paths = self._paths
-        space = self._keys.spaces[APPLICATION]
-        write = space.write
-        budget = paths.path_budget(path)
-        if write is None or budget < MIN_SHORT_DATAGRAM:
-            return None
-        if not path.challenge_owed and self._recovery.congestion.available() < budget:
-            return None  # responses wait for the window (RFC 9000 §8.2.2); challenges not
-        asm = PacketAssembler(paths.max_datagram_size)
-        asm.begin_datagram(budget)
-        if not self._begin_one_rtt(asm, version, dcid):
-            return None
-        paths.write(asm, path)
-        asm.end_packet()
-        pending = asm.pending
-        size = asm.end_datagram(pad_initial=False)
-        if not size:
-            return None
-        paths.on_path_datagram_sent(path, size)
-        for packet in asm.packets:
-            # a probe of another path (RFC 9000 §9.4: "exceptions for probe packets so
-            # that their loss ... does not unduly cause the congestion controller to
-            # reduce its sending rate"): neither in flight nor ack-eliciting for loss
-            # recovery; a challenge has its own timer (§8.2.1), a response is not resent
-            packet.in_flight = packet.ack_eliciting = False
-            self._recovery.on_packet_sent(packet, now)
-        if self._qlog is not None:
-            self._qlog.packets_sent(now, pending)
-        return asm.datagrams[0]
-
-    # -- closing ----------------------------------------------------------------------
+        """One datagram for a path other than the current one (see
+        :meth:`~quic.conn_send_side.SideDatagrams.build_on_path`)."""
+        return self._side.build_on_path(now, version, path, dcid)
 
     def build_close(self, now: float, version: int, close: CloseFrame) -> list[bytes]:
-        """One datagram with CONNECTION_CLOSE in every space we have keys for
-        (RFC 9000 §10.2.3), within the amplification limit."""
-        application, code, frame_type, reason = close
-        reason_bytes = reason.encode("utf-8")[:_MAX_REASON]
-        paths = self._paths
-        asm = PacketAssembler(paths.max_datagram_size)
-        asm.begin_datagram(paths.send_budget())
-        for space in self._keys.spaces:
-            index = space.index
-            if space.write is None:
-                continue
-            if index == APPLICATION and self._is_client and not self._handshake.complete:
-                continue
-            if not self._begin_close_packet(asm, index, version):
-                continue
-            if application and index != APPLICATION:
-                # RFC 9000 §10.2.3: no application close in Initial/Handshake packets
-                frame = encode_connection_close_frame(TransportErrorCode.APPLICATION_ERROR, 0, b"")
-            elif application:
-                frame = _fit_reason(
-                    lambda r: encode_application_close_frame(code, r), reason_bytes, asm.room
-                )
-            else:
-                frame = _fit_reason(
-                    lambda r: encode_connection_close_frame(code, frame_type, r),
-                    reason_bytes,
-                    asm.room,
-                )
-            if len(frame) <= asm.room:
-                asm.push(frame)
-            asm.end_packet()
-        pending = asm.pending  # plaintext packets of the datagram (qlog)
-        size = asm.end_datagram(pad_initial=True)
-        paths.on_datagram_sent(size)
-        if self._qlog is not None:
-            self._qlog.packets_sent(now, pending)
-        return asm.datagrams
-
-
-def _fit_reason(encode: Callable[[bytes], bytes], reason: bytes, room: int) -> bytes:
-    """The close frame with as much of the reason phrase as fits ``room``."""
-    frame = encode(reason)
-    if len(frame) <= room:
-        return frame
-    base = len(encode(b""))
-    return encode(reason[: max(0, room - base - 1)])
+        """CONNECTION_CLOSE while closing (see
+        :meth:`~quic.conn_send_side.SideDatagrams.build_close`)."""
+        return self._side.build_close(now, version, close)
