@@ -167,3 +167,36 @@ async def test_close_ends_every_shared_socket() -> None:
             await pump.closed
             await s.wait_closed()
         assert sockets.sockets == 0
+
+
+async def test_racing_acquires_survive_a_socket_that_fails_to_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two acquires race; the first one's bind fails: it raises, the other does not hang
+    but opens the socket itself, and both leases count on that one socket."""
+    import quic.aio.shared as shared_module
+
+    real = shared_module.open_client_pump
+    calls: list[int] = []
+
+    async def flaky(*args: object, **kwargs: object) -> QuicEndpointProtocol:
+        calls.append(1)
+        await asyncio.sleep(0.01)  # the second acquire arrives while this one opens
+        if len(calls) == 1:
+            raise OSError(errno.EADDRINUSE, "bind failed")
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shared_module, "open_client_pump", flaky)
+    sockets = SharedSockets()
+    first, second = await asyncio.gather(
+        sockets.acquire(socket.AF_INET), sockets.acquire(socket.AF_INET), return_exceptions=True
+    )
+    assert isinstance(first, OSError) and isinstance(second, QuicEndpointProtocol)
+    assert len(calls) == 2 and sockets.sockets == 1 and sockets.users(second) == 1
+    third = await sockets.acquire(socket.AF_INET)
+    assert third is second and sockets.users(second) == 2 and len(calls) == 2
+    sockets.release(second)
+    sockets.release(third)
+    assert sockets.sockets == 0
+    async with asyncio.timeout(TIMEOUT):
+        await second.closed
