@@ -308,7 +308,7 @@ class SendScheduler:
         paced = 0  # datagrams the pacer lets out in the short loop (RFC 9002 §7.7)
         bulk_bytes = 0  # ... taken from its bucket at once when the loop ends
         start = 0
-        if probe is None and qlog is None and self._datagrams.pending and self._reply_only():
+        if probe is None and qlog is None and self._reply_only():
             reply = self._write_reply(asm, pacer, mtu, now, marked)
             if reply is not None:  # else declined, nothing changed: the general loop
                 size, sent_eliciting = reply
@@ -433,7 +433,9 @@ class SendScheduler:
         """Only an ACK and DATAGRAM frames can go in this call's first datagram, in one
         1-RTT packet: no other space or 0-RTT keys, the handshake complete, the address
         validated, no probe owed, and no frame of :meth:`_wants_frames_besides_stream`
-        but DATAGRAM owed, nor STREAM data (the caller checked that datagrams wait)."""
+        but DATAGRAM owed, nor STREAM data. With no datagram waiting that is an ACK-only
+        packet or nothing (an echo's ACK, the answer to a probe, a build after a packet
+        that needs no ACK yet: most builds of a burst of short exchanges)."""
         keys = self._keys
         spaces = keys.spaces
         handshake = self._handshake
@@ -463,7 +465,8 @@ class SendScheduler:
     ) -> tuple[int, bool] | None:
         """The first pass of :meth:`build`'s loop when :meth:`_reply_only` holds (a
         datagram ping-pong, an echo): one datagram of one 1-RTT packet with the ACK
-        :meth:`_write_space` would put in and the queued DATAGRAM frames that fit,
+        :meth:`_write_space` would put in and the queued DATAGRAM frames that fit (with
+        none queued: the ACK if it is due, else nothing, no packet number taken),
         registered with loss recovery, ECN and the pacer as the loop does. Returns its
         size (0: nothing was written) and whether it is ack-eliciting; None, having
         changed nothing, when the window or the pacer holds ack-eliciting frames back
@@ -473,6 +476,10 @@ class SendScheduler:
             return None  # RFC 9002 §7, §7.7: the general path knows what may go
         acks = self._acks
         ack_due = acks.due(APPLICATION, now)
+        datagrams = self._datagrams
+        waiting = datagrams.pending > 0
+        if not waiting and not ack_due:
+            return 0, False  # nothing may go (an ACK not due waits for its timer)
         space = self._keys.spaces[APPLICATION]
         write = space.write
         assert write is not None
@@ -488,11 +495,11 @@ class SendScheduler:
             return None
         space.next_pn += 1
         packet = asm.packet
-        datagrams = self._datagrams
-        if acks.should_include(APPLICATION, ack_due, True):
+        if acks.should_include(APPLICATION, ack_due, waiting):
             reserve = 0 if ack_due else datagrams.room_needed(asm.room)
             acks.write(asm, APPLICATION, now, reserve, self._ecn.counts(APPLICATION))
-        datagrams.write(asm)
+        if waiting:
+            datagrams.write(asm)
         run = self._ack_only_run
         if packet.ack_eliciting:
             run[APPLICATION] = 0

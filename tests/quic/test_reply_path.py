@@ -127,7 +127,7 @@ def _random_state(pair: Pair, rng: random.Random, other: str) -> tuple[QuicConne
             conn.datagrams_to_send(now)
     now += rng.choice((0.0, 0.00002, 0.001, 0.03, 0.5))
     limit = conn.max_datagram_payload
-    for _ in range(rng.choice((1, 1, 1, 2, 3, 8))):
+    for _ in range(rng.choice((0, 0, 1, 1, 1, 2, 3, 8))):  # none: an ACK-only build
         size = rng.choice((0, 1, 64, rng.randrange(0, limit + 1), limit, limit - 40))
         conn.send_datagram(bytes(rng.randrange(256) for _ in range(max(0, size))))
     if other == "ping":
@@ -136,7 +136,8 @@ def _random_state(pair: Pair, rng: random.Random, other: str) -> tuple[QuicConne
         conn.send_stream_data(conn.create_stream(), b"x" * rng.randrange(1, 3000))
     elif other == "window":
         cc = conn.recovery.congestion
-        cc.bytes_in_flight = cc.congestion_window - rng.randrange(0, 1300)
+        # less room than one datagram: nothing ack-eliciting may go
+        cc.bytes_in_flight = cc.congestion_window - rng.randrange(0, conn.paths.max_datagram_size)
     elif other == "paced":
         pacer = conn.sender.pacer
         pacer.set_rate(1e5, conn.recovery.congestion.congestion_window, now)
@@ -258,3 +259,34 @@ def test_ack_deadline_unrolled_matches_the_loop() -> None:
         ]
         expected = min(reference) if reference else None
         assert acks.earliest_deadline(spaces) == expected  # type: ignore[arg-type]
+
+
+def test_ack_only_and_empty_builds_take_the_reply_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build with nothing ack-eliciting owed (a burst of short exchanges: the ACK of an
+    echo, the answer to a probe, a build after a packet whose ACK may wait) skips the
+    general loop: nothing while the ACK is not due, then one ACK-only datagram at its
+    deadline; no packet number is spent on the empty build."""
+    pair = _confirmed_pair(6)
+    conn, server, now = pair.client, pair.server, pair.net.now
+    pair.run(max_time=0.5)  # everything of the handshake acknowledged
+    now = pair.net.now
+    calls: collections.Counter[str] = collections.Counter()
+    for name in ("_write_space", "_write_reply"):
+        real = getattr(conn.sender, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls[_name] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(conn.sender, name, counted)
+    server.send_datagram(b"s" * 40)  # one ack-eliciting packet: its ACK may be delayed
+    for data, _addr in server.datagrams_to_send(now):
+        conn.receive_datagram(data, SERVER_ADDR, now)
+    next_pn = conn.keys.spaces[2].next_pn
+    assert conn.datagrams_to_send(now) == []
+    assert conn.keys.spaces[2].next_pn == next_pn
+    deadline = conn.acks.deadline(2)
+    assert deadline is not None and deadline > now
+    assert len(conn.datagrams_to_send(deadline)) == 1  # the ACK, at its deadline
+    assert conn.keys.spaces[2].next_pn == next_pn + 1
+    assert calls == {"_write_reply": 2}
