@@ -67,6 +67,30 @@ _CREDIT_BATCH = 1 << 14
 class _StreamBase:
     """State shared by both halves; see the module docstring."""
 
+    # one per stream on each side of a burst of short exchanges: no instance dict (made
+    # only if an application sets an attribute of its own) and no asyncio.Event (a
+    # future exists only while a writer waits) — fewer objects per stream (issue 10)
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_chunks",
+        "_credited",
+        "_eof",
+        "_link",
+        "_reader",
+        "_recv_exc",
+        "_send_done",
+        "_send_exc",
+        "_session",
+        "_size",
+        "_stopped",
+        "_taken",
+        "_writer",
+        "bytes_received",
+        "bytes_sent",
+        "stream_id",
+    )
+
     def __init__(self, session: WebTransportSession, stream_id: int, *, readable: bool,
                  writable: bool) -> None:  # fmt: skip
         self._session = session
@@ -84,7 +108,7 @@ class _StreamBase:
         # sending
         self._send_done = not writable
         self._send_exc: BaseException | None = None
-        self._writer_wake = asyncio.Event()
+        self._writer: asyncio.Future[None] | None = None  # while drain() waits
         self.bytes_received = 0
         self.bytes_sent = 0
 
@@ -129,12 +153,12 @@ class _StreamBase:
         if not self._send_done:
             self._send_done = True
             self._send_exc = StopReceiving(code, self.stream_id, http_code)
-        self._writer_wake.set()
+        self._wake_writer()
         self._forget_if_done()
 
     def on_writable(self) -> None:
         """The QUIC send buffer drained below its high mark."""
-        self._writer_wake.set()
+        self._wake_writer()
 
     def on_failed(self, exc: BaseException) -> None:
         """The session or the connection is gone."""
@@ -143,7 +167,7 @@ class _StreamBase:
         if self._send_exc is None:
             self._send_exc = exc
             self._send_done = True
-        self._writer_wake.set()
+        self._wake_writer()
 
     def _fail_receive(self, exc: BaseException) -> None:
         # the core credited the rest of the stream already (reset, stop, session gone)
@@ -153,6 +177,11 @@ class _StreamBase:
         self._size = 0
         self._wake_reader()
         self._forget_if_done()
+
+    def _wake_writer(self) -> None:
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.set_result(None)
 
     def _wake_reader(self) -> None:
         reader = self._reader
@@ -167,6 +196,8 @@ class _StreamBase:
 
 class _ReceiveMixin(_StreamBase):
     """The reading half."""
+
+    __slots__ = ()
 
     def at_eof(self) -> bool:
         """True when the stream ended and every byte was read."""
@@ -330,6 +361,8 @@ class _ReceiveMixin(_StreamBase):
 class _SendMixin(_StreamBase):
     """The writing half."""
 
+    __slots__ = ()
+
     @property
     def is_write_closed(self) -> bool:
         return self._send_done
@@ -385,12 +418,12 @@ class _SendMixin(_StreamBase):
             if self._send_exc is not None:
                 raise self._send_exc
             link.check_open()
-            self._writer_wake.clear()
-            waiter = asyncio.ensure_future(self._writer_wake.wait())
+            waiter = self._writer = link.loop.create_future()
             progress = asyncio.ensure_future(link.wait_progress())
             try:
                 await asyncio.wait({waiter, progress}, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                self._writer = None
                 waiter.cancel()
                 progress.cancel()
         if self._send_exc is not None and not isinstance(self._send_exc, StopReceiving):
@@ -418,7 +451,7 @@ class _SendMixin(_StreamBase):
             self._link.reset_stream(self.stream_id, error_code)
         self._send_done = True
         self._send_exc = StreamClosed("the stream was reset", self.stream_id)
-        self._writer_wake.set()
+        self._wake_writer()
         self._forget_if_done()
 
     async def wait_flushed(self, timeout: float = 5.0) -> None:
@@ -429,6 +462,8 @@ class _SendMixin(_StreamBase):
 class WebTransportReceiveStream(_ReceiveMixin):
     """A unidirectional stream opened by the peer: read only."""
 
+    __slots__ = ()
+
     def __init__(self, session: WebTransportSession, stream_id: int) -> None:
         super().__init__(session, stream_id, readable=True, writable=False)
 
@@ -436,12 +471,16 @@ class WebTransportReceiveStream(_ReceiveMixin):
 class WebTransportSendStream(_SendMixin):
     """A unidirectional stream we opened: write only."""
 
+    __slots__ = ()
+
     def __init__(self, session: WebTransportSession, stream_id: int) -> None:
         super().__init__(session, stream_id, readable=False, writable=True)
 
 
 class WebTransportStream(_ReceiveMixin, _SendMixin):
     """A bidirectional stream: read and write."""
+
+    __slots__ = ()
 
     def __init__(self, session: WebTransportSession, stream_id: int) -> None:
         _StreamBase.__init__(self, session, stream_id, readable=True, writable=True)

@@ -4,6 +4,7 @@ iteration, write variants, backpressure, stop_receiving, resets, stream limits."
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -159,6 +160,21 @@ async def test_backpressure_writer_waits_until_the_reader_consumes(draft: str) -
             await task
         assert b"".join(received) == chunk * (total // len(chunk))
         assert written == total
+
+
+async def test_stream_objects_hold_no_dict_and_no_event() -> None:
+    """A stream is one object per side of every short exchange (issue 10, the burst of
+    1,000 sessions): no instance dict unless the application sets an attribute of its
+    own, and no asyncio.Event — a future exists only while a writer waits in drain()."""
+    async with pair() as (client, server):
+        ours, theirs = await stream_pair(client, server)
+        for stream in (ours, theirs):
+            held = gc.get_referents(stream)
+            assert not any(type(obj) is dict for obj in held)
+            assert not any(isinstance(obj, asyncio.Event) for obj in held)
+            assert stream._writer is None
+        ours.tag = "mine"  # type: ignore[attr-defined]  # an application's own attribute
+        assert ours.tag == "mine"  # type: ignore[attr-defined]
 
 
 async def test_stop_receiving_reaches_the_writer_with_its_code() -> None:
