@@ -56,16 +56,19 @@ does can change that, so the call goes on in a short loop
 without the per-space visits. With
 qlog on, every datagram takes the general path.
 
-The reply case (a datagram ping-pong, an echo): when DATAGRAM frames wait and nothing
-else could go in the call's first datagram but an ACK — 1-RTT keys only, the handshake
-complete, the address validated, no probe, PMTU probe, PING, path, connection-ID,
-flow-control, stream-state, ACK_FREQUENCY, HANDSHAKE_DONE, NEW_TOKEN or CRYPTO frame
-and no STREAM data owed (:meth:`SendScheduler._reply_only`) — and the window and the
-pacer let an ack-eliciting datagram go, the first pass of the loop is
-:meth:`SendScheduler._write_reply`: one 1-RTT packet with the ACK and the DATAGRAM
-frames the general pass would write, registered the same way; the loop goes on from
-its second pass only when datagrams are left over or the datagram is full. Anything
-else (or qlog on) declines it before anything changed.
+The reply case (a datagram ping-pong, an echo, a short request or response on a
+stream): when nothing could go in the call's first datagram but an ACK, DATAGRAM
+frames, flow-control and stream-state frames and STREAM data — 1-RTT keys only, the
+handshake complete, the address validated, no probe, PMTU probe, PING, path,
+connection-ID, ACK_FREQUENCY, HANDSHAKE_DONE, NEW_TOKEN or CRYPTO frame owed
+(:meth:`SendScheduler._reply_kind`) — and the window and the pacer let an
+ack-eliciting datagram go, the first pass of the loop is
+:meth:`SendScheduler._write_reply`: one 1-RTT packet with the frames the general pass
+would write, in its order, registered the same way; the loop goes on from its second
+pass only when something is left over (in its short loop when only stream data is,
+as the general pass decides after a full datagram). With nothing ack-eliciting owed
+the same pass writes the ACK if it is due, else nothing (most builds of a burst of
+short exchanges). Anything else (or qlog on) declines it before anything changed.
 
 A DPLPMTUD probe (:class:`~quic.conn_pmtu.PmtuDiscovery`, RFC 9000 §14.4) goes first,
 in a datagram of its own larger than the others, when the PMTU component asks for one
@@ -308,12 +311,18 @@ class SendScheduler:
         paced = 0  # datagrams the pacer lets out in the short loop (RFC 9002 §7.7)
         bulk_bytes = 0  # ... taken from its bucket at once when the loop ends
         start = 0
-        if probe is None and qlog is None and self._reply_only():
-            reply = self._write_reply(asm, pacer, mtu, now, marked)
+        kind = self._reply_kind() if probe is None and qlog is None else 0
+        if kind:
+            streamed = kind == 2
+            reply = self._write_reply(asm, pacer, mtu, now, marked, streamed)
             if reply is not None:  # else declined, nothing changed: the general loop
                 size, sent_eliciting = reply
                 validated_bytes = size
-                if not sent_eliciting or (size < mtu and not self._datagrams.pending):
+                if not sent_eliciting or (
+                    size < mtu
+                    and not self._datagrams.pending
+                    and (not streamed or self._sent_everything())
+                ):
                     # where the loop's first pass would stop (an empty or ACK-only
                     # datagram; a short one that took everything, _sent_everything)
                     self.capped = False
@@ -321,7 +330,10 @@ class SendScheduler:
                         paths.on_datagram_sent(size)
                     self._after_build(now, mtu, sent_eliciting)
                     return asm.datagrams, sent_eliciting
-                start = 1  # more datagrams queued: the loop goes on from its second pass
+                if streamed and size == mtu and self._only_stream_data(now):
+                    bulk = True  # as the loop's first pass decides after a full datagram
+                    paced = pacer.allowance(now, mtu)
+                start = 1  # more queued: the loop goes on from its second pass
         for count in range(start, _MAX_DATAGRAMS_PER_CALL):
             if bulk:
                 # the rest of the call in one short loop (at most ``paced`` datagrams
@@ -429,19 +441,22 @@ class SendScheduler:
             or self._wants_eliciting(APPLICATION)
         )
 
-    def _reply_only(self) -> bool:
-        """Only an ACK and DATAGRAM frames can go in this call's first datagram, in one
-        1-RTT packet: no other space or 0-RTT keys, the handshake complete, the address
-        validated, no probe owed, and no frame of :meth:`_wants_frames_besides_stream`
-        but DATAGRAM owed, nor STREAM data. With no datagram waiting that is an ACK-only
-        packet or nothing (an echo's ACK, the answer to a probe, a build after a packet
-        that needs no ACK yet: most builds of a burst of short exchanges)."""
+    def _reply_kind(self) -> int:
+        """What this call's first datagram may be built as in one short pass, one 1-RTT
+        packet of the frames a reply carries: 0, no (the general loop decides); 1, an
+        ACK and DATAGRAM frames; 2, an ACK, flow-control and stream-state frames,
+        DATAGRAM and STREAM frames (a short response or request on a stream). Either
+        needs no other space or 0-RTT keys, the handshake complete, the address
+        validated, no probe owed, and no other frame of
+        :meth:`_wants_frames_besides_stream` owed. With nothing ack-eliciting waiting it
+        is an ACK-only packet or nothing (an echo's ACK, the answer to a probe, a build
+        after a packet that needs no ACK yet: most builds of a burst of short
+        exchanges)."""
         keys = self._keys
         spaces = keys.spaces
         handshake = self._handshake
         paths = self._paths
-        streams = self._streams
-        return not (
+        if (
             spaces[INITIAL].write is not None
             or spaces[HANDSHAKE].write is not None
             or spaces[APPLICATION].write is None
@@ -454,19 +469,28 @@ class SendScheduler:
             or paths.wants_send()  # PATH_CHALLENGE (owed on the current path) or RESPONSE
             or handshake.done_pending
             or handshake.tokens_pending
-            or streams.has_data()
-            or streams.wants_control()
             or self._crypto.needs_send(APPLICATION)
             or self._cids.wants_send(True)
-        )
+        ):
+            return 0
+        streams = self._streams
+        return 2 if streams.has_data() or streams.wants_control() else 1
 
     def _write_reply(
-        self, asm: PacketAssembler, pacer: Pacer, mtu: int, now: float, marked: bool
+        self,
+        asm: PacketAssembler,
+        pacer: Pacer,
+        mtu: int,
+        now: float,
+        marked: bool,
+        streamed: bool = False,
     ) -> tuple[int, bool] | None:
-        """The first pass of :meth:`build`'s loop when :meth:`_reply_only` holds (a
+        """The first pass of :meth:`build`'s loop when :meth:`_reply_kind` allows it (a
         datagram ping-pong, an echo): one datagram of one 1-RTT packet with the ACK
-        :meth:`_write_space` would put in and the queued DATAGRAM frames that fit (with
-        none queued: the ACK if it is due, else nothing, no packet number taken),
+        :meth:`_write_space` would put in and the queued DATAGRAM frames that fit —
+        ``streamed``: the control and STREAM frames too, in
+        :meth:`_write_application`'s order (with nothing ack-eliciting queued: the ACK
+        if it is due, else nothing, no packet number taken),
         registered with loss recovery, ECN and the pacer as the loop does. Returns its
         size (0: nothing was written) and whether it is ack-eliciting; None, having
         changed nothing, when the window or the pacer holds ack-eliciting frames back
@@ -478,7 +502,8 @@ class SendScheduler:
         ack_due = acks.due(APPLICATION, now)
         datagrams = self._datagrams
         waiting = datagrams.pending > 0
-        if not waiting and not ack_due:
+        eliciting = waiting or streamed
+        if not eliciting and not ack_due:
             return 0, False  # nothing may go (an ACK not due waits for its timer)
         space = self._keys.spaces[APPLICATION]
         write = space.write
@@ -495,10 +520,16 @@ class SendScheduler:
             return None
         space.next_pn += 1
         packet = asm.packet
-        if acks.should_include(APPLICATION, ack_due, waiting):
+        if acks.should_include(APPLICATION, ack_due, eliciting):
             reserve = 0 if ack_due else datagrams.room_needed(asm.room)
             acks.write(asm, APPLICATION, now, reserve, self._ecn.counts(APPLICATION))
-        if waiting:
+        if streamed:
+            streams = self._streams
+            if streams.wants_control():
+                streams.write_control(asm)
+            datagrams.write(asm)
+            streams.write_streams(asm)
+        elif waiting:
             datagrams.write(asm)
         run = self._ack_only_run
         if packet.ack_eliciting:

@@ -25,7 +25,7 @@ from quic.conn_acks import AckState
 from quic.conn_timers import earliest_deadline
 from quic.connection import QuicConnection
 from quic.packet_builder import PacketAssembler
-from tests.support.quicpair import SERVER_ADDR, Pair, make_pair
+from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair
 
 _DGRAM = {"max_datagram_frame_size": 65536}
 
@@ -103,7 +103,10 @@ def _snapshot(root: object) -> Any:
     return walk(root)
 
 
-_OTHER = ("none", "ping", "none", "stream", "none", "window", "none", "paced", "key", "close")
+_OTHER = (
+    "none", "ping", "none", "stream", "none", "window", "none", "paced", "key", "close",
+    "streams", "credit", "reset",
+)  # fmt: skip
 
 
 def _random_state(pair: Pair, rng: random.Random, other: str) -> tuple[QuicConnection, float]:
@@ -132,8 +135,28 @@ def _random_state(pair: Pair, rng: random.Random, other: str) -> tuple[QuicConne
         conn.send_datagram(bytes(rng.randrange(256) for _ in range(max(0, size))))
     if other == "ping":
         conn.send_ping(7)
-    elif other == "stream":
-        conn.send_stream_data(conn.create_stream(), b"x" * rng.randrange(1, 3000))
+    elif other == "stream":  # a short request or response, its FIN with it or not
+        size = rng.choice((1, 64, rng.randrange(1, 3000)))
+        conn.send_stream_data(conn.create_stream(), b"x" * size, rng.random() < 0.5)
+    elif other == "streams":  # several, one of them more than a datagram: the short loop
+        for size in (rng.randrange(0, 200), rng.randrange(1, 20_000), rng.randrange(1, 900)):
+            conn.send_stream_data(conn.create_stream(), b"y" * size, rng.random() < 0.5)
+    elif other == "credit":  # flow-control credit owed (MAX_DATA, MAX_STREAM_DATA)
+        sid = server.create_stream()
+        server.send_stream_data(sid, b"z" * rng.randrange(20_000, 60_000), True)
+        for _ in range(60):
+            for data, _addr in server.datagrams_to_send(now):
+                conn.receive_datagram(data, SERVER_ADDR, now)
+            for data, _addr in conn.datagrams_to_send(now):
+                server.receive_datagram(data, CLIENT_ADDR, now)
+            now += 0.002
+        while conn.next_event() is not None:
+            pass
+        conn.consume_stream_data(sid, rng.randrange(1, 60_000))
+    elif other == "reset":  # a stream-state frame owed (RESET_STREAM)
+        sid = conn.create_stream()
+        conn.send_stream_data(sid, b"r" * rng.randrange(1, 500))
+        conn.reset_stream(sid, 7)
     elif other == "window":
         cc = conn.recovery.congestion
         # less room than one datagram: nothing ack-eliciting may go
@@ -164,18 +187,19 @@ def _build_both(
         return result
 
     # instance attributes over the methods, removed again before the states are compared
-    vars(twin.sender)["_reply_only"] = lambda: False
+    vars(twin.sender)["_reply_kind"] = lambda: 0
     vars(conn.sender)["_write_reply"] = counted
     fast = conn.datagrams_to_send(now)
     general = twin.datagrams_to_send(now)
-    del vars(twin.sender)["_reply_only"], vars(conn.sender)["_write_reply"]
+    del vars(twin.sender)["_reply_kind"], vars(conn.sender)["_write_reply"]
     return fast, general, twin, taken[0]
 
 
 def test_reply_path_is_the_general_path() -> None:
     taken = declined = 0
     kinds: collections.Counter[str] = collections.Counter()
-    for seed in range(50):
+    streamed: collections.Counter[str] = collections.Counter()
+    for seed in range(78):
         rng = random.Random(seed)
         pair = _confirmed_pair(seed % 4)
         other = _OTHER[seed % len(_OTHER)]
@@ -187,10 +211,12 @@ def test_reply_path_is_the_general_path() -> None:
         taken += passes
         declined += not passes
         kinds[other] += 1
-        if other in ("ping", "stream", "window", "paced", "close"):
+        if other in ("ping", "window", "paced", "close"):
             assert not passes, other  # the general path decides these
+        streamed[other] += passes
     assert taken >= 20 and declined >= 5  # both ways were exercised
-    assert len(kinds) == 7
+    assert len(kinds) == len(set(_OTHER))
+    assert all(streamed[k] for k in ("stream", "streams", "credit", "reset"))
 
 
 def test_reply_path_writes_one_datagram_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
