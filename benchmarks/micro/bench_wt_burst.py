@@ -96,6 +96,7 @@ async def _burst(args: argparse.Namespace, sessions: list[Any], port: int) -> di
     server_pumps, client_pumps = _pumps()
     before = (_counters(server_pumps), _counters(client_pumps))
     drops = _socket_drops(port)
+    gc.collect()  # as the harness's burst does: garbage owed from the opening phase first
     watch = _GcWatch()
     gc.callbacks.append(watch)
     profiler = cProfile.Profile() if args.profile else None
@@ -166,6 +167,7 @@ async def _run_separate(args: argparse.Namespace, sargs: argparse.Namespace) -> 
         await asyncio.sleep(args.rest)
         _, client_pumps = _pumps()
         before = _counters(client_pumps)
+        gc.collect()  # as the harness's burst does (the server's stats handler does too)
         server_cpu = _process_cpu(server.pid)
         client_cpu = time.process_time()
         start = time.perf_counter()
