@@ -124,7 +124,7 @@ import heapq
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from quic.configuration import QuicConfiguration
@@ -526,16 +526,22 @@ class QuicEndpoint:
         self._pending[conn] = None
         self._after_activity(entry)
 
-    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
-        """Everything the pending connections (and stateless replies) have to send."""
-        return [(data, addr) for data, addr, _, _ in self.routed_datagrams_to_send(now)]
+    def datagrams_to_send(
+        self, now: float, only: Iterable[QuicConnection] | None = None
+    ) -> list[tuple[bytes, Any]]:
+        """Everything the pending connections (and stateless replies) have to send;
+        ``only``: just these connections, those of them that are pending (the others
+        stay pending for the next call)."""
+        return [(data, addr) for data, addr, _, _ in self.routed_datagrams_to_send(now, only)]
 
-    def marked_datagrams_to_send(self, now: float) -> list[tuple[bytes, Any, int]]:
+    def marked_datagrams_to_send(
+        self, now: float, only: Iterable[QuicConnection] | None = None
+    ) -> list[tuple[bytes, Any, int]]:
         """:meth:`datagrams_to_send` with the ECN codepoint of each datagram (0 Not-ECT,
         2 ECT(0); RFC 9000 §13.4.2), for an I/O layer that can set it."""
         replies = self._replies
         out = [(data, addr, 0) for data, addr in replies.take()] if replies.pending else []
-        for datagrams, codepoint in self._serve(now):
+        for datagrams, codepoint in self._serve(now, only):
             if len(datagrams) == 1:  # a reply, a ping-pong: no list to build and copy
                 data, addr, _ = datagrams[0]
                 out.append((data, addr, codepoint))
@@ -543,22 +549,33 @@ class QuicEndpoint:
                 out.extend([(data, addr, codepoint) for data, addr, _ in datagrams])
         return out
 
-    def routed_datagrams_to_send(self, now: float) -> list[tuple[bytes, Any, int, int]]:
+    def routed_datagrams_to_send(
+        self, now: float, only: Iterable[QuicConnection] | None = None
+    ) -> list[tuple[bytes, Any, int, int]]:
         """:meth:`marked_datagrams_to_send` with the index of the local address each
         datagram leaves from, ``(data, addr, ecn, local)``, for an I/O layer with more
         than one socket (a server's preferred address, RFC 9000 §9.6.2). Stateless
         replies leave the first address."""
         out = [(data, addr, 0, 0) for data, addr in self._replies.take()]
-        for datagrams, codepoint in self._serve(now):
+        for datagrams, codepoint in self._serve(now, only):
             out.extend([(data, addr, codepoint, local) for data, addr, local in datagrams])
         return out
 
-    def _serve(self, now: float) -> list[tuple[list[tuple[bytes, Any, int]], int]]:
-        """The datagrams of every pending connection, with its ECN codepoint."""
+    def _serve(
+        self, now: float, only: Iterable[QuicConnection] | None = None
+    ) -> list[tuple[list[tuple[bytes, Any, int]], int]]:
+        """The datagrams of every pending connection (``only``: of these, if pending),
+        with its ECN codepoint."""
         if self._touched:
             self._settle()
-        pending = self._pending
-        self._pending = {}
+        if only is None:
+            pending = self._pending
+            self._pending = {}
+        else:
+            waiting = self._pending
+            pending = {conn: None for conn in only if conn in waiting}
+            for conn in pending:
+                del waiting[conn]
         flushed: list[QuicConnection] = []
         batches: list[tuple[list[tuple[bytes, Any, int]], int]] = []
         entries = self._entries

@@ -25,6 +25,18 @@ small ones (ACKs, ping-pong) do not delay it. The events of full-sized datagrams
 for that flush too, so the fallback also hands a burst up as one merged event per
 stream; those of small ones are handed up at once (a reply leaves with the ACK).
 
+Wake storms: when the application acts on many connections in one go — 1,000
+client sessions each opening a stream at once, tasks woken together — every write
+wakes the pump, which transmits at the flush, after all of them ran: the first
+datagram would wait for the last task (150 ms for 1,000 echo tasks, while the peer
+sits idle). So once more than ``WAKE_BATCH`` connections were woken since the last
+transmit, the ones woken so far leave at once (:meth:`QuicEndpoint.marked_datagrams_to_send`
+with ``only``), all but the latest, whose task may still be adding to what it wrote
+(a FIN after the data); no event is handed up there (it runs inside the application's
+call) and the flush still follows for the rest. A server's read batch (at most
+``RECEIVE_BATCH`` connections) and a single busy connection never reach it: their
+replies still leave with the ACKs of what triggered them.
+
 One loop timer serves the endpoint's earliest deadline. It is re-created only when
 that deadline moves earlier: a later deadline (the loss-detection timer moves on with
 every packet sent) keeps the armed timer, which fires early, finds nothing due and
@@ -130,6 +142,9 @@ __all__ = ["QuicEndpointProtocol"]
 
 logger = logging.getLogger("quic")
 
+#: More connections woken than this before a flush: those woken so far leave at once
+#: (see "Wake storms"); one read batch's worth, so a server's replies are not split.
+WAKE_BATCH = RECEIVE_BATCH
 #: Only full-sized datagrams (bulk data, Initial flights) hold the transmit back; small
 #: ones (ACKs, ping-pong) are answered in the same loop iteration, without extra latency.
 _FULL_DATAGRAM = 1200
@@ -153,6 +168,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.sessions: dict[QuicConnection, QuicSession] = {}
         self._on_session = on_session
         self._flush_scheduled = False
+        #: connections the application woke since the last transmit (see "Wake storms")
+        self._woken: dict[QuicConnection, None] = {}
         self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
@@ -185,6 +202,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.events_coalesced = 0  # stream events merged into a neighbour (_coalesce)
         self.events_dispatched = 0  # events handed to sessions
         self.transmits = 0  # transmit passes (each serves every connection with output)
+        self.early_transmits = 0  # ... and sends before the flush (see "Wake storms")
         self.datagrams_sent = 0  # datagrams handed to the socket
         #: workers on one port (quic.aio.workers.Forwarder.send): takes what the
         #: endpoint's worker routing queued, at each transmit; None with one worker
@@ -356,11 +374,27 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
     # -- pump ---------------------------------------------------------------------------------
 
     def wake(self, connection: QuicConnection) -> None:
-        """The application acted on ``connection``: serve it at the next flush."""
+        """The application acted on ``connection``: serve it at the next flush — or
+        sooner when many connections were woken before that flush (see "Wake storms")."""
         self.endpoint.wake(connection)
         if not self._flush_scheduled:  # schedule_flush(), inline: per datagram sent
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
+        woken = self._woken
+        if connection not in woken:
+            woken[connection] = None
+            if len(woken) > WAKE_BATCH:
+                self._send_early(woken, connection)
+
+    def _send_early(self, woken: dict[QuicConnection, None], latest: QuicConnection) -> None:
+        """Serve the connections woken so far but ``latest`` (its task may still add to
+        what it wrote, a FIN after the data) before the flush; no event is handed up
+        here (this runs inside an application's call), the flush still follows."""
+        del woken[latest]
+        self._woken = {latest: None}
+        self.early_transmits += 1
+        self._send_out(woken)
+        self._after_send()
 
     def transmit_now(self, connection: QuicConnection) -> None:
         """Send now unless a flush is already on its way (latency-sensitive callers: a
@@ -388,35 +422,48 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def _transmit(self) -> None:
         self._received = self._received_seen = 0
-        endpoint = self.endpoint
+        if self._woken:
+            self._woken = {}
         self._dispatch()
         self.transmits += 1
+        self._send_out(None)
+        self._dispatch()
+        if self.forward is not None:  # workers on one port (quic.aio.workers)
+            routing = self.endpoint.worker_routing
+            if routing is not None and routing.pending:
+                self.forward(routing.take())  # another worker's datagrams
+        self._after_send()
+        self._handshake_done = False  # whatever that handshake queued has just left
+
+    def _send_out(self, only: dict[QuicConnection, None] | None) -> None:
+        """Everything the endpoint has to send (``only``: these connections' datagrams,
+        and stateless replies) onto the socket(s): the pump's one way out."""
+        endpoint = self.endpoint
+        now = self.loop.time()
+        some = () if only is None else (only,)  # every pending connection, or these
         if self.extra_sockets:  # several local addresses (a preferred address)
-            routed = endpoint.routed_datagrams_to_send(self.loop.time())
+            routed = endpoint.routed_datagrams_to_send(now, *some)
             self.datagrams_sent += len(routed)
             self._send_routed(routed)
         elif self._raw is not None:
-            marked = endpoint.marked_datagrams_to_send(self.loop.time())
+            marked = endpoint.marked_datagrams_to_send(now, *some)
             self.datagrams_sent += len(marked)
             self._send_marked(marked)
         else:
-            plain = endpoint.datagrams_to_send(self.loop.time())  # never raises
+            plain = endpoint.datagrams_to_send(now, *some)  # never raises
             self.datagrams_sent += len(plain)
             self._send_plain(plain)
-        self._dispatch()
-        if self.forward is not None:  # workers on one port (quic.aio.workers)
-            routing = endpoint.worker_routing
-            if routing is not None and routing.pending:
-                self.forward(routing.take())  # another worker's datagrams
+
+    def _after_send(self) -> None:
+        """Tell the sessions just flushed (progress, finished closes); re-arm the timer."""
         sessions = self.sessions
-        for conn in endpoint.last_flushed:
+        for conn in self.endpoint.last_flushed:
             session = sessions.get(conn)
             if session is not None:
                 try:
                     session._after_flush()
                 except Exception as exc:
                     session._internal_error("QUIC session", exc)
-        self._handshake_done = False  # whatever that handshake queued has just left
         self._arm_timer()
 
     def _send_plain(self, out: list[tuple[bytes, Any]]) -> None:

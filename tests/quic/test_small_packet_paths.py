@@ -142,7 +142,7 @@ def test_marked_datagrams_are_the_routed_ones_without_the_local_index(
             endpoint = QuicEndpoint()
             endpoint._replies._queue = list(stateless)
             monkeypatch.setattr(
-                endpoint, "_serve", lambda now, s=served: [(list(d), c) for d, c in s]
+                endpoint, "_serve", lambda now, only=None, s=served: [(list(d), c) for d, c in s]
             )
             results.append(method(endpoint, 0.0))
             assert not endpoint._replies.pending
