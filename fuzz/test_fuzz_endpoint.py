@@ -153,7 +153,7 @@ class HostileNetwork(RuleBasedStateMachine):
         assert set(connections) == self.live
         assert len(connections) <= MAX_CONNECTIONS
         assert server.half_open_connections <= MAX_HALF_OPEN
-        assert max(server._per_address.values(), default=0) <= PER_ADDRESS
+        assert max(server._admission.per_address.values(), default=0) <= PER_ADDRESS
         assert server.route_count <= len(connections) * (2 + CID_LIMIT)
         assert len(server._heap) <= 64 + 4 * len(connections)
         assert len(server._pending) <= len(connections)

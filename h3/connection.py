@@ -35,6 +35,11 @@ made by the first event and let go once drained, so an idle connection holds non
 (issue 10, memory per idle session). ``datagram_route`` is a query, not a way out: a
 datagram whose only effect would be its event may be taken from its answer instead.
 
+HTTP datagrams (RFC 9297) are the owned :class:`~h3.conn_datagrams.H3Datagrams`
+(``self.datagrams``): sending, receiving (H3_DATAGRAM_ERROR, closed streams) and the
+per-datagram shortcut behind ``datagram_route``; their events leave through the same
+queue.
+
 Bounded state. A stream leaves every table (:class:`~h3.stream_state.StreamTable`,
 ``_head_requests``, the QPACK decoder) once HTTP/3 is done with its receive side
 (ended, reset, stopped, stream error); its ID is remembered compactly as closed so
@@ -70,13 +75,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from h3.conn_datagrams import H3Datagrams
 from h3.control import CRITICAL_STREAM_TYPES, ControlStreams
-from h3.datagrams import decode_h3_datagram, encode_h3_datagram, max_h3_datagram_payload
 from h3.early import EarlyDataPolicy, EarlyRequests
 from h3.errors import H3ConnectionError, H3ErrorCode, H3StreamError
 from h3.events import (
     ConnectionShutdownInitiated,
-    DatagramReceived,
     DataReceived,
     H3Event,
     Headers,
@@ -94,7 +98,6 @@ from h3.frames import (
 from h3.headers import validate_request_headers, validate_response_headers, validate_trailers
 from h3.qlog import H3Logger
 from h3.qpack import QpackDecoder, QpackEncoder
-from h3.settings import SettingId
 from h3.stream_state import Parking, StreamState, StreamTable
 from h3.streams import (
     StreamType,
@@ -115,7 +118,6 @@ _CONTROL_ONLY = frozenset(
 )
 _DATA = FrameType.DATA
 _HEADERS = FrameType.HEADERS
-_H3_DATAGRAM = int(SettingId.H3_DATAGRAM)  # RFC 9297 §2.1.1 (a plain int: no enum lookup)
 
 
 @dataclass(kw_only=True)
@@ -176,6 +178,7 @@ class H3Connection:
         "closed",
         "config",
         "control",
+        "datagrams",
         "decoder",
         "encoder",
         "is_client",
@@ -219,6 +222,10 @@ class H3Connection:
             config.max_blocked_frames_per_stream,
             config.max_blocked_bytes_per_stream,
             config.max_blocked_bytes,
+        )
+        # HTTP datagrams: send, receive, the per-datagram shortcut (h3.conn_datagrams)
+        self.datagrams = H3Datagrams(
+            quic, config, self.control, self._streams, self._early, self._emit, self._qlog
         )
         self._max_request_seen = -1
         # client: streams whose request is HEAD (a dict as a set: 64 B empty, not 216)
@@ -330,33 +337,12 @@ class H3Connection:
     def max_datagram_payload(self, stream_id: int) -> int:
         """Largest HTTP datagram payload for ``stream_id`` now (0: none); follows the
         path MTU (docs/datagrams.md)."""
-        if not self._peer_enabled_datagrams():
-            return 0
-        return max_h3_datagram_payload(self.quic.max_datagram_payload, stream_id)
-
-    def _peer_enabled_datagrams(self) -> bool:
-        """SETTINGS_H3_DATAGRAM from the peer (in 0-RTT: remembered, RFC 9114 §7.2.4.2)."""
-        control = self.control
-        peer = (
-            control.peer_settings
-            if control.peer_settings is not None
-            else control.memory.remembered
-        )
-        return bool(peer and peer.get(_H3_DATAGRAM))
+        return self.datagrams.max_payload(stream_id)
 
     def send_datagram(self, stream_id: int, data: bytes | bytearray | memoryview) -> None:
         """Send an HTTP datagram for ``stream_id`` (RFC 9297 §2.1); ValueError if it is
         larger than :meth:`max_datagram_payload` (docs/datagrams.md)."""
-        # _peer_enabled_datagrams(), inline: every datagram sent passes here
-        control = self.control
-        peer = control.peer_settings
-        if peer is None:
-            peer = control.memory.remembered
-        if not (peer and peer.get(_H3_DATAGRAM)):
-            raise ValueError("the peer did not enable HTTP datagrams")
-        self.quic.send_datagram(encode_h3_datagram(stream_id, data))
-        if self._qlog is not None:
-            self._qlog.datagram(True, stream_id, len(data))
+        self.datagrams.send(stream_id, data)
 
     def reset_stream(self, stream_id: int, error_code: int) -> None:
         self.quic.reset_stream(stream_id, error_code)
@@ -428,13 +414,13 @@ class H3Connection:
 
     def _handle(self, event: qe.QuicEvent) -> None:
         if type(event) is qe.DatagramReceived:  # per datagram: no 0-RTT policy matter
-            self._on_datagram(event.data)
+            self.datagrams.receive(event.data)
             return
         self._early.on_quic_event(event)
         if isinstance(event, qe.StreamDataReceived):
             self._on_stream_data(event.stream_id, event.data, event.end_stream)
         elif isinstance(event, qe.DatagramReceived):
-            self._on_datagram(event.data)
+            self.datagrams.receive(event.data)
         elif isinstance(event, qe.StreamReset):
             self._on_reset(event.stream_id, event.error_code)
         elif isinstance(event, qe.StopSendingReceived):
@@ -793,24 +779,8 @@ class H3Connection:
     def datagram_route(self, data: bytes) -> tuple[int, bytes] | None:
         """``(stream ID, payload)`` if all :meth:`handle_event` would do with this QUIC
         DATAGRAM payload is queue them as the next event out (RFC 9297 §2.1); else None:
-        hand it to :meth:`handle_event`. A query (changes nothing; see the module doc)."""
-        if self.closed or self._events or self._qlog is not None or not self._early.passes_through:
+        hand it to :meth:`handle_event`. A query (changes nothing; see the module doc
+        and :meth:`h3.conn_datagrams.H3Datagrams.route`)."""
+        if self.closed or self._events:
             return None
-        try:
-            sid, payload = decode_h3_datagram(data)
-        except H3ConnectionError:
-            return None
-        ok = self.config.enable_datagrams and not self._streams.is_closed(sid)
-        return (sid, payload) if ok else None
-
-    def _on_datagram(self, data: bytes) -> None:
-        if not self.config.enable_datagrams:
-            raise H3ConnectionError(
-                H3ErrorCode.H3_DATAGRAM_ERROR, "HTTP datagram without SETTINGS_H3_DATAGRAM"
-            )
-        stream_id, payload = decode_h3_datagram(data)
-        if self._qlog is not None:
-            self._qlog.datagram(False, stream_id, len(payload))
-        if self._streams.is_closed(stream_id):
-            return  # RFC 9297 §2.1: the receive side is closed, silently dropped
-        self._emit(DatagramReceived(stream_id, payload))
+        return self.datagrams.route(data)

@@ -33,6 +33,12 @@ from quic.conn_state import ConnectionState
 if TYPE_CHECKING:
     from quic.connection import QuicConnection
 
+# per get_timer (every batch): module aliases, not Enum class attributes (an Enum class
+# attribute goes through EnumType's getattr slot on Python 3.11, ~10x a global load)
+_TERMINATED = ConnectionState.TERMINATED
+_HANDSHAKE = ConnectionState.HANDSHAKE
+_CONNECTED = ConnectionState.CONNECTED
+
 __all__ = [
     "earliest_deadline",
     "fire_due",
@@ -94,9 +100,9 @@ def earliest_deadline(
     """The earliest absolute deadline of ``conn`` (``idle``: its idle deadline;
     ``rest``: when its keys' cipher contexts may go, see :mod:`quic.conn_keys`)."""
     state = conn.state
-    if state is ConnectionState.TERMINATED:
+    if state is _TERMINATED:
         return None
-    if state is not ConnectionState.HANDSHAKE and state is not ConnectionState.CONNECTED:
+    if state is not _HANDSHAKE and state is not _CONNECTED:
         return conn.closer.deadline
     timer = idle
     if rest is not None and (timer is None or rest < timer):

@@ -565,9 +565,9 @@ class QuicConnection:
         addr = self.paths.peer_address
         local = self.paths.current.local
         state = self.state
-        if addr is None or state in (ConnectionState.TERMINATED, ConnectionState.DRAINING):
+        if addr is None or state is _TERMINATED or state is _DRAINING:
             return []
-        if state is ConnectionState.CLOSING:
+        if state is _CLOSING:
             closer = self.closer
             frame = closer.take_pending()
             if frame is None:

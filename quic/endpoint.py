@@ -47,7 +47,8 @@ that exist (§14.1): a first-byte check before routing.
 
 Admission limits (:class:`~quic.configuration.QuicConfiguration`): ``max_connections``
 in all, ``max_half_open_connections`` (handshake not complete),
-``max_connections_per_address`` (per source IP). When the half-open table is full, an
+``max_connections_per_address`` (per source IP), counted by the owned
+:class:`~quic.endpoint_admission.Admission`. When the half-open table is full, an
 authenticated new Initial evicts the oldest half-open connection that has shown no
 sign of a live client (it received nothing after its first datagram) — a spoofer, who
 never sees our replies, cannot go further, while a real client answers within a round
@@ -129,6 +130,7 @@ from typing import Any
 
 from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
+from quic.endpoint_admission import Admission
 from quic.endpoint_entry import (
     ConnectionAccepted,
     ConnectionRemoved,
@@ -175,7 +177,6 @@ class QuicEndpoint:
             else connection_id_length
         )
         self._token_bytes = token_bytes
-        self.max_connections = max_connections
         self._entries: dict[QuicConnection, Entry] = {}
         self._routes: dict[bytes, QuicConnection] = {}
         # the peer's stateless reset token of the connection ID each connection uses:
@@ -188,11 +189,8 @@ class QuicEndpoint:
         self._unfiled: dict[Entry, None] = {}
         self._heap: list[tuple[float, int, QuicConnection]] = []
         self._seq = 0
-        self._half_open = 0
-        # half-open server connections that received nothing after their first datagram,
-        # oldest first: the ones a full half-open table evicts (see the module docstring)
-        self._evictable: dict[QuicConnection, None] = {}
-        self._per_address: dict[Any, int] = {}
+        # the admission limits and the half-open table (quic.endpoint_admission)
+        self._admission = Admission(server_configuration, max_connections)
         self._events: deque[tuple[QuicConnection, QuicEvent]] = deque()
         #: Workers on one port (quic.workers): None with one worker; set by the I/O
         #: layer, asked only for datagrams no connection claims (see "Workers")
@@ -201,7 +199,6 @@ class QuicEndpoint:
         self.last_flushed: list[QuicConnection] = []
         # counters (observability and tests); the stateless path's are _replies'
         self.expired = 0  # connections abandoned at their handshake deadline
-        self.evicted = 0  # half-open connections evicted by a newer Initial
         self.internal_errors = 0  # connections that raised (closed with INTERNAL_ERROR)
         #: qlog of what belongs to no connection, or None: the VN, Retry and Stateless
         #: Resets sent, the datagrams dropped or refused (quic.qlog); ended by close()
@@ -218,6 +215,20 @@ class QuicEndpoint:
         self.address_validator: AddressValidator | None = self._replies.validator
 
     # -- inspection -----------------------------------------------------------------------
+
+    @property
+    def max_connections(self) -> int:
+        """The limit on connections in all (RFC 9000 §5.2.2)."""
+        return self._admission.max_connections
+
+    @max_connections.setter
+    def max_connections(self, value: int) -> None:
+        self._admission.max_connections = value
+
+    @property
+    def evicted(self) -> int:
+        """Half-open connections evicted by a newer Initial."""
+        return self._admission.evicted
 
     @property
     def dropped(self) -> int:
@@ -251,7 +262,7 @@ class QuicEndpoint:
         """Server connections whose handshake is not complete yet."""
         if self._touched:
             self._settle()
-        return self._half_open
+        return self._admission.half_open
 
     @property
     def route_count(self) -> int:
@@ -348,7 +359,7 @@ class QuicEndpoint:
             return
         entry = self._entries[conn]
         if entry.half_open:
-            self._evictable.pop(conn, None)  # a second datagram: a live client, likely
+            self._admission.heard_again(conn)  # a second datagram: a live client, likely
         try:
             conn.receive_datagram(data, addr, now, ecn, local)
         except Exception as exc:
@@ -358,7 +369,7 @@ class QuicEndpoint:
         if entry.half_open and (
             (dcid != entry.first_dcid and len(dcid) >= 8) or conn.address_validated
         ):
-            self._on_handshake_progress(entry, now)
+            self._admission.progress(entry, now)  # the handshake deadline restarts
         self._touched[entry] = None  # bookkeeping once per batch: _settle
 
     def _settle(self) -> None:
@@ -394,19 +405,6 @@ class QuicEndpoint:
                 except Exception as exc:
                     self._internal_error(entry, exc)
 
-    def _on_handshake_progress(self, entry: Entry, now: float) -> None:
-        """A half-open connection whose client showed it receives our packets processed
-        new ones: the handshake is moving, so its deadline restarts. The proof is a
-        Handshake packet or a token (RFC 9000 §8.1), or the client using a connection ID
-        we chose (64 random bits, §8.1's MAY) — none of which a spoofer, who never sees
-        our replies, can give. A real client on a lossy path keeps its handshake alive as
-        long as it makes progress; the idle timeout still ends a stalled one."""
-        processed = entry.conn.packets_processed
-        config = self.server_configuration
-        if processed > entry.progress and config is not None:
-            entry.progress = processed
-            entry.deadline = now + config.handshake_timeout
-
     def _stateless_receive(self, data: bytes, addr: Any, now: float, ecn: int = 0) -> None:
         """A datagram no connection claims: answered or dropped statelessly
         (:mod:`quic.endpoint_stateless`), or an Initial that may open a connection: the
@@ -416,10 +414,11 @@ class QuicEndpoint:
         config = self.server_configuration
         if header is None or config is None:
             return
-        if not self._admissible(config, addr):
+        admission = self._admission
+        if not admission.admits(addr, len(self._entries)):
             replies.refuse(now, data, "admission limit")
             return
-        verdict = replies.validate(header, data, addr, self._half_open, now)
+        verdict = replies.validate(header, data, addr, admission.half_open, now)
         if verdict is not None:
             assert header.version is not None
             self._accept(
@@ -449,29 +448,15 @@ class QuicEndpoint:
         if self.qlog is not None:
             self.qlog.close()
 
-    def _admissible(self, config: QuicConfiguration, addr: Any) -> bool:
-        """Admission limits (see the module docstring; RFC 9000 §5.2.2, §21.1.1.2).
-        A full half-open table admits the Initial if a connection can be evicted."""
-        if self._half_open >= config.max_half_open_connections and not self._evictable:
-            return False
-        return (
-            len(self._entries) < self.max_connections + (1 if self._evictable else 0)
-            and self._per_address.get(addr_key(addr), 0) < config.max_connections_per_address
-        )
-
-    def _make_room(self, config: QuicConfiguration) -> bool:
+    def _make_room(self) -> bool:
         """Before registering an authenticated new connection: evict the oldest
         evictable half-open one if a limit is reached; False if there is no room."""
-        full = (
-            self._half_open >= config.max_half_open_connections
-            or len(self._entries) >= self.max_connections
-        )
-        if not full:
+        admission = self._admission
+        if admission.room(len(self._entries)):
             return True
-        if not self._evictable:
+        oldest = admission.evict()
+        if oldest is None:
             return False
-        oldest = next(iter(self._evictable))
-        self.evicted += 1
         self._abandon(self._entries[oldest], "evicted by a newer Initial")
         return True
 
@@ -513,13 +498,12 @@ class QuicEndpoint:
             self._drop(now, "decryption_failure", data)
             end_trace(conn)
             return
-        if not self._make_room(config):
+        if not self._make_room():
             self._refuse(now, data, "connection limit")
             end_trace(conn)
             return
-        entry = self._register(conn, addr, now + config.handshake_timeout)
-        if not verdict.validated:
-            self._evictable[conn] = None  # a token proved a live client: never evicted
+        # a token proved a live client: never evicted
+        entry = self._register(conn, addr, now + config.handshake_timeout, not verdict.validated)
         entry.first_dcid = dcid
         self._route(entry, dcid)  # the client keeps it until our first Initial (§7.2)
         self._events.append((conn, ConnectionAccepted(conn)))
@@ -655,14 +639,12 @@ class QuicEndpoint:
 
     # -- bookkeeping ----------------------------------------------------------------------
 
-    def _register(self, conn: QuicConnection, addr: Any, deadline: float | None) -> Entry:
-        key = addr_key(addr) if addr is not None else None
-        entry = Entry(conn, key, deadline)
+    def _register(
+        self, conn: QuicConnection, addr: Any, deadline: float | None, evictable: bool = False
+    ) -> Entry:
+        entry = Entry(conn, addr_key(addr) if addr is not None else None, deadline)
         self._entries[conn] = entry
-        if key is not None:
-            self._per_address[key] = self._per_address.get(key, 0) + 1
-        if entry.half_open:
-            self._half_open += 1
+        self._admission.added(entry, evictable)
         self._route(entry, conn.host_cid)
         return entry
 
@@ -684,10 +666,7 @@ class QuicEndpoint:
             if token != entry.reset_token:
                 self._index_reset_token(entry, token)
             if entry.half_open and conn.handshake_complete:
-                entry.half_open = False
-                entry.deadline = None
-                self._half_open -= 1
-                self._evictable.pop(conn, None)
+                self._admission.handshake_done(entry)
             if refile:
                 self._schedule(entry, conn.get_timer())
         except Exception as exc:
@@ -811,16 +790,7 @@ class QuicEndpoint:
         entry.seq = 0  # its heap entries are stale now
         self._pending.pop(conn, None)
         self._unfiled.pop(entry, None)
-        self._evictable.pop(conn, None)
-        if entry.half_open:
-            self._half_open -= 1
-        key = entry.addr_key
-        if key is not None:
-            left = self._per_address[key] - 1
-            if left:
-                self._per_address[key] = left
-            else:
-                del self._per_address[key]
+        self._admission.removed(entry)
         if ended:
             self._events.append((conn, ConnectionRemoved(conn)))
             end_trace(conn)

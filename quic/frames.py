@@ -6,11 +6,14 @@ Theory of operation
 The codec is split by responsibility and re-exported here, so users import from
 ``quic.frames`` only:
 
-- :mod:`quic.frames_defs` — :class:`FrameType`, one frozen slotted dataclass per frame
-  with ``encode()``, one ``encode_<name>_frame`` function per frame type (what the
-  send path calls, and what ``encode()`` calls) and allocation-light header writers
-  for bulk data (:func:`encode_stream_frame_header`, :func:`encode_crypto_frame_header`,
+- :mod:`quic.frames_defs` — one frozen slotted dataclass per frame with ``encode()``,
+  one ``encode_<name>_frame`` function per frame type (what the send path calls, and
+  what ``encode()`` calls) and allocation-light header writers for bulk data
+  (:func:`encode_stream_frame_header`, :func:`encode_crypto_frame_header`,
   :func:`encode_datagram_frame_header` and their ``*_header_size`` twins);
+- :mod:`quic.frames_ack` — the ACK, ACK_FREQUENCY and IMMEDIATE_ACK frames and
+  :func:`encode_ack_frame` (hot: every packet that acknowledges calls it);
+- :mod:`quic.frames_types` — :class:`FrameType`, the frame type codes;
 - :mod:`quic.frames_decode` — :func:`decode_frame`, :func:`decode_frames` and the hot
   :func:`decode_ack`; network input raises :class:`~quic.errors.QuicProtocolError`;
 - :mod:`quic.frames_info` — :data:`FRAME_INFO`, RFC 9000 Table 3 as data, and
@@ -19,6 +22,14 @@ The codec is split by responsibility and re-exported here, so users import from
 
 from __future__ import annotations
 
+from quic.frames_ack import (
+    IMMEDIATE_ACK_FRAME,
+    AckFrame,
+    AckFrequencyFrame,
+    ImmediateAckFrame,
+    encode_ack_frame,
+    encode_ack_frequency_frame,
+)
 from quic.frames_decode import (
     decode_ack,
     decode_ack_fields,
@@ -30,23 +41,18 @@ from quic.frames_decode import (
 )
 from quic.frames_defs import (
     HANDSHAKE_DONE_FRAME,
-    IMMEDIATE_ACK_FRAME,
     MAX_STREAMS_LIMIT,
     PING_FRAME,
     STREAM_FIN_BIT,
     STREAM_LEN_BIT,
     STREAM_OFF_BIT,
-    AckFrame,
-    AckFrequencyFrame,
     ApplicationCloseFrame,
     ConnectionCloseFrame,
     CryptoFrame,
     DataBlockedFrame,
     DatagramFrame,
     Frame,
-    FrameType,
     HandshakeDoneFrame,
-    ImmediateAckFrame,
     MaxDataFrame,
     MaxStreamDataFrame,
     MaxStreamsFrame,
@@ -65,8 +71,6 @@ from quic.frames_defs import (
     StreamsBlockedFrame,
     crypto_frame_header_size,
     datagram_frame_header_size,
-    encode_ack_frame,
-    encode_ack_frequency_frame,
     encode_application_close_frame,
     encode_connection_close_frame,
     encode_crypto_frame_header,
@@ -97,6 +101,7 @@ from quic.frames_info import (
     is_ack_eliciting,
     is_probing_only,
 )
+from quic.frames_types import FrameType
 
 __all__ = [
     "FRAME_INFO",

@@ -47,10 +47,9 @@ from collections.abc import Callable
 
 from quic.buffer import VARINT_MAX, decode_varint, varint_size
 from quic.errors import BufferReadError, QuicProtocolError, TransportErrorCode
+from quic.frames_ack import AckFrame, AckFrequencyFrame, ImmediateAckFrame
 from quic.frames_defs import (
     MAX_STREAMS_LIMIT,
-    AckFrame,
-    AckFrequencyFrame,
     ApplicationCloseFrame,
     ConnectionCloseFrame,
     CryptoFrame,
@@ -58,7 +57,6 @@ from quic.frames_defs import (
     DatagramFrame,
     Frame,
     HandshakeDoneFrame,
-    ImmediateAckFrame,
     MaxDataFrame,
     MaxStreamDataFrame,
     MaxStreamsFrame,

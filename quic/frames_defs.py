@@ -1,13 +1,15 @@
-"""QUIC frame types and their encoders (RFC 9000 §19, RFC 9221 §4).
+"""QUIC frames and their encoders (RFC 9000 §19, RFC 9221 §4).
 
 Theory of operation
 -------------------
 Every frame is a small frozen, slotted dataclass with an ``encode()`` method and a
 ``frame_type`` attribute (the type byte ``encode()`` writes; for decoded STREAM and
 DATAGRAM frames this can differ from the wire type in its OFF/LEN bits, which carry no
-meaning once the frame is decoded). The decoders live in :mod:`quic.frames_decode`;
-the per-type rules (allowed packet types, ack-eliciting, ...) in
-:mod:`quic.frames_info`; :mod:`quic.frames` re-exports all three.
+meaning once the frame is decoded). The type codes are :class:`~quic.frames_types.
+FrameType`; the ACK, ACK_FREQUENCY and IMMEDIATE_ACK frames live in
+:mod:`quic.frames_ack`; the :data:`Frame` union here covers them all. The decoders live
+in :mod:`quic.frames_decode`; the per-type rules (allowed packet types, ack-eliciting,
+...) in :mod:`quic.frames_info`; :mod:`quic.frames` re-exports them all.
 
 Payload-carrying frames (STREAM, CRYPTO, DATAGRAM) hold their data as ``bytes``.
 
@@ -29,30 +31,26 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import ClassVar, TypeAlias
 
 from quic.buffer import VARINT_MAX, encode_varint, varint_size
+from quic.frames_ack import AckFrame, AckFrequencyFrame, ImmediateAckFrame
+from quic.frames_types import FrameType
 
 __all__ = [
     "HANDSHAKE_DONE_FRAME",
-    "IMMEDIATE_ACK_FRAME",
     "MAX_STREAMS_LIMIT",
     "PING_FRAME",
     "STREAM_FIN_BIT",
     "STREAM_LEN_BIT",
     "STREAM_OFF_BIT",
-    "AckFrame",
-    "AckFrequencyFrame",
     "ApplicationCloseFrame",
     "ConnectionCloseFrame",
     "CryptoFrame",
     "DataBlockedFrame",
     "DatagramFrame",
     "Frame",
-    "FrameType",
     "HandshakeDoneFrame",
-    "ImmediateAckFrame",
     "MaxDataFrame",
     "MaxStreamDataFrame",
     "MaxStreamsFrame",
@@ -71,8 +69,6 @@ __all__ = [
     "StreamsBlockedFrame",
     "crypto_frame_header_size",
     "datagram_frame_header_size",
-    "encode_ack_frame",
-    "encode_ack_frequency_frame",
     "encode_application_close_frame",
     "encode_connection_close_frame",
     "encode_crypto_frame_header",
@@ -105,49 +101,6 @@ STREAM_LEN_BIT = 0x02
 STREAM_FIN_BIT = 0x01
 
 _ev = encode_varint
-_ONE_BYTE = tuple(bytes((value,)) for value in range(0x40))  # one-byte varints (RFC 9000 §16)
-
-
-class FrameType(IntEnum):
-    """Frame types (RFC 9000 §19 / §12.4 Table 3, RFC 9221 §4)."""
-
-    PADDING = 0x00
-    PING = 0x01
-    ACK = 0x02
-    ACK_ECN = 0x03
-    RESET_STREAM = 0x04
-    STOP_SENDING = 0x05
-    CRYPTO = 0x06
-    NEW_TOKEN = 0x07
-    STREAM = 0x08  # 0x08-0x0f: OFF 0x04, LEN 0x02, FIN 0x01
-    STREAM_FIN = 0x09
-    STREAM_LEN = 0x0A
-    STREAM_LEN_FIN = 0x0B
-    STREAM_OFF = 0x0C
-    STREAM_OFF_FIN = 0x0D
-    STREAM_OFF_LEN = 0x0E
-    STREAM_OFF_LEN_FIN = 0x0F
-    MAX_DATA = 0x10
-    MAX_STREAM_DATA = 0x11
-    MAX_STREAMS_BIDI = 0x12
-    MAX_STREAMS_UNI = 0x13
-    DATA_BLOCKED = 0x14
-    STREAM_DATA_BLOCKED = 0x15
-    STREAMS_BLOCKED_BIDI = 0x16
-    STREAMS_BLOCKED_UNI = 0x17
-    NEW_CONNECTION_ID = 0x18
-    RETIRE_CONNECTION_ID = 0x19
-    PATH_CHALLENGE = 0x1A
-    PATH_RESPONSE = 0x1B
-    CONNECTION_CLOSE = 0x1C
-    CONNECTION_CLOSE_APP = 0x1D
-    HANDSHAKE_DONE = 0x1E
-    RESET_STREAM_AT = 0x24  # draft-ietf-quic-reliable-stream-reset §4
-    DATAGRAM = 0x30  # RFC 9221 §4: no Length field
-    DATAGRAM_LEN = 0x31
-    # draft-ietf-quic-ack-frequency §4, §5 (helper "congestion", issue 9)
-    IMMEDIATE_ACK = 0x1F
-    ACK_FREQUENCY = 0xAF  # two-byte varint on the wire
 
 
 def _check_token16(token: bytes) -> None:
@@ -194,95 +147,6 @@ class HandshakeDoneFrame:
 
     def encode(self) -> bytes:
         return HANDSHAKE_DONE_FRAME
-
-
-# -- ACK ---------------------------------------------------------------------------
-
-
-def encode_ack_frame(
-    ranges: tuple[tuple[int, int], ...] | list[tuple[int, int]],
-    ack_delay: int,
-    ecn: tuple[int, int, int] | None = None,
-) -> bytes:
-    """ACK (0x02) or, with ``ecn`` counts, ACK_ECN (0x03) frame (RFC 9000 §19.3).
-
-    ``ranges`` are inclusive ``(smallest, largest)`` pairs in descending order,
-    separated by at least one missing packet; ``ack_delay`` is the raw field value
-    (already scaled down by the ack_delay_exponent).
-    """
-    if not ranges:
-        raise ValueError("an ACK frame needs at least one range")
-    smallest, largest = ranges[0]
-    if not 0 <= smallest <= largest:
-        raise ValueError(f"bad ACK range {ranges[0]}")
-    if len(ranges) == 1:  # the common case: one range (ACK Range Count 0), no list
-        # one-byte varints (RFC 9000 §16) from a table, without a call
-        first = largest - smallest
-        if ecn is None:
-            return (
-                b"\x02"
-                + _ev(largest)
-                + (_ONE_BYTE[ack_delay] if 0 <= ack_delay < 0x40 else _ev(ack_delay))
-                + b"\x00"
-                + (_ONE_BYTE[first] if first < 0x40 else _ev(first))
-            )
-        ect0, ect1, ce = ecn
-        return b"".join(
-            (
-                b"\x03",
-                _ev(largest),
-                _ONE_BYTE[ack_delay] if 0 <= ack_delay < 0x40 else _ev(ack_delay),
-                b"\x00",
-                _ONE_BYTE[first] if first < 0x40 else _ev(first),
-                _ONE_BYTE[ect0] if 0 <= ect0 < 0x40 else _ev(ect0),
-                _ONE_BYTE[ect1] if 0 <= ect1 < 0x40 else _ev(ect1),
-                _ONE_BYTE[ce] if 0 <= ce < 0x40 else _ev(ce),
-            )
-        )  # RFC 9000 §19.3.2
-    parts = [
-        b"\x03" if ecn is not None else b"\x02",
-        _ev(largest),
-        _ev(ack_delay),
-        _ev(len(ranges) - 1),
-        _ev(largest - smallest),
-    ]
-    append = parts.append
-    previous = smallest
-    for smallest, largest in ranges[1:]:
-        # RFC 9000 §19.3.1: largest = previous_smallest - gap - 2
-        gap = previous - largest - 2
-        if gap < 0 or not 0 <= smallest <= largest:
-            raise ValueError("ACK ranges must be descending and separated by a gap")
-        append(_ev(gap))
-        append(_ev(largest - smallest))
-        previous = smallest
-    if ecn is not None:
-        parts += (_ev(ecn[0]), _ev(ecn[1]), _ev(ecn[2]))  # RFC 9000 §19.3.2
-    return b"".join(parts)
-
-
-@dataclass(frozen=True, slots=True)
-class AckFrame:
-    """RFC 9000 §19.3: ``ranges`` descending inclusive ``(smallest, largest)`` pairs.
-
-    ``ack_delay`` is the raw field (multiply by 2**ack_delay_exponent for
-    microseconds). ``ecn`` is ``(ect0, ect1, ce)`` for type 0x03, else ``None``.
-    """
-
-    ranges: tuple[tuple[int, int], ...]
-    ack_delay: int
-    ecn: tuple[int, int, int] | None = None
-
-    @property
-    def frame_type(self) -> int:
-        return FrameType.ACK if self.ecn is None else FrameType.ACK_ECN
-
-    @property
-    def largest_acknowledged(self) -> int:
-        return self.ranges[0][1]
-
-    def encode(self) -> bytes:
-        return encode_ack_frame(self.ranges, self.ack_delay, self.ecn)
 
 
 # -- stream and flow control --------------------------------------------------------
@@ -704,68 +568,6 @@ class DatagramFrame:
 
     def encode(self) -> bytes:
         return encode_datagram_frame_header(len(self.data)) + self.data
-
-
-# -- ACK frequency (draft-ietf-quic-ack-frequency) ------------------------------------
-
-#: The whole IMMEDIATE_ACK frame (draft-ietf-quic-ack-frequency §5).
-IMMEDIATE_ACK_FRAME = b"\x1f"
-_ACK_FREQUENCY_TYPE = _ev(FrameType.ACK_FREQUENCY)
-
-
-def encode_ack_frequency_frame(
-    sequence_number: int,
-    ack_eliciting_threshold: int,
-    request_max_ack_delay: int,
-    reordering_threshold: int,
-) -> bytes:
-    """ACK_FREQUENCY, type 0xaf (draft-ietf-quic-ack-frequency §4); delay in µs."""
-    for value in (
-        sequence_number,
-        ack_eliciting_threshold,
-        request_max_ack_delay,
-        reordering_threshold,
-    ):
-        if not 0 <= value <= VARINT_MAX:
-            raise ValueError(f"ACK_FREQUENCY field out of range: {value}")
-    return b"".join(
-        (
-            _ACK_FREQUENCY_TYPE,
-            _ev(sequence_number),
-            _ev(ack_eliciting_threshold),
-            _ev(request_max_ack_delay),
-            _ev(reordering_threshold),
-        )
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AckFrequencyFrame:
-    """draft-ietf-quic-ack-frequency §4; ``request_max_ack_delay`` in microseconds."""
-
-    sequence_number: int
-    ack_eliciting_threshold: int
-    request_max_ack_delay: int
-    reordering_threshold: int
-    frame_type: ClassVar[int] = FrameType.ACK_FREQUENCY
-
-    def encode(self) -> bytes:
-        return encode_ack_frequency_frame(
-            self.sequence_number,
-            self.ack_eliciting_threshold,
-            self.request_max_ack_delay,
-            self.reordering_threshold,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ImmediateAckFrame:
-    """draft-ietf-quic-ack-frequency §5."""
-
-    frame_type: ClassVar[int] = FrameType.IMMEDIATE_ACK
-
-    def encode(self) -> bytes:
-        return IMMEDIATE_ACK_FRAME
 
 
 Frame: TypeAlias = (

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from quic.frames import decode_frame, decode_frames, encode_ack_frame
-from quic.frames_defs import AckFrame, StreamFrame, encode_stream_frame_header
+from quic.frames_ack import AckFrame
+from quic.frames_defs import StreamFrame, encode_stream_frame_header
 
 DATA = bytes(1100)
 ACK_RANGES = tuple((n * 10, n * 10 + 7) for n in range(31, -1, -1))  # 32 ranges, largest first

@@ -117,6 +117,10 @@ class SessionState(Enum):
     CLOSED = "closed"
 
 
+_ESTABLISHED = SessionState.ESTABLISHED
+_CONNECTING = SessionState.CONNECTING
+
+
 class Session:
     """One WebTransport session; see the module docstring."""
 
@@ -160,7 +164,8 @@ class Session:
     @property
     def usable(self) -> bool:
         """Streams may be opened and datagrams sent (client optimistically, §4)."""
-        return self.state in (SessionState.ESTABLISHED, SessionState.CONNECTING)
+        state = self.state  # per datagram sent: module aliases, not Enum class attributes
+        return state is _ESTABLISHED or state is _CONNECTING
 
 
 class WtStream:

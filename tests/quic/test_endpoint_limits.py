@@ -145,7 +145,7 @@ def _flood(n: int, calls: Counter[str]) -> dict[str, float]:
         "left": len(server.connections),
         "left_routes": server.route_count,
         "left_half_open": server.half_open_connections,
-        "left_addresses": len(server._per_address),
+        "left_addresses": len(server._admission.per_address),
         "removed_at_deadline": sum(isinstance(e, ConnectionRemoved) for e in events),
         "handshake_time": _connect_real_client(server, now),
     }
@@ -178,7 +178,7 @@ def _undecryptable_flood(n: int, calls: Counter[str]) -> float:
     calls.clear()
     for i in range(n):
         server.receive_datagram(next(spoofs), random_address(rng), i / 5000)
-        assert not server._entries and not server.route_count and not server._per_address
+        assert not server._entries and not server.route_count and not server._admission.per_address
     assert server.datagrams_to_send(n / 5000) == [] and _drain(server) == []
     assert server.dropped == n and server.refused == 0
     return sum(calls.values()) / n
