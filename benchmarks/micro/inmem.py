@@ -10,7 +10,11 @@ before transmitting, as the asyncio driver does. CPU time (``process_time``) is 
 separately for the work done by the sender and by the receiver of the bulk stream, so
 the result is the protocol CPU cost per byte on each side, without the I/O.
 
-``python -m benchmarks.micro.inmem [--mb 20] [--profile sender|receiver]``
+With ``--ecn`` the datagrams carry the ECN codepoint their sender set (as the asyncio
+pump does on Linux, where loopback keeps it): ECN validation succeeds and the sender
+marks and tracks every packet, as on the real path.
+
+``python -m benchmarks.micro.inmem [--mb 20] [--ecn] [--profile sender|receiver]``
 """
 
 from __future__ import annotations
@@ -38,12 +42,13 @@ CHUNK = b"\x5a" * 65536
 class Side:
     endpoint: QuicEndpoint
     addr: tuple[str, int]
-    inbox: list[bytes] = field(default_factory=list)
+    inbox: list[tuple[bytes, int]] = field(default_factory=list)  # (data, ECN field)
     cpu: float = 0.0
     received: int = 0
     fin: bool = False
     connected: bool = False
     packets_sent: int = 0
+    ecn: bool = False  # the link keeps the ECN codepoint of each datagram
 
 
 def _configs(packet_size: int) -> tuple[QuicConfiguration, QuicConfiguration]:
@@ -72,8 +77,8 @@ def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None)
         profiler.enable()
     endpoint = side.endpoint
     inbox, side.inbox = side.inbox, []
-    for data in inbox:
-        endpoint.receive_datagram(data, peer.addr, now)
+    for data, ecn in inbox:
+        endpoint.receive_datagram(data, peer.addr, now, ecn)
     timer = endpoint.get_timer()
     if timer is not None and timer <= now:
         endpoint.handle_timer(now)
@@ -87,21 +92,28 @@ def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None)
             side.fin |= event.end_stream
         elif isinstance(event, HandshakeCompleted):
             side.connected = True
-    out = endpoint.datagrams_to_send(now)
+    if side.ecn:
+        marked = endpoint.marked_datagrams_to_send(now)
+    else:
+        marked = [(data, addr, 0) for data, addr in endpoint.datagrams_to_send(now)]
     if profiler is not None:
         profiler.disable()
     side.cpu += time.process_time() - start
-    side.packets_sent += len(out)
-    peer.inbox.extend(data for data, _ in out)
+    side.packets_sent += len(marked)
+    peer.inbox.extend((data, ecn) for data, _, ecn in marked)
 
 
 def run(
-    size: int, packet_size: int = 1200, step: float = 0.0005, profile: str | None = None
+    size: int,
+    packet_size: int = 1200,
+    step: float = 0.0005,
+    profile: str | None = None,
+    ecn: bool = False,
 ) -> dict[str, Any]:
     """Upload ``size`` bytes client → server; returns per-side CPU seconds and counts."""
     client_cfg, server_cfg = _configs(packet_size)
-    server = Side(QuicEndpoint(server_cfg), SERVER_ADDR)
-    client = Side(QuicEndpoint(), CLIENT_ADDR)
+    server = Side(QuicEndpoint(server_cfg), SERVER_ADDR, ecn=ecn)
+    client = Side(QuicEndpoint(), CLIENT_ADDR, ecn=ecn)
     now = 0.0
     conn = client.endpoint.connect(SERVER_ADDR, client_cfg, now)
     while not (client.connected and server.connected):
@@ -144,6 +156,7 @@ def run(
         "packets": client.packets_sent,
         "acks": server.packets_sent,
         "fake_time_s": round(now, 3),
+        "ecn": conn.ecn.state.value,
     }
 
 
@@ -152,8 +165,9 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=20.0)
     parser.add_argument("--packet-size", type=int, default=1200)
     parser.add_argument("--profile", choices=("sender", "receiver"))
+    parser.add_argument("--ecn", action="store_true", help="the link keeps ECN codepoints")
     args = parser.parse_args()
-    print(run(int(args.mb * 1e6), args.packet_size, profile=args.profile))
+    print(run(int(args.mb * 1e6), args.packet_size, profile=args.profile, ecn=args.ecn))
 
 
 if __name__ == "__main__":
