@@ -544,13 +544,14 @@ class SendScheduler:
         # spent by the first packet, as available() would say)
         room = congestion.available()
         written = total = 0
-        while written < allowed and room >= mtu and streams.has_data():
+        more = streams.has_data()
+        while more and written < allowed and room >= mtu:
             if not asm.begin_short_datagram(
                 mtu, dcid, write, APPLICATION, space.next_pn, largest_acked, key_phase
             ):
                 break
             space.next_pn += 1
-            streams.write_streams(asm)
+            more = streams.write_streams(asm)
             size = asm.end_short_datagram()
             if not size:
                 break  # every stream blocked, nothing written

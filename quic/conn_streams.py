@@ -122,6 +122,7 @@ class StreamController:
         "_deferred",
         "_eof_reported",
         "_events",
+        "_live",
         "_qlog",
         "_rtt_estimator",
         "_sendable",
@@ -164,6 +165,7 @@ class StreamController:
             max_reassembly_fragments=max_reassembly_fragments,
         )
         self.manager.stream_trace = qlog.stream_side_updated if qlog is not None else None
+        self._live = self.manager.streams  # the manager's table itself (read, per packet)
         self.credit = SendCredit(0)  # the peer's initial_max_data, then MAX_DATA
         self.window = ReceiveWindow(initial_max_data, max_data_window)
         self.send_buffer_high = send_buffer_high
@@ -562,18 +564,19 @@ class StreamController:
                 written = True
         return written
 
-    def write_streams(self, b: PacketAssembler) -> None:
-        """Fill the packet with STREAM frames, round-robin over ready streams."""
+    def write_streams(self, b: PacketAssembler) -> bool:
+        """Fill the packet with STREAM frames, round-robin over ready streams; returns
+        :meth:`has_data` (the bulk send loop's next question)."""
         sendable = self._sendable
         if not sendable:
-            return
+            return False
         credit = self.credit
-        manager = self.manager
+        live = self._live
         packet = b.packet
         handlers = packet.handlers
         fate = self._stream_fate
         for sid in list(sendable):
-            stream = manager.get(sid)
+            stream = live.get(sid)
             send = stream.send if stream is not None else None
             if send is None:
                 del sendable[sid]
@@ -624,6 +627,7 @@ class StreamController:
                 b.push(encode_data_blocked_frame(limit_c))
                 handlers.append((self._data_blocked_fate, (limit_c,)))
                 packet.ack_eliciting = packet.in_flight = True
+        return bool(sendable)
 
     def _blocked_by_connection(self) -> bool:
         for sid in self._sendable:
@@ -638,11 +642,11 @@ class StreamController:
         self, acked: bool, sid: int, send: SendStream, offset: int, n: int, fin: bool
     ) -> None:
         if acked:
-            send.on_acked(offset, n, fin)
+            finished = send.on_acked(offset, n, fin)
             if sid in self._write_blocked and send.buffered <= self.send_buffer_high // 2:
                 self._write_blocked.pop(sid, None)
                 self._events.append(StreamWritable(sid))
-            if send.is_finished:
+            if finished:
                 self._maybe_discard(sid)
         else:
             send.on_lost(offset, n, fin)

@@ -94,13 +94,18 @@ def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None)
             side.connected = True
     if side.ecn:
         marked = endpoint.marked_datagrams_to_send(now)
-    else:
-        marked = [(data, addr, 0) for data, addr in endpoint.datagrams_to_send(now)]
+        if profiler is not None:
+            profiler.disable()
+        side.cpu += time.process_time() - start
+        side.packets_sent += len(marked)
+        peer.inbox.extend([(data, ecn) for data, _, ecn in marked])
+        return
+    out = endpoint.datagrams_to_send(now)
     if profiler is not None:
         profiler.disable()
     side.cpu += time.process_time() - start
-    side.packets_sent += len(marked)
-    peer.inbox.extend((data, ecn) for data, _, ecn in marked)
+    side.packets_sent += len(out)
+    peer.inbox.extend([(data, 0) for data, _ in out])
 
 
 def run(

@@ -331,3 +331,24 @@ def test_push_frame_keeps_the_room_rule() -> None:
         asm.push_frame(b"\x0e" * 8, bytes(room - 7))
     asm.push_frame(b"\x0e" * 8, bytes(room - 8))
     assert asm.room == 0
+
+
+def test_write_streams_says_whether_data_is_left() -> None:
+    """write_streams returns has_data(): True while a stream has data for another
+    packet, False once its last byte and FIN went (the bulk loop asks nothing else)."""
+    pair = make_pair(seed=6)
+    pair.handshake()
+    conn = pair.client
+    sid = conn.create_stream()
+    conn.send_stream_data(sid, b"d" * 2500, end_stream=True)
+    streams = conn.streams
+    protector = PacketProtector(SUITES[0], bytes(32), QuicVersion.VERSION_1)
+    asm = PacketAssembler(1200)
+    left = []
+    for pn in range(5):
+        assert asm.begin_short_datagram(1200, b"\x01" * 8, protector, 2, pn, None, 0)
+        left.append(streams.write_streams(asm))
+        assert left[-1] == streams.has_data()
+        if not asm.end_short_datagram():
+            break
+    assert left == [True, True, False, False]  # the last call finds nothing to write

@@ -316,6 +316,42 @@ def test_send_out_of_order_acks_advance_prefix() -> None:
     assert state(s) is SendState.DATA_RECVD
 
 
+def test_send_on_acked_says_whether_the_stream_is_finished() -> None:
+    """on_acked returns is_finished: False until Data Recvd, True from then on (a late
+    duplicate included), and True for a reset stream once its reset was acknowledged."""
+    s = SendStream(0, BIG)
+    s.write(b"z" * 30, end_stream=True)
+    frames = [s.next_frame(10, BIG) for _ in range(3)]
+    assert all(f is not None for f in frames)
+    assert s.on_acked(20, 10, True) is False  # out of order, FIN acked
+    assert s.on_acked(0, 10, False) is False
+    assert not s.is_finished
+    assert s.on_acked(10, 10, False) is True  # the gap closed: Data Recvd
+    assert s.is_finished
+    assert s.on_acked(10, 10, False) is True  # a duplicate
+    r = SendStream(4, BIG)
+    r.write(b"y" * 20)
+    assert r.next_frame(10, BIG) is not None
+    assert r.reset(7)
+    assert r.on_acked(0, 10, False) is False  # Reset Sent: not finished yet
+    r.on_reset_acked()
+    assert r.on_acked(0, 10, False) is True and r.is_finished
+
+
+def test_send_highest_sent_and_write_offset_follow_the_stream() -> None:
+    s = SendStream(0, BIG)
+    s.write(b"a" * 2500)
+    assert (s.highest_sent, s.write_offset) == (0, 2500)
+    frame(s, 1000)
+    frame(s, 1000)
+    assert (s.highest_sent, s.write_offset) == (2000, 2500)
+    s.on_lost(0, 1000, False)
+    assert frame(s, 1000)[0] == 0  # a retransmission does not move highest_sent
+    assert s.highest_sent == 2000
+    s.write(b"b" * 10, end_stream=True)
+    assert s.write_offset == 2510
+
+
 def test_send_reset_final_size_is_highest_sent() -> None:
     s = SendStream(8, BIG)
     s.write(b"a" * 100)
