@@ -306,7 +306,16 @@ class StreamController:
     def on_stream(
         self, stream_id: int, offset: int, data: bytes, fin: bool, ftype: int, now: float
     ) -> None:
-        delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
+        stream = self._live.get(stream_id)
+        recv = stream.recv if stream is not None else None
+        if recv is None:  # not open yet, gone, or no receiving part: the manager's checks
+            delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
+        else:  # manager.on_stream_frame's common case, without the call
+            try:
+                delta = recv.on_stream_frame(offset, data, fin)
+            except QuicProtocolError as exc:
+                exc.frame_type = exc.frame_type or ftype
+                raise
         if delta:  # _count_received, inline: once per packet on a bulk receiver
             window = self.window
             total = window.highest_received + delta
@@ -618,8 +627,8 @@ class StreamController:
             del sendable[sid]
             if send.needs_send:
                 sendable[sid] = None
-            if send.reset_ready:  # a RESET_STREAM_AT waited for these bytes
-                self._control[sid] = None
+            if send.reset_pending and send.reset_ready:
+                self._control[sid] = None  # a RESET_STREAM_AT waited for these bytes
         if sendable and credit.max_data <= credit.used and self._blocked_by_connection():
             limit_c = credit.blocked_at
             if limit_c is not None and b.room >= _VARINT_FRAME_MAX:
@@ -642,11 +651,11 @@ class StreamController:
         self, acked: bool, sid: int, send: SendStream, offset: int, n: int, fin: bool
     ) -> None:
         if acked:
-            finished = send.on_acked(offset, n, fin)
-            if sid in self._write_blocked and send.buffered <= self.send_buffer_high // 2:
+            buffered = send.on_acked(offset, n, fin)
+            if sid in self._write_blocked and buffered <= self.send_buffer_high // 2:
                 self._write_blocked.pop(sid, None)
                 self._events.append(StreamWritable(sid))
-            if finished:
+            if not buffered and send.is_finished:  # a finished stream holds no data
                 self._maybe_discard(sid)
         else:
             send.on_lost(offset, n, fin)

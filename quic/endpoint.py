@@ -124,7 +124,7 @@ import heapq
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from quic.configuration import QuicConfiguration
@@ -307,6 +307,19 @@ class QuicEndpoint:
         except Exception:  # a bug in the endpoint itself: drop the datagram, keep serving
             self._drop(now, "internal_error", data)
             logger.exception("QUIC endpoint failed on a datagram; dropped it")
+
+    def receive_datagrams(
+        self, datagrams: Iterable[bytes], addr: Any, now: float, ecn: int = 0, local: int = 0
+    ) -> None:
+        """:meth:`receive_datagram` for datagrams that arrived together from one address
+        with one ECN field (the segments of a GRO read); never raises."""
+        receive = self._receive
+        for data in datagrams:
+            try:
+                receive(data, addr, now, ecn, local)
+            except Exception:
+                self._drop(now, "internal_error", data)
+                logger.exception("QUIC endpoint failed on a datagram; dropped it")
 
     def receive_forwarded(
         self, data: bytes, addr: Any, now: float, ecn: int = 0, local: int = 0

@@ -286,19 +286,15 @@ class LossRecovery:
 
     def on_packets_sent(self, packets: Sequence[SentPacket], sent_bytes: int, now: float) -> None:
         """:meth:`on_packet_sent` for a run of in-flight, ack-eliciting packets of one
-        space that left together at ``now``, in packet number order (the bulk send
-        loop); ``sent_bytes`` is the sum of their sizes. The congestion controller hears
-        of the run in one call. A run that does not fit in :meth:`sent_room` is
-        registered packet by packet (each drop beyond ``max_sent`` is a congestion event
-        the next packet must see)."""
-        if not packets:
-            return
-        st = self.spaces[packets[0].space]
-        sent = st.sent
-        if len(sent) + len(packets) > self.max_sent:
+        space sent at ``now`` in packet number order (the bulk send loop; ``sent_bytes``
+        their sizes summed): one congestion controller call. A run beyond
+        :meth:`sent_room` goes packet by packet (a drop is a congestion event)."""
+        st = self.spaces[packets[0].space] if packets else None
+        if st is None or len(st.sent) + len(packets) > self.max_sent:
             for packet in packets:
                 self.on_packet_sent(packet, now)
             return
+        sent = st.sent
         largest = st.largest_sent
         if not sent:
             st.lowest_unacked = packets[0].packet_number

@@ -217,12 +217,12 @@ class SendStream:
         "_reliable_size",
         "_reset_code",
         "_reset_final_size",
-        "_reset_pending",
         "_starts",
         "_state",
         "_stop_answer",
         "credit",
         "highest_sent",
+        "reset_pending",
         "stream_id",
         "trace",
         "write_offset",
@@ -251,7 +251,9 @@ class SendStream:
         self._fin_lost = False
         self._reset_code: int | None = None
         self._reset_final_size = 0
-        self._reset_pending = False
+        #: A RESET_STREAM or RESET_STREAM_AT frame is owed (:attr:`reset_ready` says
+        #: whether it may go now); an attribute the send loop reads per packet. Read-only.
+        self.reset_pending = False
         # RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset): None when not used
         self._reliable_size: int | None = None
         self._reliable_sent = False  # a RESET_STREAM_AT carried the final size
@@ -300,7 +302,7 @@ class SendStream:
     @property
     def reset_ready(self) -> bool:
         """A RESET_STREAM or RESET_STREAM_AT frame is owed and may be sent now."""
-        if not self._reset_pending:
+        if not self.reset_pending:
             return False
         return self._reliable_size is None or self.highest_sent >= self.write_offset
 
@@ -308,7 +310,7 @@ class SendStream:
     def needs_send(self) -> bool:
         """Whether :meth:`next_frame` or :meth:`reset_frame` would produce something
         (assuming connection credit is available)."""
-        if self._reset_pending:
+        if self.reset_pending:
             return True
         if self._state not in _SENDING:
             return False
@@ -394,7 +396,7 @@ class SendStream:
         self._reset_code = error_code
         self._reliable_size = reliable_size
         self._reliable_acked = False
-        self._reset_pending = True
+        self.reset_pending = True
         end = max(reliable_size, self.highest_sent)
         self._truncate(end)
         self._reset_final_size = end
@@ -407,7 +409,7 @@ class SendStream:
             self._reset_final_size = self.highest_sent
         self._reliable_size = None
         self._reset_code = error_code
-        self._reset_pending = True
+        self.reset_pending = True
         self._fire(SendEvent.SEND_RESET)
         self._release_all()
         return True
@@ -583,7 +585,7 @@ class SendStream:
         until every byte below its final size was sent once (§4: within the credit)."""
         if not self.reset_ready or self._reset_code is None:
             return None
-        self._reset_pending = False
+        self.reset_pending = False
         reliable = self._reliable_size
         if reliable is not None:
             self._reliable_sent = True
@@ -592,11 +594,12 @@ class SendStream:
 
     # ------------------------------------------------------------------ fate of frames
 
-    def on_acked(self, offset: int, length: int, fin: bool) -> bool:
+    def on_acked(self, offset: int, length: int, fin: bool) -> int:
         """A STREAM frame (offset, length, fin) was acknowledged; returns
-        :attr:`is_finished` (the caller's next question, without the property call)."""
+        :attr:`buffered` (the caller's next question, without the property call: 0 in
+        a terminal state)."""
         if self._state not in _SENDING:
-            return self._state in _TERMINAL
+            return 0
         stop = offset + length
         if length and stop > self._acked_offset:
             if self._lost.b:
@@ -628,9 +631,9 @@ class SendStream:
             self._release_all()
         elif self._reliable_size is not None:
             self._check_reliable_done()
-        else:
-            return False  # still sending: no state change on this path
-        return self._state in _TERMINAL
+        else:  # still sending: no state change on this path
+            return self.write_offset - self._acked_offset
+        return self.write_offset - self._acked_offset if self._state in _SENDING else 0
 
     def on_lost(self, offset: int, length: int, fin: bool) -> None:
         """A STREAM frame (offset, length, fin) was declared lost: schedule a resend."""
@@ -668,13 +671,13 @@ class SendStream:
         newer frame replaced it or the stream is done (§4)."""
         if reliable_size is None:
             if self._state is SendState.RESET_SENT:
-                self._reset_pending = True
+                self.reset_pending = True
         elif (
             reliable_size == self._reliable_size
             and self._state in _SENDING
             and not self._reliable_acked
         ):
-            self._reset_pending = True
+            self.reset_pending = True
 
     # ------------------------------------------------------------------ buffer release
 

@@ -12,9 +12,11 @@ the result is the protocol CPU cost per byte on each side, without the I/O.
 
 With ``--ecn`` the datagrams carry the ECN codepoint their sender set (as the asyncio
 pump does on Linux, where loopback keeps it): ECN validation succeeds and the sender
-marks and tracks every packet, as on the real path.
+marks and tracks every packet, as on the real path. With ``--gro`` what one step sent
+is fed with one :meth:`~quic.endpoint.QuicEndpoint.receive_datagrams` call, as the
+pump feeds the datagrams of one GRO read; else one ``receive_datagram`` call each.
 
-``python -m benchmarks.micro.inmem [--mb 20] [--ecn] [--profile sender|receiver]``
+``python -m benchmarks.micro.inmem [--mb 20] [--ecn] [--gro] [--profile sender|receiver]``
 """
 
 from __future__ import annotations
@@ -42,13 +44,14 @@ CHUNK = b"\x5a" * 65536
 class Side:
     endpoint: QuicEndpoint
     addr: tuple[str, int]
-    inbox: list[tuple[bytes, int]] = field(default_factory=list)  # (data, ECN field)
+    inbox: list[tuple[list[bytes], int]] = field(default_factory=list)  # (datagrams, ECN)
     cpu: float = 0.0
     received: int = 0
     fin: bool = False
     connected: bool = False
     packets_sent: int = 0
     ecn: bool = False  # the link keeps the ECN codepoint of each datagram
+    gro: bool = False  # a step's datagrams are fed in one call
 
 
 def _configs(packet_size: int) -> tuple[QuicConfiguration, QuicConfiguration]:
@@ -77,8 +80,13 @@ def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None)
         profiler.enable()
     endpoint = side.endpoint
     inbox, side.inbox = side.inbox, []
-    for data, ecn in inbox:
-        endpoint.receive_datagram(data, peer.addr, now, ecn)
+    if side.gro:
+        for batch, ecn in inbox:
+            endpoint.receive_datagrams(batch, peer.addr, now, ecn)
+    else:
+        for batch, ecn in inbox:
+            for data in batch:
+                endpoint.receive_datagram(data, peer.addr, now, ecn)
     timer = endpoint.get_timer()
     if timer is not None and timer <= now:
         endpoint.handle_timer(now)
@@ -98,14 +106,16 @@ def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None)
             profiler.disable()
         side.cpu += time.process_time() - start
         side.packets_sent += len(marked)
-        peer.inbox.extend([(data, ecn) for data, _, ecn in marked])
+        for codepoint in {ecn for _, _, ecn in marked}:  # one codepoint per step, mostly
+            peer.inbox.append(([data for data, _, ecn in marked if ecn == codepoint], codepoint))
         return
     out = endpoint.datagrams_to_send(now)
     if profiler is not None:
         profiler.disable()
     side.cpu += time.process_time() - start
     side.packets_sent += len(out)
-    peer.inbox.extend([(data, 0) for data, _ in out])
+    if out:
+        peer.inbox.append(([data for data, _ in out], 0))
 
 
 def run(
@@ -114,11 +124,12 @@ def run(
     step: float = 0.0005,
     profile: str | None = None,
     ecn: bool = False,
+    gro: bool = False,
 ) -> dict[str, Any]:
     """Upload ``size`` bytes client → server; returns per-side CPU seconds and counts."""
     client_cfg, server_cfg = _configs(packet_size)
-    server = Side(QuicEndpoint(server_cfg), SERVER_ADDR, ecn=ecn)
-    client = Side(QuicEndpoint(), CLIENT_ADDR, ecn=ecn)
+    server = Side(QuicEndpoint(server_cfg), SERVER_ADDR, ecn=ecn, gro=gro)
+    client = Side(QuicEndpoint(), CLIENT_ADDR, ecn=ecn, gro=gro)
     now = 0.0
     conn = client.endpoint.connect(SERVER_ADDR, client_cfg, now)
     while not (client.connected and server.connected):
@@ -171,8 +182,10 @@ def main() -> None:
     parser.add_argument("--packet-size", type=int, default=1200)
     parser.add_argument("--profile", choices=("sender", "receiver"))
     parser.add_argument("--ecn", action="store_true", help="the link keeps ECN codepoints")
+    parser.add_argument("--gro", action="store_true", help="a step's datagrams in one call")
     args = parser.parse_args()
-    print(run(int(args.mb * 1e6), args.packet_size, profile=args.profile, ecn=args.ecn))
+    size = int(args.mb * 1e6)
+    print(run(size, args.packet_size, profile=args.profile, ecn=args.ecn, gro=args.gro))
 
 
 if __name__ == "__main__":
