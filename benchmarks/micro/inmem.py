@@ -27,6 +27,8 @@ import datetime
 import pstats
 import time
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from quic.configuration import QuicConfiguration
@@ -38,6 +40,7 @@ NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 SERVER_ADDR = ("127.0.0.1", 4433)
 CLIENT_ADDR = ("127.0.0.1", 50000)
 CHUNK = b"\x5a" * 65536
+_DATA, _ECN = itemgetter(0), itemgetter(2)  # of (data, addr, ecn) and (data, addr)
 
 
 @dataclass
@@ -106,8 +109,8 @@ def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None)
             profiler.disable()
         side.cpu += time.process_time() - start
         side.packets_sent += len(marked)
-        for codepoint in {ecn for _, _, ecn in marked}:  # one codepoint per step, mostly
-            peer.inbox.append(([data for data, _, ecn in marked if ecn == codepoint], codepoint))
+        for codepoint, run in groupby(marked, _ECN):  # one codepoint per step, mostly
+            peer.inbox.append((list(map(_DATA, run)), codepoint))
         return
     out = endpoint.datagrams_to_send(now)
     if profiler is not None:
@@ -115,7 +118,7 @@ def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None)
     side.cpu += time.process_time() - start
     side.packets_sent += len(out)
     if out:
-        peer.inbox.append(([data for data, _ in out], 0))
+        peer.inbox.append((list(map(_DATA, out)), 0))
 
 
 def run(
