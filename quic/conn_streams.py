@@ -625,7 +625,11 @@ class StreamController:
             packet.ack_eliciting = packet.in_flight = True
             # rotate: a stream that still has data goes to the back of the queue
             del sendable[sid]
-            if send.needs_send:
+            stream_credit = send.credit
+            if (
+                send.write_offset > send.highest_sent
+                and stream_credit.max_data > stream_credit.used
+            ) or send.needs_send:  # new data within its credit: needs_send's usual True
                 sendable[sid] = None
             if send.reset_pending and send.reset_ready:
                 self._control[sid] = None  # a RESET_STREAM_AT waited for these bytes

@@ -336,7 +336,6 @@ def test_get_timer_after_a_receive_sees_the_deadline_before_any_send() -> None:
     assert server.datagrams_to_send(owed)
 
 
-
 def _bulk_datagrams(seed: int) -> tuple[Any, list[bytes], int]:
     pair = make_pair(seed=seed)
     pair.handshake()
