@@ -378,3 +378,29 @@ def test_a_bug_on_one_of_datagrams_received_together_drops_that_one() -> None:
     endpoint.receive_datagrams(datagrams, CLIENT_ADDR, pair.net.now)  # never raises
     assert calls[0] == len(datagrams)  # the datagrams after the bug were fed too
     assert pair.server.acks.trackers[2].received  # and processed
+
+
+def test_datagrams_received_together_skip_the_routing_only_behind_their_own_id() -> None:
+    """In receive_datagrams a short-header datagram goes straight to the connection of
+    the datagram before it only when it carries the same connection ID; anything else
+    (here an unknown ID between two of them) is routed as usual, and every datagram of
+    the connection is processed."""
+    pair, datagrams, sid = _bulk_datagrams(13)
+    endpoint = pair.server_endpoint
+    original = endpoint._receive
+    routed: list[bytes] = []
+
+    def counting(data: bytes, *args: Any) -> Any:
+        routed.append(data)
+        return original(data, *args)
+
+    endpoint._receive = counting  # type: ignore[method-assign]
+    unknown = bytes([0x40]) + b"\xee" * 8 + bytes(40)  # a short header nobody owns
+    batch = [*datagrams[:3], unknown, *datagrams[3:]]
+    tracker = pair.server.acks.trackers[2]
+    before = tracker.received.total()
+    endpoint.receive_datagrams(batch, CLIENT_ADDR, pair.net.now)
+    assert routed == [datagrams[0], unknown, datagrams[3]]  # the others went straight
+    assert tracker.received.total() - before == len(datagrams)  # each one processed
+    pair.net.settle(1.0)
+    assert bytes(pair.data["server"][sid]) == b"g" * 20_000
