@@ -205,6 +205,18 @@ class Bbr:
             packet.is_app_limited = self._app_limited_until != 0
         self.bytes_in_flight += sent_bytes
 
+    def on_packets_sent(self, packets: Sequence[SentPacket], sent_bytes: int, now: float) -> None:
+        if not self.bytes_in_flight:  # a new flight: the send interval starts here
+            self._first_sent_time = self._delivered_time = now
+        delivered, delivered_time = self.delivered, self._delivered_time
+        first_sent_time, app_limited = self._first_sent_time, self._app_limited_until != 0
+        for packet in packets:  # stamped as on_packet_sent would, one by one
+            packet.delivered = delivered
+            packet.delivered_time = delivered_time
+            packet.first_sent_time = first_sent_time
+            packet.is_app_limited = app_limited
+        self.bytes_in_flight += sent_bytes
+
     def on_app_limited(self, now: float) -> None:
         """RFC 9002 §7.8: the window had room but nothing was sent (delivery-rate
         estimation: samples until this flight is delivered are application-limited)."""

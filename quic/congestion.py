@@ -140,6 +140,12 @@ class CongestionController(Protocol):
         """An in-flight packet of ``sent_bytes`` bytes left at ``now``."""
         ...
 
+    def on_packets_sent(self, packets: Sequence[SentPacket], sent_bytes: int, now: float) -> None:
+        """:meth:`on_packet_sent` for a run of in-flight packets that left together at
+        ``now`` (the bulk send loop), in packet number order; ``sent_bytes`` is the sum
+        of their sizes."""
+        ...
+
     def on_packets_acked(self, packets: Sequence[SentPacket], now: float) -> None:
         """Packets newly acknowledged by one ACK frame."""
         ...
@@ -255,6 +261,12 @@ class NewReno:
         self._may_send_one = False
         if self.hystart is not None:
             self.hystart.on_packet_sent(packet)
+
+    def on_packets_sent(self, packets: Sequence[SentPacket], sent_bytes: int, now: float) -> None:
+        self.bytes_in_flight += sent_bytes
+        self._may_send_one = False
+        if self.hystart is not None and packets:
+            self.hystart.on_packet_sent(packets[-1])  # it keeps the largest sent only
 
     def on_app_limited(self, now: float) -> None:
         """Nothing to do: §7.8 is applied per ACK (see :meth:`_window_limited`)."""

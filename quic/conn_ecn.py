@@ -75,8 +75,9 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from quic.recovery import SentPacket
-    from quic.recovery_state import FrameHandler
 
 __all__ = [
     "ECN_CE",
@@ -195,18 +196,22 @@ class EcnController:
         self.send_codepoint = codepoint
         return codepoint
 
-    def on_packet_sent(self, packet: SentPacket, fate: FrameHandler | None = None) -> None:
-        """``packet`` leaves in an ECT(0) datagram: count it and learn its fate;
-        ``fate``: :meth:`fate_handler` of its space, made once for many packets."""
+    def on_packet_sent(self, packet: SentPacket) -> None:
+        """``packet`` leaves in an ECT(0) datagram: count it and learn its fate."""
         space = packet.space
         self._sent[space] += 1
         self._marked += 1
-        packet.handlers.append((self._fate, (space,)) if fate is None else fate)
+        packet.handlers.append((self._fate, (space,)))
 
-    def fate_handler(self, index: int) -> FrameHandler:
-        """The handler :meth:`on_packet_sent` puts on a packet of space ``index``, for a
-        caller that registers many (the bulk send loop; kept for that call only)."""
-        return (self._fate, (index,))
+    def on_packets_sent(self, packets: Sequence[SentPacket], index: int) -> None:
+        """:meth:`on_packet_sent` for a run of packets of space ``index`` (the bulk send
+        loop), all with one handler."""
+        n = len(packets)
+        self._sent[index] += n
+        self._marked += n
+        fate = (self._fate, (index,))
+        for packet in packets:
+            packet.handlers.append(fate)
 
     def _fate(self, acked: bool, index: int) -> None:
         if acked:

@@ -244,6 +244,16 @@ class PathManager:
             return True  # the common case, per datagram: no keys built
         return bool(path_key(addr, local) == _key(current))
 
+    def received_on_current(self, addr: Any, local: int, size: int) -> bool:
+        """:meth:`is_current`, and if so :meth:`on_datagram_received` (one call per
+        datagram on the receive path)."""
+        current = self.current
+        if (local != current.local or addr != current.addr) and not self.is_current(addr, local):
+            return False
+        self.bytes_received += size
+        current.received += size
+        return True
+
     def knows(self, addr: Any, local: int = 0) -> bool:
         return self.is_current(addr, local) or path_key(addr, local) in self.others
 

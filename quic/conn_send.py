@@ -555,10 +555,15 @@ class SendScheduler:
     ) -> tuple[int, int]:
         """Up to ``allowed`` datagrams of one 1-RTT packet of STREAM frames each (see
         :meth:`_only_stream_data`), each under the same window rule as
-        :meth:`_write_space` and registered with loss recovery (and ECN) at once;
-        returns how many were written and their bytes. It stops early when the window
-        has no room, no stream has data, or every stream is blocked. What a build call
-        cannot change (keys, connection ID, the largest acknowledged) is read once."""
+        :meth:`_write_space`; returns how many were written and their bytes. It stops
+        early when the window has no room, no stream has data, or every stream is
+        blocked. What a build call cannot change (keys, connection ID, the largest
+        acknowledged) is read once. The window's room is counted down here and the run
+        is registered with loss recovery (and ECN) in one call at the end — all its
+        packets leave at ``now``, and nothing in the loop reads what registration
+        changes — unless loss recovery's table cannot take the whole run: then each
+        packet is registered as it is built (a drop beyond the table's bound is a
+        congestion event the next packet must see)."""
         recovery = self._recovery
         congestion = recovery.congestion
         streams = self._streams
@@ -569,27 +574,39 @@ class SendScheduler:
         largest_acked = recovery.spaces[APPLICATION].largest_acked
         key_phase = write.key_phase
         packets = asm.packets
+        first = len(packets)
+        each = recovery.sent_room(APPLICATION) < allowed
         ecn = self._ecn
-        fate = ecn.fate_handler(APPLICATION) if marked else None  # one for the loop
+        # RFC 9002 §7: what the window allows, less what the run puts in flight (the
+        # one-packet allowance of B.6 is the controller's datagram size, the path's:
+        # spent by the first packet, as available() would say)
+        room = congestion.available()
         written = total = 0
-        while written < allowed:
-            if congestion.available() < mtu or not streams.has_data():
-                break
+        more = streams.has_data()
+        while more and written < allowed and room >= mtu:
             if not asm.begin_short_datagram(
                 mtu, dcid, write, APPLICATION, space.next_pn, largest_acked, key_phase
             ):
                 break
             space.next_pn += 1
-            streams.write_streams(asm)
+            more = streams.write_streams(asm)
             size = asm.end_short_datagram()
             if not size:
                 break  # every stream blocked, nothing written
             written += 1
             total += size
-            packet = packets[-1]
+            room -= size
+            if each:
+                packet = packets[-1]
+                if marked:
+                    ecn.on_packet_sent(packet)  # RFC 9000 §13.4.2: learn its fate
+                recovery.on_packet_sent(packet, now)
+                room = congestion.available()
+        if written and not each:
+            run = packets[first:]
             if marked:
-                ecn.on_packet_sent(packet, fate)  # RFC 9000 §13.4.2: learn its fate
-            recovery.on_packet_sent(packet, now)
+                ecn.on_packets_sent(run, APPLICATION)  # RFC 9000 §13.4.2
+            recovery.on_packets_sent(run, total, now)
         return written, total
 
     def _update_pacer(self, now: float, mtu: int) -> Pacer:

@@ -122,6 +122,7 @@ class StreamController:
         "_deferred",
         "_eof_reported",
         "_events",
+        "_live",
         "_qlog",
         "_rtt_estimator",
         "_sendable",
@@ -164,6 +165,7 @@ class StreamController:
             max_reassembly_fragments=max_reassembly_fragments,
         )
         self.manager.stream_trace = qlog.stream_side_updated if qlog is not None else None
+        self._live = self.manager.streams  # the manager's table itself (read, per packet)
         self.credit = SendCredit(0)  # the peer's initial_max_data, then MAX_DATA
         self.window = ReceiveWindow(initial_max_data, max_data_window)
         self.send_buffer_high = send_buffer_high
@@ -304,7 +306,16 @@ class StreamController:
     def on_stream(
         self, stream_id: int, offset: int, data: bytes, fin: bool, ftype: int, now: float
     ) -> None:
-        delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
+        stream = self._live.get(stream_id)
+        recv = stream.recv if stream is not None else None
+        if recv is None:  # not open yet, gone, or no receiving part: the manager's checks
+            delta = self.manager.on_stream_frame(stream_id, offset, data, fin, ftype)
+        else:  # manager.on_stream_frame's common case, without the call
+            try:
+                delta = recv.on_stream_frame(offset, data, fin)
+            except QuicProtocolError as exc:
+                exc.frame_type = exc.frame_type or ftype
+                raise
         if delta:  # _count_received, inline: once per packet on a bulk receiver
             window = self.window
             total = window.highest_received + delta
@@ -562,18 +573,19 @@ class StreamController:
                 written = True
         return written
 
-    def write_streams(self, b: PacketAssembler) -> None:
-        """Fill the packet with STREAM frames, round-robin over ready streams."""
+    def write_streams(self, b: PacketAssembler) -> bool:
+        """Fill the packet with STREAM frames, round-robin over ready streams; returns
+        :meth:`has_data` (the bulk send loop's next question)."""
         sendable = self._sendable
         if not sendable:
-            return
+            return False
         credit = self.credit
-        manager = self.manager
+        live = self._live
         packet = b.packet
         handlers = packet.handlers
         fate = self._stream_fate
         for sid in list(sendable):
-            stream = manager.get(sid)
+            stream = live.get(sid)
             send = stream.send if stream is not None else None
             if send is None:
                 del sendable[sid]
@@ -613,10 +625,14 @@ class StreamController:
             packet.ack_eliciting = packet.in_flight = True
             # rotate: a stream that still has data goes to the back of the queue
             del sendable[sid]
-            if send.needs_send:
+            stream_credit = send.credit
+            if (
+                send.write_offset > send.highest_sent
+                and stream_credit.max_data > stream_credit.used
+            ) or send.needs_send:  # new data within its credit: needs_send's usual True
                 sendable[sid] = None
-            if send.reset_ready:  # a RESET_STREAM_AT waited for these bytes
-                self._control[sid] = None
+            if send.reset_pending and send.reset_ready:
+                self._control[sid] = None  # a RESET_STREAM_AT waited for these bytes
         if sendable and credit.max_data <= credit.used and self._blocked_by_connection():
             limit_c = credit.blocked_at
             if limit_c is not None and b.room >= _VARINT_FRAME_MAX:
@@ -624,6 +640,7 @@ class StreamController:
                 b.push(encode_data_blocked_frame(limit_c))
                 handlers.append((self._data_blocked_fate, (limit_c,)))
                 packet.ack_eliciting = packet.in_flight = True
+        return bool(sendable)
 
     def _blocked_by_connection(self) -> bool:
         for sid in self._sendable:
@@ -638,11 +655,11 @@ class StreamController:
         self, acked: bool, sid: int, send: SendStream, offset: int, n: int, fin: bool
     ) -> None:
         if acked:
-            send.on_acked(offset, n, fin)
-            if sid in self._write_blocked and send.buffered <= self.send_buffer_high // 2:
+            buffered = send.on_acked(offset, n, fin)
+            if sid in self._write_blocked and buffered <= self.send_buffer_high // 2:
                 self._write_blocked.pop(sid, None)
                 self._events.append(StreamWritable(sid))
-            if send.is_finished:
+            if not buffered and send.is_finished:  # a finished stream holds no data
                 self._maybe_discard(sid)
         else:
             send.on_lost(offset, n, fin)

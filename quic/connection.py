@@ -677,10 +677,8 @@ class QuicConnection:
                     self._qlog_start(now)
                 qlog.datagram_received(now, len(data))
             migration = self.migration
-            on_path = paths.is_current(addr, local)
-            if on_path:
-                paths.on_datagram_received(len(data))
-            elif not migration.admit(data, addr, self.cids.cid_length, local):
+            on_path = paths.received_on_current(addr, local, len(data))
+            if not on_path and not migration.admit(data, addr, self.cids.cid_length, local):
                 return  # RFC 9000 §9: dropped
             if state is _CLOSING:
                 self.closer.on_datagram_while_closing()  # RFC 9000 §10.2.1
@@ -689,12 +687,14 @@ class QuicConnection:
             if recovery.amplification_limited and not paths.send_blocked():
                 recovery.amplification_limited = False  # RFC 9002 §6.2.2.1: may send again
             paths.receiving, paths.receiving_local = addr, local
-            previous_dcid = migration.before_datagram()
-            processed = self._receive(data, addr, now, ecn & 3)
             if on_path:
+                processed = self._receive(data, addr, now, ecn & 3)
                 migration.path_dcid = self.reader.newest_dcid  # the peer's ID on this path
-            elif self.state in _LIVE:
-                migration.after_datagram(addr, len(data), processed, previous_dcid, now, local)
+            else:  # what before_datagram resets only after_datagram reads
+                previous_dcid = migration.before_datagram()
+                processed = self._receive(data, addr, now, ecn & 3)
+                if self.state in _LIVE:
+                    migration.after_datagram(addr, len(data), processed, previous_dcid, now, local)
             if paths.preferred_ready:
                 migration.adopt_preferred(now)  # RFC 9000 §9.6.2
             reprocess = self.reader.reprocess

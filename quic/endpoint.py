@@ -319,6 +319,34 @@ class QuicEndpoint:
             self._drop(now, "internal_error", data)
             logger.exception("QUIC endpoint failed on a datagram; dropped it")
 
+    def receive_datagrams(
+        self, datagrams: Iterable[bytes], addr: Any, now: float, ecn: int = 0, local: int = 0
+    ) -> None:
+        """:meth:`receive_datagram` for datagrams that arrived together from one address
+        with one ECN field (a GRO read); never raises. One with the short-header ID of
+        the one before goes to the same established connection at once (routes change
+        only when the endpoint settles; the batch's bookkeeping is noted already)."""
+        receive = self._receive
+        entry: Entry | None = None  # the previous datagram's, if _receive returned it
+        dcid = b""
+        end = 1 + self.connection_id_length
+        for data in datagrams:
+            try:
+                if entry is not None and data.startswith(dcid, 1) and not data[0] & 0x80:
+                    try:
+                        entry.conn.receive_datagram(data, addr, now, ecn, local)
+                    except Exception as exc:
+                        self._internal_error(entry, exc)
+                        entry = None
+                    continue
+                entry = receive(data, addr, now, ecn, local)
+                if entry is not None:
+                    dcid = data[1:end]
+            except Exception:
+                entry = None
+                self._drop(now, "internal_error", data)
+                logger.exception("QUIC endpoint failed on a datagram; dropped it")
+
     def receive_forwarded(
         self, data: bytes, addr: Any, now: float, ecn: int = 0, local: int = 0
     ) -> None:
@@ -332,16 +360,19 @@ class QuicEndpoint:
 
     def _receive(
         self, data: bytes, addr: Any, now: float, ecn: int, local: int = 0, forwarded: bool = False
-    ) -> None:
+    ) -> Entry | None:
+        """Route and feed one datagram; the entry of the established connection a short
+        header's connection ID routed it to (see :meth:`receive_datagrams`), else None."""
         try:
             dcid = peek_dcid(data, self.connection_id_length)
         except QuicProtocolError:
             self._drop(now, "invalid", data, "no connection ID")
-            return
+            return None
         conn = self._routes.get(dcid)
         if conn is None and self._touched:
             self._settle()  # routes and reset tokens up to date for the rare path
             conn = self._routes.get(dcid)
+        routed = conn is not None
         if conn is None and len(data) >= MIN_RESET:
             conn = self._reset_tokens.get(bytes(data[-16:]))  # RFC 9000 §10.3.1
         if conn is None:
@@ -351,12 +382,12 @@ class QuicEndpoint:
                 if target != LOCAL:
                     if target == DROP:
                         self._drop(now, "connection_unknown", data, "not routable")
-                    return
+                    return None
             self._stateless_receive(data, addr, now, ecn)
-            return
+            return None
         if len(data) < _MIN_INITIAL and not conn.is_client and starts_with_initial(data):
             self._drop(now, "invalid", data, "small Initial")  # RFC 9000 §14.1
-            return
+            return None
         entry = self._entries[conn]
         if entry.half_open:
             self._admission.heard_again(conn)  # a second datagram: a live client, likely
@@ -364,13 +395,15 @@ class QuicEndpoint:
             conn.receive_datagram(data, addr, now, ecn, local)
         except Exception as exc:
             self._internal_error(entry, exc)
-            return
+            return None
         self._pending[conn] = None
-        if entry.half_open and (
-            (dcid != entry.first_dcid and len(dcid) >= 8) or conn.address_validated
-        ):
-            self._admission.progress(entry, now)  # the handshake deadline restarts
-        self._touched[entry] = None  # bookkeeping once per batch: _settle
+        if entry.half_open:
+            if (dcid != entry.first_dcid and len(dcid) >= 8) or conn.address_validated:
+                self._admission.progress(entry, now)  # the handshake deadline restarts
+            self._touched[entry] = None  # bookkeeping once per batch: _settle
+            return None
+        self._touched[entry] = None
+        return entry if routed and not data[0] & 0x80 else None
 
     def _settle(self) -> None:
         """The bookkeeping of every connection that received datagrams since the last

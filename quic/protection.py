@@ -161,6 +161,9 @@ _RETRY_AEAD: dict[int, tuple[AESGCM, bytes]] = {
 
 _ZERO5 = bytes(5)
 _from_bytes = int.from_bytes
+#: the one-byte ``bytes`` objects, by value: a header's first byte without a
+#: ``bytes((b,))`` call per packet
+_BYTE = tuple(bytes((i,)) for i in range(256))
 _LONG_HEADER_BIT = 0x80
 _LONG_HEADER_MASK = 0x0F  # RFC 9001 §5.4.1: reserved bits and packet number length
 _SHORT_HEADER_MASK = 0x1F  # ... plus the Key Phase bit for short headers
@@ -420,7 +423,7 @@ class PacketProtector(_PacketKeys):
         )
         return b"".join(
             (
-                bytes((first,)),
+                _BYTE[first],
                 header[1:pn_offset],
                 protected_pn.to_bytes(pn_length, "big"),
                 ciphertext,
@@ -449,7 +452,7 @@ class PacketProtector(_PacketKeys):
         # RFC 9001 §5.3: nonce = iv XOR packet number; AAD = unprotected header.
         nonce = (self._iv ^ packet_number).to_bytes(IV_LENGTH, "big")
         aead = self._aead or self._wake_aead()
-        ciphertext = aead.encrypt(nonce, payload, b"".join((bytes((first,)), dcid, pn_bytes)))
+        ciphertext = aead.encrypt(nonce, payload, b"".join((_BYTE[first], dcid, pn_bytes)))
         self.encrypted_packets += 1
         # RFC 9001 §5.4.2 sample; §5.4.1: mask the low 5 bits and the packet number.
         sample_start = SAMPLE_OFFSET - pn_length
@@ -458,7 +461,7 @@ class PacketProtector(_PacketKeys):
         protected_pn = truncated_pn ^ _from_bytes(mask[1 : 1 + pn_length], "big")
         return b"".join(
             (
-                bytes((first ^ (mask[0] & _SHORT_HEADER_MASK),)),
+                _BYTE[first ^ (mask[0] & _SHORT_HEADER_MASK)],
                 dcid,
                 protected_pn.to_bytes(pn_length, "big"),
                 ciphertext,
@@ -523,7 +526,7 @@ class PacketUnprotector(_PacketKeys):
             mask[1 : 1 + pn_length], "big"
         )
         plain_header = b"".join(
-            (bytes((first,)), data[1:pn_offset], truncated_pn.to_bytes(pn_length, "big"))
+            (_BYTE[first], data[1:pn_offset], truncated_pn.to_bytes(pn_length, "big"))
         )
         # RFC 9000 §17.1 / Appendix A.3
         return plain_header, decode_packet_number(truncated_pn, pn_length << 3, largest_pn)
@@ -561,7 +564,7 @@ class PacketUnprotector(_PacketKeys):
             mask[1 : 1 + pn_length], "big"
         )
         plain_header = b"".join(
-            (bytes((first,)), data[1:pn_offset], truncated_pn.to_bytes(pn_length, "big"))
+            (_BYTE[first], data[1:pn_offset], truncated_pn.to_bytes(pn_length, "big"))
         )
         # RFC 9000 Appendix A.3 (decode_packet_number, inline): the candidate closest
         # to the next expected packet number, within 0..2^62-1

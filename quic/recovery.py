@@ -280,6 +280,37 @@ class LossRecovery:
         if len(sent) > self.max_sent:
             self._drop_record(st, sent[st.lowest_unacked], now)
 
+    def sent_room(self, space: int) -> int:
+        """Packets the space can still track before ``max_sent`` drops the oldest."""
+        return self.max_sent - len(self.spaces[space].sent)
+
+    def on_packets_sent(self, packets: Sequence[SentPacket], sent_bytes: int, now: float) -> None:
+        """:meth:`on_packet_sent` for a run of in-flight, ack-eliciting packets of one
+        space sent at ``now`` in packet number order (the bulk send loop; ``sent_bytes``
+        their sizes summed): one congestion controller call. A run beyond
+        :meth:`sent_room` goes packet by packet (a drop is a congestion event)."""
+        st = self.spaces[packets[0].space] if packets else None
+        if st is None or len(st.sent) + len(packets) > self.max_sent:
+            for packet in packets:
+                self.on_packet_sent(packet, now)
+            return
+        sent = st.sent
+        largest = st.largest_sent
+        if not sent:
+            st.lowest_unacked = packets[0].packet_number
+        for packet in packets:
+            pn = packet.packet_number
+            if pn <= largest:
+                raise ValueError(f"packet number {pn} not above {largest}")
+            largest = pn
+            packet.time_sent = now
+            sent[pn] = packet
+        st.largest_sent = largest
+        st.time_of_last_ack_eliciting = now
+        st.ack_eliciting_in_flight += len(packets)
+        self.congestion.on_packets_sent(packets, sent_bytes, now)
+        self._pto_anchor = now
+
     def _drop_ack_only(self, st: PacketSpaceRecovery, now: float) -> None:
         """Forget the oldest ACK-only packets beyond ``max_ack_only`` (RFC 9000 §13.2.4:
         they only tell us which ACK ranges the peer has seen)."""

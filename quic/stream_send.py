@@ -217,15 +217,15 @@ class SendStream:
         "_reliable_size",
         "_reset_code",
         "_reset_final_size",
-        "_reset_pending",
-        "_sent_offset",
         "_starts",
         "_state",
         "_stop_answer",
-        "_write_offset",
         "credit",
+        "highest_sent",
+        "reset_pending",
         "stream_id",
         "trace",
+        "write_offset",
     )
 
     def __init__(self, stream_id: int = 0, max_stream_data: int = 0) -> None:
@@ -236,8 +236,12 @@ class SendStream:
         self._chunks = _NO_CHUNKS
         self._starts = _NO_STARTS
         self._head = 0  # index of the first chunk still held
-        self._write_offset = 0
-        self._sent_offset = 0
+        #: End of the data written (the next write's offset); an attribute, as
+        #: :attr:`highest_sent` is. Read-only.
+        self.write_offset = 0
+        #: One past the highest offset ever sent (the stream's flow-control usage); an
+        #: attribute, not a property: the send loop reads it per packet. Read-only.
+        self.highest_sent = 0
         self._acked_offset = 0
         self._acked = _NO_RANGES
         self._lost = _NO_RANGES
@@ -247,7 +251,9 @@ class SendStream:
         self._fin_lost = False
         self._reset_code: int | None = None
         self._reset_final_size = 0
-        self._reset_pending = False
+        #: A RESET_STREAM or RESET_STREAM_AT frame is owed (:attr:`reset_ready` says
+        #: whether it may go now); an attribute the send loop reads per packet. Read-only.
+        self.reset_pending = False
         # RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset): None when not used
         self._reliable_size: int | None = None
         self._reliable_sent = False  # a RESET_STREAM_AT carried the final size
@@ -270,21 +276,12 @@ class SendStream:
     @property
     def buffered(self) -> int:
         """Bytes held for (re)transmission: written but not yet acknowledged."""
-        return self._write_offset - self._acked_offset if self._state in _SENDING else 0
+        return self.write_offset - self._acked_offset if self._state in _SENDING else 0
 
     @property
     def unsent(self) -> int:
         """Bytes written but never sent."""
-        return self._write_offset - self._sent_offset if self._state in _SENDING else 0
-
-    @property
-    def highest_sent(self) -> int:
-        """One past the highest offset ever sent (the stream's flow-control usage)."""
-        return self._sent_offset
-
-    @property
-    def write_offset(self) -> int:
-        return self._write_offset
+        return self.write_offset - self.highest_sent if self._state in _SENDING else 0
 
     @property
     def final_size(self) -> int | None:
@@ -305,21 +302,21 @@ class SendStream:
     @property
     def reset_ready(self) -> bool:
         """A RESET_STREAM or RESET_STREAM_AT frame is owed and may be sent now."""
-        if not self._reset_pending:
+        if not self.reset_pending:
             return False
-        return self._reliable_size is None or self._sent_offset >= self._write_offset
+        return self._reliable_size is None or self.highest_sent >= self.write_offset
 
     @property
     def needs_send(self) -> bool:
         """Whether :meth:`next_frame` or :meth:`reset_frame` would produce something
         (assuming connection credit is available)."""
-        if self._reset_pending:
+        if self.reset_pending:
             return True
         if self._state not in _SENDING:
             return False
         if self._lost.b or self._fin_lost:  # .b: no __bool__ call per packet
             return True
-        if self._write_offset > self._sent_offset:
+        if self.write_offset > self.highest_sent:
             credit = self.credit  # credit.available() > 0, without the call
             return credit.max_data > credit.used
         return self._fin_offset is not None and not self._fin_sent
@@ -341,7 +338,7 @@ class SendStream:
             raise StreamUsageError(f"stream {self.stream_id}: write after end of stream")
         n = len(data)
         if n:
-            if self._write_offset + n > VARINT_MAX:
+            if self.write_offset + n > VARINT_MAX:
                 raise StreamUsageError("stream offset would exceed 2^62-1")
             chunk = data if type(data) is bytes else bytes(data)
             chunks = self._chunks
@@ -356,10 +353,10 @@ class SendStream:
                 chunks[-1] += chunk
             else:
                 chunks.append(chunk)
-                self._starts.append(self._write_offset)
-            self._write_offset += n
+                self._starts.append(self.write_offset)
+            self.write_offset += n
         if end_stream:
-            self._fin_offset = self._write_offset
+            self._fin_offset = self.write_offset
 
     def set_reliable_floor(self, size: int) -> None:
         """Make every later reset a RESET_STREAM_AT keeping at least the first ``size``
@@ -367,10 +364,8 @@ class SendStream:
         above that ties a stream to its context with a header, as WebTransport does,
         draft-ietf-webtrans-http3-16 §4.4). The caller checks that the peer accepts
         RESET_STREAM_AT. ValueError beyond the data written."""
-        if size < 0 or size > self._write_offset:
-            raise ValueError(
-                f"reliable floor {size} outside the {self._write_offset} bytes written"
-            )
+        if size < 0 or size > self.write_offset:
+            raise ValueError(f"reliable floor {size} outside the {self.write_offset} bytes written")
         self._reliable_floor = size
 
     def reset(self, error_code: int, reliable_size: int = 0) -> bool:
@@ -388,9 +383,9 @@ class SendStream:
         current = self._reliable_size
         if current is not None and reliable_size >= current:
             return False  # §5.2: the reliable size never increases
-        if reliable_size < 0 or reliable_size > self._write_offset:
+        if reliable_size < 0 or reliable_size > self.write_offset:
             raise ValueError(
-                f"reliable size {reliable_size} outside the {self._write_offset} bytes written"
+                f"reliable size {reliable_size} outside the {self.write_offset} bytes written"
             )
         if self._state not in _CAN_RESET:
             return False
@@ -401,8 +396,8 @@ class SendStream:
         self._reset_code = error_code
         self._reliable_size = reliable_size
         self._reliable_acked = False
-        self._reset_pending = True
-        end = max(reliable_size, self._sent_offset)
+        self.reset_pending = True
+        end = max(reliable_size, self.highest_sent)
         self._truncate(end)
         self._reset_final_size = end
         self._check_reliable_done()
@@ -411,10 +406,10 @@ class SendStream:
     def _reset_now(self, error_code: int) -> bool:
         """RESET_STREAM: stop sending and retransmitting at once."""
         if self._reliable_size is None or not self._reliable_sent:
-            self._reset_final_size = self._sent_offset
+            self._reset_final_size = self.highest_sent
         self._reliable_size = None
         self._reset_code = error_code
-        self._reset_pending = True
+        self.reset_pending = True
         self._fire(SendEvent.SEND_RESET)
         self._release_all()
         return True
@@ -422,7 +417,7 @@ class SendStream:
     def _truncate(self, end: int) -> None:
         """Reliable reset: nothing at or beyond ``end`` is sent again (§5); the FIN goes
         unless it was sent (the RESET_STREAM_AT frame carries the final size)."""
-        self._write_offset = end
+        self.write_offset = end
         if not self._fin_sent:
             self._fin_offset = None
         self._fin_lost = False
@@ -483,11 +478,11 @@ class SendStream:
         if self._lost.b and max_payload > 0:
             return self._next_retransmission(max_payload)
         fin_offset = self._fin_offset
-        if self._fin_lost and not self._lost.b and self._sent_offset == fin_offset:
+        if self._fin_lost and not self._lost.b and self.highest_sent == fin_offset:
             self._fin_lost = False
             return (fin_offset, b"", True)
-        start = self._sent_offset
-        n = self._write_offset - start
+        start = self.highest_sent
+        n = self.write_offset - start
         if n > 0:
             avail = self.credit.max_data - start
             if credit < avail:
@@ -499,8 +494,22 @@ class SendStream:
             if n > avail:
                 n = avail
             stop = start + n
-            data = self._slice(start, stop)
-            self._sent_offset = stop
+            # _slice's common case inline: the data lies in one chunk (a 64 KiB write
+            # fills ~45 packets)
+            starts = self._starts
+            i = bisect_right(starts, start, self._head) - 1
+            chunk = self._chunks[i]
+            base = starts[i]
+            end = stop - base
+            if end <= len(chunk):
+                data: memoryview | bytes = (
+                    chunk
+                    if start == base and end == len(chunk)
+                    else memoryview(chunk)[start - base : end]
+                )
+            else:
+                data = self._slice(start, stop)
+            self.highest_sent = stop
             self.credit.used = stop
             if stop == fin_offset:
                 self._fin_sent = True
@@ -558,7 +567,7 @@ class SendStream:
         and have not reported this limit yet (RFC 9000 §4.1, §19.13); marks it sent."""
         if self._state not in (SendState.READY, SendState.SEND):
             return None
-        if self._write_offset <= self._sent_offset:
+        if self.write_offset <= self.highest_sent:
             return None
         limit = self.credit.blocked_at
         if limit is None:
@@ -576,7 +585,7 @@ class SendStream:
         until every byte below its final size was sent once (§4: within the credit)."""
         if not self.reset_ready or self._reset_code is None:
             return None
-        self._reset_pending = False
+        self.reset_pending = False
         reliable = self._reliable_size
         if reliable is not None:
             self._reliable_sent = True
@@ -585,10 +594,12 @@ class SendStream:
 
     # ------------------------------------------------------------------ fate of frames
 
-    def on_acked(self, offset: int, length: int, fin: bool) -> None:
-        """A STREAM frame (offset, length, fin) was acknowledged."""
+    def on_acked(self, offset: int, length: int, fin: bool) -> int:
+        """A STREAM frame (offset, length, fin) was acknowledged; returns
+        :attr:`buffered` (the caller's next question, without the property call: 0 in
+        a terminal state)."""
         if self._state not in _SENDING:
-            return
+            return 0
         stop = offset + length
         if length and stop > self._acked_offset:
             if self._lost.b:
@@ -620,6 +631,9 @@ class SendStream:
             self._release_all()
         elif self._reliable_size is not None:
             self._check_reliable_done()
+        else:  # still sending: no state change on this path
+            return self.write_offset - self._acked_offset
+        return self.write_offset - self._acked_offset if self._state in _SENDING else 0
 
     def on_lost(self, offset: int, length: int, fin: bool) -> None:
         """A STREAM frame (offset, length, fin) was declared lost: schedule a resend."""
@@ -657,13 +671,13 @@ class SendStream:
         newer frame replaced it or the stream is done (§4)."""
         if reliable_size is None:
             if self._state is SendState.RESET_SENT:
-                self._reset_pending = True
+                self.reset_pending = True
         elif (
             reliable_size == self._reliable_size
             and self._state in _SENDING
             and not self._reliable_acked
         ):
-            self._reset_pending = True
+            self.reset_pending = True
 
     # ------------------------------------------------------------------ buffer release
 

@@ -10,7 +10,13 @@ before transmitting, as the asyncio driver does. CPU time (``process_time``) is 
 separately for the work done by the sender and by the receiver of the bulk stream, so
 the result is the protocol CPU cost per byte on each side, without the I/O.
 
-``python -m benchmarks.micro.inmem [--mb 20] [--profile sender|receiver]``
+With ``--ecn`` the datagrams carry the ECN codepoint their sender set (as the asyncio
+pump does on Linux, where loopback keeps it): ECN validation succeeds and the sender
+marks and tracks every packet, as on the real path. With ``--gro`` what one step sent
+is fed with one :meth:`~quic.endpoint.QuicEndpoint.receive_datagrams` call, as the
+pump feeds the datagrams of one GRO read; else one ``receive_datagram`` call each.
+
+``python -m benchmarks.micro.inmem [--mb 20] [--ecn] [--gro] [--profile sender|receiver]``
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import datetime
 import pstats
 import time
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from quic.configuration import QuicConfiguration
@@ -32,18 +40,21 @@ NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 SERVER_ADDR = ("127.0.0.1", 4433)
 CLIENT_ADDR = ("127.0.0.1", 50000)
 CHUNK = b"\x5a" * 65536
+_DATA, _ECN = itemgetter(0), itemgetter(2)  # of (data, addr, ecn) and (data, addr)
 
 
 @dataclass
 class Side:
     endpoint: QuicEndpoint
     addr: tuple[str, int]
-    inbox: list[bytes] = field(default_factory=list)
+    inbox: list[tuple[list[bytes], int]] = field(default_factory=list)  # (datagrams, ECN)
     cpu: float = 0.0
     received: int = 0
     fin: bool = False
     connected: bool = False
     packets_sent: int = 0
+    ecn: bool = False  # the link keeps the ECN codepoint of each datagram
+    gro: bool = False  # a step's datagrams are fed in one call
 
 
 def _configs(packet_size: int) -> tuple[QuicConfiguration, QuicConfiguration]:
@@ -72,8 +83,13 @@ def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None)
         profiler.enable()
     endpoint = side.endpoint
     inbox, side.inbox = side.inbox, []
-    for data in inbox:
-        endpoint.receive_datagram(data, peer.addr, now)
+    if side.gro:
+        for batch, ecn in inbox:
+            endpoint.receive_datagrams(batch, peer.addr, now, ecn)
+    else:
+        for batch, ecn in inbox:
+            for data in batch:
+                endpoint.receive_datagram(data, peer.addr, now, ecn)
     timer = endpoint.get_timer()
     if timer is not None and timer <= now:
         endpoint.handle_timer(now)
@@ -87,21 +103,36 @@ def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None)
             side.fin |= event.end_stream
         elif isinstance(event, HandshakeCompleted):
             side.connected = True
+    if side.ecn:
+        marked = endpoint.marked_datagrams_to_send(now)
+        if profiler is not None:
+            profiler.disable()
+        side.cpu += time.process_time() - start
+        side.packets_sent += len(marked)
+        for codepoint, run in groupby(marked, _ECN):  # one codepoint per step, mostly
+            peer.inbox.append((list(map(_DATA, run)), codepoint))
+        return
     out = endpoint.datagrams_to_send(now)
     if profiler is not None:
         profiler.disable()
     side.cpu += time.process_time() - start
     side.packets_sent += len(out)
-    peer.inbox.extend(data for data, _ in out)
+    if out:
+        peer.inbox.append((list(map(_DATA, out)), 0))
 
 
 def run(
-    size: int, packet_size: int = 1200, step: float = 0.0005, profile: str | None = None
+    size: int,
+    packet_size: int = 1200,
+    step: float = 0.0005,
+    profile: str | None = None,
+    ecn: bool = False,
+    gro: bool = False,
 ) -> dict[str, Any]:
     """Upload ``size`` bytes client → server; returns per-side CPU seconds and counts."""
     client_cfg, server_cfg = _configs(packet_size)
-    server = Side(QuicEndpoint(server_cfg), SERVER_ADDR)
-    client = Side(QuicEndpoint(), CLIENT_ADDR)
+    server = Side(QuicEndpoint(server_cfg), SERVER_ADDR, ecn=ecn, gro=gro)
+    client = Side(QuicEndpoint(), CLIENT_ADDR, ecn=ecn, gro=gro)
     now = 0.0
     conn = client.endpoint.connect(SERVER_ADDR, client_cfg, now)
     while not (client.connected and server.connected):
@@ -144,6 +175,7 @@ def run(
         "packets": client.packets_sent,
         "acks": server.packets_sent,
         "fake_time_s": round(now, 3),
+        "ecn": conn.ecn.state.value,
     }
 
 
@@ -152,8 +184,11 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=20.0)
     parser.add_argument("--packet-size", type=int, default=1200)
     parser.add_argument("--profile", choices=("sender", "receiver"))
+    parser.add_argument("--ecn", action="store_true", help="the link keeps ECN codepoints")
+    parser.add_argument("--gro", action="store_true", help="a step's datagrams in one call")
     args = parser.parse_args()
-    print(run(int(args.mb * 1e6), args.packet_size, profile=args.profile))
+    size = int(args.mb * 1e6)
+    print(run(size, args.packet_size, profile=args.profile, ecn=args.ecn, gro=args.gro))
 
 
 if __name__ == "__main__":

@@ -242,10 +242,15 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.read_wakeups += 1
         try:
             now = self.loop.time()
-            receive = self.endpoint.receive_datagram
+            endpoint = self.endpoint
+            receive = endpoint.receive_datagram
             if self._raw is not None:
+                receive_many = endpoint.receive_datagrams  # a GRO read's datagrams
                 count = read_batch_ecn(
-                    sock, lambda d, a, ecn: receive(d, a, now, ecn), self.error_received
+                    sock,
+                    lambda d, a, ecn: receive(d, a, now, ecn),
+                    self.error_received,
+                    feed_many=lambda ds, a, ecn: receive_many(ds, a, now, ecn),
                 )
             else:
                 count = read_batch(

@@ -359,9 +359,11 @@ def read_batch_ecn(
     feed: Callable[[bytes, Any, int], None],
     on_error: Callable[[OSError], None],
     limit: int = RECEIVE_BATCH,
+    feed_many: Callable[[list[bytes], Any, int], None] | None = None,
 ) -> int:
     """:func:`read_batch` that also reads each datagram's ECN field (``recvmsg``; the
-    socket was set up by :func:`configure_path_options`) and feeds ``(data, addr, ecn)``."""
+    socket was set up by :func:`configure_path_options`) and feeds ``(data, addr, ecn)``;
+    the datagrams of one GRO read go to ``feed_many`` in one call when it is given."""
     recvmsg = sock.recvmsg
     space = _ANCILLARY_SPACE + GRO_ANCILLARY_SPACE
     count = 0
@@ -388,8 +390,12 @@ def read_batch_ecn(
         ecn = _ecn_of(ancillary)
         segment = gro_segment_size(ancillary)  # several datagrams glued by GRO
         if segment and len(data) > segment:
-            for piece in split_coalesced(data, segment):
-                feed(piece, addr, ecn)
+            pieces = split_coalesced(data, segment)
+            if feed_many is not None:
+                feed_many(pieces, addr, ecn)
+            else:
+                for piece in pieces:
+                    feed(piece, addr, ecn)
         else:
             feed(data, addr, ecn)
     return count

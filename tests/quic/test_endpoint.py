@@ -334,3 +334,73 @@ def test_get_timer_after_a_receive_sees_the_deadline_before_any_send() -> None:
     assert owed is not None and owed <= now + 0.03  # max_ack_delay, RFC 9000 §13.2.1
     server.handle_timer(owed)  # fires the ACK deadline: an ACK-only packet is due
     assert server.datagrams_to_send(owed)
+
+
+def _bulk_datagrams(seed: int) -> tuple[Any, list[bytes], int]:
+    pair = make_pair(seed=seed)
+    pair.handshake()
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"g" * 20_000, end_stream=True)
+    pair.client_endpoint.wake(pair.client)
+    datagrams = [d for d, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+    assert len(datagrams) > 5
+    return pair, datagrams, sid
+
+
+def test_datagrams_received_together_are_fed_as_one_by_one() -> None:
+    """receive_datagrams (the segments of a GRO read) leaves the endpoint as feeding
+    each with receive_datagram would."""
+    one, datagrams_one, sid = _bulk_datagrams(11)
+    for data in datagrams_one:
+        one.server_endpoint.receive_datagram(data, CLIENT_ADDR, one.net.now)
+    many, datagrams_many, _ = _bulk_datagrams(11)
+    many.server_endpoint.receive_datagrams(datagrams_many, CLIENT_ADDR, many.net.now)
+    for pair in (one, many):
+        pair.net.settle(1.0)
+    assert len(datagrams_many) == len(datagrams_one)
+    assert bytes(many.data["server"][sid]) == bytes(one.data["server"][sid]) == b"g" * 20_000
+    assert many.server.acks.trackers[2].received == one.server.acks.trackers[2].received
+
+
+def test_a_bug_on_one_of_datagrams_received_together_drops_that_one() -> None:
+    pair, datagrams, _ = _bulk_datagrams(12)
+    endpoint = pair.server_endpoint
+    original = endpoint._receive
+    calls = [0]
+
+    def flaky(*args: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("injected bug")
+        original(*args)
+
+    endpoint._receive = flaky  # type: ignore[method-assign]
+    endpoint.receive_datagrams(datagrams, CLIENT_ADDR, pair.net.now)  # never raises
+    assert calls[0] == len(datagrams)  # the datagrams after the bug were fed too
+    assert pair.server.acks.trackers[2].received  # and processed
+
+
+def test_datagrams_received_together_skip_the_routing_only_behind_their_own_id() -> None:
+    """In receive_datagrams a short-header datagram goes straight to the connection of
+    the datagram before it only when it carries the same connection ID; anything else
+    (here an unknown ID between two of them) is routed as usual, and every datagram of
+    the connection is processed."""
+    pair, datagrams, sid = _bulk_datagrams(13)
+    endpoint = pair.server_endpoint
+    original = endpoint._receive
+    routed: list[bytes] = []
+
+    def counting(data: bytes, *args: Any) -> Any:
+        routed.append(data)
+        return original(data, *args)
+
+    endpoint._receive = counting  # type: ignore[method-assign]
+    unknown = bytes([0x40]) + b"\xee" * 8 + bytes(40)  # a short header nobody owns
+    batch = [*datagrams[:3], unknown, *datagrams[3:]]
+    tracker = pair.server.acks.trackers[2]
+    before = tracker.received.total()
+    endpoint.receive_datagrams(batch, CLIENT_ADDR, pair.net.now)
+    assert routed == [datagrams[0], unknown, datagrams[3]]  # the others went straight
+    assert tracker.received.total() - before == len(datagrams)  # each one processed
+    pair.net.settle(1.0)
+    assert bytes(pair.data["server"][sid]) == b"g" * 20_000

@@ -141,6 +141,34 @@ def test_gro_glued_datagrams_are_cut_apart_by_the_reader() -> None:
     assert reads < len(out)  # fewer reads than datagrams: GRO glued some together
 
 
+def test_gro_glued_datagrams_go_to_feed_many_in_one_call() -> None:
+    """With ``feed_many`` the datagrams of one glued read arrive in one call (the pump
+    hands them to QuicEndpoint.receive_datagrams), in order; a lone one goes to feed."""
+    tx, rx = _pair()
+    rx.setblocking(False)
+    assert configure_path_options(rx) is not None
+    assert enable_gro(rx)
+    sizes = [1452] * 30 + [500]
+    out = [(d, rx.getsockname(), 0) for d in _datagrams(sizes)]
+    assert send_segmented(tx, out)[0] == len(out)
+    time.sleep(0.05)
+    got: list[bytes] = []
+    batches: list[int] = []
+
+    def many(datagrams: list[bytes], _addr: object, _ecn: int) -> None:
+        batches.append(len(datagrams))
+        got.extend(datagrams)
+
+    reads = 0
+    while len(got) < len(out) and reads < 100:
+        reads += read_batch_ecn(
+            rx, lambda d, _a, _e: got.append(d), lambda _e: None, feed_many=many
+        )
+    assert got == [d for d, _, _ in out]
+    assert batches and all(n > 1 for n in batches)  # glued reads only
+    assert sum(batches) + (reads - len(batches)) == len(out)
+
+
 def test_split_coalesced() -> None:
     assert split_coalesced(b"abcdefg", 3) == [b"abc", b"def", b"g"]
     assert split_coalesced(b"abc", 3) == [b"abc"]

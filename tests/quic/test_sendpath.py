@@ -4,6 +4,7 @@ full-size STREAM packets fill the datagram (no worst-case header reservation).""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -222,7 +223,7 @@ def test_bulk_loop_keeps_the_congestion_window(monkeypatch: pytest.MonkeyPatch) 
     bulk = [0]
     seen = [0]  # short-loop datagrams checked
     recovery = conn.recovery
-    real_sent = LossRecovery.on_packet_sent  # slotted: patched on the class
+    real_sent = LossRecovery.on_packets_sent  # slotted: patched on the class
     real_bulk = conn.sender._write_bulk
 
     def in_bulk(*args: Any) -> tuple[int, int]:
@@ -232,14 +233,17 @@ def test_bulk_loop_keeps_the_congestion_window(monkeypatch: pytest.MonkeyPatch) 
         finally:
             bulk[0] -= 1
 
-    def registered(self: LossRecovery, packet: SentPacket, now: float) -> None:
-        real_sent(self, packet, now)
-        if self is recovery and bulk[0]:  # a short-loop datagram, now in flight
+    def registered(
+        self: LossRecovery, packets: Sequence[SentPacket], sent_bytes: int, now: float
+    ) -> None:
+        assert sent_bytes == sum(p.size for p in packets)
+        real_sent(self, packets, sent_bytes, now)
+        if self is recovery and bulk[0]:  # a short loop's datagrams, now in flight
             worst[0] = max(worst[0], cc.bytes_in_flight - cc.congestion_window)
-            seen[0] += 1
+            seen[0] += len(packets)
 
     monkeypatch.setattr(conn.sender, "_write_bulk", in_bulk)
-    monkeypatch.setattr(LossRecovery, "on_packet_sent", registered)
+    monkeypatch.setattr(LossRecovery, "on_packets_sent", registered)
     sid = conn.create_stream()
     conn.send_stream_data(sid, b"\x01" * 400_000, end_stream=True)
     pair.run(lambda: pair.stream_done(sid), max_time=60)
@@ -327,3 +331,24 @@ def test_push_frame_keeps_the_room_rule() -> None:
         asm.push_frame(b"\x0e" * 8, bytes(room - 7))
     asm.push_frame(b"\x0e" * 8, bytes(room - 8))
     assert asm.room == 0
+
+
+def test_write_streams_says_whether_data_is_left() -> None:
+    """write_streams returns has_data(): True while a stream has data for another
+    packet, False once its last byte and FIN went (the bulk loop asks nothing else)."""
+    pair = make_pair(seed=6)
+    pair.handshake()
+    conn = pair.client
+    sid = conn.create_stream()
+    conn.send_stream_data(sid, b"d" * 2500, end_stream=True)
+    streams = conn.streams
+    protector = PacketProtector(SUITES[0], bytes(32), QuicVersion.VERSION_1)
+    asm = PacketAssembler(1200)
+    left = []
+    for pn in range(5):
+        assert asm.begin_short_datagram(1200, b"\x01" * 8, protector, 2, pn, None, 0)
+        left.append(streams.write_streams(asm))
+        assert left[-1] == streams.has_data()
+        if not asm.end_short_datagram():
+            break
+    assert left == [True, True, False, False]  # the last call finds nothing to write

@@ -316,6 +316,62 @@ def test_send_out_of_order_acks_advance_prefix() -> None:
     assert state(s) is SendState.DATA_RECVD
 
 
+def test_send_on_acked_returns_what_is_still_buffered() -> None:
+    """on_acked returns :attr:`buffered`: the bytes written and not yet acknowledged
+    while sending, 0 once finished (a late duplicate included) and once reset."""
+    s = SendStream(0, BIG)
+    s.write(b"z" * 30, end_stream=True)
+    frames = [s.next_frame(10, BIG) for _ in range(3)]
+    assert all(f is not None for f in frames)
+    assert s.on_acked(20, 10, True) == 30 == s.buffered  # out of order, FIN acked
+    assert s.on_acked(0, 10, False) == 20 == s.buffered
+    assert not s.is_finished
+    assert s.on_acked(10, 10, False) == 0  # the gap closed: Data Recvd
+    assert s.is_finished
+    assert s.on_acked(10, 10, False) == 0  # a duplicate
+    r = SendStream(4, BIG)
+    r.write(b"y" * 20)
+    assert r.next_frame(10, BIG) is not None
+    assert r.reset(7)
+    assert r.on_acked(0, 10, False) == 0 == r.buffered  # Reset Sent: nothing held
+    assert not r.is_finished
+    t = SendStream(8, BIG)  # a reliable reset keeps its first bytes until acknowledged
+    t.write(b"x" * 40)
+    assert t.next_frame(30, BIG) is not None
+    assert t.reset(9, reliable_size=20)
+    assert t.on_acked(0, 10, False) == t.buffered == 20
+
+
+def test_send_highest_sent_and_write_offset_follow_the_stream() -> None:
+    s = SendStream(0, BIG)
+    s.write(b"a" * 2500)
+    assert (s.highest_sent, s.write_offset) == (0, 2500)
+    frame(s, 1000)
+    frame(s, 1000)
+    assert (s.highest_sent, s.write_offset) == (2000, 2500)
+    s.on_lost(0, 1000, False)
+    assert frame(s, 1000)[0] == 0  # a retransmission does not move highest_sent
+    assert s.highest_sent == 2000
+    s.write(b"b" * 10, end_stream=True)
+    assert s.write_offset == 2510
+
+
+def test_send_reset_pending_until_the_frame_is_taken() -> None:
+    """reset_pending: a reset frame is owed; reset_ready: it may go now (a
+    RESET_STREAM_AT waits until every byte below its final size was sent once)."""
+    s = SendStream(0, BIG)
+    s.write(b"r" * 30)
+    assert not s.reset_pending and not s.reset_ready
+    assert s.reset(3, reliable_size=20)
+    assert s.reset_pending and not s.reset_ready  # nothing sent yet
+    assert frame(s, 25)[1] == b"r" * 20  # the write buffer was cut at the final size
+    assert s.reset_pending and s.reset_ready
+    assert s.reset_frame() == (3, 20, 20)
+    assert not s.reset_pending and not s.reset_ready
+    s.on_reset_lost(20)
+    assert s.reset_pending and s.reset_ready
+
+
 def test_send_reset_final_size_is_highest_sent() -> None:
     s = SendStream(8, BIG)
     s.write(b"a" * 100)
