@@ -89,10 +89,11 @@ Cost per datagram is O(1) in the number of connections (O(log n) for the heap):
   later; :meth:`get_timer` and :meth:`handle_timer` file whatever is still unfiled
   first, so they see the same deadlines as if it had been filed at once.
 
-No exception escapes :meth:`receive_datagram`, :meth:`datagrams_to_send`,
-:meth:`handle_timer` or :meth:`get_timer`: if a connection raises (a bug), it is closed
-with INTERNAL_ERROR (RFC 9000 §20.1), the error is logged once, and the endpoint
-serves the others; a connection that fails again is forgotten.
+No exception escapes :meth:`receive_datagram` (:meth:`receive_datagrams`: those of a
+GRO read), :meth:`datagrams_to_send`, :meth:`handle_timer` or :meth:`get_timer`: if a
+connection raises (a bug), it is closed with INTERNAL_ERROR (RFC 9000 §20.1), the
+error is logged once, and the endpoint serves the others; a connection that fails again
+is forgotten.
 
 ECN (RFC 9000 §13.4): :meth:`receive_datagram` takes the ECN codepoint of the datagram
 (``ecn``, default Not-ECT) and hands it to the connection; an I/O layer that can set

@@ -133,14 +133,24 @@ class _Sniffer:
         self.long_header_dcids: list[bytes] = []
         self._cid_length = cid_length
         self._receive = endpoint.receive_datagram
+        self._receive_many = endpoint.receive_datagrams  # the datagrams of a GRO read
         endpoint.receive_datagram = self
+        endpoint.receive_datagrams = self.many
 
-    def __call__(self, data: bytes, *args: Any) -> None:
+    def _record(self, data: bytes) -> None:
         if data and data[0] & 0x80:
             self.long_header_dcids.append(data[6 : 6 + data[5]])
         elif data:
             self.dcids.append(data[1 : 1 + self._cid_length])
+
+    def __call__(self, data: bytes, *args: Any) -> None:
+        self._record(data)
         self._receive(data, *args)
+
+    def many(self, datagrams: list[bytes], *args: Any) -> None:
+        for data in datagrams:
+            self._record(data)
+        self._receive_many(datagrams, *args)
 
 
 @pytest.mark.parametrize("key", [None, KEY], ids=["plaintext", "four-pass"])
