@@ -33,6 +33,12 @@ from quic.conn_state import ConnectionState
 if TYPE_CHECKING:
     from quic.connection import QuicConnection
 
+#: The states read per deadline query, as module constants (an Enum class attribute
+#: goes through the metaclass's ``__getattr__`` hook on every read).
+_TERMINATED = ConnectionState.TERMINATED
+_HANDSHAKE = ConnectionState.HANDSHAKE
+_CONNECTED = ConnectionState.CONNECTED
+
 __all__ = [
     "earliest_deadline",
     "fire_due",
@@ -65,11 +71,15 @@ def rest_deadline(
     """When the packet protection's cipher contexts may go (``delay``, the
     configuration's ``key_rest_delay``, after the last activity, at most once per
     delay; :mod:`quic.conn_keys` "Resting keys"), or None."""
-    if not delay or last_activity is None:
+    if not delay or last_activity is None or not conn.handshake.confirmed:
         return None
-    if not conn.handshake.confirmed or not conn.keys.resident:
+    if last_activity > rested_at:
+        # Activity since the last rest went through the 1-RTT keys, which rebuilt their
+        # contexts: resident without asking (the property's walk, per build call)
+        return last_activity + delay
+    if not conn.keys.resident:
         return None
-    return (last_activity if last_activity > rested_at else rested_at) + delay
+    return rested_at + delay
 
 
 def rest_connection(conn: QuicConnection) -> None:
@@ -94,9 +104,9 @@ def earliest_deadline(
     """The earliest absolute deadline of ``conn`` (``idle``: its idle deadline;
     ``rest``: when its keys' cipher contexts may go, see :mod:`quic.conn_keys`)."""
     state = conn.state
-    if state is ConnectionState.TERMINATED:
+    if state is _TERMINATED:
         return None
-    if state is not ConnectionState.HANDSHAKE and state is not ConnectionState.CONNECTED:
+    if state is not _HANDSHAKE and state is not _CONNECTED:
         return conn.closer.deadline
     timer = idle
     if rest is not None and (timer is None or rest < timer):
