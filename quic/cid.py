@@ -116,6 +116,7 @@ class ConnectionIdManager:
         "_retired_cids",
         "_token_bytes",
         "_unannounced",
+        "active_peer_reset_token",
         "cid_length",
         "issue_pending",
         "local",
@@ -159,6 +160,9 @@ class ConnectionIdManager:
         #: The Destination Connection ID to use now: the ID of ``peer_active_sequence``
         #: (an attribute kept by :meth:`_activate`; read per packet sent).
         self.peer_cid = b""
+        #: The peer's stateless reset token for the connection ID in use (§10.3.1), or
+        #: None: kept with ``peer_cid`` (the endpoint compares it after every call).
+        self.active_peer_reset_token: bytes | None = None
         self._peer_retire_prior_to = 0
         # RFC 9000 §9.5: peer sequences held by paths other than the current one
         self._reserved: dict[int, None] = {}
@@ -184,17 +188,15 @@ class ConnectionIdManager:
         entry = self.peer.get(sequence)
         if entry is not None:
             entry.reset_token = token
+            if sequence == self.peer_active_sequence:
+                self.active_peer_reset_token = token
 
     def _activate(self, sequence: int) -> None:
         """Use the peer ID ``sequence`` from now on (every change of the one in use)."""
         self.peer_active_sequence = sequence
-        self.peer_cid = self.peer[sequence].cid
-
-    @property
-    def active_peer_reset_token(self) -> bytes | None:
-        """The peer's stateless reset token for the connection ID in use (§10.3.1)."""
-        entry = self.peer.get(self.peer_active_sequence)
-        return entry.reset_token if entry is not None else None
+        entry = self.peer[sequence]
+        self.peer_cid = entry.cid
+        self.active_peer_reset_token = entry.reset_token
 
     @property
     def pending_retirements(self) -> int:

@@ -43,6 +43,7 @@ from pywebtransport.protocol.sfv import parse_string_list, serialize_string_list
 from quic.buffer import varint_size
 
 __all__ = [
+    "USABLE_STATES",
     "WEBTRANSPORT_TOKENS",
     "Session",
     "SessionState",
@@ -117,6 +118,10 @@ class SessionState(Enum):
     CLOSED = "closed"
 
 
+#: The states in which streams may be opened and datagrams sent (:attr:`Session.usable`).
+USABLE_STATES = frozenset((SessionState.ESTABLISHED, SessionState.CONNECTING))
+
+
 class Session:
     """One WebTransport session; see the module docstring."""
 
@@ -160,7 +165,7 @@ class Session:
     @property
     def usable(self) -> bool:
         """Streams may be opened and datagrams sent (client optimistically, §4)."""
-        return self.state in (SessionState.ESTABLISHED, SessionState.CONNECTING)
+        return self.state in USABLE_STATES
 
 
 class WtStream:
