@@ -118,6 +118,7 @@ from quic.aio.udp import (
     read_batch_ecn,
     read_error_queue,
     send_marked,
+    soon_caller,
     take_over_reading,
 )
 from quic.configuration import QuicConfiguration
@@ -153,6 +154,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.sessions: dict[QuicConnection, QuicSession] = {}
         self._on_session = on_session
         self._flush_scheduled = False
+        self._flush_soon = soon_caller(self.loop, self._flush)  # loop.call_soon(_flush)
         self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
@@ -360,7 +362,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.endpoint.wake(connection)
         if not self._flush_scheduled:  # schedule_flush(), inline: per datagram sent
             self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+            self._flush_soon()
 
     def transmit_now(self, connection: QuicConnection) -> None:
         """Send now unless a flush is already on its way (latency-sensitive callers: a
@@ -372,7 +374,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
     def schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+            self._flush_soon()
 
     def _flush(self) -> None:
         received = self._received
@@ -381,7 +383,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             # round the loop once more and transmit after the burst, so its ACKs and
             # data leave together (batch receive processing before transmitting).
             self._received_seen = received
-            self.loop.call_soon(self._flush)
+            self._flush_soon()
             return
         self._flush_scheduled = False
         self._transmit()
@@ -389,7 +391,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
     def _transmit(self) -> None:
         self._received = self._received_seen = 0
         endpoint = self.endpoint
-        self._dispatch()
+        item = endpoint.next_event()  # _dispatch() only with an event: per transmit
+        if item is not None:
+            self._dispatch(item)
         self.transmits += 1
         if self.extra_sockets:  # several local addresses (a preferred address)
             routed = endpoint.routed_datagrams_to_send(self.loop.time())
@@ -403,7 +407,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             plain = endpoint.datagrams_to_send(self.loop.time())  # never raises
             self.datagrams_sent += len(plain)
             self._send_plain(plain)
-        self._dispatch()
+        item = endpoint.next_event()
+        if item is not None:
+            self._dispatch(item)
         if self.forward is not None:  # workers on one port (quic.aio.workers)
             routing = endpoint.worker_routing
             if routing is not None and routing.pending:
@@ -476,10 +482,13 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             except Exception as exc:  # e.g. an address the socket cannot reach
                 logger.debug("UDP send to %r failed: %r", addr, exc)
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, item: _Item | None = None) -> None:
+        """Hand the endpoint's events to their sessions (``item``: the first, already
+        taken)."""
         endpoint = self.endpoint
         sessions = self.sessions
-        item = endpoint.next_event()
+        if item is None:
+            item = endpoint.next_event()
         while item is not None:
             conn, event = item
             item = endpoint.next_event()
