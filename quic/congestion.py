@@ -127,6 +127,9 @@ class CongestionController(Protocol):
     bytes_in_flight: int
     ssthresh: int | None
     max_datagram_size: int
+    #: :meth:`on_app_limited` does something: the send path asks whether the sender
+    #: is application-limited only then (after every build).
+    app_limited_hook: bool
 
     def can_send(self, size: int) -> bool:
         """True if a congestion-controlled packet of ``size`` bytes may be sent now."""
@@ -180,6 +183,8 @@ class CongestionController(Protocol):
 
 class NewReno:
     """The RFC 9002 §7 congestion controller."""
+
+    app_limited_hook = False  # §7.8 is applied per ACK (see _window_limited)
 
     __slots__ = (
         "_ca_bytes_acked",

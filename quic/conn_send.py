@@ -580,7 +580,8 @@ class SendScheduler:
         self.pacing_deadline = None
         cc = self._recovery.congestion
         if (
-            cc.available() >= mtu
+            cc.app_limited_hook  # else on_app_limited does nothing: no question asked
+            and cc.available() >= mtu
             and self._handshake.complete
             and self._paths.current.validated  # address_validated, without the property
             and (drained or (not self._probes and not self._wants_eliciting(APPLICATION)))

@@ -609,13 +609,24 @@ class QuicConnection:
             return self.closer.deadline
 
     def _get_timer(self) -> float | None:
-        # _idle_deadline() and _rest_deadline() without their own calls (every build)
-        last_activity = self._last_activity
-        return earliest_deadline(
-            self,
-            idle_deadline(self, last_activity, self._idle_timeout),
-            rest_deadline(self, self._key_rest_delay, last_activity, self._keys_rested_at),
-        )
+        # _idle_deadline() and _rest_deadline() inline, without their calls (after every
+        # build and every batch received; tests/quic/test_reply_path.py compares them)
+        last = self._last_activity
+        if last is None:
+            return earliest_deadline(self, None, None)
+        idle = rest = None
+        timeout = self._idle_timeout
+        if timeout:  # idle_deadline: never shorter than three PTOs (RFC 9000 §10.1)
+            three_ptos = 3 * self.recovery.rtt.pto_base()
+            idle = last + (timeout if timeout > three_ptos else three_ptos)
+        delay = self._key_rest_delay
+        if delay and self.handshake.confirmed:  # rest_deadline (quic.conn_timers)
+            rested_at = self._keys_rested_at
+            if last > rested_at:
+                rest = last + delay  # activity since the rest: the keys are resident
+            elif self.keys.resident:
+                rest = rested_at + delay
+        return earliest_deadline(self, idle, rest)
 
     def handle_timer(self, now: float) -> None:
         """Fire everything that is due (safe to call early)."""
