@@ -128,6 +128,7 @@ class EarlyRequests:
         "is_client",
         "max_held_bytes",
         "max_held_requests",
+        "passes_through",
         "policy",
         "refused",
     )
@@ -156,6 +157,10 @@ class EarlyRequests:
         self._ready: deque[H3Event] | None = None
         self._dropped: dict[int, None] = {}
         self._settled: dict[int, None] = {}  # early request streams decided, being read
+        #: Nothing released waits and no queued event is to be skipped: the next event
+        #: queued is the next out (:meth:`H3Connection.datagram_route`, per datagram).
+        #: An attribute kept with ``_ready`` and ``_dropped``.
+        self.passes_through = True
         #: requests answered 425 / held until the handshake (counters, for tests and
         #: monitoring)
         self.refused = 0
@@ -189,14 +194,9 @@ class EarlyRequests:
                 if self._ready is None:
                     self._ready = deque()
                 self._ready.extend(held.events)
+                self.passes_through = False
             self._held.clear()
             self._held_bytes = 0
-
-    @property
-    def passes_through(self) -> bool:
-        """Nothing released waits and no queued event is to be skipped: the next event
-        queued is the next out (:meth:`H3Connection.datagram_route`)."""
-        return not self._ready and not self._dropped
 
     def forget(self, stream_id: int) -> None:
         """HTTP/3 is done with the stream's receive side (it left every table)."""
@@ -207,10 +207,16 @@ class EarlyRequests:
     def next_event(self, events: deque[H3Event] | None, conn: _Connection) -> H3Event | None:
         """The next event for the application: ``events`` filtered by the policy."""
         while True:
-            if self._ready:
-                return self._ready.popleft()
+            ready = self._ready
+            if ready:
+                event = ready.popleft()
+                if not ready:
+                    self.passes_through = not self._dropped
+                return event
             if not events:
-                self._dropped.clear()  # nothing queued is left to skip
+                if self._dropped:
+                    self._dropped.clear()  # nothing queued is left to skip
+                    self.passes_through = True
                 return None
             event = events.popleft()
             if self.is_client or not isinstance(
@@ -280,6 +286,7 @@ class EarlyRequests:
         if isinstance(event, RequestStreamReset):
             self._drop_held(sid, conn)  # the application never saw this request
             self._dropped[sid] = None
+            self.passes_through = False
             return
         held.events.append(event)
         if isinstance(event, DataReceived):
@@ -303,6 +310,7 @@ class EarlyRequests:
         §4.1.1 allows STOP_SENDING with H3_NO_ERROR after a complete response)."""
         self.refused += 1
         self._dropped[sid] = None
+        self.passes_through = False
         try:
             conn.send_headers(sid, list(_TOO_EARLY_HEAD), end_stream=True)
             if not ended:

@@ -367,15 +367,11 @@ class WebTransportSession:
     def send_datagram(self, data: bytes | bytearray | memoryview) -> DatagramSent:
         """Send an unreliable datagram; DatagramTooLarge if it cannot fit a packet."""
         self.check_usable()
-        size = len(data)
-        # max_datagram_size, without the property's own call: per datagram
-        limit = max_h3_datagram_payload(self._link.max_datagram_payload, self.session_id)
-        if size > limit:
-            raise DatagramTooLarge(size, limit)
         try:
+            # the layers below check the size (QUIC: it must fit one packet, ValueError)
             self._link.send_datagram(self.session_id, data)
         except ValueError as exc:
-            raise DatagramTooLarge(size, self.max_datagram_size) from exc
+            raise DatagramTooLarge(len(data), self.max_datagram_size) from exc
         except ProtocolApiError as exc:
             self.check_usable()
             raise WebTransportError(str(exc)) from exc
@@ -384,21 +380,10 @@ class WebTransportSession:
 
     async def receive_datagram(self, timeout: float | None = None) -> bytes:
         """The next datagram; SessionClosed once the session ended, TimeoutError."""
-        if timeout is None:  # no timeout scope to enter and leave per datagram
-            if not self._datagrams:
-                await self._datagram_queued()
-        else:
+        if timeout is not None:  # else no timeout scope to enter and leave per datagram
             async with asyncio.timeout(timeout):
-                await self._datagram_queued()
-        queue = self._datagrams
-        assert queue
-        data = queue.popleft()
-        self._datagram_bytes -= len(data)
-        return data
-
-    async def _datagram_queued(self) -> None:
-        """Return once a datagram is queued; the session's end raises it."""
-        while not self._datagrams:
+                return await self.receive_datagram()
+        while not self._datagrams:  # one coroutine per datagram, no helper's
             if self.close_info is not None:
                 raise self.close_info
             waiter = self._datagram_waiter = self._link.loop.create_future()
@@ -406,6 +391,10 @@ class WebTransportSession:
                 await waiter
             finally:
                 self._datagram_waiter = None
+        queue = self._datagrams
+        data = queue.popleft()
+        self._datagram_bytes -= len(data)
+        return data
 
     # -- closing ------------------------------------------------------------------------
 

@@ -102,6 +102,8 @@ class BbrState(Enum):
 class Bbr:
     """BBR v1: bottleneck bandwidth and round-trip propagation time."""
 
+    app_limited_hook = True  # on_app_limited marks the delivery-rate samples
+
     def __init__(self, max_datagram_size: int = 1200, *, bounds: bool = True) -> None:
         if max_datagram_size < 1200:
             raise ValueError("max_datagram_size must be at least 1200 (RFC 9000 §14)")

@@ -116,6 +116,7 @@ class ConnectionIdManager:
         "_retired_cids",
         "_token_bytes",
         "_unannounced",
+        "active_peer_reset_token",
         "cid_length",
         "issue_pending",
         "local",
@@ -123,6 +124,7 @@ class ConnectionIdManager:
         "max_pending_retirements",
         "peer",
         "peer_active_sequence",
+        "peer_cid",
         "peer_limit",
     )
 
@@ -155,6 +157,12 @@ class ConnectionIdManager:
         self.peer: dict[int, PeerConnectionId] = {}
         self._peer_by_cid: dict[bytes, int] = {}
         self.peer_active_sequence = 0
+        #: The Destination Connection ID to use now: the ID of ``peer_active_sequence``
+        #: (an attribute kept by :meth:`_activate`; read per packet sent).
+        self.peer_cid = b""
+        #: The peer's stateless reset token for the connection ID in use (§10.3.1), or
+        #: None: kept with ``peer_cid`` (the endpoint compares it after every call).
+        self.active_peer_reset_token: bytes | None = None
         self._peer_retire_prior_to = 0
         # RFC 9000 §9.5: peer sequences held by paths other than the current one
         self._reserved: dict[int, None] = {}
@@ -174,23 +182,21 @@ class ConnectionIdManager:
     def set_initial_peer_cid(self, cid: bytes, reset_token: bytes | None = None) -> None:
         self.peer = {0: PeerConnectionId(0, cid, reset_token)}
         self._peer_by_cid = {cid: 0}
-        self.peer_active_sequence = 0
+        self._activate(0)
 
     def set_peer_reset_token(self, sequence: int, token: bytes) -> None:
         entry = self.peer.get(sequence)
         if entry is not None:
             entry.reset_token = token
+            if sequence == self.peer_active_sequence:
+                self.active_peer_reset_token = token
 
-    @property
-    def peer_cid(self) -> bytes:
-        """The Destination Connection ID to use now."""
-        return self.peer[self.peer_active_sequence].cid
-
-    @property
-    def active_peer_reset_token(self) -> bytes | None:
-        """The peer's stateless reset token for the connection ID in use (§10.3.1)."""
-        entry = self.peer.get(self.peer_active_sequence)
-        return entry.reset_token if entry is not None else None
+    def _activate(self, sequence: int) -> None:
+        """Use the peer ID ``sequence`` from now on (every change of the one in use)."""
+        self.peer_active_sequence = sequence
+        entry = self.peer[sequence]
+        self.peer_cid = entry.cid
+        self.active_peer_reset_token = entry.reset_token
 
     @property
     def pending_retirements(self) -> int:
@@ -246,7 +252,7 @@ class ConnectionIdManager:
             unused = self._unused()
             active = min(unused) if unused else min(self.peer)
             self._reserved.pop(active, None)
-            self.peer_active_sequence = active
+            self._activate(active)
         if len(self.peer) > self.local_limit:
             raise QuicProtocolError(
                 TransportErrorCode.CONNECTION_ID_LIMIT_ERROR,
@@ -339,7 +345,7 @@ class ConnectionIdManager:
             del self._reserved[sequence]
         previous = self.peer_active_sequence
         self._reserved[previous] = None
-        self.peer_active_sequence = sequence
+        self._activate(sequence)
         return previous
 
     def is_peer_stateless_reset(self, token: bytes) -> bool:
@@ -432,7 +438,7 @@ class ConnectionIdManager:
             del self._peer_by_cid[entry.cid]
             if not self._retiring(active):
                 self._retire_unsent[active] = None
-        self.peer_active_sequence = sequence
+        self._activate(sequence)
         return True
 
     def _issue(self) -> None:

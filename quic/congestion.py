@@ -127,6 +127,9 @@ class CongestionController(Protocol):
     bytes_in_flight: int
     ssthresh: int | None
     max_datagram_size: int
+    #: :meth:`on_app_limited` does something: the send path asks whether the sender
+    #: is application-limited only then (after every build).
+    app_limited_hook: bool
 
     def can_send(self, size: int) -> bool:
         """True if a congestion-controlled packet of ``size`` bytes may be sent now."""
@@ -186,6 +189,8 @@ class CongestionController(Protocol):
 
 class NewReno:
     """The RFC 9002 §7 congestion controller."""
+
+    app_limited_hook = False  # §7.8 is applied per ACK (see _window_limited)
 
     __slots__ = (
         "_ca_bytes_acked",
@@ -272,7 +277,12 @@ class NewReno:
         """Nothing to do: §7.8 is applied per ACK (see :meth:`_window_limited`)."""
 
     def pacing_rate(self, smoothed_rtt: float) -> float:
-        return window_pacing_rate(self.congestion_window, smoothed_rtt, self.in_slow_start)
+        # window_pacing_rate() and in_slow_start, without their calls: every build call
+        cwnd = self.congestion_window
+        ssthresh = self.ssthresh
+        rtt = smoothed_rtt if smoothed_rtt > _MIN_RTT_FOR_RATE else _MIN_RTT_FOR_RATE
+        slow_start = ssthresh is None or cwnd < ssthresh
+        return (PACING_GAIN_SLOW_START if slow_start else PACING_GAIN) * cwnd / rtt
 
     def on_packets_acked(self, packets: Sequence[SentPacket], now: float) -> None:
         limited = self._window_limited(self.bytes_in_flight)
@@ -384,7 +394,8 @@ class NewReno:
         cwnd = self.congestion_window
         if prior_in_flight + self.max_datagram_size > cwnd:
             return True
-        return self.in_slow_start and 2 * prior_in_flight >= cwnd
+        ssthresh = self.ssthresh  # in_slow_start, without the property: per ACK
+        return (ssthresh is None or cwnd < ssthresh) and 2 * prior_in_flight >= cwnd
 
     def _on_congestion_event(self, sent_time: float, now: float) -> bool:
         """Reduce the window unless already in recovery; True if it was reduced."""

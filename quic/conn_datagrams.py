@@ -62,6 +62,7 @@ class DatagramChannel:
         "dropped_queue_full",
         "dropped_too_large",
         "peer_max_frame_size",
+        "pending",
     )
 
     def __init__(
@@ -74,6 +75,8 @@ class DatagramChannel:
         self.peer_max_frame_size = 0  # the peer's transport parameter (0: not supported)
         self.dropped_queue_full = 0  # the oldest, pushed out of a full queue
         self.dropped_too_large = 0  # queued when they fitted, then the path shrank
+        #: Datagrams queued (an attribute kept with the queue: read per build call).
+        self.pending = 0
 
     @property
     def dropped(self) -> int:
@@ -131,6 +134,7 @@ class DatagramChannel:
         elif len(queue) == self._max_queue:
             self.dropped_queue_full += 1  # unreliable: the oldest gives way (RFC 9221 §5)
         queue.append(bytes(data))
+        self.pending = len(queue)
 
     def shrink(self, max_payload: int) -> None:
         """The largest payload that fits a packet dropped to ``max_payload`` (a black
@@ -143,11 +147,7 @@ class DatagramChannel:
         self.dropped_too_large += len(queue) - len(kept)
         queue.clear()
         queue.extend(kept)
-
-    @property
-    def pending(self) -> int:
-        queue = self._queue
-        return len(queue) if queue else 0
+        self.pending = len(queue)
 
     def room_needed(self, room: int) -> int:
         """Room the next queued DATAGRAM frame takes if it fits ``room``, else 0.
@@ -182,3 +182,4 @@ class DatagramChannel:
             queue.popleft()
             asm.push(header + data)  # one chunk: the frame is small
             packet.ack_eliciting = packet.in_flight = True
+        self.pending = len(queue)

@@ -123,6 +123,7 @@ class HandshakeDriver:
         "retry_scid",
         "tls",
         "token",
+        "tokens_pending",
         "tokens_resent",
         "version",
     )
@@ -154,6 +155,8 @@ class HandshakeDriver:
         self._token_key: str | None = None  # client: this server in the token store
         # server: NEW_TOKEN frames owed (a deque from the first one: no idle memory)
         self._tokens_out: deque[bytes] | None = None
+        #: NEW_TOKEN frames owed (an attribute kept with the queue: read per build call)
+        self.tokens_pending = 0
         self.tokens_resent = 0  # server: NEW_TOKEN frames sent again after a loss
         self.peer_initial_scid = peer_initial_scid
         self.reacted_to_vn = False
@@ -455,11 +458,6 @@ class HandshakeDriver:
         if token and not self.is_client:
             self._owe_token(token)
 
-    @property
-    def tokens_pending(self) -> int:
-        """NEW_TOKEN frames owed."""
-        return len(self._tokens_out) if self._tokens_out else 0
-
     def write_tokens(self, asm: PacketAssembler) -> None:
         """Write the owed NEW_TOKEN frames that fit."""
         tokens = self._tokens_out
@@ -471,7 +469,9 @@ class HandshakeDriver:
             asm.push(frame)
             packet.handlers.append((self._token_fate, (tokens.popleft(),)))
             packet.ack_eliciting = packet.in_flight = True
+            self.tokens_pending -= 1
         self._tokens_out = None  # all sent: no idle deque
+        self.tokens_pending = 0
 
     def _token_fate(self, acked: bool, token: bytes) -> None:
         if not acked:
@@ -482,3 +482,4 @@ class HandshakeDriver:
         if self._tokens_out is None:
             self._tokens_out = deque()
         self._tokens_out.append(token)
+        self.tokens_pending = len(self._tokens_out)

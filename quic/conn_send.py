@@ -298,7 +298,11 @@ class SendScheduler:
         if self._handshake.confirmed:
             rtt = recovery.rtt
             self._ackfreq_due = self._ackfreq.wants_send(
-                now, recovery.congestion.congestion_window, mtu, rtt.smoothed_rtt, rtt.has_sample
+                now,
+                recovery.congestion.congestion_window,
+                mtu,
+                rtt.smoothed_rtt,
+                rtt.first_rtt_sample is not None,  # has_sample, without the property
             )
         validated_bytes = 0  # sent once the address is validated (counted at the end)
         ecn = self._ecn
@@ -465,7 +469,7 @@ class SendScheduler:
             or self._probes
             or self._ackfreq_due
             or self._pings
-            or not paths.address_validated
+            or not paths.current.validated  # address_validated, without the property
             or paths.wants_send()  # PATH_CHALLENGE (owed on the current path) or RESPONSE
             or handshake.done_pending
             or handshake.tokens_pending
@@ -617,7 +621,7 @@ class SendScheduler:
         rtt = recovery.rtt
         cc = recovery.congestion
         pacer.max_datagram_size = mtu
-        rate = cc.pacing_rate(rtt.smoothed_rtt) if rtt.has_sample else None
+        rate = cc.pacing_rate(rtt.smoothed_rtt) if rtt.first_rtt_sample is not None else None
         pacer.set_rate(rate, cc.congestion_window, now)
         return pacer
 
@@ -631,9 +635,10 @@ class SendScheduler:
         self.pacing_deadline = None
         cc = self._recovery.congestion
         if (
-            cc.available() >= mtu
+            cc.app_limited_hook  # else on_app_limited does nothing: no question asked
+            and cc.available() >= mtu
             and self._handshake.complete
-            and self._paths.address_validated
+            and self._paths.current.validated  # address_validated, without the property
             and (drained or (not self._probes and not self._wants_eliciting(APPLICATION)))
         ):
             cc.on_app_limited(now)  # RFC 9002 §7.8

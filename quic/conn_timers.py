@@ -71,11 +71,15 @@ def rest_deadline(
     """When the packet protection's cipher contexts may go (``delay``, the
     configuration's ``key_rest_delay``, after the last activity, at most once per
     delay; :mod:`quic.conn_keys` "Resting keys"), or None."""
-    if not delay or last_activity is None:
+    if not delay or last_activity is None or not conn.handshake.confirmed:
         return None
-    if not conn.handshake.confirmed or not conn.keys.resident:
+    if last_activity > rested_at:
+        # Activity since the last rest went through the 1-RTT keys, which rebuilt their
+        # contexts: resident without asking (the property's walk, per build call)
+        return last_activity + delay
+    if not conn.keys.resident:
         return None
-    return (last_activity if last_activity > rested_at else rested_at) + delay
+    return rested_at + delay
 
 
 def rest_connection(conn: QuicConnection) -> None:

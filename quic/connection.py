@@ -162,6 +162,7 @@ class QuicConnection:
         "datagrams",
         "dispatcher",
         "ecn",
+        "ecn_codepoint",
         "first_flight",
         "handshake",
         "host_cid",
@@ -242,6 +243,10 @@ class QuicConnection:
         #: (it stopped at its cap): call again. Else the next input, timer or
         #: application action is what gives it more to send.
         self.more_to_send = False
+        #: The ECN codepoint (0 Not-ECT, 2 ECT(0)) the I/O layer sets on the datagrams
+        #: of the latest :meth:`datagrams_to_send` call (RFC 9000 §13.4.2): an attribute
+        #: the build call sets (the endpoint reads it per connection served).
+        self.ecn_codepoint = self.ecn.send_codepoint
         self.last_internal_error: BaseException | None = None
 
     # -- state the layers above read ---------------------------------------------------------
@@ -326,12 +331,6 @@ class QuicConnection:
             setter(size)
         if shrunk:  # queued DATAGRAMs that no longer fit are dropped (RFC 9221 §5)
             self.datagrams.shrink(self.max_datagram_payload)
-
-    @property
-    def ecn_codepoint(self) -> int:
-        """The ECN codepoint (0 Not-ECT, 2 ECT(0)) the I/O layer sets on the datagrams
-        of the latest :meth:`datagrams_to_send` call (RFC 9000 §13.4.2)."""
-        return self.ecn.send_codepoint
 
     @property
     def dropped_packets(self) -> int:
@@ -562,8 +561,9 @@ class QuicConnection:
 
     def _datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr, int]]:
         self.more_to_send = False
-        addr = self.paths.peer_address
-        local = self.paths.current.local
+        current = self.paths.current
+        addr = current.addr  # the peer_address property, without a call
+        local = current.local
         state = self.state
         if addr is None or state is _TERMINATED or state is _DRAINING:
             return []
@@ -585,6 +585,7 @@ class QuicConnection:
         out = self.migration.datagrams(now, version)  # other paths (RFC 9000 §8.2)
         sender = self.sender
         datagrams, eliciting = sender.build(now, version)
+        self.ecn_codepoint = self.ecn.send_codepoint  # the one the build call chose
         # more may go at once only if the build stopped at its cap (or other paths sent)
         self.more_to_send = sender.capped or bool(out)
         if eliciting and not self._eliciting_since_receive:
@@ -608,13 +609,24 @@ class QuicConnection:
             return self.closer.deadline
 
     def _get_timer(self) -> float | None:
-        # _idle_deadline() and _rest_deadline() without their own calls (every build)
-        last_activity = self._last_activity
-        return earliest_deadline(
-            self,
-            idle_deadline(self, last_activity, self._idle_timeout),
-            rest_deadline(self, self._key_rest_delay, last_activity, self._keys_rested_at),
-        )
+        # _idle_deadline() and _rest_deadline() inline, without their calls (after every
+        # build and every batch received; tests/quic/test_reply_path.py compares them)
+        last = self._last_activity
+        if last is None:
+            return earliest_deadline(self, None, None)
+        idle = rest = None
+        timeout = self._idle_timeout
+        if timeout:  # idle_deadline: never shorter than three PTOs (RFC 9000 §10.1)
+            three_ptos = 3 * self.recovery.rtt.pto_base()
+            idle = last + (timeout if timeout > three_ptos else three_ptos)
+        delay = self._key_rest_delay
+        if delay and self.handshake.confirmed:  # rest_deadline (quic.conn_timers)
+            rested_at = self._keys_rested_at
+            if last > rested_at:
+                rest = last + delay  # activity since the rest: the keys are resident
+            elif self.keys.resident:
+                rest = rested_at + delay
+        return earliest_deadline(self, idle, rest)
 
     def handle_timer(self, now: float) -> None:
         """Fire everything that is due (safe to call early)."""

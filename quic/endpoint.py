@@ -130,6 +130,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from quic.configuration import QuicConfiguration
+from quic.conn_state import ConnectionState
 from quic.connection import QuicConnection
 from quic.endpoint_admission import Admission
 from quic.endpoint_entry import (
@@ -156,6 +157,7 @@ __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
 logger = logging.getLogger("quic.endpoint")
 
 _MIN_INITIAL = 1200  # RFC 9000 §14.1
+_TERMINATED = ConnectionState.TERMINATED
 
 
 class QuicEndpoint:
@@ -386,7 +388,12 @@ class QuicEndpoint:
                     return None
             self._stateless_receive(data, addr, now, ecn)
             return None
-        if len(data) < _MIN_INITIAL and not conn.is_client and starts_with_initial(data):
+        if (
+            len(data) < _MIN_INITIAL
+            and data[0] & 0x80  # a long header: the call below only then (per datagram)
+            and not conn.is_client
+            and starts_with_initial(data)
+        ):
             self._drop(now, "invalid", data, "small Initial")  # RFC 9000 §14.1
             return None
         entry = self._entries[conn]
@@ -693,7 +700,7 @@ class QuicEndpoint:
         conn = entry.conn
         try:
             self._drain(entry)
-            if conn.is_closed:
+            if conn.state is _TERMINATED:  # is_closed, without the property
                 self._remove(entry)
                 return
             token = conn.cids.active_peer_reset_token

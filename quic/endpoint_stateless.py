@@ -54,6 +54,7 @@ class StatelessReplies:
         "config",
         "connection_id_length",
         "dropped",
+        "pending",
         "qlog",
         "refused",
         "resets_sent",
@@ -86,6 +87,8 @@ class StatelessReplies:
         )
         self.qlog = qlog
         self._queue: list[tuple[bytes, Any]] = []
+        #: Replies wait to be sent (an attribute kept with the queue: read per transmit).
+        self.pending = False
         self._limit = config.max_pending_stateless_packets if config else _CLIENT_QUEUE
         self.dropped = 0  # datagrams dropped: garbage, unroutable, too small, not authentic
         self.refused = 0  # Initials refused by an admission limit
@@ -94,15 +97,11 @@ class StatelessReplies:
 
     # -- the queue ------------------------------------------------------------------------
 
-    @property
-    def pending(self) -> bool:
-        """Replies wait to be sent."""
-        return bool(self._queue)
-
     def take(self) -> list[tuple[bytes, Any]]:
         """The replies to send, ``(data, addr)``; the queue is left empty."""
         queue = self._queue
         self._queue = []
+        self.pending = False
         return queue
 
     # -- counting and logging -------------------------------------------------------------
@@ -143,6 +142,7 @@ class StatelessReplies:
                     header.scid, header.dcid, [*versions, _GREASE_VERSION], 0x15
                 )
                 self._queue.append((vn, addr))  # RFC 9000 §6.1
+                self.pending = True
                 if self.qlog is not None:
                     self.qlog.stateless_packet_sent(now, vn)
             else:
@@ -170,6 +170,7 @@ class StatelessReplies:
         if verdict.reply is not None:
             if len(self._queue) < self._limit:
                 self._queue.append((verdict.reply, addr))
+                self.pending = True
                 if self.qlog is not None:  # Retry or INVALID_TOKEN close
                     self.qlog.stateless_packet_sent(now, verdict.reply)
             else:
@@ -197,6 +198,7 @@ class StatelessReplies:
             self.drop(now, "rejected", data, "reset rate limit")
         else:
             self._queue.append((reset, addr))
+            self.pending = True
             self.resets_sent += 1
             if self.qlog is not None:
                 self.qlog.stateless_reset_sent(now, reset)

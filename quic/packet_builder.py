@@ -114,11 +114,16 @@ class PacketAssembler:
         "_header_size",
         "_pending",
         "_short",
-        "_used",
         "datagrams",
         "max_datagram_size",
+        "packet",
         "packets",
+        "room",
     )
+
+    #: The open packet's recovery record (handlers, flags): an attribute set by the
+    #: calls that open a packet (unset before the first), stale once it is closed.
+    packet: SentPacket
 
     def __init__(self, max_datagram_size: int) -> None:
         self.max_datagram_size = max_datagram_size
@@ -127,7 +132,9 @@ class PacketAssembler:
         self._pending: list[_Pending] = []
         self._current: _Pending | None = None
         self._budget = 0
-        self._used = 0
+        #: Payload bytes that still fit in the open packet (the open datagram's room
+        #: before a packet is opened); an attribute, not a property: read per frame.
+        self.room = 0
         self._header_size = 0
         self._has_initial = False
         self._expand = False
@@ -136,8 +143,7 @@ class PacketAssembler:
     # -- datagrams --------------------------------------------------------------------
 
     def begin_datagram(self, budget: int) -> None:
-        self._budget = min(budget, self.max_datagram_size)
-        self._used = 0
+        self._budget = self.room = min(budget, self.max_datagram_size)
         self._pending = []
         self._has_initial = False
         self._expand = False
@@ -149,7 +155,7 @@ class PacketAssembler:
     @property
     def datagram_room(self) -> int:
         """Bytes left in the open datagram (before any new packet's header and tag)."""
-        return self._budget - self._used
+        return self.room
 
     @property
     def pending(self) -> list[_Pending]:
@@ -169,13 +175,14 @@ class PacketAssembler:
         if not pending:
             return 0
         if (pad_initial and self._has_initial) or self._expand:
-            missing = min(MIN_INITIAL_DATAGRAM, self._budget) - self._used
+            budget = self._budget
+            missing = min(MIN_INITIAL_DATAGRAM, budget) - (budget - self.room)
             if missing > 0:
                 last = pending[-1]
                 last.chunks.append(bytes(missing))
                 last.size += missing
                 last.sent.size += missing
-                self._used += missing
+                self.room -= missing
         if len(pending) == 1:  # the bulk case: one 1-RTT packet per datagram
             out = self._seal(pending[0])
         else:
@@ -205,9 +212,11 @@ class PacketAssembler:
             header_size = 1 + len(dcid) + pn_length
         else:
             header_size = long_header_size(packet_type, len(dcid), len(scid), len(token), pn_length)
-        if self._budget - self._used - header_size - AEAD_TAG_LENGTH < MIN_PACKET_ROOM:
+        if self.room - header_size - AEAD_TAG_LENGTH < MIN_PACKET_ROOM:
             return False
-        sent = SentPacket(space, packet_number, header_size + AEAD_TAG_LENGTH, False, False)
+        sent = self.packet = SentPacket(
+            space, packet_number, header_size + AEAD_TAG_LENGTH, False, False
+        )
         self._current = _Pending(
             packet_type,
             version,
@@ -221,7 +230,7 @@ class PacketAssembler:
             key_phase,
         )
         self._header_size = header_size
-        self._used += header_size + AEAD_TAG_LENGTH
+        self.room -= header_size + AEAD_TAG_LENGTH
         return True
 
     def begin_short_datagram(
@@ -254,7 +263,9 @@ class PacketAssembler:
         self._budget = budget
         self._pending = []
         self._has_initial = self._expand = False
-        sent = SentPacket(space, packet_number, header_size + AEAD_TAG_LENGTH, False, False)
+        sent = self.packet = SentPacket(
+            space, packet_number, header_size + AEAD_TAG_LENGTH, False, False
+        )
         current = self._short
         if current is None:
             current = self._short = _Pending(
@@ -271,7 +282,7 @@ class PacketAssembler:
             current.size = 0
         self._current = current
         self._header_size = header_size
-        self._used = header_size + AEAD_TAG_LENGTH
+        self.room = budget - header_size - AEAD_TAG_LENGTH
         return True
 
     def end_short_datagram(self) -> int:
@@ -287,7 +298,7 @@ class PacketAssembler:
             chunks.append(bytes(short))  # PADDING frames (type 0x00)
             current.size += short
             current.sent.size += short
-            self._used += short
+            self.room -= short
         self.packets.append(current.sent)
         payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         out = current.protector.encrypt_short(  # RFC 9000 §17.3.1
@@ -302,17 +313,6 @@ class PacketAssembler:
         return len(out)
 
     @property
-    def packet(self) -> SentPacket:
-        """The open packet's recovery record (handlers, flags)."""
-        assert self._current is not None
-        return self._current.sent
-
-    @property
-    def room(self) -> int:
-        """Payload bytes that still fit in the open packet."""
-        return self._budget - self._used
-
-    @property
     def payload_size(self) -> int:
         current = self._current
         return current.size if current is not None else 0
@@ -322,26 +322,26 @@ class PacketAssembler:
         current = self._current
         assert current is not None
         n = len(data)
-        if n > self._budget - self._used:
+        if n > self.room:
             raise ValueError(f"a {n}-byte frame does not fit the packet's room")
         current.chunks.append(data)
         current.size += n
         current.sent.size += n
-        self._used += n
+        self.room -= n
 
     def push_frame(self, header: bytes, data: bytes | memoryview) -> None:
         """:meth:`push` of a frame header and its data (a STREAM frame) in one call."""
         current = self._current
         assert current is not None
         n = len(header) + len(data)
-        if n > self._budget - self._used:
+        if n > self.room:
             raise ValueError(f"a {n}-byte frame does not fit the packet's room")
         chunks = current.chunks
         chunks.append(header)
         chunks.append(data)
         current.size += n
         current.sent.size += n
-        self._used += n
+        self.room -= n
 
     def end_packet(self) -> SentPacket | None:
         """Close the open packet; an empty one is abandoned (returns None)."""
@@ -350,14 +350,14 @@ class PacketAssembler:
         if current is None:
             return None
         if not current.size:
-            self._used -= self._header_size + AEAD_TAG_LENGTH
+            self.room += self._header_size + AEAD_TAG_LENGTH
             return None
         short = _MIN_PAYLOAD[current.pn_length] - current.size
         if short > 0:
             current.chunks.append(bytes(short))  # PADDING frames (type 0x00)
             current.size += short
             current.sent.size += short
-            self._used += short
+            self.room -= short
         if current.packet_type is PacketType.INITIAL:
             self._has_initial = True
         self._pending.append(current)

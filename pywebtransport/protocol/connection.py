@@ -96,6 +96,7 @@ from pywebtransport.protocol.h3config import h3_configuration, shared_h3_configu
 from pywebtransport.protocol.ids import ClaimedIds
 from pywebtransport.protocol.negotiation import Negotiation
 from pywebtransport.protocol.session import (
+    USABLE_STATES,
     WEBTRANSPORT_TOKENS,
     Headers,
     Session,
@@ -749,7 +750,7 @@ class WebTransportConnection(StreamsMixin):
 
     def _usable(self, session_id: int) -> Session:
         session = self._sessions.get(session_id)
-        if session is None or not session.usable:
+        if session is None or session.state not in USABLE_STATES:  # usable: per datagram
             raise WebTransportError(f"session {session_id} is not open")
         return session
 

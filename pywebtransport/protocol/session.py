@@ -43,6 +43,7 @@ from pywebtransport.protocol.sfv import parse_string_list, serialize_string_list
 from quic.buffer import varint_size
 
 __all__ = [
+    "USABLE_STATES",
     "WEBTRANSPORT_TOKENS",
     "Session",
     "SessionState",
@@ -119,6 +120,8 @@ class SessionState(Enum):
 
 _ESTABLISHED = SessionState.ESTABLISHED
 _CONNECTING = SessionState.CONNECTING
+#: The states in which streams may be opened and datagrams sent (:attr:`Session.usable`).
+USABLE_STATES = frozenset((_ESTABLISHED, _CONNECTING))
 
 
 class Session:

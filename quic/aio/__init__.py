@@ -14,9 +14,10 @@ A thin layer, split by responsibility:
 * :mod:`quic.aio.streams` — :class:`QuicStreamReader` (``asyncio.StreamReader``'s
   reading methods; flow-control credit goes back as the application reads, so an
   unread stream holds at most its window) and :class:`QuicStreamWriter` (backpressure).
-* :mod:`quic.aio.udp` — socket helpers; :func:`~quic.aio.udp.take_over_reading` is the
-  one function that uses asyncio internals (batched reading on selector loops), with a
-  fallback to the transport's own reader.
+* :mod:`quic.aio.udp` — socket helpers; :func:`~quic.aio.udp.take_over_reading` and
+  :func:`~quic.aio.udp.soon_caller` are the two functions that use asyncio internals
+  (batched reading on selector loops; the pump's flush through one reused handle), each
+  with a fallback to public API.
 * :mod:`quic.aio.owned` — on other loops (uvloop) the driver binds its own socket
   (:class:`~quic.aio.owned.OwnedDatagramTransport`, public loop API only) so batched
   reading, ECN, GRO and GSO work there too (docs/event-loops.md).

@@ -130,6 +130,7 @@ from quic.aio.udp import (
     read_batch_ecn,
     read_error_queue,
     send_marked,
+    soon_caller,
     take_over_reading,
 )
 from quic.configuration import QuicConfiguration
@@ -170,6 +171,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._flush_scheduled = False
         #: connections the application woke since the last transmit (see "Wake storms")
         self._woken: dict[QuicConnection, None] = {}
+        self._flush_soon = soon_caller(self.loop, self._flush)  # loop.call_soon(_flush)
         self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
@@ -384,7 +386,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.endpoint.wake(connection)
         if not self._flush_scheduled:  # schedule_flush(), inline: per datagram sent
             self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+            self._flush_soon()
         woken = self._woken
         if connection not in woken:
             woken[connection] = None
@@ -411,7 +413,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
     def schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+            self._flush_soon()
 
     def _flush(self) -> None:
         received = self._received
@@ -420,7 +422,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             # round the loop once more and transmit after the burst, so its ACKs and
             # data leave together (batch receive processing before transmitting).
             self._received_seen = received
-            self.loop.call_soon(self._flush)
+            self._flush_soon()
             return
         self._flush_scheduled = False
         self._transmit()
@@ -429,12 +431,17 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._received = self._received_seen = 0
         if self._woken:
             self._woken = {}
-        self._dispatch()
+        endpoint = self.endpoint
+        item = endpoint.next_event()  # _dispatch() only with an event: per transmit
+        if item is not None:
+            self._dispatch(item)
         self.transmits += 1
         self._send_out(None)
-        self._dispatch()
+        item = endpoint.next_event()
+        if item is not None:
+            self._dispatch(item)
         if self.forward is not None:  # workers on one port (quic.aio.workers)
-            routing = self.endpoint.worker_routing
+            routing = endpoint.worker_routing
             if routing is not None and routing.pending:
                 self.forward(routing.take())  # another worker's datagrams
         self._after_send()
@@ -528,10 +535,13 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             except Exception as exc:  # e.g. an address the socket cannot reach
                 logger.debug("UDP send to %r failed: %r", addr, exc)
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, item: _Item | None = None) -> None:
+        """Hand the endpoint's events to their sessions (``item``: the first, already
+        taken)."""
         endpoint = self.endpoint
         sessions = self.sessions
-        item = endpoint.next_event()
+        if item is None:
+            item = endpoint.next_event()
         while item is not None:
             conn, event = item
             item = endpoint.next_event()

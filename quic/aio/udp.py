@@ -13,10 +13,11 @@ that from ``FIONREAD`` (:func:`_drained`) rather than from a read that fails wit
 ends that way).
 
 That take-over needs three asyncio internals, and this module is the only place that
-touches them (see :func:`take_over_reading`). On other loops (uvloop) the driver binds
-the socket itself (:mod:`quic.aio.owned`) and the same batched reader is registered
-with the public ``add_reader``. Everything else here is public API: socket buffer
-sizing and reading a batch from a raw socket.
+touches them (see :func:`take_over_reading`; :func:`soon_caller` uses a fourth, the
+loop's ready queue, to schedule the pump's flush without a new handle each time). On
+other loops (uvloop) the driver binds the socket itself (:mod:`quic.aio.owned`) and
+the same batched reader is registered with the public ``add_reader``. Everything else
+here is public API: socket buffer sizing and reading a batch from a raw socket.
 
 The IP header fields QUIC needs (:func:`configure_path_options`):
 
@@ -51,7 +52,10 @@ socket stays readable (``EPOLLERR``) and the queue holds receive-buffer memory.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import contextvars
+import functools
 import logging
 import socket
 import struct
@@ -74,6 +78,7 @@ __all__ = [
     "read_batch_ecn",
     "read_error_queue",
     "send_marked",
+    "soon_caller",
     "take_over_reading",
 ]
 
@@ -271,6 +276,32 @@ def raw_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
     return raw if isinstance(raw, socket.socket) else None
 
 
+def soon_caller(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[], None]
+) -> Callable[[], object]:
+    """A function of no arguments that has ``loop`` call ``callback`` at its next
+    iteration, as ``loop.call_soon(callback)`` does (the pump's flush: once per round
+    trip of a ping-pong, issue 10).
+
+    On asyncio's own loops out of debug mode it appends one handle, made here, to the
+    loop's ready queue (``loop._ready``, an asyncio internal: what ``call_soon`` ends
+    with) — a C call instead of ``call_soon``'s checks, a new ``Handle`` and a copy of
+    the context each time. The handle runs ``callback`` in an empty context of its own
+    and is never cancelled; ``callback`` must be safe to find queued more than once
+    (the pump's flush is guarded by its own flag). Any other loop (uvloop, a loop in
+    debug mode, a future asyncio without the deque) gets ``loop.call_soon``.
+    """
+    ready = getattr(loop, "_ready", None)
+    if (
+        isinstance(loop, asyncio.BaseEventLoop)
+        and isinstance(ready, collections.deque)
+        and not loop.get_debug()
+    ):
+        handle = asyncio.Handle(callback, (), loop, contextvars.Context())
+        return functools.partial(ready.append, handle)
+    return functools.partial(loop.call_soon, callback)
+
+
 def take_over_reading(
     loop: asyncio.AbstractEventLoop,
     transport: asyncio.BaseTransport,
@@ -278,7 +309,8 @@ def take_over_reading(
 ) -> bool:
     """Read the transport's socket ourselves; True if done, False to keep the fallback.
 
-    The one function of the driver that uses asyncio internals:
+    One of the two functions of the driver that use asyncio internals (the other is
+    :func:`soon_caller`):
 
     * ``transport._sock`` — the raw socket (``get_extra_info("socket")`` gives a
       wrapper that must not be read from);
@@ -367,10 +399,18 @@ def read_batch_ecn(
     recvmsg = sock.recvmsg
     space = _ANCILLARY_SPACE + GRO_ANCILLARY_SPACE
     count = 0
-    fd, room = _probe(sock)
+    ioctl = _ioctl
+    fd = -1 if ioctl is None else sock.fileno()  # _probe(), inline: per wake-up
+    room = bytearray(4)
     while count < limit:
-        if count and fd >= 0 and _drained(fd, room):
-            break  # the batch took everything: no read that fails with EAGAIN
+        if count and fd >= 0:  # _drained(fd, room), inline: per wake-up
+            try:
+                ioctl(fd, _FIONREAD, room)  # type: ignore[misc]  # fd >= 0: set
+            except OSError:
+                pass  # "not drained": the read decides
+            else:
+                if room == _NOTHING:
+                    break  # the batch took everything: no read that fails with EAGAIN
         try:
             data, ancillary, _flags, addr = recvmsg(65536, space)
         except (BlockingIOError, InterruptedError):

@@ -270,3 +270,39 @@ def test_extended_connect_in_zero_rtt(policy: str, status: int, delivered: bool)
     env.run(lambda: sid in env.responses)
     assert env.responses == {sid: status}
     assert requests_of(env) == ({sid: (b"CONNECT", True, True)} if delivered else {})
+
+
+@pytest.mark.parametrize("policy", ["reject-unsafe", "defer", "accept-all"])
+def test_passes_through_is_kept_with_the_released_and_dropped(
+    policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``EarlyRequests.passes_through`` (read per datagram by
+    :meth:`H3Connection.datagram_route`) is an attribute kept in step with what it
+    stands for — no released event waits and no refused stream's events are to be
+    skipped — after every input and every event taken, in each policy."""
+    checked: list[bool] = []
+
+    def check(early: EarlyRequests) -> None:
+        assert early.passes_through == (not early._ready and not early._dropped)
+        checked.append(early.passes_through)
+
+    for name in ("on_quic_event", "next_event"):
+        original = getattr(EarlyRequests, name)
+
+        def wrapper(self: EarlyRequests, *args: object, _original: object = original) -> object:
+            result = _original(self, *args)  # type: ignore[operator]
+            check(self)
+            return result
+
+        monkeypatch.setattr(EarlyRequests, name, wrapper)
+    env = resumed(policy)
+    env.request("GET")
+    env.request("POST", b"x" * 3000)
+    env.request("CONNECT")
+    env.request("OPTIONS")
+    env.run(lambda: len(env.responses) == 4)
+    env.pair.net.settle(0.5)
+    env.pump()
+    assert checked and checked[-1]  # all delivered: the next event is the next out
+    if policy == "defer":
+        assert False in checked  # released requests waited: it did not pass through

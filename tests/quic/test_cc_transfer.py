@@ -92,3 +92,29 @@ def test_cubic_reduces_by_seven_tenths_on_a_real_loss() -> None:
     # the last congestion event: ssthresh = 0.7 * the window before it (RFC 9438 §4.6)
     assert cc.ssthresh == int(cc.cwnd_prior * 0.7)
     assert cc.w_max <= cc.cwnd_prior
+
+
+@pytest.mark.parametrize(("name", "asked"), [("newreno", False), ("cubic", False), ("bbr", True)])
+def test_app_limited_is_asked_only_of_controllers_that_use_it(
+    name: str, asked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 9002 §7.8: after a build that left room in the window, the send path tells
+    the controller it is application-limited only if ``app_limited_hook`` says its
+    ``on_app_limited`` does something (BBR's delivery-rate samples); NewReno and CUBIC
+    apply §7.8 per ACK and are not asked (issue 10: a no-op call per build)."""
+    calls: list[float] = []
+    cls = {"newreno": NewReno, "cubic": Cubic, "bbr": Bbr}[name]
+    original = cls.on_app_limited
+
+    def spy(self: object, now: float) -> None:
+        calls.append(now)
+        original(self, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cls, "on_app_limited", spy)
+    pair = make_pair(seed=3, client_kwargs={"congestion_control": name})
+    pair.handshake()
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"ping", end_stream=True)
+    pair.run(lambda: pair.stream_done(sid), max_time=5)
+    assert type(pair.client.recovery.congestion) is cls
+    assert bool(calls) is asked

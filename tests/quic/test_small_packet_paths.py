@@ -141,6 +141,7 @@ def test_marked_datagrams_are_the_routed_ones_without_the_local_index(
         ):
             endpoint = QuicEndpoint()
             endpoint._replies._queue = list(stateless)
+            endpoint._replies.pending = bool(stateless)
             monkeypatch.setattr(
                 endpoint, "_serve", lambda now, only=None, s=served: [(list(d), c) for d, c in s]
             )
