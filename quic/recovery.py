@@ -8,11 +8,11 @@ The connection registers every packet it sends (ACK-only ones included) as a
 recovery calls ``handler(True, *args)`` (acknowledged) or ``handler(False, *args)``
 (declared lost). Every packet is reported exactly once: it leaves the tracking dict at
 that moment, so a later ACK for a packet already declared lost (spurious loss) calls
-no handler. Such an ACK is still noticed: the owned :class:`~quic.lost_packets.
-LostPackets` remembers a few packets declared lost lately, and those an ACK frame
-covers go to the controller's ``on_spurious_loss`` (RFC 9438 §4.9). All recovery and
-congestion state is updated before any handler runs, so a handler may send or raise
-freely.
+no handler. Such an ACK is still noticed: the owned
+:class:`~quic.lost_packets.LostPackets` remembers a few packets declared lost lately,
+and those an ACK frame covers go to the controller's ``on_spurious_loss`` (RFC 9438
+§4.9). All recovery and congestion state is updated before any handler runs, so a
+handler may send or raise freely.
 
 Per packet number space (:class:`PacketSpaceRecovery`) the sent packets live in a dict
 keyed by packet number, in sending (= packet number) order, together with
@@ -51,8 +51,9 @@ client's anti-deadlock PTO (§6.2.2.1), the time of the last event that re-armed
 timer. :meth:`LossRecovery.on_loss_detection_timeout` is safe to call early: it does
 nothing until the timer is due.
 
-Each batch of lost packets is one congestion event (B.8); :class:`~quic.lost_packets.
-LostPackets` remembers it and says whether it shows persistent congestion (§7.6.2).
+Each batch of lost packets is one congestion event (B.8);
+:class:`~quic.lost_packets.LostPackets` remembers it and says whether it shows
+persistent congestion (§7.6.2).
 
 The table of sent packets is bounded even when the peer never acknowledges anything
 (RFC 9000 §13.2.4 lets us stop tracking): per space at most ``max_ack_only`` packets
