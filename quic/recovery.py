@@ -8,11 +8,11 @@ The connection registers every packet it sends (ACK-only ones included) as a
 recovery calls ``handler(True, *args)`` (acknowledged) or ``handler(False, *args)``
 (declared lost). Every packet is reported exactly once: it leaves the tracking dict at
 that moment, so a later ACK for a packet already declared lost (spurious loss) calls
-no handler. Such an ACK is still noticed: up to ``max_lost`` in-flight packets declared
-lost in the last few PTOs (per space, in a dict in declaration order) are remembered,
+no handler. Such an ACK is still noticed: the owned
+:class:`~quic.lost_packets.LostPackets` remembers a few packets declared lost lately,
 and those an ACK frame covers go to the controller's ``on_spurious_loss`` (RFC 9438
-§4.9: CUBIC undoes a reduction that reordering caused). All recovery and congestion
-state is updated before any handler runs, so a handler may send or raise freely.
+§4.9). All recovery and congestion state is updated before any handler runs, so a
+handler may send or raise freely.
 
 Per packet number space (:class:`PacketSpaceRecovery`) the sent packets live in a dict
 keyed by packet number, in sending (= packet number) order, together with
@@ -51,12 +51,9 @@ client's anti-deadlock PTO (§6.2.2.1), the time of the last event that re-armed
 timer. :meth:`LossRecovery.on_loss_detection_timeout` is safe to call early: it does
 nothing until the timer is due.
 
-Persistent congestion (§7.6.2) is evaluated on each batch of lost packets, within the
-acknowledged space only (allowed by §7.6.2): two lost ack-eliciting packets, both sent
-after the first RTT sample, more than the persistent congestion duration apart, with no
-packet number between them acknowledged. Batches of lost packets are always a prefix
-of the outstanding packets, so a gap in packet numbers inside a batch (other than a
-skipped number) can only be a packet acknowledged earlier.
+Each batch of lost packets is one congestion event (B.8);
+:class:`~quic.lost_packets.LostPackets` remembers it and says whether it shows
+persistent congestion (§7.6.2).
 
 The table of sent packets is bounded even when the peer never acknowledges anything
 (RFC 9000 §13.2.4 lets us stop tracking): per space at most ``max_ack_only`` packets
@@ -84,6 +81,11 @@ from collections.abc import Sequence
 
 from quic.congestion import CongestionController
 from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.lost_packets import (
+    DEFAULT_MAX_LOST_TRACKED,
+    K_PERSISTENT_CONGESTION_THRESHOLD,
+    LostPackets,
+)
 from quic.recovery_state import (
     NO_PROBE,
     SPENT_SPACE,
@@ -106,6 +108,7 @@ __all__ = [
     "AckResult",
     "FrameHandler",
     "LossRecovery",
+    "LostPackets",
     "PacketSpace",
     "PacketSpaceRecovery",
     "ProbeRequest",
@@ -113,16 +116,11 @@ __all__ = [
 ]
 
 K_PACKET_THRESHOLD = 3  # RFC 9002 §6.1.1
-K_PERSISTENT_CONGESTION_THRESHOLD = 3  # RFC 9002 §7.6.1
 _MAX_BACKOFF_EXPONENT = 30  # keeps 2**pto_count finite; the idle timeout ends it first
 #: Non-ack-eliciting (ACK-only) packets tracked per space (RFC 9000 §13.2.4).
 DEFAULT_MAX_ACK_ONLY_TRACKED = 256
 #: Sent packets tracked per space; beyond it the oldest is declared lost.
 DEFAULT_MAX_SENT_TRACKED = 16384
-#: Packets declared lost remembered per space to notice a spurious loss (RFC 9438 §4.9).
-DEFAULT_MAX_LOST_TRACKED = 64
-#: ... for this many probe timeout bases (RFC 9002 §6.2.1) after they were sent.
-_LOST_MEMORY_PTOS = 3
 
 _INITIAL = 0
 _HANDSHAKE = 1
@@ -147,12 +145,11 @@ class LossRecovery:
         "handshake_confirmed",
         "has_handshake_keys",
         "is_client",
+        "losses",
         "max_ack_delay",
         "max_ack_only",
-        "max_lost",
         "max_probes",
         "max_sent",
-        "path_changed_at",
         "pto_count",
         "rtt",
         "spaces",
@@ -170,15 +167,18 @@ class LossRecovery:
         max_sent: int = DEFAULT_MAX_SENT_TRACKED,
         max_lost: int = DEFAULT_MAX_LOST_TRACKED,
     ) -> None:
-        """``max_ack_only`` and ``max_sent`` bound the tracked packets per space, and
-        ``max_lost`` the lost packets remembered (see the module documentation)."""
-        if max_sent < 1 or max_ack_only < 0 or max_lost < 0:
-            raise ValueError("max_sent must be positive, max_ack_only and max_lost not negative")
-        self.max_lost = max_lost
+        """``max_ack_only`` and ``max_sent`` bound the tracked packets per space (see the
+        module documentation), and ``max_lost`` the lost packets remembered (see
+        :class:`~quic.lost_packets.LostPackets`)."""
+        if max_sent < 1 or max_ack_only < 0:
+            raise ValueError("max_sent must be positive, max_ack_only not negative")
         self.max_ack_only = max_ack_only
         self.max_sent = max_sent
         self.congestion = congestion
-        self.rtt = rtt if rtt is not None else RttEstimator()
+        if rtt is None:
+            rtt = RttEstimator()
+        self.rtt = rtt
+        self.losses = LostPackets(rtt, max_lost)  # losses remembered, §7.6.2
         self.max_ack_delay = max_ack_delay  # RFC 9000 §18.2 default 25 ms
         self.is_client = is_client
         self.max_probes = max_probes  # RFC 9002 §6.2.4: one or two probe datagrams
@@ -189,9 +189,6 @@ class LossRecovery:
         self.amplification_limited = False
         self._handshake_acked = False
         self._pto_anchor: float | None = None
-        # when the peer's address last changed: packets sent before it went on the old
-        # path, and their loss says nothing of the new one (RFC 9000 §9.4)
-        self.path_changed_at: float | None = None
 
     def on_path_change(self, now: float) -> None:
         """The peer moved to a new address (RFC 9000 §9.4: packets sent on the old path
@@ -199,7 +196,7 @@ class LossRecovery:
         acknowledgments neither shrink nor grow the window — the controller treats
         them as sent before a recovery period that starts now — and they never make
         persistent congestion."""
-        self.path_changed_at = now
+        self.losses.path_changed_at = now
         congestion = self.congestion
         start = getattr(congestion, "congestion_recovery_start_time", None)
         if isinstance(start, float) and start < now:
@@ -457,7 +454,7 @@ class LossRecovery:
 
         acked, ack_eliciting = self._remove_acked(st, ranges)
         if st.lost:
-            spurious = self._find_spurious(st, ranges, now)
+            spurious = self.losses.find_spurious(st, ranges, now)
             if spurious:
                 self.congestion.on_spurious_loss(spurious, now)  # RFC 9438 §4.9
         if not acked:
@@ -556,37 +553,6 @@ class LossRecovery:
         st.advance_lowest_unacked()
         return acked, ack_eliciting
 
-    def _find_spurious(
-        self, st: PacketSpaceRecovery, ranges: Sequence[tuple[int, int]], now: float
-    ) -> list[SentPacket]:
-        """Remembered lost packets that ``ranges`` acknowledge, and forget them; packets
-        sent more than a few PTOs ago are forgotten first (their ACK would be too late
-        to be a reordering). At most ``max_lost`` entries, each a binary search."""
-        lost = st.lost
-        horizon = now - _LOST_MEMORY_PTOS * self.rtt.pto_base()
-        while lost:
-            oldest = next(iter(lost.values()))
-            if oldest.time_sent >= horizon:
-                break
-            del lost[oldest.packet_number]
-        found: list[SentPacket] = []
-        if not lost or ranges[0][1] < min(lost) or ranges[-1][0] > max(lost):
-            return found
-        last = len(ranges) - 1
-        for pn in list(lost):
-            lo_i, hi_i = 0, last  # ranges are descending: find the first with lo <= pn
-            while lo_i < hi_i:
-                mid = (lo_i + hi_i) // 2
-                if ranges[mid][0] <= pn:
-                    hi_i = mid
-                else:
-                    lo_i = mid + 1
-
-            lo, hi = ranges[lo_i]
-            if lo <= pn <= hi:
-                found.append(lost.pop(pn))
-        return found
-
     # -- loss detection ---------------------------------------------------------------
 
     def _detect_lost(self, st: PacketSpaceRecovery, now: float) -> list[SentPacket]:
@@ -622,41 +588,9 @@ class LossRecovery:
     def _on_packets_lost(self, st: PacketSpaceRecovery, lost: list[SentPacket], now: float) -> None:
         """RFC 9002 B.8 OnPacketsLost: one congestion event, then persistent congestion."""
         self.congestion.on_packets_lost(lost, now)
-        if self.max_lost:  # remembered to notice a later ACK (RFC 9438 §4.9)
-            remembered = st.lost
-            for packet in lost:
-                if packet.in_flight:
-                    remembered[packet.packet_number] = packet
-            while len(remembered) > self.max_lost:
-                del remembered[next(iter(remembered))]
-        if self._in_persistent_congestion(st, lost):
+        if self.losses.record(st, lost, self.max_ack_delay):
             self.congestion.on_persistent_congestion(now)
             self.rtt.on_persistent_congestion()  # RFC 9002 §5.2
-
-    def _in_persistent_congestion(self, st: PacketSpaceRecovery, lost: list[SentPacket]) -> bool:
-        """RFC 9002 §7.6.2 within one space; ``lost`` is in packet number order."""
-        first_sample = self.rtt.first_rtt_sample
-        if first_sample is None or len(lost) < 2:
-            return False
-        changed = self.path_changed_at
-        duration = (self.rtt.pto_base() + self.max_ack_delay) * K_PERSISTENT_CONGESTION_THRESHOLD
-        skipped = st.skipped
-        run_start: float | None = None
-        prev_pn = lost[0].packet_number - 1
-        for packet in lost:
-            pn = packet.packet_number
-            if pn != prev_pn + 1 and not (skipped and skipped.covers(prev_pn + 1, pn)):
-                run_start = None  # a packet in between was acknowledged
-            prev_pn = pn
-            if not packet.ack_eliciting or packet.time_sent <= first_sample:
-                continue
-            if changed is not None and packet.time_sent <= changed:
-                continue  # sent on the old path (RFC 9000 §9.4)
-            if run_start is None:
-                run_start = packet.time_sent
-            elif packet.time_sent - run_start > duration:
-                return True
-        return False
 
     # -- timer ------------------------------------------------------------------------
 

@@ -354,4 +354,4 @@ def test_old_path_losses_do_not_shrink_the_window_after_a_port_change() -> None:
     lost = pair.net.link(SERVER_ADDR, CLIENT_ADDR).sent > 0
     assert lost  # something did go to the old binding
     assert after >= before
-    assert pair.server.recovery.path_changed_at is not None
+    assert pair.server.recovery.losses.path_changed_at is not None
