@@ -155,7 +155,7 @@ class HostileNetwork(RuleBasedStateMachine):
         assert server.half_open_connections <= MAX_HALF_OPEN
         assert max(server._admission.per_address.values(), default=0) <= PER_ADDRESS
         assert server.route_count <= len(connections) * (2 + CID_LIMIT)
-        assert len(server._heap) <= 64 + 4 * len(connections)
+        assert len(server._deadlines) <= 64 + 4 * len(connections)
         assert len(server._pending) <= len(connections)
         for conn in connections:
             assert conn.last_internal_error is None, repr(conn.last_internal_error)

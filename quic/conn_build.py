@@ -305,9 +305,7 @@ def apply_peer_params(conn: QuicConnection, params: TransportParameters) -> None
     conn.ackfreq.set_peer_params(params.min_ack_delay, params.max_ack_delay)
     conn.dispatcher.set_peer_ack_delay_exponent(params.ack_delay_exponent)
     if params.max_idle_timeout:
-        peer_idle = params.max_idle_timeout / 1000
-        if not conn._idle_timeout or peer_idle < conn._idle_timeout:
-            conn._idle_timeout = peer_idle  # RFC 9000 §10.1: the minimum of both
+        conn.idle.set_peer_timeout(params.max_idle_timeout / 1000)  # RFC 9000 §10.1
     conn.cids.set_peer_limit(params.active_connection_id_limit)
     conn.datagrams.set_peer_max_frame_size(params.max_datagram_frame_size)
     conn.paths.limit_datagram_size(params.max_udp_payload_size)

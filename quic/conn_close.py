@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 :class:`CloseState` holds what the end of a connection needs and reports it — one
 :class:`~quic.events.ConnectionTerminated` on the connection's event queue and the
-qlog record — while the connection keeps the state machine (RFC 9000 §10):
+qlog record. Each transition returns the connection's new state, which the connection
+keeps in its ``state`` attribute (read per datagram) (RFC 9000 §10):
 
 * *closing* (§10.2.1): we close, by the application's request or because an error was
   raised (the connection turns errors into a close in one place). The
@@ -19,8 +20,10 @@ qlog record — while the connection keeps the state machine (RFC 9000 §10):
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from quic.conn_state import ConnectionState
 from quic.errors import TransportErrorCode
 from quic.events import ConnectionTerminated, QuicEvent
 
@@ -31,6 +34,9 @@ __all__ = ["CloseFrame", "CloseState"]
 
 #: (application, error code, frame type, reason) of the CONNECTION_CLOSE to send.
 CloseFrame = tuple[bool, int, int, str]
+
+_CLOSING = ConnectionState.CLOSING
+_DRAINING = ConnectionState.DRAINING
 
 _MAX_CLOSE_RESENDS = 8  # answers to datagrams received while closing (RFC 9000 §10.2.1)
 
@@ -57,8 +63,9 @@ class CloseState:
 
     def begin_closing(
         self, application: bool, code: int, frame_type: int, reason: str, by_peer: bool
-    ) -> None:
-        """We close (RFC 9000 §10.2.1); the deadline starts when the frame is sent."""
+    ) -> ConnectionState:
+        """We close (RFC 9000 §10.2.1); the deadline starts when the frame is sent.
+        Returns the new state, CLOSING."""
         self.frame = (application, code, frame_type, reason)
         self._pending = True
         self.deadline = None
@@ -75,6 +82,7 @@ class CloseState:
                 reason=reason,
                 trigger=_trigger(code, application),
             )
+        return _CLOSING
 
     def begin_draining(
         self,
@@ -84,8 +92,9 @@ class CloseState:
         reason: str,
         frame_type: int | None,
         application: bool,
-    ) -> None:
-        """The peer closed (RFC 9000 §10.2.2): stay silent for ``linger`` seconds."""
+    ) -> ConnectionState:
+        """The peer closed (RFC 9000 §10.2.2): stay silent for ``linger`` seconds.
+        Returns the new state, DRAINING."""
         self.deadline = now + linger
         self._events.append(ConnectionTerminated(code, reason, frame_type, application, True))
         if self._qlog is not None:
@@ -97,9 +106,10 @@ class CloseState:
                 trigger=_trigger(code, application),
             )
             self._qlog.flush_close(now)
+        return _DRAINING
 
-    def on_stateless_reset(self, now: float, linger: float) -> None:
-        """RFC 9000 §10.3.1: the peer lost its state; drain at once."""
+    def on_stateless_reset(self, now: float, linger: float) -> ConnectionState:
+        """RFC 9000 §10.3.1: the peer lost its state; drain at once (returns DRAINING)."""
         self.deadline = now + linger
         self._events.append(
             ConnectionTerminated(TransportErrorCode.NO_ERROR, "stateless reset", by_peer=True)
@@ -108,6 +118,7 @@ class CloseState:
             self._qlog.connection_closed(
                 now, trigger="stateless_reset", reason="stateless reset", by_peer=True
             )
+        return _DRAINING
 
     def on_idle_timeout(self, now: float) -> None:
         """RFC 9000 §10.1: the connection ends silently."""
@@ -131,6 +142,23 @@ class CloseState:
             return None
         self._pending = False
         return self.frame
+
+    def send(
+        self,
+        now: float,
+        build: Callable[[float, int, CloseFrame], list[bytes]],
+        version: int,
+        linger: float,
+    ) -> list[bytes]:
+        """While closing: the datagrams of the CONNECTION_CLOSE owed now (``build(now,
+        version, frame)`` makes them), or none; the closing period starts with the
+        first (RFC 9000 §10.2.1)."""
+        frame = self.take_pending()
+        if frame is None:
+            return []
+        datagrams = build(now, version, frame)
+        self.on_close_sent(now, linger)
+        return datagrams
 
     def on_close_sent(self, now: float, linger: float) -> None:
         if self.deadline is None:

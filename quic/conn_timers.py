@@ -5,7 +5,12 @@ Theory of operation
 A connection has one deadline for its owner (:meth:`QuicConnection.get_timer`): the
 earliest of what its components wait for, and one entry point when it is due
 (:meth:`QuicConnection.handle_timer`). This module holds both computations, as
-functions of the connection (like :mod:`quic.conn_build`; no state of their own):
+functions of the connection (like :mod:`quic.conn_build`; no state of their own), and
+the one component with timer state the connection owns, :class:`IdleTimer`: the last
+activity (RFC 9000 §10.1: a packet processed, or the first ack-eliciting packet sent
+since the last one was received), the idle timeout (ours, then the minimum of both
+sides') and when the keys last rested; its :meth:`~IdleTimer.deadline` and
+:meth:`~IdleTimer.fire` are the connection's ``get_timer`` and ``handle_timer``:
 
 * :func:`earliest_deadline`: while the handshake or the connection is live, the idle
   deadline (RFC 9000 §10.1, never shorter than three PTOs), when the keys rest
@@ -40,6 +45,7 @@ _HANDSHAKE = ConnectionState.HANDSHAKE
 _CONNECTED = ConnectionState.CONNECTED
 
 __all__ = [
+    "IdleTimer",
     "earliest_deadline",
     "fire_due",
     "idle_deadline",
@@ -160,3 +166,59 @@ def fire_due(conn: QuicConnection, now: float, idle: float | None) -> None:
         conn.ecn.on_pto()
         conn.sender.schedule_probe(probe.space, probe.count, probe.other_spaces)
     pmtu.handle_timer(now)
+
+
+class IdleTimer:
+    """The idle timeout (RFC 9000 §10.1) and the key rest (:mod:`quic.conn_keys`) of a
+    connection: the last activity both count from, and the deadlines they set."""
+
+    __slots__ = ("eliciting_since_receive", "last_activity", "rest_delay", "rested_at", "timeout")
+
+    def __init__(self, timeout: float, rest_delay: float | None) -> None:
+        self.timeout = timeout  # ours; the minimum of both once the peer's is known
+        self.rest_delay = rest_delay  # the configuration's key_rest_delay
+        self.rested_at = 0.0  # when the keys last rested
+        #: the latest activity (None: not started); the connection sets it
+        self.last_activity: float | None = None
+        #: an ack-eliciting packet was sent since the last packet processed (§10.1)
+        self.eliciting_since_receive = False
+
+    def set_peer_timeout(self, peer_timeout: float) -> None:
+        """The peer's max_idle_timeout (seconds, not 0): the minimum of both (§10.1)."""
+        if not self.timeout or peer_timeout < self.timeout:
+            self.timeout = peer_timeout
+
+    def idle_deadline(self, conn: QuicConnection) -> float | None:
+        return idle_deadline(conn, self.last_activity, self.timeout)
+
+    def rest_deadline(self, conn: QuicConnection) -> float | None:
+        return rest_deadline(conn, self.rest_delay, self.last_activity, self.rested_at)
+
+    def deadline(self, conn: QuicConnection) -> float | None:
+        """The earliest deadline of ``conn`` (:meth:`idle_deadline` and
+        :meth:`rest_deadline` inline, without their calls: after every build and every
+        batch received; tests/quic/test_reply_path.py compares them)."""
+        last = self.last_activity
+        if last is None:
+            return earliest_deadline(conn, None, None)
+        idle = rest = None
+        timeout = self.timeout
+        if timeout:  # idle_deadline: never shorter than three PTOs (RFC 9000 §10.1)
+            three_ptos = 3 * conn.recovery.rtt.pto_base()
+            idle = last + (timeout if timeout > three_ptos else three_ptos)
+        delay = self.rest_delay
+        if delay and conn.handshake.confirmed:  # rest_deadline
+            rested_at = self.rested_at
+            if last > rested_at:
+                rest = last + delay  # activity since the rest: the keys are resident
+            elif conn.keys.resident:
+                rest = rested_at + delay
+        return earliest_deadline(conn, idle, rest)
+
+    def fire(self, conn: QuicConnection, now: float) -> None:
+        """Fire what is due at ``now`` for ``conn``: its rest, then :func:`fire_due`."""
+        rest = self.rest_deadline(conn)
+        if rest is not None and now >= rest:
+            rest_connection(conn)  # keys and emptied tables
+            self.rested_at = now
+        fire_due(conn, now, self.idle_deadline(conn))

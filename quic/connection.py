@@ -29,7 +29,8 @@ dropped); the others are opened by the reader and their frames routed by the
 dispatcher's table. What TLS releases is handed out by
 :func:`quic.conn_build.hand_out_tls`. Timers: the connection's deadline and what fires
 when it is due are computed by :mod:`quic.conn_timers` from the components' own
-deadlines and the idle timer (RFC 9000 §10.1), whose last activity is kept here.
+deadlines and the owned :class:`~quic.conn_timers.IdleTimer` (RFC 9000 §10.1: the last
+activity, the idle timeout, when the keys last rested).
 A connection quiet for ``key_rest_delay`` rests: its keys let their cipher contexts go
 (:mod:`quic.conn_keys`) and the tables that grew and emptied (streams with output,
 connection IDs to announce or retire, ACK_FREQUENCY requests, sent and lost packets)
@@ -47,7 +48,9 @@ Events leave only through :meth:`QuicConnection.next_event`: every component tha
 reports something appends to the one queue it was given. :meth:`QuicConnection.
 queue_sizes` exposes the size of every internal queue for tests and diagnostics.
 
-States: HANDSHAKE → CONNECTED → (CLOSING | DRAINING) → TERMINATED (RFC 9000 §10).
+States: HANDSHAKE → CONNECTED → (CLOSING | DRAINING) → TERMINATED (RFC 9000 §10); the
+transitions of the end are :class:`~quic.conn_close.CloseState`'s, which returns the new
+state (``state`` stays an attribute: it is read per datagram).
 """
 
 from __future__ import annotations
@@ -78,14 +81,7 @@ from quic.conn_restart import FirstFlight
 from quic.conn_send import SendScheduler
 from quic.conn_state import LIVE, ConnectionState
 from quic.conn_streams import DeferredDelivery, StreamController
-from quic.conn_timers import (
-    earliest_deadline,
-    fire_due,
-    idle_deadline,
-    linger,
-    rest_connection,
-    rest_deadline,
-)
+from quic.conn_timers import IdleTimer, linger
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import (
     ConnectionIdIssued,
@@ -143,13 +139,8 @@ class QuicConnection:
     __slots__ = (
         "__dict__",
         "__weakref__",
-        "_eliciting_since_receive",
         "_events",
-        "_idle_timeout",
         "_issue_token",
-        "_key_rest_delay",
-        "_keys_rested_at",
-        "_last_activity",
         "_now",
         "_qlog",
         "_token_bytes",
@@ -166,6 +157,7 @@ class QuicConnection:
         "first_flight",
         "handshake",
         "host_cid",
+        "idle",
         "is_client",
         "keys",
         "last_internal_error",
@@ -233,12 +225,8 @@ class QuicConnection:
         self._issue_token = issue_token
         if address_validated:
             self.paths.validate_address()  # RFC 9000 §8.1: a token proved the address
-        # timers
-        self._idle_timeout = config.idle_timeout
-        self._key_rest_delay = config.key_rest_delay
-        self._keys_rested_at = 0.0
-        self._last_activity: float | None = None
-        self._eliciting_since_receive = False
+        #: the idle timeout and key rest, and the last activity (quic.conn_timers)
+        self.idle = IdleTimer(config.idle_timeout, config.key_rest_delay)
         #: The last datagrams-to-send call may have left datagrams that could go now
         #: (it stopped at its cap): call again. Else the next input, timer or
         #: application action is what gives it more to send.
@@ -376,7 +364,7 @@ class QuicConnection:
             raise RuntimeError("only a client connects")
         self.paths.peer_address = addr
         self._now = now
-        self._last_activity = now
+        self.idle.last_activity = now
         if self._qlog is not None:
             self._qlog_start(now)
         self.handshake.load_token(addr)  # a NEW_TOKEN token of an earlier connection
@@ -533,7 +521,7 @@ class QuicConnection:
     def close(self, error_code: int = 0, reason: str = "", *, application: bool = True) -> None:
         """Close the connection (RFC 9000 §10.2); an application close by default."""
         if self.state in _LIVE:
-            self._enter_closing(application, error_code, 0, reason, by_peer=False)
+            self.state = self.closer.begin_closing(application, error_code, 0, reason, False)
 
     def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
         return self.handshake.export_keying_material(label, context, length)
@@ -567,13 +555,8 @@ class QuicConnection:
         state = self.state
         if addr is None or state is _TERMINATED or state is _DRAINING:
             return []
-        if state is _CLOSING:
-            closer = self.closer
-            frame = closer.take_pending()
-            if frame is None:
-                return []
-            datagrams = self.sender.build_close(now, self.version, frame)
-            closer.on_close_sent(now, self._linger())
+        if state is _CLOSING:  # only our CONNECTION_CLOSE, when one is owed (§10.2.1)
+            datagrams = self.closer.send(now, self.sender.build_close, self.version, linger(self))
             return [(d, addr, local) for d in datagrams]
         handshake = self.handshake
         if handshake.complete and not self.keys.confidentiality_ok(
@@ -588,9 +571,9 @@ class QuicConnection:
         self.ecn_codepoint = self.ecn.send_codepoint  # the one the build call chose
         # more may go at once only if the build stopped at its cap (or other paths sent)
         self.more_to_send = sender.capped or bool(out)
-        if eliciting and not self._eliciting_since_receive:
-            self._eliciting_since_receive = True
-            self._last_activity = now  # RFC 9000 §10.1
+        if eliciting and not (idle := self.idle).eliciting_since_receive:
+            idle.eliciting_since_receive = True
+            idle.last_activity = now  # RFC 9000 §10.1
         if self.cids.has_routing_changes():
             self._flush_routing()
         if len(datagrams) == 1 and not out:  # a reply, a ping-pong: no comprehension
@@ -603,37 +586,17 @@ class QuicConnection:
     def get_timer(self) -> float | None:
         """Earliest absolute deadline, or None (no side effects)."""
         try:
-            return self._get_timer()
+            return self.idle.deadline(self)  # quic.conn_timers
         except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
             self._internal_error(exc)
             return self.closer.deadline
-
-    def _get_timer(self) -> float | None:
-        # _idle_deadline() and _rest_deadline() inline, without their calls (after every
-        # build and every batch received; tests/quic/test_reply_path.py compares them)
-        last = self._last_activity
-        if last is None:
-            return earliest_deadline(self, None, None)
-        idle = rest = None
-        timeout = self._idle_timeout
-        if timeout:  # idle_deadline: never shorter than three PTOs (RFC 9000 §10.1)
-            three_ptos = 3 * self.recovery.rtt.pto_base()
-            idle = last + (timeout if timeout > three_ptos else three_ptos)
-        delay = self._key_rest_delay
-        if delay and self.handshake.confirmed:  # rest_deadline (quic.conn_timers)
-            rested_at = self._keys_rested_at
-            if last > rested_at:
-                rest = last + delay  # activity since the rest: the keys are resident
-            elif self.keys.resident:
-                rest = rested_at + delay
-        return earliest_deadline(self, idle, rest)
 
     def handle_timer(self, now: float) -> None:
         """Fire everything that is due (safe to call early)."""
         if now > self._now:
             self._now = now
         try:
-            self._handle_timer(now)
+            self.idle.fire(self, now)  # quic.conn_timers
             if self._qlog is not None and self.state in _LIVE:
                 self._qlog.ecn_state(now, self.ecn.state.value)  # PTOs may fail ECN
         except QuicProtocolError as exc:
@@ -647,23 +610,6 @@ class QuicConnection:
         self.ecn.reset()
         if host_changed:
             self.pmtu.reset(now, self.handshake.confirmed)
-
-    def _handle_timer(self, now: float) -> None:
-        rest = self._rest_deadline()
-        if rest is not None and now >= rest:
-            rest_connection(self)  # quic.conn_timers: keys and emptied tables
-            self._keys_rested_at = now
-        fire_due(self, now, self._idle_deadline())
-
-    def _linger(self) -> float:
-        """How long closing and draining last: three PTOs (RFC 9000 §10.2)."""
-        return linger(self)
-
-    def _idle_deadline(self) -> float | None:
-        return idle_deadline(self, self._last_activity, self._idle_timeout)
-
-    def _rest_deadline(self) -> float | None:
-        return rest_deadline(self, self._key_rest_delay, self._last_activity, self._keys_rested_at)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -759,12 +705,12 @@ class QuicConnection:
                 return processed
             pos = header.end
         if processed:
-            self._last_activity = now
-            self._eliciting_since_receive = False
+            idle = self.idle
+            idle.last_activity = now
+            idle.eliciting_since_receive = False
         elif len(data) >= 21 and self.cids.is_peer_stateless_reset(bytes(data[-16:])):
             # RFC 9000 §10.3.1: a stateless reset ends the connection at once
-            self.state = ConnectionState.DRAINING
-            self.closer.on_stateless_reset(now, self._linger())
+            self.state = self.closer.on_stateless_reset(now, linger(self))
         return processed
 
     def _read_packet(
@@ -817,9 +763,9 @@ class QuicConnection:
 
     def _fail(self, exc: QuicProtocolError) -> None:
         """The single place where an error becomes a CONNECTION_CLOSE (RFC 9000 §10.2)."""
-        if self.state not in _LIVE:
-            return
-        self._enter_closing(False, exc.error_code, exc.frame_type, exc.reason, by_peer=False)
+        if self.state in _LIVE:
+            code, frame_type = exc.error_code, exc.frame_type
+            self.state = self.closer.begin_closing(False, code, frame_type, exc.reason, False)
 
     def _internal_error(self, exc: Exception) -> None:
         """A bug (not a protocol error): close with INTERNAL_ERROR, log it once."""
@@ -836,18 +782,12 @@ class QuicConnection:
         except Exception:
             self.state = ConnectionState.TERMINATED
 
-    def _enter_closing(
-        self, application: bool, code: int, frame_type: int, reason: str, by_peer: bool
-    ) -> None:
-        self.state = ConnectionState.CLOSING
-        self.closer.begin_closing(application, code, frame_type, reason, by_peer)
-
     def _on_peer_close(
         self, now: float, code: int, reason: str, frame_type: int | None, application: bool
     ) -> None:
         """CONNECTION_CLOSE received: drain (RFC 9000 §10.2.2)."""
-        self.state = ConnectionState.DRAINING
-        self.closer.begin_draining(now, self._linger(), code, reason, frame_type, application)
+        closer = self.closer
+        self.state = closer.begin_draining(now, linger(self), code, reason, frame_type, application)
 
     def _flush_routing(self) -> None:
         issued, retired = self.cids.pop_routing_changes()

@@ -73,10 +73,9 @@ Cost per datagram is O(1) in the number of connections (O(log n) for the heap):
   datagrams, :attr:`QuicConnection.more_to_send`, stays pending for the next call;
   the others wait for their next input, timer or wake — a burst of connections is
   not served a second, empty time at every transmit);
-* ``_heap`` holds ``(deadline, seq, connection)``; an entry is valid while ``seq`` is
-  the connection's current one (lazy invalidation; the heap is rebuilt when stale
-  entries outnumber live ones), so :meth:`get_timer` and :meth:`handle_timer` touch
-  only due connections;
+* the owned :class:`~quic.endpoint_timers.Deadlines` heap (lazy invalidation, rebuilt
+  when stale entries outnumber live ones) lets :meth:`get_timer` and
+  :meth:`handle_timer` touch only due connections;
 * the bookkeeping after a connection received datagrams (its events passed on, its
   deadline re-filed, its peer reset token indexed, a closed one reaped) runs once per
   batch (``_touched``, :meth:`_settle`), not per datagram: every public entry point that
@@ -85,9 +84,8 @@ Cost per datagram is O(1) in the number of connections (O(log n) for the heap):
   so a caller sees the same state as if it ran after each datagram.
 * a connection that received datagrams is pending, so the next ``*datagrams_to_send``
   serves it and re-files its deadline then: the settle leaves it *unfiled*
-  (``_unfiled``) instead of computing a deadline the transmit recomputes a moment
-  later; :meth:`get_timer` and :meth:`handle_timer` file whatever is still unfiled
-  first, so they see the same deadlines as if it had been filed at once.
+  (``Deadlines.unfiled``) instead of computing a deadline the transmit recomputes a
+  moment later; :meth:`get_timer` and :meth:`handle_timer` file it first if not.
 
 No exception escapes :meth:`receive_datagram` (:meth:`receive_datagrams`: those of a
 GRO read), :meth:`datagrams_to_send`, :meth:`handle_timer` or :meth:`get_timer`: if a
@@ -122,7 +120,6 @@ a pump; a driver that acts on a connection directly (writes, closes, consumes) c
 
 from __future__ import annotations
 
-import heapq
 import logging
 import secrets
 from collections import deque
@@ -141,6 +138,7 @@ from quic.endpoint_entry import (
     end_trace,
 )
 from quic.endpoint_stateless import StatelessReplies
+from quic.endpoint_timers import Deadlines
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionIdIssued, ConnectionIdRetired, QuicEvent
 from quic.packet import (
@@ -188,10 +186,8 @@ class QuicEndpoint:
         self._pending: dict[QuicConnection, None] = {}  # insertion-ordered set
         # entries that received datagrams since the last settle (see _settle)
         self._touched: dict[Entry, None] = {}
-        # pending entries whose deadline is re-filed when they are served (see _settle)
-        self._unfiled: dict[Entry, None] = {}
-        self._heap: list[tuple[float, int, QuicConnection]] = []
-        self._seq = 0
+        # the deadline heap, and the pending entries re-filed when served (see _settle)
+        self._deadlines = Deadlines(self._entries, self._internal_error)
         # the admission limits and the half-open table (quic.endpoint_admission)
         self._admission = Admission(server_configuration, max_connections)
         self._events: deque[tuple[QuicConnection, QuicEvent]] = deque()
@@ -422,7 +418,7 @@ class QuicEndpoint:
         self._touched = {}
         entries = self._entries
         pending = self._pending
-        unfiled = self._unfiled
+        unfiled = self._deadlines.unfiled
         for entry in touched:
             conn = entry.conn
             if conn in entries:
@@ -432,19 +428,6 @@ class QuicEndpoint:
                         unfiled[entry] = None
                 else:
                     self._after_activity(entry)
-
-    def _file_unfiled(self) -> None:
-        """File the deadline of every connection the settle left unfiled (see _settle)."""
-        unfiled = self._unfiled
-        self._unfiled = {}
-        entries = self._entries
-        for entry in unfiled:
-            conn = entry.conn
-            if conn in entries:
-                try:
-                    self._schedule(entry, conn.get_timer())
-                except Exception as exc:
-                    self._internal_error(entry, exc)
 
     def _stateless_receive(self, data: bytes, addr: Any, now: float, ecn: int = 0) -> None:
         """A datagram no connection claims: answered or dropped statelessly
@@ -604,7 +587,7 @@ class QuicEndpoint:
         flushed: list[QuicConnection] = []
         batches: list[tuple[list[tuple[bytes, Any, int]], int]] = []
         entries = self._entries
-        unfiled = self._unfiled
+        unfiled = self._deadlines.unfiled
         for conn in pending:
             entry = entries.get(conn)
             if entry is None:
@@ -629,35 +612,14 @@ class QuicEndpoint:
         """The earliest deadline of any connection (O(1) amortised)."""
         if self._touched:
             self._settle()
-        if self._unfiled:
-            self._file_unfiled()
-        heap = self._heap
-        entries = self._entries
-        while heap:
-            when, seq, conn = heap[0]
-            entry = entries.get(conn)
-            if entry is not None and entry.seq == seq:
-                return when
-            heapq.heappop(heap)  # stale
-        return None
+        return self._deadlines.earliest()
 
     def handle_timer(self, now: float) -> None:
         """Fire every due connection timer and handshake deadline; safe to call early."""
         if self._touched:
             self._settle()
-        if self._unfiled:
-            self._file_unfiled()
-        heap = self._heap
         entries = self._entries
-        due: list[Entry] = []
-        while heap and heap[0][0] <= now:
-            _, seq, conn = heapq.heappop(heap)
-            entry = entries.get(conn)
-            if entry is not None and entry.seq == seq:
-                entry.seq = 0
-                entry.timer = None
-                due.append(entry)
-        for entry in due:
+        for entry in self._deadlines.due(now):
             if entry.conn not in entries:
                 continue  # removed while handling an earlier one
             if entry.half_open and entry.deadline is not None and now >= entry.deadline:
@@ -696,7 +658,7 @@ class QuicEndpoint:
     def _after_activity(self, entry: Entry, refile: bool = True) -> None:
         """After any call into a connection: pass its events on, reap it if closed,
         note a completed handshake, and re-file its deadline (``refile``; else the
-        caller notes it in ``_unfiled``)."""
+        caller notes it in ``Deadlines.unfiled``)."""
         conn = entry.conn
         try:
             self._drain(entry)
@@ -709,7 +671,7 @@ class QuicEndpoint:
             if entry.half_open and conn.handshake_complete:
                 self._admission.handshake_done(entry)
             if refile:
-                self._schedule(entry, conn.get_timer())
+                self._deadlines.schedule(entry, conn.get_timer())
         except Exception as exc:
             self._internal_error(entry, exc)
 
@@ -735,29 +697,6 @@ class QuicEndpoint:
                 if routes.get(cid) is conn:
                     del routes[cid]
             events.append((conn, event))
-
-    def _schedule(self, entry: Entry, timer: float | None) -> None:
-        deadline = entry.deadline
-        if deadline is not None and (timer is None or deadline < timer):
-            timer = deadline
-        if timer == entry.timer and (timer is None or entry.seq):
-            return  # its heap entry is still right
-        entry.timer = timer
-        if timer is None:
-            entry.seq = 0
-            return
-        self._seq += 1
-        entry.seq = self._seq
-        heap = self._heap
-        heapq.heappush(heap, (timer, self._seq, entry.conn))
-        if len(heap) > 64 + 4 * len(self._entries):
-            # stale entries outnumber live ones: rebuild (amortised O(1) per push)
-            self._heap = [
-                (e.timer, e.seq, e.conn)
-                for e in self._entries.values()
-                if e.seq and e.timer is not None
-            ]
-            heapq.heapify(self._heap)
 
     def _expire(self, entry: Entry) -> None:
         """The handshake deadline passed: abandon the connection silently (§10.1)."""
@@ -790,7 +729,7 @@ class QuicEndpoint:
                 self._drain(entry)
                 if not conn.is_closed:
                     self._pending[conn] = None  # send the CONNECTION_CLOSE
-                    self._schedule(entry, conn.get_timer())
+                    self._deadlines.schedule(entry, conn.get_timer())
                     return
             except Exception as again:
                 logger.debug("closing a failed connection failed too: %r", again)
@@ -828,9 +767,8 @@ class QuicEndpoint:
                 del routes[cid]
         entry.cids.clear()
         self._index_reset_token(entry, None)
-        entry.seq = 0  # its heap entries are stale now
+        self._deadlines.forget(entry)
         self._pending.pop(conn, None)
-        self._unfiled.pop(entry, None)
         self._admission.removed(entry)
         if ended:
             self._events.append((conn, ConnectionRemoved(conn)))

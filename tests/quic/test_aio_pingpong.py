@@ -97,7 +97,8 @@ def test_a_deadline_is_computed_once_per_side_per_round_trip(
 ) -> None:
     """A connection that received a datagram is served at the next transmit, which
     re-files its deadline: the endpoint does not compute it at the receive as well
-    (quic.endpoint ``_unfiled``). Before: two ``get_timer`` per side per round trip."""
+    (``quic.endpoint_timers.Deadlines.unfiled``). Before: two ``get_timer`` per side per
+    round trip."""
     from quic.connection import QuicConnection
 
     calls = [0]

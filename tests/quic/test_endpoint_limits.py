@@ -131,7 +131,7 @@ def _flood(n: int, calls: Counter[str]) -> dict[str, float]:
         peak["connections"] = max(peak["connections"], len(server._entries))
         peak["half_open"] = max(peak["half_open"], server.half_open_connections)
         peak["routes"] = max(peak["routes"], server.route_count)
-        peak["heap"] = max(peak["heap"], len(server._heap))
+        peak["heap"] = max(peak["heap"], len(server._deadlines))
     work = sum(calls.values())
     now += DEADLINE + 0.01
     server.handle_timer(now)
@@ -480,7 +480,7 @@ def test_timer_heap_stays_bounded_during_a_transfer() -> None:
 
     def done() -> bool:
         nonlocal peak, received
-        peak = max(peak, len(server._heap), len(client_endpoint._heap))
+        peak = max(peak, len(server._deadlines), len(client_endpoint._deadlines))
         while (item := server.next_event()) is not None:
             data = getattr(item[1], "data", b"")
             if data and hasattr(item[1], "stream_id"):

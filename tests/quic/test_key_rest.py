@@ -90,8 +90,8 @@ def test_keys_rest_at_most_once_per_delay() -> None:
     # (nothing received in between): it still rests no more than once per delay
     for _ in range(80):
         pair.net.settle(0.125)
-        if client._keys_rested_at not in rests and client._keys_rested_at:
-            rests.append(client._keys_rested_at)
+        if client.idle.rested_at not in rests and client.idle.rested_at:
+            rests.append(client.idle.rested_at)
         client.keys.spaces[APPLICATION].write.encrypt_short(  # type: ignore[union-attr]
             b"\x00" * 8, 1, 0, 0, bytes(32), 10**6
         )
@@ -102,8 +102,8 @@ def test_keys_rest_at_most_once_per_delay() -> None:
 def test_no_rest_when_disabled_or_before_the_handshake_is_confirmed() -> None:
     pair = _pair(key_rest_delay=None)
     pair.net.settle(5.0)
-    assert _contexts(pair.client) and pair.client._rest_deadline() is None
+    assert _contexts(pair.client) and pair.client.idle.rest_deadline(pair.client) is None
     lone = make_pair(seed=4, client_kwargs={"key_rest_delay": 0.01}, loss=1.0)
     lone.net.settle(0.5)  # the handshake cannot finish: Initial keys are never rested
     assert not lone.client.handshake.confirmed
-    assert lone.client._rest_deadline() is None
+    assert lone.client.idle.rest_deadline(lone.client) is None

@@ -263,7 +263,9 @@ def test_deadline_after_a_build_matches_its_parts() -> None:
         pair = _confirmed_pair(seed % 4)
         conn, now = _random_state(pair, rng, _OTHER[seed % len(_OTHER)])
         for _ in range(2):
-            expected = earliest_deadline(conn, conn._idle_deadline(), conn._rest_deadline())
+            expected = earliest_deadline(
+                conn, conn.idle.idle_deadline(conn), conn.idle.rest_deadline(conn)
+            )
             assert conn.get_timer() == expected
             conn.datagrams_to_send(now)
 
