@@ -98,7 +98,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL
-from quic.conn_send_side import SideDatagrams
+from quic.conn_send_side import SideDatagrams, push_ping
 from quic.events import PingAcknowledged, QuicEvent
 from quic.frames import (
     PING_FRAME,
@@ -215,10 +215,10 @@ class SendScheduler:
         self.pacing_deadline: float | None = None
         #: The last :meth:`build` stopped at its cap of datagrams: it may have more now.
         self.capped = False
-        # the datagrams outside the loop: closing, probes of another path (owned)
+        # the datagrams outside the loop: closing, PMTU probes, probes of another path
         self._side = SideDatagrams(
             is_client=is_client, host_cid=host_cid, keys=keys, cids=cids, paths=paths,
-            handshake=handshake, recovery=recovery, qlog=qlog,
+            handshake=handshake, recovery=recovery, qlog=qlog, pmtu=pmtu, ecn=ecn,
         )  # fmt: skip
 
     # -- what is owed -----------------------------------------------------------------
@@ -308,7 +308,7 @@ class SendScheduler:
         ecn = self._ecn
         marked = ecn.begin_send() != 0  # one ECN codepoint for the whole call
         if probe is not None and recovery.congestion.available() >= probe:
-            sent_eliciting = self._send_pmtu_probe(asm, probe, now, version, marked)
+            sent_eliciting = self._side.pmtu_probe(asm, probe, now, version, marked)
         capped = False
         drained = False  # nothing ack-eliciting left in any space (_sent_everything)
         bulk = False  # only stream data left: the short loop (_write_bulk)
@@ -541,7 +541,7 @@ class SendScheduler:
         else:
             run[APPLICATION] += 1
             if run[APPLICATION] >= _MAX_ACK_ONLY_RUN:
-                self._push_ping(asm)  # RFC 9000 §13.2.4: get our ACKs acknowledged
+                push_ping(asm)  # RFC 9000 §13.2.4: get our ACKs acknowledged
                 run[APPLICATION] = 0
         size = asm.end_short_datagram()
         if not size:
@@ -643,31 +643,6 @@ class SendScheduler:
         ):
             cc.on_app_limited(now)  # RFC 9002 §7.8
 
-    def _send_pmtu_probe(
-        self, asm: PacketAssembler, size: int, now: float, version: int, marked: bool
-    ) -> bool:
-        """A DPLPMTUD probe of ``size`` bytes in a datagram of its own (RFC 9000 §14.4);
-        the PMTU component writes it. True if it was sent."""
-        space = self._keys.spaces[APPLICATION]
-        write = space.write
-        if write is None or not self._paths.address_validated:
-            return False
-        asm.begin_datagram(size)
-        if not self._side.begin_one_rtt(asm, version, self._cids.peer_cid):
-            return False
-        self._pmtu.write_probe(asm, now, self._recovery.rtt.pto_base())
-        packet = asm.end_packet()
-        pending = asm.pending
-        asm.end_datagram(pad_initial=False)
-        assert packet is not None
-        if marked:
-            self._ecn.on_packet_sent(packet)
-        self._recovery.on_packet_sent(packet, now)
-        self._paths.on_datagram_sent(size)
-        if self._qlog is not None:
-            self._qlog.packets_sent(now, pending)
-        return True
-
     def _write_space(self, asm: PacketAssembler, index: int, now: float, version: int) -> None:
         probe = self._probes.get(index, 0)
         acks = self._acks
@@ -724,7 +699,7 @@ class SendScheduler:
                 if index == APPLICATION:
                     self._ackfreq.write_immediate_ack(asm)
                 if not packet.ack_eliciting:
-                    self._push_ping(asm)
+                    push_ping(asm)
                 if probe <= 1:
                     del self._probes[index]
                 else:
@@ -734,7 +709,7 @@ class SendScheduler:
         else:
             self._ack_only_run[index] += 1
             if self._ack_only_run[index] >= _MAX_ACK_ONLY_RUN and may_elicit:
-                self._push_ping(asm)  # RFC 9000 §13.2.4: get our ACKs acknowledged
+                push_ping(asm)  # RFC 9000 §13.2.4: get our ACKs acknowledged
                 self._ack_only_run[index] = 0
         if index == INITIAL:
             packet.in_flight = True  # padded to 1200 bytes: counts in flight (RFC 9002 §2)
@@ -774,13 +749,6 @@ class SendScheduler:
         datagrams.write(asm)
         streams.write_streams(asm)
         asm.end_packet()
-
-    @staticmethod
-    def _push_ping(asm: PacketAssembler) -> None:
-        if asm.room >= len(PING_FRAME):
-            asm.push(PING_FRAME)
-            packet = asm.packet
-            packet.ack_eliciting = packet.in_flight = True
 
     def _write_application(self, asm: PacketAssembler, now: float) -> None:
         handshake = self._handshake

@@ -17,8 +17,13 @@ scheduler builds them:
   limit; neither in flight nor ack-eliciting for loss recovery (§9.4), responses wait
   for the congestion window, challenges do not (§8.2.2).
 
-:meth:`SideDatagrams.begin_one_rtt` opens a 1-RTT packet of its own in a datagram; the
-scheduler's DPLPMTUD probe uses it too. Nothing here is per packet of the send loop.
+* **DPLPMTUD probes** (:meth:`SideDatagrams.pmtu_probe`, RFC 9000 §14.4): a 1-RTT
+  packet of its own, larger than the others, whose PING and PADDING the PMTU component
+  writes; registered with loss recovery, ECN and the path like any sent packet.
+
+:meth:`SideDatagrams.begin_one_rtt` opens a 1-RTT packet of its own in a datagram.
+:func:`push_ping` puts a PING into an open packet (the scheduler's probes, its runs of
+ACK-only packets). Nothing here is per packet of the send loop.
 """
 
 from __future__ import annotations
@@ -29,20 +34,26 @@ from typing import TYPE_CHECKING
 from quic.conn_keys import APPLICATION, INITIAL
 from quic.conn_paths import MIN_SHORT_DATAGRAM
 from quic.errors import TransportErrorCode
-from quic.frames import encode_application_close_frame, encode_connection_close_frame
+from quic.frames import (
+    PING_FRAME,
+    encode_application_close_frame,
+    encode_connection_close_frame,
+)
 from quic.packet import PacketType
 from quic.packet_builder import PacketAssembler
 
 if TYPE_CHECKING:
     from quic.cid import ConnectionIdManager
     from quic.conn_close import CloseFrame
+    from quic.conn_ecn import EcnController
     from quic.conn_handshake import HandshakeDriver
     from quic.conn_keys import PacketSpaces
     from quic.conn_paths import Path, PathManager
+    from quic.conn_pmtu import PmtuDiscovery
     from quic.qlog import QuicLogger
     from quic.recovery import LossRecovery
 
-__all__ = ["SideDatagrams"]
+__all__ = ["SideDatagrams", "push_ping"]
 
 _PACKET_TYPES = (PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ONE_RTT)
 _MAX_REASON = 256  # bytes of reason phrase we send at most
@@ -53,11 +64,13 @@ class SideDatagrams:
 
     __slots__ = (
         "_cids",
+        "_ecn",
         "_handshake",
         "_host_cid",
         "_is_client",
         "_keys",
         "_paths",
+        "_pmtu",
         "_qlog",
         "_recovery",
     )
@@ -73,6 +86,8 @@ class SideDatagrams:
         handshake: HandshakeDriver,
         recovery: LossRecovery,
         qlog: QuicLogger | None,
+        pmtu: PmtuDiscovery,
+        ecn: EcnController,
     ) -> None:
         self._is_client = is_client
         self._host_cid = host_cid
@@ -82,6 +97,33 @@ class SideDatagrams:
         self._handshake = handshake
         self._recovery = recovery
         self._qlog = qlog
+        self._pmtu = pmtu
+        self._ecn = ecn
+
+    def pmtu_probe(
+        self, asm: PacketAssembler, size: int, now: float, version: int, marked: bool
+    ) -> bool:
+        """A DPLPMTUD probe of ``size`` bytes in a datagram of its own (RFC 9000 §14.4);
+        the PMTU component writes it. True if it was sent."""
+        space = self._keys.spaces[APPLICATION]
+        write = space.write
+        if write is None or not self._paths.address_validated:
+            return False
+        asm.begin_datagram(size)
+        if not self.begin_one_rtt(asm, version, self._cids.peer_cid):
+            return False
+        self._pmtu.write_probe(asm, now, self._recovery.rtt.pto_base())
+        packet = asm.end_packet()
+        pending = asm.pending
+        asm.end_datagram(pad_initial=False)
+        assert packet is not None
+        if marked:
+            self._ecn.on_packet_sent(packet)
+        self._recovery.on_packet_sent(packet, now)
+        self._paths.on_datagram_sent(size)
+        if self._qlog is not None:
+            self._qlog.packets_sent(now, pending)
+        return True
 
     def begin_one_rtt(self, asm: PacketAssembler, version: int, dcid: bytes) -> bool:
         """Open a 1-RTT packet of its own (a PMTU probe, a probe of another path) in the
@@ -208,3 +250,11 @@ def _fit_reason(encode: Callable[[bytes], bytes], reason: bytes, room: int) -> b
         return frame
     base = len(encode(b""))
     return encode(reason[: max(0, room - base - 1)])
+
+
+def push_ping(asm: PacketAssembler) -> None:
+    """A PING into the open packet if it has room: it becomes ack-eliciting."""
+    if asm.room >= len(PING_FRAME):
+        asm.push(PING_FRAME)
+        packet = asm.packet
+        packet.ack_eliciting = packet.in_flight = True
