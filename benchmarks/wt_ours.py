@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 from typing import Any
 
 from benchmarks.common import announce, install_stats_handlers, wait_for_stop
@@ -74,6 +75,10 @@ async def serve(args: argparse.Namespace) -> None:
     server = WebTransportServer(config)
     await server.listen(args.host, args.port)
     install_stats_handlers(args.stats_file)
+    if os.environ.get("BENCH_CENSUS"):  # bench_wt_burst --census (never the harness)
+        from benchmarks.micro.census import install_from_environment
+
+        install_from_environment()
     tasks: set[asyncio.Task[Any]] = set()
 
     async def accept_all() -> None:

@@ -12,7 +12,10 @@ with the garbage collector's passes during the burst and the server socket's dro
 
 ``python -m benchmarks.micro.bench_wt_burst --sessions 200 [--profile] [--no-burst]``;
 ``--server-process`` runs the server in a process of its own, as the harness does, and
-prints the CPU per echo of each side instead.
+prints the CPU per echo of each side instead. ``--census`` adds, per side and echo, what
+:mod:`benchmarks.micro.census` counted during the burst: the 1-RTT packets received by
+the frames they carried, PTOs, ACKs written at their deadline (ahead of a reply), read
+wake-ups by the datagrams they fed.
 (``--no-burst``: open and rest only; subtract its instruction count from a run with the
 burst to get the burst's instructions under valgrind.)
 """
@@ -23,8 +26,10 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import json
 import os
 import pstats
+import signal
 import sys
 import tempfile
 import time
@@ -33,6 +38,7 @@ from typing import Any
 
 from benchmarks import wt_common, wt_ours
 from benchmarks.harness import write_certificate
+from benchmarks.micro.census import Census
 from benchmarks.micro.wt_inproc import serve_here
 from quic.aio.pump import QuicEndpointProtocol
 
@@ -100,12 +106,17 @@ async def _burst(args: argparse.Namespace, sessions: list[Any], port: int) -> di
     watch = _GcWatch()
     gc.callbacks.append(watch)
     profiler = cProfile.Profile() if args.profile else None
+    census = _census(args)
     cpu, wall = time.process_time(), time.perf_counter()
     if profiler is not None:
         profiler.enable()
     samples = await asyncio.gather(*(wt_common._one_echo(s, wall, 60.0) for s in sessions))
     if profiler is not None:
         profiler.disable()
+    if census is not None:
+        await asyncio.sleep(0.2)  # the last ACKs and probes
+        census.stop()
+        census.uninstall()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     gc.callbacks.remove(watch)
     after = (_counters(server_pumps), _counters(client_pumps))
@@ -125,9 +136,21 @@ async def _burst(args: argparse.Namespace, sessions: list[Any], port: int) -> di
     }
     for side, old, new in (("server", before[0], after[0]), ("client", before[1], after[1])):
         result[side + "_per_echo"] = {k: round((new[k] - old[k]) / n, 3) for k in new}
+    if census is not None:
+        result["census_both_sides_per_echo"] = census.report(n)
     if profiler is not None:
         pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.lines)
     return result
+
+
+def _census(args: argparse.Namespace) -> Census | None:
+    """A started census of this process when ``--census`` is given."""
+    if not args.census:
+        return None
+    census = Census()
+    census.install()
+    census.start()
+    return census
 
 
 def _process_cpu(pid: int) -> float:
@@ -140,14 +163,18 @@ def _process_cpu(pid: int) -> float:
 
 
 async def _serve_process(
-    args: argparse.Namespace,
+    args: argparse.Namespace, census_file: str | None = None
 ) -> tuple[asyncio.subprocess.Process, int]:
     """``wt_ours``'s server in a process of its own, as the harness runs it; its port."""
+    env = dict(os.environ)
+    if census_file:
+        env["BENCH_CENSUS"] = census_file  # benchmarks.micro.census in the server
     server = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "benchmarks.wt_ours", "server", "--host", "127.0.0.1"),
         *("--cert", args.cert, "--key", args.key, "--max-sessions", str(args.max_sessions)),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
+        env=env,
     )
     assert server.stdout is not None
     while not (line := (await server.stdout.readline()).decode()).startswith("LISTENING"):
@@ -156,9 +183,23 @@ async def _serve_process(
     return server, int(line.split()[1])
 
 
+async def _server_census(path: Path, n: int) -> dict[str, float]:
+    """The server's census (written on SIGUSR2), per echo."""
+    for _ in range(100):
+        if path.exists():
+            raw = json.loads(path.read_text())
+            longest = raw.pop("longest read wake-up feed (ms)", 0.0)
+            result = {k: round(v / n, 3) for k, v in sorted(raw.items())}
+            result["longest read wake-up feed (ms)"] = round(longest, 1)
+            return result
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the server wrote no census")
+
+
 async def _run_separate(args: argparse.Namespace, sargs: argparse.Namespace) -> dict[str, Any]:
     """The server in its own process: CPU per echo on each side."""
-    server, sargs.port = await _serve_process(sargs)
+    census_file = str(Path(sargs.cert).parent / "census.json") if args.census else None
+    server, sargs.port = await _serve_process(sargs, census_file)
     try:
         url = f"https://127.0.0.1:{sargs.port}/echo"
         sessions, errors = await wt_common._open_many(wt_ours.STACK, sargs, url)
@@ -168,6 +209,10 @@ async def _run_separate(args: argparse.Namespace, sargs: argparse.Namespace) -> 
         _, client_pumps = _pumps()
         before = _counters(client_pumps)
         gc.collect()  # as the harness's burst does (the server's stats handler does too)
+        census = _census(args)
+        if census_file:
+            os.kill(server.pid, signal.SIGUSR1)
+            await asyncio.sleep(0.1)  # the signal handled before the burst
         server_cpu = _process_cpu(server.pid)
         client_cpu = time.process_time()
         start = time.perf_counter()
@@ -187,6 +232,12 @@ async def _run_separate(args: argparse.Namespace, sargs: argparse.Namespace) -> 
         }
         after = _counters(client_pumps)
         result["client_per_echo"] = {k: round((after[k] - before[k]) / n, 3) for k in after}
+        if census is not None and census_file:
+            census.stop()
+            census.uninstall()
+            result["census_client_per_echo"] = census.report(n)
+            os.kill(server.pid, signal.SIGUSR2)
+            result["census_server_per_echo"] = await _server_census(Path(census_file), n)
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
     finally:
         assert server.stdin is not None
@@ -237,6 +288,9 @@ def main() -> None:
     parser.add_argument(
         "--server-process", action="store_true", help="the server in a process of its own"
     )
+    parser.add_argument(
+        "--census", action="store_true", help="count packets, PTOs, ACKs, reads per echo"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         print(asyncio.run(_run(args, Path(directory))))
@@ -251,7 +305,7 @@ def test_wt_burst(benchmark: Any) -> None:
     once; one round (the figures are printed by the module's command line)."""
     args = argparse.Namespace(
         sessions=20, rest=1.2, profile=False, sort="tottime", lines=0, no_burst=False,
-        server_process=False,
+        server_process=False, census=False,
     )  # fmt: skip
 
     def burst() -> dict[str, Any]:
