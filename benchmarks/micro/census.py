@@ -28,10 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import quic.aio.pump as pump
 import quic.conn_acks as conn_acks
 import quic.conn_dispatch as conn_dispatch
 import quic.recovery as recovery
-import quic.aio.pump as pump
+from quic.aio.udp import RECEIVE_BATCH
 from quic.frames_decode import decode_frame
 from quic.frames_defs import PaddingFrame, StreamFrame
 
@@ -103,15 +104,15 @@ class Census:
                 counts["ACK written at its deadline" if late else "ACK written early"] += 1
             return write(self, asm, index, now, *a, **k)
 
-        read_batch_ecn = pump.read_batch_ecn
+        read_batch_ecn = vars(pump)["read_batch_ecn"]  # the name the pump calls
 
         def counted_read_batch_ecn(
-            sock: Any, feed: Any, on_error: Any, *args: Any, feed_many: Any = None
+            sock: Any, feed: Any, on_error: Any, limit: int = RECEIVE_BATCH, feed_many: Any = None
         ) -> int:
             # the pump's batched reader, once per read wake-up: datagrams fed (each of a
             # GRO read) and the time the wake-up took to feed them to the endpoint
             if not census.on:
-                return read_batch_ecn(sock, feed, on_error, *args, feed_many=feed_many)
+                return read_batch_ecn(sock, feed, on_error, limit, feed_many)
             fed = [0]
 
             def one(data: bytes, addr: Any, ecn: int) -> None:
@@ -123,9 +124,7 @@ class Census:
                 feed_many(datagrams, addr, ecn)
 
             began = time.perf_counter()
-            reads = read_batch_ecn(
-                sock, one, on_error, *args, feed_many=None if feed_many is None else many
-            )
+            reads = read_batch_ecn(sock, one, on_error, limit, None if feed_many is None else many)
             took = (time.perf_counter() - began) * 1000
             counts[f"read wake-ups, datagrams {_bucket(fed[0])}"] += 1
             counts["datagrams read"] += fed[0]
