@@ -147,7 +147,7 @@ class Runner:
     def _base(self, row: Row, target: Target, role: str, profile: str) -> list[str]:
         module, env_name = ADAPTERS[(row.family, target.stack)]
         command = [str(self.envs[env_name].python), "-m", module, role, "--host", "127.0.0.1"]
-        command += ["--loop", PROFILES[profile][1]]
+        command += ["--loop", row.loop(profile, target.stack)]
         if row.family == "quic":
             command += ["--packet-size", str(self.args.packet_size)]
         return command
