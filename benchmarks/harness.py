@@ -37,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -70,6 +70,7 @@ from benchmarks.rows import (
 )
 
 SERVER_START_TIMEOUT = 30.0
+PIN_CPUS = {"server": 0, "client": 1}  # --pin
 
 
 @dataclass(slots=True)
@@ -144,6 +145,13 @@ class Runner:
             return isolation_dir(self.scratch), variables
         return ROOT, dict(os.environ)
 
+    def affinity(self, role: str) -> Callable[[], None] | None:
+        """With ``--pin``: the server on CPU 0, the client on CPU 1 (every thread of each)."""
+        if not self.args.pin:
+            return None
+        cpus = {PIN_CPUS[role]}
+        return lambda: os.sched_setaffinity(0, cpus)
+
     def _base(self, row: Row, target: Target, role: str, profile: str) -> list[str]:
         module, env_name = ADAPTERS[(row.family, target.stack)]
         command = [str(self.envs[env_name].python), "-m", module, role, "--host", "127.0.0.1"]
@@ -166,6 +174,7 @@ class Runner:
                 command,
                 cwd=cwd,
                 env=variables,
+                preexec_fn=self.affinity("server"),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,
@@ -187,7 +196,9 @@ class Runner:
                 command += ["--timeout", str(row.timeout), *row.client_args, *target.client_args]
                 if row.wants_server_stats:
                     command += ["--server-pid", str(pid), "--stats-file", str(stats)]
-                return run_client(command, cwd, variables, row.timeout + 30)
+                return run_client(
+                    command, cwd, variables, row.timeout + 30, self.affinity("client")
+                )
         except (RuntimeError, OSError) as exc:
             return Outcome(error=str(exc))
 
@@ -202,10 +213,22 @@ def _await_port(process: subprocess.Popen[str], errors: IO[str]) -> int:
     return int(line.split()[1])
 
 
-def run_client(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> Outcome:
+def run_client(
+    command: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    preexec: Callable[[], None] | None = None,
+) -> Outcome:
     try:
         done = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+            command,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=preexec,
         )
     except subprocess.TimeoutExpired:
         return Outcome(error=f"client timed out after {timeout:g} s")
@@ -492,6 +515,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--venvs", type=Path, default=DEFAULT_VENVS, help="peers' venvs")
     parser.add_argument("--setup-peers", action="store_true", help="create missing peer venvs")
     parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
+    parser.add_argument(
+        "--pin", action="store_true", help="server on CPU 0, client on CPU 1 (every stack)"
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")

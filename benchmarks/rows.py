@@ -40,7 +40,7 @@ PROFILE_TEXT = {
 # milliseconds (libuv's ``uv_now``), and uvloop runs a ``call_at`` due in under 0.5 ms at
 # once. Their pacers then gain send credit only once per millisecond tick (aioquic: its
 # token bucket, 2-16 packets a tick) and their sub-millisecond pacing timers spin until
-# the tick: in a 50 MB raw download aioquic's server woke 1.66 million times, 1.65
+# the tick: in a 50 MB raw download aioquic's server woke 1.67 million times, 1.66
 # million of them to send nothing (5,500 wake-ups, 306 empty, on asyncio). So their
 # best loop in the two bulk rows is asyncio (measured: docs/benchmarks.md); in the
 # WebTransport rows uvloop is faster for aioquic and stays.

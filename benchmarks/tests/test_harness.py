@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from benchmarks import harness
 from benchmarks.harness import Cell, Outcome, ratio, summarize
@@ -95,6 +100,19 @@ def test_best_profile_runs_each_stack_on_its_faster_loop(tmp_path: Path) -> None
     assert loop("wt-echo", "aioquic", "best") == "uvloop"
     assert loop("wt-dgram", "aioquic", "best") == "uvloop"
     assert loop("handshake", "aioquic", "matched") == "asyncio"
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
+def test_pin_puts_server_and_client_on_their_own_cpu(tmp_path: Path) -> None:
+    probe = [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"]
+    unpinned = harness.Runner(harness.parse_args([]), tmp_path, environments(tmp_path))
+    assert unpinned.affinity("server") is None and unpinned.affinity("client") is None
+    pinned = harness.Runner(harness.parse_args(["--pin"]), tmp_path, environments(tmp_path))
+    for role, cpu in (("server", 0), ("client", 1)):
+        done = subprocess.run(
+            probe, preexec_fn=pinned.affinity(role), capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == f"[{cpu}]"
 
 
 def test_missing_venv_is_reported_with_the_commands_that_create_it(tmp_path: Path) -> None:
