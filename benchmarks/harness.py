@@ -186,6 +186,14 @@ class Runner:
                 stop_process(process)
 
     def run(self, row: Row, target: Target, profile: str) -> Outcome:
+        before = udp_receive_drops()
+        outcome = self._run(row, target, profile)
+        after = udp_receive_drops()
+        if outcome.result is not None and before is not None and after is not None:
+            outcome.result["udp_drops"] = after - before
+        return outcome
+
+    def _run(self, row: Row, target: Target, profile: str) -> Outcome:
         env = self.envs[ADAPTERS[(row.family, target.stack)][1]]
         cwd, variables = self._process_env(env)
         try:
@@ -201,6 +209,25 @@ class Runner:
                 )
         except (RuntimeError, OSError) as exc:
             return Outcome(error=str(exc))
+
+
+def udp_receive_drops(snmp: str = "/proc/net/snmp") -> int | None:
+    """The kernel's count of UDP datagrams dropped for a full socket receive buffer.
+
+    Linux's ``Udp: ... RcvbufErrors`` counter, for the whole machine (other processes'
+    drops count too; on a quiet machine they are the run's). A run's delta goes into its
+    RESULT as ``udp_drops``: a stack whose sockets overflow loses packets on loopback,
+    and its throughput then depends on when its threads get a core. ``None`` where the
+    file or the counter does not exist.
+    """
+    try:
+        with open(snmp, encoding="ascii") as table:
+            lines = [line.split() for line in table if line.startswith("Udp:")]
+    except OSError:
+        return None
+    if len(lines) < 2 or "RcvbufErrors" not in lines[0]:
+        return None
+    return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
 def _await_port(process: subprocess.Popen[str], errors: IO[str]) -> int:
@@ -301,6 +328,8 @@ def measure(args: argparse.Namespace, rows: list[Row], runner: Runner) -> tuple[
                     outcome = runner.run(row, target, profile)
                     cell.outcomes.append(outcome)
                     shown = outcome.error or _short(row, target, outcome)
+                    if outcome.result is not None and "udp_drops" in outcome.result:
+                        shown += f" ({outcome.result['udp_drops']} UDP drops)"
                     progress(
                         f"[{row.key} {profile} {round_index + 1}/{args.repeat}] "
                         f"{target.label}: {shown}"

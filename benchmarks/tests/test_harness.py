@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -115,6 +116,21 @@ def test_pin_puts_server_and_client_on_their_own_cpu(tmp_path: Path) -> None:
         assert done.stdout.strip() == f"[{cpu}]"
 
 
+def test_udp_drops_are_read_from_the_kernel_table(tmp_path: Path) -> None:
+    snmp = tmp_path / "snmp"
+    snmp.write_text(
+        "Ip: Forwarding DefaultTTL\nIp: 1 64\n"
+        "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n"
+        "Udp: 17506245 55108 163267 15824112 163201 0\n"
+        "UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n"
+        "UdpLite: 0 0 0 0 7 0\n"
+    )
+    assert harness.udp_receive_drops(str(snmp)) == 163201
+    assert harness.udp_receive_drops(str(tmp_path / "missing")) is None
+    snmp.write_text("Udp: InDatagrams\nUdp: 5\n")
+    assert harness.udp_receive_drops(str(snmp)) is None
+
+
 def test_missing_venv_is_reported_with_the_commands_that_create_it(tmp_path: Path) -> None:
     env = environments(tmp_path)["pwt021"]
     reason = harness.availability(env)
@@ -150,4 +166,7 @@ def test_one_real_row_and_an_unavailable_peer(tmp_path: Path) -> None:
     assert "2/2 ok" in ours and float(ours.split()[0].replace(",", "")) > 0
     assert "not available: pywebtransport 0.21.1" in report
     assert "- ours: ours: default ServerConfig" in report and "(wt-dgram/default)" in report
-    assert (tmp_path / "runs.json").read_text().count('"target": "ours"') == 2
+    runs = json.loads((tmp_path / "runs.json").read_text())["runs"]
+    assert [run["target"] for run in runs] == ["ours", "ours"]
+    if harness.udp_receive_drops() is not None:  # Linux: each run carries its drop count
+        assert all(run["result"]["udp_drops"] >= 0 for run in runs)
