@@ -71,6 +71,7 @@ from benchmarks.rows import (
 
 SERVER_START_TIMEOUT = 30.0
 PIN_CPUS = {"server": 0, "client": 1}  # --pin
+PINNED = " (pinned: server on CPU 0, client on CPU 1)"
 
 
 @dataclass(slots=True)
@@ -484,7 +485,8 @@ def report(
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; Python "
         f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, load "
         f"average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; client and server "
-        f"in separate processes on 127.0.0.1; medians of {args.repeat} alternating runs "
+        f"in separate processes on 127.0.0.1{PINNED if args.pin else ''}; medians of "
+        f"{args.repeat} alternating runs "
         f"(min..max, successes); {'quick sizes' if args.quick else 'full sizes'}.",
         "Profiles: " + "; ".join(PROFILE_TEXT.values()) + ".",
         "",
@@ -550,6 +552,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.pin and not set(PIN_CPUS.values()) <= os.sched_getaffinity(0):
+        parser.error(f"--pin needs CPUs {sorted(PIN_CPUS.values())}")
     return args
 
 
