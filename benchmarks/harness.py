@@ -37,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -70,6 +70,8 @@ from benchmarks.rows import (
 )
 
 SERVER_START_TIMEOUT = 30.0
+PIN_CPUS = {"server": 0, "client": 1}  # --pin
+PINNED = " (pinned: server on CPU 0, client on CPU 1)"
 
 
 @dataclass(slots=True)
@@ -144,10 +146,17 @@ class Runner:
             return isolation_dir(self.scratch), variables
         return ROOT, dict(os.environ)
 
+    def affinity(self, role: str) -> Callable[[], None] | None:
+        """With ``--pin``: the server on CPU 0, the client on CPU 1 (every thread of each)."""
+        if not self.args.pin:
+            return None
+        cpus = {PIN_CPUS[role]}
+        return lambda: os.sched_setaffinity(0, cpus)
+
     def _base(self, row: Row, target: Target, role: str, profile: str) -> list[str]:
         module, env_name = ADAPTERS[(row.family, target.stack)]
         command = [str(self.envs[env_name].python), "-m", module, role, "--host", "127.0.0.1"]
-        command += ["--loop", PROFILES[profile][1]]
+        command += ["--loop", row.loop(profile, target.stack)]
         if row.family == "quic":
             command += ["--packet-size", str(self.args.packet_size)]
         return command
@@ -166,6 +175,7 @@ class Runner:
                 command,
                 cwd=cwd,
                 env=variables,
+                preexec_fn=self.affinity("server"),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,
@@ -177,6 +187,14 @@ class Runner:
                 stop_process(process)
 
     def run(self, row: Row, target: Target, profile: str) -> Outcome:
+        before = udp_receive_drops()
+        outcome = self._run(row, target, profile)
+        after = udp_receive_drops()
+        if outcome.result is not None and before is not None and after is not None:
+            outcome.result["udp_drops"] = after - before
+        return outcome
+
+    def _run(self, row: Row, target: Target, profile: str) -> Outcome:
         env = self.envs[ADAPTERS[(row.family, target.stack)][1]]
         cwd, variables = self._process_env(env)
         try:
@@ -187,9 +205,30 @@ class Runner:
                 command += ["--timeout", str(row.timeout), *row.client_args, *target.client_args]
                 if row.wants_server_stats:
                     command += ["--server-pid", str(pid), "--stats-file", str(stats)]
-                return run_client(command, cwd, variables, row.timeout + 30)
+                return run_client(
+                    command, cwd, variables, row.timeout + 30, self.affinity("client")
+                )
         except (RuntimeError, OSError) as exc:
             return Outcome(error=str(exc))
+
+
+def udp_receive_drops(snmp: str = "/proc/net/snmp") -> int | None:
+    """The kernel's count of UDP datagrams dropped for a full socket receive buffer.
+
+    Linux's ``Udp: ... RcvbufErrors`` counter, for the whole machine (other processes'
+    drops count too; on a quiet machine they are the run's). A run's delta goes into its
+    RESULT as ``udp_drops``: a stack whose sockets overflow loses packets on loopback,
+    and its throughput then depends on when its threads get a core. ``None`` where the
+    file or the counter does not exist.
+    """
+    try:
+        with open(snmp, encoding="ascii") as table:
+            lines = [line.split() for line in table if line.startswith("Udp:")]
+    except OSError:
+        return None
+    if len(lines) < 2 or "RcvbufErrors" not in lines[0]:
+        return None
+    return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
 def _await_port(process: subprocess.Popen[str], errors: IO[str]) -> int:
@@ -202,10 +241,22 @@ def _await_port(process: subprocess.Popen[str], errors: IO[str]) -> int:
     return int(line.split()[1])
 
 
-def run_client(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> Outcome:
+def run_client(
+    command: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    preexec: Callable[[], None] | None = None,
+) -> Outcome:
     try:
         done = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+            command,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=preexec,
         )
     except subprocess.TimeoutExpired:
         return Outcome(error=f"client timed out after {timeout:g} s")
@@ -278,6 +329,8 @@ def measure(args: argparse.Namespace, rows: list[Row], runner: Runner) -> tuple[
                     outcome = runner.run(row, target, profile)
                     cell.outcomes.append(outcome)
                     shown = outcome.error or _short(row, target, outcome)
+                    if outcome.result is not None and "udp_drops" in outcome.result:
+                        shown += f" ({outcome.result['udp_drops']} UDP drops)"
                     progress(
                         f"[{row.key} {profile} {round_index + 1}/{args.repeat}] "
                         f"{target.label}: {shown}"
@@ -432,7 +485,8 @@ def report(
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; Python "
         f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, load "
         f"average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; client and server "
-        f"in separate processes on 127.0.0.1; medians of {args.repeat} alternating runs "
+        f"in separate processes on 127.0.0.1{PINNED if args.pin else ''}; medians of "
+        f"{args.repeat} alternating runs "
         f"(min..max, successes); {'quick sizes' if args.quick else 'full sizes'}.",
         "Profiles: " + "; ".join(PROFILE_TEXT.values()) + ".",
         "",
@@ -492,9 +546,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--venvs", type=Path, default=DEFAULT_VENVS, help="peers' venvs")
     parser.add_argument("--setup-peers", action="store_true", help="create missing peer venvs")
     parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
+    parser.add_argument(
+        "--pin", action="store_true", help="server on CPU 0, client on CPU 1 (every stack)"
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.pin and not set(PIN_CPUS.values()) <= os.sched_getaffinity(0):
+        parser.error(f"--pin needs CPUs {sorted(PIN_CPUS.values())}")
     return args
 
 

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from benchmarks import harness
 from benchmarks.harness import Cell, Outcome, ratio, summarize
 from benchmarks.peers import environments
-from benchmarks.rows import Metric, build_rows
+from benchmarks.rows import Metric, Target, build_rows
 
 THROUGHPUT = Metric("value", "throughput", "MB/s", True)
 LATENCY = Metric("value", "latency", "ms", False)
@@ -75,6 +81,56 @@ def test_quick_rows_cover_the_issue_table(tmp_path: Path) -> None:
     assert rows["quic-bulk"].profiles == ("default", "best")
 
 
+def test_best_profile_runs_each_stack_on_its_faster_loop(tmp_path: Path) -> None:
+    # aioquic and qh3 pace on loop.time(), which uvloop rounds to milliseconds: in the
+    # bulk rows their best loop is asyncio (rows.BULK_BEST_LOOPS); elsewhere uvloop.
+    args = harness.parse_args(["--quick"])
+    rows = {row.key: row for row in build_rows(args)}
+    runner = harness.Runner(args, tmp_path, environments(tmp_path))
+
+    def loop(row: str, stack: str, profile: str, role: str = "client") -> str:
+        command = runner._base(rows[row], Target(stack, stack), role, profile)
+        return command[command.index("--loop") + 1]
+
+    for row in ("quic-bulk", "h3-get"):
+        for role in ("client", "server"):
+            assert loop(row, "aioquic", "best", role) == "asyncio"
+            assert loop(row, "qh3", "best", role) == "asyncio"
+            assert loop(row, "ours", "best", role) == "uvloop"
+        assert loop(row, "aioquic", "default") == "asyncio"
+    assert loop("wt-echo", "aioquic", "best") == "uvloop"
+    assert loop("wt-dgram", "aioquic", "best") == "uvloop"
+    assert loop("handshake", "aioquic", "matched") == "asyncio"
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two CPUs")
+def test_pin_puts_server_and_client_on_their_own_cpu(tmp_path: Path) -> None:
+    probe = [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"]
+    unpinned = harness.Runner(harness.parse_args([]), tmp_path, environments(tmp_path))
+    assert unpinned.affinity("server") is None and unpinned.affinity("client") is None
+    pinned = harness.Runner(harness.parse_args(["--pin"]), tmp_path, environments(tmp_path))
+    for role, cpu in (("server", 0), ("client", 1)):
+        done = subprocess.run(
+            probe, preexec_fn=pinned.affinity(role), capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == f"[{cpu}]"
+
+
+def test_udp_drops_are_read_from_the_kernel_table(tmp_path: Path) -> None:
+    snmp = tmp_path / "snmp"
+    snmp.write_text(
+        "Ip: Forwarding DefaultTTL\nIp: 1 64\n"
+        "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n"
+        "Udp: 17506245 55108 163267 15824112 163201 0\n"
+        "UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n"
+        "UdpLite: 0 0 0 0 7 0\n"
+    )
+    assert harness.udp_receive_drops(str(snmp)) == 163201
+    assert harness.udp_receive_drops(str(tmp_path / "missing")) is None
+    snmp.write_text("Udp: InDatagrams\nUdp: 5\n")
+    assert harness.udp_receive_drops(str(snmp)) is None
+
+
 def test_missing_venv_is_reported_with_the_commands_that_create_it(tmp_path: Path) -> None:
     env = environments(tmp_path)["pwt021"]
     reason = harness.availability(env)
@@ -110,4 +166,7 @@ def test_one_real_row_and_an_unavailable_peer(tmp_path: Path) -> None:
     assert "2/2 ok" in ours and float(ours.split()[0].replace(",", "")) > 0
     assert "not available: pywebtransport 0.21.1" in report
     assert "- ours: ours: default ServerConfig" in report and "(wt-dgram/default)" in report
-    assert (tmp_path / "runs.json").read_text().count('"target": "ours"') == 2
+    runs = json.loads((tmp_path / "runs.json").read_text())["runs"]
+    assert [run["target"] for run in runs] == ["ours", "ours"]
+    if harness.udp_receive_drops() is not None:  # Linux: each run carries its drop count
+        assert all(run["result"]["udp_drops"] >= 0 for run in runs)
