@@ -4,8 +4,11 @@ Theory of operation
 -------------------
 Application writes are kept as immutable ``bytes`` chunks in offset order (a list of
 chunks plus a parallel list of their start offsets, searched with ``bisect``). A large
-``bytes`` write is stored as is and frames are cut from it as ``memoryview`` slices, so
-it is never copied; small writes are coalesced to keep the chunk list short. A chunk is
+``bytes`` write is stored as is (not copied); a frame of new data within one chunk is
+cut from it as a ``bytes`` slice (one copy of ~1.4 kB, cheaper in a bulk transfer than the
+two view objects a ``memoryview`` slice makes for the garbage collector to count),
+retransmissions and frames across chunks as ``memoryview`` slices; small writes are
+coalesced to keep the chunk list short. A chunk is
 dropped once every byte of it has been acknowledged.
 
 Three offsets describe the stream: ``acked_offset`` (every byte below it is
@@ -502,10 +505,10 @@ class SendStream:
             base = starts[i]
             end = stop - base
             if end <= len(chunk):
+                # a copy, not a memoryview: no view objects for the collector to count
+                # (the payload is joined at sealing either way; issue 10, -1.2 % sender)
                 data: memoryview | bytes = (
-                    chunk
-                    if start == base and end == len(chunk)
-                    else memoryview(chunk)[start - base : end]
+                    chunk if start == base and end == len(chunk) else chunk[start - base : end]
                 )
             else:
                 data = self._slice(start, stop)

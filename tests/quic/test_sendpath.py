@@ -85,6 +85,33 @@ def test_encrypt_short_matches_encrypt_packet(suite: CipherSuite) -> None:
             assert (plain, got_pn, got) == (header, pn, payload)
 
 
+@pytest.mark.parametrize("suite", SUITES)
+def test_encrypt_short_run_matches_encrypt_short(suite: CipherSuite) -> None:
+    """A run sealed in one call (one header protection call over the joined samples
+    with AES, one per sample with ChaCha20) gives encrypt_short's bytes packet by packet,
+    for every packet number length and both key phases, and counts every packet."""
+    secret = os.urandom(48 if suite == CipherSuite.TLS_AES_256_GCM_SHA384 else 32)
+    dcid = os.urandom(8)
+    for key_phase in (0, 1):
+        fast = PacketProtector(suite, secret, QuicVersion.VERSION_1, key_phase=key_phase)
+        slow = PacketProtector(suite, secret, QuicVersion.VERSION_1, key_phase=key_phase)
+        run = []
+        for i, pn_length in enumerate((1, 2, 3, 4, 2, 1, 1)):
+            pn = 0x1234567 + 3 * i
+            truncated = pn & ((1 << (8 * pn_length)) - 1)
+            run.append((pn_length, truncated, pn, os.urandom(20 + 97 * i)))
+        expected = [slow.encrypt_short(dcid, n, t, key_phase, p, pn) for n, t, pn, p in run]
+        assert fast.encrypt_short_run(dcid, key_phase, run) == expected
+        assert fast.encrypted_packets == len(run)
+        assert fast.encrypt_short_run(dcid, key_phase, []) == []
+
+
+def test_encrypt_short_run_rejects_a_payload_too_short_to_sample() -> None:
+    protector = PacketProtector(SUITES[0], bytes(32), QuicVersion.VERSION_1)
+    with pytest.raises(ValueError):
+        protector.encrypt_short_run(b"", 0, [(2, 0, 0, bytes(20)), (1, 1, 1, b"\x01\x01")])
+
+
 def test_encrypt_short_rejects_a_payload_too_short_to_sample() -> None:
     protector = PacketProtector(SUITES[0], bytes(32), QuicVersion.VERSION_1)
     with pytest.raises(ValueError):
@@ -320,6 +347,36 @@ def test_short_datagram_path_matches_the_general_path() -> None:
     for pn, largest in [(5, 5), (1 << 33, 0)]:
         with pytest.raises(ValueError):
             fast.begin_short_datagram(1452, dcid, ours, 2, pn, largest, 0)
+
+
+def test_run_datagrams_match_short_datagrams() -> None:
+    """end_run_datagram + seal_run give end_short_datagram's datagrams, sizes and
+    packet records; nothing is emitted before seal_run, and an empty packet is 0."""
+    secret = os.urandom(32)
+    dcid = os.urandom(8)
+    header = encode_stream_frame_header(4, 0x10000, 900, False)
+    one = PacketAssembler(1452)
+    run = PacketAssembler(1452)
+    keys = {asm: PacketProtector(SUITES[0], secret, QuicVersion.VERSION_1) for asm in (one, run)}
+    sizes = []
+    for pn, largest, data in [(5, None, b"x" * 900), (200, 3, b"y"), (70000, 1, b"z" * 40)]:
+        for asm, end in ((one, one.end_short_datagram), (run, run.end_run_datagram)):
+            assert asm.begin_short_datagram(1452, dcid, keys[asm], 2, pn, largest, 1)
+            asm.push_frame(header[: 2 if len(data) < 900 else len(header)], data)
+            sizes.append(end())
+    assert run.datagrams == []
+    assert sizes[0::2] == sizes[1::2]
+    assert run.begin_short_datagram(1452, dcid, keys[run], 2, 70001, 1, 1)
+    assert run.end_run_datagram() == 0
+    run.seal_run()
+    assert run.datagrams == one.datagrams
+    assert [len(d) for d in run.datagrams] == sizes[0::2]
+    assert [(p.packet_number, p.size) for p in run.packets] == [
+        (p.packet_number, p.size) for p in one.packets
+    ]
+    run.seal_run()  # nothing left: nothing more emitted
+    assert len(run.datagrams) == 3
+    assert keys[run].encrypted_packets == 3
 
 
 def test_push_frame_keeps_the_room_rule() -> None:
