@@ -170,6 +170,17 @@ _BYTE = tuple(bytes((i,)) for i in range(256))
 _LONG_HEADER_BIT = 0x80
 _LONG_HEADER_MASK = 0x0F  # RFC 9001 §5.4.1: reserved bits and packet number length
 _SHORT_HEADER_MASK = 0x1F  # ... plus the Key Phase bit for short headers
+#: a short header's plain first byte by Key Phase bit, then by packet number length
+#: (index 1..4; RFC 9000 §17.3.1: fixed bit, Key Phase, Packet Number Length)
+_SHORT_FIRST = tuple(
+    (0, *(0x40 | (0x04 if phase else 0) | (n - 1) for n in (1, 2, 3, 4))) for phase in (0, 1)
+)
+#: the header protection sample of a packet by packet number length, as a slice of its
+#: ciphertext (RFC 9001 §5.4.2: 4 bytes after the start of the Packet Number field)
+_SAMPLE_SLICE = (
+    slice(0),
+    *(slice(SAMPLE_OFFSET - n, SAMPLE_OFFSET - n + SAMPLE_LENGTH) for n in (1, 2, 3, 4)),
+)
 _PN_LIMIT = 1 << 62  # packet numbers are below it (RFC 9000 §12.3)
 
 
@@ -486,7 +497,10 @@ class PacketProtector(_PacketKeys):
         aead = self._aead or self._wake_aead()
         encrypt = aead.encrypt
         iv = self._iv
-        phase = 0x44 if key_phase else 0x40  # fixed bit, Key Phase (RFC 9000 §17.3.1)
+        # the plain first byte (fixed bit, Key Phase, Packet Number Length: RFC 9000
+        # §17.3.1) and the plain header up to the packet number, by pn length
+        firsts = _SHORT_FIRST[1 if key_phase else 0]
+        prefixes = [_BYTE[first] + dcid for first in firsts]
         sealed = []
         samples = []
         for pn_length, truncated_pn, packet_number, payload in run:
@@ -495,13 +509,10 @@ class PacketProtector(_PacketKeys):
             ciphertext = encrypt(  # RFC 9001 §5.3
                 (iv ^ packet_number).to_bytes(IV_LENGTH, "big"),
                 payload,
-                b"".join(
-                    (_BYTE[phase | (pn_length - 1)], dcid, truncated_pn.to_bytes(pn_length, "big"))
-                ),
+                prefixes[pn_length] + truncated_pn.to_bytes(pn_length, "big"),
             )
             sealed.append(ciphertext)
-            sample_start = SAMPLE_OFFSET - pn_length  # RFC 9001 §5.4.2
-            samples.append(ciphertext[sample_start : sample_start + SAMPLE_LENGTH])
+            samples.append(ciphertext[_SAMPLE_SLICE[pn_length]])  # RFC 9001 §5.4.2
         self.encrypted_packets += len(sealed)
         hp = self._hp or self._wake_hp()
         if self.header_protection.batched:
@@ -514,13 +525,14 @@ class PacketProtector(_PacketKeys):
         at = 0
         for (pn_length, truncated_pn, _, _), ciphertext in zip(run, sealed, strict=True):
             # RFC 9001 §5.4.1: mask the low 5 bits and the packet number
-            protected_pn = truncated_pn ^ _from_bytes(masks[at + 1 : at + 1 + pn_length], "big")
             out.append(
                 b"".join(
                     (
-                        _BYTE[(phase | (pn_length - 1)) ^ (masks[at] & _SHORT_HEADER_MASK)],
+                        _BYTE[firsts[pn_length] ^ (masks[at] & _SHORT_HEADER_MASK)],
                         dcid,
-                        protected_pn.to_bytes(pn_length, "big"),
+                        (
+                            truncated_pn ^ _from_bytes(masks[at + 1 : at + 1 + pn_length], "big")
+                        ).to_bytes(pn_length, "big"),
                         ciphertext,
                     )
                 )
