@@ -420,7 +420,7 @@ def _stream_frames_sent(
     flow-control windows (blocked frames, retransmissions, the FIN), with or without
     write_streams' one-stream path; and what arrived."""
     if not fast:
-        monkeypatch.setattr(StreamController, "_write_one", lambda self, b, sendable: None)
+        monkeypatch.setattr(StreamController, "write_streams", StreamController._write_streams)
     pair = make_pair(
         seed=4,
         server_kwargs={"initial_max_data": 30000, "initial_max_stream_data": stream_window},
@@ -467,9 +467,9 @@ def _stream_frames_sent(
 def test_one_stream_path_writes_the_general_loops_frames(
     stream_window: int, blocked: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """write_streams' one-stream path (StreamController._write_one) writes the frames
-    the general loop writes, packet by packet, through blocked windows (the stream's,
-    the connection's), losses and the FIN."""
+    """write_streams' one-stream path writes the frames the general loop
+    (StreamController._write_streams) writes, packet by packet, through blocked windows
+    (the stream's, the connection's), losses and the FIN."""
     general, got_general = _stream_frames_sent(False, stream_window, monkeypatch)
     fast, got_fast = _stream_frames_sent(True, stream_window, monkeypatch)
     payload = bytes(range(256)) * 800
