@@ -123,6 +123,7 @@ from quic.aio.udp import (
     RECEIVE_BATCH,
     PathOptions,
     configure_path_options,
+    ecn_messages,
     enable_error_queue,
     enlarge_buffers,
     raw_socket,
@@ -142,6 +143,12 @@ from quic.events import HandshakeCompleted, QuicEvent, StreamDataReceived
 __all__ = ["QuicEndpointProtocol"]
 
 logger = logging.getLogger("quic")
+
+
+def _nothing_buffered() -> int:
+    """A transport without ``get_write_buffer_size``: it queues nothing we can see."""
+    return 0
+
 
 #: More connections woken than this before a flush: those woken so far leave at once
 #: (see "Wake storms"); one read batch's worth, so a server's replies are not split.
@@ -187,6 +194,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.path_options = PathOptions()  # ECN, Don't Fragment: what the socket allows
         self._raw: socket.socket | None = None  # for sendmsg: ECN marking, GSO
         self._family = 0  # the raw socket's address family
+        #: the ECN control messages of an IPv4 raw socket, per codepoint (ecn_messages)
+        self._ecn_messages: tuple[list[tuple[int, int, bytes]], ...] | None = None
+        #: the transport's get_write_buffer_size (what it still queues), looked up once
+        self._buffered: Callable[[], int] = _nothing_buffered
         self._gso = False  # runs of datagrams in one sendmsg (quic.aio.offload)
         self.gro = False  # the kernel may glue received datagrams (split on reading)
         self.socket_buffers = (0, 0)  # SO_RCVBUF, SO_SNDBUF the kernel granted
@@ -227,6 +238,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._gso = gso_available(raw)
         self._raw = raw if self.path_options.ecn or self._gso else None
         self._family = raw.family if raw is not None else 0  # the property is not free
+        self._ecn_messages = ecn_messages(self._family)
+        self._buffered = getattr(transport, "get_write_buffer_size", _nothing_buffered)
         self.gro = False
         # the transport registers its own reader right after this callback: replace it then
         self.loop.call_soon(self._take_over_reading, transport)
@@ -517,17 +530,21 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         if not out or transport is None or raw is None or transport.is_closing():
             return
         sendto = transport.sendto
-        buffered: Callable[[], int] = getattr(transport, "get_write_buffer_size", lambda: 0)
+        buffered = self._buffered
         if self._gso and len(out) > 1 and not buffered():  # a lone datagram: no run
             sent, self._gso = send_segmented(raw, out)
             if sent == len(out):
                 return
             out = out[sent:]  # the socket buffer is full: the transport queues the rest
+        messages = self._ecn_messages
         for data, addr, ecn in out:
             try:
                 if ecn and not buffered():
                     try:
-                        send_marked(raw, data, addr, ecn, self._family)
+                        if messages is not None:  # send_marked(), inline: IPv4
+                            raw.sendmsg([data], messages[ecn], 0, addr)
+                        else:
+                            send_marked(raw, data, addr, ecn, self._family)
                         continue
                     except OSError:
                         pass  # buffer full, or the path refused it: the transport decides
