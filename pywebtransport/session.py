@@ -366,10 +366,17 @@ class WebTransportSession:
 
     def send_datagram(self, data: bytes | bytearray | memoryview) -> DatagramSent:
         """Send an unreliable datagram; DatagramTooLarge if it cannot fit a packet."""
-        self.check_usable()
+        link = self._link
+        if (
+            self.close_info is not None
+            or self._closing
+            or link.termination is not None
+            or link.quic_session.termination is not None
+        ):
+            self.check_usable()  # raises (check_usable's tests, inline: per datagram)
         try:
             # the layers below check the size (QUIC: it must fit one packet, ValueError)
-            self._link.send_datagram(self.session_id, data)
+            link.send_datagram(self.session_id, data)
         except ValueError as exc:
             raise DatagramTooLarge(len(data), self.max_datagram_size) from exc
         except ProtocolApiError as exc:

@@ -565,7 +565,8 @@ class QuicConnection:
             self._fail(QuicProtocolError(TransportErrorCode.AEAD_LIMIT_REACHED, "RFC 9001 §6.6"))
             return self._datagrams_to_send(now)  # the CONNECTION_CLOSE
         version = self.handshake.version  # the version property, read once
-        out = self.migration.datagrams(now, version)  # other paths (RFC 9000 §8.2)
+        # other paths (RFC 9000 §8.2); none known: nothing to ask (what it would return)
+        out = self.migration.datagrams(now, version) if self.paths.others else []
         sender = self.sender
         datagrams, eliciting = sender.build(now, version)
         self.ecn_codepoint = self.ecn.send_codepoint  # the one the build call chose

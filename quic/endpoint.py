@@ -661,7 +661,9 @@ class QuicEndpoint:
         caller notes it in ``Deadlines.unfiled``)."""
         conn = entry.conn
         try:
-            self._drain(entry)
+            event = conn.next_event()  # _drain(), inline: twice per round trip
+            if event is not None:
+                self._drain(entry, event)
             if conn.state is _TERMINATED:  # is_closed, without the property
                 self._remove(entry)
                 return
@@ -684,11 +686,14 @@ class QuicEndpoint:
         if token is not None:
             tokens.setdefault(token, entry.conn)
 
-    def _drain(self, entry: Entry) -> None:
+    def _drain(self, entry: Entry, event: QuicEvent | None = None) -> None:
+        """Pass the connection's events on (``event``: the first, already taken)."""
         conn = entry.conn
         events = self._events
         routes = self._routes
-        while (event := conn.next_event()) is not None:
+        if event is None:
+            event = conn.next_event()
+        while event is not None:
             if isinstance(event, ConnectionIdIssued):
                 self._route(entry, event.connection_id)
             elif isinstance(event, ConnectionIdRetired):
@@ -697,6 +702,7 @@ class QuicEndpoint:
                 if routes.get(cid) is conn:
                     del routes[cid]
             events.append((conn, event))
+            event = conn.next_event()
 
     def _expire(self, entry: Entry) -> None:
         """The handshake deadline passed: abandon the connection silently (§10.1)."""
