@@ -182,6 +182,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
+        self._read_at = 0.0  # when the batch being read was read (_read_ready)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None  # when it fires (at or before the deadline)
         self.timer_rearms = 0  # loop timers created (see _arm_timer)
@@ -256,18 +257,17 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
     def _read_ready(self, sock: socket.socket) -> None:
         self.read_wakeups += 1
         try:
-            now = self.loop.time()
-            endpoint = self.endpoint
-            receive = endpoint.receive_datagram
+            self._read_at = self.loop.time()  # the batch's "now" (_receive_marked)
             if self._raw is not None:
-                receive_many = endpoint.receive_datagrams  # a GRO read's datagrams
                 count = read_batch_ecn(
                     sock,
-                    lambda d, a, ecn: receive(d, a, now, ecn),
+                    self._receive_marked,
                     self.error_received,
-                    feed_many=lambda ds, a, ecn: receive_many(ds, a, now, ecn),
+                    feed_many=self._receive_glued,
                 )
             else:
+                now = self._read_at
+                receive = self.endpoint.receive_datagram
                 count = read_batch(
                     sock, lambda data, addr: receive(data, addr, now), self.error_received
                 )
@@ -281,7 +281,20 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         # run first (they were scheduled first), so a reply leaves with the ACK of what
         # triggered it — one datagram each way per round trip, not a reply and an ACK.
         self._dispatch()
-        self._flush_or_transmit()
+        if self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
+            self._flush_or_transmit()
+        elif not self._flush_scheduled:  # schedule_flush(), inline
+            self._flush_scheduled = True
+            self._flush_soon()
+
+    def _receive_marked(self, data: bytes, addr: Any, ecn: int) -> None:
+        """A datagram :meth:`_read_ready` read, with its ECN field: to the endpoint (a
+        method, not a closure per wake-up: no function object built per read)."""
+        self.endpoint.receive_datagram(data, addr, self._read_at, ecn)
+
+    def _receive_glued(self, datagrams: list[bytes], addr: Any, ecn: int) -> None:
+        """The datagrams of one GRO read (see :meth:`_receive_marked`)."""
+        self.endpoint.receive_datagrams(datagrams, addr, self._read_at, ecn)
 
     def _flush_or_transmit(self) -> None:
         """After events were handed up: transmit at the flush — or now when a handshake
