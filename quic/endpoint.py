@@ -694,9 +694,10 @@ class QuicEndpoint:
         if event is None:
             event = conn.next_event()
         while event is not None:
-            if isinstance(event, ConnectionIdIssued):
+            # final event classes: type(), not an isinstance() call per event
+            if type(event) is ConnectionIdIssued:
                 self._route(entry, event.connection_id)
-            elif isinstance(event, ConnectionIdRetired):
+            elif type(event) is ConnectionIdRetired:
                 cid = event.connection_id
                 entry.cids.pop(cid, None)
                 if routes.get(cid) is conn:
