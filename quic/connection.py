@@ -557,7 +557,7 @@ class QuicConnection:
             return []
         if state is _CLOSING:  # only our CONNECTION_CLOSE, when one is owed (§10.2.1)
             datagrams = self.closer.send(now, self.sender.build_close, self.version, linger(self))
-            return [(d, addr, local) for d in datagrams]
+            return _routed(datagrams, addr, local)
         handshake = self.handshake
         if handshake.complete and not self.keys.confidentiality_ok(
             self.recovery.spaces[APPLICATION].largest_acked, handshake.confirmed
@@ -579,7 +579,7 @@ class QuicConnection:
             self._flush_routing()
         if len(datagrams) == 1 and not out:  # a reply, a ping-pong: no comprehension
             return [(datagrams[0], addr, local)]
-        out.extend([(d, addr, local) for d in datagrams])  # a fresh list (conn_migrate)
+        out.extend(_routed(datagrams, addr, local))  # a fresh list (conn_migrate)
         return out
 
     # -- timers ------------------------------------------------------------------------------
@@ -796,3 +796,10 @@ class QuicConnection:
             self._events.append(ConnectionIdIssued(cid))
         for cid in retired:
             self._events.append(ConnectionIdRetired(cid))
+
+
+def _routed(datagrams: list[bytes], addr: Addr, local: int) -> list[tuple[bytes, Addr, int]]:
+    """``(data, addr, local)`` of each datagram: a function of its own, since a
+    comprehension over the caller's locals has it build a cell per local at every
+    call (per build, issue 10)."""
+    return [(d, addr, local) for d in datagrams]

@@ -554,7 +554,7 @@ class QuicEndpoint:
                 data, addr, _ = datagrams[0]
                 out.append((data, addr, codepoint))
             else:
-                out.extend([(data, addr, codepoint) for data, addr, _ in datagrams])
+                out.extend(_marked(datagrams, codepoint))
         return out
 
     def routed_datagrams_to_send(
@@ -580,10 +580,7 @@ class QuicEndpoint:
             pending = self._pending
             self._pending = {}
         else:
-            waiting = self._pending
-            pending = {conn: None for conn in only if conn in waiting}
-            for conn in pending:
-                del waiting[conn]
+            pending = _take(self._pending, only)
         flushed: list[QuicConnection] = []
         batches: list[tuple[list[tuple[bytes, Any, int]], int]] = []
         entries = self._entries
@@ -780,3 +777,25 @@ class QuicEndpoint:
         if ended:
             self._events.append((conn, ConnectionRemoved(conn)))
             end_trace(conn)
+
+
+# Comprehensions over a caller's locals, in functions of their own: a comprehension
+# makes its enclosing function build a cell per captured local at every call, taken
+# or not (per transmit; issue 10).
+
+
+def _marked(
+    datagrams: list[tuple[bytes, Any, int]], codepoint: int
+) -> list[tuple[bytes, Any, int]]:
+    """``(data, addr, codepoint)`` of each of one connection's datagrams."""
+    return [(data, addr, codepoint) for data, addr, _ in datagrams]
+
+
+def _take(
+    waiting: dict[QuicConnection, None], only: Iterable[QuicConnection]
+) -> dict[QuicConnection, None]:
+    """The connections of ``only`` that are ``waiting``, taken out of it."""
+    pending = {conn: None for conn in only if conn in waiting}
+    for conn in pending:
+        del waiting[conn]
+    return pending
