@@ -268,11 +268,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 feed, on_error, feed_many = self._readers  # bound once, not per wake-up
                 count = read_batch_ecn(sock, feed, on_error, feed_many=feed_many)
             else:
-                now = self._read_at
-                receive = self.endpoint.receive_datagram
-                count = read_batch(
-                    sock, lambda data, addr: receive(data, addr, now), self.error_received
-                )
+                count = read_batch(sock, self._receive_plain, self.error_received)
             self.datagrams_read += count
             if not count and self._errors is not None:
                 # woken by a queued error whose report a send already took (EPOLLERR)
@@ -293,6 +289,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         """A datagram :meth:`_read_ready` read, with its ECN field: to the endpoint (a
         method, not a closure per wake-up: no function object built per read)."""
         self.endpoint.receive_datagram(data, addr, self._read_at, ecn)
+
+    def _receive_plain(self, data: bytes, addr: Any) -> None:
+        """:meth:`_receive_marked` without an ECN field (a socket without recvmsg)."""
+        self.endpoint.receive_datagram(data, addr, self._read_at)
 
     def _receive_glued(self, datagrams: list[bytes], addr: Any, ecn: int) -> None:
         """The datagrams of one GRO read (see :meth:`_receive_marked`)."""
@@ -544,7 +544,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         raw = self._raw
         if not out or transport is None or raw is None or transport.is_closing():
             return
-        sendto = transport.sendto
         buffered = self._buffered
         if self._gso and len(out) > 1 and not buffered():  # a lone datagram: no run
             sent, self._gso = send_segmented(raw, out)
@@ -563,7 +562,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                         continue
                     except OSError:
                         pass  # buffer full, or the path refused it: the transport decides
-                sendto(data, addr)
+                transport.sendto(data, addr)
             except Exception as exc:  # e.g. an address the socket cannot reach
                 logger.debug("UDP send to %r failed: %r", addr, exc)
 

@@ -407,7 +407,6 @@ def read_batch_ecn(
     """:func:`read_batch` that also reads each datagram's ECN field (``recvmsg``; the
     socket was set up by :func:`configure_path_options`) and feeds ``(data, addr, ecn)``;
     the datagrams of one GRO read go to ``feed_many`` in one call when it is given."""
-    recvmsg = sock.recvmsg
     space = _ANCILLARY_SPACE + GRO_ANCILLARY_SPACE
     count = 0
     ioctl = _ioctl
@@ -423,7 +422,7 @@ def read_batch_ecn(
                 if room == _NOTHING:
                     break  # the batch took everything: no read that fails with EAGAIN
         try:
-            data, ancillary, _flags, addr = recvmsg(65536, space)
+            data, ancillary, _flags, addr = sock.recvmsg(65536, space)  # no bound method
         except (BlockingIOError, InterruptedError):
             break
         except OSError as exc:
