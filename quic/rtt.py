@@ -18,7 +18,9 @@ The ack delay reported by the peer is capped by ``max_ack_delay`` only once the
 handshake is confirmed (§5.3): the caller passes ``max_ack_delay=None`` before that.
 
 :meth:`RttEstimator.pto_base` is ``smoothed_rtt + max(4 * rttvar, kGranularity)``, the
-part of the PTO period (§6.2.1) that is independent of the packet number space.
+part of the PTO period (§6.2.1) that is independent of the packet number space; the
+estimator keeps it in its ``pto`` attribute, recomputed with every sample and reset
+(read after every build, without a call).
 :meth:`RttEstimator.loss_delay` is the time-threshold reordering window (§6.1.2).
 """
 
