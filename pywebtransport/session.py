@@ -366,14 +366,10 @@ class WebTransportSession:
 
     def send_datagram(self, data: bytes | bytearray | memoryview) -> DatagramSent:
         """Send an unreliable datagram; DatagramTooLarge if it cannot fit a packet."""
+        if self.close_info is not None or self._closing:  # check_usable(), inline
+            self.check_usable()  # raises
         link = self._link
-        if (
-            self.close_info is not None
-            or self._closing
-            or link.termination is not None
-            or link.quic_session.termination is not None
-        ):
-            self.check_usable()  # raises (check_usable's tests, inline: per datagram)
+        link.check_open()
         try:
             # the layers below check the size (QUIC: it must fit one packet, ValueError)
             link.send_datagram(self.session_id, data)

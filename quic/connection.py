@@ -59,6 +59,7 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 from quic.cid import ConnectionIdManager
@@ -557,7 +558,7 @@ class QuicConnection:
             return []
         if state is _CLOSING:  # only our CONNECTION_CLOSE, when one is owed (§10.2.1)
             datagrams = self.closer.send(now, self.sender.build_close, self.version, linger(self))
-            return _routed(datagrams, addr, local)
+            return list(zip(datagrams, repeat(addr), repeat(local)))
         handshake = self.handshake
         if handshake.complete and not self.keys.confidentiality_ok(
             self.recovery.spaces[APPLICATION].largest_acked, handshake.confirmed
@@ -565,7 +566,7 @@ class QuicConnection:
             self._fail(QuicProtocolError(TransportErrorCode.AEAD_LIMIT_REACHED, "RFC 9001 §6.6"))
             return self._datagrams_to_send(now)  # the CONNECTION_CLOSE
         version = self.handshake.version  # the version property, read once
-        # other paths (RFC 9000 §8.2); none known: nothing to ask (what it would return)
+        # other paths (RFC 9000 §8.2), asked only when there are some
         out = self.migration.datagrams(now, version) if self.paths.others else []
         sender = self.sender
         datagrams, eliciting = sender.build(now, version)
@@ -579,7 +580,8 @@ class QuicConnection:
             self._flush_routing()
         if len(datagrams) == 1 and not out:  # a reply, a ping-pong: no comprehension
             return [(datagrams[0], addr, local)]
-        out.extend(_routed(datagrams, addr, local))  # a fresh list (conn_migrate)
+        # a fresh list (conn_migrate); zip: a comprehension costs cells at every call
+        out.extend(zip(datagrams, repeat(addr), repeat(local)))
         return out
 
     # -- timers ------------------------------------------------------------------------------
@@ -796,10 +798,3 @@ class QuicConnection:
             self._events.append(ConnectionIdIssued(cid))
         for cid in retired:
             self._events.append(ConnectionIdRetired(cid))
-
-
-def _routed(datagrams: list[bytes], addr: Addr, local: int) -> list[tuple[bytes, Addr, int]]:
-    """``(data, addr, local)`` of each datagram: a function of its own, since a
-    comprehension over the caller's locals has it build a cell per local at every
-    call (per build, issue 10)."""
-    return [(d, addr, local) for d in datagrams]

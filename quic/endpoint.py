@@ -779,9 +779,8 @@ class QuicEndpoint:
             end_trace(conn)
 
 
-# Comprehensions over a caller's locals, in functions of their own: a comprehension
-# makes its enclosing function build a cell per captured local at every call, taken
-# or not (per transmit; issue 10).
+# Comprehensions over a caller's locals, in functions of their own: Python builds the
+# caller a cell per captured local at every call, taken or not (per transmit; issue 10).
 
 
 def _marked(

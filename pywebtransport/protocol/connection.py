@@ -96,6 +96,7 @@ from pywebtransport.protocol.h3config import h3_configuration, shared_h3_configu
 from pywebtransport.protocol.ids import ClaimedIds
 from pywebtransport.protocol.negotiation import Negotiation
 from pywebtransport.protocol.session import (
+    USABLE_STATES,
     WEBTRANSPORT_TOKENS,
     Headers,
     Session,
@@ -119,8 +120,6 @@ _EXPORTER_LABEL = b"EXPORTER-WebTransport"  # draft-16 §4.8
 _WT_MAX_STREAM_DATA = 0x190B4D3E
 _WT_STREAM_DATA_BLOCKED = 0x190B4D42
 _SESSION_GONE = H3ErrorCode.WT_SESSION_GONE
-_ESTABLISHED = SessionState.ESTABLISHED  # module aliases: per datagram sent (_usable)
-_CONNECTING = SessionState.CONNECTING
 
 logger = logging.getLogger("pywebtransport.protocol")
 
@@ -751,11 +750,8 @@ class WebTransportConnection(StreamsMixin):
 
     def _usable(self, session_id: int) -> Session:
         session = self._sessions.get(session_id)
-        # session.USABLE_STATES by identity: a set lookup hashes the Enum member in Python
-        state = None if session is None else session.state
-        if state is not _ESTABLISHED and state is not _CONNECTING:  # per datagram sent
+        if session is None or session.state not in USABLE_STATES:  # usable: per datagram
             raise WebTransportError(f"session {session_id} is not open")
-        assert session is not None  # a state was read from it
         return session
 
     def _flush_flow_updates(self) -> None:
