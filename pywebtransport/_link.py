@@ -213,23 +213,22 @@ class WtLink:
             if type(event) is _DATAGRAM:  # per datagram: the shortcut (module docstring)
                 route = self.wt.datagram_route(event.data)
                 if route is not None:
-                    self._deliver(route[0], route[1])
+                    # A datagram that the layers below have nothing to do with, straight
+                    # to its session. No flush is asked for: nothing was written (the
+                    # pump transmits after every batch of events anyway, and a reply
+                    # asks for its own).
+                    session_id, data = route
+                    session = self.sessions.get(session_id)
+                    if session is not None:
+                        try:
+                            session.on_datagram(data)
+                        except Exception:  # as process(): keep the link alive
+                            logger.exception("handling a datagram of session %d failed", session_id)
                     return True
             return self._handle_quic_event(event)
         except Exception:
             self._internal_error()
             return isinstance(event, _CONSUMED)
-
-    def _deliver(self, session_id: int, data: bytes) -> None:
-        """A datagram that the layers below have nothing to do with, straight to its
-        session. No flush is asked for: nothing was written (the pump transmits after
-        every batch of events anyway, and a reply asks for its own)."""
-        session = self.sessions.get(session_id)
-        if session is not None:
-            try:
-                session.on_datagram(data)
-            except Exception:  # as process(): keep the link alive
-                logger.exception("handling a datagram of session %d failed", session_id)
 
     def _handle_quic_event(self, event: qe.QuicEvent) -> bool:
         if type(event) is qe.DatagramReceived:  # per datagram: no settings, no close

@@ -366,10 +366,13 @@ class WebTransportSession:
 
     def send_datagram(self, data: bytes | bytearray | memoryview) -> DatagramSent:
         """Send an unreliable datagram; DatagramTooLarge if it cannot fit a packet."""
-        self.check_usable()
+        if self.close_info is not None or self._closing:  # check_usable(), inline
+            self.check_usable()  # raises
+        link = self._link
+        link.check_open()
         try:
             # the layers below check the size (QUIC: it must fit one packet, ValueError)
-            self._link.send_datagram(self.session_id, data)
+            link.send_datagram(self.session_id, data)
         except ValueError as exc:
             raise DatagramTooLarge(len(data), self.max_datagram_size) from exc
         except ProtocolApiError as exc:

@@ -256,7 +256,8 @@ class AckTracker:
         floor = largest_acknowledged + 1
         if floor > self.floor:
             # keep the largest so that "in order" detection stays meaningful
-            limit = min(floor, self.largest)
+            largest = self.largest
+            limit = floor if floor < largest else largest  # min(), without the call
             self.received.clear_below(limit)
             self.floor = limit
 

@@ -326,9 +326,10 @@ class PacketSpaces:
         if type(read) is not OneRttReadKeys:
             return self.open(APPLICATION, view, pn_offset, largest_pn, now)
         try:
-            plain_header, pn, opened = read.current.open_short(view, pn_offset, largest_pn)
-            if opened is not None:  # the Key Phase bit of the current keys
-                return plain_header, pn, opened
+            result = read.current.open_short(view, pn_offset, largest_pn)
+            plain_header, pn, opened = result
+            if opened is not None:  # the Key Phase bit of the current keys: as it came
+                return result  # type: ignore[return-value]  # its payload is not None
             payload, updated = read.decrypt(plain_header, pn, view, now)  # RFC 9001 §6
             if updated:
                 self._on_peer_key_update(now)

@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from quic.frames import encode_path_challenge_frame, encode_path_response_frame
@@ -97,6 +97,12 @@ def path_key(addr: Any, local: int = 0) -> Any:
     if isinstance(addr, tuple) and len(addr) > 2:
         addr = addr[:2]
     return (local, addr) if local else addr
+
+
+def _owed_on(responses: Iterable[tuple[Any, Any]], key: Any) -> bool:
+    """A response of ``responses`` is owed on the path of ``key`` (a function of its
+    own: a generator over a caller's local builds a cell per call, taken or not)."""
+    return any(k == key for _, k in responses)
 
 
 def _key(path: Path) -> Any:
@@ -557,8 +563,7 @@ class PathManager:
             return True
         if not self.responses:
             return False
-        key = _key(self.current)
-        return any(k == key for _, k in self.responses)
+        return _owed_on(self.responses, _key(self.current))
 
     def off_path_pending(self) -> list[Path]:
         """Known paths other than the current one that are owed frames; responses for

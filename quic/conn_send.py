@@ -503,7 +503,7 @@ class SendScheduler:
         if recovery.congestion.available() < mtu or pacer.next_send_time(now, mtu) > now:
             return None  # RFC 9002 §7, §7.7: the general path knows what may go
         acks = self._acks
-        ack_due = acks.due(APPLICATION, now)
+        ack_due = acks.trackers[APPLICATION].wants_ack(now)  # acks.due(), without its call
         datagrams = self._datagrams
         waiting = datagrams.pending > 0
         eliciting = waiting or streamed

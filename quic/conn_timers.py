@@ -67,7 +67,7 @@ def idle_deadline(
     than three PTOs)."""
     if last_activity is None or not timeout:
         return None
-    three_ptos = 3 * conn.recovery.rtt.pto_base()  # linger(conn), inline: every batch
+    three_ptos = 3 * conn.recovery.rtt.pto  # linger(conn), inline: every batch
     return last_activity + (timeout if timeout > three_ptos else three_ptos)
 
 
@@ -204,7 +204,7 @@ class IdleTimer:
         idle = rest = None
         timeout = self.timeout
         if timeout:  # idle_deadline: never shorter than three PTOs (RFC 9000 §10.1)
-            three_ptos = 3 * conn.recovery.rtt.pto_base()
+            three_ptos = 3 * conn.recovery.rtt.pto
             idle = last + (timeout if timeout > three_ptos else three_ptos)
         delay = self.rest_delay
         if delay and conn.handshake.confirmed:  # rest_deadline

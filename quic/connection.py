@@ -558,7 +558,7 @@ class QuicConnection:
             return []
         if state is _CLOSING:  # only our CONNECTION_CLOSE, when one is owed (§10.2.1)
             datagrams = self.closer.send(now, self.sender.build_close, self.version, linger(self))
-            return [(d, addr, local) for d in datagrams]
+            return list(zip(datagrams, repeat(addr), repeat(local)))
         handshake = self.handshake
         if handshake.complete and not self.keys.confidentiality_ok(
             self.recovery.spaces[APPLICATION].largest_acked, handshake.confirmed
@@ -566,7 +566,8 @@ class QuicConnection:
             self._fail(QuicProtocolError(TransportErrorCode.AEAD_LIMIT_REACHED, "RFC 9001 §6.6"))
             return self._datagrams_to_send(now)  # the CONNECTION_CLOSE
         version = self.handshake.version  # the version property, read once
-        out = self.migration.datagrams(now, version)  # other paths (RFC 9000 §8.2)
+        # other paths (RFC 9000 §8.2), asked only when there are some
+        out = self.migration.datagrams(now, version) if self.paths.others else []
         sender = self.sender
         datagrams, eliciting = sender.build(now, version)
         self.ecn_codepoint = self.ecn.send_codepoint  # the one the build call chose

@@ -583,10 +583,7 @@ class QuicEndpoint:
             pending = self._pending
             self._pending = {}
         else:
-            waiting = self._pending
-            pending = {conn: None for conn in only if conn in waiting}
-            for conn in pending:
-                del waiting[conn]
+            pending = _take(self._pending, only)
         flushed: list[QuicConnection] = []
         batches: list[tuple[list[tuple[bytes, Any, int]], int]] = []
         entries = self._entries
@@ -664,7 +661,9 @@ class QuicEndpoint:
         caller notes it in ``Deadlines.unfiled``)."""
         conn = entry.conn
         try:
-            self._drain(entry)
+            event = conn.next_event()  # _drain(), inline: twice per round trip
+            if event is not None:
+                self._drain(entry, event)
             if conn.state is _TERMINATED:  # is_closed, without the property
                 self._remove(entry)
                 return
@@ -687,19 +686,24 @@ class QuicEndpoint:
         if token is not None:
             tokens.setdefault(token, entry.conn)
 
-    def _drain(self, entry: Entry) -> None:
+    def _drain(self, entry: Entry, event: QuicEvent | None = None) -> None:
+        """Pass the connection's events on (``event``: the first, already taken)."""
         conn = entry.conn
         events = self._events
         routes = self._routes
-        while (event := conn.next_event()) is not None:
-            if isinstance(event, ConnectionIdIssued):
+        if event is None:
+            event = conn.next_event()
+        while event is not None:
+            # final event classes: type(), not an isinstance() call per event
+            if type(event) is ConnectionIdIssued:
                 self._route(entry, event.connection_id)
-            elif isinstance(event, ConnectionIdRetired):
+            elif type(event) is ConnectionIdRetired:
                 cid = event.connection_id
                 entry.cids.pop(cid, None)
                 if routes.get(cid) is conn:
                     del routes[cid]
             events.append((conn, event))
+            event = conn.next_event()
 
     def _expire(self, entry: Entry) -> None:
         """The handshake deadline passed: abandon the connection silently (§10.1)."""
@@ -776,3 +780,17 @@ class QuicEndpoint:
         if ended:
             self._events.append((conn, ConnectionRemoved(conn)))
             end_trace(conn)
+
+
+# Comprehensions over a caller's locals, in functions of their own: Python builds the
+# caller a cell per captured local at every call, taken or not (per transmit; issue 10).
+
+
+def _take(
+    waiting: dict[QuicConnection, None], only: Iterable[QuicConnection]
+) -> dict[QuicConnection, None]:
+    """The connections of ``only`` that are ``waiting``, taken out of it."""
+    pending = {conn: None for conn in only if conn in waiting}
+    for conn in pending:
+        del waiting[conn]
+    return pending

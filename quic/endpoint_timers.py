@@ -9,7 +9,8 @@ server connection, :attr:`~quic.endpoint_entry.Entry.deadline`); its
 :class:`~quic.endpoint_entry.Entry` holds the deadline filed (``timer``) and the
 sequence number of that heap tuple (``seq``, 0: none). A tuple is valid while its
 ``seq`` is the entry's: re-filing a deadline pushes a new tuple and leaves the old one
-stale (lazy invalidation), and stale tuples are popped when they reach the top. When
+stale (lazy invalidation), and stale tuples are popped when they reach the top (a
+connection whose valid tuple is the top replaces it in place instead). When
 the heap holds more than ``64 + 4 * connections`` tuples, it is rebuilt from the entries'
 valid deadlines, so its size stays O(connections) at an amortised O(1) per push.
 :meth:`earliest` is O(1) amortised, :meth:`due` touches only due connections.
@@ -67,9 +68,15 @@ class Deadlines:
         if timer is None:
             entry.seq = 0
             return
+        seq = entry.seq
         self._seq += 1
         entry.seq = self._seq
         heap = self._heap
+        if seq and heap and heap[0][1] == seq:
+            # its own tuple is the top (one connection, a ping-pong): replaced in one
+            # step, not left stale for earliest() to pop (issue 10)
+            heapq.heapreplace(heap, (timer, self._seq, entry.conn))
+            return
         heapq.heappush(heap, (timer, self._seq, entry.conn))
         if len(heap) > 64 + 4 * len(self._entries):
             # stale entries outnumber live ones: rebuild (amortised O(1) per push)

@@ -19,6 +19,7 @@ never network input).
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 _ev = encode_varint
+_pack_h = struct.Struct("!H").pack  # a two-byte varint: value | 0x4000 (RFC 9000 §16)
 _ONE_BYTE = tuple(bytes((value,)) for value in range(0x40))  # one-byte varints (RFC 9000 §16)
 
 
@@ -58,25 +60,39 @@ def encode_ack_frame(
     if not 0 <= smallest <= largest:
         raise ValueError(f"bad ACK range {ranges[0]}")
     if len(ranges) == 1:  # the common case: one range (ACK Range Count 0), no list
-        # one-byte varints (RFC 9000 §16) from a table, without a call
+        # varints of one byte from a table and of two packed (RFC 9000 §16), without a
+        # call: the packet numbers and ECN counts of a long exchange take two bytes
         first = largest - smallest
+        head = (
+            _ONE_BYTE[largest]
+            if largest < 0x40
+            else _pack_h(largest | 0x4000)
+            if largest < 0x4000
+            else _ev(largest)
+        )
+        delay = (
+            _ONE_BYTE[ack_delay]
+            if 0 <= ack_delay < 0x40
+            else _pack_h(ack_delay | 0x4000)
+            if 0 <= ack_delay < 0x4000
+            else _ev(ack_delay)
+        )
+        span = _ONE_BYTE[first] if first < 0x40 else _ev(first)
         if ecn is None:
-            return (
-                b"\x02"
-                + _ev(largest)
-                + (_ONE_BYTE[ack_delay] if 0 <= ack_delay < 0x40 else _ev(ack_delay))
-                + b"\x00"
-                + (_ONE_BYTE[first] if first < 0x40 else _ev(first))
-            )
+            return b"".join((b"\x02", head, delay, b"\x00", span))
         ect0, ect1, ce = ecn
         return b"".join(
             (
                 b"\x03",
-                _ev(largest),
-                _ONE_BYTE[ack_delay] if 0 <= ack_delay < 0x40 else _ev(ack_delay),
+                head,
+                delay,
                 b"\x00",
-                _ONE_BYTE[first] if first < 0x40 else _ev(first),
-                _ONE_BYTE[ect0] if 0 <= ect0 < 0x40 else _ev(ect0),
+                span,
+                _ONE_BYTE[ect0]
+                if 0 <= ect0 < 0x40
+                else _pack_h(ect0 | 0x4000)
+                if 0 <= ect0 < 0x4000
+                else _ev(ect0),
                 _ONE_BYTE[ect1] if 0 <= ect1 < 0x40 else _ev(ect1),
                 _ONE_BYTE[ce] if 0 <= ce < 0x40 else _ev(ce),
             )

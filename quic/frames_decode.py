@@ -546,11 +546,22 @@ def decode_datagram_frame(data: bytes, pos: int) -> tuple[bytes, int]:
     """:func:`decode_frame` for a frame whose type byte ``data[pos]`` is known to be
     DATAGRAM with a Length field (0x31, RFC 9221 §4): its data and the next position,
     in one call and without a frame object (the datagram receive path)."""
+    # one- and two-byte Lengths (RFC 9000 §16) read inline, longer ones by decode_varint;
+    # _take() inline: one frame per datagram received (issue 10)
     try:
-        length, start = _dv(data, pos + 1)
-    except BufferReadError:
+        b = data[pos + 1]
+        if b < 0x40:
+            length, start = b, pos + 2
+        elif b < 0x80:
+            length, start = (b & 0x3F) << 8 | data[pos + 2], pos + 3
+        else:
+            length, start = _dv(data, pos + 1)
+    except (IndexError, BufferReadError):
         raise _error("frame truncated", 0x31) from None
-    return _take(data, start, length, 0x31)
+    end = start + length
+    if end > len(data):
+        raise _error("frame truncated", 0x31)
+    return data[start:end], end
 
 
 def decode_frames(payload: bytes, packet_type: PacketType | None = None) -> list[Frame]:

@@ -101,6 +101,7 @@ STREAM_LEN_BIT = 0x02
 STREAM_FIN_BIT = 0x01
 
 _ev = encode_varint
+_pack_bh = struct.Struct("!BH").pack  # a frame type byte and a two-byte varint
 
 
 def _check_token16(token: bytes) -> None:
@@ -550,13 +551,19 @@ class ApplicationCloseFrame:
 def encode_datagram_frame_header(length: int, with_length: bool = True) -> bytes:
     """DATAGRAM frame header (RFC 9221 §4): 0x31 + Length, or 0x30 (data to packet end)."""
     if with_length:
+        if 0x40 <= length < 0x4000:  # a two-byte Length, without encode_varint's call
+            return _pack_bh(0x31, length | 0x4000)
         return b"\x31" + _ev(length)
     return b"\x30"
 
 
 def datagram_frame_header_size(length: int, with_length: bool = True) -> int:
     """Size of :func:`encode_datagram_frame_header`."""
-    return 1 + varint_size(length) if with_length else 1
+    if not with_length:
+        return 1
+    if 0 <= length < 0x4000:  # varint_size(), inline: per datagram sent
+        return 2 if length < 0x40 else 3
+    return 1 + varint_size(length)
 
 
 @dataclass(frozen=True, slots=True)

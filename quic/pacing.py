@@ -79,9 +79,11 @@ class Pacer:
         self._rate = rate if rate else None
         mds = self.max_datagram_size
         two = 2 * mds
-        window = 10 * mds if 10 * mds < 14720 else max(14720, two)  # RFC 9002 §7.2
+        window = 10 * mds  # RFC 9002 §7.2: min(10 * mds, max(14720, 2 * mds))
+        if window >= 14720:
+            window = 14720 if two < 14720 else two
         burst = congestion_window if congestion_window < window else window
-        capacity = float(burst if burst > two else two)  # max(burst, 2 * mds)
+        capacity: float = burst if burst > two else two  # max(burst, 2 * mds)
         if rate:
             quantum = rate * PACING_QUANTUM  # min(quantum, congestion_window)
             if quantum > congestion_window:
@@ -103,9 +105,15 @@ class Pacer:
             return now
         if size is None:
             size = self.max_datagram_size
-        tokens = self._tokens_at(now)
+        capacity = self._capacity
+        tokens = self._tokens  # _tokens_at(now), inline: asked before every reply
+        last = self._last
+        if last is not None and now > last:
+            tokens += (now - last) * rate
+            if tokens > capacity:
+                tokens = capacity
         # A packet may always go out from a full bucket, whatever its size.
-        need = size if size < self._capacity else self._capacity
+        need = size if size < capacity else capacity
         if tokens >= need:
             return now
         return now + (need - tokens) / rate

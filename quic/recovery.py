@@ -663,7 +663,7 @@ class LossRecovery:
         # _pto_time_and_space()[0] with only Application Data in flight, same arithmetic
         count = self.pto_count
         backoff = 1 << (count if count < _MAX_BACKOFF_EXPONENT else _MAX_BACKOFF_EXPONENT)
-        duration = self.rtt.pto_base() * backoff
+        duration = self.rtt.pto * backoff
         duration += self.max_ack_delay * backoff
         return application.time_of_last_ack_eliciting + duration
 

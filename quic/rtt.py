@@ -18,7 +18,9 @@ The ack delay reported by the peer is capped by ``max_ack_delay`` only once the
 handshake is confirmed (§5.3): the caller passes ``max_ack_delay=None`` before that.
 
 :meth:`RttEstimator.pto_base` is ``smoothed_rtt + max(4 * rttvar, kGranularity)``, the
-part of the PTO period (§6.2.1) that is independent of the packet number space.
+part of the PTO period (§6.2.1) that is independent of the packet number space; the
+estimator keeps it in its ``pto`` attribute, recomputed with every sample and reset
+(read after every build, without a call).
 :meth:`RttEstimator.loss_delay` is the time-threshold reordering window (§6.1.2).
 """
 
@@ -44,6 +46,7 @@ class RttEstimator:
         "initial_rtt",
         "latest_rtt",
         "min_rtt",
+        "pto",
         "rttvar",
         "smoothed_rtt",
     )
@@ -56,6 +59,10 @@ class RttEstimator:
         self.min_rtt = 0.0
         self.smoothed_rtt = initial_rtt
         self.rttvar = initial_rtt / 2
+        #: :meth:`pto_base`, kept up to date with every sample (an attribute: the
+        #: connection's deadline reads it after every build, issue 10)
+        self.pto = 0.0
+        self._set_pto()
         #: Time the first sample was taken; ``None`` until then (RFC 9002 §A.3).
         self.first_rtt_sample: float | None = None
 
@@ -74,6 +81,7 @@ class RttEstimator:
         self.min_rtt = 0.0
         self.smoothed_rtt = self.initial_rtt
         self.rttvar = self.initial_rtt / 2
+        self._set_pto()
         self.first_rtt_sample = None
 
     def update(
@@ -98,6 +106,7 @@ class RttEstimator:
             self.smoothed_rtt = latest_rtt
             self.rttvar = latest_rtt / 2
             self.first_rtt_sample = now
+            self._set_pto()
             return
         # RFC 9002 §5.2: min_rtt ignores the acknowledgment delay.
         if latest_rtt < self.min_rtt:
@@ -109,8 +118,14 @@ class RttEstimator:
         adjusted_rtt = latest_rtt
         if latest_rtt >= self.min_rtt + ack_delay:
             adjusted_rtt = latest_rtt - ack_delay
-        self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.smoothed_rtt - adjusted_rtt)
-        self.smoothed_rtt = 0.875 * self.smoothed_rtt + 0.125 * adjusted_rtt
+        smoothed = self.smoothed_rtt
+        spread = smoothed - adjusted_rtt  # abs(), without the call
+        if spread < 0.0:
+            spread = -spread
+        rttvar = self.rttvar = 0.75 * self.rttvar + 0.25 * spread
+        smoothed = self.smoothed_rtt = 0.875 * smoothed + 0.125 * adjusted_rtt
+        var = 4.0 * rttvar  # _set_pto(), inline: one sample per round trip
+        self.pto = smoothed + (var if var > K_GRANULARITY else K_GRANULARITY)
 
     def on_persistent_congestion(self) -> None:
         """RFC 9002 §5.2: after persistent congestion, min_rtt restarts at the newest sample."""
@@ -118,9 +133,13 @@ class RttEstimator:
             self.min_rtt = self.latest_rtt
 
     def pto_base(self) -> float:
-        """``smoothed_rtt + max(4 * rttvar, kGranularity)`` (RFC 9002 §6.2.1)."""
+        """``smoothed_rtt + max(4 * rttvar, kGranularity)`` (RFC 9002 §6.2.1): the
+        :attr:`pto` attribute."""
+        return self.pto
+
+    def _set_pto(self) -> None:
         var = 4.0 * self.rttvar
-        return self.smoothed_rtt + (var if var > K_GRANULARITY else K_GRANULARITY)
+        self.pto = self.smoothed_rtt + (var if var > K_GRANULARITY else K_GRANULARITY)
 
     def loss_delay(self) -> float:
         """``max(kTimeThreshold * max(smoothed_rtt, latest_rtt), kGranularity)`` (§6.1.2)."""

@@ -111,6 +111,8 @@ class WebTransportConfiguration:
 
 
 class SessionState(Enum):
+    __hash__ = object.__hash__  # members are singletons: not Enum's Python-level hash(name)
+
     PENDING = "pending"
     CONNECTING = "connecting"
     REQUESTED = "requested"

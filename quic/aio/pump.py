@@ -123,6 +123,7 @@ from quic.aio.udp import (
     RECEIVE_BATCH,
     PathOptions,
     configure_path_options,
+    ecn_messages,
     enable_error_queue,
     enlarge_buffers,
     raw_socket,
@@ -137,11 +138,22 @@ from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
 from quic.endpoint import ConnectionAccepted, ConnectionRemoved, QuicEndpoint
 from quic.errors import StreamResetError, TransportErrorCode
-from quic.events import HandshakeCompleted, QuicEvent, StreamDataReceived
+from quic.events import (
+    DatagramReceived,
+    HandshakeCompleted,
+    QuicEvent,
+    StreamDataReceived,
+)
 
 __all__ = ["QuicEndpointProtocol"]
 
 logger = logging.getLogger("quic")
+
+
+def _nothing_buffered() -> int:
+    """A transport without ``get_write_buffer_size``: it queues nothing we can see."""
+    return 0
+
 
 #: More connections woken than this before a flush: those woken so far leave at once
 #: (see "Wake storms"); one read batch's worth, so a server's replies are not split.
@@ -175,6 +187,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
+        self._read_at = 0.0  # when the batch being read was read (_read_ready)
+        self._readers = (self._receive_marked, self.error_received, self._receive_glued)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None  # when it fires (at or before the deadline)
         self.timer_rearms = 0  # loop timers created (see _arm_timer)
@@ -187,6 +201,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.path_options = PathOptions()  # ECN, Don't Fragment: what the socket allows
         self._raw: socket.socket | None = None  # for sendmsg: ECN marking, GSO
         self._family = 0  # the raw socket's address family
+        #: the ECN control messages of an IPv4 raw socket, per codepoint (ecn_messages)
+        self._ecn_messages: tuple[list[tuple[int, int, bytes]], ...] | None = None
+        #: the transport's get_write_buffer_size (what it still queues), looked up once
+        self._buffered: Callable[[], int] = _nothing_buffered
         self._gso = False  # runs of datagrams in one sendmsg (quic.aio.offload)
         self.gro = False  # the kernel may glue received datagrams (split on reading)
         self.socket_buffers = (0, 0)  # SO_RCVBUF, SO_SNDBUF the kernel granted
@@ -227,6 +245,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._gso = gso_available(raw)
         self._raw = raw if self.path_options.ecn or self._gso else None
         self._family = raw.family if raw is not None else 0  # the property is not free
+        self._ecn_messages = ecn_messages(self._family)
+        self._buffered = getattr(transport, "get_write_buffer_size", _nothing_buffered)
         self.gro = False
         # the transport registers its own reader right after this callback: replace it then
         self.loop.call_soon(self._take_over_reading, transport)
@@ -243,21 +263,12 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
     def _read_ready(self, sock: socket.socket) -> None:
         self.read_wakeups += 1
         try:
-            now = self.loop.time()
-            endpoint = self.endpoint
-            receive = endpoint.receive_datagram
+            self._read_at = self.loop.time()  # the batch's "now" (_receive_marked)
             if self._raw is not None:
-                receive_many = endpoint.receive_datagrams  # a GRO read's datagrams
-                count = read_batch_ecn(
-                    sock,
-                    lambda d, a, ecn: receive(d, a, now, ecn),
-                    self.error_received,
-                    feed_many=lambda ds, a, ecn: receive_many(ds, a, now, ecn),
-                )
+                feed, on_error, feed_many = self._readers  # bound once, not per wake-up
+                count = read_batch_ecn(sock, feed, on_error, feed_many=feed_many)
             else:
-                count = read_batch(
-                    sock, lambda data, addr: receive(data, addr, now), self.error_received
-                )
+                count = read_batch(sock, self._receive_plain, self.error_received)
             self.datagrams_read += count
             if not count and self._errors is not None:
                 # woken by a queued error whose report a send already took (EPOLLERR)
@@ -268,7 +279,24 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         # run first (they were scheduled first), so a reply leaves with the ACK of what
         # triggered it — one datagram each way per round trip, not a reply and an ACK.
         self._dispatch()
-        self._flush_or_transmit()
+        if self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
+            self._flush_or_transmit()
+        elif not self._flush_scheduled:  # schedule_flush(), inline
+            self._flush_scheduled = True
+            self._flush_soon()
+
+    def _receive_marked(self, data: bytes, addr: Any, ecn: int) -> None:
+        """A datagram :meth:`_read_ready` read, with its ECN field: to the endpoint (a
+        method, not a closure per wake-up: no function object built per read)."""
+        self.endpoint.receive_datagram(data, addr, self._read_at, ecn)
+
+    def _receive_plain(self, data: bytes, addr: Any) -> None:
+        """:meth:`_receive_marked` without an ECN field (a socket without recvmsg)."""
+        self.endpoint.receive_datagram(data, addr, self._read_at)
+
+    def _receive_glued(self, datagrams: list[bytes], addr: Any, ecn: int) -> None:
+        """The datagrams of one GRO read (see :meth:`_receive_marked`)."""
+        self.endpoint.receive_datagrams(datagrams, addr, self._read_at, ecn)
 
     def _flush_or_transmit(self) -> None:
         """After events were handed up: transmit at the flush — or now when a handshake
@@ -430,7 +458,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
     def _transmit(self) -> None:
         self._received = self._received_seen = 0
         if self._woken:
-            self._woken = {}
+            self._woken.clear()  # kept: one connection woken per round trip, no new dict
         endpoint = self.endpoint
         item = endpoint.next_event()  # _dispatch() only with an event: per transmit
         if item is not None:
@@ -516,22 +544,25 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         raw = self._raw
         if not out or transport is None or raw is None or transport.is_closing():
             return
-        sendto = transport.sendto
-        buffered: Callable[[], int] = getattr(transport, "get_write_buffer_size", lambda: 0)
+        buffered = self._buffered
         if self._gso and len(out) > 1 and not buffered():  # a lone datagram: no run
             sent, self._gso = send_segmented(raw, out)
             if sent == len(out):
                 return
             out = out[sent:]  # the socket buffer is full: the transport queues the rest
+        messages = self._ecn_messages
         for data, addr, ecn in out:
             try:
                 if ecn and not buffered():
                     try:
-                        send_marked(raw, data, addr, ecn, self._family)
+                        if messages is not None:  # send_marked(), inline: IPv4
+                            raw.sendmsg([data], messages[ecn], 0, addr)
+                        else:
+                            send_marked(raw, data, addr, ecn, self._family)
                         continue
                     except OSError:
                         pass  # buffer full, or the path refused it: the transport decides
-                sendto(data, addr)
+                transport.sendto(data, addr)
             except Exception as exc:  # e.g. an address the socket cannot reach
                 logger.debug("UDP send to %r failed: %r", addr, exc)
 
@@ -545,7 +576,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         while item is not None:
             conn, event = item
             item = endpoint.next_event()
-            if type(event) is StreamDataReceived:
+            if type(event) is DatagramReceived:
+                pass  # the ping-pong's event: none of the tests below (issue 10)
+            elif type(event) is StreamDataReceived:
                 if item is not None and not event.end_stream:
                     event, item, merged = _coalesce(endpoint, conn, event, item)
                     self.events_coalesced += merged

@@ -523,12 +523,17 @@ class QuicSession:
         if progress is not None:
             self._progress = None
             progress.set()
+        if self._closing:
+            self._forget_flushed_writers()
+
+    def _forget_flushed_writers(self) -> None:
+        """Forget the closing writers whose data is all acknowledged (a method of its
+        own: its comprehension would have :meth:`_after_flush` build a cell per call)."""
         closing = self._closing
-        if closing:
-            buffered = self.connection.send_buffered
-            for sid in [sid for sid in closing if not buffered(sid)]:
-                del closing[sid]
-                self._writers.pop(sid, None)
+        buffered = self.connection.send_buffered
+        for sid in [sid for sid in closing if not buffered(sid)]:
+            del closing[sid]
+            self._writers.pop(sid, None)
 
     def _on_removed(self) -> None:
         """The endpoint forgot the connection: nothing more will happen to it."""

@@ -71,6 +71,7 @@ __all__ = [
     "RECEIVE_BATCH",
     "PathOptions",
     "configure_path_options",
+    "ecn_messages",
     "enable_error_queue",
     "enlarge_buffers",
     "raw_socket",
@@ -221,6 +222,16 @@ def send_marked(sock: socket.socket, data: bytes, addr: Any, ecn: int, family: i
         raise OSError("no ECN control message on this platform")
     value = _ECN_VALUES[ecn] if 0 <= ecn < 4 else struct.pack("=i", ecn)
     sock.sendmsg([data], [(level, kind, value)], 0, addr)
+
+
+def ecn_messages(family: int) -> tuple[list[tuple[int, int, bytes]], ...] | None:
+    """The control messages :func:`send_marked` passes to ``sendmsg`` for each ECN
+    codepoint (index 0 to 3) on an IPv4 socket of ``family``, built once: a caller that
+    sends one datagram per round trip calls ``sendmsg`` with them itself (issue 10).
+    None for another family (an IPv6 socket decides per address) or without IP_TOS."""
+    if family != socket.AF_INET or _IP_TOS is None:
+        return None
+    return tuple([(socket.IPPROTO_IP, _IP_TOS, value)] for value in _ECN_VALUES)
 
 
 def _ecn_of(ancillary: list[tuple[int, int, bytes]]) -> int:
@@ -396,7 +407,6 @@ def read_batch_ecn(
     """:func:`read_batch` that also reads each datagram's ECN field (``recvmsg``; the
     socket was set up by :func:`configure_path_options`) and feeds ``(data, addr, ecn)``;
     the datagrams of one GRO read go to ``feed_many`` in one call when it is given."""
-    recvmsg = sock.recvmsg
     space = _ANCILLARY_SPACE + GRO_ANCILLARY_SPACE
     count = 0
     ioctl = _ioctl
@@ -412,7 +422,7 @@ def read_batch_ecn(
                 if room == _NOTHING:
                     break  # the batch took everything: no read that fails with EAGAIN
         try:
-            data, ancillary, _flags, addr = recvmsg(65536, space)
+            data, ancillary, _flags, addr = sock.recvmsg(65536, space)  # no bound method
         except (BlockingIOError, InterruptedError):
             break
         except OSError as exc:

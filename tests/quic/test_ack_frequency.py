@@ -391,6 +391,35 @@ def test_lost_request_is_sent_again_with_a_new_sequence_number() -> None:
     assert decode_frame(again.frames[0], 0)[0] == AckFrequencyFrame(1, 1, 5000, 1)
 
 
+def test_wants_send_asks_for_what_wanted_says() -> None:
+    """wants_send() has wanted() inline (per build, issue 10): the request it decides
+    on is wanted()'s, and once that was requested it asks for nothing more."""
+    cases = [
+        (window, 1200 + extra, srtt, floor, peer_min, peer_max)
+        for window in (2_400, 12_000, 48_000, 10**7)
+        for extra in (0, 252)
+        for srtt in (0.0005, 0.002, 0.02, 0.2)
+        for floor in (1000, 25_000)
+        for peer_min in (0, 1000, 30_000)
+        for peer_max in (10, 25)
+    ]
+    for window, mds, srtt, floor, peer_min, peer_max in cases:
+        sender = AckFrequencySender(_Recovery(), True, floor)  # type: ignore[arg-type]
+        sender.set_peer_params(peer_min, peer_max)
+        threshold, delay = sender.wanted(window, mds, srtt)
+        assert sender.wants_send(0.0, window, mds, srtt, True)
+        asm = _Asm()
+        sender.write(asm, 0.0)  # type: ignore[arg-type]
+        assert decode_frame(asm.frames[0], 0)[0] == AckFrequencyFrame(0, threshold, delay, 1)
+        assert sender.requested == (threshold, delay)
+        handler, args = asm.packet.handlers[0]
+        handler(True, *args)  # acknowledged: nothing in flight any more
+        assert not sender.wants_send(1.0, window, mds, srtt, True)  # nothing new to ask
+        assert sender.wants_send(2.0, 4 * window, mds, srtt, True) == (
+            sender.wanted(4 * window, mds, srtt) != (threshold, delay)
+        )
+
+
 def test_sender_needs_peer_support() -> None:
     sender = AckFrequencySender(_Recovery())  # type: ignore[arg-type]
     assert not sender.wants_send(0.0, 10**6, 1200, 0.05, True)

@@ -45,13 +45,29 @@ def test_earliest_is_the_smallest_valid_deadline_and_refiling_makes_the_old_stal
     deadlines.schedule(a, 3.0)
     deadlines.schedule(b, 2.0)
     assert deadlines.earliest() == 2.0
-    deadlines.schedule(b, 5.0)  # the 2.0 tuple is stale now
+    deadlines.schedule(a, 4.0)  # a's 3.0 tuple is not the top: it stays, stale
     assert len(deadlines) == 3
-    assert deadlines.earliest() == 3.0
-    assert len(deadlines) == 2  # the stale top was popped
+    deadlines.schedule(b, 5.0)  # b's 2.0 tuple is the top: replaced in place
+    assert len(deadlines) == 3
+    assert deadlines.earliest() == 4.0
+    assert len(deadlines) == 2  # the stale 3.0 reached the top and was popped
     deadlines.schedule(a, None)
     assert a.seq == 0 and a.timer is None
     assert deadlines.earliest() == 5.0
+    assert deadlines.due(5.0) == [b] and deadlines.earliest() is None
+
+
+def test_a_lone_connection_refiling_its_deadline_keeps_one_tuple() -> None:
+    """The ping-pong case: the connection's own tuple is the top, replaced in place."""
+    entries: dict[QuicConnection, Entry] = {}
+    deadlines = Deadlines(entries, _never)
+    a = _add(entries, _Conn())
+    for step in range(1, 100):
+        deadlines.schedule(a, float(step))
+        assert len(deadlines) == 1
+        assert deadlines.earliest() == float(step)
+    deadlines.schedule(a, 0.5)  # earlier also replaces it
+    assert len(deadlines) == 1 and deadlines.earliest() == 0.5
 
 
 def test_an_unchanged_deadline_pushes_nothing() -> None:

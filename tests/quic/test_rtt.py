@@ -123,3 +123,20 @@ def test_negative_sample_clamped() -> None:
     rtt.update(-0.5, 0.0, now=0.0)
     assert rtt.latest_rtt == 0.0 and rtt.smoothed_rtt == 0.0
     assert rtt.pto_base() == K_GRANULARITY
+
+
+def test_the_pto_attribute_follows_every_sample_and_reset() -> None:
+    """RttEstimator.pto is kept with each sample (the deadline reads it after every
+    build, issue 10): always smoothed_rtt + max(4 * rttvar, kGranularity)."""
+
+    def expected(rtt: RttEstimator) -> float:
+        return rtt.smoothed_rtt + max(4 * rtt.rttvar, K_GRANULARITY)
+
+    rtt = RttEstimator(initial_rtt=0.1)
+    assert rtt.pto == pytest.approx(expected(rtt)) and rtt.pto_base() == rtt.pto
+    for i, (sample, delay) in enumerate([(0.05, 0.0), (0.2, 0.01), (0.001, 0.0), (0.03, 0.5)]):
+        rtt.update(sample, delay, now=float(i), max_ack_delay=0.025)
+        assert rtt.pto == pytest.approx(expected(rtt))
+    rtt.reset(initial_rtt=0.2)
+    assert rtt.pto == pytest.approx(expected(rtt))
+    assert rtt.pto == pytest.approx(0.2 + 4 * 0.1)  # rttvar starts at initial_rtt / 2

@@ -149,3 +149,21 @@ def test_a_zero_length_datagram_waits_for_the_next_wake_up() -> None:
         assert _read(rx, True) == [b"first"]
         assert _read(rx, True) == [b"", b"last"]
         assert _read(rx, True) == []
+
+
+def test_the_pumps_ecn_messages_mark_as_send_marked_does() -> None:
+    """udp.ecn_messages: the control messages send_marked passes, built once for an
+    IPv4 socket (the pump sends with them itself, issue 10); none for IPv6."""
+    assert udp.ecn_messages(socket.AF_INET6) is None
+    messages = udp.ecn_messages(socket.AF_INET)
+    assert messages is not None and len(messages) == 4
+    tx, rx = _pair()
+    with tx, rx:
+        assert configure_path_options(rx).ecn
+        tx.sendmsg([b"own"], messages[2], 0, rx.getsockname())  # ECT(0)
+        udp.send_marked(tx, b"ref", rx.getsockname(), 2)
+        tx.sendmsg([b"not"], messages[0], 0, rx.getsockname())
+        time.sleep(0.02)  # loopback delivers within sendmsg, normally
+        got: list[tuple[bytes, int]] = []
+        read_batch_ecn(rx, lambda d, _a, ecn: got.append((d, ecn)), _no_error)
+    assert got == [(b"own", 2), (b"ref", 2), (b"not", 0)]
