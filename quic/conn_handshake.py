@@ -131,7 +131,7 @@ class HandshakeDriver:
     def __init__(
         self,
         configuration: QuicConfiguration,
-        events: deque[QuicEvent],
+        events: list[QuicEvent],
         *,
         version: int,
         original_dcid: bytes,

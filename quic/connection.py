@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -110,6 +109,9 @@ _LIVE = LIVE
 _TERMINATED = ConnectionState.TERMINATED
 _DRAINING = ConnectionState.DRAINING
 _CLOSING = ConnectionState.CLOSING
+#: Events taken from the queue (``QuicConnection.next_event``) and still in its list
+#: before the list is compacted: a caller that never drains it keeps at most these.
+_TAKEN_KEPT = 64
 
 
 class QuicConnection:
@@ -143,6 +145,7 @@ class QuicConnection:
         "_issue_token",
         "_now",
         "_qlog",
+        "_taken",
         "_token_bytes",
         "ackfreq",
         "acks",
@@ -198,7 +201,11 @@ class QuicConnection:
         if version is None:  # a client: the version of its first Initial
             version = config.initial_version or config.supported_versions[0]
         self.state = ConnectionState.HANDSHAKE
-        self._events: deque[QuicEvent] = deque()
+        # the event queue: a list every component appends to, and how many of its
+        # events were taken (next_event); emptied when drained, so an idle connection
+        # holds an empty list (a deque keeps a 64-slot block: 0.7 KB, issue 10)
+        self._events: list[QuicEvent] = []
+        self._taken = 0
         self._now = 0.0  # the latest time an entry point was given (for the app API)
         self.host_cid = token_bytes(config.connection_id_length)
         self.cids = ConnectionIdManager(
@@ -354,7 +361,7 @@ class QuicConnection:
     def queue_sizes(self) -> dict[str, int]:
         """Size of every internal queue and table a peer or the application can grow
         (tests assert they drain and stay within their limits; :mod:`quic.stats`)."""
-        return queue_sizes(self, len(self._events))
+        return queue_sizes(self, len(self._events) - self._taken)
 
     # -- application API ---------------------------------------------------------------------
 
@@ -380,12 +387,22 @@ class QuicConnection:
     def next_event(self) -> QuicEvent | None:
         """The next event, or None: the only way events leave the connection."""
         events = self._events
-        while events:
-            event = events.popleft()
+        taken = self._taken
+        if taken > _TAKEN_KEPT:  # taken one by one and never drained: bounded all the same
+            del events[:taken]
+            taken = 0
+        while taken < len(events):
+            event = events[taken]
+            taken += 1
+            self._taken = taken
             if type(event) is not DeferredDelivery:
                 return event
             # stream data waiting in its place (quic.conn_streams): delivered now
-            self.streams.deliver_deferred(event.stream_id, self._now)
+            delivered = self.streams.deliver_deferred(event.stream_id, self._now)
+            if delivered is not None:
+                return delivered
+        events.clear()  # drained: the list's storage goes
+        self._taken = 0
         return None
 
     def create_stream(self, bidirectional: bool = True) -> int:
