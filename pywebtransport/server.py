@@ -143,6 +143,11 @@ class WebTransportServer:
         self._connections_total = 0
         self._sessions_total = 0
         self._totals = dict.fromkeys(_COUNTERS, 0)
+        # the callbacks every link and session is given, bound once: not a bound method
+        # (or closure) per connection and per session (issue 10, memory per idle session)
+        self._forget_session = self._forget
+        self._request_hook = self._on_request
+        self._link_closed_hook = self._on_link_closed
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -218,8 +223,8 @@ class WebTransportServer:
             datagram_queue=config.datagram_queue_size,
             datagram_queue_bytes=config.datagram_queue_bytes,
             stream_backlog=config.stream_backlog,
-            on_request=self._on_request,
-            on_closed=self._on_link_closed,
+            on_request=self._request_hook,
+            on_closed=self._link_closed_hook,
         )
         self._links.add(link)
         self._connections_total += 1
@@ -252,7 +257,7 @@ class WebTransportServer:
     def _adopt(self, session: WebTransportSession) -> None:
         self._sessions.add(session)
         self._sessions_total += 1
-        session.events.on(EventType.CLOSED, lambda _: self._forget(session))
+        session._on_end = self._forget_session  # one bound method for every session
         self.events.emit(EventType.SESSION, session)
 
     def _forget(self, session: WebTransportSession) -> None:

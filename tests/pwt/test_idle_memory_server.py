@@ -14,6 +14,7 @@ import tracemalloc
 from collections import deque
 
 from pywebtransport import WebTransportServer, WebTransportSession
+from pywebtransport.events import EventType
 from pywebtransport.protocol import WebTransportConnection
 from pywebtransport.session import _Inbox
 from quic.aio import QuicSession
@@ -143,6 +144,43 @@ async def test_idle_server_session_holds_no_asyncio_queues() -> None:
         assert any(isinstance(o, QuicSession) for o in found)  # the walk got there
         queues = [o for o in found if isinstance(o, (deque, asyncio.Queue, asyncio.Event))]
         assert not queues, queues
+    finally:
+        acceptor.cancel()
+        await server.shutdown(timeout=0)
+        await _close(proc)
+
+
+async def test_idle_server_session_holds_no_close_futures_or_handlers() -> None:
+    """The futures ``wait_connected()`` / ``wait_closed()`` await are made by their first
+    waiter, and the server keeps its sessions' count without a handler per session: an
+    idle session holds none of them. Waiting still works before and after the end, and
+    the server still forgets a closed session (its counters go to the totals)."""
+    server = WebTransportServer(server_config())
+    await server.listen(host="127.0.0.1", port=0)
+    held = _Server(server)
+    acceptor = asyncio.ensure_future(held.accept_all())
+    proc = await _open(server.port, 2, held)
+    try:
+        first, second = held.sessions
+        for session in (first, second):
+            quic_session = session._link.quic_session
+            assert quic_session._connected is None and quic_session._closed is None
+            assert session._closed is None
+            assert session.events.listener_count(EventType.CLOSED) == 0
+        quic_session = first._link.quic_session
+        await asyncio.wait_for(quic_session.wait_connected(), 5)  # connected: at once
+        waiter = asyncio.ensure_future(first.wait_closed())  # made by this waiter
+        await asyncio.sleep(0)
+        assert first._closed is not None and not waiter.done()
+        closed_events: list[object] = []
+        first.events.on(EventType.CLOSED, closed_events.append)
+        await first.close(7, "bye")
+        info = await asyncio.wait_for(waiter, 5)
+        assert info.code == 7 and closed_events and closed_events[0].data is info
+        await second.close()
+        assert (await second.wait_closed()).code == 0  # after the end: no future made
+        assert second._closed is None
+        assert first not in server._sessions and second not in server._sessions
     finally:
         acceptor.cancel()
         await server.shutdown(timeout=0)
