@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,16 +62,19 @@ class SessionRequest:
         self._event = event
         self.session_id = event.session_id
         target = urlsplit(event.path)
-        self.path: str = target.path or "/"
+        # the strings an accepted session keeps, interned like its header fields: the
+        # same path, authority and peer host for many sessions are one object each
+        intern = sys.intern
+        self.path: str = intern(target.path or "/")
         self.query: str = target.query
-        self.authority: str = event.authority
+        self.authority: str = intern(event.authority)
         self.headers: dict[str, str] = decode_headers(event.headers)
         self.origin: str | None = self.headers.get("origin")
         self.draft: str = draft_name(event.draft)
         self.protocols: list[str] = list(event.protocols)
         address = link.peer_address
         self.remote_address: tuple[str, int] = (
-            (str(address[0]), int(address[1])) if address else ("", 0)
+            (intern(str(address[0])), int(address[1])) if address else ("", 0)
         )
         self.state = "pending"  # "accepted", "rejected"
         self.session: WebTransportSession | None = None

@@ -14,6 +14,7 @@ import tracemalloc
 from collections import deque
 
 from pywebtransport import WebTransportServer, WebTransportSession
+from pywebtransport._link import decode_headers
 from pywebtransport.events import EventType
 from pywebtransport.protocol import WebTransportConnection
 from pywebtransport.session import _Inbox
@@ -151,10 +152,11 @@ async def test_idle_server_session_holds_no_asyncio_queues() -> None:
 
 
 async def test_idle_server_session_holds_no_close_futures_or_handlers() -> None:
-    """The futures ``wait_connected()`` / ``wait_closed()`` await are made by their first
-    waiter, and the server keeps its sessions' count without a handler per session: an
-    idle session holds none of them. Waiting still works before and after the end, and
-    the server still forgets a closed session (its counters go to the totals)."""
+    """The futures ``wait_connected()`` / ``wait_closed()`` / the link's ``settings``
+    stand for are made by their first waiter, and the server keeps its sessions' count
+    without a handler per session: an idle session holds none of them. Waiting still
+    works before and after the end, and the server still forgets a closed session (its
+    counters go to the totals)."""
     server = WebTransportServer(server_config())
     await server.listen(host="127.0.0.1", port=0)
     held = _Server(server)
@@ -165,8 +167,9 @@ async def test_idle_server_session_holds_no_close_futures_or_handlers() -> None:
         for session in (first, second):
             quic_session = session._link.quic_session
             assert quic_session._connected is None and quic_session._closed is None
-            assert session._closed is None
+            assert session._closed is None and session._link._settings is None
             assert session.events.listener_count(EventType.CLOSED) == 0
+        await asyncio.wait_for(first._link.settings, 5)  # known already: settled at once
         quic_session = first._link.quic_session
         await asyncio.wait_for(quic_session.wait_connected(), 5)  # connected: at once
         waiter = asyncio.ensure_future(first.wait_closed())  # made by this waiter
@@ -202,3 +205,16 @@ async def test_inbox_serves_waiters_in_turn_and_keeps_nothing_when_empty() -> No
     assert inbox.qsize() == 1 and await inbox.get() == 2
     assert first.cancelled()
     assert inbox._items is None and not inbox._waiters  # drained: nothing kept
+
+
+def test_request_fields_of_many_sessions_are_one_string_each() -> None:
+    """The header fields a server's sessions keep are interned: two requests with the
+    same fields share each name and value (issue 10, memory per idle session); repeated
+    fields are still joined with ", " and undecodable bytes replaced."""
+    raw = [(b":path", b"/echo"), (b"origin", b"https://example.org"), (b"x-a", b"1")]
+    first = decode_headers([(bytes(n), bytes(v)) for n, v in raw])
+    second = decode_headers([(bytes(n), bytes(v)) for n, v in raw])
+    assert first == second == {":path": "/echo", "origin": "https://example.org", "x-a": "1"}
+    for (name_1, value_1), (name_2, value_2) in zip(first.items(), second.items(), strict=True):
+        assert name_1 is name_2 and value_1 is value_2
+    assert decode_headers([(b"x", b"a"), (b"x", b"\xff")]) == {"x": "a, \ufffd"}
