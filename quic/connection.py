@@ -109,8 +109,8 @@ _LIVE = LIVE
 _TERMINATED = ConnectionState.TERMINATED
 _DRAINING = ConnectionState.DRAINING
 _CLOSING = ConnectionState.CLOSING
-#: Events taken from the queue (``QuicConnection.next_event``) and still in its list
-#: before the list is compacted: a caller that never drains it keeps at most these.
+#: Events taken from the queue (``QuicConnection.next_event``) that may stay in its list
+#: while it is not drained (and more, up to half the list): then the list is compacted.
 _TAKEN_KEPT = 64
 
 
@@ -387,13 +387,18 @@ class QuicConnection:
     def next_event(self) -> QuicEvent | None:
         """The next event, or None: the only way events leave the connection."""
         events = self._events
-        taken = self._taken
-        if taken > _TAKEN_KEPT:  # taken one by one and never drained: bounded all the same
-            del events[:taken]
-            taken = 0
-        while taken < len(events):
+        while events:
+            taken = self._taken
             event = events[taken]
             taken += 1
+            if taken == len(events):
+                events.clear()  # drained: the list's storage goes
+                taken = 0
+            elif taken > _TAKEN_KEPT and taken * 2 > len(events):
+                # taken one by one and never drained: the taken prefix stays bounded
+                # (at most half the list past a few), each event moved O(1) times
+                del events[:taken]
+                taken = 0
             self._taken = taken
             if type(event) is not DeferredDelivery:
                 return event
@@ -401,8 +406,6 @@ class QuicConnection:
             delivered = self.streams.deliver_deferred(event.stream_id, self._now)
             if delivered is not None:
                 return delivered
-        events.clear()  # drained: the list's storage goes
-        self._taken = 0
         return None
 
     def create_stream(self, bidirectional: bool = True) -> int:

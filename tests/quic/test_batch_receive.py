@@ -226,12 +226,16 @@ def test_event_queue_keeps_no_storage_once_drained_and_stays_bounded() -> None:
     assert server._events == [] and server._taken == 0
     assert sys.getsizeof(server._events) == sys.getsizeof([])
     assert server.queue_sizes()["events"] == 0
-    # taken one at a time while more keep coming: the taken prefix is let go
+    # taken one at a time, never drained (a few always wait): the taken prefix is let
+    # go once past _TAKEN_KEPT and half the list; order is kept
+    for i in range(3):
+        server._events.append(ConnectionTerminated(i, "", None, False))
     for i in range(5 * _TAKEN_KEPT):
-        server._events.append(ConnectionTerminated(i, "", None, False))
-        server._events.append(ConnectionTerminated(i, "", None, False))
+        server._events.append(ConnectionTerminated(i + 3, "", None, False))
         taken = server.next_event()
-        assert isinstance(taken, ConnectionTerminated)
+        assert isinstance(taken, ConnectionTerminated) and taken.error_code == i
         assert server._taken <= _TAKEN_KEPT + 1
-        assert server.queue_sizes()["events"] == i + 1
-    assert len(server._events) <= 5 * _TAKEN_KEPT + _TAKEN_KEPT + 1
+        assert len(server._events) - server._taken == server.queue_sizes()["events"] == 3
+    while server.next_event() is not None:
+        pass
+    assert server._events == [] and server._taken == 0
