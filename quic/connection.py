@@ -109,9 +109,7 @@ _LIVE = LIVE
 _TERMINATED = ConnectionState.TERMINATED
 _DRAINING = ConnectionState.DRAINING
 _CLOSING = ConnectionState.CLOSING
-#: Events taken from the queue (``QuicConnection.next_event``) that may stay in its list
-#: while it is not drained (and more, up to half the list): then the list is compacted.
-_TAKEN_KEPT = 64
+_TAKEN_KEPT = 64  # taken events a never-drained queue keeps (beyond: up to half of it)
 
 
 class QuicConnection:
@@ -201,9 +199,8 @@ class QuicConnection:
         if version is None:  # a client: the version of its first Initial
             version = config.initial_version or config.supported_versions[0]
         self.state = ConnectionState.HANDSHAKE
-        # the event queue: a list every component appends to, and how many of its
-        # events were taken (next_event); emptied when drained, so an idle connection
-        # holds an empty list (a deque keeps a 64-slot block: 0.7 KB, issue 10)
+        # events (every component appends) and how many were taken: a list emptied when
+        # drained (an idle deque keeps a 64-slot block, 0.7 KB; issue 10)
         self._events: list[QuicEvent] = []
         self._taken = 0
         self._now = 0.0  # the latest time an entry point was given (for the app API)
@@ -388,15 +385,12 @@ class QuicConnection:
         """The next event, or None: the only way events leave the connection."""
         events = self._events
         while events:
-            taken = self._taken
-            event = events[taken]
-            taken += 1
+            event = events[self._taken]
+            taken = self._taken + 1
             if taken == len(events):
                 events.clear()  # drained: the list's storage goes
                 taken = 0
-            elif taken > _TAKEN_KEPT and taken * 2 > len(events):
-                # taken one by one and never drained: the taken prefix stays bounded
-                # (at most half the list past a few), each event moved O(1) times
+            elif taken > _TAKEN_KEPT and taken * 2 > len(events):  # never drained: bounded
                 del events[:taken]
                 taken = 0
             self._taken = taken
