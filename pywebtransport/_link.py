@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -130,11 +131,17 @@ SessionFactory = Callable[[ev.SessionEstablished], SessionEndpoint]
 
 
 def decode_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Header fields as a ``str`` dict (repeated fields joined with ", ")."""
+    """Header fields as a ``str`` dict (repeated fields joined with ", ").
+
+    Names and values are interned: the fields every session of a server keeps (its
+    request's) are mostly the same strings, one object each for all of them instead of
+    one per session (issue 10, memory per idle session; an interned string still goes
+    with its last user)."""
+    intern = sys.intern
     result: dict[str, str] = {}
     for name, value in headers:
-        key = name.decode("latin-1")
-        text = value.decode("utf-8", "replace")
+        key = intern(name.decode("latin-1"))
+        text = intern(value.decode("utf-8", "replace"))
         result[key] = f"{result[key]}, {text}" if key in result else text
     return result
 
@@ -159,6 +166,7 @@ class WtLink:
         "_on_closed",
         "_on_request",
         "_quic",
+        "_settings",
         "datagram_queue",
         "datagram_queue_bytes",
         "is_client",
@@ -166,7 +174,6 @@ class WtLink:
         "pending",
         "quic_session",
         "sessions",
-        "settings",
         "stream_backlog",
         "streams",
         "termination",
@@ -198,12 +205,30 @@ class WtLink:
         self.streams: dict[int, StreamEndpoint] = {}
         #: client: session ID -> (future, factory building the session object)
         self.pending: dict[int, tuple[asyncio.Future[Any], SessionFactory]] = {}
-        self.settings: asyncio.Future[None] = self.loop.create_future()
+        self._settings: asyncio.Future[None] | None = None  # made when asked (settings)
         self.termination: qe.ConnectionTerminated | None = None
         self._on_request = on_request
         self._on_closed = on_closed
         self._failed = False
         session.event_listener = self._on_quic_event
+
+    @property
+    def settings(self) -> asyncio.Future[None]:
+        """Done once the peer's SETTINGS arrived; failed with the connection's error if
+        it ended first. Made when first asked (a server never asks: no future per
+        connection, issue 10), settled at once if the answer is known already."""
+        settings = self._settings
+        if settings is None:
+            settings = self._settings = self.loop.create_future()
+            term = self.termination
+            if self.wt.peer_settings is not None:
+                settings.set_result(None)
+            elif term is not None:
+                settings.set_exception(
+                    connection_error(term.error_code, term.reason_phrase, term.by_peer)
+                )
+                settings.exception()  # mark retrieved
+        return settings
 
     # -- input ------------------------------------------------------------------------
 
@@ -246,8 +271,9 @@ class WtLink:
         if isinstance(event, qe.ConnectionTerminated) and self.termination is None:
             self.termination = event  # pending connects fail with the connection's error
         self.wt.handle_event(event)
-        if self.wt.peer_settings is not None and not self.settings.done():
-            self.settings.set_result(None)
+        settings = self._settings
+        if settings is not None and not settings.done() and self.wt.peer_settings is not None:
+            settings.set_result(None)
         self.process()
         if isinstance(event, qe.ConnectionTerminated):
             self._on_terminated(event)
@@ -353,9 +379,10 @@ class WtLink:
                 future.set_exception(exc)
                 future.exception()  # mark retrieved
         self.pending.clear()
-        if not self.settings.done():
-            self.settings.set_exception(exc)
-            self.settings.exception()
+        settings = self._settings
+        if settings is not None and not settings.done():
+            settings.set_exception(exc)
+            settings.exception()
         for session in list(self.sessions.values()):  # the core reported them already
             session.on_closed(0, event.reason_phrase, True, event.error_code)
         self.sessions.clear()

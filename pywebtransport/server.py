@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,16 +62,19 @@ class SessionRequest:
         self._event = event
         self.session_id = event.session_id
         target = urlsplit(event.path)
-        self.path: str = target.path or "/"
+        # the strings an accepted session keeps, interned like its header fields: the
+        # same path, authority and peer host for many sessions are one object each
+        intern = sys.intern
+        self.path: str = intern(target.path or "/")
         self.query: str = target.query
-        self.authority: str = event.authority
+        self.authority: str = intern(event.authority)
         self.headers: dict[str, str] = decode_headers(event.headers)
         self.origin: str | None = self.headers.get("origin")
         self.draft: str = draft_name(event.draft)
         self.protocols: list[str] = list(event.protocols)
         address = link.peer_address
         self.remote_address: tuple[str, int] = (
-            (str(address[0]), int(address[1])) if address else ("", 0)
+            (intern(str(address[0])), int(address[1])) if address else ("", 0)
         )
         self.state = "pending"  # "accepted", "rejected"
         self.session: WebTransportSession | None = None
@@ -143,6 +147,11 @@ class WebTransportServer:
         self._connections_total = 0
         self._sessions_total = 0
         self._totals = dict.fromkeys(_COUNTERS, 0)
+        # the callbacks every link and session is given, bound once: not a bound method
+        # (or closure) per connection and per session (issue 10, memory per idle session)
+        self._forget_session = self._forget
+        self._request_hook = self._on_request
+        self._link_closed_hook = self._on_link_closed
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -218,8 +227,8 @@ class WebTransportServer:
             datagram_queue=config.datagram_queue_size,
             datagram_queue_bytes=config.datagram_queue_bytes,
             stream_backlog=config.stream_backlog,
-            on_request=self._on_request,
-            on_closed=self._on_link_closed,
+            on_request=self._request_hook,
+            on_closed=self._link_closed_hook,
         )
         self._links.add(link)
         self._connections_total += 1
@@ -252,7 +261,7 @@ class WebTransportServer:
     def _adopt(self, session: WebTransportSession) -> None:
         self._sessions.add(session)
         self._sessions_total += 1
-        session.events.on(EventType.CLOSED, lambda _: self._forget(session))
+        session._on_end = self._forget_session  # one bound method for every session
         self.events.emit(EventType.SESSION, session)
 
     def _forget(self, session: WebTransportSession) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from h3.datagrams import max_h3_datagram_payload
@@ -150,6 +150,7 @@ class WebTransportSession:
         "_incoming_bidi",
         "_incoming_uni",
         "_link",
+        "_on_end",
         "_streams",
         "_unacked",
         "authority",
@@ -205,7 +206,11 @@ class WebTransportSession:
         self._unacked: set[int] | None = None  # finished streams whose data is not acked
         self._datagram_waiter: asyncio.Future[None] | None = None
         self._credit: asyncio.Event | None = None  # made by wait_credit, set by on_credit
-        self._closed: asyncio.Future[SessionClosed] = link.loop.create_future()
+        # made by the first wait_closed() before the end (an idle session has none)
+        self._closed: asyncio.Future[SessionClosed] | None = None
+        #: told first when the session ends (the server's bookkeeping: one shared method,
+        #: not a handler per session on ``events``)
+        self._on_end: Callable[[WebTransportSession], None] | None = None
         self.close_info: SessionClosed | None = None
         self.draining = False
         self._closing = False
@@ -427,7 +432,13 @@ class WebTransportSession:
 
     async def wait_closed(self) -> SessionClosed:
         """Wait until the session ended; returns why (code, reason, by_peer)."""
-        return await asyncio.shield(self._closed)
+        info = self.close_info
+        if info is not None:
+            return info
+        closed = self._closed
+        if closed is None:
+            closed = self._closed = self._link.loop.create_future()
+        return await asyncio.shield(closed)
 
     def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
         """A TLS exporter value bound to this session (draft-16 §4.8)."""
@@ -545,7 +556,12 @@ class WebTransportSession:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         self.on_credit()
-        if not self._closed.done():
-            self._closed.set_result(info)
+        closed, self._closed = self._closed, None  # later waiters: close_info
+        if closed is not None and not closed.done():
+            closed.set_result(info)
+        on_end = self._on_end
+        if on_end is not None:
+            self._on_end = None
+            on_end(self)
         with contextlib.suppress(Exception):
             self.events.emit(EventType.CLOSED, info)

@@ -19,7 +19,6 @@ keeps in its ``state`` attribute (read per datagram) (RFC 9000 §10):
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -53,7 +52,7 @@ class CloseState:
 
     __slots__ = ("_events", "_pending", "_qlog", "_resends", "deadline", "frame")
 
-    def __init__(self, events: deque[QuicEvent], qlog: QuicLogger | None) -> None:
+    def __init__(self, events: list[QuicEvent], qlog: QuicLogger | None) -> None:
         self._events = events
         self._qlog = qlog
         self.frame: CloseFrame | None = None  # what we close with (None: peer closed)

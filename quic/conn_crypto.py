@@ -25,6 +25,10 @@ exceeding either is CRYPTO_BUFFER_EXCEEDED (RFC 9000 §7.5).
   shared by every connection: nothing writes to them (``receive`` and ``queue`` stop
   at the discarded flag first, ``write`` runs only when ``needs_send``), so an idle
   connection keeps no per-level stream objects (issue 10, memory per idle session).
+* The 1-RTT halves are made on first use (``_LATER`` until then, as inert as the
+  discarded ones): a server never receives 1-RTT CRYPTO data in a sound connection
+  (RFC 9001 §4.1.3: nothing the client could send there is allowed) and a client
+  never sends any, so each keeps one half fewer per connection.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ _CRYPTO_CREDIT = (1 << 62) - 1
 # the halves of every discarded level (see the module docstring): never written to
 _GONE_SEND = SendStream(-1, _CRYPTO_CREDIT)
 _GONE_RECV = RecvStream(-1, 0)
+# the halves of a level not used yet (see the module docstring): never written to either
+_LATER_SEND = SendStream(-1, _CRYPTO_CREDIT)
+_LATER_RECV = RecvStream(-1, 0)
 
 
 class CryptoStreams:
@@ -62,18 +69,26 @@ class CryptoStreams:
         # RFC 9000 §7.5: at least 4096 bytes must be accepted out of order
         self._buffers = tuple(max(CRYPTO_MIN_BUFFER, b) for b in buffers)
         self._fragments = fragments
-        self.send = [SendStream(-1, _CRYPTO_CREDIT) for _ in range(3)]
+        self.send = self._new_senders()
         self.recv: list[RecvStream] = self._new_receivers()
         self._discarded = [False, False, False]
         #: highest CRYPTO offset received per level (kept when the level is discarded)
         self.received = [0, 0, 0]
 
+    def _new_senders(self) -> list[SendStream]:
+        return [SendStream(-1, _CRYPTO_CREDIT), SendStream(-1, _CRYPTO_CREDIT), _LATER_SEND]
+
     def _new_receivers(self) -> list[RecvStream]:
-        return [CryptoRecvStream(b, self._fragments) for b in self._buffers]
+        buffers, fragments = self._buffers, self._fragments
+        return [
+            CryptoRecvStream(buffers[0], fragments),
+            CryptoRecvStream(buffers[1], fragments),
+            _LATER_RECV,
+        ]
 
     def reset(self) -> None:
         """Start over (a new first flight after Version Negotiation, RFC 9368 §2.1)."""
-        self.send = [SendStream(-1, _CRYPTO_CREDIT) for _ in range(3)]
+        self.send = self._new_senders()
         self.recv = self._new_receivers()
         self._discarded = [False, False, False]
         self.received = [0, 0, 0]
@@ -85,6 +100,8 @@ class CryptoStreams:
         if self._discarded[index]:
             return b""  # the level is gone (RFC 9001 §4.9)
         recv = self.recv[index]
+        if recv is _LATER_RECV:
+            recv = self.recv[index] = CryptoRecvStream(self._buffers[index], self._fragments)
         try:
             recv.on_stream_frame(offset, data, False)
         except QuicProtocolError as exc:
@@ -102,7 +119,10 @@ class CryptoStreams:
         keys protect it any more, RFC 9001 §4.9)."""
         if self._discarded[index]:
             return
-        self.send[index].write(data)
+        send = self.send[index]
+        if send is _LATER_SEND:
+            send = self.send[index] = SendStream(-1, _CRYPTO_CREDIT)
+        send.write(data)
 
     def needs_send(self, index: int) -> bool:
         return self.send[index].needs_send

@@ -66,7 +66,7 @@ class DatagramChannel:
     )
 
     def __init__(
-        self, local_max_frame_size: int | None, max_queue: int, events: deque[QuicEvent]
+        self, local_max_frame_size: int | None, max_queue: int, events: list[QuicEvent]
     ) -> None:
         self._local_max = local_max_frame_size or 0
         self._events = events

@@ -99,6 +99,7 @@ class HandshakeDriver:
         "_alpn_reported",
         "_early_decode",
         "_events",
+        "_local_params",
         "_preferred_address",
         "_reset_token",
         "_switched_to",
@@ -112,7 +113,6 @@ class HandshakeDriver:
         "early",
         "host_cid",
         "is_client",
-        "local_params",
         "new_token",
         "original_dcid",
         "original_version",
@@ -131,7 +131,7 @@ class HandshakeDriver:
     def __init__(
         self,
         configuration: QuicConfiguration,
-        events: deque[QuicEvent],
+        events: list[QuicEvent],
         *,
         version: int,
         original_dcid: bytes,
@@ -172,9 +172,22 @@ class HandshakeDriver:
         self.version = version
         self.original_version = version  # of the client's first Initial (RFC 9368 §4)
         self._switched_to: int | None = None  # server: Negotiated Version to report
-        self.local_params = self._make_transport_parameters()
+        self._local_params: TransportParameters | None = self._make_transport_parameters()
         self.early = EarlyData(pick_ticket(configuration) if self.is_client else None)
         self.tls = self._make_tls()
+
+    @property
+    def local_params(self) -> TransportParameters:
+        """Our transport parameters. Once a server's handshake is complete they were
+        sent and nothing keeps them (issue 10, memory per idle connection): asked for
+        then (qlog, tests), they are made again from what they were made of (the
+        Negotiated Version included)."""
+        params = self._local_params
+        return params if params is not None else self._make_transport_parameters()
+
+    @local_params.setter
+    def local_params(self, params: TransportParameters) -> None:
+        self._local_params = params
 
     def _tls_config(self) -> TlsConfig:
         """TLS settings: the configuration's, with this connection's ticket (client) or
@@ -279,6 +292,8 @@ class HandshakeDriver:
             self._events.append(ProtocolNegotiated(tls.alpn_protocol))
         if tls.handshake_complete and not self.complete:
             self.complete = result.completed = True
+            if not self.is_client:  # sent, and no longer checked against: made again
+                self._local_params = None  # if asked (a client's could have changed)
             self._events.append(
                 HandshakeCompleted(
                     tls.alpn_protocol,

@@ -27,7 +27,6 @@ The version in use and the original Destination Connection ID live in the
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +76,7 @@ class FirstFlight:
         recovery: LossRecovery,
         sender: SendScheduler,
         reader: PacketReader,
-        events: deque[QuicEvent],
+        events: list[QuicEvent],
         token_bytes: Callable[[int], bytes],
         on_restart: Callable[[float], None],
         qlog: QuicLogger | None,

@@ -182,7 +182,7 @@ class SendScheduler:
         pmtu: PmtuDiscovery,
         recovery: LossRecovery,
         ackfreq: AckFrequencySender,
-        events: deque[QuicEvent],
+        events: list[QuicEvent],
         discard_space: Callable[[int, float], None],
         qlog: QuicLogger | None,
     ) -> None:

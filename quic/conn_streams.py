@@ -46,7 +46,6 @@ when credit is released); the smoothed RTT is read from the connection's
 from __future__ import annotations
 
 import contextlib
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -145,7 +144,7 @@ class StreamController:
         max_data_window: int,
         max_stream_window: int,
         send_buffer_high: int,
-        events: deque[QuicEvent],
+        events: list[QuicEvent],
         rtt: RttEstimator,
         *,
         max_stream_fragments: int = DEFAULT_MAX_STREAM_FRAGMENTS,
@@ -347,12 +346,13 @@ class StreamController:
         send = stream.send if stream is not None else None
         return send is not None and send.state not in _STILL_SENDING
 
-    def deliver_deferred(self, stream_id: int, now: float) -> None:
+    def deliver_deferred(self, stream_id: int, now: float) -> QuicEvent | None:
         """The connection took a :class:`DeferredDelivery` off its event queue: what
-        the stream has in order now is delivered at the front of the queue, in its
-        place (nothing if a reset or an earlier delivery took it already)."""
+        the stream has in order now is returned, to leave in the marker's place, ahead
+        of every queued event (None if a reset or an earlier delivery took it already;
+        a reset found now is queued behind the others, as ever)."""
         self._deferred.pop(stream_id, None)
-        self._deliver(stream_id, now, front=True)
+        return self._deliver(stream_id, now, front=True)
 
     def _count_received(self, delta: int, frame_type: int) -> None:
         """New bytes against the connection's limit: FLOW_CONTROL_ERROR beyond it (RFC
@@ -363,10 +363,12 @@ class StreamController:
             exc.frame_type = exc.frame_type or frame_type
             raise
 
-    def _deliver(self, stream_id: int, now: float, front: bool = False) -> None:
+    def _deliver(self, stream_id: int, now: float, front: bool = False) -> QuicEvent | None:
+        """Deliver what ``stream_id`` has in order: its event is queued, or returned
+        with ``front`` (:meth:`deliver_deferred`)."""
         stream = self.manager.get(stream_id)
         if stream is None or stream.recv is None:
-            return
+            return None
         recv = stream.recv
         # Delivered, not yet credited: credit returns through consume() once the
         # application is done with the bytes (RFC 9000 §4.2), so a reader that does not
@@ -383,20 +385,21 @@ class StreamController:
         end = not reset and recv.at_eof and stream_id not in self._eof_reported
         if end:
             self._eof_reported[stream_id] = None
+        event = None
         if data or end:
             event = StreamDataReceived(stream_id, data, end, self.early_data)
-            if front:
-                self._events.appendleft(event)
-            else:
+            if not front:
                 self._events.append(event)
+                event = None
         if reset:
             if recv.state is RecvState.RESET_RECVD:
                 self._report_reset(stream_id, recv, now)
-            return
+            return event
         if recv.window.should_update():
             self._control[stream_id] = None
         if end:
             self._maybe_discard(stream_id)
+        return event
 
     def _deliver_new_peer_streams(self) -> None:
         # Streams opened implicitly (§3.2) exist now; nothing to deliver until data.

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import deque
 from collections.abc import Callable
 from itertools import repeat
 from typing import Any
@@ -111,6 +110,7 @@ _LIVE = LIVE
 _TERMINATED = ConnectionState.TERMINATED
 _DRAINING = ConnectionState.DRAINING
 _CLOSING = ConnectionState.CLOSING
+_TAKEN_KEPT = 64  # taken events a never-drained queue keeps (beyond: up to half of it)
 
 
 class QuicConnection:
@@ -144,6 +144,7 @@ class QuicConnection:
         "_issue_token",
         "_now",
         "_qlog",
+        "_taken",
         "_token_bytes",
         "ackfreq",
         "acks",
@@ -199,7 +200,10 @@ class QuicConnection:
         if version is None:  # a client: the version of its first Initial
             version = config.initial_version or config.supported_versions[0]
         self.state = ConnectionState.HANDSHAKE
-        self._events: deque[QuicEvent] = deque()
+        # events (every component appends) and how many were taken: a list emptied when
+        # drained (an idle deque keeps a 64-slot block, 0.7 KB; issue 10)
+        self._events: list[QuicEvent] = []
+        self._taken = 0
         self._now = 0.0  # the latest time an entry point was given (for the app API)
         self.host_cid = token_bytes(config.connection_id_length)
         self.cids = ConnectionIdManager(
@@ -355,7 +359,7 @@ class QuicConnection:
     def queue_sizes(self) -> dict[str, int]:
         """Size of every internal queue and table a peer or the application can grow
         (tests assert they drain and stay within their limits; :mod:`quic.stats`)."""
-        return queue_sizes(self, len(self._events))
+        return queue_sizes(self, len(self._events) - self._taken)
 
     # -- application API ---------------------------------------------------------------------
 
@@ -382,11 +386,21 @@ class QuicConnection:
         """The next event, or None: the only way events leave the connection."""
         events = self._events
         while events:
-            event = events.popleft()
+            event = events[self._taken]
+            taken = self._taken + 1
+            if taken == len(events):
+                events.clear()  # drained: the list's storage goes
+                taken = 0
+            elif taken > _TAKEN_KEPT and taken * 2 > len(events):  # never drained: bounded
+                del events[:taken]
+                taken = 0
+            self._taken = taken
             if type(event) is not DeferredDelivery:
                 return event
             # stream data waiting in its place (quic.conn_streams): delivered now
-            self.streams.deliver_deferred(event.stream_id, self._now)
+            delivered = self.streams.deliver_deferred(event.stream_id, self._now)
+            if delivered is not None:
+                return delivered
         return None
 
     def create_stream(self, bidirectional: bool = True) -> int:

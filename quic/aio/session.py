@@ -114,12 +114,14 @@ class QuicSession:
 
     __slots__ = (  # per connection: no per-instance dict (issue 10, memory)
         "__dict__",
+        "_close_settled",
         "_closed",
         "_closing",
         "_connected",
         "_datagram_waiter",
         "_datagrams",
         "_failed",
+        "_handshake_done",
         "_incoming_queue",
         "_progress",
         "_protocol",
@@ -138,9 +140,13 @@ class QuicSession:
     def __init__(self, protocol: QuicEndpointProtocol, connection: QuicConnection) -> None:
         self._protocol = protocol
         self.connection = connection
-        loop = protocol.loop
-        self._connected: asyncio.Future[None] = loop.create_future()
-        self._closed: asyncio.Future[ConnectionTerminated] = loop.create_future()
+        # the futures wait_connected() and wait_closed() await, made by their first
+        # waiter (an idle server connection has none, issue 10); the flags say whether
+        # they are settled already
+        self._connected: asyncio.Future[None] | None = None
+        self._handshake_done = False
+        self._closed: asyncio.Future[ConnectionTerminated] | None = None
+        self._close_settled = False  # closed, and the close flushed (or the end known)
         self._readers: dict[int, QuicStreamReader] = {}
         self._writers: dict[int, QuicStreamWriter] = {}
         self._closing: dict[int, QuicStreamWriter] = {}  # closed, not yet acknowledged
@@ -170,10 +176,33 @@ class QuicSession:
         return self.connection.alpn_protocol
 
     async def wait_connected(self) -> None:
-        await asyncio.shield(self._connected)
+        """Wait for the handshake's completion; raises :class:`ConnectionClosed` if the
+        connection ended before it."""
+        connected = self._connected
+        if connected is None:
+            if self._handshake_done:
+                return
+            self.check_open()
+            connected = self._connected = self._protocol.loop.create_future()
+        await asyncio.shield(connected)
 
     async def wait_closed(self) -> ConnectionTerminated:
-        return await asyncio.shield(self._closed)
+        """Wait until the connection ended and its close was sent."""
+        closed = self._closed
+        if closed is None:
+            if self._close_settled and self.termination is not None:
+                return self.termination
+            closed = self._closed = self._protocol.loop.create_future()
+        return await asyncio.shield(closed)
+
+    def _settle_closed(self) -> None:
+        """The connection ended and its close went out: wait_closed() returns now."""
+        termination = self.termination
+        assert termination is not None
+        self._close_settled = True
+        closed, self._closed = self._closed, None  # later waiters: the flag
+        if closed is not None and not closed.done():
+            closed.set_result(termination)
 
     @property
     def is_closed(self) -> bool:
@@ -475,8 +504,10 @@ class QuicSession:
         self._wake_datagram_waiter()
 
     def _on_handshake(self, event: HandshakeCompleted) -> None:
-        if not self._connected.done():
-            self._connected.set_result(None)
+        self._handshake_done = True
+        connected, self._connected = self._connected, None  # later waiters: the flag
+        if connected is not None and not connected.done():
+            connected.set_result(None)
 
     def _announce(self, reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
         handler = self.stream_handler
@@ -496,9 +527,10 @@ class QuicSession:
             self.termination = event
         exc = ConnectionClosed(event.error_code, event.reason_phrase, event.by_peer)
         self._wake_datagram_waiter()
-        if not self._connected.done():
-            self._connected.set_exception(exc)
-            self._connected.exception()  # mark retrieved
+        connected, self._connected = self._connected, None  # later waiters: check_open
+        if connected is not None and not connected.done():
+            connected.set_exception(exc)
+            connected.exception()  # mark retrieved
         for reader in list(self._readers.values()):
             if not reader._eof:  # a reader that got its FIN keeps its data
                 reader._fail(exc)
@@ -517,8 +549,8 @@ class QuicSession:
     def _after_flush(self) -> None:
         """The pump flushed this connection: resolve a finished close, pulse progress,
         forget writers whose data is all acknowledged."""
-        if self.termination is not None and not self._closed.done():
-            self._closed.set_result(self.termination)
+        if self.termination is not None and not self._close_settled:
+            self._settle_closed()
         progress = self._progress  # _pulse_progress(), inline: once per transmit
         if progress is not None:
             self._progress = None
@@ -542,8 +574,7 @@ class QuicSession:
                 ConnectionTerminated(TransportErrorCode.INTERNAL_ERROR, "connection removed")
             )
         assert self.termination is not None
-        if not self._closed.done():
-            self._closed.set_result(self.termination)
+        self._settle_closed()
         self._pulse_progress()
 
 

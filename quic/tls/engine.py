@@ -37,6 +37,7 @@ from quic.tls.handshake import Epoch, HandshakeContext, Role, SecretAvailable, a
 from quic.tls.key_schedule import export_keying_material
 from quic.tls.messages import HandshakeType, NewSessionTicket
 from quic.tls.server import ServerRole
+from quic.tls.suites import SUITE_HASH
 
 __all__ = ["Epoch", "SecretAvailable", "TlsEngine"]
 
@@ -92,6 +93,7 @@ class TlsEngine(HandshakeContext):
     def _receive(self, epoch: Epoch, data: bytes) -> None:
         if not data:
             return
+        reader = self.readers.get(epoch)
         if epoch != self.recv_epoch:
             # CRYPTO data at an epoch TLS is not reading (RFC 9001 §4.1.3; ZERO_RTT
             # never carries CRYPTO frames, RFC 9001 §8.3).
@@ -99,7 +101,11 @@ class TlsEngine(HandshakeContext):
                 AlertDescription.unexpected_message,
                 f"handshake data at epoch {int(epoch)}, expected {self.recv_epoch.name}",
             )
-        reader = self.readers[epoch]
+        if reader is None:
+            # a connected server: every handshake message the client could send now is
+            # unexpected (RFC 9001 §6: no KeyUpdate; no post-handshake authentication,
+            # §4.4), so no reader is kept to collect one (see release_handshake_state)
+            raise alert(AlertDescription.unexpected_message, "handshake data after the handshake")
         reader.feed(data)
         while (item := reader.next_message()) is not None:
             msg_type, body, raw = item
@@ -128,5 +134,5 @@ class TlsEngine(HandshakeContext):
         if self.exporter_secret is None:
             raise RuntimeError("the exporter is not available before the handshake completes")
         return export_keying_material(
-            self.schedule.hash_name, self.exporter_secret, label, context, length
+            SUITE_HASH[self.suite], self.exporter_secret, label, context, length
         )

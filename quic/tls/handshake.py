@@ -273,8 +273,13 @@ class HandshakeContext:
             # a connected server reads no handshake message (each is unexpected_message
             # before any setting is looked at) and issues no other ticket: the
             # connection's own settings (certificate chain, verification, ALPN lists,
-            # 0-RTT check, about 1 KB) give way to one shared blank server config
+            # 0-RTT check, about 1 KB) give way to one shared blank server config, and
+            # its 1-RTT reader goes too (the engine refuses 1-RTT data without one)
             self.config = _SETTLED_SERVER_CONFIG
+            self.readers = {}
+        # the secrets are derived (the exporter from exporter_secret and the suite's
+        # hash): the key schedule and the secrets of its chain go
+        self.key_schedule = None
         # tickets are issued and the version negotiated: the resumption secret and the
         # transport-parameter hook go
         self.resumption_secret = None

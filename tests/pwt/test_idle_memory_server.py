@@ -14,6 +14,8 @@ import tracemalloc
 from collections import deque
 
 from pywebtransport import WebTransportServer, WebTransportSession
+from pywebtransport._link import decode_headers
+from pywebtransport.events import EventType
 from pywebtransport.protocol import WebTransportConnection
 from pywebtransport.session import _Inbox
 from quic.aio import QuicSession
@@ -149,6 +151,45 @@ async def test_idle_server_session_holds_no_asyncio_queues() -> None:
         await _close(proc)
 
 
+async def test_idle_server_session_holds_no_close_futures_or_handlers() -> None:
+    """The futures ``wait_connected()`` / ``wait_closed()`` / the link's ``settings``
+    stand for are made by their first waiter, and the server keeps its sessions' count
+    without a handler per session: an idle session holds none of them. Waiting still
+    works before and after the end, and the server still forgets a closed session (its
+    counters go to the totals)."""
+    server = WebTransportServer(server_config())
+    await server.listen(host="127.0.0.1", port=0)
+    held = _Server(server)
+    acceptor = asyncio.ensure_future(held.accept_all())
+    proc = await _open(server.port, 2, held)
+    try:
+        first, second = held.sessions
+        for session in (first, second):
+            quic_session = session._link.quic_session
+            assert quic_session._connected is None and quic_session._closed is None
+            assert session._closed is None and session._link._settings is None
+            assert session.events.listener_count(EventType.CLOSED) == 0
+        await asyncio.wait_for(first._link.settings, 5)  # known already: settled at once
+        quic_session = first._link.quic_session
+        await asyncio.wait_for(quic_session.wait_connected(), 5)  # connected: at once
+        waiter = asyncio.ensure_future(first.wait_closed())  # made by this waiter
+        await asyncio.sleep(0)
+        assert first._closed is not None and not waiter.done()
+        closed_events: list[object] = []
+        first.events.on(EventType.CLOSED, closed_events.append)
+        await first.close(7, "bye")
+        info = await asyncio.wait_for(waiter, 5)
+        assert info.code == 7 and closed_events and closed_events[0].data is info
+        await second.close()
+        assert (await second.wait_closed()).code == 0  # after the end: no future made
+        assert second._closed is None
+        assert first not in server._sessions and second not in server._sessions
+    finally:
+        acceptor.cancel()
+        await server.shutdown(timeout=0)
+        await _close(proc)
+
+
 async def test_inbox_serves_waiters_in_turn_and_keeps_nothing_when_empty() -> None:
     """The session's incoming-stream queue (no asyncio.Queue): any number of waiters, a
     cancelled one takes nothing with it, items in order, nothing held once drained."""
@@ -164,3 +205,16 @@ async def test_inbox_serves_waiters_in_turn_and_keeps_nothing_when_empty() -> No
     assert inbox.qsize() == 1 and await inbox.get() == 2
     assert first.cancelled()
     assert inbox._items is None and not inbox._waiters  # drained: nothing kept
+
+
+def test_request_fields_of_many_sessions_are_one_string_each() -> None:
+    """The header fields a server's sessions keep are interned: two requests with the
+    same fields share each name and value (issue 10, memory per idle session); repeated
+    fields are still joined with ", " and undecodable bytes replaced."""
+    raw = [(b":path", b"/echo"), (b"origin", b"https://example.org"), (b"x-a", b"1")]
+    first = decode_headers([(bytes(n), bytes(v)) for n, v in raw])
+    second = decode_headers([(bytes(n), bytes(v)) for n, v in raw])
+    assert first == second == {":path": "/echo", "origin": "https://example.org", "x-a": "1"}
+    for (name_1, value_1), (name_2, value_2) in zip(first.items(), second.items(), strict=True):
+        assert name_1 is name_2 and value_1 is value_2
+    assert decode_headers([(b"x", b"a"), (b"x", b"\xff")]) == {"x": "a, \ufffd"}

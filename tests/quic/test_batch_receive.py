@@ -9,6 +9,7 @@ public entry point shows, unchanged.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -201,3 +202,40 @@ def test_markers_held_per_batch_stay_one_per_stream_n_vs_4n(packets: int) -> Non
     while server.next_event() is not None:
         pass
     assert not server.streams._deferred  # the table empties as the events are taken
+
+
+def test_event_queue_keeps_no_storage_once_drained_and_stays_bounded() -> None:
+    """The connection's event queue is a list of events and a count of those taken: a
+    drained queue holds no storage (issue 10, memory per idle connection), a caller
+    taking events one by one without ever draining keeps a bounded list, and the
+    stream data a marker stands for still comes in the marker's place."""
+    from quic.connection import _TAKEN_KEPT
+
+    pair = _connected()
+    server = pair.server
+    sid, datagrams = _client_burst(pair, b"q" * 3000)
+    for data in datagrams:
+        server.receive_datagram(data, CLIENT_ADDR, pair.net.now)
+    server._events.append(ConnectionTerminated(0, "after the data", None, False))
+    first = server.next_event()
+    assert isinstance(first, StreamDataReceived) and first.stream_id == sid
+    assert first.data == b"q" * 3000
+    last = server.next_event()
+    assert isinstance(last, ConnectionTerminated) and last.reason_phrase == "after the data"
+    assert server.next_event() is None
+    assert server._events == [] and server._taken == 0
+    assert sys.getsizeof(server._events) == sys.getsizeof([])
+    assert server.queue_sizes()["events"] == 0
+    # taken one at a time, never drained (a few always wait): the taken prefix is let
+    # go once past _TAKEN_KEPT and half the list; order is kept
+    for i in range(3):
+        server._events.append(ConnectionTerminated(i, "", None, False))
+    for i in range(5 * _TAKEN_KEPT):
+        server._events.append(ConnectionTerminated(i + 3, "", None, False))
+        taken = server.next_event()
+        assert isinstance(taken, ConnectionTerminated) and taken.error_code == i
+        assert server._taken <= _TAKEN_KEPT + 1
+        assert len(server._events) - server._taken == server.queue_sizes()["events"] == 3
+    while server.next_event() is not None:
+        pass
+    assert server._events == [] and server._taken == 0

@@ -161,6 +161,7 @@ def test_configured_limits_reach_every_level() -> None:
         max_crypto_fragments=9,
     )
     conn = server(config)
+    assert conn.crypto.receive(2, 0, b"") == b""  # the 1-RTT level's: made on first use
     for recv, window in zip(conn.crypto.recv, (5000, 6000, 7000), strict=True):
         assert recv.window.max_data == window
         assert recv.reassembly.max_fragments == 9
@@ -200,3 +201,30 @@ def test_crypto_buffer_slides_as_tls_consumes() -> None:
     with pytest.raises(QuicProtocolError) as info:
         r.on_stream_frame(total + 7, b"x", False)  # a fifth hole
     assert info.value.error_code == TransportErrorCode.CRYPTO_BUFFER_EXCEEDED
+
+
+@pytest.mark.parametrize("tickets", [False, True])
+def test_one_rtt_crypto_halves_are_made_on_first_use(tickets: bool) -> None:
+    """A connected server keeps no 1-RTT CRYPTO receiving half and a client no 1-RTT
+    sending half (issue 10, memory per idle connection); the server's sending half and
+    the client's receiving half come with a NewSessionTicket. 1-RTT CRYPTO data from
+    the client still makes one and is refused: unexpected_message (0x10a, RFC 9001
+    §4.8)."""
+    from quic.conn_crypto import _LATER_RECV, _LATER_SEND
+    from quic.tls.tickets import SessionTicketKeys
+
+    server_kwargs = {"ticket_keys": SessionTicketKeys(), "clock": lambda: NOW} if tickets else {}
+    pair = make_pair(seed=3, server_kwargs=server_kwargs)
+    pair.handshake()
+    pair.run(lambda: pair.server.handshake.confirmed and pair.client.handshake.confirmed, 5)
+    pair.net.settle(0.5)
+    server, client = pair.server, pair.client
+    assert server.crypto.recv[2] is _LATER_RECV and client.crypto.send[2] is _LATER_SEND
+    assert (server.crypto.send[2] is not _LATER_SEND) is tickets
+    assert (client.crypto.recv[2] is not _LATER_RECV) is tickets
+    assert (client.crypto.received[2] > 0) is tickets  # the ticket came
+    client.crypto.queue(2, b"\x04\x00\x00\x02\x00")  # a partial NewSessionTicket
+    assert client.crypto.send[2] is not _LATER_SEND
+    pair.run(lambda: bool(pair.events_of(ConnectionTerminated)), 5)
+    (closed,) = pair.events_of(ConnectionTerminated)
+    assert closed.error_code == 0x10A and not closed.by_peer

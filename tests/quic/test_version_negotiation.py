@@ -98,6 +98,11 @@ def test_client_starting_on_v1_offering_v2_ends_on_v2_in_one_round_trip() -> Non
     server_info = pair.client.peer_params and pair.client.peer_params.version_information
     assert client_info == VersionInformation(V1, (V2, V1))
     assert server_info is not None and server_info.chosen_version == V2
+    # a connected server keeps no copy of the parameters it sent (issue 10, memory):
+    # made again when asked, they are what the client received (v2 chosen included)
+    assert pair.server.handshake._local_params is None
+    assert pair.client.handshake._local_params is not None
+    assert pair.server.handshake.local_params == pair.client.peer_params
     sid = pair.client.create_stream()
     pair.client.send_stream_data(sid, b"over v2", end_stream=True)
     pair.run(lambda: pair.stream_done(sid))

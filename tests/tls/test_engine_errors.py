@@ -485,6 +485,22 @@ def test_end_of_early_data_is_unexpected_message() -> None:
     assert exc.value.alert == A.unexpected_message
 
 
+def test_connected_server_keeps_no_reader_or_key_schedule() -> None:
+    """Once connected, a server's engine keeps no handshake reader and no key schedule
+    (issue 10, memory per idle connection): a partial handshake message at 1-RTT is
+    refused at once (every client message would be unexpected), and the exporter,
+    from the exporter secret and the suite's hash, still agrees with the client's."""
+    result = run_handshake()
+    server, client = result.server, result.client
+    assert server.handshake_complete and server.key_schedule is None and not server.readers
+    assert client.key_schedule is not None and Epoch.ONE_RTT in client.readers
+    exported = server.export_keying_material(b"EXPORTER-test", b"ctx", 32)
+    assert exported == client.export_keying_material(b"EXPORTER-test", b"ctx", 32)
+    with pytest.raises(TlsAlertError) as exc:
+        server.receive(Epoch.ONE_RTT, encode_handshake(KeyUpdate(0))[:3])
+    assert exc.value.alert == A.unexpected_message
+
+
 def test_data_at_wrong_epoch_is_unexpected_message() -> None:
     client, _ = started_client()
     for epoch in (Epoch.HANDSHAKE, Epoch.ONE_RTT, Epoch.ZERO_RTT):
