@@ -77,6 +77,7 @@ from quic.controllers import create_controller
 from quic.recovery import LossRecovery
 from quic.rtt import RttEstimator
 from quic.stream_manager import StreamLimits
+from quic.tls.engine import Epoch
 from quic.tparams import TransportParameters
 
 if TYPE_CHECKING:
@@ -314,6 +315,19 @@ def apply_peer_params(conn: QuicConnection, params: TransportParameters) -> None
         conn.cids.set_peer_reset_token(0, params.stateless_reset_token)
     if conn.is_client and params.preferred_address is not None:
         conn.migration.on_preferred_address(params.preferred_address)  # RFC 9000 §9.6
+
+
+def start_qlog(conn: QuicConnection, now: float) -> None:
+    """The connection's first qlog events: connection_started, local parameters, the
+    Initial keys (called once, before the first datagram is traced)."""
+    qlog = conn._qlog
+    assert qlog is not None
+    qlog.connection_started(now, None, conn.paths.peer_address, conn.host_cid, conn.cids.peer_cid)
+    qlog.version_information(now, conn.version)
+    qlog.parameters_set(now, conn.handshake.local_params, True)
+    qlog.key_updated(now, Epoch.INITIAL, True)
+    qlog.key_updated(now, Epoch.INITIAL, False)
+    qlog.ecn_state(now, conn.ecn.state.value)
 
 
 def hand_out_tls(conn: QuicConnection, now: float) -> None:

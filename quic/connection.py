@@ -65,7 +65,7 @@ from quic.cid import ConnectionIdManager
 from quic.configuration import QuicConfiguration
 from quic.conn_ackfreq import AckFrequencySender
 from quic.conn_acks import AckState
-from quic.conn_build import build_components, hand_out_tls
+from quic.conn_build import build_components, hand_out_tls, start_qlog
 from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
 from quic.conn_datagrams import DatagramChannel
@@ -94,7 +94,7 @@ from quic.qlog import QuicLogger, create_logger
 from quic.recovery import LossRecovery
 from quic.stats import ConnectionStats, queue_sizes
 from quic.tls.alerts import TlsAlertError
-from quic.tls.engine import Epoch, TlsEngine
+from quic.tls.engine import TlsEngine
 from quic.tparams import TransportParameters
 
 __all__ = ["ConnectionState", "QuicConnection"]
@@ -371,7 +371,7 @@ class QuicConnection:
         self._now = now
         self.idle.last_activity = now
         if self._qlog is not None:
-            self._qlog_start(now)
+            start_qlog(self, now)
         self.handshake.load_token(addr)  # a NEW_TOKEN token of an earlier connection
         self.handshake.start()
         self._after_tls(now)
@@ -648,7 +648,7 @@ class QuicConnection:
             qlog = self._qlog
             if qlog is not None:
                 if not qlog.started:
-                    self._qlog_start(now)
+                    start_qlog(self, now)
                 qlog.datagram_received(now, len(data))
             migration = self.migration
             on_path = paths.received_on_current(addr, local, len(data))
@@ -684,19 +684,6 @@ class QuicConnection:
             self._fail(QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO))
         except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
             self._internal_error(exc)
-
-    def _qlog_start(self, now: float) -> None:
-        """First qlog events: connection_started, local parameters, Initial keys."""
-        qlog = self._qlog
-        assert qlog is not None
-        qlog.connection_started(
-            now, None, self.paths.peer_address, self.host_cid, self.cids.peer_cid
-        )
-        qlog.version_information(now, self.version)
-        qlog.parameters_set(now, self.handshake.local_params, True)
-        qlog.key_updated(now, Epoch.INITIAL, True)
-        qlog.key_updated(now, Epoch.INITIAL, False)
-        qlog.ecn_state(now, self.ecn.state.value)
 
     def _receive(self, data: bytes, addr: Addr, now: float, ecn: int) -> bool:
         """Read the packets of a datagram; True if one was processed."""
