@@ -562,12 +562,12 @@ class SendScheduler:
         :meth:`_write_space`; returns how many were written and their bytes. It stops
         early when the window has no room, no stream has data, or every stream is
         blocked. What a build call cannot change (keys, connection ID, the largest
-        acknowledged) is read once, by the assembler's run (sealed when the loop ends).
-        The window's room is counted down here and the run is registered with loss
-        recovery (and ECN) in one call at the end — its packets leave at ``now``, and
-        nothing in the loop reads what registration changes — unless the sent table
-        cannot take the whole run: then each packet is registered as it is built (a
-        drop beyond the table's bound is a congestion event the next packet must see)."""
+        acknowledged) is read once. The window's room is counted down here and the run
+        is registered with loss recovery (and ECN) in one call at the end — all its
+        packets leave at ``now``, and nothing in the loop reads what registration
+        changes — unless loss recovery's table cannot take the whole run: then each
+        packet is registered as it is built (a drop beyond the table's bound is a
+        congestion event the next packet must see)."""
         recovery = self._recovery
         congestion = recovery.congestion
         streams = self._streams
@@ -588,16 +588,13 @@ class SendScheduler:
         written = total = 0
         more = streams.has_data()
         while more and written < allowed and room >= mtu:
-            if written:
-                if not asm.begin_run_datagram(space.next_pn):
-                    break
-            elif not asm.begin_run(
+            if not asm.begin_short_datagram(
                 mtu, dcid, write, APPLICATION, space.next_pn, largest_acked, key_phase
             ):
                 break
             space.next_pn += 1
             more = streams.write_streams(asm)
-            size = asm.end_run_datagram()
+            size = asm.end_short_datagram()
             if not size:
                 break  # every stream blocked, nothing written
             written += 1
@@ -609,7 +606,6 @@ class SendScheduler:
                     ecn.on_packet_sent(packet)  # RFC 9000 §13.4.2: learn its fate
                 recovery.on_packet_sent(packet, now)
                 room = congestion.available()
-        asm.seal_run()
         if written and not each:
             run = packets[first:]
             if marked:

@@ -58,7 +58,6 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from itertools import repeat
 from typing import Any
 
 from quic.cid import ConnectionIdManager
@@ -594,7 +593,7 @@ class QuicConnection:
             self._flush_routing()
         if len(datagrams) == 1 and not out:  # a reply, a ping-pong: no comprehension
             return [(datagrams[0], addr, local)]
-        out.extend(zip(datagrams, repeat(addr), repeat(local)))  # a fresh list (conn_migrate)
+        out.extend([(d, addr, local) for d in datagrams])  # a fresh list (conn_migrate)
         return out
 
     # -- timers ------------------------------------------------------------------------------

@@ -22,12 +22,7 @@ The bulk send path opens and seals a datagram of one 1-RTT packet with
 1- and 2-byte packet numbers are encoded inline (the rest by
 :func:`~quic.packet_number.encode_packet_number`), one packet record per assembler is
 refilled rather than rebuilt, and a STREAM frame's header and data go in with one
-:meth:`PacketAssembler.push_frame`. The bulk loop opens a run of such datagrams with
-:meth:`PacketAssembler.begin_run` (then :meth:`PacketAssembler.begin_run_datagram`, which
-sets only what changes per packet) and closes each with
-:meth:`PacketAssembler.end_run_datagram`, which counts it but leaves it in plaintext;
-:meth:`PacketAssembler.seal_run` seals the run in one call (one header protection call
-for all its packets with AES) and emits its datagrams.
+:meth:`PacketAssembler.push_frame`.
 
 A datagram never exceeds its budget: :meth:`PacketAssembler.push` refuses (ValueError,
 a bug in the caller) a frame larger than :attr:`PacketAssembler.room`, so every frame
@@ -118,8 +113,6 @@ class PacketAssembler:
         "_has_initial",
         "_header_size",
         "_pending",
-        "_run",
-        "_run_largest",
         "_short",
         "datagrams",
         "max_datagram_size",
@@ -146,10 +139,6 @@ class PacketAssembler:
         self._has_initial = False
         self._expand = False
         self._short: _Pending | None = None  # begin_short_datagram's record, reused
-        #: end_run_datagram's packets waiting for seal_run: (pn_length, truncated pn,
-        #: packet number, payload)
-        self._run: list[tuple[int, int, int, bytes | memoryview]] = []
-        self._run_largest: int | None = None  # begin_run's largest acknowledged
 
     # -- datagrams --------------------------------------------------------------------
 
@@ -322,90 +311,6 @@ class PacketAssembler:
         )
         self.datagrams.append(out)
         return len(out)
-
-    def begin_run(
-        self,
-        budget: int,
-        dcid: bytes,
-        protector: PacketProtector,
-        space: int,
-        packet_number: int,
-        largest_acked: int | None,
-        key_phase: int,
-    ) -> bool:
-        """Open the first datagram of a run (the bulk loop): :meth:`begin_short_datagram`,
-        whose budget, connection ID, keys, key phase, space and largest acknowledged
-        :meth:`begin_run_datagram` reuses for the next ones. Each is closed with
-        :meth:`end_run_datagram`; :meth:`seal_run` seals them all."""
-        self._run_largest = largest_acked
-        return self.begin_short_datagram(
-            budget, dcid, protector, space, packet_number, largest_acked, key_phase
-        )
-
-    def begin_run_datagram(self, packet_number: int) -> bool:
-        """The next datagram of the run :meth:`begin_run` opened: the same as
-        :meth:`begin_short_datagram` with the run's other arguments, without setting
-        again what stays the same (the first datagram's budget, the refilled record)."""
-        largest_acked = self._run_largest
-        unacked = packet_number + 1 if largest_acked is None else packet_number - largest_acked
-        if 0 < unacked <= _PN_RANGE_2 and packet_number <= MAX_PACKET_NUMBER:
-            if unacked <= _PN_RANGE_1:
-                pn_length, truncated = 1, packet_number & 0xFF
-            else:
-                pn_length, truncated = 2, packet_number & 0xFFFF
-        else:
-            truncated, pn_length = encode_packet_number(packet_number, largest_acked)
-        current = self._short
-        assert current is not None  # begin_run opened the run
-        header_size = 1 + len(current.dcid) + pn_length  # RFC 9000 §17.3.1
-        room = self._budget - header_size - AEAD_TAG_LENGTH
-        if room < MIN_PACKET_ROOM:
-            return False
-        self.packet = current.sent = SentPacket(
-            current.sent.space, packet_number, header_size + AEAD_TAG_LENGTH, False, False
-        )
-        current.pn_length = pn_length
-        current.truncated_pn = truncated
-        current.chunks = []
-        current.size = 0
-        self._current = current
-        self._header_size = header_size
-        self.room = room
-        return True
-
-    def end_run_datagram(self) -> int:
-        """:meth:`end_short_datagram` for the bulk loop: the packet is closed and counted
-        but sealed later, with the rest of the run, by :meth:`seal_run` (which must be
-        called before :attr:`datagrams` is read). Every datagram of a run is opened
-        with the same connection ID, keys and key phase. Returns the datagram's size, or
-        0 if the packet stayed empty."""
-        current = self._current
-        self._current = None
-        if current is None or not current.size:
-            return 0
-        chunks = current.chunks
-        pn_length = current.pn_length
-        sent = current.sent
-        short = _MIN_PAYLOAD[pn_length] - current.size
-        if short > 0:
-            chunks.append(bytes(short))  # PADDING frames (type 0x00)
-            current.size += short
-            sent.size += short
-            self.room -= short
-        self.packets.append(sent)
-        payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._run.append((pn_length, current.truncated_pn, sent.packet_number, payload))
-        return self._header_size + len(payload) + AEAD_TAG_LENGTH
-
-    def seal_run(self) -> None:
-        """Seal the datagrams closed by :meth:`end_run_datagram` since the last call, in
-        one :meth:`~quic.protection.PacketProtector.encrypt_short_run`, and emit them."""
-        run = self._run
-        if run:
-            self._run = []
-            short = self._short
-            assert short is not None  # opened by begin_short_datagram
-            self.datagrams += short.protector.encrypt_short_run(short.dcid, short.key_phase, run)
 
     @property
     def payload_size(self) -> int:

@@ -48,10 +48,7 @@ output and the mask) plus the header copy: the AEAD object and the header protec
 cipher context (AES-ECB, or ChaCha20 with its nonce reset per packet) are built once
 per key, and the IV is kept as an int. 1-RTT packets, the bulk of the traffic, go
 through :meth:`PacketProtector.encrypt_short`, which builds the short header itself
-instead of having it encoded by the caller and re-parsed here; the bulk send loop seals
-its whole run with :meth:`PacketProtector.encrypt_short_run`, which with AES takes the
-header protection masks of every packet from one ECB call over their samples joined
-(one C call per run instead of one per packet). (``AESGCM.encrypt_into``
+instead of having it encoded by the caller and re-parsed here. (``AESGCM.encrypt_into``
 into a preallocated datagram buffer was measured and not kept: for ~1.4 kB packets the
 zeroed bytearray, the memoryviews and the final ``bytes`` copy cost more than the one
 copy it saves.)
@@ -69,7 +66,7 @@ the key phase rules of RFC 9001 §6; this module only knows keys.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -170,17 +167,6 @@ _BYTE = tuple(bytes((i,)) for i in range(256))
 _LONG_HEADER_BIT = 0x80
 _LONG_HEADER_MASK = 0x0F  # RFC 9001 §5.4.1: reserved bits and packet number length
 _SHORT_HEADER_MASK = 0x1F  # ... plus the Key Phase bit for short headers
-#: a short header's plain first byte by Key Phase bit, then by packet number length
-#: (index 1..4; RFC 9000 §17.3.1: fixed bit, Key Phase, Packet Number Length)
-_SHORT_FIRST = tuple(
-    (0, *(0x40 | (0x04 if phase else 0) | (n - 1) for n in (1, 2, 3, 4))) for phase in (0, 1)
-)
-#: the header protection sample of a packet by packet number length, as a slice of its
-#: ciphertext (RFC 9001 §5.4.2: 4 bytes after the start of the Packet Number field)
-_SAMPLE_SLICE = (
-    slice(0),
-    *(slice(SAMPLE_OFFSET - n, SAMPLE_OFFSET - n + SAMPLE_LENGTH) for n in (1, 2, 3, 4)),
-)
 _PN_LIMIT = 1 << 62  # packet numbers are below it (RFC 9000 §12.3)
 
 
@@ -258,14 +244,11 @@ class HeaderProtection:
     the connection is quiet and :meth:`wake` builds it again from the key.
     """
 
-    __slots__ = ("_hp_key", "batched", "mask", "suite")
+    __slots__ = ("_hp_key", "mask", "suite")
 
     def __init__(self, suite: CipherSuite, hp_key: bytes) -> None:
         self.suite = suite
         self._hp_key = hp_key
-        #: True when ``mask`` also takes several samples joined and returns their masks
-        #: joined, 16 bytes each (AES-ECB is one block at a time; ChaCha20 is not)
-        self.batched = suite != CipherSuite.TLS_CHACHA20_POLY1305_SHA256
         #: the mask function, or None while resting (:meth:`wake` returns it)
         self.mask: Callable[[BytesLike], bytes] | None = self._build()
 
@@ -484,61 +467,6 @@ class PacketProtector(_PacketKeys):
                 ciphertext,
             )
         )
-
-    def encrypt_short_run(
-        self, dcid: bytes, key_phase: int, run: Sequence[tuple[int, int, int, BytesLike]]
-    ) -> list[bytes]:
-        """:meth:`encrypt_short` for a run of 1-RTT packets to one connection ID under
-        one key phase (the bulk send loop), each given as ``(pn_length, truncated_pn,
-        packet_number, payload)``; returns the protected packets in order. Each packet
-        is sealed by its own AEAD call; with AES the header protection masks of the
-        whole run come from one ECB call over the samples joined (RFC 9001 §5.4.3: one
-        block per sample), with ChaCha20 one call per sample (§5.4.4)."""
-        aead = self._aead or self._wake_aead()
-        encrypt = aead.encrypt
-        iv = self._iv
-        # the plain first byte (fixed bit, Key Phase, Packet Number Length: RFC 9000
-        # §17.3.1) and the plain header up to the packet number, by pn length
-        firsts = _SHORT_FIRST[1 if key_phase else 0]
-        prefixes = [_BYTE[first] + dcid for first in firsts]
-        sealed = []
-        samples = []
-        for pn_length, truncated_pn, packet_number, payload in run:
-            if len(payload) + pn_length < SAMPLE_OFFSET:
-                raise ValueError("payload too short for the header protection sample")
-            ciphertext = encrypt(  # RFC 9001 §5.3
-                (iv ^ packet_number).to_bytes(IV_LENGTH, "big"),
-                payload,
-                prefixes[pn_length] + truncated_pn.to_bytes(pn_length, "big"),
-            )
-            sealed.append(ciphertext)
-            samples.append(ciphertext[_SAMPLE_SLICE[pn_length]])  # RFC 9001 §5.4.2
-        self.encrypted_packets += len(sealed)
-        hp = self._hp or self._wake_hp()
-        if self.header_protection.batched:
-            masks = hp(b"".join(samples))
-            stride = SAMPLE_LENGTH
-        else:  # the 5 bytes a short header uses (RFC 9001 §5.4.1) of each mask
-            masks = b"".join([hp(sample)[:5] for sample in samples])
-            stride = 5
-        out = []
-        at = 0
-        for (pn_length, truncated_pn, _, _), ciphertext in zip(run, sealed, strict=True):
-            # RFC 9001 §5.4.1: mask the low 5 bits and the packet number
-            out.append(
-                b"".join(
-                    (
-                        _BYTE[firsts[pn_length] ^ (masks[at] & _SHORT_HEADER_MASK)],
-                        dcid,
-                        (
-                            truncated_pn ^ _from_bytes(masks[at + 1 : at + 1 + pn_length], "big")
-                        ).to_bytes(pn_length, "big"),
-                        ciphertext,
-                    )
-                )
-            )
-            at += stride
-        return out
 
 
 class PacketUnprotector(_PacketKeys):

@@ -4,11 +4,8 @@ Theory of operation
 -------------------
 Application writes are kept as immutable ``bytes`` chunks in offset order (a list of
 chunks plus a parallel list of their start offsets, searched with ``bisect``). A large
-``bytes`` write is stored as is (not copied); a frame of new data within one chunk is
-cut from it as a ``bytes`` slice (one copy of ~1.4 kB, cheaper in a bulk transfer than the
-two view objects a ``memoryview`` slice makes for the garbage collector to count),
-retransmissions and frames across chunks as ``memoryview`` slices; small writes are
-coalesced to keep the chunk list short. A chunk is
+``bytes`` write is stored as is and frames are cut from it as ``memoryview`` slices, so
+it is never copied; small writes are coalesced to keep the chunk list short. A chunk is
 dropped once every byte of it has been acknowledged.
 
 Three offsets describe the stream: ``acked_offset`` (every byte below it is
@@ -505,10 +502,10 @@ class SendStream:
             base = starts[i]
             end = stop - base
             if end <= len(chunk):
-                # a copy, not a memoryview: no view objects for the collector to count
-                # (the payload is joined at sealing either way; issue 10, -1.2 % sender)
                 data: memoryview | bytes = (
-                    chunk if start == base and end == len(chunk) else chunk[start - base : end]
+                    chunk
+                    if start == base and end == len(chunk)
+                    else memoryview(chunk)[start - base : end]
                 )
             else:
                 data = self._slice(start, stop)
@@ -526,37 +523,6 @@ class SendStream:
             self._fire(SendEvent.SEND_FIN)
             return (start, b"", True)
         return None
-
-    def next_new_data(self, max_payload: int, credit: int) -> bytes | None:
-        """:meth:`next_frame` for its bulk case, new data cut from one chunk in the Send
-        state short of the final size with nothing lost to resend first: the frame's
-        data, whose offset is :attr:`highest_sent` before the call. None, with nothing
-        changed, in every other case (the caller then asks :meth:`next_frame`)."""
-        if self._state is not _SEND or self._lost.b or self._fin_lost:
-            return None
-        start = self.highest_sent
-        stop = self.write_offset
-        limit = self.credit.max_data  # RFC 9000 §4.1: the stream's credit ...
-        if limit < stop:
-            stop = limit
-        limit = start + credit  # ... the connection's ...
-        if limit < stop:
-            stop = limit
-        limit = start + max_payload  # ... and the room
-        if limit < stop:
-            stop = limit
-        if stop <= start or stop == self._fin_offset:
-            return None
-        starts = self._starts
-        i = bisect_right(starts, start, self._head) - 1
-        chunk = self._chunks[i]
-        base = starts[i]
-        end = stop - base
-        size = len(chunk)
-        if end > size:
-            return None
-        self.highest_sent = self.credit.used = stop
-        return chunk if start == base and end == size else chunk[start - base : end]
 
     def _next_retransmission(self, max_payload: int) -> tuple[int, memoryview | bytes, bool]:
         b = self._lost.b

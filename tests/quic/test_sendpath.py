@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from quic.buffer import decode_varint, encode_varint
-from quic.conn_streams import StreamController
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.frames_decode import decode_frame, decode_stream_fields
 from quic.frames_defs import StreamFrame, encode_stream_frame_header
@@ -84,33 +83,6 @@ def test_encrypt_short_matches_encrypt_packet(suite: CipherSuite) -> None:
             assert packet == slow.encrypt_packet(header, payload, pn)
             plain, got_pn, got = receiver.decrypt_packet(packet, 1 + len(dcid), pn - 1)
             assert (plain, got_pn, got) == (header, pn, payload)
-
-
-@pytest.mark.parametrize("suite", SUITES)
-def test_encrypt_short_run_matches_encrypt_short(suite: CipherSuite) -> None:
-    """A run sealed in one call (one header protection call over the joined samples
-    with AES, one per sample with ChaCha20) gives encrypt_short's bytes packet by packet,
-    for every packet number length and both key phases, and counts every packet."""
-    secret = os.urandom(48 if suite == CipherSuite.TLS_AES_256_GCM_SHA384 else 32)
-    dcid = os.urandom(8)
-    for key_phase in (0, 1):
-        fast = PacketProtector(suite, secret, QuicVersion.VERSION_1, key_phase=key_phase)
-        slow = PacketProtector(suite, secret, QuicVersion.VERSION_1, key_phase=key_phase)
-        run = []
-        for i, pn_length in enumerate((1, 2, 3, 4, 2, 1, 1)):
-            pn = 0x1234567 + 3 * i
-            truncated = pn & ((1 << (8 * pn_length)) - 1)
-            run.append((pn_length, truncated, pn, os.urandom(20 + 97 * i)))
-        expected = [slow.encrypt_short(dcid, n, t, key_phase, p, pn) for n, t, pn, p in run]
-        assert fast.encrypt_short_run(dcid, key_phase, run) == expected
-        assert fast.encrypted_packets == len(run)
-        assert fast.encrypt_short_run(dcid, key_phase, []) == []
-
-
-def test_encrypt_short_run_rejects_a_payload_too_short_to_sample() -> None:
-    protector = PacketProtector(SUITES[0], bytes(32), QuicVersion.VERSION_1)
-    with pytest.raises(ValueError):
-        protector.encrypt_short_run(b"", 0, [(2, 0, 0, bytes(20)), (1, 1, 1, b"\x01\x01")])
 
 
 def test_encrypt_short_rejects_a_payload_too_short_to_sample() -> None:
@@ -350,36 +322,6 @@ def test_short_datagram_path_matches_the_general_path() -> None:
             fast.begin_short_datagram(1452, dcid, ours, 2, pn, largest, 0)
 
 
-def test_run_datagrams_match_short_datagrams() -> None:
-    """end_run_datagram + seal_run give end_short_datagram's datagrams, sizes and
-    packet records; nothing is emitted before seal_run, and an empty packet is 0."""
-    secret = os.urandom(32)
-    dcid = os.urandom(8)
-    header = encode_stream_frame_header(4, 0x10000, 900, False)
-    one = PacketAssembler(1452)
-    run = PacketAssembler(1452)
-    keys = {asm: PacketProtector(SUITES[0], secret, QuicVersion.VERSION_1) for asm in (one, run)}
-    sizes = []
-    for pn, largest, data in [(5, None, b"x" * 900), (200, 3, b"y"), (70000, 1, b"z" * 40)]:
-        for asm, end in ((one, one.end_short_datagram), (run, run.end_run_datagram)):
-            assert asm.begin_short_datagram(1452, dcid, keys[asm], 2, pn, largest, 1)
-            asm.push_frame(header[: 2 if len(data) < 900 else len(header)], data)
-            sizes.append(end())
-    assert run.datagrams == []
-    assert sizes[0::2] == sizes[1::2]
-    assert run.begin_short_datagram(1452, dcid, keys[run], 2, 70001, 1, 1)
-    assert run.end_run_datagram() == 0
-    run.seal_run()
-    assert run.datagrams == one.datagrams
-    assert [len(d) for d in run.datagrams] == sizes[0::2]
-    assert [(p.packet_number, p.size) for p in run.packets] == [
-        (p.packet_number, p.size) for p in one.packets
-    ]
-    run.seal_run()  # nothing left: nothing more emitted
-    assert len(run.datagrams) == 3
-    assert keys[run].encrypted_packets == 3
-
-
 def test_push_frame_keeps_the_room_rule() -> None:
     asm = PacketAssembler(1200)
     protector = PacketProtector(SUITES[0], bytes(32), QuicVersion.VERSION_1)
@@ -410,72 +352,3 @@ def test_write_streams_says_whether_data_is_left() -> None:
         if not asm.end_short_datagram():
             break
     assert left == [True, True, False, False]  # the last call finds nothing to write
-
-
-def _stream_frames_sent(
-    fast: bool, stream_window: int, monkeypatch: pytest.MonkeyPatch
-) -> tuple[list[Any], bytes]:
-    """The frames (their fate handler's name and numbers: STREAM's stream, offset,
-    length, fin) of every packet the client sends in a lossy upload under small
-    flow-control windows (blocked frames, retransmissions, the FIN), with or without
-    write_streams' one-stream path; and what arrived."""
-    if not fast:
-        monkeypatch.setattr(StreamController, "write_streams", StreamController._write_streams)
-    pair = make_pair(
-        seed=4,
-        server_kwargs={"initial_max_data": 30000, "initial_max_stream_data": stream_window},
-        loss=0.03,
-    )
-    pair.handshake()
-    conn = pair.client
-    frames: list[Any] = []
-    original = LossRecovery.on_packets_sent
-    single = LossRecovery.on_packet_sent
-
-    def note(packet: SentPacket) -> None:
-        frames.append(
-            [
-                (handler.__name__, *(a for a in args if isinstance(a, int)))
-                for handler, args in packet.handlers
-            ]
-        )
-
-    def on_packets_sent(self: LossRecovery, packets: Any, size: int, now: float) -> None:
-        for packet in packets:
-            note(packet)
-        original(self, packets, size, now)
-
-    def on_packet_sent(self: LossRecovery, packet: SentPacket, now: float) -> None:
-        note(packet)
-        single(self, packet, now)
-
-    monkeypatch.setattr(LossRecovery, "on_packets_sent", on_packets_sent)
-    monkeypatch.setattr(LossRecovery, "on_packet_sent", on_packet_sent)
-    sid = conn.create_stream()
-    payload = bytes(range(256)) * 800
-    conn.send_stream_data(sid, payload[:150000])
-    conn.send_stream_data(sid, payload[150000:], end_stream=True)
-    pair.run(lambda: pair.stream_done(sid), max_time=60)
-    monkeypatch.undo()
-    return frames, bytes(pair.data["server"][sid])
-
-
-@pytest.mark.parametrize(
-    ("stream_window", "blocked"),
-    [(6000, "_stream_blocked_fate"), (20000, "_data_blocked_fate")],
-)
-def test_one_stream_path_writes_the_general_loops_frames(
-    stream_window: int, blocked: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """write_streams' one-stream path writes the frames the general loop
-    (StreamController._write_streams) writes, packet by packet, through blocked windows
-    (the stream's, the connection's), losses and the FIN."""
-    general, got_general = _stream_frames_sent(False, stream_window, monkeypatch)
-    fast, got_fast = _stream_frames_sent(True, stream_window, monkeypatch)
-    payload = bytes(range(256)) * 800
-    assert got_general == got_fast == payload
-    assert fast == general
-    kinds = {f[0] for packet in fast for f in packet}
-    assert {"_stream_fate", blocked} <= kinds
-    assert any(f[-1] for packet in fast for f in packet if f[0] == "_stream_fate")  # FIN
-    assert len(fast) > 150
