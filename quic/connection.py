@@ -58,6 +58,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 from quic.cid import ConnectionIdManager
