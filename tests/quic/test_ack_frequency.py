@@ -392,8 +392,8 @@ def test_lost_request_is_sent_again_with_a_new_sequence_number() -> None:
 
 
 def test_wants_send_asks_for_what_wanted_says() -> None:
-    """wants_send() has wanted() inline (per build, issue 10): the request it decides
-    on is wanted()'s, and once that was requested it asks for nothing more."""
+    """The request wants_send() decides on is wanted()'s, and once that was requested
+    it asks for nothing more."""
     cases = [
         (window, 1200 + extra, srtt, floor, peer_min, peer_max)
         for window in (2_400, 12_000, 48_000, 10**7)
