@@ -283,7 +283,7 @@ class FrameDispatcher:
             qlog.packets_acked(now, index, result.acked)
             if result.lost:
                 qlog.packets_lost(now, result.lost, self._recovery)
-        if self._ecn.on_ack_frame(index, ranges[0][1], ecn) and result.acked:
+        if self._ecn.on_ack_frame(index, ranges[0][1], ecn, result.acked) and result.acked:
             # RFC 9002 §7.1, B.7: a validated rise of the CE count is a congestion event
             recovery.congestion.on_ecn_ce(result.acked[-1].time_sent, now)
         if index == APPLICATION:

@@ -39,9 +39,14 @@ path's ECN state is
 The codepoint of one ``datagrams_to_send`` call is chosen when the call begins
 (:meth:`EcnController.begin_send`) and read by the I/O layer from
 :attr:`QuicConnection.ecn_codepoint <quic.connection.QuicConnection.ecn_codepoint>`.
-Every packet sent ECT(0) is counted per space and registers a handler on its
-:class:`~quic.recovery.SentPacket`, so loss recovery tells us which marked packets an
-ACK frame newly acknowledged and which were lost. After each ACK frame is processed,
+Every packet sent ECT(0) is counted per space. While the path is tested it registers a
+handler on its :class:`~quic.recovery.SentPacket`, so loss recovery tells us which
+marked packets an ACK frame newly acknowledged and which were lost; once the path is
+``CAPABLE`` losses no longer matter to the state, and a packet is only flagged
+(``ecn_marked``): :meth:`EcnController.on_ack_frame` counts the flagged packets among
+those the frame newly acknowledged (no handler call per packet in a bulk transfer; a
+flagged packet lost after a migration restarted testing does not count against the
+new path, whose own packets carry handlers). After each ACK frame is processed,
 :meth:`EcnController.on_ack_frame` validates its counts against the baseline of the
 last ACK frame that passed (RFC 9000 §13.4.2.1). Validation fails when
 
@@ -72,6 +77,7 @@ are per space, not per path, and survive it.
 from __future__ import annotations
 
 from enum import Enum
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -116,6 +122,7 @@ _MARKING = (EcnState.TESTING, EcnState.CAPABLE)
 # An Enum class attribute goes through EnumType's lookup on Python 3.11, ~10x a global
 # load: on_ack_frame (per ACK frame) reads module aliases.
 _DISABLED, _CAPABLE, _FAILED = EcnState.DISABLED, EcnState.CAPABLE, EcnState.FAILED
+_ECN_MARKED = attrgetter("ecn_marked")
 
 
 class EcnController:
@@ -197,18 +204,26 @@ class EcnController:
         return codepoint
 
     def on_packet_sent(self, packet: SentPacket) -> None:
-        """``packet`` leaves in an ECT(0) datagram: count it and learn its fate."""
+        """``packet`` leaves in an ECT(0) datagram: count it and learn its fate (a
+        handler while testing, the ``ecn_marked`` flag once capable)."""
         space = packet.space
         self._sent[space] += 1
         self._marked += 1
-        packet.handlers.append((self._fate, (space,)))
+        if self.state is _CAPABLE:
+            packet.ecn_marked = True
+        else:
+            packet.handlers.append((self._fate, (space,)))
 
     def on_packets_sent(self, packets: Sequence[SentPacket], index: int) -> None:
         """:meth:`on_packet_sent` for a run of packets of space ``index`` (the bulk send
-        loop), all with one handler."""
+        loop): all flagged, or all with one handler."""
         n = len(packets)
         self._sent[index] += n
         self._marked += n
+        if self.state is _CAPABLE:
+            for packet in packets:
+                packet.ecn_marked = True
+            return
         fate = (self._fate, (index,))
         for packet in packets:
             packet.handlers.append(fate)
@@ -241,8 +256,10 @@ class EcnController:
         index: int,
         largest_acked: int,
         counts: tuple[int, int, int] | None,
+        acked: Sequence[SentPacket] = (),
     ) -> bool:
-        """Validate the ECN counts of an ACK frame just processed by loss recovery.
+        """Validate the ECN counts of an ACK frame just processed by loss recovery,
+        which newly acknowledged ``acked``.
 
         Returns True when the frame validly raised the CE count of the space: the
         caller then reports a congestion event (RFC 9002 §7.1, B.7).
@@ -252,6 +269,11 @@ class EcnController:
         state = self.state
         if state is _FAILED or state is _DISABLED:
             return False
+        if acked:
+            flagged = sum(map(_ECN_MARKED, acked))  # sent ECT(0) while capable
+            if flagged:
+                newly += flagged
+                self._acked_marked += flagged
         if largest_acked <= self._largest_acked[index]:
             return False  # reordered: MUST NOT fail validation on it (§13.4.2.1)
         self._largest_acked[index] = largest_acked

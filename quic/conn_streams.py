@@ -578,10 +578,54 @@ class StreamController:
 
     def write_streams(self, b: PacketAssembler) -> bool:
         """Fill the packet with STREAM frames, round-robin over ready streams; returns
-        :meth:`has_data` (the bulk send loop's next question)."""
+        :meth:`has_data` (the bulk send loop's next question).
+
+        The bulk case, one stream sendable whose next frame is new data
+        (:meth:`~quic.stream_send.SendStream.next_new_data`), is written here with the
+        general loop's (:meth:`_write_streams`) frame, handler, flags and bookkeeping,
+        without its rotation (one stream); every other case goes to the loop."""
         sendable = self._sendable
-        if not sendable:
-            return False
+        if len(sendable) != 1:
+            return self._write_streams(b) if sendable else False
+        sid = next(iter(sendable))
+        stream = self._live.get(sid)
+        send = stream.send if stream is not None else None
+        if send is None:
+            return self._write_streams(b)
+        space = b.room
+        room = (  # the STREAM header this frame can have (_write_streams)
+            space
+            - (1 if sid < 0x40 else 8)
+            - (4 if send.write_offset < 0x40000000 else 8)
+            - (2 if space < 0x4000 else 4)
+            - 1
+        )
+        credit = self.credit
+        offset = send.highest_sent
+        data = send.next_new_data(room, credit.max_data - credit.used) if room > 0 else None
+        if data is None:
+            return self._write_streams(b)
+        n = len(data)
+        credit.used += n
+        b.push_frame(encode_stream_frame_header(sid, offset, n, False), data)
+        packet = b.packet
+        packet.handlers.append((self._stream_fate, (sid, send, offset, n, False)))
+        packet.ack_eliciting = packet.in_flight = True
+        stream_credit = send.credit
+        if send.write_offset > send.highest_sent and stream_credit.max_data > stream_credit.used:
+            if credit.max_data > credit.used and not send.reset_pending:
+                return True  # what the loop's bookkeeping would leave as it is
+        elif not send.needs_send:
+            del sendable[sid]
+        if send.reset_pending and send.reset_ready:
+            self._control[sid] = None  # a RESET_STREAM_AT waited for these bytes
+        if sendable and credit.max_data <= credit.used and self._blocked_by_connection():
+            self._write_data_blocked(b)
+        return bool(sendable)
+
+    def _write_streams(self, b: PacketAssembler) -> bool:
+        """:meth:`write_streams`' general loop."""
+        sendable = self._sendable
         credit = self.credit
         live = self._live
         packet = b.packet
@@ -637,13 +681,20 @@ class StreamController:
             if send.reset_pending and send.reset_ready:
                 self._control[sid] = None  # a RESET_STREAM_AT waited for these bytes
         if sendable and credit.max_data <= credit.used and self._blocked_by_connection():
-            limit_c = credit.blocked_at
-            if limit_c is not None and b.room >= _VARINT_FRAME_MAX:
-                credit.mark_blocked_sent()
-                b.push(encode_data_blocked_frame(limit_c))
-                handlers.append((self._data_blocked_fate, (limit_c,)))
-                packet.ack_eliciting = packet.in_flight = True
+            self._write_data_blocked(b)
         return bool(sendable)
+
+    def _write_data_blocked(self, b: PacketAssembler) -> None:
+        """DATA_BLOCKED when the connection's credit holds data back (RFC 9000 §4.1,
+        §19.12), once per limit, if it fits."""
+        credit = self.credit
+        limit_c = credit.blocked_at
+        if limit_c is not None and b.room >= _VARINT_FRAME_MAX:
+            credit.mark_blocked_sent()
+            b.push(encode_data_blocked_frame(limit_c))
+            packet = b.packet
+            packet.handlers.append((self._data_blocked_fate, (limit_c,)))
+            packet.ack_eliciting = packet.in_flight = True
 
     def _blocked_by_connection(self) -> bool:
         for sid in self._sendable:

@@ -594,7 +594,7 @@ class QuicConnection:
             self._flush_routing()
         if len(datagrams) == 1 and not out:  # a reply, a ping-pong: no comprehension
             return [(datagrams[0], addr, local)]
-        out.extend([(d, addr, local) for d in datagrams])  # a fresh list (conn_migrate)
+        out.extend(zip(datagrams, repeat(addr), repeat(local)))  # a fresh list (conn_migrate)
         return out
 
     # -- timers ------------------------------------------------------------------------------

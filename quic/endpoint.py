@@ -124,6 +124,8 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from quic.configuration import QuicConfiguration
@@ -155,6 +157,7 @@ __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
 logger = logging.getLogger("quic.endpoint")
 
 _MIN_INITIAL = 1200  # RFC 9000 §14.1
+_DATA, _ADDR = itemgetter(0), itemgetter(1)  # of a connection's (data, addr, local)
 _TERMINATED = ConnectionState.TERMINATED
 
 
@@ -553,8 +556,8 @@ class QuicEndpoint:
             if len(datagrams) == 1:  # a reply, a ping-pong: no list to build and copy
                 data, addr, _ = datagrams[0]
                 out.append((data, addr, codepoint))
-            else:
-                out.extend([(data, addr, codepoint) for data, addr, _ in datagrams])
+            else:  # the tuples made in C, not by a comprehension per datagram
+                out.extend(zip(map(_DATA, datagrams), map(_ADDR, datagrams), repeat(codepoint)))
         return out
 
     def routed_datagrams_to_send(

@@ -56,6 +56,7 @@ class SentPacket:
         "ack_eliciting",
         "delivered",
         "delivered_time",
+        "ecn_marked",
         "first_sent_time",
         "handlers",
         "in_flight",
@@ -94,6 +95,9 @@ class SentPacket:
         # the controller's loss event this packet was declared lost in (0: none; see
         # CongestionController.on_spurious_loss)
         self.loss_event = 0
+        # sent ECT(0) once the path was validated: counted by EcnController.on_ack_frame
+        # when acknowledged, instead of a fate handler per packet (quic.conn_ecn)
+        self.ecn_marked = False
 
     def __repr__(self) -> str:
         return (

@@ -524,6 +524,37 @@ class SendStream:
             return (start, b"", True)
         return None
 
+    def next_new_data(self, max_payload: int, credit: int) -> bytes | None:
+        """:meth:`next_frame` for its bulk case, new data cut from one chunk in the Send
+        state short of the final size with nothing lost to resend first: the frame's
+        data, whose offset is :attr:`highest_sent` before the call. None, with nothing
+        changed, in every other case (the caller then asks :meth:`next_frame`)."""
+        if self._state is not _SEND or self._lost.b or self._fin_lost:
+            return None
+        start = self.highest_sent
+        stop = self.write_offset
+        limit = self.credit.max_data  # RFC 9000 §4.1: the stream's credit ...
+        if limit < stop:
+            stop = limit
+        limit = start + credit  # ... the connection's ...
+        if limit < stop:
+            stop = limit
+        limit = start + max_payload  # ... and the room
+        if limit < stop:
+            stop = limit
+        if stop <= start or stop == self._fin_offset:
+            return None
+        starts = self._starts
+        i = bisect_right(starts, start, self._head) - 1
+        chunk = self._chunks[i]
+        base = starts[i]
+        end = stop - base
+        size = len(chunk)
+        if end > size:
+            return None
+        self.highest_sent = self.credit.used = stop
+        return chunk if start == base and end == size else chunk[start - base : end]
+
     def _next_retransmission(self, max_payload: int) -> tuple[int, memoryview | bytes, bool]:
         b = self._lost.b
         start = b[0]

@@ -101,6 +101,34 @@ def test_counts_below_the_newly_acked_marked_packets_fail() -> None:
     assert ecn.state is EcnState.FAILED
 
 
+def test_capable_path_flags_its_packets_and_counts_them_when_acknowledged() -> None:
+    """Once capable, a marked packet carries the ecn_marked flag instead of a handler;
+    on_ack_frame counts the flagged packets among those newly acknowledged, so counts
+    below them still fail validation (RFC 9000 §13.4.2.1) and counts that cover them
+    pass."""
+    for increase, state in ((5, EcnState.CAPABLE), (4, EcnState.FAILED)):
+        ecn = EcnController()
+        first = _send(ecn, APP, 2)
+        _fate(first, True)
+        assert not ecn.on_ack_frame(APP, 1, (2, 0, 0))
+        assert ecn.state is EcnState.CAPABLE
+        later = _send(ecn, APP, 5, first_pn=2)
+        assert all(p.ecn_marked and not p.handlers for p in later)
+        assert not any(p.ecn_marked for p in first)
+        single = SentPacket(APP, 7, 1200)
+        ecn.on_packets_sent([single], APP)  # the bulk loop's run: flagged too
+        assert single.ecn_marked and not single.handlers
+        assert not ecn.on_ack_frame(APP, 6, (2 + increase, 0, 0), later)
+        assert ecn.state is state
+    ecn = EcnController()
+    _fate(_send(ecn, APP, 2), True)
+    ecn.on_ack_frame(APP, 1, (2, 0, 0))
+    later = _send(ecn, APP, 5, first_pn=2)
+    # a reordered frame (largest not above the last) is not used, flagged or not
+    assert not ecn.on_ack_frame(APP, 1, (2, 0, 0), later)
+    assert ecn.state is EcnState.CAPABLE
+
+
 def test_counts_above_what_was_sent_fail() -> None:
     ecn = EcnController()
     packets = _send(ecn, APP, 2)

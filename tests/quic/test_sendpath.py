@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from quic.buffer import decode_varint, encode_varint
+from quic.conn_streams import StreamController
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.frames_decode import decode_frame, decode_stream_fields
 from quic.frames_defs import StreamFrame, encode_stream_frame_header
@@ -352,3 +353,72 @@ def test_write_streams_says_whether_data_is_left() -> None:
         if not asm.end_short_datagram():
             break
     assert left == [True, True, False, False]  # the last call finds nothing to write
+
+
+def _stream_frames_sent(
+    fast: bool, stream_window: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Any], bytes]:
+    """The frames (their fate handler's name and numbers: STREAM's stream, offset,
+    length, fin) of every packet the client sends in a lossy upload under small
+    flow-control windows (blocked frames, retransmissions, the FIN), with or without
+    write_streams' one-stream path; and what arrived."""
+    if not fast:
+        monkeypatch.setattr(StreamController, "write_streams", StreamController._write_streams)
+    pair = make_pair(
+        seed=4,
+        server_kwargs={"initial_max_data": 30000, "initial_max_stream_data": stream_window},
+        loss=0.03,
+    )
+    pair.handshake()
+    conn = pair.client
+    frames: list[Any] = []
+    original = LossRecovery.on_packets_sent
+    single = LossRecovery.on_packet_sent
+
+    def note(packet: SentPacket) -> None:
+        frames.append(
+            [
+                (handler.__name__, *(a for a in args if isinstance(a, int)))
+                for handler, args in packet.handlers
+            ]
+        )
+
+    def on_packets_sent(self: LossRecovery, packets: Any, size: int, now: float) -> None:
+        for packet in packets:
+            note(packet)
+        original(self, packets, size, now)
+
+    def on_packet_sent(self: LossRecovery, packet: SentPacket, now: float) -> None:
+        note(packet)
+        single(self, packet, now)
+
+    monkeypatch.setattr(LossRecovery, "on_packets_sent", on_packets_sent)
+    monkeypatch.setattr(LossRecovery, "on_packet_sent", on_packet_sent)
+    sid = conn.create_stream()
+    payload = bytes(range(256)) * 800
+    conn.send_stream_data(sid, payload[:150000])
+    conn.send_stream_data(sid, payload[150000:], end_stream=True)
+    pair.run(lambda: pair.stream_done(sid), max_time=60)
+    monkeypatch.undo()
+    return frames, bytes(pair.data["server"][sid])
+
+
+@pytest.mark.parametrize(
+    ("stream_window", "blocked"),
+    [(6000, "_stream_blocked_fate"), (20000, "_data_blocked_fate")],
+)
+def test_one_stream_path_writes_the_general_loops_frames(
+    stream_window: int, blocked: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write_streams' one-stream path writes the frames the general loop
+    (StreamController._write_streams) writes, packet by packet, through blocked windows
+    (the stream's, the connection's), losses and the FIN."""
+    general, got_general = _stream_frames_sent(False, stream_window, monkeypatch)
+    fast, got_fast = _stream_frames_sent(True, stream_window, monkeypatch)
+    payload = bytes(range(256)) * 800
+    assert got_general == got_fast == payload
+    assert fast == general
+    kinds = {f[0] for packet in fast for f in packet}
+    assert {"_stream_fate", blocked} <= kinds
+    assert any(f[-1] for packet in fast for f in packet if f[0] == "_stream_fate")  # FIN
+    assert len(fast) > 150

@@ -763,3 +763,92 @@ def test_quic_stream_uni_halves() -> None:
     assert st.is_finished
     with pytest.raises(ValueError):
         QuicStream(0, None, None)
+
+
+def _replay(ops: list[tuple[str, int, int]]) -> SendStream:
+    s = SendStream(0, 3000)
+    for op, a, b in ops:
+        if op == "write":
+            s.write(bytes((a % 251,)) * b, end_stream=a % 7 == 0)
+        elif op == "send":
+            s.next_frame(a, b)
+        elif op == "lose":
+            s.on_lost(a, b, False)
+        elif op == "ack":
+            s.on_acked(a, b, False)
+        elif op == "credit":
+            s.credit.update_limit(a)
+    return s
+
+
+def _random_ops(rng: random.Random) -> list[tuple[str, int, int]]:
+    """Operations a sender can meet: frames lost or acknowledged are frames it sent."""
+    ref = SendStream(0, 3000)
+    ops: list[tuple[str, int, int]] = []
+    out: list[tuple[int, int]] = []  # frames in flight
+    for _ in range(rng.randrange(1, 10)):
+        kind = rng.choice(("write", "write", "send", "send", "lose", "ack", "credit"))
+        op: tuple[str, int, int] | None = None
+        if kind == "write" and ref.final_size is None:
+            op = ("write", rng.randrange(1, 50), rng.choice((10, 500, 2000, 70000)))
+        elif kind == "send":
+            op = ("send", rng.randrange(1, 1500), rng.randrange(0, 5000))
+        elif kind in ("lose", "ack") and out:
+            offset, n = out.pop(rng.randrange(len(out)))
+            op = (kind, offset, n)
+        elif kind == "credit":
+            op = ("credit", rng.randrange(1000, 100000), 0)
+        if op is None:
+            continue
+        ops.append(op)
+        if op[0] == "send":
+            frame = ref.next_frame(op[1], op[2])
+            if frame is not None and frame[1]:
+                out.append((frame[0], len(frame[1])))
+        else:
+            if op[0] == "write":
+                ref.write(bytes((op[1] % 251,)) * op[2], end_stream=op[1] % 7 == 0)
+            elif op[0] == "lose":
+                ref.on_lost(op[1], op[2], False)
+            elif op[0] == "ack":
+                ref.on_acked(op[1], op[2], False)
+            else:
+                ref.credit.update_limit(op[1])
+    return ops
+
+
+def test_next_new_data_is_next_frames_bulk_case() -> None:
+    """next_new_data gives next_frame's frame (offset highest_sent, fin False) and leaves
+    the same offsets, or None with nothing changed (then next_frame has a frame of
+    another kind: not new data in the Send state from one chunk)."""
+    rng = random.Random(10)
+    taken = declined = 0
+    for _ in range(400):
+        ops = _random_ops(rng)
+        fast, slow = _replay(ops), _replay(ops)
+        room, credit = rng.randrange(0, 1500), rng.randrange(-10, 5000)
+        before = fast.highest_sent
+        data = fast.next_new_data(room, credit)
+        frame = slow.next_frame(room, credit)
+        if data is None:
+            declined += 1
+            same = _replay(ops)
+            assert (fast.highest_sent, fast.credit.used, fast.state) == (
+                same.highest_sent,
+                same.credit.used,
+                same.state,
+            )
+            if frame is not None and frame[1] and not frame[2] and frame[0] == before:
+                # new data next_frame cut: not in the Send state, or across chunks
+                assert (
+                    same.state is not SendState.SEND
+                    or type(frame[1]) is not bytes
+                    or (len(same._chunks) - same._head > 1)
+                )
+        else:
+            taken += 1
+            assert frame == (before, data, False)
+            assert type(data) is bytes
+            assert (fast.highest_sent, fast.credit.used) == (slow.highest_sent, slow.credit.used)
+            assert fast.state == slow.state == SendState.SEND
+    assert taken > 50 and declined > 50
