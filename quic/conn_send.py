@@ -53,8 +53,10 @@ CRYPTO data; :meth:`SendScheduler._only_stream_data`), nothing the rest of the c
 does can change that, so the call goes on in a short loop
 (:meth:`SendScheduler._write_bulk`, one call for the rest of the build call): one
 1-RTT packet of STREAM frames per datagram under the same window and pacing checks,
-without the per-space visits. With
-qlog on, every datagram takes the general path.
+without the per-space visits; runs of packets of one frame that changes none of the
+stream bookkeeping (:meth:`~quic.conn_streams.StreamController.bulk_frame`) are made
+in one call (:meth:`~quic.packet_builder.PacketAssembler.short_frame_run`). With qlog
+on, every datagram takes the general path.
 
 The reply case (a datagram ping-pong, an echo, a short request or response on a
 stream): when nothing could go in the call's first datagram but an ACK, DATAGRAM
@@ -100,9 +102,7 @@ from typing import TYPE_CHECKING
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL
 from quic.conn_send_side import SideDatagrams, push_ping
 from quic.events import PingAcknowledged, QuicEvent
-from quic.frames import (
-    PING_FRAME,
-)
+from quic.frames import PING_FRAME
 from quic.pacing import Pacer
 from quic.packet import PacketType
 from quic.packet_builder import PacketAssembler
@@ -561,13 +561,14 @@ class SendScheduler:
         :meth:`_only_stream_data`), each under the same window rule as
         :meth:`_write_space`; returns how many were written and their bytes. It stops
         early when the window has no room, no stream has data, or every stream is
-        blocked. What a build call cannot change (keys, connection ID, the largest
-        acknowledged) is read once. The window's room is counted down here and the run
-        is registered with loss recovery (and ECN) in one call at the end — all its
-        packets leave at ``now``, and nothing in the loop reads what registration
-        changes — unless loss recovery's table cannot take the whole run: then each
-        packet is registered as it is built (a drop beyond the table's bound is a
-        congestion event the next packet must see)."""
+        blocked; runs of bulk_frame's packets are made in one call (module docstring).
+        What a build call cannot change (keys, connection ID, the largest acknowledged)
+        is read once. The window's room is counted down here and the run is registered
+        with loss recovery (and ECN) in one call at the end — all its packets leave at
+        ``now``, and nothing in the loop reads what registration changes — unless loss
+        recovery's table cannot take the whole run: then each packet is registered as
+        it is built (a drop beyond the table's bound is a congestion event the next
+        packet must see)."""
         recovery = self._recovery
         congestion = recovery.congestion
         streams = self._streams
@@ -580,6 +581,7 @@ class SendScheduler:
         packets = asm.packets
         first = len(packets)
         each = recovery.sent_room(APPLICATION) < allowed
+        bulk = streams.bulk_frame
         ecn = self._ecn
         # RFC 9002 §7: what the window allows, less what the run puts in flight (the
         # one-packet allowance of B.6 is the controller's datagram size, the path's:
@@ -588,6 +590,16 @@ class SendScheduler:
         written = total = 0
         more = streams.has_data()
         while more and written < allowed and room >= mtu:
+            if not each:  # packets of one plain STREAM frame each, in one call
+                made, size = asm.short_frame_run(
+                    allowed - written, room, mtu, dcid, write, space.next_pn, largest_acked, bulk
+                )
+                if made:  # the stream has data left (bulk_frame's condition)
+                    space.next_pn += made
+                    written += made
+                    total += size
+                    room -= size
+                    continue
             if not asm.begin_short_datagram(
                 mtu, dcid, write, APPLICATION, space.next_pn, largest_acked, key_phase
             ):

@@ -71,8 +71,10 @@ from quic.frames import (
     encode_stream_data_blocked_frame,
     encode_stream_frame_header,
     encode_streams_blocked_frame,
+    pack_stream_bulk_header,
 )
 from quic.packet_builder import PacketAssembler
+from quic.recovery_state import FrameHandler
 from quic.rtt import RttEstimator
 from quic.stream_manager import (
     FRAME_RESET_STREAM,
@@ -578,50 +580,62 @@ class StreamController:
 
     def write_streams(self, b: PacketAssembler) -> bool:
         """Fill the packet with STREAM frames, round-robin over ready streams; returns
-        :meth:`has_data` (the bulk send loop's next question).
+        :meth:`has_data` (the bulk send loop's next question). The bulk case, one
+        stream whose frame :meth:`bulk_frame` gives, needs no loop and no rotation;
+        every other case goes to the general loop (:meth:`_write_streams`)."""
+        sendable = self._sendable
+        if len(sendable) == 1:
+            frame = self.bulk_frame(b.room)
+            if frame is not None:
+                header, data, handler = frame
+                b.push_frame(header, data)
+                packet = b.packet
+                packet.handlers.append(handler)
+                packet.ack_eliciting = packet.in_flight = True
+                return True  # bulk_frame's condition: the stream has data left
+        return self._write_streams(b) if sendable else False
 
-        The bulk case, one stream sendable whose next frame is new data
-        (:meth:`~quic.stream_send.SendStream.next_new_data`), is written here with the
-        general loop's (:meth:`_write_streams`) frame, handler, flags and bookkeeping,
-        without its rotation (one stream); every other case goes to the loop."""
+    def bulk_frame(self, room: int) -> tuple[bytes, bytes, FrameHandler] | None:
+        """The STREAM frame of a packet with ``room`` payload bytes that
+        :meth:`_write_streams` would write and leave all its bookkeeping as it was: one
+        stream sendable, not resetting, whose new data fills the frame from one chunk
+        and goes on beyond it within the stream's and the connection's credit.
+        Returns ``(header, data, fate handler)`` with the connection's credit charged
+        (:meth:`write_streams`; :meth:`PacketAssembler.short_frame_run`, the bulk send
+        loop); None, with nothing changed, in every other case (the general loop)."""
         sendable = self._sendable
         if len(sendable) != 1:
-            return self._write_streams(b) if sendable else False
+            return None
         sid = next(iter(sendable))
         stream = self._live.get(sid)
         send = stream.send if stream is not None else None
-        if send is None:
-            return self._write_streams(b)
-        space = b.room
-        room = (  # the STREAM header this frame can have (_write_streams)
-            space
-            - (1 if sid < 0x40 else 8)
-            - (4 if send.write_offset < 0x40000000 else 8)
-            - (2 if space < 0x4000 else 4)
-            - 1
+        if send is None or send.reset_pending:
+            return None
+        offset = send.highest_sent
+        room -= (  # the STREAM header this frame can have (_write_streams)
+            (1 if sid < 0x40 else 8)
+            + (4 if send.write_offset < 0x40000000 else 8)
+            + (2 if room < 0x4000 else 4)
+            + 1
         )
         credit = self.credit
-        offset = send.highest_sent
-        data = send.next_new_data(room, credit.max_data - credit.used) if room > 0 else None
+        available = credit.max_data - credit.used
+        if (
+            send.write_offset - offset <= room
+            or send.credit.max_data - offset <= room
+            or available <= room
+        ):
+            return None  # the frame would end the data or a credit: write_streams
+        data = send.next_new_data(room, available)
         if data is None:
-            return self._write_streams(b)
+            return None  # not from one chunk
         n = len(data)
         credit.used += n
-        b.push_frame(encode_stream_frame_header(sid, offset, n, False), data)
-        packet = b.packet
-        packet.handlers.append((self._stream_fate, (sid, send, offset, n, False)))
-        packet.ack_eliciting = packet.in_flight = True
-        stream_credit = send.credit
-        if send.write_offset > send.highest_sent and stream_credit.max_data > stream_credit.used:
-            if credit.max_data > credit.used and not send.reset_pending:
-                return True  # what the loop's bookkeeping would leave as it is
-        elif not send.needs_send:
-            del sendable[sid]
-        if send.reset_pending and send.reset_ready:
-            self._control[sid] = None  # a RESET_STREAM_AT waited for these bytes
-        if sendable and credit.max_data <= credit.used and self._blocked_by_connection():
-            self._write_data_blocked(b)
-        return bool(sendable)
+        if sid < 0x40 and 0x4000 <= offset < 0x40000000 and 0x40 <= n < 0x4000:
+            header = pack_stream_bulk_header(0x0E, sid, offset | 0x80000000, n | 0x4000)
+        else:
+            header = encode_stream_frame_header(sid, offset, n, False)
+        return header, data, (self._stream_fate, (sid, send, offset, n, False))
 
     def _write_streams(self, b: PacketAssembler) -> bool:
         """:meth:`write_streams`' general loop."""
@@ -681,20 +695,13 @@ class StreamController:
             if send.reset_pending and send.reset_ready:
                 self._control[sid] = None  # a RESET_STREAM_AT waited for these bytes
         if sendable and credit.max_data <= credit.used and self._blocked_by_connection():
-            self._write_data_blocked(b)
+            limit_c = credit.blocked_at
+            if limit_c is not None and b.room >= _VARINT_FRAME_MAX:
+                credit.mark_blocked_sent()
+                b.push(encode_data_blocked_frame(limit_c))
+                handlers.append((self._data_blocked_fate, (limit_c,)))
+                packet.ack_eliciting = packet.in_flight = True
         return bool(sendable)
-
-    def _write_data_blocked(self, b: PacketAssembler) -> None:
-        """DATA_BLOCKED when the connection's credit holds data back (RFC 9000 §4.1,
-        §19.12), once per limit, if it fits."""
-        credit = self.credit
-        limit_c = credit.blocked_at
-        if limit_c is not None and b.room >= _VARINT_FRAME_MAX:
-            credit.mark_blocked_sent()
-            b.push(encode_data_blocked_frame(limit_c))
-            packet = b.packet
-            packet.handlers.append((self._data_blocked_fate, (limit_c,)))
-            packet.ack_eliciting = packet.in_flight = True
 
     def _blocked_by_connection(self) -> bool:
         for sid in self._sendable:

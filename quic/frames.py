@@ -91,6 +91,7 @@ from quic.frames_defs import (
     encode_stream_data_blocked_frame,
     encode_stream_frame_header,
     encode_streams_blocked_frame,
+    pack_stream_bulk_header,
     stream_frame_header_size,
 )
 from quic.frames_info import (
@@ -175,5 +176,6 @@ __all__ = [
     "encode_streams_blocked_frame",
     "is_ack_eliciting",
     "is_probing_only",
+    "pack_stream_bulk_header",
     "stream_frame_header_size",
 ]

@@ -89,6 +89,7 @@ __all__ = [
     "encode_stream_data_blocked_frame",
     "encode_stream_frame_header",
     "encode_streams_blocked_frame",
+    "pack_stream_bulk_header",
     "stream_frame_header_size",
 ]
 
@@ -256,15 +257,19 @@ class NewTokenFrame:
         return encode_new_token_frame(self.token)
 
 
-#: type, 1-byte stream ID, 4-byte offset, 2-byte length (a STREAM frame in mid-stream)
-_STREAM_BULK_HEADER = struct.Struct(">BBIH").pack
+#: A STREAM frame header in mid-stream (RFC 9000 §19.8, §16), packed from the type
+#: (0x0E | FIN), a stream ID below 0x40 (1 byte), an offset below 2**30 ORed with
+#: 0x80000000 (4 bytes) and a length below 0x4000 ORed with 0x4000 (2 bytes): the
+#: shortest encodings of :func:`encode_stream_frame_header` for offsets from 0x4000
+#: and lengths from 0x40 (the bulk send path packs it itself).
+pack_stream_bulk_header = struct.Struct(">BBIH").pack
 
 
 def encode_stream_frame_header(stream_id: int, offset: int, length: int, fin: bool) -> bytes:
     """Header of a STREAM frame (RFC 9000 §19.8): always LEN, OFF only if offset > 0."""
     if stream_id < 0x40 and 0x4000 <= offset < 0x40000000 and 0x40 <= length < 0x4000:
         # the bulk case, the same shortest encodings in one pack (RFC 9000 §16)
-        return _STREAM_BULK_HEADER(0x0E | fin, stream_id, offset | 0x80000000, length | 0x4000)
+        return pack_stream_bulk_header(0x0E | fin, stream_id, offset | 0x80000000, length | 0x4000)
     if offset + length > VARINT_MAX:
         raise ValueError("STREAM offset + length exceeds 2**62-1")
     if offset:

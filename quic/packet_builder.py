@@ -34,10 +34,13 @@ within the budget (the anti-amplification limit).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from quic.packet import PacketType, encode_long_header, long_header_size
 from quic.packet_number import MAX_PACKET_NUMBER, encode_packet_number
 from quic.protection import AEAD_TAG_LENGTH, PacketProtector, min_payload_length
 from quic.recovery import SentPacket
+from quic.recovery_state import FrameHandler
 
 __all__ = ["MIN_INITIAL_DATAGRAM", "PacketAssembler"]
 
@@ -54,6 +57,7 @@ _MIN_PAYLOAD = (0, *(min_payload_length(n) for n in (1, 2, 3, 4)))
 # An Enum class attribute (``PacketType.ONE_RTT``) goes through EnumType.__getattr__'s
 # slot on Python 3.11, ~10x a global load: the per-packet code reads module aliases.
 _ONE_RTT = PacketType.ONE_RTT
+_APPLICATION = 2  # PacketSpace.APPLICATION: 1-RTT packets (RFC 9000 §12.3)
 
 # Packets unacknowledged that 1 and 2 packet number bytes cover (RFC 9000 Appendix A.2)
 _PN_RANGE_1 = 1 << 7
@@ -311,6 +315,72 @@ class PacketAssembler:
         )
         self.datagrams.append(out)
         return len(out)
+
+    def short_frame_run(
+        self,
+        count: int,
+        window: int,
+        budget: int,
+        dcid: bytes,
+        protector: PacketProtector,
+        packet_number: int,
+        largest_acked: int | None,
+        frame: Callable[[int], tuple[bytes, bytes, FrameHandler] | None],
+    ) -> tuple[int, int]:
+        """Up to ``count`` datagrams of one 1-RTT packet each (application space, the
+        ``protector``'s key phase), numbered from ``packet_number``, each holding the one
+        frame ``frame(room)`` gives — its header, its data and its fate handler — for
+        the packet's payload room (the send path's bulk loop: what
+        :meth:`begin_short_datagram`, one :meth:`push_frame` and
+        :meth:`end_short_datagram` would make, sealed one by one, without the open
+        packet's record). A packet goes only while ``window`` (bytes the congestion
+        window allows, less those sent) is at least ``budget``; the run ends at the
+        first ``frame`` that gives None (nothing was taken for it). Returns how many
+        datagrams were made and their bytes."""
+        if budget > self.max_datagram_size:
+            budget = self.max_datagram_size
+        packets = self.packets
+        datagrams = self.datagrams
+        encrypt = protector.encrypt_short
+        key_phase = protector.key_phase
+        base = 1 + len(dcid) + AEAD_TAG_LENGTH  # RFC 9000 §17.3.1, plus the AEAD tag
+        pn = packet_number
+        written = total = 0
+        while written < count and window >= budget:
+            # begin_short_datagram's packet number encoding (RFC 9000 §17.1, A.2)
+            unacked = pn + 1 if largest_acked is None else pn - largest_acked
+            if 0 < unacked <= _PN_RANGE_2 and pn <= MAX_PACKET_NUMBER:
+                if unacked <= _PN_RANGE_1:
+                    pn_length, truncated = 1, pn & 0xFF
+                else:
+                    pn_length, truncated = 2, pn & 0xFFFF
+            else:
+                truncated, pn_length = encode_packet_number(pn, largest_acked)
+            room = budget - base - pn_length
+            if room < MIN_PACKET_ROOM:
+                break
+            given = frame(room)
+            if given is None:
+                break
+            header, data, handler = given
+            payload = header + data
+            size = len(payload)
+            short = _MIN_PAYLOAD[pn_length] - size
+            if short > 0:
+                payload += bytes(short)  # PADDING frames (type 0x00)
+                size += short
+            self.room = room - size
+            sent = SentPacket(_APPLICATION, pn, base + pn_length + size)
+            sent.handlers.append(handler)
+            packets.append(sent)
+            out = encrypt(dcid, pn_length, truncated, key_phase, payload, pn)
+            datagrams.append(out)
+            pn += 1
+            written += 1
+            size = len(out)
+            total += size
+            window -= size
+        return written, total
 
     @property
     def payload_size(self) -> int:

@@ -356,17 +356,29 @@ def test_write_streams_says_whether_data_is_left() -> None:
 
 
 def _stream_frames_sent(
-    fast: bool, stream_window: int, monkeypatch: pytest.MonkeyPatch
-) -> tuple[list[Any], bytes]:
+    fast: bool, stream_window: int, monkeypatch: pytest.MonkeyPatch, max_data: int = 30000
+) -> tuple[list[Any], bytes, int]:
     """The frames (their fate handler's name and numbers: STREAM's stream, offset,
     length, fin) of every packet the client sends in a lossy upload under small
     flow-control windows (blocked frames, retransmissions, the FIN), with or without
-    write_streams' one-stream path; and what arrived."""
-    if not fast:
+    write_streams' one-stream path and the bulk loop's frames (bulk_frame); what
+    arrived; and how many frames bulk_frame gave."""
+    given = [0]
+    if fast:
+        bulk_frame = StreamController.bulk_frame
+
+        def counted(self: StreamController, room: int) -> Any:
+            frame = bulk_frame(self, room)
+            given[0] += frame is not None
+            return frame
+
+        monkeypatch.setattr(StreamController, "bulk_frame", counted)
+    else:
         monkeypatch.setattr(StreamController, "write_streams", StreamController._write_streams)
+        monkeypatch.setattr(StreamController, "bulk_frame", lambda self, room: None)
     pair = make_pair(
         seed=4,
-        server_kwargs={"initial_max_data": 30000, "initial_max_stream_data": stream_window},
+        server_kwargs={"initial_max_data": max_data, "initial_max_stream_data": stream_window},
         loss=0.03,
     )
     pair.handshake()
@@ -400,24 +412,30 @@ def _stream_frames_sent(
     conn.send_stream_data(sid, payload[150000:], end_stream=True)
     pair.run(lambda: pair.stream_done(sid), max_time=60)
     monkeypatch.undo()
-    return frames, bytes(pair.data["server"][sid])
+    return frames, bytes(pair.data["server"][sid]), given[0]
 
 
 @pytest.mark.parametrize(
-    ("stream_window", "blocked"),
-    [(6000, "_stream_blocked_fate"), (20000, "_data_blocked_fate")],
+    ("stream_window", "max_data", "blocked"),
+    [
+        (6000, 30000, "_stream_blocked_fate"),
+        (20000, 30000, "_data_blocked_fate"),
+        (60000, 90000, "_stream_fate"),  # wider windows
+    ],
 )
 def test_one_stream_path_writes_the_general_loops_frames(
-    stream_window: int, blocked: str, monkeypatch: pytest.MonkeyPatch
+    stream_window: int, max_data: int, blocked: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """write_streams' one-stream path writes the frames the general loop
+    """write_streams' one-stream path and the bulk loop's frames (bulk_frame, sealed by
+    PacketAssembler.short_frame_run) write the frames the general loop
     (StreamController._write_streams) writes, packet by packet, through blocked windows
     (the stream's, the connection's), losses and the FIN."""
-    general, got_general = _stream_frames_sent(False, stream_window, monkeypatch)
-    fast, got_fast = _stream_frames_sent(True, stream_window, monkeypatch)
+    general, got_general, none = _stream_frames_sent(False, stream_window, monkeypatch, max_data)
+    fast, got_fast, bulk = _stream_frames_sent(True, stream_window, monkeypatch, max_data)
     payload = bytes(range(256)) * 800
     assert got_general == got_fast == payload
     assert fast == general
+    assert none == 0 and bulk > 0
     kinds = {f[0] for packet in fast for f in packet}
     assert {"_stream_fate", blocked} <= kinds
     assert any(f[-1] for packet in fast for f in packet if f[0] == "_stream_fate")  # FIN
