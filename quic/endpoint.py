@@ -332,15 +332,15 @@ class QuicEndpoint:
         entry: Entry | None = None  # the previous datagram's, if _receive returned it
         dcid = b""
         end = 1 + self.connection_id_length
+        run: list[bytes] = []  # datagrams for entry's connection, fed in one call
         for data in datagrams:
             try:
                 if entry is not None and data.startswith(dcid, 1) and not data[0] & 0x80:
-                    try:
-                        entry.conn.receive_datagram(data, addr, now, ecn, local)
-                    except Exception as exc:
-                        self._internal_error(entry, exc)
-                        entry = None
+                    run.append(data)
                     continue
+                if run:
+                    entry = self._feed_run(entry, run, addr, now, ecn, local)
+                    run = []
                 entry = receive(data, addr, now, ecn, local)
                 if entry is not None:
                     dcid = data[1:end]
@@ -348,6 +348,28 @@ class QuicEndpoint:
                 entry = None
                 self._drop(now, "internal_error", data)
                 logger.exception("QUIC endpoint failed on a datagram; dropped it")
+        if run:
+            self._feed_run(entry, run, addr, now, ecn, local)
+
+    def _feed_run(
+        self,
+        entry: Entry | None,
+        run: list[bytes],
+        addr: Any,
+        now: float,
+        ecn: int,
+        local: int,
+    ) -> Entry | None:
+        """Feed ``run`` (datagrams with the short-header ID of the one ``entry``'s
+        connection just took) to that connection in one call; the entry, or None if
+        the connection failed on them."""
+        assert entry is not None
+        try:
+            entry.conn.receive_datagrams(run, addr, now, ecn, local)
+        except Exception as exc:
+            self._internal_error(entry, exc)
+            return None
+        return entry
 
     def receive_forwarded(
         self, data: bytes, addr: Any, now: float, ecn: int = 0, local: int = 0

@@ -17,7 +17,7 @@ import pytest
 from quic.connection import QuicConnection
 from quic.endpoint import QuicEndpoint
 from quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
-from tests.support.quicpair import CLIENT_ADDR, Pair, make_pair
+from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair
 
 
 def _connected() -> Pair:
@@ -239,3 +239,95 @@ def test_event_queue_keeps_no_storage_once_drained_and_stays_bounded() -> None:
     while server.next_event() is not None:
         pass
     assert server._events == [] and server._taken == 0
+
+
+def _fed(together: bool, close_after: int | None = None) -> tuple[Pair, int, list[Any]]:
+    """A server fed a client's burst with QuicConnection.receive_datagrams or datagram
+    by datagram (``close_after``: the client's CONNECTION_CLOSE goes after that many
+    datagrams of the burst, the rest after it): the pair, the stream and the server's
+    events."""
+    pair = _connected()
+    sid, datagrams = _client_burst(pair, bytes(range(256)) * 60, end=True)
+    if close_after is not None:
+        pair.client.close(0, "bye")
+        pair.client_endpoint.wake(pair.client)
+        closing = [d for d, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+        datagrams[close_after:close_after] = closing
+    server = pair.server
+    now = pair.net.now + 0.001
+    if together:
+        single = server.receive_datagram
+        calls = [0]
+
+        def counted(*args: Any) -> None:
+            calls[0] += 1
+            single(*args)
+
+        server.receive_datagram = counted  # type: ignore[method-assign]
+        server.receive_datagrams(datagrams, CLIENT_ADDR, now)
+        assert calls[0] == 0  # the batched path, not a loop over receive_datagram
+    else:
+        for data in datagrams:
+            server.receive_datagram(data, CLIENT_ADDR, now)
+    events = []
+    while (event := server.next_event()) is not None:
+        events.append(event)
+    return pair, sid, events
+
+
+def test_a_connection_fed_datagrams_together_ends_as_fed_one_by_one() -> None:
+    """QuicConnection.receive_datagrams (a GRO read's datagrams, the batched short-header
+    path) leaves the connection as receive_datagram per datagram does: events, ACK
+    ranges, byte and packet counts, idle timer."""
+    one, _, events_one = _fed(False)
+    many, _, events_many = _fed(True)
+    assert len(events_many) == len(events_one) and events_many
+    for a, b in zip(events_many, events_one, strict=True):
+        assert type(a) is type(b)
+        if isinstance(a, StreamDataReceived):
+            assert (a.stream_id, a.data, a.end_stream) == (b.stream_id, b.data, b.end_stream)
+    assert many.server.acks.trackers[2].received == one.server.acks.trackers[2].received
+    stats_many, stats_one = many.server.stats(), one.server.stats()
+    assert stats_many.bytes_received == stats_one.bytes_received > 0
+    assert stats_many.packets_received == stats_one.packets_received
+    assert many.server.idle.last_activity == one.server.idle.last_activity
+
+
+def test_datagrams_after_a_close_in_the_batch_are_not_read() -> None:
+    """A CONNECTION_CLOSE in the middle of a batch: what follows it is dropped, as the
+    per-datagram path drops it once the connection drains (RFC 9000 §10.2.2)."""
+    one, _, events_one = _fed(False, close_after=2)
+    many, _, events_many = _fed(True, close_after=2)
+    assert [type(e) for e in events_many] == [type(e) for e in events_one]
+    assert any(isinstance(e, ConnectionTerminated) for e in events_many)
+    received = many.server.stats().packets_received
+    assert received == one.server.stats().packets_received
+    full, _, _ = _fed(True)
+    assert received < full.server.stats().packets_received  # the rest was not read
+
+
+def test_a_stateless_reset_in_a_batch_ends_the_connection() -> None:
+    """A stateless reset (RFC 9000 §10.3.1) among datagrams read together ends the
+    connection at once; the datagrams after it are not read."""
+    key = bytes(range(32))
+    pair = make_pair(seed=7, server_kwargs={"stateless_reset_key": key})
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake_confirmed, max_time=2)
+    client = pair.client
+    token = pair.server_endpoint.reset_token(client.cids.peer_cid)
+    reset = b"\x40" + bytes(range(1, 34)) + token
+    server = pair.server
+    sid = server.create_stream()
+    server.send_stream_data(sid, b"s" * 3000)
+    pair.server_endpoint.wake(server)
+    data = [d for d, _ in pair.server_endpoint.datagrams_to_send(pair.net.now)]
+    assert len(data) >= 2
+    tracker = client.acks.trackers[2]
+    before = tracker.received.total()
+    client.receive_datagrams([data[0], reset, *data[1:]], SERVER_ADDR, pair.net.now)
+    events = []
+    while (event := client.next_event()) is not None:
+        events.append(event)
+    terminated = [e for e in events if isinstance(e, ConnectionTerminated)]
+    assert terminated and terminated[0].reason_phrase == "stateless reset"
+    assert tracker.received.total() - before == 1  # only the datagram before the reset

@@ -1,0 +1,101 @@
+"""Datagrams read together, fed to one connection in one call (RFC 9000 §12.2, §5.2).
+
+Theory of operation
+-------------------
+A GRO read (:mod:`quic.aio.offload`) holds up to ~45 datagrams of one sender, and in a
+bulk transfer each is one short-header packet of the same connection. The endpoint
+hands such a run to :meth:`QuicConnection.receive_datagrams
+<quic.connection.QuicConnection.receive_datagrams>`, which calls
+:func:`receive_batch` here. When the connection is established with its handshake
+confirmed, the datagrams came to and from the current path, qlog is off and no
+preferred-address switch or amplification limit is pending, what
+:meth:`~quic.connection.QuicConnection.receive_datagram` does per datagram that cannot
+change within the batch is done once — the clock, the path's byte counts, the path the
+datagrams came on, the peer's connection ID on it, the idle timer (RFC 9000 §10.1) —
+and each datagram of one short-header packet is read at once
+(:meth:`~quic.conn_receive.PacketReader.read_short`); anything else in the batch goes
+the general way (``_receive``). The connection's state is checked before every
+datagram: a packet that closed it (CONNECTION_CLOSE, RFC 9000 §10.2.2) or a stateless
+reset (§10.3.1) ends the batch, and what follows is not read, as the per-datagram path
+drops it. Errors end the connection as they do there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quic.conn_state import LIVE, ConnectionState
+from quic.conn_timers import linger
+from quic.errors import QuicProtocolError
+from quic.frames import FrameType
+from quic.tls.alerts import TlsAlertError
+
+if TYPE_CHECKING:
+    from quic.connection import QuicConnection
+
+__all__ = ["receive_batch"]
+
+_CONNECTED = ConnectionState.CONNECTED  # a module alias: no EnumType lookup per datagram
+
+
+def receive_batch(
+    conn: QuicConnection, datagrams: list[bytes], addr: Any, now: float, ecn: int, local: int
+) -> bool:
+    """Feed ``datagrams`` (from ``addr``, to our address ``local``) to ``conn`` as one
+    batch; False, with nothing done, when the batch must go datagram by datagram (see
+    the module docstring)."""
+    paths = conn.paths
+    current = paths.current
+    if (
+        conn.state is not _CONNECTED
+        or local != current.local
+        or addr != current.addr
+        or conn._qlog is not None
+        or not conn.handshake.confirmed
+        or paths.preferred_ready
+        or conn.recovery.amplification_limited
+    ):
+        return False
+    if now > conn._now:
+        conn._now = now
+    paths.receiving, paths.receiving_local = addr, local
+    reader = conn.reader
+    read_short = reader.read_short
+    cid_len = conn.cids.cid_length
+    shortest = cid_len + 20  # the connection's hot-path test (_receive)
+    ecn &= 3
+    size = 0
+    processed = False
+    try:
+        for data in datagrams:
+            if conn.state is not _CONNECTED:
+                break  # closed by a packet of the batch: the rest is not read
+            size += len(data)
+            if len(data) > shortest and data[0] & 0xC0 == 0x40:  # one 1-RTT packet
+                if read_short(data, cid_len, now, ecn):
+                    processed = True
+                elif len(data) >= 21 and conn.cids.is_peer_stateless_reset(bytes(data[-16:])):
+                    # RFC 9000 §10.3.1: a stateless reset ends the connection at once
+                    conn.state = conn.closer.on_stateless_reset(now, linger(conn))
+            elif conn._receive(data, addr, now, ecn):
+                processed = True
+            if paths.preferred_ready:
+                conn.migration.adopt_preferred(now)  # RFC 9000 §9.6.2
+            reprocess = reader.reprocess
+            while reprocess and conn.state in LIVE:
+                again, again_addr, again_ecn = reprocess.popleft()
+                conn._receive(again, again_addr, now, again_ecn)
+    except QuicProtocolError as exc:
+        conn._fail(exc)
+    except TlsAlertError as exc:  # TLS raised outside a CRYPTO frame's handling
+        conn._fail(QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO))
+    except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
+        conn._internal_error(exc)
+    paths.bytes_received += size  # received_on_current's counts, for the batch
+    current.received += size
+    conn.migration.path_dcid = reader.newest_dcid  # the peer's ID on this path
+    if processed:
+        idle = conn.idle
+        idle.last_activity = now
+        idle.eliciting_since_receive = False  # RFC 9000 §10.1
+    return True
