@@ -37,17 +37,6 @@ call) and the flush still follows for the rest. A server's read batch (at most
 ``RECEIVE_BATCH`` connections) and a single busy connection never reach it: their
 replies still leave with the ACKs of what triggered them.
 
-Long batches and capped builds (a bulk transfer): a read wake-up may feed ~1,400
-datagrams (``RECEIVE_BATCH`` GRO reads of up to ~45 each); its ACKs would leave only
-at its end, after all of them were processed, and the sender would wait that long with
-its send buffer full. So once ``ACK_WITHIN_BATCH`` GRO datagrams were fed in one
-wake-up, what is due goes out at once (the ACKs the peer's ACK_FREQUENCY threshold
-made due; no event is handed up there) and the count starts again. On the sending
-side, a build call stops at its datagram cap with more to send
-(:attr:`QuicEndpoint.has_pending_output`): the transmit schedules another flush, so
-the rest leaves after the socket was read again rather than when the next ACK or
-write arrives.
-
 One loop timer serves the endpoint's earliest deadline. It is re-created only when
 that deadline moves earlier: a later deadline (the loss-detection timer moves on with
 every packet sent) keeps the armed timer, which fires early, finds nothing due and
@@ -169,9 +158,6 @@ def _nothing_buffered() -> int:
 #: More connections woken than this before a flush: those woken so far leave at once
 #: (see "Wake storms"); one read batch's worth, so a server's replies are not split.
 WAKE_BATCH = RECEIVE_BATCH
-#: GRO datagrams fed in one read wake-up after which the ACKs that came due leave before
-#: the rest of the batch is read (see "Long batches" in the module docstring).
-ACK_WITHIN_BATCH = 128
 #: Only full-sized datagrams (bulk data, Initial flights) hold the transmit back; small
 #: ones (ACKs, ping-pong) are answered in the same loop iteration, without extra latency.
 _FULL_DATAGRAM = 1200
@@ -202,7 +188,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
         self._read_at = 0.0  # when the batch being read was read (_read_ready)
-        self._glued = 0  # GRO datagrams fed since the wake-up or its last ACK transmit
         self._readers = (self._receive_marked, self.error_received, self._receive_glued)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None  # when it fires (at or before the deadline)
@@ -277,7 +262,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def _read_ready(self, sock: socket.socket) -> None:
         self.read_wakeups += 1
-        self._glued = 0
         try:
             self._read_at = self.loop.time()  # the batch's "now" (_receive_marked)
             if self._raw is not None:
@@ -311,18 +295,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.endpoint.receive_datagram(data, addr, self._read_at)
 
     def _receive_glued(self, datagrams: list[bytes], addr: Any, ecn: int) -> None:
-        """The datagrams of one GRO read (see :meth:`_receive_marked`); past
-        ``ACK_WITHIN_BATCH`` of them in one wake-up, the ACKs that came due leave at
-        once (see "Long batches")."""
+        """The datagrams of one GRO read (see :meth:`_receive_marked`)."""
         self.endpoint.receive_datagrams(datagrams, addr, self._read_at, ecn)
-        glued = self._glued + len(datagrams)
-        if glued < ACK_WITHIN_BATCH:
-            self._glued = glued
-            return
-        self._glued = 0
-        self.early_transmits += 1
-        self._send_out(None)  # what is due now (ACKs); no event handed up mid-batch
-        self._after_send()
 
     def _flush_or_transmit(self) -> None:
         """After events were handed up: transmit at the flush — or now when a handshake
@@ -491,8 +465,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self._dispatch(item)
         self.transmits += 1
         self._send_out(None)
-        if endpoint.has_pending_output:  # a build stopped at its cap: more may go now
-            self.schedule_flush()  # the rest goes at the next flush, after the socket is read
         item = endpoint.next_event()
         if item is not None:
             self._dispatch(item)
