@@ -15,9 +15,10 @@ datagrams came on, the peer's connection ID on it, the idle timer (RFC 9000 §10
 and each datagram of one short-header packet is read at once
 (:meth:`~quic.conn_receive.PacketReader.read_short`); anything else in the batch goes
 the general way (``_receive``). The connection's state is checked before every
-datagram: a packet that closed it (CONNECTION_CLOSE, RFC 9000 §10.2.2) or a stateless
-reset (§10.3.1) ends the batch, and what follows is not read, as the per-datagram path
-drops it. Errors end the connection as they do there.
+datagram: once a packet closed it (CONNECTION_CLOSE, RFC 9000 §10.2.2; a stateless
+reset, §10.3.1; an error of ours) the rest of the batch goes through
+``receive_datagram``, which drops it or counts it while closing (§10.2.1), as it would
+have one by one. Errors end the connection as they do there.
 """
 
 from __future__ import annotations
@@ -66,10 +67,12 @@ def receive_batch(
     ecn &= 3
     size = 0
     processed = False
+    taken = 0  # datagrams handled here; the rest (after a close) go the general way
     try:
         for data in datagrams:
             if conn.state is not _CONNECTED:
-                break  # closed by a packet of the batch: the rest is not read
+                break  # closed by a packet of the batch: receive_datagram decides the rest
+            taken += 1
             size += len(data)
             if len(data) > shortest and data[0] & 0xC0 == 0x40:  # one 1-RTT packet
                 if read_short(data, cid_len, now, ecn):
@@ -98,4 +101,6 @@ def receive_batch(
         idle = conn.idle
         idle.last_activity = now
         idle.eliciting_since_receive = False  # RFC 9000 §10.1
+    for data in datagrams[taken:]:  # dropped, or counted while closing (RFC 9000 §10.2.1)
+        conn.receive_datagram(data, addr, now, ecn, local)
     return True
