@@ -81,7 +81,10 @@ Cost per datagram is O(1) in the number of connections (O(log n) for the heap):
   batch (``_touched``, :meth:`_settle`), not per datagram: every public entry point that
   reads that state (:meth:`next_event`, :meth:`get_timer`, :meth:`handle_timer`, the
   ``*datagrams_to_send`` methods, the counters) and the rare unrouted path settle first,
-  so a caller sees the same state as if it ran after each datagram.
+  so a caller sees the same state as if it ran after each datagram. A connection
+  just served by a ``*datagrams_to_send`` call is noted the same way: its bookkeeping
+  runs at the caller's next call (the I/O layer's ``get_timer`` or ``next_event``),
+  after the datagrams left — the reply of a ping-pong does not wait for it.
 * a connection that received datagrams is pending, so the next ``*datagrams_to_send``
   serves it and re-files its deadline then: the settle leaves it *unfiled*
   (``Deadlines.unfiled``) instead of computing a deadline the transmit recomputes a
@@ -610,6 +613,7 @@ class QuicEndpoint:
         batches: list[tuple[list[tuple[bytes, Any, int]], int]] = []
         entries = self._entries
         unfiled = self._deadlines.unfiled
+        touched = self._touched  # empty: settled above
         for conn in pending:
             entry = entries.get(conn)
             if entry is None:
@@ -626,7 +630,9 @@ class QuicEndpoint:
             flushed.append(conn)
             if unfiled:
                 unfiled.pop(entry, None)
-            self._after_activity(entry)
+            # its bookkeeping (_after_activity: events passed on, deadline re-filed...)
+            # at the next settle: the caller's next call, after these datagrams left
+            touched[entry] = None
         self.last_flushed = flushed
         return batches
 
@@ -769,6 +775,8 @@ class QuicEndpoint:
         endpoint to :meth:`take_over` (a connection moving to a socket of its own,
         :mod:`quic.aio.shared`); returns the connection IDs routed to it. Its queued
         events stay queued here: the caller passes them on first."""
+        if self._touched:
+            self._settle()  # its events queued, before it is forgotten
         entry = self._entries.get(conn)
         if entry is None or not conn.is_client:
             raise ValueError("not a client connection of this endpoint")

@@ -309,7 +309,8 @@ def test_get_timer_of_a_raising_connection_does_not_escape() -> None:
 
     victim.get_timer = broken  # type: ignore[method-assign]
     pair.server_endpoint.wake(victim)
-    pair.server_endpoint.datagrams_to_send(pair.net.now)  # re-files its deadline: raises
+    pair.server_endpoint.datagrams_to_send(pair.net.now)  # served: its deadline unfiled
+    pair.server_endpoint.get_timer()  # files it after the send: raises
     assert pair.server_endpoint.internal_errors == 1
     pair.server_endpoint.get_timer()
     pair.server_endpoint.handle_timer(pair.net.now + 100)
@@ -404,3 +405,29 @@ def test_datagrams_received_together_skip_the_routing_only_behind_their_own_id()
     assert tracker.received.total() - before == len(datagrams)  # each one processed
     pair.net.settle(1.0)
     assert bytes(pair.data["server"][sid]) == b"g" * 20_000
+
+
+def test_served_connection_is_settled_after_the_send() -> None:
+    """A connection served by datagrams_to_send has its deadline filed at the caller's
+    next call (after the datagrams left), and get_timer then sees the deadline the
+    send armed."""
+    pair = make_pair()
+    pair.handshake()
+    pair.run(max_time=1.0)
+    endpoint, conn = pair.client_endpoint, pair.client
+    calls = []
+    real = conn.get_timer
+
+    def counted() -> float | None:
+        calls.append(1)
+        return real()
+
+    conn.get_timer = counted  # type: ignore[method-assign]
+    sid = conn.create_stream()
+    conn.send_stream_data(sid, b"x" * 100)
+    endpoint.wake(conn)
+    assert endpoint.datagrams_to_send(pair.net.now)
+    assert calls == []  # nothing of its bookkeeping before the datagrams are handed out
+    deadline = endpoint.get_timer()
+    assert calls == [1]
+    assert deadline is not None and deadline == real()  # the send's loss-detection timer
