@@ -290,6 +290,15 @@ class SendScheduler:
         spaces = self._keys.spaces
         qlog = self._qlog
         mtu = paths.max_datagram_size
+        if self._owes_nothing(now):
+            # what the rest would do for a build that writes nothing (see _owes_nothing)
+            self._update_pacer(now, mtu)
+            self._pacing_held = False
+            self._ackfreq_due = False  # wants_send() just said so
+            self._ecn.begin_send()
+            self.capped = False
+            self._after_build(now, mtu, True)
+            return [], False
         probe = self._pmtu.probe_size()
         asm = PacketAssembler(mtu if probe is None else max(mtu, probe))
         sent_eliciting = False
@@ -408,6 +417,56 @@ class SendScheduler:
             paths.on_datagram_sent(validated_bytes)
         self._after_build(now, mtu, drained)
         return asm.datagrams, sent_eliciting
+
+    def _owes_nothing(self, now: float) -> bool:
+        """Nothing may be written by this build call, whatever the window and the pacer
+        say: the handshake confirmed, 1-RTT keys only, the address validated, no qlog,
+        PMTU probe, probe, PING, path, connection-ID, HANDSHAKE_DONE, NEW_TOKEN, CRYPTO,
+        ACK_FREQUENCY (asked here, as the build asks), DATAGRAM, control or STREAM frame
+        owed, and the application space's ACK not due. A connection woken with nothing
+        to send — an ACK-only packet received, a read that returns no credit yet: a
+        third of the builds of a burst of short exchanges — then skips the build's
+        set-up; :meth:`build` does for it what its reply pass does when it writes
+        nothing."""
+        handshake = self._handshake
+        if not handshake.confirmed or self._qlog is not None:
+            return False
+        deadline = self._acks.trackers[APPLICATION].deadline  # wants_ack(), inline
+        if deadline is not None and deadline <= now:
+            return False
+        streams = self._streams
+        keys = self._keys
+        spaces = keys.spaces
+        paths = self._paths
+        if (
+            self._datagrams.pending
+            or streams.has_data()
+            or streams.wants_control()
+            or self._probes
+            or self._pings
+            or spaces[INITIAL].write is not None
+            or spaces[HANDSHAKE].write is not None
+            or spaces[APPLICATION].write is None
+            or keys.zero_rtt_write is not None
+            or not handshake.complete
+            or not paths.current.validated  # address_validated, without the property
+            or paths.wants_send()  # PATH_CHALLENGE (owed on the current path) or RESPONSE
+            or handshake.done_pending
+            or handshake.tokens_pending
+            or self._crypto.needs_send(APPLICATION)
+            or self._cids.wants_send(True)
+            or self._pmtu.probe_size() is not None
+        ):
+            return False
+        recovery = self._recovery
+        rtt = recovery.rtt
+        return not self._ackfreq.wants_send(
+            now,
+            recovery.congestion.congestion_window,
+            paths.max_datagram_size,
+            rtt.smoothed_rtt,
+            rtt.first_rtt_sample is not None,
+        )
 
     def _only_stream_data(self, now: float) -> bool:
         """Nothing but STREAM frames is left to send in 1-RTT packets, and nothing a

@@ -37,6 +37,16 @@ call) and the flush still follows for the rest. A server's read batch (at most
 ``RECEIVE_BATCH`` connections) and a single busy connection never reach it: their
 replies still leave with the ACKs of what triggered them.
 
+Long feeds: with GRO one read can hold 64 datagrams, so one wake-up of a socket that
+many connections share (a client's shared socket, a server facing it) may feed
+hundreds — 1,000 sessions echoing at once: 100-300 ms of feeding in one wake-up, the
+ACK timers of everything fed expiring meanwhile, and the peer's PTOs firing before
+the transmit at its end. So once a wake-up has fed its GRO reads for ``ACK_TURN``
+(RFC 9000's default max_ack_delay), what is due leaves before it reads on (a transmit
+without handing events up, as in a wake storm; ``ack_turns`` counts them), and the
+datagrams read after that turn arrive at its time. A wake-up of single datagrams reads
+at most ``RECEIVE_BATCH`` and is never that long.
+
 One loop timer serves the endpoint's earliest deadline. It is re-created only when
 that deadline moves earlier: a later deadline (the loss-detection timer moves on with
 every packet sent) keeps the armed timer, which fires early, finds nothing due and
@@ -161,6 +171,10 @@ WAKE_BATCH = RECEIVE_BATCH
 #: Only full-sized datagrams (bulk data, Initial flights) hold the transmit back; small
 #: ones (ACKs, ping-pong) are answered in the same loop iteration, without extra latency.
 _FULL_DATAGRAM = 1200
+#: A wake-up that has fed GRO reads this long sends what is due before it reads on
+#: (see "Long feeds"): RFC 9000's default max_ack_delay, and the floor of what our
+#: ACK_FREQUENCY asks for (``QuicConfiguration.ack_frequency_min_delay``).
+ACK_TURN = 0.025
 #: ICMP errors that say nobody can be reached at an address (see "ICMP hints").
 _UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 
@@ -191,6 +205,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._readers = (self._receive_marked, self.error_received, self._receive_glued)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None  # when it fires (at or before the deadline)
+        self.ack_turns = 0  # transmits in the middle of a long feed (see "Long feeds")
         self.timer_rearms = 0  # loop timers created (see _arm_timer)
         self.timer_fires = 0  # ... and fired
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -295,8 +310,17 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.endpoint.receive_datagram(data, addr, self._read_at)
 
     def _receive_glued(self, datagrams: list[bytes], addr: Any, ecn: int) -> None:
-        """The datagrams of one GRO read (see :meth:`_receive_marked`)."""
-        self.endpoint.receive_datagrams(datagrams, addr, self._read_at, ecn)
+        """The datagrams of one GRO read (see :meth:`_receive_marked`); once the wake-up
+        has fed for ``ACK_TURN``, the ACKs due so far leave before it goes on (see
+        "Long feeds")."""
+        endpoint = self.endpoint
+        endpoint.receive_datagrams(datagrams, addr, self._read_at, ecn)
+        now = self.loop.time()
+        if now - self._read_at >= ACK_TURN:
+            self._read_at = now  # the datagrams read from here on arrive now
+            self.ack_turns += 1
+            self._send_out(None)
+            self._after_send()
 
     def _flush_or_transmit(self) -> None:
         """After events were handed up: transmit at the flush — or now when a handshake

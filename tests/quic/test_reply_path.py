@@ -30,8 +30,13 @@ from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair
 _DGRAM = {"max_datagram_frame_size": 65536}
 
 
-def _confirmed_pair(seed: int) -> Pair:
-    pair = make_pair(seed=seed, client_kwargs=dict(_DGRAM), server_kwargs=dict(_DGRAM))
+def _confirmed_pair(seed: int, small_windows: bool = False) -> Pair:
+    """``small_windows``: the client's stream and connection windows small enough that
+    a few tens of KB consumed make it owe MAX_STREAM_DATA and MAX_DATA."""
+    client_kwargs: dict[str, Any] = dict(_DGRAM)
+    if small_windows:
+        client_kwargs.update(initial_max_stream_data=16_384, initial_max_data=24_576)
+    pair = make_pair(seed=seed, client_kwargs=client_kwargs, server_kwargs=dict(_DGRAM))
     pair.handshake()
     pair.run(lambda: pair.client.handshake.confirmed, max_time=5)
     return pair
@@ -152,7 +157,8 @@ def _random_state(pair: Pair, rng: random.Random, other: str) -> tuple[QuicConne
             now += 0.002
         while conn.next_event() is not None:
             pass
-        conn.consume_stream_data(sid, rng.randrange(1, 60_000))
+        # half the small window or more: credit is owed (see _confirmed_pair)
+        conn.consume_stream_data(sid, rng.randrange(8_192, 16_385))
     elif other == "reset":  # a stream-state frame owed (RESET_STREAM)
         sid = conn.create_stream()
         conn.send_stream_data(sid, b"r" * rng.randrange(1, 500))
@@ -186,12 +192,15 @@ def _build_both(
         taken[0] += result is not None
         return result
 
-    # instance attributes over the methods, removed again before the states are compared
+    # instance attributes over the methods, removed again before the states are compared;
+    # the copy takes neither the reply pass nor the short cut of a build owing nothing
     vars(twin.sender)["_reply_kind"] = lambda: 0
+    vars(twin.sender)["_owes_nothing"] = lambda now: False
     vars(conn.sender)["_write_reply"] = counted
     fast = conn.datagrams_to_send(now)
     general = twin.datagrams_to_send(now)
-    del vars(twin.sender)["_reply_kind"], vars(conn.sender)["_write_reply"]
+    del vars(twin.sender)["_reply_kind"], vars(twin.sender)["_owes_nothing"]
+    del vars(conn.sender)["_write_reply"]
     return fast, general, twin, taken[0]
 
 
@@ -201,8 +210,8 @@ def test_reply_path_is_the_general_path() -> None:
     streamed: collections.Counter[str] = collections.Counter()
     for seed in range(78):
         rng = random.Random(seed)
-        pair = _confirmed_pair(seed % 4)
         other = _OTHER[seed % len(_OTHER)]
+        pair = _confirmed_pair(seed % 4, small_windows=other == "credit")
         conn, now = _random_state(pair, rng, other)
         fast, general, twin, passes = _build_both(conn, now)
         assert fast == general, (seed, other)
@@ -292,19 +301,21 @@ def test_ack_deadline_unrolled_matches_the_loop() -> None:
 def test_ack_only_and_empty_builds_take_the_reply_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """A build with nothing ack-eliciting owed (a burst of short exchanges: the ACK of an
     echo, the answer to a probe, a build after a packet whose ACK may wait) skips the
-    general loop: nothing while the ACK is not due, then one ACK-only datagram at its
-    deadline; no packet number is spent on the empty build."""
+    general loop: nothing while the ACK is not due (a build owing nothing, which skips
+    the reply pass too), then one ACK-only datagram at its deadline in the reply pass;
+    no packet number is spent on the empty build."""
     pair = _confirmed_pair(6)
     conn, server, now = pair.client, pair.server, pair.net.now
     pair.run(max_time=0.5)  # everything of the handshake acknowledged
     now = pair.net.now
     calls: collections.Counter[str] = collections.Counter()
-    for name in ("_write_space", "_write_reply"):
+    for name in ("_write_space", "_write_reply", "_owes_nothing"):
         real = getattr(conn.sender, name)
 
         def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
-            calls[_name] += 1
-            return _real(*args)
+            result = _real(*args)
+            calls[f"{_name} {result}" if _name == "_owes_nothing" else _name] += 1
+            return result
 
         monkeypatch.setattr(conn.sender, name, counted)
     server.send_datagram(b"s" * 40)  # one ack-eliciting packet: its ACK may be delayed
@@ -317,4 +328,4 @@ def test_ack_only_and_empty_builds_take_the_reply_path(monkeypatch: pytest.Monke
     assert deadline is not None and deadline > now
     assert len(conn.datagrams_to_send(deadline)) == 1  # the ACK, at its deadline
     assert conn.keys.spaces[2].next_pn == next_pn + 1
-    assert calls == {"_write_reply": 2}
+    assert calls == {"_owes_nothing True": 1, "_owes_nothing False": 1, "_write_reply": 1}
