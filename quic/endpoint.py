@@ -160,6 +160,9 @@ __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
 logger = logging.getLogger("quic.endpoint")
 
 _MIN_INITIAL = 1200  # RFC 9000 §14.1
+#: A run of this many datagrams for one connection in one GRO read (a bulk transfer's)
+#: marks the connection busy (:meth:`QuicEndpoint.take_busy`).
+BUSY_RUN = 16
 _DATA, _ADDR = itemgetter(0), itemgetter(1)  # of a connection's (data, addr, local)
 _TERMINATED = ConnectionState.TERMINATED
 
@@ -190,6 +193,7 @@ class QuicEndpoint:
         # a reset carries no connection ID we chose (RFC 9000 §10.3.1)
         self._reset_tokens: dict[bytes, QuicConnection] = {}
         self._pending: dict[QuicConnection, None] = {}  # insertion-ordered set
+        self._busy: dict[QuicConnection, None] = {}  # fed a long run (take_busy)
         # entries that received datagrams since the last settle (see _settle)
         self._touched: dict[Entry, None] = {}
         # the deadline heap, and the pending entries re-filed when served (see _settle)
@@ -288,6 +292,17 @@ class QuicEndpoint:
         """True if some connection may have datagrams to send."""
         return bool(self._pending or self._replies.pending)
 
+    def take_busy(self) -> dict[QuicConnection, None]:
+        """The connections fed a run of ``BUSY_RUN`` or more datagrams in one
+        :meth:`receive_datagrams` call since the last call or the last full
+        ``*datagrams_to_send`` call (which empties the set too): for an I/O layer in the
+        middle of a long read, which serves these — their ACKs are due (the ACK-eliciting
+        threshold, RFC 9000 §13.2.1 and ACK_FREQUENCY) — and not every connection fed."""
+        busy = self._busy
+        if busy:
+            self._busy = {}
+        return busy
+
     # -- client side ----------------------------------------------------------------------
 
     def connect(self, addr: Any, configuration: QuicConfiguration, now: float) -> QuicConnection:
@@ -367,6 +382,8 @@ class QuicEndpoint:
         connection just took) to that connection in one call; the entry, or None if
         the connection failed on them."""
         assert entry is not None
+        if len(run) >= BUSY_RUN:
+            self._busy[entry.conn] = None
         try:
             entry.conn.receive_datagrams(run, addr, now, ecn, local)
         except Exception as exc:
@@ -607,6 +624,8 @@ class QuicEndpoint:
         if only is None:
             pending = self._pending
             self._pending = {}
+            if self._busy:
+                self._busy = {}  # served below
         else:
             pending = _take(self._pending, only)
         flushed: list[QuicConnection] = []

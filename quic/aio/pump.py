@@ -37,15 +37,17 @@ call) and the flush still follows for the rest. A server's read batch (at most
 ``RECEIVE_BATCH`` connections) and a single busy connection never reach it: their
 replies still leave with the ACKs of what triggered them.
 
-Long feeds: with GRO one read can hold 64 datagrams, so one wake-up of a socket that
-many connections share (a client's shared socket, a server facing it) may feed
-hundreds — 1,000 sessions echoing at once: 100-300 ms of feeding in one wake-up, the
-ACK timers of everything fed expiring meanwhile, and the peer's PTOs firing before
-the transmit at its end. So once a wake-up has fed its GRO reads for ``ACK_TURN``
-(RFC 9000's default max_ack_delay), what is due leaves before it reads on (a transmit
-without handing events up, as in a wake storm; ``ack_turns`` counts them), and the
-datagrams read after that turn arrive at its time. A wake-up of single datagrams reads
-at most ``RECEIVE_BATCH`` and is never that long.
+Bulk transfers: a read wake-up may feed ~1,400 datagrams of one connection
+(``RECEIVE_BATCH`` GRO reads of up to ~45 each); their ACKs would leave only at its end,
+and the sender, its send buffer full of unacknowledged data, would wait that long. So
+every ``ACK_WITHIN_BATCH`` GRO datagrams of a wake-up, the connections fed long runs
+(:meth:`QuicEndpoint.take_busy`: their ACKs are due) are served before it reads on —
+only those: a shared socket's wake-up feeding one datagram each to hundreds of
+connections builds nothing extra. On the sending side, a transmit whose build stopped at
+its datagram cap (:attr:`QuicEndpoint.has_pending_output`) schedules another flush, so
+the rest leaves after the socket was read again rather than when the next ACK or write
+arrives. Measured on loopback (raw QUIC, 200 MB, alternating, quiet machine): 101-140
+MB/s without either, 118-186 with both.
 
 One loop timer serves the endpoint's earliest deadline. It is re-created only when
 that deadline moves earlier: a later deadline (the loss-detection timer moves on with
@@ -171,10 +173,9 @@ WAKE_BATCH = RECEIVE_BATCH
 #: Only full-sized datagrams (bulk data, Initial flights) hold the transmit back; small
 #: ones (ACKs, ping-pong) are answered in the same loop iteration, without extra latency.
 _FULL_DATAGRAM = 1200
-#: A wake-up that has fed GRO reads this long sends what is due before it reads on
-#: (see "Long feeds"): RFC 9000's default max_ack_delay, and the floor of what our
-#: ACK_FREQUENCY asks for (``QuicConfiguration.ack_frequency_min_delay``).
-ACK_TURN = 0.025
+#: GRO datagrams fed in one wake-up after which its busy connections are served (see
+#: "Bulk transfers"): 256 measured faster than 64, 128 and 512.
+ACK_WITHIN_BATCH = 256
 #: ICMP errors that say nobody can be reached at an address (see "ICMP hints").
 _UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 
@@ -205,7 +206,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._readers = (self._receive_marked, self.error_received, self._receive_glued)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None  # when it fires (at or before the deadline)
-        self.ack_turns = 0  # transmits in the middle of a long feed (see "Long feeds")
+        self._glued = 0  # GRO datagrams fed since the wake-up or its last busy turn
+        self.busy_turns = 0  # busy connections served mid-feed (see "Bulk transfers")
         self.timer_rearms = 0  # loop timers created (see _arm_timer)
         self.timer_fires = 0  # ... and fired
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -277,6 +279,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def _read_ready(self, sock: socket.socket) -> None:
         self.read_wakeups += 1
+        self._glued = 0
         try:
             self._read_at = self.loop.time()  # the batch's "now" (_receive_marked)
             if self._raw is not None:
@@ -310,16 +313,20 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.endpoint.receive_datagram(data, addr, self._read_at)
 
     def _receive_glued(self, datagrams: list[bytes], addr: Any, ecn: int) -> None:
-        """The datagrams of one GRO read (see :meth:`_receive_marked`); once the wake-up
-        has fed for ``ACK_TURN``, the ACKs due so far leave before it goes on (see
-        "Long feeds")."""
+        """The datagrams of one GRO read (see :meth:`_receive_marked`); every
+        ``ACK_WITHIN_BATCH`` of them in one wake-up, the connections fed long runs are
+        served before it goes on (see "Bulk transfers")."""
         endpoint = self.endpoint
         endpoint.receive_datagrams(datagrams, addr, self._read_at, ecn)
-        now = self.loop.time()
-        if now - self._read_at >= ACK_TURN:
-            self._read_at = now  # the datagrams read from here on arrive now
-            self.ack_turns += 1
-            self._send_out(None)
+        glued = self._glued + len(datagrams)
+        if glued < ACK_WITHIN_BATCH:
+            self._glued = glued
+            return
+        self._glued = 0
+        busy = endpoint.take_busy()
+        if busy:
+            self.busy_turns += 1
+            self._send_out(busy)
             self._after_send()
 
     def _flush_or_transmit(self) -> None:
@@ -489,6 +496,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self._dispatch(item)
         self.transmits += 1
         self._send_out(None)
+        if endpoint.has_pending_output:  # a build stopped at its cap: more may go now
+            self.schedule_flush()  # after the socket is read again ("Bulk transfers")
         item = endpoint.next_event()
         if item is not None:
             self._dispatch(item)

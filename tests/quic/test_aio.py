@@ -407,6 +407,8 @@ async def test_a_failing_callback_does_not_skip_the_rest_of_the_batch_or_its_tra
         def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
             return [(b"batch", ("127.0.0.1", 9))]
 
+        has_pending_output = False  # no build stopped at its cap
+
         def get_timer(self) -> None:
             return None
 

@@ -1,0 +1,126 @@
+"""The pump keeps a bulk transfer flowing (quic/aio/pump.py, "Bulk transfers"): a
+transmit that left a connection with more to send (its build stopped at the datagram
+cap) is followed by another flush with nothing else to trigger it, and a long read
+wake-up serves the connections fed long runs (``QuicEndpoint.take_busy``) every
+``ACK_WITHIN_BATCH`` GRO datagrams, and only those; the endpoint marks a connection busy
+for a long run of its datagrams, not for datagrams of many connections."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from quic.aio import QuicEndpointProtocol
+from quic.aio.pump import ACK_WITHIN_BATCH
+from quic.endpoint import BUSY_RUN
+from tests.support.quicpair import CLIENT_ADDR, make_pair
+
+_ADDR = ("127.0.0.1", 4433)
+
+
+class _Endpoint:
+    """What the pump's transmit and GRO feed read; ``capped`` transmits leave output;
+    every feed of ``busy_per_feed`` or more datagrams makes a connection busy."""
+
+    def __init__(self, capped: int = 0, busy_per_feed: int = 1 << 30) -> None:
+        self.capped = capped
+        self.busy_per_feed = busy_per_feed
+        self.serves: list[Any] = []  # the ``only`` of each serve (None: all)
+        self.fed = 0
+        self.busy: dict[Any, None] = {}
+        self.last_flushed: list[Any] = []
+
+    def next_event(self) -> None:
+        return None
+
+    def datagrams_to_send(self, now: float, *only: Any) -> list[tuple[bytes, Any]]:
+        self.serves.append(dict(only[0]) if only else None)
+        return []
+
+    @property
+    def has_pending_output(self) -> bool:
+        return len(self.serves) <= self.capped
+
+    def receive_datagrams(self, datagrams: list[bytes], *args: Any) -> None:
+        self.fed += len(datagrams)
+        if len(datagrams) >= self.busy_per_feed:
+            self.busy["conn"] = None
+
+    def take_busy(self) -> dict[Any, None]:
+        busy, self.busy = self.busy, {}
+        return busy
+
+    def get_timer(self) -> None:
+        return None
+
+
+async def test_a_capped_transmit_is_followed_by_another_flush() -> None:
+    endpoint = _Endpoint(capped=3)
+    protocol = QuicEndpointProtocol(endpoint)  # type: ignore[arg-type]
+    protocol._transmit()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert endpoint.serves == [None] * 4  # three capped transmits, each followed by one more
+    assert protocol.transmits == 4 and not protocol._flush_scheduled
+
+
+async def test_a_transmit_with_nothing_left_schedules_nothing() -> None:
+    endpoint = _Endpoint(capped=0)
+    protocol = QuicEndpointProtocol(endpoint)  # type: ignore[arg-type]
+    protocol._transmit()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert endpoint.serves == [None] and protocol.transmits == 1
+
+
+async def test_a_long_wake_up_serves_its_busy_connections_every_ack_within_batch() -> None:
+    endpoint = _Endpoint(busy_per_feed=16)
+    protocol = QuicEndpointProtocol(endpoint)  # type: ignore[arg-type]
+    protocol._read_at = protocol.loop.time()
+    per_read = ACK_WITHIN_BATCH // 2 - 1  # three GRO reads pass the mark, two do not
+    glued = [b"x" * 1200] * per_read
+    for _ in range(6):
+        protocol._receive_glued(glued, _ADDR, 2)
+    assert endpoint.fed == 6 * per_read
+    assert endpoint.serves == [{"conn": None}] * 2  # after the 3rd and the 6th read: only busy
+    assert protocol.busy_turns == 2
+    protocol._glued = 0  # what a new wake-up does (_read_ready)
+    protocol._receive_glued(glued, _ADDR, 2)
+    protocol._receive_glued(glued, _ADDR, 2)
+    assert len(endpoint.serves) == 2  # a wake-up short of the mark sends at its flush only
+
+
+async def test_a_long_wake_up_of_short_runs_serves_nothing_early() -> None:
+    endpoint = _Endpoint(busy_per_feed=16)  # one datagram of each connection: never busy
+    protocol = QuicEndpointProtocol(endpoint)  # type: ignore[arg-type]
+    protocol._read_at = protocol.loop.time()
+    for _ in range(4 * ACK_WITHIN_BATCH):
+        protocol._receive_glued([b"x" * 64], _ADDR, 2)
+    assert endpoint.serves == [] and protocol.busy_turns == 0
+
+
+def test_the_endpoint_marks_a_connection_busy_for_a_long_run_only() -> None:
+    pair = make_pair(seed=11)
+    pair.handshake()
+    server = pair.server_endpoint
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"w" * 2_000_000)
+    pair.run(lambda: len(pair.data["server"].get(sid, b"")) >= 2_000_000)  # cwnd grows
+    pair.net.run(max_time=1.0)  # the last ACKs: nothing in flight
+
+    def flight(byte: bytes) -> list[bytes]:
+        pair.client.send_stream_data(sid, byte * 200_000)
+        pair.client_endpoint.wake(pair.client)
+        return [d for d, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+
+    run = flight(b"z")
+    now = pair.net.now
+    assert len(run) > BUSY_RUN + 4
+    server.receive_datagrams(run[:4], CLIENT_ADDR, now)  # a short run: not busy
+    assert server.take_busy() == {}
+    server.receive_datagrams(run[4:], CLIENT_ADDR, now)
+    assert list(server.take_busy()) == [pair.server]
+    assert server.take_busy() == {}  # taken
+    server.receive_datagrams(flight(b"y"), CLIENT_ADDR, now)
+    server.datagrams_to_send(now)  # a full serve empties the set too (its exit)
+    assert server.take_busy() == {}
