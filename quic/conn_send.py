@@ -435,29 +435,15 @@ class SendScheduler:
         if deadline is not None and deadline <= now:
             return False
         streams = self._streams
-        keys = self._keys
-        spaces = keys.spaces
-        paths = self._paths
         if (
             self._datagrams.pending
             or streams.has_data()
             or streams.wants_control()
-            or self._probes
-            or self._pings
-            or spaces[INITIAL].write is not None
-            or spaces[HANDSHAKE].write is not None
-            or spaces[APPLICATION].write is None
-            or keys.zero_rtt_write is not None
-            or not handshake.complete
-            or not paths.current.validated  # address_validated, without the property
-            or paths.wants_send()  # PATH_CHALLENGE (owed on the current path) or RESPONSE
-            or handshake.done_pending
-            or handshake.tokens_pending
-            or self._crypto.needs_send(APPLICATION)
-            or self._cids.wants_send(True)
+            or not self._short_only()
             or self._pmtu.probe_size() is not None
         ):
             return False
+        paths = self._paths
         recovery = self._recovery
         rtt = recovery.rtt
         return not self._ackfreq.wants_send(
@@ -504,6 +490,32 @@ class SendScheduler:
             or self._wants_eliciting(APPLICATION)
         )
 
+    def _short_only(self) -> bool:
+        """Only 1-RTT packets may be owed, none of the frames the general loop writes
+        itself: no other space's or 0-RTT keys, the handshake complete, the address
+        validated, no probe, PING, path, HANDSHAKE_DONE, NEW_TOKEN, CRYPTO or
+        connection-ID frame owed (what :meth:`_owes_nothing` and :meth:`_reply_kind`
+        both ask first)."""
+        keys = self._keys
+        spaces = keys.spaces
+        handshake = self._handshake
+        paths = self._paths
+        return not (
+            spaces[INITIAL].write is not None
+            or spaces[HANDSHAKE].write is not None
+            or spaces[APPLICATION].write is None
+            or keys.zero_rtt_write is not None
+            or not handshake.complete
+            or self._probes
+            or self._pings
+            or not paths.current.validated  # address_validated, without the property
+            or paths.wants_send()  # PATH_CHALLENGE (owed on the current path) or RESPONSE
+            or handshake.done_pending
+            or handshake.tokens_pending
+            or self._crypto.needs_send(APPLICATION)
+            or self._cids.wants_send(True)
+        )
+
     def _reply_kind(self) -> int:
         """What this call's first datagram may be built as in one short pass, one 1-RTT
         packet of the frames a reply carries: 0, no (the general loop decides); 1, an
@@ -515,26 +527,7 @@ class SendScheduler:
         is an ACK-only packet or nothing (an echo's ACK, the answer to a probe, a build
         after a packet that needs no ACK yet: most builds of a burst of short
         exchanges)."""
-        keys = self._keys
-        spaces = keys.spaces
-        handshake = self._handshake
-        paths = self._paths
-        if (
-            spaces[INITIAL].write is not None
-            or spaces[HANDSHAKE].write is not None
-            or spaces[APPLICATION].write is None
-            or keys.zero_rtt_write is not None
-            or not handshake.complete
-            or self._probes
-            or self._ackfreq_due
-            or self._pings
-            or not paths.current.validated  # address_validated, without the property
-            or paths.wants_send()  # PATH_CHALLENGE (owed on the current path) or RESPONSE
-            or handshake.done_pending
-            or handshake.tokens_pending
-            or self._crypto.needs_send(APPLICATION)
-            or self._cids.wants_send(True)
-        ):
+        if self._ackfreq_due or not self._short_only():
             return 0
         streams = self._streams
         return 2 if streams.has_data() or streams.wants_control() else 1

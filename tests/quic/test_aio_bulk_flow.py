@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from quic.aio import QuicEndpointProtocol
 from quic.aio.pump import ACK_WITHIN_BATCH
 from quic.endpoint import BUSY_RUN
@@ -124,3 +126,25 @@ def test_the_endpoint_marks_a_connection_busy_for_a_long_run_only() -> None:
     server.receive_datagrams(flight(b"y"), CLIENT_ADDR, now)
     server.datagrams_to_send(now)  # a full serve empties the set too (its exit)
     assert server.take_busy() == {}
+
+
+@pytest.mark.parametrize("runs", [25, 100])
+def test_the_busy_set_holds_each_connection_once_however_many_runs(runs: int) -> None:
+    """Bounded state: ``take_busy``'s set holds at most one entry per connection of the
+    endpoint (its limit is the connection limit); N and 4N long runs of one connection,
+    never taken, leave one entry."""
+    pair = make_pair(seed=11)
+    pair.handshake()
+    server = pair.server_endpoint
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"w" * 2_000_000)
+    pair.run(lambda: len(pair.data["server"].get(sid, b"")) >= 2_000_000)
+    pair.net.run(max_time=1.0)
+    pair.client.send_stream_data(sid, b"z" * 200_000)
+    pair.client_endpoint.wake(pair.client)
+    run = [d for d, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+    assert len(run) > BUSY_RUN
+    for _ in range(runs):  # the same packets again: duplicates, still a long run each
+        server.receive_datagrams(run, CLIENT_ADDR, pair.net.now)
+    assert len(server._busy) == 1
+    assert list(server.take_busy()) == [pair.server] and not server._busy
