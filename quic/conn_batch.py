@@ -34,7 +34,7 @@ from quic.tls.alerts import TlsAlertError
 if TYPE_CHECKING:
     from quic.connection import QuicConnection
 
-__all__ = ["receive_batch"]
+__all__ = ["receive_batch", "receive_datagrams"]
 
 _CONNECTED = ConnectionState.CONNECTED  # a module alias: no EnumType lookup per datagram
 
@@ -104,3 +104,19 @@ def receive_batch(
     for data in datagrams[taken:]:  # dropped, or counted while closing (RFC 9000 §10.2.1)
         conn.receive_datagram(data, addr, now, ecn, local)
     return True
+
+
+def receive_datagrams(
+    conn: QuicConnection,
+    datagrams: list[bytes],
+    addr: Any,
+    now: float,
+    ecn: int = 0,
+    local: int = 0,
+) -> None:
+    """``QuicConnection.receive_datagram`` for datagrams that came together from one
+    address (a GRO read's): on the current path of a confirmed connection, read as one
+    batch (:func:`receive_batch`); else one by one."""
+    if not receive_batch(conn, datagrams, addr, now, ecn, local):
+        for data in datagrams:
+            conn.receive_datagram(data, addr, now, ecn, local)

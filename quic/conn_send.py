@@ -100,6 +100,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL
+from quic.conn_send_short import MAX_ACK_ONLY_RUN, write_bulk, write_reply
 from quic.conn_send_side import SideDatagrams, push_ping
 from quic.events import PingAcknowledged, QuicEvent
 from quic.frames import PING_FRAME
@@ -126,7 +127,6 @@ if TYPE_CHECKING:
 __all__ = ["SendScheduler"]
 
 _PACKET_TYPES = (PacketType.INITIAL, PacketType.HANDSHAKE, PacketType.ONE_RTT)
-_MAX_ACK_ONLY_RUN = 16
 _MAX_DATAGRAMS_PER_CALL = 256
 
 
@@ -532,150 +532,9 @@ class SendScheduler:
         streams = self._streams
         return 2 if streams.has_data() or streams.wants_control() else 1
 
-    def _write_reply(
-        self,
-        asm: PacketAssembler,
-        pacer: Pacer,
-        mtu: int,
-        now: float,
-        marked: bool,
-        streamed: bool = False,
-    ) -> tuple[int, bool] | None:
-        """The first pass of :meth:`build`'s loop when :meth:`_reply_kind` allows it (a
-        datagram ping-pong, an echo): one datagram of one 1-RTT packet with the ACK
-        :meth:`_write_space` would put in and the queued DATAGRAM frames that fit —
-        ``streamed``: the control and STREAM frames too, in
-        :meth:`_write_application`'s order (with nothing ack-eliciting queued: the ACK
-        if it is due, else nothing, no packet number taken),
-        registered with loss recovery, ECN and the pacer as the loop does. Returns its
-        size (0: nothing was written) and whether it is ack-eliciting; None, having
-        changed nothing, when the window or the pacer holds ack-eliciting frames back
-        or the datagram has no room (the general loop then decides)."""
-        recovery = self._recovery
-        if recovery.congestion.available() < mtu or pacer.next_send_time(now, mtu) > now:
-            return None  # RFC 9002 §7, §7.7: the general path knows what may go
-        acks = self._acks
-        ack_due = acks.trackers[APPLICATION].wants_ack(now)  # acks.due(), without its call
-        datagrams = self._datagrams
-        waiting = datagrams.pending > 0
-        eliciting = waiting or streamed
-        if not eliciting and not ack_due:
-            return 0, False  # nothing may go (an ACK not due waits for its timer)
-        space = self._keys.spaces[APPLICATION]
-        write = space.write
-        assert write is not None
-        if not asm.begin_short_datagram(
-            mtu,
-            self._cids.peer_cid,
-            write,
-            APPLICATION,
-            space.next_pn,
-            recovery.spaces[APPLICATION].largest_acked,
-            write.key_phase,
-        ):
-            return None
-        space.next_pn += 1
-        packet = asm.packet
-        if acks.should_include(APPLICATION, ack_due, eliciting):
-            reserve = 0 if ack_due else datagrams.room_needed(asm.room)
-            acks.write(asm, APPLICATION, now, reserve, self._ecn.counts(APPLICATION))
-        if streamed:
-            streams = self._streams
-            if streams.wants_control():
-                streams.write_control(asm)
-            datagrams.write(asm)
-            streams.write_streams(asm)
-        elif waiting:
-            datagrams.write(asm)
-        run = self._ack_only_run
-        if packet.ack_eliciting:
-            run[APPLICATION] = 0
-        else:
-            run[APPLICATION] += 1
-            if run[APPLICATION] >= _MAX_ACK_ONLY_RUN:
-                push_ping(asm)  # RFC 9000 §13.2.4: get our ACKs acknowledged
-                run[APPLICATION] = 0
-        size = asm.end_short_datagram()
-        if not size:
-            return 0, False
-        if marked:
-            self._ecn.on_packet_sent(packet)  # RFC 9000 §13.4.2: learn its fate
-        recovery.on_packet_sent(packet, now)
-        eliciting = packet.ack_eliciting
-        if eliciting:
-            pacer.on_packet_sent(size, now)
-        return size, eliciting
-
-    def _write_bulk(
-        self, asm: PacketAssembler, mtu: int, allowed: int, now: float, marked: bool
-    ) -> tuple[int, int]:
-        """Up to ``allowed`` datagrams of one 1-RTT packet of STREAM frames each (see
-        :meth:`_only_stream_data`), each under the same window rule as
-        :meth:`_write_space`; returns how many were written and their bytes. It stops
-        early when the window has no room, no stream has data, or every stream is
-        blocked; runs of bulk_frame's packets are made in one call (module docstring).
-        What a build call cannot change (keys, connection ID, the largest acknowledged)
-        is read once. The window's room is counted down here and the run is registered
-        with loss recovery (and ECN) in one call at the end — all its packets leave at
-        ``now``, and nothing in the loop reads what registration changes — unless loss
-        recovery's table cannot take the whole run: then each packet is registered as
-        it is built (a drop beyond the table's bound is a congestion event the next
-        packet must see)."""
-        recovery = self._recovery
-        congestion = recovery.congestion
-        streams = self._streams
-        space = self._keys.spaces[APPLICATION]
-        write = space.write
-        assert write is not None
-        dcid = self._cids.peer_cid
-        largest_acked = recovery.spaces[APPLICATION].largest_acked
-        key_phase = write.key_phase
-        packets = asm.packets
-        first = len(packets)
-        each = recovery.sent_room(APPLICATION) < allowed
-        bulk = streams.bulk_frame
-        ecn = self._ecn
-        # RFC 9002 §7: what the window allows, less what the run puts in flight (the
-        # one-packet allowance of B.6 is the controller's datagram size, the path's:
-        # spent by the first packet, as available() would say)
-        room = congestion.available()
-        written = total = 0
-        more = streams.has_data()
-        while more and written < allowed and room >= mtu:
-            if not each:  # packets of one plain STREAM frame each, in one call
-                made, size = asm.short_frame_run(
-                    allowed - written, room, mtu, dcid, write, space.next_pn, largest_acked, bulk
-                )
-                if made:  # the stream has data left (bulk_frame's condition)
-                    space.next_pn += made
-                    written += made
-                    total += size
-                    room -= size
-                    continue
-            if not asm.begin_short_datagram(
-                mtu, dcid, write, APPLICATION, space.next_pn, largest_acked, key_phase
-            ):
-                break
-            space.next_pn += 1
-            more = streams.write_streams(asm)
-            size = asm.end_short_datagram()
-            if not size:
-                break  # every stream blocked, nothing written
-            written += 1
-            total += size
-            room -= size
-            if each:
-                packet = packets[-1]
-                if marked:
-                    ecn.on_packet_sent(packet)  # RFC 9000 §13.4.2: learn its fate
-                recovery.on_packet_sent(packet, now)
-                room = congestion.available()
-        if written and not each:
-            run = packets[first:]
-            if marked:
-                ecn.on_packets_sent(run, APPLICATION)  # RFC 9000 §13.4.2
-            recovery.on_packets_sent(run, total, now)
-        return written, total
+    # the short passes of build() (quic.conn_send_short): methods, without a call more
+    _write_reply = write_reply
+    _write_bulk = write_bulk
 
     def _update_pacer(self, now: float, mtu: int) -> Pacer:
         """The pacer at the controller's rate (RFC 9002 §7.7); unpaced before any RTT
@@ -772,7 +631,7 @@ class SendScheduler:
             self._ack_only_run[index] = 0
         else:
             self._ack_only_run[index] += 1
-            if self._ack_only_run[index] >= _MAX_ACK_ONLY_RUN and may_elicit:
+            if self._ack_only_run[index] >= MAX_ACK_ONLY_RUN and may_elicit:
                 push_ping(asm)  # RFC 9000 §13.2.4: get our ACKs acknowledged
                 self._ack_only_run[index] = 0
         if index == INITIAL:

@@ -65,7 +65,7 @@ from quic.cid import ConnectionIdManager
 from quic.configuration import QuicConfiguration
 from quic.conn_ackfreq import AckFrequencySender
 from quic.conn_acks import AckState
-from quic.conn_batch import receive_batch
+from quic.conn_batch import receive_datagrams
 from quic.conn_build import build_components, hand_out_tls, start_qlog
 from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
@@ -689,12 +689,8 @@ class QuicConnection:
     def receive_datagrams(
         self, datagrams: list[bytes], addr: Addr, now: float, ecn: int = 0, local: int = 0
     ) -> None:
-        """:meth:`receive_datagram` for datagrams that came together from one address
-        (a GRO read's): on the current path of a confirmed connection, read as one
-        batch (:func:`quic.conn_batch.receive_batch`); else one by one."""
-        if not receive_batch(self, datagrams, addr, now, ecn, local):
-            for data in datagrams:
-                self.receive_datagram(data, addr, now, ecn, local)
+        """:meth:`receive_datagram` for the datagrams of one GRO read (quic.conn_batch)."""
+        receive_datagrams(self, datagrams, addr, now, ecn, local)
 
     def _receive(self, data: bytes, addr: Addr, now: float, ecn: int) -> bool:
         """Read the packets of a datagram; True if one was processed."""

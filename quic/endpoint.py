@@ -135,6 +135,7 @@ from quic.configuration import QuicConfiguration
 from quic.conn_state import ConnectionState
 from quic.connection import QuicConnection
 from quic.endpoint_admission import Admission
+from quic.endpoint_batch import feed_run, receive_datagrams
 from quic.endpoint_entry import (
     ConnectionAccepted,
     ConnectionRemoved,
@@ -160,9 +161,6 @@ __all__ = ["ConnectionAccepted", "ConnectionRemoved", "QuicEndpoint"]
 logger = logging.getLogger("quic.endpoint")
 
 _MIN_INITIAL = 1200  # RFC 9000 §14.1
-#: A run of this many datagrams for one connection in one GRO read (a bulk transfer's)
-#: marks the connection busy (:meth:`QuicEndpoint.take_busy`).
-BUSY_RUN = 16
 _DATA, _ADDR = itemgetter(0), itemgetter(1)  # of a connection's (data, addr, local)
 _TERMINATED = ConnectionState.TERMINATED
 
@@ -339,57 +337,9 @@ class QuicEndpoint:
             self._drop(now, "internal_error", data)
             logger.exception("QUIC endpoint failed on a datagram; dropped it")
 
-    def receive_datagrams(
-        self, datagrams: Iterable[bytes], addr: Any, now: float, ecn: int = 0, local: int = 0
-    ) -> None:
-        """:meth:`receive_datagram` for datagrams that arrived together from one address
-        with one ECN field (a GRO read); never raises. One with the short-header ID of
-        the one before goes to the same established connection at once (routes change
-        only when the endpoint settles; the batch's bookkeeping is noted already)."""
-        receive = self._receive
-        entry: Entry | None = None  # the previous datagram's, if _receive returned it
-        dcid = b""
-        end = 1 + self.connection_id_length
-        run: list[bytes] = []  # datagrams for entry's connection, fed in one call
-        for data in datagrams:
-            try:
-                if entry is not None and data.startswith(dcid, 1) and not data[0] & 0x80:
-                    run.append(data)
-                    continue
-                if run:
-                    entry = self._feed_run(entry, run, addr, now, ecn, local)
-                    run = []
-                entry = receive(data, addr, now, ecn, local)
-                if entry is not None:
-                    dcid = data[1:end]
-            except Exception:
-                entry = None
-                self._drop(now, "internal_error", data)
-                logger.exception("QUIC endpoint failed on a datagram; dropped it")
-        if run:
-            self._feed_run(entry, run, addr, now, ecn, local)
-
-    def _feed_run(
-        self,
-        entry: Entry | None,
-        run: list[bytes],
-        addr: Any,
-        now: float,
-        ecn: int,
-        local: int,
-    ) -> Entry | None:
-        """Feed ``run`` (datagrams with the short-header ID of the one ``entry``'s
-        connection just took) to that connection in one call; the entry, or None if
-        the connection failed on them."""
-        assert entry is not None
-        if len(run) >= BUSY_RUN:
-            self._busy[entry.conn] = None
-        try:
-            entry.conn.receive_datagrams(run, addr, now, ecn, local)
-        except Exception as exc:
-            self._internal_error(entry, exc)
-            return None
-        return entry
+    # datagrams of one GRO read (quic.endpoint_batch): methods, without a call more
+    receive_datagrams = receive_datagrams
+    _feed_run = feed_run
 
     def receive_forwarded(
         self, data: bytes, addr: Any, now: float, ecn: int = 0, local: int = 0

@@ -14,7 +14,7 @@ import pytest
 
 from quic.aio import QuicEndpointProtocol
 from quic.aio.pump import ACK_WITHIN_BATCH
-from quic.endpoint import BUSY_RUN
+from quic.endpoint_batch import BUSY_RUN
 from tests.support.quicpair import CLIENT_ADDR, make_pair
 
 _ADDR = ("127.0.0.1", 4433)

@@ -1,0 +1,85 @@
+"""The datagrams of one GRO read fed to a :class:`~quic.endpoint.QuicEndpoint`
+(RFC 9000 §5.2, §12.2): one after another with the short-header connection ID of the
+one before go to that connection in one call (``QuicConnection.receive_datagrams``), and
+a connection fed a long run of them (``BUSY_RUN``: a bulk transfer's) is noted for
+:meth:`~quic.endpoint.QuicEndpoint.take_busy`. The endpoint takes these functions as its
+methods ``receive_datagrams`` and ``_feed_run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from quic.endpoint import QuicEndpoint
+    from quic.endpoint_entry import Entry
+
+__all__ = ["BUSY_RUN", "feed_run", "receive_datagrams"]
+
+logger = logging.getLogger("quic.endpoint")
+
+#: A run of this many datagrams for one connection in one GRO read (a bulk transfer's)
+#: marks the connection busy (:meth:`~quic.endpoint.QuicEndpoint.take_busy`).
+BUSY_RUN = 16
+
+
+def receive_datagrams(
+    endpoint: QuicEndpoint,
+    datagrams: Iterable[bytes],
+    addr: Any,
+    now: float,
+    ecn: int = 0,
+    local: int = 0,
+) -> None:
+    """:meth:`~quic.endpoint.QuicEndpoint.receive_datagram` for datagrams that arrived
+    together from one address with one ECN field (a GRO read); never raises. One with
+    the short-header ID of the one before goes to the same established connection at
+    once (routes change only when the endpoint settles; the batch's bookkeeping is noted
+    already)."""
+    receive = endpoint._receive
+    entry: Entry | None = None  # the previous datagram's, if _receive returned it
+    dcid = b""
+    end = 1 + endpoint.connection_id_length
+    run: list[bytes] = []  # datagrams for entry's connection, fed in one call
+    for data in datagrams:
+        try:
+            if entry is not None and data.startswith(dcid, 1) and not data[0] & 0x80:
+                run.append(data)
+                continue
+            if run:
+                entry = feed_run(endpoint, entry, run, addr, now, ecn, local)
+                run = []
+            entry = receive(data, addr, now, ecn, local)
+            if entry is not None:
+                dcid = data[1:end]
+        except Exception:
+            entry = None
+            endpoint._drop(now, "internal_error", data)
+            logger.exception("QUIC endpoint failed on a datagram; dropped it")
+    if run:
+        feed_run(endpoint, entry, run, addr, now, ecn, local)
+
+
+def feed_run(
+    endpoint: QuicEndpoint,
+    entry: Entry | None,
+    run: list[bytes],
+    addr: Any,
+    now: float,
+    ecn: int,
+    local: int,
+) -> Entry | None:
+    """Feed ``run`` (datagrams with the short-header ID of the one ``entry``'s connection
+    just took) to that connection in one call; the entry, or None if the connection
+    failed on them."""
+    assert entry is not None
+    if len(run) >= BUSY_RUN:
+        endpoint._busy[entry.conn] = None
+    try:
+        entry.conn.receive_datagrams(run, addr, now, ecn, local)
+    except Exception as exc:
+        endpoint._internal_error(entry, exc)
+        return None
+    return entry
