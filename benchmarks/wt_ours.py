@@ -6,7 +6,8 @@ The server is a :class:`pywebtransport.WebTransportServer` with the default
 :class:`ServerConfig` except what 1,000 sessions from one address need
 (``max_connections_per_address``; ``--max-sessions``): each accepted session echoes
 every incoming bidi stream chunk by chunk as it arrives (``read()`` → ``write()``, whose
-backpressure paces the echo) and every datagram. The client is one
+backpressure paces the echo) and every datagram (from its datagram handler,
+``set_datagram_handler``). The client is one
 :class:`WebTransportClient` (default :class:`ClientConfig`, the self-signed certificate
 accepted with ``insecure=True``) opening one session per QUIC connection (its
 connections share one UDP socket, ``ClientConfig.share_socket``);
@@ -47,22 +48,24 @@ async def _echo_stream(stream: WebTransportStream) -> None:
         await stream.close()
 
 
-async def _echo_datagrams(session: WebTransportSession) -> None:
-    with contextlib.suppress(SessionClosed, WebTransportError):
-        while True:
-            session.send_datagram(await session.receive_datagram())
+def _echo_datagrams(session: WebTransportSession) -> None:
+    """Echo every datagram from the session's datagram handler (no task per datagram;
+    the echo leaves with the ACK of the datagram it answers)."""
+
+    def echo(data: bytes) -> None:
+        with contextlib.suppress(SessionClosed, WebTransportError):
+            session.send_datagram(data)
+
+    session.set_datagram_handler(echo)
 
 
 async def _serve_session(session: WebTransportSession, tasks: set[asyncio.Task[Any]]) -> None:
-    datagrams = asyncio.ensure_future(_echo_datagrams(session))
-    try:
-        with contextlib.suppress(SessionClosed, WebTransportError):
-            async for stream in session.incoming_bidirectional_streams():
-                task = asyncio.ensure_future(_echo_stream(stream))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-    finally:
-        datagrams.cancel()
+    _echo_datagrams(session)
+    with contextlib.suppress(SessionClosed, WebTransportError):
+        async for stream in session.incoming_bidirectional_streams():
+            task = asyncio.ensure_future(_echo_stream(stream))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
 
 async def serve(args: argparse.Namespace) -> None:

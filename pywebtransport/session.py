@@ -145,6 +145,7 @@ class WebTransportSession:
         "_closing",
         "_credit",
         "_datagram_bytes",
+        "_datagram_handler",
         "_datagram_waiter",
         "_datagrams",
         "_incoming_bidi",
@@ -205,6 +206,7 @@ class WebTransportSession:
         self._datagram_bytes = 0
         self._unacked: set[int] | None = None  # finished streams whose data is not acked
         self._datagram_waiter: asyncio.Future[None] | None = None
+        self._datagram_handler: Callable[[bytes], object] | None = None
         self._credit: asyncio.Event | None = None  # made by wait_credit, set by on_credit
         # made by the first wait_closed() before the end (an idle session has none)
         self._closed: asyncio.Future[SessionClosed] | None = None
@@ -386,6 +388,21 @@ class WebTransportSession:
         self.datagrams_sent += 1
         return _SENT
 
+    def set_datagram_handler(self, handler: Callable[[bytes], object] | None) -> None:
+        """Have ``handler(data)`` take each datagram as it arrives instead of
+        :meth:`receive_datagram` (None: they are queued for it again); those already
+        queued are handed to it first, here. It runs inside the event loop callback
+        that read the datagram, so it must not block; what it sends leaves without
+        waiting for another loop iteration (asyncio's loops: the reply to a datagram
+        goes with its ACK, no task is woken). An exception it raises is logged; the
+        datagram is gone."""
+        self._datagram_handler = handler
+        queue = self._datagrams
+        while handler is not None and queue:
+            data = queue.popleft()
+            self._datagram_bytes -= len(data)
+            handler(data)
+
     async def receive_datagram(self, timeout: float | None = None) -> bytes:
         """The next datagram; SessionClosed once the session ended, TimeoutError."""
         if timeout is not None:  # else no timeout scope to enter and leave per datagram
@@ -514,6 +531,12 @@ class WebTransportSession:
     def on_datagram(self, data: bytes) -> None:
         """A datagram arrived; the oldest queued ones go beyond the count/byte limits."""
         self.datagrams_received += 1
+        handler = self._datagram_handler
+        if handler is not None:  # set_datagram_handler: taken, not queued
+            handler(data)  # raises: the link logs it (and keeps going)
+            if self.events.listens(_DATAGRAM):
+                self.events.emit(_DATAGRAM, data)
+            return
         queue = self._datagrams
         if queue is None:
             queue = self._datagrams = deque()

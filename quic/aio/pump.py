@@ -25,6 +25,11 @@ small ones (ACKs, ping-pong) do not delay it. The events of full-sized datagrams
 for that flush too, so the fallback also hands a burst up as one merged event per
 stream; those of small ones are handed up at once (a reply leaves with the ACK).
 
+Replies made at once: when a read batch's events woke no task and left nothing else to
+run (the application answered in its callback, or not at all), the transmit follows at
+once: the flush would run first in the next iteration, nothing would join it. On
+asyncio's own loops only, whose ready queue the pump sees (:func:`quic.aio.udp.ready_queue`).
+
 Wake storms: when the application acts on many connections in one go — 1,000
 client sessions each opening a stream at once, tasks woken together — every write
 wakes the pump, which transmits at the flush, after all of them ran: the first
@@ -142,6 +147,7 @@ from quic.aio.udp import (
     read_batch,
     read_batch_ecn,
     read_error_queue,
+    ready_queue,
     send_marked,
     soon_caller,
     take_over_reading,
@@ -199,6 +205,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         #: connections the application woke since the last transmit (see "Wake storms")
         self._woken: dict[QuicConnection, None] = {}
         self._flush_soon = soon_caller(self.loop, self._flush)  # loop.call_soon(_flush)
+        self._ready = ready_queue(self.loop)  # None: not asyncio's ("Replies made at once")
+        self._reading = False  # handing a read batch's events up (_read_ready)
         self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
@@ -296,8 +304,15 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         # Hand the batch's events up now and transmit at the flush: the tasks they wake
         # run first (they were scheduled first), so a reply leaves with the ACK of what
         # triggered it — one datagram each way per round trip, not a reply and an ACK.
-        self._dispatch()
-        if self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
+        # Nothing woken, nothing else to run: now ("Replies made at once").
+        self._reading = True  # wake() leaves the flush to the lines below
+        try:
+            self._dispatch()
+        finally:
+            self._reading = False
+        if self._ready is not None and not self._ready:
+            self._transmit()  # what the flush would do first in the next iteration
+        elif self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
             self._flush_or_transmit()
         elif not self._flush_scheduled:  # schedule_flush(), inline
             self._flush_scheduled = True
@@ -443,7 +458,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         """The application acted on ``connection``: serve it at the next flush — or
         sooner when many connections were woken before that flush (see "Wake storms")."""
         self.endpoint.wake(connection)
-        if not self._flush_scheduled:  # schedule_flush(), inline: per datagram sent
+        if not self._flush_scheduled and not self._reading:  # schedule_flush(), inline
             self._flush_scheduled = True
             self._flush_soon()
         woken = self._woken
@@ -466,8 +481,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         """Send now unless a flush is already on its way (latency-sensitive callers: a
         lone datagram should not wait a loop iteration)."""
         self.endpoint.wake(connection)
-        if not self._flush_scheduled:
-            self._transmit()
+        if not self._flush_scheduled and not (self._reading and self._ready is not None):
+            self._transmit()  # else at the flush, or at the end of the read (_read_ready)
 
     def schedule_flush(self) -> None:
         if not self._flush_scheduled:

@@ -14,7 +14,8 @@ ends that way).
 
 That take-over needs three asyncio internals, and this module is the only place that
 touches them (see :func:`take_over_reading`; :func:`soon_caller` uses a fourth, the
-loop's ready queue, to schedule the pump's flush without a new handle each time). On
+loop's ready queue, to schedule the pump's flush without a new handle each time, and
+:func:`ready_queue` reads whether it is empty). On
 other loops (uvloop) the driver binds the socket itself (:mod:`quic.aio.owned`) and
 the same batched reader is registered with the public ``add_reader``. Everything else
 here is public API: socket buffer sizing and reading a batch from a raw socket.
@@ -78,6 +79,7 @@ __all__ = [
     "read_batch",
     "read_batch_ecn",
     "read_error_queue",
+    "ready_queue",
     "send_marked",
     "soon_caller",
     "take_over_reading",
@@ -311,6 +313,21 @@ def soon_caller(
         handle = asyncio.Handle(callback, (), loop, contextvars.Context())
         return functools.partial(ready.append, handle)
     return functools.partial(loop.call_soon, callback)
+
+
+def ready_queue(loop: asyncio.AbstractEventLoop) -> collections.deque[Any] | None:
+    """The loop's ready queue (``loop._ready``, the asyncio internal :func:`soon_caller`
+    appends to) where :func:`soon_caller` uses it, else None: the pump reads whether
+    anything is waiting to run in this iteration (see "Replies made at once" in
+    :mod:`quic.aio.pump`). Only read, never changed."""
+    ready = getattr(loop, "_ready", None)
+    if (
+        isinstance(loop, asyncio.BaseEventLoop)
+        and isinstance(ready, collections.deque)
+        and not loop.get_debug()
+    ):
+        return ready
+    return None
 
 
 def take_over_reading(

@@ -11,10 +11,11 @@ equal the general path's: ``fuzz/test_fuzz_datagram_route.py``.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from pywebtransport import WebTransportClient
+from pywebtransport import SessionRequest, WebTransportClient
 from pywebtransport.protocol import WebTransportConnection
 from quic import events as qe
 from tests.pwt.pwt_support import TIMEOUT, client_config, echo, running
@@ -47,3 +48,61 @@ async def test_datagrams_skip_the_event_path(monkeypatch: pytest.MonkeyPatch) ->
         assert session.diagnostics()["datagrams_received"] == 5 * N
     assert per_run == [(N, 0), (4 * N, 0)]  # the general path: (N, 2N), (4N, 8N)
     assert calls["other"] > 0  # the counter sees the link's other events
+
+
+async def test_a_datagram_handler_takes_datagrams_and_its_echo_leaves_at_once() -> None:
+    """``set_datagram_handler``: datagrams go to the handler as they arrive, not to the
+    queue (``receive_datagram`` sees none); those queued before it was set are handed
+    to it first; an echo sent from it leaves from the read callback, with no flush
+    scheduled for the next loop iteration (quic.aio.pump "Replies made at once");
+    ``None`` queues them again."""
+    taken: list[bytes] = []
+    ready = asyncio.Event()
+    release = asyncio.Event()
+    server_sessions: list[Any] = []
+
+    async def handler_echo(request: SessionRequest) -> None:
+        session = await request.accept()
+        server_sessions.append(session)
+        ready.set()
+        await release.wait()  # the first datagrams are queued meanwhile
+
+        def echo_back(data: bytes) -> None:
+            taken.append(data)
+            session.send_datagram(data)
+
+        session.set_datagram_handler(echo_back)
+        await session.wait_closed()
+
+    async with running() as h, WebTransportClient(client_config()) as client:
+        h.handler = handler_echo
+        session = await client.connect(h.url())
+        async with asyncio.timeout(TIMEOUT):
+            await ready.wait()
+            (server,) = server_sessions
+            await session.send_datagram(b"early")
+            while server.diagnostics()["datagrams_received"] < 1:
+                await asyncio.sleep(0.01)
+            assert not taken  # queued: no handler yet
+            release.set()
+            assert await session.receive_datagram() == b"early"  # handed over when set
+            pump = server._link.quic_session._protocol
+            flushes = [0]
+            schedule = pump._flush_soon
+
+            def counting() -> object:
+                flushes[0] += 1
+                return schedule()
+
+            pump._flush_soon = counting
+            for i in range(N):
+                await session.send_datagram(b"ping %d" % i)
+                assert await session.receive_datagram() == b"ping %d" % i
+            pump._flush_soon = schedule
+            assert taken == [b"early", *(b"ping %d" % i for i in range(N))]
+            assert flushes[0] < N / 5, flushes  # sent at the end of the read callback
+            assert server.diagnostics()["datagrams_received"] == N + 1
+            server.set_datagram_handler(None)
+            await session.send_datagram(b"queued again")
+            assert await server.receive_datagram() == b"queued again"
+            assert len(taken) == N + 1

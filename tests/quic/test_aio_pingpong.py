@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from quic.aio import QuicEndpointProtocol, QuicServer, QuicSession, connect, serve
+from quic.events import DatagramReceived, QuicEvent
 from tests.quic.test_aio import client_config, echo_datagrams, server_config
 
 ROUND_TRIPS = 300
@@ -150,3 +151,69 @@ def test_the_ping_pong_packet_is_read_without_frame_objects(
 
     per_round_trip = asyncio.run(measure())
     assert per_round_trip < 0.2, per_round_trip  # a PTO probe's PING at most, under load
+
+
+def echo_in_callback(session: QuicSession) -> None:
+    """An echo made inside the event's dispatch (a layer's listener), no task."""
+
+    def listener(event: QuicEvent) -> bool:
+        if type(event) is DatagramReceived:
+            session.send_datagram(event.data)
+            return True
+        return False
+
+    session.event_listener = listener
+
+
+@pytest.mark.parametrize("loop_factory", loop_factories())
+@pytest.mark.parametrize("in_callback", [True, False], ids=["callback", "task"])
+def test_a_reply_made_in_the_dispatch_leaves_without_a_flush(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None, in_callback: bool
+) -> None:
+    """A reply made while a read's events are handed up, with no task woken, leaves at
+    once (one transmit, the ACK in it) instead of at a flush scheduled for the next
+    loop iteration ("Replies made at once" in quic.aio.pump); a reply from a task still
+    waits for the flush, after the task ran. On uvloop the pump cannot see the ready
+    queue: the flush decides there, either way."""
+
+    async def measure() -> tuple[float, float, float]:
+        config = client_config()
+        config.max_datagram_frame_size = 65536
+        server_cfg = server_config()
+        server_cfg.max_datagram_frame_size = 65536
+        if in_callback:  # set before the session sees any event
+            server = await serve("127.0.0.1", 0, server_cfg, session_setup=echo_in_callback)
+        else:
+            server = await serve("127.0.0.1", 0, server_cfg, echo_datagrams)
+        async with server, connect("127.0.0.1", server.port, config) as session:
+            pump = server.protocol
+            flushes = [0]
+            schedule = pump._flush_soon
+
+            def counting() -> object:
+                flushes[0] += 1
+                return schedule()
+
+            for _ in range(20):  # warm-up: handshake confirmed, first ACKs out
+                session.send_datagram(b"warm-up")
+                await asyncio.wait_for(session.receive_datagram(), 5)
+            pump._flush_soon = counting
+            before = snapshot(pump)
+            for _ in range(ROUND_TRIPS):
+                session.send_datagram(b"x" * 64)
+                async with asyncio.timeout(5):
+                    assert await session.receive_datagram() == b"x" * 64
+            after = snapshot(pump)
+        sent = (after["datagrams_sent"] - before["datagrams_sent"]) / ROUND_TRIPS
+        transmits = (after["transmits"] - before["transmits"]) / ROUND_TRIPS
+        return flushes[0] / ROUND_TRIPS, transmits, sent
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        flushes, transmits, sent = runner.run(measure())
+    assert sent < 1.2, sent  # the reply carries the ACK
+    if loop_factory is None:  # asyncio: one transmit per round trip
+        assert transmits < 1.2, transmits
+    if in_callback and loop_factory is None:
+        assert flushes < 0.1, flushes  # asyncio: sent at the end of the read callback
+    else:
+        assert 0.9 < flushes < 1.2, flushes  # a task's reply, or uvloop: at the flush

@@ -16,7 +16,13 @@ from quic.conn_datagrams import DatagramChannel
 from quic.conn_paths import PathManager
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionTerminated, DatagramReceived, QuicEvent
-from quic.frames import AckFrame, RetireConnectionIdFrame, decode_frames
+from quic.frames import (
+    AckFrame,
+    RetireConnectionIdFrame,
+    datagram_frame_header_size,
+    decode_frames,
+    encode_datagram_frame_header,
+)
 from quic.packet import PacketType
 from quic.packet_builder import PacketAssembler
 from quic.protection import initial_keys
@@ -94,6 +100,42 @@ def test_datagram_channel_drops_the_oldest_and_checks_received_sizes() -> None:
     assert events.popleft() == DatagramReceived(b"y" * 99)
     with pytest.raises(QuicProtocolError):
         channel.on_frame(b"y" * 100)  # 1 + 100 > our max_datagram_frame_size
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 200, 1100])
+def test_datagram_frames_written_match_the_generic_encoder(size: int) -> None:
+    # write() and room_needed() encode and size the frame header inline (one- and
+    # two-byte Lengths): the frame must be what encode_datagram_frame_header gives
+    channel = DatagramChannel(65536, 4, deque())
+    channel.set_peer_max_frame_size(65536)
+    data = bytes(range(256)) * 5
+    channel.send(memoryview(data[:size]), 8, 1452)  # a memoryview is copied
+    assert channel.room_needed(1400) == datagram_frame_header_size(size) + size
+    asm = _packet(1400)
+    channel.write(asm)
+    current = asm._current
+    assert current is not None
+    written = b"".join(bytes(c) for c in current.chunks)
+    assert written == encode_datagram_frame_header(size) + data[:size]
+    assert channel.pending == 0 and current.sent.ack_eliciting
+
+
+@pytest.mark.parametrize(
+    ("peer_max", "mtu"), [(65536, 1200), (100, 1200), (65536, 60), (65536, 20), (0, 1200)]
+)
+def test_datagram_send_size_check_is_max_payload(peer_max: int, mtu: int) -> None:
+    # send() checks the size inline: exactly max_payload(), and an empty datagram
+    # whenever the peer takes datagrams at all
+    channel = DatagramChannel(65536, 100, deque())
+    channel.set_peer_max_frame_size(peer_max)
+    limit = channel.max_payload(8, mtu)
+    for size in {0, 1, limit - 1, limit, limit + 1} - {-1}:
+        fits = bool(peer_max) and size <= limit
+        if fits:
+            channel.send(b"z" * size, 8, mtu)
+        else:
+            with pytest.raises(ValueError):
+                channel.send(b"z" * size, 8, mtu)
 
 
 def test_ack_frame_is_cut_to_the_room_left() -> None:
