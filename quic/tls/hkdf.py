@@ -14,7 +14,7 @@ from functools import lru_cache
 try:  # the C function hmac.digest calls for a hash named by a string: one call less
     from _hashlib import hmac_digest as _hmac_digest
 except ImportError:  # pragma: no cover - Python built without OpenSSL's hashlib
-    _hmac_digest = hmac.digest
+    _hmac_digest = hmac.digest  # type: ignore[assignment]
 
 __all__ = [
     "derive_secret",
