@@ -3,23 +3,26 @@
 Theory of operation
 -------------------
 No sockets and no event loop: one server :class:`~quic.endpoint.QuicEndpoint` (the
-benchmark server's configuration, the certificate of ``--cert``/``--key`` or a fresh
-self-signed one) and, per handshake, a new client endpoint with the benchmark client's
-default configuration (key shares X25519MLKEM768 + x25519, no certificate verification)
-exchange datagrams through lists on a fake clock. Each handshake runs until both sides
-report :class:`~quic.events.HandshakeCompleted` and no datagram is in flight, then the
-client closes and the close is delivered, as the loopback ``handshake`` workload does.
+benchmark server's configuration; the certificate of ``--cert``/``--key``, else a fresh
+self-signed ECDSA P-256 one, as the harness's) and, per handshake, a new client
+endpoint with the benchmark client's default configuration (key shares X25519MLKEM768
++ x25519, no certificate verification) exchange datagrams through lists on a fake
+clock. Each handshake runs until both sides report
+:class:`~quic.events.HandshakeCompleted` and no datagram is in flight; then the client
+closes and the close is delivered, as in the loopback ``handshake`` workload.
 ``process_time`` is accumulated per side (client endpoint creation and ``connect``
 included), so the result is the protocol CPU cost of one handshake on each side,
 without the I/O. ``--profile client|server|both`` prints a cProfile of that side.
 
-``python -m benchmarks.micro.bench_handshake [--count 200] [--key-shares x25519]``
+``python -m benchmarks.micro.bench_handshake [--count 200] [--key-shares x25519]
+[--cert C --key K] [--profile client|server|both]``
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import datetime
 import pstats
 import statistics
 import time
@@ -30,12 +33,12 @@ from quic.configuration import QuicConfiguration
 from quic.endpoint import QuicEndpoint
 from quic.events import HandshakeCompleted
 from quic.tls.groups import NamedGroup
+from quic.tls.selfsigned import generate_self_signed
 
 SERVER_ADDR = ("127.0.0.1", 4433)
 CLIENT_ADDR = ("127.0.0.1", 50000)
 ALPN = "bench"
-CERT = "/work/s25/cert/cert.pem"
-KEY = "/work/s25/cert/key.pem"
+NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
 
 
 @dataclass
@@ -59,8 +62,12 @@ def _config(is_client: bool, args: argparse.Namespace) -> QuicConfiguration:
         config.verify_certificates = False
         if args.key_shares == "x25519":
             config.key_share_groups = (NamedGroup.x25519,)
-    else:
+    elif args.cert:
         config.load_cert_chain(args.cert, args.key)
+    else:
+        cert = generate_self_signed(NOW)
+        config.certificate_chain = [cert.certificate]
+        config.private_key = cert.private_key
     return config
 
 
@@ -140,18 +147,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.micro.bench_handshake")
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--key-shares", choices=("default", "x25519"), default="default")
-    parser.add_argument("--cert", default=CERT)
-    parser.add_argument("--key", default=KEY)
+    parser.add_argument("--cert", help="PEM certificate chain (default: self-signed)")
+    parser.add_argument("--key", help="PEM private key of --cert")
     parser.add_argument("--profile", choices=("client", "server", "both"))
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--lines", type=int, default=40)
-    args = parser.parse_args()
-    print(run(args))
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    print(run(parse_args()))
 
 
 if __name__ == "__main__":
