@@ -43,6 +43,7 @@ import os
 from collections import deque
 from dataclasses import replace
 from enum import Enum, auto
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from quic.errors import QuicProtocolError, TransportErrorCode
@@ -88,6 +89,7 @@ class ClientState(Enum):
     CONNECTED = auto()
 
 
+@lru_cache(maxsize=64)  # a client's few server names (the IP-literal test raises twice)
 def _sni(name: str | None) -> str | None:
     """SNI host_name: not for IP literals (RFC 6066 §3), IDNA-encoded, no trailing dot."""
     if not name or is_ip_address(name):
