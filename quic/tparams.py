@@ -350,8 +350,14 @@ class TransportParameters:
         end = len(data)
         try:
             while pos < end:
-                parameter_id, pos = decode_varint(data, pos)
-                length, pos = decode_varint(data, pos)
+                parameter_id = data[pos]
+                if parameter_id < 0x40 and pos + 1 < end and data[pos + 1] < 0x40:
+                    # one-byte id and length (RFC 9000 §16), as most parameters have
+                    length = data[pos + 1]
+                    pos += 2
+                else:
+                    parameter_id, pos = decode_varint(data, pos)
+                    length, pos = decode_varint(data, pos)
                 value_end = pos + length
                 if value_end > end:
                     raise _tpe("transport parameter truncated")

@@ -312,3 +312,14 @@ def test_integer_codec_caches_stay_bounded_and_checked() -> None:
             TransportParameters.decode(bad, is_client_sender=True)
     good = encode_varint(0x0A) + encode_varint(1) + encode_varint(20)
     assert TransportParameters.decode(good, is_client_sender=True).ack_delay_exponent == 20
+
+
+def test_one_byte_fast_path_and_truncation() -> None:
+    """Ids and lengths under 64 take one byte; others (min_ack_delay's id) and a lone
+    id byte at the end still parse or fail as before."""
+    params = TransportParameters(max_idle_timeout=30_000, max_ack_delay=25, min_ack_delay=1000)
+    data = params.encode()
+    assert TransportParameters.decode(data, is_client_sender=True) == params
+    for cut in (data[:1], data + b"\x01", data + b"\x40"):
+        with pytest.raises(QuicProtocolError):
+            TransportParameters.decode(cut, is_client_sender=True)
