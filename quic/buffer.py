@@ -141,10 +141,19 @@ class Buffer:
         return self._take(len(self._data) - self._pos)
 
     def pull_uint8(self) -> int:
-        return self._take(1)[0]
+        pos = self._pos
+        if pos >= len(self._data):
+            raise BufferReadError(f"need 1 bytes, have {len(self._data) - pos}")
+        self._pos = pos + 1
+        return self._data[pos]
 
     def pull_uint16(self) -> int:
-        return int.from_bytes(self._take(2), "big")
+        data, pos = self._data, self._pos
+        end = pos + 2
+        if end > len(data):
+            raise BufferReadError(f"need 2 bytes, have {len(data) - pos}")
+        self._pos = end
+        return (data[pos] << 8) | data[pos + 1]
 
     def pull_uint24(self) -> int:
         return int.from_bytes(self._take(3), "big")
@@ -161,8 +170,15 @@ class Buffer:
 
     def pull_vector(self, length_size: int) -> bytes:
         """Read a length-prefixed opaque vector (TLS style, 1/2/3 byte length)."""
-        n = int.from_bytes(self._take(length_size), "big")
-        return self._take(n)
+        data, pos = self._data, self._pos
+        start = pos + length_size
+        if start > len(data):
+            raise BufferReadError(f"need {length_size} bytes, have {len(data) - pos}")
+        end = start + int.from_bytes(data[pos:start], "big")
+        if end > len(data):
+            raise BufferReadError(f"need {end - start} bytes, have {len(data) - start}")
+        self._pos = end
+        return data[start:end]
 
     # -- writing -----------------------------------------------------------------
     def push_bytes(self, value: bytes | bytearray | memoryview) -> None:

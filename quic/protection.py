@@ -73,7 +73,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from quic.packet_number import decode_packet_number
-from quic.tls.hkdf import hkdf_expand_label, hkdf_extract
+from quic.tls.hkdf import hkdf_expand_label, hkdf_expand_labels, hkdf_extract
 from quic.tls.suites import SUITE_HASH, SUITE_KEY_LENGTH, CipherSuite
 from quic.versions import QuicVersion
 
@@ -215,14 +215,18 @@ def derive_packet_keys(
     suite: CipherSuite, secret: bytes, version: int
 ) -> tuple[bytes, bytes, bytes]:
     """Return ``(key, iv, hp_key)`` for a traffic secret (RFC 9001 §5.1, RFC 9369 §3.3.2)."""
-    key_label, iv_label, hp_label, _ = _labels(version)
-    hash_name = SUITE_HASH[suite]
-    key_length = SUITE_KEY_LENGTH[suite]
-    return (
-        hkdf_expand_label(hash_name, secret, key_label, b"", key_length),
-        hkdf_expand_label(hash_name, secret, iv_label, b"", IV_LENGTH),
-        hkdf_expand_label(hash_name, secret, hp_label, b"", key_length),
-    )
+    labels = _KEY_LABELS.get((suite, version))
+    if labels is None:
+        key_label, iv_label, hp_label, _ = _labels(version)
+        key_length = SUITE_KEY_LENGTH[suite]
+        labels = ((key_label, key_length), (iv_label, IV_LENGTH), (hp_label, key_length))
+        _KEY_LABELS[(suite, version)] = labels  # a few suites x a few versions at most
+    key, iv, hp_key = hkdf_expand_labels(SUITE_HASH[suite], secret, labels)
+    return key, iv, hp_key
+
+
+# (suite, version) -> the (label, length) of the packet key, IV and hp key
+_KEY_LABELS: dict[tuple[int, int], tuple[tuple[bytes, int], ...]] = {}
 
 
 def next_key_phase_secret(suite: CipherSuite, secret: bytes, version: int) -> bytes:

@@ -230,6 +230,37 @@ def _decode_value(spec: ParameterSpec, data: bytes) -> Any:
     return VersionInformation(versions[0], tuple(versions[1:]))
 
 
+# (id, value) -> the encoded integer parameter, and (id, encoded value) -> the checked
+# value: a connection's parameters are mostly its configuration's and its peers' are
+# mostly alike, so each is encoded or decoded once. Bounded: emptied when full.
+_ENCODED_INTS: dict[tuple[int, int], bytes] = {}
+_DECODED_INTS: dict[tuple[int, bytes], int] = {}
+_INT_CACHE_LIMIT = 256
+
+
+def _encode_int_parameter(spec: ParameterSpec, value: int) -> bytes:
+    problem = _check_value(spec, value, None)
+    if problem:
+        raise ValueError(problem)
+    body = encode_varint(value)
+    encoded = encode_varint(spec.id) + encode_varint(len(body)) + body
+    if len(_ENCODED_INTS) >= _INT_CACHE_LIMIT:
+        _ENCODED_INTS.clear()
+    _ENCODED_INTS[(spec.id, value)] = encoded
+    return encoded
+
+
+def _decode_int_parameter(spec: ParameterSpec, raw: bytes) -> int:
+    value: int = _decode_value(spec, raw)
+    problem = _check_value(spec, value, None)  # an integer's check is the sender's too
+    if problem:
+        raise _tpe(problem)
+    if len(_DECODED_INTS) >= _INT_CACHE_LIMIT:
+        _DECODED_INTS.clear()
+    _DECODED_INTS[(spec.id, raw)] = value
+    return value
+
+
 def _tpe(reason: str) -> QuicProtocolError:
     return QuicProtocolError(TransportErrorCode.TRANSPORT_PARAMETER_ERROR, reason)
 
@@ -286,6 +317,12 @@ class TransportParameters:
             value = getattr(self, spec.name)
             if value == spec.default:
                 continue
+            if spec.kind == "int":  # id, length and value: the same few each connection
+                encoded = _ENCODED_INTS.get((spec.id, value))
+                if encoded is None:
+                    encoded = _encode_int_parameter(spec, value)
+                parts.append(encoded)
+                continue
             problem = _check_value(spec, value, None)
             if problem:
                 raise ValueError(problem)
@@ -313,8 +350,14 @@ class TransportParameters:
         end = len(data)
         try:
             while pos < end:
-                parameter_id, pos = decode_varint(data, pos)
-                length, pos = decode_varint(data, pos)
+                parameter_id = data[pos]
+                if parameter_id < 0x40 and pos + 1 < end and data[pos + 1] < 0x40:
+                    # one-byte id and length (RFC 9000 §16), as most parameters have
+                    length = data[pos + 1]
+                    pos += 2
+                else:
+                    parameter_id, pos = decode_varint(data, pos)
+                    length, pos = decode_varint(data, pos)
                 value_end = pos + length
                 if value_end > end:
                     raise _tpe("transport parameter truncated")
@@ -330,6 +373,12 @@ class TransportParameters:
                     continue
                 if spec.server_only and is_client_sender:
                     raise _tpe(f"client sent server-only {spec.name}")  # RFC 9000 §18.2
+                if spec.kind == "int":  # a peer's values: the same few each connection
+                    value = _DECODED_INTS.get((parameter_id, raw))
+                    if value is None:
+                        value = _decode_int_parameter(spec, raw)
+                    values[spec.name] = value
+                    continue
                 value = _decode_value(spec, raw)
                 problem = _check_value(spec, value, is_client_sender)
                 if problem:

@@ -43,6 +43,7 @@ import os
 from collections import deque
 from dataclasses import replace
 from enum import Enum, auto
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from quic.errors import QuicProtocolError, TransportErrorCode
@@ -74,6 +75,7 @@ __all__ = ["ClientRole", "ClientState"]
 
 #: NewSessionTickets kept for inspection (a server may send any number: bounded)
 _KEEP_TICKETS = 4
+_X25519_GROUPS = (NamedGroup.x25519, NamedGroup.X25519MLKEM768)  # with an X25519 key
 
 
 class ClientState(Enum):
@@ -87,6 +89,7 @@ class ClientState(Enum):
     CONNECTED = auto()
 
 
+@lru_cache(maxsize=64)  # a client's few server names (the IP-literal test raises twice)
 def _sni(name: str | None) -> str | None:
     """SNI host_name: not for IP literals (RFC 6066 §3), IDNA-encoded, no trailing dot."""
     if not name or is_ip_address(name):
@@ -128,9 +131,12 @@ class ClientRole(Role):
         ctx, config = self.ctx, self.ctx.config
         ctx.client_random = os.urandom(32)
         # RFC 9846 §4.3.8: shares in the order of supported_groups, a subset of it.
+        x25519_of: KeyShare | None = None  # one X25519 key for x25519 and the hybrid
         for group in config.groups:
             if group in config.key_share_groups:
-                self.key_shares[group] = generate_key_share(group)
+                share = self.key_shares[group] = generate_key_share(group, x25519_of)
+                if group in _X25519_GROUPS:
+                    x25519_of = share
         alpn = tuple(p.encode() for p in config.alpn_protocols) or None
         ticket = self._usable_ticket()
         early = ticket is not None and self._may_send_early_data(ticket)

@@ -207,18 +207,24 @@ def parse_extension_block(buf: Buffer) -> list[RawExtension]:
     Duplicated types raise ``illegal_parameter``; truncation raises BufferReadError
     (converted by the caller through :func:`read_exact`).
     """
-    block = Buffer(buf.pull_vector(2))
+    block = buf.pull_vector(2)
     seen: set[int] = set()
     out: list[RawExtension] = []
-    while not block.eof():
-        ext_type = block.pull_uint16()
-        ext_data = block.pull_vector(2)
+    pos, end = 0, len(block)
+    while pos < end:
+        if pos + 4 > end:
+            raise BufferReadError("extension header truncated")
+        ext_type = (block[pos] << 8) | block[pos + 1]
+        data_end = pos + 4 + ((block[pos + 2] << 8) | block[pos + 3])
+        if data_end > end:
+            raise BufferReadError("extension data truncated")
         if ext_type in seen:
             raise TlsAlertError(
                 AlertDescription.illegal_parameter, f"duplicate extension {ext_type}"
             )
         seen.add(ext_type)
-        out.append((ext_type, ext_data))
+        out.append((ext_type, block[pos + 4 : data_end]))
+        pos = data_end
     return out
 
 

@@ -163,22 +163,29 @@ class KeyShare:
     group: NamedGroup
     public: bytes
 
-    def __init__(self, group: NamedGroup) -> None:
+    def __init__(self, group: NamedGroup, x25519_of: KeyShare | None = None) -> None:
         self.group = group
         self._x25519: x25519.X25519PrivateKey | None = None
         self._ec: ec.EllipticCurvePrivateKey | None = None
         self._mlkem: mlkem.MLKEM768PrivateKey | None = None
-        if group is NamedGroup.x25519:
-            self._x25519 = x25519.X25519PrivateKey.generate()
-            self.public = _x25519_public(self._x25519)
+        if group is NamedGroup.x25519 or group is NamedGroup.X25519MLKEM768:
+            # draft-ietf-tls-hybrid-design §3.2: a client offering x25519 and a hybrid
+            # with an X25519 component may use one ephemeral X25519 key for both.
+            if x25519_of is not None and x25519_of._x25519 is not None:
+                self._x25519 = x25519_of._x25519
+                x25519_public = x25519_of.public[-_X25519_LEN:]  # its last 32 bytes
+            else:
+                self._x25519 = x25519.X25519PrivateKey.generate()
+                x25519_public = _x25519_public(self._x25519)
+            if group is NamedGroup.x25519:
+                self.public = x25519_public
+            else:
+                # draft-ietf-tls-ecdhe-mlkem: ML-KEM encapsulation key first, then X25519.
+                self._mlkem = mlkem.MLKEM768PrivateKey.generate()
+                self.public = self._mlkem.public_key().public_bytes_raw() + x25519_public
         elif group in _EC_CURVES:
             self._ec = ec.generate_private_key(_EC_CURVES[group])
             self.public = _ec_public(self._ec)
-        elif group is NamedGroup.X25519MLKEM768:
-            # draft-ietf-tls-ecdhe-mlkem: ML-KEM encapsulation key first, then X25519.
-            self._mlkem = mlkem.MLKEM768PrivateKey.generate()
-            self._x25519 = x25519.X25519PrivateKey.generate()
-            self.public = self._mlkem.public_key().public_bytes_raw() + _x25519_public(self._x25519)
         else:  # pragma: no cover - NamedGroup is closed
             raise ValueError(f"unsupported group {group!r}")
 
@@ -206,9 +213,16 @@ class KeyShare:
         return _ec_exchange(self.group, self._ec, peer)
 
 
-def generate_key_share(group: NamedGroup) -> KeyShare:
-    """Fresh ephemeral key share for ``group`` (client side, RFC 9846 §4.3.8)."""
-    return KeyShare(_as_group(group))
+def generate_key_share(group: NamedGroup, x25519_of: KeyShare | None = None) -> KeyShare:
+    """Fresh ephemeral key share for ``group`` (client side, RFC 9846 §4.3.8).
+
+    With ``x25519_of`` (a share of this ClientHello that holds an X25519 key: x25519 or
+    X25519MLKEM768), an X25519 or X25519MLKEM768 share reuses its X25519 key instead of
+    generating one, as draft-ietf-tls-hybrid-design §3.2 allows (one X25519 generation
+    per handshake instead of two for our default offer). Only one of the two shares is
+    ever completed (the server picks one group), so the secret is used once.
+    """
+    return KeyShare(_as_group(group), x25519_of)
 
 
 # -- server side -----------------------------------------------------------------------

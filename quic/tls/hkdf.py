@@ -11,14 +11,25 @@ import hashlib
 import hmac
 from functools import lru_cache
 
-__all__ = ["derive_secret", "hkdf_expand", "hkdf_expand_label", "hkdf_extract"]
+try:  # the C function hmac.digest calls for a hash named by a string: one call less
+    from _hashlib import hmac_digest as _hmac_digest
+except ImportError:  # pragma: no cover - Python built without OpenSSL's hashlib
+    _hmac_digest = hmac.digest  # type: ignore[assignment]
+
+__all__ = [
+    "derive_secret",
+    "hkdf_expand",
+    "hkdf_expand_label",
+    "hkdf_expand_labels",
+    "hkdf_extract",
+]
 
 
 def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
     """HKDF-Extract(salt, IKM) = HMAC-Hash(salt, IKM) (RFC 5869 §2.2)."""
     if not salt:
         salt = bytes(_digest_size(hash_name))
-    return hmac.digest(salt, ikm, hash_name)
+    return _hmac_digest(salt, ikm, hash_name)
 
 
 @lru_cache(maxsize=8)
@@ -29,12 +40,12 @@ def _digest_size(hash_name: str) -> int:
 def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
     """HKDF-Expand(PRK, info, L) (RFC 5869 §2.3)."""
     if length <= _digest_size(hash_name):  # one block: T(1) = HMAC(PRK, info | 0x01)
-        return hmac.digest(prk, info + b"\x01", hash_name)[:length]
+        return _hmac_digest(prk, info + b"\x01", hash_name)[:length]
     out = b""
     block = b""
     counter = 1
     while len(out) < length:
-        block = hmac.digest(prk, block + info + bytes((counter,)), hash_name)
+        block = _hmac_digest(prk, block + info + bytes((counter,)), hash_name)
         out += block
         counter += 1
     return out[:length]
@@ -47,8 +58,29 @@ def hkdf_expand_label(
 
     ``label`` is given without the ``"tls13 "`` prefix, which is added here.
     """
+    if length <= _digest_size(hash_name):  # one HKDF-Expand block (every TLS 1.3 use)
+        info = _label_prefix(label, length) + bytes((len(context),)) + context + b"\x01"
+        return _hmac_digest(secret, info, hash_name)[:length]
     info = _label_prefix(label, length) + bytes((len(context),)) + context
     return hkdf_expand(hash_name, secret, info, length)
+
+
+def hkdf_expand_labels(
+    hash_name: str, secret: bytes, labels: tuple[tuple[bytes, int], ...]
+) -> list[bytes]:
+    """HKDF-Expand-Label(Secret, Label, "", Length) for each ``(label, length)`` of
+    ``labels`` (one HMAC each, lengths at most the hash length): the QUIC packet key,
+    IV and header-protection key of one secret (RFC 9001 §5.1) in one call."""
+    return [
+        _hmac_digest(secret, info, hash_name)[:length]
+        for info, length in _empty_context_infos(labels)
+    ]
+
+
+@lru_cache(maxsize=16)
+def _empty_context_infos(labels: tuple[tuple[bytes, int], ...]) -> tuple[tuple[bytes, int], ...]:
+    """The HKDF-Expand block input (HkdfLabel, empty context, counter 1) per label."""
+    return tuple((_label_prefix(label, length) + b"\x00\x01", length) for label, length in labels)
 
 
 @lru_cache(maxsize=64)

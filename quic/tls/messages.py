@@ -180,7 +180,7 @@ def _encode_extensions(
     out: list[RawExtension] = []
     for row in fields:
         value = getattr(msg, row.name)
-        if _present(value):
+        if value is not None and value is not False:  # _present, inlined
             out.append((row.ext_type, row.encode(value)))
     out.extend(other)
     if last is not None:
@@ -193,7 +193,11 @@ def _encode_extensions(
 def _extension_types(
     msg: object, fields: Sequence[ExtField], other: Sequence[RawExtension]
 ) -> frozenset[int]:
-    types = {row.ext_type for row in fields if _present(getattr(msg, row.name))}
+    types: set[int] = set()
+    for row in fields:
+        value = getattr(msg, row.name)
+        if value is not None and value is not False:  # _present, inlined
+            types.add(row.ext_type)
     types.update(t for t, _ in other)
     return frozenset(types)
 

@@ -141,7 +141,18 @@ def schemes_for_key(key: PrivateKey) -> list[SignatureScheme]:
 
     Empty for keys we cannot sign CertificateVerify with (e.g. a P-521 key).
     """
-    return [s for s in SUPPORTED_SIGNATURE_SCHEMES if _fits(s, key)]
+    schemes = _KEY_SCHEMES.get(key)
+    if schemes is None:
+        schemes = tuple(s for s in SUPPORTED_SIGNATURE_SCHEMES if _fits(s, key))
+        if len(_KEY_SCHEMES) >= 8:  # a server's few keys: bounded all the same
+            _KEY_SCHEMES.clear()
+        _KEY_SCHEMES[key] = schemes
+    return list(schemes)
+
+
+# our private key -> its schemes (a server answers every handshake with the same key;
+# the key classification asks isinstance of abstract classes, about 5 us each time)
+_KEY_SCHEMES: dict[PrivateKey, tuple[SignatureScheme, ...]] = {}
 
 
 def choose_scheme(key: PrivateKey, peer_schemes: Sequence[int]) -> SignatureScheme:

@@ -190,14 +190,29 @@ def _utc(now: datetime) -> datetime:
     return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
+# DER -> parsed certificate, for the few servers a client talks to again and again: a
+# parsed object also keeps its public key, which would be decoded again per handshake
+# (issue 10). Emptied when full: at most _PARSED_LIMIT certificates held.
+_PARSED: dict[bytes, x509.Certificate] = {}
+_PARSED_LIMIT = 8
+
+
 def _parse(der: bytes) -> x509.Certificate:
+    der = bytes(der)
+    cert = _PARSED.get(der)
+    if cert is not None:
+        return cert
     try:
         with warnings.catch_warnings():
             # e.g. non-positive serial numbers: tolerated, not worth a warning per peer.
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            return x509.load_der_x509_certificate(bytes(der))
+            cert = x509.load_der_x509_certificate(der)
     except (ValueError, x509.InvalidVersion) as exc:
         raise _alert(AlertDescription.bad_certificate, f"unparsable certificate: {exc}") from None
+    if len(_PARSED) >= _PARSED_LIMIT:
+        _PARSED.clear()
+    _PARSED[der] = cert
+    return cert
 
 
 def _subject(server_name: str) -> x509.DNSName | x509.IPAddress:

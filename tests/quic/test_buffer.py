@@ -101,3 +101,21 @@ def test_vector_length_beyond_data_raises() -> None:
         Buffer(b"\x00\x05abc").pull_vector(2)
     with pytest.raises(ValueError):
         Buffer().push_vector(1, bytes(256))
+
+
+def test_in_place_reads_leave_the_position_on_error() -> None:
+    """pull_uint8/pull_uint16/pull_vector read without a copy step: a short read raises
+    BufferReadError and leaves the position where it was."""
+    for data, length_size in ((b"", 1), (b"\x00", 2), (b"\x00\x00", 3), (b"\x03ab", 1)):
+        buf = Buffer(data)
+        with pytest.raises(BufferReadError):
+            buf.pull_vector(length_size)
+        assert buf.position == 0
+    buf = Buffer(b"\x01")
+    with pytest.raises(BufferReadError):
+        buf.pull_uint16()
+    assert buf.position == 0
+    assert buf.pull_uint8() == 1
+    assert Buffer(b"\x00\x00").pull_vector(2) == b""
+    buf = Buffer(b"\x00\x02\xff\xfe\x07")
+    assert buf.pull_vector(2) == b"\xff\xfe" and buf.pull_uint8() == 7 and buf.eof()

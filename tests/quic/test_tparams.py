@@ -289,3 +289,37 @@ def test_truncated_header_fields() -> None:
 def test_encoder_rejects(params: TransportParameters) -> None:
     with pytest.raises(ValueError):
         params.encode()
+
+
+def test_integer_codec_caches_stay_bounded_and_checked() -> None:
+    """Encoded/decoded integer parameters are remembered (a bounded table): a value seen
+    before round-trips the same; an out-of-range one still fails after valid ones."""
+    from quic import tparams
+
+    for n in range(3 * tparams._INT_CACHE_LIMIT):
+        params = TransportParameters(initial_max_data=n + 1, max_idle_timeout=7)
+        data = params.encode()
+        assert data == params.encode()
+        assert TransportParameters.decode(data, is_client_sender=True) == params
+        assert TransportParameters.decode(data, is_client_sender=False) == params
+    assert len(tparams._ENCODED_INTS) <= tparams._INT_CACHE_LIMIT
+    assert len(tparams._DECODED_INTS) <= tparams._INT_CACHE_LIMIT
+    with pytest.raises(ValueError):
+        TransportParameters(ack_delay_exponent=21).encode()
+    bad = encode_varint(0x0A) + encode_varint(1) + encode_varint(21)  # ack_delay_exponent
+    for _ in range(2):
+        with pytest.raises(QuicProtocolError):
+            TransportParameters.decode(bad, is_client_sender=True)
+    good = encode_varint(0x0A) + encode_varint(1) + encode_varint(20)
+    assert TransportParameters.decode(good, is_client_sender=True).ack_delay_exponent == 20
+
+
+def test_one_byte_fast_path_and_truncation() -> None:
+    """Ids and lengths under 64 take one byte; others (min_ack_delay's id) and a lone
+    id byte at the end still parse or fail as before."""
+    params = TransportParameters(max_idle_timeout=30_000, max_ack_delay=25, min_ack_delay=1000)
+    data = params.encode()
+    assert TransportParameters.decode(data, is_client_sender=True) == params
+    for cut in (data[:1], data + b"\x01", data + b"\x40"):
+        with pytest.raises(QuicProtocolError):
+            TransportParameters.decode(cut, is_client_sender=True)

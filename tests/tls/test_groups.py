@@ -85,6 +85,24 @@ def test_x25519_matches_raw_primitive() -> None:
     assert share.shared_secret(peer.public_key().public_bytes_raw()) == expected
 
 
+@pytest.mark.parametrize("pick", [NamedGroup.x25519, NamedGroup.X25519MLKEM768])
+@pytest.mark.parametrize("first", [NamedGroup.x25519, NamedGroup.X25519MLKEM768])
+def test_x25519_key_reused_across_shares(first: NamedGroup, pick: NamedGroup) -> None:
+    """draft-ietf-tls-hybrid-design §3.2: the second share takes the first's X25519 key
+    (same 32 public bytes); whichever group the server picks, the exchange agrees."""
+    other = NamedGroup.X25519MLKEM768 if first is NamedGroup.x25519 else NamedGroup.x25519
+    shares = {first: generate_key_share(first)}
+    shares[other] = generate_key_share(other, shares[first])
+    assert shares[first].public[-32:] == shares[other].public[-32:]
+    assert len(shares[NamedGroup.X25519MLKEM768].public) == 1216
+    server_public, server_secret = server_key_exchange(pick, shares[pick].public)
+    assert shares[pick].shared_secret(server_public) == server_secret
+    # without a share to reuse (or one without an X25519 key), a fresh key
+    assert generate_key_share(other).public[-32:] != shares[first].public[-32:]
+    p256 = generate_key_share(NamedGroup.secp256r1)
+    assert generate_key_share(other, p256).public[-32:] != shares[first].public[-32:]
+
+
 def test_hybrid_client_layout_mlkem_first() -> None:
     """Client share = ek(1184) || x25519(32); secret = ML-KEM ss || X25519 ss."""
     share = generate_key_share(NamedGroup.X25519MLKEM768)

@@ -130,10 +130,23 @@ def test_default_configuration_uses_hybrid_group() -> None:
     assert isinstance(ch, ClientHello)
     assert ch.key_share is not None
     assert [e.group for e in ch.key_share] == [NamedGroup.X25519MLKEM768, NamedGroup.x25519]
+    # draft-ietf-tls-hybrid-design §3.2: one X25519 key serves both shares
+    assert ch.key_share[0].key_exchange[-32:] == ch.key_share[1].key_exchange
     assert ch.legacy_session_id == b""
     assert ch.supported_versions == (0x0304,)
     assert ch.server_name == "localhost"
     assert ch.quic_transport_parameters == CLIENT_TP
+
+
+def test_server_picking_x25519_from_a_reused_key_share() -> None:
+    """A server that takes the standalone x25519 share of a client whose hybrid share
+    carries the same X25519 key completes the handshake (the key is used once)."""
+    result = run_handshake(server_cfg=server_config(groups=(NamedGroup.x25519,)))
+    assert_agreement(result)
+    assert result.client.group == NamedGroup.x25519
+    ch = decode_handshake(result.flights[0][2])
+    assert isinstance(ch, ClientHello) and ch.key_share is not None
+    assert ch.key_share[0].key_exchange[-32:] == ch.key_share[1].key_exchange
 
 
 def test_secret_and_output_order() -> None:

@@ -373,3 +373,28 @@ def test_reader_pending_and_limit() -> None:
     with pytest.raises(TlsAlertError) as exc:
         reader.next_message()
     _assert_alert(exc, AlertDescription.decode_error)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"\x00\x03\x00\x10\x00",  # extension header cut
+        b"\x00\x05\x00\x10\x00\x02\x01",  # extension data cut
+        b"\x00\x04\x00\x10\x00\x01",  # data length beyond the block
+    ],
+)
+def test_truncated_extension_block_is_decode_error(block: bytes) -> None:
+    from quic.buffer import Buffer
+    from quic.errors import BufferReadError
+    from quic.tls.extensions import parse_extension_block
+
+    with pytest.raises(BufferReadError):
+        parse_extension_block(Buffer(block))
+
+
+def test_extension_block_parsed_in_order() -> None:
+    from quic.buffer import Buffer
+    from quic.tls.extensions import parse_extension_block
+
+    block = b"\x00\x0b" + b"\x00\x10\x00\x02ab" + b"\xff\x01\x00\x01c"
+    assert parse_extension_block(Buffer(block)) == [(0x10, b"ab"), (0xFF01, b"c")]

@@ -410,3 +410,23 @@ def test_self_signed_leaf_without_authority_key_identifier_verifies_as_its_own_c
     der = cert.public_bytes(_ser.Encoding.DER)
     leaf = _verify([der], "localhost", now, _VO(cadata=pem))
     assert leaf.serial_number == cert.serial_number
+
+
+def test_parsed_certificates_are_reused_and_bounded() -> None:
+    """A server's certificate seen again is not parsed again (same object, so its public
+    key is decoded once); the table stays bounded; bad DER is still refused."""
+    from quic.tls import verify as verify_module
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    options = VerifyOptions(verify=False)
+    first = generate_self_signed(now)
+    leaf = verify_server_certificate([first.certificate_der], "localhost", now, options)
+    again = verify_server_certificate([first.certificate_der], "localhost", now, options)
+    assert again is leaf
+    for _ in range(verify_module._PARSED_LIMIT + 2):
+        other = generate_self_signed(now)
+        verify_server_certificate([other.certificate_der], "localhost", now, options)
+    assert len(verify_module._PARSED) <= verify_module._PARSED_LIMIT
+    with pytest.raises(TlsAlertError) as exc:
+        verify_server_certificate([b"\x30\x03junk"], "localhost", now, options)
+    assert exc.value.alert is AlertDescription.bad_certificate

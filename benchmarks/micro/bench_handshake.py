@@ -1,0 +1,168 @@
+"""In-memory handshakes between two Sans-I/O endpoints, CPU timed per side.
+
+Theory of operation
+-------------------
+No sockets and no event loop: one server :class:`~quic.endpoint.QuicEndpoint` (the
+benchmark server's configuration; the certificate of ``--cert``/``--key``, else a fresh
+self-signed ECDSA P-256 one, as the harness's) and, per handshake, a new client
+endpoint with the benchmark client's default configuration (key shares X25519MLKEM768
++ x25519, no certificate verification) exchange datagrams through lists on a fake
+clock. Each handshake runs until both sides report
+:class:`~quic.events.HandshakeCompleted` and no datagram is in flight; then the client
+closes and the close is delivered, as in the loopback ``handshake`` workload.
+``process_time`` is accumulated per side (client endpoint creation and ``connect``
+included), so the result is the protocol CPU cost of one handshake on each side,
+without the I/O. ``--profile client|server|both`` prints a cProfile of that side.
+
+``python -m benchmarks.micro.bench_handshake [--count 200] [--key-shares x25519]
+[--cert C --key K] [--profile client|server|both]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import pstats
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from quic.configuration import QuicConfiguration
+from quic.endpoint import QuicEndpoint
+from quic.events import HandshakeCompleted
+from quic.tls.groups import NamedGroup
+from quic.tls.selfsigned import generate_self_signed
+
+SERVER_ADDR = ("127.0.0.1", 4433)
+CLIENT_ADDR = ("127.0.0.1", 50000)
+ALPN = "bench"
+NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
+
+
+@dataclass
+class Side:
+    endpoint: QuicEndpoint
+    addr: tuple[str, int]
+    inbox: list[bytes] = field(default_factory=list)
+    cpu: float = 0.0
+    connected: bool = False
+
+
+def _config(is_client: bool, args: argparse.Namespace) -> QuicConfiguration:
+    config = QuicConfiguration(
+        is_client=is_client,
+        alpn_protocols=[ALPN],
+        idle_timeout=30.0,
+        max_datagram_frame_size=65536,
+        max_datagram_size=1200,
+    )
+    if is_client:
+        config.verify_certificates = False
+        if args.key_shares == "x25519":
+            config.key_share_groups = (NamedGroup.x25519,)
+    elif args.cert:
+        config.load_cert_chain(args.cert, args.key)
+    else:
+        cert = generate_self_signed(NOW)
+        config.certificate_chain = [cert.certificate]
+        config.private_key = cert.private_key
+    return config
+
+
+def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None) -> None:
+    start = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    endpoint = side.endpoint
+    inbox, side.inbox = side.inbox, []
+    for data in inbox:
+        endpoint.receive_datagram(data, peer.addr, now)
+    timer = endpoint.get_timer()
+    if timer is not None and timer <= now:
+        endpoint.handle_timer(now)
+    while (item := endpoint.next_event()) is not None:
+        if isinstance(item[1], HandshakeCompleted):
+            side.connected = True
+    out = endpoint.datagrams_to_send(now)
+    if profiler is not None:
+        profiler.disable()
+    side.cpu += time.process_time() - start
+    peer.inbox.extend(item[0] for item in out)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    server_cfg = _config(False, args)
+    server = Side(QuicEndpoint(server_cfg), SERVER_ADDR)
+    profilers = {
+        side: (cProfile.Profile() if args.profile in (side, "both") else None)
+        for side in ("client", "server")
+    }
+    client_cpu: list[float] = []
+    server_cpu: list[float] = []
+    rounds = 0
+    now = 0.0
+    for index in range(args.warmup + args.count):
+        start = time.process_time()
+        client_cfg = _config(True, args)
+        client = Side(QuicEndpoint(), CLIENT_ADDR)
+        conn = client.endpoint.connect(SERVER_ADDR, client_cfg, now)
+        client.cpu = time.process_time() - start
+        server.cpu = 0.0
+        server.connected = False
+        while not (client.connected and server.connected) or client.inbox or server.inbox:
+            _step(client, server, now, profilers["client"])
+            _step(server, client, now, profilers["server"])
+            now += 0.0001
+            rounds += 1
+        start = time.process_time()
+        conn.close()
+        client.endpoint.wake(conn)
+        client.cpu += time.process_time() - start
+        _step(client, server, now, profilers["client"])
+        _step(server, client, now, profilers["server"])
+        now += 1.0  # past the draining periods: both sides forget the connection
+        _step(client, server, now, None)
+        _step(server, client, now, None)
+        if index >= args.warmup:
+            client_cpu.append(client.cpu)
+            server_cpu.append(server.cpu)
+        if index == args.warmup - 1:
+            for profiler in profilers.values():
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.__init__()  # type: ignore[misc]
+    for name, profiler in profilers.items():
+        if profiler is not None:
+            print(f"--- {name}")
+            pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.lines)
+    return {
+        "count": args.count,
+        "client_ms_median": round(statistics.median(client_cpu) * 1000, 3),
+        "server_ms_median": round(statistics.median(server_cpu) * 1000, 3),
+        "client_ms_mean": round(statistics.fmean(client_cpu) * 1000, 3),
+        "server_ms_mean": round(statistics.fmean(server_cpu) * 1000, 3),
+        "server_connections_left": len(server.endpoint.connections),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.micro.bench_handshake")
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--key-shares", choices=("default", "x25519"), default="default")
+    parser.add_argument("--cert", help="PEM certificate chain (default: self-signed)")
+    parser.add_argument("--key", help="PEM private key of --cert")
+    parser.add_argument("--profile", choices=("client", "server", "both"))
+    parser.add_argument("--sort", default="tottime")
+    parser.add_argument("--lines", type=int, default=40)
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    print(run(parse_args()))
+
+
+if __name__ == "__main__":
+    main()
