@@ -283,9 +283,8 @@ class QuicSession:
 
         def consume(nbytes: int) -> None:
             # credit on consumption (RFC 9000 §4.1): the peer may send as much again
-            if self.termination is None:
-                connection.consume_stream_data(sid, nbytes)
-                self.schedule_flush()
+            if self.termination is None and connection.consume_stream_data(sid, nbytes):
+                self.schedule_flush()  # only when a credit frame is owed
 
         return consume
 
