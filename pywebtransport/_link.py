@@ -277,7 +277,7 @@ class WtLink:
         self.process()
         if isinstance(event, qe.ConnectionTerminated):
             self._on_terminated(event)
-        self.quic_session.schedule_flush()
+        self.quic_session.flush_after_event()
         return isinstance(event, _CONSUMED)
 
     def _internal_error(self) -> None:

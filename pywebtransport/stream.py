@@ -259,8 +259,9 @@ class _ReceiveMixin(_StreamBase):
         self._check_read()
         if max_size == 0:
             return b""
-        await self._wait_data()
-        self._check_read()
+        if not self._chunks and not self._eof:  # no coroutine when data is waiting
+            await self._wait_data()
+            self._check_read()
         if not self._chunks:
             return b""
         return self._take_chunk(max_size)
