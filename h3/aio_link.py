@@ -254,9 +254,8 @@ class H3Link:
 
     def consume(self, stream_id: int, nbytes: int) -> None:
         """The application is done with ``nbytes`` of body: return their credit."""
-        if nbytes > 0 and not self.is_closed:
-            self.h3.consume_data(stream_id, nbytes)
-            self.session.schedule_flush()
+        if nbytes > 0 and not self.is_closed and self.h3.consume_data(stream_id, nbytes):
+            self.session.schedule_flush()  # only when a credit frame is owed
 
     def _on_h3_event(self, event: H3Event) -> None:
         if isinstance(event, HeadersReceived):

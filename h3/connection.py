@@ -326,13 +326,13 @@ class H3Connection:
     def end_stream(self, stream_id: int) -> None:
         self.quic.send_stream_data(stream_id, b"", True)
 
-    def consume_data(self, stream_id: int, nbytes: int) -> None:
+    def consume_data(self, stream_id: int, nbytes: int) -> bool:
         """The application is done with ``nbytes`` of payload delivered on ``stream_id``
         (:class:`DataReceived` or :class:`WebTransportStreamDataReceived`): their QUIC
         flow-control credit goes back to the peer. HTTP/3 credits its own framing
-        itself; every receiver of payload must call this as it consumes it."""
-        if nbytes > 0:
-            self.quic.consume_stream_data(stream_id, nbytes)
+        itself; every receiver of payload must call this as it consumes it. True when
+        QUIC now owes a credit frame (a send is due)."""
+        return nbytes > 0 and self.quic.consume_stream_data(stream_id, nbytes)
 
     def max_datagram_payload(self, stream_id: int) -> int:
         """Largest HTTP datagram payload for ``stream_id`` now (0: none); follows the

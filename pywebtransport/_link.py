@@ -277,7 +277,7 @@ class WtLink:
         self.process()
         if isinstance(event, qe.ConnectionTerminated):
             self._on_terminated(event)
-        self.quic_session.schedule_flush()
+        self.quic_session.flush_after_event()
         return isinstance(event, _CONSUMED)
 
     def _internal_error(self) -> None:
@@ -534,9 +534,10 @@ class WtLink:
         return self.wt.send_stream_data(stream_id, data, end_stream)
 
     def consume(self, stream_id: int, nbytes: int) -> None:
-        """The application read ``nbytes`` of a stream: their credit goes back."""
-        self.wt.consume_stream_data(stream_id, nbytes)
-        self.flush()
+        """The application read ``nbytes`` of a stream: their credit goes back (a
+        transmit only when that queued a credit frame or capsule)."""
+        if self.wt.consume_stream_data(stream_id, nbytes):
+            self.flush()
 
     def reset_stream(self, stream_id: int, code: int) -> None:
         self.wt.reset_stream(stream_id, code)

@@ -259,8 +259,9 @@ class _ReceiveMixin(_StreamBase):
         self._check_read()
         if max_size == 0:
             return b""
-        await self._wait_data()
-        self._check_read()
+        if not self._chunks and not self._eof:  # no coroutine when data is waiting
+            await self._wait_data()
+            self._check_read()
         if not self._chunks:
             return b""
         return self._take_chunk(max_size)
@@ -399,7 +400,9 @@ class _SendMixin(_StreamBase):
         if end_stream:
             self._send_done = True
             self._forget_if_done()
-        await self.drain()
+        # drain()'s first test inline: no coroutine per write when nothing waits
+        if self._send_exc is not None or link.send_buffered(self.stream_id) > link.send_buffer_high:
+            await self.drain()
 
     def _raise_send_failure(self, exc: Exception) -> NoReturn:
         self._session.check_usable()

@@ -241,21 +241,23 @@ class StreamController:
             return False
         return True
 
-    def consume(self, stream_id: int, n: int, now: float) -> None:
+    def consume(self, stream_id: int, n: int, now: float) -> bool:
         """The application is done with ``n`` delivered bytes of ``stream_id``: return
-        their stream and connection credit (RFC 9000 §4.1, §4.2)."""
+        their stream and connection credit (RFC 9000 §4.1, §4.2). True when a credit
+        frame (MAX_DATA, MAX_STREAM_DATA, MAX_STREAMS) is owed: only then is a send due."""
         stream = self.manager.get(stream_id)
         if stream is None or stream.recv is None:
-            return
+            return False
         recv = stream.recv
         rtt = self._rtt_estimator.smoothed_rtt
         credited = recv.consume(n, now, rtt)
         if not credited:
-            return
+            return False
         self.window.on_consumed(credited, now, rtt)
         if recv.window.should_update():
             self._control[stream_id] = None
         self._maybe_discard(stream_id)
+        return self.wants_control()
 
     def send_buffered(self, stream_id: int) -> int:
         stream = self.manager.get(stream_id)

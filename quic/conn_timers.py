@@ -215,10 +215,16 @@ class IdleTimer:
                 rest = rested_at + delay
         return earliest_deadline(conn, idle, rest)
 
-    def fire(self, conn: QuicConnection, now: float) -> None:
-        """Fire what is due at ``now`` for ``conn``: its rest, then :func:`fire_due`."""
+    def fire(self, conn: QuicConnection, now: float) -> bool:
+        """Fire what is due at ``now`` for ``conn``: its rest, then :func:`fire_due`.
+        False when the rest was all that was due (nothing else fired, and no ACK or
+        paced packet is due: the connection has nothing to send), else True."""
         rest = self.rest_deadline(conn)
         if rest is not None and now >= rest:
             rest_connection(conn)  # keys and emptied tables
             self.rested_at = now
+            after = self.deadline(conn)  # every deadline but the rest's, now gone
+            if after is None or after > now:
+                return False
         fire_due(conn, now, self.idle_deadline(conn))
+        return True

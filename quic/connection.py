@@ -252,8 +252,7 @@ class QuicConnection:
 
     @property
     def original_dcid(self) -> bytes:
-        """The Destination Connection ID of the client's first Initial (RFC 9000 §7.3),
-        new after a Version Negotiation restart."""
+        """The DCID of the client's first Initial (RFC 9000 §7.3), new after a VN restart."""
         return self.handshake.original_dcid
 
     @property
@@ -476,15 +475,14 @@ class QuicConnection:
         unknown or receive-only stream): what a graceful shutdown waits for."""
         return self.streams.send_buffered(stream_id)
 
-    def consume_stream_data(self, stream_id: int, nbytes: int) -> None:
+    def consume_stream_data(self, stream_id: int, nbytes: int) -> bool:
         """The application is done with ``nbytes`` of the data delivered on
         ``stream_id`` (:class:`~quic.events.StreamDataReceived`): their stream and
         connection flow-control credit goes back to the peer (RFC 9000 §4.2). Credit is
         never returned on delivery alone, so every consumer of stream data must call
         this (a stream reset by the peer, or one we stop reading, returns it at once).
-        """
-        if self.state in _LIVE:
-            self.streams.consume(stream_id, nbytes, self._now)
+        True when a credit frame is now owed (a send is due), else nothing to send."""
+        return self.state in _LIVE and self.streams.consume(stream_id, nbytes, self._now)
 
     @property
     def max_datagram_payload(self) -> int:
@@ -493,7 +491,6 @@ class QuicConnection:
 
     def send_datagram(self, data: bytes | bytearray | memoryview) -> None:
         """Queue an unreliable DATAGRAM (RFC 9221); raises ValueError if it cannot fit.
-
         The queue keeps the newest ``max_datagram_queue`` datagrams; dropped silently
         on a connection that is closing or closed."""
         if self.state in _LIVE:
@@ -608,18 +605,21 @@ class QuicConnection:
             self._internal_error(exc)
             return self.closer.deadline
 
-    def handle_timer(self, now: float) -> None:
-        """Fire everything that is due (safe to call early)."""
+    def handle_timer(self, now: float) -> bool:
+        """Fire everything that is due (safe to call early); False when that was only
+        the keys' rest (:mod:`quic.conn_keys`): nothing to send, no build needed."""
         if now > self._now:
             self._now = now
         try:
-            self.idle.fire(self, now)  # quic.conn_timers
+            if not self.idle.fire(self, now):  # quic.conn_timers
+                return False
             if self._qlog is not None and self.state in _LIVE:
                 self._qlog.ecn_state(now, self.ecn.state.value)  # PTOs may fail ECN
         except QuicProtocolError as exc:
             self._fail(exc)
         except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
             self._internal_error(exc)
+        return True
 
     def _on_new_path(self, now: float, host_changed: bool) -> None:
         """A new path (Migration): ECN is validated on it from the start (RFC 9000

@@ -624,11 +624,12 @@ class QuicEndpoint:
                 continue
             conn = entry.conn
             try:
-                conn.handle_timer(now)
+                owed = conn.handle_timer(now)
             except Exception as exc:
                 self._internal_error(entry, exc)
                 continue
-            self._pending[conn] = None
+            if owed:  # not a rest alone: served at the next send
+                self._pending[conn] = None
             self._after_activity(entry)
 
     def next_event(self) -> tuple[QuicConnection, QuicEvent] | None:

@@ -160,6 +160,9 @@ _RETRY_AEAD: dict[int, tuple[AESGCM, bytes]] = {
 }
 
 _ZERO5 = bytes(5)
+#: ECB holds no state: one instance serves every header-protection context (a wake after
+#: the keys rested builds one per direction, :meth:`HeaderProtection.wake`)
+_ECB = modes.ECB()
 _from_bytes = int.from_bytes
 #: the one-byte ``bytes`` objects, by value: a header's first byte without a
 #: ``bytes((b,))`` call per packet
@@ -272,7 +275,7 @@ class HeaderProtection:
 
             return chacha20_mask
         # RFC 9001 §5.4.3: mask = AES-ECB(hp_key, sample)
-        return Cipher(algorithms.AES(hp_key), modes.ECB()).encryptor().update
+        return Cipher(algorithms.AES(hp_key), _ECB).encryptor().update
 
     def wake(self) -> Callable[[BytesLike], bytes]:
         """The mask function, built again if it was resting."""

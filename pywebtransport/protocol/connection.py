@@ -754,11 +754,12 @@ class WebTransportConnection(StreamsMixin):
             raise WebTransportError(f"session {session_id} is not open")
         return session
 
-    def _flush_flow_updates(self) -> None:
+    def _flush_flow_updates(self) -> bool:
         """Send the WT_MAX_DATA / WT_MAX_STREAMS capsules of the sessions whose credit
-        may have moved (draft-16 §5.6)."""
+        may have moved (draft-16 §5.6); True when some were written."""
         if not self._flow_dirty:
-            return  # nothing moved (every datagram ends here)
+            return False  # nothing moved (every datagram ends here)
+        written = False
         dirty, self._flow_dirty = self._flow_dirty, {}
         for sid in dirty:
             session = self._sessions.get(sid)
@@ -773,6 +774,8 @@ class WebTransportConnection(StreamsMixin):
             updates = b"".join(flow.take_updates())
             if updates:  # a failed write: the CONNECT stream goes away with the session
                 _sent(lambda: self._send_capsules(sid, updates))  # noqa: B023
+                written = True
+        return written
 
     def send_goaway(self) -> None:
         """Graceful shutdown of the connection: HTTP/3 GOAWAY (RFC 9114 §5.2), which

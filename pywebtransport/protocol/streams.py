@@ -110,7 +110,7 @@ class StreamsMixin:
     def _usable(self, session_id: int) -> Session:
         raise NotImplementedError
 
-    def _flush_flow_updates(self) -> None:
+    def _flush_flow_updates(self) -> bool:
         raise NotImplementedError
 
     # ==================================================================================
@@ -440,26 +440,28 @@ class StreamsMixin:
             self._flush_flow_updates()
         return size
 
-    def consume_stream_data(self, stream_id: int, nbytes: int) -> None:
+    def consume_stream_data(self, stream_id: int, nbytes: int) -> bool:
         """The application is done with ``nbytes`` more bytes of the ``StreamData`` of
         ``stream_id``: their QUIC credit and (draft-16) session credit go back to the
-        peer (RFC 9000 §4.2, draft-16 §5.4). Bytes of streams that are gone are ignored."""
+        peer (RFC 9000 §4.2, draft-16 §5.4). Bytes of streams that are gone are ignored.
+        True when that queued something to send (a credit frame or capsule): only then
+        does the connection need a transmit."""
         stream = self._streams.get(stream_id)
         if stream is None or nbytes <= 0:
-            return
+            return False
         n = min(nbytes, stream.unconsumed)
         if n <= 0:
-            return
+            return False
         stream.consumed += n
-        self.h3.consume_data(stream_id, n)
+        owed = self.h3.consume_data(stream_id, n)
         session = self._sessions.get(stream.session_id)
         if session is None:
-            return
+            return owed
         if session.flow is not None:
             session.flow.on_data_consumed(n)
             self._flow_dirty[session.session_id] = None
         self._maybe_forget(session, stream)
-        self._flush_flow_updates()
+        return self._flush_flow_updates() or owed
 
     def reset_stream(self, stream_id: int, code: int = 0) -> None:
         """Abandon sending on a stream with application error ``code`` (§4.4)."""

@@ -283,9 +283,8 @@ class QuicSession:
 
         def consume(nbytes: int) -> None:
             # credit on consumption (RFC 9000 §4.1): the peer may send as much again
-            if self.termination is None:
-                connection.consume_stream_data(sid, nbytes)
-                self.schedule_flush()
+            if self.termination is None and connection.consume_stream_data(sid, nbytes):
+                self.schedule_flush()  # only when a credit frame is owed
 
         return consume
 
@@ -399,6 +398,15 @@ class QuicSession:
     def schedule_flush(self) -> None:
         """Have the pump transmit what was queued on :attr:`connection` directly."""
         self._protocol.wake(self.connection)
+
+    def flush_after_event(self) -> None:
+        """:meth:`schedule_flush` for what a layer queued while an event of this
+        session's was handed up: the pump transmits after the events it hands up, so
+        this does not count towards a wake storm (:mod:`quic.aio.pump`), whose early
+        send would build the connection before the tasks the event woke could write."""
+        protocol = self._protocol
+        protocol.endpoint.wake(self.connection)
+        protocol.schedule_flush()
 
     async def wait_progress(self) -> None:
         """Wait for the connection's next flush (after which acks and credit may have

@@ -322,6 +322,6 @@ def test_no_quic_event_type_is_returned_by_an_entry_point() -> None:
     conn = pair.client
     now = pair.net.now
     assert conn.receive_datagram(b"\x40" + bytes(40), SERVER_ADDR, now) is None  # type: ignore[func-returns-value]
-    assert conn.handle_timer(now) is None  # type: ignore[func-returns-value]
+    assert conn.handle_timer(now) in (True, False)  # whether a send may be owed
     out = conn.datagrams_to_send(now)
     assert all(not isinstance(item, QuicEvent) for item in out)

@@ -97,3 +97,20 @@ def test_public_stats_and_send_buffered() -> None:
     assert stats.congestion_window > 0 and stats.bytes_sent > 50_000
     assert stats.bytes_received > 0 and stats.packets_received > 0
     assert stats.version == pair.client.version
+
+
+def test_consume_says_whether_a_credit_frame_is_owed() -> None:
+    """consume_stream_data is True only when it queued MAX_STREAM_DATA / MAX_DATA (the
+    application layers wake the pump on that alone, not per read)."""
+    pair = _slow_reader_pair()
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"q" * WINDOW)
+    pair.net.settle(1.0)
+    pair.pump()
+    assert len(pair.data["server"][sid]) == WINDOW
+    assert pair.server.consume_stream_data(sid, 100) is False  # far from half a window
+    assert not pair.server.streams.wants_control()
+    assert pair.server.consume_stream_data(sid, WINDOW // 2) is True  # half: an update
+    assert pair.server.streams.wants_control()
+    assert pair.server.consume_stream_data(sid, 0) is False  # nothing credited
+    assert pair.server.consume_stream_data(sid + 4, 10) is False  # an unknown stream

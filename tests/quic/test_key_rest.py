@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import os
 
+import pytest
+
 from quic.conn_keys import APPLICATION, OneRttReadKeys
 from quic.connection import QuicConnection
 from quic.protection import (
@@ -107,3 +109,43 @@ def test_no_rest_when_disabled_or_before_the_handshake_is_confirmed() -> None:
     lone.net.settle(0.5)  # the handshake cannot finish: Initial keys are never rested
     assert not lone.client.handshake.confirmed
     assert lone.client.idle.rest_deadline(lone.client) is None
+
+
+def test_a_rest_alone_owes_no_send() -> None:
+    """handle_timer is False when the keys' rest was all that was due: the endpoint
+    then serves no build for it (an empty one per idle connection before)."""
+    pair = _pair(key_rest_delay=1.0)
+    client = pair.client
+    pair.net.settle(0.5)  # the handshake's ACKs gone; only the rest ahead
+    deadline = client.get_timer()
+    assert deadline is not None and deadline == client.idle.rest_deadline(client)
+    assert client.keys.resident
+    assert client.handle_timer(deadline) is False
+    assert not client.keys.resident
+    assert client.datagrams_to_send(deadline) == []  # indeed nothing to send
+    later = client.get_timer()
+    assert later is not None and later > deadline  # the idle timeout, say
+    assert client.handle_timer(deadline) is True  # nothing rested: the usual answer
+
+
+def test_the_endpoint_builds_nothing_for_a_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    pair = _pair(key_rest_delay=1.0)
+    client, endpoint = pair.client, pair.client_endpoint
+    pair.net.settle(0.5)
+    deadline = client.idle.rest_deadline(client)
+    assert deadline is not None and endpoint.get_timer() == deadline
+    builds: list[float] = []
+    original = client.routed_datagrams_to_send
+
+    def counted(now: float) -> list[tuple[bytes, object, int]]:
+        builds.append(now)
+        return original(now)
+
+    monkeypatch.setattr(client, "routed_datagrams_to_send", counted)
+    endpoint.handle_timer(deadline)
+    assert not client.keys.resident  # the rest fired...
+    assert endpoint.datagrams_to_send(deadline) == [] and builds == []  # ...no build
+    assert endpoint.get_timer() is not None and endpoint.get_timer() > deadline  # re-filed
+    client.send_ping(1)  # an application act wakes it as before
+    endpoint.wake(client)
+    assert endpoint.datagrams_to_send(deadline) and builds == [deadline]

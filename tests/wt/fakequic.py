@@ -76,8 +76,9 @@ class FakeQuic:
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         self.stops.setdefault(stream_id, error_code)
 
-    def consume_stream_data(self, stream_id: int, nbytes: int) -> None:
+    def consume_stream_data(self, stream_id: int, nbytes: int) -> bool:
         self.consumed[stream_id] = self.consumed.get(stream_id, 0) + nbytes
+        return True
 
     def send_datagram(self, data: Any) -> None:
         pass

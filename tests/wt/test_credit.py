@@ -126,3 +126,18 @@ def test_slow_reader_bounds_memory_to_the_windows_it_advertised() -> None:
         assert peak <= window
         peaks.append(peak)
     assert 3 <= peaks[1] / peaks[0] <= 5
+
+
+def test_consume_says_whether_something_is_owed_to_the_peer() -> None:
+    """consume_stream_data is True only when it queued credit (QUIC MAX_STREAM_DATA /
+    MAX_DATA or a WT_MAX_DATA capsule): the link transmits on that alone."""
+    window = 64 * KIB
+    p, sid = make(window, wt_window=1 << 30)
+    stream_id = p.client.open_stream(sid, bidirectional=False)
+    write(p, stream_id, bytes(window - 1024), fin=False)  # the stream header counts too
+    p.settle(5.0)
+    assert p.received["server"].get(stream_id, 0) == window - 1024
+    assert p.server.consume_stream_data(stream_id, 10) is False  # far from any update
+    assert p.server.consume_stream_data(stream_id, window // 2) is True  # half the window
+    assert p.server.consume_stream_data(stream_id, 0) is False
+    assert p.server.consume_stream_data(stream_id + 4, 10) is False  # no such stream
