@@ -61,3 +61,5 @@ def test_handshakes_complete_on_a_lossy_link(seed: int) -> None:
     pair.handshake()
     assert pair.client.alpn_protocol == pair.server.alpn_protocol == "test"
     assert pair.server.keys.spaces[INITIAL].discarded
+    types = [_first_type(d) for d in sent]
+    assert TYPE_INITIAL not in types[types.index(TYPE_HANDSHAKE) :]
