@@ -261,6 +261,18 @@ class SendScheduler:
             return self._crypto.needs_send(index)
         return self._streams.has_data() or self._wants_frames_besides_stream()  # common first
 
+    def _finished_follows(self) -> bool:
+        """A client's Handshake packet with its Finished goes into this datagram: it
+        discards the Initial keys here when sent and at the server when processed (RFC
+        9001 §4.9.1), so an ACK-only Initial packet before it would be needed by nobody
+        — and without it the datagram carries no Initial packet, so no padding (RFC 9000
+        §14.1). Both packets share the datagram's fate: if it is lost, so is the ACK."""
+        return (
+            self._is_client
+            and self._keys.spaces[HANDSHAKE].write is not None
+            and self._crypto.needs_send(HANDSHAKE)
+        )
+
     def _wants_frames_besides_stream(self) -> bool:
         """An ack-eliciting frame other than STREAM is owed in 1-RTT packets: CRYPTO,
         DATAGRAM, HANDSHAKE_DONE, NEW_TOKEN (RFC 9000 §8.1.3), path frames, PING,
@@ -585,6 +597,8 @@ class SendScheduler:
                 self._pacing_held = True
         eliciting = may_elicit and (probe > 0 or self._wants_eliciting(index))
         if not ack_due and not eliciting:
+            return
+        if index == INITIAL and not eliciting and self._finished_follows():
             return
         if index == APPLICATION and self._is_client and not self._handshake.complete:
             if not ack_due:
