@@ -8,10 +8,11 @@ Theory of operation
                          → drain events to sessions → send → re-arm one timer
 
 Draining merges neighbouring :class:`~quic.events.StreamDataReceived` events of one
-stream (``_coalesce``): a burst of packets read in one batch reaches the layers above as
-one event, so their per-event work (HTTP/3, WebTransport, the stream reader's wake-up)
-is paid per batch, not per packet. The merged bytes are at most what the stream's
-advertised window let in, and credit still returns on consumption.
+stream (:func:`quic.aio.merge.merge_stream_events`): a burst of packets read in one
+batch reaches the layers above as one event, so their per-event work (HTTP/3,
+WebTransport, the stream reader's wake-up) is paid per batch, not per packet. The
+merged bytes are at most what the stream's advertised window let in, and credit still
+returns on consumption.
 
 Every datagram of a burst is fed before anything is transmitted. With the batched
 reader (:func:`quic.aio.udp.take_over_reading` on asyncio's selector loop; on uvloop and
@@ -133,6 +134,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from quic.aio.merge import Item, merge_stream_events
 from quic.aio.offload import enable_gro, gso_available, send_segmented
 from quic.aio.owned import open_datagram_endpoint
 from quic.aio.session import ConnectionClosed, QuicSession
@@ -159,7 +161,6 @@ from quic.errors import StreamResetError, TransportErrorCode
 from quic.events import (
     DatagramReceived,
     HandshakeCompleted,
-    QuicEvent,
     StreamDataReceived,
 )
 
@@ -244,7 +245,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         # counters (tests and benchmarks read them; see batching in the module docstring)
         self.read_wakeups = 0  # batched reader: times the socket was found readable
         self.datagrams_read = 0  # datagrams received, either reader (GRO: one per read)
-        self.events_coalesced = 0  # stream events merged into a neighbour (_coalesce)
+        self.events_coalesced = 0  # stream events merged into a neighbour (quic.aio.merge)
         self.events_dispatched = 0  # events handed to sessions
         self.transmits = 0  # transmit passes (each serves every connection with output)
         self.early_transmits = 0  # ... and sends before the flush (see "Wake storms")
@@ -379,7 +380,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.datagrams_read += 1
         if len(data) >= _FULL_DATAGRAM:
             # Part of a burst, probably (see _flush): its events wait for the burst's
-            # transmit, which dispatches them first, merged per stream (_coalesce).
+            # transmit, which dispatches them first, merged per stream (quic.aio.merge).
             self._received += 1
         else:
             # Hand events to the application now: the tasks they wake run in the next
@@ -614,7 +615,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             except Exception as exc:  # e.g. an address the socket cannot reach
                 logger.debug("UDP send to %r failed: %r", addr, exc)
 
-    def _dispatch(self, item: _Item | None = None) -> None:
+    def _dispatch(self, item: Item | None = None) -> None:
         """Hand the endpoint's events to their sessions (``item``: the first, already
         taken)."""
         endpoint = self.endpoint
@@ -628,7 +629,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 pass  # the ping-pong's event: none of the tests below (issue 10)
             elif type(event) is StreamDataReceived:
                 if item is not None and not event.end_stream:
-                    event, item, merged = _coalesce(endpoint, conn, event, item)
+                    event, item, merged = merge_stream_events(endpoint, conn, event, item)
                     self.events_coalesced += merged
             elif type(event) is HandshakeCompleted:
                 self._handshake_done = True  # see _flush_or_transmit
@@ -768,39 +769,3 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.sessions[conn] = session
         self.schedule_flush()
         return session
-
-
-_Item = tuple[QuicConnection, QuicEvent]
-
-
-def _coalesce(
-    endpoint: QuicEndpoint, conn: QuicConnection, first: StreamDataReceived, item: _Item
-) -> tuple[StreamDataReceived, _Item | None, int]:
-    """Consecutive :class:`StreamDataReceived` of one stream of ``conn`` (a burst of
-    packets read in one batch) become one event, their bytes joined once; returns it,
-    the first event that does not belong to it and how many events were merged into it.
-    Order is kept (only neighbours merge) and nothing is held back: the merge ends with
-    the queue, another event, or a FIN."""
-    sid = first.stream_id
-    early = first.early_data
-    parts = [first.data]
-    last = first
-    next_item: _Item | None = item
-    while next_item is not None:
-        other, event = next_item
-        if (
-            other is not conn
-            or type(event) is not StreamDataReceived
-            or event.stream_id != sid
-            or event.early_data != early
-        ):
-            break
-        parts.append(event.data)
-        last = event
-        next_item = endpoint.next_event()
-        if event.end_stream:
-            break
-    if last is first:
-        return first, next_item, 0
-    merged = StreamDataReceived(sid, b"".join(parts), last.end_stream, early)
-    return merged, next_item, len(parts) - 1
