@@ -72,26 +72,26 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from h3 import events as he
 from h3.capsules import (
     FLOW_CONTROL_CAPSULES,
     CapsuleType,
     decode_close_webtransport_session,
-    decode_varint_capsule,
     encode_close_webtransport_session,
     encode_drain_webtransport_session,
 )
 from h3.connection import H3Configuration, H3Connection
 from h3.errors import H3ErrorCode, H3StreamError
+from pywebtransport.protocol import conn_flow
 from pywebtransport.protocol import events as ev
+from pywebtransport.protocol.conn_flow import sent
 from pywebtransport.protocol.drafts import PROFILES, Draft, select_draft
 from pywebtransport.protocol.errors import (
     SessionAbort,
     WebTransportError,
 )
-from pywebtransport.protocol.flow import SessionFlowControl
 from pywebtransport.protocol.h3config import h3_configuration, shared_h3_configuration
 from pywebtransport.protocol.ids import ClaimedIds
 from pywebtransport.protocol.negotiation import Negotiation
@@ -122,20 +122,6 @@ _WT_STREAM_DATA_BLOCKED = 0x190B4D42
 _SESSION_GONE = H3ErrorCode.WT_SESSION_GONE
 
 logger = logging.getLogger("pywebtransport.protocol")
-
-# A write on a stream the peer abandoned: STOP_SENDING made QUIC reset our half
-# (StreamResetError), the stream is gone or finished (ValueError, RuntimeError), or the
-# peer's SETTINGS_MAX_FIELD_SECTION_SIZE forbids the header section (H3StreamError).
-_SEND_FAILURES = (StreamResetError, ValueError, RuntimeError, H3StreamError)
-
-
-def _sent(write: Callable[[], object]) -> bool:
-    """Run ``write``; False if the peer's state made it impossible (_SEND_FAILURES)."""
-    try:
-        write()
-    except _SEND_FAILURES:
-        return False
-    return True
 
 
 class WebTransportConnection(StreamsMixin):
@@ -210,6 +196,11 @@ class WebTransportConnection(StreamsMixin):
     # ==================================================================================
     # input
     # ==================================================================================
+
+    # draft-16 §5.6 session flow control: the capsules in, the credit updates out
+    # (pywebtransport.protocol.conn_flow; methods of this class)
+    _on_flow_capsule = conn_flow.on_flow_capsule
+    _flush_flow_updates = conn_flow.flush_flow_updates
 
     def _emit(self, event: ev.WebTransportEvent) -> None:
         """Queue a WebTransport event (the queue is made on demand, see ``next_event``)."""
@@ -382,7 +373,7 @@ class WebTransportConnection(StreamsMixin):
         headers = connect_request_headers(
             draft, session.authority, session.path, session.protocols, session.headers
         )
-        if not _sent(lambda: self.h3.send_headers(sid, headers)):
+        if not sent(lambda: self.h3.send_headers(sid, headers)):
             self._refuse_connect(session, "the CONNECT request cannot be sent")
             return
         session.state = SessionState.CONNECTING
@@ -447,7 +438,7 @@ class WebTransportConnection(StreamsMixin):
             # they come) rather than stopped: aborting the read is only a MAY (RFC 9114
             # §4.1.2), and HTTP/3 would take a FIN after a discarded partial frame for a
             # truncated frame (H3_FRAME_ERROR on the whole connection).
-            if not _sent(lambda: self.h3.send_headers(sid, response, end_stream=True)):
+            if not sent(lambda: self.h3.send_headers(sid, response, end_stream=True)):
                 self._refuse_stream_pair(sid, H3ErrorCode.H3_REQUEST_REJECTED)
             return
         if self.peer_settings is None:
@@ -507,7 +498,7 @@ class WebTransportConnection(StreamsMixin):
                 raise WebTransportError(f"protocol {protocol!r} was not offered")  # §3.3
             response.append((b"wt-protocol", serialize_string(protocol).encode()))
         response.extend(headers or [])
-        if not _sent(lambda: self.h3.send_headers(session_id, response)):
+        if not sent(lambda: self.h3.send_headers(session_id, response)):
             self._refuse_stream_pair(session_id, H3ErrorCode.H3_REQUEST_REJECTED)
             self._finish_session(session, ev.SessionClosed(session_id, 0, "", False))
             raise WebTransportError(f"session {session_id}: the response cannot be sent")
@@ -528,7 +519,7 @@ class WebTransportConnection(StreamsMixin):
         session = self._session(session_id, SessionState.REQUESTED)
         response: Headers = [(b":status", str(status).encode()), *(headers or [])]
         session.fin_sent = True
-        if not _sent(lambda: self.h3.send_headers(session_id, response, end_stream=True)):
+        if not sent(lambda: self.h3.send_headers(session_id, response, end_stream=True)):
             self._refuse_stream_pair(session_id, H3ErrorCode.H3_REQUEST_REJECTED)
         session.pending_data.clear()  # what follows is read and dropped (_on_request)
         self._finish_session(session, None)
@@ -602,21 +593,6 @@ class WebTransportConnection(StreamsMixin):
             raise SessionAbort(H3ErrorCode.WT_FLOW_CONTROL_ERROR, "forbidden capsule")
         # unknown and reserved capsule types are skipped (RFC 9297 §3.2)
 
-    def _on_flow_capsule(
-        self, session: Session, flow: SessionFlowControl, capsule_type: int, value: bytes
-    ) -> None:
-        number = decode_varint_capsule(value)
-        sid = session.session_id
-        if capsule_type == CapsuleType.WT_MAX_DATA:
-            if flow.on_max_data(number):
-                self._emit(ev.FlowCreditAvailable(sid, "data"))
-        elif capsule_type in (CapsuleType.WT_MAX_STREAMS_BIDI, CapsuleType.WT_MAX_STREAMS_UNI):
-            bidi = capsule_type == CapsuleType.WT_MAX_STREAMS_BIDI
-            if flow.on_max_streams(bidi, number):
-                self._emit(ev.FlowCreditAvailable(sid, "bidi" if bidi else "uni"))
-        elif capsule_type != CapsuleType.WT_DATA_BLOCKED:
-            flow.on_streams_blocked(number)
-
     def _close_from_peer(self, session: Session, code: int, reason: str) -> None:
         """WT_CLOSE_SESSION or FIN received: answer with our FIN (draft-16 §6)."""
         if session.state is SessionState.CLOSED:
@@ -645,7 +621,7 @@ class WebTransportConnection(StreamsMixin):
         elif not session.fin_sent:
             capsule = encode_close_webtransport_session(code, reason)
             session.fin_sent = True
-            if not _sent(lambda: self._send_capsules(session_id, capsule, end_stream=True)):
+            if not sent(lambda: self._send_capsules(session_id, capsule, end_stream=True)):
                 self.quic.reset_stream(session_id, _SESSION_GONE)  # the peer left already
         self._finish_session(session, ev.SessionClosed(session_id, code, reason, False))
 
@@ -657,7 +633,7 @@ class WebTransportConnection(StreamsMixin):
         if not PROFILES[session.draft].drain:
             return False
         capsule = encode_drain_webtransport_session()
-        return _sent(lambda: self._send_capsules(session_id, capsule))
+        return sent(lambda: self._send_capsules(session_id, capsule))
 
     def _abort(self, session: Session, code: int, reason: str) -> None:
         """End a session on a protocol error: reset and stop its CONNECT stream."""
@@ -753,29 +729,6 @@ class WebTransportConnection(StreamsMixin):
         if session is None or session.state not in USABLE_STATES:  # usable: per datagram
             raise WebTransportError(f"session {session_id} is not open")
         return session
-
-    def _flush_flow_updates(self) -> bool:
-        """Send the WT_MAX_DATA / WT_MAX_STREAMS capsules of the sessions whose credit
-        may have moved (draft-16 §5.6); True when some were written."""
-        if not self._flow_dirty:
-            return False  # nothing moved (every datagram ends here)
-        written = False
-        dirty, self._flow_dirty = self._flow_dirty, {}
-        for sid in dirty:
-            session = self._sessions.get(sid)
-            if session is None:
-                continue
-            flow = session.flow
-            if flow is None or session.state is not SessionState.ESTABLISHED:
-                self._flow_dirty[sid] = None  # sent once the session is established
-                continue
-            if session.fin_sent:
-                continue
-            updates = b"".join(flow.take_updates())
-            if updates:  # a failed write: the CONNECT stream goes away with the session
-                _sent(lambda: self._send_capsules(sid, updates))  # noqa: B023
-                written = True
-        return written
 
     def send_goaway(self) -> None:
         """Graceful shutdown of the connection: HTTP/3 GOAWAY (RFC 9114 §5.2), which
