@@ -330,6 +330,23 @@ def start_qlog(conn: QuicConnection, now: float) -> None:
     qlog.ecn_state(now, conn.ecn.state.value)
 
 
+def confirm_handshake(conn: QuicConnection, now: float) -> None:
+    """RFC 9001 §4.1.2: the handshake is confirmed: the server's NEW_TOKEN, 0-RTT keys and
+    Handshake keys dropped (§4.9.2, §4.9.3), DPLPMTUD started, connection IDs routed
+    (``QuicConnection._confirm_handshake``)."""
+    if not conn.handshake.confirm():
+        return
+    conn.recovery.handshake_confirmed = True
+    if conn._issue_token is not None:  # server: RFC 9000 §8.1.3
+        conn.handshake.queue_new_token(conn._issue_token(conn.paths.peer_address, now))
+    conn.keys.discard_zero_rtt()  # RFC 9001 §4.9.3
+    conn.pmtu.start(now)  # RFC 9000 §14.2.1: DPLPMTUD after the handshake
+    if not conn.keys.spaces[HANDSHAKE].discarded:
+        conn._discard_space(HANDSHAKE, now)
+    conn._flush_routing()
+    conn.migration.on_handshake_confirmed(now)
+
+
 def hand_out_tls(conn: QuicConnection, now: float) -> None:
     """Hand what TLS released to the components it concerns: the Negotiated Version
     (server, RFC 9368 §2.3), CRYPTO data, new keys (the reader's buffered packets,

@@ -66,7 +66,7 @@ from quic.configuration import QuicConfiguration
 from quic.conn_ackfreq import AckFrequencySender
 from quic.conn_acks import AckState
 from quic.conn_batch import receive_datagrams
-from quic.conn_build import build_components, hand_out_tls, start_qlog
+from quic.conn_build import build_components, confirm_handshake, hand_out_tls, start_qlog
 from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
 from quic.conn_datagrams import DatagramChannel
@@ -749,18 +749,7 @@ class QuicConnection:
         hand_out_tls(self, now)
 
     def _confirm_handshake(self, now: float) -> None:
-        """RFC 9001 §4.1.2: confirmed; drop Handshake keys (§4.9.2)."""
-        if not self.handshake.confirm():
-            return
-        self.recovery.handshake_confirmed = True
-        if self._issue_token is not None:  # server: RFC 9000 §8.1.3
-            self.handshake.queue_new_token(self._issue_token(self.paths.peer_address, now))
-        self.keys.discard_zero_rtt()  # RFC 9001 §4.9.3
-        self.pmtu.start(now)  # RFC 9000 §14.2.1: DPLPMTUD after the handshake
-        if not self.keys.spaces[HANDSHAKE].discarded:
-            self._discard_space(HANDSHAKE, now)
-        self._flush_routing()
-        self.migration.on_handshake_confirmed(now)
+        confirm_handshake(self, now)  # quic.conn_build (RFC 9001 §4.1.2, §4.9.2)
 
     def _discard_space(self, index: int, now: float) -> None:
         """Drop a packet number space from every component (RFC 9001 §4.9)."""
