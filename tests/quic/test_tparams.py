@@ -296,14 +296,17 @@ def test_integer_codec_caches_stay_bounded_and_checked() -> None:
     before round-trips the same; an out-of-range one still fails after valid ones."""
     from quic import tparams
 
-    for n in range(3 * tparams._INT_CACHE_LIMIT):
-        params = TransportParameters(initial_max_data=n + 1, max_idle_timeout=7)
-        data = params.encode()
-        assert data == params.encode()
-        assert TransportParameters.decode(data, is_client_sender=True) == params
-        assert TransportParameters.decode(data, is_client_sender=False) == params
-    assert len(tparams._ENCODED_INTS) <= tparams._INT_CACHE_LIMIT
-    assert len(tparams._DECODED_INTS) <= tparams._INT_CACHE_LIMIT
+    sizes = []
+    limit = tparams._INT_CACHE_LIMIT
+    for count in (limit, 4 * limit):  # N and 4N new values: the same bound
+        for n in range(count):
+            params = TransportParameters(initial_max_data=10**6 * count + n, max_idle_timeout=7)
+            data = params.encode()
+            assert data == params.encode()
+            assert TransportParameters.decode(data, is_client_sender=True) == params
+            assert TransportParameters.decode(data, is_client_sender=False) == params
+        sizes.append((len(tparams._ENCODED_INTS), len(tparams._DECODED_INTS)))
+    assert all(enc <= limit and dec <= limit for enc, dec in sizes)
     with pytest.raises(ValueError):
         TransportParameters(ack_delay_exponent=21).encode()
     bad = encode_varint(0x0A) + encode_varint(1) + encode_varint(21)  # ack_delay_exponent
