@@ -7,8 +7,9 @@ benchmark server's configuration; the certificate of ``--cert``/``--key``, else 
 self-signed ECDSA P-256 one, as the harness's) and, per handshake, a new client
 endpoint with the benchmark client's default configuration (key shares X25519MLKEM768
 + x25519, no certificate verification) exchange datagrams through lists on a fake
-clock. Each handshake runs until both sides report
-:class:`~quic.events.HandshakeCompleted` and no datagram is in flight; then the client
+clock, stepped as in :mod:`benchmarks.micro.inmem` (its ``Side`` and ``_step``). Each
+handshake runs until both sides report :class:`~quic.events.HandshakeCompleted` and no
+datagram is in flight; then the client
 closes and the close is delivered, as in the loopback ``handshake`` workload.
 ``process_time`` is accumulated per side (client endpoint creation and ``connect``
 included), so the result is the protocol CPU cost of one handshake on each side,
@@ -26,28 +27,16 @@ import datetime
 import pstats
 import statistics
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.micro.inmem import CLIENT_ADDR, SERVER_ADDR, Side, _step
 from quic.configuration import QuicConfiguration
 from quic.endpoint import QuicEndpoint
-from quic.events import HandshakeCompleted
 from quic.tls.groups import NamedGroup
 from quic.tls.selfsigned import generate_self_signed
 
-SERVER_ADDR = ("127.0.0.1", 4433)
-CLIENT_ADDR = ("127.0.0.1", 50000)
 ALPN = "bench"
 NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
-
-
-@dataclass
-class Side:
-    endpoint: QuicEndpoint
-    addr: tuple[str, int]
-    inbox: list[bytes] = field(default_factory=list)
-    cpu: float = 0.0
-    connected: bool = False
 
 
 def _config(is_client: bool, args: argparse.Namespace) -> QuicConfiguration:
@@ -69,27 +58,6 @@ def _config(is_client: bool, args: argparse.Namespace) -> QuicConfiguration:
         config.certificate_chain = [cert.certificate]
         config.private_key = cert.private_key
     return config
-
-
-def _step(side: Side, peer: Side, now: float, profiler: cProfile.Profile | None) -> None:
-    start = time.process_time()
-    if profiler is not None:
-        profiler.enable()
-    endpoint = side.endpoint
-    inbox, side.inbox = side.inbox, []
-    for data in inbox:
-        endpoint.receive_datagram(data, peer.addr, now)
-    timer = endpoint.get_timer()
-    if timer is not None and timer <= now:
-        endpoint.handle_timer(now)
-    while (item := endpoint.next_event()) is not None:
-        if isinstance(item[1], HandshakeCompleted):
-            side.connected = True
-    out = endpoint.datagrams_to_send(now)
-    if profiler is not None:
-        profiler.disable()
-    side.cpu += time.process_time() - start
-    peer.inbox.extend(item[0] for item in out)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
