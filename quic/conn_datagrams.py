@@ -37,7 +37,6 @@ arrives is bounded only by our ``max_datagram_frame_size``.
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 
 from quic.errors import QuicProtocolError, TransportErrorCode
@@ -50,9 +49,6 @@ __all__ = ["DatagramChannel"]
 # 1-RTT packet overhead around a DATAGRAM frame: first byte, packet number (up to 4),
 # AEAD tag (16) and the frame's type and length (3).
 _SHORT_HEADER_FIXED = 1 + 4 + 16
-#: DATAGRAM frame headers with a one-byte Length (RFC 9221 §4, RFC 9000 §16), by length
-_SHORT_HEADERS = tuple(bytes((0x31, n)) for n in range(0x40))
-_pack_bh = struct.Struct(">BH").pack  # ... and with a two-byte one
 
 
 class DatagramChannel:
@@ -127,12 +123,10 @@ class DatagramChannel:
 
     def send(self, data: bytes | bytearray | memoryview, dcid_length: int, mtu: int) -> None:
         """Queue a datagram; ValueError if the peer takes none or it cannot fit."""
-        peer_max = self.peer_max_frame_size
-        if not peer_max:
+        if not self.peer_max_frame_size:
             raise ValueError("the peer does not accept DATAGRAM frames")
         n = len(data)
-        # max_payload(), inline: per datagram sent
-        if n and (n > peer_max - 3 or n > mtu - (_SHORT_HEADER_FIXED + dcid_length + 3)):
+        if n > self.max_payload(dcid_length, mtu):
             raise ValueError(f"datagram of {n} bytes does not fit in one packet")
         queue = self._queue
         if queue is None:
@@ -167,8 +161,7 @@ class DatagramChannel:
         if not queue:
             return 0
         n = len(queue[0])
-        # datagram_frame_header_size(), inline for Lengths of one and two bytes
-        need = (2 if n < 0x40 else 3 if n < 0x4000 else datagram_frame_header_size(n)) + n
+        need = datagram_frame_header_size(n) + n
         return need if need <= room else 0
 
     def write(self, asm: PacketAssembler) -> None:
@@ -180,14 +173,7 @@ class DatagramChannel:
         while queue:
             data = queue[0]
             n = len(data)
-            # encode_datagram_frame_header(), inline for Lengths of one and two bytes
-            header = (
-                _SHORT_HEADERS[n]
-                if n < 0x40
-                else _pack_bh(0x31, n | 0x4000)
-                if n < 0x4000
-                else encode_datagram_frame_header(n)
-            )
+            header = encode_datagram_frame_header(n)
             if len(header) + n > asm.room:
                 if asm.payload_size <= 1 + 3:
                     queue.popleft()  # cannot fit even an empty packet: drop (RFC 9221 §5)

@@ -556,10 +556,16 @@ class ApplicationCloseFrame:
 def encode_datagram_frame_header(length: int, with_length: bool = True) -> bytes:
     """DATAGRAM frame header (RFC 9221 §4): 0x31 + Length, or 0x30 (data to packet end)."""
     if with_length:
-        if 0x40 <= length < 0x4000:  # a two-byte Length, without encode_varint's call
+        if 0 <= length < 0x40:  # a one-byte Length: built once (per datagram sent)
+            return _DATAGRAM_HEADERS[length]
+        if length < 0x4000:  # a two-byte Length, without encode_varint's call
             return _pack_bh(0x31, length | 0x4000)
         return b"\x31" + _ev(length)
     return b"\x30"
+
+
+#: the DATAGRAM frame headers with a one-byte Length, by Length
+_DATAGRAM_HEADERS = tuple(bytes((0x31, n)) for n in range(0x40))
 
 
 def datagram_frame_header_size(length: int, with_length: bool = True) -> int:
