@@ -233,7 +233,11 @@ class AckTracker:
         return deadline is not None and deadline <= now
 
     def has_ranges(self) -> bool:
-        return bool(self.received)
+        """Anything to acknowledge: a packet was ever received. The same as
+        ``bool(self.received)`` without RangeSet's ``__bool__``: the set is never
+        emptied once a packet arrived (:meth:`on_ack_acked` keeps the largest,
+        :meth:`_forget_oldest` at least one range)."""
+        return self.largest >= 0
 
     def ack_delay(self, now: float) -> float:
         """Time since the largest packet arrived (RFC 9000 §19.3 ACK Delay), seconds."""
@@ -253,6 +257,14 @@ class AckTracker:
 
     def on_ack_acked(self, largest_acknowledged: int) -> None:
         """Our ACK reporting up to ``largest_acknowledged`` arrived (§13.2.4)."""
+        self.on_ack_fate(True, largest_acknowledged)
+
+    def on_ack_fate(self, acked: bool, largest_acknowledged: int) -> None:
+        """The fate handler of a packet carrying our ACK up to ``largest_acknowledged``
+        (:mod:`quic.conn_acks`): acknowledged, the ranges below it are no longer
+        repeated (§13.2.4); lost, nothing changes. One call per ACK acknowledged."""
+        if not acked:
+            return
         floor = largest_acknowledged + 1
         if floor > self.floor:
             # keep the largest so that "in order" detection stays meaningful
@@ -282,6 +294,10 @@ class _SpentAckTracker(AckTracker):
 
     on_packet = on_ack_frequency = request_immediate_ack = _refuse
     on_ack_sent = on_ack_acked = _forget_oldest = _refuse
+
+    def on_ack_fate(self, acked: bool, largest_acknowledged: int) -> None:
+        if acked:
+            self._refuse()
 
 
 def _spent_tracker() -> AckTracker:

@@ -285,7 +285,13 @@ class NewReno:
         return (PACING_GAIN_SLOW_START if slow_start else PACING_GAIN) * cwnd / rtt
 
     def on_packets_acked(self, packets: Sequence[SentPacket], now: float) -> None:
-        limited = self._window_limited(self.bytes_in_flight)
+        # _window_limited(bytes_in_flight), inline: once per ACK frame (RFC 9002 §7.8)
+        prior = self.bytes_in_flight
+        cwnd = self.congestion_window
+        ssthresh = self.ssthresh
+        limited = prior + self.max_datagram_size > cwnd or (
+            (ssthresh is None or cwnd < ssthresh) and 2 * prior >= cwnd
+        )
         recovery_start = self.congestion_recovery_start_time
         divisor = 1
         hystart = self.hystart

@@ -35,7 +35,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from quic.ack import DEFAULT_MAX_ACK_RANGES_TRACKED, SPENT_ACK_TRACKER, AckTracker
+from quic.ack import (
+    DEFAULT_MAX_ACK_RANGES_TRACKED,
+    MAX_ACK_RANGES,
+    SPENT_ACK_TRACKER,
+    AckTracker,
+)
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.frames import FrameType, encode_ack_frame
 from quic.packet_builder import PacketAssembler
@@ -185,7 +190,7 @@ class AckState:
         something arrived since the last ACK we sent (else it repeats the same ranges).
         """
         tracker = self.trackers[index]
-        if not tracker.has_ranges():
+        if tracker.largest < 0:  # has_ranges(), without the call: nothing received
             return False
         return due or tracker.deadline is not None or (eliciting and tracker.fresh)
 
@@ -206,10 +211,11 @@ class AckState:
         counts it is an ACK_ECN frame (RFC 9000 §13.4.1, §19.3.2).
         """
         tracker = self.trackers[index]
-        ranges = tracker.ranges()
+        ranges = tracker.received.ack_ranges_descending(MAX_ACK_RANGES)  # ranges(), inline
         if not ranges:
             return False
-        delay = int(tracker.ack_delay(now) * 1_000_000) >> self._ack_delay_exponent
+        elapsed = now - tracker.largest_time  # ack_delay(), inline: once per ACK written
+        delay = int(elapsed * 1_000_000) >> self._ack_delay_exponent if elapsed > 0.0 else 0
         frame = encode_ack_frame(ranges, delay, ecn)
         room = asm.room
         if len(frame) > room:
@@ -223,12 +229,8 @@ class AckState:
         if reserve and len(frame) > room - reserve:
             return False  # not due: it waits for its timer or the next packet with room
         asm.push(frame)
-        asm.packet.handlers.append((self._fate, (tracker, ranges[0][1])))
-        tracker.on_ack_sent(ranges[0][1])
-        return True
-
-    @staticmethod
-    def _fate(acked: bool, tracker: AckTracker, largest: int) -> None:
+        largest = ranges[0][1]
         # RFC 9000 §13.2.4: once an ACK of ours is acknowledged, stop repeating it
-        if acked:
-            tracker.on_ack_acked(largest)
+        asm.packet.handlers.append((tracker.on_ack_fate, (largest,)))
+        tracker.on_ack_sent(largest)
+        return True

@@ -286,7 +286,7 @@ class PacketSpaces:
     def open(
         self,
         index: int,
-        view: memoryview,
+        view: BytesLike,
         pn_offset: int,
         largest_pn: int,
         now: float,
@@ -318,10 +318,12 @@ class PacketSpaces:
         return plain_header, pn, payload
 
     def open_short(
-        self, view: memoryview, pn_offset: int, largest_pn: int, now: float
+        self, view: BytesLike, pn_offset: int, largest_pn: int, now: float
     ) -> tuple[bytes, int, bytes] | None:
         """:meth:`open` for a 1-RTT packet (the receive path's common case): the current
-        generation's keys directly when the Key Phase bit matches them."""
+        generation's keys directly when the Key Phase bit matches them. ``view``: the
+        datagram itself (bytes: the slices taken from it are cheaper than a
+        memoryview's, even the copied payload of a full-sized packet)."""
         read = self.spaces[APPLICATION].read
         if type(read) is not OneRttReadKeys:
             return self.open(APPLICATION, view, pn_offset, largest_pn, now)

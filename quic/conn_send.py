@@ -314,10 +314,16 @@ class SendScheduler:
         probe = self._pmtu.probe_size()
         asm = PacketAssembler(mtu if probe is None else max(mtu, probe))
         sent_eliciting = False
-        pacer = self._update_pacer(now, mtu)
+        # _update_pacer(), inline: once per build (RFC 9002 §7.7; unpaced before any
+        # RTT sample: the rate would rest on the 333 ms initial RTT)
+        pacer = self.pacer
+        rtt = recovery.rtt
+        cc = recovery.congestion
+        pacer.max_datagram_size = mtu
+        rate = cc.pacing_rate(rtt.smoothed_rtt) if rtt.first_rtt_sample is not None else None
+        pacer.set_rate(rate, cc.congestion_window, now)
         self._pacing_held = False
         if self._handshake.confirmed:
-            rtt = recovery.rtt
             self._ackfreq_due = self._ackfreq.wants_send(
                 now,
                 recovery.congestion.congestion_window,

@@ -48,7 +48,8 @@ def write_reply(
     if recovery.congestion.available() < mtu or pacer.next_send_time(now, mtu) > now:
         return None  # RFC 9002 §7, §7.7: the general path knows what may go
     acks = sched._acks
-    ack_due = acks.trackers[APPLICATION].wants_ack(now)  # acks.due(), without its call
+    deadline = acks.trackers[APPLICATION].deadline  # acks.due(): wants_ack(), inline
+    ack_due = deadline is not None and deadline <= now
     datagrams = sched._datagrams
     waiting = datagrams.pending > 0
     eliciting = waiting or streamed

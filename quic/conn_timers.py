@@ -120,16 +120,20 @@ def earliest_deadline(
     loss = conn.recovery.get_loss_detection_timer()
     if loss is not None and (timer is None or loss < timer):
         timer = loss
-    path = conn.paths.get_timer()  # what conn.migration.get_timer() returns
-    if path is not None and (timer is None or path < timer):
-        timer = path
+    paths = conn.paths
+    current = paths.current
+    if paths.others or current.abandon_at is not None:  # else get_timer() says None
+        path = paths.get_timer()  # what conn.migration.get_timer() returns
+        if path is not None and (timer is None or path < timer):
+            timer = path
     pacing = conn.sender.pacing_deadline  # RFC 9002 §7.7
     if pacing is not None and (timer is None or pacing < timer):
         timer = pacing
     pmtu = conn.pmtu.deadline
     if pmtu is not None and (timer is None or pmtu < timer):
         timer = pmtu
-    if not conn.paths.amplification_blocked():  # else no ACK could be sent (§8.1)
+    # paths.amplification_blocked(), inline: else no ACK could be sent (§8.1)
+    if current.validated or current.sent < 3 * current.received:
         ack = conn.acks.earliest_deadline(conn.keys.spaces)
         if ack is not None and (timer is None or ack < timer):
             timer = ack

@@ -655,7 +655,8 @@ class LossRecovery:
         if initial.ack_eliciting_in_flight or handshake.ack_eliciting_in_flight:
             return self._pto_time_and_space()[0]
         if not application.ack_eliciting_in_flight:
-            if self.peer_completed_address_validation:
+            # peer_completed_address_validation, without the property
+            if not self.is_client or self._handshake_acked or self.handshake_confirmed:
                 return None  # nothing to detect lost and no deadlock to avoid
             return self._pto_time_and_space()[0]
         if not self.handshake_confirmed:

@@ -1,0 +1,134 @@
+"""Helpers the per-packet path calls no more (issue 10: fewer Python calls per small
+packet) must still say what the inline copies decide: the path timer and the
+anti-amplification check in ``earliest_deadline``, ``AckTracker.has_ranges`` (no
+RangeSet ``__bool__``), the window-limited test of ``NewReno.on_packets_acked``, the
+ACK delay ``AckState.write`` encodes, and the fate handler of our ACK frames."""
+
+from __future__ import annotations
+
+import random
+
+from quic.ack import SPENT_ACK_TRACKER, AckTracker
+from quic.congestion import NewReno
+from quic.conn_acks import AckState
+from quic.conn_keys import APPLICATION
+from quic.conn_timers import earliest_deadline
+from quic.connection import QuicConnection
+from quic.frames import decode_frame
+from quic.packet_builder import PacketAssembler
+from quic.recovery import SentPacket
+from tests.support.quicpair import make_pair
+
+MDS = 1200
+
+
+def _reference_deadline(conn: QuicConnection, idle: float | None) -> float | None:
+    """earliest_deadline as it read before, through the paths' own methods."""
+    candidates = [
+        idle,
+        conn.recovery.get_loss_detection_timer(),
+        conn.paths.get_timer(),
+        conn.sender.pacing_deadline,
+        conn.pmtu.deadline,
+    ]
+    if not conn.paths.amplification_blocked():
+        candidates.append(conn.acks.earliest_deadline(conn.keys.spaces))
+    present = [c for c in candidates if c is not None]
+    return min(present) if present else None
+
+
+def test_earliest_deadline_reads_path_timers_and_amplification_as_the_paths_do() -> None:
+    pair = make_pair(seed=3)
+    pair.handshake()
+    conn = pair.client
+    current = conn.paths.current
+    rng = random.Random(5)
+    tracker = conn.acks.trackers[APPLICATION]
+    seen_blocked = seen_open = seen_path = 0
+    for _ in range(400):
+        current.validated = rng.random() < 0.5
+        current.received = rng.choice((0, 100, 1000))
+        current.sent = rng.choice((0, 299, 300, 3000))
+        current.abandon_at = rng.choice((None, None, 0.5, 50.0))
+        current.next_challenge = rng.choice((None, 0.2, 80.0)) if current.abandon_at else None
+        tracker.deadline = rng.choice((None, 0.01, 100.0))
+        idle = rng.choice((None, 30.0))
+        assert earliest_deadline(conn, idle) == _reference_deadline(conn, idle)
+        seen_blocked += conn.paths.amplification_blocked()
+        seen_open += not conn.paths.amplification_blocked()
+        seen_path += conn.paths.get_timer() is not None
+    assert seen_blocked and seen_open and seen_path  # every branch was taken
+
+
+def test_has_ranges_is_the_received_set_being_non_empty() -> None:
+    """largest >= 0 stands for bool(received): acknowledged ACKs keep the largest,
+    forgetting keeps at least one range."""
+    rng = random.Random(7)
+    for max_ranges in (1, 2, 8):
+        tracker = AckTracker(0.025, False, max_ranges=max_ranges)
+        assert not tracker.has_ranges() and not tracker.received
+        pn = 0
+        for _ in range(300):
+            pn += rng.choice((1, 1, 2, 5))
+            tracker.on_packet(pn, rng.random() < 0.7, 0.0)
+            if rng.random() < 0.3:
+                tracker.on_ack_fate(rng.random() < 0.8, pn - rng.randrange(0, 4))
+            assert tracker.has_ranges() == bool(tracker.received)
+            assert tracker.has_ranges()
+    assert not SPENT_ACK_TRACKER.has_ranges()
+
+
+def test_ack_fate_handler_forgets_what_was_acknowledged_only() -> None:
+    acks = AckState(0.025, 3)
+    tracker = acks.trackers[APPLICATION]
+    for pn in (0, 1, 2, 5, 6):
+        tracker.on_packet(pn, True, 1.0)
+    asm = PacketAssembler(MDS)
+    _write_ack(acks, asm, 1.0)
+    (handler, args) = asm.packet.handlers[-1]
+    handler(False, *args)  # lost: the ranges are still repeated
+    assert list(tracker.received) == [range(0, 3), range(5, 7)]
+    handler(True, *args)  # acknowledged: below the largest goes (RFC 9000 §13.2.4)
+    assert list(tracker.received) == [range(6, 7)] and tracker.floor == 6
+
+
+def _write_ack(acks: AckState, asm: PacketAssembler, now: float) -> bytes:
+    assert asm.begin_short_datagram(MDS, b"\x01" * 8, _Protector(), APPLICATION, 0, None, 0)
+    assert acks.write(asm, APPLICATION, now)
+    return bytes(asm._current.chunks[0])  # type: ignore[union-attr]
+
+
+class _Protector:
+    key_phase = 0
+
+
+def test_ack_delay_written_is_the_trackers_and_never_negative() -> None:
+    for largest_time, now in ((1.0, 1.0125), (2.0, 1.5), (1.0, 1.0)):
+        acks = AckState(0.025, 3)
+        tracker = acks.trackers[APPLICATION]
+        tracker.on_packet(0, True, largest_time)
+        frame = _write_ack(acks, PacketAssembler(MDS), now)
+        decoded, _ = decode_frame(frame, 0)
+        expected = int(tracker.ack_delay(now) * 1_000_000) >> 3
+        assert decoded.ack_delay == expected  # type: ignore[attr-defined]
+        assert (expected == 0) == (now <= largest_time)
+
+
+def test_window_limited_inline_is_window_limited() -> None:
+    """NewReno grows in slow start exactly when _window_limited(prior) says so."""
+    outcomes = set()
+    for prior_packets in range(0, 12):
+        for extra in (0, 600):
+            cc = NewReno(MDS)
+            packets = [SentPacket(APPLICATION, pn, MDS) for pn in range(prior_packets)]
+            for packet in packets:
+                cc.on_packet_sent(packet.size, 0.0, packet)
+            cc.bytes_in_flight += extra
+            expected = cc._window_limited(cc.bytes_in_flight)
+            before = cc.congestion_window
+            if not packets:
+                continue
+            cc.on_packets_acked(packets[:1], 1.0)
+            assert (cc.congestion_window > before) == expected
+            outcomes.add(expected)
+    assert outcomes == {True, False}
