@@ -318,13 +318,14 @@ class PacketSpaces:
         return plain_header, pn, payload
 
     def open_short(
-        self, view: memoryview, pn_offset: int, largest_pn: int, now: float
+        self, view: BytesLike, pn_offset: int, largest_pn: int, now: float
     ) -> tuple[bytes, int, bytes] | None:
         """:meth:`open` for a 1-RTT packet (the receive path's common case): the current
-        generation's keys directly when the Key Phase bit matches them."""
+        generation's keys directly when the Key Phase bit matches them. ``view``: the
+        datagram itself (bytes: its few short slices are cheaper than a memoryview's)."""
         read = self.spaces[APPLICATION].read
         if type(read) is not OneRttReadKeys:
-            return self.open(APPLICATION, view, pn_offset, largest_pn, now)
+            return self.open(APPLICATION, memoryview(view), pn_offset, largest_pn, now)
         try:
             result = read.current.open_short(view, pn_offset, largest_pn)
             plain_header, pn, opened = result

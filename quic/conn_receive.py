@@ -262,7 +262,7 @@ class PacketReader:
         """:meth:`read_long` for a datagram holding one short-header packet (the bulk
         path: the application space's ACK tracker is used directly)."""
         tracker = self._acks.trackers[APPLICATION]
-        opened = self._keys.open_short(memoryview(data), 1 + cid_len, tracker.largest, now)
+        opened = self._keys.open_short(data, 1 + cid_len, tracker.largest, now)
         if opened is None:
             self.drop(now, "decryption_failure", PacketType.ONE_RTT)
             return False
