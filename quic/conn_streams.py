@@ -583,24 +583,19 @@ class StreamController:
     def write_streams(self, b: PacketAssembler) -> bool:
         """Fill the packet with STREAM frames, round-robin over ready streams; returns
         :meth:`has_data` (the bulk send loop's next question). The bulk case, one
-        stream whose frame :meth:`bulk_frame` gives, needs no loop and no rotation;
+        stream whose frame :meth:`bulk_frames` gives, needs no loop and no rotation;
         every other case goes to the general loop (:meth:`_write_streams`)."""
         sendable = self._sendable
         if len(sendable) == 1:
-            frame = self.bulk_frame(b.room)
-            if frame is not None:
-                header, data, handler = frame
+            frames = self.bulk_frames(b.room, 1)
+            if frames:
+                header, data, handler = frames[0]
                 b.push_frame(header, data)
                 packet = b.packet
                 packet.handlers.append(handler)
                 packet.ack_eliciting = packet.in_flight = True
-                return True  # bulk_frame's condition: the stream has data left
+                return True  # bulk_frames' condition: the stream has data left
         return self._write_streams(b) if sendable else False
-
-    def bulk_frame(self, room: int) -> tuple[bytes, bytes, FrameHandler] | None:
-        """The one frame :meth:`bulk_frames` gives for one packet, or None."""
-        frames = self.bulk_frames(room, 1)
-        return frames[0] if frames else None
 
     def bulk_frames(self, room: int, count: int) -> list[tuple[bytes, bytes, FrameHandler]]:
         """The STREAM frames of up to ``count`` packets with ``room`` payload bytes each

@@ -376,7 +376,6 @@ def _stream_frames_sent(
         monkeypatch.setattr(StreamController, "bulk_frames", counted)
     else:
         monkeypatch.setattr(StreamController, "write_streams", StreamController._write_streams)
-        monkeypatch.setattr(StreamController, "bulk_frame", lambda self, room: None)
         monkeypatch.setattr(StreamController, "bulk_frames", lambda self, room, count: [])
     pair = make_pair(
         seed=4,
