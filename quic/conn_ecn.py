@@ -136,17 +136,18 @@ class EcnController:
         "_marked",
         "_newly_acked",
         "_ptos",
-        "_received",
         "_sent",
         "ce_events",
+        "received_counts",
         "send_codepoint",
         "state",
     )
 
     def __init__(self, enabled: bool = True) -> None:
         # counts of received packets: ECT(0), ECT(1), CE of space 0, then of space 1, 2
-        # (RFC 9000 §13.4.1); one flat list, not four objects (issue 10, idle memory)
-        self._received = [0] * 9
+        # (RFC 9000 §13.4.1); one flat list, not four objects (issue 10, idle memory),
+        # never replaced: the packet reader counts a 1-RTT ECT(0) packet in it itself
+        self.received_counts = [0] * 9
         self.state = EcnState.TESTING if enabled else EcnState.DISABLED
         self.send_codepoint = ECN_NOT_ECT  # of the current / latest send call
         self.ce_events = 0  # validated CE increases acted on (diagnostics, tests)
@@ -176,7 +177,7 @@ class EcnController:
         then acknowledged at once, RFC 9000 §13.2.1)."""
         if codepoint == ECN_NOT_ECT:
             return False
-        counts = self._received
+        counts = self.received_counts
         base = index * 3
         if codepoint == ECN_ECT0:
             counts[base] += 1
@@ -189,7 +190,7 @@ class EcnController:
 
     def counts(self, index: int) -> tuple[int, int, int] | None:
         """ECN counts for the space's ACK frames; None (plain ACK) until any arrived."""
-        counts, base = self._received, index * 3
+        counts, base = self.received_counts, index * 3
         ect0, ect1, ce = counts[base], counts[base + 1], counts[base + 2]
         if not (ect0 or ect1 or ce):
             return None

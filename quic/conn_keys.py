@@ -279,7 +279,7 @@ class PacketSpaces:
             plain_header, pn = read.unprotect_header(view, pn_offset, largest_pn)
             payload = read.decrypt_payload(plain_header, pn, view)
         except DecryptionError:
-            self._on_auth_failure()
+            self.on_auth_failure()
             return None
         return plain_header, pn, payload
 
@@ -313,7 +313,7 @@ class PacketSpaces:
             else:
                 payload = read.decrypt_payload(plain_header, pn, view)
         except DecryptionError:
-            self._on_auth_failure()
+            self.on_auth_failure()
             return None
         return plain_header, pn, payload
 
@@ -326,7 +326,7 @@ class PacketSpaces:
         memoryview's, even the copied payload of a full-sized packet)."""
         read = self.spaces[APPLICATION].read
         if type(read) is not OneRttReadKeys:
-            return self.open(APPLICATION, view, pn_offset, largest_pn, now)
+            return self.open(APPLICATION, memoryview(view), pn_offset, largest_pn, now)
         try:
             result = read.current.open_short(view, pn_offset, largest_pn)
             plain_header, pn, opened = result
@@ -336,11 +336,11 @@ class PacketSpaces:
             if updated:
                 self._on_peer_key_update(now)
         except DecryptionError:
-            self._on_auth_failure()
+            self.on_auth_failure()
             return None
         return plain_header, pn, payload
 
-    def _on_auth_failure(self) -> None:
+    def on_auth_failure(self) -> None:
         """A packet failed authentication (or could not be; counted alike, which only
         makes the limit stricter). RFC 9001 §6.6: beyond the integrity limit of the
         AEAD in use the connection closes with AEAD_LIMIT_REACHED and processes no

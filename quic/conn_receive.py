@@ -36,9 +36,11 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL
+from quic.conn_ecn import ECN_ECT0
+from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, OneRttReadKeys
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.packet import PacketHeader, PacketType
+from quic.protection import DecryptionError
 
 if TYPE_CHECKING:
     from quic.cid import ConnectionIdManager
@@ -53,6 +55,8 @@ __all__ = ["PacketReader"]
 
 _LONG_RESERVED_BITS = 0x0C  # RFC 9000 §17.2
 _SHORT_RESERVED_BITS = 0x18  # RFC 9000 §17.3.1
+_ECT0 = ECN_ECT0
+_APPLICATION_ECT0 = APPLICATION * 3  # its count in EcnController.received_counts
 # An Enum class attribute (``PacketType.ONE_RTT``) goes through EnumType.__getattr__'s
 # slot on Python 3.11, ~10x a global load: the per-packet code reads module aliases.
 _ONE_RTT = PacketType.ONE_RTT
@@ -78,6 +82,7 @@ class PacketReader:
         "_cids",
         "_dispatcher",
         "_ecn",
+        "_ecn_counts",
         "_handshake",
         "_is_client",
         "_keys",
@@ -111,6 +116,7 @@ class PacketReader:
         self._handshake = handshake
         self._cids = cids
         self._ecn = ecn
+        self._ecn_counts = ecn.received_counts  # read_short's ECT(0) count, no call
         self._buffer_limit = buffer_limit
         self._qlog = qlog
         # (packet, address, ECN codepoint) waiting for their keys; both deques are made
@@ -262,11 +268,26 @@ class PacketReader:
         """:meth:`read_long` for a datagram holding one short-header packet (the bulk
         path: the application space's ACK tracker is used directly)."""
         tracker = self._acks.trackers[APPLICATION]
-        opened = self._keys.open_short(data, 1 + cid_len, tracker.largest, now)
+        keys = self._keys
+        read = keys.spaces[APPLICATION].read
+        opened: tuple[bytes, int, bytes | None] | None
+        if type(read) is OneRttReadKeys:  # PacketSpaces.open_short's common case, inline:
+            try:  # a call less per packet of a bulk transfer
+                opened = read.current.open_short(data, 1 + cid_len, tracker.largest)
+            except DecryptionError:
+                keys.on_auth_failure()  # RFC 9001 §6.6 (may raise AEAD_LIMIT_REACHED)
+                opened = None
+            if opened is not None and opened[2] is None:
+                # the other Key Phase (RFC 9001 §6): the generations, the whole way
+                opened = keys.open_short(data, 1 + cid_len, tracker.largest, now)
+        else:
+            opened = keys.open_short(data, 1 + cid_len, tracker.largest, now)
         if opened is None:
             self.drop(now, "decryption_failure", PacketType.ONE_RTT)
             return False
         plain_header, pn, payload = opened
+        if payload is None:  # never: PacketSpaces.open_short opens either phase
+            return False
         if plain_header[0] & _SHORT_RESERVED_BITS:
             raise _reserved_bits_error()  # RFC 9000 §17.3.1
         if pn <= tracker.largest and tracker.is_duplicate(pn):  # above it: never seen
@@ -280,7 +301,11 @@ class PacketReader:
             self.newest_dcid = dcid if type(dcid) is bytes else bytes(dcid)
             if self._dispatcher.non_probing:
                 self.newest_non_probing = True
-        ce = bool(ecn) and self._ecn.on_packet_received(APPLICATION, ecn)
+        if ecn == _ECT0:  # what an ECN-capable sender marks: counted here, not CE
+            self._ecn_counts[_APPLICATION_ECT0] += 1  # as EcnController.on_packet_received
+            ce = False
+        else:
+            ce = bool(ecn) and self._ecn.on_packet_received(APPLICATION, ecn)
         tracker.on_packet(pn, eliciting, now, ce)  # CE: RFC 9000 §13.2.1, ack-frequency §6.3
         self.processed += 1
         return True

@@ -54,8 +54,9 @@ does can change that, so the call goes on in a short loop
 (:meth:`SendScheduler._write_bulk`, one call for the rest of the build call): one
 1-RTT packet of STREAM frames per datagram under the same window and pacing checks,
 without the per-space visits; runs of packets of one frame that changes none of the
-stream bookkeeping (:meth:`~quic.conn_streams.StreamController.bulk_frame`) are made
-in one call (:meth:`~quic.packet_builder.PacketAssembler.short_frame_run`). With qlog
+stream bookkeeping (:meth:`~quic.conn_streams.StreamController.bulk_frames`, cut in
+one call) are made in one call
+(:meth:`~quic.packet_builder.PacketAssembler.short_frame_run`). With qlog
 on, every datagram takes the general path.
 
 The reply case (a datagram ping-pong, an echo, a short request or response on a

@@ -108,7 +108,7 @@ def write_bulk(
     ``SendScheduler._only_stream_data``), each under the same window rule as
     ``SendScheduler._write_space``; returns how many were written and their bytes. It
     stops early when the window has no room, no stream has data, or every stream is
-    blocked; runs of bulk_frame's packets are made in one call (module docstring). What
+    blocked; runs of bulk_frames' packets are made in one call (module docstring). What
     a build call cannot change (keys, connection ID, the largest acknowledged) is read
     once. The window's room is counted down here and the run is registered with loss
     recovery (and ECN) in one call at the end — all its packets leave at ``now``, and
@@ -127,7 +127,7 @@ def write_bulk(
     packets = asm.packets
     first = len(packets)
     each = recovery.sent_room(APPLICATION) < allowed
-    bulk = streams.bulk_frame
+    bulk = streams.bulk_frames
     ecn = sched._ecn
     # RFC 9002 §7: what the window allows, less what the run puts in flight (the
     # one-packet allowance of B.6 is the controller's datagram size, the path's:
@@ -140,7 +140,7 @@ def write_bulk(
             made, size = asm.short_frame_run(
                 allowed - written, room, mtu, dcid, write, space.next_pn, largest_acked, bulk
             )
-            if made:  # the stream has data left (bulk_frame's condition)
+            if made:  # the stream has data left (bulk_frames' condition)
                 space.next_pn += made
                 written += made
                 total += size

@@ -583,61 +583,62 @@ class StreamController:
     def write_streams(self, b: PacketAssembler) -> bool:
         """Fill the packet with STREAM frames, round-robin over ready streams; returns
         :meth:`has_data` (the bulk send loop's next question). The bulk case, one
-        stream whose frame :meth:`bulk_frame` gives, needs no loop and no rotation;
+        stream whose frame :meth:`bulk_frames` gives, needs no loop and no rotation;
         every other case goes to the general loop (:meth:`_write_streams`)."""
         sendable = self._sendable
         if len(sendable) == 1:
-            frame = self.bulk_frame(b.room)
-            if frame is not None:
-                header, data, handler = frame
+            frames = self.bulk_frames(b.room, 1)
+            if frames:
+                header, data, handler = frames[0]
                 b.push_frame(header, data)
                 packet = b.packet
                 packet.handlers.append(handler)
                 packet.ack_eliciting = packet.in_flight = True
-                return True  # bulk_frame's condition: the stream has data left
+                return True  # bulk_frames' condition: the stream has data left
         return self._write_streams(b) if sendable else False
 
-    def bulk_frame(self, room: int) -> tuple[bytes, bytes, FrameHandler] | None:
-        """The STREAM frame of a packet with ``room`` payload bytes that
-        :meth:`_write_streams` would write and leave all its bookkeeping as it was: one
-        stream sendable, not resetting, whose new data fills the frame from one chunk
-        and goes on beyond it within the stream's and the connection's credit.
-        Returns ``(header, data, fate handler)`` with the connection's credit charged
+    def bulk_frames(self, room: int, count: int) -> list[tuple[bytes, bytes, FrameHandler]]:
+        """The STREAM frames of up to ``count`` packets with ``room`` payload bytes each
+        that :meth:`_write_streams` would write, leaving all its bookkeeping as it was:
+        one stream sendable, not resetting, whose new data fills each frame from one
+        chunk and goes on beyond it within the stream's and the connection's credit.
+        Each is ``(header, data, fate handler)``, the connection's credit charged
         (:meth:`write_streams`; :meth:`PacketAssembler.short_frame_run`, the bulk send
-        loop); None, with nothing changed, in every other case (the general loop)."""
+        loop); the list ends before the first frame that is not such a frame (empty:
+        nothing changed), which the general loop writes."""
         sendable = self._sendable
         if len(sendable) != 1:
-            return None
+            return []
         sid = next(iter(sendable))
         stream = self._live.get(sid)
         send = stream.send if stream is not None else None
         if send is None or send.reset_pending:
-            return None
+            return []
         offset = send.highest_sent
-        room -= (  # the STREAM header this frame can have (_write_streams)
+        n = room - (  # the STREAM header this frame can have (_write_streams)
             (1 if sid < 0x40 else 8)
             + (4 if send.write_offset < 0x40000000 else 8)
             + (2 if room < 0x4000 else 4)
             + 1
         )
         credit = self.credit
-        available = credit.max_data - credit.used
-        if (
-            send.write_offset - offset <= room
-            or send.credit.max_data - offset <= room
-            or available <= room
-        ):
-            return None  # the frame would end the data or a credit: write_streams
-        data = send.next_new_data(room, available)
-        if data is None:
-            return None  # not from one chunk
-        n = len(data)
-        credit.used += n
-        if sid < 0x40 and 0x4000 <= offset < 0x40000000 and 0x40 <= n < 0x4000:
-            header = pack_stream_bulk_header(0x0E, sid, offset | 0x80000000, n | 0x4000)
-        else:
-            header = encode_stream_frame_header(sid, offset, n, False)
-        return header, data, (self._stream_fate, (sid, send, offset, n, False))
+        # a frame must end short of the data, the stream's and the connection's credit
+        end = min(send.write_offset, send.credit.max_data, offset + credit.max_data - credit.used)
+        if n < 1 or end - offset <= n:
+            return []
+        most = (end - offset - 1) // n
+        pieces = send.next_new_run(n, most if most < count else count)
+        credit.used += n * len(pieces)
+        fate = self._stream_fate
+        frames = []
+        for data in pieces:
+            if sid < 0x40 and 0x4000 <= offset < 0x40000000 and 0x40 <= n < 0x4000:
+                header = pack_stream_bulk_header(0x0E, sid, offset | 0x80000000, n | 0x4000)
+            else:
+                header = encode_stream_frame_header(sid, offset, n, False)
+            frames.append((header, data, (fate, (sid, send, offset, n, False))))
+            offset += n
+        return frames
 
     def _write_streams(self, b: PacketAssembler) -> bool:
         """:meth:`write_streams`' general loop."""

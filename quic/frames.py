@@ -38,6 +38,7 @@ from quic.frames_decode import (
     decode_frames,
     decode_stream_fields,
     decode_stream_frame,
+    unpack_bulk_stream_fields,
 )
 from quic.frames_defs import (
     HANDSHAKE_DONE_FRAME,
@@ -178,4 +179,5 @@ __all__ = [
     "is_probing_only",
     "pack_stream_bulk_header",
     "stream_frame_header_size",
+    "unpack_bulk_stream_fields",
 ]

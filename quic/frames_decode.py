@@ -85,6 +85,7 @@ __all__ = [
     "decode_frames",
     "decode_stream_fields",
     "decode_stream_frame",
+    "unpack_bulk_stream_fields",
 ]
 
 _FEE = TransportErrorCode.FRAME_ENCODING_ERROR
@@ -281,6 +282,11 @@ def _decode_new_token(data: bytes, pos: int, frame_type: int) -> tuple[Frame, in
 
 #: 1-byte stream ID, 4-byte offset, 2-byte length: a STREAM frame in mid-stream
 _BULK_STREAM_FIELDS = struct.Struct(">BIH").unpack_from
+#: ``(stream ID, offset, length)`` read raw after a STREAM type byte, varint prefixes
+#: included: :func:`decode_stream_fields`' bulk case, for a caller that inlines it
+#: (prefixes 0b00, 0b10, 0b01 checked and the frame inside the payload, else it calls
+#: :func:`decode_stream_fields`)
+unpack_bulk_stream_fields = _BULK_STREAM_FIELDS
 
 
 def _decode_stream(data: bytes, pos: int, frame_type: int) -> tuple[Frame, int]:

@@ -325,17 +325,20 @@ class PacketAssembler:
         protector: PacketProtector,
         packet_number: int,
         largest_acked: int | None,
-        frame: Callable[[int], tuple[bytes, bytes, FrameHandler] | None],
+        frames: Callable[[int, int], list[tuple[bytes, bytes, FrameHandler]]],
     ) -> tuple[int, int]:
         """Up to ``count`` datagrams of one 1-RTT packet each (application space, the
-        ``protector``'s key phase), numbered from ``packet_number``, each holding the one
-        frame ``frame(room)`` gives — its header, its data and its fate handler — for
-        the packet's payload room (the send path's bulk loop: what
-        :meth:`begin_short_datagram`, one :meth:`push_frame` and
+        ``protector``'s key phase), numbered from ``packet_number``, each holding one
+        frame of those ``frames(room, n)`` gives for ``n`` packets of ``room`` payload
+        bytes — its header, its data and its fate handler (the send path's bulk loop:
+        what :meth:`begin_short_datagram`, one :meth:`push_frame` and
         :meth:`end_short_datagram` would make, sealed one by one, without the open
         packet's record). A packet goes only while ``window`` (bytes the congestion
-        window allows, less those sent) is at least ``budget``; the run ends at the
-        first ``frame`` that gives None (nothing was taken for it). Returns how many
+        window allows, less those sent) is at least ``budget``: ``n`` is never more than
+        the packets of ``budget`` bytes the window takes, nor than those whose packet
+        number has the same encoded length (the room would change), so every frame
+        asked for is sent. The run ends after a list shorter than asked for (the next
+        frame is not such a frame: nothing was taken for it). Returns how many
         datagrams were made and their bytes."""
         if budget > self.max_datagram_size:
             budget = self.max_datagram_size
@@ -346,23 +349,39 @@ class PacketAssembler:
         base = 1 + len(dcid) + AEAD_TAG_LENGTH  # RFC 9000 §17.3.1, plus the AEAD tag
         pn = packet_number
         written = total = 0
+        batch: list[tuple[bytes, bytes, FrameHandler]] = []
+        index = asked = 0
         while written < count and window >= budget:
             # begin_short_datagram's packet number encoding (RFC 9000 §17.1, A.2)
             unacked = pn + 1 if largest_acked is None else pn - largest_acked
             if 0 < unacked <= _PN_RANGE_2 and pn <= MAX_PACKET_NUMBER:
                 if unacked <= _PN_RANGE_1:
                     pn_length, truncated = 1, pn & 0xFF
+                    same = _PN_RANGE_1 - unacked + 1  # packets at this length
                 else:
                     pn_length, truncated = 2, pn & 0xFFFF
+                    same = _PN_RANGE_2 - unacked + 1
             else:
                 truncated, pn_length = encode_packet_number(pn, largest_acked)
+                same = 1
             room = budget - base - pn_length
             if room < MIN_PACKET_ROOM:
                 break
-            given = frame(room)
-            if given is None:
-                break
-            header, data, handler = given
+            if index == len(batch):
+                if index < asked:
+                    break  # the last list was short: the next frame is not one of them
+                asked = count - written
+                fits = window // budget
+                if fits < asked:
+                    asked = fits
+                if same < asked:
+                    asked = same
+                batch = frames(room, asked)
+                index = 0
+                if not batch:
+                    break
+            header, data, handler = batch[index]
+            index += 1
             payload = header + data
             size = len(payload)
             short = _MIN_PAYLOAD[pn_length] - size

@@ -567,9 +567,12 @@ class PacketUnprotector(_PacketKeys):
         first = data[0] ^ (mask[0] & _SHORT_HEADER_MASK)  # RFC 9001 §5.4.1
         pn_length = (first & 0x03) + 1
         pn_end = pn_offset + pn_length
-        truncated_pn = _from_bytes(data[pn_offset:pn_end], "big") ^ _from_bytes(
-            mask[1 : 1 + pn_length], "big"
-        )
+        if pn_length == 2:  # a bulk sender's usual length: two bytes, without slices
+            truncated_pn = (data[pn_offset] ^ mask[1]) << 8 | (data[pn_offset + 1] ^ mask[2])
+        else:
+            truncated_pn = _from_bytes(data[pn_offset:pn_end], "big") ^ _from_bytes(
+                mask[1 : 1 + pn_length], "big"
+            )
         plain_header = b"".join(
             (_BYTE[first], data[1:pn_offset], truncated_pn.to_bytes(pn_length, "big"))
         )

@@ -555,6 +555,40 @@ class SendStream:
         self.highest_sent = self.credit.used = stop
         return chunk if start == base and end == size else chunk[start - base : end]
 
+    def next_new_run(self, size: int, count: int) -> list[bytes]:
+        """:meth:`next_new_data` ``count`` times for ``size`` bytes each, where the
+        caller made sure that every piece ends short of the write offset, the stream's
+        credit and the connection's: the pieces, in order, up to the first that is not
+        within one chunk (empty: nothing changed)."""
+        if self._state is not _SEND or self._lost.b or self._fin_lost or count < 1:
+            return []
+        start = self.highest_sent
+        starts = self._starts
+        chunks = self._chunks
+        i = bisect_right(starts, start, self._head) - 1
+        pieces: list[bytes] = []
+        append = pieces.append
+        while True:
+            chunk = chunks[i]
+            first = start - starts[i]
+            left = len(chunk) - first
+            k = left // size  # whole pieces in this chunk
+            if k > count:
+                k = count
+            if k == 1 and first == 0 and left == size:
+                append(chunk)
+            else:
+                for at in range(first, first + k * size, size):
+                    append(chunk[at : at + size])
+            start += k * size
+            count -= k
+            if not count or left != k * size:
+                break  # done, or the next piece would cross into the next chunk
+            i += 1  # the chunk ends exactly here: the next piece starts the next one
+        if pieces:
+            self.highest_sent = self.credit.used = start
+        return pieces
+
     def _next_retransmission(self, max_payload: int) -> tuple[int, memoryview | bytes, bool]:
         b = self._lost.b
         start = b[0]

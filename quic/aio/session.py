@@ -355,9 +355,10 @@ class QuicSession:
         connection = self.connection
         connection.check_migration()
         loop = self._protocol.loop
+        clock = self._protocol.clock  # the endpoint's "now" (quic.aio.pump: The clock)
 
         def switch() -> None:
-            connection.migrate(loop.time())
+            connection.migrate(clock())
 
         protocol = self._protocol
         if not protocol.shared:

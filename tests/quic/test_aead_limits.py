@@ -95,3 +95,25 @@ def test_integrity_limit_closes_the_connection() -> None:
     pair.run(lambda: bool(pair.events_of(ConnectionTerminated, "client")), max_time=10)
     (closed,) = pair.events_of(ConnectionTerminated, "client")
     assert closed.error_code == TransportErrorCode.AEAD_LIMIT_REACHED
+
+
+def test_failed_packets_of_a_batch_are_counted_and_the_rest_is_read() -> None:
+    """A GRO batch (receive_datagrams, the bulk path's inline opening of 1-RTT packets
+    with the current keys): each forged packet is dropped and counted against the
+    integrity limit once; the authentic ones around it are processed."""
+    pair = _connected(4)
+    server = pair.server
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"q" * 6000)
+    pair.client_endpoint.wake(pair.client)
+    datagrams = [d for d, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+    assert len(datagrams) >= 3
+    forged = bytearray(datagrams[1])
+    forged[-1] ^= 0x01  # the AEAD tag no longer matches
+    processed = server.packets_processed
+    failures = server.keys.auth_failures
+    batch = [datagrams[0], bytes(forged), bytes(forged), *datagrams[1:]]
+    server.receive_datagrams(batch, CLIENT_ADDR, pair.net.now)
+    assert server.keys.auth_failures == failures + 2
+    assert server.packets_processed == processed + len(datagrams)
+    assert server.state is ConnectionState.CONNECTED

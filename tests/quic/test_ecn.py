@@ -420,3 +420,16 @@ def test_qlog_follows_the_ecn_state() -> None:
     capable on a clean link, failed on one that clears the ECN field."""
     assert _ecn_events(False) == [{"new": "testing"}, {"old": "testing", "new": "capable"}]
     assert _ecn_events(True) == [{"new": "testing"}, {"old": "testing", "new": "failed"}]
+
+
+def test_every_packet_processed_on_a_clean_link_is_counted_once() -> None:
+    """The receive path counts an ECT(0) 1-RTT packet itself (PacketReader.read_short)
+    and every other through EcnController.on_packet_received: on a link that keeps the
+    marks, each packet processed is counted once, in its own space (RFC 9000 §13.4.1)."""
+    pair = make_pair(ecn=True)
+    assert _transfer(pair, 200_000)
+    for conn in (pair.client, pair.server):
+        counts = [conn.ecn.counts(index) or (0, 0, 0) for index in range(3)]
+        assert all(ect1 == ce == 0 for _, ect1, ce in counts)
+        assert sum(ect0 for ect0, _, _ in counts) == conn.reader.processed
+        assert counts[APP][0] > 20  # the 1-RTT packets: read_short's count

@@ -760,3 +760,27 @@ def test_aes256_key_lengths() -> None:
     assert len(next_key_phase_secret(AES256, bytes(48), V1)) == 48
     key, iv, hp = derive_packet_keys(CHACHA, bytes(32), V2)
     assert (len(key), len(iv), len(hp)) == (32, 12, 32)
+
+
+@pytest.mark.parametrize("suite", ALL_SUITES, ids=lambda s: s.name)
+@pytest.mark.parametrize("pn_len", [1, 2, 3, 4])
+def test_open_short_agrees_with_decrypt_packet(suite: CipherSuite, pn_len: int) -> None:
+    """open_short (the 1-RTT receive path: its own packet-number decoding, two-byte
+    numbers read without slices) gives what decrypt_packet gives, from bytes and from a
+    memoryview, for packet numbers whose truncated bytes vary in both positions."""
+    secret = bytes(range(48 if suite == AES256 else 32))
+    protector = PacketProtector(suite, secret, V1)
+    unprotector = PacketUnprotector(suite, secret, V1)
+    payload = bytes(range(256)) * 2
+    largest = 0x1_2345
+    for step in (1, 2, 0xFF, 0x100, 0x1FF, 0x7F):
+        if step >= 1 << (8 * pn_len - 1):
+            continue  # beyond what pn_len bytes can tell apart (RFC 9000 §17.1)
+        pn = largest + step
+        header, pn_offset = make_header("1rtt", V1, pn, pn_len, len(payload))
+        packet = protector.encrypt_packet(header, payload, pn)
+        expected = unprotector.decrypt_packet(packet, pn_offset, largest)
+        assert expected == (header, pn, payload)
+        assert unprotector.open_short(packet, pn_offset, largest) == expected
+        assert unprotector.open_short(memoryview(packet), pn_offset, largest) == expected
+        largest = pn

@@ -361,21 +361,22 @@ def _stream_frames_sent(
     """The frames (their fate handler's name and numbers: STREAM's stream, offset,
     length, fin) of every packet the client sends in a lossy upload under small
     flow-control windows (blocked frames, retransmissions, the FIN), with or without
-    write_streams' one-stream path and the bulk loop's frames (bulk_frame); what
-    arrived; and how many frames bulk_frame gave."""
+    write_streams' one-stream path and the bulk loop's frames (bulk_frames); what
+    arrived; and how many frames bulk_frames gave."""
     given = [0]
     if fast:
-        bulk_frame = StreamController.bulk_frame
+        bulk_frames = StreamController.bulk_frames
 
-        def counted(self: StreamController, room: int) -> Any:
-            frame = bulk_frame(self, room)
-            given[0] += frame is not None
-            return frame
+        def counted(self: StreamController, room: int, count: int) -> Any:
+            frames = bulk_frames(self, room, count)
+            assert len(frames) <= count
+            given[0] += len(frames)
+            return frames
 
-        monkeypatch.setattr(StreamController, "bulk_frame", counted)
+        monkeypatch.setattr(StreamController, "bulk_frames", counted)
     else:
         monkeypatch.setattr(StreamController, "write_streams", StreamController._write_streams)
-        monkeypatch.setattr(StreamController, "bulk_frame", lambda self, room: None)
+        monkeypatch.setattr(StreamController, "bulk_frames", lambda self, room, count: [])
     pair = make_pair(
         seed=4,
         server_kwargs={"initial_max_data": max_data, "initial_max_stream_data": stream_window},
@@ -426,7 +427,7 @@ def _stream_frames_sent(
 def test_one_stream_path_writes_the_general_loops_frames(
     stream_window: int, max_data: int, blocked: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """write_streams' one-stream path and the bulk loop's frames (bulk_frame, sealed by
+    """write_streams' one-stream path and the bulk loop's frames (bulk_frames, sealed by
     PacketAssembler.short_frame_run) write the frames the general loop
     (StreamController._write_streams) writes, packet by packet, through blocked windows
     (the stream's, the connection's), losses and the FIN."""

@@ -852,3 +852,32 @@ def test_next_new_data_is_next_frames_bulk_case() -> None:
             assert (fast.highest_sent, fast.credit.used) == (slow.highest_sent, slow.credit.used)
             assert fast.state == slow.state == SendState.SEND
     assert taken > 50 and declined > 50
+
+
+def test_next_new_run_is_next_new_data_repeated() -> None:
+    """next_new_run(size, count) gives the pieces that count calls of next_new_data give
+    for frames ending short of every limit (across chunk boundaries that a piece ends
+    on exactly), stops before the first piece that would cross a chunk, and leaves the
+    same offsets; an empty list changes nothing."""
+    rng = random.Random(11)
+    runs = crossed = 0
+    for _ in range(400):
+        ops = _random_ops(rng)
+        fast, slow = _replay(ops), _replay(ops)
+        size, count = rng.randrange(1, 1500), rng.randrange(0, 40)
+        # the caller's guarantee: every piece ends short of the write offset and credit
+        limit = min(slow.write_offset, slow.credit.max_data) - slow.highest_sent - 1
+        count = max(0, min(count, limit // size))
+        pieces = fast.next_new_run(size, count)
+        expected: list[bytes] = []
+        while len(expected) < count:
+            data = slow.next_new_data(size, 1 << 40)
+            if data is None:
+                break
+            expected.append(data)
+        assert pieces == expected
+        assert all(len(piece) == size for piece in pieces)
+        assert (fast.highest_sent, fast.credit.used) == (slow.highest_sent, slow.credit.used)
+        runs += len(pieces) > 1
+        crossed += 0 < len(pieces) < count
+    assert runs > 20 and crossed > 5
