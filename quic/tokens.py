@@ -42,9 +42,9 @@ The key id picks the key in O(1); checking a token is one AEAD open.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import secrets
+import socket
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
@@ -105,17 +105,30 @@ def address_binding(addr: Any, with_port: bool) -> bytes:
         port = addr[1] if len(addr) > 1 else ""
     else:
         host, port = repr(addr), ""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
+    packed = _packed_ip(host.split("%", 1)[0])
+    if packed is None:
         packed = host.encode("utf-8", "replace")
-    else:
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        packed = ip.packed
     if with_port:
         return packed + b"|" + str(port).encode()
     return packed
+
+
+_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"  # ::ffff:a.b.c.d (RFC 4291 §2.5.5.2)
+
+
+def _packed_ip(host: str) -> bytes | None:
+    """The 4 or 16 bytes of a numeric IP address (an IPv4-mapped IPv6 one as its IPv4
+    address), or None: ``inet_pton``, a fraction of ``ipaddress.ip_address``'s cost (a
+    NEW_TOKEN is minted for every connection a server confirms)."""
+    try:
+        return socket.inet_pton(socket.AF_INET, host)
+    except (OSError, ValueError):
+        pass
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, host)
+    except (OSError, ValueError):
+        return None
+    return packed[12:] if packed[:12] == _V4_MAPPED_PREFIX else packed
 
 
 class _Key:
