@@ -2,15 +2,19 @@
 handshake row): the client's ClientHello as soon as :func:`quic.aio.connect` opened the
 connection (unless the caller may still add 0-RTT data: ``wait_connected=False``), the
 server's flight in the read that accepted the connection, before the task of that new
-session takes its first step."""
+session takes its first step; and the waiters of the handshake resume in the iteration
+after it."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
-from quic.aio import QuicSession, connect, serve
+from quic.aio import ConnectionClosed, QuicSession, connect, serve
+from quic.configuration import QuicConfiguration
+from quic.events import ConnectionTerminated, HandshakeCompleted
 from tests.quic.test_aio import client_config, server_config
 
 
@@ -61,3 +65,42 @@ async def test_without_waiting_the_first_flight_leaves_at_the_flush() -> None:
         await session.wait_connected()
         sent.append(session._protocol.datagrams_sent)
     assert sent[0] == 0 and sent[1] >= 1
+
+
+class _Protocol:
+    """What a QuicSession needs of its pump to wait for its handshake: the loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+
+
+class _Connection:
+    configuration = QuicConfiguration(is_client=True)
+
+
+async def test_waiters_resume_in_the_iteration_after_the_handshake() -> None:
+    """Each wait_connected() waiter has its own future, resolved directly: it resumes in
+    the next loop iteration (a shielded shared future took one more), and cancelling
+    one waiter leaves the others waiting."""
+    session = QuicSession(_Protocol(), _Connection())  # type: ignore[arg-type]
+    first, second, cancelled = (asyncio.create_task(session.wait_connected()) for _ in "abc")
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    assert cancelled.cancelled() and not first.done() and not second.done()
+    session._on_handshake(HandshakeCompleted("test"))
+    await asyncio.sleep(0)
+    assert first.done() and second.done() and first.result() is None
+    assert session._connected is None  # the waiters went with the handshake
+    await session.wait_connected()  # later waiters: at once
+
+
+async def test_waiters_fail_when_the_connection_ends_first() -> None:
+    session = QuicSession(_Protocol(), _Connection())  # type: ignore[arg-type]
+    waiter = asyncio.create_task(session.wait_connected())
+    await asyncio.sleep(0)
+    session._on_terminated(ConnectionTerminated(0x1, "gone", by_peer=True))
+    with pytest.raises(ConnectionClosed):
+        await waiter
+    with pytest.raises(ConnectionClosed):
+        await session.wait_connected()
