@@ -42,9 +42,9 @@ The key id picks the key in O(1); checking a token is one AEAD open.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import secrets
-import socket
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
@@ -113,22 +113,42 @@ def address_binding(addr: Any, with_port: bool) -> bytes:
     return packed
 
 
-_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"  # ::ffff:a.b.c.d (RFC 4291 §2.5.5.2)
-
-
 def _packed_ip(host: str) -> bytes | None:
     """The 4 or 16 bytes of a numeric IP address (an IPv4-mapped IPv6 one as its IPv4
-    address), or None: ``inet_pton``, a fraction of ``ipaddress.ip_address``'s cost (a
-    NEW_TOKEN is minted for every connection a server confirms)."""
+    address), or None. Dotted IPv4, plain or mapped, is parsed here: a fraction of
+    ``ipaddress.ip_address``'s cost (a NEW_TOKEN is minted for every connection a
+    server confirms); anything else goes to ``ipaddress``."""
+    packed = _packed_ipv4(host)
+    if packed is None and host[:7].lower() == "::ffff:":
+        packed = _packed_ipv4(host[7:])
+    if packed is not None:
+        return packed
     try:
-        return socket.inet_pton(socket.AF_INET, host)
-    except (OSError, ValueError):
-        pass
-    try:
-        packed = socket.inet_pton(socket.AF_INET6, host)
-    except (OSError, ValueError):
+        ip = ipaddress.ip_address(host)
+    except ValueError:
         return None
-    return packed[12:] if packed[:12] == _V4_MAPPED_PREFIX else packed
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.packed
+
+
+def _packed_ipv4(host: str) -> bytes | None:
+    """Dotted-decimal IPv4 as ``ipaddress`` reads it (four parts of 0-255, no leading
+    zeros), packed; None for anything else."""
+    parts = host.split(".")
+    if len(parts) != 4:
+        return None
+    values = []
+    for part in parts:
+        if not (0 < len(part) <= 3 and part.isascii() and part.isdigit()):
+            return None
+        if part[0] == "0" and len(part) > 1:
+            return None
+        value = int(part)
+        if value > 255:
+            return None
+        values.append(value)
+    return bytes(values)
 
 
 class _Key:

@@ -182,7 +182,9 @@ def test_address_binding_packs_as_ipaddress_does() -> None:
     assert address_binding(("::ffff:192.0.2.1", 1), False) == address_binding(
         ("192.0.2.1", 2), False
     )
-    for odd in ("1.2.3", "1.2.3.4.5", "1.2.3.256", "::g", "a\x00b", ""):
+    assert address_binding(("::FFFF:192.0.2.1", 1), False) == bytes((192, 0, 2, 1))
+    assert address_binding(("::ffff:c000:201", 1), False) == bytes((192, 0, 2, 1))
+    for odd in ("1.2.3", "1.2.3.4.5", "1.2.3.256", "01.2.3.4", "1.2.3.\u00b2", "::g", "a\x00b", ""):
         assert address_binding((odd, 1), False) == odd.encode()  # not an IP: the text
 
 
