@@ -15,6 +15,14 @@ retires one (§19.16) it is dropped and a replacement issued. Newly issued and r
 local IDs are collected for the endpoint's routing table
 (:meth:`ConnectionIdManager.pop_routing_changes`, turned into events by the connection).
 
+Issuing starts once the handshake is confirmed (the send scheduler passes
+``may_issue``): at its completion for a server (RFC 9001 §4.1.2), at HANDSHAKE_DONE for a
+client. The peer needs a spare ID of ours only when one of us moves to a new path, which
+no endpoint starts before confirmation (RFC 9000 §9, §9.6.1); so the client's Finished
+flight carries no 1-RTT packet of NEW_CONNECTION_ID frames — a shorter critical path
+for every handshake, and no IDs made at all for a connection closed before it is
+confirmed.
+
 *Peer* connection IDs are the ones we may put in the Destination Connection ID field,
 kept by sequence number and by value (so a repeated ID is found in O(1)).
 NEW_CONNECTION_ID frames add to the set; exceeding our own
@@ -465,7 +473,7 @@ class ConnectionIdManager:
     def write(self, asm: PacketAssembler, may_issue: bool) -> None:
         """Write RETIRE_CONNECTION_ID and NEW_CONNECTION_ID frames that fit the packet.
 
-        ``may_issue``: new IDs are announced only once the handshake is complete.
+        ``may_issue``: new IDs are announced only once the handshake is confirmed.
         """
         packet = asm.packet
         handlers = packet.handlers

@@ -67,7 +67,7 @@ from quic.conn_handshake import HandshakeDriver
 from quic.conn_keys import HANDSHAKE, PacketSpaces
 from quic.conn_migrate import Migration, preferred_address_parameter
 from quic.conn_paths import PathManager
-from quic.conn_pmtu import PmtuDiscovery
+from quic.conn_pmtu import START_DELAY_PTOS, PmtuDiscovery
 from quic.conn_receive import PacketReader
 from quic.conn_restart import FirstFlight
 from quic.conn_send import SendScheduler
@@ -340,7 +340,8 @@ def confirm_handshake(conn: QuicConnection, now: float) -> None:
     if conn._issue_token is not None:  # server: RFC 9000 §8.1.3
         conn.handshake.queue_new_token(conn._issue_token(conn.paths.peer_address, now))
     conn.keys.discard_zero_rtt()  # RFC 9001 §4.9.3
-    conn.pmtu.start(now)  # RFC 9000 §14.2.1: DPLPMTUD after the handshake
+    # RFC 9000 §14.2.1: DPLPMTUD after the handshake (quic.conn_pmtu "Start")
+    conn.pmtu.start(now, START_DELAY_PTOS * conn.recovery.rtt.pto_base())
     if not conn.keys.spaces[HANDSHAKE].discarded:
         conn._discard_space(HANDSHAKE, now)
     conn._flush_routing()

@@ -18,7 +18,8 @@ is dropped, never fragmented (RFC 9000 §14).
 States (RFC 8899 §5.2)::
 
     DISABLED         MAX_PLPMTU <= the starting size: nothing to discover
-    BASE             waiting for the handshake to be confirmed (RFC 9000 §14.2.1)
+    BASE             waiting for the handshake to be confirmed (RFC 9000 §14.2.1),
+                     then START_DELAY_PTOS PTOs more
     SEARCHING        one probe at a time, PLPMTU raised on each acknowledged probe
     SEARCH_COMPLETE  until PMTU_RAISE_TIMER (``pmtud_raise_interval``) → SEARCHING
 
@@ -31,6 +32,16 @@ persistent congestion, no PTO (RFC 9000 §14.4 SHOULD NOT, RFC 8899 §3 item 7) 
 is sent only when the congestion window has room for it (RFC 8899 §3 item 7: probes
 wait while the window is full). As no PTO covers it, the probe's own timer (three
 PTOs) counts it lost if it is neither acknowledged nor declared lost by then.
+
+Start: RFC 9000 §14.3.1 lets the search begin once the handshake is confirmed, and RFC
+8899 §5.2 leaves the moment to leave BASE to the PL. It begins START_DELAY_PTOS PTOs
+after confirmation (a deadline of its own, so an idle connection searches too): a
+connection that ends sooner — a handshake and a close, one short request — sends no
+probe and makes its peer answer none (two 1,452-byte datagrams and their
+acknowledgments saved per short connection; Chromium likewise waits, for 100 packets).
+The wait is short next to a transfer (on loopback a few milliseconds: a bulk transfer
+starts at the base size and grows once the probe is acknowledged). A new path
+(:meth:`PmtuDiscovery.reset`) is searched at once.
 
 Search (RFC 8899 §5.3): the first candidate is MAX_PLPMTU (on most paths it passes at
 once); a candidate whose probe is lost MAX_PROBES (3) times becomes the new upper bound
@@ -72,6 +83,7 @@ __all__ = [
     "MAX_PROBES",
     "PROBE_TIMEOUT_PTOS",
     "SEARCH_PRECISION",
+    "START_DELAY_PTOS",
     "PmtuDiscovery",
     "PmtuState",
 ]
@@ -86,6 +98,8 @@ SEARCH_PRECISION = 16
 #: A probe neither acknowledged nor declared lost after this many PTOs counts as lost
 #: (RFC 8899 §5.1.1 PROBE_TIMER; probes are not in flight, so no PTO covers them).
 PROBE_TIMEOUT_PTOS = 3
+#: The search begins this many PTOs after the handshake is confirmed (see "Start").
+START_DELAY_PTOS = 3
 
 
 class PmtuState(Enum):
@@ -116,6 +130,7 @@ class PmtuDiscovery:
         "_probe_sent_at",
         "_raise_at",
         "_raise_interval",
+        "_search_at",
         "_seq",
         "_start",
         "_suspicious",
@@ -156,6 +171,7 @@ class PmtuDiscovery:
         self._probe_deadline: float | None = None
         self._probe_sent_at = 0.0
         self._raise_at: float | None = None
+        self._search_at: float | None = None  # BASE: when the search begins (start())
         self._suspicious = 0
 
     # -- life -------------------------------------------------------------------------
@@ -171,14 +187,21 @@ class PmtuDiscovery:
         state = self.state
         if state is PmtuState.BASE and limit <= self.plpmtu:
             self.state = PmtuState.DISABLED
+            self._search_at = None
         elif state is PmtuState.SEARCHING and self._candidate > limit:
             self._attempts = 0
             self._candidate = limit
             self._next_candidate_or_complete(limit)
 
-    def start(self, now: float) -> None:
-        """The handshake is confirmed: search (RFC 9000 §14.2.1, RFC 8899 §5.2 BASE)."""
-        if self.state is PmtuState.BASE:
+    def start(self, now: float, delay: float = 0.0) -> None:
+        """The handshake is confirmed: search (RFC 9000 §14.2.1, RFC 8899 §5.2 BASE),
+        ``delay`` seconds from ``now`` (see "Start"; the connection passes
+        START_DELAY_PTOS PTOs)."""
+        if self.state is not PmtuState.BASE:
+            return
+        if delay > 0.0:
+            self._search_at = now + delay  # the deadline; handle_timer() begins it
+        else:
             self._begin_search(now)
 
     def reset(self, now: float, confirmed: bool) -> None:
@@ -190,6 +213,7 @@ class PmtuDiscovery:
             self.start(now)
 
     def _begin_search(self, now: float) -> None:
+        self._search_at = None
         self._low = self.plpmtu
         self._high = self._limit
         self._attempts = 0
@@ -288,7 +312,10 @@ class PmtuDiscovery:
 
     @property
     def deadline(self) -> float | None:
-        """The probe timeout or the PMTU_RAISE_TIMER, whichever is first."""
+        """The probe timeout or the PMTU_RAISE_TIMER, whichever is first; in BASE, when
+        the search begins."""
+        if self._search_at is not None:
+            return self._search_at  # BASE: neither of the others is set
         probe, raise_at = self._probe_deadline, self._raise_at
         if probe is None:
             return raise_at
@@ -297,6 +324,11 @@ class PmtuDiscovery:
         return raise_at
 
     def handle_timer(self, now: float) -> None:
+        search_at = self._search_at
+        if search_at is not None:
+            if now >= search_at and self.state is PmtuState.BASE:
+                self._begin_search(now)
+            return
         probe = self._probe_deadline
         if probe is not None and now >= probe:
             self._probe_lost()  # no verdict within PROBE_TIMEOUT_PTOS PTOs

@@ -288,7 +288,7 @@ class SendScheduler:
             or self._pings
             or self._ackfreq_due
             or self._streams.wants_control()
-            or self._cids.wants_send(handshake.complete)
+            or self._cids.wants_send(handshake.confirmed)  # see quic.cid: "Issuing"
         )
 
     # -- the send loop ----------------------------------------------------------------
@@ -715,8 +715,8 @@ class SendScheduler:
                 packet.handlers.append((self._ping_fate, (uid,)))
                 packet.ack_eliciting = packet.in_flight = True
         cids = self._cids
-        if cids.wants_send(handshake.complete):
-            cids.write(asm, handshake.complete)
+        if cids.wants_send(handshake.confirmed):  # see quic.cid: "Issuing"
+            cids.write(asm, handshake.confirmed)
         streams = self._streams
         if streams.wants_control():
             streams.write_control(asm)

@@ -115,6 +115,9 @@ async def connect(
         if session_setup is not None:
             session_setup(session)
         if wait_connected:
+            # Nothing can join the first flight before the handshake completes: it
+            # leaves now, not a loop iteration later.
+            protocol.transmit_now(session.connection)
             try:
                 await session.wait_connected()
             except ConnectionClosed as exc:
@@ -122,6 +125,8 @@ async def connect(
                 if code:
                     raise ConnectionUnreachable(code, host, port, exc) from exc
                 raise
+        else:  # the caller may add 0-RTT data to the first flight before the flush
+            protocol.schedule_flush()
         yield session
         await session.aclose()
     finally:

@@ -30,6 +30,10 @@ Replies made at once: when a read batch's events woke no task and left nothing e
 run (the application answered in its callback, or not at all), the transmit follows at
 once: the flush would run first in the next iteration, nothing would join it. On
 asyncio's own loops only, whose ready queue the pump sees (:func:`quic.aio.udp.ready_queue`).
+The task of a session accepted in the batch (``on_session``'s coroutine) is started only
+after that transmit: its handshake is not complete, so it has nothing to add to the
+server's flight, which leaves without waiting for a loop iteration and the task's first
+step (a client's handshake waits on that flight).
 
 Wake storms: when the application acts on many connections in one go — 1,000
 client sessions each opening a stream at once, tasks woken together — every write
@@ -241,6 +245,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.timer_rearms = 0  # loop timers created (see _arm_timer)
         self.timer_fires = 0  # ... and fired
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: the tasks of sessions a read batch accepted, started after its transmit
+        self._accepted_runs: list[Awaitable[Any]] = []
         self.batched_reading = False  # True once take_over_reading succeeded
         self._sockets = 0  # transports open (two while moving to a new socket)
         self._on_switch: Callable[[], None] | None = None  # see rebind()
@@ -332,13 +338,17 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self._dispatch()
         finally:
             self._reading = False
-        if self._ready is not None and not self._ready:
-            self._transmit()  # what the flush would do first in the next iteration
-        elif self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
-            self._flush_or_transmit()
-        elif not self._flush_scheduled:  # schedule_flush(), inline
-            self._flush_scheduled = True
-            self._flush_soon()
+        try:
+            if self._ready is not None and not self._ready:
+                self._transmit()  # what the flush would do first in the next iteration
+            elif self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
+                self._flush_or_transmit()
+            elif not self._flush_scheduled:  # schedule_flush(), inline
+                self._flush_scheduled = True
+                self._flush_soon()
+        finally:
+            if self._accepted_runs:  # see "Replies made at once"
+                self._start_accepted()
 
     def _receive_marked(self, data: bytes, addr: Any, ecn: int) -> None:
         """A datagram :meth:`_read_ready` read, with its ECN field: to the endpoint (a
@@ -685,7 +695,16 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             session._internal_error("session setup", exc)
             return
         if asyncio.iscoroutine(result):
-            self.spawn(result)
+            if self._reading:  # a read batch's: started after its transmit (_read_ready)
+                self._accepted_runs.append(result)
+            else:
+                self.spawn(result)
+
+    def _start_accepted(self) -> None:
+        runs = self._accepted_runs
+        self._accepted_runs = []
+        for run in runs:
+            self.spawn(run)
 
     def _arm_timer(self) -> None:
         """Have the loop call :meth:`_on_timer` by the endpoint's earliest deadline.
@@ -788,8 +807,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._arm_timer()
 
     def connect(self, addr: Any, configuration: QuicConfiguration) -> QuicSession:
+        """A new client connection to ``addr``; its first flight leaves at the caller's
+        :meth:`transmit_now` or :meth:`schedule_flush` (:func:`quic.aio.connect`)."""
         conn = self.endpoint.connect(addr, configuration, self.clock())
         session = QuicSession(self, conn)
         self.sessions[conn] = session
-        self.schedule_flush()
+        self.endpoint.wake(conn)  # the first flight: quic.aio.connect sends it
         return session

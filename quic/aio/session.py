@@ -140,10 +140,12 @@ class QuicSession:
     def __init__(self, protocol: QuicEndpointProtocol, connection: QuicConnection) -> None:
         self._protocol = protocol
         self.connection = connection
-        # the futures wait_connected() and wait_closed() await, made by their first
-        # waiter (an idle server connection has none, issue 10); the flags say whether
-        # they are settled already
-        self._connected: asyncio.Future[None] | None = None
+        # what wait_connected() and wait_closed() await, made by their first waiter (an
+        # idle server connection has none, issue 10); the flags say whether they are
+        # settled already. wait_connected: a future per waiter, resolved directly (a
+        # shielded shared one would cost its waiter a loop iteration more: the client's
+        # connect() returns that much later after its handshake)
+        self._connected: list[asyncio.Future[None]] | None = None
         self._handshake_done = False
         self._closed: asyncio.Future[ConnectionTerminated] | None = None
         self._close_settled = False  # closed, and the close flushed (or the end known)
@@ -178,13 +180,17 @@ class QuicSession:
     async def wait_connected(self) -> None:
         """Wait for the handshake's completion; raises :class:`ConnectionClosed` if the
         connection ended before it."""
-        connected = self._connected
-        if connected is None:
-            if self._handshake_done:
-                return
-            self.check_open()
-            connected = self._connected = self._protocol.loop.create_future()
-        await asyncio.shield(connected)
+        if self._handshake_done:
+            return
+        self.check_open()
+        waiter: asyncio.Future[None] = self._protocol.loop.create_future()
+        waiters = self._connected
+        if waiters is None:
+            self._connected = [waiter]
+        else:  # cancelled waiters leave (a loop of timed waits keeps the list short)
+            waiters[:] = [other for other in waiters if not other.done()]
+            waiters.append(waiter)
+        await waiter  # cancelling it cancels this waiter only
 
     async def wait_closed(self) -> ConnectionTerminated:
         """Wait until the connection ended and its close was sent."""
@@ -514,9 +520,11 @@ class QuicSession:
 
     def _on_handshake(self, event: HandshakeCompleted) -> None:
         self._handshake_done = True
-        connected, self._connected = self._connected, None  # later waiters: the flag
-        if connected is not None and not connected.done():
-            connected.set_result(None)
+        waiters, self._connected = self._connected, None  # later waiters: the flag
+        if waiters is not None:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _announce(self, reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
         handler = self.stream_handler
@@ -536,10 +544,12 @@ class QuicSession:
             self.termination = event
         exc = ConnectionClosed(event.error_code, event.reason_phrase, event.by_peer)
         self._wake_datagram_waiter()
-        connected, self._connected = self._connected, None  # later waiters: check_open
-        if connected is not None and not connected.done():
-            connected.set_exception(exc)
-            connected.exception()  # mark retrieved
+        waiters, self._connected = self._connected, None  # later waiters: check_open
+        if waiters is not None:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+                    waiter.exception()  # mark retrieved
         for reader in list(self._readers.values()):
             if not reader._eof:  # a reader that got its FIN keeps its data
                 reader._fail(exc)

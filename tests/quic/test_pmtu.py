@@ -14,6 +14,7 @@ from quic.conn_pmtu import (
     MAX_PROBES,
     PROBE_TIMEOUT_PTOS,
     SEARCH_PRECISION,
+    START_DELAY_PTOS,
     PmtuDiscovery,
     PmtuState,
 )
@@ -89,6 +90,30 @@ def test_probe_is_ping_and_padding_not_in_flight() -> None:
     assert not asm.packet.ack_eliciting and not asm.packet.in_flight
     assert pmtu.probe_size() is None  # one probe at a time
     assert pmtu.deadline == PROBE_TIMEOUT_PTOS * 0.1
+
+
+def test_a_delayed_start_searches_at_its_deadline() -> None:
+    pmtu, _ = _pmtu()
+    pmtu.start(1.0, 0.5)  # confirmed at 1.0: the search begins at 1.5
+    assert pmtu.state is PmtuState.BASE and pmtu.probe_size() is None
+    assert pmtu.deadline == 1.5  # a deadline of its own: an idle connection searches too
+    pmtu.handle_timer(1.4)  # early: nothing
+    assert pmtu.probe_size() is None and pmtu.deadline == 1.5
+    pmtu.handle_timer(1.5)
+    assert pmtu.state is PmtuState.SEARCHING and pmtu.probe_size() == 1452
+    assert pmtu.deadline is None  # no probe out yet, nothing to raise
+    _, packet = _probe(pmtu, now=1.5)
+    _fate(packet, True)
+    assert pmtu.plpmtu == 1452 and pmtu.state is PmtuState.SEARCH_COMPLETE
+
+
+def test_a_delayed_start_on_a_path_with_nothing_to_search_sets_no_deadline() -> None:
+    pmtu, _ = _pmtu()
+    pmtu.start(1.0, 0.5)
+    pmtu.set_peer_limit(1200)  # the peer takes nothing larger: DISABLED
+    assert pmtu.state is PmtuState.DISABLED and pmtu.deadline is None
+    pmtu.handle_timer(2.0)
+    assert pmtu.probe_size() is None
 
 
 def test_maximum_first_then_complete_then_raise_timer() -> None:
@@ -243,6 +268,24 @@ def test_discovery_reaches_the_maximum_on_a_wide_path() -> None:
         assert conn.pmtu.probes_sent == 1
     _send(pair, 300_000)
     assert pair.net.link(CLIENT_ADDR, SERVER_ADDR).dropped == 0
+
+
+def test_a_connection_closed_soon_after_the_handshake_sends_no_probe() -> None:
+    """The search waits START_DELAY_PTOS PTOs after confirmation: a handshake followed
+    by a close costs neither side a probe (nor the peer its acknowledgment); a
+    connection that stays searches once that time has passed."""
+    short = _pair(1500)
+    client, server = short.client, short.server
+    assert client.pmtu.state is server.pmtu.state is PmtuState.BASE
+    start = client.pmtu.deadline
+    assert start is not None
+    assert start - short.net.now >= (START_DELAY_PTOS - 1) * client.recovery.rtt.pto_base()
+    client.close()
+    short.run(lambda: server.state.name in ("DRAINING", "TERMINATED"), max_time=2)
+    assert client.pmtu.probes_sent == server.pmtu.probes_sent == 0
+    long = _pair(1500)
+    long.run(lambda: _settled(long), max_time=5)  # idle, yet searched after the wait
+    assert long.client.pmtu.probes_sent == long.server.pmtu.probes_sent == 1
 
 
 def test_discovery_finds_the_path_mtu_and_the_transfer_uses_it() -> None:

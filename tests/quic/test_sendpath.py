@@ -378,7 +378,7 @@ def _stream_frames_sent(
         monkeypatch.setattr(StreamController, "write_streams", StreamController._write_streams)
         monkeypatch.setattr(StreamController, "bulk_frames", lambda self, room, count: [])
     pair = make_pair(
-        seed=4,
+        seed=6,  # a run whose losses block both windows (not every seed's does)
         server_kwargs={"initial_max_data": max_data, "initial_max_stream_data": stream_window},
         loss=0.03,
     )

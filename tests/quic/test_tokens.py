@@ -8,6 +8,7 @@ token store is bounded and never hands a token out twice.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
 import pytest
@@ -169,6 +170,22 @@ def test_address_binding_forms() -> None:
     )
     assert address_binding(("not-an-ip", 5), False) == b"not-an-ip"
     assert address_binding("unix", True) == b"'unix'|"
+
+
+def test_address_binding_packs_as_ipaddress_does() -> None:
+    """The bytes are the address's packed form (an IPv4-mapped IPv6 address binds as
+    its IPv4 address, so a dual-stack socket's token fits either form), as
+    ``ipaddress`` gives them."""
+    for host in ("127.0.0.1", "192.0.2.255", "::1", "2001:db8::8:800:200c:417a", "fe80::1"):
+        assert address_binding((host, 1), False) == ipaddress.ip_address(host).packed
+    assert address_binding(("::ffff:192.0.2.1", 1), False) == bytes((192, 0, 2, 1))
+    assert address_binding(("::ffff:192.0.2.1", 1), False) == address_binding(
+        ("192.0.2.1", 2), False
+    )
+    assert address_binding(("::FFFF:192.0.2.1", 1), False) == bytes((192, 0, 2, 1))
+    assert address_binding(("::ffff:c000:201", 1), False) == bytes((192, 0, 2, 1))
+    for odd in ("1.2.3", "1.2.3.4.5", "1.2.3.256", "01.2.3.4", "1.2.3.\u00b2", "::g", "a\x00b", ""):
+        assert address_binding((odd, 1), False) == odd.encode()  # not an IP: the text
 
 
 # -- the client's token store (RFC 9000 §8.1.3) -------------------------------------
