@@ -11,7 +11,7 @@ discovery is on, see :mod:`quic.configuration`) and the peer's ``max_udp_payload
 send: when the driver knows that size for the peer's address (:mod:`quic.aio.mtu`: the
 route's MTU less the IP and UDP headers; 65,507 on IPv4 loopback, 1,472 on a 1500-byte
 IPv4 Ethernet link) it tells :meth:`PmtuDiscovery.set_local_limit` before the search
-begins, and that size takes the configured one's place (``pmtud_interface_mtu``, on by
+begins, and that size takes the configured one's place (``pmtud_interface_mtu``, off by
 default); a new peer host (:meth:`PmtuDiscovery.reset`) goes back to the configured
 one, as the driver has not looked at its route. Every change is pushed to the connection
 through the ``apply`` callback, which sets the path's datagram size and the congestion

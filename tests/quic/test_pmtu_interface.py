@@ -171,3 +171,11 @@ async def test_a_loopback_transfer_searches_up_to_the_interface() -> None:
 
 async def test_without_the_option_the_configured_ceiling_holds() -> None:
     assert await _transfer(False) == (1452, 1452)
+
+
+def test_the_interface_limit_is_opt_in() -> None:
+    from quic.configuration import QuicConfiguration
+
+    assert QuicConfiguration().pmtud_interface_mtu is False
+    pmtu, _ = _pmtu(interface=False)
+    assert not pmtu.wants_local_limit
