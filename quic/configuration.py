@@ -267,6 +267,16 @@ class QuicConfiguration:
     # DATAGRAM payload offered to applications follows the PLPMTU up and down (see
     # docs/datagrams.md).
     pmtud_max_datagram_size: int = 1452
+    # RFC 8899 §5.1.2: MAX_PLPMTU may be what the local interface can send. True: when
+    # the driver reads that size from the route to the peer (quic.aio on Linux: IP_MTU /
+    # IPV6_MTU less the IP and UDP headers: 1472 on a 1500-byte IPv4 link, 8972 on a
+    # 9000-byte jumbo-frame link, 65507 on IPv4 loopback), the search goes up to it
+    # instead of pmtud_max_datagram_size, which stays the bound wherever the interface
+    # is unknown (Sans-I/O use, other platforms, a new peer host after migration). Only
+    # while discovery is on (pmtud_max_datagram_size above max_datagram_size). Off by
+    # default: like other QUIC stacks we stop at an Internet path's size unless told
+    # (a local or data-centre link with a large MTU gains most: docs/datagrams.md).
+    pmtud_interface_mtu: bool = False
     # PMTU_RAISE_TIMER (RFC 8899 §5.1.1): seconds after a search ended below MAX_PLPMTU
     # (or a black hole) before searching for a larger size again.
     pmtud_raise_interval: float = 600.0

@@ -157,6 +157,7 @@ def _build_transport(
         config.pmtud_max_datagram_size,
         config.pmtud_raise_interval,
         conn._set_datagram_size,
+        config.pmtud_interface_mtu,
     )
 
 

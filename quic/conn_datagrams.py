@@ -47,7 +47,7 @@ from quic.packet_builder import PacketAssembler
 __all__ = ["DatagramChannel"]
 
 # 1-RTT packet overhead around a DATAGRAM frame: first byte, packet number (up to 4),
-# AEAD tag (16) and the frame's type and length (3).
+# AEAD tag (16); the frame's type and Length (3, or 5 above 16,383 bytes) come on top.
 _SHORT_HEADER_FIXED = 1 + 4 + 16
 
 
@@ -94,11 +94,13 @@ class DatagramChannel:
         peer_max = self.peer_max_frame_size
         if not peer_max:
             return 0
-        limit = peer_max - 3
-        room = max_datagram_size - (_SHORT_HEADER_FIXED + dcid_length + 3)
-        if room < limit:
-            limit = room
-        return limit if limit > 0 else 0  # max(0, min(...)) without the calls
+        frame = max_datagram_size - (_SHORT_HEADER_FIXED + dcid_length)  # the frame's room
+        if peer_max < frame:
+            frame = peer_max
+        limit = frame - 3  # its type and a 2-byte Length
+        if limit >= 0x4000:  # a 4-byte Length above 16,383 (RFC 9000 §16)
+            limit = frame - 5 if frame - 5 >= 0x4000 else 0x3FFF
+        return limit if limit > 0 else 0
 
     # -- receiving --------------------------------------------------------------------
 

@@ -7,7 +7,13 @@ path uses (RFC 9000 §14.3: the "maximum datagram size"). It starts at the confi
 ``max_datagram_size`` (1200 by default: BASE_PLPMTU = MIN_PLPMTU, RFC 9000 §14.3) and
 searches up to MAX_PLPMTU, the smaller of ``pmtud_max_datagram_size`` (1452 by default:
 discovery is on, see :mod:`quic.configuration`) and the peer's ``max_udp_payload_size``
-(RFC 9000 §18.2). Every change is pushed to the connection
+(RFC 9000 §18.2). RFC 8899 §5.1.2 bounds MAX_PLPMTU by what the local interface can
+send: when the driver knows that size for the peer's address (:mod:`quic.aio.mtu`: the
+route's MTU less the IP and UDP headers; 65,507 on IPv4 loopback, 1,472 on a 1500-byte
+IPv4 Ethernet link) it tells :meth:`PmtuDiscovery.set_local_limit` before the search
+begins, and that size takes the configured one's place (``pmtud_interface_mtu``, off by
+default); a new peer host (:meth:`PmtuDiscovery.reset`) goes back to the configured
+one, as the driver has not looked at its route. Every change is pushed to the connection
 through the ``apply`` callback, which sets the path's datagram size and the congestion
 controller's (RFC 9002 §7.2) — and drops queued DATAGRAM frames that no longer fit
 (:mod:`quic.conn_datagrams`; the DATAGRAM payload offered to applications is read from
@@ -90,6 +96,8 @@ __all__ = [
 
 #: RFC 9000 §14.3: BASE_PLPMTU = MIN_PLPMTU = the smallest allowed maximum datagram size.
 BASE_PLPMTU = 1200
+#: RFC 9000 §18.2: the peer's max_udp_payload_size until its transport parameters come.
+MAX_UDP_PAYLOAD_SIZE = 65527
 #: RFC 8899 §5.1.2: probes of one size before it is taken as too large; also the
 #: suspicious events that make a black hole.
 MAX_PROBES = 3
@@ -122,10 +130,14 @@ class PmtuDiscovery:
         "_attempts",
         "_candidate",
         "_ceiling",
+        "_configured",
         "_high",
+        "_interface",
+        "_jump",
         "_limit",
         "_low",
         "_outstanding",
+        "_peer",
         "_probe_deadline",
         "_probe_sent_at",
         "_raise_at",
@@ -147,11 +159,16 @@ class PmtuDiscovery:
         ceiling: int,
         raise_interval: float,
         apply: Callable[[int], None],
+        interface: bool = False,
     ) -> None:
         self._start = max(BASE_PLPMTU, start)
         # MAX_PLPMTU of the configuration (never below the starting size) ...
-        self._ceiling = max(self._start, ceiling)
-        self._limit = self._ceiling  # ... lowered by the peer's max_udp_payload_size
+        self._configured = self._ceiling = max(self._start, ceiling)
+        # ... or the local interface's (set_local_limit; only while discovery is on) ...
+        self._interface = interface and self._ceiling > self._start
+        self._peer = MAX_UDP_PAYLOAD_SIZE  # ... lowered by the peer's max_udp_payload_size
+        self._limit = self._ceiling
+        self._jump = 0  # the configured size, probed before a larger local limit
         self._raise_interval = raise_interval
         self._apply = apply
         self.plpmtu = self._start
@@ -176,8 +193,32 @@ class PmtuDiscovery:
 
     # -- life -------------------------------------------------------------------------
 
+    @property
+    def wants_local_limit(self) -> bool:
+        """Whether :meth:`set_local_limit` would be heard (the driver asks the kernel
+        only then)."""
+        return self._interface and self.state is PmtuState.BASE
+
+    def set_local_limit(self, size: int) -> None:
+        """The largest UDP payload the local interface sends toward the peer (RFC 8899
+        §5.1.2: MAX_PLPMTU is at most that), as the driver read it from the route: it
+        replaces the configured MAX_PLPMTU, within the peer's ``max_udp_payload_size``.
+        Heard only before the search begins (:attr:`wants_local_limit`)."""
+        if not self.wants_local_limit:
+            return
+        self._ceiling = max(self._start, size)
+        self._limit = max(BASE_PLPMTU, min(self._ceiling, self._peer))
+        self._high = self._candidate = self._limit
+        # the configured size first when the interface's is larger: it passes at once on
+        # most paths, and a probe goes only when the congestion window has room for it
+        # (a connection that never fills a 64 KB window would otherwise stay at 1200)
+        self._jump = self._configured if self._configured < self._limit else 0
+        if self._limit <= self.plpmtu:
+            self.state = PmtuState.DISABLED
+
     def set_peer_limit(self, max_udp_payload_size: int) -> None:
         """The peer's ``max_udp_payload_size`` (RFC 9000 §18.2) caps MAX_PLPMTU."""
+        self._peer = max_udp_payload_size
         limit = max(BASE_PLPMTU, min(self._ceiling, max_udp_payload_size))
         self._limit = limit
         if self.plpmtu > limit:
@@ -205,7 +246,11 @@ class PmtuDiscovery:
             self._begin_search(now)
 
     def reset(self, now: float, confirmed: bool) -> None:
-        """A new path: back to the starting size and search again (RFC 9000 §14.3)."""
+        """A new path: back to the starting size and search again (RFC 9000 §14.3), up to
+        the configured MAX_PLPMTU (the interface's was read for the previous host)."""
+        self._ceiling = self._configured
+        self._limit = max(BASE_PLPMTU, min(self._ceiling, self._peer))
+        self._jump = 0
         if self.plpmtu != self._start:
             self._set(min(self._start, self._limit))
         self._init_search()
@@ -222,7 +267,9 @@ class PmtuDiscovery:
             self._complete(now)
             return
         self.state = PmtuState.SEARCHING
-        self._candidate = self._high  # the maximum first: most paths carry it
+        jump = self._jump
+        # the maximum first (most paths carry it), or the configured size before it
+        self._candidate = jump if self.plpmtu < jump < self._high else self._high
 
     def _complete(self, now: float) -> None:
         self.state = PmtuState.SEARCH_COMPLETE
@@ -280,6 +327,9 @@ class PmtuDiscovery:
         if self._low < size <= self._limit:
             self._low = size
         self._attempts = 0
+        if size == self._jump:  # the configured size passed: now the interface's
+            self._next_candidate_or_complete(self._high)
+            return
         self._next_candidate()
 
     def _probe_lost(self) -> None:

@@ -440,13 +440,13 @@ class SendScheduler:
     def _owes_nothing(self, now: float) -> bool:
         """Nothing may be written by this build call, whatever the window and the pacer
         say: the handshake confirmed, 1-RTT keys only, the address validated, no qlog,
-        PMTU probe, probe, PING, path, connection-ID, HANDSHAKE_DONE, NEW_TOKEN, CRYPTO,
-        ACK_FREQUENCY (asked here, as the build asks), DATAGRAM, control or STREAM frame
-        owed, and the application space's ACK not due. A connection woken with nothing
-        to send — an ACK-only packet received, a read that returns no credit yet: a
-        third of the builds of a burst of short exchanges — then skips the build's
-        set-up; :meth:`build` does for it what its reply pass does when it writes
-        nothing."""
+        no PMTU probe the window has room for, no probe, PING, path, connection-ID,
+        HANDSHAKE_DONE, NEW_TOKEN, CRYPTO, ACK_FREQUENCY (asked here, as the build
+        asks), DATAGRAM, control or STREAM frame owed, and the application space's ACK
+        not due. A connection woken with nothing to send — an ACK-only packet
+        received, a read that returns no credit yet: a third of the builds of a burst
+        of short exchanges — then skips the build's set-up; :meth:`build` does for it
+        what its reply pass does when it writes nothing."""
         handshake = self._handshake
         if not handshake.confirmed or self._qlog is not None:
             return False
@@ -454,16 +454,18 @@ class SendScheduler:
         if deadline is not None and deadline <= now:
             return False
         streams = self._streams
+        probe = self._pmtu.probe_size()
+        recovery = self._recovery
         if (
             self._datagrams.pending
             or streams.has_data()
             or streams.wants_control()
             or not self._short_only()
-            or self._pmtu.probe_size() is not None
+            # a probe goes only when the window has room for it (build)
+            or (probe is not None and recovery.congestion.available() >= probe)
         ):
             return False
         paths = self._paths
-        recovery = self._recovery
         rtt = recovery.rtt
         return not self._ackfreq.wants_send(
             now,

@@ -25,6 +25,8 @@ A thin layer, split by responsibility:
   :func:`wall_clock`.
 * :mod:`quic.aio.shared` — :class:`~quic.aio.shared.SharedSockets`: client connections
   that share one UDP socket (``connect(..., sockets=...)``).
+* :mod:`quic.aio.mtu` — the local interface's MTU toward a peer (Linux ``IP_MTU``),
+  which bounds each new connection's DPLPMTUD search (RFC 8899 §5.1.2).
 
 Hook for protocols layered on QUIC (e.g. HTTP/3): ``session_setup(session)`` (a keyword
 of :func:`connect` and :func:`serve`) runs synchronously before the session sees any

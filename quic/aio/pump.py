@@ -153,6 +153,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quic.aio.merge import Item, merge_stream_events
+from quic.aio.mtu import InterfaceMtu
 from quic.aio.offload import enable_gro, gso_available, send_segmented
 from quic.aio.owned import open_datagram_endpoint
 from quic.aio.session import ConnectionClosed, QuicSession
@@ -254,6 +255,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.path_options = PathOptions()  # ECN, Don't Fragment: what the socket allows
         self._raw: socket.socket | None = None  # for sendmsg: ECN marking, GSO
         self._family = 0  # the raw socket's address family
+        self.interface_mtu = InterfaceMtu()  # MAX_PLPMTU per peer host (_tell_mtu)
         #: the ECN control messages of an IPv4 raw socket, per codepoint (ecn_messages)
         self._ecn_messages: tuple[list[tuple[int, int, bytes]], ...] | None = None
         #: the transport's get_write_buffer_size (what it still queues), looked up once
@@ -298,6 +300,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._gso = gso_available(raw)
         self._raw = raw if self.path_options.ecn or self._gso else None
         self._family = raw.family if raw is not None else 0  # the property is not free
+        self.interface_mtu = InterfaceMtu(self._family)  # a new socket: asked again
         self._ecn_messages = ecn_messages(self._family)
         self._buffered = getattr(transport, "get_write_buffer_size", _nothing_buffered)
         self.gro = False
@@ -684,7 +687,15 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             except Exception as exc:  # the session guards its callbacks; a last resort
                 session._internal_error("QUIC session", exc)
 
+    def _tell_mtu(self, conn: QuicConnection, addr: Any) -> None:
+        """The interface's largest UDP payload toward ``addr`` bounds the new connection's
+        DPLPMTUD search (RFC 8899 §5.1.2; :mod:`quic.aio.mtu`)."""
+        size = self.interface_mtu.limit(addr) if conn.pmtu.wants_local_limit else None
+        if size is not None:
+            conn.pmtu.set_local_limit(size)
+
     def _accepted(self, conn: QuicConnection) -> None:
+        self._tell_mtu(conn, conn.peer_address)
         session = QuicSession(self, conn)
         self.sessions[conn] = session
         if self._on_session is None:
@@ -810,6 +821,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         """A new client connection to ``addr``; its first flight leaves at the caller's
         :meth:`transmit_now` or :meth:`schedule_flush` (:func:`quic.aio.connect`)."""
         conn = self.endpoint.connect(addr, configuration, self.clock())
+        self._tell_mtu(conn, addr)
         session = QuicSession(self, conn)
         self.sessions[conn] = session
         self.endpoint.wake(conn)  # the first flight: quic.aio.connect sends it

@@ -343,8 +343,11 @@ async def test_fallback_reader_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the take-over (uvloop, proactor), the transport's own one-datagram-per-
     iteration reader feeds the pump: same bytes, same behaviour."""
     monkeypatch.setattr(pump_module, "take_over_reading", lambda *args: False)
-    server = await serve("127.0.0.1", 0, server_config(), stream_handler=echo_stream)
-    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+    scfg, ccfg = server_config(), client_config()
+    # 1452-byte datagrams, as the counts below assume (not loopback's 65,507)
+    scfg.pmtud_interface_mtu = ccfg.pmtud_interface_mtu = False
+    server = await serve("127.0.0.1", 0, scfg, stream_handler=echo_stream)
+    async with server, connect("127.0.0.1", server.port, ccfg) as session:
         assert not server.protocol.batched_reading
         reader, writer = await session.create_stream()
         payload = os.urandom(1_000_000)

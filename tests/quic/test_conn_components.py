@@ -138,6 +138,20 @@ def test_datagram_send_size_check_is_max_payload(peer_max: int, mtu: int) -> Non
                 channel.send(b"z" * size, 8, mtu)
 
 
+@pytest.mark.parametrize("mtu", [16384 + 20, 16384 + 40, 65507])
+def test_a_datagram_of_max_payload_fits_its_packet_above_16k(mtu: int) -> None:
+    # a Length above 16,383 takes 4 bytes (RFC 9000 §16): the largest datagram offered
+    # must still fit one packet of the PLPMTU, not be dropped when it is written
+    channel = DatagramChannel(65536, 100, deque())
+    channel.set_peer_max_frame_size(65536)
+    limit = channel.max_payload(8, mtu)
+    channel.send(b"z" * limit, 8, mtu)
+    asm = _packet(mtu - (1 + 8 + 4 + 16))
+    channel.write(asm)
+    assert channel.pending == 0 and channel.dropped_too_large == 0
+    assert asm.room >= 0 and asm.payload_size == datagram_frame_header_size(limit) + limit
+
+
 def test_ack_frame_is_cut_to_the_room_left() -> None:
     acks = AckState(0.025, 3)
     for pn in range(0, 4 * MAX_ACK_RANGES, 2):  # a gap after every packet

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from quic.aio import QuicSession, QuicStreamReader, QuicStreamWriter, connect, serve
+from quic.aio.mtu import interface_payload_limit
 from quic.aio.udp import _set_dont_fragment, configure_path_options, read_batch_ecn, send_marked
 from quic.conn_ecn import ECN_CE, ECN_ECT0, ECN_NOT_ECT, EcnState
 from tests.quic.test_aio import client_config, server_config
@@ -120,23 +121,29 @@ async def test_our_client_and_server_validate_ecn_over_loopback() -> None:
         assert peer.ecn_codepoint == ECN_ECT0
 
 
-async def test_pmtu_discovery_over_loopback() -> None:
+@pytest.mark.parametrize("interface", [True, False])
+async def test_pmtu_discovery_over_loopback(interface: bool) -> None:
     """DF is set and a 1452-byte probe passes loopback (MTU 65536): with the default
-    configuration (discovery on) the PLPMTU rises, and the DATAGRAM payload offered."""
+    configuration (discovery on) the PLPMTU rises, and the DATAGRAM payload offered —
+    up to the interface's size where the driver reads it (quic.aio.mtu), else 1452."""
     sconfig = server_config()
     cconfig = client_config()
+    sconfig.pmtud_interface_mtu = cconfig.pmtud_interface_mtu = interface
+    local = interface_payload_limit(socket.AF_INET, ("127.0.0.1", 443)) if interface else None
+    expected = 1452 if local is None else local
     server = await serve("127.0.0.1", 0, sconfig, _idle, stream_handler=_echo)
     async with server, connect("127.0.0.1", server.port, cconfig) as session:
         reader, writer = await session.create_stream()
-        writer.write(bytes(200_000))
+        writer.write(bytes(2_000_000))
         writer.write_eof()
-        assert len(await asyncio.wait_for(reader.read(), 20)) == 200_000
+        assert len(await asyncio.wait_for(reader.read(), 20)) == 2_000_000
         for _ in range(100):
-            if session.connection.max_datagram_size == 1452:
+            if session.connection.max_datagram_size == expected:
                 break
             await asyncio.sleep(0.01)
-        assert session.connection.max_datagram_size == 1452
-        assert session.max_datagram_size == 1452 - (1 + 8 + 4 + 16 + 3)
+        assert session.connection.max_datagram_size == expected
+        frame = 3 if expected < 16384 else 5  # DATAGRAM type and Length (RFC 9000 §16)
+        assert session.max_datagram_size == expected - (1 + 8 + 4 + 16 + frame)
         assert server.protocol.path_options.dont_fragment
 
 
