@@ -122,17 +122,9 @@ Workers on one port (:mod:`quic.aio.workers`): what the endpoint's worker routin
 queued for another worker leaves at each transmit through :attr:`QuicEndpointProtocol.
 forward`; datagrams forwarded to this worker come in through :meth:`feed_forwarded`.
 
-ICMP hints (client pumps, ``icmp_hints=True``; Linux): the socket's error queue is
-enabled (:func:`quic.aio.udp.enable_error_queue`) once our reader owns the socket, and
-drained whenever the socket reports an error or wakes the reader with nothing to read.
-A port or host unreachable for the address of a client connection that has not yet
-received one authenticated packet ends that connection at once (CONNECTION_REFUSED,
-local; :attr:`QuicEndpointProtocol.unreachable` keeps the errno for
-:func:`quic.aio.connect`): nothing answers there, and waiting for the handshake
-timeout would only delay the failure. Once the peer has answered, ICMP errors are
-only counted (:attr:`icmp_errors`): they can be forged or stale, so they are a hint
-and never end an established connection (RFC 8085 §5.2; RFC 9000 §14.2.1 treats ICMP
-likewise, as unauthenticated).
+ICMP hints (client pumps, ``icmp_hints=True``; Linux; :mod:`quic.aio.icmp`): an
+unreachable for the address of a client connection that never heard from its peer ends
+it at once; any other ICMP error is only counted (:attr:`icmp_errors`).
 
 No exception escapes an asyncio callback: the endpoint never raises, each event is
 handed to its session under a guard (a failing application callback closes that
@@ -144,14 +136,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from quic.aio.icmp import read_hints, refused
 from quic.aio.merge import Item, merge_stream_events
 from quic.aio.mtu import InterfaceMtu
 from quic.aio.offload import enable_gro, gso_available, send_segmented
@@ -167,7 +158,6 @@ from quic.aio.udp import (
     raw_socket,
     read_batch,
     read_batch_ecn,
-    read_error_queue,
     ready_queue,
     send_marked,
     soon_caller,
@@ -176,7 +166,7 @@ from quic.aio.udp import (
 from quic.configuration import QuicConfiguration
 from quic.connection import QuicConnection
 from quic.endpoint import ConnectionAccepted, ConnectionRemoved, QuicEndpoint
-from quic.errors import StreamResetError, TransportErrorCode
+from quic.errors import StreamResetError
 from quic.events import (
     DatagramReceived,
     HandshakeCompleted,
@@ -206,7 +196,6 @@ ACK_WITHIN_BATCH = 256
 #: rounds delays to whole milliseconds and runs those under half of one at once.
 COARSE_TIMER = 0.001
 #: ICMP errors that say nobody can be reached at an address (see "ICMP hints").
-_UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 
 
 class QuicEndpointProtocol(asyncio.DatagramProtocol):
@@ -444,38 +433,15 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 logger.exception("reading the socket's error queue failed")
 
     def _read_errors(self) -> None:
-        """Drain the error queue (see "ICMP hints" in the module docstring)."""
-        sock = self._errors
-        if sock is None or sock.fileno() < 0:
-            return
-        for code, addr in read_error_queue(sock):
+        """Drain the error queue (:mod:`quic.aio.icmp`)."""
+        for code, addr in read_hints(self._errors):
             self.icmp_errors += 1
-            if code in _UNREACHABLE:
-                self._unreachable(code, addr)
-
-    def _unreachable(self, code: int, addr: Any) -> None:
-        """An ICMP unreachable for ``addr``: end the client connections to it that have
-        heard nothing from their peer; a hint only for the others (RFC 8085 §5.2)."""
-        if not isinstance(addr, tuple) or len(addr) < 2:
-            return
-        where = tuple(addr[:2])
-        for conn in list(self.sessions):
-            peer = conn.peer_address
-            if (
-                not conn.is_client
-                or conn.has_authenticated_packet
-                or conn.is_closed
-                or peer is None
-                or tuple(peer[:2]) != where
-            ):
-                continue
-            self.unreachable = code
-            session = self.sessions.get(conn)
-            if session is not None:
-                session.unreachable = code
-            reason = f"ICMP: {os.strerror(code)} ({where[0]} port {where[1]})"
-            conn.close(TransportErrorCode.CONNECTION_REFUSED, reason, application=False)
-            self.wake(conn)
+            for conn in refused(self.sessions, code, addr):
+                self.unreachable = code
+                session = self.sessions.get(conn)
+                if session is not None:
+                    session.unreachable = code
+                self.wake(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._sockets -= 1
