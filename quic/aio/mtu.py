@@ -7,12 +7,14 @@ send. Only the driver can ask: on Linux a UDP socket connected to the peer (``co
 on a datagram socket sends nothing, it picks the route) reports the route's MTU with
 ``IP_MTU`` / ``IPV6_MTU``; the largest UDP payload is that less the IP and UDP headers
 (28 bytes for IPv4; 48 for an IPv6 socket, even towards an IPv4-mapped address, where
-it is 20 bytes too careful). The pump tells a new connection
+it is 20 bytes too careful). When the connection's configuration opts in
+(``pmtud_interface_mtu``, off by default) the pump tells a new connection
 (:meth:`quic.conn_pmtu.PmtuDiscovery.set_local_limit`) before its search begins, so
-the search tries that size first: 1472 on a 1500-byte IPv4 Ethernet link, 65507 on
-IPv4 loopback (MTU 65536), where a bulk transfer then costs a fraction of the packets
-— and of the per-packet CPU — that 1452-byte datagrams cost. Paths narrower than the
-interface are found by the search as before (RFC 8899 §5.3).
+the search goes on above the configured size (probed first) up to that one: 1472 on a
+1500-byte IPv4 Ethernet link, 65507 on IPv4 loopback (MTU 65536), where a bulk
+transfer then costs a fraction of the packets — and of the per-packet CPU — that
+1452-byte datagrams cost. Paths narrower than the interface are found by the search as
+before (RFC 8899 §5.3).
 
 Where the option does not exist (another platform) or the kernel refuses, the answer
 is None and the configured ``pmtud_max_datagram_size`` stays the bound. Answers are
