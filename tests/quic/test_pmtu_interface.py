@@ -159,7 +159,14 @@ async def _transfer(interface: bool) -> tuple[int, int]:
         writer.write(payload)
         writer.write_eof()
         assert await asyncio.wait_for(reader.read(), 30) == payload
-        return session.connection.pmtu.plpmtu, servers[0].connection.pmtu.plpmtu
+        # the search begins START_DELAY_PTOS PTOs after confirmation and goes on while
+        # the connection idles: a loaded machine may have echoed the 2 MB before it
+        pmtus = session.connection.pmtu, servers[0].connection.pmtu
+        for _ in range(500):
+            if all(p.state in (PmtuState.SEARCH_COMPLETE, PmtuState.DISABLED) for p in pmtus):
+                break
+            await asyncio.sleep(0.01)
+        return pmtus[0].plpmtu, pmtus[1].plpmtu
 
 
 @pytest.mark.skipif(not LINUX, reason="IP_MTU is Linux's")
