@@ -413,6 +413,12 @@ class QuicSession:
         """Have the pump transmit what was queued on :attr:`connection` directly."""
         self._protocol.wake(self.connection)
 
+    def transmit_now(self) -> None:
+        """:meth:`schedule_flush`, but send at once unless a flush is already on its way:
+        for what a caller queued just before it waits for the answer (nothing it does
+        could join it; a request leaves a loop iteration sooner)."""
+        self._protocol.transmit_now(self.connection)
+
     def flush_after_event(self) -> None:
         """:meth:`schedule_flush` for what a layer queued while an event of this
         session's was handed up: the pump transmits after the events it hands up, so
@@ -451,7 +457,7 @@ class QuicSession:
                     for writer in list(self._writers.values()):
                         await writer.wait_flushed()
         self.connection.close(error_code, reason)
-        self._protocol.transmit_now(self.connection)  # else at the flush
+        self.transmit_now()  # else at the flush
         if self._close_settled:  # sent (_after_flush): nothing to wait for
             return
         with contextlib.suppress(TimeoutError):

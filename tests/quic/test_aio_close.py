@@ -59,3 +59,23 @@ async def test_a_cancelled_wait_closed_leaves_the_other_waiters() -> None:
             assert isinstance(termination, ConnectionTerminated)
             assert termination.error_code == 7 and not termination.by_peer
         assert session._closed is None
+
+
+async def test_transmit_now_sends_unless_a_flush_is_on_its_way() -> None:
+    """``QuicSession.transmit_now``: what was queued on the connection leaves before it
+    returns; with a flush already scheduled it leaves at that flush instead."""
+    server = await serve("127.0.0.1", 0, server_config())
+    async with server, connect("127.0.0.1", server.port, client_config()) as session:
+        await asyncio.sleep(0.05)  # the handshake's last packets are out of the way
+        protocol = session._protocol
+        conn = session.connection
+        sent = protocol.datagrams_sent
+        conn.send_stream_data(conn.get_next_available_stream_id(), b"now", end_stream=True)
+        session.transmit_now()
+        assert protocol.datagrams_sent == sent + 1
+        session.schedule_flush()  # a flush on its way: the next one waits for it
+        conn.send_stream_data(conn.get_next_available_stream_id(), b"later", end_stream=True)
+        session.transmit_now()
+        assert protocol.datagrams_sent == sent + 1
+        await asyncio.sleep(0)  # the flush
+        assert protocol.datagrams_sent >= sent + 2
