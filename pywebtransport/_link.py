@@ -494,7 +494,7 @@ class WtLink:
         session_id = self.wt.connect(authority, path, headers, protocols)
         self.pending[session_id] = (future, factory)
         self.process()  # a local refusal (no common draft) is already queued
-        self.flush()
+        self.quic_session.transmit_now()  # the caller waits for the answer: it leaves now
         return session_id
 
     def accept(
@@ -566,7 +566,7 @@ class WtLink:
         """WT_CLOSE_SESSION and FIN; the session's ``on_closed`` runs before this returns."""
         with contextlib.suppress(ProtocolApiError):  # ended meanwhile
             self.wt.close_session(session_id, code, reason)
-        self.flush()
+        self.quic_session.transmit_now()  # the caller waits for its acknowledgement
         self.process()
 
     def drain_session(self, session_id: int) -> bool:

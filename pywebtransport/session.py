@@ -208,8 +208,9 @@ class WebTransportSession:
         self._datagram_waiter: asyncio.Future[None] | None = None
         self._datagram_handler: Callable[[bytes], object] | None = None
         self._credit: asyncio.Event | None = None  # made by wait_credit, set by on_credit
-        # made by the first wait_closed() before the end (an idle session has none)
-        self._closed: asyncio.Future[SessionClosed] | None = None
+        # a future per wait_closed() waiter before the end (an idle session has none),
+        # resolved directly: a shielded shared one costs its waiter two loop iterations
+        self._closed: list[asyncio.Future[SessionClosed]] | None = None
         #: told first when the session ends (the server's bookkeeping: one shared method,
         #: not a handler per session on ``events``)
         self._on_end: Callable[[WebTransportSession], None] | None = None
@@ -452,10 +453,14 @@ class WebTransportSession:
         info = self.close_info
         if info is not None:
             return info
-        closed = self._closed
-        if closed is None:
-            closed = self._closed = self._link.loop.create_future()
-        return await asyncio.shield(closed)
+        waiter: asyncio.Future[SessionClosed] = self._link.loop.create_future()
+        waiters = self._closed
+        if waiters is None:
+            self._closed = [waiter]
+        else:  # cancelled waiters leave (a loop of timed waits keeps the list short)
+            waiters[:] = [other for other in waiters if not other.done()]
+            waiters.append(waiter)
+        return await waiter  # cancelling it cancels this waiter only
 
     def export_keying_material(self, label: bytes, context: bytes, length: int) -> bytes:
         """A TLS exporter value bound to this session (draft-16 §4.8)."""
@@ -579,9 +584,11 @@ class WebTransportSession:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         self.on_credit()
-        closed, self._closed = self._closed, None  # later waiters: close_info
-        if closed is not None and not closed.done():
-            closed.set_result(info)
+        waiters, self._closed = self._closed, None  # later waiters: close_info
+        if waiters is not None:
+            for closed in waiters:
+                if not closed.done():
+                    closed.set_result(info)
         on_end = self._on_end
         if on_end is not None:
             self._on_end = None

@@ -142,12 +142,13 @@ class QuicSession:
         self.connection = connection
         # what wait_connected() and wait_closed() await, made by their first waiter (an
         # idle server connection has none, issue 10); the flags say whether they are
-        # settled already. wait_connected: a future per waiter, resolved directly (a
-        # shielded shared one would cost its waiter a loop iteration more: the client's
-        # connect() returns that much later after its handshake)
+        # settled already. A future per waiter, resolved directly: a shielded shared one
+        # would cost its waiter two loop iterations more (shield's inner and outer done
+        # callbacks), the client's connect() returning that much later after its
+        # handshake, its aclose() after its close
         self._connected: list[asyncio.Future[None]] | None = None
         self._handshake_done = False
-        self._closed: asyncio.Future[ConnectionTerminated] | None = None
+        self._closed: list[asyncio.Future[ConnectionTerminated]] | None = None
         self._close_settled = False  # closed, and the close flushed (or the end known)
         self._readers: dict[int, QuicStreamReader] = {}
         self._writers: dict[int, QuicStreamWriter] = {}
@@ -194,21 +195,27 @@ class QuicSession:
 
     async def wait_closed(self) -> ConnectionTerminated:
         """Wait until the connection ended and its close was sent."""
-        closed = self._closed
-        if closed is None:
-            if self._close_settled and self.termination is not None:
-                return self.termination
-            closed = self._closed = self._protocol.loop.create_future()
-        return await asyncio.shield(closed)
+        if self._close_settled and self.termination is not None:
+            return self.termination
+        waiter: asyncio.Future[ConnectionTerminated] = self._protocol.loop.create_future()
+        waiters = self._closed
+        if waiters is None:
+            self._closed = [waiter]
+        else:  # cancelled waiters leave (accept_stream() cancels one per stream)
+            waiters[:] = [other for other in waiters if not other.done()]
+            waiters.append(waiter)
+        return await waiter  # cancelling it cancels this waiter only
 
     def _settle_closed(self) -> None:
         """The connection ended and its close went out: wait_closed() returns now."""
         termination = self.termination
         assert termination is not None
         self._close_settled = True
-        closed, self._closed = self._closed, None  # later waiters: the flag
-        if closed is not None and not closed.done():
-            closed.set_result(termination)
+        waiters, self._closed = self._closed, None  # later waiters: the flag
+        if waiters is not None:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(termination)
 
     @property
     def is_closed(self) -> bool:
@@ -406,6 +413,12 @@ class QuicSession:
         """Have the pump transmit what was queued on :attr:`connection` directly."""
         self._protocol.wake(self.connection)
 
+    def transmit_now(self) -> None:
+        """:meth:`schedule_flush`, but send at once unless a flush is already on its way:
+        for what a caller queued just before it waits for the answer (nothing it does
+        could join it; a request leaves a loop iteration sooner)."""
+        self._protocol.transmit_now(self.connection)
+
     def flush_after_event(self) -> None:
         """:meth:`schedule_flush` for what a layer queued while an event of this
         session's was handed up: the pump transmits after the events it hands up, so
@@ -433,13 +446,20 @@ class QuicSession:
 
     async def aclose(self, error_code: int = 0, reason: str = "", timeout: float = 5.0) -> None:
         """Wait (up to ``timeout``) for written data to be acknowledged, close, and wait
-        until the close was sent."""
-        if not self.is_closed:
+        until the close was sent.
+
+        The close leaves at once unless a flush is already on its way (nothing the caller
+        does can join it: it waits here), so a connection with nothing in flight is
+        closed, its close sent, without a loop iteration."""
+        if not self.is_closed and self._writers:
             with contextlib.suppress(TimeoutError, ConnectionClosed):
                 async with asyncio.timeout(timeout):
                     for writer in list(self._writers.values()):
                         await writer.wait_flushed()
-        self.close(error_code, reason)
+        self.connection.close(error_code, reason)
+        self.transmit_now()  # else at the flush
+        if self._close_settled:  # sent (_after_flush): nothing to wait for
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self.wait_closed()

@@ -201,6 +201,28 @@ async def test_streams_and_datagrams_the_server_sends_right_after_accept(draft: 
 # -- closing ---------------------------------------------------------------------------
 
 
+async def test_a_cancelled_wait_closed_leaves_the_other_waiters() -> None:
+    """Each ``wait_closed()`` waiter has a future of its own: cancelling one (a timed
+    wait that gave up) leaves the others waiting, and they get the close's reason."""
+    async with running() as h, WebTransportClient(client_config()) as client:
+        session = await client.connect(h.url())
+        server_session = await h.next_session()
+        waiters = [asyncio.ensure_future(server_session.wait_closed()) for _ in range(3)]
+        await asyncio.sleep(0)  # all three wait
+        waiters[0].cancel()
+        await asyncio.sleep(0)
+        assert waiters[0].cancelled() and not waiters[1].done()
+        late = asyncio.ensure_future(server_session.wait_closed())
+        await asyncio.sleep(0)  # its arrival dropped the cancelled waiter
+        assert len(server_session._closed or ()) == 3
+        await session.close(error_code=17, reason="done")
+        async with asyncio.timeout(TIMEOUT):
+            for waiter in (*waiters[1:], late):
+                info = await waiter
+                assert (info.code, info.reason, info.by_peer) == (17, "done", True)
+        assert server_session._closed is None
+
+
 @pytest.mark.parametrize("draft", DRAFTS)
 async def test_client_close_code_and_reason_reach_the_server(draft: str) -> None:
     async with running() as h, WebTransportClient(client_config(draft)) as client:

@@ -45,6 +45,8 @@ async def test_both_first_flights_leave_before_anyone_waits(
     server = await serve("127.0.0.1", 0, server_config(), handler)
     async with server, connect("127.0.0.1", server.port, client_config()) as session:
         assert session.alpn_protocol == "test"
+        while not handled:  # the client's aclose() needs no loop iteration: let it start
+            await asyncio.sleep(0)
     # the client had sent its ClientHello when connect() first waited; the server's
     # session task first ran (and waited) after the server's flight had left
     assert len(seen[True]) == 1 and seen[True][0] >= 1
