@@ -68,14 +68,17 @@ def receive_batch(
     size = 0
     processed = False
     taken = 0  # datagrams handled here; the rest (after a close) go the general way
+    at = -16  # this datagram's header protection mask in masks (16 bytes each)
     try:
+        masks = reader.short_masks(datagrams, cid_len) if len(datagrams) > 1 else None
         for data in datagrams:
             if conn.state is not _CONNECTED:
                 break  # closed by a packet of the batch: receive_datagram decides the rest
             taken += 1
             size += len(data)
+            at += 16
             if len(data) > shortest and data[0] & 0xC0 == 0x40:  # one 1-RTT packet
-                if read_short(data, cid_len, now, ecn):
+                if read_short(data, cid_len, now, ecn, masks, at):
                     processed = True
                 elif len(data) >= 21 and conn.cids.is_peer_stateless_reset(bytes(data[-16:])):
                     # RFC 9000 §10.3.1: a stateless reset ends the connection at once

@@ -193,6 +193,7 @@ def _build_streams(
         reset_stream_at=config.reset_stream_at,
         qlog=conn._qlog,
     )
+    conn.recovery.fire_acked = conn.streams.fire_acked  # STREAM frames acked by run
     conn.datagrams = DatagramChannel(
         config.max_datagram_frame_size, config.max_datagram_queue, events
     )

@@ -264,16 +264,34 @@ class PacketReader:
         if self._dispatcher.non_probing:
             self.newest_non_probing = True
 
-    def read_short(self, data: bytes, cid_len: int, now: float, ecn: int = 0) -> bool:
+    def short_masks(self, datagrams: list[bytes], cid_len: int) -> bytes | None:
+        """The header-protection masks of ``datagrams`` as short-header packets, for
+        :meth:`read_short` (``PacketUnprotector.short_masks``; the 1-RTT header
+        protection key never changes, RFC 9001 §6); None without 1-RTT keys."""
+        read = self._keys.spaces[APPLICATION].read
+        if type(read) is not OneRttReadKeys:
+            return None
+        return read.current.short_masks(datagrams, 1 + cid_len)
+
+    def read_short(
+        self,
+        data: bytes,
+        cid_len: int,
+        now: float,
+        ecn: int = 0,
+        masks: bytes | None = None,
+        at: int = 0,
+    ) -> bool:
         """:meth:`read_long` for a datagram holding one short-header packet (the bulk
-        path: the application space's ACK tracker is used directly)."""
+        path: the application space's ACK tracker is used directly); its header
+        protection mask at ``at`` in ``masks`` if given (:meth:`short_masks`)."""
         tracker = self._acks.trackers[APPLICATION]
         keys = self._keys
         read = keys.spaces[APPLICATION].read
         opened: tuple[bytes, int, bytes | None] | None
         if type(read) is OneRttReadKeys:  # PacketSpaces.open_short's common case, inline:
             try:  # a call less per packet of a bulk transfer
-                opened = read.current.open_short(data, 1 + cid_len, tracker.largest)
+                opened = read.current.open_short(data, 1 + cid_len, tracker.largest, masks, at)
             except DecryptionError:
                 keys.on_auth_failure()  # RFC 9001 §6.6 (may raise AEAD_LIMIT_REACHED)
                 opened = None

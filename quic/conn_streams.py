@@ -76,6 +76,7 @@ from quic.frames import (
 from quic.packet_builder import PacketAssembler
 from quic.recovery_state import FrameHandler
 from quic.rtt import RttEstimator
+from quic.stream_acks import merging_fire_acked
 from quic.stream_manager import (
     FRAME_RESET_STREAM,
     FRAME_RESET_STREAM_AT,
@@ -178,6 +179,9 @@ class StreamController:
         self._eof_reported: dict[int, None] = {}
         self._deferred: dict[int, None] = {}  # streams with a DeferredDelivery queued
         self._rtt_estimator = rtt
+        self._fate = self._stream_fate  # one object: fire_acked finds its frames by identity
+        #: LossRecovery.fire_acked for this connection (the connection puts it there)
+        self.fire_acked = merging_fire_acked(self._fate)
         # the peer accepts RESET_STREAM_AT (draft-ietf-quic-reliable-stream-reset §3)
         self.peer_reset_stream_at = False
         # we advertised reset_stream_at: the peer may send RESET_STREAM_AT
@@ -629,7 +633,7 @@ class StreamController:
         most = (end - offset - 1) // n
         pieces = send.next_new_run(n, most if most < count else count)
         credit.used += n * len(pieces)
-        fate = self._stream_fate
+        fate = self._fate
         frames = []
         for data in pieces:
             if sid < 0x40 and 0x4000 <= offset < 0x40000000 and 0x40 <= n < 0x4000:
@@ -647,7 +651,7 @@ class StreamController:
         live = self._live
         packet = b.packet
         handlers = packet.handlers
-        fate = self._stream_fate
+        fate = self._fate
         for sid in list(sendable):
             stream = live.get(sid)
             send = stream.send if stream is not None else None

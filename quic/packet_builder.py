@@ -344,8 +344,8 @@ class PacketAssembler:
             budget = self.max_datagram_size
         packets = self.packets
         datagrams = self.datagrams
-        encrypt = protector.encrypt_short
         key_phase = protector.key_phase
+        run: list[tuple[int, int, bytes, int]] = []  # to seal: (pn_length, truncated, payload, pn)
         base = 1 + len(dcid) + AEAD_TAG_LENGTH  # RFC 9000 §17.3.1, plus the AEAD tag
         pn = packet_number
         written = total = 0
@@ -389,16 +389,17 @@ class PacketAssembler:
                 payload += bytes(short)  # PADDING frames (type 0x00)
                 size += short
             self.room = room - size
-            sent = SentPacket(_APPLICATION, pn, base + pn_length + size)
+            size += base + pn_length  # the datagram's: header, payload, AEAD tag
+            sent = SentPacket(_APPLICATION, pn, size)
             sent.handlers.append(handler)
             packets.append(sent)
-            out = encrypt(dcid, pn_length, truncated, key_phase, payload, pn)
-            datagrams.append(out)
+            run.append((pn_length, truncated, payload, pn))
             pn += 1
             written += 1
-            size = len(out)
             total += size
             window -= size
+        if run:  # sealed together: one header-protection call for the run
+            datagrams.extend(protector.encrypt_short_run(dcid, key_phase, run))
         return written, total
 
     @property

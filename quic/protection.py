@@ -66,7 +66,7 @@ the key phase rules of RFC 9001 §6; this module only knows keys.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -475,6 +475,61 @@ class PacketProtector(_PacketKeys):
             )
         )
 
+    def encrypt_short_run(
+        self, dcid: bytes, key_phase: int, packets: Sequence[tuple[int, int, BytesLike, int]]
+    ) -> list[bytes]:
+        """:meth:`encrypt_short` for each of ``packets``, given as ``(pn_length,
+        truncated_pn, payload, packet_number)``: the protected packets, in order. With
+        AES header protection the masks come from one call for the whole run (RFC 9001
+        §5.4.3: AES-ECB of the samples one after the other is their masks one after the
+        other), not one per packet. Same checks (ValueError) as :meth:`encrypt_short`."""
+        encrypt = (self._aead or self._wake_aead()).encrypt
+        hp = self._hp or self._wake_hp()
+        iv = self._iv
+        bits = 0x44 if key_phase else 0x40  # fixed bit and Key Phase (RFC 9000 §17.3.1)
+        sealed: list[bytes] = []
+        samples: list[bytes] = []
+        for pn_length, truncated, payload, pn in packets:
+            if len(payload) + pn_length < SAMPLE_OFFSET:
+                raise ValueError("payload too short for the header protection sample")
+            ciphertext = encrypt(  # RFC 9001 §5.3: nonce = iv XOR pn; AAD = the header
+                (iv ^ pn).to_bytes(IV_LENGTH, "big"),
+                payload,
+                b"".join(
+                    (_BYTE[bits | (pn_length - 1)], dcid, truncated.to_bytes(pn_length, "big"))
+                ),
+            )
+            sealed.append(ciphertext)
+            start = SAMPLE_OFFSET - pn_length  # RFC 9001 §5.4.2
+            samples.append(ciphertext[start : start + SAMPLE_LENGTH])
+        self.encrypted_packets += len(sealed)
+        if self.suite != CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
+            masks = hp(b"".join(samples))
+            step = SAMPLE_LENGTH
+        else:  # a ChaCha20 mask is a keystream of its own per sample (§5.4.4)
+            masks = b"".join([hp(sample) for sample in samples])  # 5 bytes each
+            step = len(_ZERO5)
+        out: list[bytes] = []
+        at = 0
+        for (pn_length, truncated, _, _), ciphertext in zip(packets, sealed, strict=True):
+            # RFC 9001 §5.4.1: mask the low 5 bits and the packet number
+            if pn_length == 2:
+                protected = truncated ^ (masks[at + 1] << 8 | masks[at + 2])
+            else:
+                protected = truncated ^ _from_bytes(masks[at + 1 : at + 1 + pn_length], "big")
+            out.append(
+                b"".join(
+                    (
+                        _BYTE[(bits | (pn_length - 1)) ^ (masks[at] & _SHORT_HEADER_MASK)],
+                        dcid,
+                        protected.to_bytes(pn_length, "big"),
+                        ciphertext,
+                    )
+                )
+            )
+            at += step
+        return out
+
 
 class PacketUnprotector(_PacketKeys):
     """Removes protection from packets received at one encryption level (RFC 9001 §5)."""
@@ -552,26 +607,50 @@ class PacketUnprotector(_PacketKeys):
             self.failed_decryptions += 1
             raise DecryptionError("packet failed authentication") from None
 
+    def short_masks(self, datagrams: list[bytes], pn_offset: int) -> bytes | None:
+        """The header-protection masks of ``datagrams``, each taken as one short-header
+        packet whose Packet Number field starts at ``pn_offset``: 16 bytes per datagram,
+        in order, from one AES-ECB call (RFC 9001 §5.4.3; the mask of a datagram too
+        short for a sample is meaningless). None with ChaCha20 header protection
+        (§5.4.4: a call per sample), which :meth:`open_short` then makes."""
+        if self.suite == CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
+            return None
+        start = pn_offset + SAMPLE_OFFSET
+        stop = start + SAMPLE_LENGTH
+        blank = bytes(SAMPLE_LENGTH)
+        samples = [data[start:stop] if len(data) >= stop else blank for data in datagrams]
+        return (self._hp or self._wake_hp())(b"".join(samples))
+
     def open_short(
-        self, data: BytesLike, pn_offset: int, largest_pn: int
+        self,
+        data: BytesLike,
+        pn_offset: int,
+        largest_pn: int,
+        masks: BytesLike | None = None,
+        at: int = 0,
     ) -> tuple[bytes, int, bytes | None]:
         """:meth:`unprotect_header` then :meth:`decrypt_payload` for a short-header
         (1-RTT) packet, in one call: ``(plain_header, packet_number, payload)``, the
         payload None when the Key Phase bit is not this key's (RFC 9001 §6: the
-        caller picks the other generation). Same checks and errors."""
+        caller picks the other generation). Same checks and errors. ``masks`` from
+        :meth:`short_masks` (this packet's mask at ``at``) saves the mask's call."""
         sample_start = pn_offset + SAMPLE_OFFSET
         if len(data) < sample_start + SAMPLE_LENGTH or pn_offset < 1:
             # RFC 9001 §5.4.2: packets too short for a complete sample are discarded.
             raise DecryptionError("packet too short for the header protection sample")
-        mask = (self._hp or self._wake_hp())(data[sample_start : sample_start + SAMPLE_LENGTH])
-        first = data[0] ^ (mask[0] & _SHORT_HEADER_MASK)  # RFC 9001 §5.4.1
+        if masks is None:
+            masks = (self._hp or self._wake_hp())(data[sample_start : sample_start + SAMPLE_LENGTH])
+            at = 0
+        first = data[0] ^ (masks[at] & _SHORT_HEADER_MASK)  # RFC 9001 §5.4.1
         pn_length = (first & 0x03) + 1
         pn_end = pn_offset + pn_length
         if pn_length == 2:  # a bulk sender's usual length: two bytes, without slices
-            truncated_pn = (data[pn_offset] ^ mask[1]) << 8 | (data[pn_offset + 1] ^ mask[2])
+            truncated_pn = (data[pn_offset] ^ masks[at + 1]) << 8 | (
+                data[pn_offset + 1] ^ masks[at + 2]
+            )
         else:
             truncated_pn = _from_bytes(data[pn_offset:pn_end], "big") ^ _from_bytes(
-                mask[1 : 1 + pn_length], "big"
+                masks[at + 1 : at + 1 + pn_length], "big"
             )
         plain_header = b"".join(
             (_BYTE[first], data[1:pn_offset], truncated_pn.to_bytes(pn_length, "big"))

@@ -77,7 +77,7 @@ one shared, empty, read-only object (issue 10, memory per idle connection).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from quic.congestion import CongestionController
 from quic.errors import QuicProtocolError, TransportErrorCode
@@ -95,6 +95,7 @@ from quic.recovery_state import (
     PacketSpaceRecovery,
     ProbeRequest,
     SentPacket,
+    fire_acked,
 )
 from quic.rtt import RttEstimator
 
@@ -142,6 +143,7 @@ class LossRecovery:
         "_pto_anchor",
         "amplification_limited",
         "congestion",
+        "fire_acked",
         "handshake_confirmed",
         "has_handshake_keys",
         "is_client",
@@ -184,6 +186,9 @@ class LossRecovery:
         self.max_probes = max_probes  # RFC 9002 §6.2.4: one or two probe datagrams
         self.spaces = (PacketSpaceRecovery(), PacketSpaceRecovery(), PacketSpaceRecovery())
         self.pto_count = 0
+        #: Tells the acknowledged packets' handlers, in order (:func:`fire_acked`; the
+        #: connection's streams put one here that merges contiguous STREAM frames).
+        self.fire_acked: Callable[[list[SentPacket]], None] = fire_acked
         self.handshake_confirmed = False
         self.has_handshake_keys = False
         self.amplification_limited = False
@@ -426,9 +431,7 @@ class LossRecovery:
         if not self.is_client or self._handshake_acked or self.handshake_confirmed:
             self.pto_count = 0  # RFC 9002 §6.2.1
         self._pto_anchor = now
-        for packet in acked:
-            for handler, args in packet.handlers:
-                handler(True, *args)
+        self.fire_acked(acked)
         return AckResult(acked, [], sample)
 
     def _on_ack_ranges(
@@ -493,9 +496,7 @@ class LossRecovery:
             self.pto_count = 0  # peer_completed_address_validation, inline (per ACK)
         self._pto_anchor = now
 
-        for packet in acked:
-            for handler, args in packet.handlers:
-                handler(True, *args)
+        self.fire_acked(acked)
         for packet in lost:
             for handler, args in packet.handlers:
                 handler(False, *args)

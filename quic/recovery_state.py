@@ -36,9 +36,19 @@ __all__ = [
     "PacketSpaceRecovery",
     "ProbeRequest",
     "SentPacket",
+    "fire_acked",
 ]
 
 FrameHandler = tuple[Callable[..., None], tuple[Any, ...]]
+
+
+def fire_acked(packets: list[SentPacket]) -> None:
+    """Call ``handler(True, *args)`` for every handler of ``packets``, in order: what
+    :class:`~quic.recovery.LossRecovery` does with the packets an ACK frame
+    acknowledged, unless its ``fire_acked`` was replaced."""
+    for packet in packets:
+        for handler, args in packet.handlers:
+            handler(True, *args)
 
 
 class PacketSpace(IntEnum):

@@ -335,3 +335,25 @@ def test_a_stateless_reset_in_a_batch_ends_the_connection() -> None:
     terminated = [e for e in events if isinstance(e, ConnectionTerminated)]
     assert terminated and terminated[0].reason_phrase == "stateless reset"
     assert tracker.received.total() - before == 1  # only the datagram before the reset
+
+
+def test_a_key_update_inside_a_batch_opens_every_packet() -> None:
+    """The batch's header-protection masks come from one call before its first packet
+    (PacketReader.short_masks): a Key Phase change in the middle (RFC 9001 §6) keeps the
+    header protection key, so the packets after it open as well."""
+    pair = _connected()
+    warm = pair.client.create_stream()
+    pair.client.send_stream_data(warm, b"w", True)
+    pair.run(lambda: pair.stream_done(warm) and not pair.client.recovery.spaces[2].sent)
+    sid, first = _client_burst(pair, b"a" * 5000)
+    pair.client.request_key_update()  # RFC 9001 §6.1: the packets after it, phase 1
+    second_sid, second = _client_burst(pair, b"b" * 5000, True)
+    assert pair.client.keys.spaces[2].write.key_phase == 1  # type: ignore[union-attr]
+    assert first and second
+    pair.server_endpoint.receive_datagrams(first + second, CLIENT_ADDR, pair.net.now)
+    data: dict[int, bytes] = {}
+    for event in _drain(pair.server_endpoint):
+        if isinstance(event, StreamDataReceived):
+            data[event.stream_id] = data.get(event.stream_id, b"") + event.data
+    assert data == {sid: b"a" * 5000, second_sid: b"b" * 5000}
+    assert pair.server.keys.spaces[2].read.current.key_phase == 1  # type: ignore[union-attr]
