@@ -52,20 +52,20 @@ Bulk transfers: a read wake-up may feed ~1,400 datagrams of one connection
 and the sender, its send buffer full of unacknowledged data, would wait that long. So
 every ``ACK_WITHIN_BATCH`` GRO datagrams of a wake-up, the connections fed long runs
 (:meth:`QuicEndpoint.take_busy`: their ACKs are due) are served before it reads on —
-only those, unless the wake-up is ``LATE_ACKS`` old: a peer's shared socket glued
-requests of 1,000 connections, fed for 40-130 ms, whose ACKs (due 25 ms after the
-wake-up's "now") left at its end, after the peers' PTOs. On the sending side, a
-transmit whose build stopped at its datagram cap
-(:attr:`QuicEndpoint.has_pending_output`) schedules another flush, so
-the rest leaves after the socket was read again rather than when the next ACK or write
-arrives. Measured on loopback (raw QUIC, 200 MB, alternating, quiet machine): 101-140
-MB/s without either, 118-186 with both.
+only those, unless the wake-up is ``LATE_ACKS`` old: then all fed so far (a peer's
+shared socket glued 1,000 connections' requests, fed for 40-130 ms; their ACKs, due
+25 ms after the wake-up's "now", left at its end, after the peers' PTOs). On the sending
+side, a transmit whose build stopped at its datagram cap
+(:attr:`QuicEndpoint.has_pending_output`) schedules another flush, so the rest leaves
+after the socket was read again rather than when the next ACK or write arrives.
+Measured on loopback (raw QUIC, 200 MB, alternating, quiet machine): 101-140 MB/s
+without either, 118-186 with both.
 
 One loop timer serves the endpoint's earliest deadline. It is re-created only when
 that deadline moves earlier: a later deadline (the loss-detection timer moves on with
 every packet sent) keeps the armed timer, which fires early, finds nothing due and
 re-arms — one timer per deadline passed instead of a cancel and a new timer per
-transmit. A timer wake-up first reads a batch if a datagram waits (``FIONREAD``).
+transmit.
 
 The clock (:attr:`QuicEndpointProtocol.clock`): every ``now`` handed to the endpoint
 comes from it. On asyncio's own loops it is ``loop.time()`` (``time.monotonic``). Any
@@ -154,7 +154,6 @@ from quic.aio.udp import (
     RECEIVE_BATCH,
     PathOptions,
     configure_path_options,
-    datagram_waiting,
     ecn_messages,
     enable_error_queue,
     enlarge_buffers,
@@ -237,9 +236,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._timer_at: float | None = None  # when it fires (at or before the deadline)
         self._glued = 0  # GRO datagrams fed since the wake-up or its last busy turn
         self.busy_turns = 0  # busy connections served mid-feed (see "Bulk transfers")
+        self.late_ack_turns = 0  # ... every connection fed, the wake-up LATE_ACKS old
         self.timer_rearms = 0  # loop timers created (see _arm_timer)
-        self.late_ack_turns = 0  # ACK_WITHIN_BATCH marks that served every connection
-        self.reads_before_timer = 0  # timer wake-ups that read the socket first
         self.timer_fires = 0  # ... and fired
         self._tasks: set[asyncio.Task[Any]] = set()
         #: the tasks of sessions a read batch accepted, started after its transmit
@@ -722,10 +720,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.timer_fires += 1
         self._timer = None
         self._timer_at = None
-        raw = self._raw  # read what waits first: a PTO due is moot if its ACK is here
-        if self.batched_reading and raw is not None and datagram_waiting(raw):
-            self.reads_before_timer += 1
-            self._read_ready(raw)
         self.endpoint.handle_timer(self.clock())  # never raises
         self._transmit()
 

@@ -72,7 +72,6 @@ __all__ = [
     "RECEIVE_BATCH",
     "PathOptions",
     "configure_path_options",
-    "datagram_waiting",
     "ecn_messages",
     "enable_error_queue",
     "enlarge_buffers",
@@ -142,12 +141,6 @@ def _drained(fd: int, room: bytearray) -> bool:
     except OSError:
         return False
     return room == _NOTHING
-
-
-def datagram_waiting(sock: socket.socket) -> bool:
-    """True if a datagram (or an error, or a probe that failed) may wait on ``sock``:
-    :func:`_drained` as a question a caller can ask before its timers run."""
-    return _ioctl is None or not _drained(sock.fileno(), bytearray(4))
 
 
 @dataclass(frozen=True, slots=True)
