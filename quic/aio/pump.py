@@ -68,17 +68,14 @@ re-arms — one timer per deadline passed instead of a cancel and a new timer pe
 transmit.
 
 The clock (:attr:`QuicEndpointProtocol.clock`): every ``now`` handed to the endpoint
-comes from it. On asyncio's own loops it is ``loop.time()`` (``time.monotonic``). Any
-other loop gets ``time.monotonic`` itself: uvloop's ``loop.time()`` is libuv's cached
-millisecond clock, which made every RTT sample on loopback 0 or 1 ms and let the pacer
-earn credit only once per millisecond tick, and uvloop runs a timer due in under half
-a millisecond at once: a pacing deadline fired early, found nothing due and re-armed
-until the tick (measured: 100 to 1,400 timer wake-ups per 200 MB download of the
-server, 70 on asyncio). There a timer due within :data:`COARSE_TIMER` (the loop's
-resolution) is armed that far ahead: it fires near its deadline, up to a millisecond
-late, which the pacer's burst allowance absorbs (:mod:`quic.pacing`), instead of
-spinning; one already due runs at once. Timers go through ``call_later`` with the
-delay from this clock, whatever the loop's clock is.
+comes from it: ``loop.time()`` on asyncio's own loops, ``time.monotonic`` on any other.
+uvloop's ``loop.time()`` is libuv's cached millisecond clock (loopback RTT samples of 0
+or 1 ms, pacer credit once per tick), and uvloop runs a timer due in under half a
+millisecond at once: a pacing deadline fired early, found nothing due and re-armed until
+the tick (100 to 1,400 timer wake-ups per 200 MB download of the server, 70 on
+asyncio). There a timer due within :data:`COARSE_TIMER` is armed that far ahead, up to
+a millisecond late, which the pacer's burst allowance absorbs (:mod:`quic.pacing`); one
+already due runs at once. Timers go through ``call_later`` with this clock's delay.
 
 Counters: :attr:`QuicEndpointProtocol.read_wakeups`, ``datagrams_read``,
 ``events_coalesced``, ``events_dispatched``, ``transmits``, ``datagrams_sent``,
