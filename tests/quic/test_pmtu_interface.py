@@ -186,3 +186,17 @@ def test_the_interface_limit_is_opt_in() -> None:
     assert QuicConfiguration().pmtud_interface_mtu is False
     pmtu, _ = _pmtu(interface=False)
     assert not pmtu.wants_local_limit
+
+
+@pytest.mark.skipif(not LINUX, reason="IP_MTU is Linux's")
+def test_the_host_table_stays_bounded_for_n_and_4n_hosts() -> None:
+    """N and 4N made-up peer hosts: the table holds at most CACHE_SIZE either way, and
+    the kernel is asked once per new host (work linear in the hosts, nothing kept)."""
+    sizes = []
+    for n in (CACHE_SIZE, 4 * CACHE_SIZE):
+        table = InterfaceMtu(socket.AF_INET)
+        for i in range(n):
+            table.limit((f"127.{1 + i // 62500}.{1 + i // 250 % 250}.{1 + i % 250}", 443))
+        assert table.lookups == n
+        sizes.append(len(table))
+    assert max(sizes) <= CACHE_SIZE
