@@ -35,7 +35,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from quic.aio.streams import QuicStreamReader, QuicStreamWriter
 from quic.connection import QuicConnection
@@ -107,6 +107,22 @@ class _SeenStreams:
             return False
         above.add(index)
         return True
+
+
+_T = TypeVar("_T")
+
+
+def _with_waiter(
+    waiters: list[asyncio.Future[_T]] | None, waiter: asyncio.Future[_T]
+) -> list[asyncio.Future[_T]]:
+    """``waiters`` (made when None) with ``waiter`` added and the cancelled ones gone: a
+    future per waiter, resolved directly (a shielded shared one costs its waiter loop
+    iterations), and a loop of timed or cancelled waits keeps the list short."""
+    if waiters is None:
+        return [waiter]
+    waiters[:] = [other for other in waiters if not other.done()]
+    waiters.append(waiter)
+    return waiters
 
 
 class QuicSession:
@@ -185,12 +201,7 @@ class QuicSession:
             return
         self.check_open()
         waiter: asyncio.Future[None] = self._protocol.loop.create_future()
-        waiters = self._connected
-        if waiters is None:
-            self._connected = [waiter]
-        else:  # cancelled waiters leave (a loop of timed waits keeps the list short)
-            waiters[:] = [other for other in waiters if not other.done()]
-            waiters.append(waiter)
+        self._connected = _with_waiter(self._connected, waiter)
         await waiter  # cancelling it cancels this waiter only
 
     async def wait_closed(self) -> ConnectionTerminated:
@@ -198,12 +209,7 @@ class QuicSession:
         if self._close_settled and self.termination is not None:
             return self.termination
         waiter: asyncio.Future[ConnectionTerminated] = self._protocol.loop.create_future()
-        waiters = self._closed
-        if waiters is None:
-            self._closed = [waiter]
-        else:  # cancelled waiters leave (accept_stream() cancels one per stream)
-            waiters[:] = [other for other in waiters if not other.done()]
-            waiters.append(waiter)
+        self._closed = _with_waiter(self._closed, waiter)  # accept_stream() cancels many
         return await waiter  # cancelling it cancels this waiter only
 
     def _settle_closed(self) -> None:
