@@ -33,7 +33,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from h3.datagrams import decode_h3_datagram, encode_h3_datagram, max_h3_datagram_payload
+from h3.datagrams import (
+    QUARTER_PREFIX,
+    decode_h3_datagram,
+    encode_h3_datagram,
+    max_h3_datagram_payload,
+)
 from h3.errors import H3ConnectionError, H3ErrorCode
 from h3.events import DatagramReceived, H3Event
 from h3.qlog import H3Logger
@@ -99,7 +104,10 @@ class H3Datagrams:
             peer = control.memory.remembered
         if not (peer and peer.get(_H3_DATAGRAM)):
             raise ValueError("the peer did not enable HTTP datagrams")
-        self._quic.send_datagram(encode_h3_datagram(stream_id, data))
+        if 0 <= stream_id < 0x100 and not stream_id & 3:  # encode_h3_datagram, inline
+            self._quic.send_datagram(QUARTER_PREFIX[stream_id >> 2] + data)  # bytes
+        else:
+            self._quic.send_datagram(encode_h3_datagram(stream_id, data))
         if self._qlog is not None:
             self._qlog.datagram(True, stream_id, len(data))
 
@@ -109,10 +117,14 @@ class H3Datagrams:
         owner asks only when it is open and has nothing queued."""
         if self._qlog is not None or not self._early.passes_through:
             return None
-        try:
-            sid, payload = decode_h3_datagram(data)
-        except H3ConnectionError:
-            return None
+        if data and data[0] < 0x40:  # decode_h3_datagram's one-byte case, inline
+            sid = data[0] << 2
+            payload = data[1:] if type(data) is bytes else bytes(data[1:])
+        else:
+            try:
+                sid, payload = decode_h3_datagram(data)
+            except H3ConnectionError:
+                return None
         ok = self._config.enable_datagrams and not self._streams.is_closed(sid)
         return (sid, payload) if ok else None
 

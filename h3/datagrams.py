@@ -26,6 +26,7 @@ from quic.errors import BufferReadError
 
 __all__ = [
     "MAX_QUARTER_STREAM_ID",
+    "QUARTER_PREFIX",
     "decode_h3_datagram",
     "encode_h3_datagram",
     "encode_h3_datagram_header",
@@ -33,7 +34,10 @@ __all__ = [
 ]
 
 MAX_QUARTER_STREAM_ID = (1 << 60) - 1  # RFC 9297 §2.1
-_QUARTER = [bytes((quarter,)) for quarter in range(0x40)]  # one-byte varints (RFC 9000 §16)
+#: The one-byte Quarter Stream ID prefixes (varints, RFC 9000 §16), by quarter stream
+#: ID: that of stream ``sid`` (``sid < 0x100``, ``sid & 3 == 0``) is ``[sid >> 2]``.
+QUARTER_PREFIX = tuple(bytes((quarter,)) for quarter in range(0x40))
+_QUARTER = QUARTER_PREFIX
 
 
 def encode_h3_datagram_header(stream_id: int) -> bytes:

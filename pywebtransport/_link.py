@@ -559,6 +559,11 @@ class WtLink:
         self.flush()
 
     def send_datagram(self, session_id: int, data: bytes | bytearray | memoryview) -> None:
+        """ConnectionFailed once the connection is closed (:meth:`check_open`, inline:
+        per datagram), else the layers' errors (ValueError: too large)."""
+        term = self.termination or self.quic_session.termination
+        if term is not None:
+            raise connection_error(term.error_code, term.reason_phrase, term.by_peer)
         self.wt.send_datagram(session_id, data)
         self.quic_session.schedule_flush()  # flush(), without its own call: per datagram
 

@@ -376,11 +376,10 @@ class WebTransportSession:
         """Send an unreliable datagram; DatagramTooLarge if it cannot fit a packet."""
         if self.close_info is not None or self._closing:  # check_usable(), inline
             self.check_usable()  # raises
-        link = self._link
-        link.check_open()
         try:
-            # the layers below check the size (QUIC: it must fit one packet, ValueError)
-            link.send_datagram(self.session_id, data)
+            # the link checks that the connection is open (ConnectionFailed), the layers
+            # below the size (QUIC: it must fit one packet, ValueError)
+            self._link.send_datagram(self.session_id, data)
         except ValueError as exc:
             raise DatagramTooLarge(len(data), self.max_datagram_size) from exc
         except ProtocolApiError as exc:

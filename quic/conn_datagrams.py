@@ -41,7 +41,12 @@ from collections import deque
 
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import DatagramReceived, QuicEvent
-from quic.frames import FrameType, datagram_frame_header_size, encode_datagram_frame_header
+from quic.frames import (
+    FrameType,
+    datagram_frame_header_size,
+    decode_datagram_frame,
+    encode_datagram_frame_header,
+)
 from quic.packet_builder import PacketAssembler
 
 __all__ = ["DatagramChannel"]
@@ -121,6 +126,31 @@ class DatagramChannel:
             )
         self._events.append(DatagramReceived(data))
 
+    def on_frame_at(self, payload: bytes, pos: int) -> int:
+        """:func:`~quic.frames.decode_datagram_frame` then :meth:`on_frame` for the
+        DATAGRAM frame with a Length field (0x31) at ``pos`` of ``payload``, in one call
+        (the datagram receive path, issue 10); returns the position after it. One- and
+        two-byte Lengths are read here, longer ones and truncated frames by the decoder
+        (its errors)."""
+        size = len(payload)
+        if pos + 2 < size:
+            b = payload[pos + 1]
+            if b < 0x40:
+                start = pos + 2
+                end = start + b
+            elif b < 0x80:
+                start = pos + 3
+                end = start + ((b & 0x3F) << 8 | payload[pos + 2])
+            else:
+                start = end = size + 1  # a longer Length: the decoder below
+            limit = self._local_max
+            if end <= size and limit and end - start < limit:  # 1 + length <= limit
+                self._events.append(DatagramReceived(payload[start:end]))
+                return end
+        data, end = decode_datagram_frame(payload, pos)  # raises if truncated
+        self.on_frame(data)  # raises if not negotiated or too large
+        return end
+
     # -- sending ----------------------------------------------------------------------
 
     def send(self, data: bytes | bytearray | memoryview, dcid_length: int, mtu: int) -> None:
@@ -128,7 +158,13 @@ class DatagramChannel:
         if not self.peer_max_frame_size:
             raise ValueError("the peer does not accept DATAGRAM frames")
         n = len(data)
-        if n > self.max_payload(dcid_length, mtu):
+        # fits when its frame (type, a 2-byte Length, the data) fits the packet's room
+        # and the peer's limit, below 16,384 bytes: max_payload() is at least n then
+        if not (
+            n < 0x4000
+            and n + 3 + _SHORT_HEADER_FIXED + dcid_length <= mtu
+            and n + 3 <= self.peer_max_frame_size
+        ) and n > self.max_payload(dcid_length, mtu):
             raise ValueError(f"datagram of {n} bytes does not fit in one packet")
         queue = self._queue
         if queue is None:

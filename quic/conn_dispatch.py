@@ -38,8 +38,8 @@ the connection turns into CONNECTION_CLOSE. A payload without frames is a
 PROTOCOL_VIOLATION (§12.4); frames after a CONNECTION_CLOSE are not processed.
 
 The frames of the common packets skip the frame objects and the table: STREAM
-(:func:`~quic.frames.decode_stream_frame`), DATAGRAM with Length
-(:func:`~quic.frames.decode_datagram_frame`) and, in 1-RTT packets, ACK / ACK_ECN
+(:func:`~quic.frames.decode_stream_frame`), DATAGRAM with Length (decoded by its owner,
+``DatagramChannel.on_frame_at``) and, in 1-RTT packets, ACK / ACK_ECN
 (:func:`~quic.frames.decode_ack_fields`, handled by ``_on_ack_fields``) are decoded
 in one call each and handed to their owner directly, with the same errors.
 """
@@ -81,7 +81,6 @@ from quic.frames import (
     StreamsBlockedFrame,
     check_frame_allowed,
     decode_ack_fields,
-    decode_datagram_frame,
     decode_frame,
     decode_stream_fields,
     unpack_bulk_stream_fields,
@@ -236,9 +235,8 @@ class FrameDispatcher:
             if ftype == 0x31 and index == APPLICATION:
                 # DATAGRAM with Length (RFC 9221 §4), allowed in 0-RTT and 1-RTT,
                 # ack-eliciting and not probing: the datagram case, no frame object
-                data, pos = decode_datagram_frame(payload, pos)
+                pos = self._datagrams.on_frame_at(payload, pos)  # decoded there
                 ack_eliciting = non_probing = True
-                self._datagrams.on_frame(data)
                 continue
             if ftype <= 0x03 and ftype >= 0x02 and not check:
                 # ACK / ACK_ECN (RFC 9000 §19.3) in a 1-RTT packet: not ack-eliciting,
@@ -300,7 +298,9 @@ class FrameDispatcher:
             # RFC 9002 §7.1, B.7: a validated rise of the CE count is a congestion event
             recovery.congestion.on_ecn_ce(result.acked[-1].time_sent, now)
         if index == APPLICATION:
-            self._pmtu.on_ack(result.acked, result.lost, now)  # black holes (RFC 8899 §4.3)
+            pmtu = self._pmtu
+            if result.lost or pmtu.suspicious:  # else on_ack changes nothing
+                pmtu.on_ack(result.acked, result.lost, now)  # black holes (RFC 8899 §4.3)
         handshake = self._handshake
         if (
             result.acked

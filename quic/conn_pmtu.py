@@ -145,9 +145,9 @@ class PmtuDiscovery:
         "_search_at",
         "_seq",
         "_start",
-        "_suspicious",
         "black_holes",
         "plpmtu",
+        "suspicious",
         "probes_lost",
         "probes_sent",
         "state",
@@ -189,7 +189,10 @@ class PmtuDiscovery:
         self._probe_sent_at = 0.0
         self._raise_at: float | None = None
         self._search_at: float | None = None  # BASE: when the search begins (start())
-        self._suspicious = 0
+        #: Suspicious events (PTOs, losses of large packets) since large packets last
+        #: got through (RFC 8899 §4.3); while 0, :meth:`on_ack` without lost packets
+        #: changes nothing (its callers skip it then: per ACK frame).
+        self.suspicious = 0
 
     # -- life -------------------------------------------------------------------------
 
@@ -311,7 +314,7 @@ class PmtuDiscovery:
         if acked:
             if self.plpmtu < size <= self._limit:
                 self._set(size)  # even a late acknowledgment proves the size
-                self._suspicious = 0
+                self.suspicious = 0
             if current:
                 self._outstanding = 0
                 self._probe_deadline = None
@@ -394,7 +397,7 @@ class PmtuDiscovery:
             return  # nothing to fall back from
         for packet in reversed(acked):
             if packet.size > BASE_PLPMTU:
-                self._suspicious = 0  # large packets get through
+                self.suspicious = 0  # large packets get through
                 return
         if lost:
             self.on_lost(lost, now)
@@ -422,13 +425,13 @@ class PmtuDiscovery:
             self._suspect(now)
 
     def _suspect(self, now: float) -> None:
-        self._suspicious += 1
-        if self._suspicious < MAX_PROBES:
+        self.suspicious += 1
+        if self.suspicious < MAX_PROBES:
             return
         failed = self.plpmtu
         self.black_holes += 1
         self._set(BASE_PLPMTU)
-        self._suspicious = 0
+        self.suspicious = 0
         self._outstanding = 0
         self._probe_deadline = None
         self._low = BASE_PLPMTU

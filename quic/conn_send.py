@@ -303,7 +303,7 @@ class SendScheduler:
         spaces = self._keys.spaces
         qlog = self._qlog
         mtu = paths.max_datagram_size
-        if self._owes_nothing(now):
+        if not self._datagrams.pending and self._owes_nothing(now):  # it says no then
             # what the rest would do for a build that writes nothing (see _owes_nothing)
             self._update_pacer(now, mtu)
             self._pacing_held = False

@@ -50,6 +50,7 @@ from pywebtransport.protocol.errors import (
 )
 from pywebtransport.protocol.ids import ClaimedIds
 from pywebtransport.protocol.session import (
+    USABLE_STATES,
     Session,
     SessionState,
     WebTransportConfiguration,
@@ -566,5 +567,7 @@ class StreamsMixin:
 
     def send_datagram(self, session_id: int, data: bytes | bytearray | memoryview) -> None:
         """Send a datagram; raises ValueError when it cannot fit a QUIC packet."""
-        self._usable(session_id)
+        session = self._sessions.get(session_id)  # _usable(), inline: per datagram
+        if session is None or session.state not in USABLE_STATES:
+            raise WebTransportError(f"session {session_id} is not open")
         self.h3.datagrams.send(session_id, data)  # H3Connection.send_datagram, one call less
