@@ -37,6 +37,7 @@ arrives is bounded only by our ``max_datagram_frame_size``.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 
 from quic.errors import QuicProtocolError, TransportErrorCode
@@ -50,6 +51,10 @@ from quic.frames import (
 from quic.packet_builder import PacketAssembler
 
 __all__ = ["DatagramChannel"]
+
+#: DATAGRAM frame headers (type 0x31) with a one-byte Length, by Length; a two-byte one
+_ONE_BYTE_LENGTH = tuple(bytes((0x31, n)) for n in range(0x40))
+_pack_type_length = struct.Struct("!BH").pack
 
 # 1-RTT packet overhead around a DATAGRAM frame: first byte, packet number (up to 4),
 # AEAD tag (16); the frame's type and Length (3, or 5 above 16,383 bytes) come on top.
@@ -199,7 +204,8 @@ class DatagramChannel:
         if not queue:
             return 0
         n = len(queue[0])
-        need = datagram_frame_header_size(n) + n
+        # datagram_frame_header_size(), inline for one- and two-byte Lengths
+        need = (n + 2 if n < 0x40 else n + 3) if n < 0x4000 else datagram_frame_header_size(n) + n
         return need if need <= room else 0
 
     def write(self, asm: PacketAssembler) -> None:
@@ -211,7 +217,13 @@ class DatagramChannel:
         while queue:
             data = queue[0]
             n = len(data)
-            header = encode_datagram_frame_header(n)
+            # encode_datagram_frame_header(), inline for one- and two-byte Lengths
+            if n < 0x40:
+                header = _ONE_BYTE_LENGTH[n]
+            elif n < 0x4000:
+                header = _pack_type_length(0x31, n | 0x4000)
+            else:
+                header = encode_datagram_frame_header(n)
             if len(header) + n > asm.room:
                 if asm.payload_size <= 1 + 3:
                     queue.popleft()  # cannot fit even an empty packet: drop (RFC 9221 §5)

@@ -68,7 +68,7 @@ re-arms — one timer per deadline passed instead of a cancel and a new timer pe
 transmit.
 
 The clock (:attr:`QuicEndpointProtocol.clock`): every ``now`` handed to the endpoint
-comes from it: ``loop.time()`` on asyncio's own loops, ``time.monotonic`` on any other.
+comes from it: ``time.monotonic``, or an asyncio loop's ``time()`` where it is not asyncio's.
 uvloop's ``loop.time()`` is libuv's cached millisecond clock (loopback RTT samples of 0
 or 1 ms, pacer credit once per tick), and uvloop runs a timer due in under half a
 millisecond at once: a pacing deadline fired early, found nothing due and re-armed until
@@ -193,6 +193,7 @@ _FULL_DATAGRAM = 1200
 ACK_WITHIN_BATCH = 256
 #: A wake-up this old serves every connection fed at the next mark ("Bulk transfers").
 LATE_ACKS = 0.02
+_BASE_TIME = asyncio.BaseEventLoop.time  # time.monotonic(), read without this call
 #: Shortest timer delay on a loop other than asyncio's own (see "The clock"): uvloop
 #: rounds delays to whole milliseconds and runs those under half of one at once.
 COARSE_TIMER = 0.001
@@ -210,10 +211,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         icmp_hints: bool = False,
     ) -> None:
         self.endpoint = endpoint
-        self.loop = asyncio.get_running_loop()
-        #: where every ``now`` comes from (see "The clock" in the module docstring)
-        own = isinstance(self.loop, asyncio.BaseEventLoop)
-        self.clock: Callable[[], float] = self.loop.time if own else time.monotonic
+        loop = self.loop = asyncio.get_running_loop()
+        own = isinstance(loop, asyncio.BaseEventLoop)  # "The clock" (module docstring):
+        mono = not own or (type(loop).time is _BASE_TIME and "time" not in vars(loop))
+        self.clock: Callable[[], float] = time.monotonic if mono else self.loop.time
         self._shortest_timer = 0.0 if own else COARSE_TIMER
         self.transport: asyncio.DatagramTransport | None = None
         self.sessions: dict[QuicConnection, QuicSession] = {}

@@ -51,7 +51,7 @@ def _delays(protocol: QuicEndpointProtocol, ahead: tuple[float, ...]) -> list[fl
 def test_asyncio_keeps_its_loop_clock_and_exact_timers() -> None:
     async def run() -> tuple[bool, list[float]]:
         protocol = QuicEndpointProtocol(_Endpoint())  # type: ignore[arg-type]
-        same = protocol.clock == asyncio.get_running_loop().time
+        same = protocol.clock is time.monotonic  # what asyncio's loop.time() returns
         return same, _delays(protocol, (0.0002, 0.01, -0.001))
 
     same, delays = asyncio.run(run())
@@ -59,6 +59,25 @@ def test_asyncio_keeps_its_loop_clock_and_exact_timers() -> None:
     assert delays[0] < COARSE_TIMER / 2  # not rounded up
     assert 0.009 < delays[1] <= 0.01
     assert delays[2] <= 0  # already due: at once
+
+
+def test_an_asyncio_loop_with_a_clock_of_its_own_keeps_it() -> None:
+    class Stepped(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return 42.0
+
+    async def run() -> tuple[float, float]:
+        protocol = QuicEndpointProtocol(_Endpoint())  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        loop.time = lambda: 7.0  # type: ignore[method-assign]  # an instance's own
+        other = QuicEndpointProtocol(_Endpoint())  # type: ignore[arg-type]
+        return protocol.clock(), other.clock()
+
+    loop = Stepped()
+    try:
+        assert loop.run_until_complete(run()) == (42.0, 7.0)
+    finally:
+        loop.close()
 
 
 def test_other_loops_get_a_fine_clock_and_no_timer_under_their_resolution() -> None:
