@@ -147,10 +147,10 @@ class PmtuDiscovery:
         "_start",
         "black_holes",
         "plpmtu",
-        "suspicious",
         "probes_lost",
         "probes_sent",
         "state",
+        "suspicious",
     )
 
     def __init__(

@@ -348,6 +348,7 @@ class LossRecovery:
             raise ValueError(f"packet number {packet_number} not above {st.largest_sent}")
         st.largest_sent = packet_number
         st.skipped.add(packet_number)
+        st.has_skipped = True
         if not st.sent:
             st.lowest_unacked = packet_number + 1
 
@@ -377,7 +378,7 @@ class LossRecovery:
             and len(ranges) == 1
             and st.sent
             and ranges[0][0] <= st.lowest_unacked
-            and not st.skipped
+            and not st.has_skipped
             and not st.lost
         ):
             return self._on_ack_all(st, space, ack_delay, now, ecn_ce_count)
@@ -448,7 +449,7 @@ class LossRecovery:
         if not ranges:
             return result
         largest_acked = ranges[0][1]
-        if len(ranges) != 1 or largest_acked > st.largest_sent or st.skipped:
+        if len(ranges) != 1 or largest_acked > st.largest_sent or st.has_skipped:
             self._validate_ranges(st, ranges)  # it has nothing to check otherwise
         if largest_acked > st.largest_acked:
             st.largest_acked = largest_acked

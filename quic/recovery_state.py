@@ -124,6 +124,7 @@ class PacketSpaceRecovery:
         "ack_eliciting_in_flight",
         "ack_only",
         "ecn_ce_count",
+        "has_skipped",
         "largest_acked",
         "largest_sent",
         "loss_time",
@@ -144,6 +145,7 @@ class PacketSpaceRecovery:
         self.ack_eliciting_in_flight = 0
         self.ecn_ce_count = 0
         self.skipped = RangeSet()
+        self.has_skipped = False  # bool(skipped) without RangeSet.__bool__'s call (per ACK)
         # packet numbers of non-ack-eliciting packets sent, oldest first (some may have
         # left ``sent`` already: acknowledged or lost)
         # (a deque from the first one, None again when ``sent`` empties, every entry
