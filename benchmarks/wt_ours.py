@@ -124,15 +124,13 @@ class _Stream:
 class _Session:
     def __init__(self, session: WebTransportSession) -> None:
         self.session = session
+        # the session's own methods, no coroutine of ours around each (wt-dgram: two per
+        # round trip); send_datagram's result is awaitable (DatagramSent)
+        self.send_datagram: Any = session.send_datagram
+        self.receive_datagram: Any = session.receive_datagram
 
     async def open_stream(self) -> _Stream:
         return _Stream(await self.session.create_bidirectional_stream())
-
-    async def send_datagram(self, data: bytes) -> None:
-        self.session.send_datagram(data)
-
-    async def receive_datagram(self) -> bytes:
-        return await self.session.receive_datagram()
 
     async def close(self) -> None:
         with contextlib.suppress(WebTransportError):
