@@ -232,5 +232,9 @@ class AckState:
         largest = ranges[0][1]
         # RFC 9000 §13.2.4: once an ACK of ours is acknowledged, stop repeating it
         asm.packet.handlers.append((tracker.on_ack_fate, (largest,)))
-        tracker.on_ack_sent(largest)
+        tracker.ack_eliciting_since_ack = 0  # tracker.on_ack_sent(largest), inline
+        tracker.deadline = None
+        tracker.fresh = False
+        if largest > tracker.largest_acked_sent:
+            tracker.largest_acked_sent = largest
         return True

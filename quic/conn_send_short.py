@@ -48,7 +48,8 @@ def write_reply(
     if recovery.congestion.available() < mtu or pacer.next_send_time(now, mtu) > now:
         return None  # RFC 9002 §7, §7.7: the general path knows what may go
     acks = sched._acks
-    deadline = acks.trackers[APPLICATION].deadline  # acks.due(): wants_ack(), inline
+    tracker = acks.trackers[APPLICATION]
+    deadline = tracker.deadline  # acks.due(): wants_ack(), inline
     ack_due = deadline is not None and deadline <= now
     datagrams = sched._datagrams
     waiting = datagrams.pending > 0
@@ -70,7 +71,8 @@ def write_reply(
         return None
     space.next_pn += 1
     packet = asm.packet
-    if acks.should_include(APPLICATION, ack_due, eliciting):
+    # acks.should_include(), inline (eliciting here unless ack_due: returned above)
+    if tracker.largest >= 0 and (ack_due or deadline is not None or tracker.fresh):
         reserve = 0 if ack_due else datagrams.room_needed(asm.room)
         acks.write(asm, APPLICATION, now, reserve, sched._ecn.counts(APPLICATION))
     if streamed:

@@ -14,11 +14,14 @@ import pytest
 
 from quic.buffer import encode_varint
 from quic.conn_ackfreq import AckFrequencySender
+from quic.conn_acks import AckState
 from quic.conn_datagrams import DatagramChannel
+from quic.conn_keys import APPLICATION
 from quic.conn_pmtu import BASE_PLPMTU, PmtuDiscovery
 from quic.errors import QuicProtocolError
 from quic.events import DatagramReceived, QuicEvent
 from quic.frames import decode_datagram_frame
+from quic.packet_builder import PacketAssembler
 from quic.recovery import SentPacket
 
 
@@ -154,3 +157,28 @@ def _slots(obj: object) -> list[str]:
     for cls in type(obj).__mro__:
         names.extend(getattr(cls, "__slots__", ()))
     return [name for name in names if hasattr(obj, name)]
+
+
+class _Protector:
+    key_phase = 0
+
+
+def test_ack_written_leaves_the_tracker_as_on_ack_sent_does() -> None:
+    """AckState.write sets what AckTracker.on_ack_sent sets, inline."""
+    rng = random.Random(9)
+    for _ in range(200):
+        written, twin = AckState(0.025, 3), AckState(0.025, 3)
+        pns = sorted(rng.sample(range(40), rng.randint(1, 12)))
+        previous = rng.choice((-1, 5, 50))
+        for acks in (written, twin):
+            tracker = acks.trackers[APPLICATION]
+            tracker.largest_acked_sent = previous
+            for pn in pns:
+                tracker.on_packet(pn, rng.random() < 0.9, 1.0)
+        asm = PacketAssembler(1200)
+        assert asm.begin_short_datagram(1200, b"\x01" * 8, _Protector(), APPLICATION, 0, None, 0)  # type: ignore[arg-type]
+        assert written.write(asm, APPLICATION, 1.001)
+        twin.trackers[APPLICATION].on_ack_sent(pns[-1])
+        names = ("ack_eliciting_since_ack", "deadline", "fresh", "largest_acked_sent")
+        got = [getattr(written.trackers[APPLICATION], name) for name in names]
+        assert got == [getattr(twin.trackers[APPLICATION], name) for name in names]
