@@ -455,7 +455,10 @@ class PacketProtector(_PacketKeys):
         if len(payload) + pn_length < SAMPLE_OFFSET:
             raise ValueError("payload too short for the header protection sample")
         first = 0x40 | (pn_length - 1) | (0x04 if key_phase else 0)
-        pn_bytes = truncated_pn.to_bytes(pn_length, "big")
+        # a one-byte packet number (a ping-pong's) from the table, without to_bytes()
+        pn_bytes = (
+            _BYTE[truncated_pn] if pn_length == 1 else truncated_pn.to_bytes(pn_length, "big")
+        )
         # RFC 9001 §5.3: nonce = iv XOR packet number; AAD = unprotected header.
         nonce = (self._iv ^ packet_number).to_bytes(IV_LENGTH, "big")
         aead = self._aead or self._wake_aead()
@@ -465,15 +468,12 @@ class PacketProtector(_PacketKeys):
         sample_start = SAMPLE_OFFSET - pn_length
         hp = self._hp or self._wake_hp()
         mask = hp(ciphertext[sample_start : sample_start + SAMPLE_LENGTH])
-        protected_pn = truncated_pn ^ _from_bytes(mask[1 : 1 + pn_length], "big")
-        return b"".join(
-            (
-                _BYTE[first ^ (mask[0] & _SHORT_HEADER_MASK)],
-                dcid,
-                protected_pn.to_bytes(pn_length, "big"),
-                ciphertext,
-            )
-        )
+        if pn_length == 1:
+            pn_bytes = _BYTE[truncated_pn ^ mask[1]]
+        else:
+            protected_pn = truncated_pn ^ _from_bytes(mask[1 : 1 + pn_length], "big")
+            pn_bytes = protected_pn.to_bytes(pn_length, "big")
+        return b"".join((_BYTE[first ^ (mask[0] & _SHORT_HEADER_MASK)], dcid, pn_bytes, ciphertext))
 
     def encrypt_short_run(
         self, dcid: bytes, key_phase: int, packets: Sequence[tuple[int, int, BytesLike, int]]
@@ -648,13 +648,16 @@ class PacketUnprotector(_PacketKeys):
             truncated_pn = (data[pn_offset] ^ masks[at + 1]) << 8 | (
                 data[pn_offset + 1] ^ masks[at + 2]
             )
+            pn_bytes = truncated_pn.to_bytes(2, "big")
+        elif pn_length == 1:  # a ping-pong's: one byte, from the table
+            truncated_pn = data[pn_offset] ^ masks[at + 1]
+            pn_bytes = _BYTE[truncated_pn]
         else:
             truncated_pn = _from_bytes(data[pn_offset:pn_end], "big") ^ _from_bytes(
                 masks[at + 1 : at + 1 + pn_length], "big"
             )
-        plain_header = b"".join(
-            (_BYTE[first], data[1:pn_offset], truncated_pn.to_bytes(pn_length, "big"))
-        )
+            pn_bytes = truncated_pn.to_bytes(pn_length, "big")
+        plain_header = b"".join((_BYTE[first], data[1:pn_offset], pn_bytes))
         # RFC 9000 Appendix A.3 (decode_packet_number, inline): the candidate closest
         # to the next expected packet number, within 0..2^62-1
         expected = largest_pn + 1
