@@ -533,7 +533,7 @@ class SendScheduler:
             or paths.wants_send()  # PATH_CHALLENGE (owed on the current path) or RESPONSE
             or handshake.done_pending
             or handshake.tokens_pending
-            or self._crypto.needs_send(APPLICATION)
+            or self._crypto.send[APPLICATION].needs_send  # needs_send(), without its call
             or self._cids.wants_send(True)
         )
 

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_ACK_ONLY_RUN", "write_bulk", "write_reply"]
 
+_ECN_BASE = APPLICATION * 3  # the space's ECT(0), ECT(1), CE counts in received_counts
+
 #: ACK-only packets in a row after which one carries a PING (RFC 9000 §13.2.4).
 MAX_ACK_ONLY_RUN = 16
 
@@ -74,7 +76,10 @@ def write_reply(
     # acks.should_include(), inline (eliciting here unless ack_due: returned above)
     if tracker.largest >= 0 and (ack_due or deadline is not None or tracker.fresh):
         reserve = 0 if ack_due else datagrams.room_needed(asm.room)
-        acks.write(asm, APPLICATION, now, reserve, sched._ecn.counts(APPLICATION))
+        counts = sched._ecn.received_counts  # EcnController.counts(), inline
+        ect0, ect1, ce = counts[_ECN_BASE], counts[_ECN_BASE + 1], counts[_ECN_BASE + 2]
+        ecn = (ect0, ect1, ce) if ect0 or ect1 or ce else None
+        acks.write(asm, APPLICATION, now, reserve, ecn)
     if streamed:
         streams = sched._streams
         if streams.wants_control():

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from quic.conn_acks import AckState
+from quic.conn_keys import APPLICATION
 from quic.conn_timers import earliest_deadline
 from quic.connection import QuicConnection
 from quic.packet_builder import PacketAssembler
@@ -329,3 +330,22 @@ def test_ack_only_and_empty_builds_take_the_reply_path(monkeypatch: pytest.Monke
     assert len(conn.datagrams_to_send(deadline)) == 1  # the ACK, at its deadline
     assert conn.keys.spaces[2].next_pn == next_pn + 1
     assert calls == {"_owes_nothing True": 1, "_owes_nothing False": 1, "_write_reply": 1}
+
+
+def test_reply_path_writes_the_ecn_counts_as_the_general_path() -> None:
+    """write_reply reads the ECN counts of its ACK inline (EcnController.counts): an
+    ACK_ECN frame with them once any arrived, a plain ACK before."""
+    taken = 0
+    for seed in range(12):
+        rng = random.Random(seed)
+        pair = _confirmed_pair(seed % 4)
+        conn, now = _random_state(pair, rng, "none")
+        counts = conn.ecn.received_counts
+        base = 3 * APPLICATION
+        for i in range(3):
+            counts[base + i] = rng.choice((0, 0, 1, 63, 64, 20_000))
+        fast, general, twin, passes = _build_both(conn, now)
+        assert fast == general, seed
+        assert _snapshot(conn) == _snapshot(twin), seed
+        taken += passes
+    assert taken >= 6  # the reply path wrote most of them
