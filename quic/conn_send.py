@@ -360,7 +360,11 @@ class SendScheduler:
                     self.capped = False
                     if size:
                         paths.on_datagram_sent(size)
-                    self._after_build(now, mtu, sent_eliciting)
+                    if cc.app_limited_hook:
+                        self._after_build(now, mtu, sent_eliciting)
+                    else:  # _after_build() without the pacer held: nothing else to do
+                        self._paced = False
+                        self.pacing_deadline = None
                     return asm.datagrams, sent_eliciting
                 if streamed and size == mtu and self._only_stream_data(now):
                     bulk = True  # as the loop's first pass decides after a full datagram
