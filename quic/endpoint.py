@@ -357,11 +357,14 @@ class QuicEndpoint:
     ) -> Entry | None:
         """Route and feed one datagram; the entry of the established connection a short
         header's connection ID routed it to (see :meth:`receive_datagrams`), else None."""
-        try:
-            dcid = peek_dcid(data, self.connection_id_length)
-        except QuicProtocolError:
-            self._drop(now, "invalid", data, "no connection ID")
-            return None
+        n = self.connection_id_length  # peek_dcid()'s short header case, inline:
+        dcid = data[1 : n + 1] if data and not data[0] & 0x80 and len(data) > n else None
+        if type(dcid) is not bytes:  # a long header, a short datagram, not bytes
+            try:
+                dcid = peek_dcid(data, n)
+            except QuicProtocolError:
+                self._drop(now, "invalid", data, "no connection ID")
+                return None
         conn = self._routes.get(dcid)
         if conn is None and self._touched:
             self._settle()  # routes and reset tokens up to date for the rare path

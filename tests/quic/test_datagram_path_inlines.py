@@ -21,8 +21,10 @@ from quic.conn_pmtu import BASE_PLPMTU, PmtuDiscovery
 from quic.errors import QuicProtocolError
 from quic.events import DatagramReceived, QuicEvent
 from quic.frames import decode_datagram_frame
+from quic.packet import peek_dcid
 from quic.packet_builder import PacketAssembler
 from quic.recovery import SentPacket
+from tests.support.quicpair import CLIENT_ADDR, make_pair
 
 
 def _outcome(call: Any, *args: Any) -> Any:
@@ -182,3 +184,28 @@ def test_ack_written_leaves_the_tracker_as_on_ack_sent_does() -> None:
         names = ("ack_eliciting_since_ack", "deadline", "fresh", "largest_acked_sent")
         got = [getattr(written.trackers[APPLICATION], name) for name in names]
         assert got == [getattr(twin.trackers[APPLICATION], name) for name in names]
+
+
+def test_endpoint_reads_the_short_header_dcid_as_peek_dcid_does() -> None:
+    """QuicEndpoint._receive reads a short header's Destination Connection ID inline:
+    a datagram too short for it (or empty) is dropped as peek_dcid says; one of a known
+    connection reaches it as bytes, bytearray or memoryview (peek_dcid then)."""
+    pair = make_pair(seed=2)
+    pair.handshake()
+    server = pair.server_endpoint
+    conn = pair.server
+    cid = conn.host_cid
+    for data in (b"", b"\x40", b"\x40" + cid[:-1]):
+        before = server._replies.dropped
+        server.receive_datagram(data, CLIENT_ADDR, pair.net.now)
+        assert server._replies.dropped == before + 1, data
+        with pytest.raises(QuicProtocolError):
+            peek_dcid(data, len(cid))
+    packet = b"\x40" + cid + bytes(40)  # routed to the connection: it fails to open it
+    for data in (packet, bytearray(packet), memoryview(packet)):
+        dropped = server._replies.dropped
+        received = conn.paths.bytes_received
+        server.receive_datagram(data, CLIENT_ADDR, pair.net.now)  # type: ignore[arg-type]
+        assert server._replies.dropped == dropped  # not the endpoint's to drop
+        assert conn.paths.bytes_received == received + len(packet)  # it reached conn
+        assert peek_dcid(data, len(cid)) == cid
