@@ -342,64 +342,65 @@ class PacketAssembler:
         datagrams were made and their bytes."""
         if budget > self.max_datagram_size:
             budget = self.max_datagram_size
-        packets = self.packets
-        datagrams = self.datagrams
         key_phase = protector.key_phase
         run: list[tuple[int, int, bytes, int]] = []  # to seal: (pn_length, truncated, payload, pn)
+        to_seal = run.append
+        packets = self.packets
+        sent_append = packets.append
         base = 1 + len(dcid) + AEAD_TAG_LENGTH  # RFC 9000 §17.3.1, plus the AEAD tag
         pn = packet_number
         written = total = 0
-        batch: list[tuple[bytes, bytes, FrameHandler]] = []
-        index = asked = 0
+        left = -1  # the last packet's room after its frame (the open packet's, as ever)
         while written < count and window >= budget:
-            # begin_short_datagram's packet number encoding (RFC 9000 §17.1, A.2)
+            # begin_short_datagram's packet number encoding (RFC 9000 §17.1, A.2), once
+            # per list of frames: each list stays within one encoded length
             unacked = pn + 1 if largest_acked is None else pn - largest_acked
             if 0 < unacked <= _PN_RANGE_2 and pn <= MAX_PACKET_NUMBER:
                 if unacked <= _PN_RANGE_1:
-                    pn_length, truncated = 1, pn & 0xFF
+                    pn_length, mask = 1, 0xFF
                     same = _PN_RANGE_1 - unacked + 1  # packets at this length
                 else:
-                    pn_length, truncated = 2, pn & 0xFFFF
+                    pn_length, mask = 2, 0xFFFF
                     same = _PN_RANGE_2 - unacked + 1
             else:
-                truncated, pn_length = encode_packet_number(pn, largest_acked)
+                pn_length = encode_packet_number(pn, largest_acked)[1]
+                mask = (1 << 8 * pn_length) - 1  # the truncated packet number: low bytes
                 same = 1
-            room = budget - base - pn_length
-            if room < MIN_PACKET_ROOM:
+            if budget - base - pn_length < MIN_PACKET_ROOM:
                 break
-            if index == len(batch):
-                if index < asked:
-                    break  # the last list was short: the next frame is not one of them
-                asked = count - written
-                fits = window // budget
-                if fits < asked:
-                    asked = fits
-                if same < asked:
-                    asked = same
-                batch = frames(room, asked)
-                index = 0
-                if not batch:
-                    break
-            header, data, handler = batch[index]
-            index += 1
-            payload = header + data
-            size = len(payload)
-            short = _MIN_PAYLOAD[pn_length] - size
-            if short > 0:
-                payload += bytes(short)  # PADDING frames (type 0x00)
-                size += short
-            self.room = room - size
-            size += base + pn_length  # the datagram's: header, payload, AEAD tag
-            sent = SentPacket(_APPLICATION, pn, size)
-            sent.handlers.append(handler)
-            packets.append(sent)
-            run.append((pn_length, truncated, payload, pn))
-            pn += 1
-            written += 1
-            total += size
-            window -= size
+            room = budget - base - pn_length
+            asked = count - written
+            fits = window // budget  # every frame asked for fits the window
+            if fits < asked:
+                asked = fits
+            if same < asked:
+                asked = same
+            batch = frames(room, asked)
+            if not batch:
+                break
+            minimum = _MIN_PAYLOAD[pn_length]
+            overhead = base + pn_length  # the datagram's: header and AEAD tag
+            for header, data, handler in batch:
+                payload = header + data
+                size = len(payload)
+                if size < minimum:
+                    payload += bytes(minimum - size)  # PADDING frames (type 0x00)
+                    size = minimum
+                left = room - size
+                size += overhead
+                sent = SentPacket(_APPLICATION, pn, size)
+                sent.handlers.append(handler)
+                sent_append(sent)
+                to_seal((pn_length, pn & mask, payload, pn))
+                pn += 1
+                total += size
+                window -= size
+            written += len(batch)
+            if len(batch) < asked:
+                break  # the list was short: the next frame is not one of them
         if run:  # sealed together: one header-protection call for the run
-            datagrams.extend(protector.encrypt_short_run(dcid, key_phase, run))
+            self.room = left
+            self.datagrams.extend(protector.encrypt_short_run(dcid, key_phase, run))
         return written, total
 
     @property

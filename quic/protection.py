@@ -489,19 +489,25 @@ class PacketProtector(_PacketKeys):
         bits = 0x44 if key_phase else 0x40  # fixed bit and Key Phase (RFC 9000 §17.3.1)
         sealed: list[bytes] = []
         samples: list[bytes] = []
+        seal = sealed.append
+        take_sample = samples.append
+        length = start = stop = 0
+        head = b""
         for pn_length, truncated, payload, pn in packets:
+            if pn_length != length:  # a run keeps its length for tens of packets
+                length = pn_length
+                head = _BYTE[bits | (pn_length - 1)] + dcid  # the header but its number
+                start = SAMPLE_OFFSET - pn_length  # RFC 9001 §5.4.2
+                stop = start + SAMPLE_LENGTH
             if len(payload) + pn_length < SAMPLE_OFFSET:
                 raise ValueError("payload too short for the header protection sample")
             ciphertext = encrypt(  # RFC 9001 §5.3: nonce = iv XOR pn; AAD = the header
                 (iv ^ pn).to_bytes(IV_LENGTH, "big"),
                 payload,
-                b"".join(
-                    (_BYTE[bits | (pn_length - 1)], dcid, truncated.to_bytes(pn_length, "big"))
-                ),
+                head + truncated.to_bytes(length, "big"),
             )
-            sealed.append(ciphertext)
-            start = SAMPLE_OFFSET - pn_length  # RFC 9001 §5.4.2
-            samples.append(ciphertext[start : start + SAMPLE_LENGTH])
+            seal(ciphertext)
+            take_sample(ciphertext[start:stop])
         self.encrypted_packets += len(sealed)
         if self.suite != CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
             masks = hp(b"".join(samples))
@@ -510,6 +516,8 @@ class PacketProtector(_PacketKeys):
             masks = b"".join([hp(sample) for sample in samples])  # 5 bytes each
             step = len(_ZERO5)
         out: list[bytes] = []
+        put = out.append
+        join = b"".join
         at = 0
         for (pn_length, truncated, _, _), ciphertext in zip(packets, sealed, strict=True):
             # RFC 9001 §5.4.1: mask the low 5 bits and the packet number
@@ -517,16 +525,8 @@ class PacketProtector(_PacketKeys):
                 protected = truncated ^ (masks[at + 1] << 8 | masks[at + 2])
             else:
                 protected = truncated ^ _from_bytes(masks[at + 1 : at + 1 + pn_length], "big")
-            out.append(
-                b"".join(
-                    (
-                        _BYTE[(bits | (pn_length - 1)) ^ (masks[at] & _SHORT_HEADER_MASK)],
-                        dcid,
-                        protected.to_bytes(pn_length, "big"),
-                        ciphertext,
-                    )
-                )
-            )
+            first = _BYTE[(bits | (pn_length - 1)) ^ (masks[at] & _SHORT_HEADER_MASK)]
+            put(join((first, dcid, protected.to_bytes(pn_length, "big"), ciphertext)))
             at += step
         return out
 

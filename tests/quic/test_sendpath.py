@@ -495,3 +495,66 @@ def test_one_stream_path_writes_the_general_loops_frames(
     assert {"_stream_fate", blocked} <= kinds
     assert any(f[-1] for packet in fast for f in packet if f[0] == "_stream_fate")  # FIN
     assert len(fast) > 150
+
+
+@pytest.mark.parametrize(("first_pn", "largest_acked"), [(100, None), (5000, 4900), (40000, 7000)])
+def test_short_frame_run_matches_packets_made_one_by_one(
+    first_pn: int, largest_acked: int | None
+) -> None:
+    """PacketAssembler.short_frame_run makes the datagrams, packet records and room that
+    begin_short_datagram + push_frame + end_short_datagram make packet by packet, across
+    a change of the packet number's encoded length (1 -> 2 bytes past 128 unacknowledged,
+    2 -> 3 past 2**15: a list of frames is asked for per length); a list shorter than
+    asked for ends the run, and the window bounds it."""
+    secret = os.urandom(32)
+    dcid = os.urandom(8)
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    run_keys = PacketProtector(suite, secret, QuicVersion.VERSION_1)
+    one_keys = PacketProtector(suite, secret, QuicVersion.VERSION_1)
+    asked: list[tuple[int, int]] = []
+    frames_given: list[tuple[bytes, bytes, Any]] = []
+
+    def frames(room: int, count: int) -> list[tuple[bytes, bytes, Any]]:
+        asked.append((room, count))
+        if len(frames_given) >= 45:
+            return []
+        made = []
+        for _ in range(min(count, 45 - len(frames_given))):
+            data = os.urandom(room - 8 if len(frames_given) % 7 else 3)  # some padded
+            made.append((b"\x0e" + os.urandom(7), data, (print, (len(frames_given),))))
+            frames_given.append(made[-1])
+        return made
+
+    asm = PacketAssembler(1452)
+    written, total = asm.short_frame_run(
+        60, 100 * 1452, 1452, dcid, run_keys, first_pn, largest_acked, frames
+    )
+    assert written == len(frames_given) == 45
+    assert asked[-1][1] > 0 and len(asked) >= 2  # the last list came back short (empty)
+    lengths = {room for room, _ in asked}
+    if (
+        first_pn + 45 - (largest_acked if largest_acked is not None else -1)
+        > 128
+        > (first_pn - (largest_acked if largest_acked is not None else -1))
+    ):
+        assert len(lengths) == 2  # asked per packet number length
+    ref = PacketAssembler(1452)
+    for i, (header, data, handler) in enumerate(frames_given):
+        assert ref.begin_short_datagram(1452, dcid, one_keys, 2, first_pn + i, largest_acked, 0)
+        ref.push_frame(header, data)
+        ref.packet.handlers.append(handler)
+        ref.end_short_datagram()
+    assert asm.datagrams == ref.datagrams
+    assert total == sum(len(d) for d in ref.datagrams)
+    assert asm.room == ref.room
+    assert [(p.packet_number, p.size, p.space, p.handlers) for p in asm.packets] == [
+        (p.packet_number, p.size, p.space, p.handlers) for p in ref.packets
+    ]
+    # the window: only the packets of 1452 bytes it takes whole
+    small = PacketAssembler(1452)
+    frames_given.clear()
+    asked.clear()
+    window = 5 * 1452 + 100
+    made, size = small.short_frame_run(60, window, 1452, dcid, run_keys, 10, None, frames)
+    assert made == sum(count for _, count in asked) == len(frames_given)  # all sent
+    assert made >= 5 and size <= window < size + 1452  # it stops below one full packet
