@@ -302,13 +302,20 @@ class HeaderProtection:
         self.mask = None
 
 
+_AEAD_BY_SUITE: dict[int, type[AESGCM] | type[ChaCha20Poly1305]] = {
+    CipherSuite.TLS_AES_128_GCM_SHA256: AESGCM,
+    CipherSuite.TLS_AES_256_GCM_SHA384: AESGCM,
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256: ChaCha20Poly1305,
+}
+
+
 def _make_aead(suite: CipherSuite, key: bytes) -> AESGCM | ChaCha20Poly1305:
-    # RFC 9001 §5.3: the AEAD negotiated by TLS.
-    if suite == CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
-        return ChaCha20Poly1305(key)
-    if suite in (CipherSuite.TLS_AES_128_GCM_SHA256, CipherSuite.TLS_AES_256_GCM_SHA384):
-        return AESGCM(key)
-    raise ValueError(f"unsupported cipher suite 0x{suite:04x}")
+    # RFC 9001 §5.3: the AEAD negotiated by TLS (a table: built again at every wake
+    # of resting keys, no Enum attribute lookups)
+    aead = _AEAD_BY_SUITE.get(suite)
+    if aead is None:
+        raise ValueError(f"unsupported cipher suite 0x{suite:04x}")
+    return aead(key)
 
 
 class _PacketKeys:
