@@ -84,6 +84,10 @@ async def serve(args: argparse.Namespace) -> None:
         from benchmarks.micro.census import install_from_environment
 
         install_from_environment()
+    if os.environ.get("BENCH_PROFILE"):  # bench_wt_burst --server-process --profile
+        from benchmarks.micro.census import install_profiler_from_environment
+
+        install_profiler_from_environment()
     tasks: set[asyncio.Task[Any]] = set()
 
     async def accept_all() -> None:

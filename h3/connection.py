@@ -104,6 +104,7 @@ from h3.streams import (
     UniStreamHeaderReader,
     encode_uni_stream_header,
     encode_webtransport_bidi_header,
+    read_webtransport_bidi_header,
 )
 from quic import events as qe
 from quic.connection import QuicConnection
@@ -553,6 +554,17 @@ class H3Connection:
         if stream is None:
             if not self.is_client and sid & 1 == 0:
                 self._on_new_request_stream(sid)
+            wt = read_webtransport_bidi_header(data) if self.config.enable_webtransport else None
+            if wt is not None:  # a whole WebTransport header: no frame reader (issue 10)
+                stream = self._streams.open(sid, None)
+                stream.session_id, data = wt
+                if self._qlog is not None:
+                    self._qlog.stream_type_set(sid, False, "webtransport")
+                self._payload_taken += len(data)
+                self._emit(WebTransportStreamDataReceived(sid, wt[0], data, fin))
+                if fin:
+                    self._close_stream(sid)
+                return
             stream = self._streams.open(
                 sid, FrameReader(self.config.max_frame_size, webtransport=True)
             )

@@ -12,8 +12,11 @@ the type; the logic then aborts reading or discards the rest (§6.2).
 
 Bidirectional streams carry HTTP/3 frames, except WebTransport streams, which start
 with the signal value 0x41 (``FrameType.WEBTRANSPORT_STREAM``) and a session ID; the
-:class:`~h3.frames.FrameReader` recognises that signal (``webtransport=True``), and
-:func:`encode_webtransport_bidi_header` writes it.
+:class:`~h3.frames.FrameReader` recognises that signal (``webtransport=True``),
+:func:`encode_webtransport_bidi_header` writes it, and
+:func:`read_webtransport_bidi_header` reads it whole from a stream's first bytes, the
+usual case, so that such a stream needs no frame reader (issue 10: one per stream of a
+burst).
 
 A stream that ends before its header is complete is tolerated (§6.2: "A receiver
 MUST tolerate unidirectional streams being closed or reset prior to the reception of
@@ -41,6 +44,7 @@ __all__ = [
     "encode_webtransport_bidi_header",
     "grease_stream_type",
     "is_reserved_stream_type",
+    "read_webtransport_bidi_header",
 ]
 
 
@@ -90,6 +94,23 @@ def encode_webtransport_bidi_header(session_id: int) -> bytes:
     if not 0 <= session_id <= VARINT_MAX:
         raise ValueError(f"session ID out of varint range: {session_id}")
     return encode_varint(WEBTRANSPORT_STREAM_SIGNAL) + encode_varint(session_id)
+
+
+_WT_BIDI_SIGNAL = encode_varint(WEBTRANSPORT_STREAM_SIGNAL)  # b"\x40\x41"
+
+
+def read_webtransport_bidi_header(data: bytes) -> tuple[int, bytes] | None:
+    """``(session ID, the bytes after the header)`` when ``data``, the first bytes of a
+    bidirectional stream, start with a whole WebTransport stream header whose signal
+    has its usual two-byte encoding; else None (a header split across frames, another
+    encoding of 0x41, or HTTP/3 frames: the stream is read by a FrameReader)."""
+    if data[:2] != _WT_BIDI_SIGNAL:
+        return None
+    try:
+        session_id, pos = decode_varint(data, 2)
+    except BufferReadError:
+        return None
+    return session_id, data[pos:]
 
 
 class UniStreamHeader(NamedTuple):

@@ -80,6 +80,7 @@ logger = logging.getLogger("pywebtransport")
 
 _CONSUMED = (qe.StreamDataReceived, qe.StreamReset, qe.StopSendingReceived, qe.DatagramReceived)
 _DATAGRAM = qe.DatagramReceived  # per datagram: a global, not a module attribute
+_STREAM_DATA = qe.StreamDataReceived  # per stream chunk: likewise
 _WT_INPUT = (*_CONSUMED, qe.HandshakeCompleted, qe.ProtocolNegotiated, qe.ConnectionTerminated)
 _CRYPTO_ERROR = 0x100  # RFC 9001 §4.8: CRYPTO_ERROR = 0x100 + TLS alert
 _CERTIFICATE_ALERTS = frozenset(
@@ -256,6 +257,14 @@ class WtLink:
             return isinstance(event, _CONSUMED)
 
     def _handle_quic_event(self, event: qe.QuicEvent) -> bool:
+        if type(event) is _STREAM_DATA:  # per stream chunk: the common case first
+            self.wt.handle_event(event)
+            settings = self._settings  # the SETTINGS come on the control stream
+            if settings is not None and not settings.done() and self.wt.peer_settings is not None:
+                settings.set_result(None)
+            self.process()
+            self.quic_session.flush_after_event()
+            return True
         if type(event) is qe.DatagramReceived:  # per datagram: no settings, no close
             self.wt.handle_event(event)
             self.process()

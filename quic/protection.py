@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -248,18 +249,30 @@ class HeaderProtection:
     resets the context's nonce to the sample.
 
     The context is native memory (about 1 KB for AES); :meth:`rest` lets it go while
-    the connection is quiet and :meth:`wake` builds it again from the key.
+    the connection is quiet and :meth:`wake` builds it again: from the kept ``Cipher``
+    for AES (a few hundred bytes; the algorithm and mode checks are not done again),
+    from the key for ChaCha20.
     """
 
-    __slots__ = ("_hp_key", "mask", "suite")
+    __slots__ = ("_cipher", "_hp_key", "mask", "suite")
 
     def __init__(self, suite: CipherSuite, hp_key: bytes) -> None:
         self.suite = suite
         self._hp_key = hp_key
+        # AES: the Cipher object is kept (a few hundred bytes) so that waking builds
+        # only the context, not the algorithm and mode checks again (issue 10)
+        self._cipher: Cipher[Any] | None = (
+            None
+            if suite == CipherSuite.TLS_CHACHA20_POLY1305_SHA256
+            else Cipher(algorithms.AES(hp_key), _ECB)
+        )
         #: the mask function, or None while resting (:meth:`wake` returns it)
         self.mask: Callable[[BytesLike], bytes] | None = self._build()
 
     def _build(self) -> Callable[[BytesLike], bytes]:
+        cipher = self._cipher
+        if cipher is not None:  # RFC 9001 §5.4.3: mask = AES-ECB(hp_key, sample)
+            return cipher.encryptor().update
         hp_key = self._hp_key
         if self.suite == CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
             # RFC 9001 §5.4.4: counter = sample[0..3] (little-endian), nonce =
@@ -289,13 +302,20 @@ class HeaderProtection:
         self.mask = None
 
 
+_AEAD_BY_SUITE: dict[int, type[AESGCM] | type[ChaCha20Poly1305]] = {
+    CipherSuite.TLS_AES_128_GCM_SHA256: AESGCM,
+    CipherSuite.TLS_AES_256_GCM_SHA384: AESGCM,
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256: ChaCha20Poly1305,
+}
+
+
 def _make_aead(suite: CipherSuite, key: bytes) -> AESGCM | ChaCha20Poly1305:
-    # RFC 9001 §5.3: the AEAD negotiated by TLS.
-    if suite == CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
-        return ChaCha20Poly1305(key)
-    if suite in (CipherSuite.TLS_AES_128_GCM_SHA256, CipherSuite.TLS_AES_256_GCM_SHA384):
-        return AESGCM(key)
-    raise ValueError(f"unsupported cipher suite 0x{suite:04x}")
+    # RFC 9001 §5.3: the AEAD negotiated by TLS (a table: built again at every wake
+    # of resting keys, no Enum attribute lookups)
+    aead = _AEAD_BY_SUITE.get(suite)
+    if aead is None:
+        raise ValueError(f"unsupported cipher suite 0x{suite:04x}")
+    return aead(key)
 
 
 class _PacketKeys:

@@ -15,7 +15,9 @@ with the garbage collector's passes during the burst and the server socket's dro
 prints the CPU per echo of each side instead. ``--census`` adds, per side and echo, what
 :mod:`benchmarks.micro.census` counted during the burst: the 1-RTT packets received by
 the frames they carried, PTOs, ACKs written at their deadline (ahead of a reply), read
-wake-ups by the datagrams they fed.
+wake-ups by the datagrams they fed. ``--server-process --profile`` profiles each side
+(the server between two signals, :func:`benchmarks.micro.census.install_profiler_from_environment`),
+``--profile-dir`` keeps both profiles (``client.prof``, ``server.prof``) for pstats.
 (``--no-burst``: open and rest only; subtract its instruction count from a run with the
 burst to get the burst's instructions under valgrind.)
 """
@@ -164,12 +166,14 @@ def _process_cpu(pid: int) -> float:
 
 
 async def _serve_process(
-    args: argparse.Namespace, census_file: str | None = None
+    args: argparse.Namespace, census_file: str | None = None, profile_file: str | None = None
 ) -> tuple[asyncio.subprocess.Process, int]:
     """``wt_ours``'s server in a process of its own, as the harness runs it; its port."""
     env = dict(os.environ)
     stats = ()
-    if census_file:
+    if profile_file:
+        env["BENCH_PROFILE"] = profile_file  # cProfile in the server, driven by signals
+    elif census_file:
         env["BENCH_CENSUS"] = census_file  # benchmarks.micro.census in the server
     else:  # the stats request collects the server's garbage (_collect_server_garbage)
         stats = ("--stats-file", _stats_file(args))
@@ -186,6 +190,20 @@ async def _serve_process(
         if not line:
             raise RuntimeError("the server process ended before listening")
     return server, int(line.split()[1])
+
+
+async def _print_profiles(args: argparse.Namespace, client: cProfile.Profile, server: Path) -> None:
+    """Each side's profile printed, and dumped to ``--profile-dir`` if given."""
+    for _ in range(100):
+        if server.exists():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # written in full
+    for side, stats in (("client", pstats.Stats(client)), ("server", pstats.Stats(str(server)))):
+        print(f"--- {side}")
+        stats.sort_stats(args.sort).print_stats(args.lines)
+        if args.profile_dir:
+            stats.dump_stats(str(Path(args.profile_dir) / f"{side}.prof"))
 
 
 def _stats_file(args: argparse.Namespace) -> str:
@@ -213,9 +231,14 @@ async def _server_census(path: Path, n: int) -> dict[str, float]:
 
 
 async def _run_separate(args: argparse.Namespace, sargs: argparse.Namespace) -> dict[str, Any]:
-    """The server in its own process: CPU per echo on each side."""
+    """The server in its own process: CPU per echo on each side (``--profile``: each
+    side's cProfile, printed and dumped to ``--profile-dir`` as client.prof and
+    server.prof; without the census, which wraps functions)."""
     census_file = str(Path(sargs.cert).parent / "census.json") if args.census else None
-    server, sargs.port = await _serve_process(sargs, census_file)
+    profile_file = str(Path(sargs.cert).parent / "server.prof") if args.profile else None
+    if profile_file:
+        census_file = None
+    server, sargs.port = await _serve_process(sargs, census_file, profile_file)
     try:
         url = f"https://127.0.0.1:{sargs.port}/echo"
         sessions, errors = await wt_common._open_many(wt_ours.STACK, sargs, url)
@@ -225,16 +248,21 @@ async def _run_separate(args: argparse.Namespace, sargs: argparse.Namespace) -> 
         _, client_pumps = _pumps()
         before = _counters(client_pumps)
         gc.collect()  # as the harness's burst does (the server's stats handler does too)
-        census = _census(args)
-        if census_file:
-            os.kill(server.pid, signal.SIGUSR1)  # collects the garbage, starts the census
+        census = _census(args) if census_file else None
+        if census_file or profile_file:
+            os.kill(server.pid, signal.SIGUSR1)  # collects the garbage, starts counting
             await asyncio.sleep(0.1)  # the signal handled before the burst
         else:
             await _collect_server_garbage(server.pid, sargs)
         server_cpu = _process_cpu(server.pid)
+        profiler = cProfile.Profile() if profile_file else None
         client_cpu = time.process_time()
         start = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         samples = await asyncio.gather(*(wt_common._one_echo(s, start, 60.0) for s in sessions))
+        if profiler is not None:
+            profiler.disable()
         client_cpu = time.process_time() - client_cpu
         await asyncio.sleep(0.2)  # the server's last ACKs and probes
         server_cpu = _process_cpu(server.pid) - server_cpu
@@ -256,6 +284,9 @@ async def _run_separate(args: argparse.Namespace, sargs: argparse.Namespace) -> 
             result["census_client_per_echo"] = census.report(n)
             os.kill(server.pid, signal.SIGUSR2)
             result["census_server_per_echo"] = await _server_census(Path(census_file), n)
+        if profiler is not None and profile_file:
+            os.kill(server.pid, signal.SIGUSR2)
+            await _print_profiles(args, profiler, Path(profile_file))
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
     finally:
         assert server.stdin is not None
@@ -302,6 +333,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--lines", type=int, default=40)
+    parser.add_argument(
+        "--profile-dir", help="with --server-process: dump client.prof and server.prof here"
+    )
     parser.add_argument("--no-burst", action="store_true")
     parser.add_argument(
         "--server-process", action="store_true", help="the server in a process of its own"
@@ -323,7 +357,7 @@ def test_wt_burst(benchmark: Any) -> None:
     once; one round (the figures are printed by the module's command line)."""
     args = argparse.Namespace(
         sessions=20, rest=1.2, profile=False, sort="tottime", lines=0, no_burst=False,
-        server_process=False, census=False,
+        server_process=False, census=False, profile_dir=None,
     )  # fmt: skip
 
     def burst() -> dict[str, Any]:

@@ -14,13 +14,17 @@ reader ``read_batch_ecn``) while it is installed; it counts only between
 :meth:`Census.start` and :meth:`Census.stop`. It is a benchmark tool, never imported by
 the library. In a server process of its own (``benchmarks.wt_ours server``) it is
 installed when ``BENCH_CENSUS`` names a file: SIGUSR1 starts counting, SIGUSR2 stops and
-writes the counts there as JSON (:func:`install_from_environment`).
+writes the counts there as JSON (:func:`install_from_environment`). ``BENCH_PROFILE``
+does the same with cProfile instead of the census, its stats dumped to the file it
+names (:func:`install_profiler_from_environment`; ``bench_wt_burst --server-process
+--profile``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import cProfile
 import gc
 import json
 import os
@@ -37,7 +41,7 @@ from quic.aio.udp import RECEIVE_BATCH
 from quic.frames_decode import decode_frame
 from quic.frames_defs import PaddingFrame, StreamFrame
 
-__all__ = ["Census", "install_from_environment"]
+__all__ = ["Census", "install_from_environment", "install_profiler_from_environment"]
 
 _READ_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -180,6 +184,28 @@ def install_from_environment() -> None:
     def start() -> None:
         gc.collect()  # as the harness's stats request does before its burst
         census.start()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, start)
+    loop.add_signal_handler(signal.SIGUSR2, finish)
+
+
+def install_profiler_from_environment() -> None:
+    """In a server process: cProfile driven by signals when ``BENCH_PROFILE`` names the
+    file to dump its stats to (SIGUSR1: collect the garbage and start; SIGUSR2: stop
+    and dump)."""
+    target = os.environ.get("BENCH_PROFILE")
+    if not target:
+        return
+    profiler = cProfile.Profile()
+
+    def start() -> None:
+        gc.collect()  # as the harness's stats request does before its burst
+        profiler.enable()
+
+    def finish() -> None:
+        profiler.disable()
+        profiler.dump_stats(target)
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR1, start)

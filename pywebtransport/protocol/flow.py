@@ -33,6 +33,12 @@ from pywebtransport.protocol.errors import SessionAbort
 __all__ = ["SessionFlowControl"]
 
 _DATA = "data"
+# per stream and read (take_updates): module constants, not Enum attribute lookups
+_WT_MAX_DATA = CapsuleType.WT_MAX_DATA
+_MAX_STREAMS_KINDS = (
+    (True, CapsuleType.WT_MAX_STREAMS_BIDI),
+    (False, CapsuleType.WT_MAX_STREAMS_UNI),
+)
 
 # Offsets into SessionFlowControl._counts: each a pair of stream counts indexed by
 # ``bidi`` (uni at +0, bidi at +1).
@@ -110,13 +116,10 @@ class SessionFlowControl:
         window = self._windows[0]
         if window and self.recv_max_data - self.consumed < (window + 1) // 2:
             self.recv_max_data = self.consumed + window
-            out.append(encode_varint_capsule(CapsuleType.WT_MAX_DATA, self.recv_max_data))
-        for bidi, capsule_type in (
-            (True, CapsuleType.WT_MAX_STREAMS_BIDI),
-            (False, CapsuleType.WT_MAX_STREAMS_UNI),
-        ):
+            out.append(encode_varint_capsule(_WT_MAX_DATA, self.recv_max_data))
+        counts = self._counts
+        for bidi, capsule_type in _MAX_STREAMS_KINDS:
             window = self._windows[1 if bidi else 2]
-            counts = self._counts
             new_limit = min(counts[_PEER_CLOSED + bidi] + window, MAX_STREAMS_LIMIT)
             if window and new_limit - counts[_RECV_MAX + bidi] >= max(1, window // 2):
                 counts[_RECV_MAX + bidi] = new_limit

@@ -62,6 +62,9 @@ class ClaimedIds:
         IDs (the only ones a session can have, §4) are ignored."""
         if stream_id & 3 or stream_id in self:
             return
+        if stream_id == self.floor and not self._above:  # the next ID: every stream of a
+            self.floor += _STEP  # burst, in order (no heap made and let go per stream)
+            return
         self._above[stream_id] = None
         heap = self._heap
         if heap is None:

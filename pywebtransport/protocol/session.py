@@ -221,8 +221,14 @@ class WtStream:
 
     @property
     def finished(self) -> bool:
-        """Both halves over and every delivered byte consumed: the stream can go."""
-        return self.send_done and self.recv_done and not self.unconsumed
+        """Both halves over and every delivered byte consumed: the stream can go
+        (``send_done and recv_done and not unconsumed``, without their property calls:
+        asked several times per stream)."""
+        if not self.send_done:
+            return False
+        if self.recv_aborted:
+            return True
+        return (self.fin_received or not self.has_recv) and self.received == self.consumed
 
 
 def header_value(headers: Headers, name: bytes) -> bytes | None:

@@ -20,7 +20,7 @@ from h3.events import (
     SettingsReceived,
     WebTransportStreamDataReceived,
 )
-from h3.frames import FrameType, encode_frame
+from h3.frames import FrameReader, FrameType, encode_frame
 from h3.settings import SettingId
 from quic.events import ConnectionTerminated, QuicEvent
 from tests.support.quicpair import Pair, make_pair
@@ -294,6 +294,53 @@ def test_reply_on_own_webtransport_bidi_stream_is_raw_data() -> None:
     got = p.of(WebTransportStreamDataReceived, "client")
     assert b"".join(e.data for e in got) == b"\x00\xffraw reply"
     assert all(e.session_id == session and e.stream_id == sid for e in got)
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"\x40\x41\x00hello",  # a whole header: read without a FrameReader
+        b"\x40\x41\x00",  # the header alone: the stream is reported at once
+        b"\x80\x00\x00\x41\x00hello",  # 0x41 in four bytes: by the FrameReader
+        b"\x40",  # a split header: by the FrameReader
+    ],
+)
+def test_peer_webtransport_bidi_stream_header_forms(
+    first: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However a peer's WebTransport bidi stream header arrives, the stream reaches
+    the application the same way: its session, then its data; it is read as raw data
+    (a FrameReader is made only when the first bytes are not a whole usual header)."""
+    import h3.connection
+
+    readers: list[object] = []
+
+    def counting_reader(*args: Any, **kwargs: Any) -> Any:
+        readers.append(args)
+        return FrameReader(*args, **kwargs)
+
+    monkeypatch.setattr(h3.connection, "FrameReader", counting_reader)
+    wt = H3Configuration(enable_webtransport=True, enable_connect_protocol=True)
+    p = h3pair(H3Configuration(enable_webtransport=True), wt)
+    sid = p.client.quic.create_stream(True)
+    p.client.quic.send_stream_data(sid, first)
+    p.run(lambda: p.server is not None and sid in dict(p.server._streams.items()))
+    assert p.server is not None
+    state = p.server._streams.get(sid)
+    assert state is not None
+    whole = first != b"\x40"  # the header complete: raw data from here on
+    assert (state.frames is None) == whole
+    assert len(readers) == (0 if first.startswith(b"\x40\x41") else 1)
+    if whole:  # reported at once, even before any data
+        assert [e.session_id for e in p.of(WebTransportStreamDataReceived)] == [0]
+    rest = b"\x41\x00" if first == b"\x40" else b""
+    p.client.quic.send_stream_data(sid, rest + b"\x01\x02raw", end_stream=True)
+    p.run(lambda: any(e.stream_ended for e in p.of(WebTransportStreamDataReceived)))
+    got = p.of(WebTransportStreamDataReceived)
+    body = b"hello" if first.endswith(b"hello") else b""
+    assert b"".join(e.data for e in got) == body + b"\x01\x02raw"
+    assert all(e.session_id == 0 and e.stream_id == sid for e in got)
+    assert p.server._streams.get(sid) is None and p.server._streams.is_closed(sid)
 
 
 def test_locally_reset_malformed_response_is_reported() -> None:

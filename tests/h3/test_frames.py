@@ -47,6 +47,7 @@ from h3.streams import (
     encode_webtransport_bidi_header,
     grease_stream_type,
     is_reserved_stream_type,
+    read_webtransport_bidi_header,
 )
 from quic.buffer import VARINT_MAX, encode_varint
 
@@ -404,6 +405,19 @@ def test_webtransport_signal_later_in_stream_is_frame_error() -> None:
     with pytest.raises(H3ConnectionError) as info:
         reader.feed(encode_webtransport_bidi_header(0))
     assert info.value.error_code == H3ErrorCode.H3_FRAME_ERROR
+
+
+def test_read_webtransport_bidi_header_whole_header_only() -> None:
+    for session_id in (0, 4, 16384, 2**40):
+        header = encode_webtransport_bidi_header(session_id)
+        assert read_webtransport_bidi_header(header + b"\x01\x02ab") == (session_id, b"\x01\x02ab")
+        assert read_webtransport_bidi_header(header) == (session_id, b"")
+        for cut in range(len(header)):  # split: left to the FrameReader
+            assert read_webtransport_bidi_header(header[:cut]) is None
+    # 0x41 in four bytes, HTTP/3 frames: left to the FrameReader
+    assert read_webtransport_bidi_header(b"\x80\x00\x00\x41\x04data") is None
+    assert read_webtransport_bidi_header(encode_headers_frame(b"h")) is None
+    assert read_webtransport_bidi_header(b"\x41\x04") is None  # 0x41 is no one-byte varint
 
 
 def test_webtransport_signal_unknown_without_webtransport() -> None:

@@ -68,6 +68,32 @@ def test_header_protection_wakes_with_the_same_mask() -> None:
     assert hp.wake()(sample) == before
 
 
+def test_aes_header_protection_wakes_from_its_kept_cipher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waking an AES header protection builds only a new context from the Cipher made
+    with the key (no Cipher or AES object per wake); the mask stays RFC 9001's."""
+    import quic.protection
+
+    made: list[object] = []
+    real = quic.protection.Cipher
+
+    def counting(*args: object) -> object:
+        made.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(quic.protection, "Cipher", counting)
+    hp = HeaderProtection(CipherSuite.TLS_AES_128_GCM_SHA256, bytes(16))
+    assert len(made) == 1
+    sample = bytes(range(16))
+    before = hp.wake()(sample)
+    for _ in range(3):
+        hp.rest()
+        assert hp.wake()(sample) == before
+    assert len(made) == 1
+    # RFC 9001 §5.4.3: the mask is AES-ECB(hp_key, sample)
+    expected = real(quic.protection.algorithms.AES(bytes(16)), quic.protection.modes.ECB())
+    assert before[:16] == expected.encryptor().update(sample)
+
+
 def test_a_quiet_connection_rests_its_keys_and_wakes_them_for_the_next_packet() -> None:
     pair = _pair(key_rest_delay=1.0)
     client, server = pair.client, pair.server

@@ -142,3 +142,24 @@ def test_claimed_ids_in_order_keep_nothing() -> None:
         assert ids._heap is None  # no heap object while nothing is above the floor
     ids.add(3)  # not a client bidi stream ID: ignored
     assert 3 not in ids and 4 * 99_999 in ids
+
+
+def test_claimed_ids_next_id_skips_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next ID with nothing above the floor only moves the floor; with IDs waiting
+    above it, the heap still orders them."""
+    import pywebtransport.protocol.ids as ids_module
+
+    ids = ClaimedIds(limit=8)
+    ids.add(8)  # above the floor: waits
+    ids.add(0)  # the floor's ID, with 8 waiting: the heap path, floor 4 (8 still above)
+    assert ids.floor == 4 and 8 in ids and 4 not in ids and len(ids) == 1
+    ids.add(4)
+    assert ids.floor == 12 and len(ids) == 0 and ids._heap is None
+
+    def no_heap(*args: object) -> None:
+        raise AssertionError("the next ID needs no heap")
+
+    monkeypatch.setattr(ids_module.heapq, "heappush", no_heap)
+    for n in range(3, 50):
+        ids.add(4 * n)
+    assert ids.floor == 200 and 196 in ids and 200 not in ids
