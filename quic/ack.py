@@ -29,8 +29,8 @@ packet received before it (ack-eliciting or not) was not CE-marked. A run of CE-
 packets after the first is then acknowledged by the threshold or the timer like any
 other. One boolean (``_last_ce``) is the whole state.
 
-The next packet number in order grows the set's last range in one call
-(:meth:`RangeSet.extend_last`), the per-packet case of a bulk receiver.
+The next packet number in order grows the set's last range in place (what
+:meth:`RangeSet.extend_last` does, inline), the per-packet case of a bulk receiver.
 
 ``fresh`` tells whether anything arrived since the last ACK frame was sent: an ACK that
 is not due rides along in an ack-eliciting packet only then, since otherwise it would
@@ -142,25 +142,34 @@ class AckTracker:
         # draft-ietf-quic-ack-frequency §6.3: with an Ack-Eliciting Threshold above 1
         # (more than two packets per ACK) only the first of a run of CE marks is
         # acknowledged at once; RFC 9000 §13.2.1 (every CE mark) otherwise.
-        congested = ce and (self.packet_tolerance <= 2 or not self._last_ce)
-        self._last_ce = ce
-        received = self.received
-        if pn == self.largest + 1 and received.extend_last(pn):
-            in_order = True  # the common case: one range grows
+        last_ce = self._last_ce
+        if ce or last_ce:
+            congested = ce and (self.packet_tolerance <= 2 or not last_ce)
+            self._last_ce = ce
         else:
-            in_order = pn == self.largest + 1 or not received
+            congested = False  # the common case: no mark now nor on the packet before
+        largest = self.largest
+        received = self.received
+        stops = received._stops  # RangeSet.extend_last, inline: no call per packet
+        if pn == largest + 1 and stops and stops[-1] == pn:
+            stops[-1] = pn + 1
+            in_order = True  # the common case: one range grows
+            self.largest = pn
+            self.largest_time = now
+        else:
+            in_order = pn == largest + 1 or not received
             received.add(pn)
             if not in_order and len(received) > self.max_ranges:
                 self._forget_oldest()
+            if pn > largest:
+                self.largest = pn
+                self.largest_time = now
         self.fresh = True
-        if pn > self.largest:
-            self.largest = pn
-            self.largest_time = now
         if not ack_eliciting:
             return
         if pn > self._largest_eliciting:
             self._largest_eliciting = pn
-        self.ack_eliciting_since_ack += 1
+        self.ack_eliciting_since_ack = since = self.ack_eliciting_since_ack + 1
         threshold = self.reordering_threshold
         if threshold == 1:
             reordered = not in_order  # RFC 9000 §13.2.1
@@ -173,7 +182,7 @@ class AckTracker:
             or reordered
             or self._immediate_requested
             or congested
-            or self.ack_eliciting_since_ack >= self.packet_tolerance
+            or since >= self.packet_tolerance
         ):
             self._immediate_requested = False
             self.deadline = now

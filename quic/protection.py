@@ -644,27 +644,31 @@ class PacketUnprotector(_PacketKeys):
         first = data[0] ^ (masks[at] & _SHORT_HEADER_MASK)  # RFC 9001 §5.4.1
         pn_length = (first & 0x03) + 1
         pn_end = pn_offset + pn_length
+        # RFC 9000 Appendix A.3 (decode_packet_number, inline): the candidate closest
+        # to the next expected packet number — the one in (expected - window/2,
+        # expected + window/2], ``top`` minus the distance below it modulo the window
+        # — moved back into 0..2^62-1 by a window when it falls outside
         if pn_length == 2:  # a bulk sender's usual length: two bytes, without slices
             truncated_pn = (data[pn_offset] ^ masks[at + 1]) << 8 | (
                 data[pn_offset + 1] ^ masks[at + 2]
             )
+            window = 0x10000
+            top = largest_pn + 0x8001  # expected + window/2
+            pn = top - ((top - truncated_pn) & 0xFFFF)
         else:
             truncated_pn = _from_bytes(data[pn_offset:pn_end], "big") ^ _from_bytes(
                 masks[at + 1 : at + 1 + pn_length], "big"
             )
+            window = 1 << (pn_length << 3)
+            top = largest_pn + 1 + (window >> 1)
+            pn = top - ((top - truncated_pn) & (window - 1))
+        if pn < 0:
+            pn += window
+        elif pn >= _PN_LIMIT:
+            pn -= window
         plain_header = b"".join(
             (_BYTE[first], data[1:pn_offset], truncated_pn.to_bytes(pn_length, "big"))
         )
-        # RFC 9000 Appendix A.3 (decode_packet_number, inline): the candidate closest
-        # to the next expected packet number, within 0..2^62-1
-        expected = largest_pn + 1
-        window = 1 << (pn_length << 3)
-        half = window >> 1
-        pn = (expected & ~(window - 1)) | truncated_pn
-        if pn <= expected - half and pn < _PN_LIMIT - window:
-            pn += window
-        elif pn > expected + half and pn >= window:
-            pn -= window
         if (first >> 2) & 1 != self.key_phase:
             return plain_header, pn, None
         # RFC 9001 §5.3: nonce = iv XOR packet number; AAD = unprotected header.
