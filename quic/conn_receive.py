@@ -373,6 +373,10 @@ class PacketReader:
         shortest = cid_len + 20  # the sample must fit (RFC 9001 §5.4.2)
         other_ecn = ecn and ecn != _ECT0  # ECT(1), CE: EcnController counts them
         current = read.current
+        # in-order ack-eliciting packets are noted in the tracker, recorded once
+        # (AckTracker.settle): not CE-marked, no reordering threshold to check
+        noting = not other_ecn and tracker.reordering_threshold <= 1 and not tracker.immediate
+        expect = tracker.largest + 1  # the next packet number (the tracker is settled)
         processed = 0
         newest: bytes | None = None  # the DCID of the highest packet, once one came
         non_probing = False  # that packet was non-probing (RFC 9000 §9.3)
@@ -385,7 +389,7 @@ class PacketReader:
                     break  # not one 1-RTT packet: the connection's general way
                 at = index << 4
                 index += 1
-                largest = tracker.largest
+                largest = expect - 1
                 try:
                     plain_header, pn, payload = current.open_short(
                         data, pn_offset, largest, masks, at
@@ -417,15 +421,25 @@ class PacketReader:
                     newest = dcid
                     if dispatcher.non_probing:
                         non_probing = True
-                # CE: RFC 9000 §13.2.1, ack-frequency §6.3 (ECT(0) is counted below)
-                if other_ecn:
-                    on_packet(pn, eliciting, now, self._ecn.on_packet_received(APPLICATION, ecn))
+                if pn == expect and eliciting and noting:  # AckTracker.on_packet, noted
+                    if tracker.noted_first < 0:  # (a frame's call may have settled it)
+                        tracker.noted_first = pn
+                        tracker.noted_time = now
+                    tracker.noted_stop = expect = pn + 1
                 else:
-                    on_packet(pn, eliciting, now)
+                    # CE: RFC 9000 §13.2.1, ack-frequency §6.3 (ECT(0) is counted below)
+                    if other_ecn:
+                        ce = self._ecn.on_packet_received(APPLICATION, ecn)
+                        on_packet(pn, eliciting, now, ce)
+                    else:
+                        on_packet(pn, eliciting, now)
+                    expect = tracker.largest + 1
                 processed += 1
                 if dispatcher.general:  # (packets to reprocess only follow such frames)
                     break  # the connection looks before the next packet is read
         finally:
+            if tracker.noted_first >= 0:
+                tracker.settle()
             self.run_end = index
             self.processed += processed
             if ecn == _ECT0:
