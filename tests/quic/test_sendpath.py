@@ -113,6 +113,13 @@ def test_open_short_with_batch_masks_matches_open_short(suite: CipherSuite) -> N
         assert masks is None  # a call per sample: open_short makes it
         return
     assert masks is not None and len(masks) == 16 * len(datagrams)
+    # every datagram with a sample (sliced in C) or one without (a blank in its place):
+    # the same masks as one call per datagram
+    each = [receiver.short_masks([d], 1 + len(dcid)) for d in datagrams]
+    assert masks == b"".join(m for m in each if m is not None)
+    assert receiver.short_masks(packets, 1 + len(dcid)) == b"".join(
+        m for d, m in zip(datagrams, each, strict=True) if d in packets and m is not None
+    )
     for at, data in enumerate(datagrams):
         if data not in packets:
             continue
