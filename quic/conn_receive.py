@@ -29,6 +29,8 @@ confirmed — takes :meth:`PacketReader.read_short`, which needs no header objec
 batch of them (a GRO read, :mod:`quic.conn_batch`) takes
 :meth:`PacketReader.read_short_run`, the same steps in one loop: what cannot change
 between its packets is looked up once, the processed and ECT(0) counts are added once,
+in-order ack-eliciting packets are noted in the ACK tracker without a call (recorded
+together by :meth:`~quic.ack.AckTracker.settle`, before any other use of the tracker),
 and the run stops where the connection must look — a datagram of another shape, one
 that did not open, a packet with a frame beyond STREAM, DATAGRAM, ACK, PADDING and PING
 (``FrameDispatcher.general``: a close, a path response, new keys...).
