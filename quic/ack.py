@@ -29,8 +29,18 @@ packet received before it (ack-eliciting or not) was not CE-marked. A run of CE-
 packets after the first is then acknowledged by the threshold or the timer like any
 other. One boolean (``_last_ce``) is the whole state.
 
-The next packet number in order grows the set's last range in one call
-(:meth:`RangeSet.extend_last`), the per-packet case of a bulk receiver.
+The next packet number in order grows the set's last range in place (what
+:meth:`RangeSet.extend_last` does, inline), the per-packet case of a bulk receiver.
+A reader going through a run of packets (:meth:`~quic.conn_receive.PacketReader.
+read_short_run`) does less still: an ack-eliciting packet, not CE-marked, with the
+next packet number after the last one, while the Reordering Threshold is 0 or 1, is
+only *noted* — ``noted_first`` (set with ``noted_time`` when a run of them starts)
+and ``noted_stop`` are written, no call — and :meth:`settle` records the run as
+:meth:`on_packet` would have one by one. Every method settles first, so whatever
+the frames of a later packet do with the tracker (an acknowledged ACK of ours,
+ACK_FREQUENCY, IMMEDIATE_ACK) sees the earlier packets recorded, and the reader
+settles before it returns: the attributes read directly (``largest``, ``deadline``,
+``fresh``, ``received``) are current whenever anyone else looks.
 
 ``fresh`` tells whether anything arrived since the last ACK frame was sent: an ACK that
 is not due rides along in an ack-eliciting packet only then, since otherwise it would
@@ -99,6 +109,9 @@ class AckTracker:
         "largest_time",
         "max_ack_delay",
         "max_ranges",
+        "noted_first",
+        "noted_stop",
+        "noted_time",
         "packet_tolerance",
         "received",
         "reordering_threshold",
@@ -132,35 +145,80 @@ class AckTracker:
         self._ack_frequency_seq = -1  # largest ACK_FREQUENCY sequence number processed
         self._immediate_requested = False
         self._last_ce = False  # the previous packet received arrived CE-marked (draft §6.3)
+        # in-order ack-eliciting packets noted without a call, not yet recorded (see
+        # settle): noted_first..noted_stop-1, processed at noted_time; -1: none
+        self.noted_first = -1
+        self.noted_stop = -1
+        self.noted_time = 0.0
+
+    def settle(self) -> None:
+        """Record the packets noted in ``noted_first``..``noted_stop - 1`` at
+        ``noted_time``, as :meth:`on_packet` (ack-eliciting, not CE-marked) would one
+        after another: the first is the next packet number after ``largest`` and the
+        Reordering Threshold is 0 or 1, so none is out of order (§13.2.1, draft §6.2);
+        the threshold and the timer are checked once, for the count, which only grows."""
+        first = self.noted_first
+        stop = self.noted_stop
+        now = self.noted_time
+        self.noted_first = -1
+        received = self.received
+        stops = received._stops  # RangeSet.extend_last's case, inline
+        if stops and stops[-1] == first:
+            stops[-1] = stop
+        else:
+            received.add(first, stop)  # in order all the same: first == largest + 1
+        self._last_ce = False
+        self.fresh = True
+        self.largest = self._largest_eliciting = stop - 1
+        self.largest_time = now
+        self.ack_eliciting_since_ack = since = self.ack_eliciting_since_ack + stop - first
+        if self.immediate or self._immediate_requested or since >= self.packet_tolerance:
+            self._immediate_requested = False
+            self.deadline = now
+        elif self.deadline is None:
+            self.deadline = now + self.max_ack_delay
 
     def is_duplicate(self, pn: int) -> bool:
         """True if ``pn`` was already received (RFC 9000 §12.3)."""
+        if self.noted_first >= 0:
+            self.settle()
         return pn < self.floor or pn in self.received
 
     def on_packet(self, pn: int, ack_eliciting: bool, now: float, ce: bool = False) -> None:
         """Record a successfully processed packet; ``ce``: it arrived CE-marked."""
+        if self.noted_first >= 0:
+            self.settle()
         # draft-ietf-quic-ack-frequency §6.3: with an Ack-Eliciting Threshold above 1
         # (more than two packets per ACK) only the first of a run of CE marks is
         # acknowledged at once; RFC 9000 §13.2.1 (every CE mark) otherwise.
-        congested = ce and (self.packet_tolerance <= 2 or not self._last_ce)
-        self._last_ce = ce
-        received = self.received
-        if pn == self.largest + 1 and received.extend_last(pn):
-            in_order = True  # the common case: one range grows
+        last_ce = self._last_ce
+        if ce or last_ce:
+            congested = ce and (self.packet_tolerance <= 2 or not last_ce)
+            self._last_ce = ce
         else:
-            in_order = pn == self.largest + 1 or not received
+            congested = False  # the common case: no mark now nor on the packet before
+        largest = self.largest
+        received = self.received
+        stops = received._stops  # RangeSet.extend_last, inline: no call per packet
+        if pn == largest + 1 and stops and stops[-1] == pn:
+            stops[-1] = pn + 1
+            in_order = True  # the common case: one range grows
+            self.largest = pn
+            self.largest_time = now
+        else:
+            in_order = pn == largest + 1 or not received
             received.add(pn)
             if not in_order and len(received) > self.max_ranges:
                 self._forget_oldest()
+            if pn > largest:
+                self.largest = pn
+                self.largest_time = now
         self.fresh = True
-        if pn > self.largest:
-            self.largest = pn
-            self.largest_time = now
         if not ack_eliciting:
             return
         if pn > self._largest_eliciting:
             self._largest_eliciting = pn
-        self.ack_eliciting_since_ack += 1
+        self.ack_eliciting_since_ack = since = self.ack_eliciting_since_ack + 1
         threshold = self.reordering_threshold
         if threshold == 1:
             reordered = not in_order  # RFC 9000 §13.2.1
@@ -173,7 +231,7 @@ class AckTracker:
             or reordered
             or self._immediate_requested
             or congested
-            or self.ack_eliciting_since_ack >= self.packet_tolerance
+            or since >= self.packet_tolerance
         ):
             self._immediate_requested = False
             self.deadline = now
@@ -203,6 +261,8 @@ class AckTracker:
 
         Packets already waiting for an ACK are held to the new values (draft §6).
         """
+        if self.noted_first >= 0:
+            self.settle()  # the packets before this frame's are held to the old values
         if sequence_number <= self._ack_frequency_seq:
             return
         self._ack_frequency_seq = sequence_number
@@ -217,6 +277,8 @@ class AckTracker:
 
     def request_immediate_ack(self) -> None:
         """IMMEDIATE_ACK (draft §5): the packet carrying it is acknowledged at once."""
+        if self.noted_first >= 0:
+            self.settle()
         self._immediate_requested = True
 
     def _forget_oldest(self) -> None:
@@ -229,6 +291,8 @@ class AckTracker:
                 self.floor = dropped.stop
 
     def wants_ack(self, now: float) -> bool:
+        if self.noted_first >= 0:
+            self.settle()
         deadline = self.deadline
         return deadline is not None and deadline <= now
 
@@ -237,18 +301,26 @@ class AckTracker:
         ``bool(self.received)`` without RangeSet's ``__bool__``: the set is never
         emptied once a packet arrived (:meth:`on_ack_acked` keeps the largest,
         :meth:`_forget_oldest` at least one range)."""
+        if self.noted_first >= 0:
+            self.settle()
         return self.largest >= 0
 
     def ack_delay(self, now: float) -> float:
         """Time since the largest packet arrived (RFC 9000 §19.3 ACK Delay), seconds."""
+        if self.noted_first >= 0:
+            self.settle()
         delay = now - self.largest_time
         return delay if delay > 0.0 else 0.0
 
     def ranges(self) -> tuple[tuple[int, int], ...]:
         """Inclusive (smallest, largest) pairs, largest first, for an ACK frame."""
+        if self.noted_first >= 0:
+            self.settle()
         return self.received.ack_ranges_descending(MAX_ACK_RANGES)
 
     def on_ack_sent(self, largest_acknowledged: int = -1) -> None:
+        if self.noted_first >= 0:
+            self.settle()
         self.ack_eliciting_since_ack = 0
         self.deadline = None
         self.fresh = False
@@ -265,6 +337,8 @@ class AckTracker:
         repeated (§13.2.4); lost, nothing changes. One call per ACK acknowledged."""
         if not acked:
             return
+        if self.noted_first >= 0:
+            self.settle()
         floor = largest_acknowledged + 1
         if floor > self.floor:
             # keep the largest so that "in order" detection stays meaningful

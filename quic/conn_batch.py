@@ -12,9 +12,11 @@ preferred-address switch or amplification limit is pending, what
 :meth:`~quic.connection.QuicConnection.receive_datagram` does per datagram that cannot
 change within the batch is done once — the clock, the path's byte counts, the path the
 datagrams came on, the peer's connection ID on it, the idle timer (RFC 9000 §10.1) —
-and each datagram of one short-header packet is read at once
-(:meth:`~quic.conn_receive.PacketReader.read_short`); anything else in the batch goes
-the general way (``_receive``). The connection's state is checked before every
+and runs of datagrams of one short-header packet each are read by the reader in one
+loop (:meth:`~quic.conn_receive.PacketReader.read_short_run`); anything else in the
+batch goes the general way (``_receive``). A run stops where the connection must
+look: after a datagram that did not open (a stateless reset?) or a packet with a frame
+that may have changed the connection's state, whose state is checked before the next
 datagram: once a packet closed it (CONNECTION_CLOSE, RFC 9000 §10.2.2; a stateless
 reset, §10.3.1; an error of ours) the rest of the batch goes through
 ``receive_datagram``, which drops it or counts it while closing (§10.2.1), as it would
@@ -61,30 +63,29 @@ def receive_batch(
         conn._now = now
     paths.receiving, paths.receiving_local = addr, local
     reader = conn.reader
-    read_short = reader.read_short
+    read_run = reader.read_short_run
     cid_len = conn.cids.cid_length
-    shortest = cid_len + 20  # the connection's hot-path test (_receive)
     ecn &= 3
-    size = 0
-    processed = False
+    processed_before = reader.processed
+    processed = False  # by the general way (its packets may not all count in processed)
+    end = len(datagrams)
     taken = 0  # datagrams handled here; the rest (after a close) go the general way
-    at = -16  # this datagram's header protection mask in masks (16 bytes each)
+    reader.run_end = 0
     try:
-        masks = reader.short_masks(datagrams, cid_len) if len(datagrams) > 1 else None
-        for data in datagrams:
-            if conn.state is not _CONNECTED:
-                break  # closed by a packet of the batch: receive_datagram decides the rest
-            taken += 1
-            size += len(data)
-            at += 16
-            if len(data) > shortest and data[0] & 0xC0 == 0x40:  # one 1-RTT packet
-                if read_short(data, cid_len, now, ecn, masks, at):
+        masks = reader.short_masks(datagrams, cid_len) if end > 1 else None
+        while taken < end and conn.state is _CONNECTED:
+            # a closing packet ends the batch: receive_datagram decides the rest
+            stop = read_run(datagrams, taken, cid_len, now, ecn, masks)
+            if stop == taken:  # not one 1-RTT packet: the general way
+                taken = stop = taken + 1
+                if conn._receive(datagrams[taken - 1], addr, now, ecn):
                     processed = True
-                elif len(data) >= 21 and conn.cids.is_peer_stateless_reset(bytes(data[-16:])):
+            elif reader.run_failed:
+                data = datagrams[stop - 1]
+                if len(data) >= 21 and conn.cids.is_peer_stateless_reset(bytes(data[-16:])):
                     # RFC 9000 §10.3.1: a stateless reset ends the connection at once
                     conn.state = conn.closer.on_stateless_reset(now, linger(conn))
-            elif conn._receive(data, addr, now, ecn):
-                processed = True
+            taken = stop
             if paths.preferred_ready:
                 conn.migration.adopt_preferred(now)  # RFC 9000 §9.6.2
             reprocess = reader.reprocess
@@ -97,10 +98,13 @@ def receive_batch(
         conn._fail(QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO))
     except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
         conn._internal_error(exc)
+    if reader.run_end > taken:  # a run an error cut short: the datagrams it read
+        taken = reader.run_end
+    size = sum(map(len, datagrams if taken >= end else datagrams[:taken]))
     paths.bytes_received += size  # received_on_current's counts, for the batch
     current.received += size
     conn.migration.path_dcid = reader.newest_dcid  # the peer's ID on this path
-    if processed:
+    if processed or reader.processed != processed_before:
         idle = conn.idle
         idle.last_activity = now
         idle.eliciting_since_receive = False  # RFC 9000 §10.1

@@ -41,7 +41,10 @@ The frames of the common packets skip the frame objects and the table: STREAM
 (:func:`~quic.frames.decode_stream_frame`), DATAGRAM with Length (decoded by its owner,
 ``DatagramChannel.on_frame_at``) and, in 1-RTT packets, ACK / ACK_ECN
 (:func:`~quic.frames.decode_ack_fields`, handled by ``_on_ack_fields``) are decoded
-in one call each and handed to their owner directly, with the same errors.
+in one call each and handed to their owner directly, with the same errors. Any
+other frame but PADDING and PING sets ``general``: a run of packets read together
+(:meth:`~quic.conn_receive.PacketReader.read_short_run`) stops after its packet, so
+that the connection sees what it changed before the next one is read.
 """
 
 from __future__ import annotations
@@ -137,6 +140,7 @@ class FrameDispatcher:
         "_qlog",
         "_recovery",
         "_streams",
+        "general",
         "non_probing",
     )
 
@@ -181,6 +185,10 @@ class FrameDispatcher:
         self._closed = False  # a CONNECTION_CLOSE was dispatched
         #: The last packet dispatched held a non-probing frame (RFC 9000 §9.1).
         self.non_probing = False
+        #: A frame went the general way (not STREAM, DATAGRAM, PADDING, PING, or ACK in
+        #: 1-RTT) since the reader last cleared this: it may have changed the connection's state
+        #: (a close, a validated path), which a run of packets stops to look at.
+        self.general = False
 
     def set_peer_ack_delay_exponent(self, exponent: int) -> None:
         """The peer's ack_delay_exponent transport parameter (RFC 9000 §18.2)."""
@@ -197,17 +205,13 @@ class FrameDispatcher:
             )  # RFC 9000 §12.4
         self._dcid = dcid
         pos = 0
-        ack_eliciting = False
-        non_probing = False
-        handlers = _HANDLERS
-        info = FRAME_INFO
-        probing = PROBING_FRAME_TYPES
+        ack_eliciting = non_probing = False
         streams = self._streams
-        # RFC 9000 §12.4: a frame decode_frame knows is allowed in any 1-RTT packet
-        check = packet_type is not _ONE_RTT or not ONE_RTT_TAKES_ALL
+        application = index == APPLICATION
+        check: bool | None = None  # the frame types need checking: set by a frame object
         while pos < end:
             ftype = payload[pos]
-            if 0x08 <= ftype <= 0x0F and index == APPLICATION:
+            if ftype & 0xF8 == 0x08 and application:  # 0x08..0x0F
                 # STREAM (RFC 9000 §19.8), allowed in 0-RTT and 1-RTT: the bulk case
                 if ftype & 0x06 == 0x06 and pos + 8 <= end:  # OFF and LEN
                     # decode_stream_fields' mid-stream case, inline: a call less per packet
@@ -232,13 +236,13 @@ class FrameDispatcher:
                     # transmit fewer per request, and the peer's PTO is not raced).
                     self._acks.ack_at_once()
                 continue
-            if ftype == 0x31 and index == APPLICATION:
+            if ftype == 0x31 and application:
                 # DATAGRAM with Length (RFC 9221 §4), allowed in 0-RTT and 1-RTT,
                 # ack-eliciting and not probing: the datagram case, no frame object
                 pos = self._datagrams.on_frame_at(payload, pos)  # decoded there
                 ack_eliciting = non_probing = True
                 continue
-            if ftype <= 0x03 and ftype >= 0x02 and not check:
+            if ftype <= 0x03 and ftype >= 0x02 and packet_type is _ONE_RTT and ONE_RTT_TAKES_ALL:
                 # ACK / ACK_ECN (RFC 9000 §19.3) in a 1-RTT packet: not ack-eliciting,
                 # not probing (§9.1); decoded without a frame object
                 ranges, delay, ecn, pos = decode_ack_fields(payload, pos)
@@ -247,13 +251,18 @@ class FrameDispatcher:
                 continue
             frame, pos = decode_frame(payload, pos)
             ftype = frame.frame_type
+            if ftype > 0x01:  # beyond PADDING and PING (RFC 9000 §19.1, §19.2)
+                self.general = True
+            if check is None:
+                # RFC 9000 §12.4: a frame decode_frame knows is allowed in any 1-RTT packet
+                check = packet_type is not _ONE_RTT or not ONE_RTT_TAKES_ALL
             if check:
                 check_frame_allowed(ftype, packet_type)
-            if info[ftype].ack_eliciting:
+            if FRAME_INFO[ftype].ack_eliciting:
                 ack_eliciting = True
-            if ftype not in probing:
+            if ftype not in PROBING_FRAME_TYPES:
                 non_probing = True
-            handlers[type(frame)](self, frame, index, now)
+            _HANDLERS[type(frame)](self, frame, index, now)
             if self._closed:
                 break  # RFC 9000 §10.2.2: the peer is draining; nothing more to do
         self.non_probing = non_probing

@@ -25,7 +25,15 @@ kept keys, RFC 9369 §4); every other packet goes to :class:`PacketReader`, whic
    packet is acknowledged at once, §13.2.1). Buffered packets keep their codepoint.
 
 A datagram holding a single 1-RTT packet — the common case once the handshake is
-confirmed — takes :meth:`PacketReader.read_short`, which needs no header object.
+confirmed — takes :meth:`PacketReader.read_short`, which needs no header object; a
+batch of them (a GRO read, :mod:`quic.conn_batch`) takes
+:meth:`PacketReader.read_short_run`, the same steps in one loop: what cannot change
+between its packets is looked up once, the processed and ECT(0) counts are added once,
+in-order ack-eliciting packets are noted in the ACK tracker without a call (recorded
+together by :meth:`~quic.ack.AckTracker.settle`, before any other use of the tracker),
+and the run stops where the connection must look — a datagram of another shape, one
+that did not open, a packet with a frame beyond STREAM, DATAGRAM, ACK, PADDING and PING
+(``FrameDispatcher.general``: a close, a path response, new keys...).
 Dropped packets are counted (``dropped``) and logged to qlog; processed ones too
 (``processed``), so the endpoint can tell a connection that never authenticated a
 packet.
@@ -93,6 +101,8 @@ class PacketReader:
         "newest_non_probing",
         "processed",
         "reprocess",
+        "run_end",
+        "run_failed",
         "zero_rtt_processed",
     )
 
@@ -135,6 +145,11 @@ class PacketReader:
         # and the highest-numbered so far (the connection resets it per datagram)
         self.newest_non_probing = False
         self.newest_dcid = b""  # Destination Connection ID of the highest 1-RTT packet
+        # the last datagram read_short_run looked at was read as read_short returning
+        # False would (not opened, or a duplicate): the connection checks it for a
+        # stateless reset (RFC 9000 §10.3.1)
+        self.run_failed = False
+        self.run_end = 0  # read_short_run's end, also when an error cut it short
 
     # -- bookkeeping ------------------------------------------------------------------
 
@@ -327,3 +342,112 @@ class PacketReader:
         tracker.on_packet(pn, eliciting, now, ce)  # CE: RFC 9000 §13.2.1, ack-frequency §6.3
         self.processed += 1
         return True
+
+    def read_short_run(
+        self,
+        datagrams: list[bytes],
+        start: int,
+        cid_len: int,
+        now: float,
+        ecn: int = 0,
+        masks: bytes | None = None,
+    ) -> int:
+        """:meth:`read_short` for ``datagrams[start:]`` while each is one short-header
+        packet (their header protection masks in ``masks``, 16 bytes per datagram of
+        the list, if given); returns the index of the first datagram not read. It
+        stops before a datagram of another shape and after one that did not open or was
+        a duplicate (``run_failed`` tells), held a frame that may have changed the
+        connection's state (``FrameDispatcher.general``; new keys, which make packets to
+        reprocess, come only with such frames)."""
+        self.run_failed = False
+        read = self._keys.spaces[APPLICATION].read
+        if type(read) is not OneRttReadKeys:  # no 1-RTT keys: read_short's way
+            self.run_failed = not self.read_short(datagrams[start], cid_len, now, ecn)
+            return start + 1
+        keys = self._keys
+        tracker = self._acks.trackers[APPLICATION]
+        on_packet = tracker.on_packet
+        dispatcher = self._dispatcher
+        dispatch = dispatcher.dispatch
+        dispatcher.general = False
+        qlog = self._qlog
+        pn_offset = 1 + cid_len
+        shortest = cid_len + 20  # the sample must fit (RFC 9001 §5.4.2)
+        other_ecn = ecn and ecn != _ECT0  # ECT(1), CE: EcnController counts them
+        current = read.current
+        # in-order ack-eliciting packets are noted in the tracker, recorded once
+        # (AckTracker.settle): not CE-marked, no reordering threshold to check
+        noting = not other_ecn and tracker.reordering_threshold <= 1 and not tracker.immediate
+        expect = tracker.largest + 1  # the next packet number (the tracker is settled)
+        processed = 0
+        newest: bytes | None = None  # the DCID of the highest packet, once one came
+        non_probing = False  # that packet was non-probing (RFC 9000 §9.3)
+        index = start
+        end = len(datagrams)
+        try:
+            while index < end:
+                data = datagrams[index]
+                if len(data) <= shortest or data[0] & 0xC0 != 0x40:
+                    break  # not one 1-RTT packet: the connection's general way
+                at = index << 4
+                index += 1
+                largest = expect - 1
+                try:
+                    plain_header, pn, payload = current.open_short(
+                        data, pn_offset, largest, masks, at
+                    )
+                except DecryptionError:
+                    keys.on_auth_failure()  # RFC 9001 §6.6 (may raise AEAD_LIMIT_REACHED)
+                    self.drop(now, "decryption_failure", _ONE_RTT)
+                    self.run_failed = True
+                    break
+                if payload is None:
+                    # the other Key Phase (RFC 9001 §6): the generations, the whole way
+                    opened = keys.open_short(data, pn_offset, largest, now)
+                    current = read.current
+                    if opened is None:
+                        self.drop(now, "decryption_failure", _ONE_RTT)
+                        self.run_failed = True
+                        break
+                    plain_header, pn, payload = opened
+                if plain_header[0] & _SHORT_RESERVED_BITS:
+                    raise _reserved_bits_error()  # RFC 9000 §17.3.1
+                if pn <= largest and tracker.is_duplicate(pn):  # above it: never seen
+                    self.run_failed = True
+                    break
+                dcid = data[1:pn_offset]
+                if qlog is not None:
+                    qlog.packet_received(now, _ONE_RTT, pn, payload, len(data), dcid)
+                eliciting = dispatch(payload, APPLICATION, _ONE_RTT, dcid, now)
+                if pn > largest:
+                    newest = dcid
+                    if dispatcher.non_probing:
+                        non_probing = True
+                if pn == expect and eliciting and noting:  # AckTracker.on_packet, noted
+                    if tracker.noted_first < 0:  # (a frame's call may have settled it)
+                        tracker.noted_first = pn
+                        tracker.noted_time = now
+                    tracker.noted_stop = expect = pn + 1
+                else:
+                    # CE: RFC 9000 §13.2.1, ack-frequency §6.3 (ECT(0) is counted below)
+                    if other_ecn:
+                        ce = self._ecn.on_packet_received(APPLICATION, ecn)
+                        on_packet(pn, eliciting, now, ce)
+                    else:
+                        on_packet(pn, eliciting, now)
+                    expect = tracker.largest + 1
+                processed += 1
+                if dispatcher.general:  # (packets to reprocess only follow such frames)
+                    break  # the connection looks before the next packet is read
+        finally:
+            if tracker.noted_first >= 0:
+                tracker.settle()
+            self.run_end = index
+            self.processed += processed
+            if ecn == _ECT0:
+                self._ecn_counts[_APPLICATION_ECT0] += processed  # EcnController's count
+            if newest is not None:  # _note_newest, once
+                self.newest_dcid = newest if type(newest) is bytes else bytes(newest)
+                if non_probing:
+                    self.newest_non_probing = True
+        return index

@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -637,6 +638,10 @@ class PacketUnprotector(_PacketKeys):
             return None
         start = pn_offset + SAMPLE_OFFSET
         stop = start + SAMPLE_LENGTH
+        if min(map(len, datagrams), default=0) >= stop:  # every one has a sample: sliced in C
+            return (self._hp or self._wake_hp())(
+                b"".join(map(itemgetter(slice(start, stop)), datagrams))
+            )
         blank = bytes(SAMPLE_LENGTH)
         samples = [data[start:stop] if len(data) >= stop else blank for data in datagrams]
         return (self._hp or self._wake_hp())(b"".join(samples))
@@ -664,30 +669,37 @@ class PacketUnprotector(_PacketKeys):
         first = data[0] ^ (masks[at] & _SHORT_HEADER_MASK)  # RFC 9001 §5.4.1
         pn_length = (first & 0x03) + 1
         pn_end = pn_offset + pn_length
+        # RFC 9000 Appendix A.3 (decode_packet_number, inline): the candidate closest
+        # to the next expected packet number — the one in (expected - window/2,
+        # expected + window/2], ``top`` minus the distance below it modulo the window
+        # — moved back into 0..2^62-1 by a window when it falls outside
         if pn_length == 2:  # a bulk sender's usual length: two bytes, without slices
             truncated_pn = (data[pn_offset] ^ masks[at + 1]) << 8 | (
                 data[pn_offset + 1] ^ masks[at + 2]
             )
+            window = 0x10000
+            top = largest_pn + 0x8001  # expected + window/2
+            pn = top - ((top - truncated_pn) & 0xFFFF)
             pn_bytes = truncated_pn.to_bytes(2, "big")
-        elif pn_length == 1:  # a ping-pong's: one byte, from the table
+        elif pn_length == 1:  # a ping-pong's: one byte, its byte from the table
             truncated_pn = data[pn_offset] ^ masks[at + 1]
+            window = 0x100
+            top = largest_pn + 0x81
+            pn = top - ((top - truncated_pn) & 0xFF)
             pn_bytes = _BYTE[truncated_pn]
         else:
             truncated_pn = _from_bytes(data[pn_offset:pn_end], "big") ^ _from_bytes(
                 masks[at + 1 : at + 1 + pn_length], "big"
             )
+            window = 1 << (pn_length << 3)
+            top = largest_pn + 1 + (window >> 1)
+            pn = top - ((top - truncated_pn) & (window - 1))
             pn_bytes = truncated_pn.to_bytes(pn_length, "big")
-        plain_header = b"".join((_BYTE[first], data[1:pn_offset], pn_bytes))
-        # RFC 9000 Appendix A.3 (decode_packet_number, inline): the candidate closest
-        # to the next expected packet number, within 0..2^62-1
-        expected = largest_pn + 1
-        window = 1 << (pn_length << 3)
-        half = window >> 1
-        pn = (expected & ~(window - 1)) | truncated_pn
-        if pn <= expected - half and pn < _PN_LIMIT - window:
+        if pn < 0:
             pn += window
-        elif pn > expected + half and pn >= window:
+        elif pn >= _PN_LIMIT:
             pn -= window
+        plain_header = b"".join((_BYTE[first], data[1:pn_offset], pn_bytes))
         if (first >> 2) & 1 != self.key_phase:
             return plain_header, pn, None
         # RFC 9001 §5.3: nonce = iv XOR packet number; AAD = unprotected header.

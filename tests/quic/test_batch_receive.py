@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from quic.conn_state import LIVE
 from quic.connection import QuicConnection
 from quic.endpoint import QuicEndpoint
+from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
 from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair
 
@@ -357,3 +359,102 @@ def test_a_key_update_inside_a_batch_opens_every_packet() -> None:
             data[event.stream_id] = data.get(event.stream_id, b"") + event.data
     assert data == {sid: b"a" * 5000, second_sid: b"b" * 5000}
     assert pair.server.keys.spaces[2].read.current.key_phase == 1  # type: ignore[union-attr]
+
+
+def _burst_with_reset(pair: Pair) -> tuple[list[bytes], int]:
+    """Client datagrams: a burst on one stream, a datagram with a RESET_STREAM of
+    another, a second burst; and the index of the reset's datagram."""
+    other = pair.client.create_stream()
+    pair.client.send_stream_data(other, b"x")
+    pair.run(lambda: not pair.client.recovery.spaces[2].sent)
+    _, first = _client_burst(pair, b"a" * 6000)
+    pair.client.reset_stream(other, 7)
+    pair.client_endpoint.wake(pair.client)
+    resets = [d for d, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+    _, second = _client_burst(pair, b"b" * 6000)
+    assert len(first) >= 3 and len(resets) == 1 and len(second) >= 3
+    return first + resets + second, len(first)
+
+
+def test_a_run_stops_after_a_frame_that_may_change_the_connection() -> None:
+    """PacketReader.read_short_run reads 1-RTT datagrams until one held a frame beyond
+    STREAM, DATAGRAM, ACK, PADDING and PING (FrameDispatcher.general): the connection
+    looks at its state before the next one is read."""
+    pair = _connected()
+    datagrams, reset_at = _burst_with_reset(pair)
+    server = pair.server
+    reader = server.reader
+    cid_len = server.cids.cid_length
+    now = pair.net.now
+    processed = reader.processed
+    stop = reader.read_short_run(datagrams, 0, cid_len, now)
+    assert stop == reset_at + 1 and not reader.run_failed
+    assert reader.processed - processed == stop
+    assert reader.read_short_run(datagrams, stop, cid_len, now) == len(datagrams)
+    assert reader.processed - processed == len(datagrams)
+    # a datagram read again is a duplicate: the run stops after it, run_failed set
+    assert reader.read_short_run(datagrams, 1, cid_len, now) == 2 and reader.run_failed
+    assert reader.read_short_run([b"\xc0" + bytes(40)], 0, cid_len, now) == 0  # long header
+
+
+def test_a_run_cut_short_by_an_error_counts_what_it_read() -> None:
+    """A packet that breaks a rule in the middle of a batch closes the connection; the
+    datagrams read before it are counted once, the ones after it go through
+    receive_datagram (counted while closing, RFC 9000 §10.2.1)."""
+    pair = _connected()
+    _, datagrams = _client_burst(pair, b"c" * 12000)
+    assert len(datagrams) >= 6
+    server = pair.server
+    dispatcher = server.reader._dispatcher
+    real = dispatcher.dispatch
+    calls = [0]
+
+    def failing(*args: Any) -> bool:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise QuicProtocolError(TransportErrorCode.FRAME_ENCODING_ERROR, "made up")
+        return real(*args)
+
+    dispatcher.dispatch = failing  # type: ignore[method-assign]
+    single = server.receive_datagram
+    after = [0]
+
+    def counted(*args: Any) -> None:
+        after[0] += 1
+        single(*args)
+
+    server.receive_datagram = counted  # type: ignore[method-assign]
+    before = server.paths.bytes_received
+    server.receive_datagrams(datagrams, CLIENT_ADDR, pair.net.now)
+    assert after[0] == len(datagrams) - 3  # the three read (the third failed) are not fed again
+    read = sum(map(len, datagrams[:3]))
+    assert server.paths.bytes_received - before >= read
+    assert server.state not in LIVE  # closing on our error (RFC 9000 §10.2)
+    assert server.closer.frame is not None
+    assert server.closer.frame[1] == TransportErrorCode.FRAME_ENCODING_ERROR
+
+
+def test_endpoint_batch_with_a_foreign_datagram_inside_is_read_one_run_at_a_time() -> None:
+    """The endpoint takes a batch whose datagrams all carry the first one's short-header
+    connection ID as one run (one C-level check); one that does not (here a long
+    header in the middle) sends the batch through the per-datagram loop: every stream
+    byte still arrives, in order."""
+    from quic.endpoint_batch import _one_run
+
+    pair = _connected()
+    sid, datagrams = _client_burst(pair, bytes(range(256)) * 40, end=True)
+    assert len(datagrams) >= 4
+    end = 1 + pair.server_endpoint.connection_id_length
+    dcid = datagrams[0][1:end]
+    assert _one_run(datagrams[1:], dcid)
+    assert not _one_run([*datagrams[1:], b"\xc0" + datagrams[1][1:]], dcid)
+    assert not _one_run([datagrams[1], b"\x40" + bytes(end)], dcid)
+    assert not _one_run([datagrams[1], memoryview(datagrams[2])], dcid)  # type: ignore[list-item]
+    foreign = b"\xc0" + bytes(60)  # a long header of no connection: dropped
+    mixed = [*datagrams[:2], foreign, *datagrams[2:]]
+    pair.server_endpoint.receive_datagrams(mixed, CLIENT_ADDR, pair.net.now)
+    data = b""
+    for event in _drain(pair.server_endpoint):
+        if isinstance(event, StreamDataReceived) and event.stream_id == sid:
+            data += event.data
+    assert data == bytes(range(256)) * 40

@@ -16,6 +16,7 @@ from quic.frames_decode import decode_frame, decode_stream_fields
 from quic.frames_defs import StreamFrame, encode_stream_frame_header
 from quic.packet import PacketType, encode_short_header
 from quic.packet_builder import PacketAssembler
+from quic.packet_number import decode_packet_number
 from quic.protection import PacketProtector, PacketUnprotector
 from quic.recovery import LossRecovery, SentPacket
 from quic.tls.suites import CipherSuite
@@ -112,6 +113,13 @@ def test_open_short_with_batch_masks_matches_open_short(suite: CipherSuite) -> N
         assert masks is None  # a call per sample: open_short makes it
         return
     assert masks is not None and len(masks) == 16 * len(datagrams)
+    # every datagram with a sample (sliced in C) or one without (a blank in its place):
+    # the same masks as one call per datagram
+    each = [receiver.short_masks([d], 1 + len(dcid)) for d in datagrams]
+    assert masks == b"".join(m for m in each if m is not None)
+    assert receiver.short_masks(packets, 1 + len(dcid)) == b"".join(
+        m for d, m in zip(datagrams, each, strict=True) if d in packets and m is not None
+    )
     for at, data in enumerate(datagrams):
         if data not in packets:
             continue
@@ -119,6 +127,41 @@ def test_open_short_with_batch_masks_matches_open_short(suite: CipherSuite) -> N
         assert got == receiver.open_short(data, 1 + len(dcid), 0x6FF)
         assert got[1] == run[packets.index(data)][3]  # the full packet number
         assert got[2] == run[packets.index(data)][2]  # the payload
+
+
+def test_open_short_decodes_packet_numbers_as_appendix_a3() -> None:
+    """open_short's inline packet number decoding (the candidate in the window around
+    the next expected number, kept within 0..2^62-1) gives decode_packet_number's
+    result at every window edge, for each Packet Number Length, with and without the
+    batch masks."""
+    suite = CipherSuite.TLS_AES_128_GCM_SHA256
+    secret = os.urandom(32)
+    dcid = os.urandom(8)
+    limit = 1 << 62
+    protector = PacketProtector(suite, secret, QuicVersion.VERSION_1)
+    receiver = PacketUnprotector(suite, secret, QuicVersion.VERSION_1)
+    checked = 0
+    for pn_length in (1, 2, 3, 4):
+        window = 1 << (8 * pn_length)
+        half = window >> 1
+        largests = [-1, 0, 1, half - 2, half - 1, half, window - 2, window - 1, window]
+        largests += [0x12345678 + d for d in (-1, 0, 1)]
+        largests += [limit - window - 1, limit - half - 1, limit - half, limit - 2]
+        for largest in largests:
+            expected = largest + 1
+            truncs = {0, 1, half - 1, half, half + 1, window - 1}
+            truncs |= {(expected + d) % window for d in (-half, 1 - half, 0, half - 1, half)}
+            for truncated in sorted(truncs):
+                pn = decode_packet_number(truncated, 8 * pn_length, largest)
+                assert 0 <= pn < limit
+                payload = os.urandom(24)
+                packet = protector.encrypt_short(dcid, pn_length, truncated, 0, payload, pn)
+                masks = receiver.short_masks([packet], 1 + len(dcid))
+                for given in (None, masks):
+                    got = receiver.open_short(packet, 1 + len(dcid), largest, given, 0)
+                    assert got[1:] == (pn, payload), (pn_length, largest, truncated)
+                checked += 1
+    assert checked > 250
 
 
 @pytest.mark.parametrize("suite", SUITES)
