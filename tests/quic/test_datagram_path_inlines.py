@@ -1,8 +1,9 @@
 """The datagram ping-pong's inline copies (issue 10, session 27) decide what the
 helpers they stand for decide: ``DatagramChannel.on_frame_at`` (DATAGRAM decoded and
 queued in one call) against ``decode_datagram_frame`` then ``on_frame``; the size check
-of ``DatagramChannel.send`` against ``max_payload``; ``AckFrequencySender.wants_send``
-against ``wanted``; the PMTU ``on_ack`` skipped while nothing is suspicious."""
+of ``DatagramChannel.send`` against ``max_payload``; the PMTU ``on_ack`` skipped while
+nothing is suspicious. ``AckFrequencySender.wants_send`` (which calls ``wanted`` again:
+the copy saved one call per round trip) still asks for what ``wanted`` says."""
 
 from __future__ import annotations
 
