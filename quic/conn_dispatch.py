@@ -271,8 +271,13 @@ class FrameDispatcher:
     # -- handlers ---------------------------------------------------------------------
 
     def _on_nothing(self, frame: Any, index: int, now: float) -> None:
-        """PADDING, PING; DATA_BLOCKED and STREAMS_BLOCKED are informational
-        (RFC 9000 §19.12, §19.14): limits are refreshed as data is consumed."""
+        """PADDING, PING; STREAMS_BLOCKED is informational (RFC 9000 §19.14): limits
+        are refreshed as streams close."""
+
+    def _on_data_blocked(self, frame: DataBlockedFrame, index: int, now: float) -> None:
+        # RFC 9000 §19.12: a peer blocked at our current connection limit grows the
+        # window (ReceiveWindow.on_peer_blocked); MAX_DATA follows as data is consumed
+        self._streams.window.on_peer_blocked(frame.maximum_data)
 
     def _on_ack(self, frame: AckFrame, index: int, now: float) -> None:
         self._on_ack_fields(frame.frame_type, frame.ranges, frame.ack_delay, frame.ecn, index, now)
@@ -436,7 +441,7 @@ _HANDLERS: dict[type, Callable[[FrameDispatcher, Any, int, float], None]] = {
     MaxDataFrame: FrameDispatcher._on_max_data,
     MaxStreamDataFrame: FrameDispatcher._on_max_stream_data,
     MaxStreamsFrame: FrameDispatcher._on_max_streams,
-    DataBlockedFrame: FrameDispatcher._on_nothing,
+    DataBlockedFrame: FrameDispatcher._on_data_blocked,
     StreamDataBlockedFrame: FrameDispatcher._on_stream_data_blocked,
     StreamsBlockedFrame: FrameDispatcher._on_nothing,
     NewConnectionIdFrame: FrameDispatcher._on_new_connection_id,

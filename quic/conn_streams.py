@@ -482,7 +482,9 @@ class StreamController:
         self.manager.on_max_streams(bidi, limit)
 
     def on_stream_data_blocked(self, stream_id: int, limit: int) -> None:
-        self.manager.on_stream_data_blocked(stream_id, limit)
+        stream = self.manager.on_stream_data_blocked(stream_id, limit)
+        if stream is not None and stream.recv is not None and stream.recv.window.should_update():
+            self._control[stream_id] = None  # a grown window: its MAX_STREAM_DATA now
         self._deliver_new_peer_streams()
 
     def fits_peer_params(self, params: TransportParameters) -> bool:

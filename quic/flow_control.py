@@ -21,7 +21,12 @@ beyond ``max_data`` is a FLOW_CONTROL_ERROR (RFC 9000 §4.1, §19.9, §19.10). A
 ``consumed + window`` is offered once half of the window has been consumed; if that
 happened within two round trips of the previous update the sender is being throttled by
 us rather than by the network, so the window doubles up to ``max_window`` (the
-auto-tuning suggested in RFC 9000 §4.2). A lost update is resent with the current value.
+auto-tuning suggested in RFC 9000 §4.2). It doubles too when the peer reports it is
+blocked at our current or previous limit while the application keeps up
+(``on_peer_blocked``): the round-trip test alone missed it in the WebTransport echo,
+whose credit loop waits for the application and was slower than the smoothed RTT (the
+1 MiB stream window never grew; ~60 STREAM_DATA_BLOCKED per 50 MiB, ~10 with it).
+A lost update is resent with the current value.
 
 Both classes are plain arithmetic: no frames, no clock. Times are passed in as floats
 (seconds, any epoch); an ``rtt`` of zero or less means "unknown" and disables tuning for
@@ -98,6 +103,7 @@ class ReceiveWindow:
     __slots__ = (
         "_epoch_start",
         "_now",
+        "_prev_limit",
         "_resend",
         "_rtt",
         "consumed",
@@ -113,6 +119,7 @@ class ReceiveWindow:
         self.window = window
         self.max_window = window if max_window is None else max(window, max_window)
         self.max_data = window
+        self._prev_limit = window  # the limit before the last update
         self.highest_received = 0
         self.consumed = 0
         self._epoch_start: float | None = None
@@ -158,6 +165,24 @@ class ReceiveWindow:
             self.window = window
             self.max_window = max(self.max_window, window)
 
+    def on_peer_blocked(self, limit: int) -> bool:
+        """The peer reports it is blocked at ``limit`` (DATA_BLOCKED / STREAM_DATA_BLOCKED,
+        RFC 9000 §19.12, §19.13). At our current limit, that is direct evidence the window,
+        not the path, limits throughput: double it up to ``max_window`` (§4.2 auto-tuning;
+        the round-trip test alone misses it when the credit loop, which waits for the
+        application to read, is slower than the smoothed RTT). ``limit`` may be our
+        previous limit (the update crossed the frame). Only while the application keeps
+        up (at most half a window unread), so a peer cannot grow the buffers of an
+        application that does not read. True when the window grew."""
+        if (
+            (limit != self.max_data and limit != self._prev_limit)
+            or self.window >= self.max_window
+            or (self.highest_received - self.consumed) * 2 > self.window
+        ):
+            return False
+        self.window = min(self.window * 2, self.max_window)
+        return True
+
     def should_update(self) -> bool:
         """True when a MAX_DATA / MAX_STREAM_DATA frame should be sent now."""
         if self._resend:
@@ -188,6 +213,7 @@ class ReceiveWindow:
             self._epoch_start = self._now
             new_limit = min(self.consumed + self.window, VARINT_MAX)
             if new_limit > self.max_data:
+                self._prev_limit = self.max_data
                 self.max_data = new_limit
         self._resend = False
         return self.max_data

@@ -457,9 +457,12 @@ class StreamManager:
         return stream.send.on_max_stream_data(limit)
 
     def on_stream_data_blocked(self, stream_id: int, limit: int) -> QuicStream | None:
-        """STREAM_DATA_BLOCKED (§19.13): validates and opens; informational otherwise."""
-        del limit
-        return self.stream_for_frame(stream_id, FRAME_STREAM_DATA_BLOCKED)
+        """STREAM_DATA_BLOCKED (§19.13): validates and opens; a peer blocked at our
+        current limit grows the stream's receive window (ReceiveWindow.on_peer_blocked)."""
+        stream = self.stream_for_frame(stream_id, FRAME_STREAM_DATA_BLOCKED)
+        if stream is not None and stream.recv is not None:
+            stream.recv.window.on_peer_blocked(limit)
+        return stream
 
     def on_max_streams(self, bidi: bool, limit: int) -> bool:
         """MAX_STREAMS (§19.11) or the initial_max_streams_* parameter; decreases are

@@ -206,3 +206,45 @@ def test_receive_window_limit_capped_at_varint_max() -> None:
 def test_receive_window_rejects_negative() -> None:
     with pytest.raises(ValueError):
         ReceiveWindow(-1)
+
+
+def test_receive_window_peer_blocked_at_our_limit_doubles_window() -> None:
+    # RFC 9000 §19.12/§19.13: the peer is blocked at our limit while the application
+    # keeps up, so the window (not the path, not the reader) limits it: it doubles
+    w = ReceiveWindow(1000, max_window=3000)
+    w.on_data(1000)
+    w.on_consumed(600, now=0.0, rtt=0.0)
+    assert w.on_peer_blocked(1000)
+    assert w.window == 2000
+    assert w.should_update()
+    assert w.next_limit() == 600 + 2000
+    # the frame of the previous limit, crossed by our update, counts too
+    assert w.on_peer_blocked(1000)
+    assert w.window == 3000  # capped at max_window
+    assert not w.on_peer_blocked(2600)
+    assert w.window == 3000
+
+
+def test_receive_window_peer_blocked_at_another_limit_changes_nothing() -> None:
+    w = ReceiveWindow(1000, max_window=8000)
+    w.on_data(1000)
+    w.on_consumed(600, now=0.0, rtt=0.0)
+    assert w.next_limit() == 1600
+    w.on_data(1600)
+    w.on_consumed(600, now=0.0, rtt=0.0)
+    assert w.next_limit() == 2200  # previous limit now 1600
+    assert not w.on_peer_blocked(1000)  # older than the previous limit
+    assert not w.on_peer_blocked(5000)  # a limit we never advertised
+    assert w.window == 1000
+
+
+def test_receive_window_peer_blocked_does_not_grow_an_unread_buffer() -> None:
+    # A peer cannot make us buffer more for an application that does not read: credit
+    # still follows consumption (§4.2)
+    w = ReceiveWindow(1000, max_window=8000)
+    w.on_data(1000)
+    w.on_consumed(400, now=0.0, rtt=0.0)  # 600 unread: more than half the window
+    assert not w.on_peer_blocked(1000)
+    assert w.window == 1000
+    assert not w.should_update()
+    assert w.max_data == 1000

@@ -420,3 +420,16 @@ def test_max_streams_is_raised_once_half_the_credit_is_used() -> None:
         s.stream_for_frame(stream_id_for(index, True, False), FRAME_STREAM)
     with pytest.raises(QuicProtocolError):
         s.stream_for_frame(stream_id_for(9, True, False), FRAME_STREAM)
+
+
+def test_stream_data_blocked_at_our_limit_grows_the_receive_window() -> None:
+    m = StreamManager(True, LIMITS, PEER, max_stream_window=8000)
+    stream = m.on_stream_data_blocked(1, 2000)  # peer bidi at our initial limit
+    assert stream is not None and stream.recv is not None
+    assert stream.recv.window.window == 4000
+    m.on_stream_data_blocked(1, 1999)  # not our limit: unchanged
+    assert stream.recv.window.window == 4000
+    m.on_stream_data_blocked(1, 2000)
+    assert stream.recv.window.window == 8000  # max_stream_window bounds it
+    m.on_stream_data_blocked(1, 2000)
+    assert stream.recv.window.window == 8000
