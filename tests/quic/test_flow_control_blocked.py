@@ -1,0 +1,46 @@
+"""STREAM_DATA_BLOCKED grows a stream's receive window only while the application reads
+(quic.flow_control.ReceiveWindow.on_peer_blocked), through the connection's stream
+controller (what the frame dispatcher calls)."""
+
+from __future__ import annotations
+
+from quic.connection import QuicConnection
+from tests.support.quicpair import make_pair
+
+_SERVER = {"initial_max_stream_data": 4096, "max_stream_data_window": 65536}
+
+
+def _slow_reader() -> tuple[QuicConnection, int]:
+    """A server that has read nothing of a client stream blocked at 4096 bytes."""
+    pair = make_pair(server_kwargs=_SERVER)
+    pair.consume = False
+    pair.handshake()
+    sid = pair.client.get_next_available_stream_id()
+    pair.client.send_stream_data(sid, b"x" * 200_000, end_stream=True)
+    pair.run(None, max_time=1.0)
+    assert len(pair.data["server"][sid]) == 4096
+    return pair.server, sid
+
+
+def _window(server: QuicConnection, sid: int) -> int:
+    stream = server.streams.manager.get(sid)
+    assert stream is not None and stream.recv is not None
+    return stream.recv.window.window
+
+
+def test_a_slow_reader_keeps_its_window_however_often_the_peer_is_blocked() -> None:
+    server, sid = _slow_reader()
+    for _ in range(3):
+        server.streams.on_stream_data_blocked(sid, 4096)
+    assert _window(server, sid) == 4096
+    assert not server.streams.wants_control()  # no credit: nothing was read
+
+
+def test_a_reader_that_keeps_up_gets_a_larger_window_and_its_update_at_once() -> None:
+    server, sid = _slow_reader()
+    server.consume_stream_data(sid, 4096)  # reads it all: MAX_STREAM_DATA 8192 owed
+    server.streams.on_stream_data_blocked(sid, 4096)  # blocked at our limit
+    assert _window(server, sid) == 8192
+    assert server.streams.wants_control()
+    server.streams.on_stream_data_blocked(sid, 1000)  # a limit we never advertised
+    assert _window(server, sid) == 8192
