@@ -696,10 +696,10 @@ class StreamController:
             # rotate: a stream that still has data goes to the back of the queue
             del sendable[sid]
             stream_credit = send.credit
-            if (
-                send.write_offset > send.highest_sent
-                and stream_credit.max_data > stream_credit.used
-            ) or send.needs_send:  # new data within its credit: needs_send's usual True
+            if (  # new data within its credit (needs_send's usual True), or just out of
+                send.write_offset > send.highest_sent  # it: STREAM_DATA_BLOCKED next (§4.1)
+                and (stream_credit.max_data > stream_credit.used or stream_credit.blocked_at)
+            ) or send.needs_send:  # (a frame was just written: the limit is above 0)
                 sendable[sid] = None
             if send.reset_pending and send.reset_ready:
                 self._control[sid] = None  # a RESET_STREAM_AT waited for these bytes

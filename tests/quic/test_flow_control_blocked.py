@@ -44,3 +44,19 @@ def test_a_reader_that_keeps_up_gets_a_larger_window_and_its_update_at_once() ->
     assert server.streams.wants_control()
     server.streams.on_stream_data_blocked(sid, 1000)  # a limit we never advertised
     assert _window(server, sid) == 8192
+
+
+def test_a_stream_that_spends_its_credit_says_it_is_blocked() -> None:
+    # RFC 9000 §4.1, §19.13: the frame that spends the last of a stream's credit is
+    # followed by STREAM_DATA_BLOCKED (the stream used to leave the send queue unheard)
+    pair = make_pair(server_kwargs=_SERVER)
+    pair.consume = False
+    pair.handshake()
+    sid = pair.client.get_next_available_stream_id()
+    pair.client.send_stream_data(sid, b"x" * 200_000, end_stream=True)
+    pair.run(None, max_time=1.0)
+    stream = pair.client.streams.manager.get(sid)
+    assert stream is not None and stream.send is not None
+    assert stream.send.credit.used == 4096
+    assert stream.send.credit.blocked_at is None  # reported: 4096 was sent in the frame
+    assert stream.send.blocked_frame() is None
