@@ -135,7 +135,7 @@ from quic.configuration import QuicConfiguration
 from quic.conn_state import ConnectionState
 from quic.connection import QuicConnection
 from quic.endpoint_admission import Admission
-from quic.endpoint_batch import feed_run, receive_datagrams
+from quic.endpoint_batch import feed_run, receive_datagrams, take_busy
 from quic.endpoint_entry import (
     ConnectionAccepted,
     ConnectionRemoved,
@@ -290,17 +290,6 @@ class QuicEndpoint:
         """True if some connection may have datagrams to send."""
         return bool(self._pending or self._replies.pending)
 
-    def take_busy(self) -> dict[QuicConnection, None]:
-        """The connections fed a run of ``BUSY_RUN`` or more datagrams in one
-        :meth:`receive_datagrams` call since the last call or the last full
-        ``*datagrams_to_send`` call (which empties the set too): for an I/O layer in the
-        middle of a long read, which serves these — their ACKs are due (the ACK-eliciting
-        threshold, RFC 9000 §13.2.1 and ACK_FREQUENCY) — and not every connection fed."""
-        busy = self._busy
-        if busy:
-            self._busy = {}
-        return busy
-
     # -- client side ----------------------------------------------------------------------
 
     def connect(self, addr: Any, configuration: QuicConfiguration, now: float) -> QuicConnection:
@@ -337,9 +326,11 @@ class QuicEndpoint:
             self._drop(now, "internal_error", data)
             logger.exception("QUIC endpoint failed on a datagram; dropped it")
 
-    # datagrams of one GRO read (quic.endpoint_batch): methods, without a call more
+    # datagrams of one GRO read, the connections fed long runs of them
+    # (quic.endpoint_batch): methods, without a call more
     receive_datagrams = receive_datagrams
     _feed_run = feed_run
+    take_busy = take_busy
 
     def receive_forwarded(
         self, data: bytes, addr: Any, now: float, ecn: int = 0, local: int = 0

@@ -15,10 +15,11 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from quic.connection import QuicConnection
     from quic.endpoint import QuicEndpoint
     from quic.endpoint_entry import Entry
 
-__all__ = ["BUSY_RUN", "feed_run", "receive_datagrams"]
+__all__ = ["BUSY_RUN", "feed_run", "receive_datagrams", "take_busy"]
 
 logger = logging.getLogger("quic.endpoint")
 
@@ -117,3 +118,15 @@ def feed_run(
         endpoint._internal_error(entry, exc)
         return None
     return entry
+
+
+def take_busy(endpoint: QuicEndpoint) -> dict[QuicConnection, None]:
+    """The connections fed a run of ``BUSY_RUN`` or more datagrams in one
+    :meth:`receive_datagrams` call since the last call or the last full
+    ``*datagrams_to_send`` call (which empties the set too): for an I/O layer in the
+    middle of a long read, which serves these — their ACKs are due (the ACK-eliciting
+    threshold, RFC 9000 §13.2.1 and ACK_FREQUENCY) — and not every connection fed."""
+    busy = endpoint._busy
+    if busy:
+        endpoint._busy = {}
+    return busy
