@@ -479,6 +479,13 @@ class SendScheduler:
             rtt.first_rtt_sample is not None,
         )
 
+    def owes_nothing(self, now: float) -> bool:
+        """A build now would write nothing: no DATAGRAM frame queued and
+        :meth:`_owes_nothing`. The endpoint then skips the build of a connection that
+        received packets needing no answer yet (an ACK-only packet, a request whose
+        reply the application has not written): :func:`quic.endpoint_batch.quiet`."""
+        return not self._datagrams.pending and self._owes_nothing(now)
+
     def _only_stream_data(self, now: float) -> bool:
         """Nothing but STREAM frames is left to send in 1-RTT packets, and nothing a
         build call does can change that: no other space, probe, ACK, control frame,

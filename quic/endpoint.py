@@ -135,7 +135,7 @@ from quic.configuration import QuicConfiguration
 from quic.conn_state import ConnectionState
 from quic.connection import QuicConnection
 from quic.endpoint_admission import Admission
-from quic.endpoint_batch import feed_run, receive_datagrams, take_busy
+from quic.endpoint_batch import feed_run, quiet, receive_datagrams, take_busy
 from quic.endpoint_entry import (
     ConnectionAccepted,
     ConnectionRemoved,
@@ -582,6 +582,12 @@ class QuicEndpoint:
             if entry is None:
                 continue
             try:
+                if quiet(conn, now):  # nothing to send (quic.endpoint_batch): no build,
+                    flushed.append(conn)  # its deadline filed lazily, its events passed on
+                    unfiled[entry] = None
+                    if (event := conn.next_event()) is not None:
+                        self._drain(entry, event)
+                    continue
                 data = conn.routed_datagrams_to_send(now)
             except Exception as exc:
                 self._internal_error(entry, exc)
