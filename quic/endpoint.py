@@ -628,9 +628,13 @@ class QuicEndpoint:
             except Exception as exc:
                 self._internal_error(entry, exc)
                 continue
-            if owed:  # not a rest alone: served at the next send
-                self._pending[conn] = None
-            self._after_activity(entry)
+            if owed:  # not a rest alone: served at the next send, which re-files its
+                self._pending[conn] = None  # deadline (once per activation, not twice)
+                self._after_activity(entry, False)
+                if conn in entries:
+                    self._deadlines.unfiled[entry] = None
+            else:
+                self._after_activity(entry)
 
     def next_event(self) -> tuple[QuicConnection, QuicEvent] | None:
         if self._touched:

@@ -145,3 +145,32 @@ def test_a_closing_connection_is_never_quiet() -> None:
     assert not quiet(pair.client, now)
     pair.client_endpoint.wake(pair.client)
     assert len(pair.client_endpoint.datagrams_to_send(now)) == 1
+
+
+def test_a_timer_activation_computes_the_deadline_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection whose ACK timer fired is served at the next send, which files its
+    deadline: ``handle_timer`` leaves it unfiled rather than computing it too (the
+    deadline once per activation), and the endpoint's timer still is the
+    connection's afterwards."""
+    pair = _ready_pair()
+    server = pair.server_endpoint
+    now = pair.net.now
+    server.receive_datagram(_request(pair), CLIENT_ADDR, now)
+    assert server.datagrams_to_send(now) == []
+    when = server.get_timer()
+    assert when is not None
+    asked: list[QuicConnection] = []
+    original = QuicConnection.get_timer
+
+    def get_timer(self: QuicConnection) -> float | None:
+        asked.append(self)
+        return original(self)
+
+    monkeypatch.setattr(QuicConnection, "get_timer", get_timer)
+    server.handle_timer(when)
+    assert asked == []  # owed: filed after its build, not here
+    assert len(server.datagrams_to_send(when)) == 1  # the ACK
+    assert server.get_timer() == original(pair.server)
+    assert asked == [pair.server]  # once for the whole activation
