@@ -240,7 +240,7 @@ class StreamController:
         send = stream.send
         send.write(data, end)
         self._sendable[stream_id] = None
-        if send.buffered > self.send_buffer_high:
+        if send.write_offset > self.send_buffer_high < send.buffered:  # (buffered <= it)
             self._write_blocked[stream_id] = None
             return False
         return True

@@ -244,3 +244,26 @@ def test_send_stream_finished_attribute_is_its_terminal_state() -> None:
             assert send.finished == (send.state in terminal) == send.is_finished
         reached.add(send.state)
     assert terminal <= reached
+
+
+def test_send_says_above_the_mark_exactly_when_buffered_is() -> None:
+    """``ConnStreams.send`` tests ``write_offset`` before the ``buffered`` property (no
+    call while the stream never went past the mark): its answer is still ``buffered <=
+    send_buffer_high``, before and after acknowledgements lower ``buffered`` below
+    ``write_offset``."""
+    pair = make_pair(seed=5, client_kwargs={"stream_send_buffer_high": 1000})
+    pair.handshake()
+    conn = pair.client
+    sid = conn.create_stream(True)
+    rng = random.Random(9)
+    seen = set()
+    for i in range(80):
+        below = conn.send_stream_data(sid, b"x" * rng.randrange(0, 300))
+        assert below == (conn.send_buffered(sid) <= 1000)
+        past = conn.streams._live[sid].send.write_offset > 1000  # the first test passes
+        seen.add((below, past))
+        if i % 7 == 6:
+            pair.run(lambda: conn.send_buffered(sid) == 0)
+    # below the mark never written past it, and written past it: above, or below
+    # because acknowledgements lowered buffered
+    assert seen == {(True, False), (True, True), (False, True)}
