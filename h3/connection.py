@@ -453,7 +453,8 @@ class H3Connection:
             own = len(data) - self._payload_taken
             if own > 0:
                 self.quic.consume_stream_data(sid, own)
-        self.control.flush_decoder()
+        if self.decoder.instructions:  # only a field section makes some (RFC 9204 §4.4)
+            self.control.flush_decoder()
 
     def _stream_error(self, stream_id: int, exc: H3StreamError) -> None:
         """RFC 9114 §8: a stream error resets the stream and stops reading it."""
@@ -556,12 +557,13 @@ class H3Connection:
                 self._on_new_request_stream(sid)
             wt = read_webtransport_bidi_header(data) if self.config.enable_webtransport else None
             if wt is not None:  # a whole WebTransport header: no frame reader (issue 10)
-                stream = self._streams.open(sid, None)
-                stream.session_id, data = wt
+                session_id, data = wt
+                if not fin:  # with its FIN already: no state to keep, only its close
+                    self._streams.open(sid, None).session_id = session_id
                 if self._qlog is not None:
                     self._qlog.stream_type_set(sid, False, "webtransport")
                 self._payload_taken += len(data)
-                self._emit(WebTransportStreamDataReceived(sid, wt[0], data, fin))
+                self._emit(WebTransportStreamDataReceived(sid, session_id, data, fin))
                 if fin:
                     self._close_stream(sid)
                 return

@@ -223,6 +223,8 @@ class EarlyRequests:
                 event, (HeadersReceived, DataReceived, RequestStreamReset, _WtData)
             ):
                 return event
+            if type(event) is _WtData and not (self._dropped or self._held or self._early):
+                return event  # what _filter returns then: per WebTransport stream chunk
             passed = self._filter(event, conn)
             if passed is not None:
                 return passed

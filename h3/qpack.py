@@ -171,8 +171,8 @@ class QpackDecoder:
         "__dict__",
         "_blocked",
         "_decoder",
-        "_decoder_stream",
         "blocked_streams",
+        "instructions",
         "max_field_section_size",
         "max_queued_sections",
         "max_table_capacity",
@@ -200,7 +200,9 @@ class QpackDecoder:
         self._decoder = (
             pylsqpack.Decoder(max_table_capacity, blocked_streams) if max_table_capacity else None
         )
-        self._decoder_stream = bytearray()
+        #: decoder instructions not taken yet (:meth:`pending_decoder_stream_data`);
+        #: read it only to learn whether any are waiting
+        self.instructions = bytearray()
         # Streams whose first pending section is held (blocked) by ls-qpack, with the
         # sections that arrived on them afterwards, in order.
         self._blocked: dict[int, deque[bytes]] = {}
@@ -224,8 +226,8 @@ class QpackDecoder:
 
     def pending_decoder_stream_data(self) -> bytes:
         """Take the decoder instructions to write on our decoder stream (§4.4)."""
-        data = bytes(self._decoder_stream)
-        self._decoder_stream.clear()
+        data = bytes(self.instructions)
+        self.instructions.clear()
         if data and self.trace is not None:
             self.trace.decoder_instructions_created(data)
         return data
@@ -274,7 +276,7 @@ class QpackDecoder:
             raise H3ConnectionError(
                 _DECOMPRESSION_FAILED, f"stream {stream_id}: cannot decode field section"
             ) from exc
-        self._decoder_stream += control
+        self.instructions += control
         if self.trace is not None:
             self.trace.headers_decoded(stream_id, headers, bytes(block))
         check_field_section_size(headers, limit, stream_id)
@@ -333,7 +335,7 @@ class QpackDecoder:
         # with a maximum capacity of 0 there is no engine and nothing to cancel: the
         # peer cannot hold references (§2.2.2.2), the instruction is omitted
         if self._decoder is not None:
-            self._decoder_stream += self._decoder.cancel_stream(stream_id)
+            self.instructions += self._decoder.cancel_stream(stream_id)
 
     def _resume(self, stream_id: int, results: list[UnblockedSection]) -> None:
         """Finish the held section of ``stream_id`` and then its queued ones."""
@@ -354,7 +356,7 @@ class QpackDecoder:
         except ValueError:
             # Nothing held for this stream (it was cancelled meanwhile).
             return
-        self._decoder_stream += control
+        self.instructions += control
         if self.trace is not None:
             self.trace.unblocked(stream_id, headers)
         self._append_checked(results, stream_id, headers)

@@ -170,10 +170,14 @@ class WtLink:
         "_settings",
         "datagram_queue",
         "datagram_queue_bytes",
+        "flush",
         "is_client",
         "loop",
         "pending",
         "quic_session",
+        "send_buffer_high",
+        "send_buffered",
+        "send_stream_data",
         "sessions",
         "stream_backlog",
         "streams",
@@ -194,7 +198,21 @@ class WtLink:
     ) -> None:
         self.quic_session = session
         self._quic = session.connection
+        #: a writer waits while more than this many bytes of its stream are unacked
+        #: (the QUIC connection's, fixed when it was made)
+        self.send_buffer_high: int = session.connection.configuration.stream_send_buffer_high
+        #: bytes of a stream written and not yet acknowledged: the QUIC connection's
+        #: method itself (asked after every write; no call of ours around it)
+        self.send_buffered: Callable[[int], int] = session.connection.send_buffered
         self.wt = WebTransportConnection(session.connection, configuration)
+        # Per write and per stream, so the callees themselves, no call of ours around:
+        #: have the pump transmit what was queued
+        self.flush: Callable[[], None] = session.schedule_flush
+        #: ``(stream_id, data, end_stream)``: queue stream data; returns how much the
+        #: draft-16 session data limit let through (raises the core's WebTransportError)
+        self.send_stream_data: Callable[[int, bytes | bytearray | memoryview, bool], int] = (
+            self.wt.send_stream_data
+        )
         self.loop = asyncio.get_running_loop()
         self.is_client = self.wt.is_client
         #: per session: datagrams and their bytes kept for the application, and streams
@@ -478,10 +496,6 @@ class WtLink:
 
     # -- commands (sessions, streams, client and server) -------------------------------
 
-    def flush(self) -> None:
-        """Have the pump transmit what was queued."""
-        self.quic_session.schedule_flush()
-
     async def wait_progress(self) -> None:
         """Wait for the pump's next transmit; ConnectionFailed once closed."""
         try:
@@ -535,12 +549,6 @@ class WtLink:
         """Open a stream (raises FlowControlBlocked, StreamLimitReached, or the core's
         WebTransportError)."""
         return self.wt.open_stream(session_id, bidirectional)
-
-    def send_stream_data(
-        self, stream_id: int, data: bytes | bytearray | memoryview, end_stream: bool
-    ) -> int:
-        """Queue stream data; returns how much the draft-16 session limit let through."""
-        return self.wt.send_stream_data(stream_id, data, end_stream)
 
     def consume(self, stream_id: int, nbytes: int) -> None:
         """The application read ``nbytes`` of a stream: their credit goes back (a
@@ -602,15 +610,6 @@ class WtLink:
         self.streams.pop(stream_id, None)
 
     # -- sending progress -------------------------------------------------------------
-
-    @property
-    def send_buffer_high(self) -> int:
-        """A writer waits while more than this many bytes of its stream are unacked."""
-        return self._quic.configuration.stream_send_buffer_high
-
-    def send_buffered(self, stream_id: int) -> int:
-        """Bytes of ``stream_id`` written and not yet acknowledged."""
-        return self._quic.send_buffered(stream_id)
 
     async def wait_stream_flushed(self, stream_id: int, timeout: float) -> None:
         """Wait (up to ``timeout``) until a stream's sent data was acknowledged."""

@@ -139,7 +139,8 @@ class _StreamBase:
             self._session.bytes_received += len(data)
         if fin:
             self._eof = True
-            self._forget_if_done()
+            if self._send_done:  # _forget_if_done()'s other test first
+                self._forget_if_done()
         self._wake_reader()
 
     def on_reset(self, code: int | None, http_code: int) -> None:
@@ -256,12 +257,14 @@ class _ReceiveMixin(_StreamBase):
         ``max_size < 0`` reads everything until the end of the stream."""
         if max_size < 0:
             return await self.read_all()
-        self._check_read()
+        if self._recv_exc is not None or self._stopped:  # _check_read()'s tests first
+            self._check_read()
         if max_size == 0:
             return b""
         if not self._chunks and not self._eof:  # no coroutine when data is waiting
             await self._wait_data()
-            self._check_read()
+            if self._recv_exc is not None or self._stopped:
+                self._check_read()
         if not self._chunks:
             return b""
         return self._take_chunk(max_size)
@@ -378,7 +381,8 @@ class _SendMixin(_StreamBase):
     async def write(self, data: Data = b"", end_stream: bool = False) -> None:
         """Send ``data`` (FIN after it with ``end_stream``), then wait while the send
         buffer is above its high mark (backpressure)."""
-        self._check_write()
+        if self._send_exc is not None or self._send_done:  # _check_write()'s tests first
+            self._check_write()
         self._session.check_usable()
         link = self._link
         remaining = len(data)
@@ -399,7 +403,8 @@ class _SendMixin(_StreamBase):
             self._check_write()
         if end_stream:
             self._send_done = True
-            self._forget_if_done()
+            if self._eof:  # _forget_if_done()'s other test first
+                self._forget_if_done()
         # drain()'s first test inline: no coroutine per write when nothing waits
         if self._send_exc is not None or link.send_buffered(self.stream_id) > link.send_buffer_high:
             await self.drain()

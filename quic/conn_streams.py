@@ -232,7 +232,7 @@ class StreamController:
 
     def send(self, stream_id: int, data: bytes | bytearray | memoryview, end: bool) -> bool:
         """Queue data; returns False when the send buffer is above its high mark."""
-        stream = self.manager.get(stream_id)
+        stream = self._live.get(stream_id)
         if stream is None:
             stream = self.manager.stream_for_frame(stream_id, FrameType.MAX_STREAM_DATA)
         if stream is None or stream.send is None:
@@ -240,7 +240,7 @@ class StreamController:
         send = stream.send
         send.write(data, end)
         self._sendable[stream_id] = None
-        if send.buffered > self.send_buffer_high:
+        if send.write_offset > self.send_buffer_high < send.buffered:  # (buffered <= it)
             self._write_blocked[stream_id] = None
             return False
         return True
@@ -249,7 +249,7 @@ class StreamController:
         """The application is done with ``n`` delivered bytes of ``stream_id``: return
         their stream and connection credit (RFC 9000 §4.1, §4.2). True when a credit
         frame (MAX_DATA, MAX_STREAM_DATA, MAX_STREAMS) is owed: only then is a send due."""
-        stream = self.manager.get(stream_id)
+        stream = self._live.get(stream_id)
         if stream is None or stream.recv is None:
             return False
         recv = stream.recv
@@ -264,7 +264,7 @@ class StreamController:
         return self.wants_control()
 
     def send_buffered(self, stream_id: int) -> int:
-        stream = self.manager.get(stream_id)
+        stream = self._live.get(stream_id)
         if stream is None or stream.send is None:
             return 0
         return stream.send.buffered
@@ -273,7 +273,7 @@ class StreamController:
         """Reset our sending half: RESET_STREAM, or RESET_STREAM_AT delivering the first
         ``reliable_size`` bytes (raises ValueError if the peer does not accept it, §3,
         or for a size beyond the data written)."""
-        stream = self.manager.get(stream_id)
+        stream = self._live.get(stream_id)
         if stream is None or stream.send is None:
             return
         send = stream.send
@@ -289,18 +289,18 @@ class StreamController:
         """See :meth:`QuicConnection.set_reliable_floor`."""
         if not self.peer_reset_stream_at:
             raise ValueError("the peer does not accept RESET_STREAM_AT (reset_stream_at)")
-        stream = self.manager.get(stream_id)
+        stream = self._live.get(stream_id)
         if stream is not None and stream.send is not None:
             stream.send.set_reliable_floor(size)
 
     def set_stop_sending_answer(self, stream_id: int, error_code: int) -> None:
         """See :meth:`QuicConnection.set_stop_sending_answer`."""
-        stream = self.manager.get(stream_id)
+        stream = self._live.get(stream_id)
         if stream is not None and stream.send is not None:
             stream.send.set_stop_sending_answer(error_code)
 
     def stop_sending(self, stream_id: int, error_code: int, now: float) -> None:
-        stream = self.manager.get(stream_id)
+        stream = self._live.get(stream_id)
         if stream is None or stream.recv is None:
             return
         if stream.recv.stop_sending(error_code):
@@ -350,7 +350,7 @@ class StreamController:
         capsule: it reported "Connection lost" under load.)"""
         if (stream_id & 1) != (not self.is_client):  # RFC 9000 §2.1: the initiator bit
             return False
-        stream = self.manager.get(stream_id)
+        stream = self._live.get(stream_id)
         send = stream.send if stream is not None else None
         return send is not None and send.state not in _STILL_SENDING
 
@@ -374,7 +374,7 @@ class StreamController:
     def _deliver(self, stream_id: int, now: float, front: bool = False) -> QuicEvent | None:
         """Deliver what ``stream_id`` has in order: its event is queued, or returned
         with ``front`` (:meth:`deliver_deferred`)."""
-        stream = self.manager.get(stream_id)
+        stream = self._live.get(stream_id)
         if stream is None or stream.recv is None:
             return None
         recv = stream.recv
@@ -517,8 +517,10 @@ class StreamController:
         return bool(self._sendable)
 
     def wants_control(self) -> bool:
-        return (
-            bool(self._control) or self.window.should_update() or self.manager.has_pending_control()
+        # window.should_update(), manager.has_pending_control() inline: asked per packet
+        w = self.window  # (tests/quic/test_hot_path_inlines.py)
+        return bool(self._control or self.manager.control_pending or w.resend) or (
+            (w.max_data - w.consumed) * 2 <= w.window and w.consumed + w.window > w.max_data
         )
 
     def write_control(self, b: PacketAssembler) -> None:
@@ -557,7 +559,7 @@ class StreamController:
     def _write_stream_control(self, b: PacketAssembler, sid: int) -> bool:
         """RESET_STREAM, STOP_SENDING and MAX_STREAM_DATA of one stream (at most
         :data:`_STREAM_CONTROL_MAX` bytes, checked by the caller)."""
-        stream = self.manager.get(sid)
+        stream = self._live.get(sid)
         if stream is None:
             return False
         handlers = b.packet.handlers
@@ -714,7 +716,7 @@ class StreamController:
 
     def _blocked_by_connection(self) -> bool:
         for sid in self._sendable:
-            stream = self.manager.get(sid)
+            stream = self._live.get(sid)
             if stream is not None and stream.send is not None and stream.send.unsent:
                 return True
         return False
@@ -729,7 +731,7 @@ class StreamController:
             if sid in self._write_blocked and buffered <= self.send_buffer_high // 2:
                 self._write_blocked.pop(sid, None)
                 self._events.append(StreamWritable(sid))
-            if not buffered and send.is_finished:  # a finished stream holds no data
+            if not buffered and send.finished:  # a finished stream holds no data
                 self._maybe_discard(sid)
         else:
             send.on_lost(offset, n, fin)
@@ -747,14 +749,14 @@ class StreamController:
 
     def _stop_sending_fate(self, acked: bool, sid: int, recv: object) -> None:
         if not acked:
-            stream = self.manager.get(sid)
+            stream = self._live.get(sid)
             if stream is not None and stream.recv is not None:
                 stream.recv.on_stop_sending_lost()
                 self._control[sid] = None
 
     def _max_stream_data_fate(self, acked: bool, sid: int, recv: object, limit: int) -> None:
         if not acked:
-            stream = self.manager.get(sid)
+            stream = self._live.get(sid)
             if stream is not None and stream.recv is not None:
                 stream.recv.on_max_stream_data_lost(limit)
                 self._control[sid] = None

@@ -104,12 +104,12 @@ class ReceiveWindow:
         "_epoch_start",
         "_now",
         "_prev_limit",
-        "_resend",
         "_rtt",
         "consumed",
         "highest_received",
         "max_data",
         "max_window",
+        "resend",
         "window",
     )
 
@@ -125,7 +125,7 @@ class ReceiveWindow:
         self._epoch_start: float | None = None
         self._now = 0.0
         self._rtt = 0.0
-        self._resend = False
+        self.resend = False  # the last update was lost: send it again
 
     def on_data(self, final_offset: int) -> int:
         """The peer used credit up to ``final_offset``; return how far the high mark moved.
@@ -185,7 +185,7 @@ class ReceiveWindow:
 
     def should_update(self) -> bool:
         """True when a MAX_DATA / MAX_STREAM_DATA frame should be sent now."""
-        if self._resend:
+        if self.resend:
             return True
         # _threshold_reached(), inline: asked before every packet built (issue 10)
         remaining = self.max_data - self.consumed
@@ -215,10 +215,10 @@ class ReceiveWindow:
             if new_limit > self.max_data:
                 self._prev_limit = self.max_data
                 self.max_data = new_limit
-        self._resend = False
+        self.resend = False
         return self.max_data
 
     def on_update_lost(self, limit: int) -> None:
         """A MAX_DATA / MAX_STREAM_DATA frame carrying ``limit`` was lost."""
         if limit == self.max_data:
-            self._resend = True
+            self.resend = True

@@ -48,7 +48,7 @@ class QuicStream:
         """Both present halves are in terminal states (RFC 9000 §3.4, "closed")."""
         send = self.send
         recv = self.recv
-        return (send is None or send.is_finished) and (recv is None or recv.is_finished)
+        return (send is None or send.finished) and (recv is None or recv.is_finished)
 
     def __repr__(self) -> str:
         send = self.send.state.value if self.send is not None else "-"

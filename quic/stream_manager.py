@@ -180,6 +180,7 @@ class StreamManager:
         "_peer",
         "_spaces",
         "_streams",
+        "control_pending",
         "is_client",
         "max_stream_fragments",
         "max_stream_window",
@@ -208,6 +209,9 @@ class StreamManager:
         #: shared by the receiving halves of every stream of the connection
         self.reassembly = ReassemblyBudget(max_reassembly_bytes, max_reassembly_fragments)
         self._streams: dict[int, QuicStream] = {}
+        #: :meth:`has_pending_control`, kept as an attribute (set with each flag, worked
+        #: out again when frames take them): the sender asks before every packet
+        self.control_pending = False
         #: Ids of peer streams opened (explicitly or implicitly) since the last
         #: :meth:`take_opened_by_peer` (empty most of the time: read before calling it)
         self.opened_by_peer: list[int] = []
@@ -319,7 +323,7 @@ class StreamManager:
         sp = self._local_space(bidi)
         if sp.opened >= sp.limit:
             if sp.blocked_reported != sp.limit:
-                sp.blocked_pending = True
+                sp.blocked_pending = self.control_pending = True
             raise StreamLimitReached(bidi, sp.limit)
         stream_id = (sp.opened << 2) | sp.type_bits
         sp.opened += 1
@@ -390,7 +394,8 @@ class StreamManager:
             streams[sid] = self._create(sid, sp)
             opened.append(sid)
         sp.opened = index + 1
-        self._maybe_raise_limit(sp)
+        if self._maybe_raise_limit(sp):
+            self.control_pending = True
         return streams[stream_id]
 
     @staticmethod
@@ -499,12 +504,13 @@ class StreamManager:
                 if sp.opened >= sp.limit:  # still blocked
                     sp.blocked_reported = sp.limit
                     out.append((sp.bidi, sp.limit))
+        self.control_pending = self.has_pending_control()
         return out
 
     def on_streams_blocked_lost(self, bidi: bool, limit: int) -> None:
         sp = self._local_space(bidi)
         if sp.limit == limit and sp.opened >= limit:
-            sp.blocked_pending = True
+            sp.blocked_pending = self.control_pending = True
 
     def max_streams_frames(self) -> list[tuple[bool, int]]:
         """Pending MAX_STREAMS updates as ``(bidi, limit)``; marks them sent."""
@@ -513,12 +519,13 @@ class StreamManager:
             if sp.limit_pending:
                 sp.limit_pending = False
                 out.append((sp.bidi, sp.limit))
+        self.control_pending = self.has_pending_control()
         return out
 
     def on_max_streams_lost(self, bidi: bool, limit: int) -> None:
         sp = self._spaces[(1 if self.is_client else 0) | (0 if bidi else 2)]
         if sp.limit == limit:
-            sp.limit_pending = True
+            sp.limit_pending = self.control_pending = True
 
     # ------------------------------------------------------------------ closing
 
@@ -529,25 +536,31 @@ class StreamManager:
         configured concurrency (§4.6).
         """
         stream = self._streams.get(stream_id)
-        if stream is None or not stream.is_finished:
+        if stream is None:
+            return False
+        send, recv = stream.send, stream.recv  # stream.is_finished, the cheap half first
+        if (send is not None and not send.finished) or (recv is not None and not recv.is_finished):
             return False
         del self._streams[stream_id]
         sp = self._spaces[stream_id & 3]
         if not sp.local:
             sp.finished += 1
-            self._maybe_raise_limit(sp)
+            if self._maybe_raise_limit(sp):
+                self.control_pending = True
         return True
 
     @staticmethod
-    def _maybe_raise_limit(sp: _Space) -> None:
+    def _maybe_raise_limit(sp: _Space) -> bool:
         """Raise the peer's MAX_STREAMS to ``finished + concurrency`` once it has less
         than half of its concurrency left to open (RFC 9000 §4.6), not for every stream
         that finishes: fewer frames, and no immediate packet (with its piggybacked ACK)
-        per finished stream."""
+        per finished stream. True when a MAX_STREAMS is now owed."""
         new_limit = sp.finished + sp.concurrency
         if new_limit > sp.limit and (sp.limit - sp.opened) * 2 <= sp.concurrency:
             sp.limit = new_limit
             sp.limit_pending = True
+            return True
+        return False
 
     def discard_finished(self) -> list[int]:
         """Forget every finished stream; returns their ids."""

@@ -221,6 +221,7 @@ class SendStream:
         "_state",
         "_stop_answer",
         "credit",
+        "finished",
         "highest_sent",
         "reset_pending",
         "stream_id",
@@ -232,6 +233,8 @@ class SendStream:
         self.stream_id = stream_id
         self.credit = SendCredit(max_stream_data)
         self._state = SendState.READY
+        #: :attr:`is_finished` kept as an attribute (read per stream retirement)
+        self.finished = False
         self.trace: Callable[[int, bool, Enum, Enum], None] | None = None
         self._chunks = _NO_CHUNKS
         self._starts = _NO_STARTS
@@ -271,7 +274,7 @@ class SendStream:
     @property
     def is_finished(self) -> bool:
         """True in a terminal state (Data Recvd or Reset Recvd)."""
-        return self._state in _TERMINAL
+        return self.finished
 
     @property
     def buffered(self) -> int:
@@ -327,6 +330,7 @@ class SendStream:
             if self.trace is not None and nxt is not self._state:  # qlog (quic.qlog)
                 self.trace(self.stream_id, True, self._state, nxt)
             self._state = nxt
+            self.finished = nxt in _TERMINAL
 
     # ------------------------------------------------------------------ application
 

@@ -246,7 +246,8 @@ class WebTransportConnection(StreamsMixin):
         if isinstance(event, qe.ConnectionTerminated):
             self._on_connection_closed(event.error_code, event.reason_phrase)
         self._final_sizes.clear()  # read by _on_reset while this event is handled
-        self._flush_flow_updates()
+        if self._flow_dirty:  # flush_flow_updates' own first test: per stream chunk
+            self._flush_flow_updates()
 
     def _on_h3_event(self, event: he.H3Event) -> None:
         if type(event) is he.DatagramReceived:  # the per-datagram case first

@@ -195,7 +195,7 @@ class StreamsMixin:
             stream.fin_received = True
         if data or fin:
             self._emit(ev.StreamData(session.session_id, stream.stream_id, data, fin))
-        if fin:
+        if fin and stream.send_done:  # (finished needs both): a bidi echo's is not yet
             self._maybe_forget(session, stream)
 
     def _release_buffered(self, session: Session) -> None:
@@ -421,24 +421,27 @@ class StreamsMixin:
         stream = self._streams.get(stream_id)
         if stream is None or stream.send_done:
             raise WebTransportError(f"stream {stream_id} cannot send")
-        session = self._usable(stream.session_id)
+        session = self._sessions.get(stream.session_id)  # _usable(), inline: per write
+        if session is None or session.state not in USABLE_STATES:
+            raise WebTransportError(f"session {stream.session_id} is not open")
         flow = session.flow
         size = len(data)
-        if flow is not None and size > flow.send_credit():
-            size = flow.send_credit()
-            data = memoryview(data)[:size]
-            end_stream = False
-            capsule = flow.blocked_capsule("data")
-            if capsule is not None:
-                self._send_capsules(session.session_id, capsule)  # draft-16 §5.6.5
-        if flow is not None:
+        if flow is not None and size:  # a FIN alone takes no credit
+            if size > flow.send_credit():
+                size = flow.send_credit()
+                data = memoryview(data)[:size]
+                end_stream = False
+                capsule = flow.blocked_capsule("data")
+                if capsule is not None:
+                    self._send_capsules(session.session_id, capsule)  # draft-16 §5.6.5
             flow.on_sent(size)
         if size or end_stream:
             self.quic.send_stream_data(stream_id, data, end_stream)
         if end_stream:
             stream.send_done = True
             self._maybe_forget(session, stream)
-            self._flush_flow_updates()
+            if self._flow_dirty:
+                self._flush_flow_updates()
         return size
 
     def consume_stream_data(self, stream_id: int, nbytes: int) -> bool:
@@ -461,7 +464,8 @@ class StreamsMixin:
         if session.flow is not None:
             session.flow.on_data_consumed(n)
             self._flow_dirty[session.session_id] = None
-        self._maybe_forget(session, stream)
+        if stream.send_done:  # finished needs it: no call while we still send
+            self._maybe_forget(session, stream)
         return self._flush_flow_updates() or owed
 
     def reset_stream(self, stream_id: int, code: int = 0) -> None:

@@ -22,7 +22,7 @@ from h3.events import (
 )
 from h3.frames import FrameReader, FrameType, encode_frame
 from h3.settings import SettingId
-from quic.events import ConnectionTerminated, QuicEvent
+from quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived
 from tests.support.quicpair import Pair, make_pair
 
 
@@ -341,6 +341,38 @@ def test_peer_webtransport_bidi_stream_header_forms(
     assert b"".join(e.data for e in got) == body + b"\x01\x02raw"
     assert all(e.session_id == 0 and e.stream_id == sid for e in got)
     assert p.server._streams.get(sid) is None and p.server._streams.is_closed(sid)
+
+
+def test_peer_webtransport_bidi_stream_whole_with_fin_keeps_no_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Header, data and FIN in one chunk (the usual short WebTransport request): one
+    event, no stream state made for it, the stream closed; more of it is ignored."""
+    import h3.stream_state
+
+    opened: list[int] = []
+    real_open = h3.stream_state.StreamTable.open
+
+    def counting_open(self: Any, stream_id: int, frames: Any) -> Any:
+        opened.append(stream_id)
+        return real_open(self, stream_id, frames)
+
+    monkeypatch.setattr(h3.stream_state.StreamTable, "open", counting_open)
+    wt = H3Configuration(enable_webtransport=True, enable_connect_protocol=True)
+    p = h3pair(H3Configuration(enable_webtransport=True), wt)
+    sid = p.client.quic.create_stream(True)
+    p.client.quic.send_stream_data(sid, b"\x40\x41\x00hello", end_stream=True)
+    p.run(lambda: any(e.stream_ended for e in p.of(WebTransportStreamDataReceived)))
+    assert p.server is not None
+    got = p.of(WebTransportStreamDataReceived)
+    assert [(e.stream_id, e.session_id, e.data, e.stream_ended) for e in got] == [
+        (sid, 0, b"hello", True)
+    ]
+    assert sid not in opened  # the server kept nothing for it
+    assert p.server._streams.get(sid) is None and p.server._streams.is_closed(sid)
+    p.server.handle_event(StreamDataReceived(stream_id=sid, data=b"more", end_stream=True))
+    p._drain("server", p.server)
+    assert len(p.of(WebTransportStreamDataReceived)) == 1  # a closed stream: ignored
 
 
 def test_locally_reset_malformed_response_is_reported() -> None:

@@ -17,6 +17,8 @@ from quic.connection import QuicConnection
 from quic.frames import decode_frame
 from quic.packet_builder import PacketAssembler
 from quic.recovery import SentPacket
+from quic.stream_manager import StreamLimitReached, StreamLimits, StreamManager
+from quic.stream_send import SendState, SendStream
 from tests.support.quicpair import make_pair
 
 MDS = 1200
@@ -132,3 +134,136 @@ def test_window_limited_inline_is_window_limited() -> None:
             assert (cc.congestion_window > before) == expected
             outcomes.add(expected)
     assert outcomes == {True, False}
+
+
+def test_control_pending_is_has_pending_control_after_every_step() -> None:
+    """Streams opened and finished on both sides, MAX_STREAMS and STREAMS_BLOCKED taken
+    and lost at random: the kept flag says what the four spaces say, each time."""
+    rng = random.Random(11)
+    limits = StreamLimits(max_streams_bidi=4, max_streams_uni=2, max_stream_data_bidi_local=100,
+                          max_stream_data_bidi_remote=100, max_stream_data_uni=100)  # fmt: skip
+    for is_client in (True, False):
+        m = StreamManager(is_client, limits, limits)
+        peer_bits = 0 if not is_client else 1
+        next_peer = [0, 0]  # next index of peer bidi, uni streams
+        taken: list[tuple[bool, int]] = []
+        seen = set()
+        for _ in range(600):
+            op = rng.randrange(6)
+            if op == 0:
+                bidi = rng.random() < 0.5
+                try:
+                    sid = m.open_stream(bidi)
+                except StreamLimitReached:
+                    seen.add("blocked")
+                else:
+                    m.on_max_streams(bidi, m.peer_max_streams(bidi) + rng.randrange(2))
+                    del sid
+            elif op == 1:  # a peer stream arrives with its FIN and is read
+                uni = rng.random() < 0.5
+                sid = (next_peer[uni] << 2) | peer_bits | (2 if uni else 0)
+                try:
+                    stream = m.stream_for_frame(sid, 0x08)
+                except Exception:
+                    continue
+                next_peer[uni] += 1
+                if stream is not None and stream.recv is not None:
+                    m.on_stream_frame(sid, 0, b"x", True)
+                    stream.recv.read()
+                    if stream.send is not None:
+                        stream.send.reset(0)
+                        stream.send.reset_frame()
+                        stream.send.on_reset_acked()
+            elif op == 2:
+                for sid in list(m.streams):
+                    m.maybe_discard(sid)
+            elif op == 3:
+                frames = m.max_streams_frames()
+                taken.extend(frames)
+                seen.add("max_streams" if frames else "none")
+            elif op == 4:
+                m.streams_blocked_frames()
+            elif taken:
+                bidi, limit = taken.pop(rng.randrange(len(taken)))
+                m.on_max_streams_lost(bidi, limit)
+                m.on_streams_blocked_lost(bidi, limit)
+            assert m.control_pending == m.has_pending_control()
+        assert {"blocked", "max_streams"} <= seen
+
+
+def test_wants_control_is_control_or_window_or_manager() -> None:
+    """``wants_control`` inline says what the three owners' own methods say."""
+    pair = make_pair(seed=4)
+    pair.handshake()
+    streams = pair.server.streams
+    window = streams.window
+    rng = random.Random(6)
+    outcomes = set()
+    for _ in range(400):
+        window.max_data = rng.choice((1000, 2000, 4000))
+        window.window = rng.choice((0, 500, 1000, 2000))
+        window.consumed = rng.randrange(0, window.max_data + 1)
+        window.resend = rng.random() < 0.2
+        streams.manager.control_pending = rng.random() < 0.2
+        expected = (
+            bool(streams._control) or window.should_update() or streams.manager.control_pending
+        )
+        assert streams.wants_control() == expected
+        outcomes.add(expected)
+    assert outcomes == {True, False}
+
+
+def test_send_stream_finished_attribute_is_its_terminal_state() -> None:
+    """``SendStream.finished`` (read by ``StreamManager.maybe_discard`` in place of the
+    ``is_finished`` property) is True exactly in Data Recvd and Reset Recvd, whatever
+    sequence of writes, frames, acknowledgements, losses and resets led there."""
+    terminal = {SendState.DATA_RECVD, SendState.RESET_RECVD}
+    rng = random.Random(8)
+    reached = set()
+    for _ in range(300):
+        send = SendStream(0, 10_000)
+        sent: list[tuple[int, int, bool]] = []
+        for _ in range(rng.randrange(1, 12)):
+            op = rng.randrange(6)
+            writable = send.state in (SendState.READY, SendState.SEND)
+            if op == 0 and writable and send.final_size is None:
+                send.write(b"x" * rng.randrange(0, 50), end_stream=rng.random() < 0.5)
+            elif op == 1:
+                frame = send.next_frame(100, 1 << 20)
+                if frame is not None:
+                    offset, data, fin = frame[:3]
+                    sent.append((offset, len(data), fin))
+            elif op == 2 and sent:
+                send.on_acked(*sent.pop(rng.randrange(len(sent))))
+            elif op == 3 and sent:
+                send.on_lost(*sent.pop(rng.randrange(len(sent))))
+            elif op == 4 and rng.random() < 0.3:
+                send.reset(1)
+            elif op == 5 and send.reset_frame() is not None:
+                send.on_reset_acked()
+            assert send.finished == (send.state in terminal) == send.is_finished
+        reached.add(send.state)
+    assert terminal <= reached
+
+
+def test_send_says_above_the_mark_exactly_when_buffered_is() -> None:
+    """``ConnStreams.send`` tests ``write_offset`` before the ``buffered`` property (no
+    call while the stream never went past the mark): its answer is still ``buffered <=
+    send_buffer_high``, before and after acknowledgements lower ``buffered`` below
+    ``write_offset``."""
+    pair = make_pair(seed=5, client_kwargs={"stream_send_buffer_high": 1000})
+    pair.handshake()
+    conn = pair.client
+    sid = conn.create_stream(True)
+    rng = random.Random(9)
+    seen = set()
+    for i in range(80):
+        below = conn.send_stream_data(sid, b"x" * rng.randrange(0, 300))
+        assert below == (conn.send_buffered(sid) <= 1000)
+        past = conn.streams._live[sid].send.write_offset > 1000  # the first test passes
+        seen.add((below, past))
+        if i % 7 == 6:
+            pair.run(lambda: conn.send_buffered(sid) == 0)
+    # below the mark never written past it, and written past it: above, or below
+    # because acknowledgements lowered buffered
+    assert seen == {(True, False), (True, True), (False, True)}

@@ -577,3 +577,31 @@ def test_protocol_negotiation_in_every_draft(draft: Draft) -> None:
     assert p.of(SessionRequested)[0].protocols == ("moq-01", "chat")
     assert p.of(SessionEstablished, "client")[0].protocol == "chat"
     assert p.client.session_state(sid) is SessionState.ESTABLISHED
+
+
+def test_send_stream_data_refuses_what_usable_refuses() -> None:
+    """``send_stream_data`` checks the session inline (per write): in every session
+    state it refuses exactly when ``_usable`` does, and sends otherwise."""
+    from pywebtransport.protocol.session import SessionState
+
+    p = wt_pair()
+    sid = establish(p)
+    session = p.client._sessions[sid]
+    outcomes = set()
+    for state in SessionState:
+        stream = p.client.open_stream(sid)
+        session.state = state
+        try:
+            p.client._usable(sid)
+        except WebTransportError:
+            usable = False
+        else:
+            usable = True
+        if usable:
+            assert p.client.send_stream_data(stream, b"x") == 1
+        else:
+            with pytest.raises(WebTransportError, match="is not open"):
+                p.client.send_stream_data(stream, b"x")
+        outcomes.add(usable)
+        session.state = SessionState.ESTABLISHED
+    assert outcomes == {True, False}
