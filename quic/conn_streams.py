@@ -487,30 +487,6 @@ class StreamController:
             self._control[stream_id] = None  # a grown window: its MAX_STREAM_DATA now
         self._deliver_new_peer_streams()
 
-    def fits_peer_params(self, params: TransportParameters) -> bool:
-        """Would what we already sent (in 0-RTT, under remembered limits) stay within
-        ``params``: streams opened, connection and per-stream data (RFC 9000 §7.4.1)?"""
-        manager = self.manager
-        client = self.is_client
-        for bidi, limit in (
-            (True, params.initial_max_streams_bidi),
-            (False, params.initial_max_streams_uni),
-        ):
-            if manager.opened_count((0 if client else 1) | (0 if bidi else 2)) > limit:
-                return False
-        if self.credit.used > params.initial_max_data:
-            return False
-        for sid, stream in manager.streams.items():
-            send = stream.send
-            if send is None or not manager.is_local(sid):
-                continue
-            limit = params.initial_max_stream_data_uni
-            if sid & 2 == 0:
-                limit = params.initial_max_stream_data_bidi_remote
-            if send.credit.used > limit:
-                return False
-        return True
-
     # -- frames to send ---------------------------------------------------------------
 
     def has_data(self) -> bool:
