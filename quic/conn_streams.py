@@ -102,6 +102,7 @@ if TYPE_CHECKING:
 __all__ = ["StreamController"]
 
 _STREAM_HEADER_MAX = 1 + 8 + 8 + 2  # worst case; STREAM_DATA_BLOCKED fits in it
+_BULK_END = 0x40000000  # the offsets of a 4-byte varint end here (RFC 9000 §16)
 _VARINT_FRAME_MAX = 1 + 8  # MAX_DATA, MAX_STREAMS, DATA_BLOCKED, STREAMS_BLOCKED
 # RESET_STREAM_AT (1+8+8+8+8) + STOP_SENDING (1+8+8) + MAX_STREAM_DATA (1+8+8) of one stream
 _STREAM_CONTROL_MAX = 33 + 17 + 17
@@ -579,7 +580,9 @@ class StreamController:
                 return True  # bulk_frames' condition: the stream has data left
         return self._write_streams(b) if sendable else False
 
-    def bulk_frames(self, room: int, count: int) -> list[tuple[bytes, bytes, FrameHandler]]:
+    def bulk_frames(
+        self, room: int, count: int
+    ) -> list[tuple[bytes, bytes | memoryview, FrameHandler]]:
         """The STREAM frames of up to ``count`` packets with ``room`` payload bytes each
         that :meth:`_write_streams` would write, leaving all its bookkeeping as it was:
         one stream sendable, not resetting, whose new data fills each frame from one
@@ -612,13 +615,21 @@ class StreamController:
         pieces = send.next_new_run(n, most if most < count else count)
         credit.used += n * len(pieces)
         fate = self._fate
-        frames = []
+        frames: list[tuple[bytes, bytes | memoryview, FrameHandler]] = []
+        append = frames.append
+        if sid < 0x40 and 0x40 <= n < 0x4000 and 0x4000 <= offset <= _BULK_END - n * len(pieces):
+            # every header in encode_stream_frame_header's 8-byte shape: packed here
+            raw = offset | 0x80000000
+            length = n | 0x4000
+            for data in pieces:
+                header = pack_stream_bulk_header(0x0E, sid, raw, length)
+                append((header, data, (fate, (sid, send, offset, n, False))))
+                offset += n
+                raw += n
+            return frames
         for data in pieces:
-            if sid < 0x40 and 0x4000 <= offset < 0x40000000 and 0x40 <= n < 0x4000:
-                header = pack_stream_bulk_header(0x0E, sid, offset | 0x80000000, n | 0x4000)
-            else:
-                header = encode_stream_frame_header(sid, offset, n, False)
-            frames.append((header, data, (fate, (sid, send, offset, n, False))))
+            header = encode_stream_frame_header(sid, offset, n, False)
+            append((header, data, (fate, (sid, send, offset, n, False))))
             offset += n
         return frames
 

@@ -78,6 +78,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 from quic.congestion import CongestionController
 from quic.errors import QuicProtocolError, TransportErrorCode
@@ -126,6 +127,7 @@ DEFAULT_MAX_SENT_TRACKED = 16384
 _INITIAL = 0
 _HANDSHAKE = 1
 _APPLICATION = 2
+_ACK_ELICITING = attrgetter("ack_eliciting")
 _SPACES = (_INITIAL, _HANDSHAKE, _APPLICATION)
 
 
@@ -405,12 +407,10 @@ class LossRecovery:
         sent = st.sent
         acked = list(sent.values())
         sent.clear()
-        ack_eliciting = False
-        for packet in acked:
-            if packet.ack_eliciting:
-                ack_eliciting = True
-                if packet.in_flight:
-                    st.ack_eliciting_in_flight -= 1
+        # ack_eliciting_in_flight counts the tracked packets that are both: none is left
+        # (no loop); an ack-eliciting one not in flight is looked for only without them
+        ack_eliciting = st.ack_eliciting_in_flight > 0 or any(map(_ACK_ELICITING, acked))
+        st.ack_eliciting_in_flight = 0
         st.lowest_unacked = largest_acked + 1  # advance_lowest_unacked, nothing tracked
         st.ack_only = None
         largest = acked[-1]
