@@ -65,7 +65,9 @@ the key phase rules of RFC 9001 §6; this module only knows keys.
 
 from __future__ import annotations
 
+import functools
 import hmac
+import struct
 from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
@@ -169,6 +171,14 @@ _from_bytes = int.from_bytes
 #: the one-byte ``bytes`` objects, by value: a header's first byte without a
 #: ``bytes((b,))`` call per packet
 _BYTE = tuple(bytes((i,)) for i in range(256))
+
+
+@functools.lru_cache(maxsize=21)  # one per connection ID length (0-20, RFC 9000 §17.2)
+def _short_header_pack(cid_length: int) -> Callable[[int, bytes, int], bytes]:
+    """The packer of a short header with a 2-byte packet number (RFC 9000 §17.3.1)."""
+    return struct.Struct(f">B{cid_length}sH").pack
+
+
 _LONG_HEADER_BIT = 0x80
 _LONG_HEADER_MASK = 0x0F  # RFC 9001 §5.4.1: reserved bits and packet number length
 _SHORT_HEADER_MASK = 0x1F  # ... plus the Key Phase bit for short headers
@@ -509,27 +519,35 @@ class PacketProtector(_PacketKeys):
         iv = self._iv
         bits = 0x44 if key_phase else 0x40  # fixed bit and Key Phase (RFC 9000 §17.3.1)
         sealed: list[bytes] = []
-        samples: list[bytes] = []
         seal = sealed.append
-        take_sample = samples.append
         length = start = stop = 0
+        lengths = 0  # how many packet number lengths the run has
         head = b""
         for pn_length, truncated, payload, pn in packets:
             if pn_length != length:  # a run keeps its length for tens of packets
                 length = pn_length
+                lengths += 1
                 head = _BYTE[bits | (pn_length - 1)] + dcid  # the header but its number
-                start = SAMPLE_OFFSET - pn_length  # RFC 9001 §5.4.2
-                stop = start + SAMPLE_LENGTH
             if len(payload) + pn_length < SAMPLE_OFFSET:
                 raise ValueError("payload too short for the header protection sample")
-            ciphertext = encrypt(  # RFC 9001 §5.3: nonce = iv XOR pn; AAD = the header
-                (iv ^ pn).to_bytes(IV_LENGTH, "big"),
-                payload,
-                head + truncated.to_bytes(length, "big"),
+            seal(
+                encrypt(  # RFC 9001 §5.3: nonce = iv XOR pn; AAD = the header
+                    (iv ^ pn).to_bytes(IV_LENGTH, "big"),
+                    payload,
+                    head + truncated.to_bytes(length, "big"),
+                )
             )
-            seal(ciphertext)
-            take_sample(ciphertext[start:stop])
         self.encrypted_packets += len(sealed)
+        # RFC 9001 §5.4.2: each sample starts 4 bytes after the Packet Number field
+        if lengths == 1:  # one length: every sample at the same place, sliced in C
+            start = SAMPLE_OFFSET - length
+            stop = start + SAMPLE_LENGTH
+            samples = list(map(itemgetter(slice(start, stop)), sealed))
+        else:
+            samples = [
+                ciphertext[SAMPLE_OFFSET - n : SAMPLE_OFFSET - n + SAMPLE_LENGTH]
+                for (n, _, _, _), ciphertext in zip(packets, sealed, strict=True)
+            ]
         if self.suite != CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
             masks = hp(b"".join(samples))
             step = SAMPLE_LENGTH
@@ -538,16 +556,31 @@ class PacketProtector(_PacketKeys):
             step = len(_ZERO5)
         out: list[bytes] = []
         put = out.append
-        join = b"".join
         at = 0
+        if lengths == 1 and length == 2:  # a bulk run's: the header in one pack
+            pack = _short_header_pack(len(dcid))
+            first = bits | 1
+            for (_, truncated, _, _), ciphertext in zip(packets, sealed, strict=True):
+                # RFC 9001 §5.4.1: mask the low 5 bits and the packet number
+                put(
+                    pack(
+                        first ^ (masks[at] & _SHORT_HEADER_MASK),
+                        dcid,
+                        truncated ^ (masks[at + 1] << 8 | masks[at + 2]),
+                    )
+                    + ciphertext
+                )
+                at += step
+            return out
+        join = b"".join
         for (pn_length, truncated, _, _), ciphertext in zip(packets, sealed, strict=True):
             # RFC 9001 §5.4.1: mask the low 5 bits and the packet number
             if pn_length == 2:
                 protected = truncated ^ (masks[at + 1] << 8 | masks[at + 2])
             else:
                 protected = truncated ^ _from_bytes(masks[at + 1 : at + 1 + pn_length], "big")
-            first = _BYTE[(bits | (pn_length - 1)) ^ (masks[at] & _SHORT_HEADER_MASK)]
-            put(join((first, dcid, protected.to_bytes(pn_length, "big"), ciphertext)))
+            first_byte = _BYTE[(bits | (pn_length - 1)) ^ (masks[at] & _SHORT_HEADER_MASK)]
+            put(join((first_byte, dcid, protected.to_bytes(pn_length, "big"), ciphertext)))
             at += step
         return out
 
@@ -638,10 +671,9 @@ class PacketUnprotector(_PacketKeys):
             return None
         start = pn_offset + SAMPLE_OFFSET
         stop = start + SAMPLE_LENGTH
-        if min(map(len, datagrams), default=0) >= stop:  # every one has a sample: sliced in C
-            return (self._hp or self._wake_hp())(
-                b"".join(map(itemgetter(slice(start, stop)), datagrams))
-            )
+        joined = b"".join(map(itemgetter(slice(start, stop)), datagrams))  # sliced in C
+        if len(joined) == SAMPLE_LENGTH * len(datagrams):  # every one had a whole sample
+            return (self._hp or self._wake_hp())(joined)
         blank = bytes(SAMPLE_LENGTH)
         samples = [data[start:stop] if len(data) >= stop else blank for data in datagrams]
         return (self._hp or self._wake_hp())(b"".join(samples))
