@@ -65,7 +65,6 @@ the key phase rules of RFC 9001 §6; this module only knows keys.
 
 from __future__ import annotations
 
-import functools
 import hmac
 import struct
 from collections.abc import Callable, Sequence
@@ -173,10 +172,11 @@ _from_bytes = int.from_bytes
 _BYTE = tuple(bytes((i,)) for i in range(256))
 
 
-@functools.lru_cache(maxsize=21)  # one per connection ID length (0-20, RFC 9000 §17.2)
-def _short_header_pack(cid_length: int) -> Callable[[int, bytes, int], bytes]:
-    """The packer of a short header with a 2-byte packet number (RFC 9000 §17.3.1)."""
-    return struct.Struct(f">B{cid_length}sH").pack
+#: by connection ID length (0-20, RFC 9000 §17.2): the packer of a short header with a
+#: 2-byte packet number (RFC 9000 §17.3.1) — first byte, DCID, number — in one call
+_SHORT_HEADER_PACK2: tuple[Callable[[int, BytesLike, int], bytes], ...] = tuple(
+    struct.Struct(f">B{n}sH").pack for n in range(21)
+)
 
 
 _LONG_HEADER_BIT = 0x80
@@ -557,8 +557,8 @@ class PacketProtector(_PacketKeys):
         out: list[bytes] = []
         put = out.append
         at = 0
-        if lengths == 1 and length == 2:  # a bulk run's: the header in one pack
-            pack = _short_header_pack(len(dcid))
+        if lengths == 1 and length == 2 and len(dcid) <= 20:  # a bulk run's: one pack
+            pack = _SHORT_HEADER_PACK2[len(dcid)]
             first = bits | 1
             for (_, truncated, _, _), ciphertext in zip(packets, sealed, strict=True):
                 # RFC 9001 §5.4.1: mask the low 5 bits and the packet number

@@ -96,7 +96,7 @@ def test_encrypt_short_run_matches_encrypt_short(suite: CipherSuite) -> None:
             run_keys.encrypt_short_run(dcid, key_phase, [(1, 1, b"\x01", 1)])
         # one length for the whole run (a bulk run's 2 bytes: the header in one pack), or
         # another single length, with a connection ID of any length
-        for cid in (dcid, b"", os.urandom(20)):
+        for cid in (dcid, b"", os.urandom(20), os.urandom(21)):  # (21: beyond the packs)
             for n in (1, 2, 4):
                 mask = (1 << (8 * n)) - 1
                 run = [
