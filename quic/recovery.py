@@ -78,6 +78,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from operator import attrgetter
 
 from quic.congestion import CongestionController
@@ -531,16 +532,14 @@ class LossRecovery:
         lowest = st.lowest_unacked
         pop = sent.pop
         append = acked.append
+        extend = acked.extend
         for lo, hi in reversed(ranges):  # ascending
             if hi < lowest:
                 continue
             if lo < lowest:
                 lo = lowest
-            if hi - lo < len(sent):
-                for pn in range(lo, hi + 1):
-                    packet = pop(pn, None)
-                    if packet is not None:
-                        append(packet)
+            if hi - lo < len(sent):  # popped in C; a number not tracked gives None
+                extend(filter(None, map(pop, range(lo, hi + 1), repeat(None))))
             else:
                 for pn in [pn for pn in sent if lo <= pn <= hi]:
                     append(pop(pn))
