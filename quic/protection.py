@@ -65,7 +65,6 @@ the key phase rules of RFC 9001 §6; this module only knows keys.
 
 from __future__ import annotations
 
-import hmac
 import struct
 from collections.abc import Callable, Sequence
 from operator import itemgetter
@@ -76,6 +75,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from quic.packet_number import decode_packet_number
+from quic.retry_integrity import (  # here before quic.retry_integrity had them: kept
+    RETRY_INTEGRITY_TAG_LENGTH,
+    append_retry_integrity_tag,
+    retry_integrity_tag,
+    retry_pseudo_packet,
+    verify_retry_integrity,
+)
 from quic.tls.hkdf import hkdf_expand_label, hkdf_expand_labels, hkdf_extract
 from quic.tls.suites import SUITE_HASH, SUITE_KEY_LENGTH, CipherSuite
 from quic.versions import QuicVersion
@@ -116,8 +122,6 @@ SAMPLE_LENGTH = 16
 #: The sample starts this many bytes after the start of the Packet Number field
 #: (RFC 9001 §5.4.2: the Packet Number field is assumed to be 4 bytes long).
 SAMPLE_OFFSET = 4
-#: Length of the Retry Integrity Tag (RFC 9001 §5.8).
-RETRY_INTEGRITY_TAG_LENGTH = 16
 
 #: Confidentiality limit: packets encrypted under one key (RFC 9001 §6.6).
 CONFIDENTIALITY_LIMIT: dict[CipherSuite, int] = {
@@ -146,21 +150,6 @@ _LABELS: dict[int, tuple[bytes, bytes, bytes, bytes]] = {
 }
 
 _HASH_LENGTH = {"sha256": 32, "sha384": 48}
-
-# Retry Integrity Tag AEAD_AES_128_GCM key and nonce (RFC 9001 §5.8, RFC 9369 §3.3.3).
-_RETRY_KEY_NONCE: dict[int, tuple[bytes, bytes]] = {
-    QuicVersion.VERSION_1: (
-        bytes.fromhex("be0c690b9f66575a1d766b54e368c84e"),
-        bytes.fromhex("461599d35d632bf2239825bb"),
-    ),
-    QuicVersion.VERSION_2: (
-        bytes.fromhex("8fb4b01b56ac48e260fbcbcead7ccc92"),
-        bytes.fromhex("d86969bc2d7c6d9990efb04a"),
-    ),
-}
-_RETRY_AEAD: dict[int, tuple[AESGCM, bytes]] = {
-    version: (AESGCM(key), nonce) for version, (key, nonce) in _RETRY_KEY_NONCE.items()
-}
 
 _ZERO5 = bytes(5)
 #: ECB holds no state: one instance serves every header-protection context (a wake after
@@ -770,43 +759,3 @@ def initial_keys(
         PacketProtector(suite, send_secret, version),
         PacketUnprotector(suite, receive_secret, version),
     )
-
-
-def retry_pseudo_packet(original_dcid: bytes, retry_without_tag: BytesLike) -> bytes:
-    """Build the Retry Pseudo-Packet: ODCID length, ODCID, Retry packet sans tag (§5.8)."""
-    if len(original_dcid) > 255:
-        raise ValueError("original destination connection ID too long")
-    return b"".join((bytes((len(original_dcid),)), original_dcid, retry_without_tag))
-
-
-def retry_integrity_tag(version: int, pseudo_packet: BytesLike) -> bytes:
-    """Compute the 16-byte Retry Integrity Tag (RFC 9001 §5.8, RFC 9369 §3.3.3).
-
-    The tag is AEAD_AES_128_GCM with a fixed key and nonce, empty plaintext, and the
-    Retry Pseudo-Packet as associated data.
-    """
-    entry = _RETRY_AEAD.get(version)
-    if entry is None:
-        raise ValueError(f"no Retry integrity key for QUIC version 0x{version:08x}")
-    aead, nonce = entry
-    return aead.encrypt(nonce, b"", pseudo_packet)
-
-
-def append_retry_integrity_tag(
-    version: int, original_dcid: bytes, retry_without_tag: BytesLike
-) -> bytes:
-    """Return the Retry packet with its integrity tag appended (server side, §5.8)."""
-    pseudo = retry_pseudo_packet(original_dcid, retry_without_tag)
-    return bytes(retry_without_tag) + retry_integrity_tag(version, pseudo)
-
-
-def verify_retry_integrity(version: int, original_dcid: bytes, retry_packet: BytesLike) -> bool:
-    """Check the Retry Integrity Tag at the end of ``retry_packet`` (client side, §5.8).
-
-    Returns False for a packet shorter than the tag or a version without Retry keys.
-    """
-    end = len(retry_packet) - RETRY_INTEGRITY_TAG_LENGTH
-    if end < 0 or version not in _RETRY_AEAD or len(original_dcid) > 255:
-        return False
-    expected = retry_integrity_tag(version, retry_pseudo_packet(original_dcid, retry_packet[:end]))
-    return hmac.compare_digest(expected, bytes(retry_packet[end:]))
