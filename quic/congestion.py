@@ -71,6 +71,7 @@ growth, through the hooks ``_reduced_window`` and ``_avoidance``), a BBR-style o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
 from quic.cc_hystart import HyStart
@@ -100,6 +101,9 @@ PACING_GAIN = 1.25
 PACING_GAIN_SLOW_START = 2.0
 
 _NEVER = float("-inf")
+_IN_FLIGHT = attrgetter("in_flight")
+_SIZE = attrgetter("size")
+_TIME_SENT = attrgetter("time_sent")
 _MIN_RTT_FOR_RATE = 0.001  # kGranularity (RFC 9002 §6.1.2): no rate from a 0 s RTT
 
 
@@ -299,6 +303,12 @@ class NewReno:
             if hystart.on_ack(packets, now):
                 self.ssthresh = self.congestion_window  # §4.2: CSS over, avoidance
             divisor = hystart.growth_divisor
+        if (
+            packets
+            and all(map(_IN_FLIGHT, packets))
+            and self._acked_together(packets, limited, recovery_start, divisor, now)
+        ):
+            return
         for packet in packets:
             if not packet.in_flight:
                 continue
@@ -315,6 +325,39 @@ class NewReno:
                 self._avoidance(size, now)
         if self.bytes_in_flight < 0:  # never trust arithmetic across a key discard
             self.bytes_in_flight = 0
+
+    def _acked_together(
+        self,
+        packets: Sequence[SentPacket],
+        limited: bool,
+        recovery_start: float,
+        divisor: int,
+        now: float,
+    ) -> bool:
+        """:meth:`on_packets_acked`'s loop for in-flight ``packets`` in one step, with
+        their sizes summed (a bulk transfer's ACK frame acknowledges tens): when the
+        window was not limiting, or every packet was sent after the recovery start and
+        grows the window the same way — all in slow start (the window stays at or below
+        ``ssthresh`` and grows by each size whole), or all in NewReno's avoidance, whose
+        count gives the same result summed (each increase only waits for more bytes).
+        False, with nothing changed, otherwise: the loop's case."""
+        total = sum(map(_SIZE, packets))
+        if limited:
+            if recovery_start != _NEVER and min(map(_TIME_SENT, packets)) <= recovery_start:
+                return False  # RFC 9002 §7.3.2: some do not grow the window
+            cwnd = self.congestion_window
+            ssthresh = self.ssthresh
+            if ssthresh is None or cwnd + total <= ssthresh:
+                if divisor != 1:
+                    return False  # RFC 9406 §4.2: each size divided (the loop's rounding)
+                self.congestion_window = cwnd + total  # §7.3.1
+            elif cwnd >= ssthresh and type(self)._avoidance is NewReno._avoidance:
+                self._avoidance(total, now)  # §7.3.3
+            else:
+                return False  # crosses into avoidance, or a controller's own avoidance
+        in_flight = self.bytes_in_flight - total
+        self.bytes_in_flight = in_flight if in_flight > 0 else 0
+        return True
 
     def _avoidance(self, size: int, now: float) -> None:
         """§7.3.3 congestion avoidance: at most one mds per window acknowledged."""

@@ -50,6 +50,7 @@ that the connection sees what it changed before the next one is read.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from quic.conn_keys import APPLICATION
@@ -106,6 +107,9 @@ if TYPE_CHECKING:
 # An Enum class attribute (``PacketType.ONE_RTT``) goes through EnumType.__getattr__'s
 # slot on Python 3.11, ~10x a global load: the per-packet code reads module aliases.
 _ONE_RTT = PacketType.ONE_RTT
+_STREAM_OFF_LEN = 0x0E  # STREAM with OFF and LEN, without FIN (RFC 9000 §19.8)
+_BULK_STREAM_HEADER = 8  # type, 1-byte ID, 4-byte offset, 2-byte length
+_AFTER_BULK_STREAM_HEADER = itemgetter(slice(_BULK_STREAM_HEADER, None))
 
 __all__ = ["PROBING_FRAME_TYPES", "FrameDispatcher", "PeerCloseCallback"]
 
@@ -267,6 +271,20 @@ class FrameDispatcher:
                 break  # RFC 9000 §10.2.2: the peer is draining; nothing more to do
         self.non_probing = non_probing
         return ack_eliciting
+
+    def stream_run(self, stream_id: int, offset: int, payloads: list[bytes], now: float) -> None:
+        """The packets ``payloads`` of a 1-RTT run, each one STREAM frame of
+        ``stream_id`` with OFF and LEN, without FIN, in the shape
+        :data:`~quic.frames.unpack_bulk_stream_fields` reads (its 8-byte header) and
+        filling its payload, the first at ``offset`` and each starting where the one
+        before ended (:meth:`~quic.conn_receive.PacketReader.read_short_run`'s bulk
+        case): what :meth:`dispatch` does with each, as one frame spanning them — the
+        same checks (RFC 9000 §4.1, §4.5, §19.8) and the same bytes, in one call."""
+        if len(payloads) == 1:
+            data = payloads[0][_BULK_STREAM_HEADER:]
+        else:
+            data = b"".join(map(_AFTER_BULK_STREAM_HEADER, payloads))
+        self._streams.on_stream(stream_id, offset, data, False, _STREAM_OFF_LEN, now)
 
     # -- handlers ---------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ Client:
   packets are acknowledged as usual. Rejected (RFC 9001 §4.6.2: "all connection
   characteristics that the client assumed might be incorrect"): if the ALPN protocol is
   the ticket's and the new limits hold everything already written
-  (:meth:`~quic.conn_streams.StreamController.fits_peer_params`), every 0-RTT packet
+  (:func:`fits_peer_params`), every 0-RTT packet
   counts as lost and its frames are sent again in 1-RTT packets — the server then sees
   the streams exactly as they were written; otherwise those streams cannot be kept and
   the connection closes (NO_ERROR, with the reason). Either way the 0-RTT keys
@@ -76,6 +76,7 @@ __all__ = [
     "REMEMBERED_LIMITS",
     "EarlyData",
     "accepts_remembered",
+    "fits_peer_params",
     "pick_ticket",
     "remembered_parameters",
     "settle_early_data",
@@ -243,7 +244,7 @@ class EarlyData:
             ticket is None
             or ticket.alpn_protocol != alpn
             or params is None
-            or not streams.fits_peer_params(params)
+            or not fits_peer_params(streams, params)
         ):
             raise QuicProtocolError(
                 TransportErrorCode.NO_ERROR,
@@ -270,3 +271,29 @@ def settle_early_data(conn: QuicConnection, now: float) -> None:
     conn.keys.discard_zero_rtt()  # RFC 9001 §4.6.1: no 0-RTT once 1-RTT keys exist
     if resend:  # the application space holds only 0-RTT packets yet
         conn.recovery.discard_space(APPLICATION, now, notify_lost=True)
+
+
+def fits_peer_params(streams: StreamController, params: TransportParameters) -> bool:
+    """Would what ``streams`` already sent (in 0-RTT, under remembered limits) stay
+    within ``params``: streams opened, connection and per-stream data (RFC 9000
+    §7.4.1)?"""
+    manager = streams.manager
+    client = streams.is_client
+    for bidi, limit in (
+        (True, params.initial_max_streams_bidi),
+        (False, params.initial_max_streams_uni),
+    ):
+        if manager.opened_count((0 if client else 1) | (0 if bidi else 2)) > limit:
+            return False
+    if streams.credit.used > params.initial_max_data:
+        return False
+    for sid, stream in manager.streams.items():
+        send = stream.send
+        if send is None or not manager.is_local(sid):
+            continue
+        limit = params.initial_max_stream_data_uni
+        if sid & 2 == 0:
+            limit = params.initial_max_stream_data_bidi_remote
+        if send.credit.used > limit:
+            return False
+    return True

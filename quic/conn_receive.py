@@ -33,7 +33,14 @@ in-order ack-eliciting packets are noted in the ACK tracker without a call (reco
 together by :meth:`~quic.ack.AckTracker.settle`, before any other use of the tracker),
 and the run stops where the connection must look — a datagram of another shape, one
 that did not open, a packet with a frame beyond STREAM, DATAGRAM, ACK, PADDING and PING
-(``FrameDispatcher.general``: a close, a path response, new keys...).
+(``FrameDispatcher.general``: a close, a path response, new keys...). In such a run,
+packets that each hold one STREAM frame (OFF and LEN, no FIN, the 8-byte header of
+``unpack_bulk_stream_fields``) filling the payload, each starting where the one before
+ended on the same stream — a bulk transfer's — are not dispatched one by one: they are
+held and handed to the stream as one frame (``FrameDispatcher.stream_run``, the same
+checks and bytes) before any other packet is dispatched and when the run ends, so
+frames still reach their owners in packet order. Without qlog only (it logs each
+packet's frames).
 Dropped packets are counted (``dropped``) and logged to qlog; processed ones too
 (``processed``), so the endpoint can tell a connection that never authenticated a
 packet.
@@ -47,10 +54,13 @@ from typing import TYPE_CHECKING, Any
 from quic.conn_ecn import ECN_ECT0
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL, OneRttReadKeys
 from quic.errors import QuicProtocolError, TransportErrorCode
+from quic.frames import unpack_bulk_stream_fields
 from quic.packet import PacketHeader, PacketType
 from quic.protection import DecryptionError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from quic.cid import ConnectionIdManager
     from quic.conn_acks import AckState
     from quic.conn_dispatch import FrameDispatcher
@@ -73,6 +83,10 @@ _SPACE_OF_TYPE = {
     PacketType.HANDSHAKE: HANDSHAKE,
     PacketType.ONE_RTT: APPLICATION,
 }
+
+
+def _no_append(payload: bytes) -> None:  # never called: no run is held yet
+    raise AssertionError
 
 
 def _reserved_bits_error() -> QuicProtocolError:
@@ -384,6 +398,17 @@ class PacketReader:
         non_probing = False  # that packet was non-probing (RFC 9000 §9.3)
         index = start
         end = len(datagrams)
+        # The bulk case, packets of one STREAM frame each, in order on one stream: held
+        # and handed to the dispatcher as one frame (FrameDispatcher.stream_run), before
+        # any other packet is dispatched and at the end of the run (without qlog, which
+        # logs each packet's frames)
+        bulk = qlog is None
+        unpack_stream = unpack_bulk_stream_fields
+        stream_run = dispatcher.stream_run
+        held: list[bytes] | None = None
+        held_append: Callable[[bytes], None] = _no_append
+        run_sid = run_next = -1  # the held frames' stream, the raw offset after them
+        run_offset = 0  # the first held frame's
         try:
             while index < end:
                 data = datagrams[index]
@@ -416,13 +441,44 @@ class PacketReader:
                     self.run_failed = True
                     break
                 dcid = data[1:pn_offset]
-                if qlog is not None:
-                    qlog.packet_received(now, _ONE_RTT, pn, payload, len(data), dcid)
-                eliciting = dispatch(payload, APPLICATION, _ONE_RTT, dcid, now)
-                if pn > largest:
-                    newest = dcid
-                    if dispatcher.non_probing:
-                        non_probing = True
+                if payload[0] == 0x0E and 8 < (size := len(payload)) < 0x4008 and bulk:
+                    # one STREAM frame with OFF and LEN, without FIN, filling the packet:
+                    # the run's next piece, or the start of a run (module docstring)
+                    sid, raw, length = unpack_stream(payload, 1)  # varint prefixes kept
+                    if raw == run_next and sid == run_sid and length == size + 0x3FF8:
+                        held_append(payload)
+                        run_next = raw + size - 8
+                        eliciting = True
+                    elif length == size + 0x3FF8 and sid < 0x40 and raw >> 30 == 2:
+                        if held:
+                            stream_run(run_sid, run_offset, held, now)
+                        held = [payload]
+                        held_append = held.append
+                        run_sid = sid
+                        run_offset = raw & 0x3FFFFFFF
+                        run_next = raw + size - 8
+                        eliciting = True
+                    else:
+                        if held:
+                            stream_run(run_sid, run_offset, held, now)
+                            held = None
+                            run_next = -1
+                        eliciting = dispatch(payload, APPLICATION, _ONE_RTT, dcid, now)
+                    if pn > largest:
+                        newest = dcid
+                        non_probing = True  # a STREAM frame (RFC 9000 §9.1)
+                else:
+                    if qlog is not None:
+                        qlog.packet_received(now, _ONE_RTT, pn, payload, len(data), dcid)
+                    if held:
+                        stream_run(run_sid, run_offset, held, now)
+                        held = None
+                        run_next = -1
+                    eliciting = dispatch(payload, APPLICATION, _ONE_RTT, dcid, now)
+                    if pn > largest:
+                        newest = dcid
+                        if dispatcher.non_probing:
+                            non_probing = True
                 if pn == expect and eliciting and noting:  # AckTracker.on_packet, noted
                     if tracker.noted_first < 0:  # (a frame's call may have settled it)
                         tracker.noted_first = pn
@@ -439,6 +495,8 @@ class PacketReader:
                 processed += 1
                 if dispatcher.general:  # (packets to reprocess only follow such frames)
                     break  # the connection looks before the next packet is read
+            if held:
+                stream_run(run_sid, run_offset, held, now)
         finally:
             if tracker.noted_first >= 0:
                 tracker.settle()

@@ -102,6 +102,7 @@ if TYPE_CHECKING:
 __all__ = ["StreamController"]
 
 _STREAM_HEADER_MAX = 1 + 8 + 8 + 2  # worst case; STREAM_DATA_BLOCKED fits in it
+_BULK_END = 0x40000000  # the offsets of a 4-byte varint end here (RFC 9000 §16)
 _VARINT_FRAME_MAX = 1 + 8  # MAX_DATA, MAX_STREAMS, DATA_BLOCKED, STREAMS_BLOCKED
 # RESET_STREAM_AT (1+8+8+8+8) + STOP_SENDING (1+8+8) + MAX_STREAM_DATA (1+8+8) of one stream
 _STREAM_CONTROL_MAX = 33 + 17 + 17
@@ -487,30 +488,6 @@ class StreamController:
             self._control[stream_id] = None  # a grown window: its MAX_STREAM_DATA now
         self._deliver_new_peer_streams()
 
-    def fits_peer_params(self, params: TransportParameters) -> bool:
-        """Would what we already sent (in 0-RTT, under remembered limits) stay within
-        ``params``: streams opened, connection and per-stream data (RFC 9000 §7.4.1)?"""
-        manager = self.manager
-        client = self.is_client
-        for bidi, limit in (
-            (True, params.initial_max_streams_bidi),
-            (False, params.initial_max_streams_uni),
-        ):
-            if manager.opened_count((0 if client else 1) | (0 if bidi else 2)) > limit:
-                return False
-        if self.credit.used > params.initial_max_data:
-            return False
-        for sid, stream in manager.streams.items():
-            send = stream.send
-            if send is None or not manager.is_local(sid):
-                continue
-            limit = params.initial_max_stream_data_uni
-            if sid & 2 == 0:
-                limit = params.initial_max_stream_data_bidi_remote
-            if send.credit.used > limit:
-                return False
-        return True
-
     # -- frames to send ---------------------------------------------------------------
 
     def has_data(self) -> bool:
@@ -605,7 +582,9 @@ class StreamController:
                 return True  # bulk_frames' condition: the stream has data left
         return self._write_streams(b) if sendable else False
 
-    def bulk_frames(self, room: int, count: int) -> list[tuple[bytes, bytes, FrameHandler]]:
+    def bulk_frames(
+        self, room: int, count: int
+    ) -> list[tuple[bytes, bytes | memoryview, FrameHandler]]:
         """The STREAM frames of up to ``count`` packets with ``room`` payload bytes each
         that :meth:`_write_streams` would write, leaving all its bookkeeping as it was:
         one stream sendable, not resetting, whose new data fills each frame from one
@@ -638,13 +617,21 @@ class StreamController:
         pieces = send.next_new_run(n, most if most < count else count)
         credit.used += n * len(pieces)
         fate = self._fate
-        frames = []
+        frames: list[tuple[bytes, bytes | memoryview, FrameHandler]] = []
+        append = frames.append
+        if sid < 0x40 and 0x40 <= n < 0x4000 and 0x4000 <= offset <= _BULK_END - n * len(pieces):
+            # every header in encode_stream_frame_header's 8-byte shape: packed here
+            raw = offset | 0x80000000
+            length = n | 0x4000
+            for data in pieces:
+                header = pack_stream_bulk_header(0x0E, sid, raw, length)
+                append((header, data, (fate, (sid, send, offset, n, False))))
+                offset += n
+                raw += n
+            return frames
         for data in pieces:
-            if sid < 0x40 and 0x4000 <= offset < 0x40000000 and 0x40 <= n < 0x4000:
-                header = pack_stream_bulk_header(0x0E, sid, offset | 0x80000000, n | 0x4000)
-            else:
-                header = encode_stream_frame_header(sid, offset, n, False)
-            frames.append((header, data, (fate, (sid, send, offset, n, False))))
+            header = encode_stream_frame_header(sid, offset, n, False)
+            append((header, data, (fate, (sid, send, offset, n, False))))
             offset += n
         return frames
 

@@ -58,6 +58,7 @@ _MIN_PAYLOAD = (0, *(min_payload_length(n) for n in (1, 2, 3, 4)))
 # slot on Python 3.11, ~10x a global load: the per-packet code reads module aliases.
 _ONE_RTT = PacketType.ONE_RTT
 _APPLICATION = 2  # PacketSpace.APPLICATION: 1-RTT packets (RFC 9000 §12.3)
+_new_object = object.__new__
 
 # Packets unacknowledged that 1 and 2 packet number bytes cover (RFC 9000 Appendix A.2)
 _PN_RANGE_1 = 1 << 7
@@ -325,7 +326,7 @@ class PacketAssembler:
         protector: PacketProtector,
         packet_number: int,
         largest_acked: int | None,
-        frames: Callable[[int, int], list[tuple[bytes, bytes, FrameHandler]]],
+        frames: Callable[[int, int], list[tuple[bytes, bytes | memoryview, FrameHandler]]],
     ) -> tuple[int, int]:
         """Up to ``count`` datagrams of one 1-RTT packet each (application space, the
         ``protector``'s key phase), numbered from ``packet_number``, each holding one
@@ -347,6 +348,7 @@ class PacketAssembler:
         to_seal = run.append
         packets = self.packets
         sent_append = packets.append
+        new_sent = _new_object
         base = 1 + len(dcid) + AEAD_TAG_LENGTH  # RFC 9000 §17.3.1, plus the AEAD tag
         pn = packet_number
         written = total = 0
@@ -388,8 +390,19 @@ class PacketAssembler:
                     size = minimum
                 left = room - size
                 size += overhead
-                sent = SentPacket(_APPLICATION, pn, size)
-                sent.handlers.append(handler)
+                # SentPacket(_APPLICATION, pn, size) with its handler, without its
+                # __init__ frame: every slot as __init__ sets it (an agreement test,
+                # tests/quic/test_hot_path_inlines.py, keeps the two the same)
+                sent = new_sent(SentPacket)
+                sent.space = 2  # _APPLICATION
+                sent.packet_number = pn
+                sent.size = size
+                sent.ack_eliciting = sent.in_flight = True
+                sent.is_crypto = sent.is_app_limited = sent.ecn_marked = False
+                sent.time_sent = sent.delivered_time = sent.first_sent_time = 0.0
+                sent.handlers = [handler]
+                sent.delivered = -1
+                sent.loss_event = 0
                 sent_append(sent)
                 to_seal((pn_length, pn & mask, payload, pn))
                 pn += 1

@@ -65,7 +65,7 @@ the key phase rules of RFC 9001 §6; this module only knows keys.
 
 from __future__ import annotations
 
-import hmac
+import struct
 from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
@@ -75,6 +75,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from quic.packet_number import decode_packet_number
+from quic.retry_integrity import (  # here before quic.retry_integrity had them: kept
+    RETRY_INTEGRITY_TAG_LENGTH,
+    append_retry_integrity_tag,
+    retry_integrity_tag,
+    retry_pseudo_packet,
+    verify_retry_integrity,
+)
 from quic.tls.hkdf import hkdf_expand_label, hkdf_expand_labels, hkdf_extract
 from quic.tls.suites import SUITE_HASH, SUITE_KEY_LENGTH, CipherSuite
 from quic.versions import QuicVersion
@@ -115,8 +122,6 @@ SAMPLE_LENGTH = 16
 #: The sample starts this many bytes after the start of the Packet Number field
 #: (RFC 9001 §5.4.2: the Packet Number field is assumed to be 4 bytes long).
 SAMPLE_OFFSET = 4
-#: Length of the Retry Integrity Tag (RFC 9001 §5.8).
-RETRY_INTEGRITY_TAG_LENGTH = 16
 
 #: Confidentiality limit: packets encrypted under one key (RFC 9001 §6.6).
 CONFIDENTIALITY_LIMIT: dict[CipherSuite, int] = {
@@ -146,21 +151,6 @@ _LABELS: dict[int, tuple[bytes, bytes, bytes, bytes]] = {
 
 _HASH_LENGTH = {"sha256": 32, "sha384": 48}
 
-# Retry Integrity Tag AEAD_AES_128_GCM key and nonce (RFC 9001 §5.8, RFC 9369 §3.3.3).
-_RETRY_KEY_NONCE: dict[int, tuple[bytes, bytes]] = {
-    QuicVersion.VERSION_1: (
-        bytes.fromhex("be0c690b9f66575a1d766b54e368c84e"),
-        bytes.fromhex("461599d35d632bf2239825bb"),
-    ),
-    QuicVersion.VERSION_2: (
-        bytes.fromhex("8fb4b01b56ac48e260fbcbcead7ccc92"),
-        bytes.fromhex("d86969bc2d7c6d9990efb04a"),
-    ),
-}
-_RETRY_AEAD: dict[int, tuple[AESGCM, bytes]] = {
-    version: (AESGCM(key), nonce) for version, (key, nonce) in _RETRY_KEY_NONCE.items()
-}
-
 _ZERO5 = bytes(5)
 #: ECB holds no state: one instance serves every header-protection context (a wake after
 #: the keys rested builds one per direction, :meth:`HeaderProtection.wake`)
@@ -169,6 +159,15 @@ _from_bytes = int.from_bytes
 #: the one-byte ``bytes`` objects, by value: a header's first byte without a
 #: ``bytes((b,))`` call per packet
 _BYTE = tuple(bytes((i,)) for i in range(256))
+
+
+#: by connection ID length (0-20, RFC 9000 §17.2): the packer of a short header with a
+#: 2-byte packet number (RFC 9000 §17.3.1) — first byte, DCID, number — in one call
+_SHORT_HEADER_PACK2: tuple[Callable[[int, BytesLike, int], bytes], ...] = tuple(
+    struct.Struct(f">B{n}sH").pack for n in range(21)
+)
+
+
 _LONG_HEADER_BIT = 0x80
 _LONG_HEADER_MASK = 0x0F  # RFC 9001 §5.4.1: reserved bits and packet number length
 _SHORT_HEADER_MASK = 0x1F  # ... plus the Key Phase bit for short headers
@@ -509,27 +508,35 @@ class PacketProtector(_PacketKeys):
         iv = self._iv
         bits = 0x44 if key_phase else 0x40  # fixed bit and Key Phase (RFC 9000 §17.3.1)
         sealed: list[bytes] = []
-        samples: list[bytes] = []
         seal = sealed.append
-        take_sample = samples.append
         length = start = stop = 0
+        lengths = 0  # how many packet number lengths the run has
         head = b""
         for pn_length, truncated, payload, pn in packets:
             if pn_length != length:  # a run keeps its length for tens of packets
                 length = pn_length
+                lengths += 1
                 head = _BYTE[bits | (pn_length - 1)] + dcid  # the header but its number
-                start = SAMPLE_OFFSET - pn_length  # RFC 9001 §5.4.2
-                stop = start + SAMPLE_LENGTH
             if len(payload) + pn_length < SAMPLE_OFFSET:
                 raise ValueError("payload too short for the header protection sample")
-            ciphertext = encrypt(  # RFC 9001 §5.3: nonce = iv XOR pn; AAD = the header
-                (iv ^ pn).to_bytes(IV_LENGTH, "big"),
-                payload,
-                head + truncated.to_bytes(length, "big"),
+            seal(
+                encrypt(  # RFC 9001 §5.3: nonce = iv XOR pn; AAD = the header
+                    (iv ^ pn).to_bytes(IV_LENGTH, "big"),
+                    payload,
+                    head + truncated.to_bytes(length, "big"),
+                )
             )
-            seal(ciphertext)
-            take_sample(ciphertext[start:stop])
         self.encrypted_packets += len(sealed)
+        # RFC 9001 §5.4.2: each sample starts 4 bytes after the Packet Number field
+        if lengths == 1:  # one length: every sample at the same place, sliced in C
+            start = SAMPLE_OFFSET - length
+            stop = start + SAMPLE_LENGTH
+            samples = list(map(itemgetter(slice(start, stop)), sealed))
+        else:
+            samples = [
+                ciphertext[SAMPLE_OFFSET - n : SAMPLE_OFFSET - n + SAMPLE_LENGTH]
+                for (n, _, _, _), ciphertext in zip(packets, sealed, strict=True)
+            ]
         if self.suite != CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
             masks = hp(b"".join(samples))
             step = SAMPLE_LENGTH
@@ -538,16 +545,31 @@ class PacketProtector(_PacketKeys):
             step = len(_ZERO5)
         out: list[bytes] = []
         put = out.append
-        join = b"".join
         at = 0
+        if lengths == 1 and length == 2 and len(dcid) <= 20:  # a bulk run's: one pack
+            pack = _SHORT_HEADER_PACK2[len(dcid)]
+            first = bits | 1
+            for (_, truncated, _, _), ciphertext in zip(packets, sealed, strict=True):
+                # RFC 9001 §5.4.1: mask the low 5 bits and the packet number
+                put(
+                    pack(
+                        first ^ (masks[at] & _SHORT_HEADER_MASK),
+                        dcid,
+                        truncated ^ (masks[at + 1] << 8 | masks[at + 2]),
+                    )
+                    + ciphertext
+                )
+                at += step
+            return out
+        join = b"".join
         for (pn_length, truncated, _, _), ciphertext in zip(packets, sealed, strict=True):
             # RFC 9001 §5.4.1: mask the low 5 bits and the packet number
             if pn_length == 2:
                 protected = truncated ^ (masks[at + 1] << 8 | masks[at + 2])
             else:
                 protected = truncated ^ _from_bytes(masks[at + 1 : at + 1 + pn_length], "big")
-            first = _BYTE[(bits | (pn_length - 1)) ^ (masks[at] & _SHORT_HEADER_MASK)]
-            put(join((first, dcid, protected.to_bytes(pn_length, "big"), ciphertext)))
+            first_byte = _BYTE[(bits | (pn_length - 1)) ^ (masks[at] & _SHORT_HEADER_MASK)]
+            put(join((first_byte, dcid, protected.to_bytes(pn_length, "big"), ciphertext)))
             at += step
         return out
 
@@ -638,10 +660,9 @@ class PacketUnprotector(_PacketKeys):
             return None
         start = pn_offset + SAMPLE_OFFSET
         stop = start + SAMPLE_LENGTH
-        if min(map(len, datagrams), default=0) >= stop:  # every one has a sample: sliced in C
-            return (self._hp or self._wake_hp())(
-                b"".join(map(itemgetter(slice(start, stop)), datagrams))
-            )
+        joined = b"".join(map(itemgetter(slice(start, stop)), datagrams))  # sliced in C
+        if len(joined) == SAMPLE_LENGTH * len(datagrams):  # every one had a whole sample
+            return (self._hp or self._wake_hp())(joined)
         blank = bytes(SAMPLE_LENGTH)
         samples = [data[start:stop] if len(data) >= stop else blank for data in datagrams]
         return (self._hp or self._wake_hp())(b"".join(samples))
@@ -738,43 +759,3 @@ def initial_keys(
         PacketProtector(suite, send_secret, version),
         PacketUnprotector(suite, receive_secret, version),
     )
-
-
-def retry_pseudo_packet(original_dcid: bytes, retry_without_tag: BytesLike) -> bytes:
-    """Build the Retry Pseudo-Packet: ODCID length, ODCID, Retry packet sans tag (§5.8)."""
-    if len(original_dcid) > 255:
-        raise ValueError("original destination connection ID too long")
-    return b"".join((bytes((len(original_dcid),)), original_dcid, retry_without_tag))
-
-
-def retry_integrity_tag(version: int, pseudo_packet: BytesLike) -> bytes:
-    """Compute the 16-byte Retry Integrity Tag (RFC 9001 §5.8, RFC 9369 §3.3.3).
-
-    The tag is AEAD_AES_128_GCM with a fixed key and nonce, empty plaintext, and the
-    Retry Pseudo-Packet as associated data.
-    """
-    entry = _RETRY_AEAD.get(version)
-    if entry is None:
-        raise ValueError(f"no Retry integrity key for QUIC version 0x{version:08x}")
-    aead, nonce = entry
-    return aead.encrypt(nonce, b"", pseudo_packet)
-
-
-def append_retry_integrity_tag(
-    version: int, original_dcid: bytes, retry_without_tag: BytesLike
-) -> bytes:
-    """Return the Retry packet with its integrity tag appended (server side, §5.8)."""
-    pseudo = retry_pseudo_packet(original_dcid, retry_without_tag)
-    return bytes(retry_without_tag) + retry_integrity_tag(version, pseudo)
-
-
-def verify_retry_integrity(version: int, original_dcid: bytes, retry_packet: BytesLike) -> bool:
-    """Check the Retry Integrity Tag at the end of ``retry_packet`` (client side, §5.8).
-
-    Returns False for a packet shorter than the tag or a version without Retry keys.
-    """
-    end = len(retry_packet) - RETRY_INTEGRITY_TAG_LENGTH
-    if end < 0 or version not in _RETRY_AEAD or len(original_dcid) > 255:
-        return False
-    expected = retry_integrity_tag(version, retry_pseudo_packet(original_dcid, retry_packet[:end]))
-    return hmac.compare_digest(expected, bytes(retry_packet[end:]))

@@ -78,6 +78,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import attrgetter
 
 from quic.congestion import CongestionController
 from quic.errors import QuicProtocolError, TransportErrorCode
@@ -126,6 +128,7 @@ DEFAULT_MAX_SENT_TRACKED = 16384
 _INITIAL = 0
 _HANDSHAKE = 1
 _APPLICATION = 2
+_ACK_ELICITING = attrgetter("ack_eliciting")
 _SPACES = (_INITIAL, _HANDSHAKE, _APPLICATION)
 
 
@@ -405,12 +408,10 @@ class LossRecovery:
         sent = st.sent
         acked = list(sent.values())
         sent.clear()
-        ack_eliciting = False
-        for packet in acked:
-            if packet.ack_eliciting:
-                ack_eliciting = True
-                if packet.in_flight:
-                    st.ack_eliciting_in_flight -= 1
+        # ack_eliciting_in_flight counts the tracked packets that are both: none is left
+        # (no loop); an ack-eliciting one not in flight is looked for only without them
+        ack_eliciting = st.ack_eliciting_in_flight > 0 or any(map(_ACK_ELICITING, acked))
+        st.ack_eliciting_in_flight = 0
         st.lowest_unacked = largest_acked + 1  # advance_lowest_unacked, nothing tracked
         st.ack_only = None
         largest = acked[-1]
@@ -531,16 +532,14 @@ class LossRecovery:
         lowest = st.lowest_unacked
         pop = sent.pop
         append = acked.append
+        extend = acked.extend
         for lo, hi in reversed(ranges):  # ascending
             if hi < lowest:
                 continue
             if lo < lowest:
                 lo = lowest
-            if hi - lo < len(sent):
-                for pn in range(lo, hi + 1):
-                    packet = pop(pn, None)
-                    if packet is not None:
-                        append(packet)
+            if hi - lo < len(sent):  # popped in C; a number not tracked gives None
+                extend(filter(None, map(pop, range(lo, hi + 1), repeat(None))))
             else:
                 for pn in [pn for pn in sent if lo <= pn <= hi]:
                     append(pop(pn))

@@ -559,18 +559,19 @@ class SendStream:
         self.highest_sent = self.credit.used = stop
         return chunk if start == base and end == size else chunk[start - base : end]
 
-    def next_new_run(self, size: int, count: int) -> list[bytes]:
+    def next_new_run(self, size: int, count: int) -> list[bytes | memoryview]:
         """:meth:`next_new_data` ``count`` times for ``size`` bytes each, where the
         caller made sure that every piece ends short of the write offset, the stream's
         credit and the connection's: the pieces, in order, up to the first that is not
-        within one chunk (empty: nothing changed)."""
+        within one chunk (empty: nothing changed). A piece that is not a whole chunk is
+        a memoryview of it: the caller copies it once, with its frame header."""
         if self._state is not _SEND or self._lost.b or self._fin_lost or count < 1:
             return []
         start = self.highest_sent
         starts = self._starts
         chunks = self._chunks
         i = bisect_right(starts, start, self._head) - 1
-        pieces: list[bytes] = []
+        pieces: list[bytes | memoryview] = []
         append = pieces.append
         while True:
             chunk = chunks[i]
@@ -582,8 +583,9 @@ class SendStream:
             if k == 1 and first == 0 and left == size:
                 append(chunk)
             else:
+                view = memoryview(chunk)
                 for at in range(first, first + k * size, size):
-                    append(chunk[at : at + size])
+                    append(view[at : at + size])
             start += k * size
             count -= k
             if not count or left != k * size:

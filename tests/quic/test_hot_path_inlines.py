@@ -2,7 +2,9 @@
 packet) must still say what the inline copies decide: the path timer and the
 anti-amplification check in ``earliest_deadline``, ``AckTracker.has_ranges`` (no
 RangeSet ``__bool__``), the window-limited test of ``NewReno.on_packets_acked``, the
-ACK delay ``AckState.write`` encodes, and the fate handler of our ACK frames."""
+ACK delay ``AckState.write`` encodes, the fate handler of our ACK frames, the SentPacket
+records the bulk send run fills without ``__init__``, the STREAM headers
+``bulk_frames`` packs itself, and NewReno acknowledging a frame's packets in one sum."""
 
 from __future__ import annotations
 
@@ -267,3 +269,116 @@ def test_send_says_above_the_mark_exactly_when_buffered_is() -> None:
     # below the mark never written past it, and written past it: above, or below
     # because acknowledgements lowered buffered
     assert seen == {(True, False), (True, True), (False, True)}
+
+
+def _slots(packet: SentPacket) -> dict[str, object]:
+    return {name: getattr(packet, name) for name in SentPacket.__slots__}
+
+
+def test_short_frame_run_records_packets_as_sent_packet_init_does() -> None:
+    """``PacketAssembler.short_frame_run`` fills every slot of its SentPacket records
+    itself (no ``__init__`` frame): each equals ``SentPacket(APPLICATION, pn, size)``
+    with the frame's handler appended."""
+    pair = make_pair(seed=5)
+    pair.handshake()
+    protector = pair.client.keys.spaces[APPLICATION].write
+    assert protector is not None
+    asm = PacketAssembler(1452)
+    handler = (print, (1, 2))
+    frames = [(b"\x0e" + bytes(7), bytes(1000 + i), handler) for i in range(3)]
+
+    def take(room: int, count: int) -> list[tuple[bytes, bytes | memoryview, object]]:
+        out = frames[:count]
+        del frames[:count]
+        return out  # type: ignore[return-value]
+
+    made, _ = asm.short_frame_run(3, 1 << 20, 1452, b"12345678", protector, 40, 30, take)  # type: ignore[arg-type]
+    assert made == 3 and len(asm.packets) == 3
+    for pn, packet in enumerate(asm.packets, 40):
+        reference = SentPacket(APPLICATION, pn, packet.size)
+        reference.handlers.append(handler)  # type: ignore[arg-type]
+        assert type(packet) is SentPacket
+        assert _slots(packet) == _slots(reference)
+    # first byte, DCID, a 1-byte packet number (10 above the largest acked), tag, frame
+    assert [p.size for p in asm.packets] == [1 + 8 + 1 + 16 + 8 + 1000 + i for i in range(3)]
+
+
+class _LoopOnly(NewReno):
+    """NewReno acknowledging packet by packet, as before ``_acked_together``."""
+
+    __slots__ = ()
+
+    def _acked_together(self, *args: object) -> bool:
+        return False
+
+
+def test_packets_acked_together_grow_the_window_as_the_loop_does() -> None:
+    """``NewReno._acked_together`` (one sum for an ACK frame's in-flight packets) leaves
+    the controller as the per-packet loop does, or declines: slow start, avoidance,
+    the crossing between them, packets sent before the recovery start, not limited."""
+    rng = random.Random(10)
+    taken = 0
+    for _ in range(400):
+        ccs = [NewReno(MDS), _LoopOnly(MDS)]
+        count = rng.randint(1, 30)
+        sizes = [rng.choice((MDS, MDS, 300, 1199)) for _ in range(count)]
+        ssthresh = rng.choice((None, 20_000, 40_000, 60_000))
+        cwnd = rng.choice((12_000, 30_000, 50_000))
+        recovery_start = rng.choice((float("-inf"), 0.5, 1.5))
+        extra = rng.choice((0, 0, 20_000))
+        for cc in ccs:
+            cc.congestion_window = cwnd
+            cc.ssthresh = ssthresh
+            cc.congestion_recovery_start_time = recovery_start
+            cc._ca_bytes_acked = 500
+            cc.hystart = None
+            cc.bytes_in_flight = extra
+        runs = []
+        for cc in ccs:
+            packets = []
+            for pn, size in enumerate(sizes):
+                packet = SentPacket(APPLICATION, pn, size)
+                packet.time_sent = 1.0 + pn * 0.01 if recovery_start != 1.5 else 1.0 + pn * 0.1
+                cc.on_packet_sent(size, packet.time_sent, packet)
+                packets.append(packet)
+            runs.append(packets)
+        limited = ccs[0]._window_limited(ccs[0].bytes_in_flight)
+        prior = ccs[0].bytes_in_flight
+        together = ccs[0]._acked_together(runs[0], limited, recovery_start, 1, 3.0)
+        ccs[1].on_packets_acked(runs[1], 3.0)
+        if together:
+            taken += 1
+            for name in ("congestion_window", "bytes_in_flight", "_ca_bytes_acked", "ssthresh"):
+                assert getattr(ccs[0], name) == getattr(ccs[1], name), name
+        else:
+            assert ccs[0].bytes_in_flight == prior  # declined: nothing changed
+    assert 50 < taken < 400  # both ways were exercised
+
+
+def test_bulk_frames_headers_are_encode_stream_frame_headers() -> None:
+    """``StreamController.bulk_frames`` packs the 8-byte STREAM headers of a list
+    itself: each equals ``encode_stream_frame_header`` for its frame, below and above
+    offset 0x4000 (the 2-byte and 4-byte offset varints), and the data is the
+    stream's bytes at that offset."""
+    from quic.frames import encode_stream_frame_header
+
+    pair = make_pair(seed=6)
+    pair.handshake()
+    streams = pair.client.streams
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"x" * 100)  # sent: the stream is in "Send"
+    pair.client_endpoint.wake(pair.client)
+    assert pair.client_endpoint.datagrams_to_send(pair.net.now)
+    payload = b"x" * 100 + bytes(range(256)) * 200  # one chunk: pieces never cross chunks
+    pair.client.send_stream_data(sid, payload[100:])
+    shapes = set()
+    for _ in range(8):
+        frames = streams.bulk_frames(1400, 6)
+        if not frames:
+            break
+        for header, data, (_, args) in frames:
+            _, _, offset, n, fin = args
+            assert header == encode_stream_frame_header(sid, offset, n, fin)
+            assert bytes(data) == payload[offset : offset + n]
+            shapes.add(len(header))
+    assert shapes == {6, 8}  # type, 1-byte ID, 2- or 4-byte offset, 2-byte length

@@ -94,6 +94,18 @@ def test_encrypt_short_run_matches_encrypt_short(suite: CipherSuite) -> None:
         assert run_keys.encrypt_short_run(dcid, key_phase, []) == []
         with pytest.raises(ValueError):
             run_keys.encrypt_short_run(dcid, key_phase, [(1, 1, b"\x01", 1)])
+        # one length for the whole run (a bulk run's 2 bytes: the header in one pack), or
+        # another single length, with a connection ID of any length
+        for cid in (dcid, b"", os.urandom(20), os.urandom(21)):  # (21: beyond the packs)
+            for n in (1, 2, 4):
+                mask = (1 << (8 * n)) - 1
+                run = [
+                    (n, pn & mask, os.urandom(size), pn)
+                    for pn, size in ((0x7FF0, 25), (0x7FF1, 1200), (0x7FF2, 60))
+                ]
+                got = run_keys.encrypt_short_run(cid, key_phase, run)
+                want = [one_keys.encrypt_short(cid, n, t, key_phase, p, pn) for n, t, p, pn in run]
+                assert got == want
 
 
 @pytest.mark.parametrize("suite", SUITES)
