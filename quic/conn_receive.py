@@ -441,7 +441,7 @@ class PacketReader:
                     self.run_failed = True
                     break
                 dcid = data[1:pn_offset]
-                if payload[0] == 0x0E and 8 < (size := len(payload)) < 0x4008 and bulk:
+                if bulk and 8 < (size := len(payload)) < 0x4008 and payload[0] == 0x0E:
                     # one STREAM frame with OFF and LEN, without FIN, filling the packet:
                     # the run's next piece, or the start of a run (module docstring)
                     sid, raw, length = unpack_stream(payload, 1)  # varint prefixes kept

@@ -21,6 +21,7 @@ from quic.conn_state import LIVE
 from quic.errors import TransportErrorCode
 from quic.events import StreamDataReceived
 from quic.frames import unpack_bulk_stream_fields
+from quic.recovery import SentPacket
 from tests.support.quicpair import CLIENT_ADDR, Pair, make_pair
 
 PREFIX = 0x4000  # offsets from here have the 4-byte varint of the bulk shape
@@ -235,3 +236,32 @@ def test_a_batch_fed_twice_delivers_each_byte_once() -> None:
         server.receive_datagrams(datagrams, CLIENT_ADDR, pair.net.now)
     assert (b"d" * 7000).startswith(got) and len(got) > 4000
     assert server.state in LIVE and server.next_event() is None
+
+
+def _frameless(pair: Pair) -> bytes:
+    """A 1-RTT packet of the client with a 4-byte packet number and no frames at all:
+    the shortest that header protection can sample (RFC 9001 §5.4.2)."""
+    client = pair.client
+    space = client.spaces[2]
+    write = space.write
+    assert write is not None
+    pn = space.next_pn
+    space.next_pn += 1
+    data = write.encrypt_short(client.cids.peer_cid, 4, pn, write.key_phase, b"", pn)
+    client.recovery.on_packet_sent(SentPacket(2, pn, len(data), False, False), pair.net.now)
+    return data
+
+
+@pytest.mark.parametrize("after_run", [False, True])
+def test_a_packet_without_frames_in_a_batch_is_a_protocol_violation(after_run: bool) -> None:
+    """RFC 9000 §12.4: a packet with no frames is a PROTOCOL_VIOLATION, in a batch too
+    (alone, or after a run of bulk-shaped packets): the connection closes, and nothing
+    escapes the reader."""
+    pair, sids = _pair_with_streams()
+    datagrams = _burst(pair, [(sids[0], b"e" * 5000, False)]) if after_run else []
+    datagrams.append(_frameless(pair))
+    server = pair.server
+    server.receive_datagrams(datagrams, CLIENT_ADDR, pair.net.now)
+    assert server.state not in LIVE
+    assert server.closer.frame is not None
+    assert server.closer.frame[1] == TransportErrorCode.PROTOCOL_VIOLATION
