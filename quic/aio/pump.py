@@ -145,6 +145,7 @@ from quic.aio.merge import Item, merge_stream_events
 from quic.aio.mtu import InterfaceMtu
 from quic.aio.offload import enable_gro, gso_available, send_segmented
 from quic.aio.owned import open_datagram_endpoint
+from quic.aio.routed import send_routed
 from quic.aio.session import ConnectionClosed, QuicSession
 from quic.aio.udp import (
     RECEIVE_BATCH,
@@ -572,25 +573,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                     logger.debug("UDP send to %r failed: %r", addr, exc)
 
     def _send_routed(self, out: list[tuple[bytes, Any, int, int]]) -> None:
-        """Send each datagram from the socket of its ``local`` index (the connection's
-        choice, RFC 9000 §9.6.2); marked datagrams from the main socket keep their ECN
-        codepoint, the others go unmarked."""
-        main = self.transport
-        if not out or main is None or main.is_closing():
-            return
-        extra = self.extra_sockets
-        marked: list[tuple[bytes, Any, int]] = []
-        for data, addr, ecn, local in out:
-            if local == 0 and self._raw is not None:
-                marked.append((data, addr, ecn))
-                continue
-            transport = main if local == 0 or local > len(extra) else extra[local - 1]
-            try:
-                transport.sendto(data, addr)
-            except Exception as exc:  # e.g. an address the socket cannot reach
-                logger.debug("UDP send to %r failed: %r", addr, exc)
-        if marked:
-            self._send_marked(marked)
+        """Each datagram from the socket of its ``local`` index (:mod:`quic.aio.routed`)."""
+        marked = self._send_marked if self._raw is not None else None
+        send_routed(out, self.transport, self.extra_sockets, marked)
 
     def _send_marked(self, out: list[tuple[bytes, Any, int]]) -> None:
         """Send with each datagram's ECN codepoint (RFC 9000 §13.4); see the module
