@@ -29,7 +29,12 @@ stream; those of small ones are handed up at once (a reply leaves with the ACK).
 Replies made at once: when a read batch's events woke no task and left nothing else to
 run (the application answered in its callback, or not at all), the transmit follows at
 once: the flush would run first in the next iteration, nothing would join it. On
-asyncio's own loops only, whose ready queue the pump sees (:func:`quic.aio.udp.ready_queue`).
+asyncio's own loops, whose ready queue the pump sees (:func:`quic.aio.udp.ready_queue`).
+On other loops (uvloop) the transmit follows at once when the batch's events woke a
+connection in their callbacks (a datagram handler that echoes): that output is the
+reply, and it leaves without the loop iteration the flush costs (or it already left, by
+:meth:`transmit_now`: then no flush follows); what tasks the batch woke write at the
+flush, as before.
 The task of a session accepted in the batch (``on_session``'s coroutine) is started only
 after that transmit: its handshake is not complete, so it has nothing to add to the
 server's flight, which leaves without waiting for a loop iteration and the task's first
@@ -329,13 +334,19 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         # triggered it — one datagram each way per round trip, not a reply and an ACK.
         # Nothing woken, nothing else to run: now ("Replies made at once").
         self._reading = True  # wake() leaves the flush to the lines below
+        woken, transmits = len(self._woken), self.transmits
         try:
             self._dispatch()
         finally:
             self._reading = False
         try:
-            if self._ready is not None and not self._ready:
+            ready = self._ready
+            if ready is not None and not ready:
                 self._transmit()  # what the flush would do first in the next iteration
+            elif ready is None and len(self._woken) > woken:
+                self._transmit()  # uvloop: the callbacks made output ("Replies made ...")
+            elif ready is None and transmits != self.transmits and not self._woken:
+                pass  # uvloop: transmit_now() sent the callbacks' output and the ACKs
             elif self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
                 self._flush_or_transmit()
             elif not self._flush_scheduled:  # schedule_flush(), inline
