@@ -30,11 +30,9 @@ Replies made at once: when a read batch's events woke no task and left nothing e
 run (the application answered in its callback, or not at all), the transmit follows at
 once: the flush would run first in the next iteration, nothing would join it. On
 asyncio's own loops, whose ready queue the pump sees (:func:`quic.aio.udp.ready_queue`).
-On other loops (uvloop) the transmit follows at once when the batch's events woke a
-connection in their callbacks (a datagram handler that echoes): that output is the
-reply, and it leaves without the loop iteration the flush costs (or it already left, by
-:meth:`transmit_now`: then no flush follows); what tasks the batch woke write at the
-flush, as before.
+On uvloop: at once when the batch's events, all datagrams, woke a connection in their
+callbacks (an echo), without the flush's loop iteration (no flush at all if
+:meth:`transmit_now` sent it); tasks' output, and any with other events, at the flush.
 The task of a session accepted in the batch (``on_session``'s coroutine) is started only
 after that transmit: its handshake is not complete, so it has nothing to add to the
 server's flight, which leaves without waiting for a loop iteration and the task's first
@@ -273,6 +271,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.datagrams_read = 0  # datagrams received, either reader (GRO: one per read)
         self.events_coalesced = 0  # stream events merged into a neighbour (quic.aio.merge)
         self.events_dispatched = 0  # events handed to sessions
+        self.datagram_events = 0  # ... DatagramReceived events among them, or unheard
         self.transmits = 0  # transmit passes (each serves every connection with output)
         self.early_transmits = 0  # ... and sends before the flush (see "Wake storms")
         self.datagrams_sent = 0  # datagrams handed to the socket
@@ -335,6 +334,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         # Nothing woken, nothing else to run: now ("Replies made at once").
         self._reading = True  # wake() leaves the flush to the lines below
         woken, transmits = len(self._woken), self.transmits
+        others = self.events_dispatched - self.datagram_events  # see "Replies made..."
         try:
             self._dispatch()
         finally:
@@ -343,8 +343,12 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             ready = self._ready
             if ready is not None and not ready:
                 self._transmit()  # what the flush would do first in the next iteration
-            elif ready is None and len(self._woken) > woken:
-                self._transmit()  # uvloop: the callbacks made output ("Replies made ...")
+            elif (
+                ready is None
+                and len(self._woken) > woken
+                and others == self.events_dispatched - self.datagram_events
+            ):
+                self._transmit()  # uvloop: datagrams' callbacks made output ("Replies ...")
             elif ready is None and transmits != self.transmits and not self._woken:
                 pass  # uvloop: transmit_now() sent the callbacks' output and the ACKs
             elif self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
@@ -628,7 +632,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             conn, event = item
             item = endpoint.next_event()
             if type(event) is DatagramReceived:
-                pass  # the ping-pong's event: none of the tests below (issue 10)
+                self.datagram_events += 1  # the ping-pong's event: no test below
             elif type(event) is StreamDataReceived:
                 if item is not None and not event.end_stream:
                     event, item, merged = merge_stream_events(endpoint, conn, event, item)
