@@ -349,10 +349,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 and others == self.events_dispatched - self.datagram_events
             ):
                 self._transmit()  # uvloop: datagrams' callbacks made output ("Replies ...")
-            elif ready is None and transmits != self.transmits and not self._woken:
-                pass  # uvloop: transmit_now() sent the callbacks' output and the ACKs
             elif self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
                 self._flush_or_transmit()
+            elif ready is None and transmits != self.transmits and not self._woken:
+                pass  # uvloop: transmit_now() sent the callbacks' output and the ACKs
             elif not self._flush_scheduled:  # schedule_flush(), inline
                 self._flush_scheduled = True
                 self._flush_soon()
