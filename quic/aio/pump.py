@@ -29,7 +29,10 @@ stream; those of small ones are handed up at once (a reply leaves with the ACK).
 Replies made at once: when a read batch's events woke no task and left nothing else to
 run (the application answered in its callback, or not at all), the transmit follows at
 once: the flush would run first in the next iteration, nothing would join it. On
-asyncio's own loops only, whose ready queue the pump sees (:func:`quic.aio.udp.ready_queue`).
+asyncio's own loops, whose ready queue the pump sees (:func:`quic.aio.udp.ready_queue`).
+On uvloop: at once when the batch's events, all datagrams, woke a connection in their
+callbacks (an echo), without the flush's loop iteration (no flush at all if
+:meth:`transmit_now` sent it); tasks' output, and any with other events, at the flush.
 The task of a session accepted in the batch (``on_session``'s coroutine) is started only
 after that transmit: its handshake is not complete, so it has nothing to add to the
 server's flight, which leaves without waiting for a loop iteration and the task's first
@@ -145,6 +148,7 @@ from quic.aio.merge import Item, merge_stream_events
 from quic.aio.mtu import InterfaceMtu
 from quic.aio.offload import enable_gro, gso_available, send_segmented
 from quic.aio.owned import open_datagram_endpoint
+from quic.aio.routed import send_routed
 from quic.aio.session import ConnectionClosed, QuicSession
 from quic.aio.udp import (
     RECEIVE_BATCH,
@@ -267,6 +271,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.datagrams_read = 0  # datagrams received, either reader (GRO: one per read)
         self.events_coalesced = 0  # stream events merged into a neighbour (quic.aio.merge)
         self.events_dispatched = 0  # events handed to sessions
+        self.datagram_events = 0  # ... DatagramReceived events among them, or unheard
         self.transmits = 0  # transmit passes (each serves every connection with output)
         self.early_transmits = 0  # ... and sends before the flush (see "Wake storms")
         self.datagrams_sent = 0  # datagrams handed to the socket
@@ -328,15 +333,26 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         # triggered it — one datagram each way per round trip, not a reply and an ACK.
         # Nothing woken, nothing else to run: now ("Replies made at once").
         self._reading = True  # wake() leaves the flush to the lines below
+        woken, transmits = len(self._woken), self.transmits
+        others = self.events_dispatched - self.datagram_events  # see "Replies made..."
         try:
             self._dispatch()
         finally:
             self._reading = False
         try:
-            if self._ready is not None and not self._ready:
+            ready = self._ready
+            if ready is not None and not ready:
                 self._transmit()  # what the flush would do first in the next iteration
+            elif (
+                ready is None
+                and len(self._woken) > woken
+                and others == self.events_dispatched - self.datagram_events
+            ):
+                self._transmit()  # uvloop: datagrams' callbacks made output ("Replies ...")
             elif self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
                 self._flush_or_transmit()
+            elif ready is None and transmits != self.transmits and not self._woken:
+                pass  # uvloop: transmit_now() sent the callbacks' output and the ACKs
             elif not self._flush_scheduled:  # schedule_flush(), inline
                 self._flush_scheduled = True
                 self._flush_soon()
@@ -572,25 +588,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                     logger.debug("UDP send to %r failed: %r", addr, exc)
 
     def _send_routed(self, out: list[tuple[bytes, Any, int, int]]) -> None:
-        """Send each datagram from the socket of its ``local`` index (the connection's
-        choice, RFC 9000 §9.6.2); marked datagrams from the main socket keep their ECN
-        codepoint, the others go unmarked."""
-        main = self.transport
-        if not out or main is None or main.is_closing():
-            return
-        extra = self.extra_sockets
-        marked: list[tuple[bytes, Any, int]] = []
-        for data, addr, ecn, local in out:
-            if local == 0 and self._raw is not None:
-                marked.append((data, addr, ecn))
-                continue
-            transport = main if local == 0 or local > len(extra) else extra[local - 1]
-            try:
-                transport.sendto(data, addr)
-            except Exception as exc:  # e.g. an address the socket cannot reach
-                logger.debug("UDP send to %r failed: %r", addr, exc)
-        if marked:
-            self._send_marked(marked)
+        """Each datagram from the socket of its ``local`` index (:mod:`quic.aio.routed`)."""
+        marked = self._send_marked if self._raw is not None else None
+        send_routed(out, self.transport, self.extra_sockets, marked)
 
     def _send_marked(self, out: list[tuple[bytes, Any, int]]) -> None:
         """Send with each datagram's ECN codepoint (RFC 9000 §13.4); see the module
@@ -632,7 +632,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             conn, event = item
             item = endpoint.next_event()
             if type(event) is DatagramReceived:
-                pass  # the ping-pong's event: none of the tests below (issue 10)
+                self.datagram_events += 1  # the ping-pong's event: no test below
             elif type(event) is StreamDataReceived:
                 if item is not None and not event.end_stream:
                     event, item, merged = merge_stream_events(endpoint, conn, event, item)

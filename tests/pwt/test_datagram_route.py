@@ -106,3 +106,55 @@ async def test_a_datagram_handler_takes_datagrams_and_its_echo_leaves_at_once() 
             await session.send_datagram(b"queued again")
             assert await server.receive_datagram() == b"queued again"
             assert len(taken) == N + 1
+
+
+def test_on_uvloop_a_handler_echo_leaves_from_the_read_callback_too() -> None:
+    """uvloop, whose ready queue the pump cannot see: an echo sent from the datagram
+    handler wakes the connection while the read's events are handed up, and the pump
+    transmits at once (quic.aio.pump "Replies made at once"): no flush scheduled per
+    datagram, one transmit and one datagram per echo. Before: a flush per datagram, the
+    reply one loop iteration later."""
+    uvloop = pytest.importorskip("uvloop")
+
+    server_sessions: list[Any] = []
+
+    async def handler_echo(request: SessionRequest) -> None:
+        session = await request.accept()
+        server_sessions.append(session)
+        session.set_datagram_handler(session.send_datagram)
+        await session.wait_closed()
+
+    async def measure() -> tuple[int, int, int, int]:
+        async with running() as h, WebTransportClient(client_config()) as client:
+            h.handler = handler_echo
+            session = await client.connect(h.url())
+            async with asyncio.timeout(TIMEOUT):
+                for _ in range(10):  # warm-up: handshake confirmed, first ACKs out
+                    await session.send_datagram(b"warm")
+                    assert await session.receive_datagram() == b"warm"
+                pump = server_sessions[0]._link.quic_session._protocol
+                flushes = [0]
+                schedule = pump._flush_soon
+
+                def counting() -> object:
+                    flushes[0] += 1
+                    return schedule()
+
+                pump._flush_soon = counting
+                transmits, sent = pump.transmits, pump.datagrams_sent
+                for i in range(4 * N):
+                    await session.send_datagram(b"ping %d" % i)
+                    assert await session.receive_datagram() == b"ping %d" % i
+                pump._flush_soon = schedule
+                return (
+                    flushes[0],
+                    pump.transmits - transmits,
+                    pump.datagrams_sent - sent,
+                    4 * N,
+                )
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        flushes, transmits, sent, echoes = runner.run(measure())
+    assert flushes < echoes / 5, flushes  # before: one per echo
+    assert transmits < echoes * 1.2, transmits
+    assert sent < echoes * 1.2, sent  # the echo carries the ACK
