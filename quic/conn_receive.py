@@ -442,31 +442,29 @@ class PacketReader:
                     break
                 dcid = data[1:pn_offset]
                 if bulk and 8 < (size := len(payload)) < 0x4008 and payload[0] == 0x0E:
-                    # one STREAM frame with OFF and LEN, without FIN, filling the packet:
-                    # the run's next piece, or the start of a run (module docstring)
                     sid, raw, length = unpack_stream(payload, 1)  # varint prefixes kept
-                    if raw == run_next and sid == run_sid and length == size + 0x3FF8:
-                        held_append(payload)
-                        run_next = raw + size - 8
-                        eliciting = True
-                    elif length == size + 0x3FF8 and sid < 0x40 and raw >> 30 == 2:
-                        if held:
-                            stream_run(run_sid, run_offset, held, now)
-                        held = [payload]
-                        held_append = held.append
-                        run_sid = sid
-                        run_offset = raw & 0x3FFFFFFF
-                        run_next = raw + size - 8
-                        eliciting = True
-                    else:
-                        if held:
-                            stream_run(run_sid, run_offset, held, now)
-                            held = None
-                            run_next = -1
-                        eliciting = dispatch(payload, APPLICATION, _ONE_RTT, dcid, now)
+                    fills = length == size + 0x3FF8  # one STREAM frame filling it
+                else:
+                    fills = False
+                if fills and raw == run_next and sid == run_sid:  # the run's next piece
+                    held_append(payload)
+                    run_next = raw + size - 8
+                    eliciting = True
                     if pn > largest:
                         newest = dcid
                         non_probing = True  # a STREAM frame (RFC 9000 §9.1)
+                elif fills and sid < 0x40 and raw >> 30 == 2:  # the start of a run
+                    if held:
+                        stream_run(run_sid, run_offset, held, now)
+                    held = [payload]
+                    held_append = held.append
+                    run_sid = sid
+                    run_offset = raw & 0x3FFFFFFF
+                    run_next = raw + size - 8
+                    eliciting = True
+                    if pn > largest:
+                        newest = dcid
+                        non_probing = True
                 else:
                     if qlog is not None:
                         qlog.packet_received(now, _ONE_RTT, pn, payload, len(data), dcid)

@@ -19,6 +19,7 @@ from pywebtransport import SessionRequest, WebTransportClient
 from pywebtransport.protocol import WebTransportConnection
 from quic import events as qe
 from tests.pwt.pwt_support import TIMEOUT, client_config, echo, running
+from tests.support.flushcount import count_flushes
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -87,14 +88,7 @@ async def test_a_datagram_handler_takes_datagrams_and_its_echo_leaves_at_once() 
             release.set()
             assert await session.receive_datagram() == b"early"  # handed over when set
             pump = server._link.quic_session._protocol
-            flushes = [0]
-            schedule = pump._flush_soon
-
-            def counting() -> object:
-                flushes[0] += 1
-                return schedule()
-
-            pump._flush_soon = counting
+            flushes, schedule = count_flushes(pump)
             for i in range(N):
                 await session.send_datagram(b"ping %d" % i)
                 assert await session.receive_datagram() == b"ping %d" % i
@@ -133,14 +127,7 @@ def test_on_uvloop_a_handler_echo_leaves_from_the_read_callback_too() -> None:
                     await session.send_datagram(b"warm")
                     assert await session.receive_datagram() == b"warm"
                 pump = server_sessions[0]._link.quic_session._protocol
-                flushes = [0]
-                schedule = pump._flush_soon
-
-                def counting() -> object:
-                    flushes[0] += 1
-                    return schedule()
-
-                pump._flush_soon = counting
+                flushes, schedule = count_flushes(pump)
                 transmits, sent = pump.transmits, pump.datagrams_sent
                 for i in range(4 * N):
                     await session.send_datagram(b"ping %d" % i)

@@ -13,6 +13,7 @@ import pytest
 from quic.aio import QuicEndpointProtocol, QuicServer, QuicSession, connect, serve
 from quic.events import DatagramReceived, QuicEvent, StreamDataReceived
 from tests.quic.test_aio import client_config, echo_datagrams, server_config
+from tests.support.flushcount import count_flushes
 
 ROUND_TRIPS = 300
 COUNTERS = (
@@ -187,17 +188,10 @@ def test_a_reply_made_in_the_dispatch_leaves_without_a_flush(
             server = await serve("127.0.0.1", 0, server_cfg, echo_datagrams)
         async with server, connect("127.0.0.1", server.port, config) as session:
             pump = server.protocol
-            flushes = [0]
-            schedule = pump._flush_soon
-
-            def counting() -> object:
-                flushes[0] += 1
-                return schedule()
-
             for _ in range(20):  # warm-up: handshake confirmed, first ACKs out
                 session.send_datagram(b"warm-up")
                 await asyncio.wait_for(session.receive_datagram(), 5)
-            pump._flush_soon = counting
+            flushes, _ = count_flushes(pump)
             before = snapshot(pump)
             for _ in range(ROUND_TRIPS):
                 session.send_datagram(b"x" * 64)
@@ -250,14 +244,7 @@ def test_on_uvloop_a_stream_event_batch_still_waits_for_the_flush() -> None:
             for _ in range(10):  # warm-up
                 writer.write(b"warm")
                 assert await asyncio.wait_for(reader.read(4), 5) == b"warm"
-            flushes = [0]
-            schedule = pump._flush_soon
-
-            def counting() -> object:
-                flushes[0] += 1
-                return schedule()
-
-            pump._flush_soon = counting
+            flushes, _ = count_flushes(pump)
             before = snapshot(pump)
             for _ in range(ROUND_TRIPS):
                 writer.write(b"y" * 64)
