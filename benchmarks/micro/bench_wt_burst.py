@@ -40,9 +40,8 @@ from typing import Any
 
 from benchmarks import wt_common, wt_ours
 from benchmarks.common import server_stats
-from benchmarks.harness import write_certificate
 from benchmarks.micro.census import Census
-from benchmarks.micro.wt_inproc import serve_here
+from benchmarks.micro.wt_inproc import serve_here, server_args
 from quic.aio.pump import QuicEndpointProtocol
 
 
@@ -297,17 +296,7 @@ async def _run_separate(args: argparse.Namespace, sargs: argparse.Namespace) -> 
 
 
 async def _run(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
-    cert, key = write_certificate(directory)
-    sargs = argparse.Namespace(
-        host="127.0.0.1",
-        port=0,
-        cert=str(cert),
-        key=str(key),
-        stats_file=None,
-        max_sessions=args.sessions + 10,
-        key_shares="default",
-        sessions=args.sessions,
-    )
+    sargs = server_args(directory, args.sessions + 10, sessions=args.sessions)
     if args.server_process:
         return await _run_separate(args, sargs)
     server, stop = await serve_here(sargs)

@@ -37,8 +37,7 @@ from typing import Any
 import pytest
 
 from benchmarks import wt_ours
-from benchmarks.harness import write_certificate
-from benchmarks.micro.wt_inproc import serve_here
+from benchmarks.micro.wt_inproc import serve_here, server_args
 
 ROUND_TRIPS = 200
 PAYLOAD = os.urandom(64)
@@ -49,16 +48,7 @@ class _Echo:
 
     def __init__(self, directory: Path) -> None:
         self.loop = asyncio.new_event_loop()
-        cert, key = write_certificate(directory)
-        self.args = argparse.Namespace(
-            host="127.0.0.1",
-            port=0,
-            cert=str(cert),
-            key=str(key),
-            stats_file=None,
-            max_sessions=16,
-            key_shares="default",
-        )
+        self.args = server_args(directory, 16)
         self.stop = asyncio.Event()
         self.session: Any = None
         self.server: asyncio.Future[None] | None = None

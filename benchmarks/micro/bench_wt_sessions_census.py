@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.common import rss_kb
-from benchmarks.harness import write_certificate
-from benchmarks.micro.wt_inproc import serve_here
+from benchmarks.micro.wt_inproc import serve_here, server_args
 
 SETTLE_S = 1.5
 CLIENT = """
@@ -96,17 +95,7 @@ async def census(sessions: int, top: int = 25) -> Census:
     result = Census()
     clients: list[asyncio.subprocess.Process] = []
     with tempfile.TemporaryDirectory() as folder:
-        cert, key = write_certificate(Path(folder))
-        args = argparse.Namespace(
-            host="127.0.0.1",
-            port=0,
-            cert=str(cert),
-            key=str(key),
-            stats_file=None,
-            max_sessions=2 * sessions + 10,
-            key_shares="default",
-            sessions=sessions,
-        )
+        args = server_args(Path(folder), 2 * sessions + 10, sessions=sessions)
         server, stop = await serve_here(args)
         url = f"https://127.0.0.1:{args.port}/echo"
         try:

@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import wt_common, wt_ours
-from benchmarks.harness import write_certificate
 from benchmarks.micro.bench_wt_burst import _counters, _pumps
-from benchmarks.micro.wt_inproc import serve_here
+from benchmarks.micro.wt_inproc import serve_here, server_args
 
 
 def _layer(filename: str) -> str:
@@ -60,17 +59,7 @@ async def _echoes(session: Any, count: int, batch: int) -> None:
 
 
 async def _setup(args: argparse.Namespace, directory: Path) -> tuple[Any, ...]:
-    cert, key = write_certificate(directory)
-    sargs = argparse.Namespace(
-        host="127.0.0.1",
-        port=0,
-        cert=str(cert),
-        key=str(key),
-        stats_file=None,
-        max_sessions=10,
-        key_shares="default",
-        sessions=1,
-    )
+    sargs = server_args(directory, 10, sessions=1)
     server, stop = await serve_here(sargs)
     session = await wt_ours.open_session(sargs, f"https://127.0.0.1:{sargs.port}/echo")
     await _echoes(session, args.warmup, args.batch)

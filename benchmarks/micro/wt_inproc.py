@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
+from typing import Any
 
 from benchmarks import wt_ours
+from benchmarks.harness import write_certificate
 
 
 async def serve_here(args: argparse.Namespace) -> tuple[asyncio.Future[None], asyncio.Event]:
@@ -33,3 +36,19 @@ async def serve_here(args: argparse.Namespace) -> tuple[asyncio.Future[None], as
         for name, value in saved.items():
             setattr(wt_ours, name, value)
     return server, stop
+
+
+def server_args(directory: Path, max_sessions: int, **extra: Any) -> argparse.Namespace:
+    """``wt_ours.serve``'s arguments on 127.0.0.1, any port, with a certificate written
+    into ``directory``, room for ``max_sessions`` sessions, and ``extra`` as they are."""
+    cert, key = write_certificate(directory)
+    return argparse.Namespace(
+        host="127.0.0.1",
+        port=0,
+        cert=str(cert),
+        key=str(key),
+        stats_file=None,
+        max_sessions=max_sessions,
+        key_shares="default",
+        **extra,
+    )
