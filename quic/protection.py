@@ -42,6 +42,8 @@ integrity limit applies to the connection, which sums the counters of all its ke
 
 Initial keys (§5.2, RFC 9369 §3.3.1) come from :func:`initial_secrets`; Retry packets
 carry an integrity tag (§5.8, RFC 9369 §3.3.3) computed by :func:`retry_integrity_tag`.
+The key derivations live in :mod:`quic.packet_keys`, the Retry tag in
+:mod:`quic.retry_integrity` (both re-exported here).
 
 Per packet the hot path allocates only what the ``cryptography`` API forces (the AEAD
 output and the mask) plus the header copy: the AEAD object and the header protection
@@ -74,6 +76,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
+from quic.packet_keys import (  # here before quic.packet_keys had them: kept
+    INITIAL_SALT,
+    IV_LENGTH,
+    derive_packet_keys,
+    initial_secrets,
+    next_key_phase_secret,
+)
 from quic.packet_number import decode_packet_number
 from quic.retry_integrity import (  # here before quic.retry_integrity had them: kept
     RETRY_INTEGRITY_TAG_LENGTH,
@@ -82,9 +91,7 @@ from quic.retry_integrity import (  # here before quic.retry_integrity had them:
     retry_pseudo_packet,
     verify_retry_integrity,
 )
-from quic.tls.hkdf import hkdf_expand_label, hkdf_expand_labels, hkdf_extract
-from quic.tls.suites import SUITE_HASH, SUITE_KEY_LENGTH, CipherSuite
-from quic.versions import QuicVersion
+from quic.tls.suites import CipherSuite
 
 __all__ = [
     "AEAD_TAG_LENGTH",
@@ -115,8 +122,6 @@ BytesLike = bytes | bytearray | memoryview
 
 #: All suites usable with QUIC have a 16-byte tag (RFC 9001 §5.3).
 AEAD_TAG_LENGTH = 16
-#: AEAD nonce / IV length for every suite (RFC 9001 §5.1, RFC 5116 §3.2).
-IV_LENGTH = 12
 #: Header protection sample length (RFC 9001 §5.4.2-§5.4.4).
 SAMPLE_LENGTH = 16
 #: The sample starts this many bytes after the start of the Packet Number field
@@ -135,21 +140,6 @@ INTEGRITY_LIMIT: dict[CipherSuite, int] = {
     CipherSuite.TLS_AES_256_GCM_SHA384: 1 << 52,
     CipherSuite.TLS_CHACHA20_POLY1305_SHA256: 1 << 36,
 }
-
-#: Initial salts (RFC 9001 §5.2, RFC 9369 §3.3.1).
-INITIAL_SALT: dict[int, bytes] = {
-    QuicVersion.VERSION_1: bytes.fromhex("38762cf7f55934b34d179ae6a4c80cadccbb7f0a"),
-    QuicVersion.VERSION_2: bytes.fromhex("0dede3def700a6db819381be6e269dcbf9bd2ed9"),
-}
-
-# HKDF labels (key, iv, hp, ku) without the "tls13 " prefix (RFC 9001 §5.1 and §6.1,
-# RFC 9369 §3.3.2).
-_LABELS: dict[int, tuple[bytes, bytes, bytes, bytes]] = {
-    QuicVersion.VERSION_1: (b"quic key", b"quic iv", b"quic hp", b"quic ku"),
-    QuicVersion.VERSION_2: (b"quicv2 key", b"quicv2 iv", b"quicv2 hp", b"quicv2 ku"),
-}
-
-_HASH_LENGTH = {"sha256": 32, "sha384": 48}
 
 _ZERO5 = bytes(5)
 #: ECB holds no state: one instance serves every header-protection context (a wake after
@@ -181,13 +171,6 @@ class DecryptionError(Exception):
     """
 
 
-def _labels(version: int) -> tuple[bytes, bytes, bytes, bytes]:
-    labels = _LABELS.get(version)
-    if labels is None:
-        raise ValueError(f"no packet protection defined for QUIC version 0x{version:08x}")
-    return labels
-
-
 def min_payload_length(pn_length: int) -> int:
     """Minimum plaintext payload for a packet whose packet number has ``pn_length`` bytes.
 
@@ -196,47 +179,6 @@ def min_payload_length(pn_length: int) -> int:
     number, 2 with 2 bytes, and so on. The caller pads with PADDING frames.
     """
     return max(0, SAMPLE_OFFSET + SAMPLE_LENGTH - AEAD_TAG_LENGTH - pn_length)
-
-
-def initial_secrets(version: int, dcid: bytes) -> tuple[bytes, bytes]:
-    """Return ``(client_initial_secret, server_initial_secret)`` (RFC 9001 §5.2).
-
-    ``dcid`` is the Destination Connection ID of the client's first Initial packet
-    (or the one chosen by the server in a Retry). Raises :class:`ValueError` for a
-    version without an initial salt.
-    """
-    salt = INITIAL_SALT.get(version)
-    if salt is None:
-        raise ValueError(f"no initial salt for QUIC version 0x{version:08x}")
-    initial_secret = hkdf_extract("sha256", salt, dcid)
-    return (
-        hkdf_expand_label("sha256", initial_secret, b"client in", b"", 32),
-        hkdf_expand_label("sha256", initial_secret, b"server in", b"", 32),
-    )
-
-
-def derive_packet_keys(
-    suite: CipherSuite, secret: bytes, version: int
-) -> tuple[bytes, bytes, bytes]:
-    """Return ``(key, iv, hp_key)`` for a traffic secret (RFC 9001 §5.1, RFC 9369 §3.3.2)."""
-    labels = _KEY_LABELS.get((suite, version))
-    if labels is None:
-        key_label, iv_label, hp_label, _ = _labels(version)
-        key_length = SUITE_KEY_LENGTH[suite]
-        labels = ((key_label, key_length), (iv_label, IV_LENGTH), (hp_label, key_length))
-        _KEY_LABELS[(suite, version)] = labels  # a few suites x a few versions at most
-    key, iv, hp_key = hkdf_expand_labels(SUITE_HASH[suite], secret, labels)
-    return key, iv, hp_key
-
-
-# (suite, version) -> the (label, length) of the packet key, IV and hp key
-_KEY_LABELS: dict[tuple[int, int], tuple[tuple[bytes, int], ...]] = {}
-
-
-def next_key_phase_secret(suite: CipherSuite, secret: bytes, version: int) -> bytes:
-    """Derive ``secret_<n+1>`` from ``secret_<n>`` with the "quic ku" label (RFC 9001 §6.1)."""
-    hash_name = SUITE_HASH[suite]
-    return hkdf_expand_label(hash_name, secret, _labels(version)[3], b"", _HASH_LENGTH[hash_name])
 
 
 class HeaderProtection:
