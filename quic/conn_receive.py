@@ -28,7 +28,9 @@ A datagram holding a single 1-RTT packet — the common case once the handshake 
 confirmed — takes :meth:`PacketReader.read_short`, which needs no header object; a
 batch of them (a GRO read, :mod:`quic.conn_batch`) takes
 :meth:`PacketReader.read_short_run`, the same steps in one loop: what cannot change
-between its packets is looked up once, the processed and ECT(0) counts are added once,
+between its packets is looked up once, in-order packets of one key phase are opened a
+run at a time (``PacketUnprotector.open_short_run``, with the batch's header protection
+masks), the processed and ECT(0) counts are added once,
 in-order ack-eliciting packets are noted in the ACK tracker without a call (recorded
 together by :meth:`~quic.ack.AckTracker.settle`, before any other use of the tracker),
 and the run stops where the connection must look — a datagram of another shape, one
@@ -394,7 +396,6 @@ class PacketReader:
         noting = not other_ecn and tracker.reordering_threshold <= 1 and not tracker.immediate
         expect = tracker.largest + 1  # the next packet number (the tracker is settled)
         processed = 0
-        newest: bytes | None = None  # the DCID of the highest packet, once one came
         non_probing = False  # that packet was non-probing (RFC 9000 §9.3)
         index = start
         end = len(datagrams)
@@ -409,38 +410,66 @@ class PacketReader:
         held_append: Callable[[bytes], None] = _no_append
         run_sid = run_next = -1  # the held frames' stream, the raw offset after them
         run_offset = 0  # the first held frame's
+        # Runs of plain in-order packets are opened in one call (open_short_run, with
+        # the batch's masks); the datagram it stops before is opened here
+        opened_pns: list[int] = []
+        opened: list[bytes] = []
+        taken = count = 0  # of the opened packets: those handled, all
+        open_run = current.open_short_run if masks is not None else None
+        run_masks = masks or b""  # (for open_run: never empty when it is set)
+        # packets opened ahead and not read (after a frame that ends the run) are opened
+        # again by the next read: the runs double from one, so at most as many as read
+        chunk = 1
+        newest_at = -1  # the index of the highest-numbered packet's datagram, once one came
         try:
             while index < end:
-                data = datagrams[index]
-                if len(data) <= shortest or data[0] & 0xC0 != 0x40:
-                    break  # not one 1-RTT packet: the connection's general way
-                at = index << 4
-                index += 1
                 largest = expect - 1
-                try:
-                    plain_header, pn, payload = current.open_short(
-                        data, pn_offset, largest, masks, at
-                    )
-                except DecryptionError:
-                    keys.on_auth_failure()  # RFC 9001 §6.6 (may raise AEAD_LIMIT_REACHED)
-                    self.drop(now, "decryption_failure", _ONE_RTT)
-                    self.run_failed = True
-                    break
-                if payload is None:
-                    # the other Key Phase (RFC 9001 §6): the generations, the whole way
-                    opened = keys.open_short(data, pn_offset, largest, now)
-                    current = read.current
-                    if opened is None:
+                if taken < count:  # an opened packet: new, this key, reserved bits clear
+                    pn = opened_pns[taken]
+                    payload = opened[taken]
+                    taken += 1
+                    index += 1
+                else:
+                    if open_run is not None:
+                        opened_pns, opened = open_run(
+                            datagrams, index, pn_offset, largest, run_masks, chunk
+                        )
+                        chunk <<= 1
+                        count = len(opened)
+                        if count:
+                            taken = 0
+                            continue
+                    data = datagrams[index]
+                    if len(data) <= shortest or data[0] & 0xC0 != 0x40:
+                        break  # not one 1-RTT packet: the connection's general way
+                    at = index << 4
+                    index += 1
+                    try:
+                        plain_header, pn, opened_payload = current.open_short(
+                            data, pn_offset, largest, masks, at
+                        )
+                    except DecryptionError:
+                        keys.on_auth_failure()  # RFC 9001 §6.6 (may raise AEAD_LIMIT_REACHED)
                         self.drop(now, "decryption_failure", _ONE_RTT)
                         self.run_failed = True
                         break
-                    plain_header, pn, payload = opened
-                if plain_header[0] & _SHORT_RESERVED_BITS:
-                    raise _reserved_bits_error()  # RFC 9000 §17.3.1
-                if pn <= largest and tracker.is_duplicate(pn):  # above it: never seen
-                    self.run_failed = True
-                    break
-                dcid = data[1:pn_offset]
+                    if opened_payload is None:
+                        # the other Key Phase (RFC 9001 §6): the generations, the whole way
+                        reopened = keys.open_short(data, pn_offset, largest, now)
+                        current = read.current
+                        if open_run is not None:
+                            open_run = current.open_short_run
+                        if reopened is None:
+                            self.drop(now, "decryption_failure", _ONE_RTT)
+                            self.run_failed = True
+                            break
+                        plain_header, pn, opened_payload = reopened
+                    if plain_header[0] & _SHORT_RESERVED_BITS:
+                        raise _reserved_bits_error()  # RFC 9000 §17.3.1
+                    if pn <= largest and tracker.is_duplicate(pn):  # above it: never seen
+                        self.run_failed = True
+                        break
+                    payload = opened_payload
                 if bulk and 8 < (size := len(payload)) < 0x4008 and payload[0] == 0x0E:
                     sid, raw, length = unpack_stream(payload, 1)  # varint prefixes kept
                     fills = length == size + 0x3FF8  # one STREAM frame filling it
@@ -451,7 +480,7 @@ class PacketReader:
                     run_next = raw + size - 8
                     eliciting = True
                     if pn > largest:
-                        newest = dcid
+                        newest_at = index - 1
                         non_probing = True  # a STREAM frame (RFC 9000 §9.1)
                 elif fills and sid < 0x40 and raw >> 30 == 2:  # the start of a run
                     if held:
@@ -463,9 +492,11 @@ class PacketReader:
                     run_next = raw + size - 8
                     eliciting = True
                     if pn > largest:
-                        newest = dcid
+                        newest_at = index - 1
                         non_probing = True
                 else:
+                    data = datagrams[index - 1]
+                    dcid = data[1:pn_offset]
                     if qlog is not None:
                         qlog.packet_received(now, _ONE_RTT, pn, payload, len(data), dcid)
                     if held:
@@ -474,7 +505,7 @@ class PacketReader:
                         run_next = -1
                     eliciting = dispatch(payload, APPLICATION, _ONE_RTT, dcid, now)
                     if pn > largest:
-                        newest = dcid
+                        newest_at = index - 1
                         if dispatcher.non_probing:
                             non_probing = True
                 if pn == expect and eliciting and noting:  # AckTracker.on_packet, noted
@@ -502,8 +533,8 @@ class PacketReader:
             self.processed += processed
             if ecn == _ECT0:
                 self._ecn_counts[_APPLICATION_ECT0] += processed  # EcnController's count
-            if newest is not None:  # _note_newest, once
-                self.newest_dcid = newest if type(newest) is bytes else bytes(newest)
+            if newest_at >= 0:  # _note_newest, once
+                self.newest_dcid = bytes(datagrams[newest_at][1:pn_offset])
                 if non_probing:
                     self.newest_non_probing = True
         return index

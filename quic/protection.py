@@ -58,7 +58,10 @@ copy it saves.)
 On the receive side 1-RTT packets go through :meth:`PacketUnprotector.open_short`:
 header protection off, the packet number recovered (RFC 9000 Appendix A.3, inline) and
 the payload decrypted in one call, or ``None`` for the payload when the Key Phase bit
-is not this key's (the caller then tries the other generation, RFC 9001 §6).
+is not this key's (the caller then tries the other generation, RFC 9001 §6). A batch's run of
+in-order packets of one key phase goes through :meth:`PacketUnprotector.open_short_run`,
+one call for the run; it stops before any packet it does not take, which the caller
+reads with ``open_short``.
 
 After a successful decryption the caller still checks the Reserved Bits of the plain
 header (RFC 9000 §17.2, §17.3.1: non-zero is a PROTOCOL_VIOLATION) and, for 1-RTT,
@@ -69,6 +72,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
+from itertools import islice
 from operator import itemgetter
 from typing import Any
 
@@ -155,6 +159,10 @@ _BYTE = tuple(bytes((i,)) for i in range(256))
 #: 2-byte packet number (RFC 9000 §17.3.1) — first byte, DCID, number — in one call
 _SHORT_HEADER_PACK2: tuple[Callable[[int, BytesLike, int], bytes], ...] = tuple(
     struct.Struct(f">B{n}sH").pack for n in range(21)
+)
+#: ... and with a 1-byte packet number
+_SHORT_HEADER_PACK1: tuple[Callable[[int, BytesLike, int], bytes], ...] = tuple(
+    struct.Struct(f">B{n}sB").pack for n in range(21)
 )
 
 
@@ -673,6 +681,71 @@ class PacketUnprotector(_PacketKeys):
             self.failed_decryptions += 1
             raise DecryptionError("packet failed authentication") from None
         return plain_header, pn, payload
+
+    def open_short_run(
+        self,
+        datagrams: list[bytes],
+        index: int,
+        pn_offset: int,
+        largest_pn: int,
+        masks: bytes,
+        limit: int,
+    ) -> tuple[list[int], list[bytes]]:
+        """:meth:`open_short` for up to ``limit`` of ``datagrams[index:]`` (their masks from
+        :meth:`short_masks` of the whole list) while each is a short-header packet
+        with a sample, a 1- or 2-byte packet number above the one before (above
+        ``largest_pn`` for the first) and below 2^62, this key's Key Phase, zero
+        Reserved Bits (RFC 9000 §17.3.1) and a payload that authenticates: their
+        packet numbers and payloads, in order, from one call (a bulk receive run's).
+        It stops before the first datagram that is not such a packet, which the caller
+        reads with :meth:`open_short` (the checks, errors and the failure count are
+        its: a failed datagram is not counted here)."""
+        decrypt = (self._aead or self._wake_aead()).decrypt
+        iv = self._iv
+        header1 = _SHORT_HEADER_PACK1[pn_offset - 1]  # the AAD (RFC 9001 §5.3)
+        header2 = _SHORT_HEADER_PACK2[pn_offset - 1]
+        # the first byte's low bits: Key Phase, no Reserved Bits, a 1- or 2-byte number
+        one = 0x04 if self.key_phase else 0x00
+        two = one | 0x01
+        shortest = pn_offset + SAMPLE_OFFSET + SAMPLE_LENGTH  # RFC 9001 §5.4.2
+        after1 = pn_offset + 1
+        after2 = pn_offset + 2
+        pns: list[int] = []
+        payloads: list[bytes] = []
+        number = pns.append
+        put = payloads.append
+        largest = largest_pn
+        at = index << 4
+        for data in islice(datagrams, index, index + limit):
+            if len(data) < shortest or data[0] & 0xC0 != 0x40:
+                break
+            first = data[0] ^ (masks[at] & _SHORT_HEADER_MASK)  # RFC 9001 §5.4.1
+            low = first & _SHORT_HEADER_MASK
+            # RFC 9000 Appendix A.3, as open_short: the candidate nearest the next number
+            if low == two:  # a bulk sender's usual length
+                truncated = (data[pn_offset] ^ masks[at + 1]) << 8 | (data[after1] ^ masks[at + 2])
+                top = largest + 0x8001
+                pn = top - ((top - truncated) & 0xFFFF)
+                aad = header2(first, data[1:pn_offset], truncated)
+                ciphertext = data[after2:]
+            elif low == one:
+                truncated = data[pn_offset] ^ masks[at + 1]
+                top = largest + 0x81
+                pn = top - ((top - truncated) & 0xFF)
+                aad = header1(first, data[1:pn_offset], truncated)
+                ciphertext = data[after1:]
+            else:
+                break
+            if pn <= largest or pn >= _PN_LIMIT:
+                break  # reordered, a duplicate, or a window move: open_short's
+            try:  # RFC 9001 §5.3: nonce = iv XOR packet number; AAD = plain header
+                put(decrypt((iv ^ pn).to_bytes(IV_LENGTH, "big"), ciphertext, aad))
+            except InvalidTag:
+                break
+            number(pn)
+            largest = pn
+            at += 16
+        return pns, payloads
 
     def decrypt_packet(
         self, data: BytesLike, pn_offset: int, largest_pn: int
