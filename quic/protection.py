@@ -699,7 +699,7 @@ class PacketUnprotector(_PacketKeys):
         packet numbers and payloads, in order, from one call (a bulk receive run's).
         It stops before the first datagram that is not such a packet, which the caller
         reads with :meth:`open_short` (the checks, errors and the failure count are
-        its: a failed datagram is not counted here)."""
+        its: a failed datagram is not counted here), and before one not ``bytes``."""
         decrypt = (self._aead or self._wake_aead()).decrypt
         iv = self._iv
         header1 = _SHORT_HEADER_PACK1[pn_offset - 1]  # the AAD (RFC 9001 §5.3)
@@ -717,8 +717,8 @@ class PacketUnprotector(_PacketKeys):
         largest = largest_pn
         at = index << 4
         for data in islice(datagrams, index, index + limit):
-            if len(data) < shortest or data[0] & 0xC0 != 0x40:
-                break
+            if type(data) is not bytes or len(data) < shortest or data[0] & 0xC0 != 0x40:
+                break  # (a bytes-like view: open_short's, the AAD is packed from bytes)
             first = data[0] ^ (masks[at] & _SHORT_HEADER_MASK)  # RFC 9001 §5.4.1
             low = first & _SHORT_HEADER_MASK
             # RFC 9000 Appendix A.3, as open_short: the candidate nearest the next number

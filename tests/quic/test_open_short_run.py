@@ -14,11 +14,12 @@ import pytest
 
 from quic.buffer import encode_varint
 from quic.conn_keys import APPLICATION
+from quic.events import StreamDataReceived
 from quic.packet_number import decode_packet_number
 from quic.protection import DecryptionError, PacketProtector, PacketUnprotector
 from quic.tls.suites import CipherSuite
 from quic.versions import QuicVersion
-from tests.support.quicpair import make_pair
+from tests.support.quicpair import CLIENT_ADDR, make_pair
 
 AES_SUITES = [CipherSuite.TLS_AES_128_GCM_SHA256, CipherSuite.TLS_AES_256_GCM_SHA384]
 
@@ -136,6 +137,9 @@ def test_open_short_run_long_runs_in_order() -> None:
     pns, payloads = receiver.open_short_run(datagrams, 0, 1 + len(dcid), 2, masks, 999)
     assert pns == [pn for _, pn, _, _ in run]
     assert payloads == [p for _, _, p, _ in run]
+    # a bytes-like view is open_short's
+    views = [*datagrams[:5], memoryview(datagrams[5]), *datagrams[6:]]
+    assert receiver.open_short_run(views, 0, 1 + len(dcid), 2, masks, 999)[0] == [3, 4, 5, 6, 7]
     # from the middle of the list, after the numbers before it
     pns, payloads = receiver.open_short_run(datagrams, 100, 1 + len(dcid), 102, masks, 999)
     assert pns == list(range(103, 300))
@@ -240,3 +244,23 @@ def test_packets_opened_ahead_of_a_run_end_cost_at_most_one_more_decryption_each
     assert reads == (packets + 2) // 3
     assert reader.processed - processed == packets
     assert counting.decrypts <= 2 * packets  # never more than twice those read
+
+
+def test_a_batch_of_views_is_read_as_a_batch_of_bytes() -> None:
+    """Datagrams given as memoryviews (the opener takes bytes only) reach the stream
+    through open_short, the same bytes."""
+    pair = make_pair(seed=5)
+    pair.handshake()
+    sid = pair.client.create_stream()
+    pair.client.send_stream_data(sid, b"v" * 6000, True)
+    pair.client_endpoint.wake(pair.client)
+    datagrams = [d for d, _ in pair.client_endpoint.datagrams_to_send(pair.net.now)]
+    assert len(datagrams) >= 4
+    pair.server.receive_datagrams(
+        [memoryview(d) for d in datagrams], CLIENT_ADDR, pair.net.now, 0, 0
+    )
+    got = b""
+    while (event := pair.server.next_event()) is not None:
+        if isinstance(event, StreamDataReceived) and event.stream_id == sid:
+            got += event.data
+    assert got == b"v" * 6000
