@@ -166,6 +166,22 @@ _SHORT_HEADER_PACK1: tuple[Callable[[int, BytesLike, int], bytes], ...] = tuple(
 )
 
 
+def _short_header(first: int, dcid: BytesLike, truncated: int) -> bytes:
+    """A short header, its Packet Number Length from ``first`` (no struct code for 3
+    bytes)."""
+    return _BYTE[first] + bytes(dcid) + truncated.to_bytes((first & 0x03) + 1, "big")
+
+
+#: by packet number length (1-4), then connection ID length: the short header's packer
+_SHORT_HEADER_PACK: tuple[tuple[Callable[[int, BytesLike, int], bytes], ...], ...] = (
+    (),
+    _SHORT_HEADER_PACK1,
+    _SHORT_HEADER_PACK2,
+    (_short_header,) * 21,
+    tuple(struct.Struct(f">B{n}sI").pack for n in range(21)),
+)
+
+
 _LONG_HEADER_BIT = 0x80
 _LONG_HEADER_MASK = 0x0F  # RFC 9001 §5.4.1: reserved bits and packet number length
 _SHORT_HEADER_MASK = 0x1F  # ... plus the Key Phase bit for short headers
@@ -461,19 +477,20 @@ class PacketProtector(_PacketKeys):
         seal = sealed.append
         length = start = stop = 0
         lengths = 0  # how many packet number lengths the run has
-        head = b""
+        first = 0
+        header: Callable[[int, BytesLike, int], bytes] = _short_header
+        packs = _SHORT_HEADER_PACK if type(dcid) is bytes and len(dcid) <= 20 else None
         for pn_length, truncated, payload, pn in packets:
             if pn_length != length:  # a run keeps its length for tens of packets
                 length = pn_length
                 lengths += 1
-                head = _BYTE[bits | (pn_length - 1)] + dcid  # the header but its number
+                first = bits | (pn_length - 1)
+                header = packs[pn_length][len(dcid)] if packs else _short_header  # the AAD's
             if len(payload) + pn_length < SAMPLE_OFFSET:
                 raise ValueError("payload too short for the header protection sample")
             seal(
                 encrypt(  # RFC 9001 §5.3: nonce = iv XOR pn; AAD = the header
-                    (iv ^ pn).to_bytes(IV_LENGTH, "big"),
-                    payload,
-                    head + truncated.to_bytes(length, "big"),
+                    (iv ^ pn).to_bytes(IV_LENGTH, "big"), payload, header(first, dcid, truncated)
                 )
             )
         self.encrypted_packets += len(sealed)
