@@ -418,8 +418,9 @@ class PacketReader:
         open_run = current.open_short_run if masks is not None else None
         run_masks = masks or b""  # (for open_run: never empty when it is set)
         # packets opened ahead and not read (after a frame that ends the run) are opened
-        # again by the next read: the runs double from one, so at most as many as read
-        chunk = 1
+        # again by the next read: the runs double, from 16 at a batch's start and from
+        # one after a run that ended so, so at most as many as read, and 15 a batch
+        chunk = 16 if start == 0 else 1
         newest_at = -1  # the index of the highest-numbered packet's datagram, once one came
         try:
             while index < end:
