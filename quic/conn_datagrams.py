@@ -52,6 +52,12 @@ from quic.packet_builder import PacketAssembler
 
 __all__ = ["DatagramChannel"]
 
+# DatagramReceived(data) without its dataclass __init__ (a Python call that sets the
+# frozen slot through object.__setattr__): the object made bare and its slot set by
+# the slot's own descriptor, per datagram received (tests/quic/test_hot_path_inlines.py)
+_NEW_EVENT = object.__new__
+_SET_DATA = vars(DatagramReceived)["data"].__set__  # the slot's member descriptor
+
 #: DATAGRAM frame headers (type 0x31) with a one-byte Length, by Length; a two-byte one
 _ONE_BYTE_LENGTH = tuple(bytes((0x31, n)) for n in range(0x40))
 _pack_type_length = struct.Struct("!BH").pack
@@ -150,7 +156,9 @@ class DatagramChannel:
                 start = end = size + 1  # a longer Length: the decoder below
             limit = self._local_max
             if end <= size and limit and end - start < limit:  # 1 + length <= limit
-                self._events.append(DatagramReceived(payload[start:end]))
+                event = _NEW_EVENT(DatagramReceived)  # DatagramReceived(...), inline
+                _SET_DATA(event, payload[start:end])
+                self._events.append(event)
                 return end
         data, end = decode_datagram_frame(payload, pos)  # raises if truncated
         self.on_frame(data)  # raises if not negotiated or too large

@@ -53,6 +53,8 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from quic.ack import AckTracker
+from quic.conn_ecn import EcnController
 from quic.conn_keys import APPLICATION
 from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.frames import (
@@ -96,7 +98,6 @@ if TYPE_CHECKING:
     from quic.conn_acks import AckState
     from quic.conn_crypto import CryptoStreams
     from quic.conn_datagrams import DatagramChannel
-    from quic.conn_ecn import EcnController
     from quic.conn_handshake import HandshakeDriver
     from quic.conn_paths import PathManager
     from quic.conn_pmtu import PmtuDiscovery
@@ -115,6 +116,13 @@ __all__ = ["PROBING_FRAME_TYPES", "FrameDispatcher", "PeerCloseCallback"]
 
 #: RFC 9000 §9.1: PADDING, NEW_CONNECTION_ID, PATH_CHALLENGE, PATH_RESPONSE
 PROBING_FRAME_TYPES = frozenset({0x00, 0x18, 0x1A, 0x1B})
+
+#: The tracked packets an ACK frame that waits for the reply may acknowledge (a
+#: ping-pong's: one or two), and the fates they may carry: an ACK frame's
+#: (AckTracker.on_ack_fate) and ECN validation's (EcnController._fate), which no event,
+#: no send and no deadline waits on (FrameDispatcher._may_wait).
+_MAX_WAITING = 4
+_QUIET_FATES = frozenset({AckTracker.on_ack_fate, EcnController._fate})
 
 #: on_peer_close(now, error_code, reason, frame_type or None, is_application)
 PeerCloseCallback = Callable[[float, int, str, "int | None", bool], None]
@@ -144,6 +152,7 @@ class FrameDispatcher:
         "_qlog",
         "_recovery",
         "_streams",
+        "acks_waited",
         "general",
         "non_probing",
     )
@@ -193,6 +202,32 @@ class FrameDispatcher:
         #: 1-RTT) since the reader last cleared this: it may have changed the connection's state
         #: (a close, a validated path), which a run of packets stops to look at.
         self.general = False
+        #: 1-RTT ACK frames set aside for the reply (:meth:`_may_wait`).
+        self.acks_waited = 0
+
+    def _may_wait(self, index: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+        """A 1-RTT ACK frame of ``ranges`` may wait until the reply to its packet is
+        built (``LossRecovery.waiting_ack``; issue 10: the datagram ping-pong's
+        critical path). Only one that acknowledges every tracked packet, none skipped
+        or lost (``LossRecovery.acks_all``: it can declare nothing lost nor raise), at
+        most ``_MAX_WAITING`` of them, with the handshake confirmed and no qlog, and
+        whose packets carry only ACK frames' and ECN's fates: until it is processed
+        the connection's view is only more cautious — bytes in flight not yet
+        released, the window not grown, ACK ranges repeated — and no event, no PMTU
+        step, no stream buffer, PING or connection ID waits on it."""
+        if self._qlog is not None or not self._handshake.confirmed:
+            return False
+        recovery = self._recovery
+        if not recovery.acks_all(index, ranges):
+            return False
+        sent = recovery.spaces[index].sent
+        if len(sent) > _MAX_WAITING:
+            return False
+        for packet in sent.values():
+            for handler, _ in packet.handlers:
+                if getattr(handler, "__func__", None) not in _QUIET_FATES:
+                    return False
+        return True
 
     def set_peer_ack_delay_exponent(self, exponent: int) -> None:
         """The peer's ack_delay_exponent transport parameter (RFC 9000 §18.2)."""
@@ -207,6 +242,9 @@ class FrameDispatcher:
             raise QuicProtocolError(
                 TransportErrorCode.PROTOCOL_VIOLATION, "packet without frames"
             )  # RFC 9000 §12.4
+        recovery = self._recovery
+        if recovery.waiting_ack is not None:
+            recovery.process_waiting_ack()  # in order: before this packet's frames
         self._dcid = dcid
         pos = 0
         ack_eliciting = non_probing = False
@@ -251,6 +289,12 @@ class FrameDispatcher:
                 # not probing (§9.1); decoded without a frame object
                 ranges, delay, ecn, pos = decode_ack_fields(payload, pos)
                 non_probing = True
+                if recovery.waiting_ack is None and self._may_wait(index, ranges):
+                    fields = (ftype, ranges, delay, ecn, index, now)
+                    recovery.waiting_ack = (self._on_ack_fields, fields)
+                    self.acks_waited += 1
+                    continue
+                recovery.process_waiting_ack()  # an earlier ACK frame of this packet
                 self._on_ack_fields(ftype, ranges, delay, ecn, index, now)
                 continue
             frame, pos = decode_frame(payload, pos)
@@ -280,6 +324,9 @@ class FrameDispatcher:
         before ended (:meth:`~quic.conn_receive.PacketReader.read_short_run`'s bulk
         case): what :meth:`dispatch` does with each, as one frame spanning them — the
         same checks (RFC 9000 §4.1, §4.5, §19.8) and the same bytes, in one call."""
+        recovery = self._recovery
+        if recovery.waiting_ack is not None:
+            recovery.process_waiting_ack()  # in order, as dispatch() does
         if len(payloads) == 1:
             data = payloads[0][_BULK_STREAM_HEADER:]
         else:

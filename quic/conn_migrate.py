@@ -225,6 +225,7 @@ class Migration:
         self._after_change(change, now)
 
     def _after_change(self, change: PathChange, now: float) -> None:
+        self._recovery.process_waiting_ack()  # the old path's ACK, before the change
         if change.host_changed:
             self._reset_congestion(now)  # RFC 9000 §9.4
         else:  # a port change keeps the controller; the old path's packets do not count

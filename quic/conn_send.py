@@ -73,6 +73,17 @@ as the general pass decides after a full datagram). With nothing ack-eliciting o
 the same pass writes the ACK if it is due, else nothing (most builds of a burst of
 short exchanges). Anything else (or qlog on) declines it before anything changed.
 
+An ACK set aside for the reply (``LossRecovery.waiting_ack``, issue 10: a ping-pong's
+ACK of every packet in flight, see ``FrameDispatcher._may_wait``) stays unprocessed
+through a build only when DATAGRAM frames are queued, the first datagram is a reply of
+an ACK and DATAGRAM frames (``_reply_kind`` 1: no STREAM, control, PMTU probe or other
+frame owed) and the window as it is has room for every queued datagram and one packet
+more; any other build processes it first. Until it is processed the scheduler only
+sees a smaller window and more bytes in flight — the view of a sender the ACK has not
+reached yet, whose choices (the pacer's rate, ACK_FREQUENCY) are as valid — and, with
+that room, nothing that ACK would let out is held back: nothing waits on it after the
+build, and the deadline asked next processes it before a timer is computed.
+
 A DPLPMTUD probe (:class:`~quic.conn_pmtu.PmtuDiscovery`, RFC 9000 §14.4) goes first,
 in a datagram of its own larger than the others, when the PMTU component asks for one
 and the congestion window has room for it; the component writes its PING and PADDING.
@@ -303,6 +314,8 @@ class SendScheduler:
         spaces = self._keys.spaces
         qlog = self._qlog
         mtu = paths.max_datagram_size
+        if recovery.waiting_ack is not None and not self._datagrams.pending:
+            recovery.process_waiting_ack()  # only a reply of datagrams goes before it
         if not self._datagrams.pending and self._owes_nothing(now):  # it says no then
             # what the rest would do for a build that writes nothing (see _owes_nothing)
             self._update_pacer(now, mtu)
@@ -335,6 +348,11 @@ class SendScheduler:
         validated_bytes = 0  # sent once the address is validated (counted at the end)
         ecn = self._ecn
         marked = ecn.begin_send() != 0  # one ECN codepoint for the whole call
+        kind = self._reply_kind() if probe is None and qlog is None else 0
+        if recovery.waiting_ack is not None and (
+            kind != 1 or cc.available() < (self._datagrams.pending + 1) * mtu
+        ):
+            recovery.process_waiting_ack()  # see the module docstring: "An ACK set aside"
         if probe is not None and recovery.congestion.available() >= probe:
             sent_eliciting = self._side.pmtu_probe(asm, probe, now, version, marked)
         capped = False
@@ -343,7 +361,6 @@ class SendScheduler:
         paced = 0  # datagrams the pacer lets out in the short loop (RFC 9002 §7.7)
         bulk_bytes = 0  # ... taken from its bucket at once when the loop ends
         start = 0
-        kind = self._reply_kind() if probe is None and qlog is None else 0
         if kind:
             streamed = kind == 2
             reply = self._write_reply(asm, pacer, mtu, now, marked, streamed)

@@ -202,13 +202,16 @@ class IdleTimer:
         """The earliest deadline of ``conn`` (:meth:`idle_deadline` and
         :meth:`rest_deadline` inline, without their calls: after every build and every
         batch received; tests/quic/test_reply_path.py compares them)."""
+        recovery = conn.recovery
+        if recovery.waiting_ack is not None:
+            recovery.process_waiting_ack()  # an ACK set aside for the reply: first
         last = self.last_activity
         if last is None:
             return earliest_deadline(conn, None, None)
         idle = rest = None
         timeout = self.timeout
         if timeout:  # idle_deadline: never shorter than three PTOs (RFC 9000 §10.1)
-            three_ptos = 3 * conn.recovery.rtt.pto
+            three_ptos = 3 * recovery.rtt.pto
             idle = last + (timeout if timeout > three_ptos else three_ptos)
         delay = self.rest_delay
         if delay and conn.handshake.confirmed:  # rest_deadline
@@ -223,6 +226,9 @@ class IdleTimer:
         """Fire what is due at ``now`` for ``conn``: its rest, then :func:`fire_due`.
         False when the rest was all that was due (nothing else fired, and no ACK or
         paced packet is due: the connection has nothing to send), else True."""
+        recovery = conn.recovery
+        if recovery.waiting_ack is not None:
+            recovery.process_waiting_ack()  # an ACK set aside for the reply: first
         rest = self.rest_deadline(conn)
         if rest is not None and now >= rest:
             rest_connection(conn)  # keys and emptied tables

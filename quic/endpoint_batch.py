@@ -151,6 +151,7 @@ def quiet(conn: QuicConnection, now: float) -> bool:
     unbuilt."""
     return (
         conn.state is _CONNECTED
+        and not conn.datagrams.pending  # owes_nothing's first test: a datagram's build
         and not conn.paths.others
         and not conn.cids.has_routing_changes()
         and not conn.recovery.congestion.app_limited_hook

@@ -80,6 +80,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from operator import attrgetter
+from typing import Any
 
 from quic.congestion import CongestionController
 from quic.errors import QuicProtocolError, TransportErrorCode
@@ -158,6 +159,7 @@ class LossRecovery:
         "pto_count",
         "rtt",
         "spaces",
+        "waiting_ack",
     )
 
     def __init__(
@@ -197,6 +199,9 @@ class LossRecovery:
         self.amplification_limited = False
         self._handshake_acked = False
         self._pto_anchor: float | None = None
+        #: An ACK frame set aside until the reply to its packet has been built
+        #: (:meth:`process_waiting_ack`): the function that processes it and its fields.
+        self.waiting_ack: tuple[Callable[..., None], tuple[Any, ...]] | None = None
 
     def on_path_change(self, now: float) -> None:
         """The peer moved to a new address (RFC 9000 §9.4: packets sent on the old path
@@ -357,6 +362,20 @@ class LossRecovery:
 
     # -- acknowledgments --------------------------------------------------------------
 
+    def process_waiting_ack(self) -> None:
+        """Process the ACK frame set aside in :attr:`waiting_ack`, if any (issue 10: the
+        frame dispatcher, :mod:`quic.conn_dispatch`, sets aside a 1-RTT ACK that
+        acknowledges every tracked packet, so that the reply to the packet that carried
+        it is built and sent first). Whoever reads what an ACK changes calls this first:
+        the next packet's frames, a build that the window could limit, the deadlines and
+        timers, a path change, the queue sizes. It is processed at the ``now`` it was
+        received at: the same RTT sample (RFC 9002 §5.1, §5.3)."""
+        waiting = self.waiting_ack
+        if waiting is not None:
+            self.waiting_ack = None
+            process, fields = waiting
+            process(*fields)
+
     def on_ack_received(
         self,
         space: int,
@@ -375,7 +394,7 @@ class LossRecovery:
         response) takes :meth:`_on_ack_all`; anything else :meth:`_on_ack_ranges`.
         """
         st = self.spaces[space]
-        if (
+        if (  # acks_all(), inline: per ACK frame (tests/quic/test_ack_waits.py)
             ranges
             and ranges[0][1] == st.largest_sent
             and len(ranges) == 1
@@ -386,6 +405,21 @@ class LossRecovery:
         ):
             return self._on_ack_all(st, space, ack_delay, now, ecn_ce_count)
         return self._on_ack_ranges(space, ranges, ack_delay, now, ecn_ce_count)
+
+    def acks_all(self, space: int, ranges: Sequence[tuple[int, int]]) -> bool:
+        """True when an ACK frame of ``ranges`` takes :meth:`_on_ack_all`: one valid
+        range acknowledging every tracked packet of ``space``, none skipped or lost
+        (so it declares nothing lost and raises nothing)."""
+        st = self.spaces[space]
+        return bool(
+            ranges
+            and ranges[0][1] == st.largest_sent
+            and len(ranges) == 1
+            and st.sent
+            and ranges[0][0] <= st.lowest_unacked
+            and not st.has_skipped
+            and not st.lost
+        )
 
     def _on_ack_all(
         self,

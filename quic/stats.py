@@ -54,7 +54,9 @@ class ConnectionStats:
         datagrams: DatagramChannel | None = None,
         dcid_length: int = 0,
     ) -> ConnectionStats:
-        """Read each figure from the component that owns it."""
+        """Read each figure from the component that owns it (an ACK set aside for a
+        reply processed first: LossRecovery.waiting_ack)."""
+        recovery.process_waiting_ack()
         rtt = recovery.rtt
         mds = paths.max_datagram_size
         payload = datagrams.max_payload(dcid_length, mds) if datagrams is not None else 0
@@ -80,6 +82,7 @@ def queue_sizes(conn: QuicConnection, events: int) -> dict[str, int]:
     """Size of every internal queue and table of ``conn`` a peer or the application
     can grow (``events``: its event queue); tests assert they drain and stay within
     their limits."""
+    conn.recovery.process_waiting_ack()  # an ACK set aside for a reply: the tables after it
     return {
         "events": events,
         "path_responses": conn.paths.pending_responses,

@@ -156,6 +156,21 @@ def test_route_answers_only_when_the_event_would_be_all() -> None:
     assert logged.datagrams.route(b"\x01ping") is None  # receive would log it
 
 
+def test_route_reads_closed_streams_as_the_table_does() -> None:
+    """route() reads StreamTable.is_closed inline: the same answer for every quarter
+    stream ID of one byte, with no stream closed and with some (of other kinds too)."""
+    s = _Setup()
+    seen = set()
+    for closes in ((), (3, 7), (0, 4, 8, 400, 2, 6, 1, 5)):
+        for sid in closes:
+            s.streams.close(sid)
+        for quarter in range(0x40):
+            routed = s.datagrams.route(bytes((quarter,)) + b"x") is not None
+            assert routed == (not s.streams.is_closed(quarter << 2))
+            seen.add(routed)
+    assert seen == {True, False}
+
+
 def test_the_connection_routes_only_when_open_and_drained() -> None:
     """H3Connection.datagram_route adds the owner's own conditions: nothing queued, not
     closed; its datagram API is the component's."""

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from quic.ack import SPENT_ACK_TRACKER, AckTracker
 from quic.congestion import NewReno
 from quic.conn_acks import AckState
+from quic.conn_datagrams import DatagramChannel
 from quic.conn_keys import APPLICATION
 from quic.conn_timers import earliest_deadline
 from quic.connection import QuicConnection
+from quic.events import DatagramReceived, QuicEvent
 from quic.frames import decode_frame
 from quic.packet_builder import PacketAssembler
 from quic.recovery import SentPacket
@@ -382,3 +386,18 @@ def test_bulk_frames_headers_are_encode_stream_frame_headers() -> None:
             assert bytes(data) == payload[offset : offset + n]
             shapes.add(len(header))
     assert shapes == {6, 8}  # type, 1-byte ID, 2- or 4-byte offset, 2-byte length
+
+
+def test_the_datagram_event_made_inline_equals_the_dataclass_one() -> None:
+    """DatagramChannel.on_frame_at builds DatagramReceived without its __init__."""
+    events: list[QuicEvent] = []
+    channel = DatagramChannel(65536, 4, events)
+    payload = b"\x31\x05hello\x31\x00"
+    assert channel.on_frame_at(payload, 0) == 7
+    assert channel.on_frame_at(payload, 7) == 9
+    assert events == [DatagramReceived(b"hello"), DatagramReceived(b"")]
+    assert all(type(e) is DatagramReceived for e in events)
+    assert repr(events[0]) == repr(DatagramReceived(b"hello"))
+    assert hash(events[0]) == hash(DatagramReceived(b"hello"))
+    with pytest.raises(AttributeError):
+        events[0].data = b"x"  # type: ignore[misc]  # still frozen

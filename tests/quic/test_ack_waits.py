@@ -1,0 +1,265 @@
+"""An ACK frame that acknowledges every packet in flight waits for the reply (issue 10,
+datagram ping-pong: the reply's build and sendmsg first, the ACK's RTT, congestion and
+ECN work after, off the round trip's critical path): ``LossRecovery.waiting_ack``, set
+by ``FrameDispatcher._may_wait``. It is processed before the next packet's frames,
+before a build the window could limit, before a deadline or a timer, at its own
+``now``; the state it leaves equals processing it at once."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from quic.congestion import NewReno
+from quic.conn_keys import APPLICATION
+from quic.connection import QuicConnection
+from quic.errors import QuicProtocolError
+from quic.events import PingAcknowledged
+from quic.recovery import LossRecovery, SentPacket
+from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, Pair, make_pair
+
+_DGRAM = {"max_datagram_frame_size": 65536}
+
+
+def _pair() -> Pair:
+    pair = make_pair(seed=7, client_kwargs=dict(_DGRAM), server_kwargs=dict(_DGRAM))
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake.confirmed, max_time=5)
+    pair.run(max_time=1.0)  # the last ACKs settled
+    return pair
+
+
+def _send(sender: QuicConnection, receiver: QuicConnection, addr: Any, now: float) -> int:
+    """What ``sender`` builds at ``now``, fed to ``receiver`` 1 ms later; datagrams."""
+    out = sender.datagrams_to_send(now)
+    for payload, _ in out:
+        receiver.receive_datagram(payload, addr, now + 0.001)
+    return len(out)
+
+
+def _waiting(conn: QuicConnection) -> bool:
+    return conn.recovery.waiting_ack is not None
+
+
+def _ping_pong(pair: Pair, rounds: int, at_once: bool) -> dict[str, Any]:
+    client, server = pair.client, pair.server
+    now = pair.net.now + 0.01
+    waited = 0
+    for i in range(rounds):
+        client.send_datagram(b"ping %d" % i)
+        assert _send(client, server, CLIENT_ADDR, now) == 1
+        now += 0.001
+        if _waiting(server):
+            waited += 1
+        if at_once:
+            server.recovery.process_waiting_ack()  # as if processed in the receive
+        server.send_datagram(b"pong %d" % i)
+        assert _send(server, client, SERVER_ADDR, now) == 1
+        server.get_timer()  # the driver's next step after sending: the ACK processed
+        assert not _waiting(server)
+        client.get_timer()
+        now += 0.001
+    recovery = server.recovery
+    rtt = recovery.rtt
+    st = recovery.spaces[APPLICATION]
+    return {
+        "waited": waited,
+        "counted": server.dispatcher.acks_waited,
+        "cwnd": recovery.congestion.congestion_window,
+        "in_flight": recovery.congestion.bytes_in_flight,
+        "srtt": rtt.smoothed_rtt,
+        "latest": rtt.latest_rtt,
+        "min": rtt.min_rtt,
+        "var": rtt.rttvar,
+        "largest_acked": st.largest_acked,
+        "tracked": sorted(st.sent),
+        "pto_count": recovery.pto_count,
+        "timer": server.get_timer(),
+        "ecn": server.ecn.state,
+    }
+
+
+def test_the_ack_waits_for_the_reply_and_is_processed_before_the_deadline() -> None:
+    pair = _pair()
+    client, server = pair.client, pair.server
+    _ping_pong(pair, 3, at_once=False)  # a steady ping-pong
+    now = pair.net.now + 1.0
+    st = server.recovery.spaces[APPLICATION]
+    tracked = sorted(st.sent)
+    assert tracked  # the last reply, in flight
+    sent_at = st.sent[tracked[-1]].time_sent
+    waited = server.dispatcher.acks_waited
+    client.send_datagram(b"ping")
+    assert _send(client, server, CLIENT_ADDR, now) == 1
+    assert _waiting(server)  # it acknowledges every tracked packet
+    assert server.dispatcher.acks_waited == waited + 1
+    assert sorted(st.sent) == tracked  # not yet released
+    server.send_datagram(b"pong")
+    assert _send(server, client, SERVER_ADDR, now + 0.002) == 1  # the reply goes first
+    assert len(st.sent) == len(tracked) + 1
+    server.get_timer()
+    assert not _waiting(server)
+    assert sorted(st.sent) == [st.largest_sent]  # the old ones released, the reply kept
+    # the RTT sample at the ACK's own arrival (1 ms after the ping was built), not at
+    # the reply's build 2 ms later or at get_timer()
+    assert server.recovery.rtt.latest_rtt == pytest.approx(now + 0.001 - sent_at)
+
+
+def test_waiting_leaves_the_state_that_processing_at_once_leaves() -> None:
+    waited = _ping_pong(_pair(), 20, at_once=False)
+    at_once = _ping_pong(_pair(), 20, at_once=True)
+    assert waited.pop("waited") >= 19  # every round but perhaps the first
+    assert waited.pop("counted") >= 19
+    at_once.pop("waited")
+    at_once.pop("counted")
+    assert waited == at_once  # RTT sample, window, tracked packets, timer: the same
+
+
+def test_the_next_packet_processes_a_waiting_ack_first() -> None:
+    pair = _pair()
+    client, server = pair.client, pair.server
+    _ping_pong(pair, 3, at_once=False)
+    now = pair.net.now + 1.0
+    client.send_datagram(b"one")
+    assert _send(client, server, CLIENT_ADDR, now) == 1
+    first = server.recovery.waiting_ack
+    assert first is not None
+    client.send_datagram(b"two")  # no reply in between: the same ACK again, or none
+    _send(client, server, CLIENT_ADDR, now + 0.001)
+    assert server.recovery.waiting_ack is not first  # the first one processed
+    server.get_timer()
+    assert not _waiting(server)
+    assert not server.recovery.spaces[APPLICATION].sent  # everything acknowledged
+
+
+def test_a_build_the_window_limits_processes_the_ack_first() -> None:
+    """The ACK that frees the window is processed before a build that needs the room:
+    the stream data blocked by the window goes out in that build, with no further
+    input (a build that kept the ACK waiting would send nothing, and nothing would
+    build again once it was processed)."""
+    pair = _pair()
+    client, server = pair.client, pair.server
+    _ping_pong(pair, 3, at_once=False)
+    now = pair.net.now + 1.0
+    cc = server.recovery.congestion
+    client.send_datagram(b"ping")
+    assert _send(client, server, CLIENT_ADDR, now) == 1
+    assert _waiting(server)
+    in_flight = cc.bytes_in_flight
+    assert in_flight > 0  # the last reply, which the waiting ACK acknowledges
+    mtu = server.max_datagram_size
+    cc.congestion_window = in_flight + mtu - 1  # no room for a packet until it is processed
+    assert cc.available() < mtu
+    sid = server.get_next_available_stream_id()
+    server.send_stream_data(sid, b"x" * 1000)
+    out = server.datagrams_to_send(now + 0.002)
+    assert not _waiting(server)
+    assert len(out) == 1 and len(out[0][0]) > 1000  # sent now, not at a later event
+    assert not server.streams.has_data()  # all of it in flight
+
+
+def test_more_datagrams_than_the_window_holds_process_the_ack_first() -> None:
+    pair = _pair()
+    client, server = pair.client, pair.server
+    _ping_pong(pair, 3, at_once=False)
+    now = pair.net.now + 1.0
+    cc = server.recovery.congestion
+    client.send_datagram(b"ping")
+    assert _send(client, server, CLIENT_ADDR, now) == 1
+    assert _waiting(server)
+    # room for three packets of one datagram each until the ACK is processed, four after
+    cc.congestion_window = cc.bytes_in_flight + 4 * server.max_datagram_size - 1
+    for _ in range(4):
+        server.send_datagram(b"y" * 1000)
+    assert len(server.datagrams_to_send(now + 0.002)) == 4
+    assert not _waiting(server)
+
+
+def test_a_ping_in_flight_is_acknowledged_at_once() -> None:
+    """An ACK whose packets carry an application PING is not set aside: its event
+    is not left behind for a later wake-up."""
+    pair = _pair()
+    client, server = pair.client, pair.server
+    _ping_pong(pair, 3, at_once=False)
+    now = pair.net.now + 1.0
+    server.send_ping(42)
+    server.send_datagram(b"pong")
+    assert _send(server, client, SERVER_ADDR, now) == 1
+    client.send_datagram(b"ping")
+    client.acks.ack_at_once()
+    assert _send(client, server, CLIENT_ADDR, now + 0.002) == 1
+    assert not _waiting(server)
+    events = []
+    while (event := server.next_event()) is not None:
+        events.append(event)
+    assert PingAcknowledged(42) in events
+
+
+def test_stats_see_a_waiting_ack_processed() -> None:
+    pair = _pair()
+    client, server = pair.client, pair.server
+    _ping_pong(pair, 3, at_once=False)
+    client.send_datagram(b"ping")
+    assert _send(client, server, CLIENT_ADDR, pair.net.now + 1.0) == 1
+    assert _waiting(server)
+    assert server.stats().bytes_in_flight == 0  # the reply it acknowledges released
+    assert not _waiting(server)
+
+
+def test_no_ack_waits_before_the_handshake_is_confirmed_or_with_qlog() -> None:
+    pair = _pair()
+    server = pair.server
+    server.handshake.confirmed = False
+    try:
+        assert not server.dispatcher._may_wait(APPLICATION, ((0, 10**6),))
+    finally:
+        server.handshake.confirmed = True
+
+
+def test_acks_all_agrees_with_the_path_on_ack_received_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``LossRecovery.acks_all`` (asked by the dispatcher) and the inline copy in
+    ``on_ack_received`` that picks ``_on_ack_all`` say the same for every case."""
+    taken: list[bool] = []
+    real = LossRecovery._on_ack_all
+
+    def spy(self: LossRecovery, *args: Any) -> Any:
+        taken.append(True)
+        return real(self, *args)
+
+    monkeypatch.setattr(LossRecovery, "_on_ack_all", spy)
+    rng = random.Random(5)
+    seen = set()
+    for _ in range(400):
+        rec = LossRecovery(NewReno(1200), is_client=False)
+        rec.handshake_confirmed = True
+        sent = rng.randint(0, 5)
+        skip = rng.random() < 0.2
+        for pn in range(sent):
+            if skip and pn == 2:
+                rec.on_packet_number_skipped(APPLICATION, pn)
+                continue
+            rec.on_packet_sent(SentPacket(APPLICATION, pn, 100), 1.0 + pn / 1000)
+        if sent and not skip and rng.random() < 0.3:  # acknowledged already: fewer tracked
+            rec.on_ack_received(APPLICATION, ((0, rng.randint(0, sent - 1)),), 0.0, 2.0)
+        largest = rec.spaces[APPLICATION].largest_sent
+        if largest < 0:
+            continue
+        lo = rng.randint(0, largest)
+        ranges: tuple[tuple[int, int], ...] = ((lo, rng.randint(lo, largest)),)
+        if rng.random() < 0.2 and lo > 1:
+            ranges = (*ranges, (0, lo - 2))
+        expected = rec.acks_all(APPLICATION, ranges)
+        taken.clear()
+        try:
+            rec.on_ack_received(APPLICATION, ranges, 0.0, 3.0)
+        except QuicProtocolError:
+            assert not expected  # an ACK of a skipped number: never acks_all
+            seen.add("error")
+            continue
+        assert bool(taken) == expected
+        seen.add(expected)
+    assert seen >= {True, False}
