@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from quic.connection import QuicConnection
 
 __all__ = ["CACHE_SIZE", "InterfaceMtu", "interface_payload_limit"]
 
@@ -85,3 +88,10 @@ class InterfaceMtu:
         self.lookups += 1
         size = known[host] = interface_payload_limit(self.family, addr)
         return size
+
+    def tell(self, conn: QuicConnection, addr: Any) -> None:
+        """The interface's largest UDP payload toward ``addr`` bounds the new
+        connection's DPLPMTUD search (RFC 8899 §5.1.2), if its configuration asks."""
+        size = self.limit(addr) if conn.pmtu.wants_local_limit else None
+        if size is not None:
+            conn.pmtu.set_local_limit(size)

@@ -162,6 +162,7 @@ from quic.aio.udp import (
     read_batch_ecn,
     ready_queue,
     send_marked,
+    send_plain,
     soon_caller,
     take_over_reading,
 )
@@ -250,7 +251,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.path_options = PathOptions()  # ECN, Don't Fragment: what the socket allows
         self._raw: socket.socket | None = None  # for sendmsg: ECN marking, GSO
         self._family = 0  # the raw socket's address family
-        self.interface_mtu = InterfaceMtu()  # MAX_PLPMTU per peer host (_tell_mtu)
+        self.interface_mtu = InterfaceMtu()  # MAX_PLPMTU per peer host (.tell)
         #: the ECN control messages of an IPv4 raw socket, per codepoint (ecn_messages)
         self._ecn_messages: tuple[list[tuple[int, int, bytes]], ...] | None = None
         #: the transport's get_write_buffer_size (what it still queues), looked up once
@@ -563,7 +564,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         else:
             plain = endpoint.datagrams_to_send(now, *some)  # never raises
             self.datagrams_sent += len(plain)
-            self._send_plain(plain)
+            send_plain(self.transport, plain)
 
     def _after_send(self) -> None:
         """Tell the sessions just flushed (progress, finished closes); re-arm the timer."""
@@ -576,16 +577,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 except Exception as exc:
                     session._internal_error("QUIC session", exc)
         self._arm_timer()
-
-    def _send_plain(self, out: list[tuple[bytes, Any]]) -> None:
-        transport = self.transport
-        if out and transport is not None and not transport.is_closing():
-            sendto = transport.sendto
-            for data, addr in out:
-                try:
-                    sendto(data, addr)
-                except Exception as exc:  # e.g. an address the socket cannot reach
-                    logger.debug("UDP send to %r failed: %r", addr, exc)
 
     def _send_routed(self, out: list[tuple[bytes, Any, int, int]]) -> None:
         """Each datagram from the socket of its ``local`` index (:mod:`quic.aio.routed`)."""
@@ -659,15 +650,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             except Exception as exc:  # the session guards its callbacks; a last resort
                 session._internal_error("QUIC session", exc)
 
-    def _tell_mtu(self, conn: QuicConnection, addr: Any) -> None:
-        """The interface's largest UDP payload toward ``addr`` bounds the new connection's
-        DPLPMTUD search (RFC 8899 §5.1.2; :mod:`quic.aio.mtu`)."""
-        size = self.interface_mtu.limit(addr) if conn.pmtu.wants_local_limit else None
-        if size is not None:
-            conn.pmtu.set_local_limit(size)
-
     def _accepted(self, conn: QuicConnection) -> None:
-        self._tell_mtu(conn, conn.peer_address)
+        self.interface_mtu.tell(conn, conn.peer_address)
         session = QuicSession(self, conn)
         self.sessions[conn] = session
         if self._on_session is None:
@@ -793,7 +777,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         """A new client connection to ``addr``; its first flight leaves at the caller's
         :meth:`transmit_now` or :meth:`schedule_flush` (:func:`quic.aio.connect`)."""
         conn = self.endpoint.connect(addr, configuration, self.clock())
-        self._tell_mtu(conn, addr)
+        self.interface_mtu.tell(conn, addr)
         session = QuicSession(self, conn)
         self.sessions[conn] = session
         self.endpoint.wake(conn)  # the first flight: quic.aio.connect sends it

@@ -81,6 +81,7 @@ __all__ = [
     "read_error_queue",
     "ready_queue",
     "send_marked",
+    "send_plain",
     "soon_caller",
     "take_over_reading",
 ]
@@ -209,6 +210,18 @@ def _is_ipv4(family: int, addr: Any) -> bool:
         return True
     host = addr[0] if isinstance(addr, tuple) and addr else ""
     return isinstance(host, str) and host.startswith("::ffff:") and "." in host
+
+
+def send_plain(transport: asyncio.DatagramTransport | None, out: list[tuple[bytes, Any]]) -> None:
+    """``(data, addr)`` datagrams through the transport (a socket without ECN marking
+    or segmentation offload); a datagram that cannot go is logged and dropped."""
+    if out and transport is not None and not transport.is_closing():
+        sendto = transport.sendto
+        for data, addr in out:
+            try:
+                sendto(data, addr)
+            except Exception as exc:  # e.g. an address the socket cannot reach
+                logger.debug("UDP send to %r failed: %r", addr, exc)
 
 
 def send_marked(sock: socket.socket, data: bytes, addr: Any, ecn: int, family: int = 0) -> None:

@@ -231,7 +231,7 @@ def key_phases(
     }
     counts: dict[str, dict[int, int]] = {"client": {0: 0, 1: 0}, "server": {0: 0, 1: 0}}
     for direction, (side, secret, cid_len) in sides.items():
-        mask = HeaderProtection(suite, derive_packet_keys(suite, secret, version)[2]).wake()
+        mask = HeaderProtection(suite, derive_packet_keys(suite, secret, version)[2]).mask
         for r in records:
             if r.direction != direction:
                 continue

@@ -1,5 +1,6 @@
-"""Resting keys (quic.conn_keys): a quiet connection lets its packet protection's cipher
-contexts go and builds them again for the next packet, with the same bytes on the wire."""
+"""Resting keys (quic.conn_keys): a quiet connection lets its packet protection's AEAD
+contexts go and builds them again for the next packet, with the same bytes on the wire;
+the header-protection contexts stay."""
 
 from __future__ import annotations
 
@@ -29,13 +30,21 @@ def _pair(**client: object) -> Pair:
     return pair
 
 
-def _contexts(conn: QuicConnection) -> list[object]:
-    """The cipher contexts the connection's 1-RTT keys hold right now."""
+def _keys(conn: QuicConnection) -> list[PacketProtector | PacketUnprotector]:
     space = conn.keys.spaces[APPLICATION]
     read = space.read
     assert isinstance(read, OneRttReadKeys) and space.write is not None
-    keys = [space.write, read.current]
-    return [c for k in keys for c in (k._aead, k._hp) if c is not None]
+    return [space.write, read.current]
+
+
+def _contexts(conn: QuicConnection) -> list[object]:
+    """The AEAD contexts the connection's 1-RTT keys hold right now."""
+    return [k._aead for k in _keys(conn) if k._aead is not None]
+
+
+def _masks(conn: QuicConnection) -> list[object]:
+    """The header-protection mask functions of the connection's 1-RTT keys."""
+    return [k._hp for k in _keys(conn)]
 
 
 def test_a_rested_protector_writes_the_same_bytes() -> None:
@@ -46,8 +55,9 @@ def test_a_rested_protector_writes_the_same_bytes() -> None:
     ):
         fresh = PacketProtector(suite, SECRET[: 48 if suite == 0x1302 else 32], VERSION)
         rested = PacketProtector(suite, SECRET[: 48 if suite == 0x1302 else 32], VERSION)
+        mask = rested.header_protection.mask
         rested.rest()
-        assert not rested.resident and rested.header_protection.mask is None
+        assert not rested.resident and rested.header_protection.mask is mask
         payload = os.urandom(64)
         args = (b"\x01" * 8, 2, 0x1234, 0, payload, 0x1234)
         assert rested.encrypt_short(*args) == fresh.encrypt_short(*args)
@@ -59,18 +69,9 @@ def test_a_rested_protector_writes_the_same_bytes() -> None:
         assert (pn, plain) == (0x1235, payload)
 
 
-def test_header_protection_wakes_with_the_same_mask() -> None:
-    hp = HeaderProtection(CipherSuite.TLS_AES_128_GCM_SHA256, bytes(16))
-    sample = bytes(range(16))
-    before = hp.wake()(sample)
-    hp.rest()
-    assert hp.mask is None
-    assert hp.wake()(sample) == before
-
-
-def test_aes_header_protection_wakes_from_its_kept_cipher(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Waking an AES header protection builds only a new context from the Cipher made
-    with the key (no Cipher or AES object per wake); the mask stays RFC 9001's."""
+def test_a_rest_keeps_the_header_protection_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resting drops the AEAD context only: the next packet builds no header-protection
+    context (no Cipher), and the mask stays RFC 9001's AES-ECB(hp_key, sample)."""
     import quic.protection
 
     made: list[object] = []
@@ -81,26 +82,37 @@ def test_aes_header_protection_wakes_from_its_kept_cipher(monkeypatch: pytest.Mo
         return real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(quic.protection, "Cipher", counting)
-    hp = HeaderProtection(CipherSuite.TLS_AES_128_GCM_SHA256, bytes(16))
-    assert len(made) == 1
+    protector = PacketProtector(CipherSuite.TLS_AES_128_GCM_SHA256, SECRET, VERSION)
+    reader = PacketUnprotector(CipherSuite.TLS_AES_128_GCM_SHA256, SECRET, VERSION)
+    assert len(made) == 2
+    payload = os.urandom(64)
+    for pn in range(0x1234, 0x1237):
+        protector.rest()
+        reader.rest()
+        assert not protector.resident and not reader.resident
+        packet = protector.encrypt_short(b"\x01" * 8, 2, pn, 0, payload, pn)
+        assert reader.decrypt_packet(memoryview(packet), 9, pn - 1)[1:] == (pn, payload)
+        assert protector.resident and reader.resident
+    assert len(made) == 2  # no header-protection context built again
+    hp_key = quic.protection.derive_packet_keys(
+        CipherSuite.TLS_AES_128_GCM_SHA256, SECRET, VERSION
+    )[2]
+    hp = HeaderProtection(CipherSuite.TLS_AES_128_GCM_SHA256, hp_key)
     sample = bytes(range(16))
-    before = hp.wake()(sample)
-    for _ in range(3):
-        hp.rest()
-        assert hp.wake()(sample) == before
-    assert len(made) == 1
-    # RFC 9001 §5.4.3: the mask is AES-ECB(hp_key, sample)
-    expected = real(quic.protection.algorithms.AES(bytes(16)), quic.protection.modes.ECB())
-    assert before[:16] == expected.encryptor().update(sample)
+    expected = real(quic.protection.algorithms.AES(hp_key), quic.protection.modes.ECB())
+    assert hp.mask(sample)[:16] == expected.encryptor().update(sample)
+    assert protector.header_protection.mask(sample) == hp.mask(sample)
 
 
 def test_a_quiet_connection_rests_its_keys_and_wakes_them_for_the_next_packet() -> None:
     pair = _pair(key_rest_delay=1.0)
     client, server = pair.client, pair.server
     assert _contexts(client) and _contexts(server)
+    masks = _masks(client), _masks(server)
     pair.net.settle(2.0)  # quiet for longer than the delay: both sides rest
     assert _contexts(client) == [] and _contexts(server) == []
     assert not client.keys.resident and not server.keys.resident
+    assert (_masks(client), _masks(server)) == masks  # header protection kept
     sid = client.create_stream()
     client.send_stream_data(sid, b"after the rest" * 100, end_stream=True)
     pair.run(lambda: pair.stream_done(sid), 5)
