@@ -134,19 +134,26 @@ def test_the_next_packet_processes_a_waiting_ack_first() -> None:
     assert not server.recovery.spaces[APPLICATION].sent  # everything acknowledged
 
 
+def _server_with_a_waiting_ack() -> tuple[QuicConnection, float]:
+    """After three rounds, a ping reaches the server: its ACK of the last reply waits.
+    Returns the server and the time the ping arrived."""
+    pair = _pair()
+    client, server = pair.client, pair.server
+    _ping_pong(pair, 3, at_once=False)
+    now = pair.net.now + 1.0
+    client.send_datagram(b"ping")
+    assert _send(client, server, CLIENT_ADDR, now) == 1
+    assert _waiting(server)
+    return server, now
+
+
 def test_a_build_the_window_limits_processes_the_ack_first() -> None:
     """The ACK that frees the window is processed before a build that needs the room:
     the stream data blocked by the window goes out in that build, with no further
     input (a build that kept the ACK waiting would send nothing, and nothing would
     build again once it was processed)."""
-    pair = _pair()
-    client, server = pair.client, pair.server
-    _ping_pong(pair, 3, at_once=False)
-    now = pair.net.now + 1.0
+    server, now = _server_with_a_waiting_ack()
     cc = server.recovery.congestion
-    client.send_datagram(b"ping")
-    assert _send(client, server, CLIENT_ADDR, now) == 1
-    assert _waiting(server)
     in_flight = cc.bytes_in_flight
     assert in_flight > 0  # the last reply, which the waiting ACK acknowledges
     mtu = server.max_datagram_size
@@ -161,14 +168,8 @@ def test_a_build_the_window_limits_processes_the_ack_first() -> None:
 
 
 def test_more_datagrams_than_the_window_holds_process_the_ack_first() -> None:
-    pair = _pair()
-    client, server = pair.client, pair.server
-    _ping_pong(pair, 3, at_once=False)
-    now = pair.net.now + 1.0
+    server, now = _server_with_a_waiting_ack()
     cc = server.recovery.congestion
-    client.send_datagram(b"ping")
-    assert _send(client, server, CLIENT_ADDR, now) == 1
-    assert _waiting(server)
     # room for three packets of one datagram each until the ACK is processed, four after
     cc.congestion_window = cc.bytes_in_flight + 4 * server.max_datagram_size - 1
     for _ in range(4):

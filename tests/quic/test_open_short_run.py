@@ -19,6 +19,7 @@ from quic.packet_number import decode_packet_number
 from quic.protection import DecryptionError, PacketProtector, PacketUnprotector
 from quic.tls.suites import CipherSuite
 from quic.versions import QuicVersion
+from tests.support.pnwindow import window_edges
 from tests.support.quicpair import CLIENT_ADDR, make_pair
 
 AES_SUITES = [CipherSuite.TLS_AES_128_GCM_SHA256, CipherSuite.TLS_AES_256_GCM_SHA384]
@@ -152,35 +153,27 @@ def test_open_short_run_decodes_packet_numbers_as_appendix_a3(key_phase: int) ->
     open_short."""
     dcid = os.urandom(4)
     sender, receiver = _keys(CipherSuite.TLS_AES_128_GCM_SHA256, key_phase)
-    limit = 1 << 62
     opened = left = 0
     for pn_length in (1, 2):
-        window = 1 << (8 * pn_length)
-        half = window >> 1
-        largests = [-1, 0, 1, half - 2, half - 1, half, window - 2, window - 1, window]
-        largests += [0x12345678 + d for d in (-1, 0, 1)]
-        largests += [limit - window - 1, limit - half - 1, limit - half, limit - 2]
-        for largest in largests:
-            expected = largest + 1
-            truncs = {0, 1, half - 1, half, half + 1, window - 1}
-            truncs |= {(expected + d) % window for d in (-half, 1 - half, 0, half - 1, half)}
-            for truncated in sorted(truncs):
-                pn = decode_packet_number(truncated, 8 * pn_length, largest)
-                payload = os.urandom(24)
-                packet = sender.encrypt_short(dcid, pn_length, truncated, key_phase, payload, pn)
-                masks = receiver.short_masks([packet], 1 + len(dcid))
-                assert masks is not None
-                got = receiver.open_short_run([packet], 0, 1 + len(dcid), largest, masks, 1)
-                # the candidate before a window move (below 0 or from 2^62 on):
-                # such a packet is open_short's, as one not above the largest
-                top = largest + 1 + half
-                candidate = top - ((top - truncated) & (window - 1))
-                if largest < pn == candidate:
-                    assert got == ([pn], [payload]), (pn_length, largest, truncated)
-                    opened += 1
-                else:
-                    assert got == ([], []), (pn_length, largest, truncated)
-                    left += 1
+        half = 1 << (8 * pn_length - 1)
+        window = half << 1
+        for largest, truncated in window_edges(pn_length):
+            pn = decode_packet_number(truncated, 8 * pn_length, largest)
+            payload = os.urandom(24)
+            packet = sender.encrypt_short(dcid, pn_length, truncated, key_phase, payload, pn)
+            masks = receiver.short_masks([packet], 1 + len(dcid))
+            assert masks is not None
+            got = receiver.open_short_run([packet], 0, 1 + len(dcid), largest, masks, 1)
+            # the candidate before a window move (below 0 or from 2^62 on):
+            # such a packet is open_short's, as one not above the largest
+            top = largest + 1 + half
+            candidate = top - ((top - truncated) & (window - 1))
+            if largest < pn == candidate:
+                assert got == ([pn], [payload]), (pn_length, largest, truncated)
+                opened += 1
+            else:
+                assert got == ([], []), (pn_length, largest, truncated)
+                left += 1
     assert opened > 100 and left > 20
 
 

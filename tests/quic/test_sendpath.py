@@ -22,6 +22,7 @@ from quic.recovery import LossRecovery, SentPacket
 from quic.tls.suites import CipherSuite
 from quic.versions import QuicVersion
 from tests.quic.test_protection import CHACHA_PN, CHACHA_SECRET, V1_VECTORS
+from tests.support.pnwindow import PN_LIMIT, window_edges
 from tests.support.quicpair import CLIENT_ADDR, SERVER_ADDR, make_pair
 
 SUITES = [
@@ -149,30 +150,20 @@ def test_open_short_decodes_packet_numbers_as_appendix_a3() -> None:
     suite = CipherSuite.TLS_AES_128_GCM_SHA256
     secret = os.urandom(32)
     dcid = os.urandom(8)
-    limit = 1 << 62
     protector = PacketProtector(suite, secret, QuicVersion.VERSION_1)
     receiver = PacketUnprotector(suite, secret, QuicVersion.VERSION_1)
     checked = 0
     for pn_length in (1, 2, 3, 4):
-        window = 1 << (8 * pn_length)
-        half = window >> 1
-        largests = [-1, 0, 1, half - 2, half - 1, half, window - 2, window - 1, window]
-        largests += [0x12345678 + d for d in (-1, 0, 1)]
-        largests += [limit - window - 1, limit - half - 1, limit - half, limit - 2]
-        for largest in largests:
-            expected = largest + 1
-            truncs = {0, 1, half - 1, half, half + 1, window - 1}
-            truncs |= {(expected + d) % window for d in (-half, 1 - half, 0, half - 1, half)}
-            for truncated in sorted(truncs):
-                pn = decode_packet_number(truncated, 8 * pn_length, largest)
-                assert 0 <= pn < limit
-                payload = os.urandom(24)
-                packet = protector.encrypt_short(dcid, pn_length, truncated, 0, payload, pn)
-                masks = receiver.short_masks([packet], 1 + len(dcid))
-                for given in (None, masks):
-                    got = receiver.open_short(packet, 1 + len(dcid), largest, given, 0)
-                    assert got[1:] == (pn, payload), (pn_length, largest, truncated)
-                checked += 1
+        for largest, truncated in window_edges(pn_length):
+            pn = decode_packet_number(truncated, 8 * pn_length, largest)
+            assert 0 <= pn < PN_LIMIT
+            payload = os.urandom(24)
+            packet = protector.encrypt_short(dcid, pn_length, truncated, 0, payload, pn)
+            masks = receiver.short_masks([packet], 1 + len(dcid))
+            for given in (None, masks):
+                got = receiver.open_short(packet, 1 + len(dcid), largest, given, 0)
+                assert got[1:] == (pn, payload), (pn_length, largest, truncated)
+            checked += 1
     assert checked > 250
 
 
