@@ -241,7 +241,9 @@ class StreamController:
         send = stream.send
         send.write(data, end)
         self._sendable[stream_id] = None
-        if send.write_offset > self.send_buffer_high < send.buffered:  # (buffered <= it)
+        high = self.send_buffer_high
+        # buffered never exceeds write_offset: the attribute first, the property only then
+        if send.write_offset > high and send.buffered > high:
             self._write_blocked[stream_id] = None
             return False
         return True

@@ -81,11 +81,26 @@ def _ping_pong(pair: Pair, rounds: int, at_once: bool) -> dict[str, Any]:
     }
 
 
-def test_the_ack_waits_for_the_reply_and_is_processed_before_the_deadline() -> None:
+def _after_rounds(rounds: int = 3) -> tuple[Pair, float]:
+    """A pair after ``rounds`` of ping-pong whose ACKs waited, and a time 1 s later."""
     pair = _pair()
+    _ping_pong(pair, rounds, at_once=False)
+    return pair, pair.net.now + 1.0
+
+
+def _server_with_a_waiting_ack() -> tuple[QuicConnection, float]:
+    """After three rounds, a ping reaches the server: its ACK of the last reply waits.
+    Returns the server and the time the ping arrived."""
+    pair, now = _after_rounds()
+    pair.client.send_datagram(b"ping")
+    assert _send(pair.client, pair.server, CLIENT_ADDR, now) == 1
+    assert _waiting(pair.server)
+    return pair.server, now
+
+
+def test_the_ack_waits_for_the_reply_and_is_processed_before_the_deadline() -> None:
+    pair, now = _after_rounds()  # a steady ping-pong
     client, server = pair.client, pair.server
-    _ping_pong(pair, 3, at_once=False)  # a steady ping-pong
-    now = pair.net.now + 1.0
     st = server.recovery.spaces[APPLICATION]
     tracked = sorted(st.sent)
     assert tracked  # the last reply, in flight
@@ -118,10 +133,8 @@ def test_waiting_leaves_the_state_that_processing_at_once_leaves() -> None:
 
 
 def test_the_next_packet_processes_a_waiting_ack_first() -> None:
-    pair = _pair()
+    pair, now = _after_rounds()
     client, server = pair.client, pair.server
-    _ping_pong(pair, 3, at_once=False)
-    now = pair.net.now + 1.0
     client.send_datagram(b"one")
     assert _send(client, server, CLIENT_ADDR, now) == 1
     first = server.recovery.waiting_ack
@@ -132,19 +145,6 @@ def test_the_next_packet_processes_a_waiting_ack_first() -> None:
     server.get_timer()
     assert not _waiting(server)
     assert not server.recovery.spaces[APPLICATION].sent  # everything acknowledged
-
-
-def _server_with_a_waiting_ack() -> tuple[QuicConnection, float]:
-    """After three rounds, a ping reaches the server: its ACK of the last reply waits.
-    Returns the server and the time the ping arrived."""
-    pair = _pair()
-    client, server = pair.client, pair.server
-    _ping_pong(pair, 3, at_once=False)
-    now = pair.net.now + 1.0
-    client.send_datagram(b"ping")
-    assert _send(client, server, CLIENT_ADDR, now) == 1
-    assert _waiting(server)
-    return server, now
 
 
 def test_a_build_the_window_limits_processes_the_ack_first() -> None:
@@ -181,10 +181,8 @@ def test_more_datagrams_than_the_window_holds_process_the_ack_first() -> None:
 def test_a_ping_in_flight_is_acknowledged_at_once() -> None:
     """An ACK whose packets carry an application PING is not set aside: its event
     is not left behind for a later wake-up."""
-    pair = _pair()
+    pair, now = _after_rounds()
     client, server = pair.client, pair.server
-    _ping_pong(pair, 3, at_once=False)
-    now = pair.net.now + 1.0
     server.send_ping(42)
     server.send_datagram(b"pong")
     assert _send(server, client, SERVER_ADDR, now) == 1
@@ -199,12 +197,7 @@ def test_a_ping_in_flight_is_acknowledged_at_once() -> None:
 
 
 def test_stats_see_a_waiting_ack_processed() -> None:
-    pair = _pair()
-    client, server = pair.client, pair.server
-    _ping_pong(pair, 3, at_once=False)
-    client.send_datagram(b"ping")
-    assert _send(client, server, CLIENT_ADDR, pair.net.now + 1.0) == 1
-    assert _waiting(server)
+    server, _ = _server_with_a_waiting_ack()
     assert server.stats().bytes_in_flight == 0  # the reply it acknowledges released
     assert not _waiting(server)
 
