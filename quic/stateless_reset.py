@@ -24,8 +24,9 @@ It keeps three numbers of state whatever the traffic.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
+
+from quic.tls.hkdf import hmac_digest
 
 __all__ = ["MAX_RESET", "MIN_RESET", "MIN_SHORT_TAIL", "StatelessResetter"]
 
@@ -57,7 +58,7 @@ class StatelessResetter:
 
     def token(self, cid: bytes) -> bytes:
         """The stateless reset token of ``cid`` (RFC 9000 §10.3.2)."""
-        return hmac.digest(self._key, cid, "sha256")[:16]  # one-shot: no HMAC object
+        return hmac_digest(self._key, cid, "sha256")[:16]
 
     def reset_for(self, datagram: bytes, dcid: bytes, now: float, room: bool) -> bytes | str:
         """The Stateless Reset answering ``datagram`` (addressed to ``dcid``), or why

@@ -24,10 +24,9 @@ key update (§7.2) and the resumption PSK (§4.7.1).
 from __future__ import annotations
 
 import hashlib
-import hmac
 from typing import Any
 
-from quic.tls.hkdf import derive_secret, hkdf_expand_label, hkdf_extract
+from quic.tls.hkdf import derive_secret, hkdf_expand_label, hkdf_extract, hmac_digest
 from quic.tls.messages import message_hash
 from quic.tls.suites import SUITE_HASH, CipherSuite
 
@@ -212,7 +211,7 @@ def finished_key(hash_name: str, base_key: bytes) -> bytes:
 
 def verify_data(hash_name: str, base_key: bytes, transcript_hash: bytes) -> bytes:
     """Finished ``verify_data`` (also a PSK binder) (RFC 9846 §4.5.3, §4.3.11.2)."""
-    return hmac.digest(finished_key(hash_name, base_key), transcript_hash, hash_name)
+    return hmac_digest(finished_key(hash_name, base_key), transcript_hash, hash_name)
 
 
 def export_keying_material(

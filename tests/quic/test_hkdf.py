@@ -1,11 +1,23 @@
-"""HKDF (RFC 5869 test case 1 and 3) and HKDF-Expand-Label layout (RFC 9846 §7.1)."""
+"""HKDF (RFC 5869 test case 1 and 3), HKDF-Expand-Label layout (RFC 9846 §7.1) and the
+HMAC the module makes (an HMAC object's digest, not the one-shot ``hmac.digest``)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 
-from quic.tls.hkdf import derive_secret, hkdf_expand, hkdf_expand_label, hkdf_extract
+import pytest
+
+from quic.stateless_reset import StatelessResetter
+from quic.tls.hkdf import (
+    derive_secret,
+    hkdf_expand,
+    hkdf_expand_label,
+    hkdf_expand_labels,
+    hkdf_extract,
+    hmac_digest,
+)
+from quic.tls.key_schedule import finished_key, verify_data
 
 
 def test_rfc5869_case1() -> None:
@@ -43,3 +55,42 @@ def test_derive_secret_uses_hash_length() -> None:
     out = derive_secret("sha384", secret, b"derived", th)
     assert len(out) == 48
     assert out == hkdf_expand_label("sha384", secret, b"derived", th, 48)
+
+
+def test_hmac_digest_rfc4231_case2() -> None:
+    # RFC 4231 §4.3: key "Jefe", data "what do ya want for nothing?"
+    out = hmac_digest(b"Jefe", b"what do ya want for nothing?", "sha256")
+    assert out.hex() == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+
+
+@pytest.mark.parametrize("hash_name", ["sha256", "sha384"])
+@pytest.mark.parametrize("key_length", [0, 1, 16, 32, 48, 64, 65, 128, 200])
+def test_hmac_digest_agrees_with_the_standard_library(hash_name: str, key_length: int) -> None:
+    key = bytes((7 * i + 3) & 0xFF for i in range(key_length))  # beyond a block: hashed
+    for msg in (b"", b"\x01", bytes(range(64)), bytes(1000)):
+        assert hmac_digest(key, msg, hash_name) == hmac.digest(key, msg, hash_name)
+
+
+def test_the_module_s_hmacs_agree_with_the_standard_library() -> None:
+    # hkdf_extract, hkdf_expand_label(s) and verify_data write the HMAC call out: each
+    # must give what HMAC (hmac.digest) over the same input gives
+    secret = bytes(range(32))
+    assert hkdf_extract("sha256", b"salt", b"ikm") == hmac.digest(b"salt", b"ikm", "sha256")
+    labels = ((b"quic key", 16), (b"quic iv", 12), (b"quic hp", 16))
+    expanded = hkdf_expand_labels("sha256", secret, labels)
+    for (label, length), out in zip(labels, expanded, strict=True):
+        full = b"tls13 " + label
+        info = length.to_bytes(2, "big") + bytes((len(full),)) + full + b"\x00\x01"
+        assert out == hmac.digest(secret, info, "sha256")[:length]
+        assert out == hkdf_expand_label("sha256", secret, label, b"", length)
+    transcript = hashlib.sha256(b"messages").digest()
+    expected = hmac.digest(finished_key("sha256", secret), transcript, "sha256")
+    assert verify_data("sha256", secret, transcript) == expected
+
+
+def test_stateless_reset_token_is_hmac_sha256_of_the_cid() -> None:
+    # RFC 9000 §10.3.2: a static key and the connection ID; the first 16 bytes
+    key = bytes(range(32))
+    resetter = StatelessResetter(key, 8, 10.0, 1.0, bytes)
+    for cid in (b"", bytes(8), bytes(range(20))):
+        assert resetter.token(cid) == hmac.digest(key, cid, "sha256")[:16]
