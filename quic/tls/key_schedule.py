@@ -24,6 +24,7 @@ key update (§7.2) and the resumption PSK (§4.7.1).
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Any
 
 from quic.tls.hkdf import derive_secret, hkdf_expand_label, hkdf_extract, hmac_digest
@@ -42,8 +43,25 @@ __all__ = [
 ]
 
 
+@lru_cache(maxsize=8)
 def hash_length(hash_name: str) -> int:
     return hashlib.new(hash_name).digest_size
+
+
+@lru_cache(maxsize=8)
+def _empty_hash(hash_name: str) -> bytes:
+    """Transcript-Hash of no messages (the "derived" steps' context, RFC 9846 §7.1)."""
+    return hashlib.new(hash_name).digest()
+
+
+@lru_cache(maxsize=8)
+def _no_psk_early(hash_name: str) -> tuple[bytes, bytes]:
+    """Without a PSK the Early Secret is HKDF-Extract(0, 0) and its Derive-Secret(.,
+    "derived", "") is the same for every handshake with this hash (RFC 9846 §7.1):
+    ``(early_secret, derived)``, computed once."""
+    zeros = bytes(hash_length(hash_name))
+    early = hkdf_extract(hash_name, zeros, zeros)
+    return early, derive_secret(hash_name, early, b"derived", _empty_hash(hash_name))
 
 
 class Transcript:
@@ -124,15 +142,26 @@ class Transcript:
 class KeySchedule:
     """The secret chain of RFC 9846 §7.1 for one cipher suite."""
 
-    __slots__ = ("_stage", "cipher_suite", "early_secret", "hash_len", "hash_name", "secret")
+    __slots__ = (
+        "_early_derived",
+        "_stage",
+        "cipher_suite",
+        "early_secret",
+        "hash_len",
+        "hash_name",
+        "secret",
+    )
 
     def __init__(self, cipher_suite: CipherSuite, psk: bytes | None = None) -> None:
         self.cipher_suite = cipher_suite
         self.hash_name = SUITE_HASH[cipher_suite]
         self.hash_len = hash_length(self.hash_name)
-        zeros = bytes(self.hash_len)
         # RFC 9846 §7.1: "if PSK is not in use, Early Secret will still be HKDF-Extract(0, 0)".
-        self.early_secret = hkdf_extract(self.hash_name, zeros, psk if psk is not None else zeros)
+        self._early_derived: bytes | None = None  # its "derived" secret, if known
+        if psk is None:
+            self.early_secret, self._early_derived = _no_psk_early(self.hash_name)
+        else:
+            self.early_secret = hkdf_extract(self.hash_name, bytes(self.hash_len), psk)
         self.secret = self.early_secret
         self._stage = 0
 
@@ -140,7 +169,7 @@ class KeySchedule:
         return derive_secret(self.hash_name, self.secret, label, transcript_hash)
 
     def _empty_hash(self) -> bytes:
-        return hashlib.new(self.hash_name).digest()
+        return _empty_hash(self.hash_name)
 
     # -- early secret --------------------------------------------------------------
     def binder_key(self, external: bool = False) -> bytes:
@@ -160,7 +189,7 @@ class KeySchedule:
     def set_shared_secret(self, shared_secret: bytes | None) -> None:
         """Enter the Handshake Secret with the (EC)DHE/KEM secret (0 if none, §7.1)."""
         self._expect(0)
-        derived = self._derive(b"derived", self._empty_hash())
+        derived = self._early_derived or self._derive(b"derived", self._empty_hash())
         ikm = shared_secret if shared_secret is not None else bytes(self.hash_len)
         self.secret = hkdf_extract(self.hash_name, derived, ikm)
         self._stage = 1

@@ -256,3 +256,27 @@ def test_stages_must_be_entered_in_order() -> None:
     schedule.enter_main()
     with pytest.raises(RuntimeError):
         schedule.binder_key()
+
+
+def test_psk_schedule_derives_its_own_handshake_secret() -> None:
+    # The no-PSK Early Secret and its "derived" secret are computed once per hash;
+    # a PSK schedule made between two no-PSK ones must use its own (RFC 9846 §7.1).
+    n = 32
+    empty = hashlib.sha256().digest()
+    shared = b"\x44" * 32
+    psk = b"\x05" * 32
+
+    def handshake_secret(early: bytes) -> bytes:
+        return hmac.digest(
+            _expand_label(hashes.SHA256, early, b"derived", empty, n), shared, "sha256"
+        )
+
+    no_psk_early = hmac.digest(bytes(n), bytes(n), "sha256")
+    psk_early = hmac.digest(bytes(n), psk, "sha256")
+    for use_psk in (False, True, False, True):
+        schedule = KeySchedule(AES128, psk=psk if use_psk else None)
+        early = psk_early if use_psk else no_psk_early
+        assert schedule.early_secret == early
+        schedule.set_shared_secret(shared)
+        assert schedule.secret == handshake_secret(early)
+    assert psk_early != no_psk_early
