@@ -69,6 +69,11 @@ def test_hmac_digest_agrees_with_the_standard_library(hash_name: str, key_length
     key = bytes((7 * i + 3) & 0xFF for i in range(key_length))  # beyond a block: hashed
     for msg in (b"", b"\x01", bytes(range(64)), bytes(1000)):
         assert hmac_digest(key, msg, hash_name) == hmac.digest(key, msg, hash_name)
+    # any bytes-like key and message (a connection ID may be a slice of a datagram)
+    msg = memoryview(b"..." + bytes(range(20)))[3:]
+    expected = hmac.digest(key, bytes(msg), hash_name)
+    assert hmac_digest(bytearray(key), msg, hash_name) == expected
+    assert hmac_digest(memoryview(key), bytearray(msg), hash_name) == expected
 
 
 def test_the_module_s_hmacs_agree_with_the_standard_library() -> None:
