@@ -30,7 +30,13 @@ ACK processing proportional to what changes:
   acknowledged: a ping-pong, a request and its response), with no skipped number and
   no remembered lost packet, takes every tracked packet at once, with nothing to
   validate, walk or declare lost (``_on_ack_all``; the same outcome as the general
-  ``_on_ack_ranges``, checked by ``fuzz/test_fuzz_ack_all.py``).
+  ``_on_ack_ranges``, checked by ``fuzz/test_fuzz_ack_all.py``);
+* one range from at most ``lowest_unacked`` to below ``largest_sent``, not below the
+  largest acknowledged before, under the same conditions (the ping-pong's ACK that
+  waited for the reply, processed once the reply is tracked) takes the tracked
+  packets up to it (``_on_ack_prefix``): none is left at or below the largest
+  acknowledged, so none is lost (A.10 looks only there). The paths live in
+  :mod:`quic.recovery_ack`.
 
 Packet numbers must be registered in increasing order with non-decreasing times.
 Deliberately skipped packet numbers (optimistic-ACK defence, RFC 9000 §21.4) can be
@@ -86,7 +92,7 @@ from quic.lost_packets import (
     K_PERSISTENT_CONGESTION_THRESHOLD,
     LostPackets,
 )
-from quic.recovery_ack import on_ack_all, on_ack_ranges
+from quic.recovery_ack import on_ack_all, on_ack_prefix, on_ack_ranges
 from quic.recovery_state import (
     NO_PROBE,
     SPENT_SPACE,
@@ -388,7 +394,9 @@ class LossRecovery:
         ECN-CE count if it carried ECN counts. Raises ``QuicProtocolError``
         (PROTOCOL_VIOLATION) for an acknowledgment of a packet never sent (RFC 9000 §13.1).
         One range that acknowledges every tracked packet (a ping-pong, a request and its
-        response) takes :meth:`_on_ack_all`; anything else :meth:`_on_ack_ranges`.
+        response) takes :meth:`_on_ack_all`, one that acknowledges the oldest of them up
+        to at least the largest acknowledged before (the ACK that waited for a reply)
+        :meth:`_on_ack_prefix`; anything else :meth:`_on_ack_ranges`.
         """
         st = self.spaces[space]
         if (  # acks_all(), inline: per ACK frame (tests/quic/test_ack_waits.py)
@@ -401,6 +409,15 @@ class LossRecovery:
             and not st.lost
         ):
             return self._on_ack_all(st, space, ack_delay, now, ecn_ce_count)
+        if (  # a prefix of the tracked packets (fuzz/test_fuzz_ack_all.py)
+            len(ranges) == 1
+            and st.sent
+            and ranges[0][0] <= st.lowest_unacked <= ranges[0][1] < st.largest_sent
+            and ranges[0][1] >= st.largest_acked
+            and not st.has_skipped
+            and not st.lost
+        ):
+            return self._on_ack_prefix(st, space, ranges[0][1], ack_delay, now, ecn_ce_count)
         return self._on_ack_ranges(space, ranges, ack_delay, now, ecn_ce_count)
 
     def acks_all(self, space: int, ranges: Sequence[tuple[int, int]]) -> bool:
@@ -420,6 +437,7 @@ class LossRecovery:
 
     # the two ACK paths (quic.recovery_ack: LossRecovery methods defined there)
     _on_ack_all = on_ack_all
+    _on_ack_prefix = on_ack_prefix
     _on_ack_ranges = on_ack_ranges
 
     # -- loss detection ---------------------------------------------------------------

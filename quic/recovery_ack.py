@@ -11,7 +11,7 @@ timer, stays there. See :mod:`quic.recovery` for the data structures and the pat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import repeat, takewhile
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,7 @@ from quic.recovery_state import AckResult, PacketSpaceRecovery, SentPacket
 if TYPE_CHECKING:
     from quic.recovery import LossRecovery
 
-__all__ = ["on_ack_all", "on_ack_ranges", "remove_acked", "validate_ranges"]
+__all__ = ["on_ack_all", "on_ack_prefix", "on_ack_ranges", "remove_acked", "validate_ranges"]
 
 _INITIAL = 0
 _HANDSHAKE = 1
@@ -197,3 +197,61 @@ def remove_acked(
                 st.ack_eliciting_in_flight -= 1
     st.advance_lowest_unacked()
     return acked, ack_eliciting
+
+
+def on_ack_prefix(
+    self: LossRecovery,
+    st: PacketSpaceRecovery,
+    space: int,
+    largest_acked: int,
+    ack_delay: float,
+    now: float,
+    ecn_ce_count: int | None,
+) -> AckResult:
+    """:func:`on_ack_ranges` for one range from at most ``lowest_unacked`` to
+    ``largest_acked``, at least ``lowest_unacked`` and at least the largest acknowledged
+    before, below ``largest_sent``; no skipped packet number, no remembered lost packet:
+    nothing to validate, the tracked packets up to ``largest_acked`` acknowledged (a
+    prefix of the dict), none left at or below the largest acknowledged to declare lost
+    (RFC 9002 A.10 looks only there), none to find spurious. The same steps in the same
+    order (issue 10: the ACK that waited for a ping-pong's reply, which is tracked
+    when the ACK is processed, acknowledges all but that reply)."""
+    st.largest_acked = largest_acked
+    if space == _HANDSHAKE:
+        self._handshake_acked = True  # RFC 9002 A.8: a Handshake ACK validates us
+    sent = st.sent
+    pop = sent.pop
+    lowest = st.lowest_unacked
+    if largest_acked - lowest < len(sent):  # popped in C, as remove_acked does
+        acked = list(filter(None, map(pop, range(lowest, largest_acked + 1), repeat(None))))
+    else:  # numbers far apart: the tracked ones, from the oldest (dict order)
+        acked = [pop(pn) for pn in list(takewhile(largest_acked.__ge__, sent))]
+    ack_eliciting = False
+    for packet in acked:
+        if packet.ack_eliciting:
+            ack_eliciting = True
+            if packet.in_flight:
+                st.ack_eliciting_in_flight -= 1
+    st.lowest_unacked = largest_acked + 1
+    st.advance_lowest_unacked()
+    largest = acked[-1]
+    sample = None
+    if ack_eliciting and largest.packet_number == largest_acked:  # RFC 9002 §5.1
+        rtt = self.rtt
+        rtt.update(
+            now - largest.time_sent,
+            0.0 if space == _INITIAL else ack_delay,  # RFC 9002 §5.3
+            now,
+            self.max_ack_delay if self.handshake_confirmed else None,
+        )
+        sample = rtt.latest_rtt
+    if ecn_ce_count is not None and ecn_ce_count > st.ecn_ce_count:  # RFC 9002 §7.1
+        st.ecn_ce_count = ecn_ce_count
+        self.congestion.on_ecn_ce(largest.time_sent, now)
+    st.loss_time = None  # _detect_lost: nothing tracked at or below largest_acked
+    self.congestion.on_packets_acked(acked, now)
+    if not self.is_client or self._handshake_acked or self.handshake_confirmed:
+        self.pto_count = 0  # RFC 9002 §6.2.1
+    self._pto_anchor = now
+    self.fire_acked(acked)
+    return AckResult(acked, [], sample)

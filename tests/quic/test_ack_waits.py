@@ -257,3 +257,27 @@ def test_acks_all_agrees_with_the_path_on_ack_received_takes(
         assert bool(taken) == expected
         seen.add(expected)
     assert seen >= {True, False}
+
+
+def test_the_waiting_ack_takes_the_prefix_path_after_the_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Processed after the reply left, the ACK that waited acknowledges every tracked
+    packet but the reply: ``LossRecovery._on_ack_prefix``, not the general path."""
+    server, now = _server_with_a_waiting_ack()
+    calls: list[str] = []
+    for name in ("_on_ack_prefix", "_on_ack_ranges", "_on_ack_all"):
+        real = getattr(LossRecovery, name)
+
+        def spy(self: LossRecovery, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(LossRecovery, name, spy)
+    st = server.recovery.spaces[APPLICATION]
+    server.send_datagram(b"pong")
+    assert len(server.datagrams_to_send(now + 0.002)) == 1
+    server.get_timer()
+    assert calls == ["_on_ack_prefix"]
+    assert sorted(st.sent) == [st.largest_sent]  # the reply, still in flight
+    assert st.loss_time is None
