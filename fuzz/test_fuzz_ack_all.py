@@ -1,13 +1,15 @@
-"""The loss recovery's ACK shortcut gives the general path's results.
+"""The loss recovery's ACK shortcuts give the general path's results.
 
 ``LossRecovery.on_ack_received`` takes ``_on_ack_all`` for one range acknowledging
-every tracked packet (no skipped packet number, no remembered lost packet) and
-``_on_ack_ranges`` for anything else. Two twins are driven alike through random sends
-(ack-eliciting or not, in flight or not, in every space), skipped packet numbers,
-waits, loss-timer expiries (which fill the lost-packet memory), flag changes and ACK
-frames — arbitrary ranges, ranges acknowledging everything (the shortcut's case) from
-below or at ``lowest_unacked``, ranges above what was sent or covering a skipped number
-(errors), with and without an ECN-CE count. One twin answers every ACK with
+every tracked packet (no skipped packet number, no remembered lost packet),
+``_on_ack_prefix`` for one range acknowledging the oldest of them, up to at least the
+largest acknowledged before (the ACK that waited for a reply), and ``_on_ack_ranges``
+for anything else. Two twins are driven alike through random sends (ack-eliciting or
+not, in flight or not, in every space), skipped packet numbers, waits, loss-timer
+expiries (which fill the lost-packet memory), flag changes and ACK frames — arbitrary
+ranges, ranges acknowledging everything (the first shortcut's case) or a prefix (the
+second's) from below or at ``lowest_unacked``, ranges above what was sent or covering
+a skipped number (errors), with and without an ECN-CE count. One twin answers every ACK with
 ``on_ack_received``, the other with the general ``_on_ack_ranges``: their results, the
 order in which packet handlers ran, the errors raised, and the recovery, RTT and
 congestion state must stay equal.
@@ -92,6 +94,7 @@ class AckAllMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.pn = [0, 0, 0]
         self.shortcuts = 0
+        self.prefixes = 0
 
     def _both(self) -> tuple[_Twin, _Twin]:
         return self.fast, self.general
@@ -171,6 +174,32 @@ class AckAllMachine(RuleBasedStateMachine):
             return
         low = max(0, min(s.lowest_unacked, s.largest_sent) - below)
         self._ack(space, [(low, s.largest_sent)], delay, ce)
+
+    @rule(
+        space=st.sampled_from((0, 1, 2, 2, 2)),
+        below=st.sampled_from((0, 1, 1 << 20)),
+        short=st.integers(1, 4),
+        delay=st.sampled_from((0.0, 0.002, 0.03)),
+        ce=st.none() | st.integers(0, 6),
+    )
+    def ack_prefix(self, space: int, below: int, short: int, delay: float, ce: int | None) -> None:
+        """One range from at or below the lowest unacknowledged to below the largest
+        sent: ``_on_ack_prefix``'s case (the ACK that waited for a reply), unless the
+        largest acknowledged is above it or a skipped or lost number forbids it."""
+        s = self.fast.recovery.spaces[space]
+        top = s.largest_sent - short
+        if top < 0:
+            return
+        low = max(0, min(s.lowest_unacked, top) - below)
+        if (
+            s.sent
+            and low <= s.lowest_unacked <= top
+            and top >= s.largest_acked
+            and not s.skipped
+            and not s.lost
+        ):
+            self.prefixes += 1
+        self._ack(space, [(low, top)], delay, ce)
 
     @rule(
         space=st.sampled_from((0, 1, 2, 2, 2)),
@@ -295,3 +324,103 @@ def test_the_shortcut_steps_aside(case: str) -> None:
         assert outcomes[0][0] is QuicProtocolError
     if case == "above":
         assert outcomes[0][1] == [(2, 0)]  # packet 0: lost (packet threshold, RFC 9002 §6.1.1)
+
+
+def _counting(name: str, counts: dict[str, int]) -> Any:
+    original = getattr(LossRecovery, name)
+
+    def counting(self: LossRecovery, *args: Any) -> Any:
+        counts[name] += 1
+        return original(self, *args)
+
+    return counting
+
+
+@pytest.mark.parametrize("space", [0, 1, 2])
+@pytest.mark.parametrize("eliciting_reply", [False, True])
+def test_the_prefix_shortcut_is_taken_for_the_ack_that_waited(
+    space: int, eliciting_reply: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not vacuous: a ping-pong whose ACK is processed after the reply left (the reply
+    tracked, above the range; ack-eliciting or an ACK-only packet): every ACK takes
+    ``_on_ack_prefix``, none the general path, and the outcome is the general path's."""
+    fast, general = _Twin("cubic", True), _Twin("cubic", True)
+    for twin in (fast, general):
+        twin.recovery.handshake_confirmed = True
+    counts = {"_on_ack_prefix": 0, "_on_ack_ranges": 0, "_on_ack_all": 0}
+    now = 0.0
+    pn = 0
+
+    def send(eliciting: bool) -> None:
+        nonlocal pn
+        for twin in (fast, general):
+            packet = SentPacket(space, pn, 100, eliciting, eliciting)
+            packet.handlers.append((twin.handler, (space, pn)))
+            twin.recovery.on_packet_sent(packet, now)
+        pn += 1
+
+    send(True)
+    for _ in range(100):
+        acked = pn - 1
+        now += 0.01
+        send(eliciting_reply)  # the reply leaves before the ACK is processed
+        for name in counts:
+            monkeypatch.setattr(LossRecovery, name, _counting(name, counts))
+        got = fast.recovery.on_ack_received(space, ((0, acked),), 0.002, now, 0)
+        monkeypatch.undo()
+        want = general.recovery._on_ack_ranges(space, ((0, acked),), 0.002, now, 0)
+        assert _result(got) == _result(want)
+        assert got.acked
+        assert fast.state() == general.state()
+    assert counts == {"_on_ack_prefix": 100, "_on_ack_ranges": 0, "_on_ack_all": 0}
+
+
+@pytest.mark.parametrize("case", ["newer-acked", "lost", "skipped", "above", "nothing-new"])
+def test_the_prefix_shortcut_steps_aside(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cases ``_on_ack_prefix`` must leave to the general path: a newer packet
+    acknowledged before (older ones at or below it may be lost, RFC 9002 A.10), lost
+    packets remembered (spurious losses), a skipped number under the range, a range
+    starting above the oldest tracked packet, a range below it (nothing new)."""
+    lost_memory = 0 if case == "newer-acked" else 8  # none: the first lost ones forgotten
+    twins = (_Twin("cubic", False, lost_memory), _Twin("cubic", False, lost_memory))
+    for twin in twins:
+        r = twin.recovery
+        for pn in range(8):
+            if case == "skipped" and pn == 2:
+                r.on_packet_number_skipped(2, pn)
+                continue
+            packet = SentPacket(2, pn, 100)
+            packet.handlers.append((twin.handler, (2, pn)))
+            r.on_packet_sent(packet, 0.0)
+        if case == "newer-acked":
+            # 0..3 lost (packet threshold), 4 and 5 tracked, 6 acknowledged, 7 tracked
+            assert len(r.on_ack_received(2, ((6, 6),), 0.0, 0.001).lost) == 4
+            assert not r.spaces[2].lost
+        if case == "lost":
+            assert [p.packet_number for p in r.on_ack_received(2, ((5, 5),), 0.0, 0.01).lost]
+        if case == "nothing-new":
+            r.on_ack_received(2, ((0, 3),), 0.0, 0.001)
+    ranges = {
+        "newer-acked": ((0, 4),),
+        "lost": ((0, 4),),
+        "skipped": ((0, 4),),
+        "above": ((1, 4),),
+        "nothing-new": ((0, 2),),
+    }[case]
+    counts = {"_on_ack_prefix": 0}
+    monkeypatch.setattr(LossRecovery, "_on_ack_prefix", _counting("_on_ack_prefix", counts))
+    outcomes = []
+    for call in (twins[0].recovery.on_ack_received, twins[1].recovery._on_ack_ranges):
+        try:
+            outcomes.append(_result(call(2, ranges, 0.0, 0.02)))
+        except QuicProtocolError as exc:
+            outcomes.append(_result(exc))
+    assert counts["_on_ack_prefix"] == 0
+    assert outcomes[0] == outcomes[1]
+    assert twins[0].state() == twins[1].state()
+    if case == "newer-acked":
+        assert outcomes[0][0] == [(2, 4)]
+        # 5, below the largest acknowledged, keeps a loss time (RFC 9002 §6.1.2)
+        assert twins[0].recovery.spaces[2].loss_time is not None
+    if case == "skipped":
+        assert outcomes[0][0] is QuicProtocolError

@@ -205,7 +205,7 @@ class WebTransportSession:
         self._datagrams: deque[bytes] | None = None
         self._datagram_bytes = 0
         self._unacked: set[int] | None = None  # finished streams whose data is not acked
-        self._datagram_waiter: asyncio.Future[None] | None = None
+        self._datagram_waiter: asyncio.Future[bytes | None] | None = None
         self._datagram_handler: Callable[[bytes], object] | None = None
         self._credit: asyncio.Event | None = None  # made by wait_credit, set by on_credit
         # a future per wait_closed() waiter before the end (an idle session has none),
@@ -411,15 +411,33 @@ class WebTransportSession:
         while not self._datagrams:  # one coroutine per datagram, no helper's
             if self.close_info is not None:
                 raise self.close_info
-            waiter = self._datagram_waiter = self._link.loop.create_future()
+            waiter: asyncio.Future[bytes | None] = self._link.loop.create_future()
+            self._datagram_waiter = waiter
             try:
-                await waiter
+                handed = await waiter  # the datagram itself (on_datagram), or None
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._hand_back(waiter.result())  # cancelled after it came: kept
+                raise
             finally:
                 self._datagram_waiter = None
+            if handed is not None:
+                return handed
         queue = self._datagrams
         data = queue.popleft()
         self._datagram_bytes -= len(data)
         return data
+
+    def _hand_back(self, data: bytes | None) -> None:
+        """A datagram handed to a :meth:`receive_datagram` cancelled before it returned
+        it: first in the queue, as if it had been queued (``on_datagram``)."""
+        if data is None:
+            return
+        queue = self._datagrams
+        if queue is None:
+            queue = self._datagrams = deque()
+        queue.appendleft(data)
+        self._datagram_bytes += len(data)
 
     # -- closing ------------------------------------------------------------------------
 
@@ -533,7 +551,9 @@ class WebTransportSession:
         self.events.emit(EventType.STREAM, stream)
 
     def on_datagram(self, data: bytes) -> None:
-        """A datagram arrived; the oldest queued ones go beyond the count/byte limits."""
+        """A datagram arrived: to the datagram handler, else to a waiting
+        :meth:`receive_datagram` itself (nothing is queued then), else queued; the
+        oldest queued ones go beyond the count/byte limits."""
         self.datagrams_received += 1
         handler = self._datagram_handler
         if handler is not None:  # set_datagram_handler: taken, not queued
@@ -541,20 +561,21 @@ class WebTransportSession:
             if self.events.listens(_DATAGRAM):
                 self.events.emit(_DATAGRAM, data)
             return
-        queue = self._datagrams
-        if queue is None:
-            queue = self._datagrams = deque()
-        queue.append(data)
-        self._datagram_bytes += len(data)
-        link = self._link
-        while len(queue) > link.datagram_queue or (
-            self._datagram_bytes > link.datagram_queue_bytes and len(queue) > 1
-        ):
-            self._datagram_bytes -= len(queue.popleft())
-            self.datagrams_dropped += 1
         waiter = self._datagram_waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            waiter.set_result(data)  # a ping-pong's every datagram: no queue
+        else:
+            queue = self._datagrams
+            if queue is None:
+                queue = self._datagrams = deque()
+            queue.append(data)
+            self._datagram_bytes += len(data)
+            link = self._link
+            while len(queue) > link.datagram_queue or (
+                self._datagram_bytes > link.datagram_queue_bytes and len(queue) > 1
+            ):
+                self._datagram_bytes -= len(queue.popleft())
+                self.datagrams_dropped += 1
         events = self.events
         if events.listens(_DATAGRAM):  # no Event per datagram nobody listens to
             events.emit(_DATAGRAM, data)

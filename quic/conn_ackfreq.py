@@ -156,7 +156,20 @@ class AckFrequencySender:
             return False  # draft §8.1: at most once per round trip
         if len(self._in_flight) >= MAX_REQUESTS_IN_FLIGHT:
             return False
-        threshold, delay = self.wanted(congestion_window, max_datagram_size, smoothed_rtt)
+        # wanted(), inline: per build (tests/quic/test_hot_path_inlines.py)
+        threshold = congestion_window // (4 * max_datagram_size) - 1
+        if threshold < 1:
+            threshold = 1
+        elif threshold > MAX_ACK_ELICITING_THRESHOLD:
+            threshold = MAX_ACK_ELICITING_THRESHOLD
+        delay = int(smoothed_rtt * 250) * 1000  # srtt / 4, whole milliseconds, in µs
+        if delay < self.min_delay:
+            delay = self.min_delay
+        if delay > self.peer_max_ack_delay:
+            delay = self.peer_max_ack_delay
+        minimum = self.peer_min_ack_delay  # not None: checked above
+        if delay < minimum:
+            delay = minimum
         requested = self._requested
         if requested is not None and requested[0] == threshold and requested[1] == delay:
             return False

@@ -217,10 +217,18 @@ class FrameDispatcher:
         step, no stream buffer, PING or connection ID waits on it."""
         if self._qlog is not None or not self._handshake.confirmed:
             return False
-        recovery = self._recovery
-        if not recovery.acks_all(index, ranges):
+        st = self._recovery.spaces[index]
+        sent = st.sent
+        if not (  # LossRecovery.acks_all(), inline: per ACK frame (tests/quic/test_ack_waits)
+            ranges
+            and ranges[0][1] == st.largest_sent
+            and len(ranges) == 1
+            and sent
+            and ranges[0][0] <= st.lowest_unacked
+            and not st.has_skipped
+            and not st.lost
+        ):
             return False
-        sent = recovery.spaces[index].sent
         if len(sent) > _MAX_WAITING:
             return False
         for packet in sent.values():

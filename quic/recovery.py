@@ -30,7 +30,13 @@ ACK processing proportional to what changes:
   acknowledged: a ping-pong, a request and its response), with no skipped number and
   no remembered lost packet, takes every tracked packet at once, with nothing to
   validate, walk or declare lost (``_on_ack_all``; the same outcome as the general
-  ``_on_ack_ranges``, checked by ``fuzz/test_fuzz_ack_all.py``).
+  ``_on_ack_ranges``, checked by ``fuzz/test_fuzz_ack_all.py``);
+* one range from at most ``lowest_unacked`` to below ``largest_sent``, not below the
+  largest acknowledged before, under the same conditions (the ping-pong's ACK that
+  waited for the reply, processed once the reply is tracked) takes the tracked
+  packets up to it (``_on_ack_prefix``): none is left at or below the largest
+  acknowledged, so none is lost (A.10 looks only there). The paths live in
+  :mod:`quic.recovery_ack`.
 
 Packet numbers must be registered in increasing order with non-decreasing times.
 Deliberately skipped packet numbers (optimistic-ACK defence, RFC 9000 §21.4) can be
@@ -78,17 +84,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from itertools import repeat
-from operator import attrgetter
 from typing import Any
 
 from quic.congestion import CongestionController
-from quic.errors import QuicProtocolError, TransportErrorCode
 from quic.lost_packets import (
     DEFAULT_MAX_LOST_TRACKED,
     K_PERSISTENT_CONGESTION_THRESHOLD,
     LostPackets,
 )
+from quic.recovery_ack import on_ack_all, on_ack_prefix, on_ack_ranges
 from quic.recovery_state import (
     NO_PROBE,
     SPENT_SPACE,
@@ -129,7 +133,6 @@ DEFAULT_MAX_SENT_TRACKED = 16384
 _INITIAL = 0
 _HANDSHAKE = 1
 _APPLICATION = 2
-_ACK_ELICITING = attrgetter("ack_eliciting")
 _SPACES = (_INITIAL, _HANDSHAKE, _APPLICATION)
 
 
@@ -391,7 +394,9 @@ class LossRecovery:
         ECN-CE count if it carried ECN counts. Raises ``QuicProtocolError``
         (PROTOCOL_VIOLATION) for an acknowledgment of a packet never sent (RFC 9000 §13.1).
         One range that acknowledges every tracked packet (a ping-pong, a request and its
-        response) takes :meth:`_on_ack_all`; anything else :meth:`_on_ack_ranges`.
+        response) takes :meth:`_on_ack_all`, one that acknowledges the oldest of them up
+        to at least the largest acknowledged before (the ACK that waited for a reply)
+        :meth:`_on_ack_prefix`; anything else :meth:`_on_ack_ranges`.
         """
         st = self.spaces[space]
         if (  # acks_all(), inline: per ACK frame (tests/quic/test_ack_waits.py)
@@ -404,6 +409,15 @@ class LossRecovery:
             and not st.lost
         ):
             return self._on_ack_all(st, space, ack_delay, now, ecn_ce_count)
+        if (  # a prefix of the tracked packets (fuzz/test_fuzz_ack_all.py)
+            len(ranges) == 1
+            and st.sent
+            and ranges[0][0] <= st.lowest_unacked <= ranges[0][1] < st.largest_sent
+            and ranges[0][1] >= st.largest_acked
+            and not st.has_skipped
+            and not st.lost
+        ):
+            return self._on_ack_prefix(st, space, ranges[0][1], ack_delay, now, ecn_ce_count)
         return self._on_ack_ranges(space, ranges, ack_delay, now, ecn_ce_count)
 
     def acks_all(self, space: int, ranges: Sequence[tuple[int, int]]) -> bool:
@@ -421,172 +435,10 @@ class LossRecovery:
             and not st.lost
         )
 
-    def _on_ack_all(
-        self,
-        st: PacketSpaceRecovery,
-        space: int,
-        ack_delay: float,
-        now: float,
-        ecn_ce_count: int | None,
-    ) -> AckResult:
-        """:meth:`_on_ack_ranges` for one range from at most ``lowest_unacked`` to
-        ``largest_sent``, no skipped packet number and no remembered lost packet: nothing
-        to validate, every tracked packet acknowledged (in packet number order: the
-        dict's), none left to declare lost or to find spurious. The same steps in the
-        same order, without walking the range (issue 10: one such ACK per round trip)."""
-        largest_acked = st.largest_sent
-        if largest_acked > st.largest_acked:
-            st.largest_acked = largest_acked
-        if space == _HANDSHAKE:
-            self._handshake_acked = True  # RFC 9002 A.8: a Handshake ACK validates us
-        sent = st.sent
-        acked = list(sent.values())
-        sent.clear()
-        # ack_eliciting_in_flight counts the tracked packets that are both: none is left
-        # (no loop); an ack-eliciting one not in flight is looked for only without them
-        ack_eliciting = st.ack_eliciting_in_flight > 0 or any(map(_ACK_ELICITING, acked))
-        st.ack_eliciting_in_flight = 0
-        st.lowest_unacked = largest_acked + 1  # advance_lowest_unacked, nothing tracked
-        st.ack_only = None
-        largest = acked[-1]
-        sample = None
-        if ack_eliciting and largest.packet_number == largest_acked:  # RFC 9002 §5.1
-            rtt = self.rtt
-            rtt.update(
-                now - largest.time_sent,
-                0.0 if space == _INITIAL else ack_delay,  # RFC 9002 §5.3
-                now,
-                self.max_ack_delay if self.handshake_confirmed else None,
-            )
-            sample = rtt.latest_rtt
-        if ecn_ce_count is not None and ecn_ce_count > st.ecn_ce_count:  # RFC 9002 §7.1
-            st.ecn_ce_count = ecn_ce_count
-            self.congestion.on_ecn_ce(largest.time_sent, now)
-        st.loss_time = None  # _detect_lost: nothing tracked, nothing lost
-        self.congestion.on_packets_acked(acked, now)
-        if not self.is_client or self._handshake_acked or self.handshake_confirmed:
-            self.pto_count = 0  # RFC 9002 §6.2.1
-        self._pto_anchor = now
-        self.fire_acked(acked)
-        return AckResult(acked, [], sample)
-
-    def _on_ack_ranges(
-        self,
-        space: int,
-        ranges: Sequence[tuple[int, int]],
-        ack_delay: float,
-        now: float,
-        ecn_ce_count: int | None = None,
-    ) -> AckResult:
-        """:meth:`on_ack_received`, any ACK frame (RFC 9002 A.7)."""
-        st = self.spaces[space]
-        result = AckResult()
-        if not ranges:
-            return result
-        largest_acked = ranges[0][1]
-        if len(ranges) != 1 or largest_acked > st.largest_sent or st.has_skipped:
-            self._validate_ranges(st, ranges)  # it has nothing to check otherwise
-        if largest_acked > st.largest_acked:
-            st.largest_acked = largest_acked
-        if space == _HANDSHAKE:
-            self._handshake_acked = True  # RFC 9002 A.8: a Handshake ACK validates us
-
-        acked, ack_eliciting = self._remove_acked(st, ranges)
-        if st.lost:
-            spurious = self.losses.find_spurious(st, ranges, now)
-            if spurious:
-                self.congestion.on_spurious_loss(spurious, now)  # RFC 9438 §4.9
-        if not acked:
-            return result
-        result.acked = acked
-        largest = acked[-1]
-        rtt = self.rtt
-
-        # RFC 9002 §5.1: sample only if the largest acknowledged is newly acknowledged
-        # and at least one newly acknowledged packet is ack-eliciting.
-        if ack_eliciting and largest.packet_number == largest_acked:
-            latest_rtt = now - largest.time_sent
-            if space == _INITIAL:
-                ack_delay = 0.0  # RFC 9002 §5.3: Initial ACKs are not delayed
-            rtt.update(
-                latest_rtt,
-                ack_delay,
-                now,
-                self.max_ack_delay if self.handshake_confirmed else None,
-            )
-            result.rtt_sample = rtt.latest_rtt
-
-        # RFC 9002 §7.1, B.7: an increased ECN-CE count is a congestion event.
-        if ecn_ce_count is not None and ecn_ce_count > st.ecn_ce_count:
-            st.ecn_ce_count = ecn_ce_count
-            self.congestion.on_ecn_ce(largest.time_sent, now)
-
-        lost = self._detect_lost(st, now)
-        if lost:
-            result.lost = lost
-            self._on_packets_lost(st, lost, now)
-        self.congestion.on_packets_acked(acked, now)
-
-        # RFC 9002 §6.2.1: a client unsure of its address validation keeps the backoff.
-        if not self.is_client or self._handshake_acked or self.handshake_confirmed:
-            self.pto_count = 0  # peer_completed_address_validation, inline (per ACK)
-        self._pto_anchor = now
-
-        self.fire_acked(acked)
-        for packet in lost:
-            for handler, args in packet.handlers:
-                handler(False, *args)
-        return result
-
-    def _validate_ranges(self, st: PacketSpaceRecovery, ranges: Sequence[tuple[int, int]]) -> None:
-        largest_sent = st.largest_sent
-        skipped = st.skipped
-        for lo, hi in ranges:
-            if hi > largest_sent:
-                raise QuicProtocolError(
-                    TransportErrorCode.PROTOCOL_VIOLATION,
-                    f"ACK for unsent packet {hi} (largest sent {largest_sent})",
-                )
-            if skipped and skipped.intersects(lo, hi + 1):
-                raise QuicProtocolError(
-                    TransportErrorCode.PROTOCOL_VIOLATION, "ACK for a skipped packet number"
-                )
-
-    def _remove_acked(
-        self, st: PacketSpaceRecovery, ranges: Sequence[tuple[int, int]]
-    ) -> tuple[list[SentPacket], bool]:
-        """Pop newly acknowledged packets, in increasing packet number order.
-
-        Also returns whether any of them is ack-eliciting.
-        """
-        sent = st.sent
-        acked: list[SentPacket] = []
-        if not sent:
-            return acked, False
-        lowest = st.lowest_unacked
-        pop = sent.pop
-        append = acked.append
-        extend = acked.extend
-        for lo, hi in reversed(ranges):  # ascending
-            if hi < lowest:
-                continue
-            if lo < lowest:
-                lo = lowest
-            if hi - lo < len(sent):  # popped in C; a number not tracked gives None
-                extend(filter(None, map(pop, range(lo, hi + 1), repeat(None))))
-            else:
-                for pn in [pn for pn in sent if lo <= pn <= hi]:
-                    append(pop(pn))
-            if not sent:
-                break
-        ack_eliciting = False
-        for packet in acked:
-            if packet.ack_eliciting:
-                ack_eliciting = True
-                if packet.in_flight:
-                    st.ack_eliciting_in_flight -= 1
-        st.advance_lowest_unacked()
-        return acked, ack_eliciting
+    # the two ACK paths (quic.recovery_ack: LossRecovery methods defined there)
+    _on_ack_all = on_ack_all
+    _on_ack_prefix = on_ack_prefix
+    _on_ack_ranges = on_ack_ranges
 
     # -- loss detection ---------------------------------------------------------------
 

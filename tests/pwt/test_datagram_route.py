@@ -145,3 +145,46 @@ def test_on_uvloop_a_handler_echo_leaves_from_the_read_callback_too() -> None:
     assert flushes < echoes / 5, flushes  # before: one per echo
     assert transmits < echoes * 1.2, transmits
     assert sent < echoes * 1.2, sent  # the echo carries the ACK
+
+
+async def test_a_waiting_receive_takes_the_datagram_itself_and_keeps_it_if_cancelled() -> None:
+    """A datagram for a session whose ``receive_datagram`` waits goes to that call
+    directly, not through the queue (a ping-pong never makes one); one that arrives
+    before the woken call ran waits in the queue behind it; a call cancelled after its
+    datagram came (a timeout in the same loop iteration) puts it back first in line."""
+    async with running() as h, WebTransportClient(client_config()) as client:
+        h.handler = echo
+        session = await client.connect(h.url())
+        async with asyncio.timeout(TIMEOUT):
+            for i in range(N):
+                await session.send_datagram(b"ping %d" % i)
+                assert await session.receive_datagram() == b"ping %d" % i
+            assert session._datagrams is None  # never queued
+            assert session.diagnostics()["datagrams_received"] == N
+            # handed to the waiting call, then one more before that call ran: in order
+            waiting = asyncio.ensure_future(session.receive_datagram())
+            await asyncio.sleep(0)
+            session.on_datagram(b"first")
+            session.on_datagram(b"second")
+            assert await waiting == b"first"
+            assert await session.receive_datagram() == b"second"
+            # handed to a call cancelled before it ran: kept, first in line
+            waiting = asyncio.ensure_future(session.receive_datagram())
+            await asyncio.sleep(0)
+            session.on_datagram(b"kept")
+            session.on_datagram(b"next")
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert await session.receive_datagram() == b"kept"
+            assert await session.receive_datagram() == b"next"
+            assert session._datagram_bytes == 0
+            # a call cancelled before any came: the datagram is queued for the next one
+            waiting = asyncio.ensure_future(session.receive_datagram())
+            await asyncio.sleep(0)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            session.on_datagram(b"later")
+            assert await session.receive_datagram() == b"later"
+            assert session._datagram_bytes == 0

@@ -257,3 +257,61 @@ def test_acks_all_agrees_with_the_path_on_ack_received_takes(
         assert bool(taken) == expected
         seen.add(expected)
     assert seen >= {True, False}
+
+
+def test_the_waiting_ack_takes_the_prefix_path_after_the_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Processed after the reply left, the ACK that waited acknowledges every tracked
+    packet but the reply: ``LossRecovery._on_ack_prefix``, not the general path."""
+    server, now = _server_with_a_waiting_ack()
+    calls: list[str] = []
+    for name in ("_on_ack_prefix", "_on_ack_ranges", "_on_ack_all"):
+        real = getattr(LossRecovery, name)
+
+        def spy(self: LossRecovery, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(LossRecovery, name, spy)
+    st = server.recovery.spaces[APPLICATION]
+    server.send_datagram(b"pong")
+    assert len(server.datagrams_to_send(now + 0.002)) == 1
+    server.get_timer()
+    assert calls == ["_on_ack_prefix"]
+    assert sorted(st.sent) == [st.largest_sent]  # the reply, still in flight
+    assert st.loss_time is None
+
+
+def test_may_wait_asks_what_acks_all_says() -> None:
+    """``FrameDispatcher._may_wait`` tests ``LossRecovery.acks_all`` inline: with the
+    handshake confirmed, no qlog and packets without fates, it says yes exactly when
+    ``acks_all`` does (and at most ``_MAX_WAITING`` packets are tracked)."""
+    dispatcher = _pair().server.dispatcher
+    rng = random.Random(9)
+    seen = set()
+    for _ in range(400):
+        rec = LossRecovery(NewReno(1200), is_client=False)
+        sent = rng.randint(0, 5)
+        skip = rng.random() < 0.2
+        for pn in range(sent):
+            if skip and pn == 2:
+                rec.on_packet_number_skipped(APPLICATION, pn)
+                continue
+            rec.on_packet_sent(SentPacket(APPLICATION, pn, 100), 1.0 + pn / 1000)
+        if sent > 1 and not skip and rng.random() < 0.3:
+            rec.on_ack_received(APPLICATION, ((0, rng.randint(0, sent - 2)),), 0.0, 2.0)
+        if sent > 3 and not skip and rng.random() < 0.2:  # a lost packet remembered
+            rec.on_ack_received(APPLICATION, ((sent - 1, sent - 1),), 0.0, 2.0)
+        largest = rec.spaces[APPLICATION].largest_sent
+        if largest < 0:
+            continue
+        lo = rng.randint(0, largest)
+        ranges: tuple[tuple[int, int], ...] = ((lo, rng.randint(lo, largest)),)
+        if rng.random() < 0.2 and lo > 1:
+            ranges = (*ranges, (0, lo - 2))
+        dispatcher._recovery = rec
+        expected = rec.acks_all(APPLICATION, ranges)
+        assert dispatcher._may_wait(APPLICATION, ranges) == expected
+        seen.add(expected)
+    assert seen == {True, False}

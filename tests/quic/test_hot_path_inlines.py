@@ -4,7 +4,8 @@ anti-amplification check in ``earliest_deadline``, ``AckTracker.has_ranges`` (no
 RangeSet ``__bool__``), the window-limited test of ``NewReno.on_packets_acked``, the
 ACK delay ``AckState.write`` encodes, the fate handler of our ACK frames, the SentPacket
 records the bulk send run fills without ``__init__``, the STREAM headers
-``bulk_frames`` packs itself, and NewReno acknowledging a frame's packets in one sum."""
+``bulk_frames`` packs itself, NewReno acknowledging a frame's packets in one sum, and
+the request ``AckFrequencySender.wants_send`` decides without ``wanted``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from quic.ack import SPENT_ACK_TRACKER, AckTracker
 from quic.congestion import NewReno
+from quic.conn_ackfreq import AckFrequencySender
 from quic.conn_acks import AckState
 from quic.conn_datagrams import DatagramChannel
 from quic.conn_keys import APPLICATION
@@ -401,3 +403,26 @@ def test_the_datagram_event_made_inline_equals_the_dataclass_one() -> None:
     assert hash(events[0]) == hash(DatagramReceived(b"hello"))
     with pytest.raises(AttributeError):
         events[0].data = b"x"  # type: ignore[misc]  # still frozen
+
+
+def test_ack_frequency_wants_send_asks_for_what_wanted_says() -> None:
+    """``wants_send`` (per build) computes ``wanted`` inline: the request it decides,
+    or its decision that the last request still stands, is ``wanted``'s."""
+    rng = random.Random(11)
+    seen = set()
+    for _ in range(2000):
+        sender = AckFrequencySender(None, min_delay=rng.choice((0, 1000, 5000)))  # type: ignore[arg-type]
+        sender.set_peer_params(rng.choice((0, 1, 800, 4000, 30_000)), rng.choice((1, 25, 40)))
+        cwnd = rng.randint(1200, 4_000_000)
+        mds = rng.choice((1200, 1452, 9000))
+        srtt = rng.choice((0.00005, 0.0003, 0.002, 0.0137, 0.2, 1.5))
+        want = sender.wanted(cwnd, mds, srtt)
+        if rng.random() < 0.5:  # the last request: sometimes this one, sometimes not
+            sender._requested = want if rng.random() < 0.5 else (want[0] + 1, want[1])
+        decided = sender.wants_send(1.0, cwnd, mds, srtt, True)
+        if decided:
+            assert sender._pending == want
+        else:
+            assert sender._requested == want
+        seen.add(decided)
+    assert seen == {True, False}
