@@ -92,9 +92,8 @@ told (:meth:`QuicSession._after_flush`), and a session leaves :attr:`sessions` w
 connection's :class:`~quic.endpoint.ConnectionRemoved` event.
 
 Client migration (RFC 9000 §9.2): :meth:`QuicEndpointProtocol.rebind` moves the pump
-to a new UDP socket — bound first, so a failure changes nothing — and closes the old
-one; the endpoint and its connections stay, and the pump resolves :attr:`closed` only
-when its last socket is gone.
+to a new UDP socket and closes the old one (:mod:`quic.aio.rebind`); the endpoint and
+its connections stay.
 
 A server with a preferred address (RFC 9000 §9.6) listens on a second socket
 (:meth:`QuicEndpointProtocol.add_socket`) that feeds the same endpoint, telling it
@@ -147,7 +146,7 @@ from quic.aio.icmp import read_hints, refused
 from quic.aio.merge import Item, merge_stream_events
 from quic.aio.mtu import InterfaceMtu
 from quic.aio.offload import enable_gro, gso_available, send_segmented
-from quic.aio.owned import open_datagram_endpoint
+from quic.aio.rebind import rebind
 from quic.aio.routed import send_routed
 from quic.aio.session import ConnectionClosed, QuicSession
 from quic.aio.udp import (
@@ -725,26 +724,10 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         return transport.get_extra_info("sockname") if transport is not None else None
 
     async def rebind(
-        self,
-        host: str | None = None,
-        port: int = 0,
-        on_switch: Callable[[], None] | None = None,
+        self, host: str | None = None, port: int = 0, on_switch: Callable[[], None] | None = None
     ) -> None:
-        """Move to a new UDP socket bound to ``(host, port)`` (default: the current
-        socket's host, any free port) and close the old one (RFC 9000 §9.2: the
-        client's connections continue from the new address). ``on_switch()`` runs at
-        the moment the new socket takes over, before anything is sent from it."""
-        old = self.transport
-        if host is None:
-            local = self.local_address
-            host = local[0] if local else "0.0.0.0"
-        self._on_switch = on_switch
-        try:
-            await open_datagram_endpoint(self.loop, lambda: self, (host, port))
-        finally:
-            self._on_switch = None
-        if old is not None and old is not self.transport:
-            old.close()
+        """Move to a new UDP socket and close the old one (:func:`quic.aio.rebind.rebind`)."""
+        await rebind(self, host, port, on_switch)
 
     def shutdown(self) -> None:
         """Close every connection (NO_ERROR), send the closes at once, close the socket."""
