@@ -41,8 +41,11 @@ packets that each hold one STREAM frame (OFF and LEN, no FIN, the 8-byte header 
 ended on the same stream — a bulk transfer's — are not dispatched one by one: they are
 held and handed to the stream as one frame (``FrameDispatcher.stream_run``, the same
 checks and bytes) before any other packet is dispatched and when the run ends, so
-frames still reach their owners in packet order. Without qlog only (it logs each
-packet's frames).
+frames still reach their owners in packet order. Once a run is held, the opened
+packets that go on with it, each with the next packet number, are taken in a tight
+loop that only checks each one's frame header and holds it (the ACK tracker's note,
+the newest packet and the counts are written once for them all). Without qlog only
+(it logs each packet's frames).
 Dropped packets are counted (``dropped``) and logged to qlog; processed ones too
 (``processed``), so the endpoint can tell a connection that never authenticated a
 packet.
@@ -51,6 +54,7 @@ packet.
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from quic.conn_ecn import ECN_ECT0
@@ -425,6 +429,40 @@ class PacketReader:
         try:
             while index < end:
                 largest = expect - 1
+                if held and noting and taken < count:
+                    # A run is held: the opened packets that go on with it, each the next
+                    # packet number (so the newest, and noted), are taken in a tight loop
+                    # — what the general steps below do for such a packet, the tracker's
+                    # note, the newest packet and the counts written once for them all.
+                    # The opened numbers only rise: those up to count are the next ones
+                    # when the last is as far from the first as their count says
+                    stop = count
+                    if opened_pns[count - 1] - expect != count - 1 - taken:  # a gap
+                        stop = taken
+                        while stop < count and opened_pns[stop] == expect + stop - taken:
+                            stop += 1
+                    before = len(held)
+                    for payload in islice(opened, taken, stop):
+                        size = len(payload)
+                        if size <= 8 or size >= 0x4008 or payload[0] != 0x0E:
+                            break
+                        sid, raw, length = unpack_stream(payload, 1)
+                        if raw != run_next or sid != run_sid or length != size + 0x3FF8:
+                            break
+                        held_append(payload)
+                        run_next = raw + size - 8
+                    n = len(held) - before
+                    if n:
+                        if tracker.noted_first < 0:
+                            tracker.noted_first = expect
+                            tracker.noted_time = now
+                        tracker.noted_stop = expect = expect + n
+                        index += n
+                        processed += n
+                        taken += n
+                        newest_at = index - 1
+                        non_probing = True  # STREAM frames (RFC 9000 §9.1)
+                        continue
                 if taken < count:  # an opened packet: new, this key, reserved bits clear
                     pn = opened_pns[taken]
                     payload = opened[taken]

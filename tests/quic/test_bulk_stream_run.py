@@ -161,6 +161,79 @@ def test_a_reordered_burst_keeps_every_byte_in_order(monkeypatch: pytest.MonkeyP
     assert counts.dispatched == len(datagrams) - sum(shaped)
 
 
+def _tracker_state(pair: Pair) -> tuple[object, ...]:
+    tracker = pair.server.reader._acks.trackers[2]
+    tracker.has_ranges()  # settles the noted packets
+    return (
+        list(tracker.received),
+        tracker.largest,
+        tracker.largest_time,
+        tracker.ack_eliciting_since_ack,
+        tracker.deadline,
+        pair.server.reader.processed,
+    )
+
+
+@pytest.mark.parametrize(("lost", "gaps"), [([], 0), ([3], 1), ([2, 3, 6], 2), ([1, 7], 2)])
+def test_a_burst_with_gaps_keeps_the_bytes_and_the_acks_of_one_by_one(
+    lost: list[int], gaps: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's packets taken together (the tight loop over opened packets) stop at a
+    gap in the packet numbers — a lost packet — and go on after it: the stream, the
+    ACK tracker (ranges, largest, count and timer) and the reader's counts end as when
+    each datagram is read alone."""
+    payload = bytes(range(253)) * 80
+    states: list[tuple[object, ...]] = []
+    before: list[int] = []
+
+    def scenario(pair: Pair, sids: list[int]) -> list[bytes]:
+        before.append(len(_tracker_state(pair)[0]))  # type: ignore[arg-type]
+        d = _burst(pair, [(sids[0], payload, False)])
+        assert len(d) > 8 and all(_bulk_shaped(pair, d)[:-1])
+        return [data for i, data in enumerate(d) if i not in lost]
+
+    for together in (False, True):
+        data, ends, pair, counts, datagrams = _received(
+            scenario, 1, together, monkeypatch if together else None
+        )
+        states.append((data, ends, _tracker_state(pair)))
+    assert states[0] == states[1]
+    cid_len = pair.server.cids.cid_length
+    assert pair.server.reader.newest_dcid == datagrams[-1][1 : 1 + cid_len]
+    assert counts is not None
+    assert sum(counts.runs) + counts.dispatched == len(datagrams)
+    # a run holds the packets up to the first lost one (the stream reassembles after)
+    assert counts.runs[0] == (lost[0] if lost else len(datagrams) - counts.dispatched)
+    ranges = states[1][2][0]
+    assert isinstance(ranges, list) and len(ranges) >= before[-1] + gaps  # (and a skipped pn)
+
+
+def test_a_skipped_packet_number_in_a_run_is_a_gap_in_the_acks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Packets whose STREAM data goes on but whose packet numbers do not (a number the
+    sender skipped, RFC 9000 §21.4, or a lost ACK-only packet): one run for the stream,
+    and the ACK tracker has the gap, as when each datagram is read alone."""
+    states: list[tuple[object, ...]] = []
+
+    def scenario(pair: Pair, sids: list[int]) -> list[bytes]:
+        first = _burst(pair, [(sids[0], b"s" * 3600, False)])
+        pair.client.spaces[2].next_pn += 1  # skipped
+        second = _burst(pair, [(sids[0], b"t" * 3600, False)])
+        assert all(_bulk_shaped(pair, first + second))
+        return first + second
+
+    for together in (False, True):
+        data, ends, pair, counts, datagrams = _received(
+            scenario, 1, together, monkeypatch if together else None
+        )
+        states.append((data, ends, _tracker_state(pair)))
+    assert states[0] == states[1]
+    assert counts is not None and counts.runs == [len(datagrams)] and not counts.dispatched
+    ranges = states[1][2][0]
+    assert isinstance(ranges, list) and ranges[-1].start == ranges[-2].stop + 1  # the skip
+
+
 def test_two_streams_interleaved_make_a_run_per_stretch(monkeypatch: pytest.MonkeyPatch) -> None:
     def scenario(pair: Pair, sids: list[int]) -> list[bytes]:
         first = _burst(pair, [(sids[0], b"A" * 6000, False)])
