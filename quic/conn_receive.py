@@ -53,6 +53,7 @@ packet.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -93,6 +94,23 @@ _SPACE_OF_TYPE = {
 
 def _no_append(payload: bytes) -> None:  # never called: no run is held yet
     raise AssertionError
+
+
+#: A bulk STREAM frame's 8-byte header (type, one-byte stream ID, 4-byte offset, 2-byte
+#: length: ``unpack_bulk_stream_fields``' shape) read as one big-endian number.
+_BULK_HEADER = struct.Struct(">Q").unpack_from
+#: A held run is taken this way while its offset field stays below this whatever its
+#: pieces (under 2^14 bytes each): within the 4-byte varint's range (0b10 prefix), so
+#: the number never carries from one field into the next.
+_BULK_RAW_CEILING = 0xC0000000
+
+
+def _bulk_next_header(sid: int, raw: int) -> int:
+    """The header, as :data:`_BULK_HEADER` reads it, of the bulk STREAM frame of
+    stream ``sid`` (below 0x40) at ``raw`` (the offset field, with its 0b10 varint
+    prefix) whose packet payload is ``size`` bytes, less ``size``: type 0x0E (OFF and
+    LEN, no FIN), and a length field of ``size - 8`` with its 0b01 prefix."""
+    return (0x0E << 56 | sid << 48 | raw << 16) + 0x3FF8
 
 
 def _reserved_bits_error() -> QuicProtocolError:
@@ -409,6 +427,7 @@ class PacketReader:
         # logs each packet's frames)
         bulk = qlog is None
         unpack_stream = unpack_bulk_stream_fields
+        bulk_header = _BULK_HEADER
         stream_run = dispatcher.stream_run
         held: list[bytes] | None = None
         held_append: Callable[[bytes], None] = _no_append
@@ -442,17 +461,21 @@ class PacketReader:
                         while stop < count and opened_pns[stop] == expect + stop - taken:
                             stop += 1
                     before = len(held)
+                    # each one's 8-byte header read as one number: the next piece's (plus
+                    # the packet's size, its length field) or not (_bulk_next_header),
+                    # while the offset field cannot leave its 4-byte range
+                    want = _bulk_next_header(run_sid, run_next)
+                    if run_next + ((stop - taken) << 14) >= _BULK_RAW_CEILING:
+                        stop = taken  # (a run past 1 GiB: the general steps, below)
                     for payload in islice(opened, taken, stop):
                         size = len(payload)
-                        if size <= 8 or size >= 0x4008 or payload[0] != 0x0E:
-                            break
-                        sid, raw, length = unpack_stream(payload, 1)
-                        if raw != run_next or sid != run_sid or length != size + 0x3FF8:
+                        if size <= 8 or size >= 0x4008 or bulk_header(payload)[0] != want + size:
                             break
                         held_append(payload)
-                        run_next = raw + size - 8
+                        want += (size - 8) << 16  # the next piece starts after its data
                     n = len(held) - before
                     if n:
+                        run_next = ((want - 0x3FF8) >> 16) & 0xFFFFFFFF
                         if tracker.noted_first < 0:
                             tracker.noted_first = expect
                             tracker.noted_time = now

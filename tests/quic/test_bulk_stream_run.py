@@ -12,15 +12,17 @@ many packets go through ``FrameDispatcher.dispatch`` and how many runs through
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from quic.conn_receive import _BULK_HEADER, _bulk_next_header
 from quic.conn_state import LIVE
 from quic.errors import TransportErrorCode
 from quic.events import StreamDataReceived
-from quic.frames import unpack_bulk_stream_fields
+from quic.frames import pack_stream_bulk_header, unpack_bulk_stream_fields
 from quic.recovery import SentPacket
 from tests.support.quicpair import CLIENT_ADDR, Pair, make_pair
 
@@ -232,6 +234,33 @@ def test_a_skipped_packet_number_in_a_run_is_a_gap_in_the_acks(
     assert counts is not None and counts.runs == [len(datagrams)] and not counts.dispatched
     ranges = states[1][2][0]
     assert isinstance(ranges, list) and ranges[-1].start == ranges[-2].stop + 1  # the skip
+
+
+def test_a_bulk_header_read_as_one_number_is_the_next_piece_when_its_fields_are() -> None:
+    """The tight loop's check (the 8-byte header as one number against
+    ``_bulk_next_header``) agrees with reading the fields (``unpack_bulk_stream_fields``)
+    and checking each: type 0x0E, the run's stream, the next offset, a length field that
+    fills the payload — for the right header, each byte of it changed, and a payload a
+    byte longer or shorter."""
+    rng = random.Random(7)
+    for _ in range(2000):
+        sid = rng.randrange(0x40)
+        raw = rng.choice([0x80000000, 0xBFFF0000, rng.randrange(0x80000000, 0xBFFF0000)])
+        size = rng.choice([9, 0x4007, rng.randrange(9, 0x4008)])
+        want = _bulk_next_header(sid, raw)
+        good = pack_stream_bulk_header(0x0E, sid, raw, (size - 8) | 0x4000)
+        headers = [good]
+        for i in range(8):
+            flipped = good[i] ^ (1 << rng.randrange(8))
+            headers.append(good[:i] + bytes([flipped]) + good[i + 1 :])
+        for header in headers:
+            for length in {size - 1, size, size + 1} & set(range(9, 0x4008)):
+                payload = header + bytes(length - 8)
+                fsid, fraw, flength = unpack_bulk_stream_fields(payload, 1)
+                fields = payload[0] == 0x0E and fsid == sid and fraw == raw
+                fields = fields and flength == length + 0x3FF8
+                assert (_BULK_HEADER(payload)[0] == want + length) is fields
+        assert _BULK_HEADER(good + bytes(size - 8))[0] == want + size
 
 
 def test_two_streams_interleaved_make_a_run_per_stretch(monkeypatch: pytest.MonkeyPatch) -> None:
