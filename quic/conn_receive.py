@@ -41,8 +41,11 @@ packets that each hold one STREAM frame (OFF and LEN, no FIN, the 8-byte header 
 ended on the same stream — a bulk transfer's — are not dispatched one by one: they are
 held and handed to the stream as one frame (``FrameDispatcher.stream_run``, the same
 checks and bytes) before any other packet is dispatched and when the run ends, so
-frames still reach their owners in packet order. Without qlog only (it logs each
-packet's frames).
+frames still reach their owners in packet order. Once a run is held, the opened
+packets that go on with it, each with the next packet number, are taken in a tight
+loop that only checks each one's frame header and holds it (the ACK tracker's note,
+the newest packet and the counts are written once for them all). Without qlog only
+(it logs each packet's frames).
 Dropped packets are counted (``dropped``) and logged to qlog; processed ones too
 (``processed``), so the endpoint can tell a connection that never authenticated a
 packet.
@@ -50,7 +53,9 @@ packet.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from quic.conn_ecn import ECN_ECT0
@@ -89,6 +94,23 @@ _SPACE_OF_TYPE = {
 
 def _no_append(payload: bytes) -> None:  # never called: no run is held yet
     raise AssertionError
+
+
+#: A bulk STREAM frame's 8-byte header (type, one-byte stream ID, 4-byte offset, 2-byte
+#: length: ``unpack_bulk_stream_fields``' shape) read as one big-endian number.
+_BULK_HEADER = struct.Struct(">Q").unpack_from
+#: A held run is taken this way while its offset field stays below this whatever its
+#: pieces (under 2^14 bytes each): within the 4-byte varint's range (0b10 prefix), so
+#: the number never carries from one field into the next.
+_BULK_RAW_CEILING = 0xC0000000
+
+
+def _bulk_next_header(sid: int, raw: int) -> int:
+    """The header, as :data:`_BULK_HEADER` reads it, of the bulk STREAM frame of
+    stream ``sid`` (below 0x40) at ``raw`` (the offset field, with its 0b10 varint
+    prefix) whose packet payload is ``size`` bytes, less ``size``: type 0x0E (OFF and
+    LEN, no FIN), and a length field of ``size - 8`` with its 0b01 prefix."""
+    return (0x0E << 56 | sid << 48 | raw << 16) + 0x3FF8
 
 
 def _reserved_bits_error() -> QuicProtocolError:
@@ -405,6 +427,7 @@ class PacketReader:
         # logs each packet's frames)
         bulk = qlog is None
         unpack_stream = unpack_bulk_stream_fields
+        bulk_header = _BULK_HEADER
         stream_run = dispatcher.stream_run
         held: list[bytes] | None = None
         held_append: Callable[[bytes], None] = _no_append
@@ -425,6 +448,44 @@ class PacketReader:
         try:
             while index < end:
                 largest = expect - 1
+                if held and noting and taken < count:
+                    # A run is held: the opened packets that go on with it, each the next
+                    # packet number (so the newest, and noted), are taken in a tight loop
+                    # — what the general steps below do for such a packet, the tracker's
+                    # note, the newest packet and the counts written once for them all.
+                    # The opened numbers only rise: those up to count are the next ones
+                    # when the last is as far from the first as their count says
+                    stop = count
+                    if opened_pns[count - 1] - expect != count - 1 - taken:  # a gap
+                        stop = taken
+                        while stop < count and opened_pns[stop] == expect + stop - taken:
+                            stop += 1
+                    before = len(held)
+                    # each one's 8-byte header read as one number: the next piece's (plus
+                    # the packet's size, its length field) or not (_bulk_next_header),
+                    # while the offset field cannot leave its 4-byte range
+                    want = _bulk_next_header(run_sid, run_next)
+                    if run_next + ((stop - taken) << 14) >= _BULK_RAW_CEILING:
+                        stop = taken  # (a run past 1 GiB: the general steps, below)
+                    for payload in islice(opened, taken, stop):
+                        size = len(payload)
+                        if size <= 8 or size >= 0x4008 or bulk_header(payload)[0] != want + size:
+                            break
+                        held_append(payload)
+                        want += (size - 8) << 16  # the next piece starts after its data
+                    n = len(held) - before
+                    if n:
+                        run_next = ((want - 0x3FF8) >> 16) & 0xFFFFFFFF
+                        if tracker.noted_first < 0:
+                            tracker.noted_first = expect
+                            tracker.noted_time = now
+                        tracker.noted_stop = expect = expect + n
+                        index += n
+                        processed += n
+                        taken += n
+                        newest_at = index - 1
+                        non_probing = True  # STREAM frames (RFC 9000 §9.1)
+                        continue
                 if taken < count:  # an opened packet: new, this key, reserved bits clear
                     pn = opened_pns[taken]
                     payload = opened[taken]

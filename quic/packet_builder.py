@@ -344,8 +344,8 @@ class PacketAssembler:
         if budget > self.max_datagram_size:
             budget = self.max_datagram_size
         key_phase = protector.key_phase
-        run: list[tuple[int, int, bytes, int]] = []  # to seal: (pn_length, truncated, payload, pn)
-        to_seal = run.append
+        sealed = self.datagrams
+        seal_run = protector.encrypt_short_run
         packets = self.packets
         sent_append = packets.append
         new_sent = _new_object
@@ -359,14 +359,13 @@ class PacketAssembler:
             unacked = pn + 1 if largest_acked is None else pn - largest_acked
             if 0 < unacked <= _PN_RANGE_2 and pn <= MAX_PACKET_NUMBER:
                 if unacked <= _PN_RANGE_1:
-                    pn_length, mask = 1, 0xFF
+                    pn_length = 1
                     same = _PN_RANGE_1 - unacked + 1  # packets at this length
                 else:
-                    pn_length, mask = 2, 0xFFFF
+                    pn_length = 2
                     same = _PN_RANGE_2 - unacked + 1
             else:
                 pn_length = encode_packet_number(pn, largest_acked)[1]
-                mask = (1 << 8 * pn_length) - 1  # the truncated packet number: low bytes
                 same = 1
             if budget - base - pn_length < MIN_PACKET_ROOM:
                 break
@@ -382,6 +381,9 @@ class PacketAssembler:
                 break
             minimum = _MIN_PAYLOAD[pn_length]
             overhead = base + pn_length  # the datagram's: header and AEAD tag
+            first = pn  # the list's packets are sealed together: one header-protection call
+            payloads: list[bytes] = []
+            to_seal = payloads.append
             for header, data, handler in batch:
                 payload = header + data
                 size = len(payload)
@@ -404,16 +406,15 @@ class PacketAssembler:
                 sent.delivered = -1
                 sent.loss_event = 0
                 sent_append(sent)
-                to_seal((pn_length, pn & mask, payload, pn))
+                to_seal(payload)
                 pn += 1
                 total += size
                 window -= size
+            sealed.extend(seal_run(dcid, key_phase, pn_length, first, payloads))
+            self.room = left
             written += len(batch)
             if len(batch) < asked:
                 break  # the list was short: the next frame is not one of them
-        if run:  # sealed together: one header-protection call for the run
-            self.room = left
-            self.datagrams.extend(protector.encrypt_short_run(dcid, key_phase, run))
         return written, total
 
     @property

@@ -433,82 +433,82 @@ class PacketProtector(_PacketKeys):
         return b"".join((_BYTE[first ^ (mask[0] & _SHORT_HEADER_MASK)], dcid, pn_bytes, ciphertext))
 
     def encrypt_short_run(
-        self, dcid: bytes, key_phase: int, packets: Sequence[tuple[int, int, BytesLike, int]]
+        self,
+        dcid: bytes,
+        key_phase: int,
+        pn_length: int,
+        packet_number: int,
+        payloads: Sequence[BytesLike],
     ) -> list[bytes]:
-        """:meth:`encrypt_short` for each of ``packets``, given as ``(pn_length,
-        truncated_pn, payload, packet_number)``: the protected packets, in order. With
-        AES header protection the masks come from one call for the whole run (RFC 9001
-        §5.4.3: AES-ECB of the samples one after the other is their masks one after the
-        other), not one per packet. Same checks (ValueError) as :meth:`encrypt_short`."""
+        """:meth:`encrypt_short` for each of ``payloads``, numbered one after another
+        from ``packet_number``, each with a ``pn_length``-byte Packet Number field (the
+        number's low bytes): the protected packets, in order. With AES header
+        protection the masks come from one call for the whole run (RFC 9001 §5.4.3:
+        AES-ECB of the samples one after the other is their masks one after the other),
+        not one per packet. Same checks (ValueError) as :meth:`encrypt_short`."""
+        if not payloads:
+            return []
+        if min(map(len, payloads)) + pn_length < SAMPLE_OFFSET:
+            raise ValueError("payload too short for the header protection sample")
         encrypt = (self._aead or self._wake_aead()).encrypt
-        hp = self._hp
         iv = self._iv
-        bits = 0x44 if key_phase else 0x40  # fixed bit and Key Phase (RFC 9000 §17.3.1)
+        # fixed bit, Key Phase and the Packet Number Length (RFC 9000 §17.3.1)
+        first = (0x44 if key_phase else 0x40) | (pn_length - 1)
+        truncate = (1 << 8 * pn_length) - 1  # the truncated number: the low bytes
+        packs = type(dcid) is bytes and len(dcid) <= 20
+        header = _SHORT_HEADER_PACK[pn_length][len(dcid)] if packs else _short_header
         sealed: list[bytes] = []
         seal = sealed.append
-        length = start = stop = 0
-        lengths = 0  # how many packet number lengths the run has
-        first = 0
-        header: Callable[[int, BytesLike, int], bytes] = _short_header
-        packs = _SHORT_HEADER_PACK if type(dcid) is bytes and len(dcid) <= 20 else None
-        for pn_length, truncated, payload, pn in packets:
-            if pn_length != length:  # a run keeps its length for tens of packets
-                length = pn_length
-                lengths += 1
-                first = bits | (pn_length - 1)
-                header = packs[pn_length][len(dcid)] if packs else _short_header  # the AAD's
-            if len(payload) + pn_length < SAMPLE_OFFSET:
-                raise ValueError("payload too short for the header protection sample")
+        pn = packet_number
+        for payload in payloads:
+            # RFC 9001 §5.3: nonce = iv XOR pn; AAD = the header
             seal(
-                encrypt(  # RFC 9001 §5.3: nonce = iv XOR pn; AAD = the header
-                    (iv ^ pn).to_bytes(IV_LENGTH, "big"), payload, header(first, dcid, truncated)
+                encrypt(
+                    (iv ^ pn).to_bytes(IV_LENGTH, "big"),
+                    payload,
+                    header(first, dcid, pn & truncate),
                 )
             )
+            pn += 1
         self.encrypted_packets += len(sealed)
-        # RFC 9001 §5.4.2: each sample starts 4 bytes after the Packet Number field
-        if lengths == 1:  # one length: every sample at the same place, sliced in C
-            start = SAMPLE_OFFSET - length
-            stop = start + SAMPLE_LENGTH
-            samples = list(map(itemgetter(slice(start, stop)), sealed))
-        else:
-            samples = [
-                ciphertext[SAMPLE_OFFSET - n : SAMPLE_OFFSET - n + SAMPLE_LENGTH]
-                for (n, _, _, _), ciphertext in zip(packets, sealed, strict=True)
-            ]
+        # RFC 9001 §5.4.2: each sample starts 4 bytes after the Packet Number field,
+        # at the same place in every packet of the run: sliced in C
+        start = SAMPLE_OFFSET - pn_length
+        samples = map(itemgetter(slice(start, start + SAMPLE_LENGTH)), sealed)
         if self.suite != CipherSuite.TLS_CHACHA20_POLY1305_SHA256:
-            masks = hp(b"".join(samples))
+            masks = self._hp(b"".join(samples))
             step = SAMPLE_LENGTH
         else:  # a ChaCha20 mask is a keystream of its own per sample (§5.4.4)
+            hp = self._hp
             masks = b"".join([hp(sample) for sample in samples])  # 5 bytes each
             step = len(_ZERO5)
         out: list[bytes] = []
         put = out.append
         at = 0
-        if lengths == 1 and length == 2 and len(dcid) <= 20:  # a bulk run's: one pack
+        pn = packet_number
+        if pn_length == 2 and packs:  # a bulk run's: the header in one pack
             pack = _SHORT_HEADER_PACK2[len(dcid)]
-            first = bits | 1
-            for (_, truncated, _, _), ciphertext in zip(packets, sealed, strict=True):
+            for ciphertext in sealed:
                 # RFC 9001 §5.4.1: mask the low 5 bits and the packet number
                 put(
                     pack(
                         first ^ (masks[at] & _SHORT_HEADER_MASK),
                         dcid,
-                        truncated ^ (masks[at + 1] << 8 | masks[at + 2]),
+                        pn & 0xFFFF ^ (masks[at + 1] << 8 | masks[at + 2]),
                     )
                     + ciphertext
                 )
                 at += step
+                pn += 1
             return out
         join = b"".join
-        for (pn_length, truncated, _, _), ciphertext in zip(packets, sealed, strict=True):
+        for ciphertext in sealed:
             # RFC 9001 §5.4.1: mask the low 5 bits and the packet number
-            if pn_length == 2:
-                protected = truncated ^ (masks[at + 1] << 8 | masks[at + 2])
-            else:
-                protected = truncated ^ _from_bytes(masks[at + 1 : at + 1 + pn_length], "big")
-            first_byte = _BYTE[(bits | (pn_length - 1)) ^ (masks[at] & _SHORT_HEADER_MASK)]
+            protected = pn & truncate ^ _from_bytes(masks[at + 1 : at + 1 + pn_length], "big")
+            first_byte = _BYTE[first ^ (masks[at] & _SHORT_HEADER_MASK)]
             put(join((first_byte, dcid, protected.to_bytes(pn_length, "big"), ciphertext)))
             at += step
+            pn += 1
         return out
 
 

@@ -12,15 +12,17 @@ many packets go through ``FrameDispatcher.dispatch`` and how many runs through
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from quic.conn_receive import _BULK_HEADER, _bulk_next_header
 from quic.conn_state import LIVE
 from quic.errors import TransportErrorCode
 from quic.events import StreamDataReceived
-from quic.frames import unpack_bulk_stream_fields
+from quic.frames import pack_stream_bulk_header, unpack_bulk_stream_fields
 from quic.recovery import SentPacket
 from tests.support.quicpair import CLIENT_ADDR, Pair, make_pair
 
@@ -159,6 +161,106 @@ def test_a_reordered_burst_keeps_every_byte_in_order(monkeypatch: pytest.MonkeyP
     # a piece not where the run ends starts a run of its own (the stream reassembles)
     assert all(shaped[:-1]) and counts.runs == [2, 1, 1, 1, sum(shaped) - 5]
     assert counts.dispatched == len(datagrams) - sum(shaped)
+
+
+def _tracker_state(pair: Pair) -> tuple[object, ...]:
+    tracker = pair.server.reader._acks.trackers[2]
+    tracker.has_ranges()  # settles the noted packets
+    return (
+        list(tracker.received),
+        tracker.largest,
+        tracker.largest_time,
+        tracker.ack_eliciting_since_ack,
+        tracker.deadline,
+        pair.server.reader.processed,
+    )
+
+
+@pytest.mark.parametrize(("lost", "gaps"), [([], 0), ([3], 1), ([2, 3, 6], 2), ([1, 7], 2)])
+def test_a_burst_with_gaps_keeps_the_bytes_and_the_acks_of_one_by_one(
+    lost: list[int], gaps: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's packets taken together (the tight loop over opened packets) stop at a
+    gap in the packet numbers — a lost packet — and go on after it: the stream, the
+    ACK tracker (ranges, largest, count and timer) and the reader's counts end as when
+    each datagram is read alone."""
+    payload = bytes(range(253)) * 80
+    states: list[tuple[object, ...]] = []
+    before: list[int] = []
+
+    def scenario(pair: Pair, sids: list[int]) -> list[bytes]:
+        before.append(len(_tracker_state(pair)[0]))  # type: ignore[arg-type]
+        d = _burst(pair, [(sids[0], payload, False)])
+        assert len(d) > 8 and all(_bulk_shaped(pair, d)[:-1])
+        return [data for i, data in enumerate(d) if i not in lost]
+
+    for together in (False, True):
+        data, ends, pair, counts, datagrams = _received(
+            scenario, 1, together, monkeypatch if together else None
+        )
+        states.append((data, ends, _tracker_state(pair)))
+    assert states[0] == states[1]
+    cid_len = pair.server.cids.cid_length
+    assert pair.server.reader.newest_dcid == datagrams[-1][1 : 1 + cid_len]
+    assert counts is not None
+    assert sum(counts.runs) + counts.dispatched == len(datagrams)
+    # a run holds the packets up to the first lost one (the stream reassembles after)
+    assert counts.runs[0] == (lost[0] if lost else len(datagrams) - counts.dispatched)
+    ranges = states[1][2][0]
+    assert isinstance(ranges, list) and len(ranges) >= before[-1] + gaps  # (and a skipped pn)
+
+
+def test_a_skipped_packet_number_in_a_run_is_a_gap_in_the_acks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Packets whose STREAM data goes on but whose packet numbers do not (a number the
+    sender skipped, RFC 9000 §21.4, or a lost ACK-only packet): one run for the stream,
+    and the ACK tracker has the gap, as when each datagram is read alone."""
+    states: list[tuple[object, ...]] = []
+
+    def scenario(pair: Pair, sids: list[int]) -> list[bytes]:
+        first = _burst(pair, [(sids[0], b"s" * 3600, False)])
+        pair.client.spaces[2].next_pn += 1  # skipped
+        second = _burst(pair, [(sids[0], b"t" * 3600, False)])
+        assert all(_bulk_shaped(pair, first + second))
+        return first + second
+
+    for together in (False, True):
+        data, ends, pair, counts, datagrams = _received(
+            scenario, 1, together, monkeypatch if together else None
+        )
+        states.append((data, ends, _tracker_state(pair)))
+    assert states[0] == states[1]
+    assert counts is not None and counts.runs == [len(datagrams)] and not counts.dispatched
+    ranges = states[1][2][0]
+    assert isinstance(ranges, list) and ranges[-1].start == ranges[-2].stop + 1  # the skip
+
+
+def test_a_bulk_header_read_as_one_number_is_the_next_piece_when_its_fields_are() -> None:
+    """The tight loop's check (the 8-byte header as one number against
+    ``_bulk_next_header``) agrees with reading the fields (``unpack_bulk_stream_fields``)
+    and checking each: type 0x0E, the run's stream, the next offset, a length field that
+    fills the payload — for the right header, each byte of it changed, and a payload a
+    byte longer or shorter."""
+    rng = random.Random(7)
+    for _ in range(2000):
+        sid = rng.randrange(0x40)
+        raw = rng.choice([0x80000000, 0xBFFF0000, rng.randrange(0x80000000, 0xBFFF0000)])
+        size = rng.choice([9, 0x4007, rng.randrange(9, 0x4008)])
+        want = _bulk_next_header(sid, raw)
+        good = pack_stream_bulk_header(0x0E, sid, raw, (size - 8) | 0x4000)
+        headers = [good]
+        for i in range(8):
+            flipped = good[i] ^ (1 << rng.randrange(8))
+            headers.append(good[:i] + bytes([flipped]) + good[i + 1 :])
+        for header in headers:
+            for length in {size - 1, size, size + 1} & set(range(9, 0x4008)):
+                payload = header + bytes(length - 8)
+                fsid, fraw, flength = unpack_bulk_stream_fields(payload, 1)
+                fields = payload[0] == 0x0E and fsid == sid and fraw == raw
+                fields = fields and flength == length + 0x3FF8
+                assert (_BULK_HEADER(payload)[0] == want + length) is fields
+        assert _BULK_HEADER(good + bytes(size - 8))[0] == want + size
 
 
 def test_two_streams_interleaved_make_a_run_per_stretch(monkeypatch: pytest.MonkeyPatch) -> None:

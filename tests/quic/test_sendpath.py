@@ -73,8 +73,9 @@ def test_encrypt_short_run_rfc9001_a5_vector() -> None:
     protector = PacketProtector(
         CipherSuite.TLS_CHACHA20_POLY1305_SHA256, CHACHA_SECRET, QuicVersion.VERSION_1
     )
-    run = [(3, CHACHA_PN & 0xFFFFFF, b"\x01", CHACHA_PN)]
-    assert protector.encrypt_short_run(b"", 0, run) == [V1_VECTORS.chacha_packet]
+    assert protector.encrypt_short_run(b"", 0, 3, CHACHA_PN, [b"\x01"]) == [
+        V1_VECTORS.chacha_packet
+    ]
     assert protector.encrypted_packets == 1
 
 
@@ -85,28 +86,27 @@ def test_encrypt_short_run_matches_encrypt_short(suite: CipherSuite) -> None:
     for key_phase in (0, 1):
         run_keys = PacketProtector(suite, secret, QuicVersion.VERSION_1, key_phase=key_phase)
         one_keys = PacketProtector(suite, secret, QuicVersion.VERSION_1, key_phase=key_phase)
-        run = [
-            (pn_length, (0x5000 + i) & ((1 << (8 * pn_length)) - 1), os.urandom(20 + i), 0x5000 + i)
-            for i, pn_length in enumerate((1, 2, 2, 3, 4, 2, 1))
-        ]
-        got = run_keys.encrypt_short_run(dcid, key_phase, run)
-        assert got == [one_keys.encrypt_short(dcid, n, t, key_phase, p, pn) for n, t, p, pn in run]
-        assert run_keys.encrypted_packets == len(run)
-        assert run_keys.encrypt_short_run(dcid, key_phase, []) == []
+        made = 0
+        assert run_keys.encrypt_short_run(dcid, key_phase, 2, 5, []) == []
         with pytest.raises(ValueError):
-            run_keys.encrypt_short_run(dcid, key_phase, [(1, 1, b"\x01", 1)])
-        # one length for the whole run (a bulk run's 2 bytes: the header in one pack), or
-        # another single length, with a connection ID of any length
+            run_keys.encrypt_short_run(dcid, key_phase, 1, 1, [b"\x01"])
+        with pytest.raises(ValueError):  # one payload too short: nothing sealed
+            run_keys.encrypt_short_run(dcid, key_phase, 2, 1, [bytes(30), b"\x01"])
+        assert run_keys.encrypted_packets == 0
+        # each packet number length (2: a bulk run's, the header in one pack), with a
+        # connection ID of any length, the truncated number wrapping within the run
         for cid in (dcid, b"", os.urandom(20), os.urandom(21)):  # (21: beyond the packs)
-            for n in (1, 2, 4):
-                mask = (1 << (8 * n)) - 1
-                run = [
-                    (n, pn & mask, os.urandom(size), pn)
-                    for pn, size in ((0x7FF0, 25), (0x7FF1, 1200), (0x7FF2, 60))
+            for n in (1, 2, 3, 4):
+                first = (1 << (8 * n)) - 2 + 0x5000_0000_0000  # ...fe, ...ff, ...00
+                payloads = [os.urandom(size) for size in (25, 1200, 60, 19)]
+                got = run_keys.encrypt_short_run(cid, key_phase, n, first, payloads)
+                want = [
+                    one_keys.encrypt_short(cid, n, pn & ((1 << 8 * n) - 1), key_phase, p, pn)
+                    for pn, p in enumerate(payloads, first)
                 ]
-                got = run_keys.encrypt_short_run(cid, key_phase, run)
-                want = [one_keys.encrypt_short(cid, n, t, key_phase, p, pn) for n, t, p, pn in run]
                 assert got == want
+                made += len(payloads)
+        assert run_keys.encrypted_packets == made
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -118,7 +118,7 @@ def test_open_short_with_batch_masks_matches_open_short(suite: CipherSuite) -> N
         (n, 0x700 + i & ((1 << (8 * n)) - 1), os.urandom(30 + i), 0x700 + i)
         for i, n in enumerate((2, 1, 2, 4, 3))
     ]
-    packets = protector.encrypt_short_run(dcid, 0, run)
+    packets = [protector.encrypt_short_run(dcid, 0, n, pn, [p])[0] for n, _, p, pn in run]
     datagrams = [*packets[:2], b"\x40" + dcid + b"short", *packets[2:]]  # one without a sample
     receiver = PacketUnprotector(suite, secret, QuicVersion.VERSION_1)
     masks = receiver.short_masks(datagrams, 1 + len(dcid))
