@@ -55,27 +55,9 @@ def on_ack_all(
     st.ack_eliciting_in_flight = 0
     st.lowest_unacked = largest_acked + 1  # advance_lowest_unacked, nothing tracked
     st.ack_only = None
-    largest = acked[-1]
-    sample = None
-    if ack_eliciting and largest.packet_number == largest_acked:  # RFC 9002 §5.1
-        rtt = self.rtt
-        rtt.update(
-            now - largest.time_sent,
-            0.0 if space == _INITIAL else ack_delay,  # RFC 9002 §5.3
-            now,
-            self.max_ack_delay if self.handshake_confirmed else None,
-        )
-        sample = rtt.latest_rtt
-    if ecn_ce_count is not None and ecn_ce_count > st.ecn_ce_count:  # RFC 9002 §7.1
-        st.ecn_ce_count = ecn_ce_count
-        self.congestion.on_ecn_ce(largest.time_sent, now)
-    st.loss_time = None  # _detect_lost: nothing tracked, nothing lost
-    self.congestion.on_packets_acked(acked, now)
-    if not self.is_client or self._handshake_acked or self.handshake_confirmed:
-        self.pto_count = 0  # RFC 9002 §6.2.1
-    self._pto_anchor = now
-    self.fire_acked(acked)
-    return AckResult(acked, [], sample)
+    return _settle(
+        self, st, space, acked, ack_eliciting, largest_acked, ack_delay, now, ecn_ce_count
+    )
 
 
 def on_ack_ranges(
@@ -234,6 +216,25 @@ def on_ack_prefix(
                 st.ack_eliciting_in_flight -= 1
     st.lowest_unacked = largest_acked + 1
     st.advance_lowest_unacked()
+    return _settle(
+        self, st, space, acked, ack_eliciting, largest_acked, ack_delay, now, ecn_ce_count
+    )
+
+
+def _settle(
+    self: LossRecovery,
+    st: PacketSpaceRecovery,
+    space: int,
+    acked: list[SentPacket],
+    ack_eliciting: bool,
+    largest_acked: int,
+    ack_delay: float,
+    now: float,
+    ecn_ce_count: int | None,
+) -> AckResult:
+    """The rest of :func:`on_ack_all` and :func:`on_ack_prefix` once ``acked`` (not
+    empty, oldest first) left the space: :func:`on_ack_ranges`' steps when nothing is
+    tracked at or below ``largest_acked`` (no loss to detect, RFC 9002 A.10)."""
     largest = acked[-1]
     sample = None
     if ack_eliciting and largest.packet_number == largest_acked:  # RFC 9002 §5.1
