@@ -310,12 +310,7 @@ def test_the_shortcut_steps_aside(case: str) -> None:
             ]
     top = twins[0].recovery.spaces[2].largest_sent
     ranges = ((0, top),) if case != "above" else ((1, top),)
-    outcomes = []
-    for call in (twins[0].recovery.on_ack_received, twins[1].recovery._on_ack_ranges):
-        try:
-            outcomes.append(_result(call(2, ranges, 0.0, 0.02)))
-        except QuicProtocolError as exc:
-            outcomes.append(_result(exc))
+    outcomes = _both_paths(twins, ranges)
     assert outcomes[0] == outcomes[1]
     assert twins[0].state() == twins[1].state()
     if case == "lost":
@@ -324,6 +319,19 @@ def test_the_shortcut_steps_aside(case: str) -> None:
         assert outcomes[0][0] is QuicProtocolError
     if case == "above":
         assert outcomes[0][1] == [(2, 0)]  # packet 0: lost (packet threshold, RFC 9002 §6.1.1)
+
+
+def _both_paths(twins: tuple[_Twin, _Twin], ranges: tuple[tuple[int, int], ...]) -> list[Any]:
+    """The application-space ACK ``ranges`` at 20 ms: through ``on_ack_received`` on
+    the first twin, through the general ``_on_ack_ranges`` on the second; each outcome
+    (or error) as ``_result`` gives it."""
+    outcomes = []
+    for call in (twins[0].recovery.on_ack_received, twins[1].recovery._on_ack_ranges):
+        try:
+            outcomes.append(_result(call(2, ranges, 0.0, 0.02)))
+        except QuicProtocolError as exc:
+            outcomes.append(_result(exc))
+    return outcomes
 
 
 def _counting(name: str, counts: dict[str, int]) -> Any:
@@ -409,12 +417,7 @@ def test_the_prefix_shortcut_steps_aside(case: str, monkeypatch: pytest.MonkeyPa
     }[case]
     counts = {"_on_ack_prefix": 0}
     monkeypatch.setattr(LossRecovery, "_on_ack_prefix", _counting("_on_ack_prefix", counts))
-    outcomes = []
-    for call in (twins[0].recovery.on_ack_received, twins[1].recovery._on_ack_ranges):
-        try:
-            outcomes.append(_result(call(2, ranges, 0.0, 0.02)))
-        except QuicProtocolError as exc:
-            outcomes.append(_result(exc))
+    outcomes = _both_paths(twins, ranges)
     assert counts["_on_ack_prefix"] == 0
     assert outcomes[0] == outcomes[1]
     assert twins[0].state() == twins[1].state()

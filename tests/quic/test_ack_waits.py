@@ -228,15 +228,8 @@ def test_acks_all_agrees_with_the_path_on_ack_received_takes(
     rng = random.Random(5)
     seen = set()
     for _ in range(400):
-        rec = LossRecovery(NewReno(1200), is_client=False)
+        rec, sent, skip = _random_sends(rng)
         rec.handshake_confirmed = True
-        sent = rng.randint(0, 5)
-        skip = rng.random() < 0.2
-        for pn in range(sent):
-            if skip and pn == 2:
-                rec.on_packet_number_skipped(APPLICATION, pn)
-                continue
-            rec.on_packet_sent(SentPacket(APPLICATION, pn, 100), 1.0 + pn / 1000)
         if sent and not skip and rng.random() < 0.3:  # acknowledged already: fewer tracked
             rec.on_ack_received(APPLICATION, ((0, rng.randint(0, sent - 1)),), 0.0, 2.0)
         largest = rec.spaces[APPLICATION].largest_sent
@@ -291,14 +284,7 @@ def test_may_wait_asks_what_acks_all_says() -> None:
     rng = random.Random(9)
     seen = set()
     for _ in range(400):
-        rec = LossRecovery(NewReno(1200), is_client=False)
-        sent = rng.randint(0, 5)
-        skip = rng.random() < 0.2
-        for pn in range(sent):
-            if skip and pn == 2:
-                rec.on_packet_number_skipped(APPLICATION, pn)
-                continue
-            rec.on_packet_sent(SentPacket(APPLICATION, pn, 100), 1.0 + pn / 1000)
+        rec, sent, skip = _random_sends(rng)
         if sent > 1 and not skip and rng.random() < 0.3:
             rec.on_ack_received(APPLICATION, ((0, rng.randint(0, sent - 2)),), 0.0, 2.0)
         if sent > 3 and not skip and rng.random() < 0.2:  # a lost packet remembered
@@ -315,3 +301,17 @@ def test_may_wait_asks_what_acks_all_says() -> None:
         assert dispatcher._may_wait(APPLICATION, ranges) == expected
         seen.add(expected)
     assert seen == {True, False}
+
+
+def _random_sends(rng: random.Random) -> tuple[LossRecovery, int, bool]:
+    """A server's recovery that sent 0-5 application packets, the third number
+    skipped one time in five: ``(recovery, packets numbered, skipped)``."""
+    rec = LossRecovery(NewReno(1200), is_client=False)
+    sent = rng.randint(0, 5)
+    skip = rng.random() < 0.2
+    for pn in range(sent):
+        if skip and pn == 2:
+            rec.on_packet_number_skipped(APPLICATION, pn)
+            continue
+        rec.on_packet_sent(SentPacket(APPLICATION, pn, 100), 1.0 + pn / 1000)
+    return rec, sent, skip
