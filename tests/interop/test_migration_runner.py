@@ -100,6 +100,21 @@ async def test_connectionmigration_in_process(tree: Path, tmp_path: Path) -> Non
         assert conn.cids.peer_active_sequence >= 1  # and moved to a new connection ID
 
 
+async def _rebind_once_confirmed(
+    relay: RebindingRelay, sessions: list[QuicSession], hosts: tuple[str, ...]
+) -> None:
+    """Rebind the relay as soon as our server's handshake is confirmed, then every
+    0.2 s. Not before: QUIC relies on the client's address staying the same during the
+    handshake (RFC 9000 §9), and our server follows a new address only once it is
+    confirmed, so a rebinding before the server's flight reached the client lost that
+    flight and every retransmission of it (the old binding no longer forwards): under
+    load the aioquic client then never connected (a 30 s TimeoutError)."""
+    while not (sessions and sessions[0].connection.handshake_confirmed):
+        await asyncio.sleep(0.005)
+    await relay.rebind(hosts[0] if hosts else None)
+    await relay.rebind_every(0.2, hosts[1:] + hosts[:1])
+
+
 @pytest.mark.parametrize("testcase", ["rebind-port", "rebind-addr"])
 async def test_aioquic_client_through_rebinding_relay_to_our_server(
     tree: Path,  # noqa: F811
@@ -111,7 +126,7 @@ async def test_aioquic_client_through_rebinding_relay_to_our_server(
     server, sessions = await _our_server(tree, testcase)
     async with server:  # type: ignore[attr-defined]
         relay = await RebindingRelay.start(("127.0.0.1", server.port))  # type: ignore[attr-defined]
-        rebinding = asyncio.ensure_future(relay.rebind_every(0.2, hosts))
+        rebinding = asyncio.ensure_future(_rebind_once_confirmed(relay, sessions, hosts))
         try:
             url = f"https://127.0.0.1:{relay.port}/{BIG}"
             result = await asyncio.to_thread(peer_client, tmp_path, url)
