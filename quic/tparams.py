@@ -20,7 +20,10 @@ RFC 9287's grease_quic_bit can be read without changing this module.
 
 Encoding (:meth:`TransportParameters.encode`) writes every parameter whose value
 differs from its default, raises :class:`ValueError` for out-of-range values, and can
-add one random greasing parameter.
+add one random greasing parameter. The integers and flags, a configuration's and alike
+for all its connections, are encoded once per set of values, as the runs between the
+per-connection parameters (connection IDs, reset token, preferred address; version
+information is kept per value): the bytes are those of table order either way.
 """
 
 from __future__ import annotations
