@@ -290,7 +290,8 @@ class _PacketKeys:
         key_phase: int = 0,
         header_protection: HeaderProtection | None = None,
     ) -> None:
-        self.suite = CipherSuite(suite)  # ValueError for a suite QUIC cannot use
+        # ValueError for a suite QUIC cannot use (TLS and Initial keys give the member)
+        self.suite = suite if type(suite) is CipherSuite else CipherSuite(suite)
         key, iv, hp_key = derive_packet_keys(self.suite, secret, version)
         self.version = version
         #: Key Phase bit value for this generation of 1-RTT keys (RFC 9001 §6).

@@ -20,7 +20,10 @@ RFC 9287's grease_quic_bit can be read without changing this module.
 
 Encoding (:meth:`TransportParameters.encode`) writes every parameter whose value
 differs from its default, raises :class:`ValueError` for out-of-range values, and can
-add one random greasing parameter.
+add one random greasing parameter. The integers and flags, a configuration's and alike
+for all its connections, are encoded once per set of values, as the runs between the
+per-connection parameters (connection IDs, reset token, preferred address; version
+information is kept per value): the bytes are those of table order either way.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Literal
 
 from quic.buffer import VARINT_MAX, decode_varint, encode_varint
@@ -250,6 +254,75 @@ def _encode_int_parameter(spec: ParameterSpec, value: int) -> bytes:
     return encoded
 
 
+# A connection's integer and flag parameters come from its configuration, alike for all
+# its connections; the others (connection IDs, the reset token, the preferred address,
+# version information) are its own. The table's order, as runs of the former between
+# the latter: each run's encoding is kept per set of values (bounded: emptied when full).
+_LAYOUT: tuple[int | ParameterSpec, ...] = ()  # a run's index, or a per-connection spec
+_RUNS: list[list[ParameterSpec]] = []
+for _spec in PARAMETERS:
+    if _spec.kind not in ("int", "flag"):
+        _LAYOUT += (_spec,)
+    elif _LAYOUT and type(_LAYOUT[-1]) is int:
+        _RUNS[-1].append(_spec)
+    else:
+        _LAYOUT += (len(_RUNS),)
+        _RUNS.append([_spec])
+del _spec
+_RUN_SPECS = tuple(spec for run in _RUNS for spec in run)
+_RUN_VALUES = attrgetter(*(spec.name for spec in _RUN_SPECS))
+_ENCODED_RUNS: dict[tuple[Any, ...], tuple[bytes, ...]] = {}
+_RUNS_CACHE_LIMIT = 64
+
+
+def _encode_runs(values: tuple[Any, ...]) -> tuple[bytes, ...]:
+    """The encoded runs for the integer and flag ``values`` (in :data:`_RUN_SPECS`
+    order); raises :class:`ValueError` for an out-of-range value (nothing is kept)."""
+    encoded: list[bytes] = []
+    at = 0
+    for run in _RUNS:
+        parts: list[bytes] = []
+        for spec in run:
+            value = values[at]
+            at += 1
+            if value == spec.default:
+                continue
+            if spec.kind == "flag":
+                parts.append(encode_varint(spec.id) + b"\x00")
+                continue
+            part = _ENCODED_INTS.get((spec.id, value))
+            parts.append(part if part is not None else _encode_int_parameter(spec, value))
+        encoded.append(b"".join(parts))
+    runs = tuple(encoded)
+    if len(_ENCODED_RUNS) >= _RUNS_CACHE_LIMIT:
+        _ENCODED_RUNS.clear()
+    _ENCODED_RUNS[values] = runs
+    return runs
+
+
+def _encode_parameter(spec: ParameterSpec, value: Any) -> bytes:
+    """Id, length and value of one parameter; :class:`ValueError` if ``value`` is invalid."""
+    problem = _check_value(spec, value, None)
+    if problem:
+        raise ValueError(problem)
+    body = _encode_value(spec, value)
+    return encode_varint(spec.id) + encode_varint(len(body)) + body
+
+
+_VERSION_INFORMATION = _BY_ID[0x11]
+_ENCODED_VERSIONS: dict[tuple[int, tuple[int, ...]], bytes] = {}
+
+
+def _encode_versions(key: tuple[int, tuple[int, ...]], value: VersionInformation) -> bytes:
+    """version_information encoded, kept per ``key`` (its chosen and available
+    versions; bounded: emptied when full)."""
+    encoded = _encode_parameter(_VERSION_INFORMATION, value)
+    if len(_ENCODED_VERSIONS) >= _RUNS_CACHE_LIMIT:
+        _ENCODED_VERSIONS.clear()
+    _ENCODED_VERSIONS[key] = encoded
+    return encoded
+
+
 def _decode_int_parameter(spec: ParameterSpec, raw: bytes) -> int:
     value: int = _decode_value(spec, raw)
     problem = _check_value(spec, value, None)  # an integer's check is the sender's too
@@ -313,21 +386,23 @@ class TransportParameters:
             n = secrets.randbelow(1 << 16)
             value = secrets.token_bytes(secrets.randbelow(17))
             parts += (encode_varint(31 * n + 27), encode_varint(len(value)), value)
-        for spec in PARAMETERS:
+        # the configuration's integers and flags: each run of them encoded once
+        runs = _ENCODED_RUNS.get(values := _RUN_VALUES(self))
+        if runs is None:
+            runs = _encode_runs(values)
+        for spec in _LAYOUT:
+            if isinstance(spec, int):  # a run's index
+                parts.append(runs[spec])
+                continue
             value = getattr(self, spec.name)
             if value == spec.default:
                 continue
-            if spec.kind == "int":  # id, length and value: the same few each connection
-                encoded = _ENCODED_INTS.get((spec.id, value))
-                if encoded is None:
-                    encoded = _encode_int_parameter(spec, value)
-                parts.append(encoded)
+            if spec is _VERSION_INFORMATION:  # the same few per configuration
+                key = (value.chosen_version, value.available_versions)
+                part = _ENCODED_VERSIONS.get(key)
+                parts.append(part if part is not None else _encode_versions(key, value))
                 continue
-            problem = _check_value(spec, value, None)
-            if problem:
-                raise ValueError(problem)
-            body = _encode_value(spec, value)
-            parts += (encode_varint(spec.id), encode_varint(len(body)), body)
+            parts.append(_encode_parameter(spec, value))
         seen: set[int] = set()
         for parameter_id, body in self.extensions:
             if parameter_id in _BY_ID or parameter_id in seen:

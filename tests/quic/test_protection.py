@@ -784,3 +784,16 @@ def test_open_short_agrees_with_decrypt_packet(suite: CipherSuite, pn_len: int) 
         assert unprotector.open_short(packet, pn_offset, largest) == expected
         assert unprotector.open_short(memoryview(packet), pn_offset, largest) == expected
         largest = pn
+
+
+def test_suite_given_as_member_or_number() -> None:
+    """The suite TLS hands over (a CipherSuite member) is kept as is; a plain number is
+    made the member (and an unknown one refused, test_unknown_version_and_suite)."""
+    for make in (PacketProtector, PacketUnprotector):
+        by_member = make(CipherSuite.TLS_AES_128_GCM_SHA256, bytes(32), V1)
+        by_number = make(0x1301, bytes(32), V1)  # type: ignore[arg-type]
+        assert by_member.suite is by_number.suite is CipherSuite.TLS_AES_128_GCM_SHA256
+        assert type(by_number.suite) is CipherSuite
+        assert by_member.header_protection.mask(bytes(16)) == (
+            by_number.header_protection.mask(bytes(16))
+        )

@@ -326,3 +326,75 @@ def test_one_byte_fast_path_and_truncation() -> None:
     for cut in (data[:1], data + b"\x01", data + b"\x40"):
         with pytest.raises(QuicProtocolError):
             TransportParameters.decode(cut, is_client_sender=True)
+
+
+def _reference_encoding(params: TransportParameters) -> bytes:
+    """Every non-default parameter in table order, each encoded on its own (RFC 9000 §18)."""
+    out = b""
+    for spec in PARAMETERS:
+        value = getattr(params, spec.name)
+        if value == spec.default:
+            continue
+        if spec.kind == "int":
+            body = encode_varint(value)
+        elif spec.kind == "flag":
+            body = b""
+        elif spec.kind == "preferred_address":
+            body = PREFERRED_BODY
+        elif spec.kind == "version_information":
+            versions = (value.chosen_version, *value.available_versions)
+            body = b"".join(v.to_bytes(4, "big") for v in versions)
+        else:
+            body = value
+        out += _param(spec.id, body)
+    for parameter_id, body in params.extensions:
+        out += _param(parameter_id, body)
+    return out
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SERVER_PARAMS,
+        CLIENT_PARAMS,
+        TransportParameters(),
+        TransportParameters(reset_stream_at=True, min_ack_delay=1000, max_ack_delay=30),
+        dataclasses.replace(SERVER_PARAMS, disable_active_migration=False, reset_stream_at=True),
+        dataclasses.replace(SERVER_PARAMS, version_information=VersionInformation(V2, (V2,))),
+    ],
+)
+def test_encoding_in_runs_matches_reference(params: TransportParameters) -> None:
+    """The configuration's integers and flags, encoded once per set of values (runs
+    between the per-connection parameters), give the bytes of encoding each parameter
+    on its own in table order, the first time and from the kept runs."""
+    assert params.encode() == _reference_encoding(params)
+    assert params.encode() == _reference_encoding(params)
+    other_cids = dataclasses.replace(
+        params, initial_source_connection_id=b"\x09" * 8, max_idle_timeout=params.max_idle_timeout
+    )
+    assert other_cids.encode() == _reference_encoding(other_cids)
+
+
+def test_encoded_runs_and_versions_stay_bounded_and_checked() -> None:
+    """N and 4N distinct configurations (and version lists): the kept encodings stay
+    within their bound, each still right; an invalid value is refused every time."""
+    from quic import tparams
+
+    limit = tparams._RUNS_CACHE_LIMIT
+    sizes = []
+    for count in (limit, 4 * limit):
+        for n in range(count):
+            params = TransportParameters(
+                initial_max_streams_uni=count * 1000 + n,
+                version_information=VersionInformation(V1, (V1, 0x1000 * count + n)),
+            )
+            assert params.encode() == _reference_encoding(params)
+        sizes.append((len(tparams._ENCODED_RUNS), len(tparams._ENCODED_VERSIONS)))
+    assert all(runs <= limit and versions <= limit for runs, versions in sizes)
+    good = TransportParameters(ack_delay_exponent=20)
+    assert good.encode() == _reference_encoding(good)
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            TransportParameters(ack_delay_exponent=21).encode()
+        with pytest.raises(ValueError):
+            TransportParameters(version_information=VersionInformation(0, (V1,))).encode()
