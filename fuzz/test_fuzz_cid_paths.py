@@ -117,7 +117,7 @@ class PeerIds(RuleBasedStateMachine):
         cids.write(asm, False)
         packet = asm.end_packet()
         if packet is not None:
-            for handler, args in packet.handlers:
+            for handler, args in packet.frame_handlers():
                 handler(acked, *args)
 
     @invariant()

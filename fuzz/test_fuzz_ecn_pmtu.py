@@ -82,7 +82,7 @@ class EcnMachine(RuleBasedStateMachine):
         for packet in acked:
             if packet.packet_number in self.marked:
                 self.delivered[1 if ce else 0] += 1
-            for handler, args in packet.handlers:
+            for handler, args in packet.frame_handlers():
                 handler(True, *args)
         largest = max(p.packet_number for p in acked)
         before = self.ecn.state
@@ -103,7 +103,7 @@ class EcnMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def lose(self, data: st.DataObject) -> None:
         packet = self.outstanding.pop(data.draw(st.integers(0, len(self.outstanding) - 1)))
-        for handler, args in packet.handlers:
+        for handler, args in packet.frame_handlers():
             handler(False, *args)
 
     @rule()
@@ -165,7 +165,7 @@ class PmtuMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def probe_fate(self, data: st.DataObject) -> None:
         packet, size = self.probes.pop(data.draw(st.integers(0, len(self.probes) - 1)))
-        for handler, args in packet.handlers:
+        for handler, args in packet.frame_handlers():
             handler(size <= self.path_mtu, *args)
 
     @rule(dt=st.floats(0.0, 700.0))

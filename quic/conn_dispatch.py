@@ -232,6 +232,9 @@ class FrameDispatcher:
         if len(sent) > _MAX_WAITING:
             return False
         for packet in sent.values():
+            fate = packet.fate  # the bulk loop's STREAM frame: never quiet
+            if fate is not None and getattr(fate, "__func__", None) not in _QUIET_FATES:
+                return False
             for handler, _ in packet.handlers:
                 if getattr(handler, "__func__", None) not in _QUIET_FATES:
                     return False

@@ -226,8 +226,8 @@ class EcnController:
                 packet.ecn_marked = True
             return
         fate = (self._fate, (index,))
-        for packet in packets:
-            packet.handlers.append(fate)
+        for packet in packets:  # the loop's packets share one empty tuple: a list each
+            packet.handlers = [*packet.handlers, fate]
 
     def _fate(self, acked: bool, index: int) -> None:
         if acked:

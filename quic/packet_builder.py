@@ -35,6 +35,7 @@ within the budget (the anti-amplification limit).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from quic.packet import PacketType, encode_long_header, long_header_size
 from quic.packet_number import MAX_PACKET_NUMBER, encode_packet_number
@@ -59,6 +60,9 @@ _MIN_PAYLOAD = (0, *(min_payload_length(n) for n in (1, 2, 3, 4)))
 _ONE_RTT = PacketType.ONE_RTT
 _APPLICATION = 2  # PacketSpace.APPLICATION: 1-RTT packets (RFC 9000 §12.3)
 _new_object = object.__new__
+#: The handlers of the bulk loop's packets, whose one handler is flat (SentPacket.fate):
+#: one shared empty tuple (an append raises, where a shared list would be corrupted)
+_NO_HANDLERS: Any = ()
 
 # Packets unacknowledged that 1 and 2 packet number bytes cover (RFC 9000 Appendix A.2)
 _PN_RANGE_1 = 1 << 7
@@ -402,7 +406,8 @@ class PacketAssembler:
                 sent.ack_eliciting = sent.in_flight = True
                 sent.is_crypto = sent.is_app_limited = sent.ecn_marked = False
                 sent.time_sent = sent.delivered_time = sent.first_sent_time = 0.0
-                sent.handlers = [handler]
+                sent.handlers = _NO_HANDLERS
+                sent.fate, sent.args = handler  # flat: no list, no tuple kept
                 sent.delivered = -1
                 sent.loss_event = 0
                 sent_append(sent)

@@ -103,6 +103,7 @@ from quic.recovery_state import (
     ProbeRequest,
     SentPacket,
     fire_acked,
+    fire_lost,
 )
 from quic.rtt import RttEstimator
 
@@ -349,6 +350,9 @@ class LossRecovery:
                 self.congestion.on_packet_discarded(packet)
         if pn == st.lowest_unacked:
             st.advance_lowest_unacked()
+        fate = packet.fate
+        if fate is not None:
+            fate(False, *packet.args)
         for handler, args in packet.handlers:
             handler(False, *args)
 
@@ -566,9 +570,7 @@ class LossRecovery:
             lost = self._detect_lost(st, now)
             if lost:
                 self._on_packets_lost(st, lost, now)
-                for packet in lost:
-                    for handler, args in packet.handlers:
-                        handler(False, *args)
+                fire_lost(lost)
             return ProbeRequest(lost=tuple(lost))
         self._pto_anchor = now
         if not self.ack_eliciting_in_flight:
@@ -628,9 +630,7 @@ class LossRecovery:
         if now is not None:
             self._pto_anchor = now
         if notify_lost:
-            for packet in packets:
-                for handler, args in packet.handlers:
-                    handler(False, *args)
+            fire_lost(packets)
 
     def retire_space(self, space: int) -> None:
         """The Initial or Handshake space is discarded for good (RFC 9001 §4.9.1,

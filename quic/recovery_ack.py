@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from quic.errors import QuicProtocolError, TransportErrorCode
-from quic.recovery_state import AckResult, PacketSpaceRecovery, SentPacket
+from quic.recovery_state import AckResult, PacketSpaceRecovery, SentPacket, fire_lost
 
 if TYPE_CHECKING:
     from quic.recovery import LossRecovery
@@ -123,9 +123,8 @@ def on_ack_ranges(
     self._pto_anchor = now
 
     self.fire_acked(acked)
-    for packet in lost:
-        for handler, args in packet.handlers:
-            handler(False, *args)
+    if lost:
+        fire_lost(lost)
     return result
 
 

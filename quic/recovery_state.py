@@ -19,7 +19,7 @@ loss detection lives here.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
@@ -37,6 +37,7 @@ __all__ = [
     "ProbeRequest",
     "SentPacket",
     "fire_acked",
+    "fire_lost",
 ]
 
 FrameHandler = tuple[Callable[..., None], tuple[Any, ...]]
@@ -47,8 +48,22 @@ def fire_acked(packets: list[SentPacket]) -> None:
     :class:`~quic.recovery.LossRecovery` does with the packets an ACK frame
     acknowledged, unless its ``fire_acked`` was replaced."""
     for packet in packets:
+        fate = packet.fate
+        if fate is not None:
+            fate(True, *packet.args)
         for handler, args in packet.handlers:
             handler(True, *args)
+
+
+def fire_lost(packets: Iterable[SentPacket]) -> None:
+    """Call ``handler(False, *args)`` for every handler of ``packets`` (the flat one
+    first), in order: the packets are lost (or dropped with notice)."""
+    for packet in packets:
+        fate = packet.fate
+        if fate is not None:
+            fate(False, *packet.args)
+        for handler, args in packet.handlers:
+            handler(False, *args)
 
 
 class PacketSpace(IntEnum):
@@ -64,9 +79,11 @@ class SentPacket:
 
     __slots__ = (
         "ack_eliciting",
+        "args",
         "delivered",
         "delivered_time",
         "ecn_marked",
+        "fate",
         "first_sent_time",
         "handlers",
         "in_flight",
@@ -96,6 +113,11 @@ class SentPacket:
         self.is_crypto = is_crypto
         self.time_sent = 0.0  # set by LossRecovery.on_packet_sent
         self.handlers: list[FrameHandler] = []
+        # One more handler kept flat, told before ``handlers`` (None: none): the bulk
+        # send loop's STREAM frame, without a list and a (handler, args) tuple per
+        # packet, objects the cyclic GC tracks while the packet is in flight
+        self.fate: Callable[..., None] | None = None
+        self.args: tuple[Any, ...] = ()
         # Delivery-rate state at send time, stamped by a controller that samples it
         # (BBR, :mod:`quic.cc_bbr`); delivered = -1: not stamped.
         self.delivered = -1
@@ -108,6 +130,12 @@ class SentPacket:
         # sent ECT(0) once the path was validated: counted by EcnController.on_ack_frame
         # when acknowledged, instead of a fate handler per packet (quic.conn_ecn)
         self.ecn_marked = False
+
+    def frame_handlers(self) -> list[FrameHandler]:
+        """Every handler, the flat one (``fate``) first: a new list (not for hot paths)."""
+        if self.fate is None:
+            return list(self.handlers)
+        return [(self.fate, self.args), *self.handlers]
 
     def __repr__(self) -> str:
         return (

@@ -36,7 +36,26 @@ def merging_fire_acked(fate: Callable[..., None]) -> Callable[[list[SentPacket]]
         send = None  # the stream of the run being merged, if any
         sid = start = end = 0
         for packet in packets:
-            for handler, args in packet.handlers:
+            handlers = packet.handlers
+            flat = packet.fate
+            if flat is not None:  # the flat handler, first: as the loop below does
+                args = packet.args
+                if flat is fate and not args[4]:
+                    if send is not None and args[1] is send and args[2] == end:
+                        end += args[3]
+                    else:
+                        if send is not None:
+                            fate(True, sid, send, start, end - start, False)
+                        sid, send, start, length, _ = args
+                        end = start + length
+                else:
+                    if send is not None:
+                        fate(True, sid, send, start, end - start, False)
+                        send = None
+                    flat(True, *args)
+                if not handlers:
+                    continue
+            for handler, args in handlers:
                 if handler is fate and not args[4]:  # a STREAM frame without FIN
                     if send is not None:
                         if args[1] is send and args[2] == end:

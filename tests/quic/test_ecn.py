@@ -39,7 +39,7 @@ def _send(ecn: EcnController, space: int, count: int, first_pn: int = 0) -> list
 
 def _fate(packets: list[SentPacket], acked: bool) -> None:
     for packet in packets:
-        for handler, args in packet.handlers:
+        for handler, args in packet.frame_handlers():
             handler(acked, *args)
 
 

@@ -284,7 +284,7 @@ def _slots(packet: SentPacket) -> dict[str, object]:
 def test_short_frame_run_records_packets_as_sent_packet_init_does() -> None:
     """``PacketAssembler.short_frame_run`` fills every slot of its SentPacket records
     itself (no ``__init__`` frame): each equals ``SentPacket(APPLICATION, pn, size)``
-    with the frame's handler appended."""
+    with the frame's handler flat (``fate``, ``args``) and ``handlers`` empty."""
     pair = make_pair(seed=5)
     pair.handshake()
     protector = pair.client.keys.spaces[APPLICATION].write
@@ -302,8 +302,10 @@ def test_short_frame_run_records_packets_as_sent_packet_init_does() -> None:
     assert made == 3 and len(asm.packets) == 3
     for pn, packet in enumerate(asm.packets, 40):
         reference = SentPacket(APPLICATION, pn, packet.size)
-        reference.handlers.append(handler)  # type: ignore[arg-type]
+        reference.fate, reference.args = handler
         assert type(packet) is SentPacket
+        assert packet.handlers == () and reference.handlers == []
+        reference.handlers = packet.handlers
         assert _slots(packet) == _slots(reference)
     # first byte, DCID, a 1-byte packet number (10 above the largest acked), tag, frame
     assert [p.size for p in asm.packets] == [1 + 8 + 1 + 16 + 8 + 1000 + i for i in range(3)]

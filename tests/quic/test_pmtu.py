@@ -53,7 +53,7 @@ def _probe(pmtu: PmtuDiscovery, now: float = 0.0) -> tuple[int, SentPacket]:
 
 
 def _fate(packet: SentPacket, acked: bool) -> None:
-    for handler, args in packet.handlers:
+    for handler, args in packet.frame_handlers():
         handler(acked, *args)
 
 

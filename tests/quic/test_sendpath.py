@@ -492,7 +492,7 @@ def _stream_frames_sent(
         frames.append(
             [
                 (handler.__name__, *(a for a in args if isinstance(a, int)))
-                for handler, args in packet.handlers
+                for handler, args in packet.frame_handlers()
             ]
         )
 
@@ -593,8 +593,8 @@ def test_short_frame_run_matches_packets_made_one_by_one(
     assert asm.datagrams == ref.datagrams
     assert total == sum(len(d) for d in ref.datagrams)
     assert asm.room == ref.room
-    assert [(p.packet_number, p.size, p.space, p.handlers) for p in asm.packets] == [
-        (p.packet_number, p.size, p.space, p.handlers) for p in ref.packets
+    assert [(p.packet_number, p.size, p.space, p.frame_handlers()) for p in asm.packets] == [
+        (p.packet_number, p.size, p.space, p.frame_handlers()) for p in ref.packets
     ]
     # the window: only the packets of 1452 bytes it takes whole
     small = PacketAssembler(1452)
