@@ -170,12 +170,7 @@ def remove_acked(
                 append(pop(pn))
         if not sent:
             break
-    ack_eliciting = False
-    for packet in acked:
-        if packet.ack_eliciting:
-            ack_eliciting = True
-            if packet.in_flight:
-                st.ack_eliciting_in_flight -= 1
+    ack_eliciting = _left_flight(st, acked)
     st.advance_lowest_unacked()
     return acked, ack_eliciting
 
@@ -207,12 +202,7 @@ def on_ack_prefix(
         acked = list(filter(None, map(pop, range(lowest, largest_acked + 1), repeat(None))))
     else:  # numbers far apart: the tracked ones, from the oldest (dict order)
         acked = [pop(pn) for pn in list(takewhile(largest_acked.__ge__, sent))]
-    ack_eliciting = False
-    for packet in acked:
-        if packet.ack_eliciting:
-            ack_eliciting = True
-            if packet.in_flight:
-                st.ack_eliciting_in_flight -= 1
+    ack_eliciting = _left_flight(st, acked)
     st.lowest_unacked = largest_acked + 1
     st.advance_lowest_unacked()
     return _settle(
@@ -255,3 +245,15 @@ def _settle(
     self._pto_anchor = now
     self.fire_acked(acked)
     return AckResult(acked, [], sample)
+
+
+def _left_flight(st: PacketSpaceRecovery, acked: list[SentPacket]) -> bool:
+    """Whether any of ``acked`` (just removed from ``st``) is ack-eliciting; those in
+    flight leave ``st.ack_eliciting_in_flight``."""
+    ack_eliciting = False
+    for packet in acked:
+        if packet.ack_eliciting:
+            ack_eliciting = True
+            if packet.in_flight:
+                st.ack_eliciting_in_flight -= 1
+    return ack_eliciting

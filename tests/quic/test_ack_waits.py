@@ -232,13 +232,9 @@ def test_acks_all_agrees_with_the_path_on_ack_received_takes(
         rec.handshake_confirmed = True
         if sent and not skip and rng.random() < 0.3:  # acknowledged already: fewer tracked
             rec.on_ack_received(APPLICATION, ((0, rng.randint(0, sent - 1)),), 0.0, 2.0)
-        largest = rec.spaces[APPLICATION].largest_sent
-        if largest < 0:
+        ranges = _random_ranges(rng, rec)
+        if ranges is None:
             continue
-        lo = rng.randint(0, largest)
-        ranges: tuple[tuple[int, int], ...] = ((lo, rng.randint(lo, largest)),)
-        if rng.random() < 0.2 and lo > 1:
-            ranges = (*ranges, (0, lo - 2))
         expected = rec.acks_all(APPLICATION, ranges)
         taken.clear()
         try:
@@ -289,13 +285,9 @@ def test_may_wait_asks_what_acks_all_says() -> None:
             rec.on_ack_received(APPLICATION, ((0, rng.randint(0, sent - 2)),), 0.0, 2.0)
         if sent > 3 and not skip and rng.random() < 0.2:  # a lost packet remembered
             rec.on_ack_received(APPLICATION, ((sent - 1, sent - 1),), 0.0, 2.0)
-        largest = rec.spaces[APPLICATION].largest_sent
-        if largest < 0:
+        ranges = _random_ranges(rng, rec)
+        if ranges is None:
             continue
-        lo = rng.randint(0, largest)
-        ranges: tuple[tuple[int, int], ...] = ((lo, rng.randint(lo, largest)),)
-        if rng.random() < 0.2 and lo > 1:
-            ranges = (*ranges, (0, lo - 2))
         dispatcher._recovery = rec
         expected = rec.acks_all(APPLICATION, ranges)
         assert dispatcher._may_wait(APPLICATION, ranges) == expected
@@ -315,3 +307,16 @@ def _random_sends(rng: random.Random) -> tuple[LossRecovery, int, bool]:
             continue
         rec.on_packet_sent(SentPacket(APPLICATION, pn, 100), 1.0 + pn / 1000)
     return rec, sent, skip
+
+
+def _random_ranges(rng: random.Random, rec: LossRecovery) -> tuple[tuple[int, int], ...] | None:
+    """An application-space ACK's ranges for ``rec``: one range within what it sent,
+    and one time in five a second one below it; None if it sent nothing."""
+    largest = rec.spaces[APPLICATION].largest_sent
+    if largest < 0:
+        return None
+    lo = rng.randint(0, largest)
+    ranges: tuple[tuple[int, int], ...] = ((lo, rng.randint(lo, largest)),)
+    if rng.random() < 0.2 and lo > 1:
+        ranges = (*ranges, (0, lo - 2))
+    return ranges
