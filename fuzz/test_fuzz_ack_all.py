@@ -273,11 +273,11 @@ def test_the_shortcut_is_taken_in_a_ping_pong(space: int, confirmed: bool) -> No
             packet.handlers.append((twin.handler, (space, pn)))
             twin.recovery.on_packet_sent(packet, now)
         now += (0.01, 0.05, 0.02, 0.04)[pn % 4]
-        LossRecovery._on_ack_ranges = counting  # type: ignore[method-assign,assignment]
+        LossRecovery._on_ack_ranges = counting  # type: ignore[assignment]
         try:
             got = fast.recovery.on_ack_received(space, ((pn, pn),), 0.015, now)
         finally:
-            LossRecovery._on_ack_ranges = original  # type: ignore[method-assign]
+            LossRecovery._on_ack_ranges = original
         want = general.recovery._on_ack_ranges(space, ((pn, pn),), 0.015, now)
         assert _result(got) == _result(want)
         assert fast.state() == general.state()
