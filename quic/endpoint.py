@@ -143,6 +143,7 @@ from quic.endpoint_entry import (
     addr_key,
     end_trace,
 )
+from quic.endpoint_handover import hand_over, take_over
 from quic.endpoint_stateless import StatelessReplies
 from quic.endpoint_timers import Deadlines
 from quic.errors import QuicProtocolError, TransportErrorCode
@@ -744,27 +745,9 @@ class QuicEndpoint:
                 logger.debug("closing a failed connection failed too: %r", again)
         self._remove(entry)
 
-    def hand_over(self, conn: QuicConnection) -> list[bytes]:
-        """Forget the live client connection ``conn`` without ending it, for another
-        endpoint to :meth:`take_over` (a connection moving to a socket of its own,
-        :mod:`quic.aio.shared`); returns the connection IDs routed to it. Its queued
-        events stay queued here: the caller passes them on first."""
-        if self._touched:
-            self._settle()  # its events queued, before it is forgotten
-        entry = self._entries.get(conn)
-        if entry is None or not conn.is_client:
-            raise ValueError("not a client connection of this endpoint")
-        cids = list(entry.cids)
-        self._remove(entry, ended=False)
-        return cids
-
-    def take_over(self, conn: QuicConnection, cids: list[bytes]) -> None:
-        """Serve the client connection another endpoint handed over, routing ``cids``."""
-        entry = self._register(conn, None, None)
-        for cid in cids:
-            self._route(entry, cid)
-        self._pending[conn] = None
-        self._after_activity(entry)
+    # a live client connection moving to another endpoint (quic.endpoint_handover)
+    hand_over = hand_over
+    take_over = take_over
 
     def _remove(self, entry: Entry, ended: bool = True) -> None:
         """Forget a connection: only its own routes, counters and queue slots
