@@ -664,9 +664,13 @@ class QuicEndpoint:
         caller notes it in ``Deadlines.unfiled``)."""
         conn = entry.conn
         try:
-            event = conn.next_event()  # _drain(), inline: twice per round trip
-            if event is not None:
-                self._drain(entry, event)
+            event = conn.next_event()  # _drain(), inline: per datagram received
+            while event is not None:
+                if type(event) is ConnectionIdIssued or type(event) is ConnectionIdRetired:
+                    self._drain(entry, event)  # routes to change: this event and the rest
+                    break
+                self._events.append((conn, event))
+                event = conn.next_event()
             if conn.state is _TERMINATED:  # is_closed, without the property
                 self._remove(entry)
                 return
