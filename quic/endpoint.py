@@ -322,6 +322,19 @@ class QuicEndpoint:
         §13.4.1, if the I/O layer reads it; ``local``: the index of our local address
         it came to, 1 for a server's preferred address); never raises."""
         try:
+            n = self.connection_id_length  # _receive()'s established short-header case,
+            if type(data) is bytes and len(data) > n and data[0] < 0x80:  # inline: per datagram
+                conn = self._routes.get(data[1 : n + 1])
+                entry = None if conn is None else self._entries[conn]
+                if entry is not None and not entry.half_open:
+                    try:
+                        entry.conn.receive_datagram(data, addr, now, ecn, local)
+                    except Exception as exc:
+                        self._internal_error(entry, exc)
+                        return
+                    self._pending[entry.conn] = None
+                    self._touched[entry] = None
+                    return
             self._receive(data, addr, now, ecn, local)
         except Exception:  # a bug in the endpoint itself: drop the datagram, keep serving
             self._drop(now, "internal_error", data)
