@@ -40,7 +40,7 @@ PROTOCOL_VIOLATION (§12.4); frames after a CONNECTION_CLOSE are not processed.
 The frames of the common packets skip the frame objects and the table: STREAM
 (:func:`~quic.frames.decode_stream_frame`), DATAGRAM with Length (decoded by its owner,
 ``DatagramChannel.on_frame_at``) and, in 1-RTT packets, ACK / ACK_ECN
-(:func:`~quic.frames.decode_ack_fields`, handled by ``_on_ack_fields``) are decoded
+(:func:`~quic.frames.decode_ack_body`, handled by ``_on_ack_fields``) are decoded
 in one call each and handed to their owner directly, with the same errors. Any
 other frame but PADDING and PING sets ``general``: a run of packets read together
 (:meth:`~quic.conn_receive.PacketReader.read_short_run`) stops after its packet, so
@@ -86,7 +86,7 @@ from quic.frames import (
     StreamFrame,
     StreamsBlockedFrame,
     check_frame_allowed,
-    decode_ack_fields,
+    decode_ack_body,
     decode_frame,
     decode_stream_fields,
     unpack_bulk_stream_fields,
@@ -298,7 +298,7 @@ class FrameDispatcher:
             if ftype <= 0x03 and ftype >= 0x02 and packet_type is _ONE_RTT and ONE_RTT_TAKES_ALL:
                 # ACK / ACK_ECN (RFC 9000 §19.3) in a 1-RTT packet: not ack-eliciting,
                 # not probing (§9.1); decoded without a frame object
-                ranges, delay, ecn, pos = decode_ack_fields(payload, pos)
+                ranges, delay, ecn, pos = decode_ack_body(payload, pos + 1, ftype)
                 non_probing = True
                 if recovery.waiting_ack is None and self._may_wait(index, ranges):
                     fields = (ftype, ranges, delay, ecn, index, now)

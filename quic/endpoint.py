@@ -143,6 +143,7 @@ from quic.endpoint_entry import (
     addr_key,
     end_trace,
 )
+from quic.endpoint_handover import hand_over, take_over
 from quic.endpoint_stateless import StatelessReplies
 from quic.endpoint_timers import Deadlines
 from quic.errors import QuicProtocolError, TransportErrorCode
@@ -321,6 +322,19 @@ class QuicEndpoint:
         §13.4.1, if the I/O layer reads it; ``local``: the index of our local address
         it came to, 1 for a server's preferred address); never raises."""
         try:
+            n = self.connection_id_length  # _receive()'s established short-header case,
+            if type(data) is bytes and len(data) > n and data[0] < 0x80:  # inline: per datagram
+                conn = self._routes.get(data[1 : n + 1])
+                entry = None if conn is None else self._entries[conn]
+                if entry is not None and not entry.half_open:
+                    try:
+                        entry.conn.receive_datagram(data, addr, now, ecn, local)
+                    except Exception as exc:
+                        self._internal_error(entry, exc)
+                        return
+                    self._pending[entry.conn] = None
+                    self._touched[entry] = None
+                    return
             self._receive(data, addr, now, ecn, local)
         except Exception:  # a bug in the endpoint itself: drop the datagram, keep serving
             self._drop(now, "internal_error", data)
@@ -663,9 +677,13 @@ class QuicEndpoint:
         caller notes it in ``Deadlines.unfiled``)."""
         conn = entry.conn
         try:
-            event = conn.next_event()  # _drain(), inline: twice per round trip
-            if event is not None:
-                self._drain(entry, event)
+            event = conn.next_event()  # _drain(), inline: per datagram received
+            while event is not None:
+                if type(event) is ConnectionIdIssued or type(event) is ConnectionIdRetired:
+                    self._drain(entry, event)  # routes to change: this event and the rest
+                    break
+                self._events.append((conn, event))
+                event = conn.next_event()
             if conn.state is _TERMINATED:  # is_closed, without the property
                 self._remove(entry)
                 return
@@ -744,27 +762,9 @@ class QuicEndpoint:
                 logger.debug("closing a failed connection failed too: %r", again)
         self._remove(entry)
 
-    def hand_over(self, conn: QuicConnection) -> list[bytes]:
-        """Forget the live client connection ``conn`` without ending it, for another
-        endpoint to :meth:`take_over` (a connection moving to a socket of its own,
-        :mod:`quic.aio.shared`); returns the connection IDs routed to it. Its queued
-        events stay queued here: the caller passes them on first."""
-        if self._touched:
-            self._settle()  # its events queued, before it is forgotten
-        entry = self._entries.get(conn)
-        if entry is None or not conn.is_client:
-            raise ValueError("not a client connection of this endpoint")
-        cids = list(entry.cids)
-        self._remove(entry, ended=False)
-        return cids
-
-    def take_over(self, conn: QuicConnection, cids: list[bytes]) -> None:
-        """Serve the client connection another endpoint handed over, routing ``cids``."""
-        entry = self._register(conn, None, None)
-        for cid in cids:
-            self._route(entry, cid)
-        self._pending[conn] = None
-        self._after_activity(entry)
+    # a live client connection moving to another endpoint (quic.endpoint_handover)
+    hand_over = hand_over
+    take_over = take_over
 
     def _remove(self, entry: Entry, ended: bool = True) -> None:
         """Forget a connection: only its own routes, counters and queue slots

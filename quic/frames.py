@@ -32,6 +32,7 @@ from quic.frames_ack import (
 )
 from quic.frames_decode import (
     decode_ack,
+    decode_ack_body,
     decode_ack_fields,
     decode_datagram_frame,
     decode_frame,
@@ -147,6 +148,7 @@ __all__ = [
     "crypto_frame_header_size",
     "datagram_frame_header_size",
     "decode_ack",
+    "decode_ack_body",
     "decode_ack_fields",
     "decode_datagram_frame",
     "decode_frame",

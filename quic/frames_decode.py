@@ -79,6 +79,7 @@ from quic.packet import PacketType
 
 __all__ = [
     "decode_ack",
+    "decode_ack_body",
     "decode_ack_fields",
     "decode_datagram_frame",
     "decode_frame",
@@ -129,10 +130,9 @@ def decode_ack(data: bytes, pos: int, frame_type: int) -> tuple[AckFrame, int]:
     """Decode an ACK / ACK_ECN frame body starting at ``pos`` (just past the type).
 
     RFC 9000 §19.3. Raises FRAME_ENCODING_ERROR for negative packet numbers
-    (§19.3.1) and :class:`BufferReadError` on truncation (converted by
-    :func:`decode_frame`; direct callers must catch it or use :func:`decode_frame`).
+    (§19.3.1) and on truncation (:func:`decode_ack_body`).
     """
-    ranges, ack_delay, ecn, pos = _ack_body(data, pos, frame_type)
+    ranges, ack_delay, ecn, pos = decode_ack_body(data, pos, frame_type)
     return AckFrame(ranges, ack_delay, ecn), pos
 
 
@@ -141,21 +141,19 @@ def decode_ack_fields(
 ) -> tuple[tuple[tuple[int, int], ...], int, tuple[int, int, int] | None, int]:
     """:func:`decode_frame` for a frame whose type byte ``data[pos]`` is known to be
     ACK or ACK_ECN (0x02, 0x03; RFC 9000 §19.3): ``(ranges, ack_delay, ecn, next_pos)``
-    as in :class:`AckFrame`, in one call and without a frame object (the receive path
-    of small 1-RTT packets); the same errors as :func:`decode_frame`."""
-    frame_type = data[pos]
-    try:
-        return _ack_body(data, pos + 1, frame_type)
-    except BufferReadError:
-        raise _error("frame truncated", frame_type) from None
+    as in :class:`AckFrame`, in one call and without a frame object; the same errors
+    as :func:`decode_frame` (the receive path calls :func:`decode_ack_body` itself)."""
+    return decode_ack_body(data, pos + 1, data[pos])
 
 
-def _ack_body(
+def decode_ack_body(
     data: bytes, pos: int, frame_type: int
 ) -> tuple[tuple[tuple[int, int], ...], int, tuple[int, int, int] | None, int]:
-    """The fields of an ACK frame body (RFC 9000 §19.3). Varints of one and two bytes
-    (RFC 9000 §16: prefix 0b00, 0b01) are read inline, longer ones by
-    :func:`~quic.buffer.decode_varint`; an index past the end is a truncation."""
+    """The fields of the ACK frame of type ``frame_type`` whose body starts at ``pos``
+    (RFC 9000 §19.3), as :func:`decode_ack_fields` returns them, with the same errors
+    (a truncation is FRAME_ENCODING_ERROR here, not :class:`BufferReadError`). Varints
+    of one and two bytes (RFC 9000 §16: prefix 0b00, 0b01) are read inline, longer
+    ones by :func:`~quic.buffer.decode_varint`."""
     try:
         b = data[pos]
         if b < 0x40:
@@ -183,8 +181,8 @@ def _ack_body(
             first_range, pos = (b & 0x3F) << 8 | data[pos + 1], pos + 2
         else:
             first_range, pos = _dv(data, pos)
-    except IndexError:
-        raise BufferReadError("varint: end of input") from None
+    except (IndexError, BufferReadError):  # past the end, or a long varint cut off
+        raise _error("frame truncated", frame_type) from None
     smallest = largest - first_range
     if smallest < 0:
         raise _error("ACK range below packet number 0", frame_type)
@@ -192,7 +190,10 @@ def _ack_body(
     if not count:
         ranges = ((smallest, largest),)  # one range: the common case, no list
     else:
-        ranges, pos = _more_ranges(data, pos, frame_type, count, smallest, largest)
+        try:
+            ranges, pos = _more_ranges(data, pos, frame_type, count, smallest, largest)
+        except BufferReadError:
+            raise _error("frame truncated", frame_type) from None
     if not frame_type & 1:
         return ranges, ack_delay, None, pos
     try:  # RFC 9000 §19.3.2: ECT(0), ECT(1), ECN-CE counts
@@ -213,8 +214,8 @@ def _ack_body(
             pos += 1
         else:
             ce, pos = _dv(data, pos)
-    except IndexError:
-        raise BufferReadError("varint: end of input") from None
+    except (IndexError, BufferReadError):  # past the end, or a long varint cut off
+        raise _error("frame truncated", frame_type) from None
     return ranges, ack_delay, (ect0, ect1, ce), pos
 
 

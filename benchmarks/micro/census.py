@@ -112,24 +112,31 @@ class Census:
         read_batch_ecn = vars(pump)["read_batch_ecn"]  # the name the pump calls
 
         def counted_read_batch_ecn(
-            sock: Any, feed: Any, on_error: Any, limit: int = RECEIVE_BATCH, feed_many: Any = None
+            sock: Any,
+            feed: Any,
+            on_error: Any,
+            limit: int = RECEIVE_BATCH,
+            feed_many: Any = None,
+            now: float = 0.0,
         ) -> int:
             # the pump's batched reader, once per read wake-up: datagrams fed (each of a
             # GRO read) and the time the wake-up took to feed them to the endpoint
             if not census.on:
-                return read_batch_ecn(sock, feed, on_error, limit, feed_many)
+                return read_batch_ecn(sock, feed, on_error, limit, feed_many, now)
             fed = [0]
 
-            def one(data: bytes, addr: Any, ecn: int) -> None:
+            def one(data: bytes, addr: Any, at: float, ecn: int) -> None:
                 fed[0] += 1
-                feed(data, addr, ecn)
+                feed(data, addr, at, ecn)
 
-            def many(datagrams: list[bytes], addr: Any, ecn: int) -> None:
+            def many(datagrams: list[bytes], addr: Any, at: float, ecn: int) -> None:
                 fed[0] += len(datagrams)
-                feed_many(datagrams, addr, ecn)
+                feed_many(datagrams, addr, at, ecn)
 
             began = time.perf_counter()
-            reads = read_batch_ecn(sock, one, on_error, limit, None if feed_many is None else many)
+            reads = read_batch_ecn(
+                sock, one, on_error, limit, None if feed_many is None else many, now
+            )
             took = (time.perf_counter() - began) * 1000
             counts[f"read wake-ups, datagrams {_bucket(fed[0])}"] += 1
             counts["datagrams read"] += fed[0]

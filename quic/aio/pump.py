@@ -232,7 +232,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
         self._read_at = 0.0  # when the batch being read was read (_read_ready)
-        self._readers = (self._receive_marked, self.error_received, self._receive_glued)
+        self._readers = (self.error_received, self._receive_glued)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None  # when it fires (at or before the deadline)
         self._glued = 0  # GRO datagrams fed since the wake-up or its last busy turn
@@ -316,10 +316,13 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.read_wakeups += 1
         self._glued = 0
         try:
-            self._read_at = self.clock()  # the batch's "now" (_receive_marked)
+            self._read_at = now = self.clock()  # the batch's "now"
             if self._raw is not None:
-                feed, on_error, feed_many = self._readers  # bound once, not per wake-up
-                count = read_batch_ecn(sock, feed, on_error, feed_many=feed_many)
+                on_error, feed_many = self._readers  # bound once, not per wake-up
+                # each datagram straight to the endpoint, with the batch's now and its
+                # ECN field: no call of ours between, per datagram (issue 10)
+                feed = self.endpoint.receive_datagram
+                count = read_batch_ecn(sock, feed, on_error, feed_many=feed_many, now=now)
             else:
                 count = read_batch(sock, self._receive_plain, self.error_received)
             self.datagrams_read += count
@@ -360,21 +363,17 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             if self._accepted_runs:  # see "Replies made at once"
                 self._start_accepted()
 
-    def _receive_marked(self, data: bytes, addr: Any, ecn: int) -> None:
-        """A datagram :meth:`_read_ready` read, with its ECN field: to the endpoint (a
-        method, not a closure per wake-up: no function object built per read)."""
-        self.endpoint.receive_datagram(data, addr, self._read_at, ecn)
-
     def _receive_plain(self, data: bytes, addr: Any) -> None:
-        """:meth:`_receive_marked` without an ECN field (a socket without recvmsg)."""
+        """A datagram :meth:`_read_ready` read without its ECN field (a socket without
+        recvmsg): to the endpoint, with the batch's time."""
         self.endpoint.receive_datagram(data, addr, self._read_at)
 
-    def _receive_glued(self, datagrams: list[bytes], addr: Any, ecn: int) -> None:
-        """The datagrams of one GRO read (see :meth:`_receive_marked`); every
-        ``ACK_WITHIN_BATCH`` of them in one wake-up, the connections fed long runs are
-        served before it goes on (see "Bulk transfers")."""
+    def _receive_glued(self, datagrams: list[bytes], addr: Any, now: float, ecn: int) -> None:
+        """The datagrams of one GRO read, read at ``now``; every ``ACK_WITHIN_BATCH``
+        of them in one wake-up, the connections fed long runs are served before it goes
+        on (see "Bulk transfers")."""
         endpoint = self.endpoint
-        endpoint.receive_datagrams(datagrams, addr, self._read_at, ecn)
+        endpoint.receive_datagrams(datagrams, addr, now, ecn)
         glued = self._glued + len(datagrams)
         if glued < ACK_WITHIN_BATCH:
             self._glued = glued

@@ -429,14 +429,17 @@ def read_batch(
 
 def read_batch_ecn(
     sock: socket.socket,
-    feed: Callable[[bytes, Any, int], None],
+    feed: Callable[[bytes, Any, float, int], None],
     on_error: Callable[[OSError], None],
     limit: int = RECEIVE_BATCH,
-    feed_many: Callable[[list[bytes], Any, int], None] | None = None,
+    feed_many: Callable[[list[bytes], Any, float, int], None] | None = None,
+    now: float = 0.0,
 ) -> int:
     """:func:`read_batch` that also reads each datagram's ECN field (``recvmsg``; the
-    socket was set up by :func:`configure_path_options`) and feeds ``(data, addr, ecn)``;
-    the datagrams of one GRO read go to ``feed_many`` in one call when it is given."""
+    socket was set up by :func:`configure_path_options`) and feeds ``(data, addr, now,
+    ecn)`` — ``now``: the batch's time, passed through, so that ``feed`` can be
+    ``QuicEndpoint.receive_datagram`` itself (no call between, per datagram); the
+    datagrams of one GRO read go to ``feed_many`` in one call when it is given."""
     space = _ANCILLARY_SPACE + GRO_ANCILLARY_SPACE
     count = 0
     ioctl = _ioctl
@@ -460,24 +463,24 @@ def read_batch_ecn(
             break
         count += 1
         if not ancillary:
-            feed(data, addr, 0)
+            feed(data, addr, now, 0)
             continue
         if len(ancillary) == 1:  # per datagram, the common case: the ECN field alone
             level, kind, value = ancillary[0]
             if kind == _IP_TOS and level == _IPPROTO_IP and value:
-                feed(data, addr, value[0] & 3)  # as _ecn_of; no GRO segment size
+                feed(data, addr, now, value[0] & 3)  # as _ecn_of; no GRO segment size
                 continue
         ecn = _ecn_of(ancillary)
         segment = gro_segment_size(ancillary)  # several datagrams glued by GRO
         if segment and len(data) > segment:
             pieces = split_coalesced(data, segment)
             if feed_many is not None:
-                feed_many(pieces, addr, ecn)
+                feed_many(pieces, addr, now, ecn)
             else:
                 for piece in pieces:
-                    feed(piece, addr, ecn)
+                    feed(piece, addr, now, ecn)
         else:
-            feed(data, addr, ecn)
+            feed(data, addr, now, ecn)
     return count
 
 

@@ -86,7 +86,7 @@ class EcnRelay:
         self.order[side].append(ecn)
 
     def _from_client(self) -> None:
-        def forward(data: bytes, addr: Any, ecn: int) -> None:
+        def forward(data: bytes, addr: Any, _now: float, ecn: int) -> None:
             self.client = addr
             self._record("client", ecn)
             send_marked(self.back, data, self.server, ecn)
@@ -94,7 +94,7 @@ class EcnRelay:
         read_batch_ecn(self.front, forward, pytest.fail)
 
     def _from_server(self) -> None:
-        def forward(data: bytes, addr: Any, ecn: int) -> None:
+        def forward(data: bytes, addr: Any, _now: float, ecn: int) -> None:
             self._record("server", ecn)
             if self.client is not None:
                 send_marked(self.front, data, self.client, ecn)

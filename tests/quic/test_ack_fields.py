@@ -1,7 +1,9 @@
 """The ACK frame's fast paths against a plain reading of RFC 9000 §19.3.
 
-- The receive path's decoder (:func:`quic.frames.decode_ack_fields`: one- and two-byte
-  varints read inline, no frame object) against :func:`quic.buffer.decode_varint` for
+- The receive path's decoder (:func:`quic.frames.decode_ack_body`, as the dispatcher
+  calls it, and :func:`quic.frames.decode_ack_fields`: one- and two-byte varints read
+  inline, no frame object; a truncation raised as FRAME_ENCODING_ERROR by the decoder
+  itself, a BufferReadError never escapes) against :func:`quic.buffer.decode_varint` for
   every field: same fields, same end, same errors — on random frames with varints of
   every length (minimal or not), on every truncation, and on random bytes.
 - The one-range encoder (one-byte varints from a table) against
@@ -16,7 +18,14 @@ import pytest
 
 from quic.buffer import decode_varint, encode_varint, encode_varint_size
 from quic.errors import BufferReadError, QuicProtocolError, TransportErrorCode
-from quic.frames import AckFrame, decode_ack_fields, decode_frame, encode_ack_frame
+from quic.frames import (
+    AckFrame,
+    decode_ack,
+    decode_ack_body,
+    decode_ack_fields,
+    decode_frame,
+    encode_ack_frame,
+)
 from quic.rangeset import RangeSet
 
 FEE = TransportErrorCode.FRAME_ENCODING_ERROR
@@ -69,6 +78,17 @@ def via_decode_frame(data: bytes, pos: int) -> Fields:
     return frame.ranges, frame.ack_delay, frame.ecn, end
 
 
+def as_dispatched(data: bytes, pos: int) -> Fields:
+    """The body decoder as ``FrameDispatcher.dispatch`` calls it (past the type byte)."""
+    return decode_ack_body(data, pos + 1, data[pos])
+
+
+def direct_decode_ack(data: bytes, pos: int) -> Fields:
+    """:func:`decode_ack` called directly (not through :func:`decode_frame`)."""
+    frame, end = decode_ack(data, pos + 1, data[pos])
+    return frame.ranges, frame.ack_delay, frame.ecn, end
+
+
 def varint(rng: random.Random, value: int) -> bytes:
     """``value`` on a random length that holds it (RFC 9000 §16 allows longer forms)."""
     sizes = [s for s, top in ((1, 1 << 6), (2, 1 << 14), (4, 1 << 30), (8, 1 << 62)) if value < top]
@@ -100,6 +120,8 @@ def check(data: bytes, pos: int) -> bool:
     """The three agree; True if the frame decoded."""
     expected = outcome(reference, data, pos)
     assert outcome(decode_ack_fields, data, pos) == expected, data.hex()
+    assert outcome(as_dispatched, data, pos) == expected, data.hex()
+    assert outcome(direct_decode_ack, data, pos) == expected, data.hex()
     assert outcome(via_decode_frame, data, pos) == expected, data.hex()
     return not (isinstance(expected, tuple) and expected[0] == "error")
 
@@ -136,6 +158,8 @@ def test_ack_fields_match_on_random_bytes() -> None:
         ("02", "frame truncated"),
         ("0340", "frame truncated"),  # a two-byte varint cut after its first byte
         ("0305000000000080", "frame truncated"),  # an ECN count cut inside
+        ("02050080", "frame truncated"),  # a four-byte range count cut inside
+        ("02050001008000", "frame truncated"),  # a further range's four-byte gap cut inside
     ],
 )
 def test_ack_fields_errors(wire: str, reason: str) -> None:
@@ -143,6 +167,8 @@ def test_ack_fields_errors(wire: str, reason: str) -> None:
     result = outcome(decode_ack_fields, data, 0)
     assert result == ("error", FEE, data[0], reason)
     assert outcome(reference, data, 0) == result
+    assert outcome(as_dispatched, data, 0) == result
+    assert outcome(direct_decode_ack, data, 0) == result
 
 
 def plain_encoding(

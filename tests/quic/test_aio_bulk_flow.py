@@ -82,13 +82,13 @@ async def test_a_long_wake_up_serves_its_busy_connections_every_ack_within_batch
     per_read = ACK_WITHIN_BATCH // 2 - 1  # three GRO reads pass the mark, two do not
     glued = [b"x" * 1200] * per_read
     for _ in range(6):
-        protocol._receive_glued(glued, _ADDR, 2)
+        protocol._receive_glued(glued, _ADDR, protocol._read_at, 2)
     assert endpoint.fed == 6 * per_read
     assert endpoint.serves == [{"conn": None}] * 2  # after the 3rd and the 6th read: only busy
     assert protocol.busy_turns == 2
     protocol._glued = 0  # what a new wake-up does (_read_ready)
-    protocol._receive_glued(glued, _ADDR, 2)
-    protocol._receive_glued(glued, _ADDR, 2)
+    protocol._receive_glued(glued, _ADDR, protocol._read_at, 2)
+    protocol._receive_glued(glued, _ADDR, protocol._read_at, 2)
     assert len(endpoint.serves) == 2  # a wake-up short of the mark sends at its flush only
 
 
@@ -97,7 +97,7 @@ async def test_a_long_wake_up_of_short_runs_serves_nothing_early() -> None:
     protocol = QuicEndpointProtocol(endpoint)  # type: ignore[arg-type]
     protocol._read_at = protocol.loop.time()
     for _ in range(4 * ACK_WITHIN_BATCH):
-        protocol._receive_glued([b"x" * 64], _ADDR, 2)
+        protocol._receive_glued([b"x" * 64], _ADDR, protocol._read_at, 2)
     assert endpoint.serves == [] and protocol.busy_turns == 0
 
 

@@ -30,9 +30,9 @@ def test_a_long_wake_up_of_many_connections_serves_them_at_the_ack_mark() -> Non
                 sent.clear()
                 pump._glued, turns = 0, pump.late_ack_turns
                 pump._read_at = pump.clock() - late
-                pump._receive_glued(junk, ("127.0.0.1", 9), 0)  # below the mark
+                pump._receive_glued(junk, ("127.0.0.1", 9), pump._read_at, 0)  # below the mark
                 first = list(sent)
-                pump._receive_glued(junk, ("127.0.0.1", 9), 0)  # at the mark
+                pump._receive_glued(junk, ("127.0.0.1", 9), pump._read_at, 0)  # at the mark
                 results.append((pump.late_ack_turns - turns, [*first, "mark", *sent]))
         return results
 

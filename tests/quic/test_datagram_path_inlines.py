@@ -210,3 +210,56 @@ def test_endpoint_reads_the_short_header_dcid_as_peek_dcid_does() -> None:
         assert server._replies.dropped == dropped  # not the endpoint's to drop
         assert conn.paths.bytes_received == received + len(packet)  # it reached conn
         assert peek_dcid(data, len(cid)) == cid
+
+
+def test_endpoint_receive_datagram_takes_the_established_short_header_case_itself() -> None:
+    """QuicEndpoint.receive_datagram feeds a short-header datagram of an established
+    connection itself (``_receive``'s case, inline: a call less per datagram) and
+    leaves every other datagram to ``_receive``: bytearray and memoryview data, an
+    unknown connection ID, a long header, one too short for the ID. Either way the
+    connection reads it, its events come out of the endpoint and it is served next."""
+    pair = make_pair(
+        seed=4,
+        client_kwargs={"max_datagram_frame_size": 1200},
+        server_kwargs={"max_datagram_frame_size": 1200},
+    )
+    pair.handshake()
+    pair.run(max_time=1.0)
+    server, conn = pair.server_endpoint, pair.server
+    while server.next_event() is not None:
+        pass
+    routed: list[object] = []
+    original = server._receive
+
+    def counting(data: bytes, *args: Any) -> Any:
+        routed.append(bytes(data))
+        return original(data, *args)
+
+    server._receive = counting  # type: ignore[method-assign]
+
+    def from_client(payload: bytes) -> bytes:
+        pair.client.send_datagram(payload)
+        (data, _addr), *_ = pair.client.datagrams_to_send(pair.net.now)
+        return data
+
+    reader = conn.reader
+    for kind in (bytes, bytearray, memoryview, bytes):
+        payload = b"dgram %s" % kind.__name__.encode()
+        data = from_client(payload)
+        before = reader.processed
+        server.receive_datagram(kind(data), CLIENT_ADDR, pair.net.now)  # type: ignore[arg-type]
+        assert reader.processed == before + 1  # the connection read it
+        assert server.next_event() == (conn, DatagramReceived(payload))
+        assert server.next_event() is None
+        assert server.has_pending_output  # served at the next send
+        assert routed == ([] if kind is bytes else [data]), kind
+        routed.clear()
+        server.datagrams_to_send(pair.net.now)
+    server.receive_datagram(data, CLIENT_ADDR, pair.net.now)  # a duplicate: read, no event
+    assert server.next_event() is None and not routed
+    cid = conn.host_cid
+    for other in (b"\x40" + bytes(len(cid)) + bytes(30), b"\xc0" + bytes(40), b"\x40" + cid[:-1]):
+        server.receive_datagram(other, CLIENT_ADDR, pair.net.now)
+        assert routed == [other]  # not the connection's: _receive decides
+        routed.clear()
+    assert server.next_event() is None

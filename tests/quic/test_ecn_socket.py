@@ -39,7 +39,7 @@ def _pair(family: int, host: str) -> tuple[socket.socket, socket.socket]:
 
 def _received(sock: socket.socket) -> list[tuple[bytes, int]]:
     got: list[tuple[bytes, int]] = []
-    read_batch_ecn(sock, lambda data, addr, ecn: got.append((data, ecn)), pytest.fail)
+    read_batch_ecn(sock, lambda data, addr, _now, ecn: got.append((data, ecn)), pytest.fail)
     return got
 
 

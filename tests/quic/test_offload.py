@@ -136,7 +136,7 @@ def test_gro_glued_datagrams_are_cut_apart_by_the_reader() -> None:
     got: list[bytes] = []
     reads = 0
     while len(got) < len(out) and reads < 100:
-        reads += read_batch_ecn(rx, lambda d, _a, _e: got.append(d), lambda _e: None)
+        reads += read_batch_ecn(rx, lambda d, _a, _n, _e: got.append(d), lambda _e: None)
     assert got == [d for d, _, _ in out]
     assert reads < len(out)  # fewer reads than datagrams: GRO glued some together
 
@@ -155,14 +155,14 @@ def test_gro_glued_datagrams_go_to_feed_many_in_one_call() -> None:
     got: list[bytes] = []
     batches: list[int] = []
 
-    def many(datagrams: list[bytes], _addr: object, _ecn: int) -> None:
+    def many(datagrams: list[bytes], _addr: object, _now: float, _ecn: int) -> None:
         batches.append(len(datagrams))
         got.extend(datagrams)
 
     reads = 0
     while len(got) < len(out) and reads < 100:
         reads += read_batch_ecn(
-            rx, lambda d, _a, _e: got.append(d), lambda _e: None, feed_many=many
+            rx, lambda d, _a, _n, _e: got.append(d), lambda _e: None, feed_many=many
         )
     assert got == [d for d, _, _ in out]
     assert batches and all(n > 1 for n in batches)  # glued reads only

@@ -69,7 +69,7 @@ def _no_error(exc: OSError) -> None:
 def _read(rx: socket.socket, ecn: bool, limit: int = udp.RECEIVE_BATCH) -> list[bytes]:
     got: list[bytes] = []
     if ecn:
-        read_batch_ecn(rx, lambda d, _a, _e: got.append(d), _no_error, limit)
+        read_batch_ecn(rx, lambda d, _a, _n, _e: got.append(d), _no_error, limit)
     else:
         read_batch(rx, lambda d, _a: got.append(d), _no_error, limit)
     return got
@@ -165,5 +165,22 @@ def test_the_pumps_ecn_messages_mark_as_send_marked_does() -> None:
         tx.sendmsg([b"not"], messages[0], 0, rx.getsockname())
         time.sleep(0.02)  # loopback delivers within sendmsg, normally
         got: list[tuple[bytes, int]] = []
-        read_batch_ecn(rx, lambda d, _a, ecn: got.append((d, ecn)), _no_error)
+        read_batch_ecn(rx, lambda d, _a, _n, ecn: got.append((d, ecn)), _no_error)
     assert got == [(b"own", 2), (b"ref", 2), (b"not", 0)]
+
+
+def test_read_batch_ecn_hands_every_datagram_the_batch_time() -> None:
+    """The batch's ``now`` reaches each feed call as its third argument (the pump feeds
+    ``QuicEndpoint.receive_datagram`` itself, no call between: issue 10)."""
+    tx, rx = _pair()
+    with tx, rx:
+        assert configure_path_options(rx).ecn
+        for payload in (b"one", b"two", b"three"):
+            udp.send_marked(tx, payload, rx.getsockname(), 2)
+        time.sleep(0.02)
+        got: list[tuple[bytes, float, int]] = []
+        count = read_batch_ecn(
+            rx, lambda d, _a, now, ecn: got.append((d, now, ecn)), _no_error, now=12.5
+        )
+    assert count == 3
+    assert got == [(b"one", 12.5, 2), (b"two", 12.5, 2), (b"three", 12.5, 2)]
