@@ -72,6 +72,8 @@ pass only when something is left over (in its short loop when only stream data i
 as the general pass decides after a full datagram). With nothing ack-eliciting owed
 the same pass writes the ACK if it is due, else nothing (most builds of a burst of
 short exchanges). Anything else (or qlog on) declines it before anything changed.
+Its commonest case — one DATAGRAM frame queued behind the ACK (a ping-pong, an echo) —
+is written without a packet assembler (:meth:`SendScheduler._write_datagram_reply`).
 
 An ACK set aside for the reply (``LossRecovery.waiting_ack``, issue 10: a ping-pong's
 ACK of every packet in flight, see ``FrameDispatcher._may_wait``) stays unprocessed
@@ -112,7 +114,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL
-from quic.conn_send_short import MAX_ACK_ONLY_RUN, write_bulk, write_reply
+from quic.conn_send_short import (
+    MAX_ACK_ONLY_RUN,
+    write_bulk,
+    write_datagram_reply,
+    write_reply,
+)
 from quic.conn_send_side import SideDatagrams, push_ping
 from quic.events import PingAcknowledged, QuicEvent
 from quic.frames import PING_FRAME
@@ -326,7 +333,6 @@ class SendScheduler:
             self._after_build(now, mtu, True)
             return [], False
         probe = self._pmtu.probe_size()
-        asm = PacketAssembler(mtu if probe is None else max(mtu, probe))
         sent_eliciting = False
         # _update_pacer(), inline: once per build (RFC 9002 §7.7; unpaced before any
         # RTT sample: the rate would rest on the 333 ms initial RTT)
@@ -353,6 +359,17 @@ class SendScheduler:
             kind != 1 or cc.available() < (self._datagrams.pending + 1) * mtu
         ):
             recovery.process_waiting_ack()  # see the module docstring: "An ACK set aside"
+        if kind == 1 and (out := self._write_datagram_reply(pacer, mtu, now, marked)):
+            # the reply pass's commonest case, in one function (see the module docstring)
+            self.capped = False
+            paths.on_datagram_sent(len(out))
+            if cc.app_limited_hook:
+                self._after_build(now, mtu, True)
+            else:  # _after_build() without the pacer held: nothing else to do
+                self._paced = False
+                self.pacing_deadline = None
+            return [out], True
+        asm = PacketAssembler(mtu if probe is None else max(mtu, probe))
         if probe is not None and recovery.congestion.available() >= probe:
             sent_eliciting = self._side.pmtu_probe(asm, probe, now, version, marked)
         capped = False
@@ -583,6 +600,7 @@ class SendScheduler:
 
     # the short passes of build() (quic.conn_send_short): methods, without a call more
     _write_reply = write_reply
+    _write_datagram_reply = write_datagram_reply
     _write_bulk = write_bulk
 
     def _update_pacer(self, now: float, mtu: int) -> Pacer:
