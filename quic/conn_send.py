@@ -362,7 +362,9 @@ class SendScheduler:
         if kind == 1 and (out := self._write_datagram_reply(pacer, mtu, now, marked)):
             # the reply pass's commonest case, in one function (see the module docstring)
             self.capped = False
-            paths.on_datagram_sent(len(out))
+            size = len(out)  # paths.on_datagram_sent(size), inline
+            paths.bytes_sent += size
+            paths.current.sent += size
             if cc.app_limited_hook:
                 self._after_build(now, mtu, True)
             else:  # _after_build() without the pacer held: nothing else to do
@@ -574,12 +576,17 @@ class SendScheduler:
             or not handshake.complete
             or self._probes
             or self._pings
-            or not paths.current.validated  # address_validated, without the property
-            or paths.wants_send()  # PATH_CHALLENGE (owed on the current path) or RESPONSE
+            or not (current := paths.current).validated  # address_validated, inline
+            # wants_send(): PATH_CHALLENGE owed on the current path, or a RESPONSE (asked
+            # only with some queued)
+            or current.challenge_owed
+            or (paths.responses and paths.wants_send())
             or handshake.done_pending
             or handshake.tokens_pending
             or self._crypto.send[APPLICATION].needs_send  # needs_send(), without its call
-            or self._cids.wants_send(True)
+            # wants_send(True): a retirement, or (asked only then) new IDs to issue
+            or (cids := self._cids)._retire_unsent
+            or (cids.issue_pending and cids.wants_send(True))
         )
 
     def _reply_kind(self) -> int:
@@ -596,7 +603,7 @@ class SendScheduler:
         if self._ackfreq_due or not self._short_only():
             return 0
         streams = self._streams
-        return 2 if streams.has_data() or streams.wants_control() else 1
+        return 2 if streams._sendable or streams.wants_control() else 1  # _sendable: has_data()
 
     # the short passes of build() (quic.conn_send_short): methods, without a call more
     _write_reply = write_reply
