@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_ACK_ONLY_RUN", "write_bulk", "write_datagram_reply", "write_reply"]
 
+_new_object = object.__new__
 _ECN_BASE = APPLICATION * 3  # the space's ECT(0), ECT(1), CE counts in received_counts
 _MIN_PAYLOAD_1 = min_payload_length(1)  # a one-byte packet number's (RFC 9001 §5.4.2)
 _DATAGRAM_1 = tuple(bytes((0x31, n)) for n in range(0x40))  # DATAGRAM with Length, 1 byte
@@ -179,11 +180,24 @@ def write_datagram_reply(
     space.next_pn = pn + 1
     queue.popleft()
     datagrams.pending = 0
-    packet = SentPacket(APPLICATION, pn, header_size + AEAD_TAG_LENGTH + len(payload))
-    if ack is not None:
+    # SentPacket(APPLICATION, pn, size), without __init__'s call (as short_frame_run)
+    packet = _new_object(SentPacket)
+    packet.space = APPLICATION
+    packet.packet_number = pn
+    packet.size = header_size + AEAD_TAG_LENGTH + len(payload)
+    packet.ack_eliciting = packet.in_flight = True
+    packet.is_crypto = packet.is_app_limited = packet.ecn_marked = False
+    packet.time_sent = packet.delivered_time = packet.first_sent_time = 0.0
+    packet.fate = None
+    packet.args = ()
+    packet.delivered = -1
+    packet.loss_event = 0
+    if ack is None:
+        packet.handlers = []
+    else:
         largest = ranges[0][1]
         # RFC 9000 §13.2.4: once an ACK of ours is acknowledged, stop repeating it
-        packet.handlers.append((tracker.on_ack_fate, (largest,)))
+        packet.handlers = [(tracker.on_ack_fate, (largest,))]
         tracker.ack_eliciting_since_ack = 0  # tracker.on_ack_sent(largest), inline
         tracker.deadline = None
         tracker.fresh = False
