@@ -407,3 +407,36 @@ def test_datagram_reply_is_the_general_path(
     assert _snapshot(conn) == _snapshot(twin)
     if size <= 1000 and not any(ecn) and len(received) < 20:
         assert DATAGRAM_REPLIES[0] == before + 1  # small enough: this path wrote it
+
+
+def test_datagrams_queued_together_still_leave_in_one_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one-function reply takes a lone datagram only: datagrams the application
+    queued in one go (one loop iteration) still leave from one build — small ones
+    coalesced in one packet, full-sized ones as a run of equal-sized datagrams (one
+    GSO send in the pump) — not one build per datagram."""
+    pair = _confirmed_pair(7)
+    conn = pair.client
+    calls: collections.Counter[str] = collections.Counter()
+    real = conn.sender._write_datagram_reply
+
+    def counted(*args: Any) -> Any:
+        result = real(*args)
+        calls["taken" if result is not None else "declined"] += 1
+        return result
+
+    monkeypatch.setattr(conn.sender, "_write_datagram_reply", counted)
+    for i in range(10):
+        conn.send_datagram(bytes([i]) * 64)
+    out = conn.datagrams_to_send(pair.net.now)
+    assert len(out) == 1  # ten DATAGRAM frames in one packet
+    assert calls == {"declined": 1}
+    limit = conn.max_datagram_payload
+    for i in range(6):
+        conn.send_datagram(bytes([i]) * limit)
+    out = conn.datagrams_to_send(pair.net.now)
+    assert len(out) == 6
+    assert len({len(data) for data, _addr in out}) == 1  # one GSO run
+    assert calls == {"declined": 2}
+    assert not conn.datagrams.pending
