@@ -72,6 +72,8 @@ pass only when something is left over (in its short loop when only stream data i
 as the general pass decides after a full datagram). With nothing ack-eliciting owed
 the same pass writes the ACK if it is due, else nothing (most builds of a burst of
 short exchanges). Anything else (or qlog on) declines it before anything changed.
+Its commonest case — one DATAGRAM frame queued behind the ACK (a ping-pong, an echo) —
+is written without a packet assembler (:meth:`SendScheduler._write_datagram_reply`).
 
 An ACK set aside for the reply (``LossRecovery.waiting_ack``, issue 10: a ping-pong's
 ACK of every packet in flight, see ``FrameDispatcher._may_wait``) stays unprocessed
@@ -112,7 +114,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL
-from quic.conn_send_short import MAX_ACK_ONLY_RUN, write_bulk, write_reply
+from quic.conn_send_short import (
+    MAX_ACK_ONLY_RUN,
+    write_bulk,
+    write_datagram_reply,
+    write_reply,
+)
 from quic.conn_send_side import SideDatagrams, push_ping
 from quic.events import PingAcknowledged, QuicEvent
 from quic.frames import PING_FRAME
@@ -326,7 +333,6 @@ class SendScheduler:
             self._after_build(now, mtu, True)
             return [], False
         probe = self._pmtu.probe_size()
-        asm = PacketAssembler(mtu if probe is None else max(mtu, probe))
         sent_eliciting = False
         # _update_pacer(), inline: once per build (RFC 9002 §7.7; unpaced before any
         # RTT sample: the rate would rest on the 333 ms initial RTT)
@@ -353,6 +359,19 @@ class SendScheduler:
             kind != 1 or cc.available() < (self._datagrams.pending + 1) * mtu
         ):
             recovery.process_waiting_ack()  # see the module docstring: "An ACK set aside"
+        if kind == 1 and (out := self._write_datagram_reply(pacer, mtu, now, marked)):
+            # the reply pass's commonest case, in one function (see the module docstring)
+            self.capped = False
+            size = len(out)  # paths.on_datagram_sent(size), inline
+            paths.bytes_sent += size
+            paths.current.sent += size
+            if cc.app_limited_hook:
+                self._after_build(now, mtu, True)
+            else:  # _after_build() without the pacer held: nothing else to do
+                self._paced = False
+                self.pacing_deadline = None
+            return [out], True
+        asm = PacketAssembler(mtu if probe is None else max(mtu, probe))
         if probe is not None and recovery.congestion.available() >= probe:
             sent_eliciting = self._side.pmtu_probe(asm, probe, now, version, marked)
         capped = False
@@ -557,12 +576,17 @@ class SendScheduler:
             or not handshake.complete
             or self._probes
             or self._pings
-            or not paths.current.validated  # address_validated, without the property
-            or paths.wants_send()  # PATH_CHALLENGE (owed on the current path) or RESPONSE
+            or not (current := paths.current).validated  # address_validated, inline
+            # wants_send(): PATH_CHALLENGE owed on the current path, or a RESPONSE (asked
+            # only with some queued)
+            or current.challenge_owed
+            or (paths.responses and paths.wants_send())
             or handshake.done_pending
             or handshake.tokens_pending
             or self._crypto.send[APPLICATION].needs_send  # needs_send(), without its call
-            or self._cids.wants_send(True)
+            # wants_send(True): a retirement, or (asked only then) new IDs to issue
+            or (cids := self._cids)._retire_unsent
+            or (cids.issue_pending and cids.wants_send(True))
         )
 
     def _reply_kind(self) -> int:
@@ -579,10 +603,11 @@ class SendScheduler:
         if self._ackfreq_due or not self._short_only():
             return 0
         streams = self._streams
-        return 2 if streams.has_data() or streams.wants_control() else 1
+        return 2 if streams._sendable or streams.wants_control() else 1  # _sendable: has_data()
 
     # the short passes of build() (quic.conn_send_short): methods, without a call more
     _write_reply = write_reply
+    _write_datagram_reply = write_datagram_reply
     _write_bulk = write_bulk
 
     def _update_pacer(self, now: float, mtu: int) -> Pacer:

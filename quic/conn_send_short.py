@@ -11,17 +11,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from quic.ack import MAX_ACK_RANGES
 from quic.conn_keys import APPLICATION
 from quic.conn_send_side import push_ping
+from quic.frames_ack import encode_ack_frame
+from quic.packet_builder import MIN_PACKET_ROOM
+from quic.packet_number import MAX_PACKET_NUMBER
+from quic.protection import AEAD_TAG_LENGTH, min_payload_length
+from quic.recovery_state import SentPacket
 
 if TYPE_CHECKING:
     from quic.conn_send import SendScheduler
     from quic.pacing import Pacer
     from quic.packet_builder import PacketAssembler
 
-__all__ = ["MAX_ACK_ONLY_RUN", "write_bulk", "write_reply"]
+__all__ = ["MAX_ACK_ONLY_RUN", "write_bulk", "write_datagram_reply", "write_reply"]
 
+_new_object = object.__new__
 _ECN_BASE = APPLICATION * 3  # the space's ECT(0), ECT(1), CE counts in received_counts
+_MIN_PAYLOAD_1 = min_payload_length(1)  # a one-byte packet number's (RFC 9001 §5.4.2)
+_DATAGRAM_1 = tuple(bytes((0x31, n)) for n in range(0x40))  # DATAGRAM with Length, 1 byte
 
 #: ACK-only packets in a row after which one carries a PING (RFC 9000 §13.2.4).
 MAX_ACK_ONLY_RUN = 16
@@ -106,6 +115,101 @@ def write_reply(
     if eliciting:
         pacer.on_packet_sent(size, now)
     return size, eliciting
+
+
+def write_datagram_reply(
+    sched: SendScheduler, pacer: Pacer, mtu: int, now: float, marked: bool
+) -> bytes | None:
+    """:func:`write_reply` for its most common case, written in one function without a
+    :class:`~quic.packet_builder.PacketAssembler`: one DATAGRAM frame queued (a
+    ping-pong, an echo), nothing else but the ACK, which fits in front of it with a
+    one-byte packet number (RFC 9000 §17.1: under 128 packets unacknowledged), no
+    truncated ranges. Returns the protected datagram, every record updated as
+    ``write_reply`` updates it (the same bytes: tests/quic/test_reply_path.py); None,
+    having changed nothing, in any other case (``write_reply`` then decides). The
+    caller made sure of what ``write_reply``'s caller does (``_reply_kind`` 1)."""
+    datagrams = sched._datagrams
+    queue = datagrams._queue
+    if datagrams.pending != 1 or queue is None:
+        return None
+    recovery = sched._recovery
+    if recovery.congestion.available() < mtu or pacer.next_send_time(now, mtu) > now:
+        return None  # RFC 9002 §7, §7.7: the general path knows what may go
+    space = sched._keys.spaces[APPLICATION]
+    pn = space.next_pn
+    largest_acked = recovery.spaces[APPLICATION].largest_acked
+    unacked = pn + 1 if largest_acked is None else pn - largest_acked
+    if not 0 < unacked <= 0x80 or pn > MAX_PACKET_NUMBER:
+        return None  # not a one-byte Packet Number field (RFC 9000 Appendix A.2)
+    dcid = sched._cids.peer_cid
+    header_size = 2 + len(dcid)  # first byte, DCID, one-byte packet number (§17.3.1)
+    room = mtu - header_size - AEAD_TAG_LENGTH
+    data = queue[0]
+    n = len(data)
+    if room < MIN_PACKET_ROOM or n >= 0x4000:
+        return None
+    # the DATAGRAM frame with its Length (RFC 9221 §4), as DatagramChannel.write has it
+    frame = _DATAGRAM_1[n] + data if n < 0x40 else bytes((0x31, 0x40 | n >> 8, n & 0xFF)) + data
+    acks = sched._acks
+    tracker = acks.trackers[APPLICATION]
+    deadline = tracker.deadline
+    ack = None
+    # acks.should_include() for an ack-eliciting packet, inline
+    if tracker.largest >= 0 and (deadline is not None or tracker.fresh):
+        # AckState.write's frame, inline: all ranges, as they fit or this declines
+        ranges = tracker.received.ack_ranges_descending(MAX_ACK_RANGES)
+        if ranges:
+            elapsed = now - tracker.largest_time
+            delay = int(elapsed * 1_000_000) >> acks._ack_delay_exponent if elapsed > 0.0 else 0
+            counts = sched._ecn.received_counts  # EcnController.counts(), inline
+            ect0, ect1, ce = counts[_ECN_BASE], counts[_ECN_BASE + 1], counts[_ECN_BASE + 2]
+            ack = encode_ack_frame(ranges, delay, (ect0, ect1, ce) if ect0 or ect1 or ce else None)
+            # with the datagram behind it: no room to reserve (AckState.write's reserve)
+            payload = ack + frame
+    if ack is None:
+        payload = frame
+    size = len(payload)
+    if size >= room:
+        return None  # the general path cuts the ACK, leaves the datagram for later, or
+        # (a full datagram) goes on to its loop's second pass
+    if size < _MIN_PAYLOAD_1:
+        payload += bytes(_MIN_PAYLOAD_1 - size)  # PADDING frames (type 0x00)
+    # -- nothing changed above: from here on, what write_reply does --------------
+    write = space.write
+    assert write is not None
+    space.next_pn = pn + 1
+    queue.popleft()
+    datagrams.pending = 0
+    # SentPacket(APPLICATION, pn, size), without __init__'s call (as short_frame_run)
+    packet = _new_object(SentPacket)
+    packet.space = APPLICATION
+    packet.packet_number = pn
+    packet.size = header_size + AEAD_TAG_LENGTH + len(payload)
+    packet.ack_eliciting = packet.in_flight = True
+    packet.is_crypto = packet.is_app_limited = packet.ecn_marked = False
+    packet.time_sent = packet.delivered_time = packet.first_sent_time = 0.0
+    packet.fate = None
+    packet.args = ()
+    packet.delivered = -1
+    packet.loss_event = 0
+    if ack is None:
+        packet.handlers = []
+    else:
+        largest = ranges[0][1]
+        # RFC 9000 §13.2.4: once an ACK of ours is acknowledged, stop repeating it
+        packet.handlers = [(tracker.on_ack_fate, (largest,))]
+        tracker.ack_eliciting_since_ack = 0  # tracker.on_ack_sent(largest), inline
+        tracker.deadline = None
+        tracker.fresh = False
+        if largest > tracker.largest_acked_sent:
+            tracker.largest_acked_sent = largest
+    sched._ack_only_run[APPLICATION] = 0
+    out = write.encrypt_short(dcid, 1, pn & 0xFF, write.key_phase, payload, pn)
+    if marked:
+        sched._ecn.on_packet_sent(packet)  # RFC 9000 §13.4.2: learn its fate
+    recovery.on_packet_sent(packet, now)
+    pacer.on_packet_sent(len(out), now)
+    return out
 
 
 def write_bulk(

@@ -588,7 +588,7 @@ class QuicConnection:
         if eliciting and not (idle := self.idle).eliciting_since_receive:
             idle.eliciting_since_receive = True
             idle.last_activity = now  # RFC 9000 §10.1
-        if self.cids.has_routing_changes():
+        if (cids := self.cids)._issued_cids or cids._retired_cids:  # has_routing_changes()
             self._flush_routing()
         if len(datagrams) == 1 and not out:  # a reply, a ping-pong: no comprehension
             return [(datagrams[0], addr, local)]

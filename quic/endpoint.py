@@ -596,7 +596,7 @@ class QuicEndpoint:
             if entry is None:
                 continue
             try:
-                if quiet(conn, now):  # nothing to send (quic.endpoint_batch): no build,
+                if not conn.datagrams.pending and quiet(conn, now):  # nothing to send: no build,
                     flushed.append(conn)  # its deadline filed lazily, its events passed on
                     unfiled[entry] = None
                     if (event := conn.next_event()) is not None:

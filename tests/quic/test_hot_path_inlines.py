@@ -9,6 +9,7 @@ the request ``AckFrequencySender.wants_send`` decides without ``wanted``."""
 
 from __future__ import annotations
 
+import collections
 import random
 
 import pytest
@@ -19,6 +20,7 @@ from quic.conn_ackfreq import AckFrequencySender
 from quic.conn_acks import AckState
 from quic.conn_datagrams import DatagramChannel
 from quic.conn_keys import APPLICATION
+from quic.conn_paths import path_key
 from quic.conn_timers import earliest_deadline
 from quic.connection import QuicConnection
 from quic.events import DatagramReceived, QuicEvent
@@ -428,3 +430,61 @@ def test_ack_frequency_wants_send_asks_for_what_wanted_says() -> None:
             assert sender._requested == want
         seen.add(decided)
     assert seen == {True, False}
+
+
+def _reference_short_only(conn: QuicConnection) -> bool:
+    """SendScheduler._short_only as it read with the paths' and the connection-ID
+    manager's own wants_send()."""
+    keys, handshake, paths, sender = conn.keys, conn.handshake, conn.paths, conn.sender
+    spaces = keys.spaces
+    return not (
+        spaces[0].write is not None
+        or spaces[1].write is not None
+        or spaces[APPLICATION].write is None
+        or keys.zero_rtt_write is not None
+        or not handshake.complete
+        or sender._probes
+        or sender._pings
+        or not paths.current.validated
+        or paths.wants_send()
+        or handshake.done_pending
+        or handshake.tokens_pending
+        or sender._crypto.send[APPLICATION].needs_send
+        or conn.cids.wants_send(True)
+    )
+
+
+def test_short_only_asks_paths_and_cids_as_their_wants_send() -> None:
+    """_short_only reads the current path's challenge, the queued responses, the
+    retirements and the pending issue itself, calling the managers' wants_send only
+    when responses are queued or new IDs may be owed: the same answer as with the
+    calls, for every mix (responses on this path or another, IDs to issue or not)."""
+    pair = make_pair(seed=2)
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake.confirmed, max_time=5)
+    conn = pair.client
+    paths, cids = conn.paths, conn.cids
+    here = (paths.current.addr, paths.current.local)
+    key_here = path_key(*here)
+    key_other = path_key(("10.9.9.9", 4433), 0)
+    rng = random.Random(11)
+    answers = set()
+    real_local = dict(cids.local)
+    for _ in range(600):
+        paths.current.challenge_owed = rng.random() < 0.2
+        paths.responses = rng.choice(
+            (
+                None,
+                collections.deque(),
+                collections.deque([(b"12345678", key_other)]),
+                collections.deque([(b"12345678", key_here)]),
+            )
+        )
+        cids._retire_unsent = {7: None} if rng.random() < 0.2 else {}
+        cids.issue_pending = rng.random() < 0.5
+        cids._unannounced = {3: None} if rng.random() < 0.3 else {}
+        cids.local = dict(real_local) if rng.random() < 0.5 else {}
+        expected = _reference_short_only(conn)
+        assert conn.sender._short_only() == expected
+        answers.add(expected)
+    assert answers == {True, False}

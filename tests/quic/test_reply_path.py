@@ -20,6 +20,8 @@ import types
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from quic.conn_acks import AckState
 from quic.conn_keys import APPLICATION
@@ -179,6 +181,10 @@ def _random_state(pair: Pair, rng: random.Random, other: str) -> tuple[QuicConne
     return conn, now
 
 
+#: builds whose datagram _write_datagram_reply wrote (the reply pass without an assembler)
+DATAGRAM_REPLIES = [0]
+
+
 def _build_both(
     conn: QuicConnection, now: float
 ) -> tuple[list[Any], list[Any], QuicConnection, int]:
@@ -187,10 +193,17 @@ def _build_both(
     twin = copy.deepcopy(conn, _shared(conn))
     taken = [0]
     real = conn.sender._write_reply
+    real_datagram = conn.sender._write_datagram_reply
 
     def counted(*args: Any) -> Any:
         result = real(*args)
         taken[0] += result is not None
+        return result
+
+    def counted_datagram(*args: Any) -> Any:
+        result = real_datagram(*args)
+        taken[0] += result is not None
+        DATAGRAM_REPLIES[0] += result is not None
         return result
 
     # instance attributes over the methods, removed again before the states are compared;
@@ -198,15 +211,17 @@ def _build_both(
     vars(twin.sender)["_reply_kind"] = lambda: 0
     vars(twin.sender)["_owes_nothing"] = lambda now: False
     vars(conn.sender)["_write_reply"] = counted
+    vars(conn.sender)["_write_datagram_reply"] = counted_datagram
     fast = conn.datagrams_to_send(now)
     general = twin.datagrams_to_send(now)
     del vars(twin.sender)["_reply_kind"], vars(twin.sender)["_owes_nothing"]
-    del vars(conn.sender)["_write_reply"]
+    del vars(conn.sender)["_write_reply"], vars(conn.sender)["_write_datagram_reply"]
     return fast, general, twin, taken[0]
 
 
 def test_reply_path_is_the_general_path() -> None:
     taken = declined = 0
+    DATAGRAM_REPLIES[0] = 0
     kinds: collections.Counter[str] = collections.Counter()
     streamed: collections.Counter[str] = collections.Counter()
     for seed in range(78):
@@ -225,18 +240,20 @@ def test_reply_path_is_the_general_path() -> None:
             assert not passes, other  # the general path decides these
         streamed[other] += passes
     assert taken >= 20 and declined >= 5  # both ways were exercised
+    assert DATAGRAM_REPLIES[0] >= 5  # ... and the one-function reply of a lone datagram
     assert len(kinds) == len(set(_OTHER))
     assert all(streamed[k] for k in ("stream", "streams", "credit", "reset"))
 
 
 def test_reply_path_writes_one_datagram_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     """A lone datagram (and its ACK) takes the reply path: no visit of the spaces, one
-    packet, as the general path builds it; a queue that does not fit one packet goes
-    on in the general loop from its second datagram."""
+    packet, as the general path builds it, in one function without an assembler; a
+    queue that does not fit one packet goes on in the general loop from its second
+    datagram."""
     pair = _confirmed_pair(5)
     conn = pair.client
     calls: collections.Counter[str] = collections.Counter()
-    for name in ("_write_space", "_write_reply", "_sent_everything"):
+    for name in ("_write_space", "_write_reply", "_sent_everything", "_write_datagram_reply"):
         real = getattr(conn.sender, name)
 
         def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
@@ -254,14 +271,16 @@ def test_reply_path_writes_one_datagram_in_one_pass(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(PacketAssembler, "__init__", counted_init)
     conn.send_datagram(b"p" * 64)
     assert len(conn.datagrams_to_send(pair.net.now)) == 1
-    assert calls == {"_write_reply": 1}
+    assert calls == {"_write_datagram_reply": 1}
+    assert not assembled
     calls.clear()
     limit = conn.max_datagram_payload
     for _ in range(3):
         conn.send_datagram(b"q" * limit)  # one per datagram
     assert len(conn.datagrams_to_send(pair.net.now)) == 3
+    assert calls["_write_datagram_reply"] == 1  # declined: more than one queued
     assert calls["_write_reply"] == 1 and calls["_write_space"] >= 2
-    assert assembled["asm"] == 2  # one assembler per build call
+    assert assembled["asm"] == 1  # one assembler for that build call
 
 
 def test_deadline_after_a_build_matches_its_parts() -> None:
@@ -349,3 +368,75 @@ def test_reply_path_writes_the_ecn_counts_as_the_general_path() -> None:
         assert _snapshot(conn) == _snapshot(twin), seed
         taken += passes
     assert taken >= 6  # the reply path wrote most of them
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 3),
+    received=st.lists(st.booleans(), min_size=1, max_size=30),
+    size=st.integers(0, 1300),
+    wait=st.sampled_from((0.0, 0.00002, 0.001, 0.03)),
+    ecn=st.tuples(*[st.sampled_from((0, 1, 63, 64, 20_000))] * 3),
+)
+def test_datagram_reply_is_the_general_path(
+    seed: int, received: list[bool], size: int, wait: float, ecn: tuple[int, int, int]
+) -> None:
+    """The reply pass of a lone datagram written in one function
+    (``write_datagram_reply``): for server packets received or lost in any pattern
+    (the ACK's ranges), ECN counts, datagram sizes up to the largest that fits, the
+    same bytes and the same state afterwards as the general path — or declined."""
+    pair = _confirmed_pair(seed)
+    conn, server, now = pair.client, pair.server, pair.net.now
+    for got in received:
+        server.send_datagram(b"s" * 30)
+        sent = server.datagrams_to_send(now)
+        if got:
+            for data, _addr in sent:
+                conn.receive_datagram(data, SERVER_ADDR, now)
+        now += 0.0001
+    while conn.next_event() is not None:
+        pass
+    counts = conn.ecn.received_counts
+    for i, count in enumerate(ecn):
+        counts[3 * APPLICATION + i] = count
+    conn.send_datagram(b"d" * min(size, conn.max_datagram_payload))
+    before = DATAGRAM_REPLIES[0]
+    fast, general, twin, _passes = _build_both(conn, now + wait)
+    assert fast == general
+    assert conn.get_timer() == twin.get_timer()
+    assert _snapshot(conn) == _snapshot(twin)
+    if size <= 1000 and not any(ecn) and len(received) < 20:
+        assert DATAGRAM_REPLIES[0] == before + 1  # small enough: this path wrote it
+
+
+def test_datagrams_queued_together_still_leave_in_one_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one-function reply takes a lone datagram only: datagrams the application
+    queued in one go (one loop iteration) still leave from one build — small ones
+    coalesced in one packet, full-sized ones as a run of equal-sized datagrams (one
+    GSO send in the pump) — not one build per datagram."""
+    pair = _confirmed_pair(7)
+    conn = pair.client
+    calls: collections.Counter[str] = collections.Counter()
+    real = conn.sender._write_datagram_reply
+
+    def counted(*args: Any) -> Any:
+        result = real(*args)
+        calls["taken" if result is not None else "declined"] += 1
+        return result
+
+    monkeypatch.setattr(conn.sender, "_write_datagram_reply", counted)
+    for i in range(10):
+        conn.send_datagram(bytes([i]) * 64)
+    out = conn.datagrams_to_send(pair.net.now)
+    assert len(out) == 1  # ten DATAGRAM frames in one packet
+    assert calls == {"declined": 1}
+    limit = conn.max_datagram_payload
+    for i in range(6):
+        conn.send_datagram(bytes([i]) * limit)
+    out = conn.datagrams_to_send(pair.net.now)
+    assert len(out) == 6
+    assert len({len(data) for data, _addr in out}) == 1  # one GSO run
+    assert calls == {"declined": 2}
+    assert not conn.datagrams.pending

@@ -357,23 +357,25 @@ def test_a_short_datagram_that_took_everything_ends_the_call(
 ) -> None:
     """A lone DATAGRAM (a ping-pong reply) is built in one pass: no second, empty pass
     over the spaces once nothing is left (conn_send._sent_everything). The pass is
-    the reply path's (conn_send._write_reply, tests/quic/test_reply_path.py) when only
-    an ACK and datagrams are owed, else the general path's."""
+    the reply path's (conn_send._write_reply, tests/quic/test_reply_path.py; for a lone
+    datagram its one-function case, _write_datagram_reply) when only an ACK and
+    datagrams are owed, else the general path's."""
     pair = make_pair(seed=4)
     pair.handshake()
     pair.run(lambda: pair.client.handshake.confirmed, max_time=5)
     conn = pair.client
     passes = _count_calls(conn.sender, "_write_space", monkeypatch)
     replies = _count_calls(conn.sender, "_write_reply", monkeypatch)
+    lone = _count_calls(conn.sender, "_write_datagram_reply", monkeypatch)
     conn.send_datagram(b"p" * 64)
     out = conn.datagrams_to_send(pair.net.now)
     assert len(out) == 1
-    assert passes[0] + replies[0] == 1
+    assert passes[0] + replies[0] == 0 and lone[0] == 1
     conn.send_ping(1)  # something else owed: the general path, one pass still
     conn.send_datagram(b"p" * 64)
     out = conn.datagrams_to_send(pair.net.now)
     assert len(out) == 1
-    assert passes[0] == 1 and replies[0] == 1
+    assert passes[0] == 1 and replies[0] == 0 and lone[0] == 1
     conn.send_datagram(b"q" * 1000)
     conn.send_datagram(b"r" * 1000)  # does not fit beside the first: a second datagram
     out = conn.datagrams_to_send(pair.net.now)
