@@ -179,3 +179,59 @@ async def test_tasks_of_one_read_run_before_its_transmit() -> None:
             pump._transmit = transmit
         assert echoes == [b"%d" % i for i in range(count)]
         assert log[: count + 1] == [*(("task", 1),) * count, "transmit"]
+
+
+async def test_a_timer_due_before_a_read_batchs_flush_leaves_its_acks_to_it() -> None:
+    """A loop timer that fires after a read batch but before its flush (the batch's
+    ACKs fell due while a long read was fed) does not transmit: the flush does, after
+    the tasks the batch woke, so their replies carry those ACKs instead of ACK-only
+    packets going ahead of them (``QuicEndpointProtocol._on_timer``); the timer is
+    armed again by that flush."""
+    count = 4
+    log: list[Any] = []
+    server_sessions: list[WebTransportSession] = []
+    tasks: set[asyncio.Task[None]] = set()
+    pumps: list[Any] = []
+
+    def handler(stream: WebTransportStream | WebTransportReceiveStream) -> None:
+        assert isinstance(stream, WebTransportStream)
+        if pumps and not log:  # the batch's first request: the timer fires right after
+            asyncio.get_running_loop().call_soon(pumps[0]._on_timer)
+        task = asyncio.ensure_future(_echo(stream, log))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def accept(request: SessionRequest) -> None:
+        session = await request.accept()
+        session.set_stream_handler(handler)
+        server_sessions.append(session)
+        await session.wait_closed()
+
+    async with running() as h, WebTransportClient(client_config()) as client:
+        h.handler = accept
+        sessions = [await client.connect(h.url()) for _ in range(count)]
+        async with asyncio.timeout(TIMEOUT):
+            while len(server_sessions) < count:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # handshake leftovers (ACKs, HANDSHAKE_DONE) settle
+            pump = server_sessions[0]._link.quic_session._protocol
+            transmit = pump._transmit
+
+            def logged() -> None:
+                log.append("transmit")
+                transmit()
+
+            pump._transmit = logged
+            deferred = pump.timers_deferred
+            pumps.append(pump)
+            streams = []
+            for i, session in enumerate(sessions):  # one loop step: one client transmit
+                stream = await session.create_bidirectional_stream()
+                await stream.write(b"%d" % i, end_stream=True)
+                streams.append(stream)
+            echoes = [await stream.read_all() for stream in streams]
+            pump._transmit = transmit
+        assert echoes == [b"%d" % i for i in range(count)]
+        assert pump.timers_deferred > deferred
+        assert log[: count + 1] == [*(("task", 1),) * count, "transmit"]
+        assert pump.endpoint.get_timer() is None or pump._timer is not None
