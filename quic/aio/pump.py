@@ -233,7 +233,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
-        self._flush_wanted = False  # schedule_flush() was called while reading
         #: the flush pending is a read batch's, behind the tasks it woke (see _on_timer)
         self._batch_flush = False
         self._read_at = 0.0  # when the batch being read was read (_read_ready)
@@ -338,8 +337,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         # run first (they were scheduled first), so a reply leaves with the ACK of what
         # triggered it — one datagram each way per round trip, not a reply and an ACK.
         # Nothing woken, nothing else to run: now ("Replies made at once").
-        self._reading = True  # wake() and schedule_flush() leave the flush to the lines below
-        self._flush_wanted = False
+        self._reading = True  # wake() leaves the flush to the lines below
         woken, transmits = len(self._woken), self.transmits
         others = self.events_dispatched - self.datagram_events  # see "Replies made..."
         try:
@@ -358,12 +356,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 self._transmit()  # uvloop: datagrams' callbacks made output ("Replies ...")
             elif self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
                 self._flush_or_transmit()
-            elif (
-                ready is None
-                and transmits != self.transmits
-                and not self._woken
-                and not self._flush_wanted
-            ):
+            elif ready is None and transmits != self.transmits and not self._woken:
                 pass  # uvloop: transmit_now() sent the callbacks' output and the ACKs
             elif not self._flush_scheduled:  # schedule_flush(), inline
                 self._flush_scheduled = True
@@ -522,13 +515,11 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def schedule_flush(self) -> None:
         """Transmit at the flush. Not scheduled while a read batch's events are handed
-        up: :meth:`_read_ready` transmits or schedules the flush after them, behind the
-        tasks they woke (a flush scheduled at the batch's first event would run before
-        the tasks of the later ones: their replies would leave after ACK-only packets)."""
-        if not self._flush_scheduled:
-            if self._reading:
-                self._flush_wanted = True  # for _read_ready's end
-                return
+        up on asyncio's loops: :meth:`_read_ready` transmits or schedules the flush after
+        them, behind the tasks they woke (a flush scheduled at the batch's first event
+        would run before the tasks of the later ones: their replies would leave after
+        ACK-only packets)."""
+        if not self._flush_scheduled and not (self._reading and self._ready is not None):
             self._flush_scheduled = True
             self._flush_soon()
 

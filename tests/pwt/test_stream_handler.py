@@ -133,10 +133,12 @@ async def test_no_backlog_for_handed_streams_and_a_failing_handler_aborts_its_st
         assert server_sessions[0].streams_accepted == 4 * backlog + 1
 
 
-async def _one_read_batch(count: int) -> tuple[list[bytes], list[Any]]:
-    """``count`` sessions each send a request stream in one client transmit; the
-    server's handler starts an echo task per stream. Returns the echoes and the log of
-    the server's tasks (``("task", unread)``) and transmits."""
+async def test_tasks_of_one_read_run_before_its_transmit() -> None:
+    """Requests of several connections read in one batch: every task their handlers
+    started runs before the server's transmit, so each reply leaves with its ACK in
+    one datagram (before: the first event of the batch scheduled the flush, which ran
+    ahead of the later connections' tasks)."""
+    count = 6
     log: list[Any] = []
     server_sessions: list[WebTransportSession] = []
     tasks: set[asyncio.Task[None]] = set()
@@ -175,29 +177,8 @@ async def _one_read_batch(count: int) -> tuple[list[bytes], list[Any]]:
                 streams.append(stream)
             echoes = [await stream.read_all() for stream in streams]
             pump._transmit = transmit
-    return echoes, log
-
-
-async def test_tasks_of_one_read_run_before_its_transmit() -> None:
-    """Requests of several connections read in one batch: every task their handlers
-    started runs before the server's transmit, so each reply leaves with its ACK in
-    one datagram (before: the first event of the batch scheduled the flush, which ran
-    ahead of the later connections' tasks)."""
-    count = 6
-    echoes, log = await _one_read_batch(count)
-    assert echoes == [b"%d" % i for i in range(count)]
-    assert log[: count + 1] == [*(("task", 1),) * count, "transmit"]
-
-
-def test_on_uvloop_tasks_of_one_read_run_before_its_transmit_too() -> None:
-    """The same on uvloop, whose ready queue the pump cannot see: a flush asked for
-    while the batch's events are handed up is left to the end of the read."""
-    uvloop = pytest.importorskip("uvloop")
-    count = 6
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        echoes, log = runner.run(_one_read_batch(count))
-    assert echoes == [b"%d" % i for i in range(count)]
-    assert log[: count + 1] == [*(("task", 1),) * count, "transmit"]
+        assert echoes == [b"%d" % i for i in range(count)]
+        assert log[: count + 1] == [*(("task", 1),) * count, "transmit"]
 
 
 async def test_a_timer_due_before_a_read_batchs_flush_leaves_its_acks_to_it() -> None:
