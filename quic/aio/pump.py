@@ -19,9 +19,7 @@ reader (:func:`quic.aio.udp.take_over_reading` on asyncio's selector loop; on uv
 other loops the socket is our own, :mod:`quic.aio.owned`) up to ``RECEIVE_BATCH``
 waiting datagrams are read per wake-up; their events are handed up at once and the
 transmit follows at the flush (``call_soon``), after the tasks they woke: a reply leaves
-with the ACK of what triggered it (a loop timer that fires before that flush leaves what
-fell due to it, ACKs late after a long feed included, rather than send them ACK-only).
-With the fallback (the loop's transport calls
+with the ACK of what triggered it. With the fallback (the loop's transport calls
 ``datagram_received``: once per loop iteration on asyncio) the flush goes round the
 loop again while full-sized datagrams keep arriving, up to ``RECEIVE_BATCH`` of them;
 small ones (ACKs, ping-pong) do not delay it. The events of full-sized datagrams wait
@@ -233,8 +231,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
-        #: the flush pending is a read batch's, behind the tasks it woke (see _on_timer)
-        self._batch_flush = False
         self._read_at = 0.0  # when the batch being read was read (_read_ready)
         self._readers = (self._receive_marked, self.error_received, self._receive_glued)
         self._timer: asyncio.TimerHandle | None = None
@@ -244,7 +240,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.late_ack_turns = 0  # ... every connection fed, the wake-up LATE_ACKS old
         self.timer_rearms = 0  # loop timers created (see _arm_timer)
         self.timer_fires = 0  # ... and fired
-        self.timers_deferred = 0  # ... whose transmit was left to a read batch's flush
         self._tasks: set[asyncio.Task[Any]] = set()
         #: the tasks of sessions a read batch accepted, started after its transmit
         self._accepted_runs: list[Awaitable[Any]] = []
@@ -362,7 +357,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 self._flush_scheduled = True
                 self._flush_soon()
         finally:
-            self._batch_flush = self._flush_scheduled  # see _on_timer
             if self._accepted_runs:  # see "Replies made at once"
                 self._start_accepted()
 
@@ -537,7 +531,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def _transmit(self) -> None:
         self._received = self._received_seen = 0
-        self._batch_flush = False
         if self._woken:
             self._woken.clear()  # kept: one connection woken per round trip, no new dict
         endpoint = self.endpoint
@@ -713,12 +706,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._timer = None
         self._timer_at = None
         self.endpoint.handle_timer(self.clock())  # never raises
-        if self._batch_flush:
-            # A read batch's flush is on its way, behind the tasks its events woke: what
-            # fell due (ACKs of the batch, late after a long feed) leaves there, with the
-            # replies those tasks write, rather than as ACK-only packets ahead of them.
-            self.timers_deferred += 1
-            return  # the flush transmits and re-arms
         self._transmit()
 
     def spawn(self, coro: Awaitable[Any]) -> None:
