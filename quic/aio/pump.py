@@ -508,12 +508,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self._transmit()  # else at the flush, or at the end of the read (_read_ready)
 
     def schedule_flush(self) -> None:
-        """Transmit at the flush. Not scheduled while a read batch's events are handed
-        up on asyncio's loops: :meth:`_read_ready` transmits or schedules the flush after
-        them, behind the tasks they woke (a flush scheduled at the batch's first event
-        would run before the tasks of the later ones: their replies would leave after
-        ACK-only packets)."""
-        if not self._flush_scheduled and not (self._reading and self._ready is not None):
+        if not self._flush_scheduled:
             self._flush_scheduled = True
             self._flush_soon()
 

@@ -1,10 +1,7 @@
 """``WebTransportSession.set_stream_handler``: the streams the peer opens go to the
 handler as they open instead of the incoming iterators; those queued before it was set
 are handed to it first; ``None`` queues them again; no backlog applies to handed
-streams; a handler that raises aborts its stream and the session goes on. A task the
-handler starts runs before the transmit of the read that brought the request, also
-when one read brings several connections' requests (the pump leaves the flush to the
-end of the read batch: ``QuicEndpointProtocol.schedule_flush``)."""
+streams; a handler that raises aborts its stream and the session goes on."""
 
 from __future__ import annotations
 
@@ -131,51 +128,3 @@ async def test_no_backlog_for_handed_streams_and_a_failing_handler_aborts_its_st
             echoes = [await stream.read_all() for stream in streams]
         assert echoes == [b"%d" % i for i in range(4 * backlog)]
         assert server_sessions[0].streams_accepted == 4 * backlog + 1
-
-
-async def test_tasks_of_one_read_run_before_its_transmit() -> None:
-    """Requests of several connections read in one batch: every task their handlers
-    started runs before the server's transmit, so each reply leaves with its ACK in
-    one datagram (before: the first event of the batch scheduled the flush, which ran
-    ahead of the later connections' tasks)."""
-    count = 6
-    log: list[Any] = []
-    server_sessions: list[WebTransportSession] = []
-    tasks: set[asyncio.Task[None]] = set()
-
-    def handler(stream: WebTransportStream | WebTransportReceiveStream) -> None:
-        assert isinstance(stream, WebTransportStream)
-        task = asyncio.ensure_future(_echo(stream, log))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    async def accept(request: SessionRequest) -> None:
-        session = await request.accept()
-        session.set_stream_handler(handler)
-        server_sessions.append(session)
-        await session.wait_closed()
-
-    async with running() as h, WebTransportClient(client_config()) as client:
-        h.handler = accept
-        sessions = [await client.connect(h.url()) for _ in range(count)]
-        async with asyncio.timeout(TIMEOUT):
-            while len(server_sessions) < count:
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)  # handshake leftovers (ACKs, HANDSHAKE_DONE) settle
-            pump = server_sessions[0]._link.quic_session._protocol
-            transmit = pump._transmit
-
-            def logged() -> None:
-                log.append("transmit")
-                transmit()
-
-            pump._transmit = logged
-            streams = []
-            for i, session in enumerate(sessions):  # one loop step: one client transmit
-                stream = await session.create_bidirectional_stream()
-                await stream.write(b"%d" % i, end_stream=True)
-                streams.append(stream)
-            echoes = [await stream.read_all() for stream in streams]
-            pump._transmit = transmit
-        assert echoes == [b"%d" % i for i in range(count)]
-        assert log[: count + 1] == [*(("task", 1),) * count, "transmit"]
