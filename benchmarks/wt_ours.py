@@ -7,7 +7,11 @@ The server is a :class:`pywebtransport.WebTransportServer` with the default
 (``max_connections_per_address``; ``--max-sessions``): each accepted session echoes
 every incoming bidi stream chunk by chunk as it arrives (``read()`` → ``write()``, whose
 backpressure paces the echo) and every datagram (from its datagram handler,
-``set_datagram_handler``). The client is one
+``set_datagram_handler``); its streams come from its stream handler
+(``set_stream_handler``: a task per stream started as the stream opens, no task per
+session; pywebtransport 0.21.1 offers no such hand-off — its stream events reach their
+handlers through a task each, like its iterator — and the aioquic adapter echoes in its
+event callback). The client is one
 :class:`WebTransportClient` (default :class:`ClientConfig`, the self-signed certificate
 accepted with ``insecure=True``) opening one session per QUIC connection (its
 connections share one UDP socket, ``ClientConfig.share_socket``);
@@ -31,6 +35,7 @@ from pywebtransport import (
     SessionClosed,
     WebTransportClient,
     WebTransportError,
+    WebTransportReceiveStream,
     WebTransportServer,
     WebTransportSession,
     WebTransportStream,
@@ -61,13 +66,21 @@ def _echo_datagrams(session: WebTransportSession) -> None:
     session.set_datagram_handler(echo)
 
 
-async def _serve_session(session: WebTransportSession, tasks: set[asyncio.Task[Any]]) -> None:
+def _serve_session(session: WebTransportSession, tasks: set[asyncio.Task[Any]]) -> None:
+    """Echo the session's datagrams and streams from its handlers: each incoming stream
+    is handed over as it opens (``set_stream_handler``), and its echo task runs before
+    the transmit of the read that brought the request (the reply carries its ACK)."""
     _echo_datagrams(session)
-    with contextlib.suppress(SessionClosed, WebTransportError):
-        async for stream in session.incoming_bidirectional_streams():
+
+    def echo(stream: WebTransportStream | WebTransportReceiveStream) -> None:
+        if isinstance(stream, WebTransportStream):
             task = asyncio.ensure_future(_echo_stream(stream))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+        else:
+            stream.stop_receiving(0)  # the workloads open bidirectional streams only
+
+    session.set_stream_handler(echo)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -93,10 +106,7 @@ async def serve(args: argparse.Namespace) -> None:
     async def accept_all() -> None:
         async for request in server.incoming_sessions():
             with contextlib.suppress(WebTransportError):
-                session = await request.accept()
-                task = asyncio.ensure_future(_serve_session(session, tasks))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                _serve_session(await request.accept(), tasks)
 
     acceptor = asyncio.ensure_future(accept_all())
     announce(server.port)

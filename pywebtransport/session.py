@@ -14,7 +14,10 @@ public interface; the link calls it back through the ``on_*`` methods of
   credit. Streams the peer opens arrive through ``on_stream_opened`` and are queued for
   ``incoming_bidirectional_streams()`` / ``incoming_unidirectional_streams()`` and
   emitted as ``stream`` events; at most ``stream_backlog`` wait to be taken, further
-  ones are refused (WT_BUFFERED_STREAM_REJECTED, draft-16 §4.7).
+  ones are refused (WT_BUFFERED_STREAM_REJECTED, draft-16 §4.7). A stream handler
+  (``set_stream_handler``) takes them instead, inside the loop callback that read the
+  stream's opening: nothing is queued, and a task it starts runs before that read's
+  transmit, so what the task writes at once leaves with the ACK of the request.
 * Datagrams: queued for ``receive_datagram()`` (bounded by count and bytes, the oldest
   dropped) and emitted as ``datagram`` events. ``send_datagram`` is synchronous; its
   result may also be awaited, so ``await session.send_datagram(data)`` works too.
@@ -62,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = ["DatagramSent", "WebTransportSession"]
 
 AnyStream = WebTransportStream | WebTransportReceiveStream | WebTransportSendStream
+PeerStream = WebTransportStream | WebTransportReceiveStream  # what the peer opens
 _CLOSE_FLUSH_TIMEOUT = 3.0
 _UNACKED_PRUNE = 64  # finished-but-unacknowledged streams kept before pruning acked ones
 _DATAGRAM = EventType.DATAGRAM  # per datagram: an Enum class attribute costs ~10x a global
@@ -93,6 +97,16 @@ class _Inbox(Generic[T]):
     def __init__(self) -> None:
         self._items: deque[T] | None = None
         self._waiters: list[asyncio.Future[None]] | None = None
+
+    def take_waiting(self) -> list[T]:
+        """The items queued before the end marker (None), which stays queued."""
+        items = self._items
+        taken: list[T] = []
+        while items and items[0] is not None:
+            taken.append(items.popleft())
+        if not items:
+            self._items = None
+        return taken
 
     def qsize(self) -> int:
         items = self._items
@@ -152,6 +166,7 @@ class WebTransportSession:
         "_incoming_uni",
         "_link",
         "_on_end",
+        "_stream_handler",
         "_streams",
         "_unacked",
         "authority",
@@ -207,6 +222,7 @@ class WebTransportSession:
         self._unacked: set[int] | None = None  # finished streams whose data is not acked
         self._datagram_waiter: asyncio.Future[bytes | None] | None = None
         self._datagram_handler: Callable[[bytes], object] | None = None
+        self._stream_handler: Callable[[PeerStream], object] | None = None
         self._credit: asyncio.Event | None = None  # made by wait_credit, set by on_credit
         # a future per wait_closed() waiter before the end (an idle session has none),
         # resolved directly: a shielded shared one costs its waiter two loop iterations
@@ -342,6 +358,36 @@ class WebTransportSession:
         while (stream := await self._incoming_uni.get()) is not None:
             yield stream
         self._incoming_uni.put_nowait(None)
+
+    def set_stream_handler(self, handler: Callable[[PeerStream], object] | None) -> None:
+        """Have ``handler(stream)`` take each stream the peer opens (a
+        :class:`WebTransportStream`, or a :class:`WebTransportReceiveStream` for a
+        unidirectional one) instead of the incoming iterators and ``accept_*`` (None:
+        they are queued for those again); streams already waiting are handed to it
+        first, here (bidirectional ones, then unidirectional ones). It runs inside the
+        event loop callback that read the stream's opening, so it must not block; the
+        bytes that came with the opening are readable right after it returns. A task it
+        starts (``asyncio.ensure_future(echo(stream))``) runs before that read's
+        transmit (asyncio's loops): what the task writes without waiting leaves with the
+        ACK of the request, one loop iteration sooner than through the iterator. No
+        backlog applies (``stream_backlog`` bounds only queued streams). An exception it
+        raises is logged and the stream is aborted (STOP_SENDING, and RESET_STREAM on a
+        bidirectional one, code 0)."""
+        self._stream_handler = handler
+        if handler is None:
+            return
+        for waiting in (*self._incoming_bidi.take_waiting(), *self._incoming_uni.take_waiting()):
+            if waiting is not None:  # (take_waiting stops at the end marker)
+                self._hand_stream(handler, waiting)
+
+    def _hand_stream(self, handler: Callable[[PeerStream], object], stream: PeerStream) -> None:
+        try:
+            handler(stream)
+        except Exception:
+            if isinstance(stream, WebTransportStream):
+                stream.reset(0)
+            stream.stop_receiving(0)
+            raise  # the link logs it
 
     async def accept_bidirectional_stream(self) -> WebTransportStream:
         """The next bidirectional stream of the peer; SessionClosed at the end."""
@@ -534,20 +580,30 @@ class WebTransportSession:
     # -- fed by the link (SessionEndpoint) ----------------------------------------------
 
     def on_stream_opened(self, stream_id: int, bidirectional: bool) -> None:
-        """The peer opened a stream; beyond ``stream_backlog`` untaken ones it is refused."""
-        if self._incoming_bidi.qsize() + self._incoming_uni.qsize() >= self._link.stream_backlog:
+        """The peer opened a stream: to the stream handler, else queued; beyond
+        ``stream_backlog`` queued ones it is refused."""
+        handler = self._stream_handler
+        if (
+            handler is None
+            and self._incoming_bidi.qsize() + self._incoming_uni.qsize()
+            >= self._link.stream_backlog
+        ):
             self._link.refuse_stream(stream_id)  # draft-16 §4.7
             return
-        stream: WebTransportStream | WebTransportReceiveStream
+        stream: PeerStream
         self.streams_accepted += 1
         if bidirectional:
             stream = WebTransportStream(self, stream_id)
             self._adopt(stream)
-            self._incoming_bidi.put_nowait(stream)
+            if handler is None:
+                self._incoming_bidi.put_nowait(stream)
         else:
             stream = WebTransportReceiveStream(self, stream_id)
             self._adopt(stream)
-            self._incoming_uni.put_nowait(stream)
+            if handler is None:
+                self._incoming_uni.put_nowait(stream)
+        if handler is not None:
+            self._hand_stream(handler, stream)
         self.events.emit(EventType.STREAM, stream)
 
     def on_datagram(self, data: bytes) -> None:
