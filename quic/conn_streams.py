@@ -263,7 +263,9 @@ class StreamController:
         self.window.on_consumed(credited, now, rtt)
         if recv.window.should_update():
             self._control[stream_id] = None
-        self._maybe_discard(stream_id)
+        send = stream.send  # maybe_discard's cheap test first: an echo's reply pending
+        if send is None or send.finished:
+            self._maybe_discard(stream_id)
         return self.wants_control()
 
     def send_buffered(self, stream_id: int) -> int:
@@ -408,7 +410,8 @@ class StreamController:
             return event
         if recv.window.should_update():
             self._control[stream_id] = None
-        if end:
+        # maybe_discard's tests first: delivered bytes wait for consume(), which retires
+        if end and not recv.uncredited and (stream.send is None or stream.send.finished):
             self._maybe_discard(stream_id)
         return event
 
@@ -604,6 +607,8 @@ class StreamController:
         if send is None or send.reset_pending:
             return []
         offset = send.highest_sent
+        if send.write_offset - offset <= room - 21:  # the test below's (end <= write
+            return []  # offset, header <= 21 bytes) without its sums: a short message
         n = room - (  # the STREAM header this frame can have (_write_streams)
             (1 if sid < 0x40 else 8)
             + (4 if send.write_offset < 0x40000000 else 8)
