@@ -21,11 +21,13 @@ from quic.conn_datagrams import DatagramChannel
 from quic.conn_keys import APPLICATION
 from quic.conn_timers import earliest_deadline
 from quic.connection import QuicConnection
+from quic.errors import QuicProtocolError
 from quic.events import DatagramReceived, QuicEvent
 from quic.frames import decode_frame
 from quic.packet_builder import PacketAssembler
 from quic.recovery import SentPacket
 from quic.stream_manager import StreamLimitReached, StreamLimits, StreamManager
+from quic.stream_recv import RecvState, RecvStream
 from quic.stream_send import SendState, SendStream
 from tests.support.quicpair import make_pair
 
@@ -428,3 +430,34 @@ def test_ack_frequency_wants_send_asks_for_what_wanted_says() -> None:
             assert sender._requested == want
         seen.add(decided)
     assert seen == {True, False}
+
+
+def test_recv_in_order_fast_path_equals_the_general_path() -> None:
+    """``RecvStream.on_stream_frame``'s fast path (``bytes`` in order, also with the FIN
+    of a whole message) leaves the stream as the general path does (a ``bytearray``
+    never takes it): the same deltas, errors, states, final size and data, whatever
+    the frames (in order, out of order, duplicated, FIN early or late)."""
+    rng = random.Random(11)
+    fast_fins = 0
+    for _ in range(400):
+        fast, general = RecvStream(4, 1000, 1000), RecvStream(4, 1000, 1000)
+        for _ in range(rng.randrange(1, 8)):
+            offset = rng.choice((fast.window.highest_received, rng.randrange(0, 120)))
+            data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))
+            fin = rng.random() < 0.4
+            outcomes = []
+            for stream, payload in ((fast, data), (general, bytearray(data))):
+                try:
+                    outcomes.append(stream.on_stream_frame(offset, payload, fin))
+                except QuicProtocolError as exc:
+                    outcomes.append((exc.error_code, str(exc)))
+            assert outcomes[0] == outcomes[1]
+            assert fast.state is general.state
+            assert fast.final_size == general.final_size
+            assert fast.readable == general.readable
+            assert fast.window.highest_received == general.window.highest_received
+            if fin and offset == 0 and fast.state is RecvState.DATA_RECVD:
+                fast_fins += 1
+        assert fast.read() == general.read()
+        assert fast.state is general.state
+    assert fast_fins > 20  # the whole-message case was taken
