@@ -194,7 +194,7 @@ class StreamsMixin:
         if fin:
             stream.fin_received = True
         if data or fin:
-            self._emit(ev.StreamData(session.session_id, stream.stream_id, data, fin))
+            self._emit(ev.stream_data(session.session_id, stream.stream_id, data, fin))
         if fin and stream.send_done:  # (finished needs both): a bidi echo's is not yet
             self._maybe_forget(session, stream)
 

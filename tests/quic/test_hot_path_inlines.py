@@ -19,10 +19,11 @@ from quic.conn_ackfreq import AckFrequencySender
 from quic.conn_acks import AckState
 from quic.conn_datagrams import DatagramChannel
 from quic.conn_keys import APPLICATION
+from quic.conn_streams import DeferredDelivery
 from quic.conn_timers import earliest_deadline
 from quic.connection import QuicConnection
 from quic.errors import QuicProtocolError
-from quic.events import DatagramReceived, QuicEvent
+from quic.events import DatagramReceived, QuicEvent, StreamDataReceived, stream_data_received
 from quic.frames import decode_frame
 from quic.packet_builder import PacketAssembler
 from quic.recovery import SentPacket
@@ -461,3 +462,26 @@ def test_recv_in_order_fast_path_equals_the_general_path() -> None:
         assert fast.read() == general.read()
         assert fast.state is general.state
     assert fast_fins > 20  # the whole-message case was taken
+
+
+def test_stream_events_made_without_init_equal_the_dataclass_ones() -> None:
+    """``stream_data_received`` (per delivery) and the DeferredDelivery marker that
+    ``StreamController.on_stream`` queues are made without the dataclass __init__:
+    equal to the constructed ones, of their type, hashed and shown alike, still frozen."""
+    for args in ((0, b"", False, False), (4, b"abc", True, True)):
+        made, ref = stream_data_received(*args), StreamDataReceived(*args)
+        assert made == ref and type(made) is StreamDataReceived
+        assert repr(made) == repr(ref) and hash(made) == hash(ref)
+        with pytest.raises(AttributeError):
+            made.data = b"x"  # type: ignore[misc]  # still frozen
+    pair = make_pair(seed=5)
+    pair.handshake()
+    streams = pair.server.streams
+    queue = streams._events
+    before = len(queue)
+    streams.on_stream(0, 0, b"hello", False, 0x0A, pair.net.now)
+    marker = queue[before]
+    assert marker == DeferredDelivery(0) and type(marker) is DeferredDelivery
+    assert repr(marker) == repr(DeferredDelivery(0)) and hash(marker) == hash(DeferredDelivery(0))
+    event = pair.server.next_event()
+    assert event == StreamDataReceived(0, b"hello", False, False)
