@@ -87,7 +87,7 @@ from h3.events import (
     HeadersReceived,
     RequestStreamReset,
     StopSendingReceived,
-    WebTransportStreamDataReceived,
+    webtransport_stream_data,
 )
 from h3.frames import (
     FrameReader,
@@ -329,8 +329,8 @@ class H3Connection:
 
     def consume_data(self, stream_id: int, nbytes: int) -> bool:
         """The application is done with ``nbytes`` of payload delivered on ``stream_id``
-        (:class:`DataReceived` or :class:`WebTransportStreamDataReceived`): their QUIC
-        flow-control credit goes back to the peer. HTTP/3 credits its own framing
+        (:class:`DataReceived`, :class:`~h3.events.WebTransportStreamDataReceived`):
+        their QUIC flow-control credit goes back to the peer. HTTP/3 credits its own framing
         itself; every receiver of payload must call this as it consumes it. True when
         QUIC now owes a credit frame (a send is due)."""
         return nbytes > 0 and self.quic.consume_stream_data(stream_id, nbytes)
@@ -520,7 +520,7 @@ class H3Connection:
             # then knows the stream, whose reset may come next (a RESET_STREAM_AT that
             # keeps only the header, draft-ietf-webtrans-http3-16 §4.4)
             if data or fin or started:
-                self._emit(WebTransportStreamDataReceived(sid, stream.session_id, data, fin))
+                self._emit(webtransport_stream_data(sid, stream.session_id, data, fin))
             if fin:
                 self._close_stream(sid)
 
@@ -563,7 +563,7 @@ class H3Connection:
                 if self._qlog is not None:
                     self._qlog.stream_type_set(sid, False, "webtransport")
                 self._payload_taken += len(data)
-                self._emit(WebTransportStreamDataReceived(sid, session_id, data, fin))
+                self._emit(webtransport_stream_data(sid, session_id, data, fin))
                 if fin:
                     self._close_stream(sid)
                 return
@@ -573,7 +573,7 @@ class H3Connection:
         if stream.session_id is not None:
             self._payload_taken += len(data)
             if data or fin:
-                self._emit(WebTransportStreamDataReceived(sid, stream.session_id, data, fin))
+                self._emit(webtransport_stream_data(sid, stream.session_id, data, fin))
             if fin:
                 self._close_stream(sid)
             return
@@ -681,9 +681,7 @@ class H3Connection:
             self._qlog.stream_type_set(stream.stream_id, False, "webtransport")
         stream.frames = None  # raw data from here on
         self._payload_taken += len(payload)
-        self._emit(
-            WebTransportStreamDataReceived(stream.stream_id, stream.session_id, payload, fin)
-        )
+        self._emit(webtransport_stream_data(stream.stream_id, stream.session_id, payload, fin))
         if fin:
             stream.ended = True
 

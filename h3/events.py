@@ -109,3 +109,27 @@ class WebTransportStreamDataReceived(H3Event):
     session_id: int
     data: bytes
     stream_ended: bool
+
+
+# WebTransportStreamDataReceived(...) without its dataclass __init__, which sets each
+# frozen slot with an object.__setattr__ call: the object made bare and its slots set by
+# their own descriptors, per chunk of a WebTransport stream (tests/h3/test_event_inlines.py)
+_new_event = object.__new__
+_WT_SLOTS = vars(WebTransportStreamDataReceived)
+_set_wt_id = _WT_SLOTS["stream_id"].__set__
+_set_wt_session = _WT_SLOTS["session_id"].__set__
+_set_wt_data = _WT_SLOTS["data"].__set__
+_set_wt_end = _WT_SLOTS["stream_ended"].__set__
+
+
+def webtransport_stream_data(
+    stream_id: int, session_id: int, data: bytes, stream_ended: bool
+) -> WebTransportStreamDataReceived:
+    """``WebTransportStreamDataReceived(stream_id, session_id, data, stream_ended)``,
+    made faster."""
+    event = _new_event(WebTransportStreamDataReceived)
+    _set_wt_id(event, stream_id)
+    _set_wt_session(event, session_id)
+    _set_wt_data(event, data)
+    _set_wt_end(event, stream_ended)
+    return event

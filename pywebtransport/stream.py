@@ -62,6 +62,9 @@ DEFAULT_LIMIT = 1 << 20
 #: Read bytes are credited back in batches of at most this size (and when the queue
 #: runs empty, so a waiting reader is never short of credit it released).
 _CREDIT_BATCH = 1 << 14
+#: More than the stream header QUIC may hold besides the data written (a signal or type
+#: and a session ID: at most 10 bytes; draft-16 §4.2, §4.3).
+_HEADER_MARGIN = 64
 
 
 class _StreamBase:
@@ -405,8 +408,13 @@ class _SendMixin(_StreamBase):
             self._send_done = True
             if self._eof:  # _forget_if_done()'s other test first
                 self._forget_if_done()
-        # drain()'s first test inline: no coroutine per write when nothing waits
-        if self._send_exc is not None or link.send_buffered(self.stream_id) > link.send_buffer_high:
+        # drain()'s first test inline: no coroutine per write when nothing waits; and no
+        # call below while all this stream ever wrote (its header too) stays under the
+        # mark: what QUIC holds is part of it (a short exchange asks nothing)
+        high = link.send_buffer_high
+        if self._send_exc is not None or (
+            self.bytes_sent + _HEADER_MARGIN > high and link.send_buffered(self.stream_id) > high
+        ):
             await self.drain()
 
     def _raise_send_failure(self, exc: Exception) -> NoReturn:

@@ -54,9 +54,9 @@ from quic.errors import QuicProtocolError, StreamResetError, TransportErrorCode
 from quic.events import (
     QuicEvent,
     StopSendingReceived,
-    StreamDataReceived,
     StreamReset,
     StreamWritable,
+    stream_data_received,
 )
 from quic.flow_control import ReceiveWindow, SendCredit
 from quic.frames import (
@@ -114,6 +114,10 @@ class DeferredDelivery(QuicEvent):
     delivered when the event is taken (internal: never leaves the connection)."""
 
     stream_id: int
+
+
+_new_event = object.__new__  # a marker per delivery: no dataclass __init__ (frozen)
+_set_deferred_id = vars(DeferredDelivery)["stream_id"].__set__
 
 
 class StreamController:
@@ -263,7 +267,9 @@ class StreamController:
         self.window.on_consumed(credited, now, rtt)
         if recv.window.should_update():
             self._control[stream_id] = None
-        self._maybe_discard(stream_id)
+        send = stream.send  # maybe_discard's cheap test first: an echo's reply pending
+        if send is None or send.finished:
+            self._maybe_discard(stream_id)
         return self.wants_control()
 
     def send_buffered(self, stream_id: int) -> int:
@@ -338,7 +344,9 @@ class StreamController:
             # Delivery waits until the event is taken (deliver_deferred): the bytes of
             # every packet of a batch leave as one event, in this event's place.
             self._deferred[stream_id] = None
-            self._events.append(DeferredDelivery(stream_id))
+            marker = _new_event(DeferredDelivery)  # DeferredDelivery(stream_id), inline
+            _set_deferred_id(marker, stream_id)  # (tests/quic/test_hot_path_inlines.py)
+            self._events.append(marker)
         if self.manager.opened_by_peer:  # most frames open none
             self._deliver_new_peer_streams()
 
@@ -398,7 +406,7 @@ class StreamController:
             self._eof_reported[stream_id] = None
         event = None
         if data or end:
-            event = StreamDataReceived(stream_id, data, end, self.early_data)
+            event = stream_data_received(stream_id, data, end, self.early_data)
             if not front:
                 self._events.append(event)
                 event = None
@@ -408,7 +416,8 @@ class StreamController:
             return event
         if recv.window.should_update():
             self._control[stream_id] = None
-        if end:
+        # maybe_discard's tests first: delivered bytes wait for consume(), which retires
+        if end and not recv.uncredited and (stream.send is None or stream.send.finished):
             self._maybe_discard(stream_id)
         return event
 
@@ -604,6 +613,8 @@ class StreamController:
         if send is None or send.reset_pending:
             return []
         offset = send.highest_sent
+        if send.write_offset - offset <= room - 21:  # the test below's (end <= write
+            return []  # offset, header <= 21 bytes) without its sums: a short message
         n = room - (  # the STREAM header this frame can have (_write_streams)
             (1 if sid < 0x40 else 8)
             + (4 if send.write_offset < 0x40000000 else 8)

@@ -138,6 +138,7 @@ _TRANSITIONS: dict[RecvState, dict[RecvEvent, RecvState]] = {
 _TERMINAL = frozenset((_S.DATA_READ, _S.RESET_READ))
 _RECEIVING = frozenset((_S.RECV, _S.SIZE_KNOWN))
 _RECV = _S.RECV  # a module alias: Enum class attributes are slow on Python 3.11
+_DATA_RECVD = _S.DATA_RECVD
 _RESET = frozenset((_S.RESET_RECVD, _S.RESET_READ))
 
 
@@ -297,7 +298,7 @@ class RecvStream:
         if (
             offset == self._recv_offset
             and end > offset
-            and not fin
+            and (not fin or (end >= window.highest_received and self.trace is None))
             and type(data) is bytes
             and self._state is _RECV
             and self._final_size is None
@@ -308,12 +309,16 @@ class RecvStream:
         ):
             # The bulk case: the next bytes in order, nothing held out of order, no
             # final size or reset yet: what the general path below does, in short.
+            # Also a whole message with its FIN (a short exchange's one frame).
             ready = self._ready
             if ready is None:
                 ready = self._ready = deque()
             ready.append(data)
             self._recv_offset = end
             self._ready_len += end - offset
+            if fin:  # every byte is in: Recv -> Size Known -> Data Recvd at once (§3.2)
+                self._final_size = end
+                self._state = _DATA_RECVD
             highest = window.highest_received
             if end > highest:
                 window.highest_received = end

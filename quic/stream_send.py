@@ -682,8 +682,13 @@ class SendStream:
                 chunks = self._chunks
                 head = self._head
                 # most ACKs end inside the oldest chunk (a 64 KiB write spans ~45
-                # packets): _release_to only when it is done with
-                if head < len(chunks) and self._starts[head] + len(chunks[head]) <= stop:
+                # packets): _release_to only when it is done with, and not when this
+                # ACK ends the stream (_release_all below drops every chunk)
+                if (
+                    head < len(chunks)
+                    and self._starts[head] + len(chunks[head]) <= stop
+                    and not (fin and stop == self._fin_offset)
+                ):
                     self._release_to(stop)
             else:
                 if acked is _NO_RANGES:

@@ -96,8 +96,15 @@ class SessionFlowControl:
                          f"{counts[_RECV_MAX + bidi]}")  # fmt: skip
         counts[_PEER_OPENED + bidi] = count
 
-    def on_peer_stream_closed(self, bidi: bool) -> None:
-        self._counts[_PEER_CLOSED + bidi] += 1
+    def on_peer_stream_closed(self, bidi: bool) -> bool:
+        """A peer stream of this session finished; True when a WT_MAX_STREAMS of its
+        kind is now due (:meth:`take_updates` would write it): only then need the
+        connection flush (per stream of a burst of short exchanges, issue 10)."""
+        counts = self._counts
+        closed = counts[_PEER_CLOSED + bidi] = counts[_PEER_CLOSED + bidi] + 1
+        window = self._windows[1 if bidi else 2]  # take_updates' test, for this kind
+        new_limit = min(closed + window, MAX_STREAMS_LIMIT)
+        return bool(window) and new_limit - counts[_RECV_MAX + bidi] >= max(1, window // 2)
 
     def on_data_received(self, size: int) -> None:
         """``size`` more stream-body bytes from the peer (draft-16 §5.6.4)."""
@@ -105,10 +112,13 @@ class SessionFlowControl:
         if self.received > self.recv_max_data:
             raise _error(f"peer sent {self.received} bytes, limit is {self.recv_max_data}")
 
-    def on_data_consumed(self, size: int) -> None:
+    def on_data_consumed(self, size: int) -> bool:
         """The application is done with ``size`` more bytes (or they were discarded:
-        a reset stream, a stream we stopped reading): their credit may go back."""
-        self.consumed = min(self.received, self.consumed + size)
+        a reset stream, a stream we stopped reading): their credit may go back. True
+        when a WT_MAX_DATA is now due (:meth:`take_updates` would write it)."""
+        consumed = self.consumed = min(self.received, self.consumed + size)
+        window = self._windows[0]  # take_updates' test
+        return bool(window) and self.recv_max_data - consumed < (window + 1) // 2
 
     def take_updates(self) -> list[bytes]:
         """The WT_MAX_DATA / WT_MAX_STREAMS capsules due now (draft-16 §5.6)."""

@@ -194,7 +194,7 @@ class StreamsMixin:
         if fin:
             stream.fin_received = True
         if data or fin:
-            self._emit(ev.StreamData(session.session_id, stream.stream_id, data, fin))
+            self._emit(ev.stream_data(session.session_id, stream.stream_id, data, fin))
         if fin and stream.send_done:  # (finished needs both): a bidi echo's is not yet
             self._maybe_forget(session, stream)
 
@@ -304,8 +304,9 @@ class StreamsMixin:
             return
         self._streams.pop(stream.stream_id, None)
         session.streams.pop(stream.stream_id, None)
-        if not stream.local and session.flow is not None:
-            session.flow.on_peer_stream_closed(stream.bidi)  # credit back (§5.6.2)
+        # credit back (§5.6.2); the session needs a flush only once a capsule is due
+        flow = session.flow
+        if not stream.local and flow is not None and flow.on_peer_stream_closed(stream.bidi):
             self._flow_dirty[session.session_id] = None
 
     def _abort_receive(self, session: Session, stream: WtStream) -> None:
@@ -461,12 +462,12 @@ class StreamsMixin:
         session = self._sessions.get(stream.session_id)
         if session is None:
             return owed
-        if session.flow is not None:
-            session.flow.on_data_consumed(n)
-            self._flow_dirty[session.session_id] = None
+        if session.flow is not None and session.flow.on_data_consumed(n):
+            self._flow_dirty[session.session_id] = None  # a WT_MAX_DATA is due
         if stream.send_done:  # finished needs it: no call while we still send
             self._maybe_forget(session, stream)
-        return self._flush_flow_updates() or owed
+        # flush_flow_updates' own first test inline: nothing is due after most reads
+        return (bool(self._flow_dirty) and self._flush_flow_updates()) or owed
 
     def reset_stream(self, stream_id: int, code: int = 0) -> None:
         """Abandon sending on a stream with application error ``code`` (§4.4)."""

@@ -162,6 +162,35 @@ async def test_backpressure_writer_waits_until_the_reader_consumes(draft: str) -
         assert written == total
 
 
+async def test_short_writes_ask_nothing_below_and_long_ones_still_drain() -> None:
+    """While all a stream wrote (its header too) stays under the send buffer's mark,
+    what QUIC holds of it cannot be above it: write() skips the question (a short
+    exchange of the burst asks nothing below); past it, every write asks again."""
+    async with pair(stream_send_buffer=4096) as (client, server):
+        ours, _theirs = await stream_pair(client, server)
+        link = ours._link
+        asked: list[int] = []
+        real = link.send_buffered
+
+        def counting(stream_id: int) -> int:
+            asked.append(stream_id)
+            return real(stream_id)
+
+        link.send_buffered = counting
+        try:
+            await ours.write(b"x" * 64)
+            await ours.write(b"y" * 64)
+            assert asked == []
+            async with asyncio.timeout(TIMEOUT):
+                await ours.write(b"z" * 8192)  # beyond the mark: drain() waits for ACKs
+                after_big = len(asked)
+                assert after_big >= 1 and set(asked) == {ours.stream_id}
+                await ours.write(b"", end_stream=True)
+            assert len(asked) > after_big  # every write past the mark asks again
+        finally:
+            link.send_buffered = real
+
+
 async def test_stream_objects_hold_no_dict_and_no_event() -> None:
     """A stream is one object per side of every short exchange (issue 10, the burst of
     1,000 sessions): no instance dict unless the application sets an attribute of its

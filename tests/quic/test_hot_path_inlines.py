@@ -21,13 +21,16 @@ from quic.conn_acks import AckState
 from quic.conn_datagrams import DatagramChannel
 from quic.conn_keys import APPLICATION
 from quic.conn_paths import path_key
+from quic.conn_streams import DeferredDelivery
 from quic.conn_timers import earliest_deadline
 from quic.connection import QuicConnection
-from quic.events import DatagramReceived, QuicEvent
+from quic.errors import QuicProtocolError
+from quic.events import DatagramReceived, QuicEvent, StreamDataReceived, stream_data_received
 from quic.frames import decode_frame
 from quic.packet_builder import PacketAssembler
 from quic.recovery import SentPacket
 from quic.stream_manager import StreamLimitReached, StreamLimits, StreamManager
+from quic.stream_recv import RecvState, RecvStream
 from quic.stream_send import SendState, SendStream
 from tests.support.quicpair import make_pair
 
@@ -488,3 +491,57 @@ def test_short_only_asks_paths_and_cids_as_their_wants_send() -> None:
         assert conn.sender._short_only() == expected
         answers.add(expected)
     assert answers == {True, False}
+
+
+def test_recv_in_order_fast_path_equals_the_general_path() -> None:
+    """``RecvStream.on_stream_frame``'s fast path (``bytes`` in order, also with the FIN
+    of a whole message) leaves the stream as the general path does (a ``bytearray``
+    never takes it): the same deltas, errors, states, final size and data, whatever
+    the frames (in order, out of order, duplicated, FIN early or late)."""
+    rng = random.Random(11)
+    fast_fins = 0
+    for _ in range(400):
+        fast, general = RecvStream(4, 1000, 1000), RecvStream(4, 1000, 1000)
+        for _ in range(rng.randrange(1, 8)):
+            offset = rng.choice((fast.window.highest_received, rng.randrange(0, 120)))
+            data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))
+            fin = rng.random() < 0.4
+            outcomes = []
+            for stream, payload in ((fast, data), (general, bytearray(data))):
+                try:
+                    outcomes.append(stream.on_stream_frame(offset, payload, fin))
+                except QuicProtocolError as exc:
+                    outcomes.append((exc.error_code, str(exc)))
+            assert outcomes[0] == outcomes[1]
+            assert fast.state is general.state
+            assert fast.final_size == general.final_size
+            assert fast.readable == general.readable
+            assert fast.window.highest_received == general.window.highest_received
+            if fin and offset == 0 and fast.state is RecvState.DATA_RECVD:
+                fast_fins += 1
+        assert fast.read() == general.read()
+        assert fast.state is general.state
+    assert fast_fins > 20  # the whole-message case was taken
+
+
+def test_stream_events_made_without_init_equal_the_dataclass_ones() -> None:
+    """``stream_data_received`` (per delivery) and the DeferredDelivery marker that
+    ``StreamController.on_stream`` queues are made without the dataclass __init__:
+    equal to the constructed ones, of their type, hashed and shown alike, still frozen."""
+    for args in ((0, b"", False, False), (4, b"abc", True, True)):
+        made, ref = stream_data_received(*args), StreamDataReceived(*args)
+        assert made == ref and type(made) is StreamDataReceived
+        assert repr(made) == repr(ref) and hash(made) == hash(ref)
+        with pytest.raises(AttributeError):
+            made.data = b"x"  # type: ignore[misc]  # still frozen
+    pair = make_pair(seed=5)
+    pair.handshake()
+    streams = pair.server.streams
+    queue = streams._events
+    before = len(queue)
+    streams.on_stream(0, 0, b"hello", False, 0x0A, pair.net.now)
+    marker = queue[before]
+    assert marker == DeferredDelivery(0) and type(marker) is DeferredDelivery
+    assert repr(marker) == repr(DeferredDelivery(0)) and hash(marker) == hash(DeferredDelivery(0))
+    event = pair.server.next_event()
+    assert event == StreamDataReceived(0, b"hello", False, False)

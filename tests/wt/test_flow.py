@@ -76,6 +76,41 @@ def test_credit_is_given_back() -> None:
     assert flow.take_updates() == [encode_varint_capsule(CapsuleType.WT_MAX_STREAMS_BIDI, 6)]
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_due_flags_agree_with_take_updates(seed: int) -> None:
+    """on_data_consumed / on_peer_stream_closed say True exactly when take_updates
+    then writes the capsule they can make due (the connection flushes only then)."""
+    import copy
+    import random
+
+    rng = random.Random(seed)
+    windows = (rng.choice((0, 1, 7, 100, 1 << 20)), rng.choice((0, 1, 3, 100)),
+               rng.choice((0, 1, 2, 100)))  # fmt: skip
+    flow = SessionFlowControl(windows, (0, 0, 0))
+    data_cap = encode_varint_capsule(CapsuleType.WT_MAX_DATA, 0)[:4]  # the type
+    for _ in range(300):
+        step = rng.randrange(4)
+        if step == 0 and flow.received < flow.recv_max_data:
+            flow.on_data_received(rng.randint(1, flow.recv_max_data - flow.received))
+        elif step == 1:
+            due = flow.on_data_consumed(rng.randint(0, 50))
+            updates = copy.deepcopy(flow).take_updates()
+            assert due == any(u.startswith(data_cap) for u in updates)
+        elif step == 2:
+            bidi = rng.random() < 0.5
+            try:
+                flow.on_peer_stream(bidi)
+            except SessionAbort:
+                continue
+            due = flow.on_peer_stream_closed(bidi)
+            kind = CapsuleType.WT_MAX_STREAMS_BIDI if bidi else CapsuleType.WT_MAX_STREAMS_UNI
+            prefix = encode_varint_capsule(kind, 0)[:4]  # the type
+            updates = copy.deepcopy(flow).take_updates()
+            assert due == any(u.startswith(prefix) for u in updates)
+        else:
+            flow.take_updates()
+
+
 def test_flow_control_needs_both_sides() -> None:
     assert wt_pair(config(), config()).client.flow_control
     assert not wt_pair(config(**NO_FC), config()).client.flow_control
