@@ -8,9 +8,11 @@ range (draft-ietf-webtrans-http3-16 §4.4), in which case ``http_code`` tells wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pywebtransport.protocol.drafts import Draft
+from quic.events import event_factory
 
 __all__ = [
     "DatagramReceived",
@@ -153,22 +155,6 @@ class FlowCreditAvailable(WebTransportEvent):
     kind: str
 
 
-# StreamData(...) without its dataclass __init__, which sets each frozen slot with an
-# object.__setattr__ call: the object made bare and its slots set by their own
-# descriptors, per chunk of a stream (tests/wt/test_event_inlines.py checks they agree)
-_new_event = object.__new__
-_DATA_SLOTS = vars(StreamData)
-_set_data_session = _DATA_SLOTS["session_id"].__set__
-_set_data_id = _DATA_SLOTS["stream_id"].__set__
-_set_data_data = _DATA_SLOTS["data"].__set__
-_set_data_fin = _DATA_SLOTS["fin"].__set__
-
-
-def stream_data(session_id: int, stream_id: int, data: bytes, fin: bool) -> StreamData:
-    """``StreamData(session_id, stream_id, data, fin)``, made faster."""
-    event = _new_event(StreamData)
-    _set_data_session(event, session_id)
-    _set_data_id(event, stream_id)
-    _set_data_data(event, data)
-    _set_data_fin(event, fin)
-    return event
+#: ``StreamData(session_id, stream_id, data, fin)``, per chunk of a stream, without its
+#: dataclass ``__init__`` (quic.events.event_factory)
+stream_data: Callable[[int, int, bytes, bool], StreamData] = event_factory(StreamData)
