@@ -128,3 +128,42 @@ async def test_no_backlog_for_handed_streams_and_a_failing_handler_aborts_its_st
             echoes = [await stream.read_all() for stream in streams]
         assert echoes == [b"%d" % i for i in range(4 * backlog)]
         assert server_sessions[0].streams_accepted == 4 * backlog + 1
+
+
+@pytest.mark.parametrize("factor", [1, 4])
+async def test_handed_streams_stay_within_the_stream_limit(factor: int) -> None:
+    """Bounded state: a handler that keeps every stream it is handed open holds at most
+    the session's stream limit (``wt_initial_max_streams_bidi``), whether the peer tries
+    N or 4N streams; the rest wait for credit at the peer, nothing more is kept here."""
+    limit = 4
+    held: list[WebTransportStream | WebTransportReceiveStream] = []
+    server_sessions: list[WebTransportSession] = []
+
+    async def accept(request: SessionRequest) -> None:
+        session = await request.accept()
+        session.set_stream_handler(held.append)
+        server_sessions.append(session)
+        await session.wait_closed()
+
+    async with (
+        running(wt_initial_max_streams_bidi=limit) as h,
+        WebTransportClient(client_config()) as client,
+    ):
+        h.handler = accept
+        session = await client.connect(h.url())
+
+        async def open_one(i: int) -> None:
+            stream = await session.create_bidirectional_stream()
+            await stream.write(b"%d" % i)  # held open: no FIN
+
+        openers = [asyncio.ensure_future(open_one(i)) for i in range(factor * limit)]
+        async with asyncio.timeout(TIMEOUT):
+            while len(held) < limit:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # time for any stream beyond the limit to arrive
+        assert len(held) == limit
+        assert server_sessions[0].streams_accepted == limit
+        assert sum(not t.done() for t in openers) == (factor - 1) * limit
+        for task in openers:
+            task.cancel()
+        await asyncio.gather(*openers, return_exceptions=True)
