@@ -69,6 +69,7 @@ PeerStream = WebTransportStream | WebTransportReceiveStream  # what the peer ope
 _CLOSE_FLUSH_TIMEOUT = 3.0
 _UNACKED_PRUNE = 64  # finished-but-unacknowledged streams kept before pruning acked ones
 _DATAGRAM = EventType.DATAGRAM  # per datagram: an Enum class attribute costs ~10x a global
+_STREAM = EventType.STREAM
 
 
 class DatagramSent:
@@ -285,9 +286,19 @@ class WebTransportSession:
 
     async def create_bidirectional_stream(self) -> WebTransportStream:
         """Open a bidirectional stream (waits while a stream limit forbids it)."""
-        sid = await self._open(True)
+        # _open()'s first pass inline: no coroutine of its own when nothing forbids it
+        self.check_usable()
+        link = self._link
+        try:
+            sid = link.open_stream(self.session_id, True)
+        except (ProtocolApiError, StreamLimitReached):  # a limit (waits) or an error:
+            sid = await self._open(True)  # _open() asks again and deals with it
+        else:
+            link.flush()
+            self.streams_opened += 1
         stream = WebTransportStream(self, sid)
-        self._adopt(stream)
+        self._streams[sid] = stream  # _adopt(), inline
+        link.add_stream(stream)
         return stream
 
     async def create_unidirectional_stream(self) -> WebTransportSendStream:
@@ -604,7 +615,8 @@ class WebTransportSession:
                 self._incoming_uni.put_nowait(stream)
         if handler is not None:
             self._hand_stream(handler, stream)
-        self.events.emit(EventType.STREAM, stream)
+        if self.events.listens(_STREAM):  # no Event built for nobody: once per stream
+            self.events.emit(_STREAM, stream)
 
     def on_datagram(self, data: bytes) -> None:
         """A datagram arrived: to the datagram handler, else to a waiting

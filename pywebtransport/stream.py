@@ -265,12 +265,31 @@ class _ReceiveMixin(_StreamBase):
         if max_size == 0:
             return b""
         if not self._chunks and not self._eof:  # no coroutine when data is waiting
-            await self._wait_data()
+            # _wait_data(), inline: no coroutine of its own for the read that waits
+            reader = self._reader = self._link.loop.create_future()
+            try:
+                await reader
+            finally:
+                self._reader = None
             if self._recv_exc is not None or self._stopped:
                 self._check_read()
-        if not self._chunks:
+        chunks = self._chunks
+        if not chunks:
             return b""
-        return self._take_chunk(max_size)
+        first = chunks[0]
+        n = len(first)
+        if n > max_size or len(chunks) > 1:
+            return self._take_chunk(max_size)
+        # _take_chunk() and _consumed() inline for a read that takes the one chunk
+        # queued (a short message): the queue runs empty, so its credit goes back now
+        chunks.popleft()
+        self._size -= n
+        taken = self._taken = self._taken + n
+        due = taken - self._credited
+        if due > 0:
+            self._credited = taken
+            self._link.consume(self.stream_id, due)
+        return first
 
     async def read_all(self) -> bytes:
         """Everything until the end of the stream."""
@@ -448,7 +467,24 @@ class _SendMixin(_StreamBase):
     async def close(self) -> None:
         """End the sending half (FIN) if it is not finished yet."""
         if not self._send_done and self._send_exc is None:
-            await self.write(b"", end_stream=True)
+            # write(b"", end_stream=True) without its coroutine: a FIN alone takes no
+            # credit, so it never waits for any (tests/pwt/test_stream.py checks both)
+            self._session.check_usable()
+            link = self._link
+            try:
+                link.send_stream_data(self.stream_id, b"", True)
+            except (ProtocolApiError, StreamResetError, ValueError, RuntimeError) as exc:
+                self._raise_send_failure(exc)
+            link.flush()
+            self._send_done = True
+            if self._eof:
+                self._forget_if_done()
+            high = link.send_buffer_high  # write()'s backpressure test
+            if self._send_exc is not None or (
+                self.bytes_sent + _HEADER_MARGIN > high
+                and link.send_buffered(self.stream_id) > high
+            ):
+                await self.drain()
 
     def answer_stop_sending_with(self, error_code: int) -> None:
         """If the peer sends STOP_SENDING, reset this stream with ``error_code`` (a
@@ -499,4 +535,13 @@ class WebTransportStream(_ReceiveMixin, _SendMixin):
     __slots__ = ()
 
     def __init__(self, session: WebTransportSession, stream_id: int) -> None:
-        _StreamBase.__init__(self, session, stream_id, readable=True, writable=True)
+        # _StreamBase.__init__(readable=True, writable=True) inline: one per stream of
+        # a burst (tests/pwt/test_stream.py checks that both make the same state)
+        self._session = session
+        self._link = session.link
+        self.stream_id = stream_id
+        self._chunks = deque()
+        self._size = self._taken = self._credited = 0
+        self._eof = self._stopped = self._send_done = False
+        self._recv_exc = self._reader = self._send_exc = self._writer = None
+        self.bytes_received = self.bytes_sent = 0
