@@ -335,6 +335,12 @@ class WtLink:
                 stream.on_data(event.data, event.fin)
             elif event.data:  # nobody holds this stream any more: its bytes are read
                 self.wt.consume_stream_data(event.stream_id, len(event.data))
+        elif type(event) is ev.StreamOpened:  # per peer stream: no test chain below
+            session = self.sessions.get(event.session_id)
+            if session is not None:
+                session.on_stream_opened(event.stream_id, event.bidirectional)
+            else:  # no session object: nobody reads it
+                self.refuse_stream(event.stream_id)
         elif isinstance(event, (ev.StreamReset, ev.StopSending)):
             stream = self.streams.get(event.stream_id)
             if stream is not None:

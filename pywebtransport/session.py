@@ -605,7 +605,8 @@ class WebTransportSession:
         self.streams_accepted += 1
         if bidirectional:
             stream = WebTransportStream(self, stream_id)
-            self._adopt(stream)
+            self._streams[stream_id] = stream  # _adopt(), inline: per peer stream
+            self._link.add_stream(stream)
             if handler is None:
                 self._incoming_bidi.put_nowait(stream)
         else:

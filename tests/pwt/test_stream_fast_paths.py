@@ -106,3 +106,24 @@ async def test_close_after_the_session_closed_is_quiet_and_write_raises() -> Non
         with pytest.raises(Exception) as raised:
             at_once(stream.write(b"x"))
         assert raised.type.__name__ in ("SessionClosed", "ConnectionFailed", "StreamClosed")
+
+
+async def test_stream_opened_routing_of_the_link() -> None:
+    """The link's StreamOpened case (first in its routing, per peer stream): to its
+    session, or refused when the link holds no session of that ID."""
+    from pywebtransport.protocol import events as ev
+
+    async with pair() as (client, _server):
+        link: Any = client.link
+        refused: list[int] = []
+        opened: list[tuple[int, bool]] = []
+        link.refuse_stream = refused.append
+        real = client.on_stream_opened
+        client.on_stream_opened = lambda sid, bidi: opened.append((sid, bidi))  # type: ignore[method-assign]
+        try:
+            link._route(ev.StreamOpened(client.session_id + 4000, 7, False))
+            link._route(ev.StreamOpened(client.session_id, 11, False))
+        finally:
+            client.on_stream_opened = real  # type: ignore[method-assign]
+            del link.refuse_stream
+        assert refused == [7] and opened == [(11, False)]
