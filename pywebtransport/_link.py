@@ -254,6 +254,18 @@ class WtLink:
     def _on_quic_event(self, event: qe.QuicEvent) -> bool:
         """The QUIC session's listener: never raises (an asyncio callback runs it)."""
         try:
+            if type(event) is _STREAM_DATA:  # per stream chunk: the common case first
+                self.wt.handle_event(event)
+                settings = self._settings  # the SETTINGS come on the control stream
+                if (
+                    settings is not None
+                    and not settings.done()
+                    and self.wt.peer_settings is not None
+                ):
+                    settings.set_result(None)
+                self.process()
+                self.quic_session.flush_after_event()
+                return True
             if type(event) is _DATAGRAM:  # per datagram: the shortcut (module docstring)
                 route = self.wt.datagram_route(event.data)
                 if route is not None:
@@ -275,14 +287,6 @@ class WtLink:
             return isinstance(event, _CONSUMED)
 
     def _handle_quic_event(self, event: qe.QuicEvent) -> bool:
-        if type(event) is _STREAM_DATA:  # per stream chunk: the common case first
-            self.wt.handle_event(event)
-            settings = self._settings  # the SETTINGS come on the control stream
-            if settings is not None and not settings.done() and self.wt.peer_settings is not None:
-                settings.set_result(None)
-            self.process()
-            self.quic_session.flush_after_event()
-            return True
         if type(event) is qe.DatagramReceived:  # per datagram: no settings, no close
             self.wt.handle_event(event)
             self.process()
