@@ -139,6 +139,9 @@ _TERMINAL = frozenset((_S.DATA_READ, _S.RESET_READ))
 _RECEIVING = frozenset((_S.RECV, _S.SIZE_KNOWN))
 _RECV = _S.RECV  # a module alias: Enum class attributes are slow on Python 3.11
 _DATA_RECVD = _S.DATA_RECVD
+_READ_ALL = _E.READ_ALL  # per stream: its last read
+_RECV_FIN = _E.RECV_FIN
+_ALL_DATA = _E.ALL_DATA
 _RESET = frozenset((_S.RESET_RECVD, _S.RESET_READ))
 
 
@@ -189,7 +192,7 @@ class RecvStream:
         CRYPTO_BUFFER_EXCEEDED for CRYPTO streams, §7.5)."""
         self.stream_id = stream_id
         self.window = ReceiveWindow(max_stream_data, max_window)
-        self._state = RecvState.RECV
+        self._state = _RECV
         self.trace: Callable[[int, bool, Enum, Enum], None] | None = None
         self._ready: deque[bytes] | None = None  # created by data, dropped when drained
         self._ready_len = 0
@@ -363,11 +366,11 @@ class RecvStream:
             delta = end - highest
         if fin and final_size is None:
             self._final_size = final_size = end
-            self._fire(RecvEvent.RECV_FIN)
+            self._fire(_RECV_FIN)
         if reliable is not None:
             self._maybe_apply_reset()
         if final_size is not None and self._recv_offset == final_size:
-            self._fire(RecvEvent.ALL_DATA)
+            self._fire(_ALL_DATA)
         if self._discarding:
             self._discard_ready()
         return delta
@@ -426,7 +429,7 @@ class RecvStream:
         self._reset_at = self._reset_at or at
         if known is None:
             self._final_size = final_size
-            self._fire(RecvEvent.RECV_FIN)  # §5.3: "Size Known"
+            self._fire(_RECV_FIN)  # §5.3: "Size Known"
         self._maybe_apply_reset()
         return delta
 
@@ -498,8 +501,8 @@ class RecvStream:
                 self.window.on_consumed(take, now, rtt)
             else:
                 self._uncredited += take
-        if self._state is RecvState.DATA_RECVD and self._read_offset == self._final_size:
-            self._fire(RecvEvent.READ_ALL)
+        if self._state is _DATA_RECVD and self._read_offset == self._final_size:
+            self._fire(_READ_ALL)
         return data
 
     def _take(self, take: int) -> bytes:
@@ -580,8 +583,8 @@ class RecvStream:
             self._take(n)
             self._released += n
             self.window.consumed += n
-        if self._state is RecvState.DATA_RECVD:
-            self._fire(RecvEvent.READ_ALL)
+        if self._state is _DATA_RECVD:
+            self._fire(_READ_ALL)
 
     def pop_released(self) -> int:
         """Bytes released without being read (reset, discard) since the last call;

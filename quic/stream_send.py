@@ -124,6 +124,9 @@ _SENDING = frozenset((_S.READY, _S.SEND, _S.DATA_SENT))
 # on Python 3.11, ~10x a global load: the per-packet code reads module aliases.
 _SEND = _S.SEND
 _SEND_DATA = _E.SEND_DATA
+_READY = _S.READY  # per stream (its first state)
+_SEND_FIN = _E.SEND_FIN  # ... and its end: once per stream each
+_ALL_ACKED = _E.ALL_ACKED
 
 
 class _RangeList:
@@ -232,7 +235,7 @@ class SendStream:
     def __init__(self, stream_id: int = 0, max_stream_data: int = 0) -> None:
         self.stream_id = stream_id
         self.credit = SendCredit(max_stream_data)
-        self._state = SendState.READY
+        self._state = _READY
         #: :attr:`is_finished` kept as an attribute (read per stream retirement)
         self.finished = False
         self.trace: Callable[[int, bool, Enum, Enum], None] | None = None
@@ -445,7 +448,7 @@ class SendStream:
         reliable = self._reliable_size
         if reliable is None or not self._reliable_acked or self._acked_offset < reliable:
             return
-        self._fire(SendEvent.ALL_ACKED)
+        self._fire(_ALL_ACKED)
         self._release_all()
 
     def set_stop_sending_answer(self, error_code: int) -> None:
@@ -517,14 +520,14 @@ class SendStream:
             self.credit.used = stop
             if stop == fin_offset:
                 self._fin_sent = True
-                self._fire(SendEvent.SEND_FIN)
+                self._fire(_SEND_FIN)
                 return (start, data, True)
             if self._state is not _SEND:  # in Send, SEND_DATA changes nothing
                 self._fire(_SEND_DATA)
             return (start, data, False)
         if fin_offset is not None and not self._fin_sent:
             self._fin_sent = True
-            self._fire(SendEvent.SEND_FIN)
+            self._fire(_SEND_FIN)
             return (start, b"", True)
         return None
 
@@ -610,7 +613,7 @@ class SendStream:
             self._fin_lost = False
             if not self._fin_sent:
                 self._fin_sent = True
-                self._fire(SendEvent.SEND_FIN)
+                self._fire(_SEND_FIN)
         return (start, data, fin)
 
     def _slice(self, start: int, stop: int) -> memoryview | bytes:
@@ -703,7 +706,7 @@ class SendStream:
             self._fin_acked = True
             self._fin_lost = False
         if self._fin_acked and self._acked_offset == self._fin_offset:
-            self._fire(SendEvent.ALL_ACKED)
+            self._fire(_ALL_ACKED)
             self._release_all()
         elif self._reliable_size is not None:
             self._check_reliable_done()

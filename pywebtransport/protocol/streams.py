@@ -154,7 +154,7 @@ class StreamsMixin:
             self._refuse_stream(sid, _SESSION_GONE)  # §6
             return None
         stream = WtStream(sid, session_id, local=False)
-        if session is None or session.state is not SessionState.ESTABLISHED:
+        if session is None or session.state is not _ESTABLISHED:
             if self._buffered_streams >= self.config.max_buffered_streams:
                 self._refuse_stream(sid, _REJECTED)  # §4.7
                 return None
@@ -210,7 +210,7 @@ class StreamsMixin:
         waiting = self._early.pop(sid, {})
         for stream_id in sorted(waiting):
             stream = waiting[stream_id]
-            if session.state is not SessionState.ESTABLISHED:
+            if session.state is not _ESTABLISHED:
                 # aborted meanwhile: _finish_session refused the streams it knew of
                 self._forget_buffered(stream)
                 continue
