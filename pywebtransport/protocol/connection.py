@@ -238,12 +238,13 @@ class WebTransportConnection(StreamsMixin):
             self.h3.close(H3ErrorCode.H3_INTERNAL_ERROR, "internal error")
 
     def _handle(self, event: qe.QuicEvent) -> None:
-        if isinstance(event, qe.StreamReset):
+        # the QUIC events are final classes: type tests, no isinstance misses per event
+        if type(event) is qe.StreamReset:
             self._final_sizes[event.stream_id] = event.final_size
         self.h3.handle_event(event)
         while (h3_event := self.h3.next_event()) is not None:
             self._on_h3_event(h3_event)
-        if isinstance(event, qe.ConnectionTerminated):
+        if type(event) is qe.ConnectionTerminated:
             self._on_connection_closed(event.error_code, event.reason_phrase)
         self._final_sizes.clear()  # read by _on_reset while this event is handled
         if self._flow_dirty:  # flush_flow_updates' own first test: per stream chunk

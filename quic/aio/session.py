@@ -492,7 +492,8 @@ class QuicSession:
             except Exception as exc:
                 self._internal_error("QUIC event listener", exc)
                 consumed = True
-            if consumed and not isinstance(event, (HandshakeCompleted, ConnectionTerminated)):
+            kind = type(event)  # (no isinstance of a tuple built per event: final classes)
+            if consumed and kind is not HandshakeCompleted and kind is not ConnectionTerminated:
                 return
         handler = _HANDLERS.get(type(event))
         if handler is not None:
