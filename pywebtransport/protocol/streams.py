@@ -448,8 +448,7 @@ class StreamsMixin:
             self.quic.send_stream_data(stream_id, data, end_stream)
         if end_stream:
             stream.send_done = True
-            if stream.finished:  # _maybe_forget()'s own first test: a request's FIN is not
-                self._maybe_forget(session, stream)
+            self._maybe_forget(session, stream)
             if self._flow_dirty:
                 self._flush_flow_updates()
         return size
