@@ -75,6 +75,62 @@ def test_earliest_deadline_reads_path_timers_and_amplification_as_the_paths_do()
     assert seen_blocked and seen_open and seen_path  # every branch was taken
 
 
+def test_get_timer_inline_is_earliest_deadline_of_idle_and_rest() -> None:
+    """IdleTimer.deadline computes earliest_deadline(conn, idle, rest) inline (and reads
+    the application space's ACK timer alone when the other two have none): the same
+    answer for random mixes of every component's deadline, the paths' amplification
+    state, keys at rest or resident, ACK deadlines in the handshake spaces, and a
+    connection that is closing or gone."""
+    pair = make_pair(seed=4)
+    pair.handshake()
+    pair.run(max_time=0.5)  # confirmed: the keys' rest counts
+    conn = pair.client
+    assert conn.handshake.confirmed
+    idle = conn.idle
+    current = conn.paths.current
+    rng = random.Random(11)
+    base = pair.net.now  # the loss timer is some 40 ms later: deadlines on both sides
+    trackers = [AckTracker(0.025, immediate=False) for _ in range(3)]
+    keys = conn.keys
+    writes = [space.write for space in keys.spaces]
+    live_state = conn.state
+    seen = collections.Counter()
+    try:
+        for step in range(1500):
+            if step == 750:
+                keys.rest()  # the second half with the keys at rest
+            seen["resident"] += keys.resident
+            conn.acks.trackers = (trackers[0], trackers[1], trackers[2])
+            for index, tracker in enumerate(trackers):
+                choices = (None, None, 0.01, 3.0, 40.0) if index else (None,) * 4 + (0.02,)
+                at = rng.choice(choices)
+                tracker.deadline = None if at is None else base + at
+            for space in keys.spaces:
+                space.write = rng.choice((None, writes[2]))
+            current.validated = rng.random() < 0.7
+            current.received = rng.choice((0, 100))
+            current.sent = rng.choice((0, 299, 3000))
+            current.abandon_at = rng.choice((None, None, None, base + 0.03, base + 50.0))
+            conn.sender.pacing_deadline = rng.choice((None, None, base + 0.002, base + 60.0))
+            idle.last_activity = rng.choice((None, base - 30.0, base - 0.5, base))
+            idle.rested_at = rng.choice((0.0, base - 20.0, base - 0.2, base + 1.0))
+            idle.rest_delay = rng.choice((None, 0.005, 0.5, 30.0))
+            idle.timeout = rng.choice((0.0, 0.001, 10.0, 60.0))
+            conn.state = rng.choice((live_state,) * 6 + (type(live_state).CLOSING,))
+            expected = earliest_deadline(conn, idle.idle_deadline(conn), idle.rest_deadline(conn))
+            assert conn.get_timer() == expected
+            seen[expected is None] += 1
+            seen["handshake ack"] += trackers[1].deadline is not None
+            seen["rest first"] += expected is not None and expected == idle.rest_deadline(conn)
+            seen["idle first"] += expected is not None and expected == idle.idle_deadline(conn)
+    finally:
+        conn.state = live_state
+        for space, write in zip(keys.spaces, writes, strict=True):
+            space.write = write
+    assert all(seen[key] for key in (True, False, "handshake ack", "rest first", "idle first"))
+    assert 0 < seen["resident"] < 1500
+
+
 def test_has_ranges_is_the_received_set_being_non_empty() -> None:
     """largest >= 0 stands for bool(received): acknowledged ACKs keep the largest,
     forgetting keeps at least one range."""
