@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import collections
 import random
+import types
+from typing import Any
 
 import pytest
 
@@ -489,6 +491,59 @@ def test_ack_frequency_wants_send_asks_for_what_wanted_says() -> None:
             assert sender._requested == want
         seen.add(decided)
     assert seen == {True, False}
+
+
+def test_ack_frequency_remembered_answer_is_the_computed_one() -> None:
+    """``wants_send`` answers at once while the window and the smoothed RTT stay where
+    ``wanted`` is known to equal the request in force (same threshold, delay at the
+    floor): the same decisions and requests as a sender that computes every time,
+    over random runs of windows, RTTs, datagram sizes, requests sent, lost and
+    acknowledged, and new peer bounds."""
+    rng = random.Random(7)
+    hits = decided = 0
+
+    def packet_sink() -> Any:
+        packet = types.SimpleNamespace(ack_eliciting=False, in_flight=False, handlers=[])
+        return types.SimpleNamespace(room=100, push=lambda frame: None, packet=packet)
+
+    for _ in range(300):
+        min_delay = rng.choice((0, 900, 1000, 5000, 25_000))
+        pair = [
+            AckFrequencySender(types.SimpleNamespace(max_ack_delay=0.0), min_delay=min_delay)  # type: ignore[arg-type]
+            for _ in range(2)
+        ]
+        remembered, reference = pair
+        params = (rng.choice((0, 1, 800, 4000, 30_000)), rng.choice((1, 25, 40)))
+        for sender in pair:
+            sender.set_peer_params(*params)
+        now = 1.0
+        cwnd = rng.randint(1200, 200_000)
+        srtt = rng.choice((0.0003, 0.002, 0.0137, 0.09, 0.2))
+        mds = 1200
+        for _ in range(60):
+            now += rng.choice((0.0, 0.001, 0.03, 0.3))
+            cwnd = max(1200, cwnd + rng.choice((0, 0, 31, 1200, -1200, 9000, -20_000)))
+            srtt = max(0.0001, srtt * rng.choice((1.0, 1.0, 0.97, 1.05, 1.5, 0.5)))
+            mds = rng.choice((mds,) * 9 + (1452,))
+            reference._same_below = 0  # computes every time
+            hits += remembered._same_from <= cwnd < remembered._same_below
+            answer = remembered.wants_send(now, cwnd, mds, srtt, True)
+            assert answer == reference.wants_send(now, cwnd, mds, srtt, True)
+            assert remembered._pending == reference._pending
+            decided += answer
+            if answer and rng.random() < 0.8:
+                for sender in pair:
+                    sender.write(packet_sink(), now)  # type: ignore[arg-type]
+            seq = remembered._latest_seq
+            if seq >= 0 and rng.random() < 0.2:
+                fate = rng.random() < 0.7  # acknowledged, else lost: sent again
+                for sender in pair:
+                    sender._fate(fate, seq)
+            if rng.random() < 0.02:
+                params = (rng.choice((0, 800, 30_000)), rng.choice((1, 25, 40)))
+                for sender in pair:
+                    sender.set_peer_params(*params)
+    assert hits > 1000 and decided > 100
 
 
 def _reference_short_only(conn: QuicConnection) -> bool:
