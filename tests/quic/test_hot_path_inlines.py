@@ -96,6 +96,8 @@ def test_get_timer_inline_is_earliest_deadline_of_idle_and_rest() -> None:
     keys = conn.keys
     writes = [space.write for space in keys.spaces]
     live_state = conn.state
+    pmtu = conn.pmtu
+    pmtu_timers = [getattr(pmtu, name) for name in ("_search_at", "_probe_deadline", "_raise_at")]
     seen = collections.Counter()
     try:
         for step in range(1500):
@@ -114,6 +116,8 @@ def test_get_timer_inline_is_earliest_deadline_of_idle_and_rest() -> None:
             current.sent = rng.choice((0, 299, 3000))
             current.abandon_at = rng.choice((None, None, None, base + 0.03, base + 50.0))
             conn.sender.pacing_deadline = rng.choice((None, None, base + 0.002, base + 60.0))
+            for name in ("_search_at", "_probe_deadline", "_raise_at"):  # DPLPMTUD's timers
+                setattr(pmtu, name, rng.choice((None, None, base + 0.001, base + 0.004, base + 70)))
             idle.last_activity = rng.choice((None, base - 30.0, base - 0.5, base))
             idle.rested_at = rng.choice((0.0, base - 20.0, base - 0.2, base + 1.0))
             idle.rest_delay = rng.choice((None, 0.005, 0.5, 30.0))
@@ -125,11 +129,16 @@ def test_get_timer_inline_is_earliest_deadline_of_idle_and_rest() -> None:
             seen["handshake ack"] += trackers[1].deadline is not None
             seen["rest first"] += expected is not None and expected == idle.rest_deadline(conn)
             seen["idle first"] += expected is not None and expected == idle.idle_deadline(conn)
+            seen["pmtu first"] += expected is not None and expected == pmtu.deadline
     finally:
         conn.state = live_state
         for space, write in zip(keys.spaces, writes, strict=True):
             space.write = write
-    assert all(seen[key] for key in (True, False, "handshake ack", "rest first", "idle first"))
+        names = ("_search_at", "_probe_deadline", "_raise_at")
+        for name, value in zip(names, pmtu_timers, strict=True):
+            setattr(pmtu, name, value)
+    firsts = ("rest first", "idle first", "pmtu first")
+    assert all(seen[key] for key in (True, False, "handshake ack", *firsts))
     assert 0 < seen["resident"] < 1500
 
 
