@@ -66,6 +66,10 @@ class AckFrequencySender:
         "_pending",
         "_recovery",
         "_requested",
+        "_same_below",
+        "_same_from",
+        "_same_mds",
+        "_same_rtt_below",
         "_sent_count",
         "enabled",
         "min_delay",
@@ -89,6 +93,11 @@ class AckFrequencySender:
         self._acked_delay: int | None = None  # delay of the newest acknowledged request
         self._acked_seq = -1
         self._sent_count = 0
+        # Where wanted() is known to be the request in force (see _remember_same): a
+        # window in [_same_from, _same_below) with datagrams of _same_mds bytes and a
+        # smoothed RTT below _same_rtt_below; empty until a build finds it so
+        self._same_from = self._same_below = self._same_mds = 0
+        self._same_rtt_below = 0.0
 
     def compact(self) -> None:
         """A quiet connection: an emptied table gives its storage back (issue 10)."""
@@ -118,6 +127,7 @@ class AckFrequencySender:
         """The peer's ``min_ack_delay`` (µs, None if absent) and ``max_ack_delay`` (ms)."""
         self.peer_min_ack_delay = min_ack_delay
         self.peer_max_ack_delay = max_ack_delay_ms * 1000
+        self._same_below = 0  # the delay's bounds changed
 
     def wanted(
         self, congestion_window: int, max_datagram_size: int, smoothed_rtt: float
@@ -151,6 +161,12 @@ class AckFrequencySender:
             return False
         if self._pending is not None:
             return True
+        if (
+            smoothed_rtt < self._same_rtt_below
+            and self._same_from <= congestion_window < self._same_below
+            and max_datagram_size == self._same_mds
+        ):
+            return False  # what wanted() says is still the request in force
         last = self._last_sent
         if last is not None and now - last < smoothed_rtt:
             return False  # draft §8.1: at most once per round trip
@@ -172,6 +188,7 @@ class AckFrequencySender:
             delay = minimum
         requested = self._requested
         if requested is not None and requested[0] == threshold and requested[1] == delay:
+            self._remember_same(threshold, max_datagram_size, smoothed_rtt)
             return False
         self._pending = threshold, delay
         return True
@@ -193,10 +210,31 @@ class AckFrequencySender:
         self._latest_seq = seq
         self._pending = None
         self._requested = pending
+        self._same_below = 0  # a new request in force
         self._last_sent = now
         self._sent_count += 1
         self._in_flight[seq] = delay
         self._apply_max_ack_delay()
+
+    def _remember_same(self, threshold: int, max_datagram_size: int, smoothed_rtt: float) -> None:
+        """wanted() just equalled the request in force: so it does, while no request is
+        sent and the peer's bounds stay, for every window of the same threshold and,
+        when the delay is the floor (``min_delay``), every smoothed RTT whose quarter
+        in whole milliseconds stays at most the floor (the same clamps). The next
+        builds then answer at once (issue 10: asked per build and per quiet check,
+        while the window and the RTT move a little with every ACK)."""
+        quantum = 4 * max_datagram_size  # the threshold is window // quantum - 1, clamped
+        if threshold <= 1:
+            low, high = 0, 3 * quantum
+        elif threshold >= MAX_ACK_ELICITING_THRESHOLD:
+            low, high = (MAX_ACK_ELICITING_THRESHOLD + 1) * quantum, 1 << 62
+        else:
+            low, high = (threshold + 1) * quantum, (threshold + 2) * quantum
+        # below this, int(srtt * 250) * 1000 <= min_delay: the floor decides the delay
+        below = (self.min_delay // 1000) / 250
+        if smoothed_rtt < below:
+            self._same_from, self._same_below = low, high
+            self._same_mds, self._same_rtt_below = max_datagram_size, below
 
     def write_immediate_ack(self, asm: PacketAssembler) -> bool:
         """IMMEDIATE_ACK in a probe (draft §7); False if unsupported or no room."""

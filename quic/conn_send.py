@@ -389,7 +389,9 @@ class SendScheduler:
                 if not sent_eliciting or (
                     size < mtu
                     and not self._datagrams.pending
-                    and (not streamed or self._sent_everything())
+                    # _sent_everything() reduced: _reply_kind's _short_only() ruled out the rest
+                    # (a waiting ACK processed since declares nothing lost: _may_wait)
+                    and not (streamed and ((st := self._streams).has_data() or st.wants_control()))
                 ):
                     # where the loop's first pass would stop (an empty or ACK-only
                     # datagram; a short one that took everything, _sent_everything)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from quic.conn_keys import HANDSHAKE, INITIAL
+from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL
 from quic.conn_state import ConnectionState
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 _TERMINATED = ConnectionState.TERMINATED
 _HANDSHAKE = ConnectionState.HANDSHAKE
 _CONNECTED = ConnectionState.CONNECTED
+_CLOSING = ConnectionState.CLOSING
+_DRAINING = ConnectionState.DRAINING
 
 __all__ = [
     "IdleTimer",
@@ -143,19 +145,19 @@ def earliest_deadline(
 def fire_due(conn: QuicConnection, now: float, idle: float | None) -> None:
     """Fire what is due at ``now`` (``idle``: the idle deadline); safe to call early."""
     state = conn.state
-    if state is ConnectionState.TERMINATED:
+    if state is _TERMINATED:
         return
-    if state in (ConnectionState.CLOSING, ConnectionState.DRAINING):
+    if state is _CLOSING or state is _DRAINING:
         if conn.closer.expired(now):
-            conn.state = ConnectionState.TERMINATED
+            conn.state = _TERMINATED
         return
     if idle is not None and now >= idle:
-        conn.state = ConnectionState.TERMINATED
+        conn.state = _TERMINATED
         conn.closer.on_idle_timeout(now)
         return
     if not conn.migration.handle_timer(now):
         # RFC 9000 §9.3.2: no validated path left: drop all state silently
-        conn.state = ConnectionState.TERMINATED
+        conn.state = _TERMINATED
         conn.closer.on_idle_timeout(now)
         return
     pmtu = conn.pmtu
@@ -199,42 +201,98 @@ class IdleTimer:
         return rest_deadline(conn, self.rest_delay, self.last_activity, self.rested_at)
 
     def deadline(self, conn: QuicConnection) -> float | None:
-        """The earliest deadline of ``conn`` (:meth:`idle_deadline` and
-        :meth:`rest_deadline` inline, without their calls: after every build and every
-        batch received; tests/quic/test_reply_path.py compares them)."""
+        """The earliest deadline of ``conn``: :func:`earliest_deadline` of
+        :meth:`idle_deadline` and :meth:`rest_deadline`, all three inline while the
+        connection is live, without their calls (after every build and every batch
+        received; tests/quic/test_reply_path.py and tests/quic/test_hot_path_inlines.py
+        compare them). After the handshake only the application space's ACK timer
+        is read (the other trackers spent, their deadlines None)."""
         recovery = conn.recovery
         if recovery.waiting_ack is not None:
             recovery.process_waiting_ack()  # an ACK set aside for the reply: first
         last = self.last_activity
-        if last is None:
-            return earliest_deadline(conn, None, None)
-        idle = rest = None
+        state = conn.state
+        if last is None or (state is not _CONNECTED and state is not _HANDSHAKE):
+            return earliest_deadline(conn, None, None)  # neither idle nor rest counts then
+        timer = None
         timeout = self.timeout
         if timeout:  # idle_deadline: never shorter than three PTOs (RFC 9000 §10.1)
             three_ptos = 3 * recovery.rtt.pto
-            idle = last + (timeout if timeout > three_ptos else three_ptos)
+            timer = last + (timeout if timeout > three_ptos else three_ptos)
         delay = self.rest_delay
         if delay and conn.handshake.confirmed:  # rest_deadline
             rested_at = self.rested_at
             if last > rested_at:
                 rest = last + delay  # activity since the rest: the keys are resident
+                if timer is None or rest < timer:
+                    timer = rest
             elif conn.keys.resident:
                 rest = rested_at + delay
-        return earliest_deadline(conn, idle, rest)
+                if timer is None or rest < timer:
+                    timer = rest
+        # earliest_deadline(conn, idle, rest) from here, inline
+        loss = recovery.get_loss_detection_timer()
+        if loss is not None and (timer is None or loss < timer):
+            timer = loss
+        paths = conn.paths
+        current = paths.current
+        if paths.others or current.abandon_at is not None:  # else get_timer() says None
+            path = paths.get_timer()  # what conn.migration.get_timer() returns
+            if path is not None and (timer is None or path < timer):
+                timer = path
+        pacing = conn.sender.pacing_deadline  # RFC 9002 §7.7
+        if pacing is not None and (timer is None or pacing < timer):
+            timer = pacing
+        pmtu = conn.pmtu  # its deadline property, inline (a property call per batch)
+        at = pmtu._search_at  # BASE: neither of the others is set
+        if at is None:
+            at = pmtu._probe_deadline
+            raise_at = pmtu._raise_at
+            if at is None or (raise_at is not None and raise_at < at):
+                at = raise_at
+        if at is not None and (timer is None or at < timer):
+            timer = at
+        # paths.amplification_blocked(), inline: else no ACK could be sent (§8.1)
+        if current.validated or current.sent < 3 * current.received:
+            acks = conn.acks
+            initial, handshake, application = acks.trackers
+            if initial.deadline is None and handshake.deadline is None:
+                ack = application.deadline  # AckState.earliest_deadline, one space left
+                if ack is not None and conn.keys.spaces[APPLICATION].write is None:
+                    ack = None
+            else:
+                ack = acks.earliest_deadline(conn.keys.spaces)
+            if ack is not None and (timer is None or ack < timer):
+                timer = ack
+        return timer
 
     def fire(self, conn: QuicConnection, now: float) -> bool:
         """Fire what is due at ``now`` for ``conn``: its rest, then :func:`fire_due`.
         False when the rest was all that was due (nothing else fired, and no ACK or
-        paced packet is due: the connection has nothing to send), else True."""
+        paced packet is due: the connection has nothing to send), else True.
+        (:meth:`rest_deadline` and :meth:`idle_deadline` inline, as in
+        :meth:`deadline`: tests/quic/test_conn_timers.py compares them.)"""
         recovery = conn.recovery
         if recovery.waiting_ack is not None:
             recovery.process_waiting_ack()  # an ACK set aside for the reply: first
-        rest = self.rest_deadline(conn)
-        if rest is not None and now >= rest:
-            rest_connection(conn)  # keys and emptied tables
-            self.rested_at = now
-            after = self.deadline(conn)  # every deadline but the rest's, now gone
-            if after is None or after > now:
-                return False
-        fire_due(conn, now, self.idle_deadline(conn))
+        last = self.last_activity
+        delay = self.rest_delay
+        if delay and last is not None and conn.handshake.confirmed:  # rest_deadline
+            rested_at = self.rested_at
+            if last > rested_at:
+                rest: float | None = last + delay  # activity since: the keys are resident
+            else:
+                rest = rested_at + delay if conn.keys.resident else None
+            if rest is not None and now >= rest:
+                rest_connection(conn)  # keys and emptied tables
+                self.rested_at = now
+                after = self.deadline(conn)  # every deadline but the rest's, now gone
+                if after is None or after > now:
+                    return False
+        idle = None
+        timeout = self.timeout
+        if timeout and last is not None:  # idle_deadline: never under three PTOs (§10.1)
+            three_ptos = 3 * recovery.rtt.pto
+            idle = last + (timeout if timeout > three_ptos else three_ptos)
+        fire_due(conn, now, idle)
         return True

@@ -3,7 +3,11 @@ connection on their own, then driven by a connection pair."""
 
 from __future__ import annotations
 
-from typing import cast
+import collections
+import random
+from typing import Any, cast
+
+import pytest
 
 from quic.conn_timers import IdleTimer, earliest_deadline
 from quic.connection import QuicConnection
@@ -90,3 +94,49 @@ def test_a_connection_deadline_and_firing_go_through_its_idle_timer() -> None:
     idle.fire(client, idle_end)  # RFC 9000 §10.1: the connection ends silently
     assert client.is_closed
     assert client.get_timer() is None
+
+
+def test_fire_computes_the_rest_and_idle_deadlines_as_their_methods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """IdleTimer.fire reads rest_deadline() and idle_deadline() inline: in random
+    states (activity, rests, delays, timeouts, confirmation, keys at rest or
+    resident, the time it fires at) it rests exactly when rest_deadline() is due, and
+    hands fire_due() the idle deadline idle_deadline() says."""
+    from quic import conn_timers
+
+    rested: list[float] = []
+    handed: list[float | None] = []
+    monkeypatch.setattr(conn_timers, "rest_connection", lambda conn: rested.append(1.0))
+    monkeypatch.setattr(conn_timers, "fire_due", lambda conn, now, idle: handed.append(idle))
+    after: list[float | None] = [None]  # what deadline() says after a rest: the idle part
+    monkeypatch.setattr(IdleTimer, "deadline", lambda self, conn: after[0])
+    rng = random.Random(3)
+    seen: collections.Counter[str] = collections.Counter()
+    for _ in range(3000):
+        conn = _conn(
+            pto=rng.choice((0.001, 0.1, 5.0)),
+            confirmed=rng.random() < 0.8,
+            resident=rng.random() < 0.6,
+        )
+        cast(Any, conn).recovery.waiting_ack = None
+        idle = IdleTimer(rng.choice((0.0, 0.5, 10.0)), rng.choice((None, 0.0, 0.2, 3.0)))
+        idle.last_activity = rng.choice((None, 1.0, 4.0))
+        idle.rested_at = rng.choice((0.0, 2.0, 6.0))
+        now = rng.choice((0.5, 1.2, 3.9, 4.3, 7.5, 30.0))
+        rest, end = idle.rest_deadline(conn), idle.idle_deadline(conn)
+        due = rest is not None and now >= rest
+        after[0] = end
+        rested.clear()
+        handed.clear()
+        owed = idle.fire(conn, now)
+        assert bool(rested) == due
+        assert (idle.rested_at == now) if due else idle.rested_at in (0.0, 2.0, 6.0)
+        quiet_after = due and (end is None or end > now)
+        assert owed == (not quiet_after)
+        assert handed == ([] if quiet_after else [end])
+        seen["rest"] += due
+        seen["quiet after"] += quiet_after
+        seen["idle"] += end is not None
+        seen["fired"] += owed
+    assert all(seen[key] > 50 for key in ("rest", "quiet after", "idle", "fired"))

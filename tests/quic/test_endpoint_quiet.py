@@ -147,6 +147,27 @@ def test_a_closing_connection_is_never_quiet() -> None:
     assert len(pair.client_endpoint.datagrams_to_send(now)) == 1
 
 
+def test_routing_changes_or_a_datagram_queued_are_never_quiet() -> None:
+    """quiet() reads the connection IDs' routing changes inline (has_routing_changes(),
+    without its call) and leaves the queued-datagram test to owes_nothing(): a
+    connection with an issued or retired ID the endpoint has not routed yet, or a
+    DATAGRAM frame queued, is not quiet; once routed or sent, it is again."""
+    pair = _ready_pair()
+    conn, now = pair.client, pair.net.now
+    cids = conn.cids
+    assert quiet(conn, now) and not cids.has_routing_changes()
+    for name in ("_issued_cids", "_retired_cids"):
+        getattr(cids, name).append(b"\x01" * 8)
+        assert cids.has_routing_changes() and not quiet(conn, now)
+        getattr(cids, name).clear()
+        assert not cids.has_routing_changes() and quiet(conn, now)
+    conn.send_datagram(b"d")
+    assert conn.datagrams.pending and not quiet(conn, now)
+    pair.client_endpoint.wake(conn)
+    assert len(pair.client_endpoint.datagrams_to_send(now)) == 1
+    assert quiet(conn, now)
+
+
 def test_a_timer_activation_computes_the_deadline_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

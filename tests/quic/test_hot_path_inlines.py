@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import collections
 import random
+import types
+from typing import Any
 
 import pytest
 
@@ -73,6 +75,71 @@ def test_earliest_deadline_reads_path_timers_and_amplification_as_the_paths_do()
         seen_open += not conn.paths.amplification_blocked()
         seen_path += conn.paths.get_timer() is not None
     assert seen_blocked and seen_open and seen_path  # every branch was taken
+
+
+def test_get_timer_inline_is_earliest_deadline_of_idle_and_rest() -> None:
+    """IdleTimer.deadline computes earliest_deadline(conn, idle, rest) inline (and reads
+    the application space's ACK timer alone when the other two have none): the same
+    answer for random mixes of every component's deadline, the paths' amplification
+    state, keys at rest or resident, ACK deadlines in the handshake spaces, and a
+    connection that is closing or gone."""
+    pair = make_pair(seed=4)
+    pair.handshake()
+    pair.run(max_time=0.5)  # confirmed: the keys' rest counts
+    conn = pair.client
+    assert conn.handshake.confirmed
+    idle = conn.idle
+    current = conn.paths.current
+    rng = random.Random(11)
+    base = pair.net.now  # the loss timer is some 40 ms later: deadlines on both sides
+    trackers = [AckTracker(0.025, immediate=False) for _ in range(3)]
+    keys = conn.keys
+    writes = [space.write for space in keys.spaces]
+    live_state = conn.state
+    pmtu = conn.pmtu
+    pmtu_timers = [getattr(pmtu, name) for name in ("_search_at", "_probe_deadline", "_raise_at")]
+    seen = collections.Counter()
+    try:
+        for step in range(1500):
+            if step == 750:
+                keys.rest()  # the second half with the keys at rest
+            seen["resident"] += keys.resident
+            conn.acks.trackers = (trackers[0], trackers[1], trackers[2])
+            for index, tracker in enumerate(trackers):
+                choices = (None, None, 0.01, 3.0, 40.0) if index else (None,) * 4 + (0.02,)
+                at = rng.choice(choices)
+                tracker.deadline = None if at is None else base + at
+            for space in keys.spaces:
+                space.write = rng.choice((None, writes[2]))
+            current.validated = rng.random() < 0.7
+            current.received = rng.choice((0, 100))
+            current.sent = rng.choice((0, 299, 3000))
+            current.abandon_at = rng.choice((None, None, None, base + 0.03, base + 50.0))
+            conn.sender.pacing_deadline = rng.choice((None, None, base + 0.002, base + 60.0))
+            for name in ("_search_at", "_probe_deadline", "_raise_at"):  # DPLPMTUD's timers
+                setattr(pmtu, name, rng.choice((None, None, base + 0.001, base + 0.004, base + 70)))
+            idle.last_activity = rng.choice((None, base - 30.0, base - 0.5, base))
+            idle.rested_at = rng.choice((0.0, base - 20.0, base - 0.2, base + 1.0))
+            idle.rest_delay = rng.choice((None, 0.005, 0.5, 30.0))
+            idle.timeout = rng.choice((0.0, 0.001, 10.0, 60.0))
+            conn.state = rng.choice((live_state,) * 6 + (type(live_state).CLOSING,))
+            expected = earliest_deadline(conn, idle.idle_deadline(conn), idle.rest_deadline(conn))
+            assert conn.get_timer() == expected
+            seen[expected is None] += 1
+            seen["handshake ack"] += trackers[1].deadline is not None
+            seen["rest first"] += expected is not None and expected == idle.rest_deadline(conn)
+            seen["idle first"] += expected is not None and expected == idle.idle_deadline(conn)
+            seen["pmtu first"] += expected is not None and expected == pmtu.deadline
+    finally:
+        conn.state = live_state
+        for space, write in zip(keys.spaces, writes, strict=True):
+            space.write = write
+        names = ("_search_at", "_probe_deadline", "_raise_at")
+        for name, value in zip(names, pmtu_timers, strict=True):
+            setattr(pmtu, name, value)
+    firsts = ("rest first", "idle first", "pmtu first")
+    assert all(seen[key] for key in (True, False, "handshake ack", *firsts))
+    assert 0 < seen["resident"] < 1500
 
 
 def test_has_ranges_is_the_received_set_being_non_empty() -> None:
@@ -433,6 +500,59 @@ def test_ack_frequency_wants_send_asks_for_what_wanted_says() -> None:
             assert sender._requested == want
         seen.add(decided)
     assert seen == {True, False}
+
+
+def test_ack_frequency_remembered_answer_is_the_computed_one() -> None:
+    """``wants_send`` answers at once while the window and the smoothed RTT stay where
+    ``wanted`` is known to equal the request in force (same threshold, delay at the
+    floor): the same decisions and requests as a sender that computes every time,
+    over random runs of windows, RTTs, datagram sizes, requests sent, lost and
+    acknowledged, and new peer bounds."""
+    rng = random.Random(7)
+    hits = decided = 0
+
+    def packet_sink() -> Any:
+        packet = types.SimpleNamespace(ack_eliciting=False, in_flight=False, handlers=[])
+        return types.SimpleNamespace(room=100, push=lambda frame: None, packet=packet)
+
+    for _ in range(300):
+        min_delay = rng.choice((0, 900, 1000, 5000, 25_000))
+        pair = [
+            AckFrequencySender(types.SimpleNamespace(max_ack_delay=0.0), min_delay=min_delay)  # type: ignore[arg-type]
+            for _ in range(2)
+        ]
+        remembered, reference = pair
+        params = (rng.choice((0, 1, 800, 4000, 30_000)), rng.choice((1, 25, 40)))
+        for sender in pair:
+            sender.set_peer_params(*params)
+        now = 1.0
+        cwnd = rng.randint(1200, 200_000)
+        srtt = rng.choice((0.0003, 0.002, 0.0137, 0.09, 0.2))
+        mds = 1200
+        for _ in range(60):
+            now += rng.choice((0.0, 0.001, 0.03, 0.3))
+            cwnd = max(1200, cwnd + rng.choice((0, 0, 31, 1200, -1200, 9000, -20_000)))
+            srtt = max(0.0001, srtt * rng.choice((1.0, 1.0, 0.97, 1.05, 1.5, 0.5)))
+            mds = rng.choice((mds,) * 9 + (1452,))
+            reference._same_below = 0  # computes every time
+            hits += remembered._same_from <= cwnd < remembered._same_below
+            answer = remembered.wants_send(now, cwnd, mds, srtt, True)
+            assert answer == reference.wants_send(now, cwnd, mds, srtt, True)
+            assert remembered._pending == reference._pending
+            decided += answer
+            if answer and rng.random() < 0.8:
+                for sender in pair:
+                    sender.write(packet_sink(), now)  # type: ignore[arg-type]
+            seq = remembered._latest_seq
+            if seq >= 0 and rng.random() < 0.2:
+                fate = rng.random() < 0.7  # acknowledged, else lost: sent again
+                for sender in pair:
+                    sender._fate(fate, seq)
+            if rng.random() < 0.02:
+                params = (rng.choice((0, 800, 30_000)), rng.choice((1, 25, 40)))
+                for sender in pair:
+                    sender.set_peer_params(*params)
+    assert hits > 1000 and decided > 100
 
 
 def _reference_short_only(conn: QuicConnection) -> bool:

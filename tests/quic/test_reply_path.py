@@ -245,6 +245,47 @@ def test_reply_path_is_the_general_path() -> None:
     assert all(streamed[k] for k in ("stream", "streams", "credit", "reset"))
 
 
+def test_after_a_streamed_reply_pass_only_streams_and_datagrams_are_asked() -> None:
+    """After a streamed reply pass, build asks whether everything went by stream data,
+    control frames and datagrams alone: _reply_kind's _short_only() ruled out the rest
+    of _sent_everything() (other spaces, probes, PINGs, path, CRYPTO, HANDSHAKE_DONE,
+    NEW_TOKEN, connection-ID and ACK_FREQUENCY frames), and the pass writes none of
+    them. The same answer as the whole _sent_everything(), in random states."""
+    answers: collections.Counter[bool] = collections.Counter()
+    for seed in range(52):
+        rng = random.Random(seed)
+        other = _OTHER[seed % len(_OTHER)]
+        pair = _confirmed_pair(seed % 4, small_windows=other == "credit")
+        conn, now = _random_state(pair, rng, other)
+        sender = conn.sender
+        real = sender._write_reply
+
+        def checked(*args: Any, _real: Any = real, _sender: Any = sender) -> Any:
+            result = _real(*args)
+            if result is not None and args[-1]:  # streamed
+                streams = _sender._streams
+                reduced = not (
+                    _sender._datagrams.pending or streams.has_data() or streams.wants_control()
+                )
+                # counted, not asserted here: build's caller turns an exception into a close
+                answers["differ"] += reduced != _sender._sent_everything()
+                answers[reduced] += 1
+            return result
+
+        vars(sender)["_write_reply"] = checked
+        for _ in range(3):
+            conn.datagrams_to_send(now)
+            if rng.random() < 0.7:  # a short request or more than a datagram
+                size = rng.choice((1, 64, 1300, 5000))
+                conn.send_stream_data(conn.create_stream(), b"w" * size, rng.random() < 0.5)
+            if rng.random() < 0.3:
+                conn.send_datagram(b"d" * rng.randrange(1, 300))
+            now += 0.001
+        del vars(sender)["_write_reply"]
+    assert not answers["differ"]
+    assert answers[True] >= 10 and answers[False] >= 5
+
+
 def test_reply_path_writes_one_datagram_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     """A lone datagram (and its ACK) takes the reply path: no visit of the spaces, one
     packet, as the general path builds it, in one function without an assembler; a
