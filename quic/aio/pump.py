@@ -108,7 +108,7 @@ bounded by ``max_known_paths``.
 ECN and Don't Fragment (:func:`quic.aio.udp.configure_path_options`): when the socket
 supports them, the batched reader feeds each datagram's ECN field to the endpoint and
 the transmit sets each datagram's codepoint (:meth:`QuicEndpoint.
-marked_datagrams_to_send`, :func:`quic.aio.udp.send_marked`); a marked datagram that
+marked_datagrams_to_send`, :mod:`quic.aio.marked`); a marked datagram that
 cannot go out that way (buffer full, an error) is handed to the transport unmarked.
 With the fallback reader no ECN field is read (every datagram counts as Not-ECT).
 
@@ -143,9 +143,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quic.aio.icmp import read_hints, refused
+from quic.aio.marked import send_marked_out
 from quic.aio.merge import Item, merge_stream_events
 from quic.aio.mtu import InterfaceMtu
-from quic.aio.offload import enable_gro, gso_available, send_segmented
+from quic.aio.offload import enable_gro, gso_available
 from quic.aio.rebind import rebind
 from quic.aio.routed import send_routed
 from quic.aio.session import ConnectionClosed, QuicSession
@@ -160,7 +161,6 @@ from quic.aio.udp import (
     read_batch,
     read_batch_ecn,
     ready_queue,
-    send_marked,
     send_plain,
     soon_caller,
     take_over_reading,
@@ -581,34 +581,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         marked = self._send_marked if self._raw is not None else None
         send_routed(out, self.transport, self.extra_sockets, marked)
 
-    def _send_marked(self, out: list[tuple[bytes, Any, int]]) -> None:
-        """Send with each datagram's ECN codepoint (RFC 9000 §13.4); see the module
-        docstring for the fallback."""
-        transport = self.transport
-        raw = self._raw
-        if not out or transport is None or raw is None or transport.is_closing():
-            return
-        buffered = self._buffered
-        if self._gso and len(out) > 1 and not buffered():  # a lone datagram: no run
-            sent, self._gso = send_segmented(raw, out)
-            if sent == len(out):
-                return
-            out = out[sent:]  # the socket buffer is full: the transport queues the rest
-        messages = self._ecn_messages
-        for data, addr, ecn in out:
-            try:
-                if ecn and not buffered():
-                    try:
-                        if messages is not None:  # send_marked(), inline: IPv4
-                            raw.sendmsg([data], messages[ecn], 0, addr)
-                        else:
-                            send_marked(raw, data, addr, ecn, self._family)
-                        continue
-                    except OSError:
-                        pass  # buffer full, or the path refused it: the transport decides
-                transport.sendto(data, addr)
-            except Exception as exc:  # e.g. an address the socket cannot reach
-                logger.debug("UDP send to %r failed: %r", addr, exc)
+    # the way out with ECN marks and GSO (quic.aio.marked): a method, without a call more
+    _send_marked = send_marked_out
 
     def _dispatch(self, item: Item | None = None) -> None:
         """Hand the endpoint's events to their sessions (``item``: the first, already
