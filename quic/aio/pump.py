@@ -36,7 +36,12 @@ callbacks (an echo), without the flush's loop iteration (no flush at all if
 The task of a session accepted in the batch (``on_session``'s coroutine) is started only
 after that transmit: its handshake is not complete, so it has nothing to add to the
 server's flight, which leaves without waiting for a loop iteration and the task's first
-step (a client's handshake waits on that flight).
+step (a client's handshake waits on that flight). A datagram a task sends after a read
+(:meth:`transmit_reply`: WebTransport's ``send_datagram``) leaves from that call, with
+the read's ACK, before the task's next await, when it is the first since the read and
+the read's flush is queued; the flush then finds nothing left unless something came
+since (a wake, a read, an event: it transmits as before). Later ones wait for the flush
+(a burst leaves together); no event is handed up there (an application's call).
 
 Wake storms: when the application acts on many connections in one go — 1,000
 client sessions each opening a stream at once, tasks woken together — every write
@@ -225,6 +230,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._flush_scheduled = False
         #: connections the application woke since the last transmit (see "Wake storms")
         self._woken: dict[QuicConnection, None] = {}
+        self._replied = -1  # datagrams_read when transmit_reply last sent
+        self._reply_sent = False  # ... and the queued flush may find nothing left
         self._flush_soon = soon_caller(self.loop, self._flush)  # loop.call_soon(_flush)
         self._ready = ready_queue(self.loop)  # None: not asyncio's ("Replies made at once")
         self._reading = False  # handing a read batch's events up (_read_ready)
@@ -506,12 +513,43 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         if not self._flush_scheduled and not (self._reading and self._ready is not None):
             self._transmit()  # else at the flush, or at the end of the read (_read_ready)
 
+    def transmit_reply(self, connection: QuicConnection) -> None:
+        """A datagram a task queued on ``connection``: see "Replies made at once"."""
+        if (
+            self._reading
+            or not self._flush_scheduled  # not after a read: wake() schedules the flush
+            or self._replied == self.datagrams_read
+            or self.forward is not None
+        ):
+            self.wake(connection)
+            return
+        self._replied = self.datagrams_read
+        self.endpoint.wake(connection)
+        self._send_out({connection: None})
+        self._after_send()
+        self._reply_sent = True
+
     def schedule_flush(self) -> None:
+        self._reply_sent = False  # the flush transmits
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._flush_soon()
 
     def _flush(self) -> None:
+        if self._reply_sent:  # transmit_reply sent: anything since? ("Replies made...")
+            self._reply_sent = False
+            endpoint = self.endpoint
+            if not (
+                self._woken
+                or self._received
+                or self._replied != self.datagrams_read
+                or endpoint.has_pending_output
+            ):
+                self._flush_scheduled = False
+                item = endpoint.next_event()
+                if item is not None:
+                    self._transmit(item)
+                return
         received = self._received
         if received != self._received_seen and received < RECEIVE_BATCH:
             # Datagrams are still arriving (asyncio reads one per loop iteration): go
@@ -523,12 +561,14 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._flush_scheduled = False
         self._transmit()
 
-    def _transmit(self) -> None:
+    def _transmit(self, item: Item | None = None) -> None:
+        """Hand the events up, send, re-arm (``item``: the first event, already taken)."""
         self._received = self._received_seen = 0
         if self._woken:
             self._woken.clear()  # kept: one connection woken per round trip, no new dict
         endpoint = self.endpoint
-        item = endpoint.next_event()  # _dispatch() only with an event: per transmit
+        if item is None:
+            item = endpoint.next_event()  # _dispatch() only with an event: per transmit
         if item is not None:
             self._dispatch(item)
         self.transmits += 1
