@@ -37,7 +37,7 @@ The task of a session accepted in the batch (``on_session``'s coroutine) is star
 after that transmit: its handshake is not complete, so it has nothing to add to the
 server's flight, which leaves without waiting for a loop iteration and the task's first
 step (a client's handshake waits on that flight). A datagram a task sends after a read
-(:meth:`transmit_reply`: WebTransport's ``send_datagram``) leaves from that call, with
+(:meth:`wake` with ``reply``: WebTransport's ``send_datagram``) leaves at once, with
 the read's ACK, before the task's next await, when it is the first since the read and
 the read's flush is queued; the flush then finds nothing left unless something came
 since (a wake, a read, an event: it transmits as before). Later ones wait for the flush
@@ -230,7 +230,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._flush_scheduled = False
         #: connections the application woke since the last transmit (see "Wake storms")
         self._woken: dict[QuicConnection, None] = {}
-        self._replied = -1  # datagrams_read when transmit_reply last sent
+        self._replied = -1  # datagrams_read when a reply last left at once (wake)
         self._reply_sent = False  # ... and the queued flush may find nothing left
         self._flush_soon = soon_caller(self.loop, self._flush)  # loop.call_soon(_flush)
         self._ready = ready_queue(self.loop)  # None: not asyncio's ("Replies made at once")
@@ -483,10 +483,23 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     # -- pump ---------------------------------------------------------------------------------
 
-    def wake(self, connection: QuicConnection) -> None:
+    def wake(self, connection: QuicConnection, reply: bool = False) -> None:
         """The application acted on ``connection``: serve it at the next flush — or
-        sooner when many connections were woken before that flush (see "Wake storms")."""
+        sooner when many connections were woken before that flush (see "Wake storms");
+        ``reply``: a task queued a datagram, which may leave now ("Replies made...")."""
         self.endpoint.wake(connection)
+        if (
+            reply
+            and self._flush_scheduled  # after a read (not while its events are handed up)
+            and not self._reading
+            and self._replied != self.datagrams_read  # the first since the read
+            and self.forward is None
+        ):
+            self._replied = self.datagrams_read
+            self._send_out({connection: None})
+            self._after_send()
+            self._reply_sent = True
+            return
         if not self._flush_scheduled and not self._reading:  # schedule_flush(), inline
             self._flush_scheduled = True
             self._flush_soon()
@@ -513,22 +526,6 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         if not self._flush_scheduled and not (self._reading and self._ready is not None):
             self._transmit()  # else at the flush, or at the end of the read (_read_ready)
 
-    def transmit_reply(self, connection: QuicConnection) -> None:
-        """A datagram a task queued on ``connection``: see "Replies made at once"."""
-        if (
-            self._reading
-            or not self._flush_scheduled  # not after a read: wake() schedules the flush
-            or self._replied == self.datagrams_read
-            or self.forward is not None
-        ):
-            self.wake(connection)
-            return
-        self._replied = self.datagrams_read
-        self.endpoint.wake(connection)
-        self._send_out({connection: None})
-        self._after_send()
-        self._reply_sent = True
-
     def schedule_flush(self) -> None:
         self._reply_sent = False  # the flush transmits
         if not self._flush_scheduled:
@@ -536,7 +533,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self._flush_soon()
 
     def _flush(self) -> None:
-        if self._reply_sent:  # transmit_reply sent: anything since? ("Replies made...")
+        if self._reply_sent:  # a reply left at once: anything since? ("Replies made...")
             self._reply_sent = False
             endpoint = self.endpoint
             if not (

@@ -427,8 +427,8 @@ class QuicSession:
 
     def transmit_reply(self) -> None:
         """:meth:`schedule_flush` for a datagram a task sent: the first since the socket
-        was read leaves at once (:meth:`QuicEndpointProtocol.transmit_reply`)."""
-        self._protocol.transmit_reply(self.connection)
+        was read leaves at once (:meth:`QuicEndpointProtocol.wake`)."""
+        self._protocol.wake(self.connection, True)
 
     def flush_after_event(self) -> None:
         """:meth:`schedule_flush` for what a layer queued while an event of this

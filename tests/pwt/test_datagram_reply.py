@@ -1,5 +1,5 @@
 """A datagram a task sends after a read leaves from the send call itself
-(``QuicEndpointProtocol.transmit_reply``, quic.aio.pump "Replies made at once"): with
+(``QuicEndpointProtocol.wake`` with ``reply``, quic.aio.pump "Replies made at once"): with
 the ACK of what was read, before the task's next await; the read's flush, queued behind
 the task, then finds nothing left and transmits nothing. A second datagram before the
 next read, or anything else woken meanwhile, still leaves at that flush.
