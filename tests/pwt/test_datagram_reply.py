@@ -95,3 +95,56 @@ async def test_something_woken_after_the_reply_leaves_at_the_flush() -> None:
                 assert pump.datagrams_sent == sent + 1
                 assert await second.receive_datagram() == b"b %d" % i
                 assert await first.receive_datagram() == b"a %d" % i
+
+
+async def test_an_event_queued_after_the_reply_is_handed_up_by_the_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The flush after a reply that left at once hands up an event queued meanwhile and
+    then transmits as usual; with none it transmits nothing (the quick path)."""
+    async with running() as h, WebTransportClient(client_config()) as client:
+        h.handler = echo
+        session = await client.connect(h.url())
+        pump = session._link.quic_session._protocol
+        endpoint = pump.endpoint
+        async with asyncio.timeout(TIMEOUT):
+            for _ in range(3):
+                await session.send_datagram(b"warm")
+                assert await session.receive_datagram() == b"warm"
+            for inject in (False, True):
+                await session.send_datagram(b"ping")
+                assert await session.receive_datagram() == b"ping"  # the read's flush queued
+                sent = pump.datagrams_sent
+                session.send_datagram(b"reply")
+                assert pump.datagrams_sent == sent + 1  # left at once
+                sentinel = (session._link.quic_session.connection, object())
+                queued = [sentinel] if inject else []
+                handed: list[Any] = []
+                next_event = endpoint.next_event
+                dispatch = pump._dispatch
+
+                def injected(queued: list[Any] = queued, next_event: Any = next_event) -> Any:
+                    return queued.pop() if queued else next_event()
+
+                def recording(
+                    item: Any = None,
+                    dispatch: Any = dispatch,
+                    handed: list[Any] = handed,
+                    sentinel: Any = sentinel,
+                ) -> None:
+                    handed.append(item)
+                    if item is not sentinel:
+                        dispatch(item)
+
+                monkeypatch.setattr(endpoint, "next_event", injected)
+                monkeypatch.setattr(pump, "_dispatch", recording)
+                transmits = pump.transmits
+                await asyncio.sleep(0)  # the flush runs (queued before this step's end)
+                monkeypatch.undo()
+                if inject:
+                    assert handed[:1] == [sentinel]
+                    assert pump.transmits == transmits + 1  # and it transmitted
+                else:
+                    assert handed == []
+                    assert pump.transmits == transmits  # nothing came: nothing to do
+                assert await session.receive_datagram() == b"reply"
