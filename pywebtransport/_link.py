@@ -592,7 +592,7 @@ class WtLink:
         if term is not None:
             raise connection_error(term.error_code, term.reason_phrase, term.by_peer)
         self.wt.send_datagram(session_id, data)
-        self.quic_session.schedule_flush()  # flush(), without its own call: per datagram
+        self.quic_session.transmit_reply()  # a task's reply leaves at once (the pump)
 
     def close_session(self, session_id: int, code: int, reason: str) -> None:
         """WT_CLOSE_SESSION and FIN; the session's ``on_closed`` runs before this returns."""

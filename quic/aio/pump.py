@@ -36,7 +36,12 @@ callbacks (an echo), without the flush's loop iteration (no flush at all if
 The task of a session accepted in the batch (``on_session``'s coroutine) is started only
 after that transmit: its handshake is not complete, so it has nothing to add to the
 server's flight, which leaves without waiting for a loop iteration and the task's first
-step (a client's handshake waits on that flight).
+step (a client's handshake waits on that flight). A datagram a task sends after a read
+(:meth:`wake` with ``reply``: WebTransport's ``send_datagram``) leaves at once, with
+the read's ACK, before the task's next await, when it is the first since the read and
+the read's flush is queued; the flush then finds nothing left unless something came
+since (a wake, a read, an event: it transmits as before). Later ones wait for the flush
+(a burst leaves together); no event is handed up there (an application's call).
 
 Wake storms: when the application acts on many connections in one go — 1,000
 client sessions each opening a stream at once, tasks woken together — every write
@@ -108,7 +113,7 @@ bounded by ``max_known_paths``.
 ECN and Don't Fragment (:func:`quic.aio.udp.configure_path_options`): when the socket
 supports them, the batched reader feeds each datagram's ECN field to the endpoint and
 the transmit sets each datagram's codepoint (:meth:`QuicEndpoint.
-marked_datagrams_to_send`, :func:`quic.aio.udp.send_marked`); a marked datagram that
+marked_datagrams_to_send`, :mod:`quic.aio.marked`); a marked datagram that
 cannot go out that way (buffer full, an error) is handed to the transport unmarked.
 With the fallback reader no ECN field is read (every datagram counts as Not-ECT).
 
@@ -143,9 +148,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quic.aio.icmp import read_hints, refused
+from quic.aio.marked import send_marked_out
 from quic.aio.merge import Item, merge_stream_events
 from quic.aio.mtu import InterfaceMtu
-from quic.aio.offload import enable_gro, gso_available, send_segmented
+from quic.aio.offload import enable_gro, gso_available
 from quic.aio.rebind import rebind
 from quic.aio.routed import send_routed
 from quic.aio.session import ConnectionClosed, QuicSession
@@ -160,7 +166,6 @@ from quic.aio.udp import (
     read_batch,
     read_batch_ecn,
     ready_queue,
-    send_marked,
     send_plain,
     soon_caller,
     take_over_reading,
@@ -225,6 +230,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._flush_scheduled = False
         #: connections the application woke since the last transmit (see "Wake storms")
         self._woken: dict[QuicConnection, None] = {}
+        self._replied = -1  # datagrams_read when a reply last left at once (wake)
+        self._reply_sent = False  # ... and the queued flush may find nothing left
         self._flush_soon = soon_caller(self.loop, self._flush)  # loop.call_soon(_flush)
         self._ready = ready_queue(self.loop)  # None: not asyncio's ("Replies made at once")
         self._reading = False  # handing a read batch's events up (_read_ready)
@@ -476,10 +483,23 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     # -- pump ---------------------------------------------------------------------------------
 
-    def wake(self, connection: QuicConnection) -> None:
+    def wake(self, connection: QuicConnection, reply: bool = False) -> None:
         """The application acted on ``connection``: serve it at the next flush — or
-        sooner when many connections were woken before that flush (see "Wake storms")."""
+        sooner when many connections were woken before that flush (see "Wake storms");
+        ``reply``: a task queued a datagram, which may leave now ("Replies made...")."""
         self.endpoint.wake(connection)
+        if (
+            reply
+            and self._flush_scheduled  # after a read (not while its events are handed up)
+            and not self._reading
+            and self._replied != self.datagrams_read  # the first since the read
+            and self.forward is None
+        ):
+            self._replied = self.datagrams_read
+            self._send_out({connection: None})
+            self._after_send()
+            self._reply_sent = True
+            return
         if not self._flush_scheduled and not self._reading:  # schedule_flush(), inline
             self._flush_scheduled = True
             self._flush_soon()
@@ -507,11 +527,26 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             self._transmit()  # else at the flush, or at the end of the read (_read_ready)
 
     def schedule_flush(self) -> None:
+        self._reply_sent = False  # the flush transmits
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._flush_soon()
 
     def _flush(self) -> None:
+        if self._reply_sent:  # a reply left at once: anything since? ("Replies made...")
+            self._reply_sent = False
+            endpoint = self.endpoint
+            if not (
+                self._woken
+                or self._received
+                or self._replied != self.datagrams_read
+                or endpoint.has_pending_output
+            ):
+                self._flush_scheduled = False
+                item = endpoint.next_event()
+                if item is not None:
+                    self._transmit(item)
+                return
         received = self._received
         if received != self._received_seen and received < RECEIVE_BATCH:
             # Datagrams are still arriving (asyncio reads one per loop iteration): go
@@ -523,12 +558,14 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._flush_scheduled = False
         self._transmit()
 
-    def _transmit(self) -> None:
+    def _transmit(self, item: Item | None = None) -> None:
+        """Hand the events up, send, re-arm (``item``: the first event, already taken)."""
         self._received = self._received_seen = 0
         if self._woken:
             self._woken.clear()  # kept: one connection woken per round trip, no new dict
         endpoint = self.endpoint
-        item = endpoint.next_event()  # _dispatch() only with an event: per transmit
+        if item is None:
+            item = endpoint.next_event()  # _dispatch() only with an event: per transmit
         if item is not None:
             self._dispatch(item)
         self.transmits += 1
@@ -581,34 +618,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         marked = self._send_marked if self._raw is not None else None
         send_routed(out, self.transport, self.extra_sockets, marked)
 
-    def _send_marked(self, out: list[tuple[bytes, Any, int]]) -> None:
-        """Send with each datagram's ECN codepoint (RFC 9000 §13.4); see the module
-        docstring for the fallback."""
-        transport = self.transport
-        raw = self._raw
-        if not out or transport is None or raw is None or transport.is_closing():
-            return
-        buffered = self._buffered
-        if self._gso and len(out) > 1 and not buffered():  # a lone datagram: no run
-            sent, self._gso = send_segmented(raw, out)
-            if sent == len(out):
-                return
-            out = out[sent:]  # the socket buffer is full: the transport queues the rest
-        messages = self._ecn_messages
-        for data, addr, ecn in out:
-            try:
-                if ecn and not buffered():
-                    try:
-                        if messages is not None:  # send_marked(), inline: IPv4
-                            raw.sendmsg([data], messages[ecn], 0, addr)
-                        else:
-                            send_marked(raw, data, addr, ecn, self._family)
-                        continue
-                    except OSError:
-                        pass  # buffer full, or the path refused it: the transport decides
-                transport.sendto(data, addr)
-            except Exception as exc:  # e.g. an address the socket cannot reach
-                logger.debug("UDP send to %r failed: %r", addr, exc)
+    # the way out with ECN marks and GSO (quic.aio.marked): a method, without a call more
+    _send_marked = send_marked_out
 
     def _dispatch(self, item: Item | None = None) -> None:
         """Hand the endpoint's events to their sessions (``item``: the first, already

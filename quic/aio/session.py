@@ -425,6 +425,11 @@ class QuicSession:
         could join it; a request leaves a loop iteration sooner)."""
         self._protocol.transmit_now(self.connection)
 
+    def transmit_reply(self) -> None:
+        """:meth:`schedule_flush` for a datagram a task sent: the first since the socket
+        was read leaves at once (:meth:`QuicEndpointProtocol.wake`)."""
+        self._protocol.wake(self.connection, True)
+
     def flush_after_event(self) -> None:
         """:meth:`schedule_flush` for what a layer queued while an event of this
         session's was handed up: the pump transmits after the events it hands up, so
