@@ -21,12 +21,19 @@ datagram: once a packet closed it (CONNECTION_CLOSE, RFC 9000 §10.2.2; a statel
 reset, §10.3.1; an error of ours) the rest of the batch goes through
 ``receive_datagram``, which drops it or counts it while closing (§10.2.1), as it would
 have one by one. Errors end the connection as they do there.
+
+One datagram (:func:`receive_datagram`, which is ``QuicConnection.receive_datagram``)
+goes the same way in its common case: on the current path, one 1-RTT packet of a
+confirmed connection, the path's counts and the reader's ``read_short`` are done here
+without ``received_on_current`` and ``_receive`` (issue 10: two calls less per
+datagram; tests/quic/test_receive_inline.py holds them to the general way).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from quic.conn_build import start_qlog
 from quic.conn_state import LIVE, ConnectionState
 from quic.conn_timers import linger
 from quic.errors import QuicProtocolError
@@ -36,9 +43,91 @@ from quic.tls.alerts import TlsAlertError
 if TYPE_CHECKING:
     from quic.connection import QuicConnection
 
-__all__ = ["receive_batch", "receive_datagrams"]
+__all__ = ["receive_batch", "receive_datagram", "receive_datagrams"]
 
 _CONNECTED = ConnectionState.CONNECTED  # a module alias: no EnumType lookup per datagram
+_TERMINATED = ConnectionState.TERMINATED
+_DRAINING = ConnectionState.DRAINING
+_CLOSING = ConnectionState.CLOSING
+
+
+def receive_datagram(
+    conn: QuicConnection, data: bytes, addr: Any, now: float, ecn: int = 0, local: int = 0
+) -> None:
+    """Process one UDP payload from ``addr``; ``ecn`` is the ECN field of its IP
+    header (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE; RFC 9000 §13.4.1) when the I/O
+    layer can read it; ``local`` the index of our local address it came to (1: a
+    server's preferred address, RFC 9000 §9.6). (``QuicConnection.receive_datagram``;
+    the per-datagram case — on the current path, one 1-RTT packet of a confirmed
+    connection — runs ``PathManager.received_on_current`` and ``_receive`` inline,
+    without their calls: tests/quic/test_hot_path_inlines.py compares them.)"""
+    if now > conn._now:
+        conn._now = now
+    state = conn.state
+    if state is _TERMINATED or state is _DRAINING:
+        return
+    try:
+        paths = conn.paths
+        current = paths.current
+        if current.addr is None:  # the peer_address property, without a call
+            paths.peer_address = addr
+        qlog = conn._qlog
+        if qlog is not None:
+            if not qlog.started:
+                start_qlog(conn, now)
+            qlog.datagram_received(now, len(data))
+        migration = conn.migration
+        if local == current.local and addr == current.addr:  # received_on_current, inline
+            size = len(data)
+            paths.bytes_received += size
+            current.received += size
+            on_path = True
+        else:
+            on_path = paths.received_on_current(addr, local, len(data))
+            if not on_path and not migration.admit(data, addr, conn.cids.cid_length, local):
+                return  # RFC 9000 §9: dropped
+        if state is _CLOSING:
+            conn.closer.on_datagram_while_closing()  # RFC 9000 §10.2.1
+            return
+        recovery = conn.recovery
+        if recovery.amplification_limited and not paths.send_blocked():
+            recovery.amplification_limited = False  # RFC 9002 §6.2.2.1: may send again
+        paths.receiving, paths.receiving_local = addr, local
+        reader = conn.reader
+        if on_path:
+            cid_len = conn.cids.cid_length
+            if len(data) > cid_len + 20 and data[0] & 0xC0 == 0x40 and conn.handshake.confirmed:
+                # _receive()'s one 1-RTT packet, inline: per datagram
+                if reader.read_short(data, cid_len, now, ecn & 3):
+                    idle = conn.idle
+                    idle.last_activity = now
+                    idle.eliciting_since_receive = False
+                elif len(data) >= 21 and conn.cids.is_peer_stateless_reset(bytes(data[-16:])):
+                    # RFC 9000 §10.3.1: a stateless reset ends the connection at once
+                    conn.state = conn.closer.on_stateless_reset(now, linger(conn))
+            else:
+                conn._receive(data, addr, now, ecn & 3)
+            migration.path_dcid = reader.newest_dcid  # the peer's ID on this path
+        else:  # what before_datagram resets only after_datagram reads
+            previous_dcid = migration.before_datagram()
+            processed = conn._receive(data, addr, now, ecn & 3)
+            if conn.state in LIVE:
+                migration.after_datagram(addr, len(data), processed, previous_dcid, now, local)
+        if paths.preferred_ready:
+            migration.adopt_preferred(now)  # RFC 9000 §9.6.2
+        reprocess = reader.reprocess
+        while reprocess and conn.state in LIVE:
+            again, again_addr, again_ecn = reprocess.popleft()
+            conn._receive(again, again_addr, now, again_ecn)
+        if qlog is not None and conn.state in LIVE:
+            qlog.metrics_updated(now, recovery)
+            qlog.ecn_state(now, conn.ecn.state.value)
+    except QuicProtocolError as exc:
+        conn._fail(exc)
+    except TlsAlertError as exc:  # TLS raised outside a CRYPTO frame's handling
+        conn._fail(QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO))
+    except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
+        conn._internal_error(exc)
 
 
 def receive_batch(
