@@ -24,9 +24,12 @@ have one by one. Errors end the connection as they do there.
 
 One datagram (:func:`receive_datagram`, which is ``QuicConnection.receive_datagram``)
 goes the same way in its common case: on the current path, one 1-RTT packet of a
-confirmed connection, the path's counts and the reader's ``read_short`` are done here
-without ``received_on_current`` and ``_receive`` (issue 10: two calls less per
-datagram; tests/quic/test_receive_inline.py holds them to the general way).
+confirmed connection, the path's counts and ``PacketReader.read_short``'s common case
+(the current keys' Key Phase, a new packet number, no qlog) are done here without
+``received_on_current``, ``_receive`` and ``read_short`` (issue 10: three calls less per
+datagram); anything else goes to ``read_short``. tests/quic/test_receive_inline.py holds
+them to the general way, with loss, duplicates, reordering, corruption, key updates
+and ECN.
 """
 
 from __future__ import annotations
@@ -34,10 +37,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from quic.conn_build import start_qlog
+from quic.conn_ecn import ECN_ECT0
+from quic.conn_keys import APPLICATION, OneRttReadKeys
 from quic.conn_state import LIVE, ConnectionState
 from quic.conn_timers import linger
 from quic.errors import QuicProtocolError
 from quic.frames import FrameType
+from quic.packet import PacketType
+from quic.protection import DecryptionError
 from quic.tls.alerts import TlsAlertError
 
 if TYPE_CHECKING:
@@ -49,6 +56,9 @@ _CONNECTED = ConnectionState.CONNECTED  # a module alias: no EnumType lookup per
 _TERMINATED = ConnectionState.TERMINATED
 _DRAINING = ConnectionState.DRAINING
 _CLOSING = ConnectionState.CLOSING
+_ONE_RTT = PacketType.ONE_RTT
+_ECT0 = ECN_ECT0
+_APPLICATION_ECT0 = APPLICATION * 3  # its count in EcnController.received_counts
 
 
 def receive_datagram(
@@ -59,8 +69,9 @@ def receive_datagram(
     layer can read it; ``local`` the index of our local address it came to (1: a
     server's preferred address, RFC 9000 §9.6). (``QuicConnection.receive_datagram``;
     the per-datagram case — on the current path, one 1-RTT packet of a confirmed
-    connection — runs ``PathManager.received_on_current`` and ``_receive`` inline,
-    without their calls: tests/quic/test_hot_path_inlines.py compares them.)"""
+    connection — runs ``PathManager.received_on_current``, ``_receive`` and
+    ``PacketReader.read_short``'s common case inline, without their calls:
+    tests/quic/test_receive_inline.py compares them.)"""
     if now > conn._now:
         conn._now = now
     state = conn.state
@@ -98,7 +109,47 @@ def receive_datagram(
             cid_len = conn.cids.cid_length
             if len(data) > cid_len + 20 and data[0] & 0xC0 == 0x40 and conn.handshake.confirmed:
                 # _receive()'s one 1-RTT packet, inline: per datagram
-                if reader.read_short(data, cid_len, now, ecn & 3):
+                read = conn.keys.spaces[APPLICATION].read
+                processed = False
+                if type(read) is OneRttReadKeys and qlog is None and type(data) is bytes:
+                    # PacketReader.read_short's common case, inline: the current keys'
+                    # Key Phase, no Reserved Bits, above the largest packet number seen
+                    # (not a duplicate); anything else is read by read_short itself
+                    # (opening again has no effect but a failure's count, taken here)
+                    tracker = conn.acks.trackers[APPLICATION]
+                    largest = tracker.largest
+                    try:
+                        plain, pn, payload = read.current.open_short(
+                            data, 1 + cid_len, largest, None, 0
+                        )
+                    except DecryptionError:
+                        conn.keys.on_auth_failure()  # RFC 9001 §6.6
+                        reader.drop(now, "decryption_failure", _ONE_RTT)
+                    else:
+                        if payload is None or pn <= largest or plain[0] & 0x18:
+                            processed = reader.read_short(data, cid_len, now, ecn & 3)
+                        else:
+                            dispatcher = conn.dispatcher
+                            dcid = data[1 : 1 + cid_len]
+                            eliciting = dispatcher.dispatch(
+                                payload, APPLICATION, _ONE_RTT, dcid, now
+                            )
+                            reader.newest_dcid = dcid
+                            if dispatcher.non_probing:
+                                reader.newest_non_probing = True
+                            if ecn & 3 == _ECT0:
+                                conn.ecn.received_counts[_APPLICATION_ECT0] += 1
+                                ce = False
+                            else:
+                                ce = bool(ecn & 3) and conn.ecn.on_packet_received(
+                                    APPLICATION, ecn & 3
+                                )
+                            tracker.on_packet(pn, eliciting, now, ce)
+                            reader.processed += 1
+                            processed = True
+                else:
+                    processed = reader.read_short(data, cid_len, now, ecn & 3)
+                if processed:
                     idle = conn.idle
                     idle.last_activity = now
                     idle.eliciting_since_receive = False

@@ -1,10 +1,12 @@
 """``QuicConnection.receive_datagram`` (quic.conn_batch) runs the per-datagram case —
 on the current path, one 1-RTT packet of a confirmed connection — without calling
-``PathManager.received_on_current`` and ``QuicConnection._receive`` (issue 10: two
-calls less per datagram). The same traffic through the general way (those two calls,
-as the method read before) must leave every connection in the same state after each
-datagram: the path's byte counts, the idle timer, the packets processed, the ACK
-tracker, the connection state, recovery, the events; a stateless reset in the
+``PathManager.received_on_current``, ``QuicConnection._receive`` and (its common case)
+``PacketReader.read_short`` (issue 10: three calls less per datagram). The same traffic
+through the general way (those calls, as the method read before) must leave every
+connection in the same state after each datagram — the path's byte counts, the idle
+timer, the packets processed and dropped, authentication failures, the ACK tracker, the
+ECN counts, the connection state, recovery, the events — with loss, duplicates and
+reordering, corruption, key updates and ECN marks; a stateless reset in the
 short-header shape still ends the connection."""
 
 from __future__ import annotations
@@ -87,11 +89,17 @@ def _snapshot(conn: QuicConnection, size: int) -> tuple[Any, ...]:
         conn.recovery.congestion.bytes_in_flight,
         conn.recovery.spaces[APPLICATION].largest_acked,
         len(conn.migration.path_dcid or b""),
+        conn.reader.dropped,
+        conn.keys.auth_failures,
+        conn.reader.newest_non_probing,
+        tuple(conn.ecn.received_counts),
         [type(e).__name__ for e in conn._events[conn._taken :]],
     )
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, receive: Any, loss: float) -> list[tuple[Any, ...]]:
+def _run(
+    monkeypatch: pytest.MonkeyPatch, receive: Any, link: dict[str, Any]
+) -> list[tuple[Any, ...]]:
     trace: list[tuple[Any, ...]] = []
 
     def traced(
@@ -101,7 +109,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, receive: Any, loss: float) -> list[tup
         trace.append(_snapshot(conn, len(data)))
 
     monkeypatch.setattr(QuicConnection, "receive_datagram", traced)
-    pair = make_pair(seed=5, client_kwargs=dict(_DGRAM), server_kwargs=dict(_DGRAM), loss=loss)
+    pair = make_pair(seed=5, client_kwargs=dict(_DGRAM), server_kwargs=dict(_DGRAM), **link)
     pair.handshake()
     pair.run(lambda: pair.client.handshake.confirmed, max_time=5)
     client, server = pair.client, pair.server
@@ -110,6 +118,8 @@ def _run(monkeypatch: pytest.MonkeyPatch, receive: Any, loss: float) -> list[tup
         pair.run(max_time=0.03)
         server.send_datagram(b"pong %d" % i)
         pair.run(max_time=0.03)
+        if i in (10, 20):  # the other Key Phase (RFC 9001 §6): read_short's other way
+            (client if i == 10 else server).request_key_update()
     sid = client.get_next_available_stream_id()
     client.send_stream_data(sid, b"x" * 20_000, end_stream=True)
     pair.run(lambda: pair.stream_done(sid), max_time=10)
@@ -119,12 +129,21 @@ def _run(monkeypatch: pytest.MonkeyPatch, receive: Any, loss: float) -> list[tup
     return trace
 
 
-@pytest.mark.parametrize("loss", [0.0, 0.1])
+@pytest.mark.parametrize(
+    "link",
+    [
+        {},
+        {"loss": 0.1},
+        {"duplicate": 0.2, "jitter": 0.008},  # duplicates and reordering: read_short's way
+        {"corrupt": 0.1},  # packets that fail authentication
+        {"ecn": True, "ecn_ce": 0.1},  # ECT(0) counted inline, CE marks by EcnController
+    ],
+)
 def test_the_inline_receive_leaves_the_state_the_general_way_does(
-    monkeypatch: pytest.MonkeyPatch, loss: float
+    monkeypatch: pytest.MonkeyPatch, link: dict[str, Any]
 ) -> None:
-    inline = _run(monkeypatch, conn_batch.receive_datagram, loss)
-    general = _run(monkeypatch, _general_way, loss)
+    inline = _run(monkeypatch, conn_batch.receive_datagram, link)
+    general = _run(monkeypatch, _general_way, link)
     assert len(inline) > 100
     assert inline == general
     assert inline[-1][2] is not ConnectionState.CONNECTED  # the close went through
