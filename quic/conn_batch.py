@@ -62,7 +62,7 @@ _APPLICATION_ECT0 = APPLICATION * 3  # its count in EcnController.received_count
 
 
 def receive_datagram(
-    conn: QuicConnection, data: bytes, addr: Any, now: float, ecn: int = 0, local: int = 0
+    self: QuicConnection, data: bytes, addr: Any, now: float, ecn: int = 0, local: int = 0
 ) -> None:
     """Process one UDP payload from ``addr``; ``ecn`` is the ECN field of its IP
     header (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE; RFC 9000 §13.4.1) when the I/O
@@ -72,22 +72,22 @@ def receive_datagram(
     connection — runs ``PathManager.received_on_current``, ``_receive`` and
     ``PacketReader.read_short``'s common case inline, without their calls:
     tests/quic/test_receive_inline.py compares them.)"""
-    if now > conn._now:
-        conn._now = now
-    state = conn.state
+    if now > self._now:
+        self._now = now
+    state = self.state
     if state is _TERMINATED or state is _DRAINING:
         return
     try:
-        paths = conn.paths
+        paths = self.paths
         current = paths.current
         if current.addr is None:  # the peer_address property, without a call
             paths.peer_address = addr
-        qlog = conn._qlog
+        qlog = self._qlog
         if qlog is not None:
             if not qlog.started:
-                start_qlog(conn, now)
+                start_qlog(self, now)
             qlog.datagram_received(now, len(data))
-        migration = conn.migration
+        migration = self.migration
         if local == current.local and addr == current.addr:  # received_on_current, inline
             size = len(data)
             paths.bytes_received += size
@@ -95,41 +95,41 @@ def receive_datagram(
             on_path = True
         else:
             on_path = paths.received_on_current(addr, local, len(data))
-            if not on_path and not migration.admit(data, addr, conn.cids.cid_length, local):
+            if not on_path and not migration.admit(data, addr, self.cids.cid_length, local):
                 return  # RFC 9000 §9: dropped
         if state is _CLOSING:
-            conn.closer.on_datagram_while_closing()  # RFC 9000 §10.2.1
+            self.closer.on_datagram_while_closing()  # RFC 9000 §10.2.1
             return
-        recovery = conn.recovery
+        recovery = self.recovery
         if recovery.amplification_limited and not paths.send_blocked():
             recovery.amplification_limited = False  # RFC 9002 §6.2.2.1: may send again
         paths.receiving, paths.receiving_local = addr, local
-        reader = conn.reader
+        reader = self.reader
         if on_path:
-            cid_len = conn.cids.cid_length
-            if len(data) > cid_len + 20 and data[0] & 0xC0 == 0x40 and conn.handshake.confirmed:
+            cid_len = self.cids.cid_length
+            if len(data) > cid_len + 20 and data[0] & 0xC0 == 0x40 and self.handshake.confirmed:
                 # _receive()'s one 1-RTT packet, inline: per datagram
-                read = conn.keys.spaces[APPLICATION].read
+                read = self.keys.spaces[APPLICATION].read
                 processed = False
                 if type(read) is OneRttReadKeys and qlog is None and type(data) is bytes:
                     # PacketReader.read_short's common case, inline: the current keys'
                     # Key Phase, no Reserved Bits, above the largest packet number seen
                     # (not a duplicate); anything else is read by read_short itself
                     # (opening again has no effect but a failure's count, taken here)
-                    tracker = conn.acks.trackers[APPLICATION]
+                    tracker = self.acks.trackers[APPLICATION]
                     largest = tracker.largest
                     try:
                         plain, pn, payload = read.current.open_short(
                             data, 1 + cid_len, largest, None, 0
                         )
                     except DecryptionError:
-                        conn.keys.on_auth_failure()  # RFC 9001 §6.6
+                        self.keys.on_auth_failure()  # RFC 9001 §6.6
                         reader.drop(now, "decryption_failure", _ONE_RTT)
                     else:
                         if payload is None or pn <= largest or plain[0] & 0x18:
                             processed = reader.read_short(data, cid_len, now, ecn & 3)
                         else:
-                            dispatcher = conn.dispatcher
+                            dispatcher = self.dispatcher
                             dcid = data[1 : 1 + cid_len]
                             eliciting = dispatcher.dispatch(
                                 payload, APPLICATION, _ONE_RTT, dcid, now
@@ -138,10 +138,10 @@ def receive_datagram(
                             if dispatcher.non_probing:
                                 reader.newest_non_probing = True
                             if ecn & 3 == _ECT0:
-                                conn.ecn.received_counts[_APPLICATION_ECT0] += 1
+                                self.ecn.received_counts[_APPLICATION_ECT0] += 1
                                 ce = False
                             else:
-                                ce = bool(ecn & 3) and conn.ecn.on_packet_received(
+                                ce = bool(ecn & 3) and self.ecn.on_packet_received(
                                     APPLICATION, ecn & 3
                                 )
                             tracker.on_packet(pn, eliciting, now, ce)
@@ -150,35 +150,35 @@ def receive_datagram(
                 else:
                     processed = reader.read_short(data, cid_len, now, ecn & 3)
                 if processed:
-                    idle = conn.idle
+                    idle = self.idle
                     idle.last_activity = now
                     idle.eliciting_since_receive = False
-                elif len(data) >= 21 and conn.cids.is_peer_stateless_reset(bytes(data[-16:])):
+                elif len(data) >= 21 and self.cids.is_peer_stateless_reset(bytes(data[-16:])):
                     # RFC 9000 §10.3.1: a stateless reset ends the connection at once
-                    conn.state = conn.closer.on_stateless_reset(now, linger(conn))
+                    self.state = self.closer.on_stateless_reset(now, linger(self))
             else:
-                conn._receive(data, addr, now, ecn & 3)
+                self._receive(data, addr, now, ecn & 3)
             migration.path_dcid = reader.newest_dcid  # the peer's ID on this path
         else:  # what before_datagram resets only after_datagram reads
             previous_dcid = migration.before_datagram()
-            processed = conn._receive(data, addr, now, ecn & 3)
-            if conn.state in LIVE:
+            processed = self._receive(data, addr, now, ecn & 3)
+            if self.state in LIVE:
                 migration.after_datagram(addr, len(data), processed, previous_dcid, now, local)
         if paths.preferred_ready:
             migration.adopt_preferred(now)  # RFC 9000 §9.6.2
         reprocess = reader.reprocess
-        while reprocess and conn.state in LIVE:
+        while reprocess and self.state in LIVE:
             again, again_addr, again_ecn = reprocess.popleft()
-            conn._receive(again, again_addr, now, again_ecn)
-        if qlog is not None and conn.state in LIVE:
+            self._receive(again, again_addr, now, again_ecn)
+        if qlog is not None and self.state in LIVE:
             qlog.metrics_updated(now, recovery)
-            qlog.ecn_state(now, conn.ecn.state.value)
+            qlog.ecn_state(now, self.ecn.state.value)
     except QuicProtocolError as exc:
-        conn._fail(exc)
+        self._fail(exc)
     except TlsAlertError as exc:  # TLS raised outside a CRYPTO frame's handling
-        conn._fail(QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO))
+        self._fail(QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO))
     except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
-        conn._internal_error(exc)
+        self._internal_error(exc)
 
 
 def receive_batch(
