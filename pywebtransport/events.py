@@ -72,14 +72,18 @@ class EventEmitter:
 
     __slots__ = (  # one per session: no per-instance dict (issue 10, memory)
         "__dict__",
-        "_handlers",
         "_source",
         "_tasks",
+        "handlers",
     )
 
     def __init__(self, source: Any = None) -> None:
         self._source = source
-        self._handlers: dict[str, list[tuple[EventHandler, bool]]] = {}
+        #: The registered handlers and their ``once`` flags per event key (an
+        #: :class:`EventType` member equals its str key), never replaced: read it, do not
+        #: change it. A per-datagram path tests ``handlers.get(key)`` instead of calling
+        #: :meth:`listens` (issue 10: a call less per datagram).
+        self.handlers: dict[str, list[tuple[EventHandler, bool]]] = {}
         # handler tasks still running: made by the first async handler (idle memory)
         self._tasks: set[asyncio.Task[None]] | None = None
 
@@ -114,45 +118,45 @@ class EventEmitter:
         """Remove ``handler`` (every handler of ``event`` when None)."""
         key = str(event)
         if handler is None:
-            self._handlers.pop(key, None)
+            self.handlers.pop(key, None)
             return
-        entries = self._handlers.get(key)
+        entries = self.handlers.get(key)
         if entries:
             entries[:] = [e for e in entries if e[0] is not handler and e[0] != handler]
 
     def listens(self, event: str) -> bool:
         """True when a handler of ``event`` is registered (a hot path skips :meth:`emit`
         when not: no :class:`Event` is built for nobody)."""
-        return bool(self._handlers.get(event))  # an EventType member equals its str key
+        return bool(self.handlers.get(event))  # an EventType member equals its str key
 
     def remove_all_listeners(self) -> None:
-        self._handlers.clear()
+        self.handlers.clear()
 
     def listeners(self, event: str) -> list[EventHandler]:
-        return [h for h, _ in self._handlers.get(str(event), ())]
+        return [h for h, _ in self.handlers.get(str(event), ())]
 
     def listener_count(self, event: str) -> int:
-        return len(self._handlers.get(str(event), ()))
+        return len(self.handlers.get(str(event), ()))
 
     def _add(self, event: str, handler: EventHandler, once: bool) -> None:
         if not callable(handler):
             raise TypeError("event handler must be callable")
-        self._handlers.setdefault(str(event), []).append((handler, once))
+        self.handlers.setdefault(str(event), []).append((handler, once))
 
     def emit(self, event: str, data: Any = None) -> Event:
         """Call the handlers of ``event`` with one :class:`Event`; returns it."""
         key = str(event)
         item = Event(key, data, self._source)
-        entries = self._handlers.get(key)
+        entries = self.handlers.get(key)
         if not entries:
             return item
         run = list(entries)
         if any(once for _, once in run):
             kept = [e for e in entries if not e[1]]
             if kept:
-                self._handlers[key] = kept
+                self.handlers[key] = kept
             else:
-                del self._handlers[key]
+                del self.handlers[key]
         for handler, _ in run:
             try:
                 result = handler(item)

@@ -65,7 +65,7 @@ from quic.cid import ConnectionIdManager
 from quic.configuration import QuicConfiguration
 from quic.conn_ackfreq import AckFrequencySender
 from quic.conn_acks import AckState
-from quic.conn_batch import receive_datagrams
+from quic.conn_batch import receive_datagram, receive_datagrams
 from quic.conn_build import build_components, confirm_handshake, hand_out_tls, start_qlog
 from quic.conn_close import CloseFrame, CloseState
 from quic.conn_crypto import CryptoStreams
@@ -89,12 +89,10 @@ from quic.events import (
     ConnectionIdRetired,
     QuicEvent,
 )
-from quic.frames import FrameType
 from quic.packet import PacketHeader, parse_header
 from quic.qlog import QuicLogger, create_logger
 from quic.recovery import LossRecovery
 from quic.stats import ConnectionStats, queue_sizes
-from quic.tls.alerts import TlsAlertError
 from quic.tls.engine import TlsEngine
 from quic.tparams import TransportParameters
 
@@ -630,61 +628,8 @@ class QuicConnection:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def receive_datagram(
-        self, data: bytes, addr: Addr, now: float, ecn: int = 0, local: int = 0
-    ) -> None:
-        """Process one UDP payload from ``addr``; ``ecn`` is the ECN field of its IP
-        header (0 Not-ECT, 1 ECT(1), 2 ECT(0), 3 CE; RFC 9000 §13.4.1) when the I/O
-        layer can read it; ``local`` the index of our local address it came to (1: a
-        server's preferred address, RFC 9000 §9.6)."""
-        if now > self._now:
-            self._now = now
-        state = self.state
-        if state is _TERMINATED or state is _DRAINING:
-            return
-        try:
-            paths = self.paths
-            if paths.current.addr is None:  # the peer_address property, without a call
-                paths.peer_address = addr
-            qlog = self._qlog
-            if qlog is not None:
-                if not qlog.started:
-                    start_qlog(self, now)
-                qlog.datagram_received(now, len(data))
-            migration = self.migration
-            on_path = paths.received_on_current(addr, local, len(data))
-            if not on_path and not migration.admit(data, addr, self.cids.cid_length, local):
-                return  # RFC 9000 §9: dropped
-            if state is _CLOSING:
-                self.closer.on_datagram_while_closing()  # RFC 9000 §10.2.1
-                return
-            recovery = self.recovery
-            if recovery.amplification_limited and not paths.send_blocked():
-                recovery.amplification_limited = False  # RFC 9002 §6.2.2.1: may send again
-            paths.receiving, paths.receiving_local = addr, local
-            if on_path:
-                processed = self._receive(data, addr, now, ecn & 3)
-                migration.path_dcid = self.reader.newest_dcid  # the peer's ID on this path
-            else:  # what before_datagram resets only after_datagram reads
-                previous_dcid = migration.before_datagram()
-                processed = self._receive(data, addr, now, ecn & 3)
-                if self.state in _LIVE:
-                    migration.after_datagram(addr, len(data), processed, previous_dcid, now, local)
-            if paths.preferred_ready:
-                migration.adopt_preferred(now)  # RFC 9000 §9.6.2
-            reprocess = self.reader.reprocess
-            while reprocess and self.state in _LIVE:
-                again, again_addr, again_ecn = reprocess.popleft()
-                self._receive(again, again_addr, now, again_ecn)
-            if qlog is not None and self.state in _LIVE:
-                qlog.metrics_updated(now, recovery)
-                qlog.ecn_state(now, self.ecn.state.value)
-        except QuicProtocolError as exc:
-            self._fail(exc)
-        except TlsAlertError as exc:  # TLS raised outside a CRYPTO frame's handling
-            self._fail(QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO))
-        except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
-            self._internal_error(exc)
+    # receive_datagram(data, addr, now, ecn=0, local=0): one UDP payload (quic.conn_batch)
+    receive_datagram = receive_datagram
 
     def receive_datagrams(
         self, datagrams: list[bytes], addr: Addr, now: float, ecn: int = 0, local: int = 0

@@ -37,6 +37,7 @@ __all__ = [
 
 _ev = encode_varint
 _pack_h = struct.Struct("!H").pack  # a two-byte varint: value | 0x4000 (RFC 9000 §16)
+_pack_i = struct.Struct("!I").pack  # a four-byte varint: value | 0x80000000
 _ONE_BYTE = tuple(bytes((value,)) for value in range(0x40))  # one-byte varints (RFC 9000 §16)
 
 
@@ -60,14 +61,17 @@ def encode_ack_frame(
     if not 0 <= smallest <= largest:
         raise ValueError(f"bad ACK range {ranges[0]}")
     if len(ranges) == 1:  # the common case: one range (ACK Range Count 0), no list
-        # varints of one byte from a table and of two packed (RFC 9000 §16), without a
-        # call: the packet numbers and ECN counts of a long exchange take two bytes
+        # varints of one byte from a table and of two or four packed (RFC 9000 §16),
+        # without a call: the packet numbers and ECN counts of a long exchange take two,
+        # then four bytes
         first = largest - smallest
         head = (
             _ONE_BYTE[largest]
             if largest < 0x40
             else _pack_h(largest | 0x4000)
             if largest < 0x4000
+            else _pack_i(largest | 0x80000000)  # past packet 16,383: a long exchange's
+            if largest < 0x40000000
             else _ev(largest)
         )
         delay = (
@@ -92,6 +96,8 @@ def encode_ack_frame(
                 if 0 <= ect0 < 0x40
                 else _pack_h(ect0 | 0x4000)
                 if 0 <= ect0 < 0x4000
+                else _pack_i(ect0 | 0x80000000)
+                if 0 <= ect0 < 0x40000000
                 else _ev(ect0),
                 _ONE_BYTE[ect1] if 0 <= ect1 < 0x40 else _ev(ect1),
                 _ONE_BYTE[ce] if 0 <= ce < 0x40 else _ev(ce),

@@ -153,13 +153,17 @@ def decode_ack_body(
     (RFC 9000 §19.3), as :func:`decode_ack_fields` returns them, with the same errors
     (a truncation is FRAME_ENCODING_ERROR here, not :class:`BufferReadError`). Varints
     of one and two bytes (RFC 9000 §16: prefix 0b00, 0b01) are read inline, longer
-    ones by :func:`~quic.buffer.decode_varint`."""
+    ones by :func:`~quic.buffer.decode_varint` — but the Largest Acknowledged and ECT(0)
+    count of four bytes (prefix 0b10: a connection past 16,383 packets), inline too."""
     try:
         b = data[pos]
         if b < 0x40:
             largest, pos = b, pos + 1
         elif b < 0x80:
             largest, pos = (b & 0x3F) << 8 | data[pos + 1], pos + 2
+        elif b < 0xC0:  # past packet 16383: a long ping-pong's every ACK
+            largest = (b & 0x3F) << 24 | data[pos + 1] << 16 | data[pos + 2] << 8 | data[pos + 3]
+            pos += 4
         else:
             largest, pos = _dv(data, pos)
         b = data[pos]
@@ -202,6 +206,9 @@ def decode_ack_body(
             ect0, pos = b, pos + 1
         elif b < 0x80:
             ect0, pos = (b & 0x3F) << 8 | data[pos + 1], pos + 2
+        elif b < 0xC0:  # past 16383 ECT(0) packets: as the largest above
+            ect0 = (b & 0x3F) << 24 | data[pos + 1] << 16 | data[pos + 2] << 8 | data[pos + 3]
+            pos += 4
         else:
             ect0, pos = _dv(data, pos)
         ect1 = data[pos]

@@ -633,7 +633,25 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             item = endpoint.next_event()
             if type(event) is DatagramReceived:
                 self.datagram_events += 1  # the ping-pong's event: no test below
-            elif type(event) is StreamDataReceived:
+                session = sessions.get(conn)
+                if session is None:
+                    continue
+                self.events_dispatched += 1
+                listener = session.event_listener  # QuicSession._on_event, inline: per datagram
+                if listener is not None:
+                    try:
+                        consumed = listener(event)
+                    except Exception as exc:
+                        session._internal_error("QUIC event listener", exc)
+                        continue
+                    if consumed:
+                        continue
+                try:
+                    session._on_datagram(event)
+                except Exception as exc:
+                    session._internal_error("QUIC session", exc)
+                continue
+            if type(event) is StreamDataReceived:
                 if item is not None and not event.end_stream:
                     event, item, merged = merge_stream_events(endpoint, conn, event, item)
                     self.events_coalesced += merged

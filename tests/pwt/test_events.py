@@ -171,3 +171,33 @@ def test_listens_reports_registered_event_types() -> None:
     emitter.off(EventType.DATAGRAM)
     assert not emitter.listens(EventType.DATAGRAM)
     assert not emitter.listens(EventType.CLOSED)  # its last handler went
+
+
+def test_the_handlers_map_agrees_with_listens() -> None:
+    """WebTransportSession.on_datagram tests ``events.handlers.get(DATAGRAM)`` instead
+    of calling listens() (issue 10): the two agree through on, once, emit and off, for
+    the member and its str key, and the map is never replaced."""
+    emitter = EventEmitter()
+    handlers = emitter.handlers
+
+    def agree() -> None:
+        for key in (EventType.DATAGRAM, "datagram", EventType.CLOSED):
+            assert bool(handlers.get(key)) is emitter.listens(key)
+
+    agree()
+    assert not handlers.get(EventType.DATAGRAM)
+    first = emitter.on(EventType.DATAGRAM, lambda event: None)
+    agree()
+    assert handlers.get(EventType.DATAGRAM)
+    emitter.off("datagram", first)  # an emptied list stays in the map
+    agree()
+    assert not handlers.get(EventType.DATAGRAM)
+    emitter.once("datagram", lambda event: None)
+    agree()
+    emitter.emit(EventType.DATAGRAM, b"x")  # the once handler went with the key
+    agree()
+    assert not handlers.get(EventType.DATAGRAM)
+    emitter.on(EventType.CLOSED, lambda event: None)
+    emitter.remove_all_listeners()
+    agree()
+    assert emitter.handlers is handlers

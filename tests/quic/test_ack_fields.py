@@ -1,7 +1,8 @@
 """The ACK frame's fast paths against a plain reading of RFC 9000 §19.3.
 
 - The receive path's decoder (:func:`quic.frames.decode_ack_body`, as the dispatcher
-  calls it, and :func:`quic.frames.decode_ack_fields`: one- and two-byte varints read
+  calls it, and :func:`quic.frames.decode_ack_fields`: one- and two-byte varints (four-byte
+  ones too for the Largest Acknowledged and the ECT(0) count) read
   inline, no frame object; a truncation raised as FRAME_ENCODING_ERROR by the decoder
   itself, a BufferReadError never escapes) against :func:`quic.buffer.decode_varint` for
   every field: same fields, same end, same errors — on random frames with varints of
