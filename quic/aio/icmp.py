@@ -21,13 +21,16 @@ import errno
 import os
 import socket
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quic.aio.udp import read_error_queue
 from quic.connection import QuicConnection
 from quic.errors import TransportErrorCode
 
-__all__ = ["UNREACHABLE", "read_hints", "refused"]
+if TYPE_CHECKING:
+    from quic.aio.pump import QuicEndpointProtocol
+
+__all__ = ["UNREACHABLE", "read_errors", "read_hints", "refused"]
 
 #: the errnos that end a client connection that has heard nothing from its peer
 UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
@@ -63,3 +66,17 @@ def refused(connections: Iterable[QuicConnection], code: int, addr: Any) -> list
         conn.close(TransportErrorCode.CONNECTION_REFUSED, reason, application=False)
         ended.append(conn)
     return ended
+
+
+def read_errors(self: QuicEndpointProtocol) -> None:
+    """Drain the pump's error queue (its ``_read_errors`` method): every hint counted
+    (``icmp_errors``), the connections it refuses (:func:`refused`) marked with the errno
+    (the pump's and their session's ``unreachable``) and woken, so they close now."""
+    for code, addr in read_hints(self._errors):
+        self.icmp_errors += 1
+        for conn in refused(self.sessions, code, addr):
+            self.unreachable = code
+            session = self.sessions.get(conn)
+            if session is not None:
+                session.unreachable = code
+            self.wake(conn)

@@ -58,8 +58,9 @@ replies still leave with the ACKs of what triggered them.
 Bulk transfers: a read wake-up may feed ~1,400 datagrams of one connection
 (``RECEIVE_BATCH`` GRO reads of up to ~45 each); their ACKs would leave only at its end,
 and the sender, its send buffer full of unacknowledged data, would wait that long. So
-every ``ACK_WITHIN_BATCH`` GRO datagrams of a wake-up, the connections fed long runs
-(:meth:`QuicEndpoint.take_busy`: their ACKs are due) are served before it reads on —
+every ``ACK_WITHIN_BATCH`` GRO datagrams of a wake-up (:mod:`quic.aio.glued`), the
+connections fed long runs (:meth:`QuicEndpoint.take_busy`: their ACKs are due) are
+served before it reads on —
 only those, unless the wake-up is ``LATE_ACKS`` old: then all fed so far (a peer's
 shared socket glued 1,000 connections' requests, fed for 40-130 ms; their ACKs, due
 25 ms after the wake-up's "now", left at its end, after the peers' PTOs). On the sending
@@ -147,7 +148,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from quic.aio.icmp import read_hints, refused
+from quic.aio.glued import receive_glued
+from quic.aio.icmp import read_errors
 from quic.aio.marked import send_marked_out
 from quic.aio.merge import Item, merge_stream_events
 from quic.aio.mtu import InterfaceMtu
@@ -196,11 +198,6 @@ WAKE_BATCH = RECEIVE_BATCH
 #: Only full-sized datagrams (bulk data, Initial flights) hold the transmit back; small
 #: ones (ACKs, ping-pong) are answered in the same loop iteration, without extra latency.
 _FULL_DATAGRAM = 1200
-#: GRO datagrams fed in one wake-up after which its busy connections are served (see
-#: "Bulk transfers"): 256 measured faster than 64, 128 and 512.
-ACK_WITHIN_BATCH = 256
-#: A wake-up this old serves every connection fed at the next mark ("Bulk transfers").
-LATE_ACKS = 0.02
 _BASE_TIME = asyncio.BaseEventLoop.time  # time.monotonic(), read without this call
 #: Shortest timer delay on a loop other than asyncio's own (see "The clock"): uvloop
 #: rounds delays to whole milliseconds and runs those under half of one at once.
@@ -375,26 +372,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         recvmsg): to the endpoint, with the batch's time."""
         self.endpoint.receive_datagram(data, addr, self._read_at)
 
-    def _receive_glued(self, datagrams: list[bytes], addr: Any, now: float, ecn: int) -> None:
-        """The datagrams of one GRO read, read at ``now``; every ``ACK_WITHIN_BATCH``
-        of them in one wake-up, the connections fed long runs are served before it goes
-        on (see "Bulk transfers")."""
-        endpoint = self.endpoint
-        endpoint.receive_datagrams(datagrams, addr, now, ecn)
-        glued = self._glued + len(datagrams)
-        if glued < ACK_WITHIN_BATCH:
-            self._glued = glued
-            return
-        self._glued = 0
-        busy = endpoint.take_busy()
-        if busy:
-            self.busy_turns += 1
-            self._send_out(busy)
-            self._after_send()
-        elif self.clock() - self._read_at >= LATE_ACKS:  # many connections' ACKs are due
-            self.late_ack_turns += 1
-            self._send_out(None)
-            self._after_send()
+    # GRO reads, with the bulk turns of "Bulk transfers" (quic.aio.glued): no call more
+    _receive_glued = receive_glued
 
     def _flush_or_transmit(self) -> None:
         """After events were handed up: transmit at the flush — or now when a handshake
@@ -460,16 +439,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             except Exception:
                 logger.exception("reading the socket's error queue failed")
 
-    def _read_errors(self) -> None:
-        """Drain the error queue (:mod:`quic.aio.icmp`)."""
-        for code, addr in read_hints(self._errors):
-            self.icmp_errors += 1
-            for conn in refused(self.sessions, code, addr):
-                self.unreachable = code
-                session = self.sessions.get(conn)
-                if session is not None:
-                    session.unreachable = code
-                self.wake(conn)
+    # the error queue drained (quic.aio.icmp): a method, without a call more
+    _read_errors = read_errors
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._sockets -= 1

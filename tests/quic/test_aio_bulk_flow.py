@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from quic.aio import QuicEndpointProtocol
-from quic.aio.pump import ACK_WITHIN_BATCH
+from quic.aio.glued import ACK_WITHIN_BATCH
 from quic.endpoint_batch import BUSY_RUN
 from tests.support.quicpair import CLIENT_ADDR, make_pair
 

@@ -15,7 +15,7 @@ def test_a_long_wake_up_of_many_connections_serves_them_at_the_ack_mark() -> Non
     than ``LATE_ACKS``: at the ``ACK_WITHIN_BATCH`` mark every connection fed so far is
     served (their ACKs are due), not only those fed long runs; before that, or sooner
     than ``LATE_ACKS`` after the wake-up began, nothing is sent there."""
-    from quic.aio.pump import ACK_WITHIN_BATCH, LATE_ACKS
+    from quic.aio.glued import ACK_WITHIN_BATCH, LATE_ACKS
 
     async def main() -> list[tuple[int, list[object]]]:
         server = await serve("127.0.0.1", 0, server_config(), echo_datagrams)
