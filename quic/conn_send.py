@@ -169,6 +169,7 @@ class SendScheduler:
         "_host_cid",
         "_is_client",
         "_keys",
+        "_keys_final",
         "_paced",
         "_pacing_held",
         "_paths",
@@ -209,6 +210,7 @@ class SendScheduler:
         self._is_client = is_client
         self._host_cid = host_cid
         self._keys = keys
+        self._keys_final = False  # 1-RTT keys only, the handshake complete: for good
         self._acks = acks
         self._crypto = crypto
         self._handshake = handshake
@@ -566,18 +568,25 @@ class SendScheduler:
         itself: no other space's or 0-RTT keys, the handshake complete, the address
         validated, no probe, PING, path, HANDSHAKE_DONE, NEW_TOKEN, CRYPTO or
         connection-ID frame owed (what :meth:`_owes_nothing` and :meth:`_reply_kind`
-        both ask first)."""
-        keys = self._keys
-        spaces = keys.spaces
+        both ask first). The keys and the handshake are asked until they first say
+        yes: Initial, Handshake and 0-RTT keys once dropped never come back, the
+        handshake stays complete and 1-RTT write keys are only ever replaced."""
         handshake = self._handshake
+        if not self._keys_final:
+            keys = self._keys
+            spaces = keys.spaces
+            if (
+                spaces[INITIAL].write is not None
+                or spaces[HANDSHAKE].write is not None
+                or spaces[APPLICATION].write is None
+                or keys.zero_rtt_write is not None
+                or not handshake.complete
+            ):
+                return False
+            self._keys_final = True
         paths = self._paths
         return not (
-            spaces[INITIAL].write is not None
-            or spaces[HANDSHAKE].write is not None
-            or spaces[APPLICATION].write is None
-            or keys.zero_rtt_write is not None
-            or not handshake.complete
-            or self._probes
+            self._probes
             or self._pings
             or not (current := paths.current).validated  # address_validated, inline
             # wants_send(): PATH_CHALLENGE owed on the current path, or a RESPONSE (asked
