@@ -28,10 +28,10 @@ What a packet may carry:
   the owned :class:`~quic.conn_send_side.SideDatagrams`).
 
 A client holding 0-RTT keys (RFC 9001 §4.6.1) and no 1-RTT keys yet writes 0-RTT
-packets in the application space (:meth:`SendScheduler._write_zero_rtt`): PINGs,
-flow-control and stream-state frames, DATAGRAM and STREAM frames — never ACK, CRYPTO,
-NEW_TOKEN, HANDSHAKE_DONE, PATH_RESPONSE or RETIRE_CONNECTION_ID (RFC 9000 §12.4,
-§17.2.3).
+packets in the application space (:meth:`SendScheduler._write_zero_rtt`, from
+:mod:`quic.conn_send_early`): PINGs, flow-control and stream-state frames, DATAGRAM
+and STREAM frames — never ACK, CRYPTO, NEW_TOKEN, HANDSHAKE_DONE, PATH_RESPONSE or
+RETIRE_CONNECTION_ID (RFC 9000 §12.4, §17.2.3).
 A path other than the current one (a peer probing a new address, the path we left
 after a migration) gets its PATH_CHALLENGE and PATH_RESPONSE frames in a datagram of
 its own (:meth:`SendScheduler.build_on_path`, also built by
@@ -114,6 +114,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from quic.conn_keys import APPLICATION, HANDSHAKE, INITIAL
+from quic.conn_send_early import write_zero_rtt
 from quic.conn_send_short import (
     MAX_ACK_ONLY_RUN,
     write_bulk,
@@ -168,6 +169,7 @@ class SendScheduler:
         "_host_cid",
         "_is_client",
         "_keys",
+        "_keys_final",
         "_paced",
         "_pacing_held",
         "_paths",
@@ -208,6 +210,7 @@ class SendScheduler:
         self._is_client = is_client
         self._host_cid = host_cid
         self._keys = keys
+        self._keys_final = False  # 1-RTT keys only, the handshake complete: for good
         self._acks = acks
         self._crypto = crypto
         self._handshake = handshake
@@ -565,18 +568,25 @@ class SendScheduler:
         itself: no other space's or 0-RTT keys, the handshake complete, the address
         validated, no probe, PING, path, HANDSHAKE_DONE, NEW_TOKEN, CRYPTO or
         connection-ID frame owed (what :meth:`_owes_nothing` and :meth:`_reply_kind`
-        both ask first)."""
-        keys = self._keys
-        spaces = keys.spaces
+        both ask first). The keys and the handshake are asked until they first say
+        yes: Initial, Handshake and 0-RTT keys once dropped never come back, the
+        handshake stays complete and 1-RTT write keys are only ever replaced."""
         handshake = self._handshake
+        if not self._keys_final:
+            keys = self._keys
+            spaces = keys.spaces
+            if (
+                spaces[INITIAL].write is not None
+                or spaces[HANDSHAKE].write is not None
+                or spaces[APPLICATION].write is None
+                or keys.zero_rtt_write is not None
+                or not handshake.complete
+            ):
+                return False
+            self._keys_final = True
         paths = self._paths
         return not (
-            spaces[INITIAL].write is not None
-            or spaces[HANDSHAKE].write is not None
-            or spaces[APPLICATION].write is None
-            or keys.zero_rtt_write is not None
-            or not handshake.complete
-            or self._probes
+            self._probes
             or self._pings
             or not (current := paths.current).validated  # address_validated, inline
             # wants_send(): PATH_CHALLENGE owed on the current path, or a RESPONSE (asked
@@ -611,6 +621,7 @@ class SendScheduler:
     _write_reply = write_reply
     _write_datagram_reply = write_datagram_reply
     _write_bulk = write_bulk
+    _write_zero_rtt = write_zero_rtt  # quic.conn_send_early
 
     def _update_pacer(self, now: float, mtu: int) -> Pacer:
         """The pacer at the controller's rate (RFC 9002 §7.7); unpaced before any RTT
@@ -714,41 +725,6 @@ class SendScheduler:
                 self._ack_only_run[index] = 0
         if index == INITIAL:
             packet.in_flight = True  # padded to 1200 bytes: counts in flight (RFC 9002 §2)
-        asm.end_packet()
-
-    def _write_zero_rtt(self, asm: PacketAssembler, version: int) -> None:
-        """A client's 0-RTT packet (RFC 9001 §4.6.1, RFC 9000 §17.2.3)."""
-        if self._recovery.congestion.available() < self._paths.max_datagram_size:
-            return
-        streams, datagrams, pings = self._streams, self._datagrams, self._pings
-        if not (streams.has_data() or streams.wants_control() or datagrams.pending or pings):
-            return
-        keys = self._keys
-        write = keys.zero_rtt_write
-        assert write is not None
-        space = keys.spaces[APPLICATION]
-        if not asm.begin_packet(
-            PacketType.ZERO_RTT,
-            version,
-            self._cids.peer_cid,
-            self._host_cid,
-            write,
-            APPLICATION,
-            space.next_pn,
-            self._recovery.spaces[APPLICATION].largest_acked,
-        ):
-            return
-        space.next_pn += 1
-        packet = asm.packet
-        while pings and asm.room >= len(PING_FRAME):
-            uid = pings.popleft()
-            asm.push(PING_FRAME)
-            packet.handlers.append((self._ping_fate, (uid,)))
-            packet.ack_eliciting = packet.in_flight = True
-        if streams.wants_control():
-            streams.write_control(asm)
-        datagrams.write(asm)
-        streams.write_streams(asm)
         asm.end_packet()
 
     def _write_application(self, asm: PacketAssembler, now: float) -> None:

@@ -665,3 +665,65 @@ def test_stream_events_made_without_init_equal_the_dataclass_ones() -> None:
     assert repr(marker) == repr(DeferredDelivery(0)) and hash(marker) == hash(DeferredDelivery(0))
     event = pair.server.next_event()
     assert event == StreamDataReceived(0, b"hello", False, False)
+
+
+def _check_short_only_everywhere(pair: Any, answers: collections.Counter[bool]) -> None:
+    """After every flush of the simulated network, each live connection's _short_only
+    (whose key and handshake conditions latch once they hold) agrees with the
+    reference that asks them all every time."""
+    react = pair._react
+
+    def checked() -> bool:
+        for endpoint in (pair.client_endpoint, pair.server_endpoint):
+            for conn in endpoint.connections:
+                expected = _reference_short_only(conn)
+                assert conn.sender._short_only() == expected
+                answers[expected] += 1
+        return bool(react())
+
+    pair.net.after_flush = checked
+
+
+def test_short_only_key_latch_agrees_through_handshakes_retry_zero_rtt_and_key_updates() -> None:
+    """_short_only stops asking the keys and the handshake once they first allowed
+    1-RTT packets only (SendScheduler._keys_final): through a handshake after a Retry,
+    an echo, key updates on both sides, and a resumed connection with 0-RTT accepted,
+    its answer equals the reference's at every step, and the latch is set by the end."""
+    from tests.quic.test_zero_rtt import finish, resumable_pair, second_connection
+
+    answers: collections.Counter[bool] = collections.Counter()
+    pair = make_pair(seed=5, server_kwargs={"retry": "always"})
+    _check_short_only_everywhere(pair, answers)
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake.confirmed, max_time=5)
+    client, server = pair.client, pair.server
+    for side in (client, server, client):
+        sid = client.create_stream()
+        client.send_stream_data(sid, b"x" * 300, end_stream=True)
+        pair.run(lambda sid=sid: pair.stream_done(sid), max_time=5)
+        keys, sent = side.keys, side.recovery.spaces[APPLICATION]
+        pair.run(
+            lambda keys=keys, sent=sent: (
+                keys.key_phase_first_pn is None
+                or (sent.largest_acked or -1) >= keys.key_phase_first_pn
+            ),
+            max_time=5,
+        )
+        generation = keys.spaces[APPLICATION].write
+        side.request_key_update()
+        sid = client.create_stream()
+        client.send_stream_data(sid, b"y" * 300, end_stream=True)
+        pair.run(lambda sid=sid: pair.stream_done(sid), max_time=5)
+        assert side.keys.spaces[APPLICATION].write is not generation  # the update went
+    assert client.sender._keys_final and server.sender._keys_final
+    assert answers[True] > 10 and answers[False] > 10
+
+    resumed, store = resumable_pair()
+    _check_short_only_everywhere(resumed, answers)
+    conn, sid = second_connection(resumed, store)
+    assert conn.handshake.early.attempted
+    assert conn.keys.zero_rtt_write is not None and not conn.sender._short_only()
+    server_conn = finish(resumed, conn, sid)
+    resumed.run(lambda: conn.handshake.confirmed, max_time=5)
+    assert conn.keys.zero_rtt_write is None
+    assert conn.sender._keys_final and server_conn.sender._keys_final
