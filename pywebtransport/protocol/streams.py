@@ -174,7 +174,7 @@ class StreamsMixin:
         except SessionAbort as exc:
             self._abort(session, exc.error_code, exc.reason)
             return False
-        self._emit(ev.StreamOpened(session.session_id, stream.stream_id, stream.bidi))
+        self._emit(ev.stream_opened(session.session_id, stream.stream_id, stream.bidi))
         return True
 
     def _deliver(self, stream: WtStream, data: bytes, fin: bool) -> None:
