@@ -340,8 +340,8 @@ class StreamManager:
                 stream_id,
                 sp.recv_window,
                 max(sp.recv_window, self.max_stream_window),
-                max_fragments=self.max_stream_fragments,
-                budget=self.reassembly,
+                self.max_stream_fragments,  # positional: no kwargs dict per stream
+                self.reassembly,
             )
         )
         trace = self.stream_trace

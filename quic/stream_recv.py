@@ -182,9 +182,9 @@ class RecvStream:
         stream_id: int = 0,
         max_stream_data: int = 0,
         max_window: int | None = None,
-        *,
         max_fragments: int = DEFAULT_MAX_STREAM_FRAGMENTS,
         budget: ReassemblyBudget | None = None,
+        *,
         limit_error: int = TransportErrorCode.PROTOCOL_VIOLATION,
     ) -> None:
         """``max_fragments`` bounds the holes of this stream, ``budget`` (shared by the

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from quic.flow_control import ReceiveWindow, SendCredit
+from quic.reassembly import ReassemblyBudget
 from quic.stream import QuicStream
 from quic.stream_manager import FRAME_STREAM, StreamLimits, StreamManager
 from quic.stream_recv import RecvStream
@@ -64,3 +65,14 @@ def test_manager_streams_are_quic_stream_init(is_client: bool) -> None:
         assert _slots(stream) == _slots(reference)
         kinds.add((stream.send is not None, stream.recv is not None))
     assert kinds == {(True, True), (True, False), (False, True)}  # every kind of stream
+
+
+def test_recv_stream_takes_fragments_and_budget_by_position_as_by_keyword() -> None:
+    budget = ReassemblyBudget(1000, 10)
+    by_position = RecvStream(4, 100, 1000, 7, budget)
+    by_keyword = RecvStream(4, 100, 1000, max_fragments=7, budget=budget)
+    assert by_position._max_fragments == by_keyword._max_fragments == 7
+    assert by_position._budget is by_keyword._budget is budget
+    m = StreamManager(False, LIMITS, LIMITS, max_stream_fragments=9)
+    recv = m.get(m.open_stream(True)).recv  # type: ignore[union-attr]
+    assert recv is not None and recv._max_fragments == 9 and recv._budget is m.reassembly
