@@ -130,6 +130,7 @@ _FRAME_PART: dict[int, _Part] = {
 # An Enum class attribute (``_Part.RECV``) goes through EnumType.__getattr__'s
 # slot on Python 3.11, ~10x a global load: the per-packet code reads module aliases.
 _RECV = _Part.RECV
+_new_object = object.__new__  # per stream: QuicStream without its __init__ frame
 
 
 class StreamLimitReached(Exception):
@@ -339,8 +340,8 @@ class StreamManager:
                 stream_id,
                 sp.recv_window,
                 max(sp.recv_window, self.max_stream_window),
-                max_fragments=self.max_stream_fragments,
-                budget=self.reassembly,
+                self.max_stream_fragments,  # positional: no kwargs dict per stream
+                self.reassembly,
             )
         )
         trace = self.stream_trace
@@ -349,7 +350,15 @@ class StreamManager:
                 if half is not None:
                     half.trace = trace
                     trace(stream_id, sending, None, half.state)
-        return QuicStream(stream_id, send, recv)
+        if send is None and recv is None:  # QuicStream.__init__'s check
+            raise ValueError("a stream needs at least one half")
+        # QuicStream(stream_id, send, recv) without its __init__ frame (per stream;
+        # tests/quic/test_stream_inits.py keeps every slot as __init__ sets it)
+        stream = _new_object(QuicStream)
+        stream.stream_id = stream_id
+        stream.send = send
+        stream.recv = recv
+        return stream
 
     # ------------------------------------------------------------------ peer frames
 

@@ -143,6 +143,7 @@ _READ_ALL = _E.READ_ALL  # per stream: its last read
 _RECV_FIN = _E.RECV_FIN
 _ALL_DATA = _E.ALL_DATA
 _RESET = frozenset((_S.RESET_RECVD, _S.RESET_READ))
+_new_object = object.__new__
 
 
 def _final_size_error(reason: str) -> QuicProtocolError:
@@ -181,9 +182,9 @@ class RecvStream:
         stream_id: int = 0,
         max_stream_data: int = 0,
         max_window: int | None = None,
-        *,
         max_fragments: int = DEFAULT_MAX_STREAM_FRAGMENTS,
         budget: ReassemblyBudget | None = None,
+        *,
         limit_error: int = TransportErrorCode.PROTOCOL_VIOLATION,
     ) -> None:
         """``max_fragments`` bounds the holes of this stream, ``budget`` (shared by the
@@ -191,7 +192,19 @@ class RecvStream:
         ``limit_error`` is the error code of a frame refused by either (RFC 9000 §21.7;
         CRYPTO_BUFFER_EXCEEDED for CRYPTO streams, §7.5)."""
         self.stream_id = stream_id
-        self.window = ReceiveWindow(max_stream_data, max_window)
+        # ReceiveWindow(max_stream_data, max_window) without its __init__ frame (per
+        # stream; tests/quic/test_stream_inits.py keeps every slot as __init__ sets it)
+        if max_stream_data < 0:
+            raise ValueError("window must be non-negative")
+        self.window = window = _new_object(ReceiveWindow)
+        window.window = window.max_data = window._prev_limit = max_stream_data
+        window.max_window = (
+            max_stream_data if max_window is None or max_window < max_stream_data else max_window
+        )
+        window.highest_received = window.consumed = 0
+        window._epoch_start = None
+        window._now = window._rtt = 0.0
+        window.resend = False
         self._state = _RECV
         self.trace: Callable[[int, bool, Enum, Enum], None] | None = None
         self._ready: deque[bytes] | None = None  # created by data, dropped when drained

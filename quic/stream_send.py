@@ -55,6 +55,8 @@ from quic.flow_control import SendCredit
 
 __all__ = ["SendEvent", "SendState", "SendStream", "StreamUsageError"]
 
+_new_object = object.__new__
+
 # Writes smaller than this are merged into the previous chunk (one small copy) so that
 # many tiny writes do not produce a long chunk list.
 _COALESCE_LIMIT = 1024
@@ -234,7 +236,12 @@ class SendStream:
 
     def __init__(self, stream_id: int = 0, max_stream_data: int = 0) -> None:
         self.stream_id = stream_id
-        self.credit = SendCredit(max_stream_data)
+        # SendCredit(max_stream_data) without its __init__ frame (per stream; an agreement
+        # test, tests/quic/test_stream_inits.py, keeps every slot as __init__ sets it)
+        self.credit = credit = _new_object(SendCredit)
+        credit.max_data = max_stream_data
+        credit.used = 0
+        credit._blocked_reported = None
         self._state = _READY
         #: :attr:`is_finished` kept as an attribute (read per stream retirement)
         self.finished = False

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pywebtransport.protocol.drafts import Draft
-from quic.events import event_factory
+from quic.events import event_factory, event_factory3
 
 __all__ = [
     "DatagramReceived",
@@ -158,3 +158,7 @@ class FlowCreditAvailable(WebTransportEvent):
 #: ``StreamData(session_id, stream_id, data, fin)``, per chunk of a stream, without its
 #: dataclass ``__init__`` (quic.events.event_factory)
 stream_data: Callable[[int, int, bytes, bool], StreamData] = event_factory(StreamData)
+
+#: ``StreamOpened(session_id, stream_id, bidirectional)``, per stream the peer opens,
+#: without its dataclass ``__init__`` (quic.events.event_factory3)
+stream_opened: Callable[[int, int, bool], StreamOpened] = event_factory3(StreamOpened)

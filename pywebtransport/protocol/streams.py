@@ -153,7 +153,7 @@ class StreamsMixin:
         if session is None and session_id in self._claimed:
             self._refuse_stream(sid, _SESSION_GONE)  # §6
             return None
-        stream = WtStream(sid, session_id, local=False)
+        stream = WtStream(sid, session_id, False)  # positional: no kwargs dict per stream
         if session is None or session.state is not _ESTABLISHED:
             if self._buffered_streams >= self.config.max_buffered_streams:
                 self._refuse_stream(sid, _REJECTED)  # §4.7
@@ -174,7 +174,7 @@ class StreamsMixin:
         except SessionAbort as exc:
             self._abort(session, exc.error_code, exc.reason)
             return False
-        self._emit(ev.StreamOpened(session.session_id, stream.stream_id, stream.bidi))
+        self._emit(ev.stream_opened(session.session_id, stream.stream_id, stream.bidi))
         return True
 
     def _deliver(self, stream: WtStream, data: bytes, fin: bool) -> None:
@@ -411,7 +411,7 @@ class StreamsMixin:
         sid = self.h3.create_webtransport_stream(session_id, bidirectional)
         if flow is not None:
             flow.on_open(bidirectional)
-        stream = self._streams[sid] = WtStream(sid, session_id, local=True)
+        stream = self._streams[sid] = WtStream(sid, session_id, True)
         if self.quic.peer_accepts_reset_stream_at:
             # draft-16 §4.4: every reset keeps the header reliable, also the one QUIC
             # sends by itself to answer STOP_SENDING (RFC 9000 §3.5)

@@ -10,7 +10,7 @@ import pytest
 
 from h3.events import WebTransportStreamDataReceived, webtransport_stream_data
 from pywebtransport.protocol.events import StreamData, stream_data
-from quic.events import StreamDataReceived, event_factory, stream_data_received
+from quic.events import StreamDataReceived, event_factory, event_factory3, stream_data_received
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,3 +51,16 @@ def test_fields_are_set_in_field_order_for_each_layer() -> None:
 def test_other_arities_are_refused() -> None:
     with pytest.raises(TypeError, match="3 fields, not 4"):
         event_factory(_Three)
+    with pytest.raises(TypeError, match="4 fields, not 3"):
+        event_factory3(_Four)
+
+
+def test_three_field_objects_equal_constructed_ones_and_stay_frozen() -> None:
+    make = event_factory3(_Three)
+    event = make(1, 2, 3)
+    assert type(event) is _Three
+    assert event == _Three(1, 2, 3) and (event.a, event.b, event.c) == (1, 2, 3)
+    assert repr(event) == repr(_Three(1, 2, 3)) and hash(event) == hash(_Three(1, 2, 3))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.a = 8  # type: ignore[misc]
+    assert make.__doc__ == "``_Three(a, b, c)``, made faster."
