@@ -20,8 +20,9 @@ stream it leaves on (§4.2):
 Every message is followed by FIN. The server starts the game by opening one
 unidirectional stream per baton (§4.1). A baton of 0 is not answered: the exchange is
 complete for both endpoints (the receiver, and the sender once its 0 is written). When
-no baton is active the session is closed without error (§4.5; the sender of the last 0
-first waits, bounded, until it is acknowledged, so the close does not overtake it).
+no baton is active the session is closed without error (§4.5), once every 0 this endpoint
+sent was acknowledged (bounded wait): a close that overtook one — lost and sent again
+while the game ended elsewhere — would end the peer's game with that baton active.
 
 Errors (§4.7): a malformed message (BRUH), a value we did not expect or more peer
 streams than batons in play (SUS), a stream we cannot open in
@@ -136,6 +137,8 @@ class BatonPlayer:
         self._error: BatonError | None = None
         self._crash: BaseException | None = None
         self._progress = self._loop.time()
+        #: the streams our 0s went out on (at most ``count``): acknowledged before the close
+        self._zeros: list[WebTransportSendStream | WebTransportStream] = []
 
     @property
     def tasks(self) -> int:
@@ -176,7 +179,20 @@ class BatonPlayer:
             logger.info("baton session %d: %r", session.session_id, error)
             await session.close(int(error.code), str(error)[:200])
         elif self.game.over:
-            await session.close(0, "")  # §4.5: no error (WT_CLOSE_SESSION 0 and FIN)
+            await self._zeros_acknowledged()
+            if not session.is_closed:
+                await session.close(0, "")  # §4.5: no error (WT_CLOSE_SESSION 0 and FIN)
+
+    async def _zeros_acknowledged(self) -> None:
+        """Wait, ``_FLUSH_TIMEOUT`` at most in all, until every 0 we sent was
+        acknowledged, so the close does not overtake one (see the module docstring)."""
+        deadline = self._loop.time() + _FLUSH_TIMEOUT
+        for stream in self._zeros:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                break
+            await stream.wait_flushed(remaining)
+        self._zeros.clear()
 
     async def _stop_tasks(self) -> None:
         self._stopping = True  # nothing new is started from now on
@@ -418,8 +434,8 @@ class BatonPlayer:
             self._check_over()
             return False
         game.sent(value)
-        if value == 0 and game.over:  # the last baton: let it arrive before the close
-            await stream.wait_flushed(_FLUSH_TIMEOUT)
+        if value == 0:
+            self._zeros.append(stream)  # acknowledged before the close (_close)
         self._check_over()
         return True
 
