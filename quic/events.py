@@ -147,6 +147,16 @@ class ConnectionIdRetired(QuicEvent):
     connection_id: bytes
 
 
+def _slot_setters(cls: type[Any], count: int) -> tuple[list[str], list[Any]]:
+    """The field names of a frozen slots dataclass of ``count`` fields and their slots'
+    ``__set__``, in field order (:class:`TypeError` for another number of fields)."""
+    names = [f.name for f in fields(cls)]
+    if len(names) != count:
+        raise TypeError(f"{cls.__name__} has {len(names)} fields, not {count}")
+    slots = vars(cls)
+    return names, [slots[name].__set__ for name in names]
+
+
 def event_factory(cls: type[_E]) -> Callable[[Any, Any, Any, Any], _E]:
     """``cls(a, b, c, d)`` for a frozen slots dataclass of four fields, without its
     ``__init__`` (which sets each frozen slot with an ``object.__setattr__`` call): the
@@ -154,11 +164,8 @@ def event_factory(cls: type[_E]) -> Callable[[Any, Any, Any, Any], _E]:
     events made per delivery (tests/quic/test_hot_path_inlines.py,
     tests/h3/test_event_inlines.py, tests/wt/test_event_inlines.py check they equal the
     constructed ones)."""
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    if len(names) != 4:
-        raise TypeError(f"{cls.__name__} has {len(names)} fields, not 4")
-    slots = vars(cls)
-    set_a, set_b, set_c, set_d = (slots[name].__set__ for name in names)
+    names, setters = _slot_setters(cls, 4)
+    set_a, set_b, set_c, set_d = setters
     new = object.__new__
 
     def make(a: Any, b: Any, c: Any, d: Any) -> _E:
@@ -176,11 +183,8 @@ def event_factory(cls: type[_E]) -> Callable[[Any, Any, Any, Any], _E]:
 def event_factory3(cls: type[_E]) -> Callable[[Any, Any, Any], _E]:
     """:func:`event_factory` for a frozen slots dataclass of three fields (an event made
     per stream: WebTransport's StreamOpened, tests/wt/test_event_inlines.py)."""
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    if len(names) != 3:
-        raise TypeError(f"{cls.__name__} has {len(names)} fields, not 3")
-    slots = vars(cls)
-    set_a, set_b, set_c = (slots[name].__set__ for name in names)
+    names, setters = _slot_setters(cls, 3)
+    set_a, set_b, set_c = setters
     new = object.__new__
 
     def make(a: Any, b: Any, c: Any) -> _E:
