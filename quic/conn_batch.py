@@ -61,6 +61,19 @@ _ECT0 = ECN_ECT0
 _APPLICATION_ECT0 = APPLICATION * 3  # its count in EcnController.received_counts
 
 
+def _close_on_error(conn: QuicConnection, exc: Exception) -> None:
+    """The one way an error raised while reading datagrams closes ``conn`` (never
+    raising): the protocol's own error as it is, a TLS alert raised outside a CRYPTO
+    frame's handling as a CRYPTO_ERROR (RFC 9001 §4.8), anything else — a bug — as
+    INTERNAL_ERROR."""
+    if isinstance(exc, QuicProtocolError):
+        conn._fail(exc)
+    elif isinstance(exc, TlsAlertError):
+        conn._fail(QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO))
+    else:
+        conn._internal_error(exc)
+
+
 def receive_datagram(
     self: QuicConnection, data: bytes, addr: Any, now: float, ecn: int = 0, local: int = 0
 ) -> None:
@@ -173,12 +186,8 @@ def receive_datagram(
         if qlog is not None and self.state in LIVE:
             qlog.metrics_updated(now, recovery)
             qlog.ecn_state(now, self.ecn.state.value)
-    except QuicProtocolError as exc:
-        self._fail(exc)
-    except TlsAlertError as exc:  # TLS raised outside a CRYPTO frame's handling
-        self._fail(QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO))
-    except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
-        self._internal_error(exc)
+    except Exception as exc:
+        _close_on_error(self, exc)
 
 
 def receive_batch(
@@ -232,12 +241,8 @@ def receive_batch(
             while reprocess and conn.state in LIVE:
                 again, again_addr, again_ecn = reprocess.popleft()
                 conn._receive(again, again_addr, now, again_ecn)
-    except QuicProtocolError as exc:
-        conn._fail(exc)
-    except TlsAlertError as exc:  # TLS raised outside a CRYPTO frame's handling
-        conn._fail(QuicProtocolError(exc.quic_error_code, str(exc), FrameType.CRYPTO))
-    except Exception as exc:  # a bug: close with INTERNAL_ERROR, never raise
-        conn._internal_error(exc)
+    except Exception as exc:
+        _close_on_error(conn, exc)
     if reader.run_end > taken:  # a run an error cut short: the datagrams it read
         taken = reader.run_end
     size = sum(map(len, datagrams if taken >= end else datagrams[:taken]))

@@ -21,7 +21,7 @@ from quic.conn_state import LIVE, ConnectionState
 from quic.connection import QuicConnection
 from quic.errors import QuicProtocolError
 from quic.frames import FrameType
-from quic.tls.alerts import TlsAlertError
+from quic.tls.alerts import AlertDescription, TlsAlertError
 from tests.support.quicpair import make_pair
 
 _DGRAM = {"max_datagram_frame_size": 65536}
@@ -188,3 +188,31 @@ def test_a_stateless_reset_on_the_inline_way_ends_the_connection() -> None:
     client.receive_datagram(reset, addr, pair.net.now + 0.001)
     assert client.state is not ConnectionState.CONNECTED
     assert client.state not in LIVE or client.state is ConnectionState.DRAINING
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (QuicProtocolError(0x0A, "a bad frame"), 0x0A),  # the protocol's own error
+        (TlsAlertError(AlertDescription.decode_error), 0x100 + 50),  # CRYPTO_ERROR (0x132)
+        (RuntimeError("a bug"), 0x01),  # INTERNAL_ERROR
+    ],
+    ids=["protocol", "tls-alert", "bug"],
+)
+def test_a_receive_error_closes_with_its_code(error: Exception, code: int) -> None:
+    """An error raised while reading a datagram closes the connection with its code
+    (quic.conn_batch._close_on_error, shared by receive_datagram and receive_batch):
+    the protocol's own error, a TLS alert as CRYPTO_ERROR, a bug as INTERNAL_ERROR;
+    nothing escapes."""
+    pair = make_pair(seed=6, client_kwargs=dict(_DGRAM), server_kwargs=dict(_DGRAM))
+    pair.handshake()
+    pair.run(lambda: pair.client.handshake.confirmed, max_time=5)
+    conn = pair.server
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    conn.dispatcher.dispatch = fail  # type: ignore[method-assign]  # every path's frames
+    pair.client.send_datagram(b"x")
+    pair.run(lambda: conn._close_frame is not None, max_time=2)
+    assert conn._close_frame is not None and conn._close_frame[1] == code
