@@ -42,6 +42,12 @@ the read's ACK, before the task's next await, when it is the first since the rea
 the read's flush is queued; the flush then finds nothing left unless something came
 since (a wake, a read, an event: it transmits as before). Later ones wait for the flush
 (a burst leaves together); no event is handed up there (an application's call).
+A flush asked for while a read batch's events are handed up (:meth:`schedule_flush`:
+WebTransport asks per stream event, ``QuicSession.flush_after_event``) is left to the
+read's end, which places it after the tasks that every event of the batch woke, not
+only the first's: a flush queued there ran before the later connections' tasks and
+sent their ACKs alone, due by the end of a long read (issue 10: 1,000 sessions' echoes
+carried none of them).
 
 Wake storms: when the application acts on many connections in one go — 1,000
 client sessions each opening a stream at once, tasks woken together — every write
@@ -60,11 +66,11 @@ Bulk transfers: a read wake-up may feed ~1,400 datagrams of one connection
 and the sender, its send buffer full of unacknowledged data, would wait that long. So
 every ``ACK_WITHIN_BATCH`` GRO datagrams of a wake-up (:mod:`quic.aio.glued`), the
 connections fed long runs (:meth:`QuicEndpoint.take_busy`: their ACKs are due) are
-served before it reads on —
-only those, unless the wake-up is ``LATE_ACKS`` old: then all fed so far (a peer's
-shared socket glued 1,000 connections' requests, fed for 40-130 ms; their ACKs, due
-25 ms after the wake-up's "now", left at its end, after the peers' PTOs). On the sending
-side, a transmit whose build stopped at its datagram cap
+served before it reads on. A wake-up ends at such a mark instead when no connection was
+fed a long run (a peer's shared socket glued many connections' requests: 1,000 sessions
+at once) or once it is ``LATE_ACKS`` old: its events are handed up, the tasks they woke
+answer, their replies leave at the flush with the ACKs, and the next wake-up reads on.
+On the sending side, a transmit whose build stopped at its datagram cap
 (:attr:`QuicEndpoint.has_pending_output`) schedules another flush, so the rest leaves
 after the socket was read again rather than when the next ACK or write arrives.
 Measured on loopback (raw QUIC, 200 MB, alternating, quiet machine): 101-140 MB/s
@@ -232,6 +238,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._flush_soon = soon_caller(self.loop, self._flush)  # loop.call_soon(_flush)
         self._ready = ready_queue(self.loop)  # None: not asyncio's ("Replies made at once")
         self._reading = False  # handing a read batch's events up (_read_ready)
+        self._flush_due = False  # ... and a flush was asked for meanwhile (schedule_flush)
         self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
@@ -241,7 +248,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._timer_at: float | None = None  # when it fires (at or before the deadline)
         self._glued = 0  # GRO datagrams fed since the wake-up or its last busy turn
         self.busy_turns = 0  # busy connections served mid-feed (see "Bulk transfers")
-        self.late_ack_turns = 0  # ... every connection fed, the wake-up LATE_ACKS old
+        self.reads_ended = 0  # wake-ups ended at a mark (quic.aio.glued)
         self.timer_rearms = 0  # loop timers created (see _arm_timer)
         self.timer_fires = 0  # ... and fired
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -358,12 +365,18 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
                 self._transmit()  # uvloop: datagrams' callbacks made output ("Replies ...")
             elif self._handshake_done:  # _flush_or_transmit(), inline: per wake-up
                 self._flush_or_transmit()
-            elif ready is None and transmits != self.transmits and not self._woken:
+            elif (
+                ready is None
+                and transmits != self.transmits
+                and not self._woken
+                and not self._flush_due
+            ):
                 pass  # uvloop: transmit_now() sent the callbacks' output and the ACKs
             elif not self._flush_scheduled:  # schedule_flush(), inline
                 self._flush_scheduled = True
                 self._flush_soon()
         finally:
+            self._flush_due = False
             if self._accepted_runs:  # see "Replies made at once"
                 self._start_accepted()
 
@@ -499,6 +512,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def schedule_flush(self) -> None:
         self._reply_sent = False  # the flush transmits
+        if self._reading:  # a read batch's events are being handed up: its end decides,
+            self._flush_due = True  # after the tasks they woke ("Replies made at once")
+            return
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._flush_soon()

@@ -432,14 +432,15 @@ def read_batch_ecn(
     feed: Callable[[bytes, Any, float, int], None],
     on_error: Callable[[OSError], None],
     limit: int = RECEIVE_BATCH,
-    feed_many: Callable[[list[bytes], Any, float, int], None] | None = None,
+    feed_many: Callable[[list[bytes], Any, float, int], object] | None = None,
     now: float = 0.0,
 ) -> int:
     """:func:`read_batch` that also reads each datagram's ECN field (``recvmsg``; the
     socket was set up by :func:`configure_path_options`) and feeds ``(data, addr, now,
     ecn)`` — ``now``: the batch's time, passed through, so that ``feed`` can be
     ``QuicEndpoint.receive_datagram`` itself (no call between, per datagram); the
-    datagrams of one GRO read go to ``feed_many`` in one call when it is given."""
+    datagrams of one GRO read go to ``feed_many`` in one call when it is given, and a
+    true result from it ends the batch there (the rest stays in the socket)."""
     space = _ANCILLARY_SPACE + GRO_ANCILLARY_SPACE
     count = 0
     ioctl = _ioctl
@@ -475,7 +476,8 @@ def read_batch_ecn(
         if segment and len(data) > segment:
             pieces = split_coalesced(data, segment)
             if feed_many is not None:
-                feed_many(pieces, addr, now, ecn)
+                if feed_many(pieces, addr, now, ecn):
+                    break
             else:
                 for piece in pieces:
                     feed(piece, addr, now, ecn)

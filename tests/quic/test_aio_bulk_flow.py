@@ -2,8 +2,9 @@
 transmit that left a connection with more to send (its build stopped at the datagram
 cap) is followed by another flush with nothing else to trigger it, and a long read
 wake-up serves the connections fed long runs (``QuicEndpoint.take_busy``) every
-``ACK_WITHIN_BATCH`` GRO datagrams, and only those; the endpoint marks a connection busy
-for a long run of its datagrams, not for datagrams of many connections."""
+``ACK_WITHIN_BATCH`` GRO datagrams, and only those, and ends at such a mark when none
+is busy or it is ``LATE_ACKS`` old; the endpoint marks a connection busy for a long run
+of its datagrams, not for datagrams of many connections."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from quic.aio import QuicEndpointProtocol
-from quic.aio.glued import ACK_WITHIN_BATCH
+from quic.aio.glued import ACK_WITHIN_BATCH, LATE_ACKS
 from quic.endpoint_batch import BUSY_RUN
 from tests.support.quicpair import CLIENT_ADDR, make_pair
 
@@ -81,24 +82,42 @@ async def test_a_long_wake_up_serves_its_busy_connections_every_ack_within_batch
     protocol._read_at = protocol.loop.time()
     per_read = ACK_WITHIN_BATCH // 2 - 1  # three GRO reads pass the mark, two do not
     glued = [b"x" * 1200] * per_read
-    for _ in range(6):
-        protocol._receive_glued(glued, _ADDR, protocol._read_at, 2)
+    ends = [protocol._receive_glued(glued, _ADDR, protocol._read_at, 2) for _ in range(6)]
     assert endpoint.fed == 6 * per_read
     assert endpoint.serves == [{"conn": None}] * 2  # after the 3rd and the 6th read: only busy
     assert protocol.busy_turns == 2
+    assert not any(ends) and protocol.reads_ended == 0  # young, busy: the read goes on
     protocol._glued = 0  # what a new wake-up does (_read_ready)
     protocol._receive_glued(glued, _ADDR, protocol._read_at, 2)
     protocol._receive_glued(glued, _ADDR, protocol._read_at, 2)
     assert len(endpoint.serves) == 2  # a wake-up short of the mark sends at its flush only
 
 
-async def test_a_long_wake_up_of_short_runs_serves_nothing_early() -> None:
+async def test_a_long_wake_up_of_busy_connections_ends_once_late() -> None:
+    """At a mark, a wake-up ``LATE_ACKS`` old serves its busy connections and then ends
+    (its events are handed up; the rest waits in the socket)."""
+    endpoint = _Endpoint(busy_per_feed=16)
+    protocol = QuicEndpointProtocol(endpoint)  # type: ignore[arg-type]
+    protocol._read_at = protocol.loop.time() - 2 * LATE_ACKS
+    glued = [b"x" * 1200] * (ACK_WITHIN_BATCH // 2)
+    assert not protocol._receive_glued(glued, _ADDR, protocol._read_at, 2)  # below the mark
+    assert protocol._receive_glued(glued, _ADDR, protocol._read_at, 2)  # at it: late
+    assert endpoint.serves == [{"conn": None}] and protocol.reads_ended == 1
+
+
+async def test_a_long_wake_up_of_short_runs_ends_at_its_first_mark() -> None:
+    """Glued datagrams of many connections (a peer's shared socket), none fed a long
+    run: nothing is served early; the wake-up ends at the first mark, young or not, so
+    the tasks its events wake can answer with the ACKs (quic.aio.glued)."""
     endpoint = _Endpoint(busy_per_feed=16)  # one datagram of each connection: never busy
     protocol = QuicEndpointProtocol(endpoint)  # type: ignore[arg-type]
     protocol._read_at = protocol.loop.time()
-    for _ in range(4 * ACK_WITHIN_BATCH):
+    ends = [
         protocol._receive_glued([b"x" * 64], _ADDR, protocol._read_at, 2)
-    assert endpoint.serves == [] and protocol.busy_turns == 0
+        for _ in range(2 * ACK_WITHIN_BATCH)
+    ]
+    assert ends.index(True) == ACK_WITHIN_BATCH - 1 and ends.count(True) == 2
+    assert endpoint.serves == [] and protocol.busy_turns == 0 and protocol.reads_ended == 2
 
 
 def test_the_endpoint_marks_a_connection_busy_for_a_long_run_only() -> None:

@@ -13,7 +13,9 @@ import pytest
 
 from quic.aio import serve
 from quic.aio.pump import WAKE_BATCH
+from quic.aio.session import QuicSession
 from quic.aio.shared import SharedSockets
+from quic.aio.streams import QuicStreamReader, QuicStreamWriter
 from tests.quic.test_aio import echo_stream, server_config
 from tests.quic.test_aio_shared import TIMEOUT, open_many, pump_of
 
@@ -65,3 +67,47 @@ async def test_flushes_after_events_never_send_early() -> None:
             echoes = [await reader.read() for reader, _writer in streams]
         assert pump.early_transmits == early
         assert echoes == [b"e%d" % i for i in range(count)]
+
+
+async def test_a_flush_asked_for_while_a_read_is_handed_up_waits_for_its_tasks() -> None:
+    """A layer asks for a flush while a read batch's events are handed up (WebTransport
+    does, per stream event: ``flush_after_event``): the flush still follows the tasks
+    those events woke, all of them, so every echo leaves with the ACK of its request —
+    no ACK of its own ahead of it (issue 10, the burst: the flush asked for at the
+    first event ran before the later connections' tasks and sent their ACKs, due by
+    then, alone). Each request is two packets, so its ACK is due at once (the packet
+    tolerance, RFC 9000 §13.2.2), as after a long read."""
+    count = WAKE_BATCH // 2  # no wake storm on either side
+    sockets = SharedSockets()
+
+    def setup(session: QuicSession) -> None:
+        def listener(_event: object) -> bool:
+            session.flush_after_event()
+            return False  # handled as usual too: the reader is fed, its task woken
+
+        session.event_listener = listener
+
+    server = await serve(
+        "127.0.0.1", 0, server_config(), stream_handler=echo_once_stream, session_setup=setup
+    )
+    async with server, contextlib.AsyncExitStack() as stack:
+        sessions = await open_many(stack, server.port, sockets, count)
+        pump = server.protocol
+        streams = [await s.create_stream() for s in sessions]
+        await asyncio.sleep(0.3)  # handshake leftovers (ACKs, HANDSHAKE_DONE) settle
+        sent, read = pump.datagrams_sent, pump.read_wakeups
+        payloads = [b"%04d" % i * 400 for i in range(count)]  # two packets each
+        for (_reader, writer), payload in zip(streams, payloads, strict=True):
+            writer.write(payload)  # one loop step, no await
+            writer.write_eof()
+        async with asyncio.timeout(TIMEOUT):
+            echoes = [await reader.read() for reader, _writer in streams]
+        assert echoes == payloads
+        assert pump.read_wakeups - read < count  # some wake-up read several requests
+        assert pump.datagrams_sent - sent == 2 * count  # each echo carried its ACK
+
+
+async def echo_once_stream(reader: QuicStreamReader, writer: QuicStreamWriter) -> None:
+    """Echo the request whole (data and FIN), written in one go."""
+    writer.write(await reader.read())
+    writer.write_eof()

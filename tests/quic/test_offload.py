@@ -169,6 +169,32 @@ def test_gro_glued_datagrams_go_to_feed_many_in_one_call() -> None:
     assert sum(batches) + (reads - len(batches)) == len(out)
 
 
+def test_a_true_result_of_feed_many_ends_the_batch_and_leaves_the_rest() -> None:
+    """``feed_many`` returning true (the pump's mark: quic.aio.glued) ends the read
+    there; what was not read waits in the socket for the next batch, in order."""
+    tx, rx = _pair()
+    rx.setblocking(False)
+    assert configure_path_options(rx) is not None
+    assert enable_gro(rx)
+    out = [(d, rx.getsockname(), 0) for d in _datagrams([1000] * 20)]
+    assert send_segmented(tx, out[:10])[0] == 10  # two GSO sends: two glued reads
+    assert send_segmented(tx, out[10:])[0] == 10
+    time.sleep(0.05)
+    got: list[bytes] = []
+
+    def many(datagrams: list[bytes], _addr: object, _now: float, _ecn: int) -> bool:
+        got.extend(datagrams)
+        return True
+
+    def feed(data: bytes, _addr: object, _now: float, _ecn: int) -> None:
+        got.append(data)
+
+    assert read_batch_ecn(rx, feed, lambda _e: None, feed_many=many) == 1
+    assert got == [d for d, _, _ in out[:10]]
+    assert read_batch_ecn(rx, feed, lambda _e: None, feed_many=many) == 1
+    assert got == [d for d, _, _ in out]
+
+
 def test_split_coalesced() -> None:
     assert split_coalesced(b"abcdefg", 3) == [b"abc", b"def", b"g"]
     assert split_coalesced(b"abc", 3) == [b"abc"]
