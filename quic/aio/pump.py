@@ -42,12 +42,9 @@ the read's ACK, before the task's next await, when it is the first since the rea
 the read's flush is queued; the flush then finds nothing left unless something came
 since (a wake, a read, an event: it transmits as before). Later ones wait for the flush
 (a burst leaves together); no event is handed up there (an application's call).
-A flush asked for while a read batch's events are handed up (:meth:`schedule_flush`:
-WebTransport asks per stream event, ``QuicSession.flush_after_event``) is left to the
-read's end, which places it after the tasks that every event of the batch woke, not
-only the first's: a flush queued there ran before the later connections' tasks and
-sent their ACKs alone, due by the end of a long read (issue 10: 1,000 sessions' echoes
-carried none of them).
+A flush asked for while a read batch's events are handed up (:meth:`schedule_flush`;
+WebTransport's, per stream event) is left to the read's end, after the tasks that all
+of the batch's events woke: queued there, it sent the later ones' due ACKs alone.
 
 Wake storms: when the application acts on many connections in one go — 1,000
 client sessions each opening a stream at once, tasks woken together — every write
@@ -80,6 +77,9 @@ One loop timer serves the endpoint's earliest deadline. It is re-created only wh
 deadline moves earlier: a later deadline (the loss-detection timer moves on with every
 packet sent) keeps the armed timer, which fires early, finds nothing due and re-arms —
 one timer per deadline passed instead of a cancel and a new timer per transmit.
+A timer that fires with a datagram waiting (:func:`quic.aio.udp.has_input`) reads it
+first and is handled at the next step, after the tasks and flush the read queued (once
+per firing, ``timer_reads``): no PTO probe for what an ACK waiting there answers.
 
 The clock (:attr:`QuicEndpointProtocol.clock`): every ``now`` handed to the endpoint
 comes from it: ``time.monotonic``, or an asyncio loop's ``time()`` where it is not asyncio's.
@@ -170,6 +170,7 @@ from quic.aio.udp import (
     ecn_messages,
     enable_error_queue,
     enlarge_buffers,
+    has_input,
     raw_socket,
     read_batch,
     read_batch_ecn,
@@ -239,12 +240,15 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._ready = ready_queue(self.loop)  # None: not asyncio's ("Replies made at once")
         self._reading = False  # handing a read batch's events up (_read_ready)
         self._flush_due = False  # ... and a flush was asked for meanwhile (schedule_flush)
+        self._read_sock: socket.socket | None = None
+        self.timer_reads = 0
+        self._timer_read = False
         self._handshake_done = False  # a HandshakeCompleted was just handed up
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
         self._read_at = 0.0  # when the batch being read was read (_read_ready)
         self._readers = (self.error_received, self._receive_glued)
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None  # a TimerHandle, or _on_timer's call_soon
         self._timer_at: float | None = None  # when it fires (at or before the deadline)
         self._glued = 0  # GRO datagrams fed since the wake-up or its last busy turn
         self.busy_turns = 0  # busy connections served mid-feed (see "Bulk transfers")
@@ -325,6 +329,7 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
 
     def _read_ready(self, sock: socket.socket) -> None:
         self.read_wakeups += 1
+        self._read_sock = sock
         self._glued = 0
         try:
             self._read_at = now = self.clock()  # the batch's "now"
@@ -715,6 +720,18 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.timer_fires += 1
         self._timer = None
         self._timer_at = None
+        sock = self._read_sock
+        if sock is not None and not self._timer_read and has_input(sock):
+            # What came may answer what the timer would probe (a PTO whose ACK waits
+            # in the socket): read it, let its tasks and flush run, then come back once.
+            self._timer_read = True
+            self.timer_reads += 1
+            self._read_ready(sock)
+            if self._timer is None:  # nothing re-armed it earlier meanwhile
+                self._timer_at = self.clock()
+                self._timer = self.loop.call_soon(self._on_timer)
+            return
+        self._timer_read = False
         self.endpoint.handle_timer(self.clock())  # never raises
         self._transmit()
 

@@ -130,6 +130,15 @@ except ImportError:  # Windows: no ioctl; the reader stops at a failing read ins
 _NOTHING = bytes(4)
 
 
+def has_input(sock: socket.socket) -> bool:
+    """True if a datagram waits in ``sock`` (``FIONREAD``; see :func:`_drained`); False
+    where that cannot be told."""
+    if _ioctl is None:
+        return False
+    fd = sock.fileno()
+    return fd >= 0 and not _drained(fd, bytearray(4))
+
+
 def _drained(fd: int, room: bytearray) -> bool:
     """True if the socket has no datagram waiting: ``FIONREAD`` (Linux ``SIOCINQ``,
     udp(7): the size of the next datagram, 0 if there is none; the BSDs: the bytes
