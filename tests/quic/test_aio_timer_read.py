@@ -7,8 +7,10 @@ keeps coming never holds the timer back. Real UDP on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from quic.aio import QuicEndpointProtocol
@@ -41,21 +43,29 @@ class _Endpoint:
         return None
 
 
-def _pair() -> tuple[socket.socket, socket.socket]:
+@contextlib.contextmanager
+def _pump() -> Iterator[tuple[list[str], QuicEndpointProtocol, Callable[[], None]]]:
+    """(the calls made, a pump reading a socket of its own, a function that sends it a
+    datagram)."""
+    calls: list[str] = []
+    protocol = QuicEndpointProtocol(_Endpoint(calls))  # type: ignore[arg-type]
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.bind(("127.0.0.1", 0))
-    rx.setblocking(False)
-    return tx, rx
+    with tx, rx:
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        protocol._read_sock = rx
+        address = rx.getsockname()
+
+        def send() -> None:
+            tx.sendto(b"\x40" + bytes(30), address)
+
+        yield calls, protocol, send
 
 
 async def test_a_timer_with_a_datagram_waiting_reads_it_first_then_fires() -> None:
-    calls: list[str] = []
-    protocol = QuicEndpointProtocol(_Endpoint(calls))  # type: ignore[arg-type]
-    tx, rx = _pair()
-    with tx, rx:
-        protocol._read_sock = rx
-        tx.sendto(b"\x40" + bytes(30), rx.getsockname())
+    with _pump() as (calls, protocol, send):
+        send()
         await asyncio.sleep(0.01)
         protocol._on_timer()
         assert calls == ["read"] and protocol.timer_reads == 1  # the timer waits its turn
@@ -65,17 +75,13 @@ async def test_a_timer_with_a_datagram_waiting_reads_it_first_then_fires() -> No
 
 
 async def test_input_that_keeps_coming_never_holds_the_timer_back() -> None:
-    calls: list[str] = []
-    protocol = QuicEndpointProtocol(_Endpoint(calls))  # type: ignore[arg-type]
-    tx, rx = _pair()
-    with tx, rx:
-        protocol._read_sock = rx
+    with _pump() as (calls, protocol, send):
         for fired in range(1, 4):
-            tx.sendto(b"\x40" + bytes(30), rx.getsockname())
+            send()
             await asyncio.sleep(0.01)
             protocol._on_timer()  # reads first ...
             assert calls.count("timer") == fired - 1 and calls[-1] == "read"
-            tx.sendto(b"\x40" + bytes(30), rx.getsockname())  # ... and more came since
+            send()  # ... and more came since
             time.sleep(0.01)  # not the loop's: the queued firing has not run yet
             await asyncio.sleep(0)  # now it runs, with a datagram waiting: handled
             assert calls.count("timer") == fired and calls[-1] == "timer"
@@ -83,10 +89,6 @@ async def test_input_that_keeps_coming_never_holds_the_timer_back() -> None:
 
 
 async def test_a_timer_with_nothing_waiting_fires_at_once() -> None:
-    calls: list[str] = []
-    protocol = QuicEndpointProtocol(_Endpoint(calls))  # type: ignore[arg-type]
-    tx, rx = _pair()
-    with tx, rx:
-        protocol._read_sock = rx
+    with _pump() as (calls, protocol, _send):
         protocol._on_timer()
         assert calls == ["timer"] and protocol.timer_reads == 0
