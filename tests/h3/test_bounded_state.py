@@ -386,9 +386,9 @@ def exchange(p: H3LeanPair, n: int, chaos: random.Random | None = None) -> int:
     return resets[0]
 
 
-@pytest.mark.parametrize("n", [20_000, 80_000])
+@pytest.mark.parametrize("n", [5_000, 20_000])
 def test_finished_requests_leave_every_table(n: int) -> None:
-    """20,000 finished requests left 20,003 entries. After N and 4N exchanges both
+    """20,000 finished requests once left 20,003 entries. After N and 4N exchanges both
     connections are back to their idle size (the peer's three critical streams)."""
     p = lean_pair()
     exchange(p, n)
