@@ -739,14 +739,8 @@ class SendScheduler:
         paths = self._paths
         if paths.wants_send():
             paths.write(asm)
-        pings = self._pings
-        if pings:
-            packet = asm.packet
-            while pings and asm.room >= len(PING_FRAME):
-                uid = pings.popleft()
-                asm.push(PING_FRAME)
-                packet.handlers.append((self._ping_fate, (uid,)))
-                packet.ack_eliciting = packet.in_flight = True
+        if self._pings:
+            self._write_pings(asm)
         cids = self._cids
         if cids.wants_send(handshake.confirmed):  # see quic.cid: "Issuing"
             cids.write(asm, handshake.confirmed)
@@ -755,6 +749,16 @@ class SendScheduler:
             streams.write_control(asm)
         self._datagrams.write(asm)
         streams.write_streams(asm)
+
+    def _write_pings(self, asm: PacketAssembler) -> None:
+        """The PINGs the application asked for that fit, each told its fate."""
+        pings = self._pings
+        packet = asm.packet
+        while pings and asm.room >= len(PING_FRAME):
+            uid = pings.popleft()
+            asm.push(PING_FRAME)
+            packet.handlers.append((self._ping_fate, (uid,)))
+            packet.ack_eliciting = packet.in_flight = True
 
     def _ping_fate(self, acked: bool, uid: int) -> None:
         if acked:

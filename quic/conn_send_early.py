@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from quic.conn_keys import APPLICATION
-from quic.frames import PING_FRAME
 from quic.packet import PacketType
 
 if TYPE_CHECKING:
@@ -44,12 +43,7 @@ def write_zero_rtt(sched: SendScheduler, asm: PacketAssembler, version: int) -> 
     ):
         return
     space.next_pn += 1
-    packet = asm.packet
-    while pings and asm.room >= len(PING_FRAME):
-        uid = pings.popleft()
-        asm.push(PING_FRAME)
-        packet.handlers.append((sched._ping_fate, (uid,)))
-        packet.ack_eliciting = packet.in_flight = True
+    sched._write_pings(asm)
     if streams.wants_control():
         streams.write_control(asm)
     datagrams.write(asm)
