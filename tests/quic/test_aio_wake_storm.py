@@ -108,8 +108,9 @@ async def test_a_flush_asked_for_while_a_read_is_handed_up_waits_for_its_tasks()
 
 
 async def _quiet(*pumps: QuicEndpointProtocol) -> None:
-    """Until no pump sent anything for 100 ms (a loaded machine: the handshakes'
-    leftovers and the ACKs owed for them, which would leave alone, are sent)."""
+    """Wait until no pump has sent anything for 100 ms: on a loaded machine the
+    handshakes' leftovers, and the ACKs owed for them, would otherwise leave during the
+    measured echoes and be counted with them."""
     async with asyncio.timeout(TIMEOUT):
         while True:
             before = [p.datagrams_sent for p in pumps]
