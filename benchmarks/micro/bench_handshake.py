@@ -60,39 +60,56 @@ def _config(is_client: bool, args: argparse.Namespace) -> QuicConfiguration:
     return config
 
 
+def handshake_once(
+    server: Side,
+    args: argparse.Namespace,
+    now: float,
+    profilers: dict[str, cProfile.Profile | None] | None = None,
+) -> tuple[Side, float]:
+    """One handshake of a new client endpoint with ``server`` starting at ``now``, then
+    the client's close, delivered, and both sides past their draining periods; returns
+    the client's side (its ``cpu``; the server's is in ``server.cpu``) and the time
+    after it."""
+    profilers = profilers or {}
+    start = time.process_time()
+    client_cfg = _config(True, args)
+    client = Side(QuicEndpoint(), CLIENT_ADDR)
+    conn = client.endpoint.connect(SERVER_ADDR, client_cfg, now)
+    client.cpu = time.process_time() - start
+    server.cpu = 0.0
+    server.connected = False
+    while not (client.connected and server.connected) or client.inbox or server.inbox:
+        _step(client, server, now, profilers.get("client"))
+        _step(server, client, now, profilers.get("server"))
+        now += 0.0001
+    start = time.process_time()
+    conn.close()
+    client.endpoint.wake(conn)
+    client.cpu += time.process_time() - start
+    _step(client, server, now, profilers.get("client"))
+    _step(server, client, now, profilers.get("server"))
+    now += 1.0  # past the draining periods: both sides forget the connection
+    _step(client, server, now, None)
+    _step(server, client, now, None)
+    return client, now
+
+
+def new_server(args: argparse.Namespace) -> Side:
+    """The benchmark server's endpoint (see :func:`_config`)."""
+    return Side(QuicEndpoint(_config(False, args)), SERVER_ADDR)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    server_cfg = _config(False, args)
-    server = Side(QuicEndpoint(server_cfg), SERVER_ADDR)
+    server = new_server(args)
     profilers = {
         side: (cProfile.Profile() if args.profile in (side, "both") else None)
         for side in ("client", "server")
     }
     client_cpu: list[float] = []
     server_cpu: list[float] = []
-    rounds = 0
     now = 0.0
     for index in range(args.warmup + args.count):
-        start = time.process_time()
-        client_cfg = _config(True, args)
-        client = Side(QuicEndpoint(), CLIENT_ADDR)
-        conn = client.endpoint.connect(SERVER_ADDR, client_cfg, now)
-        client.cpu = time.process_time() - start
-        server.cpu = 0.0
-        server.connected = False
-        while not (client.connected and server.connected) or client.inbox or server.inbox:
-            _step(client, server, now, profilers["client"])
-            _step(server, client, now, profilers["server"])
-            now += 0.0001
-            rounds += 1
-        start = time.process_time()
-        conn.close()
-        client.endpoint.wake(conn)
-        client.cpu += time.process_time() - start
-        _step(client, server, now, profilers["client"])
-        _step(server, client, now, profilers["server"])
-        now += 1.0  # past the draining periods: both sides forget the connection
-        _step(client, server, now, None)
-        _step(server, client, now, None)
+        client, now = handshake_once(server, args, now, profilers)
         if index >= args.warmup:
             client_cpu.append(client.cpu)
             server_cpu.append(server.cpu)
