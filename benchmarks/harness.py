@@ -14,7 +14,9 @@ per-run certificate, a stats file for memory figures), one client process for th
 workload, the client's ``RESULT`` line, then the server stopped (stdin closed, then
 SIGTERM, then SIGKILL). Runs alternate between stacks — ours, peer 1, peer 2, ours,
 ... — ``--repeat`` times, and the report gives each stack's median (and min..max and
-successes), and ours/peer ratios marked better or worse.
+successes), and ours/peer ratios marked better or worse; the detail tables add the
+range of the ratios round by round (:func:`paired_ratios`: the two runs of a round are
+minutes apart, so the machine's drift between rounds cancels out of each).
 
 Peers run where :mod:`benchmarks.peers` says (pywebtransport 0.21.1 isolated in its
 own venv; qh3 in the main interpreter or its venv). A peer whose environment is missing
@@ -316,7 +318,9 @@ def available_targets(
     return chosen
 
 
-def measure(args: argparse.Namespace, rows: list[Row], runner: Runner) -> tuple[Results, dict]:
+def measure(
+    args: argparse.Namespace, rows: list[Row], runner: Runner
+) -> tuple[Results, dict[str, str]]:
     results: Results = {}
     unavailable: dict[str, str] = {}
     for row in rows:
@@ -394,6 +398,23 @@ def ratio(metric: Metric, ours: Any, theirs: Any) -> str:
     return f"{value:.2f}x ({'better' if better else 'worse'})"
 
 
+def paired_ratios(ours: Cell | None, theirs: Cell | None, metric: Metric) -> list[float]:
+    """ours/peer of each round in which both runs gave the metric. The runs alternate
+    (ours, peer, ..., ours, peer, ...), so the two runs of a round are minutes apart at
+    most: a machine whose speed drifts between rounds (this 2-core VM's moves by 40%
+    within ten minutes) moves both, and the spread of these ratios is the spread of
+    the comparison itself, which the min..max of each stack's own runs overstates."""
+    if ours is None or theirs is None or metric.series:
+        return []
+    pairs = []
+    for mine, peer in zip(ours.outcomes, theirs.outcomes, strict=False):
+        a = mine.result.get(metric.key) if mine.result else None
+        b = peer.result.get(metric.key) if peer.result else None
+        if isinstance(a, int | float) and isinstance(b, int | float) and b:
+            pairs.append(a / b)
+    return pairs
+
+
 def render_summary(rows: list[Row], results: Results, args: argparse.Namespace) -> list[str]:
     """One compact table: each metric's medians, peers with ours/peer in brackets."""
     peers = [s for s in STACK_NAMES if s != "ours" and s in args.stacks]
@@ -444,8 +465,9 @@ def render_row(row: Row, results: Results, profiles: Sequence[str]) -> list[str]
         for profile in profiles:
             own = next((label for label in labels if row.targets[0].label == label), labels[0])
             ours_median, ours_text = summarize(results.get((row.key, profile, own)), metric)
-            peers = [label for label in labels if label != own] or [None]
+            peers: list[str | None] = [label for label in labels if label != own] or [None]
             for peer in peers:
+                pairs: list[float] = []
                 if peer is None:
                     peer_text, peer_median, peer_name = "—", None, "—"
                 else:
@@ -453,10 +475,18 @@ def render_row(row: Row, results: Results, profiles: Sequence[str]) -> list[str]
                         results.get((row.key, profile, peer)), metric
                     )
                     peer_name = STACK_NAMES.get(peer, peer)
+                    pairs = paired_ratios(
+                        results.get((row.key, profile, own)),
+                        results.get((row.key, profile, peer)),
+                        metric,
+                    )
+                shown = ratio(metric, ours_median, peer_median)
+                if len(pairs) > 1 and shown != "—":
+                    shown += f"; per round {min(pairs):.2f}..{max(pairs):.2f}x"
                 unit = f" ({metric.unit})" if metric.unit else ""
                 lines.append(
                     f"| {metric.label}{unit} | {profile} | {ours_text} | {peer_name} | "
-                    f"{peer_text} | {ratio(metric, ours_median, peer_median)} |"
+                    f"{peer_text} | {shown} |"
                 )
     return [*lines, ""]
 

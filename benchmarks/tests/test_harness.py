@@ -58,6 +58,31 @@ def test_summary_is_the_median_of_the_successful_runs() -> None:
     assert summarize(None, THROUGHPUT) == (None, "n/a")
 
 
+def test_paired_ratios_are_taken_round_by_round() -> None:
+    # a machine that slowed down 2x after the first round: each stack's own runs
+    # spread 2x, the comparison within each round does not
+    ours, peer = _cell(3.0, 6.0, "ERROR x", 6.2), _cell(4.0, 8.0, 8.0, "ERROR y")
+    assert harness.paired_ratios(ours, peer, LATENCY) == [0.75, 0.75]
+    assert harness.paired_ratios(ours, None, LATENCY) == []
+    assert harness.paired_ratios(_cell([1.0]), _cell([2.0]), SERIES) == []
+    assert harness.paired_ratios(_cell(1.0), _cell(0.0), LATENCY) == []
+
+
+def test_the_detail_table_gives_the_range_of_the_ratios_per_round() -> None:
+    args = harness.parse_args(["--quick", "--rows", "handshake", "--profiles", "default"])
+    (row,) = build_rows(args)
+    results: harness.Results = {
+        ("handshake", "default", "ours"): _cell(3.0, 6.0, 4.0),
+        ("handshake", "default", "aioquic"): _cell(4.0, 12.0, 5.0),
+    }
+    lines = harness.render_row(row, results, ["default"])
+    (aioquic,) = [line for line in lines if "aioquic" in line]
+    # medians 4.0 and 5.0: 0.80x; round by round 0.75, 0.50, 0.80
+    assert aioquic.endswith("| 0.80x (better); per round 0.50..0.80x |"), aioquic
+    (qh3,) = [line for line in lines if "qh3" in line]
+    assert qh3.endswith("| — |"), qh3  # no runs of qh3: no ratio, no pairs
+
+
 def test_series_median_is_taken_slice_by_slice() -> None:
     median, _ = summarize(_cell([1.0, 10.0], [3.0, 30.0], [2.0, 20.0, 99.0]), SERIES)
     assert median == [2.0, 20.0]
