@@ -254,7 +254,7 @@ def test_a_bulk_header_read_as_one_number_is_the_next_piece_when_its_fields_are(
             flipped = good[i] ^ (1 << rng.randrange(8))
             headers.append(good[:i] + bytes([flipped]) + good[i + 1 :])
         for header in headers:
-            for length in {size - 1, size, size + 1} & set(range(9, 0x4008)):
+            for length in (n for n in (size - 1, size, size + 1) if 9 <= n < 0x4008):
                 payload = header + bytes(length - 8)
                 fsid, fraw, flength = unpack_bulk_stream_fields(payload, 1)
                 fields = payload[0] == 0x0E and fsid == sid and fraw == raw
