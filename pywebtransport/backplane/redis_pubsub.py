@@ -30,6 +30,11 @@ publish HELLO and a snapshot; then four loops until one fails — read messages,
 the :class:`~pywebtransport.backplane.base.SendQueue` (pipelined PUBLISH), the heartbeat
 (a snapshot every ``heartbeat`` seconds) and the subscription changes (a room channel
 subscribed when the room gets its first local member, unsubscribed after its last).
+Every teardown is bounded (``CLOSE_TIMEOUT`` per step): the four loops cancelled, then
+the pub/sub connection and the client closed. A redis-py read that does not end on its
+cancellation, or a close that never returns, cannot hang :meth:`RedisBackplane.close` or
+the reconnection (seen once: a CI run's ``close`` waited with no timer left); what did
+not end in time is left to end when its connection is closed, its outcome consumed.
 When Redis goes away, everything is closed and the task reconnects after a
 :class:`~pywebtransport.clients.Backoff` delay (0.1 s doubling to 5 s, with jitter),
 forever, until :meth:`RedisBackplane.close`. Another task, from
@@ -74,7 +79,7 @@ from pywebtransport.backplane.codec import (
 )
 from pywebtransport.clients import Backoff
 
-__all__ = ["REDIS_BACKOFF", "RedisBackplane"]
+__all__ = ["CLOSE_TIMEOUT", "REDIS_BACKOFF", "RedisBackplane"]
 
 logger = logging.getLogger("pywebtransport.backplane")
 
@@ -82,6 +87,36 @@ logger = logging.getLogger("pywebtransport.backplane")
 REDIS_BACKOFF = Backoff(base=0.1, factor=2.0, max_delay=5.0, jitter=0.5)
 _CONNECT_TIMEOUT = 5.0
 _BYE_TIMEOUT = 1.0
+#: the longest each step of a teardown is waited for (see the module docstring)
+CLOSE_TIMEOUT = 2.0
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve a finished task's outcome (no "exception was never retrieved")."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _end(tasks: list[asyncio.Task[None]], timeout: float) -> None:
+    """Cancel ``tasks`` and wait for them, at most ``timeout`` seconds; those that have
+    not ended by then are left, their outcome consumed when they end."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in done:
+        _consume(task)
+    for task in pending:
+        logger.warning("backplane: a Redis task did not end on its cancellation: %r", task)
+        task.add_done_callback(_consume)
+
+
+async def _close_quietly(closable: Any) -> None:
+    """``await closable.aclose()``, at most ``CLOSE_TIMEOUT`` seconds, errors ignored."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await closable.aclose()
 
 
 def _import_redis() -> Any:
@@ -177,9 +212,8 @@ class RedisBackplane(Backplane):
                 await asyncio.wait_for(client.publish(self._control, body), _BYE_TIMEOUT)
         tasks = [task for task in (self._task, self._expiry) if task is not None]
         self._task = self._expiry = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # the connection task's own teardown takes at most three steps of CLOSE_TIMEOUT
+        await _end(tasks, 4 * CLOSE_TIMEOUT)
         self._queue.clear()
 
     # ------------------------------------------------------------------ out
@@ -254,10 +288,8 @@ class RedisBackplane(Backplane):
                 self.stats.dropped_down += self._queue.clear()  # never published: lost
                 self._client = None
                 self._subscribed.clear()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+                await _close_quietly(pubsub)
+                await _close_quietly(client)
             await asyncio.sleep(self.backoff.delay(max(1, failures), self._rng))
 
     async def _connect(self, client: Any, pubsub: Any) -> None:
@@ -285,9 +317,7 @@ class RedisBackplane(Backplane):
                 task.result()  # raises what ended it
             raise ConnectionError("the Redis connection ended")
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _end(tasks, CLOSE_TIMEOUT)
 
     async def _read(self, pubsub: Any) -> None:
         loop = asyncio.get_running_loop()
