@@ -202,6 +202,7 @@ async def _print_profiles(args: argparse.Namespace, client: cProfile.Profile, se
         print(f"--- {side}")
         stats.sort_stats(args.sort).print_stats(args.lines)
         if args.profile_dir:
+            Path(args.profile_dir).mkdir(parents=True, exist_ok=True)  # made if missing
             stats.dump_stats(str(Path(args.profile_dir) / f"{side}.prof"))
 
 

@@ -157,8 +157,10 @@ class ClientRole(Role):
         )
         if ticket is not None:
             self.ticket = ticket
-            self.client_hello = with_binder(self.client_hello, ticket, ctx.transcript)
-        ctx.send_and_hash(Epoch.INITIAL, self.client_hello)
+            self.client_hello, raw = with_binder(self.client_hello, ticket, ctx.transcript)
+            ctx.transcript.add(ctx.send_framed(Epoch.INITIAL, raw))
+        else:
+            ctx.send_and_hash(Epoch.INITIAL, self.client_hello)
         if ticket is not None and early:
             ctx.early_data_offered = True
             ctx.derive_early_secret(ticket.cipher_suite, ticket.psk, True)
@@ -267,10 +269,12 @@ class ClientRole(Role):
             early_data=False,
             pre_shared_key=psk,
         )
-        if ticket is not None:
-            self.client_hello = with_binder(self.client_hello, ticket, ctx.transcript)
         ctx.hello_retry_request_received = True
-        ctx.send_and_hash(Epoch.INITIAL, self.client_hello)
+        if ticket is not None:
+            self.client_hello, raw = with_binder(self.client_hello, ticket, ctx.transcript)
+            ctx.transcript.add(ctx.send_framed(Epoch.INITIAL, raw))
+        else:
+            ctx.send_and_hash(Epoch.INITIAL, self.client_hello)
 
     def _on_server_hello(self, sh: ServerHello, raw: bytes) -> None:
         ctx = self.ctx

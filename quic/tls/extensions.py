@@ -57,6 +57,7 @@ __all__ = [
     "decode_versions_server",
     "encode_alpn",
     "encode_alpn_selected",
+    "encode_binders",
     "encode_cookie",
     "encode_empty",
     "encode_extension_block",
@@ -452,8 +453,14 @@ def encode_offered_psks(psks: OfferedPsks) -> bytes:
         len(i.identity).to_bytes(2, "big") + i.identity + i.obfuscated_ticket_age.to_bytes(4, "big")
         for i in psks.identities
     )
+    return len(ids).to_bytes(2, "big") + ids + encode_binders(psks)
+
+
+def encode_binders(psks: OfferedPsks) -> bytes:
+    """The ``binders`` vector of ``psks`` with its 2-byte length: the end of a ClientHello
+    that offers PSKs (pre_shared_key is its last extension, §4.3.11)."""
     binders = b"".join(bytes((len(b),)) + b for b in psks.binders)
-    return len(ids).to_bytes(2, "big") + ids + len(binders).to_bytes(2, "big") + binders
+    return len(binders).to_bytes(2, "big") + binders
 
 
 def decode_offered_psks(data: bytes) -> OfferedPsks:

@@ -170,7 +170,11 @@ class HandshakeContext:
     # -- output ----------------------------------------------------------------------
     def send(self, epoch: Epoch, message: HandshakeMessage) -> bytes:
         """Queue ``message`` at ``epoch``; return its framed bytes (for the transcript)."""
-        raw = encode_handshake(message)
+        return self.send_framed(epoch, encode_handshake(message))
+
+    def send_framed(self, epoch: Epoch, raw: bytes) -> bytes:
+        """Queue a message framed by :func:`~quic.tls.messages.encode_handshake` (a
+        ClientHello whose PSK binder was written into its encoding: ``psk.with_binder``)."""
         if self._output and self._output[-1][0] == epoch:
             self._output[-1] = (epoch, self._output[-1][1] + raw)
         else:

@@ -35,10 +35,10 @@ from datetime import datetime
 
 from quic.tls.alerts import AlertDescription
 from quic.tls.config import TlsConfig
-from quic.tls.extensions import OfferedPsks, PskIdentity, PskKeyExchangeMode
+from quic.tls.extensions import OfferedPsks, PskIdentity, PskKeyExchangeMode, encode_binders
 from quic.tls.handshake import alert
 from quic.tls.key_schedule import KeySchedule, Transcript, resumption_psk, verify_data
-from quic.tls.messages import ClientHello, NewSessionTicket
+from quic.tls.messages import ClientHello, NewSessionTicket, encode_handshake
 from quic.tls.suites import SUITE_HASH, CipherSuite
 from quic.tls.tickets import (
     MAX_TICKET_LIFETIME,
@@ -81,12 +81,25 @@ def offer(ticket: SessionTicket, now: datetime) -> OfferedPsks:
     return OfferedPsks((identity,), (bytes(size),))
 
 
-def with_binder(ch: ClientHello, ticket: SessionTicket, transcript: Transcript) -> ClientHello:
-    """``ch`` with the binder of its (single) PSK filled in."""
+def with_binder(
+    ch: ClientHello, ticket: SessionTicket, transcript: Transcript
+) -> tuple[ClientHello, bytes]:
+    """``ch`` with the binder of its (single) PSK filled in, and its framed bytes.
+
+    Encoded once, with the placeholder binder of :func:`offer` (as long as the real one):
+    the binders list ends the message (pre_shared_key is the last extension, RFC 9846
+    §4.3.11), so the binder is computed over the bytes before it (§4.3.11.2) and the
+    list written again after them, not the whole ClientHello a second time.
+    """
     psks = ch.pre_shared_key
     assert psks is not None
-    binder = binder_for(ticket.cipher_suite, ticket.psk, transcript, ch.truncated_for_binders())
-    return replace(ch, pre_shared_key=OfferedPsks(psks.identities, (binder,)))
+    raw = encode_handshake(ch)
+    truncated = raw[: len(raw) - psks.binders_length()]
+    binder = binder_for(ticket.cipher_suite, ticket.psk, transcript, truncated)
+    if len(binder) != len(psks.binders[0]):  # the lengths in ``truncated`` would be wrong
+        raise ValueError("the placeholder binder is not as long as the binder")
+    bound = OfferedPsks(psks.identities, (binder,))
+    return replace(ch, pre_shared_key=bound), truncated + encode_binders(bound)
 
 
 def ticket_from_message(

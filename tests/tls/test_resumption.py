@@ -18,7 +18,12 @@ from quic.buffer import Buffer
 from quic.tls.alerts import AlertDescription, TlsAlertError
 from quic.tls.antireplay import AntiReplay
 from quic.tls.engine import Epoch, TlsEngine
-from quic.tls.extensions import ExtensionType, encode_extension_block, parse_extension_block
+from quic.tls.extensions import (
+    ExtensionType,
+    OfferedPsks,
+    encode_extension_block,
+    parse_extension_block,
+)
 from quic.tls.key_schedule import Transcript
 from quic.tls.keylog import KeyLogLabel
 from quic.tls.messages import (
@@ -29,7 +34,7 @@ from quic.tls.messages import (
     decode_message,
     encode_handshake,
 )
-from quic.tls.psk import binder_for
+from quic.tls.psk import binder_for, offer, with_binder
 from quic.tls.suites import CipherSuite
 from quic.tls.tickets import (
     InMemorySessionTicketStore,
@@ -491,3 +496,29 @@ def test_binder_covers_the_client_hello_as_received() -> None:
     engine = TlsEngine(server.config(), SERVER_TP)
     engine.receive(Epoch.INITIAL, framed)
     assert engine.session_resumed and engine.early_data_accepted
+
+
+def test_client_hello_with_binder_is_encoded_once_and_binds_its_own_bytes() -> None:
+    """``with_binder`` writes the binder into the one encoding of the ClientHello: the
+    bytes sent are the encoding of the bound hello, and the binder is the one over
+    those bytes without the binders list (RFC 9846 §4.3.11.2)."""
+    server = Server()
+    ticket = first_ticket(server)
+    client = TlsEngine(client_config(session_ticket=ticket), CLIENT_TP)
+    client.start()
+    ((_, raw),) = client.pop_output()
+    ch = decode_handshake(raw)
+    assert isinstance(ch, ClientHello) and ch.pre_shared_key is not None
+    assert encode_handshake(ch) == raw
+    expected = binder_for(ticket.cipher_suite, ticket.psk, Transcript(), ch.truncated_for_binders())
+    assert ch.pre_shared_key.binders == (expected,)
+    placeholder = dataclasses.replace(ch, pre_shared_key=offer(ticket, NOW))
+    bound, framed = with_binder(placeholder, ticket, Transcript())
+    assert framed == encode_handshake(bound) and bound.pre_shared_key is not None
+    assert bound.pre_shared_key.binders[0] != bytes(len(expected))
+    short = dataclasses.replace(
+        placeholder,
+        pre_shared_key=OfferedPsks(placeholder.pre_shared_key.identities, (b"\x00" * 8,)),
+    )
+    with pytest.raises(ValueError, match="placeholder binder"):
+        with_binder(short, ticket, Transcript())
