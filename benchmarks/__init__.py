@@ -22,7 +22,9 @@ BENCH_ALPN = "pwt-bench"
 PING_SIZE = 64  # bytes per ping-pong datagram
 CHUNK_SIZE = 1 << 16  # bulk data is written in chunks of this size
 REQUEST_LINE_LIMIT = 64
-WORKLOADS = ("upload", "download", "handshake", "pingpong")
+# "resume": sequential handshakes, each resuming the session of the one before it with
+# that connection's session ticket (the server runs with ``--tickets``)
+WORKLOADS = ("upload", "download", "handshake", "resume", "pingpong")
 
 _REQUEST = re.compile(rb"(UPLOAD|DOWNLOAD) (\d{1,15})")
 

@@ -16,6 +16,11 @@ workload against such a server and prints one ``RESULT {json}`` line:
 * ``handshake``: ``--count`` sequential full handshakes (no resumption); each sample runs
   from the ``connect()`` call (socket creation included) to the client's
   HandshakeCompleted; value = median in ms;
+* ``resume``: the same for ``--count`` resumed handshakes (no 0-RTT: the client writes
+  nothing early), each with the session ticket of the connection before it, as
+  :mod:`benchmarks.ours_side` does; the server needs ``--tickets`` (aioquic's server
+  issues tickets only with a ``session_ticket_handler``, and resumes only those its
+  ``session_ticket_fetcher`` returns: a dict here, each ticket taken once);
 * ``pingpong``: one 64-byte DATAGRAM in flight at a time for ``--seconds``; a ping lost
   for 200 ms is counted and replaced; value = completed round trips per second.
 
@@ -30,7 +35,6 @@ import argparse
 import asyncio
 import os
 import ssl
-import statistics
 import sys
 import time
 from typing import Any
@@ -46,6 +50,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
+from aioquic.tls import SessionTicket
 
 from benchmarks import (
     BENCH_ALPN,
@@ -61,6 +66,9 @@ from benchmarks.aioquic_tweaks import default_key_shares, offer_x25519_only
 from benchmarks.common import (
     KEY_SHARES,
     LOOPS,
+    RESUME_TEXT,
+    TICKET_WAIT,
+    handshake_result,
     install_stats_handlers,
     loop_name,
     run,
@@ -69,6 +77,7 @@ from benchmarks.common import (
 
 BAD_REQUEST = 0x1
 PING_TIMEOUT = 0.2
+MAX_TICKETS = 1024  # tickets a --tickets server keeps for resumption
 FILLER = os.urandom(CHUNK_SIZE)
 
 
@@ -138,11 +147,23 @@ class BenchServerProtocol(QuicConnectionProtocol):
 
 
 async def run_server(args: argparse.Namespace) -> None:
+    tickets: dict[bytes, SessionTicket] = {}  # --tickets: issued, not yet used
+
+    def keep(ticket: SessionTicket) -> None:
+        tickets[ticket.ticket] = ticket
+        while len(tickets) > MAX_TICKETS:  # bounded: the oldest goes first
+            del tickets[next(iter(tickets))]
+
+    def fetch(label: bytes) -> SessionTicket | None:
+        return tickets.pop(label, None)  # unknown: a full handshake
+
     server = await serve(
         args.host,
         args.port,
         configuration=configuration(args, is_client=False),
         create_protocol=BenchServerProtocol,
+        session_ticket_fetcher=fetch if args.tickets else None,
+        session_ticket_handler=keep if args.tickets else None,
     )
     transport = server._transport  # aioquic has no public accessor for the bound port
     assert transport is not None
@@ -254,15 +275,38 @@ async def handshakes(args: argparse.Namespace) -> dict[str, Any]:
             args.host, args.port, configuration=config, create_protocol=BenchClientProtocol
         ):
             samples.append((time.perf_counter() - start) * 1000.0)
-    ordered = sorted(samples)
-    return {
-        "value": statistics.median(ordered),
-        "unit": "ms",
-        "count": len(ordered),
-        "min_ms": ordered[0],
-        "p90_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))],
-        "mean_ms": statistics.fmean(ordered),
-    }
+    return handshake_result(samples)
+
+
+async def resumed_handshakes(args: argparse.Namespace) -> dict[str, Any]:
+    """``--count`` resumed handshakes after a full one (see the module docstring)."""
+    samples: list[float] = []
+    ticket: SessionTicket | None = None
+    for index in range(args.count + 1):
+        arrived: asyncio.Future[SessionTicket] = asyncio.get_running_loop().create_future()
+
+        def on_ticket(new: SessionTicket, arrived: asyncio.Future[SessionTicket] = arrived) -> None:
+            if not arrived.done():
+                arrived.set_result(new)
+
+        config = configuration(args, is_client=True)
+        config.session_ticket = ticket  # the ticket of the connection before
+        start = time.perf_counter()
+        async with connect(
+            args.host,
+            args.port,
+            configuration=config,
+            create_protocol=BenchClientProtocol,
+            session_ticket_handler=on_ticket,
+        ) as client:
+            elapsed = (time.perf_counter() - start) * 1000.0
+            if index:
+                if not client._quic.tls.session_resumed:
+                    raise RuntimeError(f"handshake {index} did not resume")
+                samples.append(elapsed)
+            async with asyncio.timeout(TICKET_WAIT):
+                ticket = await arrived  # this connection's ticket, for the next one
+    return handshake_result(samples)
 
 
 def describe(args: argparse.Namespace) -> str:
@@ -270,7 +314,11 @@ def describe(args: argparse.Namespace) -> str:
     version = getattr(sys.modules["aioquic"], "__version__", "?")
     shares = "x25519 only" if getattr(args, "key_shares", "") == "x25519" else None
     shares = shares or default_key_shares()
-    return f"{library} {version}: QuicConfiguration defaults + bench settings, key shares {shares}"
+    resume = RESUME_TEXT if getattr(args, "workload", "") == "resume" else ""
+    return (
+        f"{library} {version}: QuicConfiguration defaults + bench settings, key shares"
+        f" {shares}{resume}"
+    )
 
 
 async def run_client(args: argparse.Namespace) -> dict[str, Any]:
@@ -278,6 +326,8 @@ async def run_client(args: argparse.Namespace) -> dict[str, Any]:
         offer_x25519_only()
     if args.workload == "handshake":
         return await handshakes(args)
+    if args.workload == "resume":
+        return await resumed_handshakes(args)
     size = int(args.size_mb * 1_000_000)
     async with connect(
         args.host,
@@ -310,6 +360,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             role.add_argument("--cert", required=True)
             role.add_argument("--key", required=True)
             role.add_argument("--stats-file", default=None)
+            role.add_argument(
+                "--tickets", action="store_true", help="issue session tickets (resume)"
+            )
         else:
             role.add_argument("--workload", choices=WORKLOADS, required=True)
             role.add_argument("--key-shares", choices=KEY_SHARES, default="default")

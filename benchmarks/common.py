@@ -28,6 +28,7 @@ import json
 import os
 import signal
 import stat
+import statistics
 import sys
 import time
 import tracemalloc
@@ -38,6 +39,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 LOOPS = ("asyncio", "uvloop")
 KEY_SHARES = ("default", "x25519")
+# the ``resume`` workload: how long a connection waits for its session ticket, and what
+# an adapter's config description adds
+TICKET_WAIT = 5.0
+RESUME_TEXT = "; each handshake resumes with the session ticket of the one before"
 
 
 def rss_kb() -> int:
@@ -64,6 +69,19 @@ def run(main: Callable[[], Coroutine[Any, Any, T]], loop: str) -> T:
         else:
             return uvloop.run(main())
     return asyncio.run(main())
+
+
+def handshake_result(samples: Sequence[float]) -> dict[str, Any]:
+    """The RESULT fields of the ``handshake`` and ``resume`` workloads (ms samples)."""
+    ordered = sorted(samples)
+    return {
+        "value": statistics.median(ordered),
+        "unit": "ms",
+        "count": len(ordered),
+        "min_ms": ordered[0],
+        "p90_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))],
+        "mean_ms": statistics.fmean(ordered),
+    }
 
 
 # --------------------------------------------------------------------------- server side

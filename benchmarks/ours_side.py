@@ -17,6 +17,11 @@ one ``RESULT {json}`` line:
 * ``handshake``: ``--count`` sequential full handshakes (no resumption); each sample runs
   from the ``connect()`` call (socket creation included) to the client's handshake
   completion; value = median in ms;
+* ``resume``: the same for ``--count`` resumed handshakes (PSK with (EC)DHE, no 0-RTT,
+  RFC 9001 §4.5), each with the session ticket of the connection before it (a first,
+  full handshake gets the first one; each connection stays open until its ticket came,
+  outside the sample); a handshake that did not resume fails the run. The server needs
+  ``--tickets`` (ticket keys: our server issues no tickets without them);
 * ``pingpong``: one 64-byte DATAGRAM in flight at a time for ``--seconds``; a ping lost
   for 200 ms is counted and replaced; value = completed round trips per second.
 
@@ -31,7 +36,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import statistics
 import sys
 import time
 from typing import Any
@@ -49,6 +53,9 @@ from benchmarks import (
 from benchmarks.common import (
     KEY_SHARES,
     LOOPS,
+    RESUME_TEXT,
+    TICKET_WAIT,
+    handshake_result,
     install_stats_handlers,
     loop_name,
     run,
@@ -65,6 +72,7 @@ from quic.aio import (
 from quic.configuration import QuicConfiguration
 from quic.errors import StreamResetError
 from quic.tls.groups import NamedGroup
+from quic.tls.tickets import InMemorySessionTicketStore, SessionTicket, SessionTicketKeys
 
 BAD_REQUEST = 0x1
 PING_TIMEOUT = 0.2
@@ -89,6 +97,8 @@ def configuration(args: argparse.Namespace, *, is_client: bool) -> QuicConfigura
             config.key_share_groups = (NamedGroup.x25519,)
     else:
         config.load_cert_chain(args.cert, args.key)
+        if args.tickets:
+            config.ticket_keys = SessionTicketKeys()
     return config
 
 
@@ -228,25 +238,45 @@ async def handshakes(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         async with connect(args.host, args.port, config):  # returns once connected
             samples.append((time.perf_counter() - start) * 1000.0)
-    ordered = sorted(samples)
-    return {
-        "value": statistics.median(ordered),
-        "unit": "ms",
-        "count": len(ordered),
-        "min_ms": ordered[0],
-        "p90_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))],
-        "mean_ms": statistics.fmean(ordered),
-    }
+    return handshake_result(samples)
+
+
+async def resumed_handshakes(args: argparse.Namespace) -> dict[str, Any]:
+    """``--count`` resumed handshakes after a full one (see the module docstring)."""
+    store = InMemorySessionTicketStore()
+    samples: list[float] = []
+    for index in range(args.count + 1):
+        arrived = asyncio.Event()
+
+        def on_ticket(_ticket: SessionTicket, arrived: asyncio.Event = arrived) -> None:
+            arrived.set()
+
+        config = configuration(args, is_client=True)
+        config.session_ticket_store = store  # the ticket of the connection before
+        config.session_ticket_handler = on_ticket
+        start = time.perf_counter()
+        async with connect(args.host, args.port, config) as session:
+            elapsed = (time.perf_counter() - start) * 1000.0
+            if index:
+                if not session.connection.tls.session_resumed:
+                    raise RuntimeError(f"handshake {index} did not resume")
+                samples.append(elapsed)
+            async with asyncio.timeout(TICKET_WAIT):
+                await arrived.wait()  # this connection's ticket, for the next one
+    return handshake_result(samples)
 
 
 def describe(args: argparse.Namespace) -> str:
     shares = "x25519 only" if getattr(args, "key_shares", "") == "x25519" else "default"
-    return f"ours: QuicConfiguration defaults + bench settings, key shares {shares}"
+    resume = RESUME_TEXT if getattr(args, "workload", "") == "resume" else ""
+    return f"ours: QuicConfiguration defaults + bench settings, key shares {shares}{resume}"
 
 
 async def run_client(args: argparse.Namespace) -> dict[str, Any]:
     if args.workload == "handshake":
         return await handshakes(args)
+    if args.workload == "resume":
+        return await resumed_handshakes(args)
     size = int(args.size_mb * 1_000_000)
     async with connect(args.host, args.port, configuration(args, is_client=True)) as session:
         if args.workload == "upload":
@@ -273,6 +303,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             role.add_argument("--cert", required=True)
             role.add_argument("--key", required=True)
             role.add_argument("--stats-file", default=None)
+            role.add_argument(
+                "--tickets", action="store_true", help="issue session tickets (resume)"
+            )
         else:
             role.add_argument("--workload", choices=WORKLOADS, required=True)
             role.add_argument("--key-shares", choices=KEY_SHARES, default="default")

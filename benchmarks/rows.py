@@ -159,6 +159,18 @@ def build_rows(args: argparse.Namespace) -> list[Row]:
             60.0 + 2.0 * handshakes,
         ),
         Row(
+            "resume",
+            f"handshake resumed with a session ticket, {handshakes} sequential (median)",
+            "quic",
+            "resume",
+            ("--count", str(handshakes)),
+            _targets("ours", "aioquic", "qh3"),
+            (Metric("value", "median resumed handshake", "ms", False),),
+            ("default", "matched", "best"),
+            60.0 + 2.0 * handshakes,
+            server_args=("--tickets",),  # the servers issue tickets only when asked
+        ),
+        Row(
             "wt-echo",
             f"WebTransport bidi echo, {echo_mib:g} MiB",
             "wt",
@@ -235,4 +247,13 @@ def build_rows(args: argparse.Namespace) -> list[Row]:
     return [row for row in rows if args.rows is None or row.key in args.rows]
 
 
-ROW_KEYS = ("quic-bulk", "h3-get", "handshake", "wt-echo", "wt-dgram", "wt-sessions", "wt-long")
+ROW_KEYS = (
+    "quic-bulk",
+    "h3-get",
+    "handshake",
+    "resume",
+    "wt-echo",
+    "wt-dgram",
+    "wt-sessions",
+    "wt-long",
+)

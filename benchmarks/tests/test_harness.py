@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import harness
+from benchmarks.common import RESUME_TEXT
 from benchmarks.harness import Cell, Outcome, ratio, summarize
 from benchmarks.peers import environments
 from benchmarks.rows import Metric, Target, build_rows
@@ -95,6 +96,7 @@ def test_quick_rows_cover_the_issue_table(tmp_path: Path) -> None:
         "quic-bulk",
         "h3-get",
         "handshake",
+        "resume",
         "wt-echo",
         "wt-dgram",
         "wt-sessions",
@@ -104,6 +106,11 @@ def test_quick_rows_cover_the_issue_table(tmp_path: Path) -> None:
     assert {t.stack for t in rows["wt-echo"].targets} == {"ours", "pwt021", "aioquic"}
     # the handshake: also x25519 for everyone on asyncio (like for like)
     assert rows["handshake"].profiles == ("default", "matched", "best")
+    # resumption (issue 10's "session tickets for repeat clients"): the same profiles,
+    # every stack's server issuing tickets
+    assert rows["resume"].profiles == ("default", "matched", "best")
+    assert {t.stack for t in rows["resume"].targets} == {"ours", "aioquic", "qh3"}
+    assert rows["resume"].server_args == ("--tickets",)
     # every row: each stack in its default configuration and at its best (issue 10:
     # "state both"), the burst and the long echo included
     for key in ("quic-bulk", "h3-get", "wt-echo", "wt-dgram", "wt-sessions", "wt-long"):
@@ -199,3 +206,22 @@ def test_one_real_row_and_an_unavailable_peer(tmp_path: Path) -> None:
     assert [run["target"] for run in runs] == ["ours", "ours"]
     if harness.udp_receive_drops() is not None:  # Linux: each run carries its drop count
         assert all(run["result"]["udp_drops"] >= 0 for run in runs)
+
+
+def test_the_resume_row_resumes_every_timed_handshake(tmp_path: Path) -> None:
+    # ours and aioquic (both in this environment): each timed handshake resumed (an
+    # adapter fails its run otherwise), the servers started with --tickets
+    out = io.StringIO()
+    argv = ["--rows", "resume", "--stacks", "ours,aioquic", "--profiles", "default"]
+    argv += ["--repeat", "1", "--handshakes", "5", "--json", str(tmp_path / "runs.json")]
+    with contextlib.redirect_stdout(out):
+        status = harness.main(argv)
+    report = out.getvalue()
+    assert status == 0, report
+    assert "### handshake resumed with a session ticket, 5 sequential" in report
+    runs = json.loads((tmp_path / "runs.json").read_text())["runs"]
+    assert sorted(run["target"] for run in runs) == ["aioquic", "ours"]
+    for run in runs:
+        result = run["result"]
+        assert result["workload"] == "resume" and result["count"] == 5, run
+        assert result["config"].endswith(RESUME_TEXT) and result["value"] > 0
