@@ -90,6 +90,17 @@ def resume(
     )
 
 
+def offered_hello(server: Server) -> tuple[SessionTicket, ClientHello, bytes]:
+    """A first ticket of ``server``, and the ClientHello that offers it (and its bytes)."""
+    ticket = first_ticket(server)
+    client = TlsEngine(client_config(session_ticket=ticket), CLIENT_TP)
+    client.start()
+    ((_, raw),) = client.pop_output()
+    ch = decode_handshake(raw)
+    assert isinstance(ch, ClientHello)
+    return ticket, ch, raw
+
+
 def at(delta: timedelta) -> Any:
     return lambda: NOW + delta
 
@@ -471,12 +482,8 @@ def test_binder_covers_the_client_hello_as_received() -> None:
     """A peer may order extensions differently from our encoder: the server checks
     the binder over the bytes it received, not over a re-encoding (found with aioquic)."""
     server = Server()
-    ticket = first_ticket(server)
-    client = TlsEngine(client_config(session_ticket=ticket), CLIENT_TP)
-    client.start()
-    ((_, raw),) = client.pop_output()
-    ch = decode_handshake(raw)
-    assert isinstance(ch, ClientHello) and ch.pre_shared_key is not None
+    ticket, ch, raw = offered_hello(server)
+    assert ch.pre_shared_key is not None
     body = raw[4:]
     buf = Buffer(body)
     buf.pull_bytes(2 + 32)
@@ -503,12 +510,8 @@ def test_client_hello_with_binder_is_encoded_once_and_binds_its_own_bytes() -> N
     bytes sent are the encoding of the bound hello, and the binder is the one over
     those bytes without the binders list (RFC 9846 §4.3.11.2)."""
     server = Server()
-    ticket = first_ticket(server)
-    client = TlsEngine(client_config(session_ticket=ticket), CLIENT_TP)
-    client.start()
-    ((_, raw),) = client.pop_output()
-    ch = decode_handshake(raw)
-    assert isinstance(ch, ClientHello) and ch.pre_shared_key is not None
+    ticket, ch, raw = offered_hello(server)
+    assert ch.pre_shared_key is not None
     assert encode_handshake(ch) == raw
     expected = binder_for(ticket.cipher_suite, ticket.psk, Transcript(), ch.truncated_for_binders())
     assert ch.pre_shared_key.binders == (expected,)
