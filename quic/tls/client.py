@@ -157,14 +157,21 @@ class ClientRole(Role):
         )
         if ticket is not None:
             self.ticket = ticket
-            self.client_hello, raw = with_binder(self.client_hello, ticket, ctx.transcript)
-            ctx.transcript.add(ctx.send_framed(Epoch.INITIAL, raw))
-        else:
-            ctx.send_and_hash(Epoch.INITIAL, self.client_hello)
+        self._send_client_hello(ticket)
         if ticket is not None and early:
             ctx.early_data_offered = True
             ctx.derive_early_secret(ticket.cipher_suite, ticket.psk, True)
         self.state = ClientState.WAIT_SH
+
+    def _send_client_hello(self, ticket: SessionTicket | None) -> None:
+        """Send :attr:`client_hello` at INITIAL and hash it; with ``ticket``, its PSK
+        binder first written into it (:func:`~quic.tls.psk.with_binder`)."""
+        ctx = self.ctx
+        if ticket is None:
+            ctx.send_and_hash(Epoch.INITIAL, self._offered())
+            return
+        self.client_hello, raw = with_binder(self._offered(), ticket, ctx.transcript)
+        ctx.transcript.add(ctx.send_framed(Epoch.INITIAL, raw))
 
     def _usable_ticket(self) -> SessionTicket | None:
         """The configured ticket, if it may be offered now (RFC 9846 §4.6.1)."""
@@ -270,11 +277,7 @@ class ClientRole(Role):
             pre_shared_key=psk,
         )
         ctx.hello_retry_request_received = True
-        if ticket is not None:
-            self.client_hello, raw = with_binder(self.client_hello, ticket, ctx.transcript)
-            ctx.transcript.add(ctx.send_framed(Epoch.INITIAL, raw))
-        else:
-            ctx.send_and_hash(Epoch.INITIAL, self.client_hello)
+        self._send_client_hello(ticket)
 
     def _on_server_hello(self, sh: ServerHello, raw: bytes) -> None:
         ctx = self.ctx
