@@ -111,6 +111,25 @@ def _targets(*stacks: str) -> tuple[Target, ...]:
     return tuple(Target(stack, stack) for stack in stacks)
 
 
+def _handshake_row(
+    workload: str, what: str, metric: str, count: int, server_args: tuple[str, ...] = ()
+) -> Row:
+    """A row of ``count`` sequential handshakes (the ``handshake`` and ``resume``
+    workloads): ours, aioquic and qh3, in the default, matched and best profiles."""
+    return Row(
+        workload,
+        f"{what}, {count} sequential (median)",
+        "quic",
+        workload,
+        ("--count", str(count)),
+        _targets("ours", "aioquic", "qh3"),
+        (Metric("value", metric, "ms", False),),
+        ("default", "matched", "best"),
+        60.0 + 2.0 * count,
+        server_args=server_args,
+    )
+
+
 def build_rows(args: argparse.Namespace) -> list[Row]:
     quick = args.quick
     bulk_mb = args.bulk_mb or (10.0 if quick else 200.0)
@@ -147,28 +166,13 @@ def build_rows(args: argparse.Namespace) -> list[Row]:
             120.0 + 4.0 * get_mb,
             best_loops=BULK_BEST_LOOPS,
         ),
-        Row(
-            "handshake",
-            f"handshake, {handshakes} sequential (median)",
-            "quic",
-            "handshake",
-            ("--count", str(handshakes)),
-            _targets("ours", "aioquic", "qh3"),
-            (Metric("value", "median handshake", "ms", False),),
-            ("default", "matched", "best"),
-            60.0 + 2.0 * handshakes,
-        ),
-        Row(
+        _handshake_row("handshake", "handshake", "median handshake", handshakes),
+        _handshake_row(
             "resume",
-            f"handshake resumed with a session ticket, {handshakes} sequential (median)",
-            "quic",
-            "resume",
-            ("--count", str(handshakes)),
-            _targets("ours", "aioquic", "qh3"),
-            (Metric("value", "median resumed handshake", "ms", False),),
-            ("default", "matched", "best"),
-            60.0 + 2.0 * handshakes,
-            server_args=("--tickets",),  # the servers issue tickets only when asked
+            "handshake resumed with a session ticket",
+            "median resumed handshake",
+            handshakes,
+            ("--tickets",),  # the servers issue tickets only when asked
         ),
         Row(
             "wt-echo",
