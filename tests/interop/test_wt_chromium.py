@@ -39,7 +39,7 @@ from tests.interop.chromium import ChromiumProcess, find_chromium, netlog_events
 from tests.interop.test_wt_aioquic import LineProcess
 from tests.interop.wt_browser import (
     CLI_SERVER,
-    CUSTOM_SERVER,
+    CustomServer,
     PageServer,
     cert_hash,
     check_client_close,
@@ -74,7 +74,7 @@ def cli_server() -> Iterator[LineProcess]:
 
 @pytest.fixture
 def custom_server() -> Iterator[LineProcess]:
-    server = LineProcess(CUSTOM_SERVER)
+    server = CustomServer()
     try:
         server.start()
         yield server
@@ -96,12 +96,26 @@ def _netlog_summary(path: Path) -> list[str]:
         events = netlog_events(path)
     except (ValueError, KeyError) as exc:
         return [f"(net log unreadable: {exc})"]
-    keep = ("WEBTRANSPORT", "QUIC_SESSION_CLOSE", "QUIC_SESSION_PACKET_RECEIVED_ERROR", "HTTP3_")
     lines = []
     for name, params in events:
-        if any(word in name for word in keep) and "FRAME_SENT" not in name:
+        if any(word in name for word in _NETLOG_KEEP) and "COALESCED" not in name:
             lines.append(f"{name} {json.dumps(params)[:300]}")
-    return lines[-60:]
+    return lines[-80:]
+
+
+#: net log events a failure message keeps: the sessions' states, every stream frame
+#: either way (which stream got how far), resets, losses and closes
+_NETLOG_KEEP = (
+    "WEBTRANSPORT",
+    "QUIC_SESSION_CLOSE",
+    "QUIC_SESSION_PACKET_RECEIVED_ERROR",
+    "HTTP3_",
+    "STREAM_FRAME",
+    "RST_STREAM",
+    "STOP_SENDING",
+    "PACKET_LOST",
+    "CONNECTION_CLOSE",
+)
 
 
 def run_page(

@@ -35,7 +35,7 @@ from tests.interop.firefox import FirefoxProcess, find_firefox
 from tests.interop.test_wt_aioquic import LineProcess
 from tests.interop.wt_browser import (
     CLI_SERVER,
-    CUSTOM_SERVER,
+    CustomServer,
     PageServer,
     cert_hash,
     check_bidi_large,
@@ -89,7 +89,7 @@ def firefox_run() -> Iterator[FirefoxRun]:
     with contextlib.ExitStack() as stack:
         cli = LineProcess(CLI_SERVER)
         stack.callback(cli.close)
-        custom = LineProcess(CUSTOM_SERVER)
+        custom = CustomServer()
         stack.callback(custom.close)
         cli.start()
         custom.start()

@@ -32,6 +32,7 @@ import asyncio
 import json
 import queue
 import sys
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,6 +44,7 @@ from pywebtransport.app import ServerApp
 from pywebtransport.config import ServerConfig
 from pywebtransport.interop import echo_handler, stats_handler
 from quic.aio import wall_clock
+from quic.configuration import QuicConfiguration
 from quic.tls.selfsigned import generate_self_signed
 from tests.interop.test_wt_aioquic import LineProcess
 
@@ -59,12 +61,25 @@ CLI_SERVER = [sys.executable, "-m", "pywebtransport", "serve", "--port", "0"]
 # ====================================================================== custom server
 
 
-def serve_custom() -> None:
-    """The close-test server (run in a child process): prints the ``serve`` lines."""
+class _TracedServerConfig(ServerConfig):
+    """ServerConfig whose connections write qlog traces into ``qlog_dir``."""
+
+    qlog_dir: str | None = None
+
+    def quic_configuration(self) -> QuicConfiguration:
+        config = super().quic_configuration()
+        config.qlog_dir = self.qlog_dir
+        return config
+
+
+def serve_custom(qlog_dir: str | None = None) -> None:
+    """The close-test server (run in a child process): prints the ``serve`` lines;
+    with ``qlog_dir``, each connection's qlog trace goes there (see :func:`qlog_tail`)."""
     cert = generate_self_signed(wall_clock(), hostnames=["localhost", "127.0.0.1"], days=13)
-    config = ServerConfig(
+    config = _TracedServerConfig(
         certificate_chain=[cert.certificate], private_key=cert.private_key, port=0
     )
+    config.qlog_dir = qlog_dir
     app = ServerApp(config=config)
 
     def emit(prefix: str, record: dict[str, Any]) -> None:
@@ -111,6 +126,75 @@ def serve_custom() -> None:
     asyncio.run(main())
 
 
+class CustomServer(LineProcess):
+    """:func:`serve_custom` in a child process, tracing into its own qlog directory
+    (removed by :meth:`close`); :func:`explain` adds the traces' ends."""
+
+    def __init__(self) -> None:
+        self._qlog = tempfile.TemporaryDirectory(prefix="wt-qlog-")
+        self.qlog_dir = Path(self._qlog.name)
+        super().__init__([*CUSTOM_SERVER, "--qlog", str(self.qlog_dir)])
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._qlog.cleanup()
+
+
+#: qlog events :func:`qlog_tail` leaves out (every packet's frames are there already)
+_QLOG_SKIP = frozenset(
+    {
+        "transport:datagrams_received",
+        "transport:datagrams_sent",
+        "recovery:metrics_updated",
+        "transport:stream_state_updated",
+    }
+)
+
+
+def _qlog_event(record: dict[str, Any]) -> str:
+    name = record.get("name", "?")
+    data = record.get("data") or {}
+    if name in ("transport:packet_sent", "transport:packet_received"):
+        header = data.get("header") or {}
+        frames = []
+        for frame in data.get("frames") or []:
+            kind = frame.get("frame_type", "?")
+            if kind in ("padding", "ack"):
+                frames.append(kind)
+                continue
+            fields = ",".join(
+                f"{key}={frame[key]}"
+                for key in ("stream_id", "offset", "length", "fin", "error_code")
+                if key in frame
+            )
+            frames.append(f"{kind}({fields})" if fields else kind)
+        detail = f"{header.get('packet_type')} #{header.get('packet_number')} {' '.join(frames)}"
+    else:
+        detail = json.dumps(data, sort_keys=True)[:200]
+    return f"{record.get('time', 0.0):9.3f} {name} {detail}"
+
+
+def qlog_tail(directory: Path, events: int = 60, traces: int = 4) -> str:
+    """The last ``events`` events (packets with their frames, HTTP/3, recovery, state)
+    of each of the ``traces`` newest connection traces in ``directory``."""
+    paths = sorted(directory.glob("*_server.sqlog"), key=lambda path: path.stat().st_mtime)
+    parts = []
+    for path in paths[-traces:]:
+        lines = []
+        for text in path.read_text(encoding="utf-8", errors="replace").split("\x1e"):
+            try:
+                record = json.loads(text)
+            except ValueError:
+                continue  # the header's blank start, or a record cut short
+            if isinstance(record, dict) and "name" in record and record["name"] not in _QLOG_SKIP:
+                lines.append(_qlog_event(record))
+        parts.append(f"qlog {path.name} (last {events} of {len(lines)} events):")
+        parts.extend(lines[-events:])
+    return "\n".join(parts) if parts else f"(no qlog trace in {directory})"
+
+
 def cert_hash(server: LineProcess) -> str:
     """The hex SHA-256 of the server's certificate, from its ``CERT-SHA256`` line."""
     for line in server.seen:
@@ -124,9 +208,10 @@ def explain(result: dict[str, Any], *servers: LineProcess, browser_output: str =
     parts = [json.dumps(result, indent=1, default=str)[:20000]]
     if browser_output:
         parts.append("browser output:\n" + browser_output[-5000:])
-    parts.extend(
-        f"{' '.join(server.command[-2:])} stderr:\n" + server.stderr()[-5000:] for server in servers
-    )
+    for server in servers:
+        parts.append(f"{' '.join(server.command[2:4])} stderr:\n" + server.stderr()[-5000:])
+        if isinstance(server, CustomServer):
+            parts.append(qlog_tail(server.qlog_dir))
     return "\n".join(parts)
 
 
@@ -307,5 +392,5 @@ def check_server_close(run: dict[str, Any], draft: str, server: LineProcess, why
     }, why
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["serve"]:
-    serve_custom()
+if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
+    serve_custom(sys.argv[3] if sys.argv[2:3] == ["--qlog"] else None)
