@@ -30,6 +30,13 @@ install() {  # the package plus the test tools, the Python interop peers, and th
     "$PY" -m pip install -q -e ".[dev,interop,msgpack,protobuf]"
 }
 
+compile_sources() {  # with PYTHONDONTWRITEBYTECODE set (as on some CI images) no process
+    # caches its bytecode, and every process a test starts (servers, peers, clients:
+    # hundreds) compiled the whole stack again, about a second each; compiled once here,
+    # they read __pycache__ (the flag stops writing, not reading)
+    "$PY" -m compileall -q quic h3 pywebtransport tests fuzz benchmarks > /dev/null
+}
+
 install_runtime() {  # the package and its two runtime dependencies: all the demo needs
     "$PY" -m pip install -q -e .
 }
@@ -49,10 +56,12 @@ case "${1:-test}" in
         site=$(mktemp -d)
         "$PY" -m mkdocs build --strict --site-dir "$site"
         rm -rf "$site"
+        compile_sources
         "$PY" -m pytest -p no:cacheprovider "${@:2}"
         ;;
     slow)
         install
+        compile_sources
         "$PY" -m pytest -p no:cacheprovider -m slow "${@:2}"
         ;;
     *)
