@@ -91,10 +91,9 @@ asyncio). There a timer due within :data:`COARSE_TIMER` is armed that far ahead,
 a millisecond late, which the pacer's burst allowance absorbs (:mod:`quic.pacing`); one
 already due runs at once. Timers go through ``call_later`` with this clock's delay.
 
-Counters: :attr:`QuicEndpointProtocol.read_wakeups`, ``datagrams_read``,
-``events_coalesced``, ``events_dispatched``, ``transmits``, ``datagrams_sent``,
-``timer_rearms``, ``timer_fires`` (batching in effect, for tests and benchmarks);
-``socket_buffers`` is what the kernel granted of ``SOCKET_BUFFER``.
+Counters (for tests and benchmarks): ``read_wakeups``, ``datagrams_read``, ``transmits``,
+``events_coalesced``, ``events_dispatched``, ``datagrams_sent``, ``timer_rearms``, ``timer_fires``,
+``timer_datagrams``; ``socket_buffers`` is what the kernel granted of ``SOCKET_BUFFER``.
 
 Only connections that have something to do are touched: the endpoint keeps the set of
 connections with pending output (a session calls :meth:`QuicEndpointProtocol.wake` after
@@ -241,9 +240,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self._reading = False  # handing a read batch's events up (_read_ready)
         self._flush_due = False  # ... and a flush was asked for meanwhile (schedule_flush)
         self._read_sock: socket.socket | None = None
-        self.timer_reads = 0
-        self._timer_read = False
         self._handshake_done = False  # a HandshakeCompleted was just handed up
+        self._timer_read = False  # _on_timer read the socket first
         self._received = 0  # full-sized datagrams fed since the last transmit
         self._received_seen = 0  # ... as of the previous flush attempt
         self._read_at = 0.0  # when the batch being read was read (_read_ready)
@@ -254,7 +252,8 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
         self.busy_turns = 0  # busy connections served mid-feed (see "Bulk transfers")
         self.reads_ended = 0  # wake-ups ended at a mark (quic.aio.glued)
         self.timer_rearms = 0  # loop timers created (see _arm_timer)
-        self.timer_fires = 0  # ... and fired
+        # ... those fired, those that read the socket first, what they sent (probes, ACKs)
+        self.timer_fires = self.timer_reads = self.timer_datagrams = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         #: the tasks of sessions a read batch accepted, started after its transmit
         self._accepted_runs: list[Awaitable[Any]] = []
@@ -733,7 +732,9 @@ class QuicEndpointProtocol(asyncio.DatagramProtocol):
             return
         self._timer_read = False
         self.endpoint.handle_timer(self.clock())  # never raises
+        sent = self.datagrams_sent
         self._transmit()
+        self.timer_datagrams += self.datagrams_sent - sent
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         async def runner() -> None:

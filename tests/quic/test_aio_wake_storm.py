@@ -76,7 +76,10 @@ async def test_a_flush_asked_for_while_a_read_is_handed_up_waits_for_its_tasks()
     no ACK of its own ahead of it (issue 10, the burst: the flush asked for at the
     first event ran before the later connections' tasks and sent their ACKs, due by
     then, alone). Each request is two packets, so its ACK is due at once (the packet
-    tolerance, RFC 9000 §13.2.2), as after a long read."""
+    tolerance, RFC 9000 §13.2.2), as after a long read. What timers sent is left out
+    of the count: on a loaded machine a PTO probe or an ACK at its deadline may leave
+    (once seen in CI: 15 more datagrams); the fault this checks sends from the read's
+    flush."""
     count = WAKE_BATCH // 2  # no wake storm on either side
     sockets = SharedSockets()
 
@@ -95,7 +98,7 @@ async def test_a_flush_asked_for_while_a_read_is_handed_up_waits_for_its_tasks()
         pump = server.protocol
         streams = [await s.create_stream() for s in sessions]
         await _quiet(pump, pump_of(sessions[0]))  # handshake leftovers: their ACKs too
-        sent, read = pump.datagrams_sent, pump.read_wakeups
+        sent, read, timers = pump.datagrams_sent, pump.read_wakeups, pump.timer_datagrams
         payloads = [b"%04d" % i * 400 for i in range(count)]  # two packets each
         for (_reader, writer), payload in zip(streams, payloads, strict=True):
             writer.write(payload)  # one loop step, no await
@@ -104,7 +107,8 @@ async def test_a_flush_asked_for_while_a_read_is_handed_up_waits_for_its_tasks()
             echoes = [await reader.read() for reader, _writer in streams]
         assert echoes == payloads
         assert pump.read_wakeups - read < count  # some wake-up read several requests
-        assert pump.datagrams_sent - sent == 2 * count  # each echo carried its ACK
+        sent, by_timers = pump.datagrams_sent - sent, pump.timer_datagrams - timers
+        assert sent - by_timers <= 2 * count <= sent  # each echo carried its ACK
 
 
 async def _quiet(*pumps: QuicEndpointProtocol) -> None:
