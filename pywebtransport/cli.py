@@ -109,8 +109,9 @@ EXIT_FAILURE = 3
 _USAGE = """\
 usage of serve:
   python -m pywebtransport serve [--host 127.0.0.1] [--port 4433] [--cert C --key K]
-                                 [--keylog FILE] [--drafts LIST] [--max-sessions N]
-                                 [--shutdown-timeout SECONDS] [--stats-interval S] [-v]
+                                 [--keylog FILE] [--qlog-dir DIR] [--drafts LIST]
+                                 [--max-sessions N] [--shutdown-timeout SECONDS]
+                                 [--stats-interval S] [-v]
                                  [--workers N] [--redis URL]
                                  [--quic-lb-server-id HEX [--quic-lb-config-rotation N]
                                   [--quic-lb-nonce-length N] [--quic-lb-key HEX]]
@@ -177,6 +178,7 @@ def server_config(args: argparse.Namespace) -> tuple[ServerConfig, SelfSignedCer
         "host": args.host,
         "port": args.port,
         "keylog_file": args.keylog,
+        "qlog_dir": args.qlog_dir,
         "drafts": drafts,
         "max_sessions": args.max_sessions,
         "shutdown_timeout": args.shutdown_timeout,
@@ -406,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cert", help="PEM certificate chain (default: a new self-signed one)")
     serve.add_argument("--key", help="PEM private key (default: in --cert)")
     serve.add_argument("--keylog", metavar="FILE", help="append TLS secrets (NSS key log)")
+    serve.add_argument(
+        "--qlog-dir", metavar="DIR", help="write a qlog trace of each connection into DIR"
+    )
     serve.add_argument(
         "--drafts",
         metavar="LIST",

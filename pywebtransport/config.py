@@ -110,6 +110,9 @@ class _Common:
     #: append TLS secrets (NSS key log format) to this file, for Wireshark; None:
     #: ``$SSLKEYLOGFILE`` if set (see quic.tls.keylog)
     keylog_file: str | None = None
+    #: write a qlog trace of each connection into this directory,
+    #: ``<ODCID hex>_<client|server>.sqlog`` (see quic.qlog; None: no tracing)
+    qlog_dir: str | None = None
     #: draft-16 §3.1: refuse draft-16 with a peer that did not send the reset_stream_at
     #: transport parameter (False: serve it, as pywebtransport 0.21.1 needs; see
     #: WebTransportConfiguration.require_reset_stream_at)
@@ -161,6 +164,7 @@ class _Common:
         )
         if self.keylog_file is not None:
             config.keylog = shared_keylog_file(self.keylog_file)
+        config.qlog_dir = self.qlog_dir
         return config
 
     def _webtransport(self, max_sessions: int) -> WebTransportConfiguration:

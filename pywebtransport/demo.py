@@ -370,6 +370,9 @@ def configure_demo_parser(parser: argparse.ArgumentParser) -> None:
         "--no-browser-page", action="store_true", help="no page server: the self-check only"
     )
     parser.add_argument("--keylog", metavar="FILE", help="append TLS secrets (NSS key log)")
+    parser.add_argument(
+        "--qlog-dir", metavar="DIR", help="write a qlog trace of each connection into DIR"
+    )
     add_stats_interval_option(parser)
     parser.add_argument(
         "-v",

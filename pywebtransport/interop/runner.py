@@ -37,7 +37,6 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -58,7 +57,6 @@ from pywebtransport.interop.runner_peer import RunnerPeer
 from pywebtransport.interop.runner_wire import RunnerWireError, endpoint_of, split_request
 from pywebtransport.server import SessionRequest, WebTransportServer
 from pywebtransport.session import WebTransportSession
-from quic.configuration import QuicConfiguration
 
 __all__ = [
     "NEGOTIATED_PROTOCOL_FILE",
@@ -72,35 +70,6 @@ __all__ = [
 logger = logging.getLogger("pywebtransport.interop.runner")
 
 NEGOTIATED_PROTOCOL_FILE = "negotiated_protocol.txt"
-
-
-# ======================================================================================
-# configuration
-# ======================================================================================
-
-
-@dataclass(kw_only=True)
-class _ServerConfig(ServerConfig):
-    """:class:`ServerConfig` plus a qlog directory (``QLOGDIR``)."""
-
-    qlog_dir: str | None = None
-
-    def quic_configuration(self) -> QuicConfiguration:
-        config = super().quic_configuration()
-        config.qlog_dir = self.qlog_dir
-        return config
-
-
-@dataclass(kw_only=True)
-class _ClientConfig(ClientConfig):
-    """:class:`ClientConfig` plus a qlog directory (``QLOGDIR``)."""
-
-    qlog_dir: str | None = None
-
-    def quic_configuration(self, server_name: str | None = None) -> QuicConfiguration:
-        config = super().quic_configuration(server_name)
-        config.qlog_dir = self.qlog_dir
-        return config
 
 
 def choose_protocol(offered: Sequence[str], supported: Sequence[str]) -> str | None:
@@ -190,7 +159,7 @@ async def run_server(options: RunnerOptions, case: RunnerCase) -> int:
     """Serve until SIGTERM/SIGINT; the process exit status."""
     if not options.www.is_dir():
         logger.warning("www directory %s does not exist: requests are refused", options.www)
-    config = _ServerConfig(
+    config = ServerConfig(
         certfile=str(options.certs / "cert.pem"),
         keyfile=str(options.certs / "priv.key"),
         keylog_file=options.keylog_file,
@@ -236,7 +205,7 @@ async def run_server(options: RunnerOptions, case: RunnerCase) -> int:
 # ======================================================================================
 
 
-def _client_config(options: RunnerOptions, sessions: int) -> _ClientConfig:
+def _client_config(options: RunnerOptions, sessions: int) -> ClientConfig:
     ca = options.certs / "ca.pem"
     if ca.is_file():
         trust: dict[str, object] = {"ca_certs": str(ca)}
@@ -245,7 +214,7 @@ def _client_config(options: RunnerOptions, sessions: int) -> _ClientConfig:
         trust = {"insecure": True}
     else:
         raise WebTransportError(f"no {ca} to verify the server with (use --insecure)")
-    return _ClientConfig(
+    return ClientConfig(
         keylog_file=options.keylog_file,
         qlog_dir=options.qlog_dir,
         max_sessions=max(1, sessions),

@@ -28,12 +28,8 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
 @pytest.fixture
 def custom_server() -> Iterator[CustomServer]:
-    server = CustomServer()
-    try:
-        server.start()
+    with CustomServer() as server:
         yield server
-    finally:
-        server.close()
 
 
 async def _ask_stats(port: int, sha256: bytes) -> dict[str, object]:

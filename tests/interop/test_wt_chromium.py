@@ -74,12 +74,8 @@ def cli_server() -> Iterator[LineProcess]:
 
 @pytest.fixture
 def custom_server() -> Iterator[LineProcess]:
-    server = CustomServer()
-    try:
-        server.start()
+    with CustomServer() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -44,7 +44,6 @@ from pywebtransport.app import ServerApp
 from pywebtransport.config import ServerConfig
 from pywebtransport.interop import echo_handler, stats_handler
 from quic.aio import wall_clock
-from quic.configuration import QuicConfiguration
 from quic.tls.selfsigned import generate_self_signed
 from tests.interop.test_wt_aioquic import LineProcess
 
@@ -61,25 +60,16 @@ CLI_SERVER = [sys.executable, "-m", "pywebtransport", "serve", "--port", "0"]
 # ====================================================================== custom server
 
 
-class _TracedServerConfig(ServerConfig):
-    """ServerConfig whose connections write qlog traces into ``qlog_dir``."""
-
-    qlog_dir: str | None = None
-
-    def quic_configuration(self) -> QuicConfiguration:
-        config = super().quic_configuration()
-        config.qlog_dir = self.qlog_dir
-        return config
-
-
 def serve_custom(qlog_dir: str | None = None) -> None:
     """The close-test server (run in a child process): prints the ``serve`` lines;
     with ``qlog_dir``, each connection's qlog trace goes there (see :func:`qlog_tail`)."""
     cert = generate_self_signed(wall_clock(), hostnames=["localhost", "127.0.0.1"], days=13)
-    config = _TracedServerConfig(
-        certificate_chain=[cert.certificate], private_key=cert.private_key, port=0
+    config = ServerConfig(
+        certificate_chain=[cert.certificate],
+        private_key=cert.private_key,
+        port=0,
+        qlog_dir=qlog_dir,
     )
-    config.qlog_dir = qlog_dir
     app = ServerApp(config=config)
 
     def emit(prefix: str, record: dict[str, Any]) -> None:
@@ -140,6 +130,17 @@ class CustomServer(LineProcess):
             super().close()
         finally:
             self._qlog.cleanup()
+
+    def __enter__(self) -> CustomServer:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 #: qlog events :func:`qlog_tail` leaves out (every packet's frames are there already)

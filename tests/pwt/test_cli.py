@@ -93,8 +93,10 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     keylog = tmp_path_factory.mktemp("keylog") / "keys.txt"
-    srv = Server("--keylog", str(keylog))
+    qlog = tmp_path_factory.mktemp("qlog")
+    srv = Server("--keylog", str(keylog), "--qlog-dir", str(qlog))
     srv.keylog = keylog  # type: ignore[attr-defined]
+    srv.qlog = qlog  # type: ignore[attr-defined]
     yield srv
     code, err = srv.stop()
     assert code == 0, err
@@ -323,6 +325,22 @@ async def test_keylog_written(server: Server) -> None:
     assert keylog.exists()
     text = keylog.read_text()
     assert "CLIENT_HANDSHAKE_TRAFFIC_SECRET" in text or "SERVER_HANDSHAKE_TRAFFIC_SECRET" in text
+
+
+async def test_qlog_written_by_both_ends(server: Server, tmp_path: Path) -> None:
+    """``serve --qlog-dir`` and ``ClientConfig(qlog_dir=...)``: one trace per connection
+    at each end, named by the connection's original destination CID."""
+    async with session_to(server, "/echo", qlog_dir=str(tmp_path)) as session:
+        stream = await session.create_bidirectional_stream()
+        await stream.write_all(b"traced")
+        assert await stream.read_all() == b"traced"
+    (client_trace,) = tmp_path.glob("*_client.sqlog")
+    odcid = client_trace.name.removesuffix("_client.sqlog")
+    server_trace = server.qlog / f"{odcid}_server.sqlog"  # type: ignore[attr-defined]
+    for trace in (client_trace, server_trace):
+        records = [json.loads(r) for r in trace.read_text().split("\x1e") if r.strip()]
+        names = {record.get("name") for record in records[1:]}
+        assert {"transport:packet_sent", "transport:packet_received"} <= names, trace
 
 
 # ======================================================================================
