@@ -30,10 +30,10 @@ install() {  # the package plus the test tools, the Python interop peers, and th
     "$PY" -m pip install -q -e ".[dev,interop,msgpack,protobuf]"
 }
 
-compile_sources() {  # with PYTHONDONTWRITEBYTECODE set (as on some CI images) no process
-    # caches its bytecode, and every process a test starts (servers, peers, clients:
-    # hundreds) compiled the whole stack again, about a second each; compiled once here,
-    # they read __pycache__ (the flag stops writing, not reading)
+compile_sources() {  # with PYTHONDONTWRITEBYTECODE set (as on this project's machines) no
+    # process caches its bytecode, and every process a test starts (servers, peers,
+    # clients: well over a hundred) compiled the whole stack again, about a second each;
+    # compiled once here, they read __pycache__ (the flag stops writing, not reading)
     "$PY" -m compileall -q quic h3 pywebtransport tests fuzz benchmarks > /dev/null
 }
 

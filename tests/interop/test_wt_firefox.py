@@ -89,10 +89,8 @@ def firefox_run() -> Iterator[FirefoxRun]:
     with contextlib.ExitStack() as stack:
         cli = LineProcess(CLI_SERVER)
         stack.callback(cli.close)
-        custom = CustomServer()
-        stack.callback(custom.close)
         cli.start()
-        custom.start()
+        custom = stack.enter_context(CustomServer())
         pages = stack.enter_context(PageServer())
         url = pages.page_url(
             "all",

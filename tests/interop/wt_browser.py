@@ -162,9 +162,6 @@ def _qlog_event(record: dict[str, Any]) -> str:
         frames = []
         for frame in data.get("frames") or []:
             kind = frame.get("frame_type", "?")
-            if kind in ("padding", "ack"):
-                frames.append(kind)
-                continue
             fields = ",".join(
                 f"{key}={frame[key]}"
                 for key in ("stream_id", "offset", "length", "fin", "error_code")

@@ -107,8 +107,8 @@ async def test_a_flush_asked_for_while_a_read_is_handed_up_waits_for_its_tasks()
             echoes = [await reader.read() for reader, _writer in streams]
         assert echoes == payloads
         assert pump.read_wakeups - read < count  # some wake-up read several requests
-        sent, by_timers = pump.datagrams_sent - sent, pump.timer_datagrams - timers
-        assert sent - by_timers <= 2 * count <= sent  # each echo carried its ACK
+        total, by_timers = pump.datagrams_sent - sent, pump.timer_datagrams - timers
+        assert total - by_timers <= 2 * count <= total  # each echo carried its ACK
 
 
 async def _quiet(*pumps: QuicEndpointProtocol) -> None:
