@@ -26,7 +26,9 @@ procedure and clock:
   counts as the timeout), ``ok`` = successes.
 * ``wt-long``: one session, one stream echoing ``--size-mib`` MiB; for each
   ``--slice-mib`` slice of echoed bytes the rate (MB/s) and the server's RSS at its end;
-  ``rss_after_close_mb`` 1 s after the session is closed.
+  ``rss_after_close_mb`` 1 s after the session is closed. The writer stops at each
+  slice's end until the slice's echo has been read (:func:`echo_in_slices`): the
+  server's figures are taken with nothing in flight, outside every slice's clock.
 
 Output: one ``RESULT {json}`` line (see :mod:`benchmarks`), or ``ERROR ...`` and exit 1.
 """
@@ -88,29 +90,73 @@ class Stack:
 # --------------------------------------------------------------------------- workloads
 
 
-async def _write_all(stream: WtStream, size: int) -> None:
-    full, rest = divmod(size, WRITE_SIZE)
-    for _ in range(full):
-        await stream.write(FILLER)
-    if rest:
-        await stream.write(FILLER[:rest])
+async def _write_all(
+    stream: WtStream, size: int, slice_size: int = 0, resume: asyncio.Event | None = None
+) -> None:
+    """``size`` bytes, then FIN. With ``slice_size`` and ``resume``: after each whole
+    slice (but the last) the writer waits for ``resume`` (and clears it) before going on."""
+    if not slice_size or resume is None:
+        slice_size = size
+    written = 0
+    boundary = slice_size
+    while written < size:
+        count = min(WRITE_SIZE, size - written, boundary - written)
+        await stream.write(FILLER if count == WRITE_SIZE else FILLER[:count])
+        written += count
+        if written == boundary and written < size:
+            if resume is not None:
+                await resume.wait()
+                resume.clear()
+            boundary += slice_size
     await stream.write_eof()
 
 
-async def _echo(
-    stream: WtStream, size: int, on_progress: Callable[[int], Awaitable[None]] | None = None
-) -> int:
+async def _echo(stream: WtStream, size: int) -> int:
+    """Echo ``size`` bytes through ``stream``: the bytes read back."""
     writer = asyncio.ensure_future(_write_all(stream, size))
     received = 0
     try:
         while chunk := await stream.read():
             received += len(chunk)
-            if on_progress is not None:
-                await on_progress(received)
         await writer
     finally:
         writer.cancel()
     return received
+
+
+async def echo_in_slices(
+    stream: WtStream, size: int, slice_size: int, at_slice: Callable[[], Awaitable[None]]
+) -> tuple[int, list[float]]:
+    """Echo ``size`` bytes through ``stream`` one ``slice_size`` slice at a time:
+    (bytes read back, the rate of each whole slice in MB/s).
+
+    The writer stops at each slice's end until the echo of the whole slice has been
+    read; then ``at_slice()`` runs (the server's figures) with nothing in flight, and
+    the next slice's clock starts when the writer is let go. (Until 2026-12-07 the
+    writer went on during ``at_slice()``: what the peer echoed meanwhile, up to the
+    stream's receive window, was then read at memory speed and counted in the next
+    slice, whose rate came out inflated: 8,533 MB/s for a 2 MiB slice.)"""
+    if slice_size <= 0:
+        raise ValueError("slice_size must be positive")
+    resume = asyncio.Event()
+    writer = asyncio.ensure_future(_write_all(stream, size, slice_size, resume))
+    rates: list[float] = []
+    received = 0
+    boundary = slice_size
+    start = time.perf_counter()
+    try:
+        while chunk := await stream.read():
+            received += len(chunk)
+            if received >= boundary:  # the writer stopped at it: received == boundary
+                rates.append(slice_size / (time.perf_counter() - start) / 1e6)
+                await at_slice()
+                boundary += slice_size
+                start = time.perf_counter()
+                resume.set()
+        await writer
+    finally:
+        writer.cancel()
+    return received, rates
 
 
 async def wt_echo(stack: Stack, args: argparse.Namespace, url: str) -> dict[str, Any]:
@@ -239,24 +285,17 @@ async def wt_sessions(stack: Stack, args: argparse.Namespace, url: str) -> dict[
 
 async def wt_long(stack: Stack, args: argparse.Namespace, url: str) -> dict[str, Any]:
     size, slice_size = int(args.size_mib * MIB), int(args.slice_mib * MIB)
-    rates: list[float] = []
     rss_mb: list[float] = []
     base = await server_stats(args.server_pid, args.stats_file)
     session = await stack.open_session(args, url)
     stream = await session.open_stream()
-    mark = {"next": slice_size, "time": time.perf_counter()}
 
-    async def progress(received: int) -> None:
-        while received >= mark["next"]:
-            now = time.perf_counter()
-            rates.append(slice_size / (now - mark["time"]) / 1e6)
-            stats = await server_stats(args.server_pid, args.stats_file)
-            rss_mb.append((stats["rss_kb"] - base["rss_kb"]) / 1024)
-            mark["next"] += slice_size
-            mark["time"] = time.perf_counter()  # the stats request is outside the clock
+    async def at_slice() -> None:  # nothing in flight: outside every slice's clock
+        stats = await server_stats(args.server_pid, args.stats_file)
+        rss_mb.append((stats["rss_kb"] - base["rss_kb"]) / 1024)
 
     start = time.perf_counter()
-    received = await _echo(stream, size, progress)
+    received, rates = await echo_in_slices(stream, size, slice_size, at_slice)
     elapsed = time.perf_counter() - start
     if received != size:
         raise RuntimeError(f"echoed {received} bytes, expected {size}")
