@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import math
 import os
 import signal
 import stat
@@ -79,7 +80,7 @@ def handshake_result(samples: Sequence[float]) -> dict[str, Any]:
         "unit": "ms",
         "count": len(ordered),
         "min_ms": ordered[0],
-        "p90_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))],
+        "p90_ms": percentile(ordered, 0.9),
         "mean_ms": statistics.fmean(ordered),
     }
 
@@ -146,6 +147,8 @@ def start_server_tracing(pid: int) -> None:
 
 
 def percentile(ordered: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of an already sorted, non-empty sequence."""
-    index = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[index]
+    """Nearest-rank percentile of an already sorted, non-empty sequence: the value of
+    rank ceil(fraction * n), 1-based (the p90 of 10 samples is the 9th). The product is
+    rounded first: 0.29 * 100 is 28.999999999999996 in floats, and ranks 29."""
+    rank = math.ceil(round(fraction * len(ordered), 9))
+    return ordered[max(0, min(len(ordered), rank) - 1)]
