@@ -39,8 +39,9 @@ compile_sources() {  # with PYTHONDONTWRITEBYTECODE set (as on this project's ma
 
 run_suite() {  # the default suite; with no arguments in two pytest processes at once,
     # one a core (the suite is one process's work otherwise: 17 minutes on 2 cores, one
-    # of them idle), split by directory into halves of about equal time: the interop and
-    # pywebtransport tests, and everything else (a new directory joins the second half).
+    # of them idle), split by directory into halves of about equal time: the interop,
+    # pywebtransport and benchmark tests, and the rest of pyproject.toml's testpaths (a
+    # new directory under tests/ joins the second half; a new testpath goes in here).
     # Each half's output is printed whole when both are done. With arguments (a path,
     # -k, -x ...) it is one pytest process given them.
     if [ $# -gt 0 ]; then
@@ -49,8 +50,8 @@ run_suite() {  # the default suite; with no arguments in two pytest processes at
     fi
     local logs first second status=0
     logs=$(mktemp -d)
-    first=(tests/interop tests/pwt)
-    second=(--ignore=tests/interop --ignore=tests/pwt)
+    first=(tests/interop tests/pwt benchmarks/tests benchmarks/micro)
+    second=(tests fuzz --ignore=tests/interop --ignore=tests/pwt)
     "$PY" -m pytest -p no:cacheprovider "${first[@]}" > "$logs/1" 2>&1 &
     local one=$!
     "$PY" -m pytest -p no:cacheprovider "${second[@]}" > "$logs/2" 2>&1 &
