@@ -43,8 +43,8 @@ run_suite() {  # the default suite; with no arguments in two pytest processes at
     # pywebtransport and benchmark tests, and the rest of pyproject.toml's testpaths (a
     # new directory under tests/ joins the second half; a new testpath goes in here).
     # Each half's output is printed whole when both are done. With arguments (a path,
-    # -k, -x ...) it is one pytest process given them.
-    if [ $# -gt 0 ]; then
+    # -k, -x ...), or on one core, it is one pytest process (given them).
+    if [ $# -gt 0 ] || [ "$(nproc 2> /dev/null || echo 1)" -lt 2 ]; then
         "$PY" -m pytest -p no:cacheprovider "$@"
         return
     fi
