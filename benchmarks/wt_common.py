@@ -153,7 +153,8 @@ async def echo_in_slices(
                 boundary += slice_size
                 start = time.perf_counter()
                 resume.set()
-        await writer
+        if received == size:  # else the echo ended early: the writer (perhaps waiting
+            await writer  # at a slice's end for an echo that will not come) is cancelled
     finally:
         writer.cancel()
     return received, rates

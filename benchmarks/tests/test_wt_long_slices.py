@@ -26,7 +26,9 @@ class _Link:
 
     def _send(self, data: bytes) -> None:
         loop = asyncio.get_running_loop()
-        self.free_at = max(self.free_at, loop.time()) + len(data) / self.rate
+        # strictly later than the send before, FIN included: timers due at the same
+        # instant may run in any order
+        self.free_at = max(self.free_at, loop.time()) + max(len(data) / self.rate, 1e-6)
         loop.call_at(self.free_at, self.back.put_nowait, data)
 
     async def write(self, data: bytes) -> None:
@@ -78,3 +80,40 @@ def test_a_slice_size_must_be_positive() -> None:
 
     with pytest.raises(ValueError):
         asyncio.run(main())
+
+
+class _CutLink(_Link):
+    """A link whose peer echoes ``cut`` bytes, then ends the echo (FIN) and reads no
+    more: the writer is held back by the window from then on."""
+
+    def __init__(self, rate: float, window: int, cut: int) -> None:
+        super().__init__(rate, window)
+        self.cut = cut
+        self.sent = 0
+
+    def _send(self, data: bytes) -> None:
+        if self.sent >= self.cut:
+            return  # swallowed: never echoed, never frees the window
+        self.sent += len(data)
+        super()._send(data)
+        if self.sent >= self.cut:
+            super()._send(b"")
+
+
+def test_an_echo_that_ends_early_returns_at_once() -> None:
+    async def main() -> tuple[int, list[float], float]:
+        link = _CutLink(20e6, window=2 * MIB, cut=MIB + MIB // 2)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def at_slice() -> None:
+            pass
+
+        async with asyncio.timeout(5):
+            received, rates = await echo_in_slices(link, 8 * MIB, MIB, at_slice)
+        return received, rates, loop.time() - start
+
+    received, rates, took = asyncio.run(main())
+    assert received == MIB + MIB // 2  # short: the caller reports the shortfall
+    assert len(rates) == 1
+    assert took < 1.0
