@@ -72,6 +72,7 @@ from benchmarks.common import (
     install_stats_handlers,
     loop_name,
     run,
+    verify_text,
     wait_for_stop,
 )
 
@@ -90,7 +91,10 @@ def configuration(args: argparse.Namespace, *, is_client: bool) -> QuicConfigura
         max_datagram_size=args.packet_size,
     )
     if is_client:
-        config.verify_mode = ssl.CERT_NONE
+        if args.cafile:  # the handshake row's verified profile (see ours_side)
+            config.load_verify_locations(cafile=args.cafile)
+        else:
+            config.verify_mode = ssl.CERT_NONE
     else:
         config.load_cert_chain(args.cert, args.key)
     return config
@@ -317,7 +321,7 @@ def describe(args: argparse.Namespace) -> str:
     resume = RESUME_TEXT if getattr(args, "workload", "") == "resume" else ""
     return (
         f"{library} {version}: QuicConfiguration defaults + bench settings, key shares"
-        f" {shares}{resume}"
+        f" {shares}{resume}{verify_text(args)}"
     )
 
 
@@ -366,6 +370,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         else:
             role.add_argument("--workload", choices=WORKLOADS, required=True)
             role.add_argument("--key-shares", choices=KEY_SHARES, default="default")
+            role.add_argument("--cafile", default=None, help="verify the server against this root")
             role.add_argument("--size-mb", type=float, default=200.0)
             role.add_argument("--count", type=int, default=200)
             role.add_argument("--seconds", type=float, default=5.0)

@@ -46,6 +46,12 @@ TICKET_WAIT = 5.0
 RESUME_TEXT = "; each handshake resumes with the session ticket of the one before"
 
 
+def verify_text(args: object) -> str:
+    """What a raw QUIC client's description adds about certificate verification."""
+    cafile = getattr(args, "cafile", None)
+    return f"; certificate chain verified against {cafile}" if cafile else ""
+
+
 def rss_kb() -> int:
     """Resident set size of this process in KiB (Linux /proc)."""
     with open("/proc/self/status", encoding="ascii") as status:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import ipaddress
 import json
 import os
 import platform
@@ -44,12 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from benchmarks import parse_result_line
+from benchmarks.certs import write_certificates
 from benchmarks.peers import (
     DEFAULT_VENVS,
     ROOT,
@@ -65,6 +60,7 @@ from benchmarks.rows import (
     PROFILES,
     ROW_KEYS,
     STACK_NAMES,
+    VERIFYING_PROFILES,
     Metric,
     Row,
     Target,
@@ -99,39 +95,6 @@ class Cell:
         return str(found[0]) if found else None
 
 
-def write_certificate(directory: Path) -> tuple[Path, Path]:
-    """A throwaway ECDSA P-256 self-signed certificate for 127.0.0.1 / localhost."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 class Runner:
     """Starts adapter processes in the right interpreter and folder."""
 
@@ -139,7 +102,7 @@ class Runner:
         self.args = args
         self.scratch = scratch
         self.envs = envs
-        self.cert, self.key = write_certificate(scratch)
+        self.certificates = write_certificates(scratch)
         self.counter = 0
 
     def _process_env(self, env: Env) -> tuple[Path, dict[str, str]]:
@@ -170,7 +133,8 @@ class Runner:
         self.counter += 1
         stats = self.scratch / f"stats-{self.counter}.json"
         command = self._base(row, target, "server", profile)
-        command += ["--port", "0", "--cert", str(self.cert), "--key", str(self.key)]
+        certs = self.certificates
+        command += ["--port", "0", "--cert", str(certs.cert), "--key", str(certs.key)]
         command += ["--stats-file", str(stats), *row.server_args]
         with tempfile.TemporaryFile("w+") as errors:
             process = subprocess.Popen(
@@ -204,6 +168,8 @@ class Runner:
                 command = self._base(row, target, "client", profile)
                 command += ["--port", str(port), "--workload", row.workload]
                 command += ["--key-shares", PROFILES[profile][3]]
+                if profile in VERIFYING_PROFILES:
+                    command += ["--cafile", str(self.certificates.ca)]
                 command += ["--timeout", str(row.timeout), *row.client_args, *target.client_args]
                 if row.wants_server_stats:
                     command += ["--server-pid", str(pid), "--stats-file", str(stats)]
@@ -318,6 +284,15 @@ def available_targets(
     return chosen
 
 
+def row_profiles(row: Row, args: argparse.Namespace) -> list[str]:
+    """The profiles ``row`` runs: ``--profiles`` if given, else the row's own; a
+    verifying profile only where the row lists it (only the full handshake's
+    adapters take ``--cafile``)."""
+    if not args.profiles:
+        return list(row.profiles)
+    return [p for p in args.profiles if p in row.profiles or p not in VERIFYING_PROFILES]
+
+
 def measure(
     args: argparse.Namespace, rows: list[Row], runner: Runner
 ) -> tuple[Results, dict[str, str]]:
@@ -325,8 +300,7 @@ def measure(
     unavailable: dict[str, str] = {}
     for row in rows:
         targets = available_targets(row, runner.envs, unavailable, args.stacks)
-        profiles = args.profiles or row.profiles
-        for profile in profiles:
+        for profile in row_profiles(row, args):
             for round_index in range(args.repeat):
                 for target in targets:  # alternate: A B C A B C ...
                     cell = results.setdefault((row.key, profile, target.label), Cell())
@@ -428,7 +402,7 @@ def render_summary(rows: list[Row], results: Results, args: argparse.Namespace) 
             if metric.targets is not None:
                 labels = [label for label in labels if label in metric.targets]
             own = "ours" if "ours" in labels else labels[0]
-            for profile in args.profiles or row.profiles:
+            for profile in row_profiles(row, args):
                 ours, _ = summarize(results.get((row.key, profile, own)), metric)
                 cells = [format_value(ours) if ours is not None else "—"]
                 for peer in peers:
@@ -523,7 +497,7 @@ def report(
     ]
     lines += render_summary(rows, results, args)
     for row in rows:
-        lines += render_row(row, results, args.profiles or row.profiles)
+        lines += render_row(row, results, row_profiles(row, args))
     lines += [f"- not available: {STACK_NAMES.get(k, k)}: {why}" for k, why in unavailable.items()]
     errors = [
         f"- error: {key[0]} / {key[1]} / {key[2]}: {error}"

@@ -17,7 +17,11 @@ Profiles (adapter flags):
   except where a row names a faster loop for a stack (:attr:`Row.best_loops`): a
   stack's best is its fastest configuration, not the one we expected to be fastest;
 * ``matched``: asyncio, x25519-only key shares for everyone (the handshake row's
-  like-for-like comparison).
+  like-for-like comparison);
+* ``verified`` (the full handshake only): ``default`` with certificate verification on,
+  as every library's client has it by default: each client checks the server's chain
+  against the run's root (``--cafile``, :mod:`benchmarks.certs`). The other profiles
+  turn verification off for every stack, as a benchmark's throwaway certificate needs.
 """
 
 from __future__ import annotations
@@ -29,11 +33,15 @@ PROFILES: dict[str, tuple[str, ...]] = {
     "default": ("--loop", "asyncio", "--key-shares", "default"),
     "best": ("--loop", "uvloop", "--key-shares", "x25519"),
     "matched": ("--loop", "asyncio", "--key-shares", "x25519"),
+    "verified": ("--loop", "asyncio", "--key-shares", "default"),
 }
+#: Profiles whose clients verify the server's certificate (given ``--cafile``).
+VERIFYING_PROFILES = frozenset({"verified"})
 PROFILE_TEXT = {
     "default": "default: asyncio, library default key shares",
     "best": "best: uvloop (aioquic, qh3: asyncio in the raw QUIC and HTTP/3 rows), x25519 only",
     "matched": "matched: asyncio, x25519 only",
+    "verified": "verified: asyncio, library default key shares, certificate chain verified",
 }
 
 # aioquic and qh3 take their clock from ``loop.time()``, which uvloop rounds to whole
@@ -112,10 +120,16 @@ def _targets(*stacks: str) -> tuple[Target, ...]:
 
 
 def _handshake_row(
-    workload: str, what: str, metric: str, count: int, server_args: tuple[str, ...] = ()
+    workload: str,
+    what: str,
+    metric: str,
+    count: int,
+    server_args: tuple[str, ...] = (),
+    profiles: tuple[str, ...] = ("default", "matched", "best"),
 ) -> Row:
     """A row of ``count`` sequential handshakes (the ``handshake`` and ``resume``
-    workloads): ours, aioquic and qh3, in the default, matched and best profiles."""
+    workloads): ours, aioquic and qh3, in the default, matched and best profiles (the
+    full handshake also ``verified``; a resumed one checks no certificate)."""
     return Row(
         workload,
         f"{what}, {count} sequential (median)",
@@ -124,7 +138,7 @@ def _handshake_row(
         ("--count", str(count)),
         _targets("ours", "aioquic", "qh3"),
         (Metric("value", metric, "ms", False),),
-        ("default", "matched", "best"),
+        profiles,
         60.0 + 2.0 * count,
         server_args=server_args,
     )
@@ -166,7 +180,13 @@ def build_rows(args: argparse.Namespace) -> list[Row]:
             120.0 + 4.0 * get_mb,
             best_loops=BULK_BEST_LOOPS,
         ),
-        _handshake_row("handshake", "handshake", "median handshake", handshakes),
+        _handshake_row(
+            "handshake",
+            "handshake",
+            "median handshake",
+            handshakes,
+            profiles=("default", "verified", "matched", "best"),
+        ),
         _handshake_row(
             "resume",
             "handshake resumed with a session ticket",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import wt_ours
-from benchmarks.harness import write_certificate
+from benchmarks.certs import write_certificates
 
 
 async def serve_here(args: argparse.Namespace) -> tuple[asyncio.Future[None], asyncio.Event]:
@@ -41,12 +41,12 @@ async def serve_here(args: argparse.Namespace) -> tuple[asyncio.Future[None], as
 def server_args(directory: Path, max_sessions: int, **extra: Any) -> argparse.Namespace:
     """``wt_ours.serve``'s arguments on 127.0.0.1, any port, with a certificate written
     into ``directory``, room for ``max_sessions`` sessions, and ``extra`` as they are."""
-    cert, key = write_certificate(directory)
+    certs = write_certificates(directory)
     return argparse.Namespace(
         host="127.0.0.1",
         port=0,
-        cert=str(cert),
-        key=str(key),
+        cert=str(certs.cert),
+        key=str(certs.key),
         stats_file=None,
         max_sessions=max_sessions,
         key_shares="default",

@@ -104,8 +104,9 @@ def test_quick_rows_cover_the_issue_table(tmp_path: Path) -> None:
     ]
     assert {t.stack for t in rows["quic-bulk"].targets} == {"ours", "aioquic", "qh3"}
     assert {t.stack for t in rows["wt-echo"].targets} == {"ours", "pwt021", "aioquic"}
-    # the handshake: also x25519 for everyone on asyncio (like for like)
-    assert rows["handshake"].profiles == ("default", "matched", "best")
+    # the handshake: also x25519 for everyone on asyncio (like for like), and the
+    # default with certificate verification on (test_verified_profile.py)
+    assert rows["handshake"].profiles == ("default", "verified", "matched", "best")
     # resumption (issue 10's "session tickets for repeat clients"): the same profiles,
     # every stack's server issuing tickets
     assert rows["resume"].profiles == ("default", "matched", "best")
