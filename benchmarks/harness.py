@@ -8,9 +8,10 @@ The rows (:mod:`benchmarks.rows`): raw QUIC bulk download, HTTP/3 GET, sequentia
 handshakes, WebTransport bidi echo, WT datagram ping-pong, 1,000 idle WT sessions (server
 memory per session, then one echo on each at once) and one long WT echo (rate and
 server RSS per slice). Each row runs for our stack and each peer, under each of its
-profiles (``default``; ``best`` or ``matched``). One *run* is: a fresh server process
-(``python -m benchmarks.<adapter> server``, 127.0.0.1, port 0 or a free port, the
-per-run certificate, a stats file for memory figures), one client process for the
+profiles (``default``; ``best``, ``matched``, ``verified``: :mod:`benchmarks.rows`).
+One *run* is: a fresh server process (``python -m benchmarks.<adapter> server``,
+127.0.0.1, port 0 or a free port, the per-run certificate of :mod:`benchmarks.certs`,
+a stats file for memory figures), one client process for the
 workload, the client's ``RESULT`` line, then the server stopped (stdin closed, then
 SIGTERM, then SIGKILL). Runs alternate between stacks — ours, peer 1, peer 2, ours,
 ... — ``--repeat`` times, and the report gives each stack's median (and min..max and
