@@ -25,6 +25,17 @@ current wall-clock time (injected; this module never reads the clock) and a
    matched per RFC 9525: against iPAddress SANs when ``server_name`` parses as an IP
    address, otherwise against dNSName SANs.
 
+   A chain that verified is remembered (issue 10: a client that connects to one server
+   again and again — reconnects, many connections to one origin — builds and checks
+   the path once, as browsers' verifier caches do): keyed by the SHA-256 of the chain
+   as sent, the server name and the trust store, for the window in which that result
+   holds — from the latest notBefore to the earliest notAfter of the path that was
+   built, and at most :data:`VERIFIED_TTL` after the check. Another chain, name, store
+   or a ``now`` outside the window verifies anew. The CertificateVerify signature, the
+   proof that the peer holds the leaf's key, is checked on every handshake all the same
+   (:mod:`quic.tls.client`). At most ``_VERIFIED_LIMIT`` results are kept (the table is
+   emptied when full).
+
 Failures become fatal alerts (RFC 9846 §6.2):
 
 - empty chain: ``decode_error`` (RFC 9846 §4.5.1.3: a server that sends an empty
@@ -64,6 +75,7 @@ from quic.tls.alerts import AlertDescription, TlsAlertError
 
 __all__ = [
     "MAX_PINNED_VALIDITY",
+    "VERIFIED_TTL",
     "VerifyOptions",
     "load_system_roots",
     "verify_server_certificate",
@@ -71,6 +83,8 @@ __all__ = [
 
 #: Longest total validity of a hash-pinned certificate (W3C WebTransport).
 MAX_PINNED_VALIDITY = timedelta(days=14)
+#: Longest time a verified chain is taken as verified without checking it again.
+VERIFIED_TTL = timedelta(minutes=10)
 
 # Used when ssl.get_default_verify_paths() points nowhere useful.
 _FALLBACK_CA_FILES = (
@@ -285,7 +299,31 @@ _EE_POLICY = ExtensionPolicy.webpki_defaults_ee().may_be_present(
 )
 
 
+# Chains verified lately (see the module docstring): (SHA-256 of the chain as sent,
+# server name, trust store) -> (from, until) during which that result holds.
+_VERIFIED: dict[tuple[bytes, str, Store], tuple[datetime, datetime]] = {}
+_VERIFIED_LIMIT = 64
+
+
+def _chain_digest(chain_der: Sequence[bytes]) -> bytes:
+    digest = hashlib.sha256()
+    for der in chain_der:
+        digest.update(len(der).to_bytes(4, "big"))
+        digest.update(der)
+    return digest.digest()
+
+
+def _remember(key: tuple[bytes, str, Store], path: list[x509.Certificate], now: datetime) -> None:
+    """Keep a verification's result for the window in which it holds."""
+    start = max(cert.not_valid_before_utc for cert in path)
+    until = min(min(cert.not_valid_after_utc for cert in path), now + VERIFIED_TTL)
+    if len(_VERIFIED) >= _VERIFIED_LIMIT:
+        _VERIFIED.clear()
+    _VERIFIED[key] = (start, until)
+
+
 def _verify_chain(
+    chain_der: Sequence[bytes],
     leaf: x509.Certificate,
     intermediates: list[x509.Certificate],
     server_name: str | None,
@@ -297,23 +335,29 @@ def _verify_chain(
     store = _trust_store(options)
     if store is None:
         raise _alert(AlertDescription.unknown_ca, "no trusted root certificates available")
+    now = _utc(now)
+    key = (_chain_digest(chain_der), server_name, store)
+    window = _VERIFIED.get(key)
+    if window is not None and window[0] <= now <= window[1]:
+        return  # this chain, name and store verified, and the result still holds
     subject = _subject(server_name)
     try:
         verifier = (
             PolicyBuilder()
             .store(store)
-            .time(_utc(now))
+            .time(now)
             .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
             .build_server_verifier(subject)
         )
     except ValueError:  # e.g. "a..b": not a valid DNS name for the verifier
         raise _unusable_name(server_name) from None
     try:
-        verifier.verify(leaf, intermediates)
+        path = verifier.verify(leaf, intermediates)
     except VerificationError as exc:
         raise _map_verification_error(exc) from None
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # malformed contents
         raise _alert(AlertDescription.bad_certificate, f"unusable certificate: {exc}") from None
+    _remember(key, path, now)
 
 
 def verify_server_certificate(
@@ -336,5 +380,5 @@ def verify_server_certificate(
         _verify_pinned(bytes(chain_der[0]), leaf, now, options.certificate_hashes)
     else:
         intermediates = [_parse(der) for der in chain_der[1:]]
-        _verify_chain(leaf, intermediates, server_name, now, options)
+        _verify_chain(chain_der, leaf, intermediates, server_name, now, options)
     return leaf

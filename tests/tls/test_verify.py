@@ -432,3 +432,94 @@ def test_parsed_certificates_are_reused_and_bounded() -> None:
     with pytest.raises(TlsAlertError) as exc:
         verify_server_certificate([b"\x30\x03junk"], "localhost", now, options)
     assert exc.value.alert is AlertDescription.bad_certificate
+
+
+# -- verified chains remembered ----------------------------------------------------------
+
+
+class _CountingBuilder:
+    """Stands in for ``PolicyBuilder`` in :mod:`quic.tls.verify`: counts the paths built."""
+
+    def __init__(self) -> None:
+        self.built = 0
+
+    def __call__(self) -> object:
+        from cryptography.x509.verification import PolicyBuilder
+
+        self.built += 1
+        return PolicyBuilder()
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> _CountingBuilder:
+    from quic.tls import verify as verify_module
+
+    counter = _CountingBuilder()
+    monkeypatch.setattr(verify_module, "PolicyBuilder", counter)
+    monkeypatch.setattr(verify_module, "_VERIFIED", {})
+    return counter
+
+
+def test_a_verified_chain_is_checked_once_while_the_result_holds(
+    pki: tuple[SelfSignedCertificate, SelfSignedCertificate], builds: _CountingBuilder
+) -> None:
+    """Issue 10 (handshake cost): the same chain, name and trust store verify once; the
+    result holds until the path's earliest notAfter and at most VERIFIED_TTL."""
+    from quic.tls.verify import VERIFIED_TTL
+
+    ca, leaf = pki
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    chain = [leaf.certificate_der]
+    for _ in range(3):
+        assert verify_server_certificate(chain, "localhost", NOW, options) == leaf.certificate
+    assert builds.built == 1
+    verify_server_certificate(chain, "localhost", NOW + timedelta(minutes=9), options)
+    assert builds.built == 1
+    verify_server_certificate(chain, "example.test", NOW, options)  # another name
+    assert builds.built == 2
+    verify_server_certificate([*chain, ca.certificate_der], "localhost", NOW, options)
+    assert builds.built == 3  # another chain as sent
+    later = NOW + VERIFIED_TTL + timedelta(seconds=1)  # the certificate still valid
+    verify_server_certificate(chain, "localhost", later, options)
+    assert builds.built == 4
+    # past the leaf's notAfter (10 days) or before its notBefore: checked, and refused
+    expired = leaf.certificate.not_valid_after_utc + timedelta(seconds=1)
+    assert _alert_of(chain, "localhost", options, expired) is AlertDescription.certificate_expired
+    early = leaf.certificate.not_valid_before_utc - timedelta(seconds=1)
+    assert _alert_of(chain, "localhost", options, early) is AlertDescription.certificate_expired
+    assert builds.built == 6
+
+
+def test_a_remembered_result_belongs_to_its_trust_store_and_chain(
+    pki: tuple[SelfSignedCertificate, SelfSignedCertificate], builds: _CountingBuilder
+) -> None:
+    ca, leaf = pki
+    chain = [leaf.certificate_der]
+    verify_server_certificate(chain, "localhost", NOW, VerifyOptions(cadata=ca.certificate_pem))
+    other_ca, _ = generate_ca_and_leaf(NOW, hostnames=HOSTS, days=10)
+    other = VerifyOptions(cadata=other_ca.certificate_pem)
+    assert _alert_of(chain, "localhost", other) is AlertDescription.unknown_ca
+    tampered = [_tampered_signature(leaf.certificate_der)]
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    assert _alert_of(tampered, "localhost", options) is AlertDescription.unknown_ca
+    assert builds.built == 3  # neither reused the first result
+    with pytest.raises(TlsAlertError):  # a name the certificate does not carry
+        verify_server_certificate(chain, "other.test", NOW, options)
+
+
+def test_the_table_of_verified_chains_is_bounded(
+    pki: tuple[SelfSignedCertificate, SelfSignedCertificate],
+    builds: _CountingBuilder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from quic.tls import verify as verify_module
+
+    monkeypatch.setattr(verify_module, "_VERIFIED_LIMIT", 3)
+    ca, leaf = pki
+    options = VerifyOptions(cadata=ca.certificate_pem)
+    for count in (5, 20):  # N and 4N verifications of distinct keys: the same bound
+        for index in range(count):
+            name = HOSTS[index % len(HOSTS)]
+            chain = [leaf.certificate_der, *[ca.certificate_der] * (index // len(HOSTS))]
+            verify_server_certificate(chain, name, NOW, options)
+            assert len(verify_module._VERIFIED) <= 3
