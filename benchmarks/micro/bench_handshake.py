@@ -6,7 +6,9 @@ No sockets and no event loop: one server :class:`~quic.endpoint.QuicEndpoint` (t
 benchmark server's configuration; the certificate of ``--cert``/``--key``, else a fresh
 self-signed ECDSA P-256 one, as the harness's) and, per handshake, a new client
 endpoint with the benchmark client's default configuration (key shares X25519MLKEM768
-+ x25519, no certificate verification) exchange datagrams through lists on a fake
++ x25519, no certificate verification; with ``--verify`` the server presents a
+certificate issued by a root made for the run, and the client checks the chain against
+that root as a default client does) exchange datagrams through lists on a fake
 clock, stepped as in :mod:`benchmarks.micro.inmem` (its ``Side`` and ``_step``). Each
 handshake runs until both sides report :class:`~quic.events.HandshakeCompleted` and no
 datagram is in flight; then the client
@@ -16,7 +18,7 @@ included), so the result is the protocol CPU cost of one handshake on each side,
 without the I/O. ``--profile client|server|both`` prints a cProfile of that side.
 
 ``python -m benchmarks.micro.bench_handshake [--count 200] [--key-shares x25519]
-[--cert C --key K] [--profile client|server|both]``
+[--verify] [--cert C --key K] [--profile client|server|both]``
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime
+import functools
 import pstats
 import statistics
 import time
@@ -33,10 +36,22 @@ from benchmarks.micro.inmem import CLIENT_ADDR, SERVER_ADDR, Side, _step
 from quic.configuration import QuicConfiguration
 from quic.endpoint import QuicEndpoint
 from quic.tls.groups import NamedGroup
-from quic.tls.selfsigned import generate_self_signed
+from quic.tls.selfsigned import SelfSignedCertificate, generate_ca_and_leaf, generate_self_signed
 
 ALPN = "bench"
 NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.UTC)
+
+
+@functools.cache
+def _pki() -> tuple[SelfSignedCertificate, SelfSignedCertificate]:
+    """``--verify``: a root and a server certificate it issued for ``localhost``."""
+    return generate_ca_and_leaf(NOW, hostnames=("localhost",))
+
+
+def _verify_clock() -> datetime.datetime:
+    """The client's wall clock under ``--verify``: fixed, inside the chain's validity
+    (the same work every run)."""
+    return NOW + datetime.timedelta(hours=1)
 
 
 def _config(is_client: bool, args: argparse.Namespace) -> QuicConfiguration:
@@ -47,10 +62,19 @@ def _config(is_client: bool, args: argparse.Namespace) -> QuicConfiguration:
         max_datagram_frame_size=65536,
         max_datagram_size=1200,
     )
+    verify = getattr(args, "verify", False)
     if is_client:
-        config.verify_certificates = False
+        config.verify_certificates = verify
+        if verify:  # the chain checked against the root, as a default client does
+            config.cadata = _pki()[0].certificate_pem
+            config.server_name = "localhost"
+            config.clock = _verify_clock
         if args.key_shares == "x25519":
             config.key_share_groups = (NamedGroup.x25519,)
+    elif verify:
+        leaf = _pki()[1]
+        config.certificate_chain = [leaf.certificate]
+        config.private_key = leaf.private_key
     elif args.cert:
         config.load_cert_chain(args.cert, args.key)
     else:
@@ -139,6 +163,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--key-shares", choices=("default", "x25519"), default="default")
     parser.add_argument("--cert", help="PEM certificate chain (default: self-signed)")
     parser.add_argument("--key", help="PEM private key of --cert")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="the client verifies the server's chain (a root and a leaf made for the run)",
+    )
     parser.add_argument("--profile", choices=("client", "server", "both"))
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--lines", type=int, default=40)

@@ -21,8 +21,8 @@ sockets and no event loop:
   of issue 10's 1,000-session burst); the unit is one echo, both sides;
 * ``handshake``: :mod:`benchmarks.micro.bench_handshake`, ``--count`` handshakes of a
   new client endpoint with one server endpoint (default key shares, or
-  ``--key-shares x25519``), each with its close; the unit is one handshake, both
-  sides.
+  ``--key-shares x25519``; ``--verify``: the client verifies the server's chain), each
+  with its close; the unit is one handshake, both sides.
 
 Printed: one JSON line with the workload, the units, the instructions counted and the
 instructions per unit. ``--keep FILE`` keeps callgrind's output for
@@ -53,7 +53,7 @@ def valgrind_command(args: argparse.Namespace, out_file: str) -> list[str]:
     ``--child`` mode), its output written to ``out_file``."""
     child = [sys.executable, "-m", "benchmarks.micro.instructions", args.workload, "--child"]
     child += ["--sessions", str(args.sessions), "--count", str(args.count)]
-    child += ["--key-shares", args.key_shares]
+    child += ["--key-shares", args.key_shares, *(["--verify"] if args.verify else [])]
     return [
         "valgrind",
         "--tool=callgrind",
@@ -96,6 +96,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "instructions": count,
         "per_unit": round(count / units),
         "key_shares": args.key_shares if args.workload == "handshake" else None,
+        "verify": args.verify if args.workload == "handshake" else None,
     }
 
 
@@ -111,7 +112,9 @@ def run_child(args: argparse.Namespace) -> None:
         return
     from benchmarks.micro import bench_handshake
 
-    config = bench_handshake.parse_args(["--key-shares", args.key_shares])
+    config = bench_handshake.parse_args(
+        ["--key-shares", args.key_shares, *(["--verify"] if args.verify else [])]
+    )
     server = bench_handshake.new_server(config)
     now = 0.0
     for _ in range(3):  # the server's first handshakes fill its caches: not counted
@@ -131,6 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=100, help="burst: connections")
     parser.add_argument("--count", type=int, default=20, help="handshake: handshakes")
     parser.add_argument("--key-shares", choices=("default", "x25519"), default="default")
+    parser.add_argument(
+        "--verify", action="store_true", help="handshake: the client verifies the chain"
+    )
     parser.add_argument("--keep", help="keep callgrind's output in this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

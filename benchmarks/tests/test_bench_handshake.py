@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from benchmarks.micro import bench_handshake
+from benchmarks.micro.inmem import CLIENT_ADDR, SERVER_ADDR, Side, _step
+from quic.endpoint import QuicEndpoint
 
 
 def test_handshakes_complete_and_leave_no_connection() -> None:
@@ -13,3 +15,26 @@ def test_handshakes_complete_and_leave_no_connection() -> None:
         assert result["count"] == 3
         assert result["client_ms_median"] > 0 and result["server_ms_median"] > 0
         assert result["server_connections_left"] == 0  # every close was delivered
+
+
+def test_verify_checks_the_chain_against_the_run_root() -> None:
+    args = bench_handshake.parse_args(["--count", "3", "--warmup", "1", "--verify"])
+    client = bench_handshake._config(True, args)
+    assert client.verify_certificates and client.cadata and client.server_name == "localhost"
+    result = bench_handshake.run(args)
+    assert result["count"] == 3 and result["server_connections_left"] == 0
+
+
+def test_verify_refuses_a_server_the_root_did_not_issue() -> None:
+    # the --verify client against the default server (self-signed): no handshake, the
+    # client closes with TLS's bad_certificate/unknown_ca (a crypto error, RFC 9001 §4.8)
+    server = bench_handshake.new_server(bench_handshake.parse_args([]))
+    client = Side(QuicEndpoint(), CLIENT_ADDR)
+    verifying = bench_handshake._config(True, bench_handshake.parse_args(["--verify"]))
+    conn = client.endpoint.connect(SERVER_ADDR, verifying, 0.0)
+    for _ in range(4):
+        _step(client, server, 0.0, None)
+        _step(server, client, 0.0, None)
+    assert not client.connected
+    frame = conn._close_frame
+    assert frame is not None and 0x100 <= frame[1] <= 0x1FF, frame

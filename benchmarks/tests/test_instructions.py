@@ -39,10 +39,15 @@ def test_the_command_counts_only_inside_reduce_and_passes_the_workload_on() -> N
     assert child[child.index("--count") + 1] == "7"
     assert child[child.index("--key-shares") + 1] == "x25519"
     assert instructions.parse_args(child[3:]).child
+    assert "--verify" not in child
+    verifying = instructions.parse_args(["handshake", "--verify"])
+    assert instructions.parse_args(instructions.valgrind_command(verifying, "/o")[8:]).verify
 
 
 @pytest.mark.parametrize(
-    "argv", [["burst", "--sessions", "12"], ["handshake", "--count", "2"]], ids=["burst", "hs"]
+    "argv",
+    [["burst", "--sessions", "12"], ["handshake", "--count", "2"], ["handshake", "--verify"]],
+    ids=["burst", "hs", "hs-verify"],
 )
 def test_each_workload_runs_to_its_end_without_valgrind(argv: list[str]) -> None:
     # the child's own checks: every echo completed, no connection left on the server
