@@ -15,27 +15,33 @@ datagram is in flight; then the client
 closes and the close is delivered, as in the loopback ``handshake`` workload.
 ``process_time`` is accumulated per side (client endpoint creation and ``connect``
 included), so the result is the protocol CPU cost of one handshake on each side,
-without the I/O. ``--profile client|server|both`` prints a cProfile of that side.
+without the I/O. ``--keys-ahead``: the ephemeral keys are made before each handshake,
+untimed, as the event-loop driver makes them while its loop is idle
+(:mod:`quic.aio.ahead`); without it every key is made in the handshake.
+``--profile client|server|both`` prints a cProfile of that side.
 
 ``python -m benchmarks.micro.bench_handshake [--count 200] [--key-shares x25519]
-[--verify] [--cert C --key K] [--profile client|server|both]``
+[--verify] [--keys-ahead] [--cert C --key K] [--profile client|server|both]``
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import datetime
 import functools
 import pstats
 import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from benchmarks.micro.inmem import CLIENT_ADDR, SERVER_ADDR, Side, _step
 from quic.configuration import QuicConfiguration
 from quic.endpoint import QuicEndpoint
-from quic.tls.groups import NamedGroup
+from quic.tls import groups
+from quic.tls.groups import KEYS_AHEAD, NamedGroup
 from quic.tls.selfsigned import SelfSignedCertificate, generate_ca_and_leaf, generate_self_signed
 
 ALPN = "bench"
@@ -95,6 +101,8 @@ def handshake_once(
     the client's side (its ``cpu``; the server's is in ``server.cpu``) and the time
     after it."""
     profilers = profilers or {}
+    if args.keys_ahead:  # as each side's event-loop driver does while idle (quic.aio.ahead)
+        KEYS_AHEAD.refill()
     start = time.process_time()
     client_cfg = _config(True, args)
     client = Side(QuicEndpoint(), CLIENT_ADDR)
@@ -124,6 +132,24 @@ def new_server(args: argparse.Namespace) -> Side:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    with both_sides_ahead(args.keys_ahead):
+        return _run(args)
+
+
+@contextlib.contextmanager
+def both_sides_ahead(keys_ahead: bool) -> Iterator[None]:
+    """With ``keys_ahead``: room in the key reserve for a key of each kind per side (one
+    process plays both sides, whose reserves would be their own), restored after."""
+    size = groups.RESERVE_SIZE
+    if keys_ahead:
+        groups.RESERVE_SIZE = 2 * size
+    try:
+        yield
+    finally:
+        groups.RESERVE_SIZE = size
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     server = new_server(args)
     profilers = {
         side: (cProfile.Profile() if args.profile in (side, "both") else None)
@@ -167,6 +193,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--verify",
         action="store_true",
         help="the client verifies the server's chain (a root and a leaf made for the run)",
+    )
+    parser.add_argument(
+        "--keys-ahead",
+        action="store_true",
+        help="make the ephemeral keys before each handshake, untimed (quic.aio.ahead)",
     )
     parser.add_argument("--profile", choices=("client", "server", "both"))
     parser.add_argument("--sort", default="tottime")

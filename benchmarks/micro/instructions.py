@@ -22,7 +22,10 @@ sockets and no event loop:
 * ``handshake``: :mod:`benchmarks.micro.bench_handshake`, ``--count`` handshakes of a
   new client endpoint with one server endpoint (default key shares, or
   ``--key-shares x25519``; ``--verify``: the client verifies the server's chain), each
-  with its close; the unit is one handshake, both sides.
+  with its close; the unit is one handshake, both sides. ``--keys-ahead``: the
+  ephemeral keys are made before each handshake, uncounted, as the event-loop driver
+  makes them while idle (:mod:`quic.aio.ahead`): what remains is the handshake's own
+  work.
 
 Printed: one JSON line with the workload, the units, the instructions counted and the
 instructions per unit. ``--keep FILE`` keeps callgrind's output for
@@ -54,6 +57,7 @@ def valgrind_command(args: argparse.Namespace, out_file: str) -> list[str]:
     child = [sys.executable, "-m", "benchmarks.micro.instructions", args.workload, "--child"]
     child += ["--sessions", str(args.sessions), "--count", str(args.count)]
     child += ["--key-shares", args.key_shares, *(["--verify"] if args.verify else [])]
+    child += ["--keys-ahead"] if args.keys_ahead else []
     return [
         "valgrind",
         "--tool=callgrind",
@@ -97,6 +101,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "per_unit": round(count / units),
         "key_shares": args.key_shares if args.workload == "handshake" else None,
         "verify": args.verify if args.workload == "handshake" else None,
+        "keys_ahead": args.keys_ahead if args.workload == "handshake" else None,
     }
 
 
@@ -111,6 +116,7 @@ def run_child(args: argparse.Namespace) -> None:
             raise SystemExit(f"{len(bench.done)} echoes of {args.sessions} completed")
         return
     from benchmarks.micro import bench_handshake
+    from quic.tls.groups import KEYS_AHEAD
 
     config = bench_handshake.parse_args(
         ["--key-shares", args.key_shares, *(["--verify"] if args.verify else [])]
@@ -123,7 +129,13 @@ def run_child(args: argparse.Namespace) -> None:
     def one(at: float, _: int) -> float:
         return bench_handshake.handshake_once(server, config, at)[1]
 
-    functools.reduce(one, range(args.count), now)
+    if args.keys_ahead:  # each handshake counted alone: the refill before it is not
+        with bench_handshake.both_sides_ahead(True):
+            for _ in range(args.count):
+                KEYS_AHEAD.refill()
+                now = functools.reduce(one, [0], now)
+    else:
+        functools.reduce(one, range(args.count), now)
     if server.endpoint.connections:
         raise SystemExit("the server still holds connections after the handshakes")
 
@@ -136,6 +148,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--key-shares", choices=("default", "x25519"), default="default")
     parser.add_argument(
         "--verify", action="store_true", help="handshake: the client verifies the chain"
+    )
+    parser.add_argument(
+        "--keys-ahead",
+        action="store_true",
+        help="handshake: the ephemeral keys made ahead, uncounted (quic.aio.ahead)",
     )
     parser.add_argument("--keep", help="keep callgrind's output in this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

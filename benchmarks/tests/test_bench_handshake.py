@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.micro import bench_handshake
 from benchmarks.micro.inmem import CLIENT_ADDR, SERVER_ADDR, Side, _step
 from quic.endpoint import QuicEndpoint
+from quic.tls import groups
+from quic.tls.groups import KEYS_AHEAD, KeyReserve
 
 
 def test_handshakes_complete_and_leave_no_connection() -> None:
@@ -38,3 +42,32 @@ def test_verify_refuses_a_server_the_root_did_not_issue() -> None:
     assert not client.connected
     frame = conn._close_frame
     assert frame is not None and 0x100 <= frame[1] <= 0x1FF, frame
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_keys_ahead_are_made_outside_the_handshakes(
+    ahead: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--keys-ahead``: after the warm-up, every handshake finds its keys made (the
+    client's X25519 and ML-KEM keys, the server's X25519 key); without it, none does."""
+    ready: list[bool] = []
+    real_x25519, real_mlkem = KeyReserve.x25519, KeyReserve.mlkem
+
+    def x25519(self: KeyReserve) -> object:
+        ready.append(bool(self._x25519))
+        return real_x25519(self)
+
+    def mlkem(self: KeyReserve) -> object:
+        ready.append(bool(self._mlkem))
+        return real_mlkem(self)
+
+    monkeypatch.setattr(KeyReserve, "x25519", x25519)
+    monkeypatch.setattr(KeyReserve, "mlkem", mlkem)
+    KEYS_AHEAD.clear()
+    argv = ["--count", "3", "--warmup", "1", *(["--keys-ahead"] if ahead else [])]
+    result = bench_handshake.run(bench_handshake.parse_args(argv))
+    assert result["count"] == 3 and result["server_connections_left"] == 0
+    # per handshake: the client's X25519 and ML-KEM keys, then the server's X25519 key
+    assert len(ready) == 12 and ready[:3] == [False, False, False]
+    assert ready[3:] == [ahead] * 9
+    assert groups.RESERVE_SIZE == 1  # the benchmark's room for two sides, given back

@@ -42,12 +42,20 @@ def test_the_command_counts_only_inside_reduce_and_passes_the_workload_on() -> N
     assert "--verify" not in child
     verifying = instructions.parse_args(["handshake", "--verify"])
     assert instructions.parse_args(instructions.valgrind_command(verifying, "/o")[8:]).verify
+    assert "--keys-ahead" not in child
+    ahead = instructions.parse_args(["handshake", "--keys-ahead"])
+    assert instructions.parse_args(instructions.valgrind_command(ahead, "/o")[8:]).keys_ahead
 
 
 @pytest.mark.parametrize(
     "argv",
-    [["burst", "--sessions", "12"], ["handshake", "--count", "2"], ["handshake", "--verify"]],
-    ids=["burst", "hs", "hs-verify"],
+    [
+        ["burst", "--sessions", "12"],
+        ["handshake", "--count", "2"],
+        ["handshake", "--verify"],
+        ["handshake", "--count", "2", "--keys-ahead"],
+    ],
+    ids=["burst", "hs", "hs-verify", "hs-keys-ahead"],
 )
 def test_each_workload_runs_to_its_end_without_valgrind(argv: list[str]) -> None:
     # the child's own checks: every echo completed, no connection left on the server

@@ -47,10 +47,10 @@ Sans-I/O user that never calls ``refill`` makes every key in the handshake, as b
 
 Every key is handed out once (taken out of the reserve, then used by one handshake
 and dropped with it: RFC 9846 §4.3.8, no key share reused across connections), so
-forward secrecy is that of a key made in the handshake. A
-forked child must not use its parent's keys: the reserve is emptied in the child
-(``os.register_at_fork``) and, should a fork bypass that hook, on the first use in a
-process other than the one that filled it.
+forward secrecy is that of a key made in the handshake. A forked child must not use
+its parent's keys: the reserve is emptied in the child (``os.register_at_fork``) and,
+should a fork bypass that hook, on the first use in a process other than the one that
+filled it.
 """
 
 from __future__ import annotations
