@@ -8,7 +8,8 @@ from benchmarks.micro import bench_handshake
 from benchmarks.micro.inmem import CLIENT_ADDR, SERVER_ADDR, Side, _step
 from quic.endpoint import QuicEndpoint
 from quic.tls import groups
-from quic.tls.groups import KEYS_AHEAD, KeyReserve
+from quic.tls.groups import KEYS_AHEAD
+from tests.support.keys_ahead import record_takes
 
 
 def test_handshakes_complete_and_leave_no_connection() -> None:
@@ -50,19 +51,7 @@ def test_keys_ahead_are_made_outside_the_handshakes(
 ) -> None:
     """``--keys-ahead``: after the warm-up, every handshake finds its keys made (the
     client's X25519 and ML-KEM keys, the server's X25519 key); without it, none does."""
-    ready: list[bool] = []
-    real_x25519, real_mlkem = KeyReserve.x25519, KeyReserve.mlkem
-
-    def x25519(self: KeyReserve) -> object:
-        ready.append(bool(self._x25519))
-        return real_x25519(self)
-
-    def mlkem(self: KeyReserve) -> object:
-        ready.append(bool(self._mlkem))
-        return real_mlkem(self)
-
-    monkeypatch.setattr(KeyReserve, "x25519", x25519)
-    monkeypatch.setattr(KeyReserve, "mlkem", mlkem)
+    ready = record_takes(monkeypatch)
     KEYS_AHEAD.clear()
     argv = ["--count", "3", "--warmup", "1", *(["--keys-ahead"] if ahead else [])]
     result = bench_handshake.run(bench_handshake.parse_args(argv))

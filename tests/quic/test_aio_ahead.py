@@ -14,6 +14,7 @@ from quic.aio import connect, serve
 from quic.aio.udp import ready_queue
 from quic.tls.groups import KEYS_AHEAD, KeyReserve
 from tests.quic.test_aio import client_config, server_config
+from tests.support.keys_ahead import record_takes
 
 
 @pytest.fixture
@@ -108,19 +109,7 @@ async def test_a_refill_queued_on_a_closed_loop_does_not_block_the_next(
 async def test_the_next_handshake_takes_keys_made_while_the_loop_was_idle(
     refills: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    taken: list[bool] = []  # per key taken: was one ready?
-    real_x25519, real_mlkem = KeyReserve.x25519, KeyReserve.mlkem
-
-    def x25519(self: KeyReserve) -> object:
-        taken.append(bool(self._x25519))
-        return real_x25519(self)
-
-    def mlkem(self: KeyReserve) -> object:
-        taken.append(bool(self._mlkem))
-        return real_mlkem(self)
-
-    monkeypatch.setattr(KeyReserve, "x25519", x25519)
-    monkeypatch.setattr(KeyReserve, "mlkem", mlkem)
+    taken = record_takes(monkeypatch)  # per key taken: was one ready?
     server = await serve("127.0.0.1", 0, server_config())
     async with server:
         for _ in range(3):
