@@ -15,7 +15,9 @@ whether a reply leaves at once ("Replies made at once" in :mod:`quic.aio.pump`):
 callback waiting there would make every read look busy. When the timer fires the loop
 has polled its sockets and runs this iteration's callbacks; if others are still queued
 behind it (:func:`quic.aio.udp.ready_queue` on asyncio's own loops), the loop is busy
-and the refill tries again one delay later, at most :data:`IDLE_TRIES` times. So a
+and the refill tries again later, each delay twice the one before, at most
+:data:`IDLE_TRIES` times (0.5 ms to 64 ms: a busy loop sees about 60 tries a second,
+not 2,000). So a
 client makes its next keys while the server works on its ClientHello, a server once its
 flight is out; a loop that never goes idle (a server under a burst of handshakes) gives
 up and its handshakes make their keys in line, as without a reserve. On loops whose
@@ -42,9 +44,9 @@ logger = logging.getLogger("quic")
 #: next transmit.
 IDLE_TRIES = 8
 
-#: Seconds after a transmit (and between tries) at which the refill looks for an idle
-#: loop: a client's ClientHello is answered, and a server's flight is acknowledged, a
-#: round trip and a handshake step later (milliseconds on loopback).
+#: Seconds after a transmit at which the refill first looks for an idle loop (doubled
+#: at each try after): a client's ClientHello is answered, and a server's flight is
+#: acknowledged, a round trip and a handshake step later (milliseconds on loopback).
 IDLE_DELAY = 0.0005
 
 _queued: asyncio.AbstractEventLoop | None = None  # the loop a refill is queued on
@@ -65,7 +67,7 @@ def _refill(
 ) -> None:
     global _queued
     if ready and tries < IDLE_TRIES:  # others run after this callback: busy
-        loop.call_later(IDLE_DELAY, _refill, loop, ready, tries + 1)
+        loop.call_later(IDLE_DELAY * (1 << tries), _refill, loop, ready, tries + 1)
         return
     _queued = None
     if ready:

@@ -66,11 +66,14 @@ async def test_the_refill_waits_until_the_loop_is_idle(
     assert ahead._queued is None
 
 
-async def test_a_loop_that_is_never_idle_makes_no_keys_ahead(refills: list[str]) -> None:
+async def test_a_loop_that_is_never_idle_makes_no_keys_ahead(
+    refills: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     loop = asyncio.get_running_loop()
     ready = ready_queue(loop)
+    monkeypatch.setattr(ahead, "IDLE_TRIES", 3)  # tries at 0.5, 1.5 and 3.5 ms
     KEYS_AHEAD.mlkem()
-    steps = int(2 * ahead.IDLE_TRIES * ahead.IDLE_DELAY / 0.0002)  # twice the patience
+    steps = int(2 * 0.0035 / 0.0002)  # busy for twice that
     _busy_chain(loop, steps, refills)
     ahead.after_transmit(loop, ready)
     await asyncio.sleep(0.05)
