@@ -17,11 +17,10 @@ has polled its sockets and runs this iteration's callbacks; if others are still 
 behind it (:func:`quic.aio.udp.ready_queue` on asyncio's own loops), the loop is busy
 and the refill tries again later, each delay twice the one before, at most
 :data:`IDLE_TRIES` times (0.5 ms to 64 ms: a busy loop sees about 60 tries a second,
-not 2,000). So a
-client makes its next keys while the server works on its ClientHello, a server once its
-flight is out; a loop that never goes idle (a server under a burst of handshakes) gives
-up and its handshakes make their keys in line, as without a reserve. On loops whose
-ready queue is not visible (uvloop) the refill runs when the timer fires.
+not 2,000). So a client makes its next keys while the server works on its ClientHello,
+a server once its flight is out; a loop that never goes idle (a server under a burst of
+handshakes) gives up and its handshakes make their keys in line, as without a reserve.
+On loops whose ready queue is not visible (uvloop) the refill runs when the timer fires.
 
 Nothing escapes the callback: a failure to make keys is logged and the handshakes make
 theirs in line.
