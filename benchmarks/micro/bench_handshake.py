@@ -40,7 +40,6 @@ from typing import Any
 from benchmarks.micro.inmem import CLIENT_ADDR, SERVER_ADDR, Side, _step
 from quic.configuration import QuicConfiguration
 from quic.endpoint import QuicEndpoint
-from quic.tls import groups
 from quic.tls.groups import KEYS_AHEAD, NamedGroup
 from quic.tls.selfsigned import SelfSignedCertificate, generate_ca_and_leaf, generate_self_signed
 
@@ -140,13 +139,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def both_sides_ahead(keys_ahead: bool) -> Iterator[None]:
     """With ``keys_ahead``: room in the key reserve for a key of each kind per side (one
     process plays both sides, whose reserves would be their own), restored after."""
-    size = groups.RESERVE_SIZE
+    size = KEYS_AHEAD.size
     if keys_ahead:
-        groups.RESERVE_SIZE = 2 * size
+        KEYS_AHEAD.size = 2 * size
     try:
         yield
     finally:
-        groups.RESERVE_SIZE = size
+        KEYS_AHEAD.size = size
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:

@@ -7,8 +7,7 @@ import pytest
 from benchmarks.micro import bench_handshake
 from benchmarks.micro.inmem import CLIENT_ADDR, SERVER_ADDR, Side, _step
 from quic.endpoint import QuicEndpoint
-from quic.tls import groups
-from quic.tls.groups import KEYS_AHEAD
+from quic.tls.groups import KEYS_AHEAD, RESERVE_SIZE
 from tests.support.keys_ahead import record_takes
 
 
@@ -59,4 +58,4 @@ def test_keys_ahead_are_made_outside_the_handshakes(
     # per handshake: the client's X25519 and ML-KEM keys, then the server's X25519 key
     assert len(ready) == 12 and ready[:3] == [False, False, False]
     assert ready[3:] == [ahead] * 9
-    assert groups.RESERVE_SIZE == 1  # the benchmark's room for two sides, given back
+    assert KEYS_AHEAD.size == RESERVE_SIZE  # the benchmark's room for two sides, given back

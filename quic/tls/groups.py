@@ -56,7 +56,9 @@ filled it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from enum import IntEnum
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -182,18 +184,21 @@ RESERVE_SIZE = 1
 
 _X25519_KIND = 1
 _MLKEM_KIND = 2
+_Key = TypeVar("_Key")
 
 
 class KeyReserve:
     """Ephemeral keys made ahead of the handshakes that use them (see "Keys made
-    ahead")."""
+    ahead"); at most ``size`` of each kind."""
 
-    __slots__ = ("_mlkem", "_pid", "_x25519", "wanted")
+    __slots__ = ("_mlkem", "_pid", "_x25519", "size", "wanted")
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = RESERVE_SIZE) -> None:
         self._x25519: list[tuple[x25519.X25519PrivateKey, bytes]] = []
         self._mlkem: list[tuple[mlkem.MLKEM768PrivateKey, bytes]] = []
         self._pid = os.getpid()
+        #: Keys of each kind held at most.
+        self.size = size
         #: The kinds taken since the last refill (bits): non-zero when a refill would
         #: make keys. A plain attribute, read after every transmit.
         self.wanted = 0
@@ -204,40 +209,39 @@ class KeyReserve:
     def x25519(self) -> tuple[x25519.X25519PrivateKey, bytes]:
         """An X25519 private key never handed out before, and its public bytes."""
         self.wanted |= _X25519_KIND
-        if self._x25519 and self._pid == os.getpid():
-            try:
-                return self._x25519.pop()
-            except IndexError:  # another thread took the last one
-                pass
-        return _new_x25519()
+        return self._take(self._x25519, _new_x25519)
 
     def mlkem(self) -> tuple[mlkem.MLKEM768PrivateKey, bytes]:
         """An ML-KEM-768 private key never handed out before, and its encapsulation
         key's bytes."""
         self.wanted |= _MLKEM_KIND
-        if self._mlkem and self._pid == os.getpid():
+        return self._take(self._mlkem, _new_mlkem)
+
+    def _take(self, ready: list[_Key], make: Callable[[], _Key]) -> _Key:
+        if ready and self._pid == os.getpid():  # not a parent's (see "Keys made ahead")
             try:
-                return self._mlkem.pop()
-            except IndexError:
+                return ready.pop()
+            except IndexError:  # another thread took the last one
                 pass
-        return _new_mlkem()
+        return make()
 
     def refill(self) -> int:
-        """Make keys of the kinds taken since the last refill, up to
-        :data:`RESERVE_SIZE` of each; returns how many were made."""
+        """Make keys of the kinds taken since the last refill, up to :attr:`size` of
+        each; returns how many were made."""
         if self._pid != os.getpid():
             self.clear()
         wanted, self.wanted = self.wanted, 0
         made = 0
         if wanted & _X25519_KIND:
-            while len(self._x25519) < RESERVE_SIZE:
-                self._x25519.append(_new_x25519())
-                made += 1
+            made += self._top_up(self._x25519, _new_x25519)
         if wanted & _MLKEM_KIND:
-            while len(self._mlkem) < RESERVE_SIZE:
-                self._mlkem.append(_new_mlkem())
-                made += 1
+            made += self._top_up(self._mlkem, _new_mlkem)
         return made
+
+    def _top_up(self, ready: list[_Key], make: Callable[[], _Key]) -> int:
+        missing = max(0, self.size - len(ready))
+        ready.extend(make() for _ in range(missing))
+        return missing
 
     def clear(self) -> None:
         """Drop every key made ahead (a forked child: they are its parent's)."""
